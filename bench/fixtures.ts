@@ -1,0 +1,101 @@
+/**
+ * Test data every server gets the same copy of: the files the file servers
+ * serve and the stored messages the boards start with.
+ *
+ * @module
+ */
+
+/** The files the file-server scenarios fetch, by name, with their sizes in bytes. */
+export const SITE_FILES = {
+  small: { name: "small.html", size: 500 },
+  medium: { name: "100kb.bin", size: 100 * 1024 },
+  large: { name: "100mb.bin", size: 100 * 1024 * 1024 },
+} as const;
+
+const CHUNK_BYTES = 1024 * 1024;
+const WORDS = ("hello from the tiny message board where every message is kept safe on disk " +
+  "and shown with its time so people can read what others wrote").split(" ");
+// The stored messages are one minute apart, ending at this time.
+const LAST_POSTED_AT = Date.parse("2026-11-21T22:44:51.000Z");
+
+/**
+ * A small HTML page of exactly `size` bytes (ASCII), padded in a comment.
+ *
+ * @example renderSmallPage(500).length === 500
+ */
+export function renderSmallPage(size: number): string {
+  const head = '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">' +
+    "<title>Small file</title></head>\n<body><p>A small page for the benchmark.</p></body>\n";
+  const tail = "</html>\n";
+  const padding = size - head.length - tail.length - "<!--  -->\n".length;
+  if (padding < 0) throw new RangeError(`a page needs at least ${size - padding} bytes`);
+  return `${head}<!-- ${"x".repeat(padding)} -->\n${tail}`;
+}
+
+/** Writes the site's files into `dir` (readable by everyone: nginx's worker is not root). */
+export async function writeSiteFiles(dir: string): Promise<void> {
+  await Deno.chmod(dir, 0o755);
+  const { small, medium, large } = SITE_FILES;
+  await Deno.writeTextFile(`${dir}/${small.name}`, renderSmallPage(small.size), { mode: 0o644 });
+  for (const { name, size } of [medium, large]) {
+    const file = await Deno.open(`${dir}/${name}`, { write: true, create: true, mode: 0o644 });
+    try {
+      // Random bytes: nothing along the way can make them smaller.
+      const chunk = new Uint8Array(Math.min(size, CHUNK_BYTES));
+      for (let offset = 0; offset < chunk.length; offset += 65536) {
+        crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
+      }
+      for (let left = size; left > 0; left -= chunk.length) {
+        await writeAll(file, chunk.subarray(0, Math.min(left, chunk.length)));
+      }
+    } finally {
+      file.close();
+    }
+  }
+}
+
+/**
+ * One stored message as message_board.ts keeps it: one JSON object per line.
+ *
+ * @example formatMessageLine(1, "hi", "2026-11-21T22:44:51.000Z")
+ *   === '{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n'
+ */
+export function formatMessageLine(id: number, text: string, postedAt: string): string {
+  return JSON.stringify({ id, text, postedAt }) + "\n";
+}
+
+/**
+ * The text of the generated message number `id`: 6 to 20 words, varying with the id.
+ *
+ * @example messageText(1) === "Message 1: from the tiny message board where"
+ */
+export function messageText(id: number): string {
+  const count = 6 + (id * 7) % 15;
+  const words: string[] = [];
+  for (let i = 0; i < count; i++) words.push(WORDS[(id + i) % WORDS.length]);
+  return `Message ${id}: ${words.join(" ")}`;
+}
+
+/** Writes `count` messages (ids 1..count, a minute apart) as a JSON Lines data file. */
+export async function writeBoardData(path: string, count: number): Promise<void> {
+  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const encoder = new TextEncoder();
+  try {
+    let batch = "";
+    for (let id = 1; id <= count; id++) {
+      const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
+      batch += formatMessageLine(id, messageText(id), postedAt);
+      if (batch.length >= CHUNK_BYTES || id === count) {
+        await writeAll(file, encoder.encode(batch));
+        batch = "";
+      }
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** `Deno.FsFile.write` may write part of a buffer; loop until all of it is written. */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) offset += await file.write(bytes.subarray(offset));
+}

@@ -1,0 +1,564 @@
+// The pure parts of the benchmark runner (bench/): reading wrk's report,
+// the tables, RESULTS.md, the SVG chart, targets, fixtures and the command
+// line. No network and no wrk here: the benchmark itself never runs in tests.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  formatMessageLine,
+  messageText,
+  renderSmallPage,
+  writeBoardData,
+} from "../bench/fixtures.ts";
+import { parseVmHwm } from "../bench/processes.ts";
+import {
+  type BenchReport,
+  chartTicks,
+  computeRatios,
+  formatLatency,
+  formatMemory,
+  formatRate,
+  formatRatio,
+  median,
+  renderResultsMarkdown,
+  renderResultsTable,
+  renderSvgChart,
+  renderTargetsTable,
+  type ScenarioResult,
+  type ServerResult,
+} from "../bench/report.ts";
+import { parseBenchArgs } from "../bench/run.ts";
+import { checkTargets, renderNginxConfig, SCENARIOS, selectScenarios } from "../bench/scenarios.ts";
+import {
+  parseWrkCount,
+  parseWrkOutput,
+  parseWrkSize,
+  parseWrkTime,
+  wrkArgs,
+} from "../bench/wrk.ts";
+
+// Real wrk 4.1 reports, as printed on this machine.
+const WRK_WITH_LATENCY = `Running 5s test @ http://127.0.0.1:8080/small.html
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   635.91us    0.89ms  12.92ms   93.69%
+    Req/Sec    28.15k     2.91k   34.52k    71.00%
+  Latency Distribution
+     50%  405.00us
+     75%  611.00us
+     90%    1.13ms
+     99%    4.48ms
+  280071 requests in 5.00s, 3.52GB read
+Requests/sec:  56013.11
+Transfer/sec:    720.19MB
+`;
+
+const WRK_WITH_ERRORS = `Running 2s test @ http://127.0.0.1:40123/
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.02s   305.12ms   1.61s    60.00%
+    Req/Sec     0.50      1.12     4.00     90.00%
+  Latency Distribution
+     50%    1.02s 
+     75%    1.30s 
+     90%    1.50s 
+     99%    1.61s 
+  38 requests in 2.01s, 445.20MB read
+  Socket errors: connect 0, read 3, write 1, timeout 7
+  Non-2xx or 3xx responses: 5
+Requests/sec:     18.91
+Transfer/sec:    221.49MB
+`;
+
+const WRK_WITHOUT_PERCENTILES = `Running 1m test @ http://127.0.0.1:8080/
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     2.50ms    1.00ms  10.00ms   80.00%
+    Req/Sec     1.60k   100.00     1.80k    70.00%
+  96000 requests in 1.00m, 512.00KB read
+Requests/sec:   1600.00
+Transfer/sec:      8.53KB
+`;
+
+Deno.test("parseWrkOutput reads counts, rates, percentiles and errors", () => {
+  const cases = [
+    {
+      name: "with --latency",
+      output: WRK_WITH_LATENCY,
+      expected: {
+        requests: 280071,
+        seconds: 5,
+        requestsPerSec: 56013.11,
+        bytesPerSec: 720.19 * 1024 ** 2,
+        latencyAvgMs: 0.63591,
+        latencyP50Ms: 0.405,
+        latencyP90Ms: 1.13,
+        latencyP99Ms: 4.48,
+        errors: 0,
+      },
+    },
+    {
+      name: "socket errors and 4xx/5xx answers, times in seconds",
+      output: WRK_WITH_ERRORS,
+      expected: {
+        requests: 38,
+        seconds: 2.01,
+        requestsPerSec: 18.91,
+        bytesPerSec: 221.49 * 1024 ** 2,
+        latencyAvgMs: 1020,
+        latencyP50Ms: 1020,
+        latencyP90Ms: 1500,
+        latencyP99Ms: 1610,
+        errors: 3 + 1 + 7 + 5,
+      },
+    },
+    {
+      name: "no latency distribution, minutes and KB",
+      output: WRK_WITHOUT_PERCENTILES,
+      expected: {
+        requests: 96000,
+        seconds: 60,
+        requestsPerSec: 1600,
+        bytesPerSec: 8.53 * 1024,
+        latencyAvgMs: 2.5,
+        latencyP50Ms: null,
+        latencyP90Ms: null,
+        latencyP99Ms: null,
+        errors: 0,
+      },
+    },
+  ];
+  for (const { name, output, expected } of cases) {
+    const result = parseWrkOutput(output);
+    for (const [key, value] of Object.entries(expected)) {
+      const actual = result[key as keyof typeof result];
+      if (typeof value === "number") {
+        assert.ok(
+          Math.abs((actual as number) - value) < 1e-9 * Math.max(1, value),
+          `${name}: ${key} ${actual} != ${value}`,
+        );
+      } else {
+        assert.equal(actual, value, `${name}: ${key}`);
+      }
+    }
+  }
+});
+
+Deno.test("parseWrkOutput refuses a report that is cut short", () => {
+  const failures = [
+    "",
+    "unable to connect to 127.0.0.1:1 Connection refused\n",
+    WRK_WITH_LATENCY.replace(/^Requests\/sec:.*$/m, ""),
+    WRK_WITH_LATENCY.replace(/^Transfer\/sec:.*$/m, ""),
+    WRK_WITH_LATENCY.replace(/^.*requests in.*$/m, ""),
+  ];
+  for (const output of failures) {
+    assert.throws(
+      () => parseWrkOutput(output),
+      /no complete report/,
+      JSON.stringify(output.slice(0, 40)),
+    );
+  }
+});
+
+Deno.test("wrk units: times, binary sizes and counts", () => {
+  const times: [string, number][] = [["405.00us", 0.405], ["1.13ms", 1.13], ["2.00s", 2000], [
+    "1.50m",
+    90_000,
+  ], [
+    "1.00h",
+    3_600_000,
+  ]];
+  for (const [text, ms] of times) assert.ok(Math.abs(parseWrkTime(text) - ms) < 1e-9, text);
+  const sizes: [string, number][] = [
+    ["512.00B", 512],
+    ["1.50KB", 1536],
+    ["2.00MB", 2 * 1024 ** 2],
+    [
+      "3.52GB",
+      3.52 * 1024 ** 3,
+    ],
+  ];
+  for (const [text, bytes] of sizes) assert.equal(parseWrkSize(text), bytes, text);
+  const counts: [string, number][] = [["280071", 280071], ["28.15k", 28150], ["1.20M", 1_200_000], [
+    "0.50",
+    0.5,
+  ]];
+  for (const [text, count] of counts) assert.ok(Math.abs(parseWrkCount(text) - count) < 1e-6, text);
+  for (const bad of ["", "ms", "1.0 ms", "12xs", "-1ms"]) {
+    assert.throws(() => parseWrkTime(bad), /not a wrk time/);
+  }
+  for (const bad of ["", "12", "1.0 MB", "3PB"]) {
+    assert.throws(() => parseWrkSize(bad), /not a wrk size/);
+  }
+  assert.throws(() => parseWrkCount("12q"), /not a wrk count/);
+});
+
+Deno.test("wrkArgs asks for percentiles and passes headers, script and timeout", () => {
+  assert.deepEqual(
+    wrkArgs({ url: "http://127.0.0.1:9/", duration: 5, connections: 32, threads: 2 }),
+    ["--latency", "-t", "2", "-c", "32", "-d", "5s", "--timeout", "2s", "http://127.0.0.1:9/"],
+  );
+  assert.deepEqual(
+    wrkArgs({
+      url: "http://127.0.0.1:9/",
+      duration: 2,
+      connections: 4,
+      threads: 1,
+      headers: ["Connection: close"],
+      script: "/x/post.lua",
+      timeout: 60,
+    }),
+    [
+      "--latency",
+      ...["-t", "1", "-c", "4", "-d", "2s", "--timeout", "60s"],
+      ...["-H", "Connection: close", "-s", "/x/post.lua"],
+      "http://127.0.0.1:9/",
+    ],
+  );
+});
+
+Deno.test("median, and the number formats used in the tables", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  assert.equal(median([7]), 7);
+  assert.throws(() => median([]), RangeError);
+  const cases: [string, string][] = [
+    [formatRatio(0.8312), "0.83×"],
+    [formatRatio(1), "1×"],
+    [formatRatio(12.4), "12×"],
+    [formatRatio(19675.2), "19,675×"],
+    [formatLatency(0.405), "0.405 ms"],
+    [formatLatency(12.94), "12.9 ms"],
+    [formatLatency(1610), "1.61 s"],
+    [formatLatency(null), "–"],
+    [formatMemory(52_428_800), "50.0 MiB"],
+    [formatRate(1863.7 * 1024 ** 2), "1,863.7"],
+    [formatMemory(null), "–"],
+  ];
+  for (const [actual, expected] of cases) assert.equal(actual, expected);
+});
+
+function server(
+  key: string,
+  role: "ours" | "reference",
+  requestsPerSec: number,
+  extra: Partial<ServerResult> = {},
+) {
+  return {
+    key,
+    label: key === "ours" ? "server_files.ts" : key,
+    role,
+    runs: 3,
+    requestsPerSec,
+    bytesPerSec: requestsPerSec * 1000,
+    p50Ms: 0.4,
+    p99Ms: 4.5,
+    peakMemoryBytes: 40 * 1024 ** 2,
+    errors: 0,
+    ...extra,
+  } satisfies ServerResult;
+}
+
+const SCENARIO_RESULTS: ScenarioResult[] = [
+  {
+    id: "files-small",
+    title: "Files, 500 B page",
+    load: "32 connections, keep-alive",
+    metric: "requests",
+    results: [
+      server("ours", "ours", 45_000),
+      server("nginx", "reference", 50_000),
+      server("python", "reference", 900),
+    ],
+  },
+  {
+    id: "files-100mb",
+    title: "Files, 100 MiB file",
+    load: "4 connections",
+    metric: "bytes",
+    // Fewer requests but more bytes: the ratio must follow the bytes.
+    results: [
+      server("ours", "ours", 10, { bytesPerSec: 900e6 }),
+      server("nginx", "reference", 20, { bytesPerSec: 1000e6 }),
+    ],
+  },
+];
+
+Deno.test("computeRatios divides ours by every reference on the scenario's figure", () => {
+  const ratios = computeRatios(SCENARIO_RESULTS);
+  assert.deepEqual(ratios.map((r) => [r.scenario, r.reference, Number(r.value.toFixed(3))]), [
+    ["Files, 500 B page", "nginx", 0.9],
+    ["Files, 500 B page", "python", 50],
+    ["Files, 100 MiB file", "nginx", 0.9],
+  ]);
+  // A reference that measured nothing gives no ratio rather than Infinity.
+  const zero = [{
+    ...SCENARIO_RESULTS[0],
+    results: [server("ours", "ours", 5), server("nginx", "reference", 0)],
+  }];
+  assert.deepEqual(computeRatios(zero), []);
+});
+
+Deno.test("renderResultsTable: one row per server, ratios on our rows, cells escaped", () => {
+  const withPipe = structuredClone(SCENARIO_RESULTS);
+  withPipe[0].results[2].label = "a|b";
+  const table = renderResultsTable(withPipe);
+  const lines = table.split("\n");
+  assert.equal(lines.length, 2 + 5, "header, alignment, five servers");
+  assert.match(
+    lines[0],
+    /^\| Scenario \| Server \| Req\/s \| MiB\/s \| p50 \| p99 \| Peak RSS \| Errors \| Ours ÷ reference \|$/,
+  );
+  const ours = lines.find((line) =>
+    line.includes("**server_files.ts**") && line.includes("500 B")
+  )!;
+  assert.match(ours, /\| 45,000 \|/);
+  assert.match(ours, /0\.9× nginx, 50× a\\\|b \|$/);
+  const nginx = lines.find((line) => line.includes("| nginx |") && line.includes("500 B"))!;
+  assert.match(nginx, /\| – \|$/, "references get no ratio");
+  assert.match(
+    lines.find((line) => line.includes("100 MiB") && line.includes("**"))!,
+    /0\.9× nginx/,
+  );
+  // Every row has the same number of cells, the escaped pipe included.
+  const cells = (line: string) => line.split(/(?<!\\)\|/).length;
+  for (const line of lines) assert.equal(cells(line), cells(lines[0]), line);
+});
+
+Deno.test("checkTargets compares with the issue's targets and says when it cannot", () => {
+  const scenarios: ScenarioResult[] = [
+    ...SCENARIO_RESULTS,
+    ...[["board-post-1k", 9000, 1000], ["board-post-100k", 8000, 20], [
+      "board-page-1k",
+      10_000,
+      3000,
+    ], [
+      "board-page-100k",
+      5000,
+      2,
+    ]].map(([id, ours, textbook]) => ({
+      id: id as string,
+      title: id as string,
+      load: "",
+      metric: "requests" as const,
+      results: [
+        server("ours", "ours", ours as number),
+        server("textbook-board", "reference", textbook as number),
+      ],
+    })),
+  ];
+  const verdicts = checkTargets(scenarios).map((t) => [t.goal.split(":")[0].slice(0, 30), t.met]);
+  assert.deepEqual(verdicts, [
+    ["500 B page", false], // 0.9× nginx, needs 1×
+    ["100 MiB file", true], // 0.9× nginx, needs 0.8×
+    ["Durable posts/s at 1,000 store", true], // 9000 / 1000, needs 3×
+    ["Durable posts/s at 100,000 sto", true], // 8000 against the textbook's 1000 at 1,000
+    ["Post cost at 100,000 stored at", true], // 9000 / 8000 = 1.125
+    ["Page cost at 100,000 stored at", false], // 10000 / 5000 = 2
+  ]);
+  const measured = checkTargets(scenarios)[0].measured;
+  assert.equal(measured, "0.9× (45,000/s vs 50,000/s)");
+  assert.ok(
+    checkTargets([]).every((t) => t.met === null && t.measured === "–"),
+    "nothing measured",
+  );
+  assert.match(renderTargetsTable(checkTargets(scenarios)), /❌ not met[\s\S]*✅ met/);
+  assert.match(renderTargetsTable(checkTargets([])), /not measured/);
+});
+
+const REPORT: BenchReport = {
+  date: "2026-11-22T02:10:00.000Z",
+  machine: { cpus: 2, cpuModel: "Test CPU", memoryBytes: 24 * 1024 ** 3, kernel: "6.1.0" },
+  versions: { Deno: "2.9.6", nginx: "1.22.1", Python: "3.11.7", wrk: "4.1.0" },
+  command: "deno task bench",
+  settings: { duration: 5, runs: 3, threads: 2 },
+  scenarios: SCENARIO_RESULTS,
+  targets: checkTargets(SCENARIO_RESULTS),
+  skipped: ["Tiny: server_tiny.ts skipped, /x/server_tiny.ts does not exist yet."],
+  elapsedSeconds: 321,
+};
+
+Deno.test("renderResultsMarkdown names the machine, versions, command, chart and skipped servers", () => {
+  const markdown = renderResultsMarkdown(REPORT, "results.svg");
+  for (
+    const expected of [
+      "Measured 2026-11-22 02:10 UTC in 321 s",
+      "2 × Test CPU, 24.0 GiB memory, Linux 6.1.0",
+      "Deno 2.9.6, nginx 1.22.1, Python 3.11.7, wrk 4.1.0",
+      "median of 3 runs of 5 s, wrk with 2 threads",
+      "Reproduce: `deno task bench`",
+      "![Our servers' speed as a ratio to each reference](results.svg)",
+      "## Targets from the issues",
+      "## Not measured\n\n- Tiny: server_tiny.ts skipped",
+    ]
+  ) {
+    assert.ok(markdown.includes(expected), `missing: ${expected}`);
+  }
+  assert.ok(markdown.includes(renderResultsTable(SCENARIO_RESULTS)));
+  assert.ok(!renderResultsMarkdown({ ...REPORT, skipped: [] }).includes("## Not measured"));
+});
+
+Deno.test("chartTicks: 1-2-5 steps over a few decades, powers of ten beyond", () => {
+  assert.deepEqual(chartTicks(0.5, 3), [0.5, 1, 2, 5]);
+  assert.deepEqual(chartTicks(0.06, 1.2), [0.05, 0.1, 0.2, 0.5, 1, 2]);
+  assert.deepEqual(chartTicks(0.1, 5000), [0.1, 1, 10, 100, 1000, 10000]);
+  assert.deepEqual(chartTicks(0.03, 30000), [0.01, 0.1, 1, 10, 100, 1000, 10000, 100000]);
+});
+
+/** The bars of a chart: [x, width, fill] of each rect that has a tooltip. */
+function bars(svg: string): { x: number; width: number; fill: string; title: string }[] {
+  return [
+    ...svg.matchAll(
+      /<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="\d+" fill="(#\w+)"><title>([^<]*)<\/title>/g,
+    ),
+  ]
+    .map((m) => ({ x: Number(m[1]), width: Number(m[2]), fill: m[3], title: m[4] }));
+}
+
+Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured by target", () => {
+  const ratios = [
+    { scenario: "Files <small>", ours: "server_files.ts", reference: "nginx", value: 0.5 },
+    { scenario: "Files <small>", ours: "server_files.ts", reference: "python & co", value: 10 },
+    { scenario: "Posts", ours: "message_board.ts", reference: "textbook board", value: 2 },
+  ];
+  const svg = renderSvgChart(ratios, "Title & more", {
+    "Files <small>|nginx": 1,
+    "Posts|textbook board": 3,
+  });
+  assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" [^>]*viewBox="0 0 960 \d+"/);
+  assert.ok(svg.trimEnd().endsWith("</svg>"));
+  assert.ok(svg.includes("<title>Title &amp; more</title>"));
+  assert.ok(
+    svg.includes(">Files &lt;small&gt;</text>") && svg.includes(">vs python &amp; co</text>"),
+  );
+  assert.ok(!svg.includes("<small>"), "labels are escaped");
+  const oneX = Number(/<line x1="([\d.]+)"[^>]*stroke="#111" stroke-width="1.5"\/>/.exec(svg)![1]);
+  const [slow, fast, missed] = bars(svg);
+  assert.ok(Math.abs(slow.x + slow.width - oneX) < 0.2, "a slower bar ends at 1×");
+  assert.ok(
+    Math.abs(fast.x - oneX) < 0.2 && Math.abs(missed.x - oneX) < 0.2,
+    "faster bars start at 1×",
+  );
+  assert.ok(fast.width > missed.width, "10× is longer than 2×");
+  assert.equal(slow.fill, "#c62828", "0.5× misses its 1× target");
+  assert.equal(fast.fill, "#3b6fb6", "no target");
+  assert.equal(missed.fill, "#c62828", "2× misses its 3× target");
+  assert.deepEqual([slow.title, fast.title].map((t) => t.split(", ").at(-1)), ["0.5×", "10×"]);
+  assert.equal([...svg.matchAll(/<title>target /g)].length, 2, "one tick per target");
+  const met = bars(
+    renderSvgChart([{ ...ratios[2], value: 4 }], "t", { "Posts|textbook board": 3 }),
+  );
+  assert.equal(met[0].fill, "#2e7d32");
+  assert.match(renderSvgChart([], "Empty"), /No ratios/);
+});
+
+Deno.test("selectScenarios picks by id or prefix and rejects unknown names", () => {
+  const ids = (only: string[]) => selectScenarios(SCENARIOS, only).map((s) => s.id);
+  assert.deepEqual(ids([]), SCENARIOS.map((s) => s.id));
+  assert.deepEqual(ids(["tiny"]), ["tiny"]);
+  assert.deepEqual(ids(["files"]), ["files-small", "files-100kb", "files-100mb"]);
+  assert.deepEqual(ids(["board-post", "tiny"]), ["tiny", "board-post-1k", "board-post-100k"]);
+  assert.throws(() => ids(["fil"]), /unknown scenario "fil"; choose from: tiny, files-small/);
+});
+
+Deno.test("the scenarios cover what issue #5 asks for", () => {
+  const byId = Object.fromEntries(SCENARIOS.map((s) => [s.id, s]));
+  assert.deepEqual(byId["tiny"].headers, ["Connection: close"]);
+  assert.deepEqual(byId["files-small"].servers.map((s) => s.key), [
+    "ours",
+    "nginx",
+    "python-http-server",
+  ]);
+  assert.equal(byId["files-100mb"].metric, "bytes");
+  for (const id of ["board-post-1k", "board-post-100k"]) {
+    assert.equal(byId[id].script, "post");
+    assert.equal(byId[id].connections, 32);
+    assert.equal(byId[id].freshEachRun, true);
+  }
+  assert.deepEqual(
+    SCENARIOS.filter((s) => s.boardMessages).map((s) => s.boardMessages),
+    [1000, 100_000, 1000, 100_000],
+  );
+});
+
+Deno.test("renderNginxConfig: one worker, sendfile, no access log, everything in the work folder", () => {
+  const config = renderNginxConfig(8123, "/tmp/b/site", "/tmp/b/start-1");
+  for (
+    const line of [
+      "worker_processes 1;",
+      "daemon off;",
+      "pid /tmp/b/start-1/nginx.pid;",
+      "sendfile on;",
+      "access_log off;",
+      "listen 127.0.0.1:8123;",
+      "root /tmp/b/site;",
+      "client_body_temp_path /tmp/b/start-1/client_body;",
+    ]
+  ) {
+    assert.ok(config.includes(line), line);
+  }
+  assert.ok(!config.includes("/var/"), "nothing outside the work folder");
+});
+
+Deno.test("parseVmHwm reads the peak resident set in bytes", () => {
+  assert.equal(
+    parseVmHwm("Name:\tdeno\nVmPeak:\t 999 kB\nVmHWM:\t   51234 kB\nVmRSS:\t 1 kB\n"),
+    51234 * 1024,
+  );
+  assert.equal(parseVmHwm("Name:\tzombie\n"), null);
+});
+
+Deno.test("fixtures: an exact-size page and messages in the board's JSON Lines format", async () => {
+  for (const size of [300, 500, 1000]) assert.equal(renderSmallPage(size).length, size);
+  assert.throws(() => renderSmallPage(10), RangeError);
+  assert.equal(
+    formatMessageLine(1, 'say "hi"', "2026-11-21T22:44:51.000Z"),
+    '{"id":1,"text":"say \\"hi\\"","postedAt":"2026-11-21T22:44:51.000Z"}\n',
+  );
+  assert.equal(messageText(7), messageText(7), "the same text every run");
+  assert.notEqual(messageText(1), messageText(2));
+
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "messages.jsonl");
+    await writeBoardData(path, 2500);
+    const lines = (await Deno.readTextFile(path)).split("\n");
+    assert.equal(lines.pop(), "", "ends with a newline");
+    assert.equal(lines.length, 2500);
+    const messages = lines.map((line) => JSON.parse(line));
+    assert.deepEqual(messages.map((m) => m.id), Array.from({ length: 2500 }, (_, i) => i + 1));
+    assert.deepEqual(Object.keys(messages[0]), ["id", "text", "postedAt"]);
+    assert.equal(messages.at(-1).postedAt, "2026-11-21T22:44:51.000Z");
+    for (let i = 1; i < messages.length; i++) {
+      assert.ok(messages[i - 1].postedAt < messages[i].postedAt);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/out", () => {
+  const full = parseBenchArgs([]);
+  assert.ok(full !== "help");
+  assert.deepEqual([full.duration, full.runs, full.threads, full.warmup, full.only], [
+    5,
+    3,
+    2,
+    1,
+    [],
+  ]);
+  assert.match(full.outDir, /bench\/$/);
+  const quick = parseBenchArgs(["--quick"]);
+  assert.ok(quick !== "help");
+  assert.deepEqual([quick.duration, quick.runs], [2, 1]);
+  assert.match(quick.outDir, /bench\/out$/);
+  const only = parseBenchArgs(["--only", "tiny,files", "--runs", "5", "--out", "/tmp/x"]);
+  assert.ok(only !== "help");
+  assert.deepEqual([only.only, only.runs, only.outDir], [["tiny", "files"], 5, "/tmp/x"]);
+  const partial = parseBenchArgs(["--only", "tiny"]);
+  assert.ok(partial !== "help" && partial.outDir.endsWith("bench/out"));
+  assert.equal(parseBenchArgs(["--help"]), "help");
+  assert.throws(() => parseBenchArgs(["--runs", "zero"]), /--runs needs a number >= 1/);
+  assert.throws(() => parseBenchArgs(["--duration", "0"]), /--duration needs a number >= 1/);
+  assert.throws(() => parseBenchArgs(["--bogus"]));
+});
