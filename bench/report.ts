@@ -173,9 +173,10 @@ function markdownCell(text: string): string {
   return text.replaceAll("|", "\\|").replaceAll("\n", " ");
 }
 
-function markdownTable(header: string[], rows: string[][]): string {
+/** A Markdown table; the first `leftColumns` and the last column are left-aligned, figures right. */
+function markdownTable(header: string[], rows: string[][], leftColumns = 2): string {
   // Names and ratios read left to right; figures line up on the right.
-  const align = header.map((_, i) => (i < 2 || i === header.length - 1 ? "---" : "--:"));
+  const align = header.map((_, i) => (i < leftColumns || i === header.length - 1 ? "---" : "--:"));
   return [header, align, ...rows].map((row) => `| ${row.map(markdownCell).join(" | ")} |`).join(
     "\n",
   );
@@ -239,6 +240,60 @@ export function renderTargetsTable(targets: TargetResult[]): string {
   );
 }
 
+/** Where the runner keeps the README's summary up to date. */
+export const README_MARKERS = {
+  start: "<!-- bench:summary:start (written by deno task bench) -->",
+  end: "<!-- bench:summary:end -->",
+} as const;
+
+/**
+ * The README's summary of one run: a line on where and when, then each of
+ * our servers' ratios to the references, then the targets met.
+ */
+export function renderReadmeSummary(report: BenchReport): string {
+  const { machine } = report;
+  const rows = report.scenarios.flatMap((scenario) => {
+    const ratios = computeRatios([scenario]);
+    return ratios.length === 0 ? [] : [[
+      scenario.title,
+      ratios[0].ours,
+      ratios.map((r) => `${formatRatio(r.value)} ${r.reference}`).join(", "),
+    ]];
+  });
+  const measured = report.targets.filter((t) => t.met !== null);
+  const met = measured.filter((t) => t.met).length;
+  return [
+    `Ratios from one run of \`${report.command}\` on ${report.date.slice(0, 10)}: ` +
+    `${machine.cpus} × ${machine.cpuModel}, with wrk on the same cores as the servers, so read them as ` +
+    "rough proportions, not absolute speeds. Above 1× ours is faster.",
+    "",
+    markdownTable(["Scenario", "Ours", "Ours ÷ reference"], rows, 3),
+    "",
+    `Targets from the issues: ${met} of ${measured.length} met in this run` +
+    (measured.length < report.targets.length
+      ? ` (${report.targets.length - measured.length} not measured)`
+      : "") +
+    ". Every figure, the machine and the versions: [bench/RESULTS.md](bench/RESULTS.md).",
+  ].join("\n");
+}
+
+/**
+ * Replaces what lies between two marker lines (markers kept); null when a marker is missing.
+ *
+ * @example replaceBetween("a\n<s>\nold\n<e>\nb", "<s>", "<e>", "new") === "a\n<s>\nnew\n<e>\nb"
+ */
+export function replaceBetween(
+  text: string,
+  start: string,
+  end: string,
+  content: string,
+): string | null {
+  const from = text.indexOf(start);
+  const to = text.indexOf(end, from + start.length);
+  if (from < 0 || to < 0) return null;
+  return `${text.slice(0, from + start.length)}\n${content}\n${text.slice(to)}`;
+}
+
 /** The whole of bench/RESULTS.md. */
 export function renderResultsMarkdown(report: BenchReport, chartFile = "results.svg"): string {
   const { machine, settings } = report;
@@ -291,7 +346,9 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
       "loaded into the Python list for the textbook board). Post runs send urlencoded `message=...` forms to " +
       "`POST /` from 32 connections, each run on a fresh copy of the data, so the store grows during a run " +
       "(the row notes how far). Ours answers 303 only once the message is on disk (fsync); the textbook board " +
-      "answers with the whole page, and its saving mode rewrites the file without fsync.",
+      "answers with the whole page, and its saving mode rewrites the file without fsync. " +
+      "Because the textbook board draws every stored message into that page, its post rate falls as a " +
+      "run adds messages; its page row at the same size is the upper bound of its post rate.",
     "- Before the measured runs of a scenario, one short run (not counted) warms each server up, " +
       "except for post runs, which always start from fresh data.",
     "",

@@ -23,7 +23,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { SITE_FILES, writeBoardData, writeSiteFiles } from "./fixtures.ts";
 import {
   findFreePort,
@@ -37,10 +37,13 @@ import {
   type BenchReport,
   computeRatios,
   median,
+  README_MARKERS,
+  renderReadmeSummary,
   renderResultsMarkdown,
   renderResultsTable,
   renderSvgChart,
   renderTargetsTable,
+  replaceBetween,
   type ScenarioResult,
   type ServerResult,
 } from "./report.ts";
@@ -91,8 +94,9 @@ and writes RESULTS.md and results.svg.
   --quick        smoke check: 1 run of 2 s, 1 s warm-up
   --servers DIR  folder with our three scripts (default: the repository root)
   --out DIR      where to write RESULTS.md, results.svg and results.json
-                 (default bench/ for a full run; bench/out/ with --quick, --only
-                 or changed --duration/--runs, so published results stay complete)
+                 (default bench/ for a full run, which also refreshes the
+                 README's summary; bench/out/ with --quick, --only or fewer or
+                 shorter runs, so published results always come from a full run)
   --help         this text
 `;
 
@@ -170,6 +174,8 @@ async function prepareData(tempDir: string, scenarios: ScenarioDef[]): Promise<P
 }
 
 let startCount = 0;
+/** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
+let interrupted = false;
 /** Temporary folders to remove on the way out, also after Ctrl-C. */
 const tempDirs = new Set<string>();
 
@@ -241,6 +247,11 @@ async function measureServer(
       for (let i = 0; i < (scenario.freshEachRun ? 1 : options.runs); i++) {
         const result = await wrkRun(scenario, context.port, options.duration, options.threads);
         log(`    run ${runs.length + 1}: ${describeRun(result)}`);
+        if (result.errors > result.requests / 100) {
+          log(
+            `    WARNING: ${result.errors} errors for ${result.requests} answers: this figure is not a fair one`,
+          );
+        }
         runs.push(result);
       }
       const memory = await readPeakMemory(running);
@@ -324,7 +335,8 @@ async function readVersions(): Promise<Record<string, string>> {
 /** Lays the written files out as `deno fmt` would, so `deno task check` passes on them. */
 async function formatFiles(paths: string[]): Promise<void> {
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["fmt", "--quiet", "--line-width", "100", ...paths],
+    // --no-config: deno.json excludes bench/out/, where partial runs write.
+    args: ["fmt", "--quiet", "--no-config", "--line-width", "100", ...paths],
     stdout: "null",
     stderr: "piped",
   }).output();
@@ -365,6 +377,7 @@ export async function runBenchmark(options: BenchOptions, command: string): Prom
         try {
           scenarioResult.results.push(await measureServer(options, prepared, scenario, server));
         } catch (error) {
+          if (interrupted) throw error;
           const message = error instanceof Error ? error.message : String(error);
           log(`  FAILED ${server.label}: ${message}`);
           skipped.push(`${scenario.title}: ${server.label} failed, ${message.split("\n")[0]}`);
@@ -401,6 +414,7 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   const stop = async (signal: Deno.Signal) => {
+    interrupted = true;
     log(`\n${signal}: stopping every server the benchmark started`);
     await stopAll();
     await removeTempDirs();
@@ -431,7 +445,21 @@ async function main(): Promise<void> {
     ),
   );
 
-  await formatFiles([resultsPath, join(options.outDir, "results.json")]);
+  const written = [resultsPath, join(options.outDir, "results.json")];
+  if (resolve(options.outDir) === resolve(BENCH_DIR)) {
+    // A full run into bench/ also refreshes the README's summary, so the two always agree.
+    const readmePath = join(REPO_ROOT, "README.md");
+    const readme = await Deno.readTextFile(readmePath);
+    const { start, end } = README_MARKERS;
+    const updated = replaceBetween(readme, start, end, renderReadmeSummary(report));
+    if (updated === null) {
+      log(`README.md has no "${start}" ... "${end}" lines: its summary was not updated`);
+    } else {
+      await Deno.writeTextFile(readmePath, updated);
+      written.push(readmePath);
+    }
+  }
+  await formatFiles(written);
 
   console.log(
     `\n${renderResultsTable(report.scenarios)}\n\n${renderTargetsTable(report.targets)}\n`,

@@ -19,10 +19,13 @@ import {
   formatRate,
   formatRatio,
   median,
+  README_MARKERS,
+  renderReadmeSummary,
   renderResultsMarkdown,
   renderResultsTable,
   renderSvgChart,
   renderTargetsTable,
+  replaceBetween,
   type ScenarioResult,
   type ServerResult,
 } from "../bench/report.ts";
@@ -561,4 +564,25 @@ Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/ou
   assert.throws(() => parseBenchArgs(["--runs", "zero"]), /--runs needs a number >= 1/);
   assert.throws(() => parseBenchArgs(["--duration", "0"]), /--duration needs a number >= 1/);
   assert.throws(() => parseBenchArgs(["--bogus"]));
+});
+
+Deno.test("the README summary lists our ratios and the targets, and replaces only its own lines", () => {
+  const summary = renderReadmeSummary(REPORT);
+  assert.match(
+    summary,
+    /^Ratios from one run of `deno task bench` on 2026-11-22: 2 × Test CPU, with wrk/,
+  );
+  assert.ok(summary.includes("| Files, 500 B page | server_files.ts | 0.9× nginx, 50× python |"));
+  assert.ok(summary.includes("| Files, 100 MiB file | server_files.ts | 0.9× nginx |"));
+  assert.match(summary, /Targets from the issues: 1 of 2 met in this run \(4 not measured\)\./);
+
+  const { start, end } = README_MARKERS;
+  const readme =
+    `# Title\n\n## Benchmarks\n\nIntro.\n\n${start}\nold table\n${end}\n\n## License\n`;
+  assert.equal(
+    replaceBetween(readme, start, end, "new table"),
+    `# Title\n\n## Benchmarks\n\nIntro.\n\n${start}\nnew table\n${end}\n\n## License\n`,
+  );
+  assert.equal(replaceBetween("no markers here", start, end, "x"), null);
+  assert.equal(replaceBetween(`${end}\n${start}\n`, start, end, "x"), null, "end before start");
 });
