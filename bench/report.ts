@@ -237,6 +237,7 @@ export function renderTargetsTable(targets: TargetResult[]): string {
   return markdownTable(
     ["Issue", "Target", "Measured", "Result"],
     targets.map((t) => [t.source, t.goal, t.measured, verdict(t.met)]),
+    4,
   );
 }
 

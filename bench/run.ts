@@ -236,6 +236,7 @@ async function measureServer(
   const runs: WrkResult[] = [];
   let peak: number | null = null;
   let storedAtEnd = 0;
+  let lost = 0;
   const starts = scenario.freshEachRun ? options.runs : 1;
   for (let start = 0; start < starts; start++) {
     const context = await newContext(options, prepared, scenario);
@@ -267,6 +268,7 @@ async function measureServer(
         stored = await countLines(join(context.workDir, "messages.jsonl"));
         if (stored < acknowledged) {
           log(`    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`);
+          lost += acknowledged - stored;
         }
       }
       storedAtEnd = Math.max(storedAtEnd, stored);
@@ -290,7 +292,7 @@ async function measureServer(
     note: storedAtEnd
       ? `${scenario.boardMessages!.toLocaleString("en-US")} → ${
         storedAtEnd.toLocaleString("en-US")
-      } stored`
+      } stored${lost ? `, ${lost} acknowledged posts LOST` : ""}`
       : undefined,
   };
 }
