@@ -50,8 +50,9 @@ import {
 import {
   chartTargets,
   checkTargets,
+  expectedStatus,
   type LaunchContext,
-  POST_SCRIPT,
+  renderPostScript,
   type ScenarioDef,
   SCENARIOS,
   selectScenarios,
@@ -154,6 +155,8 @@ interface Prepared {
   siteDir: string;
   /** Message count -> JSON Lines seed file. */
   seeds: Map<number, string>;
+  /** Scenario id -> generated wrk script. */
+  scripts: Map<string, string>;
 }
 
 async function prepareData(tempDir: string, scenarios: ScenarioDef[]): Promise<Prepared> {
@@ -170,7 +173,14 @@ async function prepareData(tempDir: string, scenarios: ScenarioDef[]): Promise<P
     await writeBoardData(seed, count);
     seeds.set(count, seed);
   }
-  return { tempDir, siteDir, seeds };
+  const scripts = new Map<string, string>();
+  for (const scenario of scenarios) {
+    if (scenario.postBody === undefined) continue;
+    const script = join(tempDir, `${scenario.id}.lua`);
+    await Deno.writeTextFile(script, renderPostScript(scenario.postBody));
+    scripts.set(scenario.id, script);
+  }
+  return { tempDir, siteDir, seeds, scripts };
 }
 
 let startCount = 0;
@@ -207,16 +217,49 @@ async function countLines(path: string): Promise<number> {
   return lines;
 }
 
-function wrkRun(scenario: ScenarioDef, port: number, duration: number, threads: number) {
+function wrkRun(
+  prepared: Prepared,
+  scenario: ScenarioDef,
+  port: number,
+  duration: number,
+  threads: number,
+) {
   return runWrk({
     url: `http://127.0.0.1:${port}${scenario.path}`,
     duration,
     connections: scenario.connections,
     threads: Math.min(threads, scenario.connections),
     headers: scenario.headers,
-    script: scenario.script === "post" ? POST_SCRIPT : undefined,
+    script: prepared.scripts.get(scenario.id),
     timeout: scenario.timeout,
   }, track);
+}
+
+/**
+ * Sends the scenario's request once and checks the answer (status, and the
+ * body length for files), so a server that answers the wrong thing fast is
+ * never measured as fast.
+ */
+async function checkAnswer(scenario: ScenarioDef, server: ServerDef, port: number): Promise<void> {
+  const url = `http://127.0.0.1:${port}${scenario.path}`;
+  const post = scenario.postBody !== undefined;
+  const response = await fetch(url, {
+    method: post ? "POST" : "GET",
+    headers: post ? { "content-type": "application/x-www-form-urlencoded" } : {},
+    body: scenario.postBody,
+    redirect: "manual",
+    signal: AbortSignal.timeout(scenario.timeout * 1000),
+  });
+  let bytes = 0;
+  for await (const chunk of response.body ?? []) bytes += chunk.length;
+  const expected = expectedStatus(scenario, server);
+  const request = `${post ? "POST" : "GET"} ${scenario.path}`;
+  if (response.status !== expected) {
+    throw new Error(`${request} answered ${response.status}, expected ${expected}`);
+  }
+  if (scenario.expectBytes !== undefined && bytes !== scenario.expectBytes) {
+    throw new Error(`${request} sent ${bytes} bytes, expected ${scenario.expectBytes}`);
+  }
 }
 
 function describeRun(result: WrkResult): string {
@@ -242,11 +285,18 @@ async function measureServer(
     const context = await newContext(options, prepared, scenario);
     const running = await startServer(await server.launch(context));
     try {
+      await checkAnswer(scenario, server, context.port);
       if (!scenario.freshEachRun && options.warmup > 0) {
-        await wrkRun(scenario, context.port, options.warmup, options.threads);
+        await wrkRun(prepared, scenario, context.port, options.warmup, options.threads);
       }
       for (let i = 0; i < (scenario.freshEachRun ? 1 : options.runs); i++) {
-        const result = await wrkRun(scenario, context.port, options.duration, options.threads);
+        const result = await wrkRun(
+          prepared,
+          scenario,
+          context.port,
+          options.duration,
+          options.threads,
+        );
         log(`    run ${runs.length + 1}: ${describeRun(result)}`);
         if (result.errors > result.requests / 100) {
           log(
@@ -260,8 +310,9 @@ async function measureServer(
     } finally {
       await stopServer(running);
     }
-    if (scenario.script === "post" && scenario.boardMessages !== undefined) {
-      const acknowledged = scenario.boardMessages + runs.at(-1)!.requests;
+    if (scenario.postBody !== undefined && scenario.boardMessages !== undefined) {
+      // The check's one post, plus every post wrk saw answered.
+      const acknowledged = scenario.boardMessages + 1 + runs.at(-1)!.requests;
       let stored = acknowledged;
       if (server.role === "ours") {
         // Every 303 means "on disk": the file must hold at least every acknowledged post.

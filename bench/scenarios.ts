@@ -52,8 +52,10 @@ export interface ScenarioDef {
   path: string;
   connections: number;
   headers?: string[];
-  /** "post" sends the message form from bench/post.lua. */
-  script?: "post";
+  /** An urlencoded form body to POST (through a generated wrk script) instead of a GET. */
+  postBody?: string;
+  /** The body length every GET must have (the generated file's size). */
+  expectBytes?: number;
   /** Seconds before wrk counts a request as timed out. */
   timeout: number;
   /** Messages the board starts with. */
@@ -63,8 +65,35 @@ export interface ScenarioDef {
 }
 
 const REFERENCE_DIR = new URL("./reference/", import.meta.url).pathname;
-/** wrk's Lua script that posts the board's form. */
-export const POST_SCRIPT = new URL("./post.lua", import.meta.url).pathname;
+/** The board's form as a browser posts it: one ordinary message. */
+export const POST_BODY = new URLSearchParams({
+  message: "Hello from the benchmark! A message of ordinary length, kept on disk.",
+}).toString();
+
+/**
+ * The wrk script that sends `body` as a form POST. A static request: wrk
+ * builds it once, so the load generator stays cheap.
+ *
+ * @example renderPostScript("message=hi") includes 'wrk.body = "message=hi"'
+ */
+export function renderPostScript(body: string): string {
+  return [
+    "-- Written by bench/run.ts: every request posts the board's form.",
+    'wrk.method = "POST"',
+    'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"',
+    // A JSON string is a valid Lua string literal for this ASCII body.
+    `wrk.body = ${JSON.stringify(body)}`,
+    "",
+  ].join("\n");
+}
+
+/**
+ * The status a server must give the scenario's request: 200 for a GET; for
+ * a post, our board's 303 See Other, the textbook board's page (200).
+ */
+export function expectedStatus(scenario: ScenarioDef, server: ServerDef): number {
+  return scenario.postBody !== undefined && server.role === "ours" ? 303 : 200;
+}
 const LOCAL = "127.0.0.1";
 
 /** Reports whether a program can be started (found on PATH and runs). */
@@ -287,7 +316,7 @@ function boardScenarios(): ScenarioDef[] {
     servers: [OUR_BOARD, TEXTBOOK_BOARD, TEXTBOOK_BOARD_SAVING],
     path: "/",
     connections: 32,
-    script: "post",
+    postBody: POST_BODY,
     timeout: 10,
     boardMessages: size,
     freshEachRun: true,
@@ -315,6 +344,7 @@ export const SCENARIOS: ScenarioDef[] = [
     metric: "requests",
     servers: [OUR_FILES, NGINX, PYTHON_HTTP_SERVER],
     path: `/${SITE_FILES.small.name}`,
+    expectBytes: SITE_FILES.small.size,
     connections: 32,
     timeout: 2,
   },
@@ -325,6 +355,7 @@ export const SCENARIOS: ScenarioDef[] = [
     metric: "requests",
     servers: [OUR_FILES, NGINX, PYTHON_HTTP_SERVER],
     path: `/${SITE_FILES.medium.name}`,
+    expectBytes: SITE_FILES.medium.size,
     connections: 32,
     timeout: 5,
   },
@@ -335,6 +366,7 @@ export const SCENARIOS: ScenarioDef[] = [
     metric: "bytes",
     servers: [OUR_FILES, NGINX, PYTHON_HTTP_SERVER],
     path: `/${SITE_FILES.large.name}`,
+    expectBytes: SITE_FILES.large.size,
     connections: 4,
     timeout: 60,
   },

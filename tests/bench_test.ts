@@ -30,7 +30,14 @@ import {
   type ServerResult,
 } from "../bench/report.ts";
 import { parseBenchArgs } from "../bench/run.ts";
-import { checkTargets, renderNginxConfig, SCENARIOS, selectScenarios } from "../bench/scenarios.ts";
+import {
+  checkTargets,
+  expectedStatus,
+  renderNginxConfig,
+  renderPostScript,
+  SCENARIOS,
+  selectScenarios,
+} from "../bench/scenarios.ts";
 import {
   parseWrkCount,
   parseWrkOutput,
@@ -474,7 +481,9 @@ Deno.test("the scenarios cover what issue #5 asks for", () => {
   ]);
   assert.equal(byId["files-100mb"].metric, "bytes");
   for (const id of ["board-post-1k", "board-post-100k"]) {
-    assert.equal(byId[id].script, "post");
+    const form = new URLSearchParams(byId[id].postBody);
+    assert.deepEqual([...form.keys()], ["message"]);
+    assert.match(byId[id].postBody!, /^[\w%+=.*-]+$/, "urlencoded, safe in a Lua string");
     assert.equal(byId[id].connections, 32);
     assert.equal(byId[id].freshEachRun, true);
   }
@@ -482,6 +491,19 @@ Deno.test("the scenarios cover what issue #5 asks for", () => {
     SCENARIOS.filter((s) => s.boardMessages).map((s) => s.boardMessages),
     [1000, 100_000, 1000, 100_000],
   );
+});
+
+Deno.test("the post script sends the form, and posts must get the board's own answer", () => {
+  const script = renderPostScript("message=Hello+%22you%22");
+  assert.ok(script.includes('wrk.method = "POST"'));
+  assert.ok(script.includes('wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"'));
+  assert.ok(script.includes('wrk.body = "message=Hello+%22you%22"'));
+  const posts = SCENARIOS.find((s) => s.id === "board-post-1k")!;
+  const page = SCENARIOS.find((s) => s.id === "board-page-1k")!;
+  const [ours, textbook] = posts.servers;
+  assert.equal(expectedStatus(posts, ours), 303, "ours redirects after a durable post");
+  assert.equal(expectedStatus(posts, textbook), 200, "the textbook answers with the page");
+  assert.equal(expectedStatus(page, ours), 200);
 });
 
 Deno.test("renderNginxConfig: one worker, sendfile, no access log, everything in the work folder", () => {
