@@ -67,7 +67,7 @@ export function formatMessageLine(id: number, text: string, postedAt: string): s
 /**
  * The text of the generated message number `id`: 6 to 20 words, varying with the id.
  *
- * @example messageText(1) === "Message 1: from the tiny message board where"
+ * @example messageText(1) === "Message 1: from the tiny message board where every message is kept safe on disk"
  */
 export function messageText(id: number): string {
   const count = 6 + (id * 7) % 15;

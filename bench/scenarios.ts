@@ -64,7 +64,10 @@ export interface ScenarioDef {
   freshEachRun?: boolean;
 }
 
+/** Every server listens here only: a benchmark never opens a port to the network. */
+const LOCAL = "127.0.0.1";
 const REFERENCE_DIR = new URL("./reference/", import.meta.url).pathname;
+
 /** The board's form as a browser posts it: one ordinary message. */
 export const POST_BODY = new URLSearchParams({
   message: "Hello from the benchmark! A message of ordinary length, kept on disk.",
@@ -94,7 +97,6 @@ export function renderPostScript(body: string): string {
 export function expectedStatus(scenario: ScenarioDef, server: ServerDef): number {
   return scenario.postBody !== undefined && server.role === "ours" ? 303 : 200;
 }
-const LOCAL = "127.0.0.1";
 
 /** Reports whether a program can be started (found on PATH and runs). */
 async function canRun(command: string, args: string[]): Promise<boolean> {
