@@ -33,6 +33,7 @@ export interface RunningServer {
 }
 
 const READY_TIMEOUT_MS = 15_000;
+const IDLE_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 3_000;
 const KEEP_OUTPUT_BYTES = 8192;
 
@@ -97,15 +98,36 @@ async function waitUntilReady(server: RunningServer): Promise<void> {
   while (Date.now() < deadline) {
     if (exited) break;
     try {
-      const response = await fetch(server.spec.readyUrl, { signal: AbortSignal.timeout(2000) });
+      // HEAD: any answer will do, and the textbook board would draw its whole page for a GET.
+      const response = await fetch(server.spec.readyUrl, {
+        method: "HEAD",
+        signal: AbortSignal.timeout(2000),
+      });
       await response.body?.cancel();
       return;
     } catch {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
   const why = exited ? "exited during start-up" : `did not answer within ${READY_TIMEOUT_MS} ms`;
   throw new Error(`${server.spec.name} ${why}. Its output:\n${server.output() || "(none)"}`);
+}
+
+/**
+ * Waits until the server answers a new request. When wrk stops, a server
+ * that handles one request at a time still has every request wrk left in
+ * its queue to serve; the next run must not start behind them.
+ */
+export async function waitUntilIdle(server: RunningServer): Promise<void> {
+  try {
+    const response = await fetch(server.spec.readyUrl, {
+      method: "HEAD",
+      signal: AbortSignal.timeout(IDLE_TIMEOUT_MS),
+    });
+    await response.body?.cancel();
+  } catch {
+    // The next run will show it if the server is stuck.
+  }
 }
 
 /** Reads the pids of a process's children (Linux /proc). */

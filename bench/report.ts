@@ -347,11 +347,14 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
       "loaded into the Python list for the textbook board). Post runs send urlencoded `message=...` forms to " +
       "`POST /` from 32 connections, each run on a fresh copy of the data, so the store grows during a run " +
       "(the row notes how far). Ours answers 303 only once the message is on disk (fsync); the textbook board " +
-      "answers with the whole page, and its saving mode rewrites the file without fsync. " +
+      "answers with the whole page, and its saving mode (measured at 1,000 messages only) rewrites the " +
+      "whole file without fsync after every post. " +
       "Because the textbook board draws every stored message into that page, its post rate falls as a " +
       "run adds messages; its page row at the same size is the upper bound of its post rate.",
     "- Before the measured runs of a scenario, one short run (not counted) warms each server up, " +
-      "except for post runs, which always start from fresh data.",
+      "except for post runs, which always start from fresh data. After every run the runner waits " +
+      "until the server answers a new request, so a server that works through a queue one request " +
+      "at a time starts the next run with an empty queue.",
     "",
   );
   return lines.join("\n");

@@ -32,6 +32,7 @@ import {
   stopAll,
   stopServer,
   track,
+  waitUntilIdle,
 } from "./processes.ts";
 import {
   type BenchReport,
@@ -288,6 +289,7 @@ async function measureServer(
       await checkAnswer(scenario, server, context.port);
       if (!scenario.freshEachRun && options.warmup > 0) {
         await wrkRun(prepared, scenario, context.port, options.warmup, options.threads);
+        await waitUntilIdle(running);
       }
       for (let i = 0; i < (scenario.freshEachRun ? 1 : options.runs); i++) {
         const result = await wrkRun(
@@ -297,6 +299,7 @@ async function measureServer(
           options.duration,
           options.threads,
         );
+        await waitUntilIdle(running);
         log(`    run ${runs.length + 1}: ${describeRun(result)}`);
         if (result.errors > result.requests / 100) {
           log(
@@ -428,7 +431,9 @@ export async function runBenchmark(options: BenchOptions, command: string): Prom
         }
         log(`  ${server.label}`);
         try {
+          const began = Date.now();
           scenarioResult.results.push(await measureServer(options, prepared, scenario, server));
+          log(`    (${((Date.now() - began) / 1000).toFixed(1)} s)`);
         } catch (error) {
           if (interrupted) throw error;
           const message = error instanceof Error ? error.message : String(error);

@@ -315,7 +315,11 @@ function boardScenarios(): ScenarioDef[] {
     title: `Board posts, ${size.toLocaleString("en-US")} stored`,
     load: "32 connections, POST / message form",
     metric: "requests",
-    servers: [OUR_BOARD, TEXTBOOK_BOARD, TEXTBOOK_BOARD_SAVING],
+    // The saving textbook board rewrites its whole file per post: at 100,000 messages that is a
+    // few posts a second, and measuring it would only add half a minute to every run.
+    servers: size === 1_000
+      ? [OUR_BOARD, TEXTBOOK_BOARD, TEXTBOOK_BOARD_SAVING]
+      : [OUR_BOARD, TEXTBOOK_BOARD],
     path: "/",
     connections: 32,
     postBody: POST_BODY,
