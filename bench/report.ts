@@ -325,7 +325,7 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
     "",
     renderResultsTable(report.scenarios),
     "",
-    "Ratios compare requests per second, or MiB/s for the 100 MB file; above 1× ours is faster. " +
+    "Ratios compare requests per second, or MiB/s for the 100 MiB file; above 1× ours is faster. " +
     "Peak RSS is the peak resident memory (VmHWM) of the process that serves (nginx: its one worker). " +
     "Errors are socket errors plus 4xx/5xx answers over all runs.",
     "",
@@ -340,7 +340,14 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
     "",
     "## How the runner measures",
     "",
-    "- Every server starts fresh for each scenario on a free port on 127.0.0.1, and the runner waits until it answers.",
+    "- Every server starts fresh for each scenario on a free port on 127.0.0.1, and the runner waits " +
+      "until it answers. Before measuring, it sends the scenario's request once and checks the answer " +
+      "(status 200, or 303 for our board's posts, and each file's exact size), so a server that answers " +
+      "the wrong thing quickly is never reported as fast.",
+    "- References: nginx and `python3 -m http.server` as installed; the textbook's programs as " +
+      "rewritten in `bench/reference/` (single-threaded, as in the book), changed only where a " +
+      "measurement needs it: a Content-Length on each answer, a listen backlog of 128, and a client " +
+      "hanging up does not end the program.",
     "- Files: the same generated files (500 B page, 100 KiB and 100 MiB random bytes) for every server. " +
       "nginx has one worker, `sendfile on`, `access_log off`.",
     "- Board: each server starts from the same generated messages (JSON Lines for ours, the same messages " +
