@@ -519,10 +519,15 @@ async function main(): Promise<void> {
   }
   await formatFiles(written);
 
+  // Print the tables as written, columns aligned by deno fmt.
+  const results = await Deno.readTextFile(resultsPath);
+  const from = results.indexOf("## Results");
+  const to = results.indexOf("## How the runner measures");
   console.log(
-    `\n${renderResultsTable(report.scenarios)}\n\n${renderTargetsTable(report.targets)}\n`,
+    from >= 0 && to > from
+      ? `\n${results.slice(from, to).trim()}`
+      : `\n${renderResultsTable(report.scenarios)}\n\n${renderTargetsTable(report.targets)}`,
   );
-  for (const line of report.skipped) console.log(`- ${line}`);
   const where = (path: string) => relative(Deno.cwd(), path) || path;
   console.log(
     `\nWrote ${where(resultsPath)}, ${where(chartPath)} and results.json in ${
