@@ -13,6 +13,8 @@ export interface ServerResult {
   label: string;
   role: "ours" | "reference";
   runs: number;
+  /** Requests per second of each measured run, to see the spread behind the median. */
+  samples?: number[];
   requestsPerSec: number;
   /** Bytes read by wrk per second. */
   bytesPerSec: number;

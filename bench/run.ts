@@ -337,6 +337,7 @@ async function measureServer(
     label: server.label,
     role: server.role,
     runs: runs.length,
+    samples: runs.map((r) => r.requestsPerSec),
     requestsPerSec: medianOf((r) => r.requestsPerSec)!,
     bytesPerSec: medianOf((r) => r.bytesPerSec)!,
     p50Ms: medianOf((r) => r.latencyP50Ms),
