@@ -379,8 +379,8 @@ export function parseRange(header: string, size: number): ByteRange | "unsatisfi
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(first);
-  const end = last === "" ? size - 1 : Number(last);
-  if (end < start) return null; // invalid syntax per 14.1.1: ignore the header
+  const end = last === "" ? Infinity : Number(last);
+  if (end < start) return null; // invalid per RFC 9110 14.1.1: ignore the header
   if (start >= size) return "unsatisfiable";
   return { start, end: Math.min(end, size - 1) };
 }
