@@ -468,13 +468,22 @@ Deno.test("large files stream from disk, whole and in ranges across read chunks"
   );
   assert.equal(part.status, 206);
   assert.deepEqual(new Uint8Array(await part.arrayBuffer()), data.subarray(start, end + 1));
+  const tail = await handler(
+    new Request("http://localhost/big.bin", { headers: { range: `bytes=${start}-` } }),
+  );
+  assert.equal(tail.headers.get("content-range"), `bytes ${start}-${size - 1}/${size}`);
+  assert.deepEqual(new Uint8Array(await tail.arrayBuffer()), data.subarray(start));
   // A client that gives up after the first chunk: the file is closed (sanitizer checks).
   const abandoned = await handler(
-    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-" } }),
+    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-2000000" } }),
   );
   const reader = abandoned.body!.getReader();
   await reader.read();
   await reader.cancel();
+  const abandonedTail = await handler(
+    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-" } }),
+  );
+  await abandonedTail.body!.cancel();
   const abandonedWhole = await handler(new Request("http://localhost/big.bin"));
   await abandonedWhole.body!.cancel();
 });
