@@ -254,14 +254,25 @@ export async function resolveSafePath(
     }
     throw error;
   }
-  if (real !== rootReal && !real.startsWith(rootReal + sep)) {
-    throw new HttpError(404, `symlink leads outside the root: ${joined} -> ${real}`);
-  }
-  // A symlink inside the root may point at a dotfile inside the root: same rule.
-  if (!showDotfiles && real.slice(rootReal.length).split(sep).some(isDotName)) {
-    throw new HttpError(404, `symlink leads to a dotfile: ${joined} -> ${real}`);
+  if (!isServableRealPath(rootReal, real, showDotfiles)) {
+    throw new HttpError(
+      404,
+      `symlink leads outside the root or to a dotfile: ${joined} -> ${real}`,
+    );
   }
   return { path: real, info: await Deno.stat(real) };
+}
+
+/**
+ * True when a symlink-free path is the root or inside it (root plus a
+ * separator: `/srv/site-old` is not inside `/srv/site`), and, unless
+ * `showDotfiles`, has no dot segment below the root.
+ *
+ * @example isServableRealPath("/srv/site", "/srv/site-old/a", false) === false
+ */
+export function isServableRealPath(rootReal: string, real: string, showDotfiles: boolean): boolean {
+  if (real !== rootReal && !real.startsWith(rootReal + sep)) return false;
+  return showDotfiles || !real.slice(rootReal.length).split(sep).some(isDotName);
 }
 
 function isDotName(segment: string): boolean {
@@ -505,10 +516,9 @@ function respondWithFile(
   }
   if (precondition === 412) return textResponse(412, "Precondition Failed", headers.extra);
   if (range === "unsatisfiable") {
-    return makeResponse("Range Not Satisfiable\n", 416, [
-      ["Content-Type", "text/plain; charset=utf-8"],
+    // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
+    return textResponse(416, "Range Not Satisfiable", headers.extra, [
       ["Content-Range", `bytes */${meta.size}`],
-      ...headers.notModified,
     ]);
   }
   if (range !== null) {
@@ -639,28 +649,35 @@ const REASONS: Record<number, string> = {
  * and a generic reason phrase only: error messages contain filesystem paths,
  * which tell an attacker how the server is laid out. 5xx details go to the log.
  */
-async function errorResponse(error: unknown, ctx: ServeContext): Promise<Response> {
+async function errorResponse(
+  error: unknown,
+  extra: readonly [string, string][],
+  rootReal: string | null,
+): Promise<Response> {
   let status = 500;
   if (error instanceof HttpError) status = error.status;
   else if (error instanceof Deno.errors.NotFound) status = 404;
   else if (error instanceof Deno.errors.PermissionDenied) status = 403;
   else console.error("server_files: error while serving a request:", error);
-  if (status === 404) return await notFoundResponse(ctx);
-  return textResponse(status, REASONS[status] ?? "Error", ctx.extra);
+  if (status === 404 && rootReal !== null) return await notFoundResponse(rootReal, extra);
+  return textResponse(status, REASONS[status] ?? "Error", extra);
 }
 
 /** 404 with the site's own `404.html` as the body when the root has one. */
-async function notFoundResponse(ctx: ServeContext): Promise<Response> {
+async function notFoundResponse(
+  rootReal: string,
+  extra: readonly [string, string][],
+): Promise<Response> {
   try {
-    const page = await resolveSafePath(ctx.rootReal, "/404.html", false);
+    const page = await resolveSafePath(rootReal, "/404.html", false);
     if (page.info.isFile) {
       const bytes = await Deno.readFile(page.path);
-      return bytesResponse(404, bytes, "text/html; charset=utf-8", ctx.extra);
+      return bytesResponse(404, bytes, "text/html; charset=utf-8", extra);
     }
   } catch {
     // No custom page (or an unreadable one): fall back to the plain text.
   }
-  return textResponse(404, "Not Found", ctx.extra);
+  return textResponse(404, "Not Found", extra);
 }
 
 // ---------------------------------------------------------------------------
@@ -676,15 +693,18 @@ export interface ListingEntry {
 }
 
 /**
- * Renders a directory listing. Names are HTML-escaped for the text and
- * percent-encoded for the links, separately: a file named `a"b<c>` must show
- * as such and link to `a%22b%3Cc%3E` (Python's http.server fixed exactly this
- * bug, CVE-2005-3013-like injection through file names).
+ * Renders a directory listing. Names are percent-encoded for the links and
+ * HTML-escaped for the text, as two separate steps (Python's http.server
+ * does the same): a file named `a"b<c>` shows as such and links to
+ * `a%22b%3Cc%3E`, and cannot inject markup either way.
+ *
+ * @example renderListing("/docs/", [{ name: "a&b.txt", isDirectory: false, size: 3, mtime: null }])
+ * // contains <a href="a%26b.txt">a&amp;b.txt</a>
  */
 export function renderListing(
   urlPath: string,
   entries: readonly ListingEntry[],
-  truncated = false,
+  { parent = urlPath !== "/", truncated = false } = {},
 ): string {
   const title = `Index of ${escapeHtml(urlPath)}`;
   const rows = entries.map((entry) => {
@@ -695,7 +715,7 @@ export function renderListing(
     return `<tr><td><a href="${escapeHtml(href)}">${escapeHtml(entry.name + suffix)}</a></td>` +
       `<td class="size">${size}</td><td>${date}</td></tr>`;
   });
-  if (urlPath !== "/") rows.unshift(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
+  if (parent) rows.unshift(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -715,8 +735,13 @@ ${truncated ? `<p>Only the first ${MAX_LISTING_ENTRIES} entries are shown.</p>\n
 `;
 }
 
-/** Reads a directory for {@linkcode renderListing}: folders first, then by name. */
+/**
+ * Reads a directory for {@linkcode renderListing}: folders first, then by
+ * name. Symlinks that {@linkcode resolveSafePath} would refuse are left out:
+ * their links would be 404 and their sizes would leak.
+ */
 async function readListing(
+  rootReal: string,
   dirPath: string,
   showDotfiles: boolean,
 ): Promise<{ entries: ListingEntry[]; truncated: boolean }> {
@@ -729,7 +754,13 @@ async function readListing(
       break;
     }
     try {
-      const info = await Deno.stat(join(dirPath, dirEntry.name));
+      const path = join(dirPath, dirEntry.name);
+      if (
+        dirEntry.isSymlink && !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
+      ) {
+        continue;
+      }
+      const info = await Deno.stat(path);
       entries.push({
         name: dirEntry.name,
         isDirectory: info.isDirectory,
@@ -803,14 +834,13 @@ export async function serveFile(
   options: ServeFileOptions = {},
 ): Promise<Response> {
   const extra = extraHeaders(options);
-  const ctx = { rootReal: "", extra } as unknown as ServeContext;
   try {
     if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed(extra);
     const info = options.fileInfo ?? await Deno.stat(filePath);
     if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
     return dropBodyForHead(req, await sendFileFromDisk(req, filePath, extra));
   } catch (error) {
-    return dropBodyForHead(req, await errorResponse(error, ctx));
+    return dropBodyForHead(req, await errorResponse(error, extra, null));
   }
 }
 
@@ -859,7 +889,7 @@ async function serveFromRoot(req: Request, ctx: ServeContext): Promise<Response>
   try {
     response = await serveUrlPath(req, ctx, pathname, search);
   } catch (error) {
-    response = await errorResponse(error, ctx);
+    response = await errorResponse(error, ctx.extra, ctx.rootReal);
   }
   return dropBodyForHead(req, response);
 }
@@ -881,18 +911,23 @@ async function serveUrlPath(
   if (resolved.info.isDirectory) {
     if (!pathname.endsWith("/")) {
       // RFC 9110 15.4.2: relative links inside the folder need the slash.
-      return textResponse(301, "Moved Permanently", ctx.extra, [
-        ["Location", pathname + "/" + search],
-      ]);
+      // Leading slashes collapse to one: "//evil.example" would be read by
+      // browsers as another host (an open redirect).
+      const location = "/" + pathname.replace(/^\/+/, "") + "/" + search;
+      return textResponse(301, "Moved Permanently", ctx.extra, [["Location", location]]);
     }
     if (ctx.showIndex) {
       const index = await resolveIndex(ctx, relative);
       if (index !== null) return await sendFile(req, ctx, pathname, index);
     }
     if (ctx.showDirListing) {
-      const { entries, truncated } = await readListing(resolved.path, ctx.showDotfiles);
+      const listing = await readListing(ctx.rootReal, resolved.path, ctx.showDotfiles);
       const shownPath = decodeURIComponent(pathname);
-      return htmlResponse(200, renderListing(shownPath, entries, truncated), ctx.extra);
+      const html = renderListing(shownPath, listing.entries, {
+        parent: relative !== "/",
+        truncated: listing.truncated,
+      });
+      return htmlResponse(200, html, ctx.extra);
     }
     throw new HttpError(404, `directory without index: ${resolved.path}`);
   }

@@ -138,6 +138,17 @@ Deno.test("directories: 301 to the slash form keeping the query, then index.html
   await noIndex.body?.cancel();
 });
 
+Deno.test("the slash redirect cannot point to another host", async () => {
+  await using tree = await makeTree();
+  await Deno.mkdir(`${tree.root}/evil.example`);
+  for (const path of ["//evil.example", "///evil.example?q=1"]) {
+    const res = await dir(tree.root, path);
+    assert.equal(res.status, 301, path);
+    assert.match(res.headers.get("location")!, /^\/evil\.example\/(\?q=1)?$/, path);
+    await res.body?.cancel();
+  }
+});
+
 Deno.test("directories without index.html: 404 unless listing is on", async () => {
   await using tree = await makeTree();
   const res = await dir(tree.root, "/sub/");
@@ -169,6 +180,10 @@ Deno.test("listing escapes names in text and encodes them in links", async () =>
   const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
   const file = await dir(tree.root, `/${href}`);
   assert.equal(await file.text(), "tricky");
+  assert.ok(html.includes(`href="link-in"`), "symlink inside listed");
+  for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
+    assert.ok(!html.includes(hidden), `${hidden} is refused, so not listed`);
+  }
   const withDots = await dir(tree.root, "/", {}, { showDirListing: true, showDotfiles: true });
   assert.ok((await withDots.text()).includes(`href=".secret"`));
 });
@@ -275,6 +290,10 @@ Deno.test("urlRoot strips a prefix", async () => {
     assert.equal(miss.status, 404, path);
     await miss.body?.cancel();
   }
+  const listing = await dir(tree.root, "/static/", {}, { ...options, showDirListing: true });
+  const html = await listing.text();
+  assert.match(html, /Index of \/static\//);
+  assert.ok(!html.includes(`href="../"`), "no parent link above urlRoot");
   const folder = await dir(tree.root, "/static/sub", {}, options);
   assert.equal(folder.headers.get("location"), "/static/sub/");
   await folder.body?.cancel();
@@ -420,9 +439,9 @@ Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (
   ];
   for (const [name, headers, status, range] of cases) {
     await t.step(name, async () => {
-      for (const cacheMs of [undefined, -1]) {
-        // Through serveDir (disk) and through the app's memory cache.
-        const res = cacheMs === undefined
+      for (const fromMemory of [false, true]) {
+        // Through serveDir (from disk) and through the app (from its memory cache).
+        const res = !fromMemory
           ? await dir(tree.root, "/digits.txt", { headers })
           : await app({ fsRoot: tree.root }, "/digits.txt", { headers });
         assert.equal(res.status, status);

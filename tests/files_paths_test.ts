@@ -1,7 +1,7 @@
 // resolveSafePath: the one function that decides what may be served.
 // A table of escape attempts against a temp tree with symlinks in and out.
 import assert from "node:assert/strict";
-import { HttpError, resolveSafePath, splitUrl } from "../server_files.ts";
+import { HttpError, isServableRealPath, resolveSafePath, splitUrl } from "../server_files.ts";
 import { makeTree } from "./files_fixtures.ts";
 
 type Expect = string | 400 | 404; // a path relative to the root, or the status thrown
@@ -105,4 +105,25 @@ Deno.test("splitUrl keeps the raw path and the query", () => {
   for (const [url, pathname, search] of cases) {
     assert.deepEqual(splitUrl(url), { pathname, search }, url);
   }
+});
+
+Deno.test("isServableRealPath: root plus separator, dot segments below the root", () => {
+  const cases: [string, boolean, boolean][] = [
+    ["/srv/site", false, true],
+    ["/srv/site/a.txt", false, true],
+    ["/srv/site/sub/a.txt", false, true],
+    ["/srv/site-old/a.txt", false, false],
+    ["/srv/sitea.txt", false, false],
+    ["/srv", false, false],
+    ["/etc/passwd", false, false],
+    ["/srv/site/.env", false, false],
+    ["/srv/site/.git/config", false, false],
+    ["/srv/site/.env", true, true],
+    ["/srv/site-old/a.txt", true, false],
+  ];
+  for (const [real, showDotfiles, expected] of cases) {
+    assert.equal(isServableRealPath("/srv/site", real, showDotfiles), expected, real);
+  }
+  // Dots in the root's own path are not the file's business.
+  assert.equal(isServableRealPath("/home/me/.sites/a", "/home/me/.sites/a/x.html", false), true);
 });
