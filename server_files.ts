@@ -1237,6 +1237,33 @@ export function parseCommandLine(args: string[]) {
   return { ...values, port };
 }
 
+/** Builds the handler from the flags and starts `Deno.serve`; prints the real address. */
+async function startServer(
+  flags: ReturnType<typeof parseCommandLine>,
+): Promise<Deno.HttpServer<Deno.NetAddr>> {
+  const handler = createHandler({
+    fsRoot: flags.root,
+    showDirListing: flags["dir-listing"],
+    showDotfiles: flags.dotfiles,
+    enableCors: flags.cors,
+    headers: flags.header,
+    quiet: flags.quiet,
+  });
+  const tls = flags.cert !== undefined && flags.key !== undefined
+    ? { cert: await Deno.readTextFile(flags.cert), key: await Deno.readTextFile(flags.key) }
+    : {};
+  return Deno.serve({
+    hostname: flags.hostname,
+    port: flags.port,
+    ...tls,
+    onListen({ hostname, port }) {
+      const scheme = flags.cert ? "https" : "http";
+      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+      console.log(`Serving ${flags.root} on ${scheme}://${host}:${port}/`);
+    },
+  }, handler);
+}
+
 async function main(): Promise<void> {
   let flags: ReturnType<typeof parseCommandLine>;
   try {
@@ -1249,29 +1276,18 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const handler = createHandler({
-    fsRoot: flags.root,
-    showDirListing: flags["dir-listing"],
-    showDotfiles: flags.dotfiles,
-    enableCors: flags.cors,
-    headers: flags.header,
-    quiet: flags.quiet,
-  });
-  const tls = flags.cert !== undefined && flags.key !== undefined
-    ? { cert: await Deno.readTextFile(flags.cert), key: await Deno.readTextFile(flags.key) }
-    : {};
-  const server = Deno.serve({
-    hostname: flags.hostname,
-    port: flags.port,
-    ...tls,
-    onListen({ hostname, port }) {
-      const scheme = flags.cert ? "https" : "http";
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.log(`Serving ${flags.root} on ${scheme}://${host}:${port}/`);
-    },
-  }, handler);
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = await startServer(flags);
+  } catch (error) {
+    // A missing root, a busy port, a missing permission: say so in one line.
+    const hint = error instanceof Deno.errors.AddrInUse ? " (--port 0 picks a free port)" : "";
+    console.error(`server_files: cannot start: ${(error as Error).message}${hint}`);
+    Deno.exit(1);
+  }
 
   // Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, exit.
+  // The listeners go at once, so a second Ctrl-C ends the process for good.
   const shutdown = () => {
     console.log("Shutting down...");
     Deno.removeSignalListener("SIGINT", shutdown);

@@ -111,6 +111,28 @@ Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", asyn
   }
 });
 
+Deno.test("start-up problems are one clear line and exit code 1", async () => {
+  await using tree = await makeTree();
+  const server = await startServer([tree.root], ["--root", tree.root, "--quiet"]);
+  try {
+    const cases: [string[], RegExp][] = [
+      [["--root", `${tree.base}/missing`], /cannot start: .*No such file/],
+      [["--root", tree.root, "--port", String(server.port)], /cannot start: .*in use.*--port 0/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-net=127.0.0.1", `--allow-read=${tree.base}`, SCRIPT, ...args],
+      }).output();
+      const stderr = new TextDecoder().decode(result.stderr);
+      assert.equal(result.code, 1, stderr);
+      assert.match(stderr, message);
+      assert.ok(!stderr.includes("    at "), `no stack trace: ${stderr}`);
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
 Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains", async () => {
   await using tree = await makeTree();
   const big = new Uint8Array(8 * 1024 * 1024).fill(65);
