@@ -1086,6 +1086,7 @@ function renderPage(title: string, bodyHtml: string): string {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>
+<link rel="icon" href="/favicon.ico">
 <link rel="stylesheet" href="/style.css">
 </head>
 <body>
