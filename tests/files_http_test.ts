@@ -2,7 +2,9 @@
 // directories, listing, 404 page, validators, conditionals, ranges, cache.
 import assert from "node:assert/strict";
 import {
+  contentTypeFor,
   createHandler,
+  formatLogLine,
   type HandlerOptions,
   parseRange,
   serveDir,
@@ -577,4 +579,30 @@ Deno.test("createHandler refuses a bad --header at creation", async () => {
   assert.throws(() => createHandler({ fsRoot: tree.root, headers: ["no colon"] }), TypeError);
   assert.throws(() => createHandler({ fsRoot: tree.root, headers: ["Bad Name: x"] }), TypeError);
   assert.throws(() => createHandler({ fsRoot: `${tree.base}/missing` }), Deno.errors.NotFound);
+});
+
+// --- Pure helpers ----------------------------------------------------------
+
+Deno.test("formatLogLine writes Common Log Format and cannot be forged", () => {
+  const date = new Date(Date.UTC(2026, 10, 21, 22, 44, 51));
+  assert.equal(
+    formatLogLine("127.0.0.1", date, "GET", "/page.html", 200, "1234"),
+    `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] "GET /page.html HTTP/1.1" 200 1234`,
+  );
+  assert.equal(
+    formatLogLine(null, new Date(0), "HEAD", "/", 304, null),
+    `- - - [01/Jan/1970:00:00:00 +0000] "HEAD / HTTP/1.1" 304 -`,
+  );
+  assert.equal(
+    formatLogLine("::1", date, "GET", `/a" 200 1\n127.0.0.1 - - "x\\`, 404, "9"),
+    `::1 - - [21/Nov/2026:22:44:51 +0000] "GET /a\\" 200 1?127.0.0.1 - - \\"x\\\\ HTTP/1.1" 404 9`,
+  );
+});
+
+Deno.test("contentTypeFor ignores case and folders", () => {
+  assert.equal(contentTypeFor("/a/b.d/Page.HTML"), "text/html; charset=utf-8");
+  assert.equal(contentTypeFor("/a/b.css/file"), "application/octet-stream");
+  assert.equal(contentTypeFor("archive.tar.gz"), "application/gzip");
+  assert.equal(contentTypeFor(".hidden"), "application/octet-stream");
+  assert.equal(contentTypeFor("x.__proto__"), "application/octet-stream");
 });

@@ -199,15 +199,31 @@ Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains"
   }
 });
 
-Deno.test("--quiet: no access log", async () => {
+Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, --header", async () => {
   await using tree = await makeTree();
-  const server = await startServer([tree.root], ["--root", tree.root, "--quiet"]);
+  const server = await startServer([tree.root], [
+    "--root",
+    tree.root,
+    "--quiet",
+    "--dir-listing",
+    "--dotfiles",
+    "--cors",
+    "--header",
+    "X-Frame-Options: DENY",
+    "--header",
+    "X-Extra: 1",
+  ]);
   try {
-    const res = await fetch(`${server.url}a.txt`);
-    assert.equal(await res.text(), "hello a");
+    const listing = await fetch(`${server.url}sub/`);
+    assert.match(await listing.text(), /href="b\.txt"/);
+    assert.equal(listing.headers.get("access-control-allow-origin"), "*");
+    assert.equal(listing.headers.get("x-frame-options"), "DENY");
+    assert.equal(listing.headers.get("x-extra"), "1");
+    const dot = await fetch(`${server.url}.secret`);
+    assert.equal(await dot.text(), "DOT SECRET");
     const { code } = await server.stop("SIGINT");
     assert.equal(code, 0);
-    assert.ok(!server.stdout.some((line) => line.includes("GET /a.txt")), server.stdout.join("\n"));
+    assert.ok(!server.stdout.some((line) => line.includes("GET /")), server.stdout.join("\n"));
   } finally {
     await server.stop("SIGKILL");
   }
