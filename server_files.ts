@@ -889,6 +889,7 @@ async function serveFromRoot(req: Request, ctx: ServeContext): Promise<Response>
   try {
     response = await serveUrlPath(req, ctx, pathname, search);
   } catch (error) {
+    ctx.cache?.forget(pathname); // the file went away or became unsafe
     response = await errorResponse(error, ctx.extra, ctx.rootReal);
   }
   return dropBodyForHead(req, response);
@@ -1028,12 +1029,17 @@ class FileCache {
     return entry;
   }
 
-  #store(key: string, entry: CacheEntry): void {
-    const old = this.#entries.get(key);
-    if (old !== undefined) {
-      this.#bytes -= old.size;
+  /** Drops the entry for a URL path, if any. */
+  forget(key: string): void {
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) {
       this.#entries.delete(key);
+      this.#bytes -= entry.size;
     }
+  }
+
+  #store(key: string, entry: CacheEntry): void {
+    this.forget(key);
     // Map keeps insertion order, so the first keys are the oldest entries.
     for (const [oldKey, oldEntry] of this.#entries) {
       if (this.#bytes + entry.size <= MAX_CACHE_BYTES) break;
