@@ -1162,6 +1162,7 @@ const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
 /**
  * One access-log line in Common Log Format. Quotes and backslashes in the
  * request target are escaped so a crafted URL cannot forge a log line.
+ * `Deno.serve` does not tell the protocol version, so it always says HTTP/1.1.
  *
  * @example formatLogLine("127.0.0.1", new Date(0), "GET", "/a", 200, "12")
  * // => '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET /a HTTP/1.1" 200 12'
