@@ -388,6 +388,9 @@ export function respondTo(request: RequestHead): TinyResponse {
   if (request.method !== "GET" && request.method !== "HEAD") {
     return { ...errorResponse(405), headers: [["Allow", ALLOWED_METHODS]] };
   }
+  // HEAD is GET without the body (RFC 9110 9.3.2): build the GET answer, so
+  // that Content-Length is the length the GET body would have.
+  if (request.method === "HEAD") return respondTo({ ...request, method: "GET" });
   if (request.path !== "/") return errorResponse(404);
   return { status: 200, body: renderHelloPage(request) };
 }
