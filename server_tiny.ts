@@ -740,7 +740,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     hostname = "127.0.0.1",
     once = false,
     quiet = false,
-    log = console.log,
+    log: writeLine = console.log,
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
@@ -749,8 +749,17 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   const connections = new Set<Deno.Conn>();
   const handlers = new Set<Promise<void>>();
   const stopping = new AbortController();
-  const settings = { quiet, log, headTimeoutMs, lingerMs, idleSignal: stopping.signal };
   let listening = true;
+
+  // If the output has gone away (say, piped into `head`), keep serving anyway.
+  const log = (line: string) => {
+    try {
+      writeLine(line);
+    } catch {
+      // Nowhere to write to.
+    }
+  };
+  const settings = { quiet, log, headTimeoutMs, lingerMs, idleSignal: stopping.signal };
 
   function stopListening(): void {
     if (!listening) return;
@@ -779,28 +788,20 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     }
   }
 
-  async function run(): Promise<void> {
-    await acceptConnections();
-    // Give requests in progress a bounded time, then close what is left.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const graceOver = new Promise((resolve) => timer = setTimeout(resolve, shutdownGraceMs));
-    const allDone = Promise.all(handlers);
-    await Promise.race([allDone, graceOver]);
-    clearTimeout(timer);
-    for (const conn of connections) closeQuietly(conn);
-    await allDone;
+  // Each handler is bounded by its own limits, so this always settles.
+  const finished = acceptConnections().then(() => Promise.all(handlers)).then(() => {});
+
+  function shutdown(): Promise<void> {
+    if (stopping.signal.aborted) return finished;
+    stopping.abort();
+    stopListening();
+    // Requests in progress get a bounded time; then their connections are closed.
+    const timer = setTimeout(() => connections.forEach(closeQuietly), shutdownGraceMs);
+    finished.then(() => clearTimeout(timer));
+    return finished;
   }
 
-  const finished = run();
-  return {
-    addr: listener.addr as Deno.NetAddr,
-    finished,
-    shutdown() {
-      stopping.abort();
-      stopListening();
-      return finished;
-    },
-  };
+  return { addr: listener.addr as Deno.NetAddr, finished, shutdown };
 }
 
 // ---------------------------------------------------------------------------

@@ -304,6 +304,23 @@ Deno.test("clients that leave early do not stop the server", async () => {
   }
 });
 
+Deno.test("a log that fails (stdout gone) does not stop the server", async () => {
+  const server = serveTiny({
+    port: 0,
+    log: () => {
+      throw new Deno.errors.BrokenPipe("stdout closed");
+    },
+  });
+  try {
+    for (const head of ["GET / HTTP/1.1\r\nHost: h\r\n\r\n", "garbage\r\n\r\n"]) {
+      const response = await exchange(server.addr.port, head);
+      assertWellFormed(response);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("graceful shutdown: refuses new connections, finishes the request in progress", async () => {
   const { server, port } = startServer({ shutdownGraceMs: 10_000 });
   const idle = await connect(port);
