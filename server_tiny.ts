@@ -49,7 +49,10 @@ export const MAX_HEAD_BYTES = 8 * 1024;
  */
 export const HEAD_TIMEOUT_MS = 10_000;
 
-/** After our response, how long we keep reading what the client still sends (see {@link closeGracefully}). */
+/**
+ * After our response, how long we keep reading what the client still sends
+ * (see {@link closeGracefully}).
+ */
 export const LINGER_TIMEOUT_MS = 2_000;
 
 /** After our response, how many bytes we read and discard at most before closing. */
@@ -495,7 +498,8 @@ export function formatResponse(response: TinyResponse, options: FormatOptions = 
   const lines = [
     // We always answer as HTTP/1.1, even to HTTP/1.0 requests (RFC 9110 6.2).
     `HTTP/1.1 ${response.status} ${STATUS_TEXT[response.status]}`,
-    // toUTCString gives the IMF-fixdate format, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7).
+    // toUTCString gives the IMF-fixdate format (RFC 9110 5.6.7):
+    // "Sun, 06 Nov 1994 08:49:37 GMT".
     `Date: ${date.toUTCString()}`,
     "Content-Type: text/html; charset=utf-8",
     // A HEAD response carries the Content-Length the GET body would have (RFC 9110 8.6).
@@ -610,7 +614,9 @@ export interface AccessLogEntry {
  * @example
  * ```ts
  * const requestLine = new TextEncoder().encode("GET / HTTP/1.1");
- * formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine, status: 200, bodyBytes: 512 });
+ * formatAccessLog({
+ *   client: "127.0.0.1", date: new Date(0), requestLine, status: 200, bodyBytes: 512,
+ * });
  * // '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512'
  * ```
  */

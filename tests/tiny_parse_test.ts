@@ -299,6 +299,26 @@ Deno.test("readRequestHead times out a head that never completes", async () => {
   assert.deepEqual(await readRequestHead(stalled, { timeoutMs: 50 }), { kind: "timeout" });
 });
 
+Deno.test("readRequestHead has one deadline for the whole head, not one per read", async () => {
+  // A "slowloris" client: one byte every 20 ms, never a blank line. A limit
+  // per read would never fire; the size limit would end it only much later.
+  const trickle: ByteReader = {
+    read(buffer) {
+      return new Promise((resolve) => {
+        setTimeout(() => {
+          buffer[0] = 0x61;
+          resolve(1);
+        }, 20);
+      });
+    },
+  };
+  assert.deepEqual(await readRequestHead(trickle, { timeoutMs: 150, maxBytes: 100 }), {
+    kind: "timeout",
+  });
+  // Let the last pending read's timer run out before the test ends.
+  await new Promise((resolve) => setTimeout(resolve, 30));
+});
+
 Deno.test("readRequestHead gives up on an idle connection when the signal aborts", async () => {
   const silent: ByteReader = { read: () => new Promise(() => {}) };
   const controller = new AbortController();
@@ -409,7 +429,7 @@ Deno.test("formatResponse writes status line, fields, blank line and body", () =
   assert.match(withAllow, /\r\nAllow: GET, HEAD\r\n\r\n/);
 });
 
-Deno.test("formatResponse for HEAD keeps the head, Content-Length included, and drops the body", () => {
+Deno.test("formatResponse for HEAD keeps the whole head and drops the body", () => {
   const date = new Date(0);
   const full = decode(formatResponse({ status: 200, body: "12345" }, { date }));
   const head = decode(formatResponse({ status: 200, body: "12345" }, { date, omitBody: true }));

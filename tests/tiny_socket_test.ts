@@ -37,7 +37,10 @@ async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
   return all;
 }
 
-/** Sends the chunks (pausing between them so they arrive as separate reads), returns the whole answer. */
+/**
+ * Sends the chunks, pausing between them so that they arrive as separate
+ * reads, and returns the whole answer.
+ */
 async function exchange(port: number, ...chunks: (string | Uint8Array)[]): Promise<Response> {
   const conn = await connect(port);
   try {
@@ -202,7 +205,7 @@ Deno.test("HEAD gets GET's head, Content-Length included, and no body", async ()
   }
 });
 
-Deno.test("a request with a body still gets its whole answer (the body is read and dropped)", async () => {
+Deno.test("a request with a body gets its whole answer; the body is drained", async () => {
   const { server, port } = startServer();
   try {
     // The body comes after the server has answered: closing at once would
@@ -321,7 +324,7 @@ Deno.test("a log that fails (stdout gone) does not stop the server", async () =>
   }
 });
 
-Deno.test("graceful shutdown: refuses new connections, finishes the request in progress", async () => {
+Deno.test("graceful shutdown refuses new connections and finishes requests in progress", async () => {
   const { server, port } = startServer({ shutdownGraceMs: 10_000 });
   const idle = await connect(port);
   const inProgress = await connect(port);
@@ -425,3 +428,20 @@ function spawnScript(...args: string[]) {
   })();
   return { process, port, finished };
 }
+
+Deno.test("--help prints the usage; a bad --port is refused with exit code 2", async () => {
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+    }).output();
+  const help = await run("--help");
+  assert.equal(help.code, 0);
+  assert.match(decode(help.stdout), /--port N/);
+  for (const args of [["--port", "99999"], ["--port", "http"], ["--colour"]]) {
+    const bad = await run(...args);
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.match(decode(bad.stderr), /^server_tiny\.ts: .+\n\nUsage:/);
+    assert.equal(bad.stdout.length, 0);
+  }
+});
