@@ -16,8 +16,9 @@
  * `--quiet` stops printing each request head (the access log stays).
  * Ctrl-C or SIGTERM stops accepting, lets requests in progress finish, exits 0.
  *
- * `/` answers with a page showing what your browser sent; other paths get 404,
- * methods other than GET and HEAD get 405.
+ * `/` answers with a page showing what your browser sent; other paths get 404
+ * (watch the console: a browser also asks for `/favicon.ico`), methods other
+ * than GET and HEAD get 405.
  *
  * Safety: it listens on 127.0.0.1 unless told otherwise; it reads at most
  * {@link MAX_HEAD_BYTES} per request, for at most {@link HEAD_TIMEOUT_MS};
@@ -256,12 +257,10 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
   // RFC 9112 2.2: every line ends in CRLF. A bare LF is allowed as a MAY; we
   // refuse it (and a bare CR, which is never allowed) because a proxy in front
   // of us may split the lines differently, the root of request smuggling.
-  if (!text.endsWith("\r\n\r\n")) return reject(400, "the head does not end with CRLF CRLF");
-  const lines = text.slice(0, -4).split("\r\n");
-  if (lines.some((line) => line.includes("\r") || line.includes("\n"))) {
-    return reject(400, "bare CR or LF in the head");
-  }
-  const [requestLine, ...fieldLines] = lines;
+  if (/(?<!\r)\n/.test(text)) return reject(400, "a line ends with a bare LF instead of CRLF");
+  if (/\r(?!\n)/.test(text)) return reject(400, "a bare CR in the head");
+  if (!text.endsWith("\r\n\r\n")) return reject(400, "the head does not end with a blank line");
+  const [requestLine, ...fieldLines] = text.slice(0, -4).split("\r\n");
 
   // RFC 9112 3: request-line = method SP request-target SP HTTP-version,
   // exactly one space between the parts.
