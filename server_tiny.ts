@@ -858,6 +858,12 @@ async function main(): Promise<void> {
   const { hostname: host, port: realPort } = server.addr;
   const shownHost = host.includes(":") ? `[${host}]` : host;
   console.log(`Open your browser and connect to: http://${shownHost}:${realPort}/`);
+  if (!["127.0.0.1", "localhost", "::1"].includes(values.hostname)) {
+    // Loopback keeps a server private to this machine; any other address may not.
+    console.log(
+      `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
+    );
+  }
 
   const onSignal = () => {
     console.log("Shutting down: finishing requests in progress...");
