@@ -397,7 +397,10 @@ export function respondTo(request: RequestHead): TinyResponse {
   return { status: 200, body: renderHelloPage(request) };
 }
 
-const ERROR_DETAILS: Record<number, string> = {
+/** The statuses this server answers with when a request cannot be served. */
+export type ErrorStatus = 400 | 404 | 405 | 408 | 431 | 505;
+
+const ERROR_DETAILS: Record<ErrorStatus, string> = {
   400: "The server could not understand this request.",
   404: 'There is no page at this address. Try <a href="/">the home page</a>.',
   405: "This server answers GET and HEAD requests only.",
@@ -411,7 +414,7 @@ const ERROR_DETAILS: Record<number, string> = {
  * purpose: what exactly was wrong goes to the server's console, never to the
  * client, which could be probing for weaknesses.
  */
-export function errorResponse(status: number): TinyResponse {
+export function errorResponse(status: ErrorStatus): TinyResponse {
   const title = `${status} ${STATUS_TEXT[status]}`;
   return { status, body: renderPage(title, `<p>${ERROR_DETAILS[status]}</p>`) };
 }

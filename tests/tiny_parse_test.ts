@@ -419,7 +419,7 @@ Deno.test("the hello page shows method, target and every header, escaped", () =>
 });
 
 Deno.test("error pages are generic", () => {
-  for (const status of [400, 404, 405, 408, 431, 505]) {
+  for (const status of [400, 404, 405, 408, 431, 505] as const) {
     const { body } = errorResponse(status);
     assert.match(body, new RegExp(`<h1>${status} [A-Z]`));
   }
