@@ -16,8 +16,9 @@
  * `--quiet` stops printing each request head (the access log stays).
  * Ctrl-C or SIGTERM stops accepting, lets requests in progress finish, exits 0.
  *
- * `/` answers with a page showing what your browser sent; other paths get 404,
- * methods other than GET and HEAD get 405.
+ * `/` answers with a page showing what your browser sent; other paths get 404
+ * (watch the console: a browser also asks for `/favicon.ico`), methods other
+ * than GET and HEAD get 405.
  *
  * Safety: it listens on 127.0.0.1 unless told otherwise; it reads at most
  * {@link MAX_HEAD_BYTES} per request, for at most {@link HEAD_TIMEOUT_MS};
@@ -256,12 +257,10 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
   // RFC 9112 2.2: every line ends in CRLF. A bare LF is allowed as a MAY; we
   // refuse it (and a bare CR, which is never allowed) because a proxy in front
   // of us may split the lines differently, the root of request smuggling.
-  if (!text.endsWith("\r\n\r\n")) return reject(400, "the head does not end with CRLF CRLF");
-  const lines = text.slice(0, -4).split("\r\n");
-  if (lines.some((line) => line.includes("\r") || line.includes("\n"))) {
-    return reject(400, "bare CR or LF in the head");
-  }
-  const [requestLine, ...fieldLines] = lines;
+  if (/(?<!\r)\n/.test(text)) return reject(400, "a line ends with a bare LF instead of CRLF");
+  if (/\r(?!\n)/.test(text)) return reject(400, "a bare CR in the head");
+  if (!text.endsWith("\r\n\r\n")) return reject(400, "the head does not end with a blank line");
+  const [requestLine, ...fieldLines] = text.slice(0, -4).split("\r\n");
 
   // RFC 9112 3: request-line = method SP request-target SP HTTP-version,
   // exactly one space between the parts.
@@ -398,7 +397,10 @@ export function respondTo(request: RequestHead): TinyResponse {
   return { status: 200, body: renderHelloPage(request) };
 }
 
-const ERROR_DETAILS: Record<number, string> = {
+/** The statuses this server answers with when a request cannot be served. */
+export type ErrorStatus = 400 | 404 | 405 | 408 | 431 | 505;
+
+const ERROR_DETAILS: Record<ErrorStatus, string> = {
   400: "The server could not understand this request.",
   404: 'There is no page at this address. Try <a href="/">the home page</a>.',
   405: "This server answers GET and HEAD requests only.",
@@ -412,7 +414,7 @@ const ERROR_DETAILS: Record<number, string> = {
  * purpose: what exactly was wrong goes to the server's console, never to the
  * client, which could be probing for weaknesses.
  */
-export function errorResponse(status: number): TinyResponse {
+export function errorResponse(status: ErrorStatus): TinyResponse {
   const title = `${status} ${STATUS_TEXT[status]}`;
   return { status, body: renderPage(title, `<p>${ERROR_DETAILS[status]}</p>`) };
 }
@@ -859,6 +861,12 @@ async function main(): Promise<void> {
   const { hostname: host, port: realPort } = server.addr;
   const shownHost = host.includes(":") ? `[${host}]` : host;
   console.log(`Open your browser and connect to: http://${shownHost}:${realPort}/`);
+  if (!["127.0.0.1", "localhost", "::1"].includes(values.hostname)) {
+    // Loopback keeps a server private to this machine; any other address may not.
+    console.log(
+      `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
+    );
+  }
 
   const onSignal = () => {
     console.log("Shutting down: finishing requests in progress...");

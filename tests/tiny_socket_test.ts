@@ -41,7 +41,7 @@ async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
  * Sends the chunks, pausing between them so that they arrive as separate
  * reads, and returns the whole answer.
  */
-async function exchange(port: number, ...chunks: (string | Uint8Array)[]): Promise<Response> {
+async function exchange(port: number, ...chunks: (string | Uint8Array)[]): Promise<RawResponse> {
   const conn = await connect(port);
   try {
     conn.setNoDelay(true);
@@ -79,7 +79,7 @@ async function assertNotServed(port: number): Promise<void> {
   }
 }
 
-interface Response {
+interface RawResponse {
   status: number;
   statusLine: string;
   headers: Map<string, string>;
@@ -87,7 +87,7 @@ interface Response {
 }
 
 /** Splits raw response bytes into status, header fields and body, checking the framing. */
-function parseResponse(bytes: Uint8Array): Response {
+function parseResponse(bytes: Uint8Array): RawResponse {
   const text = decode(bytes);
   const end = text.indexOf("\r\n\r\n");
   assert.ok(end > 0, `no blank line in ${JSON.stringify(text)}`);
@@ -103,7 +103,7 @@ function parseResponse(bytes: Uint8Array): Response {
 }
 
 /** The fields every response must carry, with Content-Length matching the body. */
-function assertWellFormed(response: Response, method = "GET"): void {
+function assertWellFormed(response: RawResponse, method = "GET"): void {
   const { headers, body } = response;
   assert.match(
     headers.get("date") ?? "",
@@ -343,10 +343,15 @@ Deno.test("graceful shutdown refuses new connections and finishes requests in pr
     const response = parseResponse(await readToEnd(inProgress));
     assert.equal(response.status, 200);
     assertWellFormed(response);
+    inProgress.close(); // the server waits (briefly) for the client to hang up
     await stopped;
   } finally {
     idle.close();
-    inProgress.close();
+    try {
+      inProgress.close();
+    } catch {
+      // Closed above.
+    }
     await server.shutdown();
   }
 });
