@@ -604,7 +604,10 @@ function checkSameOrigin(request: Request, url: URL): void {
  * body (no length) is counted as it arrives and cut off past the limit. A
  * body that trickles in slower than {@linkcode BODY_TIMEOUT_MS} gets 408.
  */
-async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
+async function readBody(
+  request: Request,
+  timeoutMs = BODY_TIMEOUT_MS,
+): Promise<Uint8Array<ArrayBuffer>> {
   const tooLarge = () =>
     new HttpError(413, `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`);
   const declared = Number(request.headers.get("content-length") ?? 0);
@@ -620,7 +623,7 @@ async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new HttpError(408, "The request body took too long to arrive.")),
-      BODY_TIMEOUT_MS,
+      timeoutMs,
     );
   });
   try {
@@ -716,7 +719,10 @@ function addField(fields: Map<string, string>, name: string, value: string): voi
 }
 
 /** Reads a form post (urlencoded or multipart) into its fields. */
-async function readFormFields(request: Request): Promise<Map<string, string>> {
+async function readFormFields(
+  request: Request,
+  timeoutMs: number,
+): Promise<Map<string, string>> {
   const contentType = request.headers.get("content-type");
   const { type, charset } = parseContentType(contentType);
   if (type !== "application/x-www-form-urlencoded" && type !== "multipart/form-data") {
@@ -724,7 +730,7 @@ async function readFormFields(request: Request): Promise<Map<string, string>> {
     throw new HttpError(415, "Send the form as a normal form post.");
   }
   requireUtf8(charset);
-  const body = await readBody(request);
+  const body = await readBody(request, timeoutMs);
   if (type === "application/x-www-form-urlencoded") return parseUrlEncoded(body);
   let form: FormData;
   try {
@@ -1087,6 +1093,8 @@ function nameCookie(name: string, secure: boolean): string {
 export interface BoardHandlerOptions {
   /** Messages per page. @default PAGE_SIZE (50) */
   pageSize?: number;
+  /** How long a request body may take to arrive. @default BODY_TIMEOUT_MS (10 s) */
+  bodyTimeoutMs?: number;
 }
 
 /** A request handler for `Deno.serve`. */
@@ -1095,7 +1103,7 @@ export type BoardHandler = (request: Request) => Promise<Response>;
 /** Builds the board's request handler over any {@linkcode MessageStore}. */
 export function createBoardHandler(
   store: MessageStore,
-  { pageSize = PAGE_SIZE }: BoardHandlerOptions = {},
+  { pageSize = PAGE_SIZE, bodyTimeoutMs = BODY_TIMEOUT_MS }: BoardHandlerOptions = {},
 ): BoardHandler {
   async function showBoard(request: Request, url: URL): Promise<Response> {
     const before = readBeforeParameter(url);
@@ -1108,7 +1116,7 @@ export function createBoardHandler(
     checkSameOrigin(request, url);
     let fields = new Map<string, string>();
     try {
-      fields = await readFormFields(request);
+      fields = await readFormFields(request, bodyTimeoutMs);
       if (fields.has("clear")) {
         await store.clearMessages();
         return seeOther("/");
@@ -1182,7 +1190,7 @@ export function createBoardHandler(
       throw new HttpError(415, "Send JSON (Content-Type: application/json).");
     }
     requireUtf8(charset);
-    const text = decodeUtf8(await readBody(request));
+    const text = decodeUtf8(await readBody(request, bodyTimeoutMs));
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -1325,7 +1333,9 @@ async function main(): Promise<void> {
   } catch (error) {
     if (error instanceof StartupError) console.error(`message_board: ${error.message}`);
     else if (error instanceof Deno.errors.NotCapable) {
-      console.error(`message_board: ${error.message}; see the command in --help`);
+      console.error(
+        `message_board: ${error.message} (--allow-read and --allow-write must cover the folder of --data)`,
+      );
     } else console.error("message_board: cannot start:", error);
     Deno.exit(1);
   }
