@@ -122,7 +122,7 @@ export class StartupError extends Error {
 //
 // Files beside the data file `messages.jsonl`:
 //   messages.jsonl.lock                   held locked while a board runs
-//   messages.jsonl.new                    a clear in progress (see clear below)
+//   messages.jsonl.new                    a clear in progress (see clearNow below)
 //   messages.cleared-<time>.jsonl         archives made by clears
 //   messages.jsonl.torn-<time>            a torn last line set aside at start-up
 //
@@ -163,7 +163,8 @@ export async function openJsonLinesStore(
       );
     }
     const file = await Deno.open(dataFile, { append: true });
-    return new JsonLinesStore(dataFile, lock, file, loaded.messages, loaded.nextId);
+    const { messages, nextId } = loaded;
+    return new JsonLinesStore({ dataFile, lock, file, log, messages, nextId });
   } catch (error) {
     lock.close();
     throw error;
@@ -213,6 +214,7 @@ async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     await writeFileDurably(dataFile, new Uint8Array(0));
+    await syncDirectory(dirname(dataFile));
     return new Uint8Array(0);
   }
 }
@@ -248,31 +250,37 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
   while (start < end) {
     const newline = bytes.indexOf(0x0a, start);
     lineNumber++;
-    const fail = (why: string): never => {
-      throw new StartupError(
-        `${fileName}:${lineNumber}: ${why}; the board will not start until this line is ` +
-          `repaired or removed (the file was not changed)`,
-      );
-    };
     let value: unknown;
     try {
       value = JSON.parse(utf8.decode(bytes.subarray(start, newline)));
     } catch {
-      fail("not a valid JSON line");
+      throw lineError(fileName, lineNumber, "not a valid JSON line");
     }
     start = newline + 1;
     const message = toMessage(value);
     if (message !== null) {
-      if (message.id < nextId) fail(`message id ${message.id} does not increase`);
+      if (message.id < nextId) {
+        throw lineError(fileName, lineNumber, `message id ${message.id} does not increase`);
+      }
       messages.push(message);
       nextId = message.id + 1;
       continue;
     }
     const clearRecord = lineNumber === 1 ? toClearRecord(value) : null;
-    if (clearRecord === null) fail("not a message (id, text, postedAt)");
-    nextId = Math.max(nextId, clearRecord!.nextId);
+    if (clearRecord === null) {
+      throw lineError(fileName, lineNumber, "not a message (id, text, postedAt)");
+    }
+    nextId = Math.max(nextId, clearRecord.nextId);
   }
   return { messages, nextId, tornTail: bytes.slice(end) };
+}
+
+/** The start-up error for an unreadable line, in the `file:line: reason` shape editors jump to. */
+function lineError(fileName: string, lineNumber: number, why: string): StartupError {
+  return new StartupError(
+    `${fileName}:${lineNumber}: ${why}; the board will not start until this line is ` +
+      `repaired or removed (the file was not changed)`,
+  );
 }
 
 /** Returns the message in a parsed line, or null when it is not a valid one. */
@@ -345,23 +353,37 @@ type Job =
  * posting at once pay for one disk flush, not 32.
  */
 class JsonLinesStore implements MessageStore {
+  readonly dataFile: string;
+  #lock: Deno.FsFile;
+  #file: Deno.FsFile;
+  #log: (line: string) => void;
+  #messages: Message[];
+  #nextId: number;
   #queue: Job[] = [];
   #draining: Promise<void> | null = null;
   #failure: Error | null = null;
   #closed = false;
 
-  constructor(
-    readonly dataFile: string,
-    readonly lock: Deno.FsFile,
-    private file: Deno.FsFile,
-    private messages: Message[],
-    private nextId: number,
-  ) {}
+  constructor(state: {
+    dataFile: string;
+    lock: Deno.FsFile;
+    file: Deno.FsFile;
+    log: (line: string) => void;
+    messages: Message[];
+    nextId: number;
+  }) {
+    this.dataFile = state.dataFile;
+    this.#lock = state.lock;
+    this.#file = state.file;
+    this.#log = state.log;
+    this.#messages = state.messages;
+    this.#nextId = state.nextId;
+  }
 
   listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
-    const end = before === undefined ? this.messages.length : this.#indexOfId(before);
+    const end = before === undefined ? this.#messages.length : this.#indexOfId(before);
     const start = Math.max(0, end - limit);
-    const messages = this.messages.slice(start, end).reverse();
+    const messages = this.#messages.slice(start, end).reverse();
     return Promise.resolve({ messages, hasOlder: start > 0 });
   }
 
@@ -379,17 +401,21 @@ class JsonLinesStore implements MessageStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#draining;
-    this.file.close();
-    this.lock.close(); // closing the file releases the lock
+    try {
+      this.#file.close();
+    } catch {
+      // already closed by a clear that failed half-way
+    }
+    this.#lock.close(); // closing the file releases the lock
   }
 
   /** The index of the first message whose id is `id` or more (binary search). */
   #indexOfId(id: number): number {
     let low = 0;
-    let high = this.messages.length;
+    let high = this.#messages.length;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (this.messages[middle].id < id) low = middle + 1;
+      if (this.#messages[middle].id < id) low = middle + 1;
       else high = middle;
     }
     return low;
@@ -427,12 +453,12 @@ class JsonLinesStore implements MessageStore {
     }
     const postedAt = new Date().toISOString();
     const messages = batch.map(({ input }) =>
-      makeMessage(this.nextId++, input.text, input.name, postedAt)
+      makeMessage(this.#nextId++, input.text, input.name, postedAt)
     );
     const lines = messages.map((message) => JSON.stringify(message) + "\n").join("");
     try {
-      await writeAll(this.file, encoder.encode(lines));
-      await this.file.syncData();
+      await writeAll(this.#file, encoder.encode(lines));
+      await this.#file.syncData();
     } catch (error) {
       this.#fail(error);
       for (const job of batch) job.reject(this.#failure);
@@ -440,7 +466,7 @@ class JsonLinesStore implements MessageStore {
     }
     // Only now, on disk, do the messages become visible and acknowledged.
     for (let i = 0; i < batch.length; i++) {
-      this.messages.push(messages[i]);
+      this.#messages.push(messages[i]);
       batch[i].resolve(messages[i]);
     }
   }
@@ -464,7 +490,7 @@ class JsonLinesStore implements MessageStore {
    */
   async #clearNow(): Promise<ClearResult> {
     if (this.#failure) throw this.#failure;
-    if (this.messages.length === 0) return { archived: 0, archive: null };
+    if (this.#messages.length === 0) return { archived: 0, archive: null };
     const directory = dirname(this.dataFile);
     const clearedAt = new Date();
     const extension = extname(this.dataFile);
@@ -473,7 +499,7 @@ class JsonLinesStore implements MessageStore {
     const newFile = `${this.dataFile}.new`;
     const record = {
       clearedAt: clearedAt.toISOString(),
-      nextId: this.nextId,
+      nextId: this.#nextId,
       archive: basename(archive),
     };
     // Step 1: if this fails (disk full), nothing has changed; the board goes on.
@@ -487,18 +513,18 @@ class JsonLinesStore implements MessageStore {
     // Steps 2 and 3: a failure here leaves files in a state only a restart
     // sorts out (see finishInterruptedClear), so the store stops writing.
     try {
-      this.file.close();
+      this.#file.close();
       await Deno.rename(this.dataFile, archive);
       await syncDirectory(directory);
       await Deno.rename(newFile, this.dataFile);
       await syncDirectory(directory);
-      this.file = await Deno.open(this.dataFile, { append: true });
+      this.#file = await Deno.open(this.dataFile, { append: true });
     } catch (error) {
       this.#fail(error);
       throw this.#failure;
     }
-    const archived = this.messages.length;
-    this.messages = [];
+    const archived = this.#messages.length;
+    this.#messages = [];
     return { archived, archive };
   }
 
@@ -509,7 +535,7 @@ class JsonLinesStore implements MessageStore {
    * re-reads the file, knows what is really on disk.
    */
   #fail(error: unknown): void {
-    console.error(`${this.dataFile}: writing failed, no more posts are accepted:`, error);
+    this.#log(`${this.dataFile}: writing failed, no more posts are accepted: ${error}`);
     this.#failure = new StoreUnavailableError("the message store failed; restart the board", {
       cause: error,
     });
@@ -602,7 +628,8 @@ function checkSameOrigin(request: Request, url: URL): void {
  * Reads the whole request body, at most {@linkcode MAX_BODY_BYTES}. A declared
  * Content-Length over the limit is refused before reading anything; a chunked
  * body (no length) is counted as it arrives and cut off past the limit. A
- * body that trickles in slower than {@linkcode BODY_TIMEOUT_MS} gets 408.
+ * body not complete within `timeoutMs` gets 408, so a client sending one
+ * byte a minute cannot hold a request open for ever.
  */
 async function readBody(
   request: Request,
