@@ -610,16 +610,29 @@ export class HttpError extends Error {
 
 /**
  * Refuses a post made by another site's page (cross-site request forgery):
- * browsers send `Sec-Fetch-Site` and, on every POST, `Origin`; a form on a
- * hostile page can reach us, but cannot make these two lie. Clients that send
- * neither (curl, scripts) are not browsers acting for a visitor.
+ * browsers send `Sec-Fetch-Site` and, on every POST, `Origin` (RFC 6454); a
+ * form on a hostile page can reach us, but cannot make these lie. The Origin's
+ * host must be our Host; the scheme is not compared, since a TLS proxy in
+ * front of the board talks plain HTTP to it. `Origin: null` (sandboxed or
+ * privacy-sensitive contexts) is refused. Clients that send neither header
+ * (curl, scripts) are not browsers acting for a visitor.
+ *
+ * @example isForeignOrigin("https://evil.example", "localhost:8080") // => true
  */
-function checkSameOrigin(request: Request, url: URL): void {
-  if (request.headers.get("sec-fetch-site") === "cross-site") {
-    throw new HttpError(403, "Posts from other sites are not accepted.");
+export function isForeignOrigin(origin: string, host: string): boolean {
+  try {
+    return new URL(origin).host !== host;
+  } catch {
+    return true; // "null" or garbage
   }
+}
+
+function checkSameOrigin(request: Request, url: URL): void {
   const origin = request.headers.get("origin");
-  if (origin !== null && origin !== url.origin) {
+  if (
+    request.headers.get("sec-fetch-site") === "cross-site" ||
+    (origin !== null && isForeignOrigin(origin, url.host))
+  ) {
     throw new HttpError(403, "Posts from other sites are not accepted.");
   }
 }
