@@ -1163,13 +1163,10 @@ export function createBoardHandler(
       }
       const input = validateNewMessage(fields.get("message") ?? "", fields.get("name"));
       await store.appendMessage(input);
-      const headers = new Headers();
-      const secure = url.protocol === "https:";
-      const remembered = readNameCookie(request);
-      if ((input.name ?? "") !== remembered) {
-        headers.set("set-cookie", nameCookie(input.name ?? "", secure));
-      }
-      return seeOther("/", headers);
+      // Remember a new name, forget a removed one; send nothing when unchanged.
+      const name = input.name ?? "";
+      if (name === readNameCookie(request)) return seeOther("/");
+      return seeOther("/", { "set-cookie": nameCookie(name, url.protocol === "https:") });
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       // Show the board again with the error, keeping what was typed.
@@ -1276,7 +1273,7 @@ export function createBoardHandler(
           throw new HttpError(404, "There is no page at this address.");
       }
     } catch (error) {
-      // Drain what is left of an unread body so the connection can be reused.
+      // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
       return errorResponse(error, format);
     }
