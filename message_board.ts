@@ -1373,7 +1373,7 @@ async function main(): Promise<void> {
       console.error(
         `message_board: ${error.message} (--allow-read and --allow-write must cover the folder of --data)`,
       );
-    } else console.error("message_board: cannot start:", error);
+    } else console.error(`message_board: cannot start: ${(error as Error).message}`);
     Deno.exit(1);
   }
 
@@ -1405,7 +1405,8 @@ async function main(): Promise<void> {
       },
     }, handler);
   } catch (error) {
-    console.error(`message_board: cannot listen on ${values.hostname}:${port}:`, error);
+    const why = (error as Error).message;
+    console.error(`message_board: cannot listen on ${values.hostname}:${port}: ${why}`);
     await board.close();
     Deno.exit(1);
   }

@@ -89,6 +89,19 @@ Deno.test("cli: a corrupt line stops start-up naming file and line; the file is 
   assert.equal(await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")), content);
 });
 
+Deno.test("cli: a port already in use is reported in one line, with status 1", async () => {
+  await using folder = await tempFolder();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", String(taken.addr.port)],
+    cwd: folder.path,
+  }).output();
+  assert.equal(code, 1);
+  const message = new TextDecoder().decode(stderr);
+  assert.match(message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: `));
+  assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
+});
+
 Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", async () => {
   await using folder = await tempFolder();
   const board = await startBoard(folder.path);
