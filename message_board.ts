@@ -56,6 +56,7 @@ const MAX_BATCH_MESSAGES = 1000;
 export interface Message {
   /** Increasing integer, never reused (not even after a clear). */
   readonly id: number;
+  /** The message as posted; line breaks are `\n`. */
   readonly text: string;
   /** The poster's name, when given. */
   readonly name?: string;
@@ -65,7 +66,9 @@ export interface Message {
 
 /** A message as a poster sends it, already validated. */
 export interface NewMessage {
+  /** The message, 1 to MAX_MESSAGE_CHARS characters. */
   text: string;
+  /** The poster's name, when given. */
   name?: string;
 }
 
@@ -79,6 +82,7 @@ export interface PageQuery {
 
 /** A page of messages, newest first. */
 export interface MessagePage {
+  /** The messages on this page, newest first. */
   messages: Message[];
   /** Whether older messages exist beyond this page. */
   hasOlder: boolean;
@@ -109,11 +113,13 @@ export interface MessageStore {
 
 /** The store cannot take writes now (closed, or failed); the board answers 503. */
 export class StoreUnavailableError extends Error {
+  /** Always "StoreUnavailableError". */
   override name = "StoreUnavailableError";
 }
 
 /** The board cannot start: its data file is locked or unreadable. The message says why. */
 export class StartupError extends Error {
+  /** Always "StartupError". */
   override name = "StartupError";
 }
 
@@ -220,8 +226,10 @@ async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
 }
 
 /** The outcome of reading a data file. */
-interface LoadedData {
+export interface LoadedData {
+  /** Every message, oldest first. */
   messages: Message[];
+  /** The id the next post gets. */
   nextId: number;
   /** Bytes after the last newline: a line cut short by a crash (often empty). */
   tornTail: Uint8Array;
@@ -602,7 +610,9 @@ export function fileStamp(date: Date): string {
 
 /** A request we refuse, with the status and a message safe to show the client. */
 export class HttpError extends Error {
+  /** Always "HttpError". */
   override name = "HttpError";
+  /** `status`: the HTTP status; `message`: shown to the client; `headers`: sent along (Allow). */
   constructor(readonly status: number, message: string, readonly headers: HeadersInit = {}) {
     super(message);
   }
@@ -909,13 +919,16 @@ function renderMessage(message: Message): string {
 }
 
 /** What the page shows around the messages. */
-interface PageView {
+export interface PageView {
+  /** The messages to show. */
   page: MessagePage;
+  /** The `before` id of this page; undefined on the newest page. */
   before?: number;
   /** An error to show above the form. */
   error?: string;
   /** Text to put back in the form after a rejected post. */
   draft?: string;
+  /** The name to fill in (from the cookie, or as typed). */
   name?: string;
 }
 
@@ -1292,7 +1305,9 @@ export interface BoardOptions extends BoardHandlerOptions, JsonLinesStoreOptions
 
 /** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
 export interface Board {
+  /** Answers every request; give it to `Deno.serve`. */
   handler: BoardHandler;
+  /** The store underneath, for tests and tools. */
   store: MessageStore;
   /** Waits for accepted writes, then closes the data file and releases its lock. */
   close(): Promise<void>;
