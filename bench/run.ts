@@ -389,7 +389,7 @@ async function readVersions(): Promise<Record<string, string>> {
   };
 }
 
-/** Lays the written files out as `deno fmt` would, so `deno task check` passes on them. */
+/** Lays the written files out as `deno fmt` would (it formats SVG too), so `deno task check` passes. */
 async function formatFiles(paths: string[]): Promise<void> {
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
     // --no-config: deno.json excludes bench/out/, where partial runs write.
@@ -504,7 +504,7 @@ async function main(): Promise<void> {
     ),
   );
 
-  const written = [resultsPath, join(options.outDir, "results.json")];
+  const written = [resultsPath, chartPath, join(options.outDir, "results.json")];
   if (resolve(options.outDir) === resolve(BENCH_DIR)) {
     // A full run into bench/ also refreshes the README's summary, so the two always agree.
     const readmePath = join(REPO_ROOT, "README.md");
