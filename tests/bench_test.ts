@@ -361,9 +361,9 @@ Deno.test("checkTargets compares with the issue's targets and says when it canno
   assert.deepEqual(verdicts, [
     ["500 B page", false], // 0.9× nginx, needs 1×
     ["100 MiB file", true], // 0.9× nginx, needs 0.8×
-    ["Durable posts/s at 1,000 store", true], // 9000 / 1000, needs 3×
-    ["Durable posts/s at 100,000 sto", true], // 8000 against the textbook's 1000 at 1,000
-    ["Post cost at 100,000 stored at", true], // 9000 / 8000 = 1.125
+    ["Durable posts/s from 1,000 sto", true], // 9000 / 1000, needs 3×
+    ["Durable posts/s from 100,000 s", true], // 8000 against the textbook's 1000 from 1,000
+    ["Post cost from 100,000 stored ", true], // 9000 / 8000 = 1.125
     ["Page cost at 100,000 stored at", false], // 10000 / 5000 = 2
   ]);
   const measured = checkTargets(scenarios)[0].measured;
