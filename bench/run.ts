@@ -84,15 +84,17 @@ const BENCH_DIR = new URL("./", import.meta.url).pathname;
 
 const HELP = `deno task bench [options]
 
-Runs every scenario against our servers and the references, prints a table,
-and writes RESULTS.md and results.svg.
+Runs every scenario against our servers and the references, prints the
+tables, and writes RESULTS.md, results.svg and results.json.
 
   --duration S   seconds per measured run (default 5)
   --runs N       measured runs per server; the median is kept (default 3)
   --threads N    wrk threads (default 2)
   --warmup S     seconds of warm-up before measuring, 0 for none (default 1)
-  --only LIST    comma-separated scenario ids or prefixes:
-                 ${SCENARIOS.map((s) => s.id).join(", ")}
+  --only LIST    comma-separated scenario ids or prefixes (tiny, files, board,
+                 board-post...): ${
+  SCENARIOS.map((s) => s.id).join(", ").replace(/(.{40,}?), /g, "$1,\n                 ")
+}
   --quick        smoke check: 1 run of 2 s, 1 s warm-up
   --servers DIR  folder with our three scripts (default: the repository root)
   --out DIR      where to write RESULTS.md, results.svg and results.json
