@@ -273,8 +273,8 @@ browserTest(
       });
 
       await t.step("a message containing <script> is shown as text and runs nothing", async () => {
-        const payload = `<script>window.pwned = 1; alert("script")</script>` +
-          `<img src="/x" onerror="window.pwned = 2; alert('img')">`;
+        // Short enough for any sensible length limit.
+        const payload = `<script>pwned=1;alert(1)</script><img src=/x onerror="pwned=2;alert(2)">`;
         await post(payload);
         const messages = await readMessages(page);
         assert.equal(messages.length, 2);
