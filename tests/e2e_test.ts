@@ -12,6 +12,7 @@ import {
   planBrowserTests,
   readPngSize,
   saveScreenshot,
+  type ScriptServer,
   startScript,
 } from "./e2e_browser.ts";
 
@@ -19,12 +20,15 @@ const plan = planBrowserTests();
 let screenshotFolder: string | undefined;
 
 /**
- * One Deno.test per server, each with its own browser, closed in `finally`.
- * The steps inside a test are one person's visit, so each builds on the last.
+ * One Deno.test per server: launches a browser, starts the server, runs the
+ * visit, then closes both in `finally`. The steps of a visit are one
+ * person's session, so each builds on the last. When the visit passed, the
+ * server must also stop cleanly on SIGTERM (exit code 0).
  */
 function browserTest(
   name: string,
-  fn: (t: Deno.TestContext, browser: Browser) => Promise<void>,
+  startServer: () => Promise<ScriptServer>,
+  visit: (t: Deno.TestContext, browser: Browser, server: ScriptServer) => Promise<void>,
 ) {
   Deno.test({
     name,
@@ -33,7 +37,15 @@ function browserTest(
       if (plan.missing) throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
       const browser = await launchChromium();
       try {
-        await fn(t, browser);
+        const server = await startServer();
+        let visited = false;
+        try {
+          await visit(t, browser, server);
+          visited = true;
+        } finally {
+          const code = await server.stop();
+          if (visited) assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
+        }
       } finally {
         await browser.close();
       }
@@ -71,284 +83,307 @@ async function clickAndWait(page: Page, click: () => Promise<void>): Promise<Res
 
 browserTest(
   "tiny server: the hello page shows the headers this browser sent",
-  async (_t, browser) => {
-    const server = await startScript("server_tiny.ts", ["--allow-net=127.0.0.1"]);
-    try {
-      const page = await newPage(browser);
-      const response = await page.goto(`${server.origin}/`);
-      assert.ok(response);
-      assert.equal(response.status(), 200);
+  () => startScript("server_tiny.ts", ["--allow-net=127.0.0.1"]),
+  async (_t, browser, server) => {
+    const page = await newPage(browser);
+    const response = await page.goto(`${server.origin}/`);
+    assert.ok(response);
+    assert.equal(response.status(), 200);
 
-      // What Chromium really put on the wire, as Playwright recorded it.
-      const sent = await response.request().allHeaders();
-      const userAgent = sent["user-agent"];
-      assert.ok(userAgent, "Chromium sent a User-Agent");
-      assert.equal(userAgent, await page.evaluate(() => navigator.userAgent));
+    // What Chromium really put on the wire, as Playwright recorded it.
+    const sent = await response.request().allHeaders();
+    const userAgent = sent["user-agent"];
+    assert.ok(userAgent, "Chromium sent a User-Agent");
+    assert.equal(userAgent, await page.evaluate(() => navigator.userAgent));
 
-      const text = await page.locator("body").innerText();
-      assert.match(text, /\bGET\b/);
-      for (const [name, value] of Object.entries(sent)) {
-        if (name.startsWith(":")) continue; // HTTP/2 pseudo-headers; none on HTTP/1.1
-        assert.ok(text.toLowerCase().includes(name), `the page names the ${name} header`);
-        // Values such as sec-ch-ua contain quotes: shown as text, not markup.
-        assert.ok(text.includes(value), `the page shows ${name}: ${value}`);
-      }
-
-      // The console shows the same head, the chapter's point.
-      await server.waitForLine(/^GET \/ HTTP\/1\.1$/);
-      await server.waitForLine(new RegExp(`^user-agent: ${escapeRegExp(userAgent)}$`, "i"));
-      await screenshot(page, "tiny-hello");
-    } finally {
-      assert.equal(await server.stop(), 0, "SIGTERM stops the tiny server cleanly");
+    const text = await page.locator("body").innerText();
+    assert.match(text, /\bGET\b/);
+    for (const [name, value] of Object.entries(sent)) {
+      if (name.startsWith(":")) continue; // HTTP/2 pseudo-headers; none on HTTP/1.1
+      assert.ok(text.toLowerCase().includes(name), `the page names the ${name} header`);
+      // Values such as sec-ch-ua contain quotes: shown as text, not markup.
+      assert.ok(text.includes(value), `the page shows ${name}: ${value}`);
     }
+
+    // The console shows the same head, the chapter's point.
+    await server.waitForLine(/^GET \/ HTTP\/1\.1$/);
+    await server.waitForLine(new RegExp(`^user-agent: ${escapeRegExp(userAgent)}$`, "i"));
+    await screenshot(page, "tiny-hello");
+
+    const missing = await page.goto(`${server.origin}/no-such-page`);
+    assert.equal(missing?.status(), 404);
+    await screenshot(page, "tiny-404");
   },
 );
 
 browserTest(
   "file server: a person browses the demo site and sends the form",
-  async (t, browser) => {
-    const server = await startScript(
+  () =>
+    startScript(
       "server_files.ts",
       ["--allow-net=127.0.0.1", "--allow-read=./static"],
       ["--root", "./static"],
-    );
-    try {
-      const page = await newPage(browser);
-      const failures: string[] = [];
-      page.on("response", (r) => {
-        if (r.status() >= 400) failures.push(`${r.status()} ${r.url()}`);
-      });
-      page.on("requestfailed", (r) => failures.push(`failed ${r.url()}`));
-      const index = `${server.origin}/`;
-      const pageHtml = `${server.origin}/page.html`;
-      const formHtml = `${server.origin}/form.html`;
+    ),
+  async (t, browser, server) => {
+    const page = await newPage(browser);
+    const failures: string[] = [];
+    // Pages' own statuses are checked step by step; their parts (stylesheet,
+    // picture) must all load.
+    page.on("response", (r) => {
+      if (!r.request().isNavigationRequest() && r.status() >= 400) {
+        failures.push(`${r.status()} ${r.url()}`);
+      }
+    });
+    page.on("requestfailed", (r) => failures.push(`failed ${r.url()}`));
+    const index = `${server.origin}/`;
+    const pageHtml = `${server.origin}/page.html`;
+    const formHtml = `${server.origin}/form.html`;
 
-      await t.step("the index page opens", async () => {
-        const response = await page.goto(index);
-        assert.equal(response?.status(), 200);
-        assert.equal(await page.locator("html").getAttribute("lang") !== null, true);
-        await screenshot(page, "files-index");
-      });
+    await t.step("the index page opens", async () => {
+      const response = await page.goto(index);
+      assert.equal(response?.status(), 200);
+      assert.equal(await page.locator("html").getAttribute("lang") !== null, true);
+      await screenshot(page, "files-index");
+    });
 
-      await t.step("its link opens page.html, whose picture really loads", async () => {
-        await clickAndWait(page, () => page.locator('a[href$="page.html"]').first().click());
-        assert.equal(page.url(), pageHtml);
-        await page.waitForLoadState("load");
-        const images = await page.locator("img").evaluateAll((imgs) =>
-          imgs.map((img) => ({ src: img.currentSrc, loaded: img.complete && img.naturalWidth > 0 }))
-        );
-        assert.ok(images.length > 0, "page.html shows a picture");
-        for (const image of images) assert.ok(image.loaded, `${image.src} loaded`);
-        await screenshot(page, "files-page");
-      });
+    await t.step("its link opens page.html, whose picture really loads", async () => {
+      await clickAndWait(page, () => page.locator('a[href$="page.html"]').first().click());
+      assert.equal(page.url(), pageHtml);
+      await page.waitForLoadState("load");
+      const images = await page.locator("img").evaluateAll((imgs) =>
+        imgs.map((img) => ({ src: img.currentSrc, loaded: img.complete && img.naturalWidth > 0 }))
+      );
+      assert.ok(images.length > 0, "page.html shows a picture");
+      for (const image of images) assert.ok(image.loaded, `${image.src} loaded`);
+      await screenshot(page, "files-page");
+    });
 
-      await t.step("the browser asks for the favicon and gets it", async () => {
-        // Chromium fetches favicons outside the page, so Playwright does not
-        // report them; the server's access log does.
-        await server.waitForLine(/"GET \/favicon\.ico HTTP\/1\.1" 200 /);
-      });
+    await t.step("the browser asks for the favicon and gets it", async () => {
+      // Chromium fetches favicons outside the page, so Playwright does not
+      // report them; the server's access log does.
+      await server.waitForLine(/"GET \/favicon\.ico HTTP\/1\.1" 200 /);
+    });
 
-      await t.step("back returns to the index and forward to page.html", async () => {
-        await page.goBack();
-        assert.equal(page.url(), index);
-        await page.goForward();
-        assert.equal(page.url(), pageHtml);
-        await page.goBack();
-        assert.equal(page.url(), index);
-      });
+    await t.step("back returns to the index and forward to page.html", async () => {
+      await page.goBack();
+      assert.equal(page.url(), index);
+      await page.goForward();
+      assert.equal(page.url(), pageHtml);
+      await page.goBack();
+      assert.equal(page.url(), index);
+    });
 
-      const person = `Zoë <b>Ann</b> & "Co"`;
-      await t.step("form.html filled and sent names the person", async () => {
-        await clickAndWait(page, () => page.locator('a[href$="form.html"]').first().click());
-        assert.equal(page.url(), formHtml);
-        await page.getByLabel(/first\s*name/i).fill(person);
-        const select = page.locator('select[name="food"]');
-        if (await select.count() > 0) await select.selectOption({ label: "Tacos" });
-        else await page.getByLabel("Tacos", { exact: true }).check();
-        await screenshot(page, "files-form");
+    const person = `Zoë <b>Ann</b> & "Co"`;
+    await t.step("form.html filled and sent names the person", async () => {
+      await clickAndWait(page, () => page.locator('a[href$="form.html"]').first().click());
+      assert.equal(page.url(), formHtml);
+      await page.getByLabel(/first\s*name/i).fill(person);
+      const select = page.locator('select[name="food"]');
+      if (await select.count() > 0) await select.selectOption({ label: "Tacos" });
+      else await page.getByLabel("Tacos", { exact: true }).check();
+      await screenshot(page, "files-form");
 
-        const response = await clickAndWait(
-          page,
-          () => page.locator('form [type="submit"]').first().click(),
-        );
-        assert.equal(response.status(), 200);
-        const url = new URL(page.url());
-        assert.equal(url.pathname, "/suggest");
-        assert.equal(url.searchParams.get("firstname"), person);
-        assert.equal(url.searchParams.get("food"), "Tacos");
-        const text = await page.locator("body").innerText();
-        assert.ok(text.includes(person), "the suggestion names the person, as text");
-        assert.match(text, /tacos/i);
-        assert.equal(await page.locator("body b").count(), 0, "the name's <b> is not markup");
-        await screenshot(page, "files-suggest");
-      });
+      const response = await clickAndWait(
+        page,
+        () => page.locator('form [type="submit"]').first().click(),
+      );
+      assert.equal(response.status(), 200);
+      const url = new URL(page.url());
+      assert.equal(url.pathname, "/suggest");
+      assert.equal(url.searchParams.get("firstname"), person);
+      assert.equal(url.searchParams.get("food"), "Tacos");
+      const text = await page.locator("body").innerText();
+      assert.ok(text.includes(person), "the suggestion names the person, as text");
+      assert.match(text, /tacos/i);
+      assert.equal(await page.locator("body b").count(), 0, "the name's <b> is not markup");
+      await screenshot(page, "files-suggest");
+    });
 
-      await t.step("back returns to the form and forward to the suggestion", async () => {
-        const suggestion = page.url();
-        await page.goBack();
-        assert.equal(page.url(), formHtml);
-        await page.goForward();
-        assert.equal(page.url(), suggestion);
-        assert.ok((await page.locator("body").innerText()).includes(person));
-      });
+    await t.step("back returns to the form and forward to the suggestion", async () => {
+      const suggestion = page.url();
+      await page.goBack();
+      assert.equal(page.url(), formHtml);
+      await page.goForward();
+      assert.equal(page.url(), suggestion);
+      assert.ok((await page.locator("body").innerText()).includes(person));
+    });
 
-      assert.deepEqual(failures, [], "every request of the visit succeeded");
-    } finally {
-      assert.equal(await server.stop(), 0, "SIGTERM stops the file server cleanly");
-    }
+    await t.step("a suggestion without a name gets 400 and a link back to the form", async () => {
+      const response = await page.goto(`${server.origin}/suggest?firstname=&food=Tacos`);
+      assert.equal(response?.status(), 400);
+      await screenshot(page, "files-suggest-400");
+      await clickAndWait(page, () => page.locator('a[href$="form.html"]').first().click());
+      assert.equal(page.url(), formHtml);
+    });
+
+    await t.step("a missing page gets 404", async () => {
+      const response = await page.goto(`${server.origin}/no-such-page.html`);
+      assert.equal(response?.status(), 404);
+      await screenshot(page, "files-404");
+    });
+
+    assert.deepEqual(failures, [], "every picture, stylesheet and script loaded");
   },
 );
 
 browserTest(
   "message board: a person posts, reloads, is remembered and clears",
-  async (t, browser) => {
-    const dataFolder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });
-    const server = await startScript(
-      "message_board.ts",
-      [
-        "--allow-net=127.0.0.1",
-        `--allow-read=${dataFolder}`,
-        `--allow-write=${dataFolder}`,
-      ],
-      ["--data", `${dataFolder}/messages.jsonl`],
-    );
-    try {
-      const person = await browser.newContext();
-      const page = await newPage(person);
-      const dialogs: string[] = [];
-      page.on("dialog", (dialog) => {
-        dialogs.push(dialog.message());
-        dialog.dismiss().catch(() => {});
-      });
-      const posts: string[] = [];
-      page.on("request", (r) => {
-        if (r.method() === "POST") posts.push(r.url());
-      });
-      const messageBox = page.locator('textarea[name="message"]');
-      const save = page.getByRole("button", { name: "Save Message" });
+  startBoard,
+  async (t, browser, server) => {
+    const person = await browser.newContext();
+    const page = await newPage(person);
+    const dialogs: string[] = [];
+    page.on("dialog", (dialog) => {
+      dialogs.push(dialog.message());
+      dialog.dismiss().catch(() => {});
+    });
+    const posts: string[] = [];
+    page.on("request", (r) => {
+      if (r.method() === "POST") posts.push(r.url());
+    });
+    const messageBox = page.locator('textarea[name="message"]');
+    const save = page.getByRole("button", { name: "Save Message" });
 
-      /** Posts through the form; returns the response of the page it ends on. */
-      const post = async (text: string): Promise<Response> => {
-        await messageBox.fill(text);
-        return await clickAndWait(page, () => save.click());
-      };
+    /** Posts through the form; returns the response of the page it ends on. */
+    const post = async (text: string): Promise<Response> => {
+      await messageBox.fill(text);
+      return await clickAndWait(page, () => save.click());
+    };
 
-      await t.step("the empty board opens", async () => {
-        const response = await page.goto(`${server.origin}/`);
-        assert.equal(response?.status(), 200);
-        await page.getByRole("heading", { name: "Tiny Message Board" }).waitFor();
-        assert.deepEqual(await readMessages(page), []);
-        await screenshot(page, "board-empty");
-      });
+    await t.step("the empty board opens", async () => {
+      const response = await page.goto(`${server.origin}/`);
+      assert.equal(response?.status(), 200);
+      await page.getByRole("heading", { name: "Tiny Message Board" }).waitFor();
+      assert.deepEqual(await readMessages(page), []);
+      await screenshot(page, "board-empty");
+    });
 
-      const first = "Hello from Chromium\nand a second line";
-      await t.step("a posted message appears with its time", async () => {
-        const before = Date.now();
-        const response = await post(first);
-        const after = Date.now();
-        // POST answered 303 See Other, then the browser loaded the page by GET.
-        assert.equal(response.status(), 200);
-        assert.equal(response.request().method(), "GET");
-        const postResponse = await response.request().redirectedFrom()?.response();
-        assert.equal(postResponse?.status(), 303);
+    const first = "Hello from Chromium\nand a second line";
+    await t.step("a posted message appears with its time", async () => {
+      const before = Date.now();
+      const response = await post(first);
+      const after = Date.now();
+      // POST answered 303 See Other, then the browser loaded the page by GET.
+      assert.equal(response.status(), 200);
+      assert.equal(response.request().method(), "GET");
+      const postResponse = await response.request().redirectedFrom()?.response();
+      assert.equal(postResponse?.status(), 303);
 
-        const messages = await readMessages(page);
-        assert.equal(messages.length, 1);
-        const [message] = messages;
-        assert.ok(message.text.includes(first), "text shown with its line break kept");
-        assert.match(message.text, /Posted:/);
-        const postedAt = Date.parse(message.datetime);
-        assert.ok(!Number.isNaN(postedAt), `datetime ${message.datetime} is a date`);
-        // The board may drop milliseconds; allow a second on each side.
-        assert.ok(postedAt >= before - 1000 && postedAt <= after + 1000, "time of posting");
-        await screenshot(page, "board-one-message");
-      });
+      const messages = await readMessages(page);
+      assert.equal(messages.length, 1);
+      const [message] = messages;
+      assert.ok(message.text.includes(first), "text shown with its line break kept");
+      assert.match(message.text, /Posted:/);
+      const postedAt = Date.parse(message.datetime);
+      assert.ok(!Number.isNaN(postedAt), `datetime ${message.datetime} is a date`);
+      // The board may drop milliseconds; allow a second on each side.
+      assert.ok(postedAt >= before - 1000 && postedAt <= after + 1000, "time of posting");
+      await screenshot(page, "board-one-message");
+    });
 
-      await t.step("reloading the page does not post again", async () => {
-        const postsBefore = posts.length;
-        await page.reload();
-        await page.reload();
-        assert.equal(posts.length, postsBefore, "no POST on reload");
-        assert.equal((await readMessages(page)).length, 1);
-      });
+    await t.step("reloading the page does not post again", async () => {
+      const postsBefore = posts.length;
+      await page.reload();
+      await page.reload();
+      assert.equal(posts.length, postsBefore, "no POST on reload");
+      assert.equal((await readMessages(page)).length, 1);
+    });
 
-      await t.step("a message containing <script> is shown as text and runs nothing", async () => {
-        // Short enough for any sensible length limit.
-        const payload = `<script>pwned=1;alert(1)</script><img src=/x onerror="pwned=2;alert(2)">`;
-        await post(payload);
-        const messages = await readMessages(page);
-        assert.equal(messages.length, 2);
-        assert.ok(messages.some((m) => m.text.includes(payload)), "payload shown as text");
-        assert.ok(messages.every((m) => !m.hasMarkup), "no script or img element in a message");
-        assert.equal(await page.evaluate(() => "pwned" in globalThis), false);
-        assert.deepEqual(dialogs, []);
-        await screenshot(page, "board-script-as-text");
-      });
+    await t.step("a message containing <script> is shown as text and runs nothing", async () => {
+      // Short enough for any sensible length limit.
+      const payload = `<script>pwned=1;alert(1)</script><img src=/x onerror="pwned=2;alert(2)">`;
+      await post(payload);
+      const messages = await readMessages(page);
+      assert.equal(messages.length, 2);
+      assert.ok(messages.some((m) => m.text.includes(payload)), "payload shown as text");
+      assert.ok(messages.every((m) => !m.hasMarkup), "no script or img element in a message");
+      assert.equal(await page.evaluate(() => "pwned" in globalThis), false);
+      assert.deepEqual(dialogs, []);
+      await screenshot(page, "board-script-as-text");
+    });
 
-      const name = "Ada Lovelace";
-      await t.step("the name is remembered on the next visit", async () => {
-        await page.getByLabel(/name/i).fill(name);
-        await post("Signed message");
-        const signed = (await readMessages(page)).find((m) => m.text.includes("Signed message"));
-        assert.ok(signed?.text.includes(name), "the message shows the name");
+    const name = "Ada Lovelace";
+    await t.step("the name is remembered on the next visit", async () => {
+      await page.getByLabel(/name/i).fill(name);
+      await post("Signed message");
+      const signed = (await readMessages(page)).find((m) => m.text.includes("Signed message"));
+      assert.ok(signed?.text.includes(name), "the message shows the name");
 
-        const cookies = await person.cookies();
-        const cookie = cookies.find((c) => decodeURIComponent(c.value).includes(name));
-        assert.ok(cookie, "a cookie keeps the name");
-        assert.equal(cookie.httpOnly, true);
-        assert.equal(cookie.sameSite, "Lax");
-        assert.equal(
-          await page.locator("html").evaluate((html) => html.ownerDocument.cookie),
-          "",
-          "HttpOnly: hidden from scripts",
-        );
+      const cookies = await person.cookies();
+      const cookie = cookies.find((c) => decodeURIComponent(c.value).includes(name));
+      assert.ok(cookie, "a cookie keeps the name");
+      assert.equal(cookie.httpOnly, true);
+      assert.equal(cookie.sameSite, "Lax");
+      assert.equal(
+        await page.locator("html").evaluate((html) => html.ownerDocument.cookie),
+        "",
+        "HttpOnly: hidden from scripts",
+      );
 
-        const nextVisit = await newPage(person);
-        try {
-          await nextVisit.goto(`${server.origin}/`);
-          assert.equal(await nextVisit.getByLabel(/name/i).inputValue(), name);
-        } finally {
-          await nextVisit.close();
-        }
-      });
-
-      await t.step("a too long message gets an error and the text is kept", async () => {
-        const limit = await readMessageLimit(page);
-        const tooLong = "x".repeat(limit + 1);
-        // A browser will not type past maxlength; a person with an old browser
-        // or a script can still send it, so the server must refuse it too.
-        await messageBox.evaluate((box) => box.removeAttribute("maxlength"));
-        const response = await post(tooLong);
-        assert.equal(response.status(), 422);
-        assert.equal(response.request().method(), "POST");
-        assert.match(await page.locator("body").innerText(), /too long|at most|characters/i);
-        assert.equal(await messageBox.inputValue(), tooLong, "the typed text is kept");
-        await screenshot(page, "board-too-long");
-        await page.goto(`${server.origin}/`);
-        assert.equal((await readMessages(page)).length, 3, "nothing stored");
-      });
-
-      await t.step("Clear empties the board", async () => {
-        await clickAndWait(
-          page,
-          () => page.getByRole("button", { name: "Clear Messages" }).click(),
-        );
-        assert.deepEqual(await readMessages(page), []);
-        await page.reload();
-        assert.deepEqual(await readMessages(page), []);
-        await screenshot(page, "board-cleared");
-      });
-
-      assert.deepEqual(dialogs, [], "no dialog ever opened");
-    } finally {
+      const nextVisit = await newPage(person);
       try {
-        assert.equal(await server.stop(), 0, "SIGTERM stops the board cleanly");
+        await nextVisit.goto(`${server.origin}/`);
+        assert.equal(await nextVisit.getByLabel(/name/i).inputValue(), name);
       } finally {
-        await Deno.remove(dataFolder, { recursive: true });
+        await nextVisit.close();
       }
-    }
+    });
+
+    await t.step("a too long message gets an error and the text is kept", async () => {
+      const limit = await readMessageLimit(page);
+      const tooLong = "x".repeat(limit + 1);
+      // A browser will not type past maxlength; a person with an old browser
+      // or a script can still send it, so the server must refuse it too.
+      await messageBox.evaluate((box) => box.removeAttribute("maxlength"));
+      const response = await post(tooLong);
+      assert.equal(response.status(), 422);
+      assert.equal(response.request().method(), "POST");
+      assert.match(await page.locator("body").innerText(), /too long|at most|characters/i);
+      assert.equal(await messageBox.inputValue(), tooLong, "the typed text is kept");
+      await screenshot(page, "board-too-long");
+      await page.goto(`${server.origin}/`);
+      assert.equal((await readMessages(page)).length, 3, "nothing stored");
+    });
+
+    await t.step("Clear empties the board", async () => {
+      await clickAndWait(
+        page,
+        () => page.getByRole("button", { name: "Clear Messages" }).click(),
+      );
+      assert.deepEqual(await readMessages(page), []);
+      await page.reload();
+      assert.deepEqual(await readMessages(page), []);
+      await screenshot(page, "board-cleared");
+    });
+
+    assert.deepEqual(dialogs, [], "no dialog ever opened");
   },
 );
+
+/** Starts the board on a data file in a fresh temp folder, removed on stop. */
+async function startBoard(): Promise<ScriptServer> {
+  const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });
+  const removeFolder = () => Deno.remove(folder, { recursive: true });
+  let server: ScriptServer;
+  try {
+    server = await startScript(
+      "message_board.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${folder}`, `--allow-write=${folder}`],
+      ["--data", `${folder}/messages.jsonl`],
+    );
+  } catch (error) {
+    await removeFolder();
+    throw error;
+  }
+  const stop = async () => {
+    try {
+      return await server.stop();
+    } finally {
+      await removeFolder();
+    }
+  };
+  return { ...server, stop };
+}
 
 /** One message as the page shows it. */
 interface ShownMessage {
