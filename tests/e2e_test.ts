@@ -345,6 +345,18 @@ browserTest(
       assert.equal((await readMessages(page)).length, 3, "nothing stored");
     });
 
+    await t.step("a long unbroken message needs no sideways scrolling on a phone", async () => {
+      await page.setViewportSize({ width: 360, height: 740 });
+      await post("Supercalifragilistic".repeat(15)); // one 300-letter word
+      const widths = await page.locator("html").evaluate((html) => ({
+        content: html.scrollWidth,
+        screen: html.clientWidth,
+      }));
+      assert.ok(widths.content <= widths.screen, `page ${widths.content}px > ${widths.screen}px`);
+      await screenshot(page, "board-phone");
+      await page.setViewportSize({ width: 1280, height: 720 });
+    });
+
     await t.step("Clear empties the board", async () => {
       await clickAndWait(
         page,
