@@ -60,8 +60,9 @@ async function newPage(owner: Browser | BrowserContext): Promise<Page> {
   return page;
 }
 
-/** Saves a screenshot and checks it is a real, non-empty PNG image. */
+/** Saves a screenshot of a page that shows text, and checks it is a real PNG image. */
 async function screenshot(page: Page, name: string): Promise<void> {
+  assert.notEqual((await page.locator("body").innerText()).trim(), "", `${name}: blank page`);
   if (screenshotFolder === undefined) {
     screenshotFolder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-" });
     console.log(`screenshots: ${screenshotFolder}`);
