@@ -73,6 +73,15 @@ async function screenshot(page: Page, name: string): Promise<void> {
   assert.ok(size.width > 0 && size.height > 0, `${path} is empty`);
 }
 
+/** Fails when the page is wider than the window, so a person must scroll sideways. */
+async function assertNoSidewaysScroll(page: Page): Promise<void> {
+  const { content, window } = await page.locator("html").evaluate((html) => ({
+    content: html.scrollWidth,
+    window: html.clientWidth,
+  }));
+  assert.ok(content <= window, `${page.url()} is ${content}px wide in a ${window}px window`);
+}
+
 /** Clicks, waits for the page it leads to, and returns that page's response. */
 async function clickAndWait(page: Page, click: () => Promise<void>): Promise<Response> {
   const navigation = page.waitForNavigation();
@@ -207,6 +216,20 @@ browserTest(
       await page.goForward();
       assert.equal(page.url(), suggestion);
       assert.ok((await page.locator("body").innerText()).includes(person));
+    });
+
+    await t.step("the demo pages fit a phone-sized screen", async () => {
+      await page.setViewportSize({ width: 360, height: 740 });
+      try {
+        for (const url of [index, pageHtml, formHtml]) {
+          await page.goto(url);
+          assert.equal(await page.locator('meta[name="viewport"]').count(), 1, `${url} viewport`);
+          await assertNoSidewaysScroll(page);
+        }
+        await screenshot(page, "files-form-phone");
+      } finally {
+        await page.setViewportSize({ width: 1280, height: 720 });
+      }
     });
 
     await t.step("a suggestion without a name gets 400 and a link back to the form", async () => {
@@ -348,14 +371,13 @@ browserTest(
 
     await t.step("a long unbroken message needs no sideways scrolling on a phone", async () => {
       await page.setViewportSize({ width: 360, height: 740 });
-      await post("Supercalifragilistic".repeat(15)); // one 300-letter word
-      const widths = await page.locator("html").evaluate((html) => ({
-        content: html.scrollWidth,
-        screen: html.clientWidth,
-      }));
-      assert.ok(widths.content <= widths.screen, `page ${widths.content}px > ${widths.screen}px`);
-      await screenshot(page, "board-phone");
-      await page.setViewportSize({ width: 1280, height: 720 });
+      try {
+        await post("Supercalifragilistic".repeat(15)); // one 300-letter word
+        await assertNoSidewaysScroll(page);
+        await screenshot(page, "board-phone");
+      } finally {
+        await page.setViewportSize({ width: 1280, height: 720 });
+      }
     });
 
     await t.step("Clear empties the board", async () => {
