@@ -1,0 +1,884 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1
+/**
+ * server_tiny.ts: an HTTP/1.1 server written by hand on a raw TCP socket.
+ *
+ * Stage 1 of deno-servers. A web server is a program that reads bytes from a
+ * socket and writes bytes back; HTTP is text with a precise shape (RFC 9112).
+ * This file uses only `Deno.listen` and `Deno.Conn` (no `Deno.serve`, no HTTP
+ * library), so every step is in front of you: read the request head, parse
+ * it, decide the answer, write the response bytes, close.
+ *
+ * ```sh
+ * deno run --allow-net=127.0.0.1 server_tiny.ts [--port 8080] [--hostname 127.0.0.1] [--once] [--quiet]
+ * ```
+ *
+ * `--port 0` picks a free port. `--once` serves one connection and exits.
+ * `--quiet` stops printing each request head (the access log stays).
+ * Ctrl-C or SIGTERM stops accepting, lets requests in progress finish, exits 0.
+ *
+ * `/` answers with a page showing what your browser sent; other paths get 404
+ * (watch the console: a browser also asks for `/favicon.ico`), methods other
+ * than GET and HEAD get 405.
+ *
+ * Safety: it listens on 127.0.0.1 unless told otherwise; it reads at most
+ * {@link MAX_HEAD_BYTES} per request, for at most {@link HEAD_TIMEOUT_MS};
+ * it rejects anything that is not well-formed HTTP/1.x with a 4xx or 505
+ * whose body never contains details; every value it echoes is HTML-escaped.
+ *
+ * Deliberately left out: keep-alive (every response closes the connection)
+ * and request content (a body is never read; see {@link closeGracefully}).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+// ---------------------------------------------------------------------------
+// Limits. Each one has its own answer.
+
+/**
+ * The largest request head we accept, request line and header fields together,
+ * blank line included. RFC 9112 leaves the limit to the server; a larger head
+ * gets 431 Request Header Fields Too Large (RFC 6585 5).
+ */
+export const MAX_HEAD_BYTES = 8 * 1024;
+
+/**
+ * How long a client has to send its whole head. Later gets 408 Request Timeout
+ * and the connection is closed; without this one silent client (or a
+ * "slowloris" sending a byte a second) would hold a connection for ever.
+ */
+export const HEAD_TIMEOUT_MS = 10_000;
+
+/**
+ * After our response, how long we keep reading what the client still sends
+ * (see {@link closeGracefully}).
+ */
+export const LINGER_TIMEOUT_MS = 2_000;
+
+/** After our response, how many bytes we read and discard at most before closing. */
+export const LINGER_MAX_BYTES = 64 * 1024;
+
+/** On Ctrl-C or SIGTERM, how long requests in progress get before their connections are closed. */
+export const SHUTDOWN_GRACE_MS = 5_000;
+
+/** If `accept` fails (for example no file descriptors left), wait this long before trying again. */
+const ACCEPT_RETRY_MS = 100;
+
+/** The methods this server implements; everything else gets 405 with this list in `Allow`. */
+const ALLOWED_METHODS = "GET, HEAD";
+
+const STATUS_TEXT: Record<number, string> = {
+  200: "OK",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  408: "Request Timeout",
+  431: "Request Header Fields Too Large",
+  505: "HTTP Version Not Supported",
+};
+
+// ---------------------------------------------------------------------------
+// Reading the request head: as many reads as it takes, within the limits.
+
+/** The one method of `Deno.Conn` that {@link readRequestHead} needs. Tests pass a fake. */
+export interface ByteReader {
+  read(buffer: Uint8Array): Promise<number | null>;
+}
+
+/** The one method of `Deno.Conn` that {@link writeAll} needs. Tests pass a fake. */
+export interface ByteWriter {
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/** Options for {@link readRequestHead}. */
+export interface ReadHeadOptions {
+  /** Heads larger than this are refused. @default {MAX_HEAD_BYTES} */
+  maxBytes?: number;
+  /** Time allowed for the whole head. @default {HEAD_TIMEOUT_MS} */
+  timeoutMs?: number;
+  /**
+   * Aborting it ends the wait, but only while no byte has arrived yet: a
+   * graceful shutdown closes idle connections and lets started requests finish.
+   */
+  idleSignal?: AbortSignal;
+}
+
+/** What {@link readRequestHead} found on the connection. */
+export type HeadReadResult =
+  /** A whole head, up to and including the blank line. */
+  | { kind: "head"; head: Uint8Array }
+  /** More than `maxBytes` without a blank line: answer 431. */
+  | { kind: "too-large" }
+  /** The head did not arrive in time: answer 408. */
+  | { kind: "timeout" }
+  /** The client stopped sending in the middle of a head: answer 400. */
+  | { kind: "incomplete" }
+  /** The client sent nothing and closed, or we are shutting down: nothing to answer. */
+  | { kind: "closed" };
+
+/**
+ * Reads from `reader` until the end of a request head (the first empty line).
+ *
+ * A single read is not a request: TCP delivers a stream of bytes, and a head
+ * may arrive in many pieces (or together with the start of a body). Bytes after
+ * the head are dropped, since this server never reads request content.
+ *
+ * @example
+ * ```ts
+ * const result = await readRequestHead(conn, { timeoutMs: 5_000 });
+ * if (result.kind === "head") console.log(parseRequestHead(result.head));
+ * ```
+ */
+export async function readRequestHead(
+  reader: ByteReader,
+  options: ReadHeadOptions = {},
+): Promise<HeadReadResult> {
+  const { maxBytes = MAX_HEAD_BYTES, timeoutMs = HEAD_TIMEOUT_MS, idleSignal } = options;
+  const buffer = new Uint8Array(maxBytes);
+  let length = 0;
+
+  // One deadline for the whole head, not one per read: a client sending one
+  // byte every few seconds must not be able to stretch it.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  });
+  let onAbort = () => {};
+  const abandoned = new Promise<"idle">((resolve) => {
+    onAbort = () => resolve("idle");
+    if (idleSignal?.aborted) resolve("idle");
+    idleSignal?.addEventListener("abort", onAbort);
+  });
+
+  try {
+    while (length < maxBytes) {
+      const read = reader.read(buffer.subarray(length));
+      const waits: Promise<number | null | "timeout" | "idle">[] = length === 0
+        ? [read, timedOut, abandoned]
+        : [read, timedOut];
+      const outcome = await Promise.race(waits);
+      if (outcome === "timeout" || outcome === "idle") {
+        // The caller closes the connection, which ends this pending read.
+        read.catch(() => {});
+        return { kind: outcome === "timeout" ? "timeout" : "closed" };
+      }
+      if (outcome === null) return { kind: length === 0 ? "closed" : "incomplete" };
+      // The blank line may straddle two reads, so search again from just
+      // before where the new bytes start.
+      const searchFrom = Math.max(0, length - 2);
+      length += outcome;
+      const end = findHeadEnd(buffer.subarray(0, length), searchFrom);
+      if (end !== -1) return { kind: "head", head: buffer.slice(0, end) };
+    }
+    return { kind: "too-large" };
+  } finally {
+    clearTimeout(timer);
+    idleSignal?.removeEventListener("abort", onAbort);
+  }
+}
+
+const CR = 0x0d;
+const LF = 0x0a;
+
+/**
+ * Finds the end of a request head: the index just after its first empty line,
+ * or -1 if there is none yet. A bare LF counts as a line end here, so a client
+ * that sends `\n\n` gets a prompt 400 from {@link parseRequestHead} instead of
+ * waiting for the timeout.
+ *
+ * @example
+ * ```ts
+ * findHeadEnd(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\nbody")); // 18
+ * ```
+ */
+export function findHeadEnd(bytes: Uint8Array, from = 0): number {
+  for (let i = from; i < bytes.length; i++) {
+    if (bytes[i] !== LF) continue;
+    if (bytes[i + 1] === LF) return i + 2;
+    if (bytes[i + 1] === CR && bytes[i + 2] === LF) return i + 3;
+  }
+  return -1;
+}
+
+// ---------------------------------------------------------------------------
+// Parsing the head, strictly (RFC 9112 2 to 5, RFC 9110 5).
+
+/** A well-formed request head. */
+export interface RequestHead {
+  /** As sent, for example `GET`. Methods are case-sensitive (RFC 9110 9.1). */
+  method: string;
+  /** The request-target as sent, for example `/search?q=1`. */
+  target: string;
+  /** The path part of the target, used for routing, for example `/search`. */
+  path: string;
+  /** As sent, for example `HTTP/1.1`. */
+  version: string;
+  /** Every header field line in order, names as sent, values without surrounding whitespace. */
+  headers: [name: string, value: string][];
+}
+
+/** The result of {@link parseRequestHead}: a request, or the status to answer and why. */
+export type ParseResult =
+  | { ok: true; request: RequestHead }
+  | { ok: false; status: 400 | 505; reason: string };
+
+// RFC 9110 5.6.2: token = 1*tchar. Method and field names are tokens.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// RFC 9112 2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive.
+const HTTP_VERSION = /^HTTP\/(\d)\.(\d)$/;
+// Visible ASCII without "#" (a fragment is never sent). RFC 3986 is stricter,
+// but browsers leave characters such as | ^ { } unencoded (WHATWG URL), and a
+// server that answers 400 to a link a browser follows is not useful.
+const TARGET_CHARS = /^[\x21\x22\x24-\x7e]+$/;
+// RFC 9110 5.5: field-value = VCHAR, SP, HTAB and obs-text (bytes 0x80-0xFF).
+// CR, LF, NUL and other control characters are invalid: we reject them.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+// RFC 9110 7.2: Host = uri-host [ ":" port ], where uri-host is an IP literal
+// in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). Empty is allowed.
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
+
+/**
+ * Parses a request head (as returned by {@link readRequestHead}) strictly.
+ * Anything malformed is a 400; a major version other than 1 is a 505.
+ *
+ * @example
+ * ```ts
+ * parseRequestHead(new TextEncoder().encode("GET /?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"));
+ * // { ok: true, request: { method: "GET", target: "/?a=1", path: "/",
+ * //   version: "HTTP/1.1", headers: [["Host", "x"]] } }
+ * ```
+ */
+export function parseRequestHead(head: Uint8Array): ParseResult {
+  // Bytes to string one to one, so that each byte is checked as itself.
+  let text = "";
+  for (const byte of head) text += String.fromCharCode(byte);
+
+  // RFC 9112 2.2: every line ends in CRLF. A bare LF is allowed as a MAY; we
+  // refuse it (and a bare CR, which is never allowed) because a proxy in front
+  // of us may split the lines differently, the root of request smuggling.
+  if (/(?<!\r)\n/.test(text)) return reject(400, "a line ends with a bare LF instead of CRLF");
+  if (/\r(?!\n)/.test(text)) return reject(400, "a bare CR in the head");
+  if (!text.endsWith("\r\n\r\n")) return reject(400, "the head does not end with a blank line");
+  const [requestLine, ...fieldLines] = text.slice(0, -4).split("\r\n");
+
+  // RFC 9112 3: request-line = method SP request-target SP HTTP-version,
+  // exactly one space between the parts.
+  const parts = requestLine.split(" ");
+  if (parts.length !== 3) {
+    return reject(400, "the request line is not: method SP target SP version");
+  }
+  const [method, target, version] = parts;
+  if (!TOKEN.test(method)) return reject(400, "the method is not a token");
+  const versionMatch = HTTP_VERSION.exec(version);
+  if (!versionMatch) return reject(400, "malformed HTTP version");
+  // RFC 9110 2.5: a higher minor version (HTTP/1.2) is served as the highest
+  // we implement; 505 is for a major version we do not speak.
+  if (versionMatch[1] !== "1") return reject(505, `unsupported version ${version}`);
+  const path = targetPath(method, target);
+  if (path === null) return reject(400, "malformed request target");
+
+  const headers: [string, string][] = [];
+  for (const line of fieldLines) {
+    // RFC 9112 5.2: obsolete line folding (a line starting with whitespace)
+    // may be rejected with 400; so may whitespace right after the request line (2.2).
+    if (line.startsWith(" ") || line.startsWith("\t")) {
+      return reject(400, "a header line starts with whitespace (obsolete line folding)");
+    }
+    const colon = line.indexOf(":");
+    if (colon === -1) return reject(400, "a header line has no colon");
+    const name = line.slice(0, colon);
+    // RFC 9112 5.1: whitespace between name and colon MUST be rejected with 400.
+    if (name.endsWith(" ") || name.endsWith("\t")) {
+      return reject(400, "whitespace between a field name and the colon");
+    }
+    if (!TOKEN.test(name)) return reject(400, "a field name is not a token");
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
+    if (!FIELD_VALUE.test(value)) return reject(400, `control character in the ${name} field`);
+    headers.push([name, value]);
+  }
+
+  const problem = checkHost(headers, versionMatch[2] !== "0") ?? checkFraming(headers);
+  if (problem) return reject(400, problem);
+  return { ok: true, request: { method, target, path, version, headers } };
+}
+
+function reject(status: 400 | 505, reason: string): ParseResult {
+  return { ok: false, status, reason };
+}
+
+/**
+ * The path of a request target, or null if the target is malformed
+ * (RFC 9112 3.2). `targetPath("GET", "/a?b")` is `"/a"`.
+ */
+function targetPath(method: string, target: string): string | null {
+  if (!TARGET_CHARS.test(target)) return null;
+  // origin-form, what browsers send: absolute-path [ "?" query ].
+  if (target.startsWith("/")) return target.split("?")[0];
+  // absolute-form, what clients send to proxies; servers MUST accept it (3.2.2).
+  if (/^https?:\/\//i.test(target)) {
+    return URL.canParse(target) ? new URL(target).pathname : null;
+  }
+  // asterisk-form and authority-form exist only for OPTIONS and CONNECT,
+  // which this server answers with 405.
+  if (target === "*" && method === "OPTIONS") return target;
+  if (method === "CONNECT") return target;
+  return null;
+}
+
+/** All values of one header field; names are case-insensitive (RFC 9110 5.1). */
+function fieldValues(headers: [string, string][], name: string): string[] {
+  return headers.filter(([key]) => key.toLowerCase() === name).map(([, value]) => value);
+}
+
+/**
+ * RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
+ * with more than one Host, or with an invalid Host. HTTP/1.0 may omit it.
+ */
+function checkHost(headers: [string, string][], required: boolean): string | null {
+  const hosts = fieldValues(headers, "host");
+  if (hosts.length === 0) return required ? "HTTP/1.1 request without Host" : null;
+  if (hosts.length > 1) return "more than one Host field";
+  return HOST_VALUE.test(hosts[0]) ? null : "invalid Host value";
+}
+
+/**
+ * We never read request content, but a head whose content length is ambiguous
+ * is refused all the same (RFC 9112 6.3): a proxy in front of us might frame
+ * the message differently, which is how request smuggling starts.
+ */
+function checkFraming(headers: [string, string][]): string | null {
+  const lengths = fieldValues(headers, "content-length");
+  const codings = fieldValues(headers, "transfer-encoding");
+  if (lengths.length > 0 && codings.length > 0) {
+    return "both Content-Length and Transfer-Encoding";
+  }
+  if (lengths.length > 1 || (lengths.length === 1 && !/^\d+$/.test(lengths[0]))) {
+    return "invalid Content-Length";
+  }
+  if (codings.length > 0) {
+    const last = codings.join(",").split(",").at(-1)!.trim().toLowerCase();
+    if (last !== "chunked") return "Transfer-Encoding does not end with chunked";
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------
+// Deciding the answer.
+
+/** A response before it becomes bytes: every body is an HTML page. */
+export interface TinyResponse {
+  status: number;
+  /** Header fields beyond the ones every response gets, e.g. `[["Allow", "GET, HEAD"]]`. */
+  headers?: [string, string][];
+  /** The HTML page. */
+  body: string;
+}
+
+/**
+ * Decides the answer to a well-formed request: the hello page for `/`, 404 for
+ * other paths, 405 for methods other than GET and HEAD.
+ *
+ * @example
+ * ```ts
+ * respondTo({ method: "POST", target: "/", path: "/", version: "HTTP/1.1", headers: [] });
+ * // { status: 405, headers: [["Allow", "GET, HEAD"]], body: "<!doctype html>..." }
+ * ```
+ */
+export function respondTo(request: RequestHead): TinyResponse {
+  // RFC 9110 15.5.6: a 405 MUST list the methods that are allowed.
+  if (request.method !== "GET" && request.method !== "HEAD") {
+    return { ...errorResponse(405), headers: [["Allow", ALLOWED_METHODS]] };
+  }
+  // HEAD is GET without the body (RFC 9110 9.3.2): build the GET answer, so
+  // that Content-Length is the length the GET body would have.
+  if (request.method === "HEAD") return respondTo({ ...request, method: "GET" });
+  if (request.path !== "/") return errorResponse(404);
+  return { status: 200, body: renderHelloPage(request) };
+}
+
+/** The statuses this server answers with when a request cannot be served. */
+export type ErrorStatus = 400 | 404 | 405 | 408 | 431 | 505;
+
+const ERROR_DETAILS: Record<ErrorStatus, string> = {
+  400: "The server could not understand this request.",
+  404: 'There is no page at this address. Try <a href="/">the home page</a>.',
+  405: "This server answers GET and HEAD requests only.",
+  408: "The request did not arrive in time.",
+  431: "The request head is larger than this server accepts.",
+  505: "This server speaks HTTP/1.0 and HTTP/1.1 only.",
+};
+
+/**
+ * The one place where a failure becomes a response. The body is generic on
+ * purpose: what exactly was wrong goes to the server's console, never to the
+ * client, which could be probing for weaknesses.
+ */
+export function errorResponse(status: ErrorStatus): TinyResponse {
+  const title = `${status} ${STATUS_TEXT[status]}`;
+  return { status, body: renderPage(title, `<p>${ERROR_DETAILS[status]}</p>`) };
+}
+
+/** The page for `/`: what the browser sent, every value escaped. */
+function renderHelloPage(request: RequestHead): string {
+  const rows = request.headers
+    .map(([name, value]) => `<tr><th>${escapeHtml(name)}</th><td>${escapeHtml(value)}</td></tr>`)
+    .join("\n");
+  return renderPage(
+    "Hello from server_tiny.ts",
+    `<p>This page was written by hand, byte by byte, onto a TCP socket.
+Here is what your browser sent.</p>
+<p>Method <code>${escapeHtml(request.method)}</code>,
+path <code>${escapeHtml(request.target)}</code>,
+version <code>${escapeHtml(request.version)}</code>.</p>
+<table>
+<tr><th>Header field</th><th>Value</th></tr>
+${rows}
+</table>`,
+  );
+}
+
+function renderPage(title: string, content: string): string {
+  return `<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>${escapeHtml(title)}</title>
+<style>th, td { text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }</style>
+<h1>${escapeHtml(title)}</h1>
+${content}
+</html>
+`;
+}
+
+/**
+ * Escapes text for HTML element content and quoted attribute values.
+ *
+ * @example
+ * ```ts
+ * escapeHtml(`<a href="x">'&'</a>`); // "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+ * ```
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char]);
+}
+
+const HTML_ESCAPES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+// ---------------------------------------------------------------------------
+// Writing the response.
+
+const encoder = new TextEncoder();
+
+/** Options for {@link formatResponse}. */
+export interface FormatOptions {
+  /** Leave the body out, for HEAD (RFC 9110 9.3.2). @default false */
+  omitBody?: boolean;
+  /** The time for the Date field. @default new Date() */
+  date?: Date;
+}
+
+/**
+ * Turns a response into the bytes that go on the wire: status line, header
+ * fields, a blank line, the body. Content-Length counts bytes, not characters.
+ *
+ * @example
+ * ```ts
+ * new TextDecoder().decode(formatResponse({ status: 200, body: "hé" }));
+ * // "HTTP/1.1 200 OK\r\nDate: Sun, 22 Nov 2026 01:26:19 GMT\r\n
+ * //  Content-Type: text/html; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhé"
+ * ```
+ */
+export function formatResponse(response: TinyResponse, options: FormatOptions = {}): Uint8Array {
+  const { omitBody = false, date = new Date() } = options;
+  const body = encoder.encode(response.body);
+  const lines = [
+    // We always answer as HTTP/1.1, even to HTTP/1.0 requests (RFC 9110 6.2).
+    `HTTP/1.1 ${response.status} ${STATUS_TEXT[response.status]}`,
+    // toUTCString gives the IMF-fixdate format (RFC 9110 5.6.7):
+    // "Sun, 06 Nov 1994 08:49:37 GMT".
+    `Date: ${date.toUTCString()}`,
+    "Content-Type: text/html; charset=utf-8",
+    // A HEAD response carries the Content-Length the GET body would have (RFC 9110 8.6).
+    `Content-Length: ${body.length}`,
+    "Connection: close",
+    ...(response.headers ?? []).map(([name, value]) => `${name}: ${value}`),
+  ];
+  const head = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
+  if (omitBody) return head;
+  const bytes = new Uint8Array(head.length + body.length);
+  bytes.set(head);
+  bytes.set(body, head.length);
+  return bytes;
+}
+
+/**
+ * Writes all of `bytes`. One `write` may take only part of a buffer (the
+ * socket's send buffer is full), so we keep writing the rest until it is gone.
+ */
+export async function writeAll(writer: ByteWriter, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.length) {
+    written += await writer.write(bytes.subarray(written));
+  }
+}
+
+/**
+ * Closes a connection in stages (RFC 9112 9.6). If we closed at once while the
+ * client is still sending (a body, or the rest of an oversize head), the
+ * unread bytes make our TCP stack send a reset, and the client may lose our
+ * response before reading it. So: end our side (the client sees the end of the
+ * response), read and discard what still arrives, within limits, then close.
+ */
+async function closeGracefully(conn: Deno.Conn, lingerMs: number): Promise<void> {
+  const timer = setTimeout(() => closeQuietly(conn), lingerMs);
+  try {
+    await conn.closeWrite();
+    const scratch = new Uint8Array(4096);
+    let discarded = 0;
+    while (discarded < LINGER_MAX_BYTES) {
+      const count = await conn.read(scratch);
+      if (count === null) break;
+      discarded += count;
+    }
+  } catch {
+    // The client has gone, or the timer closed the connection: either way, done.
+  } finally {
+    clearTimeout(timer);
+    closeQuietly(conn);
+  }
+}
+
+/** Closes a connection that may already be closed. */
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Logging: the request head as received, and one access log line per request.
+
+/**
+ * Shows raw bytes as readable text: printable ASCII as is, every other byte
+ * as `\xNN`, so that a client cannot send escape codes to our terminal.
+ *
+ * @example
+ * ```ts
+ * showBytes(new TextEncoder().encode("é\x1b[2J")); // "\\xc3\\xa9\\x1b[2J"
+ * ```
+ */
+export function showBytes(bytes: Uint8Array): string {
+  let text = "";
+  for (const byte of bytes) {
+    text += byte >= 0x20 && byte <= 0x7e && byte !== 0x5c
+      ? String.fromCharCode(byte)
+      : `\\x${byte.toString(16).padStart(2, "0")}`;
+  }
+  return text;
+}
+
+/** The first line of a head, without its line end. */
+function firstLine(head: Uint8Array): Uint8Array {
+  const end = head.indexOf(LF);
+  return head.subarray(0, end > 0 && head[end - 1] === CR ? end - 1 : end);
+}
+
+/** The request head for the console, one line per line received. */
+function formatHead(head: Uint8Array, client: string): string {
+  const lines = showBytes(head).replaceAll("\\x0d\\x0a", "\n").replaceAll("\\x0a", "\n");
+  return `--- request from ${client} ---\n${lines.trimEnd()}\n---`;
+}
+
+const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
+
+/** One line in the Common Log Format used by Apache and nginx. */
+export interface AccessLogEntry {
+  client: string;
+  date: Date;
+  /** The request line as received, or null when no whole head arrived. */
+  requestLine: Uint8Array | null;
+  status: number;
+  /** Bytes of body sent. */
+  bodyBytes: number;
+}
+
+/**
+ * Formats an access log line in the Common Log Format.
+ *
+ * @example
+ * ```ts
+ * const requestLine = new TextEncoder().encode("GET / HTTP/1.1");
+ * formatAccessLog({
+ *   client: "127.0.0.1", date: new Date(0), requestLine, status: 200, bodyBytes: 512,
+ * });
+ * // '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512'
+ * ```
+ */
+export function formatAccessLog(entry: AccessLogEntry): string {
+  const { client, date, requestLine, status, bodyBytes } = entry;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const time = `${pad(date.getUTCDate())}/${MONTHS[date.getUTCMonth()]}/${date.getUTCFullYear()}:` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
+  const request = requestLine === null ? "-" : showBytes(requestLine).replaceAll('"', "\\x22");
+  return `${client} - - [${time}] "${request}" ${status} ${bodyBytes > 0 ? bodyBytes : "-"}`;
+}
+
+// ---------------------------------------------------------------------------
+// One connection: read, parse, answer, close.
+
+/** How one connection is handled; set once per server. */
+interface ConnectionSettings {
+  quiet: boolean;
+  log: (line: string) => void;
+  headTimeoutMs: number;
+  lingerMs: number;
+  idleSignal: AbortSignal;
+}
+
+async function handleConnection(conn: Deno.Conn, settings: ConnectionSettings): Promise<void> {
+  const { quiet, log, headTimeoutMs, lingerMs, idleSignal } = settings;
+  const address = conn.remoteAddr as Deno.NetAddr;
+  const client = address.hostname;
+  try {
+    const result = await readRequestHead(conn, { timeoutMs: headTimeoutMs, idleSignal });
+    // A browser's spare connection that was never used, or a shutdown: no request, no answer.
+    if (result.kind === "closed") return;
+
+    let response: TinyResponse;
+    let requestLine: Uint8Array | null = null;
+    let omitBody = false;
+    if (result.kind === "head") {
+      const parsed = parseRequestHead(result.head);
+      requestLine = firstLine(result.head);
+      if (parsed.ok) {
+        response = respondTo(parsed.request);
+        omitBody = parsed.request.method === "HEAD";
+      } else {
+        response = errorResponse(parsed.status);
+      }
+      if (!quiet) {
+        log(formatHead(result.head, `${client}:${address.port}`));
+        if (!parsed.ok) log(`    ${parsed.status} because: ${parsed.reason}`);
+      }
+    } else {
+      const statusFor = { "too-large": 431, "timeout": 408, "incomplete": 400 } as const;
+      response = errorResponse(statusFor[result.kind]);
+    }
+
+    const bytes = formatResponse(response, { omitBody });
+    await writeAll(conn, bytes);
+    log(formatAccessLog({
+      client,
+      date: new Date(),
+      requestLine,
+      status: response.status,
+      bodyBytes: omitBody ? 0 : encoder.encode(response.body).length,
+    }));
+    // After a timeout the client is not sending; a read is also still pending.
+    if (result.kind !== "timeout") await closeGracefully(conn, lingerMs);
+  } catch (error) {
+    // A reset or broken connection is normal on a network: note it, carry on.
+    log(`${client}:${address.port} connection error: ${describeError(error)}`);
+  } finally {
+    closeQuietly(conn);
+  }
+}
+
+/** A short name for an error, never a stack trace: `ConnectionReset`, `BrokenPipe`. */
+function describeError(error: unknown): string {
+  return error instanceof Error ? error.name : String(error);
+}
+
+// ---------------------------------------------------------------------------
+// The server: accept connections until told to stop.
+
+/** Options for {@link serveTiny}. */
+export interface TinyServerOptions {
+  /** Port to listen on; 0 picks a free one (read it from `server.addr.port`). @default 8080 */
+  port?: number;
+  /** Address to listen on. "0.0.0.0" would let other machines connect. @default "127.0.0.1" */
+  hostname?: string;
+  /** Serve one connection, then stop. @default false */
+  once?: boolean;
+  /** Do not print request heads (access log lines are still written). @default false */
+  quiet?: boolean;
+  /** Where output lines go. @default console.log */
+  log?: (line: string) => void;
+  /** See {@link HEAD_TIMEOUT_MS}. @default {HEAD_TIMEOUT_MS} */
+  headTimeoutMs?: number;
+  /** See {@link LINGER_TIMEOUT_MS}. @default {LINGER_TIMEOUT_MS} */
+  lingerMs?: number;
+  /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
+  shutdownGraceMs?: number;
+}
+
+/** A running server. */
+export interface TinyServer {
+  /** The address it listens on, with the real port. */
+  addr: Deno.NetAddr;
+  /** Settles when the server has stopped and every connection is closed. */
+  finished: Promise<void>;
+  /** Stops accepting, lets requests in progress finish (bounded), closes idle connections. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Listens and serves until {@link TinyServer.shutdown} is called (or, with
+ * `once`, until one connection is done). Each connection is handled on its
+ * own, so a slow client never delays another.
+ *
+ * @example
+ * ```ts
+ * const server = serveTiny({ port: 0 });
+ * console.log(server.addr.port);
+ * await server.shutdown();
+ * ```
+ */
+export function serveTiny(options: TinyServerOptions = {}): TinyServer {
+  const {
+    port = 8080,
+    hostname = "127.0.0.1",
+    once = false,
+    quiet = false,
+    log: writeLine = console.log,
+    headTimeoutMs = HEAD_TIMEOUT_MS,
+    lingerMs = LINGER_TIMEOUT_MS,
+    shutdownGraceMs = SHUTDOWN_GRACE_MS,
+  } = options;
+  const listener = Deno.listen({ hostname, port, transport: "tcp" });
+  const connections = new Set<Deno.Conn>();
+  const handlers = new Set<Promise<void>>();
+  const stopping = new AbortController();
+  let listening = true;
+
+  // If the output has gone away (say, piped into `head`), keep serving anyway.
+  const log = (line: string) => {
+    try {
+      writeLine(line);
+    } catch {
+      // Nowhere to write to.
+    }
+  };
+  const settings = { quiet, log, headTimeoutMs, lingerMs, idleSignal: stopping.signal };
+
+  function stopListening(): void {
+    if (!listening) return;
+    listening = false;
+    listener.close();
+  }
+
+  async function acceptConnections(): Promise<void> {
+    while (listening) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (!listening) return;
+        log(`accept failed: ${describeError(error)}; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (once) stopListening();
+      connections.add(conn);
+      const handler = handleConnection(conn, settings).finally(() => {
+        connections.delete(conn);
+        handlers.delete(handler);
+      });
+      handlers.add(handler);
+    }
+  }
+
+  // Each handler is bounded by its own limits, so this always settles.
+  const finished = acceptConnections().then(() => Promise.all(handlers)).then(() => {});
+
+  function shutdown(): Promise<void> {
+    if (stopping.signal.aborted) return finished;
+    stopping.abort();
+    stopListening();
+    // Requests in progress get a bounded time; then their connections are closed.
+    const timer = setTimeout(() => connections.forEach(closeQuietly), shutdownGraceMs);
+    finished.then(() => clearTimeout(timer));
+    return finished;
+  }
+
+  return { addr: listener.addr as Deno.NetAddr, finished, shutdown };
+}
+
+// ---------------------------------------------------------------------------
+// Command line.
+
+const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
+
+  --port N          port to listen on, 0 for any free port (default 8080)
+  --hostname HOST   address to listen on (default 127.0.0.1)
+  --once            serve one connection, then exit
+  --quiet           do not print request heads (the access log stays)
+  --help            show this help`;
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        port: { type: "string", default: "8080" },
+        hostname: { type: "string", default: "127.0.0.1" },
+        once: { type: "boolean", default: false },
+        quiet: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`server_tiny.ts: ${(error as Error).message}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const port = Number(values.port);
+  if (!/^\d+$/.test(values.port) || port > 65535) {
+    console.error(`server_tiny.ts: --port must be a number from 0 to 65535\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+
+  let server: TinyServer;
+  try {
+    server = serveTiny({ port, hostname: values.hostname, once: values.once, quiet: values.quiet });
+  } catch (error) {
+    const hint = error instanceof Deno.errors.AddrInUse ? " (try another --port, or --port 0)" : "";
+    console.error(`server_tiny.ts: cannot listen on ${values.hostname}:${port}: ${error}${hint}`);
+    Deno.exit(1);
+  }
+  const { hostname: host, port: realPort } = server.addr;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  console.log(`Open your browser and connect to: http://${shownHost}:${realPort}/`);
+  if (!["127.0.0.1", "localhost", "::1"].includes(values.hostname)) {
+    // Loopback keeps a server private to this machine; any other address may not.
+    console.log(
+      `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
+    );
+  }
+
+  const onSignal = () => {
+    console.log("Shutting down: finishing requests in progress...");
+    server.shutdown();
+  };
+  // Windows has no SIGTERM; Ctrl-C arrives as SIGINT everywhere.
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+  await server.finished;
+  for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+}
+
+if (import.meta.main) {
+  await main();
+}

@@ -1,0 +1,608 @@
+// serveDir / serveFile / createHandler in-process: methods, content types,
+// directories, listing, 404 page, validators, conditionals, ranges, cache.
+import assert from "node:assert/strict";
+import {
+  contentTypeFor,
+  createHandler,
+  formatLogLine,
+  type HandlerOptions,
+  parseRange,
+  serveDir,
+  type ServeDirOptions,
+  serveFile,
+} from "../server_files.ts";
+import { makeTree } from "./files_fixtures.ts";
+
+const DIGITS = "0123456789".repeat(10); // 100 bytes, byte i is String(i % 10)
+
+async function dir(
+  root: string,
+  path: string,
+  init: RequestInit = {},
+  options: ServeDirOptions = {},
+) {
+  return await serveDir(new Request(`http://localhost${path}`, init), {
+    fsRoot: root,
+    quiet: true,
+    ...options,
+  });
+}
+
+async function app(handlerOptions: HandlerOptions, path: string, init: RequestInit = {}) {
+  return await createHandler({ quiet: true, ...handlerOptions })(
+    new Request(`http://localhost${path}`, init),
+  );
+}
+
+Deno.test("only GET and HEAD: other methods get 405 with Allow", async () => {
+  await using tree = await makeTree();
+  for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+    const res = await dir(tree.root, "/a.txt", { method });
+    assert.equal(res.status, 405, method);
+    assert.equal(res.headers.get("allow"), "GET, HEAD");
+    await res.body?.cancel();
+    const appRes = await app({ fsRoot: tree.root }, "/suggest", { method });
+    assert.equal(appRes.status, 405);
+    assert.equal(appRes.headers.get("allow"), "GET, HEAD");
+    await appRes.body?.cancel();
+  }
+});
+
+Deno.test("a file: 200 with body, type, length, validators, nosniff, revalidation", async () => {
+  await using tree = await makeTree();
+  const res = await dir(tree.root, "/a.txt");
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), "hello a");
+  assert.equal(res.headers.get("content-type"), "text/plain; charset=utf-8");
+  assert.equal(res.headers.get("content-length"), "7");
+  assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(res.headers.get("accept-ranges"), "bytes");
+  assert.equal(res.headers.get("cache-control"), "no-cache");
+  assert.match(res.headers.get("etag")!, /^"[0-9a-f]+-[0-9a-f]+"$/);
+  const mtime = (await Deno.stat(`${tree.root}/a.txt`)).mtime!;
+  assert.equal(
+    res.headers.get("last-modified"),
+    new Date(Math.floor(mtime.getTime() / 1000) * 1000).toUTCString(),
+  );
+});
+
+Deno.test("HEAD is GET without the body", async () => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/big.bin`, "x".repeat(300_000)); // not cached
+  for (const path of ["/a.txt", "/big.bin", "/sub/", "/nope", "/sub"]) {
+    for (const options of [{ fsRoot: tree.root, showDirListing: true }]) {
+      const get = await app(options, path);
+      const head = await app(options, path, { method: "HEAD" });
+      assert.equal(head.status, get.status, path);
+      assert.equal(head.body, null, path);
+      for (const name of ["content-type", "content-length", "etag", "location"]) {
+        assert.equal(head.headers.get(name), get.headers.get(name), `${path} ${name}`);
+      }
+      await get.body?.cancel();
+    }
+  }
+});
+
+Deno.test("content types from the extension", async () => {
+  await using tree = await makeTree();
+  const types: [string, string][] = [
+    ["x.html", "text/html; charset=utf-8"],
+    ["x.HTM", "text/html; charset=utf-8"],
+    ["x.css", "text/css; charset=utf-8"],
+    ["x.js", "text/javascript; charset=utf-8"],
+    ["x.mjs", "text/javascript; charset=utf-8"],
+    ["x.json", "application/json; charset=utf-8"],
+    ["x.map", "application/json; charset=utf-8"],
+    ["x.txt", "text/plain; charset=utf-8"],
+    ["x.md", "text/markdown; charset=utf-8"],
+    ["x.xml", "application/xml; charset=utf-8"],
+    ["x.svg", "image/svg+xml; charset=utf-8"],
+    ["x.png", "image/png"],
+    ["x.jpg", "image/jpeg"],
+    ["x.jpeg", "image/jpeg"],
+    ["x.gif", "image/gif"],
+    ["x.webp", "image/webp"],
+    ["x.avif", "image/avif"],
+    ["x.ico", "image/x-icon"],
+    ["x.wasm", "application/wasm"],
+    ["x.woff", "font/woff"],
+    ["x.woff2", "font/woff2"],
+    ["x.mp4", "video/mp4"],
+    ["x.webm", "video/webm"],
+    ["x.mp3", "audio/mpeg"],
+    ["x.pdf", "application/pdf"],
+    ["x.unknown", "application/octet-stream"],
+    ["noextension", "application/octet-stream"],
+  ];
+  for (const [name, type] of types) {
+    await Deno.writeTextFile(`${tree.root}/${name}`, "data");
+    const res = await dir(tree.root, `/${name}`);
+    assert.equal(res.status, 200, name);
+    assert.equal(res.headers.get("content-type"), type, name);
+    assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("directories: 301 to the slash form keeping the query, then index.html", async () => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/sub/index.html`, "<p>sub index</p>");
+  const redirect = await dir(tree.root, "/sub?x=1&y=2");
+  assert.equal(redirect.status, 301);
+  assert.equal(redirect.headers.get("location"), "/sub/?x=1&y=2");
+  await redirect.body?.cancel();
+  const index = await dir(tree.root, "/sub/");
+  assert.equal(index.status, 200);
+  assert.equal(index.headers.get("content-type"), "text/html; charset=utf-8");
+  assert.equal(await index.text(), "<p>sub index</p>");
+  const noIndex = await dir(tree.root, "/sub/", {}, { showIndex: false });
+  assert.equal(noIndex.status, 404);
+  await noIndex.body?.cancel();
+});
+
+Deno.test("the slash redirect cannot point to another host", async () => {
+  await using tree = await makeTree();
+  await Deno.mkdir(`${tree.root}/evil.example`);
+  for (const path of ["//evil.example", "///evil.example?q=1"]) {
+    const res = await dir(tree.root, path);
+    assert.equal(res.status, 301, path);
+    assert.match(res.headers.get("location")!, /^\/evil\.example\/(\?q=1)?$/, path);
+    await res.body?.cancel();
+  }
+});
+
+Deno.test("directories without index.html: 404 unless listing is on", async () => {
+  await using tree = await makeTree();
+  const res = await dir(tree.root, "/sub/");
+  assert.equal(res.status, 404);
+  await res.body?.cancel();
+  const listing = await dir(tree.root, "/sub/", {}, { showDirListing: true });
+  assert.equal(listing.status, 200);
+  const html = await listing.text();
+  assert.match(html, /<a href="b\.txt">b\.txt<\/a>/);
+  assert.match(html, /<td class="size">7<\/td>/);
+  assert.match(html, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+  assert.match(html, /<a href="\.\.\/">/);
+});
+
+Deno.test("listing escapes names in text and encodes them in links", async () => {
+  await using tree = await makeTree();
+  const name = `"'<>&`;
+  await Deno.writeTextFile(`${tree.root}/${name}`, "tricky");
+  await Deno.mkdir(`${tree.root}/a dir`);
+  const res = await dir(tree.root, "/", {}, { showDirListing: true });
+  const html = await res.text();
+  assert.ok(!html.includes(name), "raw name must not appear");
+  assert.ok(html.includes(`>&quot;&#39;&lt;&gt;&amp;</a>`), "escaped text");
+  assert.ok(html.includes(`href="%22&#39;%3C%3E%26"`), "encoded link");
+  assert.ok(html.includes(`href="a%20dir/">a dir/</a>`), "folder link with slash");
+  assert.ok(!html.includes(".secret") && !html.includes(".git"), "dotfiles hidden");
+  assert.ok(!html.includes(`href="../"`), "no parent link at the root");
+  // The link, as a browser reads it, leads back to the file.
+  const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
+  const file = await dir(tree.root, `/${href}`);
+  assert.equal(await file.text(), "tricky");
+  assert.ok(html.includes(`href="link-in"`), "symlink inside listed");
+  for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
+    assert.ok(!html.includes(hidden), `${hidden} is refused, so not listed`);
+  }
+  const withDots = await dir(tree.root, "/", {}, { showDirListing: true, showDotfiles: true });
+  assert.ok((await withDots.text()).includes(`href=".secret"`));
+});
+
+Deno.test("dotfiles: 404 unless showDotfiles", async () => {
+  await using tree = await makeTree();
+  for (const path of ["/.secret", "/.git/config", "/.git/", "/link-dot"]) {
+    const res = await dir(tree.root, path);
+    assert.equal(res.status, 404, path);
+    assert.ok(!(await res.text()).includes("SECRET"));
+  }
+  const shown = await dir(tree.root, "/.secret", {}, { showDotfiles: true });
+  assert.equal(await shown.text(), "DOT SECRET");
+});
+
+Deno.test("symlinks: inside served, outside 404, bad paths 400, no paths leak", async () => {
+  await using tree = await makeTree();
+  const inside = await dir(tree.root, "/link-in");
+  assert.equal(await inside.text(), "hello a");
+  for (
+    const [path, status] of [
+      ["/link-out", 404],
+      ["/dir-out/c.txt", 404],
+      ["/link-prefix", 404],
+      // new Request() already resolves %2e%2e like "..": the raw form is tested on a socket.
+      ["/%2e%2e/outside.txt", 404],
+      ["/..%2foutside.txt", 400],
+      ["/%5c..%5coutside.txt", 400],
+      ["/a%00", 400],
+      ["/%zz", 400],
+    ] as const
+  ) {
+    const res = await dir(tree.root, path);
+    assert.equal(res.status, status, path);
+    const body = await res.text();
+    assert.ok(!body.includes("SECRET") && !body.includes(tree.base), `${path}: ${body}`);
+  }
+});
+
+Deno.test("404: the root's 404.html is the body of every 404", async () => {
+  await using tree = await makeTree();
+  const plain = await dir(tree.root, "/nope");
+  assert.equal(plain.status, 404);
+  assert.equal(await plain.text(), "Not Found\n");
+  const page = "<!doctype html><title>Lost</title><p>No such page</p>";
+  await Deno.writeTextFile(`${tree.root}/404.html`, page);
+  for (const path of ["/nope", "/sub/", "/.secret", "/link-out", "/sub/nope.txt"]) {
+    const res = await dir(tree.root, path);
+    assert.equal(res.status, 404, path);
+    assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(await res.text(), page, path);
+  }
+  const fromApp = await app({ fsRoot: tree.root }, "/nope");
+  assert.equal(fromApp.status, 404);
+  assert.equal(await fromApp.text(), page);
+});
+
+Deno.test("404.html symlinked outside the root is not used", async () => {
+  await using tree = await makeTree();
+  await Deno.symlink(`${tree.base}/outside.txt`, `${tree.root}/404.html`);
+  const res = await dir(tree.root, "/nope");
+  assert.equal(res.status, 404);
+  assert.equal(await res.text(), "Not Found\n");
+});
+
+Deno.test("enableCors and headers reach every response", async () => {
+  await using tree = await makeTree();
+  const options = { enableCors: true, headers: ["X-Frame-Options: DENY", "X-Test:  two words "] };
+  for (
+    const [path, init] of [
+      ["/a.txt", {}],
+      ["/nope", {}],
+      ["/a.txt", { method: "POST" }],
+      ["/%zz", {}],
+    ] as const
+  ) {
+    const res = await dir(tree.root, path, init, options);
+    assert.equal(res.headers.get("access-control-allow-origin"), "*", path);
+    assert.equal(res.headers.get("x-frame-options"), "DENY", path);
+    assert.equal(res.headers.get("x-test"), "two words", path);
+    await res.body?.cancel();
+  }
+  const etag = (await dir(tree.root, "/a.txt", { method: "HEAD" })).headers.get("etag")!;
+  const notModified = await dir(
+    tree.root,
+    "/a.txt",
+    { headers: { "if-none-match": etag } },
+    options,
+  );
+  assert.equal(notModified.status, 304);
+  assert.equal(notModified.headers.get("x-frame-options"), "DENY");
+  const plain = await dir(tree.root, "/a.txt");
+  assert.equal(plain.headers.get("access-control-allow-origin"), null);
+  await plain.body?.cancel();
+});
+
+Deno.test("urlRoot strips a prefix", async () => {
+  await using tree = await makeTree();
+  const options = { urlRoot: "static" };
+  const res = await dir(tree.root, "/static/a.txt", {}, options);
+  assert.equal(await res.text(), "hello a");
+  for (const path of ["/a.txt", "/staticx/a.txt"]) {
+    const miss = await dir(tree.root, path, {}, options);
+    assert.equal(miss.status, 404, path);
+    await miss.body?.cancel();
+  }
+  const listing = await dir(tree.root, "/static/", {}, { ...options, showDirListing: true });
+  const html = await listing.text();
+  assert.match(html, /Index of \/static\//);
+  assert.ok(!html.includes(`href="../"`), "no parent link above urlRoot");
+  const folder = await dir(tree.root, "/static/sub", {}, options);
+  assert.equal(folder.headers.get("location"), "/static/sub/");
+  await folder.body?.cancel();
+});
+
+// --- Conditional requests --------------------------------------------------
+
+Deno.test("conditional requests table (RFC 9110 13.2.2)", async (t) => {
+  await using tree = await makeTree();
+  const probe = await dir(tree.root, "/a.txt", { method: "HEAD" });
+  const etag = probe.headers.get("etag")!;
+  const lastModified = probe.headers.get("last-modified")!;
+  const hourLater = new Date(Date.parse(lastModified) + 3600_000).toUTCString();
+  const hourEarlier = new Date(Date.parse(lastModified) - 3600_000).toUTCString();
+  const cases: [string, Record<string, string>, number][] = [
+    ["no conditions", {}, 200],
+    ["If-None-Match same tag", { "if-none-match": etag }, 304],
+    ["If-None-Match weak form matches (weak comparison)", { "if-none-match": `W/${etag}` }, 304],
+    ["If-None-Match list", { "if-none-match": `"other", ${etag}` }, 304],
+    ["If-None-Match *", { "if-none-match": "*" }, 304],
+    ["If-None-Match other tag", { "if-none-match": `"other"` }, 200],
+    ["If-Modified-Since = Last-Modified", { "if-modified-since": lastModified }, 304],
+    ["If-Modified-Since later", { "if-modified-since": hourLater }, 304],
+    ["If-Modified-Since earlier", { "if-modified-since": hourEarlier }, 200],
+    ["If-Modified-Since garbage", { "if-modified-since": "yesterday-ish" }, 200],
+    [
+      "If-None-Match wins over If-Modified-Since",
+      { "if-none-match": `"other"`, "if-modified-since": hourLater },
+      200,
+    ],
+    ["If-Match same tag", { "if-match": etag }, 200],
+    ["If-Match *", { "if-match": "*" }, 200],
+    ["If-Match list", { "if-match": `"x", ${etag}` }, 200],
+    ["If-Match other tag", { "if-match": `"other"` }, 412],
+    ["If-Match weak tag (strong comparison)", { "if-match": `W/${etag}` }, 412],
+    ["If-Unmodified-Since = Last-Modified", { "if-unmodified-since": lastModified }, 200],
+    ["If-Unmodified-Since earlier", { "if-unmodified-since": hourEarlier }, 412],
+    ["If-Unmodified-Since garbage", { "if-unmodified-since": "soon" }, 200],
+    [
+      "If-Match passes, If-Unmodified-Since ignored",
+      { "if-match": etag, "if-unmodified-since": hourEarlier },
+      200,
+    ],
+    ["If-Match fails before If-None-Match", { "if-match": `"x"`, "if-none-match": etag }, 412],
+  ];
+  for (const [name, headers, status] of cases) {
+    await t.step(name, async () => {
+      for (const method of ["GET", "HEAD"]) {
+        const res = await dir(tree.root, "/a.txt", { method, headers });
+        assert.equal(res.status, status, method);
+        const body = await res.text();
+        if (status === 304) {
+          assert.equal(body, "");
+          assert.equal(res.headers.get("etag"), etag);
+          assert.equal(res.headers.get("cache-control"), "no-cache");
+        }
+        if (status === 200) assert.equal(body, method === "GET" ? "hello a" : "");
+      }
+    });
+  }
+});
+
+Deno.test("a changed file gets a new ETag and the old one no longer matches", async () => {
+  await using tree = await makeTree();
+  const first = await app({ fsRoot: tree.root, cacheMs: 0 }, "/a.txt");
+  const etag = first.headers.get("etag")!;
+  await first.body?.cancel();
+  await Deno.writeTextFile(`${tree.root}/a.txt`, "hello again, longer");
+  const handler = createHandler({ fsRoot: tree.root, quiet: true, cacheMs: 0 });
+  const res = await handler(
+    new Request("http://localhost/a.txt", { headers: { "if-none-match": etag } }),
+  );
+  assert.equal(res.status, 200);
+  assert.notEqual(res.headers.get("etag"), etag);
+  assert.equal(await res.text(), "hello again, longer");
+});
+
+// --- Ranges --------------------------------------------------------------
+
+Deno.test("parseRange table", () => {
+  const cases: [string, number, ReturnType<typeof parseRange>][] = [
+    ["bytes=0-499", 1000, { start: 0, end: 499 }],
+    ["bytes=500-999", 1000, { start: 500, end: 999 }],
+    ["bytes=500-", 1000, { start: 500, end: 999 }],
+    ["bytes=-500", 1000, { start: 500, end: 999 }],
+    ["bytes=-1", 1000, { start: 999, end: 999 }],
+    ["bytes=-5000", 1000, { start: 0, end: 999 }],
+    ["bytes=900-5000", 1000, { start: 900, end: 999 }],
+    ["bytes=0-0", 1000, { start: 0, end: 0 }],
+    ["bytes=999-999", 1000, { start: 999, end: 999 }],
+    ["BYTES=1-2", 1000, { start: 1, end: 2 }],
+    [" bytes = 1 - 2 ", 1000, { start: 1, end: 2 }],
+    ["bytes=0-99999999999999999999", 1000, { start: 0, end: 999 }],
+    ["bytes=1000-", 1000, "unsatisfiable"],
+    ["bytes=1000-2000", 1000, "unsatisfiable"],
+    ["bytes=99999999999999999999-", 1000, "unsatisfiable"],
+    ["bytes=-0", 1000, "unsatisfiable"],
+    ["bytes=0-", 0, "unsatisfiable"],
+    ["bytes=-5", 0, "unsatisfiable"],
+    ["bytes=5-2", 1000, null],
+    ["bytes=-", 1000, null],
+    ["bytes=", 1000, null],
+    ["bytes=a-b", 1000, null],
+    ["bytes=1.5-2", 1000, null],
+    ["bytes=-1-2", 1000, null],
+    ["bytes=+1-2", 1000, null],
+    ["bytes=0-1,3-4", 1000, null],
+    ["items=0-1", 1000, null],
+    ["0-1", 1000, null],
+    ["", 1000, null],
+  ];
+  for (const [header, size, expected] of cases) {
+    assert.deepEqual(parseRange(header, size), expected, `${JSON.stringify(header)} of ${size}`);
+  }
+});
+
+Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (t) => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/digits.txt`, DIGITS);
+  const probe = await dir(tree.root, "/digits.txt", { method: "HEAD" });
+  const etag = probe.headers.get("etag")!;
+  const lastModified = probe.headers.get("last-modified")!;
+  const earlier = new Date(Date.parse(lastModified) - 3600_000).toUTCString();
+  const cases: [string, Record<string, string>, number, [number, number] | null][] = [
+    ["first bytes", { range: "bytes=0-9" }, 206, [0, 9]],
+    ["middle", { range: "bytes=37-41" }, 206, [37, 41]],
+    ["open-ended", { range: "bytes=90-" }, 206, [90, 99]],
+    ["suffix", { range: "bytes=-5" }, 206, [95, 99]],
+    ["suffix longer than the file", { range: "bytes=-500" }, 206, [0, 99]],
+    ["end past the file", { range: "bytes=95-200" }, 206, [95, 99]],
+    ["start past the file", { range: "bytes=100-" }, 416, null],
+    ["empty suffix", { range: "bytes=-0" }, 416, null],
+    ["backwards range ignored", { range: "bytes=5-2" }, 200, null],
+    ["several ranges ignored", { range: "bytes=0-1,5-6" }, 200, null],
+    ["other unit ignored", { range: "items=0-1" }, 200, null],
+    ["If-Range current ETag", { range: "bytes=0-9", "if-range": etag }, 206, [0, 9]],
+    ["If-Range old ETag", { range: "bytes=0-9", "if-range": `"old"` }, 200, null],
+    ["If-Range weak ETag", { range: "bytes=0-9", "if-range": `W/${etag}` }, 200, null],
+    ["If-Range current date", { range: "bytes=0-9", "if-range": lastModified }, 206, [0, 9]],
+    ["If-Range old date", { range: "bytes=0-9", "if-range": earlier }, 200, null],
+    ["If-None-Match beats Range", { range: "bytes=0-9", "if-none-match": etag }, 304, null],
+    ["If-Match failure beats Range", { range: "bytes=0-9", "if-match": `"x"` }, 412, null],
+  ];
+  for (const [name, headers, status, range] of cases) {
+    await t.step(name, async () => {
+      for (const fromMemory of [false, true]) {
+        // Through serveDir (from disk) and through the app (from its memory cache).
+        const res = !fromMemory
+          ? await dir(tree.root, "/digits.txt", { headers })
+          : await app({ fsRoot: tree.root }, "/digits.txt", { headers });
+        assert.equal(res.status, status);
+        const body = await res.text();
+        if (status === 206) {
+          const [start, end] = range!;
+          assert.equal(body, DIGITS.slice(start, end + 1));
+          assert.equal(res.headers.get("content-range"), `bytes ${start}-${end}/100`);
+          assert.equal(res.headers.get("content-length"), String(end - start + 1));
+          assert.equal(res.headers.get("content-type"), "text/plain; charset=utf-8");
+        } else if (status === 416) {
+          assert.equal(res.headers.get("content-range"), "bytes */100");
+        } else if (status === 200) {
+          assert.equal(body, DIGITS);
+          assert.equal(res.headers.get("content-range"), null);
+        }
+      }
+    });
+  }
+  const head = await dir(tree.root, "/digits.txt", {
+    method: "HEAD",
+    headers: { range: "bytes=10-19" },
+  });
+  assert.equal(head.status, 206);
+  assert.equal(head.body, null);
+  assert.equal(head.headers.get("content-range"), "bytes 10-19/100");
+  assert.equal(head.headers.get("content-length"), "10");
+});
+
+Deno.test("large files stream from disk, whole and in ranges across read chunks", async () => {
+  await using tree = await makeTree();
+  const size = 3 * 1024 * 1024 + 123; // bigger than the cache limit and the 1 MiB chunk
+  const data = new Uint8Array(size);
+  for (let i = 0; i < size; i++) data[i] = (i * 7 + (i >> 10)) & 0xff;
+  await Deno.writeFile(`${tree.root}/big.bin`, data);
+  const handler = createHandler({ fsRoot: tree.root, quiet: true });
+  const whole = await handler(new Request("http://localhost/big.bin"));
+  assert.equal(whole.headers.get("content-length"), String(size));
+  assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), data);
+  const [start, end] = [1000, 2 * 1024 * 1024 + 5000];
+  const part = await handler(
+    new Request("http://localhost/big.bin", { headers: { range: `bytes=${start}-${end}` } }),
+  );
+  assert.equal(part.status, 206);
+  assert.deepEqual(new Uint8Array(await part.arrayBuffer()), data.subarray(start, end + 1));
+  const tail = await handler(
+    new Request("http://localhost/big.bin", { headers: { range: `bytes=${start}-` } }),
+  );
+  assert.equal(tail.headers.get("content-range"), `bytes ${start}-${size - 1}/${size}`);
+  assert.deepEqual(new Uint8Array(await tail.arrayBuffer()), data.subarray(start));
+  // A client that gives up after the first chunk: the file is closed (sanitizer checks).
+  const abandoned = await handler(
+    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-2000000" } }),
+  );
+  const reader = abandoned.body!.getReader();
+  await reader.read();
+  await reader.cancel();
+  const abandonedTail = await handler(
+    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-" } }),
+  );
+  await abandonedTail.body!.cancel();
+  const abandonedWhole = await handler(new Request("http://localhost/big.bin"));
+  await abandonedWhole.body!.cancel();
+});
+
+// --- serveFile -----------------------------------------------------------
+
+Deno.test("serveFile serves the given file, 404 for folders and missing files", async () => {
+  await using tree = await makeTree();
+  const req = () => new Request("http://localhost/anything");
+  const res = await serveFile(req(), `${tree.root}/sub/b.txt`);
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), "hello b");
+  const info = await Deno.stat(`${tree.root}/a.txt`);
+  const withInfo = await serveFile(req(), `${tree.root}/a.txt`, { fileInfo: info });
+  assert.equal(await withInfo.text(), "hello a");
+  for (const path of [`${tree.root}/sub`, `${tree.root}/missing.txt`]) {
+    const miss = await serveFile(req(), path);
+    assert.equal(miss.status, 404, path);
+    assert.ok(!(await miss.text()).includes(tree.base));
+  }
+  const ranged = await serveFile(
+    new Request("http://localhost/", { headers: { range: "bytes=-1" } }),
+    `${tree.root}/a.txt`,
+  );
+  assert.equal(ranged.status, 206);
+  assert.equal(await ranged.text(), "a");
+  const post = await serveFile(
+    new Request("http://localhost/", { method: "POST" }),
+    `${tree.root}/a.txt`,
+  );
+  assert.equal(post.status, 405);
+  await post.body?.cancel();
+});
+
+// --- The app's small-file cache ------------------------------------------
+
+Deno.test("cache: served from memory until cacheMs, then revalidated", async () => {
+  await using tree = await makeTree();
+  const get = async (handler: ReturnType<typeof createHandler>, path = "/a.txt") => {
+    const res = await handler(new Request(`http://localhost${path}`));
+    return [res.status, await res.text()] as const;
+  };
+  const slow = createHandler({ fsRoot: tree.root, quiet: true, cacheMs: 3_600_000 });
+  const fresh = createHandler({ fsRoot: tree.root, quiet: true, cacheMs: 0 });
+  assert.deepEqual(await get(slow), [200, "hello a"]);
+  assert.deepEqual(await get(fresh), [200, "hello a"]);
+  await Deno.writeTextFile(`${tree.root}/a.txt`, "changed!");
+  assert.deepEqual(await get(slow), [200, "hello a"], "within cacheMs: the cached copy");
+  assert.deepEqual(await get(fresh), [200, "changed!"], "after cacheMs: checked again");
+  // A file replaced by a symlink to the outside is refused at revalidation.
+  await Deno.remove(`${tree.root}/a.txt`);
+  await Deno.symlink(`${tree.base}/outside.txt`, `${tree.root}/a.txt`);
+  const [status, body] = await get(fresh);
+  assert.equal(status, 404);
+  assert.ok(!body.includes("SECRET"));
+  // The directory index is cached under the folder's URL and revalidated too.
+  await Deno.writeTextFile(`${tree.root}/sub/index.html`, "one");
+  assert.deepEqual(await get(fresh, "/sub/"), [200, "one"]);
+  await Deno.remove(`${tree.root}/sub/index.html`);
+  assert.equal((await get(fresh, "/sub/"))[0], 404);
+});
+
+Deno.test("cache off (maxCachedFileBytes 0) serves from disk", async () => {
+  await using tree = await makeTree();
+  const handler = createHandler({ fsRoot: tree.root, quiet: true, maxCachedFileBytes: 0 });
+  const res = await handler(new Request("http://localhost/a.txt"));
+  assert.equal(await res.text(), "hello a");
+});
+
+Deno.test("createHandler refuses a bad --header at creation", async () => {
+  await using tree = await makeTree();
+  assert.throws(() => createHandler({ fsRoot: tree.root, headers: ["no colon"] }), TypeError);
+  assert.throws(() => createHandler({ fsRoot: tree.root, headers: ["Bad Name: x"] }), TypeError);
+  assert.throws(() => createHandler({ fsRoot: `${tree.base}/missing` }), Deno.errors.NotFound);
+});
+
+// --- Pure helpers ----------------------------------------------------------
+
+Deno.test("formatLogLine writes Common Log Format and cannot be forged", () => {
+  const date = new Date(Date.UTC(2026, 10, 21, 22, 44, 51));
+  assert.equal(
+    formatLogLine("127.0.0.1", date, "GET", "/page.html", 200, "1234"),
+    `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] "GET /page.html HTTP/1.1" 200 1234`,
+  );
+  assert.equal(
+    formatLogLine(null, new Date(0), "HEAD", "/", 304, null),
+    `- - - [01/Jan/1970:00:00:00 +0000] "HEAD / HTTP/1.1" 304 -`,
+  );
+  assert.equal(
+    formatLogLine("::1", date, "GET", `/a" 200 1\n127.0.0.1 - - "x\\`, 404, "9"),
+    `::1 - - [21/Nov/2026:22:44:51 +0000] "GET /a\\" 200 1?127.0.0.1 - - \\"x\\\\ HTTP/1.1" 404 9`,
+  );
+});
+
+Deno.test("contentTypeFor ignores case and folders", () => {
+  assert.equal(contentTypeFor("/a/b.d/Page.HTML"), "text/html; charset=utf-8");
+  assert.equal(contentTypeFor("/a/b.css/file"), "application/octet-stream");
+  assert.equal(contentTypeFor("archive.tar.gz"), "application/gzip");
+  assert.equal(contentTypeFor(".hidden"), "application/octet-stream");
+  assert.equal(contentTypeFor("x.__proto__"), "application/octet-stream");
+});

@@ -1,0 +1,287 @@
+// server_files.ts as a real process, with the README's narrow permissions:
+// --help, the access log, raw-socket escape attempts, graceful shutdown, TLS.
+import assert from "node:assert/strict";
+import { makeTree } from "./files_fixtures.ts";
+
+const SCRIPT = new URL("../server_files.ts", import.meta.url).pathname;
+
+interface Running {
+  url: string;
+  port: number;
+  stdout: string[];
+  child: Deno.ChildProcess;
+  /** Sends the signal and waits for the exit; returns the exit code and stderr. */
+  stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string }>;
+}
+
+/** Starts the server on port 0 and waits for the "Serving ... on URL" line. */
+async function startServer(readable: string[], args: string[]): Promise<Running> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${readable.join(",")}`,
+      SCRIPT,
+      "--port",
+      "0",
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout: string[] = [];
+  let notify = () => {};
+  const pumpOut = (async () => {
+    let rest = "";
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+      const lines = (rest + text).split("\n");
+      rest = lines.pop()!;
+      stdout.push(...lines);
+      notify();
+    }
+  })();
+  const pumpErr = new Response(child.stderr).text();
+  const stop = async (signal: Deno.Signal = "SIGTERM") => {
+    try {
+      child.kill(signal);
+    } catch {
+      // already gone
+    }
+    const { code } = await child.status;
+    await pumpOut;
+    return { code, stderr: await pumpErr };
+  };
+  const deadline = Date.now() + 20_000;
+  while (!stdout.some((line) => line.startsWith("Serving"))) {
+    if (Date.now() > deadline) {
+      const { stderr } = await stop("SIGKILL");
+      throw new Error(`server did not start: ${stderr}`);
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 100);
+      notify = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+  const url = stdout.find((line) => line.startsWith("Serving"))!.match(/(https?:\/\/\S+)/)![1];
+  return { url, port: Number(new URL(url).port), stdout, child, stop };
+}
+
+/** Sends raw bytes (so the path is not normalised by a URL parser) and reads the reply. */
+async function rawRequest(port: number, request: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(new TextEncoder().encode(request));
+  return await new Response(conn.readable).text();
+}
+
+async function waitFor(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", async () => {
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", SCRIPT, "--help"],
+  }).output();
+  assert.equal(help.code, 0);
+  const text = new TextDecoder().decode(help.stdout);
+  for (
+    const flag of [
+      "--root",
+      "--port",
+      "--hostname",
+      "--dir-listing",
+      "--dotfiles",
+      "--cors",
+      "--header",
+      "--cert",
+      "--key",
+      "--quiet",
+      "--help",
+    ]
+  ) {
+    assert.ok(text.includes(flag), flag);
+  }
+  for (const args of [["--bogus"], ["--port", "x"], ["--cert", "c.pem"], ["--header", "nocolon"]]) {
+    const bad = await new Deno.Command(Deno.execPath(), { args: ["run", SCRIPT, ...args] })
+      .output();
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.match(new TextDecoder().decode(bad.stderr), /Usage:/);
+  }
+});
+
+Deno.test("start-up problems are one clear line and exit code 1", async () => {
+  await using tree = await makeTree();
+  const server = await startServer([tree.root], ["--root", tree.root, "--quiet"]);
+  try {
+    const cases: [string[], RegExp][] = [
+      [["--root", `${tree.base}/missing`], /cannot start: .*No such file/],
+      [["--root", tree.root, "--port", String(server.port)], /cannot start: .*in use.*--port 0/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-net=127.0.0.1", `--allow-read=${tree.base}`, SCRIPT, ...args],
+      }).output();
+      const stderr = new TextDecoder().decode(result.stderr);
+      assert.equal(result.code, 1, stderr);
+      assert.match(stderr, message);
+      assert.ok(!stderr.includes("    at "), `no stack trace: ${stderr}`);
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains", async () => {
+  await using tree = await makeTree();
+  const big = new Uint8Array(8 * 1024 * 1024).fill(65);
+  await Deno.writeFile(`${tree.root}/big.bin`, big);
+  const server = await startServer([tree.root], ["--root", tree.root]);
+  try {
+    assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const res = await fetch(`${server.url}a.txt?x=1`);
+    assert.equal(await res.text(), "hello a");
+
+    // Raw request lines: no URL parser between the attacker and the server.
+    for (
+      const path of [
+        "/../outside.txt",
+        "/%2e%2e/outside.txt",
+        "/..%2f..%2foutside.txt",
+        "/sub/../../outside.txt",
+        "/%5c..%5coutside.txt",
+        "/a.txt%00",
+      ]
+    ) {
+      const reply = await rawRequest(
+        server.port,
+        `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+      );
+      assert.match(reply, /^HTTP\/1\.1 400 /, path);
+      assert.ok(!reply.includes("SECRET") && !reply.includes(tree.base), reply);
+    }
+    const link = await fetch(`${server.url}link-out`);
+    assert.equal(link.status, 404);
+    await link.body?.cancel();
+
+    const line = (text: string) => server.stdout.find((l) => l.includes(text));
+    await waitFor(() => line("/link-out") !== undefined);
+    const stamp = String.raw`\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]`;
+    assert.match(
+      line("GET /a.txt")!,
+      new RegExp(String.raw`^127\.0\.0\.1 - - ${stamp} "GET /a\.txt\?x=1 HTTP/1\.1" 200 7$`),
+    );
+    assert.match(
+      line("GET /../outside.txt")!,
+      new RegExp(String.raw`^127\.0\.0\.1 - - ${stamp} "GET /\.\./outside\.txt HTTP/1\.1" 400 12$`),
+    );
+    assert.match(line("/link-out")!, /"GET \/link-out HTTP\/1\.1" 404 10$/);
+
+    // Graceful shutdown: a download in flight when SIGTERM arrives still completes.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await conn.write(
+      new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    const first = new Uint8Array(1024);
+    const got = await conn.read(first);
+    assert.ok(got !== null && got > 0);
+    const stopped = server.stop("SIGTERM");
+    const rest = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+    const reply = new Uint8Array([...first.subarray(0, got), ...rest]);
+    const headerEnd = new TextDecoder().decode(reply.subarray(0, 1024)).indexOf("\r\n\r\n") + 4;
+    assert.equal(reply.length - headerEnd, big.length, "the whole file arrived");
+    const { code, stderr } = await stopped;
+    assert.equal(code, 0, stderr);
+    assert.ok(server.stdout.includes("Server stopped."));
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, --header", async () => {
+  await using tree = await makeTree();
+  const server = await startServer([tree.root], [
+    "--root",
+    tree.root,
+    "--quiet",
+    "--dir-listing",
+    "--dotfiles",
+    "--cors",
+    "--header",
+    "X-Frame-Options: DENY",
+    "--header",
+    "X-Extra: 1",
+  ]);
+  try {
+    const listing = await fetch(`${server.url}sub/`);
+    assert.match(await listing.text(), /href="b\.txt"/);
+    assert.equal(listing.headers.get("access-control-allow-origin"), "*");
+    assert.equal(listing.headers.get("x-frame-options"), "DENY");
+    assert.equal(listing.headers.get("x-extra"), "1");
+    const dot = await fetch(`${server.url}.secret`);
+    assert.equal(await dot.text(), "DOT SECRET");
+    const { code } = await server.stop("SIGINT");
+    assert.equal(code, 0);
+    assert.ok(!server.stdout.some((line) => line.includes("GET /")), server.stdout.join("\n"));
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("HTTPS with --cert and --key (a certificate made by this test)", async (t) => {
+  const openssl = await new Deno.Command("openssl", { args: ["version"] }).output()
+    .catch(() => null);
+  if (openssl === null || !openssl.success) {
+    console.warn("SKIPPED: openssl is not installed, the TLS test did not run");
+    await t.step({ name: "TLS (needs openssl)", ignore: true, fn: () => {} });
+    return;
+  }
+  await using tree = await makeTree();
+  const cert = `${tree.base}/cert.pem`;
+  const key = `${tree.base}/key.pem`;
+  const made = await new Deno.Command("openssl", {
+    args: [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-addext",
+      "basicConstraints=critical,CA:FALSE",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    stderr: "piped",
+  }).output();
+  assert.ok(made.success, new TextDecoder().decode(made.stderr));
+  const server = await startServer([tree.root, cert, key], [
+    "--root",
+    tree.root,
+    "--cert",
+    cert,
+    "--key",
+    key,
+  ]);
+  using client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(cert)] });
+  try {
+    assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+    const res = await fetch(`${server.url}a.txt`, { client });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "hello a");
+    const { code } = await server.stop("SIGINT");
+    assert.equal(code, 0);
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});

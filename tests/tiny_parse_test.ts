@@ -1,0 +1,511 @@
+// server_tiny.ts, the pure parts: reading a head from a stream, parsing it,
+// deciding the answer and formatting the bytes. No sockets here.
+import assert from "node:assert/strict";
+import {
+  type ByteReader,
+  errorResponse,
+  escapeHtml,
+  findHeadEnd,
+  formatAccessLog,
+  formatResponse,
+  MAX_HEAD_BYTES,
+  parseRequestHead,
+  readRequestHead,
+  type RequestHead,
+  respondTo,
+  showBytes,
+  writeAll,
+} from "../server_tiny.ts";
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+// Heads are bytes: each char of these test strings stands for one byte (0-255).
+const bytes = (text: string) => Uint8Array.from(text, (char) => char.charCodeAt(0));
+const parse = (text: string) => parseRequestHead(bytes(text));
+
+/** A reader that hands out the given chunks one read at a time, then end of stream. */
+function chunkReader(chunks: string[]): ByteReader & { reads: number } {
+  const queue = chunks.map(encode);
+  return {
+    reads: 0,
+    read(buffer) {
+      this.reads++;
+      const chunk = queue.shift();
+      if (chunk === undefined) return Promise.resolve(null);
+      const count = Math.min(chunk.length, buffer.length);
+      buffer.set(chunk.subarray(0, count));
+      if (count < chunk.length) queue.unshift(chunk.subarray(count));
+      return Promise.resolve(count);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// parseRequestHead
+
+Deno.test("parseRequestHead accepts well-formed heads", async (t) => {
+  const cases: { head: string; want: Partial<RequestHead> }[] = [
+    {
+      head: "GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n",
+      want: {
+        method: "GET",
+        target: "/",
+        path: "/",
+        version: "HTTP/1.1",
+        headers: [["Host", "localhost:8080"]],
+      },
+    },
+    {
+      head: "HEAD /a/b?x=1&y=%20 HTTP/1.1\r\nhost: h\r\n\r\n",
+      want: { method: "HEAD", target: "/a/b?x=1&y=%20", path: "/a/b" },
+    },
+    // HTTP/1.0 may omit Host.
+    { head: "GET / HTTP/1.0\r\n\r\n", want: { version: "HTTP/1.0", headers: [] } },
+    // Optional whitespace around values is trimmed; inner whitespace stays.
+    {
+      head: "GET / HTTP/1.1\r\nHost:h\r\nX-A: \t a  b \t\r\nX-Empty:\r\n\r\n",
+      want: { headers: [["Host", "h"], ["X-A", "a  b"], ["X-Empty", ""]] },
+    },
+    // obs-text (bytes 0x80-0xFF) is allowed in values; each byte becomes one char.
+    {
+      head: "GET / HTTP/1.1\r\nHost: h\r\nX-Name: caf\xc3\xa9\r\n\r\n",
+      want: { headers: [["Host", "h"], ["X-Name", "caf\xc3\xa9"]] },
+    },
+    // absolute-form (RFC 9112 3.2.2): the path comes from the URL.
+    {
+      head: "GET http://example.com/x?q HTTP/1.1\r\nHost: example.com\r\n\r\n",
+      want: { path: "/x" },
+    },
+    // A later 1.x minor version is served as HTTP/1.1 (RFC 9110 2.5).
+    { head: "GET / HTTP/1.9\r\nHost: h\r\n\r\n", want: { version: "HTTP/1.9" } },
+    // Methods we do not implement still parse (they get 405 later), as do their special targets.
+    { head: "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", want: { method: "OPTIONS", path: "*" } },
+    { head: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", want: {} },
+    {
+      head: "POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
+      want: { method: "POST" },
+    },
+    // A body announced with chunked framing is well-formed (we never read it).
+    { head: "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", want: {} },
+    // Valid Host forms: IPv6 literal, empty (RFC 9112 3.2).
+    { head: "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", want: {} },
+    { head: "GET / HTTP/1.1\r\nHost:\r\n\r\n", want: {} },
+    // Browsers leave some characters unencoded in queries.
+    { head: "GET /?q={a|b}^ HTTP/1.1\r\nHost: h\r\n\r\n", want: { path: "/" } },
+  ];
+  for (const { head, want } of cases) {
+    await t.step(JSON.stringify(head), () => {
+      const result = parse(head);
+      assert.ok(result.ok, `expected success, got ${JSON.stringify(result)}`);
+      for (const [key, value] of Object.entries(want)) {
+        assert.deepEqual(result.request[key as keyof RequestHead], value, key);
+      }
+    });
+  }
+});
+
+Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) => {
+  // `why` checks that the intended rule fired, not just any rule.
+  const cases: { name: string; head: string | Uint8Array; status: 400 | 505; why?: RegExp }[] = [
+    { name: "garbage", head: "garbage\r\n\r\n", status: 400 },
+    { name: "empty request line", head: "\r\n\r\n", status: 400 },
+    { name: "two parts", head: "GET /\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "four parts", head: "GET / / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "double space", head: "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "tab separator", head: "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "leading space", head: " GET / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "trailing space", head: "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", status: 400 },
+    { name: "method not a token", head: "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "lowercase version", head: "GET / http/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "version without minor", head: "GET / HTTP/1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "two-digit version", head: "GET / HTTP/1.10\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "HTTP/2.0", head: "GET / HTTP/2.0\r\nHost: h\r\n\r\n", status: 505, why: /version/ },
+    { name: "HTTP/0.9", head: "GET / HTTP/0.9\r\n\r\n", status: 505 },
+    { name: "HTTP/3.0", head: "GET / HTTP/3.0\r\nHost: h\r\n\r\n", status: 505 },
+    { name: "relative target", head: "GET index.html HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "asterisk with GET", head: "GET * HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "fragment in target", head: "GET /#top HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    { name: "bad absolute-form", head: "GET http://[x/ HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    {
+      name: "non-ASCII in target",
+      head: encode("GET /caf\u00e9 HTTP/1.1\r\nHost: h\r\n\r\n"),
+      status: 400,
+    },
+    { name: "control byte in target", head: "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    {
+      name: "missing Host in HTTP/1.1",
+      head: "GET / HTTP/1.1\r\n\r\n",
+      status: 400,
+      why: /without Host/,
+    },
+    {
+      name: "two Host fields",
+      head: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      status: 400,
+      why: /more than one Host/,
+    },
+    { name: "invalid Host", head: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400 },
+    { name: "Host with a path", head: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", status: 400 },
+    {
+      name: "whitespace before colon",
+      head: "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+      status: 400,
+      why: /whitespace between/,
+    },
+    { name: "tab before colon", head: "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", status: 400 },
+    {
+      name: "obs-fold",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: one\r\n two\r\n\r\n",
+      status: 400,
+      why: /folding/,
+    },
+    {
+      name: "whitespace-led line after the request line",
+      head: "GET / HTTP/1.1\r\n Host: h\r\n\r\n",
+      status: 400,
+    },
+    { name: "no colon", head: "GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", status: 400 },
+    { name: "empty field name", head: "GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n", status: 400 },
+    {
+      name: "field name not a token",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nX(A): v\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "non-ASCII field name",
+      head: encode("GET / HTTP/1.1\r\nHost: h\r\nX-\u00e9: v\r\n\r\n"),
+      status: 400,
+    },
+    { name: "NUL in value", head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n", status: 400 },
+    {
+      name: "ESC in value",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: \x1b[2J\r\n\r\n",
+      status: 400,
+    },
+    { name: "DEL in value", head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x7f\r\n\r\n", status: 400 },
+    // RFC 9112 2.2: we treat a bare LF or a bare CR as malformed, not as a line end.
+    { name: "bare LF line ends", head: "GET / HTTP/1.1\nHost: h\n\n", status: 400, why: /bare LF/ },
+    { name: "one bare LF", head: "GET / HTTP/1.1\nHost: h\r\n\r\n", status: 400 },
+    {
+      name: "bare CR",
+      head: "GET / HTTP/1.1\r\nHost: h\rX-A: b\r\n\r\n",
+      status: 400,
+      why: /bare CR/,
+    },
+    {
+      name: "no blank line at the end",
+      head: "GET / HTTP/1.1\r\nHost: h\r\n",
+      status: 400,
+      why: /blank line/,
+    },
+    {
+      name: "field after an empty line",
+      head: "GET / HTTP/1.1\r\n\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "Content-Length and Transfer-Encoding",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+      status: 400,
+      why: /both/,
+    },
+    {
+      name: "non-numeric Content-Length",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "Content-Length list",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "two Content-Length fields",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "Transfer-Encoding not ending in chunked",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "random bytes",
+      head: new Uint8Array([0xff, 0xfe, 0x00, 0x80, 0x0d, 0x0a, 0x0d, 0x0a]),
+      status: 400,
+    },
+  ];
+  for (const { name, head, status, why } of cases) {
+    await t.step(name, () => {
+      const result = parseRequestHead(typeof head === "string" ? bytes(head) : head);
+      assert.equal(result.ok, false, `expected ${status}, got ${JSON.stringify(result)}`);
+      if (!result.ok) {
+        assert.equal(result.status, status);
+        assert.match(result.reason, why ?? /./);
+      }
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// findHeadEnd and readRequestHead
+
+Deno.test("findHeadEnd finds the first blank line, CRLF or bare LF", () => {
+  const cases: [string, number][] = [
+    ["GET / HTTP/1.1\r\nHost: h\r\n\r\n", 27],
+    ["GET / HTTP/1.1\r\nHost: h\r\n\r\nbody\r\n\r\n", 27],
+    ["GET / HTTP/1.1\r\nHost: h\r\n", -1],
+    ["GET / HTTP/1.1\r\n\r", -1],
+    ["GET / HTTP/1.1\n\n", 16],
+    ["", -1],
+  ];
+  for (const [text, want] of cases) assert.equal(findHeadEnd(encode(text)), want, text);
+});
+
+Deno.test("readRequestHead joins a head split over many reads", async () => {
+  const head = "GET / HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
+  // Every split point, including one inside the final CRLF CRLF.
+  for (let split = 1; split < head.length; split++) {
+    const reader = chunkReader([head.slice(0, split), head.slice(split)]);
+    const result = await readRequestHead(reader);
+    assert.equal(result.kind, "head", `split at ${split}`);
+    if (result.kind === "head") assert.equal(decode(result.head), head);
+  }
+  // One byte per read.
+  const reader = chunkReader([...head]);
+  const result = await readRequestHead(reader);
+  assert.equal(result.kind, "head");
+  assert.equal(reader.reads, head.length);
+});
+
+Deno.test("readRequestHead stops at the blank line and drops what follows", async () => {
+  const head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+  const result = await readRequestHead(chunkReader([head + "body bytes"]));
+  assert.equal(result.kind, "head");
+  if (result.kind === "head") assert.equal(decode(result.head), head);
+});
+
+Deno.test("readRequestHead enforces MAX_HEAD_BYTES exactly", async () => {
+  const start = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: ";
+  const end = "\r\n\r\n";
+  const fits = start + "a".repeat(MAX_HEAD_BYTES - start.length - end.length) + end;
+  assert.equal(fits.length, MAX_HEAD_BYTES);
+  const ok = await readRequestHead(chunkReader([fits.slice(0, 100), fits.slice(100)]));
+  assert.equal(ok.kind, "head");
+  const tooBig = start + "a".repeat(MAX_HEAD_BYTES - start.length - end.length + 1) + end;
+  assert.deepEqual(await readRequestHead(chunkReader([tooBig])), { kind: "too-large" });
+  // A smaller limit given as an option.
+  assert.deepEqual(
+    await readRequestHead(chunkReader(["GET / HTTP/1.0\r\n\r\n"]), { maxBytes: 10 }),
+    { kind: "too-large" },
+  );
+});
+
+Deno.test("readRequestHead reports a closed or half-sent connection", async () => {
+  assert.deepEqual(await readRequestHead(chunkReader([])), { kind: "closed" });
+  assert.deepEqual(
+    await readRequestHead(chunkReader(["GET / HTTP/1.1\r\n"])),
+    { kind: "incomplete" },
+  );
+});
+
+Deno.test("readRequestHead times out a head that never completes", async () => {
+  // Sends one line, then nothing: the read never settles.
+  let first = true;
+  const stalled: ByteReader = {
+    read(buffer) {
+      if (!first) return new Promise(() => {});
+      first = false;
+      buffer.set(encode("GET / HTTP/1.1\r\n"));
+      return Promise.resolve(16);
+    },
+  };
+  assert.deepEqual(await readRequestHead(stalled, { timeoutMs: 50 }), { kind: "timeout" });
+});
+
+Deno.test("readRequestHead has one deadline for the whole head, not one per read", async () => {
+  // A "slowloris" client: one byte every 20 ms, never a blank line. A limit
+  // per read would never fire; the size limit would end it only much later.
+  const trickle: ByteReader = {
+    read(buffer) {
+      return new Promise((resolve) => {
+        setTimeout(() => {
+          buffer[0] = 0x61;
+          resolve(1);
+        }, 20);
+      });
+    },
+  };
+  assert.deepEqual(await readRequestHead(trickle, { timeoutMs: 150, maxBytes: 100 }), {
+    kind: "timeout",
+  });
+  // Let the last pending read's timer run out before the test ends.
+  await new Promise((resolve) => setTimeout(resolve, 30));
+});
+
+Deno.test("readRequestHead gives up on an idle connection when the signal aborts", async () => {
+  const silent: ByteReader = { read: () => new Promise(() => {}) };
+  const controller = new AbortController();
+  const pending = readRequestHead(silent, { idleSignal: controller.signal });
+  controller.abort();
+  assert.deepEqual(await pending, { kind: "closed" });
+
+  // Once a byte has arrived the request is in progress: the abort is ignored
+  // and only the timeout ends the wait.
+  let first = true;
+  const started: ByteReader = {
+    read(buffer) {
+      if (!first) return new Promise(() => {});
+      first = false;
+      buffer.set(encode("G"));
+      return Promise.resolve(1);
+    },
+  };
+  const aborted = new AbortController();
+  const reading = readRequestHead(started, { idleSignal: aborted.signal, timeoutMs: 100 });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  aborted.abort();
+  assert.deepEqual(await reading, { kind: "timeout" });
+});
+
+// ---------------------------------------------------------------------------
+// Deciding and formatting the answer
+
+const request = (overrides: Partial<RequestHead>): RequestHead => ({
+  method: "GET",
+  target: "/",
+  path: "/",
+  version: "HTTP/1.1",
+  headers: [["Host", "h"]],
+  ...overrides,
+});
+
+Deno.test("respondTo routes by method and path", async (t) => {
+  const cases: { request: RequestHead; status: number; allow?: string }[] = [
+    { request: request({}), status: 200 },
+    { request: request({ method: "HEAD" }), status: 200 },
+    { request: request({ target: "/?x=1" }), status: 200 },
+    { request: request({ path: "/favicon.ico", target: "/favicon.ico" }), status: 404 },
+    { request: request({ path: "/index.html", target: "/index.html" }), status: 404 },
+    { request: request({ method: "POST" }), status: 405, allow: "GET, HEAD" },
+    { request: request({ method: "DELETE", path: "/x" }), status: 405, allow: "GET, HEAD" },
+    { request: request({ method: "get" }), status: 405, allow: "GET, HEAD" },
+    { request: request({ method: "OPTIONS", path: "*" }), status: 405, allow: "GET, HEAD" },
+  ];
+  for (const { request, status, allow } of cases) {
+    await t.step(`${request.method} ${request.target}`, () => {
+      const response = respondTo(request);
+      assert.equal(response.status, status);
+      const allowed = response.headers?.find(([name]) => name === "Allow")?.[1];
+      assert.equal(allowed, allow);
+      assert.match(response.body, /^<!doctype html>/);
+    });
+  }
+});
+
+Deno.test("the hello page shows method, target and every header, escaped", () => {
+  const response = respondTo(request({
+    target: "/?q=<script>",
+    headers: [["Host", "h"], ["X-Evil", `"><img src=x onerror=alert(1)>`], ["User-Agent", "A&B"]],
+  }));
+  assert.equal(response.status, 200);
+  assert.ok(!response.body.includes("<script>"));
+  assert.ok(!response.body.includes("<img"));
+  assert.ok(response.body.includes("/?q=&lt;script&gt;"));
+  assert.ok(response.body.includes("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+  assert.ok(response.body.includes("<th>User-Agent</th><td>A&amp;B</td>"));
+  assert.ok(response.body.includes("<code>GET</code>"));
+  assert.ok(response.body.includes("<code>HTTP/1.1</code>"));
+});
+
+Deno.test("error pages are generic", () => {
+  for (const status of [400, 404, 405, 408, 431, 505] as const) {
+    const { body } = errorResponse(status);
+    assert.match(body, new RegExp(`<h1>${status} [A-Z]`));
+  }
+});
+
+Deno.test("escapeHtml escapes the five special characters", () => {
+  assert.equal(
+    escapeHtml(`<a href="x" title='y'>&amp;</a>`),
+    "&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;",
+  );
+  assert.equal(escapeHtml("plain text é"), "plain text é");
+});
+
+Deno.test("formatResponse writes status line, fields, blank line and body", () => {
+  const date = new Date(Date.UTC(1994, 10, 6, 8, 49, 37));
+  const body = "<p>héllo</p>";
+  const text = decode(formatResponse({ status: 200, body }, { date }));
+  assert.equal(
+    text,
+    "HTTP/1.1 200 OK\r\n" +
+      "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" +
+      "Content-Type: text/html; charset=utf-8\r\n" +
+      "Content-Length: 13\r\n" + // bytes: é is two
+      "Connection: close\r\n" +
+      "\r\n" + body,
+  );
+  const withAllow = decode(
+    formatResponse({ status: 405, headers: [["Allow", "GET, HEAD"]], body }),
+  );
+  assert.match(withAllow, /^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+  assert.match(withAllow, /\r\nAllow: GET, HEAD\r\n\r\n/);
+});
+
+Deno.test("formatResponse for HEAD keeps the whole head and drops the body", () => {
+  const date = new Date(0);
+  const full = decode(formatResponse({ status: 200, body: "12345" }, { date }));
+  const head = decode(formatResponse({ status: 200, body: "12345" }, { date, omitBody: true }));
+  assert.equal(full, head + "12345");
+  assert.match(head, /\r\nContent-Length: 5\r\n/);
+  assert.ok(head.endsWith("\r\n\r\n"));
+});
+
+Deno.test("writeAll keeps writing until every byte is taken", async () => {
+  const taken: number[] = [];
+  const trickle = {
+    write(bytes: Uint8Array) {
+      const count = Math.min(3, bytes.length);
+      taken.push(...bytes.subarray(0, count));
+      return Promise.resolve(count);
+    },
+  };
+  const response = encode("HTTP/1.1 200 OK\r\n\r\nhello");
+  await writeAll(trickle, response);
+  assert.deepEqual(new Uint8Array(taken), response);
+});
+
+Deno.test("showBytes keeps printable ASCII and escapes everything else", () => {
+  assert.equal(showBytes(encode("GET / HTTP/1.1")), "GET / HTTP/1.1");
+  assert.equal(showBytes(encode("é\x1b[2J\r\n\\")), "\\xc3\\xa9\\x1b[2J\\x0d\\x0a\\x5c");
+});
+
+Deno.test("formatAccessLog writes the Common Log Format", () => {
+  const date = new Date(Date.UTC(2026, 10, 2, 3, 4, 5));
+  assert.equal(
+    formatAccessLog({
+      client: "127.0.0.1",
+      date,
+      requestLine: encode("GET / HTTP/1.1"),
+      status: 200,
+      bodyBytes: 512,
+    }),
+    '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512',
+  );
+  // No request line (timeout), no body (HEAD), hostile bytes in the line.
+  assert.equal(
+    formatAccessLog({ client: "::1", date, requestLine: null, status: 408, bodyBytes: 0 }),
+    '::1 - - [02/Nov/2026:03:04:05 +0000] "-" 408 -',
+  );
+  assert.equal(
+    formatAccessLog({
+      client: "127.0.0.1",
+      date,
+      requestLine: encode('GET /"\x1b HTTP/1.1'),
+      status: 400,
+      bodyBytes: 10,
+    }),
+    '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b HTTP/1.1" 400 10',
+  );
+});

@@ -1,0 +1,452 @@
+// server_tiny.ts over real sockets on 127.0.0.1, port 0: in-process servers
+// first, then the script itself as a subprocess with the README's flags.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { serveTiny, type TinyServerOptions, writeAll } from "../server_tiny.ts";
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts a quiet server on a free port; its log lines are collected. */
+function startServer(options: TinyServerOptions = {}) {
+  const lines: string[] = [];
+  const server = serveTiny({ port: 0, quiet: true, log: (line) => lines.push(line), ...options });
+  return { server, lines, port: server.addr.port };
+}
+
+function connect(port: number): Promise<Deno.TcpConn> {
+  return Deno.connect({ hostname: "127.0.0.1", port });
+}
+
+/** Reads until the server closes the connection. */
+async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(16 * 1024);
+  for (;;) {
+    const count = await conn.read(buffer);
+    if (count === null) break;
+    chunks.push(buffer.slice(0, count));
+  }
+  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+/**
+ * Sends the chunks, pausing between them so that they arrive as separate
+ * reads, and returns the whole answer.
+ */
+async function exchange(port: number, ...chunks: (string | Uint8Array)[]): Promise<RawResponse> {
+  const conn = await connect(port);
+  try {
+    conn.setNoDelay(true);
+    for (const [index, chunk] of chunks.entries()) {
+      if (index > 0) await delay(20);
+      await writeAll(conn, typeof chunk === "string" ? encode(chunk) : chunk);
+    }
+    return parseResponse(await readToEnd(conn));
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Nobody answers on `port` any more. Right after the listener closes, a
+ * connection may still be queued and then reset instead of refused.
+ */
+async function assertNotServed(port: number): Promise<void> {
+  const refused = (error: unknown) =>
+    error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.ConnectionReset;
+  let conn: Deno.Conn;
+  try {
+    conn = await connect(port);
+  } catch (error) {
+    assert.ok(refused(error), String(error));
+    return;
+  }
+  try {
+    await writeAll(conn, encode("GET / HTTP/1.0\r\n\r\n"));
+    assert.equal((await readToEnd(conn)).length, 0, "a closed server answered");
+  } catch (error) {
+    assert.ok(refused(error), String(error));
+  } finally {
+    conn.close();
+  }
+}
+
+interface RawResponse {
+  status: number;
+  statusLine: string;
+  headers: Map<string, string>;
+  body: Uint8Array;
+}
+
+/** Splits raw response bytes into status, header fields and body, checking the framing. */
+function parseResponse(bytes: Uint8Array): RawResponse {
+  const text = decode(bytes);
+  const end = text.indexOf("\r\n\r\n");
+  assert.ok(end > 0, `no blank line in ${JSON.stringify(text)}`);
+  const [statusLine, ...fields] = text.slice(0, end).split("\r\n");
+  assert.match(statusLine, /^HTTP\/1\.1 \d{3} [A-Za-z ]+$/);
+  const headers = new Map<string, string>();
+  for (const field of fields) {
+    const colon = field.indexOf(": ");
+    headers.set(field.slice(0, colon).toLowerCase(), field.slice(colon + 2));
+  }
+  const body = bytes.subarray(end + 4);
+  return { status: Number(statusLine.split(" ")[1]), statusLine, headers, body };
+}
+
+/** The fields every response must carry, with Content-Length matching the body. */
+function assertWellFormed(response: RawResponse, method = "GET"): void {
+  const { headers, body } = response;
+  assert.match(
+    headers.get("date") ?? "",
+    /^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/,
+  );
+  assert.equal(headers.get("content-type"), "text/html; charset=utf-8");
+  assert.equal(headers.get("connection"), "close");
+  if (method !== "HEAD") assert.equal(Number(headers.get("content-length")), body.length);
+}
+
+// ---------------------------------------------------------------------------
+
+Deno.test("GET / with the head split over several writes gets the hello page", async () => {
+  const { server, port, lines } = startServer();
+  try {
+    const response = await exchange(
+      port,
+      "GE",
+      "T / HTTP/1.1\r\nHo",
+      "st: 127.0.0.1\r\nX-Note: <b>bold</b>\r",
+      "\n\r",
+      "\n",
+    );
+    assert.equal(response.status, 200);
+    assertWellFormed(response);
+    const page = decode(response.body);
+    assert.match(page, /<th>Host<\/th><td>127\.0\.0\.1<\/td>/);
+    assert.match(page, /<th>X-Note<\/th><td>&lt;b&gt;bold&lt;\/b&gt;<\/td>/);
+    assert.match(lines.at(-1)!, /^127\.0\.0\.1 - - \[.+\] "GET \/ HTTP\/1\.1" 200 \d+$/);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("bad requests get their status over a real socket", async (t) => {
+  const { server, port } = startServer();
+  const oversize = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + "a".repeat(20_000) + "\r\n\r\n";
+  const cases: { name: string; send: string | Uint8Array; status: number; allow?: string }[] = [
+    { name: "garbage", send: "garbage\r\n\r\n", status: 400 },
+    { name: "random bytes", send: new Uint8Array([0, 255, 1, 254, 10, 10]), status: 400 },
+    { name: "missing Host", send: "GET / HTTP/1.1\r\n\r\n", status: 400 },
+    { name: "whitespace before colon", send: "GET / HTTP/1.1\r\nHost : h\r\n\r\n", status: 400 },
+    { name: "bare LF", send: "GET / HTTP/1.1\nHost: h\n\n", status: 400 },
+    { name: "HTTP/2.0", send: "GET / HTTP/2.0\r\nHost: h\r\n\r\n", status: 505 },
+    { name: "POST", send: "POST / HTTP/1.1\r\nHost: h\r\n\r\n", status: 405, allow: "GET, HEAD" },
+    {
+      name: "DELETE",
+      send: "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 405,
+      allow: "GET, HEAD",
+    },
+    { name: "other path", send: "GET /favicon.ico HTTP/1.1\r\nHost: h\r\n\r\n", status: 404 },
+    { name: "oversize head", send: oversize, status: 431 },
+    { name: "half a head, then EOF", send: "GET / HTTP/1.1\r\nHost: h\r\n", status: 400 },
+  ];
+  try {
+    for (const { name, send, status, allow } of cases) {
+      await t.step(name, async () => {
+        const conn = await connect(port);
+        try {
+          await writeAll(conn, typeof send === "string" ? encode(send) : send);
+          await conn.closeWrite(); // lets "half a head" end; harmless for the rest
+          const response = parseResponse(await readToEnd(conn));
+          assert.equal(response.status, status);
+          assert.equal(response.headers.get("allow"), allow);
+          assertWellFormed(response);
+          // Generic bodies: no stack traces, no parser details.
+          assert.doesNotMatch(decode(response.body), /Error|because|\.ts\b/);
+        } finally {
+          conn.close();
+        }
+      });
+    }
+    // The server is still serving.
+    const after = await exchange(port, "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(after.status, 200);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("HEAD gets GET's head, Content-Length included, and no body", async () => {
+  const { server, port } = startServer();
+  try {
+    const head = "/ HTTP/1.1\r\nHost: h\r\nUser-Agent: test\r\n\r\n";
+    const get = await exchange(port, "GET " + head);
+    const headResponse = await exchange(port, "HEAD " + head);
+    assert.equal(headResponse.status, 200);
+    assertWellFormed(headResponse, "HEAD");
+    assert.equal(headResponse.body.length, 0);
+    assert.ok(get.body.length > 0);
+    assert.equal(headResponse.headers.get("content-length"), String(get.body.length));
+    const missing = await exchange(port, "HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.length, 0);
+    assert.ok(Number(missing.headers.get("content-length")) > 0);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a request with a body gets its whole answer; the body is drained", async () => {
+  const { server, port } = startServer();
+  try {
+    // The body comes after the server has answered: closing at once would
+    // make the client's sending, or its reading, fail with a reset.
+    const body = "x".repeat(40_000);
+    const response = await exchange(
+      port,
+      `GET / HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`,
+      body.slice(0, 20_000),
+      body.slice(20_000),
+    );
+    assert.equal(response.status, 200);
+    assertWellFormed(response);
+    const posted = await exchange(
+      port,
+      `POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+    );
+    assert.equal(posted.status, 405);
+    assertWellFormed(posted);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a stalled client does not delay another one", async () => {
+  const { server, port } = startServer({ headTimeoutMs: 60_000, shutdownGraceMs: 100 });
+  const stalled = await connect(port);
+  try {
+    await writeAll(stalled, encode("GET / HTTP/1.1\r\nHost: h\r\n"));
+    let stalledAnswered = false;
+    const stalledRead = readToEnd(stalled).then((bytes) => {
+      stalledAnswered = true;
+      return bytes;
+    });
+    const other = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert.equal(other.status, 200);
+    assert.equal(stalledAnswered, false, "the stalled client was answered first");
+    // Shutting down closes the stalled connection once the grace period is over.
+    await server.shutdown();
+    assert.equal((await stalledRead).length, 0);
+  } finally {
+    stalled.close();
+    await server.shutdown();
+  }
+});
+
+Deno.test("a head that does not arrive in time gets 408, then the connection closes", async () => {
+  const { server, port, lines } = startServer({ headTimeoutMs: 200 });
+  try {
+    for (const partial of ["GET / HTTP/1.1\r\nHost: h\r\n", ""]) {
+      const conn = await connect(port);
+      try {
+        if (partial) await writeAll(conn, encode(partial));
+        // readToEnd returns only once the server has closed the connection.
+        const response = parseResponse(await readToEnd(conn));
+        assert.equal(response.status, 408);
+        assertWellFormed(response);
+      } finally {
+        conn.close();
+      }
+    }
+    assert.equal(lines.filter((line) => / "-" 408 \d+$/.test(line)).length, 2);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("100 clients at once all get their own answer", async () => {
+  const { server, port } = startServer();
+  try {
+    const responses = await Promise.all(
+      Array.from(
+        { length: 100 },
+        (_, i) => exchange(port, `GET / HTTP/1.1\r\nHost: h\r\nX-Client: client-${i}\r\n\r\n`),
+      ),
+    );
+    responses.forEach((response, i) => {
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+      assert.match(decode(response.body), new RegExp(`<td>client-${i}</td>`));
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("clients that leave early do not stop the server", async () => {
+  const { server, port } = startServer();
+  try {
+    for (let i = 0; i < 20; i++) {
+      const conn = await connect(port);
+      await writeAll(conn, encode(i % 2 ? "GET / HTTP/1.1\r\nHost: h\r\n\r\n" : "GET / HT"));
+      conn.close();
+    }
+    const response = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert.equal(response.status, 200);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a log that fails (stdout gone) does not stop the server", async () => {
+  const server = serveTiny({
+    port: 0,
+    log: () => {
+      throw new Deno.errors.BrokenPipe("stdout closed");
+    },
+  });
+  try {
+    for (const head of ["GET / HTTP/1.1\r\nHost: h\r\n\r\n", "garbage\r\n\r\n"]) {
+      const response = await exchange(server.addr.port, head);
+      assertWellFormed(response);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("graceful shutdown refuses new connections and finishes requests in progress", async () => {
+  const { server, port } = startServer({ shutdownGraceMs: 10_000 });
+  const idle = await connect(port);
+  const inProgress = await connect(port);
+  try {
+    inProgress.setNoDelay(true);
+    await writeAll(inProgress, encode("GET / HTTP/1.1\r\n"));
+    // A full exchange after it makes sure the server has read those bytes.
+    assert.equal((await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status, 200);
+
+    const stopped = server.shutdown();
+    await assertNotServed(port);
+    // The idle connection (no byte sent) is closed at once, not after the grace period.
+    assert.equal((await readToEnd(idle)).length, 0);
+    // The started request is allowed to finish.
+    await writeAll(inProgress, encode("Host: h\r\n\r\n"));
+    const response = parseResponse(await readToEnd(inProgress));
+    assert.equal(response.status, 200);
+    assertWellFormed(response);
+    inProgress.close(); // the server waits (briefly) for the client to hang up
+    await stopped;
+  } finally {
+    idle.close();
+    try {
+      inProgress.close();
+    } catch {
+      // Closed above.
+    }
+    await server.shutdown();
+  }
+});
+
+Deno.test("--once serves one connection and exits", async () => {
+  // Two listeners on port 0 in a row could not be told apart, so let the
+  // server pick a port and print it, exactly as a learner would see it.
+  const child = spawnScript("--port", "0", "--once");
+  const port = await child.port;
+  const response = await exchange(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  assert.equal(response.status, 200);
+  const { code, stdout } = await child.finished;
+  assert.equal(code, 0);
+  assert.match(
+    stdout,
+    /--- request from 127\.0\.0\.1:\d+ ---\nGET \/ HTTP\/1\.1\nHost: 127\.0\.0\.1\n/,
+  );
+  assert.match(stdout, /"GET \/ HTTP\/1\.1" 200 \d+/);
+  await assertNotServed(port);
+});
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test({
+    name: `${signal} stops the server with exit code 0`,
+    ignore: Deno.build.os === "windows",
+    async fn() {
+      const child = spawnScript("--port", "0", "--quiet");
+      const port = await child.port;
+      const response = await exchange(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      assert.equal(response.status, 200);
+      child.process.kill(signal);
+      const { code, stdout } = await child.finished;
+      assert.equal(code, 0);
+      assert.doesNotMatch(stdout, /--- request from/); // --quiet
+      assert.match(stdout, /"GET \/ HTTP\/1\.1" 200 \d+/);
+    },
+  });
+}
+
+/** Runs server_tiny.ts with the README's flags; resolves its port from the first line it prints. */
+function spawnScript(...args: string[]) {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let stdout = "";
+  let onOutput = () => {};
+  const stdoutDone = (async () => {
+    for await (const text of process.stdout.pipeThrough(new TextDecoderStream())) {
+      stdout += text;
+      onOutput();
+    }
+    onOutput();
+  })();
+  const stderrText = new Response(process.stderr).text();
+  const port = (async () => {
+    for (;;) {
+      const match = stdout.match(
+        /^Open your browser and connect to: http:\/\/127\.0\.0\.1:(\d+)\/$/m,
+      );
+      if (match) return Number(match[1]);
+      const ended = await Promise.race([
+        new Promise<false>((resolve) => onOutput = () => resolve(false)),
+        stdoutDone.then(() => true),
+      ]);
+      if (ended && !stdout.match(/connect to/)) {
+        throw new Error(`the server did not start: ${stdout}${await stderrText}`);
+      }
+    }
+  })();
+  const finished = (async () => {
+    const { code } = await process.status;
+    await stdoutDone;
+    const stderr = await stderrText;
+    assert.equal(stderr, "", "nothing on stderr");
+    return { code, stdout };
+  })();
+  return { process, port, finished };
+}
+
+Deno.test("--help prints the usage; a bad --port is refused with exit code 2", async () => {
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+    }).output();
+  const help = await run("--help");
+  assert.equal(help.code, 0);
+  assert.match(decode(help.stdout), /--port N/);
+  for (const args of [["--port", "99999"], ["--port", "http"], ["--colour"]]) {
+    const bad = await run(...args);
+    assert.equal(bad.code, 2, args.join(" "));
+    assert.match(decode(bad.stderr), /^server_tiny\.ts: .+\n\nUsage:/);
+    assert.equal(bad.stdout.length, 0);
+  }
+});
