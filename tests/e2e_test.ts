@@ -120,6 +120,11 @@ browserTest(
     await server.waitForLine(new RegExp(`^user-agent: ${escapeRegExp(userAgent)}$`, "i"));
     await screenshot(page, "tiny-hello");
 
+    // Long header values (user-agent, sec-ch-ua) wrap on a phone-sized screen.
+    await page.setViewportSize({ width: 360, height: 740 });
+    assert.equal(await page.locator('meta[name="viewport"]').count(), 1, "viewport");
+    await assertNoSidewaysScroll(page);
+
     const missing = await page.goto(`${server.origin}/no-such-page`);
     assert.equal(missing?.status(), 404);
     await screenshot(page, "tiny-404");
