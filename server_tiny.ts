@@ -442,8 +442,13 @@ function renderPage(title: string, content: string): string {
   return `<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(title)}</title>
-<style>th, td { text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }</style>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 50rem; margin: 1rem auto; padding: 0 1rem; }
+th, td { text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }
+td { overflow-wrap: anywhere; }
+</style>
 <h1>${escapeHtml(title)}</h1>
 ${content}
 </html>
