@@ -57,6 +57,10 @@ const CHANNEL = "board_events";
 const CONNECT_TIMEOUT_S = 5;
 /** Connections per process; posts serialise on a lock anyway (see the module doc). */
 const MAX_CONNECTIONS = 10;
+/** Milliseconds between attempts to LISTEN again after the connection was lost. */
+const LISTEN_RETRY_MS = 1_000;
+/** Posts written in one transaction at most (group commit). */
+const MAX_BATCH_POSTS = 200;
 /** Events read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
 
@@ -110,6 +114,19 @@ export interface PostgresStore {
   close(): Promise<void>;
 }
 
+/** What the board hands over to store. */
+interface NewMessage {
+  text: string;
+  name?: string;
+}
+
+/** A post waiting for the next transaction. */
+interface PendingPost {
+  input: NewMessage;
+  resolve(message: Message): void;
+  reject(error: unknown): void;
+}
+
 /** Row shape shared by the message queries. */
 interface MessageRow {
   id: string;
@@ -125,12 +142,12 @@ interface MessageRow {
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
   const { url, log = console.error } = options;
   const { default: connect } = await import("npm:postgres@3.4.7");
-  const sql = connect(url, {
-    max: MAX_CONNECTIONS,
+  const settings = {
     connect_timeout: CONNECT_TIMEOUT_S,
     onnotice: () => {}, // "relation already exists, skipping" is not news
     connection: { application_name: "message_board" },
-  });
+  };
+  const sql = connect(url, { ...settings, max: MAX_CONNECTIONS });
 
   const listeners = new Set<(event: BoardEvent) => void>();
   let cursor = 0; // the id of the last event handed to listeners
@@ -144,7 +161,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         (select coalesce(max(id), 0) from board_clears)) as last`;
     cursor = Number(row.last);
   } catch (error) {
-    await sql.end({ timeout: 0 });
+    await sql.end();
     throw toStoreError(error);
   }
 
@@ -168,11 +185,13 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
               cursor = event.id;
               for (const listener of listeners) listener(event);
             }
-          } while (batch.length === MAX_EVENTS_PER_READ);
+          } while (batch.length === MAX_EVENTS_PER_READ && !closed);
         } while (readAgain && !closed);
       } catch (error) {
-        // The next note, or the re-LISTEN after the database comes back, reads again.
-        if (!closed) log(`board: cannot read new events: ${describeError(error)}`);
+        if (!closed) {
+          log(`board: cannot read new events (retrying): ${describeError(error)}`);
+          retryLater();
+        }
       } finally {
         reading = null;
       }
@@ -180,14 +199,83 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     return reading;
   };
 
-  // The driver re-LISTENs by itself after a lost connection and then calls onlisten again,
-  // which reads whatever was posted while the connection was down.
-  let subscription: { unlisten(): Promise<void> };
+  // LISTEN on a connection of its own. We reconnect it ourselves rather than with the
+  // driver's sql.listen(): that one leaves a reconnect timer behind after sql.end(), which
+  // reopens a connection and keeps the process alive after close().
+  // `onnotify` is the option sql.listen() itself is built on (the driver's src/index.js); its
+  // type declarations omit it, which a variable (not an object literal) lets us pass.
+  const listenerOptions = {
+    ...settings,
+    max: 1,
+    max_lifetime: null, // a recycled connection would drop the LISTEN
+    onnotify: () => void catchUp(),
+    onclose: () => retryLater(),
+  };
+  const listener = connect(url, listenerOptions);
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  function retryLater() {
+    if (closed || retryTimer !== undefined) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      void listen();
+    }, LISTEN_RETRY_MS);
+  }
+  // After (re)connecting, read what was posted while no one was listening.
+  async function listen(): Promise<void> {
+    try {
+      await listener`listen ${listener(CHANNEL)}`;
+      await catchUp();
+    } catch (error) {
+      if (closed) return;
+      log(`board: cannot listen for new events (retrying): ${describeError(error)}`);
+      retryLater();
+    }
+  }
   try {
-    subscription = await sql.listen(CHANNEL, () => void catchUp(), () => void catchUp());
+    await listener`listen ${listener(CHANNEL)}`;
   } catch (error) {
-    await sql.end({ timeout: 0 });
+    closed = true;
+    await Promise.all([listener.end(), sql.end()]);
     throw toStoreError(error);
+  }
+
+  // Group commit: posts that arrive while a transaction is in flight wait and go together in
+  // the next one, so one commit (one WAL flush, one NOTIFY) acknowledges many posts.
+  const pending: PendingPost[] = [];
+  let writing = false;
+  const writeBatches = async () => {
+    writing = true;
+    while (pending.length > 0) {
+      const batch = pending.splice(0, MAX_BATCH_POSTS);
+      try {
+        const messages = await insertBatch(batch.map((post) => post.input));
+        batch.forEach((post, i) => post.resolve(messages[i]));
+      } catch (error) {
+        const storeError = toStoreError(error);
+        for (const post of batch) post.reject(storeError);
+      }
+    }
+    writing = false;
+  };
+
+  /** Inserts messages in one transaction; resolves, in input order, once it has committed. */
+  function insertBatch(inputs: NewMessage[]): Promise<Message[]> {
+    return sql.begin(async (tx) => {
+      // Self-conflicting lock, held to commit: ids become visible in order (module doc).
+      await tx`lock table board_messages in share row exclusive mode`;
+      // Rows are inserted, and take their ids, in array order.
+      const rows = await tx<MessageRow[]>`
+        insert into board_messages (text, name)
+        select text, name
+          from unnest(${inputs.map((m) => m.text)}::text[], ${
+        inputs.map((m) => m.name ?? null)
+      }::text[])
+               with ordinality as input (text, name, position)
+         order by position
+        returning id, text, name, posted_at`;
+      await tx`select pg_notify(${CHANNEL}, ${rows.at(-1)!.id})`;
+      return rows.map(toMessage).sort((a, b) => a.id - b.id);
+    });
   }
 
   async function eventsAfter(id: number, limit = MAX_EVENTS_PER_READ): Promise<BoardEvent[]> {
@@ -216,18 +304,11 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       return rows.map(toMessage);
     },
 
-    append({ text, name }) {
-      return guard(() =>
-        sql.begin(async (tx) => {
-          // Self-conflicting lock, held to commit: ids become visible in order (module doc).
-          await tx`lock table board_messages in share row exclusive mode`;
-          const [row] = await tx<MessageRow[]>`
-            insert into board_messages (text, name) values (${text}, ${name ?? null})
-            returning id, text, name, posted_at`;
-          await tx`select pg_notify(${CHANNEL}, ${row.id})`;
-          return toMessage(row);
-        })
-      );
+    append(input) {
+      const { promise, resolve, reject } = Promise.withResolvers<Message>();
+      pending.push({ input, resolve, reject });
+      if (!writing) void writeBatches();
+      return promise;
     },
 
     clear() {
@@ -258,10 +339,10 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     async close() {
       if (closed) return;
       closed = true;
+      clearTimeout(retryTimer);
       listeners.clear();
-      await subscription.unlisten().catch(() => {});
       await reading;
-      await sql.end({ timeout: 5 });
+      await Promise.all([listener.end(), sql.end()]);
     },
   };
 }
