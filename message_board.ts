@@ -1,0 +1,1380 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data
+/**
+ * The Tiny Message Board: a page where anyone can leave a short message, kept
+ * in a JSON Lines file that never loses an acknowledged message.
+ *
+ * ```sh
+ * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
+ * ```
+ *
+ * Security stance, up front:
+ * - Every piece of user text is HTML-escaped, and the Content-Security-Policy
+ *   forbids all script, so stored text can never run in a visitor's browser.
+ * - Form posts from other sites are refused (403), so a hostile page cannot
+ *   post or clear on a visitor's behalf.
+ * - Every input has a named limit with its own status (413, 422, 408...);
+ *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
+ * - Clearing moves messages to an archive file; nothing is ever deleted.
+ * - It binds to 127.0.0.1 by default: a board on all interfaces is open to
+ *   your whole network, and plain HTTP can be read by anyone on the way, so
+ *   give it `--cert` and `--key` (HTTPS) before you expose it.
+ *
+ * Storage: one JSON object per line, appended; the answer (303 or 201) is
+ * sent only after the line is on disk (fdatasync). Concurrent posts share one
+ * write and one sync (group commit). See {@linkcode openJsonLinesStore}.
+ *
+ * @module
+ */
+
+import { basename, dirname, extname } from "node:path";
+import { parseArgs } from "node:util";
+
+// ---------------------------------------------------------------------------
+// Limits. Each one answers with its own status.
+// ---------------------------------------------------------------------------
+
+/** Largest request body we read; more gets 413 Content Too Large (RFC 9110 15.5.14). */
+export const MAX_BODY_BYTES = 64 * 1024;
+/** Longest message in characters (code points); more gets 422. */
+export const MAX_MESSAGE_CHARS = 4000;
+/** Longest poster name in characters; more gets 422. */
+export const MAX_NAME_CHARS = 40;
+/** Messages per page on the board. */
+export const PAGE_SIZE = 50;
+/** Largest `limit` the JSON API accepts; more gets 400. */
+export const MAX_PAGE_LIMIT = 100;
+/** A body that takes longer than this to arrive gets 408 Request Timeout. */
+export const BODY_TIMEOUT_MS = 10_000;
+/** Most posts written together in one group commit. */
+const MAX_BATCH_MESSAGES = 1000;
+
+// ---------------------------------------------------------------------------
+// The store: what the board needs from its storage, whatever that is.
+// ---------------------------------------------------------------------------
+
+/** One stored message, as kept on disk and sent by the JSON API. */
+export interface Message {
+  /** Increasing integer, never reused (not even after a clear). */
+  readonly id: number;
+  readonly text: string;
+  /** The poster's name, when given. */
+  readonly name?: string;
+  /** When it was stored, ISO 8601 UTC (`2026-11-21T22:44:51.000Z`). */
+  readonly postedAt: string;
+}
+
+/** A message as a poster sends it, already validated. */
+export interface NewMessage {
+  text: string;
+  name?: string;
+}
+
+/** Which page of messages to list. */
+export interface PageQuery {
+  /** Only messages with an id below this one; all when omitted. */
+  before?: number;
+  /** At most this many messages. */
+  limit: number;
+}
+
+/** A page of messages, newest first. */
+export interface MessagePage {
+  messages: Message[];
+  /** Whether older messages exist beyond this page. */
+  hasOlder: boolean;
+}
+
+/** What a clear did. */
+export interface ClearResult {
+  /** How many messages were moved out of the board. */
+  archived: number;
+  /** Where they went (a file path for the file store); null when nothing was archived. */
+  archive: string | null;
+}
+
+/**
+ * The board's storage. The JSON Lines file is the default implementation;
+ * another (a database) only has to provide these four operations.
+ */
+export interface MessageStore {
+  /** Up to `limit` messages older than `before`, newest first. */
+  listMessages(query: PageQuery): Promise<MessagePage>;
+  /** Stores a message durably, then resolves with it (id and time assigned). */
+  appendMessage(input: NewMessage): Promise<Message>;
+  /** Moves every message into an archive, durably; the board is then empty. */
+  clearMessages(): Promise<ClearResult>;
+  /** Finishes the writes already accepted, then releases the storage. */
+  close(): Promise<void>;
+}
+
+/** The store cannot take writes now (closed, or failed); the board answers 503. */
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
+}
+
+/** The board cannot start: its data file is locked or unreadable. The message says why. */
+export class StartupError extends Error {
+  override name = "StartupError";
+}
+
+// ---------------------------------------------------------------------------
+// The JSON Lines file store.
+//
+// Files beside the data file `messages.jsonl`:
+//   messages.jsonl.lock                   held locked while a board runs
+//   messages.jsonl.new                    a clear in progress (see clear below)
+//   messages.cleared-<time>.jsonl         archives made by clears
+//   messages.jsonl.torn-<time>            a torn last line set aside at start-up
+//
+// The data file holds one message per line. After a clear its first line is a
+// clear record, `{"clearedAt": "...", "nextId": 58, "archive": "..."}`, so that
+// ids keep increasing across clears (a client paging with `before=ID`, or a
+// cache, must never see an old id come back with new text).
+// ---------------------------------------------------------------------------
+
+/** Options for {@linkcode openJsonLinesStore}. */
+export interface JsonLinesStoreOptions {
+  /** Where notices go (a torn line set aside). @default console.error */
+  log?: (line: string) => void;
+}
+
+/**
+ * Opens (creating when missing) the JSON Lines store at `dataFile`: takes the
+ * exclusive lock, finishes an interrupted clear, reads every line, sets aside
+ * a torn last line. Throws {@linkcode StartupError} when another process holds
+ * the lock or a line other than the last cannot be read; the file is then left
+ * exactly as it was.
+ */
+export async function openJsonLinesStore(
+  dataFile: string,
+  { log = console.error }: JsonLinesStoreOptions = {},
+): Promise<MessageStore> {
+  await Deno.mkdir(dirname(dataFile), { recursive: true });
+  const lock = await lockDataFile(dataFile);
+  try {
+    await finishInterruptedClear(dataFile);
+    const bytes = await readOrCreateDataFile(dataFile);
+    const loaded = parseDataFile(bytes, dataFile);
+    if (loaded.tornTail.byteLength > 0) {
+      const sideFile = await setAsideTornTail(dataFile, loaded.tornTail, bytes.byteLength);
+      log(
+        `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
+          `it was never acknowledged); its ${loaded.tornTail.byteLength} bytes were moved to ${sideFile}`,
+      );
+    }
+    const file = await Deno.open(dataFile, { append: true });
+    return new JsonLinesStore(dataFile, lock, file, loaded.messages, loaded.nextId);
+  } catch (error) {
+    lock.close();
+    throw error;
+  }
+}
+
+/**
+ * Takes an exclusive lock on `<dataFile>.lock`, or throws at once when another
+ * process holds it. The lock sits on its own file, not on the data file,
+ * because a clear replaces the data file and a lock follows the old inode.
+ * These are flock(2) locks: the kernel drops them when the process dies, so
+ * a crash never leaves a stale lock behind.
+ */
+async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
+  const lockFile = `${dataFile}.lock`;
+  const lock = await Deno.open(lockFile, { read: true, write: true, create: true });
+  if (!(await lock.tryLock(true))) {
+    lock.close();
+    throw new StartupError(
+      `${dataFile} is in use by another message board process (${lockFile} is locked); ` +
+        `stop that one first, or give this one its own --data file`,
+    );
+  }
+  return lock;
+}
+
+/**
+ * Completes or forgets a clear that a crash interrupted (see `clearNow`): a
+ * `.new` file beside a missing data file means the messages were already moved
+ * to the archive, so the clear is finished; beside an existing data file it
+ * means the clear had not started moving anything, so the `.new` file goes.
+ */
+async function finishInterruptedClear(dataFile: string): Promise<void> {
+  const newFile = `${dataFile}.new`;
+  if (!(await pathExists(newFile))) return;
+  if (await pathExists(dataFile)) {
+    await Deno.remove(newFile);
+  } else {
+    await Deno.rename(newFile, dataFile);
+  }
+  await syncDirectory(dirname(dataFile));
+}
+
+async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(dataFile);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await writeFileDurably(dataFile, new Uint8Array(0));
+    return new Uint8Array(0);
+  }
+}
+
+/** The outcome of reading a data file. */
+interface LoadedData {
+  messages: Message[];
+  nextId: number;
+  /** Bytes after the last newline: a line cut short by a crash (often empty). */
+  tornTail: Uint8Array;
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const encoder = new TextEncoder();
+
+/**
+ * Parses a whole data file. Every complete line must be a valid message with
+ * an id above the one before (or, as line 1, a clear record); otherwise it
+ * throws {@linkcode StartupError} naming the file and line number. Bytes after
+ * the last newline are returned as `tornTail`: every acknowledged line ended
+ * with its newline in the same write, so an unfinished line was never
+ * acknowledged.
+ *
+ * @example parseDataFile(bytesOf('{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n{"id'), "m.jsonl")
+ *   // => { messages: [{ id: 1, ... }], nextId: 2, tornTail: bytesOf('{"id') }
+ */
+export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
+  const messages: Message[] = [];
+  let nextId = 1;
+  const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
+  let start = 0;
+  let lineNumber = 0;
+  while (start < end) {
+    const newline = bytes.indexOf(0x0a, start);
+    lineNumber++;
+    const fail = (why: string): never => {
+      throw new StartupError(
+        `${fileName}:${lineNumber}: ${why}; the board will not start until this line is ` +
+          `repaired or removed (the file was not changed)`,
+      );
+    };
+    let value: unknown;
+    try {
+      value = JSON.parse(utf8.decode(bytes.subarray(start, newline)));
+    } catch {
+      fail("not a valid JSON line");
+    }
+    start = newline + 1;
+    const message = toMessage(value);
+    if (message !== null) {
+      if (message.id < nextId) fail(`message id ${message.id} does not increase`);
+      messages.push(message);
+      nextId = message.id + 1;
+      continue;
+    }
+    const clearRecord = lineNumber === 1 ? toClearRecord(value) : null;
+    if (clearRecord === null) fail("not a message (id, text, postedAt)");
+    nextId = Math.max(nextId, clearRecord!.nextId);
+  }
+  return { messages, nextId, tornTail: bytes.slice(end) };
+}
+
+/** Returns the message in a parsed line, or null when it is not a valid one. */
+function toMessage(value: unknown): Message | null {
+  if (typeof value !== "object" || value === null) return null;
+  const { id, text, name, postedAt } = value as Record<string, unknown>;
+  if (!isPositiveSafeInteger(id) || typeof text !== "string" || !text.isWellFormed()) return null;
+  if (name !== undefined && (typeof name !== "string" || !name.isWellFormed())) return null;
+  if (typeof postedAt !== "string" || !ISO_UTC.test(postedAt)) return null;
+  const time = new Date(postedAt);
+  if (Number.isNaN(time.getTime())) return null;
+  return makeMessage(id, text, name, time.toISOString());
+}
+
+/** Returns the clear record in a parsed first line, or null. */
+function toClearRecord(value: unknown): { nextId: number } | null {
+  if (typeof value !== "object" || value === null) return null;
+  const { clearedAt, nextId } = value as Record<string, unknown>;
+  if (typeof clearedAt !== "string" || !isPositiveSafeInteger(nextId)) return null;
+  return { nextId };
+}
+
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+function isPositiveSafeInteger(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
+}
+
+/** Builds a message object with its keys in file order (id, text, name, postedAt). */
+function makeMessage(id: number, text: string, name: string | undefined, postedAt: string) {
+  return name === undefined ? { id, text, postedAt } : { id, text, name, postedAt };
+}
+
+/**
+ * Moves a torn last line into a side file, then cuts it off the data file.
+ * Order matters: the side file is on disk before the data file shrinks, so a
+ * crash in between leaves the bytes in both places (and the next start-up
+ * sets them aside again), never in neither.
+ */
+async function setAsideTornTail(
+  dataFile: string,
+  tail: Uint8Array,
+  fileSize: number,
+): Promise<string> {
+  const sideFile = await freePath(`${dataFile}.torn-${fileStamp(new Date())}`, "");
+  await writeFileDurably(sideFile, tail, true);
+  await syncDirectory(dirname(dataFile));
+  using file = await Deno.open(dataFile, { write: true });
+  await file.truncate(fileSize - tail.byteLength);
+  await file.syncData();
+  return sideFile;
+}
+
+type Job =
+  | {
+    kind: "append";
+    input: NewMessage;
+    resolve: (message: Message) => void;
+    reject: (error: unknown) => void;
+  }
+  | { kind: "clear"; resolve: (result: ClearResult) => void; reject: (error: unknown) => void };
+
+/**
+ * The file store once open. Messages live in memory (an array in id order)
+ * and every page is served from there; the file is only ever appended to,
+ * so a post costs the same with ten messages or a million.
+ *
+ * All writes go through one queue drained by one loop. Appends waiting
+ * together become one write and one fdatasync (group commit): 32 clients
+ * posting at once pay for one disk flush, not 32.
+ */
+class JsonLinesStore implements MessageStore {
+  #queue: Job[] = [];
+  #draining: Promise<void> | null = null;
+  #failure: Error | null = null;
+  #closed = false;
+
+  constructor(
+    readonly dataFile: string,
+    readonly lock: Deno.FsFile,
+    private file: Deno.FsFile,
+    private messages: Message[],
+    private nextId: number,
+  ) {}
+
+  listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
+    const end = before === undefined ? this.messages.length : this.#indexOfId(before);
+    const start = Math.max(0, end - limit);
+    const messages = this.messages.slice(start, end).reverse();
+    return Promise.resolve({ messages, hasOlder: start > 0 });
+  }
+
+  appendMessage(input: NewMessage): Promise<Message> {
+    return new Promise((resolve, reject) =>
+      this.#enqueue({ kind: "append", input, resolve, reject })
+    );
+  }
+
+  clearMessages(): Promise<ClearResult> {
+    return new Promise((resolve, reject) => this.#enqueue({ kind: "clear", resolve, reject }));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#draining;
+    this.file.close();
+    this.lock.close(); // closing the file releases the lock
+  }
+
+  /** The index of the first message whose id is `id` or more (binary search). */
+  #indexOfId(id: number): number {
+    let low = 0;
+    let high = this.messages.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (this.messages[middle].id < id) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  #enqueue(job: Job): void {
+    if (this.#closed) return job.reject(new StoreUnavailableError("the store is closed"));
+    this.#queue.push(job);
+    this.#draining ??= this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      if (this.#queue[0].kind === "clear") {
+        const job = this.#queue.shift() as Extract<Job, { kind: "clear" }>;
+        await this.#clearNow().then(job.resolve, job.reject);
+        continue;
+      }
+      let count = 0;
+      while (
+        count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
+        this.#queue[count].kind === "append"
+      ) count++;
+      const batch = this.#queue.splice(0, count) as Extract<Job, { kind: "append" }>[];
+      await this.#appendNow(batch);
+    }
+    this.#draining = null;
+  }
+
+  /** Writes a batch of posts as one write and one fdatasync, then acknowledges them. */
+  async #appendNow(batch: Extract<Job, { kind: "append" }>[]): Promise<void> {
+    if (this.#failure) {
+      for (const job of batch) job.reject(this.#failure);
+      return;
+    }
+    const postedAt = new Date().toISOString();
+    const messages = batch.map(({ input }) =>
+      makeMessage(this.nextId++, input.text, input.name, postedAt)
+    );
+    const lines = messages.map((message) => JSON.stringify(message) + "\n").join("");
+    try {
+      await writeAll(this.file, encoder.encode(lines));
+      await this.file.syncData();
+    } catch (error) {
+      this.#fail(error);
+      for (const job of batch) job.reject(this.#failure);
+      return;
+    }
+    // Only now, on disk, do the messages become visible and acknowledged.
+    for (let i = 0; i < batch.length; i++) {
+      this.messages.push(messages[i]);
+      batch[i].resolve(messages[i]);
+    }
+  }
+
+  /**
+   * Moves every message into a new archive file, then starts an empty data
+   * file. Each step is durable before the next, and at every moment each
+   * message is in exactly one of the data file and the archive:
+   *
+   * 1. Write `<data>.new` holding the clear record (next id), fsync it and the
+   *    directory. A crash now: start-up sees the data file still there and
+   *    deletes the unused `.new` file; nothing was cleared.
+   * 2. Rename the data file to the archive name, fsync the directory. The
+   *    rename is atomic, and the file's lines were already synced. A crash
+   *    now: start-up finds no data file but a `.new` file, so it finishes the
+   *    clear by renaming `.new` into place.
+   * 3. Rename `<data>.new` to the data file, fsync the directory. Done.
+   *
+   * The fsync between 2 and 3 matters: without it, rename 3 could reach the
+   * disk before rename 2, and the old data file would vanish with no name.
+   */
+  async #clearNow(): Promise<ClearResult> {
+    if (this.#failure) throw this.#failure;
+    if (this.messages.length === 0) return { archived: 0, archive: null };
+    const directory = dirname(this.dataFile);
+    const clearedAt = new Date();
+    const extension = extname(this.dataFile);
+    const stem = this.dataFile.slice(0, this.dataFile.length - extension.length);
+    const archive = await freePath(`${stem}.cleared-${fileStamp(clearedAt)}`, extension);
+    const newFile = `${this.dataFile}.new`;
+    const record = {
+      clearedAt: clearedAt.toISOString(),
+      nextId: this.nextId,
+      archive: basename(archive),
+    };
+    // Step 1: if this fails (disk full), nothing has changed; the board goes on.
+    try {
+      await writeFileDurably(newFile, encoder.encode(JSON.stringify(record) + "\n"));
+      await syncDirectory(directory);
+    } catch (error) {
+      await Deno.remove(newFile).catch(() => {});
+      throw error;
+    }
+    // Steps 2 and 3: a failure here leaves files in a state only a restart
+    // sorts out (see finishInterruptedClear), so the store stops writing.
+    try {
+      this.file.close();
+      await Deno.rename(this.dataFile, archive);
+      await syncDirectory(directory);
+      await Deno.rename(newFile, this.dataFile);
+      await syncDirectory(directory);
+      this.file = await Deno.open(this.dataFile, { append: true });
+    } catch (error) {
+      this.#fail(error);
+      throw this.#failure;
+    }
+    const archived = this.messages.length;
+    this.messages = [];
+    return { archived, archive };
+  }
+
+  /**
+   * Stops all further writes after a write or sync error. After a failed
+   * fsync the kernel may already have dropped the unwritten pages, so a
+   * retry could report success for data that is gone; only a restart, which
+   * re-reads the file, knows what is really on disk.
+   */
+  #fail(error: unknown): void {
+    console.error(`${this.dataFile}: writing failed, no more posts are accepted:`, error);
+    this.#failure = new StoreUnavailableError("the message store failed; restart the board", {
+      cause: error,
+    });
+  }
+}
+
+// Small file helpers.
+
+/** Writes all of `bytes`: one write call may take only part of them. */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let written = 0;
+  while (written < bytes.byteLength) written += await file.write(bytes.subarray(written));
+}
+
+/** Creates (or replaces) `path` holding `bytes`, flushed to disk before it returns. */
+async function writeFileDurably(path: string, bytes: Uint8Array, createNew = false) {
+  using file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: !createNew,
+    createNew,
+  });
+  await writeAll(file, bytes);
+  await file.syncData();
+}
+
+/** Flushes a directory, so that files created or renamed in it survive a crash. */
+async function syncDirectory(path: string): Promise<void> {
+  if (Deno.build.os === "windows") return; // directories cannot be opened there
+  using directory = await Deno.open(path, { read: true });
+  await directory.syncData();
+}
+
+async function pathExists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** `base + extension`, or `base-2 + extension`... whichever does not exist yet. */
+async function freePath(base: string, extension: string): Promise<string> {
+  for (let n = 1;; n++) {
+    const path = n === 1 ? `${base}${extension}` : `${base}-${n}${extension}`;
+    if (!(await pathExists(path))) return path;
+  }
+}
+
+/**
+ * A timestamp safe in file names on every system.
+ *
+ * @example fileStamp(new Date("2026-11-22T01:30:00.123Z")) // => "2026-11-22T01-30-00-123Z"
+ */
+export function fileStamp(date: Date): string {
+  return date.toISOString().replaceAll(":", "-").replace(".", "-");
+}
+
+// ---------------------------------------------------------------------------
+// HTTP: errors, bodies, validation.
+// ---------------------------------------------------------------------------
+
+/** A request we refuse, with the status and a message safe to show the client. */
+export class HttpError extends Error {
+  override name = "HttpError";
+  constructor(readonly status: number, message: string, readonly headers: HeadersInit = {}) {
+    super(message);
+  }
+}
+
+/**
+ * Refuses a post made by another site's page (cross-site request forgery):
+ * browsers send `Sec-Fetch-Site` and, on every POST, `Origin`; a form on a
+ * hostile page can reach us, but cannot make these two lie. Clients that send
+ * neither (curl, scripts) are not browsers acting for a visitor.
+ */
+function checkSameOrigin(request: Request, url: URL): void {
+  if (request.headers.get("sec-fetch-site") === "cross-site") {
+    throw new HttpError(403, "Posts from other sites are not accepted.");
+  }
+  const origin = request.headers.get("origin");
+  if (origin !== null && origin !== url.origin) {
+    throw new HttpError(403, "Posts from other sites are not accepted.");
+  }
+}
+
+/**
+ * Reads the whole request body, at most {@linkcode MAX_BODY_BYTES}. A declared
+ * Content-Length over the limit is refused before reading anything; a chunked
+ * body (no length) is counted as it arrives and cut off past the limit. A
+ * body that trickles in slower than {@linkcode BODY_TIMEOUT_MS} gets 408.
+ */
+async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
+  const tooLarge = () =>
+    new HttpError(413, `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`);
+  const declared = Number(request.headers.get("content-length") ?? 0);
+  if (declared > MAX_BODY_BYTES) {
+    await request.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
+  let size = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new HttpError(408, "The request body took too long to arrive.")),
+      BODY_TIMEOUT_MS,
+    );
+  });
+  try {
+    while (true) {
+      const { done, value } = await Promise.race([reader.read(), timeout]);
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_BODY_BYTES) throw tooLarge();
+      chunks.push(value);
+    }
+  } catch (error) {
+    await reader.cancel().catch(() => {});
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(400, "The request body could not be read.");
+  } finally {
+    clearTimeout(timer);
+  }
+  if (chunks.length === 1) return chunks[0];
+  const body = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return body;
+}
+
+/**
+ * The media type of a Content-Type header, lower-cased, and its charset.
+ *
+ * @example parseContentType("Application/JSON; charset=UTF-8") // => { type: "application/json", charset: "utf-8" }
+ */
+export function parseContentType(header: string | null): { type: string; charset?: string } {
+  const [type, ...parameters] = (header ?? "").split(";");
+  let charset: string | undefined;
+  for (const parameter of parameters) {
+    const [key, value = ""] = parameter.split("=");
+    if (key.trim().toLowerCase() === "charset") {
+      charset = value.trim().replace(/^"(.*)"$/, "$1").toLowerCase();
+    }
+  }
+  return { type: type.trim().toLowerCase(), charset };
+}
+
+/** Refuses a charset other than UTF-8 with 415. */
+function requireUtf8(charset: string | undefined): void {
+  if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
+    throw new HttpError(415, "Only UTF-8 text is accepted.");
+  }
+}
+
+/** Decodes UTF-8, refusing broken byte sequences with 400 (no silent U+FFFD). */
+function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new HttpError(400, "The request is not valid UTF-8.");
+  }
+}
+
+/**
+ * Parses an `application/x-www-form-urlencoded` body strictly: a broken
+ * percent-escape, or one that decodes to invalid UTF-8, is a 400 (the
+ * built-in URLSearchParams would quietly turn it into U+FFFD); a field given
+ * twice is a 400 too, since we could not tell which one the poster meant.
+ *
+ * @example parseUrlEncoded(bytesOf("message=Hi+there%21&name=Ann")) // => Map { "message" => "Hi there!", "name" => "Ann" }
+ * @example parseUrlEncoded(bytesOf("message=%E2%28")) // throws HttpError 400
+ */
+export function parseUrlEncoded(body: Uint8Array): Map<string, string> {
+  const fields = new Map<string, string>();
+  for (const pair of decodeUtf8(body).split("&")) {
+    if (pair === "") continue;
+    const equals = pair.indexOf("=");
+    const name = decodeFormComponent(equals === -1 ? pair : pair.slice(0, equals));
+    const value = equals === -1 ? "" : decodeFormComponent(pair.slice(equals + 1));
+    addField(fields, name, value);
+  }
+  return fields;
+}
+
+function decodeFormComponent(text: string): string {
+  try {
+    return decodeURIComponent(text.replaceAll("+", " "));
+  } catch {
+    throw new HttpError(400, "The form data has a broken percent-escape.");
+  }
+}
+
+function addField(fields: Map<string, string>, name: string, value: string): void {
+  if (fields.has(name)) throw new HttpError(400, `The form field "${name}" was sent twice.`);
+  fields.set(name, value);
+}
+
+/** Reads a form post (urlencoded or multipart) into its fields. */
+async function readFormFields(request: Request): Promise<Map<string, string>> {
+  const contentType = request.headers.get("content-type");
+  const { type, charset } = parseContentType(contentType);
+  if (type !== "application/x-www-form-urlencoded" && type !== "multipart/form-data") {
+    await request.body?.cancel().catch(() => {});
+    throw new HttpError(415, "Send the form as a normal form post.");
+  }
+  requireUtf8(charset);
+  const body = await readBody(request);
+  if (type === "application/x-www-form-urlencoded") return parseUrlEncoded(body);
+  let form: FormData;
+  try {
+    form = await new Response(body, { headers: { "content-type": contentType! } }).formData();
+  } catch {
+    throw new HttpError(400, "The form data could not be read.");
+  }
+  const fields = new Map<string, string>();
+  for (const [name, value] of form) {
+    if (typeof value !== "string") throw new HttpError(400, "File uploads are not accepted.");
+    addField(fields, name, value);
+  }
+  return fields;
+}
+
+// Control characters (Unicode category Cc: C0, DEL, C1) other than tab and
+// newline have no business in a message and can confuse terminals and logs.
+const CONTROL_CHARACTERS = /[^\P{Cc}\t\n]/u;
+const NAME_FORBIDDEN = /\p{Cc}/u;
+
+/**
+ * Checks a message and an optional name, returning them cleaned up: line
+ * breaks become `\n` (browsers send `\r\n`), the name is trimmed and dropped
+ * when empty. Wrong types get 400; blank, too long or control characters 422.
+ *
+ * @example validateNewMessage("Hello\r\nworld", " Ann ") // => { text: "Hello\nworld", name: "Ann" }
+ * @example validateNewMessage("   ", undefined) // throws HttpError 422
+ */
+export function validateNewMessage(text: unknown, name: unknown): NewMessage {
+  if (typeof text !== "string") throw new HttpError(400, "The message must be text.");
+  if (name !== undefined && name !== null && typeof name !== "string") {
+    throw new HttpError(400, "The name must be text.");
+  }
+  // Lone UTF-16 surrogates (possible in JSON, "\ud800") are not characters
+  // and cannot be stored as UTF-8 without changing them.
+  if (!text.isWellFormed() || (name && !name.isWellFormed())) {
+    throw new HttpError(400, "The text is not valid Unicode.");
+  }
+  const cleanText = text.replace(/\r\n?/g, "\n");
+  if (cleanText.trim() === "") throw new HttpError(422, "Please write a message first.");
+  if (isLongerThan(cleanText, MAX_MESSAGE_CHARS)) {
+    throw new HttpError(422, `The message is too long (at most ${MAX_MESSAGE_CHARS} characters).`);
+  }
+  if (CONTROL_CHARACTERS.test(cleanText)) {
+    throw new HttpError(422, "The message contains control characters.");
+  }
+  const cleanName = (name ?? "").trim();
+  if (cleanName === "") return { text: cleanText };
+  if (isLongerThan(cleanName, MAX_NAME_CHARS)) {
+    throw new HttpError(422, `The name is too long (at most ${MAX_NAME_CHARS} characters).`);
+  }
+  if (NAME_FORBIDDEN.test(cleanName)) {
+    throw new HttpError(422, "The name must be a single line of text.");
+  }
+  return { text: cleanText, name: cleanName };
+}
+
+/**
+ * Whether `text` has more than `max` characters, counting code points (as a
+ * person does: "👍" is one), not UTF-16 units.
+ *
+ * @example isLongerThan("👍👍", 2) // => false, though "👍👍".length is 4
+ */
+export function isLongerThan(text: string, max: number): boolean {
+  if (text.length <= max) return false; // never more code points than units
+  let count = 0;
+  for (const _ of text) if (++count > max) return true;
+  return false;
+}
+
+/**
+ * Parses a whole positive number no larger than `max`; null for anything
+ * else (signs, decimals, exponents, spaces, leading zeros, huge values).
+ *
+ * @example parsePositiveInteger("42", 100) // => 42
+ * @example parsePositiveInteger("1e3", 10000) // => null
+ */
+export function parsePositiveInteger(value: string, max: number): number | null {
+  if (!/^[1-9][0-9]{0,15}$/.test(value)) return null;
+  const number = Number(value);
+  return number <= max ? number : null;
+}
+
+/** Reads `before` from a query string: undefined when absent, 400 when malformed. */
+function readBeforeParameter(url: URL): number | undefined {
+  const before = url.searchParams.get("before");
+  if (before === null) return undefined;
+  const id = parsePositiveInteger(before, Number.MAX_SAFE_INTEGER);
+  if (id === null) throw new HttpError(400, "before must be a message id (a whole number).");
+  return id;
+}
+
+// ---------------------------------------------------------------------------
+// HTML.
+// ---------------------------------------------------------------------------
+
+const HTML_ESCAPES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+/**
+ * Escapes text for HTML element content and quoted attribute values. Every
+ * value put into the page goes through here.
+ *
+ * @example escapeHtml(`<script>alert("x")</script>`) // => "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
+}
+
+/**
+ * Shows an ISO time as readable UTC (the page has no script to convert it
+ * to the visitor's zone; the `<time datetime>` element carries the exact value).
+ *
+ * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
+ */
+export function formatTime(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+}
+
+function renderMessage(message: Message): string {
+  const name = message.name === undefined
+    ? ""
+    : ` by <span class="name">${escapeHtml(message.name)}</span>`;
+  return `<article class="message" id="m${message.id}">
+<p class="meta">Posted: <time datetime="${escapeHtml(message.postedAt)}">${
+    formatTime(message.postedAt)
+  }</time>${name}</p>
+<p class="text">${escapeHtml(message.text)}</p>
+</article>
+`;
+}
+
+/** What the page shows around the messages. */
+interface PageView {
+  page: MessagePage;
+  before?: number;
+  /** An error to show above the form. */
+  error?: string;
+  /** Text to put back in the form after a rejected post. */
+  draft?: string;
+  name?: string;
+}
+
+/** Renders the whole board page. */
+export function renderBoard({ page, before, error, draft = "", name = "" }: PageView): string {
+  const messages = page.messages.length === 0
+    ? `<p class="empty">${before === undefined ? "No messages yet." : "No older messages."}</p>\n`
+    : page.messages.map(renderMessage).join("");
+  const links: string[] = [];
+  if (before !== undefined) links.push(`<a href="/">Newest messages</a>`);
+  if (page.hasOlder) {
+    const oldest = page.messages[page.messages.length - 1].id;
+    links.push(`<a href="/?before=${oldest}" rel="next">Older messages</a>`);
+  }
+  const errorBlock = error === undefined
+    ? ""
+    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
+  // The newline after <textarea> matters: the HTML parser drops one leading
+  // newline there, so a draft that starts with a blank line keeps it.
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Tiny Message Board</title>
+<link rel="stylesheet" href="/style.css">
+</head>
+<body>
+<main>
+<h1>Tiny Message Board</h1>
+<section class="new" aria-labelledby="new-heading">
+<h2 id="new-heading">New Message</h2>
+${errorBlock}<form method="post" action="/">
+<label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
+<input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
+    escapeHtml(name)
+  }">
+<label for="message">Message</label>
+<textarea id="message" name="message" rows="4" maxlength="${MAX_MESSAGE_CHARS}" required>
+${escapeHtml(draft)}</textarea>
+<button type="submit">Save Message</button>
+</form>
+</section>
+<section class="messages" aria-labelledby="messages-heading">
+<h2 id="messages-heading">Messages</h2>
+${messages}${links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""}</section>
+<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Clear the board</h2>
+<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
+<form method="post" action="/">
+<button type="submit" name="clear" value="1">Clear Messages</button>
+</form>
+</section>
+</main>
+</body>
+</html>
+`;
+}
+
+/** A simple page for errors outside the board form (404, 403...). */
+function renderErrorPage(status: number, message: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>${status} - Tiny Message Board</title>
+<link rel="stylesheet" href="/style.css"></head>
+<body><main><h1>${status}</h1><p>${escapeHtml(message)}</p>
+<p><a href="/">Back to the board</a></p></main></body>
+</html>
+`;
+}
+
+/** Served at /style.css, so the CSP can forbid inline styles and scripts alike. */
+const STYLESHEET =
+  `:root { color-scheme: light dark; --accent: #2f6f4e; --muted: #666; --line: #ccc; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 1rem/1.5 system-ui, sans-serif; background: Canvas; color: CanvasText; }
+main { max-width: 42rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
+h1 { margin: 0 0 1rem; font-size: 1.8rem; }
+h2 { font-size: 1.2rem; margin: 2rem 0 0.75rem; }
+label { display: block; margin: 0.75rem 0 0.25rem; font-weight: 600; }
+label small { font-weight: normal; color: var(--muted); }
+input, textarea { width: 100%; padding: 0.5rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
+textarea { resize: vertical; }
+button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
+.clear button { background: #8a2c2c; }
+.clear p { color: var(--muted); font-size: 0.9rem; }
+.error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
+.message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
+.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
+.name { font-weight: 600; }
+/* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
+   override characters from spilling into the rest of the page. */
+.text { margin: 0.25rem 0 0; white-space: pre-wrap; overflow-wrap: anywhere; unicode-bidi: isolate; }
+.empty { color: var(--muted); }
+.pages { display: flex; gap: 1rem; justify-content: space-between; padding-top: 0.75rem; border-top: 1px solid var(--line); }
+`;
+
+// ---------------------------------------------------------------------------
+// Responses.
+// ---------------------------------------------------------------------------
+
+/**
+ * Sent with every response. The policy allows nothing but our own stylesheet
+ * and form posts to ourselves: no script at all, inline or not, so even text
+ * that slipped past escaping could not run.
+ */
+const SECURITY_HEADERS = {
+  "content-security-policy":
+    "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "same-origin",
+};
+
+function respond(
+  body: string | null,
+  status: number,
+  contentType: string,
+  ...extras: HeadersInit[]
+): Response {
+  const headers = new Headers(SECURITY_HEADERS);
+  if (body !== null) headers.set("content-type", contentType);
+  for (const extra of extras) new Headers(extra).forEach((value, key) => headers.set(key, value));
+  return new Response(body, { status, headers });
+}
+
+function htmlResponse(html: string, status = 200, extra: HeadersInit = {}): Response {
+  // The page shows the visitor's own name (from the cookie): never cache it.
+  return respond(html, status, "text/html; charset=utf-8", { "cache-control": "no-store" }, extra);
+}
+
+function jsonResponse(value: unknown, status = 200, extra: HeadersInit = {}): Response {
+  const type = "application/json; charset=utf-8";
+  return respond(JSON.stringify(value), status, type, { "cache-control": "no-store" }, extra);
+}
+
+/** 303 See Other (RFC 9110 15.4.4): the browser follows with a GET, so a refresh never posts again. */
+function seeOther(location: string, extra: HeadersInit = {}): Response {
+  return respond(null, 303, "", { location }, extra);
+}
+
+/**
+ * Turns any error into a response: an {@linkcode HttpError} keeps its status
+ * and message; anything else is logged here and answered with a generic body,
+ * because error text can reveal file paths and internals to a stranger.
+ */
+function errorResponse(error: unknown, format: "html" | "json"): Response {
+  let status = 500;
+  let message = "Something went wrong on the server.";
+  let headers: HeadersInit = {};
+  if (error instanceof HttpError) {
+    ({ status, message, headers } = error);
+  } else if (error instanceof StoreUnavailableError) {
+    status = 503;
+    message = "The board cannot save messages right now; try again later.";
+    console.error(`message board: ${error.message}`);
+  } else {
+    console.error("message board: unexpected error:", error);
+  }
+  return format === "json"
+    ? jsonResponse({ error: message }, status, headers)
+    : htmlResponse(renderErrorPage(status, message), status, headers);
+}
+
+/** HEAD is GET without the body (RFC 9110 9.3.2). */
+function withoutBody(response: Response): Response {
+  response.body?.cancel();
+  return new Response(null, { status: response.status, headers: response.headers });
+}
+
+function methodNotAllowed(allow: string): HttpError {
+  return new HttpError(405, "That method is not allowed here.", { allow });
+}
+
+// ---------------------------------------------------------------------------
+// Cookies: remembering the poster's name.
+// ---------------------------------------------------------------------------
+
+const NAME_COOKIE = "board_name";
+const NAME_COOKIE_MAX_AGE = 365 * 24 * 60 * 60;
+
+/** Reads the remembered name from the Cookie header; "" when missing or invalid. */
+function readNameCookie(request: Request): string {
+  const header = request.headers.get("cookie");
+  if (header === null) return "";
+  for (const part of header.split(";")) {
+    const [key, value = ""] = part.trim().split("=", 2);
+    if (key !== NAME_COOKIE) continue;
+    try {
+      return validateNewMessage("x", decodeURIComponent(value)).name ?? "";
+    } catch {
+      return ""; // a cookie we did not write, or a bad one: ignore it
+    }
+  }
+  return "";
+}
+
+/**
+ * The Set-Cookie value that remembers `name` (or forgets it when empty).
+ * HttpOnly: scripts cannot read it. SameSite=Lax: other sites' posts don't
+ * carry it (RFC 6265bis 5.4.7). Secure when served over HTTPS.
+ */
+function nameCookie(name: string, secure: boolean): string {
+  const value = encodeURIComponent(name);
+  const age = name === "" ? 0 : NAME_COOKIE_MAX_AGE;
+  return `${NAME_COOKIE}=${value}; Path=/; Max-Age=${age}; HttpOnly; SameSite=Lax${
+    secure ? "; Secure" : ""
+  }`;
+}
+
+// ---------------------------------------------------------------------------
+// The handler.
+// ---------------------------------------------------------------------------
+
+/** Options for {@linkcode createBoardHandler}. */
+export interface BoardHandlerOptions {
+  /** Messages per page. @default PAGE_SIZE (50) */
+  pageSize?: number;
+}
+
+/** A request handler for `Deno.serve`. */
+export type BoardHandler = (request: Request) => Promise<Response>;
+
+/** Builds the board's request handler over any {@linkcode MessageStore}. */
+export function createBoardHandler(
+  store: MessageStore,
+  { pageSize = PAGE_SIZE }: BoardHandlerOptions = {},
+): BoardHandler {
+  async function showBoard(request: Request, url: URL): Promise<Response> {
+    const before = readBeforeParameter(url);
+    const page = await store.listMessages({ before, limit: pageSize });
+    return htmlResponse(renderBoard({ page, before, name: readNameCookie(request) }));
+  }
+
+  /** POST /: a form with `clear`, or with `message` (and `name`). */
+  async function postForm(request: Request, url: URL): Promise<Response> {
+    checkSameOrigin(request, url);
+    let fields = new Map<string, string>();
+    try {
+      fields = await readFormFields(request);
+      if (fields.has("clear")) {
+        await store.clearMessages();
+        return seeOther("/");
+      }
+      const input = validateNewMessage(fields.get("message") ?? "", fields.get("name"));
+      await store.appendMessage(input);
+      const headers = new Headers();
+      const secure = url.protocol === "https:";
+      const remembered = readNameCookie(request);
+      if ((input.name ?? "") !== remembered) {
+        headers.set("set-cookie", nameCookie(input.name ?? "", secure));
+      }
+      return seeOther("/", headers);
+    } catch (error) {
+      if (!(error instanceof HttpError)) throw error;
+      // Show the board again with the error, keeping what was typed.
+      const page = await store.listMessages({ limit: pageSize });
+      const html = renderBoard({
+        page,
+        error: error.message,
+        draft: fields.get("message") ?? "",
+        name: fields.get("name") ?? readNameCookie(request),
+      });
+      return htmlResponse(html, error.status, error.headers);
+    }
+  }
+
+  async function routePage(request: Request, url: URL): Promise<Response> {
+    switch (request.method) {
+      case "GET":
+        return await showBoard(request, url);
+      case "HEAD":
+        return withoutBody(await showBoard(request, url));
+      case "POST":
+        return await postForm(request, url);
+      default:
+        throw methodNotAllowed("GET, HEAD, POST");
+    }
+  }
+
+  function routeStylesheet(request: Request): Response {
+    if (request.method !== "GET" && request.method !== "HEAD") throw methodNotAllowed("GET, HEAD");
+    const response = respond(STYLESHEET, 200, "text/css; charset=utf-8", {
+      "cache-control": "public, max-age=3600",
+    });
+    return request.method === "HEAD" ? withoutBody(response) : response;
+  }
+
+  /** GET /api/messages?before=ID&limit=N */
+  async function listApi(url: URL): Promise<Response> {
+    const before = readBeforeParameter(url);
+    const limitText = url.searchParams.get("limit");
+    const limit = limitText === null ? pageSize : parsePositiveInteger(limitText, MAX_PAGE_LIMIT);
+    if (limit === null) {
+      throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}.`);
+    }
+    const page = await store.listMessages({ before, limit });
+    const oldest = page.messages.at(-1);
+    const older = page.hasOlder && oldest
+      ? `/api/messages?before=${oldest.id}&limit=${limit}`
+      : null;
+    return jsonResponse({ messages: page.messages, older });
+  }
+
+  /** POST /api/messages with {"text": "...", "name": "..."} */
+  async function postApi(request: Request, url: URL): Promise<Response> {
+    checkSameOrigin(request, url);
+    const { type, charset } = parseContentType(request.headers.get("content-type"));
+    if (type !== "application/json") {
+      await request.body?.cancel().catch(() => {});
+      throw new HttpError(415, "Send JSON (Content-Type: application/json).");
+    }
+    requireUtf8(charset);
+    const text = decodeUtf8(await readBody(request));
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new HttpError(400, "The body is not valid JSON.");
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw new HttpError(400, 'Send an object: {"text": "...", "name": "..."}.');
+    }
+    const fields = value as Record<string, unknown>;
+    const unknown = Object.keys(fields).find((key) => key !== "text" && key !== "name");
+    if (unknown !== undefined) throw new HttpError(400, "Only text and name may be sent.");
+    const message = await store.appendMessage(validateNewMessage(fields.text, fields.name));
+    return jsonResponse(message, 201);
+  }
+
+  async function routeApi(request: Request, url: URL): Promise<Response> {
+    switch (request.method) {
+      case "GET":
+        return await listApi(url);
+      case "HEAD":
+        return withoutBody(await listApi(url));
+      case "POST":
+        return await postApi(request, url);
+      default:
+        throw methodNotAllowed("GET, HEAD, POST");
+    }
+  }
+
+  return async function handleRequest(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const format = url.pathname.startsWith("/api/") ? "json" : "html";
+    try {
+      switch (url.pathname) {
+        case "/":
+        case "/index.html":
+          return await routePage(request, url);
+        case "/style.css":
+          return routeStylesheet(request);
+        case "/api/messages":
+          return await routeApi(request, url);
+        default:
+          throw new HttpError(404, "There is no page at this address.");
+      }
+    } catch (error) {
+      // Drain what is left of an unread body so the connection can be reused.
+      if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
+      return errorResponse(error, format);
+    }
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The board: store + handler.
+// ---------------------------------------------------------------------------
+
+/** Options for {@linkcode openBoard}. */
+export interface BoardOptions extends BoardHandlerOptions, JsonLinesStoreOptions {
+  /** The JSON Lines data file; its folder is created when missing. @default "./data/messages.jsonl" */
+  dataFile?: string;
+}
+
+/** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
+export interface Board {
+  handler: BoardHandler;
+  store: MessageStore;
+  /** Waits for accepted writes, then closes the data file and releases its lock. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the board on its data file.
+ *
+ * ```ts
+ * const board = await openBoard({ dataFile: "./data/messages.jsonl" });
+ * const server = Deno.serve({ hostname: "127.0.0.1", port: 8080 }, board.handler);
+ * ```
+ */
+export async function openBoard(options: BoardOptions = {}): Promise<Board> {
+  const { dataFile = "./data/messages.jsonl", log } = options;
+  const store = await openJsonLinesStore(dataFile, { log });
+  return { handler: createBoardHandler(store, options), store, close: () => store.close() };
+}
+
+// ---------------------------------------------------------------------------
+// Command line.
+// ---------------------------------------------------------------------------
+
+const USAGE =
+  `Usage: deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [options]
+
+Options:
+  --data FILE       JSON Lines data file (default ./data/messages.jsonl)
+  --port N          port to listen on; 0 picks a free one (default 8080)
+  --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network)
+  --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
+  --key FILE        TLS private key (PEM)
+  --quiet           do not log each request
+  -h, --help        show this help`;
+
+async function main(): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: Deno.args,
+      options: {
+        data: { type: "string", default: "./data/messages.jsonl" },
+        port: { type: "string", default: "8080" },
+        hostname: { type: "string", default: "127.0.0.1" },
+        cert: { type: "string" },
+        key: { type: "string" },
+        quiet: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    }));
+  } catch (error) {
+    console.error(`message_board: ${(error as Error).message}\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const port = parsePositiveInteger(values.port, 65535) ?? (values.port === "0" ? 0 : null);
+  if (port === null || (values.cert === undefined) !== (values.key === undefined)) {
+    console.error(`message_board: give a port from 0 to 65535, and --cert with --key\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+
+  let board: Board;
+  let tls: { cert: string; key: string } | undefined;
+  try {
+    if (values.cert !== undefined && values.key !== undefined) {
+      tls = {
+        cert: await Deno.readTextFile(values.cert),
+        key: await Deno.readTextFile(values.key),
+      };
+    }
+    board = await openBoard({ dataFile: values.data });
+  } catch (error) {
+    if (error instanceof StartupError) console.error(`message_board: ${error.message}`);
+    else if (error instanceof Deno.errors.NotCapable) {
+      console.error(`message_board: ${error.message}; see the command in --help`);
+    } else console.error("message_board: cannot start:", error);
+    Deno.exit(1);
+  }
+
+  const logRequests = !values.quiet;
+  const handler: BoardHandler = logRequests
+    ? async (request) => {
+      const response = await board.handler(request);
+      const { pathname, search } = new URL(request.url);
+      console.log(
+        `${new Date().toISOString()} ${request.method} ${pathname}${search} ${response.status}`,
+      );
+      return response;
+    }
+    : board.handler;
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: values.hostname,
+      port,
+      ...tls,
+      onListen({ hostname, port }) {
+        const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        console.log(
+          `Tiny Message Board on ${
+            tls ? "https" : "http"
+          }://${host}:${port}/ (data: ${values.data})`,
+        );
+      },
+    }, handler);
+  } catch (error) {
+    console.error(`message_board: cannot listen on ${values.hostname}:${port}:`, error);
+    await board.close();
+    Deno.exit(1);
+  }
+
+  // Graceful shutdown: stop accepting, let answers in flight finish, then
+  // flush the store and release the lock.
+  const shutdown = () => server.shutdown();
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+  await server.finished;
+  Deno.removeSignalListener("SIGINT", shutdown);
+  Deno.removeSignalListener("SIGTERM", shutdown);
+  await board.close();
+  console.log("Tiny Message Board stopped.");
+}
+
+if (import.meta.main) {
+  await main();
+}

@@ -1,0 +1,692 @@
+// The board's HTTP rules, tested in-process: handler(new Request(...)).
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  type Board,
+  createBoardHandler,
+  escapeHtml,
+  formatTime,
+  isLongerThan,
+  MAX_BODY_BYTES,
+  MAX_MESSAGE_CHARS,
+  MAX_NAME_CHARS,
+  type MessageStore,
+  openBoard,
+  parseContentType,
+  parsePositiveInteger,
+  parseUrlEncoded,
+  StoreUnavailableError,
+  validateNewMessage,
+} from "../message_board.ts";
+import { tempFolder } from "./board_helpers.ts";
+
+const BASE = "http://localhost:8080";
+
+/** Runs `fn` with a board on a fresh temp folder, then closes it. */
+async function withBoard(fn: (board: Board, folder: string) => Promise<void>): Promise<void> {
+  await using folder = await tempFolder();
+  const board = await openBoard({ dataFile: join(folder.path, "messages.jsonl"), log: () => {} });
+  try {
+    await fn(board, folder.path);
+  } finally {
+    await board.close();
+  }
+}
+
+function postForm(
+  body: string | Uint8Array<ArrayBuffer>,
+  headers: HeadersInit = {},
+  path = "/",
+): Request {
+  return new Request(BASE + path, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+    body,
+  });
+}
+
+function postApi(body: string | Uint8Array<ArrayBuffer>, headers: HeadersInit = {}): Request {
+  return new Request(BASE + "/api/messages", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+  });
+}
+
+async function getPage(board: Board, path = "/", headers: HeadersInit = {}) {
+  const response = await board.handler(new Request(BASE + path, { headers }));
+  return { response, html: await response.text() };
+}
+
+async function storedCount(board: Board): Promise<number> {
+  return (await board.store.listMessages({ limit: 1_000_000 })).messages.length;
+}
+
+Deno.test("page: GET / shows the board with both forms, safe headers and no script", async () => {
+  await withBoard(async (board) => {
+    for (const path of ["/", "/index.html"]) {
+      const { response, html } = await getPage(board, path);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff");
+      const csp = response.headers.get("content-security-policy") ?? "";
+      assert.match(csp, /default-src 'none'/);
+      assert.doesNotMatch(csp, /script-src|unsafe-inline|unsafe-eval/);
+      assert.match(html, /<title>Tiny Message Board<\/title>/);
+      assert.match(html, /<h2 id="messages-heading">Messages<\/h2>/);
+      assert.match(html, /<h2 id="new-heading">New Message<\/h2>/);
+      assert.match(html, /<form method="post" action="\/">/);
+      assert.match(html, /<textarea id="message" name="message"/);
+      assert.match(html, /<button type="submit">Save Message<\/button>/);
+      assert.match(html, /<button type="submit" name="clear" value="1">Clear Messages<\/button>/);
+      assert.match(html, /No messages yet\./);
+      assert.match(html, /<link rel="stylesheet" href="\/style.css">/);
+      assert.doesNotMatch(html, /<script|<style| style=/);
+    }
+  });
+});
+
+Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", async () => {
+  await withBoard(async (board) => {
+    const head = await board.handler(new Request(BASE + "/", { method: "HEAD" }));
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(head.body, null);
+    const css = await board.handler(new Request(BASE + "/style.css"));
+    assert.equal(css.status, 200);
+    assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
+    assert.match(await css.text(), /white-space: pre-wrap/);
+  });
+});
+
+Deno.test("page: a form post answers 303 to / and the message shows with its time and line breaks", async () => {
+  await withBoard(async (board) => {
+    const response = await board.handler(postForm("message=Hello%0D%0Aworld+%26+all"));
+    assert.equal(response.status, 303);
+    assert.equal(response.headers.get("location"), "/");
+    assert.equal(response.body, null);
+    const { html } = await getPage(board);
+    const [message] = (await board.store.listMessages({ limit: 1 })).messages;
+    assert.equal(message.text, "Hello\nworld & all");
+    assert.ok(
+      html.includes(
+        `Posted: <time datetime="${message.postedAt}">${formatTime(message.postedAt)}</time>`,
+      ),
+    );
+    assert.ok(html.includes(`<p class="text">Hello\nworld &amp; all</p>`));
+    assert.doesNotMatch(html, /No messages yet/);
+  });
+});
+
+Deno.test("page: a multipart form post is accepted too", async () => {
+  await withBoard(async (board) => {
+    const form = new FormData();
+    form.set("message", "from multipart");
+    form.set("name", "Mo");
+    const response = await board.handler(new Request(BASE + "/", { method: "POST", body: form }));
+    assert.equal(response.status, 303);
+    const [message] = (await board.store.listMessages({ limit: 1 })).messages;
+    assert.deepEqual([message.text, message.name], ["from multipart", "Mo"]);
+  });
+});
+
+Deno.test("page: user text is escaped everywhere it appears", async () => {
+  await withBoard(async (board) => {
+    const text = `<script>alert("x")</script> & 'quotes'`;
+    const name = `"><img src=x onerror=alert(1)>`;
+    const body = new URLSearchParams({ message: text, name }).toString();
+    assert.equal((await board.handler(postForm(body))).status, 303);
+    const { html } = await getPage(board, "/", {
+      cookie: `board_name=${encodeURIComponent(name)}`,
+    });
+    assert.ok(!html.includes("<script>alert"));
+    assert.ok(!html.includes("<img src=x"));
+    assert.ok(html.includes(escapeHtml(text)));
+    assert.ok(html.includes(`<span class="name">${escapeHtml(name)}</span>`));
+    assert.ok(html.includes(`value="${escapeHtml(name)}"`), "the name field is escaped too");
+  });
+});
+
+Deno.test("page: the name is remembered in an HttpOnly, SameSite=Lax cookie and shown", async () => {
+  await withBoard(async (board) => {
+    const posted = await board.handler(postForm("message=hi&name=Ann+Lee"));
+    assert.equal(posted.status, 303);
+    const cookie = posted.headers.get("set-cookie") ?? "";
+    assert.match(cookie, /^board_name=Ann%20Lee; /);
+    assert.match(cookie, /; HttpOnly/);
+    assert.match(cookie, /; SameSite=Lax/);
+    assert.match(cookie, /; Path=\//);
+    assert.doesNotMatch(cookie, /Secure/, "plain HTTP cannot use Secure cookies");
+
+    const { html } = await getPage(board, "/", { cookie: "other=1; board_name=Ann%20Lee" });
+    assert.ok(
+      html.includes(
+        `name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="Ann Lee"`,
+      ),
+    );
+    assert.ok(html.includes(`by <span class="name">Ann Lee</span>`));
+
+    // Posting again with the same name sets no new cookie; a blank name forgets it.
+    const same = await board.handler(
+      postForm("message=again&name=Ann+Lee", { cookie: "board_name=Ann%20Lee" }),
+    );
+    assert.equal(same.headers.get("set-cookie"), null);
+    const blank = await board.handler(
+      postForm("message=anon&name=", { cookie: "board_name=Ann%20Lee" }),
+    );
+    assert.match(blank.headers.get("set-cookie") ?? "", /^board_name=; .*Max-Age=0/);
+    const [latest] = (await board.store.listMessages({ limit: 1 })).messages;
+    assert.equal(latest.name, undefined);
+
+    // A cookie we did not write (bad escape, control character) is ignored.
+    for (const bad of ["board_name=%E0%A4%A", "board_name=a%0Ab"]) {
+      const page = await getPage(board, "/", { cookie: bad });
+      assert.ok(page.html.includes('autocomplete="nickname" value=""'), bad);
+    }
+  });
+});
+
+Deno.test("page: over HTTPS the cookie is Secure", async () => {
+  await withBoard(async (board) => {
+    const response = await board.handler(
+      new Request("https://localhost/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "message=hi&name=Ann",
+      }),
+    );
+    assert.match(response.headers.get("set-cookie") ?? "", /; Secure$/);
+  });
+});
+
+Deno.test("page: newest 50 first, with links to older pages", async () => {
+  await withBoard(async (board) => {
+    await Promise.all(
+      Array.from({ length: 120 }, (_, i) => board.store.appendMessage({ text: `n${i + 1}` })),
+    );
+    const ids = (html: string) => [...html.matchAll(/id="m(\d+)"/g)].map((m) => Number(m[1]));
+    const first = await getPage(board);
+    assert.deepEqual(ids(first.html), Array.from({ length: 50 }, (_, i) => 120 - i));
+    assert.ok(first.html.includes(`<a href="/?before=71" rel="next">Older messages</a>`));
+    assert.ok(!first.html.includes("Newest messages"));
+
+    const second = await getPage(board, "/?before=71");
+    assert.deepEqual(ids(second.html), Array.from({ length: 50 }, (_, i) => 70 - i));
+    assert.ok(second.html.includes(`<a href="/">Newest messages</a>`));
+    assert.ok(second.html.includes(`href="/?before=21"`));
+
+    const last = await getPage(board, "/?before=21");
+    assert.deepEqual(ids(last.html), Array.from({ length: 20 }, (_, i) => 20 - i));
+    assert.ok(!last.html.includes("Older messages"));
+
+    const none = await getPage(board, "/?before=1");
+    assert.match(none.html, /No older messages\./);
+
+    for (const bad of ["abc", "-1", "0", "1e3", "99999999999999999999", ""]) {
+      const { response } = await getPage(board, `/?before=${bad}`);
+      assert.equal(response.status, 400, bad);
+    }
+  });
+});
+
+Deno.test("page: the Clear Messages form moves everything to an archive and empties the board", async () => {
+  await withBoard(async (board, folder) => {
+    await board.handler(postForm("message=one"));
+    await board.handler(postForm("message=two"));
+    const response = await board.handler(postForm("clear=1"));
+    assert.equal(response.status, 303);
+    assert.equal(response.headers.get("location"), "/");
+    assert.match((await getPage(board)).html, /No messages yet\./);
+    const archives = [];
+    for await (const entry of Deno.readDir(folder)) {
+      if (entry.name.includes(".cleared-")) archives.push(entry.name);
+    }
+    assert.equal(archives.length, 1);
+    const archived = (await Deno.readTextFile(join(folder, archives[0]))).trim().split("\n");
+    assert.deepEqual(archived.map((line) => JSON.parse(line).text), ["one", "two"]);
+    // "clear" wins even when a message is sent along: the button was clear.
+    await board.handler(postForm("message=three&clear=1"));
+    assert.equal(await storedCount(board), 0);
+  });
+});
+
+Deno.test("page: a rejected post shows the page again with the error and the typed text kept", async () => {
+  await withBoard(async (board) => {
+    const draft = "x".repeat(MAX_MESSAGE_CHARS + 1);
+    const response = await board.handler(postForm(`message=${draft}&name=Kim`));
+    assert.equal(response.status, 422);
+    const html = await response.text();
+    assert.match(html, /<p class="error" role="alert">The message is too long/);
+    assert.ok(html.includes(`required>\n${draft}</textarea>`), "the draft is kept");
+    assert.ok(html.includes('value="Kim"'), "the name is kept");
+    assert.match(html, /<title>Tiny Message Board<\/title>/);
+    assert.equal(await storedCount(board), 0);
+
+    // A draft with markup and a leading blank line comes back escaped and whole.
+    const tricky = "\n</textarea><script>x</script>";
+    const again = await board.handler(
+      postForm(new URLSearchParams({ message: tricky + "\u0007" }).toString()),
+    );
+    assert.equal(again.status, 422);
+    assert.ok(
+      (await again.text()).includes(`required>\n${escapeHtml(tricky + "\u0007")}</textarea>`),
+    );
+  });
+});
+
+/** A ReadableStream body without a Content-Length: sent chunked on the wire. */
+function chunkedBody(
+  chunks: number,
+  size: number,
+): { stream: ReadableStream<Uint8Array>; pulled: () => number } {
+  let sent = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent === chunks) return controller.close();
+      sent++;
+      controller.enqueue(new TextEncoder().encode(sent === 1 ? "message=" : "a".repeat(size)));
+    },
+  });
+  return { stream, pulled: () => sent };
+}
+
+Deno.test("hostile: a chunked body over the limit gets 413 and is not read to the end", async () => {
+  await withBoard(async (board) => {
+    const { stream, pulled } = chunkedBody(1000, 16 * 1024); // 16 MB if read whole
+    const request = new Request(BASE + "/", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: stream,
+    });
+    assert.equal(request.headers.get("content-length"), null);
+    const response = await board.handler(request);
+    assert.equal(response.status, 413);
+    assert.match(await response.text(), /too large/);
+    assert.ok(pulled() < 10, `read only a little past the limit (${pulled()} chunks)`);
+    assert.equal(await storedCount(board), 0);
+
+    const api = await board.handler(
+      new Request(BASE + "/api/messages", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chunkedBody(1000, 16 * 1024).stream,
+      }),
+    );
+    assert.equal(api.status, 413);
+    assert.match((await api.json()).error, /too large/);
+  });
+});
+
+Deno.test("hostile: a chunked body under the limit is read whole", async () => {
+  await withBoard(async (board) => {
+    const response = await board.handler(
+      new Request(BASE + "/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: chunkedBody(4, 100).stream,
+      }),
+    );
+    assert.equal(response.status, 303);
+    const [message] = (await board.store.listMessages({ limit: 1 })).messages;
+    assert.equal(message.text, "a".repeat(300));
+  });
+});
+
+// Each bad form post: [what, request, status, text in the answer]. Nothing
+// may be stored, and the board must keep serving afterwards.
+const badFormPosts: [string, () => Request, number, RegExp][] = [
+  [
+    "a cross-site fetch",
+    () => postForm("message=hi", { "sec-fetch-site": "cross-site" }),
+    403,
+    /other sites/,
+  ],
+  [
+    "a foreign Origin",
+    () => postForm("message=hi", { origin: "https://evil.example" }),
+    403,
+    /other sites/,
+  ],
+  ["Origin: null", () => postForm("message=hi", { origin: "null" }), 403, /other sites/],
+  [
+    "another port as Origin",
+    () => postForm("message=hi", { origin: "http://localhost:9999" }),
+    403,
+    /other sites/,
+  ],
+  [
+    "a clear from another site",
+    () => postForm("clear=1", { origin: "https://evil.example" }),
+    403,
+    /other sites/,
+  ],
+  ["a blank message", () => postForm("message=+%0D%0A%09+"), 422, /write a message/],
+  ["no message field", () => postForm("name=Ann"), 422, /write a message/],
+  ["an empty body", () => postForm(""), 422, /write a message/],
+  [
+    "a message one character too long",
+    () => postForm(`message=${"é".repeat(MAX_MESSAGE_CHARS + 1)}`),
+    422,
+    /too long/,
+  ],
+  ["a control character", () => postForm("message=bell%07"), 422, /control characters/],
+  ["an escape sequence", () => postForm("message=%1B%5B2J"), 422, /control characters/],
+  [
+    "a name too long",
+    () => postForm(`message=hi&name=${"n".repeat(MAX_NAME_CHARS + 1)}`),
+    422,
+    /name is too long/,
+  ],
+  ["a name with a line break", () => postForm("message=hi&name=a%0Ab"), 422, /single line/],
+  [
+    "a body over the limit",
+    () => postForm(`message=${"a".repeat(MAX_BODY_BYTES)}`),
+    413,
+    /too large/,
+  ],
+  [
+    "a JSON body",
+    () => postForm('{"message":"hi"}', { "content-type": "application/json" }),
+    415,
+    /form post/,
+  ],
+  ["text/plain", () => postForm("message=hi", { "content-type": "text/plain" }), 415, /form post/],
+  [
+    "no Content-Type",
+    () => new Request(BASE + "/", { method: "POST", body: new Uint8Array([1]) }),
+    415,
+    /form post/,
+  ],
+  [
+    "a Latin-1 form",
+    () =>
+      postForm("message=hi", {
+        "content-type": "application/x-www-form-urlencoded; charset=iso-8859-1",
+      }),
+    415,
+    /UTF-8/,
+  ],
+  ["a broken percent-escape", () => postForm("message=100%"), 400, /percent-escape/],
+  ["a percent-escape that is not UTF-8", () => postForm("message=%FF%FE"), 400, /percent-escape/],
+  [
+    "raw bytes that are not UTF-8",
+    () => postForm(new Uint8Array([0x6d, 0x3d, 0xc3, 0x28])),
+    400,
+    /UTF-8/,
+  ],
+  ["the message field twice", () => postForm("message=a&message=b"), 400, /twice/],
+  [
+    "a broken multipart body",
+    () => postForm("garbage", { "content-type": "multipart/form-data; boundary=x" }),
+    400,
+    /could not be read/,
+  ],
+];
+
+Deno.test("hostile: bad form posts get a clear 4xx, store nothing, and the board keeps serving", async () => {
+  await withBoard(async (board) => {
+    for (const [what, makeRequest, status, text] of badFormPosts) {
+      const response = await board.handler(makeRequest());
+      assert.equal(response.status, status, what);
+      assert.match(response.headers.get("content-type") ?? "", /^text\/html/, what);
+      assert.equal(response.headers.get("x-content-type-options"), "nosniff", what);
+      assert.match(await response.text(), text, what);
+    }
+    assert.equal(await storedCount(board), 0);
+    assert.equal((await getPage(board)).response.status, 200);
+  });
+});
+
+Deno.test("hostile: a file upload in a multipart form is refused", async () => {
+  await withBoard(async (board) => {
+    const form = new FormData();
+    form.set("message", new File(["hi"], "a.txt"));
+    const response = await board.handler(new Request(BASE + "/", { method: "POST", body: form }));
+    assert.equal(response.status, 400);
+    await response.body?.cancel();
+    assert.equal(await storedCount(board), 0);
+  });
+});
+
+Deno.test("hostile: a same-origin browser post is accepted", async () => {
+  await withBoard(async (board) => {
+    const response = await board.handler(
+      postForm("message=hi", { origin: BASE, "sec-fetch-site": "same-origin" }),
+    );
+    assert.equal(response.status, 303);
+  });
+});
+
+Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", async () => {
+  await withBoard(async (board) => {
+    const cases: [string, string, number, string | null][] = [
+      ["GET", "/nope", 404, null],
+      ["GET", "/../etc/passwd", 404, null],
+      ["GET", "/api/nope", 404, null],
+      ["GET", "/favicon.ico", 404, null],
+      ["PUT", "/", 405, "GET, HEAD, POST"],
+      ["DELETE", "/", 405, "GET, HEAD, POST"],
+      ["PATCH", "/api/messages", 405, "GET, HEAD, POST"],
+      ["POST", "/style.css", 405, "GET, HEAD"],
+    ];
+    for (const [method, path, status, allow] of cases) {
+      const response = await board.handler(new Request(BASE + path, { method }));
+      assert.equal(response.status, status, `${method} ${path}`);
+      assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
+      const body = await response.text();
+      if (path.startsWith("/api/")) assert.ok(JSON.parse(body).error);
+    }
+  });
+});
+
+Deno.test("api: GET /api/messages pages with before and limit", async () => {
+  await withBoard(async (board) => {
+    for (let i = 1; i <= 5; i++) {
+      await board.store.appendMessage({ text: `t${i}`, name: i === 2 ? "Bo" : undefined });
+    }
+    const get = async (query: string) => {
+      const response = await board.handler(new Request(`${BASE}/api/messages${query}`));
+      return {
+        status: response.status,
+        type: response.headers.get("content-type"),
+        json: await response.json(),
+      };
+    };
+    const all = await get("");
+    assert.equal(all.status, 200);
+    assert.equal(all.type, "application/json; charset=utf-8");
+    assert.deepEqual(all.json.messages.map((m: { id: number }) => m.id), [5, 4, 3, 2, 1]);
+    assert.equal(all.json.older, null);
+    assert.deepEqual(Object.keys(all.json.messages[3]), ["id", "text", "name", "postedAt"]);
+    assert.equal(all.json.messages[3].name, "Bo");
+    assert.ok(!("name" in all.json.messages[0]), "no name key when none was given");
+
+    const page = await get("?limit=2");
+    assert.deepEqual(page.json.messages.map((m: { id: number }) => m.id), [5, 4]);
+    assert.equal(page.json.older, "/api/messages?before=4&limit=2");
+    const older = await get("?before=4&limit=2");
+    assert.deepEqual(older.json.messages.map((m: { id: number }) => m.id), [3, 2]);
+
+    for (
+      const bad of [
+        "?limit=0",
+        "?limit=101",
+        "?limit=abc",
+        "?limit=1e2",
+        "?limit=-5",
+        `?limit=${"9".repeat(400)}`,
+        "?before=x",
+        "?before=2.5",
+      ]
+    ) {
+      const response = await get(bad);
+      assert.equal(response.status, 400, bad);
+      assert.equal(typeof response.json.error, "string", bad);
+    }
+  });
+});
+
+Deno.test("api: POST /api/messages answers 201 with the stored message", async () => {
+  await withBoard(async (board) => {
+    const response = await board.handler(postApi(JSON.stringify({ text: "via API", name: "Cy" })));
+    assert.equal(response.status, 201);
+    const message = await response.json();
+    assert.deepEqual(Object.keys(message), ["id", "text", "name", "postedAt"]);
+    assert.deepEqual([message.id, message.text, message.name], [1, "via API", "Cy"]);
+    assert.deepEqual((await board.store.listMessages({ limit: 1 })).messages, [message]);
+    // name may be null or left out.
+    const plain = await board.handler(postApi(JSON.stringify({ text: "no name", name: null })));
+    assert.equal(plain.status, 201);
+    assert.ok(!("name" in (await plain.json())));
+    // Text that is valid but unusual is kept exactly: emoji, tabs, RTL marks.
+    const unusual = "👍\tok \u202eevil\u202c";
+    const kept = await board.handler(postApi(JSON.stringify({ text: unusual })));
+    assert.equal((await kept.json()).text, unusual);
+  });
+});
+
+const badApiPosts: [string, () => Request, number][] = [
+  ["bad JSON", () => postApi("{text: 'hi'}"), 400],
+  ["an empty body", () => postApi(""), 400],
+  ["a JSON array", () => postApi('["hi"]'), 400],
+  ["JSON null", () => postApi("null"), 400],
+  ["a missing text", () => postApi('{"name":"Ann"}'), 400],
+  ["a number as text", () => postApi('{"text":42}'), 400],
+  ["a number as name", () => postApi('{"text":"hi","name":42}'), 400],
+  ["an unknown field", () => postApi('{"text":"hi","admin":true}'), 400],
+  ["a lone surrogate", () => postApi('{"text":"bad \\ud800 half"}'), 400],
+  ["bytes that are not UTF-8", () => postApi(new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d])), 400],
+  ["a blank text", () => postApi('{"text":"   "}'), 422],
+  [
+    "a text too long",
+    () => postApi(JSON.stringify({ text: "a".repeat(MAX_MESSAGE_CHARS + 1) })),
+    422,
+  ],
+  ["a NUL character", () => postApi('{"text":"a\\u0000b"}'), 422],
+  [
+    "form data",
+    () => postApi("text=hi", { "content-type": "application/x-www-form-urlencoded" }),
+    415,
+  ],
+  [
+    "no Content-Type",
+    () => new Request(BASE + "/api/messages", { method: "POST", body: new Uint8Array([1]) }),
+    415,
+  ],
+  [
+    "a body over the limit",
+    () => postApi(JSON.stringify({ text: "a".repeat(MAX_BODY_BYTES) })),
+    413,
+  ],
+  ["a cross-site fetch", () => postApi('{"text":"hi"}', { "sec-fetch-site": "cross-site" }), 403],
+];
+
+Deno.test("api: bad posts get a JSON error with a 4xx, and nothing is stored", async () => {
+  await withBoard(async (board) => {
+    for (const [what, makeRequest, status] of badApiPosts) {
+      const response = await board.handler(makeRequest());
+      assert.equal(response.status, status, what);
+      assert.equal(response.headers.get("content-type"), "application/json; charset=utf-8", what);
+      const { error } = await response.json();
+      assert.equal(typeof error, "string", what);
+    }
+    assert.equal(await storedCount(board), 0);
+  });
+});
+
+/** A store whose writes fail, to check what the client sees. */
+function failingStore(error: Error): MessageStore {
+  return {
+    listMessages: () => Promise.resolve({ messages: [], hasOlder: false }),
+    appendMessage: () => Promise.reject(error),
+    clearMessages: () => Promise.reject(error),
+    close: () => Promise.resolve(),
+  };
+}
+
+Deno.test("errors: a store that cannot write gives 503; other failures 500 without details", async () => {
+  const silence = console.error;
+  console.error = () => {};
+  try {
+    const unavailable = createBoardHandler(failingStore(new StoreUnavailableError("disk gone")));
+    const api = await unavailable(postApi('{"text":"hi"}'));
+    assert.equal(api.status, 503);
+    assert.doesNotMatch((await api.json()).error, /disk gone/);
+    const page = await unavailable(postForm("message=hi"));
+    assert.equal(page.status, 503);
+    await page.body?.cancel();
+
+    const secret = "/secret/path/messages.jsonl: EIO";
+    const broken = createBoardHandler(failingStore(new Error(secret)));
+    for (const request of [postApi('{"text":"hi"}'), postForm("clear=1")]) {
+      const response = await broken(request);
+      assert.equal(response.status, 500);
+      const body = await response.text();
+      assert.ok(!body.includes("/secret/path"), "no path or error text reaches the client");
+      assert.ok(!body.includes("EIO"));
+    }
+  } finally {
+    console.error = silence;
+  }
+});
+
+Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
+  assert.deepEqual(validateNewMessage("Hello\r\nworld\rend", " Ann "), {
+    text: "Hello\nworld\nend",
+    name: "Ann",
+  });
+  assert.deepEqual(validateNewMessage("hi", "   "), { text: "hi" });
+  assert.deepEqual(validateNewMessage("hi", null), { text: "hi" });
+  assert.equal(isLongerThan("👍".repeat(MAX_MESSAGE_CHARS), MAX_MESSAGE_CHARS), false);
+  assert.equal(isLongerThan("👍".repeat(MAX_MESSAGE_CHARS + 1), MAX_MESSAGE_CHARS), true);
+  const statusOf = (text: unknown, name?: unknown) => {
+    try {
+      validateNewMessage(text, name);
+      return 0;
+    } catch (error) {
+      return (error as { status: number }).status;
+    }
+  };
+  assert.equal(statusOf(""), 422);
+  assert.equal(statusOf("\u00a0\u2003"), 422); // only Unicode spaces
+  assert.equal(statusOf("a\u0085b"), 422); // C1 control (NEL)
+  assert.equal(statusOf("\udc00"), 400);
+  assert.equal(statusOf(undefined), 400);
+  assert.equal(statusOf("ok", ["Ann"]), 400);
+  assert.equal(statusOf("ok", "tab\there"), 422);
+
+  assert.deepEqual(
+    parseUrlEncoded(new TextEncoder().encode("message=Hi+there%21&name=Ann&&flag")),
+    new Map([
+      ["message", "Hi there!"],
+      ["name", "Ann"],
+      ["flag", ""],
+    ]),
+  );
+  assert.deepEqual(parseContentType('Application/X-WWW-Form-Urlencoded ; Charset="UTF-8"'), {
+    type: "application/x-www-form-urlencoded",
+    charset: "utf-8",
+  });
+  assert.deepEqual(parseContentType(null), { type: "", charset: undefined });
+  const integers: [string, number, number | null][] = [
+    ["42", 100, 42],
+    ["100", 100, 100],
+    ["101", 100, null],
+    ["0", 100, null],
+    ["007", 100, null],
+    ["+5", 100, null],
+    [" 5", 100, null],
+    ["5.0", 100, null],
+    ["1e2", 1000, null],
+    ["0x10", 100, null],
+    ["99999999999999999", Number.MAX_SAFE_INTEGER, null],
+  ];
+  for (const [text, max, expected] of integers) {
+    assert.equal(parsePositiveInteger(text, max), expected, text);
+  }
+  assert.equal(
+    escapeHtml(`<a href="x">'&'</a>`),
+    "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;",
+  );
+  assert.equal(formatTime("2026-11-21T22:44:51.000Z"), "2026-11-21 22:44:51 UTC");
+});

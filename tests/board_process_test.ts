@@ -1,0 +1,147 @@
+// The board as a real process, started with the README's command and flags:
+// start-up, graceful stop, the lock between two processes, a corrupt file,
+// and the crash test (SIGKILL while posting loses nothing acknowledged).
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  BOARD_FLAGS,
+  BOARD_SCRIPT,
+  fetchAllMessages,
+  postJson,
+  startBoard,
+  tempFolder,
+} from "./board_helpers.ts";
+
+Deno.test("cli: --help prints the usage with the narrow flags", async () => {
+  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--help"],
+  }).output();
+  assert.equal(code, 0);
+  const text = new TextDecoder().decode(stdout);
+  assert.match(text, /--allow-net=127\.0\.0\.1 --allow-read=\.\/data --allow-write=\.\/data/);
+  for (const flag of ["--data", "--port", "--hostname", "--cert", "--key", "--quiet"]) {
+    assert.ok(text.includes(flag), flag);
+  }
+});
+
+Deno.test("cli: an unknown flag or a bad port exits with status 2", async () => {
+  for (const args of [["--nope"], ["--port", "70000"], ["--port", "abc"], ["--cert", "x.pem"]]) {
+    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, ...args],
+    }).output();
+    assert.equal(code, 2, args.join(" "));
+    assert.match(new TextDecoder().decode(stderr), /Usage:/);
+  }
+});
+
+Deno.test("cli: creates ./data, prints its real address, serves, and stops cleanly on SIGTERM", async () => {
+  await using folder = await tempFolder();
+  const board = await startBoard(folder.path);
+  assert.match(board.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  assert.doesNotMatch(board.url, /:0\//);
+  const page = await fetch(board.url);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /Tiny Message Board/);
+  const posted = await postJson(board.url, { text: "kept after a clean stop" });
+  assert.equal(posted.status, 201);
+
+  board.child.kill("SIGTERM");
+  const { code, stdout } = await board.output;
+  assert.equal(code, 0);
+  assert.match(stdout, /stopped/);
+  const file = await Deno.readTextFile(join(folder.path, "data", "messages.jsonl"));
+  assert.equal(JSON.parse(file).text, "kept after a clean stop");
+});
+
+Deno.test("cli: a second board on the same data file exits at once with a clear message", async () => {
+  await using folder = await tempFolder();
+  const first = await startBoard(folder.path);
+  try {
+    const second = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
+      cwd: folder.path,
+    }).output();
+    assert.notEqual(second.code, 0);
+    const message = new TextDecoder().decode(second.stderr);
+    assert.match(message, /data\/messages\.jsonl is in use by another message board process/);
+    assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
+    // The first one is unharmed.
+    assert.equal((await postJson(first.url, { text: "still here" })).status, 201);
+  } finally {
+    first.child.kill("SIGTERM");
+    assert.equal((await first.output).code, 0);
+  }
+});
+
+Deno.test("cli: a corrupt line stops start-up naming file and line; the file is left as it was", async () => {
+  await using folder = await tempFolder();
+  await Deno.mkdir(join(folder.path, "data"));
+  const content = '{"id":1,"text":"ok","postedAt":"2026-11-21T22:44:51.000Z"}\nnot json\n';
+  await Deno.writeTextFile(join(folder.path, "data", "messages.jsonl"), content);
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
+    cwd: folder.path,
+  }).output();
+  assert.equal(code, 1);
+  const message = new TextDecoder().decode(stderr);
+  assert.match(message, /data\/messages\.jsonl:2: /);
+  assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
+  assert.equal(await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")), content);
+});
+
+Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", async () => {
+  await using folder = await tempFolder();
+  const board = await startBoard(folder.path);
+  const acknowledged: { id?: number; text: string }[] = [];
+  let killed = false;
+
+  // Half the clients use the form (303), half the JSON API (201).
+  async function client(n: number): Promise<void> {
+    for (let i = 0; !killed; i++) {
+      const text = `client ${n} post ${i}\nsecond line`;
+      try {
+        if (n % 2 === 0) {
+          const response = await fetch(board.url, {
+            method: "POST",
+            body: new URLSearchParams({ message: text }),
+            redirect: "manual",
+          });
+          await response.body?.cancel();
+          if (response.status === 303) acknowledged.push({ text });
+        } else {
+          const { status, message } = await postJson(board.url, { text });
+          if (status === 201) acknowledged.push({ id: message!.id, text });
+        }
+      } catch {
+        return; // the connection died with the server: not acknowledged
+      }
+      if (acknowledged.length >= 400 && !killed) {
+        killed = true;
+        board.child.kill("SIGKILL");
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, (_, n) => client(n)));
+  const { signal } = await board.output;
+  assert.equal(signal, "SIGKILL");
+
+  const restarted = await startBoard(folder.path);
+  try {
+    const stored = await fetchAllMessages(restarted.url);
+    const ids = stored.map((m) => m.id);
+    assert.deepEqual(ids, [...ids].sort((a, b) => b - a), "newest first");
+    assert.equal(new Set(ids).size, ids.length, "ids are unique");
+    const byText = new Map(stored.map((m) => [m.text, m.id]));
+    for (const { id, text } of acknowledged) {
+      assert.ok(byText.has(text), `acknowledged message "${text}" was lost`);
+      if (id !== undefined) assert.equal(byText.get(text), id);
+    }
+    assert.ok(stored.length >= acknowledged.length);
+    // The board goes on after the crash with the next id.
+    const next = await postJson(restarted.url, { text: "after the crash" });
+    assert.equal(next.message!.id, Math.max(...ids) + 1);
+  } finally {
+    restarted.child.kill("SIGTERM");
+    assert.equal((await restarted.output).code, 0);
+  }
+});
