@@ -3,74 +3,63 @@
  * many, serve one board.
  *
  * The board imports this file only when it is started with `--store postgres://...` (or the
- * `DATABASE_URL` environment variable), so the default file mode needs neither this file nor
- * the driver (`npm:postgres`, pinned to an exact version in `deno.lock`).
+ * `DATABASE_URL` environment variable), so the default file mode loads neither this file nor
+ * the driver (`npm:postgres`, at an exact version, recorded in `deno.lock`).
  *
  * What it keeps from the file store:
- * - a post is acknowledged only after its transaction has committed (PostgreSQL has written it
- *   to its write-ahead log and flushed it);
- * - clearing never destroys data: the messages move to `board_archive` in one transaction;
- * - validation and limits stay in the board; this file only stores what it is given.
+ * - a post is acknowledged only after its transaction has committed, that is, after
+ *   PostgreSQL has flushed it to its write-ahead log; posts that arrive together share one
+ *   transaction (group commit);
+ * - clearing never destroys data: the messages move to the `board_archive` table in one
+ *   transaction;
+ * - validation and limits stay in the board; this file stores what it is given.
  *
- * What it adds: live updates across processes. Every post and every clear sends a
+ * What it adds: live updates across processes. Every post and every clear sends
  * `NOTIFY board_events` inside its own transaction, so the note goes out exactly when the
- * change commits. Each process LISTENs, and on each note reads the new events from the tables
- * (the note is only a wake-up call, so a message of any length fits and a missed note costs
- * nothing: the next read catches up).
+ * change commits. Each process LISTENs and, on each note, reads the new rows from the tables:
+ * the note is only a wake-up call, so a message of any length fits, and a note missed while a
+ * connection was down costs nothing, since the next read catches up.
  *
- * Gap-free ids: messages and clears take their ids from one sequence, and every writer holds
- * the same table lock from before it takes an id until it commits. So ids become visible in
- * increasing order, and "everything after id N" is always a complete answer; that is what lets
- * a browser resume with `Last-Event-ID` without missing a message.
+ * Ids without gaps in time: every writer holds the same table lock from before it takes an id
+ * until it commits, so ids become visible in increasing order and "every message after id N"
+ * is always a complete answer. That is what lets a browser resume with `Last-Event-ID`.
  *
  * @module
  */
 
-// These types mirror the board's own (message_board.ts) and are structural, so this file
-// imports nothing from the board at run time.
-
-/** A stored message, as the board shows and serves it. */
-export interface Message {
-  id: number;
-  text: string;
-  name?: string;
-  /** ISO 8601 UTC, e.g. `2026-11-21T22:44:51.000Z`. */
-  postedAt: string;
-}
-
-/** A change to the board, in id order: a new message, or a clear of everything before it. */
-export type BoardEvent =
-  | { type: "message"; id: number; message: Message }
-  | { type: "clear"; id: number };
-
-/** Thrown when the database cannot be reached; the board answers 503 and tries again later. */
-export class StoreUnavailableError extends Error {
-  constructor(cause: unknown) {
-    super("the message database is unavailable", { cause });
-    this.name = "StoreUnavailableError";
-  }
-}
+import postgres from "npm:postgres@3.4.7";
+import {
+  type BoardEvent,
+  type ClearResult,
+  type Message,
+  type MessagePage,
+  type MessageStore,
+  type NewMessage,
+  type PageQuery,
+  StoreUnavailableError,
+} from "./message_board.ts";
 
 /** The channel every board process LISTENs on. */
 const CHANNEL = "board_events";
-/** Seconds to wait for a connection before the request fails with 503. */
+/** Seconds to wait for a connection; then the request fails with 503. */
 const CONNECT_TIMEOUT_S = 5;
-/** Connections per process; posts serialise on a lock anyway (see the module doc). */
+/** Connections per process for queries (the LISTEN connection is one more). */
 const MAX_CONNECTIONS = 10;
-/** Milliseconds between attempts to LISTEN again after the connection was lost. */
-const LISTEN_RETRY_MS = 1_000;
-/** Posts written in one transaction at most (group commit). */
-const MAX_BATCH_POSTS = 200;
-/** Events read per catch-up query; a longer backlog is read in several queries. */
+/** Most posts written in one transaction (group commit). */
+const MAX_BATCH_MESSAGES = 1000;
+/** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
+/** Milliseconds between attempts to LISTEN again after its connection was lost. */
+const LISTEN_RETRY_MS = 1_000;
 
 /**
- * The tables, created when missing. `board_clears` shares the messages' id sequence, so one
- * number orders messages and clears. An advisory lock keeps two processes starting at the same
- * moment from racing on `create table if not exists`.
+ * The tables, created when missing. A clear remembers `through_id`, the last message id it
+ * removed, so that a client which saw message N can be told "everything up to here is gone".
+ * The advisory lock keeps two processes that start together from racing on
+ * `create table if not exists` (which is not safe against itself).
  */
 const SCHEMA = `
-  select pg_advisory_xact_lock(hashtext('board schema'));
+  select pg_advisory_xact_lock(hashtext('message_board schema'));
   create table if not exists board_messages (
     id bigint generated always as identity primary key,
     text text not null,
@@ -78,7 +67,8 @@ const SCHEMA = `
     posted_at timestamptz not null default now()
   );
   create table if not exists board_clears (
-    id bigint primary key,
+    id bigint generated always as identity primary key,
+    through_id bigint not null,
     cleared_at timestamptz not null default now()
   );
   create table if not exists board_archive (
@@ -90,44 +80,15 @@ const SCHEMA = `
   );
 `;
 
-/** Options for {@link openPostgresStore}. */
+/** Options for {@linkcode openPostgresStore}. */
 export interface PostgresStoreOptions {
-  /** Connection URL, e.g. `postgres://board@127.0.0.1:5432/board`. */
-  url: string;
-  /** Where failures of the background listener are reported. @default console.error */
-  log?: (message: string) => void;
+  /** Where problems of the background listener are reported. @default console.error */
+  log?: (line: string) => void;
 }
 
-/** A message store on PostgreSQL. */
-export interface PostgresStore {
-  /** Newest messages first: up to `limit` with ids below `before` (all when omitted). */
-  loadPage(options: { before?: number; limit: number }): Promise<Message[]>;
-  /** Stores a message; resolves once it is committed. */
-  append(input: { text: string; name?: string }): Promise<Message>;
-  /** Moves every message to the archive; resolves with how many moved. */
-  clear(): Promise<{ archived: number }>;
-  /** Events with ids above `id`, oldest first (at most `limit`). */
-  eventsAfter(id: number, limit?: number): Promise<BoardEvent[]>;
-  /** Calls `listener` with every event from any process, in id order; returns unsubscribe. */
-  subscribe(listener: (event: BoardEvent) => void): () => void;
-  /** Stops listening and closes every connection. */
-  close(): Promise<void>;
-}
+type Sql = postgres.Sql;
 
-/** What the board hands over to store. */
-interface NewMessage {
-  text: string;
-  name?: string;
-}
-
-/** A post waiting for the next transaction. */
-interface PendingPost {
-  input: NewMessage;
-  resolve(message: Message): void;
-  reject(error: unknown): void;
-}
-
-/** Row shape shared by the message queries. */
+/** A message row as the queries select it (bigint arrives as a string). */
 interface MessageRow {
   id: string;
   text: string;
@@ -135,268 +96,324 @@ interface MessageRow {
   posted_at: Date;
 }
 
+/** A post waiting for the next transaction. */
+interface PendingPost {
+  input: NewMessage;
+  resolve: (message: Message) => void;
+  reject: (error: unknown) => void;
+}
+
 /**
- * Connects, creates the tables when missing and starts listening for other processes' posts.
- * Fails (with {@link StoreUnavailableError}) when the database cannot be reached at start-up.
+ * Connects to `url` (`postgres://user:password@host:port/database`), creates the tables when
+ * missing and starts listening for changes from other processes. Throws
+ * {@linkcode StoreUnavailableError} when the database cannot be reached.
  */
-export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresStore> {
-  const { url, log = console.error } = options;
-  const { default: connect } = await import("npm:postgres@3.4.7");
+export async function openPostgresStore(
+  url: string,
+  { log = console.error }: PostgresStoreOptions = {},
+): Promise<MessageStore> {
   const settings = {
     connect_timeout: CONNECT_TIMEOUT_S,
     onnotice: () => {}, // "relation already exists, skipping" is not news
     connection: { application_name: "message_board" },
   };
-  const sql = connect(url, { ...settings, max: MAX_CONNECTIONS });
-
-  const listeners = new Set<(event: BoardEvent) => void>();
-  let cursor = 0; // the id of the last event handed to listeners
-  let closed = false;
-
+  const sql = postgres(url, { ...settings, max: MAX_CONNECTIONS });
   try {
     await sql.begin((tx) => tx.unsafe(SCHEMA));
     const [row] = await sql`
-      select greatest(
-        (select coalesce(max(id), 0) from board_messages),
-        (select coalesce(max(id), 0) from board_clears)) as last`;
-    cursor = Number(row.last);
+      select (select coalesce(max(id), 0) from board_messages) as message,
+             (select coalesce(max(id), 0) from board_clears) as clear`;
+    const store = new PostgresStore(sql, Number(row.message), Number(row.clear), log);
+    await store.listen(postgres(url, { ...settings, ...store.listenerOptions() }));
+    return store;
   } catch (error) {
     await sql.end();
     throw toStoreError(error);
   }
+}
 
-  // Reads the events after the cursor and hands them to the listeners. Runs one at a time;
-  // a wake-up that arrives during a read triggers one more read after it.
-  let reading: Promise<void> | null = null;
-  let readAgain = false;
-  const catchUp = (): Promise<void> => {
-    if (reading) {
-      readAgain = true;
-      return reading;
-    }
-    reading = (async () => {
+/**
+ * The PostgreSQL store once open. Pages are read from the database on every request; posts
+ * queue up and are written in batches by one loop, as in the file store.
+ */
+class PostgresStore implements MessageStore {
+  #pending: PendingPost[] = [];
+  #draining: Promise<void> | null = null;
+  #listeners = new Set<(event: BoardEvent) => void>();
+  #listener: Sql | null = null;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #reading: Promise<void> | null = null;
+  #readAgain = false;
+  #closed = false;
+
+  constructor(
+    private sql: Sql,
+    /** The last message id handed to subscribers. */
+    private lastMessageId: number,
+    /** The last clear (its row id) handed to subscribers. */
+    private lastClearId: number,
+    private log: (line: string) => void,
+  ) {}
+
+  async listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
+    const rows = await this.#query((sql) =>
+      sql<MessageRow[]>`
+        select id, text, name, posted_at from board_messages
+        ${before === undefined ? sql`` : sql`where id < ${before}`}
+        order by id desc limit ${limit + 1}`
+    );
+    return { messages: rows.slice(0, limit).map(toMessage), hasOlder: rows.length > limit };
+  }
+
+  appendMessage(input: NewMessage): Promise<Message> {
+    if (this.#closed) return Promise.reject(new StoreUnavailableError("the store is closed"));
+    const { promise, resolve, reject } = Promise.withResolvers<Message>();
+    this.#pending.push({ input, resolve, reject });
+    this.#draining ??= this.#drain();
+    return promise;
+  }
+
+  /**
+   * Moves every message into `board_archive` and records the clear, in one transaction
+   * under the writers' lock, so no post can slip in between the copy and the delete.
+   */
+  clearMessages(): Promise<ClearResult> {
+    return this.#query((sql) =>
+      sql.begin(async (tx) => {
+        await tx`lock table board_messages in share row exclusive mode`;
+        const [{ last }] = await tx`select max(id) as last from board_messages`;
+        if (last === null) return { archived: 0, archive: null };
+        const [clear] = await tx`
+          insert into board_clears (through_id) values (${last}) returning id`;
+        const moved = await tx`
+          with moved as (delete from board_messages returning id, text, name, posted_at)
+          insert into board_archive (id, text, name, posted_at, clear_id)
+          select id, text, name, posted_at, ${clear.id} from moved`;
+        await tx`select pg_notify(${CHANNEL}, 'clear')`;
+        return { archived: moved.count, archive: "table board_archive" };
+      })
+    );
+  }
+
+  /**
+   * What a client that last saw event `id` has missed: the latest clear that removed message
+   * `id` or later ones (sending a clear twice does no harm), then the messages after `id`.
+   */
+  async eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
+    const [clears, rows] = await this.#query((sql) =>
+      Promise.all([
+        sql`select max(through_id) as through from board_clears where through_id >= ${id}`,
+        sql<MessageRow[]>`
+          select id, text, name, posted_at from board_messages
+          where id > ${id} order by id limit ${limit}`,
+      ])
+    );
+    const events: BoardEvent[] = [];
+    const through = clears[0].through;
+    if (through !== null) events.push({ type: "clear", id: Number(through) });
+    for (const row of rows) events.push(messageEvent(toMessage(row)));
+    return events.slice(0, limit);
+  }
+
+  subscribe(listener: (event: BoardEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Finishes the posts already accepted, stops listening and closes every connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    await this.#draining;
+    this.#listeners.clear();
+    await this.#reading;
+    await Promise.all([this.#listener?.end(), this.sql.end()]);
+  }
+
+  // -- Writing -------------------------------------------------------------
+
+  async #drain(): Promise<void> {
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.splice(0, MAX_BATCH_MESSAGES);
       try {
-        do {
-          readAgain = false;
-          let batch: BoardEvent[];
-          do {
-            batch = await eventsAfter(cursor, MAX_EVENTS_PER_READ);
-            for (const event of batch) {
-              cursor = event.id;
-              for (const listener of listeners) listener(event);
-            }
-          } while (batch.length === MAX_EVENTS_PER_READ && !closed);
-        } while (readAgain && !closed);
-      } catch (error) {
-        if (!closed) {
-          log(`board: cannot read new events (retrying): ${describeError(error)}`);
-          retryLater();
-        }
-      } finally {
-        reading = null;
-      }
-    })();
-    return reading;
-  };
-
-  // LISTEN on a connection of its own. We reconnect it ourselves rather than with the
-  // driver's sql.listen(): that one leaves a reconnect timer behind after sql.end(), which
-  // reopens a connection and keeps the process alive after close().
-  // `onnotify` is the option sql.listen() itself is built on (the driver's src/index.js); its
-  // type declarations omit it, which a variable (not an object literal) lets us pass.
-  const listenerOptions = {
-    ...settings,
-    max: 1,
-    max_lifetime: null, // a recycled connection would drop the LISTEN
-    onnotify: () => void catchUp(),
-    onclose: () => retryLater(),
-  };
-  const listener = connect(url, listenerOptions);
-  let retryTimer: ReturnType<typeof setTimeout> | undefined;
-  function retryLater() {
-    if (closed || retryTimer !== undefined) return;
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      void listen();
-    }, LISTEN_RETRY_MS);
-  }
-  // After (re)connecting, read what was posted while no one was listening.
-  async function listen(): Promise<void> {
-    try {
-      await listener`listen ${listener(CHANNEL)}`;
-      await catchUp();
-    } catch (error) {
-      if (closed) return;
-      log(`board: cannot listen for new events (retrying): ${describeError(error)}`);
-      retryLater();
-    }
-  }
-  try {
-    await listener`listen ${listener(CHANNEL)}`;
-  } catch (error) {
-    closed = true;
-    await Promise.all([listener.end(), sql.end()]);
-    throw toStoreError(error);
-  }
-
-  // Group commit: posts that arrive while a transaction is in flight wait and go together in
-  // the next one, so one commit (one WAL flush, one NOTIFY) acknowledges many posts.
-  const pending: PendingPost[] = [];
-  let writing = false;
-  const writeBatches = async () => {
-    writing = true;
-    while (pending.length > 0) {
-      const batch = pending.splice(0, MAX_BATCH_POSTS);
-      try {
-        const messages = await insertBatch(batch.map((post) => post.input));
+        const messages = await this.#insertBatch(batch.map((post) => post.input));
         batch.forEach((post, i) => post.resolve(messages[i]));
       } catch (error) {
         const storeError = toStoreError(error);
         for (const post of batch) post.reject(storeError);
       }
     }
-    writing = false;
-  };
+    this.#draining = null;
+  }
 
-  /** Inserts messages in one transaction; resolves, in input order, once it has committed. */
-  function insertBatch(inputs: NewMessage[]): Promise<Message[]> {
-    return sql.begin(async (tx) => {
-      // Self-conflicting lock, held to commit: ids become visible in order (module doc).
+  /** Inserts posts in one transaction; resolves, in input order, once it has committed. */
+  #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
+    const texts = inputs.map((input) => input.text);
+    const names = inputs.map((input) => input.name ?? null);
+    return this.sql.begin(async (tx) => {
+      // One writer at a time, from before it takes ids until it commits: ids become
+      // visible in increasing order (see the module doc). Clears take the same lock.
       await tx`lock table board_messages in share row exclusive mode`;
-      // Rows are inserted, and take their ids, in array order.
+      // Rows are inserted, and numbered, in array order.
       const rows = await tx<MessageRow[]>`
         insert into board_messages (text, name)
-        select text, name
-          from unnest(${inputs.map((m) => m.text)}::text[], ${
-        inputs.map((m) => m.name ?? null)
-      }::text[])
-               with ordinality as input (text, name, position)
-         order by position
+        select text, name from unnest(${texts}::text[], ${names}::text[])
+          with ordinality as post (text, name, position)
+        order by position
         returning id, text, name, posted_at`;
-      await tx`select pg_notify(${CHANNEL}, ${rows.at(-1)!.id})`;
+      await tx`select pg_notify(${CHANNEL}, 'message')`;
       return rows.map(toMessage).sort((a, b) => a.id - b.id);
     });
   }
 
-  async function eventsAfter(id: number, limit = MAX_EVENTS_PER_READ): Promise<BoardEvent[]> {
-    const rows = await sql<(MessageRow & { kind: "message" | "clear" })[]>`
-      (select 'clear' as kind, id, null as text, null as name, null as posted_at
-         from board_clears where id > ${id} order by id limit ${limit})
-      union all
-      (select 'message', id, text, name, posted_at
-         from board_messages where id > ${id} order by id limit ${limit})
-      order by id limit ${limit}`;
-    return rows.map((row) =>
-      row.kind === "clear"
-        ? { type: "clear", id: Number(row.id) }
-        : { type: "message", id: Number(row.id), message: toMessage(row) }
-    );
+  // -- Listening -----------------------------------------------------------
+
+  /**
+   * Options for the LISTEN connection. We reconnect it ourselves rather than use the driver's
+   * `sql.listen()`, which after `sql.end()` can leave a reconnect timer behind that opens a
+   * new connection. `onnotify` is the option `sql.listen()` is built on (the driver's
+   * src/index.js); its type declarations omit it.
+   */
+  listenerOptions() {
+    return {
+      max: 1,
+      max_lifetime: null, // a recycled connection would silently drop the LISTEN
+      onnotify: () => void this.#catchUp(),
+      onclose: () => this.#listenLater(),
+    };
   }
 
-  return {
-    async loadPage({ before, limit }) {
-      const rows = await guard(() =>
-        sql<MessageRow[]>`
-          select id, text, name, posted_at from board_messages
-          ${before === undefined ? sql`` : sql`where id < ${before}`}
-          order by id desc limit ${limit}`
-      );
-      return rows.map(toMessage);
-    },
+  /** Starts listening on `listener`, a connection pool of one made with listenerOptions(). */
+  async listen(listener: Sql): Promise<void> {
+    this.#listener = listener;
+    try {
+      await listener`listen ${listener(CHANNEL)}`;
+    } catch (error) {
+      this.#closed = true;
+      await listener.end();
+      throw error;
+    }
+  }
 
-    append(input) {
-      const { promise, resolve, reject } = Promise.withResolvers<Message>();
-      pending.push({ input, resolve, reject });
-      if (!writing) void writeBatches();
-      return promise;
-    },
+  #listenLater(): void {
+    if (this.#closed || this.#retryTimer !== undefined) return;
+    this.#retryTimer = setTimeout(async () => {
+      this.#retryTimer = undefined;
+      try {
+        await this.#listener!`listen ${this.#listener!(CHANNEL)}`;
+        // Read whatever was posted while no one was listening.
+        await this.#catchUp();
+      } catch (error) {
+        if (this.#closed) return;
+        this.log(`message board: cannot listen for changes (retrying): ${describe(error)}`);
+        this.#listenLater();
+      }
+    }, LISTEN_RETRY_MS);
+  }
 
-    clear() {
-      return guard(() =>
-        sql.begin(async (tx) => {
-          await tx`lock table board_messages in share row exclusive mode`;
-          const [{ id }] = await tx`
-            insert into board_clears (id)
-            values (nextval(pg_get_serial_sequence('board_messages', 'id')))
-            returning id`;
-          const moved = await tx`
-            with moved as (delete from board_messages returning id, text, name, posted_at)
-            insert into board_archive (id, text, name, posted_at, clear_id)
-            select id, text, name, posted_at, ${id} from moved`;
-          await tx`select pg_notify(${CHANNEL}, ${id})`;
-          return { archived: moved.count };
-        })
-      );
-    },
+  /**
+   * Reads the rows added since the last read and hands them to the subscribers, in order: a
+   * clear right after the message it was "through". Runs one read at a time; a note that
+   * arrives during a read makes one more read after it.
+   */
+  #catchUp(): Promise<void> {
+    if (this.#reading) {
+      this.#readAgain = true;
+      return this.#reading;
+    }
+    this.#reading = (async () => {
+      try {
+        do {
+          this.#readAgain = false;
+          while (!this.#closed && (await this.#readNewEvents()) === MAX_EVENTS_PER_READ);
+        } while (this.#readAgain && !this.#closed);
+      } catch (error) {
+        if (this.#closed) return;
+        this.log(`message board: cannot read new changes (retrying): ${describe(error)}`);
+        this.#listenLater();
+      } finally {
+        this.#reading = null;
+      }
+    })();
+    return this.#reading;
+  }
 
-    eventsAfter: (id, limit) => guard(() => eventsAfter(id, limit)),
+  /** One catch-up query; returns how many rows it read. */
+  async #readNewEvents(): Promise<number> {
+    const rows = await this.sql<(MessageRow & { kind: "message" | "clear"; through: string })[]>`
+      select * from (
+        (select 'clear' as kind, id, through_id as through, null as text, null as name,
+                null::timestamptz as posted_at
+           from board_clears where id > ${this.lastClearId} order by id limit ${MAX_EVENTS_PER_READ})
+        union all
+        (select 'message', id, id, text, name, posted_at
+           from board_messages where id > ${this.lastMessageId} order by id
+          limit ${MAX_EVENTS_PER_READ})
+      ) as changes
+      order by through, kind desc -- a message before the clear through it
+      limit ${MAX_EVENTS_PER_READ}`;
+    for (const row of rows) {
+      let event: BoardEvent;
+      if (row.kind === "clear") {
+        this.lastClearId = Number(row.id);
+        event = { type: "clear", id: Number(row.through) };
+      } else {
+        this.lastMessageId = Number(row.id);
+        event = messageEvent(toMessage(row));
+      }
+      for (const listener of this.#listeners) {
+        try {
+          listener(event);
+        } catch (error) {
+          this.log(`message board: a change listener failed: ${describe(error)}`);
+        }
+      }
+    }
+    return rows.length;
+  }
 
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-
-    async close() {
-      if (closed) return;
-      closed = true;
-      clearTimeout(retryTimer);
-      listeners.clear();
-      await reading;
-      await Promise.all([listener.end(), sql.end()]);
-    },
-  };
-}
-
-/** Runs a query, turning "cannot reach the database" into {@link StoreUnavailableError}. */
-async function guard<T>(query: () => Promise<T>): Promise<T> {
-  try {
-    return await query();
-  } catch (error) {
-    throw toStoreError(error);
+  /** Runs a query, turning "cannot reach the database" into StoreUnavailableError. */
+  async #query<T>(run: (sql: Sql) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new StoreUnavailableError("the store is closed");
+    try {
+      return await run(this.sql);
+    } catch (error) {
+      throw toStoreError(error);
+    }
   }
 }
 
 /**
- * Connection failures become {@link StoreUnavailableError}; anything else (a bug, a broken
- * schema) stays as it is and is a 500. SQLSTATE classes 08 (connection exception), 53
- * (insufficient resources) and 57 (operator intervention, e.g. shutting down) are outages;
- * errors without a SQLSTATE come from the socket (ECONNREFUSED, CONNECTION_CLOSED, ...).
+ * Connection failures become {@linkcode StoreUnavailableError} (503); anything else, a bug or a
+ * broken schema, stays as it is (500). SQLSTATE classes 08 (connection exception), 53
+ * (insufficient resources) and 57 (operator intervention, e.g. the server shutting down) are
+ * outages; errors without a SQLSTATE come from the socket (ECONNREFUSED, CONNECTION_CLOSED...).
  */
 function toStoreError(error: unknown): unknown {
   if (!(error instanceof Error) || error instanceof StoreUnavailableError) return error;
-  if (error.name === "PostgresError") {
-    const state = String((error as Error & { code?: string }).code ?? "");
-    return /^(08|53|57)/.test(state) ? new StoreUnavailableError(error) : error;
-  }
-  return "code" in error ? new StoreUnavailableError(error) : error;
+  const code = String((error as { code?: unknown }).code ?? "");
+  const outage = error.name === "PostgresError" ? /^(08|53|57)/.test(code) : code !== "";
+  if (!outage) return error;
+  return new StoreUnavailableError(`the database is unavailable (${describe(error)})`, {
+    cause: error,
+  });
 }
 
-/** One line for the log: the driver's message with the cause's, never a password. */
-function describeError(error: unknown): string {
-  const cause = error instanceof Error && error.cause instanceof Error
-    ? `: ${error.cause.message}`
-    : "";
-  return error instanceof Error ? `${error.message}${cause}` : String(error);
+/** One line for the log: the error's message, which the driver keeps free of passwords. */
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
-/** A database row as the board's message object; `name` only when one was given. */
+/** A database row as the board's message: same keys, same order as the file store's. */
 function toMessage(row: MessageRow): Message {
-  const message: Message = {
-    id: Number(row.id),
-    text: row.text,
-    postedAt: new Date(row.posted_at).toISOString(),
-  };
-  if (row.name !== null) message.name = row.name;
-  return message;
+  const id = Number(row.id);
+  const postedAt = new Date(row.posted_at).toISOString();
+  return row.name === null
+    ? { id, text: row.text, postedAt }
+    : { id, text: row.text, name: row.name, postedAt };
 }
 
-/** Hides the password in a connection URL for logs: `postgres://u:***@host/db`. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.href;
-  } catch {
-    return "(unparseable database URL)";
-  }
+function messageEvent(message: Message): BoardEvent {
+  return { type: "message", id: message.id, message };
 }
