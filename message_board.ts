@@ -1775,5 +1775,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
-  await main();
+  // Not awaited: board_postgres.ts (loaded for --store) imports this module,
+  // and that import would wait forever for a top-level await here to finish.
+  main();
 }

@@ -12,53 +12,9 @@ import {
   openJsonLinesStore,
 } from "../message_board.ts";
 import { tempFolder } from "./board_helpers.ts";
+import { frameReader } from "./sse_reader.ts";
 
 const BASE = "http://localhost";
-
-/** One parsed text/event-stream frame: an event, or a comment line (heartbeat). */
-interface Frame {
-  id?: string;
-  event?: string;
-  data?: string;
-  retry?: string;
-  comment?: string;
-}
-
-/** Reads frames from an event stream, one at a time, in order. */
-function frameReader(response: Response) {
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  return {
-    async next(): Promise<Frame | null> {
-      while (!buffer.includes("\n\n")) {
-        const { done, value } = await reader.read();
-        if (done) return null;
-        buffer += value;
-      }
-      const end = buffer.indexOf("\n\n");
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const frame: Frame = {};
-      for (const line of block.split("\n")) {
-        if (line.startsWith(":")) frame.comment = line.slice(1).trim();
-        else {
-          const colon = line.indexOf(":");
-          const field = line.slice(0, colon) as "id" | "event" | "data" | "retry";
-          frame[field] = line.slice(colon + 1).trimStart();
-        }
-      }
-      return frame;
-    },
-    /** The next frame that is an event (skipping retry and heartbeat frames). */
-    async nextEvent(): Promise<Frame | null> {
-      for (;;) {
-        const frame = await this.next();
-        if (frame === null || frame.event !== undefined) return frame;
-      }
-    },
-    cancel: () => reader.cancel(),
-  };
-}
 
 /** An in-process board on a temp data file, closed afterwards. */
 async function withBoard(
