@@ -153,7 +153,7 @@ export class StartupError extends Error {
 //
 // Files beside the data file `messages.jsonl`:
 //   messages.jsonl.lock                   held locked while a board runs
-//   messages.jsonl.new                    a clear in progress (see clear below)
+//   messages.jsonl.new                    a clear in progress (see clearNow below)
 //   messages.cleared-<time>.jsonl         archives made by clears
 //   messages.jsonl.torn-<time>            a torn last line set aside at start-up
 //
@@ -194,14 +194,8 @@ export async function openJsonLinesStore(
       );
     }
     const file = await Deno.open(dataFile, { append: true });
-    return new JsonLinesStore(
-      dataFile,
-      lock,
-      file,
-      loaded.messages,
-      loaded.nextId,
-      loaded.clearedThrough,
-    );
+    const { messages, nextId, clearedThrough } = loaded;
+    return new JsonLinesStore({ dataFile, lock, file, log, messages, nextId, clearedThrough });
   } catch (error) {
     lock.close();
     throw error;
@@ -251,6 +245,7 @@ async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     await writeFileDurably(dataFile, new Uint8Array(0));
+    await syncDirectory(dirname(dataFile));
     return new Uint8Array(0);
   }
 }
@@ -289,32 +284,38 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
   while (start < end) {
     const newline = bytes.indexOf(0x0a, start);
     lineNumber++;
-    const fail = (why: string): never => {
-      throw new StartupError(
-        `${fileName}:${lineNumber}: ${why}; the board will not start until this line is ` +
-          `repaired or removed (the file was not changed)`,
-      );
-    };
     let value: unknown;
     try {
       value = JSON.parse(utf8.decode(bytes.subarray(start, newline)));
     } catch {
-      fail("not a valid JSON line");
+      throw lineError(fileName, lineNumber, "not a valid JSON line");
     }
     start = newline + 1;
     const message = toMessage(value);
     if (message !== null) {
-      if (message.id < nextId) fail(`message id ${message.id} does not increase`);
+      if (message.id < nextId) {
+        throw lineError(fileName, lineNumber, `message id ${message.id} does not increase`);
+      }
       messages.push(message);
       nextId = message.id + 1;
       continue;
     }
     const clearRecord = lineNumber === 1 ? toClearRecord(value) : null;
-    if (clearRecord === null) fail("not a message (id, text, postedAt)");
-    nextId = Math.max(nextId, clearRecord!.nextId);
-    clearedThrough = clearRecord!.nextId - 1;
+    if (clearRecord === null) {
+      throw lineError(fileName, lineNumber, "not a message (id, text, postedAt)");
+    }
+    nextId = Math.max(nextId, clearRecord.nextId);
+    clearedThrough = clearRecord.nextId - 1;
   }
   return { messages, nextId, clearedThrough, tornTail: bytes.slice(end) };
+}
+
+/** The start-up error for an unreadable line, in the `file:line: reason` shape editors jump to. */
+function lineError(fileName: string, lineNumber: number, why: string): StartupError {
+  return new StartupError(
+    `${fileName}:${lineNumber}: ${why}; the board will not start until this line is ` +
+      `repaired or removed (the file was not changed)`,
+  );
 }
 
 /** Returns the message in a parsed line, or null when it is not a valid one. */
@@ -390,25 +391,42 @@ type Job =
  * each write is on disk, in id order, since one loop does all the writing.
  */
 class JsonLinesStore implements MessageStore {
+  readonly dataFile: string;
+  #lock: Deno.FsFile;
+  #file: Deno.FsFile;
+  #log: (line: string) => void;
+  #messages: Message[];
+  #nextId: number;
+  /** The last message id the latest clear removed (0: none), for clients resuming. */
+  #clearedThrough: number;
   #queue: Job[] = [];
   #listeners = new Set<(event: BoardEvent) => void>();
   #draining: Promise<void> | null = null;
   #failure: Error | null = null;
   #closed = false;
 
-  constructor(
-    readonly dataFile: string,
-    readonly lock: Deno.FsFile,
-    private file: Deno.FsFile,
-    private messages: Message[],
-    private nextId: number,
-    private clearedThrough: number,
-  ) {}
+  constructor(state: {
+    dataFile: string;
+    lock: Deno.FsFile;
+    file: Deno.FsFile;
+    log: (line: string) => void;
+    messages: Message[];
+    nextId: number;
+    clearedThrough: number;
+  }) {
+    this.dataFile = state.dataFile;
+    this.#lock = state.lock;
+    this.#file = state.file;
+    this.#log = state.log;
+    this.#messages = state.messages;
+    this.#nextId = state.nextId;
+    this.#clearedThrough = state.clearedThrough;
+  }
 
   listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
-    const end = before === undefined ? this.messages.length : this.#indexOfId(before);
+    const end = before === undefined ? this.#messages.length : this.#indexOfId(before);
     const start = Math.max(0, end - limit);
-    const messages = this.messages.slice(start, end).reverse();
+    const messages = this.#messages.slice(start, end).reverse();
     return Promise.resolve({ messages, hasOlder: start > 0 });
   }
 
@@ -424,11 +442,11 @@ class JsonLinesStore implements MessageStore {
 
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
     const events: BoardEvent[] = [];
-    if (this.clearedThrough > 0 && this.clearedThrough >= id) {
-      events.push({ type: "clear", id: this.clearedThrough });
+    if (this.#clearedThrough > 0 && this.#clearedThrough >= id) {
+      events.push({ type: "clear", id: this.#clearedThrough });
     }
     const start = this.#indexOfId(id + 1);
-    for (const message of this.messages.slice(start, start + limit)) {
+    for (const message of this.#messages.slice(start, start + limit)) {
       events.push({ type: "message", id: message.id, message });
     }
     return Promise.resolve(events.slice(0, limit));
@@ -444,7 +462,7 @@ class JsonLinesStore implements MessageStore {
       try {
         listener(event);
       } catch (error) {
-        console.error("message board: a change listener failed:", error);
+        this.#log(`message board: a change listener failed: ${error}`);
       }
     }
   }
@@ -454,17 +472,21 @@ class JsonLinesStore implements MessageStore {
     this.#closed = true;
     this.#listeners.clear();
     await this.#draining;
-    this.file.close();
-    this.lock.close(); // closing the file releases the lock
+    try {
+      this.#file.close();
+    } catch {
+      // already closed by a clear that failed half-way
+    }
+    this.#lock.close(); // closing the file releases the lock
   }
 
   /** The index of the first message whose id is `id` or more (binary search). */
   #indexOfId(id: number): number {
     let low = 0;
-    let high = this.messages.length;
+    let high = this.#messages.length;
     while (low < high) {
       const middle = (low + high) >>> 1;
-      if (this.messages[middle].id < id) low = middle + 1;
+      if (this.#messages[middle].id < id) low = middle + 1;
       else high = middle;
     }
     return low;
@@ -502,12 +524,12 @@ class JsonLinesStore implements MessageStore {
     }
     const postedAt = new Date().toISOString();
     const messages = batch.map(({ input }) =>
-      makeMessage(this.nextId++, input.text, input.name, postedAt)
+      makeMessage(this.#nextId++, input.text, input.name, postedAt)
     );
     const lines = messages.map((message) => JSON.stringify(message) + "\n").join("");
     try {
-      await writeAll(this.file, encoder.encode(lines));
-      await this.file.syncData();
+      await writeAll(this.#file, encoder.encode(lines));
+      await this.#file.syncData();
     } catch (error) {
       this.#fail(error);
       for (const job of batch) job.reject(this.#failure);
@@ -515,7 +537,7 @@ class JsonLinesStore implements MessageStore {
     }
     // Only now, on disk, do the messages become visible and acknowledged.
     for (let i = 0; i < batch.length; i++) {
-      this.messages.push(messages[i]);
+      this.#messages.push(messages[i]);
       batch[i].resolve(messages[i]);
       this.#publish({ type: "message", id: messages[i].id, message: messages[i] });
     }
@@ -540,7 +562,7 @@ class JsonLinesStore implements MessageStore {
    */
   async #clearNow(): Promise<ClearResult> {
     if (this.#failure) throw this.#failure;
-    if (this.messages.length === 0) return { archived: 0, archive: null };
+    if (this.#messages.length === 0) return { archived: 0, archive: null };
     const directory = dirname(this.dataFile);
     const clearedAt = new Date();
     const extension = extname(this.dataFile);
@@ -549,7 +571,7 @@ class JsonLinesStore implements MessageStore {
     const newFile = `${this.dataFile}.new`;
     const record = {
       clearedAt: clearedAt.toISOString(),
-      nextId: this.nextId,
+      nextId: this.#nextId,
       archive: basename(archive),
     };
     // Step 1: if this fails (disk full), nothing has changed; the board goes on.
@@ -563,20 +585,20 @@ class JsonLinesStore implements MessageStore {
     // Steps 2 and 3: a failure here leaves files in a state only a restart
     // sorts out (see finishInterruptedClear), so the store stops writing.
     try {
-      this.file.close();
+      this.#file.close();
       await Deno.rename(this.dataFile, archive);
       await syncDirectory(directory);
       await Deno.rename(newFile, this.dataFile);
       await syncDirectory(directory);
-      this.file = await Deno.open(this.dataFile, { append: true });
+      this.#file = await Deno.open(this.dataFile, { append: true });
     } catch (error) {
       this.#fail(error);
       throw this.#failure;
     }
-    const archived = this.messages.length;
-    this.clearedThrough = this.messages[archived - 1].id;
-    this.messages = [];
-    this.#publish({ type: "clear", id: this.clearedThrough });
+    const archived = this.#messages.length;
+    this.#clearedThrough = this.#messages[archived - 1].id;
+    this.#messages = [];
+    this.#publish({ type: "clear", id: this.#clearedThrough });
     return { archived, archive };
   }
 
@@ -587,7 +609,7 @@ class JsonLinesStore implements MessageStore {
    * re-reads the file, knows what is really on disk.
    */
   #fail(error: unknown): void {
-    console.error(`${this.dataFile}: writing failed, no more posts are accepted:`, error);
+    this.#log(`${this.dataFile}: writing failed, no more posts are accepted: ${error}`);
     this.#failure = new StoreUnavailableError("the message store failed; restart the board", {
       cause: error,
     });
@@ -680,9 +702,13 @@ function checkSameOrigin(request: Request, url: URL): void {
  * Reads the whole request body, at most {@linkcode MAX_BODY_BYTES}. A declared
  * Content-Length over the limit is refused before reading anything; a chunked
  * body (no length) is counted as it arrives and cut off past the limit. A
- * body that trickles in slower than {@linkcode BODY_TIMEOUT_MS} gets 408.
+ * body not complete within `timeoutMs` gets 408, so a client sending one
+ * byte a minute cannot hold a request open for ever.
  */
-async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
+async function readBody(
+  request: Request,
+  timeoutMs = BODY_TIMEOUT_MS,
+): Promise<Uint8Array<ArrayBuffer>> {
   const tooLarge = () =>
     new HttpError(413, `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`);
   const declared = Number(request.headers.get("content-length") ?? 0);
@@ -698,7 +724,7 @@ async function readBody(request: Request): Promise<Uint8Array<ArrayBuffer>> {
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new HttpError(408, "The request body took too long to arrive.")),
-      BODY_TIMEOUT_MS,
+      timeoutMs,
     );
   });
   try {
@@ -794,7 +820,10 @@ function addField(fields: Map<string, string>, name: string, value: string): voi
 }
 
 /** Reads a form post (urlencoded or multipart) into its fields. */
-async function readFormFields(request: Request): Promise<Map<string, string>> {
+async function readFormFields(
+  request: Request,
+  timeoutMs: number,
+): Promise<Map<string, string>> {
   const contentType = request.headers.get("content-type");
   const { type, charset } = parseContentType(contentType);
   if (type !== "application/x-www-form-urlencoded" && type !== "multipart/form-data") {
@@ -802,7 +831,7 @@ async function readFormFields(request: Request): Promise<Map<string, string>> {
     throw new HttpError(415, "Send the form as a normal form post.");
   }
   requireUtf8(charset);
-  const body = await readBody(request);
+  const body = await readBody(request, timeoutMs);
   if (type === "application/x-www-form-urlencoded") return parseUrlEncoded(body);
   let form: FormData;
   try {
@@ -1354,6 +1383,8 @@ function formatTime(iso) {
 export interface BoardHandlerOptions {
   /** Messages per page. @default PAGE_SIZE (50) */
   pageSize?: number;
+  /** How long a request body may take to arrive. @default BODY_TIMEOUT_MS (10 s) */
+  bodyTimeoutMs?: number;
   /** Milliseconds between heartbeats on an idle event stream. @default HEARTBEAT_MS (15 s) */
   heartbeatMs?: number;
   /**
@@ -1372,6 +1403,7 @@ export function createBoardHandler(
   store: MessageStore,
   {
     pageSize = PAGE_SIZE,
+    bodyTimeoutMs = BODY_TIMEOUT_MS,
     heartbeatMs = HEARTBEAT_MS,
     signal = new AbortController().signal,
   }: BoardHandlerOptions = {},
@@ -1388,7 +1420,7 @@ export function createBoardHandler(
     checkSameOrigin(request, url);
     let fields = new Map<string, string>();
     try {
-      fields = await readFormFields(request);
+      fields = await readFormFields(request, bodyTimeoutMs);
       if (fields.has("clear")) {
         await store.clearMessages();
         return seeOther("/");
@@ -1492,7 +1524,7 @@ export function createBoardHandler(
       throw new HttpError(415, "Send JSON (Content-Type: application/json).");
     }
     requireUtf8(charset);
-    const text = decodeUtf8(await readBody(request));
+    const text = decodeUtf8(await readBody(request, bodyTimeoutMs));
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -1719,7 +1751,9 @@ async function main(): Promise<void> {
   } catch (error) {
     if (error instanceof StartupError) console.error(`message_board: ${error.message}`);
     else if (error instanceof Deno.errors.NotCapable) {
-      console.error(`message_board: ${error.message}; see the command in --help`);
+      console.error(
+        `message_board: ${error.message} (--allow-read and --allow-write must cover the folder of --data)`,
+      );
     } else console.error("message_board: cannot start:", error);
     Deno.exit(1);
   }

@@ -321,6 +321,38 @@ Deno.test("hostile: a chunked body over the limit gets 413 and is not read to th
   });
 });
 
+Deno.test("hostile: a body that stalls gets 408 and nothing is stored", async () => {
+  await using folder = await tempFolder();
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+    bodyTimeoutMs: 50,
+  });
+  try {
+    let cancelled = false;
+    const stalled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("message=slow"));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const response = await board.handler(
+      new Request(BASE + "/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: stalled,
+      }),
+    );
+    assert.equal(response.status, 408);
+    assert.match(await response.text(), /took too long/);
+    assert.ok(cancelled, "the body stream was cancelled");
+    assert.equal(await storedCount(board), 0);
+  } finally {
+    await board.close();
+  }
+});
+
 Deno.test("hostile: a chunked body under the limit is read whole", async () => {
   await withBoard(async (board) => {
     const response = await board.handler(
