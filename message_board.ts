@@ -11,7 +11,7 @@
  * (see board_postgres.ts, loaded only then):
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* message_board.ts --store postgres://board@127.0.0.1:5432/board
+ * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://board@127.0.0.1:5432/board
  * ```
  *
  * Security stance, up front:
@@ -1751,9 +1751,10 @@ async function main(): Promise<void> {
   } catch (error) {
     if (error instanceof StartupError) console.error(`message_board: ${error.message}`);
     else if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        `message_board: ${error.message} (--allow-read and --allow-write must cover the folder of --data)`,
-      );
+      const hint = databaseUrl === undefined
+        ? "--allow-read and --allow-write must cover the folder of --data"
+        : "PostgreSQL mode needs the flags shown in --help";
+      console.error(`message_board: ${error.message} (${hint})`);
     } else console.error("message_board: cannot start:", error);
     Deno.exit(1);
   }
