@@ -49,8 +49,16 @@ const MAX_CONNECTIONS = 10;
 const MAX_BATCH_MESSAGES = 1000;
 /** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
+/** Milliseconds between reads for changes when no note has come (LISTEN is the fast path). */
+const POLL_MS = 10_000;
 /** Milliseconds between attempts to LISTEN again after its connection was lost. */
 const LISTEN_RETRY_MS = 1_000;
+/**
+ * Longest wait, in seconds, before reconnecting a lost connection. The driver's own backoff
+ * grows to 20 s, so after a long outage the first requests would hang that long even with
+ * the database back.
+ */
+const MAX_RECONNECT_DELAY_S = 1;
 
 /**
  * The tables, created when missing. A clear remembers `through_id`, the last message id it
@@ -114,6 +122,11 @@ export async function openPostgresStore(
 ): Promise<MessageStore> {
   const settings = {
     connect_timeout: CONNECT_TIMEOUT_S,
+    // Otherwise each new connection first runs a query for array types whose failure (the
+    // database shutting down at that moment) nothing catches, and Deno ends the process on
+    // an unhandled rejection. We need no array types from the catalogue.
+    fetch_types: false,
+    backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_S),
     onnotice: () => {}, // "relation already exists, skipping" is not news
     connection: { application_name: "message_board" },
   };
@@ -127,7 +140,7 @@ export async function openPostgresStore(
     await store.listen(postgres(url, { ...settings, ...store.listenerOptions() }));
     return store;
   } catch (error) {
-    await sql.end();
+    await sql.end({ timeout: 0 });
     throw toStoreError(error);
   }
 }
@@ -142,6 +155,11 @@ class PostgresStore implements MessageStore {
   #listeners = new Set<(event: BoardEvent) => void>();
   #listener: Sql | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #pollTimer: ReturnType<typeof setInterval> | undefined;
+  #relistening: Promise<void> | null = null;
+  // Log a lost LISTEN, or failing reads, once per outage rather than every second.
+  #listenFailing = false;
+  #readFailing = false;
   #reading: Promise<void> | null = null;
   #readAgain = false;
   #closed = false;
@@ -225,10 +243,15 @@ class PostgresStore implements MessageStore {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#pollTimer);
     await this.#draining;
     this.#listeners.clear();
     await this.#reading;
-    await Promise.all([this.#listener?.end(), this.sql.end()]);
+    await this.#relistening;
+    // Nothing of ours is in flight now, so the connections can go at once. (A plain end()
+    // can wait for ever on a connection the server dropped in the middle of a query: the
+    // driver still counts that query as running.)
+    await Promise.all([this.#listener?.end({ timeout: 0 }), this.sql.end({ timeout: 0 })]);
   }
 
   // -- Writing -------------------------------------------------------------
@@ -249,18 +272,18 @@ class PostgresStore implements MessageStore {
 
   /** Inserts posts in one transaction; resolves, in input order, once it has committed. */
   #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
-    const texts = inputs.map((input) => input.text);
-    const names = inputs.map((input) => input.name ?? null);
+    const posts = inputs.map(({ text, name }) => ({ text, name: name ?? null }));
     return this.sql.begin(async (tx) => {
       // One writer at a time, from before it takes ids until it commits: ids become
       // visible in increasing order (see the module doc). Clears take the same lock.
       await tx`lock table board_messages in share row exclusive mode`;
-      // Rows are inserted, and numbered, in array order.
+      // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...];
+      // its rows are inserted, and numbered, in array order.
       const rows = await tx<MessageRow[]>`
         insert into board_messages (text, name)
-        select text, name from unnest(${texts}::text[], ${names}::text[])
-          with ordinality as post (text, name, position)
-        order by position
+        select post ->> 'text', post ->> 'name'
+          from jsonb_array_elements(${tx.json(posts)}) with ordinality as batch (post, position)
+         order by position
         returning id, text, name, posted_at`;
       await tx`select pg_notify(${CHANNEL}, 'message')`;
       return rows.map(toMessage).sort((a, b) => a.id - b.id);
@@ -291,25 +314,38 @@ class PostgresStore implements MessageStore {
       await listener`listen ${listener(CHANNEL)}`;
     } catch (error) {
       this.#closed = true;
-      await listener.end();
+      await listener.end({ timeout: 0 });
       throw error;
     }
+    // The safety net: should a note ever go missing with no sign of a lost connection,
+    // this read still delivers the change, only later.
+    this.#pollTimer = setInterval(() => void this.#catchUp(), POLL_MS);
   }
 
   #listenLater(): void {
     if (this.#closed || this.#retryTimer !== undefined) return;
-    this.#retryTimer = setTimeout(async () => {
+    this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      try {
-        await this.#listener!`listen ${this.#listener!(CHANNEL)}`;
-        // Read whatever was posted while no one was listening.
-        await this.#catchUp();
-      } catch (error) {
-        if (this.#closed) return;
-        this.log(`message board: cannot listen for changes (retrying): ${describe(error)}`);
-        this.#listenLater();
-      }
+      this.#relistening = this.#relisten().finally(() => this.#relistening = null);
     }, LISTEN_RETRY_MS);
+  }
+
+  /** LISTENs again after the connection was lost, then reads what was missed meanwhile. */
+  async #relisten(): Promise<void> {
+    try {
+      await this.#listener!`listen ${this.#listener!(CHANNEL)}`;
+      if (this.#listenFailing) this.log("message board: listening for changes again");
+      this.#listenFailing = false;
+      // Read whatever was posted while no one was listening.
+      await this.#catchUp();
+    } catch (error) {
+      if (this.#closed) return;
+      if (!this.#listenFailing) {
+        this.log(`message board: cannot listen for changes (retrying): ${describe(error)}`);
+      }
+      this.#listenFailing = true;
+      this.#listenLater();
+    }
   }
 
   /**
@@ -328,10 +364,12 @@ class PostgresStore implements MessageStore {
           this.#readAgain = false;
           while (!this.#closed && (await this.#readNewEvents()) === MAX_EVENTS_PER_READ);
         } while (this.#readAgain && !this.#closed);
+        this.#readFailing = false;
       } catch (error) {
-        if (this.#closed) return;
+        // The next note, the next poll or the re-LISTEN after an outage reads again.
+        if (this.#closed || this.#readFailing) return;
+        this.#readFailing = true;
         this.log(`message board: cannot read new changes (retrying): ${describe(error)}`);
-        this.#listenLater();
       } finally {
         this.#reading = null;
       }

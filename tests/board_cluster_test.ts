@@ -101,10 +101,11 @@ Deno.test({
     await using pg = await startPostgres();
     await using a = await startPgBoard(pg);
     await using b = await startPgBoard(pg);
-    assert.equal((await postJson(a.url, { text: "before" })).status, 201);
     const events = frameReader(await fetch(new URL("events", b.url)));
     try {
       await events.next();
+      assert.equal((await postJson(a.url, { text: "before" })).status, 201);
+      assert.equal(JSON.parse((await events.nextEvent())!.data!).text, "before");
       await pg.stop();
 
       const api = await fetch(new URL("api/messages", a.url), {

@@ -7,13 +7,20 @@ import { type BoardEvent, type MessageStore, StoreUnavailableError } from "../me
 
 const quiet = () => {};
 
-/** Resolves with the first `count` events a store delivers. */
+/** Resolves with the first `count` events a store delivers; fails after 15 s. */
 function collectEvents(store: MessageStore, count: number): Promise<BoardEvent[]> {
   const events: BoardEvent[] = [];
-  const { promise, resolve } = Promise.withResolvers<BoardEvent[]>();
+  const { promise, resolve, reject } = Promise.withResolvers<BoardEvent[]>();
+  const timer = setTimeout(() => {
+    unsubscribe();
+    reject(
+      new Error(`only ${events.length} of ${count} events within 15 s: ${JSON.stringify(events)}`),
+    );
+  }, 15_000);
   const unsubscribe = store.subscribe((event) => {
     events.push(event);
     if (events.length === count) {
+      clearTimeout(timer);
       unsubscribe();
       resolve(events);
     }
@@ -120,7 +127,9 @@ Deno.test({
     const a = await openPostgresStore(pg.url, { log: quiet });
     const b = await openPostgresStore(pg.url, { log: quiet });
     try {
+      const seenBefore = collectEvents(b, 1);
       const before = await a.appendMessage({ text: "before" });
+      assert.deepEqual(await seenBefore, [{ type: "message", id: before.id, message: before }]);
       await pg.stop();
       await assert.rejects(a.appendMessage({ text: "lost" }), StoreUnavailableError);
       await assert.rejects(a.listMessages({ limit: 5 }), StoreUnavailableError);

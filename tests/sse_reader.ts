@@ -9,6 +9,9 @@ export interface Frame {
   comment?: string;
 }
 
+/** How long a test waits for the next frame before it fails (rather than hangs). */
+const FRAME_TIMEOUT_MS = 15_000;
+
 /** Reads frames from an event stream, one at a time, in order. */
 export function frameReader(response: Response) {
   const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
@@ -16,7 +19,7 @@ export function frameReader(response: Response) {
   return {
     async next(): Promise<Frame | null> {
       while (!buffer.includes("\n\n")) {
-        const { done, value } = await reader.read();
+        const { done, value } = await readWithin(reader, FRAME_TIMEOUT_MS);
         if (done) return null;
         buffer += value;
       }
@@ -43,4 +46,16 @@ export function frameReader(response: Response) {
     },
     cancel: () => reader.cancel(),
   };
+}
+
+async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, ms: number) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no event within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([reader.read(), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
