@@ -66,6 +66,7 @@ const MAX_BATCH_MESSAGES = 1000;
 export interface Message {
   /** Increasing integer, never reused (not even after a clear). */
   readonly id: number;
+  /** The message as posted; line breaks are `\n`. */
   readonly text: string;
   /** The poster's name, when given. */
   readonly name?: string;
@@ -75,7 +76,9 @@ export interface Message {
 
 /** A message as a poster sends it, already validated. */
 export interface NewMessage {
+  /** The message, 1 to MAX_MESSAGE_CHARS characters. */
   text: string;
+  /** The poster's name, when given. */
   name?: string;
 }
 
@@ -89,6 +92,7 @@ export interface PageQuery {
 
 /** A page of messages, newest first. */
 export interface MessagePage {
+  /** The messages on this page, newest first. */
   messages: Message[];
   /** Whether older messages exist beyond this page. */
   hasOlder: boolean;
@@ -140,11 +144,13 @@ export interface MessageStore {
 
 /** The store cannot take writes now (closed, or failed); the board answers 503. */
 export class StoreUnavailableError extends Error {
+  /** Always "StoreUnavailableError". */
   override name = "StoreUnavailableError";
 }
 
 /** The board cannot start: its data file is locked or unreadable. The message says why. */
 export class StartupError extends Error {
+  /** Always "StartupError". */
   override name = "StartupError";
 }
 
@@ -251,8 +257,10 @@ async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
 }
 
 /** The outcome of reading a data file. */
-interface LoadedData {
+export interface LoadedData {
+  /** Every message, oldest first. */
   messages: Message[];
+  /** The id the next post gets. */
   nextId: number;
   /** The last message id the latest clear removed; 0 when there was none. */
   clearedThrough: number;
@@ -676,7 +684,9 @@ export function fileStamp(date: Date): string {
 
 /** A request we refuse, with the status and a message safe to show the client. */
 export class HttpError extends Error {
+  /** Always "HttpError". */
   override name = "HttpError";
+  /** `status`: the HTTP status; `message`: shown to the client; `headers`: sent along (Allow). */
   constructor(readonly status: number, message: string, readonly headers: HeadersInit = {}) {
     super(message);
   }
@@ -684,16 +694,29 @@ export class HttpError extends Error {
 
 /**
  * Refuses a post made by another site's page (cross-site request forgery):
- * browsers send `Sec-Fetch-Site` and, on every POST, `Origin`; a form on a
- * hostile page can reach us, but cannot make these two lie. Clients that send
- * neither (curl, scripts) are not browsers acting for a visitor.
+ * browsers send `Sec-Fetch-Site` and, on every POST, `Origin` (RFC 6454); a
+ * form on a hostile page can reach us, but cannot make these lie. The Origin's
+ * host must be our Host; the scheme is not compared, since a TLS proxy in
+ * front of the board talks plain HTTP to it. `Origin: null` (sandboxed or
+ * privacy-sensitive contexts) is refused. Clients that send neither header
+ * (curl, scripts) are not browsers acting for a visitor.
+ *
+ * @example isForeignOrigin("https://evil.example", "localhost:8080") // => true
  */
-function checkSameOrigin(request: Request, url: URL): void {
-  if (request.headers.get("sec-fetch-site") === "cross-site") {
-    throw new HttpError(403, "Posts from other sites are not accepted.");
+export function isForeignOrigin(origin: string, host: string): boolean {
+  try {
+    return new URL(origin).host !== host;
+  } catch {
+    return true; // "null" or garbage
   }
+}
+
+function checkSameOrigin(request: Request, url: URL): void {
   const origin = request.headers.get("origin");
-  if (origin !== null && origin !== url.origin) {
+  if (
+    request.headers.get("sec-fetch-site") === "cross-site" ||
+    (origin !== null && isForeignOrigin(origin, url.host))
+  ) {
     throw new HttpError(403, "Posts from other sites are not accepted.");
   }
 }
@@ -970,13 +993,16 @@ function renderMessage(message: Message): string {
 }
 
 /** What the page shows around the messages. */
-interface PageView {
+export interface PageView {
+  /** The messages to show. */
   page: MessagePage;
+  /** The `before` id of this page; undefined on the newest page. */
   before?: number;
   /** An error to show above the form. */
   error?: string;
   /** Text to put back in the form after a rejected post. */
   draft?: string;
+  /** The name to fill in (from the cookie, or as typed). */
   name?: string;
 }
 
@@ -1427,13 +1453,10 @@ export function createBoardHandler(
       }
       const input = validateNewMessage(fields.get("message") ?? "", fields.get("name"));
       await store.appendMessage(input);
-      const headers = new Headers();
-      const secure = url.protocol === "https:";
-      const remembered = readNameCookie(request);
-      if ((input.name ?? "") !== remembered) {
-        headers.set("set-cookie", nameCookie(input.name ?? "", secure));
-      }
-      return seeOther("/", headers);
+      // Remember a new name, forget a removed one; send nothing when unchanged.
+      const name = input.name ?? "";
+      if (name === readNameCookie(request)) return seeOther("/");
+      return seeOther("/", { "set-cookie": nameCookie(name, url.protocol === "https:") });
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       // Show the board again with the error, keeping what was typed.
@@ -1574,7 +1597,7 @@ export function createBoardHandler(
           throw new HttpError(404, "There is no page at this address.");
       }
     } catch (error) {
-      // Drain what is left of an unread body so the connection can be reused.
+      // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
       return errorResponse(error, format);
     }
@@ -1599,7 +1622,9 @@ export interface BoardOptions extends BoardHandlerOptions, JsonLinesStoreOptions
 
 /** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
 export interface Board {
+  /** Answers every request; give it to `Deno.serve`. */
   handler: BoardHandler;
+  /** The store underneath, for tests and tools. */
   store: MessageStore;
   /** Ends every open event stream; call it before `server.shutdown()`, which waits for them. */
   endEventStreams(): void;
@@ -1755,7 +1780,7 @@ async function main(): Promise<void> {
         ? "--allow-read and --allow-write must cover the folder of --data"
         : "PostgreSQL mode needs the flags shown in --help";
       console.error(`message_board: ${error.message} (${hint})`);
-    } else console.error("message_board: cannot start:", error);
+    } else console.error(`message_board: cannot start: ${(error as Error).message}`);
     Deno.exit(1);
   }
 
@@ -1788,7 +1813,8 @@ async function main(): Promise<void> {
       },
     }, handler);
   } catch (error) {
-    console.error(`message_board: cannot listen on ${values.hostname}:${port}:`, error);
+    const why = (error as Error).message;
+    console.error(`message_board: cannot listen on ${values.hostname}:${port}: ${why}`);
     await board.close();
     Deno.exit(1);
   }

@@ -21,7 +21,7 @@ export async function tempFolder(): Promise<{ path: string } & AsyncDisposable> 
 /** A board process started with the README's flags in `cwd`. */
 export interface BoardProcess {
   child: Deno.ChildProcess;
-  /** The address it printed, like `http://127.0.0.1:41234/`. */
+  /** The address it printed, like `http://127.0.0.1:41234/` (https with --cert). */
   url: string;
   /** Resolves with everything the process printed once it exits. */
   output: Promise<{ stdout: string; stderr: string; code: number; signal: Deno.Signal | null }>;
@@ -54,7 +54,7 @@ export async function startBoard(cwd: string, args: string[] = []): Promise<Boar
   const address = Promise.withResolvers<string>();
   const output = Promise.all([
     readAll(child.stdout, (text) => {
-      const match = text.match(/http:\/\/\S+\//);
+      const match = text.match(/https?:\/\/\S+\//);
       if (match) address.resolve(match[0]);
     }),
     readAll(child.stderr),

@@ -6,6 +6,7 @@ import {
   createBoardHandler,
   escapeHtml,
   formatTime,
+  isForeignOrigin,
   isLongerThan,
   MAX_BODY_BYTES,
   MAX_MESSAGE_CHARS,
@@ -482,6 +483,23 @@ Deno.test("hostile: a file upload in a multipart form is refused", async () => {
     await response.body?.cancel();
     assert.equal(await storedCount(board), 0);
   });
+});
+
+Deno.test("hostile: isForeignOrigin compares the Origin's host with the Host (table)", () => {
+  const cases: [string, string, boolean][] = [
+    ["http://localhost:8080", "localhost:8080", false],
+    ["https://localhost:8080", "localhost:8080", false], // TLS ended at a proxy
+    ["http://LOCALHOST:8080", "localhost:8080", false], // hosts are case-insensitive
+    ["http://localhost", "localhost:8080", true],
+    ["http://localhost:8081", "localhost:8080", true],
+    ["http://localhost.evil.example:8080", "localhost:8080", true],
+    ["https://evil.example", "localhost:8080", true],
+    ["null", "localhost:8080", true],
+    ["", "localhost:8080", true],
+  ];
+  for (const [origin, host, foreign] of cases) {
+    assert.equal(isForeignOrigin(origin, host), foreign, `${origin} vs ${host}`);
+  }
 });
 
 Deno.test("hostile: a same-origin browser post is accepted", async () => {

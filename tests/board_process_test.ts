@@ -89,6 +89,19 @@ Deno.test("cli: a corrupt line stops start-up naming file and line; the file is 
   assert.equal(await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")), content);
 });
 
+Deno.test("cli: a port already in use is reported in one line, with status 1", async () => {
+  await using folder = await tempFolder();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", String(taken.addr.port)],
+    cwd: folder.path,
+  }).output();
+  assert.equal(code, 1);
+  const message = new TextDecoder().decode(stderr);
+  assert.match(message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: `));
+  assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
+});
+
 Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", async () => {
   await using folder = await tempFolder();
   const board = await startBoard(folder.path);
@@ -144,4 +157,56 @@ Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", 
     restarted.child.kill("SIGTERM");
     assert.equal((await restarted.output).code, 0);
   }
+});
+
+// HTTPS needs a certificate; openssl makes a throwaway one. It sits in ./data
+// so the README's narrow --allow-read=./data covers it.
+const hasOpenssl = await new Deno.Command("openssl", { args: ["version"] }).output().then(
+  (result) => result.success,
+  () => false,
+);
+if (!hasOpenssl) console.warn("board_process_test: openssl is missing; the HTTPS test is SKIPPED");
+
+Deno.test({
+  name: "cli: with --cert and --key it serves HTTPS and marks the cookie Secure",
+  ignore: !hasOpenssl,
+  async fn() {
+    await using folder = await tempFolder();
+    const data = join(folder.path, "data");
+    await Deno.mkdir(data);
+    const made = await new Deno.Command("openssl", {
+      args: [
+        ..."req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1".split(" "),
+        ..."-addext subjectAltName=IP:127.0.0.1".split(" "),
+        ..."-addext basicConstraints=critical,CA:FALSE".split(" "), // a leaf, not a CA
+        ...["-keyout", join(data, "key.pem"), "-out", join(data, "cert.pem")],
+      ],
+      stderr: "null",
+    }).output();
+    assert.ok(made.success, "openssl made a certificate");
+    const board = await startBoard(folder.path, [
+      "--cert",
+      "data/cert.pem",
+      "--key",
+      "data/key.pem",
+    ]);
+    using client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(join(data, "cert.pem"))],
+    });
+    try {
+      assert.match(board.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+      const response = await fetch(board.url, {
+        client,
+        method: "POST",
+        body: new URLSearchParams({ message: "over TLS", name: "Tess" }),
+        redirect: "manual",
+      });
+      await response.body?.cancel();
+      assert.equal(response.status, 303);
+      assert.match(response.headers.get("set-cookie") ?? "", /; Secure$/);
+    } finally {
+      board.child.kill("SIGTERM");
+      assert.equal((await board.output).code, 0);
+    }
+  },
 });

@@ -75,6 +75,66 @@ Deno.test("store: 200 posts at once are all kept, with unique increasing ids", a
   }
 });
 
+Deno.test("store: a post is acknowledged only after fdatasync, and posts that wait share one sync", async () => {
+  await using folder = await tempFolder();
+  const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"));
+  // Hold every fdatasync until the test opens the gate, and count them.
+  const originalSync = Deno.FsFile.prototype.syncData;
+  let syncs = 0;
+  const syncStarted = Promise.withResolvers<void>();
+  const gate = Promise.withResolvers<void>();
+  Deno.FsFile.prototype.syncData = async function (this: Deno.FsFile) {
+    syncs++;
+    syncStarted.resolve();
+    await gate.promise;
+    return await originalSync.call(this);
+  };
+  try {
+    let acknowledged = 0;
+    const first = store.appendMessage({ text: "first" }).then((m) => (acknowledged++, m));
+    // The first post is now waiting in its sync; 199 more arrive meanwhile.
+    const rest = Array.from(
+      { length: 199 },
+      (_, i) => store.appendMessage({ text: `post ${i}` }).then((m) => (acknowledged++, m)),
+    );
+    await syncStarted.promise;
+    assert.equal(syncs, 1, "one sync is under way");
+    assert.equal(acknowledged, 0, "nothing is acknowledged before its sync finished");
+    assert.deepEqual((await store.listMessages({ limit: 10 })).messages, [], "nor shown");
+    gate.resolve();
+    const stored = [await first, ...await Promise.all(rest)];
+    assert.equal(acknowledged, 200);
+    assert.equal(syncs, 2, "the 199 posts that waited were written with one sync");
+    assert.deepEqual(stored.map((m) => m.id), Array.from({ length: 200 }, (_, i) => i + 1));
+  } finally {
+    Deno.FsFile.prototype.syncData = originalSync;
+    await store.close();
+  }
+});
+
+Deno.test("store: after a failed sync no more posts are accepted, and reads go on", async () => {
+  await using folder = await tempFolder();
+  const logged: string[] = [];
+  const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"), {
+    log: (text) => logged.push(text),
+  });
+  await store.appendMessage({ text: "before the failure" });
+  const originalSync = Deno.FsFile.prototype.syncData;
+  Deno.FsFile.prototype.syncData = () => Promise.reject(new Error("EIO: the disk failed"));
+  try {
+    await assert.rejects(store.appendMessage({ text: "lost" }), { name: "StoreUnavailableError" });
+  } finally {
+    Deno.FsFile.prototype.syncData = originalSync;
+  }
+  // The disk works again, but after a failed fsync only a restart knows what is on disk.
+  await assert.rejects(store.appendMessage({ text: "later" }), { name: "StoreUnavailableError" });
+  await assert.rejects(store.clearMessages(), { name: "StoreUnavailableError" });
+  const page = await store.listMessages({ limit: 10 });
+  assert.deepEqual(page.messages.map((m) => m.text), ["before the failure"]);
+  assert.match(logged.join("\n"), /writing failed/);
+  await store.close();
+});
+
 Deno.test("store: pages are newest first, with before and hasOlder", async () => {
   await using folder = await tempFolder();
   await Deno.writeTextFile(
@@ -281,6 +341,43 @@ Deno.test("store: a clear interrupted after the move is finished at start-up", a
     assert.deepEqual(await allMessages(store), []);
     assert.equal((await store.appendMessage({ text: "next" })).id, 3);
     assert.equal(await Deno.readTextFile(archive), line(1) + line(2));
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("store: a clear that fails between its two renames is finished at the next start", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const silence = { log: () => {} };
+  let store = await openJsonLinesStore(dataFile, silence);
+  await store.appendMessage({ text: "one" });
+  await store.appendMessage({ text: "two" });
+  const originalRename = Deno.rename;
+  let renames = 0;
+  Deno.rename = (from, to) => {
+    // The first rename (data file -> archive) happens; the second "crashes".
+    if (++renames === 2) return Promise.reject(new Error("crash"));
+    return originalRename(from, to);
+  };
+  try {
+    await assert.rejects(store.clearMessages(), { name: "StoreUnavailableError" });
+  } finally {
+    Deno.rename = originalRename;
+  }
+  await store.close();
+  assert.ok(
+    !(await Array.fromAsync(Deno.readDir(folder.path))).some((e) => e.name === "messages.jsonl"),
+  );
+
+  store = await openJsonLinesStore(dataFile, silence);
+  try {
+    assert.deepEqual(await allMessages(store), [], "the clear was finished");
+    assert.equal((await store.appendMessage({ text: "three" })).id, 3);
+    const archives = (await listFolder(folder.path)).filter((name) => name.includes(".cleared-"));
+    assert.equal(archives.length, 1);
+    const archived = await Deno.readTextFile(join(folder.path, archives[0]));
+    assert.deepEqual(archived.trim().split("\n").map((l) => JSON.parse(l).text), ["one", "two"]);
   } finally {
     await store.close();
   }
