@@ -271,23 +271,24 @@ class PostgresStore implements MessageStore {
   }
 
   /** Inserts posts in one transaction; resolves, in input order, once it has committed. */
-  #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
+  async #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
     const posts = inputs.map(({ text, name }) => ({ text, name: name ?? null }));
-    return this.sql.begin(async (tx) => {
+    // The three statements go out together (pipelined: one round trip), then COMMIT.
+    const [, rows] = await this.sql.begin((tx) => [
       // One writer at a time, from before it takes ids until it commits: ids become
       // visible in increasing order (see the module doc). Clears take the same lock.
-      await tx`lock table board_messages in share row exclusive mode`;
+      tx`lock table board_messages in share row exclusive mode`,
       // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...];
       // its rows are inserted, and numbered, in array order.
-      const rows = await tx<MessageRow[]>`
+      tx<MessageRow[]>`
         insert into board_messages (text, name)
         select post ->> 'text', post ->> 'name'
           from jsonb_array_elements(${tx.json(posts)}) with ordinality as batch (post, position)
          order by position
-        returning id, text, name, posted_at`;
-      await tx`select pg_notify(${CHANNEL}, 'message')`;
-      return rows.map(toMessage).sort((a, b) => a.id - b.id);
-    });
+        returning id, text, name, posted_at`,
+      tx`select pg_notify(${CHANNEL}, 'message')`,
+    ]);
+    return (rows as MessageRow[]).map(toMessage).sort((a, b) => a.id - b.id);
   }
 
   // -- Listening -----------------------------------------------------------
