@@ -152,8 +152,8 @@ export async function openPostgresStore(
 class PostgresStore implements MessageStore {
   #pending: PendingPost[] = [];
   #draining: Promise<void> | null = null;
-  #listeners = new Set<(event: BoardEvent) => void>();
-  #listener: Sql | null = null;
+  #subscribers = new Set<(event: BoardEvent) => void>();
+  #listenSql: Sql | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #pollTimer: ReturnType<typeof setInterval> | undefined;
   #relistening: Promise<void> | null = null;
@@ -177,7 +177,7 @@ class PostgresStore implements MessageStore {
     const rows = await this.#query((sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
-        ${before === undefined ? sql`` : sql`where id < ${before}`}
+        where id < ${before ?? Number.MAX_SAFE_INTEGER}
         order by id desc limit ${limit + 1}`
     );
     return { messages: rows.slice(0, limit).map(toMessage), hasOlder: rows.length > limit };
@@ -218,24 +218,28 @@ class PostgresStore implements MessageStore {
    * `id` or later ones (sending a clear twice does no harm), then the messages after `id`.
    */
   async eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
-    const [clears, rows] = await this.#query((sql) =>
-      Promise.all([
-        sql`select max(through_id) as through from board_clears where through_id >= ${id}`,
-        sql<MessageRow[]>`
-          select id, text, name, posted_at from board_messages
-          where id > ${id} order by id limit ${limit}`,
-      ])
+    // One statement, so one snapshot: a clear that commits meanwhile is in both parts or in
+    // neither. Messages the clear left are all newer than it, so it sorts first.
+    const rows = await this.#query((sql) =>
+      sql<(MessageRow & { kind: "message" | "clear" })[]>`
+        select 'clear' as kind, max(through_id) as id, null as text, null as name,
+               null::timestamptz as posted_at
+          from board_clears where through_id >= ${id}
+        having max(through_id) is not null
+        union all
+        (select 'message', id, text, name, posted_at
+           from board_messages where id > ${id} order by id limit ${limit})
+        order by id
+        limit ${limit}`
     );
-    const events: BoardEvent[] = [];
-    const through = clears[0].through;
-    if (through !== null) events.push({ type: "clear", id: Number(through) });
-    for (const row of rows) events.push(messageEvent(toMessage(row)));
-    return events.slice(0, limit);
+    return rows.map((row) =>
+      row.kind === "clear" ? { type: "clear", id: Number(row.id) } : messageEvent(toMessage(row))
+    );
   }
 
   subscribe(listener: (event: BoardEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    this.#subscribers.add(listener);
+    return () => this.#subscribers.delete(listener);
   }
 
   /** Finishes the posts already accepted, stops listening and closes every connection. */
@@ -245,13 +249,13 @@ class PostgresStore implements MessageStore {
     clearTimeout(this.#retryTimer);
     clearInterval(this.#pollTimer);
     await this.#draining;
-    this.#listeners.clear();
+    this.#subscribers.clear();
     await this.#reading;
     await this.#relistening;
     // Nothing of ours is in flight now, so the connections can go at once. (A plain end()
     // can wait for ever on a connection the server dropped in the middle of a query: the
     // driver still counts that query as running.)
-    await Promise.all([this.#listener?.end({ timeout: 0 }), this.sql.end({ timeout: 0 })]);
+    await Promise.all([this.#listenSql?.end({ timeout: 0 }), this.sql.end({ timeout: 0 })]);
   }
 
   // -- Writing -------------------------------------------------------------
@@ -310,7 +314,7 @@ class PostgresStore implements MessageStore {
 
   /** Starts listening on `listener`, a connection pool of one made with listenerOptions(). */
   async listen(listener: Sql): Promise<void> {
-    this.#listener = listener;
+    this.#listenSql = listener;
     try {
       await listener`listen ${listener(CHANNEL)}`;
     } catch (error) {
@@ -334,7 +338,7 @@ class PostgresStore implements MessageStore {
   /** LISTENs again after the connection was lost, then reads what was missed meanwhile. */
   async #relisten(): Promise<void> {
     try {
-      await this.#listener!`listen ${this.#listener!(CHANNEL)}`;
+      await this.#listenSql!`listen ${this.#listenSql!(CHANNEL)}`;
       if (this.#listenFailing) this.log("message board: listening for changes again");
       this.#listenFailing = false;
       // Read whatever was posted while no one was listening.
@@ -401,7 +405,7 @@ class PostgresStore implements MessageStore {
         this.lastMessageId = Number(row.id);
         event = messageEvent(toMessage(row));
       }
-      for (const listener of this.#listeners) {
+      for (const listener of this.#subscribers) {
         try {
           listener(event);
         } catch (error) {
