@@ -39,6 +39,9 @@ import {
   StoreUnavailableError,
 } from "./message_board.ts";
 
+// The board's types, re-exported so this module's documentation is complete on its own.
+export type { BoardEvent, ClearResult, Message, MessagePage, MessageStore, NewMessage, PageQuery };
+
 /** The channel every board process LISTENs on. */
 const CHANNEL = "board_events";
 /** Seconds to wait for a connection; then the request fails with 503. */
