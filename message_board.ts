@@ -1220,7 +1220,7 @@ function nameCookie(name: string, secure: boolean): string {
 // Live updates: Server-Sent Events at /events, and the page's small script.
 // ---------------------------------------------------------------------------
 
-/** An idle event stream gets a comment this often, so proxies and browsers keep it open. */
+/** Every event stream gets a comment line this often, so proxies and browsers keep it open. */
 export const HEARTBEAT_MS = 15_000;
 /** Most events replayed to a reconnecting browser; if it missed more, it is told to reload. */
 export const MAX_REPLAY_EVENTS = 200;
@@ -1270,7 +1270,7 @@ interface EventStreamOptions {
 
 /**
  * Answers GET /events: first what the client missed since `after`, then every change as it
- * happens, with a heartbeat comment when idle. It subscribes *before* reading the missed
+ * happens, with a heartbeat comment every `heartbeatMs`. It subscribes *before* reading the missed
  * events and holds live ones back until those are sent: a change that happens in between is
  * then in one list or both (and sent once), never in neither.
  */
