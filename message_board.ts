@@ -7,9 +7,16 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
  * ```
  *
+ * Several processes can serve one board from PostgreSQL instead of the file
+ * (see board_postgres.ts, loaded only then):
+ *
+ * ```sh
+ * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://board@127.0.0.1:5432/board
+ * ```
+ *
  * Security stance, up front:
  * - Every piece of user text is HTML-escaped, and the Content-Security-Policy
- *   forbids all script, so stored text can never run in a visitor's browser.
+ *   allows no inline script, so stored text can never run in a visitor's browser.
  * - Form posts from other sites are refused (403), so a hostile page cannot
  *   post or clear on a visitor's behalf.
  * - Every input has a named limit with its own status (413, 422, 408...);
@@ -22,6 +29,9 @@
  * Storage: one JSON object per line, appended; the answer (303 or 201) is
  * sent only after the line is on disk (fdatasync). Concurrent posts share one
  * write and one sync (group commit). See {@linkcode openJsonLinesStore}.
+ *
+ * Live updates: the page loads /board.js, which listens to GET /events
+ * (Server-Sent Events) and shows new messages without a reload.
  *
  * @module
  */
@@ -97,8 +107,17 @@ export interface ClearResult {
 }
 
 /**
+ * A change on the board, for live updates. Events are numbered by message id:
+ * a new message carries its own id; a clear carries the id of the last
+ * message it removed ("everything up to here is gone").
+ */
+export type BoardEvent =
+  | { type: "message"; id: number; message: Message }
+  | { type: "clear"; id: number };
+
+/**
  * The board's storage. The JSON Lines file is the default implementation;
- * another (a database) only has to provide these four operations.
+ * PostgreSQL (board_postgres.ts) is the other; each provides these operations.
  */
 export interface MessageStore {
   /** Up to `limit` messages older than `before`, newest first. */
@@ -107,6 +126,18 @@ export interface MessageStore {
   appendMessage(input: NewMessage): Promise<Message>;
   /** Moves every message into an archive, durably; the board is then empty. */
   clearMessages(): Promise<ClearResult>;
+  /**
+   * What a client that last saw event `id` has missed, oldest first, at most
+   * `limit`: the latest clear that removed message `id` or later ones (a clear
+   * sent twice does no harm), then every message after `id`.
+   */
+  eventsAfter(id: number, limit: number): Promise<BoardEvent[]>;
+  /**
+   * Calls `listener` with every change from now on, in id order (in PostgreSQL
+   * mode, also the changes made by other board processes). Returns a function
+   * that stops the calls.
+   */
+  subscribe(listener: (event: BoardEvent) => void): () => void;
   /** Finishes the writes already accepted, then releases the storage. */
   close(): Promise<void>;
 }
@@ -169,8 +200,8 @@ export async function openJsonLinesStore(
       );
     }
     const file = await Deno.open(dataFile, { append: true });
-    const { messages, nextId } = loaded;
-    return new JsonLinesStore({ dataFile, lock, file, log, messages, nextId });
+    const { messages, nextId, clearedThrough } = loaded;
+    return new JsonLinesStore({ dataFile, lock, file, log, messages, nextId, clearedThrough });
   } catch (error) {
     lock.close();
     throw error;
@@ -231,6 +262,8 @@ export interface LoadedData {
   messages: Message[];
   /** The id the next post gets. */
   nextId: number;
+  /** The last message id the latest clear removed; 0 when there was none. */
+  clearedThrough: number;
   /** Bytes after the last newline: a line cut short by a crash (often empty). */
   tornTail: Uint8Array;
 }
@@ -247,11 +280,12 @@ const encoder = new TextEncoder();
  * acknowledged.
  *
  * @example parseDataFile(bytesOf('{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n{"id'), "m.jsonl")
- *   // => { messages: [{ id: 1, ... }], nextId: 2, tornTail: bytesOf('{"id') }
+ *   // => { messages: [{ id: 1, ... }], nextId: 2, clearedThrough: 0, tornTail: bytesOf('{"id') }
  */
 export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
   const messages: Message[] = [];
   let nextId = 1;
+  let clearedThrough = 0;
   const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
   let start = 0;
   let lineNumber = 0;
@@ -279,8 +313,9 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
       throw lineError(fileName, lineNumber, "not a message (id, text, postedAt)");
     }
     nextId = Math.max(nextId, clearRecord.nextId);
+    clearedThrough = clearRecord.nextId - 1;
   }
-  return { messages, nextId, tornTail: bytes.slice(end) };
+  return { messages, nextId, clearedThrough, tornTail: bytes.slice(end) };
 }
 
 /** The start-up error for an unreadable line, in the `file:line: reason` shape editors jump to. */
@@ -359,6 +394,9 @@ type Job =
  * All writes go through one queue drained by one loop. Appends waiting
  * together become one write and one fdatasync (group commit): 32 clients
  * posting at once pay for one disk flush, not 32.
+ *
+ * Live updates stay inside the process: subscribers are called right after
+ * each write is on disk, in id order, since one loop does all the writing.
  */
 class JsonLinesStore implements MessageStore {
   readonly dataFile: string;
@@ -367,7 +405,10 @@ class JsonLinesStore implements MessageStore {
   #log: (line: string) => void;
   #messages: Message[];
   #nextId: number;
+  /** The last message id the latest clear removed (0: none), for clients resuming. */
+  #clearedThrough: number;
   #queue: Job[] = [];
+  #listeners = new Set<(event: BoardEvent) => void>();
   #draining: Promise<void> | null = null;
   #failure: Error | null = null;
   #closed = false;
@@ -379,6 +420,7 @@ class JsonLinesStore implements MessageStore {
     log: (line: string) => void;
     messages: Message[];
     nextId: number;
+    clearedThrough: number;
   }) {
     this.dataFile = state.dataFile;
     this.#lock = state.lock;
@@ -386,6 +428,7 @@ class JsonLinesStore implements MessageStore {
     this.#log = state.log;
     this.#messages = state.messages;
     this.#nextId = state.nextId;
+    this.#clearedThrough = state.clearedThrough;
   }
 
   listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
@@ -405,9 +448,37 @@ class JsonLinesStore implements MessageStore {
     return new Promise((resolve, reject) => this.#enqueue({ kind: "clear", resolve, reject }));
   }
 
+  eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
+    const events: BoardEvent[] = [];
+    if (this.#clearedThrough > 0 && this.#clearedThrough >= id) {
+      events.push({ type: "clear", id: this.#clearedThrough });
+    }
+    const start = this.#indexOfId(id + 1);
+    for (const message of this.#messages.slice(start, start + limit)) {
+      events.push({ type: "message", id: message.id, message });
+    }
+    return Promise.resolve(events.slice(0, limit));
+  }
+
+  subscribe(listener: (event: BoardEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #publish(event: BoardEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#log(`message board: a change listener failed: ${error}`);
+      }
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#listeners.clear();
     await this.#draining;
     try {
       this.#file.close();
@@ -476,6 +547,7 @@ class JsonLinesStore implements MessageStore {
     for (let i = 0; i < batch.length; i++) {
       this.#messages.push(messages[i]);
       batch[i].resolve(messages[i]);
+      this.#publish({ type: "message", id: messages[i].id, message: messages[i] });
     }
   }
 
@@ -532,7 +604,9 @@ class JsonLinesStore implements MessageStore {
       throw this.#failure;
     }
     const archived = this.#messages.length;
+    this.#clearedThrough = this.#messages[archived - 1].id;
     this.#messages = [];
+    this.#publish({ type: "clear", id: this.#clearedThrough });
     return { archived, archive };
   }
 
@@ -943,6 +1017,8 @@ export function renderBoard({ page, before, error, draft = "", name = "" }: Page
     const oldest = page.messages[page.messages.length - 1].id;
     links.push(`<a href="/?before=${oldest}" rel="next">Older messages</a>`);
   }
+  // The newest page gets live updates (board.js) from the newest message it shows on.
+  const live = before === undefined ? ` data-after="${page.messages[0]?.id ?? 0}"` : "";
   const errorBlock = error === undefined
     ? ""
     : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
@@ -955,6 +1031,7 @@ export function renderBoard({ page, before, error, draft = "", name = "" }: Page
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Tiny Message Board</title>
 <link rel="stylesheet" href="/style.css">
+<script src="/board.js" defer></script>
 </head>
 <body>
 <main>
@@ -972,7 +1049,7 @@ ${escapeHtml(draft)}</textarea>
 <button type="submit">Save Message</button>
 </form>
 </section>
-<section class="messages" aria-labelledby="messages-heading">
+<section class="messages" aria-labelledby="messages-heading"${live}>
 <h2 id="messages-heading">Messages</h2>
 ${messages}${links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""}</section>
 <section class="clear" aria-labelledby="clear-heading">
@@ -1031,19 +1108,20 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
 // ---------------------------------------------------------------------------
 
 /**
- * Sent with every response. The policy allows nothing but our own stylesheet
- * and form posts to ourselves: no script at all, inline or not, so even text
- * that slipped past escaping could not run.
+ * Sent with every response. The policy allows nothing but our own stylesheet,
+ * our own script file (/board.js, live updates) with its event stream, and
+ * form posts to ourselves: no inline script, so even text that slipped past
+ * escaping could not run.
  */
 const SECURITY_HEADERS = {
-  "content-security-policy":
-    "default-src 'none'; style-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  "content-security-policy": "default-src 'none'; style-src 'self'; script-src 'self'; " +
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
   "x-content-type-options": "nosniff",
   "referrer-policy": "same-origin",
 };
 
 function respond(
-  body: string | null,
+  body: BodyInit | null,
   status: number,
   contentType: string,
   ...extras: HeadersInit[]
@@ -1082,7 +1160,7 @@ function errorResponse(error: unknown, format: "html" | "json"): Response {
     ({ status, message, headers } = error);
   } else if (error instanceof StoreUnavailableError) {
     status = 503;
-    message = "The board cannot save messages right now; try again later.";
+    message = "The message store is unavailable right now; try again in a moment.";
     console.error(`message board: ${error.message}`);
   } else {
     console.error("message board: unexpected error:", error);
@@ -1139,6 +1217,191 @@ function nameCookie(name: string, secure: boolean): string {
 }
 
 // ---------------------------------------------------------------------------
+// Live updates: Server-Sent Events at /events, and the page's small script.
+// ---------------------------------------------------------------------------
+
+/** Every event stream gets a comment line this often, so proxies and browsers keep it open. */
+export const HEARTBEAT_MS = 15_000;
+/** Most events replayed to a reconnecting browser; if it missed more, it is told to reload. */
+export const MAX_REPLAY_EVENTS = 200;
+/** Most event streams open at once (each holds a connection); more get 503. */
+export const MAX_EVENT_STREAMS = 1000;
+/** Most bytes queued for a reader that does not keep up; then its stream is closed, and the
+ * browser reconnects and resumes from its last event. */
+const MAX_STREAM_QUEUE_BYTES = 256 * 1024;
+/** How long a browser waits before reconnecting a broken stream. */
+const RECONNECT_MS = 2_000;
+
+/**
+ * One event in the `text/event-stream` format (HTML Living Standard, "Server-sent
+ * events"): `id:` becomes the browser's Last-Event-ID, `event:` the listener it reaches,
+ * `data:` one line of JSON (JSON.stringify never writes a raw line break).
+ *
+ * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
+ */
+export function formatEvent(event: BoardEvent): string {
+  const data = event.type === "message" ? JSON.stringify(event.message) : "{}";
+  return `id: ${event.id}\nevent: ${event.type}\ndata: ${data}\n\n`;
+}
+
+/**
+ * Where a client resumes: the `Last-Event-ID` header that a browser sends when it reconnects,
+ * else `?after=` that the page gives on the first connection (the newest id it shows);
+ * undefined for "from now on". Anything but a whole number gets 400.
+ */
+function readResumePoint(request: Request, url: URL): number | undefined {
+  const text = request.headers.get("last-event-id") ?? url.searchParams.get("after");
+  if (text === null || text === "") return undefined;
+  const id = text === "0" ? 0 : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
+  if (id === null) throw new HttpError(400, "The event id to resume from must be a whole number.");
+  return id;
+}
+
+/** Options for {@linkcode streamEvents}. */
+interface EventStreamOptions {
+  /** Resume after this event id (see readResumePoint). */
+  after?: number;
+  heartbeatMs: number;
+  /** Closes the stream when aborted (the board shutting down). */
+  signal: AbortSignal;
+  /** Called once when the stream ends, whoever ends it. */
+  onClose: () => void;
+}
+
+/**
+ * Answers GET /events: first what the client missed since `after`, then every change as it
+ * happens, with a heartbeat comment every `heartbeatMs`. It subscribes *before* reading the missed
+ * events and holds live ones back until those are sent: a change that happens in between is
+ * then in one list or both (and sent once), never in neither.
+ */
+async function streamEvents(
+  store: MessageStore,
+  { after, heartbeatMs, signal, onClose }: EventStreamOptions,
+): Promise<Response> {
+  const held: BoardEvent[] = [];
+  let deliver: ((event: BoardEvent) => void) | null = null;
+  const unsubscribe = store.subscribe((event) => deliver ? deliver(event) : held.push(event));
+  let missed: BoardEvent[] = [];
+  try {
+    if (after !== undefined) missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
+  } catch (error) {
+    unsubscribe();
+    onClose();
+    throw error;
+  }
+
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let finished = false;
+  let end = () => {};
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    unsubscribe();
+    clearInterval(heartbeat);
+    signal.removeEventListener("abort", end);
+    onClose();
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      end = () => {
+        if (finished) return;
+        finish();
+        controller.close();
+      };
+      const write = (text: string) => {
+        if (finished) return;
+        // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
+        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) return end();
+        controller.enqueue(encoder.encode(text));
+      };
+      let lastMessage = after ?? 0;
+      let lastClear = 0;
+      deliver = (event) => {
+        // Skip what this client has (from the missed list, or the page itself).
+        if (event.type === "message" && event.id <= lastMessage) return;
+        if (event.type === "clear" && (event.id < lastMessage || event.id === lastClear)) return;
+        if (event.type === "message") lastMessage = event.id;
+        else lastClear = event.id;
+        write(formatEvent(event));
+      };
+
+      write(`retry: ${RECONNECT_MS}\n\n`);
+      if (missed.length > MAX_REPLAY_EVENTS) {
+        // Too far behind to catch up event by event: the page starts afresh.
+        write("event: reload\ndata: {}\n\n");
+        return end();
+      }
+      for (const event of [...missed, ...held]) deliver(event);
+      heartbeat = setInterval(() => write(": heartbeat\n\n"), heartbeatMs);
+      if (signal.aborted) return end();
+      signal.addEventListener("abort", end);
+    },
+    cancel: finish, // the browser went away
+  }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
+
+  return respond(body, 200, "text/event-stream; charset=utf-8", {
+    "cache-control": "no-store",
+    // Proxies such as nginx would otherwise hold events back in a buffer.
+    "x-accel-buffering": "no",
+  });
+}
+
+/**
+ * Served at /board.js: live updates for the first page. Loaded with `defer` from the page,
+ * so the CSP allows our own script file and still no inline script. Without it (or without
+ * JavaScript) the page works as before. It builds each message with textContent, never
+ * innerHTML, so message text stays text.
+ */
+const BROWSER_SCRIPT =
+  `// Tiny Message Board: shows new messages as they are posted, without a reload.
+"use strict";
+const section = document.querySelector("section.messages[data-after]");
+if (section !== null && "EventSource" in window) {
+  // On reconnection the browser sends Last-Event-ID itself, which the server prefers.
+  const source = new EventSource("/events?after=" + encodeURIComponent(section.dataset.after));
+  source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
+  source.addEventListener("clear", showCleared);
+  source.addEventListener("reload", () => location.reload());
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Same markup as renderMessage on the server; newest first, right under the heading.
+function showMessage(message) {
+  if (document.getElementById("m" + message.id) !== null) return;
+  const article = element("article", "message");
+  article.id = "m" + message.id;
+  const meta = element("p", "meta", "Posted: ");
+  const time = element("time", "", formatTime(message.postedAt));
+  time.dateTime = message.postedAt;
+  meta.append(time);
+  if (message.name !== undefined) meta.append(" by ", element("span", "name", message.name));
+  article.append(meta, element("p", "text", message.text));
+  section.querySelector("p.empty")?.remove();
+  section.querySelector("h2").after(article);
+}
+
+function showCleared() {
+  for (const message of section.querySelectorAll("article.message")) message.remove();
+  section.querySelector("nav.pages")?.remove();
+  if (section.querySelector("p.empty") === null) {
+    section.querySelector("h2").after(element("p", "empty", "No messages yet."));
+  }
+}
+
+// As formatTime on the server: "2026-11-21T22:44:51.000Z" -> "2026-11-21 22:44:51 UTC".
+function formatTime(iso) {
+  return iso.slice(0, 10) + " " + iso.slice(11, 19) + " UTC";
+}
+`;
+
+// ---------------------------------------------------------------------------
 // The handler.
 // ---------------------------------------------------------------------------
 
@@ -1148,6 +1411,14 @@ export interface BoardHandlerOptions {
   pageSize?: number;
   /** How long a request body may take to arrive. @default BODY_TIMEOUT_MS (10 s) */
   bodyTimeoutMs?: number;
+  /** Milliseconds between heartbeats on an idle event stream. @default HEARTBEAT_MS (15 s) */
+  heartbeatMs?: number;
+  /**
+   * Ends every open event stream when aborted. Abort it before `server.shutdown()`, which
+   * waits for open responses, and an event stream never ends by itself.
+   * @default a signal that is never aborted
+   */
+  signal?: AbortSignal;
 }
 
 /** A request handler for `Deno.serve`. */
@@ -1156,8 +1427,14 @@ export type BoardHandler = (request: Request) => Promise<Response>;
 /** Builds the board's request handler over any {@linkcode MessageStore}. */
 export function createBoardHandler(
   store: MessageStore,
-  { pageSize = PAGE_SIZE, bodyTimeoutMs = BODY_TIMEOUT_MS }: BoardHandlerOptions = {},
+  {
+    pageSize = PAGE_SIZE,
+    bodyTimeoutMs = BODY_TIMEOUT_MS,
+    heartbeatMs = HEARTBEAT_MS,
+    signal = new AbortController().signal,
+  }: BoardHandlerOptions = {},
 ): BoardHandler {
+  let openStreams = 0;
   async function showBoard(request: Request, url: URL): Promise<Response> {
     const before = readBeforeParameter(url);
     const page = await store.listMessages({ before, limit: pageSize });
@@ -1213,6 +1490,36 @@ export function createBoardHandler(
       "cache-control": "public, max-age=3600",
     });
     return request.method === "HEAD" ? withoutBody(response) : response;
+  }
+
+  function routeScript(request: Request): Response {
+    if (request.method !== "GET" && request.method !== "HEAD") throw methodNotAllowed("GET, HEAD");
+    const response = respond(BROWSER_SCRIPT, 200, "text/javascript; charset=utf-8", {
+      "cache-control": "public, max-age=3600",
+    });
+    return request.method === "HEAD" ? withoutBody(response) : response;
+  }
+
+  /** GET /events: the live event stream (HEAD answers its headers only). */
+  async function routeEvents(request: Request, url: URL): Promise<Response> {
+    if (request.method === "HEAD") {
+      return respond(null, 200, "", { "content-type": "text/event-stream; charset=utf-8" });
+    }
+    if (request.method !== "GET") throw methodNotAllowed("GET, HEAD");
+    const after = readResumePoint(request, url);
+    if (signal.aborted) throw new StoreUnavailableError("the board is shutting down");
+    if (openStreams >= MAX_EVENT_STREAMS) {
+      throw new HttpError(503, "Too many live connections; try again later.", {
+        "retry-after": "30",
+      });
+    }
+    openStreams++;
+    return await streamEvents(store, {
+      after,
+      heartbeatMs,
+      signal,
+      onClose: () => openStreams--,
+    });
   }
 
   /** GET /api/messages?before=ID&limit=N */
@@ -1280,6 +1587,10 @@ export function createBoardHandler(
           return await routePage(request, url);
         case "/style.css":
           return routeStylesheet(request);
+        case "/board.js":
+          return routeScript(request);
+        case "/events":
+          return await routeEvents(request, url);
         case "/api/messages":
           return await routeApi(request, url);
         default:
@@ -1301,6 +1612,12 @@ export function createBoardHandler(
 export interface BoardOptions extends BoardHandlerOptions, JsonLinesStoreOptions {
   /** The JSON Lines data file; its folder is created when missing. @default "./data/messages.jsonl" */
   dataFile?: string;
+  /**
+   * A PostgreSQL URL (`postgres://user:password@host:5432/database`): keep the messages
+   * there instead of in `dataFile`, so that several board processes serve one board.
+   * @default undefined (the data file)
+   */
+  databaseUrl?: string;
 }
 
 /** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
@@ -1309,12 +1626,14 @@ export interface Board {
   handler: BoardHandler;
   /** The store underneath, for tests and tools. */
   store: MessageStore;
-  /** Waits for accepted writes, then closes the data file and releases its lock. */
+  /** Ends every open event stream; call it before `server.shutdown()`, which waits for them. */
+  endEventStreams(): void;
+  /** Ends the event streams, waits for accepted writes, then closes the store. */
   close(): Promise<void>;
 }
 
 /**
- * Opens the board on its data file.
+ * Opens the board on its data file, or on PostgreSQL when `databaseUrl` is given.
  *
  * ```ts
  * const board = await openBoard({ dataFile: "./data/messages.jsonl" });
@@ -1322,9 +1641,67 @@ export interface Board {
  * ```
  */
 export async function openBoard(options: BoardOptions = {}): Promise<Board> {
-  const { dataFile = "./data/messages.jsonl", log } = options;
-  const store = await openJsonLinesStore(dataFile, { log });
-  return { handler: createBoardHandler(store, options), store, close: () => store.close() };
+  const { dataFile = "./data/messages.jsonl", databaseUrl, log } = options;
+  const store = databaseUrl === undefined
+    ? await openJsonLinesStore(dataFile, { log })
+    : await openDatabaseStore(databaseUrl, log);
+  const streams = new AbortController();
+  const signal = options.signal
+    ? AbortSignal.any([options.signal, streams.signal])
+    : streams.signal;
+  return {
+    handler: createBoardHandler(store, { ...options, signal }),
+    store,
+    endEventStreams: () => streams.abort(),
+    async close() {
+      streams.abort();
+      await store.close();
+    },
+  };
+}
+
+/**
+ * Loads board_postgres.ts, and with it the PostgreSQL driver, only in this mode. The module
+ * name is in a variable on purpose: Deno fetches the dependencies of a literal
+ * `import("...")` ahead of time, and the file mode must not need the driver, nor even
+ * board_postgres.ts. (So this mode needs `--allow-read=./board_postgres.ts`.)
+ */
+async function openDatabaseStore(
+  url: string,
+  log: ((line: string) => void) | undefined,
+): Promise<MessageStore> {
+  const postgresModule = new URL("./board_postgres.ts", import.meta.url).href;
+  let module: typeof import("./board_postgres.ts");
+  try {
+    module = await import(postgresModule);
+  } catch (error) {
+    throw new StartupError(
+      `cannot load board_postgres.ts (keep it beside message_board.ts; the command needs ` +
+        `--allow-read=./board_postgres.ts): ${(error as Error).message}`,
+    );
+  }
+  try {
+    return await module.openPostgresStore(url, { log });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable) throw error; // a missing --allow-env
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new StartupError(`cannot open the database at ${redactUrl(url)}: ${reason}`);
+  }
+}
+
+/**
+ * A database URL fit for logs: the password hidden.
+ *
+ * @example redactUrl("postgres://board:secret@db:5432/board") // => "postgres://board:***@db:5432/board"
+ */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return "(a database URL that does not parse)";
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -1334,8 +1711,12 @@ export async function openBoard(options: BoardOptions = {}): Promise<Board> {
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [options]
 
+PostgreSQL mode (several processes serve one board):
+  deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://user@127.0.0.1:5432/board
+
 Options:
   --data FILE       JSON Lines data file (default ./data/messages.jsonl)
+  --store URL       keep messages in PostgreSQL instead (postgres://...; or set DATABASE_URL)
   --port N          port to listen on; 0 picks a free one (default 8080)
   --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network)
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
@@ -1350,6 +1731,7 @@ async function main(): Promise<void> {
       args: Deno.args,
       options: {
         data: { type: "string", default: "./data/messages.jsonl" },
+        store: { type: "string" },
         port: { type: "string", default: "8080" },
         hostname: { type: "string", default: "127.0.0.1" },
         cert: { type: "string" },
@@ -1372,6 +1754,15 @@ async function main(): Promise<void> {
     Deno.exit(2);
   }
 
+  // DATABASE_URL is read only where it may be: the file mode's command does not allow it.
+  const envAllowed = Deno.permissions.querySync({ name: "env", variable: "DATABASE_URL" });
+  const databaseUrl = values.store ??
+    (envAllowed.state === "granted" ? Deno.env.get("DATABASE_URL") : undefined);
+  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    console.error(`message_board: --store takes a postgres:// URL\n\n${USAGE}`);
+    Deno.exit(2);
+  }
+
   let board: Board;
   let tls: { cert: string; key: string } | undefined;
   try {
@@ -1381,13 +1772,14 @@ async function main(): Promise<void> {
         key: await Deno.readTextFile(values.key),
       };
     }
-    board = await openBoard({ dataFile: values.data });
+    board = await openBoard({ dataFile: values.data, databaseUrl });
   } catch (error) {
     if (error instanceof StartupError) console.error(`message_board: ${error.message}`);
     else if (error instanceof Deno.errors.NotCapable) {
-      console.error(
-        `message_board: ${error.message} (--allow-read and --allow-write must cover the folder of --data)`,
-      );
+      const hint = databaseUrl === undefined
+        ? "--allow-read and --allow-write must cover the folder of --data"
+        : "PostgreSQL mode needs the flags shown in --help";
+      console.error(`message_board: ${error.message} (${hint})`);
     } else console.error(`message_board: cannot start: ${(error as Error).message}`);
     Deno.exit(1);
   }
@@ -1412,10 +1804,11 @@ async function main(): Promise<void> {
       ...tls,
       onListen({ hostname, port }) {
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+        const storage = databaseUrl === undefined
+          ? `data: ${values.data}`
+          : `store: ${redactUrl(databaseUrl)}`;
         console.log(
-          `Tiny Message Board on ${
-            tls ? "https" : "http"
-          }://${host}:${port}/ (data: ${values.data})`,
+          `Tiny Message Board on ${tls ? "https" : "http"}://${host}:${port}/ (${storage})`,
         );
       },
     }, handler);
@@ -1426,9 +1819,13 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
 
-  // Graceful shutdown: stop accepting, let answers in flight finish, then
-  // flush the store and release the lock.
-  const shutdown = () => server.shutdown();
+  // Graceful shutdown: end the live event streams (they never finish by
+  // themselves), stop accepting, let answers in flight finish, then flush the
+  // store and release the lock.
+  const shutdown = () => {
+    board.endEventStreams();
+    server.shutdown();
+  };
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
   await server.finished;
@@ -1439,5 +1836,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
-  await main();
+  // Not awaited: board_postgres.ts (loaded for --store) imports this module,
+  // and that import would wait forever for a top-level await here to finish.
+  main();
 }

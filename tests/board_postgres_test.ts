@@ -1,0 +1,171 @@
+// The PostgreSQL message store on a throwaway server (see pg_harness.ts): storage, the
+// archive, events across two stores (as two board processes have), an outage and recovery.
+import assert from "node:assert/strict";
+import { pgTestOptions, startPostgres } from "./pg_harness.ts";
+import { openPostgresStore } from "../board_postgres.ts";
+import { type BoardEvent, type MessageStore, StoreUnavailableError } from "../message_board.ts";
+
+const quiet = () => {};
+
+/** Resolves with the first `count` events a store delivers; fails after 15 s. */
+function collectEvents(store: MessageStore, count: number): Promise<BoardEvent[]> {
+  const events: BoardEvent[] = [];
+  const { promise, resolve, reject } = Promise.withResolvers<BoardEvent[]>();
+  const timer = setTimeout(() => {
+    unsubscribe();
+    reject(
+      new Error(`only ${events.length} of ${count} events within 15 s: ${JSON.stringify(events)}`),
+    );
+  }, 15_000);
+  const unsubscribe = store.subscribe((event) => {
+    events.push(event);
+    if (events.length === count) {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(events);
+    }
+  });
+  return promise;
+}
+
+Deno.test({
+  name: "postgres store: append, pages, clear into the archive, events on a second store",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      const seen = collectEvents(b, 4);
+      const first = await a.appendMessage({ text: "hello\n<b>", name: "Ann" });
+      const second = await a.appendMessage({ text: "second" });
+      const third = await b.appendMessage({ text: "third" });
+      assert.ok(first.id < second.id && second.id < third.id);
+      assert.deepEqual(Object.keys(first), ["id", "text", "name", "postedAt"]);
+      assert.deepEqual(Object.keys(second), ["id", "text", "postedAt"]);
+      assert.match(first.postedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+      assert.deepEqual(await b.listMessages({ limit: 2 }), {
+        messages: [third, second],
+        hasOlder: true,
+      });
+      assert.deepEqual(await b.listMessages({ before: second.id, limit: 50 }), {
+        messages: [first],
+        hasOlder: false,
+      });
+
+      assert.deepEqual(await a.clearMessages(), { archived: 3, archive: "table board_archive" });
+      assert.deepEqual(await b.listMessages({ limit: 50 }), { messages: [], hasOlder: false });
+      assert.deepEqual(await a.clearMessages(), { archived: 0, archive: null });
+      assert.deepEqual(await seen, [
+        { type: "message", id: first.id, message: first },
+        { type: "message", id: second.id, message: second },
+        { type: "message", id: third.id, message: third },
+        { type: "clear", id: third.id },
+      ]);
+
+      // Resuming after the first message: the clear (through the third), then what is new.
+      const fourth = await b.appendMessage({ text: "fourth" });
+      assert.deepEqual(await a.eventsAfter(first.id, 10), [
+        { type: "clear", id: third.id },
+        { type: "message", id: fourth.id, message: fourth },
+      ]);
+      assert.deepEqual(await a.eventsAfter(fourth.id, 10), []);
+
+      // The archive keeps every cleared message.
+      const { default: postgres } = await import("npm:postgres@3.4.7");
+      const sql = postgres(pg.url, { max: 1 });
+      try {
+        const archived = await sql`select id, text, name from board_archive order by id`;
+        assert.deepEqual(archived.map((r) => [Number(r.id), r.text, r.name]), [
+          [first.id, "hello\n<b>", "Ann"],
+          [second.id, "second", null],
+          [third.id, "third", null],
+        ]);
+      } finally {
+        await sql.end();
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: 300 concurrent posts on two stores are all kept, events in id order",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      const seenByA = collectEvents(a, 300);
+      const seenByB = collectEvents(b, 300);
+      const posted = await Promise.all(
+        Array.from({ length: 300 }, (_, i) => (i % 2 ? a : b).appendMessage({ text: `m${i}` })),
+      );
+      const ids = posted.map((m) => m.id);
+      assert.equal(new Set(ids).size, 300);
+      assert.deepEqual(posted.map((m) => m.text), ids.map((_, i) => `m${i}`));
+      assert.equal((await a.listMessages({ limit: 1000 })).messages.length, 300);
+      const sorted = [...ids].sort((x, y) => x - y);
+      assert.deepEqual((await seenByA).map((e) => e.id), sorted);
+      assert.deepEqual((await seenByB).map((e) => e.id), sorted);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: a stopped database gives StoreUnavailableError, then recovers",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      const seenBefore = collectEvents(b, 1);
+      const before = await a.appendMessage({ text: "before" });
+      assert.deepEqual(await seenBefore, [{ type: "message", id: before.id, message: before }]);
+      await pg.stop();
+      await assert.rejects(a.appendMessage({ text: "lost" }), StoreUnavailableError);
+      await assert.rejects(a.listMessages({ limit: 5 }), StoreUnavailableError);
+      await assert.rejects(a.clearMessages(), StoreUnavailableError);
+      await pg.start();
+      // b's LISTEN connection comes back by itself and catches up on what it missed.
+      const seen = collectEvents(b, 1);
+      const after = await a.appendMessage({ text: "after" });
+      assert.deepEqual((await a.listMessages({ limit: 5 })).messages, [after, before]);
+      assert.deepEqual(await seen, [{ type: "message", id: after.id, message: after }]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "postgres store: opening with the database down fails with StoreUnavailableError",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    await pg.stop();
+    await assert.rejects(openPostgresStore(pg.url, { log: quiet }), StoreUnavailableError);
+  },
+});
+
+Deno.test({
+  name: "postgres store: after close, posts are refused",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const store = await openPostgresStore(pg.url, { log: quiet });
+    const pending = store.appendMessage({ text: "in flight" });
+    await store.close(); // waits for the post already accepted
+    assert.equal((await pending).text, "in flight");
+    await assert.rejects(store.appendMessage({ text: "late" }), StoreUnavailableError);
+  },
+});

@@ -1,0 +1,208 @@
+/**
+ * A throwaway PostgreSQL server for tests: `initdb` into a temp folder, `pg_ctl start` on
+ * 127.0.0.1 with a free port and a private unix socket folder, then stop and delete it.
+ *
+ * It uses Debian's server binaries (`apt-get install -y postgresql` puts them in
+ * `/usr/lib/postgresql/<major>/bin`; no service needs to run). PostgreSQL refuses to run as
+ * root, so when the tests run as root (CI, containers) every server command runs as the
+ * `postgres` system user that the Debian package creates, through `runuser -u postgres --`,
+ * and the temp folder is handed to that user with `chown`. As any other user the commands
+ * run directly.
+ *
+ * Where PostgreSQL is missing, {@link pgTestOptions} marks the tests ignored and a loud
+ * message names the install command; with `CI=true` the tests run anyway and fail, so CI can
+ * never pass by skipping them.
+ *
+ * @example
+ * ```ts
+ * Deno.test({ name: "...", ...pgTestOptions(), async fn() {
+ *   await using pg = await startPostgres();
+ *   // pg.url is postgres://board@127.0.0.1:PORT/board
+ * } });
+ * ```
+ * @module
+ */
+
+const INSTALL_HINT = "apt-get install -y postgresql";
+
+/** A running throwaway server. `await using` stops it and removes its files. */
+export interface PgServer extends AsyncDisposable {
+  /** Connection URL of the test database, e.g. `postgres://board@127.0.0.1:54123/board`. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops the server and keeps its files (`pg_ctl stop -m fast`), as for an outage. */
+  stop(): Promise<void>;
+  /** Starts the stopped server again on the same port with the same data. */
+  start(): Promise<void>;
+  /** Stops the server (if running) and deletes its temp folder. */
+  destroy(): Promise<void>;
+}
+
+/** The folder with `initdb`, `pg_ctl` and `postgres`, the newest major first; null if none. */
+export function findPgBin(): string | null {
+  const root = "/usr/lib/postgresql";
+  let majors: number[] = [];
+  try {
+    majors = [...Deno.readDirSync(root)].map((e) => Number(e.name)).filter(Number.isInteger);
+  } catch {
+    return null;
+  }
+  for (const major of majors.sort((a, b) => b - a)) {
+    const bin = `${root}/${major}/bin`;
+    try {
+      Deno.statSync(`${bin}/initdb`);
+      Deno.statSync(`${bin}/pg_ctl`);
+      return bin;
+    } catch {
+      // An incomplete install (client only); try the next version.
+    }
+  }
+  return null;
+}
+
+const PG_BIN = findPgBin();
+const IN_CI = Deno.env.get("CI") === "true";
+
+if (PG_BIN === null) {
+  const line = "!".repeat(78);
+  console.error(
+    `\n${line}\n!! PostgreSQL not found under /usr/lib/postgresql/*/bin: ` +
+      `${IN_CI ? "FAILING (CI=true)" : "SKIPPING"} the PostgreSQL tests.\n` +
+      `!! Install it with: ${INSTALL_HINT}\n${line}\n`,
+  );
+}
+
+/**
+ * Test options for a PostgreSQL test: ignored when PostgreSQL is missing, except in CI where
+ * the test runs and fails in {@link startPostgres} with the install command.
+ */
+export function pgTestOptions(): { ignore: boolean } {
+  return { ignore: PG_BIN === null && !IN_CI };
+}
+
+const runAsPostgresUser = Deno.uid() === 0;
+
+/** Runs one PostgreSQL program (as the postgres user when we are root); throws with its output. */
+async function runPg(program: string, args: string[]): Promise<void> {
+  if (PG_BIN === null) {
+    throw new Error(`PostgreSQL is not installed; install it with: ${INSTALL_HINT}`);
+  }
+  const path = `${PG_BIN}/${program}`;
+  const command = runAsPostgresUser
+    ? new Deno.Command("runuser", { args: ["-u", "postgres", "--", path, ...args] })
+    : new Deno.Command(path, { args });
+  const { code, stdout, stderr } = await command.output();
+  if (code !== 0) {
+    const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    throw new Error(`${program} ${args.join(" ")} failed (exit ${code}):\n${text}`);
+  }
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
+function pickFreePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Numeric uid and gid of a system user, from `id`. */
+async function lookupUser(name: string): Promise<{ uid: number; gid: number }> {
+  const id = async (flag: string) => {
+    const { code, stdout } = await new Deno.Command("id", { args: [flag, name] }).output();
+    if (code !== 0) throw new Error(`no system user ${name}; ${INSTALL_HINT} creates it`);
+    return Number(new TextDecoder().decode(stdout).trim());
+  };
+  return { uid: await id("-u"), gid: await id("-g") };
+}
+
+/**
+ * Creates a cluster in a temp folder, starts it on 127.0.0.1 with a free port and creates the
+ * database `board` owned by the superuser `board` (trust authentication: loopback only, for
+ * tests). Tries a few ports in case another process takes the picked one first.
+ */
+export async function startPostgres(): Promise<PgServer> {
+  const dir = await Deno.makeTempDir({ prefix: "pg_test_" });
+  const dataDir = `${dir}/data`;
+  const socketDir = `${dir}/sock`;
+  const logFile = `${dir}/server.log`;
+  try {
+    await Deno.mkdir(socketDir);
+    if (runAsPostgresUser) {
+      const { uid, gid } = await lookupUser("postgres");
+      await Deno.chown(dir, uid, gid);
+      await Deno.chown(socketDir, uid, gid);
+    }
+    // --no-sync: a test cluster need not survive a power cut, and initdb is 3x faster.
+    await runPg("initdb", [
+      "--pgdata",
+      dataDir,
+      "--username",
+      "board",
+      "--auth",
+      "trust",
+      "--encoding",
+      "UTF8",
+      "--no-sync",
+      "--no-instructions",
+    ]);
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
+
+  let port = 0;
+  let running = false;
+  const start = async () => {
+    await runPg("pg_ctl", [
+      "--pgdata",
+      dataDir,
+      "--log",
+      logFile,
+      "--wait",
+      "--timeout",
+      "30",
+      "--options",
+      `-c listen_addresses=127.0.0.1 -c port=${port} -c unix_socket_directories=${socketDir}`,
+      "start",
+    ]);
+    running = true;
+  };
+  const stop = async (mode: "fast" | "immediate") => {
+    if (!running) return;
+    await runPg("pg_ctl", ["--pgdata", dataDir, "--mode", mode, "--wait", "stop"]);
+    running = false;
+  };
+  const destroy = async () => {
+    try {
+      await stop("immediate");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  };
+
+  try {
+    for (let attempt = 1;; attempt++) {
+      port = pickFreePort();
+      try {
+        await start();
+        break;
+      } catch (error) {
+        if (attempt === 3) throw error;
+      }
+    }
+    await runPg("createdb", ["--host", socketDir, "--port", String(port), "-U", "board", "board"]);
+  } catch (error) {
+    await destroy();
+    throw error;
+  }
+
+  return {
+    url: `postgres://board@127.0.0.1:${port}/board`,
+    port,
+    stop: () => stop("fast"),
+    start,
+    destroy,
+    [Symbol.asyncDispose]: destroy,
+  };
+}
