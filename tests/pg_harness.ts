@@ -63,7 +63,12 @@ export function findPgBin(): string | null {
 const PG_BIN = findPgBin();
 const IN_CI = Deno.env.get("CI") === "true";
 
-if (PG_BIN === null) {
+let warned = false;
+
+/** Prints, once, the loud message that PostgreSQL is missing (not on import: bench/ imports this too). */
+function warnMissing(): void {
+  if (PG_BIN !== null || warned) return;
+  warned = true;
   const line = "!".repeat(78);
   console.error(
     `\n${line}\n!! PostgreSQL not found under /usr/lib/postgresql/*/bin: ` +
@@ -77,6 +82,7 @@ if (PG_BIN === null) {
  * the test runs and fails in {@link startPostgres} with the install command.
  */
 export function pgTestOptions(): { ignore: boolean } {
+  warnMissing();
   return { ignore: PG_BIN === null && !IN_CI };
 }
 
