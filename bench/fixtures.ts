@@ -76,6 +76,39 @@ export function messageText(id: number): string {
   return `Message ${id}: ${words.join(" ")}`;
 }
 
+/**
+ * The SQL that loads the same `count` messages as {@link writeBoardData} into the board's
+ * PostgreSQL tables (which must exist): it empties them, restarts the ids at 1 and COPYs the
+ * messages in, so ids, texts and times match the file store's seed exactly.
+ *
+ * @example renderPgSeed(1) includes "1\tMessage 1: from the tiny ...\t2026-11-21T22:44:51.000Z"
+ */
+export function renderPgSeed(count: number): string {
+  // COPY's text format: tab-separated, with backslash, tab, newline and return escaped.
+  const field = (text: string) =>
+    text.replace(
+      /[\\\t\n\r]/g,
+      (c) => ({ "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" })[c]!,
+    );
+  const lines = [
+    "truncate board_messages, board_clears, board_archive restart identity;",
+    // COPY writes the given ids even into a `generated always` column; setval then continues them.
+    "copy board_messages (id, text, posted_at) from stdin;",
+  ];
+  for (let id = 1; id <= count; id++) {
+    const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
+    lines.push(`${id}\t${field(messageText(id))}\t${postedAt}`);
+  }
+  lines.push(
+    "\\.",
+    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${Math.max(count, 1)}, ${
+      count > 0
+    });`,
+    "",
+  );
+  return lines.join("\n");
+}
+
 /** Writes `count` messages (ids 1..count, a minute apart) as a JSON Lines data file. */
 export async function writeBoardData(path: string, count: number): Promise<void> {
   const file = await Deno.open(path, { write: true, create: true, truncate: true });

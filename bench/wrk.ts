@@ -171,3 +171,35 @@ export async function runWrk(
   }
   return parseWrkOutput(text);
 }
+
+/**
+ * Combines the reports of wrk runs that drove several servers at the same time (one wrk per
+ * board instance): counts and rates are summed, the run time is the longest, the mean latency
+ * is weighted by requests, and each percentile is the worst of the runs (a percentile of the
+ * whole cannot be rebuilt from the parts; the worst is an upper bound for it).
+ *
+ * @example combineWrkResults([a, b]).requestsPerSec === a.requestsPerSec + b.requestsPerSec
+ */
+export function combineWrkResults(results: WrkResult[]): WrkResult {
+  if (results.length === 0) throw new RangeError("no wrk results to combine");
+  if (results.length === 1) return results[0];
+  const sum = (pick: (r: WrkResult) => number) => results.reduce((total, r) => total + pick(r), 0);
+  const worst = (pick: (r: WrkResult) => number | null) => {
+    const values = results.map(pick);
+    return values.includes(null) ? null : Math.max(...(values as number[]));
+  };
+  const requests = sum((r) => r.requests);
+  return {
+    requests,
+    seconds: Math.max(...results.map((r) => r.seconds)),
+    requestsPerSec: sum((r) => r.requestsPerSec),
+    bytesPerSec: sum((r) => r.bytesPerSec),
+    latencyAvgMs: requests === 0
+      ? Math.max(...results.map((r) => r.latencyAvgMs))
+      : sum((r) => r.latencyAvgMs * r.requests) / requests,
+    latencyP50Ms: worst((r) => r.latencyP50Ms),
+    latencyP90Ms: worst((r) => r.latencyP90Ms),
+    latencyP99Ms: worst((r) => r.latencyP99Ms),
+    errors: sum((r) => r.errors),
+  };
+}
