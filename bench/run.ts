@@ -24,10 +24,12 @@
 
 import { parseArgs } from "node:util";
 import { join, relative, resolve } from "node:path";
-import { SITE_FILES, writeBoardData, writeSiteFiles } from "./fixtures.ts";
+import { renderPgSeed, SITE_FILES, writeBoardData, writeSiteFiles } from "./fixtures.ts";
+import { countPgMessages, type PgServer, runPsql, startPostgres } from "./postgres.ts";
 import {
   findFreePort,
   readPeakMemory,
+  type RunningServer,
   startServer,
   stopAll,
   stopServer,
@@ -53,13 +55,14 @@ import {
   checkTargets,
   expectedStatus,
   type LaunchContext,
+  OUR_BOARD_PG_1,
   renderPostScript,
   type ScenarioDef,
   SCENARIOS,
   selectScenarios,
   type ServerDef,
 } from "./scenarios.ts";
-import { runWrk, type WrkResult } from "./wrk.ts";
+import { combineWrkResults, runWrk, type WrkResult } from "./wrk.ts";
 
 /** Settings of one benchmark run. */
 export interface BenchOptions {
@@ -160,9 +163,15 @@ interface Prepared {
   seeds: Map<number, string>;
   /** Scenario id -> generated wrk script. */
   scripts: Map<string, string>;
+  /** The throwaway PostgreSQL, when a selected server needs it and it is installed. */
+  postgres?: PgServer;
 }
 
-async function prepareData(tempDir: string, scenarios: ScenarioDef[]): Promise<Prepared> {
+async function prepareData(
+  tempDir: string,
+  scenarios: ScenarioDef[],
+  serversDir: string,
+): Promise<Prepared> {
   const siteDir = join(tempDir, "site");
   await Deno.mkdir(siteDir);
   if (scenarios.some((s) => s.id.startsWith("files"))) {
@@ -183,16 +192,43 @@ async function prepareData(tempDir: string, scenarios: ScenarioDef[]): Promise<P
     await Deno.writeTextFile(script, renderPostScript(scenario.postBody));
     scripts.set(scenario.id, script);
   }
-  return { tempDir, siteDir, seeds, scripts };
+  const prepared: Prepared = { tempDir, siteDir, seeds, scripts };
+  const pgScenario = scenarios.find((s) => s.servers.some((server) => server.postgres));
+  if (pgScenario) {
+    const pgServer = pgScenario.servers.find((server) => server.postgres)!;
+    if (await pgServer.unavailable(serversDir) === null) {
+      log("starting a throwaway PostgreSQL (initdb, pg_ctl on 127.0.0.1)");
+      try {
+        postgres = await startPostgres();
+        // One board start creates the tables, which the seeding then fills before each start.
+        const context = await newContext({ ...prepared, postgres }, pgScenario, serversDir);
+        await stopServer(await startServer(await OUR_BOARD_PG_1.launch(context)));
+        prepared.postgres = postgres;
+      } catch (error) {
+        if (interrupted) throw error;
+        // The other scenarios still run; each PostgreSQL row fails with a line saying why.
+        log(`PostgreSQL could not be set up: ${error instanceof Error ? error.message : error}`);
+      }
+    }
+  }
+  return prepared;
 }
 
 let startCount = 0;
 /** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
 let interrupted = false;
+/** The shutdown after Ctrl-C, which ends the process; an error it causes must wait for it. */
+let stopping: Promise<void> | undefined;
 /** Temporary folders to remove on the way out, also after Ctrl-C. */
 const tempDirs = new Set<string>();
+/** The throwaway PostgreSQL (started with pg_ctl, so not a child `stopAll` knows). */
+let postgres: PgServer | undefined;
 
+/** Stops the throwaway PostgreSQL and removes every temporary folder. */
 async function removeTempDirs(): Promise<void> {
+  const pg = postgres;
+  postgres = undefined;
+  await pg?.destroy().catch((error) => log(`could not stop PostgreSQL: ${error.message}`));
   for (const dir of tempDirs) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     tempDirs.delete(dir);
@@ -200,15 +236,16 @@ async function removeTempDirs(): Promise<void> {
 }
 
 /** A fresh context: a free port and an empty folder for one server start. */
-async function newContext(options: BenchOptions, prepared: Prepared, scenario: ScenarioDef) {
+async function newContext(prepared: Prepared, scenario: ScenarioDef, serversDir: string) {
   const workDir = join(prepared.tempDir, `start-${++startCount}`);
   await Deno.mkdir(workDir);
   const context: LaunchContext = {
     port: findFreePort(),
-    serversDir: options.serversDir,
+    serversDir,
     siteDir: prepared.siteDir,
     workDir,
     seedFile: scenario.boardMessages ? prepared.seeds.get(scenario.boardMessages) : undefined,
+    databaseUrl: prepared.postgres?.url,
   };
   return context;
 }
@@ -220,22 +257,30 @@ async function countLines(path: string): Promise<number> {
   return lines;
 }
 
-function wrkRun(
+/**
+ * Drives the servers on `ports` with wrk for `duration` seconds: one wrk per port, all at
+ * the same time, sharing the scenario's connections and threads; their reports combined.
+ */
+async function wrkRun(
   prepared: Prepared,
   scenario: ScenarioDef,
-  port: number,
+  ports: number[],
   duration: number,
   threads: number,
 ) {
-  return runWrk({
-    url: `http://127.0.0.1:${port}${scenario.path}`,
-    duration,
-    connections: scenario.connections,
-    threads: Math.min(threads, scenario.connections),
-    headers: scenario.headers,
-    script: prepared.scripts.get(scenario.id),
-    timeout: scenario.timeout,
-  }, track);
+  const connections = Math.floor(scenario.connections / ports.length);
+  const results = await Promise.all(ports.map((port) =>
+    runWrk({
+      url: `http://127.0.0.1:${port}${scenario.path}`,
+      duration,
+      connections,
+      threads: Math.max(1, Math.min(Math.floor(threads / ports.length), connections)),
+      headers: scenario.headers,
+      script: prepared.scripts.get(scenario.id),
+      timeout: scenario.timeout,
+    }, track)
+  ));
+  return combineWrkResults(results);
 }
 
 /**
@@ -284,24 +329,37 @@ async function measureServer(
   let storedAtEnd = 0;
   let lost = 0;
   const starts = scenario.freshEachRun ? options.runs : 1;
+  const instances = server.instances ?? 1;
+  const databaseUrl = prepared.postgres?.url;
   for (let start = 0; start < starts; start++) {
-    const context = await newContext(options, prepared, scenario);
-    const running = await startServer(await server.launch(context));
+    const contexts: LaunchContext[] = [];
+    for (let i = 0; i < instances; i++) {
+      contexts.push(await newContext(prepared, scenario, options.serversDir));
+    }
+    const context = contexts[0];
+    const ports = contexts.map((c) => c.port);
+    if (server.postgres) {
+      if (databaseUrl === undefined) throw new Error("the throwaway PostgreSQL is not running");
+      await runPsql(databaseUrl, renderPgSeed(scenario.boardMessages ?? 0));
+    }
+    const servers: RunningServer[] = [];
+    const idle = () => Promise.all(servers.map(waitUntilIdle));
     try {
-      await checkAnswer(scenario, server, context.port);
+      for (const c of contexts) servers.push(await startServer(await server.launch(c)));
+      for (const port of ports) await checkAnswer(scenario, server, port);
       if (!scenario.freshEachRun && options.warmup > 0) {
-        await wrkRun(prepared, scenario, context.port, options.warmup, options.threads);
-        await waitUntilIdle(running);
+        await wrkRun(prepared, scenario, ports, options.warmup, options.threads);
+        await idle();
       }
       for (let i = 0; i < (scenario.freshEachRun ? 1 : options.runs); i++) {
         const result = await wrkRun(
           prepared,
           scenario,
-          context.port,
+          ports,
           options.duration,
           options.threads,
         );
-        await waitUntilIdle(running);
+        await idle();
         log(`    run ${runs.length + 1}: ${describeRun(result)}`);
         if (result.errors > result.requests / 100) {
           log(
@@ -310,18 +368,23 @@ async function measureServer(
         }
         runs.push(result);
       }
-      const memory = await readPeakMemory(running);
-      if (memory !== null) peak = Math.max(peak ?? 0, memory);
+      // Several processes: the largest of them (each holds the same page and pool).
+      for (const running of servers) {
+        const memory = await readPeakMemory(running);
+        if (memory !== null) peak = Math.max(peak ?? 0, memory);
+      }
     } finally {
-      await stopServer(running);
+      await Promise.all(servers.map(stopServer));
     }
     if (scenario.postBody !== undefined && scenario.boardMessages !== undefined) {
-      // The check's one post, plus every post wrk saw answered.
-      const acknowledged = scenario.boardMessages + 1 + runs.at(-1)!.requests;
+      // The check's one post per process, plus every post wrk saw answered.
+      const acknowledged = scenario.boardMessages + instances + runs.at(-1)!.requests;
       let stored = acknowledged;
-      if (server.role === "ours") {
-        // Every 303 means "on disk": the file must hold at least every acknowledged post.
-        stored = await countLines(join(context.workDir, "messages.jsonl"));
+      if (server.ourBoard) {
+        // Every 303 means "stored": the file or table must hold every acknowledged post.
+        stored = server.postgres
+          ? await countPgMessages(databaseUrl!)
+          : await countLines(join(context.workDir, "messages.jsonl"));
         if (stored < acknowledged) {
           log(`    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`);
           lost += acknowledged - stored;
@@ -346,11 +409,14 @@ async function measureServer(
     p99Ms: medianOf((r) => r.latencyP99Ms),
     peakMemoryBytes: peak,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
-    note: storedAtEnd
-      ? `${scenario.boardMessages!.toLocaleString("en-US")} → ${
-        storedAtEnd.toLocaleString("en-US")
-      } stored${lost ? `, ${lost} acknowledged posts LOST` : ""}`
-      : undefined,
+    note: [
+      instances > 1 ? `${instances} wrk at once, req/s summed, p50/p99 the worse` : "",
+      storedAtEnd
+        ? `${scenario.boardMessages!.toLocaleString("en-US")} → ${
+          storedAtEnd.toLocaleString("en-US")
+        } stored${lost ? `, ${lost} acknowledged posts LOST` : ""}`
+        : "",
+    ].filter(Boolean).join("; ") || undefined,
   };
 }
 
@@ -415,7 +481,7 @@ export async function runBenchmark(options: BenchOptions, command: string): Prom
   const skipped: string[] = [];
   const results: ScenarioResult[] = [];
   try {
-    const prepared = await prepareData(tempDir, scenarios);
+    const prepared = await prepareData(tempDir, scenarios, options.serversDir);
     for (const scenario of scenarios) {
       log(`\n${scenario.title} (${scenario.load})`);
       const scenarioResult: ScenarioResult = {
@@ -481,8 +547,8 @@ async function main(): Promise<void> {
     await removeTempDirs();
     Deno.exit(130);
   };
-  Deno.addSignalListener("SIGINT", () => stop("SIGINT"));
-  Deno.addSignalListener("SIGTERM", () => stop("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => stopping ??= stop("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => stopping ??= stop("SIGTERM"));
 
   const command = ["deno task bench", ...Deno.args].join(" ");
   const report = await runBenchmark(options, command);
@@ -543,7 +609,11 @@ if (import.meta.main) {
   try {
     await main();
   } catch (error) {
+    // After Ctrl-C the error is the shutdown's doing: let it finish (it exits) rather than
+    // leave the database's folder behind.
+    if (stopping) await stopping;
     await stopAll();
+    await removeTempDirs();
     console.error(`bench: ${error instanceof Error ? error.message : error}`);
     Deno.exit(1);
   }

@@ -7,6 +7,7 @@
 
 import { join } from "node:path";
 import { SITE_FILES } from "./fixtures.ts";
+import { postgresUnavailable } from "./postgres.ts";
 import type { LaunchSpec } from "./processes.ts";
 import {
   formatCount,
@@ -29,6 +30,8 @@ export interface LaunchContext {
   workDir: string;
   /** JSON Lines messages the boards start from (read only: copy before writing). */
   seedFile?: string;
+  /** The throwaway database's URL, for servers with `postgres: true`. */
+  databaseUrl?: string;
 }
 
 /** A server the benchmark can start. */
@@ -38,8 +41,14 @@ export interface ServerDef {
   role: "ours" | "reference";
   /** Why it cannot run on this machine, or null when it can. */
   unavailable(serversDir: string): Promise<string | null>;
-  /** Prepares what the server needs in `workDir` and says how to start it. */
+  /** Prepares what the server needs in `workDir` and says how to start it (once per instance). */
   launch(context: LaunchContext): Promise<LaunchSpec>;
+  /** Processes started side by side, each on its own port, one wrk each. @default 1 */
+  instances?: number;
+  /** Runs on the benchmark's throwaway PostgreSQL, seeded before every start. */
+  postgres?: boolean;
+  /** Our message_board.ts (in any store): a post answers 303 once stored, and is counted. */
+  ourBoard?: boolean;
 }
 
 /** A load to put on every server of a group. */
@@ -96,7 +105,7 @@ export function renderPostScript(body: string): string {
  * a post, our board's 303 See Other, the textbook board's page (200).
  */
 export function expectedStatus(scenario: ScenarioDef, server: ServerDef): number {
-  return scenario.postBody !== undefined && server.role === "ours" ? 303 : 200;
+  return scenario.postBody !== undefined && (server.role === "ours" || server.ourBoard) ? 303 : 200;
 }
 
 /** Reports whether a program can be started (found on PATH and runs). */
@@ -175,14 +184,65 @@ export const OUR_FILES = ourServer(
   `/${SITE_FILES.small.name}`,
 );
 
-export const OUR_BOARD = ourServer("message_board.ts", async ({ workDir, seedFile }) => {
-  const dataFile = join(workDir, "messages.jsonl");
-  if (seedFile) await Deno.copyFile(seedFile, dataFile);
+export const OUR_BOARD: ServerDef = {
+  ...ourServer("message_board.ts", async ({ workDir, seedFile }) => {
+    const dataFile = join(workDir, "messages.jsonl");
+    if (seedFile) await Deno.copyFile(seedFile, dataFile);
+    return {
+      permissions: [`--allow-net=${LOCAL}`, `--allow-read=${workDir}`, `--allow-write=${workDir}`],
+      args: ["--data", dataFile],
+    };
+  }),
+  ourBoard: true,
+};
+
+/**
+ * Our board in file mode, as the baseline the PostgreSQL rows are compared with (a
+ * "reference" in the tables only in that sense).
+ */
+export const OUR_BOARD_FILE_BASELINE: ServerDef = {
+  ...OUR_BOARD,
+  key: "board-file",
+  label: "file store",
+  role: "reference",
+};
+
+/**
+ * Our board in PostgreSQL mode with the README's flags (`--allow-read` names
+ * board_postgres.ts by its absolute path, as the scope is literal), `instances` processes on
+ * the one database.
+ */
+function ourPgBoard(instances: number): ServerDef {
+  const board = ourServer("message_board.ts", ({ serversDir, databaseUrl }) => {
+    if (databaseUrl === undefined) throw new Error("no database for a PostgreSQL board");
+    return Promise.resolve({
+      permissions: [
+        `--allow-net=${LOCAL}`,
+        "--allow-env=DATABASE_URL,PG*",
+        `--allow-read=${join(serversDir, "board_postgres.ts")}`,
+      ],
+      args: ["--store", databaseUrl],
+    });
+  });
   return {
-    permissions: [`--allow-net=${LOCAL}`, `--allow-read=${workDir}`, `--allow-write=${workDir}`],
-    args: ["--data", dataFile],
+    ...board,
+    key: `board-pg-${instances}`,
+    ourBoard: true,
+    label: `PostgreSQL, ${instances} process${instances > 1 ? "es" : ""}`,
+    instances,
+    postgres: true,
+    async unavailable(serversDir) {
+      return postgresUnavailable() ?? await board.unavailable(serversDir);
+    },
+    async launch(context) {
+      // deno.json and deno.lock (the driver's exact version) are found from the working folder.
+      return { ...await board.launch(context), cwd: context.serversDir };
+    },
   };
-});
+}
+
+export const OUR_BOARD_PG_1 = ourPgBoard(1);
+export const OUR_BOARD_PG_2 = ourPgBoard(2);
 
 export const TEXTBOOK_TINY: ServerDef = {
   key: "textbook-tiny",
@@ -329,7 +389,36 @@ function boardScenarios(): ScenarioDef[] {
     boardMessages: size,
     freshEachRun: true,
   }));
-  return [...pages, ...posts];
+  // The PostgreSQL store beside the file store, at 1,000 stored. Two processes share the 32
+  // connections: one wrk each, 16 connections, at the same time (see combineWrkResults).
+  const stores = [OUR_BOARD_FILE_BASELINE, OUR_BOARD_PG_1, OUR_BOARD_PG_2];
+  const pg: ScenarioDef[] = [
+    {
+      id: "board-pg-page",
+      title: "Board page, 1,000 stored, PostgreSQL",
+      load: "32 connections, keep-alive, GET / (2 processes: 16 each)",
+      metric: "requests",
+      servers: stores,
+      path: "/",
+      connections: 32,
+      timeout: 10,
+      boardMessages: 1_000,
+    },
+    {
+      id: "board-pg-post",
+      title: "Board posts, from 1,000 stored, PostgreSQL",
+      load: "32 connections, POST / message form (2 processes: 16 each)",
+      metric: "requests",
+      servers: stores,
+      path: "/",
+      connections: 32,
+      postBody: POST_BODY,
+      timeout: 10,
+      boardMessages: 1_000,
+      freshEachRun: true,
+    },
+  ];
+  return [...pages, ...posts, ...pg];
 }
 
 /** Every scenario, in the order they run. */
