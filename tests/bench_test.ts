@@ -6,6 +6,7 @@ import { join } from "node:path";
 import {
   formatMessageLine,
   messageText,
+  renderPgSeed,
   renderSmallPage,
   writeBoardData,
 } from "../bench/fixtures.ts";
@@ -33,17 +34,20 @@ import { parseBenchArgs } from "../bench/run.ts";
 import {
   checkTargets,
   expectedStatus,
+  POST_BODY,
   renderNginxConfig,
   renderPostScript,
   SCENARIOS,
   selectScenarios,
 } from "../bench/scenarios.ts";
 import {
+  combineWrkResults,
   parseWrkCount,
   parseWrkOutput,
   parseWrkSize,
   parseWrkTime,
   wrkArgs,
+  type WrkResult,
 } from "../bench/wrk.ts";
 
 // Real wrk 4.1 reports, as printed on this machine.
@@ -460,6 +464,13 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
     renderSvgChart([{ ...ratios[2], value: 4 }], "t", { "Posts|textbook board": 3 }),
   );
   assert.equal(met[0].fill, "#2e7d32");
+  // Two servers of ours in one scenario: each bar names which one it is.
+  const two = renderSvgChart([
+    { scenario: "PG", ours: "PostgreSQL, 1 process", reference: "file store", value: 0.5 },
+    { scenario: "PG", ours: "PostgreSQL, 2 processes", reference: "file store", value: 0.4 },
+  ], "t");
+  assert.ok(two.includes(">PostgreSQL, 1 process vs file store</text>"));
+  assert.ok(two.includes(">PostgreSQL, 2 processes vs file store</text>"));
   assert.match(renderSvgChart([], "Empty"), /No ratios/);
 });
 
@@ -490,8 +501,86 @@ Deno.test("the scenarios cover what issue #5 asks for", () => {
   }
   assert.deepEqual(
     SCENARIOS.filter((s) => s.boardMessages).map((s) => s.boardMessages),
-    [1000, 100_000, 1000, 100_000],
+    [1000, 100_000, 1000, 100_000, 1000, 1000],
   );
+});
+
+Deno.test("the PostgreSQL scenarios put 1 and 2 processes beside the file store at 1,000", () => {
+  assert.deepEqual(selectScenarios(SCENARIOS, ["board-pg"]).map((s) => s.id), [
+    "board-pg-page",
+    "board-pg-post",
+  ]);
+  for (const id of ["board-pg-page", "board-pg-post"]) {
+    const scenario = SCENARIOS.find((s) => s.id === id)!;
+    assert.equal(scenario.boardMessages, 1000);
+    assert.equal(scenario.connections, 32);
+    assert.deepEqual(
+      scenario.servers.map((s) => [s.key, s.role, s.instances ?? 1, s.postgres ?? false]),
+      [["board-file", "reference", 1, false], ["board-pg-1", "ours", 1, true], [
+        "board-pg-2",
+        "ours",
+        2,
+        true,
+      ]],
+    );
+    // Every one of them is our board, which answers a stored post with 303.
+    for (const server of scenario.servers) {
+      assert.equal(expectedStatus(scenario, server), scenario.postBody ? 303 : 200);
+    }
+  }
+  assert.equal(SCENARIOS.find((s) => s.id === "board-pg-post")!.postBody, POST_BODY);
+});
+
+Deno.test("combineWrkResults sums the rates of simultaneous runs and keeps the worse latencies", () => {
+  const a = parseWrkOutput(WRK_WITH_LATENCY);
+  const b: WrkResult = {
+    requests: 20_000,
+    seconds: 5.01,
+    requestsPerSec: 4000,
+    bytesPerSec: 1000,
+    latencyAvgMs: 2,
+    latencyP50Ms: 0.3,
+    latencyP90Ms: 3,
+    latencyP99Ms: 9,
+    errors: 2,
+  };
+  const both = combineWrkResults([a, b]);
+  assert.equal(both.requests, a.requests + 20_000);
+  assert.equal(both.seconds, 5.01);
+  assert.equal(both.requestsPerSec, a.requestsPerSec + 4000);
+  assert.equal(both.bytesPerSec, a.bytesPerSec + 1000);
+  assert.equal(both.errors, a.errors + 2);
+  assert.equal(both.latencyP50Ms, 0.405, "the worse p50 (a's)");
+  assert.equal(both.latencyP90Ms, 3, "the worse p90 (b's)");
+  assert.equal(both.latencyP99Ms, 9);
+  const weighted = (a.latencyAvgMs * a.requests + 2 * 20_000) / (a.requests + 20_000);
+  assert.ok(Math.abs(both.latencyAvgMs - weighted) < 1e-9, "mean weighted by requests");
+  assert.equal(combineWrkResults([b]), b, "one run stays as it is");
+  assert.equal(combineWrkResults([b, { ...b, latencyP99Ms: null }]).latencyP99Ms, null);
+  assert.throws(() => combineWrkResults([]), RangeError);
+});
+
+Deno.test("renderPgSeed loads the same messages as the JSON Lines seed, ids and times included", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeBoardData(join(dir, "seed.jsonl"), 3);
+    const lines = (await Deno.readTextFile(join(dir, "seed.jsonl"))).trim().split("\n");
+    const expected = lines.map((line) => JSON.parse(line)).map((m) =>
+      `${m.id}\t${m.text}\t${m.postedAt}`
+    );
+    const sql = renderPgSeed(3).split("\n");
+    assert.match(
+      sql[0],
+      /^truncate board_messages, board_clears, board_archive restart identity;$/,
+    );
+    assert.equal(sql[1], "copy board_messages (id, text, posted_at) from stdin;");
+    assert.deepEqual(sql.slice(2, 5), expected);
+    assert.equal(sql[5], "\\.");
+    assert.match(sql[6], /setval\(pg_get_serial_sequence\('board_messages', 'id'\), 3, true\)/);
+    assert.match(renderPgSeed(0), /, 1, false\);/, "empty: the next id is 1");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("the post script sends the form, and posts must get the board's own answer", () => {
@@ -601,6 +690,22 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
   assert.ok(summary.includes("| Files, 500 B page | server_files.ts | 0.9× nginx, 50× python |"));
   assert.ok(summary.includes("| Files, 100 MiB file | server_files.ts | 0.9× nginx |"));
   assert.match(summary, /Targets from the issues: 1 of 2 met in this run \(4 not measured\)\./);
+  const pg = renderReadmeSummary({
+    ...REPORT,
+    scenarios: [{
+      id: "board-pg-post",
+      title: "Board posts, PostgreSQL",
+      load: "32 connections",
+      metric: "requests",
+      results: [
+        server("board-file", "reference", 1000, { label: "file store" }),
+        server("board-pg-1", "ours", 500, { label: "PostgreSQL, 1 process" }),
+        server("board-pg-2", "ours", 400, { label: "PostgreSQL, 2 processes" }),
+      ],
+    }],
+  });
+  assert.ok(pg.includes("| Board posts, PostgreSQL | PostgreSQL, 1 process | 0.5× file store |"));
+  assert.ok(pg.includes("| Board posts, PostgreSQL | PostgreSQL, 2 processes | 0.4× file store |"));
 
   const { start, end } = README_MARKERS;
   const readme =
