@@ -40,14 +40,27 @@ async function readAll(
   return text;
 }
 
+/** How {@link startBoard} runs the process. */
+export interface StartOptions {
+  /** Permission flags. @default {BOARD_FLAGS} (the file mode's README command) */
+  flags?: string[];
+  /** Extra environment variables. @default {} */
+  env?: Record<string, string>;
+}
+
 /**
  * Starts `message_board.ts --port 0` in `cwd` and waits for its address.
  * Throws with the process output when it exits first.
  */
-export async function startBoard(cwd: string, args: string[] = []): Promise<BoardProcess> {
+export async function startBoard(
+  cwd: string,
+  args: string[] = [],
+  { flags = BOARD_FLAGS, env = {} }: StartOptions = {},
+): Promise<BoardProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0", "--quiet", ...args],
+    args: ["run", ...flags, BOARD_SCRIPT, "--port", "0", "--quiet", ...args],
     cwd,
+    env,
     stdout: "piped",
     stderr: "piped",
   }).spawn();

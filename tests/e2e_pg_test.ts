@@ -6,52 +6,22 @@
 // browser download is never used). Skipped with a loud message when Chromium or PostgreSQL
 // is missing, except with CI=true, where it fails.
 import assert from "node:assert/strict";
-import { chromium } from "npm:playwright-core@1.65.1";
+import { ACTION_TIMEOUT_MS, launchChromium, planBrowserTests } from "./e2e_browser.ts";
 import { startPgBoard } from "./pg_board.ts";
 import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 
-const CHROMIUM_PATH = "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--no-sandbox", // tests run as root, where Chromium refuses its sandbox
-  "--disable-gpu",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-  // Every host name fails to resolve, so a page cannot reach the internet.
-  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-];
-const ACTION_TIMEOUT_MS = 10_000;
-
-function chromiumMissing(): boolean {
-  try {
-    return !Deno.statSync(CHROMIUM_PATH).isFile;
-  } catch {
-    return true;
-  }
-}
-
-const IN_CI = Deno.env.get("CI") === "true";
-if (chromiumMissing()) {
-  console.error(
-    `\n${"!".repeat(72)}\n!! ${IN_CI ? "FAILING" : "SKIPPING"} the live-update browser test: ` +
-      `no ${CHROMIUM_PATH}; install it with: apt-get install -y chromium\n${"!".repeat(72)}\n`,
-  );
-}
+// Without Chromium: a loud skip for a developer, a failure under CI=true.
+const browserPlan = planBrowserTests();
 
 Deno.test({
   name: "browser: a message posted on one board process appears live on another's page",
-  ignore: pgTestOptions().ignore || (chromiumMissing() && !IN_CI),
+  ignore: pgTestOptions().ignore || browserPlan.ignore,
   async fn() {
+    if (browserPlan.missing) throw new Error(`${browserPlan.missing} (CI=true: it must run)`);
     await using pg = await startPostgres();
     await using a = await startPgBoard(pg);
     await using b = await startPgBoard(pg);
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM_PATH,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: ACTION_TIMEOUT_MS,
-    });
+    const browser = await launchChromium();
     try {
       const context = await browser.newContext();
       context.setDefaultTimeout(ACTION_TIMEOUT_MS);
