@@ -40,7 +40,15 @@ import {
 } from "./message_board.ts";
 
 // The board's types, re-exported so this module's documentation is complete on its own.
-export type { BoardEvent, ClearResult, Message, MessagePage, MessageStore, NewMessage, PageQuery };
+export type {
+  BoardEvent,
+  ClearResult,
+  Message,
+  MessagePage,
+  MessageStore,
+  NewMessage,
+  PageQuery,
+};
 
 /** The channel every board process LISTENs on. */
 const CHANNEL = "board_events";
@@ -129,7 +137,8 @@ export async function openPostgresStore(
     // database shutting down at that moment) nothing catches, and Deno ends the process on
     // an unhandled rejection. We need no array types from the catalogue.
     fetch_types: false,
-    backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_S),
+    backoff: (attempt: number) =>
+      Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_S),
     onnotice: () => {}, // "relation already exists, skipping" is not news
     connection: { application_name: "message_board" },
   };
@@ -139,8 +148,15 @@ export async function openPostgresStore(
     const [row] = await sql`
       select (select coalesce(max(id), 0) from board_messages) as message,
              (select coalesce(max(id), 0) from board_clears) as clear`;
-    const store = new PostgresStore(sql, Number(row.message), Number(row.clear), log);
-    await store.listen(postgres(url, { ...settings, ...store.listenerOptions() }));
+    const store = new PostgresStore(
+      sql,
+      Number(row.message),
+      Number(row.clear),
+      log,
+    );
+    await store.listen(
+      postgres(url, { ...settings, ...store.listenerOptions() }),
+    );
     return store;
   } catch (error) {
     await sql.end({ timeout: 0 });
@@ -183,11 +199,16 @@ class PostgresStore implements MessageStore {
         where id < ${before ?? Number.MAX_SAFE_INTEGER}
         order by id desc limit ${limit + 1}`
     );
-    return { messages: rows.slice(0, limit).map(toMessage), hasOlder: rows.length > limit };
+    return {
+      messages: rows.slice(0, limit).map(toMessage),
+      hasOlder: rows.length > limit,
+    };
   }
 
   appendMessage(input: NewMessage): Promise<Message> {
-    if (this.#closed) return Promise.reject(new StoreUnavailableError("the store is closed"));
+    if (this.#closed) {
+      return Promise.reject(new StoreUnavailableError("the store is closed"));
+    }
     const { promise, resolve, reject } = Promise.withResolvers<Message>();
     this.#pending.push({ input, resolve, reject });
     this.#draining ??= this.#drain();
@@ -236,7 +257,9 @@ class PostgresStore implements MessageStore {
         limit ${limit}`
     );
     return rows.map((row) =>
-      row.kind === "clear" ? { type: "clear", id: Number(row.id) } : messageEvent(toMessage(row))
+      row.kind === "clear"
+        ? { type: "clear", id: Number(row.id) }
+        : messageEvent(toMessage(row))
     );
   }
 
@@ -258,7 +281,10 @@ class PostgresStore implements MessageStore {
     // Nothing of ours is in flight now, so the connections can go at once. (A plain end()
     // can wait for ever on a connection the server dropped in the middle of a query: the
     // driver still counts that query as running.)
-    await Promise.all([this.#listenSql?.end({ timeout: 0 }), this.sql.end({ timeout: 0 })]);
+    await Promise.all([
+      this.#listenSql?.end({ timeout: 0 }),
+      this.sql.end({ timeout: 0 }),
+    ]);
   }
 
   // -- Writing -------------------------------------------------------------
@@ -267,7 +293,9 @@ class PostgresStore implements MessageStore {
     while (this.#pending.length > 0) {
       const batch = this.#pending.splice(0, MAX_BATCH_MESSAGES);
       try {
-        const messages = await this.#insertBatch(batch.map((post) => post.input));
+        const messages = await this.#insertBatch(
+          batch.map((post) => post.input),
+        );
         batch.forEach((post, i) => post.resolve(messages[i]));
       } catch (error) {
         const storeError = toStoreError(error);
@@ -279,7 +307,10 @@ class PostgresStore implements MessageStore {
 
   /** Inserts posts in one transaction; resolves, in input order, once it has committed. */
   async #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
-    const posts = inputs.map(({ text, name }) => ({ text, name: name ?? null }));
+    const posts = inputs.map(({ text, name }) => ({
+      text,
+      name: name ?? null,
+    }));
     // The three statements go out together (pipelined: one round trip), then COMMIT.
     const [, rows] = await this.sql.begin((tx) => [
       // One writer at a time, from before it takes ids until it commits: ids become
@@ -290,7 +321,9 @@ class PostgresStore implements MessageStore {
       tx<MessageRow[]>`
         insert into board_messages (text, name)
         select post ->> 'text', post ->> 'name'
-          from jsonb_array_elements(${tx.json(posts)}) with ordinality as batch (post, position)
+          from jsonb_array_elements(${
+        tx.json(posts)
+      }) with ordinality as batch (post, position)
          order by position
         returning id, text, name, posted_at`,
       tx`select pg_notify(${CHANNEL}, 'message')`,
@@ -334,7 +367,9 @@ class PostgresStore implements MessageStore {
     if (this.#closed || this.#retryTimer !== undefined) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      this.#relistening = this.#relisten().finally(() => this.#relistening = null);
+      this.#relistening = this.#relisten().finally(() =>
+        this.#relistening = null
+      );
     }, LISTEN_RETRY_MS);
   }
 
@@ -342,14 +377,20 @@ class PostgresStore implements MessageStore {
   async #relisten(): Promise<void> {
     try {
       await this.#listenSql!`listen ${this.#listenSql!(CHANNEL)}`;
-      if (this.#listenFailing) this.log("message board: listening for changes again");
+      if (this.#listenFailing) {
+        this.log("message board: listening for changes again");
+      }
       this.#listenFailing = false;
       // Read whatever was posted while no one was listening.
       await this.#catchUp();
     } catch (error) {
       if (this.#closed) return;
       if (!this.#listenFailing) {
-        this.log(`message board: cannot listen for changes (retrying): ${describe(error)}`);
+        this.log(
+          `message board: cannot listen for changes (retrying): ${
+            describe(error)
+          }`,
+        );
       }
       this.#listenFailing = true;
       this.#listenLater();
@@ -370,14 +411,21 @@ class PostgresStore implements MessageStore {
       try {
         do {
           this.#readAgain = false;
-          while (!this.#closed && (await this.#readNewEvents()) === MAX_EVENTS_PER_READ);
+          while (
+            !this.#closed &&
+            (await this.#readNewEvents()) === MAX_EVENTS_PER_READ
+          );
         } while (this.#readAgain && !this.#closed);
         this.#readFailing = false;
       } catch (error) {
         // The next note, the next poll or the re-LISTEN after an outage reads again.
         if (this.#closed || this.#readFailing) return;
         this.#readFailing = true;
-        this.log(`message board: cannot read new changes (retrying): ${describe(error)}`);
+        this.log(
+          `message board: cannot read new changes (retrying): ${
+            describe(error)
+          }`,
+        );
       } finally {
         this.#reading = null;
       }
@@ -387,7 +435,9 @@ class PostgresStore implements MessageStore {
 
   /** One catch-up query; returns how many rows it read. */
   async #readNewEvents(): Promise<number> {
-    const rows = await this.sql<(MessageRow & { kind: "message" | "clear"; through: string })[]>`
+    const rows = await this.sql<
+      (MessageRow & { kind: "message" | "clear"; through: string })[]
+    >`
       select * from (
         (select 'clear' as kind, id, through_id as through, null as text, null as name,
                 null::timestamptz as posted_at
@@ -412,7 +462,9 @@ class PostgresStore implements MessageStore {
         try {
           listener(event);
         } catch (error) {
-          this.log(`message board: a change listener failed: ${describe(error)}`);
+          this.log(
+            `message board: a change listener failed: ${describe(error)}`,
+          );
         }
       }
     }
@@ -437,13 +489,20 @@ class PostgresStore implements MessageStore {
  * outages; errors without a SQLSTATE come from the socket (ECONNREFUSED, CONNECTION_CLOSED...).
  */
 function toStoreError(error: unknown): unknown {
-  if (!(error instanceof Error) || error instanceof StoreUnavailableError) return error;
+  if (!(error instanceof Error) || error instanceof StoreUnavailableError) {
+    return error;
+  }
   const code = String((error as { code?: unknown }).code ?? "");
-  const outage = error.name === "PostgresError" ? /^(08|53|57)/.test(code) : code !== "";
+  const outage = error.name === "PostgresError"
+    ? /^(08|53|57)/.test(code)
+    : code !== "";
   if (!outage) return error;
-  return new StoreUnavailableError(`the database is unavailable (${describe(error)})`, {
-    cause: error,
-  });
+  return new StoreUnavailableError(
+    `the database is unavailable (${describe(error)})`,
+    {
+      cause: error,
+    },
+  );
 }
 
 /** One line for the log: the error's message, which the driver keeps free of passwords. */

@@ -193,7 +193,11 @@ export async function openJsonLinesStore(
     const bytes = await readOrCreateDataFile(dataFile);
     const loaded = parseDataFile(bytes, dataFile);
     if (loaded.tornTail.byteLength > 0) {
-      const sideFile = await setAsideTornTail(dataFile, loaded.tornTail, bytes.byteLength);
+      const sideFile = await setAsideTornTail(
+        dataFile,
+        loaded.tornTail,
+        bytes.byteLength,
+      );
       log(
         `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
           `it was never acknowledged); its ${loaded.tornTail.byteLength} bytes were moved to ${sideFile}`,
@@ -201,7 +205,15 @@ export async function openJsonLinesStore(
     }
     const file = await Deno.open(dataFile, { append: true });
     const { messages, nextId, clearedThrough } = loaded;
-    return new JsonLinesStore({ dataFile, lock, file, log, messages, nextId, clearedThrough });
+    return new JsonLinesStore({
+      dataFile,
+      lock,
+      file,
+      log,
+      messages,
+      nextId,
+      clearedThrough,
+    });
   } catch (error) {
     lock.close();
     throw error;
@@ -217,7 +229,11 @@ export async function openJsonLinesStore(
  */
 async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
   const lockFile = `${dataFile}.lock`;
-  const lock = await Deno.open(lockFile, { read: true, write: true, create: true });
+  const lock = await Deno.open(lockFile, {
+    read: true,
+    write: true,
+    create: true,
+  });
   if (!(await lock.tryLock(true))) {
     lock.close();
     throw new StartupError(
@@ -302,7 +318,11 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
     const message = toMessage(value);
     if (message !== null) {
       if (message.id < nextId) {
-        throw lineError(fileName, lineNumber, `message id ${message.id} does not increase`);
+        throw lineError(
+          fileName,
+          lineNumber,
+          `message id ${message.id} does not increase`,
+        );
       }
       messages.push(message);
       nextId = message.id + 1;
@@ -310,7 +330,11 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
     }
     const clearRecord = lineNumber === 1 ? toClearRecord(value) : null;
     if (clearRecord === null) {
-      throw lineError(fileName, lineNumber, "not a message (id, text, postedAt)");
+      throw lineError(
+        fileName,
+        lineNumber,
+        "not a message (id, text, postedAt)",
+      );
     }
     nextId = Math.max(nextId, clearRecord.nextId);
     clearedThrough = clearRecord.nextId - 1;
@@ -319,7 +343,11 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
 }
 
 /** The start-up error for an unreadable line, in the `file:line: reason` shape editors jump to. */
-function lineError(fileName: string, lineNumber: number, why: string): StartupError {
+function lineError(
+  fileName: string,
+  lineNumber: number,
+  why: string,
+): StartupError {
   return new StartupError(
     `${fileName}:${lineNumber}: ${why}; the board will not start until this line is ` +
       `repaired or removed (the file was not changed)`,
@@ -330,8 +358,13 @@ function lineError(fileName: string, lineNumber: number, why: string): StartupEr
 function toMessage(value: unknown): Message | null {
   if (typeof value !== "object" || value === null) return null;
   const { id, text, name, postedAt } = value as Record<string, unknown>;
-  if (!isPositiveSafeInteger(id) || typeof text !== "string" || !text.isWellFormed()) return null;
-  if (name !== undefined && (typeof name !== "string" || !name.isWellFormed())) return null;
+  if (
+    !isPositiveSafeInteger(id) || typeof text !== "string" ||
+    !text.isWellFormed()
+  ) return null;
+  if (
+    name !== undefined && (typeof name !== "string" || !name.isWellFormed())
+  ) return null;
   if (typeof postedAt !== "string" || !ISO_UTC.test(postedAt)) return null;
   const time = new Date(postedAt);
   if (Number.isNaN(time.getTime())) return null;
@@ -342,7 +375,9 @@ function toMessage(value: unknown): Message | null {
 function toClearRecord(value: unknown): { nextId: number } | null {
   if (typeof value !== "object" || value === null) return null;
   const { clearedAt, nextId } = value as Record<string, unknown>;
-  if (typeof clearedAt !== "string" || !isPositiveSafeInteger(nextId)) return null;
+  if (typeof clearedAt !== "string" || !isPositiveSafeInteger(nextId)) {
+    return null;
+  }
   return { nextId };
 }
 
@@ -353,8 +388,15 @@ function isPositiveSafeInteger(value: unknown): value is number {
 }
 
 /** Builds a message object with its keys in file order (id, text, name, postedAt). */
-function makeMessage(id: number, text: string, name: string | undefined, postedAt: string) {
-  return name === undefined ? { id, text, postedAt } : { id, text, name, postedAt };
+function makeMessage(
+  id: number,
+  text: string,
+  name: string | undefined,
+  postedAt: string,
+) {
+  return name === undefined
+    ? { id, text, postedAt }
+    : { id, text, name, postedAt };
 }
 
 /**
@@ -368,7 +410,10 @@ async function setAsideTornTail(
   tail: Uint8Array,
   fileSize: number,
 ): Promise<string> {
-  const sideFile = await freePath(`${dataFile}.torn-${fileStamp(new Date())}`, "");
+  const sideFile = await freePath(
+    `${dataFile}.torn-${fileStamp(new Date())}`,
+    "",
+  );
   await writeFileDurably(sideFile, tail, true);
   await syncDirectory(dirname(dataFile));
   using file = await Deno.open(dataFile, { write: true });
@@ -384,7 +429,11 @@ type Job =
     resolve: (message: Message) => void;
     reject: (error: unknown) => void;
   }
-  | { kind: "clear"; resolve: (result: ClearResult) => void; reject: (error: unknown) => void };
+  | {
+    kind: "clear";
+    resolve: (result: ClearResult) => void;
+    reject: (error: unknown) => void;
+  };
 
 /**
  * The file store once open. Messages live in memory (an array in id order)
@@ -432,7 +481,9 @@ class JsonLinesStore implements MessageStore {
   }
 
   listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
-    const end = before === undefined ? this.#messages.length : this.#indexOfId(before);
+    const end = before === undefined
+      ? this.#messages.length
+      : this.#indexOfId(before);
     const start = Math.max(0, end - limit);
     const messages = this.#messages.slice(start, end).reverse();
     return Promise.resolve({ messages, hasOlder: start > 0 });
@@ -445,7 +496,9 @@ class JsonLinesStore implements MessageStore {
   }
 
   clearMessages(): Promise<ClearResult> {
-    return new Promise((resolve, reject) => this.#enqueue({ kind: "clear", resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.#enqueue({ kind: "clear", resolve, reject })
+    );
   }
 
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
@@ -501,7 +554,9 @@ class JsonLinesStore implements MessageStore {
   }
 
   #enqueue(job: Job): void {
-    if (this.#closed) return job.reject(new StoreUnavailableError("the store is closed"));
+    if (this.#closed) {
+      return job.reject(new StoreUnavailableError("the store is closed"));
+    }
     this.#queue.push(job);
     this.#draining ??= this.#drain();
   }
@@ -518,7 +573,10 @@ class JsonLinesStore implements MessageStore {
         count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
         this.#queue[count].kind === "append"
       ) count++;
-      const batch = this.#queue.splice(0, count) as Extract<Job, { kind: "append" }>[];
+      const batch = this.#queue.splice(0, count) as Extract<
+        Job,
+        { kind: "append" }
+      >[];
       await this.#appendNow(batch);
     }
     this.#draining = null;
@@ -534,7 +592,8 @@ class JsonLinesStore implements MessageStore {
     const messages = batch.map(({ input }) =>
       makeMessage(this.#nextId++, input.text, input.name, postedAt)
     );
-    const lines = messages.map((message) => JSON.stringify(message) + "\n").join("");
+    const lines = messages.map((message) => JSON.stringify(message) + "\n")
+      .join("");
     try {
       await writeAll(this.#file, encoder.encode(lines));
       await this.#file.syncData();
@@ -547,7 +606,11 @@ class JsonLinesStore implements MessageStore {
     for (let i = 0; i < batch.length; i++) {
       this.#messages.push(messages[i]);
       batch[i].resolve(messages[i]);
-      this.#publish({ type: "message", id: messages[i].id, message: messages[i] });
+      this.#publish({
+        type: "message",
+        id: messages[i].id,
+        message: messages[i],
+      });
     }
   }
 
@@ -574,8 +637,14 @@ class JsonLinesStore implements MessageStore {
     const directory = dirname(this.dataFile);
     const clearedAt = new Date();
     const extension = extname(this.dataFile);
-    const stem = this.dataFile.slice(0, this.dataFile.length - extension.length);
-    const archive = await freePath(`${stem}.cleared-${fileStamp(clearedAt)}`, extension);
+    const stem = this.dataFile.slice(
+      0,
+      this.dataFile.length - extension.length,
+    );
+    const archive = await freePath(
+      `${stem}.cleared-${fileStamp(clearedAt)}`,
+      extension,
+    );
     const newFile = `${this.dataFile}.new`;
     const record = {
       clearedAt: clearedAt.toISOString(),
@@ -584,7 +653,10 @@ class JsonLinesStore implements MessageStore {
     };
     // Step 1: if this fails (disk full), nothing has changed; the board goes on.
     try {
-      await writeFileDurably(newFile, encoder.encode(JSON.stringify(record) + "\n"));
+      await writeFileDurably(
+        newFile,
+        encoder.encode(JSON.stringify(record) + "\n"),
+      );
       await syncDirectory(directory);
     } catch (error) {
       await Deno.remove(newFile).catch(() => {});
@@ -617,10 +689,15 @@ class JsonLinesStore implements MessageStore {
    * re-reads the file, knows what is really on disk.
    */
   #fail(error: unknown): void {
-    this.#log(`${this.dataFile}: writing failed, no more posts are accepted: ${error}`);
-    this.#failure = new StoreUnavailableError("the message store failed; restart the board", {
-      cause: error,
-    });
+    this.#log(
+      `${this.dataFile}: writing failed, no more posts are accepted: ${error}`,
+    );
+    this.#failure = new StoreUnavailableError(
+      "the message store failed; restart the board",
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -629,11 +706,17 @@ class JsonLinesStore implements MessageStore {
 /** Writes all of `bytes`: one write call may take only part of them. */
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
   let written = 0;
-  while (written < bytes.byteLength) written += await file.write(bytes.subarray(written));
+  while (written < bytes.byteLength) {
+    written += await file.write(bytes.subarray(written));
+  }
 }
 
 /** Creates (or replaces) `path` holding `bytes`, flushed to disk before it returns. */
-async function writeFileDurably(path: string, bytes: Uint8Array, createNew = false) {
+async function writeFileDurably(
+  path: string,
+  bytes: Uint8Array,
+  createNew = false,
+) {
   using file = await Deno.open(path, {
     write: true,
     create: true,
@@ -687,7 +770,11 @@ export class HttpError extends Error {
   /** Always "HttpError". */
   override name = "HttpError";
   /** `status`: the HTTP status; `message`: shown to the client; `headers`: sent along (Allow). */
-  constructor(readonly status: number, message: string, readonly headers: HeadersInit = {}) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly headers: HeadersInit = {},
+  ) {
     super(message);
   }
 }
@@ -733,7 +820,10 @@ async function readBody(
   timeoutMs = BODY_TIMEOUT_MS,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const tooLarge = () =>
-    new HttpError(413, `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`);
+    new HttpError(
+      413,
+      `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`,
+    );
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > MAX_BODY_BYTES) {
     await request.body?.cancel().catch(() => {});
@@ -746,7 +836,8 @@ async function readBody(
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
-      () => reject(new HttpError(408, "The request body took too long to arrive.")),
+      () =>
+        reject(new HttpError(408, "The request body took too long to arrive.")),
       timeoutMs,
     );
   });
@@ -780,7 +871,9 @@ async function readBody(
  *
  * @example parseContentType("Application/JSON; charset=UTF-8") // => { type: "application/json", charset: "utf-8" }
  */
-export function parseContentType(header: string | null): { type: string; charset?: string } {
+export function parseContentType(
+  header: string | null,
+): { type: string; charset?: string } {
   const [type, ...parameters] = (header ?? "").split(";");
   let charset: string | undefined;
   for (const parameter of parameters) {
@@ -822,8 +915,12 @@ export function parseUrlEncoded(body: Uint8Array): Map<string, string> {
   for (const pair of decodeUtf8(body).split("&")) {
     if (pair === "") continue;
     const equals = pair.indexOf("=");
-    const name = decodeFormComponent(equals === -1 ? pair : pair.slice(0, equals));
-    const value = equals === -1 ? "" : decodeFormComponent(pair.slice(equals + 1));
+    const name = decodeFormComponent(
+      equals === -1 ? pair : pair.slice(0, equals),
+    );
+    const value = equals === -1
+      ? ""
+      : decodeFormComponent(pair.slice(equals + 1));
     addField(fields, name, value);
   }
   return fields;
@@ -837,8 +934,14 @@ function decodeFormComponent(text: string): string {
   }
 }
 
-function addField(fields: Map<string, string>, name: string, value: string): void {
-  if (fields.has(name)) throw new HttpError(400, `The form field "${name}" was sent twice.`);
+function addField(
+  fields: Map<string, string>,
+  name: string,
+  value: string,
+): void {
+  if (fields.has(name)) {
+    throw new HttpError(400, `The form field "${name}" was sent twice.`);
+  }
   fields.set(name, value);
 }
 
@@ -849,22 +952,31 @@ async function readFormFields(
 ): Promise<Map<string, string>> {
   const contentType = request.headers.get("content-type");
   const { type, charset } = parseContentType(contentType);
-  if (type !== "application/x-www-form-urlencoded" && type !== "multipart/form-data") {
+  if (
+    type !== "application/x-www-form-urlencoded" &&
+    type !== "multipart/form-data"
+  ) {
     await request.body?.cancel().catch(() => {});
     throw new HttpError(415, "Send the form as a normal form post.");
   }
   requireUtf8(charset);
   const body = await readBody(request, timeoutMs);
-  if (type === "application/x-www-form-urlencoded") return parseUrlEncoded(body);
+  if (type === "application/x-www-form-urlencoded") {
+    return parseUrlEncoded(body);
+  }
   let form: FormData;
   try {
-    form = await new Response(body, { headers: { "content-type": contentType! } }).formData();
+    form = await new Response(body, {
+      headers: { "content-type": contentType! },
+    }).formData();
   } catch {
     throw new HttpError(400, "The form data could not be read.");
   }
   const fields = new Map<string, string>();
   for (const [name, value] of form) {
-    if (typeof value !== "string") throw new HttpError(400, "File uploads are not accepted.");
+    if (typeof value !== "string") {
+      throw new HttpError(400, "File uploads are not accepted.");
+    }
     addField(fields, name, value);
   }
   return fields;
@@ -884,7 +996,9 @@ const NAME_FORBIDDEN = /\p{Cc}/u;
  * @example validateNewMessage("   ", undefined) // throws HttpError 422
  */
 export function validateNewMessage(text: unknown, name: unknown): NewMessage {
-  if (typeof text !== "string") throw new HttpError(400, "The message must be text.");
+  if (typeof text !== "string") {
+    throw new HttpError(400, "The message must be text.");
+  }
   if (name !== undefined && name !== null && typeof name !== "string") {
     throw new HttpError(400, "The name must be text.");
   }
@@ -894,9 +1008,14 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
     throw new HttpError(400, "The text is not valid Unicode.");
   }
   const cleanText = text.replace(/\r\n?/g, "\n");
-  if (cleanText.trim() === "") throw new HttpError(422, "Please write a message first.");
+  if (cleanText.trim() === "") {
+    throw new HttpError(422, "Please write a message first.");
+  }
   if (isLongerThan(cleanText, MAX_MESSAGE_CHARS)) {
-    throw new HttpError(422, `The message is too long (at most ${MAX_MESSAGE_CHARS} characters).`);
+    throw new HttpError(
+      422,
+      `The message is too long (at most ${MAX_MESSAGE_CHARS} characters).`,
+    );
   }
   if (CONTROL_CHARACTERS.test(cleanText)) {
     throw new HttpError(422, "The message contains control characters.");
@@ -904,7 +1023,10 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
   const cleanName = (name ?? "").trim();
   if (cleanName === "") return { text: cleanText };
   if (isLongerThan(cleanName, MAX_NAME_CHARS)) {
-    throw new HttpError(422, `The name is too long (at most ${MAX_NAME_CHARS} characters).`);
+    throw new HttpError(
+      422,
+      `The name is too long (at most ${MAX_NAME_CHARS} characters).`,
+    );
   }
   if (NAME_FORBIDDEN.test(cleanName)) {
     throw new HttpError(422, "The name must be a single line of text.");
@@ -932,7 +1054,10 @@ export function isLongerThan(text: string, max: number): boolean {
  * @example parsePositiveInteger("42", 100) // => 42
  * @example parsePositiveInteger("1e3", 10000) // => null
  */
-export function parsePositiveInteger(value: string, max: number): number | null {
+export function parsePositiveInteger(
+  value: string,
+  max: number,
+): number | null {
   if (!/^[1-9][0-9]{0,15}$/.test(value)) return null;
   const number = Number(value);
   return number <= max ? number : null;
@@ -943,7 +1068,9 @@ function readBeforeParameter(url: URL): number | undefined {
   const before = url.searchParams.get("before");
   if (before === null) return undefined;
   const id = parsePositiveInteger(before, Number.MAX_SAFE_INTEGER);
-  if (id === null) throw new HttpError(400, "before must be a message id (a whole number).");
+  if (id === null) {
+    throw new HttpError(400, "before must be a message id (a whole number).");
+  }
   return id;
 }
 
@@ -1007,9 +1134,13 @@ export interface PageView {
 }
 
 /** Renders the whole board page. */
-export function renderBoard({ page, before, error, draft = "", name = "" }: PageView): string {
+export function renderBoard(
+  { page, before, error, draft = "", name = "" }: PageView,
+): string {
   const messages = page.messages.length === 0
-    ? `<p class="empty">${before === undefined ? "No messages yet." : "No older messages."}</p>\n`
+    ? `<p class="empty">${
+      before === undefined ? "No messages yet." : "No older messages."
+    }</p>\n`
     : page.messages.map(renderMessage).join("");
   const links: string[] = [];
   if (before !== undefined) links.push(`<a href="/">Newest messages</a>`);
@@ -1018,7 +1149,9 @@ export function renderBoard({ page, before, error, draft = "", name = "" }: Page
     links.push(`<a href="/?before=${oldest}" rel="next">Older messages</a>`);
   }
   // The newest page gets live updates (board.js) from the newest message it shows on.
-  const live = before === undefined ? ` data-after="${page.messages[0]?.id ?? 0}"` : "";
+  const live = before === undefined
+    ? ` data-after="${page.messages[0]?.id ?? 0}"`
+    : "";
   const errorBlock = error === undefined
     ? ""
     : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
@@ -1051,7 +1184,9 @@ ${escapeHtml(draft)}</textarea>
 </section>
 <section class="messages" aria-labelledby="messages-heading"${live}>
 <h2 id="messages-heading">Messages</h2>
-${messages}${links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""}</section>
+${messages}${
+    links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
+  }</section>
 <section class="clear" aria-labelledby="clear-heading">
 <h2 id="clear-heading">Clear the board</h2>
 <p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
@@ -1114,7 +1249,8 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
  * escaping could not run.
  */
 const SECURITY_HEADERS = {
-  "content-security-policy": "default-src 'none'; style-src 'self'; script-src 'self'; " +
+  "content-security-policy":
+    "default-src 'none'; style-src 'self'; script-src 'self'; " +
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
   "x-content-type-options": "nosniff",
   "referrer-policy": "same-origin",
@@ -1128,18 +1264,32 @@ function respond(
 ): Response {
   const headers = new Headers(SECURITY_HEADERS);
   if (body !== null) headers.set("content-type", contentType);
-  for (const extra of extras) new Headers(extra).forEach((value, key) => headers.set(key, value));
+  for (const extra of extras) {
+    new Headers(extra).forEach((value, key) => headers.set(key, value));
+  }
   return new Response(body, { status, headers });
 }
 
-function htmlResponse(html: string, status = 200, extra: HeadersInit = {}): Response {
+function htmlResponse(
+  html: string,
+  status = 200,
+  extra: HeadersInit = {},
+): Response {
   // The page shows the visitor's own name (from the cookie): never cache it.
-  return respond(html, status, "text/html; charset=utf-8", { "cache-control": "no-store" }, extra);
+  return respond(html, status, "text/html; charset=utf-8", {
+    "cache-control": "no-store",
+  }, extra);
 }
 
-function jsonResponse(value: unknown, status = 200, extra: HeadersInit = {}): Response {
+function jsonResponse(
+  value: unknown,
+  status = 200,
+  extra: HeadersInit = {},
+): Response {
   const type = "application/json; charset=utf-8";
-  return respond(JSON.stringify(value), status, type, { "cache-control": "no-store" }, extra);
+  return respond(JSON.stringify(value), status, type, {
+    "cache-control": "no-store",
+  }, extra);
 }
 
 /** 303 See Other (RFC 9110 15.4.4): the browser follows with a GET, so a refresh never posts again. */
@@ -1160,7 +1310,8 @@ function errorResponse(error: unknown, format: "html" | "json"): Response {
     ({ status, message, headers } = error);
   } else if (error instanceof StoreUnavailableError) {
     status = 503;
-    message = "The message store is unavailable right now; try again in a moment.";
+    message =
+      "The message store is unavailable right now; try again in a moment.";
     console.error(`message board: ${error.message}`);
   } else {
     console.error("message board: unexpected error:", error);
@@ -1173,7 +1324,10 @@ function errorResponse(error: unknown, format: "html" | "json"): Response {
 /** HEAD is GET without the body (RFC 9110 9.3.2). */
 function withoutBody(response: Response): Response {
   response.body?.cancel();
-  return new Response(null, { status: response.status, headers: response.headers });
+  return new Response(null, {
+    status: response.status,
+    headers: response.headers,
+  });
 }
 
 function methodNotAllowed(allow: string): HttpError {
@@ -1250,10 +1404,18 @@ export function formatEvent(event: BoardEvent): string {
  * undefined for "from now on". Anything but a whole number gets 400.
  */
 function readResumePoint(request: Request, url: URL): number | undefined {
-  const text = request.headers.get("last-event-id") ?? url.searchParams.get("after");
+  const text = request.headers.get("last-event-id") ??
+    url.searchParams.get("after");
   if (text === null || text === "") return undefined;
-  const id = text === "0" ? 0 : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
-  if (id === null) throw new HttpError(400, "The event id to resume from must be a whole number.");
+  const id = text === "0"
+    ? 0
+    : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
+  if (id === null) {
+    throw new HttpError(
+      400,
+      "The event id to resume from must be a whole number.",
+    );
+  }
   return id;
 }
 
@@ -1280,10 +1442,14 @@ async function streamEvents(
 ): Promise<Response> {
   const held: BoardEvent[] = [];
   let deliver: ((event: BoardEvent) => void) | null = null;
-  const unsubscribe = store.subscribe((event) => deliver ? deliver(event) : held.push(event));
+  const unsubscribe = store.subscribe((event) =>
+    deliver ? deliver(event) : held.push(event)
+  );
   let missed: BoardEvent[] = [];
   try {
-    if (after !== undefined) missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
+    if (after !== undefined) {
+      missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
+    }
   } catch (error) {
     unsubscribe();
     onClose();
@@ -1312,7 +1478,9 @@ async function streamEvents(
       const write = (text: string) => {
         if (finished) return;
         // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
-        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) return end();
+        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
+          return end();
+        }
         controller.enqueue(encoder.encode(text));
       };
       let lastMessage = after ?? 0;
@@ -1320,7 +1488,10 @@ async function streamEvents(
       deliver = (event) => {
         // Skip what this client has (from the missed list, or the page itself).
         if (event.type === "message" && event.id <= lastMessage) return;
-        if (event.type === "clear" && (event.id < lastMessage || event.id === lastClear)) return;
+        if (
+          event.type === "clear" &&
+          (event.id < lastMessage || event.id === lastClear)
+        ) return;
         if (event.type === "message") lastMessage = event.id;
         else lastClear = event.id;
         write(formatEvent(event));
@@ -1438,7 +1609,9 @@ export function createBoardHandler(
   async function showBoard(request: Request, url: URL): Promise<Response> {
     const before = readBeforeParameter(url);
     const page = await store.listMessages({ before, limit: pageSize });
-    return htmlResponse(renderBoard({ page, before, name: readNameCookie(request) }));
+    return htmlResponse(
+      renderBoard({ page, before, name: readNameCookie(request) }),
+    );
   }
 
   /** POST /: a form with `clear`, or with `message` (and `name`). */
@@ -1451,12 +1624,17 @@ export function createBoardHandler(
         await store.clearMessages();
         return seeOther("/");
       }
-      const input = validateNewMessage(fields.get("message") ?? "", fields.get("name"));
+      const input = validateNewMessage(
+        fields.get("message") ?? "",
+        fields.get("name"),
+      );
       await store.appendMessage(input);
       // Remember a new name, forget a removed one; send nothing when unchanged.
       const name = input.name ?? "";
       if (name === readNameCookie(request)) return seeOther("/");
-      return seeOther("/", { "set-cookie": nameCookie(name, url.protocol === "https:") });
+      return seeOther("/", {
+        "set-cookie": nameCookie(name, url.protocol === "https:"),
+      });
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       // Show the board again with the error, keeping what was typed.
@@ -1485,7 +1663,9 @@ export function createBoardHandler(
   }
 
   function routeStylesheet(request: Request): Response {
-    if (request.method !== "GET" && request.method !== "HEAD") throw methodNotAllowed("GET, HEAD");
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      throw methodNotAllowed("GET, HEAD");
+    }
     const response = respond(STYLESHEET, 200, "text/css; charset=utf-8", {
       "cache-control": "public, max-age=3600",
     });
@@ -1493,21 +1673,32 @@ export function createBoardHandler(
   }
 
   function routeScript(request: Request): Response {
-    if (request.method !== "GET" && request.method !== "HEAD") throw methodNotAllowed("GET, HEAD");
-    const response = respond(BROWSER_SCRIPT, 200, "text/javascript; charset=utf-8", {
-      "cache-control": "public, max-age=3600",
-    });
+    if (request.method !== "GET" && request.method !== "HEAD") {
+      throw methodNotAllowed("GET, HEAD");
+    }
+    const response = respond(
+      BROWSER_SCRIPT,
+      200,
+      "text/javascript; charset=utf-8",
+      {
+        "cache-control": "public, max-age=3600",
+      },
+    );
     return request.method === "HEAD" ? withoutBody(response) : response;
   }
 
   /** GET /events: the live event stream (HEAD answers its headers only). */
   async function routeEvents(request: Request, url: URL): Promise<Response> {
     if (request.method === "HEAD") {
-      return respond(null, 200, "", { "content-type": "text/event-stream; charset=utf-8" });
+      return respond(null, 200, "", {
+        "content-type": "text/event-stream; charset=utf-8",
+      });
     }
     if (request.method !== "GET") throw methodNotAllowed("GET, HEAD");
     const after = readResumePoint(request, url);
-    if (signal.aborted) throw new StoreUnavailableError("the board is shutting down");
+    if (signal.aborted) {
+      throw new StoreUnavailableError("the board is shutting down");
+    }
     if (openStreams >= MAX_EVENT_STREAMS) {
       throw new HttpError(503, "Too many live connections; try again later.", {
         "retry-after": "30",
@@ -1526,9 +1717,14 @@ export function createBoardHandler(
   async function listApi(url: URL): Promise<Response> {
     const before = readBeforeParameter(url);
     const limitText = url.searchParams.get("limit");
-    const limit = limitText === null ? pageSize : parsePositiveInteger(limitText, MAX_PAGE_LIMIT);
+    const limit = limitText === null
+      ? pageSize
+      : parsePositiveInteger(limitText, MAX_PAGE_LIMIT);
     if (limit === null) {
-      throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}.`);
+      throw new HttpError(
+        400,
+        `limit must be a whole number from 1 to ${MAX_PAGE_LIMIT}.`,
+      );
     }
     const page = await store.listMessages({ before, limit });
     const oldest = page.messages.at(-1);
@@ -1541,7 +1737,9 @@ export function createBoardHandler(
   /** POST /api/messages with {"text": "...", "name": "..."} */
   async function postApi(request: Request, url: URL): Promise<Response> {
     checkSameOrigin(request, url);
-    const { type, charset } = parseContentType(request.headers.get("content-type"));
+    const { type, charset } = parseContentType(
+      request.headers.get("content-type"),
+    );
     if (type !== "application/json") {
       await request.body?.cancel().catch(() => {});
       throw new HttpError(415, "Send JSON (Content-Type: application/json).");
@@ -1555,12 +1753,21 @@ export function createBoardHandler(
       throw new HttpError(400, "The body is not valid JSON.");
     }
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      throw new HttpError(400, 'Send an object: {"text": "...", "name": "..."}.');
+      throw new HttpError(
+        400,
+        'Send an object: {"text": "...", "name": "..."}.',
+      );
     }
     const fields = value as Record<string, unknown>;
-    const unknown = Object.keys(fields).find((key) => key !== "text" && key !== "name");
-    if (unknown !== undefined) throw new HttpError(400, "Only text and name may be sent.");
-    const message = await store.appendMessage(validateNewMessage(fields.text, fields.name));
+    const unknown = Object.keys(fields).find((key) =>
+      key !== "text" && key !== "name"
+    );
+    if (unknown !== undefined) {
+      throw new HttpError(400, "Only text and name may be sent.");
+    }
+    const message = await store.appendMessage(
+      validateNewMessage(fields.text, fields.name),
+    );
     return jsonResponse(message, 201);
   }
 
@@ -1609,7 +1816,8 @@ export function createBoardHandler(
 // ---------------------------------------------------------------------------
 
 /** Options for {@linkcode openBoard}. */
-export interface BoardOptions extends BoardHandlerOptions, JsonLinesStoreOptions {
+export interface BoardOptions
+  extends BoardHandlerOptions, JsonLinesStoreOptions {
   /** The JSON Lines data file; its folder is created when missing. @default "./data/messages.jsonl" */
   dataFile?: string;
   /**
@@ -1685,7 +1893,9 @@ async function openDatabaseStore(
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error; // a missing --allow-env
     const reason = error instanceof Error ? error.message : String(error);
-    throw new StartupError(`cannot open the database at ${redactUrl(url)}: ${reason}`);
+    throw new StartupError(
+      `cannot open the database at ${redactUrl(url)}: ${reason}`,
+    );
   }
 }
 
@@ -1748,14 +1958,22 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const port = parsePositiveInteger(values.port, 65535) ?? (values.port === "0" ? 0 : null);
-  if (port === null || (values.cert === undefined) !== (values.key === undefined)) {
-    console.error(`message_board: give a port from 0 to 65535, and --cert with --key\n\n${USAGE}`);
+  const port = parsePositiveInteger(values.port, 65535) ??
+    (values.port === "0" ? 0 : null);
+  if (
+    port === null || (values.cert === undefined) !== (values.key === undefined)
+  ) {
+    console.error(
+      `message_board: give a port from 0 to 65535, and --cert with --key\n\n${USAGE}`,
+    );
     Deno.exit(2);
   }
 
   // DATABASE_URL is read only where it may be: the file mode's command does not allow it.
-  const envAllowed = Deno.permissions.querySync({ name: "env", variable: "DATABASE_URL" });
+  const envAllowed = Deno.permissions.querySync({
+    name: "env",
+    variable: "DATABASE_URL",
+  });
   const databaseUrl = values.store ??
     (envAllowed.state === "granted" ? Deno.env.get("DATABASE_URL") : undefined);
   if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
@@ -1774,13 +1992,16 @@ async function main(): Promise<void> {
     }
     board = await openBoard({ dataFile: values.data, databaseUrl });
   } catch (error) {
-    if (error instanceof StartupError) console.error(`message_board: ${error.message}`);
-    else if (error instanceof Deno.errors.NotCapable) {
+    if (error instanceof StartupError) {
+      console.error(`message_board: ${error.message}`);
+    } else if (error instanceof Deno.errors.NotCapable) {
       const hint = databaseUrl === undefined
         ? "--allow-read and --allow-write must cover the folder of --data"
         : "PostgreSQL mode needs the flags shown in --help";
       console.error(`message_board: ${error.message} (${hint})`);
-    } else console.error(`message_board: cannot start: ${(error as Error).message}`);
+    } else {console.error(
+        `message_board: cannot start: ${(error as Error).message}`,
+      );}
     Deno.exit(1);
   }
 
@@ -1790,7 +2011,9 @@ async function main(): Promise<void> {
       const response = await board.handler(request);
       const { pathname, search } = new URL(request.url);
       console.log(
-        `${new Date().toISOString()} ${request.method} ${pathname}${search} ${response.status}`,
+        `${
+          new Date().toISOString()
+        } ${request.method} ${pathname}${search} ${response.status}`,
       );
       return response;
     }
@@ -1808,13 +2031,17 @@ async function main(): Promise<void> {
           ? `data: ${values.data}`
           : `store: ${redactUrl(databaseUrl)}`;
         console.log(
-          `Tiny Message Board on ${tls ? "https" : "http"}://${host}:${port}/ (${storage})`,
+          `Tiny Message Board on ${
+            tls ? "https" : "http"
+          }://${host}:${port}/ (${storage})`,
         );
       },
     }, handler);
   } catch (error) {
     const why = (error as Error).message;
-    console.error(`message_board: cannot listen on ${values.hostname}:${port}: ${why}`);
+    console.error(
+      `message_board: cannot listen on ${values.hostname}:${port}: ${why}`,
+    );
     await board.close();
     Deno.exit(1);
   }

@@ -132,7 +132,8 @@ export const CONTENT_TYPES: Readonly<Record<string, string>> = {
  * @example contentTypeFor("a/Page.HTML") === "text/html; charset=utf-8"
  */
 export function contentTypeFor(path: string): string {
-  return CONTENT_TYPES[extname(path).toLowerCase()] ?? "application/octet-stream";
+  return CONTENT_TYPES[extname(path).toLowerCase()] ??
+    "application/octet-stream";
 }
 
 // ---------------------------------------------------------------------------
@@ -170,7 +171,9 @@ export function splitUrl(url: string): { pathname: string; search: string } {
   const hash = url.indexOf("#", start);
   if (hash >= 0 && (end < 0 || hash < end)) end = hash;
   if (end < 0) return { pathname: url.slice(start), search: "" };
-  const search = url[end] === "?" ? url.slice(end, hash > end ? hash : undefined) : "";
+  const search = url[end] === "?"
+    ? url.slice(end, hash > end ? hash : undefined)
+    : "";
   return { pathname: url.slice(start, end), search };
 }
 
@@ -185,8 +188,13 @@ export function parseHeaderLines(lines: readonly string[]): [string, string][] {
     const colon = line.indexOf(":");
     const name = line.slice(0, colon).trim();
     const value = line.slice(colon + 1).trim();
-    if (colon < 1 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) || /[\r\n\0]/.test(value)) {
-      throw new TypeError(`invalid header ${JSON.stringify(line)}: expected "Name: value"`);
+    if (
+      colon < 1 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) ||
+      /[\r\n\0]/.test(value)
+    ) {
+      throw new TypeError(
+        `invalid header ${JSON.stringify(line)}: expected "Name: value"`,
+      );
     }
     return [name, value];
   });
@@ -234,13 +242,18 @@ export async function resolveSafePath(
   try {
     decoded = decodeURIComponent(urlPath);
   } catch {
-    throw new HttpError(400, `malformed percent-escape in ${JSON.stringify(urlPath)}`);
+    throw new HttpError(
+      400,
+      `malformed percent-escape in ${JSON.stringify(urlPath)}`,
+    );
   }
   if (decoded.includes("\0") || decoded.includes("\\")) {
     throw new HttpError(400, `NUL or backslash in ${JSON.stringify(urlPath)}`);
   }
   const segments = decoded.split("/");
-  if (segments.includes("..")) throw new HttpError(400, `'..' in ${JSON.stringify(urlPath)}`);
+  if (segments.includes("..")) {
+    throw new HttpError(400, `'..' in ${JSON.stringify(urlPath)}`);
+  }
   if (!showDotfiles && segments.some(isDotName)) {
     throw new HttpError(404, `dotfile refused: ${JSON.stringify(urlPath)}`);
   }
@@ -249,7 +262,10 @@ export async function resolveSafePath(
   try {
     real = await Deno.realPath(joined);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory) {
+    if (
+      error instanceof Deno.errors.NotFound ||
+      error instanceof Deno.errors.NotADirectory
+    ) {
       throw new HttpError(404, `not found: ${joined}`);
     }
     throw error;
@@ -270,9 +286,14 @@ export async function resolveSafePath(
  *
  * @example isServableRealPath("/srv/site", "/srv/site-old/a", false) === false
  */
-export function isServableRealPath(rootReal: string, real: string, showDotfiles: boolean): boolean {
+export function isServableRealPath(
+  rootReal: string,
+  real: string,
+  showDotfiles: boolean,
+): boolean {
   if (real !== rootReal && !real.startsWith(rootReal + sep)) return false;
-  return showDotfiles || !real.slice(rootReal.length).split(sep).some(isDotName);
+  return showDotfiles ||
+    !real.slice(rootReal.length).split(sep).some(isDotName);
 }
 
 function isDotName(segment: string): boolean {
@@ -304,7 +325,9 @@ export function fileMetaFrom(path: string, info: Deno.FileInfo): FileMeta {
     etag: `"${info.size.toString(16)}-${
       Number.isNaN(mtimeMs) ? "0" : Math.floor(mtimeMs).toString(16)
     }"`,
-    lastModified: Number.isNaN(mtimeMs) ? "" : new Date(mtimeSeconds * 1000).toUTCString(),
+    lastModified: Number.isNaN(mtimeMs)
+      ? ""
+      : new Date(mtimeSeconds * 1000).toUTCString(),
     mtimeSeconds,
     contentType: contentTypeFor(path),
   };
@@ -318,7 +341,11 @@ export function fileMetaFrom(path: string, info: Deno.FileInfo): FileMeta {
  * @example etagListMatches(`W/"a", "b"`, `"a"`, true) === true
  * @example etagListMatches(`W/"a"`, `"a"`, false) === false
  */
-export function etagListMatches(header: string, etag: string, weak: boolean): boolean {
+export function etagListMatches(
+  header: string,
+  etag: string,
+  weak: boolean,
+): boolean {
   if (header.trim() === "*") return true;
   for (const raw of header.split(",")) {
     let tag = raw.trim();
@@ -342,7 +369,10 @@ function parseHttpDateSeconds(value: string): number {
  * `If-None-Match` (or, without it, `If-Modified-Since`) says the client's copy
  * is current. `null` means go on and send the file.
  */
-export function evaluatePreconditions(headers: Headers, meta: FileMeta): 304 | 412 | null {
+export function evaluatePreconditions(
+  headers: Headers,
+  meta: FileMeta,
+): 304 | 412 | null {
   const ifMatch = headers.get("if-match");
   if (ifMatch !== null) {
     if (!etagListMatches(ifMatch, meta.etag, false)) return 412;
@@ -378,7 +408,10 @@ export interface ByteRange {
  * @example parseRange("bytes=-300", 1000) => { start: 700, end: 999 }
  * @example parseRange("bytes=1000-", 1000) => "unsatisfiable"
  */
-export function parseRange(header: string, size: number): ByteRange | "unsatisfiable" | null {
+export function parseRange(
+  header: string,
+  size: number,
+): ByteRange | "unsatisfiable" | null {
   const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
   if (match === null) return null;
   const [, first, last] = match;
@@ -401,7 +434,10 @@ export function parseRange(header: string, size: number): ByteRange | "unsatisfi
  * `If-Range` (when present) still names this version. RFC 9110 13.1.5: an
  * entity tag there needs a strong match, a date an exact one.
  */
-function selectRange(headers: Headers, meta: FileMeta): ByteRange | "unsatisfiable" | null {
+function selectRange(
+  headers: Headers,
+  meta: FileMeta,
+): ByteRange | "unsatisfiable" | null {
   const range = headers.get("range");
   if (range === null) return null;
   const ifRange = headers.get("if-range");
@@ -429,9 +465,14 @@ interface FileHeaders {
   extra: readonly [string, string][];
 }
 
-function buildFileHeaders(meta: FileMeta, extra: readonly [string, string][]): FileHeaders {
+function buildFileHeaders(
+  meta: FileMeta,
+  extra: readonly [string, string][],
+): FileHeaders {
   const validators: [string, string][] = [["ETag", meta.etag]];
-  if (meta.lastModified !== "") validators.push(["Last-Modified", meta.lastModified]);
+  if (meta.lastModified !== "") {
+    validators.push(["Last-Modified", meta.lastModified]);
+  }
   const notModified: [string, string][] = [
     ...validators,
     ["Cache-Control", CACHE_CONTROL],
@@ -461,7 +502,9 @@ function makeResponse(
 ): Response {
   const response = new Response(body, { status });
   const target = response.headers;
-  for (let i = 0; i < headers.length; i++) target.set(headers[i][0], headers[i][1]);
+  for (let i = 0; i < headers.length; i++) {
+    target.set(headers[i][0], headers[i][1]);
+  }
   return response;
 }
 
@@ -482,7 +525,10 @@ interface MemorySource {
   notModified: Response;
 }
 
-function prepareMemorySource(bytes: Uint8Array<ArrayBuffer>, headers: FileHeaders): MemorySource {
+function prepareMemorySource(
+  bytes: Uint8Array<ArrayBuffer>,
+  headers: FileHeaders,
+): MemorySource {
   return {
     kind: "memory",
     bytes,
@@ -508,13 +554,17 @@ function respondWithFile(
   const reqHeaders = req.headers;
   const precondition = evaluatePreconditions(reqHeaders, meta);
   const range = precondition === null ? selectRange(reqHeaders, meta) : null;
-  if (precondition !== null || range === "unsatisfiable" || isHead) closeSource(source);
+  if (precondition !== null || range === "unsatisfiable" || isHead) {
+    closeSource(source);
+  }
   if (precondition === 304) {
     return source.kind === "memory"
       ? source.notModified.clone()
       : makeResponse(null, 304, headers.notModified);
   }
-  if (precondition === 412) return textResponse(412, "Precondition Failed", headers.extra);
+  if (precondition === 412) {
+    return textResponse(412, "Precondition Failed", headers.extra);
+  }
   if (range === "unsatisfiable") {
     // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
     return textResponse(416, "Range Not Satisfiable", headers.extra, [
@@ -531,10 +581,17 @@ function respondWithFile(
     if (isHead) return makeResponse(null, 206, partial);
     const body = source.kind === "memory"
       ? source.bytes.subarray(range.start, range.end + 1)
-      : streamFileRange(source.file, range.start, length, range.end === meta.size - 1);
+      : streamFileRange(
+        source.file,
+        range.start,
+        length,
+        range.end === meta.size - 1,
+      );
     return makeResponse(body, 206, partial);
   }
-  if (source.kind === "memory") return isHead ? source.head.clone() : source.ok.clone();
+  if (source.kind === "memory") {
+    return isHead ? source.head.clone() : source.ok.clone();
+  }
   if (isHead) return makeResponse(null, 200, headers.full);
   // A whole file: Deno sees that `readable` is backed by a file resource
   // and copies it to the socket in Rust, without passing chunks through JS.
@@ -597,14 +654,28 @@ function textResponse(
   extra: readonly [string, string][],
   more: readonly [string, string][] = [],
 ): Response {
-  return bytesResponse(status, encoder.encode(text + "\n"), "text/plain; charset=utf-8", [
-    ...more,
-    ...extra,
-  ]);
+  return bytesResponse(
+    status,
+    encoder.encode(text + "\n"),
+    "text/plain; charset=utf-8",
+    [
+      ...more,
+      ...extra,
+    ],
+  );
 }
 
-function htmlResponse(status: number, html: string, extra: readonly [string, string][]): Response {
-  return bytesResponse(status, encoder.encode(html), "text/html; charset=utf-8", extra);
+function htmlResponse(
+  status: number,
+  html: string,
+  extra: readonly [string, string][],
+): Response {
+  return bytesResponse(
+    status,
+    encoder.encode(html),
+    "text/html; charset=utf-8",
+    extra,
+  );
 }
 
 function bytesResponse(
@@ -623,14 +694,20 @@ function bytesResponse(
 
 /** 405 for anything but GET and HEAD; `Allow` lists what works (RFC 9110 15.5.6). */
 function methodNotAllowed(extra: readonly [string, string][]): Response {
-  return textResponse(405, "Method Not Allowed", extra, [["Allow", "GET, HEAD"]]);
+  return textResponse(405, "Method Not Allowed", extra, [[
+    "Allow",
+    "GET, HEAD",
+  ]]);
 }
 
 /** HEAD is GET without the body (RFC 9110 9.3.2): same status and headers. */
 function dropBodyForHead(req: Request, response: Response): Response {
   if (req.method !== "HEAD" || response.body === null) return response;
   response.body.cancel().catch(() => {});
-  return new Response(null, { status: response.status, headers: response.headers });
+  return new Response(null, {
+    status: response.status,
+    headers: response.headers,
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -659,7 +736,9 @@ async function errorResponse(
   else if (error instanceof Deno.errors.NotFound) status = 404;
   else if (error instanceof Deno.errors.PermissionDenied) status = 403;
   else console.error("server_files: error while serving a request:", error);
-  if (status === 404 && rootReal !== null) return await notFoundResponse(rootReal, extra);
+  if (status === 404 && rootReal !== null) {
+    return await notFoundResponse(rootReal, extra);
+  }
   return textResponse(status, REASONS[status] ?? "Error", extra);
 }
 
@@ -711,11 +790,17 @@ export function renderListing(
     const suffix = entry.isDirectory ? "/" : "";
     const href = encodeURIComponent(entry.name) + suffix;
     const size = entry.isDirectory ? "-" : String(entry.size);
-    const date = entry.mtime ? entry.mtime.toISOString().replace("T", " ").slice(0, 19) : "-";
-    return `<tr><td><a href="${escapeHtml(href)}">${escapeHtml(entry.name + suffix)}</a></td>` +
+    const date = entry.mtime
+      ? entry.mtime.toISOString().replace("T", " ").slice(0, 19)
+      : "-";
+    return `<tr><td><a href="${escapeHtml(href)}">${
+      escapeHtml(entry.name + suffix)
+    }</a></td>` +
       `<td class="size">${size}</td><td>${date}</td></tr>`;
   });
-  if (parent) rows.unshift(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
+  if (parent) {
+    rows.unshift(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
+  }
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -730,7 +815,11 @@ export function renderListing(
 <tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>
 ${rows.join("\n")}
 </table>
-${truncated ? `<p>Only the first ${MAX_LISTING_ENTRIES} entries are shown.</p>\n` : ""}</body>
+${
+    truncated
+      ? `<p>Only the first ${MAX_LISTING_ENTRIES} entries are shown.</p>\n`
+      : ""
+  }</body>
 </html>
 `;
 }
@@ -756,7 +845,8 @@ async function readListing(
     try {
       const path = join(dirPath, dirEntry.name);
       if (
-        dirEntry.isSymlink && !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
+        dirEntry.isSymlink &&
+        !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
       ) {
         continue;
       }
@@ -772,7 +862,11 @@ async function readListing(
     }
   }
   entries.sort((a, b) =>
-    a.isDirectory !== b.isDirectory ? (a.isDirectory ? -1 : 1) : a.name < b.name ? -1 : 1
+    a.isDirectory !== b.isDirectory
+      ? (a.isDirectory ? -1 : 1)
+      : a.name < b.name
+      ? -1
+      : 1
   );
   return { entries, truncated };
 }
@@ -797,15 +891,24 @@ interface ServeContext {
 /** CORS for a public, read-only site: any origin may read, and send Range. */
 const CORS_HEADERS: [string, string][] = [
   ["Access-Control-Allow-Origin", "*"],
-  ["Access-Control-Allow-Headers", "Origin, X-Requested-With, Content-Type, Accept, Range"],
+  [
+    "Access-Control-Allow-Headers",
+    "Origin, X-Requested-With, Content-Type, Accept, Range",
+  ],
 ];
 
-function extraHeaders(options: { headers?: string[]; enableCors?: boolean }): [string, string][] {
+function extraHeaders(
+  options: { headers?: string[]; enableCors?: boolean },
+): [string, string][] {
   const { headers = [], enableCors = false } = options;
   return [...(enableCors ? CORS_HEADERS : []), ...parseHeaderLines(headers)];
 }
 
-function makeContext(rootReal: string, options: HandlerOptions, cache: FileCache | null) {
+function makeContext(
+  rootReal: string,
+  options: HandlerOptions,
+  cache: FileCache | null,
+) {
   const {
     urlRoot = "",
     showIndex = true,
@@ -835,7 +938,9 @@ export async function serveFile(
 ): Promise<Response> {
   const extra = extraHeaders(options);
   try {
-    if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed(extra);
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      return methodNotAllowed(extra);
+    }
     const info = options.fileInfo ?? await Deno.stat(filePath);
     if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
     return dropBodyForHead(req, await sendFileFromDisk(req, filePath, extra));
@@ -853,7 +958,10 @@ async function sendFileFromDisk(
   const file = await Deno.open(path, { read: true });
   try {
     const meta = fileMetaFrom(path, await file.stat());
-    return respondWithFile(req, meta, buildFileHeaders(meta, extra), { kind: "file", file });
+    return respondWithFile(req, meta, buildFileHeaders(meta, extra), {
+      kind: "file",
+      file,
+    });
   } catch (error) {
     file.close();
     throw error;
@@ -866,7 +974,10 @@ async function sendFileFromDisk(
  * `quiet`. Each call checks the disk afresh; {@linkcode createHandler} adds a
  * cache for busy sites.
  */
-export async function serveDir(req: Request, options: ServeDirOptions = {}): Promise<Response> {
+export async function serveDir(
+  req: Request,
+  options: ServeDirOptions = {},
+): Promise<Response> {
   const started = new Date();
   let response: Response;
   try {
@@ -882,8 +993,13 @@ export async function serveDir(req: Request, options: ServeDirOptions = {}): Pro
 }
 
 /** GET/HEAD on the file tree: method check, path resolution, directories, files. */
-async function serveFromRoot(req: Request, ctx: ServeContext): Promise<Response> {
-  if (req.method !== "GET" && req.method !== "HEAD") return methodNotAllowed(ctx.extra);
+async function serveFromRoot(
+  req: Request,
+  ctx: ServeContext,
+): Promise<Response> {
+  if (req.method !== "GET" && req.method !== "HEAD") {
+    return methodNotAllowed(ctx.extra);
+  }
   const { pathname, search } = splitUrl(req.url);
   let response: Response;
   try {
@@ -908,21 +1024,32 @@ async function serveUrlPath(
     }
     relative = pathname.slice(ctx.urlRoot.length) || "/";
   }
-  const resolved = await resolveSafePath(ctx.rootReal, relative, ctx.showDotfiles);
+  const resolved = await resolveSafePath(
+    ctx.rootReal,
+    relative,
+    ctx.showDotfiles,
+  );
   if (resolved.info.isDirectory) {
     if (!pathname.endsWith("/")) {
       // RFC 9110 15.4.2: relative links inside the folder need the slash.
       // Leading slashes collapse to one: "//evil.example" would be read by
       // browsers as another host (an open redirect).
       const location = "/" + pathname.replace(/^\/+/, "") + "/" + search;
-      return textResponse(301, "Moved Permanently", ctx.extra, [["Location", location]]);
+      return textResponse(301, "Moved Permanently", ctx.extra, [[
+        "Location",
+        location,
+      ]]);
     }
     if (ctx.showIndex) {
       const index = await resolveIndex(ctx, relative);
       if (index !== null) return await sendFile(req, ctx, pathname, index);
     }
     if (ctx.showDirListing) {
-      const listing = await readListing(ctx.rootReal, resolved.path, ctx.showDotfiles);
+      const listing = await readListing(
+        ctx.rootReal,
+        resolved.path,
+        ctx.showDotfiles,
+      );
       const shownPath = decodeURIComponent(pathname);
       const html = renderListing(shownPath, listing.entries, {
         parent: relative !== "/",
@@ -932,14 +1059,23 @@ async function serveUrlPath(
     }
     throw new HttpError(404, `directory without index: ${resolved.path}`);
   }
-  if (!resolved.info.isFile) throw new HttpError(404, `not a regular file: ${resolved.path}`);
+  if (!resolved.info.isFile) {
+    throw new HttpError(404, `not a regular file: ${resolved.path}`);
+  }
   return await sendFile(req, ctx, pathname, resolved);
 }
 
 /** `index.html` of a directory URL (through the same safety checks), or null. */
-async function resolveIndex(ctx: ServeContext, relative: string): Promise<ResolvedPath | null> {
+async function resolveIndex(
+  ctx: ServeContext,
+  relative: string,
+): Promise<ResolvedPath | null> {
   try {
-    const index = await resolveSafePath(ctx.rootReal, relative + "index.html", ctx.showDotfiles);
+    const index = await resolveSafePath(
+      ctx.rootReal,
+      relative + "index.html",
+      ctx.showDotfiles,
+    );
     return index.info.isFile ? index : null;
   } catch (error) {
     if (error instanceof HttpError && error.status === 404) return null;
@@ -996,7 +1132,9 @@ class FileCache {
   /** The entry for a URL path if it was checked less than `validMs` ago. */
   fresh(key: string, now: number): CacheEntry | undefined {
     const entry = this.#entries.get(key);
-    return entry !== undefined && now - entry.checkedAt < this.validMs ? entry : undefined;
+    return entry !== undefined && now - entry.checkedAt < this.validMs
+      ? entry
+      : undefined;
   }
 
   /** Returns an up-to-date entry for a freshly resolved file, reading it if needed. */
@@ -1067,19 +1205,32 @@ export const SUGGESTIONS: Readonly<Record<string, string>> = {
  * so they are escaped before they go into the page; a missing name or an
  * unknown food is the client's mistake: 400 with a link back to the form.
  */
-export function suggestFood(search: string, extra: readonly [string, string][] = []): Response {
+export function suggestFood(
+  search: string,
+  extra: readonly [string, string][] = [],
+): Response {
   const query = new URLSearchParams(search);
   const name = (query.get("firstname") ?? "").trim();
   const food = query.get("food") ?? "";
-  if (name === "" || name.length > MAX_NAME_CHARS || !Object.hasOwn(SUGGESTIONS, food)) {
+  if (
+    name === "" || name.length > MAX_NAME_CHARS ||
+    !Object.hasOwn(SUGGESTIONS, food)
+  ) {
     const problem = name === ""
       ? "Please tell us your first name."
       : name.length > MAX_NAME_CHARS
       ? `Please use at most ${MAX_NAME_CHARS} characters for your name.`
       : "Please choose Pizza, Tacos or Salad.";
-    return htmlResponse(400, renderPage("Something is missing", `<p>${problem}</p>`), extra);
+    return htmlResponse(
+      400,
+      renderPage("Something is missing", `<p>${problem}</p>`),
+      extra,
+    );
   }
-  const body = `<p>Hello, ${escapeHtml(name)}! Since you like ${escapeHtml(food.toLowerCase())}, ` +
+  const body =
+    `<p>Hello, ${escapeHtml(name)}! Since you like ${
+      escapeHtml(food.toLowerCase())
+    }, ` +
     `we suggest ${escapeHtml(SUGGESTIONS[food])}.</p>`;
   return htmlResponse(200, renderPage("Our suggestion", body), extra);
 }
@@ -1128,23 +1279,31 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   const { maxCachedFileBytes = MAX_CACHED_FILE_BYTES } = options;
   const rootReal = Deno.realPathSync(fsRoot);
   const extra = extraHeaders(options);
-  const cache = maxCachedFileBytes > 0 ? new FileCache(cacheMs, maxCachedFileBytes, extra) : null;
+  const cache = maxCachedFileBytes > 0
+    ? new FileCache(cacheMs, maxCachedFileBytes, extra)
+    : null;
   const ctx = makeContext(rootReal, options, cache);
 
   const route = (req: Request): Response | Promise<Response> => {
     const method = req.method;
     if (method !== "GET" && method !== "HEAD") return methodNotAllowed(extra);
     const { pathname, search } = splitUrl(req.url);
-    if (pathname === "/suggest") return dropBodyForHead(req, suggestFood(search, extra));
+    if (pathname === "/suggest") {
+      return dropBodyForHead(req, suggestFood(search, extra));
+    }
     const entry = cache?.fresh(pathname, Date.now());
-    if (entry !== undefined) return respondWithFile(req, entry.meta, entry.headers, entry.source);
+    if (entry !== undefined) {
+      return respondWithFile(req, entry.meta, entry.headers, entry.source);
+    }
     return serveFromRoot(req, ctx);
   };
 
   if (quiet) return route;
   return (req, info) => {
     const started = new Date();
-    const remote = info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : null;
+    const remote = info?.remoteAddr.transport === "tcp"
+      ? info.remoteAddr.hostname
+      : null;
     const result = route(req);
     if (result instanceof Response) {
       logRequest(req, result, remote, started);
@@ -1157,7 +1316,20 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   };
 }
 
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS = [
+  "Jan",
+  "Feb",
+  "Mar",
+  "Apr",
+  "May",
+  "Jun",
+  "Jul",
+  "Aug",
+  "Sep",
+  "Oct",
+  "Nov",
+  "Dec",
+];
 
 /**
  * One access-log line in Common Log Format. Quotes and backslashes in the
@@ -1176,27 +1348,54 @@ export function formatLogLine(
   bytes: string | null,
 ): string {
   const pad = (n: number) => String(n).padStart(2, "0");
-  const stamp = `${pad(date.getUTCDate())}/${MONTHS[date.getUTCMonth()]}/${date.getUTCFullYear()}` +
-    `:${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
-  const safeTarget = target.replace(/[\\"]/g, (c) => "\\" + c).replace(/\p{Cc}/gu, "?");
-  return `${host ?? "-"} - - [${stamp}] "${method} ${safeTarget} HTTP/1.1" ${status} ${
+  const stamp =
+    `${pad(date.getUTCDate())}/${
+      MONTHS[date.getUTCMonth()]
+    }/${date.getUTCFullYear()}` +
+    `:${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+      pad(date.getUTCSeconds())
+    } +0000`;
+  const safeTarget = target.replace(/[\\"]/g, (c) => "\\" + c).replace(
+    /\p{Cc}/gu,
+    "?",
+  );
+  return `${
+    host ?? "-"
+  } - - [${stamp}] "${method} ${safeTarget} HTTP/1.1" ${status} ${
     bytes ?? "-"
   }`;
 }
 
-function logRequest(req: Request, response: Response, host: string | null, date: Date): void {
+function logRequest(
+  req: Request,
+  response: Response,
+  host: string | null,
+  date: Date,
+): void {
   const { pathname, search } = splitUrl(req.url);
   // Reading `response.body` would turn a byte body into a stream (and the
   // reply into chunked encoding), so the size comes from Content-Length.
-  const bytes = req.method === "HEAD" ? null : response.headers.get("content-length");
-  console.log(formatLogLine(host, date, req.method, pathname + search, response.status, bytes));
+  const bytes = req.method === "HEAD"
+    ? null
+    : response.headers.get("content-length");
+  console.log(
+    formatLogLine(
+      host,
+      date,
+      req.method,
+      pathname + search,
+      response.status,
+      bytes,
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------
 
-const USAGE = `Usage: deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [options]
+const USAGE =
+  `Usage: deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [options]
 
 Serves the files of a folder over HTTP (or HTTPS), plus the demo route /suggest.
 
@@ -1236,7 +1435,9 @@ export function parseCommandLine(args: string[]) {
   });
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) {
-    throw new TypeError(`--port must be a number from 0 to 65535, got ${values.port}`);
+    throw new TypeError(
+      `--port must be a number from 0 to 65535, got ${values.port}`,
+    );
   }
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new TypeError("--cert and --key go together");
@@ -1258,7 +1459,10 @@ async function startServer(
     quiet: flags.quiet,
   });
   const tls = flags.cert !== undefined && flags.key !== undefined
-    ? { cert: await Deno.readTextFile(flags.cert), key: await Deno.readTextFile(flags.key) }
+    ? {
+      cert: await Deno.readTextFile(flags.cert),
+      key: await Deno.readTextFile(flags.key),
+    }
     : {};
   return Deno.serve({
     hostname: flags.hostname,
@@ -1289,8 +1493,12 @@ async function main(): Promise<void> {
     server = await startServer(flags);
   } catch (error) {
     // A missing root, a busy port, a missing permission: say so in one line.
-    const hint = error instanceof Deno.errors.AddrInUse ? " (--port 0 picks a free port)" : "";
-    console.error(`server_files: cannot start: ${(error as Error).message}${hint}`);
+    const hint = error instanceof Deno.errors.AddrInUse
+      ? " (--port 0 picks a free port)"
+      : "";
+    console.error(
+      `server_files: cannot start: ${(error as Error).message}${hint}`,
+    );
     Deno.exit(1);
   }
 

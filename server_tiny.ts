@@ -134,7 +134,8 @@ export async function readRequestHead(
   reader: ByteReader,
   options: ReadHeadOptions = {},
 ): Promise<HeadReadResult> {
-  const { maxBytes = MAX_HEAD_BYTES, timeoutMs = HEAD_TIMEOUT_MS, idleSignal } = options;
+  const { maxBytes = MAX_HEAD_BYTES, timeoutMs = HEAD_TIMEOUT_MS, idleSignal } =
+    options;
   const buffer = new Uint8Array(maxBytes);
   let length = 0;
 
@@ -163,7 +164,9 @@ export async function readRequestHead(
         read.catch(() => {});
         return { kind: outcome === "timeout" ? "timeout" : "closed" };
       }
-      if (outcome === null) return { kind: length === 0 ? "closed" : "incomplete" };
+      if (outcome === null) {
+        return { kind: length === 0 ? "closed" : "incomplete" };
+      }
       // The blank line may straddle two reads, so search again from just
       // before where the new bytes start.
       const searchFrom = Math.max(0, length - 2);
@@ -236,7 +239,8 @@ const TARGET_CHARS = /^[\x21\x22\x24-\x7e]+$/;
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // RFC 9110 7.2: Host = uri-host [ ":" port ], where uri-host is an IP literal
 // in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). Empty is allowed.
-const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
+const HOST_VALUE =
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
 
 /**
  * Parses a request head (as returned by {@link readRequestHead}) strictly.
@@ -257,9 +261,13 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
   // RFC 9112 2.2: every line ends in CRLF. A bare LF is allowed as a MAY; we
   // refuse it (and a bare CR, which is never allowed) because a proxy in front
   // of us may split the lines differently, the root of request smuggling.
-  if (/(?<!\r)\n/.test(text)) return reject(400, "a line ends with a bare LF instead of CRLF");
+  if (/(?<!\r)\n/.test(text)) {
+    return reject(400, "a line ends with a bare LF instead of CRLF");
+  }
   if (/\r(?!\n)/.test(text)) return reject(400, "a bare CR in the head");
-  if (!text.endsWith("\r\n\r\n")) return reject(400, "the head does not end with a blank line");
+  if (!text.endsWith("\r\n\r\n")) {
+    return reject(400, "the head does not end with a blank line");
+  }
   const [requestLine, ...fieldLines] = text.slice(0, -4).split("\r\n");
 
   // RFC 9112 3: request-line = method SP request-target SP HTTP-version,
@@ -274,7 +282,9 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
   if (!versionMatch) return reject(400, "malformed HTTP version");
   // RFC 9110 2.5: a higher minor version (HTTP/1.2) is served as the highest
   // we implement; 505 is for a major version we do not speak.
-  if (versionMatch[1] !== "1") return reject(505, `unsupported version ${version}`);
+  if (versionMatch[1] !== "1") {
+    return reject(505, `unsupported version ${version}`);
+  }
   const path = targetPath(method, target);
   if (path === null) return reject(400, "malformed request target");
 
@@ -283,7 +293,10 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
     // RFC 9112 5.2: obsolete line folding (a line starting with whitespace)
     // may be rejected with 400; so may whitespace right after the request line (2.2).
     if (line.startsWith(" ") || line.startsWith("\t")) {
-      return reject(400, "a header line starts with whitespace (obsolete line folding)");
+      return reject(
+        400,
+        "a header line starts with whitespace (obsolete line folding)",
+      );
     }
     const colon = line.indexOf(":");
     if (colon === -1) return reject(400, "a header line has no colon");
@@ -294,11 +307,14 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
     }
     if (!TOKEN.test(name)) return reject(400, "a field name is not a token");
     const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, "");
-    if (!FIELD_VALUE.test(value)) return reject(400, `control character in the ${name} field`);
+    if (!FIELD_VALUE.test(value)) {
+      return reject(400, `control character in the ${name} field`);
+    }
     headers.push([name, value]);
   }
 
-  const problem = checkHost(headers, versionMatch[2] !== "0") ?? checkFraming(headers);
+  const problem = checkHost(headers, versionMatch[2] !== "0") ??
+    checkFraming(headers);
   if (problem) return reject(400, problem);
   return { ok: true, request: { method, target, path, version, headers } };
 }
@@ -328,16 +344,23 @@ function targetPath(method: string, target: string): string | null {
 
 /** All values of one header field; names are case-insensitive (RFC 9110 5.1). */
 function fieldValues(headers: [string, string][], name: string): string[] {
-  return headers.filter(([key]) => key.toLowerCase() === name).map(([, value]) => value);
+  return headers.filter(([key]) => key.toLowerCase() === name).map((
+    [, value],
+  ) => value);
 }
 
 /**
  * RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
  * with more than one Host, or with an invalid Host. HTTP/1.0 may omit it.
  */
-function checkHost(headers: [string, string][], required: boolean): string | null {
+function checkHost(
+  headers: [string, string][],
+  required: boolean,
+): string | null {
   const hosts = fieldValues(headers, "host");
-  if (hosts.length === 0) return required ? "HTTP/1.1 request without Host" : null;
+  if (hosts.length === 0) {
+    return required ? "HTTP/1.1 request without Host" : null;
+  }
   if (hosts.length > 1) return "more than one Host field";
   return HOST_VALUE.test(hosts[0]) ? null : "invalid Host value";
 }
@@ -353,12 +376,16 @@ function checkFraming(headers: [string, string][]): string | null {
   if (lengths.length > 0 && codings.length > 0) {
     return "both Content-Length and Transfer-Encoding";
   }
-  if (lengths.length > 1 || (lengths.length === 1 && !/^\d+$/.test(lengths[0]))) {
+  if (
+    lengths.length > 1 || (lengths.length === 1 && !/^\d+$/.test(lengths[0]))
+  ) {
     return "invalid Content-Length";
   }
   if (codings.length > 0) {
     const last = codings.join(",").split(",").at(-1)!.trim().toLowerCase();
-    if (last !== "chunked") return "Transfer-Encoding does not end with chunked";
+    if (last !== "chunked") {
+      return "Transfer-Encoding does not end with chunked";
+    }
   }
   return null;
 }
@@ -392,7 +419,9 @@ export function respondTo(request: RequestHead): TinyResponse {
   }
   // HEAD is GET without the body (RFC 9110 9.3.2): build the GET answer, so
   // that Content-Length is the length the GET body would have.
-  if (request.method === "HEAD") return respondTo({ ...request, method: "GET" });
+  if (request.method === "HEAD") {
+    return respondTo({ ...request, method: "GET" });
+  }
   if (request.path !== "/") return errorResponse(404);
   return { status: 200, body: renderHelloPage(request) };
 }
@@ -422,7 +451,9 @@ export function errorResponse(status: ErrorStatus): TinyResponse {
 /** The page for `/`: what the browser sent, every value escaped. */
 function renderHelloPage(request: RequestHead): string {
   const rows = request.headers
-    .map(([name, value]) => `<tr><th>${escapeHtml(name)}</th><td>${escapeHtml(value)}</td></tr>`)
+    .map(([name, value]) =>
+      `<tr><th>${escapeHtml(name)}</th><td>${escapeHtml(value)}</td></tr>`
+    )
     .join("\n");
   return renderPage(
     "Hello from server_tiny.ts",
@@ -499,7 +530,10 @@ export interface FormatOptions {
  * //  Content-Type: text/html; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhé"
  * ```
  */
-export function formatResponse(response: TinyResponse, options: FormatOptions = {}): Uint8Array {
+export function formatResponse(
+  response: TinyResponse,
+  options: FormatOptions = {},
+): Uint8Array {
   const { omitBody = false, date = new Date() } = options;
   const body = encoder.encode(response.body);
   const lines = [
@@ -526,7 +560,10 @@ export function formatResponse(response: TinyResponse, options: FormatOptions = 
  * Writes all of `bytes`. One `write` may take only part of a buffer (the
  * socket's send buffer is full), so we keep writing the rest until it is gone.
  */
-export async function writeAll(writer: ByteWriter, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  writer: ByteWriter,
+  bytes: Uint8Array,
+): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
     written += await writer.write(bytes.subarray(written));
@@ -540,7 +577,10 @@ export async function writeAll(writer: ByteWriter, bytes: Uint8Array): Promise<v
  * response before reading it. So: end our side (the client sees the end of the
  * response), read and discard what still arrives, within limits, then close.
  */
-async function closeGracefully(conn: Deno.Conn, lingerMs: number): Promise<void> {
+async function closeGracefully(
+  conn: Deno.Conn,
+  lingerMs: number,
+): Promise<void> {
   const timer = setTimeout(() => closeQuietly(conn), lingerMs);
   try {
     await conn.closeWrite();
@@ -598,7 +638,10 @@ function firstLine(head: Uint8Array): Uint8Array {
 
 /** The request head for the console, one line per line received. */
 function formatHead(head: Uint8Array, client: string): string {
-  const lines = showBytes(head).replaceAll("\\x0d\\x0a", "\n").replaceAll("\\x0a", "\n");
+  const lines = showBytes(head).replaceAll("\\x0d\\x0a", "\n").replaceAll(
+    "\\x0a",
+    "\n",
+  );
   return `--- request from ${client} ---\n${lines.trimEnd()}\n---`;
 }
 
@@ -630,10 +673,19 @@ export interface AccessLogEntry {
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
   const pad = (n: number) => String(n).padStart(2, "0");
-  const time = `${pad(date.getUTCDate())}/${MONTHS[date.getUTCMonth()]}/${date.getUTCFullYear()}:` +
-    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
-  const request = requestLine === null ? "-" : showBytes(requestLine).replaceAll('"', "\\x22");
-  return `${client} - - [${time}] "${request}" ${status} ${bodyBytes > 0 ? bodyBytes : "-"}`;
+  const time =
+    `${pad(date.getUTCDate())}/${
+      MONTHS[date.getUTCMonth()]
+    }/${date.getUTCFullYear()}:` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+      pad(date.getUTCSeconds())
+    } +0000`;
+  const request = requestLine === null
+    ? "-"
+    : showBytes(requestLine).replaceAll('"', "\\x22");
+  return `${client} - - [${time}] "${request}" ${status} ${
+    bodyBytes > 0 ? bodyBytes : "-"
+  }`;
 }
 
 // ---------------------------------------------------------------------------
@@ -648,12 +700,18 @@ interface ConnectionSettings {
   idleSignal: AbortSignal;
 }
 
-async function handleConnection(conn: Deno.Conn, settings: ConnectionSettings): Promise<void> {
+async function handleConnection(
+  conn: Deno.Conn,
+  settings: ConnectionSettings,
+): Promise<void> {
   const { quiet, log, headTimeoutMs, lingerMs, idleSignal } = settings;
   const address = conn.remoteAddr as Deno.NetAddr;
   const client = address.hostname;
   try {
-    const result = await readRequestHead(conn, { timeoutMs: headTimeoutMs, idleSignal });
+    const result = await readRequestHead(conn, {
+      timeoutMs: headTimeoutMs,
+      idleSignal,
+    });
     // A browser's spare connection that was never used, or a shutdown: no request, no answer.
     if (result.kind === "closed") return;
 
@@ -674,7 +732,11 @@ async function handleConnection(conn: Deno.Conn, settings: ConnectionSettings): 
         if (!parsed.ok) log(`    ${parsed.status} because: ${parsed.reason}`);
       }
     } else {
-      const statusFor = { "too-large": 431, "timeout": 408, "incomplete": 400 } as const;
+      const statusFor = {
+        "too-large": 431,
+        "timeout": 408,
+        "incomplete": 400,
+      } as const;
       response = errorResponse(statusFor[result.kind]);
     }
 
@@ -772,7 +834,13 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
       // Nowhere to write to.
     }
   };
-  const settings = { quiet, log, headTimeoutMs, lingerMs, idleSignal: stopping.signal };
+  const settings = {
+    quiet,
+    log,
+    headTimeoutMs,
+    lingerMs,
+    idleSignal: stopping.signal,
+  };
 
   function stopListening(): void {
     if (!listening) return;
@@ -802,14 +870,19 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   }
 
   // Each handler is bounded by its own limits, so this always settles.
-  const finished = acceptConnections().then(() => Promise.all(handlers)).then(() => {});
+  const finished = acceptConnections().then(() => Promise.all(handlers)).then(
+    () => {},
+  );
 
   function shutdown(): Promise<void> {
     if (stopping.signal.aborted) return finished;
     stopping.abort();
     stopListening();
     // Requests in progress get a bounded time; then their connections are closed.
-    const timer = setTimeout(() => connections.forEach(closeQuietly), shutdownGraceMs);
+    const timer = setTimeout(
+      () => connections.forEach(closeQuietly),
+      shutdownGraceMs,
+    );
     finished.then(() => clearTimeout(timer));
     return finished;
   }
@@ -851,21 +924,34 @@ async function main(): Promise<void> {
   }
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) {
-    console.error(`server_tiny.ts: --port must be a number from 0 to 65535\n\n${USAGE}`);
+    console.error(
+      `server_tiny.ts: --port must be a number from 0 to 65535\n\n${USAGE}`,
+    );
     Deno.exit(2);
   }
 
   let server: TinyServer;
   try {
-    server = serveTiny({ port, hostname: values.hostname, once: values.once, quiet: values.quiet });
+    server = serveTiny({
+      port,
+      hostname: values.hostname,
+      once: values.once,
+      quiet: values.quiet,
+    });
   } catch (error) {
-    const hint = error instanceof Deno.errors.AddrInUse ? " (try another --port, or --port 0)" : "";
-    console.error(`server_tiny.ts: cannot listen on ${values.hostname}:${port}: ${error}${hint}`);
+    const hint = error instanceof Deno.errors.AddrInUse
+      ? " (try another --port, or --port 0)"
+      : "";
+    console.error(
+      `server_tiny.ts: cannot listen on ${values.hostname}:${port}: ${error}${hint}`,
+    );
     Deno.exit(1);
   }
   const { hostname: host, port: realPort } = server.addr;
   const shownHost = host.includes(":") ? `[${host}]` : host;
-  console.log(`Open your browser and connect to: http://${shownHost}:${realPort}/`);
+  console.log(
+    `Open your browser and connect to: http://${shownHost}:${realPort}/`,
+  );
   if (!["127.0.0.1", "localhost", "::1"].includes(values.hostname)) {
     // Loopback keeps a server private to this machine; any other address may not.
     console.log(
@@ -878,7 +964,9 @@ async function main(): Promise<void> {
     server.shutdown();
   };
   // Windows has no SIGTERM; Ctrl-C arrives as SIGINT everywhere.
-  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
   await server.finished;
   for (const signal of signals) Deno.removeSignalListener(signal, onSignal);

@@ -13,8 +13,9 @@ export const SITE_FILES = {
 } as const;
 
 const CHUNK_BYTES = 1024 * 1024;
-const WORDS = ("hello from the tiny message board where every message is kept safe on disk " +
-  "and shown with its time so people can read what others wrote").split(" ");
+const WORDS =
+  ("hello from the tiny message board where every message is kept safe on disk " +
+    "and shown with its time so people can read what others wrote").split(" ");
 // The stored messages are one minute apart, ending at this time.
 const LAST_POSTED_AT = Date.parse("2026-11-21T22:44:51.000Z");
 
@@ -24,11 +25,14 @@ const LAST_POSTED_AT = Date.parse("2026-11-21T22:44:51.000Z");
  * @example renderSmallPage(500).length === 500
  */
 export function renderSmallPage(size: number): string {
-  const head = '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">' +
+  const head =
+    '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">' +
     "<title>Small file</title></head>\n<body><p>A small page for the benchmark.</p></body>\n";
   const tail = "</html>\n";
   const padding = size - head.length - tail.length - "<!--  -->\n".length;
-  if (padding < 0) throw new RangeError(`a page needs at least ${size - padding} bytes`);
+  if (padding < 0) {
+    throw new RangeError(`a page needs at least ${size - padding} bytes`);
+  }
   return `${head}<!-- ${"x".repeat(padding)} -->\n${tail}`;
 }
 
@@ -36,9 +40,17 @@ export function renderSmallPage(size: number): string {
 export async function writeSiteFiles(dir: string): Promise<void> {
   await Deno.chmod(dir, 0o755);
   const { small, medium, large } = SITE_FILES;
-  await Deno.writeTextFile(`${dir}/${small.name}`, renderSmallPage(small.size), { mode: 0o644 });
+  await Deno.writeTextFile(
+    `${dir}/${small.name}`,
+    renderSmallPage(small.size),
+    { mode: 0o644 },
+  );
   for (const { name, size } of [medium, large]) {
-    const file = await Deno.open(`${dir}/${name}`, { write: true, create: true, mode: 0o644 });
+    const file = await Deno.open(`${dir}/${name}`, {
+      write: true,
+      create: true,
+      mode: 0o644,
+    });
     try {
       // Random bytes: nothing along the way can make them smaller.
       const chunk = new Uint8Array(Math.min(size, CHUNK_BYTES));
@@ -60,7 +72,11 @@ export async function writeSiteFiles(dir: string): Promise<void> {
  * @example formatMessageLine(1, "hi", "2026-11-21T22:44:51.000Z")
  *   === '{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n'
  */
-export function formatMessageLine(id: number, text: string, postedAt: string): string {
+export function formatMessageLine(
+  id: number,
+  text: string,
+  postedAt: string,
+): string {
   return JSON.stringify({ id, text, postedAt }) + "\n";
 }
 
@@ -96,27 +112,36 @@ export function renderPgSeed(count: number): string {
     "copy board_messages (id, text, posted_at) from stdin;",
   ];
   for (let id = 1; id <= count; id++) {
-    const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
+    const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000)
+      .toISOString();
     lines.push(`${id}\t${field(messageText(id))}\t${postedAt}`);
   }
   lines.push(
     "\\.",
-    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${Math.max(count, 1)}, ${
-      count > 0
-    });`,
+    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${
+      Math.max(count, 1)
+    }, ${count > 0});`,
     "",
   );
   return lines.join("\n");
 }
 
 /** Writes `count` messages (ids 1..count, a minute apart) as a JSON Lines data file. */
-export async function writeBoardData(path: string, count: number): Promise<void> {
-  const file = await Deno.open(path, { write: true, create: true, truncate: true });
+export async function writeBoardData(
+  path: string,
+  count: number,
+): Promise<void> {
+  const file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
   const encoder = new TextEncoder();
   try {
     let batch = "";
     for (let id = 1; id <= count; id++) {
-      const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
+      const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000)
+        .toISOString();
       batch += formatMessageLine(id, messageText(id), postedAt);
       if (batch.length >= CHUNK_BYTES || id === count) {
         await writeAll(file, encoder.encode(batch));
@@ -130,5 +155,7 @@ export async function writeBoardData(path: string, count: number): Promise<void>
 
 /** `Deno.FsFile.write` may write part of a buffer; loop until all of it is written. */
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < bytes.length;) offset += await file.write(bytes.subarray(offset));
+  for (let offset = 0; offset < bytes.length;) {
+    offset += await file.write(bytes.subarray(offset));
+  }
 }

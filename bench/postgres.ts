@@ -9,7 +9,11 @@
  * @module
  */
 
-import { findPgBin, type PgServer, startPostgres } from "../tests/pg_harness.ts";
+import {
+  findPgBin,
+  type PgServer,
+  startPostgres,
+} from "../tests/pg_harness.ts";
 
 export type { PgServer };
 export { startPostgres };
@@ -18,14 +22,24 @@ const PG_BIN = findPgBin();
 
 /** Why the PostgreSQL scenarios cannot run here, or null when they can. */
 export function postgresUnavailable(): string | null {
-  return PG_BIN === null ? "PostgreSQL is not installed (apt-get install -y postgresql)" : null;
+  return PG_BIN === null
+    ? "PostgreSQL is not installed (apt-get install -y postgresql)"
+    : null;
 }
 
 /** Runs `psql` against `url` with `sql` on stdin; returns what it printed (unaligned, tuples only). */
 export async function runPsql(url: string, sql: string): Promise<string> {
   if (PG_BIN === null) throw new Error(postgresUnavailable()!);
   const child = new Deno.Command(`${PG_BIN}/psql`, {
-    args: ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only", "-v", "ON_ERROR_STOP=1", url],
+    args: [
+      "--no-psqlrc",
+      "--quiet",
+      "--no-align",
+      "--tuples-only",
+      "-v",
+      "ON_ERROR_STOP=1",
+      url,
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -35,7 +49,9 @@ export async function runPsql(url: string, sql: string): Promise<string> {
   await writer.close();
   const { code, stdout, stderr } = await child.output();
   if (code !== 0) {
-    throw new Error(`psql failed (exit ${code}): ${new TextDecoder().decode(stderr).trim()}`);
+    throw new Error(
+      `psql failed (exit ${code}): ${new TextDecoder().decode(stderr).trim()}`,
+    );
   }
   return new TextDecoder().decode(stdout).trim();
 }

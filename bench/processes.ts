@@ -59,7 +59,9 @@ function drainTail(stream: ReadableStream<Uint8Array>): () => string {
   const decoder = new TextDecoder();
   (async () => {
     for await (const chunk of stream) {
-      tail = (tail + decoder.decode(chunk, { stream: true })).slice(-KEEP_OUTPUT_BYTES);
+      tail = (tail + decoder.decode(chunk, { stream: true })).slice(
+        -KEEP_OUTPUT_BYTES,
+      );
     }
   })().catch(() => {});
   return () => tail;
@@ -109,8 +111,12 @@ async function waitUntilReady(server: RunningServer): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-  const why = exited ? "exited during start-up" : `did not answer within ${READY_TIMEOUT_MS} ms`;
-  throw new Error(`${server.spec.name} ${why}. Its output:\n${server.output() || "(none)"}`);
+  const why = exited
+    ? "exited during start-up"
+    : `did not answer within ${READY_TIMEOUT_MS} ms`;
+  throw new Error(
+    `${server.spec.name} ${why}. Its output:\n${server.output() || "(none)"}`,
+  );
 }
 
 /**
@@ -151,9 +157,13 @@ export function parseVmHwm(status: string): number | null {
 }
 
 /** Peak memory of the process that does the serving, in bytes; null when unreadable. */
-export async function readPeakMemory(server: RunningServer): Promise<number | null> {
+export async function readPeakMemory(
+  server: RunningServer,
+): Promise<number | null> {
   let pids = [server.child.pid];
-  if (server.spec.memoryOf === "child") pids = await readChildPids(server.child.pid);
+  if (server.spec.memoryOf === "child") {
+    pids = await readChildPids(server.child.pid);
+  }
   let peak: number | null = null;
   for (const pid of pids) {
     try {

@@ -53,7 +53,12 @@ export interface TargetResult {
 export interface BenchReport {
   /** ISO 8601 time the run started. */
   date: string;
-  machine: { cpus: number; cpuModel: string; memoryBytes: number; kernel: string };
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryBytes: number;
+    kernel: string;
+  };
   /** Tool name -> version string. */
   versions: Record<string, string>;
   /** The command that reproduces the run. */
@@ -85,12 +90,19 @@ export function median(values: number[]): number {
   if (values.length === 0) throw new RangeError("median of nothing");
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  return sorted.length % 2
+    ? sorted[middle]
+    : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /** The figure a scenario compares on. */
-export function metricValue(scenario: ScenarioResult, result: ServerResult): number {
-  return scenario.metric === "bytes" ? result.bytesPerSec : result.requestsPerSec;
+export function metricValue(
+  scenario: ScenarioResult,
+  result: ServerResult,
+): number {
+  return scenario.metric === "bytes"
+    ? result.bytesPerSec
+    : result.requestsPerSec;
 }
 
 /**
@@ -167,7 +179,9 @@ export function formatMemory(bytes: number | null): string {
  * @example formatRatio(0.8312) === "0.83×"; formatRatio(12.4) === "12×"; formatRatio(19675) === "19,675×"
  */
 export function formatRatio(value: number): string {
-  return value >= 10 ? `${formatCount(value)}×` : `${Number(value.toPrecision(2))}×`;
+  return value >= 10
+    ? `${formatCount(value)}×`
+    : `${Number(value.toPrecision(2))}×`;
 }
 
 /** Escapes a cell so `|` and line breaks do not break the Markdown table. */
@@ -176,10 +190,19 @@ function markdownCell(text: string): string {
 }
 
 /** A Markdown table; the first `leftColumns` and the last column are left-aligned, figures right. */
-function markdownTable(header: string[], rows: string[][], leftColumns = 2): string {
+function markdownTable(
+  header: string[],
+  rows: string[][],
+  leftColumns = 2,
+): string {
   // Names and ratios read left to right; figures line up on the right.
-  const align = header.map((_, i) => (i < leftColumns || i === header.length - 1 ? "---" : "--:"));
-  return [header, align, ...rows].map((row) => `| ${row.map(markdownCell).join(" | ")} |`).join(
+  const align = header.map((
+    _,
+    i,
+  ) => (i < leftColumns || i === header.length - 1 ? "---" : "--:"));
+  return [header, align, ...rows].map((row) =>
+    `| ${row.map(markdownCell).join(" | ")} |`
+  ).join(
     "\n",
   );
 }
@@ -209,12 +232,17 @@ export function renderResultsTable(scenarios: ScenarioResult[]): string {
           .filter((reference) => metricValue(scenario, reference) > 0)
           .map((reference) =>
             `${
-              formatRatio(metricValue(scenario, result) / metricValue(scenario, reference))
+              formatRatio(
+                metricValue(scenario, result) /
+                  metricValue(scenario, reference),
+              )
             } ${reference.label}`
           )
           .join(", ")
         : "";
-      const label = result.role === "ours" ? `**${result.label}**` : result.label;
+      const label = result.role === "ours"
+        ? `**${result.label}**`
+        : result.label;
       rows.push([
         `${scenario.title}`,
         result.note ? `${label} (${result.note})` : label,
@@ -268,7 +296,9 @@ export function renderReadmeSummary(report: BenchReport): string {
   const measured = report.targets.filter((t) => t.met !== null);
   const met = measured.filter((t) => t.met).length;
   return [
-    `Ratios from one run of \`${report.command}\` on ${report.date.slice(0, 10)}: ` +
+    `Ratios from one run of \`${report.command}\` on ${
+      report.date.slice(0, 10)
+    }: ` +
     `${machine.cpus} × ${machine.cpuModel}, with wrk on the same cores as the servers, so read them as ` +
     "rough proportions, not absolute speeds. Above 1× ours is faster.",
     "",
@@ -300,9 +330,14 @@ export function replaceBetween(
 }
 
 /** The whole of bench/RESULTS.md. */
-export function renderResultsMarkdown(report: BenchReport, chartFile = "results.svg"): string {
+export function renderResultsMarkdown(
+  report: BenchReport,
+  chartFile = "results.svg",
+): string {
   const { machine, settings } = report;
-  const versions = Object.entries(report.versions).map(([tool, version]) => `${tool} ${version}`);
+  const versions = Object.entries(report.versions).map(([tool, version]) =>
+    `${tool} ${version}`
+  );
   const lines = [
     "# Benchmark results",
     "",
@@ -316,7 +351,9 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
     } GiB memory, Linux ${machine.kernel}; ` +
     "wrk runs on the same cores as the server it drives.",
     `- Versions: ${versions.join(", ")}.`,
-    `- Each figure is the median of ${settings.runs} run${settings.runs === 1 ? "" : "s"} of ` +
+    `- Each figure is the median of ${settings.runs} run${
+      settings.runs === 1 ? "" : "s"
+    } of ` +
     `${settings.duration} s, wrk with ${settings.threads} thread${
       settings.threads === 1 ? "" : "s"
     }, ` +
@@ -338,7 +375,12 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
     renderTargetsTable(report.targets),
   ];
   if (report.skipped.length > 0) {
-    lines.push("", "## Not measured", "", ...report.skipped.map((line) => `- ${line}`));
+    lines.push(
+      "",
+      "## Not measured",
+      "",
+      ...report.skipped.map((line) => `- ${line}`),
+    );
   }
   lines.push(
     "",
@@ -381,7 +423,10 @@ export function renderResultsMarkdown(report: BenchReport, chartFile = "results.
 
 /** Escapes text for SVG/XML content and attributes. */
 function escapeXml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll(
+  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(
+    ">",
+    "&gt;",
+  ).replaceAll(
     '"',
     "&quot;",
   );
@@ -406,7 +451,9 @@ const CHART = {
 export function chartTicks(min: number, max: number): number[] {
   const candidates: number[] = [];
   for (let exponent = -4; exponent <= 7; exponent++) {
-    for (const step of [1, 2, 5]) candidates.push(Number(`${step}e${exponent}`));
+    for (const step of [1, 2, 5]) {
+      candidates.push(Number(`${step}e${exponent}`));
+    }
   }
   const low = candidates.findLast((t) => t <= min) ?? candidates[0];
   const high = candidates.find((t) => t >= max) ?? candidates.at(-1)!;
@@ -435,7 +482,8 @@ export function renderSvgChart(
 ): string {
   const plotLeft = CHART.labelWidth;
   const plotRight = CHART.width - CHART.rightMargin;
-  const height = CHART.top + Math.max(ratios.length, 1) * CHART.rowHeight + CHART.bottom;
+  const height = CHART.top + Math.max(ratios.length, 1) * CHART.rowHeight +
+    CHART.bottom;
   const plotBottom = height - CHART.bottom;
   const values = [...ratios.map((r) => r.value), ...Object.values(targets), 1];
   // Room on the left for a slow bar's value, which is written beyond its end.
@@ -443,7 +491,8 @@ export function renderSvgChart(
   const [low, high] = [ticks[0], ticks.at(-1)!];
   const x = (value: number) => {
     const clamped = Math.min(Math.max(value, low), high);
-    return plotLeft + (plotRight - plotLeft) * Math.log(clamped / low) / Math.log(high / low);
+    return plotLeft +
+      (plotRight - plotLeft) * Math.log(clamped / low) / Math.log(high / low);
   };
   const text = (attributes: string, content: string) =>
     `<text ${attributes}>${escapeXml(content)}</text>`;
@@ -465,16 +514,26 @@ export function renderSvgChart(
   ];
   for (const tick of ticks) {
     const tx = x(tick).toFixed(1);
-    const stroke = tick === 1 ? `stroke="#111" stroke-width="1.5"` : `stroke="#ddd"`;
+    const stroke = tick === 1
+      ? `stroke="#111" stroke-width="1.5"`
+      : `stroke="#ddd"`;
     parts.push(
-      `<line x1="${tx}" y1="${CHART.top - 6}" x2="${tx}" y2="${plotBottom}" ${stroke}/>`,
-      text(`x="${tx}" y="${plotBottom + 18}" text-anchor="middle" fill="#444"`, formatRatio(tick)),
+      `<line x1="${tx}" y1="${
+        CHART.top - 6
+      }" x2="${tx}" y2="${plotBottom}" ${stroke}/>`,
+      text(
+        `x="${tx}" y="${plotBottom + 18}" text-anchor="middle" fill="#444"`,
+        formatRatio(tick),
+      ),
     );
   }
   // Where a scenario has several servers of ours (1 and 2 board processes), each bar names its own.
   const oursPerScenario = new Map<string, Set<string>>();
   for (const { scenario, ours } of ratios) {
-    oursPerScenario.set(scenario, (oursPerScenario.get(scenario) ?? new Set()).add(ours));
+    oursPerScenario.set(
+      scenario,
+      (oursPerScenario.get(scenario) ?? new Set()).add(ours),
+    );
   }
   ratios.forEach((ratio, index) => {
     const y = CHART.top + index * CHART.rowHeight;
@@ -483,18 +542,32 @@ export function renderSvgChart(
       : `vs ${ratio.reference}`;
     const middle = y + CHART.rowHeight / 2;
     const target = targets[`${ratio.scenario}|${ratio.reference}`];
-    const colour = target === undefined ? "#3b6fb6" : ratio.value >= target ? "#2e7d32" : "#c62828";
-    const [from, to] = [x(Math.min(1, ratio.value)), x(Math.max(1, ratio.value))];
+    const colour = target === undefined
+      ? "#3b6fb6"
+      : ratio.value >= target
+      ? "#2e7d32"
+      : "#c62828";
+    const [from, to] = [
+      x(Math.min(1, ratio.value)),
+      x(Math.max(1, ratio.value)),
+    ];
     const summary = `${ratio.scenario}: ${ratio.ours} vs ${ratio.reference}, ${
       formatRatio(ratio.value)
     }`;
     parts.push(
-      text(`x="${plotLeft - 10}" y="${middle - 3}" text-anchor="end" fill="#111"`, ratio.scenario),
       text(
-        `x="${plotLeft - 10}" y="${middle + 13}" text-anchor="end" font-size="12" fill="#555"`,
+        `x="${plotLeft - 10}" y="${middle - 3}" text-anchor="end" fill="#111"`,
+        ratio.scenario,
+      ),
+      text(
+        `x="${plotLeft - 10}" y="${
+          middle + 13
+        }" text-anchor="end" font-size="12" fill="#555"`,
         versus,
       ),
-      `<rect x="${from.toFixed(1)}" y="${(middle - CHART.barHeight / 2).toFixed(1)}" ` +
+      `<rect x="${from.toFixed(1)}" y="${
+        (middle - CHART.barHeight / 2).toFixed(1)
+      }" ` +
         `width="${
           Math.max(to - from, 1).toFixed(1)
         }" height="${CHART.barHeight}" fill="${colour}">` +
@@ -504,9 +577,9 @@ export function renderSvgChart(
     const right = ratio.value >= 1;
     parts.push(
       text(
-        `x="${(right ? to + 6 : from - 6).toFixed(1)}" y="${middle + 5}" text-anchor="${
-          right ? "start" : "end"
-        }" ` +
+        `x="${(right ? to + 6 : from - 6).toFixed(1)}" y="${
+          middle + 5
+        }" text-anchor="${right ? "start" : "end"}" ` +
           `font-weight="bold" fill="#111"`,
         formatRatio(ratio.value),
       ),
@@ -524,20 +597,27 @@ export function renderSvgChart(
   if (ratios.length === 0) {
     parts.push(
       text(
-        `x="${CHART.width / 2}" y="${CHART.top + 24}" text-anchor="middle" fill="#444"`,
+        `x="${CHART.width / 2}" y="${
+          CHART.top + 24
+        }" text-anchor="middle" fill="#444"`,
         "No ratios: none of our servers was measured with a reference.",
       ),
     );
   }
   const legendY = height - 18;
-  const legend: [string, string][] = [["#2e7d32", "target met"], ["#c62828", "target not met"], [
+  const legend: [string, string][] = [["#2e7d32", "target met"], [
+    "#c62828",
+    "target not met",
+  ], [
     "#3b6fb6",
     "no target",
   ]];
   let legendX = plotLeft;
   for (const [colour, label] of legend) {
     parts.push(
-      `<rect x="${legendX}" y="${legendY - 11}" width="13" height="13" fill="${colour}"/>`,
+      `<rect x="${legendX}" y="${
+        legendY - 11
+      }" width="13" height="13" fill="${colour}"/>`,
       text(`x="${legendX + 19}" y="${legendY}" fill="#333"`, label),
     );
     legendX += 130;

@@ -24,8 +24,18 @@
 
 import { parseArgs } from "node:util";
 import { join, relative, resolve } from "node:path";
-import { renderPgSeed, SITE_FILES, writeBoardData, writeSiteFiles } from "./fixtures.ts";
-import { countPgMessages, type PgServer, runPsql, startPostgres } from "./postgres.ts";
+import {
+  renderPgSeed,
+  SITE_FILES,
+  writeBoardData,
+  writeSiteFiles,
+} from "./fixtures.ts";
+import {
+  countPgMessages,
+  type PgServer,
+  runPsql,
+  startPostgres,
+} from "./postgres.ts";
 import {
   findFreePort,
   readPeakMemory,
@@ -96,7 +106,10 @@ tables, and writes RESULTS.md, results.svg and results.json.
   --warmup S     seconds of warm-up before measuring, 0 for none (default 1)
   --only LIST    comma-separated scenario ids or prefixes (tiny, files, board,
                  board-post...): ${
-  SCENARIOS.map((s) => s.id).join(", ").replace(/(.{40,}?), /g, "$1,\n                 ")
+  SCENARIOS.map((s) => s.id).join(", ").replace(
+    /(.{40,}?), /g,
+    "$1,\n                 ",
+  )
 }
   --quick        smoke check: 1 run of 2 s, 1 s warm-up
   --servers DIR  folder with our three scripts (default: the repository root)
@@ -124,7 +137,12 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
     },
   });
   if (values.help) return "help";
-  const number = (name: string, text: string | undefined, fallback: number, min: number) => {
+  const number = (
+    name: string,
+    text: string | undefined,
+    fallback: number,
+    min: number,
+  ) => {
     if (text === undefined) return fallback;
     const value = Number(text);
     if (!Number.isFinite(value) || value < min) {
@@ -135,7 +153,9 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   const quick = values.quick;
   const duration = number("duration", values.duration, quick ? 2 : 5, 1);
   const runs = Math.round(number("runs", values.runs, quick ? 1 : 3, 1));
-  const only = (values.only ?? []).flatMap((list) => list.split(",")).map((s) => s.trim()).filter(
+  const only = (values.only ?? []).flatMap((list) => list.split(",")).map((s) =>
+    s.trim()
+  ).filter(
     Boolean,
   );
   const complete = !quick && only.length === 0 && duration >= 5 && runs >= 3;
@@ -175,11 +195,17 @@ async function prepareData(
   const siteDir = join(tempDir, "site");
   await Deno.mkdir(siteDir);
   if (scenarios.some((s) => s.id.startsWith("files"))) {
-    log(`preparing files in ${siteDir} (${SITE_FILES.large.size / 1024 ** 2} MiB)`);
+    log(
+      `preparing files in ${siteDir} (${
+        SITE_FILES.large.size / 1024 ** 2
+      } MiB)`,
+    );
     await writeSiteFiles(siteDir);
   }
   const seeds = new Map<number, string>();
-  for (const count of new Set(scenarios.flatMap((s) => s.boardMessages ?? []))) {
+  for (
+    const count of new Set(scenarios.flatMap((s) => s.boardMessages ?? []))
+  ) {
     const seed = join(tempDir, `messages-${count}.jsonl`);
     log(`preparing ${count.toLocaleString("en-US")} stored messages`);
     await writeBoardData(seed, count);
@@ -193,7 +219,9 @@ async function prepareData(
     scripts.set(scenario.id, script);
   }
   const prepared: Prepared = { tempDir, siteDir, seeds, scripts };
-  const pgScenario = scenarios.find((s) => s.servers.some((server) => server.postgres));
+  const pgScenario = scenarios.find((s) =>
+    s.servers.some((server) => server.postgres)
+  );
   if (pgScenario) {
     const pgServer = pgScenario.servers.find((server) => server.postgres)!;
     if (await pgServer.unavailable(serversDir) === null) {
@@ -201,13 +229,23 @@ async function prepareData(
       try {
         postgres = await startPostgres();
         // One board start creates the tables, which the seeding then fills before each start.
-        const context = await newContext({ ...prepared, postgres }, pgScenario, serversDir);
-        await stopServer(await startServer(await OUR_BOARD_PG_1.launch(context)));
+        const context = await newContext(
+          { ...prepared, postgres },
+          pgScenario,
+          serversDir,
+        );
+        await stopServer(
+          await startServer(await OUR_BOARD_PG_1.launch(context)),
+        );
         prepared.postgres = postgres;
       } catch (error) {
         if (interrupted) throw error;
         // The other scenarios still run; each PostgreSQL row fails with a line saying why.
-        log(`PostgreSQL could not be set up: ${error instanceof Error ? error.message : error}`);
+        log(
+          `PostgreSQL could not be set up: ${
+            error instanceof Error ? error.message : error
+          }`,
+        );
       }
     }
   }
@@ -228,7 +266,9 @@ let postgres: PgServer | undefined;
 async function removeTempDirs(): Promise<void> {
   const pg = postgres;
   postgres = undefined;
-  await pg?.destroy().catch((error) => log(`could not stop PostgreSQL: ${error.message}`));
+  await pg?.destroy().catch((error) =>
+    log(`could not stop PostgreSQL: ${error.message}`)
+  );
   for (const dir of tempDirs) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     tempDirs.delete(dir);
@@ -236,7 +276,11 @@ async function removeTempDirs(): Promise<void> {
 }
 
 /** A fresh context: a free port and an empty folder for one server start. */
-async function newContext(prepared: Prepared, scenario: ScenarioDef, serversDir: string) {
+async function newContext(
+  prepared: Prepared,
+  scenario: ScenarioDef,
+  serversDir: string,
+) {
   const workDir = join(prepared.tempDir, `start-${++startCount}`);
   await Deno.mkdir(workDir);
   const context: LaunchContext = {
@@ -244,7 +288,9 @@ async function newContext(prepared: Prepared, scenario: ScenarioDef, serversDir:
     serversDir,
     siteDir: prepared.siteDir,
     workDir,
-    seedFile: scenario.boardMessages ? prepared.seeds.get(scenario.boardMessages) : undefined,
+    seedFile: scenario.boardMessages
+      ? prepared.seeds.get(scenario.boardMessages)
+      : undefined,
     databaseUrl: prepared.postgres?.url,
   };
   return context;
@@ -274,7 +320,10 @@ async function wrkRun(
       url: `http://127.0.0.1:${port}${scenario.path}`,
       duration,
       connections,
-      threads: Math.max(1, Math.min(Math.floor(threads / ports.length), connections)),
+      threads: Math.max(
+        1,
+        Math.min(Math.floor(threads / ports.length), connections),
+      ),
       headers: scenario.headers,
       script: prepared.scripts.get(scenario.id),
       timeout: scenario.timeout,
@@ -288,12 +337,18 @@ async function wrkRun(
  * body length for files), so a server that answers the wrong thing fast is
  * never measured as fast.
  */
-async function checkAnswer(scenario: ScenarioDef, server: ServerDef, port: number): Promise<void> {
+async function checkAnswer(
+  scenario: ScenarioDef,
+  server: ServerDef,
+  port: number,
+): Promise<void> {
   const url = `http://127.0.0.1:${port}${scenario.path}`;
   const post = scenario.postBody !== undefined;
   const response = await fetch(url, {
     method: post ? "POST" : "GET",
-    headers: post ? { "content-type": "application/x-www-form-urlencoded" } : {},
+    headers: post
+      ? { "content-type": "application/x-www-form-urlencoded" }
+      : {},
     body: scenario.postBody,
     redirect: "manual",
     signal: AbortSignal.timeout(scenario.timeout * 1000),
@@ -303,18 +358,26 @@ async function checkAnswer(scenario: ScenarioDef, server: ServerDef, port: numbe
   const expected = expectedStatus(scenario, server);
   const request = `${post ? "POST" : "GET"} ${scenario.path}`;
   if (response.status !== expected) {
-    throw new Error(`${request} answered ${response.status}, expected ${expected}`);
+    throw new Error(
+      `${request} answered ${response.status}, expected ${expected}`,
+    );
   }
   if (scenario.expectBytes !== undefined && bytes !== scenario.expectBytes) {
-    throw new Error(`${request} sent ${bytes} bytes, expected ${scenario.expectBytes}`);
+    throw new Error(
+      `${request} sent ${bytes} bytes, expected ${scenario.expectBytes}`,
+    );
   }
 }
 
 function describeRun(result: WrkResult): string {
   const mib = (result.bytesPerSec / 1024 ** 2).toFixed(1);
-  const p99 = result.latencyP99Ms === null ? "" : `, p99 ${result.latencyP99Ms} ms`;
+  const p99 = result.latencyP99Ms === null
+    ? ""
+    : `, p99 ${result.latencyP99Ms} ms`;
   const errors = result.errors ? `, ${result.errors} errors` : "";
-  return `${Math.round(result.requestsPerSec)} req/s, ${mib} MiB/s${p99}${errors}`;
+  return `${
+    Math.round(result.requestsPerSec)
+  } req/s, ${mib} MiB/s${p99}${errors}`;
 }
 
 /** Runs one scenario against one server: warm-up, measured runs, peak memory. */
@@ -339,16 +402,26 @@ async function measureServer(
     const context = contexts[0];
     const ports = contexts.map((c) => c.port);
     if (server.postgres) {
-      if (databaseUrl === undefined) throw new Error("the throwaway PostgreSQL is not running");
+      if (databaseUrl === undefined) {
+        throw new Error("the throwaway PostgreSQL is not running");
+      }
       await runPsql(databaseUrl, renderPgSeed(scenario.boardMessages ?? 0));
     }
     const servers: RunningServer[] = [];
     const idle = () => Promise.all(servers.map(waitUntilIdle));
     try {
-      for (const c of contexts) servers.push(await startServer(await server.launch(c)));
+      for (const c of contexts) {
+        servers.push(await startServer(await server.launch(c)));
+      }
       for (const port of ports) await checkAnswer(scenario, server, port);
       if (!scenario.freshEachRun && options.warmup > 0) {
-        await wrkRun(prepared, scenario, ports, options.warmup, options.threads);
+        await wrkRun(
+          prepared,
+          scenario,
+          ports,
+          options.warmup,
+          options.threads,
+        );
         await idle();
       }
       for (let i = 0; i < (scenario.freshEachRun ? 1 : options.runs); i++) {
@@ -376,9 +449,12 @@ async function measureServer(
     } finally {
       await Promise.all(servers.map(stopServer));
     }
-    if (scenario.postBody !== undefined && scenario.boardMessages !== undefined) {
+    if (
+      scenario.postBody !== undefined && scenario.boardMessages !== undefined
+    ) {
       // The check's one post per process, plus every post wrk saw answered.
-      const acknowledged = scenario.boardMessages + instances + runs.at(-1)!.requests;
+      const acknowledged = scenario.boardMessages + instances +
+        runs.at(-1)!.requests;
       let stored = acknowledged;
       if (server.ourBoard) {
         // Every 303 means "stored": the file or table must hold every acknowledged post.
@@ -386,7 +462,9 @@ async function measureServer(
           ? await countPgMessages(databaseUrl!)
           : await countLines(join(context.workDir, "messages.jsonl"));
         if (stored < acknowledged) {
-          log(`    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`);
+          log(
+            `    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`,
+          );
           lost += acknowledged - stored;
         }
       }
@@ -410,7 +488,9 @@ async function measureServer(
     peakMemoryBytes: peak,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     note: [
-      instances > 1 ? `${instances} wrk at once, req/s summed, p50/p99 the worse` : "",
+      instances > 1
+        ? `${instances} wrk at once, req/s summed, p50/p99 the worse`
+        : "",
       storedAtEnd
         ? `${scenario.boardMessages!.toLocaleString("en-US")} → ${
           storedAtEnd.toLocaleString("en-US")
@@ -426,14 +506,19 @@ async function readMachine(): Promise<BenchReport["machine"]> {
   const memoryKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0);
   return {
     cpus: navigator.hardwareConcurrency,
-    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ?? "unknown CPU",
+    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ??
+      "unknown CPU",
     memoryBytes: memoryKiB * 1024,
     kernel: Deno.osRelease(),
   };
 }
 
 /** First match of `pattern` in what a command prints, or "not installed". */
-async function versionOf(command: string, args: string[], pattern: RegExp): Promise<string> {
+async function versionOf(
+  command: string,
+  args: string[],
+  pattern: RegExp,
+): Promise<string> {
   try {
     const { stdout, stderr } = await new Deno.Command(command, {
       args,
@@ -441,7 +526,8 @@ async function versionOf(command: string, args: string[], pattern: RegExp): Prom
       stderr: "piped",
     })
       .output();
-    const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+    const text = new TextDecoder().decode(stdout) +
+      new TextDecoder().decode(stderr);
     return pattern.exec(text)?.[1] ?? "unknown";
   } catch {
     return "not installed";
@@ -466,12 +552,19 @@ async function formatFiles(paths: string[]): Promise<void> {
     stderr: "piped",
   }).output();
   if (code !== 0) {
-    log(`deno fmt could not format the results: ${new TextDecoder().decode(stderr).trim()}`);
+    log(
+      `deno fmt could not format the results: ${
+        new TextDecoder().decode(stderr).trim()
+      }`,
+    );
   }
 }
 
 /** Runs the selected scenarios and returns the report (does not write files). */
-export async function runBenchmark(options: BenchOptions, command: string): Promise<BenchReport> {
+export async function runBenchmark(
+  options: BenchOptions,
+  command: string,
+): Promise<BenchReport> {
   const started = Date.now();
   const scenarios = selectScenarios(SCENARIOS, options.only);
   const tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
@@ -495,19 +588,29 @@ export async function runBenchmark(options: BenchOptions, command: string): Prom
         const reason = await server.unavailable(options.serversDir);
         if (reason) {
           log(`  skipped ${server.label}: ${reason}`);
-          skipped.push(`${scenario.title}: ${server.label} skipped, ${reason}.`);
+          skipped.push(
+            `${scenario.title}: ${server.label} skipped, ${reason}.`,
+          );
           continue;
         }
         log(`  ${server.label}`);
         try {
           const began = Date.now();
-          scenarioResult.results.push(await measureServer(options, prepared, scenario, server));
+          scenarioResult.results.push(
+            await measureServer(options, prepared, scenario, server),
+          );
           log(`    (${((Date.now() - began) / 1000).toFixed(1)} s)`);
         } catch (error) {
           if (interrupted) throw error;
-          const message = error instanceof Error ? error.message : String(error);
+          const message = error instanceof Error
+            ? error.message
+            : String(error);
           log(`  FAILED ${server.label}: ${message}`);
-          skipped.push(`${scenario.title}: ${server.label} failed, ${message.split("\n")[0]}`);
+          skipped.push(
+            `${scenario.title}: ${server.label} failed, ${
+              message.split("\n")[0]
+            }`,
+          );
         }
       }
       results.push(scenarioResult);
@@ -521,7 +624,11 @@ export async function runBenchmark(options: BenchOptions, command: string): Prom
     machine: await readMachine(),
     versions: await readVersions(),
     command,
-    settings: { duration: options.duration, runs: options.runs, threads: options.threads },
+    settings: {
+      duration: options.duration,
+      runs: options.runs,
+      threads: options.threads,
+    },
     scenarios: results,
     targets: checkTargets(results),
     skipped,
@@ -557,7 +664,10 @@ async function main(): Promise<void> {
   await Deno.mkdir(options.outDir, { recursive: true });
   const resultsPath = join(options.outDir, "RESULTS.md");
   const chartPath = join(options.outDir, chartFile);
-  await Deno.writeTextFile(resultsPath, renderResultsMarkdown(report, chartFile));
+  await Deno.writeTextFile(
+    resultsPath,
+    renderResultsMarkdown(report, chartFile),
+  );
   // The raw figures too, for anyone who wants to draw their own comparison.
   await Deno.writeTextFile(
     join(options.outDir, "results.json"),
@@ -572,15 +682,26 @@ async function main(): Promise<void> {
     ),
   );
 
-  const written = [resultsPath, chartPath, join(options.outDir, "results.json")];
+  const written = [
+    resultsPath,
+    chartPath,
+    join(options.outDir, "results.json"),
+  ];
   if (resolve(options.outDir) === resolve(BENCH_DIR)) {
     // A full run into bench/ also refreshes the README's summary, so the two always agree.
     const readmePath = join(REPO_ROOT, "README.md");
     const readme = await Deno.readTextFile(readmePath);
     const { start, end } = README_MARKERS;
-    const updated = replaceBetween(readme, start, end, renderReadmeSummary(report));
+    const updated = replaceBetween(
+      readme,
+      start,
+      end,
+      renderReadmeSummary(report),
+    );
     if (updated === null) {
-      log(`README.md has no "${start}" ... "${end}" lines: its summary was not updated`);
+      log(
+        `README.md has no "${start}" ... "${end}" lines: its summary was not updated`,
+      );
     } else {
       await Deno.writeTextFile(readmePath, updated);
       written.push(readmePath);
@@ -595,7 +716,9 @@ async function main(): Promise<void> {
   console.log(
     from >= 0 && to > from
       ? `\n${results.slice(from, to).trim()}`
-      : `\n${renderResultsTable(report.scenarios)}\n\n${renderTargetsTable(report.targets)}`,
+      : `\n${renderResultsTable(report.scenarios)}\n\n${
+        renderTargetsTable(report.targets)
+      }`,
   );
   const where = (path: string) => relative(Deno.cwd(), path) || path;
   console.log(

@@ -80,7 +80,8 @@ const REFERENCE_DIR = new URL("./reference/", import.meta.url).pathname;
 
 /** The board's form as a browser posts it: one ordinary message. */
 export const POST_BODY = new URLSearchParams({
-  message: "Hello from the benchmark! A message of ordinary length, kept on disk.",
+  message:
+    "Hello from the benchmark! A message of ordinary length, kept on disk.",
 }).toString();
 
 /**
@@ -104,14 +105,21 @@ export function renderPostScript(body: string): string {
  * The status a server must give the scenario's request: 200 for a GET; for
  * a post, our board's 303 See Other, the textbook board's page (200).
  */
-export function expectedStatus(scenario: ScenarioDef, server: ServerDef): number {
-  return scenario.postBody !== undefined && (server.role === "ours" || server.ourBoard) ? 303 : 200;
+export function expectedStatus(
+  scenario: ScenarioDef,
+  server: ServerDef,
+): number {
+  return scenario.postBody !== undefined &&
+      (server.role === "ours" || server.ourBoard)
+    ? 303
+    : 200;
 }
 
 /** Reports whether a program can be started (found on PATH and runs). */
 async function canRun(command: string, args: string[]): Promise<boolean> {
   try {
-    await new Deno.Command(command, { args, stdout: "null", stderr: "null" }).output();
+    await new Deno.Command(command, { args, stdout: "null", stderr: "null" })
+      .output();
     return true;
   } catch {
     return false;
@@ -127,7 +135,9 @@ async function fileExists(path: string): Promise<boolean> {
 }
 
 function needsPython(): Promise<string | null> {
-  return canRun("python3", ["--version"]).then((ok) => ok ? null : "python3 is not installed");
+  return canRun("python3", ["--version"]).then((ok) =>
+    ok ? null : "python3 is not installed"
+  );
 }
 
 /** Flags for one of our scripts: Deno's permissions, then the script's own. */
@@ -189,7 +199,11 @@ export const OUR_BOARD: ServerDef = {
     const dataFile = join(workDir, "messages.jsonl");
     if (seedFile) await Deno.copyFile(seedFile, dataFile);
     return {
-      permissions: [`--allow-net=${LOCAL}`, `--allow-read=${workDir}`, `--allow-write=${workDir}`],
+      permissions: [
+        `--allow-net=${LOCAL}`,
+        `--allow-read=${workDir}`,
+        `--allow-write=${workDir}`,
+      ],
       args: ["--data", dataFile],
     };
   }),
@@ -214,7 +228,9 @@ export const OUR_BOARD_FILE_BASELINE: ServerDef = {
  */
 function ourPgBoard(instances: number): ServerDef {
   const board = ourServer("message_board.ts", ({ serversDir, databaseUrl }) => {
-    if (databaseUrl === undefined) throw new Error("no database for a PostgreSQL board");
+    if (databaseUrl === undefined) {
+      throw new Error("no database for a PostgreSQL board");
+    }
     return Promise.resolve({
       permissions: [
         `--allow-net=${LOCAL}`,
@@ -253,7 +269,11 @@ export const TEXTBOOK_TINY: ServerDef = {
     return Promise.resolve({
       name: "tiny_socket_server.py",
       command: "python3",
-      args: [join(REFERENCE_DIR, "tiny_socket_server.py"), String(port), "--quiet"],
+      args: [
+        join(REFERENCE_DIR, "tiny_socket_server.py"),
+        String(port),
+        "--quiet",
+      ],
       readyUrl: `http://${LOCAL}:${port}/`,
     });
   },
@@ -263,7 +283,11 @@ export const TEXTBOOK_TINY: ServerDef = {
  * nginx.conf for one run: one worker, sendfile on, no access log, every
  * path (pid, logs, temp folders) inside `workDir`, in the foreground.
  */
-export function renderNginxConfig(port: number, root: string, workDir: string): string {
+export function renderNginxConfig(
+  port: number,
+  root: string,
+  workDir: string,
+): string {
   const temp = (name: string) => join(workDir, name);
   return `# Written by bench/run.ts for one benchmark run.
 worker_processes 1;
@@ -326,7 +350,15 @@ export const PYTHON_HTTP_SERVER: ServerDef = {
     return Promise.resolve({
       name: "python3 -m http.server",
       command: "python3",
-      args: ["-m", "http.server", String(port), "--bind", LOCAL, "--directory", siteDir],
+      args: [
+        "-m",
+        "http.server",
+        String(port),
+        "--bind",
+        LOCAL,
+        "--directory",
+        siteDir,
+      ],
       readyUrl: `http://${LOCAL}:${port}/${SITE_FILES.small.name}`,
     });
   },
@@ -340,7 +372,12 @@ function textbookBoard(saving: boolean): ServerDef {
     role: "reference",
     unavailable: needsPython,
     launch({ port, workDir, seedFile }) {
-      const args = [join(REFERENCE_DIR, "board_httpserver.py"), "--port", String(port), "--quiet"];
+      const args = [
+        join(REFERENCE_DIR, "board_httpserver.py"),
+        "--port",
+        String(port),
+        "--quiet",
+      ];
       if (seedFile) args.push("--seed", seedFile);
       if (saving) args.push("--save", join(workDir, "messages.json"));
       return Promise.resolve({
@@ -477,16 +514,23 @@ export const SCENARIOS: ScenarioDef[] = [
  * @example selectScenarios(SCENARIOS, ["tiny", "board-post"]).map((s) => s.id)
  *   // => ["tiny", "board-post-1k", "board-post-100k"]
  */
-export function selectScenarios(all: ScenarioDef[], only: string[]): ScenarioDef[] {
+export function selectScenarios(
+  all: ScenarioDef[],
+  only: string[],
+): ScenarioDef[] {
   if (only.length === 0) return all;
   for (const name of only) {
     if (!all.some((s) => s.id === name || s.id.startsWith(`${name}-`))) {
       throw new Error(
-        `unknown scenario "${name}"; choose from: ${all.map((s) => s.id).join(", ")}`,
+        `unknown scenario "${name}"; choose from: ${
+          all.map((s) => s.id).join(", ")
+        }`,
       );
     }
   }
-  return all.filter((s) => only.some((name) => s.id === name || s.id.startsWith(`${name}-`)));
+  return all.filter((s) =>
+    only.some((name) => s.id === name || s.id.startsWith(`${name}-`))
+  );
 }
 
 /** Target ratios drawn on the chart, by "scenario title|reference label". */
@@ -536,16 +580,29 @@ export function checkTargets(scenarios: ScenarioResult[]): TargetResult[] {
    * The cost (1 / rate) of our board at 100,000 messages must be at most
    * `max` times its cost at 1,000; the median latencies are shown beside.
    */
-  const costGrowth = (source: string, goal: string, kind: "post" | "page", max: number) => {
-    const [small, large] = [find(`board-${kind}-1k`, "ours"), find(`board-${kind}-100k`, "ours")];
+  const costGrowth = (
+    source: string,
+    goal: string,
+    kind: "post" | "page",
+    max: number,
+  ) => {
+    const [small, large] = [
+      find(`board-${kind}-1k`, "ours"),
+      find(`board-${kind}-100k`, "ours"),
+    ];
     if (small === null || large === null || large.result.requestsPerSec === 0) {
       targets.push({ source, goal, measured: "–", met: null });
       return;
     }
     const growth = small.result.requestsPerSec / large.result.requestsPerSec;
     const p50 = [small, large].map(({ result }) => formatLatency(result.p50Ms));
-    const measured = `${formatRatio(growth)} (${reqs(small.result.requestsPerSec)} at 1,000, ` +
-      `${reqs(large.result.requestsPerSec)} at 100,000; p50 ${p50[0]} → ${p50[1]})`;
+    const measured =
+      `${formatRatio(growth)} (${
+        reqs(small.result.requestsPerSec)
+      } at 1,000, ` +
+      `${reqs(large.result.requestsPerSec)} at 100,000; p50 ${p50[0]} → ${
+        p50[1]
+      })`;
     targets.push({ source, goal, measured, met: growth <= max });
   };
 
@@ -568,12 +625,25 @@ export function checkTargets(scenarios: ScenarioResult[]): TargetResult[] {
     atLeast(
       "#4",
       `Durable posts/s from ${stored} stored at least 3× the textbook board's in-memory rate from 1,000`,
-      [figure(`board-post-${size}`, "ours"), figure("board-post-1k", "textbook-board")],
+      [
+        figure(`board-post-${size}`, "ours"),
+        figure("board-post-1k", "textbook-board"),
+      ],
       3,
       reqs,
     );
   }
-  costGrowth("#4", "Post cost from 100,000 stored at most 1.5× the cost from 1,000", "post", 1.5);
-  costGrowth("#4", "Page cost at 100,000 stored at most 1.5× the cost at 1,000", "page", 1.5);
+  costGrowth(
+    "#4",
+    "Post cost from 100,000 stored at most 1.5× the cost from 1,000",
+    "post",
+    1.5,
+  );
+  costGrowth(
+    "#4",
+    "Page cost at 100,000 stored at most 1.5× the cost at 1,000",
+    "page",
+    1.5,
+  );
   return targets;
 }

@@ -102,7 +102,9 @@ export function parseWrkCount(text: string): number {
  *   // => { requests: 280071, seconds: 5, requestsPerSec: 56013.11, ... }
  */
 export function parseWrkOutput(output: string): WrkResult {
-  const total = /^\s*(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read\s*$/m.exec(output);
+  const total = /^\s*(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read\s*$/m.exec(
+    output,
+  );
   const rate = /^Requests\/sec:\s+([\d.]+)\s*$/m.exec(output);
   const transfer = /^Transfer\/sec:\s+([\d.]+\w+)\s*$/m.exec(output);
   const latency = /^\s*Latency\s+([\d.]+\w+)\s/m.exec(output);
@@ -110,14 +112,18 @@ export function parseWrkOutput(output: string): WrkResult {
     throw new Error(`wrk printed no complete report:\n${output.trim()}`);
   }
   const percentile = (p: number): number | null => {
-    const match = new RegExp(`^\\s*${p}(?:\\.0+)?%\\s+([\\d.]+\\w+)\\s*$`, "m").exec(output);
+    const match = new RegExp(`^\\s*${p}(?:\\.0+)?%\\s+([\\d.]+\\w+)\\s*$`, "m")
+      .exec(output);
     return match ? parseWrkTime(match[1]) : null;
   };
   let errors = 0;
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
-    output,
-  );
-  if (socket) errors += socket.slice(1).reduce((sum, count) => sum + Number(count), 0);
+  const socket =
+    /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(
+      output,
+    );
+  if (socket) {
+    errors += socket.slice(1).reduce((sum, count) => sum + Number(count), 0);
+  }
   const status = /Non-2xx or 3xx responses: (\d+)/.exec(output);
   if (status) errors += Number(status[1]);
   return {
@@ -140,7 +146,15 @@ export function parseWrkOutput(output: string): WrkResult {
  *   // => ["--latency", "-t", "2", "-c", "32", "-d", "5s", "--timeout", "2s", "http://127.0.0.1:8080/"]
  */
 export function wrkArgs(options: WrkOptions): string[] {
-  const { url, duration, connections, threads, headers = [], script, timeout = 2 } = options;
+  const {
+    url,
+    duration,
+    connections,
+    threads,
+    headers = [],
+    script,
+    timeout = 2,
+  } = options;
   const args = ["--latency", "-t", String(threads), "-c", String(connections)];
   args.push("-d", `${duration}s`, "--timeout", `${timeout}s`);
   for (const header of headers) args.push("-H", header);
@@ -167,7 +181,9 @@ export async function runWrk(
   const { code, stdout, stderr } = await child.output();
   const text = new TextDecoder().decode(stdout);
   if (code !== 0) {
-    throw new Error(`wrk exited with ${code}: ${new TextDecoder().decode(stderr).trim()}`);
+    throw new Error(
+      `wrk exited with ${code}: ${new TextDecoder().decode(stderr).trim()}`,
+    );
   }
   return parseWrkOutput(text);
 }
@@ -183,7 +199,8 @@ export async function runWrk(
 export function combineWrkResults(results: WrkResult[]): WrkResult {
   if (results.length === 0) throw new RangeError("no wrk results to combine");
   if (results.length === 1) return results[0];
-  const sum = (pick: (r: WrkResult) => number) => results.reduce((total, r) => total + pick(r), 0);
+  const sum = (pick: (r: WrkResult) => number) =>
+    results.reduce((total, r) => total + pick(r), 0);
   const worst = (pick: (r: WrkResult) => number | null) => {
     const values = results.map(pick);
     return values.includes(null) ? null : Math.max(...(values as number[]));

@@ -175,14 +175,19 @@ Deno.test("parseWrkOutput refuses a report that is cut short", () => {
 });
 
 Deno.test("wrk units: times, binary sizes and counts", () => {
-  const times: [string, number][] = [["405.00us", 0.405], ["1.13ms", 1.13], ["2.00s", 2000], [
+  const times: [string, number][] = [["405.00us", 0.405], ["1.13ms", 1.13], [
+    "2.00s",
+    2000,
+  ], [
     "1.50m",
     90_000,
   ], [
     "1.00h",
     3_600_000,
   ]];
-  for (const [text, ms] of times) assert.ok(Math.abs(parseWrkTime(text) - ms) < 1e-9, text);
+  for (const [text, ms] of times) {
+    assert.ok(Math.abs(parseWrkTime(text) - ms) < 1e-9, text);
+  }
   const sizes: [string, number][] = [
     ["512.00B", 512],
     ["1.50KB", 1536],
@@ -192,12 +197,19 @@ Deno.test("wrk units: times, binary sizes and counts", () => {
       3.52 * 1024 ** 3,
     ],
   ];
-  for (const [text, bytes] of sizes) assert.equal(parseWrkSize(text), bytes, text);
-  const counts: [string, number][] = [["280071", 280071], ["28.15k", 28150], ["1.20M", 1_200_000], [
+  for (const [text, bytes] of sizes) {
+    assert.equal(parseWrkSize(text), bytes, text);
+  }
+  const counts: [string, number][] = [["280071", 280071], ["28.15k", 28150], [
+    "1.20M",
+    1_200_000,
+  ], [
     "0.50",
     0.5,
   ]];
-  for (const [text, count] of counts) assert.ok(Math.abs(parseWrkCount(text) - count) < 1e-6, text);
+  for (const [text, count] of counts) {
+    assert.ok(Math.abs(parseWrkCount(text) - count) < 1e-6, text);
+  }
   for (const bad of ["", "ms", "1.0 ms", "12xs", "-1ms"]) {
     assert.throws(() => parseWrkTime(bad), /not a wrk time/);
   }
@@ -209,8 +221,24 @@ Deno.test("wrk units: times, binary sizes and counts", () => {
 
 Deno.test("wrkArgs asks for percentiles and passes headers, script and timeout", () => {
   assert.deepEqual(
-    wrkArgs({ url: "http://127.0.0.1:9/", duration: 5, connections: 32, threads: 2 }),
-    ["--latency", "-t", "2", "-c", "32", "-d", "5s", "--timeout", "2s", "http://127.0.0.1:9/"],
+    wrkArgs({
+      url: "http://127.0.0.1:9/",
+      duration: 5,
+      connections: 32,
+      threads: 2,
+    }),
+    [
+      "--latency",
+      "-t",
+      "2",
+      "-c",
+      "32",
+      "-d",
+      "5s",
+      "--timeout",
+      "2s",
+      "http://127.0.0.1:9/",
+    ],
   );
   assert.deepEqual(
     wrkArgs({
@@ -300,11 +328,14 @@ const SCENARIO_RESULTS: ScenarioResult[] = [
 
 Deno.test("computeRatios divides ours by every reference on the scenario's figure", () => {
   const ratios = computeRatios(SCENARIO_RESULTS);
-  assert.deepEqual(ratios.map((r) => [r.scenario, r.reference, Number(r.value.toFixed(3))]), [
-    ["Files, 500 B page", "nginx", 0.9],
-    ["Files, 500 B page", "python", 50],
-    ["Files, 100 MiB file", "nginx", 0.9],
-  ]);
+  assert.deepEqual(
+    ratios.map((r) => [r.scenario, r.reference, Number(r.value.toFixed(3))]),
+    [
+      ["Files, 500 B page", "nginx", 0.9],
+      ["Files, 500 B page", "python", 50],
+      ["Files, 100 MiB file", "nginx", 0.9],
+    ],
+  );
   // A reference that measured nothing gives no ratio rather than Infinity.
   const zero = [{
     ...SCENARIO_RESULTS[0],
@@ -328,7 +359,9 @@ Deno.test("renderResultsTable: one row per server, ratios on our rows, cells esc
   )!;
   assert.match(ours, /\| 45,000 \|/);
   assert.match(ours, /0\.9× nginx, 50× a\\\|b \|$/);
-  const nginx = lines.find((line) => line.includes("| nginx |") && line.includes("500 B"))!;
+  const nginx = lines.find((line) =>
+    line.includes("| nginx |") && line.includes("500 B")
+  )!;
   assert.match(nginx, /\| – \|$/, "references get no ratio");
   assert.match(
     lines.find((line) => line.includes("100 MiB") && line.includes("**"))!,
@@ -361,7 +394,9 @@ Deno.test("checkTargets compares with the issue's targets and says when it canno
       ],
     })),
   ];
-  const verdicts = checkTargets(scenarios).map((t) => [t.goal.split(":")[0].slice(0, 30), t.met]);
+  const verdicts = checkTargets(scenarios).map((
+    t,
+  ) => [t.goal.split(":")[0].slice(0, 30), t.met]);
   assert.deepEqual(verdicts, [
     ["500 B page", false], // 0.9× nginx, needs 1×
     ["100 MiB file", true], // 0.9× nginx, needs 0.8×
@@ -372,24 +407,37 @@ Deno.test("checkTargets compares with the issue's targets and says when it canno
   ]);
   const measured = checkTargets(scenarios).map((t) => t.measured);
   assert.equal(measured[0], "0.9× (45,000/s vs 50,000/s)");
-  assert.equal(measured[5], "2× (10,000/s at 1,000, 5,000/s at 100,000; p50 0.4 ms → 0.4 ms)");
+  assert.equal(
+    measured[5],
+    "2× (10,000/s at 1,000, 5,000/s at 100,000; p50 0.4 ms → 0.4 ms)",
+  );
   assert.ok(
     checkTargets([]).every((t) => t.met === null && t.measured === "–"),
     "nothing measured",
   );
-  assert.match(renderTargetsTable(checkTargets(scenarios)), /❌ not met[\s\S]*✅ met/);
+  assert.match(
+    renderTargetsTable(checkTargets(scenarios)),
+    /❌ not met[\s\S]*✅ met/,
+  );
   assert.match(renderTargetsTable(checkTargets([])), /not measured/);
 });
 
 const REPORT: BenchReport = {
   date: "2026-11-22T02:10:00.000Z",
-  machine: { cpus: 2, cpuModel: "Test CPU", memoryBytes: 24 * 1024 ** 3, kernel: "6.1.0" },
+  machine: {
+    cpus: 2,
+    cpuModel: "Test CPU",
+    memoryBytes: 24 * 1024 ** 3,
+    kernel: "6.1.0",
+  },
   versions: { Deno: "2.9.6", nginx: "1.22.1", Python: "3.11.7", wrk: "4.1.0" },
   command: "deno task bench",
   settings: { duration: 5, runs: 3, threads: 2 },
   scenarios: SCENARIO_RESULTS,
   targets: checkTargets(SCENARIO_RESULTS),
-  skipped: ["Tiny: server_tiny.ts skipped, /x/server_tiny.ts does not exist yet."],
+  skipped: [
+    "Tiny: server_tiny.ts skipped, /x/server_tiny.ts does not exist yet.",
+  ],
   elapsedSeconds: 321,
 };
 
@@ -410,46 +458,90 @@ Deno.test("renderResultsMarkdown names the machine, versions, command, chart and
     assert.ok(markdown.includes(expected), `missing: ${expected}`);
   }
   assert.ok(markdown.includes(renderResultsTable(SCENARIO_RESULTS)));
-  assert.ok(!renderResultsMarkdown({ ...REPORT, skipped: [] }).includes("## Not measured"));
+  assert.ok(
+    !renderResultsMarkdown({ ...REPORT, skipped: [] }).includes(
+      "## Not measured",
+    ),
+  );
 });
 
 Deno.test("chartTicks: 1-2-5 steps over a few decades, powers of ten beyond", () => {
   assert.deepEqual(chartTicks(0.5, 3), [0.5, 1, 2, 5]);
   assert.deepEqual(chartTicks(0.06, 1.2), [0.05, 0.1, 0.2, 0.5, 1, 2]);
   assert.deepEqual(chartTicks(0.1, 5000), [0.1, 1, 10, 100, 1000, 10000]);
-  assert.deepEqual(chartTicks(0.03, 30000), [0.01, 0.1, 1, 10, 100, 1000, 10000, 100000]);
+  assert.deepEqual(chartTicks(0.03, 30000), [
+    0.01,
+    0.1,
+    1,
+    10,
+    100,
+    1000,
+    10000,
+    100000,
+  ]);
 });
 
 /** The bars of a chart: [x, width, fill] of each rect that has a tooltip. */
-function bars(svg: string): { x: number; width: number; fill: string; title: string }[] {
+function bars(
+  svg: string,
+): { x: number; width: number; fill: string; title: string }[] {
   return [
     ...svg.matchAll(
       /<rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)" height="\d+" fill="(#\w+)"><title>([^<]*)<\/title>/g,
     ),
   ]
-    .map((m) => ({ x: Number(m[1]), width: Number(m[2]), fill: m[3], title: m[4] }));
+    .map((m) => ({
+      x: Number(m[1]),
+      width: Number(m[2]),
+      fill: m[3],
+      title: m[4],
+    }));
 }
 
 Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured by target", () => {
   const ratios = [
-    { scenario: "Files <small>", ours: "server_files.ts", reference: "nginx", value: 0.5 },
-    { scenario: "Files <small>", ours: "server_files.ts", reference: "python & co", value: 10 },
-    { scenario: "Posts", ours: "message_board.ts", reference: "textbook board", value: 2 },
+    {
+      scenario: "Files <small>",
+      ours: "server_files.ts",
+      reference: "nginx",
+      value: 0.5,
+    },
+    {
+      scenario: "Files <small>",
+      ours: "server_files.ts",
+      reference: "python & co",
+      value: 10,
+    },
+    {
+      scenario: "Posts",
+      ours: "message_board.ts",
+      reference: "textbook board",
+      value: 2,
+    },
   ];
   const svg = renderSvgChart(ratios, "Title & more", {
     "Files <small>|nginx": 1,
     "Posts|textbook board": 3,
   });
-  assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" [^>]*viewBox="0 0 960 \d+"/);
+  assert.match(
+    svg,
+    /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" [^>]*viewBox="0 0 960 \d+"/,
+  );
   assert.ok(svg.trimEnd().endsWith("</svg>"));
   assert.ok(svg.includes("<title>Title &amp; more</title>"));
   assert.ok(
-    svg.includes(">Files &lt;small&gt;</text>") && svg.includes(">vs python &amp; co</text>"),
+    svg.includes(">Files &lt;small&gt;</text>") &&
+      svg.includes(">vs python &amp; co</text>"),
   );
   assert.ok(!svg.includes("<small>"), "labels are escaped");
-  const oneX = Number(/<line x1="([\d.]+)"[^>]*stroke="#111" stroke-width="1.5"\/>/.exec(svg)![1]);
+  const oneX = Number(
+    /<line x1="([\d.]+)"[^>]*stroke="#111" stroke-width="1.5"\/>/.exec(svg)![1],
+  );
   const [slow, fast, missed] = bars(svg);
-  assert.ok(Math.abs(slow.x + slow.width - oneX) < 0.2, "a slower bar ends at 1×");
+  assert.ok(
+    Math.abs(slow.x + slow.width - oneX) < 0.2,
+    "a slower bar ends at 1×",
+  );
   assert.ok(
     Math.abs(fast.x - oneX) < 0.2 && Math.abs(missed.x - oneX) < 0.2,
     "faster bars start at 1×",
@@ -458,16 +550,35 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
   assert.equal(slow.fill, "#c62828", "0.5× misses its 1× target");
   assert.equal(fast.fill, "#3b6fb6", "no target");
   assert.equal(missed.fill, "#c62828", "2× misses its 3× target");
-  assert.deepEqual([slow.title, fast.title].map((t) => t.split(", ").at(-1)), ["0.5×", "10×"]);
-  assert.equal([...svg.matchAll(/<title>target /g)].length, 2, "one tick per target");
+  assert.deepEqual([slow.title, fast.title].map((t) => t.split(", ").at(-1)), [
+    "0.5×",
+    "10×",
+  ]);
+  assert.equal(
+    [...svg.matchAll(/<title>target /g)].length,
+    2,
+    "one tick per target",
+  );
   const met = bars(
-    renderSvgChart([{ ...ratios[2], value: 4 }], "t", { "Posts|textbook board": 3 }),
+    renderSvgChart([{ ...ratios[2], value: 4 }], "t", {
+      "Posts|textbook board": 3,
+    }),
   );
   assert.equal(met[0].fill, "#2e7d32");
   // Two servers of ours in one scenario: each bar names which one it is.
   const two = renderSvgChart([
-    { scenario: "PG", ours: "PostgreSQL, 1 process", reference: "file store", value: 0.5 },
-    { scenario: "PG", ours: "PostgreSQL, 2 processes", reference: "file store", value: 0.4 },
+    {
+      scenario: "PG",
+      ours: "PostgreSQL, 1 process",
+      reference: "file store",
+      value: 0.5,
+    },
+    {
+      scenario: "PG",
+      ours: "PostgreSQL, 2 processes",
+      reference: "file store",
+      value: 0.4,
+    },
   ], "t");
   assert.ok(two.includes(">PostgreSQL, 1 process vs file store</text>"));
   assert.ok(two.includes(">PostgreSQL, 2 processes vs file store</text>"));
@@ -475,12 +586,24 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
 });
 
 Deno.test("selectScenarios picks by id or prefix and rejects unknown names", () => {
-  const ids = (only: string[]) => selectScenarios(SCENARIOS, only).map((s) => s.id);
+  const ids = (only: string[]) =>
+    selectScenarios(SCENARIOS, only).map((s) => s.id);
   assert.deepEqual(ids([]), SCENARIOS.map((s) => s.id));
   assert.deepEqual(ids(["tiny"]), ["tiny"]);
-  assert.deepEqual(ids(["files"]), ["files-small", "files-100kb", "files-100mb"]);
-  assert.deepEqual(ids(["board-post", "tiny"]), ["tiny", "board-post-1k", "board-post-100k"]);
-  assert.throws(() => ids(["fil"]), /unknown scenario "fil"; choose from: tiny, files-small/);
+  assert.deepEqual(ids(["files"]), [
+    "files-small",
+    "files-100kb",
+    "files-100mb",
+  ]);
+  assert.deepEqual(ids(["board-post", "tiny"]), [
+    "tiny",
+    "board-post-1k",
+    "board-post-100k",
+  ]);
+  assert.throws(
+    () => ids(["fil"]),
+    /unknown scenario "fil"; choose from: tiny, files-small/,
+  );
 });
 
 Deno.test("the scenarios cover what issue #5 asks for", () => {
@@ -495,7 +618,11 @@ Deno.test("the scenarios cover what issue #5 asks for", () => {
   for (const id of ["board-post-1k", "board-post-100k"]) {
     const form = new URLSearchParams(byId[id].postBody);
     assert.deepEqual([...form.keys()], ["message"]);
-    assert.match(byId[id].postBody!, /^[\w%+=.*-]+$/, "urlencoded, safe in a Lua string");
+    assert.match(
+      byId[id].postBody!,
+      /^[\w%+=.*-]+$/,
+      "urlencoded, safe in a Lua string",
+    );
     assert.equal(byId[id].connections, 32);
     assert.equal(byId[id].freshEachRun, true);
   }
@@ -515,7 +642,9 @@ Deno.test("the PostgreSQL scenarios put 1 and 2 processes beside the file store 
     assert.equal(scenario.boardMessages, 1000);
     assert.equal(scenario.connections, 32);
     assert.deepEqual(
-      scenario.servers.map((s) => [s.key, s.role, s.instances ?? 1, s.postgres ?? false]),
+      scenario.servers.map((
+        s,
+      ) => [s.key, s.role, s.instances ?? 1, s.postgres ?? false]),
       [["board-file", "reference", 1, false], ["board-pg-1", "ours", 1, true], [
         "board-pg-2",
         "ours",
@@ -525,10 +654,16 @@ Deno.test("the PostgreSQL scenarios put 1 and 2 processes beside the file store 
     );
     // Every one of them is our board, which answers a stored post with 303.
     for (const server of scenario.servers) {
-      assert.equal(expectedStatus(scenario, server), scenario.postBody ? 303 : 200);
+      assert.equal(
+        expectedStatus(scenario, server),
+        scenario.postBody ? 303 : 200,
+      );
     }
   }
-  assert.equal(SCENARIOS.find((s) => s.id === "board-pg-post")!.postBody, POST_BODY);
+  assert.equal(
+    SCENARIOS.find((s) => s.id === "board-pg-post")!.postBody,
+    POST_BODY,
+  );
 });
 
 Deno.test("combineWrkResults sums the rates of simultaneous runs and keeps the worse latencies", () => {
@@ -553,10 +688,17 @@ Deno.test("combineWrkResults sums the rates of simultaneous runs and keeps the w
   assert.equal(both.latencyP50Ms, 0.405, "the worse p50 (a's)");
   assert.equal(both.latencyP90Ms, 3, "the worse p90 (b's)");
   assert.equal(both.latencyP99Ms, 9);
-  const weighted = (a.latencyAvgMs * a.requests + 2 * 20_000) / (a.requests + 20_000);
-  assert.ok(Math.abs(both.latencyAvgMs - weighted) < 1e-9, "mean weighted by requests");
+  const weighted = (a.latencyAvgMs * a.requests + 2 * 20_000) /
+    (a.requests + 20_000);
+  assert.ok(
+    Math.abs(both.latencyAvgMs - weighted) < 1e-9,
+    "mean weighted by requests",
+  );
   assert.equal(combineWrkResults([b]), b, "one run stays as it is");
-  assert.equal(combineWrkResults([b, { ...b, latencyP99Ms: null }]).latencyP99Ms, null);
+  assert.equal(
+    combineWrkResults([b, { ...b, latencyP99Ms: null }]).latencyP99Ms,
+    null,
+  );
   assert.throws(() => combineWrkResults([]), RangeError);
 });
 
@@ -564,7 +706,8 @@ Deno.test("renderPgSeed loads the same messages as the JSON Lines seed, ids and 
   const dir = await Deno.makeTempDir();
   try {
     await writeBoardData(join(dir, "seed.jsonl"), 3);
-    const lines = (await Deno.readTextFile(join(dir, "seed.jsonl"))).trim().split("\n");
+    const lines = (await Deno.readTextFile(join(dir, "seed.jsonl"))).trim()
+      .split("\n");
     const expected = lines.map((line) => JSON.parse(line)).map((m) =>
       `${m.id}\t${m.text}\t${m.postedAt}`
     );
@@ -573,10 +716,16 @@ Deno.test("renderPgSeed loads the same messages as the JSON Lines seed, ids and 
       sql[0],
       /^truncate board_messages, board_clears, board_archive restart identity;$/,
     );
-    assert.equal(sql[1], "copy board_messages (id, text, posted_at) from stdin;");
+    assert.equal(
+      sql[1],
+      "copy board_messages (id, text, posted_at) from stdin;",
+    );
     assert.deepEqual(sql.slice(2, 5), expected);
     assert.equal(sql[5], "\\.");
-    assert.match(sql[6], /setval\(pg_get_serial_sequence\('board_messages', 'id'\), 3, true\)/);
+    assert.match(
+      sql[6],
+      /setval\(pg_get_serial_sequence\('board_messages', 'id'\), 3, true\)/,
+    );
     assert.match(renderPgSeed(0), /, 1, false\);/, "empty: the next id is 1");
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -586,13 +735,25 @@ Deno.test("renderPgSeed loads the same messages as the JSON Lines seed, ids and 
 Deno.test("the post script sends the form, and posts must get the board's own answer", () => {
   const script = renderPostScript("message=Hello+%22you%22");
   assert.ok(script.includes('wrk.method = "POST"'));
-  assert.ok(script.includes('wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"'));
+  assert.ok(
+    script.includes(
+      'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"',
+    ),
+  );
   assert.ok(script.includes('wrk.body = "message=Hello+%22you%22"'));
   const posts = SCENARIOS.find((s) => s.id === "board-post-1k")!;
   const page = SCENARIOS.find((s) => s.id === "board-page-1k")!;
   const [ours, textbook] = posts.servers;
-  assert.equal(expectedStatus(posts, ours), 303, "ours redirects after a durable post");
-  assert.equal(expectedStatus(posts, textbook), 200, "the textbook answers with the page");
+  assert.equal(
+    expectedStatus(posts, ours),
+    303,
+    "ours redirects after a durable post",
+  );
+  assert.equal(
+    expectedStatus(posts, textbook),
+    200,
+    "the textbook answers with the page",
+  );
   assert.equal(expectedStatus(page, ours), 200);
 });
 
@@ -617,14 +778,18 @@ Deno.test("renderNginxConfig: one worker, sendfile, no access log, everything in
 
 Deno.test("parseVmHwm reads the peak resident set in bytes", () => {
   assert.equal(
-    parseVmHwm("Name:\tdeno\nVmPeak:\t 999 kB\nVmHWM:\t   51234 kB\nVmRSS:\t 1 kB\n"),
+    parseVmHwm(
+      "Name:\tdeno\nVmPeak:\t 999 kB\nVmHWM:\t   51234 kB\nVmRSS:\t 1 kB\n",
+    ),
     51234 * 1024,
   );
   assert.equal(parseVmHwm("Name:\tzombie\n"), null);
 });
 
 Deno.test("fixtures: an exact-size page and messages in the board's JSON Lines format", async () => {
-  for (const size of [300, 500, 1000]) assert.equal(renderSmallPage(size).length, size);
+  for (const size of [300, 500, 1000]) {
+    assert.equal(renderSmallPage(size).length, size);
+  }
   assert.throws(() => renderSmallPage(10), RangeError);
   assert.equal(
     formatMessageLine(1, 'say "hi"', "2026-11-21T22:44:51.000Z"),
@@ -644,7 +809,10 @@ Deno.test("fixtures: an exact-size page and messages in the board's JSON Lines f
     assert.equal(lines.pop(), "", "ends with a newline");
     assert.equal(lines.length, 2500);
     const messages = lines.map((line) => JSON.parse(line));
-    assert.deepEqual(messages.map((m) => m.id), Array.from({ length: 2500 }, (_, i) => i + 1));
+    assert.deepEqual(
+      messages.map((m) => m.id),
+      Array.from({ length: 2500 }, (_, i) => i + 1),
+    );
     assert.deepEqual(Object.keys(messages[0]), ["id", "text", "postedAt"]);
     assert.equal(messages.at(-1).postedAt, "2026-11-21T22:44:51.000Z");
     for (let i = 1; i < messages.length; i++) {
@@ -658,7 +826,13 @@ Deno.test("fixtures: an exact-size page and messages in the board's JSON Lines f
 Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/out", () => {
   const full = parseBenchArgs([]);
   assert.ok(full !== "help");
-  assert.deepEqual([full.duration, full.runs, full.threads, full.warmup, full.only], [
+  assert.deepEqual([
+    full.duration,
+    full.runs,
+    full.threads,
+    full.warmup,
+    full.only,
+  ], [
     5,
     3,
     2,
@@ -670,14 +844,31 @@ Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/ou
   assert.ok(quick !== "help");
   assert.deepEqual([quick.duration, quick.runs], [2, 1]);
   assert.match(quick.outDir, /bench\/out$/);
-  const only = parseBenchArgs(["--only", "tiny,files", "--runs", "5", "--out", "/tmp/x"]);
+  const only = parseBenchArgs([
+    "--only",
+    "tiny,files",
+    "--runs",
+    "5",
+    "--out",
+    "/tmp/x",
+  ]);
   assert.ok(only !== "help");
-  assert.deepEqual([only.only, only.runs, only.outDir], [["tiny", "files"], 5, "/tmp/x"]);
+  assert.deepEqual([only.only, only.runs, only.outDir], [
+    ["tiny", "files"],
+    5,
+    "/tmp/x",
+  ]);
   const partial = parseBenchArgs(["--only", "tiny"]);
   assert.ok(partial !== "help" && partial.outDir.endsWith("bench/out"));
   assert.equal(parseBenchArgs(["--help"]), "help");
-  assert.throws(() => parseBenchArgs(["--runs", "zero"]), /--runs needs a number >= 1/);
-  assert.throws(() => parseBenchArgs(["--duration", "0"]), /--duration needs a number >= 1/);
+  assert.throws(
+    () => parseBenchArgs(["--runs", "zero"]),
+    /--runs needs a number >= 1/,
+  );
+  assert.throws(
+    () => parseBenchArgs(["--duration", "0"]),
+    /--duration needs a number >= 1/,
+  );
   assert.throws(() => parseBenchArgs(["--bogus"]));
 });
 
@@ -687,9 +878,18 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
     summary,
     /^Ratios from one run of `deno task bench` on 2026-11-22: 2 × Test CPU, with wrk/,
   );
-  assert.ok(summary.includes("| Files, 500 B page | server_files.ts | 0.9× nginx, 50× python |"));
-  assert.ok(summary.includes("| Files, 100 MiB file | server_files.ts | 0.9× nginx |"));
-  assert.match(summary, /Targets from the issues: 1 of 2 met in this run \(4 not measured\)\./);
+  assert.ok(
+    summary.includes(
+      "| Files, 500 B page | server_files.ts | 0.9× nginx, 50× python |",
+    ),
+  );
+  assert.ok(
+    summary.includes("| Files, 100 MiB file | server_files.ts | 0.9× nginx |"),
+  );
+  assert.match(
+    summary,
+    /Targets from the issues: 1 of 2 met in this run \(4 not measured\)\./,
+  );
   const pg = renderReadmeSummary({
     ...REPORT,
     scenarios: [{
@@ -704,8 +904,16 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
       ],
     }],
   });
-  assert.ok(pg.includes("| Board posts, PostgreSQL | PostgreSQL, 1 process | 0.5× file store |"));
-  assert.ok(pg.includes("| Board posts, PostgreSQL | PostgreSQL, 2 processes | 0.4× file store |"));
+  assert.ok(
+    pg.includes(
+      "| Board posts, PostgreSQL | PostgreSQL, 1 process | 0.5× file store |",
+    ),
+  );
+  assert.ok(
+    pg.includes(
+      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | 0.4× file store |",
+    ),
+  );
 
   const { start, end } = README_MARKERS;
   const readme =
@@ -715,5 +923,9 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
     `# Title\n\n## Benchmarks\n\nIntro.\n\n${start}\nnew table\n${end}\n\n## License\n`,
   );
   assert.equal(replaceBetween("no markers here", start, end, "x"), null);
-  assert.equal(replaceBetween(`${end}\n${start}\n`, start, end, "x"), null, "end before start");
+  assert.equal(
+    replaceBetween(`${end}\n${start}\n`, start, end, "x"),
+    null,
+    "end before start",
+  );
 });

@@ -18,7 +18,8 @@ function postForm(url: string, body: string): Promise<Response> {
 }
 
 Deno.test({
-  name: "cluster: a post on A shows on B's page, API and event stream; a clear on B empties A",
+  name:
+    "cluster: a post on A shows on B's page, API and event stream; a clear on B empties A",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -30,7 +31,10 @@ Deno.test({
     const events = frameReader(await fetch(new URL("events", b.url)));
     try {
       assert.deepEqual(await events.next(), { retry: "2000" });
-      const posted = await postJson(a.url, { text: "from A <b>bold</b>", name: "Ann" });
+      const posted = await postJson(a.url, {
+        text: "from A <b>bold</b>",
+        name: "Ann",
+      });
       assert.equal(posted.status, 201);
       const id = posted.message!.id;
 
@@ -48,7 +52,11 @@ Deno.test({
       const cleared = await postForm(b.url, "clear=1");
       assert.equal(cleared.status, 303);
       await cleared.body?.cancel();
-      assert.deepEqual(await events.nextEvent(), { id: String(id), event: "clear", data: "{}" });
+      assert.deepEqual(await events.nextEvent(), {
+        id: String(id),
+        event: "clear",
+        data: "{}",
+      });
       assert.deepEqual(await fetchAllMessages(a.url), []);
       assert.match(await (await fetch(a.url)).text(), /No messages yet\./);
     } finally {
@@ -58,7 +66,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cluster: SIGKILL on one board while posting loses no acknowledged message",
+  name:
+    "cluster: SIGKILL on one board while posting loses no acknowledged message",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -87,15 +96,23 @@ Deno.test({
     const { code } = await victim.output;
     assert.notEqual(code, 0);
 
-    const stored = new Map((await fetchAllMessages(survivor.url)).map((m) => [m.id, m.text]));
-    for (const [id, text] of acknowledged) assert.equal(stored.get(id), text, `message ${id}`);
+    const stored = new Map(
+      (await fetchAllMessages(survivor.url)).map((m) => [m.id, m.text]),
+    );
+    for (const [id, text] of acknowledged) {
+      assert.equal(stored.get(id), text, `message ${id}`);
+    }
     // The survivor still takes posts.
-    assert.equal((await postJson(survivor.url, { text: "still here" })).status, 201);
+    assert.equal(
+      (await postJson(survivor.url, { text: "still here" })).status,
+      201,
+    );
   },
 });
 
 Deno.test({
-  name: "cluster: with the database stopped the board answers 503, and recovers after restart",
+  name:
+    "cluster: with the database stopped the board answers 503, and recovers after restart",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -105,7 +122,10 @@ Deno.test({
     try {
       await events.next();
       assert.equal((await postJson(a.url, { text: "before" })).status, 201);
-      assert.equal(JSON.parse((await events.nextEvent())!.data!).text, "before");
+      assert.equal(
+        JSON.parse((await events.nextEvent())!.data!).text,
+        "before",
+      );
       await pg.stop();
 
       const api = await fetch(new URL("api/messages", a.url), {
@@ -116,7 +136,11 @@ Deno.test({
       assert.equal(api.status, 503);
       const { error } = await api.json();
       assert.match(error, /unavailable/);
-      assert.doesNotMatch(error, /127\.0\.0\.1|ECONN|postgres/i, "no internals to the client");
+      assert.doesNotMatch(
+        error,
+        /127\.0\.0\.1|ECONN|postgres/i,
+        "no internals to the client",
+      );
       const page = await fetch(a.url);
       assert.equal(page.status, 503);
       assert.match(await page.text(), /unavailable right now/);
@@ -127,7 +151,10 @@ Deno.test({
       await pg.start();
       const after = await postJson(a.url, { text: "after" });
       assert.equal(after.status, 201);
-      assert.deepEqual((await fetchAllMessages(b.url)).map((m) => m.text), ["after", "before"]);
+      assert.deepEqual((await fetchAllMessages(b.url)).map((m) => m.text), [
+        "after",
+        "before",
+      ]);
       // B's listener reconnects by itself and delivers what was posted meanwhile.
       const event = await events.nextEvent();
       assert.equal(JSON.parse(event!.data!).text, "after");
@@ -154,18 +181,30 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cluster: a board whose database is down at start-up exits with a clear message",
+  name:
+    "cluster: a board whose database is down at start-up exits with a clear message",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
     await pg.stop();
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...PG_FLAGS, BOARD_SCRIPT, "--port", "0", "--store", pg.url],
+      args: [
+        "run",
+        ...PG_FLAGS,
+        BOARD_SCRIPT,
+        "--port",
+        "0",
+        "--store",
+        pg.url,
+      ],
       cwd: REPO_ROOT,
     }).output();
     assert.equal(code, 1);
     const text = new TextDecoder().decode(stderr);
-    assert.match(text, /cannot open the database at postgres:\/\/board@127\.0\.0\.1:\d+\/board/);
+    assert.match(
+      text,
+      /cannot open the database at postgres:\/\/board@127\.0\.0\.1:\d+\/board/,
+    );
     assert.doesNotMatch(text, /^\s+at /m, "a message, not a stack trace");
   },
 });

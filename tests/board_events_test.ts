@@ -22,7 +22,10 @@ async function withBoard(
   options: { heartbeatMs?: number } = {},
 ) {
   await using folder = await tempFolder();
-  const board = await openBoard({ dataFile: join(folder.path, "messages.jsonl"), ...options });
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+    ...options,
+  });
   try {
     await test(board);
   } finally {
@@ -43,7 +46,11 @@ function postForm(body: string): Request {
 }
 
 Deno.test("events: formatEvent writes one id/event/data frame per change", () => {
-  const message = { id: 3, text: "two\nlines", postedAt: "2026-11-21T22:44:51.000Z" };
+  const message = {
+    id: 3,
+    text: "two\nlines",
+    postedAt: "2026-11-21T22:44:51.000Z",
+  };
   const table: [BoardEvent, string][] = [
     [
       { type: "message", id: 3, message },
@@ -58,20 +65,34 @@ Deno.test("events: new messages and a clear arrive on the stream with their ids"
   await withBoard(async (board) => {
     const response = await board.handler(events());
     assert.equal(response.status, 200);
-    assert.equal(response.headers.get("content-type"), "text/event-stream; charset=utf-8");
+    assert.equal(
+      response.headers.get("content-type"),
+      "text/event-stream; charset=utf-8",
+    );
     assert.equal(response.headers.get("cache-control"), "no-store");
     const stream = frameReader(response);
     try {
       assert.deepEqual(await stream.next(), { retry: "2000" });
-      const one = await board.store.appendMessage({ text: "<b>one</b>", name: "Ann" });
+      const one = await board.store.appendMessage({
+        text: "<b>one</b>",
+        name: "Ann",
+      });
       (await board.handler(postForm("message=two"))).body?.cancel();
       const first = await stream.nextEvent();
-      assert.deepEqual(first, { id: "1", event: "message", data: JSON.stringify(one) });
+      assert.deepEqual(first, {
+        id: "1",
+        event: "message",
+        data: JSON.stringify(one),
+      });
       const second = await stream.nextEvent();
       assert.equal(second?.id, "2");
       assert.equal(JSON.parse(second!.data!).text, "two");
       (await board.handler(postForm("clear=1"))).body?.cancel();
-      assert.deepEqual(await stream.nextEvent(), { id: "2", event: "clear", data: "{}" });
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "2",
+        event: "clear",
+        data: "{}",
+      });
     } finally {
       await stream.cancel();
     }
@@ -80,22 +101,35 @@ Deno.test("events: new messages and a clear arrive on the stream with their ids"
 
 Deno.test("events: Last-Event-ID (or ?after=) resumes without gaps or repeats", async () => {
   await withBoard(async (board) => {
-    for (const text of ["one", "two", "three"]) await board.store.appendMessage({ text });
+    for (const text of ["one", "two", "three"]) {
+      await board.store.appendMessage({ text });
+    }
 
     // A browser reconnecting after event 1 gets 2 and 3 at once.
-    const resumed = frameReader(await board.handler(events({ "last-event-id": "1" })));
+    const resumed = frameReader(
+      await board.handler(events({ "last-event-id": "1" })),
+    );
     // The page's first connection: it already shows everything up to 3.
     const fromPage = frameReader(await board.handler(events({}, "?after=3")));
     // The header wins over the query (the browser keeps the page's URL when reconnecting).
-    const both = frameReader(await board.handler(events({ "last-event-id": "2" }, "?after=0")));
+    const both = frameReader(
+      await board.handler(events({ "last-event-id": "2" }, "?after=0")),
+    );
     try {
-      assert.deepEqual([(await resumed.nextEvent())?.id, (await resumed.nextEvent())?.id], [
+      assert.deepEqual([
+        (await resumed.nextEvent())?.id,
+        (await resumed.nextEvent())?.id,
+      ], [
         "2",
         "3",
       ]);
       assert.equal((await both.nextEvent())?.id, "3");
       await board.store.appendMessage({ text: "four" });
-      assert.equal((await fromPage.nextEvent())?.id, "4", "nothing before 4 is repeated");
+      assert.equal(
+        (await fromPage.nextEvent())?.id,
+        "4",
+        "nothing before 4 is repeated",
+      );
       assert.equal((await resumed.nextEvent())?.id, "4");
       assert.equal((await both.nextEvent())?.id, "4");
     } finally {
@@ -110,9 +144,15 @@ Deno.test("events: a client that missed a clear gets it first, then the new mess
     await board.store.appendMessage({ text: "two" });
     await board.store.clearMessages();
     await board.store.appendMessage({ text: "three" });
-    const stream = frameReader(await board.handler(events({ "last-event-id": "1" })));
+    const stream = frameReader(
+      await board.handler(events({ "last-event-id": "1" })),
+    );
     try {
-      assert.deepEqual(await stream.nextEvent(), { id: "2", event: "clear", data: "{}" });
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "2",
+        event: "clear",
+        data: "{}",
+      });
       assert.equal((await stream.nextEvent())?.id, "3");
     } finally {
       await stream.cancel();
@@ -130,7 +170,10 @@ Deno.test("events: a clear survives a restart of the file board for resuming cli
   await store.close();
   store = await openJsonLinesStore(dataFile);
   try {
-    assert.deepEqual(await store.eventsAfter(1, 10), [{ type: "clear", id: 2 }]);
+    assert.deepEqual(await store.eventsAfter(1, 10), [{
+      type: "clear",
+      id: 2,
+    }]);
     assert.deepEqual(await store.eventsAfter(3, 10), []);
   } finally {
     await store.close();
@@ -145,7 +188,9 @@ Deno.test("events: a client too far behind is told to reload the page", async ()
         (_, i) => board.store.appendMessage({ text: `m${i}` }),
       ),
     );
-    const stream = frameReader(await board.handler(events({ "last-event-id": "0" })));
+    const stream = frameReader(
+      await board.handler(events({ "last-event-id": "0" })),
+    );
     assert.deepEqual(await stream.next(), { retry: "2000" });
     assert.deepEqual(await stream.next(), { event: "reload", data: "{}" });
     assert.equal(await stream.next(), null, "the stream ends");
@@ -167,18 +212,27 @@ Deno.test("events: an idle stream gets heartbeat comments", async () => {
 
 Deno.test("events: bad resume ids get 400, other methods 405, HEAD only headers", async () => {
   await withBoard(async (board) => {
-    for (const bad of ["abc", "-1", "1.5", "01", "2x", "99999999999999999999"]) {
+    for (
+      const bad of ["abc", "-1", "1.5", "01", "2x", "99999999999999999999"]
+    ) {
       const response = await board.handler(events({ "last-event-id": bad }));
       assert.equal(response.status, 400, bad);
       await response.body?.cancel();
     }
-    const post = await board.handler(new Request(BASE + "/events", { method: "POST" }));
+    const post = await board.handler(
+      new Request(BASE + "/events", { method: "POST" }),
+    );
     assert.equal(post.status, 405);
     assert.equal(post.headers.get("allow"), "GET, HEAD");
     await post.body?.cancel();
-    const head = await board.handler(new Request(BASE + "/events", { method: "HEAD" }));
+    const head = await board.handler(
+      new Request(BASE + "/events", { method: "HEAD" }),
+    );
     assert.equal(head.status, 200);
-    assert.equal(head.headers.get("content-type"), "text/event-stream; charset=utf-8");
+    assert.equal(
+      head.headers.get("content-type"),
+      "text/event-stream; charset=utf-8",
+    );
     assert.equal(head.body, null);
   });
 });
@@ -232,8 +286,13 @@ Deno.test("events: a client leaving, or the board shutting down, ends the subscr
 
 Deno.test("events: over a real socket, endEventStreams lets server.shutdown() finish", async () => {
   await using folder = await tempFolder();
-  const board = await openBoard({ dataFile: join(folder.path, "messages.jsonl") });
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, board.handler);
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    board.handler,
+  );
   try {
     const url = `http://127.0.0.1:${server.addr.port}/events`;
     const response = await fetch(url);
@@ -258,22 +317,35 @@ Deno.test("events: over a real socket, endEventStreams lets server.shutdown() fi
 
 Deno.test("page: the newest page loads /board.js and says where live updates start", async () => {
   await withBoard(async (board) => {
-    for (const text of ["one", "two", "three"]) await board.store.appendMessage({ text });
+    for (const text of ["one", "two", "three"]) {
+      await board.store.appendMessage({ text });
+    }
     const newest = await (await board.handler(new Request(BASE + "/"))).text();
     assert.match(
       newest,
       /<section class="messages" aria-labelledby="messages-heading" data-after="3">/,
     );
-    const older = await (await board.handler(new Request(BASE + "/?before=3"))).text();
-    assert.doesNotMatch(older, /data-after/, "older pages do not change under the reader");
+    const older = await (await board.handler(new Request(BASE + "/?before=3")))
+      .text();
+    assert.doesNotMatch(
+      older,
+      /data-after/,
+      "older pages do not change under the reader",
+    );
 
     const script = await board.handler(new Request(BASE + "/board.js"));
     assert.equal(script.status, 200);
-    assert.equal(script.headers.get("content-type"), "text/javascript; charset=utf-8");
+    assert.equal(
+      script.headers.get("content-type"),
+      "text/javascript; charset=utf-8",
+    );
     const code = await script.text();
     assert.match(code, /new EventSource\("\/events\?after="/);
     assert.match(code, /textContent/);
-    assert.doesNotMatch(code, /innerHTML|insertAdjacentHTML|eval\(|document\.write/);
+    assert.doesNotMatch(
+      code,
+      /innerHTML|insertAdjacentHTML|eval\(|document\.write/,
+    );
   });
 });
 

@@ -2,13 +2,21 @@
 import { fileURLToPath } from "node:url";
 
 /** The board script, as an absolute path. */
-export const BOARD_SCRIPT = fileURLToPath(new URL("../message_board.ts", import.meta.url));
+export const BOARD_SCRIPT = fileURLToPath(
+  new URL("../message_board.ts", import.meta.url),
+);
 
 /** The README command's permission flags (relative to the board's working folder). */
-export const BOARD_FLAGS = ["--allow-net=127.0.0.1", "--allow-read=./data", "--allow-write=./data"];
+export const BOARD_FLAGS = [
+  "--allow-net=127.0.0.1",
+  "--allow-read=./data",
+  "--allow-write=./data",
+];
 
 /** A fresh temporary folder, removed again by `using`'s dispose. */
-export async function tempFolder(): Promise<{ path: string } & AsyncDisposable> {
+export async function tempFolder(): Promise<
+  { path: string } & AsyncDisposable
+> {
   const path = await Deno.makeTempDir({ prefix: "board_test_" });
   return {
     path,
@@ -24,7 +32,9 @@ export interface BoardProcess {
   /** The address it printed, like `http://127.0.0.1:41234/` (https with --cert). */
   url: string;
   /** Resolves with everything the process printed once it exits. */
-  output: Promise<{ stdout: string; stderr: string; code: number; signal: Deno.Signal | null }>;
+  output: Promise<
+    { stdout: string; stderr: string; code: number; signal: Deno.Signal | null }
+  >;
 }
 
 /** Reads a whole stream as text, calling `onText` with all of it so far after each chunk. */
@@ -73,7 +83,11 @@ export async function startBoard(
     readAll(child.stderr),
     child.status,
   ]).then(([stdout, stderr, status]) => {
-    address.reject(new Error(`the board exited (${status.code}) before its address:\n${stderr}`));
+    address.reject(
+      new Error(
+        `the board exited (${status.code}) before its address:\n${stderr}`,
+      ),
+    );
     return { stdout, stderr, code: status.code, signal: status.signal };
   });
   try {
@@ -95,16 +109,24 @@ export async function postJson(
     body: JSON.stringify(body),
   });
   const json = await response.json();
-  return { status: response.status, message: response.status === 201 ? json : null };
+  return {
+    status: response.status,
+    message: response.status === 201 ? json : null,
+  };
 }
 
 /** Reads every message through the JSON API, following the `older` links. */
-export async function fetchAllMessages(url: string): Promise<{ id: number; text: string }[]> {
+export async function fetchAllMessages(
+  url: string,
+): Promise<{ id: number; text: string }[]> {
   const all: { id: number; text: string }[] = [];
   let next: string | null = "api/messages?limit=100";
   while (next !== null) {
     const response = await fetch(new URL(next, url));
-    const page: { messages: { id: number; text: string }[]; older: string | null } = await response
+    const page: {
+      messages: { id: number; text: string }[];
+      older: string | null;
+    } = await response
       .json();
     all.push(...page.messages);
     next = page.older === null ? null : page.older.slice(1);

@@ -24,9 +24,14 @@ import { tempFolder } from "./board_helpers.ts";
 const BASE = "http://localhost:8080";
 
 /** Runs `fn` with a board on a fresh temp folder, then closes it. */
-async function withBoard(fn: (board: Board, folder: string) => Promise<void>): Promise<void> {
+async function withBoard(
+  fn: (board: Board, folder: string) => Promise<void>,
+): Promise<void> {
   await using folder = await tempFolder();
-  const board = await openBoard({ dataFile: join(folder.path, "messages.jsonl"), log: () => {} });
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+    log: () => {},
+  });
   try {
     await fn(board, folder.path);
   } finally {
@@ -41,12 +46,18 @@ function postForm(
 ): Request {
   return new Request(BASE + path, {
     method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+    headers: {
+      "content-type": "application/x-www-form-urlencoded",
+      ...headers,
+    },
     body,
   });
 }
 
-function postApi(body: string | Uint8Array<ArrayBuffer>, headers: HeadersInit = {}): Request {
+function postApi(
+  body: string | Uint8Array<ArrayBuffer>,
+  headers: HeadersInit = {},
+): Request {
   return new Request(BASE + "/api/messages", {
     method: "POST",
     headers: { "content-type": "application/json", ...headers },
@@ -68,24 +79,39 @@ Deno.test("page: GET / shows the board with both forms, safe headers and no inli
     for (const path of ["/", "/index.html"]) {
       const { response, html } = await getPage(board, path);
       assert.equal(response.status, 200);
-      assert.equal(response.headers.get("content-type"), "text/html; charset=utf-8");
+      assert.equal(
+        response.headers.get("content-type"),
+        "text/html; charset=utf-8",
+      );
       assert.equal(response.headers.get("x-content-type-options"), "nosniff");
       const csp = response.headers.get("content-security-policy") ?? "";
       assert.match(csp, /default-src 'none'/);
       // Only our own script file (live updates) may run; never inline script.
       assert.match(csp, /script-src 'self';/);
-      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|script-src [^;]*(\*|https?:|data:)/);
+      assert.doesNotMatch(
+        csp,
+        /unsafe-inline|unsafe-eval|script-src [^;]*(\*|https?:|data:)/,
+      );
       assert.match(html, /<title>Tiny Message Board<\/title>/);
       assert.match(html, /<h2 id="messages-heading">Messages<\/h2>/);
       assert.match(html, /<h2 id="new-heading">New Message<\/h2>/);
       assert.match(html, /<form method="post" action="\/">/);
       assert.match(html, /<textarea id="message" name="message"/);
       assert.match(html, /<button type="submit">Save Message<\/button>/);
-      assert.match(html, /<button type="submit" name="clear" value="1">Clear Messages<\/button>/);
+      assert.match(
+        html,
+        /<button type="submit" name="clear" value="1">Clear Messages<\/button>/,
+      );
       assert.match(html, /No messages yet\./);
       assert.match(html, /<link rel="stylesheet" href="\/style.css">/);
-      assert.deepEqual(html.match(/<script[^>]*>/g), ['<script src="/board.js" defer>']);
-      assert.match(html, /<script src="\/board.js" defer><\/script>/, "the script has no body");
+      assert.deepEqual(html.match(/<script[^>]*>/g), [
+        '<script src="/board.js" defer>',
+      ]);
+      assert.match(
+        html,
+        /<script src="\/board.js" defer><\/script>/,
+        "the script has no body",
+      );
       assert.doesNotMatch(html, /<style| style=| on[a-z]+=/);
     }
   });
@@ -93,7 +119,9 @@ Deno.test("page: GET / shows the board with both forms, safe headers and no inli
 
 Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", async () => {
   await withBoard(async (board) => {
-    const head = await board.handler(new Request(BASE + "/", { method: "HEAD" }));
+    const head = await board.handler(
+      new Request(BASE + "/", { method: "HEAD" }),
+    );
     assert.equal(head.status, 200);
     assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(head.body, null);
@@ -106,7 +134,9 @@ Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", a
 
 Deno.test("page: a form post answers 303 to / and the message shows with its time and line breaks", async () => {
   await withBoard(async (board) => {
-    const response = await board.handler(postForm("message=Hello%0D%0Aworld+%26+all"));
+    const response = await board.handler(
+      postForm("message=Hello%0D%0Aworld+%26+all"),
+    );
     assert.equal(response.status, 303);
     assert.equal(response.headers.get("location"), "/");
     assert.equal(response.body, null);
@@ -115,7 +145,9 @@ Deno.test("page: a form post answers 303 to / and the message shows with its tim
     assert.equal(message.text, "Hello\nworld & all");
     assert.ok(
       html.includes(
-        `Posted: <time datetime="${message.postedAt}">${formatTime(message.postedAt)}</time>`,
+        `Posted: <time datetime="${message.postedAt}">${
+          formatTime(message.postedAt)
+        }</time>`,
       ),
     );
     assert.ok(html.includes(`<p class="text">Hello\nworld &amp; all</p>`));
@@ -128,7 +160,9 @@ Deno.test("page: a multipart form post is accepted too", async () => {
     const form = new FormData();
     form.set("message", "from multipart");
     form.set("name", "Mo");
-    const response = await board.handler(new Request(BASE + "/", { method: "POST", body: form }));
+    const response = await board.handler(
+      new Request(BASE + "/", { method: "POST", body: form }),
+    );
     assert.equal(response.status, 303);
     const [message] = (await board.store.listMessages({ limit: 1 })).messages;
     assert.deepEqual([message.text, message.name], ["from multipart", "Mo"]);
@@ -148,7 +182,10 @@ Deno.test("page: user text is escaped everywhere it appears", async () => {
     assert.ok(!html.includes("<img src=x"));
     assert.ok(html.includes(escapeHtml(text)));
     assert.ok(html.includes(`<span class="name">${escapeHtml(name)}</span>`));
-    assert.ok(html.includes(`value="${escapeHtml(name)}"`), "the name field is escaped too");
+    assert.ok(
+      html.includes(`value="${escapeHtml(name)}"`),
+      "the name field is escaped too",
+    );
   });
 });
 
@@ -161,9 +198,15 @@ Deno.test("page: the name is remembered in an HttpOnly, SameSite=Lax cookie and 
     assert.match(cookie, /; HttpOnly/);
     assert.match(cookie, /; SameSite=Lax/);
     assert.match(cookie, /; Path=\//);
-    assert.doesNotMatch(cookie, /Secure/, "plain HTTP cannot use Secure cookies");
+    assert.doesNotMatch(
+      cookie,
+      /Secure/,
+      "plain HTTP cannot use Secure cookies",
+    );
 
-    const { html } = await getPage(board, "/", { cookie: "other=1; board_name=Ann%20Lee" });
+    const { html } = await getPage(board, "/", {
+      cookie: "other=1; board_name=Ann%20Lee",
+    });
     assert.ok(
       html.includes(
         `name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="Ann Lee"`,
@@ -173,13 +216,18 @@ Deno.test("page: the name is remembered in an HttpOnly, SameSite=Lax cookie and 
 
     // Posting again with the same name sets no new cookie; a blank name forgets it.
     const same = await board.handler(
-      postForm("message=again&name=Ann+Lee", { cookie: "board_name=Ann%20Lee" }),
+      postForm("message=again&name=Ann+Lee", {
+        cookie: "board_name=Ann%20Lee",
+      }),
     );
     assert.equal(same.headers.get("set-cookie"), null);
     const blank = await board.handler(
       postForm("message=anon&name=", { cookie: "board_name=Ann%20Lee" }),
     );
-    assert.match(blank.headers.get("set-cookie") ?? "", /^board_name=; .*Max-Age=0/);
+    assert.match(
+      blank.headers.get("set-cookie") ?? "",
+      /^board_name=; .*Max-Age=0/,
+    );
     const [latest] = (await board.store.listMessages({ limit: 1 })).messages;
     assert.equal(latest.name, undefined);
 
@@ -207,21 +255,38 @@ Deno.test("page: over HTTPS the cookie is Secure", async () => {
 Deno.test("page: newest 50 first, with links to older pages", async () => {
   await withBoard(async (board) => {
     await Promise.all(
-      Array.from({ length: 120 }, (_, i) => board.store.appendMessage({ text: `n${i + 1}` })),
+      Array.from(
+        { length: 120 },
+        (_, i) => board.store.appendMessage({ text: `n${i + 1}` }),
+      ),
     );
-    const ids = (html: string) => [...html.matchAll(/id="m(\d+)"/g)].map((m) => Number(m[1]));
+    const ids = (html: string) =>
+      [...html.matchAll(/id="m(\d+)"/g)].map((m) => Number(m[1]));
     const first = await getPage(board);
-    assert.deepEqual(ids(first.html), Array.from({ length: 50 }, (_, i) => 120 - i));
-    assert.ok(first.html.includes(`<a href="/?before=71" rel="next">Older messages</a>`));
+    assert.deepEqual(
+      ids(first.html),
+      Array.from({ length: 50 }, (_, i) => 120 - i),
+    );
+    assert.ok(
+      first.html.includes(
+        `<a href="/?before=71" rel="next">Older messages</a>`,
+      ),
+    );
     assert.ok(!first.html.includes("Newest messages"));
 
     const second = await getPage(board, "/?before=71");
-    assert.deepEqual(ids(second.html), Array.from({ length: 50 }, (_, i) => 70 - i));
+    assert.deepEqual(
+      ids(second.html),
+      Array.from({ length: 50 }, (_, i) => 70 - i),
+    );
     assert.ok(second.html.includes(`<a href="/">Newest messages</a>`));
     assert.ok(second.html.includes(`href="/?before=21"`));
 
     const last = await getPage(board, "/?before=21");
-    assert.deepEqual(ids(last.html), Array.from({ length: 20 }, (_, i) => 20 - i));
+    assert.deepEqual(
+      ids(last.html),
+      Array.from({ length: 20 }, (_, i) => 20 - i),
+    );
     assert.ok(!last.html.includes("Older messages"));
 
     const none = await getPage(board, "/?before=1");
@@ -247,8 +312,12 @@ Deno.test("page: the Clear Messages form moves everything to an archive and empt
       if (entry.name.includes(".cleared-")) archives.push(entry.name);
     }
     assert.equal(archives.length, 1);
-    const archived = (await Deno.readTextFile(join(folder, archives[0]))).trim().split("\n");
-    assert.deepEqual(archived.map((line) => JSON.parse(line).text), ["one", "two"]);
+    const archived = (await Deno.readTextFile(join(folder, archives[0]))).trim()
+      .split("\n");
+    assert.deepEqual(archived.map((line) => JSON.parse(line).text), [
+      "one",
+      "two",
+    ]);
     // "clear" wins even when a message is sent along: the button was clear.
     await board.handler(postForm("message=three&clear=1"));
     assert.equal(await storedCount(board), 0);
@@ -262,7 +331,10 @@ Deno.test("page: a rejected post shows the page again with the error and the typ
     assert.equal(response.status, 422);
     const html = await response.text();
     assert.match(html, /<p class="error" role="alert">The message is too long/);
-    assert.ok(html.includes(`required>\n${draft}</textarea>`), "the draft is kept");
+    assert.ok(
+      html.includes(`required>\n${draft}</textarea>`),
+      "the draft is kept",
+    );
     assert.ok(html.includes('value="Kim"'), "the name is kept");
     assert.match(html, /<title>Tiny Message Board<\/title>/);
     assert.equal(await storedCount(board), 0);
@@ -274,7 +346,9 @@ Deno.test("page: a rejected post shows the page again with the error and the typ
     );
     assert.equal(again.status, 422);
     assert.ok(
-      (await again.text()).includes(`required>\n${escapeHtml(tricky + "\u0007")}</textarea>`),
+      (await again.text()).includes(
+        `required>\n${escapeHtml(tricky + "\u0007")}</textarea>`,
+      ),
     );
   });
 });
@@ -289,7 +363,9 @@ function chunkedBody(
     pull(controller) {
       if (sent === chunks) return controller.close();
       sent++;
-      controller.enqueue(new TextEncoder().encode(sent === 1 ? "message=" : "a".repeat(size)));
+      controller.enqueue(
+        new TextEncoder().encode(sent === 1 ? "message=" : "a".repeat(size)),
+      );
     },
   });
   return { stream, pulled: () => sent };
@@ -307,7 +383,10 @@ Deno.test("hostile: a chunked body over the limit gets 413 and is not read to th
     const response = await board.handler(request);
     assert.equal(response.status, 413);
     assert.match(await response.text(), /too large/);
-    assert.ok(pulled() < 10, `read only a little past the limit (${pulled()} chunks)`);
+    assert.ok(
+      pulled() < 10,
+      `read only a little past the limit (${pulled()} chunks)`,
+    );
     assert.equal(await storedCount(board), 0);
 
     const api = await board.handler(
@@ -384,7 +463,12 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     403,
     /other sites/,
   ],
-  ["Origin: null", () => postForm("message=hi", { origin: "null" }), 403, /other sites/],
+  [
+    "Origin: null",
+    () => postForm("message=hi", { origin: "null" }),
+    403,
+    /other sites/,
+  ],
   [
     "another port as Origin",
     () => postForm("message=hi", { origin: "http://localhost:9999" }),
@@ -397,7 +481,12 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     403,
     /other sites/,
   ],
-  ["a blank message", () => postForm("message=+%0D%0A%09+"), 422, /write a message/],
+  [
+    "a blank message",
+    () => postForm("message=+%0D%0A%09+"),
+    422,
+    /write a message/,
+  ],
   ["no message field", () => postForm("name=Ann"), 422, /write a message/],
   ["an empty body", () => postForm(""), 422, /write a message/],
   [
@@ -406,15 +495,30 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     422,
     /too long/,
   ],
-  ["a control character", () => postForm("message=bell%07"), 422, /control characters/],
-  ["an escape sequence", () => postForm("message=%1B%5B2J"), 422, /control characters/],
+  [
+    "a control character",
+    () => postForm("message=bell%07"),
+    422,
+    /control characters/,
+  ],
+  [
+    "an escape sequence",
+    () => postForm("message=%1B%5B2J"),
+    422,
+    /control characters/,
+  ],
   [
     "a name too long",
     () => postForm(`message=hi&name=${"n".repeat(MAX_NAME_CHARS + 1)}`),
     422,
     /name is too long/,
   ],
-  ["a name with a line break", () => postForm("message=hi&name=a%0Ab"), 422, /single line/],
+  [
+    "a name with a line break",
+    () => postForm("message=hi&name=a%0Ab"),
+    422,
+    /single line/,
+  ],
   [
     "a body over the limit",
     () => postForm(`message=${"a".repeat(MAX_BODY_BYTES)}`),
@@ -427,10 +531,16 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     415,
     /form post/,
   ],
-  ["text/plain", () => postForm("message=hi", { "content-type": "text/plain" }), 415, /form post/],
+  [
+    "text/plain",
+    () => postForm("message=hi", { "content-type": "text/plain" }),
+    415,
+    /form post/,
+  ],
   [
     "no Content-Type",
-    () => new Request(BASE + "/", { method: "POST", body: new Uint8Array([1]) }),
+    () =>
+      new Request(BASE + "/", { method: "POST", body: new Uint8Array([1]) }),
     415,
     /form post/,
   ],
@@ -443,18 +553,36 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     415,
     /UTF-8/,
   ],
-  ["a broken percent-escape", () => postForm("message=100%"), 400, /percent-escape/],
-  ["a percent-escape that is not UTF-8", () => postForm("message=%FF%FE"), 400, /percent-escape/],
+  [
+    "a broken percent-escape",
+    () => postForm("message=100%"),
+    400,
+    /percent-escape/,
+  ],
+  [
+    "a percent-escape that is not UTF-8",
+    () => postForm("message=%FF%FE"),
+    400,
+    /percent-escape/,
+  ],
   [
     "raw bytes that are not UTF-8",
     () => postForm(new Uint8Array([0x6d, 0x3d, 0xc3, 0x28])),
     400,
     /UTF-8/,
   ],
-  ["the message field twice", () => postForm("message=a&message=b"), 400, /twice/],
+  [
+    "the message field twice",
+    () => postForm("message=a&message=b"),
+    400,
+    /twice/,
+  ],
   [
     "a broken multipart body",
-    () => postForm("garbage", { "content-type": "multipart/form-data; boundary=x" }),
+    () =>
+      postForm("garbage", {
+        "content-type": "multipart/form-data; boundary=x",
+      }),
     400,
     /could not be read/,
   ],
@@ -465,8 +593,16 @@ Deno.test("hostile: bad form posts get a clear 4xx, store nothing, and the board
     for (const [what, makeRequest, status, text] of badFormPosts) {
       const response = await board.handler(makeRequest());
       assert.equal(response.status, status, what);
-      assert.match(response.headers.get("content-type") ?? "", /^text\/html/, what);
-      assert.equal(response.headers.get("x-content-type-options"), "nosniff", what);
+      assert.match(
+        response.headers.get("content-type") ?? "",
+        /^text\/html/,
+        what,
+      );
+      assert.equal(
+        response.headers.get("x-content-type-options"),
+        "nosniff",
+        what,
+      );
       assert.match(await response.text(), text, what);
     }
     assert.equal(await storedCount(board), 0);
@@ -478,7 +614,9 @@ Deno.test("hostile: a file upload in a multipart form is refused", async () => {
   await withBoard(async (board) => {
     const form = new FormData();
     form.set("message", new File(["hi"], "a.txt"));
-    const response = await board.handler(new Request(BASE + "/", { method: "POST", body: form }));
+    const response = await board.handler(
+      new Request(BASE + "/", { method: "POST", body: form }),
+    );
     assert.equal(response.status, 400);
     await response.body?.cancel();
     assert.equal(await storedCount(board), 0);
@@ -498,7 +636,11 @@ Deno.test("hostile: isForeignOrigin compares the Origin's host with the Host (ta
     ["", "localhost:8080", true],
   ];
   for (const [origin, host, foreign] of cases) {
-    assert.equal(isForeignOrigin(origin, host), foreign, `${origin} vs ${host}`);
+    assert.equal(
+      isForeignOrigin(origin, host),
+      foreign,
+      `${origin} vs ${host}`,
+    );
   }
 });
 
@@ -524,7 +666,9 @@ Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", asy
       ["POST", "/style.css", 405, "GET, HEAD"],
     ];
     for (const [method, path, status, allow] of cases) {
-      const response = await board.handler(new Request(BASE + path, { method }));
+      const response = await board.handler(
+        new Request(BASE + path, { method }),
+      );
       assert.equal(response.status, status, `${method} ${path}`);
       assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
       const body = await response.text();
@@ -536,10 +680,15 @@ Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", asy
 Deno.test("api: GET /api/messages pages with before and limit", async () => {
   await withBoard(async (board) => {
     for (let i = 1; i <= 5; i++) {
-      await board.store.appendMessage({ text: `t${i}`, name: i === 2 ? "Bo" : undefined });
+      await board.store.appendMessage({
+        text: `t${i}`,
+        name: i === 2 ? "Bo" : undefined,
+      });
     }
     const get = async (query: string) => {
-      const response = await board.handler(new Request(`${BASE}/api/messages${query}`));
+      const response = await board.handler(
+        new Request(`${BASE}/api/messages${query}`),
+      );
       return {
         status: response.status,
         type: response.headers.get("content-type"),
@@ -549,17 +698,37 @@ Deno.test("api: GET /api/messages pages with before and limit", async () => {
     const all = await get("");
     assert.equal(all.status, 200);
     assert.equal(all.type, "application/json; charset=utf-8");
-    assert.deepEqual(all.json.messages.map((m: { id: number }) => m.id), [5, 4, 3, 2, 1]);
+    assert.deepEqual(all.json.messages.map((m: { id: number }) => m.id), [
+      5,
+      4,
+      3,
+      2,
+      1,
+    ]);
     assert.equal(all.json.older, null);
-    assert.deepEqual(Object.keys(all.json.messages[3]), ["id", "text", "name", "postedAt"]);
+    assert.deepEqual(Object.keys(all.json.messages[3]), [
+      "id",
+      "text",
+      "name",
+      "postedAt",
+    ]);
     assert.equal(all.json.messages[3].name, "Bo");
-    assert.ok(!("name" in all.json.messages[0]), "no name key when none was given");
+    assert.ok(
+      !("name" in all.json.messages[0]),
+      "no name key when none was given",
+    );
 
     const page = await get("?limit=2");
-    assert.deepEqual(page.json.messages.map((m: { id: number }) => m.id), [5, 4]);
+    assert.deepEqual(page.json.messages.map((m: { id: number }) => m.id), [
+      5,
+      4,
+    ]);
     assert.equal(page.json.older, "/api/messages?before=4&limit=2");
     const older = await get("?before=4&limit=2");
-    assert.deepEqual(older.json.messages.map((m: { id: number }) => m.id), [3, 2]);
+    assert.deepEqual(older.json.messages.map((m: { id: number }) => m.id), [
+      3,
+      2,
+    ]);
 
     for (
       const bad of [
@@ -582,19 +751,31 @@ Deno.test("api: GET /api/messages pages with before and limit", async () => {
 
 Deno.test("api: POST /api/messages answers 201 with the stored message", async () => {
   await withBoard(async (board) => {
-    const response = await board.handler(postApi(JSON.stringify({ text: "via API", name: "Cy" })));
+    const response = await board.handler(
+      postApi(JSON.stringify({ text: "via API", name: "Cy" })),
+    );
     assert.equal(response.status, 201);
     const message = await response.json();
     assert.deepEqual(Object.keys(message), ["id", "text", "name", "postedAt"]);
-    assert.deepEqual([message.id, message.text, message.name], [1, "via API", "Cy"]);
-    assert.deepEqual((await board.store.listMessages({ limit: 1 })).messages, [message]);
+    assert.deepEqual([message.id, message.text, message.name], [
+      1,
+      "via API",
+      "Cy",
+    ]);
+    assert.deepEqual((await board.store.listMessages({ limit: 1 })).messages, [
+      message,
+    ]);
     // name may be null or left out.
-    const plain = await board.handler(postApi(JSON.stringify({ text: "no name", name: null })));
+    const plain = await board.handler(
+      postApi(JSON.stringify({ text: "no name", name: null })),
+    );
     assert.equal(plain.status, 201);
     assert.ok(!("name" in (await plain.json())));
     // Text that is valid but unusual is kept exactly: emoji, tabs, RTL marks.
     const unusual = "👍\tok \u202eevil\u202c";
-    const kept = await board.handler(postApi(JSON.stringify({ text: unusual })));
+    const kept = await board.handler(
+      postApi(JSON.stringify({ text: unusual })),
+    );
     assert.equal((await kept.json()).text, unusual);
   });
 });
@@ -609,7 +790,11 @@ const badApiPosts: [string, () => Request, number][] = [
   ["a number as name", () => postApi('{"text":"hi","name":42}'), 400],
   ["an unknown field", () => postApi('{"text":"hi","admin":true}'), 400],
   ["a lone surrogate", () => postApi('{"text":"bad \\ud800 half"}'), 400],
-  ["bytes that are not UTF-8", () => postApi(new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d])), 400],
+  [
+    "bytes that are not UTF-8",
+    () => postApi(new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d])),
+    400,
+  ],
   ["a blank text", () => postApi('{"text":"   "}'), 422],
   [
     "a text too long",
@@ -619,12 +804,19 @@ const badApiPosts: [string, () => Request, number][] = [
   ["a NUL character", () => postApi('{"text":"a\\u0000b"}'), 422],
   [
     "form data",
-    () => postApi("text=hi", { "content-type": "application/x-www-form-urlencoded" }),
+    () =>
+      postApi("text=hi", {
+        "content-type": "application/x-www-form-urlencoded",
+      }),
     415,
   ],
   [
     "no Content-Type",
-    () => new Request(BASE + "/api/messages", { method: "POST", body: new Uint8Array([1]) }),
+    () =>
+      new Request(BASE + "/api/messages", {
+        method: "POST",
+        body: new Uint8Array([1]),
+      }),
     415,
   ],
   [
@@ -632,7 +824,11 @@ const badApiPosts: [string, () => Request, number][] = [
     () => postApi(JSON.stringify({ text: "a".repeat(MAX_BODY_BYTES) })),
     413,
   ],
-  ["a cross-site fetch", () => postApi('{"text":"hi"}', { "sec-fetch-site": "cross-site" }), 403],
+  [
+    "a cross-site fetch",
+    () => postApi('{"text":"hi"}', { "sec-fetch-site": "cross-site" }),
+    403,
+  ],
 ];
 
 Deno.test("api: bad posts get a JSON error with a 4xx, and nothing is stored", async () => {
@@ -640,7 +836,11 @@ Deno.test("api: bad posts get a JSON error with a 4xx, and nothing is stored", a
     for (const [what, makeRequest, status] of badApiPosts) {
       const response = await board.handler(makeRequest());
       assert.equal(response.status, status, what);
-      assert.equal(response.headers.get("content-type"), "application/json; charset=utf-8", what);
+      assert.equal(
+        response.headers.get("content-type"),
+        "application/json; charset=utf-8",
+        what,
+      );
       const { error } = await response.json();
       assert.equal(typeof error, "string", what);
     }
@@ -664,7 +864,9 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
   const silence = console.error;
   console.error = () => {};
   try {
-    const unavailable = createBoardHandler(failingStore(new StoreUnavailableError("disk gone")));
+    const unavailable = createBoardHandler(
+      failingStore(new StoreUnavailableError("disk gone")),
+    );
     const api = await unavailable(postApi('{"text":"hi"}'));
     assert.equal(api.status, 503);
     assert.doesNotMatch((await api.json()).error, /disk gone/);
@@ -678,7 +880,10 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
       const response = await broken(request);
       assert.equal(response.status, 500);
       const body = await response.text();
-      assert.ok(!body.includes("/secret/path"), "no path or error text reaches the client");
+      assert.ok(
+        !body.includes("/secret/path"),
+        "no path or error text reaches the client",
+      );
       assert.ok(!body.includes("EIO"));
     }
   } finally {
@@ -693,8 +898,14 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
   });
   assert.deepEqual(validateNewMessage("hi", "   "), { text: "hi" });
   assert.deepEqual(validateNewMessage("hi", null), { text: "hi" });
-  assert.equal(isLongerThan("👍".repeat(MAX_MESSAGE_CHARS), MAX_MESSAGE_CHARS), false);
-  assert.equal(isLongerThan("👍".repeat(MAX_MESSAGE_CHARS + 1), MAX_MESSAGE_CHARS), true);
+  assert.equal(
+    isLongerThan("👍".repeat(MAX_MESSAGE_CHARS), MAX_MESSAGE_CHARS),
+    false,
+  );
+  assert.equal(
+    isLongerThan("👍".repeat(MAX_MESSAGE_CHARS + 1), MAX_MESSAGE_CHARS),
+    true,
+  );
   const statusOf = (text: unknown, name?: unknown) => {
     try {
       validateNewMessage(text, name);
@@ -712,17 +923,22 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
   assert.equal(statusOf("ok", "tab\there"), 422);
 
   assert.deepEqual(
-    parseUrlEncoded(new TextEncoder().encode("message=Hi+there%21&name=Ann&&flag")),
+    parseUrlEncoded(
+      new TextEncoder().encode("message=Hi+there%21&name=Ann&&flag"),
+    ),
     new Map([
       ["message", "Hi there!"],
       ["name", "Ann"],
       ["flag", ""],
     ]),
   );
-  assert.deepEqual(parseContentType('Application/X-WWW-Form-Urlencoded ; Charset="UTF-8"'), {
-    type: "application/x-www-form-urlencoded",
-    charset: "utf-8",
-  });
+  assert.deepEqual(
+    parseContentType('Application/X-WWW-Form-Urlencoded ; Charset="UTF-8"'),
+    {
+      type: "application/x-www-form-urlencoded",
+      charset: "utf-8",
+    },
+  );
   assert.deepEqual(parseContentType(null), { type: "", charset: undefined });
   const integers: [string, number, number | null][] = [
     ["42", 100, 42],
@@ -744,5 +960,8 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
     escapeHtml(`<a href="x">'&'</a>`),
     "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;",
   );
-  assert.equal(formatTime("2026-11-21T22:44:51.000Z"), "2026-11-21 22:44:51 UTC");
+  assert.equal(
+    formatTime("2026-11-21T22:44:51.000Z"),
+    "2026-11-21 22:44:51 UTC",
+  );
 });

@@ -3,18 +3,29 @@
 import assert from "node:assert/strict";
 import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 import { openPostgresStore } from "../board_postgres.ts";
-import { type BoardEvent, type MessageStore, StoreUnavailableError } from "../message_board.ts";
+import {
+  type BoardEvent,
+  type MessageStore,
+  StoreUnavailableError,
+} from "../message_board.ts";
 
 const quiet = () => {};
 
 /** Resolves with the first `count` events a store delivers; fails after 15 s. */
-function collectEvents(store: MessageStore, count: number): Promise<BoardEvent[]> {
+function collectEvents(
+  store: MessageStore,
+  count: number,
+): Promise<BoardEvent[]> {
   const events: BoardEvent[] = [];
   const { promise, resolve, reject } = Promise.withResolvers<BoardEvent[]>();
   const timer = setTimeout(() => {
     unsubscribe();
     reject(
-      new Error(`only ${events.length} of ${count} events within 15 s: ${JSON.stringify(events)}`),
+      new Error(
+        `only ${events.length} of ${count} events within 15 s: ${
+          JSON.stringify(events)
+        }`,
+      ),
     );
   }, 15_000);
   const unsubscribe = store.subscribe((event) => {
@@ -29,7 +40,8 @@ function collectEvents(store: MessageStore, count: number): Promise<BoardEvent[]
 }
 
 Deno.test({
-  name: "postgres store: append, pages, clear into the archive, events on a second store",
+  name:
+    "postgres store: append, pages, clear into the archive, events on a second store",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -64,8 +76,14 @@ Deno.test({
       // clear commits never sees the messages that clear removed, only the clear itself
       // (the board's state is the same either way), and a busy machine makes that happen.
       const seenClear = collectEvents(b, 1);
-      assert.deepEqual(await a.clearMessages(), { archived: 3, archive: "table board_archive" });
-      assert.deepEqual(await b.listMessages({ limit: 50 }), { messages: [], hasOlder: false });
+      assert.deepEqual(await a.clearMessages(), {
+        archived: 3,
+        archive: "table board_archive",
+      });
+      assert.deepEqual(await b.listMessages({ limit: 50 }), {
+        messages: [],
+        hasOlder: false,
+      });
       assert.deepEqual(await a.clearMessages(), { archived: 0, archive: null });
       assert.deepEqual(await seenClear, [{ type: "clear", id: third.id }]);
 
@@ -81,7 +99,8 @@ Deno.test({
       const { default: postgres } = await import("npm:postgres@3.4.7");
       const sql = postgres(pg.url, { max: 1 });
       try {
-        const archived = await sql`select id, text, name from board_archive order by id`;
+        const archived =
+          await sql`select id, text, name from board_archive order by id`;
         assert.deepEqual(archived.map((r) => [Number(r.id), r.text, r.name]), [
           [first.id, "hello\n<b>", "Ann"],
           [second.id, "second", null],
@@ -98,7 +117,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "postgres store: 300 concurrent posts on two stores are all kept, events in id order",
+  name:
+    "postgres store: 300 concurrent posts on two stores are all kept, events in id order",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -108,12 +128,18 @@ Deno.test({
       const seenByA = collectEvents(a, 300);
       const seenByB = collectEvents(b, 300);
       const posted = await Promise.all(
-        Array.from({ length: 300 }, (_, i) => (i % 2 ? a : b).appendMessage({ text: `m${i}` })),
+        Array.from(
+          { length: 300 },
+          (_, i) => (i % 2 ? a : b).appendMessage({ text: `m${i}` }),
+        ),
       );
       const ids = posted.map((m) => m.id);
       assert.equal(new Set(ids).size, 300);
       assert.deepEqual(posted.map((m) => m.text), ids.map((_, i) => `m${i}`));
-      assert.equal((await a.listMessages({ limit: 1000 })).messages.length, 300);
+      assert.equal(
+        (await a.listMessages({ limit: 1000 })).messages.length,
+        300,
+      );
       const sorted = [...ids].sort((x, y) => x - y);
       assert.deepEqual((await seenByA).map((e) => e.id), sorted);
       assert.deepEqual((await seenByB).map((e) => e.id), sorted);
@@ -125,7 +151,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "postgres store: a stopped database gives StoreUnavailableError, then recovers",
+  name:
+    "postgres store: a stopped database gives StoreUnavailableError, then recovers",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -134,17 +161,31 @@ Deno.test({
     try {
       const seenBefore = collectEvents(b, 1);
       const before = await a.appendMessage({ text: "before" });
-      assert.deepEqual(await seenBefore, [{ type: "message", id: before.id, message: before }]);
+      assert.deepEqual(await seenBefore, [{
+        type: "message",
+        id: before.id,
+        message: before,
+      }]);
       await pg.stop();
-      await assert.rejects(a.appendMessage({ text: "lost" }), StoreUnavailableError);
+      await assert.rejects(
+        a.appendMessage({ text: "lost" }),
+        StoreUnavailableError,
+      );
       await assert.rejects(a.listMessages({ limit: 5 }), StoreUnavailableError);
       await assert.rejects(a.clearMessages(), StoreUnavailableError);
       await pg.start();
       // b's LISTEN connection comes back by itself and catches up on what it missed.
       const seen = collectEvents(b, 1);
       const after = await a.appendMessage({ text: "after" });
-      assert.deepEqual((await a.listMessages({ limit: 5 })).messages, [after, before]);
-      assert.deepEqual(await seen, [{ type: "message", id: after.id, message: after }]);
+      assert.deepEqual((await a.listMessages({ limit: 5 })).messages, [
+        after,
+        before,
+      ]);
+      assert.deepEqual(await seen, [{
+        type: "message",
+        id: after.id,
+        message: after,
+      }]);
     } finally {
       await a.close();
       await b.close();
@@ -153,12 +194,16 @@ Deno.test({
 });
 
 Deno.test({
-  name: "postgres store: opening with the database down fails with StoreUnavailableError",
+  name:
+    "postgres store: opening with the database down fails with StoreUnavailableError",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
     await pg.stop();
-    await assert.rejects(openPostgresStore(pg.url, { log: quiet }), StoreUnavailableError);
+    await assert.rejects(
+      openPostgresStore(pg.url, { log: quiet }),
+      StoreUnavailableError,
+    );
   },
 });
 
@@ -171,6 +216,9 @@ Deno.test({
     const pending = store.appendMessage({ text: "in flight" });
     await store.close(); // waits for the post already accepted
     assert.equal((await pending).text, "in flight");
-    await assert.rejects(store.appendMessage({ text: "late" }), StoreUnavailableError);
+    await assert.rejects(
+      store.appendMessage({ text: "late" }),
+      StoreUnavailableError,
+    );
   },
 });

@@ -18,14 +18,31 @@ Deno.test("cli: --help prints the usage with the narrow flags", async () => {
   }).output();
   assert.equal(code, 0);
   const text = new TextDecoder().decode(stdout);
-  assert.match(text, /--allow-net=127\.0\.0\.1 --allow-read=\.\/data --allow-write=\.\/data/);
-  for (const flag of ["--data", "--port", "--hostname", "--cert", "--key", "--quiet"]) {
+  assert.match(
+    text,
+    /--allow-net=127\.0\.0\.1 --allow-read=\.\/data --allow-write=\.\/data/,
+  );
+  for (
+    const flag of [
+      "--data",
+      "--port",
+      "--hostname",
+      "--cert",
+      "--key",
+      "--quiet",
+    ]
+  ) {
     assert.ok(text.includes(flag), flag);
   }
 });
 
 Deno.test("cli: an unknown flag or a bad port exits with status 2", async () => {
-  for (const args of [["--nope"], ["--port", "70000"], ["--port", "abc"], ["--cert", "x.pem"]]) {
+  for (
+    const args of [["--nope"], ["--port", "70000"], ["--port", "abc"], [
+      "--cert",
+      "x.pem",
+    ]]
+  ) {
     const { code, stderr } = await new Deno.Command(Deno.execPath(), {
       args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, ...args],
     }).output();
@@ -49,7 +66,9 @@ Deno.test("cli: creates ./data, prints its real address, serves, and stops clean
   const { code, stdout } = await board.output;
   assert.equal(code, 0);
   assert.match(stdout, /stopped/);
-  const file = await Deno.readTextFile(join(folder.path, "data", "messages.jsonl"));
+  const file = await Deno.readTextFile(
+    join(folder.path, "data", "messages.jsonl"),
+  );
   assert.equal(JSON.parse(file).text, "kept after a clean stop");
 });
 
@@ -63,10 +82,16 @@ Deno.test("cli: a second board on the same data file exits at once with a clear 
     }).output();
     assert.notEqual(second.code, 0);
     const message = new TextDecoder().decode(second.stderr);
-    assert.match(message, /data\/messages\.jsonl is in use by another message board process/);
+    assert.match(
+      message,
+      /data\/messages\.jsonl is in use by another message board process/,
+    );
     assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
     // The first one is unharmed.
-    assert.equal((await postJson(first.url, { text: "still here" })).status, 201);
+    assert.equal(
+      (await postJson(first.url, { text: "still here" })).status,
+      201,
+    );
   } finally {
     first.child.kill("SIGTERM");
     assert.equal((await first.output).code, 0);
@@ -76,8 +101,12 @@ Deno.test("cli: a second board on the same data file exits at once with a clear 
 Deno.test("cli: a corrupt line stops start-up naming file and line; the file is left as it was", async () => {
   await using folder = await tempFolder();
   await Deno.mkdir(join(folder.path, "data"));
-  const content = '{"id":1,"text":"ok","postedAt":"2026-11-21T22:44:51.000Z"}\nnot json\n';
-  await Deno.writeTextFile(join(folder.path, "data", "messages.jsonl"), content);
+  const content =
+    '{"id":1,"text":"ok","postedAt":"2026-11-21T22:44:51.000Z"}\nnot json\n';
+  await Deno.writeTextFile(
+    join(folder.path, "data", "messages.jsonl"),
+    content,
+  );
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
     cwd: folder.path,
@@ -86,19 +115,31 @@ Deno.test("cli: a corrupt line stops start-up naming file and line; the file is 
   const message = new TextDecoder().decode(stderr);
   assert.match(message, /data\/messages\.jsonl:2: /);
   assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
-  assert.equal(await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")), content);
+  assert.equal(
+    await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")),
+    content,
+  );
 });
 
 Deno.test("cli: a port already in use is reported in one line, with status 1", async () => {
   await using folder = await tempFolder();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", String(taken.addr.port)],
+    args: [
+      "run",
+      ...BOARD_FLAGS,
+      BOARD_SCRIPT,
+      "--port",
+      String(taken.addr.port),
+    ],
     cwd: folder.path,
   }).output();
   assert.equal(code, 1);
   const message = new TextDecoder().decode(stderr);
-  assert.match(message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: `));
+  assert.match(
+    message,
+    new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: `),
+  );
   assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
 });
 
@@ -161,14 +202,20 @@ Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", 
 
 // HTTPS needs a certificate; openssl makes a throwaway one. It sits in ./data
 // so the README's narrow --allow-read=./data covers it.
-const hasOpenssl = await new Deno.Command("openssl", { args: ["version"] }).output().then(
-  (result) => result.success,
-  () => false,
-);
-if (!hasOpenssl) console.warn("board_process_test: openssl is missing; the HTTPS test is SKIPPED");
+const hasOpenssl = await new Deno.Command("openssl", { args: ["version"] })
+  .output().then(
+    (result) => result.success,
+    () => false,
+  );
+if (!hasOpenssl) {
+  console.warn(
+    "board_process_test: openssl is missing; the HTTPS test is SKIPPED",
+  );
+}
 
 Deno.test({
-  name: "cli: with --cert and --key it serves HTTPS and marks the cookie Secure",
+  name:
+    "cli: with --cert and --key it serves HTTPS and marks the cookie Secure",
   ignore: !hasOpenssl,
   async fn() {
     await using folder = await tempFolder();
@@ -176,7 +223,8 @@ Deno.test({
     await Deno.mkdir(data);
     const made = await new Deno.Command("openssl", {
       args: [
-        ..."req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1".split(" "),
+        ..."req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+          .split(" "),
         ..."-addext subjectAltName=IP:127.0.0.1".split(" "),
         ..."-addext basicConstraints=critical,CA:FALSE".split(" "), // a leaf, not a CA
         ...["-keyout", join(data, "key.pem"), "-out", join(data, "cert.pem")],

@@ -2,7 +2,12 @@
 // lines, the lock, concurrency and clearing. In-process, on temp folders.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Message, openJsonLinesStore, parseDataFile, StartupError } from "../message_board.ts";
+import {
+  type Message,
+  openJsonLinesStore,
+  parseDataFile,
+  StartupError,
+} from "../message_board.ts";
 import { tempFolder } from "./board_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -10,13 +15,16 @@ const line = (id: number, text = `message ${id}`) =>
   JSON.stringify({ id, text, postedAt: "2026-11-21T22:44:51.000Z" }) + "\n";
 
 /** Every message in the store, oldest first. */
-async function allMessages(store: Awaited<ReturnType<typeof openJsonLinesStore>>) {
+async function allMessages(
+  store: Awaited<ReturnType<typeof openJsonLinesStore>>,
+) {
   const page = await store.listMessages({ limit: Number.MAX_SAFE_INTEGER });
   return page.messages.reverse();
 }
 
 async function listFolder(path: string): Promise<string[]> {
-  return (await Array.fromAsync(Deno.readDir(path))).map((entry) => entry.name).sort();
+  return (await Array.fromAsync(Deno.readDir(path))).map((entry) => entry.name)
+    .sort();
 }
 
 Deno.test("store: creates the folder and an empty data file when missing", async () => {
@@ -24,7 +32,10 @@ Deno.test("store: creates the folder and an empty data file when missing", async
   const dataFile = join(folder.path, "nested", "messages.jsonl");
   const store = await openJsonLinesStore(dataFile);
   try {
-    assert.deepEqual(await store.listMessages({ limit: 50 }), { messages: [], hasOlder: false });
+    assert.deepEqual(await store.listMessages({ limit: 50 }), {
+      messages: [],
+      hasOlder: false,
+    });
     assert.equal(await Deno.readTextFile(dataFile), "");
   } finally {
     await store.close();
@@ -35,7 +46,10 @@ Deno.test("store: a post appends one JSON line and survives a restart; ids keep 
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   let store = await openJsonLinesStore(dataFile);
-  const first = await store.appendMessage({ text: "Hello\nworld", name: "Ann" });
+  const first = await store.appendMessage({
+    text: "Hello\nworld",
+    name: "Ann",
+  });
   const second = await store.appendMessage({ text: "second" });
   await store.close();
   assert.equal(first.id, 1);
@@ -44,7 +58,12 @@ Deno.test("store: a post appends one JSON line and survives a restart; ids keep 
   const lines = (await Deno.readTextFile(dataFile)).split("\n");
   assert.equal(lines.length, 3); // two lines, each ending in "\n"
   assert.deepEqual(JSON.parse(lines[0]), first);
-  assert.deepEqual(Object.keys(JSON.parse(lines[0])), ["id", "text", "name", "postedAt"]);
+  assert.deepEqual(Object.keys(JSON.parse(lines[0])), [
+    "id",
+    "text",
+    "name",
+    "postedAt",
+  ]);
   assert.deepEqual(JSON.parse(lines[1]), second);
 
   store = await openJsonLinesStore(dataFile);
@@ -61,7 +80,9 @@ Deno.test("store: 200 posts at once are all kept, with unique increasing ids", a
   const dataFile = join(folder.path, "messages.jsonl");
   let store = await openJsonLinesStore(dataFile);
   const texts = Array.from({ length: 200 }, (_, i) => `post ${i}`);
-  const stored = await Promise.all(texts.map((text) => store.appendMessage({ text })));
+  const stored = await Promise.all(
+    texts.map((text) => store.appendMessage({ text })),
+  );
   await store.close();
   // Each promise got its own message, and ids follow the order of the calls.
   assert.deepEqual(stored.map((m) => m.text), texts);
@@ -91,21 +112,41 @@ Deno.test("store: a post is acknowledged only after fdatasync, and posts that wa
   };
   try {
     let acknowledged = 0;
-    const first = store.appendMessage({ text: "first" }).then((m) => (acknowledged++, m));
+    const first = store.appendMessage({ text: "first" }).then((
+      m,
+    ) => (acknowledged++, m));
     // The first post is now waiting in its sync; 199 more arrive meanwhile.
     const rest = Array.from(
       { length: 199 },
-      (_, i) => store.appendMessage({ text: `post ${i}` }).then((m) => (acknowledged++, m)),
+      (_, i) =>
+        store.appendMessage({ text: `post ${i}` }).then((
+          m,
+        ) => (acknowledged++, m)),
     );
     await syncStarted.promise;
     assert.equal(syncs, 1, "one sync is under way");
-    assert.equal(acknowledged, 0, "nothing is acknowledged before its sync finished");
-    assert.deepEqual((await store.listMessages({ limit: 10 })).messages, [], "nor shown");
+    assert.equal(
+      acknowledged,
+      0,
+      "nothing is acknowledged before its sync finished",
+    );
+    assert.deepEqual(
+      (await store.listMessages({ limit: 10 })).messages,
+      [],
+      "nor shown",
+    );
     gate.resolve();
     const stored = [await first, ...await Promise.all(rest)];
     assert.equal(acknowledged, 200);
-    assert.equal(syncs, 2, "the 199 posts that waited were written with one sync");
-    assert.deepEqual(stored.map((m) => m.id), Array.from({ length: 200 }, (_, i) => i + 1));
+    assert.equal(
+      syncs,
+      2,
+      "the 199 posts that waited were written with one sync",
+    );
+    assert.deepEqual(
+      stored.map((m) => m.id),
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
   } finally {
     Deno.FsFile.prototype.syncData = originalSync;
     await store.close();
@@ -120,15 +161,22 @@ Deno.test("store: after a failed sync no more posts are accepted, and reads go o
   });
   await store.appendMessage({ text: "before the failure" });
   const originalSync = Deno.FsFile.prototype.syncData;
-  Deno.FsFile.prototype.syncData = () => Promise.reject(new Error("EIO: the disk failed"));
+  Deno.FsFile.prototype.syncData = () =>
+    Promise.reject(new Error("EIO: the disk failed"));
   try {
-    await assert.rejects(store.appendMessage({ text: "lost" }), { name: "StoreUnavailableError" });
+    await assert.rejects(store.appendMessage({ text: "lost" }), {
+      name: "StoreUnavailableError",
+    });
   } finally {
     Deno.FsFile.prototype.syncData = originalSync;
   }
   // The disk works again, but after a failed fsync only a restart knows what is on disk.
-  await assert.rejects(store.appendMessage({ text: "later" }), { name: "StoreUnavailableError" });
-  await assert.rejects(store.clearMessages(), { name: "StoreUnavailableError" });
+  await assert.rejects(store.appendMessage({ text: "later" }), {
+    name: "StoreUnavailableError",
+  });
+  await assert.rejects(store.clearMessages(), {
+    name: "StoreUnavailableError",
+  });
   const page = await store.listMessages({ limit: 10 });
   assert.deepEqual(page.messages.map((m) => m.text), ["before the failure"]);
   assert.match(logged.join("\n"), /writing failed/);
@@ -165,13 +213,20 @@ Deno.test("store: a torn last line is set aside in a side file and reported", as
   const torn = '{"id":3,"text":"cut sh';
   await Deno.writeTextFile(dataFile, good + torn);
   const logged: string[] = [];
-  const store = await openJsonLinesStore(dataFile, { log: (text) => logged.push(text) });
+  const store = await openJsonLinesStore(dataFile, {
+    log: (text) => logged.push(text),
+  });
   try {
     assert.deepEqual((await allMessages(store)).map((m) => m.id), [1, 2]);
     assert.equal(await Deno.readTextFile(dataFile), good);
-    const sideFiles = (await listFolder(folder.path)).filter((name) => name.includes(".torn-"));
+    const sideFiles = (await listFolder(folder.path)).filter((name) =>
+      name.includes(".torn-")
+    );
     assert.equal(sideFiles.length, 1);
-    assert.equal(await Deno.readTextFile(join(folder.path, sideFiles[0])), torn);
+    assert.equal(
+      await Deno.readTextFile(join(folder.path, sideFiles[0])),
+      torn,
+    );
     assert.equal(logged.length, 1);
     assert.match(logged[0], /incomplete/);
     assert.ok(logged[0].includes(sideFiles[0]), "the log names the side file");
@@ -187,10 +242,15 @@ Deno.test("store: a complete file without a torn tail is not touched at start-up
   const dataFile = join(folder.path, "messages.jsonl");
   await Deno.writeTextFile(dataFile, line(1));
   const logged: string[] = [];
-  const store = await openJsonLinesStore(dataFile, { log: (text) => logged.push(text) });
+  const store = await openJsonLinesStore(dataFile, {
+    log: (text) => logged.push(text),
+  });
   await store.close();
   assert.deepEqual(logged, []);
-  assert.deepEqual(await listFolder(folder.path), ["messages.jsonl", "messages.jsonl.lock"]);
+  assert.deepEqual(await listFolder(folder.path), [
+    "messages.jsonl",
+    "messages.jsonl.lock",
+  ]);
 });
 
 // Any bad line other than a torn last one stops start-up, names the line,
@@ -200,8 +260,16 @@ const corruptFiles: [string, string, number][] = [
   ["a torn line in the middle", line(1) + '{"id":2,"te\n' + line(3), 2],
   ["ids going down", line(1) + line(5) + line(4), 3],
   ["a repeated id", line(1) + line(1), 2],
-  ["a missing text", line(1) + '{"id":2,"postedAt":"2026-11-21T22:44:51.000Z"}\n', 2],
-  ["a text that is not a string", '{"id":1,"text":7,"postedAt":"2026-11-21T22:44:51.000Z"}\n', 1],
+  [
+    "a missing text",
+    line(1) + '{"id":2,"postedAt":"2026-11-21T22:44:51.000Z"}\n',
+    2,
+  ],
+  [
+    "a text that is not a string",
+    '{"id":1,"text":7,"postedAt":"2026-11-21T22:44:51.000Z"}\n',
+    1,
+  ],
   ["a bad time", '{"id":1,"text":"x","postedAt":"yesterday"}\n', 1],
   [
     "an id that is not a positive integer",
@@ -210,7 +278,11 @@ const corruptFiles: [string, string, number][] = [
   ],
   ["an empty line", line(1) + "\n" + line(2), 2],
   ["a JSON array", "[1,2]\n", 1],
-  ["a clear record that is not the first line", line(1) + '{"clearedAt":"x","nextId":9}\n', 2],
+  [
+    "a clear record that is not the first line",
+    line(1) + '{"clearedAt":"x","nextId":9}\n',
+    2,
+  ],
 ];
 
 for (const [what, content, lineNumber] of corruptFiles) {
@@ -223,9 +295,19 @@ for (const [what, content, lineNumber] of corruptFiles) {
       (error) => error,
     );
     assert.ok(error instanceof StartupError);
-    assert.ok(error.message.startsWith(`${dataFile}:${lineNumber}: `), error.message);
-    assert.equal(await Deno.readTextFile(dataFile), content, "the file is unchanged");
-    assert.deepEqual(await listFolder(folder.path), ["messages.jsonl", "messages.jsonl.lock"]);
+    assert.ok(
+      error.message.startsWith(`${dataFile}:${lineNumber}: `),
+      error.message,
+    );
+    assert.equal(
+      await Deno.readTextFile(dataFile),
+      content,
+      "the file is unchanged",
+    );
+    assert.deepEqual(await listFolder(folder.path), [
+      "messages.jsonl",
+      "messages.jsonl.lock",
+    ]);
   });
 }
 
@@ -288,8 +370,15 @@ Deno.test("store: clear moves the messages to an archive file and ids go on incr
     result.archive,
     /messages\.cleared-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z\.jsonl$/,
   );
-  assert.equal(await Deno.readTextFile(result.archive), before, "the archive holds every line");
-  assert.deepEqual(await store.listMessages({ limit: 50 }), { messages: [], hasOlder: false });
+  assert.equal(
+    await Deno.readTextFile(result.archive),
+    before,
+    "the archive holds every line",
+  );
+  assert.deepEqual(await store.listMessages({ limit: 50 }), {
+    messages: [],
+    hasOlder: false,
+  });
   // A post after the clear gets the next id, in the new data file.
   assert.equal((await store.appendMessage({ text: "three" })).id, 3);
   // Clearing an empty board archives nothing.
@@ -305,7 +394,9 @@ Deno.test("store: clear moves the messages to an archive file and ids go on incr
   } finally {
     await store.close();
   }
-  const archives = (await listFolder(folder.path)).filter((name) => name.includes(".cleared-"));
+  const archives = (await listFolder(folder.path)).filter((name) =>
+    name.includes(".cleared-")
+  );
   assert.equal(archives.length, 2, "one archive per clear that had messages");
 });
 
@@ -320,7 +411,10 @@ Deno.test("store: a clear interrupted before the move leaves the board as it was
   const store = await openJsonLinesStore(dataFile);
   try {
     assert.deepEqual((await allMessages(store)).map((m) => m.id), [1, 2]);
-    assert.deepEqual(await listFolder(folder.path), ["messages.jsonl", "messages.jsonl.lock"]);
+    assert.deepEqual(await listFolder(folder.path), [
+      "messages.jsonl",
+      "messages.jsonl.lock",
+    ]);
   } finally {
     await store.close();
   }
@@ -330,7 +424,10 @@ Deno.test("store: a clear interrupted after the move is finished at start-up", a
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   // The data file was already renamed to the archive; only `.new` is left.
-  const archive = join(folder.path, "messages.cleared-2026-11-22T00-00-00-000Z.jsonl");
+  const archive = join(
+    folder.path,
+    "messages.cleared-2026-11-22T00-00-00-000Z.jsonl",
+  );
   await Deno.writeTextFile(archive, line(1) + line(2));
   await Deno.writeTextFile(
     `${dataFile}.new`,
@@ -361,23 +458,32 @@ Deno.test("store: a clear that fails between its two renames is finished at the 
     return originalRename(from, to);
   };
   try {
-    await assert.rejects(store.clearMessages(), { name: "StoreUnavailableError" });
+    await assert.rejects(store.clearMessages(), {
+      name: "StoreUnavailableError",
+    });
   } finally {
     Deno.rename = originalRename;
   }
   await store.close();
   assert.ok(
-    !(await Array.fromAsync(Deno.readDir(folder.path))).some((e) => e.name === "messages.jsonl"),
+    !(await Array.fromAsync(Deno.readDir(folder.path))).some((e) =>
+      e.name === "messages.jsonl"
+    ),
   );
 
   store = await openJsonLinesStore(dataFile, silence);
   try {
     assert.deepEqual(await allMessages(store), [], "the clear was finished");
     assert.equal((await store.appendMessage({ text: "three" })).id, 3);
-    const archives = (await listFolder(folder.path)).filter((name) => name.includes(".cleared-"));
+    const archives = (await listFolder(folder.path)).filter((name) =>
+      name.includes(".cleared-")
+    );
     assert.equal(archives.length, 1);
     const archived = await Deno.readTextFile(join(folder.path, archives[0]));
-    assert.deepEqual(archived.trim().split("\n").map((l) => JSON.parse(l).text), ["one", "two"]);
+    assert.deepEqual(
+      archived.trim().split("\n").map((l) => JSON.parse(l).text),
+      ["one", "two"],
+    );
   } finally {
     await store.close();
   }
@@ -390,6 +496,8 @@ Deno.test("store: after close, posts are refused and the data is intact", async 
   const pending = store.appendMessage({ text: "in flight" });
   await store.close(); // waits for the post already accepted
   assert.equal((await pending).id, 1);
-  await assert.rejects(store.appendMessage({ text: "late" }), { name: "StoreUnavailableError" });
+  await assert.rejects(store.appendMessage({ text: "late" }), {
+    name: "StoreUnavailableError",
+  });
   assert.equal((await Deno.readTextFile(dataFile)).split("\n").length, 2);
 });

@@ -49,11 +49,14 @@ export interface BrowserPlan {
  */
 export function planBrowserTests(): BrowserPlan {
   if (isExecutable(CHROMIUM_PATH)) return { ignore: false };
-  const missing = `Chromium not found at ${CHROMIUM_PATH}; install it with: ${CHROMIUM_INSTALL}`;
+  const missing =
+    `Chromium not found at ${CHROMIUM_PATH}; install it with: ${CHROMIUM_INSTALL}`;
   const inCi = Deno.env.get("CI") === "true";
   if (!inCi) {
     console.error(
-      `\n${"!".repeat(72)}\n!! BROWSER TESTS SKIPPED: ${missing}\n${"!".repeat(72)}\n`,
+      `\n${"!".repeat(72)}\n!! BROWSER TESTS SKIPPED: ${missing}\n${
+        "!".repeat(72)
+      }\n`,
     );
   }
   return { ignore: !inCi, missing };
@@ -101,7 +104,16 @@ export async function startScript(
   args: string[] = [],
 ): Promise<ScriptServer> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...permissions, script, ...args, "--hostname", "127.0.0.1", "--port", "0"],
+    args: [
+      "run",
+      ...permissions,
+      script,
+      ...args,
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      "0",
+    ],
     cwd: REPO_ROOT,
     stdin: "null",
     stdout: "piped",
@@ -133,10 +145,17 @@ export async function startScript(
       const check = () => {
         const found = lines.find((line) => pattern.test(line));
         if (found !== undefined) finish(() => resolve(found));
-        else if (exited) finish(() => reject(explain(`${script} exited before printing`)));
+        else if (exited) {
+          finish(() => reject(explain(`${script} exited before printing`)));
+        }
       };
       const timer = setTimeout(
-        () => finish(() => reject(explain(`no line matching ${pattern} within ${timeoutMs} ms`))),
+        () =>
+          finish(() =>
+            reject(
+              explain(`no line matching ${pattern} within ${timeoutMs} ms`),
+            )
+          ),
         timeoutMs,
       );
       const finish = (settle: () => void) => {
@@ -165,7 +184,10 @@ export async function startScript(
   };
 
   try {
-    const line = await waitForLine(/http:\/\/127\.0\.0\.1:\d+\//, SERVER_START_TIMEOUT_MS);
+    const line = await waitForLine(
+      /http:\/\/127\.0\.0\.1:\d+\//,
+      SERVER_START_TIMEOUT_MS,
+    );
     const origin = line.match(/http:\/\/127\.0\.0\.1:(\d+)/)![0];
     return { origin, lines, waitForLine, stop };
   } catch (error) {
@@ -194,7 +216,9 @@ const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
  * Reads the width and height of a PNG from its IHDR chunk, or returns null
  * when the bytes are not a PNG. Example: a 1x1 PNG -> `{ width: 1, height: 1 }`.
  */
-export function readPngSize(bytes: Uint8Array): { width: number; height: number } | null {
+export function readPngSize(
+  bytes: Uint8Array,
+): { width: number; height: number } | null {
   if (bytes.length < 24) return null;
   if (PNG_SIGNATURE.some((byte, i) => bytes[i] !== byte)) return null;
   // The first chunk is IHDR: length (4), type (4), then width and height.
@@ -204,7 +228,11 @@ export function readPngSize(bytes: Uint8Array): { width: number; height: number 
 }
 
 /** Saves a full-page screenshot as `<folder>/<name>.png` and returns the path. */
-export async function saveScreenshot(page: Page, folder: string, name: string): Promise<string> {
+export async function saveScreenshot(
+  page: Page,
+  folder: string,
+  name: string,
+): Promise<string> {
   const path = `${folder}/${name}.png`;
   await page.screenshot({ path, fullPage: true });
   return path;

@@ -6,7 +6,11 @@
 // browser download is never used). Skipped with a loud message when Chromium or PostgreSQL
 // is missing, except with CI=true, where it fails.
 import assert from "node:assert/strict";
-import { ACTION_TIMEOUT_MS, launchChromium, planBrowserTests } from "./e2e_browser.ts";
+import {
+  ACTION_TIMEOUT_MS,
+  launchChromium,
+  planBrowserTests,
+} from "./e2e_browser.ts";
 import { startPgBoard } from "./pg_board.ts";
 import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 
@@ -14,10 +18,13 @@ import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 const browserPlan = planBrowserTests();
 
 Deno.test({
-  name: "browser: a message posted on one board process appears live on another's page",
+  name:
+    "browser: a message posted on one board process appears live on another's page",
   ignore: pgTestOptions().ignore || browserPlan.ignore,
   async fn() {
-    if (browserPlan.missing) throw new Error(`${browserPlan.missing} (CI=true: it must run)`);
+    if (browserPlan.missing) {
+      throw new Error(`${browserPlan.missing} (CI=true: it must run)`);
+    }
     await using pg = await startPostgres();
     await using a = await startPgBoard(pg);
     await using b = await startPgBoard(pg);
@@ -41,7 +48,9 @@ Deno.test({
       }
       await writer.goto(a.url);
       // The reader's live script is connected once its event stream has answered.
-      const connected = reader.waitForResponse((r) => new URL(r.url()).pathname === "/events");
+      const connected = reader.waitForResponse((r) =>
+        new URL(r.url()).pathname === "/events"
+      );
       await reader.goto(b.url);
       assert.equal((await connected).status(), 200);
       let readerLoads = 0;
@@ -55,13 +64,21 @@ Deno.test({
 
       const live = reader.locator("article.message").first();
       await live.waitFor();
-      assert.equal(await live.locator("p.text").textContent(), text, "shown as text");
+      assert.equal(
+        await live.locator("p.text").textContent(),
+        text,
+        "shown as text",
+      );
       assert.equal(await live.locator("span.name").textContent(), "Ann");
-      assert.match((await live.locator("time").getAttribute("datetime")) ?? "", /Z$/);
+      assert.match(
+        (await live.locator("time").getAttribute("datetime")) ?? "",
+        /Z$/,
+      );
       assert.equal(await reader.locator("p.empty").count(), 0);
 
       await writer.click("text=Clear Messages");
-      await reader.locator("p.empty", { hasText: "No messages yet." }).waitFor();
+      await reader.locator("p.empty", { hasText: "No messages yet." })
+        .waitFor();
       assert.equal(await reader.locator("article.message").count(), 0);
 
       assert.equal(readerLoads, 0, "the reader's page never reloaded");

@@ -5,7 +5,12 @@
 // tests are skipped with a loud message, except in CI (CI=true), where they
 // fail. Screenshots of every page are kept in a temp folder named in the log.
 import assert from "node:assert/strict";
-import type { Browser, BrowserContext, Page, Response } from "npm:playwright-core@1.65.1";
+import type {
+  Browser,
+  BrowserContext,
+  Page,
+  Response,
+} from "npm:playwright-core@1.65.1";
 import {
   ACTION_TIMEOUT_MS,
   launchChromium,
@@ -28,13 +33,19 @@ let screenshotFolder: string | undefined;
 function browserTest(
   name: string,
   startServer: () => Promise<ScriptServer>,
-  visit: (t: Deno.TestContext, browser: Browser, server: ScriptServer) => Promise<void>,
+  visit: (
+    t: Deno.TestContext,
+    browser: Browser,
+    server: ScriptServer,
+  ) => Promise<void>,
 ) {
   Deno.test({
     name,
     ignore: plan.ignore,
     async fn(t) {
-      if (plan.missing) throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
+      if (plan.missing) {
+        throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
+      }
       const browser = await launchChromium();
       try {
         const server = await startServer();
@@ -44,7 +55,9 @@ function browserTest(
           visited = true;
         } finally {
           const code = await server.stop();
-          if (visited) assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
+          if (visited) {
+            assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
+          }
         }
       } finally {
         await browser.close();
@@ -62,7 +75,11 @@ async function newPage(owner: Browser | BrowserContext): Promise<Page> {
 
 /** Saves a screenshot of a page that shows text, and checks it is a real PNG image. */
 async function screenshot(page: Page, name: string): Promise<void> {
-  assert.notEqual((await page.locator("body").innerText()).trim(), "", `${name}: blank page`);
+  assert.notEqual(
+    (await page.locator("body").innerText()).trim(),
+    "",
+    `${name}: blank page`,
+  );
   if (screenshotFolder === undefined) {
     screenshotFolder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-" });
     console.log(`screenshots: ${screenshotFolder}`);
@@ -79,11 +96,17 @@ async function assertNoSidewaysScroll(page: Page): Promise<void> {
     content: html.scrollWidth,
     window: html.clientWidth,
   }));
-  assert.ok(content <= window, `${page.url()} is ${content}px wide in a ${window}px window`);
+  assert.ok(
+    content <= window,
+    `${page.url()} is ${content}px wide in a ${window}px window`,
+  );
 }
 
 /** Clicks, waits for the page it leads to, and returns that page's response. */
-async function clickAndWait(page: Page, click: () => Promise<void>): Promise<Response> {
+async function clickAndWait(
+  page: Page,
+  click: () => Promise<void>,
+): Promise<Response> {
   const navigation = page.waitForNavigation();
   await click();
   const response = await navigation;
@@ -110,19 +133,28 @@ browserTest(
     assert.match(text, /\bGET\b/);
     for (const [name, value] of Object.entries(sent)) {
       if (name.startsWith(":")) continue; // HTTP/2 pseudo-headers; none on HTTP/1.1
-      assert.ok(text.toLowerCase().includes(name), `the page names the ${name} header`);
+      assert.ok(
+        text.toLowerCase().includes(name),
+        `the page names the ${name} header`,
+      );
       // Values such as sec-ch-ua contain quotes: shown as text, not markup.
       assert.ok(text.includes(value), `the page shows ${name}: ${value}`);
     }
 
     // The console shows the same head, the chapter's point.
     await server.waitForLine(/^GET \/ HTTP\/1\.1$/);
-    await server.waitForLine(new RegExp(`^user-agent: ${escapeRegExp(userAgent)}$`, "i"));
+    await server.waitForLine(
+      new RegExp(`^user-agent: ${escapeRegExp(userAgent)}$`, "i"),
+    );
     await screenshot(page, "tiny-hello");
 
     // Long header values (user-agent, sec-ch-ua) wrap on a phone-sized screen.
     await page.setViewportSize({ width: 360, height: 740 });
-    assert.equal(await page.locator('meta[name="viewport"]').count(), 1, "viewport");
+    assert.equal(
+      await page.locator('meta[name="viewport"]').count(),
+      1,
+      "viewport",
+    );
     await assertNoSidewaysScroll(page);
 
     const missing = await page.goto(`${server.origin}/no-such-page`);
@@ -157,21 +189,35 @@ browserTest(
     await t.step("the index page opens", async () => {
       const response = await page.goto(index);
       assert.equal(response?.status(), 200);
-      assert.equal(await page.locator("html").getAttribute("lang") !== null, true);
+      assert.equal(
+        await page.locator("html").getAttribute("lang") !== null,
+        true,
+      );
       await screenshot(page, "files-index");
     });
 
-    await t.step("its link opens page.html, whose picture really loads", async () => {
-      await clickAndWait(page, () => page.locator('a[href$="page.html"]').first().click());
-      assert.equal(page.url(), pageHtml);
-      await page.waitForLoadState("load");
-      const images = await page.locator("img").evaluateAll((imgs) =>
-        imgs.map((img) => ({ src: img.currentSrc, loaded: img.complete && img.naturalWidth > 0 }))
-      );
-      assert.ok(images.length > 0, "page.html shows a picture");
-      for (const image of images) assert.ok(image.loaded, `${image.src} loaded`);
-      await screenshot(page, "files-page");
-    });
+    await t.step(
+      "its link opens page.html, whose picture really loads",
+      async () => {
+        await clickAndWait(
+          page,
+          () => page.locator('a[href$="page.html"]').first().click(),
+        );
+        assert.equal(page.url(), pageHtml);
+        await page.waitForLoadState("load");
+        const images = await page.locator("img").evaluateAll((imgs) =>
+          imgs.map((img) => ({
+            src: img.currentSrc,
+            loaded: img.complete && img.naturalWidth > 0,
+          }))
+        );
+        assert.ok(images.length > 0, "page.html shows a picture");
+        for (const image of images) {
+          assert.ok(image.loaded, `${image.src} loaded`);
+        }
+        await screenshot(page, "files-page");
+      },
+    );
 
     await t.step("the browser asks for the favicon and gets it", async () => {
       // Chromium fetches favicons outside the page, so Playwright does not
@@ -179,23 +225,30 @@ browserTest(
       await server.waitForLine(/"GET \/favicon\.ico HTTP\/1\.1" 200 /);
     });
 
-    await t.step("back returns to the index and forward to page.html", async () => {
-      await page.goBack();
-      assert.equal(page.url(), index);
-      await page.goForward();
-      assert.equal(page.url(), pageHtml);
-      await page.goBack();
-      assert.equal(page.url(), index);
-    });
+    await t.step(
+      "back returns to the index and forward to page.html",
+      async () => {
+        await page.goBack();
+        assert.equal(page.url(), index);
+        await page.goForward();
+        assert.equal(page.url(), pageHtml);
+        await page.goBack();
+        assert.equal(page.url(), index);
+      },
+    );
 
     const person = `Zoë <b>Ann</b> & "Co"`;
     await t.step("form.html filled and sent names the person", async () => {
-      await clickAndWait(page, () => page.locator('a[href$="form.html"]').first().click());
+      await clickAndWait(
+        page,
+        () => page.locator('a[href$="form.html"]').first().click(),
+      );
       assert.equal(page.url(), formHtml);
       await page.getByLabel(/first\s*name/i).fill(person);
       const select = page.locator('select[name="food"]');
-      if (await select.count() > 0) await select.selectOption({ label: "Tacos" });
-      else await page.getByLabel("Tacos", { exact: true }).check();
+      if (await select.count() > 0) {
+        await select.selectOption({ label: "Tacos" });
+      } else await page.getByLabel("Tacos", { exact: true }).check();
       await screenshot(page, "files-form");
 
       const response = await clickAndWait(
@@ -208,27 +261,41 @@ browserTest(
       assert.equal(url.searchParams.get("firstname"), person);
       assert.equal(url.searchParams.get("food"), "Tacos");
       const text = await page.locator("body").innerText();
-      assert.ok(text.includes(person), "the suggestion names the person, as text");
+      assert.ok(
+        text.includes(person),
+        "the suggestion names the person, as text",
+      );
       assert.match(text, /tacos/i);
-      assert.equal(await page.locator("body b").count(), 0, "the name's <b> is not markup");
+      assert.equal(
+        await page.locator("body b").count(),
+        0,
+        "the name's <b> is not markup",
+      );
       await screenshot(page, "files-suggest");
     });
 
-    await t.step("back returns to the form and forward to the suggestion", async () => {
-      const suggestion = page.url();
-      await page.goBack();
-      assert.equal(page.url(), formHtml);
-      await page.goForward();
-      assert.equal(page.url(), suggestion);
-      assert.ok((await page.locator("body").innerText()).includes(person));
-    });
+    await t.step(
+      "back returns to the form and forward to the suggestion",
+      async () => {
+        const suggestion = page.url();
+        await page.goBack();
+        assert.equal(page.url(), formHtml);
+        await page.goForward();
+        assert.equal(page.url(), suggestion);
+        assert.ok((await page.locator("body").innerText()).includes(person));
+      },
+    );
 
     await t.step("the demo pages fit a phone-sized screen", async () => {
       await page.setViewportSize({ width: 360, height: 740 });
       try {
         for (const url of [index, pageHtml, formHtml]) {
           await page.goto(url);
-          assert.equal(await page.locator('meta[name="viewport"]').count(), 1, `${url} viewport`);
+          assert.equal(
+            await page.locator('meta[name="viewport"]').count(),
+            1,
+            `${url} viewport`,
+          );
           await assertNoSidewaysScroll(page);
         }
         await screenshot(page, "files-form-phone");
@@ -237,13 +304,21 @@ browserTest(
       }
     });
 
-    await t.step("a suggestion without a name gets 400 and a link back to the form", async () => {
-      const response = await page.goto(`${server.origin}/suggest?firstname=&food=Tacos`);
-      assert.equal(response?.status(), 400);
-      await screenshot(page, "files-suggest-400");
-      await clickAndWait(page, () => page.locator('a[href$="form.html"]').first().click());
-      assert.equal(page.url(), formHtml);
-    });
+    await t.step(
+      "a suggestion without a name gets 400 and a link back to the form",
+      async () => {
+        const response = await page.goto(
+          `${server.origin}/suggest?firstname=&food=Tacos`,
+        );
+        assert.equal(response?.status(), 400);
+        await screenshot(page, "files-suggest-400");
+        await clickAndWait(
+          page,
+          () => page.locator('a[href$="form.html"]').first().click(),
+        );
+        assert.equal(page.url(), formHtml);
+      },
+    );
 
     await t.step("a missing page gets 404", async () => {
       const response = await page.goto(`${server.origin}/no-such-page.html`);
@@ -251,7 +326,11 @@ browserTest(
       await screenshot(page, "files-404");
     });
 
-    assert.deepEqual(failures, [], "every picture, stylesheet and script loaded");
+    assert.deepEqual(
+      failures,
+      [],
+      "every picture, stylesheet and script loaded",
+    );
   },
 );
 
@@ -295,18 +374,28 @@ browserTest(
       // POST answered 303 See Other, then the browser loaded the page by GET.
       assert.equal(response.status(), 200);
       assert.equal(response.request().method(), "GET");
-      const postResponse = await response.request().redirectedFrom()?.response();
+      const postResponse = await response.request().redirectedFrom()
+        ?.response();
       assert.equal(postResponse?.status(), 303);
 
       const messages = await readMessages(page);
       assert.equal(messages.length, 1);
       const [message] = messages;
-      assert.ok(message.text.includes(first), "text shown with its line break kept");
+      assert.ok(
+        message.text.includes(first),
+        "text shown with its line break kept",
+      );
       assert.match(message.text, /Posted:/);
       const postedAt = Date.parse(message.datetime);
-      assert.ok(!Number.isNaN(postedAt), `datetime ${message.datetime} is a date`);
+      assert.ok(
+        !Number.isNaN(postedAt),
+        `datetime ${message.datetime} is a date`,
+      );
       // The board may drop milliseconds; allow a second on each side.
-      assert.ok(postedAt >= before - 1000 && postedAt <= after + 1000, "time of posting");
+      assert.ok(
+        postedAt >= before - 1000 && postedAt <= after + 1000,
+        "time of posting",
+      );
       await screenshot(page, "board-one-message");
     });
 
@@ -318,33 +407,49 @@ browserTest(
       assert.equal((await readMessages(page)).length, 1);
     });
 
-    await t.step("a message containing <script> is shown as text and runs nothing", async () => {
-      // Short enough for any sensible length limit.
-      const payload = `<script>pwned=1;alert(1)</script><img src=/x onerror="pwned=2;alert(2)">`;
-      await post(payload);
-      const messages = await readMessages(page);
-      assert.equal(messages.length, 2);
-      assert.ok(messages.some((m) => m.text.includes(payload)), "payload shown as text");
-      assert.ok(messages.every((m) => !m.hasMarkup), "no script or img element in a message");
-      assert.equal(await page.evaluate(() => "pwned" in globalThis), false);
-      assert.deepEqual(dialogs, []);
-      await screenshot(page, "board-script-as-text");
-    });
+    await t.step(
+      "a message containing <script> is shown as text and runs nothing",
+      async () => {
+        // Short enough for any sensible length limit.
+        const payload =
+          `<script>pwned=1;alert(1)</script><img src=/x onerror="pwned=2;alert(2)">`;
+        await post(payload);
+        const messages = await readMessages(page);
+        assert.equal(messages.length, 2);
+        assert.ok(
+          messages.some((m) => m.text.includes(payload)),
+          "payload shown as text",
+        );
+        assert.ok(
+          messages.every((m) => !m.hasMarkup),
+          "no script or img element in a message",
+        );
+        assert.equal(await page.evaluate(() => "pwned" in globalThis), false);
+        assert.deepEqual(dialogs, []);
+        await screenshot(page, "board-script-as-text");
+      },
+    );
 
     const name = "Ada Lovelace";
     await t.step("the name is remembered on the next visit", async () => {
       await page.getByLabel(/name/i).fill(name);
       await post("Signed message");
-      const signed = (await readMessages(page)).find((m) => m.text.includes("Signed message"));
+      const signed = (await readMessages(page)).find((m) =>
+        m.text.includes("Signed message")
+      );
       assert.ok(signed?.text.includes(name), "the message shows the name");
 
       const cookies = await person.cookies();
-      const cookie = cookies.find((c) => decodeURIComponent(c.value).includes(name));
+      const cookie = cookies.find((c) =>
+        decodeURIComponent(c.value).includes(name)
+      );
       assert.ok(cookie, "a cookie keeps the name");
       assert.equal(cookie.httpOnly, true);
       assert.equal(cookie.sameSite, "Lax");
       assert.equal(
-        await page.locator("html").evaluate((html) => html.ownerDocument.cookie),
+        await page.locator("html").evaluate((html) =>
+          html.ownerDocument.cookie
+        ),
         "",
         "HttpOnly: hidden from scripts",
       );
@@ -358,32 +463,45 @@ browserTest(
       }
     });
 
-    await t.step("a too long message gets an error and the text is kept", async () => {
-      const limit = await readMessageLimit(page);
-      const tooLong = "x".repeat(limit + 1);
-      // A browser will not type past maxlength; a person with an old browser
-      // or a script can still send it, so the server must refuse it too.
-      await messageBox.evaluate((box) => box.removeAttribute("maxlength"));
-      const response = await post(tooLong);
-      assert.equal(response.status(), 422);
-      assert.equal(response.request().method(), "POST");
-      assert.match(await page.locator("body").innerText(), /too long|at most|characters/i);
-      assert.equal(await messageBox.inputValue(), tooLong, "the typed text is kept");
-      await screenshot(page, "board-too-long");
-      await page.goto(`${server.origin}/`);
-      assert.equal((await readMessages(page)).length, 3, "nothing stored");
-    });
+    await t.step(
+      "a too long message gets an error and the text is kept",
+      async () => {
+        const limit = await readMessageLimit(page);
+        const tooLong = "x".repeat(limit + 1);
+        // A browser will not type past maxlength; a person with an old browser
+        // or a script can still send it, so the server must refuse it too.
+        await messageBox.evaluate((box) => box.removeAttribute("maxlength"));
+        const response = await post(tooLong);
+        assert.equal(response.status(), 422);
+        assert.equal(response.request().method(), "POST");
+        assert.match(
+          await page.locator("body").innerText(),
+          /too long|at most|characters/i,
+        );
+        assert.equal(
+          await messageBox.inputValue(),
+          tooLong,
+          "the typed text is kept",
+        );
+        await screenshot(page, "board-too-long");
+        await page.goto(`${server.origin}/`);
+        assert.equal((await readMessages(page)).length, 3, "nothing stored");
+      },
+    );
 
-    await t.step("a long unbroken message needs no sideways scrolling on a phone", async () => {
-      await page.setViewportSize({ width: 360, height: 740 });
-      try {
-        await post("Supercalifragilistic".repeat(15)); // one 300-letter word
-        await assertNoSidewaysScroll(page);
-        await screenshot(page, "board-phone");
-      } finally {
-        await page.setViewportSize({ width: 1280, height: 720 });
-      }
-    });
+    await t.step(
+      "a long unbroken message needs no sideways scrolling on a phone",
+      async () => {
+        await page.setViewportSize({ width: 360, height: 740 });
+        try {
+          await post("Supercalifragilistic".repeat(15)); // one 300-letter word
+          await assertNoSidewaysScroll(page);
+          await screenshot(page, "board-phone");
+        } finally {
+          await page.setViewportSize({ width: 1280, height: 720 });
+        }
+      },
+    );
 
     await t.step("Clear empties the board", async () => {
       await clickAndWait(
@@ -408,7 +526,11 @@ async function startBoard(): Promise<ScriptServer> {
   try {
     server = await startScript(
       "message_board.ts",
-      ["--allow-net=127.0.0.1", `--allow-read=${folder}`, `--allow-write=${folder}`],
+      [
+        "--allow-net=127.0.0.1",
+        `--allow-read=${folder}`,
+        `--allow-write=${folder}`,
+      ],
       ["--data", `${folder}/messages.jsonl`],
     );
   } catch (error) {
@@ -450,7 +572,9 @@ async function readMessages(page: Page): Promise<ShownMessage[]> {
 
 /** The message length limit, from the textarea's maxlength. */
 async function readMessageLimit(page: Page): Promise<number> {
-  const maxLength = await page.locator('textarea[name="message"]').getAttribute("maxlength");
+  const maxLength = await page.locator('textarea[name="message"]').getAttribute(
+    "maxlength",
+  );
   assert.ok(maxLength, "the message box states its limit (maxlength)");
   return Number(maxLength);
 }

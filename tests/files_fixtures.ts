@@ -20,7 +20,9 @@ export interface Tree {
  *     root/link-prefix -> root-evil/x.txt   (same prefix as the root: 404)
  */
 export async function makeTree(): Promise<Tree> {
-  const base = await Deno.realPath(await Deno.makeTempDir({ prefix: "files_test_" }));
+  const base = await Deno.realPath(
+    await Deno.makeTempDir({ prefix: "files_test_" }),
+  );
   const root = `${base}/root`;
   await Deno.mkdir(`${root}/sub`, { recursive: true });
   await Deno.mkdir(`${root}/.git`);

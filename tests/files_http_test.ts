@@ -28,7 +28,11 @@ async function dir(
   });
 }
 
-async function app(handlerOptions: HandlerOptions, path: string, init: RequestInit = {}) {
+async function app(
+  handlerOptions: HandlerOptions,
+  path: string,
+  init: RequestInit = {},
+) {
   return await createHandler({ quiet: true, ...handlerOptions })(
     new Request(`http://localhost${path}`, init),
   );
@@ -75,8 +79,14 @@ Deno.test("HEAD is GET without the body", async () => {
       const head = await app(options, path, { method: "HEAD" });
       assert.equal(head.status, get.status, path);
       assert.equal(head.body, null, path);
-      for (const name of ["content-type", "content-length", "etag", "location"]) {
-        assert.equal(head.headers.get(name), get.headers.get(name), `${path} ${name}`);
+      for (
+        const name of ["content-type", "content-length", "etag", "location"]
+      ) {
+        assert.equal(
+          head.headers.get(name),
+          get.headers.get(name),
+          `${path} ${name}`,
+        );
       }
       await get.body?.cancel();
     }
@@ -146,7 +156,11 @@ Deno.test("the slash redirect cannot point to another host", async () => {
   for (const path of ["//evil.example", "///evil.example?q=1"]) {
     const res = await dir(tree.root, path);
     assert.equal(res.status, 301, path);
-    assert.match(res.headers.get("location")!, /^\/evil\.example\/(\?q=1)?$/, path);
+    assert.match(
+      res.headers.get("location")!,
+      /^\/evil\.example\/(\?q=1)?$/,
+      path,
+    );
     await res.body?.cancel();
   }
 });
@@ -175,8 +189,14 @@ Deno.test("listing escapes names in text and encodes them in links", async () =>
   assert.ok(!html.includes(name), "raw name must not appear");
   assert.ok(html.includes(`>&quot;&#39;&lt;&gt;&amp;</a>`), "escaped text");
   assert.ok(html.includes(`href="%22&#39;%3C%3E%26"`), "encoded link");
-  assert.ok(html.includes(`href="a%20dir/">a dir/</a>`), "folder link with slash");
-  assert.ok(!html.includes(".secret") && !html.includes(".git"), "dotfiles hidden");
+  assert.ok(
+    html.includes(`href="a%20dir/">a dir/</a>`),
+    "folder link with slash",
+  );
+  assert.ok(
+    !html.includes(".secret") && !html.includes(".git"),
+    "dotfiles hidden",
+  );
   assert.ok(!html.includes(`href="../"`), "no parent link at the root");
   // The link, as a browser reads it, leads back to the file.
   const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
@@ -186,7 +206,10 @@ Deno.test("listing escapes names in text and encodes them in links", async () =>
   for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
     assert.ok(!html.includes(hidden), `${hidden} is refused, so not listed`);
   }
-  const withDots = await dir(tree.root, "/", {}, { showDirListing: true, showDotfiles: true });
+  const withDots = await dir(tree.root, "/", {}, {
+    showDirListing: true,
+    showDotfiles: true,
+  });
   assert.ok((await withDots.text()).includes(`href=".secret"`));
 });
 
@@ -221,7 +244,10 @@ Deno.test("symlinks: inside served, outside 404, bad paths 400, no paths leak", 
     const res = await dir(tree.root, path);
     assert.equal(res.status, status, path);
     const body = await res.text();
-    assert.ok(!body.includes("SECRET") && !body.includes(tree.base), `${path}: ${body}`);
+    assert.ok(
+      !body.includes("SECRET") && !body.includes(tree.base),
+      `${path}: ${body}`,
+    );
   }
 });
 
@@ -232,7 +258,9 @@ Deno.test("404: the root's 404.html is the body of every 404", async () => {
   assert.equal(await plain.text(), "Not Found\n");
   const page = "<!doctype html><title>Lost</title><p>No such page</p>";
   await Deno.writeTextFile(`${tree.root}/404.html`, page);
-  for (const path of ["/nope", "/sub/", "/.secret", "/link-out", "/sub/nope.txt"]) {
+  for (
+    const path of ["/nope", "/sub/", "/.secret", "/link-out", "/sub/nope.txt"]
+  ) {
     const res = await dir(tree.root, path);
     assert.equal(res.status, 404, path);
     assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
@@ -253,7 +281,10 @@ Deno.test("404.html symlinked outside the root is not used", async () => {
 
 Deno.test("enableCors and headers reach every response", async () => {
   await using tree = await makeTree();
-  const options = { enableCors: true, headers: ["X-Frame-Options: DENY", "X-Test:  two words "] };
+  const options = {
+    enableCors: true,
+    headers: ["X-Frame-Options: DENY", "X-Test:  two words "],
+  };
   for (
     const [path, init] of [
       ["/a.txt", {}],
@@ -268,7 +299,9 @@ Deno.test("enableCors and headers reach every response", async () => {
     assert.equal(res.headers.get("x-test"), "two words", path);
     await res.body?.cancel();
   }
-  const etag = (await dir(tree.root, "/a.txt", { method: "HEAD" })).headers.get("etag")!;
+  const etag = (await dir(tree.root, "/a.txt", { method: "HEAD" })).headers.get(
+    "etag",
+  )!;
   const notModified = await dir(
     tree.root,
     "/a.txt",
@@ -292,7 +325,10 @@ Deno.test("urlRoot strips a prefix", async () => {
     assert.equal(miss.status, 404, path);
     await miss.body?.cancel();
   }
-  const listing = await dir(tree.root, "/static/", {}, { ...options, showDirListing: true });
+  const listing = await dir(tree.root, "/static/", {}, {
+    ...options,
+    showDirListing: true,
+  });
   const html = await listing.text();
   assert.match(html, /Index of \/static\//);
   assert.ok(!html.includes(`href="../"`), "no parent link above urlRoot");
@@ -309,18 +345,29 @@ Deno.test("conditional requests table (RFC 9110 13.2.2)", async (t) => {
   const etag = probe.headers.get("etag")!;
   const lastModified = probe.headers.get("last-modified")!;
   const hourLater = new Date(Date.parse(lastModified) + 3600_000).toUTCString();
-  const hourEarlier = new Date(Date.parse(lastModified) - 3600_000).toUTCString();
+  const hourEarlier = new Date(Date.parse(lastModified) - 3600_000)
+    .toUTCString();
   const cases: [string, Record<string, string>, number][] = [
     ["no conditions", {}, 200],
     ["If-None-Match same tag", { "if-none-match": etag }, 304],
-    ["If-None-Match weak form matches (weak comparison)", { "if-none-match": `W/${etag}` }, 304],
+    ["If-None-Match weak form matches (weak comparison)", {
+      "if-none-match": `W/${etag}`,
+    }, 304],
     ["If-None-Match list", { "if-none-match": `"other", ${etag}` }, 304],
     ["If-None-Match *", { "if-none-match": "*" }, 304],
     ["If-None-Match other tag", { "if-none-match": `"other"` }, 200],
-    ["If-Modified-Since = Last-Modified", { "if-modified-since": lastModified }, 304],
+    [
+      "If-Modified-Since = Last-Modified",
+      { "if-modified-since": lastModified },
+      304,
+    ],
     ["If-Modified-Since later", { "if-modified-since": hourLater }, 304],
     ["If-Modified-Since earlier", { "if-modified-since": hourEarlier }, 200],
-    ["If-Modified-Since garbage", { "if-modified-since": "yesterday-ish" }, 200],
+    [
+      "If-Modified-Since garbage",
+      { "if-modified-since": "yesterday-ish" },
+      200,
+    ],
     [
       "If-None-Match wins over If-Modified-Since",
       { "if-none-match": `"other"`, "if-modified-since": hourLater },
@@ -331,15 +378,24 @@ Deno.test("conditional requests table (RFC 9110 13.2.2)", async (t) => {
     ["If-Match list", { "if-match": `"x", ${etag}` }, 200],
     ["If-Match other tag", { "if-match": `"other"` }, 412],
     ["If-Match weak tag (strong comparison)", { "if-match": `W/${etag}` }, 412],
-    ["If-Unmodified-Since = Last-Modified", { "if-unmodified-since": lastModified }, 200],
-    ["If-Unmodified-Since earlier", { "if-unmodified-since": hourEarlier }, 412],
+    ["If-Unmodified-Since = Last-Modified", {
+      "if-unmodified-since": lastModified,
+    }, 200],
+    [
+      "If-Unmodified-Since earlier",
+      { "if-unmodified-since": hourEarlier },
+      412,
+    ],
     ["If-Unmodified-Since garbage", { "if-unmodified-since": "soon" }, 200],
     [
       "If-Match passes, If-Unmodified-Since ignored",
       { "if-match": etag, "if-unmodified-since": hourEarlier },
       200,
     ],
-    ["If-Match fails before If-None-Match", { "if-match": `"x"`, "if-none-match": etag }, 412],
+    ["If-Match fails before If-None-Match", {
+      "if-match": `"x"`,
+      "if-none-match": etag,
+    }, 412],
   ];
   for (const [name, headers, status] of cases) {
     await t.step(name, async () => {
@@ -352,7 +408,9 @@ Deno.test("conditional requests table (RFC 9110 13.2.2)", async (t) => {
           assert.equal(res.headers.get("etag"), etag);
           assert.equal(res.headers.get("cache-control"), "no-cache");
         }
-        if (status === 200) assert.equal(body, method === "GET" ? "hello a" : "");
+        if (status === 200) {
+          assert.equal(body, method === "GET" ? "hello a" : "");
+        }
       }
     });
   }
@@ -366,7 +424,9 @@ Deno.test("a changed file gets a new ETag and the old one no longer matches", as
   await Deno.writeTextFile(`${tree.root}/a.txt`, "hello again, longer");
   const handler = createHandler({ fsRoot: tree.root, quiet: true, cacheMs: 0 });
   const res = await handler(
-    new Request("http://localhost/a.txt", { headers: { "if-none-match": etag } }),
+    new Request("http://localhost/a.txt", {
+      headers: { "if-none-match": etag },
+    }),
   );
   assert.equal(res.status, 200);
   assert.notEqual(res.headers.get("etag"), etag);
@@ -408,7 +468,11 @@ Deno.test("parseRange table", () => {
     ["", 1000, null],
   ];
   for (const [header, size, expected] of cases) {
-    assert.deepEqual(parseRange(header, size), expected, `${JSON.stringify(header)} of ${size}`);
+    assert.deepEqual(
+      parseRange(header, size),
+      expected,
+      `${JSON.stringify(header)} of ${size}`,
+    );
   }
 });
 
@@ -419,7 +483,12 @@ Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (
   const etag = probe.headers.get("etag")!;
   const lastModified = probe.headers.get("last-modified")!;
   const earlier = new Date(Date.parse(lastModified) - 3600_000).toUTCString();
-  const cases: [string, Record<string, string>, number, [number, number] | null][] = [
+  const cases: [
+    string,
+    Record<string, string>,
+    number,
+    [number, number] | null,
+  ][] = [
     ["first bytes", { range: "bytes=0-9" }, 206, [0, 9]],
     ["middle", { range: "bytes=37-41" }, 206, [37, 41]],
     ["open-ended", { range: "bytes=90-" }, 206, [90, 99]],
@@ -431,13 +500,46 @@ Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (
     ["backwards range ignored", { range: "bytes=5-2" }, 200, null],
     ["several ranges ignored", { range: "bytes=0-1,5-6" }, 200, null],
     ["other unit ignored", { range: "items=0-1" }, 200, null],
-    ["If-Range current ETag", { range: "bytes=0-9", "if-range": etag }, 206, [0, 9]],
-    ["If-Range old ETag", { range: "bytes=0-9", "if-range": `"old"` }, 200, null],
-    ["If-Range weak ETag", { range: "bytes=0-9", "if-range": `W/${etag}` }, 200, null],
-    ["If-Range current date", { range: "bytes=0-9", "if-range": lastModified }, 206, [0, 9]],
-    ["If-Range old date", { range: "bytes=0-9", "if-range": earlier }, 200, null],
-    ["If-None-Match beats Range", { range: "bytes=0-9", "if-none-match": etag }, 304, null],
-    ["If-Match failure beats Range", { range: "bytes=0-9", "if-match": `"x"` }, 412, null],
+    ["If-Range current ETag", { range: "bytes=0-9", "if-range": etag }, 206, [
+      0,
+      9,
+    ]],
+    [
+      "If-Range old ETag",
+      { range: "bytes=0-9", "if-range": `"old"` },
+      200,
+      null,
+    ],
+    [
+      "If-Range weak ETag",
+      { range: "bytes=0-9", "if-range": `W/${etag}` },
+      200,
+      null,
+    ],
+    [
+      "If-Range current date",
+      { range: "bytes=0-9", "if-range": lastModified },
+      206,
+      [0, 9],
+    ],
+    [
+      "If-Range old date",
+      { range: "bytes=0-9", "if-range": earlier },
+      200,
+      null,
+    ],
+    [
+      "If-None-Match beats Range",
+      { range: "bytes=0-9", "if-none-match": etag },
+      304,
+      null,
+    ],
+    [
+      "If-Match failure beats Range",
+      { range: "bytes=0-9", "if-match": `"x"` },
+      412,
+      null,
+    ],
   ];
   for (const [name, headers, status, range] of cases) {
     await t.step(name, async () => {
@@ -451,9 +553,18 @@ Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (
         if (status === 206) {
           const [start, end] = range!;
           assert.equal(body, DIGITS.slice(start, end + 1));
-          assert.equal(res.headers.get("content-range"), `bytes ${start}-${end}/100`);
-          assert.equal(res.headers.get("content-length"), String(end - start + 1));
-          assert.equal(res.headers.get("content-type"), "text/plain; charset=utf-8");
+          assert.equal(
+            res.headers.get("content-range"),
+            `bytes ${start}-${end}/100`,
+          );
+          assert.equal(
+            res.headers.get("content-length"),
+            String(end - start + 1),
+          );
+          assert.equal(
+            res.headers.get("content-type"),
+            "text/plain; charset=utf-8",
+          );
         } else if (status === 416) {
           assert.equal(res.headers.get("content-range"), "bytes */100");
         } else if (status === 200) {
@@ -485,24 +596,41 @@ Deno.test("large files stream from disk, whole and in ranges across read chunks"
   assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), data);
   const [start, end] = [1000, 2 * 1024 * 1024 + 5000];
   const part = await handler(
-    new Request("http://localhost/big.bin", { headers: { range: `bytes=${start}-${end}` } }),
+    new Request("http://localhost/big.bin", {
+      headers: { range: `bytes=${start}-${end}` },
+    }),
   );
   assert.equal(part.status, 206);
-  assert.deepEqual(new Uint8Array(await part.arrayBuffer()), data.subarray(start, end + 1));
-  const tail = await handler(
-    new Request("http://localhost/big.bin", { headers: { range: `bytes=${start}-` } }),
+  assert.deepEqual(
+    new Uint8Array(await part.arrayBuffer()),
+    data.subarray(start, end + 1),
   );
-  assert.equal(tail.headers.get("content-range"), `bytes ${start}-${size - 1}/${size}`);
-  assert.deepEqual(new Uint8Array(await tail.arrayBuffer()), data.subarray(start));
+  const tail = await handler(
+    new Request("http://localhost/big.bin", {
+      headers: { range: `bytes=${start}-` },
+    }),
+  );
+  assert.equal(
+    tail.headers.get("content-range"),
+    `bytes ${start}-${size - 1}/${size}`,
+  );
+  assert.deepEqual(
+    new Uint8Array(await tail.arrayBuffer()),
+    data.subarray(start),
+  );
   // A client that gives up after the first chunk: the file is closed (sanitizer checks).
   const abandoned = await handler(
-    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-2000000" } }),
+    new Request("http://localhost/big.bin", {
+      headers: { range: "bytes=10-2000000" },
+    }),
   );
   const reader = abandoned.body!.getReader();
   await reader.read();
   await reader.cancel();
   const abandonedTail = await handler(
-    new Request("http://localhost/big.bin", { headers: { range: "bytes=10-" } }),
+    new Request("http://localhost/big.bin", {
+      headers: { range: "bytes=10-" },
+    }),
   );
   await abandonedTail.body!.cancel();
   const abandonedWhole = await handler(new Request("http://localhost/big.bin"));
@@ -518,7 +646,9 @@ Deno.test("serveFile serves the given file, 404 for folders and missing files", 
   assert.equal(res.status, 200);
   assert.equal(await res.text(), "hello b");
   const info = await Deno.stat(`${tree.root}/a.txt`);
-  const withInfo = await serveFile(req(), `${tree.root}/a.txt`, { fileInfo: info });
+  const withInfo = await serveFile(req(), `${tree.root}/a.txt`, {
+    fileInfo: info,
+  });
   assert.equal(await withInfo.text(), "hello a");
   for (const path of [`${tree.root}/sub`, `${tree.root}/missing.txt`]) {
     const miss = await serveFile(req(), path);
@@ -543,17 +673,32 @@ Deno.test("serveFile serves the given file, 404 for folders and missing files", 
 
 Deno.test("cache: served from memory until cacheMs, then revalidated", async () => {
   await using tree = await makeTree();
-  const get = async (handler: ReturnType<typeof createHandler>, path = "/a.txt") => {
+  const get = async (
+    handler: ReturnType<typeof createHandler>,
+    path = "/a.txt",
+  ) => {
     const res = await handler(new Request(`http://localhost${path}`));
     return [res.status, await res.text()] as const;
   };
-  const slow = createHandler({ fsRoot: tree.root, quiet: true, cacheMs: 3_600_000 });
+  const slow = createHandler({
+    fsRoot: tree.root,
+    quiet: true,
+    cacheMs: 3_600_000,
+  });
   const fresh = createHandler({ fsRoot: tree.root, quiet: true, cacheMs: 0 });
   assert.deepEqual(await get(slow), [200, "hello a"]);
   assert.deepEqual(await get(fresh), [200, "hello a"]);
   await Deno.writeTextFile(`${tree.root}/a.txt`, "changed!");
-  assert.deepEqual(await get(slow), [200, "hello a"], "within cacheMs: the cached copy");
-  assert.deepEqual(await get(fresh), [200, "changed!"], "after cacheMs: checked again");
+  assert.deepEqual(
+    await get(slow),
+    [200, "hello a"],
+    "within cacheMs: the cached copy",
+  );
+  assert.deepEqual(
+    await get(fresh),
+    [200, "changed!"],
+    "after cacheMs: checked again",
+  );
   // A file replaced by a symlink to the outside is refused at revalidation.
   await Deno.remove(`${tree.root}/a.txt`);
   await Deno.symlink(`${tree.base}/outside.txt`, `${tree.root}/a.txt`);
@@ -569,16 +714,29 @@ Deno.test("cache: served from memory until cacheMs, then revalidated", async () 
 
 Deno.test("cache off (maxCachedFileBytes 0) serves from disk", async () => {
   await using tree = await makeTree();
-  const handler = createHandler({ fsRoot: tree.root, quiet: true, maxCachedFileBytes: 0 });
+  const handler = createHandler({
+    fsRoot: tree.root,
+    quiet: true,
+    maxCachedFileBytes: 0,
+  });
   const res = await handler(new Request("http://localhost/a.txt"));
   assert.equal(await res.text(), "hello a");
 });
 
 Deno.test("createHandler refuses a bad --header at creation", async () => {
   await using tree = await makeTree();
-  assert.throws(() => createHandler({ fsRoot: tree.root, headers: ["no colon"] }), TypeError);
-  assert.throws(() => createHandler({ fsRoot: tree.root, headers: ["Bad Name: x"] }), TypeError);
-  assert.throws(() => createHandler({ fsRoot: `${tree.base}/missing` }), Deno.errors.NotFound);
+  assert.throws(
+    () => createHandler({ fsRoot: tree.root, headers: ["no colon"] }),
+    TypeError,
+  );
+  assert.throws(
+    () => createHandler({ fsRoot: tree.root, headers: ["Bad Name: x"] }),
+    TypeError,
+  );
+  assert.throws(
+    () => createHandler({ fsRoot: `${tree.base}/missing` }),
+    Deno.errors.NotFound,
+  );
 });
 
 // --- Pure helpers ----------------------------------------------------------
@@ -594,7 +752,14 @@ Deno.test("formatLogLine writes Common Log Format and cannot be forged", () => {
     `- - - [01/Jan/1970:00:00:00 +0000] "HEAD / HTTP/1.1" 304 -`,
   );
   assert.equal(
-    formatLogLine("::1", date, "GET", `/a" 200 1\n127.0.0.1 - - "x\\`, 404, "9"),
+    formatLogLine(
+      "::1",
+      date,
+      "GET",
+      `/a" 200 1\n127.0.0.1 - - "x\\`,
+      404,
+      "9",
+    ),
     `::1 - - [21/Nov/2026:22:44:51 +0000] "GET /a\\" 200 1?127.0.0.1 - - \\"x\\\\ HTTP/1.1" 404 9`,
   );
 });

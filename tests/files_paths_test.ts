@@ -1,7 +1,12 @@
 // resolveSafePath: the one function that decides what may be served.
 // A table of escape attempts against a temp tree with symlinks in and out.
 import assert from "node:assert/strict";
-import { HttpError, isServableRealPath, resolveSafePath, splitUrl } from "../server_files.ts";
+import {
+  HttpError,
+  isServableRealPath,
+  resolveSafePath,
+  splitUrl,
+} from "../server_files.ts";
 import { makeTree } from "./files_fixtures.ts";
 
 type Expect = string | 400 | 404; // a path relative to the root, or the status thrown
@@ -56,11 +61,15 @@ Deno.test("resolveSafePath: escape attempts and normal paths", async (t) => {
     await t.step(`${JSON.stringify(urlPath)}: ${why}`, async () => {
       if (typeof expected === "string") {
         const found = await resolveSafePath(tree.root, urlPath);
-        assert.equal(found.path, expected === "" ? tree.root : `${tree.root}/${expected}`);
+        assert.equal(
+          found.path,
+          expected === "" ? tree.root : `${tree.root}/${expected}`,
+        );
       } else {
         await assert.rejects(
           resolveSafePath(tree.root, urlPath),
-          (error: unknown) => error instanceof HttpError && error.status === expected,
+          (error: unknown) =>
+            error instanceof HttpError && error.status === expected,
         );
       }
     });
@@ -69,13 +78,24 @@ Deno.test("resolveSafePath: escape attempts and normal paths", async (t) => {
 
 Deno.test("resolveSafePath: showDotfiles opens dotfiles, never the outside", async () => {
   await using tree = await makeTree();
-  assert.equal((await resolveSafePath(tree.root, "/.secret", true)).path, `${tree.root}/.secret`);
-  assert.equal((await resolveSafePath(tree.root, "/link-dot", true)).path, `${tree.root}/.secret`);
+  assert.equal(
+    (await resolveSafePath(tree.root, "/.secret", true)).path,
+    `${tree.root}/.secret`,
+  );
+  assert.equal(
+    (await resolveSafePath(tree.root, "/link-dot", true)).path,
+    `${tree.root}/.secret`,
+  );
   assert.equal(
     (await resolveSafePath(tree.root, "/.git/config", true)).path,
     `${tree.root}/.git/config`,
   );
-  for (const [urlPath, status] of [["/../outside.txt", 400], ["/link-out", 404]] as const) {
+  for (
+    const [urlPath, status] of [["/../outside.txt", 400], [
+      "/link-out",
+      404,
+    ]] as const
+  ) {
     await assert.rejects(
       resolveSafePath(tree.root, urlPath, true),
       (error: unknown) => error instanceof HttpError && error.status === status,
@@ -122,8 +142,15 @@ Deno.test("isServableRealPath: root plus separator, dot segments below the root"
     ["/srv/site-old/a.txt", true, false],
   ];
   for (const [real, showDotfiles, expected] of cases) {
-    assert.equal(isServableRealPath("/srv/site", real, showDotfiles), expected, real);
+    assert.equal(
+      isServableRealPath("/srv/site", real, showDotfiles),
+      expected,
+      real,
+    );
   }
   // Dots in the root's own path are not the file's business.
-  assert.equal(isServableRealPath("/home/me/.sites/a", "/home/me/.sites/a/x.html", false), true);
+  assert.equal(
+    isServableRealPath("/home/me/.sites/a", "/home/me/.sites/a/x.html", false),
+    true,
+  );
 });

@@ -30,7 +30,9 @@ Deno.test("every page is HTML5 with lang, charset, viewport and a title", async 
 Deno.test("every link, image and stylesheet on every page resolves", async () => {
   for (const page of PAGES) {
     const html = await Deno.readTextFile(`${STATIC}${page}`);
-    const targets = [...html.matchAll(/(?:href|src)="([^"]+)"/g)].map((m) => m[1]);
+    const targets = [...html.matchAll(/(?:href|src)="([^"]+)"/g)].map((m) =>
+      m[1]
+    );
     assert.ok(targets.length > 0, page);
     for (const target of targets) {
       const [res] = await get(new URL(target, "http://localhost/").pathname);
@@ -49,7 +51,10 @@ Deno.test("index links to page and form; page links back and shows a picture", a
   const img = pageHtml.match(/<img src="([^"]+)"[^>]* alt="[^"]+"/);
   assert.ok(img, "an image with alt text");
   const [picture, svg] = await get(`/${img[1]}`);
-  assert.equal(picture.headers.get("content-type"), "image/svg+xml; charset=utf-8");
+  assert.equal(
+    picture.headers.get("content-type"),
+    "image/svg+xml; charset=utf-8",
+  );
   assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   const [css] = await get("/style.css");
   assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
@@ -107,7 +112,11 @@ Deno.test("/suggest escapes the name and the form's URL encoding round-trips", a
   const [res, html] = await get(`/suggest?${query}`);
   assert.equal(res.status, 200);
   assert.ok(!html.includes("<script>"));
-  assert.ok(html.includes("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;Jo&#39;"));
+  assert.ok(
+    html.includes(
+      "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;Jo&#39;",
+    ),
+  );
   const [, spaced] = await get("/suggest?firstname=Mary+Ann&food=Salad");
   assert.match(spaced, /Hello, Mary Ann!/);
 });
@@ -133,7 +142,9 @@ Deno.test("/suggest: missing name or unknown food is 400 with a link to the form
   }
   const [head] = [
     await handler(
-      new Request("http://localhost/suggest?firstname=J&food=Tacos", { method: "HEAD" }),
+      new Request("http://localhost/suggest?firstname=J&food=Tacos", {
+        method: "HEAD",
+      }),
     ),
   ];
   assert.equal(head.status, 200);

@@ -15,7 +15,10 @@ interface Running {
 }
 
 /** Starts the server on port 0 and waits for the "Serving ... on URL" line. */
-async function startServer(readable: string[], args: string[]): Promise<Running> {
+async function startServer(
+  readable: string[],
+  args: string[],
+): Promise<Running> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -33,7 +36,9 @@ async function startServer(readable: string[], args: string[]): Promise<Running>
   let notify = () => {};
   const pumpOut = (async () => {
     let rest = "";
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+    for await (
+      const text of child.stdout.pipeThrough(new TextDecoderStream())
+    ) {
       const lines = (rest + text).split("\n");
       rest = lines.pop()!;
       stdout.push(...lines);
@@ -65,7 +70,9 @@ async function startServer(readable: string[], args: string[]): Promise<Running>
       };
     });
   }
-  const url = stdout.find((line) => line.startsWith("Serving"))!.match(/(https?:\/\/\S+)/)![1];
+  const url = stdout.find((line) => line.startsWith("Serving"))!.match(
+    /(https?:\/\/\S+)/,
+  )![1];
   return { url, port: Number(new URL(url).port), stdout, child, stop };
 }
 
@@ -77,7 +84,9 @@ async function rawRequest(port: number, request: string): Promise<string> {
 }
 
 async function waitFor(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 25));
+  for (let i = 0; i < 200 && !check(); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", async () => {
@@ -103,8 +112,15 @@ Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", asyn
   ) {
     assert.ok(text.includes(flag), flag);
   }
-  for (const args of [["--bogus"], ["--port", "x"], ["--cert", "c.pem"], ["--header", "nocolon"]]) {
-    const bad = await new Deno.Command(Deno.execPath(), { args: ["run", SCRIPT, ...args] })
+  for (
+    const args of [["--bogus"], ["--port", "x"], ["--cert", "c.pem"], [
+      "--header",
+      "nocolon",
+    ]]
+  ) {
+    const bad = await new Deno.Command(Deno.execPath(), {
+      args: ["run", SCRIPT, ...args],
+    })
       .output();
     assert.equal(bad.code, 2, args.join(" "));
     assert.match(new TextDecoder().decode(bad.stderr), /Usage:/);
@@ -113,15 +129,28 @@ Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", asyn
 
 Deno.test("start-up problems are one clear line and exit code 1", async () => {
   await using tree = await makeTree();
-  const server = await startServer([tree.root], ["--root", tree.root, "--quiet"]);
+  const server = await startServer([tree.root], [
+    "--root",
+    tree.root,
+    "--quiet",
+  ]);
   try {
     const cases: [string[], RegExp][] = [
       [["--root", `${tree.base}/missing`], /cannot start: .*No such file/],
-      [["--root", tree.root, "--port", String(server.port)], /cannot start: .*in use.*--port 0/],
+      [
+        ["--root", tree.root, "--port", String(server.port)],
+        /cannot start: .*in use.*--port 0/,
+      ],
     ];
     for (const [args, message] of cases) {
       const result = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-net=127.0.0.1", `--allow-read=${tree.base}`, SCRIPT, ...args],
+        args: [
+          "run",
+          "--allow-net=127.0.0.1",
+          `--allow-read=${tree.base}`,
+          SCRIPT,
+          ...args,
+        ],
       }).output();
       const stderr = new TextDecoder().decode(result.stderr);
       assert.equal(result.code, 1, stderr);
@@ -167,30 +196,49 @@ Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains"
 
     const line = (text: string) => server.stdout.find((l) => l.includes(text));
     await waitFor(() => line("/link-out") !== undefined);
-    const stamp = String.raw`\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]`;
+    const stamp = String
+      .raw`\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]`;
     assert.match(
       line("GET /a.txt")!,
-      new RegExp(String.raw`^127\.0\.0\.1 - - ${stamp} "GET /a\.txt\?x=1 HTTP/1\.1" 200 7$`),
+      new RegExp(
+        String
+          .raw`^127\.0\.0\.1 - - ${stamp} "GET /a\.txt\?x=1 HTTP/1\.1" 200 7$`,
+      ),
     );
     assert.match(
       line("GET /../outside.txt")!,
-      new RegExp(String.raw`^127\.0\.0\.1 - - ${stamp} "GET /\.\./outside\.txt HTTP/1\.1" 400 12$`),
+      new RegExp(
+        String
+          .raw`^127\.0\.0\.1 - - ${stamp} "GET /\.\./outside\.txt HTTP/1\.1" 400 12$`,
+      ),
     );
     assert.match(line("/link-out")!, /"GET \/link-out HTTP\/1\.1" 404 10$/);
 
     // Graceful shutdown: a download in flight when SIGTERM arrives still completes.
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+    });
     await conn.write(
-      new TextEncoder().encode("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+      new TextEncoder().encode(
+        "GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      ),
     );
     const first = new Uint8Array(1024);
     const got = await conn.read(first);
     assert.ok(got !== null && got > 0);
     const stopped = server.stop("SIGTERM");
-    const rest = new Uint8Array(await new Response(conn.readable).arrayBuffer());
+    const rest = new Uint8Array(
+      await new Response(conn.readable).arrayBuffer(),
+    );
     const reply = new Uint8Array([...first.subarray(0, got), ...rest]);
-    const headerEnd = new TextDecoder().decode(reply.subarray(0, 1024)).indexOf("\r\n\r\n") + 4;
-    assert.equal(reply.length - headerEnd, big.length, "the whole file arrived");
+    const headerEnd =
+      new TextDecoder().decode(reply.subarray(0, 1024)).indexOf("\r\n\r\n") + 4;
+    assert.equal(
+      reply.length - headerEnd,
+      big.length,
+      "the whole file arrived",
+    );
     const { code, stderr } = await stopped;
     assert.equal(code, 0, stderr);
     assert.ok(server.stdout.includes("Server stopped."));
@@ -223,14 +271,18 @@ Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, 
     assert.equal(await dot.text(), "DOT SECRET");
     const { code } = await server.stop("SIGINT");
     assert.equal(code, 0);
-    assert.ok(!server.stdout.some((line) => line.includes("GET /")), server.stdout.join("\n"));
+    assert.ok(
+      !server.stdout.some((line) => line.includes("GET /")),
+      server.stdout.join("\n"),
+    );
   } finally {
     await server.stop("SIGKILL");
   }
 });
 
 Deno.test("HTTPS with --cert and --key (a certificate made by this test)", async (t) => {
-  const openssl = await new Deno.Command("openssl", { args: ["version"] }).output()
+  const openssl = await new Deno.Command("openssl", { args: ["version"] })
+    .output()
     .catch(() => null);
   if (openssl === null || !openssl.success) {
     console.warn("SKIPPED: openssl is not installed, the TLS test did not run");
@@ -273,7 +325,9 @@ Deno.test("HTTPS with --cert and --key (a certificate made by this test)", async
     "--key",
     key,
   ]);
-  using client = Deno.createHttpClient({ caCerts: [await Deno.readTextFile(cert)] });
+  using client = Deno.createHttpClient({
+    caCerts: [await Deno.readTextFile(cert)],
+  });
   try {
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
     const res = await fetch(`${server.url}a.txt`, { client });

@@ -7,7 +7,8 @@ import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 const { default: postgres } = await import("npm:postgres@3.4.7");
 
 Deno.test({
-  name: "pg harness: a throwaway server answers queries and relays LISTEN/NOTIFY",
+  name:
+    "pg harness: a throwaway server answers queries and relays LISTEN/NOTIFY",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -15,7 +16,8 @@ Deno.test({
     const listener = postgres(pg.url, { max: 1 });
     const notifier = postgres(pg.url, { max: 1 });
     try {
-      const [row] = await notifier`select current_database() as db, 1 + 1 as two`;
+      const [row] =
+        await notifier`select current_database() as db, 1 + 1 as two`;
       assert.deepEqual({ ...row }, { db: "board", two: 2 });
 
       const received: string[] = [];
@@ -37,7 +39,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "pg harness: a stopped server refuses connections and serves again after start",
+  name:
+    "pg harness: a stopped server refuses connections and serves again after start",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();

@@ -43,7 +43,9 @@ export function findPgBin(): string | null {
   const root = "/usr/lib/postgresql";
   let majors: number[] = [];
   try {
-    majors = [...Deno.readDirSync(root)].map((e) => Number(e.name)).filter(Number.isInteger);
+    majors = [...Deno.readDirSync(root)].map((e) => Number(e.name)).filter(
+      Number.isInteger,
+    );
   } catch {
     return null;
   }
@@ -91,16 +93,23 @@ const runAsPostgresUser = Deno.uid() === 0;
 /** Runs one PostgreSQL program (as the postgres user when we are root); throws with its output. */
 async function runPg(program: string, args: string[]): Promise<void> {
   if (PG_BIN === null) {
-    throw new Error(`PostgreSQL is not installed; install it with: ${INSTALL_HINT}`);
+    throw new Error(
+      `PostgreSQL is not installed; install it with: ${INSTALL_HINT}`,
+    );
   }
   const path = `${PG_BIN}/${program}`;
   const command = runAsPostgresUser
-    ? new Deno.Command("runuser", { args: ["-u", "postgres", "--", path, ...args] })
+    ? new Deno.Command("runuser", {
+      args: ["-u", "postgres", "--", path, ...args],
+    })
     : new Deno.Command(path, { args });
   const { code, stdout, stderr } = await command.output();
   if (code !== 0) {
-    const text = new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
-    throw new Error(`${program} ${args.join(" ")} failed (exit ${code}):\n${text}`);
+    const text = new TextDecoder().decode(stdout) +
+      new TextDecoder().decode(stderr);
+    throw new Error(
+      `${program} ${args.join(" ")} failed (exit ${code}):\n${text}`,
+    );
   }
 }
 
@@ -115,8 +124,12 @@ function pickFreePort(): number {
 /** Numeric uid and gid of a system user, from `id`. */
 async function lookupUser(name: string): Promise<{ uid: number; gid: number }> {
   const id = async (flag: string) => {
-    const { code, stdout } = await new Deno.Command("id", { args: [flag, name] }).output();
-    if (code !== 0) throw new Error(`no system user ${name}; ${INSTALL_HINT} creates it`);
+    const { code, stdout } = await new Deno.Command("id", {
+      args: [flag, name],
+    }).output();
+    if (code !== 0) {
+      throw new Error(`no system user ${name}; ${INSTALL_HINT} creates it`);
+    }
     return Number(new TextDecoder().decode(stdout).trim());
   };
   return { uid: await id("-u"), gid: await id("-g") };
@@ -176,7 +189,14 @@ export async function startPostgres(): Promise<PgServer> {
   };
   const stop = async (mode: "fast" | "immediate") => {
     if (!running) return;
-    await runPg("pg_ctl", ["--pgdata", dataDir, "--mode", mode, "--wait", "stop"]);
+    await runPg("pg_ctl", [
+      "--pgdata",
+      dataDir,
+      "--mode",
+      mode,
+      "--wait",
+      "stop",
+    ]);
     running = false;
   };
   const destroy = async () => {
@@ -197,7 +217,15 @@ export async function startPostgres(): Promise<PgServer> {
         if (attempt === 3) throw error;
       }
     }
-    await runPg("createdb", ["--host", socketDir, "--port", String(port), "-U", "board", "board"]);
+    await runPg("createdb", [
+      "--host",
+      socketDir,
+      "--port",
+      String(port),
+      "-U",
+      "board",
+      "board",
+    ]);
   } catch (error) {
     await destroy();
     throw error;

@@ -8,9 +8,15 @@ const read = (path: string) => Deno.readTextFile(new URL(path, root));
 Deno.test("the pinned Deno version is the one running and the one the README uses", async () => {
   const pinned = (await read(".deno-version")).trim();
   assert.match(pinned, /^\d+\.\d+\.\d+$/);
-  assert.equal(Deno.version.deno, pinned, "run the tests with the pinned Deno version");
+  assert.equal(
+    Deno.version.deno,
+    pinned,
+    "run the tests with the pinned Deno version",
+  );
   const readme = await read("README.md");
-  const versions = [...readme.matchAll(/deno@(\d+\.\d+\.\d+)/g)].map((m) => m[1]);
+  const versions = [...readme.matchAll(/deno@(\d+\.\d+\.\d+)/g)].map((m) =>
+    m[1]
+  );
   assert.ok(versions.length >= 2, "README shows the npx commands");
   for (const version of versions) assert.equal(version, pinned);
 });

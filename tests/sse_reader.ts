@@ -14,7 +14,8 @@ const FRAME_TIMEOUT_MS = 15_000;
 
 /** Reads frames from an event stream, one at a time, in order. */
 export function frameReader(response: Response) {
-  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = response.body!.pipeThrough(new TextDecoderStream())
+    .getReader();
   let buffer = "";
   return {
     async next(): Promise<Frame | null> {
@@ -31,7 +32,11 @@ export function frameReader(response: Response) {
         if (line.startsWith(":")) frame.comment = line.slice(1).trim();
         else {
           const colon = line.indexOf(":");
-          const field = line.slice(0, colon) as "id" | "event" | "data" | "retry";
+          const field = line.slice(0, colon) as
+            | "id"
+            | "event"
+            | "data"
+            | "retry";
           frame[field] = line.slice(colon + 1).trimStart();
         }
       }
@@ -48,7 +53,10 @@ export function frameReader(response: Response) {
   };
 }
 
-async function readWithin<T>(reader: ReadableStreamDefaultReader<T>, ms: number) {
+async function readWithin<T>(
+  reader: ReadableStreamDefaultReader<T>,
+  ms: number,
+) {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no event within ${ms} ms`)), ms);

@@ -20,7 +20,8 @@ import {
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 // Heads are bytes: each char of these test strings stands for one byte (0-255).
-const bytes = (text: string) => Uint8Array.from(text, (char) => char.charCodeAt(0));
+const bytes = (text: string) =>
+  Uint8Array.from(text, (char) => char.charCodeAt(0));
 const parse = (text: string) => parseRequestHead(bytes(text));
 
 /** A reader that hands out the given chunks one read at a time, then end of stream. */
@@ -60,7 +61,10 @@ Deno.test("parseRequestHead accepts well-formed heads", async (t) => {
       want: { method: "HEAD", target: "/a/b?x=1&y=%20", path: "/a/b" },
     },
     // HTTP/1.0 may omit Host.
-    { head: "GET / HTTP/1.0\r\n\r\n", want: { version: "HTTP/1.0", headers: [] } },
+    {
+      head: "GET / HTTP/1.0\r\n\r\n",
+      want: { version: "HTTP/1.0", headers: [] },
+    },
     // Optional whitespace around values is trimmed; inner whitespace stays.
     {
       head: "GET / HTTP/1.1\r\nHost:h\r\nX-A: \t a  b \t\r\nX-Empty:\r\n\r\n",
@@ -77,16 +81,29 @@ Deno.test("parseRequestHead accepts well-formed heads", async (t) => {
       want: { path: "/x" },
     },
     // A later 1.x minor version is served as HTTP/1.1 (RFC 9110 2.5).
-    { head: "GET / HTTP/1.9\r\nHost: h\r\n\r\n", want: { version: "HTTP/1.9" } },
+    {
+      head: "GET / HTTP/1.9\r\nHost: h\r\n\r\n",
+      want: { version: "HTTP/1.9" },
+    },
     // Methods we do not implement still parse (they get 405 later), as do their special targets.
-    { head: "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", want: { method: "OPTIONS", path: "*" } },
-    { head: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", want: {} },
+    {
+      head: "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+      want: { method: "OPTIONS", path: "*" },
+    },
+    {
+      head: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+      want: {},
+    },
     {
       head: "POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n",
       want: { method: "POST" },
     },
     // A body announced with chunked framing is well-formed (we never read it).
-    { head: "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", want: {} },
+    {
+      head:
+        "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+      want: {},
+    },
     // Valid Host forms: IPv6 literal, empty (RFC 9112 3.2).
     { head: "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", want: {} },
     { head: "GET / HTTP/1.1\r\nHost:\r\n\r\n", want: {} },
@@ -106,32 +123,102 @@ Deno.test("parseRequestHead accepts well-formed heads", async (t) => {
 
 Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) => {
   // `why` checks that the intended rule fired, not just any rule.
-  const cases: { name: string; head: string | Uint8Array; status: 400 | 505; why?: RegExp }[] = [
+  const cases: {
+    name: string;
+    head: string | Uint8Array;
+    status: 400 | 505;
+    why?: RegExp;
+  }[] = [
     { name: "garbage", head: "garbage\r\n\r\n", status: 400 },
     { name: "empty request line", head: "\r\n\r\n", status: 400 },
     { name: "two parts", head: "GET /\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "four parts", head: "GET / / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "double space", head: "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "tab separator", head: "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "leading space", head: " GET / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "trailing space", head: "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", status: 400 },
-    { name: "method not a token", head: "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "lowercase version", head: "GET / http/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "version without minor", head: "GET / HTTP/1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "two-digit version", head: "GET / HTTP/1.10\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "HTTP/2.0", head: "GET / HTTP/2.0\r\nHost: h\r\n\r\n", status: 505, why: /version/ },
+    {
+      name: "four parts",
+      head: "GET / / HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "double space",
+      head: "GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "tab separator",
+      head: "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "leading space",
+      head: " GET / HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "trailing space",
+      head: "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "method not a token",
+      head: "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "lowercase version",
+      head: "GET / http/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "version without minor",
+      head: "GET / HTTP/1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "two-digit version",
+      head: "GET / HTTP/1.10\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "HTTP/2.0",
+      head: "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+      status: 505,
+      why: /version/,
+    },
     { name: "HTTP/0.9", head: "GET / HTTP/0.9\r\n\r\n", status: 505 },
-    { name: "HTTP/3.0", head: "GET / HTTP/3.0\r\nHost: h\r\n\r\n", status: 505 },
-    { name: "relative target", head: "GET index.html HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "asterisk with GET", head: "GET * HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "fragment in target", head: "GET /#top HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
-    { name: "bad absolute-form", head: "GET http://[x/ HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    {
+      name: "HTTP/3.0",
+      head: "GET / HTTP/3.0\r\nHost: h\r\n\r\n",
+      status: 505,
+    },
+    {
+      name: "relative target",
+      head: "GET index.html HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "asterisk with GET",
+      head: "GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "fragment in target",
+      head: "GET /#top HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "bad absolute-form",
+      head: "GET http://[x/ HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
     {
       name: "non-ASCII in target",
       head: encode("GET /caf\u00e9 HTTP/1.1\r\nHost: h\r\n\r\n"),
       status: 400,
     },
-    { name: "control byte in target", head: "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", status: 400 },
+    {
+      name: "control byte in target",
+      head: "GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
     {
       name: "missing Host in HTTP/1.1",
       head: "GET / HTTP/1.1\r\n\r\n",
@@ -144,15 +231,27 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
       status: 400,
       why: /more than one Host/,
     },
-    { name: "invalid Host", head: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400 },
-    { name: "Host with a path", head: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", status: 400 },
+    {
+      name: "invalid Host",
+      head: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "Host with a path",
+      head: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+      status: 400,
+    },
     {
       name: "whitespace before colon",
       head: "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
       status: 400,
       why: /whitespace between/,
     },
-    { name: "tab before colon", head: "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n", status: 400 },
+    {
+      name: "tab before colon",
+      head: "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n",
+      status: 400,
+    },
     {
       name: "obs-fold",
       head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: one\r\n two\r\n\r\n",
@@ -164,8 +263,16 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
       head: "GET / HTTP/1.1\r\n Host: h\r\n\r\n",
       status: 400,
     },
-    { name: "no colon", head: "GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", status: 400 },
-    { name: "empty field name", head: "GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n", status: 400 },
+    {
+      name: "no colon",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "empty field name",
+      head: "GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n",
+      status: 400,
+    },
     {
       name: "field name not a token",
       head: "GET / HTTP/1.1\r\nHost: h\r\nX(A): v\r\n\r\n",
@@ -176,16 +283,33 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
       head: encode("GET / HTTP/1.1\r\nHost: h\r\nX-\u00e9: v\r\n\r\n"),
       status: 400,
     },
-    { name: "NUL in value", head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n", status: 400 },
+    {
+      name: "NUL in value",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\0b\r\n\r\n",
+      status: 400,
+    },
     {
       name: "ESC in value",
       head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: \x1b[2J\r\n\r\n",
       status: 400,
     },
-    { name: "DEL in value", head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x7f\r\n\r\n", status: 400 },
+    {
+      name: "DEL in value",
+      head: "GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x7f\r\n\r\n",
+      status: 400,
+    },
     // RFC 9112 2.2: we treat a bare LF or a bare CR as malformed, not as a line end.
-    { name: "bare LF line ends", head: "GET / HTTP/1.1\nHost: h\n\n", status: 400, why: /bare LF/ },
-    { name: "one bare LF", head: "GET / HTTP/1.1\nHost: h\r\n\r\n", status: 400 },
+    {
+      name: "bare LF line ends",
+      head: "GET / HTTP/1.1\nHost: h\n\n",
+      status: 400,
+      why: /bare LF/,
+    },
+    {
+      name: "one bare LF",
+      head: "GET / HTTP/1.1\nHost: h\r\n\r\n",
+      status: 400,
+    },
     {
       name: "bare CR",
       head: "GET / HTTP/1.1\r\nHost: h\rX-A: b\r\n\r\n",
@@ -205,7 +329,8 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
     },
     {
       name: "Content-Length and Transfer-Encoding",
-      head: "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+      head:
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
       status: 400,
       why: /both/,
     },
@@ -221,12 +346,14 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
     },
     {
       name: "two Content-Length fields",
-      head: "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+      head:
+        "GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
       status: 400,
     },
     {
       name: "Transfer-Encoding not ending in chunked",
-      head: "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+      head:
+        "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
       status: 400,
     },
     {
@@ -237,8 +364,14 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
   ];
   for (const { name, head, status, why } of cases) {
     await t.step(name, () => {
-      const result = parseRequestHead(typeof head === "string" ? bytes(head) : head);
-      assert.equal(result.ok, false, `expected ${status}, got ${JSON.stringify(result)}`);
+      const result = parseRequestHead(
+        typeof head === "string" ? bytes(head) : head,
+      );
+      assert.equal(
+        result.ok,
+        false,
+        `expected ${status}, got ${JSON.stringify(result)}`,
+      );
       if (!result.ok) {
         assert.equal(result.status, status);
         assert.match(result.reason, why ?? /./);
@@ -259,7 +392,9 @@ Deno.test("findHeadEnd finds the first blank line, CRLF or bare LF", () => {
     ["GET / HTTP/1.1\n\n", 16],
     ["", -1],
   ];
-  for (const [text, want] of cases) assert.equal(findHeadEnd(encode(text)), want, text);
+  for (const [text, want] of cases) {
+    assert.equal(findHeadEnd(encode(text)), want, text);
+  }
 });
 
 Deno.test("readRequestHead joins a head split over many reads", async () => {
@@ -288,15 +423,23 @@ Deno.test("readRequestHead stops at the blank line and drops what follows", asyn
 Deno.test("readRequestHead enforces MAX_HEAD_BYTES exactly", async () => {
   const start = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: ";
   const end = "\r\n\r\n";
-  const fits = start + "a".repeat(MAX_HEAD_BYTES - start.length - end.length) + end;
+  const fits = start + "a".repeat(MAX_HEAD_BYTES - start.length - end.length) +
+    end;
   assert.equal(fits.length, MAX_HEAD_BYTES);
-  const ok = await readRequestHead(chunkReader([fits.slice(0, 100), fits.slice(100)]));
+  const ok = await readRequestHead(
+    chunkReader([fits.slice(0, 100), fits.slice(100)]),
+  );
   assert.equal(ok.kind, "head");
-  const tooBig = start + "a".repeat(MAX_HEAD_BYTES - start.length - end.length + 1) + end;
-  assert.deepEqual(await readRequestHead(chunkReader([tooBig])), { kind: "too-large" });
+  const tooBig = start +
+    "a".repeat(MAX_HEAD_BYTES - start.length - end.length + 1) + end;
+  assert.deepEqual(await readRequestHead(chunkReader([tooBig])), {
+    kind: "too-large",
+  });
   // A smaller limit given as an option.
   assert.deepEqual(
-    await readRequestHead(chunkReader(["GET / HTTP/1.0\r\n\r\n"]), { maxBytes: 10 }),
+    await readRequestHead(chunkReader(["GET / HTTP/1.0\r\n\r\n"]), {
+      maxBytes: 10,
+    }),
     { kind: "too-large" },
   );
 });
@@ -320,7 +463,9 @@ Deno.test("readRequestHead times out a head that never completes", async () => {
       return Promise.resolve(16);
     },
   };
-  assert.deepEqual(await readRequestHead(stalled, { timeoutMs: 50 }), { kind: "timeout" });
+  assert.deepEqual(await readRequestHead(stalled, { timeoutMs: 50 }), {
+    kind: "timeout",
+  });
 });
 
 Deno.test("readRequestHead has one deadline for the whole head, not one per read", async () => {
@@ -336,9 +481,12 @@ Deno.test("readRequestHead has one deadline for the whole head, not one per read
       });
     },
   };
-  assert.deepEqual(await readRequestHead(trickle, { timeoutMs: 150, maxBytes: 100 }), {
-    kind: "timeout",
-  });
+  assert.deepEqual(
+    await readRequestHead(trickle, { timeoutMs: 150, maxBytes: 100 }),
+    {
+      kind: "timeout",
+    },
+  );
   // Let the last pending read's timer run out before the test ends.
   await new Promise((resolve) => setTimeout(resolve, 30));
 });
@@ -362,7 +510,10 @@ Deno.test("readRequestHead gives up on an idle connection when the signal aborts
     },
   };
   const aborted = new AbortController();
-  const reading = readRequestHead(started, { idleSignal: aborted.signal, timeoutMs: 100 });
+  const reading = readRequestHead(started, {
+    idleSignal: aborted.signal,
+    timeoutMs: 100,
+  });
   await new Promise((resolve) => setTimeout(resolve, 10));
   aborted.abort();
   assert.deepEqual(await reading, { kind: "timeout" });
@@ -385,12 +536,26 @@ Deno.test("respondTo routes by method and path", async (t) => {
     { request: request({}), status: 200 },
     { request: request({ method: "HEAD" }), status: 200 },
     { request: request({ target: "/?x=1" }), status: 200 },
-    { request: request({ path: "/favicon.ico", target: "/favicon.ico" }), status: 404 },
-    { request: request({ path: "/index.html", target: "/index.html" }), status: 404 },
+    {
+      request: request({ path: "/favicon.ico", target: "/favicon.ico" }),
+      status: 404,
+    },
+    {
+      request: request({ path: "/index.html", target: "/index.html" }),
+      status: 404,
+    },
     { request: request({ method: "POST" }), status: 405, allow: "GET, HEAD" },
-    { request: request({ method: "DELETE", path: "/x" }), status: 405, allow: "GET, HEAD" },
+    {
+      request: request({ method: "DELETE", path: "/x" }),
+      status: 405,
+      allow: "GET, HEAD",
+    },
     { request: request({ method: "get" }), status: 405, allow: "GET, HEAD" },
-    { request: request({ method: "OPTIONS", path: "*" }), status: 405, allow: "GET, HEAD" },
+    {
+      request: request({ method: "OPTIONS", path: "*" }),
+      status: 405,
+      allow: "GET, HEAD",
+    },
   ];
   for (const { request, status, allow } of cases) {
     await t.step(`${request.method} ${request.target}`, () => {
@@ -406,13 +571,18 @@ Deno.test("respondTo routes by method and path", async (t) => {
 Deno.test("the hello page shows method, target and every header, escaped", () => {
   const response = respondTo(request({
     target: "/?q=<script>",
-    headers: [["Host", "h"], ["X-Evil", `"><img src=x onerror=alert(1)>`], ["User-Agent", "A&B"]],
+    headers: [["Host", "h"], ["X-Evil", `"><img src=x onerror=alert(1)>`], [
+      "User-Agent",
+      "A&B",
+    ]],
   }));
   assert.equal(response.status, 200);
   assert.ok(!response.body.includes("<script>"));
   assert.ok(!response.body.includes("<img"));
   assert.ok(response.body.includes("/?q=&lt;script&gt;"));
-  assert.ok(response.body.includes("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
+  assert.ok(
+    response.body.includes("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+  );
   assert.ok(response.body.includes("<th>User-Agent</th><td>A&amp;B</td>"));
   assert.ok(response.body.includes("<code>GET</code>"));
   assert.ok(response.body.includes("<code>HTTP/1.1</code>"));
@@ -456,7 +626,9 @@ Deno.test("formatResponse writes status line, fields, blank line and body", () =
 Deno.test("formatResponse for HEAD keeps the whole head and drops the body", () => {
   const date = new Date(0);
   const full = decode(formatResponse({ status: 200, body: "12345" }, { date }));
-  const head = decode(formatResponse({ status: 200, body: "12345" }, { date, omitBody: true }));
+  const head = decode(
+    formatResponse({ status: 200, body: "12345" }, { date, omitBody: true }),
+  );
   assert.equal(full, head + "12345");
   assert.match(head, /\r\nContent-Length: 5\r\n/);
   assert.ok(head.endsWith("\r\n\r\n"));
@@ -478,7 +650,10 @@ Deno.test("writeAll keeps writing until every byte is taken", async () => {
 
 Deno.test("showBytes keeps printable ASCII and escapes everything else", () => {
   assert.equal(showBytes(encode("GET / HTTP/1.1")), "GET / HTTP/1.1");
-  assert.equal(showBytes(encode("é\x1b[2J\r\n\\")), "\\xc3\\xa9\\x1b[2J\\x0d\\x0a\\x5c");
+  assert.equal(
+    showBytes(encode("é\x1b[2J\r\n\\")),
+    "\\xc3\\xa9\\x1b[2J\\x0d\\x0a\\x5c",
+  );
 });
 
 Deno.test("formatAccessLog writes the Common Log Format", () => {
@@ -495,7 +670,13 @@ Deno.test("formatAccessLog writes the Common Log Format", () => {
   );
   // No request line (timeout), no body (HEAD), hostile bytes in the line.
   assert.equal(
-    formatAccessLog({ client: "::1", date, requestLine: null, status: 408, bodyBytes: 0 }),
+    formatAccessLog({
+      client: "::1",
+      date,
+      requestLine: null,
+      status: 408,
+      bodyBytes: 0,
+    }),
     '::1 - - [02/Nov/2026:03:04:05 +0000] "-" 408 -',
   );
   assert.equal(

@@ -11,7 +11,12 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Starts a quiet server on a free port; its log lines are collected. */
 function startServer(options: TinyServerOptions = {}) {
   const lines: string[] = [];
-  const server = serveTiny({ port: 0, quiet: true, log: (line) => lines.push(line), ...options });
+  const server = serveTiny({
+    port: 0,
+    quiet: true,
+    log: (line) => lines.push(line),
+    ...options,
+  });
   return { server, lines, port: server.addr.port };
 }
 
@@ -28,7 +33,9 @@ async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
     if (count === null) break;
     chunks.push(buffer.slice(0, count));
   }
-  const all = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  const all = new Uint8Array(
+    chunks.reduce((sum, chunk) => sum + chunk.length, 0),
+  );
   let offset = 0;
   for (const chunk of chunks) {
     all.set(chunk, offset);
@@ -41,7 +48,10 @@ async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
  * Sends the chunks, pausing between them so that they arrive as separate
  * reads, and returns the whole answer.
  */
-async function exchange(port: number, ...chunks: (string | Uint8Array)[]): Promise<RawResponse> {
+async function exchange(
+  port: number,
+  ...chunks: (string | Uint8Array)[]
+): Promise<RawResponse> {
   const conn = await connect(port);
   try {
     conn.setNoDelay(true);
@@ -61,7 +71,8 @@ async function exchange(port: number, ...chunks: (string | Uint8Array)[]): Promi
  */
 async function assertNotServed(port: number): Promise<void> {
   const refused = (error: unknown) =>
-    error instanceof Deno.errors.ConnectionRefused || error instanceof Deno.errors.ConnectionReset;
+    error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionReset;
   let conn: Deno.Conn;
   try {
     conn = await connect(port);
@@ -99,7 +110,12 @@ function parseResponse(bytes: Uint8Array): RawResponse {
     headers.set(field.slice(0, colon).toLowerCase(), field.slice(colon + 2));
   }
   const body = bytes.subarray(end + 4);
-  return { status: Number(statusLine.split(" ")[1]), statusLine, headers, body };
+  return {
+    status: Number(statusLine.split(" ")[1]),
+    statusLine,
+    headers,
+    body,
+  };
 }
 
 /** The fields every response must carry, with Content-Length matching the body. */
@@ -111,7 +127,9 @@ function assertWellFormed(response: RawResponse, method = "GET"): void {
   );
   assert.equal(headers.get("content-type"), "text/html; charset=utf-8");
   assert.equal(headers.get("connection"), "close");
-  if (method !== "HEAD") assert.equal(Number(headers.get("content-length")), body.length);
+  if (method !== "HEAD") {
+    assert.equal(Number(headers.get("content-length")), body.length);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -132,7 +150,10 @@ Deno.test("GET / with the head split over several writes gets the hello page", a
     const page = decode(response.body);
     assert.match(page, /<th>Host<\/th><td>127\.0\.0\.1<\/td>/);
     assert.match(page, /<th>X-Note<\/th><td>&lt;b&gt;bold&lt;\/b&gt;<\/td>/);
-    assert.match(lines.at(-1)!, /^127\.0\.0\.1 - - \[.+\] "GET \/ HTTP\/1\.1" 200 \d+$/);
+    assert.match(
+      lines.at(-1)!,
+      /^127\.0\.0\.1 - - \[.+\] "GET \/ HTTP\/1\.1" 200 \d+$/,
+    );
   } finally {
     await server.shutdown();
   }
@@ -140,24 +161,55 @@ Deno.test("GET / with the head split over several writes gets the hello page", a
 
 Deno.test("bad requests get their status over a real socket", async (t) => {
   const { server, port } = startServer();
-  const oversize = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + "a".repeat(20_000) + "\r\n\r\n";
-  const cases: { name: string; send: string | Uint8Array; status: number; allow?: string }[] = [
+  const oversize = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + "a".repeat(20_000) +
+    "\r\n\r\n";
+  const cases: {
+    name: string;
+    send: string | Uint8Array;
+    status: number;
+    allow?: string;
+  }[] = [
     { name: "garbage", send: "garbage\r\n\r\n", status: 400 },
-    { name: "random bytes", send: new Uint8Array([0, 255, 1, 254, 10, 10]), status: 400 },
+    {
+      name: "random bytes",
+      send: new Uint8Array([0, 255, 1, 254, 10, 10]),
+      status: 400,
+    },
     { name: "missing Host", send: "GET / HTTP/1.1\r\n\r\n", status: 400 },
-    { name: "whitespace before colon", send: "GET / HTTP/1.1\r\nHost : h\r\n\r\n", status: 400 },
+    {
+      name: "whitespace before colon",
+      send: "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+      status: 400,
+    },
     { name: "bare LF", send: "GET / HTTP/1.1\nHost: h\n\n", status: 400 },
-    { name: "HTTP/2.0", send: "GET / HTTP/2.0\r\nHost: h\r\n\r\n", status: 505 },
-    { name: "POST", send: "POST / HTTP/1.1\r\nHost: h\r\n\r\n", status: 405, allow: "GET, HEAD" },
+    {
+      name: "HTTP/2.0",
+      send: "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+      status: 505,
+    },
+    {
+      name: "POST",
+      send: "POST / HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 405,
+      allow: "GET, HEAD",
+    },
     {
       name: "DELETE",
       send: "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n",
       status: 405,
       allow: "GET, HEAD",
     },
-    { name: "other path", send: "GET /favicon.ico HTTP/1.1\r\nHost: h\r\n\r\n", status: 404 },
+    {
+      name: "other path",
+      send: "GET /favicon.ico HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 404,
+    },
     { name: "oversize head", send: oversize, status: 431 },
-    { name: "half a head, then EOF", send: "GET / HTTP/1.1\r\nHost: h\r\n", status: 400 },
+    {
+      name: "half a head, then EOF",
+      send: "GET / HTTP/1.1\r\nHost: h\r\n",
+      status: 400,
+    },
   ];
   try {
     for (const { name, send, status, allow } of cases) {
@@ -195,8 +247,14 @@ Deno.test("HEAD gets GET's head, Content-Length included, and no body", async ()
     assertWellFormed(headResponse, "HEAD");
     assert.equal(headResponse.body.length, 0);
     assert.ok(get.body.length > 0);
-    assert.equal(headResponse.headers.get("content-length"), String(get.body.length));
-    const missing = await exchange(port, "HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert.equal(
+      headResponse.headers.get("content-length"),
+      String(get.body.length),
+    );
+    const missing = await exchange(
+      port,
+      "HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
     assert.equal(missing.status, 404);
     assert.equal(missing.body.length, 0);
     assert.ok(Number(missing.headers.get("content-length")) > 0);
@@ -231,7 +289,10 @@ Deno.test("a request with a body gets its whole answer; the body is drained", as
 });
 
 Deno.test("a stalled client does not delay another one", async () => {
-  const { server, port } = startServer({ headTimeoutMs: 60_000, shutdownGraceMs: 100 });
+  const { server, port } = startServer({
+    headTimeoutMs: 60_000,
+    shutdownGraceMs: 100,
+  });
   const stalled = await connect(port);
   try {
     await writeAll(stalled, encode("GET / HTTP/1.1\r\nHost: h\r\n"));
@@ -242,7 +303,11 @@ Deno.test("a stalled client does not delay another one", async () => {
     });
     const other = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert.equal(other.status, 200);
-    assert.equal(stalledAnswered, false, "the stalled client was answered first");
+    assert.equal(
+      stalledAnswered,
+      false,
+      "the stalled client was answered first",
+    );
     // Shutting down closes the stalled connection once the grace period is over.
     await server.shutdown();
     assert.equal((await stalledRead).length, 0);
@@ -279,7 +344,11 @@ Deno.test("100 clients at once all get their own answer", async () => {
     const responses = await Promise.all(
       Array.from(
         { length: 100 },
-        (_, i) => exchange(port, `GET / HTTP/1.1\r\nHost: h\r\nX-Client: client-${i}\r\n\r\n`),
+        (_, i) =>
+          exchange(
+            port,
+            `GET / HTTP/1.1\r\nHost: h\r\nX-Client: client-${i}\r\n\r\n`,
+          ),
       ),
     );
     responses.forEach((response, i) => {
@@ -297,7 +366,10 @@ Deno.test("clients that leave early do not stop the server", async () => {
   try {
     for (let i = 0; i < 20; i++) {
       const conn = await connect(port);
-      await writeAll(conn, encode(i % 2 ? "GET / HTTP/1.1\r\nHost: h\r\n\r\n" : "GET / HT"));
+      await writeAll(
+        conn,
+        encode(i % 2 ? "GET / HTTP/1.1\r\nHost: h\r\n\r\n" : "GET / HT"),
+      );
       conn.close();
     }
     const response = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -315,7 +387,9 @@ Deno.test("a log that fails (stdout gone) does not stop the server", async () =>
     },
   });
   try {
-    for (const head of ["GET / HTTP/1.1\r\nHost: h\r\n\r\n", "garbage\r\n\r\n"]) {
+    for (
+      const head of ["GET / HTTP/1.1\r\nHost: h\r\n\r\n", "garbage\r\n\r\n"]
+    ) {
       const response = await exchange(server.addr.port, head);
       assertWellFormed(response);
     }
@@ -361,7 +435,10 @@ Deno.test("--once serves one connection and exits", async () => {
   // server pick a port and print it, exactly as a learner would see it.
   const child = spawnScript("--port", "0", "--once");
   const port = await child.port;
-  const response = await exchange(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const response = await exchange(
+    port,
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+  );
   assert.equal(response.status, 200);
   const { code, stdout } = await child.finished;
   assert.equal(code, 0);
@@ -380,7 +457,10 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     async fn() {
       const child = spawnScript("--port", "0", "--quiet");
       const port = await child.port;
-      const response = await exchange(port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+      const response = await exchange(
+        port,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      );
       assert.equal(response.status, 200);
       child.process.kill(signal);
       const { code, stdout } = await child.finished;
@@ -402,7 +482,9 @@ function spawnScript(...args: string[]) {
   let stdout = "";
   let onOutput = () => {};
   const stdoutDone = (async () => {
-    for await (const text of process.stdout.pipeThrough(new TextDecoderStream())) {
+    for await (
+      const text of process.stdout.pipeThrough(new TextDecoderStream())
+    ) {
       stdout += text;
       onOutput();
     }
@@ -420,7 +502,9 @@ function spawnScript(...args: string[]) {
         stdoutDone.then(() => true),
       ]);
       if (ended && !stdout.match(/connect to/)) {
-        throw new Error(`the server did not start: ${stdout}${await stderrText}`);
+        throw new Error(
+          `the server did not start: ${stdout}${await stderrText}`,
+        );
       }
     }
   })();
