@@ -1247,9 +1247,11 @@ function renderPage(title: string, bodyHtml: string): string {
 <link rel="stylesheet" href="/style.css">
 </head>
 <body>
+<main>
 <h1>${escapeHtml(title)}</h1>
 ${bodyHtml}
 <p><a href="/form.html">Back to the form</a> · <a href="/">Home</a></p>
+</main>
 </body>
 </html>
 `;
