@@ -92,6 +92,8 @@ export async function launchChromium(): Promise<Browser> {
 export interface ScriptServer {
   /** For example `http://127.0.0.1:41234`, without a trailing slash. */
   origin: string;
+  /** The process id, to look at its open files in `/proc/PID/fd`. */
+  pid: number;
   /** Every line the process has printed so far (stdout and stderr). */
   lines: string[];
   /** Waits until a printed line matches, or fails after `timeoutMs`. */
@@ -196,7 +198,7 @@ export async function startScript(
       SERVER_START_TIMEOUT_MS,
     );
     const origin = line.match(/http:\/\/127\.0\.0\.1:(\d+)/)![0];
-    return { origin, lines, waitForLine, stop };
+    return { origin, pid: child.pid, lines, waitForLine, stop };
   } catch (error) {
     await stop();
     throw error;
