@@ -1015,9 +1015,9 @@ export function renderListing(
       : `<data value="${entry.size}">${formatSize(entry.size)}</data>`;
     const time = entry.mtime === null
       ? "—"
-      : `<time datetime="${entry.mtime.toISOString()}">${
-        entry.mtime.toISOString().slice(0, 16).replace("T", " ")
-      }</time>`;
+      : `<time datetime="${entry.mtime.toISOString()}"><span>${
+        entry.mtime.toISOString().slice(0, 10)
+      }</span> <span>${entry.mtime.toISOString().slice(11, 16)}</span></time>`;
     return `<tr><td class="name"><a href="${href}"><svg class="icon" aria-hidden="true"><use href="#${
       entry.isDirectory ? "folder" : "file"
     }"/></svg><span>${escapeHtml(entry.name + slash)}</span></a></td>` +
@@ -1043,7 +1043,7 @@ export function renderListing(
 </head>
 <body>
 <main>
-<svg hidden><symbol id="folder" viewBox="0 0 16 16"><path d="M1 3.5C1 2.7 1.7 2 2.5 2h3.6l1.5 1.5h5.9c.8 0 1.5.7 1.5 1.5v7.5c0 .8-.7 1.5-1.5 1.5h-11C1.7 14 1 13.3 1 12.5z"/></symbol><symbol id="file" viewBox="0 0 16 16"><path d="M3.5 1h5.8L13 4.7v9.8c0 .3-.2.5-.5.5h-9a.5.5 0 0 1-.5-.5v-13c0-.3.2-.5.5-.5zm5 1v3.5H12z"/></symbol><symbol id="up" viewBox="0 0 16 16"><path d="M8 2 2.5 7.5l1 1L7.3 4.7V14h1.4V4.7l3.8 3.8 1-1z"/></symbol></svg>
+<svg class="defs" width="0" height="0" aria-hidden="true"><symbol id="folder" viewBox="0 0 16 16"><path d="M1 3.5C1 2.7 1.7 2 2.5 2h3.6l1.5 1.5h5.9c.8 0 1.5.7 1.5 1.5v7.5c0 .8-.7 1.5-1.5 1.5h-11C1.7 14 1 13.3 1 12.5z"/></symbol><symbol id="file" viewBox="0 0 16 16"><path d="M3.5 1h5.8L13 4.7v9.8c0 .3-.2.5-.5.5h-9a.5.5 0 0 1-.5-.5v-13c0-.3.2-.5.5-.5zm5 1v3.5H12z"/></symbol><symbol id="up" viewBox="0 0 16 16"><path d="M8 2 2.5 7.5l1 1L7.3 4.7V14h1.4V4.7l3.8 3.8 1-1z"/></symbol></svg>
 <h1>Index of ${trail}</h1>
 <table>
 <thead><tr>${headers}</tr></thead>
@@ -1070,25 +1070,29 @@ ${rows.join("\n")}
 const LISTING_CSS = [
   ":root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#59636e;--link:#0550ae;--line:#d1d9e0;--hover:#f6f8fa}",
   "@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--link:#4493f8;--line:#3d444d;--hover:#151b23}}",
+  "*{box-sizing:border-box}",
   "body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
   "main{max-width:60rem;margin:0 auto;padding:1rem}",
+  ".defs{position:absolute}",
   "h1{font-size:1.25rem;font-weight:600;margin:.5rem 0 1rem;overflow-wrap:anywhere}",
-  "h1 a{color:var(--link);padding:.5rem 0}",
-  "table{width:100%;border-collapse:collapse}",
+  "h1 a{display:inline-block;color:var(--link);padding:.25rem .375rem;margin:0 .125rem}",
+  // Fixed layout: the name column takes what the others leave, so a long
+  // name wraps instead of widening the table past a phone's screen.
+  "table{width:100%;border-collapse:collapse;table-layout:fixed}",
   "th,td{padding:0;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}",
-  "th a,td a{display:block;padding:.6rem .5rem;color:var(--link);text-decoration:none}",
-  "th a{color:var(--fg);white-space:nowrap}",
-  "td.name{width:100%}",
-  "td.name a{display:flex;gap:.5rem;overflow-wrap:anywhere;min-height:2.75rem}",
-  "td.size,td.time{padding:.6rem .5rem;color:var(--muted);white-space:nowrap}",
-  ".size{text-align:right}th.size a{text-align:right}",
+  "th.size{width:5.5rem}th.time{width:11rem}td.time span{white-space:nowrap}",
+  "th a,td a{display:block;min-height:2.75rem;padding:.625rem .5rem;color:var(--link);text-decoration:none}",
+  "th a{color:var(--fg)}",
+  "td.name a{display:flex;gap:.5rem;overflow-wrap:anywhere}",
+  "td.size,td.time{padding:.625rem .5rem;color:var(--muted)}",
+  ".size,th.size a{text-align:right}",
   "tbody tr:hover{background:var(--hover)}",
   "a:hover span,a:focus span{text-decoration:underline}",
-  ".icon{flex:none;width:1.25rem;height:1.25rem;margin-top:.15rem;fill:var(--muted)}",
+  ".icon{flex:none;width:1.25rem;height:1.25rem;margin-top:.125rem;fill:var(--muted)}",
   ".arrow{margin-left:.25rem;font-size:.75em}",
   ".summary{color:var(--muted)}",
   ".vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
-  "@media (max-width:30rem){main{padding:.5rem}td.time{white-space:normal;min-width:6em}}",
+  "@media (max-width:30rem){main{padding:.5rem}th.size{width:4.75rem}th.time{width:6.5rem}}",
 ].join("");
 
 /** One entry of the JSON listing (`Accept: application/json` or `?format=json`). */

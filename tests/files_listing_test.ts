@@ -221,7 +221,7 @@ Deno.test("listing page: a main landmark, a table with column headers, no script
   );
   assert.match(
     html,
-    /<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z">\d{4}-\d\d-\d\d \d\d:\d\d<\/time>/,
+    /<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z"><span>\d{4}-\d\d-\d\d<\/span> <span>\d\d:\d\d<\/span><\/time>/,
   );
   assert.match(html, /<a href="\.\.\/">.*Parent folder/);
   assert.match(html, /0 folders, 1 file</);
