@@ -516,3 +516,29 @@ Deno.test("renderListing: a name cannot break out of its text or its link", () =
     /href="x%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert\(1\)%3E"/,
   );
 });
+
+Deno.test("listing page: its own CSP allows its stylesheet by hash and nothing else", async () => {
+  await using tree = await makeTree();
+  const res = await list(tree.root, "/sub/");
+  const csp = res.headers.get("content-security-policy")!;
+  const html = await res.text();
+  assert.match(
+    csp,
+    /^default-src 'none'; style-src 'sha256-[A-Za-z0-9+/]+=*';/,
+  );
+  const styles = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)];
+  assert.equal(styles.length, 1);
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(styles[0][1]),
+  );
+  const hash = btoa(String.fromCharCode(...new Uint8Array(digest)));
+  assert.ok(csp.includes(`'sha256-${hash}'`), "the hash is the stylesheet's");
+  assert.ok(
+    !/\sstyle=/.test(html),
+    "no style attributes (a hash cannot allow them)",
+  );
+  const json = await list(tree.root, "/sub/?format=json");
+  assert.equal(json.headers.get("content-security-policy"), null);
+  await json.body?.cancel();
+});
