@@ -1445,7 +1445,8 @@ async function serveListing(
 ): Promise<Response> {
   const query = parseListingQuery(search);
   if (typeof query === "string") {
-    return textResponse(400, `Bad Request: ${query}`, ctx.extra);
+    const text = encoder.encode(`Bad Request: ${query}\n`);
+    return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
   }
   const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
   const relativePath = decodeURIComponent(relative);
