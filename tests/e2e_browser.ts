@@ -393,9 +393,15 @@ export async function openAccessibilityAudit(
     label: string,
     open: (page: Page) => Promise<unknown>,
   ) => {
-    await open(page);
-    await page.waitForLoadState("load");
-    const violations = await findAxeViolations(page);
+    let violations: AxeViolation[];
+    try {
+      await open(page);
+      await page.waitForLoadState("load");
+      violations = await findAxeViolations(page);
+    } finally {
+      // `open` may have emulated dark mode or a phone: back to the defaults.
+      await page.emulateMedia({ colorScheme: "light" });
+    }
     checked.push(label);
     if (violations.length > 0) {
       reports.push(formatAxeViolations(`${label} (${page.url()})`, violations));
