@@ -5,9 +5,9 @@
 // certificate, no ACME), the admin API off, free ports, a 1 s header-read
 // timeout and a 2 s idle timeout.
 //
-// Needs `apt-get install -y caddy postgresql` (and Chromium's helpers only for
-// starting processes). Without Caddy or PostgreSQL the test is skipped with a
-// loud message, except in CI (CI=true), where it fails.
+// Needs `apt-get install -y caddy postgresql`. Without Caddy or PostgreSQL
+// the test is skipped with a loud message, except in CI (CI=true), where it
+// fails.
 import assert from "node:assert/strict";
 import http from "node:http";
 import { fileURLToPath } from "node:url";
