@@ -56,19 +56,21 @@ export interface StartOptions {
   flags?: string[];
   /** Extra environment variables. @default {} */
   env?: Record<string, string>;
+  /** The script to run. @default {BOARD_SCRIPT} */
+  script?: string;
 }
 
 /**
- * Starts `message_board.ts --port 0` in `cwd` and waits for its address.
+ * Starts `message_board.ts --port 0` (or `script`) in `cwd` and waits for its address.
  * Throws with the process output when it exits first.
  */
 export async function startBoard(
   cwd: string,
   args: string[] = [],
-  { flags = BOARD_FLAGS, env = {} }: StartOptions = {},
+  { flags = BOARD_FLAGS, env = {}, script = BOARD_SCRIPT }: StartOptions = {},
 ): Promise<BoardProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, BOARD_SCRIPT, "--port", "0", "--quiet", ...args],
+    args: ["run", ...flags, script, "--port", "0", "--quiet", ...args],
     cwd,
     env,
     stdout: "piped",
