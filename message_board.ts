@@ -7,11 +7,12 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
  * ```
  *
- * Several processes can serve one board from PostgreSQL instead of the file
- * (see board_postgres.ts, loaded only then):
+ * Several processes can serve one board from PostgreSQL instead of the file:
+ * board_postgres.ts, which imports this file, is that mode's entry point (this
+ * file never imports it, so it works copied alone):
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://board@127.0.0.1:5432/board
+ * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://board@127.0.0.1:5432/board
  * ```
  *
  * Security stance, up front:
@@ -198,6 +199,125 @@ export class StoreUnavailableError extends Error {
 export class StartupError extends Error {
   /** Always "StartupError". */
   override name = "StartupError";
+}
+
+/**
+ * Hands every board event to the subscribers, in the order published: the
+ * live-update fan-out both stores use. A listener that throws is logged; the
+ * others still get the event.
+ */
+export class EventFanOut {
+  #listeners = new Set<(event: BoardEvent) => void>();
+  #log: (line: string) => void;
+
+  /** `log` gets one line when a listener throws. */
+  constructor(log: (line: string) => void) {
+    this.#log = log;
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(listener: (event: BoardEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Calls every listener with `event`. */
+  publish(event: BoardEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#log(`message board: a change listener failed: ${error}`);
+      }
+    }
+  }
+
+  /** Removes every listener (the store is closing). */
+  clear(): void {
+    this.#listeners.clear();
+  }
+}
+
+/** One entry of a {@linkcode WriteQueue}. */
+type QueuedWrite<Input, Output> =
+  | {
+    input: Input;
+    resolve: (output: Output) => void;
+    reject: (error: unknown) => void;
+  }
+  | { task: () => Promise<void> };
+
+/**
+ * The group-commit queue both stores use: every write goes through it, one at
+ * a time, in arrival order. Posts that wait together are handed to
+ * `writeBatch` as one batch (one write and one fdatasync, or one transaction),
+ * so 32 clients posting at once pay for one disk flush, not 32. Other writes
+ * (a clear, a delete) run alone, between batches, through `run`.
+ */
+export class WriteQueue<Input, Output> {
+  #queue: QueuedWrite<Input, Output>[] = [];
+  #draining: Promise<void> | null = null;
+  #writeBatch: (inputs: Input[]) => Promise<Output[]>;
+
+  /**
+   * `writeBatch` stores its inputs durably and resolves with one output per
+   * input, in order; when it throws, every post of that batch is refused
+   * with the error.
+   */
+  constructor(writeBatch: (inputs: Input[]) => Promise<Output[]>) {
+    this.#writeBatch = writeBatch;
+  }
+
+  /** Queues one post; resolves once its batch is stored. */
+  add(input: Input): Promise<Output> {
+    const { promise, resolve, reject } = Promise.withResolvers<Output>();
+    this.#push({ input, resolve, reject });
+    return promise;
+  }
+
+  /** Runs `task` alone, after every write queued before it. */
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    this.#push({ task: () => task().then(resolve, reject) });
+    return promise;
+  }
+
+  /** Resolves once every write queued so far is done. */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  #push(entry: QueuedWrite<Input, Output>): void {
+    this.#queue.push(entry);
+    this.#draining ??= this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const first = this.#queue[0];
+      if ("task" in first) {
+        this.#queue.shift();
+        await first.task();
+        continue;
+      }
+      let count = 1;
+      while (
+        count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
+        "input" in this.#queue[count]
+      ) count++;
+      const batch = this.#queue.splice(0, count) as Extract<
+        QueuedWrite<Input, Output>,
+        { input: Input }
+      >[];
+      try {
+        const outputs = await this.#writeBatch(batch.map((job) => job.input));
+        batch.forEach((job, i) => job.resolve(outputs[i]));
+      } catch (error) {
+        for (const job of batch) job.reject(error);
+      }
+    }
+    this.#draining = null;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -468,19 +588,6 @@ async function setAsideTornTail(
   return sideFile;
 }
 
-type Job =
-  | {
-    kind: "append";
-    input: NewMessage;
-    resolve: (message: Message) => void;
-    reject: (error: unknown) => void;
-  }
-  | {
-    kind: "clear";
-    resolve: (result: ClearResult) => void;
-    reject: (error: unknown) => void;
-  };
-
 /**
  * The file store once open. Messages live in memory (an array in id order)
  * and every page is served from there; the file is only ever appended to,
@@ -502,9 +609,10 @@ class JsonLinesStore implements MessageStore {
   #nextId: number;
   /** The last message id the latest clear removed (0: none), for clients resuming. */
   #clearedThrough: number;
-  #queue: Job[] = [];
-  #listeners = new Set<(event: BoardEvent) => void>();
-  #draining: Promise<void> | null = null;
+  #writes = new WriteQueue<NewMessage, Message>((inputs) =>
+    this.#appendNow(inputs)
+  );
+  #events: EventFanOut;
   #failure: Error | null = null;
   #closed = false;
 
@@ -521,6 +629,7 @@ class JsonLinesStore implements MessageStore {
     this.#lock = state.lock;
     this.#file = state.file;
     this.#log = state.log;
+    this.#events = new EventFanOut(state.log);
     this.#messages = state.messages;
     this.#nextId = state.nextId;
     this.#clearedThrough = state.clearedThrough;
@@ -536,15 +645,13 @@ class JsonLinesStore implements MessageStore {
   }
 
   appendMessage(input: NewMessage): Promise<Message> {
-    return new Promise((resolve, reject) =>
-      this.#enqueue({ kind: "append", input, resolve, reject })
-    );
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#writes.add(input);
   }
 
   clearMessages(): Promise<ClearResult> {
-    return new Promise((resolve, reject) =>
-      this.#enqueue({ kind: "clear", resolve, reject })
-    );
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#writes.run(() => this.#clearNow());
   }
 
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
@@ -560,25 +667,14 @@ class JsonLinesStore implements MessageStore {
   }
 
   subscribe(listener: (event: BoardEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  #publish(event: BoardEvent): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.#log(`message board: a change listener failed: ${error}`);
-      }
-    }
+    return this.#events.subscribe(listener);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listeners.clear();
-    await this.#draining;
+    this.#events.clear();
+    await this.#writes.idle();
     try {
       this.#file.close();
     } catch {
@@ -599,44 +695,12 @@ class JsonLinesStore implements MessageStore {
     return low;
   }
 
-  #enqueue(job: Job): void {
-    if (this.#closed) {
-      return job.reject(new StoreUnavailableError("the store is closed"));
-    }
-    this.#queue.push(job);
-    this.#draining ??= this.#drain();
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      if (this.#queue[0].kind === "clear") {
-        const job = this.#queue.shift() as Extract<Job, { kind: "clear" }>;
-        await this.#clearNow().then(job.resolve, job.reject);
-        continue;
-      }
-      let count = 0;
-      while (
-        count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
-        this.#queue[count].kind === "append"
-      ) count++;
-      const batch = this.#queue.splice(0, count) as Extract<
-        Job,
-        { kind: "append" }
-      >[];
-      await this.#appendNow(batch);
-    }
-    this.#draining = null;
-  }
-
-  /** Writes a batch of posts as one write and one fdatasync, then acknowledges them. */
-  async #appendNow(batch: Extract<Job, { kind: "append" }>[]): Promise<void> {
-    if (this.#failure) {
-      for (const job of batch) job.reject(this.#failure);
-      return;
-    }
+  /** Writes a batch of posts as one write and one fdatasync; resolves once they are on disk. */
+  async #appendNow(inputs: NewMessage[]): Promise<Message[]> {
+    if (this.#failure) throw this.#failure;
     const postedAt = new Date().toISOString();
-    const messages = batch.map(({ input }) =>
-      makeMessage(this.#nextId++, input.text, input.name, postedAt)
+    const messages = inputs.map((input, i) =>
+      makeMessage(this.#nextId + i, input.text, input.name, postedAt)
     );
     const lines = messages.map((message) => JSON.stringify(message) + "\n")
       .join("");
@@ -645,19 +709,15 @@ class JsonLinesStore implements MessageStore {
       await this.#file.syncData();
     } catch (error) {
       this.#fail(error);
-      for (const job of batch) job.reject(this.#failure);
-      return;
+      throw this.#failure;
     }
     // Only now, on disk, do the messages become visible and acknowledged.
-    for (let i = 0; i < batch.length; i++) {
-      this.#messages.push(messages[i]);
-      batch[i].resolve(messages[i]);
-      this.#publish({
-        type: "message",
-        id: messages[i].id,
-        message: messages[i],
-      });
+    this.#nextId += messages.length;
+    for (const message of messages) {
+      this.#messages.push(message);
+      this.#events.publish({ type: "message", id: message.id, message });
     }
+    return messages;
   }
 
   /**
@@ -724,7 +784,7 @@ class JsonLinesStore implements MessageStore {
     const archived = this.#messages.length;
     this.#clearedThrough = this.#messages[archived - 1].id;
     this.#messages = [];
-    this.#publish({ type: "clear", id: this.#clearedThrough });
+    this.#events.publish({ type: "clear", id: this.#clearedThrough });
     return { archived, archive };
   }
 
@@ -745,6 +805,11 @@ class JsonLinesStore implements MessageStore {
       },
     );
   }
+}
+
+/** The error for writes after close(). */
+function closedError(): StoreUnavailableError {
+  return new StoreUnavailableError("the store is closed");
 }
 
 // Small file helpers.
@@ -2604,11 +2669,11 @@ export interface BoardOptions
   /** The JSON Lines data file; its folder is created when missing. @default "./data/messages.jsonl" */
   dataFile?: string;
   /**
-   * A PostgreSQL URL (`postgres://user:password@host:5432/database`): keep the messages
-   * there instead of in `dataFile`, so that several board processes serve one board.
-   * @default undefined (the data file)
+   * A store opened elsewhere, used instead of `dataFile` (board_postgres.ts passes its
+   * PostgreSQL store); the board closes it in `close()`.
+   * @default undefined (the JSON Lines store on `dataFile`)
    */
-  databaseUrl?: string;
+  store?: MessageStore;
 }
 
 /** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
@@ -2624,7 +2689,7 @@ export interface Board {
 }
 
 /**
- * Opens the board on its data file, or on PostgreSQL when `databaseUrl` is given.
+ * Opens the board on its data file (or on the `store` given).
  *
  * ```ts
  * const board = await openBoard({ dataFile: "./data/messages.jsonl" });
@@ -2632,10 +2697,8 @@ export interface Board {
  * ```
  */
 export async function openBoard(options: BoardOptions = {}): Promise<Board> {
-  const { dataFile = "./data/messages.jsonl", databaseUrl, log } = options;
-  const store = databaseUrl === undefined
-    ? await openJsonLinesStore(dataFile, { log })
-    : await openDatabaseStore(databaseUrl, log);
+  const { dataFile = "./data/messages.jsonl", log } = options;
+  const store = options.store ?? await openJsonLinesStore(dataFile, { log });
   const streams = new AbortController();
   const signal = options.signal
     ? AbortSignal.any([options.signal, streams.signal])
@@ -2651,79 +2714,97 @@ export async function openBoard(options: BoardOptions = {}): Promise<Board> {
   };
 }
 
-/**
- * Loads board_postgres.ts, and with it the PostgreSQL driver, only in this mode. The module
- * name is in a variable on purpose: Deno fetches the dependencies of a literal
- * `import("...")` ahead of time, and the file mode must not need the driver, nor even
- * board_postgres.ts. (So this mode needs `--allow-read=./board_postgres.ts`.)
- */
-async function openDatabaseStore(
-  url: string,
-  log: ((line: string) => void) | undefined,
-): Promise<MessageStore> {
-  const postgresModule = new URL("./board_postgres.ts", import.meta.url).href;
-  let module: typeof import("./board_postgres.ts");
-  try {
-    module = await import(postgresModule);
-  } catch (error) {
-    throw new StartupError(
-      `cannot load board_postgres.ts (keep it beside message_board.ts; the command needs ` +
-        `--allow-read=./board_postgres.ts): ${(error as Error).message}`,
-    );
-  }
-  try {
-    return await module.openPostgresStore(url, { log });
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error; // a missing --allow-env
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new StartupError(
-      `cannot open the database at ${redactUrl(url)}: ${reason}`,
-    );
-  }
-}
-
-/**
- * A database URL fit for logs: the password hidden.
- *
- * @example redactUrl("postgres://board:secret@db:5432/board") // => "postgres://board:***@db:5432/board"
- */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== "") parsed.password = "***";
-    return parsed.href;
-  } catch {
-    return "(a database URL that does not parse)";
-  }
-}
-
 // ---------------------------------------------------------------------------
-// Command line.
+// Command line: parseCommandLine reads the flags, startServer runs the board,
+// main() (and board_postgres.ts's) only joins the two and says what went wrong.
 // ---------------------------------------------------------------------------
+
+/** The PostgreSQL mode's permission flags, for the usage text and error lines. */
+const POSTGRES_COMMAND =
+  "deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://user@127.0.0.1:5432/board";
+
+/** Shortest admin token the command line accepts: a short one is guessed too easily. */
+export const MIN_ADMIN_TOKEN_CHARS = 12;
 
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [options]
 
-PostgreSQL mode (several processes serve one board):
-  deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://user@127.0.0.1:5432/board
+PostgreSQL mode (several processes serve one board; board_postgres.ts takes the same options):
+  ${POSTGRES_COMMAND}
 
 Options:
   --data FILE       JSON Lines data file (default ./data/messages.jsonl)
-  --store URL       keep messages in PostgreSQL instead (postgres://...; or set DATABASE_URL)
+  --store URL       board_postgres.ts only: the PostgreSQL database (postgres://...; or set DATABASE_URL)
   --port N          port to listen on; 0 picks a free one (default 8080)
   --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network)
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request
+  --allowed-host NAME
+                    also answer to this host name (repeatable; .example.com allows its
+                    subdomains); by default only the names and addresses it listens on,
+                    localhost, 127.0.0.1 and [::1] (any other Host gets 421)
+  --admin-token TOKEN
+                    moderators sign in at /admin with this token (at least ${MIN_ADMIN_TOKEN_CHARS}
+                    characters) to clear, delete and restore; or set BOARD_ADMIN_TOKEN
+                    (with --allow-env=BOARD_ADMIN_TOKEN). Without one, only visitors on
+                    this machine may clear
+  --trust-proxy     the client is the last X-Forwarded-For hop and the scheme the last
+                    X-Forwarded-Proto (only behind a proxy that sets them, as deploy/ does)
+  --rate-limit off  no per-client limits (${POST_BURST} posts at once then one per ${
+    POST_REFILL_MS / 1000
+  } s, ${MAX_STREAMS_PER_CLIENT} live
+                    streams), for benchmarks and load tests
   -h, --help        show this help`;
 
-async function main(): Promise<void> {
+/** A command line the board cannot run with; the message says what to change. */
+export class CommandLineError extends Error {
+  /** Always "CommandLineError". */
+  override name = "CommandLineError";
+}
+
+/** What the command line asks for, as {@linkcode startServer} takes it. */
+export interface CommandLine {
+  /** --data; undefined when not given (the default file then). */
+  dataFile?: string;
+  /** --store: a PostgreSQL URL, for board_postgres.ts. */
+  databaseUrl?: string;
+  /** --port (0 picks a free one). */
+  port: number;
+  /** --hostname. */
+  hostname: string;
+  /** --cert: a PEM file path. */
+  cert?: string;
+  /** --key: a PEM file path. */
+  key?: string;
+  /** --quiet: no access log. */
+  quiet: boolean;
+  /** --help. */
+  help: boolean;
+  /** --allowed-host, each time it is given. */
+  allowedHosts: string[];
+  /** --admin-token. */
+  adminToken?: string;
+  /** --trust-proxy. */
+  trustProxy: boolean;
+  /** False for --rate-limit off. */
+  rateLimit: boolean;
+}
+
+/**
+ * Parses the board's command line; throws {@linkcode CommandLineError} with a
+ * one-line message for anything it cannot run with.
+ *
+ * @example parseCommandLine(["--port", "0", "--quiet"]) // => { port: 0, hostname: "127.0.0.1", quiet: true, ... }
+ * @example parseCommandLine(["--port", "x"]) // throws CommandLineError
+ */
+export function parseCommandLine(args: string[]): CommandLine {
   let values;
   try {
     ({ values } = parseArgs({
-      args: Deno.args,
+      args,
       options: {
-        data: { type: "string", default: "./data/messages.jsonl" },
+        data: { type: "string" },
         store: { type: "string" },
         port: { type: "string", default: "8080" },
         hostname: { type: "string", default: "127.0.0.1" },
@@ -2731,66 +2812,163 @@ async function main(): Promise<void> {
         key: { type: "string" },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
+        "allowed-host": { type: "string", multiple: true, default: [] },
+        "admin-token": { type: "string" },
+        "trust-proxy": { type: "boolean", default: false },
+        "rate-limit": { type: "string", default: "on" },
       },
+      strict: true,
+      allowPositionals: false,
     }));
   } catch (error) {
-    console.error(`message_board: ${(error as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return;
+    throw new CommandLineError((error as Error).message);
   }
   const port = parsePositiveInteger(values.port, 65535) ??
     (values.port === "0" ? 0 : null);
-  if (
-    port === null || (values.cert === undefined) !== (values.key === undefined)
-  ) {
-    console.error(
-      `message_board: give a port from 0 to 65535, and --cert with --key\n\n${USAGE}`,
+  if (port === null) {
+    throw new CommandLineError(
+      `--port takes a number from 0 to 65535, not ${
+        JSON.stringify(values.port)
+      }`,
     );
-    Deno.exit(2);
   }
-
-  // DATABASE_URL is read only where it may be: the file mode's command does not allow it.
-  const envAllowed = Deno.permissions.querySync({
-    name: "env",
-    variable: "DATABASE_URL",
-  });
-  const databaseUrl = values.store ??
-    (envAllowed.state === "granted" ? Deno.env.get("DATABASE_URL") : undefined);
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    console.error(`message_board: --store takes a postgres:// URL\n\n${USAGE}`);
-    Deno.exit(2);
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    throw new CommandLineError("--cert and --key go together");
   }
+  if (values.store !== undefined && !/^postgres(ql)?:\/\//.test(values.store)) {
+    throw new CommandLineError("--store takes a postgres:// URL");
+  }
+  if (values["rate-limit"] !== "on" && values["rate-limit"] !== "off") {
+    throw new CommandLineError("--rate-limit takes on or off");
+  }
+  for (const name of values["allowed-host"]) {
+    if (hostName(normalizeAllowedHost(name).replace(/^\./, "")) === null) {
+      throw new CommandLineError(
+        `--allowed-host takes a host name, not ${JSON.stringify(name)}`,
+      );
+    }
+  }
+  const adminToken = values["admin-token"];
+  if (adminToken !== undefined) checkAdminToken(adminToken, "--admin-token");
+  return {
+    dataFile: values.data,
+    databaseUrl: values.store,
+    port,
+    hostname: values.hostname,
+    cert: values.cert,
+    key: values.key,
+    quiet: values.quiet,
+    help: values.help,
+    allowedHosts: values["allowed-host"],
+    adminToken,
+    trustProxy: values["trust-proxy"],
+    rateLimit: values["rate-limit"] === "on",
+  };
+}
 
-  let board: Board;
+function checkAdminToken(token: string, where: string): void {
+  if (isLongerThan(token, MIN_ADMIN_TOKEN_CHARS - 1)) return;
+  throw new CommandLineError(
+    `${where} must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (a short token is easy to guess)`,
+  );
+}
+
+/**
+ * The names the board answers to because it listens there: the --hostname itself, or for
+ * 0.0.0.0 / :: this machine's addresses (Deno.networkInterfaces, which needs
+ * --allow-sys=networkInterfaces; without it, `log` says how to name them instead).
+ */
+function listeningNames(
+  hostname: string,
+  log: (line: string) => void,
+): string[] {
+  if (hostname !== "0.0.0.0" && hostname !== "::" && hostname !== "") {
+    return [hostname];
+  }
+  try {
+    return Deno.networkInterfaces().map((entry) => entry.address);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotCapable)) throw error;
+    log(
+      "message_board: listening on every address, but without --allow-sys=networkInterfaces " +
+        "the board cannot list this machine's addresses: name them with --allowed-host",
+    );
+    return [];
+  }
+}
+
+/** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
+export interface ServerOptions extends BoardOptions {
+  /** Port to listen on; 0 picks a free one. @default 8080 */
+  port?: number;
+  /** Address to bind. @default "127.0.0.1" */
+  hostname?: string;
+  /** TLS certificate and key files (PEM), to serve HTTPS. @default undefined (HTTP) */
+  cert?: string;
+  /** See `cert`. */
+  key?: string;
+  /** No access log. @default false */
+  quiet?: boolean;
+  /**
+   * Opens the store, after the TLS files are read (board_postgres.ts gives its own).
+   * @default undefined (`store`, or the JSON Lines store on `dataFile`)
+   */
+  openStore?: () => Promise<MessageStore>;
+  /** What the start-up line says the storage is. @default "data: <dataFile>" */
+  storeLabel?: string;
+}
+
+/** A running board server. */
+export interface BoardServer {
+  /** The address it listens on (the real port when 0 was asked for). */
+  addr: Deno.NetAddr;
+  /** The board it serves. */
+  board: Board;
+  /** Ends the event streams, stops accepting, lets answers in flight finish, closes the store. */
+  shutdown(): Promise<void>;
+  /** Resolves once shut down. */
+  finished: Promise<void>;
+}
+
+/**
+ * Opens the board and serves it with `Deno.serve`, printing its real address
+ * (`Tiny Message Board on http://127.0.0.1:8080/ (data: ./data/messages.jsonl)`).
+ * Throws {@linkcode StartupError} (or a Deno error, such as AddrInUse) when it
+ * cannot start; a `store` given is closed then.
+ */
+export async function startServer(
+  options: ServerOptions = {},
+): Promise<BoardServer> {
+  const {
+    port = 8080,
+    hostname = "127.0.0.1",
+    cert,
+    key,
+    quiet = false,
+    dataFile = "./data/messages.jsonl",
+    storeLabel = `data: ${dataFile}`,
+  } = options;
   let tls: { cert: string; key: string } | undefined;
   try {
-    if (values.cert !== undefined && values.key !== undefined) {
+    if (cert !== undefined && key !== undefined) {
       tls = {
-        cert: await Deno.readTextFile(values.cert),
-        key: await Deno.readTextFile(values.key),
+        cert: await Deno.readTextFile(cert),
+        key: await Deno.readTextFile(key),
       };
     }
-    board = await openBoard({ dataFile: values.data, databaseUrl });
   } catch (error) {
-    if (error instanceof StartupError) {
-      console.error(`message_board: ${error.message}`);
-    } else if (error instanceof Deno.errors.NotCapable) {
-      const hint = databaseUrl === undefined
-        ? "--allow-read and --allow-write must cover the folder of --data"
-        : "PostgreSQL mode needs the flags shown in --help";
-      console.error(`message_board: ${error.message} (${hint})`);
-    } else {console.error(
-        `message_board: cannot start: ${(error as Error).message}`,
-      );}
-    Deno.exit(1);
+    await options.store?.close();
+    throw error;
   }
-
-  const logRequests = !values.quiet;
-  const handler: BoardHandler = logRequests
-    ? async (request, info) => {
+  const store = options.store ?? await options.openStore?.();
+  const allowedHosts = [
+    ...(options.allowedHosts ?? []),
+    ...listeningNames(hostname, console.error),
+  ];
+  const board = await openBoard({ ...options, dataFile, store, allowedHosts });
+  const handler: BoardHandler = quiet
+    ? board.handler
+    : async (request, info) => {
       const response = await board.handler(request, info);
       const { pathname, search } = new URL(request.url);
       console.log(
@@ -2799,54 +2977,148 @@ async function main(): Promise<void> {
         } ${request.method} ${pathname}${search} ${response.status}`,
       );
       return response;
-    }
-    : board.handler;
-
+    };
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve({
-      hostname: values.hostname,
+      hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-        const storage = databaseUrl === undefined
-          ? `data: ${values.data}`
-          : `store: ${redactUrl(databaseUrl)}`;
+        const scheme = tls ? "https" : "http";
         console.log(
-          `Tiny Message Board on ${
-            tls ? "https" : "http"
-          }://${host}:${port}/ (${storage})`,
+          `Tiny Message Board on ${scheme}://${host}:${port}/ (${storeLabel})`,
         );
+        if (
+          options.adminToken === undefined && !isLoopbackName(hostName(host))
+        ) {
+          console.log(
+            "Clearing and deleting are off for visitors from other machines; " +
+              "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
+          );
+        }
       },
     }, handler);
   } catch (error) {
-    const why = (error as Error).message;
-    console.error(
-      `message_board: cannot listen on ${values.hostname}:${port}: ${why}`,
-    );
     await board.close();
+    throw error;
+  }
+  // Stopping: end the live event streams (they never finish by themselves),
+  // stop accepting, let answers in flight finish, then flush the store and
+  // release the lock.
+  const stopped = Promise.withResolvers<void>();
+  let stopping: Promise<void> | null = null;
+  const shutdown = () =>
+    stopping ??= (async () => {
+      board.endEventStreams();
+      await server.shutdown();
+    })();
+  server.finished.then(async () => {
+    await shutdown();
+    await board.close();
+    stopped.resolve();
+  }, stopped.reject);
+  return {
+    addr: server.addr,
+    board,
+    shutdown: async () => {
+      await shutdown();
+      await stopped.promise;
+    },
+    finished: stopped.promise,
+  };
+}
+
+/**
+ * What a command-line program adds to {@linkcode startServer}'s options: main()
+ * here gives none (the data file); board_postgres.ts opens its store.
+ */
+export type StoreChoice = (
+  commandLine: CommandLine,
+) => Promise<Partial<ServerOptions>> | Partial<ServerOptions>;
+
+/**
+ * Runs the board from a command line until SIGINT or SIGTERM: a bad command
+ * line gets one line and exit 2, a failed start one line and exit 1. Every
+ * line starts with `program` (`message_board: ...`).
+ */
+export async function runCommandLine(
+  args: string[],
+  program: string,
+  chooseStore: StoreChoice,
+): Promise<void> {
+  let commandLine: CommandLine;
+  let extra: Partial<ServerOptions>;
+  try {
+    commandLine = parseCommandLine(args);
+    if (commandLine.help) {
+      console.log(USAGE);
+      return;
+    }
+    // BOARD_ADMIN_TOKEN is read only when the command allows it (--allow-env=BOARD_ADMIN_TOKEN).
+    const envToken = Deno.permissions.querySync({
+        name: "env",
+        variable: "BOARD_ADMIN_TOKEN",
+      }).state === "granted"
+      ? Deno.env.get("BOARD_ADMIN_TOKEN")
+      : undefined;
+    if (commandLine.adminToken === undefined && envToken) {
+      checkAdminToken(envToken, "BOARD_ADMIN_TOKEN");
+      commandLine.adminToken = envToken;
+    }
+    extra = await chooseStore(commandLine);
+  } catch (error) {
+    if (!(error instanceof CommandLineError)) throw error;
+    console.error(`${program}: ${error.message} (see --help)`);
+    Deno.exit(2);
+  }
+  let server: BoardServer;
+  try {
+    server = await startServer({ ...commandLine, ...extra });
+  } catch (error) {
+    console.error(`${program}: ${describeStartupError(error, commandLine)}`);
     Deno.exit(1);
   }
-
-  // Graceful shutdown: end the live event streams (they never finish by
-  // themselves), stop accepting, let answers in flight finish, then flush the
-  // store and release the lock.
-  const shutdown = () => {
-    board.endEventStreams();
-    server.shutdown();
-  };
+  const shutdown = () => void server.shutdown();
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
   await server.finished;
   Deno.removeSignalListener("SIGINT", shutdown);
   Deno.removeSignalListener("SIGTERM", shutdown);
-  await board.close();
   console.log("Tiny Message Board stopped.");
 }
 
+/** One line on why the board could not start. */
+function describeStartupError(
+  error: unknown,
+  commandLine: CommandLine,
+): string {
+  const why = error instanceof Error ? error.message : String(error);
+  if (error instanceof StartupError) return why;
+  if (error instanceof Deno.errors.NotCapable) {
+    const hint = commandLine.databaseUrl === undefined
+      ? "--allow-read and --allow-write must cover the folder of --data"
+      : "PostgreSQL mode needs the flags shown in --help";
+    return `${why} (${hint})`;
+  }
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `cannot listen on ${commandLine.hostname}:${commandLine.port}: ${why} (--port 0 picks a free port)`;
+  }
+  return `cannot start: ${why}`;
+}
+
+function main(): Promise<void> {
+  return runCommandLine(Deno.args, "message_board", (commandLine) => {
+    if (commandLine.databaseUrl !== undefined) {
+      throw new CommandLineError(
+        `--store is PostgreSQL mode, which board_postgres.ts runs: ${POSTGRES_COMMAND}`,
+      );
+    }
+    return {};
+  });
+}
+
 if (import.meta.main) {
-  // Not awaited: board_postgres.ts (loaded for --store) imports this module,
-  // and that import would wait forever for a top-level await here to finish.
-  main();
+  await main();
 }
