@@ -2842,7 +2842,8 @@ export function parseCommandLine(args: string[]): CommandLine {
     throw new CommandLineError("--rate-limit takes on or off");
   }
   for (const name of values["allowed-host"]) {
-    if (hostName(normalizeAllowedHost(name).replace(/^\./, "")) === null) {
+    const entry = normalizeAllowedHost(name);
+    if (!/^(\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/.test(entry)) {
       throw new CommandLineError(
         `--allowed-host takes a host name, not ${JSON.stringify(name)}`,
       );

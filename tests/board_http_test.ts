@@ -30,7 +30,7 @@ import {
   StoreUnavailableError,
   validateNewMessage,
 } from "../message_board.ts";
-import { tempFolder } from "./board_helpers.ts";
+import { BOARD_SCRIPT, startBoard, tempFolder } from "./board_helpers.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -1427,4 +1427,37 @@ Deno.test("limits: with trustProxy the client is the last X-Forwarded-For hop", 
       "another last hop",
     );
   }, { trustProxy: true, postBurst: 1 });
+});
+
+Deno.test("cli: --help lists the network flags, and --allowed-host adds a name to the process's allow-list", async () => {
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", BOARD_SCRIPT, "--help"],
+  }).output();
+  const usage = new TextDecoder().decode(help.stdout);
+  for (
+    const flag of [
+      "--rate-limit off",
+      "--allowed-host NAME",
+      "--admin-token TOKEN",
+      "--trust-proxy",
+    ]
+  ) {
+    assert.ok(usage.includes(flag), flag);
+  }
+  await using folder = await tempFolder();
+  const board = await startBoard(folder.path, [
+    "--allowed-host",
+    "board.example",
+  ], { rateLimit: true });
+  try {
+    const port = Number(new URL(board.url).port);
+    const get = (host: string) =>
+      rawRequest(port, `GET / HTTP/1.1\r\nHost: ${host}`);
+    assert.equal((await get("board.example")).status, 200);
+    assert.equal((await get(`127.0.0.1:${port}`)).status, 200);
+    assert.equal((await get(`evil.example:${port}`)).status, 421);
+  } finally {
+    board.child.kill("SIGTERM");
+    await board.output;
+  }
 });
