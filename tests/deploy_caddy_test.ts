@@ -11,7 +11,9 @@
 import assert from "node:assert/strict";
 import http from "node:http";
 import { fileURLToPath } from "node:url";
+import { POST_BURST } from "../message_board.ts";
 import { type ScriptServer, startScript } from "./e2e_browser.ts";
+import { PG_FLAGS } from "./pg_board.ts";
 import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 
 const CADDY_INSTALL = "apt-get install -y caddy";
@@ -261,16 +263,20 @@ Deno.test({
   sanitizeResources: false, // node:http's sockets close a moment after 'end'
   async fn(t) {
     await using pg = await startPostgres();
-    const boardFlags = [
-      "--allow-net=127.0.0.1",
-      "--allow-env=DATABASE_URL,PG*",
-      "--allow-read=./board_postgres.ts",
+    // The README's commands: each board trusts the proxy in front of it for
+    // the client's address and scheme, and answers to the site's name.
+    const boardArgs = [
+      "--store",
+      pg.url,
+      "--trust-proxy",
+      "--allowed-host",
+      BOARD_HOST,
     ];
     const started: ScriptServer[] = [];
     try {
       const [boardA, boardB, files] = await Promise.all([
-        startScript("message_board.ts", boardFlags, ["--store", pg.url]),
-        startScript("message_board.ts", boardFlags, ["--store", pg.url]),
+        startScript("board_postgres.ts", PG_FLAGS, boardArgs),
+        startScript("board_postgres.ts", PG_FLAGS, boardArgs),
         startScript(
           "server_files.ts",
           ["--allow-net=127.0.0.1", "--allow-read=./static"],
@@ -326,6 +332,44 @@ Deno.test({
         assert.equal(index.status, 200);
         assert.match(index.body, /index page of our tiny site/);
       });
+
+      await t.step(
+        "each client is known by the address Caddy saw, whatever X-Forwarded-For it sends",
+        async () => {
+          // Posts from 127.0.0.2, each claiming another address. Had a board
+          // believed the claim, every post would be a new client and none
+          // would be refused; as it is, both boards' buckets for 127.0.0.2
+          // run out.
+          const postAs = (localAddress: string, claimed: string) =>
+            board({
+              method: "POST",
+              path: "/api/messages",
+              localAddress,
+              headers: {
+                "content-type": "application/json",
+                "x-forwarded-for": claimed,
+                "forwarded": `for=${claimed}`,
+                "x-real-ip": claimed,
+              },
+              body: JSON.stringify({ text: `from ${localAddress}` }),
+            });
+          const statuses: number[] = [];
+          for (let i = 1; i <= 2 * POST_BURST + 2; i++) {
+            const { status } = await postAs("127.0.0.2", `198.51.100.${i}`);
+            statuses.push(status);
+            if (status === 429) break;
+          }
+          assert.equal(statuses.at(-1), 429, `statuses: ${statuses}`);
+          assert.ok(
+            statuses.filter((s) => s === 201).length >= POST_BURST,
+            `statuses: ${statuses}`,
+          );
+          // Another client is not held back by the first one's limit (as it
+          // would be if the boards saw only Caddy's own address).
+          const other = await postAs("127.0.0.3", "198.51.100.1");
+          assert.equal(other.status, 201, other.body);
+        },
+      );
 
       await t.step(
         `${IDLE_CONNECTIONS} idle connections: the boards keep answering, Caddy closes them after its header timeout`,
