@@ -22,6 +22,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { extname, join, normalize, sep } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -981,104 +982,493 @@ export interface ListingEntry {
   mtime: Date | null;
 }
 
+/** A listing column to sort by, as in caddy's `?sort=`. */
+export type ListingSortKey = "name" | "size" | "time";
+
+/** How a listing is ordered and in which format it is sent. */
+export interface ListingQuery {
+  sort: ListingSortKey;
+  order: "asc" | "desc";
+  /** `null` when the query does not say: then `Accept` decides. */
+  format: "html" | "json" | null;
+}
+
+/** The order of a listing when the query names none. */
+export const DEFAULT_LISTING_QUERY: Readonly<ListingQuery> = {
+  sort: "name",
+  order: "asc",
+  format: null,
+};
+
+const LISTING_PARAMETERS = {
+  sort: ["name", "size", "time"],
+  order: ["asc", "desc"],
+  format: ["html", "json"],
+} as const;
+
 /**
- * Renders a directory listing. Names are percent-encoded for the links and
- * HTML-escaped for the text, as two separate steps (Python's http.server
- * does the same): a file named `a"b<c>` shows as such and links to
- * `a%22b%3Cc%3E`, and cannot inject markup either way.
+ * Reads `sort`, `order` and `format` from a listing's query string. A value
+ * we do not know, or a parameter given twice, is the client's mistake and
+ * gets a message for a 400 (a link that silently sorts some other way would
+ * hide the typo); other parameters (cache busters, trackers) are ignored.
+ *
+ * @example parseListingQuery("?sort=size&order=desc") => { sort: "size", order: "desc", format: null }
+ * @example parseListingQuery("?sort=colour") => "sort must be name, size or time"
+ */
+export function parseListingQuery(search: string): ListingQuery | string {
+  const params = new URLSearchParams(search);
+  const query: ListingQuery = { ...DEFAULT_LISTING_QUERY };
+  for (const [name, allowed] of Object.entries(LISTING_PARAMETERS)) {
+    const values = params.getAll(name);
+    if (values.length === 0) continue;
+    const value = values[0];
+    if (values.length > 1 || !(allowed as readonly string[]).includes(value)) {
+      return `${name} must be ${allowed.slice(0, -1).join(", ")} or ${
+        allowed.at(-1)
+      }`;
+    }
+    (query as unknown as Record<string, string>)[name] = value;
+  }
+  return query;
+}
+
+/**
+ * True when `Accept` asks for JSON at least as much as for HTML: explicit
+ * `application/json` (or `application/*`) with a q above 0 and not below
+ * `text/html`'s. `*∕*` alone (what `fetch` sends) and a browser's navigation
+ * `Accept` get HTML.
+ *
+ * @example acceptsJsonListing("application/json") === true
+ * @example acceptsJsonListing("text/html,application/json;q=0.9") === false
+ */
+export function acceptsJsonListing(accept: string | null): boolean {
+  if (accept === null) return false;
+  let json = 0;
+  let html = 0;
+  for (const part of accept.toLowerCase().split(",")) {
+    const [type, ...params] = part.split(";").map((s) => s.trim());
+    const q = params.find((p) => /^q\s*=/.test(p));
+    const weight = q === undefined ? 1 : Number(q.split("=")[1]);
+    if (!(weight >= 0 && weight <= 1)) continue; // NaN or out of range: ignore
+    if (type === "application/json" || type === "application/*") {
+      json = Math.max(json, weight);
+    } else if (type === "text/html" || type === "text/*") {
+      html = Math.max(html, weight);
+    }
+  }
+  return json > 0 && json >= html;
+}
+
+/**
+ * A size for people, in SI units like caddy's and Finder's listings: one
+ * decimal below 10, whole numbers above.
+ *
+ * @example formatSize(2_900_000) === "2.9 MB"
+ * @example formatSize(15_360) === "15 kB"
+ * @example formatSize(999) === "999 B"
+ */
+export function formatSize(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB", "PB", "EB"];
+  let value = bytes;
+  for (const unit of units) {
+    value /= 1000;
+    const shown = value < 9.95 ? value.toFixed(1) : String(Math.round(value));
+    // 999_999 B is "1000 kB" after rounding: say "1.0 MB" instead.
+    if (Number(shown) < 1000 || unit === units.at(-1)) {
+      return `${shown} ${unit}`;
+    }
+  }
+  throw new Error("unreachable");
+}
+
+/** One link of a listing's breadcrumb trail: a folder and its URL. */
+export interface Breadcrumb {
+  /** What the link shows: `/` for the served root, `name/` for a folder. */
+  label: string;
+  /** Absolute URL path of the folder, percent-encoded, ending in `/`. */
+  href: string;
+}
+
+/**
+ * The breadcrumb trail of a folder, from the served root (`urlRoot`, never
+ * above it) down to the folder itself. `relativePath` is decoded and starts
+ * with `/`.
+ *
+ * @example listingBreadcrumbs("", "/a b/c/")
+ * // => [{ label: "/", href: "/" }, { label: "a b/", href: "/a%20b/" }, { label: "c/", href: "/a%20b/c/" }]
+ */
+export function listingBreadcrumbs(
+  urlRoot: string,
+  relativePath: string,
+): Breadcrumb[] {
+  let href = urlRoot + "/";
+  const crumbs: Breadcrumb[] = [{ label: urlRoot + "/", href }];
+  for (const segment of relativePath.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    href += encodeURIComponent(segment) + "/";
+    crumbs.push({ label: segment + "/", href });
+  }
+  return crumbs;
+}
+
+const NAME_ORDER = new Intl.Collator("en", { numeric: true });
+
+/**
+ * Sorts a listing in place: folders first, then by the chosen column; ties
+ * (and folders, when sorting by size) go by name, so the order is the same
+ * on every request. Names compare as people read them: `file2` before
+ * `file10`, and by code point when the collator calls them equal.
+ */
+export function sortListing(
+  entries: ListingEntry[],
+  { sort, order }: Pick<ListingQuery, "sort" | "order">,
+): ListingEntry[] {
+  const byName = (a: ListingEntry, b: ListingEntry) =>
+    NAME_ORDER.compare(a.name, b.name) ||
+    (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const sign = order === "desc" ? -1 : 1;
+  return entries.sort((a, b) => {
+    if (a.isDirectory !== b.isDirectory) return a.isDirectory ? -1 : 1;
+    let primary = 0;
+    if (sort === "size" && !a.isDirectory) primary = a.size - b.size;
+    if (sort === "time") {
+      primary = (a.mtime?.getTime() ?? 0) - (b.mtime?.getTime() ?? 0);
+    }
+    if (sort === "name") primary = byName(a, b);
+    return sign * primary || byName(a, b);
+  });
+}
+
+/** Options of {@linkcode renderListing} and {@linkcode renderListingJson}. */
+export interface ListingOptions {
+  /** URL prefix of the served root (`""` or `/static`); breadcrumbs stop there. */
+  urlRoot?: string;
+  /** Order of the rows. @default {DEFAULT_LISTING_QUERY} */
+  query?: ListingQuery;
+  /** The folder had more than {@linkcode MAX_LISTING_ENTRIES} entries. */
+  truncated?: boolean;
+}
+
+/** `?sort=..&order=..` to keep on links to other folders; `""` for the default order. */
+function keptOrder({ sort, order }: ListingQuery): string {
+  return sort === DEFAULT_LISTING_QUERY.sort &&
+      order === DEFAULT_LISTING_QUERY.order
+    ? ""
+    : `?sort=${sort}&order=${order}`;
+}
+
+const LISTING_COLUMNS: {
+  key: ListingSortKey;
+  label: string;
+  first: "asc" | "desc";
+}[] = [
+  { key: "name", label: "Name", first: "asc" },
+  { key: "size", label: "Size", first: "desc" }, // biggest first, as people look for them
+  { key: "time", label: "Modified (UTC)", first: "desc" }, // newest first
+];
+
+/**
+ * Renders a directory listing page: breadcrumbs, a parent link (not at the
+ * served root), a table whose column headers sort it (plain links, so it
+ * works without JavaScript), human sizes and UTC dates, light and dark
+ * colours. Names are percent-encoded for the links and HTML-escaped for the
+ * text, as two separate steps (Python's http.server does the same): a file
+ * named `a"b<c>` shows as such and links to `a%22b%3Cc%3E`, and cannot inject
+ * markup either way. The page has no script, so a CSP without
+ * `script-src` is fine; it does need inline styles.
+ *
+ * @param relativePath the folder's path below the served root, decoded, ending in `/`
  *
  * @example renderListing("/docs/", [{ name: "a&b.txt", isDirectory: false, size: 3, mtime: null }])
- * // contains <a href="a%26b.txt">a&amp;b.txt</a>
+ * // contains <a href="a%26b.txt">...a&amp;b.txt...</a>
  */
 export function renderListing(
-  urlPath: string,
+  relativePath: string,
   entries: readonly ListingEntry[],
-  { parent = urlPath !== "/", truncated = false } = {},
+  options: ListingOptions = {},
 ): string {
-  const title = `Index of ${escapeHtml(urlPath)}`;
-  const rows = entries.map((entry) => {
-    const suffix = entry.isDirectory ? "/" : "";
-    const href = encodeURIComponent(entry.name) + suffix;
-    const size = entry.isDirectory ? "-" : String(entry.size);
-    const date = entry.mtime
-      ? entry.mtime.toISOString().replace("T", " ").slice(0, 19)
-      : "-";
-    return `<tr><td><a href="${escapeHtml(href)}">${
-      escapeHtml(entry.name + suffix)
-    }</a></td>` +
-      `<td class="size">${size}</td><td>${date}</td></tr>`;
+  const { urlRoot = "", query = DEFAULT_LISTING_QUERY, truncated = false } =
+    options;
+  const sorted = sortListing([...entries], query);
+  const keep = escapeHtml(keptOrder(query));
+  const crumbs = listingBreadcrumbs(urlRoot, relativePath);
+  const here = crumbs.at(-1)!;
+  const trail =
+    crumbs.slice(0, -1).map((crumb) =>
+      `<a href="${escapeHtml(crumb.href)}${keep}">${
+        escapeHtml(crumb.label)
+      }</a>`
+    ).join("") + `<span aria-current="page">${escapeHtml(here.label)}</span>`;
+
+  const headers = LISTING_COLUMNS.map(({ key, label, first }) => {
+    const current = query.sort === key;
+    const next = current ? (query.order === "asc" ? "desc" : "asc") : first;
+    const sortState = current
+      ? ` aria-sort="${query.order === "asc" ? "ascending" : "descending"}"`
+      : "";
+    const arrow = current
+      ? `<span class="arrow" aria-hidden="true">${
+        query.order === "asc" ? "▲" : "▼"
+      }</span>`
+      : "";
+    return `<th scope="col" class="${key}"${sortState}><a href="?sort=${key}&amp;order=${next}">${label}${arrow}<span class="vh">, sort ${
+      next === "asc" ? "ascending" : "descending"
+    }</span></a></th>`;
+  }).join("");
+
+  const rows = sorted.map((entry) => {
+    const slash = entry.isDirectory ? "/" : "";
+    const href = escapeHtml(encodeURIComponent(entry.name) + slash) +
+      (entry.isDirectory ? keep : "");
+    const size = entry.isDirectory
+      ? `<span aria-hidden="true">—</span><span class="vh">folder</span>`
+      : `<data value="${entry.size}">${formatSize(entry.size)}</data>`;
+    const time = entry.mtime === null
+      ? "—"
+      : `<time datetime="${entry.mtime.toISOString()}"><span>${
+        entry.mtime.toISOString().slice(0, 10)
+      }</span> <span>${entry.mtime.toISOString().slice(11, 16)}</span></time>`;
+    return `<tr><td class="name"><a href="${href}"><svg class="icon" aria-hidden="true"><use href="#${
+      entry.isDirectory ? "folder" : "file"
+    }"/></svg><span>${escapeHtml(entry.name + slash)}</span></a></td>` +
+      `<td class="size">${size}</td><td class="time">${time}</td></tr>`;
   });
-  if (parent) {
-    rows.unshift(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
+  if (crumbs.length > 1) {
+    rows.unshift(
+      `<tr><td class="name" colspan="3"><a href="../${keep}"><svg class="icon" aria-hidden="true"><use href="#up"/></svg><span>Parent folder</span></a></td></tr>`,
+    );
   }
+  const folders = sorted.filter((entry) => entry.isDirectory).length;
+  const files = sorted.length - folders;
+  const count = (n: number, word: string) =>
+    `${n} ${word}${n === 1 ? "" : "s"}`;
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title}</title>
-<style>body{font-family:sans-serif;margin:2em}td{padding:0 1em 0 0}.size{text-align:right}</style>
+<meta name="color-scheme" content="light dark">
+<title>Index of ${escapeHtml(urlRoot + relativePath)}</title>
+<style>${LISTING_CSS}</style>
 </head>
 <body>
-<h1>${title}</h1>
+<main>
+<svg class="defs" width="0" height="0" aria-hidden="true"><symbol id="folder" viewBox="0 0 16 16"><path d="M1 3.5C1 2.7 1.7 2 2.5 2h3.6l1.5 1.5h5.9c.8 0 1.5.7 1.5 1.5v7.5c0 .8-.7 1.5-1.5 1.5h-11C1.7 14 1 13.3 1 12.5z"/></symbol><symbol id="file" viewBox="0 0 16 16"><path d="M3.5 1h5.8L13 4.7v9.8c0 .3-.2.5-.5.5h-9a.5.5 0 0 1-.5-.5v-13c0-.3.2-.5.5-.5zm5 1v3.5H12z"/></symbol><symbol id="up" viewBox="0 0 16 16"><path d="M8 2 2.5 7.5l1 1L7.3 4.7V14h1.4V4.7l3.8 3.8 1-1z"/></symbol></svg>
+<h1>Index of ${trail}</h1>
 <table>
-<tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>
+<thead><tr>${headers}</tr></thead>
+<tbody>
 ${rows.join("\n")}
+</tbody>
 </table>
-${
+<p class="summary">${count(folders, "folder")}, ${count(files, "file")}${
     truncated
-      ? `<p>Only the first ${MAX_LISTING_ENTRIES} entries are shown.</p>\n`
+      ? `. Only the first ${MAX_LISTING_ENTRIES} entries are shown.`
       : ""
-  }</body>
+  }</p>
+</main>
+</body>
 </html>
 `;
 }
 
 /**
- * Reads a directory for {@linkcode renderListing}: folders first, then by
- * name. Symlinks that {@linkcode resolveSafePath} would refuse are left out:
- * their links would be 404 and their sizes would leak.
+ * Light and dark colours, each at least 4.5:1 against its background
+ * (WCAG 2.1 1.4.3); rows at least 44 px tall for fingers; long names wrap
+ * instead of making a phone scroll sideways.
+ */
+const LISTING_CSS = [
+  ":root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#59636e;--link:#0550ae;--line:#d1d9e0;--hover:#f6f8fa}",
+  "@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--link:#4493f8;--line:#3d444d;--hover:#151b23}}",
+  "*{box-sizing:border-box}",
+  "body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
+  "main{max-width:60rem;margin:0 auto;padding:1rem}",
+  ".defs{position:absolute}",
+  "h1{font-size:1.25rem;font-weight:600;margin:.5rem 0 1rem;overflow-wrap:anywhere}",
+  "h1 a{display:inline-block;color:var(--link);padding:.25rem .375rem;margin:0 .125rem}",
+  // Fixed layout: the name column takes what the others leave, so a long
+  // name wraps instead of widening the table past a phone's screen.
+  "table{width:100%;border-collapse:collapse;table-layout:fixed}",
+  "th,td{padding:0;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}",
+  "th.size{width:5.5rem}th.time{width:11rem}td.time span{white-space:nowrap}",
+  "th a,td a{display:block;min-height:2.75rem;padding:.625rem .5rem;color:var(--link);text-decoration:none}",
+  "th a{color:var(--fg)}",
+  "td.name a{display:flex;gap:.5rem;overflow-wrap:anywhere}",
+  "td.size,td.time{padding:.625rem .5rem;color:var(--muted)}",
+  ".size,th.size a{text-align:right}",
+  "tbody tr:hover{background:var(--hover)}",
+  "a:hover span,a:focus span{text-decoration:underline}",
+  ".icon{flex:none;width:1.25rem;height:1.25rem;margin-top:.125rem;fill:var(--muted)}",
+  ".arrow{margin-left:.25rem;font-size:.75em}",
+  ".summary{color:var(--muted)}",
+  ".vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+  "@media (max-width:30rem){main{padding:.5rem}th.size{width:4.75rem}th.time{width:6.5rem}}",
+].join("");
+
+/**
+ * The listing's own Content-Security-Policy: nothing may load or run but its
+ * one stylesheet (by hash) and the favicon. File names are escaped anyway;
+ * this is the second wall should an escaping bug ever let markup through.
+ */
+const LISTING_CSP = `default-src 'none'; style-src 'sha256-${
+  createHash("sha256").update(LISTING_CSS).digest("base64")
+}'; img-src 'self'; base-uri 'none'; form-action 'none'`;
+
+/** One entry of the JSON listing (`Accept: application/json` or `?format=json`). */
+export interface ListingJsonEntry {
+  name: string;
+  type: "file" | "directory";
+  /** Bytes; `null` for a folder. */
+  size: number | null;
+  /** ISO 8601 in UTC, or `null` when the filesystem has no date. */
+  mtime: string | null;
+  /** Absolute URL path, percent-encoded; folders end in `/`. */
+  url: string;
+}
+
+/**
+ * The same listing as JSON, in the same order:
+ * `{ path, truncated, entries: [{ name, type, size, mtime, url }] }`.
+ */
+export function renderListingJson(
+  relativePath: string,
+  entries: readonly ListingEntry[],
+  options: ListingOptions = {},
+): string {
+  const { urlRoot = "", query = DEFAULT_LISTING_QUERY, truncated = false } =
+    options;
+  const base = listingBreadcrumbs(urlRoot, relativePath).at(-1)!.href;
+  const rows: ListingJsonEntry[] = sortListing([...entries], query).map((
+    entry,
+  ) => ({
+    name: entry.name,
+    type: entry.isDirectory ? "directory" : "file",
+    size: entry.isDirectory ? null : entry.size,
+    mtime: entry.mtime?.toISOString() ?? null,
+    url: base + encodeURIComponent(entry.name) + (entry.isDirectory ? "/" : ""),
+  }));
+  return JSON.stringify({ path: base, truncated, entries: rows }) + "\n";
+}
+
+/** How many `stat` calls a listing runs at once. */
+const LISTING_STAT_CONCURRENCY = 32;
+
+/**
+ * Reads a directory for {@linkcode renderListing}. Left out: dotfiles
+ * (unless `showDotfiles`); symlinks that {@linkcode resolveSafePath} would
+ * refuse (their links would be 404 and their sizes would leak); `x.br` and
+ * `x.gz` beside their original `x`, which are served in its place, not as
+ * files of their own.
  */
 async function readListing(
   rootReal: string,
   dirPath: string,
   showDotfiles: boolean,
 ): Promise<{ entries: ListingEntry[]; truncated: boolean }> {
-  const entries: ListingEntry[] = [];
+  const found: Deno.DirEntry[] = [];
   let truncated = false;
   for await (const dirEntry of Deno.readDir(dirPath)) {
     if (!showDotfiles && dirEntry.name.startsWith(".")) continue;
-    if (entries.length >= MAX_LISTING_ENTRIES) {
+    if (found.length >= MAX_LISTING_ENTRIES) {
       truncated = true;
       break;
     }
-    try {
-      const path = join(dirPath, dirEntry.name);
-      if (
-        dirEntry.isSymlink &&
-        !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
-      ) {
-        continue;
-      }
-      const info = await Deno.stat(path);
-      entries.push({
-        name: dirEntry.name,
-        isDirectory: info.isDirectory,
-        size: info.size,
-        mtime: info.mtime,
-      });
-    } catch {
-      // A dangling symlink or a file removed meanwhile: leave it out.
-    }
+    found.push(dirEntry);
   }
-  entries.sort((a, b) =>
-    a.isDirectory !== b.isDirectory
-      ? (a.isDirectory ? -1 : 1)
-      : a.name < b.name
-      ? -1
-      : 1
+  const entries: (ListingEntry | null)[] = [];
+  for (let i = 0; i < found.length; i += LISTING_STAT_CONCURRENCY) {
+    const batch = found.slice(i, i + LISTING_STAT_CONCURRENCY);
+    entries.push(
+      ...await Promise.all(
+        batch.map((dirEntry) =>
+          statListingEntry(rootReal, dirPath, dirEntry, showDotfiles)
+        ),
+      ),
+    );
+  }
+  const files = new Set(
+    entries.filter((e) => e !== null && !e.isDirectory).map((e) => e!.name),
   );
-  return { entries, truncated };
+  return {
+    entries: entries.filter((entry): entry is ListingEntry =>
+      entry !== null && !isPrecompressedCopy(entry, files)
+    ),
+    truncated,
+  };
+}
+
+/** True for `x.br` or `x.gz` when the file `x` is listed too. */
+function isPrecompressedCopy(entry: ListingEntry, files: Set<string>): boolean {
+  const match = /^(.+)\.(br|gz)$/.exec(entry.name);
+  return !entry.isDirectory && match !== null && files.has(match[1]);
+}
+
+async function statListingEntry(
+  rootReal: string,
+  dirPath: string,
+  dirEntry: Deno.DirEntry,
+  showDotfiles: boolean,
+): Promise<ListingEntry | null> {
+  try {
+    const path = join(dirPath, dirEntry.name);
+    if (
+      dirEntry.isSymlink &&
+      !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
+    ) {
+      return null;
+    }
+    const info = await Deno.stat(path);
+    if (!info.isFile && !info.isDirectory) return null; // FIFOs, sockets, devices are never served
+    return {
+      name: dirEntry.name,
+      isDirectory: info.isDirectory,
+      size: info.size,
+      mtime: info.mtime,
+    };
+  } catch {
+    return null; // a dangling symlink or a file removed meanwhile: leave it out
+  }
+}
+
+/**
+ * Answers a folder URL with its listing: HTML, or JSON when the query says
+ * `format=json` or `Accept` prefers it. A bad `sort`, `order` or `format`
+ * is 400 with a line saying what is allowed.
+ */
+async function serveListing(
+  req: Request,
+  ctx: ServeContext,
+  relative: string,
+  dirPath: string,
+  search: string,
+): Promise<Response> {
+  const query = parseListingQuery(search);
+  if (typeof query === "string") {
+    const text = encoder.encode(`Bad Request: ${query}\n`);
+    return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
+  }
+  const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
+  const relativePath = decodeURIComponent(relative);
+  const options = { urlRoot: ctx.urlRoot, query, truncated: listing.truncated };
+  const json = query.format === "json" ||
+    (query.format === null && acceptsJsonListing(req.headers.get("accept")));
+  const body = json
+    ? renderListingJson(relativePath, listing.entries, options)
+    : renderListing(relativePath, listing.entries, options);
+  return bytesResponse(
+    200,
+    encoder.encode(body),
+    json ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
+    [
+      ["Vary", "Accept"],
+      ["Cache-Control", CACHE_CONTROL],
+      ...(json
+        ? []
+        : [["Content-Security-Policy", LISTING_CSP] as [string, string]]),
+      ...ctx.extra,
+    ],
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -1270,17 +1660,7 @@ async function serveUrlPath(
       if (index !== null) return await sendFile(req, ctx, pathname, index);
     }
     if (ctx.showDirListing) {
-      const listing = await readListing(
-        ctx.rootReal,
-        resolved.path,
-        ctx.showDotfiles,
-      );
-      const shownPath = decodeURIComponent(pathname);
-      const html = renderListing(shownPath, listing.entries, {
-        parent: relative !== "/",
-        truncated: listing.truncated,
-      });
-      return htmlResponse(200, html, ctx.extra);
+      return await serveListing(req, ctx, relative, resolved.path, search);
     }
     throw new HttpError(404, `directory without index: ${resolved.path}`);
   }
