@@ -22,6 +22,9 @@
  * @module
  */
 
+import { constants as fsConstants, type Stats } from "node:fs";
+import { type FileHandle, open as fsOpen } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { extname, join, normalize, sep } from "node:path";
 import { parseArgs } from "node:util";
 
@@ -298,6 +301,132 @@ export function isServableRealPath(
 
 function isDotName(segment: string): boolean {
   return segment.startsWith(".") && segment !== ".";
+}
+
+/**
+ * The status for an error from a filesystem call made for a request. What
+ * the request asked for decides it, never the server's health: a name too
+ * long for the filesystem, a file used as a folder, a symlink loop or a
+ * path outside what Deno may read is a file that does not exist (404, as
+ * nginx answers the first three); no permission is 403; no descriptor left
+ * is 503 (the server is busy, the request is fine). Only the rest (EIO, a
+ * bug) is 500.
+ *
+ * @example statusForFsError(Object.assign(new Error(), { code: "ENAMETOOLONG" })) === 404
+ */
+export function statusForFsError(error: unknown): number {
+  if (error instanceof Deno.errors.NotCapable) return 404;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? FS_ERROR_STATUS[code] ?? 500 : 500;
+}
+
+const FS_ERROR_STATUS: Readonly<Record<string, number>> = {
+  ENOENT: 404,
+  ENOTDIR: 404,
+  EISDIR: 404,
+  ENAMETOOLONG: 404,
+  ELOOP: 404,
+  ENXIO: 404,
+  ENODEV: 404,
+  EACCES: 403,
+  EPERM: 403,
+  EILSEQ: 400,
+  EINVAL: 400,
+  EMFILE: 503,
+  ENFILE: 503,
+};
+
+/** A regular file opened by {@linkcode openRegularFile}, with its `fstat`. */
+export interface OpenFile {
+  /** The open handle (a real descriptor, read with `handle.read`). */
+  handle: FileHandle;
+  /** The stat of the open handle, so it describes exactly the bytes read. */
+  info: Deno.FileInfo;
+  /** Closes the handle; safe to call twice. */
+  close(): void;
+}
+
+/**
+ * Opens a path for reading only if it is a regular file, and never blocks.
+ * `Deno.open` on a FIFO waits for a writer (requests hang, and so does
+ * shutdown), and one on a device may wait too; a path checked with `stat`
+ * first can be swapped between the check and the open. So the open itself
+ * uses `O_NONBLOCK` (through `node:fs`: `Deno.open` takes no flags), which
+ * returns at once for a FIFO, and the type is checked on the open handle
+ * with `fstat`. `O_NOFOLLOW` refuses a final component that became a
+ * symlink after {@linkcode resolveSafePath} saw it. On a regular file,
+ * `O_NONBLOCK` changes nothing (reads from disk never return EAGAIN).
+ * Anything but a regular file is a 404.
+ */
+export async function openRegularFile(path: string): Promise<OpenFile> {
+  const handle = await fsOpen(path, OPEN_FLAGS);
+  let closed = false;
+  const close = () => {
+    if (!closed) {
+      closed = true;
+      handle.close().catch(() => {});
+    }
+  };
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new HttpError(404, `not a regular file: ${path}`);
+    }
+    return { handle, info: fileInfoFromStats(stats), close };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0) |
+  (fsConstants.O_NOFOLLOW ?? 0);
+
+/** Reads a whole small file from an open handle (fewer bytes if it shrank). */
+async function readWhole(
+  file: OpenFile,
+  size: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const bytes = new Uint8Array(size);
+  let done = 0;
+  while (done < size) {
+    const { bytesRead } = await file.handle.read(
+      bytes,
+      done,
+      size - done,
+      done,
+    );
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === size ? bytes : bytes.slice(0, done);
+}
+
+/** node:fs `Stats` as the `Deno.FileInfo` the rest of this file works with. */
+function fileInfoFromStats(stats: Stats): Deno.FileInfo {
+  return {
+    isFile: stats.isFile(),
+    isDirectory: stats.isDirectory(),
+    isSymlink: stats.isSymbolicLink(),
+    isBlockDevice: stats.isBlockDevice(),
+    isCharDevice: stats.isCharacterDevice(),
+    isFifo: stats.isFIFO(),
+    isSocket: stats.isSocket(),
+    size: stats.size,
+    mtime: stats.mtime,
+    atime: stats.atime,
+    birthtime: stats.birthtime,
+    ctime: stats.ctime,
+    dev: stats.dev,
+    ino: stats.ino,
+    mode: stats.mode,
+    nlink: stats.nlink,
+    uid: stats.uid,
+    gid: stats.gid,
+    rdev: stats.rdev,
+    blksize: stats.blksize,
+    blocks: stats.blocks,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -698,6 +827,7 @@ const STATUS_TEXT: Record<number, string> = {
   416: "Range Not Satisfiable",
   421: "Misdirected Request",
   500: "Internal Server Error",
+  503: "Service Unavailable",
 };
 
 const encoder = new TextEncoder();
@@ -936,8 +1066,7 @@ async function errorResponse(
 ): Promise<Response> {
   let status = 500;
   if (error instanceof HttpError) status = error.status;
-  else if (error instanceof Deno.errors.NotFound) status = 404;
-  else if (error instanceof Deno.errors.PermissionDenied) status = 403;
+  else status = statusForFsError(error);
   if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
     const detail = error instanceof HttpError ? error.message : error;
@@ -949,7 +1078,11 @@ async function errorResponse(
   if (status === 404 && rootReal !== null) {
     return await notFoundResponse(rootReal, extra);
   }
-  return textResponse(status, extra);
+  // Out of descriptors (a connection flood): the client may try again soon.
+  const retry: [string, string][] = status === 503
+    ? [["Retry-After", "1"]]
+    : [];
+  return textResponse(status, extra, retry);
 }
 
 /** 404 with the site's own `404.html` as the body when the root has one. */
@@ -981,104 +1114,493 @@ export interface ListingEntry {
   mtime: Date | null;
 }
 
+/** A listing column to sort by, as in caddy's `?sort=`. */
+export type ListingSortKey = "name" | "size" | "time";
+
+/** How a listing is ordered and in which format it is sent. */
+export interface ListingQuery {
+  sort: ListingSortKey;
+  order: "asc" | "desc";
+  /** `null` when the query does not say: then `Accept` decides. */
+  format: "html" | "json" | null;
+}
+
+/** The order of a listing when the query names none. */
+export const DEFAULT_LISTING_QUERY: Readonly<ListingQuery> = {
+  sort: "name",
+  order: "asc",
+  format: null,
+};
+
+const LISTING_PARAMETERS = {
+  sort: ["name", "size", "time"],
+  order: ["asc", "desc"],
+  format: ["html", "json"],
+} as const;
+
 /**
- * Renders a directory listing. Names are percent-encoded for the links and
- * HTML-escaped for the text, as two separate steps (Python's http.server
- * does the same): a file named `a"b<c>` shows as such and links to
- * `a%22b%3Cc%3E`, and cannot inject markup either way.
+ * Reads `sort`, `order` and `format` from a listing's query string. A value
+ * we do not know, or a parameter given twice, is the client's mistake and
+ * gets a message for a 400 (a link that silently sorts some other way would
+ * hide the typo); other parameters (cache busters, trackers) are ignored.
+ *
+ * @example parseListingQuery("?sort=size&order=desc") => { sort: "size", order: "desc", format: null }
+ * @example parseListingQuery("?sort=colour") => "sort must be name, size or time"
+ */
+export function parseListingQuery(search: string): ListingQuery | string {
+  const params = new URLSearchParams(search);
+  const query: ListingQuery = { ...DEFAULT_LISTING_QUERY };
+  for (const [name, allowed] of Object.entries(LISTING_PARAMETERS)) {
+    const values = params.getAll(name);
+    if (values.length === 0) continue;
+    const value = values[0];
+    if (values.length > 1 || !(allowed as readonly string[]).includes(value)) {
+      return `${name} must be ${allowed.slice(0, -1).join(", ")} or ${
+        allowed.at(-1)
+      }`;
+    }
+    (query as unknown as Record<string, string>)[name] = value;
+  }
+  return query;
+}
+
+/**
+ * True when `Accept` asks for JSON at least as much as for HTML: explicit
+ * `application/json` (or `application/*`) with a q above 0 and not below
+ * `text/html`'s. `*∕*` alone (what `fetch` sends) and a browser's navigation
+ * `Accept` get HTML.
+ *
+ * @example acceptsJsonListing("application/json") === true
+ * @example acceptsJsonListing("text/html,application/json;q=0.9") === false
+ */
+export function acceptsJsonListing(accept: string | null): boolean {
+  if (accept === null) return false;
+  let json = 0;
+  let html = 0;
+  for (const part of accept.toLowerCase().split(",")) {
+    const [type, ...params] = part.split(";").map((s) => s.trim());
+    const q = params.find((p) => /^q\s*=/.test(p));
+    const weight = q === undefined ? 1 : Number(q.split("=")[1]);
+    if (!(weight >= 0 && weight <= 1)) continue; // NaN or out of range: ignore
+    if (type === "application/json" || type === "application/*") {
+      json = Math.max(json, weight);
+    } else if (type === "text/html" || type === "text/*") {
+      html = Math.max(html, weight);
+    }
+  }
+  return json > 0 && json >= html;
+}
+
+/**
+ * A size for people, in SI units like caddy's and Finder's listings: one
+ * decimal below 10, whole numbers above.
+ *
+ * @example formatSize(2_900_000) === "2.9 MB"
+ * @example formatSize(15_360) === "15 kB"
+ * @example formatSize(999) === "999 B"
+ */
+export function formatSize(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["kB", "MB", "GB", "TB", "PB", "EB"];
+  let value = bytes;
+  for (const unit of units) {
+    value /= 1000;
+    const shown = value < 9.95 ? value.toFixed(1) : String(Math.round(value));
+    // 999_999 B is "1000 kB" after rounding: say "1.0 MB" instead.
+    if (Number(shown) < 1000 || unit === units.at(-1)) {
+      return `${shown} ${unit}`;
+    }
+  }
+  throw new Error("unreachable");
+}
+
+/** One link of a listing's breadcrumb trail: a folder and its URL. */
+export interface Breadcrumb {
+  /** What the link shows: `/` for the served root, `name/` for a folder. */
+  label: string;
+  /** Absolute URL path of the folder, percent-encoded, ending in `/`. */
+  href: string;
+}
+
+/**
+ * The breadcrumb trail of a folder, from the served root (`urlRoot`, never
+ * above it) down to the folder itself. `relativePath` is decoded and starts
+ * with `/`.
+ *
+ * @example listingBreadcrumbs("", "/a b/c/")
+ * // => [{ label: "/", href: "/" }, { label: "a b/", href: "/a%20b/" }, { label: "c/", href: "/a%20b/c/" }]
+ */
+export function listingBreadcrumbs(
+  urlRoot: string,
+  relativePath: string,
+): Breadcrumb[] {
+  let href = urlRoot + "/";
+  const crumbs: Breadcrumb[] = [{ label: urlRoot + "/", href }];
+  for (const segment of relativePath.split("/")) {
+    if (segment === "" || segment === ".") continue;
+    href += encodeURIComponent(segment) + "/";
+    crumbs.push({ label: segment + "/", href });
+  }
+  return crumbs;
+}
+
+const NAME_ORDER = new Intl.Collator("en", { numeric: true });
+
+/**
+ * Sorts a listing in place: folders first, then by the chosen column; ties
+ * (and folders, when sorting by size) go by name, so the order is the same
+ * on every request. Names compare as people read them: `file2` before
+ * `file10`, and by code point when the collator calls them equal.
+ */
+export function sortListing(
+  entries: ListingEntry[],
+  { sort, order }: Pick<ListingQuery, "sort" | "order">,
+): ListingEntry[] {
+  const byName = (a: ListingEntry, b: ListingEntry) =>
+    NAME_ORDER.compare(a.name, b.name) ||
+    (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  const sign = order === "desc" ? -1 : 1;
+  return entries.sort((a, b) => {
+    if (a.isDirectory !== b.isDirectory) return a.isDirectory ? -1 : 1;
+    let primary = 0;
+    if (sort === "size" && !a.isDirectory) primary = a.size - b.size;
+    if (sort === "time") {
+      primary = (a.mtime?.getTime() ?? 0) - (b.mtime?.getTime() ?? 0);
+    }
+    if (sort === "name") primary = byName(a, b);
+    return sign * primary || byName(a, b);
+  });
+}
+
+/** Options of {@linkcode renderListing} and {@linkcode renderListingJson}. */
+export interface ListingOptions {
+  /** URL prefix of the served root (`""` or `/static`); breadcrumbs stop there. */
+  urlRoot?: string;
+  /** Order of the rows. @default {DEFAULT_LISTING_QUERY} */
+  query?: ListingQuery;
+  /** The folder had more than {@linkcode MAX_LISTING_ENTRIES} entries. */
+  truncated?: boolean;
+}
+
+/** `?sort=..&order=..` to keep on links to other folders; `""` for the default order. */
+function keptOrder({ sort, order }: ListingQuery): string {
+  return sort === DEFAULT_LISTING_QUERY.sort &&
+      order === DEFAULT_LISTING_QUERY.order
+    ? ""
+    : `?sort=${sort}&order=${order}`;
+}
+
+const LISTING_COLUMNS: {
+  key: ListingSortKey;
+  label: string;
+  first: "asc" | "desc";
+}[] = [
+  { key: "name", label: "Name", first: "asc" },
+  { key: "size", label: "Size", first: "desc" }, // biggest first, as people look for them
+  { key: "time", label: "Modified (UTC)", first: "desc" }, // newest first
+];
+
+/**
+ * Renders a directory listing page: breadcrumbs, a parent link (not at the
+ * served root), a table whose column headers sort it (plain links, so it
+ * works without JavaScript), human sizes and UTC dates, light and dark
+ * colours. Names are percent-encoded for the links and HTML-escaped for the
+ * text, as two separate steps (Python's http.server does the same): a file
+ * named `a"b<c>` shows as such and links to `a%22b%3Cc%3E`, and cannot inject
+ * markup either way. The page has no script, so a CSP without
+ * `script-src` is fine; it does need inline styles.
+ *
+ * @param relativePath the folder's path below the served root, decoded, ending in `/`
  *
  * @example renderListing("/docs/", [{ name: "a&b.txt", isDirectory: false, size: 3, mtime: null }])
- * // contains <a href="a%26b.txt">a&amp;b.txt</a>
+ * // contains <a href="a%26b.txt">...a&amp;b.txt...</a>
  */
 export function renderListing(
-  urlPath: string,
+  relativePath: string,
   entries: readonly ListingEntry[],
-  { parent = urlPath !== "/", truncated = false } = {},
+  options: ListingOptions = {},
 ): string {
-  const title = `Index of ${escapeHtml(urlPath)}`;
-  const rows = entries.map((entry) => {
-    const suffix = entry.isDirectory ? "/" : "";
-    const href = encodeURIComponent(entry.name) + suffix;
-    const size = entry.isDirectory ? "-" : String(entry.size);
-    const date = entry.mtime
-      ? entry.mtime.toISOString().replace("T", " ").slice(0, 19)
-      : "-";
-    return `<tr><td><a href="${escapeHtml(href)}">${
-      escapeHtml(entry.name + suffix)
-    }</a></td>` +
-      `<td class="size">${size}</td><td>${date}</td></tr>`;
+  const { urlRoot = "", query = DEFAULT_LISTING_QUERY, truncated = false } =
+    options;
+  const sorted = sortListing([...entries], query);
+  const keep = escapeHtml(keptOrder(query));
+  const crumbs = listingBreadcrumbs(urlRoot, relativePath);
+  const here = crumbs.at(-1)!;
+  const trail =
+    crumbs.slice(0, -1).map((crumb) =>
+      `<a href="${escapeHtml(crumb.href)}${keep}">${
+        escapeHtml(crumb.label)
+      }</a>`
+    ).join("") + `<span aria-current="page">${escapeHtml(here.label)}</span>`;
+
+  const headers = LISTING_COLUMNS.map(({ key, label, first }) => {
+    const current = query.sort === key;
+    const next = current ? (query.order === "asc" ? "desc" : "asc") : first;
+    const sortState = current
+      ? ` aria-sort="${query.order === "asc" ? "ascending" : "descending"}"`
+      : "";
+    const arrow = current
+      ? `<span class="arrow" aria-hidden="true">${
+        query.order === "asc" ? "▲" : "▼"
+      }</span>`
+      : "";
+    return `<th scope="col" class="${key}"${sortState}><a href="?sort=${key}&amp;order=${next}">${label}${arrow}<span class="vh">, sort ${
+      next === "asc" ? "ascending" : "descending"
+    }</span></a></th>`;
+  }).join("");
+
+  const rows = sorted.map((entry) => {
+    const slash = entry.isDirectory ? "/" : "";
+    const href = escapeHtml(encodeURIComponent(entry.name) + slash) +
+      (entry.isDirectory ? keep : "");
+    const size = entry.isDirectory
+      ? `<span aria-hidden="true">—</span><span class="vh">folder</span>`
+      : `<data value="${entry.size}">${formatSize(entry.size)}</data>`;
+    const time = entry.mtime === null
+      ? "—"
+      : `<time datetime="${entry.mtime.toISOString()}"><span>${
+        entry.mtime.toISOString().slice(0, 10)
+      }</span> <span>${entry.mtime.toISOString().slice(11, 16)}</span></time>`;
+    return `<tr><td class="name"><a href="${href}"><svg class="icon" aria-hidden="true"><use href="#${
+      entry.isDirectory ? "folder" : "file"
+    }"/></svg><span>${escapeHtml(entry.name + slash)}</span></a></td>` +
+      `<td class="size">${size}</td><td class="time">${time}</td></tr>`;
   });
-  if (parent) {
-    rows.unshift(`<tr><td><a href="../">../</a></td><td></td><td></td></tr>`);
+  if (crumbs.length > 1) {
+    rows.unshift(
+      `<tr><td class="name" colspan="3"><a href="../${keep}"><svg class="icon" aria-hidden="true"><use href="#up"/></svg><span>Parent folder</span></a></td></tr>`,
+    );
   }
+  const folders = sorted.filter((entry) => entry.isDirectory).length;
+  const files = sorted.length - folders;
+  const count = (n: number, word: string) =>
+    `${n} ${word}${n === 1 ? "" : "s"}`;
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${title}</title>
-<style>body{font-family:sans-serif;margin:2em}td{padding:0 1em 0 0}.size{text-align:right}</style>
+<meta name="color-scheme" content="light dark">
+<title>Index of ${escapeHtml(urlRoot + relativePath)}</title>
+<style>${LISTING_CSS}</style>
 </head>
 <body>
-<h1>${title}</h1>
+<main>
+<svg class="defs" width="0" height="0" aria-hidden="true"><symbol id="folder" viewBox="0 0 16 16"><path d="M1 3.5C1 2.7 1.7 2 2.5 2h3.6l1.5 1.5h5.9c.8 0 1.5.7 1.5 1.5v7.5c0 .8-.7 1.5-1.5 1.5h-11C1.7 14 1 13.3 1 12.5z"/></symbol><symbol id="file" viewBox="0 0 16 16"><path d="M3.5 1h5.8L13 4.7v9.8c0 .3-.2.5-.5.5h-9a.5.5 0 0 1-.5-.5v-13c0-.3.2-.5.5-.5zm5 1v3.5H12z"/></symbol><symbol id="up" viewBox="0 0 16 16"><path d="M8 2 2.5 7.5l1 1L7.3 4.7V14h1.4V4.7l3.8 3.8 1-1z"/></symbol></svg>
+<h1>Index of ${trail}</h1>
 <table>
-<tr><th>Name</th><th>Size</th><th>Modified (UTC)</th></tr>
+<thead><tr>${headers}</tr></thead>
+<tbody>
 ${rows.join("\n")}
+</tbody>
 </table>
-${
+<p class="summary">${count(folders, "folder")}, ${count(files, "file")}${
     truncated
-      ? `<p>Only the first ${MAX_LISTING_ENTRIES} entries are shown.</p>\n`
+      ? `. Only the first ${MAX_LISTING_ENTRIES} entries are shown.`
       : ""
-  }</body>
+  }</p>
+</main>
+</body>
 </html>
 `;
 }
 
 /**
- * Reads a directory for {@linkcode renderListing}: folders first, then by
- * name. Symlinks that {@linkcode resolveSafePath} would refuse are left out:
- * their links would be 404 and their sizes would leak.
+ * Light and dark colours, each at least 4.5:1 against its background
+ * (WCAG 2.1 1.4.3); rows at least 44 px tall for fingers; long names wrap
+ * instead of making a phone scroll sideways.
+ */
+const LISTING_CSS = [
+  ":root{color-scheme:light dark;--bg:#fff;--fg:#1f2328;--muted:#59636e;--link:#0550ae;--line:#d1d9e0;--hover:#f6f8fa}",
+  "@media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--muted:#9198a1;--link:#4493f8;--line:#3d444d;--hover:#151b23}}",
+  "*{box-sizing:border-box}",
+  "body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif}",
+  "main{max-width:60rem;margin:0 auto;padding:1rem}",
+  ".defs{position:absolute}",
+  "h1{font-size:1.25rem;font-weight:600;margin:.5rem 0 1rem;overflow-wrap:anywhere}",
+  "h1 a{display:inline-block;color:var(--link);padding:.25rem .375rem;margin:0 .125rem}",
+  // Fixed layout: the name column takes what the others leave, so a long
+  // name wraps instead of widening the table past a phone's screen.
+  "table{width:100%;border-collapse:collapse;table-layout:fixed}",
+  "th,td{padding:0;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}",
+  "th.size{width:5.5rem}th.time{width:11rem}td.time span{white-space:nowrap}",
+  "th a,td a{display:block;min-height:2.75rem;padding:.625rem .5rem;color:var(--link);text-decoration:none}",
+  "th a{color:var(--fg)}",
+  "td.name a{display:flex;gap:.5rem;overflow-wrap:anywhere}",
+  "td.size,td.time{padding:.625rem .5rem;color:var(--muted)}",
+  ".size,th.size a{text-align:right}",
+  "tbody tr:hover{background:var(--hover)}",
+  "a:hover span,a:focus span{text-decoration:underline}",
+  ".icon{flex:none;width:1.25rem;height:1.25rem;margin-top:.125rem;fill:var(--muted)}",
+  ".arrow{margin-left:.25rem;font-size:.75em}",
+  ".summary{color:var(--muted)}",
+  ".vh{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}",
+  "@media (max-width:30rem){main{padding:.5rem}th.size{width:4.75rem}th.time{width:6.5rem}}",
+].join("");
+
+/**
+ * The listing's own Content-Security-Policy: nothing may load or run but its
+ * one stylesheet (by hash) and the favicon. File names are escaped anyway;
+ * this is the second wall should an escaping bug ever let markup through.
+ */
+const LISTING_CSP = `default-src 'none'; style-src 'sha256-${
+  createHash("sha256").update(LISTING_CSS).digest("base64")
+}'; img-src 'self'; base-uri 'none'; form-action 'none'`;
+
+/** One entry of the JSON listing (`Accept: application/json` or `?format=json`). */
+export interface ListingJsonEntry {
+  name: string;
+  type: "file" | "directory";
+  /** Bytes; `null` for a folder. */
+  size: number | null;
+  /** ISO 8601 in UTC, or `null` when the filesystem has no date. */
+  mtime: string | null;
+  /** Absolute URL path, percent-encoded; folders end in `/`. */
+  url: string;
+}
+
+/**
+ * The same listing as JSON, in the same order:
+ * `{ path, truncated, entries: [{ name, type, size, mtime, url }] }`.
+ */
+export function renderListingJson(
+  relativePath: string,
+  entries: readonly ListingEntry[],
+  options: ListingOptions = {},
+): string {
+  const { urlRoot = "", query = DEFAULT_LISTING_QUERY, truncated = false } =
+    options;
+  const base = listingBreadcrumbs(urlRoot, relativePath).at(-1)!.href;
+  const rows: ListingJsonEntry[] = sortListing([...entries], query).map((
+    entry,
+  ) => ({
+    name: entry.name,
+    type: entry.isDirectory ? "directory" : "file",
+    size: entry.isDirectory ? null : entry.size,
+    mtime: entry.mtime?.toISOString() ?? null,
+    url: base + encodeURIComponent(entry.name) + (entry.isDirectory ? "/" : ""),
+  }));
+  return JSON.stringify({ path: base, truncated, entries: rows }) + "\n";
+}
+
+/** How many `stat` calls a listing runs at once. */
+const LISTING_STAT_CONCURRENCY = 32;
+
+/**
+ * Reads a directory for {@linkcode renderListing}. Left out: dotfiles
+ * (unless `showDotfiles`); symlinks that {@linkcode resolveSafePath} would
+ * refuse (their links would be 404 and their sizes would leak); `x.br` and
+ * `x.gz` beside their original `x`, which are served in its place, not as
+ * files of their own.
  */
 async function readListing(
   rootReal: string,
   dirPath: string,
   showDotfiles: boolean,
 ): Promise<{ entries: ListingEntry[]; truncated: boolean }> {
-  const entries: ListingEntry[] = [];
+  const found: Deno.DirEntry[] = [];
   let truncated = false;
   for await (const dirEntry of Deno.readDir(dirPath)) {
     if (!showDotfiles && dirEntry.name.startsWith(".")) continue;
-    if (entries.length >= MAX_LISTING_ENTRIES) {
+    if (found.length >= MAX_LISTING_ENTRIES) {
       truncated = true;
       break;
     }
-    try {
-      const path = join(dirPath, dirEntry.name);
-      if (
-        dirEntry.isSymlink &&
-        !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
-      ) {
-        continue;
-      }
-      const info = await Deno.stat(path);
-      entries.push({
-        name: dirEntry.name,
-        isDirectory: info.isDirectory,
-        size: info.size,
-        mtime: info.mtime,
-      });
-    } catch {
-      // A dangling symlink or a file removed meanwhile: leave it out.
-    }
+    found.push(dirEntry);
   }
-  entries.sort((a, b) =>
-    a.isDirectory !== b.isDirectory
-      ? (a.isDirectory ? -1 : 1)
-      : a.name < b.name
-      ? -1
-      : 1
+  const entries: (ListingEntry | null)[] = [];
+  for (let i = 0; i < found.length; i += LISTING_STAT_CONCURRENCY) {
+    const batch = found.slice(i, i + LISTING_STAT_CONCURRENCY);
+    entries.push(
+      ...await Promise.all(
+        batch.map((dirEntry) =>
+          statListingEntry(rootReal, dirPath, dirEntry, showDotfiles)
+        ),
+      ),
+    );
+  }
+  const files = new Set(
+    entries.filter((e) => e !== null && !e.isDirectory).map((e) => e!.name),
   );
-  return { entries, truncated };
+  return {
+    entries: entries.filter((entry): entry is ListingEntry =>
+      entry !== null && !isPrecompressedCopy(entry, files)
+    ),
+    truncated,
+  };
+}
+
+/** True for `x.br` or `x.gz` when the file `x` is listed too. */
+function isPrecompressedCopy(entry: ListingEntry, files: Set<string>): boolean {
+  const match = /^(.+)\.(br|gz)$/.exec(entry.name);
+  return !entry.isDirectory && match !== null && files.has(match[1]);
+}
+
+async function statListingEntry(
+  rootReal: string,
+  dirPath: string,
+  dirEntry: Deno.DirEntry,
+  showDotfiles: boolean,
+): Promise<ListingEntry | null> {
+  try {
+    const path = join(dirPath, dirEntry.name);
+    if (
+      dirEntry.isSymlink &&
+      !isServableRealPath(rootReal, await Deno.realPath(path), showDotfiles)
+    ) {
+      return null;
+    }
+    const info = await Deno.stat(path);
+    if (!info.isFile && !info.isDirectory) return null; // FIFOs, sockets, devices are never served
+    return {
+      name: dirEntry.name,
+      isDirectory: info.isDirectory,
+      size: info.size,
+      mtime: info.mtime,
+    };
+  } catch {
+    return null; // a dangling symlink or a file removed meanwhile: leave it out
+  }
+}
+
+/**
+ * Answers a folder URL with its listing: HTML, or JSON when the query says
+ * `format=json` or `Accept` prefers it. A bad `sort`, `order` or `format`
+ * is 400 with a line saying what is allowed.
+ */
+async function serveListing(
+  req: Request,
+  ctx: ServeContext,
+  relative: string,
+  dirPath: string,
+  search: string,
+): Promise<Response> {
+  const query = parseListingQuery(search);
+  if (typeof query === "string") {
+    const text = encoder.encode(`Bad Request: ${query}\n`);
+    return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
+  }
+  const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
+  const relativePath = decodeURIComponent(relative);
+  const options = { urlRoot: ctx.urlRoot, query, truncated: listing.truncated };
+  const json = query.format === "json" ||
+    (query.format === null && acceptsJsonListing(req.headers.get("accept")));
+  const body = json
+    ? renderListingJson(relativePath, listing.entries, options)
+    : renderListing(relativePath, listing.entries, options);
+  return bytesResponse(
+    200,
+    encoder.encode(body),
+    json ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
+    [
+      ["Vary", "Accept"],
+      ["Cache-Control", CACHE_CONTROL],
+      ...(json
+        ? []
+        : [["Content-Security-Policy", LISTING_CSP] as [string, string]]),
+      ...ctx.extra,
+    ],
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -1270,17 +1792,7 @@ async function serveUrlPath(
       if (index !== null) return await sendFile(req, ctx, pathname, index);
     }
     if (ctx.showDirListing) {
-      const listing = await readListing(
-        ctx.rootReal,
-        resolved.path,
-        ctx.showDotfiles,
-      );
-      const shownPath = decodeURIComponent(pathname);
-      const html = renderListing(shownPath, listing.entries, {
-        parent: relative !== "/",
-        truncated: listing.truncated,
-      });
-      return htmlResponse(200, html, ctx.extra);
+      return await serveListing(req, ctx, relative, resolved.path, search);
     }
     throw new HttpError(404, `directory without index: ${resolved.path}`);
   }
@@ -1312,15 +1824,20 @@ async function resolveIndex(
 async function sendFile(
   req: Request,
   ctx: ServeContext,
-  cacheKey: string,
+  urlPath: string,
   resolved: ResolvedPath,
 ): Promise<Response> {
   if (ctx.cache !== null && resolved.info.size <= ctx.cache.maxFileBytes) {
-    const entry = await ctx.cache.load(cacheKey, resolved);
-    return attachBody(
-      planFileResponse(req, entry.meta, ctx.extra),
-      entry.source,
-    );
+    try {
+      // A sliced string keeps the whole URL alive: count all of it.
+      const entry = await ctx.cache.load(urlPath, req.url.length, resolved);
+      return attachBody(
+        planFileResponse(req, entry.meta, ctx.extra),
+        entry.bodies.identity,
+      );
+    } catch (error) {
+      if (!(error instanceof FileTooBig)) throw error;
+    }
   }
   return await sendFileFromDisk(req, resolved.path, ctx.extra);
 }
@@ -1329,26 +1846,99 @@ async function sendFile(
 // The small-file cache: no system call at all on most requests
 // ---------------------------------------------------------------------------
 
-interface CacheEntry {
-  path: string;
+/** Most files the cache holds (one entry per real path, whatever the URL). */
+export const MAX_CACHE_ENTRIES = 4096;
+/** Most URL spellings remembered for the no-system-call fast path. */
+export const MAX_CACHE_ALIASES = 8192;
+/** Bytes the remembered URL spellings may take (keys plus overhead). */
+export const MAX_ALIAS_BYTES = 2 * 1024 * 1024;
+/** Longer URLs are still served from the cache, but never get a fast-path alias. */
+const MAX_ALIAS_URL_CHARS = 1024;
+/**
+ * What one entry costs beyond its body and key: its three prebuilt
+ * Responses, their header lists and the metadata (measured at about 2 KiB
+ * with `Deno.memoryUsage()` over 4,000 entries, rounded up).
+ */
+const ENTRY_OVERHEAD_BYTES = 3 * 1024;
+/** What one alias costs beyond its key: a Map slot and a small record. */
+const ALIAS_OVERHEAD_BYTES = 128;
+
+/**
+ * The identity of one version of a file, as `fstat` on an open handle tells
+ * it. Size and mtime alone miss an in-place edit that keeps both (`cp -p`,
+ * `rsync -t`, `touch -r`); the inode catches a rename over the file, ctime
+ * any write or `chmod`.
+ */
+interface FileVersion {
   size: number;
   mtimeMs: number;
-  ino: number | null;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+  /** Permission bits and owner: a `chmod` within ctime's second still shows. */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs &&
+    a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev &&
+    a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
+}
+
+/** One cached file, shared by every URL that leads to it. */
+interface CacheEntry {
+  /** The real path: the key of the entry. */
+  path: string;
+  version: FileVersion;
   meta: FileMeta;
-  source: MemorySource;
+  /**
+   * The bodies, one per content coding. Only identity so far; compressed
+   * bodies (br, gzip) belong here, made once when the entry is built, and
+   * their sizes go into `bytes`.
+   */
+  bodies: { identity: MemorySource };
+  /** What the entry costs the byte budget: bodies, key and overhead. */
+  bytes: number;
   checkedAt: number;
+  /**
+   * True while the file changed within the timestamp granularity of the
+   * read (ctime has whole seconds in Deno 2.9), so a later edit could keep
+   * every field of the version: the next revalidation compares the bytes,
+   * as git does for its "racily clean" entries.
+   */
+  racy: boolean;
+  /** URL spellings that lead here, dropped with the entry. */
+  aliases: Set<string>;
+}
+
+/** A URL spelling remembered for the fast path, and when it was last resolved. */
+interface Alias {
+  entry: CacheEntry;
+  checkedAt: number;
+  bytes: number;
 }
 
 /**
- * Small files kept in memory by URL path, with their headers computed once.
- * Like nginx's `open_file_cache`: an entry younger than `validMs` is served
- * with no system call at all; an older one goes through the full
- * {@linkcode resolveSafePath} again (so a file swapped for a symlink is
- * noticed) and is reread only if its size, mtime or inode changed.
+ * Small files kept in memory, one entry per real path, with their headers
+ * computed once. Like nginx's `open_file_cache`: a URL seen less than
+ * `validMs` ago is answered with no system call at all (the alias map);
+ * after that the URL goes through {@linkcode resolveSafePath} again (so a
+ * file swapped for a symlink is noticed) and the file is opened again as an
+ * uncached request would open it, so a file that became unreadable is
+ * dropped and answered 403, and one that changed (size, mtime, ctime,
+ * inode) is reread.
+ *
+ * Both maps are bounded in count and in bytes, keys and overhead counted:
+ * many spellings of one URL (`/%61.txt`, `/a%2etxt`, ...) cost one entry
+ * and a few bounded aliases, never a copy of the file each.
  */
 class FileCache {
   readonly #entries = new Map<string, CacheEntry>();
+  readonly #aliases = new Map<string, Alias>();
   #bytes = 0;
+  #aliasBytes = 0;
 
   constructor(
     readonly validMs: number,
@@ -1356,62 +1946,192 @@ class FileCache {
     readonly extra: readonly [string, string][],
   ) {}
 
-  /** The entry for a URL path if it was checked less than `validMs` ago. */
-  fresh(key: string, now: number): CacheEntry | undefined {
-    const entry = this.#entries.get(key);
-    return entry !== undefined && now - entry.checkedAt < this.validMs
-      ? entry
+  /** The entry a URL path led to, if that was found out less than `validMs` ago. */
+  fresh(urlPath: string, now: number): CacheEntry | undefined {
+    const alias = this.#aliases.get(urlPath);
+    return alias !== undefined && now - alias.checkedAt < this.validMs &&
+        now - alias.entry.checkedAt < this.validMs
+      ? alias.entry
       : undefined;
   }
 
-  /** Returns an up-to-date entry for a freshly resolved file, reading it if needed. */
-  async load(key: string, resolved: ResolvedPath): Promise<CacheEntry> {
-    const { path, info } = resolved;
-    const old = this.#entries.get(key);
-    const mtimeMs = info.mtime?.getTime() ?? NaN;
-    if (
-      old !== undefined && old.path === path && old.size === info.size &&
-      old.mtimeMs === mtimeMs && old.ino === info.ino
-    ) {
-      old.checkedAt = Date.now();
-      return old;
+  /**
+   * Returns an up-to-date entry for a file that `urlPath` resolved to just
+   * now, opening it as an uncached request would. Throws what that open
+   * throws (the entry is dropped first), or {@linkcode FileTooBig} when the
+   * file has grown past the cache's limit. `urlKeyCost` is what the URL
+   * string holds in memory (see {@linkcode createHandler}).
+   */
+  async load(
+    urlPath: string,
+    urlKeyCost: number,
+    resolved: ResolvedPath,
+  ): Promise<CacheEntry> {
+    const now = Date.now();
+    let entry = this.#entries.get(resolved.path);
+    const seen = entry !== undefined && now - entry.checkedAt < this.validMs &&
+      sameVersion(entry.version, versionOf(resolved.info));
+    if (!seen) entry = await this.#revalidate(resolved.path, entry);
+    this.#remember(urlPath, urlKeyCost, entry!, now);
+    return entry!;
+  }
+
+  /** Drops what a URL path led to (the file went away or became unsafe). */
+  forget(urlPath: string): void {
+    const alias = this.#aliases.get(urlPath);
+    if (alias !== undefined) this.#dropAlias(urlPath, alias);
+  }
+
+  /** Opens the file afresh and keeps, rereads or drops the entry. */
+  async #revalidate(
+    path: string,
+    old: CacheEntry | undefined,
+  ): Promise<CacheEntry> {
+    let file: OpenFile;
+    try {
+      file = await openRegularFile(path);
+    } catch (error) {
+      if (old !== undefined) this.#dropEntry(old);
+      throw error;
     }
-    const bytes = await Deno.readFile(path);
-    // If the file changed between stat and read, describe what we really read.
+    try {
+      const version = versionOf(file.info);
+      if (version.size > this.maxFileBytes) {
+        if (old !== undefined) this.#dropEntry(old);
+        throw new FileTooBig();
+      }
+      const checkedAt = Date.now();
+      if (old !== undefined && sameVersion(old.version, version)) {
+        if (!old.racy) {
+          old.checkedAt = checkedAt;
+          return old;
+        }
+        const bytes = await readWhole(file, version.size);
+        if (equalBytes(bytes, old.bodies.identity.bytes)) {
+          old.checkedAt = checkedAt;
+          old.racy = isRacy(version, checkedAt);
+          return old;
+        }
+      }
+      const bytes = await readWhole(file, version.size);
+      const entry = this.#build(path, version, file.info, bytes, checkedAt);
+      if (old !== undefined) this.#dropEntry(old);
+      this.#storeEntry(entry);
+      return entry;
+    } finally {
+      file.close();
+    }
+  }
+
+  #build(
+    path: string,
+    version: FileVersion,
+    info: Deno.FileInfo,
+    bytes: Uint8Array<ArrayBuffer>,
+    checkedAt: number,
+  ): CacheEntry {
+    // If the file changed between fstat and read, describe what we really
+    // read, and check again at the next request.
+    const complete = bytes.byteLength === version.size;
     const meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
-    const entry: CacheEntry = {
+    return {
       path,
-      size: bytes.byteLength,
-      mtimeMs,
-      ino: info.ino,
+      version,
       meta,
-      source: prepareMemorySource(bytes, meta, this.extra),
-      checkedAt: bytes.byteLength === info.size ? Date.now() : -Infinity,
+      bodies: { identity: prepareMemorySource(bytes, meta, this.extra) },
+      bytes: bytes.byteLength + path.length * 2 + ENTRY_OVERHEAD_BYTES,
+      checkedAt: complete ? checkedAt : -Infinity,
+      racy: isRacy(version, checkedAt),
+      aliases: new Set(),
     };
-    this.#store(key, entry);
-    return entry;
   }
 
-  /** Drops the entry for a URL path, if any. */
-  forget(key: string): void {
-    const entry = this.#entries.get(key);
-    if (entry !== undefined) {
-      this.#entries.delete(key);
-      this.#bytes -= entry.size;
+  #storeEntry(entry: CacheEntry): void {
+    // Map keeps insertion order, so the first entries are the oldest.
+    for (const old of this.#entries.values()) {
+      if (
+        this.#entries.size < MAX_CACHE_ENTRIES &&
+        this.#bytes + entry.bytes <= MAX_CACHE_BYTES
+      ) break;
+      this.#dropEntry(old);
     }
+    this.#entries.set(entry.path, entry);
+    this.#bytes += entry.bytes;
   }
 
-  #store(key: string, entry: CacheEntry): void {
-    this.forget(key);
-    // Map keeps insertion order, so the first keys are the oldest entries.
-    for (const [oldKey, oldEntry] of this.#entries) {
-      if (this.#bytes + entry.size <= MAX_CACHE_BYTES) break;
-      this.#entries.delete(oldKey);
-      this.#bytes -= oldEntry.size;
-    }
-    this.#entries.set(key, entry);
-    this.#bytes += entry.size;
+  #dropEntry(entry: CacheEntry): void {
+    if (this.#entries.get(entry.path) !== entry) return;
+    this.#entries.delete(entry.path);
+    this.#bytes -= entry.bytes;
+    for (const key of entry.aliases) this.forget(key);
   }
+
+  #remember(
+    urlPath: string,
+    urlKeyCost: number,
+    entry: CacheEntry,
+    now: number,
+  ): void {
+    this.forget(urlPath);
+    if (urlPath.length > MAX_ALIAS_URL_CHARS) return;
+    const bytes = urlKeyCost * 2 + ALIAS_OVERHEAD_BYTES;
+    for (const [oldKey, old] of this.#aliases) {
+      if (
+        this.#aliases.size < MAX_CACHE_ALIASES &&
+        this.#aliasBytes + bytes <= MAX_ALIAS_BYTES
+      ) break;
+      this.#dropAlias(oldKey, old);
+    }
+    this.#aliases.set(urlPath, { entry, checkedAt: now, bytes });
+    this.#aliasBytes += bytes;
+    entry.aliases.add(urlPath);
+  }
+
+  #dropAlias(key: string, alias: Alias): void {
+    this.#aliases.delete(key);
+    this.#aliasBytes -= alias.bytes;
+    alias.entry.aliases.delete(key);
+  }
+
+  /** Counts for tests and diagnostics. */
+  get stats(): { entries: number; aliases: number; bytes: number } {
+    return {
+      entries: this.#entries.size,
+      aliases: this.#aliases.size,
+      bytes: this.#bytes + this.#aliasBytes,
+    };
+  }
+}
+
+/** Thrown by {@linkcode FileCache.load} for a file that outgrew the cache. */
+class FileTooBig extends Error {}
+
+function versionOf(info: Deno.FileInfo): FileVersion {
+  return {
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? NaN,
+    ctimeMs: info.ctime?.getTime() ?? NaN,
+    ino: info.ino ?? 0,
+    dev: info.dev,
+    mode: info.mode ?? 0,
+    uid: info.uid ?? 0,
+    gid: info.gid ?? 0,
+  };
+}
+
+/** True when an edit could still come within the granularity of the timestamps. */
+function isRacy(version: FileVersion, readAt: number): boolean {
+  const changed = Math.max(version.mtimeMs, version.ctimeMs);
+  return !(readAt - changed > RACY_WINDOW_MS); // NaN (no timestamps) is racy too
+}
+
+/** Whole-second ctime plus the kernel's coarse clock (a few ms) plus margin. */
+const RACY_WINDOW_MS = 1100;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -1516,7 +2236,10 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     if (pathname === "/suggest") return suggestFood(search, extra);
     const entry = cache?.fresh(pathname, Date.now());
     if (entry !== undefined) {
-      return attachBody(planFileResponse(req, entry.meta, extra), entry.source);
+      return attachBody(
+        planFileResponse(req, entry.meta, extra),
+        entry.bodies.identity,
+      );
     }
     return serveFromRoot(req, ctx);
   };

@@ -58,6 +58,11 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** The script to run. @default {BOARD_SCRIPT} */
   script?: string;
+  /**
+   * Keep the per-client limits on. Off by default (`--rate-limit off`): these tests post
+   * many messages from one address, as a load test does. @default false
+   */
+  rateLimit?: boolean;
 }
 
 /**
@@ -67,10 +72,25 @@ export interface StartOptions {
 export async function startBoard(
   cwd: string,
   args: string[] = [],
-  { flags = BOARD_FLAGS, env = {}, script = BOARD_SCRIPT }: StartOptions = {},
+  {
+    flags = BOARD_FLAGS,
+    env = {},
+    script = BOARD_SCRIPT,
+    rateLimit = false,
+  }: StartOptions = {},
 ): Promise<BoardProcess> {
+  const limits = rateLimit ? [] : ["--rate-limit", "off"];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, script, "--port", "0", "--quiet", ...args],
+    args: [
+      "run",
+      ...flags,
+      script,
+      "--port",
+      "0",
+      "--quiet",
+      ...limits,
+      ...args,
+    ],
     cwd,
     env,
     stdout: "piped",

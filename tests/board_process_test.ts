@@ -74,6 +74,10 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
     key: undefined,
     quiet: false,
     help: false,
+    allowedHosts: [],
+    adminToken: undefined,
+    trustProxy: false,
+    rateLimit: true,
   });
   assert.deepEqual(
     parseCommandLine([
@@ -84,6 +88,12 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
       "--key=k",
       "--quiet",
       "--store=postgresql://u@h/d",
+      "--allowed-host=board.example",
+      "--allowed-host",
+      ".team.example",
+      "--admin-token=twelve-chars",
+      "--trust-proxy",
+      "--rate-limit=off",
     ]),
     {
       dataFile: "x.jsonl",
@@ -94,6 +104,10 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
       key: "k",
       quiet: true,
       help: false,
+      allowedHosts: ["board.example", ".team.example"],
+      adminToken: "twelve-chars",
+      trustProxy: true,
+      rateLimit: false,
     },
   );
   for (
@@ -105,6 +119,11 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
       ["--port", "1e3"],
       ["--key", "k"],
       ["--store", "mysql://x"],
+      ["--rate-limit", "no"],
+      ["--admin-token", "short"],
+      ["--allowed-host", "evil example"],
+      ["--allowed-host", "a/b"],
+      ["--allowed-host", ""],
     ]
   ) {
     assert.throws(

@@ -242,44 +242,7 @@ Deno.test("directories without index.html: 404 unless listing is on", async () =
   const listing = await dir(tree.root, "/sub/", {}, { showDirListing: true });
   assert.equal(listing.status, 200);
   const html = await listing.text();
-  assert.match(html, /<a href="b\.txt">b\.txt<\/a>/);
-  assert.match(html, /<td class="size">7<\/td>/);
-  assert.match(html, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
-  assert.match(html, /<a href="\.\.\/">/);
-});
-
-Deno.test("listing escapes names in text and encodes them in links", async () => {
-  await using tree = await makeTree();
-  const name = `"'<>&`;
-  await Deno.writeTextFile(`${tree.root}/${name}`, "tricky");
-  await Deno.mkdir(`${tree.root}/a dir`);
-  const res = await dir(tree.root, "/", {}, { showDirListing: true });
-  const html = await res.text();
-  assert.ok(!html.includes(name), "raw name must not appear");
-  assert.ok(html.includes(`>&quot;&#39;&lt;&gt;&amp;</a>`), "escaped text");
-  assert.ok(html.includes(`href="%22&#39;%3C%3E%26"`), "encoded link");
-  assert.ok(
-    html.includes(`href="a%20dir/">a dir/</a>`),
-    "folder link with slash",
-  );
-  assert.ok(
-    !html.includes(".secret") && !html.includes(".git"),
-    "dotfiles hidden",
-  );
-  assert.ok(!html.includes(`href="../"`), "no parent link at the root");
-  // The link, as a browser reads it, leads back to the file.
-  const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
-  const file = await dir(tree.root, `/${href}`);
-  assert.equal(await file.text(), "tricky");
-  assert.ok(html.includes(`href="link-in"`), "symlink inside listed");
-  for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
-    assert.ok(!html.includes(hidden), `${hidden} is refused, so not listed`);
-  }
-  const withDots = await dir(tree.root, "/", {}, {
-    showDirListing: true,
-    showDotfiles: true,
-  });
-  assert.ok((await withDots.text()).includes(`href=".secret"`));
+  assert.match(html, /<a href="b\.txt">/); // more in files_listing_test.ts
 });
 
 Deno.test("dotfiles: 404 unless showDotfiles", async () => {
