@@ -102,7 +102,8 @@ Deno.test({
       const refused = await fetch(new URL("api/messages", board.url), {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ text: "x".repeat(3000) }),
+        // Larger than what is left of the data file's last page, so it needs new pages.
+        body: JSON.stringify({ text: "é".repeat(4000) }),
       });
       assert.equal(refused.status, 503);
       await refused.body?.cancel();
@@ -162,7 +163,7 @@ Deno.test({
       const page = await fetch(board.url);
       assert.equal(page.status, 200);
       assert.match(await page.text(), /kept/);
-      const refused = await postJson(board.url, { text: "while full" });
+      const refused = await postJson(board.url, { text: "é".repeat(4000) });
       assert.equal(refused.status, 503);
       assert.deepEqual(
         await sideFiles(data),
