@@ -77,9 +77,6 @@ async function sideFiles(
   return files;
 }
 
-/** The board's flags for these tests: many posts from one client must not meet the rate limit. */
-const ARGS = ["--rate-limit", "off"];
-
 Deno.test({
   name:
     "disk: on a full disk posts get 503 with Retry-After, pages are served, and posts resume once space is free",
@@ -91,7 +88,7 @@ Deno.test({
     await using folder = await tempFolder();
     const data = join(folder.path, "data");
     await using _mount = await mountTmpfs(data, "256k");
-    const board = await startBoard(folder.path, ARGS);
+    const board = await startBoard(folder.path);
     try {
       assert.equal(
         (await postJson(board.url, { text: "before the disk filled" })).status,
@@ -158,7 +155,7 @@ Deno.test({
     );
     await fillDisk(join(data, "filler"));
 
-    const board = await startBoard(folder.path, ARGS);
+    const board = await startBoard(folder.path);
     try {
       const page = await fetch(board.url);
       assert.equal(page.status, 200);
