@@ -22,6 +22,8 @@
  * @module
  */
 
+import { constants as fsConstants, type Stats } from "node:fs";
+import { type FileHandle, open as fsOpen } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { Duplex } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
@@ -352,6 +354,132 @@ export function isServableRealPath(
 
 function isDotName(segment: string): boolean {
   return segment.startsWith(".") && segment !== ".";
+}
+
+/**
+ * The status for an error from a filesystem call made for a request. What
+ * the request asked for decides it, never the server's health: a name too
+ * long for the filesystem, a file used as a folder, a symlink loop or a
+ * path outside what Deno may read is a file that does not exist (404, as
+ * nginx answers the first three); no permission is 403; no descriptor left
+ * is 503 (the server is busy, the request is fine). Only the rest (EIO, a
+ * bug) is 500.
+ *
+ * @example statusForFsError(Object.assign(new Error(), { code: "ENAMETOOLONG" })) === 404
+ */
+export function statusForFsError(error: unknown): number {
+  if (error instanceof Deno.errors.NotCapable) return 404;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? FS_ERROR_STATUS[code] ?? 500 : 500;
+}
+
+const FS_ERROR_STATUS: Readonly<Record<string, number>> = {
+  ENOENT: 404,
+  ENOTDIR: 404,
+  EISDIR: 404,
+  ENAMETOOLONG: 404,
+  ELOOP: 404,
+  ENXIO: 404,
+  ENODEV: 404,
+  EACCES: 403,
+  EPERM: 403,
+  EILSEQ: 400,
+  EINVAL: 400,
+  EMFILE: 503,
+  ENFILE: 503,
+};
+
+/** A regular file opened by {@linkcode openRegularFile}, with its `fstat`. */
+export interface OpenFile {
+  /** The open handle (a real descriptor, read with `handle.read`). */
+  handle: FileHandle;
+  /** The stat of the open handle, so it describes exactly the bytes read. */
+  info: Deno.FileInfo;
+  /** Closes the handle; safe to call twice. */
+  close(): void;
+}
+
+/**
+ * Opens a path for reading only if it is a regular file, and never blocks.
+ * `Deno.open` on a FIFO waits for a writer (requests hang, and so does
+ * shutdown), and one on a device may wait too; a path checked with `stat`
+ * first can be swapped between the check and the open. So the open itself
+ * uses `O_NONBLOCK` (through `node:fs`: `Deno.open` takes no flags), which
+ * returns at once for a FIFO, and the type is checked on the open handle
+ * with `fstat`. `O_NOFOLLOW` refuses a final component that became a
+ * symlink after {@linkcode resolveSafePath} saw it. On a regular file,
+ * `O_NONBLOCK` changes nothing (reads from disk never return EAGAIN).
+ * Anything but a regular file is a 404.
+ */
+export async function openRegularFile(path: string): Promise<OpenFile> {
+  const handle = await fsOpen(path, OPEN_FLAGS);
+  let closed = false;
+  const close = () => {
+    if (!closed) {
+      closed = true;
+      handle.close().catch(() => {});
+    }
+  };
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new HttpError(404, `not a regular file: ${path}`);
+    }
+    return { handle, info: fileInfoFromStats(stats), close };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0) |
+  (fsConstants.O_NOFOLLOW ?? 0);
+
+/** Reads a whole small file from an open handle (fewer bytes if it shrank). */
+async function readWhole(
+  file: OpenFile,
+  size: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const bytes = new Uint8Array(size);
+  let done = 0;
+  while (done < size) {
+    const { bytesRead } = await file.handle.read(
+      bytes,
+      done,
+      size - done,
+      done,
+    );
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === size ? bytes : bytes.slice(0, done);
+}
+
+/** node:fs `Stats` as the `Deno.FileInfo` the rest of this file works with. */
+function fileInfoFromStats(stats: Stats): Deno.FileInfo {
+  return {
+    isFile: stats.isFile(),
+    isDirectory: stats.isDirectory(),
+    isSymlink: stats.isSymbolicLink(),
+    isBlockDevice: stats.isBlockDevice(),
+    isCharDevice: stats.isCharacterDevice(),
+    isFifo: stats.isFIFO(),
+    isSocket: stats.isSocket(),
+    size: stats.size,
+    mtime: stats.mtime,
+    atime: stats.atime,
+    birthtime: stats.birthtime,
+    ctime: stats.ctime,
+    dev: stats.dev,
+    ino: stats.ino,
+    mode: stats.mode,
+    nlink: stats.nlink,
+    uid: stats.uid,
+    gid: stats.gid,
+    rdev: stats.rdev,
+    blksize: stats.blksize,
+    blocks: stats.blocks,
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -849,6 +977,7 @@ const STATUS_TEXT: Record<number, string> = {
   416: "Range Not Satisfiable",
   421: "Misdirected Request",
   500: "Internal Server Error",
+  503: "Service Unavailable",
 };
 
 const encoder = new TextEncoder();
@@ -1141,8 +1270,7 @@ async function errorResponse(
 ): Promise<Response> {
   let status = 500;
   if (error instanceof HttpError) status = error.status;
-  else if (error instanceof Deno.errors.NotFound) status = 404;
-  else if (error instanceof Deno.errors.PermissionDenied) status = 403;
+  else status = statusForFsError(error);
   if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
     const detail = error instanceof HttpError ? error.message : error;
@@ -1154,7 +1282,11 @@ async function errorResponse(
   if (status === 404 && rootReal !== null) {
     return await notFoundResponse(rootReal, extra);
   }
-  return textResponse(status, extra);
+  // Out of descriptors (a connection flood): the client may try again soon.
+  const retry: [string, string][] = status === 503
+    ? [["Retry-After", "1"]]
+    : [];
+  return textResponse(status, extra, retry);
 }
 
 /** 404 with the site's own `404.html` as the body when the root has one. */
@@ -1760,16 +1892,19 @@ async function compressForCache(
     let copy: CompressedCopy | null = null;
     const sibling = onDisk.find((r) => r.coding === coding);
     if (sibling !== undefined && sibling.size! <= maxFileBytes) {
-      const file = await openPrecompressed(sibling.path!, sibling);
-      if (file !== null) {
+      try {
+        const file = await openRegularFile(sibling.path!);
         try {
-          const read = new Uint8Array(
-            await new Response(file.readable).arrayBuffer(),
-          );
-          copy = { coding, bytes: read, etag: sibling.etag };
-        } catch {
-          // Vanished while being read: compress ourselves.
+          // The open handle must still be the file that was found.
+          if (entityTag(file.info, `-${coding}`) === sibling.etag) {
+            const read = await readWhole(file, file.info.size);
+            copy = { coding, bytes: read, etag: sibling.etag };
+          }
+        } finally {
+          file.close();
         }
+      } catch {
+        // Vanished or replaced meanwhile: compress ourselves.
       }
     }
     if (copy === null) {
@@ -2055,15 +2190,20 @@ async function resolveIndex(
 async function sendFile(
   req: Request,
   ctx: ServeContext,
-  cacheKey: string,
+  urlPath: string,
   resolved: ResolvedPath,
 ): Promise<Response> {
   if (ctx.cache !== null && resolved.info.size <= ctx.cache.maxFileBytes) {
-    const entry = await ctx.cache.load(cacheKey, resolved);
-    return attachBody(
-      planFileResponse(req, entry.meta, ctx.extra),
-      entry.source,
-    );
+    try {
+      // A sliced string keeps the whole URL alive: count all of it.
+      const entry = await ctx.cache.load(urlPath, req.url.length, resolved);
+      return attachBody(
+        planFileResponse(req, entry.meta, ctx.extra),
+        entry.source,
+      );
+    } catch (error) {
+      if (!(error instanceof FileTooBig)) throw error;
+    }
   }
   return await sendFileFromDisk(req, resolved.path, ctx.extra, ctx.compress);
 }
@@ -2072,28 +2212,98 @@ async function sendFile(
 // The small-file cache: no system call at all on most requests
 // ---------------------------------------------------------------------------
 
-interface CacheEntry {
-  path: string;
+/** Most files the cache holds (one entry per real path, whatever the URL). */
+export const MAX_CACHE_ENTRIES = 4096;
+/** Most URL spellings remembered for the no-system-call fast path. */
+export const MAX_CACHE_ALIASES = 8192;
+/** Bytes the remembered URL spellings may take (keys plus overhead). */
+export const MAX_ALIAS_BYTES = 2 * 1024 * 1024;
+/** Longer URLs are still served from the cache, but never get a fast-path alias. */
+const MAX_ALIAS_URL_CHARS = 1024;
+/**
+ * What one entry costs beyond its body and key: its three prebuilt
+ * Responses, their header lists and the metadata (measured at about 2 KiB
+ * with `Deno.memoryUsage()` over 4,000 entries, rounded up).
+ */
+const ENTRY_OVERHEAD_BYTES = 3 * 1024;
+/** What one alias costs beyond its key: a Map slot and a small record. */
+const ALIAS_OVERHEAD_BYTES = 128;
+
+/**
+ * The identity of one version of a file, as `fstat` on an open handle tells
+ * it. Size and mtime alone miss an in-place edit that keeps both (`cp -p`,
+ * `rsync -t`, `touch -r`); the inode catches a rename over the file, ctime
+ * any write or `chmod`.
+ */
+interface FileVersion {
   size: number;
   mtimeMs: number;
-  ino: number | null;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+  /** Permission bits and owner: a `chmod` within ctime's second still shows. */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs &&
+    a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev &&
+    a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
+}
+
+/** One cached file, shared by every URL that leads to it. */
+interface CacheEntry {
+  /** The real path: the key of the entry. */
+  path: string;
+  version: FileVersion;
   meta: FileMeta;
+  /**
+   * The bodies, one per content coding: the file and its br and gzip
+   * copies, made once when the entry is built.
+   */
   source: MemorySource;
-  /** Bytes held: the file and its compressed copies. */
-  heldBytes: number;
+  /** What the entry costs the byte budget: bodies, key and overhead. */
+  bytes: number;
   checkedAt: number;
+  /**
+   * True while the file changed within the timestamp granularity of the
+   * read (ctime has whole seconds in Deno 2.9), so a later edit could keep
+   * every field of the version: the next revalidation compares the bytes,
+   * as git does for its "racily clean" entries.
+   */
+  racy: boolean;
+  /** URL spellings that lead here, dropped with the entry. */
+  aliases: Set<string>;
+}
+
+/** A URL spelling remembered for the fast path, and when it was last resolved. */
+interface Alias {
+  entry: CacheEntry;
+  checkedAt: number;
+  bytes: number;
 }
 
 /**
- * Small files kept in memory by URL path, with their headers computed once.
- * Like nginx's `open_file_cache`: an entry younger than `validMs` is served
- * with no system call at all; an older one goes through the full
- * {@linkcode resolveSafePath} again (so a file swapped for a symlink is
- * noticed) and is reread only if its size, mtime or inode changed.
+ * Small files kept in memory, one entry per real path, with their headers
+ * computed once. Like nginx's `open_file_cache`: a URL seen less than
+ * `validMs` ago is answered with no system call at all (the alias map);
+ * after that the URL goes through {@linkcode resolveSafePath} again (so a
+ * file swapped for a symlink is noticed) and the file is opened again as an
+ * uncached request would open it, so a file that became unreadable is
+ * dropped and answered 403, and one that changed (size, mtime, ctime,
+ * inode) is reread.
+ *
+ * Both maps are bounded in count and in bytes, keys and overhead counted:
+ * many spellings of one URL (`/%61.txt`, `/a%2etxt`, ...) cost one entry
+ * and a few bounded aliases, never a copy of the file each.
  */
 class FileCache {
   readonly #entries = new Map<string, CacheEntry>();
+  readonly #aliases = new Map<string, Alias>();
   #bytes = 0;
+  #aliasBytes = 0;
 
   constructor(
     readonly validMs: number,
@@ -2102,28 +2312,99 @@ class FileCache {
     readonly compress: boolean,
   ) {}
 
-  /** The entry for a URL path if it was checked less than `validMs` ago. */
-  fresh(key: string, now: number): CacheEntry | undefined {
-    const entry = this.#entries.get(key);
-    return entry !== undefined && now - entry.checkedAt < this.validMs
-      ? entry
+  /** The entry a URL path led to, if that was found out less than `validMs` ago. */
+  fresh(urlPath: string, now: number): CacheEntry | undefined {
+    const alias = this.#aliases.get(urlPath);
+    return alias !== undefined && now - alias.checkedAt < this.validMs &&
+        now - alias.entry.checkedAt < this.validMs
+      ? alias.entry
       : undefined;
   }
 
-  /** Returns an up-to-date entry for a freshly resolved file, reading it if needed. */
-  async load(key: string, resolved: ResolvedPath): Promise<CacheEntry> {
-    const { path, info } = resolved;
-    const old = this.#entries.get(key);
-    const mtimeMs = info.mtime?.getTime() ?? NaN;
-    if (
-      old !== undefined && old.path === path && old.size === info.size &&
-      old.mtimeMs === mtimeMs && old.ino === info.ino
-    ) {
-      old.checkedAt = Date.now();
-      return old;
+  /**
+   * Returns an up-to-date entry for a file that `urlPath` resolved to just
+   * now, opening it as an uncached request would. Throws what that open
+   * throws (the entry is dropped first), or {@linkcode FileTooBig} when the
+   * file has grown past the cache's limit. `urlKeyCost` is what the URL
+   * string holds in memory (see {@linkcode createHandler}).
+   */
+  async load(
+    urlPath: string,
+    urlKeyCost: number,
+    resolved: ResolvedPath,
+  ): Promise<CacheEntry> {
+    const now = Date.now();
+    let entry = this.#entries.get(resolved.path);
+    const seen = entry !== undefined && now - entry.checkedAt < this.validMs &&
+      sameVersion(entry.version, versionOf(resolved.info));
+    if (!seen) entry = await this.#revalidate(resolved.path, entry);
+    this.#remember(urlPath, urlKeyCost, entry!, now);
+    return entry!;
+  }
+
+  /** Drops what a URL path led to (the file went away or became unsafe). */
+  forget(urlPath: string): void {
+    const alias = this.#aliases.get(urlPath);
+    if (alias !== undefined) this.#dropAlias(urlPath, alias);
+  }
+
+  /** Opens the file afresh and keeps, rereads or drops the entry. */
+  async #revalidate(
+    path: string,
+    old: CacheEntry | undefined,
+  ): Promise<CacheEntry> {
+    let file: OpenFile;
+    try {
+      file = await openRegularFile(path);
+    } catch (error) {
+      if (old !== undefined) this.#dropEntry(old);
+      throw error;
     }
-    const bytes = await Deno.readFile(path);
-    // If the file changed between stat and read, describe what we really read.
+    try {
+      const version = versionOf(file.info);
+      if (version.size > this.maxFileBytes) {
+        if (old !== undefined) this.#dropEntry(old);
+        throw new FileTooBig();
+      }
+      const checkedAt = Date.now();
+      if (old !== undefined && sameVersion(old.version, version)) {
+        if (!old.racy) {
+          old.checkedAt = checkedAt;
+          return old;
+        }
+        const bytes = await readWhole(file, version.size);
+        if (equalBytes(bytes, old.source.bytes)) {
+          old.checkedAt = checkedAt;
+          old.racy = isRacy(version, checkedAt);
+          return old;
+        }
+      }
+      const bytes = await readWhole(file, version.size);
+      const entry = await this.#build(
+        path,
+        version,
+        file.info,
+        bytes,
+        checkedAt,
+      );
+      if (old !== undefined) this.#dropEntry(old);
+      this.#storeEntry(entry);
+      return entry;
+    } finally {
+      file.close();
+    }
+  }
+
+  async #build(
+    path: string,
+    version: FileVersion,
+    info: Deno.FileInfo,
+    bytes: Uint8Array<ArrayBuffer>,
+    checkedAt: number,
+  ): Promise<CacheEntry> {
+    // If the file changed between fstat and read, describe what we really
+    // read, and check again at the next request.
+    const complete = bytes.byteLength === version.size;
     let meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
     let copies: CompressedCopy[] = [];
     if (this.compress && isCompressible(meta.contentType)) {
@@ -2131,42 +2412,107 @@ class FileCache {
       copies = await compressForCache(path, info, bytes, this.maxFileBytes);
     }
     const prepared = prepareMemoryFile(bytes, meta, copies, this.extra);
-    const entry: CacheEntry = {
+    const held = copies.reduce(
+      (n, c) => n + c.bytes.byteLength,
+      bytes.byteLength,
+    );
+    return {
       path,
-      size: bytes.byteLength,
-      mtimeMs,
-      ino: info.ino,
+      version,
       ...prepared,
-      heldBytes: copies.reduce(
-        (n, c) => n + c.bytes.byteLength,
-        bytes.byteLength,
-      ),
-      checkedAt: bytes.byteLength === info.size ? Date.now() : -Infinity,
+      bytes: held + path.length * 2 + ENTRY_OVERHEAD_BYTES,
+      checkedAt: complete ? checkedAt : -Infinity,
+      racy: isRacy(version, checkedAt),
+      aliases: new Set(),
     };
-    this.#store(key, entry);
-    return entry;
   }
 
-  /** Drops the entry for a URL path, if any. */
-  forget(key: string): void {
-    const entry = this.#entries.get(key);
-    if (entry !== undefined) {
-      this.#entries.delete(key);
-      this.#bytes -= entry.heldBytes;
+  #storeEntry(entry: CacheEntry): void {
+    // Map keeps insertion order, so the first entries are the oldest.
+    for (const old of this.#entries.values()) {
+      if (
+        this.#entries.size < MAX_CACHE_ENTRIES &&
+        this.#bytes + entry.bytes <= MAX_CACHE_BYTES
+      ) break;
+      this.#dropEntry(old);
     }
+    this.#entries.set(entry.path, entry);
+    this.#bytes += entry.bytes;
   }
 
-  #store(key: string, entry: CacheEntry): void {
-    this.forget(key);
-    // Map keeps insertion order, so the first keys are the oldest entries.
-    for (const [oldKey, oldEntry] of this.#entries) {
-      if (this.#bytes + entry.heldBytes <= MAX_CACHE_BYTES) break;
-      this.#entries.delete(oldKey);
-      this.#bytes -= oldEntry.heldBytes;
-    }
-    this.#entries.set(key, entry);
-    this.#bytes += entry.heldBytes;
+  #dropEntry(entry: CacheEntry): void {
+    if (this.#entries.get(entry.path) !== entry) return;
+    this.#entries.delete(entry.path);
+    this.#bytes -= entry.bytes;
+    for (const key of entry.aliases) this.forget(key);
   }
+
+  #remember(
+    urlPath: string,
+    urlKeyCost: number,
+    entry: CacheEntry,
+    now: number,
+  ): void {
+    this.forget(urlPath);
+    if (urlPath.length > MAX_ALIAS_URL_CHARS) return;
+    const bytes = urlKeyCost * 2 + ALIAS_OVERHEAD_BYTES;
+    for (const [oldKey, old] of this.#aliases) {
+      if (
+        this.#aliases.size < MAX_CACHE_ALIASES &&
+        this.#aliasBytes + bytes <= MAX_ALIAS_BYTES
+      ) break;
+      this.#dropAlias(oldKey, old);
+    }
+    this.#aliases.set(urlPath, { entry, checkedAt: now, bytes });
+    this.#aliasBytes += bytes;
+    entry.aliases.add(urlPath);
+  }
+
+  #dropAlias(key: string, alias: Alias): void {
+    this.#aliases.delete(key);
+    this.#aliasBytes -= alias.bytes;
+    alias.entry.aliases.delete(key);
+  }
+
+  /** Counts for tests and diagnostics. */
+  get stats(): { entries: number; aliases: number; bytes: number } {
+    return {
+      entries: this.#entries.size,
+      aliases: this.#aliases.size,
+      bytes: this.#bytes + this.#aliasBytes,
+    };
+  }
+}
+
+/** Thrown by {@linkcode FileCache.load} for a file that outgrew the cache. */
+class FileTooBig extends Error {}
+
+function versionOf(info: Deno.FileInfo): FileVersion {
+  return {
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? NaN,
+    ctimeMs: info.ctime?.getTime() ?? NaN,
+    ino: info.ino ?? 0,
+    dev: info.dev,
+    mode: info.mode ?? 0,
+    uid: info.uid ?? 0,
+    gid: info.gid ?? 0,
+  };
+}
+
+/** True when an edit could still come within the granularity of the timestamps. */
+function isRacy(version: FileVersion, readAt: number): boolean {
+  const changed = Math.max(version.mtimeMs, version.ctimeMs);
+  return !(readAt - changed > RACY_WINDOW_MS); // NaN (no timestamps) is racy too
+}
+
+/** Whole-second ctime plus the kernel's coarse clock (a few ms) plus margin. */
+const RACY_WINDOW_MS = 1100;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -2272,7 +2618,10 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     if (pathname === "/suggest") return suggestFood(search, extra);
     const entry = cache?.fresh(pathname, Date.now());
     if (entry !== undefined) {
-      return attachBody(planFileResponse(req, entry.meta, extra), entry.source);
+      return attachBody(
+        planFileResponse(req, entry.meta, extra),
+        entry.source,
+      );
     }
     return serveFromRoot(req, ctx);
   };
