@@ -2573,9 +2573,11 @@ function renderPage(title: string, bodyHtml: string): string {
 <link rel="stylesheet" href="/style.css">
 </head>
 <body>
+<main>
 <h1>${escapeHtml(title)}</h1>
 ${bodyHtml}
 <p><a href="/form.html">Back to the form</a> · <a href="/">Home</a></p>
+</main>
 </body>
 </html>
 `;
@@ -2748,6 +2750,8 @@ Options:
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
+  --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
+                      more than 1 needs --unstable-net and read permission for this script
   --help              show this help
 `;
 
@@ -2767,6 +2771,7 @@ export function parseCommandLine(args: string[]) {
       cert: { type: "string" },
       key: { type: "string" },
       quiet: { type: "boolean", default: false },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -2782,12 +2787,13 @@ export function parseCommandLine(args: string[]) {
     throw new TypeError("--cert and --key go together");
   }
   parseHeaderLines(values.header); // fail at start-up, not on the first request
-  return { ...values, port };
+  return { ...values, port, workers: parseWorkerCount(values.workers) };
 }
 
 /** Builds the handler from the flags and starts `Deno.serve`; prints the real address. */
 async function startServer(
   flags: ReturnType<typeof parseCommandLine>,
+  listen: ListenOptions = {},
 ): Promise<Deno.HttpServer<Deno.NetAddr>> {
   const handler = createHandler({
     fsRoot: flags.root,
@@ -2808,12 +2814,237 @@ async function startServer(
     hostname: flags.hostname,
     port: flags.port,
     ...tls,
-    onListen({ hostname, port }) {
-      const scheme = flags.cert ? "https" : "http";
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.log(`Serving ${flags.root} on ${scheme}://${host}:${port}/`);
-    },
+    reusePort: listen.reusePort,
+    onListen: listen.onListen ??
+      ((address) => console.log(servingLine(flags, address))),
   }, handler);
+}
+
+/** How {@linkcode startServer} listens, beyond the flags. */
+interface ListenOptions {
+  /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). */
+  reusePort?: boolean;
+  /** Called with the real address; by default prints the "Serving ..." line. */
+  onListen?: (address: Deno.NetAddr) => void;
+}
+
+/** `Serving ./static on http://127.0.0.1:8080/`, the line tests and people look for. */
+function servingLine(
+  flags: ReturnType<typeof parseCommandLine>,
+  { hostname, port }: Deno.NetAddr,
+  workers = 1,
+): string {
+  const scheme = flags.cert ? "https" : "http";
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  return `Serving ${flags.root} on ${scheme}://${host}:${port}/` +
+    (workers > 1 ? ` with ${workers} workers` : "");
+}
+
+// ---------------------------------------------------------------------------
+// All cores: the same module in several Workers, all listening on one port
+// ---------------------------------------------------------------------------
+//
+// Deno 2.9 runs JavaScript on one thread per isolate. `deno serve --parallel`
+// would use every core, but only for a module with `export default { fetch }`,
+// and that export makes a plain `deno run` print "Detected export default
+// { fetch }, did you mean to run deno serve?" (the runtime cannot tell a
+// script which command started it: denoland/deno#29447). So `--workers N`
+// starts N Workers of this very file instead; each runs the usual server
+// with `reusePort` (SO_REUSEPORT), and the kernel spreads new connections
+// over them. The main thread only starts, watches and stops them. Each
+// Worker has its own small-file cache.
+
+/** The most Workers `--workers` starts; more threads than cores only cost memory. */
+export const MAX_WORKERS = 64;
+
+/** How long a crashed Worker waits before it is started again. */
+const WORKER_RESTART_MS = 1000;
+
+/**
+ * Reads `--workers`: a whole number from 1 to {@linkcode MAX_WORKERS}, or
+ * `auto` for one per core (`navigator.hardwareConcurrency`).
+ *
+ * @example parseWorkerCount("4") === 4
+ */
+export function parseWorkerCount(value: string): number {
+  if (value === "auto") {
+    return Math.min(MAX_WORKERS, Math.max(1, navigator.hardwareConcurrency));
+  }
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) {
+    throw new TypeError(
+      `--workers must be a number from 1 to ${MAX_WORKERS} or auto, got ${value}`,
+    );
+  }
+  return count;
+}
+
+/** Messages between the main thread and a server Worker. */
+type ToWorker =
+  | { type: "start"; flags: ReturnType<typeof parseCommandLine> }
+  | { type: "shutdown" };
+type FromWorker =
+  | { type: "listening"; address: Deno.NetAddr }
+  | { type: "failed"; message: string }
+  | { type: "stopped" };
+
+/** True inside a Worker, where `import.meta.main` is true for its own module as well. */
+function isWorkerThread(): boolean {
+  return "WorkerGlobalScope" in globalThis;
+}
+
+/**
+ * The Worker's side: start the server the main thread describes (same
+ * flags, `reusePort`, no "Serving" line of its own), report its address,
+ * and stop it gracefully when told.
+ */
+function runServerWorker(): void {
+  const scope = globalThis as unknown as {
+    onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+    postMessage(message: FromWorker): void;
+    close(): void;
+  };
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  scope.onmessage = async ({ data }) => {
+    if (data.type === "shutdown") {
+      if (server === null) scope.close();
+      else await server.shutdown();
+      return;
+    }
+    try {
+      server = await startServer(data.flags, {
+        reusePort: true,
+        onListen: (address) =>
+          scope.postMessage({ type: "listening", address }),
+      });
+    } catch (error) {
+      scope.postMessage({ type: "failed", message: (error as Error).message });
+      return;
+    }
+    try {
+      await server.finished;
+      scope.postMessage({ type: "stopped" });
+    } catch (error) {
+      // The listener failed (out of descriptors, say): the main thread starts
+      // another Worker in this one's place.
+      scope.postMessage({ type: "failed", message: (error as Error).message });
+    }
+    scope.close();
+  };
+}
+
+/**
+ * The main thread's side of `--workers N`: start the first Worker (on port
+ * 0 it picks the port), then the others on the same port; print one
+ * "Serving" line; restart a Worker that crashes; on Ctrl-C or SIGTERM ask
+ * each to shut down gracefully and exit when all have.
+ */
+async function serveOnWorkers(
+  flags: ReturnType<typeof parseCommandLine>,
+): Promise<void> {
+  // Without the flag, Deno.serve's reusePort exits the process with a
+  // message about Deno.listen, and without read access to this file each
+  // Worker dies loading it: say what to do instead. (`Deno.listenDatagram`
+  // exists only under --unstable-net.)
+  const script = new URL(import.meta.url);
+  const readable = script.protocol !== "file:" ||
+    Deno.permissions.querySync({ name: "read", path: script }).state ===
+      "granted";
+  if (!("listenDatagram" in Deno) || !readable) {
+    console.error(
+      `server_files: --workers ${flags.workers} needs --unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno}) and read permission for ${script.pathname} (Workers load it from disk)`,
+    );
+    Deno.exit(2);
+  }
+  const running = new Set<Worker>();
+  let stopping = false;
+  let finished: () => void = () => {};
+  const allStopped = new Promise<void>((resolve) => (finished = resolve));
+
+  // The port the Workers share: the real one once the first listens (on
+  // port 0 it picks one), so later Workers and replacements join it.
+  let port = flags.port;
+
+  /** Starts one Worker; resolves with its address once it listens. */
+  const startWorker = (): Promise<Deno.NetAddr> =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(import.meta.url, {
+        type: "module",
+        name: `server_files worker ${running.size + 1}`,
+      });
+      running.add(worker);
+      let listening = false;
+      const gone = () => {
+        worker.terminate();
+        running.delete(worker);
+        if (stopping && running.size === 0) finished();
+      };
+      const failed = (message: string) => {
+        gone();
+        if (!listening) return reject(new Error(message));
+        console.error(`server_files: a worker failed: ${message}`);
+        restartWorker();
+      };
+      worker.onmessage = ({ data }: MessageEvent<FromWorker>) => {
+        if (data.type === "listening") {
+          listening = true;
+          resolve(data.address);
+        } else if (data.type === "failed") failed(data.message);
+        else gone();
+      };
+      worker.onerror = (event) => {
+        // An uncaught error in a Worker would otherwise end the process.
+        event.preventDefault();
+        failed(event.message);
+      };
+      const start: ToWorker = { type: "start", flags: { ...flags, port } };
+      worker.postMessage(start);
+    });
+
+  /** Starts a Worker in place of one that failed, trying again until one listens. */
+  const restartWorker = () => {
+    setTimeout(() => {
+      if (stopping) return;
+      startWorker().catch((error) => {
+        console.error(`server_files: restarting a worker: ${error.message}`);
+        restartWorker();
+      });
+    }, WORKER_RESTART_MS);
+  };
+
+  let address: Deno.NetAddr;
+  try {
+    address = await startWorker();
+    port = address.port;
+    await Promise.all(
+      Array.from({ length: flags.workers - 1 }, () => startWorker()),
+    );
+  } catch (error) {
+    const hint = /in use/i.test((error as Error).message)
+      ? " (--port 0 picks a free port)"
+      : "";
+    console.error(
+      `server_files: cannot start: ${(error as Error).message}${hint}`,
+    );
+    for (const worker of running) worker.terminate();
+    Deno.exit(1);
+  }
+  console.log(servingLine(flags, address, flags.workers));
+
+  const shutdown = () => {
+    console.log("Shutting down...");
+    Deno.removeSignalListener("SIGINT", shutdown);
+    Deno.removeSignalListener("SIGTERM", shutdown);
+    stopping = true;
+    if (running.size === 0) finished();
+    for (const worker of running) {
+      worker.postMessage({ type: "shutdown" } satisfies ToWorker);
+    }
+  };
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+  await allStopped;
+  console.log("Server stopped.");
 }
 
 async function main(): Promise<void> {
@@ -2828,6 +3059,7 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  if (flags.workers > 1) return await serveOnWorkers(flags);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = await startServer(flags);
@@ -2857,5 +3089,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
-  await main();
+  // A Worker's module is its main module too: there, wait to be told what to serve.
+  if (isWorkerThread()) runServerWorker();
+  else await main();
 }
