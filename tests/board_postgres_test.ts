@@ -270,8 +270,8 @@ Deno.test({
       const cleared = collectEvents(b, 1);
       await a.clearMessages();
       await cleared;
-      const four = await a.appendMessage({ text: "four" });
       const restored = collectEvents(b, 2); // message four, then the restore
+      const four = await a.appendMessage({ text: "four" });
       assert.deepEqual(await a.restoreNewestArchive(), { restored: 2 });
       assert.deepEqual((await restored).at(-1), {
         type: "restore",
