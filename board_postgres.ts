@@ -1,15 +1,21 @@
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG*
 /**
- * PostgreSQL storage for `message_board.ts`, so that several board processes, on one machine or
- * many, serve one board.
+ * The message board on PostgreSQL, so that several board processes, on one machine or many,
+ * serve one board. This file is that mode's entry point; it imports `message_board.ts` (the
+ * page, the HTTP handling, the command line), never the reverse, so the file board needs
+ * neither this file nor the driver (`npm:postgres`, at an exact version, in `deno.lock`).
  *
- * The board imports this file only when it is started with `--store postgres://...` (or the
- * `DATABASE_URL` environment variable), so the default file mode loads neither this file nor
- * the driver (`npm:postgres`, at an exact version, recorded in `deno.lock`).
+ * ```sh
+ * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://board@127.0.0.1:5432/board [--port 8080] [--hostname 127.0.0.1] [--quiet]
+ * ```
+ *
+ * It takes message_board.ts's options (`--help` lists them), with `--store URL` (or the
+ * `DATABASE_URL` environment variable) in place of `--data`.
  *
  * What it keeps from the file store:
  * - a post is acknowledged only after its transaction has committed, that is, after
  *   PostgreSQL has flushed it to its write-ahead log; posts that arrive together share one
- *   transaction (group commit);
+ *   transaction (group commit, with the board's own {@linkcode WriteQueue});
  * - clearing never destroys data: the messages move to the `board_archive` table in one
  *   transaction;
  * - validation and limits stay in the board; this file stores what it is given.
@@ -31,12 +37,17 @@ import postgres from "npm:postgres@3.4.7";
 import {
   type BoardEvent,
   type ClearResult,
+  CommandLineError,
+  EventFanOut,
   type Message,
   type MessagePage,
   type MessageStore,
   type NewMessage,
   type PageQuery,
+  runCommandLine,
+  StartupError,
   StoreUnavailableError,
+  WriteQueue,
 } from "./message_board.ts";
 
 // The board's types, re-exported so this module's documentation is complete on its own.
@@ -56,8 +67,6 @@ const CHANNEL = "board_events";
 const CONNECT_TIMEOUT_S = 5;
 /** Connections per process for queries (the LISTEN connection is one more). */
 const MAX_CONNECTIONS = 10;
-/** Most posts written in one transaction (group commit). */
-const MAX_BATCH_MESSAGES = 1000;
 /** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
 /** Milliseconds between reads for changes when no note has come (LISTEN is the fast path). */
@@ -115,13 +124,6 @@ interface MessageRow {
   posted_at: Date;
 }
 
-/** A post waiting for the next transaction. */
-interface PendingPost {
-  input: NewMessage;
-  resolve: (message: Message) => void;
-  reject: (error: unknown) => void;
-}
-
 /**
  * Connects to `url` (`postgres://user:password@host:port/database`), creates the tables when
  * missing and starts listening for changes from other processes. Throws
@@ -169,9 +171,14 @@ export async function openPostgresStore(
  * queue up and are written in batches by one loop, as in the file store.
  */
 class PostgresStore implements MessageStore {
-  #pending: PendingPost[] = [];
-  #draining: Promise<void> | null = null;
-  #subscribers = new Set<(event: BoardEvent) => void>();
+  #writes = new WriteQueue<NewMessage, Message>(async (inputs) => {
+    try {
+      return await this.#insertBatch(inputs);
+    } catch (error) {
+      throw toStoreError(error);
+    }
+  });
+  #events: EventFanOut;
   #listenSql: Sql | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #pollTimer: ReturnType<typeof setInterval> | undefined;
@@ -190,7 +197,9 @@ class PostgresStore implements MessageStore {
     /** The last clear (its row id) handed to subscribers. */
     private lastClearId: number,
     private log: (line: string) => void,
-  ) {}
+  ) {
+    this.#events = new EventFanOut(log);
+  }
 
   async listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
     const rows = await this.#query((sql) =>
@@ -209,10 +218,7 @@ class PostgresStore implements MessageStore {
     if (this.#closed) {
       return Promise.reject(new StoreUnavailableError("the store is closed"));
     }
-    const { promise, resolve, reject } = Promise.withResolvers<Message>();
-    this.#pending.push({ input, resolve, reject });
-    this.#draining ??= this.#drain();
-    return promise;
+    return this.#writes.add(input);
   }
 
   /**
@@ -264,8 +270,7 @@ class PostgresStore implements MessageStore {
   }
 
   subscribe(listener: (event: BoardEvent) => void): () => void {
-    this.#subscribers.add(listener);
-    return () => this.#subscribers.delete(listener);
+    return this.#events.subscribe(listener);
   }
 
   /** Finishes the posts already accepted, stops listening and closes every connection. */
@@ -274,8 +279,8 @@ class PostgresStore implements MessageStore {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     clearInterval(this.#pollTimer);
-    await this.#draining;
-    this.#subscribers.clear();
+    await this.#writes.idle();
+    this.#events.clear();
     await this.#reading;
     await this.#relistening;
     // Nothing of ours is in flight now, so the connections can go at once. (A plain end()
@@ -288,22 +293,6 @@ class PostgresStore implements MessageStore {
   }
 
   // -- Writing -------------------------------------------------------------
-
-  async #drain(): Promise<void> {
-    while (this.#pending.length > 0) {
-      const batch = this.#pending.splice(0, MAX_BATCH_MESSAGES);
-      try {
-        const messages = await this.#insertBatch(
-          batch.map((post) => post.input),
-        );
-        batch.forEach((post, i) => post.resolve(messages[i]));
-      } catch (error) {
-        const storeError = toStoreError(error);
-        for (const post of batch) post.reject(storeError);
-      }
-    }
-    this.#draining = null;
-  }
 
   /** Inserts posts in one transaction; resolves, in input order, once it has committed. */
   async #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
@@ -458,15 +447,7 @@ class PostgresStore implements MessageStore {
         this.lastMessageId = Number(row.id);
         event = messageEvent(toMessage(row));
       }
-      for (const listener of this.#subscribers) {
-        try {
-          listener(event);
-        } catch (error) {
-          this.log(
-            `message board: a change listener failed: ${describe(error)}`,
-          );
-        }
-      }
+      this.#events.publish(event);
     }
     return rows.length;
   }
@@ -521,4 +502,60 @@ function toMessage(row: MessageRow): Message {
 
 function messageEvent(message: Message): BoardEvent {
   return { type: "message", id: message.id, message };
+}
+
+/**
+ * A database URL fit for logs: the password hidden.
+ *
+ * @example redactUrl("postgres://board:secret@db:5432/board") // => "postgres://board:***@db:5432/board"
+ */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== "") parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return "(a database URL that does not parse)";
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Command line: message_board.ts's, with the database in place of the data file.
+// ---------------------------------------------------------------------------
+
+function main(): Promise<void> {
+  return runCommandLine(Deno.args, "board_postgres", (commandLine) => {
+    if (commandLine.dataFile !== undefined) {
+      throw new CommandLineError(
+        "--data is the file store's; board_postgres.ts keeps the messages in --store",
+      );
+    }
+    // DATABASE_URL is read only when --store is missing (the flag wins).
+    const url = commandLine.databaseUrl ?? Deno.env.get("DATABASE_URL");
+    if (url === undefined) {
+      throw new CommandLineError(
+        "give the database: --store postgres://user@host:5432/board (or set DATABASE_URL)",
+      );
+    }
+    if (!/^postgres(ql)?:\/\//.test(url)) {
+      throw new CommandLineError("DATABASE_URL must be a postgres:// URL");
+    }
+    return {
+      storeLabel: `store: ${redactUrl(url)}`,
+      openStore: async () => {
+        try {
+          return await openPostgresStore(url);
+        } catch (error) {
+          if (error instanceof Deno.errors.NotCapable) throw error; // a missing --allow-env
+          throw new StartupError(
+            `cannot open the database at ${redactUrl(url)}: ${describe(error)}`,
+          );
+        }
+      },
+    };
+  });
+}
+
+if (import.meta.main) {
+  await main();
 }

@@ -7,11 +7,12 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
  * ```
  *
- * Several processes can serve one board from PostgreSQL instead of the file
- * (see board_postgres.ts, loaded only then):
+ * Several processes can serve one board from PostgreSQL instead of the file:
+ * board_postgres.ts, which imports this file, is that mode's entry point (this
+ * file never imports it, so it works copied alone):
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://board@127.0.0.1:5432/board
+ * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://board@127.0.0.1:5432/board
  * ```
  *
  * Security stance, up front:
@@ -57,6 +58,50 @@ export const MAX_PAGE_LIMIT = 100;
 export const BODY_TIMEOUT_MS = 10_000;
 /** Most posts written together in one group commit. */
 const MAX_BATCH_MESSAGES = 1000;
+
+// Limits per client, so that one client cannot flood the board or take every
+// live-update slot. `rateLimit: false` (`--rate-limit off`) turns them off for
+// benchmarks and load tests; the sign-in limit always stays on.
+
+/** Posts one client may make in a burst before 429 Too Many Requests (RFC 6585 4). */
+export const POST_BURST = 5;
+/** After the burst, one more post per this many milliseconds (a token bucket). */
+export const POST_REFILL_MS = 3_000;
+/** Live-update streams one client may hold open; more get 429. */
+export const MAX_STREAMS_PER_CLIENT = 8;
+/** Live-update streams open at once from all clients (each holds a connection); more get 503. */
+export const MAX_EVENT_STREAMS = 1000;
+/** Wrong admin tokens one client may send in a burst before 429. */
+export const SIGN_IN_BURST = 5;
+/** After that, one more try per this many milliseconds. */
+export const SIGN_IN_REFILL_MS = 60_000;
+/** Clients a limiter remembers; past this the longest-idle ones are forgotten (memory stays bounded). */
+export const MAX_TRACKED_CLIENTS = 10_000;
+/** Bytes queued for a live-update reader that does not keep up (about two of the largest
+ * messages); then its stream is closed, and the browser reconnects and resumes. 1,000
+ * streams that never read hold at most 32 MB. */
+export const MAX_STREAM_QUEUE_BYTES = 32 * 1024;
+
+// Timings and lifetimes.
+
+/** Every event stream gets a comment line this often, so proxies and browsers keep it open. */
+export const HEARTBEAT_MS = 15_000;
+/** How long a browser waits before reconnecting a broken stream. */
+export const RECONNECT_MS = 2_000;
+/** Most events replayed to a reconnecting browser; if it missed more, it is told to reload. */
+export const MAX_REPLAY_EVENTS = 200;
+/** Retry-After (seconds) when every live-update slot is taken. */
+export const STREAMS_RETRY_AFTER_S = 30;
+/** Retry-After (seconds) for a 503 from a store that did not say when to retry. */
+export const STORE_RETRY_AFTER_S = 5;
+/** How long browsers may reuse /style.css and /board.js (Cache-Control max-age, seconds). */
+export const STATIC_MAX_AGE_S = 3600;
+/** How long the poster's name is remembered (cookie Max-Age, seconds): a year. */
+export const NAME_COOKIE_MAX_AGE_S = 365 * 24 * 60 * 60;
+/** How long an admin stays signed in (session cookie Max-Age, seconds): 8 hours. */
+export const ADMIN_SESSION_S = 8 * 60 * 60;
+/** Admin sessions kept at once; signing in past this ends the oldest. */
+export const MAX_ADMIN_SESSIONS = 100;
 
 // ---------------------------------------------------------------------------
 // The store: what the board needs from its storage, whatever that is.
@@ -113,7 +158,9 @@ export interface ClearResult {
  */
 export type BoardEvent =
   | { type: "message"; id: number; message: Message }
-  | { type: "clear"; id: number };
+  | { type: "clear"; id: number }
+  | { type: "delete"; id: number }
+  | { type: "restore"; id: number };
 
 /**
  * The board's storage. The JSON Lines file is the default implementation;
@@ -152,6 +199,125 @@ export class StoreUnavailableError extends Error {
 export class StartupError extends Error {
   /** Always "StartupError". */
   override name = "StartupError";
+}
+
+/**
+ * Hands every board event to the subscribers, in the order published: the
+ * live-update fan-out both stores use. A listener that throws is logged; the
+ * others still get the event.
+ */
+export class EventFanOut {
+  #listeners = new Set<(event: BoardEvent) => void>();
+  #log: (line: string) => void;
+
+  /** `log` gets one line when a listener throws. */
+  constructor(log: (line: string) => void) {
+    this.#log = log;
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(listener: (event: BoardEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Calls every listener with `event`. */
+  publish(event: BoardEvent): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#log(`message board: a change listener failed: ${error}`);
+      }
+    }
+  }
+
+  /** Removes every listener (the store is closing). */
+  clear(): void {
+    this.#listeners.clear();
+  }
+}
+
+/** One entry of a {@linkcode WriteQueue}. */
+type QueuedWrite<Input, Output> =
+  | {
+    input: Input;
+    resolve: (output: Output) => void;
+    reject: (error: unknown) => void;
+  }
+  | { task: () => Promise<void> };
+
+/**
+ * The group-commit queue both stores use: every write goes through it, one at
+ * a time, in arrival order. Posts that wait together are handed to
+ * `writeBatch` as one batch (one write and one fdatasync, or one transaction),
+ * so 32 clients posting at once pay for one disk flush, not 32. Other writes
+ * (a clear, a delete) run alone, between batches, through `run`.
+ */
+export class WriteQueue<Input, Output> {
+  #queue: QueuedWrite<Input, Output>[] = [];
+  #draining: Promise<void> | null = null;
+  #writeBatch: (inputs: Input[]) => Promise<Output[]>;
+
+  /**
+   * `writeBatch` stores its inputs durably and resolves with one output per
+   * input, in order; when it throws, every post of that batch is refused
+   * with the error.
+   */
+  constructor(writeBatch: (inputs: Input[]) => Promise<Output[]>) {
+    this.#writeBatch = writeBatch;
+  }
+
+  /** Queues one post; resolves once its batch is stored. */
+  add(input: Input): Promise<Output> {
+    const { promise, resolve, reject } = Promise.withResolvers<Output>();
+    this.#push({ input, resolve, reject });
+    return promise;
+  }
+
+  /** Runs `task` alone, after every write queued before it. */
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    this.#push({ task: () => task().then(resolve, reject) });
+    return promise;
+  }
+
+  /** Resolves once every write queued so far is done. */
+  async idle(): Promise<void> {
+    while (this.#draining) await this.#draining;
+  }
+
+  #push(entry: QueuedWrite<Input, Output>): void {
+    this.#queue.push(entry);
+    this.#draining ??= this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const first = this.#queue[0];
+      if ("task" in first) {
+        this.#queue.shift();
+        await first.task();
+        continue;
+      }
+      let count = 1;
+      while (
+        count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
+        "input" in this.#queue[count]
+      ) count++;
+      const batch = this.#queue.splice(0, count) as Extract<
+        QueuedWrite<Input, Output>,
+        { input: Input }
+      >[];
+      try {
+        const outputs = await this.#writeBatch(batch.map((job) => job.input));
+        batch.forEach((job, i) => job.resolve(outputs[i]));
+      } catch (error) {
+        for (const job of batch) job.reject(error);
+      }
+    }
+    this.#draining = null;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -422,19 +588,6 @@ async function setAsideTornTail(
   return sideFile;
 }
 
-type Job =
-  | {
-    kind: "append";
-    input: NewMessage;
-    resolve: (message: Message) => void;
-    reject: (error: unknown) => void;
-  }
-  | {
-    kind: "clear";
-    resolve: (result: ClearResult) => void;
-    reject: (error: unknown) => void;
-  };
-
 /**
  * The file store once open. Messages live in memory (an array in id order)
  * and every page is served from there; the file is only ever appended to,
@@ -456,9 +609,10 @@ class JsonLinesStore implements MessageStore {
   #nextId: number;
   /** The last message id the latest clear removed (0: none), for clients resuming. */
   #clearedThrough: number;
-  #queue: Job[] = [];
-  #listeners = new Set<(event: BoardEvent) => void>();
-  #draining: Promise<void> | null = null;
+  #writes = new WriteQueue<NewMessage, Message>((inputs) =>
+    this.#appendNow(inputs)
+  );
+  #events: EventFanOut;
   #failure: Error | null = null;
   #closed = false;
 
@@ -475,6 +629,7 @@ class JsonLinesStore implements MessageStore {
     this.#lock = state.lock;
     this.#file = state.file;
     this.#log = state.log;
+    this.#events = new EventFanOut(state.log);
     this.#messages = state.messages;
     this.#nextId = state.nextId;
     this.#clearedThrough = state.clearedThrough;
@@ -490,15 +645,13 @@ class JsonLinesStore implements MessageStore {
   }
 
   appendMessage(input: NewMessage): Promise<Message> {
-    return new Promise((resolve, reject) =>
-      this.#enqueue({ kind: "append", input, resolve, reject })
-    );
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#writes.add(input);
   }
 
   clearMessages(): Promise<ClearResult> {
-    return new Promise((resolve, reject) =>
-      this.#enqueue({ kind: "clear", resolve, reject })
-    );
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#writes.run(() => this.#clearNow());
   }
 
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
@@ -514,25 +667,14 @@ class JsonLinesStore implements MessageStore {
   }
 
   subscribe(listener: (event: BoardEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  #publish(event: BoardEvent): void {
-    for (const listener of this.#listeners) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.#log(`message board: a change listener failed: ${error}`);
-      }
-    }
+    return this.#events.subscribe(listener);
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listeners.clear();
-    await this.#draining;
+    this.#events.clear();
+    await this.#writes.idle();
     try {
       this.#file.close();
     } catch {
@@ -553,44 +695,12 @@ class JsonLinesStore implements MessageStore {
     return low;
   }
 
-  #enqueue(job: Job): void {
-    if (this.#closed) {
-      return job.reject(new StoreUnavailableError("the store is closed"));
-    }
-    this.#queue.push(job);
-    this.#draining ??= this.#drain();
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      if (this.#queue[0].kind === "clear") {
-        const job = this.#queue.shift() as Extract<Job, { kind: "clear" }>;
-        await this.#clearNow().then(job.resolve, job.reject);
-        continue;
-      }
-      let count = 0;
-      while (
-        count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
-        this.#queue[count].kind === "append"
-      ) count++;
-      const batch = this.#queue.splice(0, count) as Extract<
-        Job,
-        { kind: "append" }
-      >[];
-      await this.#appendNow(batch);
-    }
-    this.#draining = null;
-  }
-
-  /** Writes a batch of posts as one write and one fdatasync, then acknowledges them. */
-  async #appendNow(batch: Extract<Job, { kind: "append" }>[]): Promise<void> {
-    if (this.#failure) {
-      for (const job of batch) job.reject(this.#failure);
-      return;
-    }
+  /** Writes a batch of posts as one write and one fdatasync; resolves once they are on disk. */
+  async #appendNow(inputs: NewMessage[]): Promise<Message[]> {
+    if (this.#failure) throw this.#failure;
     const postedAt = new Date().toISOString();
-    const messages = batch.map(({ input }) =>
-      makeMessage(this.#nextId++, input.text, input.name, postedAt)
+    const messages = inputs.map((input, i) =>
+      makeMessage(this.#nextId + i, input.text, input.name, postedAt)
     );
     const lines = messages.map((message) => JSON.stringify(message) + "\n")
       .join("");
@@ -599,19 +709,15 @@ class JsonLinesStore implements MessageStore {
       await this.#file.syncData();
     } catch (error) {
       this.#fail(error);
-      for (const job of batch) job.reject(this.#failure);
-      return;
+      throw this.#failure;
     }
     // Only now, on disk, do the messages become visible and acknowledged.
-    for (let i = 0; i < batch.length; i++) {
-      this.#messages.push(messages[i]);
-      batch[i].resolve(messages[i]);
-      this.#publish({
-        type: "message",
-        id: messages[i].id,
-        message: messages[i],
-      });
+    this.#nextId += messages.length;
+    for (const message of messages) {
+      this.#messages.push(message);
+      this.#events.publish({ type: "message", id: message.id, message });
     }
+    return messages;
   }
 
   /**
@@ -678,7 +784,7 @@ class JsonLinesStore implements MessageStore {
     const archived = this.#messages.length;
     this.#clearedThrough = this.#messages[archived - 1].id;
     this.#messages = [];
-    this.#publish({ type: "clear", id: this.#clearedThrough });
+    this.#events.publish({ type: "clear", id: this.#clearedThrough });
     return { archived, archive };
   }
 
@@ -699,6 +805,11 @@ class JsonLinesStore implements MessageStore {
       },
     );
   }
+}
+
+/** The error for writes after close(). */
+function closedError(): StoreUnavailableError {
+  return new StoreUnavailableError("the store is closed");
 }
 
 // Small file helpers.
@@ -779,33 +890,147 @@ export class HttpError extends Error {
   }
 }
 
+/** Host names every board answers to, whatever else is allowed. */
+const ALWAYS_ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"];
+
 /**
- * Refuses a post made by another site's page (cross-site request forgery):
- * browsers send `Sec-Fetch-Site` and, on every POST, `Origin` (RFC 6454); a
- * form on a hostile page can reach us, but cannot make these lie. The Origin's
- * host must be our Host; the scheme is not compared, since a TLS proxy in
- * front of the board talks plain HTTP to it. `Origin: null` (sandboxed or
- * privacy-sensitive contexts) is refused. Clients that send neither header
- * (curl, scripts) are not browsers acting for a visitor.
+ * The host name of a Host header (or a URL's host), lower-cased, without the port
+ * or a trailing dot; IPv6 addresses keep their brackets. Null when there is none.
  *
- * @example isForeignOrigin("https://evil.example", "localhost:8080") // => true
+ * @example hostName("Board.Example:8080") // => "board.example"
+ * @example hostName("[::1]:8080") // => "[::1]"
  */
-export function isForeignOrigin(origin: string, host: string): boolean {
-  try {
-    return new URL(origin).host !== host;
-  } catch {
-    return true; // "null" or garbage
+export function hostName(host: string): string | null {
+  let name = host.trim().toLowerCase();
+  if (name.startsWith("[")) {
+    const close = name.indexOf("]");
+    if (close === -1) return null;
+    const rest = name.slice(close + 1);
+    if (rest !== "" && !/^:\d*$/.test(rest)) return null;
+    name = name.slice(0, close + 1);
+  } else {
+    const colon = name.indexOf(":");
+    if (colon !== -1) {
+      if (!/^:\d*$/.test(name.slice(colon))) return null;
+      name = name.slice(0, colon);
+    }
+    if (name.endsWith(".")) name = name.slice(0, -1);
   }
+  return name === "" ? null : name;
 }
 
-function checkSameOrigin(request: Request, url: URL): void {
-  const origin = request.headers.get("origin");
-  if (
-    request.headers.get("sec-fetch-site") === "cross-site" ||
-    (origin !== null && isForeignOrigin(origin, url.host))
-  ) {
-    throw new HttpError(403, "Posts from other sites are not accepted.");
+/**
+ * One allow-list entry in the form {@linkcode isAllowedHost} compares: lower-case, an IPv6
+ * address in brackets, a leading dot kept (`.example.com` allows its subdomains).
+ *
+ * @example normalizeAllowedHost("::1") // => "[::1]"
+ */
+export function normalizeAllowedHost(entry: string): string {
+  const name = entry.trim().toLowerCase();
+  if (name.includes(":") && !name.startsWith("[")) return `[${name}]`;
+  return name.endsWith(".") ? name.slice(0, -1) : name;
+}
+
+/**
+ * Whether a host name (from {@linkcode hostName}) is on the allow-list: localhost,
+ * 127.0.0.1 and [::1] always are; `allowed` adds exact names, and entries with a leading
+ * dot (`.example.com`) that allow the name and every subdomain.
+ *
+ * This defeats DNS rebinding: a hostile page whose name the attacker points at 127.0.0.1
+ * reaches the board, but its requests carry `Host: evil.example`, which is not on the list.
+ *
+ * @example isAllowedHost("evil.example", []) // => false
+ * @example isAllowedHost("a.board.example", [".board.example"]) // => true
+ */
+export function isAllowedHost(
+  name: string,
+  allowed: readonly string[],
+): boolean {
+  for (const entry of [...ALWAYS_ALLOWED_HOSTS, ...allowed]) {
+    if (entry === name) return true;
+    if (
+      entry.startsWith(".") &&
+      (name === entry.slice(1) || name.endsWith(entry))
+    ) return true;
   }
+  return false;
+}
+
+/** Where a request was sent: the board's scheme, the Host header and its name. */
+interface RequestTarget {
+  /** "http:" or "https:" (from X-Forwarded-Proto when the proxy is trusted). */
+  protocol: string;
+  /** The Host header (or the URL's host when the client sent none). */
+  host: string;
+  /** The port the client addressed, "" for the scheme's default (URL rules). */
+  port: string;
+}
+
+/**
+ * Checks the Origin of a state-changing request (cross-site request forgery, RFC 6454):
+ * its scheme and port must be this board's, and its host name on the allow-list. So a
+ * hostile page, even one on a rebinding name, an `https://` page for a plain-HTTP board,
+ * or another port of the same machine, cannot post or clear for a visitor. `null` and
+ * garbage are refused.
+ *
+ * @example isAllowedOrigin("http://localhost:8080", { protocol: "http:", host: "127.0.0.1:8080", port: "8080" }, []) // => true
+ * @example isAllowedOrigin("https://localhost:8080", { protocol: "http:", host: "localhost:8080", port: "8080" }, []) // => false
+ */
+export function isAllowedOrigin(
+  origin: string,
+  target: RequestTarget,
+  allowed: readonly string[],
+): boolean {
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false; // "null" or garbage
+  }
+  const name = hostName(url.host);
+  return url.protocol === target.protocol && url.port === target.port &&
+    name !== null && isAllowedHost(name, allowed);
+}
+
+/**
+ * The first object key that appears twice in one object of a JSON text, or null. Call it
+ * on text JSON.parse accepted: JSON.parse keeps the last of two equal keys without a word,
+ * so `{"text":"a","text":"b"}` would be stored as "b" although the client may have meant
+ * "a". Keys are compared decoded (`"te\u0078t"` is `"text"`).
+ *
+ * @example findDuplicateKey('{"text":"a","text":"b"}') // => "text"
+ * @example findDuplicateKey('{"a":{"b":1},"b":[{"a":2}]}') // => null
+ */
+export function findDuplicateKey(json: string): string | null {
+  // One entry per open object (its keys so far) or array (null).
+  const open: (Set<string> | null)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < json.length; i++) {
+    const character = json[i];
+    if (character === '"') {
+      let end = i + 1;
+      while (json[end] !== '"') end += json[end] === "\\" ? 2 : 1;
+      const keys = open.at(-1);
+      if (expectKey && keys) {
+        const key: string = JSON.parse(json.slice(i, end + 1));
+        if (keys.has(key)) return key;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = end;
+    } else if (character === "{") {
+      open.push(new Set());
+      expectKey = true;
+    } else if (character === "[") {
+      open.push(null);
+    } else if (character === "}" || character === "]") {
+      open.pop();
+      expectKey = false;
+    } else if (character === ",") {
+      expectKey = open.at(-1) instanceof Set;
+    }
+  }
+  return null;
 }
 
 /**
@@ -1075,6 +1300,154 @@ function readBeforeParameter(url: URL): number | undefined {
 }
 
 // ---------------------------------------------------------------------------
+// Who is asking: client addresses, rate limits, admin sessions.
+// ---------------------------------------------------------------------------
+
+/**
+ * The client a request comes from, as the key for per-client limits: the socket's
+ * address, or with `trustProxy` the last `X-Forwarded-For` hop (the one the proxy in front
+ * added; earlier hops are whatever the client claimed). IPv6 clients are keyed by their
+ * /64 network, since one machine usually has a whole /64 to pick addresses from.
+ * "unknown" when the handler was called without `Deno.serve`'s `info`.
+ *
+ * @example clientKey("2001:db8:1:2:aaaa::1") // => "2001:db8:1:2::/64"
+ */
+export function clientKey(address: string | undefined): string {
+  if (address === undefined || address === "") return "unknown";
+  const bare = address.replace(/^\[|\]$/g, "").toLowerCase();
+  if (!bare.includes(":")) return bare;
+  const mapped = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/);
+  if (mapped) return mapped[1]; // an IPv4 client on a dual-stack socket
+  const [head, tail = ""] = bare.split("::", 2);
+  const groups = head === "" ? [] : head.split(":");
+  if (bare.includes("::")) {
+    const tailGroups = tail === "" ? [] : tail.split(":");
+    groups.push(...Array(8 - groups.length - tailGroups.length).fill("0"));
+    groups.push(...tailGroups);
+  }
+  return `${
+    groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")
+  }::/64`;
+}
+
+function clientAddress(
+  request: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+  trustProxy: boolean,
+): string {
+  if (trustProxy) {
+    const hops = request.headers.get("x-forwarded-for")?.split(",") ?? [];
+    const last = hops.at(-1)?.trim();
+    if (last) return clientKey(last);
+  }
+  const remote = info?.remoteAddr as Deno.NetAddr | undefined;
+  return clientKey(remote?.hostname);
+}
+
+/** Whether an address (as {@linkcode clientKey} writes it) is this machine's own. */
+function isLoopbackClient(key: string): boolean {
+  return /^127\.\d+\.\d+\.\d+$/.test(key) || key === "0:0:0:0::/64";
+}
+
+/**
+ * A token bucket per client (RFC 6585's 429 is the answer when it is empty): each client
+ * may act `burst` times at once, then once more every `refillMs`. Buckets live in a Map in
+ * order of last use; past {@linkcode MAX_TRACKED_CLIENTS} the longest-idle ones go, so a
+ * flood of addresses cannot grow memory without bound.
+ */
+export class RateLimiter {
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  /** `burst` actions at once, then one per `refillMs` milliseconds. */
+  constructor(readonly burst: number, readonly refillMs: number) {}
+
+  /** Milliseconds until `key` may act again; 0 when it may act now (nothing is taken). */
+  waitFor(key: string, now = Date.now()): number {
+    const tokens = this.#tokens(key, now);
+    return tokens >= 1 ? 0 : Math.ceil((1 - tokens) * this.refillMs);
+  }
+
+  /** Takes one action for `key`: returns 0 when allowed, else the milliseconds to wait. */
+  take(key: string, now = Date.now()): number {
+    const wait = this.waitFor(key, now);
+    if (wait > 0) return wait;
+    const tokens = this.#tokens(key, now) - 1;
+    this.#buckets.delete(key); // re-inserted last: the Map stays in order of use
+    this.#buckets.set(key, { tokens, at: now });
+    while (this.#buckets.size > MAX_TRACKED_CLIENTS) {
+      this.#buckets.delete(this.#buckets.keys().next().value!);
+    }
+    return 0;
+  }
+
+  #tokens(key: string, now: number): number {
+    const bucket = this.#buckets.get(key);
+    if (bucket === undefined) return this.burst;
+    const refilled = (now - bucket.at) / this.refillMs;
+    return Math.min(this.burst, bucket.tokens + Math.max(0, refilled));
+  }
+}
+
+/** A 429 Too Many Requests that says when to come back. */
+function tooManyRequests(message: string, waitMs: number): HttpError {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  return new HttpError(429, message, { "retry-after": String(seconds) });
+}
+
+/**
+ * Whether two tokens are equal, in time that does not depend on where they differ: both
+ * are hashed first (SHA-256), so neither the comparison nor the lengths leak anything a
+ * timing attacker could use to guess the token byte by byte.
+ */
+export async function tokensMatch(
+  given: string,
+  expected: string,
+): Promise<boolean> {
+  const [a, b] = await Promise.all(
+    [given, expected].map((token) =>
+      crypto.subtle.digest("SHA-256", encoder.encode(token))
+    ),
+  );
+  const x = new Uint8Array(a);
+  const y = new Uint8Array(b);
+  let difference = 0;
+  for (let i = 0; i < x.length; i++) difference |= x[i] ^ y[i];
+  return difference === 0;
+}
+
+/** Admin sessions, kept in memory only: random ids with an expiry (a restart signs everyone out). */
+class AdminSessions {
+  #expiries = new Map<string, number>();
+
+  /** Starts a session; returns its id (256 random bits, base64url). */
+  start(now = Date.now()): string {
+    const id = btoa(
+      String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))),
+    ).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+    this.#expiries.set(id, now + ADMIN_SESSION_S * 1000);
+    while (this.#expiries.size > MAX_ADMIN_SESSIONS) {
+      this.#expiries.delete(this.#expiries.keys().next().value!);
+    }
+    return id;
+  }
+
+  /** Whether `id` is a session that has not expired. */
+  isValid(id: string | undefined, now = Date.now()): boolean {
+    if (id === undefined) return false;
+    const expiry = this.#expiries.get(id);
+    if (expiry === undefined) return false;
+    if (expiry > now) return true;
+    this.#expiries.delete(id);
+    return false;
+  }
+
+  /** Ends a session (signing out). */
+  end(id: string | undefined): void {
+    if (id !== undefined) this.#expiries.delete(id);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // HTML.
 // ---------------------------------------------------------------------------
 
@@ -1097,8 +1470,9 @@ export function escapeHtml(text: string): string {
 }
 
 /**
- * Shows an ISO time as readable UTC (the page has no script to convert it
- * to the visitor's zone; the `<time datetime>` element carries the exact value).
+ * Shows an ISO time as readable UTC, for readers without JavaScript; the page's
+ * script shows it in the reader's own time zone instead, from the `<time datetime>`
+ * element that carries the exact value.
  *
  * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
  */
@@ -1106,7 +1480,20 @@ export function formatTime(iso: string): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
 }
 
-function renderMessage(message: Message): string {
+/** A moderator's Delete button for one message (a form post, so it works without script). */
+function renderDeleteForm(id: number, base: string): string {
+  return `<form method="post" action="${base}/admin/delete" class="delete">
+<input type="hidden" name="id" value="${id}">
+<button type="submit" aria-label="Delete message ${id}">Delete</button>
+</form>
+`;
+}
+
+function renderMessage(
+  message: Message,
+  base: string,
+  canDelete: boolean,
+): string {
   const name = message.name === undefined
     ? ""
     : ` by <span class="name">${escapeHtml(message.name)}</span>`;
@@ -1115,9 +1502,16 @@ function renderMessage(message: Message): string {
     formatTime(message.postedAt)
   }</time>${name}</p>
 <p class="text">${escapeHtml(message.text)}</p>
-</article>
+${canDelete ? renderDeleteForm(message.id, base) : ""}</article>
 `;
 }
+
+/**
+ * Who may moderate, as the page shows it: `open` (no admin token, a visitor on this
+ * machine: the chapter's Clear button), `admin` (signed in), `sign-in` (a token is set,
+ * this visitor is not signed in), `off` (no token, a visitor from elsewhere).
+ */
+export type Moderation = "open" | "admin" | "sign-in" | "off";
 
 /** What the page shows around the messages. */
 export interface PageView {
@@ -1131,26 +1525,80 @@ export interface PageView {
   draft?: string;
   /** The name to fill in (from the cookie, or as typed). */
   name?: string;
+  /** Where the board is mounted ("" or like "/board"). @default "" */
+  base?: string;
+  /** Which moderation controls to show. @default "open" */
+  moderation?: Moderation;
+}
+
+/** The Clear section, as far as this visitor may moderate. */
+function renderModeration(moderation: Moderation, base: string): string {
+  if (moderation === "off") return "";
+  if (moderation === "sign-in") {
+    return `<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Moderation</h2>
+<p><a href="${base}/admin">Sign in as a moderator</a> to clear the board or delete messages.</p>
+</section>
+`;
+  }
+  // An admin confirms a clear on its own page; the chapter's local button clears at once.
+  const clearForm = moderation === "admin"
+    ? `<form method="get" action="${base}/admin/clear">
+<button type="submit">Clear Messages</button>
+</form>`
+    : `<form method="post" action="${base}/">
+<button type="submit" name="clear" value="1">Clear Messages</button>
+</form>`;
+  const signOut = moderation === "admin"
+    ? `\n<form method="post" action="${base}/admin/sign-out">
+<button type="submit" class="quiet">Sign out</button>
+</form>`
+    : "";
+  return `<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Clear the board</h2>
+<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
+${clearForm}
+<form method="post" action="${base}/admin/restore">
+<button type="submit" class="quiet">Restore the last cleared messages</button>
+</form>${signOut}
+</section>
+`;
 }
 
 /** Renders the whole board page. */
 export function renderBoard(
-  { page, before, error, draft = "", name = "" }: PageView,
+  {
+    page,
+    before,
+    error,
+    draft = "",
+    name = "",
+    base = "",
+    moderation = "open",
+  }: PageView,
 ): string {
+  const canDelete = moderation === "open" || moderation === "admin";
   const messages = page.messages.length === 0
     ? `<p class="empty">${
       before === undefined ? "No messages yet." : "No older messages."
     }</p>\n`
-    : page.messages.map(renderMessage).join("");
+    : page.messages.map((message) => renderMessage(message, base, canDelete))
+      .join("");
   const links: string[] = [];
-  if (before !== undefined) links.push(`<a href="/">Newest messages</a>`);
+  if (before !== undefined) {
+    links.push(`<a href="${base}/">Newest messages</a>`);
+  }
   if (page.hasOlder) {
     const oldest = page.messages[page.messages.length - 1].id;
-    links.push(`<a href="/?before=${oldest}" rel="next">Older messages</a>`);
+    links.push(
+      `<a href="${base}/?before=${oldest}" rel="next">Older messages</a>`,
+    );
   }
   // The newest page gets live updates (board.js) from the newest message it shows on.
   const live = before === undefined
-    ? ` data-after="${page.messages[0]?.id ?? 0}"`
+    ? ` data-after="${page.messages[0]?.id ?? 0}" data-events="${base}/events"${
+      canDelete ? ` data-delete="${base}/admin/delete"` : ""
+    }`
     : "";
   const errorBlock = error === undefined
     ? ""
@@ -1163,15 +1611,15 @@ export function renderBoard(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Tiny Message Board</title>
-<link rel="stylesheet" href="/style.css">
-<script src="/board.js" defer></script>
+<link rel="stylesheet" href="${base}/style.css">
+<script src="${base}/board.js" defer></script>
 </head>
 <body>
 <main>
 <h1>Tiny Message Board</h1>
 <section class="new" aria-labelledby="new-heading">
 <h2 id="new-heading">New Message</h2>
-${errorBlock}<form method="post" action="/">
+${errorBlock}<form method="post" action="${base}/">
 <label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
 <input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
     escapeHtml(name)
@@ -1182,34 +1630,72 @@ ${escapeHtml(draft)}</textarea>
 <button type="submit">Save Message</button>
 </form>
 </section>
-<section class="messages" aria-labelledby="messages-heading"${live}>
+<section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
 <h2 id="messages-heading">Messages</h2>
 ${messages}${
     links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
   }</section>
-<section class="clear" aria-labelledby="clear-heading">
-<h2 id="clear-heading">Clear the board</h2>
-<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
-<form method="post" action="/">
-<button type="submit" name="clear" value="1">Clear Messages</button>
-</form>
-</section>
-</main>
+${renderModeration(moderation, base)}</main>
 </body>
 </html>
 `;
 }
 
-/** A simple page for errors outside the board form (404, 403...). */
-function renderErrorPage(status: number, message: string): string {
+/** The frame of the small pages (errors, sign-in, confirmation). */
+function renderSmallPage(title: string, body: string, base: string): string {
   return `<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>${status} - Tiny Message Board</title>
-<link rel="stylesheet" href="/style.css"></head>
-<body><main><h1>${status}</h1><p>${escapeHtml(message)}</p>
-<p><a href="/">Back to the board</a></p></main></body>
+<head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} - Tiny Message Board</title>
+<link rel="stylesheet" href="${base}/style.css"></head>
+<body><main>
+${body}
+<p><a href="${base}/">Back to the board</a></p>
+</main></body>
 </html>
 `;
+}
+
+/** A simple page for errors outside the board form (404, 403...). */
+function renderErrorPage(status: number, message: string, base = ""): string {
+  return renderSmallPage(
+    String(status),
+    `<h1>${status}</h1><p>${escapeHtml(message)}</p>`,
+    base,
+  );
+}
+
+/** The moderator's sign-in form (GET /admin), with an error after a wrong token. */
+export function renderSignIn(base = "", error?: string): string {
+  const errorBlock = error === undefined
+    ? ""
+    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
+  return renderSmallPage(
+    "Moderator sign-in",
+    `<h1>Moderator sign-in</h1>
+${errorBlock}<form method="post" action="${base}/admin">
+<label for="token">Admin token <small>(given to the board with --admin-token)</small></label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>`,
+    base,
+  );
+}
+
+/** The confirmation step before an admin clears the board (GET /admin/clear). */
+function renderClearConfirmation(base: string): string {
+  return renderSmallPage(
+    "Clear the board?",
+    `<h1>Clear the board?</h1>
+<p>This moves every message on the board into an archive file on the server. Nothing
+is deleted, and "Restore the last cleared messages" puts them back.</p>
+<form method="post" action="${base}/">
+<input type="hidden" name="confirm" value="yes">
+<button type="submit" name="clear" value="1">Yes, clear the board</button>
+</form>`,
+    base,
+  );
 }
 
 /** Served at /style.css, so the CSP can forbid inline styles and scripts alike. */
@@ -1226,6 +1712,8 @@ input, textarea { width: 100%; padding: 0.5rem; font: inherit; border: 1px solid
 textarea { resize: vertical; }
 button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
 .clear button { background: #8a2c2c; }
+.clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
+.delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
 .clear p { color: var(--muted); font-size: 0.9rem; }
 .error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
 .message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
@@ -1297,12 +1785,39 @@ function seeOther(location: string, extra: HeadersInit = {}): Response {
   return respond(null, 303, "", { location }, extra);
 }
 
+/** The stylesheet or the script: the same for everyone, so browsers may keep it a while. */
+function staticText(text: string, contentType: string): Response {
+  return respond(text, 200, contentType, {
+    "cache-control": `public, max-age=${STATIC_MAX_AGE_S}`,
+  });
+}
+
+/**
+ * 421 Misdirected Request (RFC 9110 15.5.20) for a Host that is not on the allow-list, in
+ * plain text that tells the operator which flag fixes it, should the name be real.
+ */
+function misdirected(name: string | null): Response {
+  const shown = name === null ? "(none)" : name.slice(0, 100);
+  return respond(
+    `421 Misdirected Request: this board does not answer to the host name ${shown}.\n` +
+      `If that is its real name, start it with --allowed-host ${shown} ` +
+      `(option allowedHosts).\n`,
+    421,
+    "text/plain; charset=utf-8",
+    { "cache-control": "no-store" },
+  );
+}
+
 /**
  * Turns any error into a response: an {@linkcode HttpError} keeps its status
  * and message; anything else is logged here and answered with a generic body,
  * because error text can reveal file paths and internals to a stranger.
  */
-function errorResponse(error: unknown, format: "html" | "json"): Response {
+function errorResponse(
+  error: unknown,
+  format: "html" | "json",
+  base = "",
+): Response {
   let status = 500;
   let message = "Something went wrong on the server.";
   let headers: HeadersInit = {};
@@ -1312,13 +1827,17 @@ function errorResponse(error: unknown, format: "html" | "json"): Response {
     status = 503;
     message =
       "The message store is unavailable right now; try again in a moment.";
+    const { retryAfterSeconds } = error as { retryAfterSeconds?: number };
+    headers = {
+      "retry-after": String(retryAfterSeconds ?? STORE_RETRY_AFTER_S),
+    };
     console.error(`message board: ${error.message}`);
   } else {
     console.error("message board: unexpected error:", error);
   }
   return format === "json"
     ? jsonResponse({ error: message }, status, headers)
-    : htmlResponse(renderErrorPage(status, message), status, headers);
+    : htmlResponse(renderErrorPage(status, message, base), status, headers);
 }
 
 /** HEAD is GET without the body (RFC 9110 9.3.2). */
@@ -1335,26 +1854,32 @@ function methodNotAllowed(allow: string): HttpError {
 }
 
 // ---------------------------------------------------------------------------
-// Cookies: remembering the poster's name.
+// Cookies: remembering the poster's name, and an admin's session.
 // ---------------------------------------------------------------------------
 
 const NAME_COOKIE = "board_name";
-const NAME_COOKIE_MAX_AGE = 365 * 24 * 60 * 60;
+const ADMIN_COOKIE = "board_admin";
+
+/** The value of cookie `key` in the Cookie header, undefined when absent. */
+function readCookie(request: Request, key: string): string | undefined {
+  const header = request.headers.get("cookie");
+  if (header === null) return undefined;
+  for (const part of header.split(";")) {
+    const [name, value = ""] = part.trim().split("=", 2);
+    if (name === key) return value;
+  }
+  return undefined;
+}
 
 /** Reads the remembered name from the Cookie header; "" when missing or invalid. */
 function readNameCookie(request: Request): string {
-  const header = request.headers.get("cookie");
-  if (header === null) return "";
-  for (const part of header.split(";")) {
-    const [key, value = ""] = part.trim().split("=", 2);
-    if (key !== NAME_COOKIE) continue;
-    try {
-      return validateNewMessage("x", decodeURIComponent(value)).name ?? "";
-    } catch {
-      return ""; // a cookie we did not write, or a bad one: ignore it
-    }
+  const value = readCookie(request, NAME_COOKIE);
+  if (value === undefined) return "";
+  try {
+    return validateNewMessage("x", decodeURIComponent(value)).name ?? "";
+  } catch {
+    return ""; // a cookie we did not write, or a bad one: ignore it
   }
-  return "";
 }
 
 /**
@@ -1362,10 +1887,21 @@ function readNameCookie(request: Request): string {
  * HttpOnly: scripts cannot read it. SameSite=Lax: other sites' posts don't
  * carry it (RFC 6265bis 5.4.7). Secure when served over HTTPS.
  */
-function nameCookie(name: string, secure: boolean): string {
+function nameCookie(name: string, secure: boolean, base: string): string {
   const value = encodeURIComponent(name);
-  const age = name === "" ? 0 : NAME_COOKIE_MAX_AGE;
-  return `${NAME_COOKIE}=${value}; Path=/; Max-Age=${age}; HttpOnly; SameSite=Lax${
+  const age = name === "" ? 0 : NAME_COOKIE_MAX_AGE_S;
+  return `${NAME_COOKIE}=${value}; Path=${base}/; Max-Age=${age}; HttpOnly; SameSite=Lax${
+    secure ? "; Secure" : ""
+  }`;
+}
+
+/**
+ * The Set-Cookie value of an admin session (an empty id signs out). SameSite=Strict: no
+ * request started by another site carries it, not even a link followed from there.
+ */
+function adminCookie(id: string, secure: boolean, base: string): string {
+  const age = id === "" ? 0 : ADMIN_SESSION_S;
+  return `${ADMIN_COOKIE}=${id}; Path=${base}/; Max-Age=${age}; HttpOnly; SameSite=Strict${
     secure ? "; Secure" : ""
   }`;
 }
@@ -1374,28 +1910,26 @@ function nameCookie(name: string, secure: boolean): string {
 // Live updates: Server-Sent Events at /events, and the page's small script.
 // ---------------------------------------------------------------------------
 
-/** Every event stream gets a comment line this often, so proxies and browsers keep it open. */
-export const HEARTBEAT_MS = 15_000;
-/** Most events replayed to a reconnecting browser; if it missed more, it is told to reload. */
-export const MAX_REPLAY_EVENTS = 200;
-/** Most event streams open at once (each holds a connection); more get 503. */
-export const MAX_EVENT_STREAMS = 1000;
-/** Most bytes queued for a reader that does not keep up; then its stream is closed, and the
- * browser reconnects and resumes from its last event. */
-const MAX_STREAM_QUEUE_BYTES = 256 * 1024;
-/** How long a browser waits before reconnecting a broken stream. */
-const RECONNECT_MS = 2_000;
-
 /**
  * One event in the `text/event-stream` format (HTML Living Standard, "Server-sent
  * events"): `id:` becomes the browser's Last-Event-ID, `event:` the listener it reaches,
- * `data:` one line of JSON (JSON.stringify never writes a raw line break).
+ * `data:` one line of JSON (JSON.stringify never writes a raw line break). A delete
+ * carries no `id:`, so the browser's resume point stays the newest message it has.
  *
  * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
+ * @example formatEvent({ type: "delete", id: 3 }) // => 'event: delete\ndata: {"id":3}\n\n'
  */
 export function formatEvent(event: BoardEvent): string {
-  const data = event.type === "message" ? JSON.stringify(event.message) : "{}";
-  return `id: ${event.id}\nevent: ${event.type}\ndata: ${data}\n\n`;
+  switch (event.type) {
+    case "message":
+      return `id: ${event.id}\nevent: message\ndata: ${
+        JSON.stringify(event.message)
+      }\n\n`;
+    case "delete":
+      return `event: delete\ndata: {"id":${event.id}}\n\n`;
+    default:
+      return `id: ${event.id}\nevent: ${event.type}\ndata: {}\n\n`;
+  }
 }
 
 /**
@@ -1486,14 +2020,24 @@ async function streamEvents(
       let lastMessage = after ?? 0;
       let lastClear = 0;
       deliver = (event) => {
-        // Skip what this client has (from the missed list, or the page itself).
-        if (event.type === "message" && event.id <= lastMessage) return;
-        if (
-          event.type === "clear" &&
-          (event.id < lastMessage || event.id === lastClear)
-        ) return;
-        if (event.type === "message") lastMessage = event.id;
-        else lastClear = event.id;
+        switch (event.type) {
+          case "message":
+            // Skip what this client has (from the missed list, or the page itself).
+            if (event.id <= lastMessage) return;
+            lastMessage = event.id;
+            break;
+          case "clear":
+            if (event.id < lastMessage || event.id === lastClear) return;
+            lastClear = event.id;
+            break;
+          case "delete":
+            if (event.id > lastMessage) return; // a message this client never had
+            break;
+          case "restore":
+            // Old ids came back: the page reloads rather than merge them in.
+            write(formatEvent(event));
+            return end();
+        }
         write(formatEvent(event));
       };
 
@@ -1503,7 +2047,10 @@ async function streamEvents(
         write("event: reload\ndata: {}\n\n");
         return end();
       }
-      for (const event of [...missed, ...held]) deliver(event);
+      for (const event of [...missed, ...held]) {
+        deliver(event);
+        if (finished) return;
+      }
       heartbeat = setInterval(() => write(": heartbeat\n\n"), heartbeatMs);
       if (signal.aborted) return end();
       signal.addEventListener("abort", end);
@@ -1519,20 +2066,26 @@ async function streamEvents(
 }
 
 /**
- * Served at /board.js: live updates for the first page. Loaded with `defer` from the page,
- * so the CSP allows our own script file and still no inline script. Without it (or without
- * JavaScript) the page works as before. It builds each message with textContent, never
- * innerHTML, so message text stays text.
+ * Served at /board.js: live updates for the first page, and times in the reader's own
+ * zone. Loaded with `defer` from the page, so the CSP allows our own script file and
+ * still no inline script. Without it (or without JavaScript) the page works as before,
+ * times in UTC. It builds each message with textContent, never innerHTML, so message text
+ * stays text. Addresses come from the page's data attributes, so a board mounted under a
+ * base path needs no change here.
  */
 const BROWSER_SCRIPT =
   `// Tiny Message Board: shows new messages as they are posted, without a reload.
 "use strict";
+for (const time of document.querySelectorAll("time[datetime]")) showLocalTime(time);
+
 const section = document.querySelector("section.messages[data-after]");
 if (section !== null && "EventSource" in window) {
   // On reconnection the browser sends Last-Event-ID itself, which the server prefers.
-  const source = new EventSource("/events?after=" + encodeURIComponent(section.dataset.after));
+  const source = new EventSource(section.dataset.events + "?after=" + encodeURIComponent(section.dataset.after));
   source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
   source.addEventListener("clear", showCleared);
+  source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
+  source.addEventListener("restore", () => location.reload());
   source.addEventListener("reload", () => location.reload());
 }
 
@@ -1549,31 +2102,62 @@ function showMessage(message) {
   const article = element("article", "message");
   article.id = "m" + message.id;
   const meta = element("p", "meta", "Posted: ");
-  const time = element("time", "", formatTime(message.postedAt));
+  const time = element("time", "");
   time.dateTime = message.postedAt;
+  showLocalTime(time);
   meta.append(time);
   if (message.name !== undefined) meta.append(" by ", element("span", "name", message.name));
   article.append(meta, element("p", "text", message.text));
+  if (section.dataset.delete !== undefined) article.append(deleteForm(message.id));
   section.querySelector("p.empty")?.remove();
   section.querySelector("h2").after(article);
+}
+
+// Same form as renderDeleteForm on the server, for a moderator's page.
+function deleteForm(id) {
+  const form = element("form", "delete");
+  form.method = "post";
+  form.action = section.dataset.delete;
+  const input = element("input");
+  input.type = "hidden";
+  input.name = "id";
+  input.value = String(id);
+  const button = element("button", "", "Delete");
+  button.type = "submit";
+  button.setAttribute("aria-label", "Delete message " + id);
+  form.append(input, button);
+  return form;
+}
+
+function removeMessage(id) {
+  document.getElementById("m" + id)?.remove();
+  showEmptyIfNone();
 }
 
 function showCleared() {
   for (const message of section.querySelectorAll("article.message")) message.remove();
   section.querySelector("nav.pages")?.remove();
-  if (section.querySelector("p.empty") === null) {
+  showEmptyIfNone();
+}
+
+function showEmptyIfNone() {
+  if (section.querySelector("article.message, p.empty, nav.pages") === null) {
     section.querySelector("h2").after(element("p", "empty", "No messages yet."));
   }
 }
 
-// As formatTime on the server: "2026-11-21T22:44:51.000Z" -> "2026-11-21 22:44:51 UTC".
-function formatTime(iso) {
-  return iso.slice(0, 10) + " " + iso.slice(11, 19) + " UTC";
+// "2026-11-21T22:44:51.000Z" in the reader's time zone and language; UTC stays in the title.
+function showLocalTime(time) {
+  const date = new Date(time.dateTime);
+  if (Number.isNaN(date.getTime())) return;
+  time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  time.title = time.dateTime.slice(0, 10) + " " + time.dateTime.slice(11, 19) + " UTC";
 }
 `;
 
 // ---------------------------------------------------------------------------
-// The handler.
+// The handler: one table of routes, the checks every request passes, and the
+// handlers of each route.
 // ---------------------------------------------------------------------------
 
 /** Options for {@linkcode createBoardHandler}. */
@@ -1590,12 +2174,99 @@ export interface BoardHandlerOptions {
    * @default a signal that is never aborted
    */
   signal?: AbortSignal;
+  /**
+   * Host names the board answers to besides localhost, 127.0.0.1 and [::1] (the CLI adds
+   * the names and addresses it listens on). A leading dot (`.example.com`) allows every
+   * subdomain. Requests for any other Host get 421. @default []
+   */
+  allowedHosts?: string[];
+  /**
+   * The moderators' token: with it, whoever signs in at /admin may clear (after a
+   * confirmation), delete single messages and restore the newest archive. Without it
+   * only visitors on this machine (loopback address and Host) may.
+   * @default undefined (no sign-in)
+   */
+  adminToken?: string;
+  /**
+   * Trust the proxy in front: the client is the last `X-Forwarded-For` hop, the scheme the
+   * last `X-Forwarded-Proto`. Only when every request comes through that proxy.
+   * @default false
+   */
+  trustProxy?: boolean;
+  /**
+   * Per-client limits (posts, live-update streams); false turns them off for benchmarks
+   * and load tests. The sign-in limit stays on. @default true
+   */
+  rateLimit?: boolean;
+  /** Posts one client may make at once. @default POST_BURST (5) */
+  postBurst?: number;
+  /** Then one post per this many milliseconds. @default POST_REFILL_MS (3 s) */
+  postRefillMs?: number;
+  /** Live-update streams per client. @default MAX_STREAMS_PER_CLIENT (8) */
+  maxStreamsPerClient?: number;
+  /**
+   * Where the board is mounted inside a larger app, like `/board`: every link, form,
+   * stylesheet, script, event stream and API address starts with it. @default "" (the root)
+   */
+  basePath?: string;
 }
 
-/** A request handler for `Deno.serve`. */
-export type BoardHandler = (request: Request) => Promise<Response>;
+/**
+ * A request handler for `Deno.serve`. Pass `info` along (the handler's second argument):
+ * the per-client limits and local moderation need the client's address; without it every
+ * request counts as one unknown, non-local client.
+ */
+export type BoardHandler = (
+  request: Request,
+  info?: Deno.ServeHandlerInfo,
+) => Promise<Response>;
 
-/** Builds the board's request handler over any {@linkcode MessageStore}. */
+/** Everything a route handler needs to know about one request. */
+interface RequestContext {
+  request: Request;
+  url: URL;
+  /** The client, as {@linkcode clientKey} names it. */
+  client: string;
+  /** Where the request was sent (scheme, host, port). */
+  target: RequestTarget;
+  /** Whether the client talks HTTPS to us (or to the trusted proxy in front). */
+  secure: boolean;
+}
+
+/** One route: a handler per method; HEAD is derived from GET. */
+type Route = Partial<
+  Record<"GET" | "POST", (context: RequestContext) => Promise<Response>>
+>;
+
+/**
+ * Checks a base path: "" or "/" for the root, else "/name" (segments of letters, digits,
+ * `-`, `_`, `.`, `~`), returned without a trailing slash.
+ *
+ * @example normalizeBasePath("/board/") // => "/board"
+ */
+export function normalizeBasePath(basePath: string): string {
+  const base = basePath.replace(/\/+$/, "");
+  if (base !== "" && !/^(\/[A-Za-z0-9._~-]+)+$/.test(base)) {
+    throw new TypeError(
+      `basePath must look like "/board" (got ${JSON.stringify(basePath)})`,
+    );
+  }
+  return base;
+}
+
+/** Whether a host name (from {@linkcode hostName}) names this machine. */
+function isLoopbackName(name: string | null): boolean {
+  return name === "localhost" || name === "[::1]" ||
+    (name !== null && /^127\.\d+\.\d+\.\d+$/.test(name));
+}
+
+/**
+ * Builds the board's request handler over any {@linkcode MessageStore}.
+ *
+ * Every request passes, in order: the Host allow-list (421), the route table (404, 405
+ * with Allow), for a POST the Origin check (403), then its route, where the per-client
+ * limits answer 429 with Retry-After.
+ */
 export function createBoardHandler(
   store: MessageStore,
   {
@@ -1603,44 +2274,117 @@ export function createBoardHandler(
     bodyTimeoutMs = BODY_TIMEOUT_MS,
     heartbeatMs = HEARTBEAT_MS,
     signal = new AbortController().signal,
+    allowedHosts = [],
+    adminToken,
+    trustProxy = false,
+    rateLimit = true,
+    postBurst = POST_BURST,
+    postRefillMs = POST_REFILL_MS,
+    maxStreamsPerClient = MAX_STREAMS_PER_CLIENT,
+    basePath = "",
   }: BoardHandlerOptions = {},
 ): BoardHandler {
+  const base = normalizeBasePath(basePath);
+  const allowed = allowedHosts.map(normalizeAllowedHost);
+  const posts = new RateLimiter(postBurst, postRefillMs);
+  const signIns = new RateLimiter(SIGN_IN_BURST, SIGN_IN_REFILL_MS);
+  const sessions = new AdminSessions();
+  const streamsByClient = new Map<string, number>();
   let openStreams = 0;
-  async function showBoard(request: Request, url: URL): Promise<Response> {
-    const before = readBeforeParameter(url);
-    const page = await store.listMessages({ before, limit: pageSize });
-    return htmlResponse(
-      renderBoard({ page, before, name: readNameCookie(request) }),
+
+  /** Who may moderate this request (see {@linkcode Moderation}). */
+  function moderationOf({ request, client, target }: RequestContext) {
+    if (adminToken !== undefined) {
+      return sessions.isValid(readCookie(request, ADMIN_COOKIE))
+        ? "admin"
+        : "sign-in";
+    }
+    const local = isLoopbackClient(client) &&
+      isLoopbackName(hostName(target.host));
+    return local ? "open" : "off";
+  }
+
+  function requireModerator(context: RequestContext): void {
+    const moderation = moderationOf(context);
+    if (moderation === "open" || moderation === "admin") return;
+    throw new HttpError(
+      403,
+      moderation === "sign-in"
+        ? "Only a signed-in moderator can do that."
+        : "Clearing and deleting are turned off on this board (start it with --admin-token to moderate).",
     );
   }
 
+  /** Takes one post from the client's allowance, or refuses with 429. */
+  function chargePost(client: string): void {
+    if (!rateLimit) return;
+    const wait = posts.take(client);
+    if (wait > 0) {
+      throw tooManyRequests(
+        `You are posting too fast; try again in ${Math.ceil(wait / 1000)} s.`,
+        wait,
+      );
+    }
+  }
+
+  async function renderPage(
+    context: RequestContext,
+    view: Partial<PageView> = {},
+  ): Promise<string> {
+    const page = view.page ??
+      await store.listMessages({ before: view.before, limit: pageSize });
+    return renderBoard({
+      name: readNameCookie(context.request),
+      ...view,
+      page,
+      base,
+      moderation: moderationOf(context),
+    });
+  }
+
+  /** GET /: the newest page, or `?before=ID` for older ones. */
+  async function showBoard(context: RequestContext): Promise<Response> {
+    const before = readBeforeParameter(context.url);
+    return htmlResponse(await renderPage(context, { before }));
+  }
+
   /** POST /: a form with `clear`, or with `message` (and `name`). */
-  async function postForm(request: Request, url: URL): Promise<Response> {
-    checkSameOrigin(request, url);
+  async function postForm(context: RequestContext): Promise<Response> {
+    const { request, client, secure } = context;
     let fields = new Map<string, string>();
     try {
       fields = await readFormFields(request, bodyTimeoutMs);
       if (fields.has("clear")) {
+        if (fields.has("message")) {
+          throw new HttpError(
+            400,
+            "Send either a message or clear, not both: which one was meant?",
+          );
+        }
+        requireModerator(context);
+        // An admin confirms first (GET /admin/clear); the chapter's local button clears at once.
+        if (adminToken !== undefined && fields.get("confirm") !== "yes") {
+          return seeOther(`${base}/admin/clear`);
+        }
         await store.clearMessages();
-        return seeOther("/");
+        return seeOther(`${base}/`);
       }
       const input = validateNewMessage(
         fields.get("message") ?? "",
         fields.get("name"),
       );
+      chargePost(client);
       await store.appendMessage(input);
       // Remember a new name, forget a removed one; send nothing when unchanged.
       const name = input.name ?? "";
-      if (name === readNameCookie(request)) return seeOther("/");
-      return seeOther("/", {
-        "set-cookie": nameCookie(name, url.protocol === "https:"),
+      if (name === readNameCookie(request)) return seeOther(`${base}/`);
+      return seeOther(`${base}/`, {
+        "set-cookie": nameCookie(name, secure, base),
       });
     } catch (error) {
       if (!(error instanceof HttpError)) throw error;
       // Show the board again with the error, keeping what was typed.
-      const page = await store.listMessages({ limit: pageSize });
-      const html = renderBoard({
-        page,
+      const html = await renderPage(context, {
         error: error.message,
         draft: fields.get("message") ?? "",
         name: fields.get("name") ?? readNameCookie(request),
@@ -1649,72 +2393,43 @@ export function createBoardHandler(
     }
   }
 
-  async function routePage(request: Request, url: URL): Promise<Response> {
-    switch (request.method) {
-      case "GET":
-        return await showBoard(request, url);
-      case "HEAD":
-        return withoutBody(await showBoard(request, url));
-      case "POST":
-        return await postForm(request, url);
-      default:
-        throw methodNotAllowed("GET, HEAD, POST");
-    }
-  }
-
-  function routeStylesheet(request: Request): Response {
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      throw methodNotAllowed("GET, HEAD");
-    }
-    const response = respond(STYLESHEET, 200, "text/css; charset=utf-8", {
-      "cache-control": "public, max-age=3600",
-    });
-    return request.method === "HEAD" ? withoutBody(response) : response;
-  }
-
-  function routeScript(request: Request): Response {
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      throw methodNotAllowed("GET, HEAD");
-    }
-    const response = respond(
-      BROWSER_SCRIPT,
-      200,
-      "text/javascript; charset=utf-8",
-      {
-        "cache-control": "public, max-age=3600",
-      },
-    );
-    return request.method === "HEAD" ? withoutBody(response) : response;
-  }
-
-  /** GET /events: the live event stream (HEAD answers its headers only). */
-  async function routeEvents(request: Request, url: URL): Promise<Response> {
-    if (request.method === "HEAD") {
-      return respond(null, 200, "", {
-        "content-type": "text/event-stream; charset=utf-8",
-      });
-    }
-    if (request.method !== "GET") throw methodNotAllowed("GET, HEAD");
+  /** GET /events: the live event stream. */
+  async function openEvents(
+    { request, url, client }: RequestContext,
+  ): Promise<Response> {
     const after = readResumePoint(request, url);
     if (signal.aborted) {
       throw new StoreUnavailableError("the board is shutting down");
     }
     if (openStreams >= MAX_EVENT_STREAMS) {
       throw new HttpError(503, "Too many live connections; try again later.", {
-        "retry-after": "30",
+        "retry-after": String(STREAMS_RETRY_AFTER_S),
       });
     }
+    const mine = streamsByClient.get(client) ?? 0;
+    if (rateLimit && mine >= maxStreamsPerClient) {
+      throw tooManyRequests(
+        `Too many live connections from your address (at most ${maxStreamsPerClient}); close some tabs.`,
+        STREAMS_RETRY_AFTER_S * 1000,
+      );
+    }
     openStreams++;
+    streamsByClient.set(client, mine + 1);
     return await streamEvents(store, {
       after,
       heartbeatMs,
       signal,
-      onClose: () => openStreams--,
+      onClose() {
+        openStreams--;
+        const left = (streamsByClient.get(client) ?? 1) - 1;
+        if (left === 0) streamsByClient.delete(client);
+        else streamsByClient.set(client, left);
+      },
     });
   }
 
   /** GET /api/messages?before=ID&limit=N */
-  async function listApi(url: URL): Promise<Response> {
+  async function listApi({ url }: RequestContext): Promise<Response> {
     const before = readBeforeParameter(url);
     const limitText = url.searchParams.get("limit");
     const limit = limitText === null
@@ -1729,14 +2444,15 @@ export function createBoardHandler(
     const page = await store.listMessages({ before, limit });
     const oldest = page.messages.at(-1);
     const older = page.hasOlder && oldest
-      ? `/api/messages?before=${oldest.id}&limit=${limit}`
+      ? `${base}/api/messages?before=${oldest.id}&limit=${limit}`
       : null;
     return jsonResponse({ messages: page.messages, older });
   }
 
   /** POST /api/messages with {"text": "...", "name": "..."} */
-  async function postApi(request: Request, url: URL): Promise<Response> {
-    checkSameOrigin(request, url);
+  async function postApi(
+    { request, client }: RequestContext,
+  ): Promise<Response> {
     const { type, charset } = parseContentType(
       request.headers.get("content-type"),
     );
@@ -1758,6 +2474,13 @@ export function createBoardHandler(
         'Send an object: {"text": "...", "name": "..."}.',
       );
     }
+    const duplicate = findDuplicateKey(text);
+    if (duplicate !== null) {
+      throw new HttpError(
+        400,
+        `The key "${duplicate.slice(0, 40)}" was sent twice.`,
+      );
+    }
     const fields = value as Record<string, unknown>;
     const unknown = Object.keys(fields).find((key) =>
       key !== "text" && key !== "name"
@@ -1765,48 +2488,173 @@ export function createBoardHandler(
     if (unknown !== undefined) {
       throw new HttpError(400, "Only text and name may be sent.");
     }
-    const message = await store.appendMessage(
-      validateNewMessage(fields.text, fields.name),
-    );
-    return jsonResponse(message, 201);
+    const input = validateNewMessage(fields.text, fields.name);
+    chargePost(client);
+    return jsonResponse(await store.appendMessage(input), 201);
   }
 
-  async function routeApi(request: Request, url: URL): Promise<Response> {
-    switch (request.method) {
-      case "GET":
-        return await listApi(url);
-      case "HEAD":
-        return withoutBody(await listApi(url));
-      case "POST":
-        return await postApi(request, url);
-      default:
-        throw methodNotAllowed("GET, HEAD, POST");
+  /** GET /admin: the sign-in form (or, signed in, back to the board). */
+  function showSignIn(context: RequestContext): Promise<Response> {
+    if (adminToken === undefined) {
+      throw new HttpError(
+        404,
+        "This board has no moderator sign-in (start it with --admin-token to add one).",
+      );
+    }
+    if (moderationOf(context) === "admin") {
+      return Promise.resolve(seeOther(`${base}/`));
+    }
+    return Promise.resolve(htmlResponse(renderSignIn(base)));
+  }
+
+  /** POST /admin with `token`: starts a session when the token is right. */
+  async function signIn(context: RequestContext): Promise<Response> {
+    const { request, client, secure } = context;
+    if (adminToken === undefined) {
+      await request.body?.cancel().catch(() => {});
+      throw new HttpError(404, "This board has no moderator sign-in.");
+    }
+    // Refused before the token is even compared, so guessing stays slow.
+    const wait = signIns.waitFor(client);
+    if (wait > 0) {
+      await request.body?.cancel().catch(() => {});
+      throw tooManyRequests(
+        `Too many wrong tokens; try again in ${Math.ceil(wait / 1000)} s.`,
+        wait,
+      );
+    }
+    const fields = await readFormFields(request, bodyTimeoutMs);
+    if (!(await tokensMatch(fields.get("token") ?? "", adminToken))) {
+      signIns.take(client);
+      return htmlResponse(
+        renderSignIn(base, "That token is not right."),
+        403,
+      );
+    }
+    const id = sessions.start();
+    return seeOther(`${base}/`, {
+      "set-cookie": adminCookie(id, secure, base),
+    });
+  }
+
+  /** POST /admin/sign-out: ends the session. */
+  async function signOut(
+    { request, secure }: RequestContext,
+  ): Promise<Response> {
+    await request.body?.cancel().catch(() => {});
+    sessions.end(readCookie(request, ADMIN_COOKIE));
+    return seeOther(`${base}/`, {
+      "set-cookie": adminCookie("", secure, base),
+    });
+  }
+
+  /** GET /admin/clear: the confirmation step before an admin clears. */
+  function confirmClear(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    return Promise.resolve(htmlResponse(renderClearConfirmation(base)));
+  }
+
+  const routes: Record<string, Route> = {
+    "/": { GET: showBoard, POST: postForm },
+    "/index.html": { GET: showBoard, POST: postForm },
+    "/style.css": {
+      GET: () =>
+        Promise.resolve(staticText(STYLESHEET, "text/css; charset=utf-8")),
+    },
+    "/board.js": {
+      GET: () =>
+        Promise.resolve(
+          staticText(BROWSER_SCRIPT, "text/javascript; charset=utf-8"),
+        ),
+    },
+    "/events": { GET: openEvents },
+    "/api/messages": { GET: listApi, POST: postApi },
+    "/admin": { GET: showSignIn, POST: signIn },
+    "/admin/sign-out": { POST: signOut },
+    "/admin/clear": { GET: confirmClear },
+  };
+
+  /** The scheme, Host and port this request was sent to. */
+  function targetOf(request: Request, url: URL): RequestTarget {
+    let protocol = url.protocol;
+    if (trustProxy) {
+      const proto = request.headers.get("x-forwarded-proto")?.split(",").at(-1)
+        ?.trim().toLowerCase();
+      if (proto === "https" || proto === "http") protocol = `${proto}:`;
+    }
+    const host = request.headers.get("host") ?? url.host;
+    let port = "";
+    try {
+      port = new URL(`${protocol}//${host}`).port;
+    } catch {
+      // a Host that does not parse has already been refused by the allow-list
+    }
+    return { protocol, host, port };
+  }
+
+  /** Refuses a post made by another site's page (see {@linkcode isAllowedOrigin}). */
+  function checkSameOrigin({ request, target }: RequestContext): void {
+    // Browsers send Sec-Fetch-Site and, on every POST, Origin; a form on a hostile page can
+    // reach us but cannot make these lie. Clients that send neither (curl, scripts) are not
+    // browsers acting for a visitor.
+    const origin = request.headers.get("origin");
+    if (
+      request.headers.get("sec-fetch-site") === "cross-site" ||
+      (origin !== null && !isAllowedOrigin(origin, target, allowed))
+    ) {
+      throw new HttpError(403, "Posts from other sites are not accepted.");
     }
   }
 
-  return async function handleRequest(request: Request): Promise<Response> {
+  return async function handleRequest(
+    request: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Promise<Response> {
     const url = new URL(request.url);
-    const format = url.pathname.startsWith("/api/") ? "json" : "html";
+    const path = url.pathname === base
+      ? ""
+      : url.pathname.startsWith(`${base}/`)
+      ? url.pathname.slice(base.length)
+      : null;
+    const format = path?.startsWith("/api/") ? "json" : "html";
     try {
-      switch (url.pathname) {
-        case "/":
-        case "/index.html":
-          return await routePage(request, url);
-        case "/style.css":
-          return routeStylesheet(request);
-        case "/board.js":
-          return routeScript(request);
-        case "/events":
-          return await routeEvents(request, url);
-        case "/api/messages":
-          return await routeApi(request, url);
-        default:
-          throw new HttpError(404, "There is no page at this address.");
+      const target = targetOf(request, url);
+      const name = hostName(target.host);
+      if (name === null || !isAllowedHost(name, allowed)) {
+        await request.body?.cancel().catch(() => {});
+        return misdirected(name);
       }
+      if (path === "") {
+        // "/board" without its slash: relative links would break, so send the browser to "/board/".
+        return respond(null, 308, "", { location: `${base}/${url.search}` });
+      }
+      const route = path === null ? undefined : routes[path];
+      if (route === undefined) {
+        throw new HttpError(404, "There is no page at this address.");
+      }
+      const method = request.method === "HEAD" ? "GET" : request.method;
+      const handle = route[method as keyof Route];
+      if (handle === undefined) {
+        const allow = [
+          ...(route.GET ? ["GET", "HEAD"] : []),
+          ...(route.POST ? ["POST"] : []),
+        ];
+        throw methodNotAllowed(allow.join(", "));
+      }
+      const context: RequestContext = {
+        request,
+        url,
+        client: clientAddress(request, info, trustProxy),
+        target,
+        secure: target.protocol === "https:",
+      };
+      if (method === "POST") checkSameOrigin(context);
+      const response = await handle(context);
+      return request.method === "HEAD" ? withoutBody(response) : response;
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
-      return errorResponse(error, format);
+      return errorResponse(error, format, base);
     }
   };
 }
@@ -1821,11 +2669,11 @@ export interface BoardOptions
   /** The JSON Lines data file; its folder is created when missing. @default "./data/messages.jsonl" */
   dataFile?: string;
   /**
-   * A PostgreSQL URL (`postgres://user:password@host:5432/database`): keep the messages
-   * there instead of in `dataFile`, so that several board processes serve one board.
-   * @default undefined (the data file)
+   * A store opened elsewhere, used instead of `dataFile` (board_postgres.ts passes its
+   * PostgreSQL store); the board closes it in `close()`.
+   * @default undefined (the JSON Lines store on `dataFile`)
    */
-  databaseUrl?: string;
+  store?: MessageStore;
 }
 
 /** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
@@ -1841,7 +2689,7 @@ export interface Board {
 }
 
 /**
- * Opens the board on its data file, or on PostgreSQL when `databaseUrl` is given.
+ * Opens the board on its data file (or on the `store` given).
  *
  * ```ts
  * const board = await openBoard({ dataFile: "./data/messages.jsonl" });
@@ -1849,10 +2697,8 @@ export interface Board {
  * ```
  */
 export async function openBoard(options: BoardOptions = {}): Promise<Board> {
-  const { dataFile = "./data/messages.jsonl", databaseUrl, log } = options;
-  const store = databaseUrl === undefined
-    ? await openJsonLinesStore(dataFile, { log })
-    : await openDatabaseStore(databaseUrl, log);
+  const { dataFile = "./data/messages.jsonl", log } = options;
+  const store = options.store ?? await openJsonLinesStore(dataFile, { log });
   const streams = new AbortController();
   const signal = options.signal
     ? AbortSignal.any([options.signal, streams.signal])
@@ -1868,79 +2714,97 @@ export async function openBoard(options: BoardOptions = {}): Promise<Board> {
   };
 }
 
-/**
- * Loads board_postgres.ts, and with it the PostgreSQL driver, only in this mode. The module
- * name is in a variable on purpose: Deno fetches the dependencies of a literal
- * `import("...")` ahead of time, and the file mode must not need the driver, nor even
- * board_postgres.ts. (So this mode needs `--allow-read=./board_postgres.ts`.)
- */
-async function openDatabaseStore(
-  url: string,
-  log: ((line: string) => void) | undefined,
-): Promise<MessageStore> {
-  const postgresModule = new URL("./board_postgres.ts", import.meta.url).href;
-  let module: typeof import("./board_postgres.ts");
-  try {
-    module = await import(postgresModule);
-  } catch (error) {
-    throw new StartupError(
-      `cannot load board_postgres.ts (keep it beside message_board.ts; the command needs ` +
-        `--allow-read=./board_postgres.ts): ${(error as Error).message}`,
-    );
-  }
-  try {
-    return await module.openPostgresStore(url, { log });
-  } catch (error) {
-    if (error instanceof Deno.errors.NotCapable) throw error; // a missing --allow-env
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new StartupError(
-      `cannot open the database at ${redactUrl(url)}: ${reason}`,
-    );
-  }
-}
-
-/**
- * A database URL fit for logs: the password hidden.
- *
- * @example redactUrl("postgres://board:secret@db:5432/board") // => "postgres://board:***@db:5432/board"
- */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== "") parsed.password = "***";
-    return parsed.href;
-  } catch {
-    return "(a database URL that does not parse)";
-  }
-}
-
 // ---------------------------------------------------------------------------
-// Command line.
+// Command line: parseCommandLine reads the flags, startServer runs the board,
+// main() (and board_postgres.ts's) only joins the two and says what went wrong.
 // ---------------------------------------------------------------------------
+
+/** The PostgreSQL mode's permission flags, for the usage text and error lines. */
+const POSTGRES_COMMAND =
+  "deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://user@127.0.0.1:5432/board";
+
+/** Shortest admin token the command line accepts: a short one is guessed too easily. */
+export const MIN_ADMIN_TOKEN_CHARS = 12;
 
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [options]
 
-PostgreSQL mode (several processes serve one board):
-  deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* --allow-read=./board_postgres.ts message_board.ts --store postgres://user@127.0.0.1:5432/board
+PostgreSQL mode (several processes serve one board; board_postgres.ts takes the same options):
+  ${POSTGRES_COMMAND}
 
 Options:
   --data FILE       JSON Lines data file (default ./data/messages.jsonl)
-  --store URL       keep messages in PostgreSQL instead (postgres://...; or set DATABASE_URL)
+  --store URL       board_postgres.ts only: the PostgreSQL database (postgres://...; or set DATABASE_URL)
   --port N          port to listen on; 0 picks a free one (default 8080)
   --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network)
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request
+  --allowed-host NAME
+                    also answer to this host name (repeatable; .example.com allows its
+                    subdomains); by default only the names and addresses it listens on,
+                    localhost, 127.0.0.1 and [::1] (any other Host gets 421)
+  --admin-token TOKEN
+                    moderators sign in at /admin with this token (at least ${MIN_ADMIN_TOKEN_CHARS}
+                    characters) to clear, delete and restore; or set BOARD_ADMIN_TOKEN
+                    (with --allow-env=BOARD_ADMIN_TOKEN). Without one, only visitors on
+                    this machine may clear
+  --trust-proxy     the client is the last X-Forwarded-For hop and the scheme the last
+                    X-Forwarded-Proto (only behind a proxy that sets them, as deploy/ does)
+  --rate-limit off  no per-client limits (${POST_BURST} posts at once then one per ${
+    POST_REFILL_MS / 1000
+  } s, ${MAX_STREAMS_PER_CLIENT} live
+                    streams), for benchmarks and load tests
   -h, --help        show this help`;
 
-async function main(): Promise<void> {
+/** A command line the board cannot run with; the message says what to change. */
+export class CommandLineError extends Error {
+  /** Always "CommandLineError". */
+  override name = "CommandLineError";
+}
+
+/** What the command line asks for, as {@linkcode startServer} takes it. */
+export interface CommandLine {
+  /** --data; undefined when not given (the default file then). */
+  dataFile?: string;
+  /** --store: a PostgreSQL URL, for board_postgres.ts. */
+  databaseUrl?: string;
+  /** --port (0 picks a free one). */
+  port: number;
+  /** --hostname. */
+  hostname: string;
+  /** --cert: a PEM file path. */
+  cert?: string;
+  /** --key: a PEM file path. */
+  key?: string;
+  /** --quiet: no access log. */
+  quiet: boolean;
+  /** --help. */
+  help: boolean;
+  /** --allowed-host, each time it is given. */
+  allowedHosts: string[];
+  /** --admin-token. */
+  adminToken?: string;
+  /** --trust-proxy. */
+  trustProxy: boolean;
+  /** False for --rate-limit off. */
+  rateLimit: boolean;
+}
+
+/**
+ * Parses the board's command line; throws {@linkcode CommandLineError} with a
+ * one-line message for anything it cannot run with.
+ *
+ * @example parseCommandLine(["--port", "0", "--quiet"]) // => { port: 0, hostname: "127.0.0.1", quiet: true, ... }
+ * @example parseCommandLine(["--port", "x"]) // throws CommandLineError
+ */
+export function parseCommandLine(args: string[]): CommandLine {
   let values;
   try {
     ({ values } = parseArgs({
-      args: Deno.args,
+      args,
       options: {
-        data: { type: "string", default: "./data/messages.jsonl" },
+        data: { type: "string" },
         store: { type: "string" },
         port: { type: "string", default: "8080" },
         hostname: { type: "string", default: "127.0.0.1" },
@@ -1948,67 +2812,165 @@ async function main(): Promise<void> {
         key: { type: "string" },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
+        "allowed-host": { type: "string", multiple: true, default: [] },
+        "admin-token": { type: "string" },
+        "trust-proxy": { type: "boolean", default: false },
+        "rate-limit": { type: "string", default: "on" },
       },
+      strict: true,
+      allowPositionals: false,
     }));
   } catch (error) {
-    console.error(`message_board: ${(error as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return;
+    throw new CommandLineError((error as Error).message);
   }
   const port = parsePositiveInteger(values.port, 65535) ??
     (values.port === "0" ? 0 : null);
-  if (
-    port === null || (values.cert === undefined) !== (values.key === undefined)
-  ) {
-    console.error(
-      `message_board: give a port from 0 to 65535, and --cert with --key\n\n${USAGE}`,
+  if (port === null) {
+    throw new CommandLineError(
+      `--port takes a number from 0 to 65535, not ${
+        JSON.stringify(values.port)
+      }`,
     );
-    Deno.exit(2);
   }
-
-  // DATABASE_URL is read only where it may be: the file mode's command does not allow it.
-  const envAllowed = Deno.permissions.querySync({
-    name: "env",
-    variable: "DATABASE_URL",
-  });
-  const databaseUrl = values.store ??
-    (envAllowed.state === "granted" ? Deno.env.get("DATABASE_URL") : undefined);
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    console.error(`message_board: --store takes a postgres:// URL\n\n${USAGE}`);
-    Deno.exit(2);
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    throw new CommandLineError("--cert and --key go together");
   }
+  if (values.store !== undefined && !/^postgres(ql)?:\/\//.test(values.store)) {
+    throw new CommandLineError("--store takes a postgres:// URL");
+  }
+  if (values["rate-limit"] !== "on" && values["rate-limit"] !== "off") {
+    throw new CommandLineError("--rate-limit takes on or off");
+  }
+  for (const name of values["allowed-host"]) {
+    const entry = normalizeAllowedHost(name);
+    if (!/^(\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/.test(entry)) {
+      throw new CommandLineError(
+        `--allowed-host takes a host name, not ${JSON.stringify(name)}`,
+      );
+    }
+  }
+  const adminToken = values["admin-token"];
+  if (adminToken !== undefined) checkAdminToken(adminToken, "--admin-token");
+  return {
+    dataFile: values.data,
+    databaseUrl: values.store,
+    port,
+    hostname: values.hostname,
+    cert: values.cert,
+    key: values.key,
+    quiet: values.quiet,
+    help: values.help,
+    allowedHosts: values["allowed-host"],
+    adminToken,
+    trustProxy: values["trust-proxy"],
+    rateLimit: values["rate-limit"] === "on",
+  };
+}
 
-  let board: Board;
+function checkAdminToken(token: string, where: string): void {
+  if (isLongerThan(token, MIN_ADMIN_TOKEN_CHARS - 1)) return;
+  throw new CommandLineError(
+    `${where} must be at least ${MIN_ADMIN_TOKEN_CHARS} characters (a short token is easy to guess)`,
+  );
+}
+
+/**
+ * The names the board answers to because it listens there: the --hostname itself, or for
+ * 0.0.0.0 / :: this machine's addresses (Deno.networkInterfaces, which needs
+ * --allow-sys=networkInterfaces; without it, `log` says how to name them instead).
+ */
+function listeningNames(
+  hostname: string,
+  log: (line: string) => void,
+): string[] {
+  if (hostname !== "0.0.0.0" && hostname !== "::" && hostname !== "") {
+    return [hostname];
+  }
+  try {
+    return Deno.networkInterfaces().map((entry) => entry.address);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotCapable)) throw error;
+    log(
+      "message_board: listening on every address, but without --allow-sys=networkInterfaces " +
+        "the board cannot list this machine's addresses: name them with --allowed-host",
+    );
+    return [];
+  }
+}
+
+/** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
+export interface ServerOptions extends BoardOptions {
+  /** Port to listen on; 0 picks a free one. @default 8080 */
+  port?: number;
+  /** Address to bind. @default "127.0.0.1" */
+  hostname?: string;
+  /** TLS certificate and key files (PEM), to serve HTTPS. @default undefined (HTTP) */
+  cert?: string;
+  /** See `cert`. */
+  key?: string;
+  /** No access log. @default false */
+  quiet?: boolean;
+  /**
+   * Opens the store, after the TLS files are read (board_postgres.ts gives its own).
+   * @default undefined (`store`, or the JSON Lines store on `dataFile`)
+   */
+  openStore?: () => Promise<MessageStore>;
+  /** What the start-up line says the storage is. @default "data: <dataFile>" */
+  storeLabel?: string;
+}
+
+/** A running board server. */
+export interface BoardServer {
+  /** The address it listens on (the real port when 0 was asked for). */
+  addr: Deno.NetAddr;
+  /** The board it serves. */
+  board: Board;
+  /** Ends the event streams, stops accepting, lets answers in flight finish, closes the store. */
+  shutdown(): Promise<void>;
+  /** Resolves once shut down. */
+  finished: Promise<void>;
+}
+
+/**
+ * Opens the board and serves it with `Deno.serve`, printing its real address
+ * (`Tiny Message Board on http://127.0.0.1:8080/ (data: ./data/messages.jsonl)`).
+ * Throws {@linkcode StartupError} (or a Deno error, such as AddrInUse) when it
+ * cannot start; a `store` given is closed then.
+ */
+export async function startServer(
+  options: ServerOptions = {},
+): Promise<BoardServer> {
+  const {
+    port = 8080,
+    hostname = "127.0.0.1",
+    cert,
+    key,
+    quiet = false,
+    dataFile = "./data/messages.jsonl",
+    storeLabel = `data: ${dataFile}`,
+  } = options;
   let tls: { cert: string; key: string } | undefined;
   try {
-    if (values.cert !== undefined && values.key !== undefined) {
+    if (cert !== undefined && key !== undefined) {
       tls = {
-        cert: await Deno.readTextFile(values.cert),
-        key: await Deno.readTextFile(values.key),
+        cert: await Deno.readTextFile(cert),
+        key: await Deno.readTextFile(key),
       };
     }
-    board = await openBoard({ dataFile: values.data, databaseUrl });
   } catch (error) {
-    if (error instanceof StartupError) {
-      console.error(`message_board: ${error.message}`);
-    } else if (error instanceof Deno.errors.NotCapable) {
-      const hint = databaseUrl === undefined
-        ? "--allow-read and --allow-write must cover the folder of --data"
-        : "PostgreSQL mode needs the flags shown in --help";
-      console.error(`message_board: ${error.message} (${hint})`);
-    } else {console.error(
-        `message_board: cannot start: ${(error as Error).message}`,
-      );}
-    Deno.exit(1);
+    await options.store?.close();
+    throw error;
   }
-
-  const logRequests = !values.quiet;
-  const handler: BoardHandler = logRequests
-    ? async (request) => {
-      const response = await board.handler(request);
+  const store = options.store ?? await options.openStore?.();
+  const allowedHosts = [
+    ...(options.allowedHosts ?? []),
+    ...listeningNames(hostname, console.error),
+  ];
+  const board = await openBoard({ ...options, dataFile, store, allowedHosts });
+  const handler: BoardHandler = quiet
+    ? board.handler
+    : async (request, info) => {
+      const response = await board.handler(request, info);
       const { pathname, search } = new URL(request.url);
       console.log(
         `${
@@ -2016,54 +2978,148 @@ async function main(): Promise<void> {
         } ${request.method} ${pathname}${search} ${response.status}`,
       );
       return response;
-    }
-    : board.handler;
-
+    };
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = Deno.serve({
-      hostname: values.hostname,
+      hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-        const storage = databaseUrl === undefined
-          ? `data: ${values.data}`
-          : `store: ${redactUrl(databaseUrl)}`;
+        const scheme = tls ? "https" : "http";
         console.log(
-          `Tiny Message Board on ${
-            tls ? "https" : "http"
-          }://${host}:${port}/ (${storage})`,
+          `Tiny Message Board on ${scheme}://${host}:${port}/ (${storeLabel})`,
         );
+        if (
+          options.adminToken === undefined && !isLoopbackName(hostName(host))
+        ) {
+          console.log(
+            "Clearing and deleting are off for visitors from other machines; " +
+              "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
+          );
+        }
       },
     }, handler);
   } catch (error) {
-    const why = (error as Error).message;
-    console.error(
-      `message_board: cannot listen on ${values.hostname}:${port}: ${why}`,
-    );
     await board.close();
+    throw error;
+  }
+  // Stopping: end the live event streams (they never finish by themselves),
+  // stop accepting, let answers in flight finish, then flush the store and
+  // release the lock.
+  const stopped = Promise.withResolvers<void>();
+  let stopping: Promise<void> | null = null;
+  const shutdown = () =>
+    stopping ??= (async () => {
+      board.endEventStreams();
+      await server.shutdown();
+    })();
+  server.finished.then(async () => {
+    await shutdown();
+    await board.close();
+    stopped.resolve();
+  }, stopped.reject);
+  return {
+    addr: server.addr,
+    board,
+    shutdown: async () => {
+      await shutdown();
+      await stopped.promise;
+    },
+    finished: stopped.promise,
+  };
+}
+
+/**
+ * What a command-line program adds to {@linkcode startServer}'s options: main()
+ * here gives none (the data file); board_postgres.ts opens its store.
+ */
+export type StoreChoice = (
+  commandLine: CommandLine,
+) => Promise<Partial<ServerOptions>> | Partial<ServerOptions>;
+
+/**
+ * Runs the board from a command line until SIGINT or SIGTERM: a bad command
+ * line gets one line and exit 2, a failed start one line and exit 1. Every
+ * line starts with `program` (`message_board: ...`).
+ */
+export async function runCommandLine(
+  args: string[],
+  program: string,
+  chooseStore: StoreChoice,
+): Promise<void> {
+  let commandLine: CommandLine;
+  let extra: Partial<ServerOptions>;
+  try {
+    commandLine = parseCommandLine(args);
+    if (commandLine.help) {
+      console.log(USAGE);
+      return;
+    }
+    // BOARD_ADMIN_TOKEN is read only when the command allows it (--allow-env=BOARD_ADMIN_TOKEN).
+    const envToken = Deno.permissions.querySync({
+        name: "env",
+        variable: "BOARD_ADMIN_TOKEN",
+      }).state === "granted"
+      ? Deno.env.get("BOARD_ADMIN_TOKEN")
+      : undefined;
+    if (commandLine.adminToken === undefined && envToken) {
+      checkAdminToken(envToken, "BOARD_ADMIN_TOKEN");
+      commandLine.adminToken = envToken;
+    }
+    extra = await chooseStore(commandLine);
+  } catch (error) {
+    if (!(error instanceof CommandLineError)) throw error;
+    console.error(`${program}: ${error.message} (see --help)`);
+    Deno.exit(2);
+  }
+  let server: BoardServer;
+  try {
+    server = await startServer({ ...commandLine, ...extra });
+  } catch (error) {
+    console.error(`${program}: ${describeStartupError(error, commandLine)}`);
     Deno.exit(1);
   }
-
-  // Graceful shutdown: end the live event streams (they never finish by
-  // themselves), stop accepting, let answers in flight finish, then flush the
-  // store and release the lock.
-  const shutdown = () => {
-    board.endEventStreams();
-    server.shutdown();
-  };
+  const shutdown = () => void server.shutdown();
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
   await server.finished;
   Deno.removeSignalListener("SIGINT", shutdown);
   Deno.removeSignalListener("SIGTERM", shutdown);
-  await board.close();
   console.log("Tiny Message Board stopped.");
 }
 
+/** One line on why the board could not start. */
+function describeStartupError(
+  error: unknown,
+  commandLine: CommandLine,
+): string {
+  const why = error instanceof Error ? error.message : String(error);
+  if (error instanceof StartupError) return why;
+  if (error instanceof Deno.errors.NotCapable) {
+    const hint = commandLine.databaseUrl === undefined
+      ? "--allow-read and --allow-write must cover the folder of --data"
+      : "PostgreSQL mode needs the flags shown in --help";
+    return `${why} (${hint})`;
+  }
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `cannot listen on ${commandLine.hostname}:${commandLine.port}: ${why} (--port 0 picks a free port)`;
+  }
+  return `cannot start: ${why}`;
+}
+
+function main(): Promise<void> {
+  return runCommandLine(Deno.args, "message_board", (commandLine) => {
+    if (commandLine.databaseUrl !== undefined) {
+      throw new CommandLineError(
+        `--store is PostgreSQL mode, which board_postgres.ts runs: ${POSTGRES_COMMAND}`,
+      );
+    }
+    return {};
+  });
+}
+
 if (import.meta.main) {
-  // Not awaited: board_postgres.ts (loaded for --store) imports this module,
-  // and that import would wait forever for a top-level await here to finish.
-  main();
+  await main();
 }

@@ -68,13 +68,32 @@ const ACCEPT_RETRY_MS = 100;
 /** The methods this server implements; everything else gets 405 with this list in `Allow`. */
 const ALLOWED_METHODS = "GET, HEAD";
 
+/** Reason phrases (RFC 9110 15); a status not listed is sent with an empty one (RFC 9112 4). */
 const STATUS_TEXT: Record<number, string> = {
   200: "OK",
+  201: "Created",
+  202: "Accepted",
+  301: "Moved Permanently",
+  302: "Found",
+  303: "See Other",
+  307: "Temporary Redirect",
+  308: "Permanent Redirect",
   400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
   408: "Request Timeout",
+  409: "Conflict",
+  410: "Gone",
+  413: "Content Too Large",
+  421: "Misdirected Request",
+  422: "Unprocessable Content",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  503: "Service Unavailable",
   505: "HTTP Version Not Supported",
 };
 
@@ -126,8 +145,19 @@ export type HeadReadResult =
  *
  * @example
  * ```ts
- * const result = await readRequestHead(conn, { timeoutMs: 5_000 });
- * if (result.kind === "head") console.log(parseRequestHead(result.head));
+ * import assert from "node:assert/strict";
+ * // Any reader will do; a Deno.Conn is one. This one gives the head in two pieces.
+ * const pieces = ["GET / HTTP/1.1\r\nHo", "st: x\r\n\r\n"].map((text) => new TextEncoder().encode(text));
+ * const reader = {
+ *   read(buffer: Uint8Array) {
+ *     const piece = pieces.shift();
+ *     if (piece === undefined) return Promise.resolve(null);
+ *     buffer.set(piece);
+ *     return Promise.resolve(piece.length);
+ *   },
+ * };
+ * const result = await readRequestHead(reader, { timeoutMs: 5_000 });
+ * assert.equal(result.kind, "head");
  * ```
  */
 export async function readRequestHead(
@@ -192,7 +222,8 @@ const LF = 0x0a;
  *
  * @example
  * ```ts
- * findHeadEnd(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\nbody")); // 18
+ * import assert from "node:assert/strict";
+ * assert.equal(findHeadEnd(new TextEncoder().encode("GET / HTTP/1.0\r\n\r\nbody")), 18);
  * ```
  */
 export function findHeadEnd(bytes: Uint8Array, from = 0): number {
@@ -248,9 +279,14 @@ const HOST_VALUE =
  *
  * @example
  * ```ts
- * parseRequestHead(new TextEncoder().encode("GET /?a=1 HTTP/1.1\r\nHost: x\r\n\r\n"));
- * // { ok: true, request: { method: "GET", target: "/?a=1", path: "/",
- * //   version: "HTTP/1.1", headers: [["Host", "x"]] } }
+ * import assert from "node:assert/strict";
+ * const head = new TextEncoder().encode("GET /?a=1 HTTP/1.1\r\nHost: x\r\n\r\n");
+ * assert.deepEqual(parseRequestHead(head), {
+ *   ok: true,
+ *   request: { method: "GET", target: "/?a=1", path: "/", version: "HTTP/1.1", headers: [["Host", "x"]] },
+ * });
+ * const folded = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n  y\r\n\r\n");
+ * assert.equal(parseRequestHead(folded).ok, false);
  * ```
  */
 export function parseRequestHead(head: Uint8Array): ParseResult {
@@ -391,15 +427,225 @@ function checkFraming(headers: [string, string][]): string | null {
 }
 
 // ---------------------------------------------------------------------------
+// Which names the server answers to: the defence against DNS rebinding.
+//
+// A page on another site can point its own DNS name at 127.0.0.1, and the
+// browser then sends that page's requests here, with `Host: evil.example`,
+// and lets the page read the answers: a server on loopback is not private
+// unless it checks the name it was reached by. Vite's `server.allowedHosts`
+// does the same for the same attack.
+
+/**
+ * The names every server answers to, wherever it listens: this machine's
+ * loopback names.
+ */
+const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"];
+
+/**
+ * The host names a server listening on `hostname` answers to by default:
+ * {@link LOOPBACK_HOSTS}, the address it listens on and, for `0.0.0.0` and
+ * `::` (every address), the addresses of this machine's interfaces, read with
+ * `Deno.networkInterfaces()` when `--allow-sys=networkInterfaces` permits
+ * (otherwise only the names in `extra`). `extra` names are added as given
+ * (a leading dot, `.example.com`, also allows every subdomain).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.deepEqual(allowedHostsFor("::1", ["Example.com"]), [
+ *   "localhost", "127.0.0.1", "[::1]", "example.com",
+ * ]);
+ * ```
+ */
+export function allowedHostsFor(
+  hostname: string,
+  extra: readonly string[] = [],
+  interfaceAddresses: () => string[] = listInterfaceAddresses,
+): string[] {
+  const names = [...LOOPBACK_HOSTS, hostname];
+  if (hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]") {
+    names.push(...interfaceAddresses());
+  }
+  names.push(...extra);
+  return [
+    ...new Set(names.map((name) => normaliseHostName(bracketIpv6(name)))),
+  ];
+}
+
+/** This machine's addresses, or none when `--allow-sys` does not permit reading them. */
+function listInterfaceAddresses(): string[] {
+  try {
+    return Deno.networkInterfaces().map(({ address }) => address);
+  } catch {
+    return [];
+  }
+}
+
+function bracketIpv6(address: string): string {
+  return address.includes(":") && !address.startsWith("[")
+    ? `[${address}]`
+    : address;
+}
+
+/** Host names compare without case and without a final dot (`LocalHost.` is `localhost`). */
+function normaliseHostName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.endsWith(".") && lower !== "." ? lower.slice(0, -1) : lower;
+}
+
+/**
+ * The host name a request was sent to: from an absolute-form target when there
+ * is one (RFC 9112 3.2.2: it overrides Host), else from the Host field, port
+ * left out; null when there is neither (HTTP/1.0 may omit Host).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const head = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n");
+ * const parsed = parseRequestHead(head);
+ * assert.ok(parsed.ok);
+ * assert.equal(requestHostName(parsed.request), "[::1]");
+ * ```
+ */
+export function requestHostName(request: RequestHead): string | null {
+  if (!request.target.startsWith("/") && URL.canParse(request.target)) {
+    return normaliseHostName(new URL(request.target).hostname);
+  }
+  const host = fieldValues(request.headers, "host")[0];
+  if (host === undefined || host === "") return null;
+  // The parser checked the shape: an IP literal in brackets, or a name or
+  // IPv4 address without a colon, then an optional port.
+  const name = host.startsWith("[")
+    ? host.slice(0, host.indexOf("]") + 1)
+    : host.split(":")[0];
+  return normaliseHostName(name);
+}
+
+/**
+ * Whether `name` (from {@link requestHostName}) is in `allowed` (from
+ * {@link allowedHostsFor}); an entry with a leading dot allows the name after
+ * the dot and all its subdomains.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.ok(isAllowedHost("a.example.com", [".example.com"]));
+ * assert.ok(!isAllowedHost("evil-example.com", [".example.com"]));
+ * assert.ok(!isAllowedHost("evil.example", ["localhost"]));
+ * ```
+ */
+export function isAllowedHost(
+  name: string,
+  allowed: readonly string[],
+): boolean {
+  return allowed.some((entry) =>
+    entry.startsWith(".")
+      ? name === entry.slice(1) || name.endsWith(entry)
+      : name === entry
+  );
+}
+
+/** The answer to a request for a name this server does not answer to. */
+export function misdirectedResponse(name: string): TinyResponse {
+  return {
+    status: 421,
+    body: renderPage(
+      "421 Misdirected Request",
+      `<p>This server does not answer to the name <code>${
+        escapeHtml(showBytes(encoder.encode(name)))
+      }</code>. This check stops other web sites from reaching it through
+their own DNS names (DNS rebinding).</p>
+<p>If you run this server and meant to use that name, start it with
+<code>--allowed-host ${
+        escapeHtml(showBytes(encoder.encode(name)))
+      }</code> (option <code>allowedHosts</code>).</p>`,
+    ),
+  };
+}
+
+// ---------------------------------------------------------------------------
 // Deciding the answer.
 
-/** A response before it becomes bytes: every body is an HTML page. */
+/** A response before it becomes bytes. */
 export interface TinyResponse {
+  /**
+   * 200 to 599, except 204 and 304 (every answer here has content, framed by
+   * Content-Length). The reason phrase comes from the status.
+   */
   status: number;
-  /** Header fields beyond the ones every response gets, e.g. `[["Allow", "GET, HEAD"]]`. */
+  /**
+   * Header fields beyond the ones every response gets, e.g. `[["Allow", "GET, HEAD"]]`.
+   * A `Content-Type` here replaces the default `text/html; charset=utf-8`;
+   * `Content-Length`, `Transfer-Encoding`, `Connection` and `Date` belong to
+   * the server (it frames every message itself) and are refused.
+   */
   headers?: [string, string][];
-  /** The HTML page. */
+  /** The content, sent as UTF-8 (an HTML page unless `headers` say otherwise). */
   body: string;
+}
+
+/**
+ * What {@link serveTiny} calls for every well-formed request to an allowed
+ * host name; {@link respondTo} is the default. HEAD requests arrive too: answer
+ * them as GET, the server leaves the body out.
+ *
+ * @example A route of your own, with today's page for everything else
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const respond: Responder = (request) =>
+ *   request.path === "/time" && request.method === "GET"
+ *     ? { status: 200, headers: [["Content-Type", "text/plain"]], body: new Date().toISOString() }
+ *     : respondTo(request);
+ * const server = serveTiny({ port: 0, respond, log: () => {} });
+ * const answer = await fetch(`http://127.0.0.1:${server.addr.port}/time`);
+ * assert.equal(answer.headers.get("content-type"), "text/plain");
+ * assert.match(await answer.text(), /^\d{4}-/);
+ * await server.shutdown();
+ * ```
+ */
+export type Responder = (
+  request: RequestHead,
+) => TinyResponse | Promise<TinyResponse>;
+
+// Header fields the server writes itself, for honest framing (RFC 9112 6).
+const SERVER_FIELDS = new Set([
+  "content-length",
+  "transfer-encoding",
+  "connection",
+  "date",
+]);
+// Response field values: visible ASCII, space and tab, no CR or LF (RFC 9110 5.5).
+const SAFE_FIELD_VALUE = /^[\t\x20-\x7e]*$/;
+
+/**
+ * Throws a TypeError naming what is wrong if `response` cannot be sent as it
+ * is: a status out of range, a field name that is not a token, a value with
+ * CR, LF or a control character (header injection), a field the server owns.
+ */
+export function checkResponse(response: TinyResponse): void {
+  const { status, headers = [], body } = response;
+  if (
+    !Number.isInteger(status) || status < 200 || status > 599 ||
+    status === 204 || status === 304
+  ) {
+    throw new TypeError(`status ${status} is not one this server can send`);
+  }
+  if (typeof body !== "string") throw new TypeError("the body is not a string");
+  for (const [name, value] of headers) {
+    if (!TOKEN.test(name)) {
+      throw new TypeError(
+        `the field name ${JSON.stringify(name)} is not a token`,
+      );
+    }
+    if (SERVER_FIELDS.has(name.toLowerCase())) {
+      throw new TypeError(`the server writes ${name} itself`);
+    }
+    if (!SAFE_FIELD_VALUE.test(value)) {
+      throw new TypeError(
+        `the ${name} value has a control or non-ASCII character`,
+      );
+    }
+  }
 }
 
 /**
@@ -408,8 +654,10 @@ export interface TinyResponse {
  *
  * @example
  * ```ts
- * respondTo({ method: "POST", target: "/", path: "/", version: "HTTP/1.1", headers: [] });
- * // { status: 405, headers: [["Allow", "GET, HEAD"]], body: "<!doctype html>..." }
+ * import assert from "node:assert/strict";
+ * const response = respondTo({ method: "POST", target: "/", path: "/", version: "HTTP/1.1", headers: [] });
+ * assert.equal(response.status, 405);
+ * assert.deepEqual(response.headers, [["Allow", "GET, HEAD"]]);
  * ```
  */
 export function respondTo(request: RequestHead): TinyResponse {
@@ -427,7 +675,7 @@ export function respondTo(request: RequestHead): TinyResponse {
 }
 
 /** The statuses this server answers with when a request cannot be served. */
-export type ErrorStatus = 400 | 404 | 405 | 408 | 431 | 505;
+export type ErrorStatus = 400 | 404 | 405 | 408 | 431 | 500 | 505;
 
 const ERROR_DETAILS: Record<ErrorStatus, string> = {
   400: "The server could not understand this request.",
@@ -435,6 +683,7 @@ const ERROR_DETAILS: Record<ErrorStatus, string> = {
   405: "This server answers GET and HEAD requests only.",
   408: "The request did not arrive in time.",
   431: "The request head is larger than this server accepts.",
+  500: "Something went wrong on the server. Try again later.",
   505: "This server speaks HTTP/1.0 and HTTP/1.1 only.",
 };
 
@@ -452,13 +701,16 @@ export function errorResponse(status: ErrorStatus): TinyResponse {
 function renderHelloPage(request: RequestHead): string {
   const rows = request.headers
     .map(([name, value]) =>
-      `<tr><th>${escapeHtml(name)}</th><td>${escapeHtml(value)}</td></tr>`
+      `<tr><th>${escapeHtml(name)}</th><td>${
+        escapeHtml(showFieldValue(value))
+      }</td></tr>`
     )
     .join("\n");
   return renderPage(
     "Hello from server_tiny.ts",
     `<p>This page was written by hand, byte by byte, onto a TCP socket.
-Here is what your browser sent.</p>
+Here is what your browser sent (a byte that is not UTF-8, or an invisible or
+control character, is shown as <code>\\xNN</code> or <code>\\u{NNNN}</code>).</p>
 <p>Method <code>${escapeHtml(request.method)}</code>,
 path <code>${escapeHtml(request.target)}</code>,
 version <code>${escapeHtml(request.version)}</code>.</p>
@@ -480,8 +732,10 @@ body { font-family: system-ui, sans-serif; max-width: 50rem; margin: 1rem auto; 
 th, td { text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }
 td { overflow-wrap: anywhere; }
 </style>
+<main>
 <h1>${escapeHtml(title)}</h1>
 ${content}
+</main>
 </html>
 `;
 }
@@ -491,7 +745,8 @@ ${content}
  *
  * @example
  * ```ts
- * escapeHtml(`<a href="x">'&'</a>`); // "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+ * import assert from "node:assert/strict";
+ * assert.equal(escapeHtml(`<a href="x">'&'</a>`), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
  * ```
  */
 export function escapeHtml(text: string): string {
@@ -520,14 +775,20 @@ export interface FormatOptions {
 }
 
 /**
- * Turns a response into the bytes that go on the wire: status line, header
- * fields, a blank line, the body. Content-Length counts bytes, not characters.
+ * Turns a response (checked with {@link checkResponse}) into the bytes that go
+ * on the wire: status line, header fields, a blank line, the body.
+ * Content-Length counts bytes, not characters.
  *
  * @example
  * ```ts
- * new TextDecoder().decode(formatResponse({ status: 200, body: "hé" }));
- * // "HTTP/1.1 200 OK\r\nDate: Sun, 22 Nov 2026 01:26:19 GMT\r\n
- * //  Content-Type: text/html; charset=utf-8\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhé"
+ * import assert from "node:assert/strict";
+ * const date = new Date(Date.UTC(1994, 10, 6, 8, 49, 37));
+ * assert.equal(
+ *   new TextDecoder().decode(formatResponse({ status: 200, body: "hé" }, { date })),
+ *   "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n" +
+ *     "Content-Type: text/html; charset=utf-8\r\nContent-Length: 3\r\n" +
+ *     "Connection: close\r\n\r\nhé",
+ * );
  * ```
  */
 export function formatResponse(
@@ -535,25 +796,36 @@ export function formatResponse(
   options: FormatOptions = {},
 ): Uint8Array {
   const { omitBody = false, date = new Date() } = options;
+  return encodeResponse(response, omitBody, date).bytes;
+}
+
+/** {@link formatResponse}, also saying how long the body is. */
+function encodeResponse(
+  response: TinyResponse,
+  omitBody: boolean,
+  date: Date,
+): { bytes: Uint8Array; bodyLength: number } {
   const body = encoder.encode(response.body);
+  const extra = response.headers ?? [];
+  const typed = extra.some(([name]) => name.toLowerCase() === "content-type");
   const lines = [
     // We always answer as HTTP/1.1, even to HTTP/1.0 requests (RFC 9110 6.2).
-    `HTTP/1.1 ${response.status} ${STATUS_TEXT[response.status]}`,
+    `HTTP/1.1 ${response.status} ${STATUS_TEXT[response.status] ?? ""}`,
     // toUTCString gives the IMF-fixdate format (RFC 9110 5.6.7):
     // "Sun, 06 Nov 1994 08:49:37 GMT".
     `Date: ${date.toUTCString()}`,
-    "Content-Type: text/html; charset=utf-8",
+    ...(typed ? [] : ["Content-Type: text/html; charset=utf-8"]),
     // A HEAD response carries the Content-Length the GET body would have (RFC 9110 8.6).
     `Content-Length: ${body.length}`,
     "Connection: close",
-    ...(response.headers ?? []).map(([name, value]) => `${name}: ${value}`),
+    ...extra.map(([name, value]) => `${name}: ${value}`),
   ];
   const head = encoder.encode(lines.join("\r\n") + "\r\n\r\n");
-  if (omitBody) return head;
+  if (omitBody) return { bytes: head, bodyLength: body.length };
   const bytes = new Uint8Array(head.length + body.length);
   bytes.set(head);
   bytes.set(body, head.length);
-  return bytes;
+  return { bytes, bodyLength: body.length };
 }
 
 /**
@@ -612,22 +884,89 @@ function closeQuietly(conn: Deno.Conn): void {
 // Logging: the request head as received, and one access log line per request.
 
 /**
- * Shows raw bytes as readable text: printable ASCII as is, every other byte
- * as `\xNN`, so that a client cannot send escape codes to our terminal.
+ * Shows raw bytes as readable text, so that a client can send no escape code
+ * to our terminal and no invisible trick to the page: valid UTF-8 is shown as
+ * the characters it encodes, each byte that is not part of valid UTF-8 as
+ * `\xNN`, control characters (C0, DEL, C1), invisible format characters (the
+ * bidirectional overrides of "Trojan Source", zero-width characters) and line
+ * separators as `\xNN` or `\u{NNNN}`, and the backslash itself as `\x5c`, so
+ * that every escape seen is one the server made.
  *
  * @example
  * ```ts
- * showBytes(new TextEncoder().encode("é\x1b[2J")); // "\\xc3\\xa9\\x1b[2J"
+ * import assert from "node:assert/strict";
+ * const bytes = new Uint8Array([0x68, 0xc3, 0xa9, 0xff, 0x1b, 0x5b, 0x32, 0x4a]);
+ * assert.equal(showBytes(bytes), "h\u00e9\\xff\\x1b[2J");
  * ```
  */
 export function showBytes(bytes: Uint8Array): string {
   let text = "";
-  for (const byte of bytes) {
-    text += byte >= 0x20 && byte <= 0x7e && byte !== 0x5c
-      ? String.fromCharCode(byte)
-      : `\\x${byte.toString(16).padStart(2, "0")}`;
+  let i = 0;
+  while (i < bytes.length) {
+    const sequence = readUtf8(bytes, i);
+    if (sequence === null) {
+      text += `\\x${hex(bytes[i], 2)}`;
+      i += 1;
+      continue;
+    }
+    const [codePoint, length] = sequence;
+    const char = String.fromCodePoint(codePoint);
+    if (codePoint === 0x5c || UNSAFE_CHAR.test(char)) {
+      text += codePoint < 0x80
+        ? `\\x${hex(codePoint, 2)}`
+        : `\\u{${hex(codePoint, 4)}}`;
+    } else {
+      text += char;
+    }
+    i += length;
   }
   return text;
+}
+
+// Unicode controls (Cc), format characters (Cf: bidi overrides, zero-width
+// joiners, BOM) and the line and paragraph separators.
+const UNSAFE_CHAR = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u;
+
+function hex(value: number, digits: number): string {
+  return value.toString(16).padStart(digits, "0");
+}
+
+/**
+ * The code point and length of the UTF-8 sequence at `bytes[at]`, or null if
+ * the bytes there are not valid UTF-8 (RFC 3629 4: no overlong forms, no
+ * surrogates, nothing above U+10FFFF).
+ */
+function readUtf8(
+  bytes: Uint8Array,
+  at: number,
+): [codePoint: number, length: number] | null {
+  const lead = bytes[at];
+  if (lead < 0x80) return [lead, 1];
+  const [length, bits, smallest] = lead >= 0xc2 && lead <= 0xdf
+    ? [2, lead & 0x1f, 0x80]
+    : lead >= 0xe0 && lead <= 0xef
+    ? [3, lead & 0x0f, 0x800]
+    : lead >= 0xf0 && lead <= 0xf4
+    ? [4, lead & 0x07, 0x10000]
+    : [0, 0, 0];
+  if (length === 0 || at + length > bytes.length) return null;
+  let codePoint = bits;
+  for (let k = 1; k < length; k++) {
+    const next = bytes[at + k];
+    if ((next & 0xc0) !== 0x80) return null;
+    codePoint = (codePoint << 6) | (next & 0x3f);
+  }
+  const surrogate = codePoint >= 0xd800 && codePoint <= 0xdfff;
+  if (codePoint < smallest || codePoint > 0x10ffff || surrogate) return null;
+  return [codePoint, length];
+}
+
+/**
+ * A header value as the parser keeps it (one character per byte, as Fetch's
+ * `Headers` do) shown with {@link showBytes}: `h\xc3\xa9llo` becomes `héllo`.
+ */
+function showFieldValue(value: string): string {
+  return showBytes(Uint8Array.from(value, (char) => char.charCodeAt(0)));
 }
 
 /** The first line of a head, without its line end. */
@@ -663,11 +1002,12 @@ export interface AccessLogEntry {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * const requestLine = new TextEncoder().encode("GET / HTTP/1.1");
- * formatAccessLog({
- *   client: "127.0.0.1", date: new Date(0), requestLine, status: 200, bodyBytes: 512,
- * });
- * // '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512'
+ * assert.equal(
+ *   formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine, status: 200, bodyBytes: 512 }),
+ *   '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512',
+ * );
  * ```
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
@@ -698,6 +1038,8 @@ interface ConnectionSettings {
   headTimeoutMs: number;
   lingerMs: number;
   idleSignal: AbortSignal;
+  allowedHosts: readonly string[];
+  respond: Responder;
 }
 
 async function handleConnection(
@@ -721,15 +1063,26 @@ async function handleConnection(
     if (result.kind === "head") {
       const parsed = parseRequestHead(result.head);
       requestLine = firstLine(result.head);
+      let problem = parsed.ok
+        ? null
+        : `${parsed.status} because: ${parsed.reason}`;
       if (parsed.ok) {
-        response = respondTo(parsed.request);
         omitBody = parsed.request.method === "HEAD";
+        const name = requestHostName(parsed.request);
+        if (name !== null && !isAllowedHost(name, settings.allowedHosts)) {
+          response = misdirectedResponse(name);
+          problem = `421 because: this server does not answer to ${
+            showBytes(encoder.encode(name))
+          } (see --allowed-host)`;
+        } else {
+          response = await answer(settings.respond, parsed.request, log);
+        }
       } else {
         response = errorResponse(parsed.status);
       }
       if (!quiet) {
         log(formatHead(result.head, `${client}:${address.port}`));
-        if (!parsed.ok) log(`    ${parsed.status} because: ${parsed.reason}`);
+        if (problem) log(`    ${problem}`);
       }
     } else {
       const statusFor = {
@@ -740,14 +1093,18 @@ async function handleConnection(
       response = errorResponse(statusFor[result.kind]);
     }
 
-    const bytes = formatResponse(response, { omitBody });
+    const { bytes, bodyLength } = encodeResponse(
+      response,
+      omitBody,
+      new Date(),
+    );
     await writeAll(conn, bytes);
     log(formatAccessLog({
       client,
       date: new Date(),
       requestLine,
       status: response.status,
-      bodyBytes: omitBody ? 0 : encoder.encode(response.body).length,
+      bodyBytes: omitBody ? 0 : bodyLength,
     }));
     // After a timeout the client is not sending; a read is also still pending.
     if (result.kind !== "timeout") await closeGracefully(conn, lingerMs);
@@ -756,6 +1113,33 @@ async function handleConnection(
     log(`${client}:${address.port} connection error: ${describeError(error)}`);
   } finally {
     closeQuietly(conn);
+  }
+}
+
+/**
+ * Asks `respond` for the answer and checks it can be sent as it is; a
+ * responder that throws, or answers something this server cannot frame
+ * honestly, gives a generic 500 and one line in the log.
+ */
+async function answer(
+  respond: Responder,
+  request: RequestHead,
+  log: (line: string) => void,
+): Promise<TinyResponse> {
+  try {
+    const response = await respond(request);
+    checkResponse(response);
+    return response;
+  } catch (error) {
+    const what = error instanceof Error
+      ? `${error.name}: ${error.message}`
+      : String(error);
+    log(
+      `respond failed for ${request.target}: ${
+        showBytes(encoder.encode(what))
+      }`,
+    );
+    return errorResponse(500);
   }
 }
 
@@ -785,6 +1169,14 @@ export interface TinyServerOptions {
   lingerMs?: number;
   /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
+  /**
+   * Host names answered besides the default ones (see {@link allowedHostsFor});
+   * `.example.com` also allows its subdomains. Requests for any other name get
+   * 421. @default []
+   */
+  allowedHosts?: string[];
+  /** Decides the answer to each request; see {@link Responder}. @default {respondTo} */
+  respond?: Responder;
 }
 
 /** A running server. */
@@ -804,8 +1196,11 @@ export interface TinyServer {
  *
  * @example
  * ```ts
- * const server = serveTiny({ port: 0 });
- * console.log(server.addr.port);
+ * import assert from "node:assert/strict";
+ * const server = serveTiny({ port: 0, log: () => {} });
+ * const page = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * assert.equal(page.status, 200);
+ * assert.match(await page.text(), /Hello from server_tiny\.ts/);
  * await server.shutdown();
  * ```
  */
@@ -819,8 +1214,11 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
+    allowedHosts = [],
+    respond = respondTo,
   } = options;
   const listener = Deno.listen({ hostname, port, transport: "tcp" });
+  const addr = listener.addr as Deno.NetAddr;
   const connections = new Set<Deno.Conn>();
   const handlers = new Set<Promise<void>>();
   const stopping = new AbortController();
@@ -840,6 +1238,8 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs,
     lingerMs,
     idleSignal: stopping.signal,
+    allowedHosts: allowedHostsFor(hostname, [addr.hostname, ...allowedHosts]),
+    respond,
   };
 
   function stopListening(): void {
@@ -887,76 +1287,155 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     return finished;
   }
 
-  return { addr: listener.addr as Deno.NetAddr, finished, shutdown };
+  return { addr, finished, shutdown };
 }
 
 // ---------------------------------------------------------------------------
-// Command line.
+// Command line: parseCommandLine reads the flags, startServer starts and
+// reports, main does only what needs the process (exit codes, signals).
 
 const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
 
-  --port N          port to listen on, 0 for any free port (default 8080)
-  --hostname HOST   address to listen on (default 127.0.0.1)
-  --once            serve one connection, then exit
-  --quiet           do not print request heads (the access log stays)
-  --help            show this help`;
+  --port N              port to listen on, 0 for any free port (default 8080)
+  --hostname HOST       address to listen on (default 127.0.0.1); 0.0.0.0 needs
+                        --allow-net=0.0.0.0 (and --allow-sys=networkInterfaces
+                        to answer to this machine's addresses)
+  --allowed-host NAME   also answer requests for this host name (repeatable;
+                        .example.com allows its subdomains too)
+  --once                serve one connection, then exit
+  --quiet               do not print request heads (the access log stays)
+  --help                show this help`;
 
-async function main(): Promise<void> {
+/** A command line that cannot be used; `main` prints its message in one line and exits 2. */
+export class CommandLineError extends Error {
+  override name = "CommandLineError";
+}
+
+/** What {@link parseCommandLine} found on the command line. */
+export interface CommandLineOptions {
+  port: number;
+  hostname: string;
+  allowedHosts: string[];
+  once: boolean;
+  quiet: boolean;
+  help: boolean;
+}
+
+/**
+ * Reads the command line; throws {@link CommandLineError} with a message for
+ * the user when it cannot be used.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.equal(parseCommandLine(["--port", "0"]).port, 0);
+ * assert.throws(() => parseCommandLine(["--colour"]), CommandLineError);
+ * ```
+ */
+export function parseCommandLine(args: string[]): CommandLineOptions {
   let values;
   try {
     ({ values } = parseArgs({
-      args: Deno.args,
+      args,
       options: {
         port: { type: "string", default: "8080" },
         hostname: { type: "string", default: "127.0.0.1" },
+        "allowed-host": { type: "string", multiple: true, default: [] },
         once: { type: "boolean", default: false },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
+      strict: true,
+      allowPositionals: false,
     }));
   } catch (error) {
-    console.error(`server_tiny.ts: ${(error as Error).message}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return;
+    throw new CommandLineError((error as Error).message);
   }
   const port = Number(values.port);
   if (!/^\d+$/.test(values.port) || port > 65535) {
-    console.error(
-      `server_tiny.ts: --port must be a number from 0 to 65535\n\n${USAGE}`,
+    throw new CommandLineError(
+      `--port must be a number from 0 to 65535, got ${values.port}`,
     );
-    Deno.exit(2);
   }
+  for (const name of values["allowed-host"]) {
+    if (!/^\.?[A-Za-z0-9\-._~[\]:]+$/.test(name)) {
+      throw new CommandLineError(`--allowed-host ${name} is not a host name`);
+    }
+  }
+  return {
+    port,
+    hostname: values.hostname,
+    allowedHosts: values["allowed-host"],
+    once: values.once,
+    quiet: values.quiet,
+    help: values.help,
+  };
+}
 
-  let server: TinyServer;
-  try {
-    server = serveTiny({
-      port,
-      hostname: values.hostname,
-      once: values.once,
-      quiet: values.quiet,
-    });
-  } catch (error) {
-    const hint = error instanceof Deno.errors.AddrInUse
-      ? " (try another --port, or --port 0)"
-      : "";
-    console.error(
-      `server_tiny.ts: cannot listen on ${values.hostname}:${port}: ${error}${hint}`,
-    );
-    Deno.exit(1);
-  }
-  const { hostname: host, port: realPort } = server.addr;
-  const shownHost = host.includes(":") ? `[${host}]` : host;
-  console.log(
-    `Open your browser and connect to: http://${shownHost}:${realPort}/`,
-  );
-  if (!["127.0.0.1", "localhost", "::1"].includes(values.hostname)) {
+/**
+ * Starts the server the command line asked for and prints where to connect
+ * (the line a browser user, and the tests, look for) and what is exposed.
+ */
+export function startServer(
+  options: CommandLineOptions,
+  log: (line: string) => void = console.log,
+): TinyServer {
+  const server = serveTiny({ ...options, log });
+  const { hostname: host, port } = server.addr;
+  log(`Open your browser and connect to: http://${bracketIpv6(host)}:${port}/`);
+  if (!["127.0.0.1", "localhost", "::1"].includes(options.hostname)) {
     // Loopback keeps a server private to this machine; any other address may not.
-    console.log(
+    log(
       `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
     );
+  }
+  const everyAddress = ["0.0.0.0", "::", "[::]"].includes(options.hostname);
+  const sys = { name: "sys", kind: "networkInterfaces" } as const;
+  if (everyAddress && Deno.permissions.querySync(sys).state !== "granted") {
+    log(
+      "Note: without --allow-sys=networkInterfaces this server answers only to " +
+        "localhost and --allowed-host names, not to this machine's addresses.",
+    );
+  }
+  return server;
+}
+
+/** Why the server could not start, in one line, with what to do about it. */
+function explainStartFailure(
+  error: unknown,
+  options: CommandLineOptions,
+): string {
+  const where = `${options.hostname}:${options.port}`;
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `${where} is in use (try another --port, or --port 0)`;
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
+    return `no permission to listen on ${where}: run with --allow-net=${
+      bracketIpv6(options.hostname)
+    }`;
+  }
+  return `cannot listen on ${where}: ${describeError(error)}`;
+}
+
+async function main(): Promise<void> {
+  let options: CommandLineOptions;
+  try {
+    options = parseCommandLine(Deno.args);
+  } catch (error) {
+    console.error(`server_tiny.ts: ${(error as Error).message} (see --help)`);
+    Deno.exit(2);
+  }
+  if (options.help) {
+    console.log(USAGE);
+    return;
+  }
+  let server: TinyServer;
+  try {
+    server = startServer(options);
+  } catch (error) {
+    console.error(`server_tiny.ts: ${explainStartFailure(error, options)}`);
+    Deno.exit(1);
   }
 
   const onSignal = () => {

@@ -151,7 +151,7 @@ export const OUR_FILES = ourServer(
  * The board's flags for a load test: per-client rate limits off, as the durability tests
  * have them (every wrk connection comes from 127.0.0.1, which a limit would throttle).
  */
-const BOARD_LOAD_ARGS: string[] = [];
+const BOARD_LOAD_ARGS = ["--rate-limit", "off"];
 
 export const OUR_BOARD: ServerDef = {
   ...ourServer("message_board.ts", async ({ workDir, seedFile }) => {
@@ -178,32 +178,19 @@ export const OUR_BOARD_FILE_BASELINE: ServerDef = {
 };
 
 /**
- * Our board in PostgreSQL mode with the README's flags, `instances` processes on the one
- * database. Started from board_postgres.ts when that is the entry point (it has its own
- * `import.meta.main`); otherwise through message_board.ts `--store`, which loads it (and
- * needs `--allow-read` of it by its absolute path, as the scope is literal).
+ * Our board in PostgreSQL mode with the README's command (board_postgres.ts, its entry
+ * point), `instances` processes on the one database.
  */
 function ourPgBoard(instances: number): ServerDef {
-  const board = ourServer(
-    "message_board.ts",
-    async ({ databaseUrl, serversDir }) => {
-      if (databaseUrl === undefined) {
-        throw new Error("no database for a PostgreSQL board");
-      }
-      const permissions = [
-        `--allow-net=${LOCAL}`,
-        "--allow-env=DATABASE_URL,PG*",
-      ];
-      const pgModule = join(serversDir, "board_postgres.ts");
-      if (!(await Deno.readTextFile(pgModule)).includes("import.meta.main")) {
-        permissions.push(`--allow-read=${pgModule}`);
-      }
-      return {
-        permissions,
-        args: ["--store", databaseUrl, ...BOARD_LOAD_ARGS],
-      };
-    },
-  );
+  const board = ourServer("board_postgres.ts", ({ databaseUrl }) => {
+    if (databaseUrl === undefined) {
+      throw new Error("no database for a PostgreSQL board");
+    }
+    return Promise.resolve({
+      permissions: [`--allow-net=${LOCAL}`, "--allow-env=DATABASE_URL,PG*"],
+      args: ["--store", databaseUrl, ...BOARD_LOAD_ARGS],
+    });
+  });
   return {
     ...board,
     key: `board-pg-${instances}`,
@@ -213,18 +200,6 @@ function ourPgBoard(instances: number): ServerDef {
     postgres: true,
     async unavailable(probe) {
       return postgresUnavailable() ?? await board.unavailable(probe);
-    },
-    async launch(context) {
-      const spec = await board.launch(context);
-      const pgModule = join(context.serversDir, "board_postgres.ts");
-      if ((await Deno.readTextFile(pgModule)).includes("import.meta.main")) {
-        const script = spec.args.indexOf(
-          join(context.serversDir, "message_board.ts"),
-        );
-        spec.args[script] = pgModule;
-      }
-      // deno.json and deno.lock (the driver's exact version) are found from the working folder.
-      return { ...spec, cwd: context.serversDir };
     },
   };
 }

@@ -3,8 +3,8 @@
 // both, SIGKILL while posting loses nothing acknowledged, a stopped database gives 503 and the
 // boards recover when it is back.
 import assert from "node:assert/strict";
-import { BOARD_SCRIPT, fetchAllMessages, postJson } from "./board_helpers.ts";
-import { PG_FLAGS, REPO_ROOT, startPgBoard } from "./pg_board.ts";
+import { fetchAllMessages, postJson } from "./board_helpers.ts";
+import { PG_FLAGS, PG_SCRIPT, REPO_ROOT, startPgBoard } from "./pg_board.ts";
 import { pgTestOptions, startPostgres } from "./pg_harness.ts";
 import { frameReader } from "./sse_reader.ts";
 
@@ -191,7 +191,7 @@ Deno.test({
       args: [
         "run",
         ...PG_FLAGS,
-        BOARD_SCRIPT,
+        PG_SCRIPT,
         "--port",
         "0",
         "--store",

@@ -26,8 +26,16 @@ async function withBoard(
     dataFile: join(folder.path, "messages.jsonl"),
     ...options,
   });
+  // Called as Deno.serve calls it, for a visitor on this machine (who may clear).
+  const local: Deno.ServeHandlerInfo = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    completed: Promise.resolve(),
+  };
   try {
-    await test(board);
+    await test({
+      ...board,
+      handler: (request) => board.handler(request, local),
+    });
   } finally {
     await board.close();
   }
@@ -323,7 +331,7 @@ Deno.test("page: the newest page loads /board.js and says where live updates sta
     const newest = await (await board.handler(new Request(BASE + "/"))).text();
     assert.match(
       newest,
-      /<section class="messages" aria-labelledby="messages-heading" data-after="3">/,
+      /<section class="messages" aria-labelledby="messages-heading" aria-live="polite" data-after="3" data-events="\/events"/,
     );
     const older = await (await board.handler(new Request(BASE + "/?before=3")))
       .text();
@@ -340,7 +348,10 @@ Deno.test("page: the newest page loads /board.js and says where live updates sta
       "text/javascript; charset=utf-8",
     );
     const code = await script.text();
-    assert.match(code, /new EventSource\("\/events\?after="/);
+    assert.match(
+      code,
+      /new EventSource\(section\.dataset\.events \+ "\?after="/,
+    );
     assert.match(code, /textContent/);
     assert.doesNotMatch(
       code,

@@ -56,19 +56,41 @@ export interface StartOptions {
   flags?: string[];
   /** Extra environment variables. @default {} */
   env?: Record<string, string>;
+  /** The script to run. @default {BOARD_SCRIPT} */
+  script?: string;
+  /**
+   * Keep the per-client limits on. Off by default (`--rate-limit off`): these tests post
+   * many messages from one address, as a load test does. @default false
+   */
+  rateLimit?: boolean;
 }
 
 /**
- * Starts `message_board.ts --port 0` in `cwd` and waits for its address.
+ * Starts `message_board.ts --port 0` (or `script`) in `cwd` and waits for its address.
  * Throws with the process output when it exits first.
  */
 export async function startBoard(
   cwd: string,
   args: string[] = [],
-  { flags = BOARD_FLAGS, env = {} }: StartOptions = {},
+  {
+    flags = BOARD_FLAGS,
+    env = {},
+    script = BOARD_SCRIPT,
+    rateLimit = false,
+  }: StartOptions = {},
 ): Promise<BoardProcess> {
+  const limits = rateLimit ? [] : ["--rate-limit", "off"];
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, BOARD_SCRIPT, "--port", "0", "--quiet", ...args],
+    args: [
+      "run",
+      ...flags,
+      script,
+      "--port",
+      "0",
+      "--quiet",
+      ...limits,
+      ...args,
+    ],
     cwd,
     env,
     stdout: "piped",

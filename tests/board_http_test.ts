@@ -1,39 +1,66 @@
 // The board's HTTP rules, tested in-process: handler(new Request(...)).
 import assert from "node:assert/strict";
+import net from "node:net";
 import { join } from "node:path";
 import {
   type Board,
+  type BoardOptions,
+  clientKey,
   createBoardHandler,
   escapeHtml,
+  findDuplicateKey,
   formatTime,
-  isForeignOrigin,
+  hostName,
+  isAllowedHost,
+  isAllowedOrigin,
   isLongerThan,
   MAX_BODY_BYTES,
   MAX_MESSAGE_CHARS,
   MAX_NAME_CHARS,
+  MAX_STREAMS_PER_CLIENT,
+  MAX_TRACKED_CLIENTS,
   type MessageStore,
   openBoard,
   parseContentType,
   parsePositiveInteger,
   parseUrlEncoded,
+  POST_BURST,
+  POST_REFILL_MS,
+  RateLimiter,
   StoreUnavailableError,
   validateNewMessage,
 } from "../message_board.ts";
-import { tempFolder } from "./board_helpers.ts";
+import { BOARD_SCRIPT, startBoard, tempFolder } from "./board_helpers.ts";
 
 const BASE = "http://localhost:8080";
 
-/** Runs `fn` with a board on a fresh temp folder, then closes it. */
+/** What Deno.serve tells the handler about a client at `hostname` (a person on this machine by default). */
+function clientInfo(hostname = "127.0.0.1"): Deno.ServeHandlerInfo {
+  return {
+    remoteAddr: { transport: "tcp", hostname, port: 40000 },
+    completed: Promise.resolve(),
+  };
+}
+
+/**
+ * Runs `fn` with a board on a fresh temp folder, then closes it. Its handler is called as
+ * Deno.serve calls it, for a client on this machine unless `info` is given.
+ */
 async function withBoard(
   fn: (board: Board, folder: string) => Promise<void>,
+  options: BoardOptions = {},
 ): Promise<void> {
   await using folder = await tempFolder();
   const board = await openBoard({
     dataFile: join(folder.path, "messages.jsonl"),
     log: () => {},
+    ...options,
   });
   try {
-    await fn(board, folder.path);
+    await fn({
+      ...board,
+      handler: (request, info = clientInfo()) => board.handler(request, info),
+    }, folder.path);
   } finally {
     await board.close();
   }
@@ -318,9 +345,20 @@ Deno.test("page: the Clear Messages form moves everything to an archive and empt
       "one",
       "two",
     ]);
-    // "clear" wins even when a message is sent along: the button was clear.
-    await board.handler(postForm("message=three&clear=1"));
-    assert.equal(await storedCount(board), 0);
+    // A message and a clear in one form is ambiguous: 400, and neither happens.
+    await board.store.appendMessage({ text: "kept" });
+    for (
+      const body of [
+        "message=three&clear=1",
+        "message=hi&clear=",
+        "clear=&message=",
+      ]
+    ) {
+      const ambiguous = await board.handler(postForm(body));
+      assert.equal(ambiguous.status, 400, body);
+      assert.match(await ambiguous.text(), /either a message or clear/, body);
+    }
+    assert.equal(await storedCount(board), 1);
   });
 });
 
@@ -476,6 +514,24 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     /other sites/,
   ],
   [
+    "an https:// Origin for a plain-HTTP board",
+    () => postForm("message=hi", { origin: "https://localhost:8080" }),
+    403,
+    /other sites/,
+  ],
+  [
+    "an ftp:// Origin",
+    () => postForm("message=hi", { origin: "ftp://localhost:8080" }),
+    403,
+    /other sites/,
+  ],
+  [
+    "a rebinding name as Origin",
+    () => postForm("clear=1", { origin: "http://evil.example:8080" }),
+    403,
+    /other sites/,
+  ],
+  [
     "a clear from another site",
     () => postForm("clear=1", { origin: "https://evil.example" }),
     403,
@@ -623,24 +679,67 @@ Deno.test("hostile: a file upload in a multipart form is refused", async () => {
   });
 });
 
-Deno.test("hostile: isForeignOrigin compares the Origin's host with the Host (table)", () => {
-  const cases: [string, string, boolean][] = [
-    ["http://localhost:8080", "localhost:8080", false],
-    ["https://localhost:8080", "localhost:8080", false], // TLS ended at a proxy
-    ["http://LOCALHOST:8080", "localhost:8080", false], // hosts are case-insensitive
-    ["http://localhost", "localhost:8080", true],
-    ["http://localhost:8081", "localhost:8080", true],
-    ["http://localhost.evil.example:8080", "localhost:8080", true],
-    ["https://evil.example", "localhost:8080", true],
-    ["null", "localhost:8080", true],
-    ["", "localhost:8080", true],
+Deno.test("hostile: isAllowedOrigin needs this board's scheme and port and an allowed host (table)", () => {
+  const http = { protocol: "http:", host: "localhost:8080", port: "8080" };
+  const https = { protocol: "https:", host: "board.example", port: "" };
+  const cases: [string, typeof http, string[], boolean][] = [
+    ["http://localhost:8080", http, [], true],
+    ["http://127.0.0.1:8080", http, [], true], // another name of this machine, same port
+    ["http://[::1]:8080", http, [], true],
+    ["http://LOCALHOST:8080", http, [], true], // hosts are case-insensitive
+    ["https://localhost:8080", http, [], false], // an https page for a plain-HTTP board
+    ["ftp://localhost:8080", http, [], false],
+    ["http://localhost", http, [], false],
+    ["http://localhost:8081", http, [], false],
+    ["http://localhost.evil.example:8080", http, [], false],
+    ["http://evil.example:8080", http, [], false], // DNS rebinding
+    ["http://evil.example:8080", http, ["evil.example"], true], // unless allowed
+    ["https://board.example", https, ["board.example"], true],
+    ["https://board.example:443", https, ["board.example"], true],
+    ["http://board.example", https, ["board.example"], false],
+    ["https://www.board.example", https, [".board.example"], true],
+    ["https://board.example.evil", https, [".board.example"], false],
+    ["null", http, [], false],
+    ["", http, [], false],
   ];
-  for (const [origin, host, foreign] of cases) {
+  for (const [origin, target, allowed, ok] of cases) {
     assert.equal(
-      isForeignOrigin(origin, host),
-      foreign,
-      `${origin} vs ${host}`,
+      isAllowedOrigin(origin, target, allowed),
+      ok,
+      `${origin} for ${target.protocol}//${target.host} ${allowed}`,
     );
+  }
+});
+
+Deno.test("hostile: hostName and isAllowedHost (table)", () => {
+  const names: [string, string | null][] = [
+    ["localhost:8080", "localhost"],
+    ["Board.Example", "board.example"],
+    ["localhost.", "localhost"],
+    ["[::1]:8080", "[::1]"],
+    ["[::1]", "[::1]"],
+    ["127.0.0.1:80", "127.0.0.1"],
+    ["", null],
+    [":8080", null],
+    ["[::1", null],
+    ["a:b:c", null],
+    ["[::1]x", null],
+  ];
+  for (const [host, name] of names) assert.equal(hostName(host), name, host);
+  const allowed: [string, string[], boolean][] = [
+    ["localhost", [], true],
+    ["127.0.0.1", [], true],
+    ["[::1]", [], true],
+    ["evil.example", [], false],
+    ["127.0.0.2", [], false],
+    ["board.example", ["board.example"], true],
+    ["www.board.example", ["board.example"], false],
+    ["www.board.example", [".board.example"], true],
+    ["board.example", [".board.example"], true],
+    ["evilboard.example", [".board.example"], false],
+  ];
+  for (const [name, list, ok] of allowed) {
+    assert.equal(isAllowedHost(name, list), ok, `${name} in ${list}`);
   }
 });
 
@@ -789,6 +888,17 @@ const badApiPosts: [string, () => Request, number][] = [
   ["a number as text", () => postApi('{"text":42}'), 400],
   ["a number as name", () => postApi('{"text":"hi","name":42}'), 400],
   ["an unknown field", () => postApi('{"text":"hi","admin":true}'), 400],
+  ["a duplicate key", () => postApi('{"text":"a","text":"b"}'), 400],
+  [
+    "a duplicate key, escaped",
+    () => postApi('{"text":"a","te\\u0078t":"b"}'),
+    400,
+  ],
+  [
+    "a duplicate name",
+    () => postApi('{"name":"a","text":"hi","name":"b"}'),
+    400,
+  ],
   ["a lone surrogate", () => postApi('{"text":"bad \\ud800 half"}'), 400],
   [
     "bytes that are not UTF-8",
@@ -877,7 +987,7 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
     const secret = "/secret/path/messages.jsonl: EIO";
     const broken = createBoardHandler(failingStore(new Error(secret)));
     for (const request of [postApi('{"text":"hi"}'), postForm("clear=1")]) {
-      const response = await broken(request);
+      const response = await broken(request, clientInfo());
       assert.equal(response.status, 500);
       const body = await response.text();
       assert.ok(
@@ -964,4 +1074,390 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
     formatTime("2026-11-21T22:44:51.000Z"),
     "2026-11-21 22:44:51 UTC",
   );
+});
+
+Deno.test("helpers: findDuplicateKey finds a key sent twice in one object (table)", () => {
+  const cases: [string, string | null][] = [
+    ['{"text":"a","text":"b"}', "text"],
+    ['{"text":"a","te\\u0078t":"b"}', "text"],
+    ['{"a":1,"b":{"a":2}}', null], // the same key in another object is fine
+    ['{"a":[{"b":1},{"b":2}]}', null],
+    ['{"a":{"b":1,"b":2}}', "b"],
+    ['{"a":"{\\"a\\":1}","b":"a"}', null], // keys inside strings are text
+    ['{"a\\"":1,"a":2}', null],
+    ['["a","a"]', null],
+    ["{}", null],
+    ['{"":1,"":2}', ""],
+  ];
+  for (const [json, duplicate] of cases) {
+    JSON.parse(json); // each case is valid JSON
+    assert.equal(findDuplicateKey(json), duplicate, json);
+  }
+});
+
+Deno.test("hosts: a Host that is not allowed gets 421 on every route, with a plain explanation", async () => {
+  await withBoard(async (board) => {
+    for (
+      const path of [
+        "/",
+        "/style.css",
+        "/board.js",
+        "/events",
+        "/api/messages",
+        "/nope",
+      ]
+    ) {
+      for (
+        const host of [
+          "evil.example",
+          "evil.example:8080",
+          "127.0.0.2:8080",
+          "localhost.evil.example",
+        ]
+      ) {
+        const response = await board.handler(
+          new Request(BASE + path, { headers: { host } }),
+        );
+        assert.equal(response.status, 421, `${host} ${path}`);
+        assert.equal(
+          response.headers.get("content-type"),
+          "text/plain; charset=utf-8",
+        );
+        assert.match(await response.text(), /--allowed-host/);
+      }
+    }
+    // The board's own names answer, whatever the port or the case.
+    for (
+      const host of [
+        "localhost:8080",
+        "LOCALHOST",
+        "127.0.0.1:1",
+        "[::1]:8080",
+        "localhost.",
+      ]
+    ) {
+      const response = await board.handler(
+        new Request(BASE + "/", { headers: { host } }),
+      );
+      assert.equal(response.status, 200, host);
+      await response.body?.cancel();
+    }
+    // A post to a rebinding name stores nothing.
+    const post = await board.handler(
+      postForm("message=hi", { host: "evil.example:8080" }),
+    );
+    assert.equal(post.status, 421);
+    await post.body?.cancel();
+    assert.equal(await storedCount(board), 0);
+  });
+});
+
+Deno.test("hosts: allowedHosts adds names, and a leading dot adds subdomains", async () => {
+  await withBoard(async (board) => {
+    const status = async (host: string) => {
+      const response = await board.handler(
+        new Request(BASE + "/", { headers: { host } }),
+      );
+      await response.body?.cancel();
+      return response.status;
+    };
+    assert.equal(await status("board.example"), 200);
+    assert.equal(await status("Board.Example:8443"), 200);
+    assert.equal(await status("www.board.example"), 421);
+    assert.equal(await status("a.team.example"), 200);
+    assert.equal(await status("team.example"), 200);
+    assert.equal(await status("evilteam.example"), 421);
+  }, { allowedHosts: ["board.example", ".team.example"] });
+});
+
+/** Sends one raw HTTP/1.1 request over a real socket from `localAddress`; returns the answer. */
+function rawRequest(
+  port: number,
+  head: string,
+  body = "",
+  localAddress = "127.0.0.1",
+): Promise<{ status: number; headers: Headers; body: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(
+      { host: "127.0.0.1", port, localAddress },
+      () => {
+        // Not end(): the server may drop a half-closed connection before it answers.
+        socket.write(
+          `${head}\r\nConnection: close\r\nContent-Length: ${
+            new TextEncoder().encode(body).length
+          }\r\n\r\n${body}`,
+        );
+      },
+    );
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => text += chunk);
+    socket.on("error", reject);
+    socket.on("close", () => {
+      const [top, ...rest] = text.split("\r\n\r\n");
+      const [statusLine, ...lines] = top.split("\r\n");
+      const headers = new Headers();
+      for (const line of lines) {
+        const colon = line.indexOf(":");
+        headers.append(line.slice(0, colon), line.slice(colon + 1).trim());
+      }
+      resolve({
+        status: Number(statusLine.split(" ")[1]),
+        headers,
+        body: rest.join("\r\n\r\n"),
+      });
+    });
+  });
+}
+
+/** A board served on a real socket at 127.0.0.1 port 0, as the CLI serves it. */
+async function withServedBoard(
+  fn: (port: number, board: Board) => Promise<void>,
+  options: BoardOptions = {},
+): Promise<void> {
+  await using folder = await tempFolder();
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+    log: () => {},
+    ...options,
+  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    board.handler,
+  );
+  try {
+    await fn(server.addr.port, board);
+  } finally {
+    board.endEventStreams();
+    await server.shutdown();
+    await board.close();
+  }
+}
+
+Deno.test("hosts: regression: a rebinding page's clear (Host and Origin evil.example) does not clear", async () => {
+  await withServedBoard(async (port, board) => {
+    await board.store.appendMessage({ text: "still here" });
+    const answer = await rawRequest(
+      port,
+      `POST / HTTP/1.1\r\nHost: evil.example:${port}\r\nOrigin: http://evil.example:${port}\r\n` +
+        "Content-Type: application/x-www-form-urlencoded",
+      "clear=1",
+    );
+    assert.equal(answer.status, 421);
+    assert.match(answer.body, /evil\.example/);
+    const api = await rawRequest(
+      port,
+      `POST /api/messages HTTP/1.1\r\nHost: evil.example:${port}\r\nOrigin: http://evil.example:${port}\r\n` +
+        "Content-Type: application/json",
+      '{"text":"from a rebinding page"}',
+    );
+    assert.equal(api.status, 421);
+    const { messages } = await board.store.listMessages({ limit: 10 });
+    assert.deepEqual(messages.map((m) => m.text), ["still here"]);
+  });
+});
+
+Deno.test("limits: posts per client: 5 at once, then 429 with Retry-After; another client is not held up", async () => {
+  await withServedBoard(async (port, board) => {
+    const post = (from: string, text: string) =>
+      rawRequest(
+        port,
+        `POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json`,
+        JSON.stringify({ text }),
+        from,
+      );
+    for (let i = 1; i <= POST_BURST; i++) {
+      assert.equal((await post("127.0.0.2", `a${i}`)).status, 201, `post ${i}`);
+    }
+    const refused = await post("127.0.0.2", "one too many");
+    assert.equal(refused.status, 429);
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    assert.ok(
+      retryAfter >= 1 && retryAfter <= POST_REFILL_MS / 1000,
+      `Retry-After ${retryAfter}`,
+    );
+    assert.match(JSON.parse(refused.body).error, /too fast/);
+    // The form says so on the page, keeping the draft.
+    const form = await rawRequest(
+      port,
+      `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded`,
+      "message=my+draft",
+      "127.0.0.2",
+    );
+    assert.equal(form.status, 429);
+    assert.ok(form.headers.get("retry-after"));
+    assert.match(form.body, /too fast/);
+    assert.match(form.body, /my draft<\/textarea>/);
+    // Another address has its own allowance.
+    assert.equal((await post("127.0.0.3", "b1")).status, 201);
+    assert.equal(await storedCount(board), POST_BURST + 1);
+  });
+});
+
+Deno.test("limits: posts refill one per interval (postBurst, postRefillMs)", async () => {
+  await withServedBoard(async (port) => {
+    const post = () =>
+      rawRequest(
+        port,
+        `POST /api/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json`,
+        '{"text":"hi"}',
+        "127.0.0.2",
+      );
+    assert.equal((await post()).status, 201);
+    assert.equal((await post()).status, 201);
+    assert.equal((await post()).status, 429);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    assert.equal((await post()).status, 201, "one more after the interval");
+    assert.equal((await post()).status, 429);
+  }, { postBurst: 2, postRefillMs: 200 });
+});
+
+Deno.test("limits: live-update streams per client: the ninth gets 429; other clients still connect", async () => {
+  await withServedBoard(async (port) => {
+    const sockets: net.Socket[] = [];
+    /** Opens an event stream from `from`; resolves with the status line's code. */
+    const open = (from: string) =>
+      new Promise<number>((resolve, reject) => {
+        const socket = net.connect({
+          host: "127.0.0.1",
+          port,
+          localAddress: from,
+        }, () => {
+          socket.write(`GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+        });
+        sockets.push(socket);
+        socket.setEncoding("utf8");
+        socket.once("data", (chunk: string) =>
+          resolve(Number(chunk.split(" ")[1])));
+        socket.on("error", reject);
+      });
+    try {
+      for (let i = 0; i < MAX_STREAMS_PER_CLIENT; i++) {
+        assert.equal(await open("127.0.0.2"), 200, `stream ${i + 1}`);
+      }
+      assert.equal(await open("127.0.0.2"), 429);
+      assert.equal(await open("127.0.0.3"), 200);
+    } finally {
+      await Promise.all(sockets.map((socket) =>
+        new Promise((resolve) => {
+          socket.once("close", resolve);
+          socket.destroy();
+        })
+      ));
+    }
+  });
+});
+
+Deno.test("limits: rateLimit: false lets one client post and listen without limits", async () => {
+  await withBoard(async (board) => {
+    for (let i = 0; i < POST_BURST * 4; i++) {
+      const response = await board.handler(
+        postApi(JSON.stringify({ text: `m${i}` })),
+      );
+      assert.equal(response.status, 201);
+      await response.body?.cancel();
+    }
+    const streams = [];
+    for (let i = 0; i <= MAX_STREAMS_PER_CLIENT; i++) {
+      const response = await board.handler(new Request(BASE + "/events"));
+      assert.equal(response.status, 200);
+      streams.push(response);
+    }
+    await Promise.all(streams.map((response) => response.body?.cancel()));
+  }, { rateLimit: false });
+});
+
+Deno.test("limits: RateLimiter is a token bucket per key that forgets idle keys (table)", () => {
+  const limiter = new RateLimiter(2, 1000);
+  const steps: [string, number, number][] = [
+    // key, time, expected wait
+    ["a", 0, 0],
+    ["a", 0, 0],
+    ["a", 0, 1000],
+    ["b", 0, 0], // another key has its own bucket
+    ["a", 500, 500],
+    ["a", 1000, 0],
+    ["a", 1000, 1000],
+    ["a", 5000, 0], // refilled (to the burst, not beyond)
+    ["a", 5000, 0],
+    ["a", 5000, 1000],
+  ];
+  for (const [key, now, wait] of steps) {
+    assert.equal(limiter.take(key, now), wait, `${key} at ${now}`);
+  }
+  for (let i = 0; i < MAX_TRACKED_CLIENTS + 10; i++) {
+    limiter.take(`c${i}`, 6000);
+  }
+  assert.equal(
+    limiter.take("a", 6000),
+    0,
+    "a long-idle key was forgotten (a full bucket again)",
+  );
+});
+
+Deno.test("limits: clientKey names a client by address, IPv6 by its /64 (table)", () => {
+  const cases: [string | undefined, string][] = [
+    ["127.0.0.2", "127.0.0.2"],
+    ["::ffff:192.0.2.7", "192.0.2.7"],
+    ["2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"],
+    ["2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"],
+    ["[2001:0db8::1]", "2001:db8:0:0::/64"],
+    ["::1", "0:0:0:0::/64"],
+    [undefined, "unknown"],
+  ];
+  for (const [address, key] of cases) {
+    assert.equal(clientKey(address), key, String(address));
+  }
+});
+
+Deno.test("limits: with trustProxy the client is the last X-Forwarded-For hop", async () => {
+  await withBoard(async (board) => {
+    const post = (forwarded: string) =>
+      board.handler(postApi('{"text":"hi"}', { "x-forwarded-for": forwarded }));
+    // The proxy (on 127.0.0.1) adds the real client last; what the client claimed comes first.
+    assert.equal((await post("10.9.9.9, 192.0.2.1")).status, 201);
+    assert.equal(
+      (await post("10.9.9.8, 192.0.2.1")).status,
+      429,
+      "same last hop, same client",
+    );
+    assert.equal(
+      (await post("192.0.2.1, 192.0.2.2")).status,
+      201,
+      "another last hop",
+    );
+  }, { trustProxy: true, postBurst: 1 });
+});
+
+Deno.test("cli: --help lists the network flags, and --allowed-host adds a name to the process's allow-list", async () => {
+  const help = await new Deno.Command(Deno.execPath(), {
+    args: ["run", BOARD_SCRIPT, "--help"],
+  }).output();
+  const usage = new TextDecoder().decode(help.stdout);
+  for (
+    const flag of [
+      "--rate-limit off",
+      "--allowed-host NAME",
+      "--admin-token TOKEN",
+      "--trust-proxy",
+    ]
+  ) {
+    assert.ok(usage.includes(flag), flag);
+  }
+  await using folder = await tempFolder();
+  const board = await startBoard(folder.path, [
+    "--allowed-host",
+    "board.example",
+  ], { rateLimit: true });
+  try {
+    const port = Number(new URL(board.url).port);
+    const get = (host: string) =>
+      rawRequest(port, `GET / HTTP/1.1\r\nHost: ${host}`);
+    assert.equal((await get("board.example")).status, 200);
+    assert.equal((await get(`127.0.0.1:${port}`)).status, 200);
+    assert.equal((await get(`evil.example:${port}`)).status, 421);
+  } finally {
+    board.child.kill("SIGTERM");
+    await board.output;
+  }
 });

@@ -3,6 +3,7 @@
 // and the crash test (SIGKILL while posting loses nothing acknowledged).
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { CommandLineError, parseCommandLine } from "../message_board.ts";
 import {
   BOARD_FLAGS,
   BOARD_SCRIPT,
@@ -47,8 +48,100 @@ Deno.test("cli: an unknown flag or a bad port exits with status 2", async () => 
       args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, ...args],
     }).output();
     assert.equal(code, 2, args.join(" "));
-    assert.match(new TextDecoder().decode(stderr), /Usage:/);
+    const lines = new TextDecoder().decode(stderr).trimEnd().split("\n");
+    assert.equal(lines.length, 1, `one line: ${lines.join("\n")}`);
+    assert.match(lines[0], /^message_board: .+ \(see --help\)$/);
   }
+});
+
+Deno.test("cli: --store on message_board.ts points at board_postgres.ts in one line", async () => {
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--store", "postgres://a@b/c"],
+  }).output();
+  assert.equal(code, 2);
+  const lines = new TextDecoder().decode(stderr).trimEnd().split("\n");
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /board_postgres\.ts --store postgres:\/\//);
+});
+
+Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on bad ones", () => {
+  assert.deepEqual(parseCommandLine([]), {
+    dataFile: undefined,
+    databaseUrl: undefined,
+    port: 8080,
+    hostname: "127.0.0.1",
+    cert: undefined,
+    key: undefined,
+    quiet: false,
+    help: false,
+    allowedHosts: [],
+    adminToken: undefined,
+    trustProxy: false,
+    rateLimit: true,
+  });
+  assert.deepEqual(
+    parseCommandLine([
+      "--data=x.jsonl",
+      "--port=0",
+      "--hostname=::1",
+      "--cert=c",
+      "--key=k",
+      "--quiet",
+      "--store=postgresql://u@h/d",
+      "--allowed-host=board.example",
+      "--allowed-host",
+      ".team.example",
+      "--admin-token=twelve-chars",
+      "--trust-proxy",
+      "--rate-limit=off",
+    ]),
+    {
+      dataFile: "x.jsonl",
+      databaseUrl: "postgresql://u@h/d",
+      port: 0,
+      hostname: "::1",
+      cert: "c",
+      key: "k",
+      quiet: true,
+      help: false,
+      allowedHosts: ["board.example", ".team.example"],
+      adminToken: "twelve-chars",
+      trustProxy: true,
+      rateLimit: false,
+    },
+  );
+  for (
+    const args of [
+      ["--nope"],
+      ["stray"],
+      ["--port", "65536"],
+      ["--port", "-1"],
+      ["--port", "1e3"],
+      ["--key", "k"],
+      ["--store", "mysql://x"],
+      ["--rate-limit", "no"],
+      ["--admin-token", "short"],
+      ["--allowed-host", "evil example"],
+      ["--allowed-host", "a/b"],
+      ["--allowed-host", ""],
+    ]
+  ) {
+    assert.throws(
+      () => parseCommandLine(args),
+      CommandLineError,
+      args.join(" "),
+    );
+  }
+});
+
+Deno.test("cli: message_board.ts copied alone into an empty folder passes deno check", async () => {
+  await using folder = await tempFolder();
+  await Deno.copyFile(BOARD_SCRIPT, join(folder.path, "message_board.ts"));
+  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["check", "message_board.ts"],
+    cwd: folder.path,
+  }).output();
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
 });
 
 Deno.test("cli: creates ./data, prints its real address, serves, and stops cleanly on SIGTERM", async () => {

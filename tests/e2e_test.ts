@@ -518,6 +518,163 @@ browserTest(
   },
 );
 
+browserTest(
+  "file server: a person browses a folder listing, sorts it, on a phone and in dark mode",
+  startSortableListingServer,
+  async (t, browser, server) => {
+    const page = await newPage(browser);
+    const fileNames = async () =>
+      await page.locator("tbody td.name a span").allInnerTexts();
+
+    await t.step(
+      "the listing shows folders first, then files by name",
+      async () => {
+        const response = await page.goto(`${server.origin}/`);
+        assert.equal(response?.status(), 200);
+        assert.equal(await page.getByRole("main").count(), 1);
+        assert.deepEqual(await fileNames(), [
+          "photos/",
+          "report.pdf",
+          "small.txt",
+          LONG_NAME,
+        ]);
+        await page.getByRole("cell", { name: "2.9 MB" }).waitFor();
+        await screenshot(page, "listing-by-name");
+      },
+    );
+
+    await t.step(
+      "a column header sorts, and sorts the other way again",
+      async () => {
+        await clickAndWait(
+          page,
+          () => page.getByRole("link", { name: /^Size/ }).click(),
+        );
+        assert.equal(new URL(page.url()).search, "?sort=size&order=desc");
+        assert.equal(
+          await page.getByRole("columnheader", { name: /^Size/ }).getAttribute(
+            "aria-sort",
+          ),
+          "descending",
+        );
+        assert.deepEqual(await fileNames(), [
+          "photos/",
+          "report.pdf",
+          "small.txt",
+          LONG_NAME,
+        ]);
+        await clickAndWait(
+          page,
+          () => page.getByRole("link", { name: /^Size/ }).click(),
+        );
+        assert.equal(new URL(page.url()).search, "?sort=size&order=asc");
+        assert.deepEqual(await fileNames(), [
+          "photos/",
+          LONG_NAME,
+          "small.txt",
+          "report.pdf",
+        ]);
+      },
+    );
+
+    await t.step(
+      "into a folder and back by its breadcrumb, order kept",
+      async () => {
+        await clickAndWait(
+          page,
+          () => page.getByRole("link", { name: "photos/" }).click(),
+        );
+        assert.equal(new URL(page.url()).pathname, "/photos/");
+        assert.equal(new URL(page.url()).search, "?sort=size&order=asc");
+        await page.getByRole("link", { name: "Parent folder" }).waitFor();
+        assert.equal(
+          await page.locator('h1 [aria-current="page"]').innerText(),
+          "photos/",
+        );
+        await screenshot(page, "listing-subfolder-by-size");
+        await clickAndWait(
+          page,
+          () => page.locator("h1").getByRole("link", { name: "/" }).click(),
+        );
+        assert.equal(new URL(page.url()).pathname, "/");
+        assert.equal(new URL(page.url()).search, "?sort=size&order=asc");
+      },
+    );
+
+    await t.step(
+      "on a 360 px phone: no sideways scroll, long names wrap, rows big enough to tap",
+      async () => {
+        await page.setViewportSize({ width: 360, height: 740 });
+        try {
+          await page.goto(`${server.origin}/`);
+          await assertNoSidewaysScroll(page);
+          const heights = await page.locator("tbody td.name a").evaluateAll((
+            links,
+          ) => links.map((link) => link.getBoundingClientRect().height));
+          for (const height of heights) {
+            assert.ok(height >= 44, `a row link is ${height}px tall`);
+          }
+          await screenshot(page, "listing-phone");
+        } finally {
+          await page.setViewportSize({ width: 1280, height: 720 });
+        }
+      },
+    );
+
+    await t.step("dark mode follows the system setting", async () => {
+      const background = () =>
+        // Runs in the page, where getComputedStyle exists (no DOM types here).
+        page.locator("body").evaluate((body) =>
+          // deno-lint-ignore no-explicit-any
+          (globalThis as any).getComputedStyle(body).backgroundColor
+        );
+      await page.emulateMedia({ colorScheme: "light" });
+      await page.goto(`${server.origin}/photos/`);
+      assert.equal(await background(), "rgb(255, 255, 255)");
+      await page.emulateMedia({ colorScheme: "dark" });
+      assert.equal(await background(), "rgb(13, 17, 23)");
+      await screenshot(page, "listing-dark");
+      await page.setViewportSize({ width: 360, height: 740 });
+      await page.goto(`${server.origin}/`);
+      await screenshot(page, "listing-dark-phone");
+    });
+  },
+);
+
+/** A file name long enough to need wrapping on a phone. */
+const LONG_NAME =
+  "the-very-long-file-name-without-any-spaces-that-must-wrap-on-a-phone.txt";
+
+/** The file server with `--dir-listing` on a temp folder without index.html. */
+async function startSortableListingServer(): Promise<ScriptServer> {
+  const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-list-" });
+  const removeFolder = () => Deno.remove(folder, { recursive: true });
+  await Deno.mkdir(`${folder}/photos`);
+  await Deno.writeFile(`${folder}/report.pdf`, new Uint8Array(2_900_000));
+  await Deno.writeTextFile(`${folder}/small.txt`, "small file\n");
+  await Deno.writeTextFile(`${folder}/${LONG_NAME}`, "x");
+  await Deno.writeFile(`${folder}/photos/beach.jpg`, new Uint8Array(150_000));
+  let server: ScriptServer;
+  try {
+    server = await startScript(
+      "server_files.ts",
+      ["--allow-net=127.0.0.1", `--allow-read=${folder}`],
+      ["--root", folder, "--dir-listing", "--quiet"],
+    );
+  } catch (error) {
+    await removeFolder();
+    throw error;
+  }
+  const stop = async () => {
+    try {
+      return await server.stop();
+    } finally {
+      await removeFolder();
+    }
+  };
+  return { ...server, stop };
+}
+
 /** Starts the board on a data file in a fresh temp folder, removed on stop. */
 async function startBoard(): Promise<ScriptServer> {
   const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });

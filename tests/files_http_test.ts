@@ -7,6 +7,7 @@ import {
   formatLogLine,
   type HandlerOptions,
   parseRange,
+  planFileResponse,
   serveDir,
   type ServeDirOptions,
   serveFile,
@@ -70,27 +71,95 @@ Deno.test("a file: 200 with body, type, length, validators, nosniff, revalidatio
   );
 });
 
-Deno.test("HEAD is GET without the body", async () => {
+Deno.test("HEAD is GET without the body: same status, statusText and every header", async () => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/big.bin`, "x".repeat(300_000)); // not cached
-  for (const path of ["/a.txt", "/big.bin", "/sub/", "/nope", "/sub"]) {
-    for (const options of [{ fsRoot: tree.root, showDirListing: true }]) {
-      const get = await app(options, path);
-      const head = await app(options, path, { method: "HEAD" });
-      assert.equal(head.status, get.status, path);
-      assert.equal(head.body, null, path);
-      for (
-        const name of ["content-type", "content-length", "etag", "location"]
-      ) {
-        assert.equal(
-          head.headers.get(name),
-          get.headers.get(name),
-          `${path} ${name}`,
-        );
-      }
+  await Deno.writeTextFile(`${tree.root}/empty.txt`, "");
+  const etag = (await dir(tree.root, "/a.txt", { method: "HEAD" })).headers
+    .get("etag")!;
+  const cases: [string, Record<string, string>][] = [
+    ["/a.txt", {}],
+    ["/a.txt", { range: "bytes=1-2" }],
+    ["/a.txt", { range: "bytes=99-" }],
+    ["/a.txt", { "if-none-match": etag }],
+    ["/a.txt", { "if-match": `"other"` }],
+    ["/empty.txt", { range: "bytes=0-" }],
+    ["/big.bin", {}],
+    ["/big.bin", { range: "bytes=10-19" }],
+    ["/big.bin", { range: "bytes=10-" }],
+    ["/sub/", {}],
+    ["/nope", {}],
+    ["/sub", {}],
+    ["/%zz", {}],
+    ["/suggest?firstname=Ann&food=Pizza", {}],
+  ];
+  const handlers = [
+    (req: Request) => serveDir(req, { fsRoot: tree.root, quiet: true }),
+    // Twice: the first request fills the cache, the second is a cache hit.
+    createHandler({ fsRoot: tree.root, quiet: true, showDirListing: true }),
+    createHandler({ fsRoot: tree.root, quiet: true, showDirListing: true }),
+  ];
+  for (const handler of handlers) {
+    for (const [path, headers] of cases) {
+      const url = `http://localhost${path}`;
+      const get = await handler(new Request(url, { headers }));
+      const head = await handler(new Request(url, { method: "HEAD", headers }));
+      const label = `${path} ${JSON.stringify(headers)}`;
+      assert.equal(head.status, get.status, label);
+      assert.equal(head.statusText, get.statusText, label);
+      assert.equal(head.body, null, label);
+      assert.deepEqual([...head.headers], [...get.headers], label);
       await get.body?.cancel();
     }
   }
+  const file = await serveFile(
+    new Request("http://localhost/", { method: "HEAD" }),
+    `${tree.root}/big.bin`,
+  );
+  assert.equal(file.body, null);
+  assert.equal(file.headers.get("content-length"), "300000");
+});
+
+Deno.test("responses carry their statusText, as std's do", async () => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/digits.txt`, DIGITS);
+  const cases: [string, RequestInit, number, string][] = [
+    ["/a.txt", {}, 200, "OK"],
+    [
+      "/digits.txt",
+      { headers: { range: "bytes=0-1" } },
+      206,
+      "Partial Content",
+    ],
+    ["/sub", {}, 301, "Moved Permanently"],
+    ["/a.txt", { headers: { "if-none-match": "*" } }, 304, "Not Modified"],
+    ["/%zz", {}, 400, "Bad Request"],
+    ["/nope", {}, 404, "Not Found"],
+    ["/a.txt", { method: "POST" }, 405, "Method Not Allowed"],
+    ["/a.txt", { headers: { "if-match": `"x"` } }, 412, "Precondition Failed"],
+    [
+      "/digits.txt",
+      { headers: { range: "bytes=200-" } },
+      416,
+      "Range Not Satisfiable",
+    ],
+  ];
+  for (const [path, init, status, text] of cases) {
+    for (const cached of [false, true]) {
+      const res = cached
+        ? await app({ fsRoot: tree.root }, path, init)
+        : await dir(tree.root, path, init);
+      assert.equal(res.status, status, path);
+      assert.equal(res.statusText, text, path);
+      await res.body?.cancel();
+    }
+  }
+  const file = await serveFile(
+    new Request("http://localhost/"),
+    `${tree.root}/missing`,
+  );
+  assert.equal(file.statusText, "Not Found");
+  await file.body?.cancel();
 });
 
 Deno.test("content types from the extension", async () => {
@@ -173,44 +242,7 @@ Deno.test("directories without index.html: 404 unless listing is on", async () =
   const listing = await dir(tree.root, "/sub/", {}, { showDirListing: true });
   assert.equal(listing.status, 200);
   const html = await listing.text();
-  assert.match(html, /<a href="b\.txt">b\.txt<\/a>/);
-  assert.match(html, /<td class="size">7<\/td>/);
-  assert.match(html, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
-  assert.match(html, /<a href="\.\.\/">/);
-});
-
-Deno.test("listing escapes names in text and encodes them in links", async () => {
-  await using tree = await makeTree();
-  const name = `"'<>&`;
-  await Deno.writeTextFile(`${tree.root}/${name}`, "tricky");
-  await Deno.mkdir(`${tree.root}/a dir`);
-  const res = await dir(tree.root, "/", {}, { showDirListing: true });
-  const html = await res.text();
-  assert.ok(!html.includes(name), "raw name must not appear");
-  assert.ok(html.includes(`>&quot;&#39;&lt;&gt;&amp;</a>`), "escaped text");
-  assert.ok(html.includes(`href="%22&#39;%3C%3E%26"`), "encoded link");
-  assert.ok(
-    html.includes(`href="a%20dir/">a dir/</a>`),
-    "folder link with slash",
-  );
-  assert.ok(
-    !html.includes(".secret") && !html.includes(".git"),
-    "dotfiles hidden",
-  );
-  assert.ok(!html.includes(`href="../"`), "no parent link at the root");
-  // The link, as a browser reads it, leads back to the file.
-  const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
-  const file = await dir(tree.root, `/${href}`);
-  assert.equal(await file.text(), "tricky");
-  assert.ok(html.includes(`href="link-in"`), "symlink inside listed");
-  for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
-    assert.ok(!html.includes(hidden), `${hidden} is refused, so not listed`);
-  }
-  const withDots = await dir(tree.root, "/", {}, {
-    showDirListing: true,
-    showDotfiles: true,
-  });
-  assert.ok((await withDots.text()).includes(`href=".secret"`));
+  assert.match(html, /<a href="b\.txt">/); // more in files_listing_test.ts
 });
 
 Deno.test("dotfiles: 404 unless showDotfiles", async () => {
@@ -315,6 +347,104 @@ Deno.test("enableCors and headers reach every response", async () => {
   await plain.body?.cancel();
 });
 
+Deno.test("custom headers: each sent once, a repeated name twice, a default replaced", async () => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/digits.txt`, DIGITS);
+  const headers = [
+    "X-One: 1",
+    "Link: </a.css>; rel=preload",
+    "Link: </b.js>; rel=preload",
+    "Cache-Control: max-age=60",
+  ];
+  const expect = (res: Response, label: string) => {
+    const all = [...res.headers];
+    assert.deepEqual(
+      all.filter(([n]) => n === "x-one"),
+      [["x-one", "1"]],
+      label,
+    );
+    // Headers joins repeated names with ", " (what a client sees).
+    assert.equal(
+      res.headers.get("link"),
+      "</a.css>; rel=preload, </b.js>; rel=preload",
+      label,
+    );
+    assert.equal(res.headers.get("cache-control"), "max-age=60", label);
+  };
+  const requests: [string, RequestInit][] = [
+    ["/digits.txt", {}],
+    ["/digits.txt", { headers: { range: "bytes=0-1" } }],
+    ["/digits.txt", { headers: { "if-none-match": "*" } }],
+    ["/digits.txt", { headers: { range: "bytes=500-" } }],
+    ["/nope", {}],
+  ];
+  for (const [path, init] of requests) {
+    const label = `${path} ${JSON.stringify(init)}`;
+    const res = await serveFile(
+      new Request(`http://localhost${path}`, init),
+      `${tree.root}${path}`,
+      { headers },
+    );
+    expect(res, `serveFile ${label}`);
+    await res.body?.cancel();
+    for (const cached of [false, true]) {
+      const res = cached
+        ? await app({ fsRoot: tree.root, headers }, path, init)
+        : await dir(tree.root, path, init, { headers });
+      expect(res, `${cached ? "app" : "serveDir"} ${label}`);
+      await res.body?.cancel();
+    }
+  }
+});
+
+Deno.test("a range on an empty file is 200 with the empty file, as std and Go do", async () => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/empty.txt`, "");
+  for (const range of ["bytes=0-", "bytes=-1", "bytes=0-0", "bytes=5-9"]) {
+    for (const cached of [false, true]) {
+      const init = { headers: { range } };
+      const res = cached
+        ? await app({ fsRoot: tree.root }, "/empty.txt", init)
+        : await dir(tree.root, "/empty.txt", init);
+      assert.equal(res.status, 200, range);
+      assert.equal(res.headers.get("content-length"), "0");
+      assert.equal(res.headers.get("content-range"), null);
+      assert.equal(await res.text(), "");
+    }
+  }
+});
+
+Deno.test("the error mapper logs the internal message and answers a generic body", async () => {
+  await using tree = await makeTree();
+  const logged: string[] = [];
+  const original = console.error;
+  const originalLog = console.log; // the access log, not under test here
+  console.error = (...args: unknown[]) =>
+    logged.push(args.map(String).join(" "));
+  console.log = () => {};
+  try {
+    const quiet = await dir(tree.root, "/nope.txt");
+    assert.equal(await quiet.text(), "Not Found\n");
+    assert.equal(logged.length, 0, "quiet: no 4xx lines");
+    for (const [path, status] of [["/nope.txt", 404], ["/%zz", 400]] as const) {
+      const res = await dir(tree.root, path, {}, { quiet: false });
+      assert.equal(res.status, status);
+      const body = await res.text();
+      assert.ok(!body.includes(tree.base) && !body.includes("escape"), body);
+    }
+  } finally {
+    console.error = original;
+    console.log = originalLog;
+  }
+  assert.equal(logged.length, 2, logged.join("\n"));
+  assert.match(
+    logged[0],
+    /^server_files: 404 for GET "\/nope\.txt": not found: /,
+  );
+  assert.ok(logged[0].includes(tree.root), "the log names the path");
+  assert.match(logged[1], /^server_files: 400 for GET "\/%zz": malformed/);
+});
+
 Deno.test("urlRoot strips a prefix", async () => {
   await using tree = await makeTree();
   const options = { urlRoot: "static" };
@@ -341,6 +471,9 @@ Deno.test("urlRoot strips a prefix", async () => {
 
 Deno.test("conditional requests table (RFC 9110 13.2.2)", async (t) => {
   await using tree = await makeTree();
+  // A day old, so that "an hour later" is still in the server's past.
+  const dayAgo = new Date(Date.now() - 86400_000);
+  await Deno.utime(`${tree.root}/a.txt`, dayAgo, dayAgo);
   const probe = await dir(tree.root, "/a.txt", { method: "HEAD" });
   const etag = probe.headers.get("etag")!;
   const lastModified = probe.headers.get("last-modified")!;
@@ -363,6 +496,10 @@ Deno.test("conditional requests table (RFC 9110 13.2.2)", async (t) => {
     ],
     ["If-Modified-Since later", { "if-modified-since": hourLater }, 304],
     ["If-Modified-Since earlier", { "if-modified-since": hourEarlier }, 200],
+    // RFC 2616 14.25: a date later than the server's clock is invalid.
+    ["If-Modified-Since in the future ignored", {
+      "if-modified-since": "Tue, 01 Jan 2999 00:00:00 GMT",
+    }, 200],
     [
       "If-Modified-Since garbage",
       { "if-modified-since": "yesterday-ish" },
@@ -433,6 +570,64 @@ Deno.test("a changed file gets a new ETag and the old one no longer matches", as
   assert.equal(await res.text(), "hello again, longer");
 });
 
+Deno.test("planFileResponse decides status, headers and body without touching the disk", () => {
+  const meta = {
+    size: 100,
+    etag: `"64-1"`,
+    lastModified: "Sun, 22 Nov 2026 01:26:25 GMT",
+    mtimeSeconds: Date.parse("Sun, 22 Nov 2026 01:26:25 GMT") / 1000,
+    contentType: "text/plain; charset=utf-8",
+  };
+  const extra: [string, string][] = [["X-Extra", "1"]];
+  const cases: [
+    Record<string, string>,
+    number,
+    unknown,
+    Record<string, string | null>,
+  ][] = [
+    [{}, 200, { kind: "whole" }, {
+      "content-length": "100",
+      "accept-ranges": "bytes",
+      etag: `"64-1"`,
+      "x-extra": "1",
+    }],
+    [{ range: "bytes=10-19" }, 206, {
+      kind: "range",
+      range: { start: 10, end: 19 },
+    }, { "content-length": "10", "content-range": "bytes 10-19/100" }],
+    [{ "if-none-match": `"64-1"` }, 304, { kind: "none" }, {
+      etag: `"64-1"`,
+      "content-length": null,
+      "content-type": null,
+      "x-extra": "1",
+    }],
+    [{ "if-match": `"0-0"` }, 412, { kind: "reason" }, {
+      "content-length": "20", // "Precondition Failed\n"
+      etag: null,
+    }],
+    [{ range: "bytes=100-" }, 416, { kind: "reason" }, {
+      "content-range": "bytes */100",
+      "x-extra": "1",
+    }],
+  ];
+  for (const [headers, status, body, expected] of cases) {
+    for (const method of ["GET", "HEAD"]) {
+      const plan = planFileResponse(
+        new Request("http://localhost/x", { method, headers }),
+        meta,
+        extra,
+      );
+      const label = `${method} ${JSON.stringify(headers)}`;
+      assert.equal(plan.status, status, label);
+      assert.deepEqual(plan.body, body, label);
+      const got = new Headers(plan.headers);
+      for (const [name, value] of Object.entries(expected)) {
+        assert.equal(got.get(name), value, `${label} ${name}`);
+      }
+    }
+  }
+});
+
 // --- Ranges --------------------------------------------------------------
 
 Deno.test("parseRange table", () => {
@@ -453,8 +648,10 @@ Deno.test("parseRange table", () => {
     ["bytes=1000-2000", 1000, "unsatisfiable"],
     ["bytes=99999999999999999999-", 1000, "unsatisfiable"],
     ["bytes=-0", 1000, "unsatisfiable"],
-    ["bytes=0-", 0, "unsatisfiable"],
-    ["bytes=-5", 0, "unsatisfiable"],
+    // An empty file has no range to send: the whole (empty) file, as std and Go do.
+    ["bytes=0-", 0, null],
+    ["bytes=-5", 0, null],
+    ["bytes=5-9", 0, null],
     ["bytes=5-2", 1000, null],
     ["bytes=-", 1000, null],
     ["bytes=", 1000, null],

@@ -2,16 +2,23 @@
 // deciding the answer and formatting the bytes. No sockets here.
 import assert from "node:assert/strict";
 import {
+  allowedHostsFor,
   type ByteReader,
+  checkResponse,
+  CommandLineError,
   errorResponse,
   escapeHtml,
   findHeadEnd,
   formatAccessLog,
   formatResponse,
+  isAllowedHost,
   MAX_HEAD_BYTES,
+  misdirectedResponse,
+  parseCommandLine,
   parseRequestHead,
   readRequestHead,
   type RequestHead,
+  requestHostName,
   respondTo,
   showBytes,
   writeAll,
@@ -648,11 +655,73 @@ Deno.test("writeAll keeps writing until every byte is taken", async () => {
   assert.deepEqual(new Uint8Array(taken), response);
 });
 
-Deno.test("showBytes keeps printable ASCII and escapes everything else", () => {
-  assert.equal(showBytes(encode("GET / HTTP/1.1")), "GET / HTTP/1.1");
-  assert.equal(
-    showBytes(encode("é\x1b[2J\r\n\\")),
-    "\\xc3\\xa9\\x1b[2J\\x0d\\x0a\\x5c",
+Deno.test("showBytes shows valid UTF-8 as text and escapes every other byte", async (t) => {
+  const cases: { name: string; input: number[] | string; shown: string }[] = [
+    { name: "ASCII", input: "GET / HTTP/1.1", shown: "GET / HTTP/1.1" },
+    // The bug: each byte of UTF-8 was shown on its own (Latin-1 style).
+    { name: "two-byte UTF-8", input: "héllo", shown: "héllo" },
+    { name: "three and four bytes", input: "日本 🎉", shown: "日本 🎉" },
+    {
+      name: "C0 controls and ESC",
+      input: "a\x1b[2J\r\n",
+      shown: "a\\x1b[2J\\x0d\\x0a",
+    },
+    { name: "DEL", input: "\x7f", shown: "\\x7f" },
+    { name: "backslash", input: "\\", shown: "\\x5c" },
+    // U+009B is a one-character CSI in some terminals.
+    {
+      name: "C1 control",
+      input: [0xc2, 0x9b, 0x32, 0x4a],
+      shown: "\\u{009b}2J",
+    },
+    { name: "bidi override", input: "a\u202eb", shown: "a\\u{202e}b" },
+    { name: "zero-width space", input: "a\u200bb", shown: "a\\u{200b}b" },
+    { name: "line separator", input: "a\u2028b", shown: "a\\u{2028}b" },
+    { name: "a lone byte", input: [0x61, 0xff, 0x62], shown: "a\\xffb" },
+    { name: "Latin-1 é", input: [0xe9, 0x74, 0xe9], shown: "\\xe9t\\xe9" },
+    { name: "truncated sequence", input: [0xe6, 0x97], shown: "\\xe6\\x97" },
+    { name: "overlong slash", input: [0xc0, 0xaf], shown: "\\xc0\\xaf" },
+    {
+      name: "overlong three bytes",
+      input: [0xe0, 0x80, 0xaf],
+      shown: "\\xe0\\x80\\xaf",
+    },
+    { name: "surrogate", input: [0xed, 0xa0, 0x80], shown: "\\xed\\xa0\\x80" },
+    {
+      name: "above U+10FFFF",
+      input: [0xf4, 0x90, 0x80, 0x80],
+      shown: "\\xf4\\x90\\x80\\x80",
+    },
+    { name: "stray continuation", input: [0x80, 0x41], shown: "\\x80A" },
+  ];
+  for (const { name, input, shown } of cases) {
+    await t.step(name, () => {
+      const raw = typeof input === "string"
+        ? encode(input)
+        : new Uint8Array(input);
+      assert.equal(showBytes(raw), shown);
+    });
+  }
+});
+
+Deno.test("the hello page shows UTF-8 header values as text, other bytes escaped", () => {
+  // Values as the parser keeps them: one character per byte received.
+  const response = respondTo(request({
+    headers: [
+      ["Host", "h"],
+      ["X-Name", String.fromCharCode(...encode("héllo"))],
+      ["X-Latin1", "\xe9t\xe9"],
+      ["X-Trick", String.fromCharCode(...encode("a\u202e<b>"))],
+    ],
+  }));
+  assert.ok(
+    response.body.includes("<th>X-Name</th><td>héllo</td>"),
+    response.body,
+  );
+  assert.ok(!response.body.includes("hÃ©llo"));
+  assert.ok(response.body.includes("<th>X-Latin1</th><td>\\xe9t\\xe9</td>"));
+  assert.ok(
+    response.body.includes("<th>X-Trick</th><td>a\\u{202e}&lt;b&gt;</td>"),
   );
 });
 
@@ -689,4 +758,235 @@ Deno.test("formatAccessLog writes the Common Log Format", () => {
     }),
     '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b HTTP/1.1" 400 10',
   );
+});
+
+// ---------------------------------------------------------------------------
+// Host allow-list (DNS rebinding)
+
+Deno.test("allowedHostsFor: loopback names, the listening address, extra names", async (t) => {
+  const none = () => [];
+  const cases: {
+    hostname: string;
+    extra?: string[];
+    interfaces?: string[];
+    allowed: string[];
+  }[] = [
+    { hostname: "127.0.0.1", allowed: ["localhost", "127.0.0.1", "[::1]"] },
+    {
+      hostname: "192.168.1.5",
+      allowed: ["localhost", "127.0.0.1", "[::1]", "192.168.1.5"],
+    },
+    {
+      hostname: "::1",
+      extra: ["Board.Example.", "::2", ".example.org"],
+      allowed: [
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "board.example",
+        "[::2]",
+        ".example.org",
+      ],
+    },
+    {
+      hostname: "0.0.0.0",
+      interfaces: ["127.0.0.1", "10.0.0.7", "fe80::1"],
+      allowed: [
+        "localhost",
+        "127.0.0.1",
+        "[::1]",
+        "0.0.0.0",
+        "10.0.0.7",
+        "[fe80::1]",
+      ],
+    },
+  ];
+  for (const { hostname, extra = [], interfaces, allowed } of cases) {
+    await t.step(`${hostname} ${extra.join(" ")}`, () => {
+      const list = allowedHostsFor(
+        hostname,
+        extra,
+        interfaces ? () => interfaces : none,
+      );
+      assert.deepEqual(list, allowed);
+    });
+  }
+});
+
+Deno.test("requestHostName takes the name from Host or an absolute target, port left out", async (t) => {
+  const cases: { head: string; name: string | null }[] = [
+    {
+      head: "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+      name: "127.0.0.1",
+    },
+    { head: "GET / HTTP/1.1\r\nHost: LocalHost\r\n\r\n", name: "localhost" },
+    {
+      head: "GET / HTTP/1.1\r\nHost: localhost.:80\r\n\r\n",
+      name: "localhost",
+    },
+    { head: "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", name: "[::1]" },
+    {
+      head: "GET / HTTP/1.1\r\nHost: evil.example:8080\r\n\r\n",
+      name: "evil.example",
+    },
+    // RFC 9112 3.2.2: the absolute-form target wins over Host.
+    {
+      head: "GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      name: "evil.example",
+    },
+    { head: "GET / HTTP/1.0\r\n\r\n", name: null },
+    { head: "GET / HTTP/1.1\r\nHost: \r\n\r\n", name: null },
+  ];
+  for (const { head, name } of cases) {
+    await t.step(JSON.stringify(head), () => {
+      const parsed = parse(head);
+      assert.ok(parsed.ok);
+      assert.equal(requestHostName(parsed.request), name);
+    });
+  }
+});
+
+Deno.test("isAllowedHost matches whole names; a leading dot allows subdomains", async (t) => {
+  const allowed = ["localhost", "127.0.0.1", "[::1]", ".example.com"];
+  const cases: [string, boolean][] = [
+    ["localhost", true],
+    ["127.0.0.1", true],
+    ["[::1]", true],
+    ["example.com", true],
+    ["a.b.example.com", true],
+    ["evil.example", false],
+    ["localhost.evil.example", false],
+    ["evilexample.com", false],
+    ["127.0.0.2", false],
+    ["example.com.evil", false],
+  ];
+  for (const [name, expected] of cases) {
+    await t.step(
+      name,
+      () => assert.equal(isAllowedHost(name, allowed), expected),
+    );
+  }
+});
+
+Deno.test("misdirectedResponse is a 421 that names the flag, the name escaped", () => {
+  const response = misdirectedResponse("evil.example<b>");
+  assert.equal(response.status, 421);
+  assert.match(response.body, /<h1>421 Misdirected Request<\/h1>/);
+  assert.ok(response.body.includes("--allowed-host evil.example&lt;b&gt;"));
+  assert.ok(!response.body.includes("<b>"));
+});
+
+// ---------------------------------------------------------------------------
+// Pages, responses from a custom responder, the command line
+
+Deno.test("every page has its content inside one main landmark", () => {
+  const pages = [
+    respondTo(request({})).body,
+    errorResponse(404).body,
+    misdirectedResponse("x").body,
+  ];
+  for (const page of pages) {
+    assert.equal(page.match(/<main>/g)?.length, 1);
+    const inside = page.slice(page.indexOf("<main>"), page.indexOf("</main>"));
+    assert.match(inside, /<h1>/);
+    // Nothing shown outside main: only head elements before it, none after.
+    const before = page.slice(0, page.indexOf("<main>"));
+    assert.doesNotMatch(
+      before.replace(/<style>[^]*<\/style>/, ""),
+      /<(h1|p|table)\b/,
+    );
+    assert.match(
+      page.slice(page.indexOf("</main>")),
+      /^<\/main>\s*<\/html>\s*$/,
+    );
+  }
+});
+
+Deno.test("checkResponse refuses what cannot be sent honestly", async (t) => {
+  const cases: {
+    name: string;
+    headers?: [string, string][];
+    status?: number;
+  }[] = [
+    { name: "CRLF in a value", headers: [["X-A", "a\r\nSet-Cookie: x=1"]] },
+    { name: "LF in a value", headers: [["X-A", "a\nb"]] },
+    { name: "NUL in a value", headers: [["X-A", "a\0"]] },
+    { name: "non-ASCII value", headers: [["X-A", "é"]] },
+    { name: "name not a token", headers: [["X A", "1"]] },
+    { name: "Content-Length", headers: [["Content-Length", "1"]] },
+    { name: "Transfer-Encoding", headers: [["transfer-encoding", "chunked"]] },
+    { name: "Connection", headers: [["Connection", "keep-alive"]] },
+    { name: "status 99", status: 99 },
+    { name: "status 600", status: 600 },
+    { name: "status 204", status: 204 },
+    { name: "status 304", status: 304 },
+    { name: "status 200.5", status: 200.5 },
+  ];
+  for (const { name, headers, status = 200 } of cases) {
+    await t.step(name, () => {
+      assert.throws(
+        () => checkResponse({ status, headers, body: "" }),
+        TypeError,
+      );
+    });
+  }
+  await t.step("a good one", () => {
+    checkResponse({
+      status: 201,
+      headers: [["Content-Type", "text/plain"]],
+      body: "ok",
+    });
+  });
+});
+
+Deno.test("formatResponse: a Content-Type from the responder replaces the default", () => {
+  const text = decode(formatResponse({
+    status: 201,
+    headers: [["Content-Type", "text/plain; charset=utf-8"]],
+    body: "made",
+  }));
+  assert.match(text, /^HTTP\/1\.1 201 Created\r\n/);
+  assert.equal(text.match(/content-type/gi)?.length, 1);
+  assert.match(text, /\r\nContent-Type: text\/plain; charset=utf-8\r\n/);
+  // A status without a phrase here gets an empty one (RFC 9112 4), not "undefined".
+  assert.match(
+    decode(formatResponse({ status: 299, body: "" })),
+    /^HTTP\/1\.1 299 \r\n/,
+  );
+});
+
+Deno.test("parseCommandLine reads the flags and refuses bad ones", async (t) => {
+  assert.deepEqual(parseCommandLine([]), {
+    port: 8080,
+    hostname: "127.0.0.1",
+    allowedHosts: [],
+    once: false,
+    quiet: false,
+    help: false,
+  });
+  assert.deepEqual(
+    parseCommandLine([
+      "--port=0",
+      "--allowed-host",
+      "a.example",
+      "--allowed-host=.b.example",
+      "--quiet",
+    ]).allowedHosts,
+    ["a.example", ".b.example"],
+  );
+  const bad: string[][] = [
+    ["--port", "99999"],
+    ["--port", "http"],
+    ["--port", "-1"],
+    ["--colour"],
+    ["stray"],
+    ["--allowed-host"],
+    ["--allowed-host", "a b"],
+    ["--allowed-host", "a/b"],
+  ];
+  for (const args of bad) {
+    await t.step(args.join(" "), () => {
+      assert.throws(() => parseCommandLine(args), CommandLineError);
+    });
+  }
 });

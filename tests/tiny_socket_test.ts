@@ -2,7 +2,12 @@
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { serveTiny, type TinyServerOptions, writeAll } from "../server_tiny.ts";
+import {
+  respondTo,
+  serveTiny,
+  type TinyServerOptions,
+  writeAll,
+} from "../server_tiny.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -161,7 +166,8 @@ Deno.test("GET / with the head split over several writes gets the hello page", a
 
 Deno.test("bad requests get their status over a real socket", async (t) => {
   const { server, port } = startServer();
-  const oversize = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: " + "a".repeat(20_000) +
+  const oversize = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " +
+    "a".repeat(20_000) +
     "\r\n\r\n";
   const cases: {
     name: string;
@@ -184,30 +190,30 @@ Deno.test("bad requests get their status over a real socket", async (t) => {
     { name: "bare LF", send: "GET / HTTP/1.1\nHost: h\n\n", status: 400 },
     {
       name: "HTTP/2.0",
-      send: "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+      send: "GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
       status: 505,
     },
     {
       name: "POST",
-      send: "POST / HTTP/1.1\r\nHost: h\r\n\r\n",
+      send: "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
       status: 405,
       allow: "GET, HEAD",
     },
     {
       name: "DELETE",
-      send: "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n",
+      send: "DELETE /x HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
       status: 405,
       allow: "GET, HEAD",
     },
     {
       name: "other path",
-      send: "GET /favicon.ico HTTP/1.1\r\nHost: h\r\n\r\n",
+      send: "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
       status: 404,
     },
     { name: "oversize head", send: oversize, status: 431 },
     {
       name: "half a head, then EOF",
-      send: "GET / HTTP/1.1\r\nHost: h\r\n",
+      send: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n",
       status: 400,
     },
   ];
@@ -240,7 +246,7 @@ Deno.test("bad requests get their status over a real socket", async (t) => {
 Deno.test("HEAD gets GET's head, Content-Length included, and no body", async () => {
   const { server, port } = startServer();
   try {
-    const head = "/ HTTP/1.1\r\nHost: h\r\nUser-Agent: test\r\n\r\n";
+    const head = "/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\n\r\n";
     const get = await exchange(port, "GET " + head);
     const headResponse = await exchange(port, "HEAD " + head);
     assert.equal(headResponse.status, 200);
@@ -253,7 +259,7 @@ Deno.test("HEAD gets GET's head, Content-Length included, and no body", async ()
     );
     const missing = await exchange(
       port,
-      "HEAD /nope HTTP/1.1\r\nHost: h\r\n\r\n",
+      "HEAD /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     );
     assert.equal(missing.status, 404);
     assert.equal(missing.body.length, 0);
@@ -271,7 +277,7 @@ Deno.test("a request with a body gets its whole answer; the body is drained", as
     const body = "x".repeat(40_000);
     const response = await exchange(
       port,
-      `GET / HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n`,
+      `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`,
       body.slice(0, 20_000),
       body.slice(20_000),
     );
@@ -279,7 +285,7 @@ Deno.test("a request with a body gets its whole answer; the body is drained", as
     assertWellFormed(response);
     const posted = await exchange(
       port,
-      `POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
     );
     assert.equal(posted.status, 405);
     assertWellFormed(posted);
@@ -295,13 +301,16 @@ Deno.test("a stalled client does not delay another one", async () => {
   });
   const stalled = await connect(port);
   try {
-    await writeAll(stalled, encode("GET / HTTP/1.1\r\nHost: h\r\n"));
+    await writeAll(stalled, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"));
     let stalledAnswered = false;
     const stalledRead = readToEnd(stalled).then((bytes) => {
       stalledAnswered = true;
       return bytes;
     });
-    const other = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    const other = await exchange(
+      port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
     assert.equal(other.status, 200);
     assert.equal(
       stalledAnswered,
@@ -320,7 +329,7 @@ Deno.test("a stalled client does not delay another one", async () => {
 Deno.test("a head that does not arrive in time gets 408, then the connection closes", async () => {
   const { server, port, lines } = startServer({ headTimeoutMs: 200 });
   try {
-    for (const partial of ["GET / HTTP/1.1\r\nHost: h\r\n", ""]) {
+    for (const partial of ["GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", ""]) {
       const conn = await connect(port);
       try {
         if (partial) await writeAll(conn, encode(partial));
@@ -347,7 +356,7 @@ Deno.test("100 clients at once all get their own answer", async () => {
         (_, i) =>
           exchange(
             port,
-            `GET / HTTP/1.1\r\nHost: h\r\nX-Client: client-${i}\r\n\r\n`,
+            `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Client: client-${i}\r\n\r\n`,
           ),
       ),
     );
@@ -368,11 +377,16 @@ Deno.test("clients that leave early do not stop the server", async () => {
       const conn = await connect(port);
       await writeAll(
         conn,
-        encode(i % 2 ? "GET / HTTP/1.1\r\nHost: h\r\n\r\n" : "GET / HT"),
+        encode(
+          i % 2 ? "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" : "GET / HT",
+        ),
       );
       conn.close();
     }
-    const response = await exchange(port, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    const response = await exchange(
+      port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
     assert.equal(response.status, 200);
   } finally {
     await server.shutdown();
@@ -388,7 +402,10 @@ Deno.test("a log that fails (stdout gone) does not stop the server", async () =>
   });
   try {
     for (
-      const head of ["GET / HTTP/1.1\r\nHost: h\r\n\r\n", "garbage\r\n\r\n"]
+      const head of [
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "garbage\r\n\r\n",
+      ]
     ) {
       const response = await exchange(server.addr.port, head);
       assertWellFormed(response);
@@ -413,7 +430,7 @@ Deno.test("graceful shutdown refuses new connections and finishes requests in pr
     // The idle connection (no byte sent) is closed at once, not after the grace period.
     assert.equal((await readToEnd(idle)).length, 0);
     // The started request is allowed to finish.
-    await writeAll(inProgress, encode("Host: h\r\n\r\n"));
+    await writeAll(inProgress, encode("Host: 127.0.0.1\r\n\r\n"));
     const response = parseResponse(await readToEnd(inProgress));
     assert.equal(response.status, 200);
     assertWellFormed(response);
@@ -518,19 +535,270 @@ function spawnScript(...args: string[]) {
   return { process, port, finished };
 }
 
-Deno.test("--help prints the usage; a bad --port is refused with exit code 2", async () => {
-  const run = (...args: string[]) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
-      cwd: fileURLToPath(new URL("..", import.meta.url)),
-    }).output();
-  const help = await run("--help");
+Deno.test("--help prints the usage; a bad flag gets one line and exit code 2", async () => {
+  const help = await runScript("--help");
   assert.equal(help.code, 0);
   assert.match(decode(help.stdout), /--port N/);
-  for (const args of [["--port", "99999"], ["--port", "http"], ["--colour"]]) {
-    const bad = await run(...args);
+  assert.match(decode(help.stdout), /--allowed-host NAME/);
+  for (
+    const args of [
+      ["--port", "99999"],
+      ["--port", "http"],
+      ["--colour"],
+      ["--allowed-host"],
+    ]
+  ) {
+    const bad = await runScript(...args);
     assert.equal(bad.code, 2, args.join(" "));
-    assert.match(decode(bad.stderr), /^server_tiny\.ts: .+\n\nUsage:/);
+    assert.match(
+      decode(bad.stderr),
+      /^server_tiny\.ts: [^\n]+ \(see --help\)\n$/,
+    );
     assert.equal(bad.stdout.length, 0);
+  }
+});
+
+Deno.test("--hostname 0.0.0.0 without the permission says which --allow-net to add", async () => {
+  const result = await runScript("--hostname", "0.0.0.0", "--port", "0");
+  assert.equal(result.code, 1);
+  assert.match(
+    decode(result.stderr),
+    /^server_tiny\.ts: no permission to listen on 0\.0\.0\.0:0: run with --allow-net=0\.0\.0\.0\n$/,
+  );
+});
+
+function runScript(...args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    stdin: "null",
+  }).output();
+}
+
+Deno.test("UTF-8 header values show as text on the page and the console", async () => {
+  const { server, port, lines } = startServer({ quiet: false });
+  try {
+    const head = new Uint8Array([
+      ...encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Name: h\u00e9llo\r\n"),
+      ...encode("X-Raw: "),
+      0xe9,
+      0xff,
+      ...encode("\r\nX-Csi: "),
+      0xc2,
+      0x9b,
+      ...encode("2J\r\n\r\n"),
+    ]);
+    const response = await exchange(port, head);
+    assert.equal(response.status, 200);
+    const page = decode(response.body);
+    assert.match(page, /<th>X-Name<\/th><td>héllo<\/td>/);
+    assert.match(page, /<th>X-Raw<\/th><td>\\xe9\\xff<\/td>/);
+    assert.match(page, /<th>X-Csi<\/th><td>\\u\{009b\}2J<\/td>/);
+    const console = lines.join("\n");
+    assert.match(console, /^X-Name: héllo$/m);
+    assert.match(console, /^X-Raw: \\xe9\\xff$/m);
+    assert.match(console, /^X-Csi: \\u\{009b\}2J$/m);
+    assert.doesNotMatch(console, /hÃ©llo|\x9b/);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a request for a name the server does not answer to gets 421 (DNS rebinding)", async (t) => {
+  const { server, port, lines } = startServer({ quiet: false });
+  try {
+    for (
+      const head of [
+        "GET / HTTP/1.1\r\nHost: evil.example:PORT\r\n\r\n",
+        "GET /nope HTTP/1.1\r\nHost: EVIL.example\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: evil.example\r\nContent-Length: 0\r\n\r\n",
+        "GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: 127.0.0.2\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: localhost.evil.example\r\n\r\n",
+      ]
+    ) {
+      await t.step(head.split("\r\n").slice(0, 2).join(" "), async () => {
+        const response = await exchange(
+          port,
+          head.replace("PORT", String(port)),
+        );
+        assert.equal(response.status, 421);
+        assert.equal(response.statusLine, "HTTP/1.1 421 Misdirected Request");
+        assertWellFormed(response);
+        assert.match(decode(response.body), /--allowed-host /);
+        assert.doesNotMatch(decode(response.body), /Hello from/);
+      });
+    }
+    assert.match(
+      lines.join("\n"),
+      /421 because: this server does not answer to evil\.example/,
+    );
+    await t.step("HEAD gets the 421 head without the body", async () => {
+      const response = await exchange(
+        port,
+        "HEAD / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+      );
+      assert.equal(response.status, 421);
+      assert.equal(response.body.length, 0);
+    });
+    await t.step(
+      "the names it listens on and loopback names are answered",
+      async () => {
+        for (
+          const host of [
+            `127.0.0.1:${port}`,
+            `localhost:${port}`,
+            "LOCALHOST",
+            "[::1]:1",
+          ]
+        ) {
+          const response = await exchange(
+            port,
+            `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`,
+          );
+          assert.equal(response.status, 200, host);
+        }
+        // HTTP/1.0 may leave Host out; there is no name to check.
+        assert.equal(
+          (await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status,
+          200,
+        );
+      },
+    );
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("allowedHosts adds names; a leading dot adds subdomains", async () => {
+  const { server, port } = startServer({
+    allowedHosts: ["tiny.test", ".example.org"],
+  });
+  try {
+    const status = async (host: string) =>
+      (await exchange(port, `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).status;
+    assert.equal(await status("tiny.test:8080"), 200);
+    assert.equal(await status("Tiny.Test"), 200);
+    assert.equal(await status("example.org"), 200);
+    assert.equal(await status("a.example.org"), 200);
+    assert.equal(await status("a.tiny.test"), 421);
+    assert.equal(await status("evil.example"), 421);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("--allowed-host on the command line is answered, other names get 421", async () => {
+  const child = spawnScript(
+    "--port",
+    "0",
+    "--quiet",
+    "--allowed-host",
+    "tiny.test",
+  );
+  const port = await child.port;
+  try {
+    const allowed = await exchange(
+      port,
+      "GET / HTTP/1.1\r\nHost: tiny.test\r\n\r\n",
+    );
+    assert.equal(allowed.status, 200);
+    const refused = await exchange(
+      port,
+      "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    );
+    assert.equal(refused.status, 421);
+  } finally {
+    child.process.kill("SIGTERM");
+    const { code, stdout } = await child.finished;
+    assert.equal(code, 0);
+    assert.match(stdout, /"GET \/ HTTP\/1\.1" 421 \d+/);
+  }
+});
+
+Deno.test("respond adds a route; HEAD drops its body; the default page stays", async () => {
+  const { server, port } = startServer({
+    respond: (request) =>
+      request.path === "/hi"
+        ? {
+          status: 200,
+          headers: [["Content-Type", "text/plain"]],
+          body: "hi é",
+        }
+        : respondTo(request),
+  });
+  try {
+    const hi = await exchange(
+      port,
+      "GET /hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert.equal(hi.status, 200);
+    assert.equal(hi.headers.get("content-type"), "text/plain");
+    assert.equal(decode(hi.body), "hi é");
+    assert.equal(hi.headers.get("content-length"), "5");
+    const head = await exchange(
+      port,
+      "HEAD /hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert.equal(head.body.length, 0);
+    assert.equal(head.headers.get("content-length"), "5");
+    const home = await exchange(
+      port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert.match(decode(home.body), /Hello from server_tiny\.ts/);
+    // The host check comes before any responder.
+    const rebound = await exchange(
+      port,
+      "GET /hi HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    );
+    assert.equal(rebound.status, 421);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a responder that throws or answers something unsafe gets a generic 500", async (t) => {
+  const { server, port, lines } = startServer({
+    respond: (request) => {
+      if (request.path === "/throw") throw new Error("secret detail");
+      if (request.path === "/async") {
+        return Promise.reject(new RangeError("later"));
+      }
+      return {
+        status: 200,
+        headers: [["X-Echo", "a\r\nSet-Cookie: x=1"]],
+        body: "",
+      };
+    },
+  });
+  try {
+    for (const path of ["/throw", "/async", "/inject"]) {
+      await t.step(path, async () => {
+        const response = await exchange(
+          port,
+          `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+        );
+        assert.equal(response.status, 500);
+        assertWellFormed(response);
+        assert.ok(!response.headers.has("set-cookie"));
+        assert.doesNotMatch(
+          decode(response.body),
+          /secret|RangeError|Set-Cookie/,
+        );
+      });
+    }
+    assert.match(
+      lines.join("\n"),
+      /respond failed for \/throw: Error: secret detail/,
+    );
+    assert.match(
+      lines.join("\n"),
+      /respond failed for \/async: RangeError: later/,
+    );
+    // Still serving.
+    assert.equal((await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status, 500);
+  } finally {
+    await server.shutdown();
   }
 });
