@@ -25,8 +25,10 @@
 import { constants as fsConstants, type Stats } from "node:fs";
 import { type FileHandle, open as fsOpen } from "node:fs/promises";
 import { createHash } from "node:crypto";
+import { Duplex } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
 import { parseArgs } from "node:util";
+import zlib from "node:zlib";
 
 // ---------------------------------------------------------------------------
 // Options and limits
@@ -50,6 +52,14 @@ export interface ServeDirOptions {
   quiet?: boolean;
   /** Extra headers for every response, each `"Name: value"`. @default {[]} */
   headers?: string[];
+  /**
+   * Send text, JS, JSON, SVG, wasm and the like compressed (br or gzip, from
+   * `Accept-Encoding`): precompressed `x.css.br`/`x.css.gz` files beside the
+   * original when they are not older, else gzip while streaming.
+   * {@linkcode createHandler} keeps br and gzip copies of small files in
+   * memory instead. @default {true}
+   */
+  compress?: boolean;
 }
 
 /** Options of {@linkcode serveFile}. */
@@ -60,6 +70,8 @@ export interface ServeFileOptions {
   headers?: string[];
   /** Add CORS headers. @default {false} */
   enableCors?: boolean;
+  /** Compress compressible types, as {@linkcode ServeDirOptions.compress} says. @default {true} */
+  compress?: boolean;
 }
 
 /** Options of {@linkcode createHandler}: everything {@linkcode serveDir} takes, plus the cache. */
@@ -87,6 +99,24 @@ export const MAX_NAME_CHARS = 100;
 
 /** Browsers may keep a copy but must ask again (with the validators) before using it. */
 const CACHE_CONTROL = "no-cache";
+
+/**
+ * Brotli quality for the copies the cache keeps. Measured on a 280 KB JS file:
+ * quality 5 takes ~30 ms and is within 3% of quality 9's size (~130 ms);
+ * 11 saves 8% more but takes ~800 ms, and the compression runs on the event
+ * loop (node:zlib's async brotli is not off-thread in Deno 2.9).
+ */
+const BROTLI_QUALITY = 5;
+/** gzip level for the cache's copies: 6 is within 1% of 9 at half the time. */
+const GZIP_CACHE_LEVEL = 6;
+/**
+ * gzip level for files compressed while they stream (those too big for the
+ * cache): level 1 runs at ~75 MB/s on one core here, where the default level
+ * (`CompressionStream`) manages 15-25 MB/s; it still shrinks text 3-5x.
+ */
+const GZIP_STREAM_LEVEL = 1;
+/** A compressed copy is kept only if it is at most this share of the original (saves 10%). */
+const MAX_COMPRESSED_RATIO = 0.9;
 
 // ---------------------------------------------------------------------------
 // Content types
@@ -137,6 +167,29 @@ export const CONTENT_TYPES: Readonly<Record<string, string>> = {
 export function contentTypeFor(path: string): string {
   return CONTENT_TYPES[extname(path).toLowerCase()] ??
     "application/octet-stream";
+}
+
+/** Media types outside `text/*` worth compressing (JSON and XML flavours are matched by suffix). */
+const COMPRESSIBLE_TYPES = new Set([
+  "application/javascript",
+  "application/json",
+  "application/xml",
+  "application/wasm",
+  "image/svg+xml",
+]);
+
+/**
+ * True for types that shrink when compressed: text, JS, JSON, XML, SVG,
+ * wasm, web manifests. Images, audio, video, archives and fonts (woff2 is
+ * brotli already) are compressed formats: gzip would only cost time.
+ *
+ * @example isCompressible("text/css; charset=utf-8") === true
+ * @example isCompressible("image/png") === false
+ */
+export function isCompressible(contentType: string): boolean {
+  const type = contentType.split(";")[0].trim().toLowerCase();
+  return type.startsWith("text/") || COMPRESSIBLE_TYPES.has(type) ||
+    type.endsWith("+json") || type.endsWith("+xml");
 }
 
 // ---------------------------------------------------------------------------
@@ -446,6 +499,8 @@ export interface Representation {
   etag: string;
   /** Length in bytes; null when compressed while streaming (length unknown). */
   size: number | null;
+  /** A precompressed file on disk (`x.css.br`) holding these bytes. */
+  path?: string;
 }
 
 /** The validators and metadata of one version of a file. */
@@ -465,15 +520,28 @@ export interface FileMeta {
   vary?: boolean;
 }
 
+/**
+ * A strong entity tag from a file's size and mtime, like nginx's, with an
+ * optional suffix naming a compressed form.
+ *
+ * @example entityTag({ size: 255, mtime: new Date(4096) }, "-br") === `"ff-1000-br"`
+ */
+function entityTag(
+  info: Pick<Deno.FileInfo, "size" | "mtime">,
+  suffix = "",
+): string {
+  const mtimeMs = info.mtime?.getTime() ?? NaN;
+  const time = Number.isNaN(mtimeMs) ? "0" : Math.floor(mtimeMs).toString(16);
+  return `"${info.size.toString(16)}-${time}${suffix}"`;
+}
+
 /** Builds the validators of a file from its stat. */
 export function fileMetaFrom(path: string, info: Deno.FileInfo): FileMeta {
   const mtimeMs = info.mtime?.getTime() ?? NaN;
   const mtimeSeconds = Math.floor(mtimeMs / 1000);
   return {
     size: info.size,
-    etag: `"${info.size.toString(16)}-${
-      Number.isNaN(mtimeMs) ? "0" : Math.floor(mtimeMs).toString(16)
-    }"`,
+    etag: entityTag(info),
     lastModified: Number.isNaN(mtimeMs)
       ? ""
       : new Date(mtimeSeconds * 1000).toUTCString(),
@@ -615,6 +683,51 @@ function selectRange(
   return parseRange(range, meta.size);
 }
 
+/**
+ * Picks the content coding to send from `Accept-Encoding` (RFC 9110 12.5.3):
+ * the offered coding with the highest q-value, br before gzip on a tie; `*`
+ * stands for any coding not named, `;q=0` refuses one, `x-gzip` is gzip
+ * (RFC 9110 8.4.1.3). No header, or nothing offered acceptable: identity,
+ * the file as it is. That includes `identity;q=0` with nothing else
+ * acceptable: RFC 9110 12.5.3 leaves the answer open there, and like nginx
+ * and Caddy we send the file rather than a 406.
+ *
+ * @example negotiateCoding("gzip, deflate, br", ["br", "gzip"]) === "br"
+ * @example negotiateCoding("br;q=0, gzip", ["br", "gzip"]) === "gzip"
+ * @example negotiateCoding("gzip;q=0.5, identity", ["gzip"]) === "identity"
+ */
+export function negotiateCoding(
+  header: string | null,
+  offered: readonly Coding[],
+): Coding {
+  if (header === null || offered.length === 0) return "identity";
+  const weights = new Map<string, number>();
+  for (const item of header.split(",")) {
+    const [rawName, ...params] = item.split(";");
+    let name = rawName.trim().toLowerCase();
+    if (name === "") continue;
+    if (name === "x-gzip") name = "gzip";
+    let q = 1;
+    for (const param of params) {
+      const [key, value = ""] = param.split("=").map((x) => x.trim());
+      if (key.toLowerCase() !== "q") continue;
+      // RFC 9110 12.4.2: qvalue = 0[.ddd] / 1[.000]; anything else refuses.
+      q = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(value) ? Number(value) : 0;
+    }
+    if (!weights.has(name)) weights.set(name, q);
+  }
+  const any = weights.get("*");
+  let best: Coding = "identity";
+  let bestQ = 0;
+  for (const coding of offered) {
+    const q = weights.get(coding) ?? any ?? 0;
+    if (q > bestQ) [best, bestQ] = [coding, q];
+  }
+  const identityQ = weights.get("identity");
+  if (identityQ !== undefined && identityQ > bestQ) return "identity";
+  return best;
+}
+
 // ---------------------------------------------------------------------------
 // Deciding: what to answer for one file, from the request alone
 // ---------------------------------------------------------------------------
@@ -662,22 +775,31 @@ export function planFileResponse(
 ): FilePlan {
   const headers = request.headers;
   const identity = identityOf(meta);
-  const precondition = evaluatePreconditions(headers, meta, identity.etag);
+  const chosen = chooseRepresentation(headers, meta, identity);
+  const precondition = evaluatePreconditions(headers, meta, chosen.etag);
   if (precondition === 304) {
     return {
       status: 304,
-      headers: notModifiedHeaders(meta, identity, extra),
-      representation: identity,
+      headers: notModifiedHeaders(meta, chosen, extra),
+      representation: chosen,
       body: { kind: "none" },
     };
   }
   if (precondition === 412) {
-    return reasonPlan(412, identity, extra);
+    return reasonPlan(412, meta, chosen, extra);
+  }
+  if (chosen !== identity) {
+    return {
+      status: 200,
+      headers: okHeaders(meta, chosen, extra),
+      representation: chosen,
+      body: { kind: "whole" },
+    };
   }
   const range = selectRange(headers, meta);
   if (range === "unsatisfiable") {
     // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
-    return reasonPlan(416, identity, extra, [[
+    return reasonPlan(416, meta, identity, extra, [[
       "Content-Range",
       `bytes */${meta.size}`,
     ]]);
@@ -703,9 +825,33 @@ export function planFileResponse(
   };
 }
 
+/**
+ * The representation to answer with: a compressed one when the client
+ * accepts it, except for a request with a usable `Range`. Ranges are always
+ * cut from the file itself, so `Content-Encoding` never comes with a 206
+ * (nginx and Caddy do the same): a range of compressed bytes would change
+ * with the compressor and cannot be resumed against the original.
+ */
+function chooseRepresentation(
+  headers: Headers,
+  meta: FileMeta,
+  identity: Representation,
+): Representation {
+  const encoded = meta.encoded;
+  if (encoded === undefined || encoded.length === 0) return identity;
+  const range = headers.get("range");
+  if (range !== null && parseRange(range, meta.size) !== null) return identity;
+  const coding = negotiateCoding(
+    headers.get("accept-encoding"),
+    encoded.map((r) => r.coding),
+  );
+  return encoded.find((r) => r.coding === coding) ?? identity;
+}
+
 /** A 412 or 416 plan: a short text body, plus the extra headers. */
 function reasonPlan(
   status: 412 | 416,
+  meta: FileMeta,
   representation: Representation,
   extra: readonly [string, string][],
   more: readonly [string, string][] = [],
@@ -715,7 +861,7 @@ function reasonPlan(
     headers: textHeaders(
       REASON_BYTES[status].byteLength,
       "text/plain; charset=utf-8",
-      [...more, ...extra],
+      [...more, ...(meta.vary ? VARY : []), ...extra],
     ),
     representation,
     body: { kind: "reason" },
@@ -741,6 +887,8 @@ function okHeaders(
   return pushValidators(headers, meta, representation, extra);
 }
 
+const VARY: readonly [string, string][] = [["Vary", "Accept-Encoding"]];
+
 /** Headers of a 304: only the fields RFC 9110 15.4.5 asks for, plus extras. */
 function notModifiedHeaders(
   meta: FileMeta,
@@ -761,7 +909,9 @@ function pushValidators(
     headers.push(["Last-Modified", meta.lastModified]);
   }
   headers.push(["Cache-Control", CACHE_CONTROL]);
-  if (meta.vary) headers.push(["Vary", "Accept-Encoding"]);
+  // RFC 9110 12.5.5: caches must key compressible files on Accept-Encoding,
+  // whichever coding this answer has.
+  if (meta.vary) headers.push(VARY[0]);
   return withExtra(headers, extra);
 }
 
@@ -863,38 +1013,74 @@ function makeResponse(
   return response;
 }
 
-/** Where the bytes of a file come from: memory (cached small files) or an open file. */
+/**
+ * Where the bytes of a file come from: memory (cached small files) or an open
+ * file holding the chosen representation (the file itself, or its `.br`/`.gz`).
+ */
 type BodySource = MemorySource | { kind: "file"; file: Deno.FsFile };
 
-/**
- * A small file held in memory with its two everyday answers (200 and 304)
- * built once. Each request gets a `clone()`: copying a finished Response is
- * about 7x cheaper than building one and setting its headers again, and the
- * clone shares the bytes instead of copying them.
- */
-interface MemorySource {
-  kind: "memory";
+/** One representation held in memory, with its two everyday answers built once. */
+interface MemoryForm {
   bytes: Uint8Array<ArrayBuffer>;
   ok: Response;
   notModified: Response;
 }
 
-function prepareMemorySource(
+/**
+ * A small file held in memory: the file itself and its compressed copies,
+ * each with its 200 and 304 built once. Each request gets a `clone()`:
+ * copying a finished Response is about 7x cheaper than building one and
+ * setting its headers again, and the clone shares the bytes instead of
+ * copying them. So a compressed answer costs the same as a plain one.
+ */
+interface MemorySource {
+  kind: "memory";
+  forms: Partial<Record<Coding, MemoryForm>>;
+  /** The file itself, for ranges. */
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** A compressed copy of a file, ready to keep in memory. */
+interface CompressedCopy {
+  coding: "br" | "gzip";
+  bytes: Uint8Array<ArrayBuffer>;
+  etag: string;
+}
+
+/**
+ * The meta and memory source of a small file and its compressed copies
+ * (which become `meta.encoded`, br first).
+ */
+function prepareMemoryFile(
   bytes: Uint8Array<ArrayBuffer>,
-  meta: FileMeta,
+  fileMeta: FileMeta,
+  copies: readonly CompressedCopy[],
   extra: readonly [string, string][],
-): MemorySource {
-  const identity = identityOf(meta);
-  return {
-    kind: "memory",
-    bytes,
-    ok: makeResponse(bytes, 200, okHeaders(meta, identity, extra)),
-    notModified: makeResponse(
-      null,
-      304,
-      notModifiedHeaders(meta, identity, extra),
-    ),
-  };
+): { meta: FileMeta; source: MemorySource } {
+  const encoded = copies.map((copy): Representation => ({
+    coding: copy.coding,
+    etag: copy.etag,
+    size: copy.bytes.byteLength,
+  }));
+  const meta = { ...fileMeta, encoded };
+  const forms: Partial<Record<Coding, MemoryForm>> = {};
+  const all = [
+    { coding: "identity" as const, bytes, etag: meta.etag },
+    ...copies,
+  ];
+  for (const { coding, bytes: formBytes, etag } of all) {
+    const representation = { coding, etag, size: formBytes.byteLength };
+    forms[coding] = {
+      bytes: formBytes,
+      ok: makeResponse(formBytes, 200, okHeaders(meta, representation, extra)),
+      notModified: makeResponse(
+        null,
+        304,
+        notModifiedHeaders(meta, representation, extra),
+      ),
+    };
+  }
+  return { meta, source: { kind: "memory", forms, bytes } };
 }
 
 /**
@@ -903,25 +1089,30 @@ function prepareMemorySource(
  * stream at its end, on error, or when the client goes away.
  */
 function attachBody(plan: FilePlan, source: BodySource): Response {
-  const { body } = plan;
+  const { body, representation } = plan;
   if (body.kind !== "whole" && body.kind !== "range") closeSource(source);
   if (source.kind === "memory") {
-    if (body.kind === "whole") return source.ok.clone();
-    if (body.kind === "none") return source.notModified.clone();
+    const form = source.forms[representation.coding];
+    if (form !== undefined && body.kind === "whole") return form.ok.clone();
+    if (form !== undefined && body.kind === "none") {
+      return form.notModified.clone();
+    }
   }
   switch (body.kind) {
     case "none":
       return makeResponse(null, plan.status, plan.headers);
     case "reason":
       return makeResponse(REASON_BYTES[plan.status], plan.status, plan.headers);
-    case "whole":
+    case "whole": {
+      const { file } = source as { file: Deno.FsFile };
       // A whole file: Deno sees that `readable` is backed by a file resource
       // and copies it to the socket in Rust, without passing chunks through JS.
-      return makeResponse(
-        (source as { file: Deno.FsFile }).file.readable,
-        plan.status,
-        plan.headers,
-      );
+      // No size means gzip while streaming (a big compressible file).
+      const stream = representation.size === null
+        ? gzipWhileStreaming(file.readable)
+        : file.readable;
+      return makeResponse(stream, plan.status, plan.headers);
+    }
     case "range": {
       const { start, end } = body.range;
       const bytes = source.kind === "memory"
@@ -930,11 +1121,24 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
           source.file,
           start,
           end - start + 1,
-          end === plan.representation.size! - 1,
+          end === representation.size! - 1,
         );
       return makeResponse(bytes, plan.status, plan.headers);
     }
   }
+}
+
+/**
+ * gzip at a fast level while the file streams. Cancelling the answer (the
+ * client went away) cancels the file's stream, which closes the file.
+ */
+function gzipWhileStreaming(
+  source: ReadableStream<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  const gzip = Duplex.toWeb(
+    zlib.createGzip({ level: GZIP_STREAM_LEVEL }),
+  ) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  return source.pipeThrough(gzip);
 }
 
 function closeSource(source: BodySource): void {
@@ -1604,6 +1808,128 @@ async function serveListing(
 }
 
 // ---------------------------------------------------------------------------
+// Compression: copies made once, precompressed files beside the original
+// ---------------------------------------------------------------------------
+
+/** A precompressed file found beside the original: `x.css.br` or `x.css.gz`. */
+const PRECOMPRESSED: readonly ["br" | "gzip", string][] = [
+  ["br", ".br"],
+  ["gzip", ".gz"],
+];
+
+/**
+ * The precompressed files beside `path` that may stand in for it, br first,
+ * as nginx's `gzip_static` and Caddy's `precompressed` use them: a regular
+ * file of its own (`lstat`, so a symlink `x.css.br -> /etc/passwd` is never
+ * followed out of the root) that is not older than the original. Each gets
+ * its own entity tag, from its own size and mtime.
+ */
+async function findPrecompressed(
+  path: string,
+  info: Deno.FileInfo,
+): Promise<Representation[]> {
+  const found: Representation[] = [];
+  for (const [coding, suffix] of PRECOMPRESSED) {
+    try {
+      const sibling = await Deno.lstat(path + suffix);
+      if (!sibling.isFile) continue;
+      if ((sibling.mtime?.getTime() ?? 0) < (info.mtime?.getTime() ?? 0)) {
+        continue; // older than the original: stale, never sent
+      }
+      found.push({
+        coding,
+        etag: entityTag(sibling, `-${coding}`),
+        size: sibling.size,
+        path: path + suffix,
+      });
+    } catch {
+      // None (or unreadable): compress ourselves.
+    }
+  }
+  return found;
+}
+
+/**
+ * Opens a precompressed file found by {@linkcode findPrecompressed}, or null
+ * when it changed since (another size, or replaced): the open handle's own
+ * stat must still describe what was planned.
+ */
+async function openPrecompressed(
+  path: string,
+  planned: Representation,
+): Promise<Deno.FsFile | null> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return null;
+  }
+  const info = await file.stat();
+  if (info.isFile && entityTag(info, `-${planned.coding}`) === planned.etag) {
+    return file;
+  }
+  file.close();
+  return null;
+}
+
+/**
+ * The compressed copies a small file keeps in the cache, made once when it
+ * enters: its precompressed `.br`/`.gz` when there is one, else br (quality
+ * {@linkcode BROTLI_QUALITY}) and gzip made here. A copy is kept only if it
+ * saves at least 10%: below that, the CPU of decoding costs the client more
+ * than the bytes saved.
+ */
+async function compressForCache(
+  path: string,
+  info: Deno.FileInfo,
+  bytes: Uint8Array<ArrayBuffer>,
+  maxFileBytes: number,
+): Promise<CompressedCopy[]> {
+  const identityEtag = entityTag({ size: bytes.byteLength, mtime: info.mtime });
+  const onDisk = await findPrecompressed(path, info);
+  const copies: CompressedCopy[] = [];
+  for (const coding of ["br", "gzip"] as const) {
+    let copy: CompressedCopy | null = null;
+    const sibling = onDisk.find((r) => r.coding === coding);
+    if (sibling !== undefined && sibling.size! <= maxFileBytes) {
+      try {
+        const file = await openRegularFile(sibling.path!);
+        try {
+          // The open handle must still be the file that was found.
+          if (entityTag(file.info, `-${coding}`) === sibling.etag) {
+            const read = await readWhole(file, file.info.size);
+            copy = { coding, bytes: read, etag: sibling.etag };
+          }
+        } finally {
+          file.close();
+        }
+      } catch {
+        // Vanished or replaced meanwhile: compress ourselves.
+      }
+    }
+    if (copy === null) {
+      const compressed = coding === "br"
+        ? zlib.brotliCompressSync(bytes, {
+          params: {
+            [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+            [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength,
+          },
+        })
+        : zlib.gzipSync(bytes, { level: GZIP_CACHE_LEVEL });
+      copy = {
+        coding,
+        bytes: new Uint8Array(compressed),
+        etag: identityEtag.slice(0, -1) + `-${coding}"`,
+      };
+    }
+    if (copy.bytes.byteLength <= bytes.byteLength * MAX_COMPRESSED_RATIO) {
+      copies.push(copy);
+    }
+  }
+  return copies;
+}
+
+// ---------------------------------------------------------------------------
 // serveFile and serveDir: the std-compatible entry points
 // ---------------------------------------------------------------------------
 
@@ -1620,6 +1946,8 @@ interface ServeContext {
   cache: FileCache | null;
   /** No 4xx details in the log (5xx are always logged). */
   quiet: boolean;
+  /** Offer compressed forms of compressible files. */
+  compress: boolean;
 }
 
 /** CORS for a public, read-only site: any origin may read, and send Range. */
@@ -1649,6 +1977,7 @@ function makeContext(
     showDirListing = false,
     showDotfiles = false,
     quiet = false,
+    compress = true,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
   return {
@@ -1660,6 +1989,7 @@ function makeContext(
     extra: extraHeaders(options),
     cache,
     quiet,
+    compress,
   } satisfies ServeContext;
 }
 
@@ -1680,7 +2010,8 @@ export async function serveFile(
     } else {
       const info = options.fileInfo ?? await Deno.stat(filePath);
       if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
-      response = await sendFileFromDisk(req, filePath, extra);
+      const { compress = true } = options;
+      response = await sendFileFromDisk(req, filePath, extra, compress);
     }
   } catch (error) {
     // std's serveFile has no log: only a 5xx is worth a line here.
@@ -1689,19 +2020,54 @@ export async function serveFile(
   return withoutBodyForHead(req, response);
 }
 
-/** Opens a file, takes its validators from the open handle, and answers. */
+/**
+ * Opens a file, takes its validators from the open handle, and answers. A
+ * compressible file is offered as its precompressed `.br`/`.gz` when there
+ * is one, else as gzip made while streaming.
+ */
 async function sendFileFromDisk(
   req: Request,
   path: string,
   extra: readonly [string, string][],
+  compress: boolean,
 ): Promise<Response> {
-  const file = await Deno.open(path, { read: true });
+  let file = await Deno.open(path, { read: true });
   try {
-    const meta = fileMetaFrom(path, await file.stat());
-    return attachBody(planFileResponse(req, meta, extra), {
-      kind: "file",
-      file,
-    });
+    const info = await file.stat();
+    let meta = fileMetaFrom(path, info);
+    if (compress && isCompressible(meta.contentType)) {
+      const wanted = req.headers.get("accept-encoding") !== null;
+      const encoded = wanted ? await findPrecompressed(path, info) : [];
+      if (!encoded.some((r) => r.coding === "gzip")) {
+        // RFC 9110 8.8.1: weak, since the bytes depend on the compressor.
+        encoded.push({
+          coding: "gzip",
+          etag: `W/${entityTag(info, "-gzip")}`,
+          size: null,
+        });
+      }
+      meta = { ...meta, encoded, vary: true };
+    }
+    let plan = planFileResponse(req, meta, extra);
+    const onDisk = plan.representation.path;
+    if (onDisk !== undefined && plan.body.kind === "whole") {
+      const precompressed = await openPrecompressed(
+        onDisk,
+        plan.representation,
+      );
+      if (precompressed === null) {
+        // Changed since we looked: send the file itself, compressed while streaming.
+        meta = {
+          ...meta,
+          encoded: meta.encoded!.filter((r) => r.path === undefined),
+        };
+        plan = planFileResponse(req, meta, extra);
+      } else {
+        file.close();
+        file = precompressed;
+      }
+    }
+    return attachBody(plan, { kind: "file", file });
   } catch (error) {
     file.close();
     throw error;
@@ -1833,13 +2199,13 @@ async function sendFile(
       const entry = await ctx.cache.load(urlPath, req.url.length, resolved);
       return attachBody(
         planFileResponse(req, entry.meta, ctx.extra),
-        entry.bodies.identity,
+        entry.source,
       );
     } catch (error) {
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  return await sendFileFromDisk(req, resolved.path, ctx.extra);
+  return await sendFileFromDisk(req, resolved.path, ctx.extra, ctx.compress);
 }
 
 // ---------------------------------------------------------------------------
@@ -1894,11 +2260,10 @@ interface CacheEntry {
   version: FileVersion;
   meta: FileMeta;
   /**
-   * The bodies, one per content coding. Only identity so far; compressed
-   * bodies (br, gzip) belong here, made once when the entry is built, and
-   * their sizes go into `bytes`.
+   * The bodies, one per content coding: the file and its br and gzip
+   * copies, made once when the entry is built.
    */
-  bodies: { identity: MemorySource };
+  source: MemorySource;
   /** What the entry costs the byte budget: bodies, key and overhead. */
   bytes: number;
   checkedAt: number;
@@ -1944,6 +2309,7 @@ class FileCache {
     readonly validMs: number,
     readonly maxFileBytes: number,
     readonly extra: readonly [string, string][],
+    readonly compress: boolean,
   ) {}
 
   /** The entry a URL path led to, if that was found out less than `validMs` ago. */
@@ -2007,14 +2373,20 @@ class FileCache {
           return old;
         }
         const bytes = await readWhole(file, version.size);
-        if (equalBytes(bytes, old.bodies.identity.bytes)) {
+        if (equalBytes(bytes, old.source.bytes)) {
           old.checkedAt = checkedAt;
           old.racy = isRacy(version, checkedAt);
           return old;
         }
       }
       const bytes = await readWhole(file, version.size);
-      const entry = this.#build(path, version, file.info, bytes, checkedAt);
+      const entry = await this.#build(
+        path,
+        version,
+        file.info,
+        bytes,
+        checkedAt,
+      );
       if (old !== undefined) this.#dropEntry(old);
       this.#storeEntry(entry);
       return entry;
@@ -2023,23 +2395,32 @@ class FileCache {
     }
   }
 
-  #build(
+  async #build(
     path: string,
     version: FileVersion,
     info: Deno.FileInfo,
     bytes: Uint8Array<ArrayBuffer>,
     checkedAt: number,
-  ): CacheEntry {
+  ): Promise<CacheEntry> {
     // If the file changed between fstat and read, describe what we really
     // read, and check again at the next request.
     const complete = bytes.byteLength === version.size;
-    const meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
+    let meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
+    let copies: CompressedCopy[] = [];
+    if (this.compress && isCompressible(meta.contentType)) {
+      meta = { ...meta, vary: true };
+      copies = await compressForCache(path, info, bytes, this.maxFileBytes);
+    }
+    const prepared = prepareMemoryFile(bytes, meta, copies, this.extra);
+    const held = copies.reduce(
+      (n, c) => n + c.bytes.byteLength,
+      bytes.byteLength,
+    );
     return {
       path,
       version,
-      meta,
-      bodies: { identity: prepareMemorySource(bytes, meta, this.extra) },
-      bytes: bytes.byteLength + path.length * 2 + ENTRY_OVERHEAD_BYTES,
+      ...prepared,
+      bytes: held + path.length * 2 + ENTRY_OVERHEAD_BYTES,
       checkedAt: complete ? checkedAt : -Infinity,
       racy: isRacy(version, checkedAt),
       aliases: new Set(),
@@ -2192,9 +2573,11 @@ function renderPage(title: string, bodyHtml: string): string {
 <link rel="stylesheet" href="/style.css">
 </head>
 <body>
+<main>
 <h1>${escapeHtml(title)}</h1>
 ${bodyHtml}
 <p><a href="/form.html">Back to the form</a> · <a href="/">Home</a></p>
+</main>
 </body>
 </html>
 `;
@@ -2221,11 +2604,12 @@ export type Handler = (
  */
 export function createHandler(options: HandlerOptions = {}): Handler {
   const { fsRoot = ".", quiet = false, cacheMs = 1000 } = options;
-  const { maxCachedFileBytes = MAX_CACHED_FILE_BYTES } = options;
+  const { maxCachedFileBytes = MAX_CACHED_FILE_BYTES, compress = true } =
+    options;
   const rootReal = Deno.realPathSync(fsRoot);
   const extra = extraHeaders(options);
   const cache = maxCachedFileBytes > 0
-    ? new FileCache(cacheMs, maxCachedFileBytes, extra)
+    ? new FileCache(cacheMs, maxCachedFileBytes, extra, compress)
     : null;
   const ctx = makeContext(rootReal, options, cache);
 
@@ -2238,7 +2622,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     if (entry !== undefined) {
       return attachBody(
         planFileResponse(req, entry.meta, extra),
-        entry.bodies.identity,
+        entry.source,
       );
     }
     return serveFromRoot(req, ctx);
@@ -2362,6 +2746,7 @@ Options:
   --dotfiles          serve files and folders whose name starts with a dot
   --cors              add Access-Control-Allow-Origin: * and friends
   --header "N: v"     add a header to every response (repeatable)
+  --no-compress       never send br or gzip (default: compress text, JS, JSON, SVG...)
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
@@ -2382,6 +2767,7 @@ export function parseCommandLine(args: string[]) {
       dotfiles: { type: "boolean", default: false },
       cors: { type: "boolean", default: false },
       header: { type: "string", multiple: true, default: [] },
+      "no-compress": { type: "boolean", default: false },
       cert: { type: "string" },
       key: { type: "string" },
       quiet: { type: "boolean", default: false },
@@ -2415,6 +2801,7 @@ async function startServer(
     showDotfiles: flags.dotfiles,
     enableCors: flags.cors,
     headers: flags.header,
+    compress: !flags["no-compress"],
     quiet: flags.quiet,
   });
   const tls = flags.cert !== undefined && flags.key !== undefined
