@@ -2486,6 +2486,9 @@ class FileCache {
     try {
       file = await openRegularFile(path);
     } catch (error) {
+      // Out of descriptors says nothing about the file: keep serving the
+      // copy we have (and try again at the next request).
+      if (old !== undefined && statusForFsError(error) === 503) return old;
       if (old !== undefined) this.#dropEntry(old);
       throw error;
     }
@@ -2859,6 +2862,165 @@ function logRequest(
 }
 
 // ---------------------------------------------------------------------------
+// Staying up: listening again when accepting fails
+// ---------------------------------------------------------------------------
+
+/**
+ * Connections the kernel queues for us while we are busy (`listen(2)`'s
+ * backlog; Linux caps it at `net.core.somaxconn`, 4096 by default). Deno's
+ * own default is 511; a deeper queue lets a burst wait instead of being
+ * refused.
+ */
+export const LISTEN_BACKLOG = 1024;
+/** First wait before listening again after the listener failed; it doubles... */
+const RELISTEN_MIN_MS = 50;
+/** ...up to this, so a request after the flood is answered within about a second. */
+const RELISTEN_MAX_MS = 1000;
+/** A listener that has stayed up this long ends the outage (and its back-off). */
+const RELISTEN_STABLE_MS = 2000;
+/** For this long after running out of descriptors, answers carry `Connection: close`. */
+const PRESSURE_MS = 10_000;
+/** Failed listeners kept serving their open connections; older ones are drained. */
+const MAX_DRAINING_SERVERS = 16;
+
+/** What {@linkcode serveWithRestart} returns: the parts of `Deno.HttpServer` main() uses. */
+export interface RestartingServer {
+  /** The address of the first listener; every later one listens there too. */
+  readonly addr: Deno.NetAddr;
+  /** Resolves after {@linkcode RestartingServer.shutdown}; never rejects. */
+  readonly finished: Promise<void>;
+  /** Stops listening, lets requests in flight finish, closes idle connections. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * `Deno.serve` that no accept failure can stop. In Deno 2.9.6, when the
+ * process runs out of file descriptors (idle connections pile up: Deno.serve
+ * has no header-read or idle timeout), accepting fails, the listener is
+ * closed and `server.finished` rejects; unhandled, that rejection ends the
+ * process. Here it is caught and logged once per outage; the connections
+ * already open keep being served by the old server, and a new listener is
+ * opened on the same address after a back-off that doubles from
+ * {@linkcode RELISTEN_MIN_MS} to {@linkcode RELISTEN_MAX_MS}. For
+ * {@linkcode PRESSURE_MS} after a failure every response says
+ * `Connection: close`, so clients with keep-alive connections hand their
+ * descriptors back.
+ *
+ * A start-up failure (port in use, no permission) still throws at once.
+ */
+export function serveWithRestart(
+  options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  log: (line: string) => void = (line) => console.error(line),
+): RestartingServer {
+  let pressureUntil = 0;
+  const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
+    const result = handler(req, info);
+    if (pressureUntil === 0 || Date.now() > pressureUntil) return result;
+    return result instanceof Response
+      ? closeAfter(result)
+      : result.then(closeAfter);
+  };
+  const draining: Deno.HttpServer<Deno.NetAddr>[] = [];
+  let current = Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...options }, serve);
+  const addr = current.addr;
+  const again = { ...options, hostname: addr.hostname, port: addr.port };
+  again.onListen = () => {};
+  let stopping = false;
+  let wake = () => {};
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const finished = (async () => {
+    let delay = RELISTEN_MIN_MS;
+    let listenedAt = Date.now();
+    let outage = false;
+    let failures = 0;
+    while (true) {
+      const listener = current;
+      let failure: unknown = null;
+      const stable = setTimeout(() => {
+        if (outage) {
+          log(
+            `server_files: listening again on port ${addr.port} after ${failures} failed attempt(s)`,
+          );
+        }
+        outage = false;
+        failures = 0;
+        delay = RELISTEN_MIN_MS;
+      }, RELISTEN_STABLE_MS);
+      try {
+        await listener.finished;
+      } catch (error) {
+        failure = error;
+      }
+      clearTimeout(stable);
+      if (failure === null || stopping) return;
+      pressureUntil = Date.now() + PRESSURE_MS;
+      if (Date.now() - listenedAt >= RELISTEN_STABLE_MS) {
+        outage = false;
+        delay = RELISTEN_MIN_MS;
+      }
+      if (!outage) {
+        log(
+          `server_files: accepting connections failed (${
+            (failure as Error)?.message ?? failure
+          }); open connections are still served; listening again (back-off up to ${RELISTEN_MAX_MS} ms)`,
+        );
+        outage = true;
+      }
+      // The failed server still serves the connections it has.
+      draining.push(listener);
+      if (draining.length > MAX_DRAINING_SERVERS) {
+        draining.shift()!.shutdown().catch(() => {});
+      }
+      while (true) {
+        await pause(delay);
+        if (stopping) return;
+        delay = Math.min(delay * 2, RELISTEN_MAX_MS);
+        failures++;
+        try {
+          current = Deno.serve(again, serve);
+          listenedAt = Date.now();
+          break;
+        } catch {
+          // Still no descriptor for the socket: wait longer.
+        }
+      }
+    }
+  })();
+
+  return {
+    addr,
+    finished,
+    async shutdown() {
+      stopping = true;
+      wake();
+      await Promise.allSettled(
+        [current, ...draining].map((server) => server.shutdown()),
+      );
+      await finished;
+    },
+  };
+}
+
+/** Asks the client to close the connection after this response. */
+function closeAfter(response: Response): Response {
+  try {
+    response.headers.set("Connection", "close");
+  } catch {
+    // Immutable headers (a Response.redirect): leave it as it is.
+  }
+  return response;
+}
+
+// ---------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------
 
@@ -2923,7 +3085,7 @@ export function parseCommandLine(args: string[]) {
 async function startServer(
   flags: ReturnType<typeof parseCommandLine>,
   listen: ListenOptions = {},
-): Promise<Deno.HttpServer<Deno.NetAddr>> {
+): Promise<RestartingServer> {
   const handler = createHandler({
     fsRoot: flags.root,
     showDirListing: flags["dir-listing"],
@@ -2939,7 +3101,7 @@ async function startServer(
       key: await Deno.readTextFile(flags.key),
     }
     : {};
-  return Deno.serve({
+  return serveWithRestart({
     hostname: flags.hostname,
     port: flags.port,
     ...tls,
@@ -3033,7 +3195,7 @@ function runServerWorker(): void {
     postMessage(message: FromWorker): void;
     close(): void;
   };
-  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  let server: RestartingServer | null = null;
   scope.onmessage = async ({ data }) => {
     if (data.type === "shutdown") {
       if (server === null) scope.close();
@@ -3189,7 +3351,7 @@ async function main(): Promise<void> {
     return;
   }
   if (flags.workers > 1) return await serveOnWorkers(flags);
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: RestartingServer;
   try {
     server = await startServer(flags);
   } catch (error) {
