@@ -196,6 +196,12 @@ browserTest(
       }
     });
     page.on("requestfailed", (r) => failures.push(`failed ${r.url()}`));
+    const stylesheets: Promise<Record<string, string>>[] = [];
+    page.on("response", (r) => {
+      if (new URL(r.url()).pathname === "/style.css") {
+        stylesheets.push(r.allHeaders());
+      }
+    });
     const index = `${server.origin}/`;
     const pageHtml = `${server.origin}/page.html`;
     const formHtml = `${server.origin}/form.html`;
@@ -210,6 +216,23 @@ browserTest(
       await screenshot(page, "files-index");
       await audit.check("files: index.html", page.url());
     });
+
+    await t.step(
+      "the stylesheet arrives compressed with br and styles the page",
+      async () => {
+        assert.ok(stylesheets.length > 0, "the index loads /style.css");
+        const headers = await stylesheets[0];
+        assert.equal(headers["content-encoding"], "br");
+        assert.equal(headers["vary"], "Accept-Encoding");
+        // h1 { color: #1e5aa0 } from static/style.css.
+        // Runs in the page, where getComputedStyle exists (no DOM types here).
+        const color = await page.locator("h1").first().evaluate((h) =>
+          // deno-lint-ignore no-explicit-any
+          (globalThis as any).getComputedStyle(h).color
+        );
+        assert.equal(color, "rgb(30, 90, 160)");
+      },
+    );
 
     await t.step(
       "its link opens page.html, whose picture really loads",
