@@ -2622,7 +2622,8 @@ export function createBoardHandler(
       const name = hostName(target.host);
       if (name === null || !isAllowedHost(name, allowed)) {
         await request.body?.cancel().catch(() => {});
-        return misdirected(name);
+        const response = misdirected(name);
+        return request.method === "HEAD" ? withoutBody(response) : response;
       }
       if (path === "") {
         // "/board" without its slash: relative links would break, so send the browser to "/board/".
@@ -2654,7 +2655,8 @@ export function createBoardHandler(
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
-      return errorResponse(error, format, base);
+      const response = errorResponse(error, format, base);
+      return request.method === "HEAD" ? withoutBody(response) : response;
     }
   };
 }

@@ -65,6 +65,9 @@ Deno.test("events: formatEvent writes one id/event/data frame per change", () =>
       `id: 3\nevent: message\ndata: {"id":3,"text":"two\\nlines","postedAt":"2026-11-21T22:44:51.000Z"}\n\n`,
     ],
     [{ type: "clear", id: 7 }, "id: 7\nevent: clear\ndata: {}\n\n"],
+    // No id: line, so the browser's Last-Event-ID stays the newest message it has.
+    [{ type: "delete", id: 3 }, 'event: delete\ndata: {"id":3}\n\n'],
+    [{ type: "restore", id: 9 }, "id: 9\nevent: restore\ndata: {}\n\n"],
   ];
   for (const [event, text] of table) assert.equal(formatEvent(event), text);
 });
