@@ -1953,6 +1953,23 @@ function readResumePoint(request: Request, url: URL): number | undefined {
   return id;
 }
 
+/**
+ * Each event's frame, encoded once: every open stream gets the same event object from the
+ * store, so a message posted to 1,000 listeners is one copy in memory, not 1,000.
+ */
+const encodedEvents = new WeakMap<BoardEvent, Uint8Array>();
+
+function encodeEvent(event: BoardEvent): Uint8Array {
+  let bytes = encodedEvents.get(event);
+  if (bytes === undefined) {
+    bytes = encoder.encode(formatEvent(event));
+    encodedEvents.set(event, bytes);
+  }
+  return bytes;
+}
+
+const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
+
 /** Options for {@linkcode streamEvents}. */
 interface EventStreamOptions {
   /** Resume after this event id (see readResumePoint). */
@@ -2009,13 +2026,13 @@ async function streamEvents(
         finish();
         controller.close();
       };
-      const write = (text: string) => {
+      const write = (bytes: Uint8Array) => {
         if (finished) return;
         // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
         if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
           return end();
         }
-        controller.enqueue(encoder.encode(text));
+        controller.enqueue(bytes);
       };
       let lastMessage = after ?? 0;
       let lastClear = 0;
@@ -2035,23 +2052,23 @@ async function streamEvents(
             break;
           case "restore":
             // Old ids came back: the page reloads rather than merge them in.
-            write(formatEvent(event));
+            write(encodeEvent(event));
             return end();
         }
-        write(formatEvent(event));
+        write(encodeEvent(event));
       };
 
-      write(`retry: ${RECONNECT_MS}\n\n`);
+      write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
       if (missed.length > MAX_REPLAY_EVENTS) {
         // Too far behind to catch up event by event: the page starts afresh.
-        write("event: reload\ndata: {}\n\n");
+        write(encoder.encode("event: reload\ndata: {}\n\n"));
         return end();
       }
       for (const event of [...missed, ...held]) {
         deliver(event);
         if (finished) return;
       }
-      heartbeat = setInterval(() => write(": heartbeat\n\n"), heartbeatMs);
+      heartbeat = setInterval(() => write(HEARTBEAT_FRAME), heartbeatMs);
       if (signal.aborted) return end();
       signal.addEventListener("abort", end);
     },
