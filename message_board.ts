@@ -18,14 +18,39 @@
  * Security stance, up front:
  * - Every piece of user text is HTML-escaped, and the Content-Security-Policy
  *   allows no inline script, so stored text can never run in a visitor's browser.
- * - Form posts from other sites are refused (403), so a hostile page cannot
- *   post or clear on a visitor's behalf.
+ * - It answers only to its own names (421 for any other Host: a page on a
+ *   DNS-rebinding name gets nothing), and refuses posts whose Origin is not this
+ *   board's scheme, port and an allowed host (403), so a hostile page cannot
+ *   post or clear on a visitor's behalf. `--allowed-host NAME` adds names.
  * - Every input has a named limit with its own status (413, 422, 408...);
  *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
- * - Clearing moves messages to an archive file; nothing is ever deleted.
+ *   An ambiguous request (a form with both message and clear, a key sent
+ *   twice, in a form or in JSON) is a 400, never a guess.
+ * - One client cannot flood it: 5 posts at once, then one per 3 s, and 8 live
+ *   streams per address (429 with Retry-After); `--rate-limit off` for load tests.
+ * - Moderation needs a credential: with `--admin-token` a moderator signs in at
+ *   /admin (a session cookie, HttpOnly and SameSite=Strict) to clear (after a
+ *   confirmation), delete one message, or restore the newest archive. Without
+ *   one, only visitors on this machine may clear, as in the chapter.
+ * - Clearing and deleting move messages to an archive; nothing is ever destroyed.
  * - It binds to 127.0.0.1 by default: a board on all interfaces is open to
  *   your whole network, and plain HTTP can be read by anyone on the way, so
- *   give it `--cert` and `--key` (HTTPS) before you expose it.
+ *   give it `--cert` and `--key` (HTTPS), or a proxy (deploy/), before you expose it.
+ *
+ * Routes (under `basePath` when mounted in a larger app, see {@linkcode createBoardHandler}):
+ *
+ * | Path                | Methods         | What                                                |
+ * | ------------------- | --------------- | --------------------------------------------------- |
+ * | `/`, `/index.html`  | GET, HEAD, POST | the board; POST a form with `message` (and `name`), or `clear` |
+ * | `/style.css`        | GET, HEAD       | the stylesheet                                      |
+ * | `/board.js`         | GET, HEAD       | the page's script: live updates, local times        |
+ * | `/events`           | GET, HEAD       | live updates (Server-Sent Events)                   |
+ * | `/api/messages`     | GET, HEAD, POST | JSON: pages of messages; POST `{"text", "name"}`   |
+ * | `/admin`            | GET, HEAD, POST | the moderator's sign-in form; POST `token`         |
+ * | `/admin/sign-out`   | POST            | ends the session                                    |
+ * | `/admin/clear`      | GET, HEAD       | the confirmation before a clear                     |
+ * | `/admin/delete`     | POST            | takes message `id` off the board                    |
+ * | `/admin/restore`    | POST            | puts the newest archive back                        |
  *
  * Storage: one JSON object per line, appended; the answer (303 or 201) is
  * sent only after the line is on disk (fdatasync). Concurrent posts share one
