@@ -255,6 +255,11 @@ function countingStore(store: MessageStore) {
     listMessages: (query) => store.listMessages(query),
     appendMessage: (input) => store.appendMessage(input),
     clearMessages: () => store.clearMessages(),
+    deleteMessage: (id) => store.deleteMessage(id),
+    restoreNewestArchive: () => store.restoreNewestArchive(),
+    get writable() {
+      return store.writable;
+    },
     eventsAfter: (id, limit) => store.eventsAfter(id, limit),
     subscribe(listener) {
       counter.active++;

@@ -80,12 +80,13 @@ Deno.test({
         archived: 3,
         archive: "table board_archive",
       });
+      assert.deepEqual(await a.clearMessages(), { archived: 0, archive: null });
+      // B's newest page follows the events it receives: empty once the clear has arrived.
+      assert.deepEqual(await seenClear, [{ type: "clear", id: third.id }]);
       assert.deepEqual(await b.listMessages({ limit: 50 }), {
         messages: [],
         hasOlder: false,
       });
-      assert.deepEqual(await a.clearMessages(), { archived: 0, archive: null });
-      assert.deepEqual(await seenClear, [{ type: "clear", id: third.id }]);
 
       // Resuming after the first message: the clear (through the third), then what is new.
       const fourth = await b.appendMessage({ text: "fourth" });
