@@ -2572,6 +2572,8 @@ if (section !== null && "EventSource" in window) {
   source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
   source.addEventListener("restore", () => location.reload());
   source.addEventListener("reload", () => location.reload());
+  // A form sent leaves this page: a reload from the stream must not cut that navigation off.
+  document.addEventListener("submit", () => source.close());
 }
 
 function element(tag, className, text) {
@@ -3039,6 +3041,31 @@ export function createBoardHandler(
     return Promise.resolve(htmlResponse(renderClearConfirmation(base)));
   }
 
+  /** POST /admin/delete with `id`: takes one message off the board (it stays in the archive). */
+  async function deleteForm(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    const fields = await readFormFields(context.request, bodyTimeoutMs);
+    const id = parsePositiveInteger(
+      fields.get("id") ?? "",
+      Number.MAX_SAFE_INTEGER,
+    );
+    if (id === null) {
+      throw new HttpError(400, "id must be a message id (a whole number).");
+    }
+    if (!(await store.deleteMessage(id))) {
+      throw new HttpError(404, "That message is not on the board.");
+    }
+    return seeOther(`${base}/`);
+  }
+
+  /** POST /admin/restore: puts the messages of the newest archive back. */
+  async function restoreForm(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    await context.request.body?.cancel().catch(() => {});
+    await store.restoreNewestArchive();
+    return seeOther(`${base}/`);
+  }
+
   const routes: Record<string, Route> = {
     "/": { GET: showBoard, POST: postForm },
     "/index.html": { GET: showBoard, POST: postForm },
@@ -3057,6 +3084,8 @@ export function createBoardHandler(
     "/admin": { GET: showSignIn, POST: signIn },
     "/admin/sign-out": { POST: signOut },
     "/admin/clear": { GET: confirmClear },
+    "/admin/delete": { POST: deleteForm },
+    "/admin/restore": { POST: restoreForm },
   };
 
   /** The scheme, Host and port this request was sent to. */

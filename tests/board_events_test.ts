@@ -374,3 +374,63 @@ Deno.test("page: an empty board starts live updates after 0", async () => {
     assert.match(html, /data-after="0"/);
   });
 });
+
+Deno.test("events: a delete reaches open pages (without moving their resume point); a restore tells them to reload", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    await board.store.appendMessage({ text: "two" });
+    const stream = frameReader(await board.handler(events({}, "?after=2")));
+    try {
+      assert.deepEqual(await stream.next(), { retry: "2000" });
+      (await board.handler(
+        new Request(BASE + "/admin/delete", {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "id=1",
+        }),
+      )).body?.cancel();
+      assert.deepEqual(await stream.nextEvent(), {
+        event: "delete",
+        data: '{"id":1}',
+      });
+      await board.store.clearMessages();
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "2",
+        event: "clear",
+        data: "{}",
+      });
+      await board.store.restoreNewestArchive();
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "2",
+        event: "restore",
+        data: "{}",
+      });
+      assert.equal(
+        await stream.next(),
+        null,
+        "the page reloads, so the stream ends",
+      );
+    } finally {
+      await stream.cancel();
+    }
+  });
+});
+
+Deno.test("events: a page that missed a delete while away gets it when it comes back", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    await board.store.appendMessage({ text: "two" });
+    await board.store.deleteMessage(1);
+    const resumed = frameReader(
+      await board.handler(events({ "last-event-id": "2" })),
+    );
+    try {
+      assert.deepEqual(await resumed.nextEvent(), {
+        event: "delete",
+        data: '{"id":1}',
+      });
+    } finally {
+      await resumed.cancel();
+    }
+  });
+});

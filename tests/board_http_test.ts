@@ -1776,3 +1776,101 @@ Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists
     }
   }, { adminToken: ADMIN_TOKEN });
 });
+
+Deno.test("moderation: Delete takes one message off the board (kept in the archive); restore brings a clear back", async () => {
+  await withBoard(async (board) => {
+    for (const text of ["one", "two", "three"]) {
+      await board.store.appendMessage({ text });
+    }
+    const page = await getPage(board);
+    assert.match(
+      page.html,
+      /<form method="post" action="\/admin\/delete" class="delete">\n<input type="hidden" name="id" value="2">/,
+    );
+    assert.match(page.html, /aria-label="Delete message 2">Delete<\/button>/);
+
+    const deleted = await board.handler(postForm("id=2", {}, "/admin/delete"));
+    assert.equal(deleted.status, 303);
+    assert.equal(deleted.headers.get("location"), "/");
+    const texts = async () =>
+      (await board.store.listMessages({ limit: 10 })).messages.map((m) =>
+        m.text
+      );
+    assert.deepEqual(await texts(), ["three", "one"]);
+
+    const cases: [string, number][] = [
+      ["id=2", 404], // already gone
+      ["id=99", 404],
+      ["id=abc", 400],
+      ["id=0", 400],
+      ["", 400],
+      ["id=1&id=1", 400],
+    ];
+    for (const [body, status] of cases) {
+      const response = await board.handler(postForm(body, {}, "/admin/delete"));
+      assert.equal(response.status, status, body);
+      await response.body?.cancel();
+    }
+    // A visitor from elsewhere cannot delete.
+    const remote = await board.handler(
+      postForm("id=1", {}, "/admin/delete"),
+      clientInfo("192.0.2.10"),
+    );
+    assert.equal(remote.status, 403);
+    await remote.body?.cancel();
+    assert.deepEqual(await texts(), ["three", "one"]);
+
+    await board.handler(postForm("clear=1"));
+    assert.deepEqual(await texts(), []);
+    const restored = await board.handler(postForm("", {}, "/admin/restore"));
+    assert.equal(restored.status, 303);
+    assert.deepEqual(
+      await texts(),
+      ["three", "one"],
+      "the clear is undone; the deleted one stays off",
+    );
+  });
+});
+
+Deno.test("moderation: with a token, delete and restore need a signed-in admin", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    for (
+      const [path, body] of [["/admin/delete", "id=1"], ["/admin/restore", ""]]
+    ) {
+      const response = await board.handler(postForm(body, {}, path));
+      assert.equal(response.status, 403, path);
+      await response.body?.cancel();
+    }
+    const cookie = cookiePair(await signIn(board, ADMIN_TOKEN));
+    const page = await getPage(board, "/", { cookie });
+    assert.match(page.html, /aria-label="Delete message 1"/);
+    const deleted = await board.handler(
+      postForm("id=1", { cookie }, "/admin/delete"),
+    );
+    assert.equal(deleted.status, 303);
+    assert.equal(await storedCount(board), 0);
+  }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("routes: the module doc comment's routes table matches what the handler answers", async () => {
+  const source = await Deno.readTextFile(
+    new URL("../message_board.ts", import.meta.url),
+  );
+  const rows = [
+    ...source.matchAll(/^ \* \| (`[^|]+`)\s*\| ([A-Z, ]+?)\s*\|/gm),
+  ];
+  assert.ok(rows.length >= 10, "the table lists the routes");
+  await withBoard(async (board) => {
+    for (const [, paths, methods] of rows) {
+      for (const [, path] of paths.matchAll(/`([^`]+)`/g)) {
+        const response = await board.handler(
+          new Request(BASE + path, { method: "PUT" }),
+        );
+        assert.equal(response.status, 405, path);
+        assert.equal(response.headers.get("allow"), methods, path);
+        await response.body?.cancel();
+      }
+    }
+  }, { adminToken: ADMIN_TOKEN });
+});
