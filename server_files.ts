@@ -22,9 +22,13 @@
  * @module
  */
 
+import { constants as fsConstants, type Stats } from "node:fs";
+import { type FileHandle, open as fsOpen } from "node:fs/promises";
 import { createHash } from "node:crypto";
+import { Duplex } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
 import { parseArgs } from "node:util";
+import zlib from "node:zlib";
 
 // ---------------------------------------------------------------------------
 // Options and limits
@@ -48,6 +52,14 @@ export interface ServeDirOptions {
   quiet?: boolean;
   /** Extra headers for every response, each `"Name: value"`. @default {[]} */
   headers?: string[];
+  /**
+   * Send text, JS, JSON, SVG, wasm and the like compressed (br or gzip, from
+   * `Accept-Encoding`): precompressed `x.css.br`/`x.css.gz` files beside the
+   * original when they are not older, else gzip while streaming.
+   * {@linkcode createHandler} keeps br and gzip copies of small files in
+   * memory instead. @default {true}
+   */
+  compress?: boolean;
 }
 
 /** Options of {@linkcode serveFile}. */
@@ -58,6 +70,8 @@ export interface ServeFileOptions {
   headers?: string[];
   /** Add CORS headers. @default {false} */
   enableCors?: boolean;
+  /** Compress compressible types, as {@linkcode ServeDirOptions.compress} says. @default {true} */
+  compress?: boolean;
 }
 
 /** Options of {@linkcode createHandler}: everything {@linkcode serveDir} takes, plus the cache. */
@@ -85,6 +99,24 @@ export const MAX_NAME_CHARS = 100;
 
 /** Browsers may keep a copy but must ask again (with the validators) before using it. */
 const CACHE_CONTROL = "no-cache";
+
+/**
+ * Brotli quality for the copies the cache keeps. Measured on a 280 KB JS file:
+ * quality 5 takes ~30 ms and is within 3% of quality 9's size (~130 ms);
+ * 11 saves 8% more but takes ~800 ms, and the compression runs on the event
+ * loop (node:zlib's async brotli is not off-thread in Deno 2.9).
+ */
+const BROTLI_QUALITY = 5;
+/** gzip level for the cache's copies: 6 is within 1% of 9 at half the time. */
+const GZIP_CACHE_LEVEL = 6;
+/**
+ * gzip level for files compressed while they stream (those too big for the
+ * cache): level 1 runs at ~75 MB/s on one core here, where the default level
+ * (`CompressionStream`) manages 15-25 MB/s; it still shrinks text 3-5x.
+ */
+const GZIP_STREAM_LEVEL = 1;
+/** A compressed copy is kept only if it is at most this share of the original (saves 10%). */
+const MAX_COMPRESSED_RATIO = 0.9;
 
 // ---------------------------------------------------------------------------
 // Content types
@@ -135,6 +167,29 @@ export const CONTENT_TYPES: Readonly<Record<string, string>> = {
 export function contentTypeFor(path: string): string {
   return CONTENT_TYPES[extname(path).toLowerCase()] ??
     "application/octet-stream";
+}
+
+/** Media types outside `text/*` worth compressing (JSON and XML flavours are matched by suffix). */
+const COMPRESSIBLE_TYPES = new Set([
+  "application/javascript",
+  "application/json",
+  "application/xml",
+  "application/wasm",
+  "image/svg+xml",
+]);
+
+/**
+ * True for types that shrink when compressed: text, JS, JSON, XML, SVG,
+ * wasm, web manifests. Images, audio, video, archives and fonts (woff2 is
+ * brotli already) are compressed formats: gzip would only cost time.
+ *
+ * @example isCompressible("text/css; charset=utf-8") === true
+ * @example isCompressible("image/png") === false
+ */
+export function isCompressible(contentType: string): boolean {
+  const type = contentType.split(";")[0].trim().toLowerCase();
+  return type.startsWith("text/") || COMPRESSIBLE_TYPES.has(type) ||
+    type.endsWith("+json") || type.endsWith("+xml");
 }
 
 // ---------------------------------------------------------------------------
@@ -301,6 +356,132 @@ function isDotName(segment: string): boolean {
   return segment.startsWith(".") && segment !== ".";
 }
 
+/**
+ * The status for an error from a filesystem call made for a request. What
+ * the request asked for decides it, never the server's health: a name too
+ * long for the filesystem, a file used as a folder, a symlink loop or a
+ * path outside what Deno may read is a file that does not exist (404, as
+ * nginx answers the first three); no permission is 403; no descriptor left
+ * is 503 (the server is busy, the request is fine). Only the rest (EIO, a
+ * bug) is 500.
+ *
+ * @example statusForFsError(Object.assign(new Error(), { code: "ENAMETOOLONG" })) === 404
+ */
+export function statusForFsError(error: unknown): number {
+  if (error instanceof Deno.errors.NotCapable) return 404;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? FS_ERROR_STATUS[code] ?? 500 : 500;
+}
+
+const FS_ERROR_STATUS: Readonly<Record<string, number>> = {
+  ENOENT: 404,
+  ENOTDIR: 404,
+  EISDIR: 404,
+  ENAMETOOLONG: 404,
+  ELOOP: 404,
+  ENXIO: 404,
+  ENODEV: 404,
+  EACCES: 403,
+  EPERM: 403,
+  EILSEQ: 400,
+  EINVAL: 400,
+  EMFILE: 503,
+  ENFILE: 503,
+};
+
+/** A regular file opened by {@linkcode openRegularFile}, with its `fstat`. */
+export interface OpenFile {
+  /** The open handle (a real descriptor, read with `handle.read`). */
+  handle: FileHandle;
+  /** The stat of the open handle, so it describes exactly the bytes read. */
+  info: Deno.FileInfo;
+  /** Closes the handle; safe to call twice. */
+  close(): void;
+}
+
+/**
+ * Opens a path for reading only if it is a regular file, and never blocks.
+ * `Deno.open` on a FIFO waits for a writer (requests hang, and so does
+ * shutdown), and one on a device may wait too; a path checked with `stat`
+ * first can be swapped between the check and the open. So the open itself
+ * uses `O_NONBLOCK` (through `node:fs`: `Deno.open` takes no flags), which
+ * returns at once for a FIFO, and the type is checked on the open handle
+ * with `fstat`. `O_NOFOLLOW` refuses a final component that became a
+ * symlink after {@linkcode resolveSafePath} saw it. On a regular file,
+ * `O_NONBLOCK` changes nothing (reads from disk never return EAGAIN).
+ * Anything but a regular file is a 404.
+ */
+export async function openRegularFile(path: string): Promise<OpenFile> {
+  const handle = await fsOpen(path, OPEN_FLAGS);
+  let closed = false;
+  const close = () => {
+    if (!closed) {
+      closed = true;
+      handle.close().catch(() => {});
+    }
+  };
+  try {
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      throw new HttpError(404, `not a regular file: ${path}`);
+    }
+    return { handle, info: fileInfoFromStats(stats), close };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
+const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0) |
+  (fsConstants.O_NOFOLLOW ?? 0);
+
+/** Reads a whole small file from an open handle (fewer bytes if it shrank). */
+async function readWhole(
+  file: OpenFile,
+  size: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const bytes = new Uint8Array(size);
+  let done = 0;
+  while (done < size) {
+    const { bytesRead } = await file.handle.read(
+      bytes,
+      done,
+      size - done,
+      done,
+    );
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done === size ? bytes : bytes.slice(0, done);
+}
+
+/** node:fs `Stats` as the `Deno.FileInfo` the rest of this file works with. */
+function fileInfoFromStats(stats: Stats): Deno.FileInfo {
+  return {
+    isFile: stats.isFile(),
+    isDirectory: stats.isDirectory(),
+    isSymlink: stats.isSymbolicLink(),
+    isBlockDevice: stats.isBlockDevice(),
+    isCharDevice: stats.isCharacterDevice(),
+    isFifo: stats.isFIFO(),
+    isSocket: stats.isSocket(),
+    size: stats.size,
+    mtime: stats.mtime,
+    atime: stats.atime,
+    birthtime: stats.birthtime,
+    ctime: stats.ctime,
+    dev: stats.dev,
+    ino: stats.ino,
+    mode: stats.mode,
+    nlink: stats.nlink,
+    uid: stats.uid,
+    gid: stats.gid,
+    rdev: stats.rdev,
+    blksize: stats.blksize,
+    blocks: stats.blocks,
+  };
+}
+
 // ---------------------------------------------------------------------------
 // Validators, preconditions and ranges (RFC 9110 sections 8.8, 13 and 14)
 // ---------------------------------------------------------------------------
@@ -318,6 +499,8 @@ export interface Representation {
   etag: string;
   /** Length in bytes; null when compressed while streaming (length unknown). */
   size: number | null;
+  /** A precompressed file on disk (`x.css.br`) holding these bytes. */
+  path?: string;
 }
 
 /** The validators and metadata of one version of a file. */
@@ -337,15 +520,28 @@ export interface FileMeta {
   vary?: boolean;
 }
 
+/**
+ * A strong entity tag from a file's size and mtime, like nginx's, with an
+ * optional suffix naming a compressed form.
+ *
+ * @example entityTag({ size: 255, mtime: new Date(4096) }, "-br") === `"ff-1000-br"`
+ */
+function entityTag(
+  info: Pick<Deno.FileInfo, "size" | "mtime">,
+  suffix = "",
+): string {
+  const mtimeMs = info.mtime?.getTime() ?? NaN;
+  const time = Number.isNaN(mtimeMs) ? "0" : Math.floor(mtimeMs).toString(16);
+  return `"${info.size.toString(16)}-${time}${suffix}"`;
+}
+
 /** Builds the validators of a file from its stat. */
 export function fileMetaFrom(path: string, info: Deno.FileInfo): FileMeta {
   const mtimeMs = info.mtime?.getTime() ?? NaN;
   const mtimeSeconds = Math.floor(mtimeMs / 1000);
   return {
     size: info.size,
-    etag: `"${info.size.toString(16)}-${
-      Number.isNaN(mtimeMs) ? "0" : Math.floor(mtimeMs).toString(16)
-    }"`,
+    etag: entityTag(info),
     lastModified: Number.isNaN(mtimeMs)
       ? ""
       : new Date(mtimeSeconds * 1000).toUTCString(),
@@ -487,6 +683,51 @@ function selectRange(
   return parseRange(range, meta.size);
 }
 
+/**
+ * Picks the content coding to send from `Accept-Encoding` (RFC 9110 12.5.3):
+ * the offered coding with the highest q-value, br before gzip on a tie; `*`
+ * stands for any coding not named, `;q=0` refuses one, `x-gzip` is gzip
+ * (RFC 9110 8.4.1.3). No header, or nothing offered acceptable: identity,
+ * the file as it is. That includes `identity;q=0` with nothing else
+ * acceptable: RFC 9110 12.5.3 leaves the answer open there, and like nginx
+ * and Caddy we send the file rather than a 406.
+ *
+ * @example negotiateCoding("gzip, deflate, br", ["br", "gzip"]) === "br"
+ * @example negotiateCoding("br;q=0, gzip", ["br", "gzip"]) === "gzip"
+ * @example negotiateCoding("gzip;q=0.5, identity", ["gzip"]) === "identity"
+ */
+export function negotiateCoding(
+  header: string | null,
+  offered: readonly Coding[],
+): Coding {
+  if (header === null || offered.length === 0) return "identity";
+  const weights = new Map<string, number>();
+  for (const item of header.split(",")) {
+    const [rawName, ...params] = item.split(";");
+    let name = rawName.trim().toLowerCase();
+    if (name === "") continue;
+    if (name === "x-gzip") name = "gzip";
+    let q = 1;
+    for (const param of params) {
+      const [key, value = ""] = param.split("=").map((x) => x.trim());
+      if (key.toLowerCase() !== "q") continue;
+      // RFC 9110 12.4.2: qvalue = 0[.ddd] / 1[.000]; anything else refuses.
+      q = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(value) ? Number(value) : 0;
+    }
+    if (!weights.has(name)) weights.set(name, q);
+  }
+  const any = weights.get("*");
+  let best: Coding = "identity";
+  let bestQ = 0;
+  for (const coding of offered) {
+    const q = weights.get(coding) ?? any ?? 0;
+    if (q > bestQ) [best, bestQ] = [coding, q];
+  }
+  const identityQ = weights.get("identity");
+  if (identityQ !== undefined && identityQ > bestQ) return "identity";
+  return best;
+}
+
 // ---------------------------------------------------------------------------
 // Deciding: what to answer for one file, from the request alone
 // ---------------------------------------------------------------------------
@@ -534,22 +775,31 @@ export function planFileResponse(
 ): FilePlan {
   const headers = request.headers;
   const identity = identityOf(meta);
-  const precondition = evaluatePreconditions(headers, meta, identity.etag);
+  const chosen = chooseRepresentation(headers, meta, identity);
+  const precondition = evaluatePreconditions(headers, meta, chosen.etag);
   if (precondition === 304) {
     return {
       status: 304,
-      headers: notModifiedHeaders(meta, identity, extra),
-      representation: identity,
+      headers: notModifiedHeaders(meta, chosen, extra),
+      representation: chosen,
       body: { kind: "none" },
     };
   }
   if (precondition === 412) {
-    return reasonPlan(412, identity, extra);
+    return reasonPlan(412, meta, chosen, extra);
+  }
+  if (chosen !== identity) {
+    return {
+      status: 200,
+      headers: okHeaders(meta, chosen, extra),
+      representation: chosen,
+      body: { kind: "whole" },
+    };
   }
   const range = selectRange(headers, meta);
   if (range === "unsatisfiable") {
     // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
-    return reasonPlan(416, identity, extra, [[
+    return reasonPlan(416, meta, identity, extra, [[
       "Content-Range",
       `bytes */${meta.size}`,
     ]]);
@@ -575,9 +825,33 @@ export function planFileResponse(
   };
 }
 
+/**
+ * The representation to answer with: a compressed one when the client
+ * accepts it, except for a request with a usable `Range`. Ranges are always
+ * cut from the file itself, so `Content-Encoding` never comes with a 206
+ * (nginx and Caddy do the same): a range of compressed bytes would change
+ * with the compressor and cannot be resumed against the original.
+ */
+function chooseRepresentation(
+  headers: Headers,
+  meta: FileMeta,
+  identity: Representation,
+): Representation {
+  const encoded = meta.encoded;
+  if (encoded === undefined || encoded.length === 0) return identity;
+  const range = headers.get("range");
+  if (range !== null && parseRange(range, meta.size) !== null) return identity;
+  const coding = negotiateCoding(
+    headers.get("accept-encoding"),
+    encoded.map((r) => r.coding),
+  );
+  return encoded.find((r) => r.coding === coding) ?? identity;
+}
+
 /** A 412 or 416 plan: a short text body, plus the extra headers. */
 function reasonPlan(
   status: 412 | 416,
+  meta: FileMeta,
   representation: Representation,
   extra: readonly [string, string][],
   more: readonly [string, string][] = [],
@@ -587,7 +861,7 @@ function reasonPlan(
     headers: textHeaders(
       REASON_BYTES[status].byteLength,
       "text/plain; charset=utf-8",
-      [...more, ...extra],
+      [...more, ...(meta.vary ? VARY : []), ...extra],
     ),
     representation,
     body: { kind: "reason" },
@@ -613,6 +887,8 @@ function okHeaders(
   return pushValidators(headers, meta, representation, extra);
 }
 
+const VARY: readonly [string, string][] = [["Vary", "Accept-Encoding"]];
+
 /** Headers of a 304: only the fields RFC 9110 15.4.5 asks for, plus extras. */
 function notModifiedHeaders(
   meta: FileMeta,
@@ -633,7 +909,9 @@ function pushValidators(
     headers.push(["Last-Modified", meta.lastModified]);
   }
   headers.push(["Cache-Control", CACHE_CONTROL]);
-  if (meta.vary) headers.push(["Vary", "Accept-Encoding"]);
+  // RFC 9110 12.5.5: caches must key compressible files on Accept-Encoding,
+  // whichever coding this answer has.
+  if (meta.vary) headers.push(VARY[0]);
   return withExtra(headers, extra);
 }
 
@@ -699,6 +977,7 @@ const STATUS_TEXT: Record<number, string> = {
   416: "Range Not Satisfiable",
   421: "Misdirected Request",
   500: "Internal Server Error",
+  503: "Service Unavailable",
 };
 
 const encoder = new TextEncoder();
@@ -734,38 +1013,74 @@ function makeResponse(
   return response;
 }
 
-/** Where the bytes of a file come from: memory (cached small files) or an open file. */
+/**
+ * Where the bytes of a file come from: memory (cached small files) or an open
+ * file holding the chosen representation (the file itself, or its `.br`/`.gz`).
+ */
 type BodySource = MemorySource | { kind: "file"; file: Deno.FsFile };
 
-/**
- * A small file held in memory with its two everyday answers (200 and 304)
- * built once. Each request gets a `clone()`: copying a finished Response is
- * about 7x cheaper than building one and setting its headers again, and the
- * clone shares the bytes instead of copying them.
- */
-interface MemorySource {
-  kind: "memory";
+/** One representation held in memory, with its two everyday answers built once. */
+interface MemoryForm {
   bytes: Uint8Array<ArrayBuffer>;
   ok: Response;
   notModified: Response;
 }
 
-function prepareMemorySource(
+/**
+ * A small file held in memory: the file itself and its compressed copies,
+ * each with its 200 and 304 built once. Each request gets a `clone()`:
+ * copying a finished Response is about 7x cheaper than building one and
+ * setting its headers again, and the clone shares the bytes instead of
+ * copying them. So a compressed answer costs the same as a plain one.
+ */
+interface MemorySource {
+  kind: "memory";
+  forms: Partial<Record<Coding, MemoryForm>>;
+  /** The file itself, for ranges. */
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
+/** A compressed copy of a file, ready to keep in memory. */
+interface CompressedCopy {
+  coding: "br" | "gzip";
+  bytes: Uint8Array<ArrayBuffer>;
+  etag: string;
+}
+
+/**
+ * The meta and memory source of a small file and its compressed copies
+ * (which become `meta.encoded`, br first).
+ */
+function prepareMemoryFile(
   bytes: Uint8Array<ArrayBuffer>,
-  meta: FileMeta,
+  fileMeta: FileMeta,
+  copies: readonly CompressedCopy[],
   extra: readonly [string, string][],
-): MemorySource {
-  const identity = identityOf(meta);
-  return {
-    kind: "memory",
-    bytes,
-    ok: makeResponse(bytes, 200, okHeaders(meta, identity, extra)),
-    notModified: makeResponse(
-      null,
-      304,
-      notModifiedHeaders(meta, identity, extra),
-    ),
-  };
+): { meta: FileMeta; source: MemorySource } {
+  const encoded = copies.map((copy): Representation => ({
+    coding: copy.coding,
+    etag: copy.etag,
+    size: copy.bytes.byteLength,
+  }));
+  const meta = { ...fileMeta, encoded };
+  const forms: Partial<Record<Coding, MemoryForm>> = {};
+  const all = [
+    { coding: "identity" as const, bytes, etag: meta.etag },
+    ...copies,
+  ];
+  for (const { coding, bytes: formBytes, etag } of all) {
+    const representation = { coding, etag, size: formBytes.byteLength };
+    forms[coding] = {
+      bytes: formBytes,
+      ok: makeResponse(formBytes, 200, okHeaders(meta, representation, extra)),
+      notModified: makeResponse(
+        null,
+        304,
+        notModifiedHeaders(meta, representation, extra),
+      ),
+    };
+  }
+  return { meta, source: { kind: "memory", forms, bytes } };
 }
 
 /**
@@ -774,25 +1089,30 @@ function prepareMemorySource(
  * stream at its end, on error, or when the client goes away.
  */
 function attachBody(plan: FilePlan, source: BodySource): Response {
-  const { body } = plan;
+  const { body, representation } = plan;
   if (body.kind !== "whole" && body.kind !== "range") closeSource(source);
   if (source.kind === "memory") {
-    if (body.kind === "whole") return source.ok.clone();
-    if (body.kind === "none") return source.notModified.clone();
+    const form = source.forms[representation.coding];
+    if (form !== undefined && body.kind === "whole") return form.ok.clone();
+    if (form !== undefined && body.kind === "none") {
+      return form.notModified.clone();
+    }
   }
   switch (body.kind) {
     case "none":
       return makeResponse(null, plan.status, plan.headers);
     case "reason":
       return makeResponse(REASON_BYTES[plan.status], plan.status, plan.headers);
-    case "whole":
+    case "whole": {
+      const { file } = source as { file: Deno.FsFile };
       // A whole file: Deno sees that `readable` is backed by a file resource
       // and copies it to the socket in Rust, without passing chunks through JS.
-      return makeResponse(
-        (source as { file: Deno.FsFile }).file.readable,
-        plan.status,
-        plan.headers,
-      );
+      // No size means gzip while streaming (a big compressible file).
+      const stream = representation.size === null
+        ? gzipWhileStreaming(file.readable)
+        : file.readable;
+      return makeResponse(stream, plan.status, plan.headers);
+    }
     case "range": {
       const { start, end } = body.range;
       const bytes = source.kind === "memory"
@@ -801,11 +1121,24 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
           source.file,
           start,
           end - start + 1,
-          end === plan.representation.size! - 1,
+          end === representation.size! - 1,
         );
       return makeResponse(bytes, plan.status, plan.headers);
     }
   }
+}
+
+/**
+ * gzip at a fast level while the file streams. Cancelling the answer (the
+ * client went away) cancels the file's stream, which closes the file.
+ */
+function gzipWhileStreaming(
+  source: ReadableStream<Uint8Array>,
+): ReadableStream<Uint8Array> {
+  const gzip = Duplex.toWeb(
+    zlib.createGzip({ level: GZIP_STREAM_LEVEL }),
+  ) as unknown as TransformStream<Uint8Array, Uint8Array>;
+  return source.pipeThrough(gzip);
 }
 
 function closeSource(source: BodySource): void {
@@ -937,8 +1270,7 @@ async function errorResponse(
 ): Promise<Response> {
   let status = 500;
   if (error instanceof HttpError) status = error.status;
-  else if (error instanceof Deno.errors.NotFound) status = 404;
-  else if (error instanceof Deno.errors.PermissionDenied) status = 403;
+  else status = statusForFsError(error);
   if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
     const detail = error instanceof HttpError ? error.message : error;
@@ -950,7 +1282,11 @@ async function errorResponse(
   if (status === 404 && rootReal !== null) {
     return await notFoundResponse(rootReal, extra);
   }
-  return textResponse(status, extra);
+  // Out of descriptors (a connection flood): the client may try again soon.
+  const retry: [string, string][] = status === 503
+    ? [["Retry-After", "1"]]
+    : [];
+  return textResponse(status, extra, retry);
 }
 
 /** 404 with the site's own `404.html` as the body when the root has one. */
@@ -1472,6 +1808,128 @@ async function serveListing(
 }
 
 // ---------------------------------------------------------------------------
+// Compression: copies made once, precompressed files beside the original
+// ---------------------------------------------------------------------------
+
+/** A precompressed file found beside the original: `x.css.br` or `x.css.gz`. */
+const PRECOMPRESSED: readonly ["br" | "gzip", string][] = [
+  ["br", ".br"],
+  ["gzip", ".gz"],
+];
+
+/**
+ * The precompressed files beside `path` that may stand in for it, br first,
+ * as nginx's `gzip_static` and Caddy's `precompressed` use them: a regular
+ * file of its own (`lstat`, so a symlink `x.css.br -> /etc/passwd` is never
+ * followed out of the root) that is not older than the original. Each gets
+ * its own entity tag, from its own size and mtime.
+ */
+async function findPrecompressed(
+  path: string,
+  info: Deno.FileInfo,
+): Promise<Representation[]> {
+  const found: Representation[] = [];
+  for (const [coding, suffix] of PRECOMPRESSED) {
+    try {
+      const sibling = await Deno.lstat(path + suffix);
+      if (!sibling.isFile) continue;
+      if ((sibling.mtime?.getTime() ?? 0) < (info.mtime?.getTime() ?? 0)) {
+        continue; // older than the original: stale, never sent
+      }
+      found.push({
+        coding,
+        etag: entityTag(sibling, `-${coding}`),
+        size: sibling.size,
+        path: path + suffix,
+      });
+    } catch {
+      // None (or unreadable): compress ourselves.
+    }
+  }
+  return found;
+}
+
+/**
+ * Opens a precompressed file found by {@linkcode findPrecompressed}, or null
+ * when it changed since (another size, or replaced): the open handle's own
+ * stat must still describe what was planned.
+ */
+async function openPrecompressed(
+  path: string,
+  planned: Representation,
+): Promise<Deno.FsFile | null> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return null;
+  }
+  const info = await file.stat();
+  if (info.isFile && entityTag(info, `-${planned.coding}`) === planned.etag) {
+    return file;
+  }
+  file.close();
+  return null;
+}
+
+/**
+ * The compressed copies a small file keeps in the cache, made once when it
+ * enters: its precompressed `.br`/`.gz` when there is one, else br (quality
+ * {@linkcode BROTLI_QUALITY}) and gzip made here. A copy is kept only if it
+ * saves at least 10%: below that, the CPU of decoding costs the client more
+ * than the bytes saved.
+ */
+async function compressForCache(
+  path: string,
+  info: Deno.FileInfo,
+  bytes: Uint8Array<ArrayBuffer>,
+  maxFileBytes: number,
+): Promise<CompressedCopy[]> {
+  const identityEtag = entityTag({ size: bytes.byteLength, mtime: info.mtime });
+  const onDisk = await findPrecompressed(path, info);
+  const copies: CompressedCopy[] = [];
+  for (const coding of ["br", "gzip"] as const) {
+    let copy: CompressedCopy | null = null;
+    const sibling = onDisk.find((r) => r.coding === coding);
+    if (sibling !== undefined && sibling.size! <= maxFileBytes) {
+      try {
+        const file = await openRegularFile(sibling.path!);
+        try {
+          // The open handle must still be the file that was found.
+          if (entityTag(file.info, `-${coding}`) === sibling.etag) {
+            const read = await readWhole(file, file.info.size);
+            copy = { coding, bytes: read, etag: sibling.etag };
+          }
+        } finally {
+          file.close();
+        }
+      } catch {
+        // Vanished or replaced meanwhile: compress ourselves.
+      }
+    }
+    if (copy === null) {
+      const compressed = coding === "br"
+        ? zlib.brotliCompressSync(bytes, {
+          params: {
+            [zlib.constants.BROTLI_PARAM_QUALITY]: BROTLI_QUALITY,
+            [zlib.constants.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength,
+          },
+        })
+        : zlib.gzipSync(bytes, { level: GZIP_CACHE_LEVEL });
+      copy = {
+        coding,
+        bytes: new Uint8Array(compressed),
+        etag: identityEtag.slice(0, -1) + `-${coding}"`,
+      };
+    }
+    if (copy.bytes.byteLength <= bytes.byteLength * MAX_COMPRESSED_RATIO) {
+      copies.push(copy);
+    }
+  }
+  return copies;
+}
+
+// ---------------------------------------------------------------------------
 // serveFile and serveDir: the std-compatible entry points
 // ---------------------------------------------------------------------------
 
@@ -1488,6 +1946,8 @@ interface ServeContext {
   cache: FileCache | null;
   /** No 4xx details in the log (5xx are always logged). */
   quiet: boolean;
+  /** Offer compressed forms of compressible files. */
+  compress: boolean;
 }
 
 /** CORS for a public, read-only site: any origin may read, and send Range. */
@@ -1517,6 +1977,7 @@ function makeContext(
     showDirListing = false,
     showDotfiles = false,
     quiet = false,
+    compress = true,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
   return {
@@ -1528,6 +1989,7 @@ function makeContext(
     extra: extraHeaders(options),
     cache,
     quiet,
+    compress,
   } satisfies ServeContext;
 }
 
@@ -1548,7 +2010,8 @@ export async function serveFile(
     } else {
       const info = options.fileInfo ?? await Deno.stat(filePath);
       if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
-      response = await sendFileFromDisk(req, filePath, extra);
+      const { compress = true } = options;
+      response = await sendFileFromDisk(req, filePath, extra, compress);
     }
   } catch (error) {
     // std's serveFile has no log: only a 5xx is worth a line here.
@@ -1557,19 +2020,54 @@ export async function serveFile(
   return withoutBodyForHead(req, response);
 }
 
-/** Opens a file, takes its validators from the open handle, and answers. */
+/**
+ * Opens a file, takes its validators from the open handle, and answers. A
+ * compressible file is offered as its precompressed `.br`/`.gz` when there
+ * is one, else as gzip made while streaming.
+ */
 async function sendFileFromDisk(
   req: Request,
   path: string,
   extra: readonly [string, string][],
+  compress: boolean,
 ): Promise<Response> {
-  const file = await Deno.open(path, { read: true });
+  let file = await Deno.open(path, { read: true });
   try {
-    const meta = fileMetaFrom(path, await file.stat());
-    return attachBody(planFileResponse(req, meta, extra), {
-      kind: "file",
-      file,
-    });
+    const info = await file.stat();
+    let meta = fileMetaFrom(path, info);
+    if (compress && isCompressible(meta.contentType)) {
+      const wanted = req.headers.get("accept-encoding") !== null;
+      const encoded = wanted ? await findPrecompressed(path, info) : [];
+      if (!encoded.some((r) => r.coding === "gzip")) {
+        // RFC 9110 8.8.1: weak, since the bytes depend on the compressor.
+        encoded.push({
+          coding: "gzip",
+          etag: `W/${entityTag(info, "-gzip")}`,
+          size: null,
+        });
+      }
+      meta = { ...meta, encoded, vary: true };
+    }
+    let plan = planFileResponse(req, meta, extra);
+    const onDisk = plan.representation.path;
+    if (onDisk !== undefined && plan.body.kind === "whole") {
+      const precompressed = await openPrecompressed(
+        onDisk,
+        plan.representation,
+      );
+      if (precompressed === null) {
+        // Changed since we looked: send the file itself, compressed while streaming.
+        meta = {
+          ...meta,
+          encoded: meta.encoded!.filter((r) => r.path === undefined),
+        };
+        plan = planFileResponse(req, meta, extra);
+      } else {
+        file.close();
+        file = precompressed;
+      }
+    }
+    return attachBody(plan, { kind: "file", file });
   } catch (error) {
     file.close();
     throw error;
@@ -1692,106 +2190,329 @@ async function resolveIndex(
 async function sendFile(
   req: Request,
   ctx: ServeContext,
-  cacheKey: string,
+  urlPath: string,
   resolved: ResolvedPath,
 ): Promise<Response> {
   if (ctx.cache !== null && resolved.info.size <= ctx.cache.maxFileBytes) {
-    const entry = await ctx.cache.load(cacheKey, resolved);
-    return attachBody(
-      planFileResponse(req, entry.meta, ctx.extra),
-      entry.source,
-    );
+    try {
+      // A sliced string keeps the whole URL alive: count all of it.
+      const entry = await ctx.cache.load(urlPath, req.url.length, resolved);
+      return attachBody(
+        planFileResponse(req, entry.meta, ctx.extra),
+        entry.source,
+      );
+    } catch (error) {
+      if (!(error instanceof FileTooBig)) throw error;
+    }
   }
-  return await sendFileFromDisk(req, resolved.path, ctx.extra);
+  return await sendFileFromDisk(req, resolved.path, ctx.extra, ctx.compress);
 }
 
 // ---------------------------------------------------------------------------
 // The small-file cache: no system call at all on most requests
 // ---------------------------------------------------------------------------
 
-interface CacheEntry {
-  path: string;
+/** Most files the cache holds (one entry per real path, whatever the URL). */
+export const MAX_CACHE_ENTRIES = 4096;
+/** Most URL spellings remembered for the no-system-call fast path. */
+export const MAX_CACHE_ALIASES = 8192;
+/** Bytes the remembered URL spellings may take (keys plus overhead). */
+export const MAX_ALIAS_BYTES = 2 * 1024 * 1024;
+/** Longer URLs are still served from the cache, but never get a fast-path alias. */
+const MAX_ALIAS_URL_CHARS = 1024;
+/**
+ * What one entry costs beyond its body and key: its three prebuilt
+ * Responses, their header lists and the metadata (measured at about 2 KiB
+ * with `Deno.memoryUsage()` over 4,000 entries, rounded up).
+ */
+const ENTRY_OVERHEAD_BYTES = 3 * 1024;
+/** What one alias costs beyond its key: a Map slot and a small record. */
+const ALIAS_OVERHEAD_BYTES = 128;
+
+/**
+ * The identity of one version of a file, as `fstat` on an open handle tells
+ * it. Size and mtime alone miss an in-place edit that keeps both (`cp -p`,
+ * `rsync -t`, `touch -r`); the inode catches a rename over the file, ctime
+ * any write or `chmod`.
+ */
+interface FileVersion {
   size: number;
   mtimeMs: number;
-  ino: number | null;
+  ctimeMs: number;
+  ino: number;
+  dev: number;
+  /** Permission bits and owner: a `chmod` within ctime's second still shows. */
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+function sameVersion(a: FileVersion, b: FileVersion): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs &&
+    a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.dev === b.dev &&
+    a.mode === b.mode && a.uid === b.uid && a.gid === b.gid;
+}
+
+/** One cached file, shared by every URL that leads to it. */
+interface CacheEntry {
+  /** The real path: the key of the entry. */
+  path: string;
+  version: FileVersion;
   meta: FileMeta;
+  /**
+   * The bodies, one per content coding: the file and its br and gzip
+   * copies, made once when the entry is built.
+   */
   source: MemorySource;
+  /** What the entry costs the byte budget: bodies, key and overhead. */
+  bytes: number;
   checkedAt: number;
+  /**
+   * True while the file changed within the timestamp granularity of the
+   * read (ctime has whole seconds in Deno 2.9), so a later edit could keep
+   * every field of the version: the next revalidation compares the bytes,
+   * as git does for its "racily clean" entries.
+   */
+  racy: boolean;
+  /** URL spellings that lead here, dropped with the entry. */
+  aliases: Set<string>;
+}
+
+/** A URL spelling remembered for the fast path, and when it was last resolved. */
+interface Alias {
+  entry: CacheEntry;
+  checkedAt: number;
+  bytes: number;
 }
 
 /**
- * Small files kept in memory by URL path, with their headers computed once.
- * Like nginx's `open_file_cache`: an entry younger than `validMs` is served
- * with no system call at all; an older one goes through the full
- * {@linkcode resolveSafePath} again (so a file swapped for a symlink is
- * noticed) and is reread only if its size, mtime or inode changed.
+ * Small files kept in memory, one entry per real path, with their headers
+ * computed once. Like nginx's `open_file_cache`: a URL seen less than
+ * `validMs` ago is answered with no system call at all (the alias map);
+ * after that the URL goes through {@linkcode resolveSafePath} again (so a
+ * file swapped for a symlink is noticed) and the file is opened again as an
+ * uncached request would open it, so a file that became unreadable is
+ * dropped and answered 403, and one that changed (size, mtime, ctime,
+ * inode) is reread.
+ *
+ * Both maps are bounded in count and in bytes, keys and overhead counted:
+ * many spellings of one URL (`/%61.txt`, `/a%2etxt`, ...) cost one entry
+ * and a few bounded aliases, never a copy of the file each.
  */
 class FileCache {
   readonly #entries = new Map<string, CacheEntry>();
+  readonly #aliases = new Map<string, Alias>();
   #bytes = 0;
+  #aliasBytes = 0;
 
   constructor(
     readonly validMs: number,
     readonly maxFileBytes: number,
     readonly extra: readonly [string, string][],
+    readonly compress: boolean,
   ) {}
 
-  /** The entry for a URL path if it was checked less than `validMs` ago. */
-  fresh(key: string, now: number): CacheEntry | undefined {
-    const entry = this.#entries.get(key);
-    return entry !== undefined && now - entry.checkedAt < this.validMs
-      ? entry
+  /** The entry a URL path led to, if that was found out less than `validMs` ago. */
+  fresh(urlPath: string, now: number): CacheEntry | undefined {
+    const alias = this.#aliases.get(urlPath);
+    return alias !== undefined && now - alias.checkedAt < this.validMs &&
+        now - alias.entry.checkedAt < this.validMs
+      ? alias.entry
       : undefined;
   }
 
-  /** Returns an up-to-date entry for a freshly resolved file, reading it if needed. */
-  async load(key: string, resolved: ResolvedPath): Promise<CacheEntry> {
-    const { path, info } = resolved;
-    const old = this.#entries.get(key);
-    const mtimeMs = info.mtime?.getTime() ?? NaN;
-    if (
-      old !== undefined && old.path === path && old.size === info.size &&
-      old.mtimeMs === mtimeMs && old.ino === info.ino
-    ) {
-      old.checkedAt = Date.now();
-      return old;
+  /**
+   * Returns an up-to-date entry for a file that `urlPath` resolved to just
+   * now, opening it as an uncached request would. Throws what that open
+   * throws (the entry is dropped first), or {@linkcode FileTooBig} when the
+   * file has grown past the cache's limit. `urlKeyCost` is what the URL
+   * string holds in memory (see {@linkcode createHandler}).
+   */
+  async load(
+    urlPath: string,
+    urlKeyCost: number,
+    resolved: ResolvedPath,
+  ): Promise<CacheEntry> {
+    const now = Date.now();
+    let entry = this.#entries.get(resolved.path);
+    const seen = entry !== undefined && now - entry.checkedAt < this.validMs &&
+      sameVersion(entry.version, versionOf(resolved.info));
+    if (!seen) entry = await this.#revalidate(resolved.path, entry);
+    this.#remember(urlPath, urlKeyCost, entry!, now);
+    return entry!;
+  }
+
+  /** Drops what a URL path led to (the file went away or became unsafe). */
+  forget(urlPath: string): void {
+    const alias = this.#aliases.get(urlPath);
+    if (alias !== undefined) this.#dropAlias(urlPath, alias);
+  }
+
+  /** Opens the file afresh and keeps, rereads or drops the entry. */
+  async #revalidate(
+    path: string,
+    old: CacheEntry | undefined,
+  ): Promise<CacheEntry> {
+    let file: OpenFile;
+    try {
+      file = await openRegularFile(path);
+    } catch (error) {
+      if (old !== undefined) this.#dropEntry(old);
+      throw error;
     }
-    const bytes = await Deno.readFile(path);
-    // If the file changed between stat and read, describe what we really read.
-    const meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
-    const entry: CacheEntry = {
+    try {
+      const version = versionOf(file.info);
+      if (version.size > this.maxFileBytes) {
+        if (old !== undefined) this.#dropEntry(old);
+        throw new FileTooBig();
+      }
+      const checkedAt = Date.now();
+      if (old !== undefined && sameVersion(old.version, version)) {
+        if (!old.racy) {
+          old.checkedAt = checkedAt;
+          return old;
+        }
+        const bytes = await readWhole(file, version.size);
+        if (equalBytes(bytes, old.source.bytes)) {
+          old.checkedAt = checkedAt;
+          old.racy = isRacy(version, checkedAt);
+          return old;
+        }
+      }
+      const bytes = await readWhole(file, version.size);
+      const entry = await this.#build(
+        path,
+        version,
+        file.info,
+        bytes,
+        checkedAt,
+      );
+      if (old !== undefined) this.#dropEntry(old);
+      this.#storeEntry(entry);
+      return entry;
+    } finally {
+      file.close();
+    }
+  }
+
+  async #build(
+    path: string,
+    version: FileVersion,
+    info: Deno.FileInfo,
+    bytes: Uint8Array<ArrayBuffer>,
+    checkedAt: number,
+  ): Promise<CacheEntry> {
+    // If the file changed between fstat and read, describe what we really
+    // read, and check again at the next request.
+    const complete = bytes.byteLength === version.size;
+    let meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
+    let copies: CompressedCopy[] = [];
+    if (this.compress && isCompressible(meta.contentType)) {
+      meta = { ...meta, vary: true };
+      copies = await compressForCache(path, info, bytes, this.maxFileBytes);
+    }
+    const prepared = prepareMemoryFile(bytes, meta, copies, this.extra);
+    const held = copies.reduce(
+      (n, c) => n + c.bytes.byteLength,
+      bytes.byteLength,
+    );
+    return {
       path,
-      size: bytes.byteLength,
-      mtimeMs,
-      ino: info.ino,
-      meta,
-      source: prepareMemorySource(bytes, meta, this.extra),
-      checkedAt: bytes.byteLength === info.size ? Date.now() : -Infinity,
+      version,
+      ...prepared,
+      bytes: held + path.length * 2 + ENTRY_OVERHEAD_BYTES,
+      checkedAt: complete ? checkedAt : -Infinity,
+      racy: isRacy(version, checkedAt),
+      aliases: new Set(),
     };
-    this.#store(key, entry);
-    return entry;
   }
 
-  /** Drops the entry for a URL path, if any. */
-  forget(key: string): void {
-    const entry = this.#entries.get(key);
-    if (entry !== undefined) {
-      this.#entries.delete(key);
-      this.#bytes -= entry.size;
+  #storeEntry(entry: CacheEntry): void {
+    // Map keeps insertion order, so the first entries are the oldest.
+    for (const old of this.#entries.values()) {
+      if (
+        this.#entries.size < MAX_CACHE_ENTRIES &&
+        this.#bytes + entry.bytes <= MAX_CACHE_BYTES
+      ) break;
+      this.#dropEntry(old);
     }
+    this.#entries.set(entry.path, entry);
+    this.#bytes += entry.bytes;
   }
 
-  #store(key: string, entry: CacheEntry): void {
-    this.forget(key);
-    // Map keeps insertion order, so the first keys are the oldest entries.
-    for (const [oldKey, oldEntry] of this.#entries) {
-      if (this.#bytes + entry.size <= MAX_CACHE_BYTES) break;
-      this.#entries.delete(oldKey);
-      this.#bytes -= oldEntry.size;
-    }
-    this.#entries.set(key, entry);
-    this.#bytes += entry.size;
+  #dropEntry(entry: CacheEntry): void {
+    if (this.#entries.get(entry.path) !== entry) return;
+    this.#entries.delete(entry.path);
+    this.#bytes -= entry.bytes;
+    for (const key of entry.aliases) this.forget(key);
   }
+
+  #remember(
+    urlPath: string,
+    urlKeyCost: number,
+    entry: CacheEntry,
+    now: number,
+  ): void {
+    this.forget(urlPath);
+    if (urlPath.length > MAX_ALIAS_URL_CHARS) return;
+    const bytes = urlKeyCost * 2 + ALIAS_OVERHEAD_BYTES;
+    for (const [oldKey, old] of this.#aliases) {
+      if (
+        this.#aliases.size < MAX_CACHE_ALIASES &&
+        this.#aliasBytes + bytes <= MAX_ALIAS_BYTES
+      ) break;
+      this.#dropAlias(oldKey, old);
+    }
+    this.#aliases.set(urlPath, { entry, checkedAt: now, bytes });
+    this.#aliasBytes += bytes;
+    entry.aliases.add(urlPath);
+  }
+
+  #dropAlias(key: string, alias: Alias): void {
+    this.#aliases.delete(key);
+    this.#aliasBytes -= alias.bytes;
+    alias.entry.aliases.delete(key);
+  }
+
+  /** Counts for tests and diagnostics. */
+  get stats(): { entries: number; aliases: number; bytes: number } {
+    return {
+      entries: this.#entries.size,
+      aliases: this.#aliases.size,
+      bytes: this.#bytes + this.#aliasBytes,
+    };
+  }
+}
+
+/** Thrown by {@linkcode FileCache.load} for a file that outgrew the cache. */
+class FileTooBig extends Error {}
+
+function versionOf(info: Deno.FileInfo): FileVersion {
+  return {
+    size: info.size,
+    mtimeMs: info.mtime?.getTime() ?? NaN,
+    ctimeMs: info.ctime?.getTime() ?? NaN,
+    ino: info.ino ?? 0,
+    dev: info.dev,
+    mode: info.mode ?? 0,
+    uid: info.uid ?? 0,
+    gid: info.gid ?? 0,
+  };
+}
+
+/** True when an edit could still come within the granularity of the timestamps. */
+function isRacy(version: FileVersion, readAt: number): boolean {
+  const changed = Math.max(version.mtimeMs, version.ctimeMs);
+  return !(readAt - changed > RACY_WINDOW_MS); // NaN (no timestamps) is racy too
+}
+
+/** Whole-second ctime plus the kernel's coarse clock (a few ms) plus margin. */
+const RACY_WINDOW_MS = 1100;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false;
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -1852,9 +2573,11 @@ function renderPage(title: string, bodyHtml: string): string {
 <link rel="stylesheet" href="/style.css">
 </head>
 <body>
+<main>
 <h1>${escapeHtml(title)}</h1>
 ${bodyHtml}
 <p><a href="/form.html">Back to the form</a> · <a href="/">Home</a></p>
+</main>
 </body>
 </html>
 `;
@@ -1881,11 +2604,12 @@ export type Handler = (
  */
 export function createHandler(options: HandlerOptions = {}): Handler {
   const { fsRoot = ".", quiet = false, cacheMs = 1000 } = options;
-  const { maxCachedFileBytes = MAX_CACHED_FILE_BYTES } = options;
+  const { maxCachedFileBytes = MAX_CACHED_FILE_BYTES, compress = true } =
+    options;
   const rootReal = Deno.realPathSync(fsRoot);
   const extra = extraHeaders(options);
   const cache = maxCachedFileBytes > 0
-    ? new FileCache(cacheMs, maxCachedFileBytes, extra)
+    ? new FileCache(cacheMs, maxCachedFileBytes, extra, compress)
     : null;
   const ctx = makeContext(rootReal, options, cache);
 
@@ -1896,7 +2620,10 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     if (pathname === "/suggest") return suggestFood(search, extra);
     const entry = cache?.fresh(pathname, Date.now());
     if (entry !== undefined) {
-      return attachBody(planFileResponse(req, entry.meta, extra), entry.source);
+      return attachBody(
+        planFileResponse(req, entry.meta, extra),
+        entry.source,
+      );
     }
     return serveFromRoot(req, ctx);
   };
@@ -2019,9 +2746,12 @@ Options:
   --dotfiles          serve files and folders whose name starts with a dot
   --cors              add Access-Control-Allow-Origin: * and friends
   --header "N: v"     add a header to every response (repeatable)
+  --no-compress       never send br or gzip (default: compress text, JS, JSON, SVG...)
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
+  --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
+                      more than 1 needs --unstable-net and read permission for this script
   --help              show this help
 `;
 
@@ -2037,9 +2767,11 @@ export function parseCommandLine(args: string[]) {
       dotfiles: { type: "boolean", default: false },
       cors: { type: "boolean", default: false },
       header: { type: "string", multiple: true, default: [] },
+      "no-compress": { type: "boolean", default: false },
       cert: { type: "string" },
       key: { type: "string" },
       quiet: { type: "boolean", default: false },
+      workers: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -2055,12 +2787,13 @@ export function parseCommandLine(args: string[]) {
     throw new TypeError("--cert and --key go together");
   }
   parseHeaderLines(values.header); // fail at start-up, not on the first request
-  return { ...values, port };
+  return { ...values, port, workers: parseWorkerCount(values.workers) };
 }
 
 /** Builds the handler from the flags and starts `Deno.serve`; prints the real address. */
 async function startServer(
   flags: ReturnType<typeof parseCommandLine>,
+  listen: ListenOptions = {},
 ): Promise<Deno.HttpServer<Deno.NetAddr>> {
   const handler = createHandler({
     fsRoot: flags.root,
@@ -2068,6 +2801,7 @@ async function startServer(
     showDotfiles: flags.dotfiles,
     enableCors: flags.cors,
     headers: flags.header,
+    compress: !flags["no-compress"],
     quiet: flags.quiet,
   });
   const tls = flags.cert !== undefined && flags.key !== undefined
@@ -2080,12 +2814,237 @@ async function startServer(
     hostname: flags.hostname,
     port: flags.port,
     ...tls,
-    onListen({ hostname, port }) {
-      const scheme = flags.cert ? "https" : "http";
-      const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-      console.log(`Serving ${flags.root} on ${scheme}://${host}:${port}/`);
-    },
+    reusePort: listen.reusePort,
+    onListen: listen.onListen ??
+      ((address) => console.log(servingLine(flags, address))),
   }, handler);
+}
+
+/** How {@linkcode startServer} listens, beyond the flags. */
+interface ListenOptions {
+  /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). */
+  reusePort?: boolean;
+  /** Called with the real address; by default prints the "Serving ..." line. */
+  onListen?: (address: Deno.NetAddr) => void;
+}
+
+/** `Serving ./static on http://127.0.0.1:8080/`, the line tests and people look for. */
+function servingLine(
+  flags: ReturnType<typeof parseCommandLine>,
+  { hostname, port }: Deno.NetAddr,
+  workers = 1,
+): string {
+  const scheme = flags.cert ? "https" : "http";
+  const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+  return `Serving ${flags.root} on ${scheme}://${host}:${port}/` +
+    (workers > 1 ? ` with ${workers} workers` : "");
+}
+
+// ---------------------------------------------------------------------------
+// All cores: the same module in several Workers, all listening on one port
+// ---------------------------------------------------------------------------
+//
+// Deno 2.9 runs JavaScript on one thread per isolate. `deno serve --parallel`
+// would use every core, but only for a module with `export default { fetch }`,
+// and that export makes a plain `deno run` print "Detected export default
+// { fetch }, did you mean to run deno serve?" (the runtime cannot tell a
+// script which command started it: denoland/deno#29447). So `--workers N`
+// starts N Workers of this very file instead; each runs the usual server
+// with `reusePort` (SO_REUSEPORT), and the kernel spreads new connections
+// over them. The main thread only starts, watches and stops them. Each
+// Worker has its own small-file cache.
+
+/** The most Workers `--workers` starts; more threads than cores only cost memory. */
+export const MAX_WORKERS = 64;
+
+/** How long a crashed Worker waits before it is started again. */
+const WORKER_RESTART_MS = 1000;
+
+/**
+ * Reads `--workers`: a whole number from 1 to {@linkcode MAX_WORKERS}, or
+ * `auto` for one per core (`navigator.hardwareConcurrency`).
+ *
+ * @example parseWorkerCount("4") === 4
+ */
+export function parseWorkerCount(value: string): number {
+  if (value === "auto") {
+    return Math.min(MAX_WORKERS, Math.max(1, navigator.hardwareConcurrency));
+  }
+  const count = Number(value);
+  if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) {
+    throw new TypeError(
+      `--workers must be a number from 1 to ${MAX_WORKERS} or auto, got ${value}`,
+    );
+  }
+  return count;
+}
+
+/** Messages between the main thread and a server Worker. */
+type ToWorker =
+  | { type: "start"; flags: ReturnType<typeof parseCommandLine> }
+  | { type: "shutdown" };
+type FromWorker =
+  | { type: "listening"; address: Deno.NetAddr }
+  | { type: "failed"; message: string }
+  | { type: "stopped" };
+
+/** True inside a Worker, where `import.meta.main` is true for its own module as well. */
+function isWorkerThread(): boolean {
+  return "WorkerGlobalScope" in globalThis;
+}
+
+/**
+ * The Worker's side: start the server the main thread describes (same
+ * flags, `reusePort`, no "Serving" line of its own), report its address,
+ * and stop it gracefully when told.
+ */
+function runServerWorker(): void {
+  const scope = globalThis as unknown as {
+    onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+    postMessage(message: FromWorker): void;
+    close(): void;
+  };
+  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  scope.onmessage = async ({ data }) => {
+    if (data.type === "shutdown") {
+      if (server === null) scope.close();
+      else await server.shutdown();
+      return;
+    }
+    try {
+      server = await startServer(data.flags, {
+        reusePort: true,
+        onListen: (address) =>
+          scope.postMessage({ type: "listening", address }),
+      });
+    } catch (error) {
+      scope.postMessage({ type: "failed", message: (error as Error).message });
+      return;
+    }
+    try {
+      await server.finished;
+      scope.postMessage({ type: "stopped" });
+    } catch (error) {
+      // The listener failed (out of descriptors, say): the main thread starts
+      // another Worker in this one's place.
+      scope.postMessage({ type: "failed", message: (error as Error).message });
+    }
+    scope.close();
+  };
+}
+
+/**
+ * The main thread's side of `--workers N`: start the first Worker (on port
+ * 0 it picks the port), then the others on the same port; print one
+ * "Serving" line; restart a Worker that crashes; on Ctrl-C or SIGTERM ask
+ * each to shut down gracefully and exit when all have.
+ */
+async function serveOnWorkers(
+  flags: ReturnType<typeof parseCommandLine>,
+): Promise<void> {
+  // Without the flag, Deno.serve's reusePort exits the process with a
+  // message about Deno.listen, and without read access to this file each
+  // Worker dies loading it: say what to do instead. (`Deno.listenDatagram`
+  // exists only under --unstable-net.)
+  const script = new URL(import.meta.url);
+  const readable = script.protocol !== "file:" ||
+    Deno.permissions.querySync({ name: "read", path: script }).state ===
+      "granted";
+  if (!("listenDatagram" in Deno) || !readable) {
+    console.error(
+      `server_files: --workers ${flags.workers} needs --unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno}) and read permission for ${script.pathname} (Workers load it from disk)`,
+    );
+    Deno.exit(2);
+  }
+  const running = new Set<Worker>();
+  let stopping = false;
+  let finished: () => void = () => {};
+  const allStopped = new Promise<void>((resolve) => (finished = resolve));
+
+  // The port the Workers share: the real one once the first listens (on
+  // port 0 it picks one), so later Workers and replacements join it.
+  let port = flags.port;
+
+  /** Starts one Worker; resolves with its address once it listens. */
+  const startWorker = (): Promise<Deno.NetAddr> =>
+    new Promise((resolve, reject) => {
+      const worker = new Worker(import.meta.url, {
+        type: "module",
+        name: `server_files worker ${running.size + 1}`,
+      });
+      running.add(worker);
+      let listening = false;
+      const gone = () => {
+        worker.terminate();
+        running.delete(worker);
+        if (stopping && running.size === 0) finished();
+      };
+      const failed = (message: string) => {
+        gone();
+        if (!listening) return reject(new Error(message));
+        console.error(`server_files: a worker failed: ${message}`);
+        restartWorker();
+      };
+      worker.onmessage = ({ data }: MessageEvent<FromWorker>) => {
+        if (data.type === "listening") {
+          listening = true;
+          resolve(data.address);
+        } else if (data.type === "failed") failed(data.message);
+        else gone();
+      };
+      worker.onerror = (event) => {
+        // An uncaught error in a Worker would otherwise end the process.
+        event.preventDefault();
+        failed(event.message);
+      };
+      const start: ToWorker = { type: "start", flags: { ...flags, port } };
+      worker.postMessage(start);
+    });
+
+  /** Starts a Worker in place of one that failed, trying again until one listens. */
+  const restartWorker = () => {
+    setTimeout(() => {
+      if (stopping) return;
+      startWorker().catch((error) => {
+        console.error(`server_files: restarting a worker: ${error.message}`);
+        restartWorker();
+      });
+    }, WORKER_RESTART_MS);
+  };
+
+  let address: Deno.NetAddr;
+  try {
+    address = await startWorker();
+    port = address.port;
+    await Promise.all(
+      Array.from({ length: flags.workers - 1 }, () => startWorker()),
+    );
+  } catch (error) {
+    const hint = /in use/i.test((error as Error).message)
+      ? " (--port 0 picks a free port)"
+      : "";
+    console.error(
+      `server_files: cannot start: ${(error as Error).message}${hint}`,
+    );
+    for (const worker of running) worker.terminate();
+    Deno.exit(1);
+  }
+  console.log(servingLine(flags, address, flags.workers));
+
+  const shutdown = () => {
+    console.log("Shutting down...");
+    Deno.removeSignalListener("SIGINT", shutdown);
+    Deno.removeSignalListener("SIGTERM", shutdown);
+    stopping = true;
+    if (running.size === 0) finished();
+    for (const worker of running) {
+      worker.postMessage({ type: "shutdown" } satisfies ToWorker);
+    }
+  };
+  Deno.addSignalListener("SIGINT", shutdown);
+  Deno.addSignalListener("SIGTERM", shutdown);
+  await allStopped;
+  console.log("Server stopped.");
 }
 
 async function main(): Promise<void> {
@@ -2100,6 +3059,7 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  if (flags.workers > 1) return await serveOnWorkers(flags);
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
     server = await startServer(flags);
@@ -2129,5 +3089,7 @@ async function main(): Promise<void> {
 }
 
 if (import.meta.main) {
-  await main();
+  // A Worker's module is its main module too: there, wait to be told what to serve.
+  if (isWorkerThread()) runServerWorker();
+  else await main();
 }

@@ -1,0 +1,289 @@
+// Each script is a drop-in: copied ALONE into an empty folder, with a fresh
+// Deno cache (DENO_DIR) and no config file, it passes `deno check`,
+// `deno fmt --check` and `deno lint`, a small app test that imports it passes,
+// and `deno run` with the README's flags starts it and it answers. Every deno
+// command that could fetch runs with --cached-only, so with an empty cache any
+// download would fail the test: none of the scripts needs the network.
+// Then: the repository's run tasks fetch no npm package on a fresh cache.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const COMMAND_TIMEOUT_MS = 60_000;
+const START_TIMEOUT_MS = 20_000;
+
+interface DropInRow {
+  script: string;
+  /** The README's permission flags for `deno run`. */
+  permissions: string[];
+  /** Run before starting it: folders the README's flags expect. */
+  prepare?: (dir: string) => Promise<void>;
+  /** A small app test that imports the script as a user would. */
+  appTest: string;
+  /** Path to fetch once it is up; must answer 200. */
+  path: string;
+}
+
+const TINY_APP_TEST = `import assert from "node:assert/strict";
+import { respondTo, serveTiny } from "./server_tiny.ts";
+
+Deno.test("my route next to the tiny server's page", async () => {
+  const server = serveTiny({
+    port: 0,
+    log: () => {},
+    respond: (request) =>
+      request.path === "/mine" ? { status: 200, body: "mine" } : respondTo(request),
+  });
+  const mine = await fetch(\`http://127.0.0.1:\${server.addr.port}/mine\`);
+  assert.equal(await mine.text(), "mine");
+  const home = await fetch(\`http://127.0.0.1:\${server.addr.port}/\`);
+  assert.equal(home.status, 200);
+  await home.body?.cancel();
+  await server.shutdown();
+});
+`;
+
+const FILES_APP_TEST = `import assert from "node:assert/strict";
+import { serveDir } from "./server_files.ts";
+
+Deno.test("serveDir serves my folder", async () => {
+  const root = await Deno.makeTempDir();
+  await Deno.writeTextFile(\`\${root}/hello.txt\`, "hello");
+  const response = await serveDir(new Request("http://localhost/hello.txt"), {
+    fsRoot: root,
+    quiet: true,
+  });
+  assert.equal(response.status, 200);
+  assert.equal(await response.text(), "hello");
+  await Deno.remove(root, { recursive: true });
+});
+`;
+
+const BOARD_APP_TEST = `import assert from "node:assert/strict";
+import { openBoard } from "./message_board.ts";
+
+Deno.test("the board opens on my data file and shows its page", async () => {
+  const dir = await Deno.makeTempDir();
+  const board = await openBoard({ dataFile: \`\${dir}/messages.jsonl\` });
+  const response = await board.handler(new Request("http://127.0.0.1/"));
+  assert.equal(response.status, 200);
+  assert.match(await response.text(), /Tiny Message Board/);
+  await board.close();
+  await Deno.remove(dir, { recursive: true });
+});
+`;
+
+const ROWS: DropInRow[] = [
+  {
+    script: "server_tiny.ts",
+    permissions: ["--allow-net=127.0.0.1"],
+    appTest: TINY_APP_TEST,
+    path: "/",
+  },
+  {
+    script: "server_files.ts",
+    permissions: ["--allow-net=127.0.0.1", "--allow-read=./static"],
+    prepare: async (dir) => {
+      await Deno.mkdir(`${dir}/static`);
+      await Deno.writeTextFile(`${dir}/static/index.html`, "<!doctype html>");
+    },
+    appTest: FILES_APP_TEST,
+    path: "/",
+  },
+  {
+    script: "message_board.ts",
+    permissions: [
+      "--allow-net=127.0.0.1",
+      "--allow-read=./data",
+      "--allow-write=./data",
+    ],
+    prepare: (dir) => Deno.mkdir(`${dir}/data`),
+    appTest: BOARD_APP_TEST,
+    path: "/",
+  },
+];
+
+/** Runs deno in `cwd` with a fresh cache; resolves its output, failing on a timeout. */
+async function deno(cwd: string, denoDir: string, args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd,
+    env: { DENO_DIR: denoDir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_MS);
+  try {
+    const { code, stdout, stderr } = await child.output();
+    const text = new TextDecoder().decode(stdout) +
+      new TextDecoder().decode(stderr);
+    return { code, text };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether anything was downloaded into the cache's npm folder. */
+async function npmPackagesIn(denoDir: string): Promise<string[]> {
+  const found: string[] = [];
+  try {
+    for await (const registry of Deno.readDir(`${denoDir}/npm`)) {
+      for await (const pkg of Deno.readDir(`${denoDir}/npm/${registry.name}`)) {
+        found.push(`${registry.name}/${pkg.name}`);
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found;
+}
+
+/** Starts the script with the README's flags on port 0; resolves the address it prints. */
+async function startScript(dir: string, denoDir: string, row: DropInRow) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--cached-only",
+      ...row.permissions,
+      row.script,
+      "--port",
+      "0",
+    ],
+    cwd: dir,
+    env: { DENO_DIR: denoDir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const timer = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  let output = "";
+  const stop = async () => {
+    clearTimeout(timer);
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // Already gone.
+    }
+    await reader.cancel();
+    await child.status;
+    return await stderr;
+  };
+  for (;;) {
+    const match = output.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
+    if (match) return { origin: `http://127.0.0.1:${match[1]}`, stop };
+    const { value, done } = await reader.read();
+    if (done) {
+      const errors = await stop();
+      throw new Error(`${row.script} did not start:\n${output}${errors}`);
+    }
+    output += value;
+  }
+}
+
+/**
+ * Runs every check of one row in its own temp folder and fresh cache;
+ * resolves what failed (nothing when it is a true drop-in).
+ */
+async function checkDropIn(row: DropInRow): Promise<string[]> {
+  const dir = await Deno.makeTempDir({ prefix: "dropin-" });
+  const denoDir = await Deno.makeTempDir({ prefix: "dropin-cache-" });
+  const failures: string[] = [];
+  const expectSuccess = async (what: string, args: string[]) => {
+    const { code, text } = await deno(dir, denoDir, args);
+    if (code !== 0) failures.push(`${row.script}: ${what} failed:\n${text}`);
+    return text;
+  };
+  try {
+    await Deno.copyFile(`${REPO}/${row.script}`, `${dir}/${row.script}`);
+    // The script alone first (fmt and lint see only it, as in a new project).
+    await expectSuccess("deno fmt --check", ["fmt", "--check", row.script]);
+    await expectSuccess("deno lint", ["lint", row.script]);
+    // deno check of the script, and of a user's test that imports it, in one
+    // run (type-checking with an empty cache takes seconds); then the test runs.
+    await Deno.writeTextFile(`${dir}/app_test.ts`, row.appTest);
+    await expectSuccess("deno check", [
+      "check",
+      "--cached-only",
+      row.script,
+      "app_test.ts",
+    ]);
+    const tested = await expectSuccess("deno test of that app", [
+      "test",
+      "--cached-only",
+      "--no-check",
+      "--allow-all",
+      "app_test.ts",
+    ]);
+    if (!/ok \| 1 passed/.test(tested)) {
+      failures.push(`${row.script}: the app test did not pass:\n${tested}`);
+    }
+    await Deno.remove(`${dir}/app_test.ts`);
+
+    await row.prepare?.(dir);
+    try {
+      const server = await startScript(dir, denoDir, row);
+      try {
+        const response = await fetch(`${server.origin}${row.path}`);
+        await response.body?.cancel();
+        if (response.status !== 200) {
+          failures.push(
+            `${row.script}: GET ${row.path} got ${response.status}`,
+          );
+        }
+      } finally {
+        await server.stop();
+      }
+    } catch (error) {
+      failures.push(`${row.script}: ${(error as Error).message}`);
+    }
+    const fetched = await npmPackagesIn(denoDir);
+    if (fetched.length > 0) {
+      failures.push(
+        `${row.script}: npm packages fetched: ${fetched.join(", ")}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(denoDir, { recursive: true });
+  }
+  return failures;
+}
+
+Deno.test(
+  `each script works copied alone into an empty folder (${
+    ROWS.map((row) => row.script).join(", ")
+  })`,
+  async () => {
+    // The rows are independent, so they run side by side (type-checking with
+    // an empty cache takes seconds each).
+    const failures = (await Promise.all(ROWS.map(checkDropIn))).flat();
+    assert.deepEqual(failures, []);
+  },
+);
+
+Deno.test("deno task start, board, files and tiny fetch no npm package on a fresh cache", async (t) => {
+  // deno.json has "lock": false: a task runner that reads deno.lock caches
+  // every npm package in it (postgres, playwright-core...) before the task
+  // runs. The tests, the check and the bench pass --lock=deno.lock instead.
+  for (const task of ["start", "board", "files", "tiny"]) {
+    await t.step(task, async () => {
+      const denoDir = await Deno.makeTempDir({ prefix: "dropin-cache-" });
+      try {
+        const { code, text } = await deno(REPO, denoDir, [
+          "task",
+          task,
+          "--help",
+        ]);
+        assert.equal(code, 0, text);
+        assert.match(text, /Usage:/);
+        assert.doesNotMatch(text, /Download/);
+        assert.deepEqual(await npmPackagesIn(denoDir), []);
+      } finally {
+        await Deno.remove(denoDir, { recursive: true });
+      }
+    });
+  }
+});
