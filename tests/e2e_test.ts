@@ -745,7 +745,7 @@ const ADMIN_TOKEN = "e2e moderator token";
 browserTest(
   "message board: a moderator signs in and deletes a message; another open page drops it live",
   () => startBoard(["--admin-token", ADMIN_TOKEN]),
-  async (t, browser, server) => {
+  async (t, browser, server, audit) => {
     // A reader far from UTC, so the page's local times are visible as such.
     const reader = await browser.newContext({
       timezoneId: "Asia/Tokyo",
@@ -820,6 +820,19 @@ browserTest(
         assert.equal(cookie.httpOnly, true);
         assert.equal(cookie.sameSite, "Strict");
         await screenshot(moderatorPage, "board-moderator");
+        await audit.check("board: moderator sign-in", `${server.origin}/admin`);
+        await audit.checkAfter("board: a moderator's page", async (page) => {
+          await page.goto(`${server.origin}/admin`);
+          await page.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
+          await clickAndWait(
+            page,
+            () => page.getByRole("button", { name: "Sign in" }).click(),
+          );
+        });
+        await audit.check(
+          "board: clear confirmation",
+          `${server.origin}/admin/clear`,
+        );
       },
     );
 
