@@ -295,7 +295,7 @@ class PostgresStore implements MessageStore {
     const rows = await this.#query((sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
-        where id < ${before ?? Number.MAX_SAFE_INTEGER}
+        where ${before === undefined ? sql`true` : sql`id < ${before}`}
         order by id desc limit ${limit + 1}`
     );
     return {
