@@ -1,0 +1,306 @@
+// server_files.ts --workers N: several Workers of the same file on one port
+// (SO_REUSEPORT), as real processes with the README's flags.
+import assert from "node:assert/strict";
+import { MAX_WORKERS, parseWorkerCount } from "../server_files.ts";
+import { makeTree } from "./files_fixtures.ts";
+
+const SCRIPT = new URL("../server_files.ts", import.meta.url).pathname;
+const START_TIMEOUT_MS = 20_000;
+
+Deno.test("parseWorkerCount: 1 to MAX_WORKERS, or auto for one per core", () => {
+  assert.equal(parseWorkerCount("1"), 1);
+  assert.equal(parseWorkerCount("2"), 2);
+  assert.equal(parseWorkerCount(String(MAX_WORKERS)), MAX_WORKERS);
+  assert.equal(
+    parseWorkerCount("auto"),
+    Math.min(MAX_WORKERS, navigator.hardwareConcurrency),
+  );
+  for (const bad of ["0", "-1", "2.5", "", " 2", "0x2", "1e1", "65", "many"]) {
+    assert.throws(
+      () => parseWorkerCount(bad),
+      /--workers must be a number from 1 to 64 or auto/,
+      bad,
+    );
+  }
+});
+
+/** Runs the script to its end (for start-up failures) and returns code and output. */
+async function runToEnd(flags: string[], args: string[]) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...flags, SCRIPT, "--port", "0", "--quiet", ...args],
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(START_TIMEOUT_MS),
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  return { code, stdout: decode(stdout), stderr: decode(stderr) };
+}
+
+/** Local ports in LISTEN state on 127.0.0.1, one entry per socket (/proc/net/tcp). */
+async function listeningSockets(port: number): Promise<number> {
+  const table = await Deno.readTextFile("/proc/net/tcp");
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  return table.split("\n").filter((line) => {
+    const fields = line.trim().split(/\s+/);
+    return fields[1] === `0100007F:${hex}` && fields[3] === "0A";
+  }).length;
+}
+
+Deno.test("--workers 2: two listening sockets on one port, both threads answer, SIGTERM stops all", async () => {
+  await using tree = await makeTree();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--unstable-net",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${tree.root},${SCRIPT}`,
+      SCRIPT,
+      "--root",
+      tree.root,
+      "--port",
+      "0",
+      "--workers",
+      "2",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = (async () => {
+    const [stdout, stderr] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+    ]);
+    return { stdout, stderr };
+  })();
+  const kill = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  try {
+    // stdout is read whole after the exit, so find the port from /proc.
+    let port = 0;
+    for (let i = 0; i < 400 && port === 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      port = await findListeningPortOf(child.pid);
+    }
+    assert.ok(port > 0, "the server listens");
+    for (let i = 0; i < 200 && await listeningSockets(port) < 2; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(await listeningSockets(port), 2, "one socket per worker");
+
+    // The kernel spreads new connections over the two sockets (by a hash of
+    // the client's port): 40 fresh connections all land on one with odds
+    // of 2^-39.
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const res = await fetch(`http://127.0.0.1:${port}/a.txt`, {
+          headers: { connection: "close" },
+          signal: AbortSignal.timeout(5000),
+        });
+        return `${res.status} ${await res.text()}`;
+      }),
+    );
+    // A socket whose thread did not accept would leave its share hanging.
+    assert.deepEqual(new Set(answers), new Set(["200 hello a"]));
+  } finally {
+    child.kill("SIGTERM");
+    clearTimeout(kill);
+  }
+  const { code } = await child.status;
+  const { stdout, stderr } = await output;
+  assert.equal(code, 0, stderr);
+  assert.match(
+    stdout,
+    /^Serving .* on http:\/\/127\.0\.0\.1:\d+\/ with 2 workers$/m,
+  );
+  assert.equal(stdout.match(/^Serving/gm)?.length, 1, "one Serving line");
+  assert.equal(stdout.match(/"GET \/a\.txt HTTP\/1\.1" 200 7$/gm)?.length, 40);
+  assert.match(stdout, /Server stopped\.\n$/);
+  assert.ok(!/warning|deno serve/i.test(stderr), stderr);
+});
+
+Deno.test("--workers 2 without --unstable-net or without reading the script: a clear exit", async () => {
+  await using tree = await makeTree();
+  const noFlag = await runToEnd(
+    ["--allow-net=127.0.0.1", `--allow-read=${tree.root},${SCRIPT}`],
+    ["--root", tree.root, "--workers", "2"],
+  );
+  assert.equal(noFlag.code, 2);
+  assert.match(noFlag.stderr, /--workers 2 needs --unstable-net/);
+  assert.ok(!noFlag.stderr.includes("Deno.listen"), noFlag.stderr);
+  assert.ok(!noFlag.stdout.includes("Serving"));
+
+  const noRead = await runToEnd(
+    ["--unstable-net", "--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
+    ["--root", tree.root, "--workers", "2"],
+  );
+  assert.equal(noRead.code, 2);
+  assert.equal(
+    noRead.stderr,
+    `server_files: --workers 2 needs --unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno}) and read permission for ${SCRIPT} (Workers load it from disk)\n`,
+  );
+  assert.ok(!noRead.stdout.includes("Serving"));
+
+  const bad = await runToEnd(["--allow-read=" + tree.root], [
+    "--workers",
+    "0",
+  ]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--workers must be a number from 1 to 64 or auto/);
+});
+
+Deno.test("plain deno run (one worker) prints no deno serve warning", async () => {
+  await using tree = await makeTree();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${tree.root}`,
+      SCRIPT,
+      "--root",
+      tree.root,
+      "--port",
+      "0",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const output = Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+  ]);
+  const kill = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  try {
+    let port = 0;
+    for (let i = 0; i < 400 && port === 0; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      port = await findListeningPortOf(child.pid);
+    }
+    assert.equal(await listeningSockets(port), 1);
+    const res = await fetch(`http://127.0.0.1:${port}/a.txt`);
+    assert.equal(await res.text(), "hello a");
+  } finally {
+    child.kill("SIGTERM");
+    clearTimeout(kill);
+  }
+  assert.equal((await child.status).code, 0);
+  const [stdout, stderr] = await output;
+  assert.match(stdout, /^Serving .*\/$/m);
+  assert.equal(stderr, "");
+});
+
+/** The TCP port a process listens on, from its socket inodes; 0 while it has none. */
+async function findListeningPortOf(pid: number): Promise<number> {
+  const inodes = new Set<string>();
+  try {
+    for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
+      try {
+        const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`);
+        const match = /^socket:\[(\d+)\]$/.exec(target);
+        if (match) inodes.add(match[1]);
+      } catch {
+        // closed meanwhile
+      }
+    }
+  } catch {
+    return 0;
+  }
+  const table = await Deno.readTextFile("/proc/net/tcp");
+  for (const line of table.split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields[3] === "0A" && inodes.has(fields[9])) {
+      return parseInt(fields[1].split(":")[1], 16);
+    }
+  }
+  return 0;
+}
+
+/** Whether `prlimit` (util-linux) can run here; CI must have it. */
+async function havePrlimit(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("prlimit", { args: ["--version"] }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("--workers 2 out of descriptors: failed workers are replaced, the process keeps serving", async () => {
+  if (!await havePrlimit()) {
+    if (Deno.env.get("CI") === "true") throw new Error("prlimit is missing");
+    console.error("!! SKIPPED: prlimit (util-linux) not found");
+    return;
+  }
+  await using tree = await makeTree();
+  const child = new Deno.Command("prlimit", {
+    args: [
+      "--nofile=256",
+      Deno.execPath(),
+      "run",
+      "--unstable-net",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${tree.root},${SCRIPT}`,
+      SCRIPT,
+      "--root",
+      tree.root,
+      "--port",
+      "0",
+      "--workers",
+      "2",
+      "--quiet",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const kill = setTimeout(() => child.kill("SIGKILL"), 3 * START_TIMEOUT_MS);
+  const conns: Deno.Conn[] = [];
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const first = (await lines.read()).value ?? "";
+    assert.match(first, /with 2 workers/);
+    const port = Number(first.match(/:(\d+)\//)![1]);
+    // 300 connections that send nothing: more than 256 descriptors.
+    for (let i = 0; i < 300; i++) {
+      try {
+        conns.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      } catch {
+        break; // refused or reset: the listeners ran out of descriptors
+      }
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const conn of conns.splice(0)) conn.close();
+
+    // Within a few seconds both sockets listen again and answer.
+    for (let i = 0; i < 200 && await listeningSockets(port) < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(await listeningSockets(port), 2, "both workers are back");
+    for (let i = 0; i < 20; i++) {
+      const res = await fetch(`http://127.0.0.1:${port}/a.txt`, {
+        headers: { connection: "close" },
+        signal: AbortSignal.timeout(5000),
+      });
+      assert.equal(await res.text(), "hello a");
+    }
+  } finally {
+    for (const conn of conns) conn.close();
+    child.kill("SIGTERM");
+    clearTimeout(kill);
+  }
+  await lines.cancel();
+  assert.equal((await child.status).code, 0);
+  const log = await stderr;
+  assert.ok(!log.includes("Uncaught"), log);
+  // Deno's own warning when NODE_EXTRA_CA_CERTS (set on this machine) is
+  // loaded while no descriptor is free is not ours to judge.
+  const ours = log.split("\n").filter((line) =>
+    line !== "" && !line.includes("Warning: Ignoring extra certs")
+  );
+  for (const line of ours) {
+    // Each Worker's serveWithRestart listens again by itself (one line per
+    // outage); a Worker that fails anyway is replaced.
+    assert.match(
+      line,
+      /^server_files: (a worker failed: .*Too many open files|accepting connections failed .*Too many open files|listening again on port \d+)/,
+    );
+  }
+});
