@@ -18,14 +18,39 @@
  * Security stance, up front:
  * - Every piece of user text is HTML-escaped, and the Content-Security-Policy
  *   allows no inline script, so stored text can never run in a visitor's browser.
- * - Form posts from other sites are refused (403), so a hostile page cannot
- *   post or clear on a visitor's behalf.
+ * - It answers only to its own names (421 for any other Host: a page on a
+ *   DNS-rebinding name gets nothing), and refuses posts whose Origin is not this
+ *   board's scheme, port and an allowed host (403), so a hostile page cannot
+ *   post or clear on a visitor's behalf. `--allowed-host NAME` adds names.
  * - Every input has a named limit with its own status (413, 422, 408...);
  *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
- * - Clearing moves messages to an archive file; nothing is ever deleted.
+ *   An ambiguous request (a form with both message and clear, a key sent
+ *   twice, in a form or in JSON) is a 400, never a guess.
+ * - One client cannot flood it: 5 posts at once, then one per 3 s, and 8 live
+ *   streams per address (429 with Retry-After); `--rate-limit off` for load tests.
+ * - Moderation needs a credential: with `--admin-token` a moderator signs in at
+ *   /admin (a session cookie, HttpOnly and SameSite=Strict) to clear (after a
+ *   confirmation), delete one message, or restore the newest archive. Without
+ *   one, only visitors on this machine may clear, as in the chapter.
+ * - Clearing and deleting move messages to an archive; nothing is ever destroyed.
  * - It binds to 127.0.0.1 by default: a board on all interfaces is open to
  *   your whole network, and plain HTTP can be read by anyone on the way, so
- *   give it `--cert` and `--key` (HTTPS) before you expose it.
+ *   give it `--cert` and `--key` (HTTPS), or a proxy (deploy/), before you expose it.
+ *
+ * Routes (under `basePath` when mounted in a larger app, see {@linkcode createBoardHandler}):
+ *
+ * | Path                | Methods         | What                                                |
+ * | ------------------- | --------------- | --------------------------------------------------- |
+ * | `/`, `/index.html`  | GET, HEAD, POST | the board; POST a form with `message` (and `name`), or `clear` |
+ * | `/style.css`        | GET, HEAD       | the stylesheet                                      |
+ * | `/board.js`         | GET, HEAD       | the page's script: live updates, local times        |
+ * | `/events`           | GET, HEAD       | live updates (Server-Sent Events)                   |
+ * | `/api/messages`     | GET, HEAD, POST | JSON: pages of messages; POST `{"text", "name"}`   |
+ * | `/admin`            | GET, HEAD, POST | the moderator's sign-in form; POST `token`         |
+ * | `/admin/sign-out`   | POST            | ends the session                                    |
+ * | `/admin/clear`      | GET, HEAD       | the confirmation before a clear                     |
+ * | `/admin/delete`     | POST            | takes message `id` off the board                    |
+ * | `/admin/restore`    | POST            | puts the newest archive back                        |
  *
  * Storage: one JSON object per line, appended; the answer (303 or 201) is
  * sent only after the line is on disk (fdatasync). Concurrent posts share one
@@ -2396,6 +2421,23 @@ function readResumePoint(request: Request, url: URL): number | undefined {
   return id;
 }
 
+/**
+ * Each event's frame, encoded once: every open stream gets the same event object from the
+ * store, so a message posted to 1,000 listeners is one copy in memory, not 1,000.
+ */
+const encodedEvents = new WeakMap<BoardEvent, Uint8Array>();
+
+function encodeEvent(event: BoardEvent): Uint8Array {
+  let bytes = encodedEvents.get(event);
+  if (bytes === undefined) {
+    bytes = encoder.encode(formatEvent(event));
+    encodedEvents.set(event, bytes);
+  }
+  return bytes;
+}
+
+const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
+
 /** Options for {@linkcode streamEvents}. */
 interface EventStreamOptions {
   /** Resume after this event id (see readResumePoint). */
@@ -2452,13 +2494,13 @@ async function streamEvents(
         finish();
         controller.close();
       };
-      const write = (text: string) => {
+      const write = (bytes: Uint8Array) => {
         if (finished) return;
         // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
         if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
           return end();
         }
-        controller.enqueue(encoder.encode(text));
+        controller.enqueue(bytes);
       };
       let lastMessage = after ?? 0;
       let lastClear = 0;
@@ -2478,23 +2520,23 @@ async function streamEvents(
             break;
           case "restore":
             // Old ids came back: the page reloads rather than merge them in.
-            write(formatEvent(event));
+            write(encodeEvent(event));
             return end();
         }
-        write(formatEvent(event));
+        write(encodeEvent(event));
       };
 
-      write(`retry: ${RECONNECT_MS}\n\n`);
+      write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
       if (missed.length > MAX_REPLAY_EVENTS) {
         // Too far behind to catch up event by event: the page starts afresh.
-        write("event: reload\ndata: {}\n\n");
+        write(encoder.encode("event: reload\ndata: {}\n\n"));
         return end();
       }
       for (const event of [...missed, ...held]) {
         deliver(event);
         if (finished) return;
       }
-      heartbeat = setInterval(() => write(": heartbeat\n\n"), heartbeatMs);
+      heartbeat = setInterval(() => write(HEARTBEAT_FRAME), heartbeatMs);
       if (signal.aborted) return end();
       signal.addEventListener("abort", end);
     },
@@ -2530,6 +2572,8 @@ if (section !== null && "EventSource" in window) {
   source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
   source.addEventListener("restore", () => location.reload());
   source.addEventListener("reload", () => location.reload());
+  // A form sent leaves this page: a reload from the stream must not cut that navigation off.
+  document.addEventListener("submit", () => source.close());
 }
 
 function element(tag, className, text) {
@@ -2997,6 +3041,31 @@ export function createBoardHandler(
     return Promise.resolve(htmlResponse(renderClearConfirmation(base)));
   }
 
+  /** POST /admin/delete with `id`: takes one message off the board (it stays in the archive). */
+  async function deleteForm(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    const fields = await readFormFields(context.request, bodyTimeoutMs);
+    const id = parsePositiveInteger(
+      fields.get("id") ?? "",
+      Number.MAX_SAFE_INTEGER,
+    );
+    if (id === null) {
+      throw new HttpError(400, "id must be a message id (a whole number).");
+    }
+    if (!(await store.deleteMessage(id))) {
+      throw new HttpError(404, "That message is not on the board.");
+    }
+    return seeOther(`${base}/`);
+  }
+
+  /** POST /admin/restore: puts the messages of the newest archive back. */
+  async function restoreForm(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    await context.request.body?.cancel().catch(() => {});
+    await store.restoreNewestArchive();
+    return seeOther(`${base}/`);
+  }
+
   const routes: Record<string, Route> = {
     "/": { GET: showBoard, POST: postForm },
     "/index.html": { GET: showBoard, POST: postForm },
@@ -3015,6 +3084,8 @@ export function createBoardHandler(
     "/admin": { GET: showSignIn, POST: signIn },
     "/admin/sign-out": { POST: signOut },
     "/admin/clear": { GET: confirmClear },
+    "/admin/delete": { POST: deleteForm },
+    "/admin/restore": { POST: restoreForm },
   };
 
   /** The scheme, Host and port this request was sent to. */
@@ -3065,7 +3136,8 @@ export function createBoardHandler(
       const name = hostName(target.host);
       if (name === null || !isAllowedHost(name, allowed)) {
         await request.body?.cancel().catch(() => {});
-        return misdirected(name);
+        const response = misdirected(name);
+        return request.method === "HEAD" ? withoutBody(response) : response;
       }
       if (path === "") {
         // "/board" without its slash: relative links would break, so send the browser to "/board/".
@@ -3097,7 +3169,8 @@ export function createBoardHandler(
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
-      return errorResponse(error, format, base);
+      const response = errorResponse(error, format, base);
+      return request.method === "HEAD" ? withoutBody(response) : response;
     }
   };
 }
@@ -3341,6 +3414,11 @@ function listeningNames(
   }
 }
 
+/** First wait before listening again after an accept failure (out of file descriptors). */
+const ACCEPT_RETRY_FIRST_MS = 100;
+/** Longest wait between two tries to listen again. */
+const ACCEPT_RETRY_MAX_MS = 1_000;
+
 /** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
 export interface ServerOptions extends BoardOptions {
   /** Port to listen on; 0 picks a free one. @default 8080 */
@@ -3422,13 +3500,26 @@ export async function startServer(
       );
       return response;
     };
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
+  let announced = false;
+  let generation = 0;
+  let failing = false;
+  const listen = (port: number) => {
+    const mine = ++generation;
+    // The first request this listener accepts after a failure ends the outage.
+    const serve: BoardHandler = (request, info) => {
+      if (failing && mine === generation) {
+        failing = false;
+        console.error(`message board: accepting connections again`);
+      }
+      return handler(request, info);
+    };
+    return Deno.serve({
       hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
+        if (announced) return; // listening again after an accept failure
+        announced = true;
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
         console.log(
@@ -3443,35 +3534,68 @@ export async function startServer(
           );
         }
       },
-    }, handler);
+    }, serve);
+  };
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = listen(port);
   } catch (error) {
     await board.close();
     throw error;
   }
+  const addr = server.addr;
+
+  // Surviving accept failures. When the process runs out of file descriptors
+  // (idle connections pile up: Deno.serve has no idle timeout), the listener
+  // fails and `finished` rejects; the connections already open are still
+  // served. Say so once, then listen again on the same port, waiting longer
+  // each time (up to ACCEPT_RETRY_MAX_MS) until descriptors are free.
+  const servers = new Set([server]);
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retryMs = ACCEPT_RETRY_FIRST_MS;
+  let stopping: Promise<void> | null = null;
+  const relisten = () => {
+    retryTimer = undefined;
+    if (stopping) return;
+    try {
+      watch(listen(addr.port));
+      retryMs = ACCEPT_RETRY_FIRST_MS;
+    } catch {
+      retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
+      retryTimer = setTimeout(relisten, retryMs);
+    }
+  };
+  const watch = (current: Deno.HttpServer<Deno.NetAddr>) => {
+    servers.add(current);
+    current.finished.then(() => servers.delete(current), (error) => {
+      if (stopping) return;
+      if (!failing) {
+        console.error(
+          `message board: cannot accept connections (${
+            (error as Error).message
+          }); serving the open ones and listening again until descriptors are free`,
+        );
+      }
+      failing = true;
+      retryTimer = setTimeout(relisten, retryMs);
+    });
+  };
+  watch(server);
+
   // Stopping: end the live event streams (they never finish by themselves),
   // stop accepting, let answers in flight finish, then flush the store and
   // release the lock.
   const stopped = Promise.withResolvers<void>();
-  let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      clearTimeout(retryTimer);
       board.endEventStreams();
-      await server.shutdown();
-    })();
-  server.finished.then(async () => {
-    await shutdown();
-    await board.close();
-    stopped.resolve();
-  }, stopped.reject);
-  return {
-    addr: server.addr,
-    board,
-    shutdown: async () => {
-      await shutdown();
-      await stopped.promise;
-    },
-    finished: stopped.promise,
-  };
+      await Promise.all(
+        [...servers].map((current) => current.shutdown().catch(() => {})),
+      );
+      await board.close();
+    })().then(stopped.resolve, stopped.reject);
+  return { addr, board, shutdown, finished: stopped.promise };
 }
 
 /**
