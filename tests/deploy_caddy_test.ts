@@ -535,6 +535,35 @@ Deno.test({
       );
 
       await t.step(
+        "oversized uploads from every client leave both boards in service",
+        async () => {
+          // Each client's board gets a body over the limit (a client's
+          // fault, not the board's), then every client reads the page.
+          const tooBig = "x".repeat(65536 + 1);
+          for (const address of CLIENTS) {
+            const refused = await board({
+              method: "POST",
+              path: "/api/messages",
+              localAddress: address,
+              headers: {
+                "content-type": "application/json",
+                "transfer-encoding": "chunked",
+              },
+              body: tooBig,
+            });
+            assert.equal(refused.status, 413);
+          }
+          for (const address of CLIENTS) {
+            const page = await board({
+              path: "/api/messages?limit=1",
+              localAddress: address,
+            });
+            assert.equal(page.status, 200, `${address}: ${page.body}`);
+          }
+        },
+      );
+
+      await t.step(
         "when one board dies, the other answers every request",
         async () => {
           Deno.kill(boardA.pid, "SIGKILL");
@@ -544,7 +573,13 @@ Deno.test({
               path: "/api/messages?limit=3",
               localAddress: address,
             });
-            assert.equal(page.status, 200);
+            assert.equal(
+              page.status,
+              200,
+              `${address}: ${page.status}; Caddy's log:\n${
+                caddy.lines.join("\n")
+              }`,
+            );
             assert.match(page.body, /during the flood/);
           }
           assert.equal(
