@@ -8,6 +8,7 @@
 /** The files the file-server scenarios fetch, by name, with their sizes in bytes. */
 export const SITE_FILES = {
   small: { name: "small.html", size: 500 },
+  stylesheet: { name: "style.css", size: 15 * 1024 },
   medium: { name: "100kb.bin", size: 100 * 1024 },
   large: { name: "100mb.bin", size: 100 * 1024 * 1024 },
 } as const;
@@ -36,13 +37,87 @@ export function renderSmallPage(size: number): string {
   return `${head}<!-- ${"x".repeat(padding)} -->\n${tail}`;
 }
 
+/**
+ * A stylesheet of exactly `size` bytes that compresses like a real one (about 5:1 with
+ * gzip): rules for made-up components with varied properties, the same for every run.
+ *
+ * @example renderStylesheet(15 * 1024).length === 15 * 1024
+ */
+export function renderStylesheet(size: number): string {
+  // A small fixed-seed generator (mulberry32): the same file in every run and on every machine.
+  let seed = 0x5eed;
+  const random = () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pick = <T>(items: readonly T[]) =>
+    items[Math.floor(random() * items.length)];
+  const parts = [
+    "card",
+    "nav",
+    "header",
+    "footer",
+    "button",
+    "list",
+    "item",
+    "panel",
+    "badge",
+    "form",
+  ];
+  const states = [
+    "",
+    ":hover",
+    ":focus-visible",
+    " > a",
+    " .title",
+    " .icon",
+    "--active",
+    "--muted",
+  ];
+  const hex = () =>
+    Math.floor(random() * 0xffffff).toString(16).padStart(6, "0");
+  const properties = [
+    () => `color: #${hex()}`,
+    () => `background-color: #${hex()}`,
+    () =>
+      `margin: ${Math.floor(random() * 32)}px ${Math.floor(random() * 32)}px`,
+    () => `padding: ${(random() * 3).toFixed(2)}rem`,
+    () => `border: 1px solid #${hex()}`,
+    () => `border-radius: ${Math.floor(random() * 12)}px`,
+    () => `font-size: ${(0.75 + random()).toFixed(3)}rem`,
+    () => `line-height: ${(1 + random()).toFixed(2)}`,
+    () => `display: ${pick(["flex", "grid", "block", "inline-block", "none"])}`,
+    () => `transition: opacity ${Math.floor(random() * 400)}ms ease-in-out`,
+  ];
+  let css = "/* A stylesheet generated for the benchmark. */\n";
+  while (css.length < size) {
+    const lines = Array.from(
+      { length: 2 + Math.floor(random() * 5) },
+      () => `  ${pick(properties)()};`,
+    );
+    css += `.${pick(parts)}-${pick(parts)}${pick(states)} {\n${
+      lines.join("\n")
+    }\n}\n`;
+  }
+  // Cut at the last whole rule that fits, then pad with a comment to the exact size.
+  css = css.slice(0, css.lastIndexOf("}\n", size - 8) + 2);
+  return css + `/*${" ".repeat(size - css.length - 5)}*/\n`;
+}
+
 /** Writes the site's files into `dir` (readable by everyone: nginx's worker is not root). */
 export async function writeSiteFiles(dir: string): Promise<void> {
   await Deno.chmod(dir, 0o755);
-  const { small, medium, large } = SITE_FILES;
+  const { small, stylesheet, medium, large } = SITE_FILES;
   await Deno.writeTextFile(
     `${dir}/${small.name}`,
     renderSmallPage(small.size),
+    { mode: 0o644 },
+  );
+  await Deno.writeTextFile(
+    `${dir}/${stylesheet.name}`,
+    renderStylesheet(stylesheet.size),
     { mode: 0o644 },
   );
   for (const { name, size } of [medium, large]) {

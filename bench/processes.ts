@@ -3,8 +3,8 @@
  *
  * Every child goes into one registry so that a failure or Ctrl-C stops all
  * of them (`stopAll`). Peak memory is VmHWM ("high water mark" of the
- * resident set) from /proc/PID/status of the process that serves: for Deno
- * and Python the child itself (spawned directly, no shell in between), for
+ * resident set) from /proc/PID/status of the process that serves: for Deno,
+ * Python, Node, Caddy and lighttpd the child itself (spawned directly, no shell in between), for
  * nginx its one worker.
  *
  * @module
@@ -18,6 +18,8 @@ export interface LaunchSpec {
   command: string;
   args: string[];
   cwd?: string;
+  /** Environment variables added to the runner's (e.g. GOMAXPROCS for Caddy). */
+  env?: Record<string, string>;
   /** A URL that answers (any status) once the server is ready. */
   readyUrl: string;
   /** nginx: memory is measured in the one worker, not the master. */
@@ -72,6 +74,7 @@ export async function startServer(spec: LaunchSpec): Promise<RunningServer> {
   const child = new Deno.Command(spec.command, {
     args: spec.args,
     cwd: spec.cwd,
+    env: spec.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -1,30 +1,36 @@
 /**
- * Turning measurements into the Markdown table, bench/RESULTS.md and the SVG
- * chart. Everything here is pure (tested in tests/bench_test.ts).
+ * Turning measurements into figures: medians, ratios, the targets' verdicts,
+ * the Markdown tables and bench/RESULTS.md. Everything here is pure (tested in
+ * tests/bench_test.ts, timed in report_bench.ts). The chart is in chart.ts,
+ * the README's summary in readme.ts.
  *
  * @module
  */
 
 /** One server's figures in one scenario (medians over the runs). */
 export interface ServerResult {
-  /** Stable id, e.g. "ours", "nginx", "python-http-server". */
+  /** Stable id, e.g. "ours", "nginx", "deno-serve-floor". */
   key: string;
   /** Shown in tables, e.g. "server_files.ts". */
   label: string;
-  role: "ours" | "reference";
+  role: "ours" | "floor" | "peer";
+  /** A JavaScript peer. */
+  javascript?: boolean;
   runs: number;
-  /** Requests per second of each measured run, to see the spread behind the median. */
-  samples?: number[];
+  /** The scenario's figure (req/s or bytes/s) of each measured run: the spread behind the median. */
+  samples: number[];
   requestsPerSec: number;
-  /** Bytes read by wrk per second. */
+  /** Bytes read by the client per second (heads and bodies). */
   bytesPerSec: number;
+  /** Bytes on the wire per response, head included (wrk: transfer ÷ requests). */
+  bytesPerResponse: number | null;
   p50Ms: number | null;
   p99Ms: number | null;
   /** Peak resident memory (VmHWM) of the serving process; null when unknown. */
   peakMemoryBytes: number | null;
   /** Socket errors and 4xx/5xx answers, summed over the runs. */
   errors: number;
-  /** Anything a reader must know, e.g. how many messages were stored at the end. */
+  /** Anything a reader must know, e.g. the Content-Encoding or how many messages were stored. */
   note?: string;
 }
 
@@ -32,20 +38,38 @@ export interface ServerResult {
 export interface ScenarioResult {
   id: string;
   title: string;
-  /** How wrk drove it, e.g. "32 connections, keep-alive". */
+  /** How the client drove it, e.g. "32 connections, keep-alive". */
   load: string;
   /** The figure ratios compare: requests per second or bytes per second. */
   metric: "requests" | "bytes";
   results: ServerResult[];
 }
 
-/** A goal from an issue, checked against this run. */
+/** One server's figure in one scenario, as a target names it. */
+export interface TargetPick {
+  scenario: string;
+  /** @default "ours" */
+  server?: string;
+}
+
+/** A target: ours ÷ versus on one figure, held to a bound. */
+export interface TargetDef {
+  goal: string;
+  /** Requests (or bytes) per second, peak RSS, or bytes per response. */
+  figure: "rate" | "memory" | "bytes-per-response";
+  ours: TargetPick;
+  /** The best of these servers (fastest, or smallest), or a fixed figure. */
+  versus: { scenario: string; servers: string[] } | number;
+  atLeast?: number;
+  atMost?: number;
+  below?: number;
+}
+
+/** A target checked against one run. */
 export interface TargetResult {
-  /** Where the goal comes from, e.g. "#3". */
-  source: string;
   goal: string;
   measured: string;
-  /** null when a server it needs was skipped. */
+  /** null when a server it needs was not measured. */
   met: boolean | null;
 }
 
@@ -58,6 +82,8 @@ export interface BenchReport {
     cpuModel: string;
     memoryBytes: number;
     kernel: string;
+    /** The 1-minute load average when the run started and when it ended. */
+    loadAverage?: [number, number];
   };
   /** Tool name -> version string. */
   versions: Record<string, string>;
@@ -72,11 +98,12 @@ export interface BenchReport {
   elapsedSeconds: number;
 }
 
-/** A ratio of one of our servers to one reference in one scenario. */
+/** A ratio of one of our servers to a peer or floor in one scenario. */
 export interface Ratio {
   scenario: string;
   ours: string;
   reference: string;
+  role: "floor" | "peer";
   /** ours / reference on the scenario's metric: above 1 means ours is faster. */
   value: number;
 }
@@ -106,30 +133,47 @@ export function metricValue(
 }
 
 /**
- * Every ratio of one of our servers to each reference, scenario by scenario.
+ * Every ratio of one of our servers to each floor and peer, scenario by scenario.
  *
  * @example a scenario where ours does 900 req/s and nginx 1000 gives
- *   [{ scenario, ours: "server_files.ts", reference: "nginx", value: 0.9 }]
+ *   [{ scenario, ours: "server_files.ts", reference: "nginx", role: "peer", value: 0.9 }]
  */
 export function computeRatios(scenarios: ScenarioResult[]): Ratio[] {
   const ratios: Ratio[] = [];
   for (const scenario of scenarios) {
-    const references = scenario.results.filter((r) => r.role === "reference");
     for (const ours of scenario.results.filter((r) => r.role === "ours")) {
-      for (const reference of references) {
-        const base = metricValue(scenario, reference);
-        if (base > 0) {
-          ratios.push({
-            scenario: scenario.title,
-            ours: ours.label,
-            reference: reference.label,
-            value: metricValue(scenario, ours) / base,
-          });
-        }
+      for (const other of scenario.results) {
+        const base = metricValue(scenario, other);
+        if (other.role === "ours" || base <= 0) continue;
+        ratios.push({
+          scenario: scenario.title,
+          ours: ours.label,
+          reference: other.label,
+          role: other.role,
+          value: metricValue(scenario, ours) / base,
+        });
       }
     }
   }
   return ratios;
+}
+
+/**
+ * The fastest server of a scenario among ours and the peers (floors are yardsticks, not
+ * servers a user would pick); null when nothing was measured.
+ */
+export function fastestServer(scenario: ScenarioResult): ServerResult | null {
+  let best: ServerResult | null = null;
+  for (const result of scenario.results) {
+    if (result.role === "floor") continue;
+    if (
+      best === null ||
+      metricValue(scenario, result) > metricValue(scenario, best)
+    ) {
+      best = result;
+    }
+  }
+  return best;
 }
 
 /**
@@ -138,7 +182,24 @@ export function computeRatios(scenarios: ScenarioResult[]): Ratio[] {
  * @example formatCount(56013.11) === "56,013"
  */
 export function formatCount(value: number): string {
-  return Math.round(value).toLocaleString("en-US");
+  return WHOLE.format(Math.round(value));
+}
+
+// Made once: `toLocaleString` builds a new formatter at every call (report_bench.ts shows
+// it cost most of the report's time).
+const WHOLE = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+const ONE_DECIMAL = new Intl.NumberFormat("en-US", {
+  minimumFractionDigits: 1,
+  maximumFractionDigits: 1,
+});
+
+/**
+ * Formats a count in thousands with 1 decimal (k), or whole below 1,000.
+ *
+ * @example formatKilo(56013.11) === "56.0k"; formatKilo(950) === "950"
+ */
+export function formatKilo(value: number): string {
+  return value >= 1000 ? `${(value / 1000).toFixed(1)}k` : formatCount(value);
 }
 
 /**
@@ -147,10 +208,7 @@ export function formatCount(value: number): string {
  * @example formatRate(1.5 * 1024 * 1024) === "1.5"; formatRate(1863.7 * 1024 ** 2) === "1,863.7"
  */
 export function formatRate(bytesPerSec: number): string {
-  return (bytesPerSec / 1024 ** 2).toLocaleString("en-US", {
-    minimumFractionDigits: 1,
-    maximumFractionDigits: 1,
-  });
+  return ONE_DECIMAL.format(bytesPerSec / 1024 ** 2);
 }
 
 /**
@@ -174,6 +232,16 @@ export function formatMemory(bytes: number | null): string {
 }
 
 /**
+ * Formats a size in bytes: whole bytes below 1 MiB, MiB above.
+ *
+ * @example formatSize(102_687.4) === "102,687 B"; formatSize(104_857_600) === "100.0 MiB"; formatSize(null) === "–"
+ */
+export function formatSize(bytes: number | null): string {
+  if (bytes === null) return "–";
+  return bytes < 1024 ** 2 ? `${formatCount(bytes)} B` : formatMemory(bytes);
+}
+
+/**
  * Formats a ratio with two significant digits below 10, whole numbers above.
  *
  * @example formatRatio(0.8312) === "0.83×"; formatRatio(12.4) === "12×"; formatRatio(19675) === "19,675×"
@@ -184,149 +252,188 @@ export function formatRatio(value: number): string {
     : `${Number(value.toPrecision(2))}×`;
 }
 
+/**
+ * The spread of a scenario's figure over the runs: lowest to highest.
+ *
+ * @example formatSpread([52_100, 55_300, 54_000], "requests") === "52.1k–55.3k"
+ *   formatSpread([1.1 * 1024 ** 3], "bytes") === "1,126.4"
+ */
+export function formatSpread(
+  samples: number[],
+  metric: "requests" | "bytes",
+): string {
+  if (samples.length === 0) return "–";
+  const format = metric === "bytes" ? formatRate : formatKilo;
+  const [low, high] = [Math.min(...samples), Math.max(...samples)];
+  return low === high ? format(low) : `${format(low)}–${format(high)}`;
+}
+
 /** Escapes a cell so `|` and line breaks do not break the Markdown table. */
 function markdownCell(text: string): string {
   return text.replaceAll("|", "\\|").replaceAll("\n", " ");
 }
 
 /** A Markdown table; the first `leftColumns` and the last column are left-aligned, figures right. */
-function markdownTable(
+export function markdownTable(
   header: string[],
   rows: string[][],
   leftColumns = 2,
 ): string {
-  // Names and ratios read left to right; figures line up on the right.
-  const align = header.map((
-    _,
-    i,
-  ) => (i < leftColumns || i === header.length - 1 ? "---" : "--:"));
-  return [header, align, ...rows].map((row) =>
-    `| ${row.map(markdownCell).join(" | ")} |`
-  ).join(
-    "\n",
+  const align = header.map((_, i) =>
+    i < leftColumns || i === header.length - 1 ? "---" : "--:"
   );
+  return [header, align, ...rows]
+    .map((row) => `| ${row.map(markdownCell).join(" | ")} |`)
+    .join("\n");
 }
 
 /**
- * The results table: one row per server per scenario, our servers with their
- * ratio to each reference on the scenario's figure.
+ * The results table: one row per server per scenario. Each floor's and peer's row says
+ * ours ÷ it on the scenario's figure (for each of ours, when a scenario has several).
  */
 export function renderResultsTable(scenarios: ScenarioResult[]): string {
   const header = [
     "Scenario",
     "Server",
     "Req/s",
+    "Runs, low–high",
     "MiB/s",
+    "Bytes/response",
     "p50",
     "p99",
     "Peak RSS",
     "Errors",
-    "Ours ÷ reference",
+    "Ours ÷ this",
   ];
   const rows: string[][] = [];
   for (const scenario of scenarios) {
-    const references = scenario.results.filter((r) => r.role === "reference");
+    const ours = scenario.results.filter((r) => r.role === "ours");
     for (const result of scenario.results) {
-      const ratios = result.role === "ours"
-        ? references
-          .filter((reference) => metricValue(scenario, reference) > 0)
-          .map((reference) =>
-            `${
-              formatRatio(
-                metricValue(scenario, result) /
-                  metricValue(scenario, reference),
-              )
-            } ${reference.label}`
-          )
-          .join(", ")
-        : "";
-      const label = result.role === "ours"
+      const base = metricValue(scenario, result);
+      const ratios = result.role === "ours" || base <= 0
+        ? []
+        : ours.map((o) =>
+          `${formatRatio(metricValue(scenario, o) / base)}${
+            ours.length > 1 ? ` ${o.label}` : ""
+          }`
+        );
+      const name = result.role === "ours"
         ? `**${result.label}**`
+        : result.role === "floor"
+        ? `${result.label} (floor)`
         : result.label;
       rows.push([
-        `${scenario.title}`,
-        result.note ? `${label} (${result.note})` : label,
+        scenario.title,
+        result.note ? `${name}: ${result.note}` : name,
         formatCount(result.requestsPerSec),
+        formatSpread(result.samples, scenario.metric),
         formatRate(result.bytesPerSec),
+        formatSize(result.bytesPerResponse),
         formatLatency(result.p50Ms),
         formatLatency(result.p99Ms),
         formatMemory(result.peakMemoryBytes),
         formatCount(result.errors),
-        ratios || "–",
+        ratios.join(", ") || "–",
       ]);
     }
   }
   return markdownTable(header, rows);
 }
 
-/** The targets table: each issue's goal, what this run measured, and whether it was met. */
+/**
+ * Checks each target against a run's results. A target whose servers were not all
+ * measured reads "not measured".
+ *
+ * @example checkTargets([{ goal, figure: "rate", ours: { scenario: "tiny" },
+ *   versus: { scenario: "tiny", servers: ["loop"] }, atLeast: 0.9 }], results)
+ *   // => [{ goal, measured: "0.95× (9,500/s vs 10,000/s bare loop)", met: true }]
+ */
+export function checkTargets(
+  targets: TargetDef[],
+  scenarios: ScenarioResult[],
+): TargetResult[] {
+  const find = (scenarioId: string, key: string) => {
+    const scenario = scenarios.find((s) => s.id === scenarioId);
+    const result = scenario?.results.find((r) => r.key === key);
+    return scenario && result ? { scenario, result } : null;
+  };
+  return targets.map((target) => {
+    const value = (found: { scenario: ScenarioResult; result: ServerResult }) =>
+      target.figure === "rate"
+        ? metricValue(found.scenario, found.result)
+        : target.figure === "memory"
+        ? found.result.peakMemoryBytes
+        : found.result.bytesPerResponse;
+    const unit = (figure: number, scenarioId: string) => {
+      if (target.figure === "memory") return formatMemory(figure);
+      if (target.figure === "bytes-per-response") return formatSize(figure);
+      const metric = scenarios.find((s) => s.id === scenarioId)?.metric;
+      return metric === "bytes"
+        ? `${formatRate(figure)} MiB/s`
+        : `${formatCount(figure)}/s`;
+    };
+    const oursFound = find(target.ours.scenario, target.ours.server ?? "ours");
+    const ours = oursFound ? value(oursFound) : null;
+    let base: number | null = null;
+    let baseText = "";
+    if (typeof target.versus === "number") {
+      base = target.versus;
+      baseText = target.figure === "memory"
+        ? `${target.versus / 1e6} MB`
+        : String(target.versus);
+    } else {
+      const { scenario, servers } = target.versus;
+      // The best of the named servers: the fastest, or the smallest.
+      const smaller = target.figure !== "rate";
+      for (const key of servers) {
+        const found = find(scenario, key);
+        const figure = found ? value(found) : null;
+        if (
+          found && figure !== null &&
+          (base === null || (smaller ? figure < base : figure > base))
+        ) {
+          base = figure;
+          baseText = `${unit(figure, scenario)} ${found.result.label}`;
+        }
+      }
+    }
+    if (ours === null || base === null || base === 0 || oursFound === null) {
+      return { goal: target.goal, measured: "–", met: null };
+    }
+    const ratio = ours / base;
+    const met = (target.atLeast === undefined || ratio >= target.atLeast) &&
+      (target.atMost === undefined || ratio <= target.atMost) &&
+      (target.below === undefined || ratio < target.below);
+    const measured = `${formatRatio(ratio)} (${
+      unit(ours, target.ours.scenario)
+    } vs ${baseText})`;
+    return { goal: target.goal, measured, met };
+  });
+}
+
+/** The targets table: each goal, what this run measured, and whether it was met. */
 export function renderTargetsTable(targets: TargetResult[]): string {
-  const verdict = (
-    met: boolean | null,
-  ) => (met === null ? "not measured" : met ? "✅ met" : "❌ not met");
+  const verdict = (met: boolean | null) =>
+    met === null ? "not measured" : met ? "✅ met" : "❌ not met";
   return markdownTable(
-    ["Issue", "Target", "Measured", "Result"],
-    targets.map((t) => [t.source, t.goal, t.measured, verdict(t.met)]),
-    4,
+    ["Target", "Measured", "Result"],
+    targets.map((t) => [t.goal, t.measured, verdict(t.met)]),
+    3,
   );
 }
 
-/** Where the runner keeps the README's summary up to date. */
-export const README_MARKERS = {
-  start: "<!-- bench:summary:start (written by deno task bench) -->",
-  end: "<!-- bench:summary:end -->",
-} as const;
-
-/**
- * The README's summary of one run: a line on where and when, then each of
- * our servers' ratios to the references, then the targets met.
- */
-export function renderReadmeSummary(report: BenchReport): string {
-  const { machine } = report;
-  // One row per scenario and server of ours (the PostgreSQL scenarios have two of ours).
-  const rows = report.scenarios.flatMap((scenario) => {
-    const ratios = computeRatios([scenario]);
-    return [...new Set(ratios.map((r) => r.ours))].map((ours) => [
-      scenario.title,
-      ours,
-      ratios.filter((r) => r.ours === ours)
-        .map((r) => `${formatRatio(r.value)} ${r.reference}`).join(", "),
-    ]);
-  });
-  const measured = report.targets.filter((t) => t.met !== null);
-  const met = measured.filter((t) => t.met).length;
-  return [
-    `Ratios from one run of \`${report.command}\` on ${
-      report.date.slice(0, 10)
-    }: ` +
-    `${machine.cpus} × ${machine.cpuModel}, with wrk on the same cores as the servers, so read them as ` +
-    "rough proportions, not absolute speeds. Above 1× ours is faster.",
-    "",
-    markdownTable(["Scenario", "Ours", "Ours ÷ reference"], rows, 3),
-    "",
-    `Targets from the issues: ${met} of ${measured.length} met in this run` +
-    (measured.length < report.targets.length
-      ? ` (${report.targets.length - measured.length} not measured)`
-      : "") +
-    ". Every figure, the machine and the versions: [bench/RESULTS.md](bench/RESULTS.md).",
-  ].join("\n");
-}
-
-/**
- * Replaces what lies between two marker lines (markers kept); null when a marker is missing.
- *
- * @example replaceBetween("a\n<s>\nold\n<e>\nb", "<s>", "<e>", "new") === "a\n<s>\nnew\n<e>\nb"
- */
-export function replaceBetween(
-  text: string,
-  start: string,
-  end: string,
-  content: string,
-): string | null {
-  const from = text.indexOf(start);
-  const to = text.indexOf(end, from + start.length);
-  if (from < 0 || to < 0) return null;
-  return `${text.slice(0, from + start.length)}\n${content}\n${text.slice(to)}`;
+/** The line on how busy the machine was, when the run recorded it. */
+export function describeLoad(machine: BenchReport["machine"]): string {
+  if (!machine.loadAverage) return "";
+  const [start, end] = machine.loadAverage;
+  const busy = Math.max(start, end) > machine.cpus * 0.5;
+  return `Load average ${start.toFixed(1)} at the start, ${
+    end.toFixed(1)
+  } at the end` +
+    (busy
+      ? `: other work shared the ${machine.cpus} cores, so the absolute figures are low and ` +
+        "noisy; compare the ratios, measured side by side."
+      : ".");
 }
 
 /** The whole of bench/RESULTS.md. */
@@ -338,39 +445,41 @@ export function renderResultsMarkdown(
   const versions = Object.entries(report.versions).map(([tool, version]) =>
     `${tool} ${version}`
   );
+  const load = describeLoad(machine);
   const lines = [
     "# Benchmark results",
     "",
     `Measured ${report.date.slice(0, 16).replace("T", " ")} UTC in ${
       Math.round(report.elapsedSeconds)
-    } s ` +
-    "by `bench/run.ts`. Written by the runner: do not edit by hand.",
+    } s by \`bench/run.ts\`. Written by the runner: do not edit by hand.`,
     "",
     `- Machine: ${machine.cpus} × ${machine.cpuModel}, ${
       (machine.memoryBytes / 1024 ** 3).toFixed(1)
     } GiB memory, Linux ${machine.kernel}; ` +
-    "wrk runs on the same cores as the server it drives.",
+    "the client (wrk or curl) runs on the same cores as the server it drives.",
+    ...(load ? [`- ${load}`] : []),
     `- Versions: ${versions.join(", ")}.`,
     `- Each figure is the median of ${settings.runs} run${
       settings.runs === 1 ? "" : "s"
-    } of ` +
-    `${settings.duration} s, wrk with ${settings.threads} thread${
+    } of ${settings.duration} s, wrk with ${settings.threads} thread${
       settings.threads === 1 ? "" : "s"
-    }, ` +
-    "all servers on 127.0.0.1.",
+    } (the 100 MiB file: the median of single curl downloads), ` +
+    "all servers on 127.0.0.1. The runs' lowest and highest figures are beside it.",
     "- Reproduce: `" + report.command + "`",
     "",
-    `![Our servers' speed as a ratio to each reference](${chartFile})`,
+    `![Our servers' speed as a ratio to each peer and floor](${chartFile})`,
     "",
     "## Results",
     "",
     renderResultsTable(report.scenarios),
     "",
-    "Ratios compare requests per second, or MiB/s for the 100 MiB file; above 1× ours is faster. " +
-    "Peak RSS is the peak resident memory (VmHWM) of the process that serves (nginx: its one worker). " +
+    "Ratios compare requests per second, or MiB/s for the 100 MiB file; above 1× ours is " +
+    "faster. A floor is the runtime doing the least (bench/reference/), not a server to " +
+    "pick. Peak RSS is the peak resident memory (VmHWM) of the process that serves (nginx: " +
+    "its one worker). Bytes/response is what the client read per response, head included. " +
     "Errors are socket errors plus 4xx/5xx answers over all runs.",
     "",
-    "## Targets from the issues",
+    "## Targets",
     "",
     renderTargetsTable(report.targets),
   ];
@@ -386,248 +495,49 @@ export function renderResultsMarkdown(
     "",
     "## How the runner measures",
     "",
-    "- Every server starts fresh for each scenario on a free port on 127.0.0.1, and the runner waits " +
-      "until it answers. Before measuring, it sends the scenario's request once and checks the answer " +
-      "(status 200, or 303 for our board's posts, and each file's exact size), so a server that answers " +
-      "the wrong thing quickly is never reported as fast.",
-    "- References: nginx and `python3 -m http.server` as installed; the textbook's programs as " +
-      "rewritten in `bench/reference/` (single-threaded, as in the book), changed only where a " +
-      "measurement needs it: a Content-Length on each answer, a listen backlog of 128, and a client " +
-      "hanging up does not end the program.",
-    "- Files: the same generated files (500 B page, 100 KiB and 100 MiB random bytes) for every server. " +
-      "nginx has one worker, `sendfile on`, `access_log off`.",
-    "- Board: each server starts from the same generated messages (JSON Lines for ours, the same messages " +
-      "loaded into the Python list for the textbook board). Post runs send urlencoded `message=...` forms to " +
-      "`POST /` from 32 connections, each run on a fresh copy of the data, so the store grows during a run " +
-      "(the row notes how far). Ours answers 303 only once the message is on disk (fsync); the textbook board " +
-      "answers with the whole page, and its saving mode (measured at 1,000 messages only) rewrites the " +
-      "whole file without fsync after every post. " +
-      "Because the textbook board draws every stored message into that page, its post rate falls as a " +
-      "run adds messages; its page row at the same size is the upper bound of its post rate.",
-    "- PostgreSQL rows: our board with `--store postgres://...` on a throwaway PostgreSQL the runner " +
-      "starts itself (`initdb` in a temp folder, `pg_ctl` on 127.0.0.1, default `fsync = on`; a post " +
-      "answers 303 once its transaction has committed), seeded before every start with the same " +
-      "1,000 messages (COPY). They are compared with the file store at the same size, measured in the " +
-      "same scenario. With 2 processes on the one database, two wrk run at the same time with 16 " +
-      "connections each (32 in all, as for 1 process): Req/s is the sum of the two, p50 and p99 are " +
-      "the worse of the two wrk figures, Peak RSS is the larger process. wrk, both boards and " +
-      "PostgreSQL share the same cores.",
-    "- Before the measured runs of a scenario, one short run (not counted) warms each server up, " +
-      "except for post runs, which always start from fresh data. After every run the runner waits " +
-      "until the server answers a new request, so a server that works through a queue one request " +
-      "at a time starts the next run with an empty queue.",
+    ...METHOD.map((m) => `- ${m}`),
     "",
   );
   return lines.join("\n");
 }
 
-/** Escapes text for SVG/XML content and attributes. */
-function escapeXml(text: string): string {
-  return text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(
-    ">",
-    "&gt;",
-  ).replaceAll(
-    '"',
-    "&quot;",
-  );
-}
-
-const CHART = {
-  width: 960,
-  labelWidth: 330,
-  rightMargin: 90,
-  rowHeight: 40,
-  barHeight: 20,
-  top: 70,
-  bottom: 64,
-} as const;
-
-/**
- * Grid lines for a log axis covering [min, max]: 1-2-5 steps for up to three
- * decades, powers of ten beyond.
- *
- * @example chartTicks(0.5, 3) => [0.5, 1, 2, 5]; chartTicks(0.1, 5000) => [0.1, 1, 10, 100, 1000, 10000]
- */
-export function chartTicks(min: number, max: number): number[] {
-  const candidates: number[] = [];
-  for (let exponent = -4; exponent <= 7; exponent++) {
-    for (const step of [1, 2, 5]) {
-      candidates.push(Number(`${step}e${exponent}`));
-    }
-  }
-  const low = candidates.findLast((t) => t <= min) ?? candidates[0];
-  const high = candidates.find((t) => t >= max) ?? candidates.at(-1)!;
-  const wide = Math.log10(high / low) > 3;
-  const ticks = candidates.filter((t) => t >= low && t <= high);
-  if (!wide) return ticks;
-  const decades = ticks.filter((t) => Number.isInteger(Math.log10(t)));
-  // The widened range must still contain both ends.
-  if (decades[0] > min) decades.unshift(decades[0] / 10);
-  if (decades.at(-1)! < max) decades.push(decades.at(-1)! * 10);
-  return decades;
-}
-
-/**
- * An SVG bar chart of every ratio (ours ÷ reference), on a log scale around
- * 1×: bars to the right mean ours is faster, to the left slower. A target
- * ratio, where an issue sets one, is drawn as a dark tick on that row and
- * colours the bar (green met, red not met); other bars are blue.
- *
- * @param targets optional target ratio per "scenario title|reference label"
- */
-export function renderSvgChart(
-  ratios: Ratio[],
-  title: string,
-  targets: Record<string, number> = {},
-): string {
-  const plotLeft = CHART.labelWidth;
-  const plotRight = CHART.width - CHART.rightMargin;
-  const height = CHART.top + Math.max(ratios.length, 1) * CHART.rowHeight +
-    CHART.bottom;
-  const plotBottom = height - CHART.bottom;
-  const values = [...ratios.map((r) => r.value), ...Object.values(targets), 1];
-  // Room on the left for a slow bar's value, which is written beyond its end.
-  const ticks = chartTicks(Math.min(...values) / 2, Math.max(...values) * 1.15);
-  const [low, high] = [ticks[0], ticks.at(-1)!];
-  const x = (value: number) => {
-    const clamped = Math.min(Math.max(value, low), high);
-    return plotLeft +
-      (plotRight - plotLeft) * Math.log(clamped / low) / Math.log(high / low);
-  };
-  const text = (attributes: string, content: string) =>
-    `<text ${attributes}>${escapeXml(content)}</text>`;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${CHART.width}" height="${height}" ` +
-    `viewBox="0 0 ${CHART.width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="13">`,
-    `<title>${escapeXml(title)}</title>`,
-    `<rect width="${CHART.width}" height="${height}" fill="#ffffff"/>`,
-    text(
-      `x="${
-        CHART.width / 2
-      }" y="28" text-anchor="middle" font-size="18" font-weight="bold" fill="#111"`,
-      title,
-    ),
-    text(
-      `x="${CHART.width / 2}" y="50" text-anchor="middle" fill="#444"`,
-      "ours ÷ reference, log scale: right of 1× ours is faster, left of it slower",
-    ),
-  ];
-  for (const tick of ticks) {
-    const tx = x(tick).toFixed(1);
-    const stroke = tick === 1
-      ? `stroke="#111" stroke-width="1.5"`
-      : `stroke="#ddd"`;
-    parts.push(
-      `<line x1="${tx}" y1="${
-        CHART.top - 6
-      }" x2="${tx}" y2="${plotBottom}" ${stroke}/>`,
-      text(
-        `x="${tx}" y="${plotBottom + 18}" text-anchor="middle" fill="#444"`,
-        formatRatio(tick),
-      ),
-    );
-  }
-  // Where a scenario has several servers of ours (1 and 2 board processes), each bar names its own.
-  const oursPerScenario = new Map<string, Set<string>>();
-  for (const { scenario, ours } of ratios) {
-    oursPerScenario.set(
-      scenario,
-      (oursPerScenario.get(scenario) ?? new Set()).add(ours),
-    );
-  }
-  ratios.forEach((ratio, index) => {
-    const y = CHART.top + index * CHART.rowHeight;
-    const versus = oursPerScenario.get(ratio.scenario)!.size > 1
-      ? `${ratio.ours} vs ${ratio.reference}`
-      : `vs ${ratio.reference}`;
-    const middle = y + CHART.rowHeight / 2;
-    const target = targets[`${ratio.scenario}|${ratio.reference}`];
-    const colour = target === undefined
-      ? "#3b6fb6"
-      : ratio.value >= target
-      ? "#2e7d32"
-      : "#c62828";
-    const [from, to] = [
-      x(Math.min(1, ratio.value)),
-      x(Math.max(1, ratio.value)),
-    ];
-    const summary = `${ratio.scenario}: ${ratio.ours} vs ${ratio.reference}, ${
-      formatRatio(ratio.value)
-    }`;
-    parts.push(
-      text(
-        `x="${plotLeft - 10}" y="${middle - 3}" text-anchor="end" fill="#111"`,
-        ratio.scenario,
-      ),
-      text(
-        `x="${plotLeft - 10}" y="${
-          middle + 13
-        }" text-anchor="end" font-size="12" fill="#555"`,
-        versus,
-      ),
-      `<rect x="${from.toFixed(1)}" y="${
-        (middle - CHART.barHeight / 2).toFixed(1)
-      }" ` +
-        `width="${
-          Math.max(to - from, 1).toFixed(1)
-        }" height="${CHART.barHeight}" fill="${colour}">` +
-        `<title>${escapeXml(summary)}</title></rect>`,
-    );
-    // The value sits beyond the bar's end: right of a fast bar, left of a slow one.
-    const right = ratio.value >= 1;
-    parts.push(
-      text(
-        `x="${(right ? to + 6 : from - 6).toFixed(1)}" y="${
-          middle + 5
-        }" text-anchor="${right ? "start" : "end"}" ` +
-          `font-weight="bold" fill="#111"`,
-        formatRatio(ratio.value),
-      ),
-    );
-    if (target !== undefined) {
-      const tx = x(target).toFixed(1);
-      parts.push(
-        `<line x1="${tx}" y1="${y + 5}" x2="${tx}" y2="${
-          y + CHART.rowHeight - 5
-        }" stroke="#111" stroke-width="3">` +
-          `<title>target ${formatRatio(target)}</title></line>`,
-      );
-    }
-  });
-  if (ratios.length === 0) {
-    parts.push(
-      text(
-        `x="${CHART.width / 2}" y="${
-          CHART.top + 24
-        }" text-anchor="middle" fill="#444"`,
-        "No ratios: none of our servers was measured with a reference.",
-      ),
-    );
-  }
-  const legendY = height - 18;
-  const legend: [string, string][] = [["#2e7d32", "target met"], [
-    "#c62828",
-    "target not met",
-  ], [
-    "#3b6fb6",
-    "no target",
-  ]];
-  let legendX = plotLeft;
-  for (const [colour, label] of legend) {
-    parts.push(
-      `<rect x="${legendX}" y="${
-        legendY - 11
-      }" width="13" height="13" fill="${colour}"/>`,
-      text(`x="${legendX + 19}" y="${legendY}" fill="#333"`, label),
-    );
-    legendX += 130;
-  }
-  parts.push(
-    `<line x1="${legendX + 6}" y1="${legendY - 12}" x2="${legendX + 6}" y2="${
-      legendY + 2
-    }" stroke="#111" stroke-width="3"/>`,
-    text(`x="${legendX + 16}" y="${legendY}" fill="#333"`, "target ratio"),
-    "</svg>",
-  );
-  return parts.join("\n") + "\n";
-}
+/** The method, as RESULTS.md explains it. */
+const METHOD = [
+  "Every server starts fresh for each scenario on a free port on 127.0.0.1, and the runner " +
+  "waits until it answers. Before measuring, it sends the scenario's request once with curl " +
+  "and checks the answer (status 200, or 303 for our board's posts, and each file's exact " +
+  "size; for the compressed file the Content-Encoding is noted), so a server that answers " +
+  "the wrong thing quickly is never reported as fast.",
+  "Floors (bench/reference/): `files_floor.ts`, a `Deno.serve` that reads the headers a file " +
+  "server must read and answers cached bytes (and cached gzip/br bodies) with a file " +
+  "server's headers; `tiny_listen_loop.ts` and `tiny_net_loop.mjs`, a bare accept, read, " +
+  "write, close loop in Deno and in Node.",
+  "Peers: nginx (one worker, `sendfile on`, `access_log off`; `gzip on`, `gzip_comp_level 1` " +
+  "for the compressed file), Caddy (`caddy file-server`, `GOMAXPROCS=1`; a Caddyfile with " +
+  "`encode { gzip 1 }` for the compressed file), lighttpd (one process), " +
+  "`python3 -m http.server`, Hono's `serveStatic` on Deno, and Node's `serve`, " +
+  "`http-server` and `sirv-cli` at exact versions, installed by the runner with npm into a " +
+  "temporary folder; the textbook's programs as rewritten in `bench/reference/`.",
+  "Files: the same generated files (500 B page, 15 KiB stylesheet, 100 KiB and 100 MiB " +
+  "random bytes) for every server.",
+  "The 100 MiB file is downloaded by one `curl` at a time, as a user downloads one big " +
+  "file. Earlier runs drove it with wrk (4 connections) and read about 1× nginx while a " +
+  "single curl read about 0.43×: wrk reads every response 8 KiB at a time (its fixed " +
+  "receive buffer, one read() call each, 12,800 per file, checked with strace) where curl " +
+  "reads up to 100 KiB, so wrk itself was the limit and every server looked alike.",
+  "Board: each server starts from the same generated messages. Post runs send urlencoded " +
+  "`message=...` forms to `POST /` from 32 connections, each run on a fresh copy of the " +
+  "data, so the store grows during a run (the row notes how far). Ours answers 303 only " +
+  "once the message is on disk (fsync); the textbook board answers with the whole page, " +
+  "and its saving mode rewrites the whole file without fsync after every post.",
+  "PostgreSQL rows: our board on a throwaway PostgreSQL the runner starts itself " +
+  "(`initdb` in a temp folder, `pg_ctl` on 127.0.0.1, `fsync = on`), seeded before every " +
+  "start with the same 1,000 messages, compared with the file store in the same scenario. " +
+  "With 2 processes, two wrk run at once with 16 connections each: Req/s is the sum, p50 " +
+  "and p99 the worse of the two, Peak RSS the larger process.",
+  "The servers of a scenario are measured in turns (run 1 of each, then run 2 of each, ...), " +
+  "so a change in the machine's load falls on all of them alike. Before the measured runs, " +
+  "one short run (not counted) warms each server up, except for post runs, which start " +
+  "from fresh data every turn. After every run the runner waits until the server answers " +
+  "a new request, so the next run does not start behind a queue.",
+];

@@ -1,29 +1,32 @@
 #!/usr/bin/env -S deno run --allow-all
 /**
- * The benchmark: our three servers against the servers our users know.
+ * The benchmark: our three servers against the runtime's floor and the servers our users
+ * would pick instead.
  *
  * ```sh
  * deno task bench                      # full run: writes bench/RESULTS.md, results.svg, results.json
+ * deno task bench --update-readme      # then: the README's summary from bench/results.json
  * deno task bench --quick              # 1 run of 2 s each, written to bench/out/
- * deno task bench --only files --runs 5 --duration 10
+ * deno task bench --only files-small --runs 5 --duration 10
  * ```
  *
- * For every scenario it starts each server on a free port on 127.0.0.1,
- * waits until it answers, warms it up, drives it with wrk for a bounded time
- * several times and keeps the median, reads the server's peak memory, and
- * stops it. References (nginx, `python3 -m http.server`, the textbook's
- * programs in bench/reference/) are skipped with a line when not installed,
- * and so is any of our scripts that does not exist yet. Every process it
- * started is stopped on error and on Ctrl-C. Needs wrk (`apt-get install wrk`).
+ * For every scenario it starts each server on a free port on 127.0.0.1, waits until it
+ * answers, checks its answer and warms it up; then drives the servers with wrk for a bounded
+ * time (or downloads the big file with curl, one at a time), in turns, several times, and
+ * keeps each one's median; reads each server's peak memory, and stops it. A peer that is not installed is skipped with a line,
+ * and so is any of our scripts that does not exist yet. Every process it started is stopped
+ * on error and on Ctrl-C. Needs wrk and curl (`apt-get install wrk curl`).
  *
- * It runs with --allow-all because it starts other programs (wrk, nginx,
- * python3, Deno); the servers themselves run with their own narrow flags.
+ * It runs with --allow-all because it starts other programs (wrk, curl, nginx, npm, ...);
+ * the servers themselves run with their own narrow flags.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { join, relative, resolve } from "node:path";
+import { chartTargets, renderSvgChart } from "./chart.ts";
+import { runCurl } from "./curl.ts";
 import {
   renderPgSeed,
   SITE_FILES,
@@ -47,31 +50,42 @@ import {
   waitUntilIdle,
 } from "./processes.ts";
 import {
-  type BenchReport,
-  computeRatios,
-  median,
+  estimateSeconds,
+  type PlannedStep,
+  Progress,
+  runsOf,
+} from "./progress.ts";
+import {
   README_MARKERS,
   renderReadmeSummary,
+  replaceBetween,
+} from "./readme.ts";
+import {
+  type BenchReport,
+  checkTargets,
+  computeRatios,
+  median,
   renderResultsMarkdown,
   renderResultsTable,
-  renderSvgChart,
   renderTargetsTable,
-  replaceBetween,
   type ScenarioResult,
   type ServerResult,
 } from "./report.ts";
 import {
-  chartTargets,
-  checkTargets,
   expectedStatus,
-  type LaunchContext,
-  OUR_BOARD_PG_1,
   renderPostScript,
   type ScenarioDef,
   SCENARIOS,
   selectScenarios,
-  type ServerDef,
+  TARGETS,
 } from "./scenarios.ts";
+import {
+  type LaunchContext,
+  NODE_PEER_VERSIONS,
+  OUR_BOARD_PG_1,
+  type ProbeContext,
+  type ServerDef,
+} from "./servers.ts";
 import { combineWrkResults, runWrk, type WrkResult } from "./wrk.ts";
 
 /** Settings of one benchmark run. */
@@ -88,8 +102,10 @@ export interface BenchOptions {
   only: string[];
   /** Folder holding server_tiny.ts, server_files.ts, message_board.ts. @default the repository root */
   serversDir: string;
-  /** Where RESULTS.md and results.svg go. @default bench/ for a full run, bench/out/ otherwise */
+  /** Where RESULTS.md, results.svg and results.json go. @default bench/ for a full run, bench/out/ otherwise */
   outDir: string;
+  /** Instead of measuring: rewrite the README's summary from `outDir`'s results.json. */
+  updateReadme: boolean;
 }
 
 const REPO_ROOT = new URL("../", import.meta.url).pathname;
@@ -97,27 +113,29 @@ const BENCH_DIR = new URL("./", import.meta.url).pathname;
 
 const HELP = `deno task bench [options]
 
-Runs every scenario against our servers and the references, prints the
+Runs every scenario against our servers, the floors and the peers, prints the
 tables, and writes RESULTS.md, results.svg and results.json.
 
-  --duration S   seconds per measured run (default 5)
-  --runs N       measured runs per server; the median is kept (default 3)
-  --threads N    wrk threads (default 2)
-  --warmup S     seconds of warm-up before measuring, 0 for none (default 1)
-  --only LIST    comma-separated scenario ids or prefixes (tiny, files, board,
-                 board-post...): ${
+  --duration S     seconds per measured run (default 5)
+  --runs N         measured runs per server; the median is kept (default 3)
+  --threads N      wrk threads (default 2)
+  --warmup S       seconds of warm-up before measuring, 0 for none (default 1)
+  --only LIST      comma-separated scenario ids or prefixes (tiny, files, board,
+                   board-post...): ${
   SCENARIOS.map((s) => s.id).join(", ").replace(
     /(.{40,}?), /g,
-    "$1,\n                 ",
+    "$1,\n                   ",
   )
 }
-  --quick        smoke check: 1 run of 2 s, 1 s warm-up
-  --servers DIR  folder with our three scripts (default: the repository root)
-  --out DIR      where to write RESULTS.md, results.svg and results.json
-                 (default bench/ for a full run, which also refreshes the
-                 README's summary; bench/out/ with --quick, --only or fewer or
-                 shorter runs, so published results always come from a full run)
-  --help         this text
+  --quick          smoke check: 1 run of 2 s, 1 s warm-up
+  --servers DIR    folder with our scripts (default: the repository root)
+  --out DIR        where to write RESULTS.md, results.svg and results.json
+                   (default bench/ for a full run; bench/out/ with --quick,
+                   --only or fewer or shorter runs, so published results
+                   always come from a full run)
+  --update-readme  measure nothing: write the README's summary from the
+                   results.json in --out (default bench/)
+  --help           this text
 `;
 
 /** Reads the command line into options; throws on a bad value. */
@@ -133,6 +151,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
       quick: { type: "boolean", default: false },
       servers: { type: "string" },
       out: { type: "string" },
+      "update-readme": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
   });
@@ -153,12 +172,11 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   const quick = values.quick;
   const duration = number("duration", values.duration, quick ? 2 : 5, 1);
   const runs = Math.round(number("runs", values.runs, quick ? 1 : 3, 1));
-  const only = (values.only ?? []).flatMap((list) => list.split(",")).map((s) =>
-    s.trim()
-  ).filter(
-    Boolean,
-  );
-  const complete = !quick && only.length === 0 && duration >= 5 && runs >= 3;
+  const only = (values.only ?? []).flatMap((list) => list.split(","))
+    .map((s) => s.trim()).filter(Boolean);
+  const updateReadme = values["update-readme"];
+  const complete = updateReadme ||
+    (!quick && only.length === 0 && duration >= 5 && runs >= 3);
   return {
     duration,
     runs,
@@ -167,6 +185,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
     only,
     serversDir: values.servers ?? REPO_ROOT,
     outDir: values.out ?? (complete ? BENCH_DIR : join(BENCH_DIR, "out")),
+    updateReadme,
   };
 }
 
@@ -179,6 +198,7 @@ function log(line: string): void {
 interface Prepared {
   tempDir: string;
   siteDir: string;
+  toolsDir: string;
   /** Message count -> JSON Lines seed file. */
   seeds: Map<number, string>;
   /** Scenario id -> generated wrk script. */
@@ -187,9 +207,51 @@ interface Prepared {
   postgres?: PgServer;
 }
 
+/** One server to measure in one scenario, found available. */
+interface Step {
+  scenario: ScenarioDef;
+  server: ServerDef;
+}
+
+/**
+ * Asks every server of the selected scenarios whether it can run here (each once: this
+ * installs the Node peers), prints a line for each that cannot, and returns the rest.
+ */
+async function planSteps(
+  scenarios: ScenarioDef[],
+  probe: ProbeContext,
+  skipped: string[],
+): Promise<Step[]> {
+  const reasons = new Map<ServerDef, Promise<string | null>>();
+  if (scenarios.some((s) => s.servers.some((server) => server.javascript))) {
+    log(
+      `installing ${
+        Object.entries(NODE_PEER_VERSIONS).map(([n, v]) => `${n}@${v}`).join(
+          ", ",
+        )
+      } with npm into ${probe.toolsDir}`,
+    );
+  }
+  const steps: Step[] = [];
+  for (const scenario of scenarios) {
+    for (const server of scenario.servers) {
+      if (!reasons.has(server)) reasons.set(server, server.unavailable(probe));
+      const reason = await reasons.get(server)!;
+      if (reason) {
+        log(`skipped ${server.label} in ${scenario.id}: ${reason}`);
+        skipped.push(`${scenario.title}: ${server.label} skipped, ${reason}.`);
+      } else {
+        steps.push({ scenario, server });
+      }
+    }
+  }
+  return steps;
+}
+
 async function prepareData(
   tempDir: string,
   scenarios: ScenarioDef[],
+  steps: Step[],
   serversDir: string,
 ): Promise<Prepared> {
   const siteDir = join(tempDir, "site");
@@ -218,35 +280,31 @@ async function prepareData(
     await Deno.writeTextFile(script, renderPostScript(scenario.postBody));
     scripts.set(scenario.id, script);
   }
-  const prepared: Prepared = { tempDir, siteDir, seeds, scripts };
-  const pgScenario = scenarios.find((s) =>
-    s.servers.some((server) => server.postgres)
-  );
-  if (pgScenario) {
-    const pgServer = pgScenario.servers.find((server) => server.postgres)!;
-    if (await pgServer.unavailable(serversDir) === null) {
-      log("starting a throwaway PostgreSQL (initdb, pg_ctl on 127.0.0.1)");
-      try {
-        postgres = await startPostgres();
-        // One board start creates the tables, which the seeding then fills before each start.
-        const context = await newContext(
-          { ...prepared, postgres },
-          pgScenario,
-          serversDir,
-        );
-        await stopServer(
-          await startServer(await OUR_BOARD_PG_1.launch(context)),
-        );
-        prepared.postgres = postgres;
-      } catch (error) {
-        if (interrupted) throw error;
-        // The other scenarios still run; each PostgreSQL row fails with a line saying why.
-        log(
-          `PostgreSQL could not be set up: ${
-            error instanceof Error ? error.message : error
-          }`,
-        );
-      }
+  const toolsDir = join(tempDir, "npm");
+  const prepared: Prepared = { tempDir, siteDir, toolsDir, seeds, scripts };
+  const pgStep = steps.find((s) => s.server.postgres);
+  if (pgStep) {
+    log("starting a throwaway PostgreSQL (initdb, pg_ctl on 127.0.0.1)");
+    try {
+      postgres = await startPostgres();
+      // One board start creates the tables, which the seeding then fills before each start.
+      const context = await newContext(
+        { ...prepared, postgres },
+        pgStep.scenario,
+        serversDir,
+      );
+      await stopServer(
+        await startServer(await OUR_BOARD_PG_1.launch(context)),
+      );
+      prepared.postgres = postgres;
+    } catch (error) {
+      if (interrupted) throw error;
+      // The other scenarios still run; each PostgreSQL row fails with a line saying why.
+      log(
+        `PostgreSQL could not be set up: ${
+          error instanceof Error ? error.message : error
+        }`,
+      );
     }
   }
   return prepared;
@@ -280,20 +338,20 @@ async function newContext(
   prepared: Prepared,
   scenario: ScenarioDef,
   serversDir: string,
-) {
+): Promise<LaunchContext> {
   const workDir = join(prepared.tempDir, `start-${++startCount}`);
   await Deno.mkdir(workDir);
-  const context: LaunchContext = {
+  return {
     port: findFreePort(),
     serversDir,
     siteDir: prepared.siteDir,
     workDir,
+    toolsDir: prepared.toolsDir,
     seedFile: scenario.boardMessages
       ? prepared.seeds.get(scenario.boardMessages)
       : undefined,
     databaseUrl: prepared.postgres?.url,
   };
-  return context;
 }
 
 async function countLines(path: string): Promise<number> {
@@ -313,7 +371,7 @@ async function wrkRun(
   ports: number[],
   duration: number,
   threads: number,
-) {
+): Promise<WrkResult> {
   const connections = Math.floor(scenario.connections / ports.length);
   const results = await Promise.all(ports.map((port) =>
     runWrk({
@@ -332,41 +390,63 @@ async function wrkRun(
   return combineWrkResults(results);
 }
 
+/** One download with curl, as a one-request wrk report (its time is the latency). */
+async function curlRun(
+  scenario: ScenarioDef,
+  port: number,
+): Promise<WrkResult> {
+  const result = await runCurl({
+    url: `http://127.0.0.1:${port}${scenario.path}`,
+    timeout: scenario.timeout,
+    headers: scenario.headers,
+  }, track);
+  const ms = result.seconds * 1000;
+  return {
+    requests: 1,
+    seconds: result.seconds,
+    requestsPerSec: 1 / result.seconds,
+    bytesPerSec: result.bytesPerSec,
+    latencyAvgMs: ms,
+    latencyP50Ms: ms,
+    latencyP90Ms: ms,
+    latencyP99Ms: ms,
+    errors: result.status >= 400 || result.bytes !== scenario.expectBytes
+      ? 1
+      : 0,
+  };
+}
+
 /**
- * Sends the scenario's request once and checks the answer (status, and the
- * body length for files), so a server that answers the wrong thing fast is
- * never measured as fast.
+ * Sends the scenario's request once with curl and checks the answer (status, and the body
+ * length for files), so a server that answers the wrong thing fast is never measured as
+ * fast. Resolves the answer's Content-Encoding ("" for none).
  */
 async function checkAnswer(
   scenario: ScenarioDef,
   server: ServerDef,
   port: number,
-): Promise<void> {
-  const url = `http://127.0.0.1:${port}${scenario.path}`;
-  const post = scenario.postBody !== undefined;
-  const response = await fetch(url, {
-    method: post ? "POST" : "GET",
-    headers: post
-      ? { "content-type": "application/x-www-form-urlencoded" }
-      : {},
-    body: scenario.postBody,
-    redirect: "manual",
-    signal: AbortSignal.timeout(scenario.timeout * 1000),
-  });
-  let bytes = 0;
-  for await (const chunk of response.body ?? []) bytes += chunk.length;
+): Promise<string> {
+  const answer = await runCurl({
+    url: `http://127.0.0.1:${port}${scenario.path}`,
+    timeout: scenario.timeout,
+    headers: scenario.headers,
+    form: scenario.postBody,
+  }, track);
   const expected = expectedStatus(scenario, server);
-  const request = `${post ? "POST" : "GET"} ${scenario.path}`;
-  if (response.status !== expected) {
+  const request = `${scenario.postBody ? "POST" : "GET"} ${scenario.path}`;
+  if (answer.status !== expected) {
     throw new Error(
-      `${request} answered ${response.status}, expected ${expected}`,
+      `${request} answered ${answer.status}, expected ${expected}`,
     );
   }
-  if (scenario.expectBytes !== undefined && bytes !== scenario.expectBytes) {
+  if (
+    scenario.expectBytes !== undefined && answer.bytes !== scenario.expectBytes
+  ) {
     throw new Error(
-      `${request} sent ${bytes} bytes, expected ${scenario.expectBytes}`,
+      `${request} sent ${answer.bytes} bytes, expected ${scenario.expectBytes}`,
     );
   }
+  return answer.encoding;
 }
 
 function describeRun(result: WrkResult): string {
@@ -380,127 +460,259 @@ function describeRun(result: WrkResult): string {
   } req/s, ${mib} MiB/s${p99}${errors}`;
 }
 
-/** Runs one scenario against one server: warm-up, measured runs, peak memory. */
-async function measureServer(
+/** One server being measured in one scenario: its processes and what its runs gathered. */
+interface Measurement {
+  step: Step;
+  /** Its place in the plan, for the progress lines. */
+  index: number;
+  contexts: LaunchContext[];
+  servers: RunningServer[];
+  runs: WrkResult[];
+  peak: number | null;
+  encoding: string;
+  storedAtEnd: number;
+  lost: number;
+  /** Why it stopped early; its figures are then left out. */
+  failed?: string;
+}
+
+/**
+ * Starts a server's processes (after seeding the database when `seed`), checks the answer
+ * of each, and warms them up unless the scenario starts fresh for every run.
+ */
+async function startMeasurement(
   options: BenchOptions,
   prepared: Prepared,
-  scenario: ScenarioDef,
-  server: ServerDef,
-): Promise<ServerResult> {
-  const runs: WrkResult[] = [];
-  let peak: number | null = null;
-  let storedAtEnd = 0;
-  let lost = 0;
-  const starts = scenario.freshEachRun ? options.runs : 1;
-  const instances = server.instances ?? 1;
-  const databaseUrl = prepared.postgres?.url;
-  for (let start = 0; start < starts; start++) {
-    const contexts: LaunchContext[] = [];
-    for (let i = 0; i < instances; i++) {
-      contexts.push(await newContext(prepared, scenario, options.serversDir));
+  m: Measurement,
+  seed: boolean,
+): Promise<void> {
+  const { scenario, server } = m.step;
+  m.contexts = [];
+  for (let i = 0; i < (server.instances ?? 1); i++) {
+    m.contexts.push(await newContext(prepared, scenario, options.serversDir));
+  }
+  if (seed) await seedDatabase(prepared, scenario);
+  for (const context of m.contexts) {
+    m.servers.push(await startServer(await server.launch(context)));
+  }
+  const ports = m.contexts.map((c) => c.port);
+  for (const port of ports) {
+    m.encoding = await checkAnswer(scenario, server, port);
+  }
+  if (
+    !scenario.freshEachRun && scenario.client !== "curl" && options.warmup > 0
+  ) {
+    await wrkRun(prepared, scenario, ports, options.warmup, options.threads);
+    await Promise.all(m.servers.map(waitUntilIdle));
+  }
+}
+
+/** Loads the scenario's messages into the throwaway database (our PostgreSQL boards). */
+async function seedDatabase(prepared: Prepared, scenario: ScenarioDef) {
+  if (prepared.postgres === undefined) {
+    throw new Error("the throwaway PostgreSQL is not running");
+  }
+  await runPsql(
+    prepared.postgres.url,
+    renderPgSeed(scenario.boardMessages ?? 0),
+  );
+}
+
+/** One measured run: wrk for the scenario's duration, or one curl download. */
+async function measureRun(
+  options: BenchOptions,
+  prepared: Prepared,
+  m: Measurement,
+): Promise<void> {
+  const { scenario } = m.step;
+  const ports = m.contexts.map((c) => c.port);
+  const result = scenario.client === "curl"
+    ? await curlRun(scenario, ports[0])
+    : await wrkRun(
+      prepared,
+      scenario,
+      ports,
+      options.duration,
+      options.threads,
+    );
+  await Promise.all(m.servers.map(waitUntilIdle));
+  log(`    ${describeRun(result)}`);
+  if (result.errors > result.requests / 100) {
+    log(
+      `    WARNING: ${result.errors} errors for ${result.requests} answers: this figure is not a fair one`,
+    );
+  }
+  m.runs.push(result);
+}
+
+/**
+ * Reads the peak memory and stops the processes; after posts, checks that every post
+ * answered as stored is in the data file or table.
+ */
+async function stopMeasurement(
+  prepared: Prepared,
+  m: Measurement,
+): Promise<void> {
+  const { scenario, server } = m.step;
+  try {
+    // Several processes: the largest of them (each holds the same page and pool).
+    for (const running of m.servers) {
+      const memory = await readPeakMemory(running);
+      if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
     }
-    const context = contexts[0];
-    const ports = contexts.map((c) => c.port);
-    if (server.postgres) {
-      if (databaseUrl === undefined) {
-        throw new Error("the throwaway PostgreSQL is not running");
-      }
-      await runPsql(databaseUrl, renderPgSeed(scenario.boardMessages ?? 0));
-    }
-    const servers: RunningServer[] = [];
-    const idle = () => Promise.all(servers.map(waitUntilIdle));
-    try {
-      for (const c of contexts) {
-        servers.push(await startServer(await server.launch(c)));
-      }
-      for (const port of ports) await checkAnswer(scenario, server, port);
-      if (!scenario.freshEachRun && options.warmup > 0) {
-        await wrkRun(
-          prepared,
-          scenario,
-          ports,
-          options.warmup,
-          options.threads,
-        );
-        await idle();
-      }
-      for (let i = 0; i < (scenario.freshEachRun ? 1 : options.runs); i++) {
-        const result = await wrkRun(
-          prepared,
-          scenario,
-          ports,
-          options.duration,
-          options.threads,
-        );
-        await idle();
-        log(`    run ${runs.length + 1}: ${describeRun(result)}`);
-        if (result.errors > result.requests / 100) {
-          log(
-            `    WARNING: ${result.errors} errors for ${result.requests} answers: this figure is not a fair one`,
-          );
-        }
-        runs.push(result);
-      }
-      // Several processes: the largest of them (each holds the same page and pool).
-      for (const running of servers) {
-        const memory = await readPeakMemory(running);
-        if (memory !== null) peak = Math.max(peak ?? 0, memory);
-      }
-    } finally {
-      await Promise.all(servers.map(stopServer));
-    }
-    if (
-      scenario.postBody !== undefined && scenario.boardMessages !== undefined
-    ) {
-      // The check's one post per process, plus every post wrk saw answered.
-      const acknowledged = scenario.boardMessages + instances +
-        runs.at(-1)!.requests;
-      let stored = acknowledged;
-      if (server.ourBoard) {
-        // Every 303 means "stored": the file or table must hold every acknowledged post.
-        stored = server.postgres
-          ? await countPgMessages(databaseUrl!)
-          : await countLines(join(context.workDir, "messages.jsonl"));
-        if (stored < acknowledged) {
-          log(
-            `    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`,
-          );
-          lost += acknowledged - stored;
-        }
-      }
-      storedAtEnd = Math.max(storedAtEnd, stored);
+  } finally {
+    await Promise.all(m.servers.map(stopServer));
+    m.servers = [];
+  }
+  if (scenario.postBody === undefined || scenario.boardMessages === undefined) {
+    return;
+  }
+  // The check's one post per process, plus every post wrk saw answered.
+  const acknowledged = scenario.boardMessages + m.contexts.length +
+    m.runs.at(-1)!.requests;
+  let stored = acknowledged;
+  if (server.ourBoard) {
+    // Every 303 means "stored": the file or table must hold every acknowledged post.
+    stored = server.postgres
+      ? await countPgMessages(prepared.postgres!.url)
+      : await countLines(join(m.contexts[0].workDir, "messages.jsonl"));
+    if (stored < acknowledged) {
+      log(
+        `    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`,
+      );
+      m.lost += acknowledged - stored;
     }
   }
+  m.storedAtEnd = Math.max(m.storedAtEnd, stored);
+}
+
+/** A measurement's medians and notes, as the report shows them. */
+function summarize(m: Measurement): ServerResult {
+  const { scenario, server } = m.step;
+  const runs = m.runs;
   const medianOf = (pick: (r: WrkResult) => number | null) => {
     const values = runs.map(pick).filter((v): v is number => v !== null);
     return values.length ? median(values) : null;
   };
+  const metric = (r: WrkResult) =>
+    scenario.metric === "bytes" ? r.bytesPerSec : r.requestsPerSec;
+  const compressed = scenario.headers?.some((h) =>
+    /^accept-encoding:/i.test(h)
+  );
+  const instances = server.instances ?? 1;
   return {
     key: server.key,
     label: server.label,
     role: server.role,
+    javascript: server.javascript,
     runs: runs.length,
-    samples: runs.map((r) => r.requestsPerSec),
+    samples: runs.map(metric),
     requestsPerSec: medianOf((r) => r.requestsPerSec)!,
     bytesPerSec: medianOf((r) => r.bytesPerSec)!,
+    bytesPerResponse: scenario.client === "curl"
+      ? scenario.expectBytes ?? null
+      : medianOf((r) =>
+        r.requests > 0 ? r.bytesPerSec / r.requestsPerSec : null
+      ),
     p50Ms: medianOf((r) => r.latencyP50Ms),
     p99Ms: medianOf((r) => r.latencyP99Ms),
-    peakMemoryBytes: peak,
+    peakMemoryBytes: m.peak,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     note: [
+      compressed ? m.encoding || "not compressed" : "",
       instances > 1
         ? `${instances} wrk at once, req/s summed, p50/p99 the worse`
         : "",
-      storedAtEnd
+      m.storedAtEnd
         ? `${scenario.boardMessages!.toLocaleString("en-US")} → ${
-          storedAtEnd.toLocaleString("en-US")
-        } stored${lost ? `, ${lost} acknowledged posts LOST` : ""}`
+          m.storedAtEnd.toLocaleString("en-US")
+        } stored${m.lost ? `, ${m.lost} acknowledged posts LOST` : ""}`
         : "",
     ].filter(Boolean).join("; ") || undefined,
   };
 }
 
-async function readMachine(): Promise<BenchReport["machine"]> {
+/**
+ * Measures every server of one scenario, taking them in turns: run 1 of each, then run 2
+ * of each, and so on, so that a change in the machine's load (other work, a noisy
+ * neighbour) falls on all of them alike rather than on whoever ran at that moment. Where
+ * the data must be fresh for every run, each turn starts the server anew.
+ */
+async function measureScenario(
+  options: BenchOptions,
+  prepared: Prepared,
+  measurements: Measurement[],
+  progress: Progress,
+  skipped: string[],
+): Promise<ServerResult[]> {
+  const scenario = measurements[0].step.scenario;
+  const runCount = runsOf(scenario, options.runs);
+  const attempt = async (m: Measurement, work: () => Promise<void>) => {
+    if (m.failed) return;
+    try {
+      await work();
+    } catch (error) {
+      if (interrupted) throw error;
+      m.failed = error instanceof Error ? error.message : String(error);
+      log(`  FAILED ${m.step.server.label}: ${m.failed}`);
+      progress.complete(m.index, runCount - m.runs.length);
+      await Promise.all(m.servers.map(stopServer));
+      m.servers = [];
+    }
+  };
+  const measure = (m: Measurement) =>
+    attempt(m, async () => {
+      log(progress.line(m.index, m.runs.length + 1));
+      await measureRun(options, prepared, m);
+      progress.complete(m.index);
+    });
+  if (scenario.freshEachRun) {
+    for (let run = 0; run < runCount; run++) {
+      for (const m of measurements) {
+        await attempt(
+          m,
+          () =>
+            startMeasurement(options, prepared, m, !!m.step.server.postgres),
+        );
+        await measure(m);
+        await attempt(m, () => stopMeasurement(prepared, m));
+      }
+    }
+  } else {
+    // One seeding for the whole scenario: the servers on the database run side by side.
+    let seeded = false;
+    for (const m of measurements) {
+      const seed: boolean = !!m.step.server.postgres && !seeded;
+      await attempt(m, () => startMeasurement(options, prepared, m, seed));
+      seeded ||= seed;
+    }
+    for (let run = 0; run < runCount; run++) {
+      for (const m of measurements) await measure(m);
+    }
+    for (const m of measurements) {
+      await attempt(m, () => stopMeasurement(prepared, m));
+    }
+  }
+  for (const m of measurements) {
+    if (m.failed) {
+      skipped.push(
+        `${scenario.title}: ${m.step.server.label} failed, ${
+          m.failed.split("\n")[0]
+        }`,
+      );
+    }
+  }
+  return measurements.filter((m) => !m.failed).map(summarize);
+}
+
+async function readLoadAverage(): Promise<number> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "0");
+  return Number(text.split(" ")[0]) || 0;
+}
+
+async function readMachine(
+  loadAtStart: number,
+): Promise<BenchReport["machine"]> {
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
   const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
   const memoryKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0);
@@ -510,6 +722,7 @@ async function readMachine(): Promise<BenchReport["machine"]> {
       "unknown CPU",
     memoryBytes: memoryKiB * 1024,
     kernel: Deno.osRelease(),
+    loadAverage: [loadAtStart, await readLoadAverage()],
   };
 }
 
@@ -524,8 +737,7 @@ async function versionOf(
       args,
       stdout: "piped",
       stderr: "piped",
-    })
-      .output();
+    }).output();
     const text = new TextDecoder().decode(stdout) +
       new TextDecoder().decode(stderr);
     return pattern.exec(text)?.[1] ?? "unknown";
@@ -537,9 +749,20 @@ async function versionOf(
 async function readVersions(): Promise<Record<string, string>> {
   return {
     Deno: Deno.version.deno,
+    Node: await versionOf("node", ["--version"], /v(\S+)/),
     nginx: await versionOf("nginx", ["-v"], /nginx\/(\S+)/),
+    Caddy: await versionOf("caddy", ["version"], /v?(\d\S*)/),
+    lighttpd: await versionOf("lighttpd", ["-v"], /lighttpd\/(\S+)/),
     Python: await versionOf("python3", ["--version"], /Python (\S+)/),
     wrk: await versionOf("wrk", ["-v"], /wrk (\S+)/),
+    curl: await versionOf("curl", ["--version"], /curl (\S+)/),
+    ...NODE_PEER_VERSIONS,
+    // The exact version its script imports.
+    hono: /npm:hono@([\d.]+)/.exec(
+      await Deno.readTextFile(
+        new URL("./reference/hono_static.ts", import.meta.url),
+      ),
+    )?.[1] ?? "unknown",
   };
 }
 
@@ -547,7 +770,7 @@ async function readVersions(): Promise<Record<string, string>> {
 async function formatFiles(paths: string[]): Promise<void> {
   const { code, stderr } = await new Deno.Command(Deno.execPath(), {
     // --no-config: deno.json excludes bench/out/, where partial runs write.
-    args: ["fmt", "--quiet", "--no-config", "--line-width", "100", ...paths],
+    args: ["fmt", "--quiet", "--no-config", ...paths],
     stdout: "null",
     stderr: "piped",
   }).output();
@@ -566,6 +789,7 @@ export async function runBenchmark(
   command: string,
 ): Promise<BenchReport> {
   const started = Date.now();
+  const loadAtStart = await readLoadAverage();
   const scenarios = selectScenarios(SCENARIOS, options.only);
   const tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
   tempDirs.add(tempDir);
@@ -574,46 +798,56 @@ export async function runBenchmark(
   const skipped: string[] = [];
   const results: ScenarioResult[] = [];
   try {
-    const prepared = await prepareData(tempDir, scenarios, options.serversDir);
+    const probe = {
+      serversDir: options.serversDir,
+      toolsDir: join(tempDir, "npm"),
+    };
+    const steps = await planSteps(scenarios, probe, skipped);
+    const prepared = await prepareData(
+      tempDir,
+      scenarios,
+      steps,
+      options.serversDir,
+    );
+    const plan: PlannedStep[] = steps.map(({ scenario, server }) => ({
+      scenario: scenario.id,
+      server: server.label,
+      runs: runsOf(scenario, options.runs),
+      seconds: estimateSeconds(scenario, options),
+    }));
+    const progress = new Progress(plan);
     for (const scenario of scenarios) {
       log(`\n${scenario.title} (${scenario.load})`);
-      const scenarioResult: ScenarioResult = {
+      const measurements = steps.flatMap((step, index): Measurement[] =>
+        step.scenario === scenario
+          ? [{
+            step,
+            index,
+            contexts: [],
+            servers: [],
+            runs: [],
+            peak: null,
+            encoding: "",
+            storedAtEnd: 0,
+            lost: 0,
+          }]
+          : []
+      );
+      results.push({
         id: scenario.id,
         title: scenario.title,
         load: scenario.load,
         metric: scenario.metric,
-        results: [],
-      };
-      for (const server of scenario.servers) {
-        const reason = await server.unavailable(options.serversDir);
-        if (reason) {
-          log(`  skipped ${server.label}: ${reason}`);
-          skipped.push(
-            `${scenario.title}: ${server.label} skipped, ${reason}.`,
-          );
-          continue;
-        }
-        log(`  ${server.label}`);
-        try {
-          const began = Date.now();
-          scenarioResult.results.push(
-            await measureServer(options, prepared, scenario, server),
-          );
-          log(`    (${((Date.now() - began) / 1000).toFixed(1)} s)`);
-        } catch (error) {
-          if (interrupted) throw error;
-          const message = error instanceof Error
-            ? error.message
-            : String(error);
-          log(`  FAILED ${server.label}: ${message}`);
-          skipped.push(
-            `${scenario.title}: ${server.label} failed, ${
-              message.split("\n")[0]
-            }`,
-          );
-        }
-      }
-      results.push(scenarioResult);
+        results: measurements.length
+          ? await measureScenario(
+            options,
+            prepared,
+            measurements,
+            progress,
+            skipped,
+          )
+          : [],
+      });
     }
   } finally {
     await stopAll();
@@ -621,7 +855,7 @@ export async function runBenchmark(
   }
   return {
     date: new Date(started).toISOString(),
-    machine: await readMachine(),
+    machine: await readMachine(loadAtStart),
     versions: await readVersions(),
     command,
     settings: {
@@ -630,10 +864,31 @@ export async function runBenchmark(
       threads: options.threads,
     },
     scenarios: results,
-    targets: checkTargets(results),
+    targets: checkTargets(TARGETS, results),
     skipped,
     elapsedSeconds: (Date.now() - started) / 1000,
   };
+}
+
+/** Rewrites the README's summary from `outDir`'s results.json. */
+async function updateReadme(outDir: string): Promise<void> {
+  const report: BenchReport = JSON.parse(
+    await Deno.readTextFile(join(outDir, "results.json")),
+  );
+  const readmePath = join(REPO_ROOT, "README.md");
+  const { start, end } = README_MARKERS;
+  const updated = replaceBetween(
+    await Deno.readTextFile(readmePath),
+    start,
+    end,
+    renderReadmeSummary(report),
+  );
+  if (updated === null) {
+    throw new Error(`README.md has no "${start}" ... "${end}" lines`);
+  }
+  await Deno.writeTextFile(readmePath, updated);
+  await formatFiles([readmePath]);
+  console.log(`Wrote the summary of the ${report.date} run into README.md.`);
 }
 
 async function main(): Promise<void> {
@@ -642,10 +897,14 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const wrk = await versionOf("wrk", ["-v"], /wrk (\S+)/);
-  if (wrk === "not installed") {
-    console.error("wrk is not installed: apt-get install wrk");
-    Deno.exit(1);
+  if (options.updateReadme) return await updateReadme(options.outDir);
+  for (
+    const [tool, args] of [["wrk", ["-v"]], ["curl", ["--version"]]] as const
+  ) {
+    if (await versionOf(tool, [...args], /(.)/) === "not installed") {
+      console.error(`${tool} is not installed: apt-get install ${tool}`);
+      Deno.exit(1);
+    }
   }
   const stop = async (signal: Deno.Signal) => {
     interrupted = true;
@@ -664,50 +923,22 @@ async function main(): Promise<void> {
   await Deno.mkdir(options.outDir, { recursive: true });
   const resultsPath = join(options.outDir, "RESULTS.md");
   const chartPath = join(options.outDir, chartFile);
+  const jsonPath = join(options.outDir, "results.json");
   await Deno.writeTextFile(
     resultsPath,
     renderResultsMarkdown(report, chartFile),
   );
   // The raw figures too, for anyone who wants to draw their own comparison.
-  await Deno.writeTextFile(
-    join(options.outDir, "results.json"),
-    JSON.stringify(report, null, 2) + "\n",
-  );
+  await Deno.writeTextFile(jsonPath, JSON.stringify(report, null, 2) + "\n");
   await Deno.writeTextFile(
     chartPath,
     renderSvgChart(
       computeRatios(report.scenarios),
-      "Our servers against the references",
-      chartTargets(),
+      "Our servers against the floors and the peers",
+      chartTargets(TARGETS, report.scenarios),
     ),
   );
-
-  const written = [
-    resultsPath,
-    chartPath,
-    join(options.outDir, "results.json"),
-  ];
-  if (resolve(options.outDir) === resolve(BENCH_DIR)) {
-    // A full run into bench/ also refreshes the README's summary, so the two always agree.
-    const readmePath = join(REPO_ROOT, "README.md");
-    const readme = await Deno.readTextFile(readmePath);
-    const { start, end } = README_MARKERS;
-    const updated = replaceBetween(
-      readme,
-      start,
-      end,
-      renderReadmeSummary(report),
-    );
-    if (updated === null) {
-      log(
-        `README.md has no "${start}" ... "${end}" lines: its summary was not updated`,
-      );
-    } else {
-      await Deno.writeTextFile(readmePath, updated);
-      written.push(readmePath);
-    }
-  }
-  await formatFiles(written);
+  await formatFiles([resultsPath, chartPath, jsonPath]);
 
   // Print the tables as written, columns aligned by deno fmt.
   const results = await Deno.readTextFile(resultsPath);
@@ -724,7 +955,10 @@ async function main(): Promise<void> {
   console.log(
     `\nWrote ${where(resultsPath)}, ${where(chartPath)} and results.json in ${
       Math.round(report.elapsedSeconds)
-    } s.`,
+    } s.` +
+      (resolve(options.outDir) === resolve(BENCH_DIR)
+        ? " `deno task bench --update-readme` puts its summary into README.md."
+        : ""),
   );
 }
 

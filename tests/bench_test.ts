@@ -1,45 +1,69 @@
-// The pure parts of the benchmark runner (bench/): reading wrk's report,
-// the tables, RESULTS.md, the SVG chart, targets, fixtures and the command
-// line. No network and no wrk here: the benchmark itself never runs in tests.
+// The pure parts of the benchmark runner (bench/): reading wrk's and curl's
+// reports, the tables, RESULTS.md, the SVG chart, targets, progress lines,
+// server configs, fixtures and the command line. No network and no wrk here:
+// the benchmark itself never runs in tests.
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { chartTargets, chartTicks, renderSvgChart } from "../bench/chart.ts";
+import { curlArgs, parseCurlWriteOut } from "../bench/curl.ts";
 import {
   formatMessageLine,
   messageText,
   renderPgSeed,
   renderSmallPage,
+  renderStylesheet,
   writeBoardData,
 } from "../bench/fixtures.ts";
 import { parseVmHwm } from "../bench/processes.ts";
 import {
+  estimateSeconds,
+  formatTimeLeft,
+  Progress,
+  progressLine,
+  runsOf,
+  secondsLeft,
+} from "../bench/progress.ts";
+import {
+  fastestLine,
+  README_MARKERS,
+  renderReadmeSummary,
+  replaceBetween,
+} from "../bench/readme.ts";
+import {
   type BenchReport,
-  chartTicks,
+  checkTargets,
   computeRatios,
+  describeLoad,
+  fastestServer,
+  formatKilo,
   formatLatency,
   formatMemory,
   formatRate,
   formatRatio,
+  formatSize,
+  formatSpread,
   median,
-  README_MARKERS,
-  renderReadmeSummary,
   renderResultsMarkdown,
   renderResultsTable,
-  renderSvgChart,
   renderTargetsTable,
-  replaceBetween,
   type ScenarioResult,
   type ServerResult,
+  type TargetDef,
 } from "../bench/report.ts";
 import { parseBenchArgs } from "../bench/run.ts";
 import {
-  checkTargets,
   expectedStatus,
   POST_BODY,
-  renderNginxConfig,
   renderPostScript,
   SCENARIOS,
   selectScenarios,
+  TARGETS,
 } from "../bench/scenarios.ts";
+import {
+  renderCaddyfile,
+  renderLighttpdConfig,
+  renderNginxConfig,
+} from "../bench/servers.ts";
 import {
   combineWrkResults,
   parseWrkCount,
@@ -276,13 +300,23 @@ Deno.test("median, and the number formats used in the tables", () => {
     [formatMemory(52_428_800), "50.0 MiB"],
     [formatRate(1863.7 * 1024 ** 2), "1,863.7"],
     [formatMemory(null), "–"],
+    [formatKilo(56013.11), "56.0k"],
+    [formatKilo(950), "950"],
+    [formatSize(5123.4), "5,123 B"],
+    [formatSize(102_687.4), "102,687 B"],
+    [formatSize(104_857_600), "100.0 MiB"],
+    [formatSize(null), "–"],
+    [formatSpread([52_100, 55_300, 54_000], "requests"), "52.1k–55.3k"],
+    [formatSpread([900, 900], "requests"), "900"],
+    [formatSpread([1024 ** 3, 2 * 1024 ** 3], "bytes"), "1,024.0–2,048.0"],
+    [formatSpread([], "requests"), "–"],
   ];
   for (const [actual, expected] of cases) assert.equal(actual, expected);
 });
 
 function server(
   key: string,
-  role: "ours" | "reference",
+  role: ServerResult["role"],
   requestsPerSec: number,
   extra: Partial<ServerResult> = {},
 ) {
@@ -291,8 +325,10 @@ function server(
     label: key === "ours" ? "server_files.ts" : key,
     role,
     runs: 3,
+    samples: [requestsPerSec * 0.9, requestsPerSec, requestsPerSec * 1.1],
     requestsPerSec,
     bytesPerSec: requestsPerSec * 1000,
+    bytesPerResponse: 1000,
     p50Ms: 0.4,
     p99Ms: 4.5,
     peakMemoryBytes: 40 * 1024 ** 2,
@@ -309,8 +345,9 @@ const SCENARIO_RESULTS: ScenarioResult[] = [
     metric: "requests",
     results: [
       server("ours", "ours", 45_000),
-      server("nginx", "reference", 50_000),
-      server("python", "reference", 900),
+      server("floor", "floor", 47_000),
+      server("nginx", "peer", 50_000),
+      server("python", "peer", 900),
     ],
   },
   {
@@ -321,105 +358,248 @@ const SCENARIO_RESULTS: ScenarioResult[] = [
     // Fewer requests but more bytes: the ratio must follow the bytes.
     results: [
       server("ours", "ours", 10, { bytesPerSec: 900e6 }),
-      server("nginx", "reference", 20, { bytesPerSec: 1000e6 }),
+      server("nginx", "peer", 20, { bytesPerSec: 1000e6 }),
     ],
   },
 ];
 
-Deno.test("computeRatios divides ours by every reference on the scenario's figure", () => {
+Deno.test("computeRatios divides ours by every floor and peer on the scenario's figure", () => {
   const ratios = computeRatios(SCENARIO_RESULTS);
   assert.deepEqual(
-    ratios.map((r) => [r.scenario, r.reference, Number(r.value.toFixed(3))]),
+    ratios.map((
+      r,
+    ) => [r.scenario, r.reference, r.role, Number(r.value.toFixed(3))]),
     [
-      ["Files, 500 B page", "nginx", 0.9],
-      ["Files, 500 B page", "python", 50],
-      ["Files, 100 MiB file", "nginx", 0.9],
+      ["Files, 500 B page", "floor", "floor", 0.957],
+      ["Files, 500 B page", "nginx", "peer", 0.9],
+      ["Files, 500 B page", "python", "peer", 50],
+      ["Files, 100 MiB file", "nginx", "peer", 0.9],
     ],
   );
-  // A reference that measured nothing gives no ratio rather than Infinity.
+  // A peer that measured nothing gives no ratio rather than Infinity.
   const zero = [{
     ...SCENARIO_RESULTS[0],
-    results: [server("ours", "ours", 5), server("nginx", "reference", 0)],
+    results: [server("ours", "ours", 5), server("nginx", "peer", 0)],
   }];
   assert.deepEqual(computeRatios(zero), []);
 });
 
-Deno.test("renderResultsTable: one row per server, ratios on our rows, cells escaped", () => {
+Deno.test("fastestServer and fastestLine name the fastest of ours and the peers, never a floor", () => {
+  const [small, big] = SCENARIO_RESULTS;
+  assert.equal(fastestServer(small)?.key, "nginx");
+  assert.equal(fastestLine(small), "nginx (ours 2nd of 3)");
+  assert.equal(fastestServer(big)?.key, "nginx", "by bytes, not requests");
+  const oursFirst = {
+    ...small,
+    results: [server("ours", "ours", 60_000), server("floor", "floor", 90_000)],
+  };
+  assert.equal(fastestLine(oursFirst), "ours (server_files.ts)");
+  assert.equal(fastestLine({ ...small, results: [] }), "–");
+  const many = {
+    ...small,
+    results: [
+      server("ours", "ours", 1),
+      ...Array.from({ length: 11 }, (_, i) => server(`p${i}`, "peer", 10 + i)),
+    ],
+  };
+  assert.equal(fastestLine(many), "p10 (ours 12th of 12)");
+});
+
+Deno.test("renderResultsTable: one row per server, ours ÷ this on every other row, cells escaped", () => {
   const withPipe = structuredClone(SCENARIO_RESULTS);
-  withPipe[0].results[2].label = "a|b";
+  withPipe[0].results[3].label = "a|b";
+  withPipe[0].results[2].note = "gzip";
   const table = renderResultsTable(withPipe);
   const lines = table.split("\n");
-  assert.equal(lines.length, 2 + 5, "header, alignment, five servers");
-  assert.match(
+  assert.equal(lines.length, 2 + 6, "header, alignment, six servers");
+  assert.equal(
     lines[0],
-    /^\| Scenario \| Server \| Req\/s \| MiB\/s \| p50 \| p99 \| Peak RSS \| Errors \| Ours ÷ reference \|$/,
+    "| Scenario | Server | Req/s | Runs, low–high | MiB/s | Bytes/response | p50 | p99 | Peak RSS | Errors | Ours ÷ this |",
   );
-  const ours = lines.find((line) =>
-    line.includes("**server_files.ts**") && line.includes("500 B")
-  )!;
-  assert.match(ours, /\| 45,000 \|/);
-  assert.match(ours, /0\.9× nginx, 50× a\\\|b \|$/);
-  const nginx = lines.find((line) =>
-    line.includes("| nginx |") && line.includes("500 B")
-  )!;
-  assert.match(nginx, /\| – \|$/, "references get no ratio");
+  const row = (text: string) => lines.find((line) => line.includes(text))!;
   assert.match(
-    lines.find((line) => line.includes("100 MiB") && line.includes("**"))!,
-    /0\.9× nginx/,
+    row("**server_files.ts**"),
+    /\| 45,000 \| 40\.5k–49\.5k \| .* \| – \|$/,
   );
+  assert.match(row("| floor (floor) |"), /\| 0\.96× \|$/);
+  assert.match(row("| nginx: gzip |"), /\| 0\.9× \|$/);
+  assert.match(row("a\\|b"), /\| 50× \|$/);
+  assert.match(row("1,000 B"), /Files, 500 B/);
   // Every row has the same number of cells, the escaped pipe included.
   const cells = (line: string) => line.split(/(?<!\\)\|/).length;
   for (const line of lines) assert.equal(cells(line), cells(lines[0]), line);
+  // Two of ours in one scenario: each ratio names which of ours it is.
+  const two = renderResultsTable([{
+    ...SCENARIO_RESULTS[0],
+    results: [
+      server("pg-1", "ours", 500, { label: "PG 1" }),
+      server("pg-2", "ours", 400, { label: "PG 2" }),
+      server("file", "peer", 1000, { label: "file store" }),
+    ],
+  }]);
+  assert.match(two, /\| file store \|.*\| 0\.5× PG 1, 0\.4× PG 2 \|$/m);
 });
 
-Deno.test("checkTargets compares with the issue's targets and says when it cannot", () => {
+Deno.test("checkTargets holds each figure to its bound, against the best of several, and says when it cannot", () => {
   const scenarios: ScenarioResult[] = [
     ...SCENARIO_RESULTS,
-    ...[["board-post-1k", 9000, 1000], ["board-post-100k", 8000, 20], [
-      "board-page-1k",
-      10_000,
-      3000,
-    ], [
-      "board-page-100k",
-      5000,
-      2,
-    ]].map(([id, ours, textbook]) => ({
-      id: id as string,
-      title: id as string,
+    {
+      id: "tiny",
+      title: "Tiny",
       load: "",
-      metric: "requests" as const,
+      metric: "requests",
       results: [
-        server("ours", "ours", ours as number),
-        server("textbook-board", "reference", textbook as number),
+        server("ours", "ours", 9500, { peakMemoryBytes: 90e6 }),
+        server("loop", "floor", 10_000, {
+          label: "bare loop",
+          peakMemoryBytes: 60e6,
+        }),
       ],
-    })),
+    },
   ];
-  const verdicts = checkTargets(scenarios).map((
-    t,
-  ) => [t.goal.split(":")[0].slice(0, 30), t.met]);
-  assert.deepEqual(verdicts, [
-    ["500 B page", false], // 0.9× nginx, needs 1×
-    ["100 MiB file", true], // 0.9× nginx, needs 0.8×
-    ["Durable posts/s from 1,000 sto", true], // 9000 / 1000, needs 3×
-    ["Durable posts/s from 100,000 s", true], // 8000 against the textbook's 1000 from 1,000
-    ["Post cost from 100,000 stored ", true], // 9000 / 8000 = 1.125
-    ["Page cost at 100,000 stored at", false], // 10000 / 5000 = 2
+  const targets: TargetDef[] = [
+    {
+      goal: "rate vs floor",
+      figure: "rate",
+      ours: { scenario: "tiny" },
+      versus: { scenario: "tiny", servers: ["loop"] },
+      atLeast: 0.9,
+    },
+    {
+      goal: "memory vs floor",
+      figure: "memory",
+      ours: { scenario: "tiny" },
+      versus: { scenario: "tiny", servers: ["loop"] },
+      atMost: 1.49,
+    },
+    {
+      goal: "fastest of several",
+      figure: "rate",
+      ours: { scenario: "files-small" },
+      versus: {
+        scenario: "files-small",
+        servers: ["python", "nginx", "absent"],
+      },
+      atLeast: 0.95,
+    },
+    {
+      goal: "bytes below",
+      figure: "bytes-per-response",
+      ours: { scenario: "files-small" },
+      versus: { scenario: "files-small", servers: ["nginx"] },
+      below: 1,
+    },
+    {
+      goal: "fixed memory bound",
+      figure: "memory",
+      ours: { scenario: "files-100mb" },
+      versus: 100e6,
+      below: 1,
+    },
+    {
+      goal: "bytes metric",
+      figure: "rate",
+      ours: { scenario: "files-100mb" },
+      versus: { scenario: "files-100mb", servers: ["nginx"] },
+      atLeast: 0.8,
+    },
+    {
+      goal: "not measured",
+      figure: "rate",
+      ours: { scenario: "board-pg-page", server: "board-pg-1" },
+      versus: { scenario: "board-pg-page", servers: ["board-file"] },
+      atLeast: 0.8,
+    },
+  ];
+  const results = checkTargets(targets, scenarios);
+  assert.deepEqual(results.map((t) => [t.goal, t.met]), [
+    ["rate vs floor", true], // 0.95
+    ["memory vs floor", false], // 1.5 > 1.49
+    ["fastest of several", false], // 45,000 against nginx's 50,000, not python's 900
+    ["bytes below", false], // 1,000 B each: not fewer
+    ["fixed memory bound", true], // 41.9 MB < 100 MB
+    ["bytes metric", true], // 0.9
+    ["not measured", null],
   ]);
-  const measured = checkTargets(scenarios).map((t) => t.measured);
-  assert.equal(measured[0], "0.9× (45,000/s vs 50,000/s)");
-  assert.equal(
-    measured[5],
-    "2× (10,000/s at 1,000, 5,000/s at 100,000; p50 0.4 ms → 0.4 ms)",
-  );
+  assert.deepEqual(results.map((t) => t.measured), [
+    "0.95× (9,500/s vs 10,000/s bare loop)",
+    "1.5× (85.8 MiB vs 57.2 MiB bare loop)",
+    "0.9× (45,000/s vs 50,000/s nginx)",
+    "1× (1,000 B vs 1,000 B nginx)",
+    "0.42× (40.0 MiB vs 100 MB)",
+    "0.9× (858.3 MiB/s vs 953.7 MiB/s nginx)",
+    "–",
+  ]);
   assert.ok(
-    checkTargets([]).every((t) => t.met === null && t.measured === "–"),
+    checkTargets(TARGETS, []).every((t) =>
+      t.met === null && t.measured === "–"
+    ),
     "nothing measured",
   );
-  assert.match(
-    renderTargetsTable(checkTargets(scenarios)),
-    /❌ not met[\s\S]*✅ met/,
-  );
-  assert.match(renderTargetsTable(checkTargets([])), /not measured/);
+  const table = renderTargetsTable(results);
+  assert.match(table, /^\| Target \| Measured \| Result \|$/m);
+  assert.match(table, /✅ met[\s\S]*❌ not met[\s\S]*not measured/);
+});
+
+Deno.test("the targets table names real scenarios and servers, one row per bound", () => {
+  for (const target of TARGETS) {
+    const ours = SCENARIOS.find((s) => s.id === target.ours.scenario);
+    assert.ok(ours, `${target.goal}: scenario ${target.ours.scenario}`);
+    assert.ok(
+      ours.servers.some((s) => s.key === (target.ours.server ?? "ours")),
+      `${target.goal}: our server`,
+    );
+    if (typeof target.versus !== "number") {
+      const { scenario, servers } = target.versus;
+      const versus = SCENARIOS.find((s) => s.id === scenario)!;
+      for (const key of servers) {
+        assert.ok(
+          versus.servers.some((s) => s.key === key),
+          `${target.goal}: ${key}`,
+        );
+      }
+    }
+    const bounds = [target.atLeast, target.atMost, target.below].filter((b) =>
+      b !== undefined
+    );
+    assert.equal(bounds.length, 1, target.goal);
+  }
+  const goals = TARGETS.map((t) => t.goal).join("\n");
+  for (
+    const expected of [
+      /500 B.*0\.95× the Deno\.serve floor/,
+      /2\.5× the fastest JavaScript peer/,
+      /1\.5× nginx with gzip on/,
+      /fewer bytes/,
+      /100 MiB.*0\.8× nginx/,
+      /under 100 MB/,
+      /0\.9× the bare Deno\.listen loop/,
+      /RSS at most 1\.5×/,
+      /PostgreSQL newest page.*0\.8× the file store/,
+    ]
+  ) {
+    assert.match(goals, expected);
+  }
+});
+
+Deno.test("chartTargets marks the bars of rate targets within one scenario", () => {
+  const marks = chartTargets(TARGETS, [
+    {
+      ...SCENARIO_RESULTS[0],
+      results: [
+        server("ours", "ours", 1),
+        server("deno-serve-floor", "floor", 1, { label: "Deno.serve floor" }),
+        server("hono", "peer", 1, { label: "Hono" }),
+        server("serve", "peer", 1, { label: "serve" }),
+        server("nginx", "peer", 1),
+      ],
+    },
+  ]);
+  assert.deepEqual(marks, {
+    "Files, 500 B page|Deno.serve floor": 0.95,
+    "Files, 500 B page|Hono": 2.5,
+    "Files, 500 B page|serve": 2.5,
+  });
 });
 
 const REPORT: BenchReport = {
@@ -429,12 +609,13 @@ const REPORT: BenchReport = {
     cpuModel: "Test CPU",
     memoryBytes: 24 * 1024 ** 3,
     kernel: "6.1.0",
+    loadAverage: [3.5, 4.25],
   },
   versions: { Deno: "2.9.6", nginx: "1.22.1", Python: "3.11.7", wrk: "4.1.0" },
   command: "deno task bench",
   settings: { duration: 5, runs: 3, threads: 2 },
   scenarios: SCENARIO_RESULTS,
-  targets: checkTargets(SCENARIO_RESULTS),
+  targets: checkTargets(TARGETS, SCENARIO_RESULTS),
   skipped: [
     "Tiny: server_tiny.ts skipped, /x/server_tiny.ts does not exist yet.",
   ],
@@ -450,8 +631,9 @@ Deno.test("renderResultsMarkdown names the machine, versions, command, chart and
       "Deno 2.9.6, nginx 1.22.1, Python 3.11.7, wrk 4.1.0",
       "median of 3 runs of 5 s, wrk with 2 threads",
       "Reproduce: `deno task bench`",
-      "![Our servers' speed as a ratio to each reference](results.svg)",
-      "## Targets from the issues",
+      "![Our servers' speed as a ratio to each peer and floor](results.svg)",
+      "- Load average 3.5 at the start, 4.3 at the end: other work shared the 2 cores",
+      "## Targets\n\n| Target | Measured | Result |",
       "## Not measured\n\n- Tiny: server_tiny.ts skipped",
     ]
   ) {
@@ -463,6 +645,11 @@ Deno.test("renderResultsMarkdown names the machine, versions, command, chart and
       "## Not measured",
     ),
   );
+  assert.equal(
+    describeLoad({ ...REPORT.machine, loadAverage: [0.2, 0.4] }),
+    "Load average 0.2 at the start, 0.4 at the end.",
+  );
+  assert.equal(describeLoad({ ...REPORT.machine, loadAverage: undefined }), "");
 });
 
 Deno.test("chartTicks: 1-2-5 steps over a few decades, powers of ten beyond", () => {
@@ -504,18 +691,21 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
       scenario: "Files <small>",
       ours: "server_files.ts",
       reference: "nginx",
+      role: "peer" as const,
       value: 0.5,
     },
     {
       scenario: "Files <small>",
       ours: "server_files.ts",
       reference: "python & co",
+      role: "floor" as const,
       value: 10,
     },
     {
       scenario: "Posts",
       ours: "message_board.ts",
       reference: "textbook board",
+      role: "peer" as const,
       value: 2,
     },
   ];
@@ -531,7 +721,7 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
   assert.ok(svg.includes("<title>Title &amp; more</title>"));
   assert.ok(
     svg.includes(">Files &lt;small&gt;</text>") &&
-      svg.includes(">vs python &amp; co</text>"),
+      svg.includes(">vs python &amp; co (floor)</text>"),
   );
   assert.ok(!svg.includes("<small>"), "labels are escaped");
   const oneX = Number(
@@ -571,12 +761,14 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
       scenario: "PG",
       ours: "PostgreSQL, 1 process",
       reference: "file store",
+      role: "peer",
       value: 0.5,
     },
     {
       scenario: "PG",
       ours: "PostgreSQL, 2 processes",
       reference: "file store",
+      role: "peer",
       value: 0.4,
     },
   ], "t");
@@ -592,6 +784,7 @@ Deno.test("selectScenarios picks by id or prefix and rejects unknown names", () 
   assert.deepEqual(ids(["tiny"]), ["tiny"]);
   assert.deepEqual(ids(["files"]), [
     "files-small",
+    "files-css-gzip",
     "files-100kb",
     "files-100mb",
   ]);
@@ -606,15 +799,58 @@ Deno.test("selectScenarios picks by id or prefix and rejects unknown names", () 
   );
 });
 
-Deno.test("the scenarios cover what issue #5 asks for", () => {
+Deno.test("the scenarios put ours beside the floors and the peers", () => {
   const byId = Object.fromEntries(SCENARIOS.map((s) => [s.id, s]));
+  const keys = (id: string) => byId[id].servers.map((s) => s.key);
   assert.deepEqual(byId["tiny"].headers, ["Connection: close"]);
-  assert.deepEqual(byId["files-small"].servers.map((s) => s.key), [
+  assert.deepEqual(keys("tiny"), [
     "ours",
+    "deno-listen-loop",
+    "node-net-loop",
+    "textbook-tiny",
+  ]);
+  assert.deepEqual(keys("files-small"), [
+    "ours",
+    "deno-serve-floor",
     "nginx",
+    "caddy",
+    "lighttpd",
+    "hono",
+    "serve",
+    "http-server",
+    "sirv",
+    "std-file-server",
     "python-http-server",
   ]);
+  assert.deepEqual(
+    byId["files-small"].servers.filter((s) => s.javascript).map((s) => s.key),
+    ["hono", "serve", "http-server", "sirv", "std-file-server"],
+  );
+  assert.deepEqual(byId["files-css-gzip"].headers, [
+    "Accept-Encoding: gzip, br",
+  ]);
+  assert.deepEqual(keys("files-css-gzip").slice(0, 4), [
+    "ours",
+    "deno-serve-floor",
+    "nginx-gzip",
+    "caddy-encode",
+  ]);
+  assert.equal(
+    byId["files-css-gzip"].expectBytes,
+    undefined,
+    "compressed: any size",
+  );
   assert.equal(byId["files-100mb"].metric, "bytes");
+  assert.equal(byId["files-100mb"].client, "curl");
+  assert.equal(byId["files-100mb"].pulls, 4);
+  assert.deepEqual(keys("files-100mb").slice(0, 2), ["ours", "nginx"]);
+  for (const scenario of SCENARIOS) {
+    assert.equal(
+      scenario.servers.filter((s) => s.role === "ours").length,
+      scenario.id.startsWith("board-pg") ? 2 : 1,
+      scenario.id,
+    );
+  }
   for (const id of ["board-post-1k", "board-post-100k"]) {
     const form = new URLSearchParams(byId[id].postBody);
     assert.deepEqual([...form.keys()], ["message"]);
@@ -645,7 +881,7 @@ Deno.test("the PostgreSQL scenarios put 1 and 2 processes beside the file store 
       scenario.servers.map((
         s,
       ) => [s.key, s.role, s.instances ?? 1, s.postgres ?? false]),
-      [["board-file", "reference", 1, false], ["board-pg-1", "ours", 1, true], [
+      [["board-file", "peer", 1, false], ["board-pg-1", "ours", 1, true], [
         "board-pg-2",
         "ours",
         2,
@@ -774,6 +1010,53 @@ Deno.test("renderNginxConfig: one worker, sendfile, no access log, everything in
     assert.ok(config.includes(line), line);
   }
   assert.ok(!config.includes("/var/"), "nothing outside the work folder");
+  assert.ok(!config.includes("gzip"), "no compression unless asked");
+  const gzip = renderNginxConfig(8123, "/tmp/b/site", "/tmp/b/start-1", {
+    gzip: true,
+  });
+  for (
+    const line of [
+      "gzip on;",
+      "gzip_comp_level 1;",
+      "gzip_types text/css",
+      "text/css css;",
+    ]
+  ) {
+    assert.ok(gzip.includes(line), line);
+  }
+});
+
+Deno.test("renderCaddyfile and renderLighttpdConfig: loopback only, no admin, compression when asked", () => {
+  const caddy = renderCaddyfile(8124, "/tmp/b/site");
+  for (
+    const line of [
+      "admin off",
+      "auto_https off",
+      "http://127.0.0.1:8124 {",
+      "root * /tmp/b/site",
+      "gzip 1",
+      "file_server",
+    ]
+  ) {
+    assert.ok(caddy.includes(line), line);
+  }
+  const plain = renderLighttpdConfig(8125, "/tmp/b/site", "/tmp/b/start-2");
+  for (
+    const line of [
+      'server.document-root = "/tmp/b/site"',
+      'server.bind = "127.0.0.1"',
+      "server.port = 8125",
+      'server.errorlog = "/tmp/b/start-2/error.log"',
+    ]
+  ) {
+    assert.ok(plain.includes(line), line);
+  }
+  assert.ok(!plain.includes("mod_deflate"));
+  const deflate = renderLighttpdConfig(8125, "/tmp/b/site", "/tmp/b/w", {
+    deflate: true,
+  });
+  assert.ok(deflate.includes('server.modules = ( "mod_deflate" )'));
+  assert.ok(deflate.includes("deflate.compression-level = 1"));
 });
 
 Deno.test("parseVmHwm reads the peak resident set in bytes", () => {
@@ -791,6 +1074,19 @@ Deno.test("fixtures: an exact-size page and messages in the board's JSON Lines f
     assert.equal(renderSmallPage(size).length, size);
   }
   assert.throws(() => renderSmallPage(10), RangeError);
+  for (const size of [2000, 15 * 1024]) {
+    const css = renderStylesheet(size);
+    assert.equal(css.length, size);
+    assert.equal(css, renderStylesheet(size), "the same file every run");
+    assert.match(css, /^\/\* A stylesheet[^]*\}\n\/\* *\*\/\n$/);
+  }
+  // Compressible like real CSS, not like a repeated string or random bytes.
+  const css = new TextEncoder().encode(renderStylesheet(15 * 1024));
+  const gzipped = await new Response(
+    new Blob([css]).stream().pipeThrough(new CompressionStream("gzip")),
+  ).arrayBuffer();
+  const ratio = css.length / gzipped.byteLength;
+  assert.ok(ratio > 2 && ratio < 8, `compresses ${ratio.toFixed(1)}:1`);
   assert.equal(
     formatMessageLine(1, 'say "hi"', "2026-11-21T22:44:51.000Z"),
     '{"id":1,"text":"say \\"hi\\"","postedAt":"2026-11-21T22:44:51.000Z"}\n',
@@ -860,6 +1156,10 @@ Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/ou
   ]);
   const partial = parseBenchArgs(["--only", "tiny"]);
   assert.ok(partial !== "help" && partial.outDir.endsWith("bench/out"));
+  assert.equal(full.updateReadme, false);
+  const readme = parseBenchArgs(["--update-readme"]);
+  assert.ok(readme !== "help" && readme.updateReadme);
+  assert.match(readme.outDir, /bench\/$/, "reads the published results");
   assert.equal(parseBenchArgs(["--help"]), "help");
   assert.throws(
     () => parseBenchArgs(["--runs", "zero"]),
@@ -872,23 +1172,30 @@ Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/ou
   assert.throws(() => parseBenchArgs(["--bogus"]));
 });
 
-Deno.test("the README summary lists our ratios and the targets, and replaces only its own lines", () => {
+Deno.test("the README summary has one row per scenario with the floor, the fastest peer and the fastest server", () => {
   const summary = renderReadmeSummary(REPORT);
   assert.match(
     summary,
-    /^Ratios from one run of `deno task bench` on 2026-11-22: 2 × Test CPU, with wrk/,
+    /^Ratios from one run of `deno task bench` on 2026-11-22: 2 × Test CPU, with the client/,
   );
   assert.ok(
     summary.includes(
-      "| Files, 500 B page | server_files.ts | 0.9× nginx, 50× python |",
+      "| Scenario | Ours | Ours ÷ floor | Ours ÷ fastest peer | Fastest in this row |",
     ),
   );
   assert.ok(
-    summary.includes("| Files, 100 MiB file | server_files.ts | 0.9× nginx |"),
+    summary.includes(
+      "| Files, 500 B page | server_files.ts | 0.96× floor | 0.9× nginx | nginx (ours 2nd of 3) |",
+    ),
+  );
+  assert.ok(
+    summary.includes(
+      "| Files, 100 MiB file | server_files.ts | – | 0.9× nginx | nginx (ours 2nd of 2) |",
+    ),
   );
   assert.match(
     summary,
-    /Targets from the issues: 1 of 2 met in this run \(4 not measured\)\./,
+    /Targets: 2 of 2 met in this run \(11 not measured\)\./,
   );
   const pg = renderReadmeSummary({
     ...REPORT,
@@ -898,7 +1205,7 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
       load: "32 connections",
       metric: "requests",
       results: [
-        server("board-file", "reference", 1000, { label: "file store" }),
+        server("board-file", "peer", 1000, { label: "file store" }),
         server("board-pg-1", "ours", 500, { label: "PostgreSQL, 1 process" }),
         server("board-pg-2", "ours", 400, { label: "PostgreSQL, 2 processes" }),
       ],
@@ -906,12 +1213,12 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
   });
   assert.ok(
     pg.includes(
-      "| Board posts, PostgreSQL | PostgreSQL, 1 process | 0.5× file store |",
+      "| Board posts, PostgreSQL | PostgreSQL, 1 process | – | 0.5× file store | file store (ours 2nd of 3) |",
     ),
   );
   assert.ok(
     pg.includes(
-      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | 0.4× file store |",
+      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | – | 0.4× file store | file store (ours 2nd of 3) |",
     ),
   );
 
@@ -927,5 +1234,96 @@ Deno.test("the README summary lists our ratios and the targets, and replaces onl
     replaceBetween(`${end}\n${start}\n`, start, end, "x"),
     null,
     "end before start",
+  );
+});
+
+Deno.test("curl: arguments for a download or a form post, and its write-out line", () => {
+  const args = curlArgs({ url: "http://127.0.0.1:9/x", timeout: 5 });
+  assert.deepEqual(args.slice(0, 6), [
+    "--silent",
+    "--show-error",
+    "--output",
+    "/dev/null",
+    "--max-time",
+    "5",
+  ]);
+  assert.equal(args.at(-1), "http://127.0.0.1:9/x");
+  assert.ok(
+    !args.includes("--location"),
+    "redirects are answers, not followed",
+  );
+  const post = curlArgs({
+    url: "http://127.0.0.1:9/",
+    timeout: 2,
+    headers: ["Accept-Encoding: gzip, br"],
+    form: "message=hi",
+  });
+  assert.deepEqual(post.slice(-5), [
+    "--header",
+    "Accept-Encoding: gzip, br",
+    "--data-raw",
+    "message=hi",
+    "http://127.0.0.1:9/",
+  ]);
+  assert.deepEqual(parseCurlWriteOut("200 104857600 0.101 1038194059 br\n"), {
+    status: 200,
+    bytes: 104857600,
+    seconds: 0.101,
+    bytesPerSec: 1038194059,
+    encoding: "br",
+  });
+  assert.equal(parseCurlWriteOut("303 0 0.002 0 \n").encoding, "");
+  for (const bad of ["", "000", "curl: (7) Failed to connect"]) {
+    assert.throws(() => parseCurlWriteOut(bad), /curl printed no report/);
+  }
+});
+
+Deno.test("progress: estimates, the time left and one line per measured run", () => {
+  const settings = { duration: 5, runs: 3, warmup: 1 };
+  assert.equal(estimateSeconds({}, settings), 3 + 1 + 3 * 5.5);
+  assert.equal(estimateSeconds({ freshEachRun: true }, settings), 3 * 8.5);
+  assert.equal(estimateSeconds({ client: "curl", pulls: 4 }, settings), 3 + 6);
+  assert.equal(runsOf({ client: "curl", pulls: 4 }, 3), 4);
+  assert.equal(runsOf({ pulls: 4 }, 3), 3, "pulls only count for curl");
+  assert.equal(formatTimeLeft(42), "about 42 s left");
+  assert.equal(formatTimeLeft(0.2), "about 1 s left");
+  assert.equal(formatTimeLeft(754), "about 12 min 30 s left");
+  assert.equal(formatTimeLeft(600), "about 10 min left");
+  assert.equal(secondsLeft(100, 10, 50), 100, "too early to correct");
+  assert.equal(secondsLeft(100, 50, 100), 200, "twice as slow as planned");
+  assert.equal(secondsLeft(100, 50, 1000), 300, "at most 3×");
+  assert.equal(secondsLeft(100, 50, 5), 50, "at least 0.5×");
+  assert.equal(
+    progressLine({
+      scenario: "files-small",
+      server: "nginx",
+      run: 2,
+      runs: 3,
+      step: 4,
+      steps: 40,
+      secondsLeft: 500,
+    }),
+    "[4/40] files-small · nginx · run 2 of 3 · about 8 min 20 s left",
+  );
+  let now = 0;
+  const progress = new Progress([
+    { scenario: "a", server: "x", runs: 2, seconds: 40 },
+    { scenario: "b", server: "y", runs: 1, seconds: 60 },
+  ], () => now);
+  assert.equal(
+    progress.line(0, 1),
+    "[1/2] a · x · run 1 of 2 · about 1 min 40 s left",
+  );
+  progress.complete(0);
+  now = 20_000; // run 2 of the first step, on plan
+  assert.equal(
+    progress.line(0, 2),
+    "[1/2] a · x · run 2 of 2 · about 1 min 20 s left",
+  );
+  progress.complete(0);
+  now = 80_000; // twice as slow as planned: 60 s planned left become 120 s
+  assert.equal(
+    progress.line(1, 1),
+    "[2/2] b · y · run 1 of 1 · about 2 min left",
   );
 });

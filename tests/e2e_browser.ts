@@ -1,10 +1,17 @@
 // Helpers for the browser tests (tests/e2e_test.ts): find and launch Debian's
 // Chromium through playwright-core, start one of our scripts as a real
-// process on 127.0.0.1 port 0, and save screenshots a person can look at.
+// process on 127.0.0.1 port 0, save screenshots a person can look at, and
+// check pages for accessibility problems with axe-core.
 //
 // Playwright's own browser download is never used: it needs the internet and
 // fetches a build Debian does not patch. We drive the system Chromium instead.
-import { type Browser, chromium, type Page } from "npm:playwright-core@1.65.1";
+import {
+  type Browser,
+  type BrowserContext,
+  chromium,
+  type Page,
+} from "npm:playwright-core@1.65.1";
+import axe from "npm:axe-core@4.14.1";
 
 /** Where Debian's `chromium` package installs the browser. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";
@@ -85,6 +92,8 @@ export async function launchChromium(): Promise<Browser> {
 export interface ScriptServer {
   /** For example `http://127.0.0.1:41234`, without a trailing slash. */
   origin: string;
+  /** The process id, to look at its open files in `/proc/PID/fd`. */
+  pid: number;
   /** Every line the process has printed so far (stdout and stderr). */
   lines: string[];
   /** Waits until a printed line matches, or fails after `timeoutMs`. */
@@ -189,7 +198,7 @@ export async function startScript(
       SERVER_START_TIMEOUT_MS,
     );
     const origin = line.match(/http:\/\/127\.0\.0\.1:(\d+)/)![0];
-    return { origin, lines, waitForLine, stop };
+    return { origin, pid: child.pid, lines, waitForLine, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -236,4 +245,182 @@ export async function saveScreenshot(
   const path = `${folder}/${name}.png`;
   await page.screenshot({ path, fullPage: true });
   return path;
+}
+
+/**
+ * The axe-core rules every page is held to: WCAG 2.0 and 2.1 at levels A and
+ * AA, plus Deque's best practices (one `main` landmark, all content inside a
+ * landmark, headings in order, ...).
+ */
+export const AXE_TAGS = [
+  "wcag2a",
+  "wcag2aa",
+  "wcag21a",
+  "wcag21aa",
+  "best-practice",
+];
+
+/** One rule a page breaks, as axe-core reports it. */
+export interface AxeViolation {
+  /** The rule, for example `landmark-one-main`. */
+  id: string;
+  impact: string | null;
+  /** One line on what the rule asks for. */
+  help: string;
+  helpUrl: string;
+  /** Each offending element: its CSS selector and what to fix. */
+  nodes: { target: string; failureSummary: string }[];
+}
+
+/** What the page sees of axe-core once injected (the page has DOM types; Deno does not). */
+interface AxeInPage {
+  run(
+    context: unknown,
+    options: unknown,
+  ): Promise<{ violations: AxeRawViolation[] }>;
+}
+interface AxeRawViolation {
+  id: string;
+  impact?: string | null;
+  help: string;
+  helpUrl: string;
+  nodes: { target: unknown[]; failureSummary?: string }[];
+}
+
+/**
+ * Runs axe-core on the page that is open in `page` and returns what it
+ * breaks (an empty list for a clean page).
+ *
+ * The script is injected as an inline `<script>`, which our pages'
+ * Content-Security-Policy forbids (as it should), so `page` must belong to a
+ * context made with `bypassCSP: true`: see {@link openAccessibilityAudit}.
+ * Only tests do this; axe-core is never loaded by the servers.
+ */
+export async function findAxeViolations(page: Page): Promise<AxeViolation[]> {
+  await page.addScriptTag({ content: axe.source });
+  return await page.evaluate(async (tags) => {
+    const inPage = globalThis as unknown as {
+      axe: AxeInPage;
+      document: unknown;
+    };
+    const { violations } = await inPage.axe.run(inPage.document, {
+      runOnly: { type: "tag", values: tags },
+      resultTypes: ["violations"],
+    });
+    return violations.map((v) => ({
+      id: v.id,
+      impact: v.impact ?? null,
+      help: v.help,
+      helpUrl: v.helpUrl.replace(/\?.*$/, ""),
+      nodes: v.nodes.map((n) => ({
+        target: n.target.map(String).join(" "),
+        failureSummary: n.failureSummary ?? "",
+      })),
+    }));
+  }, AXE_TAGS);
+}
+
+/**
+ * Describes violations for a person: one block per rule with its impact,
+ * what it asks for, each element and the fix.
+ *
+ * @example
+ * ```ts
+ * formatAxeViolations("files /", [{ id: "region", impact: "moderate",
+ *   help: "All page content should be contained by landmarks",
+ *   helpUrl: "https://dequeuniversity.com/rules/axe/4.14/region",
+ *   nodes: [{ target: "h1", failureSummary: "Fix any of the following: ..." }] }]);
+ * // files /: 1 rule broken
+ * //   region (moderate): All page content should be contained by landmarks
+ * //     https://dequeuniversity.com/rules/axe/4.14/region
+ * //     h1: Fix any of the following: ...
+ * ```
+ */
+export function formatAxeViolations(
+  label: string,
+  violations: AxeViolation[],
+): string {
+  const lines = [
+    `${label}: ${violations.length} rule${
+      violations.length === 1 ? "" : "s"
+    } broken`,
+  ];
+  for (const v of violations) {
+    lines.push(`  ${v.id} (${v.impact ?? "no impact given"}): ${v.help}`);
+    lines.push(`    ${v.helpUrl}`);
+    for (const node of v.nodes) {
+      const fix = node.failureSummary.replace(/\s*\n\s*/g, " ").trim();
+      lines.push(`    ${node.target}: ${fix}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/** Checks pages with axe-core in a tab of its own and remembers what each breaks. */
+export interface AccessibilityAudit {
+  /** Opens `url` in the audit tab and checks the page it shows. */
+  check(label: string, url: string): Promise<void>;
+  /**
+   * Lets `open` bring the audit tab to a page that a URL alone does not give
+   * (a form's answer, for example), then checks it.
+   */
+  checkAfter(
+    label: string,
+    open: (page: Page) => Promise<unknown>,
+  ): Promise<void>;
+  /** Labels of the pages checked so far, in order. */
+  readonly checked: string[];
+  /** Throws one error listing every violation on every page checked so far. */
+  assertNoViolations(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a browser context whose pages ignore Content-Security-Policy (so
+ * axe-core can be injected) and returns an audit that checks pages in it.
+ * The pages people see in the tests keep their CSP: they are in other
+ * contexts.
+ */
+export async function openAccessibilityAudit(
+  browser: Browser,
+): Promise<AccessibilityAudit> {
+  const context: BrowserContext = await browser.newContext({ bypassCSP: true });
+  const page = await context.newPage();
+  page.setDefaultTimeout(ACTION_TIMEOUT_MS);
+  const checked: string[] = [];
+  const reports: string[] = [];
+  const checkAfter = async (
+    label: string,
+    open: (page: Page) => Promise<unknown>,
+  ) => {
+    let violations: AxeViolation[];
+    try {
+      await open(page);
+      await page.waitForLoadState("load");
+      violations = await findAxeViolations(page);
+    } finally {
+      // `open` may have emulated dark mode or a phone: back to the defaults.
+      await page.emulateMedia({ colorScheme: "light" });
+    }
+    checked.push(label);
+    if (violations.length > 0) {
+      reports.push(formatAxeViolations(`${label} (${page.url()})`, violations));
+    }
+  };
+  return {
+    checked,
+    checkAfter,
+    check: (label, url) => checkAfter(label, (p) => p.goto(url)),
+    assertNoViolations() {
+      if (reports.length === 0) return;
+      throw new Error(
+        `axe-core (${axe.version}, ${
+          AXE_TAGS.join(", ")
+        }) found problems on ${reports.length} of ${checked.length} pages:\n\n${
+          reports.join("\n\n")
+        }`,
+      );
+    },
+    close: () => context.close(),
+  };
 }

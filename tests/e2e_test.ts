@@ -1,6 +1,10 @@
 // Browser tests: a real Chromium does what a person does with each of our
 // three servers, each started as the README starts it, on 127.0.0.1 port 0.
 //
+// Every page a visit shows is also checked with axe-core (WCAG 2.1 A and AA
+// plus best practices) in a tab of its own, and a visit fails on any
+// violation, listed page by page.
+//
 // Needs Debian's Chromium (`apt-get install -y chromium`). Without it these
 // tests are skipped with a loud message, except in CI (CI=true), where they
 // fail. Screenshots of every page are kept in a temp folder named in the log.
@@ -12,8 +16,10 @@ import type {
   Response,
 } from "npm:playwright-core@1.65.1";
 import {
+  type AccessibilityAudit,
   ACTION_TIMEOUT_MS,
   launchChromium,
+  openAccessibilityAudit,
   planBrowserTests,
   readPngSize,
   saveScreenshot,
@@ -27,8 +33,9 @@ let screenshotFolder: string | undefined;
 /**
  * One Deno.test per server: launches a browser, starts the server, runs the
  * visit, then closes both in `finally`. The steps of a visit are one
- * person's session, so each builds on the last. When the visit passed, the
- * server must also stop cleanly on SIGTERM (exit code 0).
+ * person's session, so each builds on the last. When the visit passed, no
+ * page it checked may break an axe-core rule, and the server must stop
+ * cleanly on SIGTERM (exit code 0).
  */
 function browserTest(
   name: string,
@@ -37,6 +44,7 @@ function browserTest(
     t: Deno.TestContext,
     browser: Browser,
     server: ScriptServer,
+    audit: AccessibilityAudit,
   ) => Promise<void>,
 ) {
   Deno.test({
@@ -48,17 +56,21 @@ function browserTest(
       }
       const browser = await launchChromium();
       try {
+        const audit = await openAccessibilityAudit(browser);
         const server = await startServer();
         let visited = false;
         try {
-          await visit(t, browser, server);
+          await visit(t, browser, server, audit);
           visited = true;
         } finally {
+          await audit.close();
           const code = await server.stop();
           if (visited) {
             assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
           }
         }
+        assert.ok(audit.checked.length > 0, "the visit checked its pages");
+        audit.assertNoViolations();
       } finally {
         await browser.close();
       }
@@ -117,7 +129,7 @@ async function clickAndWait(
 browserTest(
   "tiny server: the hello page shows the headers this browser sent",
   () => startScript("server_tiny.ts", ["--allow-net=127.0.0.1"]),
-  async (_t, browser, server) => {
+  async (_t, browser, server, audit) => {
     const page = await newPage(browser);
     const response = await page.goto(`${server.origin}/`);
     assert.ok(response);
@@ -147,6 +159,7 @@ browserTest(
       new RegExp(`^user-agent: ${escapeRegExp(userAgent)}$`, "i"),
     );
     await screenshot(page, "tiny-hello");
+    await audit.check("tiny: hello page", page.url());
 
     // Long header values (user-agent, sec-ch-ua) wrap on a phone-sized screen.
     await page.setViewportSize({ width: 360, height: 740 });
@@ -160,6 +173,7 @@ browserTest(
     const missing = await page.goto(`${server.origin}/no-such-page`);
     assert.equal(missing?.status(), 404);
     await screenshot(page, "tiny-404");
+    await audit.check("tiny: 404 page", page.url());
   },
 );
 
@@ -171,7 +185,7 @@ browserTest(
       ["--allow-net=127.0.0.1", "--allow-read=./static"],
       ["--root", "./static"],
     ),
-  async (t, browser, server) => {
+  async (t, browser, server, audit) => {
     const page = await newPage(browser);
     const failures: string[] = [];
     // Pages' own statuses are checked step by step; their parts (stylesheet,
@@ -182,6 +196,12 @@ browserTest(
       }
     });
     page.on("requestfailed", (r) => failures.push(`failed ${r.url()}`));
+    const stylesheets: Promise<Record<string, string>>[] = [];
+    page.on("response", (r) => {
+      if (new URL(r.url()).pathname === "/style.css") {
+        stylesheets.push(r.allHeaders());
+      }
+    });
     const index = `${server.origin}/`;
     const pageHtml = `${server.origin}/page.html`;
     const formHtml = `${server.origin}/form.html`;
@@ -194,7 +214,25 @@ browserTest(
         true,
       );
       await screenshot(page, "files-index");
+      await audit.check("files: index.html", page.url());
     });
+
+    await t.step(
+      "the stylesheet arrives compressed with br and styles the page",
+      async () => {
+        assert.ok(stylesheets.length > 0, "the index loads /style.css");
+        const headers = await stylesheets[0];
+        assert.equal(headers["content-encoding"], "br");
+        assert.equal(headers["vary"], "Accept-Encoding");
+        // h1 { color: #1e5aa0 } from static/style.css.
+        // Runs in the page, where getComputedStyle exists (no DOM types here).
+        const color = await page.locator("h1").first().evaluate((h) =>
+          // deno-lint-ignore no-explicit-any
+          (globalThis as any).getComputedStyle(h).color
+        );
+        assert.equal(color, "rgb(30, 90, 160)");
+      },
+    );
 
     await t.step(
       "its link opens page.html, whose picture really loads",
@@ -216,6 +254,7 @@ browserTest(
           assert.ok(image.loaded, `${image.src} loaded`);
         }
         await screenshot(page, "files-page");
+        await audit.check("files: page.html", page.url());
       },
     );
 
@@ -250,6 +289,7 @@ browserTest(
         await select.selectOption({ label: "Tacos" });
       } else await page.getByLabel("Tacos", { exact: true }).check();
       await screenshot(page, "files-form");
+      await audit.check("files: form.html", page.url());
 
       const response = await clickAndWait(
         page,
@@ -272,6 +312,7 @@ browserTest(
         "the name's <b> is not markup",
       );
       await screenshot(page, "files-suggest");
+      await audit.check("files: /suggest answer", page.url());
     });
 
     await t.step(
@@ -312,6 +353,7 @@ browserTest(
         );
         assert.equal(response?.status(), 400);
         await screenshot(page, "files-suggest-400");
+        await audit.check("files: /suggest 400 page", page.url());
         await clickAndWait(
           page,
           () => page.locator('a[href$="form.html"]').first().click(),
@@ -324,6 +366,7 @@ browserTest(
       const response = await page.goto(`${server.origin}/no-such-page.html`);
       assert.equal(response?.status(), 404);
       await screenshot(page, "files-404");
+      await audit.check("files: 404 page", page.url());
     });
 
     assert.deepEqual(
@@ -336,8 +379,8 @@ browserTest(
 
 browserTest(
   "message board: a person posts, reloads, is remembered and clears",
-  startBoard,
-  async (t, browser, server) => {
+  () => startBoard(),
+  async (t, browser, server, audit) => {
     const person = await browser.newContext();
     const page = await newPage(person);
     const dialogs: string[] = [];
@@ -364,6 +407,7 @@ browserTest(
       await page.getByRole("heading", { name: "Tiny Message Board" }).waitFor();
       assert.deepEqual(await readMessages(page), []);
       await screenshot(page, "board-empty");
+      await audit.check("board: empty", page.url());
     });
 
     const first = "Hello from Chromium\nand a second line";
@@ -397,6 +441,7 @@ browserTest(
         "time of posting",
       );
       await screenshot(page, "board-one-message");
+      await audit.check("board: one message", page.url());
     });
 
     await t.step("reloading the page does not post again", async () => {
@@ -484,6 +529,17 @@ browserTest(
           "the typed text is kept",
         );
         await screenshot(page, "board-too-long");
+        await audit.checkAfter("board: a refused post", async (other) => {
+          await other.goto(`${server.origin}/`);
+          const box = other.locator('textarea[name="message"]');
+          await box.evaluate((b) => b.removeAttribute("maxlength"));
+          await box.fill(tooLong);
+          const answer = await clickAndWait(
+            other,
+            () => other.getByRole("button", { name: "Save Message" }).click(),
+          );
+          assert.equal(answer.status(), 422);
+        });
         await page.goto(`${server.origin}/`);
         assert.equal((await readMessages(page)).length, 3, "nothing stored");
       },
@@ -497,6 +553,7 @@ browserTest(
           await post("Supercalifragilistic".repeat(15)); // one 300-letter word
           await assertNoSidewaysScroll(page);
           await screenshot(page, "board-phone");
+          await audit.check("board: several messages", page.url());
         } finally {
           await page.setViewportSize({ width: 1280, height: 720 });
         }
@@ -512,6 +569,8 @@ browserTest(
       await page.reload();
       assert.deepEqual(await readMessages(page), []);
       await screenshot(page, "board-cleared");
+      await audit.check("board: cleared", page.url());
+      await audit.check("board: error page", `${server.origin}/no-such-page`);
     });
 
     assert.deepEqual(dialogs, [], "no dialog ever opened");
@@ -521,7 +580,7 @@ browserTest(
 browserTest(
   "file server: a person browses a folder listing, sorts it, on a phone and in dark mode",
   startSortableListingServer,
-  async (t, browser, server) => {
+  async (t, browser, server, audit) => {
     const page = await newPage(browser);
     const fileNames = async () =>
       await page.locator("tbody td.name a span").allInnerTexts();
@@ -540,6 +599,7 @@ browserTest(
         ]);
         await page.getByRole("cell", { name: "2.9 MB" }).waitFor();
         await screenshot(page, "listing-by-name");
+        await audit.check("files: directory listing", page.url());
       },
     );
 
@@ -592,6 +652,7 @@ browserTest(
           "photos/",
         );
         await screenshot(page, "listing-subfolder-by-size");
+        await audit.check("files: subfolder listing, by size", page.url());
         await clickAndWait(
           page,
           () => page.locator("h1").getByRole("link", { name: "/" }).click(),
@@ -634,6 +695,10 @@ browserTest(
       await page.emulateMedia({ colorScheme: "dark" });
       assert.equal(await background(), "rgb(13, 17, 23)");
       await screenshot(page, "listing-dark");
+      await audit.checkAfter("files: listing in dark mode", async (other) => {
+        await other.emulateMedia({ colorScheme: "dark" });
+        await other.goto(page.url());
+      });
       await page.setViewportSize({ width: 360, height: 740 });
       await page.goto(`${server.origin}/`);
       await screenshot(page, "listing-dark-phone");
@@ -675,8 +740,180 @@ async function startSortableListingServer(): Promise<ScriptServer> {
   return { ...server, stop };
 }
 
+const ADMIN_TOKEN = "e2e moderator token";
+
+browserTest(
+  "message board: a moderator signs in and deletes a message; another open page drops it live",
+  () => startBoard(["--admin-token", ADMIN_TOKEN]),
+  async (t, browser, server, audit) => {
+    // A reader far from UTC, so the page's local times are visible as such.
+    const reader = await browser.newContext({
+      timezoneId: "Asia/Tokyo",
+      locale: "en-US",
+    });
+    const moderator = await browser.newContext();
+    const readerPage = await newPage(reader);
+    const moderatorPage = await newPage(moderator);
+    const post = async (text: string) => {
+      const response = await fetch(`${server.origin}/api/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ text }),
+      });
+      assert.equal(response.status, 201);
+      return (await response.json()) as { id: number; postedAt: string };
+    };
+    const spam = await post("Buy cheap watches");
+    const kept = await post("A kind word");
+
+    let readerLoads = 0;
+    readerPage.on("load", () => readerLoads++);
+    await t.step(
+      "a reader sees both, with times in the reader's own zone",
+      async () => {
+        await readerPage.goto(`${server.origin}/`);
+        await readerPage.locator(`#m${spam.id}`).waitFor();
+        const time = readerPage.locator(`#m${kept.id} time`);
+        assert.equal(await time.getAttribute("datetime"), kept.postedAt);
+        const shown = await time.innerText();
+        const expected = new Date(kept.postedAt).toLocaleString("en-US", {
+          timeZone: "Asia/Tokyo",
+          dateStyle: "medium",
+          timeStyle: "medium",
+        });
+        assert.equal(shown, expected, "Tokyo time, in the reader's language");
+        assert.match(await time.getAttribute("title") ?? "", / UTC$/);
+        assert.equal(
+          await readerPage.locator("section.messages").getAttribute(
+            "aria-live",
+          ),
+          "polite",
+        );
+        // No moderation buttons for a visitor, only the way to sign in.
+        assert.equal(
+          await readerPage.getByRole("button", { name: /Delete/ }).count(),
+          0,
+        );
+        await readerPage.getByRole("link", { name: "Sign in as a moderator" })
+          .waitFor();
+      },
+    );
+
+    await t.step(
+      "a wrong token is refused; the right one signs in",
+      async () => {
+        await moderatorPage.goto(`${server.origin}/admin`);
+        await moderatorPage.getByLabel(/Admin token/).fill("not it at all");
+        const refused = await clickAndWait(
+          moderatorPage,
+          () => moderatorPage.getByRole("button", { name: "Sign in" }).click(),
+        );
+        assert.equal(refused.status(), 403);
+        await moderatorPage.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
+        await clickAndWait(
+          moderatorPage,
+          () => moderatorPage.getByRole("button", { name: "Sign in" }).click(),
+        );
+        assert.equal(new URL(moderatorPage.url()).pathname, "/");
+        const [cookie] = await moderator.cookies();
+        assert.equal(cookie.name, "board_admin");
+        assert.equal(cookie.httpOnly, true);
+        assert.equal(cookie.sameSite, "Strict");
+        await screenshot(moderatorPage, "board-moderator");
+        await audit.check("board: moderator sign-in", `${server.origin}/admin`);
+        await audit.checkAfter("board: a moderator's page", async (page) => {
+          await page.goto(`${server.origin}/admin`);
+          await page.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
+          await clickAndWait(
+            page,
+            () => page.getByRole("button", { name: "Sign in" }).click(),
+          );
+        });
+        await audit.check(
+          "board: clear confirmation",
+          `${server.origin}/admin/clear`,
+        );
+      },
+    );
+
+    await t.step(
+      "the moderator deletes one message; the reader's page drops it without a reload",
+      async () => {
+        const loadsBefore = readerLoads;
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", {
+              name: `Delete message ${spam.id}`,
+            })
+              .click(),
+        );
+        assert.equal(await moderatorPage.locator(`#m${spam.id}`).count(), 0);
+        await readerPage.locator(`#m${spam.id}`).waitFor({ state: "detached" });
+        assert.equal(await readerPage.locator(`#m${kept.id}`).count(), 1);
+        assert.equal(
+          readerLoads,
+          loadsBefore,
+          "the reader's page was not reloaded",
+        );
+        await screenshot(readerPage, "board-after-delete");
+      },
+    );
+
+    await t.step(
+      "a message posted now shows live, with a Delete button for the moderator",
+      async () => {
+        const fresh = await post("Posted while both pages are open");
+        await readerPage.locator(`#m${fresh.id}`).waitFor();
+        await moderatorPage.getByRole("button", {
+          name: `Delete message ${fresh.id}`,
+        })
+          .waitFor();
+        assert.equal(
+          await readerPage.getByRole("button", { name: /Delete/ }).count(),
+          0,
+        );
+      },
+    );
+
+    await t.step(
+      "clearing asks first; restore brings the messages back",
+      async () => {
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", { name: "Clear Messages" })
+              .click(),
+        );
+        assert.equal(new URL(moderatorPage.url()).pathname, "/admin/clear");
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", { name: "Yes, clear the board" })
+              .click(),
+        );
+        assert.deepEqual(await readMessages(moderatorPage), []);
+        await readerPage.locator(`#m${kept.id}`).waitFor({ state: "detached" });
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", {
+              name: "Restore the last cleared messages",
+            })
+              .click(),
+        );
+        await moderatorPage.locator(`#m${kept.id}`).waitFor();
+        // The reader's page reloads itself on a restore and shows them again.
+        await readerPage.locator(`#m${kept.id}`).waitFor();
+      },
+    );
+    await reader.close();
+    await moderator.close();
+  },
+);
+
 /** Starts the board on a data file in a fresh temp folder, removed on stop. */
-async function startBoard(): Promise<ScriptServer> {
+async function startBoard(args: string[] = []): Promise<ScriptServer> {
   const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });
   const removeFolder = () => Deno.remove(folder, { recursive: true });
   let server: ScriptServer;
@@ -688,7 +925,7 @@ async function startBoard(): Promise<ScriptServer> {
         `--allow-read=${folder}`,
         `--allow-write=${folder}`,
       ],
-      ["--data", `${folder}/messages.jsonl`],
+      ["--data", `${folder}/messages.jsonl`, ...args],
     );
   } catch (error) {
     await removeFolder();

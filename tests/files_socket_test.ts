@@ -247,7 +247,7 @@ Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains"
   }
 });
 
-Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, --header", async () => {
+Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, --header, --no-compress", async () => {
   await using tree = await makeTree();
   const server = await startServer([tree.root], [
     "--root",
@@ -260,6 +260,7 @@ Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, 
     "X-Frame-Options: DENY",
     "--header",
     "X-Extra: 1",
+    "--no-compress",
   ]);
   try {
     const listing = await fetch(`${server.url}sub/`);
@@ -269,6 +270,13 @@ Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, 
     assert.equal(listing.headers.get("x-extra"), "1");
     const dot = await fetch(`${server.url}.secret`);
     assert.equal(await dot.text(), "DOT SECRET");
+    // Compression on, a text file says Vary: Accept-Encoding; off, it does not.
+    const text = await fetch(`${server.url}a.txt`, {
+      headers: { "accept-encoding": "br, gzip" },
+    });
+    assert.equal(text.headers.get("vary"), null);
+    assert.equal(text.headers.get("content-encoding"), null);
+    assert.equal(await text.text(), "hello a");
     const { code } = await server.stop("SIGINT");
     assert.equal(code, 0);
     assert.ok(

@@ -132,7 +132,11 @@ function createHandler(files: Map<string, CachedFile>) {
         response.set("content-encoding", "gzip");
       }
     }
-    return new Response(method === "HEAD" ? null : body, { headers: response });
+    if (method === "HEAD") {
+      response.set("content-length", String(body.length));
+      return new Response(null, { headers: response });
+    }
+    return new Response(body, { headers: response });
   };
 }
 

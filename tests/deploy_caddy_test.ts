@@ -1,0 +1,533 @@
+// The deployment recipe, run for real: Caddy (Debian's package) with
+// deploy/Caddyfile in front of two board processes on one throwaway PostgreSQL
+// database and the file server. The same file as in production, with its
+// environment placeholders set for a test: plain HTTP on 127.0.0.1 (no
+// certificate, no ACME), the admin API off, free ports, a 1 s header-read
+// timeout and a 2 s idle timeout.
+//
+// Needs `apt-get install -y caddy postgresql`. Without Caddy or PostgreSQL
+// the test is skipped with a loud message, except in CI (CI=true), where it
+// fails.
+import assert from "node:assert/strict";
+import http from "node:http";
+import { fileURLToPath } from "node:url";
+import { POST_BURST } from "../message_board.ts";
+import { type ScriptServer, startScript } from "./e2e_browser.ts";
+import { PG_FLAGS } from "./pg_board.ts";
+import { pgTestOptions, startPostgres } from "./pg_harness.ts";
+
+const CADDY_INSTALL = "apt-get install -y caddy";
+const CADDYFILE = fileURLToPath(
+  new URL("../deploy/Caddyfile", import.meta.url),
+);
+const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+/** The timeouts the test gives Caddy, short so that the test is quick. */
+const READ_HEADER_TIMEOUT_MS = 1_000;
+const IDLE_TIMEOUT_MS = 2_000;
+/** How many connections the flood opens, past a 256-descriptor budget. */
+const IDLE_CONNECTIONS = 300;
+/** The site names Caddy serves; `.test` is reserved for tests (RFC 2606). */
+const BOARD_HOST = "board.test";
+const FILES_HOST = "files.test";
+
+/** Where `caddy` is on PATH (Debian: /usr/bin/caddy), or null. */
+function findOnPath(name: string): string | null {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+    } catch {
+      // not in this folder
+    }
+  }
+  return null;
+}
+
+const CADDY = findOnPath("caddy");
+const IN_CI = Deno.env.get("CI") === "true";
+if (CADDY === null) {
+  const line = "!".repeat(78);
+  console.error(
+    `\n${line}\n!! Caddy not found on PATH: ${
+      IN_CI ? "FAILING (CI=true)" : "SKIPPING"
+    } the deployment test.\n!! Install it with: ${CADDY_INSTALL}\n${line}\n`,
+  );
+}
+
+/** A running Caddy: the ports of its two sites and everything it logged. */
+interface CaddyServer extends AsyncDisposable {
+  boardPort: number;
+  filesPort: number;
+  lines: string[];
+}
+
+/** A port that was free a moment ago on 127.0.0.1. */
+function pickFreePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/**
+ * Runs `caddy run --config deploy/Caddyfile` with the test's environment and
+ * waits until the board's site answers through it. Caddy cannot be told to
+ * pick its own port, so the test picks free ones and tries again (three
+ * times) when another process takes one first.
+ */
+async function startCaddy(env: Record<string, string>): Promise<CaddyServer> {
+  if (CADDY === null) {
+    throw new Error(
+      `Caddy is not installed; install it with: ${CADDY_INSTALL}`,
+    );
+  }
+  // Caddy keeps its state (an autosaved config, certificates) under HOME and
+  // the XDG folders: a temp folder here, removed at the end.
+  const home = await Deno.makeTempDir({ prefix: "caddy_test_" });
+  for (let attempt = 1;; attempt++) {
+    const boardPort = pickFreePort();
+    const filesPort = pickFreePort();
+    const child = new Deno.Command(CADDY, {
+      args: ["run", "--config", CADDYFILE, "--adapter", "caddyfile"],
+      cwd: REPO_ROOT,
+      env: {
+        HOME: home,
+        XDG_CONFIG_HOME: `${home}/config`,
+        XDG_DATA_HOME: `${home}/data`,
+        CADDY_ADMIN: "off",
+        CADDY_BIND: "127.0.0.1",
+        CADDY_READ_HEADER_TIMEOUT: `${READ_HEADER_TIMEOUT_MS}ms`,
+        CADDY_IDLE_TIMEOUT: `${IDLE_TIMEOUT_MS}ms`,
+        CADDY_HEALTH_INTERVAL: "500ms",
+        CADDY_GRACE_PERIOD: "1s",
+        BOARD_SITE: `http://${BOARD_HOST}:${boardPort}`,
+        FILES_SITE: `http://${FILES_HOST}:${filesPort}`,
+        ...env,
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const lines: string[] = [];
+    const reading = Promise.all(
+      [child.stdout, child.stderr].map(async (stream) => {
+        for await (
+          const text of stream.pipeThrough(new TextDecoderStream())
+        ) lines.push(...text.split("\n").filter((l) => l !== ""));
+      }),
+    );
+    let exited = false;
+    const status = child.status.finally(() => exited = true);
+    const stop = async () => {
+      if (!exited) child.kill("SIGTERM");
+      const timer = setTimeout(() => {
+        if (!exited) child.kill("SIGKILL");
+      }, 5_000);
+      await status;
+      clearTimeout(timer);
+      await reading;
+    };
+
+    // Ready once the board's site answers (a health check may still be
+    // pending: any status will do).
+    const deadline = Date.now() + 10_000;
+    let ready = false;
+    while (!exited && Date.now() < deadline) {
+      try {
+        await send(boardPort, { host: BOARD_HOST, path: "/api/messages" });
+        ready = true;
+        break;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    if (ready) {
+      return {
+        boardPort,
+        filesPort,
+        lines,
+        async [Symbol.asyncDispose]() {
+          try {
+            await stop();
+          } finally {
+            await Deno.remove(home, { recursive: true });
+          }
+        },
+      };
+    }
+    await stop();
+    const log = lines.join("\n");
+    if (attempt < 3 && /address already in use/.test(log)) continue;
+    await Deno.remove(home, { recursive: true });
+    throw new Error(`Caddy did not start:\n${log}`);
+  }
+}
+
+/** What {@link send} sends. */
+interface SendOptions {
+  method?: string;
+  path?: string;
+  /** The Host header's name; the port is added. */
+  host: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array;
+  /** The client's own address, such as 127.0.0.2 (any of 127.0.0.0/8 works). */
+  localAddress?: string;
+}
+
+/**
+ * One HTTP/1.1 request on a fresh connection to 127.0.0.1:`port`, through
+ * node:http, which (unlike fetch) sets the Host header and the source
+ * address it is given.
+ */
+function send(
+  port: number,
+  { method = "GET", path = "/", host, headers = {}, body, localAddress }:
+    SendOptions,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request({
+      host: "127.0.0.1",
+      port,
+      method,
+      path,
+      localAddress,
+      agent: false,
+      timeout: 10_000,
+      headers: { host: `${host}:${port}`, ...headers },
+    }, (response) => {
+      const chunks: Uint8Array[] = [];
+      response.on("data", (chunk: Uint8Array) => chunks.push(chunk));
+      response.on("end", () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          body: new TextDecoder().decode(concat(chunks)),
+        }));
+      response.on("error", reject);
+    });
+    request.on("timeout", () => request.destroy(new Error("no answer")));
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
+}
+
+/**
+ * Reads a connection until the other side closes it; resolves with the
+ * milliseconds that took, or null when it was still open after `limitMs`.
+ * A reset counts as closed.
+ */
+async function timeUntilClosed(
+  conn: Deno.Conn,
+  startedAt: number,
+  limitMs: number,
+): Promise<number | null> {
+  const buffer = new Uint8Array(4096);
+  const timer = setTimeout(() => conn.close(), limitMs);
+  try {
+    while (await conn.read(buffer) !== null) {
+      // Caddy may say 408 before it closes; read on to the end.
+    }
+    return performance.now() - startedAt;
+  } catch (error) {
+    if (error instanceof Deno.errors.BadResource) return null; // closed by us
+    return performance.now() - startedAt; // reset by Caddy
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** How many files (sockets included) a process has open, from /proc. */
+function countOpenFiles(pid: number): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+}
+
+/** Lines a process logged for requests to `path` (the board logs `METHOD path status`). */
+function requestLines(server: ScriptServer, path: string): string[] {
+  return server.lines.filter((line) => line.includes(` ${path} `));
+}
+
+Deno.test({
+  name:
+    "deploy/Caddyfile: Caddy before two boards on one database and the file server holds off 300 idle connections",
+  ignore: (CADDY === null && !IN_CI) || pgTestOptions().ignore,
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn(t) {
+    await using pg = await startPostgres();
+    // The README's commands: each board trusts the proxy in front of it for
+    // the client's address and scheme, and answers to the site's name.
+    const boardArgs = [
+      "--store",
+      pg.url,
+      "--trust-proxy",
+      "--allowed-host",
+      BOARD_HOST,
+    ];
+    const started: ScriptServer[] = [];
+    try {
+      const [boardA, boardB, files] = await Promise.all([
+        startScript("board_postgres.ts", PG_FLAGS, boardArgs),
+        startScript("board_postgres.ts", PG_FLAGS, boardArgs),
+        startScript(
+          "server_files.ts",
+          ["--allow-net=127.0.0.1", "--allow-read=./static"],
+          ["--root", "./static"],
+        ),
+      ].map(async (starting) => {
+        const server = await starting;
+        started.push(server);
+        return server;
+      }));
+      const upstream = (server: ScriptServer) => new URL(server.origin).host;
+      await using caddy = await startCaddy({
+        BOARD_UPSTREAM_A: upstream(boardA),
+        BOARD_UPSTREAM_B: upstream(boardB),
+        FILES_UPSTREAM: upstream(files),
+      });
+      const board = (options: Omit<SendOptions, "host">) =>
+        send(caddy.boardPort, { host: BOARD_HOST, ...options });
+
+      await t.step(
+        "both boards answer through Caddy from one database",
+        async () => {
+          const posted = await board({
+            method: "POST",
+            path: "/api/messages",
+            headers: { "content-type": "application/json" },
+            body: JSON.stringify({ text: "through Caddy" }),
+          });
+          assert.equal(posted.status, 201, posted.body);
+          // Whichever board answers, it shows the message.
+          for (let i = 0; i < 20; i++) {
+            const page = await board({ path: "/api/messages?limit=2" });
+            assert.equal(page.status, 200);
+            assert.match(page.body, /through Caddy/);
+          }
+          for (const server of [boardA, boardB]) {
+            assert.ok(
+              requestLines(server, "/api/messages?limit=2").length > 0,
+              `Caddy sent requests to the board at ${server.origin}`,
+            );
+          }
+          const home = await board({ path: "/" });
+          assert.equal(home.status, 200);
+          assert.match(home.body, /Tiny Message Board/);
+        },
+      );
+
+      await t.step("the file server answers through Caddy", async () => {
+        const index = await send(caddy.filesPort, {
+          host: FILES_HOST,
+          path: "/index.html",
+        });
+        assert.equal(index.status, 200);
+        assert.match(index.body, /index page of our tiny site/);
+      });
+
+      await t.step(
+        "each client is known by the address Caddy saw, whatever X-Forwarded-For it sends",
+        async () => {
+          // Posts from 127.0.0.2, each claiming another address. Had a board
+          // believed the claim, every post would be a new client and none
+          // would be refused; as it is, both boards' buckets for 127.0.0.2
+          // run out.
+          const postAs = (localAddress: string, claimed: string) =>
+            board({
+              method: "POST",
+              path: "/api/messages",
+              localAddress,
+              headers: {
+                "content-type": "application/json",
+                "x-forwarded-for": claimed,
+                "forwarded": `for=${claimed}`,
+                "x-real-ip": claimed,
+              },
+              body: JSON.stringify({ text: `from ${localAddress}` }),
+            });
+          const statuses: number[] = [];
+          for (let i = 1; i <= 2 * POST_BURST + 2; i++) {
+            const { status } = await postAs("127.0.0.2", `198.51.100.${i}`);
+            statuses.push(status);
+            if (status === 429) break;
+          }
+          assert.equal(statuses.at(-1), 429, `statuses: ${statuses}`);
+          assert.ok(
+            statuses.filter((s) => s === 201).length >= POST_BURST,
+            `statuses: ${statuses}`,
+          );
+          // Another client is not held back by the first one's limit (as it
+          // would be if the boards saw only Caddy's own address).
+          const other = await postAs("127.0.0.3", "198.51.100.1");
+          assert.equal(other.status, 201, other.body);
+        },
+      );
+
+      await t.step(
+        `${IDLE_CONNECTIONS} idle connections: the boards keep answering, Caddy closes them after its header timeout`,
+        async () => {
+          const conns: Deno.Conn[] = [];
+          try {
+            const openedAt = performance.now();
+            for (let i = 0; i < IDLE_CONNECTIONS; i++) {
+              conns.push(
+                await Deno.connect({
+                  hostname: "127.0.0.1",
+                  port: caddy.boardPort,
+                }),
+              );
+            }
+            // A sixth of them start a request head and stop (slowloris).
+            const partial = new TextEncoder().encode(
+              `GET / HTTP/1.1\r\nHost: ${BOARD_HOST}\r\nX-Slow: `,
+            );
+            for (const conn of conns.filter((_, i) => i % 6 === 0)) {
+              await conn.write(partial);
+            }
+            const closing = conns.map((conn) =>
+              timeUntilClosed(conn, openedAt, READ_HEADER_TIMEOUT_MS + 4_000)
+            );
+
+            // Meanwhile people are served as usual, by both boards, and the
+            // boards never see the idle connections.
+            for (let i = 0; i < 10; i++) {
+              const page = await board({ path: "/" });
+              assert.equal(page.status, 200);
+            }
+            const posted = await board({
+              method: "POST",
+              path: "/api/messages",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({ text: "during the flood" }),
+            });
+            assert.equal(posted.status, 201, posted.body);
+            for (const server of [boardA, boardB]) {
+              const open = countOpenFiles(server.pid);
+              assert.ok(
+                open < 100,
+                `the board at ${server.origin} has ${open} files open`,
+              );
+            }
+
+            const closedAfter = await Promise.all(closing);
+            const stillOpen = closedAfter.filter((ms) => ms === null).length;
+            assert.equal(stillOpen, 0, `${stillOpen} connections still open`);
+            const times = closedAfter as number[];
+            const first = Math.min(...times);
+            // Closed by the timeout: not before it ran out.
+            assert.ok(
+              first >= READ_HEADER_TIMEOUT_MS - 50,
+              `first closed after ${first.toFixed(0)} ms`,
+            );
+            console.log(
+              `${IDLE_CONNECTIONS} idle connections closed by Caddy ${
+                first.toFixed(0)
+              }-${Math.max(...times).toFixed(0)} ms after they opened`,
+            );
+
+            const after = await board({ path: "/" });
+            assert.equal(after.status, 200);
+          } finally {
+            for (const conn of conns) {
+              try {
+                conn.close();
+              } catch {
+                // already closed by timeUntilClosed
+              }
+            }
+          }
+        },
+      );
+
+      await t.step(
+        "a kept-alive connection is closed after the idle timeout",
+        async () => {
+          const conn = await Deno.connect({
+            hostname: "127.0.0.1",
+            port: caddy.boardPort,
+          });
+          try {
+            await conn.write(new TextEncoder().encode(
+              `GET /api/messages?limit=1 HTTP/1.1\r\nHost: ${BOARD_HOST}\r\n\r\n`,
+            ));
+            // Read the answer (its head is enough to know it came).
+            const buffer = new Uint8Array(65536);
+            const n = await conn.read(buffer);
+            assert.ok(n !== null);
+            const head = new TextDecoder().decode(buffer.subarray(0, n));
+            assert.match(head, /^HTTP\/1\.1 200 /);
+            const answeredAt = performance.now();
+            const closedAfter = await timeUntilClosed(
+              conn,
+              answeredAt,
+              IDLE_TIMEOUT_MS + 4_000,
+            );
+            assert.ok(closedAfter !== null, "closed");
+            assert.ok(
+              closedAfter >= IDLE_TIMEOUT_MS - 50,
+              `closed after ${closedAfter.toFixed(0)} ms`,
+            );
+          } finally {
+            try {
+              conn.close();
+            } catch {
+              // closed already
+            }
+          }
+        },
+      );
+
+      await t.step(
+        "a body over 64 KiB is refused; one at the limit reaches a board",
+        async () => {
+          const atLimit = JSON.stringify({ text: "x".repeat(65536 - 11) });
+          assert.equal(new TextEncoder().encode(atLimit).length, 65536);
+          const big = await board({
+            method: "POST",
+            path: "/api/messages",
+            headers: { "content-type": "application/json" },
+            body: atLimit,
+          });
+          // It got to a board, which refuses a message that long.
+          assert.equal(big.status, 422, big.body);
+          const tooBig = await board({
+            method: "POST",
+            path: "/api/messages",
+            headers: {
+              "content-type": "application/json",
+              "transfer-encoding": "chunked",
+            },
+            body: atLimit + " ",
+          });
+          assert.equal(tooBig.status, 413, tooBig.body);
+        },
+      );
+
+      await t.step(
+        "when one board dies, the other answers every request",
+        async () => {
+          Deno.kill(boardA.pid, "SIGKILL");
+          for (let i = 0; i < 10; i++) {
+            const page = await board({ path: "/api/messages?limit=3" });
+            assert.equal(page.status, 200);
+            assert.match(page.body, /during the flood/);
+          }
+          assert.equal(
+            requestLines(boardB, "/api/messages?limit=3").length,
+            10,
+          );
+        },
+      );
+    } finally {
+      await Promise.all(started.map((server) => server.stop()));
+    }
+  },
+});
