@@ -3447,6 +3447,11 @@ function listeningNames(
   }
 }
 
+/** First wait before listening again after an accept failure (out of file descriptors). */
+const ACCEPT_RETRY_FIRST_MS = 100;
+/** Longest wait between two tries to listen again. */
+const ACCEPT_RETRY_MAX_MS = 1_000;
+
 /** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
 export interface ServerOptions extends BoardOptions {
   /** Port to listen on; 0 picks a free one. @default 8080 */
@@ -3528,13 +3533,26 @@ export async function startServer(
       );
       return response;
     };
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
+  let announced = false;
+  let generation = 0;
+  let failing = false;
+  const listen = (port: number) => {
+    const mine = ++generation;
+    // The first request this listener accepts after a failure ends the outage.
+    const serve: BoardHandler = (request, info) => {
+      if (failing && mine === generation) {
+        failing = false;
+        console.error(`message board: accepting connections again`);
+      }
+      return handler(request, info);
+    };
+    return Deno.serve({
       hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
+        if (announced) return; // listening again after an accept failure
+        announced = true;
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
         console.log(
@@ -3549,35 +3567,68 @@ export async function startServer(
           );
         }
       },
-    }, handler);
+    }, serve);
+  };
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = listen(port);
   } catch (error) {
     await board.close();
     throw error;
   }
+  const addr = server.addr;
+
+  // Surviving accept failures. When the process runs out of file descriptors
+  // (idle connections pile up: Deno.serve has no idle timeout), the listener
+  // fails and `finished` rejects; the connections already open are still
+  // served. Say so once, then listen again on the same port, waiting longer
+  // each time (up to ACCEPT_RETRY_MAX_MS) until descriptors are free.
+  const servers = new Set([server]);
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retryMs = ACCEPT_RETRY_FIRST_MS;
+  let stopping: Promise<void> | null = null;
+  const relisten = () => {
+    retryTimer = undefined;
+    if (stopping) return;
+    try {
+      watch(listen(addr.port));
+      retryMs = ACCEPT_RETRY_FIRST_MS;
+    } catch {
+      retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
+      retryTimer = setTimeout(relisten, retryMs);
+    }
+  };
+  const watch = (current: Deno.HttpServer<Deno.NetAddr>) => {
+    servers.add(current);
+    current.finished.then(() => servers.delete(current), (error) => {
+      if (stopping) return;
+      if (!failing) {
+        console.error(
+          `message board: cannot accept connections (${
+            (error as Error).message
+          }); serving the open ones and listening again until descriptors are free`,
+        );
+      }
+      failing = true;
+      retryTimer = setTimeout(relisten, retryMs);
+    });
+  };
+  watch(server);
+
   // Stopping: end the live event streams (they never finish by themselves),
   // stop accepting, let answers in flight finish, then flush the store and
   // release the lock.
   const stopped = Promise.withResolvers<void>();
-  let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      clearTimeout(retryTimer);
       board.endEventStreams();
-      await server.shutdown();
-    })();
-  server.finished.then(async () => {
-    await shutdown();
-    await board.close();
-    stopped.resolve();
-  }, stopped.reject);
-  return {
-    addr: server.addr,
-    board,
-    shutdown: async () => {
-      await shutdown();
-      await stopped.promise;
-    },
-    finished: stopped.promise,
-  };
+      await Promise.all(
+        [...servers].map((current) => current.shutdown().catch(() => {})),
+      );
+      await board.close();
+    })().then(stopped.resolve, stopped.reject);
+  return { addr, board, shutdown, finished: stopped.promise };
 }
 
 /**
