@@ -2293,6 +2293,7 @@ export function createBoardHandler(
       page,
       base,
       moderation: moderationOf(context),
+      readOnly: !store.writable,
     });
   }
 
@@ -2913,6 +2914,8 @@ export interface PageView {
   base?: string;
   /** Which moderation controls to show. @default "open" */
   moderation?: Moderation;
+  /** The store takes no posts for now (a failed write; it retries by itself). @default false */
+  readOnly?: boolean;
 }
 
 /** The Clear section, as far as this visitor may moderate. */
@@ -2959,6 +2962,7 @@ export function renderBoard(
     name = "",
     base = "",
     moderation = "open",
+    readOnly = false,
   }: PageView,
 ): string {
   const canDelete = moderation === "open" || moderation === "admin";
@@ -3003,7 +3007,11 @@ export function renderBoard(
 <h1>Tiny Message Board</h1>
 <section class="new" aria-labelledby="new-heading">
 <h2 id="new-heading">New Message</h2>
-${errorBlock}<form method="post" action="${base}/">
+${
+    readOnly
+      ? `<p class="notice" role="status">The board cannot take new messages for a moment (its storage failed); posting will work again by itself.</p>\n`
+      : ""
+  }${errorBlock}<form method="post" action="${base}/">
 <label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
 <input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
     escapeHtml(name)
@@ -3099,6 +3107,7 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
 .clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
 .delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
 .clear p { color: var(--muted); font-size: 0.9rem; }
+.notice { padding: 0.5rem 0.75rem; border-left: 4px solid var(--muted); }
 .error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
 .message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
 .meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
