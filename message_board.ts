@@ -2591,7 +2591,18 @@ export function createBoardHandler(
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Promise<Response> {
-    const url = new URL(request.url);
+    // Deno builds request.url from the Host header, so a Host no URL can hold
+    // (`[zz`, `a|b`, a port past 65535) makes it unparseable: 400, as RFC 9112 says.
+    const url = URL.parse(request.url);
+    if (url === null) {
+      await request.body?.cancel().catch(() => {});
+      const response = errorResponse(
+        new HttpError(400, "The Host header is not a valid host name."),
+        "html",
+        base,
+      );
+      return request.method === "HEAD" ? withoutBody(response) : response;
+    }
     const path = url.pathname === base
       ? ""
       : url.pathname.startsWith(`${base}/`)
@@ -3525,11 +3536,12 @@ export async function startServer(
     ? board.handler
     : async (request, info) => {
       const response = await board.handler(request, info);
-      const { pathname, search } = new URL(request.url);
+      const url = URL.parse(request.url);
+      const target = url ? `${url.pathname}${url.search}` : "(bad Host)";
       console.log(
         `${
           new Date().toISOString()
-        } ${request.method} ${pathname}${search} ${response.status}`,
+        } ${request.method} ${target} ${response.status}`,
       );
       return response;
     };
