@@ -1447,6 +1447,21 @@ export function withoutBodyForHead(req: Request, response: Response): Response {
 // ---------------------------------------------------------------------------
 
 /**
+ * Text a client chose, made safe for one log line: C0 and C1 controls, DEL and
+ * the line separators become `\xNN` / `\u{NNNN}`.
+ *
+ * @example logSafe("a\r\nb") // => "a\\x0d\\x0ab"
+ */
+export function logSafe(text: string): string {
+  return text.replace(/[\p{Cc}\u2028\u2029]/gu, (char) => {
+    const code = char.charCodeAt(0);
+    return code > 0xff
+      ? `\\u{${code.toString(16)}}`
+      : `\\x${code.toString(16).padStart(2, "0")}`;
+  });
+}
+
+/**
  * Maps any error met while serving to a response, the way Go's `toHTTPError`
  * does. The client gets the status and a generic reason phrase only: error
  * messages contain filesystem paths, which tell an attacker how the server
@@ -1466,7 +1481,11 @@ async function errorResponse(
   else status = statusForFsError(error);
   if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
-    const detail = error instanceof HttpError ? error.message : error;
+    // A 4xx message quotes the decoded path, which the client chose: shown on one line
+    // with controls escaped, so `%0d%0a` cannot forge a log line nor `%1b` colour it.
+    const detail = status >= 500
+      ? error
+      : logSafe(error instanceof HttpError ? error.message : String(error));
     console.error(
       `server_files: ${status} for ${req.method} ${JSON.stringify(pathname)}:`,
       detail,
