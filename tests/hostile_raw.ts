@@ -10,8 +10,7 @@ export interface RawReply {
 }
 
 /**
- * Sends `request` (a string is sent as Latin-1 bytes) on a new connection, half-closes,
- * and reads until the server closes or `timeoutMs` passes (then it throws: a hang).
+ * Sends `request` (a string is sent as Latin-1 bytes) on a new connection and reads until the server closes or `timeoutMs` passes (then it throws: a hang).
  */
 export async function sendRaw(
   port: number,
@@ -26,8 +25,9 @@ export async function sendRaw(
   let text = "";
   let timedOut = true;
   try {
+    // No closeWrite(): Deno.serve drops the answer to a half-closed connection,
+    // so requests here end with `Connection: close` instead.
     await conn.write(bytes);
-    await conn.closeWrite();
     const buffer = new Uint8Array(65536);
     while (true) {
       const n = await conn.read(buffer);
