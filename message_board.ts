@@ -1770,9 +1770,21 @@ export function parsePositiveInteger(
   return number <= max ? number : null;
 }
 
+/**
+ * One query parameter: null when absent, 400 when sent twice (`?limit=1&limit=100`
+ * would be a guess, as a repeated form field is).
+ */
+function readQueryParameter(url: URL, name: string): string | null {
+  const values = url.searchParams.getAll(name);
+  if (values.length > 1) {
+    throw new HttpError(400, `The parameter ${name} was sent twice.`);
+  }
+  return values[0] ?? null;
+}
+
 /** Reads `before` from a query string: undefined when absent, 400 when malformed. */
 function readBeforeParameter(url: URL): number | undefined {
-  const before = url.searchParams.get("before");
+  const before = readQueryParameter(url, "before");
   if (before === null) return undefined;
   const id = parsePositiveInteger(before, Number.MAX_SAFE_INTEGER);
   if (id === null) {
@@ -2385,7 +2397,7 @@ export function createBoardHandler(
   /** GET /api/messages?before=ID&limit=N */
   async function listApi({ url }: RequestContext): Promise<Response> {
     const before = readBeforeParameter(url);
-    const limitText = url.searchParams.get("limit");
+    const limitText = readQueryParameter(url, "limit");
     const limit = limitText === null
       ? pageSize
       : parsePositiveInteger(limitText, MAX_PAGE_LIMIT);
@@ -2692,7 +2704,7 @@ export function formatEvent(event: BoardEvent): string {
  */
 function readResumePoint(request: Request, url: URL): number | undefined {
   const text = request.headers.get("last-event-id") ??
-    url.searchParams.get("after");
+    readQueryParameter(url, "after");
   if (text === null || text === "") return undefined;
   const id = text === "0"
     ? 0

@@ -1,6 +1,8 @@
 // Hostile-client regression tests for message_board.ts, against a real process (the
 // bugs are in what Deno.serve hands the handler, which an in-process Request cannot make).
 import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openBoard } from "../message_board.ts";
 import { BOARD_FLAGS, BOARD_SCRIPT, tempFolder } from "./board_helpers.ts";
 import { sendRaw } from "./hostile_raw.ts";
 
@@ -82,4 +84,42 @@ Deno.test("a Host header that no URL can hold gets 400, never 500", async () => 
     stderr = await board.stop();
   }
   assert(!stderr.includes("TypeError"), stderr);
+});
+
+Deno.test("a query parameter sent twice gets 400, not a guess", async () => {
+  await using folder = await tempFolder();
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+    log: () => {},
+    rateLimit: false,
+  });
+  const info: Deno.ServeHandlerInfo = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    completed: Promise.resolve(),
+  };
+  try {
+    for (
+      const path of [
+        "/api/messages?limit=1&limit=100",
+        "/api/messages?before=5&before=2",
+        "/?before=5&before=2",
+        "/events?after=1&after=2",
+      ]
+    ) {
+      const response = await board.handler(
+        new Request(`http://127.0.0.1:8080${path}`),
+        info,
+      );
+      await response.body?.cancel();
+      assert.equal(response.status, 400, path);
+    }
+    const once = await board.handler(
+      new Request("http://127.0.0.1:8080/api/messages?limit=1"),
+      info,
+    );
+    assert.equal(once.status, 200);
+    await once.body?.cancel();
+  } finally {
+    await board.close();
+  }
 });
