@@ -2770,11 +2770,21 @@ export function suggestFood(
   const query = new URLSearchParams(search);
   const name = (query.get("firstname") ?? "").trim();
   const food = query.get("food") ?? "";
+  // A field sent twice would be a guess; a control or invisible format character
+  // (NUL, a right-to-left override that reverses the rest of our sentence) or
+  // U+FFFD (a byte that was not UTF-8) is no part of a name.
+  const repeated = query.getAll("firstname").length > 1 ||
+    query.getAll("food").length > 1;
+  const unprintable = /[\p{Cc}\p{Cf}\u2028\u2029\uFFFD]/u.test(name);
   if (
-    name === "" || name.length > MAX_NAME_CHARS ||
+    repeated || unprintable || name === "" || name.length > MAX_NAME_CHARS ||
     !Object.hasOwn(SUGGESTIONS, food)
   ) {
-    const problem = name === ""
+    const problem = repeated
+      ? "Please send the form once: a field came twice."
+      : unprintable
+      ? "Please use only printable characters in your name."
+      : name === ""
       ? "Please tell us your first name."
       : name.length > MAX_NAME_CHARS
       ? `Please use at most ${MAX_NAME_CHARS} characters for your name.`

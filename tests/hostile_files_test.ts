@@ -1,5 +1,6 @@
 // Hostile-client regression tests for server_files.ts, against a real process.
 import assert from "node:assert/strict";
+import { suggestFood } from "../server_files.ts";
 import { startFilesProcess } from "./files_process.ts";
 import { sendRaw } from "./hostile_raw.ts";
 
@@ -48,4 +49,26 @@ Deno.test("a request path cannot forge or colour a line of the error log", async
       );
     }
   }
+});
+
+Deno.test("/suggest refuses a repeated field and unprintable names instead of echoing them", async () => {
+  for (
+    const query of [
+      "firstname=Ann&firstname=Bob&food=Tacos",
+      "firstname=Ann&food=Tacos&food=Pizza",
+      "firstname=%E2%80%AEnnA&food=Tacos", // right-to-left override
+      "firstname=A%E2%80%8Bnn&food=Tacos", // zero-width space
+      "firstname=A%00nn&food=Tacos",
+      "firstname=A%1B%5B2Jnn&food=Tacos",
+      "firstname=A%FFnn&food=Tacos", // not UTF-8
+    ]
+  ) {
+    const response = suggestFood(`?${query}`);
+    const page = await response.text();
+    assert.equal(response.status, 400, query);
+    assert.ok(!page.includes("Hello"), query);
+  }
+  const ok = suggestFood("?firstname=Zo%C3%AB+%D7%A9%D7%A8%D7%94&food=Tacos");
+  assert.equal(ok.status, 200);
+  assert.match(await ok.text(), /Hello, Zoë שרה!/);
 });
