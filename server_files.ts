@@ -750,6 +750,27 @@ export function negotiateCoding(
   offered: readonly Coding[],
 ): Coding {
   if (header === null || offered.length === 0) return "identity";
+  const weights = parseAcceptEncoding(header);
+  const any = weights.get("*");
+  let best: Coding = "identity";
+  let bestQ = 0;
+  for (const coding of offered) {
+    const q = weights.get(coding) ?? any ?? 0;
+    if (q > bestQ) [best, bestQ] = [coding, q];
+  }
+  const identityQ = weights.get("identity");
+  if (identityQ !== undefined && identityQ > bestQ) return "identity";
+  return best;
+}
+
+/**
+ * The q-value of each coding named in an `Accept-Encoding`, the first
+ * mention winning. Browsers send a handful of distinct values, so the last
+ * ones parsed are kept (at most {@linkcode MAX_PARSED_ACCEPT_ENCODINGS}).
+ */
+function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
+  const known = parsedAcceptEncodings.get(header);
+  if (known !== undefined) return known;
   const weights = new Map<string, number>();
   for (const item of header.split(",")) {
     const [rawName, ...params] = item.split(";");
@@ -765,17 +786,15 @@ export function negotiateCoding(
     }
     if (!weights.has(name)) weights.set(name, q);
   }
-  const any = weights.get("*");
-  let best: Coding = "identity";
-  let bestQ = 0;
-  for (const coding of offered) {
-    const q = weights.get(coding) ?? any ?? 0;
-    if (q > bestQ) [best, bestQ] = [coding, q];
+  if (parsedAcceptEncodings.size >= MAX_PARSED_ACCEPT_ENCODINGS) {
+    parsedAcceptEncodings.clear();
   }
-  const identityQ = weights.get("identity");
-  if (identityQ !== undefined && identityQ > bestQ) return "identity";
-  return best;
+  if (header.length <= 200) parsedAcceptEncodings.set(header, weights);
+  return weights;
 }
+
+const MAX_PARSED_ACCEPT_ENCODINGS = 64;
+const parsedAcceptEncodings = new Map<string, ReadonlyMap<string, number>>();
 
 // ---------------------------------------------------------------------------
 // Deciding: what to answer for one file, from the request alone
@@ -798,15 +817,47 @@ export type BodyPlan =
 /** What {@linkcode planFileResponse} decided: everything but the bytes. */
 export interface FilePlan {
   status: 200 | 206 | 304 | 412 | 416;
-  headers: [string, string][];
+  /** Shared between plans of one cached file: never modify it. */
+  headers: readonly [string, string][];
   /** The representation whose bytes (or validators) the answer carries. */
   representation: Representation;
   body: BodyPlan;
 }
 
+/**
+ * What plans of a cached file would otherwise build again at every request:
+ * its identity representation, and the header lists of each representation.
+ * A cached file's meta lives as long as its cache entry, so a cache hit plans
+ * without allocating; the maps are weak, so the lists go with the entry.
+ */
+const identities = new WeakMap<FileMeta, Representation>();
+const builtHeaders = new WeakMap<Representation, {
+  extra: readonly [string, string][];
+  ok?: readonly [string, string][];
+  notModified?: readonly [string, string][];
+}>();
+
 /** The file itself as a representation. */
 function identityOf(meta: FileMeta): Representation {
-  return { coding: "identity", etag: meta.etag, size: meta.size };
+  let identity = identities.get(meta);
+  if (identity === undefined) {
+    identity = { coding: "identity", etag: meta.etag, size: meta.size };
+    identities.set(meta, identity);
+  }
+  return identity;
+}
+
+/** The memo of built header lists for a representation (with these extras). */
+function headerMemo(
+  representation: Representation,
+  extra: readonly [string, string][],
+) {
+  let memo = builtHeaders.get(representation);
+  if (memo === undefined || memo.extra !== extra) {
+    memo = { extra };
+    builtHeaders.set(representation, memo);
+  }
+  return memo;
 }
 
 /**
@@ -858,7 +909,7 @@ export function planFileResponse(
   }
   if (ranges !== null && ranges.length === 1) {
     const [range] = ranges;
-    const partial = okHeaders(meta, identity, extra);
+    const partial = [...okHeaders(meta, identity, extra)];
     partial.push(
       ["Content-Range", `bytes ${range.start}-${range.end}/${meta.size}`],
     );
@@ -930,7 +981,7 @@ function multipartPlan(
   const tail = `\r\n--${boundary}--\r\n`;
   pieces.push(tail);
   length += tail.length;
-  const headers = okHeaders(meta, identity, extra);
+  const headers = [...okHeaders(meta, identity, extra)];
   setHeader(
     headers,
     "Content-Type",
@@ -970,6 +1021,15 @@ function okHeaders(
   meta: FileMeta,
   representation: Representation,
   extra: readonly [string, string][],
+): readonly [string, string][] {
+  const memo = headerMemo(representation, extra);
+  return memo.ok ??= buildOkHeaders(meta, representation, extra);
+}
+
+function buildOkHeaders(
+  meta: FileMeta,
+  representation: Representation,
+  extra: readonly [string, string][],
 ): [string, string][] {
   const headers: [string, string][] = [["Content-Type", meta.contentType]];
   if (representation.coding === "identity") {
@@ -991,8 +1051,9 @@ function notModifiedHeaders(
   meta: FileMeta,
   representation: Representation,
   extra: readonly [string, string][],
-): [string, string][] {
-  return pushValidators([], meta, representation, extra);
+): readonly [string, string][] {
+  const memo = headerMemo(representation, extra);
+  return memo.notModified ??= pushValidators([], meta, representation, extra);
 }
 
 function pushValidators(
