@@ -60,12 +60,20 @@ export interface ServeDirOptions {
    * memory instead. @default {true}
    */
   compress?: boolean;
+  /**
+   * Accepted so that code written for std's `serveDir` compiles unchanged,
+   * and ignored: our entity tag is the file's size and mtime, strong, with no
+   * hash to choose (std hashes the mtime, SHA-256 by default).
+   */
+  etagAlgorithm?: AlgorithmIdentifier;
 }
 
 /** Options of {@linkcode serveFile}. */
 export interface ServeFileOptions {
   /** The file's `Deno.FileInfo`, if the caller already has it (saves a stat). */
   fileInfo?: Deno.FileInfo;
+  /** Accepted for std compatibility and ignored, as in {@linkcode ServeDirOptions.etagAlgorithm}. */
+  etagAlgorithm?: AlgorithmIdentifier;
   /** Extra headers, each `"Name: value"`. @default {[]} */
   headers?: string[];
   /** Add CORS headers. @default {false} */
@@ -1558,9 +1566,13 @@ async function notFoundResponse(
 
 /** One row of a directory listing. */
 export interface ListingEntry {
+  /** The name in its folder, as the filesystem has it (not escaped). */
   name: string;
+  /** A folder (or a symlink to one inside the root). */
   isDirectory: boolean;
+  /** Bytes; not shown for folders. */
   size: number;
+  /** Last modification, or `null` when the filesystem does not say. */
   mtime: Date | null;
 }
 
@@ -1569,7 +1581,9 @@ export type ListingSortKey = "name" | "size" | "time";
 
 /** How a listing is ordered and in which format it is sent. */
 export interface ListingQuery {
+  /** The column to sort by. @default {"name"} */
   sort: ListingSortKey;
+  /** Ascending or descending. @default {"asc"} */
   order: "asc" | "desc";
   /** `null` when the query does not say: then `Accept` decides. */
   format: "html" | "json" | null;
@@ -1899,7 +1913,9 @@ const LISTING_CSP = `default-src 'none'; style-src 'sha256-${
 
 /** One entry of the JSON listing (`Accept: application/json` or `?format=json`). */
 export interface ListingJsonEntry {
+  /** The name in its folder. */
   name: string;
+  /** What the entry is (a symlink counts as what it points to). */
   type: "file" | "directory";
   /** Bytes; `null` for a folder. */
   size: number | null;
