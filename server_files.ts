@@ -686,36 +686,85 @@ export interface ByteRange {
 }
 
 /**
- * Parses a single-range `Range` header for a file of `size` bytes (RFC 9110
- * 14.1.2). Returns the range to send, `"unsatisfiable"` (416), or `null` when
- * the header is to be ignored and the whole file sent: bad syntax (RFC 9110
- * 14.2 lets a server ignore Range), several ranges, or an empty file (as std
- * and Go do: a 416 for a file with nothing in it helps no client).
- *
- * @example parseRange("bytes=0-499", 1000) => { start: 0, end: 499 }
- * @example parseRange("bytes=500-", 1000) => { start: 500, end: 999 }
- * @example parseRange("bytes=-300", 1000) => { start: 700, end: 999 }
- * @example parseRange("bytes=1000-", 1000) => "unsatisfiable"
+ * At most this many ranges in one `Range` header; more are answered with the
+ * whole file. A client never needs many, and the "killer range" attack
+ * (CVE-2011-3192, against Apache) sent hundreds of overlapping ones to make
+ * the server build a huge multipart answer from a small file.
  */
-export function parseRange(
+export const MAX_RANGES = 16;
+
+/**
+ * Parses a `Range` header for a file of `size` bytes (RFC 9110 14.1.2).
+ * Returns the ranges to send, `"unsatisfiable"` (416: none of them is in the
+ * file), or `null` when the header is ignored and the whole file sent (200):
+ *
+ * - bad syntax, a range that ends before it starts, or another unit (RFC 9110
+ *   14.2 lets a server ignore Range);
+ * - an empty file (as std and Go do: a 416 for a file with nothing in it
+ *   helps no client);
+ * - more than {@linkcode MAX_RANGES} ranges, or ranges adding up to more
+ *   than the file (CVE-2011-3192: a small file must not become a big answer).
+ *
+ * Ranges that overlap or touch are merged into one (RFC 9110 14.3 allows it),
+ * and the rest keep the order the client asked for (RFC 9110 15.3.7.2).
+ *
+ * @example parseRanges("bytes=0-499", 1000) => [{ start: 0, end: 499 }]
+ * @example parseRanges("bytes=-300", 1000) => [{ start: 700, end: 999 }]
+ * @example parseRanges("bytes=500-599,0-9", 1000) => [{ start: 500, end: 599 }, { start: 0, end: 9 }]
+ * @example parseRanges("bytes=0-9,10-19", 1000) => [{ start: 0, end: 19 }]
+ * @example parseRanges("bytes=1000-", 1000) => "unsatisfiable"
+ */
+export function parseRanges(
   header: string,
   size: number,
-): ByteRange | "unsatisfiable" | null {
-  const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+): ByteRange[] | "unsatisfiable" | null {
+  const match = /^\s*bytes\s*=(.*)$/is.exec(header);
   if (match === null || size === 0) return null;
-  const [, first, last] = match;
-  if (first === "" && last === "") return null;
-  if (first === "") {
-    // Suffix form: the last N bytes. "bytes=-0" asks for nothing.
-    const suffix = Number(last);
-    if (suffix === 0) return "unsatisfiable";
-    return { start: Math.max(0, size - suffix), end: size - 1 };
+  // RFC 9110 5.6.1: a list may hold empty elements ("0-1, ,5-6").
+  const specs = match[1].split(",").map((spec) => spec.trim()).filter((spec) =>
+    spec !== ""
+  );
+  if (specs.length === 0 || specs.length > MAX_RANGES) return null;
+  const ranges: (ByteRange & { order: number })[] = [];
+  let total = 0;
+  for (const spec of specs) {
+    const parts = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
+    if (parts === null) return null;
+    const [, first, last] = parts;
+    let range: ByteRange | null;
+    if (first === "") {
+      if (last === "") return null;
+      // Suffix form: the last N bytes. "bytes=-0" asks for nothing.
+      const suffix = Number(last);
+      range = suffix === 0
+        ? null
+        : { start: Math.max(0, size - suffix), end: size - 1 };
+    } else {
+      const start = Number(first);
+      const end = last === "" ? Infinity : Number(last);
+      if (end < start) return null; // invalid per RFC 9110 14.1.1: ignore the header
+      range = start >= size ? null : { start, end: Math.min(end, size - 1) };
+    }
+    if (range === null) continue; // unsatisfiable alone; the others may do
+    total += range.end - range.start + 1;
+    if (total > size) return null;
+    ranges.push({ ...range, order: ranges.length });
   }
-  const start = Number(first);
-  const end = last === "" ? Infinity : Number(last);
-  if (end < start) return null; // invalid per RFC 9110 14.1.1: ignore the header
-  if (start >= size) return "unsatisfiable";
-  return { start, end: Math.min(end, size - 1) };
+  if (ranges.length === 0) return "unsatisfiable";
+  // Merge what overlaps or touches; a merged range takes its earliest place.
+  ranges.sort((a, b) => a.start - b.start);
+  const merged: (ByteRange & { order: number })[] = [];
+  for (const range of ranges) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && range.start <= last.end + 1) {
+      last.end = Math.max(last.end, range.end);
+      last.order = Math.min(last.order, range.order);
+    } else {
+      merged.push({ ...range });
+    }
+  }
+  merged.sort((a, b) => a.order - b.order);
+  return merged.map(({ start, end }) => ({ start, end }));
 }
 
 /**
@@ -724,10 +773,10 @@ export function parseRange(
  * match with the file's own tag (ranges are always cut from the file itself),
  * a date an exact one.
  */
-function selectRange(
+function selectRanges(
   headers: Headers,
   meta: FileMeta,
-): ByteRange | "unsatisfiable" | null {
+): ByteRange[] | "unsatisfiable" | null {
   const range = headers.get("range");
   if (range === null) return null;
   const ifRange = headers.get("if-range");
@@ -738,7 +787,7 @@ function selectRange(
       : parseHttpDateSeconds(value) === meta.mtimeSeconds;
     if (!current) return null;
   }
-  return parseRange(range, meta.size);
+  return parseRanges(range, meta.size);
 }
 
 /**
@@ -798,8 +847,11 @@ export type BodyPlan =
   | { kind: "reason" }
   /** The chosen representation, all of it. */
   | { kind: "whole" }
-  /** One range of the file itself. */
-  | { kind: "range"; range: ByteRange };
+  /**
+   * Ranges of the file itself, in order, with the literal text between them
+   * (the part headers of a `multipart/byteranges` answer).
+   */
+  | { kind: "ranges"; pieces: readonly (ByteRange | string)[] };
 
 /** What {@linkcode planFileResponse} decided: everything but the bytes. */
 export interface FilePlan {
@@ -854,15 +906,16 @@ export function planFileResponse(
       body: { kind: "whole" },
     };
   }
-  const range = selectRange(headers, meta);
-  if (range === "unsatisfiable") {
+  const ranges = selectRanges(headers, meta);
+  if (ranges === "unsatisfiable") {
     // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
     return reasonPlan(416, meta, identity, extra, [[
       "Content-Range",
       `bytes */${meta.size}`,
     ]]);
   }
-  if (range !== null) {
+  if (ranges !== null && ranges.length === 1) {
+    const [range] = ranges;
     const partial = okHeaders(meta, identity, extra);
     partial.push(
       ["Content-Range", `bytes ${range.start}-${range.end}/${meta.size}`],
@@ -872,9 +925,10 @@ export function planFileResponse(
       status: 206,
       headers: partial,
       representation: identity,
-      body: { kind: "range", range },
+      body: { kind: "ranges", pieces: [range] },
     };
   }
+  if (ranges !== null) return multipartPlan(meta, identity, ranges, extra);
   return {
     status: 200,
     headers: okHeaders(meta, identity, extra),
@@ -898,12 +952,55 @@ function chooseRepresentation(
   const encoded = meta.encoded;
   if (encoded === undefined || encoded.length === 0) return identity;
   const range = headers.get("range");
-  if (range !== null && parseRange(range, meta.size) !== null) return identity;
+  if (range !== null && parseRanges(range, meta.size) !== null) return identity;
   const coding = negotiateCoding(
     headers.get("accept-encoding"),
     encoded.map((r) => r.coding),
   );
   return encoded.find((r) => r.coding === coding) ?? identity;
+}
+
+/**
+ * A 206 with several ranges: `multipart/byteranges` (RFC 9110 14.6), each
+ * part with its own `Content-Type` and `Content-Range`; `Content-Length` is
+ * exact. The boundary is a hash of the file's tag and the ranges: as unlikely
+ * as a random one to occur in the file, and the same request always gets the
+ * same answer (so the plan stays a pure function, and HEAD matches GET).
+ */
+function multipartPlan(
+  meta: FileMeta,
+  identity: Representation,
+  ranges: readonly ByteRange[],
+  extra: readonly [string, string][],
+): FilePlan {
+  const boundary = createHash("sha256")
+    .update(`${identity.etag} ${JSON.stringify(ranges)}`)
+    .digest("hex").slice(0, 32);
+  const pieces: (ByteRange | string)[] = [];
+  let length = 0;
+  ranges.forEach((range, i) => {
+    const head = `${i === 0 ? "" : "\r\n"}--${boundary}\r\n` +
+      `Content-Type: ${meta.contentType}\r\n` +
+      `Content-Range: bytes ${range.start}-${range.end}/${meta.size}\r\n\r\n`;
+    pieces.push(head, range);
+    length += head.length + range.end - range.start + 1;
+  });
+  const tail = `\r\n--${boundary}--\r\n`;
+  pieces.push(tail);
+  length += tail.length;
+  const headers = okHeaders(meta, identity, extra);
+  setHeader(
+    headers,
+    "Content-Type",
+    `multipart/byteranges; boundary=${boundary}`,
+  );
+  setHeader(headers, "Content-Length", String(length));
+  return {
+    status: 206,
+    headers,
+    representation: identity,
+    body: { kind: "ranges", pieces },
+  };
 }
 
 /** A 412 or 416 plan: a short text body, plus the extra headers. */
@@ -1148,7 +1245,7 @@ function prepareMemoryFile(
  */
 function attachBody(plan: FilePlan, source: BodySource): Response {
   const { body, representation } = plan;
-  if (body.kind !== "whole" && body.kind !== "range") closeSource(source);
+  if (body.kind !== "whole" && body.kind !== "ranges") closeSource(source);
   if (source.kind === "memory") {
     const form = source.forms[representation.coding];
     if (form !== undefined && body.kind === "whole") return form.ok.clone();
@@ -1170,11 +1267,10 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
         : whole;
       return makeResponse(stream, plan.status, plan.headers);
     }
-    case "range": {
-      const { start, end } = body.range;
+    case "ranges": {
       const bytes = source.kind === "memory"
-        ? source.bytes.subarray(start, end + 1)
-        : source.file.stream(start, end - start + 1);
+        ? joinPieces(source.bytes, body.pieces)
+        : streamFilePieces(source.file, body.pieces);
       return makeResponse(bytes, plan.status, plan.headers);
     }
   }
@@ -1195,6 +1291,83 @@ function gzipWhileStreaming(
 
 function closeSource(source: BodySource): void {
   if (source.kind === "file") source.file.close();
+}
+
+/** The bytes of a ranges plan cut from a file in memory (one range shares them). */
+function joinPieces(
+  bytes: Uint8Array<ArrayBuffer>,
+  pieces: readonly (ByteRange | string)[],
+): Uint8Array<ArrayBuffer> {
+  if (pieces.length === 1 && typeof pieces[0] !== "string") {
+    return bytes.subarray(pieces[0].start, pieces[0].end + 1);
+  }
+  const parts = pieces.map((piece) =>
+    typeof piece === "string"
+      ? encoder.encode(piece)
+      : bytes.subarray(piece.start, piece.end + 1)
+  );
+  const joined = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.byteLength;
+  }
+  return joined;
+}
+
+/**
+ * Streams the pieces of a ranges plan from an open file (each range read in
+ * big chunks, the text between them as it is) and closes the file at the
+ * end, on error, or when the client goes away. One range is the file's own
+ * {@linkcode OpenFile.stream}.
+ */
+function streamFilePieces(
+  file: OpenFile,
+  pieces: readonly (ByteRange | string)[],
+): ReadableStream<Uint8Array> {
+  const first = pieces[0];
+  if (pieces.length === 1 && typeof first !== "string") {
+    return file.stream(first.start, first.end - first.start + 1);
+  }
+  let index = 0;
+  let position = 0; // where the next read of the current range starts
+  let remaining = 0; // bytes left of the range being read
+  const close = () => file.close();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        if (remaining === 0) {
+          const piece = pieces[index++];
+          if (piece === undefined) {
+            close();
+            controller.close();
+            return;
+          }
+          if (typeof piece === "string") {
+            controller.enqueue(encoder.encode(piece));
+            return;
+          }
+          position = piece.start;
+          remaining = piece.end - piece.start + 1;
+        }
+        const chunk = new Uint8Array(Math.min(RANGE_CHUNK_BYTES, remaining));
+        const { bytesRead: read } = await file.handle.read(
+          chunk,
+          0,
+          chunk.length,
+          position,
+        );
+        if (read === 0) throw new Error("file shrank while being sent");
+        position += read;
+        remaining -= read;
+        controller.enqueue(chunk.subarray(0, read));
+      } catch (error) {
+        close();
+        controller.error(error);
+      }
+    },
+    cancel: close,
+  }, { highWaterMark: 0 });
 }
 
 /** A short text response; errors never carry more than their reason phrase. */
