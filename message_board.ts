@@ -128,6 +128,12 @@ export const ADMIN_SESSION_S = 8 * 60 * 60;
 /** Admin sessions kept at once; signing in past this ends the oldest. */
 export const MAX_ADMIN_SESSIONS = 100;
 
+// ===========================================================================
+// Part 1. The store: keeping messages so that an acknowledged one is never lost.
+// Teaches: an append-only file, fdatasync before answering, group commit (many
+// posts, one flush), and crash states that start-up can always sort out.
+// ===========================================================================
+
 // ---------------------------------------------------------------------------
 // The store: what the board needs from its storage, whatever that is.
 // ---------------------------------------------------------------------------
@@ -1340,6 +1346,14 @@ export function fileStamp(date: Date): string {
   return date.toISOString().replaceAll(":", "-").replace(".", "-");
 }
 
+// ===========================================================================
+// Part 2. HTTP handling: a Request in, a Response out.
+// Teaches: read bodies within limits, validate every field with its own status,
+// refuse what is ambiguous, check who is asking (Host, Origin, client address,
+// session) before acting, route from one table, and map errors to responses in
+// one place that never shows internals to a client.
+// ===========================================================================
+
 // ---------------------------------------------------------------------------
 // HTTP: errors, bodies, validation.
 // ---------------------------------------------------------------------------
@@ -1916,285 +1930,6 @@ class AdminSessions {
 }
 
 // ---------------------------------------------------------------------------
-// HTML.
-// ---------------------------------------------------------------------------
-
-const HTML_ESCAPES: Record<string, string> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&#39;",
-};
-
-/**
- * Escapes text for HTML element content and quoted attribute values. Every
- * value put into the page goes through here.
- *
- * @example escapeHtml(`<script>alert("x")</script>`) // => "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
- */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
-}
-
-/**
- * Shows an ISO time as readable UTC, for readers without JavaScript; the page's
- * script shows it in the reader's own time zone instead, from the `<time datetime>`
- * element that carries the exact value.
- *
- * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
- */
-export function formatTime(iso: string): string {
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
-}
-
-/** A moderator's Delete button for one message (a form post, so it works without script). */
-function renderDeleteForm(id: number, base: string): string {
-  return `<form method="post" action="${base}/admin/delete" class="delete">
-<input type="hidden" name="id" value="${id}">
-<button type="submit" aria-label="Delete message ${id}">Delete</button>
-</form>
-`;
-}
-
-function renderMessage(
-  message: Message,
-  base: string,
-  canDelete: boolean,
-): string {
-  const name = message.name === undefined
-    ? ""
-    : ` by <span class="name">${escapeHtml(message.name)}</span>`;
-  return `<article class="message" id="m${message.id}">
-<p class="meta">Posted: <time datetime="${escapeHtml(message.postedAt)}">${
-    formatTime(message.postedAt)
-  }</time>${name}</p>
-<p class="text">${escapeHtml(message.text)}</p>
-${canDelete ? renderDeleteForm(message.id, base) : ""}</article>
-`;
-}
-
-/**
- * Who may moderate, as the page shows it: `open` (no admin token, a visitor on this
- * machine: the chapter's Clear button), `admin` (signed in), `sign-in` (a token is set,
- * this visitor is not signed in), `off` (no token, a visitor from elsewhere).
- */
-export type Moderation = "open" | "admin" | "sign-in" | "off";
-
-/** What the page shows around the messages. */
-export interface PageView {
-  /** The messages to show. */
-  page: MessagePage;
-  /** The `before` id of this page; undefined on the newest page. */
-  before?: number;
-  /** An error to show above the form. */
-  error?: string;
-  /** Text to put back in the form after a rejected post. */
-  draft?: string;
-  /** The name to fill in (from the cookie, or as typed). */
-  name?: string;
-  /** Where the board is mounted ("" or like "/board"). @default "" */
-  base?: string;
-  /** Which moderation controls to show. @default "open" */
-  moderation?: Moderation;
-}
-
-/** The Clear section, as far as this visitor may moderate. */
-function renderModeration(moderation: Moderation, base: string): string {
-  if (moderation === "off") return "";
-  if (moderation === "sign-in") {
-    return `<section class="clear" aria-labelledby="clear-heading">
-<h2 id="clear-heading">Moderation</h2>
-<p><a href="${base}/admin">Sign in as a moderator</a> to clear the board or delete messages.</p>
-</section>
-`;
-  }
-  // An admin confirms a clear on its own page; the chapter's local button clears at once.
-  const clearForm = moderation === "admin"
-    ? `<form method="get" action="${base}/admin/clear">
-<button type="submit">Clear Messages</button>
-</form>`
-    : `<form method="post" action="${base}/">
-<button type="submit" name="clear" value="1">Clear Messages</button>
-</form>`;
-  const signOut = moderation === "admin"
-    ? `\n<form method="post" action="${base}/admin/sign-out">
-<button type="submit" class="quiet">Sign out</button>
-</form>`
-    : "";
-  return `<section class="clear" aria-labelledby="clear-heading">
-<h2 id="clear-heading">Clear the board</h2>
-<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
-${clearForm}
-<form method="post" action="${base}/admin/restore">
-<button type="submit" class="quiet">Restore the last cleared messages</button>
-</form>${signOut}
-</section>
-`;
-}
-
-/** Renders the whole board page. */
-export function renderBoard(
-  {
-    page,
-    before,
-    error,
-    draft = "",
-    name = "",
-    base = "",
-    moderation = "open",
-  }: PageView,
-): string {
-  const canDelete = moderation === "open" || moderation === "admin";
-  const messages = page.messages.length === 0
-    ? `<p class="empty">${
-      before === undefined ? "No messages yet." : "No older messages."
-    }</p>\n`
-    : page.messages.map((message) => renderMessage(message, base, canDelete))
-      .join("");
-  const links: string[] = [];
-  if (before !== undefined) {
-    links.push(`<a href="${base}/">Newest messages</a>`);
-  }
-  if (page.hasOlder) {
-    const oldest = page.messages[page.messages.length - 1].id;
-    links.push(
-      `<a href="${base}/?before=${oldest}" rel="next">Older messages</a>`,
-    );
-  }
-  // The newest page gets live updates (board.js) from the newest message it shows on.
-  const live = before === undefined
-    ? ` data-after="${page.messages[0]?.id ?? 0}" data-events="${base}/events"${
-      canDelete ? ` data-delete="${base}/admin/delete"` : ""
-    }`
-    : "";
-  const errorBlock = error === undefined
-    ? ""
-    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
-  // The newline after <textarea> matters: the HTML parser drops one leading
-  // newline there, so a draft that starts with a blank line keeps it.
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Tiny Message Board</title>
-<link rel="stylesheet" href="${base}/style.css">
-<script src="${base}/board.js" defer></script>
-</head>
-<body>
-<main>
-<h1>Tiny Message Board</h1>
-<section class="new" aria-labelledby="new-heading">
-<h2 id="new-heading">New Message</h2>
-${errorBlock}<form method="post" action="${base}/">
-<label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
-<input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
-    escapeHtml(name)
-  }">
-<label for="message">Message</label>
-<textarea id="message" name="message" rows="4" maxlength="${MAX_MESSAGE_CHARS}" required>
-${escapeHtml(draft)}</textarea>
-<button type="submit">Save Message</button>
-</form>
-</section>
-<section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
-<h2 id="messages-heading">Messages</h2>
-${messages}${
-    links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
-  }</section>
-${renderModeration(moderation, base)}</main>
-</body>
-</html>
-`;
-}
-
-/** The frame of the small pages (errors, sign-in, confirmation). */
-function renderSmallPage(title: string, body: string, base: string): string {
-  return `<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)} - Tiny Message Board</title>
-<link rel="stylesheet" href="${base}/style.css"></head>
-<body><main>
-${body}
-<p><a href="${base}/">Back to the board</a></p>
-</main></body>
-</html>
-`;
-}
-
-/** A simple page for errors outside the board form (404, 403...). */
-function renderErrorPage(status: number, message: string, base = ""): string {
-  return renderSmallPage(
-    String(status),
-    `<h1>${status}</h1><p>${escapeHtml(message)}</p>`,
-    base,
-  );
-}
-
-/** The moderator's sign-in form (GET /admin), with an error after a wrong token. */
-export function renderSignIn(base = "", error?: string): string {
-  const errorBlock = error === undefined
-    ? ""
-    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
-  return renderSmallPage(
-    "Moderator sign-in",
-    `<h1>Moderator sign-in</h1>
-${errorBlock}<form method="post" action="${base}/admin">
-<label for="token">Admin token <small>(given to the board with --admin-token)</small></label>
-<input id="token" name="token" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
-</form>`,
-    base,
-  );
-}
-
-/** The confirmation step before an admin clears the board (GET /admin/clear). */
-function renderClearConfirmation(base: string): string {
-  return renderSmallPage(
-    "Clear the board?",
-    `<h1>Clear the board?</h1>
-<p>This moves every message on the board into an archive file on the server. Nothing
-is deleted, and "Restore the last cleared messages" puts them back.</p>
-<form method="post" action="${base}/">
-<input type="hidden" name="confirm" value="yes">
-<button type="submit" name="clear" value="1">Yes, clear the board</button>
-</form>`,
-    base,
-  );
-}
-
-/** Served at /style.css, so the CSP can forbid inline styles and scripts alike. */
-const STYLESHEET =
-  `:root { color-scheme: light dark; --accent: #2f6f4e; --muted: #666; --line: #ccc; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 1rem/1.5 system-ui, sans-serif; background: Canvas; color: CanvasText; }
-main { max-width: 42rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
-h1 { margin: 0 0 1rem; font-size: 1.8rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 0.75rem; }
-label { display: block; margin: 0.75rem 0 0.25rem; font-weight: 600; }
-label small { font-weight: normal; color: var(--muted); }
-input, textarea { width: 100%; padding: 0.5rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
-textarea { resize: vertical; }
-button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
-.clear button { background: #8a2c2c; }
-.clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
-.delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
-.clear p { color: var(--muted); font-size: 0.9rem; }
-.error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
-.message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
-.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
-.name { font-weight: 600; }
-/* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
-   override characters from spilling into the rest of the page. */
-.text { margin: 0.25rem 0 0; white-space: pre-wrap; overflow-wrap: anywhere; unicode-bidi: isolate; }
-.empty { color: var(--muted); }
-.pages { display: flex; gap: 1rem; justify-content: space-between; padding-top: 0.75rem; border-top: 1px solid var(--line); }
-`;
-
-// ---------------------------------------------------------------------------
 // Responses.
 // ---------------------------------------------------------------------------
 
@@ -2373,274 +2108,6 @@ function adminCookie(id: string, secure: boolean, base: string): string {
     secure ? "; Secure" : ""
   }`;
 }
-
-// ---------------------------------------------------------------------------
-// Live updates: Server-Sent Events at /events, and the page's small script.
-// ---------------------------------------------------------------------------
-
-/**
- * One event in the `text/event-stream` format (HTML Living Standard, "Server-sent
- * events"): `id:` becomes the browser's Last-Event-ID, `event:` the listener it reaches,
- * `data:` one line of JSON (JSON.stringify never writes a raw line break). A delete
- * carries no `id:`, so the browser's resume point stays the newest message it has.
- *
- * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
- * @example formatEvent({ type: "delete", id: 3 }) // => 'event: delete\ndata: {"id":3}\n\n'
- */
-export function formatEvent(event: BoardEvent): string {
-  switch (event.type) {
-    case "message":
-      return `id: ${event.id}\nevent: message\ndata: ${
-        JSON.stringify(event.message)
-      }\n\n`;
-    case "delete":
-      return `event: delete\ndata: {"id":${event.id}}\n\n`;
-    default:
-      return `id: ${event.id}\nevent: ${event.type}\ndata: {}\n\n`;
-  }
-}
-
-/**
- * Where a client resumes: the `Last-Event-ID` header that a browser sends when it reconnects,
- * else `?after=` that the page gives on the first connection (the newest id it shows);
- * undefined for "from now on". Anything but a whole number gets 400.
- */
-function readResumePoint(request: Request, url: URL): number | undefined {
-  const text = request.headers.get("last-event-id") ??
-    url.searchParams.get("after");
-  if (text === null || text === "") return undefined;
-  const id = text === "0"
-    ? 0
-    : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
-  if (id === null) {
-    throw new HttpError(
-      400,
-      "The event id to resume from must be a whole number.",
-    );
-  }
-  return id;
-}
-
-/**
- * Each event's frame, encoded once: every open stream gets the same event object from the
- * store, so a message posted to 1,000 listeners is one copy in memory, not 1,000.
- */
-const encodedEvents = new WeakMap<BoardEvent, Uint8Array>();
-
-function encodeEvent(event: BoardEvent): Uint8Array {
-  let bytes = encodedEvents.get(event);
-  if (bytes === undefined) {
-    bytes = encoder.encode(formatEvent(event));
-    encodedEvents.set(event, bytes);
-  }
-  return bytes;
-}
-
-const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
-
-/** Options for {@linkcode streamEvents}. */
-interface EventStreamOptions {
-  /** Resume after this event id (see readResumePoint). */
-  after?: number;
-  heartbeatMs: number;
-  /** Closes the stream when aborted (the board shutting down). */
-  signal: AbortSignal;
-  /** Called once when the stream ends, whoever ends it. */
-  onClose: () => void;
-}
-
-/**
- * Answers GET /events: first what the client missed since `after`, then every change as it
- * happens, with a heartbeat comment every `heartbeatMs`. It subscribes *before* reading the missed
- * events and holds live ones back until those are sent: a change that happens in between is
- * then in one list or both (and sent once), never in neither.
- */
-async function streamEvents(
-  store: MessageStore,
-  { after, heartbeatMs, signal, onClose }: EventStreamOptions,
-): Promise<Response> {
-  const held: BoardEvent[] = [];
-  let deliver: ((event: BoardEvent) => void) | null = null;
-  const unsubscribe = store.subscribe((event) =>
-    deliver ? deliver(event) : held.push(event)
-  );
-  let missed: BoardEvent[] = [];
-  try {
-    if (after !== undefined) {
-      missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
-    }
-  } catch (error) {
-    unsubscribe();
-    onClose();
-    throw error;
-  }
-
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
-  let finished = false;
-  let end = () => {};
-  const finish = () => {
-    if (finished) return;
-    finished = true;
-    unsubscribe();
-    clearInterval(heartbeat);
-    signal.removeEventListener("abort", end);
-    onClose();
-  };
-
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      end = () => {
-        if (finished) return;
-        finish();
-        controller.close();
-      };
-      const write = (bytes: Uint8Array) => {
-        if (finished) return;
-        // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
-        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
-          return end();
-        }
-        controller.enqueue(bytes);
-      };
-      let lastMessage = after ?? 0;
-      let lastClear = 0;
-      deliver = (event) => {
-        switch (event.type) {
-          case "message":
-            // Skip what this client has (from the missed list, or the page itself).
-            if (event.id <= lastMessage) return;
-            lastMessage = event.id;
-            break;
-          case "clear":
-            if (event.id < lastMessage || event.id === lastClear) return;
-            lastClear = event.id;
-            break;
-          case "delete":
-            if (event.id > lastMessage) return; // a message this client never had
-            break;
-          case "restore":
-            // Old ids came back: the page reloads rather than merge them in.
-            write(encodeEvent(event));
-            return end();
-        }
-        write(encodeEvent(event));
-      };
-
-      write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
-      if (missed.length > MAX_REPLAY_EVENTS) {
-        // Too far behind to catch up event by event: the page starts afresh.
-        write(encoder.encode("event: reload\ndata: {}\n\n"));
-        return end();
-      }
-      for (const event of [...missed, ...held]) {
-        deliver(event);
-        if (finished) return;
-      }
-      heartbeat = setInterval(() => write(HEARTBEAT_FRAME), heartbeatMs);
-      if (signal.aborted) return end();
-      signal.addEventListener("abort", end);
-    },
-    cancel: finish, // the browser went away
-  }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
-
-  return respond(body, 200, "text/event-stream; charset=utf-8", {
-    "cache-control": "no-store",
-    // Proxies such as nginx would otherwise hold events back in a buffer.
-    "x-accel-buffering": "no",
-  });
-}
-
-/**
- * Served at /board.js: live updates for the first page, and times in the reader's own
- * zone. Loaded with `defer` from the page, so the CSP allows our own script file and
- * still no inline script. Without it (or without JavaScript) the page works as before,
- * times in UTC. It builds each message with textContent, never innerHTML, so message text
- * stays text. Addresses come from the page's data attributes, so a board mounted under a
- * base path needs no change here.
- */
-const BROWSER_SCRIPT =
-  `// Tiny Message Board: shows new messages as they are posted, without a reload.
-"use strict";
-for (const time of document.querySelectorAll("time[datetime]")) showLocalTime(time);
-
-const section = document.querySelector("section.messages[data-after]");
-if (section !== null && "EventSource" in window) {
-  // On reconnection the browser sends Last-Event-ID itself, which the server prefers.
-  const source = new EventSource(section.dataset.events + "?after=" + encodeURIComponent(section.dataset.after));
-  source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
-  source.addEventListener("clear", showCleared);
-  source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
-  source.addEventListener("restore", () => location.reload());
-  source.addEventListener("reload", () => location.reload());
-  // A form sent leaves this page: a reload from the stream must not cut that navigation off.
-  document.addEventListener("submit", () => source.close());
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-// Same markup as renderMessage on the server; newest first, right under the heading.
-function showMessage(message) {
-  if (document.getElementById("m" + message.id) !== null) return;
-  const article = element("article", "message");
-  article.id = "m" + message.id;
-  const meta = element("p", "meta", "Posted: ");
-  const time = element("time", "");
-  time.dateTime = message.postedAt;
-  showLocalTime(time);
-  meta.append(time);
-  if (message.name !== undefined) meta.append(" by ", element("span", "name", message.name));
-  article.append(meta, element("p", "text", message.text));
-  if (section.dataset.delete !== undefined) article.append(deleteForm(message.id));
-  section.querySelector("p.empty")?.remove();
-  section.querySelector("h2").after(article);
-}
-
-// Same form as renderDeleteForm on the server, for a moderator's page.
-function deleteForm(id) {
-  const form = element("form", "delete");
-  form.method = "post";
-  form.action = section.dataset.delete;
-  const input = element("input");
-  input.type = "hidden";
-  input.name = "id";
-  input.value = String(id);
-  const button = element("button", "", "Delete");
-  button.type = "submit";
-  button.setAttribute("aria-label", "Delete message " + id);
-  form.append(input, button);
-  return form;
-}
-
-function removeMessage(id) {
-  document.getElementById("m" + id)?.remove();
-  showEmptyIfNone();
-}
-
-function showCleared() {
-  for (const message of section.querySelectorAll("article.message")) message.remove();
-  section.querySelector("nav.pages")?.remove();
-  showEmptyIfNone();
-}
-
-function showEmptyIfNone() {
-  if (section.querySelector("article.message, p.empty, nav.pages") === null) {
-    section.querySelector("h2").after(element("p", "empty", "No messages yet."));
-  }
-}
-
-// "2026-11-21T22:44:51.000Z" in the reader's time zone and language; UTC stays in the title.
-function showLocalTime(time) {
-  const date = new Date(time.dateTime);
-  if (Number.isNaN(date.getTime())) return;
-  time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
-  time.title = time.dateTime.slice(0, 10) + " " + time.dateTime.slice(11, 19) + " UTC";
-}
-`;
 
 // ---------------------------------------------------------------------------
 // The handler: one table of routes, the checks every request passes, and the
@@ -3175,6 +2642,572 @@ export function createBoardHandler(
   };
 }
 
+// ===========================================================================
+// Part 3. Live updates: a response that never ends (Server-Sent Events).
+// Teaches: resuming with Last-Event-ID without gaps or repeats, heartbeats, and
+// bounding what a reader that never reads can cost.
+// ===========================================================================
+
+// ---------------------------------------------------------------------------
+// Server-Sent Events at /events (the page's script, /board.js, is in Part 4).
+// ---------------------------------------------------------------------------
+
+/**
+ * One event in the `text/event-stream` format (HTML Living Standard, "Server-sent
+ * events"): `id:` becomes the browser's Last-Event-ID, `event:` the listener it reaches,
+ * `data:` one line of JSON (JSON.stringify never writes a raw line break). A delete
+ * carries no `id:`, so the browser's resume point stays the newest message it has.
+ *
+ * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
+ * @example formatEvent({ type: "delete", id: 3 }) // => 'event: delete\ndata: {"id":3}\n\n'
+ */
+export function formatEvent(event: BoardEvent): string {
+  switch (event.type) {
+    case "message":
+      return `id: ${event.id}\nevent: message\ndata: ${
+        JSON.stringify(event.message)
+      }\n\n`;
+    case "delete":
+      return `event: delete\ndata: {"id":${event.id}}\n\n`;
+    default:
+      return `id: ${event.id}\nevent: ${event.type}\ndata: {}\n\n`;
+  }
+}
+
+/**
+ * Where a client resumes: the `Last-Event-ID` header that a browser sends when it reconnects,
+ * else `?after=` that the page gives on the first connection (the newest id it shows);
+ * undefined for "from now on". Anything but a whole number gets 400.
+ */
+function readResumePoint(request: Request, url: URL): number | undefined {
+  const text = request.headers.get("last-event-id") ??
+    url.searchParams.get("after");
+  if (text === null || text === "") return undefined;
+  const id = text === "0"
+    ? 0
+    : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
+  if (id === null) {
+    throw new HttpError(
+      400,
+      "The event id to resume from must be a whole number.",
+    );
+  }
+  return id;
+}
+
+/**
+ * Each event's frame, encoded once: every open stream gets the same event object from the
+ * store, so a message posted to 1,000 listeners is one copy in memory, not 1,000.
+ */
+const encodedEvents = new WeakMap<BoardEvent, Uint8Array>();
+
+function encodeEvent(event: BoardEvent): Uint8Array {
+  let bytes = encodedEvents.get(event);
+  if (bytes === undefined) {
+    bytes = encoder.encode(formatEvent(event));
+    encodedEvents.set(event, bytes);
+  }
+  return bytes;
+}
+
+const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
+
+/** Options for {@linkcode streamEvents}. */
+interface EventStreamOptions {
+  /** Resume after this event id (see readResumePoint). */
+  after?: number;
+  heartbeatMs: number;
+  /** Closes the stream when aborted (the board shutting down). */
+  signal: AbortSignal;
+  /** Called once when the stream ends, whoever ends it. */
+  onClose: () => void;
+}
+
+/**
+ * Answers GET /events: first what the client missed since `after`, then every change as it
+ * happens, with a heartbeat comment every `heartbeatMs`. It subscribes *before* reading the missed
+ * events and holds live ones back until those are sent: a change that happens in between is
+ * then in one list or both (and sent once), never in neither.
+ */
+async function streamEvents(
+  store: MessageStore,
+  { after, heartbeatMs, signal, onClose }: EventStreamOptions,
+): Promise<Response> {
+  const held: BoardEvent[] = [];
+  let deliver: ((event: BoardEvent) => void) | null = null;
+  const unsubscribe = store.subscribe((event) =>
+    deliver ? deliver(event) : held.push(event)
+  );
+  let missed: BoardEvent[] = [];
+  try {
+    if (after !== undefined) {
+      missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
+    }
+  } catch (error) {
+    unsubscribe();
+    onClose();
+    throw error;
+  }
+
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let finished = false;
+  let end = () => {};
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    unsubscribe();
+    clearInterval(heartbeat);
+    signal.removeEventListener("abort", end);
+    onClose();
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      end = () => {
+        if (finished) return;
+        finish();
+        controller.close();
+      };
+      const write = (bytes: Uint8Array) => {
+        if (finished) return;
+        // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
+        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
+          return end();
+        }
+        controller.enqueue(bytes);
+      };
+      let lastMessage = after ?? 0;
+      let lastClear = 0;
+      deliver = (event) => {
+        switch (event.type) {
+          case "message":
+            // Skip what this client has (from the missed list, or the page itself).
+            if (event.id <= lastMessage) return;
+            lastMessage = event.id;
+            break;
+          case "clear":
+            if (event.id < lastMessage || event.id === lastClear) return;
+            lastClear = event.id;
+            break;
+          case "delete":
+            if (event.id > lastMessage) return; // a message this client never had
+            break;
+          case "restore":
+            // Old ids came back: the page reloads rather than merge them in.
+            write(encodeEvent(event));
+            return end();
+        }
+        write(encodeEvent(event));
+      };
+
+      write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
+      if (missed.length > MAX_REPLAY_EVENTS) {
+        // Too far behind to catch up event by event: the page starts afresh.
+        write(encoder.encode("event: reload\ndata: {}\n\n"));
+        return end();
+      }
+      for (const event of [...missed, ...held]) {
+        deliver(event);
+        if (finished) return;
+      }
+      heartbeat = setInterval(() => write(HEARTBEAT_FRAME), heartbeatMs);
+      if (signal.aborted) return end();
+      signal.addEventListener("abort", end);
+    },
+    cancel: finish, // the browser went away
+  }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
+
+  return respond(body, 200, "text/event-stream; charset=utf-8", {
+    "cache-control": "no-store",
+    // Proxies such as nginx would otherwise hold events back in a buffer.
+    "x-accel-buffering": "no",
+  });
+}
+
+// ===========================================================================
+// Part 4. The page: HTML built from escaped values, with its stylesheet and script.
+// Teaches: escape every value put into HTML; serve style and script as files so
+// the Content-Security-Policy can forbid inline code; a page that works without
+// its script, which only adds to it.
+// ===========================================================================
+
+// ---------------------------------------------------------------------------
+// HTML.
+// ---------------------------------------------------------------------------
+
+const HTML_ESCAPES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+/**
+ * Escapes text for HTML element content and quoted attribute values. Every
+ * value put into the page goes through here.
+ *
+ * @example escapeHtml(`<script>alert("x")</script>`) // => "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
+}
+
+/**
+ * Shows an ISO time as readable UTC, for readers without JavaScript; the page's
+ * script shows it in the reader's own time zone instead, from the `<time datetime>`
+ * element that carries the exact value.
+ *
+ * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
+ */
+export function formatTime(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+}
+
+/** A moderator's Delete button for one message (a form post, so it works without script). */
+function renderDeleteForm(id: number, base: string): string {
+  return `<form method="post" action="${base}/admin/delete" class="delete">
+<input type="hidden" name="id" value="${id}">
+<button type="submit" aria-label="Delete message ${id}">Delete</button>
+</form>
+`;
+}
+
+function renderMessage(
+  message: Message,
+  base: string,
+  canDelete: boolean,
+): string {
+  const name = message.name === undefined
+    ? ""
+    : ` by <span class="name">${escapeHtml(message.name)}</span>`;
+  return `<article class="message" id="m${message.id}">
+<p class="meta">Posted: <time datetime="${escapeHtml(message.postedAt)}">${
+    formatTime(message.postedAt)
+  }</time>${name}</p>
+<p class="text">${escapeHtml(message.text)}</p>
+${canDelete ? renderDeleteForm(message.id, base) : ""}</article>
+`;
+}
+
+/**
+ * Who may moderate, as the page shows it: `open` (no admin token, a visitor on this
+ * machine: the chapter's Clear button), `admin` (signed in), `sign-in` (a token is set,
+ * this visitor is not signed in), `off` (no token, a visitor from elsewhere).
+ */
+export type Moderation = "open" | "admin" | "sign-in" | "off";
+
+/** What the page shows around the messages. */
+export interface PageView {
+  /** The messages to show. */
+  page: MessagePage;
+  /** The `before` id of this page; undefined on the newest page. */
+  before?: number;
+  /** An error to show above the form. */
+  error?: string;
+  /** Text to put back in the form after a rejected post. */
+  draft?: string;
+  /** The name to fill in (from the cookie, or as typed). */
+  name?: string;
+  /** Where the board is mounted ("" or like "/board"). @default "" */
+  base?: string;
+  /** Which moderation controls to show. @default "open" */
+  moderation?: Moderation;
+}
+
+/** The Clear section, as far as this visitor may moderate. */
+function renderModeration(moderation: Moderation, base: string): string {
+  if (moderation === "off") return "";
+  if (moderation === "sign-in") {
+    return `<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Moderation</h2>
+<p><a href="${base}/admin">Sign in as a moderator</a> to clear the board or delete messages.</p>
+</section>
+`;
+  }
+  // An admin confirms a clear on its own page; the chapter's local button clears at once.
+  const clearForm = moderation === "admin"
+    ? `<form method="get" action="${base}/admin/clear">
+<button type="submit">Clear Messages</button>
+</form>`
+    : `<form method="post" action="${base}/">
+<button type="submit" name="clear" value="1">Clear Messages</button>
+</form>`;
+  const signOut = moderation === "admin"
+    ? `\n<form method="post" action="${base}/admin/sign-out">
+<button type="submit" class="quiet">Sign out</button>
+</form>`
+    : "";
+  return `<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Clear the board</h2>
+<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
+${clearForm}
+<form method="post" action="${base}/admin/restore">
+<button type="submit" class="quiet">Restore the last cleared messages</button>
+</form>${signOut}
+</section>
+`;
+}
+
+/** Renders the whole board page. */
+export function renderBoard(
+  {
+    page,
+    before,
+    error,
+    draft = "",
+    name = "",
+    base = "",
+    moderation = "open",
+  }: PageView,
+): string {
+  const canDelete = moderation === "open" || moderation === "admin";
+  const messages = page.messages.length === 0
+    ? `<p class="empty">${
+      before === undefined ? "No messages yet." : "No older messages."
+    }</p>\n`
+    : page.messages.map((message) => renderMessage(message, base, canDelete))
+      .join("");
+  const links: string[] = [];
+  if (before !== undefined) {
+    links.push(`<a href="${base}/">Newest messages</a>`);
+  }
+  if (page.hasOlder) {
+    const oldest = page.messages[page.messages.length - 1].id;
+    links.push(
+      `<a href="${base}/?before=${oldest}" rel="next">Older messages</a>`,
+    );
+  }
+  // The newest page gets live updates (board.js) from the newest message it shows on.
+  const live = before === undefined
+    ? ` data-after="${page.messages[0]?.id ?? 0}" data-events="${base}/events"${
+      canDelete ? ` data-delete="${base}/admin/delete"` : ""
+    }`
+    : "";
+  const errorBlock = error === undefined
+    ? ""
+    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
+  // The newline after <textarea> matters: the HTML parser drops one leading
+  // newline there, so a draft that starts with a blank line keeps it.
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Tiny Message Board</title>
+<link rel="stylesheet" href="${base}/style.css">
+<script src="${base}/board.js" defer></script>
+</head>
+<body>
+<main>
+<h1>Tiny Message Board</h1>
+<section class="new" aria-labelledby="new-heading">
+<h2 id="new-heading">New Message</h2>
+${errorBlock}<form method="post" action="${base}/">
+<label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
+<input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
+    escapeHtml(name)
+  }">
+<label for="message">Message</label>
+<textarea id="message" name="message" rows="4" maxlength="${MAX_MESSAGE_CHARS}" required>
+${escapeHtml(draft)}</textarea>
+<button type="submit">Save Message</button>
+</form>
+</section>
+<section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
+<h2 id="messages-heading">Messages</h2>
+${messages}${
+    links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
+  }</section>
+${renderModeration(moderation, base)}</main>
+</body>
+</html>
+`;
+}
+
+/** The frame of the small pages (errors, sign-in, confirmation). */
+function renderSmallPage(title: string, body: string, base: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} - Tiny Message Board</title>
+<link rel="stylesheet" href="${base}/style.css"></head>
+<body><main>
+${body}
+<p><a href="${base}/">Back to the board</a></p>
+</main></body>
+</html>
+`;
+}
+
+/** A simple page for errors outside the board form (404, 403...). */
+function renderErrorPage(status: number, message: string, base = ""): string {
+  return renderSmallPage(
+    String(status),
+    `<h1>${status}</h1><p>${escapeHtml(message)}</p>`,
+    base,
+  );
+}
+
+/** The moderator's sign-in form (GET /admin), with an error after a wrong token. */
+export function renderSignIn(base = "", error?: string): string {
+  const errorBlock = error === undefined
+    ? ""
+    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
+  return renderSmallPage(
+    "Moderator sign-in",
+    `<h1>Moderator sign-in</h1>
+${errorBlock}<form method="post" action="${base}/admin">
+<label for="token">Admin token <small>(given to the board with --admin-token)</small></label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>`,
+    base,
+  );
+}
+
+/** The confirmation step before an admin clears the board (GET /admin/clear). */
+function renderClearConfirmation(base: string): string {
+  return renderSmallPage(
+    "Clear the board?",
+    `<h1>Clear the board?</h1>
+<p>This moves every message on the board into an archive file on the server. Nothing
+is deleted, and "Restore the last cleared messages" puts them back.</p>
+<form method="post" action="${base}/">
+<input type="hidden" name="confirm" value="yes">
+<button type="submit" name="clear" value="1">Yes, clear the board</button>
+</form>`,
+    base,
+  );
+}
+
+/** Served at /style.css, so the CSP can forbid inline styles and scripts alike. */
+const STYLESHEET =
+  `:root { color-scheme: light dark; --accent: #2f6f4e; --muted: #666; --line: #ccc; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 1rem/1.5 system-ui, sans-serif; background: Canvas; color: CanvasText; }
+main { max-width: 42rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
+h1 { margin: 0 0 1rem; font-size: 1.8rem; }
+h2 { font-size: 1.2rem; margin: 2rem 0 0.75rem; }
+label { display: block; margin: 0.75rem 0 0.25rem; font-weight: 600; }
+label small { font-weight: normal; color: var(--muted); }
+input, textarea { width: 100%; padding: 0.5rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
+textarea { resize: vertical; }
+button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
+.clear button { background: #8a2c2c; }
+.clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
+.delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
+.clear p { color: var(--muted); font-size: 0.9rem; }
+.error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
+.message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
+.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
+.name { font-weight: 600; }
+/* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
+   override characters from spilling into the rest of the page. */
+.text { margin: 0.25rem 0 0; white-space: pre-wrap; overflow-wrap: anywhere; unicode-bidi: isolate; }
+.empty { color: var(--muted); }
+.pages { display: flex; gap: 1rem; justify-content: space-between; padding-top: 0.75rem; border-top: 1px solid var(--line); }
+`;
+
+/**
+ * Served at /board.js: live updates for the first page, and times in the reader's own
+ * zone. Loaded with `defer` from the page, so the CSP allows our own script file and
+ * still no inline script. Without it (or without JavaScript) the page works as before,
+ * times in UTC. It builds each message with textContent, never innerHTML, so message text
+ * stays text. Addresses come from the page's data attributes, so a board mounted under a
+ * base path needs no change here.
+ */
+const BROWSER_SCRIPT =
+  `// Tiny Message Board: shows new messages as they are posted, without a reload.
+"use strict";
+for (const time of document.querySelectorAll("time[datetime]")) showLocalTime(time);
+
+const section = document.querySelector("section.messages[data-after]");
+if (section !== null && "EventSource" in window) {
+  // On reconnection the browser sends Last-Event-ID itself, which the server prefers.
+  const source = new EventSource(section.dataset.events + "?after=" + encodeURIComponent(section.dataset.after));
+  source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
+  source.addEventListener("clear", showCleared);
+  source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
+  source.addEventListener("restore", () => location.reload());
+  source.addEventListener("reload", () => location.reload());
+  // A form sent leaves this page: a reload from the stream must not cut that navigation off.
+  document.addEventListener("submit", () => source.close());
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Same markup as renderMessage on the server; newest first, right under the heading.
+function showMessage(message) {
+  if (document.getElementById("m" + message.id) !== null) return;
+  const article = element("article", "message");
+  article.id = "m" + message.id;
+  const meta = element("p", "meta", "Posted: ");
+  const time = element("time", "");
+  time.dateTime = message.postedAt;
+  showLocalTime(time);
+  meta.append(time);
+  if (message.name !== undefined) meta.append(" by ", element("span", "name", message.name));
+  article.append(meta, element("p", "text", message.text));
+  if (section.dataset.delete !== undefined) article.append(deleteForm(message.id));
+  section.querySelector("p.empty")?.remove();
+  section.querySelector("h2").after(article);
+}
+
+// Same form as renderDeleteForm on the server, for a moderator's page.
+function deleteForm(id) {
+  const form = element("form", "delete");
+  form.method = "post";
+  form.action = section.dataset.delete;
+  const input = element("input");
+  input.type = "hidden";
+  input.name = "id";
+  input.value = String(id);
+  const button = element("button", "", "Delete");
+  button.type = "submit";
+  button.setAttribute("aria-label", "Delete message " + id);
+  form.append(input, button);
+  return form;
+}
+
+function removeMessage(id) {
+  document.getElementById("m" + id)?.remove();
+  showEmptyIfNone();
+}
+
+function showCleared() {
+  for (const message of section.querySelectorAll("article.message")) message.remove();
+  section.querySelector("nav.pages")?.remove();
+  showEmptyIfNone();
+}
+
+function showEmptyIfNone() {
+  if (section.querySelector("article.message, p.empty, nav.pages") === null) {
+    section.querySelector("h2").after(element("p", "empty", "No messages yet."));
+  }
+}
+
+// "2026-11-21T22:44:51.000Z" in the reader's time zone and language; UTC stays in the title.
+function showLocalTime(time) {
+  const date = new Date(time.dateTime);
+  if (Number.isNaN(date.getTime())) return;
+  time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  time.title = time.dateTime.slice(0, 10) + " " + time.dateTime.slice(11, 19) + " UTC";
+}
+`;
+
+// ===========================================================================
+// Part 5. Running it: the board, and the command line.
+// Teaches: openBoard ties a store to the handler; the command line parses flags
+// into options, listens, and shuts down gracefully.
+// ===========================================================================
+
 // ---------------------------------------------------------------------------
 // The board: store + handler.
 // ---------------------------------------------------------------------------
@@ -3414,6 +3447,11 @@ function listeningNames(
   }
 }
 
+/** First wait before listening again after an accept failure (out of file descriptors). */
+const ACCEPT_RETRY_FIRST_MS = 100;
+/** Longest wait between two tries to listen again. */
+const ACCEPT_RETRY_MAX_MS = 1_000;
+
 /** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
 export interface ServerOptions extends BoardOptions {
   /** Port to listen on; 0 picks a free one. @default 8080 */
@@ -3495,13 +3533,26 @@ export async function startServer(
       );
       return response;
     };
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
+  let announced = false;
+  let generation = 0;
+  let failing = false;
+  const listen = (port: number) => {
+    const mine = ++generation;
+    // The first request this listener accepts after a failure ends the outage.
+    const serve: BoardHandler = (request, info) => {
+      if (failing && mine === generation) {
+        failing = false;
+        console.error(`message board: accepting connections again`);
+      }
+      return handler(request, info);
+    };
+    return Deno.serve({
       hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
+        if (announced) return; // listening again after an accept failure
+        announced = true;
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
         console.log(
@@ -3516,35 +3567,68 @@ export async function startServer(
           );
         }
       },
-    }, handler);
+    }, serve);
+  };
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = listen(port);
   } catch (error) {
     await board.close();
     throw error;
   }
+  const addr = server.addr;
+
+  // Surviving accept failures. When the process runs out of file descriptors
+  // (idle connections pile up: Deno.serve has no idle timeout), the listener
+  // fails and `finished` rejects; the connections already open are still
+  // served. Say so once, then listen again on the same port, waiting longer
+  // each time (up to ACCEPT_RETRY_MAX_MS) until descriptors are free.
+  const servers = new Set([server]);
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retryMs = ACCEPT_RETRY_FIRST_MS;
+  let stopping: Promise<void> | null = null;
+  const relisten = () => {
+    retryTimer = undefined;
+    if (stopping) return;
+    try {
+      watch(listen(addr.port));
+      retryMs = ACCEPT_RETRY_FIRST_MS;
+    } catch {
+      retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
+      retryTimer = setTimeout(relisten, retryMs);
+    }
+  };
+  const watch = (current: Deno.HttpServer<Deno.NetAddr>) => {
+    servers.add(current);
+    current.finished.then(() => servers.delete(current), (error) => {
+      if (stopping) return;
+      if (!failing) {
+        console.error(
+          `message board: cannot accept connections (${
+            (error as Error).message
+          }); serving the open ones and listening again until descriptors are free`,
+        );
+      }
+      failing = true;
+      retryTimer = setTimeout(relisten, retryMs);
+    });
+  };
+  watch(server);
+
   // Stopping: end the live event streams (they never finish by themselves),
   // stop accepting, let answers in flight finish, then flush the store and
   // release the lock.
   const stopped = Promise.withResolvers<void>();
-  let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      clearTimeout(retryTimer);
       board.endEventStreams();
-      await server.shutdown();
-    })();
-  server.finished.then(async () => {
-    await shutdown();
-    await board.close();
-    stopped.resolve();
-  }, stopped.reject);
-  return {
-    addr: server.addr,
-    board,
-    shutdown: async () => {
-      await shutdown();
-      await stopped.promise;
-    },
-    finished: stopped.promise,
-  };
+      await Promise.all(
+        [...servers].map((current) => current.shutdown().catch(() => {})),
+      );
+      await board.close();
+    })().then(stopped.resolve, stopped.reject);
+  return { addr, board, shutdown, finished: stopped.promise };
 }
 
 /**
