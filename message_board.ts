@@ -1781,9 +1781,21 @@ export function parsePositiveInteger(
   return number <= max ? number : null;
 }
 
+/**
+ * One query parameter: null when absent, 400 when sent twice (`?limit=1&limit=100`
+ * would be a guess, as a repeated form field is).
+ */
+function readQueryParameter(url: URL, name: string): string | null {
+  const values = url.searchParams.getAll(name);
+  if (values.length > 1) {
+    throw new HttpError(400, `The parameter ${name} was sent twice.`);
+  }
+  return values[0] ?? null;
+}
+
 /** Reads `before` from a query string: undefined when absent, 400 when malformed. */
 function readBeforeParameter(url: URL): number | undefined {
-  const before = url.searchParams.get("before");
+  const before = readQueryParameter(url, "before");
   if (before === null) return undefined;
   const id = parsePositiveInteger(before, Number.MAX_SAFE_INTEGER);
   if (id === null) {
@@ -2397,7 +2409,7 @@ export function createBoardHandler(
   /** GET /api/messages?before=ID&limit=N */
   async function listApi({ url }: RequestContext): Promise<Response> {
     const before = readBeforeParameter(url);
-    const limitText = url.searchParams.get("limit");
+    const limitText = readQueryParameter(url, "limit");
     const limit = limitText === null
       ? pageSize
       : parsePositiveInteger(limitText, MAX_PAGE_LIMIT);
@@ -2603,7 +2615,18 @@ export function createBoardHandler(
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Promise<Response> {
-    const url = new URL(request.url);
+    // Deno builds request.url from the Host header, so a Host no URL can hold
+    // (`[zz`, `a|b`, a port past 65535) makes it unparseable: 400, as RFC 9112 says.
+    const url = URL.parse(request.url);
+    if (url === null) {
+      await request.body?.cancel().catch(() => {});
+      const response = errorResponse(
+        new HttpError(400, "The Host header is not a valid host name."),
+        "html",
+        base,
+      );
+      return request.method === "HEAD" ? withoutBody(response) : response;
+    }
     const path = url.pathname === base
       ? ""
       : url.pathname.startsWith(`${base}/`)
@@ -2693,7 +2716,7 @@ export function formatEvent(event: BoardEvent): string {
  */
 function readResumePoint(request: Request, url: URL): number | undefined {
   const text = request.headers.get("last-event-id") ??
-    url.searchParams.get("after");
+    readQueryParameter(url, "after");
   if (text === null || text === "") return undefined;
   const id = text === "0"
     ? 0
@@ -3545,11 +3568,12 @@ export async function startServer(
     ? board.handler
     : async (request, info) => {
       const response = await board.handler(request, info);
-      const { pathname, search } = new URL(request.url);
+      const url = URL.parse(request.url);
+      const target = url ? `${url.pathname}${url.search}` : "(bad Host)";
       console.log(
         `${
           new Date().toISOString()
-        } ${request.method} ${pathname}${search} ${response.status}`,
+        } ${request.method} ${target} ${response.status}`,
       );
       return response;
     };
