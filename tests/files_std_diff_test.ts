@@ -96,6 +96,25 @@ const ROWS: Row[] = [
     },
   },
   {
+    what: "CORS preflight",
+    path: "/a.txt",
+    init: {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "GET",
+        "access-control-request-headers": "range",
+      },
+    },
+    options: { enableCors: true },
+    check: (res) => {
+      assert.equal(res.status, 204);
+      assert.match(res.headers.get("access-control-allow-methods")!, /GET/);
+      assert.match(res.headers.get("access-control-allow-headers")!, /range/i);
+      assert.ok(res.headers.get("access-control-max-age"));
+    },
+  },
+  {
     what: "If-Modified-Since later than the server's clock",
     path: "/a.txt",
     init: { headers: { "if-modified-since": "Fri, 01 Jan 2999 00:00:00 GMT" } },
@@ -125,6 +144,16 @@ const ROWS: Row[] = [
     what: "Cache-Control",
     path: "/a.txt",
     check: (res) => assert.equal(res.headers.get("cache-control"), "no-cache"),
+  },
+  {
+    what: "custom headers",
+    path: "/sub",
+    options: { headers: ["X-Frame-Options: DENY"], enableCors: true },
+    check: (res) => {
+      assert.equal(res.status, 301);
+      assert.equal(res.headers.get("x-frame-options"), "DENY");
+      assert.equal(res.headers.get("access-control-allow-origin"), "*");
+    },
   },
   {
     what: "etagAlgorithm",
