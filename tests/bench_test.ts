@@ -596,10 +596,23 @@ Deno.test("chartTargets marks the bars of rate targets within one scenario", () 
     },
   ]);
   assert.deepEqual(marks, {
-    "Files, 500 B page|Deno.serve floor": 0.95,
-    "Files, 500 B page|Hono": 2.5,
-    "Files, 500 B page|serve": 2.5,
+    "Files, 500 B page|server_files.ts|Deno.serve floor": 0.95,
+    "Files, 500 B page|server_files.ts|Hono": 2.5,
+    "Files, 500 B page|server_files.ts|serve": 2.5,
   });
+  // Two of ours: the PostgreSQL target is for one process only.
+  const pg = chartTargets(TARGETS, [{
+    id: "board-pg-page",
+    title: "PG page",
+    load: "",
+    metric: "requests",
+    results: [
+      server("board-file", "peer", 1, { label: "file store" }),
+      server("board-pg-1", "ours", 1, { label: "PG 1" }),
+      server("board-pg-2", "ours", 1, { label: "PG 2" }),
+    ],
+  }]);
+  assert.deepEqual(pg, { "PG page|PG 1|file store": 0.8 });
 });
 
 const REPORT: BenchReport = {
@@ -710,8 +723,8 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
     },
   ];
   const svg = renderSvgChart(ratios, "Title & more", {
-    "Files <small>|nginx": 1,
-    "Posts|textbook board": 3,
+    "Files <small>|server_files.ts|nginx": 1,
+    "Posts|message_board.ts|textbook board": 3,
   });
   assert.match(
     svg,
@@ -751,7 +764,7 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
   );
   const met = bars(
     renderSvgChart([{ ...ratios[2], value: 4 }], "t", {
-      "Posts|textbook board": 3,
+      "Posts|message_board.ts|textbook board": 3,
     }),
   );
   assert.equal(met[0].fill, "#2e7d32");
