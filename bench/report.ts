@@ -96,6 +96,8 @@ export interface BenchReport {
   skipped: string[];
   /** How long the whole run took, in seconds. */
   elapsedSeconds: number;
+  /** A line on the run's conditions, from `--note`. */
+  note?: string;
 }
 
 /** A ratio of one of our servers to a peer or floor in one scenario. */
@@ -458,6 +460,7 @@ export function renderResultsMarkdown(
     } GiB memory, Linux ${machine.kernel}; ` +
     "the client (wrk or curl) runs on the same cores as the server it drives.",
     ...(load ? [`- ${load}`] : []),
+    ...(report.note ? [`- ${report.note}`] : []),
     `- Versions: ${versions.join(", ")}.`,
     `- Each figure is the median of ${settings.runs} run${
       settings.runs === 1 ? "" : "s"

@@ -106,6 +106,8 @@ export interface BenchOptions {
   outDir: string;
   /** Instead of measuring: rewrite the README's summary from `outDir`'s results.json. */
   updateReadme: boolean;
+  /** A line on the run's conditions for RESULTS.md (e.g. what else ran on the machine). */
+  note?: string;
 }
 
 const REPO_ROOT = new URL("../", import.meta.url).pathname;
@@ -133,6 +135,7 @@ tables, and writes RESULTS.md, results.svg and results.json.
                    (default bench/ for a full run; bench/out/ with --quick,
                    --only or fewer or shorter runs, so published results
                    always come from a full run)
+  --note TEXT      a line on the run's conditions, printed in RESULTS.md
   --update-readme  measure nothing: write the README's summary from the
                    results.json in --out (default bench/)
   --help           this text
@@ -151,6 +154,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
       quick: { type: "boolean", default: false },
       servers: { type: "string" },
       out: { type: "string" },
+      note: { type: "string" },
       "update-readme": { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
@@ -186,6 +190,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
     serversDir: values.servers ?? REPO_ROOT,
     outDir: values.out ?? (complete ? BENCH_DIR : join(BENCH_DIR, "out")),
     updateReadme,
+    note: values.note,
   };
 }
 
@@ -867,6 +872,7 @@ export async function runBenchmark(
     targets: checkTargets(TARGETS, results),
     skipped,
     elapsedSeconds: (Date.now() - started) / 1000,
+    ...(options.note ? { note: options.note } : {}),
   };
 }
 
@@ -916,7 +922,11 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGINT", () => stopping ??= stop("SIGINT"));
   Deno.addSignalListener("SIGTERM", () => stopping ??= stop("SIGTERM"));
 
-  const command = ["deno task bench", ...Deno.args].join(" ");
+  // The command that reproduces the run (the note describes it, it is not part of it).
+  const args = Deno.args.filter((arg, i, all) =>
+    arg !== "--note" && all[i - 1] !== "--note" && !arg.startsWith("--note=")
+  );
+  const command = ["deno task bench", ...args].join(" ");
   const report = await runBenchmark(options, command);
 
   const chartFile = "results.svg";

@@ -633,6 +633,7 @@ const REPORT: BenchReport = {
     "Tiny: server_tiny.ts skipped, /x/server_tiny.ts does not exist yet.",
   ],
   elapsedSeconds: 321,
+  note: "Other helpers' tests ran meanwhile.",
 };
 
 Deno.test("renderResultsMarkdown names the machine, versions, command, chart and skipped servers", () => {
@@ -646,6 +647,7 @@ Deno.test("renderResultsMarkdown names the machine, versions, command, chart and
       "Reproduce: `deno task bench`",
       "![Our servers' speed as a ratio to each peer and floor](results.svg)",
       "- Load average 3.5 at the start, 4.3 at the end: other work shared the 2 cores",
+      "- Other helpers' tests ran meanwhile.",
       "## Targets\n\n| Target | Measured | Result |",
       "## Not measured\n\n- Tiny: server_tiny.ts skipped",
     ]
@@ -1170,6 +1172,8 @@ Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/ou
   const partial = parseBenchArgs(["--only", "tiny"]);
   assert.ok(partial !== "help" && partial.outDir.endsWith("bench/out"));
   assert.equal(full.updateReadme, false);
+  const noted = parseBenchArgs(["--note", "Other work ran."]);
+  assert.ok(noted !== "help" && noted.note === "Other work ran.");
   const readme = parseBenchArgs(["--update-readme"]);
   assert.ok(readme !== "help" && readme.updateReadme);
   assert.match(readme.outDir, /bench\/$/, "reads the published results");
