@@ -403,6 +403,14 @@ Deno.test("fastestServer and fastestLine name the fastest of ours and the peers,
     ],
   };
   assert.equal(fastestLine(many), "p10 (ours 12th of 12)");
+  const twentyTwo = {
+    ...small,
+    results: [
+      server("ours", "ours", 1),
+      ...Array.from({ length: 21 }, (_, i) => server(`p${i}`, "peer", 10 + i)),
+    ],
+  };
+  assert.equal(fastestLine(twentyTwo), "p20 (ours 22nd of 22)");
 });
 
 Deno.test("renderResultsTable: one row per server, ours ÷ this on every other row, cells escaped", () => {
@@ -1235,7 +1243,7 @@ Deno.test("the README summary has one row per scenario with the floor, the faste
   );
   assert.ok(
     pg.includes(
-      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | – | 0.4× file store | file store (ours 2nd of 3) |",
+      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | – | 0.4× file store | file store (ours 3rd of 3) |",
     ),
   );
 
