@@ -39,6 +39,7 @@ import {
   type ClearResult,
   CommandLineError,
   EventFanOut,
+  MAX_PAGE_LIMIT,
   type Message,
   type MessagePage,
   type MessageStore,
@@ -64,11 +65,23 @@ export type {
 /** The channel every board process LISTENs on. */
 const CHANNEL = "board_events";
 /** Seconds to wait for a connection; then the request fails with 503. */
-const CONNECT_TIMEOUT_S = 5;
+const CONNECT_TIMEOUT_S = 4;
+/**
+ * Longest a query may run. The server stops it after STATEMENT_TIMEOUT_MS (`statement_timeout`);
+ * the board stops waiting after QUERY_TIMEOUT_MS even when the server does not answer at all
+ * (a hung or stopped database), and the request gets 503 well within 5 s.
+ */
+const STATEMENT_TIMEOUT_MS = 3_000;
+/** See STATEMENT_TIMEOUT_MS. */
+const QUERY_TIMEOUT_MS = 4_000;
+/** What Retry-After says while the database cannot be reached. */
+const RETRY_AFTER_S = 2;
 /** Connections per process for queries (the LISTEN connection is one more). */
 const MAX_CONNECTIONS = 10;
 /** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
+/** Newest messages each process keeps in memory: the newest page, with room for deletes. */
+const CACHED_MESSAGES = 2 * MAX_PAGE_LIMIT;
 /** Milliseconds between reads for changes when no note has come (LISTEN is the fast path). */
 const POLL_MS = 10_000;
 /** Milliseconds between attempts to LISTEN again after its connection was lost. */
@@ -81,8 +94,16 @@ const LISTEN_RETRY_MS = 1_000;
 const MAX_RECONNECT_DELAY_S = 1;
 
 /**
- * The tables, created when missing. A clear remembers `through_id`, the last message id it
- * removed, so that a client which saw message N can be told "everything up to here is gone".
+ * The tables, created when missing (and brought up to date when an older board made them).
+ *
+ * - `board_messages`: the board. Ids never pass 2^53 - 1, the largest a JSON number holds.
+ * - `board_archive`: every message taken off the board, by a clear (`clear_id`) or a delete
+ *   (`delete_id`); a restore moves a clear's messages back.
+ * - `board_clears`: each clear and `through_id`, the last message id it removed, so that a
+ *   client which saw message N can be told "everything up to here is gone".
+ * - `board_changes`: every clear, delete and restore in commit order, with `newest_id`, the
+ *   last id given out then: a change sorts after message `newest_id` and before the next.
+ *
  * The advisory lock keeps two processes that start together from racing on
  * `create table if not exists` (which is not safe against itself).
  */
@@ -106,7 +127,27 @@ const SCHEMA = `
     posted_at timestamptz not null,
     clear_id bigint not null references board_clears (id)
   );
+  create table if not exists board_changes (
+    id bigint generated always as identity primary key,
+    kind text not null check (kind in ('clear', 'delete', 'restore')),
+    event_id bigint not null,
+    newest_id bigint not null,
+    changed_at timestamptz not null default now()
+  );
+  alter table board_clears add column if not exists restored_at timestamptz;
+  alter table board_archive alter column clear_id drop not null;
+  alter table board_archive add column if not exists delete_id bigint
+    references board_changes (id);
+  do $$ begin
+    alter table board_messages add constraint board_messages_id_safe
+      check (id <= 9007199254740991);
+  exception when duplicate_object then null;
+  end $$;
 `;
+
+/** The last message id given out, inside a transaction that holds the writers' lock. */
+const LAST_ID_GIVEN =
+  `coalesce(pg_sequence_last_value(pg_get_serial_sequence('board_messages', 'id')), 0)`;
 
 /** Options for {@linkcode openPostgresStore}. */
 export interface PostgresStoreOptions {
@@ -122,6 +163,12 @@ interface MessageRow {
   text: string;
   name: string | null;
   posted_at: Date;
+}
+
+/** A post waiting in the queue; `abandoned` once its client got 503 for waiting too long. */
+interface PendingPost {
+  input: NewMessage;
+  abandoned: boolean;
 }
 
 /**
@@ -142,18 +189,29 @@ export async function openPostgresStore(
     backoff: (attempt: number) =>
       Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_S),
     onnotice: () => {}, // "relation already exists, skipping" is not news
-    connection: { application_name: "message_board" },
+    connection: {
+      application_name: "message_board",
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+      // A transaction left open (a board process stopped mid-way) must not hold the lock.
+      idle_in_transaction_session_timeout: 2 * STATEMENT_TIMEOUT_MS,
+    },
   };
   const sql = postgres(url, { ...settings, max: MAX_CONNECTIONS });
   try {
-    await sql.begin((tx) => tx.unsafe(SCHEMA));
-    const [row] = await sql`
-      select (select coalesce(max(id), 0) from board_messages) as message,
-             (select coalesce(max(id), 0) from board_clears) as clear`;
+    await withDeadline(sql.begin((tx) => tx.unsafe(SCHEMA)), "creating tables");
+    // Every id that exists, ever existed or may come back with a restore is at most this.
+    const [row] = await withDeadline(
+      sql`
+      select greatest((select max(id) from board_messages),
+                      (select max(through_id) from board_clears),
+                      (select max(newest_id) from board_changes), 0) as message,
+             (select coalesce(max(id), 0) from board_changes) as change`,
+      "reading the newest ids",
+    );
     const store = new PostgresStore(
       sql,
       Number(row.message),
-      Number(row.clear),
+      Number(row.change),
       log,
     );
     await store.listen(
@@ -166,16 +224,30 @@ export async function openPostgresStore(
   }
 }
 
+/** The newest messages, kept in memory from the change events (see PostgresStore). */
+interface NewestCache {
+  /** Oldest first; at most CACHED_MESSAGES. */
+  messages: Message[];
+  /** Whether older messages exist on the board. */
+  hasOlder: boolean;
+}
+
 /**
- * The PostgreSQL store once open. Pages are read from the database on every request; posts
- * queue up and are written in batches by one loop, as in the file store.
+ * The PostgreSQL store once open. Posts queue up and are written in batches by one loop, as
+ * in the file store.
+ *
+ * The newest page costs no query: each process keeps the newest messages in memory and
+ * updates them from the change events it reads anyway for live updates (a change by any
+ * process reaches every process that way). Whenever it may have missed one (the LISTEN
+ * connection lost, a read failed, a restore), it forgets them and the next page is read from
+ * the database, which fills them again. Older pages are always read from the database.
  */
 class PostgresStore implements MessageStore {
-  #writes = new WriteQueue<NewMessage, Message>(async (inputs) => {
+  #writes = new WriteQueue<PendingPost, Message | null>(async (posts) => {
     try {
-      return await this.#insertBatch(inputs);
+      return await this.#insertBatch(posts);
     } catch (error) {
-      throw toStoreError(error);
+      throw this.#toStoreError(error);
     }
   });
   #events: EventFanOut;
@@ -183,29 +255,47 @@ class PostgresStore implements MessageStore {
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #pollTimer: ReturnType<typeof setInterval> | undefined;
   #relistening: Promise<void> | null = null;
+  /** LISTEN is active: every change is announced to this process. */
+  #listening = false;
   // Log a lost LISTEN, or failing reads, once per outage rather than every second.
   #listenFailing = false;
   #readFailing = false;
   #reading: Promise<void> | null = null;
   #readAgain = false;
+  #writable = true;
+  #idsUsedUp = false;
   #closed = false;
+  #cache: NewestCache | null = null;
+  /** Counts changes applied to the cache, so a fill that raced with one is not kept. */
+  #cacheVersion = 0;
+  /** The newest message id and change id this process committed itself. */
+  #ownMessageId = 0;
+  #ownChangeId = 0;
 
   constructor(
     private sql: Sql,
     /** The last message id handed to subscribers. */
     private lastMessageId: number,
-    /** The last clear (its row id) handed to subscribers. */
-    private lastClearId: number,
+    /** The last change (its row id in board_changes) handed to subscribers. */
+    private lastChangeId: number,
     private log: (line: string) => void,
   ) {
     this.#events = new EventFanOut(log);
   }
 
+  get writable(): boolean {
+    return this.#writable && !this.#closed;
+  }
+
   async listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
+    if (before === undefined && limit <= MAX_PAGE_LIMIT) {
+      const cached = await this.#newestFromCache(limit);
+      if (cached !== null) return cached;
+    }
     const rows = await this.#query((sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
-        where id < ${before ?? Number.MAX_SAFE_INTEGER}
+        where ${before === undefined ? sql`true` : sql`id < ${before}`}
         order by id desc limit ${limit + 1}`
     );
     return {
@@ -214,11 +304,16 @@ class PostgresStore implements MessageStore {
     };
   }
 
-  appendMessage(input: NewMessage): Promise<Message> {
-    if (this.#closed) {
-      return Promise.reject(new StoreUnavailableError("the store is closed"));
+  async appendMessage(input: NewMessage): Promise<Message> {
+    if (this.#closed) throw new StoreUnavailableError("the store is closed");
+    const post = { input, abandoned: false };
+    try {
+      const message = await withDeadline(this.#writes.add(post), "posting");
+      return message!;
+    } catch (error) {
+      post.abandoned = true; // not written if its batch has not started yet
+      throw error;
     }
-    return this.#writes.add(input);
   }
 
   /**
@@ -226,46 +321,92 @@ class PostgresStore implements MessageStore {
    * under the writers' lock, so no post can slip in between the copy and the delete.
    */
   clearMessages(): Promise<ClearResult> {
-    return this.#query((sql) =>
-      sql.begin(async (tx) => {
-        await tx`lock table board_messages in share row exclusive mode`;
-        const [{ last }] = await tx`select max(id) as last from board_messages`;
-        if (last === null) return { archived: 0, archive: null };
-        const [clear] = await tx`
-          insert into board_clears (through_id) values (${last}) returning id`;
-        const moved = await tx`
-          with moved as (delete from board_messages returning id, text, name, posted_at)
-          insert into board_archive (id, text, name, posted_at, clear_id)
-          select id, text, name, posted_at, ${clear.id} from moved`;
-        await tx`select pg_notify(${CHANNEL}, 'clear')`;
-        return { archived: moved.count, archive: "table board_archive" };
-      })
-    );
+    return this.#change<ClearResult>("clearing", async (tx) => {
+      const [{ last }] = await tx`select max(id) as last from board_messages`;
+      if (last === null) return [{ archived: 0, archive: null }, null];
+      const [clear] = await tx`
+        insert into board_clears (through_id) values (${last}) returning id`;
+      const change = await recordChange(tx, "clear", last);
+      const moved = await tx`
+        with moved as (delete from board_messages returning id, text, name, posted_at)
+        insert into board_archive (id, text, name, posted_at, clear_id)
+        select id, text, name, posted_at, ${clear.id} from moved`;
+      return [
+        { archived: moved.count, archive: "table board_archive" },
+        change,
+      ];
+    });
+  }
+
+  /** Moves one message into `board_archive` (with its delete), under the writers' lock. */
+  deleteMessage(id: number): Promise<boolean> {
+    return this.#change<boolean>("deleting", async (tx) => {
+      const found = await tx`select 1 from board_messages where id = ${id}`;
+      if (found.length === 0) return [false, null];
+      const change = await recordChange(tx, "delete", id);
+      await tx`
+        with moved as (delete from board_messages where id = ${id}
+                       returning id, text, name, posted_at)
+        insert into board_archive (id, text, name, posted_at, delete_id)
+        select id, text, name, posted_at, ${change} from moved`;
+      return [true, change];
+    });
+  }
+
+  /** Moves the messages of the newest clear not yet restored back, ids kept. */
+  restoreNewestArchive(): Promise<{ restored: number }> {
+    return this.#change<{ restored: number }>("restoring", async (tx) => {
+      const [clear] = await tx`
+        select id from board_clears where restored_at is null order by id desc limit 1`;
+      if (clear === undefined) return [{ restored: 0 }, null];
+      const moved = await tx`
+        with moved as (delete from board_archive where clear_id = ${clear.id}
+                       returning id, text, name, posted_at)
+        insert into board_messages (id, text, name, posted_at) overriding system value
+        select id, text, name, posted_at from moved`;
+      await tx`update board_clears set restored_at = now() where id = ${clear.id}`;
+      const [{ newest }] = await tx`
+        select coalesce(max(id), 0) as newest from board_messages`;
+      const change = await recordChange(tx, "restore", newest);
+      return [{ restored: moved.count }, change];
+    });
   }
 
   /**
-   * What a client that last saw event `id` has missed: the latest clear that removed message
-   * `id` or later ones (sending a clear twice does no harm), then the messages after `id`.
+   * What a client that last saw event `id` has missed (see MessageStore.eventsAfter), in one
+   * statement, so one snapshot: a change that commits meanwhile is in every part or in none.
    */
   async eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
-    // One statement, so one snapshot: a clear that commits meanwhile is in both parts or in
-    // neither. Messages the clear left are all newer than it, so it sorts first.
     const rows = await this.#query((sql) =>
-      sql<(MessageRow & { kind: "message" | "clear" })[]>`
-        select 'clear' as kind, max(through_id) as id, null as text, null as name,
-               null::timestamptz as posted_at
-          from board_clears where through_id >= ${id}
-        having max(through_id) is not null
-        union all
-        (select 'message', id, text, name, posted_at
-           from board_messages where id > ${id} order by id limit ${limit})
-        order by id
+      sql<(MessageRow & { kind: BoardEvent["type"] })[]>`
+        with last_clear as (
+          select through_id, restored_at from board_clears order by id desc limit 1
+        ), clear_change as (
+          select coalesce(max(id), 0) as id from board_changes where kind = 'clear'
+        )
+        select * from (
+          select 0 as rank, 0::bigint as seq, 'clear' as kind, through_id as id,
+                 null as text, null as name, null::timestamptz as posted_at
+            from last_clear where through_id >= ${id} and restored_at is null
+          union all
+          (select 1, id, 'delete', event_id, null, null, null from board_changes
+            where kind = 'delete' and id > (select id from clear_change)
+              and event_id <= ${id} and newest_id >= ${id}
+            order by id limit ${limit})
+          union all
+          (select 2, id, 'message', id, text, name, posted_at from board_messages
+            where id > ${id} order by id limit ${limit})
+          union all
+          (select 3, id, 'restore', event_id, null, null, null from board_changes
+            where kind = 'restore' and event_id > ${id} order by id desc limit 1)
+        ) as missed
+        order by rank, seq, id
         limit ${limit}`
     );
     return rows.map((row) =>
-      row.kind === "clear"
-        ? { type: "clear", id: Number(row.id) }
-        : messageEvent(toMessage(row))
+      row.kind === "message"
+        ? messageEvent(toMessage(row))
+        : { type: row.kind, id: Number(row.id) }
     );
   }
 
@@ -295,15 +436,19 @@ class PostgresStore implements MessageStore {
   // -- Writing -------------------------------------------------------------
 
   /** Inserts posts in one transaction; resolves, in input order, once it has committed. */
-  async #insertBatch(inputs: NewMessage[]): Promise<Message[]> {
-    const posts = inputs.map(({ text, name }) => ({
+  async #insertBatch(
+    pending: PendingPost[],
+  ): Promise<(Message | null)[]> {
+    const live = pending.filter((post) => !post.abandoned);
+    if (live.length === 0) return pending.map(() => null);
+    const posts = live.map(({ input: { text, name } }) => ({
       text,
       name: name ?? null,
     }));
     // The three statements go out together (pipelined: one round trip), then COMMIT.
     const [, rows] = await this.sql.begin((tx) => [
       // One writer at a time, from before it takes ids until it commits: ids become
-      // visible in increasing order (see the module doc). Clears take the same lock.
+      // visible in increasing order (see the module doc). Every change takes the same lock.
       tx`lock table board_messages in share row exclusive mode`,
       // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...];
       // its rows are inserted, and numbered, in array order.
@@ -317,7 +462,40 @@ class PostgresStore implements MessageStore {
         returning id, text, name, posted_at`,
       tx`select pg_notify(${CHANNEL}, 'message')`,
     ]);
-    return (rows as MessageRow[]).map(toMessage).sort((a, b) => a.id - b.id);
+    this.#writable = true;
+    const messages = (rows as MessageRow[]).map(toMessage).sort((a, b) =>
+      a.id - b.id
+    );
+    this.#ownMessageId = Math.max(this.#ownMessageId, messages.at(-1)!.id);
+    let next = 0;
+    return pending.map((post) => post.abandoned ? null : messages[next++]);
+  }
+
+  /**
+   * Runs a clear, delete or restore in one transaction under the writers' lock, announced
+   * with NOTIFY. `run` returns its result and the board_changes row it added (null: none).
+   */
+  async #change<T>(
+    doing: string,
+    run: (tx: postgres.TransactionSql) => Promise<[T, number | null]>,
+  ): Promise<T> {
+    const [result, change] = await this.#query((sql) =>
+      withDeadline(
+        sql.begin(async (tx) => {
+          await tx`lock table board_messages in share row exclusive mode`;
+          const outcome = await run(tx);
+          if (outcome[1] !== null) {
+            await tx`select pg_notify(${CHANNEL}, 'change')`;
+          }
+          return outcome;
+        }) as Promise<[T, number | null]>,
+        doing,
+      )
+    );
+    if (change !== null) {
+      this.#ownChangeId = Math.max(this.#ownChangeId, change);
+    }
+    return result;
   }
 
   // -- Listening -----------------------------------------------------------
@@ -333,7 +511,12 @@ class PostgresStore implements MessageStore {
       max: 1,
       max_lifetime: null, // a recycled connection would silently drop the LISTEN
       onnotify: () => void this.#catchUp(),
-      onclose: () => this.#listenLater(),
+      onclose: () => {
+        // Changes made from now until LISTEN works again are announced to no one.
+        this.#listening = false;
+        this.#forgetCache();
+        this.#listenLater();
+      },
     };
   }
 
@@ -341,12 +524,13 @@ class PostgresStore implements MessageStore {
   async listen(listener: Sql): Promise<void> {
     this.#listenSql = listener;
     try {
-      await listener`listen ${listener(CHANNEL)}`;
+      await withDeadline(listener`listen ${listener(CHANNEL)}`, "listening");
     } catch (error) {
       this.#closed = true;
       await listener.end({ timeout: 0 });
       throw error;
     }
+    this.#listening = true;
     // The safety net: should a note ever go missing with no sign of a lost connection,
     // this read still delivers the change, only later.
     this.#pollTimer = setInterval(() => void this.#catchUp(), POLL_MS);
@@ -365,11 +549,15 @@ class PostgresStore implements MessageStore {
   /** LISTENs again after the connection was lost, then reads what was missed meanwhile. */
   async #relisten(): Promise<void> {
     try {
-      await this.#listenSql!`listen ${this.#listenSql!(CHANNEL)}`;
+      await withDeadline(
+        this.#listenSql!`listen ${this.#listenSql!(CHANNEL)}`,
+        "listening",
+      );
       if (this.#listenFailing) {
         this.log("message board: listening for changes again");
       }
       this.#listenFailing = false;
+      this.#listening = true;
       // Read whatever was posted while no one was listening.
       await this.#catchUp();
     } catch (error) {
@@ -387,9 +575,9 @@ class PostgresStore implements MessageStore {
   }
 
   /**
-   * Reads the rows added since the last read and hands them to the subscribers, in order: a
-   * clear right after the message it was "through". Runs one read at a time; a note that
-   * arrives during a read makes one more read after it.
+   * Reads the rows added since the last read and hands them to the cache and the subscribers,
+   * in order. Runs one read at a time; a note that arrives during a read makes one more read
+   * after it.
    */
   #catchUp(): Promise<void> {
     if (this.#reading) {
@@ -408,6 +596,7 @@ class PostgresStore implements MessageStore {
         this.#readFailing = false;
       } catch (error) {
         // The next note, the next poll or the re-LISTEN after an outage reads again.
+        this.#forgetCache();
         if (this.#closed || this.#readFailing) return;
         this.#readFailing = true;
         this.log(
@@ -422,45 +611,196 @@ class PostgresStore implements MessageStore {
     return this.#reading;
   }
 
-  /** One catch-up query; returns how many rows it read. */
+  /**
+   * One catch-up query; returns how many rows it read. Messages and changes come in commit
+   * order: a change right after message `newest_id` (the last id given out when it was
+   * made), changes among themselves by their own id.
+   */
   async #readNewEvents(): Promise<number> {
-    const rows = await this.sql<
-      (MessageRow & { kind: "message" | "clear"; through: string })[]
-    >`
+    const rows = await withDeadline(
+      this.sql<
+        (MessageRow & { kind: BoardEvent["type"]; seq: string })[]
+      >`
       select * from (
-        (select 'clear' as kind, id, through_id as through, null as text, null as name,
-                null::timestamptz as posted_at
-           from board_clears where id > ${this.lastClearId} order by id limit ${MAX_EVENTS_PER_READ})
-        union all
-        (select 'message', id, id, text, name, posted_at
+        (select 'message' as kind, id as seq, id as position, id, text, name, posted_at
            from board_messages where id > ${this.lastMessageId} order by id
           limit ${MAX_EVENTS_PER_READ})
+        union all
+        (select kind, id, newest_id, event_id, null, null, null::timestamptz
+           from board_changes where id > ${this.lastChangeId} order by id
+          limit ${MAX_EVENTS_PER_READ})
       ) as changes
-      order by through, kind desc -- a message before the clear through it
-      limit ${MAX_EVENTS_PER_READ}`;
+      order by position, (kind = 'message') desc, seq
+      limit ${MAX_EVENTS_PER_READ}`,
+      "reading changes",
+    );
     for (const row of rows) {
       let event: BoardEvent;
-      if (row.kind === "clear") {
-        this.lastClearId = Number(row.id);
-        event = { type: "clear", id: Number(row.through) };
-      } else {
+      if (row.kind === "message") {
         this.lastMessageId = Number(row.id);
         event = messageEvent(toMessage(row));
+      } else {
+        this.lastChangeId = Number(row.seq);
+        event = { type: row.kind, id: Number(row.id) };
       }
+      this.#applyToCache(event);
       this.#events.publish(event);
     }
     return rows.length;
+  }
+
+  // -- The newest page, in memory ------------------------------------------
+
+  /** The newest page from memory, or null when it must be read from the database. */
+  async #newestFromCache(limit: number): Promise<MessagePage | null> {
+    if (!this.#listening || this.#readFailing || this.#closed) return null;
+    // This process's own last write may not have come back as an event yet: read it first,
+    // so a poster always sees their own message.
+    if (
+      this.#ownMessageId > this.lastMessageId ||
+      this.#ownChangeId > this.lastChangeId
+    ) {
+      await withDeadline(this.#catchUp(), "reading changes");
+      if (!this.#listening || this.#readFailing) return null;
+    }
+    let cache = this.#cache;
+    if (cache === null || (cache.messages.length < limit && cache.hasOlder)) {
+      cache = await this.#fillCache();
+    }
+    const messages = cache.messages.slice(-limit).reverse();
+    return {
+      messages,
+      hasOlder: cache.hasOlder || cache.messages.length > limit,
+    };
+  }
+
+  /** Reads the newest messages; keeps them unless a change arrived meanwhile. */
+  async #fillCache(): Promise<NewestCache> {
+    const version = this.#cacheVersion;
+    const rows = await this.#query((sql) =>
+      sql<MessageRow[]>`
+        select id, text, name, posted_at from board_messages
+        order by id desc limit ${CACHED_MESSAGES + 1}`
+    );
+    const cache = {
+      messages: rows.slice(0, CACHED_MESSAGES).map(toMessage).reverse(),
+      hasOlder: rows.length > CACHED_MESSAGES,
+    };
+    // A change applied during the query may be older than what it read: keep nothing then.
+    // Changes that arrive later are applied on top (each is harmless to apply twice).
+    if (
+      version === this.#cacheVersion && this.#listening && !this.#readFailing
+    ) {
+      this.#cache = cache;
+    }
+    return cache;
+  }
+
+  #forgetCache(): void {
+    this.#cache = null;
+    this.#cacheVersion++;
+  }
+
+  /** Brings the newest messages in memory up to date with one change. */
+  #applyToCache(event: BoardEvent): void {
+    this.#cacheVersion++;
+    const cache = this.#cache;
+    if (cache === null) return;
+    const { messages } = cache;
+    switch (event.type) {
+      case "message":
+        if (event.id <= (messages.at(-1)?.id ?? 0)) return; // already read by a fill
+        messages.push(event.message);
+        if (messages.length > CACHED_MESSAGES) {
+          messages.shift();
+          cache.hasOlder = true;
+        }
+        return;
+      case "clear":
+        // Everything up to `id` went; anything newer in memory is a surprise: read again.
+        if ((messages.at(-1)?.id ?? 0) <= event.id) {
+          this.#cache = { messages: [], hasOlder: false };
+        } else this.#forgetCache();
+        return;
+      case "delete": {
+        const index = messages.findIndex((message) => message.id === event.id);
+        if (index !== -1) messages.splice(index, 1);
+        else if (cache.hasOlder) this.#forgetCache(); // hasOlder may be out of date
+        return;
+      }
+      case "restore":
+        this.#forgetCache(); // old ids came back: read them
+        return;
+    }
   }
 
   /** Runs a query, turning "cannot reach the database" into StoreUnavailableError. */
   async #query<T>(run: (sql: Sql) => Promise<T>): Promise<T> {
     if (this.#closed) throw new StoreUnavailableError("the store is closed");
     try {
-      return await run(this.sql);
+      const result = await withDeadline(run(this.sql), "a query");
+      this.#writable = true;
+      return result;
     } catch (error) {
-      throw toStoreError(error);
+      throw this.#toStoreError(error);
     }
   }
+
+  /** toStoreError, and notes that writes fail (writable) or that every id is used. */
+  #toStoreError(error: unknown): unknown {
+    const code = (error as { constraint_name?: unknown }).constraint_name;
+    if (code === "board_messages_id_safe") {
+      if (!this.#idsUsedUp) {
+        this.log(
+          `message board: every message id up to ${Number.MAX_SAFE_INTEGER} is used; no ` +
+            `more posts are accepted (ids are never reused)`,
+        );
+      }
+      this.#idsUsedUp = true;
+      return new StoreUnavailableError("every message id is used", {
+        cause: error,
+        retryAfterSeconds: 3600,
+      });
+    }
+    const storeError = toStoreError(error);
+    if (storeError instanceof StoreUnavailableError) this.#writable = false;
+    return storeError;
+  }
+}
+
+/** Adds a board_changes row (kind, event id, the last id given out); returns its id. */
+async function recordChange(
+  tx: postgres.TransactionSql,
+  kind: "clear" | "delete" | "restore",
+  eventId: number | string,
+): Promise<number> {
+  const [row] = await tx.unsafe(
+    `insert into board_changes (kind, event_id, newest_id)
+     values ($1, $2, ${LAST_ID_GIVEN}) returning id`,
+    [kind, eventId],
+  );
+  return Number(row.id);
+}
+
+/**
+ * Waits at most QUERY_TIMEOUT_MS for `promise`, then gives up with StoreUnavailableError: a
+ * database that stopped answering (SIGSTOP, a hung host) never hangs a request.
+ */
+function withDeadline<T>(promise: Promise<T>, doing: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new StoreUnavailableError(
+            `the database did not answer within ${QUERY_TIMEOUT_MS} ms (${doing})`,
+            { retryAfterSeconds: RETRY_AFTER_S },
+          ),
+        ),
+      QUERY_TIMEOUT_MS,
+    );
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -480,9 +820,7 @@ function toStoreError(error: unknown): unknown {
   if (!outage) return error;
   return new StoreUnavailableError(
     `the database is unavailable (${describe(error)})`,
-    {
-      cause: error,
-    },
+    { cause: error, retryAfterSeconds: RETRY_AFTER_S },
   );
 }
 

@@ -18,14 +18,39 @@
  * Security stance, up front:
  * - Every piece of user text is HTML-escaped, and the Content-Security-Policy
  *   allows no inline script, so stored text can never run in a visitor's browser.
- * - Form posts from other sites are refused (403), so a hostile page cannot
- *   post or clear on a visitor's behalf.
+ * - It answers only to its own names (421 for any other Host: a page on a
+ *   DNS-rebinding name gets nothing), and refuses posts whose Origin is not this
+ *   board's scheme, port and an allowed host (403), so a hostile page cannot
+ *   post or clear on a visitor's behalf. `--allowed-host NAME` adds names.
  * - Every input has a named limit with its own status (413, 422, 408...);
  *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
- * - Clearing moves messages to an archive file; nothing is ever deleted.
+ *   An ambiguous request (a form with both message and clear, a key sent
+ *   twice, in a form or in JSON) is a 400, never a guess.
+ * - One client cannot flood it: 5 posts at once, then one per 3 s, and 8 live
+ *   streams per address (429 with Retry-After); `--rate-limit off` for load tests.
+ * - Moderation needs a credential: with `--admin-token` a moderator signs in at
+ *   /admin (a session cookie, HttpOnly and SameSite=Strict) to clear (after a
+ *   confirmation), delete one message, or restore the newest archive. Without
+ *   one, only visitors on this machine may clear, as in the chapter.
+ * - Clearing and deleting move messages to an archive; nothing is ever destroyed.
  * - It binds to 127.0.0.1 by default: a board on all interfaces is open to
  *   your whole network, and plain HTTP can be read by anyone on the way, so
- *   give it `--cert` and `--key` (HTTPS) before you expose it.
+ *   give it `--cert` and `--key` (HTTPS), or a proxy (deploy/), before you expose it.
+ *
+ * Routes (under `basePath` when mounted in a larger app, see {@linkcode createBoardHandler}):
+ *
+ * | Path                | Methods         | What                                                |
+ * | ------------------- | --------------- | --------------------------------------------------- |
+ * | `/`, `/index.html`  | GET, HEAD, POST | the board; POST a form with `message` (and `name`), or `clear` |
+ * | `/style.css`        | GET, HEAD       | the stylesheet                                      |
+ * | `/board.js`         | GET, HEAD       | the page's script: live updates, local times        |
+ * | `/events`           | GET, HEAD       | live updates (Server-Sent Events)                   |
+ * | `/api/messages`     | GET, HEAD, POST | JSON: pages of messages; POST `{"text", "name"}`   |
+ * | `/admin`            | GET, HEAD, POST | the moderator's sign-in form; POST `token`         |
+ * | `/admin/sign-out`   | POST            | ends the session                                    |
+ * | `/admin/clear`      | GET, HEAD       | the confirmation before a clear                     |
+ * | `/admin/delete`     | POST            | takes message `id` off the board                    |
+ * | `/admin/restore`    | POST            | puts the newest archive back                        |
  *
  * Storage: one JSON object per line, appended; the answer (303 or 201) is
  * sent only after the line is on disk (fdatasync). Concurrent posts share one
@@ -37,7 +62,7 @@
  * @module
  */
 
-import { basename, dirname, extname } from "node:path";
+import { basename, dirname, extname, join } from "node:path";
 import { parseArgs } from "node:util";
 
 // ---------------------------------------------------------------------------
@@ -102,6 +127,12 @@ export const NAME_COOKIE_MAX_AGE_S = 365 * 24 * 60 * 60;
 export const ADMIN_SESSION_S = 8 * 60 * 60;
 /** Admin sessions kept at once; signing in past this ends the oldest. */
 export const MAX_ADMIN_SESSIONS = 100;
+
+// ===========================================================================
+// Part 1. The store: keeping messages so that an acknowledged one is never lost.
+// Teaches: an append-only file, fdatasync before answering, group commit (many
+// posts, one flush), and crash states that start-up can always sort out.
+// ===========================================================================
 
 // ---------------------------------------------------------------------------
 // The store: what the board needs from its storage, whatever that is.
@@ -174,9 +205,29 @@ export interface MessageStore {
   /** Moves every message into an archive, durably; the board is then empty. */
   clearMessages(): Promise<ClearResult>;
   /**
+   * Takes one message off the board; it is kept (tombstone line in JSON Lines, archive row
+   * in PostgreSQL), never destroyed. Resolves false when no such message is on the board.
+   */
+  deleteMessage(id: number): Promise<boolean>;
+  /**
+   * Puts the messages of the newest archive back on the board (ids kept). Resolves how many
+   * came back (0 when there is no archive). Throws StoreUnavailableError like appendMessage.
+   */
+  restoreNewestArchive(): Promise<{ restored: number }>;
+  /**
+   * False while the store is read-only after a failed write or sync (posts get 503 with
+   * Retry-After); true again once a background retry succeeds.
+   */
+  readonly writable: boolean;
+  /**
    * What a client that last saw event `id` has missed, oldest first, at most
    * `limit`: the latest clear that removed message `id` or later ones (a clear
-   * sent twice does no harm), then every message after `id`.
+   * sent twice does no harm); the deletes, since that clear, of messages up to
+   * `id` made while `id` or a later one was the newest (the client may have
+   * missed them; a delete sent twice does no harm); every message after `id`;
+   * last, a restore made while a message after `id` was the newest (the page
+   * reloads; one made while `id` itself was the newest is not repeated, so a
+   * page that reloads for it is not sent it again).
    */
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]>;
   /**
@@ -193,6 +244,17 @@ export interface MessageStore {
 export class StoreUnavailableError extends Error {
   /** Always "StoreUnavailableError". */
   override name = "StoreUnavailableError";
+  /** When to try again, for the Retry-After header; undefined: the board's default. */
+  readonly retryAfterSeconds?: number;
+
+  /** `retryAfterSeconds` goes with the message and `cause`. */
+  constructor(
+    message: string,
+    options: ErrorOptions & { retryAfterSeconds?: number } = {},
+  ) {
+    super(message, options);
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
 }
 
 /** The board cannot start: its data file is locked or unreadable. The message says why. */
@@ -326,27 +388,44 @@ export class WriteQueue<Input, Output> {
 // Files beside the data file `messages.jsonl`:
 //   messages.jsonl.lock                   held locked while a board runs
 //   messages.jsonl.new                    a clear in progress (see clearNow below)
+//   messages.jsonl.restore                a restore in progress (see restoreNow)
+//   messages.jsonl.probe                  a short-lived test write while read-only
 //   messages.cleared-<time>.jsonl         archives made by clears
-//   messages.jsonl.torn-<time>            a torn last line set aside at start-up
+//   messages.cleared-<time>.jsonl.restored  an archive whose messages were put back
+//   messages.jsonl.torn-<time>            an unacknowledged tail set aside
 //
-// The data file holds one message per line. After a clear its first line is a
-// clear record, `{"clearedAt": "...", "nextId": 58, "archive": "..."}`, so that
-// ids keep increasing across clears (a client paging with `before=ID`, or a
-// cache, must never see an old id come back with new text).
+// The data file holds one message per line, and a tombstone line
+// `{"deletedId": 7, "deletedAt": "...", "newestId": 12}` for each message
+// taken off the board (the message's own line stays: nothing is destroyed).
+// After a clear its first line is a clear record,
+// `{"clearedAt": "...", "nextId": 58, "archive": "..."}`, so that ids keep
+// increasing across clears (a client paging with `before=ID`, or a cache,
+// must never see an old id come back with new text); after a restore it is a
+// restore record, `{"restoredAt": "...", "archive": "...", "nextId": 58,
+// "newestId": 57}`.
 // ---------------------------------------------------------------------------
 
 /** Options for {@linkcode openJsonLinesStore}. */
 export interface JsonLinesStoreOptions {
-  /** Where notices go (a torn line set aside). @default console.error */
+  /** Where notices go (a torn line set aside, a failed write). @default console.error */
   log?: (line: string) => void;
 }
 
+/** First wait before a read-only store tries its file again; it doubles up to the next. */
+const RETRY_FIRST_MS = 1_000;
+/** Longest wait between two tries of a read-only store. */
+const RETRY_MAX_MS = 10_000;
+/** Bytes a read-only store writes (and removes) to see whether the disk takes writes again. */
+const PROBE_BYTES = 16 * 1024;
+
 /**
  * Opens (creating when missing) the JSON Lines store at `dataFile`: takes the
- * exclusive lock, finishes an interrupted clear, reads every line, sets aside
- * a torn last line. Throws {@linkcode StartupError} when another process holds
- * the lock or a line other than the last cannot be read; the file is then left
- * exactly as it was.
+ * exclusive lock, finishes an interrupted clear or restore, reads every line,
+ * sets aside a torn last line. Throws {@linkcode StartupError} when another
+ * process holds the lock or a line other than the last cannot be read; the
+ * file is then left exactly as it was. When the disk takes no writes (full),
+ * it opens read-only: pages are served, posts get 503, and it retries in the
+ * background.
  */
 export async function openJsonLinesStore(
   dataFile: string,
@@ -355,35 +434,72 @@ export async function openJsonLinesStore(
   await Deno.mkdir(dirname(dataFile), { recursive: true });
   const lock = await lockDataFile(dataFile);
   try {
-    await finishInterruptedClear(dataFile);
-    const bytes = await readOrCreateDataFile(dataFile);
-    const loaded = parseDataFile(bytes, dataFile);
-    if (loaded.tornTail.byteLength > 0) {
-      const sideFile = await setAsideTornTail(
+    try {
+      const { loaded, file } = await loadDataFile(dataFile, null, log);
+      return new JsonLinesStore({ dataFile, lock, file, log, loaded });
+    } catch (error) {
+      if (!isWriteFailure(error)) throw error;
+      // The file can be read but not repaired (a torn tail cannot be set
+      // aside on a full disk): serve it read-only and keep trying.
+      const bytes = await Deno.readFile(dataFile);
+      const loaded = parseDataFile(bytes, dataFile);
+      const store = new JsonLinesStore({
         dataFile,
-        loaded.tornTail,
-        bytes.byteLength,
-      );
-      log(
-        `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
-          `it was never acknowledged); its ${loaded.tornTail.byteLength} bytes were moved to ${sideFile}`,
-      );
+        lock,
+        file: null,
+        log,
+        loaded,
+      });
+      store.startReadOnly(error);
+      return store;
     }
-    const file = await Deno.open(dataFile, { append: true });
-    const { messages, nextId, clearedThrough } = loaded;
-    return new JsonLinesStore({
-      dataFile,
-      lock,
-      file,
-      log,
-      messages,
-      nextId,
-      clearedThrough,
-    });
   } catch (error) {
     lock.close();
     throw error;
   }
+}
+
+/** Errors that a full or failing disk gives on a write (not a bad line, not a permission). */
+function isWriteFailure(error: unknown): boolean {
+  return error instanceof Error && !(error instanceof StartupError) &&
+    !(error instanceof Deno.errors.NotCapable) &&
+    !(error instanceof Deno.errors.PermissionDenied) &&
+    !(error instanceof Deno.errors.NotFound);
+}
+
+/**
+ * Brings the data file to a state every later write can append to, and reads
+ * it: finishes an interrupted clear or restore, creates a missing file, then
+ * sets aside whatever follows the acknowledged bytes (`ackedSize`; at
+ * start-up, null: everything up to the last newline) into a `.torn-` file and
+ * cuts it off. Returns what the file holds and an append handle on it.
+ */
+async function loadDataFile(
+  dataFile: string,
+  ackedSize: number | null,
+  log: (line: string) => void,
+): Promise<{ loaded: LoadedData; file: Deno.FsFile }> {
+  await finishInterruptedClear(dataFile);
+  await Deno.remove(`${dataFile}.restore`).catch(() => {}); // never renamed into place
+  const bytes = await readOrCreateDataFile(dataFile);
+  const end = ackedSize ?? bytes.lastIndexOf(0x0a) + 1;
+  const loaded = parseDataFile(bytes.subarray(0, end), dataFile);
+  if (loaded.restoredArchive !== null) {
+    await markArchiveRestored(dataFile, loaded.restoredArchive);
+  }
+  const tail = bytes.subarray(end);
+  if (tail.byteLength > 0) {
+    const sideFile = await setAsideTornTail(dataFile, tail, bytes.byteLength);
+    log(
+      ackedSize === null
+        ? `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
+          `it was never acknowledged); its ${tail.byteLength} bytes were moved to ${sideFile}`
+        : `${dataFile}: the ${tail.byteLength} bytes of a write that failed (never ` +
+          `acknowledged) were moved to ${sideFile}`,
+    );
+  }
+  const file = await Deno.open(dataFile, { append: true });
+  return { loaded, file };
 }
 
 /**
@@ -427,6 +543,53 @@ async function finishInterruptedClear(dataFile: string): Promise<void> {
   await syncDirectory(dirname(dataFile));
 }
 
+/**
+ * The last step of a restore (see `restoreNow`): the archive whose messages
+ * are back on the board gets `.restored` added to its name, so the next
+ * restore takes the one before it. Done again at start-up when a crash came
+ * between the two renames.
+ */
+async function markArchiveRestored(
+  dataFile: string,
+  archiveName: string,
+): Promise<void> {
+  const archive = join(dirname(dataFile), archiveName);
+  if (!(await pathExists(archive))) return;
+  await Deno.rename(archive, `${archive}.restored`);
+  await syncDirectory(dirname(dataFile));
+}
+
+/**
+ * The newest archive not yet restored, beside `dataFile`, or null. Archives
+ * are named `<stem>.cleared-<time>[-N]<extension>` (see `clearNow`); the time
+ * sorts as text, and N counts clears within one millisecond.
+ */
+async function findNewestArchive(dataFile: string): Promise<string | null> {
+  const extension = extname(dataFile);
+  const stem = basename(dataFile).slice(0, -extension.length || undefined);
+  let newest: { name: string; stamp: string; n: number } | null = null;
+  for await (const entry of Deno.readDir(dirname(dataFile))) {
+    if (!entry.isFile) continue;
+    const prefix = `${stem}.cleared-`;
+    if (!entry.name.startsWith(prefix) || !entry.name.endsWith(extension)) {
+      continue;
+    }
+    const middle = entry.name.slice(
+      prefix.length,
+      entry.name.length - extension.length,
+    );
+    const match = /^(.*Z)(?:-(\d+))?$/.exec(middle);
+    if (match === null) continue;
+    const stamp = match[1];
+    const n = Number(match[2] ?? 1);
+    if (
+      newest === null || stamp > newest.stamp ||
+      (stamp === newest.stamp && n > newest.n)
+    ) newest = { name: entry.name, stamp, n };
+  }
+  return newest === null ? null : join(dirname(dataFile), newest.name);
+}
+
 async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
   try {
     return await Deno.readFile(dataFile);
@@ -438,14 +601,30 @@ async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
   }
 }
 
+/** A message taken off the board, for clients catching up. */
+export interface DeleteRecord {
+  /** The message's id. */
+  id: number;
+  /** The last id given out when it was deleted. */
+  newestId: number;
+}
+
 /** The outcome of reading a data file. */
 export interface LoadedData {
-  /** Every message, oldest first. */
+  /** Every message on the board, oldest first (deleted ones left out). */
   messages: Message[];
   /** The id the next post gets. */
   nextId: number;
-  /** The last message id the latest clear removed; 0 when there was none. */
+  /** The last message id the latest clear removed; 0 when there was none (or a restore since). */
   clearedThrough: number;
+  /** The deletes since the latest clear, oldest first. */
+  deletes: DeleteRecord[];
+  /** The newest id on the board right after the latest restore; null when there was none. */
+  restoredNewest: number | null;
+  /** The archive file (a name in the same folder) the latest restore took; null when none. */
+  restoredArchive: string | null;
+  /** Bytes up to the last newline: the complete lines. */
+  size: number;
   /** Bytes after the last newline: a line cut short by a crash (often empty). */
   tornTail: Uint8Array;
 }
@@ -455,19 +634,24 @@ const encoder = new TextEncoder();
 
 /**
  * Parses a whole data file. Every complete line must be a valid message with
- * an id above the one before (or, as line 1, a clear record); otherwise it
- * throws {@linkcode StartupError} naming the file and line number. Bytes after
- * the last newline are returned as `tornTail`: every acknowledged line ended
- * with its newline in the same write, so an unfinished line was never
- * acknowledged.
+ * an id above the one before, a tombstone, or (as line 1) a clear or restore
+ * record; otherwise it throws {@linkcode StartupError} naming the file and
+ * line number. Bytes after the last newline are returned as `tornTail`: every
+ * acknowledged line ended with its newline in the same write, so an
+ * unfinished line was never acknowledged.
  *
  * @example parseDataFile(bytesOf('{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n{"id'), "m.jsonl")
- *   // => { messages: [{ id: 1, ... }], nextId: 2, clearedThrough: 0, tornTail: bytesOf('{"id') }
+ *   // => { messages: [{ id: 1, ... }], nextId: 2, clearedThrough: 0, tornTail: bytesOf('{"id'), ... }
  */
 export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
   const messages: Message[] = [];
-  let nextId = 1;
+  const deletes: DeleteRecord[] = [];
+  let lastId = 0;
+  let minId = 1; // after a clear record: its nextId (ids are never reused)
+  let recordNextId = 1;
   let clearedThrough = 0;
+  let restoredNewest: number | null = null;
+  let restoredArchive: string | null = null;
   const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
   let start = 0;
   let lineNumber = 0;
@@ -483,7 +667,7 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
     start = newline + 1;
     const message = toMessage(value);
     if (message !== null) {
-      if (message.id < nextId) {
+      if (message.id <= lastId || message.id < minId) {
         throw lineError(
           fileName,
           lineNumber,
@@ -491,21 +675,56 @@ export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
         );
       }
       messages.push(message);
-      nextId = message.id + 1;
+      lastId = message.id;
       continue;
     }
-    const clearRecord = lineNumber === 1 ? toClearRecord(value) : null;
-    if (clearRecord === null) {
+    const tombstone = toTombstone(value);
+    if (tombstone !== null) {
+      // A tombstone for a message not on the board does nothing (deleting twice is harmless).
+      const index = indexOfId(messages, tombstone.id);
+      if (messages[index]?.id === tombstone.id) messages.splice(index, 1);
+      deletes.push(tombstone);
+      continue;
+    }
+    const record = lineNumber === 1 ? toFirstLineRecord(value) : null;
+    if (record === null) {
       throw lineError(
         fileName,
         lineNumber,
         "not a message (id, text, postedAt)",
       );
     }
-    nextId = Math.max(nextId, clearRecord.nextId);
-    clearedThrough = clearRecord.nextId - 1;
+    recordNextId = record.nextId;
+    if (record.kind === "clear") {
+      minId = record.nextId;
+      clearedThrough = record.nextId - 1;
+    } else {
+      restoredNewest = record.newestId;
+      restoredArchive = record.archive;
+    }
   }
-  return { messages, nextId, clearedThrough, tornTail: bytes.slice(end) };
+  return {
+    messages,
+    nextId: Math.max(lastId + 1, recordNextId),
+    clearedThrough,
+    deletes,
+    restoredNewest,
+    restoredArchive,
+    size: end,
+    tornTail: bytes.slice(end),
+  };
+}
+
+/** The index of the first message whose id is `id` or more (binary search). */
+function indexOfId(messages: readonly Message[], id: number): number {
+  let low = 0;
+  let high = messages.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (messages[middle].id < id) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
 
 /** The start-up error for an unreadable line, in the `file:line: reason` shape editors jump to. */
@@ -531,23 +750,49 @@ function toMessage(value: unknown): Message | null {
   if (
     name !== undefined && (typeof name !== "string" || !name.isWellFormed())
   ) return null;
-  if (typeof postedAt !== "string" || !ISO_UTC.test(postedAt)) return null;
-  const time = new Date(postedAt);
-  if (Number.isNaN(time.getTime())) return null;
-  return makeMessage(id, text, name, time.toISOString());
+  if (typeof postedAt !== "string" || !isIsoTime(postedAt)) return null;
+  return makeMessage(id, text, name, new Date(postedAt).toISOString());
 }
 
-/** Returns the clear record in a parsed first line, or null. */
-function toClearRecord(value: unknown): { nextId: number } | null {
+/** Returns the tombstone in a parsed line, or null. */
+function toTombstone(value: unknown): DeleteRecord | null {
   if (typeof value !== "object" || value === null) return null;
-  const { clearedAt, nextId } = value as Record<string, unknown>;
-  if (typeof clearedAt !== "string" || !isPositiveSafeInteger(nextId)) {
-    return null;
-  }
-  return { nextId };
+  const { deletedId, deletedAt, newestId } = value as Record<string, unknown>;
+  if (
+    !isPositiveSafeInteger(deletedId) || !isPositiveSafeInteger(newestId) ||
+    typeof deletedAt !== "string" || !isIsoTime(deletedAt)
+  ) return null;
+  return { id: deletedId, newestId };
+}
+
+/** Returns the clear or restore record in a parsed first line, or null. */
+function toFirstLineRecord(
+  value: unknown,
+):
+  | { kind: "clear"; nextId: number }
+  | { kind: "restore"; nextId: number; newestId: number; archive: string }
+  | null {
+  if (typeof value !== "object" || value === null) return null;
+  const { clearedAt, restoredAt, nextId, newestId, archive } = value as Record<
+    string,
+    unknown
+  >;
+  // nextId may be one past the largest safe id: every id was used.
+  if (!isPositiveSafeInteger(nextId) && nextId !== MAX_ID + 1) return null;
+  if (typeof clearedAt === "string") return { kind: "clear", nextId };
+  if (
+    typeof restoredAt === "string" && typeof archive === "string" &&
+    archive === basename(archive) && archive !== "" &&
+    (newestId === 0 || isPositiveSafeInteger(newestId))
+  ) return { kind: "restore", nextId, newestId, archive };
+  return null;
 }
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+function isIsoTime(text: string): boolean {
+  return ISO_UTC.test(text) && !Number.isNaN(new Date(text).getTime());
+}
 
 function isPositiveSafeInteger(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
@@ -566,10 +811,11 @@ function makeMessage(
 }
 
 /**
- * Moves a torn last line into a side file, then cuts it off the data file.
- * Order matters: the side file is on disk before the data file shrinks, so a
- * crash in between leaves the bytes in both places (and the next start-up
- * sets them aside again), never in neither.
+ * Moves the bytes after the acknowledged ones into a side file, then cuts
+ * them off the data file. Order matters: the side file is on disk before the
+ * data file shrinks, so a crash in between leaves the bytes in both places
+ * (and the next start-up sets them aside again), never in neither. A side file
+ * that cannot be written (a full disk) is removed again, never left empty.
  */
 async function setAsideTornTail(
   dataFile: string,
@@ -580,8 +826,13 @@ async function setAsideTornTail(
     `${dataFile}.torn-${fileStamp(new Date())}`,
     "",
   );
-  await writeFileDurably(sideFile, tail, true);
-  await syncDirectory(dirname(dataFile));
+  try {
+    await writeFileDurably(sideFile, tail, true);
+    await syncDirectory(dirname(dataFile));
+  } catch (error) {
+    await Deno.remove(sideFile).catch(() => {});
+    throw error;
+  }
   using file = await Deno.open(dataFile, { write: true });
   await file.truncate(fileSize - tail.byteLength);
   await file.syncData();
@@ -593,52 +844,72 @@ async function setAsideTornTail(
  * and every page is served from there; the file is only ever appended to,
  * so a post costs the same with ten messages or a million.
  *
- * All writes go through one queue drained by one loop. Appends waiting
- * together become one write and one fdatasync (group commit): 32 clients
- * posting at once pay for one disk flush, not 32.
+ * All writes go through one {@linkcode WriteQueue}: posts waiting together
+ * become one write and one fdatasync (group commit).
  *
  * Live updates stay inside the process: subscribers are called right after
  * each write is on disk, in id order, since one loop does all the writing.
+ *
+ * When a write or a sync fails, the store turns read-only: pages are still
+ * served, writes get {@linkcode StoreUnavailableError} with a Retry-After,
+ * and a background retry repairs the file and turns it writable again (see
+ * `#recover`).
  */
 class JsonLinesStore implements MessageStore {
   readonly dataFile: string;
   #lock: Deno.FsFile;
-  #file: Deno.FsFile;
+  #file: Deno.FsFile | null;
   #log: (line: string) => void;
   #messages: Message[];
   #nextId: number;
   /** The last message id the latest clear removed (0: none), for clients resuming. */
   #clearedThrough: number;
+  #deletes: DeleteRecord[];
+  #restoredNewest: number | null;
+  /** Bytes of the data file that hold acknowledged lines; anything after is not ours. */
+  #ackedSize: number;
   #writes = new WriteQueue<NewMessage, Message>((inputs) =>
     this.#appendNow(inputs)
   );
   #events: EventFanOut;
-  #failure: Error | null = null;
+  /** Why the store is read-only; null while it is writable. */
+  #failure: unknown = null;
+  /** The file may have been replaced (a clear or restore failed half-way): reread all of it. */
+  #reloadAll = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryDelayMs = RETRY_FIRST_MS;
+  #retryAt = 0;
+  #idsUsedUp = false;
   #closed = false;
 
   constructor(state: {
     dataFile: string;
     lock: Deno.FsFile;
-    file: Deno.FsFile;
+    file: Deno.FsFile | null;
     log: (line: string) => void;
-    messages: Message[];
-    nextId: number;
-    clearedThrough: number;
+    loaded: LoadedData;
   }) {
     this.dataFile = state.dataFile;
     this.#lock = state.lock;
     this.#file = state.file;
     this.#log = state.log;
     this.#events = new EventFanOut(state.log);
-    this.#messages = state.messages;
-    this.#nextId = state.nextId;
-    this.#clearedThrough = state.clearedThrough;
+    this.#messages = state.loaded.messages;
+    this.#nextId = state.loaded.nextId;
+    this.#clearedThrough = state.loaded.clearedThrough;
+    this.#deletes = state.loaded.deletes;
+    this.#restoredNewest = state.loaded.restoredNewest;
+    this.#ackedSize = state.loaded.size;
+  }
+
+  get writable(): boolean {
+    return this.#failure === null && !this.#closed;
   }
 
   listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
     const end = before === undefined
       ? this.#messages.length
-      : this.#indexOfId(before);
+      : indexOfId(this.#messages, before);
     const start = Math.max(0, end - limit);
     const messages = this.#messages.slice(start, end).reverse();
     return Promise.resolve({ messages, hasOlder: start > 0 });
@@ -654,14 +925,32 @@ class JsonLinesStore implements MessageStore {
     return this.#writes.run(() => this.#clearNow());
   }
 
+  deleteMessage(id: number): Promise<boolean> {
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#writes.run(() => this.#deleteNow(id));
+  }
+
+  restoreNewestArchive(): Promise<{ restored: number }> {
+    if (this.#closed) return Promise.reject(closedError());
+    return this.#writes.run(() => this.#restoreNow());
+  }
+
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
     const events: BoardEvent[] = [];
     if (this.#clearedThrough > 0 && this.#clearedThrough >= id) {
       events.push({ type: "clear", id: this.#clearedThrough });
     }
-    const start = this.#indexOfId(id + 1);
+    for (const deleted of this.#deletes) {
+      if (deleted.id <= id && deleted.newestId >= id) {
+        events.push({ type: "delete", id: deleted.id });
+      }
+    }
+    const start = indexOfId(this.#messages, id + 1);
     for (const message of this.#messages.slice(start, start + limit)) {
       events.push({ type: "message", id: message.id, message });
+    }
+    if (this.#restoredNewest !== null && this.#restoredNewest > id) {
+      events.push({ type: "restore", id: this.#restoredNewest });
     }
     return Promise.resolve(events.slice(0, limit));
   }
@@ -673,51 +962,100 @@ class JsonLinesStore implements MessageStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#retryTimer);
     this.#events.clear();
     await this.#writes.idle();
-    try {
-      this.#file.close();
-    } catch {
-      // already closed by a clear that failed half-way
-    }
+    clearTimeout(this.#retryTimer); // a failure while draining may have set one
+    this.#closeFile();
     this.#lock.close(); // closing the file releases the lock
   }
 
-  /** The index of the first message whose id is `id` or more (binary search). */
-  #indexOfId(id: number): number {
-    let low = 0;
-    let high = this.#messages.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (this.#messages[middle].id < id) low = middle + 1;
-      else high = middle;
+  /** Starts read-only (the file could not be repaired at start-up); retries in the background. */
+  startReadOnly(error: unknown): void {
+    this.#fail(error, "opening");
+  }
+
+  #closeFile(): void {
+    try {
+      this.#file?.close();
+    } catch {
+      // already closed
     }
-    return low;
+    this.#file = null;
+  }
+
+  /** The error for a write while read-only, with when to try again. */
+  #unavailable(): StoreUnavailableError {
+    const seconds = Math.max(1, Math.ceil((this.#retryAt - Date.now()) / 1000));
+    return new StoreUnavailableError(
+      "the message store is read-only after a failed write; it retries by itself",
+      { cause: this.#failure, retryAfterSeconds: seconds },
+    );
+  }
+
+  /** Appends lines and syncs them; on failure the store turns read-only. */
+  async #appendLines(text: string): Promise<void> {
+    if (this.#failure !== null || this.#file === null) {
+      throw this.#unavailable();
+    }
+    const bytes = encoder.encode(text);
+    try {
+      await writeAll(this.#file, bytes);
+      await this.#file.syncData();
+    } catch (error) {
+      this.#fail(error, "writing");
+      throw this.#unavailable();
+    }
+    this.#ackedSize += bytes.byteLength;
   }
 
   /** Writes a batch of posts as one write and one fdatasync; resolves once they are on disk. */
   async #appendNow(inputs: NewMessage[]): Promise<Message[]> {
-    if (this.#failure) throw this.#failure;
-    const postedAt = new Date().toISOString();
-    const messages = inputs.map((input, i) =>
-      makeMessage(this.#nextId + i, input.text, input.name, postedAt)
-    );
-    const lines = messages.map((message) => JSON.stringify(message) + "\n")
-      .join("");
-    try {
-      await writeAll(this.#file, encoder.encode(lines));
-      await this.#file.syncData();
-    } catch (error) {
-      this.#fail(error);
-      throw this.#failure;
+    if (this.#failure !== null) throw this.#unavailable();
+    // (Written this way round because 2^53 + 1 - 1 is 2^53 - 1 in floating point.)
+    if (this.#nextId > MAX_ID - (inputs.length - 1)) {
+      if (!this.#idsUsedUp) {
+        this.#log(
+          `${this.dataFile}: every message id up to ${MAX_ID} is used; no more posts are ` +
+            `accepted (ids are never reused; start a new board with a new --data file)`,
+        );
+      }
+      this.#idsUsedUp = true;
+      throw new StoreUnavailableError("every message id is used", {
+        retryAfterSeconds: 3600,
+      });
     }
+    const postedAt = new Date().toISOString();
+    const messages = inputs.map((input) =>
+      makeMessage(this.#nextId++, input.text, input.name, postedAt)
+    );
+    // The ids are used even if the write fails: the lines may be in a .torn- file later.
+    await this.#appendLines(
+      messages.map((message) => JSON.stringify(message) + "\n").join(""),
+    );
     // Only now, on disk, do the messages become visible and acknowledged.
-    this.#nextId += messages.length;
     for (const message of messages) {
       this.#messages.push(message);
       this.#events.publish({ type: "message", id: message.id, message });
     }
     return messages;
+  }
+
+  /** Appends a tombstone for message `id`; false when it is not on the board. */
+  async #deleteNow(id: number): Promise<boolean> {
+    if (this.#failure !== null) throw this.#unavailable();
+    const index = indexOfId(this.#messages, id);
+    if (this.#messages[index]?.id !== id) return false;
+    const tombstone = {
+      deletedId: id,
+      deletedAt: new Date().toISOString(),
+      newestId: this.#nextId - 1,
+    };
+    await this.#appendLines(JSON.stringify(tombstone) + "\n");
+    this.#messages.splice(index, 1);
+    this.#deletes.push({ id, newestId: tombstone.newestId });
+    this.#events.publish({ type: "delete", id });
+    return true;
   }
 
   /**
@@ -738,7 +1076,7 @@ class JsonLinesStore implements MessageStore {
    * disk before rename 2, and the old data file would vanish with no name.
    */
   async #clearNow(): Promise<ClearResult> {
-    if (this.#failure) throw this.#failure;
+    if (this.#failure !== null) throw this.#unavailable();
     if (this.#messages.length === 0) return { archived: 0, archive: null };
     const directory = dirname(this.dataFile);
     const clearedAt = new Date();
@@ -757,55 +1095,191 @@ class JsonLinesStore implements MessageStore {
       nextId: this.#nextId,
       archive: basename(archive),
     };
+    const recordLine = encoder.encode(JSON.stringify(record) + "\n");
     // Step 1: if this fails (disk full), nothing has changed; the board goes on.
     try {
-      await writeFileDurably(
-        newFile,
-        encoder.encode(JSON.stringify(record) + "\n"),
-      );
+      await writeFileDurably(newFile, recordLine);
       await syncDirectory(directory);
     } catch (error) {
       await Deno.remove(newFile).catch(() => {});
       throw error;
     }
-    // Steps 2 and 3: a failure here leaves files in a state only a restart
-    // sorts out (see finishInterruptedClear), so the store stops writing.
+    // Steps 2 and 3: a failure here leaves files in a state that
+    // finishInterruptedClear sorts out; the background retry runs it.
     try {
-      this.#file.close();
+      this.#closeFile();
       await Deno.rename(this.dataFile, archive);
       await syncDirectory(directory);
       await Deno.rename(newFile, this.dataFile);
       await syncDirectory(directory);
       this.#file = await Deno.open(this.dataFile, { append: true });
     } catch (error) {
-      this.#fail(error);
-      throw this.#failure;
+      this.#reloadAll = true;
+      this.#fail(error, "clearing");
+      throw this.#unavailable();
     }
     const archived = this.#messages.length;
     this.#clearedThrough = this.#messages[archived - 1].id;
     this.#messages = [];
+    this.#deletes = [];
+    this.#restoredNewest = null;
+    this.#ackedSize = recordLine.byteLength;
     this.#events.publish({ type: "clear", id: this.#clearedThrough });
     return { archived, archive };
   }
 
   /**
-   * Stops all further writes after a write or sync error. After a failed
-   * fsync the kernel may already have dropped the unwritten pages, so a
-   * retry could report success for data that is gone; only a restart, which
-   * re-reads the file, knows what is really on disk.
+   * Puts the messages of the newest archive back (ids kept, deleted ones
+   * not), in three durable steps:
+   *
+   * 1. Write `<data>.restore`: a restore record naming the archive, the
+   *    archive's messages, then every line of the data file after its first
+   *    record (the restored ids are all older). A crash now: start-up removes
+   *    the unused file; nothing changed.
+   * 2. Rename it over the data file (atomic), fsync the directory. The
+   *    messages are now in both the data file and the archive.
+   * 3. Rename the archive to `<archive>.restored`, fsync the directory. A
+   *    crash between 2 and 3: start-up reads the restore record and does 3.
    */
-  #fail(error: unknown): void {
-    this.#log(
-      `${this.dataFile}: writing failed, no more posts are accepted: ${error}`,
+  async #restoreNow(): Promise<{ restored: number }> {
+    if (this.#failure !== null) throw this.#unavailable();
+    const archive = await findNewestArchive(this.dataFile);
+    if (archive === null) return { restored: 0 };
+    const fromArchive = parseDataFile(await Deno.readFile(archive), archive);
+    const firstId = this.#messages[0]?.id ?? this.#nextId;
+    const restored = fromArchive.messages.filter((m) => m.id < firstId);
+    const current = (await Deno.readFile(this.dataFile)).subarray(
+      0,
+      this.#ackedSize,
     );
-    this.#failure = new StoreUnavailableError(
-      "the message store failed; restart the board",
-      {
-        cause: error,
-      },
+    const firstNewline = current.indexOf(0x0a) + 1;
+    const hasRecord = firstNewline > 0 &&
+      toFirstLineRecord(
+          JSON.parse(utf8.decode(current.subarray(0, firstNewline))),
+        ) !== null;
+    const newestId = this.#messages.at(-1)?.id ?? restored.at(-1)?.id ?? 0;
+    const record = {
+      restoredAt: new Date().toISOString(),
+      archive: basename(archive),
+      nextId: this.#nextId,
+      newestId,
+    };
+    const head = encoder.encode(
+      [record, ...restored].map((line) => JSON.stringify(line) + "\n").join(""),
     );
+    const body = hasRecord ? current.subarray(firstNewline) : current;
+    const content = new Uint8Array(head.byteLength + body.byteLength);
+    content.set(head);
+    content.set(body, head.byteLength);
+    const directory = dirname(this.dataFile);
+    const tempFile = `${this.dataFile}.restore`;
+    // Step 1: if this fails (disk full), nothing has changed; the board goes on.
+    try {
+      await writeFileDurably(tempFile, content);
+      await syncDirectory(directory);
+    } catch (error) {
+      await Deno.remove(tempFile).catch(() => {});
+      throw error;
+    }
+    try {
+      this.#closeFile();
+      await Deno.rename(tempFile, this.dataFile);
+      await syncDirectory(directory);
+      await markArchiveRestored(this.dataFile, basename(archive));
+      this.#file = await Deno.open(this.dataFile, { append: true });
+    } catch (error) {
+      this.#reloadAll = true;
+      this.#fail(error, "restoring");
+      throw this.#unavailable();
+    }
+    this.#messages = [...restored, ...this.#messages];
+    this.#clearedThrough = 0;
+    this.#restoredNewest = newestId;
+    this.#ackedSize = content.byteLength;
+    this.#events.publish({ type: "restore", id: newestId });
+    return { restored: restored.length };
+  }
+
+  /**
+   * Turns the store read-only after a failed write or sync, and schedules the
+   * background retry. After a failed fsync the kernel may already have
+   * dropped the unwritten pages, so writing on as if nothing happened could
+   * acknowledge data that is gone; `#recover` first puts the file back to
+   * its acknowledged bytes.
+   */
+  #fail(error: unknown, doing: string): void {
+    if (this.#failure === null) {
+      this.#log(
+        `${this.dataFile}: ${doing} failed, the board is read-only until a retry succeeds: ${error}`,
+      );
+    }
+    this.#failure = error;
+    this.#scheduleRetry();
+  }
+
+  #scheduleRetry(): void {
+    if (this.#closed || this.#retryTimer !== undefined) return;
+    const delay = this.#retryDelayMs;
+    this.#retryDelayMs = Math.min(delay * 2, RETRY_MAX_MS);
+    this.#retryAt = Date.now() + delay;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      // Through the queue, so that no write runs while the file is repaired.
+      if (!this.#closed) void this.#writes.run(() => this.#recover());
+    }, delay);
+  }
+
+  /**
+   * One background retry: checks the disk takes a write again (a probe file,
+   * written, synced and removed), then repairs the data file as start-up
+   * would (an interrupted clear or restore finished; bytes after the
+   * acknowledged ones, from the write that failed, set aside and cut off),
+   * rereads what is really in it, and reopens it. Only then are posts taken
+   * again.
+   */
+  async #recover(): Promise<void> {
+    if (this.#closed || this.#failure === null) return;
+    const probe = `${this.dataFile}.probe`;
+    try {
+      try {
+        await writeFileDurably(probe, new Uint8Array(PROBE_BYTES));
+      } finally {
+        await Deno.remove(probe).catch(() => {});
+      }
+      this.#closeFile();
+      const { loaded, file } = await loadDataFile(
+        this.dataFile,
+        this.#reloadAll ? null : this.#ackedSize,
+        this.#log,
+      );
+      const lastAcked = this.#messages.at(-1)?.id;
+      if (!this.#reloadAll && loaded.messages.at(-1)?.id !== lastAcked) {
+        this.#log(
+          `${this.dataFile}: the file does not hold every acknowledged message; ` +
+            `serving what it holds`,
+        );
+      }
+      this.#file = file;
+      this.#messages = loaded.messages;
+      this.#nextId = Math.max(this.#nextId, loaded.nextId);
+      this.#clearedThrough = loaded.clearedThrough;
+      this.#deletes = loaded.deletes;
+      this.#restoredNewest = loaded.restoredNewest;
+      this.#ackedSize = loaded.size;
+    } catch (error) {
+      this.#failure = error;
+      this.#scheduleRetry();
+      return;
+    }
+    this.#failure = null;
+    this.#reloadAll = false;
+    this.#retryDelayMs = RETRY_FIRST_MS;
+    this.#log(`${this.dataFile}: writing works again; posts are accepted`);
   }
 }
+
+/** The largest message id: the largest integer a JSON number (a double) holds exactly. */
+const MAX_ID = Number.MAX_SAFE_INTEGER;
 
 /** The error for writes after close(). */
 function closedError(): StoreUnavailableError {
@@ -871,6 +1345,14 @@ async function freePath(base: string, extension: string): Promise<string> {
 export function fileStamp(date: Date): string {
   return date.toISOString().replaceAll(":", "-").replace(".", "-");
 }
+
+// ===========================================================================
+// Part 2. HTTP handling: a Request in, a Response out.
+// Teaches: read bodies within limits, validate every field with its own status,
+// refuse what is ambiguous, check who is asking (Host, Origin, client address,
+// session) before acting, route from one table, and map errors to responses in
+// one place that never shows internals to a client.
+// ===========================================================================
 
 // ---------------------------------------------------------------------------
 // HTTP: errors, bodies, validation.
@@ -1448,285 +1930,6 @@ class AdminSessions {
 }
 
 // ---------------------------------------------------------------------------
-// HTML.
-// ---------------------------------------------------------------------------
-
-const HTML_ESCAPES: Record<string, string> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&#39;",
-};
-
-/**
- * Escapes text for HTML element content and quoted attribute values. Every
- * value put into the page goes through here.
- *
- * @example escapeHtml(`<script>alert("x")</script>`) // => "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
- */
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
-}
-
-/**
- * Shows an ISO time as readable UTC, for readers without JavaScript; the page's
- * script shows it in the reader's own time zone instead, from the `<time datetime>`
- * element that carries the exact value.
- *
- * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
- */
-export function formatTime(iso: string): string {
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
-}
-
-/** A moderator's Delete button for one message (a form post, so it works without script). */
-function renderDeleteForm(id: number, base: string): string {
-  return `<form method="post" action="${base}/admin/delete" class="delete">
-<input type="hidden" name="id" value="${id}">
-<button type="submit" aria-label="Delete message ${id}">Delete</button>
-</form>
-`;
-}
-
-function renderMessage(
-  message: Message,
-  base: string,
-  canDelete: boolean,
-): string {
-  const name = message.name === undefined
-    ? ""
-    : ` by <span class="name">${escapeHtml(message.name)}</span>`;
-  return `<article class="message" id="m${message.id}">
-<p class="meta">Posted: <time datetime="${escapeHtml(message.postedAt)}">${
-    formatTime(message.postedAt)
-  }</time>${name}</p>
-<p class="text">${escapeHtml(message.text)}</p>
-${canDelete ? renderDeleteForm(message.id, base) : ""}</article>
-`;
-}
-
-/**
- * Who may moderate, as the page shows it: `open` (no admin token, a visitor on this
- * machine: the chapter's Clear button), `admin` (signed in), `sign-in` (a token is set,
- * this visitor is not signed in), `off` (no token, a visitor from elsewhere).
- */
-export type Moderation = "open" | "admin" | "sign-in" | "off";
-
-/** What the page shows around the messages. */
-export interface PageView {
-  /** The messages to show. */
-  page: MessagePage;
-  /** The `before` id of this page; undefined on the newest page. */
-  before?: number;
-  /** An error to show above the form. */
-  error?: string;
-  /** Text to put back in the form after a rejected post. */
-  draft?: string;
-  /** The name to fill in (from the cookie, or as typed). */
-  name?: string;
-  /** Where the board is mounted ("" or like "/board"). @default "" */
-  base?: string;
-  /** Which moderation controls to show. @default "open" */
-  moderation?: Moderation;
-}
-
-/** The Clear section, as far as this visitor may moderate. */
-function renderModeration(moderation: Moderation, base: string): string {
-  if (moderation === "off") return "";
-  if (moderation === "sign-in") {
-    return `<section class="clear" aria-labelledby="clear-heading">
-<h2 id="clear-heading">Moderation</h2>
-<p><a href="${base}/admin">Sign in as a moderator</a> to clear the board or delete messages.</p>
-</section>
-`;
-  }
-  // An admin confirms a clear on its own page; the chapter's local button clears at once.
-  const clearForm = moderation === "admin"
-    ? `<form method="get" action="${base}/admin/clear">
-<button type="submit">Clear Messages</button>
-</form>`
-    : `<form method="post" action="${base}/">
-<button type="submit" name="clear" value="1">Clear Messages</button>
-</form>`;
-  const signOut = moderation === "admin"
-    ? `\n<form method="post" action="${base}/admin/sign-out">
-<button type="submit" class="quiet">Sign out</button>
-</form>`
-    : "";
-  return `<section class="clear" aria-labelledby="clear-heading">
-<h2 id="clear-heading">Clear the board</h2>
-<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
-${clearForm}
-<form method="post" action="${base}/admin/restore">
-<button type="submit" class="quiet">Restore the last cleared messages</button>
-</form>${signOut}
-</section>
-`;
-}
-
-/** Renders the whole board page. */
-export function renderBoard(
-  {
-    page,
-    before,
-    error,
-    draft = "",
-    name = "",
-    base = "",
-    moderation = "open",
-  }: PageView,
-): string {
-  const canDelete = moderation === "open" || moderation === "admin";
-  const messages = page.messages.length === 0
-    ? `<p class="empty">${
-      before === undefined ? "No messages yet." : "No older messages."
-    }</p>\n`
-    : page.messages.map((message) => renderMessage(message, base, canDelete))
-      .join("");
-  const links: string[] = [];
-  if (before !== undefined) {
-    links.push(`<a href="${base}/">Newest messages</a>`);
-  }
-  if (page.hasOlder) {
-    const oldest = page.messages[page.messages.length - 1].id;
-    links.push(
-      `<a href="${base}/?before=${oldest}" rel="next">Older messages</a>`,
-    );
-  }
-  // The newest page gets live updates (board.js) from the newest message it shows on.
-  const live = before === undefined
-    ? ` data-after="${page.messages[0]?.id ?? 0}" data-events="${base}/events"${
-      canDelete ? ` data-delete="${base}/admin/delete"` : ""
-    }`
-    : "";
-  const errorBlock = error === undefined
-    ? ""
-    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
-  // The newline after <textarea> matters: the HTML parser drops one leading
-  // newline there, so a draft that starts with a blank line keeps it.
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Tiny Message Board</title>
-<link rel="stylesheet" href="${base}/style.css">
-<script src="${base}/board.js" defer></script>
-</head>
-<body>
-<main>
-<h1>Tiny Message Board</h1>
-<section class="new" aria-labelledby="new-heading">
-<h2 id="new-heading">New Message</h2>
-${errorBlock}<form method="post" action="${base}/">
-<label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
-<input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
-    escapeHtml(name)
-  }">
-<label for="message">Message</label>
-<textarea id="message" name="message" rows="4" maxlength="${MAX_MESSAGE_CHARS}" required>
-${escapeHtml(draft)}</textarea>
-<button type="submit">Save Message</button>
-</form>
-</section>
-<section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
-<h2 id="messages-heading">Messages</h2>
-${messages}${
-    links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
-  }</section>
-${renderModeration(moderation, base)}</main>
-</body>
-</html>
-`;
-}
-
-/** The frame of the small pages (errors, sign-in, confirmation). */
-function renderSmallPage(title: string, body: string, base: string): string {
-  return `<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)} - Tiny Message Board</title>
-<link rel="stylesheet" href="${base}/style.css"></head>
-<body><main>
-${body}
-<p><a href="${base}/">Back to the board</a></p>
-</main></body>
-</html>
-`;
-}
-
-/** A simple page for errors outside the board form (404, 403...). */
-function renderErrorPage(status: number, message: string, base = ""): string {
-  return renderSmallPage(
-    String(status),
-    `<h1>${status}</h1><p>${escapeHtml(message)}</p>`,
-    base,
-  );
-}
-
-/** The moderator's sign-in form (GET /admin), with an error after a wrong token. */
-export function renderSignIn(base = "", error?: string): string {
-  const errorBlock = error === undefined
-    ? ""
-    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
-  return renderSmallPage(
-    "Moderator sign-in",
-    `<h1>Moderator sign-in</h1>
-${errorBlock}<form method="post" action="${base}/admin">
-<label for="token">Admin token <small>(given to the board with --admin-token)</small></label>
-<input id="token" name="token" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
-</form>`,
-    base,
-  );
-}
-
-/** The confirmation step before an admin clears the board (GET /admin/clear). */
-function renderClearConfirmation(base: string): string {
-  return renderSmallPage(
-    "Clear the board?",
-    `<h1>Clear the board?</h1>
-<p>This moves every message on the board into an archive file on the server. Nothing
-is deleted, and "Restore the last cleared messages" puts them back.</p>
-<form method="post" action="${base}/">
-<input type="hidden" name="confirm" value="yes">
-<button type="submit" name="clear" value="1">Yes, clear the board</button>
-</form>`,
-    base,
-  );
-}
-
-/** Served at /style.css, so the CSP can forbid inline styles and scripts alike. */
-const STYLESHEET =
-  `:root { color-scheme: light dark; --accent: #2f6f4e; --muted: #666; --line: #ccc; }
-* { box-sizing: border-box; }
-body { margin: 0; font: 1rem/1.5 system-ui, sans-serif; background: Canvas; color: CanvasText; }
-main { max-width: 42rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
-h1 { margin: 0 0 1rem; font-size: 1.8rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 0.75rem; }
-label { display: block; margin: 0.75rem 0 0.25rem; font-weight: 600; }
-label small { font-weight: normal; color: var(--muted); }
-input, textarea { width: 100%; padding: 0.5rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
-textarea { resize: vertical; }
-button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
-.clear button { background: #8a2c2c; }
-.clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
-.delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
-.clear p { color: var(--muted); font-size: 0.9rem; }
-.error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
-.message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
-.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
-.name { font-weight: 600; }
-/* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
-   override characters from spilling into the rest of the page. */
-.text { margin: 0.25rem 0 0; white-space: pre-wrap; overflow-wrap: anywhere; unicode-bidi: isolate; }
-.empty { color: var(--muted); }
-.pages { display: flex; gap: 1rem; justify-content: space-between; padding-top: 0.75rem; border-top: 1px solid var(--line); }
-`;
-
-// ---------------------------------------------------------------------------
 // Responses.
 // ---------------------------------------------------------------------------
 
@@ -1905,255 +2108,6 @@ function adminCookie(id: string, secure: boolean, base: string): string {
     secure ? "; Secure" : ""
   }`;
 }
-
-// ---------------------------------------------------------------------------
-// Live updates: Server-Sent Events at /events, and the page's small script.
-// ---------------------------------------------------------------------------
-
-/**
- * One event in the `text/event-stream` format (HTML Living Standard, "Server-sent
- * events"): `id:` becomes the browser's Last-Event-ID, `event:` the listener it reaches,
- * `data:` one line of JSON (JSON.stringify never writes a raw line break). A delete
- * carries no `id:`, so the browser's resume point stays the newest message it has.
- *
- * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
- * @example formatEvent({ type: "delete", id: 3 }) // => 'event: delete\ndata: {"id":3}\n\n'
- */
-export function formatEvent(event: BoardEvent): string {
-  switch (event.type) {
-    case "message":
-      return `id: ${event.id}\nevent: message\ndata: ${
-        JSON.stringify(event.message)
-      }\n\n`;
-    case "delete":
-      return `event: delete\ndata: {"id":${event.id}}\n\n`;
-    default:
-      return `id: ${event.id}\nevent: ${event.type}\ndata: {}\n\n`;
-  }
-}
-
-/**
- * Where a client resumes: the `Last-Event-ID` header that a browser sends when it reconnects,
- * else `?after=` that the page gives on the first connection (the newest id it shows);
- * undefined for "from now on". Anything but a whole number gets 400.
- */
-function readResumePoint(request: Request, url: URL): number | undefined {
-  const text = request.headers.get("last-event-id") ??
-    url.searchParams.get("after");
-  if (text === null || text === "") return undefined;
-  const id = text === "0"
-    ? 0
-    : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
-  if (id === null) {
-    throw new HttpError(
-      400,
-      "The event id to resume from must be a whole number.",
-    );
-  }
-  return id;
-}
-
-/** Options for {@linkcode streamEvents}. */
-interface EventStreamOptions {
-  /** Resume after this event id (see readResumePoint). */
-  after?: number;
-  heartbeatMs: number;
-  /** Closes the stream when aborted (the board shutting down). */
-  signal: AbortSignal;
-  /** Called once when the stream ends, whoever ends it. */
-  onClose: () => void;
-}
-
-/**
- * Answers GET /events: first what the client missed since `after`, then every change as it
- * happens, with a heartbeat comment every `heartbeatMs`. It subscribes *before* reading the missed
- * events and holds live ones back until those are sent: a change that happens in between is
- * then in one list or both (and sent once), never in neither.
- */
-async function streamEvents(
-  store: MessageStore,
-  { after, heartbeatMs, signal, onClose }: EventStreamOptions,
-): Promise<Response> {
-  const held: BoardEvent[] = [];
-  let deliver: ((event: BoardEvent) => void) | null = null;
-  const unsubscribe = store.subscribe((event) =>
-    deliver ? deliver(event) : held.push(event)
-  );
-  let missed: BoardEvent[] = [];
-  try {
-    if (after !== undefined) {
-      missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
-    }
-  } catch (error) {
-    unsubscribe();
-    onClose();
-    throw error;
-  }
-
-  let heartbeat: ReturnType<typeof setInterval> | undefined;
-  let finished = false;
-  let end = () => {};
-  const finish = () => {
-    if (finished) return;
-    finished = true;
-    unsubscribe();
-    clearInterval(heartbeat);
-    signal.removeEventListener("abort", end);
-    onClose();
-  };
-
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      end = () => {
-        if (finished) return;
-        finish();
-        controller.close();
-      };
-      const write = (text: string) => {
-        if (finished) return;
-        // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
-        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
-          return end();
-        }
-        controller.enqueue(encoder.encode(text));
-      };
-      let lastMessage = after ?? 0;
-      let lastClear = 0;
-      deliver = (event) => {
-        switch (event.type) {
-          case "message":
-            // Skip what this client has (from the missed list, or the page itself).
-            if (event.id <= lastMessage) return;
-            lastMessage = event.id;
-            break;
-          case "clear":
-            if (event.id < lastMessage || event.id === lastClear) return;
-            lastClear = event.id;
-            break;
-          case "delete":
-            if (event.id > lastMessage) return; // a message this client never had
-            break;
-          case "restore":
-            // Old ids came back: the page reloads rather than merge them in.
-            write(formatEvent(event));
-            return end();
-        }
-        write(formatEvent(event));
-      };
-
-      write(`retry: ${RECONNECT_MS}\n\n`);
-      if (missed.length > MAX_REPLAY_EVENTS) {
-        // Too far behind to catch up event by event: the page starts afresh.
-        write("event: reload\ndata: {}\n\n");
-        return end();
-      }
-      for (const event of [...missed, ...held]) {
-        deliver(event);
-        if (finished) return;
-      }
-      heartbeat = setInterval(() => write(": heartbeat\n\n"), heartbeatMs);
-      if (signal.aborted) return end();
-      signal.addEventListener("abort", end);
-    },
-    cancel: finish, // the browser went away
-  }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
-
-  return respond(body, 200, "text/event-stream; charset=utf-8", {
-    "cache-control": "no-store",
-    // Proxies such as nginx would otherwise hold events back in a buffer.
-    "x-accel-buffering": "no",
-  });
-}
-
-/**
- * Served at /board.js: live updates for the first page, and times in the reader's own
- * zone. Loaded with `defer` from the page, so the CSP allows our own script file and
- * still no inline script. Without it (or without JavaScript) the page works as before,
- * times in UTC. It builds each message with textContent, never innerHTML, so message text
- * stays text. Addresses come from the page's data attributes, so a board mounted under a
- * base path needs no change here.
- */
-const BROWSER_SCRIPT =
-  `// Tiny Message Board: shows new messages as they are posted, without a reload.
-"use strict";
-for (const time of document.querySelectorAll("time[datetime]")) showLocalTime(time);
-
-const section = document.querySelector("section.messages[data-after]");
-if (section !== null && "EventSource" in window) {
-  // On reconnection the browser sends Last-Event-ID itself, which the server prefers.
-  const source = new EventSource(section.dataset.events + "?after=" + encodeURIComponent(section.dataset.after));
-  source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
-  source.addEventListener("clear", showCleared);
-  source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
-  source.addEventListener("restore", () => location.reload());
-  source.addEventListener("reload", () => location.reload());
-}
-
-function element(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-// Same markup as renderMessage on the server; newest first, right under the heading.
-function showMessage(message) {
-  if (document.getElementById("m" + message.id) !== null) return;
-  const article = element("article", "message");
-  article.id = "m" + message.id;
-  const meta = element("p", "meta", "Posted: ");
-  const time = element("time", "");
-  time.dateTime = message.postedAt;
-  showLocalTime(time);
-  meta.append(time);
-  if (message.name !== undefined) meta.append(" by ", element("span", "name", message.name));
-  article.append(meta, element("p", "text", message.text));
-  if (section.dataset.delete !== undefined) article.append(deleteForm(message.id));
-  section.querySelector("p.empty")?.remove();
-  section.querySelector("h2").after(article);
-}
-
-// Same form as renderDeleteForm on the server, for a moderator's page.
-function deleteForm(id) {
-  const form = element("form", "delete");
-  form.method = "post";
-  form.action = section.dataset.delete;
-  const input = element("input");
-  input.type = "hidden";
-  input.name = "id";
-  input.value = String(id);
-  const button = element("button", "", "Delete");
-  button.type = "submit";
-  button.setAttribute("aria-label", "Delete message " + id);
-  form.append(input, button);
-  return form;
-}
-
-function removeMessage(id) {
-  document.getElementById("m" + id)?.remove();
-  showEmptyIfNone();
-}
-
-function showCleared() {
-  for (const message of section.querySelectorAll("article.message")) message.remove();
-  section.querySelector("nav.pages")?.remove();
-  showEmptyIfNone();
-}
-
-function showEmptyIfNone() {
-  if (section.querySelector("article.message, p.empty, nav.pages") === null) {
-    section.querySelector("h2").after(element("p", "empty", "No messages yet."));
-  }
-}
-
-// "2026-11-21T22:44:51.000Z" in the reader's time zone and language; UTC stays in the title.
-function showLocalTime(time) {
-  const date = new Date(time.dateTime);
-  if (Number.isNaN(date.getTime())) return;
-  time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
-  time.title = time.dateTime.slice(0, 10) + " " + time.dateTime.slice(11, 19) + " UTC";
-}
-`;
 
 // ---------------------------------------------------------------------------
 // The handler: one table of routes, the checks every request passes, and the
@@ -2554,6 +2508,31 @@ export function createBoardHandler(
     return Promise.resolve(htmlResponse(renderClearConfirmation(base)));
   }
 
+  /** POST /admin/delete with `id`: takes one message off the board (it stays in the archive). */
+  async function deleteForm(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    const fields = await readFormFields(context.request, bodyTimeoutMs);
+    const id = parsePositiveInteger(
+      fields.get("id") ?? "",
+      Number.MAX_SAFE_INTEGER,
+    );
+    if (id === null) {
+      throw new HttpError(400, "id must be a message id (a whole number).");
+    }
+    if (!(await store.deleteMessage(id))) {
+      throw new HttpError(404, "That message is not on the board.");
+    }
+    return seeOther(`${base}/`);
+  }
+
+  /** POST /admin/restore: puts the messages of the newest archive back. */
+  async function restoreForm(context: RequestContext): Promise<Response> {
+    requireModerator(context);
+    await context.request.body?.cancel().catch(() => {});
+    await store.restoreNewestArchive();
+    return seeOther(`${base}/`);
+  }
+
   const routes: Record<string, Route> = {
     "/": { GET: showBoard, POST: postForm },
     "/index.html": { GET: showBoard, POST: postForm },
@@ -2572,6 +2551,8 @@ export function createBoardHandler(
     "/admin": { GET: showSignIn, POST: signIn },
     "/admin/sign-out": { POST: signOut },
     "/admin/clear": { GET: confirmClear },
+    "/admin/delete": { POST: deleteForm },
+    "/admin/restore": { POST: restoreForm },
   };
 
   /** The scheme, Host and port this request was sent to. */
@@ -2622,7 +2603,8 @@ export function createBoardHandler(
       const name = hostName(target.host);
       if (name === null || !isAllowedHost(name, allowed)) {
         await request.body?.cancel().catch(() => {});
-        return misdirected(name);
+        const response = misdirected(name);
+        return request.method === "HEAD" ? withoutBody(response) : response;
       }
       if (path === "") {
         // "/board" without its slash: relative links would break, so send the browser to "/board/".
@@ -2654,10 +2636,577 @@ export function createBoardHandler(
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
-      return errorResponse(error, format, base);
+      const response = errorResponse(error, format, base);
+      return request.method === "HEAD" ? withoutBody(response) : response;
     }
   };
 }
+
+// ===========================================================================
+// Part 3. Live updates: a response that never ends (Server-Sent Events).
+// Teaches: resuming with Last-Event-ID without gaps or repeats, heartbeats, and
+// bounding what a reader that never reads can cost.
+// ===========================================================================
+
+// ---------------------------------------------------------------------------
+// Server-Sent Events at /events (the page's script, /board.js, is in Part 4).
+// ---------------------------------------------------------------------------
+
+/**
+ * One event in the `text/event-stream` format (HTML Living Standard, "Server-sent
+ * events"): `id:` becomes the browser's Last-Event-ID, `event:` the listener it reaches,
+ * `data:` one line of JSON (JSON.stringify never writes a raw line break). A delete
+ * carries no `id:`, so the browser's resume point stays the newest message it has.
+ *
+ * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
+ * @example formatEvent({ type: "delete", id: 3 }) // => 'event: delete\ndata: {"id":3}\n\n'
+ */
+export function formatEvent(event: BoardEvent): string {
+  switch (event.type) {
+    case "message":
+      return `id: ${event.id}\nevent: message\ndata: ${
+        JSON.stringify(event.message)
+      }\n\n`;
+    case "delete":
+      return `event: delete\ndata: {"id":${event.id}}\n\n`;
+    default:
+      return `id: ${event.id}\nevent: ${event.type}\ndata: {}\n\n`;
+  }
+}
+
+/**
+ * Where a client resumes: the `Last-Event-ID` header that a browser sends when it reconnects,
+ * else `?after=` that the page gives on the first connection (the newest id it shows);
+ * undefined for "from now on". Anything but a whole number gets 400.
+ */
+function readResumePoint(request: Request, url: URL): number | undefined {
+  const text = request.headers.get("last-event-id") ??
+    url.searchParams.get("after");
+  if (text === null || text === "") return undefined;
+  const id = text === "0"
+    ? 0
+    : parsePositiveInteger(text, Number.MAX_SAFE_INTEGER);
+  if (id === null) {
+    throw new HttpError(
+      400,
+      "The event id to resume from must be a whole number.",
+    );
+  }
+  return id;
+}
+
+/**
+ * Each event's frame, encoded once: every open stream gets the same event object from the
+ * store, so a message posted to 1,000 listeners is one copy in memory, not 1,000.
+ */
+const encodedEvents = new WeakMap<BoardEvent, Uint8Array>();
+
+function encodeEvent(event: BoardEvent): Uint8Array {
+  let bytes = encodedEvents.get(event);
+  if (bytes === undefined) {
+    bytes = encoder.encode(formatEvent(event));
+    encodedEvents.set(event, bytes);
+  }
+  return bytes;
+}
+
+const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
+
+/** Options for {@linkcode streamEvents}. */
+interface EventStreamOptions {
+  /** Resume after this event id (see readResumePoint). */
+  after?: number;
+  heartbeatMs: number;
+  /** Closes the stream when aborted (the board shutting down). */
+  signal: AbortSignal;
+  /** Called once when the stream ends, whoever ends it. */
+  onClose: () => void;
+}
+
+/**
+ * Answers GET /events: first what the client missed since `after`, then every change as it
+ * happens, with a heartbeat comment every `heartbeatMs`. It subscribes *before* reading the missed
+ * events and holds live ones back until those are sent: a change that happens in between is
+ * then in one list or both (and sent once), never in neither.
+ */
+async function streamEvents(
+  store: MessageStore,
+  { after, heartbeatMs, signal, onClose }: EventStreamOptions,
+): Promise<Response> {
+  const held: BoardEvent[] = [];
+  let deliver: ((event: BoardEvent) => void) | null = null;
+  const unsubscribe = store.subscribe((event) =>
+    deliver ? deliver(event) : held.push(event)
+  );
+  let missed: BoardEvent[] = [];
+  try {
+    if (after !== undefined) {
+      missed = await store.eventsAfter(after, MAX_REPLAY_EVENTS + 1);
+    }
+  } catch (error) {
+    unsubscribe();
+    onClose();
+    throw error;
+  }
+
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let finished = false;
+  let end = () => {};
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    unsubscribe();
+    clearInterval(heartbeat);
+    signal.removeEventListener("abort", end);
+    onClose();
+  };
+
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      end = () => {
+        if (finished) return;
+        finish();
+        controller.close();
+      };
+      const write = (bytes: Uint8Array) => {
+        if (finished) return;
+        // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
+        if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
+          return end();
+        }
+        controller.enqueue(bytes);
+      };
+      let lastMessage = after ?? 0;
+      let lastClear = 0;
+      deliver = (event) => {
+        switch (event.type) {
+          case "message":
+            // Skip what this client has (from the missed list, or the page itself).
+            if (event.id <= lastMessage) return;
+            lastMessage = event.id;
+            break;
+          case "clear":
+            if (event.id < lastMessage || event.id === lastClear) return;
+            lastClear = event.id;
+            break;
+          case "delete":
+            if (event.id > lastMessage) return; // a message this client never had
+            break;
+          case "restore":
+            // Old ids came back: the page reloads rather than merge them in.
+            write(encodeEvent(event));
+            return end();
+        }
+        write(encodeEvent(event));
+      };
+
+      write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
+      if (missed.length > MAX_REPLAY_EVENTS) {
+        // Too far behind to catch up event by event: the page starts afresh.
+        write(encoder.encode("event: reload\ndata: {}\n\n"));
+        return end();
+      }
+      for (const event of [...missed, ...held]) {
+        deliver(event);
+        if (finished) return;
+      }
+      heartbeat = setInterval(() => write(HEARTBEAT_FRAME), heartbeatMs);
+      if (signal.aborted) return end();
+      signal.addEventListener("abort", end);
+    },
+    cancel: finish, // the browser went away
+  }, { highWaterMark: 0, size: (chunk) => chunk.byteLength });
+
+  return respond(body, 200, "text/event-stream; charset=utf-8", {
+    "cache-control": "no-store",
+    // Proxies such as nginx would otherwise hold events back in a buffer.
+    "x-accel-buffering": "no",
+  });
+}
+
+// ===========================================================================
+// Part 4. The page: HTML built from escaped values, with its stylesheet and script.
+// Teaches: escape every value put into HTML; serve style and script as files so
+// the Content-Security-Policy can forbid inline code; a page that works without
+// its script, which only adds to it.
+// ===========================================================================
+
+// ---------------------------------------------------------------------------
+// HTML.
+// ---------------------------------------------------------------------------
+
+const HTML_ESCAPES: Record<string, string> = {
+  "&": "&amp;",
+  "<": "&lt;",
+  ">": "&gt;",
+  '"': "&quot;",
+  "'": "&#39;",
+};
+
+/**
+ * Escapes text for HTML element content and quoted attribute values. Every
+ * value put into the page goes through here.
+ *
+ * @example escapeHtml(`<script>alert("x")</script>`) // => "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
+}
+
+/**
+ * Shows an ISO time as readable UTC, for readers without JavaScript; the page's
+ * script shows it in the reader's own time zone instead, from the `<time datetime>`
+ * element that carries the exact value.
+ *
+ * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
+ */
+export function formatTime(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+}
+
+/** A moderator's Delete button for one message (a form post, so it works without script). */
+function renderDeleteForm(id: number, base: string): string {
+  return `<form method="post" action="${base}/admin/delete" class="delete">
+<input type="hidden" name="id" value="${id}">
+<button type="submit" aria-label="Delete message ${id}">Delete</button>
+</form>
+`;
+}
+
+function renderMessage(
+  message: Message,
+  base: string,
+  canDelete: boolean,
+): string {
+  const name = message.name === undefined
+    ? ""
+    : ` by <span class="name">${escapeHtml(message.name)}</span>`;
+  return `<article class="message" id="m${message.id}">
+<p class="meta">Posted: <time datetime="${escapeHtml(message.postedAt)}">${
+    formatTime(message.postedAt)
+  }</time>${name}</p>
+<p class="text">${escapeHtml(message.text)}</p>
+${canDelete ? renderDeleteForm(message.id, base) : ""}</article>
+`;
+}
+
+/**
+ * Who may moderate, as the page shows it: `open` (no admin token, a visitor on this
+ * machine: the chapter's Clear button), `admin` (signed in), `sign-in` (a token is set,
+ * this visitor is not signed in), `off` (no token, a visitor from elsewhere).
+ */
+export type Moderation = "open" | "admin" | "sign-in" | "off";
+
+/** What the page shows around the messages. */
+export interface PageView {
+  /** The messages to show. */
+  page: MessagePage;
+  /** The `before` id of this page; undefined on the newest page. */
+  before?: number;
+  /** An error to show above the form. */
+  error?: string;
+  /** Text to put back in the form after a rejected post. */
+  draft?: string;
+  /** The name to fill in (from the cookie, or as typed). */
+  name?: string;
+  /** Where the board is mounted ("" or like "/board"). @default "" */
+  base?: string;
+  /** Which moderation controls to show. @default "open" */
+  moderation?: Moderation;
+}
+
+/** The Clear section, as far as this visitor may moderate. */
+function renderModeration(moderation: Moderation, base: string): string {
+  if (moderation === "off") return "";
+  if (moderation === "sign-in") {
+    return `<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Moderation</h2>
+<p><a href="${base}/admin">Sign in as a moderator</a> to clear the board or delete messages.</p>
+</section>
+`;
+  }
+  // An admin confirms a clear on its own page; the chapter's local button clears at once.
+  const clearForm = moderation === "admin"
+    ? `<form method="get" action="${base}/admin/clear">
+<button type="submit">Clear Messages</button>
+</form>`
+    : `<form method="post" action="${base}/">
+<button type="submit" name="clear" value="1">Clear Messages</button>
+</form>`;
+  const signOut = moderation === "admin"
+    ? `\n<form method="post" action="${base}/admin/sign-out">
+<button type="submit" class="quiet">Sign out</button>
+</form>`
+    : "";
+  return `<section class="clear" aria-labelledby="clear-heading">
+<h2 id="clear-heading">Clear the board</h2>
+<p>Clearing moves every message into an archive file on the server; nothing is deleted.</p>
+${clearForm}
+<form method="post" action="${base}/admin/restore">
+<button type="submit" class="quiet">Restore the last cleared messages</button>
+</form>${signOut}
+</section>
+`;
+}
+
+/** Renders the whole board page. */
+export function renderBoard(
+  {
+    page,
+    before,
+    error,
+    draft = "",
+    name = "",
+    base = "",
+    moderation = "open",
+  }: PageView,
+): string {
+  const canDelete = moderation === "open" || moderation === "admin";
+  const messages = page.messages.length === 0
+    ? `<p class="empty">${
+      before === undefined ? "No messages yet." : "No older messages."
+    }</p>\n`
+    : page.messages.map((message) => renderMessage(message, base, canDelete))
+      .join("");
+  const links: string[] = [];
+  if (before !== undefined) {
+    links.push(`<a href="${base}/">Newest messages</a>`);
+  }
+  if (page.hasOlder) {
+    const oldest = page.messages[page.messages.length - 1].id;
+    links.push(
+      `<a href="${base}/?before=${oldest}" rel="next">Older messages</a>`,
+    );
+  }
+  // The newest page gets live updates (board.js) from the newest message it shows on.
+  const live = before === undefined
+    ? ` data-after="${page.messages[0]?.id ?? 0}" data-events="${base}/events"${
+      canDelete ? ` data-delete="${base}/admin/delete"` : ""
+    }`
+    : "";
+  const errorBlock = error === undefined
+    ? ""
+    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
+  // The newline after <textarea> matters: the HTML parser drops one leading
+  // newline there, so a draft that starts with a blank line keeps it.
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Tiny Message Board</title>
+<link rel="stylesheet" href="${base}/style.css">
+<script src="${base}/board.js" defer></script>
+</head>
+<body>
+<main>
+<h1>Tiny Message Board</h1>
+<section class="new" aria-labelledby="new-heading">
+<h2 id="new-heading">New Message</h2>
+${errorBlock}<form method="post" action="${base}/">
+<label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
+<input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
+    escapeHtml(name)
+  }">
+<label for="message">Message</label>
+<textarea id="message" name="message" rows="4" maxlength="${MAX_MESSAGE_CHARS}" required>
+${escapeHtml(draft)}</textarea>
+<button type="submit">Save Message</button>
+</form>
+</section>
+<section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
+<h2 id="messages-heading">Messages</h2>
+${messages}${
+    links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
+  }</section>
+${renderModeration(moderation, base)}</main>
+</body>
+</html>
+`;
+}
+
+/** The frame of the small pages (errors, sign-in, confirmation). */
+function renderSmallPage(title: string, body: string, base: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} - Tiny Message Board</title>
+<link rel="stylesheet" href="${base}/style.css"></head>
+<body><main>
+${body}
+<p><a href="${base}/">Back to the board</a></p>
+</main></body>
+</html>
+`;
+}
+
+/** A simple page for errors outside the board form (404, 403...). */
+function renderErrorPage(status: number, message: string, base = ""): string {
+  return renderSmallPage(
+    String(status),
+    `<h1>${status}</h1><p>${escapeHtml(message)}</p>`,
+    base,
+  );
+}
+
+/** The moderator's sign-in form (GET /admin), with an error after a wrong token. */
+export function renderSignIn(base = "", error?: string): string {
+  const errorBlock = error === undefined
+    ? ""
+    : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
+  return renderSmallPage(
+    "Moderator sign-in",
+    `<h1>Moderator sign-in</h1>
+${errorBlock}<form method="post" action="${base}/admin">
+<label for="token">Admin token <small>(given to the board with --admin-token)</small></label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>`,
+    base,
+  );
+}
+
+/** The confirmation step before an admin clears the board (GET /admin/clear). */
+function renderClearConfirmation(base: string): string {
+  return renderSmallPage(
+    "Clear the board?",
+    `<h1>Clear the board?</h1>
+<p>This moves every message on the board into an archive file on the server. Nothing
+is deleted, and "Restore the last cleared messages" puts them back.</p>
+<form method="post" action="${base}/">
+<input type="hidden" name="confirm" value="yes">
+<button type="submit" name="clear" value="1">Yes, clear the board</button>
+</form>`,
+    base,
+  );
+}
+
+/** Served at /style.css, so the CSP can forbid inline styles and scripts alike. */
+const STYLESHEET =
+  `:root { color-scheme: light dark; --accent: #2f6f4e; --muted: #666; --line: #ccc; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 1rem/1.5 system-ui, sans-serif; background: Canvas; color: CanvasText; }
+main { max-width: 42rem; margin: 0 auto; padding: 1.5rem 1rem 3rem; }
+h1 { margin: 0 0 1rem; font-size: 1.8rem; }
+h2 { font-size: 1.2rem; margin: 2rem 0 0.75rem; }
+label { display: block; margin: 0.75rem 0 0.25rem; font-weight: 600; }
+label small { font-weight: normal; color: var(--muted); }
+input, textarea { width: 100%; padding: 0.5rem; font: inherit; border: 1px solid var(--line); border-radius: 6px; }
+textarea { resize: vertical; }
+button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; border-radius: 6px; background: var(--accent); color: #fff; cursor: pointer; }
+.clear button { background: #8a2c2c; }
+.clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
+.delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
+.clear p { color: var(--muted); font-size: 0.9rem; }
+.error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
+.message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
+.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
+.name { font-weight: 600; }
+/* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
+   override characters from spilling into the rest of the page. */
+.text { margin: 0.25rem 0 0; white-space: pre-wrap; overflow-wrap: anywhere; unicode-bidi: isolate; }
+.empty { color: var(--muted); }
+.pages { display: flex; gap: 1rem; justify-content: space-between; padding-top: 0.75rem; border-top: 1px solid var(--line); }
+`;
+
+/**
+ * Served at /board.js: live updates for the first page, and times in the reader's own
+ * zone. Loaded with `defer` from the page, so the CSP allows our own script file and
+ * still no inline script. Without it (or without JavaScript) the page works as before,
+ * times in UTC. It builds each message with textContent, never innerHTML, so message text
+ * stays text. Addresses come from the page's data attributes, so a board mounted under a
+ * base path needs no change here.
+ */
+const BROWSER_SCRIPT =
+  `// Tiny Message Board: shows new messages as they are posted, without a reload.
+"use strict";
+for (const time of document.querySelectorAll("time[datetime]")) showLocalTime(time);
+
+const section = document.querySelector("section.messages[data-after]");
+if (section !== null && "EventSource" in window) {
+  // On reconnection the browser sends Last-Event-ID itself, which the server prefers.
+  const source = new EventSource(section.dataset.events + "?after=" + encodeURIComponent(section.dataset.after));
+  source.addEventListener("message", (event) => showMessage(JSON.parse(event.data)));
+  source.addEventListener("clear", showCleared);
+  source.addEventListener("delete", (event) => removeMessage(JSON.parse(event.data).id));
+  source.addEventListener("restore", () => location.reload());
+  source.addEventListener("reload", () => location.reload());
+  // A form sent leaves this page: a reload from the stream must not cut that navigation off.
+  document.addEventListener("submit", () => source.close());
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Same markup as renderMessage on the server; newest first, right under the heading.
+function showMessage(message) {
+  if (document.getElementById("m" + message.id) !== null) return;
+  const article = element("article", "message");
+  article.id = "m" + message.id;
+  const meta = element("p", "meta", "Posted: ");
+  const time = element("time", "");
+  time.dateTime = message.postedAt;
+  showLocalTime(time);
+  meta.append(time);
+  if (message.name !== undefined) meta.append(" by ", element("span", "name", message.name));
+  article.append(meta, element("p", "text", message.text));
+  if (section.dataset.delete !== undefined) article.append(deleteForm(message.id));
+  section.querySelector("p.empty")?.remove();
+  section.querySelector("h2").after(article);
+}
+
+// Same form as renderDeleteForm on the server, for a moderator's page.
+function deleteForm(id) {
+  const form = element("form", "delete");
+  form.method = "post";
+  form.action = section.dataset.delete;
+  const input = element("input");
+  input.type = "hidden";
+  input.name = "id";
+  input.value = String(id);
+  const button = element("button", "", "Delete");
+  button.type = "submit";
+  button.setAttribute("aria-label", "Delete message " + id);
+  form.append(input, button);
+  return form;
+}
+
+function removeMessage(id) {
+  document.getElementById("m" + id)?.remove();
+  showEmptyIfNone();
+}
+
+function showCleared() {
+  for (const message of section.querySelectorAll("article.message")) message.remove();
+  section.querySelector("nav.pages")?.remove();
+  showEmptyIfNone();
+}
+
+function showEmptyIfNone() {
+  if (section.querySelector("article.message, p.empty, nav.pages") === null) {
+    section.querySelector("h2").after(element("p", "empty", "No messages yet."));
+  }
+}
+
+// "2026-11-21T22:44:51.000Z" in the reader's time zone and language; UTC stays in the title.
+function showLocalTime(time) {
+  const date = new Date(time.dateTime);
+  if (Number.isNaN(date.getTime())) return;
+  time.textContent = date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+  time.title = time.dateTime.slice(0, 10) + " " + time.dateTime.slice(11, 19) + " UTC";
+}
+`;
+
+// ===========================================================================
+// Part 5. Running it: the board, and the command line.
+// Teaches: openBoard ties a store to the handler; the command line parses flags
+// into options, listens, and shuts down gracefully.
+// ===========================================================================
 
 // ---------------------------------------------------------------------------
 // The board: store + handler.
@@ -2898,6 +3447,11 @@ function listeningNames(
   }
 }
 
+/** First wait before listening again after an accept failure (out of file descriptors). */
+const ACCEPT_RETRY_FIRST_MS = 100;
+/** Longest wait between two tries to listen again. */
+const ACCEPT_RETRY_MAX_MS = 1_000;
+
 /** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
 export interface ServerOptions extends BoardOptions {
   /** Port to listen on; 0 picks a free one. @default 8080 */
@@ -2979,13 +3533,26 @@ export async function startServer(
       );
       return response;
     };
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
+  let announced = false;
+  let generation = 0;
+  let failing = false;
+  const listen = (port: number) => {
+    const mine = ++generation;
+    // The first request this listener accepts after a failure ends the outage.
+    const serve: BoardHandler = (request, info) => {
+      if (failing && mine === generation) {
+        failing = false;
+        console.error(`message board: accepting connections again`);
+      }
+      return handler(request, info);
+    };
+    return Deno.serve({
       hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
+        if (announced) return; // listening again after an accept failure
+        announced = true;
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
         console.log(
@@ -3000,35 +3567,68 @@ export async function startServer(
           );
         }
       },
-    }, handler);
+    }, serve);
+  };
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = listen(port);
   } catch (error) {
     await board.close();
     throw error;
   }
+  const addr = server.addr;
+
+  // Surviving accept failures. When the process runs out of file descriptors
+  // (idle connections pile up: Deno.serve has no idle timeout), the listener
+  // fails and `finished` rejects; the connections already open are still
+  // served. Say so once, then listen again on the same port, waiting longer
+  // each time (up to ACCEPT_RETRY_MAX_MS) until descriptors are free.
+  const servers = new Set([server]);
+  let retryTimer: ReturnType<typeof setTimeout> | undefined;
+  let retryMs = ACCEPT_RETRY_FIRST_MS;
+  let stopping: Promise<void> | null = null;
+  const relisten = () => {
+    retryTimer = undefined;
+    if (stopping) return;
+    try {
+      watch(listen(addr.port));
+      retryMs = ACCEPT_RETRY_FIRST_MS;
+    } catch {
+      retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
+      retryTimer = setTimeout(relisten, retryMs);
+    }
+  };
+  const watch = (current: Deno.HttpServer<Deno.NetAddr>) => {
+    servers.add(current);
+    current.finished.then(() => servers.delete(current), (error) => {
+      if (stopping) return;
+      if (!failing) {
+        console.error(
+          `message board: cannot accept connections (${
+            (error as Error).message
+          }); serving the open ones and listening again until descriptors are free`,
+        );
+      }
+      failing = true;
+      retryTimer = setTimeout(relisten, retryMs);
+    });
+  };
+  watch(server);
+
   // Stopping: end the live event streams (they never finish by themselves),
   // stop accepting, let answers in flight finish, then flush the store and
   // release the lock.
   const stopped = Promise.withResolvers<void>();
-  let stopping: Promise<void> | null = null;
   const shutdown = () =>
     stopping ??= (async () => {
+      clearTimeout(retryTimer);
       board.endEventStreams();
-      await server.shutdown();
-    })();
-  server.finished.then(async () => {
-    await shutdown();
-    await board.close();
-    stopped.resolve();
-  }, stopped.reject);
-  return {
-    addr: server.addr,
-    board,
-    shutdown: async () => {
-      await shutdown();
-      await stopped.promise;
-    },
-    finished: stopped.promise,
-  };
+      await Promise.all(
+        [...servers].map((current) => current.shutdown().catch(() => {})),
+      );
+      await board.close();
+    })().then(stopped.resolve, stopped.reject);
+  return { addr, board, shutdown, finished: stopped.promise };
 }
 
 /**

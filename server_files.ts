@@ -628,36 +628,85 @@ export interface ByteRange {
 }
 
 /**
- * Parses a single-range `Range` header for a file of `size` bytes (RFC 9110
- * 14.1.2). Returns the range to send, `"unsatisfiable"` (416), or `null` when
- * the header is to be ignored and the whole file sent: bad syntax (RFC 9110
- * 14.2 lets a server ignore Range), several ranges, or an empty file (as std
- * and Go do: a 416 for a file with nothing in it helps no client).
- *
- * @example parseRange("bytes=0-499", 1000) => { start: 0, end: 499 }
- * @example parseRange("bytes=500-", 1000) => { start: 500, end: 999 }
- * @example parseRange("bytes=-300", 1000) => { start: 700, end: 999 }
- * @example parseRange("bytes=1000-", 1000) => "unsatisfiable"
+ * At most this many ranges in one `Range` header; more are answered with the
+ * whole file. A client never needs many, and the "killer range" attack
+ * (CVE-2011-3192, against Apache) sent hundreds of overlapping ones to make
+ * the server build a huge multipart answer from a small file.
  */
-export function parseRange(
+export const MAX_RANGES = 16;
+
+/**
+ * Parses a `Range` header for a file of `size` bytes (RFC 9110 14.1.2).
+ * Returns the ranges to send, `"unsatisfiable"` (416: none of them is in the
+ * file), or `null` when the header is ignored and the whole file sent (200):
+ *
+ * - bad syntax, a range that ends before it starts, or another unit (RFC 9110
+ *   14.2 lets a server ignore Range);
+ * - an empty file (as std and Go do: a 416 for a file with nothing in it
+ *   helps no client);
+ * - more than {@linkcode MAX_RANGES} ranges, or ranges adding up to more
+ *   than the file (CVE-2011-3192: a small file must not become a big answer).
+ *
+ * Ranges that overlap or touch are merged into one (RFC 9110 14.3 allows it),
+ * and the rest keep the order the client asked for (RFC 9110 15.3.7.2).
+ *
+ * @example parseRanges("bytes=0-499", 1000) => [{ start: 0, end: 499 }]
+ * @example parseRanges("bytes=-300", 1000) => [{ start: 700, end: 999 }]
+ * @example parseRanges("bytes=500-599,0-9", 1000) => [{ start: 500, end: 599 }, { start: 0, end: 9 }]
+ * @example parseRanges("bytes=0-9,10-19", 1000) => [{ start: 0, end: 19 }]
+ * @example parseRanges("bytes=1000-", 1000) => "unsatisfiable"
+ */
+export function parseRanges(
   header: string,
   size: number,
-): ByteRange | "unsatisfiable" | null {
-  const match = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
+): ByteRange[] | "unsatisfiable" | null {
+  const match = /^\s*bytes\s*=(.*)$/is.exec(header);
   if (match === null || size === 0) return null;
-  const [, first, last] = match;
-  if (first === "" && last === "") return null;
-  if (first === "") {
-    // Suffix form: the last N bytes. "bytes=-0" asks for nothing.
-    const suffix = Number(last);
-    if (suffix === 0) return "unsatisfiable";
-    return { start: Math.max(0, size - suffix), end: size - 1 };
+  // RFC 9110 5.6.1: a list may hold empty elements ("0-1, ,5-6").
+  const specs = match[1].split(",").map((spec) => spec.trim()).filter((spec) =>
+    spec !== ""
+  );
+  if (specs.length === 0 || specs.length > MAX_RANGES) return null;
+  const ranges: (ByteRange & { order: number })[] = [];
+  let total = 0;
+  for (const spec of specs) {
+    const parts = /^(\d*)\s*-\s*(\d*)$/.exec(spec);
+    if (parts === null) return null;
+    const [, first, last] = parts;
+    let range: ByteRange | null;
+    if (first === "") {
+      if (last === "") return null;
+      // Suffix form: the last N bytes. "bytes=-0" asks for nothing.
+      const suffix = Number(last);
+      range = suffix === 0
+        ? null
+        : { start: Math.max(0, size - suffix), end: size - 1 };
+    } else {
+      const start = Number(first);
+      const end = last === "" ? Infinity : Number(last);
+      if (end < start) return null; // invalid per RFC 9110 14.1.1: ignore the header
+      range = start >= size ? null : { start, end: Math.min(end, size - 1) };
+    }
+    if (range === null) continue; // unsatisfiable alone; the others may do
+    total += range.end - range.start + 1;
+    if (total > size) return null;
+    ranges.push({ ...range, order: ranges.length });
   }
-  const start = Number(first);
-  const end = last === "" ? Infinity : Number(last);
-  if (end < start) return null; // invalid per RFC 9110 14.1.1: ignore the header
-  if (start >= size) return "unsatisfiable";
-  return { start, end: Math.min(end, size - 1) };
+  if (ranges.length === 0) return "unsatisfiable";
+  // Merge what overlaps or touches; a merged range takes its earliest place.
+  ranges.sort((a, b) => a.start - b.start);
+  const merged: (ByteRange & { order: number })[] = [];
+  for (const range of ranges) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && range.start <= last.end + 1) {
+      last.end = Math.max(last.end, range.end);
+      last.order = Math.min(last.order, range.order);
+    } else {
+      merged.push({ ...range });
+    }
+  }
+  merged.sort((a, b) => a.order - b.order);
+  return merged.map(({ start, end }) => ({ start, end }));
 }
 
 /**
@@ -666,10 +715,10 @@ export function parseRange(
  * match with the file's own tag (ranges are always cut from the file itself),
  * a date an exact one.
  */
-function selectRange(
+function selectRanges(
   headers: Headers,
   meta: FileMeta,
-): ByteRange | "unsatisfiable" | null {
+): ByteRange[] | "unsatisfiable" | null {
   const range = headers.get("range");
   if (range === null) return null;
   const ifRange = headers.get("if-range");
@@ -680,7 +729,7 @@ function selectRange(
       : parseHttpDateSeconds(value) === meta.mtimeSeconds;
     if (!current) return null;
   }
-  return parseRange(range, meta.size);
+  return parseRanges(range, meta.size);
 }
 
 /**
@@ -740,8 +789,11 @@ export type BodyPlan =
   | { kind: "reason" }
   /** The chosen representation, all of it. */
   | { kind: "whole" }
-  /** One range of the file itself. */
-  | { kind: "range"; range: ByteRange };
+  /**
+   * Ranges of the file itself, in order, with the literal text between them
+   * (the part headers of a `multipart/byteranges` answer).
+   */
+  | { kind: "ranges"; pieces: readonly (ByteRange | string)[] };
 
 /** What {@linkcode planFileResponse} decided: everything but the bytes. */
 export interface FilePlan {
@@ -796,15 +848,16 @@ export function planFileResponse(
       body: { kind: "whole" },
     };
   }
-  const range = selectRange(headers, meta);
-  if (range === "unsatisfiable") {
+  const ranges = selectRanges(headers, meta);
+  if (ranges === "unsatisfiable") {
     // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
     return reasonPlan(416, meta, identity, extra, [[
       "Content-Range",
       `bytes */${meta.size}`,
     ]]);
   }
-  if (range !== null) {
+  if (ranges !== null && ranges.length === 1) {
+    const [range] = ranges;
     const partial = okHeaders(meta, identity, extra);
     partial.push(
       ["Content-Range", `bytes ${range.start}-${range.end}/${meta.size}`],
@@ -814,9 +867,10 @@ export function planFileResponse(
       status: 206,
       headers: partial,
       representation: identity,
-      body: { kind: "range", range },
+      body: { kind: "ranges", pieces: [range] },
     };
   }
+  if (ranges !== null) return multipartPlan(meta, identity, ranges, extra);
   return {
     status: 200,
     headers: okHeaders(meta, identity, extra),
@@ -840,12 +894,55 @@ function chooseRepresentation(
   const encoded = meta.encoded;
   if (encoded === undefined || encoded.length === 0) return identity;
   const range = headers.get("range");
-  if (range !== null && parseRange(range, meta.size) !== null) return identity;
+  if (range !== null && parseRanges(range, meta.size) !== null) return identity;
   const coding = negotiateCoding(
     headers.get("accept-encoding"),
     encoded.map((r) => r.coding),
   );
   return encoded.find((r) => r.coding === coding) ?? identity;
+}
+
+/**
+ * A 206 with several ranges: `multipart/byteranges` (RFC 9110 14.6), each
+ * part with its own `Content-Type` and `Content-Range`; `Content-Length` is
+ * exact. The boundary is a hash of the file's tag and the ranges: as unlikely
+ * as a random one to occur in the file, and the same request always gets the
+ * same answer (so the plan stays a pure function, and HEAD matches GET).
+ */
+function multipartPlan(
+  meta: FileMeta,
+  identity: Representation,
+  ranges: readonly ByteRange[],
+  extra: readonly [string, string][],
+): FilePlan {
+  const boundary = createHash("sha256")
+    .update(`${identity.etag} ${JSON.stringify(ranges)}`)
+    .digest("hex").slice(0, 32);
+  const pieces: (ByteRange | string)[] = [];
+  let length = 0;
+  ranges.forEach((range, i) => {
+    const head = `${i === 0 ? "" : "\r\n"}--${boundary}\r\n` +
+      `Content-Type: ${meta.contentType}\r\n` +
+      `Content-Range: bytes ${range.start}-${range.end}/${meta.size}\r\n\r\n`;
+    pieces.push(head, range);
+    length += head.length + range.end - range.start + 1;
+  });
+  const tail = `\r\n--${boundary}--\r\n`;
+  pieces.push(tail);
+  length += tail.length;
+  const headers = okHeaders(meta, identity, extra);
+  setHeader(
+    headers,
+    "Content-Type",
+    `multipart/byteranges; boundary=${boundary}`,
+  );
+  setHeader(headers, "Content-Length", String(length));
+  return {
+    status: 206,
+    headers,
+    representation: identity,
+    body: { kind: "ranges", pieces },
+  };
 }
 
 /** A 412 or 416 plan: a short text body, plus the extra headers. */
@@ -1090,7 +1187,7 @@ function prepareMemoryFile(
  */
 function attachBody(plan: FilePlan, source: BodySource): Response {
   const { body, representation } = plan;
-  if (body.kind !== "whole" && body.kind !== "range") closeSource(source);
+  if (body.kind !== "whole" && body.kind !== "ranges") closeSource(source);
   if (source.kind === "memory") {
     const form = source.forms[representation.coding];
     if (form !== undefined && body.kind === "whole") return form.ok.clone();
@@ -1113,16 +1210,10 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
         : file.readable;
       return makeResponse(stream, plan.status, plan.headers);
     }
-    case "range": {
-      const { start, end } = body.range;
+    case "ranges": {
       const bytes = source.kind === "memory"
-        ? source.bytes.subarray(start, end + 1)
-        : streamFileRange(
-          source.file,
-          start,
-          end - start + 1,
-          end === representation.size! - 1,
-        );
+        ? joinPieces(source.bytes, body.pieces)
+        : streamFilePieces(source.file, body.pieces, representation.size!);
       return makeResponse(bytes, plan.status, plan.headers);
     }
   }
@@ -1145,21 +1236,49 @@ function closeSource(source: BodySource): void {
   if (source.kind === "file") source.file.close();
 }
 
+/** The bytes of a ranges plan cut from a file in memory (one range shares them). */
+function joinPieces(
+  bytes: Uint8Array<ArrayBuffer>,
+  pieces: readonly (ByteRange | string)[],
+): Uint8Array<ArrayBuffer> {
+  if (pieces.length === 1 && typeof pieces[0] !== "string") {
+    return bytes.subarray(pieces[0].start, pieces[0].end + 1);
+  }
+  const parts = pieces.map((piece) =>
+    typeof piece === "string"
+      ? encoder.encode(piece)
+      : bytes.subarray(piece.start, piece.end + 1)
+  );
+  const joined = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    joined.set(part, offset);
+    offset += part.byteLength;
+  }
+  return joined;
+}
+
 /**
- * Streams `length` bytes from `start` of an open file and closes it at the end,
- * on error, or when the client goes away. A range that runs to the end of the
- * file (`bytes=N-`, how players resume and seek) is the file's own Rust-backed
- * `readable` after a seek; a bounded one is read in big chunks here.
+ * Streams the pieces of a ranges plan from an open file (each range read in
+ * big chunks, the text between them as it is) and closes the file at the
+ * end, on error, or when the client goes away. One range that runs to the
+ * end of the file (`bytes=N-`, how players resume and seek) is the file's
+ * own Rust-backed `readable` after a seek.
  */
-function streamFileRange(
+function streamFilePieces(
   file: Deno.FsFile,
-  start: number,
-  length: number,
-  toEnd: boolean,
+  pieces: readonly (ByteRange | string)[],
+  size: number,
 ): ReadableStream<Uint8Array> {
-  file.seekSync(start, Deno.SeekMode.Start);
-  if (toEnd) return file.readable;
-  let remaining = length;
+  const first = pieces[0];
+  if (
+    pieces.length === 1 && typeof first !== "string" && first.end === size - 1
+  ) {
+    file.seekSync(first.start, Deno.SeekMode.Start);
+    return file.readable;
+  }
+  let index = 0;
+  let remaining = 0; // bytes left of the range being read
   let closed = false;
   const close = () => {
     if (!closed) {
@@ -1170,15 +1289,25 @@ function streamFileRange(
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
+        if (remaining === 0) {
+          const piece = pieces[index++];
+          if (piece === undefined) {
+            close();
+            controller.close();
+            return;
+          }
+          if (typeof piece === "string") {
+            controller.enqueue(encoder.encode(piece));
+            return;
+          }
+          await file.seek(piece.start, Deno.SeekMode.Start);
+          remaining = piece.end - piece.start + 1;
+        }
         const chunk = new Uint8Array(Math.min(RANGE_CHUNK_BYTES, remaining));
         const read = await file.read(chunk);
         if (read === null) throw new Error("file shrank while being sent");
         remaining -= read;
         controller.enqueue(chunk.subarray(0, read));
-        if (remaining === 0) {
-          close();
-          controller.close();
-        }
       } catch (error) {
         close();
         controller.error(error);
@@ -2357,6 +2486,9 @@ class FileCache {
     try {
       file = await openRegularFile(path);
     } catch (error) {
+      // Out of descriptors says nothing about the file: keep serving the
+      // copy we have (and try again at the next request).
+      if (old !== undefined && statusForFsError(error) === 503) return old;
       if (old !== undefined) this.#dropEntry(old);
       throw error;
     }
@@ -2730,6 +2862,165 @@ function logRequest(
 }
 
 // ---------------------------------------------------------------------------
+// Staying up: listening again when accepting fails
+// ---------------------------------------------------------------------------
+
+/**
+ * Connections the kernel queues for us while we are busy (`listen(2)`'s
+ * backlog; Linux caps it at `net.core.somaxconn`, 4096 by default). Deno's
+ * own default is 511; a deeper queue lets a burst wait instead of being
+ * refused.
+ */
+export const LISTEN_BACKLOG = 1024;
+/** First wait before listening again after the listener failed; it doubles... */
+const RELISTEN_MIN_MS = 50;
+/** ...up to this, so a request after the flood is answered within about a second. */
+const RELISTEN_MAX_MS = 1000;
+/** A listener that has stayed up this long ends the outage (and its back-off). */
+const RELISTEN_STABLE_MS = 2000;
+/** For this long after running out of descriptors, answers carry `Connection: close`. */
+const PRESSURE_MS = 10_000;
+/** Failed listeners kept serving their open connections; older ones are drained. */
+const MAX_DRAINING_SERVERS = 16;
+
+/** What {@linkcode serveWithRestart} returns: the parts of `Deno.HttpServer` main() uses. */
+export interface RestartingServer {
+  /** The address of the first listener; every later one listens there too. */
+  readonly addr: Deno.NetAddr;
+  /** Resolves after {@linkcode RestartingServer.shutdown}; never rejects. */
+  readonly finished: Promise<void>;
+  /** Stops listening, lets requests in flight finish, closes idle connections. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * `Deno.serve` that no accept failure can stop. In Deno 2.9.6, when the
+ * process runs out of file descriptors (idle connections pile up: Deno.serve
+ * has no header-read or idle timeout), accepting fails, the listener is
+ * closed and `server.finished` rejects; unhandled, that rejection ends the
+ * process. Here it is caught and logged once per outage; the connections
+ * already open keep being served by the old server, and a new listener is
+ * opened on the same address after a back-off that doubles from
+ * {@linkcode RELISTEN_MIN_MS} to {@linkcode RELISTEN_MAX_MS}. For
+ * {@linkcode PRESSURE_MS} after a failure every response says
+ * `Connection: close`, so clients with keep-alive connections hand their
+ * descriptors back.
+ *
+ * A start-up failure (port in use, no permission) still throws at once.
+ */
+export function serveWithRestart(
+  options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  log: (line: string) => void = (line) => console.error(line),
+): RestartingServer {
+  let pressureUntil = 0;
+  const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
+    const result = handler(req, info);
+    if (pressureUntil === 0 || Date.now() > pressureUntil) return result;
+    return result instanceof Response
+      ? closeAfter(result)
+      : result.then(closeAfter);
+  };
+  const draining: Deno.HttpServer<Deno.NetAddr>[] = [];
+  let current = Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...options }, serve);
+  const addr = current.addr;
+  const again = { ...options, hostname: addr.hostname, port: addr.port };
+  again.onListen = () => {};
+  let stopping = false;
+  let wake = () => {};
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const finished = (async () => {
+    let delay = RELISTEN_MIN_MS;
+    let listenedAt = Date.now();
+    let outage = false;
+    let failures = 0;
+    while (true) {
+      const listener = current;
+      let failure: unknown = null;
+      const stable = setTimeout(() => {
+        if (outage) {
+          log(
+            `server_files: listening again on port ${addr.port} after ${failures} failed attempt(s)`,
+          );
+        }
+        outage = false;
+        failures = 0;
+        delay = RELISTEN_MIN_MS;
+      }, RELISTEN_STABLE_MS);
+      try {
+        await listener.finished;
+      } catch (error) {
+        failure = error;
+      }
+      clearTimeout(stable);
+      if (failure === null || stopping) return;
+      pressureUntil = Date.now() + PRESSURE_MS;
+      if (Date.now() - listenedAt >= RELISTEN_STABLE_MS) {
+        outage = false;
+        delay = RELISTEN_MIN_MS;
+      }
+      if (!outage) {
+        log(
+          `server_files: accepting connections failed (${
+            (failure as Error)?.message ?? failure
+          }); open connections are still served; listening again (back-off up to ${RELISTEN_MAX_MS} ms)`,
+        );
+        outage = true;
+      }
+      // The failed server still serves the connections it has.
+      draining.push(listener);
+      if (draining.length > MAX_DRAINING_SERVERS) {
+        draining.shift()!.shutdown().catch(() => {});
+      }
+      while (true) {
+        await pause(delay);
+        if (stopping) return;
+        delay = Math.min(delay * 2, RELISTEN_MAX_MS);
+        failures++;
+        try {
+          current = Deno.serve(again, serve);
+          listenedAt = Date.now();
+          break;
+        } catch {
+          // Still no descriptor for the socket: wait longer.
+        }
+      }
+    }
+  })();
+
+  return {
+    addr,
+    finished,
+    async shutdown() {
+      stopping = true;
+      wake();
+      await Promise.allSettled(
+        [current, ...draining].map((server) => server.shutdown()),
+      );
+      await finished;
+    },
+  };
+}
+
+/** Asks the client to close the connection after this response. */
+function closeAfter(response: Response): Response {
+  try {
+    response.headers.set("Connection", "close");
+  } catch {
+    // Immutable headers (a Response.redirect): leave it as it is.
+  }
+  return response;
+}
+
+// ---------------------------------------------------------------------------
 // Command line
 // ---------------------------------------------------------------------------
 
@@ -2794,7 +3085,7 @@ export function parseCommandLine(args: string[]) {
 async function startServer(
   flags: ReturnType<typeof parseCommandLine>,
   listen: ListenOptions = {},
-): Promise<Deno.HttpServer<Deno.NetAddr>> {
+): Promise<RestartingServer> {
   const handler = createHandler({
     fsRoot: flags.root,
     showDirListing: flags["dir-listing"],
@@ -2810,7 +3101,7 @@ async function startServer(
       key: await Deno.readTextFile(flags.key),
     }
     : {};
-  return Deno.serve({
+  return serveWithRestart({
     hostname: flags.hostname,
     port: flags.port,
     ...tls,
@@ -2904,7 +3195,7 @@ function runServerWorker(): void {
     postMessage(message: FromWorker): void;
     close(): void;
   };
-  let server: Deno.HttpServer<Deno.NetAddr> | null = null;
+  let server: RestartingServer | null = null;
   scope.onmessage = async ({ data }) => {
     if (data.type === "shutdown") {
       if (server === null) scope.close();
@@ -3060,7 +3351,7 @@ async function main(): Promise<void> {
     return;
   }
   if (flags.workers > 1) return await serveOnWorkers(flags);
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: RestartingServer;
   try {
     server = await startServer(flags);
   } catch (error) {

@@ -208,3 +208,54 @@ Deno.test({
     assert.doesNotMatch(text, /^\s+at /m, "a message, not a stack trace");
   },
 });
+
+Deno.test({
+  name:
+    "cluster: with the database hung (SIGSTOP) posts and older pages get 503 within 5 s; it recovers on SIGCONT",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    await using board = await startPgBoard(pg);
+    const first = await postJson(board.url, { text: "before the hang" });
+    assert.equal(first.status, 201);
+    // The newest page, once read, is kept in memory.
+    assert.match(await (await fetch(board.url)).text(), /before the hang/);
+    await pg.signal("SIGSTOP");
+    try {
+      const timed = async (request: Promise<Response>) => {
+        const start = Date.now();
+        const response = await request;
+        await response.body?.cancel();
+        return { response, ms: Date.now() - start };
+      };
+      const [post, older, newest] = await Promise.all([
+        timed(fetch(new URL("api/messages", board.url), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ text: "while hung" }),
+        })),
+        timed(fetch(new URL(`?before=${first.message!.id + 1}`, board.url))),
+        timed(fetch(board.url)),
+      ]);
+      for (const [what, { response, ms }] of Object.entries({ post, older })) {
+        assert.equal(response.status, 503, what);
+        assert.ok(ms < 5_000, `${what} answered in ${ms} ms`);
+        assert.ok(Number(response.headers.get("retry-after")) >= 1, what);
+      }
+      // The newest page is answered from memory, without the database.
+      assert.equal(newest.response.status, 200);
+      assert.ok(
+        newest.ms < 1_000,
+        `the newest page answered in ${newest.ms} ms`,
+      );
+    } finally {
+      await pg.signal("SIGCONT");
+    }
+    const deadline = Date.now() + 15_000;
+    let status = 0;
+    while (status !== 201 && Date.now() < deadline) {
+      status = (await postJson(board.url, { text: "after" })).status;
+    }
+    assert.equal(status, 201, "posts work again");
+  },
+});

@@ -65,6 +65,9 @@ Deno.test("events: formatEvent writes one id/event/data frame per change", () =>
       `id: 3\nevent: message\ndata: {"id":3,"text":"two\\nlines","postedAt":"2026-11-21T22:44:51.000Z"}\n\n`,
     ],
     [{ type: "clear", id: 7 }, "id: 7\nevent: clear\ndata: {}\n\n"],
+    // No id: line, so the browser's Last-Event-ID stays the newest message it has.
+    [{ type: "delete", id: 3 }, 'event: delete\ndata: {"id":3}\n\n'],
+    [{ type: "restore", id: 9 }, "id: 9\nevent: restore\ndata: {}\n\n"],
   ];
   for (const [event, text] of table) assert.equal(formatEvent(event), text);
 });
@@ -252,6 +255,11 @@ function countingStore(store: MessageStore) {
     listMessages: (query) => store.listMessages(query),
     appendMessage: (input) => store.appendMessage(input),
     clearMessages: () => store.clearMessages(),
+    deleteMessage: (id) => store.deleteMessage(id),
+    restoreNewestArchive: () => store.restoreNewestArchive(),
+    get writable() {
+      return store.writable;
+    },
     eventsAfter: (id, limit) => store.eventsAfter(id, limit),
     subscribe(listener) {
       counter.active++;
@@ -364,5 +372,65 @@ Deno.test("page: an empty board starts live updates after 0", async () => {
   await withBoard(async (board) => {
     const html = await (await board.handler(new Request(BASE + "/"))).text();
     assert.match(html, /data-after="0"/);
+  });
+});
+
+Deno.test("events: a delete reaches open pages (without moving their resume point); a restore tells them to reload", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    await board.store.appendMessage({ text: "two" });
+    const stream = frameReader(await board.handler(events({}, "?after=2")));
+    try {
+      assert.deepEqual(await stream.next(), { retry: "2000" });
+      (await board.handler(
+        new Request(BASE + "/admin/delete", {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "id=1",
+        }),
+      )).body?.cancel();
+      assert.deepEqual(await stream.nextEvent(), {
+        event: "delete",
+        data: '{"id":1}',
+      });
+      await board.store.clearMessages();
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "2",
+        event: "clear",
+        data: "{}",
+      });
+      await board.store.restoreNewestArchive();
+      assert.deepEqual(await stream.nextEvent(), {
+        id: "2",
+        event: "restore",
+        data: "{}",
+      });
+      assert.equal(
+        await stream.next(),
+        null,
+        "the page reloads, so the stream ends",
+      );
+    } finally {
+      await stream.cancel();
+    }
+  });
+});
+
+Deno.test("events: a page that missed a delete while away gets it when it comes back", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    await board.store.appendMessage({ text: "two" });
+    await board.store.deleteMessage(1);
+    const resumed = frameReader(
+      await board.handler(events({ "last-event-id": "2" })),
+    );
+    try {
+      assert.deepEqual(await resumed.nextEvent(), {
+        event: "delete",
+        data: '{"id":1}',
+      });
+    } finally {
+      await resumed.cancel();
+    }
   });
 });

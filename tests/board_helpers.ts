@@ -63,6 +63,8 @@ export interface StartOptions {
    * many messages from one address, as a load test does. @default false
    */
   rateLimit?: boolean;
+  /** A command that runs deno, such as `["prlimit", "--nofile=256"]`. @default [] */
+  wrapper?: string[];
 }
 
 /**
@@ -77,11 +79,14 @@ export async function startBoard(
     env = {},
     script = BOARD_SCRIPT,
     rateLimit = false,
+    wrapper = [],
   }: StartOptions = {},
 ): Promise<BoardProcess> {
   const limits = rateLimit ? [] : ["--rate-limit", "off"];
-  const child = new Deno.Command(Deno.execPath(), {
+  const [program, ...wrapperArgs] = [...wrapper, Deno.execPath()];
+  const child = new Deno.Command(program, {
     args: [
+      ...wrapperArgs,
       "run",
       ...flags,
       script,

@@ -20,6 +20,7 @@ import {
   MAX_STREAMS_PER_CLIENT,
   MAX_TRACKED_CLIENTS,
   type MessageStore,
+  normalizeBasePath,
   openBoard,
   parseContentType,
   parsePositiveInteger,
@@ -27,7 +28,9 @@ import {
   POST_BURST,
   POST_REFILL_MS,
   RateLimiter,
+  SIGN_IN_BURST,
   StoreUnavailableError,
+  tokensMatch,
   validateNewMessage,
 } from "../message_board.ts";
 import { BOARD_SCRIPT, startBoard, tempFolder } from "./board_helpers.ts";
@@ -964,6 +967,9 @@ function failingStore(error: Error): MessageStore {
     listMessages: () => Promise.resolve({ messages: [], hasOlder: false }),
     appendMessage: () => Promise.reject(error),
     clearMessages: () => Promise.reject(error),
+    deleteMessage: () => Promise.reject(error),
+    restoreNewestArchive: () => Promise.reject(error),
+    writable: false,
     eventsAfter: () => Promise.reject(error),
     subscribe: () => () => {},
     close: () => Promise.resolve(),
@@ -1460,4 +1466,411 @@ Deno.test("cli: --help lists the network flags, and --allowed-host adds a name t
     board.child.kill("SIGTERM");
     await board.output;
   }
+});
+
+const ADMIN_TOKEN = "correct horse battery staple";
+
+/** Signs in with `token`; returns the response (303 with a session cookie when right). */
+function signIn(
+  board: Board,
+  token: string,
+  info = clientInfo(),
+): Promise<Response> {
+  return board.handler(
+    postForm(new URLSearchParams({ token }).toString(), {}, "/admin"),
+    info,
+  );
+}
+
+/** The `name=value` part of a Set-Cookie header. */
+function cookiePair(response: Response): string {
+  return (response.headers.get("set-cookie") ?? "").split(";")[0];
+}
+
+Deno.test("admin: a right token starts an HttpOnly, SameSite=Strict session; a wrong one gets 403", async () => {
+  await withBoard(async (board) => {
+    const form = await getPage(board, "/admin");
+    assert.equal(form.response.status, 200);
+    assert.match(form.html, /<form method="post" action="\/admin">/);
+    assert.match(form.html, /<input id="token" name="token" type="password"/);
+
+    const wrong = await signIn(board, "not the token");
+    assert.equal(wrong.status, 403);
+    assert.equal(wrong.headers.get("set-cookie"), null);
+    assert.match(await wrong.text(), /not right/);
+
+    const right = await signIn(board, ADMIN_TOKEN);
+    assert.equal(right.status, 303);
+    assert.equal(right.headers.get("location"), "/");
+    const cookie = right.headers.get("set-cookie") ?? "";
+    assert.match(
+      cookie,
+      /^board_admin=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+    );
+    // Signed in, the page shows the moderation buttons; signed out, only a sign-in link.
+    const signedIn = await getPage(board, "/", { cookie: cookiePair(right) });
+    assert.match(signedIn.html, /action="\/admin\/clear"/);
+    assert.match(signedIn.html, /action="\/admin\/sign-out"/);
+    const visitor = await getPage(board);
+    assert.doesNotMatch(
+      visitor.html,
+      /Clear Messages|admin\/clear|admin\/delete/,
+    );
+    assert.match(visitor.html, /<a href="\/admin">Sign in as a moderator<\/a>/);
+    const forged = await getPage(board, "/", { cookie: "board_admin=guessed" });
+    assert.doesNotMatch(forged.html, /admin\/clear/);
+
+    const out = await board.handler(
+      postForm("", { cookie: cookiePair(right) }, "/admin/sign-out"),
+    );
+    assert.equal(out.status, 303);
+    assert.match(
+      out.headers.get("set-cookie") ?? "",
+      /^board_admin=; .*Max-Age=0/,
+    );
+    const after = await getPage(board, "/", { cookie: cookiePair(right) });
+    assert.doesNotMatch(
+      after.html,
+      /admin\/clear/,
+      "the session ended on the server too",
+    );
+  }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("admin: over HTTPS the session cookie is Secure", async () => {
+  await withBoard(async (board) => {
+    const response = await board.handler(
+      new Request("https://localhost/admin", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+      }),
+    );
+    assert.equal(response.status, 303);
+    assert.match(
+      response.headers.get("set-cookie") ?? "",
+      /; SameSite=Strict; Secure$/,
+    );
+  }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("admin: wrong tokens are limited per client (429 with Retry-After), even the right one then", async () => {
+  await withBoard(async (board) => {
+    for (let i = 0; i < SIGN_IN_BURST; i++) {
+      const response = await signIn(board, `guess ${i}`);
+      assert.equal(response.status, 403, `guess ${i}`);
+      await response.body?.cancel();
+    }
+    const limited = await signIn(board, "one more guess");
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+    await limited.body?.cancel();
+    const right = await signIn(board, ADMIN_TOKEN);
+    assert.equal(right.status, 429, "not even compared while limited");
+    await right.body?.cancel();
+    // Another client is not locked out by this one's guesses.
+    const other = await signIn(board, ADMIN_TOKEN, clientInfo("127.0.0.3"));
+    assert.equal(other.status, 303);
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false }); // the sign-in limit stays on
+});
+
+Deno.test("admin: clearing needs a signed-in admin and a confirmation step", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    // No session: refused, nothing cleared (even from this machine, once a token is set).
+    const anonymous = await board.handler(postForm("clear=1&confirm=yes"));
+    assert.equal(anonymous.status, 403);
+    await anonymous.body?.cancel();
+    const cookie = cookiePair(await signIn(board, ADMIN_TOKEN));
+    // The page's button leads to the confirmation page; a clear without confirm goes there too.
+    const ask = await board.handler(postForm("clear=1", { cookie }));
+    assert.equal(ask.status, 303);
+    assert.equal(ask.headers.get("location"), "/admin/clear");
+    assert.equal(await storedCount(board), 1);
+    const confirm = await getPage(board, "/admin/clear", { cookie });
+    assert.equal(confirm.response.status, 200);
+    assert.match(
+      confirm.html,
+      /<input type="hidden" name="confirm" value="yes">/,
+    );
+    assert.match(
+      confirm.html,
+      /name="clear" value="1">Yes, clear the board<\/button>/,
+    );
+    const cleared = await board.handler(
+      postForm("clear=1&confirm=yes", { cookie }),
+    );
+    assert.equal(cleared.status, 303);
+    assert.equal(cleared.headers.get("location"), "/");
+    assert.equal(await storedCount(board), 0);
+    assert.equal((await getPage(board, "/admin/clear")).response.status, 403);
+  }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("admin: tokensMatch compares whole tokens (table)", async () => {
+  const cases: [string, string, boolean][] = [
+    ["secret-token-1", "secret-token-1", true],
+    ["secret-token-1", "secret-token-2", false],
+    ["secret-token", "secret-token-1", false],
+    ["", "secret-token-1", false],
+    ["é", "é", true],
+  ];
+  for (const [given, expected, same] of cases) {
+    assert.equal(
+      await tokensMatch(given, expected),
+      same,
+      `${given} vs ${expected}`,
+    );
+  }
+});
+
+Deno.test("moderation: without a token, a visitor from another machine cannot clear (403, no button)", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "kept" });
+    const remote = clientInfo("192.0.2.10"); // a documentation address: no packet is sent
+    const page = await board.handler(new Request(BASE + "/"), remote);
+    const html = await page.text();
+    assert.doesNotMatch(html, /Clear Messages|class="clear"|admin\/delete/);
+    const clear = await board.handler(postForm("clear=1"), remote);
+    assert.equal(clear.status, 403);
+    assert.match(await clear.text(), /--admin-token/);
+    // So is a visitor on this machine who came through a name that is not local (a proxy).
+    const proxied = await board.handler(
+      postForm("clear=1", { host: "board.example" }),
+      clientInfo("127.0.0.1"),
+    );
+    assert.equal(proxied.status, 403);
+    await proxied.body?.cancel();
+    // With trustProxy, a forwarded client is remote even though the socket is local.
+    assert.equal(await storedCount(board), 1);
+  }, { allowedHosts: ["board.example"] });
+  await withBoard(async (board) => {
+    const forwarded = await board.handler(
+      postForm("clear=1", { "x-forwarded-for": "192.0.2.10" }),
+      clientInfo("127.0.0.1"),
+    );
+    assert.equal(forwarded.status, 403);
+    await forwarded.body?.cancel();
+  }, { trustProxy: true });
+});
+
+Deno.test("basePath: mounted under /board next to another route, every address follows it", async () => {
+  await withBoard(async (board) => {
+    // A larger app: its own page at /, the board under /board.
+    const app = (request: Request) =>
+      new URL(request.url).pathname.startsWith("/board")
+        ? board.handler(request)
+        : Promise.resolve(new Response("the app's own page"));
+    assert.equal(
+      await (await app(new Request(BASE + "/"))).text(),
+      "the app's own page",
+    );
+
+    const bare = await app(new Request(BASE + "/board?before=5"));
+    assert.equal(bare.status, 308);
+    assert.equal(bare.headers.get("location"), "/board/?before=5");
+
+    const posted = await app(postForm("message=hi&name=Ann", {}, "/board/"));
+    assert.equal(posted.status, 303);
+    assert.equal(posted.headers.get("location"), "/board/");
+    assert.match(posted.headers.get("set-cookie") ?? "", /; Path=\/board\/;/);
+    for (let i = 0; i < 60; i++) {
+      await board.store.appendMessage({ text: `m${i}` });
+    }
+
+    const html = await (await app(new Request(BASE + "/board/"))).text();
+    assert.match(html, /<link rel="stylesheet" href="\/board\/style.css">/);
+    assert.match(html, /<script src="\/board\/board.js" defer><\/script>/);
+    assert.match(html, /<form method="post" action="\/board\/">/);
+    assert.match(html, /data-events="\/board\/events"/);
+    assert.match(html, /action="\/board\/admin\/delete"/);
+    assert.match(html, /href="\/board\/\?before=\d+" rel="next"/);
+    // Every address in the page is under /board.
+    const addresses = [
+      ...html.matchAll(/(?:href|src|action|data-[a-z]+)="(\/[^"]*)"/g),
+    ].map((m) => m[1]);
+    assert.ok(addresses.length >= 6);
+    for (const address of addresses) {
+      assert.ok(address.startsWith("/board/"), address);
+    }
+
+    for (
+      const path of [
+        "/board/style.css",
+        "/board/board.js",
+        "/board/api/messages?limit=1",
+      ]
+    ) {
+      const response = await app(new Request(BASE + path));
+      assert.equal(response.status, 200, path);
+      if (path.includes("api")) {
+        const { older } = await response.json();
+        assert.match(older, /^\/board\/api\/messages\?before=\d+&limit=1$/);
+      } else await response.body?.cancel();
+    }
+    const events = await app(new Request(BASE + "/board/events"));
+    assert.equal(events.status, 200);
+    await events.body?.cancel();
+    const older = await (await app(new Request(BASE + "/board/?before=10")))
+      .text();
+    assert.match(older, /<a href="\/board\/">Newest messages<\/a>/);
+    // The board answers nothing outside its path, and its errors link back under it.
+    const outside = await board.handler(new Request(BASE + "/style.css"));
+    assert.equal(outside.status, 404);
+    assert.match(await outside.text(), /href="\/board\/"/);
+  }, { basePath: "/board" });
+});
+
+Deno.test("basePath: normalizeBasePath accepts /name paths and refuses the rest (table)", () => {
+  const cases: [string, string | null][] = [
+    ["", ""],
+    ["/", ""],
+    ["/board", "/board"],
+    ["/board/", "/board"],
+    ["/apps/board-1", "/apps/board-1"],
+    ["board", null],
+    ["/a b", null],
+    ['/"><script>', null],
+    ["//evil.example", null],
+  ];
+  for (const [input, output] of cases) {
+    if (output === null) {
+      assert.throws(() => normalizeBasePath(input), TypeError, input);
+    } else assert.equal(normalizeBasePath(input), output, input);
+  }
+});
+
+Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists the table's methods", async () => {
+  await withBoard(async (board) => {
+    const table: [string, string][] = [
+      ["/", "GET, HEAD, POST"],
+      ["/index.html", "GET, HEAD, POST"],
+      ["/style.css", "GET, HEAD"],
+      ["/board.js", "GET, HEAD"],
+      ["/events", "GET, HEAD"],
+      ["/api/messages", "GET, HEAD, POST"],
+      ["/admin", "GET, HEAD, POST"],
+      ["/admin/sign-out", "POST"],
+      ["/admin/clear", "GET, HEAD"],
+    ];
+    for (const [path, allow] of table) {
+      const put = await board.handler(
+        new Request(BASE + path, { method: "PUT" }),
+      );
+      assert.equal(put.status, 405, path);
+      assert.equal(put.headers.get("allow"), allow, path);
+      await put.body?.cancel();
+      if (!allow.includes("GET")) continue;
+      const get = await board.handler(new Request(BASE + path));
+      const head = await board.handler(
+        new Request(BASE + path, { method: "HEAD" }),
+      );
+      assert.equal(head.status, get.status, path);
+      assert.equal(head.body, null, path);
+      assert.equal(
+        head.headers.get("content-type"),
+        get.headers.get("content-type"),
+        path,
+      );
+      await get.body?.cancel();
+    }
+  }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("moderation: Delete takes one message off the board (kept in the archive); restore brings a clear back", async () => {
+  await withBoard(async (board) => {
+    for (const text of ["one", "two", "three"]) {
+      await board.store.appendMessage({ text });
+    }
+    const page = await getPage(board);
+    assert.match(
+      page.html,
+      /<form method="post" action="\/admin\/delete" class="delete">\n<input type="hidden" name="id" value="2">/,
+    );
+    assert.match(page.html, /aria-label="Delete message 2">Delete<\/button>/);
+
+    const deleted = await board.handler(postForm("id=2", {}, "/admin/delete"));
+    assert.equal(deleted.status, 303);
+    assert.equal(deleted.headers.get("location"), "/");
+    const texts = async () =>
+      (await board.store.listMessages({ limit: 10 })).messages.map((m) =>
+        m.text
+      );
+    assert.deepEqual(await texts(), ["three", "one"]);
+
+    const cases: [string, number][] = [
+      ["id=2", 404], // already gone
+      ["id=99", 404],
+      ["id=abc", 400],
+      ["id=0", 400],
+      ["", 400],
+      ["id=1&id=1", 400],
+    ];
+    for (const [body, status] of cases) {
+      const response = await board.handler(postForm(body, {}, "/admin/delete"));
+      assert.equal(response.status, status, body);
+      await response.body?.cancel();
+    }
+    // A visitor from elsewhere cannot delete.
+    const remote = await board.handler(
+      postForm("id=1", {}, "/admin/delete"),
+      clientInfo("192.0.2.10"),
+    );
+    assert.equal(remote.status, 403);
+    await remote.body?.cancel();
+    assert.deepEqual(await texts(), ["three", "one"]);
+
+    await board.handler(postForm("clear=1"));
+    assert.deepEqual(await texts(), []);
+    const restored = await board.handler(postForm("", {}, "/admin/restore"));
+    assert.equal(restored.status, 303);
+    assert.deepEqual(
+      await texts(),
+      ["three", "one"],
+      "the clear is undone; the deleted one stays off",
+    );
+  });
+});
+
+Deno.test("moderation: with a token, delete and restore need a signed-in admin", async () => {
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "one" });
+    for (
+      const [path, body] of [["/admin/delete", "id=1"], ["/admin/restore", ""]]
+    ) {
+      const response = await board.handler(postForm(body, {}, path));
+      assert.equal(response.status, 403, path);
+      await response.body?.cancel();
+    }
+    const cookie = cookiePair(await signIn(board, ADMIN_TOKEN));
+    const page = await getPage(board, "/", { cookie });
+    assert.match(page.html, /aria-label="Delete message 1"/);
+    const deleted = await board.handler(
+      postForm("id=1", { cookie }, "/admin/delete"),
+    );
+    assert.equal(deleted.status, 303);
+    assert.equal(await storedCount(board), 0);
+  }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("routes: the module doc comment's routes table matches what the handler answers", async () => {
+  const source = await Deno.readTextFile(
+    new URL("../message_board.ts", import.meta.url),
+  );
+  const rows = [
+    ...source.matchAll(/^ \* \| (`[^|]+`)\s*\| ([A-Z, ]+?)\s*\|/gm),
+  ];
+  assert.ok(rows.length >= 10, "the table lists the routes");
+  await withBoard(async (board) => {
+    for (const [, paths, methods] of rows) {
+      for (const [, path] of paths.matchAll(/`([^`]+)`/g)) {
+        const response = await board.handler(
+          new Request(BASE + path, { method: "PUT" }),
+        );
+        assert.equal(response.status, 405, path);
+        assert.equal(response.headers.get("allow"), methods, path);
+        await response.body?.cancel();
+      }
+    }
+  }, { adminToken: ADMIN_TOKEN });
 });

@@ -80,12 +80,13 @@ Deno.test({
         archived: 3,
         archive: "table board_archive",
       });
+      assert.deepEqual(await a.clearMessages(), { archived: 0, archive: null });
+      // B's newest page follows the events it receives: empty once the clear has arrived.
+      assert.deepEqual(await seenClear, [{ type: "clear", id: third.id }]);
       assert.deepEqual(await b.listMessages({ limit: 50 }), {
         messages: [],
         hasOlder: false,
       });
-      assert.deepEqual(await a.clearMessages(), { archived: 0, archive: null });
-      assert.deepEqual(await seenClear, [{ type: "clear", id: third.id }]);
 
       // Resuming after the first message: the clear (through the third), then what is new.
       const fourth = await b.appendMessage({ text: "fourth" });
@@ -220,5 +221,221 @@ Deno.test({
       store.appendMessage({ text: "late" }),
       StoreUnavailableError,
     );
+  },
+});
+
+/** The newest page as the database has it (a `before` page always queries). */
+function freshPage(store: MessageStore, limit = 50) {
+  return store.listMessages({ before: Number.MAX_SAFE_INTEGER, limit });
+}
+
+Deno.test({
+  name:
+    "postgres store: delete and restore reach the other store as events; its newest page follows each",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      assert.equal(a.writable, true);
+      // b's newest page is in memory from here on; every step checks it against the database.
+      assert.deepEqual(await b.listMessages({ limit: 50 }), await freshPage(b));
+      const posted = collectEvents(b, 3);
+      const one = await a.appendMessage({ text: "one" });
+      const two = await a.appendMessage({ text: "two" });
+      const three = await a.appendMessage({ text: "three" });
+      await posted;
+      assert.deepEqual((await b.listMessages({ limit: 50 })).messages, [
+        three,
+        two,
+        one,
+      ]);
+
+      const deleted = collectEvents(b, 1);
+      assert.equal(await a.deleteMessage(two.id), true);
+      assert.equal(await a.deleteMessage(two.id), false);
+      assert.equal(await a.deleteMessage(12345), false);
+      assert.deepEqual(await deleted, [{ type: "delete", id: two.id }]);
+      assert.deepEqual(await b.listMessages({ limit: 50 }), {
+        messages: [three, one],
+        hasOlder: false,
+      });
+      assert.deepEqual(await b.listMessages({ limit: 50 }), await freshPage(b));
+      // A client that saw message 3 may have missed the delete; it is replayed.
+      assert.deepEqual(await b.eventsAfter(three.id, 10), [
+        { type: "delete", id: two.id },
+      ]);
+
+      const cleared = collectEvents(b, 1);
+      await a.clearMessages();
+      await cleared;
+      const restored = collectEvents(b, 2); // message four, then the restore
+      const four = await a.appendMessage({ text: "four" });
+      assert.deepEqual(await a.restoreNewestArchive(), { restored: 2 });
+      assert.deepEqual((await restored).at(-1), {
+        type: "restore",
+        id: four.id,
+      });
+      assert.deepEqual(await b.listMessages({ limit: 50 }), {
+        messages: [four, three, one],
+        hasOlder: false,
+      });
+      assert.deepEqual(await a.restoreNewestArchive(), { restored: 0 });
+      assert.deepEqual((await b.eventsAfter(three.id, 10)).at(-1), {
+        type: "restore",
+        id: four.id,
+      });
+      assert.deepEqual(await b.eventsAfter(four.id, 10), []);
+
+      // Deleted and cleared messages are kept: message two is still in the archive.
+      const { default: postgres } = await import("npm:postgres@3.4.7");
+      const sql = postgres(pg.url, { max: 1 });
+      try {
+        const rows = await sql`select id, delete_id from board_archive`;
+        assert.deepEqual(rows.map((r) => Number(r.id)), [two.id]);
+        assert.notEqual(rows[0].delete_id, null);
+      } finally {
+        await sql.end();
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: the newest page is never stale once an event arrived, and is right after a database restart",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      for (let i = 0; i < 120; i++) {
+        const seen = collectEvents(b, 1);
+        const message = await a.appendMessage({ text: `post ${i}` });
+        await seen;
+        const page = await b.listMessages({ limit: 50 });
+        assert.deepEqual(page.messages[0], message, `post ${i}`);
+        if (i % 40 === 0) assert.deepEqual(page, await freshPage(b));
+      }
+      assert.deepEqual(
+        await b.listMessages({ limit: 100 }),
+        await freshPage(b, 100),
+      );
+
+      await pg.stop();
+      await assert.rejects(
+        b.listMessages({ limit: 50 }),
+        StoreUnavailableError,
+      );
+      await pg.start();
+      // Posted while b may not be listening yet: b reads it when it listens again.
+      const seen = collectEvents(b, 1);
+      const after = await a.appendMessage({ text: "after the restart" });
+      await seen;
+      assert.deepEqual(
+        (await b.listMessages({ limit: 50 })).messages[0],
+        after,
+      );
+      assert.deepEqual(await b.listMessages({ limit: 50 }), await freshPage(b));
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: a hung database (SIGSTOP) fails posts and older pages within 5 s; the newest page needs no query",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const store = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      const first = await store.appendMessage({ text: "first" });
+      const newest = await store.listMessages({ limit: 50 });
+      await pg.signal("SIGSTOP");
+      try {
+        const timed = async <T>(work: Promise<T>) => {
+          const start = Date.now();
+          const outcome = await work.then(
+            (value) => ({ value, error: null }),
+            (error) => ({ value: null, error }),
+          );
+          return { ...outcome, ms: Date.now() - start };
+        };
+        const [post, older, page] = await Promise.all([
+          timed(store.appendMessage({ text: "while hung" })),
+          timed(store.listMessages({ before: first.id + 1, limit: 50 })),
+          timed(store.listMessages({ limit: 50 })),
+        ]);
+        for (const [what, result] of Object.entries({ post, older })) {
+          assert.ok(result.error instanceof StoreUnavailableError, what);
+          assert.ok(result.ms < 5_000, `${what} took ${result.ms} ms`);
+          assert.ok((result.error.retryAfterSeconds ?? 0) >= 1, what);
+        }
+        assert.equal(store.writable, false);
+        // Nothing can commit while the database is stopped, so memory is the truth.
+        assert.deepEqual(page.value, newest);
+        assert.ok(page.ms < 500, `the newest page took ${page.ms} ms`);
+      } finally {
+        await pg.signal("SIGCONT");
+      }
+      // It goes on by itself when the database does.
+      const deadline = Date.now() + 15_000;
+      let after = null;
+      while (after === null && Date.now() < deadline) {
+        after = await store.appendMessage({ text: "after" }).catch(() => null);
+      }
+      assert.ok(after !== null, "posts work again within 15 s");
+      assert.equal(store.writable, true);
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: the largest id is stored, the next post is refused with a log line",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const logged: string[] = [];
+    const store = await openPostgresStore(pg.url, {
+      log: (line) => logged.push(line),
+    });
+    try {
+      const { default: postgres } = await import("npm:postgres@3.4.7");
+      const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+      try {
+        await sql`alter table board_messages alter column id restart with 9007199254740991`;
+      } finally {
+        await sql.end();
+      }
+      const last = await store.appendMessage({ text: "the last" });
+      assert.equal(last.id, Number.MAX_SAFE_INTEGER);
+      await assert.rejects(
+        store.appendMessage({ text: "one too many" }),
+        StoreUnavailableError,
+      );
+      assert.match(
+        logged.join("\n"),
+        /every message id up to 9007199254740991 is used/,
+      );
+      assert.deepEqual((await store.listMessages({ limit: 50 })).messages, [
+        last,
+      ]);
+      assert.deepEqual(await store.eventsAfter(0, 10), [
+        { type: "message", id: last.id, message: last },
+      ]);
+    } finally {
+      await store.close();
+    }
   },
 });

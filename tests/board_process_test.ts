@@ -134,16 +134,6 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
   }
 });
 
-Deno.test("cli: message_board.ts copied alone into an empty folder passes deno check", async () => {
-  await using folder = await tempFolder();
-  await Deno.copyFile(BOARD_SCRIPT, join(folder.path, "message_board.ts"));
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["check", "message_board.ts"],
-    cwd: folder.path,
-  }).output();
-  assert.equal(code, 0, new TextDecoder().decode(stderr));
-});
-
 Deno.test("cli: creates ./data, prints its real address, serves, and stops cleanly on SIGTERM", async () => {
   await using folder = await tempFolder();
   const board = await startBoard(folder.path);

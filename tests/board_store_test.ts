@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  type BoardEvent,
   type Message,
   openJsonLinesStore,
   parseDataFile,
@@ -153,13 +154,15 @@ Deno.test("store: a post is acknowledged only after fdatasync, and posts that wa
   }
 });
 
-Deno.test("store: after a failed sync no more posts are accepted, and reads go on", async () => {
+Deno.test("store: after a failed sync it is read-only, then resumes by itself without the unacknowledged line", async () => {
   await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
   const logged: string[] = [];
-  const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"), {
+  const store = await openJsonLinesStore(dataFile, {
     log: (text) => logged.push(text),
   });
-  await store.appendMessage({ text: "before the failure" });
+  const kept = await store.appendMessage({ text: "before the failure" });
+  assert.equal(store.writable, true);
   const originalSync = Deno.FsFile.prototype.syncData;
   Deno.FsFile.prototype.syncData = () =>
     Promise.reject(new Error("EIO: the disk failed"));
@@ -167,20 +170,53 @@ Deno.test("store: after a failed sync no more posts are accepted, and reads go o
     await assert.rejects(store.appendMessage({ text: "lost" }), {
       name: "StoreUnavailableError",
     });
+    assert.equal(store.writable, false);
+    // Until a retry succeeds every write is refused, with when to try again.
+    const refused = await store.appendMessage({ text: "later" }).catch((e) =>
+      e
+    );
+    assert.equal(refused.name, "StoreUnavailableError");
+    assert.ok(
+      refused.retryAfterSeconds >= 1 && refused.retryAfterSeconds <= 10,
+    );
+    await assert.rejects(store.clearMessages(), {
+      name: "StoreUnavailableError",
+    });
+    await assert.rejects(store.deleteMessage(kept.id), {
+      name: "StoreUnavailableError",
+    });
   } finally {
     Deno.FsFile.prototype.syncData = originalSync;
   }
-  // The disk works again, but after a failed fsync only a restart knows what is on disk.
-  await assert.rejects(store.appendMessage({ text: "later" }), {
-    name: "StoreUnavailableError",
-  });
-  await assert.rejects(store.clearMessages(), {
-    name: "StoreUnavailableError",
-  });
   const page = await store.listMessages({ limit: 10 });
   assert.deepEqual(page.messages.map((m) => m.text), ["before the failure"]);
-  assert.match(logged.join("\n"), /writing failed/);
+  assert.match(logged.join("\n"), /writing failed, the board is read-only/);
+
+  // The disk works again: the background retry repairs the file and posts resume.
+  const deadline = Date.now() + 10_000;
+  while (!store.writable && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.equal(store.writable, true, "writable again within 10 s");
+  const after = await store.appendMessage({ text: "after the retry" });
+  assert.ok(after.id > kept.id);
+  assert.match(logged.join("\n"), /writing works again/);
   await store.close();
+
+  // The line whose sync failed was never acknowledged: it is set aside, not on the board.
+  const names = await listFolder(folder.path);
+  const torn = names.filter((name) => name.includes(".torn-"));
+  assert.equal(torn.length, 1, names.join(" "));
+  assert.match(await Deno.readTextFile(join(folder.path, torn[0])), /"lost"/);
+  const reopened = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    assert.deepEqual((await allMessages(reopened)).map((m) => m.text), [
+      "before the failure",
+      "after the retry",
+    ]);
+  } finally {
+    await reopened.close();
+  }
 });
 
 Deno.test("store: pages are newest first, with before and hasOlder", async () => {
@@ -500,4 +536,268 @@ Deno.test("store: after close, posts are refused and the data is intact", async 
     name: "StoreUnavailableError",
   });
   assert.equal((await Deno.readTextFile(dataFile)).split("\n").length, 2);
+});
+
+Deno.test("store: a delete appends a tombstone, keeps the message's line, and survives a restart", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  let store = await openJsonLinesStore(dataFile);
+  const events: BoardEvent[] = [];
+  store.subscribe((event) => events.push(event));
+  const [one, two, three] = [
+    await store.appendMessage({ text: "one" }),
+    await store.appendMessage({ text: "two" }),
+    await store.appendMessage({ text: "three" }),
+  ];
+  const before = await Deno.readTextFile(dataFile);
+  assert.equal(await store.deleteMessage(two.id), true);
+  assert.equal(await store.deleteMessage(two.id), false, "already gone");
+  assert.equal(await store.deleteMessage(99), false, "never there");
+  assert.deepEqual(await allMessages(store), [one, three]);
+  assert.deepEqual(events.at(-1), { type: "delete", id: two.id });
+  const after = await Deno.readTextFile(dataFile);
+  assert.ok(after.startsWith(before), "append-only: every line is still there");
+  const tombstone = JSON.parse(after.slice(before.length));
+  assert.equal(tombstone.deletedId, two.id);
+  assert.equal(tombstone.newestId, three.id);
+  await store.close();
+
+  store = await openJsonLinesStore(dataFile);
+  try {
+    assert.deepEqual(await allMessages(store), [one, three]);
+    assert.equal((await store.appendMessage({ text: "four" })).id, 4);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("store: eventsAfter replays the deletes a resuming client may have missed", async () => {
+  await using folder = await tempFolder();
+  const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"));
+  try {
+    for (let i = 1; i <= 4; i++) await store.appendMessage({ text: `m${i}` });
+    await store.deleteMessage(2); // made while 4 was the newest
+    const five = await store.appendMessage({ text: "m5" });
+    // A client at 3 or 4 may have missed it; one at 5 saw the delete before message 5.
+    assert.deepEqual(await store.eventsAfter(3, 10), [
+      { type: "delete", id: 2 },
+      { type: "message", id: 4, message: (await allMessages(store))[2] },
+      { type: "message", id: 5, message: five },
+    ]);
+    assert.deepEqual(await store.eventsAfter(4, 10), [
+      { type: "delete", id: 2 },
+      { type: "message", id: 5, message: five },
+    ]);
+    assert.deepEqual(await store.eventsAfter(5, 10), []);
+    // A client at 1 never had message 2.
+    assert.deepEqual((await store.eventsAfter(1, 10)).map((e) => e.type), [
+      "message",
+      "message",
+      "message",
+    ]);
+    // After a clear the deletes before it are moot.
+    await store.clearMessages();
+    assert.deepEqual(await store.eventsAfter(4, 10), [{
+      type: "clear",
+      id: 5,
+    }]);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("store: restore puts the newest archive back with its ids, once, and survives a restart", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  let store = await openJsonLinesStore(dataFile);
+  const events: BoardEvent[] = [];
+  store.subscribe((event) => events.push(event));
+  assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
+  const one = await store.appendMessage({ text: "one" });
+  const two = await store.appendMessage({ text: "two" });
+  await store.deleteMessage(two.id); // a deleted message stays deleted
+  const three = await store.appendMessage({ text: "three" });
+  await store.clearMessages(); // archive A: one, three
+  const four = await store.appendMessage({ text: "four" });
+  await store.clearMessages(); // archive B: four
+  const five = await store.appendMessage({ text: "five" });
+
+  assert.deepEqual(await store.restoreNewestArchive(), { restored: 1 });
+  assert.deepEqual(await allMessages(store), [four, five]);
+  assert.deepEqual(events.at(-1), { type: "restore", id: five.id });
+  assert.deepEqual(await store.restoreNewestArchive(), { restored: 2 });
+  assert.deepEqual(await allMessages(store), [one, three, four, five]);
+  assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
+  const names = await listFolder(folder.path);
+  assert.equal(names.filter((n) => n.endsWith(".jsonl.restored")).length, 2);
+  assert.equal(names.filter((n) => /cleared-.*\.jsonl$/.test(n)).length, 0);
+  // A resuming client that was behind reloads; one at the newest is not told again.
+  assert.deepEqual((await store.eventsAfter(four.id, 10)).at(-1), {
+    type: "restore",
+    id: five.id,
+  });
+  assert.deepEqual(await store.eventsAfter(five.id, 10), []);
+  await store.close();
+
+  store = await openJsonLinesStore(dataFile);
+  try {
+    assert.deepEqual(await allMessages(store), [one, three, four, five]);
+    assert.equal((await store.appendMessage({ text: "six" })).id, 6);
+    assert.equal(await store.deleteMessage(one.id), true);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("store: a restore interrupted at any step leaves every message in place", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const silence = { log: () => {} };
+  let store = await openJsonLinesStore(dataFile, silence);
+  await store.appendMessage({ text: "one" });
+  await store.clearMessages();
+  await store.appendMessage({ text: "two" });
+  await store.close();
+
+  // Step 1 done, then a crash: a .restore file is left; the board is as it was.
+  await Deno.writeTextFile(`${dataFile}.restore`, "half-written");
+  store = await openJsonLinesStore(dataFile, silence);
+  assert.deepEqual((await allMessages(store)).map((m) => m.text), ["two"]);
+  assert.ok(
+    !(await listFolder(folder.path)).includes("messages.jsonl.restore"),
+  );
+
+  // Step 2 done, step 3 (renaming the archive) fails: the next start finishes it.
+  const originalRename = Deno.rename;
+  let renames = 0;
+  Deno.rename = (from, to) => {
+    if (++renames === 2) return Promise.reject(new Error("crash"));
+    return originalRename(from, to);
+  };
+  try {
+    await assert.rejects(store.restoreNewestArchive(), {
+      name: "StoreUnavailableError",
+    });
+  } finally {
+    Deno.rename = originalRename;
+  }
+  await store.close();
+  store = await openJsonLinesStore(dataFile, silence);
+  try {
+    assert.deepEqual((await allMessages(store)).map((m) => m.text), [
+      "one",
+      "two",
+    ]);
+    // The archive was marked restored, so a second restore cannot bring "one" twice.
+    assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
+    assert.deepEqual((await allMessages(store)).map((m) => m.text), [
+      "one",
+      "two",
+    ]);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("store: parseDataFile reads tombstones and restore records", () => {
+  const bytes = encoder.encode(
+    JSON.stringify({
+      restoredAt: "2026-11-22T00:00:00.000Z",
+      archive: "messages.cleared-x.jsonl",
+      nextId: 10,
+      newestId: 3,
+    }) + "\n" + line(1) + line(3) +
+      JSON.stringify({
+        deletedId: 1,
+        deletedAt: "2026-11-22T00:00:01.000Z",
+        newestId: 9,
+      }) + "\n" +
+      JSON.stringify({
+        deletedId: 7, // not on the board: harmless
+        deletedAt: "2026-11-22T00:00:01.000Z",
+        newestId: 9,
+      }) + "\n",
+  );
+  const loaded = parseDataFile(bytes, "m.jsonl");
+  assert.deepEqual(loaded.messages.map((m) => m.id), [3]);
+  assert.equal(loaded.nextId, 10);
+  assert.equal(loaded.clearedThrough, 0);
+  assert.equal(loaded.restoredNewest, 3);
+  assert.equal(loaded.restoredArchive, "messages.cleared-x.jsonl");
+  assert.deepEqual(loaded.deletes, [{ id: 1, newestId: 9 }, {
+    id: 7,
+    newestId: 9,
+  }]);
+  // A restore record elsewhere than line 1, or one naming a path, is refused.
+  for (
+    const bad of [
+      line(1) +
+      JSON.stringify({
+        restoredAt: "x",
+        archive: "a",
+        nextId: 2,
+        newestId: 1,
+      }) + "\n",
+      JSON.stringify({
+        restoredAt: "x",
+        archive: "../a",
+        nextId: 2,
+        newestId: 1,
+      }) + "\n",
+      line(1) +
+      JSON.stringify({ deletedId: 1, deletedAt: "yesterday", newestId: 1 }) +
+      "\n",
+    ]
+  ) {
+    assert.throws(
+      () => parseDataFile(encoder.encode(bad), "m.jsonl"),
+      StartupError,
+    );
+  }
+});
+
+Deno.test("store: the largest id is stored, the next post is refused with a log line, and it restarts", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const max = Number.MAX_SAFE_INTEGER; // 9007199254740991
+  await Deno.writeTextFile(dataFile, line(max - 1));
+  const logged: string[] = [];
+  let store = await openJsonLinesStore(dataFile, {
+    log: (text) => logged.push(text),
+  });
+  assert.equal((await store.appendMessage({ text: "the last" })).id, max);
+  const refused = await store.appendMessage({ text: "one too many" }).catch((
+    e,
+  ) => e);
+  assert.equal(refused.name, "StoreUnavailableError");
+  assert.match(
+    logged.join("\n"),
+    /every message id up to 9007199254740991 is used/,
+  );
+  assert.equal(store.writable, true, "the board still serves and clears");
+  await store.close();
+
+  store = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    assert.deepEqual((await allMessages(store)).map((m) => m.id), [
+      max - 1,
+      max,
+    ]);
+    await assert.rejects(store.appendMessage({ text: "still too many" }), {
+      name: "StoreUnavailableError",
+    });
+    assert.equal((await store.clearMessages()).archived, 2);
+  } finally {
+    await store.close();
+  }
+  // After a clear the record holds nextId = 2^53, and the board starts again.
+  store = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    assert.deepEqual(await allMessages(store), []);
+    await assert.rejects(store.appendMessage({ text: "no id left" }), {
+      name: "StoreUnavailableError",
+    });
+  } finally {
+    await store.close();
+  }
 });

@@ -379,7 +379,7 @@ browserTest(
 
 browserTest(
   "message board: a person posts, reloads, is remembered and clears",
-  startBoard,
+  () => startBoard(),
   async (t, browser, server, audit) => {
     const person = await browser.newContext();
     const page = await newPage(person);
@@ -740,8 +740,180 @@ async function startSortableListingServer(): Promise<ScriptServer> {
   return { ...server, stop };
 }
 
+const ADMIN_TOKEN = "e2e moderator token";
+
+browserTest(
+  "message board: a moderator signs in and deletes a message; another open page drops it live",
+  () => startBoard(["--admin-token", ADMIN_TOKEN]),
+  async (t, browser, server, audit) => {
+    // A reader far from UTC, so the page's local times are visible as such.
+    const reader = await browser.newContext({
+      timezoneId: "Asia/Tokyo",
+      locale: "en-US",
+    });
+    const moderator = await browser.newContext();
+    const readerPage = await newPage(reader);
+    const moderatorPage = await newPage(moderator);
+    const post = async (text: string) => {
+      const response = await fetch(`${server.origin}/api/messages`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ text }),
+      });
+      assert.equal(response.status, 201);
+      return (await response.json()) as { id: number; postedAt: string };
+    };
+    const spam = await post("Buy cheap watches");
+    const kept = await post("A kind word");
+
+    let readerLoads = 0;
+    readerPage.on("load", () => readerLoads++);
+    await t.step(
+      "a reader sees both, with times in the reader's own zone",
+      async () => {
+        await readerPage.goto(`${server.origin}/`);
+        await readerPage.locator(`#m${spam.id}`).waitFor();
+        const time = readerPage.locator(`#m${kept.id} time`);
+        assert.equal(await time.getAttribute("datetime"), kept.postedAt);
+        const shown = await time.innerText();
+        const expected = new Date(kept.postedAt).toLocaleString("en-US", {
+          timeZone: "Asia/Tokyo",
+          dateStyle: "medium",
+          timeStyle: "medium",
+        });
+        assert.equal(shown, expected, "Tokyo time, in the reader's language");
+        assert.match(await time.getAttribute("title") ?? "", / UTC$/);
+        assert.equal(
+          await readerPage.locator("section.messages").getAttribute(
+            "aria-live",
+          ),
+          "polite",
+        );
+        // No moderation buttons for a visitor, only the way to sign in.
+        assert.equal(
+          await readerPage.getByRole("button", { name: /Delete/ }).count(),
+          0,
+        );
+        await readerPage.getByRole("link", { name: "Sign in as a moderator" })
+          .waitFor();
+      },
+    );
+
+    await t.step(
+      "a wrong token is refused; the right one signs in",
+      async () => {
+        await moderatorPage.goto(`${server.origin}/admin`);
+        await moderatorPage.getByLabel(/Admin token/).fill("not it at all");
+        const refused = await clickAndWait(
+          moderatorPage,
+          () => moderatorPage.getByRole("button", { name: "Sign in" }).click(),
+        );
+        assert.equal(refused.status(), 403);
+        await moderatorPage.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
+        await clickAndWait(
+          moderatorPage,
+          () => moderatorPage.getByRole("button", { name: "Sign in" }).click(),
+        );
+        assert.equal(new URL(moderatorPage.url()).pathname, "/");
+        const [cookie] = await moderator.cookies();
+        assert.equal(cookie.name, "board_admin");
+        assert.equal(cookie.httpOnly, true);
+        assert.equal(cookie.sameSite, "Strict");
+        await screenshot(moderatorPage, "board-moderator");
+        await audit.check("board: moderator sign-in", `${server.origin}/admin`);
+        await audit.checkAfter("board: a moderator's page", async (page) => {
+          await page.goto(`${server.origin}/admin`);
+          await page.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
+          await clickAndWait(
+            page,
+            () => page.getByRole("button", { name: "Sign in" }).click(),
+          );
+        });
+        await audit.check(
+          "board: clear confirmation",
+          `${server.origin}/admin/clear`,
+        );
+      },
+    );
+
+    await t.step(
+      "the moderator deletes one message; the reader's page drops it without a reload",
+      async () => {
+        const loadsBefore = readerLoads;
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", {
+              name: `Delete message ${spam.id}`,
+            })
+              .click(),
+        );
+        assert.equal(await moderatorPage.locator(`#m${spam.id}`).count(), 0);
+        await readerPage.locator(`#m${spam.id}`).waitFor({ state: "detached" });
+        assert.equal(await readerPage.locator(`#m${kept.id}`).count(), 1);
+        assert.equal(
+          readerLoads,
+          loadsBefore,
+          "the reader's page was not reloaded",
+        );
+        await screenshot(readerPage, "board-after-delete");
+      },
+    );
+
+    await t.step(
+      "a message posted now shows live, with a Delete button for the moderator",
+      async () => {
+        const fresh = await post("Posted while both pages are open");
+        await readerPage.locator(`#m${fresh.id}`).waitFor();
+        await moderatorPage.getByRole("button", {
+          name: `Delete message ${fresh.id}`,
+        })
+          .waitFor();
+        assert.equal(
+          await readerPage.getByRole("button", { name: /Delete/ }).count(),
+          0,
+        );
+      },
+    );
+
+    await t.step(
+      "clearing asks first; restore brings the messages back",
+      async () => {
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", { name: "Clear Messages" })
+              .click(),
+        );
+        assert.equal(new URL(moderatorPage.url()).pathname, "/admin/clear");
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", { name: "Yes, clear the board" })
+              .click(),
+        );
+        assert.deepEqual(await readMessages(moderatorPage), []);
+        await readerPage.locator(`#m${kept.id}`).waitFor({ state: "detached" });
+        await clickAndWait(
+          moderatorPage,
+          () =>
+            moderatorPage.getByRole("button", {
+              name: "Restore the last cleared messages",
+            })
+              .click(),
+        );
+        await moderatorPage.locator(`#m${kept.id}`).waitFor();
+        // The reader's page reloads itself on a restore and shows them again.
+        await readerPage.locator(`#m${kept.id}`).waitFor();
+      },
+    );
+    await reader.close();
+    await moderator.close();
+  },
+);
+
 /** Starts the board on a data file in a fresh temp folder, removed on stop. */
-async function startBoard(): Promise<ScriptServer> {
+async function startBoard(args: string[] = []): Promise<ScriptServer> {
   const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });
   const removeFolder = () => Deno.remove(folder, { recursive: true });
   let server: ScriptServer;
@@ -753,7 +925,7 @@ async function startBoard(): Promise<ScriptServer> {
         `--allow-read=${folder}`,
         `--allow-write=${folder}`,
       ],
-      ["--data", `${folder}/messages.jsonl`],
+      ["--data", `${folder}/messages.jsonl`, ...args],
     );
   } catch (error) {
     await removeFolder();

@@ -6,7 +6,7 @@ import {
   createHandler,
   formatLogLine,
   type HandlerOptions,
-  parseRange,
+  parseRanges,
   planFileResponse,
   serveDir,
   type ServeDirOptions,
@@ -592,8 +592,8 @@ Deno.test("planFileResponse decides status, headers and body without touching th
       "x-extra": "1",
     }],
     [{ range: "bytes=10-19" }, 206, {
-      kind: "range",
-      range: { start: 10, end: 19 },
+      kind: "ranges",
+      pieces: [{ start: 10, end: 19 }],
     }, { "content-length": "10", "content-range": "bytes 10-19/100" }],
     [{ "if-none-match": `"64-1"` }, 304, { kind: "none" }, {
       etag: `"64-1"`,
@@ -630,20 +630,20 @@ Deno.test("planFileResponse decides status, headers and body without touching th
 
 // --- Ranges --------------------------------------------------------------
 
-Deno.test("parseRange table", () => {
-  const cases: [string, number, ReturnType<typeof parseRange>][] = [
-    ["bytes=0-499", 1000, { start: 0, end: 499 }],
-    ["bytes=500-999", 1000, { start: 500, end: 999 }],
-    ["bytes=500-", 1000, { start: 500, end: 999 }],
-    ["bytes=-500", 1000, { start: 500, end: 999 }],
-    ["bytes=-1", 1000, { start: 999, end: 999 }],
-    ["bytes=-5000", 1000, { start: 0, end: 999 }],
-    ["bytes=900-5000", 1000, { start: 900, end: 999 }],
-    ["bytes=0-0", 1000, { start: 0, end: 0 }],
-    ["bytes=999-999", 1000, { start: 999, end: 999 }],
-    ["BYTES=1-2", 1000, { start: 1, end: 2 }],
-    [" bytes = 1 - 2 ", 1000, { start: 1, end: 2 }],
-    ["bytes=0-99999999999999999999", 1000, { start: 0, end: 999 }],
+Deno.test("parseRanges table: one range, several, merged, capped (CVE-2011-3192)", () => {
+  const cases: [string, number, ReturnType<typeof parseRanges>][] = [
+    ["bytes=0-499", 1000, [{ start: 0, end: 499 }]],
+    ["bytes=500-999", 1000, [{ start: 500, end: 999 }]],
+    ["bytes=500-", 1000, [{ start: 500, end: 999 }]],
+    ["bytes=-500", 1000, [{ start: 500, end: 999 }]],
+    ["bytes=-1", 1000, [{ start: 999, end: 999 }]],
+    ["bytes=-5000", 1000, [{ start: 0, end: 999 }]],
+    ["bytes=900-5000", 1000, [{ start: 900, end: 999 }]],
+    ["bytes=0-0", 1000, [{ start: 0, end: 0 }]],
+    ["bytes=999-999", 1000, [{ start: 999, end: 999 }]],
+    ["BYTES=1-2", 1000, [{ start: 1, end: 2 }]],
+    [" bytes = 1 - 2 ", 1000, [{ start: 1, end: 2 }]],
+    ["bytes=0-99999999999999999999", 1000, [{ start: 0, end: 999 }]],
     ["bytes=1000-", 1000, "unsatisfiable"],
     ["bytes=1000-2000", 1000, "unsatisfiable"],
     ["bytes=99999999999999999999-", 1000, "unsatisfiable"],
@@ -659,14 +659,49 @@ Deno.test("parseRange table", () => {
     ["bytes=1.5-2", 1000, null],
     ["bytes=-1-2", 1000, null],
     ["bytes=+1-2", 1000, null],
-    ["bytes=0-1,3-4", 1000, null],
+    // Several ranges: kept in the client's order; overlapping or touching ones merged.
+    ["bytes=0-1,3-4", 1000, [{ start: 0, end: 1 }, { start: 3, end: 4 }]],
+    ["bytes=500-599, 0-9", 1000, [{ start: 500, end: 599 }, {
+      start: 0,
+      end: 9,
+    }]],
+    ["bytes=0-9,10-19", 1000, [{ start: 0, end: 19 }]],
+    ["bytes=0-9,5-14,-10", 1000, [{ start: 0, end: 14 }, {
+      start: 990,
+      end: 999,
+    }]],
+    ["bytes=50-59,0-9,55-60", 1000, [{ start: 50, end: 60 }, {
+      start: 0,
+      end: 9,
+    }]],
+    ["bytes=0-1, ,5-6,", 1000, [{ start: 0, end: 1 }, { start: 5, end: 6 }]],
+    // Unsatisfiable ones are dropped; all unsatisfiable is 416.
+    ["bytes=0-1,2000-3000", 1000, [{ start: 0, end: 1 }]],
+    ["bytes=2000-,-0", 1000, "unsatisfiable"],
+    // One bad range makes the whole header ignored.
+    ["bytes=0-1,x", 1000, null],
+    ["bytes=0-1,5-2", 1000, null],
+    // More than 16 ranges, or more bytes than the file: the whole file.
+    [
+      `bytes=${Array.from({ length: 16 }, (_, i) => `${i * 10}-${i * 10}`)}`,
+      1000,
+      Array.from({ length: 16 }, (_, i) => ({ start: i * 10, end: i * 10 })),
+    ],
+    [
+      `bytes=${Array.from({ length: 17 }, (_, i) => `${i * 10}-${i * 10}`)}`,
+      1000,
+      null,
+    ],
+    ["bytes=0-599,400-999", 1000, null],
+    ["bytes=0-,0-", 1000, null],
+    ["bytes=0-499,500-999", 1000, [{ start: 0, end: 999 }]],
     ["items=0-1", 1000, null],
     ["0-1", 1000, null],
     ["", 1000, null],
   ];
   for (const [header, size, expected] of cases) {
     assert.deepEqual(
-      parseRange(header, size),
+      parseRanges(header, size),
       expected,
       `${JSON.stringify(header)} of ${size}`,
     );
@@ -695,7 +730,30 @@ Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (
     ["start past the file", { range: "bytes=100-" }, 416, null],
     ["empty suffix", { range: "bytes=-0" }, 416, null],
     ["backwards range ignored", { range: "bytes=5-2" }, 200, null],
-    ["several ranges ignored", { range: "bytes=0-1,5-6" }, 200, null],
+    [
+      "more than 16 ranges ignored",
+      {
+        range: `bytes=${Array.from({ length: 17 }, (_, i) => `${i}-${i}`)}`,
+      },
+      200,
+      null,
+    ],
+    [
+      "ranges adding up to more than the file ignored",
+      {
+        range: "bytes=0-59,40-99",
+      },
+      200,
+      null,
+    ],
+    [
+      "overlapping ranges merged into one",
+      {
+        range: "bytes=0-9,5-19",
+      },
+      206,
+      [0, 19],
+    ],
     ["other unit ignored", { range: "items=0-1" }, 200, null],
     ["If-Range current ETag", { range: "bytes=0-9", "if-range": etag }, 206, [
       0,
@@ -779,6 +837,112 @@ Deno.test("Range requests table: 206, 416, ignored ranges and If-Range", async (
   assert.equal(head.body, null);
   assert.equal(head.headers.get("content-range"), "bytes 10-19/100");
   assert.equal(head.headers.get("content-length"), "10");
+});
+
+/** Splits a multipart/byteranges body into its parts' headers and bodies. */
+function parseMultipart(contentType: string, body: string) {
+  const boundary = /^multipart\/byteranges; boundary=([0-9a-f]+)$/.exec(
+    contentType,
+  )![1];
+  assert.ok(body.startsWith(`--${boundary}\r\n`), "starts with a boundary");
+  assert.ok(body.endsWith(`\r\n--${boundary}--\r\n`), "ends with the close");
+  const inner = body.slice(0, -`\r\n--${boundary}--\r\n`.length);
+  return inner.split(`--${boundary}\r\n`).slice(1).map((part, i, all) => {
+    const cut = part.indexOf("\r\n\r\n");
+    const headers = new Headers(
+      part.slice(0, cut).split("\r\n").map((line) =>
+        line.split(": ") as [string, string]
+      ),
+    );
+    let data = part.slice(cut + 4);
+    if (i < all.length - 1) {
+      assert.ok(data.endsWith("\r\n"));
+      data = data.slice(0, -2);
+    }
+    return { headers, data };
+  });
+}
+
+Deno.test("multiple ranges: 206 multipart/byteranges, a Content-Range per part, exact length", async (t) => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/digits.txt`, DIGITS);
+  const big = "abcdefghij".repeat(40_000); // 400 KB: served from disk
+  await Deno.writeTextFile(`${tree.root}/big.txt`, big);
+  const cases: [string, string, [number, number][]][] = [
+    ["/digits.txt", "bytes=0-1,5-6", [[0, 1], [5, 6]]],
+    ["/digits.txt", "bytes=90-,-3,10-12", [[90, 99], [10, 12]]],
+    ["/digits.txt", "bytes=50-59, 0-9", [[50, 59], [0, 9]]],
+    ["/digits.txt", "bytes=0-1,500-600,7-8", [[0, 1], [7, 8]]],
+    ["/big.txt", "bytes=0-9,300000-300009,-5", [[0, 9], [300000, 300009], [
+      399995,
+      399999,
+    ]]],
+    ["/big.txt", "bytes=1-100000,200000-399999", [[1, 100000], [
+      200000,
+      399999,
+    ]]],
+  ];
+  const handler = createHandler({ fsRoot: tree.root, quiet: true });
+  for (const [path, range, expected] of cases) {
+    await t.step(`${path} ${range}`, async () => {
+      const text = path === "/big.txt" ? big : DIGITS;
+      for (const from of ["disk", "app"]) {
+        const req = () =>
+          new Request(`http://localhost${path}`, {
+            headers: { range, "accept-encoding": "gzip, br" },
+          });
+        const res = from === "disk"
+          ? await serveDir(req(), { fsRoot: tree.root, quiet: true })
+          : await handler(req());
+        assert.equal(res.status, 206, from);
+        assert.equal(res.headers.get("content-range"), null);
+        assert.equal(res.headers.get("content-encoding"), null);
+        const type = res.headers.get("content-type")!;
+        const body = await res.text();
+        assert.equal(res.headers.get("content-length"), String(body.length));
+        const parts = parseMultipart(type, body);
+        assert.deepEqual(
+          parts.map((p) => p.data),
+          expected.map(([a, b]) => text.slice(a, b + 1)),
+          from,
+        );
+        parts.forEach((part, i) => {
+          const [a, b] = expected[i];
+          assert.equal(
+            part.headers.get("content-range"),
+            `bytes ${a}-${b}/${text.length}`,
+          );
+          assert.equal(
+            part.headers.get("content-type"),
+            "text/plain; charset=utf-8",
+          );
+        });
+        const head = from === "disk"
+          ? await serveDir(new Request(req(), { method: "HEAD" }), {
+            fsRoot: tree.root,
+            quiet: true,
+          })
+          : await handler(new Request(req(), { method: "HEAD" }));
+        assert.equal(head.status, 206);
+        assert.equal(head.body, null);
+        assert.deepEqual([...head.headers], [...res.headers], "HEAD = GET");
+      }
+    });
+  }
+  await t.step(
+    "a client that goes away mid-answer: the file is closed",
+    async () => {
+      const res = await serveDir(
+        new Request("http://localhost/big.txt", {
+          headers: { range: "bytes=0-300000,350000-350010" },
+        }),
+        { fsRoot: tree.root, quiet: true },
+      );
+      const reader = res.body!.getReader();
+      await reader.read();
+      await reader.cancel();
+    },
+  );
 });
 
 Deno.test("large files stream from disk, whole and in ranges across read chunks", async () => {

@@ -290,7 +290,17 @@ Deno.test("--workers 2 out of descriptors: failed workers are replaced, the proc
   assert.equal((await child.status).code, 0);
   const log = await stderr;
   assert.ok(!log.includes("Uncaught"), log);
-  for (const line of log.split("\n").filter(Boolean)) {
-    assert.match(line, /^server_files: a worker failed: .*Too many open files/);
+  // Deno's own warning when NODE_EXTRA_CA_CERTS (set on this machine) is
+  // loaded while no descriptor is free is not ours to judge.
+  const ours = log.split("\n").filter((line) =>
+    line !== "" && !line.includes("Warning: Ignoring extra certs")
+  );
+  for (const line of ours) {
+    // Each Worker's serveWithRestart listens again by itself (one line per
+    // outage); a Worker that fails anyway is replaced.
+    assert.match(
+      line,
+      /^server_files: (a worker failed: .*Too many open files|accepting connections failed .*Too many open files|listening again on port \d+)/,
+    );
   }
 });

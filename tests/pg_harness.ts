@@ -34,6 +34,11 @@ export interface PgServer extends AsyncDisposable {
   stop(): Promise<void>;
   /** Starts the stopped server again on the same port with the same data. */
   start(): Promise<void>;
+  /**
+   * Sends `signal` to the server and every process it started (SIGSTOP: a hung database that
+   * keeps its connections open but never answers; SIGCONT: it goes on).
+   */
+  signal(signal: "SIGSTOP" | "SIGCONT"): Promise<void>;
   /** Stops the server (if running) and deletes its temp folder. */
   destroy(): Promise<void>;
 }
@@ -199,8 +204,29 @@ export async function startPostgres(): Promise<PgServer> {
     ]);
     running = false;
   };
+  const signal = async (name: "SIGSTOP" | "SIGCONT") => {
+    const text = await Deno.readTextFile(`${dataDir}/postmaster.pid`);
+    const postmaster = Number(text.split("\n")[0]);
+    const pids = [postmaster];
+    for await (const entry of Deno.readDir("/proc")) {
+      if (!/^\d+$/.test(entry.name)) continue;
+      try {
+        const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+        // pid (comm) state ppid ...: the command name may hold spaces, so split after ")".
+        const ppid = Number(
+          stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1],
+        );
+        if (ppid === postmaster) pids.push(Number(entry.name));
+      } catch {
+        // the process ended meanwhile
+      }
+    }
+    for (const pid of pids) Deno.kill(pid, name);
+  };
+
   const destroy = async () => {
     try {
+      if (running) await signal("SIGCONT").catch(() => {}); // a frozen server cannot stop
       await stop("immediate");
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -236,6 +262,7 @@ export async function startPostgres(): Promise<PgServer> {
     port,
     stop: () => stop("fast"),
     start,
+    signal,
     destroy,
     [Symbol.asyncDispose]: destroy,
   };

@@ -294,6 +294,69 @@ Deno.test("a request with a body gets its whole answer; the body is drained", as
   }
 });
 
+Deno.test("the server lingers only when the client may still be sending", async (t) => {
+  // The client keeps its side open after reading the answer. A lingering
+  // server is still reading, so its shutdown waits (here up to 60 s); one that
+  // closed at once has nothing left and stops promptly.
+  const cases: { name: string; send: string; lingers: boolean }[] = [
+    {
+      name: "a GET with nothing after its head",
+      send: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      lingers: false,
+    },
+    {
+      name: "Content-Length: 0",
+      send: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n",
+      lingers: false,
+    },
+    {
+      name: "a pipelined request after the head",
+      send: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET / HTTP/1.1\r\n",
+      lingers: true,
+    },
+    {
+      name: "announced content not sent yet",
+      send: "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n",
+      lingers: true,
+    },
+    {
+      name: "chunked content",
+      send:
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      lingers: true,
+    },
+    {
+      name: "a head that is not understood",
+      send: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: x\r\n\r\n",
+      lingers: true,
+    },
+  ];
+  for (const { name, send, lingers } of cases) {
+    await t.step(name, async () => {
+      const { server, port } = startServer({
+        lingerMs: 60_000,
+        shutdownGraceMs: 60_000,
+      });
+      const conn = await connect(port);
+      try {
+        await writeAll(conn, encode(send));
+        const response = parseResponse(await readToEnd(conn));
+        assertWellFormed(response);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const outcome = await Promise.race([
+          server.shutdown().then(() => "stopped"),
+          new Promise((resolve) => timer = setTimeout(resolve, 500, "waiting")),
+        ]);
+        clearTimeout(timer);
+        assert.equal(outcome, lingers ? "waiting" : "stopped");
+      } finally {
+        conn.close(); // ends a linger: the server reads the end of the stream
+        await server.shutdown();
+      }
+    });
+  }
+});
+
 Deno.test("a stalled client does not delay another one", async () => {
   const { server, port } = startServer({
     headTimeoutMs: 60_000,
