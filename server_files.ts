@@ -60,12 +60,20 @@ export interface ServeDirOptions {
    * memory instead. @default {true}
    */
   compress?: boolean;
+  /**
+   * Accepted so that code written for std's `serveDir` compiles unchanged,
+   * and ignored: our entity tag is the file's size and mtime, strong, with no
+   * hash to choose (std hashes the mtime, SHA-256 by default).
+   */
+  etagAlgorithm?: AlgorithmIdentifier;
 }
 
 /** Options of {@linkcode serveFile}. */
 export interface ServeFileOptions {
   /** The file's `Deno.FileInfo`, if the caller already has it (saves a stat). */
   fileInfo?: Deno.FileInfo;
+  /** Accepted for std compatibility and ignored, as in {@linkcode ServeDirOptions.etagAlgorithm}. */
+  etagAlgorithm?: AlgorithmIdentifier;
   /** Extra headers, each `"Name: value"`. @default {[]} */
   headers?: string[];
   /** Add CORS headers. @default {false} */
@@ -1356,9 +1364,65 @@ function bytesResponse(
   );
 }
 
-/** 405 for anything but GET and HEAD; `Allow` lists what works (RFC 9110 15.5.6). */
-function methodNotAllowed(extra: readonly [string, string][]): Response {
-  return textResponse(405, extra, [["Allow", "GET, HEAD"]]);
+/**
+ * Request headers a page on another origin may send when it reads files
+ * (with `--cors`): a preflight echoes those it asks for from this list only.
+ */
+const CORS_SAFE_REQUEST_HEADERS = new Set([
+  "accept",
+  "accept-language",
+  "cache-control",
+  "content-language",
+  "content-type",
+  "if-match",
+  "if-modified-since",
+  "if-none-match",
+  "if-range",
+  "if-unmodified-since",
+  "pragma",
+  "range",
+  "x-requested-with",
+]);
+
+/**
+ * How long a browser may reuse a preflight answer, in seconds (Firefox caps
+ * it at 24 hours, Chromium at 2).
+ */
+export const CORS_MAX_AGE_SECONDS = 86400;
+
+/**
+ * Answers any method but GET and HEAD. With CORS on, `OPTIONS` is a preflight
+ * (Fetch standard, "CORS-preflight request"): 204 with the methods, the
+ * requested headers that are on {@linkcode CORS_SAFE_REQUEST_HEADERS}, and
+ * how long the answer may be reused. Anything else is 405, and `Allow` lists
+ * what works (RFC 9110 15.5.6).
+ */
+function answerOtherMethod(
+  req: Request,
+  extra: readonly [string, string][],
+  cors: boolean,
+): Response {
+  const allow = cors ? "GET, HEAD, OPTIONS" : "GET, HEAD";
+  if (!cors || req.method !== "OPTIONS") {
+    return textResponse(405, extra, [["Allow", allow]]);
+  }
+  const asked = req.headers.get("access-control-request-headers") ?? "";
+  const allowed = asked.split(",").map((name) => name.trim().toLowerCase())
+    .filter((name) => CORS_SAFE_REQUEST_HEADERS.has(name));
+  const headers: [string, string][] = [
+    ["Allow", allow],
+    ["Access-Control-Allow-Methods", allow],
+    ["Access-Control-Max-Age", String(CORS_MAX_AGE_SECONDS)],
+    // The echoed list depends on what was asked: caches must key on it.
+    ["Vary", "Access-Control-Request-Headers"],
+  ];
+  if (allowed.length > 0) {
+    headers.push([
+      "Access-Control-Allow-Headers",
+      [...new Set(allowed)].join(", "),
+    ]);
+  }
+  return makeResponse(null, 204, withExtra(headers, extra));
 }
 
 /**
@@ -1441,9 +1505,13 @@ async function notFoundResponse(
 
 /** One row of a directory listing. */
 export interface ListingEntry {
+  /** The name in its folder, as the filesystem has it (not escaped). */
   name: string;
+  /** A folder (or a symlink to one inside the root). */
   isDirectory: boolean;
+  /** Bytes; not shown for folders. */
   size: number;
+  /** Last modification, or `null` when the filesystem does not say. */
   mtime: Date | null;
 }
 
@@ -1452,7 +1520,9 @@ export type ListingSortKey = "name" | "size" | "time";
 
 /** How a listing is ordered and in which format it is sent. */
 export interface ListingQuery {
+  /** The column to sort by. @default {"name"} */
   sort: ListingSortKey;
+  /** Ascending or descending. @default {"asc"} */
   order: "asc" | "desc";
   /** `null` when the query does not say: then `Accept` decides. */
   format: "html" | "json" | null;
@@ -1782,7 +1852,9 @@ const LISTING_CSP = `default-src 'none'; style-src 'sha256-${
 
 /** One entry of the JSON listing (`Accept: application/json` or `?format=json`). */
 export interface ListingJsonEntry {
+  /** The name in its folder. */
   name: string;
+  /** What the entry is (a symlink counts as what it points to). */
   type: "file" | "directory";
   /** Bytes; `null` for a folder. */
   size: number | null;
@@ -2077,14 +2149,21 @@ interface ServeContext {
   quiet: boolean;
   /** Offer compressed forms of compressible files. */
   compress: boolean;
+  /** `enableCors`: CORS headers, and OPTIONS answered as a preflight. */
+  cors: boolean;
 }
 
-/** CORS for a public, read-only site: any origin may read, and send Range. */
+/**
+ * CORS for a public, read-only site: any origin may read (no credentials),
+ * and its scripts may see the headers a player or a resumable download needs
+ * (beyond the CORS-safelisted ones). The headers a script may send are
+ * allowed by the preflight ({@linkcode answerOtherMethod}).
+ */
 const CORS_HEADERS: [string, string][] = [
   ["Access-Control-Allow-Origin", "*"],
   [
-    "Access-Control-Allow-Headers",
-    "Origin, X-Requested-With, Content-Type, Accept, Range",
+    "Access-Control-Expose-Headers",
+    "Accept-Ranges, Content-Encoding, Content-Range, ETag",
   ],
 ];
 
@@ -2107,6 +2186,7 @@ function makeContext(
     showDotfiles = false,
     quiet = false,
     compress = true,
+    enableCors = false,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
   return {
@@ -2119,6 +2199,7 @@ function makeContext(
     cache,
     quiet,
     compress,
+    cors: enableCors,
   } satisfies ServeContext;
 }
 
@@ -2135,7 +2216,7 @@ export async function serveFile(
   let response: Response;
   try {
     if (req.method !== "GET" && req.method !== "HEAD") {
-      response = methodNotAllowed(extra);
+      response = answerOtherMethod(req, extra, options.enableCors ?? false);
     } else {
       const info = options.fileInfo ?? await Deno.stat(filePath);
       if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
@@ -2234,7 +2315,7 @@ async function serveFromRoot(
   ctx: ServeContext,
 ): Promise<Response> {
   if (req.method !== "GET" && req.method !== "HEAD") {
-    return methodNotAllowed(ctx.extra);
+    return answerOtherMethod(req, ctx.extra, ctx.cors);
   }
   const { pathname, search } = splitUrl(req.url);
   let response: Response;
@@ -2747,7 +2828,9 @@ export function createHandler(options: HandlerOptions = {}): Handler {
 
   const route = (req: Request): Response | Promise<Response> => {
     const method = req.method;
-    if (method !== "GET" && method !== "HEAD") return methodNotAllowed(extra);
+    if (method !== "GET" && method !== "HEAD") {
+      return answerOtherMethod(req, extra, ctx.cors);
+    }
     const { pathname, search } = splitUrl(req.url);
     if (pathname === "/suggest") return suggestFood(search, extra);
     const entry = cache?.fresh(pathname, Date.now());
@@ -3035,7 +3118,7 @@ Options:
   --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network)
   --dir-listing       list folders that have no index.html
   --dotfiles          serve files and folders whose name starts with a dot
-  --cors              add Access-Control-Allow-Origin: * and friends
+  --cors              let any origin read the files (Access-Control-Allow-Origin: *, OPTIONS preflight)
   --header "N: v"     add a header to every response (repeatable)
   --no-compress       never send br or gzip (default: compress text, JS, JSON, SVG...)
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files

@@ -127,6 +127,12 @@ export interface ReadHeadOptions {
    * graceful shutdown closes idle connections and lets started requests finish.
    */
   idleSignal?: AbortSignal;
+  /**
+   * Where to put the bytes, at least `maxBytes` long; the head returned is a
+   * view into it. serveTiny reuses buffers between connections.
+   * @default a new buffer
+   */
+  buffer?: Uint8Array;
 }
 
 /** What {@link readRequestHead} found on the connection. */
@@ -175,7 +181,8 @@ export async function readRequestHead(
 ): Promise<HeadReadResult> {
   const { maxBytes = MAX_HEAD_BYTES, timeoutMs = HEAD_TIMEOUT_MS, idleSignal } =
     options;
-  const buffer = new Uint8Array(maxBytes);
+  const buffer = options.buffer?.subarray(0, maxBytes) ??
+    new Uint8Array(maxBytes);
   let length = 0;
 
   // One deadline for the whole head, not one per read: a client sending one
@@ -1171,6 +1178,14 @@ interface ConnectionSettings {
   respond: Responder;
 }
 
+/**
+ * Head buffers of finished connections, for the next ones: a fresh 8 KiB
+ * buffer per connection is memory the garbage collector must find and free,
+ * thousands of times a second.
+ */
+const headBuffers: Uint8Array[] = [];
+const MAX_SPARE_BUFFERS = 64;
+
 async function handleConnection(
   conn: Deno.Conn,
   settings: ConnectionSettings,
@@ -1178,12 +1193,17 @@ async function handleConnection(
   const { quiet, log, headTimeoutMs, lingerMs, idleSignal } = settings;
   const address = conn.remoteAddr as Deno.NetAddr;
   const client = address.hostname;
+  const buffer = headBuffers.pop() ?? new Uint8Array(MAX_HEAD_BYTES);
   let closed = false;
+  let reusable = false;
   try {
     const result = await readRequestHead(conn, {
       timeoutMs: headTimeoutMs,
       idleSignal,
+      buffer,
     });
+    // After a timeout or a shutdown a read into the buffer is still pending.
+    reusable = result.kind !== "timeout" && result.kind !== "closed";
     // A browser's spare connection that was never used, or a shutdown: no request, no answer.
     if (result.kind === "closed") return;
 
@@ -1225,17 +1245,22 @@ async function handleConnection(
       response = errorResponse(statusFor[result.kind]);
     }
 
+    // Everything the rest needs is worked out before the write, so that the
+    // request and the page are garbage while the bytes go out: less memory
+    // held per connection in flight.
     const date = new Date();
     const { bytes, bodyLength } = encodeResponse(response, omitBody, date);
-    await writeAll(conn, bytes);
-    log(formatAccessLog({
+    const accessLine = formatAccessLog({
       client,
       date,
       requestLine,
       status: response.status,
       bodyBytes: omitBody ? 0 : bodyLength,
-    }));
-    if (maySendMore(result, request)) {
+    });
+    const linger = maySendMore(result, request);
+    await writeAll(conn, bytes);
+    log(accessLine);
+    if (linger) {
       closed = true;
       await closeGracefully(conn, lingerMs);
     }
@@ -1246,6 +1271,9 @@ async function handleConnection(
     // Closed exactly once: closing a closed Conn throws, and building that
     // error costs more than the close.
     if (!closed) closeQuietly(conn);
+    if (reusable && headBuffers.length < MAX_SPARE_BUFFERS) {
+      headBuffers.push(buffer);
+    }
   }
 }
 

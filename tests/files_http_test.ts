@@ -445,6 +445,101 @@ Deno.test("the error mapper logs the internal message and answers a generic body
   assert.match(logged[1], /^server_files: 400 for GET "\/%zz": malformed/);
 });
 
+Deno.test("CORS preflight with enableCors: 204, methods, safe requested headers echoed, max age", async () => {
+  await using tree = await makeTree();
+  const cors = { enableCors: true, headers: ["X-Frame-Options: DENY"] };
+  const serves: [string, (req: Request) => Promise<Response>][] = [
+    [
+      "serveDir",
+      (req) => serveDir(req, { fsRoot: tree.root, quiet: true, ...cors }),
+    ],
+    [
+      "createHandler",
+      async (req) =>
+        await createHandler({ fsRoot: tree.root, quiet: true, ...cors })(req),
+    ],
+    ["serveFile", (req) => serveFile(req, `${tree.root}/a.txt`, cors)],
+  ];
+  const cases: [Record<string, string>, string | null][] = [
+    [{
+      origin: "https://other.example",
+      "access-control-request-method": "GET",
+      "access-control-request-headers": "range, if-none-match",
+    }, "range, if-none-match"],
+    [{
+      origin: "https://other.example",
+      "access-control-request-method": "GET",
+      "access-control-request-headers":
+        "X-Secret-Token, Range,RANGE, authorization",
+    }, "range"],
+    [{
+      origin: "https://other.example",
+      "access-control-request-method": "GET",
+    }, null],
+    [{}, null], // a plain OPTIONS: the same answer
+  ];
+  for (const [name, serve] of serves) {
+    for (const [headers, allowHeaders] of cases) {
+      for (const path of ["/a.txt", "/nope", "/suggest"]) {
+        const label = `${name} ${path} ${JSON.stringify(headers)}`;
+        const res = await serve(
+          new Request(`http://localhost${path}`, {
+            method: "OPTIONS",
+            headers,
+          }),
+        );
+        assert.equal(res.status, 204, label);
+        assert.equal(res.statusText, "No Content");
+        assert.equal(res.body, null);
+        assert.equal(
+          res.headers.get("access-control-allow-origin"),
+          "*",
+          label,
+        );
+        assert.equal(
+          res.headers.get("access-control-allow-methods"),
+          "GET, HEAD, OPTIONS",
+        );
+        assert.equal(res.headers.get("allow"), "GET, HEAD, OPTIONS");
+        assert.equal(
+          res.headers.get("access-control-allow-headers"),
+          allowHeaders,
+          label,
+        );
+        assert.equal(res.headers.get("access-control-max-age"), "86400");
+        assert.equal(res.headers.get("vary"), "Access-Control-Request-Headers");
+        assert.equal(res.headers.get("x-frame-options"), "DENY");
+      }
+    }
+    // Other methods stay 405, and Allow now names OPTIONS.
+    const post = await serve(
+      new Request("http://localhost/a.txt", { method: "POST" }),
+    );
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET, HEAD, OPTIONS");
+    await post.body?.cancel();
+    // A script may read the headers ranges and revalidation need.
+    const get = await serve(new Request("http://localhost/a.txt"));
+    assert.match(
+      get.headers.get("access-control-expose-headers")!,
+      /Content-Range/,
+    );
+    await get.body?.cancel();
+  }
+  // Without enableCors, OPTIONS is 405 like any other method.
+  const off = await serveDir(
+    new Request("http://localhost/a.txt", {
+      method: "OPTIONS",
+      headers: { "access-control-request-method": "GET" },
+    }),
+    { fsRoot: tree.root, quiet: true },
+  );
+  assert.equal(off.status, 405);
+  assert.equal(off.headers.get("allow"), "GET, HEAD");
+  assert.equal(off.headers.get("access-control-allow-origin"), null);
+  await off.body?.cancel();
+});
+
 Deno.test("urlRoot strips a prefix", async () => {
   await using tree = await makeTree();
   const options = { urlRoot: "static" };

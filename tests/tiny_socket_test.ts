@@ -357,6 +357,35 @@ Deno.test("the server lingers only when the client may still be sending", async 
   }
 });
 
+Deno.test("a connection never sees bytes left by an earlier one (buffers are reused)", async () => {
+  const { server, port } = startServer();
+  try {
+    const long = await exchange(
+      port,
+      `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Secret: ${
+        "s".repeat(4000)
+      }\r\n\r\n`,
+    );
+    assert.match(decode(long.body), /X-Secret/);
+    for (
+      const head of [
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+      ]
+    ) {
+      const response = await exchange(
+        port,
+        head,
+        head.endsWith("\n\r\n") ? "" : "\r\n",
+      );
+      assert.equal(response.status, 200);
+      assert.doesNotMatch(decode(response.body), /X-Secret|sss/);
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("a stalled client does not delay another one", async () => {
   const { server, port } = startServer({
     headTimeoutMs: 60_000,
