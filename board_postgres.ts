@@ -105,7 +105,9 @@ const MAX_RECONNECT_DELAY_S = 1;
  *   last id given out then: a change sorts after message `newest_id` and before the next.
  *
  * The advisory lock keeps two processes that start together from racing on
- * `create table if not exists` (which is not safe against itself).
+ * `create table if not exists` (which is not safe against itself). The columns and the
+ * constraint an older board lacked are added only when missing: an ALTER TABLE locks its
+ * table against everything, and would deadlock with a board already serving.
  */
 const SCHEMA = `
   select pg_advisory_xact_lock(hashtext('message_board schema'));
@@ -134,14 +136,17 @@ const SCHEMA = `
     newest_id bigint not null,
     changed_at timestamptz not null default now()
   );
-  alter table board_clears add column if not exists restored_at timestamptz;
-  alter table board_archive alter column clear_id drop not null;
-  alter table board_archive add column if not exists delete_id bigint
-    references board_changes (id);
   do $$ begin
-    alter table board_messages add constraint board_messages_id_safe
-      check (id <= 9007199254740991);
-  exception when duplicate_object then null;
+    if not exists (select from information_schema.columns
+                   where table_name = 'board_clears' and column_name = 'restored_at') then
+      alter table board_clears add column restored_at timestamptz;
+      alter table board_archive alter column clear_id drop not null;
+      alter table board_archive add column delete_id bigint references board_changes (id);
+    end if;
+    if not exists (select from pg_constraint where conname = 'board_messages_id_safe') then
+      alter table board_messages add constraint board_messages_id_safe
+        check (id <= 9007199254740991);
+    end if;
   end $$;
 `;
 

@@ -1102,7 +1102,7 @@ class JsonLinesStore implements MessageStore {
       await syncDirectory(directory);
     } catch (error) {
       await Deno.remove(newFile).catch(() => {});
-      throw error;
+      throw notWritten("clear", error);
     }
     // Steps 2 and 3: a failure here leaves files in a state that
     // finishInterruptedClear sorts out; the background retry runs it.
@@ -1179,7 +1179,7 @@ class JsonLinesStore implements MessageStore {
       await syncDirectory(directory);
     } catch (error) {
       await Deno.remove(tempFile).catch(() => {});
-      throw error;
+      throw notWritten("restore", error);
     }
     try {
       this.#closeFile();
@@ -1280,6 +1280,17 @@ class JsonLinesStore implements MessageStore {
 
 /** The largest message id: the largest integer a JSON number (a double) holds exactly. */
 const MAX_ID = Number.MAX_SAFE_INTEGER;
+
+/**
+ * The error for a clear or restore whose first step could not be written (a full disk):
+ * nothing changed, the board stays writable, and the client may try again soon.
+ */
+function notWritten(what: string, cause: unknown): StoreUnavailableError {
+  return new StoreUnavailableError(
+    `the ${what} could not be written (nothing changed): ${cause}`,
+    { cause, retryAfterSeconds: RETRY_FIRST_MS / 1000 },
+  );
+}
 
 /** The error for writes after close(). */
 function closedError(): StoreUnavailableError {

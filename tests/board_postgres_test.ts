@@ -439,3 +439,55 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "postgres store: boards starting together beside a serving one do not deadlock; an older board's tables are brought up to date",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const { default: postgres } = await import("npm:postgres@3.4.7");
+    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+    try {
+      // The tables as the previous version of the board made them, with one cleared message.
+      await sql.unsafe(`
+        create table board_messages (id bigint generated always as identity primary key,
+          text text not null, name text, posted_at timestamptz not null default now());
+        create table board_clears (id bigint generated always as identity primary key,
+          through_id bigint not null, cleared_at timestamptz not null default now());
+        create table board_archive (id bigint primary key, text text not null, name text,
+          posted_at timestamptz not null, clear_id bigint not null references board_clears (id));
+        insert into board_messages (text) values ('old');
+        insert into board_clears (through_id) values (1);
+        insert into board_archive select id, text, name, posted_at, 1 from board_messages;
+        delete from board_messages;`);
+    } finally {
+      await sql.end();
+    }
+    const first = await openPostgresStore(pg.url, { log: quiet });
+    const stores = [first];
+    try {
+      let serving = true;
+      const reads = (async () => {
+        while (serving) await first.listMessages({ before: 100, limit: 5 });
+      })();
+      stores.push(
+        ...await Promise.all(
+          Array.from(
+            { length: 4 },
+            () => openPostgresStore(pg.url, { log: quiet }),
+          ),
+        ),
+      );
+      serving = false;
+      await reads;
+      assert.deepEqual(await first.restoreNewestArchive(), { restored: 1 });
+      const [old] = (await first.listMessages({ limit: 5 })).messages;
+      assert.equal(old.text, "old");
+      assert.equal(await stores[1].deleteMessage(old.id), true);
+      assert.equal((await stores[2].appendMessage({ text: "new" })).id, 2);
+    } finally {
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  },
+});

@@ -801,3 +801,39 @@ Deno.test("store: the largest id is stored, the next post is refused with a log 
     await store.close();
   }
 });
+
+Deno.test("store: a clear or restore whose first file cannot be written changes nothing and stays writable", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const store = await openJsonLinesStore(dataFile);
+  const originalOpen = Deno.open;
+  try {
+    await store.appendMessage({ text: "one" });
+    await store.clearMessages();
+    await store.appendMessage({ text: "two" });
+    Deno.open = ((path: string | URL, options?: Deno.OpenOptions) =>
+      /\.(new|restore)$/.test(String(path))
+        ? Promise.reject(new Error("ENOSPC: no space left on device"))
+        : originalOpen(path, options)) as typeof Deno.open;
+    for (
+      const attempt of [() =>
+        store.clearMessages(), () =>
+        store.restoreNewestArchive()]
+    ) {
+      const error = await attempt().catch((e) =>
+        e
+      );
+      assert.equal(error.name, "StoreUnavailableError");
+      assert.ok(error.retryAfterSeconds >= 1);
+    }
+    assert.equal(store.writable, true);
+    assert.deepEqual((await allMessages(store)).map((m) => m.text), ["two"]);
+    assert.equal((await store.appendMessage({ text: "three" })).id, 3);
+    assert.ok(
+      !(await listFolder(folder.path)).some((n) => /\.(new|restore)$/.test(n)),
+    );
+  } finally {
+    Deno.open = originalOpen;
+    await store.close();
+  }
+});
