@@ -1630,6 +1630,21 @@ export function withoutBodyForHead(req: Request, response: Response): Response {
 // ---------------------------------------------------------------------------
 
 /**
+ * Text a client chose, made safe for one log line: C0 and C1 controls, DEL and
+ * the line separators become `\xNN` / `\u{NNNN}`.
+ *
+ * @example logSafe("a\r\nb") // => "a\\x0d\\x0ab"
+ */
+export function logSafe(text: string): string {
+  return text.replace(/[\p{Cc}\u2028\u2029]/gu, (char) => {
+    const code = char.charCodeAt(0);
+    return code > 0xff
+      ? `\\u{${code.toString(16)}}`
+      : `\\x${code.toString(16).padStart(2, "0")}`;
+  });
+}
+
+/**
  * Maps any error met while serving to a response, the way Go's `toHTTPError`
  * does. The client gets the status and a generic reason phrase only: error
  * messages contain filesystem paths, which tell an attacker how the server
@@ -1649,7 +1664,11 @@ async function errorResponse(
   else status = statusForFsError(error);
   if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
-    const detail = error instanceof HttpError ? error.message : error;
+    // A 4xx message quotes the decoded path, which the client chose: shown on one line
+    // with controls escaped, so `%0d%0a` cannot forge a log line nor `%1b` colour it.
+    const detail = status >= 500
+      ? error
+      : logSafe(error instanceof HttpError ? error.message : String(error));
     console.error(
       `server_files: ${status} for ${req.method} ${JSON.stringify(pathname)}:`,
       detail,
@@ -3054,11 +3073,21 @@ export function suggestFood(
   const query = new URLSearchParams(search);
   const name = (query.get("firstname") ?? "").trim();
   const food = query.get("food") ?? "";
+  // A field sent twice would be a guess; a control or invisible format character
+  // (NUL, a right-to-left override that reverses the rest of our sentence) or
+  // U+FFFD (a byte that was not UTF-8) is no part of a name.
+  const repeated = query.getAll("firstname").length > 1 ||
+    query.getAll("food").length > 1;
+  const unprintable = /[\p{Cc}\p{Cf}\u2028\u2029\uFFFD]/u.test(name);
   if (
-    name === "" || name.length > MAX_NAME_CHARS ||
+    repeated || unprintable || name === "" || name.length > MAX_NAME_CHARS ||
     !Object.hasOwn(SUGGESTIONS, food)
   ) {
-    const problem = name === ""
+    const problem = repeated
+      ? "Please send the form once: a field came twice."
+      : unprintable
+      ? "Please use only printable characters in your name."
+      : name === ""
       ? "Please tell us your first name."
       : name.length > MAX_NAME_CHARS
       ? `Please use at most ${MAX_NAME_CHARS} characters for your name.`
