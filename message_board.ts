@@ -1781,9 +1781,21 @@ export function parsePositiveInteger(
   return number <= max ? number : null;
 }
 
+/**
+ * One query parameter: null when absent, 400 when sent twice (`?limit=1&limit=100`
+ * would be a guess, as a repeated form field is).
+ */
+function readQueryParameter(url: URL, name: string): string | null {
+  const values = url.searchParams.getAll(name);
+  if (values.length > 1) {
+    throw new HttpError(400, `The parameter ${name} was sent twice.`);
+  }
+  return values[0] ?? null;
+}
+
 /** Reads `before` from a query string: undefined when absent, 400 when malformed. */
 function readBeforeParameter(url: URL): number | undefined {
-  const before = url.searchParams.get("before");
+  const before = readQueryParameter(url, "before");
   if (before === null) return undefined;
   const id = parsePositiveInteger(before, Number.MAX_SAFE_INTEGER);
   if (id === null) {
@@ -2304,6 +2316,7 @@ export function createBoardHandler(
       page,
       base,
       moderation: moderationOf(context),
+      readOnly: !store.writable,
     });
   }
 
@@ -2396,7 +2409,7 @@ export function createBoardHandler(
   /** GET /api/messages?before=ID&limit=N */
   async function listApi({ url }: RequestContext): Promise<Response> {
     const before = readBeforeParameter(url);
-    const limitText = url.searchParams.get("limit");
+    const limitText = readQueryParameter(url, "limit");
     const limit = limitText === null
       ? pageSize
       : parsePositiveInteger(limitText, MAX_PAGE_LIMIT);
@@ -2602,7 +2615,18 @@ export function createBoardHandler(
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Promise<Response> {
-    const url = new URL(request.url);
+    // Deno builds request.url from the Host header, so a Host no URL can hold
+    // (`[zz`, `a|b`, a port past 65535) makes it unparseable: 400, as RFC 9112 says.
+    const url = URL.parse(request.url);
+    if (url === null) {
+      await request.body?.cancel().catch(() => {});
+      const response = errorResponse(
+        new HttpError(400, "The Host header is not a valid host name."),
+        "html",
+        base,
+      );
+      return request.method === "HEAD" ? withoutBody(response) : response;
+    }
     const path = url.pathname === base
       ? ""
       : url.pathname.startsWith(`${base}/`)
@@ -2692,7 +2716,7 @@ export function formatEvent(event: BoardEvent): string {
  */
 function readResumePoint(request: Request, url: URL): number | undefined {
   const text = request.headers.get("last-event-id") ??
-    url.searchParams.get("after");
+    readQueryParameter(url, "after");
   if (text === null || text === "") return undefined;
   const id = text === "0"
     ? 0
@@ -2924,6 +2948,8 @@ export interface PageView {
   base?: string;
   /** Which moderation controls to show. @default "open" */
   moderation?: Moderation;
+  /** The store takes no posts for now (a failed write; it retries by itself). @default false */
+  readOnly?: boolean;
 }
 
 /** The Clear section, as far as this visitor may moderate. */
@@ -2970,6 +2996,7 @@ export function renderBoard(
     name = "",
     base = "",
     moderation = "open",
+    readOnly = false,
   }: PageView,
 ): string {
   const canDelete = moderation === "open" || moderation === "admin";
@@ -3014,7 +3041,11 @@ export function renderBoard(
 <h1>Tiny Message Board</h1>
 <section class="new" aria-labelledby="new-heading">
 <h2 id="new-heading">New Message</h2>
-${errorBlock}<form method="post" action="${base}/">
+${
+    readOnly
+      ? `<p class="notice" role="status">The board cannot take new messages for a moment (its storage failed); posting will work again by itself.</p>\n`
+      : ""
+  }${errorBlock}<form method="post" action="${base}/">
 <label for="name">Your name <small>(optional, remembered in a cookie)</small></label>
 <input id="name" name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="${
     escapeHtml(name)
@@ -3110,6 +3141,7 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
 .clear button.quiet, .delete button { background: transparent; color: inherit; border: 1px solid var(--line); }
 .delete button { margin-top: 0.25rem; padding: 0.1rem 0.6rem; font-size: 0.85rem; }
 .clear p { color: var(--muted); font-size: 0.9rem; }
+.notice { padding: 0.5rem 0.75rem; border-left: 4px solid var(--muted); }
 .error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
 .message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
 .meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
@@ -3536,11 +3568,12 @@ export async function startServer(
     ? board.handler
     : async (request, info) => {
       const response = await board.handler(request, info);
-      const { pathname, search } = new URL(request.url);
+      const url = URL.parse(request.url);
+      const target = url ? `${url.pathname}${url.search}` : "(bad Host)";
       console.log(
         `${
           new Date().toISOString()
-        } ${request.method} ${pathname}${search} ${response.status}`,
+        } ${request.method} ${target} ${response.status}`,
       );
       return response;
     };

@@ -65,7 +65,20 @@ export interface ServeDirOptions {
    * and ignored: our entity tag is the file's size and mtime, strong, with no
    * hash to choose (std hashes the mtime, SHA-256 by default).
    */
-  etagAlgorithm?: AlgorithmIdentifier;
+  etagAlgorithm?: AlgorithmIdentifier; /**
+   * Serve `about.html` for `/about` when there is no `about` file or folder,
+   * and redirect `/about.html` to `/about` (301), as std's unstable
+   * `cleanUrls` option does the first half. @default {false}
+   */
+
+  cleanUrls?: boolean;
+  /**
+   * A file inside the root (`"index.html"`) that answers, with 200, a GET or
+   * HEAD for a path with no file whose `Accept` includes `text/html`: the
+   * single-page-app fallback. Other requests still get 404.
+   * @default {undefined}
+   */
+  fallback?: string;
 }
 
 /** Options of {@linkcode serveFile}. */
@@ -92,6 +105,15 @@ export interface HandlerOptions extends ServeDirOptions {
   cacheMs?: number;
   /** Files up to this size are kept in memory. 0 turns the cache off. @default {MAX_CACHED_FILE_BYTES} */
   maxCachedFileBytes?: number;
+  /**
+   * Host names answered besides localhost, 127.0.0.1 and [::1] (the CLI adds
+   * the names and addresses it listens on). A leading dot (`.example.com`)
+   * allows every subdomain. Any other `Host` gets 421: a page on another site
+   * whose DNS name points here (DNS rebinding) cannot read the files.
+   * {@linkcode serveDir} and {@linkcode serveFile} do not check (as std).
+   * @default {[]}
+   */
+  allowedHosts?: string[];
 }
 
 /** Files up to this size are served from memory by {@linkcode createHandler}. */
@@ -344,6 +366,53 @@ export async function resolveSafePath(
 }
 
 /**
+ * The one spelling of a URL path that is served, or null when `urlPath`
+ * already is it. Like std's serveDir (and the URL parsers of browsers),
+ * empty segments (`//`) and `.` segments (also `%2e` and an encoded
+ * slash's `%2F%2F`) go; a final `.` keeps the slash (`/a/.` is `/a/`). The
+ * result starts with exactly one slash, so as a `Location` it can never
+ * name another host (`//evil.example`: an open redirect). Paths that
+ * {@linkcode resolveSafePath} refuses (bad escapes, NUL, backslash, `..`)
+ * get null here, and their 400 there.
+ *
+ * @example canonicalUrlPath("/a//b/./c.txt") === "/a/b/c.txt"
+ * @example canonicalUrlPath("/a%20b/c.txt") === null
+ */
+export function canonicalUrlPath(urlPath: string): string | null {
+  // The common case costs one scan: no "//", no "." segment, no escape.
+  if (
+    !urlPath.includes("//") && !urlPath.includes("/.") &&
+    !urlPath.includes("%")
+  ) return null;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(urlPath);
+  } catch {
+    return null;
+  }
+  const segments = decoded.split("/");
+  if (segments.includes("..") || /[\0\\]/.test(decoded)) return null;
+  const kept = segments.filter((segment) => segment !== "" && segment !== ".");
+  const last = segments[segments.length - 1];
+  const slash = kept.length > 0 && (last === "" || last === ".") ? "/" : "";
+  if ("/" + kept.join("/") + slash === decoded) return null;
+  return "/" + kept.map(encodePathSegment).join("/") + slash;
+}
+
+/**
+ * Percent-encodes one path segment, leaving the characters RFC 3986 3.3
+ * allows in a segment (`pchar`) as they are.
+ *
+ * @example encodePathSegment("a b?#%:@") === "a%20b%3F%23%25:@"
+ */
+function encodePathSegment(segment: string): string {
+  return encodeURIComponent(segment).replace(
+    /%(24|26|2B|2C|3A|3B|3D|40)/g,
+    (escape) => decodeURIComponent(escape),
+  );
+}
+
+/**
  * True when a symlink-free path is the root or inside it (root plus a
  * separator: `/srv/site-old` is not inside `/srv/site`), and, unless
  * `showDotfiles`, has no dot segment below the root.
@@ -405,6 +474,13 @@ export interface OpenFile {
   info: Deno.FileInfo;
   /** Closes the handle; safe to call twice. */
   close(): void;
+  /**
+   * Streams `length` bytes from `start`, then closes the handle (also on
+   * error, or when the client goes away). Positional reads of
+   * {@linkcode RANGE_CHUNK_BYTES}: faster here than `Deno.FsFile.readable`
+   * (measured 300-800 against 180-530 MB/s for a 200 MB file on loopback).
+   */
+  stream(start: number, length: number): ReadableStream<Uint8Array>;
 }
 
 /**
@@ -419,8 +495,14 @@ export interface OpenFile {
  * `O_NONBLOCK` changes nothing (reads from disk never return EAGAIN).
  * Anything but a regular file is a 404.
  */
-export async function openRegularFile(path: string): Promise<OpenFile> {
-  const handle = await fsOpen(path, OPEN_FLAGS);
+export async function openRegularFile(
+  path: string,
+  { followSymlinks = false } = {},
+): Promise<OpenFile> {
+  const handle = await fsOpen(
+    path,
+    followSymlinks ? OPEN_FLAGS & ~(fsConstants.O_NOFOLLOW ?? 0) : OPEN_FLAGS,
+  );
   let closed = false;
   const close = () => {
     if (!closed) {
@@ -433,11 +515,56 @@ export async function openRegularFile(path: string): Promise<OpenFile> {
     if (!stats.isFile()) {
       throw new HttpError(404, `not a regular file: ${path}`);
     }
-    return { handle, info: fileInfoFromStats(stats), close };
+    return {
+      handle,
+      info: fileInfoFromStats(stats),
+      close,
+      stream: (start, length) => streamHandle(handle, start, length, close),
+    };
   } catch (error) {
     close();
     throw error;
   }
+}
+
+function streamHandle(
+  handle: FileHandle,
+  start: number,
+  length: number,
+  close: () => void,
+): ReadableStream<Uint8Array> {
+  let position = start;
+  let remaining = length;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        if (remaining === 0) {
+          close();
+          controller.close();
+          return;
+        }
+        const chunk = new Uint8Array(Math.min(RANGE_CHUNK_BYTES, remaining));
+        const { bytesRead } = await handle.read(
+          chunk,
+          0,
+          chunk.length,
+          position,
+        );
+        if (bytesRead === 0) throw new Error("file shrank while being sent");
+        position += bytesRead;
+        remaining -= bytesRead;
+        controller.enqueue(chunk.subarray(0, bytesRead));
+        if (remaining === 0) {
+          close();
+          controller.close();
+        }
+      } catch (error) {
+        close();
+        controller.error(error);
+      }
+    },
+    cancel: close,
+  }, { highWaterMark: 0 });
 }
 
 const OPEN_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0) |
@@ -758,6 +885,27 @@ export function negotiateCoding(
   offered: readonly Coding[],
 ): Coding {
   if (header === null || offered.length === 0) return "identity";
+  const weights = parseAcceptEncoding(header);
+  const any = weights.get("*");
+  let best: Coding = "identity";
+  let bestQ = 0;
+  for (const coding of offered) {
+    const q = weights.get(coding) ?? any ?? 0;
+    if (q > bestQ) [best, bestQ] = [coding, q];
+  }
+  const identityQ = weights.get("identity");
+  if (identityQ !== undefined && identityQ > bestQ) return "identity";
+  return best;
+}
+
+/**
+ * The q-value of each coding named in an `Accept-Encoding`, the first
+ * mention winning. Browsers send a handful of distinct values, so the last
+ * ones parsed are kept (at most {@linkcode MAX_PARSED_ACCEPT_ENCODINGS}).
+ */
+function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
+  const known = parsedAcceptEncodings.get(header);
+  if (known !== undefined) return known;
   const weights = new Map<string, number>();
   for (const item of header.split(",")) {
     const [rawName, ...params] = item.split(";");
@@ -773,17 +921,15 @@ export function negotiateCoding(
     }
     if (!weights.has(name)) weights.set(name, q);
   }
-  const any = weights.get("*");
-  let best: Coding = "identity";
-  let bestQ = 0;
-  for (const coding of offered) {
-    const q = weights.get(coding) ?? any ?? 0;
-    if (q > bestQ) [best, bestQ] = [coding, q];
+  if (parsedAcceptEncodings.size >= MAX_PARSED_ACCEPT_ENCODINGS) {
+    parsedAcceptEncodings.clear();
   }
-  const identityQ = weights.get("identity");
-  if (identityQ !== undefined && identityQ > bestQ) return "identity";
-  return best;
+  if (header.length <= 200) parsedAcceptEncodings.set(header, weights);
+  return weights;
 }
+
+const MAX_PARSED_ACCEPT_ENCODINGS = 64;
+const parsedAcceptEncodings = new Map<string, ReadonlyMap<string, number>>();
 
 // ---------------------------------------------------------------------------
 // Deciding: what to answer for one file, from the request alone
@@ -806,15 +952,47 @@ export type BodyPlan =
 /** What {@linkcode planFileResponse} decided: everything but the bytes. */
 export interface FilePlan {
   status: 200 | 206 | 304 | 412 | 416;
-  headers: [string, string][];
+  /** Shared between plans of one cached file: never modify it. */
+  headers: readonly [string, string][];
   /** The representation whose bytes (or validators) the answer carries. */
   representation: Representation;
   body: BodyPlan;
 }
 
+/**
+ * What plans of a cached file would otherwise build again at every request:
+ * its identity representation, and the header lists of each representation.
+ * A cached file's meta lives as long as its cache entry, so a cache hit plans
+ * without allocating; the maps are weak, so the lists go with the entry.
+ */
+const identities = new WeakMap<FileMeta, Representation>();
+const builtHeaders = new WeakMap<Representation, {
+  extra: readonly [string, string][];
+  ok?: readonly [string, string][];
+  notModified?: readonly [string, string][];
+}>();
+
 /** The file itself as a representation. */
 function identityOf(meta: FileMeta): Representation {
-  return { coding: "identity", etag: meta.etag, size: meta.size };
+  let identity = identities.get(meta);
+  if (identity === undefined) {
+    identity = { coding: "identity", etag: meta.etag, size: meta.size };
+    identities.set(meta, identity);
+  }
+  return identity;
+}
+
+/** The memo of built header lists for a representation (with these extras). */
+function headerMemo(
+  representation: Representation,
+  extra: readonly [string, string][],
+) {
+  let memo = builtHeaders.get(representation);
+  if (memo === undefined || memo.extra !== extra) {
+    memo = { extra };
+    builtHeaders.set(representation, memo);
+  }
+  return memo;
 }
 
 /**
@@ -866,7 +1044,7 @@ export function planFileResponse(
   }
   if (ranges !== null && ranges.length === 1) {
     const [range] = ranges;
-    const partial = okHeaders(meta, identity, extra);
+    const partial = [...okHeaders(meta, identity, extra)];
     partial.push(
       ["Content-Range", `bytes ${range.start}-${range.end}/${meta.size}`],
     );
@@ -938,7 +1116,7 @@ function multipartPlan(
   const tail = `\r\n--${boundary}--\r\n`;
   pieces.push(tail);
   length += tail.length;
-  const headers = okHeaders(meta, identity, extra);
+  const headers = [...okHeaders(meta, identity, extra)];
   setHeader(
     headers,
     "Content-Type",
@@ -978,6 +1156,15 @@ function okHeaders(
   meta: FileMeta,
   representation: Representation,
   extra: readonly [string, string][],
+): readonly [string, string][] {
+  const memo = headerMemo(representation, extra);
+  return memo.ok ??= buildOkHeaders(meta, representation, extra);
+}
+
+function buildOkHeaders(
+  meta: FileMeta,
+  representation: Representation,
+  extra: readonly [string, string][],
 ): [string, string][] {
   const headers: [string, string][] = [["Content-Type", meta.contentType]];
   if (representation.coding === "identity") {
@@ -999,8 +1186,9 @@ function notModifiedHeaders(
   meta: FileMeta,
   representation: Representation,
   extra: readonly [string, string][],
-): [string, string][] {
-  return pushValidators([], meta, representation, extra);
+): readonly [string, string][] {
+  const memo = headerMemo(representation, extra);
+  return memo.notModified ??= pushValidators([], meta, representation, extra);
 }
 
 function pushValidators(
@@ -1122,7 +1310,7 @@ function makeResponse(
  * Where the bytes of a file come from: memory (cached small files) or an open
  * file holding the chosen representation (the file itself, or its `.br`/`.gz`).
  */
-type BodySource = MemorySource | { kind: "file"; file: Deno.FsFile };
+type BodySource = MemorySource | { kind: "file"; file: OpenFile };
 
 /** One representation held in memory, with its two everyday answers built once. */
 interface MemoryForm {
@@ -1209,19 +1397,18 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
     case "reason":
       return makeResponse(REASON_BYTES[plan.status], plan.status, plan.headers);
     case "whole": {
-      const { file } = source as { file: Deno.FsFile };
-      // A whole file: Deno sees that `readable` is backed by a file resource
-      // and copies it to the socket in Rust, without passing chunks through JS.
+      const { file } = source as { file: OpenFile };
       // No size means gzip while streaming (a big compressible file).
+      const whole = file.stream(0, file.info.size);
       const stream = representation.size === null
-        ? gzipWhileStreaming(file.readable)
-        : file.readable;
+        ? gzipWhileStreaming(whole)
+        : whole;
       return makeResponse(stream, plan.status, plan.headers);
     }
     case "ranges": {
       const bytes = source.kind === "memory"
         ? joinPieces(source.bytes, body.pieces)
-        : streamFilePieces(source.file, body.pieces, representation.size!);
+        : streamFilePieces(source.file, body.pieces);
       return makeResponse(bytes, plan.status, plan.headers);
     }
   }
@@ -1269,31 +1456,21 @@ function joinPieces(
 /**
  * Streams the pieces of a ranges plan from an open file (each range read in
  * big chunks, the text between them as it is) and closes the file at the
- * end, on error, or when the client goes away. One range that runs to the
- * end of the file (`bytes=N-`, how players resume and seek) is the file's
- * own Rust-backed `readable` after a seek.
+ * end, on error, or when the client goes away. One range is the file's own
+ * {@linkcode OpenFile.stream}.
  */
 function streamFilePieces(
-  file: Deno.FsFile,
+  file: OpenFile,
   pieces: readonly (ByteRange | string)[],
-  size: number,
 ): ReadableStream<Uint8Array> {
   const first = pieces[0];
-  if (
-    pieces.length === 1 && typeof first !== "string" && first.end === size - 1
-  ) {
-    file.seekSync(first.start, Deno.SeekMode.Start);
-    return file.readable;
+  if (pieces.length === 1 && typeof first !== "string") {
+    return file.stream(first.start, first.end - first.start + 1);
   }
   let index = 0;
+  let position = 0; // where the next read of the current range starts
   let remaining = 0; // bytes left of the range being read
-  let closed = false;
-  const close = () => {
-    if (!closed) {
-      closed = true;
-      file.close();
-    }
-  };
+  const close = () => file.close();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -1308,12 +1485,18 @@ function streamFilePieces(
             controller.enqueue(encoder.encode(piece));
             return;
           }
-          await file.seek(piece.start, Deno.SeekMode.Start);
+          position = piece.start;
           remaining = piece.end - piece.start + 1;
         }
         const chunk = new Uint8Array(Math.min(RANGE_CHUNK_BYTES, remaining));
-        const read = await file.read(chunk);
-        if (read === null) throw new Error("file shrank while being sent");
+        const { bytesRead: read } = await file.handle.read(
+          chunk,
+          0,
+          chunk.length,
+          position,
+        );
+        if (read === 0) throw new Error("file shrank while being sent");
+        position += read;
         remaining -= read;
         controller.enqueue(chunk.subarray(0, read));
       } catch (error) {
@@ -1447,6 +1630,21 @@ export function withoutBodyForHead(req: Request, response: Response): Response {
 // ---------------------------------------------------------------------------
 
 /**
+ * Text a client chose, made safe for one log line: C0 and C1 controls, DEL and
+ * the line separators become `\xNN` / `\u{NNNN}`.
+ *
+ * @example logSafe("a\r\nb") // => "a\\x0d\\x0ab"
+ */
+export function logSafe(text: string): string {
+  return text.replace(/[\p{Cc}\u2028\u2029]/gu, (char) => {
+    const code = char.charCodeAt(0);
+    return code > 0xff
+      ? `\\u{${code.toString(16)}}`
+      : `\\x${code.toString(16).padStart(2, "0")}`;
+  });
+}
+
+/**
  * Maps any error met while serving to a response, the way Go's `toHTTPError`
  * does. The client gets the status and a generic reason phrase only: error
  * messages contain filesystem paths, which tell an attacker how the server
@@ -1466,7 +1664,11 @@ async function errorResponse(
   else status = statusForFsError(error);
   if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
-    const detail = error instanceof HttpError ? error.message : error;
+    // A 4xx message quotes the decoded path, which the client chose: shown on one line
+    // with controls escaped, so `%0d%0a` cannot forge a log line nor `%1b` colour it.
+    const detail = status >= 500
+      ? error
+      : logSafe(error instanceof HttpError ? error.message : String(error));
     console.error(
       `server_files: ${status} for ${req.method} ${JSON.stringify(pathname)}:`,
       detail,
@@ -1489,9 +1691,15 @@ async function notFoundResponse(
 ): Promise<Response> {
   try {
     const page = await resolveSafePath(rootReal, "/404.html", false);
-    if (page.info.isFile) {
-      const bytes = await Deno.readFile(page.path);
-      return bytesResponse(404, bytes, "text/html; charset=utf-8", extra);
+    if (page.info.isFile && page.info.size <= MAX_CACHED_FILE_BYTES) {
+      // Opened like any file: a 404.html swapped for a FIFO cannot hang us.
+      const file = await openRegularFile(page.path);
+      try {
+        const bytes = await readWhole(file, file.info.size);
+        return bytesResponse(404, bytes, "text/html; charset=utf-8", extra);
+      } finally {
+        file.close();
+      }
     }
   } catch {
     // No custom page (or an unreadable one): fall back to the plain text.
@@ -2058,15 +2266,14 @@ async function findPrecompressed(
 async function openPrecompressed(
   path: string,
   planned: Representation,
-): Promise<Deno.FsFile | null> {
-  let file: Deno.FsFile;
+): Promise<OpenFile | null> {
+  let file: OpenFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = await openRegularFile(path);
   } catch {
     return null;
   }
-  const info = await file.stat();
-  if (info.isFile && entityTag(info, `-${planned.coding}`) === planned.etag) {
+  if (entityTag(file.info, `-${planned.coding}`) === planned.etag) {
     return file;
   }
   file.close();
@@ -2151,6 +2358,10 @@ interface ServeContext {
   compress: boolean;
   /** `enableCors`: CORS headers, and OPTIONS answered as a preflight. */
   cors: boolean;
+  /** `/about` serves `about.html`; `/about.html` redirects to `/about`. */
+  cleanUrls: boolean;
+  /** The URL path of the SPA fallback file (`/index.html`), or null. */
+  fallback: string | null;
 }
 
 /**
@@ -2187,6 +2398,8 @@ function makeContext(
     quiet = false,
     compress = true,
     enableCors = false,
+    cleanUrls = false,
+    fallback,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
   return {
@@ -2200,6 +2413,8 @@ function makeContext(
     quiet,
     compress,
     cors: enableCors,
+    cleanUrls,
+    fallback: fallback === undefined ? null : fallbackUrlPath(fallback),
   } satisfies ServeContext;
 }
 
@@ -2221,7 +2436,8 @@ export async function serveFile(
       const info = options.fileInfo ?? await Deno.stat(filePath);
       if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
       const { compress = true } = options;
-      response = await sendFileFromDisk(req, filePath, extra, compress);
+      // The caller chose the path: a symlink there is followed, as in std.
+      response = await sendFileFromDisk(req, filePath, extra, compress, true);
     }
   } catch (error) {
     // std's serveFile has no log: only a 5xx is worth a line here.
@@ -2240,10 +2456,11 @@ async function sendFileFromDisk(
   path: string,
   extra: readonly [string, string][],
   compress: boolean,
+  followSymlinks = false,
 ): Promise<Response> {
-  let file = await Deno.open(path, { read: true });
+  let file = await openRegularFile(path, { followSymlinks });
   try {
-    const info = await file.stat();
+    const info = file.info;
     let meta = fileMetaFrom(path, info);
     if (compress && isCompressible(meta.contentType)) {
       const wanted = req.headers.get("accept-encoding") !== null;
@@ -2321,8 +2538,16 @@ async function serveFromRoot(
   let response: Response;
   try {
     response = await serveUrlPath(req, ctx, pathname, search);
-  } catch (error) {
+  } catch (caught) {
+    let error = caught;
     ctx.cache?.forget(pathname); // the file went away or became unsafe
+    if (ctx.fallback !== null && isNotFound(error) && acceptsHtml(req)) {
+      try {
+        return await serveFallback(req, ctx, ctx.fallback);
+      } catch (fallbackError) {
+        error = fallbackError;
+      }
+    }
     response = await errorResponse(
       error,
       req,
@@ -2340,6 +2565,10 @@ async function serveUrlPath(
   pathname: string,
   search: string,
 ): Promise<Response> {
+  // One URL per file, as std's serveDir: `/a//b.txt` and `/a/./b.txt` are
+  // sent to `/a/b.txt` instead of being served under a second name.
+  const canonical = canonicalUrlPath(pathname);
+  if (canonical !== null) return redirectResponse(canonical + search, ctx);
   let relative = pathname;
   if (ctx.urlRoot !== "") {
     if (pathname !== ctx.urlRoot && !pathname.startsWith(ctx.urlRoot + "/")) {
@@ -2347,21 +2576,42 @@ async function serveUrlPath(
     }
     relative = pathname.slice(ctx.urlRoot.length) || "/";
   }
-  const resolved = await resolveSafePath(
-    ctx.rootReal,
-    relative,
-    ctx.showDotfiles,
-  );
+  let resolved: ResolvedPath;
+  try {
+    resolved = await resolveSafePath(ctx.rootReal, relative, ctx.showDotfiles);
+  } catch (error) {
+    if (!isNotFound(error) || relative === "/") throw error;
+    if (relative.endsWith("/")) {
+      // A file with a trailing slash (`/a.txt/`): its one URL has none.
+      const file = await resolveOrNull(ctx, relative.slice(0, -1));
+      if (file?.info.isFile) {
+        return redirectResponse(pathname.slice(0, -1) + search, ctx);
+      }
+    } else if (ctx.cleanUrls) {
+      const page = await resolveOrNull(ctx, relative + ".html");
+      if (page?.info.isFile) return await sendFile(req, ctx, pathname, page);
+    }
+    throw error;
+  }
+  if (resolved.info.isFile && relative.endsWith("/")) {
+    // Some realpath calls (Deno's, under a narrow --allow-read) drop the
+    // slash instead of failing with ENOTDIR: the same redirect.
+    return redirectResponse(pathname.slice(0, -1) + search, ctx);
+  }
+  if (
+    ctx.cleanUrls && resolved.info.isFile && relative.endsWith(".html") &&
+    relative.length > "/.html".length &&
+    await resolveOrNull(ctx, relative.slice(0, -".html".length)) === null
+  ) {
+    // `/about.html` has a cleaner URL that serves the same file: `/about`.
+    return redirectResponse(pathname.slice(0, -".html".length) + search, ctx);
+  }
   if (resolved.info.isDirectory) {
     if (!pathname.endsWith("/")) {
       // RFC 9110 15.4.2: relative links inside the folder need the slash.
-      // Leading slashes collapse to one: "//evil.example" would be read by
-      // browsers as another host (an open redirect).
-      const location = "/" + pathname.replace(/^\/+/, "") + "/" + search;
-      return textResponse(301, ctx.extra, [[
-        "Location",
-        location,
-      ]]);
+      // The path is canonical here, so it starts with one slash only:
+      // "//evil.example" would be read by browsers as another host.
+      return redirectResponse(pathname + "/" + search, ctx);
     }
     if (ctx.showIndex) {
       const index = await resolveIndex(ctx, relative);
@@ -2376,6 +2626,78 @@ async function serveUrlPath(
     throw new HttpError(404, `not a regular file: ${resolved.path}`);
   }
   return await sendFile(req, ctx, pathname, resolved);
+}
+
+/** A permanent redirect to a path on this server (a relative `Location`, as ours always are). */
+function redirectResponse(location: string, ctx: ServeContext): Response {
+  return textResponse(301, ctx.extra, [["Location", location]]);
+}
+
+/** True for an error that means "no such file here" (404), whatever raised it. */
+function isNotFound(error: unknown): boolean {
+  return (error instanceof HttpError
+    ? error.status
+    : statusForFsError(error)) ===
+    404;
+}
+
+/** {@linkcode resolveSafePath}, or null when there is no such file or folder. */
+async function resolveOrNull(
+  ctx: ServeContext,
+  relative: string,
+): Promise<ResolvedPath | null> {
+  try {
+    return await resolveSafePath(ctx.rootReal, relative, ctx.showDotfiles);
+  } catch (error) {
+    if (isNotFound(error)) return null;
+    throw error;
+  }
+}
+
+/**
+ * True when the client takes HTML: `text/html` in `Accept` with a q-value
+ * above 0 (RFC 9110 12.5.1). A browser navigating says so; `fetch()`, an
+ * `<img>` or a script does not, and keeps its 404.
+ *
+ * @example acceptsHtml(new Request("http://h/", { headers: { accept: "text/html;q=0.9" } })) === true
+ */
+function acceptsHtml(req: Request): boolean {
+  const accept = req.headers.get("accept");
+  if (accept === null) return false;
+  return accept.split(",").some((range) => {
+    const [type, ...params] = range.split(";");
+    if (type.trim().toLowerCase() !== "text/html") return false;
+    const q = params.find((p) => p.trim().toLowerCase().startsWith("q="));
+    return q === undefined || Number(q.trim().slice(2)) > 0;
+  });
+}
+
+/** Answers with the SPA fallback file (through the same checks and cache as any file). */
+async function serveFallback(
+  req: Request,
+  ctx: ServeContext,
+  fallback: string,
+): Promise<Response> {
+  const resolved = await resolveSafePath(
+    ctx.rootReal,
+    fallback,
+    ctx.showDotfiles,
+  );
+  if (!resolved.info.isFile) {
+    throw new HttpError(404, `fallback is not a file: ${resolved.path}`);
+  }
+  return await sendFile(req, ctx, fallback, resolved);
+}
+
+/**
+ * The `fallback` option (a file path inside the root, `index.html` or
+ * `app/index.html`) as the URL path it is served under.
+ *
+ * @example fallbackUrlPath("./app/index.html") === "/app/index.html"
+ */
+function fallbackUrlPath(fallback: string): string {
+  const path = "/" + fallback.replace(/^(\.?\/)+/, "");
+  return path.split("/").map(encodeURIComponent).join("/");
 }
 
 /** `index.html` of a directory URL (through the same safety checks), or null. */
@@ -2751,11 +3073,21 @@ export function suggestFood(
   const query = new URLSearchParams(search);
   const name = (query.get("firstname") ?? "").trim();
   const food = query.get("food") ?? "";
+  // A field sent twice would be a guess; a control or invisible format character
+  // (NUL, a right-to-left override that reverses the rest of our sentence) or
+  // U+FFFD (a byte that was not UTF-8) is no part of a name.
+  const repeated = query.getAll("firstname").length > 1 ||
+    query.getAll("food").length > 1;
+  const unprintable = /[\p{Cc}\p{Cf}\u2028\u2029\uFFFD]/u.test(name);
   if (
-    name === "" || name.length > MAX_NAME_CHARS ||
+    repeated || unprintable || name === "" || name.length > MAX_NAME_CHARS ||
     !Object.hasOwn(SUGGESTIONS, food)
   ) {
-    const problem = name === ""
+    const problem = repeated
+      ? "Please send the form once: a field came twice."
+      : unprintable
+      ? "Please use only printable characters in your name."
+      : name === ""
       ? "Please tell us your first name."
       : name.length > MAX_NAME_CHARS
       ? `Please use at most ${MAX_NAME_CHARS} characters for your name.`
@@ -2807,6 +3139,161 @@ export type Handler = (
 ) => Response | Promise<Response>;
 
 /**
+ * Stops a typo in `fallback` at start-up: it must be a regular file inside
+ * the root (through the same rules as any URL), else a TypeError names it.
+ */
+function checkFallback(
+  rootReal: string,
+  fallback: string,
+  options: HandlerOptions,
+): void {
+  let ok = false;
+  try {
+    const decoded = decodeURIComponent(fallback);
+    const real = Deno.realPathSync(join(rootReal, normalize(decoded)));
+    ok = !decoded.split("/").includes("..") &&
+      isServableRealPath(rootReal, real, options.showDotfiles ?? false) &&
+      Deno.statSync(real).isFile;
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw new TypeError(
+      `fallback ${
+        JSON.stringify(options.fallback)
+      } is not a file inside ${rootReal}`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Which names the server answers to: the defence against DNS rebinding
+// ---------------------------------------------------------------------------
+//
+// A page on another site can point its own DNS name at 127.0.0.1; the browser
+// then sends that page's requests here with `Host: evil.example` and lets the
+// page read the answers. A server on loopback is not private unless it checks
+// the name it was reached by (Vite's `server.allowedHosts` does the same).
+
+/** The names every server answers to, wherever it listens. */
+const LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"];
+
+/** Distinct Host values remembered with their verdict (a flood of names is not). */
+const MAX_HOST_VERDICTS = 256;
+
+/**
+ * The host name of an absolute URL (Deno builds `request.url` from the
+ * `Host` header): without the port, lower-case, without a final dot, an
+ * IPv6 address in brackets.
+ *
+ * @example hostNameOf("http://LocalHost.:8080/a") === "localhost"
+ * @example hostNameOf("http://[::1]:8080/") === "[::1]"
+ */
+export function hostNameOf(url: string): string {
+  const start = url.indexOf("://") + 3;
+  let end = url.indexOf("/", start);
+  if (end < 0) end = url.length;
+  const authority = url.slice(url.lastIndexOf("@", end) + 1 || start, end);
+  const name = authority.startsWith("[")
+    ? authority.slice(0, authority.indexOf("]") + 1)
+    : authority.split(":")[0];
+  const lower = name.toLowerCase();
+  return lower.endsWith(".") ? lower.slice(0, -1) : lower;
+}
+
+/**
+ * True when `name` (from {@linkcode hostNameOf}) is a loopback name or in
+ * `allowed`; an entry with a leading dot allows the name after the dot and
+ * all its subdomains. Entries compare as {@linkcode hostNameOf} would spell them.
+ *
+ * @example isAllowedHost("a.example.com", [".example.com"]) === true
+ * @example isAllowedHost("evil-example.com", [".example.com"]) === false
+ */
+export function isAllowedHost(
+  name: string,
+  allowed: readonly string[],
+): boolean {
+  for (const raw of [...LOOPBACK_HOSTS, ...allowed]) {
+    const entry = normaliseAllowedHost(raw);
+    if (entry === name) return true;
+    if (
+      entry.startsWith(".") && (name === entry.slice(1) || name.endsWith(entry))
+    ) return true;
+  }
+  return false;
+}
+
+/** `Example.COM.` -> `example.com`, `::1` -> `[::1]`. */
+function normaliseAllowedHost(entry: string): string {
+  const lower = entry.trim().toLowerCase();
+  const bracketed = lower.includes(":") && !lower.startsWith("[")
+    ? `[${lower}]`
+    : lower;
+  return bracketed.endsWith(".") && bracketed !== "."
+    ? bracketed.slice(0, -1)
+    : bracketed;
+}
+
+/** A fast check for the request path: verdicts are remembered per authority. */
+function hostChecker(allowed: readonly string[]): (url: string) => boolean {
+  const verdicts = new Map<string, boolean>();
+  return (url) => {
+    const start = url.indexOf("://") + 3;
+    const end = url.indexOf("/", start);
+    const authority = end < 0 ? url.slice(start) : url.slice(start, end);
+    let verdict = verdicts.get(authority);
+    if (verdict === undefined) {
+      verdict = isAllowedHost(hostNameOf(url), allowed);
+      if (verdicts.size >= MAX_HOST_VERDICTS) verdicts.clear();
+      verdicts.set(authority, verdict);
+    }
+    return verdict;
+  };
+}
+
+/**
+ * 421 Misdirected Request (RFC 9110 15.5.20: "not able to produce a
+ * response for this target URI"), with a plain explanation for whoever runs
+ * the server. The name is shown as text, never as HTML.
+ */
+function misdirectedResponse(
+  url: string,
+  extra: readonly [string, string][],
+): Response {
+  const name = hostNameOf(url).slice(0, 100);
+  const text = `421 Misdirected Request: this server does not answer to the ` +
+    `name ${JSON.stringify(name)}. The check stops other web sites from ` +
+    `reaching it through their own DNS names (DNS rebinding). If you run ` +
+    `this server and meant that name, start it with --allowed-host ${name} ` +
+    `(option allowedHosts).\n`;
+  return bytesResponse(
+    421,
+    encoder.encode(text),
+    "text/plain; charset=utf-8",
+    extra,
+  );
+}
+
+/**
+ * The names a server listening on `hostname` answers to besides the
+ * loopback ones: that name, and for `0.0.0.0`/`::` (every address) this
+ * machine's addresses, when `--allow-sys=networkInterfaces` lets us read them.
+ *
+ * @example listeningHostNames("192.168.1.5") => ["192.168.1.5"]
+ */
+export function listeningHostNames(hostname: string): string[] {
+  const names = [hostname];
+  if (hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]") {
+    try {
+      names.push(...Deno.networkInterfaces().map(({ address }) => address));
+    } catch {
+      // No --allow-sys: only the loopback names and --allowed-host ones.
+    }
+  }
+  return names;
+}
+
+/**
  * The whole app: `GET /suggest` plus the files under `fsRoot`, with small
  * files served from memory. A cache hit is answered synchronously, which
  * saves Deno.serve a promise per request.
@@ -2825,8 +3312,12 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     ? new FileCache(cacheMs, maxCachedFileBytes, extra, compress)
     : null;
   const ctx = makeContext(rootReal, options, cache);
+  if (ctx.fallback !== null) checkFallback(rootReal, ctx.fallback, options);
+  const hostAllowed = hostChecker(options.allowedHosts ?? []);
 
   const route = (req: Request): Response | Promise<Response> => {
+    // First of all: a name we do not answer to gets nothing else (DNS rebinding).
+    if (!hostAllowed(req.url)) return misdirectedResponse(req.url, extra);
     const method = req.method;
     if (method !== "GET" && method !== "HEAD") {
       return answerOtherMethod(req, extra, ctx.cors);
@@ -3116,6 +3607,11 @@ Options:
   --root DIR          folder to serve (default ./static)
   --port N            port to listen on; 0 picks a free one (default 8080)
   --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network)
+  --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
+                      by default only localhost, 127.0.0.1, [::1] and the --hostname address
+                      (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
+  --fallback FILE     answer HTML requests for missing paths with FILE (in the root), 200: for SPAs
+  --clean-urls        /about serves about.html; /about.html redirects to /about
   --dir-listing       list folders that have no index.html
   --dotfiles          serve files and folders whose name starts with a dot
   --cors              let any origin read the files (Access-Control-Allow-Origin: *, OPTIONS preflight)
@@ -3137,6 +3633,9 @@ export function parseCommandLine(args: string[]) {
       root: { type: "string", default: "./static" },
       port: { type: "string", default: "8080" },
       hostname: { type: "string", default: "127.0.0.1" },
+      "allowed-host": { type: "string", multiple: true, default: [] },
+      fallback: { type: "string" },
+      "clean-urls": { type: "boolean", default: false },
       "dir-listing": { type: "boolean", default: false },
       dotfiles: { type: "boolean", default: false },
       cors: { type: "boolean", default: false },
@@ -3171,6 +3670,12 @@ async function startServer(
 ): Promise<RestartingServer> {
   const handler = createHandler({
     fsRoot: flags.root,
+    allowedHosts: [
+      ...flags["allowed-host"],
+      ...listeningHostNames(flags.hostname),
+    ],
+    fallback: flags.fallback,
+    cleanUrls: flags["clean-urls"],
     showDirListing: flags["dir-listing"],
     showDotfiles: flags.dotfiles,
     enableCors: flags.cors,

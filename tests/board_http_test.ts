@@ -133,6 +133,11 @@ Deno.test("page: GET / shows the board with both forms, safe headers and no inli
         /<button type="submit" name="clear" value="1">Clear Messages<\/button>/,
       );
       assert.match(html, /No messages yet\./);
+      assert.doesNotMatch(
+        html,
+        /class="notice"/,
+        "a writable board says nothing",
+      );
       assert.match(html, /<link rel="stylesheet" href="\/style.css">/);
       assert.deepEqual(html.match(/<script[^>]*>/g), [
         '<script src="/board.js" defer>',
@@ -985,10 +990,27 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
     );
     const api = await unavailable(postApi('{"text":"hi"}'));
     assert.equal(api.status, 503);
+    assert.equal(api.headers.get("retry-after"), "5", "a default Retry-After");
     assert.doesNotMatch((await api.json()).error, /disk gone/);
     const page = await unavailable(postForm("message=hi"));
     assert.equal(page.status, 503);
     await page.body?.cancel();
+    // The store says when to come back; the page says it cannot take posts for now.
+    const soon = createBoardHandler(
+      failingStore(
+        Object.assign(new StoreUnavailableError("disk full"), {
+          retryAfterSeconds: 17,
+        }),
+      ),
+    );
+    const later = await soon(postApi('{"text":"hi"}'));
+    assert.equal(later.headers.get("retry-after"), "17");
+    await later.body?.cancel();
+    const board = await (await soon(new Request(BASE + "/"))).text();
+    assert.match(
+      board,
+      /<p class="notice" role="status">The board cannot take new messages for a moment/,
+    );
 
     const secret = "/secret/path/messages.jsonl: EIO";
     const broken = createBoardHandler(failingStore(new Error(secret)));

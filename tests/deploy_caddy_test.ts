@@ -282,7 +282,8 @@ Deno.test({
         startScript(
           "server_files.ts",
           ["--allow-net=127.0.0.1", "--allow-read=./static"],
-          ["--root", "./static"],
+          // Caddy passes the site's name on as Host: the file server must answer to it.
+          ["--root", "./static", "--allowed-host", FILES_HOST],
         ),
       ].map(async (starting) => {
         const server = await starting;

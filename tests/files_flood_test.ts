@@ -1,6 +1,9 @@
-// server_files.ts as a real process under a small descriptor limit: a flood of
-// idle connections must not end it, and it must answer again once they close.
+// server_files.ts against an unlucky operator and a hostile client: a flood
+// of idle connections under a small descriptor limit must not end it (it
+// answers again once they close), and a file swapped for a FIFO must never
+// hang a request or the shutdown.
 import assert from "node:assert/strict";
+import { HttpError, openRegularFile, serveFile } from "../server_files.ts";
 import { makeTree } from "./files_fixtures.ts";
 import { canRunAsRoot, startFilesProcess } from "./files_process.ts";
 
@@ -126,5 +129,135 @@ Deno.test("300 idle connections under --nofile=256: the server survives and answ
       // closed above
     }
     await server.stop("SIGKILL");
+  }
+});
+
+/** Makes a FIFO with mkfifo(1) (Deno has no mkfifo). */
+async function mkfifo(path: string): Promise<void> {
+  const made = await new Deno.Command("mkfifo", { args: [path] }).output();
+  if (!made.success) throw new Error(`mkfifo ${path} failed`);
+}
+
+Deno.test("serveFile on a path that became a FIFO answers 404 at once (the open never blocks)", async (t) => {
+  if (!(await canRunAsRoot("the FIFO test"))) {
+    await t.step({ name: "FIFO (needs mkfifo)", ignore: true, fn() {} });
+    return;
+  }
+  await using tree = await makeTree();
+  const path = `${tree.root}/pipe.txt`;
+  await Deno.writeTextFile(path, "a regular file");
+  // A caller's stat, taken before the file was swapped for a FIFO: the open
+  // itself meets the FIFO, as it does when the swap falls between a stat
+  // and an open under load.
+  const fileInfo = await Deno.stat(path);
+  await Deno.remove(path);
+  await mkfifo(path);
+  const started = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const answer = await Promise.race([
+    serveFile(new Request("http://localhost/pipe.txt"), path, { fileInfo }),
+    new Promise<"hung">((r) => timer = setTimeout(() => r("hung"), 2000)),
+  ]);
+  clearTimeout(timer);
+  if (answer === "hung") {
+    // A blocking open is still waiting for a writer: let it go.
+    const writer = await Deno.open(path, { write: true });
+    writer.close();
+  }
+  assert.notEqual(answer, "hung", "the open blocked on the FIFO");
+  assert.equal((answer as Response).status, 404);
+  await (answer as Response).body?.cancel();
+  assert.ok(Date.now() - started < 1000);
+  await assert.rejects(
+    openRegularFile(path),
+    (error: unknown) => error instanceof HttpError && error.status === 404,
+  );
+});
+
+Deno.test("files swapped for FIFOs under load: every request answered, SIGTERM exits at once", async (t) => {
+  if (!(await canRunAsRoot("the FIFO swap test"))) {
+    await t.step({ name: "FIFO swap (needs mkfifo)", ignore: true, fn() {} });
+    return;
+  }
+  await using tree = await makeTree();
+  const small = new Uint8Array(1000).fill(115);
+  const big = new Uint8Array(300 * 1024).fill(98); // past the cache: opened per request
+  const names = ["small.txt", "big.bin"];
+  const contents = [small, big];
+  for (let i = 0; i < 2; i++) {
+    await Deno.writeFile(`${tree.root}/${names[i]}`, contents[i]);
+  }
+  const server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root, "--quiet"],
+  });
+  const writers: Deno.FsFile[] = [];
+  try {
+    let swapping = true;
+    const swapper = (async () => {
+      for (let round = 0; swapping; round++) {
+        const i = round % 2;
+        const target = `${tree.root}/${names[i]}`;
+        await mkfifo(`${tree.root}/.fifo`);
+        await Deno.rename(`${tree.root}/.fifo`, target);
+        await new Promise((r) => setTimeout(r, 5));
+        await Deno.writeFile(`${tree.root}/.file`, contents[i]);
+        await Deno.rename(`${tree.root}/.file`, target);
+      }
+    })();
+    const statuses = new Map<number | string, number>();
+    const client = async () => {
+      for (let n = 0; n < 40; n++) {
+        let key: number | string;
+        try {
+          const res = await fetch(`${server.url}${names[n % 2]}`, {
+            signal: AbortSignal.timeout(3000),
+          });
+          await res.body?.cancel();
+          key = res.status;
+        } catch (error) {
+          key = (error as Error).name;
+        }
+        statuses.set(key, (statuses.get(key) ?? 0) + 1);
+      }
+    };
+    await Promise.all(Array.from({ length: 10 }, client));
+    swapping = false;
+    await swapper;
+    console.log("answers:", Object.fromEntries(statuses));
+    for (const key of statuses.keys()) {
+      assert.ok(key === 200 || key === 404, `got ${key}: ${[...statuses]}`);
+    }
+    // Leave a FIFO in place: neither a request nor the shutdown waits for it.
+    await mkfifo(`${tree.root}/.fifo`);
+    await Deno.rename(`${tree.root}/.fifo`, `${tree.root}/big.bin`);
+    const res = await fetch(`${server.url}big.bin`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    assert.equal(res.status, 404);
+    await res.body?.cancel();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stopped = await Promise.race([
+      server.stop("SIGTERM"),
+      new Promise<null>((r) => timer = setTimeout(() => r(null), 5000)),
+    ]);
+    clearTimeout(timer);
+    if (stopped === null) {
+      // Release an open stuck on a FIFO so the process can be reaped.
+      for (const name of names) {
+        try {
+          writers.push(
+            await Deno.open(`${tree.root}/${name}`, { write: true }),
+          );
+        } catch {
+          // a regular file again
+        }
+      }
+    }
+    assert.ok(stopped !== null, "SIGTERM did not end the server in 5 s");
+    assert.equal(stopped.code, 0, stopped.stderr);
+  } finally {
+    await server.stop("SIGKILL");
+    for (const writer of writers) writer.close();
   }
 });

@@ -227,7 +227,7 @@ Deno.test("the slash redirect cannot point to another host", async () => {
     assert.equal(res.status, 301, path);
     assert.match(
       res.headers.get("location")!,
-      /^\/evil\.example\/(\?q=1)?$/,
+      /^\/evil\.example\/?(\?q=1)?$/, // one hop or two, never "//"
       path,
     );
     await res.body?.cancel();

@@ -100,6 +100,9 @@ Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", asyn
       "--root",
       "--port",
       "--hostname",
+      "--allowed-host",
+      "--fallback",
+      "--clean-urls",
       "--dir-listing",
       "--dotfiles",
       "--cors",
@@ -185,7 +188,7 @@ Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains"
     ) {
       const reply = await rawRequest(
         server.port,
-        `GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
       );
       assert.match(reply, /^HTTP\/1\.1 400 /, path);
       assert.ok(!reply.includes("SECRET") && !reply.includes(tree.base), reply);
@@ -221,7 +224,7 @@ Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains"
     });
     await conn.write(
       new TextEncoder().encode(
-        "GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
       ),
     );
     const first = new Uint8Array(1024);
@@ -346,4 +349,100 @@ Deno.test("HTTPS with --cert and --key (a certificate made by this test)", async
   } finally {
     await server.stop("SIGKILL");
   }
+});
+
+Deno.test("raw non-canonical spellings redirect to the one URL; .. stays 400", async () => {
+  await using tree = await makeTree();
+  const server = await startServer([tree.root], [
+    "--root",
+    tree.root,
+    "--quiet",
+  ]);
+  try {
+    const cases: [string, string, string | null][] = [
+      ["/sub/./b.txt?q=1", "301", "/sub/b.txt?q=1"],
+      ["/sub/%2e/b.txt", "301", "/sub/b.txt"],
+      ["/./a.txt", "301", "/a.txt"],
+      ["/a//////b.txt", "301", "/a/b.txt"],
+      ["//evil.example/", "301", "/evil.example/"],
+      ["/a.txt/?x=1", "301", "/a.txt?x=1"],
+      ["/sub/.", "301", "/sub/"],
+      ["/sub/../a.txt", "400", null],
+      ["/a//../a.txt", "400", null],
+      ["/%2e%2e/a.txt", "400", null],
+    ];
+    for (const [path, status, location] of cases) {
+      const reply = await rawRequest(
+        server.port,
+        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+      );
+      assert.match(reply, new RegExp(`^HTTP/1\\.1 ${status} `), path);
+      const found = /\r\nlocation: ([^\r]*)/i.exec(reply)?.[1] ?? null;
+      assert.equal(found, location, path);
+    }
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("--allowed-host, --fallback and --clean-urls reach the handler", async () => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(`${tree.root}/app.html`, "the app");
+  await Deno.writeTextFile(`${tree.root}/about.html`, "about");
+  const server = await startServer([tree.root], [
+    "--root",
+    tree.root,
+    "--quiet",
+    "--allowed-host",
+    "files.test",
+    "--allowed-host",
+    ".example.org",
+    "--fallback",
+    "app.html",
+    "--clean-urls",
+  ]);
+  const get = async (path: string, host: string, accept = "*/*") => {
+    const reply = await rawRequest(
+      server.port,
+      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: ${accept}\r\nConnection: close\r\n\r\n`,
+    );
+    return { status: reply.slice(9, 12), body: reply.split("\r\n\r\n")[1] };
+  };
+  try {
+    assert.equal((await get("/a.txt", "127.0.0.1")).body, "hello a");
+    assert.equal(
+      (await get("/a.txt", `files.test:${server.port}`)).status,
+      "200",
+    );
+    assert.equal((await get("/a.txt", "www.example.org")).status, "200");
+    const refused = await get("/a.txt", `evil.example:${server.port}`);
+    assert.equal(refused.status, "421");
+    assert.match(refused.body, /--allowed-host evil\.example/);
+    assert.equal(
+      (await get("/users/1", "localhost", "text/html")).body,
+      "the app",
+    );
+    assert.equal((await get("/users/1", "localhost")).status, "404");
+    assert.equal((await get("/about", "localhost")).body, "about");
+    assert.equal((await get("/about.html", "localhost")).status, "301");
+  } finally {
+    await server.stop();
+  }
+  // A --fallback that is not a file in the root stops the start, in one line.
+  const bad = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${tree.root}`,
+      SCRIPT,
+      "--root",
+      tree.root,
+      "--port",
+      "0",
+      "--fallback",
+      "missing.html",
+    ],
+  }).output();
+  assert.equal(bad.code, 1);
+  assert.match(new TextDecoder().decode(bad.stderr), /cannot start: fallback/);
 });

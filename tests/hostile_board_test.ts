@@ -1,0 +1,125 @@
+// Hostile-client regression tests for message_board.ts, against a real process (the
+// bugs are in what Deno.serve hands the handler, which an in-process Request cannot make).
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openBoard } from "../message_board.ts";
+import { BOARD_FLAGS, BOARD_SCRIPT, tempFolder } from "./board_helpers.ts";
+import { sendRaw } from "./hostile_raw.ts";
+
+/** Starts the board with its access log on (the log line parses the URL too). */
+async function startLoggingBoard(cwd: string) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let stdout = "";
+  let port = 0;
+  while (port === 0) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the board exited: ${await stderr}`);
+    stdout += value;
+    const match = stdout.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
+    if (match) port = Number(match[1]);
+  }
+  const drained = (async () => {
+    while (!(await reader.read()).done) {
+      // the access log; not needed
+    }
+  })();
+  return {
+    port,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+      await drained;
+      return await stderr;
+    },
+  };
+}
+
+Deno.test("a Host header that no URL can hold gets 400, never 500", async () => {
+  await using folder = await tempFolder();
+  await Deno.mkdir(`${folder.path}/data`);
+  const board = await startLoggingBoard(folder.path);
+  let stderr = "";
+  try {
+    for (
+      const host of [
+        "[zz",
+        "a|b",
+        "a%zz",
+        "a^b",
+        "[::1",
+        "::1",
+        "127.0.0.1:99999",
+        "xn--",
+      ]
+    ) {
+      for (const method of ["GET", "HEAD", "POST"]) {
+        const body = method === "POST" ? "message=hi" : "";
+        const reply = await sendRaw(
+          board.port,
+          `${method} / HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+            `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+        );
+        assert.equal(
+          reply.status,
+          400,
+          `${method} with Host: ${host}\n${reply.text}`,
+        );
+        assert(!reply.text.includes("message_board.ts"), reply.text);
+      }
+    }
+    const page = await sendRaw(
+      board.port,
+      "GET /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(page.status, 200);
+    assert(page.text.includes('"messages":[]'), "no post got through");
+  } finally {
+    stderr = await board.stop();
+  }
+  assert(!stderr.includes("TypeError"), stderr);
+});
+
+Deno.test("a query parameter sent twice gets 400, not a guess", async () => {
+  await using folder = await tempFolder();
+  const board = await openBoard({
+    dataFile: join(folder.path, "messages.jsonl"),
+    log: () => {},
+    rateLimit: false,
+  });
+  const info: Deno.ServeHandlerInfo = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    completed: Promise.resolve(),
+  };
+  try {
+    for (
+      const path of [
+        "/api/messages?limit=1&limit=100",
+        "/api/messages?before=5&before=2",
+        "/?before=5&before=2",
+        "/events?after=1&after=2",
+      ]
+    ) {
+      const response = await board.handler(
+        new Request(`http://127.0.0.1:8080${path}`),
+        info,
+      );
+      await response.body?.cancel();
+      assert.equal(response.status, 400, path);
+    }
+    const once = await board.handler(
+      new Request("http://127.0.0.1:8080/api/messages?limit=1"),
+      info,
+    );
+    assert.equal(once.status, 200);
+    await once.body?.cancel();
+  } finally {
+    await board.close();
+  }
+});

@@ -1,0 +1,54 @@
+// Shared helpers for the hostile-client tests (not a test file itself): raw bytes on a
+// socket, because fetch() refuses to send most of what a hostile client sends.
+
+/** What came back for one raw request: the status of the first response and all bytes. */
+export interface RawReply {
+  /** The first response's status code, or 0 when the server closed without answering. */
+  status: number;
+  /** Everything the server sent, as Latin-1 text (bytes kept one-to-one). */
+  text: string;
+}
+
+/**
+ * Sends `request` (a string is sent as Latin-1 bytes) on a new connection and reads until the server closes or `timeoutMs` passes (then it throws: a hang).
+ */
+export async function sendRaw(
+  port: number,
+  request: string | Uint8Array,
+  timeoutMs = 5000,
+): Promise<RawReply> {
+  const bytes = typeof request === "string"
+    ? Uint8Array.from(request, (c) => c.charCodeAt(0))
+    : request;
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  let text = "";
+  let timedOut = true;
+  try {
+    // No closeWrite(): Deno.serve drops the answer to a half-closed connection,
+    // so requests here end with `Connection: close` instead.
+    await conn.write(bytes);
+    const buffer = new Uint8Array(65536);
+    while (true) {
+      const n = await conn.read(buffer);
+      if (n === null) {
+        timedOut = false;
+        break;
+      }
+      text += String.fromCharCode(...buffer.subarray(0, n));
+    }
+  } catch (error) {
+    // a reset after the answer is fine; a close by our own timer is a hang
+    if (!(error instanceof Deno.errors.BadResource)) timedOut = false;
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // already closed by the timer
+    }
+  }
+  if (timedOut) throw new Error(`no end of reply within ${timeoutMs} ms`);
+  const match = text.match(/^HTTP\/1\.[01] (\d{3})/);
+  return { status: match ? Number(match[1]) : 0, text };
+}
