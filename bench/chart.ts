@@ -14,10 +14,10 @@ import {
 } from "./report.ts";
 
 /**
- * The target ratio to draw on each bar, by "scenario title|server label": every rate target
- * that compares ours with servers of the same scenario.
+ * The target ratio to draw on each bar, by "scenario title|our label|their label": every
+ * rate target that compares ours with servers of the same scenario.
  *
- * @example a target "tiny ≥ 0.9× the loop" gives { "Tiny, ...|bare Deno.listen loop": 0.9 }
+ * @example a target "tiny ≥ 0.9× the loop" gives { "Tiny, ...|server_tiny.ts|bare Deno.listen loop": 0.9 }
  */
 export function chartTargets(
   targets: TargetDef[],
@@ -31,9 +31,15 @@ export function chartTargets(
       typeof versus === "number" || versus.scenario !== ours.scenario
     ) continue;
     const scenario = scenarios.find((s) => s.id === ours.scenario);
+    const mine = scenario?.results.find((r) =>
+      r.key === (ours.server ?? "ours")
+    );
     for (const result of scenario?.results ?? []) {
-      if (versus.servers.includes(result.key) && result.role !== "ours") {
-        marks[`${scenario!.title}|${result.label}`] = target.atLeast;
+      if (
+        mine && versus.servers.includes(result.key) && result.role !== "ours"
+      ) {
+        marks[`${scenario!.title}|${mine.label}|${result.label}`] =
+          target.atLeast;
       }
     }
   }
@@ -92,7 +98,7 @@ export function chartTicks(min: number, max: number): number[] {
  * ratio, where an issue sets one, is drawn as a dark tick on that row and
  * colours the bar (green met, red not met); other bars are blue.
  *
- * @param targets optional target ratio per "scenario title|reference label"
+ * @param targets optional target ratio per "scenario title|our label|their label"
  */
 export function renderSvgChart(
   ratios: Ratio[],
@@ -163,7 +169,8 @@ export function renderSvgChart(
       ? `${ratio.ours} vs ${reference}`
       : `vs ${reference}`;
     const middle = y + CHART.rowHeight / 2;
-    const target = targets[`${ratio.scenario}|${ratio.reference}`];
+    const target =
+      targets[`${ratio.scenario}|${ratio.ours}|${ratio.reference}`];
     const colour = target === undefined
       ? "#3b6fb6"
       : ratio.value >= target

@@ -13,6 +13,7 @@ import {
   markdownTable,
   metricValue,
   type ScenarioResult,
+  type ServerResult,
 } from "./report.ts";
 
 /** Where the runner keeps the README's summary up to date. */
@@ -23,30 +24,30 @@ export const README_MARKERS = {
 } as const;
 
 /**
- * Names the fastest server of a scenario, and where ours ranks when it is not the fastest.
+ * Names the fastest server of a scenario, and where `ours` (by default the first of ours)
+ * ranks when it is not the fastest.
  *
  * @example fastestLine(scenario) === "lighttpd (ours 2nd of 9)"
  */
-export function fastestLine(scenario: ScenarioResult): string {
+export function fastestLine(
+  scenario: ScenarioResult,
+  ours: ServerResult | undefined = scenario.results.find((r) =>
+    r.role === "ours"
+  ),
+): string {
   const fastest = fastestServer(scenario);
   if (fastest === null) return "–";
-  if (fastest.role === "ours") return `ours (${fastest.label})`;
+  if (fastest === ours) return `ours (${fastest.label})`;
   const ranked = scenario.results
     .filter((r) => r.role !== "floor")
     .sort((a, b) => metricValue(scenario, b) - metricValue(scenario, a));
-  const place = ranked.findIndex((r) => r.role === "ours") + 1;
-  const ordinal = (n: number) =>
-    `${n}${
-      n % 10 === 1 && n !== 11
-        ? "st"
-        : n % 10 === 2 && n !== 12
-        ? "nd"
-        : n % 10 === 3 && n !== 13
-        ? "rd"
-        : "th"
-    }`;
+  const place = ours ? ranked.indexOf(ours) + 1 : 0;
+  const suffix = (n: number) =>
+    n % 100 >= 11 && n % 100 <= 13
+      ? "th"
+      : ["th", "st", "nd", "rd"][n % 10] ?? "th";
   return place > 0
-    ? `${fastest.label} (ours ${ordinal(place)} of ${ranked.length})`
+    ? `${fastest.label} (ours ${place}${suffix(place)} of ${ranked.length})`
     : fastest.label;
 }
 
@@ -73,7 +74,7 @@ export function renderReadmeSummary(report: BenchReport): string {
         ours.label,
         ratioTo("floor"),
         ratioTo("peer"),
-        fastestLine(scenario),
+        fastestLine(scenario, ours),
       ];
     })
   );

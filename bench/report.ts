@@ -96,6 +96,8 @@ export interface BenchReport {
   skipped: string[];
   /** How long the whole run took, in seconds. */
   elapsedSeconds: number;
+  /** A line on the run's conditions, from `--note`. */
+  note?: string;
 }
 
 /** A ratio of one of our servers to a peer or floor in one scenario. */
@@ -458,6 +460,7 @@ export function renderResultsMarkdown(
     } GiB memory, Linux ${machine.kernel}; ` +
     "the client (wrk or curl) runs on the same cores as the server it drives.",
     ...(load ? [`- ${load}`] : []),
+    ...(report.note ? [`- ${report.note}`] : []),
     `- Versions: ${versions.join(", ")}.`,
     `- Each figure is the median of ${settings.runs} run${
       settings.runs === 1 ? "" : "s"
@@ -531,8 +534,9 @@ const METHOD = [
   "once the message is on disk (fsync); the textbook board answers with the whole page, " +
   "and its saving mode rewrites the whole file without fsync after every post.",
   "PostgreSQL rows: our board on a throwaway PostgreSQL the runner starts itself " +
-  "(`initdb` in a temp folder, `pg_ctl` on 127.0.0.1, `fsync = on`), seeded before every " +
-  "start with the same 1,000 messages, compared with the file store in the same scenario. " +
+  "(`initdb` in a temp folder, `pg_ctl` on 127.0.0.1, `fsync = on`), seeded with the same " +
+  "1,000 messages (before every start for posts; once for the page, whose servers run side " +
+  "by side), compared with the file store in the same scenario. " +
   "With 2 processes, two wrk run at once with 16 connections each: Req/s is the sum, p50 " +
   "and p99 the worse of the two, Peak RSS the larger process.",
   "The servers of a scenario are measured in turns (run 1 of each, then run 2 of each, ...), " +

@@ -403,6 +403,14 @@ Deno.test("fastestServer and fastestLine name the fastest of ours and the peers,
     ],
   };
   assert.equal(fastestLine(many), "p10 (ours 12th of 12)");
+  const twentyTwo = {
+    ...small,
+    results: [
+      server("ours", "ours", 1),
+      ...Array.from({ length: 21 }, (_, i) => server(`p${i}`, "peer", 10 + i)),
+    ],
+  };
+  assert.equal(fastestLine(twentyTwo), "p20 (ours 22nd of 22)");
 });
 
 Deno.test("renderResultsTable: one row per server, ours ÷ this on every other row, cells escaped", () => {
@@ -596,10 +604,23 @@ Deno.test("chartTargets marks the bars of rate targets within one scenario", () 
     },
   ]);
   assert.deepEqual(marks, {
-    "Files, 500 B page|Deno.serve floor": 0.95,
-    "Files, 500 B page|Hono": 2.5,
-    "Files, 500 B page|serve": 2.5,
+    "Files, 500 B page|server_files.ts|Deno.serve floor": 0.95,
+    "Files, 500 B page|server_files.ts|Hono": 2.5,
+    "Files, 500 B page|server_files.ts|serve": 2.5,
   });
+  // Two of ours: the PostgreSQL target is for one process only.
+  const pg = chartTargets(TARGETS, [{
+    id: "board-pg-page",
+    title: "PG page",
+    load: "",
+    metric: "requests",
+    results: [
+      server("board-file", "peer", 1, { label: "file store" }),
+      server("board-pg-1", "ours", 1, { label: "PG 1" }),
+      server("board-pg-2", "ours", 1, { label: "PG 2" }),
+    ],
+  }]);
+  assert.deepEqual(pg, { "PG page|PG 1|file store": 0.8 });
 });
 
 const REPORT: BenchReport = {
@@ -620,6 +641,7 @@ const REPORT: BenchReport = {
     "Tiny: server_tiny.ts skipped, /x/server_tiny.ts does not exist yet.",
   ],
   elapsedSeconds: 321,
+  note: "Other helpers' tests ran meanwhile.",
 };
 
 Deno.test("renderResultsMarkdown names the machine, versions, command, chart and skipped servers", () => {
@@ -633,6 +655,7 @@ Deno.test("renderResultsMarkdown names the machine, versions, command, chart and
       "Reproduce: `deno task bench`",
       "![Our servers' speed as a ratio to each peer and floor](results.svg)",
       "- Load average 3.5 at the start, 4.3 at the end: other work shared the 2 cores",
+      "- Other helpers' tests ran meanwhile.",
       "## Targets\n\n| Target | Measured | Result |",
       "## Not measured\n\n- Tiny: server_tiny.ts skipped",
     ]
@@ -710,8 +733,8 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
     },
   ];
   const svg = renderSvgChart(ratios, "Title & more", {
-    "Files <small>|nginx": 1,
-    "Posts|textbook board": 3,
+    "Files <small>|server_files.ts|nginx": 1,
+    "Posts|message_board.ts|textbook board": 3,
   });
   assert.match(
     svg,
@@ -751,7 +774,7 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
   );
   const met = bars(
     renderSvgChart([{ ...ratios[2], value: 4 }], "t", {
-      "Posts|textbook board": 3,
+      "Posts|message_board.ts|textbook board": 3,
     }),
   );
   assert.equal(met[0].fill, "#2e7d32");
@@ -1157,6 +1180,8 @@ Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/ou
   const partial = parseBenchArgs(["--only", "tiny"]);
   assert.ok(partial !== "help" && partial.outDir.endsWith("bench/out"));
   assert.equal(full.updateReadme, false);
+  const noted = parseBenchArgs(["--note", "Other work ran."]);
+  assert.ok(noted !== "help" && noted.note === "Other work ran.");
   const readme = parseBenchArgs(["--update-readme"]);
   assert.ok(readme !== "help" && readme.updateReadme);
   assert.match(readme.outDir, /bench\/$/, "reads the published results");
@@ -1218,7 +1243,7 @@ Deno.test("the README summary has one row per scenario with the floor, the faste
   );
   assert.ok(
     pg.includes(
-      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | – | 0.4× file store | file store (ours 2nd of 3) |",
+      "| Board posts, PostgreSQL | PostgreSQL, 2 processes | – | 0.4× file store | file store (ours 3rd of 3) |",
     ),
   );
 

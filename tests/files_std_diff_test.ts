@@ -3,6 +3,7 @@
 // through serveDir (std's side is described from std's file_server.ts).
 import assert from "node:assert/strict";
 import {
+  createHandler,
   parseCommandLine,
   serveDir,
   type ServeDirOptions,
@@ -115,6 +116,25 @@ const ROWS: Row[] = [
     },
   },
   {
+    what: "clean URLs",
+    path: "/page.html?x=1",
+    options: { cleanUrls: true },
+    check: (res) => {
+      assert.equal(res.status, 301);
+      assert.equal(res.headers.get("location"), "/page?x=1");
+    },
+  },
+  {
+    what: "a fallback page for single-page apps",
+    path: "/app/some/route",
+    init: { headers: { accept: "text/html,*/*;q=0.8" } },
+    options: { fallback: "page.html" },
+    check: async (res) => {
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), "<p>page</p>");
+    },
+  },
+  {
     what: "If-Modified-Since later than the server's clock",
     path: "/a.txt",
     init: { headers: { "if-modified-since": "Fri, 01 Jan 2999 00:00:00 GMT" } },
@@ -182,6 +202,20 @@ const ROWS: Row[] = [
   },
 ];
 
+Deno.test("README differences from std: a Host the server does not answer to gets 421", async () => {
+  await using tree = await makeTree();
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  assert.match(readme, /\| The Host header +\|/);
+  const handler = createHandler({ fsRoot: tree.root, quiet: true });
+  const ok = await handler(new Request("http://localhost:8080/a.txt"));
+  assert.equal(await ok.text(), "hello a");
+  const other = await handler(new Request("http://rebound.example/a.txt"));
+  assert.equal(other.status, 421);
+  await other.body?.cancel();
+});
+
 Deno.test("README differences from std: the CLI's defaults are the safe ones", async () => {
   const readme = await Deno.readTextFile(
     new URL("../README.md", import.meta.url),
@@ -202,6 +236,7 @@ Deno.test("README differences from std: each row's claim about server_files.ts h
     "body{color:red}\n".repeat(100),
   );
   await Deno.writeTextFile(`${tree.root}/data.unknown`, "?");
+  await Deno.writeTextFile(`${tree.root}/page.html`, "<p>page</p>");
   const readme = await Deno.readTextFile(
     new URL("../README.md", import.meta.url),
   );

@@ -8,7 +8,9 @@
  * ```
  *
  * At start it reads every file up to {@link MAX_CACHED_BYTES} at the top of
- * `--root` into memory, with its gzip and br bodies for text types. For each
+ * `--root` into memory, with its gzip and br bodies for text types, and makes
+ * each body's response once (a request gets a clone, the fastest way in Deno
+ * 2.9, as server_files.ts found). For each
  * request it reads what a file server must read (the method, the path, Host,
  * If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since, Range,
  * If-Range, Accept-Encoding) and answers the cached bytes with a file server's
@@ -43,6 +45,8 @@ interface CachedFile {
   identity: Uint8Array<ArrayBuffer>;
   gzip?: Uint8Array<ArrayBuffer>;
   br?: Uint8Array<ArrayBuffer>;
+  /** Each body's 200 response, made once; a request gets a clone (the fastest way in 2.9). */
+  ok: Partial<Record<"identity" | "gzip" | "br", Response>>;
 }
 
 async function loadFiles(root: string): Promise<Map<string, CachedFile>> {
@@ -61,6 +65,7 @@ async function loadFiles(root: string): Promise<Map<string, CachedFile>> {
       etag: `"${info.size.toString(16)}-${mtime.getTime().toString(16)}"`,
       lastModified: mtime.toUTCString(),
       identity,
+      ok: {},
     };
     if (extension in TYPES) {
       // Kept only when they save at least 10%, as a file server would.
@@ -70,6 +75,13 @@ async function loadFiles(root: string): Promise<Map<string, CachedFile>> {
       }));
       if (gzip.length < identity.length * 0.9) file.gzip = gzip;
       if (br.length < identity.length * 0.9) file.br = br;
+    }
+    for (const coding of ["identity", "gzip", "br"] as const) {
+      const body = file[coding];
+      if (body === undefined) continue;
+      const headers = fileHeaders(file);
+      if (coding !== "identity") headers.push(["content-encoding", coding]);
+      file.ok[coding] = respond(body, 200, headers);
     }
     files.set(`/${encodeURIComponent(entry.name)}`, file);
   }
@@ -100,44 +112,62 @@ function createHandler(files: Map<string, CachedFile>) {
     const acceptEncoding = headers.get("accept-encoding") ?? "";
     const file = host === null ? undefined : files.get(path);
     if (file === undefined) return new Response("Not Found", { status: 404 });
-    const response = new Headers({
-      "content-type": file.type,
-      "accept-ranges": "bytes",
-      "x-content-type-options": "nosniff",
-      etag: file.etag,
-      "last-modified": file.lastModified,
-      "cache-control": "no-cache",
-    });
-    if (file.type.startsWith("text/")) response.set("vary", "Accept-Encoding");
     if (ifMatch !== null && ifMatch !== "*" && ifMatch !== file.etag) {
-      return new Response(null, { status: 412, headers: response });
+      return respond(null, 412, fileHeaders(file));
     }
     if (
       ifNoneMatch === file.etag ||
       (ifNoneMatch === null && ifModifiedSince === file.lastModified)
     ) {
-      return new Response(null, { status: 304, headers: response });
+      return respond(null, 304, fileHeaders(file));
     }
-    let body = file.identity;
     // A range is of the identity bytes; this floor sends them whole (allowed, RFC 9110 14.2).
     const wantsRange = range !== null &&
       (ifRange === null || ifRange === file.etag) &&
       ifUnmodifiedSince === null;
-    if (!wantsRange) {
-      if (file.br && acceptEncoding.includes("br")) {
-        body = file.br;
-        response.set("content-encoding", "br");
-      } else if (file.gzip && acceptEncoding.includes("gzip")) {
-        body = file.gzip;
-        response.set("content-encoding", "gzip");
-      }
-    }
+    const coding = wantsRange
+      ? "identity"
+      : file.br && acceptEncoding.includes("br")
+      ? "br"
+      : file.gzip && acceptEncoding.includes("gzip")
+      ? "gzip"
+      : "identity";
+    const ok = file.ok[coding]!;
     if (method === "HEAD") {
-      response.set("content-length", String(body.length));
-      return new Response(null, { headers: response });
+      const head = new Response(null, ok);
+      head.headers.set("content-length", String(file[coding]!.length));
+      return head;
     }
-    return new Response(body, { headers: response });
+    return ok.clone();
   };
+}
+
+/** The headers a file server sends with a file (without Content-Encoding). */
+function fileHeaders(file: CachedFile): string[][] {
+  const headers = [
+    ["content-type", file.type],
+    ["accept-ranges", "bytes"],
+    ["x-content-type-options", "nosniff"],
+    ["etag", file.etag],
+    ["last-modified", file.lastModified],
+    ["cache-control", "no-cache"],
+  ];
+  if (file.type.startsWith("text/")) headers.push(["vary", "Accept-Encoding"]);
+  return headers;
+}
+
+/**
+ * A Response with its headers appended one by one, the fastest way in Deno 2.9 (as
+ * server_files.ts does; passing them in the constructor's init costs several times more).
+ */
+function respond(
+  body: Uint8Array<ArrayBuffer> | null,
+  status: number,
+  headers: string[][],
+): Response {
+  const response = new Response(body, { status });
+  for (const [name, value] of headers) response.headers.append(name, value);
+  return response;
 }
 
 if (import.meta.main) {
