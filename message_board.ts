@@ -640,8 +640,20 @@ const encoder = new TextEncoder();
  * acknowledged line ended with its newline in the same write, so an
  * unfinished line was never acknowledged.
  *
- * @example parseDataFile(bytesOf('{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n{"id'), "m.jsonl")
- *   // => { messages: [{ id: 1, ... }], nextId: 2, clearedThrough: 0, tornTail: bytesOf('{"id'), ... }
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseDataFile } from "./message_board.ts";
+ * const bytes = new TextEncoder().encode(
+ *   '{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n{"id',
+ * );
+ * const loaded = parseDataFile(bytes, "m.jsonl");
+ * assert.equal(loaded.messages.length, 1);
+ * assert.equal(loaded.messages[0].id, 1);
+ * assert.equal(loaded.nextId, 2);
+ * assert.equal(loaded.clearedThrough, 0);
+ * assert.deepEqual(loaded.tornTail, new TextEncoder().encode('{"id'));
+ * ```
  */
 export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
   const messages: Message[] = [];
@@ -1351,7 +1363,15 @@ async function freePath(base: string, extension: string): Promise<string> {
 /**
  * A timestamp safe in file names on every system.
  *
- * @example fileStamp(new Date("2026-11-22T01:30:00.123Z")) // => "2026-11-22T01-30-00-123Z"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fileStamp } from "./message_board.ts";
+ * assert.equal(
+ *   fileStamp(new Date("2026-11-22T01:30:00.123Z")),
+ *   "2026-11-22T01-30-00-123Z",
+ * );
+ * ```
  */
 export function fileStamp(date: Date): string {
   return date.toISOString().replaceAll(":", "-").replace(".", "-");
@@ -1390,8 +1410,13 @@ const ALWAYS_ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"];
  * The host name of a Host header (or a URL's host), lower-cased, without the port
  * or a trailing dot; IPv6 addresses keep their brackets. Null when there is none.
  *
- * @example hostName("Board.Example:8080") // => "board.example"
- * @example hostName("[::1]:8080") // => "[::1]"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hostName } from "./message_board.ts";
+ * assert.equal(hostName("Board.Example:8080"), "board.example");
+ * assert.equal(hostName("[::1]:8080"), "[::1]");
+ * ```
  */
 export function hostName(host: string): string | null {
   let name = host.trim().toLowerCase();
@@ -1416,7 +1441,12 @@ export function hostName(host: string): string | null {
  * One allow-list entry in the form {@linkcode isAllowedHost} compares: lower-case, an IPv6
  * address in brackets, a leading dot kept (`.example.com` allows its subdomains).
  *
- * @example normalizeAllowedHost("::1") // => "[::1]"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { normalizeAllowedHost } from "./message_board.ts";
+ * assert.equal(normalizeAllowedHost("::1"), "[::1]");
+ * ```
  */
 export function normalizeAllowedHost(entry: string): string {
   const name = entry.trim().toLowerCase();
@@ -1432,8 +1462,13 @@ export function normalizeAllowedHost(entry: string): string {
  * This defeats DNS rebinding: a hostile page whose name the attacker points at 127.0.0.1
  * reaches the board, but its requests carry `Host: evil.example`, which is not on the list.
  *
- * @example isAllowedHost("evil.example", []) // => false
- * @example isAllowedHost("a.board.example", [".board.example"]) // => true
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isAllowedHost } from "./message_board.ts";
+ * assert.equal(isAllowedHost("evil.example", []), false);
+ * assert.equal(isAllowedHost("a.board.example", [".board.example"]), true);
+ * ```
  */
 export function isAllowedHost(
   name: string,
@@ -1466,8 +1501,27 @@ interface RequestTarget {
  * or another port of the same machine, cannot post or clear for a visitor. `null` and
  * garbage are refused.
  *
- * @example isAllowedOrigin("http://localhost:8080", { protocol: "http:", host: "127.0.0.1:8080", port: "8080" }, []) // => true
- * @example isAllowedOrigin("https://localhost:8080", { protocol: "http:", host: "localhost:8080", port: "8080" }, []) // => false
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isAllowedOrigin } from "./message_board.ts";
+ * assert.equal(
+ *   isAllowedOrigin("http://localhost:8080", {
+ *     protocol: "http:",
+ *     host: "127.0.0.1:8080",
+ *     port: "8080",
+ *   }, []),
+ *   true,
+ * );
+ * assert.equal(
+ *   isAllowedOrigin("https://localhost:8080", {
+ *     protocol: "http:",
+ *     host: "localhost:8080",
+ *     port: "8080",
+ *   }, []),
+ *   false,
+ * );
+ * ```
  */
 export function isAllowedOrigin(
   origin: string,
@@ -1491,8 +1545,13 @@ export function isAllowedOrigin(
  * so `{"text":"a","text":"b"}` would be stored as "b" although the client may have meant
  * "a". Keys are compared decoded (`"te\u0078t"` is `"text"`).
  *
- * @example findDuplicateKey('{"text":"a","text":"b"}') // => "text"
- * @example findDuplicateKey('{"a":{"b":1},"b":[{"a":2}]}') // => null
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { findDuplicateKey } from "./message_board.ts";
+ * assert.equal(findDuplicateKey('{"text":"a","text":"b"}'), "text");
+ * assert.equal(findDuplicateKey('{"a":{"b":1},"b":[{"a":2}]}'), null);
+ * ```
  */
 export function findDuplicateKey(json: string): string | null {
   // One entry per open object (its keys so far) or array (null).
@@ -1587,7 +1646,15 @@ async function readBody(
 /**
  * The media type of a Content-Type header, lower-cased, and its charset.
  *
- * @example parseContentType("Application/JSON; charset=UTF-8") // => { type: "application/json", charset: "utf-8" }
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseContentType } from "./message_board.ts";
+ * assert.deepEqual(parseContentType("Application/JSON; charset=UTF-8"), {
+ *   type: "application/json",
+ *   charset: "utf-8",
+ * });
+ * ```
  */
 export function parseContentType(
   header: string | null,
@@ -1625,8 +1692,20 @@ function decodeUtf8(bytes: Uint8Array): string {
  * built-in URLSearchParams would quietly turn it into U+FFFD); a field given
  * twice is a 400 too, since we could not tell which one the poster meant.
  *
- * @example parseUrlEncoded(bytesOf("message=Hi+there%21&name=Ann")) // => Map { "message" => "Hi there!", "name" => "Ann" }
- * @example parseUrlEncoded(bytesOf("message=%E2%28")) // throws HttpError 400
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HttpError, parseUrlEncoded } from "./message_board.ts";
+ * const bytesOf = (text: string) => new TextEncoder().encode(text);
+ * assert.deepEqual(
+ *   parseUrlEncoded(bytesOf("message=Hi+there%21&name=Ann")),
+ *   new Map([["message", "Hi there!"], ["name", "Ann"]]),
+ * );
+ * assert.throws(
+ *   () => parseUrlEncoded(bytesOf("message=%E2%28")),
+ *   (error) => error instanceof HttpError && error.status === 400,
+ * );
+ * ```
  */
 export function parseUrlEncoded(body: Uint8Array): Map<string, string> {
   const fields = new Map<string, string>();
@@ -1710,8 +1789,19 @@ const NAME_FORBIDDEN = /\p{Cc}/u;
  * breaks become `\n` (browsers send `\r\n`), the name is trimmed and dropped
  * when empty. Wrong types get 400; blank, too long or control characters 422.
  *
- * @example validateNewMessage("Hello\r\nworld", " Ann ") // => { text: "Hello\nworld", name: "Ann" }
- * @example validateNewMessage("   ", undefined) // throws HttpError 422
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { HttpError, validateNewMessage } from "./message_board.ts";
+ * assert.deepEqual(validateNewMessage("Hello\r\nworld", " Ann "), {
+ *   text: "Hello\nworld",
+ *   name: "Ann",
+ * });
+ * assert.throws(
+ *   () => validateNewMessage("   ", undefined),
+ *   (error) => error instanceof HttpError && error.status === 422,
+ * );
+ * ```
  */
 export function validateNewMessage(text: unknown, name: unknown): NewMessage {
   if (typeof text !== "string") {
@@ -1756,7 +1846,12 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
  * Whether `text` has more than `max` characters, counting code points (as a
  * person does: "👍" is one), not UTF-16 units.
  *
- * @example isLongerThan("👍👍", 2) // => false, though "👍👍".length is 4
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isLongerThan } from "./message_board.ts";
+ * assert.equal(isLongerThan("👍👍", 2), false); // though "👍👍".length is 4
+ * ```
  */
 export function isLongerThan(text: string, max: number): boolean {
   if (text.length <= max) return false; // never more code points than units
@@ -1769,8 +1864,13 @@ export function isLongerThan(text: string, max: number): boolean {
  * Parses a whole positive number no larger than `max`; null for anything
  * else (signs, decimals, exponents, spaces, leading zeros, huge values).
  *
- * @example parsePositiveInteger("42", 100) // => 42
- * @example parsePositiveInteger("1e3", 10000) // => null
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parsePositiveInteger } from "./message_board.ts";
+ * assert.equal(parsePositiveInteger("42", 100), 42);
+ * assert.equal(parsePositiveInteger("1e3", 10000), null);
+ * ```
  */
 export function parsePositiveInteger(
   value: string,
@@ -1815,7 +1915,12 @@ function readBeforeParameter(url: URL): number | undefined {
  * /64 network, since one machine usually has a whole /64 to pick addresses from.
  * "unknown" when the handler was called without `Deno.serve`'s `info`.
  *
- * @example clientKey("2001:db8:1:2:aaaa::1") // => "2001:db8:1:2::/64"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { clientKey } from "./message_board.ts";
+ * assert.equal(clientKey("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+ * ```
  */
 export function clientKey(address: string | undefined): string {
   if (address === undefined || address === "") return "unknown";
@@ -2219,7 +2324,12 @@ type Route = Partial<
  * Checks a base path: "" or "/" for the root, else "/name" (segments of letters, digits,
  * `-`, `_`, `.`, `~`), returned without a trailing slash.
  *
- * @example normalizeBasePath("/board/") // => "/board"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { normalizeBasePath } from "./message_board.ts";
+ * assert.equal(normalizeBasePath("/board/"), "/board");
+ * ```
  */
 export function normalizeBasePath(basePath: string): string {
   const base = basePath.replace(/\/+$/, "");
@@ -2693,8 +2803,19 @@ export function createBoardHandler(
  * `data:` one line of JSON (JSON.stringify never writes a raw line break). A delete
  * carries no `id:`, so the browser's resume point stays the newest message it has.
  *
- * @example formatEvent({ type: "clear", id: 7 }) // => "id: 7\nevent: clear\ndata: {}\n\n"
- * @example formatEvent({ type: "delete", id: 3 }) // => 'event: delete\ndata: {"id":3}\n\n'
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatEvent } from "./message_board.ts";
+ * assert.equal(
+ *   formatEvent({ type: "clear", id: 7 }),
+ *   "id: 7\nevent: clear\ndata: {}\n\n",
+ * );
+ * assert.equal(
+ *   formatEvent({ type: "delete", id: 3 }),
+ *   'event: delete\ndata: {"id":3}\n\n',
+ * );
+ * ```
  */
 export function formatEvent(event: BoardEvent): string {
   switch (event.type) {
@@ -2882,7 +3003,15 @@ const HTML_ESCAPES: Record<string, string> = {
  * Escapes text for HTML element content and quoted attribute values. Every
  * value put into the page goes through here.
  *
- * @example escapeHtml(`<script>alert("x")</script>`) // => "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { escapeHtml } from "./message_board.ts";
+ * assert.equal(
+ *   escapeHtml(`<script>alert("x")</script>`),
+ *   "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;",
+ * );
+ * ```
  */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
@@ -2893,7 +3022,12 @@ export function escapeHtml(text: string): string {
  * script shows it in the reader's own time zone instead, from the `<time datetime>`
  * element that carries the exact value.
  *
- * @example formatTime("2026-11-21T22:44:51.000Z") // => "2026-11-21 22:44:51 UTC"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatTime } from "./message_board.ts";
+ * assert.equal(formatTime("2026-11-21T22:44:51.000Z"), "2026-11-21 22:44:51 UTC");
+ * ```
  */
 export function formatTime(iso: string): string {
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
@@ -3283,9 +3417,22 @@ export interface Board {
 /**
  * Opens the board on its data file (or on the `store` given).
  *
+ * @example
  * ```ts
- * const board = await openBoard({ dataFile: "./data/messages.jsonl" });
- * const server = Deno.serve({ hostname: "127.0.0.1", port: 8080 }, board.handler);
+ * import assert from "node:assert/strict";
+ * import { openBoard } from "./message_board.ts";
+ * const dir = await Deno.makeTempDir();
+ * const board = await openBoard({ dataFile: `${dir}/messages.jsonl` });
+ * const server = Deno.serve(
+ *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   board.handler,
+ * );
+ * const response = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+ * await response.body?.cancel();
+ * assert.equal(response.status, 200);
+ * await server.shutdown();
+ * await board.close();
+ * await Deno.remove(dir, { recursive: true });
  * ```
  */
 export async function openBoard(options: BoardOptions = {}): Promise<Board> {
@@ -3387,8 +3534,16 @@ export interface CommandLine {
  * Parses the board's command line; throws {@linkcode CommandLineError} with a
  * one-line message for anything it cannot run with.
  *
- * @example parseCommandLine(["--port", "0", "--quiet"]) // => { port: 0, hostname: "127.0.0.1", quiet: true, ... }
- * @example parseCommandLine(["--port", "x"]) // throws CommandLineError
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CommandLineError, parseCommandLine } from "./message_board.ts";
+ * const commandLine = parseCommandLine(["--port", "0", "--quiet"]);
+ * assert.equal(commandLine.port, 0);
+ * assert.equal(commandLine.hostname, "127.0.0.1");
+ * assert.equal(commandLine.quiet, true);
+ * assert.throws(() => parseCommandLine(["--port", "x"]), CommandLineError);
+ * ```
  */
 export function parseCommandLine(args: string[]): CommandLine {
   let values;

@@ -192,7 +192,12 @@ export const CONTENT_TYPES: Readonly<Record<string, string>> = {
 /**
  * Content-Type for a file name, `application/octet-stream` when unknown.
  *
- * @example contentTypeFor("a/Page.HTML") === "text/html; charset=utf-8"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { contentTypeFor } from "./server_files.ts";
+ * assert.equal(contentTypeFor("a/Page.HTML"), "text/html; charset=utf-8");
+ * ```
  */
 export function contentTypeFor(path: string): string {
   return CONTENT_TYPES[extname(path).toLowerCase()] ??
@@ -213,8 +218,13 @@ const COMPRESSIBLE_TYPES = new Set([
  * wasm, web manifests. Images, audio, video, archives and fonts (woff2 is
  * brotli already) are compressed formats: gzip would only cost time.
  *
- * @example isCompressible("text/css; charset=utf-8") === true
- * @example isCompressible("image/png") === false
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isCompressible } from "./server_files.ts";
+ * assert.equal(isCompressible("text/css; charset=utf-8"), true);
+ * assert.equal(isCompressible("image/png"), false);
+ * ```
  */
 export function isCompressible(contentType: string): boolean {
   const type = contentType.split(";")[0].trim().toLowerCase();
@@ -229,7 +239,12 @@ export function isCompressible(contentType: string): boolean {
 /**
  * Escapes text for HTML element content and quoted attribute values.
  *
- * @example escapeHtml(`"'<>&`) === "&quot;&#39;&lt;&gt;&amp;"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { escapeHtml } from "./server_files.ts";
+ * assert.equal(escapeHtml(`"'<>&`), "&quot;&#39;&lt;&gt;&amp;");
+ * ```
  */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
@@ -248,7 +263,15 @@ const HTML_ESCAPES: Record<string, string> = {
  * and the query. `new URL()` would resolve `..` segments first and hide an
  * attack from {@linkcode resolveSafePath}; we want to see the raw path.
  *
- * @example splitUrl("http://h:8/a/b?x=1") => { pathname: "/a/b", search: "?x=1" }
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { splitUrl } from "./server_files.ts";
+ * assert.deepEqual(splitUrl("http://h:8/a/b?x=1"), {
+ *   pathname: "/a/b",
+ *   search: "?x=1",
+ * });
+ * ```
  */
 export function splitUrl(url: string): { pathname: string; search: string } {
   const start = url.indexOf("/", url.indexOf("://") + 3);
@@ -267,7 +290,14 @@ export function splitUrl(url: string): { pathname: string; search: string } {
  * Parses `"Name: value"` strings (the `--header` flag) into header pairs.
  * Throws a `TypeError` naming the bad entry, so a typo stops the server at start-up.
  *
- * @example parseHeaderLines(["X-Frame-Options: DENY"]) => [["X-Frame-Options", "DENY"]]
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHeaderLines } from "./server_files.ts";
+ * assert.deepEqual(parseHeaderLines(["X-Frame-Options: DENY"]), [
+ *   ["X-Frame-Options", "DENY"],
+ * ]);
+ * ```
  */
 export function parseHeaderLines(lines: readonly string[]): [string, string][] {
   return lines.map((line) => {
@@ -375,8 +405,13 @@ export async function resolveSafePath(
  * {@linkcode resolveSafePath} refuses (bad escapes, NUL, backslash, `..`)
  * get null here, and their 400 there.
  *
- * @example canonicalUrlPath("/a//b/./c.txt") === "/a/b/c.txt"
- * @example canonicalUrlPath("/a%20b/c.txt") === null
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { canonicalUrlPath } from "./server_files.ts";
+ * assert.equal(canonicalUrlPath("/a//b/./c.txt"), "/a/b/c.txt");
+ * assert.equal(canonicalUrlPath("/a%20b/c.txt"), null);
+ * ```
  */
 export function canonicalUrlPath(urlPath: string): string | null {
   // The common case costs one scan: no "//", no "." segment, no escape.
@@ -403,9 +438,14 @@ export function canonicalUrlPath(urlPath: string): string | null {
  * Percent-encodes one path segment, leaving the characters RFC 3986 3.3
  * allows in a segment (`pchar`) as they are.
  *
- * @example encodePathSegment("a b?#%:@") === "a%20b%3F%23%25:@"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encodePathSegment } from "./server_files.ts";
+ * assert.equal(encodePathSegment("a b?#%:@"), "a%20b%3F%23%25:@");
+ * ```
  */
-function encodePathSegment(segment: string): string {
+export function encodePathSegment(segment: string): string {
   return encodeURIComponent(segment).replace(
     /%(24|26|2B|2C|3A|3B|3D|40)/g,
     (escape) => decodeURIComponent(escape),
@@ -417,7 +457,12 @@ function encodePathSegment(segment: string): string {
  * separator: `/srv/site-old` is not inside `/srv/site`), and, unless
  * `showDotfiles`, has no dot segment below the root.
  *
- * @example isServableRealPath("/srv/site", "/srv/site-old/a", false) === false
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isServableRealPath } from "./server_files.ts";
+ * assert.equal(isServableRealPath("/srv/site", "/srv/site-old/a", false), false);
+ * ```
  */
 export function isServableRealPath(
   rootReal: string,
@@ -442,7 +487,13 @@ function isDotName(segment: string): boolean {
  * is 503 (the server is busy, the request is fine). Only the rest (EIO, a
  * bug) is 500.
  *
- * @example statusForFsError(Object.assign(new Error(), { code: "ENAMETOOLONG" })) === 404
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { statusForFsError } from "./server_files.ts";
+ * const error = Object.assign(new Error(), { code: "ENAMETOOLONG" });
+ * assert.equal(statusForFsError(error), 404);
+ * ```
  */
 export function statusForFsError(error: unknown): number {
   if (error instanceof Deno.errors.NotCapable) return 404;
@@ -659,9 +710,14 @@ export interface FileMeta {
  * A strong entity tag from a file's size and mtime, like nginx's, with an
  * optional suffix naming a compressed form.
  *
- * @example entityTag({ size: 255, mtime: new Date(4096) }, "-br") === `"ff-1000-br"`
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { entityTag } from "./server_files.ts";
+ * assert.equal(entityTag({ size: 255, mtime: new Date(4096) }, "-br"), `"ff-1000-br"`);
+ * ```
  */
-function entityTag(
+export function entityTag(
   info: Pick<Deno.FileInfo, "size" | "mtime">,
   suffix = "",
 ): string {
@@ -690,8 +746,13 @@ export function fileMetaFrom(path: string, info: Deno.FileInfo): FileMeta {
  * any current representation. Weak comparison ignores the `W/` prefix
  * (RFC 9110 8.8.3.2); strong comparison never matches a weak tag.
  *
- * @example etagListMatches(`W/"a", "b"`, `"a"`, true) === true
- * @example etagListMatches(`W/"a"`, `"a"`, false) === false
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { etagListMatches } from "./server_files.ts";
+ * assert.equal(etagListMatches(`W/"a", "b"`, `"a"`, true), true);
+ * assert.equal(etagListMatches(`W/"a"`, `"a"`, false), false);
+ * ```
  */
 export function etagListMatches(
   header: string,
@@ -785,11 +846,19 @@ export const MAX_RANGES = 16;
  * Ranges that overlap or touch are merged into one (RFC 9110 14.3 allows it),
  * and the rest keep the order the client asked for (RFC 9110 15.3.7.2).
  *
- * @example parseRanges("bytes=0-499", 1000) => [{ start: 0, end: 499 }]
- * @example parseRanges("bytes=-300", 1000) => [{ start: 700, end: 999 }]
- * @example parseRanges("bytes=500-599,0-9", 1000) => [{ start: 500, end: 599 }, { start: 0, end: 9 }]
- * @example parseRanges("bytes=0-9,10-19", 1000) => [{ start: 0, end: 19 }]
- * @example parseRanges("bytes=1000-", 1000) => "unsatisfiable"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseRanges } from "./server_files.ts";
+ * assert.deepEqual(parseRanges("bytes=0-499", 1000), [{ start: 0, end: 499 }]);
+ * assert.deepEqual(parseRanges("bytes=-300", 1000), [{ start: 700, end: 999 }]);
+ * assert.deepEqual(parseRanges("bytes=500-599,0-9", 1000), [
+ *   { start: 500, end: 599 },
+ *   { start: 0, end: 9 },
+ * ]);
+ * assert.deepEqual(parseRanges("bytes=0-9,10-19", 1000), [{ start: 0, end: 19 }]);
+ * assert.equal(parseRanges("bytes=1000-", 1000), "unsatisfiable");
+ * ```
  */
 export function parseRanges(
   header: string,
@@ -876,9 +945,14 @@ function selectRanges(
  * acceptable: RFC 9110 12.5.3 leaves the answer open there, and like nginx
  * and Caddy we send the file rather than a 406.
  *
- * @example negotiateCoding("gzip, deflate, br", ["br", "gzip"]) === "br"
- * @example negotiateCoding("br;q=0, gzip", ["br", "gzip"]) === "gzip"
- * @example negotiateCoding("gzip;q=0.5, identity", ["gzip"]) === "identity"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { negotiateCoding } from "./server_files.ts";
+ * assert.equal(negotiateCoding("gzip, deflate, br", ["br", "gzip"]), "br");
+ * assert.equal(negotiateCoding("br;q=0, gzip", ["br", "gzip"]), "gzip");
+ * assert.equal(negotiateCoding("gzip;q=0.5, identity", ["gzip"]), "identity");
+ * ```
  */
 export function negotiateCoding(
   header: string | null,
@@ -1004,7 +1078,20 @@ function headerMemo(
  * dropped at the edge ({@linkcode withoutBodyForHead}), so both carry the
  * same headers (RFC 9110 9.3.2).
  *
- * @example planFileResponse(new Request("http://h/a", { headers: { range: "bytes=0-1" } }), meta).status === 206
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { planFileResponse, type FileMeta } from "./server_files.ts";
+ * const meta: FileMeta = {
+ *   size: 10,
+ *   etag: `"a-0"`,
+ *   lastModified: "",
+ *   mtimeSeconds: NaN,
+ *   contentType: "text/plain; charset=utf-8",
+ * };
+ * const request = new Request("http://h/a", { headers: { range: "bytes=0-1" } });
+ * assert.equal(planFileResponse(request, meta).status, 206);
+ * ```
  */
 export function planFileResponse(
   request: Request,
@@ -1633,7 +1720,12 @@ export function withoutBodyForHead(req: Request, response: Response): Response {
  * Text a client chose, made safe for one log line: C0 and C1 controls, DEL and
  * the line separators become `\xNN` / `\u{NNNN}`.
  *
- * @example logSafe("a\r\nb") // => "a\\x0d\\x0ab"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { logSafe } from "./server_files.ts";
+ * assert.equal(logSafe("a\r\nb"), "a\\x0d\\x0ab");
+ * ```
  */
 export function logSafe(text: string): string {
   return text.replace(/[\p{Cc}\u2028\u2029]/gu, (char) => {
@@ -1755,8 +1847,17 @@ const LISTING_PARAMETERS = {
  * gets a message for a 400 (a link that silently sorts some other way would
  * hide the typo); other parameters (cache busters, trackers) are ignored.
  *
- * @example parseListingQuery("?sort=size&order=desc") => { sort: "size", order: "desc", format: null }
- * @example parseListingQuery("?sort=colour") => "sort must be name, size or time"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseListingQuery } from "./server_files.ts";
+ * assert.deepEqual(parseListingQuery("?sort=size&order=desc"), {
+ *   sort: "size",
+ *   order: "desc",
+ *   format: null,
+ * });
+ * assert.equal(parseListingQuery("?sort=colour"), "sort must be name, size or time");
+ * ```
  */
 export function parseListingQuery(search: string): ListingQuery | string {
   const params = new URLSearchParams(search);
@@ -1781,8 +1882,13 @@ export function parseListingQuery(search: string): ListingQuery | string {
  * `text/html`'s. `*∕*` alone (what `fetch` sends) and a browser's navigation
  * `Accept` get HTML.
  *
- * @example acceptsJsonListing("application/json") === true
- * @example acceptsJsonListing("text/html,application/json;q=0.9") === false
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { acceptsJsonListing } from "./server_files.ts";
+ * assert.equal(acceptsJsonListing("application/json"), true);
+ * assert.equal(acceptsJsonListing("text/html,application/json;q=0.9"), false);
+ * ```
  */
 export function acceptsJsonListing(accept: string | null): boolean {
   if (accept === null) return false;
@@ -1806,9 +1912,14 @@ export function acceptsJsonListing(accept: string | null): boolean {
  * A size for people, in SI units like caddy's and Finder's listings: one
  * decimal below 10, whole numbers above.
  *
- * @example formatSize(2_900_000) === "2.9 MB"
- * @example formatSize(15_360) === "15 kB"
- * @example formatSize(999) === "999 B"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatSize } from "./server_files.ts";
+ * assert.equal(formatSize(2_900_000), "2.9 MB");
+ * assert.equal(formatSize(15_360), "15 kB");
+ * assert.equal(formatSize(999), "999 B");
+ * ```
  */
 export function formatSize(bytes: number): string {
   if (bytes < 1000) return `${bytes} B`;
@@ -1838,8 +1949,16 @@ export interface Breadcrumb {
  * above it) down to the folder itself. `relativePath` is decoded and starts
  * with `/`.
  *
- * @example listingBreadcrumbs("", "/a b/c/")
- * // => [{ label: "/", href: "/" }, { label: "a b/", href: "/a%20b/" }, { label: "c/", href: "/a%20b/c/" }]
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { listingBreadcrumbs } from "./server_files.ts";
+ * assert.deepEqual(listingBreadcrumbs("", "/a b/c/"), [
+ *   { label: "/", href: "/" },
+ *   { label: "a b/", href: "/a%20b/" },
+ *   { label: "c/", href: "/a%20b/c/" },
+ * ]);
+ * ```
  */
 export function listingBreadcrumbs(
   urlRoot: string,
@@ -1923,8 +2042,16 @@ const LISTING_COLUMNS: {
  *
  * @param relativePath the folder's path below the served root, decoded, ending in `/`
  *
- * @example renderListing("/docs/", [{ name: "a&b.txt", isDirectory: false, size: 3, mtime: null }])
- * // contains <a href="a%26b.txt">...a&amp;b.txt...</a>
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { renderListing } from "./server_files.ts";
+ * const html = renderListing("/docs/", [
+ *   { name: "a&b.txt", isDirectory: false, size: 3, mtime: null },
+ * ]);
+ * assert.ok(html.includes('<a href="a%26b.txt">'));
+ * assert.ok(html.includes("<span>a&amp;b.txt</span>"));
+ * ```
  */
 export function renderListing(
   relativePath: string,
@@ -2659,9 +2786,15 @@ async function resolveOrNull(
  * above 0 (RFC 9110 12.5.1). A browser navigating says so; `fetch()`, an
  * `<img>` or a script does not, and keeps its 404.
  *
- * @example acceptsHtml(new Request("http://h/", { headers: { accept: "text/html;q=0.9" } })) === true
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { acceptsHtml } from "./server_files.ts";
+ * const headers = { accept: "text/html;q=0.9" };
+ * assert.equal(acceptsHtml(new Request("http://h/", { headers })), true);
+ * ```
  */
-function acceptsHtml(req: Request): boolean {
+export function acceptsHtml(req: Request): boolean {
   const accept = req.headers.get("accept");
   if (accept === null) return false;
   return accept.split(",").some((range) => {
@@ -2693,9 +2826,14 @@ async function serveFallback(
  * The `fallback` option (a file path inside the root, `index.html` or
  * `app/index.html`) as the URL path it is served under.
  *
- * @example fallbackUrlPath("./app/index.html") === "/app/index.html"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { fallbackUrlPath } from "./server_files.ts";
+ * assert.equal(fallbackUrlPath("./app/index.html"), "/app/index.html");
+ * ```
  */
-function fallbackUrlPath(fallback: string): string {
+export function fallbackUrlPath(fallback: string): string {
   const path = "/" + fallback.replace(/^(\.?\/)+/, "");
   return path.split("/").map(encodeURIComponent).join("/");
 }
@@ -3186,8 +3324,13 @@ const MAX_HOST_VERDICTS = 256;
  * `Host` header): without the port, lower-case, without a final dot, an
  * IPv6 address in brackets.
  *
- * @example hostNameOf("http://LocalHost.:8080/a") === "localhost"
- * @example hostNameOf("http://[::1]:8080/") === "[::1]"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { hostNameOf } from "./server_files.ts";
+ * assert.equal(hostNameOf("http://LocalHost.:8080/a"), "localhost");
+ * assert.equal(hostNameOf("http://[::1]:8080/"), "[::1]");
+ * ```
  */
 export function hostNameOf(url: string): string {
   const start = url.indexOf("://") + 3;
@@ -3206,8 +3349,13 @@ export function hostNameOf(url: string): string {
  * `allowed`; an entry with a leading dot allows the name after the dot and
  * all its subdomains. Entries compare as {@linkcode hostNameOf} would spell them.
  *
- * @example isAllowedHost("a.example.com", [".example.com"]) === true
- * @example isAllowedHost("evil-example.com", [".example.com"]) === false
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isAllowedHost } from "./server_files.ts";
+ * assert.equal(isAllowedHost("a.example.com", [".example.com"]), true);
+ * assert.equal(isAllowedHost("evil-example.com", [".example.com"]), false);
+ * ```
  */
 export function isAllowedHost(
   name: string,
@@ -3279,7 +3427,12 @@ function misdirectedResponse(
  * loopback ones: that name, and for `0.0.0.0`/`::` (every address) this
  * machine's addresses, when `--allow-sys=networkInterfaces` lets us read them.
  *
- * @example listeningHostNames("192.168.1.5") => ["192.168.1.5"]
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { listeningHostNames } from "./server_files.ts";
+ * assert.deepEqual(listeningHostNames("192.168.1.5"), ["192.168.1.5"]);
+ * ```
  */
 export function listeningHostNames(hostname: string): string[] {
   const names = [hostname];
@@ -3298,8 +3451,19 @@ export function listeningHostNames(hostname: string): string[] {
  * files served from memory. A cache hit is answered synchronously, which
  * saves Deno.serve a promise per request.
  *
+ * @example
  * ```ts
- * Deno.serve(createHandler({ fsRoot: "./static" }));
+ * import assert from "node:assert/strict";
+ * import { createHandler } from "./server_files.ts";
+ * const server = Deno.serve(
+ *   { hostname: "127.0.0.1", port: 0, onListen() {} },
+ *   createHandler({ fsRoot: ".", quiet: true }),
+ * );
+ * const url = `http://127.0.0.1:${server.addr.port}/no-such-file.txt`;
+ * const response = await fetch(url);
+ * await response.body?.cancel();
+ * assert.equal(response.status, 404);
+ * await server.shutdown();
  * ```
  */
 export function createHandler(options: HandlerOptions = {}): Handler {
@@ -3381,8 +3545,15 @@ const MONTHS = [
  * request target are escaped so a crafted URL cannot forge a log line.
  * `Deno.serve` does not tell the protocol version, so it always says HTTP/1.1.
  *
- * @example formatLogLine("127.0.0.1", new Date(0), "GET", "/a", 200, "12")
- * // => '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET /a HTTP/1.1" 200 12'
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatLogLine } from "./server_files.ts";
+ * assert.equal(
+ *   formatLogLine("127.0.0.1", new Date(0), "GET", "/a", 200, "12"),
+ *   '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET /a HTTP/1.1" 200 12',
+ * );
+ * ```
  */
 export function formatLogLine(
   host: string | null,
@@ -3743,7 +3914,12 @@ const WORKER_RESTART_MS = 1000;
  * Reads `--workers`: a whole number from 1 to {@linkcode MAX_WORKERS}, or
  * `auto` for one per core (`navigator.hardwareConcurrency`).
  *
- * @example parseWorkerCount("4") === 4
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseWorkerCount } from "./server_files.ts";
+ * assert.equal(parseWorkerCount("4"), 4);
+ * ```
  */
 export function parseWorkerCount(value: string): number {
   if (value === "auto") {
