@@ -1940,6 +1940,10 @@ export function clientKey(address: string | undefined): string {
   }::/64`;
 }
 
+/** An IPv4 address, or an IPv6 one (hex groups and colons, bracketed or not, maybe ending in IPv4). */
+const IP_ADDRESS =
+  /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9a-fA-F:]{2,39}(?::\d{1,3}(?:\.\d{1,3}){3})?\]?)$/;
+
 function clientAddress(
   request: Request,
   info: Deno.ServeHandlerInfo | undefined,
@@ -1948,7 +1952,9 @@ function clientAddress(
   if (trustProxy) {
     const hops = request.headers.get("x-forwarded-for")?.split(",") ?? [];
     const last = hops.at(-1)?.trim();
-    if (last) return clientKey(last);
+    // A hop that is not an address (a misconfigured proxy passing the client's own text)
+    // must not become a key of its own: each made-up value would get its own post limit.
+    if (last && IP_ADDRESS.test(last)) return clientKey(last);
   }
   const remote = info?.remoteAddr as Deno.NetAddr | undefined;
   return clientKey(remote?.hostname);

@@ -1457,6 +1457,28 @@ Deno.test("limits: with trustProxy the client is the last X-Forwarded-For hop", 
   }, { trustProxy: true, postBurst: 1 });
 });
 
+Deno.test("limits: with trustProxy a last hop that is no address counts as the socket's client", async () => {
+  await withBoard(async (board) => {
+    const post = (forwarded: string) =>
+      board.handler(
+        postApi('{"text":"hi"}', { "x-forwarded-for": forwarded }),
+        clientInfo("127.0.0.9"),
+      );
+    // Made-up values would each be a client of their own; they all fall back to the socket.
+    assert.equal((await post("not-an-address")).status, 201);
+    assert.equal(
+      (await post("x".repeat(500))).status,
+      429,
+      "same socket, same client",
+    );
+    assert.equal(
+      (await post("10.0.0.1, <script>")).status,
+      429,
+      "same socket again",
+    );
+  }, { trustProxy: true, postBurst: 1 });
+});
+
 Deno.test("cli: --help lists the network flags, and --allowed-host adds a name to the process's allow-list", async () => {
   const help = await new Deno.Command(Deno.execPath(), {
     args: ["run", BOARD_SCRIPT, "--help"],
