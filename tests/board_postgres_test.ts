@@ -11,6 +11,20 @@ import {
 
 const quiet = () => {};
 
+/** Runs `fn` with a direct one-connection client to the test database, then closes it. */
+async function withDatabase<T>(
+  url: string,
+  fn: (sql: import("npm:postgres@3.4.7").Sql) => Promise<T>,
+): Promise<T> {
+  const { default: postgres } = await import("npm:postgres@3.4.7");
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end();
+  }
+}
+
 /** Resolves with the first `count` events a store delivers; fails after 15 s. */
 function collectEvents(
   store: MessageStore,
@@ -97,19 +111,15 @@ Deno.test({
       assert.deepEqual(await a.eventsAfter(fourth.id, 10), []);
 
       // The archive keeps every cleared message.
-      const { default: postgres } = await import("npm:postgres@3.4.7");
-      const sql = postgres(pg.url, { max: 1 });
-      try {
-        const archived =
-          await sql`select id, text, name from board_archive order by id`;
-        assert.deepEqual(archived.map((r) => [Number(r.id), r.text, r.name]), [
-          [first.id, "hello\n<b>", "Ann"],
-          [second.id, "second", null],
-          [third.id, "third", null],
-        ]);
-      } finally {
-        await sql.end();
-      }
+      const archived = await withDatabase(
+        pg.url,
+        (sql) => sql`select id, text, name from board_archive order by id`,
+      );
+      assert.deepEqual(archived.map((r) => [Number(r.id), r.text, r.name]), [
+        [first.id, "hello\n<b>", "Ann"],
+        [second.id, "second", null],
+        [third.id, "third", null],
+      ]);
     } finally {
       await a.close();
       await b.close();
@@ -289,15 +299,12 @@ Deno.test({
       assert.deepEqual(await b.eventsAfter(four.id, 10), []);
 
       // Deleted and cleared messages are kept: message two is still in the archive.
-      const { default: postgres } = await import("npm:postgres@3.4.7");
-      const sql = postgres(pg.url, { max: 1 });
-      try {
-        const rows = await sql`select id, delete_id from board_archive`;
-        assert.deepEqual(rows.map((r) => Number(r.id)), [two.id]);
-        assert.notEqual(rows[0].delete_id, null);
-      } finally {
-        await sql.end();
-      }
+      const rows = await withDatabase(
+        pg.url,
+        (sql) => sql`select id, delete_id from board_archive`,
+      );
+      assert.deepEqual(rows.map((r) => Number(r.id)), [two.id]);
+      assert.notEqual(rows[0].delete_id, null);
     } finally {
       await a.close();
       await b.close();
@@ -411,13 +418,11 @@ Deno.test({
       log: (line) => logged.push(line),
     });
     try {
-      const { default: postgres } = await import("npm:postgres@3.4.7");
-      const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
-      try {
-        await sql`alter table board_messages alter column id restart with 9007199254740991`;
-      } finally {
-        await sql.end();
-      }
+      await withDatabase(
+        pg.url,
+        (sql) =>
+          sql`alter table board_messages alter column id restart with 9007199254740991`,
+      );
       const last = await store.appendMessage({ text: "the last" });
       assert.equal(last.id, Number.MAX_SAFE_INTEGER);
       await assert.rejects(
