@@ -1,7 +1,7 @@
 /**
  * The throwaway PostgreSQL server the board's PostgreSQL scenarios run on.
  *
- * It reuses the tests' harness (tests/pg_harness.ts: `initdb` into a temp folder, `pg_ctl`
+ * It reuses the tests' harness (tests/_postgres.ts: `initdb` into a temp folder, `pg_ctl`
  * on 127.0.0.1 with a free port, as the `postgres` user when we are root), and adds what the
  * benchmark needs: loading the seed messages and counting the stored ones with `psql`. The
  * server keeps PostgreSQL's default `fsync = on`, so a post is as durable as in production.
@@ -9,11 +9,7 @@
  * @module
  */
 
-import {
-  findPgBin,
-  type PgServer,
-  startPostgres,
-} from "../tests/pg_harness.ts";
+import { findPgBin, type PgServer, startPostgres } from "../tests/_postgres.ts";
 
 export type { PgServer };
 export { startPostgres };

@@ -4,18 +4,10 @@
 // request soon after the idle ones close. Needs prlimit (util-linux): skipped loudly
 // without it, and failing under CI=true.
 import assert from "node:assert/strict";
-import { startBoard, tempFolder } from "./board_helpers.ts";
+import { startBoard, tempFolder } from "./_board.ts";
+import { toolTestOptions } from "./_process.ts";
 
-const IN_CI = Deno.env.get("CI") === "true";
-const HAS_PRLIMIT = await new Deno.Command("prlimit", { args: ["--version"] })
-  .output().then((result) => result.success, () => false);
-if (!HAS_PRLIMIT) {
-  console.warn(
-    `board_accept_test: prlimit is missing (apt-get install util-linux); the test is ${
-      IN_CI ? "FAILING (CI=true)" : "SKIPPED"
-    }`,
-  );
-}
+const PRLIMIT = await toolTestOptions("the descriptor-limit test", ["prlimit"]);
 
 /** Opens up to `count` idle TCP connections; stops at the first refused one. */
 async function openIdle(port: number, count: number): Promise<Deno.Conn[]> {
@@ -51,11 +43,8 @@ async function askOn(conn: Deno.Conn): Promise<string> {
 Deno.test({
   name:
     "accept: 300 idle connections at --nofile=256 do not end the board; it answers again after they close",
-  ignore: !HAS_PRLIMIT && !IN_CI,
+  ...PRLIMIT,
   async fn() {
-    if (!HAS_PRLIMIT) {
-      throw new Error("prlimit is missing (CI=true: it must run)");
-    }
     await using folder = await tempFolder();
     const board = await startBoard(folder.path, [], {
       wrapper: ["prlimit", "--nofile=256"],
@@ -99,7 +88,7 @@ Deno.test({
         assert.ok(recovery < 2_000, `recovered in ${recovery} ms`);
       }
     } finally {
-      board.child.kill("SIGTERM");
+      board.kill("SIGTERM");
     }
     const { code, stderr } = await board.output;
     assert.equal(code, 0, stderr);

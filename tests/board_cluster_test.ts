@@ -3,10 +3,16 @@
 // both, SIGKILL while posting loses nothing acknowledged, a stopped database gives 503 and the
 // boards recover when it is back.
 import assert from "node:assert/strict";
-import { fetchAllMessages, postJson } from "./board_helpers.ts";
-import { PG_FLAGS, PG_SCRIPT, REPO_ROOT, startPgBoard } from "./pg_board.ts";
-import { pgTestOptions, startPostgres } from "./pg_harness.ts";
-import { frameReader } from "./sse_reader.ts";
+import {
+  fetchAllMessages,
+  PG_FLAGS,
+  PG_SCRIPT,
+  postJson,
+  startPgBoard,
+} from "./_board.ts";
+import { pgTestOptions, startPostgres } from "./_postgres.ts";
+import { runScript } from "./_process.ts";
+import { frameReader } from "./_sse.ts";
 
 function postForm(url: string, body: string): Promise<Response> {
   return fetch(url, {
@@ -87,7 +93,7 @@ Deno.test({
         }
         if (acknowledged.size >= 150 && !killed) {
           killed = true;
-          victim.child.kill("SIGKILL");
+          victim.kill("SIGKILL");
         }
       }
     };
@@ -172,7 +178,7 @@ Deno.test({
     const board = await startPgBoard(pg);
     const events = frameReader(await fetch(new URL("events", board.url)));
     await events.next();
-    board.child.kill("SIGTERM");
+    board.kill("SIGTERM");
     assert.equal(await events.next(), null, "the stream is closed, not cut");
     const { code, stdout } = await board.output;
     assert.equal(code, 0);
@@ -187,25 +193,18 @@ Deno.test({
   async fn() {
     await using pg = await startPostgres();
     await pg.stop();
-    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        ...PG_FLAGS,
-        PG_SCRIPT,
-        "--port",
-        "0",
-        "--store",
-        pg.url,
-      ],
-      cwd: REPO_ROOT,
-    }).output();
+    const { code, stderr } = await runScript(PG_SCRIPT, PG_FLAGS, [
+      "--port",
+      "0",
+      "--store",
+      pg.url,
+    ]);
     assert.equal(code, 1);
-    const text = new TextDecoder().decode(stderr);
     assert.match(
-      text,
+      stderr,
       /cannot open the database at postgres:\/\/board@127\.0\.0\.1:\d+\/board/,
     );
-    assert.doesNotMatch(text, /^\s+at /m, "a message, not a stack trace");
+    assert.doesNotMatch(stderr, /^\s+at /m, "a message, not a stack trace");
   },
 });
 

@@ -4,7 +4,8 @@
 // Mounting needs root: without it the test is skipped loudly, and fails under CI=true.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { postJson, startBoard, tempFolder } from "./board_helpers.ts";
+import { postJson, startBoard, tempFolder } from "./_board.ts";
+import { runProcess } from "./_process.ts";
 
 const IN_CI = Deno.env.get("CI") === "true";
 const IS_ROOT = Deno.uid() === 0;
@@ -22,15 +23,18 @@ async function mountTmpfs(
   size: string,
 ): Promise<AsyncDisposable> {
   await Deno.mkdir(path, { recursive: true });
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", path],
-  }).output();
-  if (mount.code !== 0) {
-    throw new Error(`mount failed: ${new TextDecoder().decode(mount.stderr)}`);
-  }
+  const mount = await runProcess("mount", [
+    "-t",
+    "tmpfs",
+    "-o",
+    `size=${size}`,
+    "tmpfs",
+    path,
+  ]);
+  if (mount.code !== 0) throw new Error(`mount failed: ${mount.stderr}`);
   return {
     async [Symbol.asyncDispose]() {
-      await new Deno.Command("umount", { args: ["-l", path] }).output();
+      await runProcess("umount", ["-l", path]);
     },
   };
 }
@@ -126,8 +130,7 @@ Deno.test({
         [],
       );
     } finally {
-      board.child.kill("SIGTERM");
-      await board.output;
+      await board.stop();
     }
   },
 });
@@ -182,8 +185,7 @@ Deno.test({
         "after space came back",
       ]);
     } finally {
-      board.child.kill("SIGTERM");
-      await board.output;
+      await board.stop();
     }
   },
 });

@@ -11,8 +11,8 @@ import {
   openBoard,
   openJsonLinesStore,
 } from "../message_board.ts";
-import { tempFolder } from "./board_helpers.ts";
-import { frameReader } from "./sse_reader.ts";
+import { tempFolder } from "./_board.ts";
+import { frameReader } from "./_sse.ts";
 
 const BASE = "http://localhost";
 

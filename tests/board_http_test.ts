@@ -33,7 +33,8 @@ import {
   tokensMatch,
   validateNewMessage,
 } from "../message_board.ts";
-import { BOARD_SCRIPT, startBoard, tempFolder } from "./board_helpers.ts";
+import { BOARD_SCRIPT, startBoard, tempFolder } from "./_board.ts";
+import { runScript } from "./_process.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -1480,10 +1481,7 @@ Deno.test("limits: with trustProxy a last hop that is no address counts as the s
 });
 
 Deno.test("cli: --help lists the network flags, and --allowed-host adds a name to the process's allow-list", async () => {
-  const help = await new Deno.Command(Deno.execPath(), {
-    args: ["run", BOARD_SCRIPT, "--help"],
-  }).output();
-  const usage = new TextDecoder().decode(help.stdout);
+  const { stdout: usage } = await runScript(BOARD_SCRIPT, [], ["--help"]);
   for (
     const flag of [
       "--rate-limit off",
@@ -1507,8 +1505,7 @@ Deno.test("cli: --help lists the network flags, and --allowed-host adds a name t
     assert.equal((await get(`127.0.0.1:${port}`)).status, 200);
     assert.equal((await get(`evil.example:${port}`)).status, 421);
   } finally {
-    board.child.kill("SIGTERM");
-    await board.output;
+    await board.stop();
   }
 });
 

@@ -1,7 +1,7 @@
-// The PostgreSQL message store on a throwaway server (see pg_harness.ts): storage, the
+// The PostgreSQL message store on a throwaway server (see _postgres.ts): storage, the
 // archive, events across two stores (as two board processes have), an outage and recovery.
 import assert from "node:assert/strict";
-import { pgTestOptions, startPostgres } from "./pg_harness.ts";
+import { pgTestOptions, startPostgres } from "./_postgres.ts";
 import { openPostgresStore } from "../board_postgres.ts";
 import {
   type BoardEvent,

@@ -11,14 +11,15 @@ import {
   postJson,
   startBoard,
   tempFolder,
-} from "./board_helpers.ts";
+} from "./_board.ts";
+import { certTestOptions, makeCertificate } from "./_certs.ts";
+import { runScript } from "./_process.ts";
 
 Deno.test("cli: --help prints the usage with the narrow flags", async () => {
-  const { code, stdout } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--help"],
-  }).output();
+  const { code, stdout: text } = await runScript(BOARD_SCRIPT, BOARD_FLAGS, [
+    "--help",
+  ]);
   assert.equal(code, 0);
-  const text = new TextDecoder().decode(stdout);
   assert.match(
     text,
     /--allow-net=127\.0\.0\.1 --allow-read=\.\/data --allow-write=\.\/data/,
@@ -44,22 +45,21 @@ Deno.test("cli: an unknown flag or a bad port exits with status 2", async () => 
       "x.pem",
     ]]
   ) {
-    const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, ...args],
-    }).output();
+    const { code, stderr } = await runScript(BOARD_SCRIPT, BOARD_FLAGS, args);
     assert.equal(code, 2, args.join(" "));
-    const lines = new TextDecoder().decode(stderr).trimEnd().split("\n");
+    const lines = stderr.trimEnd().split("\n");
     assert.equal(lines.length, 1, `one line: ${lines.join("\n")}`);
     assert.match(lines[0], /^message_board: .+ \(see --help\)$/);
   }
 });
 
 Deno.test("cli: --store on message_board.ts points at board_postgres.ts in one line", async () => {
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--store", "postgres://a@b/c"],
-  }).output();
+  const { code, stderr } = await runScript(BOARD_SCRIPT, BOARD_FLAGS, [
+    "--store",
+    "postgres://a@b/c",
+  ]);
   assert.equal(code, 2);
-  const lines = new TextDecoder().decode(stderr).trimEnd().split("\n");
+  const lines = stderr.trimEnd().split("\n");
   assert.equal(lines.length, 1);
   assert.match(lines[0], /board_postgres\.ts --store postgres:\/\//);
 });
@@ -145,8 +145,7 @@ Deno.test("cli: creates ./data, prints its real address, serves, and stops clean
   const posted = await postJson(board.url, { text: "kept after a clean stop" });
   assert.equal(posted.status, 201);
 
-  board.child.kill("SIGTERM");
-  const { code, stdout } = await board.output;
+  const { code, stdout } = await board.stop();
   assert.equal(code, 0);
   assert.match(stdout, /stopped/);
   const file = await Deno.readTextFile(
@@ -159,12 +158,11 @@ Deno.test("cli: a second board on the same data file exits at once with a clear 
   await using folder = await tempFolder();
   const first = await startBoard(folder.path);
   try {
-    const second = await new Deno.Command(Deno.execPath(), {
-      args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
+    const second = await runScript(BOARD_SCRIPT, BOARD_FLAGS, ["--port", "0"], {
       cwd: folder.path,
-    }).output();
+    });
     assert.notEqual(second.code, 0);
-    const message = new TextDecoder().decode(second.stderr);
+    const message = second.stderr;
     assert.match(
       message,
       /data\/messages\.jsonl is in use by another message board process/,
@@ -176,8 +174,7 @@ Deno.test("cli: a second board on the same data file exits at once with a clear 
       201,
     );
   } finally {
-    first.child.kill("SIGTERM");
-    assert.equal((await first.output).code, 0);
+    assert.equal((await first.stop()).code, 0);
   }
 });
 
@@ -190,12 +187,13 @@ Deno.test("cli: a corrupt line stops start-up naming file and line; the file is 
     join(folder.path, "data", "messages.jsonl"),
     content,
   );
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
-    cwd: folder.path,
-  }).output();
+  const { code, stderr: message } = await runScript(
+    BOARD_SCRIPT,
+    BOARD_FLAGS,
+    ["--port", "0"],
+    { cwd: folder.path },
+  );
   assert.equal(code, 1);
-  const message = new TextDecoder().decode(stderr);
   assert.match(message, /data\/messages\.jsonl:2: /);
   assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
   assert.equal(
@@ -207,18 +205,13 @@ Deno.test("cli: a corrupt line stops start-up naming file and line; the file is 
 Deno.test("cli: a port already in use is reported in one line, with status 1", async () => {
   await using folder = await tempFolder();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { code, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...BOARD_FLAGS,
-      BOARD_SCRIPT,
-      "--port",
-      String(taken.addr.port),
-    ],
-    cwd: folder.path,
-  }).output();
+  const { code, stderr: message } = await runScript(
+    BOARD_SCRIPT,
+    BOARD_FLAGS,
+    ["--port", String(taken.addr.port)],
+    { cwd: folder.path },
+  );
   assert.equal(code, 1);
-  const message = new TextDecoder().decode(stderr);
   assert.match(
     message,
     new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: `),
@@ -254,7 +247,7 @@ Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", 
       }
       if (acknowledged.length >= 400 && !killed) {
         killed = true;
-        board.child.kill("SIGKILL");
+        board.kill("SIGKILL");
       }
     }
   }
@@ -278,52 +271,27 @@ Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", 
     const next = await postJson(restarted.url, { text: "after the crash" });
     assert.equal(next.message!.id, Math.max(...ids) + 1);
   } finally {
-    restarted.child.kill("SIGTERM");
-    assert.equal((await restarted.output).code, 0);
+    assert.equal((await restarted.stop()).code, 0);
   }
 });
 
-// HTTPS needs a certificate; openssl makes a throwaway one. It sits in ./data
-// so the README's narrow --allow-read=./data covers it.
-const hasOpenssl = await new Deno.Command("openssl", { args: ["version"] })
-  .output().then(
-    (result) => result.success,
-    () => false,
-  );
-if (!hasOpenssl) {
-  console.warn(
-    "board_process_test: openssl is missing; the HTTPS test is SKIPPED",
-  );
-}
-
+// The certificate sits in ./data so the README's narrow --allow-read=./data covers it.
 Deno.test({
   name:
     "cli: with --cert and --key it serves HTTPS and marks the cookie Secure",
-  ignore: !hasOpenssl,
+  ...certTestOptions(),
   async fn() {
     await using folder = await tempFolder();
     const data = join(folder.path, "data");
     await Deno.mkdir(data);
-    const made = await new Deno.Command("openssl", {
-      args: [
-        ..."req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
-          .split(" "),
-        ..."-addext subjectAltName=IP:127.0.0.1".split(" "),
-        ..."-addext basicConstraints=critical,CA:FALSE".split(" "), // a leaf, not a CA
-        ...["-keyout", join(data, "key.pem"), "-out", join(data, "cert.pem")],
-      ],
-      stderr: "null",
-    }).output();
-    assert.ok(made.success, "openssl made a certificate");
+    const cert = await makeCertificate(data);
     const board = await startBoard(folder.path, [
       "--cert",
       "data/cert.pem",
       "--key",
       "data/key.pem",
     ]);
-    using client = Deno.createHttpClient({
-      caCerts: [await Deno.readTextFile(join(data, "cert.pem"))],
-    });
+    using client = Deno.createHttpClient({ caCerts: [cert.pem] });
     try {
       assert.match(board.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
       const response = await fetch(board.url, {
@@ -336,8 +304,7 @@ Deno.test({
       assert.equal(response.status, 303);
       assert.match(response.headers.get("set-cookie") ?? "", /; Secure$/);
     } finally {
-      board.child.kill("SIGTERM");
-      assert.equal((await board.output).code, 0);
+      assert.equal((await board.stop()).code, 0);
     }
   },
 });

@@ -9,7 +9,7 @@ import {
   parseDataFile,
   StartupError,
 } from "../message_board.ts";
-import { tempFolder } from "./board_helpers.ts";
+import { tempFolder } from "./_board.ts";
 
 const encoder = new TextEncoder();
 const line = (id: number, text = `message ${id}`) =>

@@ -12,15 +12,17 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { fileURLToPath } from "node:url";
 import { POST_BURST } from "../message_board.ts";
-import { type ScriptServer, startScript } from "./e2e_browser.ts";
-import { PG_FLAGS } from "./pg_board.ts";
-import { pgTestOptions, startPostgres } from "./pg_harness.ts";
+import { type RunningProcess, startProcess, startScript } from "./_process.ts";
+import { PG_FLAGS } from "./_board.ts";
+import { pgTestOptions, startPostgres } from "./_postgres.ts";
 
 const CADDY_INSTALL = "apt-get install -y caddy";
 const CADDYFILE = fileURLToPath(
   new URL("../deploy/Caddyfile", import.meta.url),
 );
-const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
+
+/** Where each script listens, after the README command's own flags. */
+const ON_PORT_0 = ["--hostname", "127.0.0.1", "--port", "0"];
 
 /** The timeouts the test gives Caddy, short so that the test is quick. */
 const READ_HEADER_TIMEOUT_MS = 1_000;
@@ -89,9 +91,13 @@ async function startCaddy(env: Record<string, string>): Promise<CaddyServer> {
   for (let attempt = 1;; attempt++) {
     const boardPort = pickFreePort();
     const filesPort = pickFreePort();
-    const child = new Deno.Command(CADDY, {
-      args: ["run", "--config", CADDYFILE, "--adapter", "caddyfile"],
-      cwd: REPO_ROOT,
+    const caddy = await startProcess(CADDY, [
+      "run",
+      "--config",
+      CADDYFILE,
+      "--adapter",
+      "caddyfile",
+    ], {
       env: {
         HOME: home,
         XDG_CONFIG_HOME: `${home}/config`,
@@ -106,29 +112,12 @@ async function startCaddy(env: Record<string, string>): Promise<CaddyServer> {
         FILES_SITE: `http://${FILES_HOST}:${filesPort}`,
         ...env,
       },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const lines: string[] = [];
-    const reading = Promise.all(
-      [child.stdout, child.stderr].map(async (stream) => {
-        for await (
-          const text of stream.pipeThrough(new TextDecoderStream())
-        ) lines.push(...text.split("\n").filter((l) => l !== ""));
-      }),
-    );
+      ready: null,
+    });
     let exited = false;
-    const status = child.status.finally(() => exited = true);
-    const stop = async () => {
-      if (!exited) child.kill("SIGTERM");
-      const timer = setTimeout(() => {
-        if (!exited) child.kill("SIGKILL");
-      }, 5_000);
-      await status;
-      clearTimeout(timer);
-      await reading;
-    };
+    caddy.output.finally(() => exited = true);
+    const { lines } = caddy;
+    const stop = () => caddy.stop();
 
     // Ready once the board's site answers (a health check may still be
     // pending: any status will do).
@@ -254,7 +243,7 @@ function countOpenFiles(pid: number): number {
 }
 
 /** Lines a process logged for requests to `path` (the board logs `METHOD path status`). */
-function requestLines(server: ScriptServer, path: string): string[] {
+function requestLines(server: RunningProcess, path: string): string[] {
   return server.lines.filter((line) => line.includes(` ${path} `));
 }
 
@@ -274,23 +263,29 @@ Deno.test({
       "--allowed-host",
       BOARD_HOST,
     ];
-    const started: ScriptServer[] = [];
+    const started: RunningProcess[] = [];
     try {
       const [boardA, boardB, files] = await Promise.all([
-        startScript("board_postgres.ts", PG_FLAGS, boardArgs),
-        startScript("board_postgres.ts", PG_FLAGS, boardArgs),
+        startScript("board_postgres.ts", PG_FLAGS, [
+          ...boardArgs,
+          ...ON_PORT_0,
+        ]),
+        startScript("board_postgres.ts", PG_FLAGS, [
+          ...boardArgs,
+          ...ON_PORT_0,
+        ]),
         startScript(
           "server_files.ts",
           ["--allow-net=127.0.0.1", "--allow-read=./static"],
           // Caddy passes the site's name on as Host: the file server must answer to it.
-          ["--root", "./static", "--allowed-host", FILES_HOST],
+          ["--root", "./static", "--allowed-host", FILES_HOST, ...ON_PORT_0],
         ),
       ].map(async (starting) => {
         const server = await starting;
         started.push(server);
         return server;
       }));
-      const upstream = (server: ScriptServer) => new URL(server.origin).host;
+      const upstream = (server: RunningProcess) => new URL(server.origin).host;
       await using caddy = await startCaddy({
         BOARD_UPSTREAM_A: upstream(boardA),
         BOARD_UPSTREAM_B: upstream(boardB),

@@ -4,22 +4,16 @@
 // has always survived running out of descriptors.
 import assert from "node:assert/strict";
 import { describe, measure, TARGETS } from "../deploy/idle_connections.ts";
+import { toolTestOptions } from "./_process.ts";
 
-const hasPrlimit = await new Deno.Command("prlimit", { args: ["--version"] })
-  .output().then((o) => o.success, () => false);
-const IN_CI = Deno.env.get("CI") === "true";
-if (!hasPrlimit) {
-  console.error(
-    `\n!! prlimit not found: ${
-      IN_CI ? "FAILING (CI=true)" : "SKIPPING"
-    } the idle-connection measurer test (apt-get install -y util-linux)\n`,
-  );
-}
+const PRLIMIT = await toolTestOptions("the idle-connection measurer test", [
+  "prlimit",
+]);
 
 Deno.test({
   name:
     "idle_connections.ts: finds server_tiny.ts's budget at 128 files, and its recovery",
-  ignore: !hasPrlimit && !IN_CI,
+  ...PRLIMIT,
   async fn() {
     const tiny = TARGETS.find((t) => t.name === "server_tiny.ts")!;
     const result = await measure(tiny, 128);

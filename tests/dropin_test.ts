@@ -7,10 +7,10 @@
 // Then: the repository's run tasks fetch no npm package on a fresh cache.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { runProcess, startScript } from "./_process.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const COMMAND_TIMEOUT_MS = 60_000;
-const START_TIMEOUT_MS = 20_000;
 
 interface DropInRow {
   script: string;
@@ -105,23 +105,12 @@ const ROWS: DropInRow[] = [
 
 /** Runs deno in `cwd` with a fresh cache; resolves its output, failing on a timeout. */
 async function deno(cwd: string, denoDir: string, args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
+  const { code, stdout, stderr } = await runProcess(Deno.execPath(), args, {
     cwd,
-    env: { DENO_DIR: denoDir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_MS);
-  try {
-    const { code, stdout, stderr } = await child.output();
-    const text = new TextDecoder().decode(stdout) +
-      new TextDecoder().decode(stderr);
-    return { code, text };
-  } finally {
-    clearTimeout(timer);
-  }
+    env: { DENO_DIR: denoDir },
+    timeoutMs: COMMAND_TIMEOUT_MS,
+  });
+  return { code, text: stdout + stderr };
 }
 
 /** Whether anything was downloaded into the cache's npm folder. */
@@ -140,47 +129,11 @@ async function npmPackagesIn(denoDir: string): Promise<string[]> {
 }
 
 /** Starts the script with the README's flags on port 0; resolves the address it prints. */
-async function startScript(dir: string, denoDir: string, row: DropInRow) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--cached-only",
-      ...row.permissions,
-      row.script,
-      "--port",
-      "0",
-    ],
-    cwd: dir,
-    env: { DENO_DIR: denoDir, NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const timer = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
-  let output = "";
-  const stop = async () => {
-    clearTimeout(timer);
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await reader.cancel();
-    await child.status;
-    return await stderr;
-  };
-  for (;;) {
-    const match = output.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
-    if (match) return { origin: `http://127.0.0.1:${match[1]}`, stop };
-    const { value, done } = await reader.read();
-    if (done) {
-      const errors = await stop();
-      throw new Error(`${row.script} did not start:\n${output}${errors}`);
-    }
-    output += value;
-  }
+function startDropIn(dir: string, denoDir: string, row: DropInRow) {
+  return startScript(row.script, ["--cached-only", ...row.permissions], [
+    "--port",
+    "0",
+  ], { cwd: dir, env: { DENO_DIR: denoDir } });
 }
 
 /**
@@ -224,7 +177,7 @@ async function checkDropIn(row: DropInRow): Promise<string[]> {
 
     await row.prepare?.(dir);
     try {
-      const server = await startScript(dir, denoDir, row);
+      const server = await startDropIn(dir, denoDir, row);
       try {
         const response = await fetch(`${server.origin}${row.path}`);
         await response.body?.cancel();

@@ -10,9 +10,9 @@ import {
   ACTION_TIMEOUT_MS,
   launchChromium,
   planBrowserTests,
-} from "./e2e_browser.ts";
-import { startPgBoard } from "./pg_board.ts";
-import { pgTestOptions, startPostgres } from "./pg_harness.ts";
+} from "./_browser.ts";
+import { startPgBoard } from "./_board.ts";
+import { pgTestOptions, startPostgres } from "./_postgres.ts";
 
 // Without Chromium: a loud skip for a developer, a failure under CI=true.
 const browserPlan = planBrowserTests();

@@ -23,9 +23,11 @@ import {
   planBrowserTests,
   readPngSize,
   saveScreenshot,
-  type ScriptServer,
-  startScript,
-} from "./e2e_browser.ts";
+} from "./_browser.ts";
+import { type RunningProcess, startScript } from "./_process.ts";
+
+/** Where each script listens, after the README command's own flags. */
+const ON_PORT_0 = ["--hostname", "127.0.0.1", "--port", "0"];
 
 const plan = planBrowserTests();
 let screenshotFolder: string | undefined;
@@ -39,11 +41,11 @@ let screenshotFolder: string | undefined;
  */
 function browserTest(
   name: string,
-  startServer: () => Promise<ScriptServer>,
+  startServer: () => Promise<RunningProcess>,
   visit: (
     t: Deno.TestContext,
     browser: Browser,
-    server: ScriptServer,
+    server: RunningProcess,
     audit: AccessibilityAudit,
   ) => Promise<void>,
 ) {
@@ -64,7 +66,7 @@ function browserTest(
           visited = true;
         } finally {
           await audit.close();
-          const code = await server.stop();
+          const { code } = await server.stop();
           if (visited) {
             assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
           }
@@ -128,7 +130,7 @@ async function clickAndWait(
 
 browserTest(
   "tiny server: the hello page shows the headers this browser sent",
-  () => startScript("server_tiny.ts", ["--allow-net=127.0.0.1"]),
+  () => startScript("server_tiny.ts", ["--allow-net=127.0.0.1"], ON_PORT_0),
   async (_t, browser, server, audit) => {
     const page = await newPage(browser);
     const response = await page.goto(`${server.origin}/`);
@@ -183,7 +185,7 @@ browserTest(
     startScript(
       "server_files.ts",
       ["--allow-net=127.0.0.1", "--allow-read=./static"],
-      ["--root", "./static"],
+      ["--root", "./static", ...ON_PORT_0],
     ),
   async (t, browser, server, audit) => {
     const page = await newPage(browser);
@@ -711,7 +713,7 @@ const LONG_NAME =
   "the-very-long-file-name-without-any-spaces-that-must-wrap-on-a-phone.txt";
 
 /** The file server with `--dir-listing` on a temp folder without index.html. */
-async function startSortableListingServer(): Promise<ScriptServer> {
+async function startSortableListingServer(): Promise<RunningProcess> {
   const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-list-" });
   const removeFolder = () => Deno.remove(folder, { recursive: true });
   await Deno.mkdir(`${folder}/photos`);
@@ -719,12 +721,12 @@ async function startSortableListingServer(): Promise<ScriptServer> {
   await Deno.writeTextFile(`${folder}/small.txt`, "small file\n");
   await Deno.writeTextFile(`${folder}/${LONG_NAME}`, "x");
   await Deno.writeFile(`${folder}/photos/beach.jpg`, new Uint8Array(150_000));
-  let server: ScriptServer;
+  let server: RunningProcess;
   try {
     server = await startScript(
       "server_files.ts",
       ["--allow-net=127.0.0.1", `--allow-read=${folder}`],
-      ["--root", folder, "--dir-listing", "--quiet"],
+      ["--root", folder, "--dir-listing", "--quiet", ...ON_PORT_0],
     );
   } catch (error) {
     await removeFolder();
@@ -913,10 +915,10 @@ browserTest(
 );
 
 /** Starts the board on a data file in a fresh temp folder, removed on stop. */
-async function startBoard(args: string[] = []): Promise<ScriptServer> {
+async function startBoard(args: string[] = []): Promise<RunningProcess> {
   const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });
   const removeFolder = () => Deno.remove(folder, { recursive: true });
-  let server: ScriptServer;
+  let server: RunningProcess;
   try {
     server = await startScript(
       "message_board.ts",
@@ -925,7 +927,7 @@ async function startBoard(args: string[] = []): Promise<ScriptServer> {
         `--allow-read=${folder}`,
         `--allow-write=${folder}`,
       ],
-      ["--data", `${folder}/messages.jsonl`, ...args],
+      ["--data", `${folder}/messages.jsonl`, ...args, ...ON_PORT_0],
     );
   } catch (error) {
     await removeFolder();

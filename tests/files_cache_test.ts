@@ -2,13 +2,8 @@
 // spelling, bounded memory, and revalidation that sees what a fresh open would.
 import assert from "node:assert/strict";
 import { createHandler } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
-import {
-  canRunAsRoot,
-  prepareForNobody,
-  readRss,
-  startFilesProcess,
-} from "./files_process.ts";
+import { makeTree, prepareForNobody, startFilesProcess } from "./_files.ts";
+import { canRunAsRoot, readRss } from "./_process.ts";
 
 const NAME = "abcdefghijklmnopqrstuvwxyz-cached-file-name";
 

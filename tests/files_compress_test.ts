@@ -11,7 +11,7 @@ import {
   serveDir,
   serveFile,
 } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree } from "./_files.ts";
 
 /** A stylesheet that compresses well but not absurdly (like a real one). */
 function makeCss(bytes: number): string {

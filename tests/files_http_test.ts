@@ -12,7 +12,7 @@ import {
   type ServeDirOptions,
   serveFile,
 } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree } from "./_files.ts";
 
 const DIGITS = "0123456789".repeat(10); // 100 bytes, byte i is String(i % 10)
 

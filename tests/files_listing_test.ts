@@ -13,7 +13,7 @@ import {
   type ServeDirOptions,
   sortListing,
 } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree, mkfifo } from "./_files.ts";
 
 async function list(
   root: string,
@@ -389,10 +389,7 @@ Deno.test("listing: .br and .gz beside their original are not listed, alone they
 
 Deno.test("listing: FIFOs and other special files are not listed", async () => {
   await using tree = await makeTree();
-  const made = await new Deno.Command("mkfifo", {
-    args: [`${tree.root}/sub/pipe`],
-  }).output();
-  assert.ok(made.success, "mkfifo");
+  await mkfifo(`${tree.root}/sub/pipe`);
   const html = await (await list(tree.root, "/sub/")).text();
   assert.ok(!html.includes("pipe"));
   assert.match(html, /href="b\.txt"/);

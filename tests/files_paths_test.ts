@@ -7,7 +7,7 @@ import {
   resolveSafePath,
   splitUrl,
 } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree } from "./_files.ts";
 
 type Expect = string | 400 | 404; // a path relative to the root, or the status thrown
 

@@ -9,7 +9,7 @@ import {
   serveDir,
   statusForFsError,
 } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree } from "./_files.ts";
 
 async function answer(
   options: HandlerOptions,

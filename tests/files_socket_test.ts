@@ -1,86 +1,20 @@
 // server_files.ts as a real process, with the README's narrow permissions:
 // --help, the access log, raw-socket escape attempts, graceful shutdown, TLS.
 import assert from "node:assert/strict";
-import { makeTree } from "./files_fixtures.ts";
+import { certTestOptions, makeCertificate } from "./_certs.ts";
+import { FILES_SCRIPT, makeTree, startFilesProcess } from "./_files.ts";
+import { runScript } from "./_process.ts";
+import { sendRaw } from "./_raw.ts";
 
-const SCRIPT = new URL("../server_files.ts", import.meta.url).pathname;
-
-interface Running {
-  url: string;
-  port: number;
-  stdout: string[];
-  child: Deno.ChildProcess;
-  /** Sends the signal and waits for the exit; returns the exit code and stderr. */
-  stop(signal?: Deno.Signal): Promise<{ code: number; stderr: string }>;
-}
+const SCRIPT = FILES_SCRIPT;
 
 /** Starts the server on port 0 and waits for the "Serving ... on URL" line. */
-async function startServer(
-  readable: string[],
-  args: string[],
-): Promise<Running> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${readable.join(",")}`,
-      SCRIPT,
-      "--port",
-      "0",
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stdout: string[] = [];
-  let notify = () => {};
-  const pumpOut = (async () => {
-    let rest = "";
-    for await (
-      const text of child.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      const lines = (rest + text).split("\n");
-      rest = lines.pop()!;
-      stdout.push(...lines);
-      notify();
-    }
-  })();
-  const pumpErr = new Response(child.stderr).text();
-  const stop = async (signal: Deno.Signal = "SIGTERM") => {
-    try {
-      child.kill(signal);
-    } catch {
-      // already gone
-    }
-    const { code } = await child.status;
-    await pumpOut;
-    return { code, stderr: await pumpErr };
-  };
-  const deadline = Date.now() + 20_000;
-  while (!stdout.some((line) => line.startsWith("Serving"))) {
-    if (Date.now() > deadline) {
-      const { stderr } = await stop("SIGKILL");
-      throw new Error(`server did not start: ${stderr}`);
-    }
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 100);
-      notify = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-  const url = stdout.find((line) => line.startsWith("Serving"))!.match(
-    /(https?:\/\/\S+)/,
-  )![1];
-  return { url, port: Number(new URL(url).port), stdout, child, stop };
-}
+const startServer = (readable: string[], args: string[]) =>
+  startFilesProcess({ readable, args });
 
 /** Sends raw bytes (so the path is not normalised by a URL parser) and reads the reply. */
 async function rawRequest(port: number, request: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  await conn.write(new TextEncoder().encode(request));
-  return await new Response(conn.readable).text();
+  return (await sendRaw(port, request)).text;
 }
 
 async function waitFor(check: () => boolean): Promise<void> {
@@ -90,11 +24,9 @@ async function waitFor(check: () => boolean): Promise<void> {
 }
 
 Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", async () => {
-  const help = await new Deno.Command(Deno.execPath(), {
-    args: ["run", SCRIPT, "--help"],
-  }).output();
+  const help = await runScript(SCRIPT, [], ["--help"]);
   assert.equal(help.code, 0);
-  const text = new TextDecoder().decode(help.stdout);
+  const text = help.stdout;
   for (
     const flag of [
       "--root",
@@ -121,12 +53,9 @@ Deno.test("--help lists every flag; a bad flag exits with 2 and the usage", asyn
       "nocolon",
     ]]
   ) {
-    const bad = await new Deno.Command(Deno.execPath(), {
-      args: ["run", SCRIPT, ...args],
-    })
-      .output();
+    const bad = await runScript(SCRIPT, [], args);
     assert.equal(bad.code, 2, args.join(" "));
-    assert.match(new TextDecoder().decode(bad.stderr), /Usage:/);
+    assert.match(bad.stderr, /Usage:/);
   }
 });
 
@@ -146,16 +75,11 @@ Deno.test("start-up problems are one clear line and exit code 1", async () => {
       ],
     ];
     for (const [args, message] of cases) {
-      const result = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-net=127.0.0.1",
-          `--allow-read=${tree.base}`,
-          SCRIPT,
-          ...args,
-        ],
-      }).output();
-      const stderr = new TextDecoder().decode(result.stderr);
+      const result = await runScript(SCRIPT, [
+        "--allow-net=127.0.0.1",
+        `--allow-read=${tree.base}`,
+      ], args);
+      const stderr = result.stderr;
       assert.equal(result.code, 1, stderr);
       assert.match(stderr, message);
       assert.ok(!stderr.includes("    at "), `no stack trace: ${stderr}`);
@@ -291,43 +215,14 @@ Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, 
   }
 });
 
-Deno.test("HTTPS with --cert and --key (a certificate made by this test)", async (t) => {
-  const openssl = await new Deno.Command("openssl", { args: ["version"] })
-    .output()
-    .catch(() => null);
-  if (openssl === null || !openssl.success) {
-    console.warn("SKIPPED: openssl is not installed, the TLS test did not run");
-    await t.step({ name: "TLS (needs openssl)", ignore: true, fn: () => {} });
-    return;
-  }
+Deno.test({
+  name: "HTTPS with --cert and --key (a certificate made by this test)",
+  ...certTestOptions(),
+}, async () => {
   await using tree = await makeTree();
-  const cert = `${tree.base}/cert.pem`;
-  const key = `${tree.base}/key.pem`;
-  const made = await new Deno.Command("openssl", {
-    args: [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-addext",
-      "basicConstraints=critical,CA:FALSE",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    stderr: "piped",
-  }).output();
-  assert.ok(made.success, new TextDecoder().decode(made.stderr));
+  const { certFile: cert, keyFile: key, pem } = await makeCertificate(
+    tree.base,
+  );
   const server = await startServer([tree.root, cert, key], [
     "--root",
     tree.root,
@@ -336,9 +231,7 @@ Deno.test("HTTPS with --cert and --key (a certificate made by this test)", async
     "--key",
     key,
   ]);
-  using client = Deno.createHttpClient({
-    caCerts: [await Deno.readTextFile(cert)],
-  });
+  using client = Deno.createHttpClient({ caCerts: [pem] });
   try {
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
     const res = await fetch(`${server.url}a.txt`, { client });
@@ -429,20 +322,10 @@ Deno.test("--allowed-host, --fallback and --clean-urls reach the handler", async
     await server.stop();
   }
   // A --fallback that is not a file in the root stops the start, in one line.
-  const bad = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${tree.root}`,
-      SCRIPT,
-      "--root",
-      tree.root,
-      "--port",
-      "0",
-      "--fallback",
-      "missing.html",
-    ],
-  }).output();
+  const bad = await runScript(SCRIPT, [
+    "--allow-net=127.0.0.1",
+    `--allow-read=${tree.root}`,
+  ], ["--root", tree.root, "--port", "0", "--fallback", "missing.html"]);
   assert.equal(bad.code, 1);
-  assert.match(new TextDecoder().decode(bad.stderr), /cannot start: fallback/);
+  assert.match(bad.stderr, /cannot start: fallback/);
 });

@@ -8,7 +8,7 @@ import {
   serveDir,
   type ServeDirOptions,
 } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree } from "./_files.ts";
 
 interface Row {
   /** The table's first column, to find the row. */

@@ -2,7 +2,8 @@
 // (SO_REUSEPORT), as real processes with the README's flags.
 import assert from "node:assert/strict";
 import { MAX_WORKERS, parseWorkerCount } from "../server_files.ts";
-import { makeTree } from "./files_fixtures.ts";
+import { makeTree, startFilesProcess } from "./_files.ts";
+import { canRun, runScript } from "./_process.ts";
 
 const SCRIPT = new URL("../server_files.ts", import.meta.url).pathname;
 const START_TIMEOUT_MS = 20_000;
@@ -25,15 +26,10 @@ Deno.test("parseWorkerCount: 1 to MAX_WORKERS, or auto for one per core", () => 
 });
 
 /** Runs the script to its end (for start-up failures) and returns code and output. */
-async function runToEnd(flags: string[], args: string[]) {
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...flags, SCRIPT, "--port", "0", "--quiet", ...args],
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(START_TIMEOUT_MS),
-  }).output();
-  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-  return { code, stdout: decode(stdout), stderr: decode(stderr) };
+function runToEnd(flags: string[], args: string[]) {
+  return runScript(SCRIPT, flags, ["--port", "0", "--quiet", ...args], {
+    timeoutMs: START_TIMEOUT_MS,
+  });
 }
 
 /** Local ports in LISTEN state on 127.0.0.1, one entry per socket (/proc/net/tcp). */
@@ -48,38 +44,13 @@ async function listeningSockets(port: number): Promise<number> {
 
 Deno.test("--workers 2: two listening sockets on one port, both threads answer, SIGTERM stops all", async () => {
   await using tree = await makeTree();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--unstable-net",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${tree.root},${SCRIPT}`,
-      SCRIPT,
-      "--root",
-      tree.root,
-      "--port",
-      "0",
-      "--workers",
-      "2",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = (async () => {
-    const [stdout, stderr] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-    ]);
-    return { stdout, stderr };
-  })();
-  const kill = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  const server = await startFilesProcess({
+    flags: ["--unstable-net"],
+    readable: [tree.root, SCRIPT],
+    args: ["--root", tree.root, "--workers", "2"],
+  });
   try {
-    // stdout is read whole after the exit, so find the port from /proc.
-    let port = 0;
-    for (let i = 0; i < 400 && port === 0; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-      port = await findListeningPortOf(child.pid);
-    }
+    const port = server.port;
     assert.ok(port > 0, "the server listens");
     for (let i = 0; i < 200 && await listeningSockets(port) < 2; i++) {
       await new Promise((r) => setTimeout(r, 25));
@@ -101,11 +72,9 @@ Deno.test("--workers 2: two listening sockets on one port, both threads answer, 
     // A socket whose thread did not accept would leave its share hanging.
     assert.deepEqual(new Set(answers), new Set(["200 hello a"]));
   } finally {
-    child.kill("SIGTERM");
-    clearTimeout(kill);
+    await server.stop();
   }
-  const { code } = await child.status;
-  const { stdout, stderr } = await output;
+  const { code, stdout, stderr } = await server.output;
   assert.equal(code, 0, stderr);
   assert.match(
     stdout,
@@ -149,115 +118,39 @@ Deno.test("--workers 2 without --unstable-net or without reading the script: a c
 
 Deno.test("plain deno run (one worker) prints no deno serve warning", async () => {
   await using tree = await makeTree();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${tree.root}`,
-      SCRIPT,
-      "--root",
-      tree.root,
-      "--port",
-      "0",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const output = Promise.all([
-    new Response(child.stdout).text(),
-    new Response(child.stderr).text(),
-  ]);
-  const kill = setTimeout(() => child.kill("SIGKILL"), START_TIMEOUT_MS);
+  const server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root],
+  });
   try {
-    let port = 0;
-    for (let i = 0; i < 400 && port === 0; i++) {
-      await new Promise((r) => setTimeout(r, 25));
-      port = await findListeningPortOf(child.pid);
-    }
-    assert.equal(await listeningSockets(port), 1);
-    const res = await fetch(`http://127.0.0.1:${port}/a.txt`);
+    assert.equal(await listeningSockets(server.port), 1);
+    const res = await fetch(`${server.url}a.txt`);
     assert.equal(await res.text(), "hello a");
   } finally {
-    child.kill("SIGTERM");
-    clearTimeout(kill);
+    await server.stop();
   }
-  assert.equal((await child.status).code, 0);
-  const [stdout, stderr] = await output;
+  const { code, stdout, stderr } = await server.output;
+  assert.equal(code, 0);
   assert.match(stdout, /^Serving .*\/$/m);
   assert.equal(stderr, "");
 });
 
-/** The TCP port a process listens on, from its socket inodes; 0 while it has none. */
-async function findListeningPortOf(pid: number): Promise<number> {
-  const inodes = new Set<string>();
-  try {
-    for await (const fd of Deno.readDir(`/proc/${pid}/fd`)) {
-      try {
-        const target = await Deno.readLink(`/proc/${pid}/fd/${fd.name}`);
-        const match = /^socket:\[(\d+)\]$/.exec(target);
-        if (match) inodes.add(match[1]);
-      } catch {
-        // closed meanwhile
-      }
-    }
-  } catch {
-    return 0;
-  }
-  const table = await Deno.readTextFile("/proc/net/tcp");
-  for (const line of table.split("\n").slice(1)) {
-    const fields = line.trim().split(/\s+/);
-    if (fields[3] === "0A" && inodes.has(fields[9])) {
-      return parseInt(fields[1].split(":")[1], 16);
-    }
-  }
-  return 0;
-}
-
-/** Whether `prlimit` (util-linux) can run here; CI must have it. */
-async function havePrlimit(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("prlimit", { args: ["--version"] }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test("--workers 2 out of descriptors: failed workers are replaced, the process keeps serving", async () => {
-  if (!await havePrlimit()) {
-    if (Deno.env.get("CI") === "true") throw new Error("prlimit is missing");
-    console.error("!! SKIPPED: prlimit (util-linux) not found");
+  if (!await canRun("the descriptor-flood test of --workers", ["prlimit"])) {
     return;
   }
   await using tree = await makeTree();
-  const child = new Deno.Command("prlimit", {
-    args: [
-      "--nofile=256",
-      Deno.execPath(),
-      "run",
-      "--unstable-net",
-      "--allow-net=127.0.0.1",
-      `--allow-read=${tree.root},${SCRIPT}`,
-      SCRIPT,
-      "--root",
-      tree.root,
-      "--port",
-      "0",
-      "--workers",
-      "2",
-      "--quiet",
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const kill = setTimeout(() => child.kill("SIGKILL"), 3 * START_TIMEOUT_MS);
+  const server = await startFilesProcess({
+    wrapper: ["prlimit", "--nofile=256"],
+    flags: ["--unstable-net"],
+    readable: [tree.root, SCRIPT],
+    args: ["--root", tree.root, "--workers", "2", "--quiet"],
+    timeoutMs: 3 * START_TIMEOUT_MS,
+  });
   const conns: Deno.Conn[] = [];
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   try {
-    const first = (await lines.read()).value ?? "";
-    assert.match(first, /with 2 workers/);
-    const port = Number(first.match(/:(\d+)\//)![1]);
+    assert.match(server.stdout[0], /with 2 workers/);
+    const port = server.port;
     // 300 connections that send nothing: more than 256 descriptors.
     for (let i = 0; i < 300; i++) {
       try {
@@ -283,12 +176,10 @@ Deno.test("--workers 2 out of descriptors: failed workers are replaced, the proc
     }
   } finally {
     for (const conn of conns) conn.close();
-    child.kill("SIGTERM");
-    clearTimeout(kill);
+    await server.stop();
   }
-  await lines.cancel();
-  assert.equal((await child.status).code, 0);
-  const log = await stderr;
+  const { code, stderr: log } = await server.output;
+  assert.equal(code, 0);
   assert.ok(!log.includes("Uncaught"), log);
   // Deno's own warning when NODE_EXTRA_CA_CERTS (set on this machine) is
   // loaded while no descriptor is free is not ours to judge.

@@ -3,48 +3,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { openBoard } from "../message_board.ts";
-import { BOARD_FLAGS, BOARD_SCRIPT, tempFolder } from "./board_helpers.ts";
-import { sendRaw } from "./hostile_raw.ts";
-
-/** Starts the board with its access log on (the log line parses the URL too). */
-async function startLoggingBoard(cwd: string) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...BOARD_FLAGS, BOARD_SCRIPT, "--port", "0"],
-    cwd,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let stdout = "";
-  let port = 0;
-  while (port === 0) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`the board exited: ${await stderr}`);
-    stdout += value;
-    const match = stdout.match(/http:\/\/127\.0\.0\.1:(\d+)\//);
-    if (match) port = Number(match[1]);
-  }
-  const drained = (async () => {
-    while (!(await reader.read()).done) {
-      // the access log; not needed
-    }
-  })();
-  return {
-    port,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-      await drained;
-      return await stderr;
-    },
-  };
-}
+import { startBoard, tempFolder } from "./_board.ts";
+import { sendRaw } from "./_raw.ts";
 
 Deno.test("a Host header that no URL can hold gets 400, never 500", async () => {
   await using folder = await tempFolder();
   await Deno.mkdir(`${folder.path}/data`);
-  const board = await startLoggingBoard(folder.path);
+  // The access log on: the log line parses the URL too.
+  const board = await startBoard(folder.path, [], {
+    accessLog: true,
+    rateLimit: true,
+  });
   let stderr = "";
   try {
     for (
@@ -81,7 +50,7 @@ Deno.test("a Host header that no URL can hold gets 400, never 500", async () => 
     assert.equal(page.status, 200);
     assert(page.text.includes('"messages":[]'), "no post got through");
   } finally {
-    stderr = await board.stop();
+    stderr = (await board.stop()).stderr;
   }
   assert(!stderr.includes("TypeError"), stderr);
 });

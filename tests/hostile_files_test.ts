@@ -1,8 +1,8 @@
 // Hostile-client regression tests for server_files.ts, against a real process.
 import assert from "node:assert/strict";
 import { suggestFood } from "../server_files.ts";
-import { startFilesProcess } from "./files_process.ts";
-import { sendRaw } from "./hostile_raw.ts";
+import { startFilesProcess } from "./_files.ts";
+import { sendRaw } from "./_raw.ts";
 
 Deno.test("a request path cannot forge or colour a line of the error log", async () => {
   const root = await Deno.makeTempDir({ prefix: "hostile_files_" });

@@ -2,7 +2,7 @@
 // queries, LISTEN/NOTIFY between two connections, an outage and a restart. If these fail,
 // the board's Postgres tests cannot tell a board bug from a setup problem.
 import assert from "node:assert/strict";
-import { pgTestOptions, startPostgres } from "./pg_harness.ts";
+import { pgTestOptions, startPostgres } from "./_postgres.ts";
 
 const { default: postgres } = await import("npm:postgres@3.4.7");
 

@@ -1,7 +1,7 @@
 // server_tiny.ts over real sockets on 127.0.0.1, port 0: in-process servers
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { type RunningProcess, runScript, startScript } from "./_process.ts";
 import {
   respondTo,
   serveTiny,
@@ -11,6 +11,8 @@ import {
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+/** The README's permission flag for server_tiny.ts. */
+const TINY_FLAGS = ["--allow-net=127.0.0.1"];
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Starts a quiet server on a free port; its log lines are collected. */
@@ -542,14 +544,14 @@ Deno.test("graceful shutdown refuses new connections and finishes requests in pr
 Deno.test("--once serves one connection and exits", async () => {
   // Two listeners on port 0 in a row could not be told apart, so let the
   // server pick a port and print it, exactly as a learner would see it.
-  const child = spawnScript("--port", "0", "--once");
-  const port = await child.port;
+  const child = await spawnScript("--port", "0", "--once");
+  const port = child.port;
   const response = await exchange(
     port,
     "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
   );
   assert.equal(response.status, 200);
-  const { code, stdout } = await child.finished;
+  const { code, stdout } = await finished(child);
   assert.equal(code, 0);
   assert.match(
     stdout,
@@ -564,15 +566,14 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     name: `${signal} stops the server with exit code 0`,
     ignore: Deno.build.os === "windows",
     async fn() {
-      const child = spawnScript("--port", "0", "--quiet");
-      const port = await child.port;
+      const child = await spawnScript("--port", "0", "--quiet");
+      const port = child.port;
       const response = await exchange(
         port,
         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
       );
       assert.equal(response.status, 200);
-      child.process.kill(signal);
-      const { code, stdout } = await child.finished;
+      const { code, stdout } = await finished(child, signal);
       assert.equal(code, 0);
       assert.doesNotMatch(stdout, /--- request from/); // --quiet
       assert.match(stdout, /"GET \/ HTTP\/1\.1" 200 \d+/);
@@ -580,58 +581,27 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
   });
 }
 
-/** Runs server_tiny.ts with the README's flags; resolves its port from the first line it prints. */
+/** Runs server_tiny.ts with the README's flags and waits for the address it prints. */
 function spawnScript(...args: string[]) {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
-    cwd: fileURLToPath(new URL("..", import.meta.url)),
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let stdout = "";
-  let onOutput = () => {};
-  const stdoutDone = (async () => {
-    for await (
-      const text of process.stdout.pipeThrough(new TextDecoderStream())
-    ) {
-      stdout += text;
-      onOutput();
-    }
-    onOutput();
-  })();
-  const stderrText = new Response(process.stderr).text();
-  const port = (async () => {
-    for (;;) {
-      const match = stdout.match(
-        /^Open your browser and connect to: http:\/\/127\.0\.0\.1:(\d+)\/$/m,
-      );
-      if (match) return Number(match[1]);
-      const ended = await Promise.race([
-        new Promise<false>((resolve) => onOutput = () => resolve(false)),
-        stdoutDone.then(() => true),
-      ]);
-      if (ended && !stdout.match(/connect to/)) {
-        throw new Error(
-          `the server did not start: ${stdout}${await stderrText}`,
-        );
-      }
-    }
-  })();
-  const finished = (async () => {
-    const { code } = await process.status;
-    await stdoutDone;
-    const stderr = await stderrText;
-    assert.equal(stderr, "", "nothing on stderr");
-    return { code, stdout };
-  })();
-  return { process, port, finished };
+  return startScript("server_tiny.ts", TINY_FLAGS, args, {
+    ready: /^Open your browser and connect to: http:\/\/127\.0\.0\.1:\d+\/$/,
+  });
+}
+
+/** Its output once it has exited (after `signal`, when given); nothing may be on stderr. */
+async function finished(child: RunningProcess, signal?: Deno.Signal) {
+  const result = signal === undefined
+    ? await child.waitForExit()
+    : await child.stop(signal);
+  assert.equal(result.stderr, "", "nothing on stderr");
+  return result;
 }
 
 Deno.test("--help prints the usage; a bad flag gets one line and exit code 2", async () => {
-  const help = await runScript("--help");
+  const help = await runTiny("--help");
   assert.equal(help.code, 0);
-  assert.match(decode(help.stdout), /--port N/);
-  assert.match(decode(help.stdout), /--allowed-host NAME/);
+  assert.match(help.stdout, /--port N/);
+  assert.match(help.stdout, /--allowed-host NAME/);
   for (
     const args of [
       ["--port", "99999"],
@@ -640,10 +610,10 @@ Deno.test("--help prints the usage; a bad flag gets one line and exit code 2", a
       ["--allowed-host"],
     ]
   ) {
-    const bad = await runScript(...args);
+    const bad = await runTiny(...args);
     assert.equal(bad.code, 2, args.join(" "));
     assert.match(
-      decode(bad.stderr),
+      bad.stderr,
       /^server_tiny\.ts: [^\n]+ \(see --help\)\n$/,
     );
     assert.equal(bad.stdout.length, 0);
@@ -651,20 +621,17 @@ Deno.test("--help prints the usage; a bad flag gets one line and exit code 2", a
 });
 
 Deno.test("--hostname 0.0.0.0 without the permission says which --allow-net to add", async () => {
-  const result = await runScript("--hostname", "0.0.0.0", "--port", "0");
+  const result = await runTiny("--hostname", "0.0.0.0", "--port", "0");
   assert.equal(result.code, 1);
   assert.match(
-    decode(result.stderr),
+    result.stderr,
     /^server_tiny\.ts: no permission to listen on 0\.0\.0\.0:0: run with --allow-net=0\.0\.0\.0\n$/,
   );
 });
 
-function runScript(...args: string[]) {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-net=127.0.0.1", "server_tiny.ts", ...args],
-    cwd: fileURLToPath(new URL("..", import.meta.url)),
-    stdin: "null",
-  }).output();
+/** Runs server_tiny.ts with the README's flags to its end. */
+function runTiny(...args: string[]) {
+  return runScript("server_tiny.ts", TINY_FLAGS, args);
 }
 
 Deno.test("UTF-8 header values show as text on the page and the console", async () => {
@@ -781,14 +748,14 @@ Deno.test("allowedHosts adds names; a leading dot adds subdomains", async () => 
 });
 
 Deno.test("--allowed-host on the command line is answered, other names get 421", async () => {
-  const child = spawnScript(
+  const child = await spawnScript(
     "--port",
     "0",
     "--quiet",
     "--allowed-host",
     "tiny.test",
   );
-  const port = await child.port;
+  const port = child.port;
   try {
     const allowed = await exchange(
       port,
@@ -801,8 +768,7 @@ Deno.test("--allowed-host on the command line is answered, other names get 421",
     );
     assert.equal(refused.status, 421);
   } finally {
-    child.process.kill("SIGTERM");
-    const { code, stdout } = await child.finished;
+    const { code, stdout } = await finished(child, "SIGTERM");
     assert.equal(code, 0);
     assert.match(stdout, /"GET \/ HTTP\/1\.1" 421 \d+/);
   }

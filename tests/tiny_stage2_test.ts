@@ -1,8 +1,8 @@
 // examples/stage2_serve.ts, the README's Stage 2: the handler in-process, then
 // the script itself with the README's command.
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { handler } from "../examples/stage2_serve.ts";
+import { startScript } from "./_process.ts";
 
 Deno.test("the stage 2 handler answers by method and path", async (t) => {
   const cases: { request: Request; status: number; allow?: string }[] = [
@@ -36,44 +36,17 @@ Deno.test("the stage 2 page shows the request headers, escaped", async () => {
 });
 
 Deno.test("the README's stage 2 command starts a server that answers", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-net=127.0.0.1",
-      "examples/stage2_serve.ts",
-      "--port",
-      "0",
-    ],
-    cwd: fileURLToPath(new URL("..", import.meta.url)),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
   // Deno.serve prints its address on stderr.
-  const stdout = new Response(child.stdout).text();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  try {
-    let output = "";
-    let match: RegExpMatchArray | null = null;
-    const deadline = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    while (
-      !(match = output.match(/Listening on (http:\/\/127\.0\.0\.1:\d+\/)/))
-    ) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error(`no address printed: ${output}${await stdout}`);
-      output += value;
-    }
-    clearTimeout(deadline);
-    const page = await fetch(match[1]);
-    assert.equal(page.status, 200);
-    assert.match(await page.text(), /Hello from Deno\.serve/);
-    const missing = await fetch(new URL("/nope", match[1]));
-    assert.equal(missing.status, 404);
-    await missing.body?.cancel();
-  } finally {
-    child.kill("SIGTERM");
-    await reader.cancel();
-    await child.status;
-    await stdout;
-  }
+  await using server = await startScript(
+    "examples/stage2_serve.ts",
+    ["--allow-net=127.0.0.1"],
+    ["--port", "0"],
+    { ready: /Listening on http:\/\/127\.0\.0\.1:\d+\// },
+  );
+  const page = await fetch(server.url);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /Hello from Deno\.serve/);
+  const missing = await fetch(new URL("/nope", server.url));
+  assert.equal(missing.status, 404);
+  await missing.body?.cancel();
 });

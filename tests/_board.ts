@@ -1,5 +1,8 @@
-// Shared helpers for the message board tests (not a test file itself).
+// Shared helpers for the message board tests: the board as a process (file and
+// PostgreSQL mode), a temp folder, and the JSON API.
 import { fileURLToPath } from "node:url";
+import { REPO_ROOT, type RunningProcess, startScript } from "./_process.ts";
+import type { PgServer } from "./_postgres.ts";
 
 /** The board script, as an absolute path. */
 export const BOARD_SCRIPT = fileURLToPath(
@@ -26,30 +29,6 @@ export async function tempFolder(): Promise<
   };
 }
 
-/** A board process started with the README's flags in `cwd`. */
-export interface BoardProcess {
-  child: Deno.ChildProcess;
-  /** The address it printed, like `http://127.0.0.1:41234/` (https with --cert). */
-  url: string;
-  /** Resolves with everything the process printed once it exits. */
-  output: Promise<
-    { stdout: string; stderr: string; code: number; signal: Deno.Signal | null }
-  >;
-}
-
-/** Reads a whole stream as text, calling `onText` with all of it so far after each chunk. */
-async function readAll(
-  stream: ReadableStream<Uint8Array>,
-  onText: (text: string) => void = () => {},
-): Promise<string> {
-  let text = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    text += chunk;
-    onText(text);
-  }
-  return text;
-}
-
 /** How {@link startBoard} runs the process. */
 export interface StartOptions {
   /** Permission flags. @default {BOARD_FLAGS} (the file mode's README command) */
@@ -63,15 +42,18 @@ export interface StartOptions {
    * many messages from one address, as a load test does. @default false
    */
   rateLimit?: boolean;
+  /** Keep the access log on (no `--quiet`). @default false */
+  accessLog?: boolean;
   /** A command that runs deno, such as `["prlimit", "--nofile=256"]`. @default [] */
   wrapper?: string[];
 }
 
 /**
- * Starts `message_board.ts --port 0` (or `script`) in `cwd` and waits for its address.
- * Throws with the process output when it exits first.
+ * Starts `message_board.ts --port 0 --quiet` (or `script`) in `cwd` and waits for the
+ * address it prints (`url`, like `http://127.0.0.1:41234/`; https with --cert). Throws
+ * with the process output when it exits first.
  */
-export async function startBoard(
+export function startBoard(
   cwd: string,
   args: string[] = [],
   {
@@ -79,50 +61,43 @@ export async function startBoard(
     env = {},
     script = BOARD_SCRIPT,
     rateLimit = false,
+    accessLog = false,
     wrapper = [],
   }: StartOptions = {},
-): Promise<BoardProcess> {
-  const limits = rateLimit ? [] : ["--rate-limit", "off"];
-  const [program, ...wrapperArgs] = [...wrapper, Deno.execPath()];
-  const child = new Deno.Command(program, {
-    args: [
-      ...wrapperArgs,
-      "run",
-      ...flags,
-      script,
-      "--port",
-      "0",
-      "--quiet",
-      ...limits,
-      ...args,
-    ],
-    cwd,
+): Promise<RunningProcess> {
+  return startScript(script, flags, [
+    "--port",
+    "0",
+    ...(accessLog ? [] : ["--quiet"]),
+    ...(rateLimit ? [] : ["--rate-limit", "off"]),
+    ...args,
+  ], { cwd, env, wrapper });
+}
+
+/** The README's PostgreSQL-mode permission flags. */
+export const PG_FLAGS = [
+  "--allow-net=127.0.0.1",
+  "--allow-env=DATABASE_URL,PG*",
+];
+/** The PostgreSQL mode's entry point, as an absolute path. */
+export const PG_SCRIPT = fileURLToPath(
+  new URL("../board_postgres.ts", import.meta.url),
+);
+
+/**
+ * Starts `board_postgres.ts --store URL --port 0` with the README's flags from the
+ * repository root (with `DATABASE_URL` in `env`, no `--store`) and waits for its address.
+ */
+export function startPgBoard(
+  pg: PgServer,
+  env: Record<string, string> = {},
+): Promise<RunningProcess> {
+  const store = "DATABASE_URL" in env ? [] : ["--store", pg.url];
+  return startBoard(REPO_ROOT, store, {
+    flags: PG_FLAGS,
     env,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const address = Promise.withResolvers<string>();
-  const output = Promise.all([
-    readAll(child.stdout, (text) => {
-      const match = text.match(/https?:\/\/\S+\//);
-      if (match) address.resolve(match[0]);
-    }),
-    readAll(child.stderr),
-    child.status,
-  ]).then(([stdout, stderr, status]) => {
-    address.reject(
-      new Error(
-        `the board exited (${status.code}) before its address:\n${stderr}`,
-      ),
-    );
-    return { stdout, stderr, code: status.code, signal: status.signal };
+    script: PG_SCRIPT,
   });
-  try {
-    return { child, url: await address.promise, output };
-  } catch (error) {
-    await output;
-    throw error;
-  }
 }
 
 /** Posts a message with the JSON API; returns the status and the stored message. */

@@ -1,7 +1,7 @@
 // Helpers for the browser tests (tests/e2e_test.ts): find and launch Debian's
-// Chromium through playwright-core, start one of our scripts as a real
-// process on 127.0.0.1 port 0, save screenshots a person can look at, and
-// check pages for accessibility problems with axe-core.
+// Chromium through playwright-core, save screenshots a person can look at, and
+// check pages for accessibility problems with axe-core. The servers are started
+// with startScript from _process.ts.
 //
 // Playwright's own browser download is never used: it needs the internet and
 // fetches a build Debian does not patch. We drive the system Chromium instead.
@@ -35,12 +35,9 @@ const CHROMIUM_ARGS = [
   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ];
 
-/** Time limits for one browser action and for a server to start or stop. */
+/** Time limits for one browser action and for the browser to start. */
 export const ACTION_TIMEOUT_MS = 10_000;
-const SERVER_START_TIMEOUT_MS = 15_000;
-const SERVER_STOP_TIMEOUT_MS = 5_000;
-
-const REPO_ROOT = new URL("../", import.meta.url);
+const BROWSER_START_TIMEOUT_MS = 15_000;
 
 /** What the browser tests should do on this machine. */
 export interface BrowserPlan {
@@ -84,138 +81,8 @@ export async function launchChromium(): Promise<Browser> {
     executablePath: CHROMIUM_PATH,
     headless: true,
     args: CHROMIUM_ARGS,
-    timeout: SERVER_START_TIMEOUT_MS,
+    timeout: BROWSER_START_TIMEOUT_MS,
   });
-}
-
-/** A running script: its address, its console output, and a way to stop it. */
-export interface ScriptServer {
-  /** For example `http://127.0.0.1:41234`, without a trailing slash. */
-  origin: string;
-  /** The process id, to look at its open files in `/proc/PID/fd`. */
-  pid: number;
-  /** Every line the process has printed so far (stdout and stderr). */
-  lines: string[];
-  /** Waits until a printed line matches, or fails after `timeoutMs`. */
-  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
-  /** SIGTERM, then SIGKILL if it has not exited in time; returns the exit code. */
-  stop(): Promise<number>;
-}
-
-/**
- * Runs `deno run <permissions> <script> <args> --hostname 127.0.0.1 --port 0`
- * from the repository root, exactly as the README does, and waits for the
- * line that gives the real address (`http://127.0.0.1:PORT/`).
- */
-export async function startScript(
-  script: string,
-  permissions: string[],
-  args: string[] = [],
-): Promise<ScriptServer> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      ...permissions,
-      script,
-      ...args,
-      "--hostname",
-      "127.0.0.1",
-      "--port",
-      "0",
-    ],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-
-  const lines: string[] = [];
-  const waiters = new Set<() => void>();
-  const record = (line: string) => {
-    lines.push(line);
-    for (const wake of waiters) wake();
-  };
-  // Both pipes are read to the end, so the process never blocks on a full
-  // pipe and the sanitizers see them closed.
-  const reading = Promise.all([
-    collectLines(child.stdout, record),
-    collectLines(child.stderr, record),
-  ]);
-  let exited = false;
-  const status = child.status.then((s) => {
-    exited = true;
-    for (const wake of waiters) wake();
-    return s;
-  });
-
-  const waitForLine = (pattern: RegExp, timeoutMs = ACTION_TIMEOUT_MS) =>
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const found = lines.find((line) => pattern.test(line));
-        if (found !== undefined) finish(() => resolve(found));
-        else if (exited) {
-          finish(() => reject(explain(`${script} exited before printing`)));
-        }
-      };
-      const timer = setTimeout(
-        () =>
-          finish(() =>
-            reject(
-              explain(`no line matching ${pattern} within ${timeoutMs} ms`),
-            )
-          ),
-        timeoutMs,
-      );
-      const finish = (settle: () => void) => {
-        clearTimeout(timer);
-        waiters.delete(check);
-        settle();
-      };
-      waiters.add(check);
-      check();
-    });
-  const explain = (what: string) =>
-    new Error(`${what}\n--- ${script} output ---\n${lines.join("\n")}`);
-
-  const stop = async () => {
-    if (!exited) child.kill("SIGTERM");
-    const timer = setTimeout(() => {
-      if (!exited) child.kill("SIGKILL");
-    }, SERVER_STOP_TIMEOUT_MS);
-    try {
-      const { code } = await status;
-      await reading;
-      return code;
-    } finally {
-      clearTimeout(timer);
-    }
-  };
-
-  try {
-    const line = await waitForLine(
-      /http:\/\/127\.0\.0\.1:\d+\//,
-      SERVER_START_TIMEOUT_MS,
-    );
-    const origin = line.match(/http:\/\/127\.0\.0\.1:(\d+)/)![0];
-    return { origin, pid: child.pid, lines, waitForLine, stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-}
-
-async function collectLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + chunk).split(/\r?\n/);
-    rest = parts.pop()!;
-    for (const part of parts) onLine(part);
-  }
-  if (rest) onLine(rest);
 }
 
 /** The eight bytes every PNG file starts with (PNG spec, section 5.2). */

@@ -22,6 +22,7 @@
  * ```
  * @module
  */
+import { runProcess } from "./_process.ts";
 
 const INSTALL_HINT = "apt-get install -y postgresql";
 
@@ -102,16 +103,13 @@ async function runPg(program: string, args: string[]): Promise<void> {
       `PostgreSQL is not installed; install it with: ${INSTALL_HINT}`,
     );
   }
-  const path = `${PG_BIN}/${program}`;
-  const command = runAsPostgresUser
-    ? new Deno.Command("runuser", {
-      args: ["-u", "postgres", "--", path, ...args],
-    })
-    : new Deno.Command(path, { args });
-  const { code, stdout, stderr } = await command.output();
+  const { code, stdout, stderr } = await runProcess(
+    `${PG_BIN}/${program}`,
+    args,
+    { wrapper: runAsPostgresUser ? ["runuser", "-u", "postgres", "--"] : [] },
+  );
   if (code !== 0) {
-    const text = new TextDecoder().decode(stdout) +
-      new TextDecoder().decode(stderr);
+    const text = stdout + stderr;
     throw new Error(
       `${program} ${args.join(" ")} failed (exit ${code}):\n${text}`,
     );
@@ -129,13 +127,11 @@ function pickFreePort(): number {
 /** Numeric uid and gid of a system user, from `id`. */
 async function lookupUser(name: string): Promise<{ uid: number; gid: number }> {
   const id = async (flag: string) => {
-    const { code, stdout } = await new Deno.Command("id", {
-      args: [flag, name],
-    }).output();
+    const { code, stdout } = await runProcess("id", [flag, name]);
     if (code !== 0) {
       throw new Error(`no system user ${name}; ${INSTALL_HINT} creates it`);
     }
-    return Number(new TextDecoder().decode(stdout).trim());
+    return Number(stdout.trim());
   };
   return { uid: await id("-u"), gid: await id("-g") };
 }

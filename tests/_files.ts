@@ -1,0 +1,132 @@
+// Shared helpers for the server_files.ts tests: a temporary site with files,
+// dotfiles and symlinks that point inside and outside the root, and the server
+// as a real process (optionally under prlimit or as the user nobody).
+import {
+  type ProcessOptions,
+  type RunningProcess,
+  runProcess,
+  startScript,
+} from "./_process.ts";
+
+/** server_files.ts, as an absolute path. */
+export const FILES_SCRIPT = new URL("../server_files.ts", import.meta.url)
+  .pathname;
+
+/** Paths of a temporary tree; `root` is the folder to serve (already a real path). */
+export interface Tree {
+  base: string;
+  root: string;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Creates, under a fresh temp dir:
+ *
+ *     outside.txt, outside-dir/c.txt, root-evil/x.txt   (never servable)
+ *     root/a.txt, root/sub/b.txt, root/.secret, root/.git/config
+ *     root/link-in -> root/a.txt            (symlink inside: fine)
+ *     root/link-out -> outside.txt          (symlink outside: 404)
+ *     root/dir-out -> outside-dir           (folder symlink outside: 404)
+ *     root/link-dot -> root/.secret         (symlink to a dotfile: 404)
+ *     root/link-prefix -> root-evil/x.txt   (same prefix as the root: 404)
+ */
+export async function makeTree(): Promise<Tree> {
+  const base = await Deno.realPath(
+    await Deno.makeTempDir({ prefix: "files_test_" }),
+  );
+  const root = `${base}/root`;
+  await Deno.mkdir(`${root}/sub`, { recursive: true });
+  await Deno.mkdir(`${root}/.git`);
+  await Deno.mkdir(`${base}/outside-dir`);
+  await Deno.mkdir(`${base}/root-evil`);
+  await Deno.writeTextFile(`${base}/outside.txt`, "OUTSIDE SECRET");
+  await Deno.writeTextFile(`${base}/outside-dir/c.txt`, "OUTSIDE DIR SECRET");
+  await Deno.writeTextFile(`${base}/root-evil/x.txt`, "PREFIX SECRET");
+  await Deno.writeTextFile(`${root}/a.txt`, "hello a");
+  await Deno.writeTextFile(`${root}/sub/b.txt`, "hello b");
+  await Deno.writeTextFile(`${root}/.secret`, "DOT SECRET");
+  await Deno.writeTextFile(`${root}/.git/config`, "GIT SECRET");
+  await Deno.symlink(`${root}/a.txt`, `${root}/link-in`);
+  await Deno.symlink(`${base}/outside.txt`, `${root}/link-out`);
+  await Deno.symlink(`${base}/outside-dir`, `${root}/dir-out`);
+  await Deno.symlink(`${root}/.secret`, `${root}/link-dot`);
+  await Deno.symlink(`${base}/root-evil/x.txt`, `${root}/link-prefix`);
+  return {
+    base,
+    root,
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(base, { recursive: true });
+    },
+  };
+}
+
+/** Makes a FIFO with mkfifo(1) (Deno has no mkfifo). */
+export async function mkfifo(path: string): Promise<void> {
+  const made = await runProcess("mkfifo", [path]);
+  if (made.code !== 0) throw new Error(`mkfifo ${path} failed: ${made.stderr}`);
+}
+
+/** How {@link startFilesProcess} runs the server (and `wrapper`, `env`, `timeoutMs`). */
+export interface FilesProcessOptions extends Omit<ProcessOptions, "ready"> {
+  /** Paths for --allow-read. */
+  readable: string[];
+  /** Arguments after the script (--port 0 is added first). */
+  args: string[];
+  /** More deno flags, such as `--unstable-net`. @default [] */
+  flags?: string[];
+  /** The deno binary (a copy another user may run). @default {Deno.execPath()} */
+  deno?: string;
+  /** The script to run. @default {FILES_SCRIPT} */
+  script?: string;
+}
+
+/**
+ * Starts `server_files.ts --port 0` with `--allow-net=127.0.0.1` and `--allow-read` of
+ * `readable`, and waits for its "Serving ... on URL" line.
+ */
+export function startFilesProcess(
+  options: FilesProcessOptions,
+): Promise<RunningProcess> {
+  const { readable, args, flags = [], script = FILES_SCRIPT, ...rest } =
+    options;
+  return startScript(
+    script,
+    [
+      ...flags,
+      "--allow-net=127.0.0.1",
+      `--allow-read=${readable.join(",")}`,
+    ],
+    ["--port", "0", ...args],
+    { ...rest, ready: /^Serving / },
+  );
+}
+
+/**
+ * A copy of the deno binary and of server_files.ts that the user `nobody`
+ * may run (the installed deno may live under /root): a hard link when the
+ * filesystem allows, else a copy. Returns their paths and a DENO_DIR.
+ */
+export async function prepareForNobody(base: string) {
+  const dir = `${base}/nobody-bin`;
+  await Deno.mkdir(`${dir}/deno-dir`, { recursive: true });
+  const deno = `${dir}/deno`;
+  try {
+    await Deno.link(Deno.execPath(), deno);
+  } catch {
+    await Deno.copyFile(Deno.execPath(), deno);
+  }
+  await Deno.chmod(deno, 0o755);
+  const script = `${dir}/server_files.ts`;
+  await Deno.copyFile(FILES_SCRIPT, script);
+  await Deno.chmod(script, 0o644);
+  await Deno.chmod(base, 0o755);
+  await Deno.chmod(dir, 0o755);
+  const chown = await runProcess("chown", ["-R", "nobody", `${dir}/deno-dir`]);
+  if (chown.code !== 0) throw new Error(`chown nobody failed: ${chown.stderr}`);
+  return {
+    deno,
+    script,
+    wrapper: ["runuser", "-u", "nobody", "--"],
+    env: { DENO_DIR: `${dir}/deno-dir`, HOME: `${dir}/deno-dir` },
+  };
+}
