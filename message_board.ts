@@ -1438,6 +1438,35 @@ export function hostName(host: string): string | null {
 }
 
 /**
+ * Whether a Host header (or a request target's authority) has the form RFC 9112 3.2 allows:
+ * a registered name or IP literal and an optional port, nothing else. Userinfo (`a@host`),
+ * spaces, lists (`a, b`), paths and an empty value are refused with 400: Deno builds
+ * `request.url` from the Host text as it is, so `Host: localhost/x` would change the path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isValidHost } from "./message_board.ts";
+ * assert.equal(isValidHost("board.example:8080"), true);
+ * assert.equal(isValidHost("[::1]:8080"), true);
+ * assert.equal(isValidHost("a@127.0.0.1"), false);
+ * assert.equal(isValidHost(""), false);
+ * ```
+ */
+export function isValidHost(host: string): boolean {
+  return /^(?:\[[0-9a-f:.]+\]|[a-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/i.test(
+    host,
+  );
+}
+
+/** The authority of a request URL as written (`URL.host` drops userinfo and default ports). */
+function authorityOf(href: string, url: URL): string {
+  const rest = href.slice(url.protocol.length + 2);
+  const end = rest.search(/[/?#]/);
+  return end === -1 ? rest : rest.slice(0, end);
+}
+
+/**
  * One allow-list entry in the form {@linkcode isAllowedHost} compares: lower-case, an IPv6
  * address in brackets, a leading dot kept (`.example.com` allows its subdomains).
  *
@@ -1488,7 +1517,7 @@ export function isAllowedHost(
 interface RequestTarget {
   /** "http:" or "https:" (from X-Forwarded-Proto when the proxy is trusted). */
   protocol: string;
-  /** The Host header (or the URL's host when the client sent none). */
+  /** The Host header (or the URL's authority when the client sent none). */
   host: string;
   /** The port the client addressed, "" for the scheme's default (URL rules). */
   port: string;
@@ -2703,7 +2732,7 @@ export function createBoardHandler(
         ?.trim().toLowerCase();
       if (proto === "https" || proto === "http") protocol = `${proto}:`;
     }
-    const host = request.headers.get("host") ?? url.host;
+    const host = request.headers.get("host") ?? authorityOf(request.url, url);
     let port = "";
     try {
       port = new URL(`${protocol}//${host}`).port;
@@ -2731,9 +2760,12 @@ export function createBoardHandler(
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Promise<Response> {
-    // Deno builds request.url from the Host header, so a Host no URL can hold
-    // (`[zz`, `a|b`, a port past 65535) makes it unparseable: 400, as RFC 9112 says.
-    const url = URL.parse(request.url);
+    // A Host that is not a host name and port, or that no URL can hold (`[zz`, a port past
+    // 65535), gets 400, as RFC 9112 says.
+    const hostHeader = request.headers.get("host");
+    const url = hostHeader !== null && !isValidHost(hostHeader)
+      ? null
+      : URL.parse(request.url);
     if (url === null) {
       await request.body?.cancel().catch(() => {});
       const response = errorResponse(
@@ -2751,8 +2783,14 @@ export function createBoardHandler(
     const format = path?.startsWith("/api/") ? "json" : "html";
     try {
       const target = targetOf(request, url);
+      // An absolute-form target (`GET http://name/ HTTP/1.1`) names its own authority,
+      // which RFC 9112 3.2.2 puts before Host: both must be allowed.
       const name = hostName(target.host);
-      if (name === null || !isAllowedHost(name, allowed)) {
+      const targetName = hostName(authorityOf(request.url, url));
+      if (
+        name === null || !isAllowedHost(name, allowed) || targetName === null ||
+        !isAllowedHost(targetName, allowed)
+      ) {
         await request.body?.cancel().catch(() => {});
         const response = misdirected(name);
         return request.method === "HEAD" ? withoutBody(response) : response;
