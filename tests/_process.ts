@@ -47,6 +47,8 @@ export interface ProcessOptions {
   cwd?: string;
   /** Extra environment variables (NO_COLOR and DENO_NO_UPDATE_CHECK are always set). */
   env?: Record<string, string>;
+  /** Start from an empty environment (then only `env` and the two above). @default false */
+  clearEnv?: boolean;
   /** A command the program runs under, such as `["prlimit", "--nofile=256"]`. @default [] */
   wrapper?: string[];
   /**
@@ -99,6 +101,7 @@ export async function startProcess(
   const {
     cwd = REPO_ROOT,
     env = {},
+    clearEnv = false,
     wrapper = [],
     ready = ADDRESS,
     timeoutMs = START_TIMEOUT_MS,
@@ -108,6 +111,7 @@ export async function startProcess(
     args: commandArgs,
     cwd,
     env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", ...env },
+    clearEnv,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

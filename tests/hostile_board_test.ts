@@ -6,14 +6,14 @@ import { openBoard } from "../message_board.ts";
 import { startBoard, tempFolder } from "./_board.ts";
 import { sendRaw } from "./_raw.ts";
 
+/** The board with its access log on (the log line parses the URL too) and its limits on. */
+const startLoggingBoard = (cwd: string) =>
+  startBoard(cwd, [], { accessLog: true, rateLimit: true });
+
 Deno.test("a Host header that no URL can hold gets 400, never 500", async () => {
   await using folder = await tempFolder();
   await Deno.mkdir(`${folder.path}/data`);
-  // The access log on: the log line parses the URL too.
-  const board = await startBoard(folder.path, [], {
-    accessLog: true,
-    rateLimit: true,
-  });
+  const board = await startLoggingBoard(folder.path);
   let stderr = "";
   try {
     for (
