@@ -293,7 +293,8 @@ interface Run {
   plan: number[];
   /** Planned seconds done so far. */
   done: number;
-  started: number;
+  /** When the measuring began (after the preparations), for the pace. */
+  measuring: number;
 }
 
 /** One server measured in one scenario: its processes and what its runs gathered. */
@@ -331,7 +332,7 @@ export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
 function logProgress(run: Run, m: Measurement, runs: number) {
   const total = run.plan.reduce((a, b) => a + b, 0);
   // The plan's estimate, scaled by how the run so far compares with it.
-  const elapsed = (Date.now() - run.started) / 1000;
+  const elapsed = (Date.now() - run.measuring) / 1000;
   const pace = run.done >= 20 ? elapsed / run.done : 1;
   const left = (total - run.done) * Math.min(3, Math.max(0.5, pace));
   const step = `[${m.index + 1}/${run.plan.length}] ${m.scenario.id}`;
@@ -621,7 +622,7 @@ export async function runBenchmark(
   await Deno.mkdir(siteDir);
   const toolsDir = join(tempDir, "npm");
   const run: Run = {
-    ...{ settings, tempDir, siteDir, toolsDir, started, skipped: [] },
+    ...{ settings, tempDir, siteDir, toolsDir, measuring: 0, skipped: [] },
     ...{ seeds: new Map(), starts: 0, plan: [], done: 0 },
   };
   const results: report.ScenarioResult[] = [];
@@ -656,6 +657,7 @@ export async function runBenchmark(
       }
     }
     await prepareData(run, plan);
+    run.measuring = Date.now();
     for (const scenario of scenarios) {
       log(`\n${scenario.title} (${scenario.load})`);
       const measured = plan.filter((m) => m.scenario === scenario);

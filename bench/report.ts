@@ -41,14 +41,18 @@ export interface ScenarioResult {
   results: ServerResult[];
 }
 
-/** A target: ours ÷ versus on one figure, held to one bound. */
+/** A target: ours ÷ the best of `versus` on one figure, held to one bound. */
 export interface TargetDef {
   goal: string;
-  figure: "rate" | "memory" | "bytes-per-response";
-  /** Our figure; `server` is "ours" unless named. */
-  ours: { scenario: string; server?: string };
-  /** The best of these servers (the fastest, or the smallest), or a fixed figure. */
-  versus: { scenario: string; servers: string[] } | number;
+  /** @default "rate" (requests or bytes per second) */
+  figure?: "rate" | "memory" | "bytes-per-response";
+  scenario: string;
+  /** Which of ours. @default "ours" */
+  server?: string;
+  /** Servers' keys, of which the best counts (fastest, or smallest); or a figure. */
+  versus: string[] | number;
+  /** Where `versus` was measured. @default scenario */
+  versusScenario?: string;
   atLeast?: number;
   atMost?: number;
   below?: number;
@@ -148,12 +152,11 @@ export function computeRatios(
         other.role !== "ours" && figureOf(scenario, other) > 0
       )
         .map((other): Ratio => {
-          const target = targets.find(({ ours: mine, versus, figure }) =>
-            figure === "rate" && mine.scenario === scenario.id &&
-            (mine.server ?? "ours") === ours.key &&
-            typeof versus !== "number" &&
-            versus.scenario === scenario.id &&
-            versus.servers.includes(other.key)
+          const target = targets.find((t) =>
+            (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
+            (t.server ?? "ours") === ours.key && Array.isArray(t.versus) &&
+            (t.versusScenario ?? t.scenario) === scenario.id &&
+            t.versus.includes(other.key)
           );
           return {
             scenario: scenario.title,
@@ -329,39 +332,33 @@ export function checkTargets(
   scenarios: ScenarioResult[],
 ): TargetResult[] {
   return targets.map((target) => {
+    const rate = (target.figure ?? "rate") === "rate";
     const find = (scenarioId: string, key: string) => {
       const scenario = scenarios.find((s) => s.id === scenarioId);
       const result = scenario?.results.find((r) => r.key === key);
       if (!scenario || !result) return null;
-      const figure = target.figure === "rate"
+      const figure = rate
         ? figureOf(scenario, result)
         : target.figure === "memory"
         ? result.peakMemoryBytes
         : result.bytesPerResponse;
       if (figure === null) return null;
-      const text = target.figure !== "rate"
+      const text = !rate
         ? formatSize(figure)
         : scenario.metric === "bytes"
         ? `${formatRate(figure)} MiB/s`
         : `${formatCount(figure)}/s`;
-      return { figure, text, label: result.label };
+      return { figure, text: `${text} ${result.label}` };
     };
-    const ours = find(target.ours.scenario, target.ours.server ?? "ours");
-    const { versus } = target;
+    const ours = find(target.scenario, target.server ?? "ours");
+    const { versus, versusScenario = target.scenario } = target;
     // The best of the named servers: the fastest, or the smallest.
+    const better = (a: { figure: number }, b: { figure: number }) =>
+      rate ? a.figure > b.figure : a.figure < b.figure;
     const base = typeof versus === "number"
-      ? { figure: versus, text: `${versus / 1e6} MB`, label: "" }
-      : versus.servers.map((key) => find(versus.scenario, key))
-        .reduce(
-          (best, r) =>
-            r &&
-              (!best || (target.figure === "rate"
-                ? r.figure > best.figure
-                : r.figure < best.figure))
-              ? r
-              : best,
-          null,
-        );
+      ? { figure: versus, text: `${versus / 1e6} MB` }
+      : versus.map((key) => find(versusScenario, key))
+        .reduce((best, r) => r && (!best || better(r, best)) ? r : best, null);
     if (!ours || !base?.figure) {
       return { goal: target.goal, measured: "–", met: null };
     }
@@ -369,9 +366,7 @@ export function checkTargets(
     const met = (target.atLeast === undefined || ratio >= target.atLeast) &&
       (target.atMost === undefined || ratio <= target.atMost) &&
       (target.below === undefined || ratio < target.below);
-    const measured = `${formatRatio(ratio)} (${ours.text} vs ${base.text}${
-      base.label ? ` ${base.label}` : ""
-    })`;
+    const measured = `${formatRatio(ratio)} (${ours.text} vs ${base.text})`;
     return { goal: target.goal, measured, met };
   });
 }
@@ -455,46 +450,11 @@ export function renderResultsMarkdown(
     "",
     "## How the runner measures",
     "",
-    ...METHOD.map((line) => `- ${line}`),
+    "What each server is, how it is started, checked, warmed up and driven, and why " +
+    "the 100 MiB file is downloaded with curl: [README, Benchmarks](../README.md#benchmarks).",
     "",
   ].join("\n");
 }
-
-/** The method, as RESULTS.md explains it. */
-const METHOD = [
-  "Every server starts fresh for each scenario on a free port on 127.0.0.1. Before " +
-  "measuring, the runner sends the scenario's request once with curl and checks the answer " +
-  "(status 200, or 303 for our board's posts, and each file's exact size; for the " +
-  "compressed file the Content-Encoding is noted), so a server that answers the wrong " +
-  "thing quickly is never reported as fast.",
-  "Floors (bench/reference/): `files_floor.ts`, a `Deno.serve` that reads the headers a " +
-  "file server must read and answers cached bytes (and cached gzip/br bodies) with a file " +
-  "server's headers; `tiny_listen_loop.ts` and `tiny_net_loop.mjs`, a bare accept, read, " +
-  "write, close loop in Deno and in Node.",
-  "Peers: nginx (one worker, `sendfile on`, `access_log off`; `gzip on`, " +
-  "`gzip_comp_level 1` for the compressed file), Caddy (`caddy file-server`, " +
-  "`GOMAXPROCS=1`; a Caddyfile with `encode { gzip 1 }` for the compressed file), lighttpd " +
-  "(one process), `python3 -m http.server`, Hono's `serveStatic` on Deno, and Node's " +
-  "`serve`, `http-server` and `sirv-cli` at exact versions, installed by the runner with " +
-  "npm into a temporary folder; the textbook's programs as rewritten in `bench/reference/`.",
-  "Files: the same generated files (500 B page, 15 KiB stylesheet, 100 KiB and 100 MiB " +
-  "random bytes) for every server. The 100 MiB file is downloaded by one `curl` at a time, " +
-  "as a user downloads one big file: wrk reads every response 8 KiB at a time (its fixed " +
-  "receive buffer), so with wrk it measured itself and every server looked alike.",
-  "Board: each server starts from the same generated messages. Post runs send urlencoded " +
-  "`message=...` forms to `POST /` from 32 connections, each run on a fresh copy of the " +
-  "data, so the store grows during a run (the row notes how far). Ours answers 303 only " +
-  "once the message is on disk (fsync); the textbook board answers with the whole page, " +
-  "and its saving mode rewrites the whole file without fsync after every post.",
-  "PostgreSQL rows: our board on a throwaway PostgreSQL the runner starts itself (`initdb` " +
-  "in a temp folder, `pg_ctl` on 127.0.0.1, `fsync = on`), seeded with the same 1,000 " +
-  "messages, beside the file store. With 2 processes, two wrk run at once with 16 " +
-  "connections each: Req/s is the sum, p50 and p99 the worse, Peak RSS the larger process.",
-  "The servers of a scenario are measured in turns (run 1 of each, then run 2 of each, " +
-  "...), so a change in the machine's load falls on all of them alike. One short run (not " +
-  "counted) warms each server up first, except for posts, which start from fresh data " +
-  "every turn. After every run the runner waits until the server answers a new request.",
-];
 
 /** Where `deno task bench --update-readme` keeps the README's summary. */
 export const README_MARKERS = {

@@ -203,91 +203,84 @@ export function selectScenarios(
 const keys = (servers: ServerDef[]) => servers.map((s) => s.key);
 
 /**
- * The targets, in one table beside the scenarios. Each row holds one figure of ours
- * (`server` "ours" unless named) ÷ the best of the `versus` servers, or ÷ a fixed number,
- * to a bound.
+ * The targets, in one table beside the scenarios: each holds one figure of
+ * ours ÷ the best of the `versus` servers (or ÷ a fixed figure) to a bound.
  */
 export const TARGETS: TargetDef[] = [
   {
     goal: "Files, 500 B: at least 0.95× the Deno.serve floor",
-    figure: "rate",
-    ours: { scenario: "files-small" },
-    versus: { scenario: "files-small", servers: [FILES_FLOOR.key] },
+    scenario: "files-small",
+    versus: keys([FILES_FLOOR]),
     atLeast: 0.95,
   },
   {
     goal: "Files, 500 B: at least 2.5× the fastest JavaScript peer",
-    figure: "rate",
-    ours: { scenario: "files-small" },
-    versus: { scenario: "files-small", servers: keys(JS_PEERS) },
+    scenario: "files-small",
+    versus: keys(JS_PEERS),
     atLeast: 2.5,
   },
   {
     goal: "Files, 15 KiB CSS compressed: at least 1.5× nginx with gzip on",
-    figure: "rate",
-    ours: { scenario: "files-css-gzip" },
-    versus: { scenario: "files-css-gzip", servers: [NGINX_GZIP.key] },
+    scenario: "files-css-gzip",
+    versus: keys([NGINX_GZIP]),
     atLeast: 1.5,
   },
   {
     goal: "Files, 15 KiB CSS compressed: fewer bytes per response than nginx",
     figure: "bytes-per-response",
-    ours: { scenario: "files-css-gzip" },
-    versus: { scenario: "files-css-gzip", servers: [NGINX_GZIP.key] },
+    scenario: "files-css-gzip",
+    versus: keys([NGINX_GZIP]),
     below: 1,
   },
   {
     goal: "Files, 100 MiB, one download: at least 0.8× nginx",
-    figure: "rate",
-    ours: { scenario: "files-100mb" },
-    versus: { scenario: "files-100mb", servers: [NGINX.key] },
+    scenario: "files-100mb",
+    versus: keys([NGINX]),
     atLeast: 0.8,
   },
   {
     goal: "Files, 100 MiB, one download: peak RSS under 100 MB",
     figure: "memory",
-    ours: { scenario: "files-100mb" },
+    scenario: "files-100mb",
     versus: 100e6,
     below: 1,
   },
   {
     goal: "Tiny: at least 0.9× the bare Deno.listen loop",
-    figure: "rate",
-    ours: { scenario: "tiny" },
-    versus: { scenario: "tiny", servers: [TINY_DENO_LOOP.key] },
+    scenario: "tiny",
+    versus: keys([TINY_DENO_LOOP]),
     atLeast: 0.9,
   },
   {
     goal: "Tiny: peak RSS at most 1.5× the bare Deno.listen loop's",
     figure: "memory",
-    ours: { scenario: "tiny" },
-    versus: { scenario: "tiny", servers: [TINY_DENO_LOOP.key] },
+    scenario: "tiny",
+    versus: keys([TINY_DENO_LOOP]),
     atMost: 1.5,
   },
-  ...["1,000", "100,000"].map((stored): TargetDef => ({
+  ...["1k", "100k"].map((size): TargetDef => ({
     goal:
-      `Board: durable posts/s from ${stored} stored at least 3× the textbook ` +
-      "board's in-memory rate from 1,000",
-    figure: "rate",
-    ours: { scenario: `board-post-${stored === "1,000" ? "1k" : "100k"}` },
-    versus: { scenario: "board-post-1k", servers: [TEXTBOOK_BOARD.key] },
+      `Board: durable posts/s from ${size === "1k" ? "1,000" : "100,000"} ` +
+      "stored at least 3× the textbook board's in-memory rate from 1,000",
+    scenario: `board-post-${size}`,
+    versus: keys([TEXTBOOK_BOARD]),
+    versusScenario: "board-post-1k",
     atLeast: 3,
   })),
   ...["post", "page"].map((kind): TargetDef => ({
-    goal:
-      `Board: ${kind} rate at 100,000 stored at least 0.67× the rate at 1,000 ` +
-      "(cost at most 1.5×)",
-    figure: "rate",
-    ours: { scenario: `board-${kind}-100k` },
-    versus: { scenario: `board-${kind}-1k`, servers: ["ours"] },
+    goal: `Board: ${kind} rate at 100,000 stored at least 0.67× the rate at ` +
+      "1,000 (cost at most 1.5×)",
+    scenario: `board-${kind}-100k`,
+    versus: ["ours"],
+    versusScenario: `board-${kind}-1k`,
     atLeast: 1 / 1.5,
   })),
   {
     goal:
       "Board: PostgreSQL newest page, 1 process, at least 0.8× the file store",
-    figure: "rate",
-    ours: { scenario: "board-pg-page", server: BOARD_PG_1.key },
-    versus: { scenario: "board-pg-page", servers: [BOARD_FILE_STORE.key] },
+    scenario: "board-pg-page",
+    server: BOARD_PG_1.key,
+    versus: keys([BOARD_FILE_STORE]),
     atLeast: 0.8,
   },
 ];
