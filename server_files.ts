@@ -2066,10 +2066,8 @@ export function renderListing(
   const here = crumbs.at(-1)!;
   const trail =
     crumbs.slice(0, -1).map((crumb) =>
-      `<a href="${escapeHtml(crumb.href)}${keep}">${
-        escapeHtml(crumb.label)
-      }</a>`
-    ).join("") + `<span aria-current="page">${escapeHtml(here.label)}</span>`;
+      `<a href="${escapeHtml(crumb.href)}${keep}">${showName(crumb.label)}</a>`
+    ).join("") + `<span aria-current="page">${showName(here.label)}</span>`;
 
   const headers = LISTING_COLUMNS.map(({ key, label, first }) => {
     const current = query.sort === key;
@@ -2101,7 +2099,7 @@ export function renderListing(
       }</span> <span>${entry.mtime.toISOString().slice(11, 16)}</span></time>`;
     return `<tr><td class="name"><a href="${href}"><svg class="icon" aria-hidden="true"><use href="#${
       entry.isDirectory ? "folder" : "file"
-    }"/></svg><span>${escapeHtml(entry.name + slash)}</span></a></td>` +
+    }"/></svg><span>${showName(entry.name + slash)}</span></a></td>` +
       `<td class="size">${size}</td><td class="time">${time}</td></tr>`;
   });
   if (crumbs.length > 1) {
@@ -2119,7 +2117,9 @@ export function renderListing(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<title>Index of ${escapeHtml(urlRoot + relativePath)}</title>
+<title>Index of ${
+    escapeHtml(urlRoot + relativePath).replace(BIDI_CONTROLS, codePointLabel)
+  }</title>
 <style>${LISTING_CSS}</style>
 </head>
 <body>
@@ -2144,6 +2144,36 @@ ${rows.join("\n")}
 }
 
 /**
+ * Bidirectional formatting characters (ALM, LRM, RLM, the embeddings and
+ * overrides, the isolates): invisible, and they reorder the text after them.
+ */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** `U+202E` for a character, as the listing shows a bidirectional control. */
+function codePointLabel(char: string): string {
+  return `U+${
+    char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
+  }`;
+}
+
+/**
+ * A name as listing text: HTML-escaped, and each bidirectional control shown
+ * as a visible `U+202E` mark instead of obeyed. A right-to-left override in
+ * a name (`evil\u202etxt.exe`) would otherwise show the rest of it reversed
+ * (`evilexe.txt`), and isolating the name (the CSS gives each one
+ * `unicode-bidi: isolate`, so a right-to-left name cannot pull its folder
+ * slash or its neighbours along) does not undo an override inside it.
+ *
+ * @example showName("evil\u202etxt.exe") // => 'evil<span class="ctl">U+202E</span>txt.exe'
+ */
+function showName(name: string): string {
+  return escapeHtml(name).replace(
+    BIDI_CONTROLS,
+    (char) => `<span class="ctl">${codePointLabel(char)}</span>`,
+  );
+}
+
+/**
  * Light and dark colours, each at least 4.5:1 against its background
  * (WCAG 2.1 1.4.3); rows at least 44 px tall for fingers; long names wrap
  * instead of making a phone scroll sideways.
@@ -2165,6 +2195,9 @@ const LISTING_CSS = [
   "th a,td a{display:block;min-height:2.75rem;padding:.625rem .5rem;color:var(--link);text-decoration:none}",
   "th a{color:var(--fg)}",
   "td.name a{display:flex;gap:.5rem;overflow-wrap:anywhere}",
+  // Each name is its own bidirectional run: see showName.
+  "td.name a>span,h1 a,h1 span{unicode-bidi:isolate}",
+  ".ctl{font-size:.75em;color:var(--muted);border:1px solid var(--line);border-radius:.25rem;padding:0 .125rem}",
   "td.size,td.time{padding:.625rem .5rem;color:var(--muted)}",
   ".size,th.size a{text-align:right}",
   "tbody tr:hover{background:var(--hover)}",
