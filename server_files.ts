@@ -4285,7 +4285,7 @@ function explainStartFailure(
     const host = options.hostname.includes(":")
       ? `[${options.hostname}]`
       : options.hostname;
-    return `${why} (listening on ${options.hostname} needs --allow-net=${host})`;
+    return `no permission to listen on ${options.hostname}:${options.port}: run with --allow-net=${host}`;
   }
   return why;
 }
