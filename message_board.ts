@@ -63,7 +63,7 @@
  */
 
 import { basename, dirname, extname, join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 // ---------------------------------------------------------------------------
 // Limits. Each one answers with its own status.
@@ -1438,6 +1438,35 @@ export function hostName(host: string): string | null {
 }
 
 /**
+ * Whether a Host header (or a request target's authority) has the form RFC 9112 3.2 allows:
+ * a registered name or IP literal and an optional port, nothing else. Userinfo (`a@host`),
+ * spaces, lists (`a, b`), paths and an empty value are refused with 400: Deno builds
+ * `request.url` from the Host text as it is, so `Host: localhost/x` would change the path.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { isValidHost } from "./message_board.ts";
+ * assert.equal(isValidHost("board.example:8080"), true);
+ * assert.equal(isValidHost("[::1]:8080"), true);
+ * assert.equal(isValidHost("a@127.0.0.1"), false);
+ * assert.equal(isValidHost(""), false);
+ * ```
+ */
+export function isValidHost(host: string): boolean {
+  return /^(?:\[[0-9a-f:.]+\]|[a-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/i.test(
+    host,
+  );
+}
+
+/** The authority of a request URL as written (`URL.host` drops userinfo and default ports). */
+function authorityOf(href: string, url: URL): string {
+  const rest = href.slice(url.protocol.length + 2);
+  const end = rest.search(/[/?#]/);
+  return end === -1 ? rest : rest.slice(0, end);
+}
+
+/**
  * One allow-list entry in the form {@linkcode isAllowedHost} compares: lower-case, an IPv6
  * address in brackets, a leading dot kept (`.example.com` allows its subdomains).
  *
@@ -1488,7 +1517,7 @@ export function isAllowedHost(
 interface RequestTarget {
   /** "http:" or "https:" (from X-Forwarded-Proto when the proxy is trusted). */
   protocol: string;
-  /** The Host header (or the URL's host when the client sent none). */
+  /** The Host header (or the URL's authority when the client sent none). */
   host: string;
   /** The port the client addressed, "" for the scheme's default (URL rules). */
   port: string;
@@ -2703,7 +2732,7 @@ export function createBoardHandler(
         ?.trim().toLowerCase();
       if (proto === "https" || proto === "http") protocol = `${proto}:`;
     }
-    const host = request.headers.get("host") ?? url.host;
+    const host = request.headers.get("host") ?? authorityOf(request.url, url);
     let port = "";
     try {
       port = new URL(`${protocol}//${host}`).port;
@@ -2731,9 +2760,12 @@ export function createBoardHandler(
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Promise<Response> {
-    // Deno builds request.url from the Host header, so a Host no URL can hold
-    // (`[zz`, `a|b`, a port past 65535) makes it unparseable: 400, as RFC 9112 says.
-    const url = URL.parse(request.url);
+    // A Host that is not a host name and port, or that no URL can hold (`[zz`, a port past
+    // 65535), gets 400, as RFC 9112 says.
+    const hostHeader = request.headers.get("host");
+    const url = hostHeader !== null && !isValidHost(hostHeader)
+      ? null
+      : URL.parse(request.url);
     if (url === null) {
       await request.body?.cancel().catch(() => {});
       const response = errorResponse(
@@ -2751,8 +2783,14 @@ export function createBoardHandler(
     const format = path?.startsWith("/api/") ? "json" : "html";
     try {
       const target = targetOf(request, url);
+      // An absolute-form target (`GET http://name/ HTTP/1.1`) names its own authority,
+      // which RFC 9112 3.2.2 puts before Host: both must be allowed.
       const name = hostName(target.host);
-      if (name === null || !isAllowedHost(name, allowed)) {
+      const targetName = hostName(authorityOf(request.url, url));
+      if (
+        name === null || !isAllowedHost(name, allowed) || targetName === null ||
+        !isAllowedHost(targetName, allowed)
+      ) {
         await request.body?.cancel().catch(() => {});
         const response = misdirected(name);
         return request.method === "HEAD" ? withoutBody(response) : response;
@@ -3502,14 +3540,14 @@ Options:
                     streams), for benchmarks and load tests
   -h, --help        show this help`;
 
-/** A command line the board cannot run with; the message says what to change. */
+/** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {
   /** Always "CommandLineError". */
   override name = "CommandLineError";
 }
 
-/** What the command line asks for, as {@linkcode startServer} takes it. */
-export interface CommandLine {
+/** What {@linkcode parseCommandLine} found on the command line, as {@linkcode startServer} takes it. */
+export interface CommandLineOptions {
   /** --data; undefined when not given (the default file then). */
   dataFile?: string;
   /** --store: a PostgreSQL URL, for board_postgres.ts. */
@@ -3536,6 +3574,21 @@ export interface CommandLine {
   rateLimit: boolean;
 }
 
+const FLAGS = {
+  data: { type: "string" },
+  store: { type: "string" },
+  port: { type: "string", default: "8080" },
+  hostname: { type: "string", default: "127.0.0.1" },
+  cert: { type: "string" },
+  key: { type: "string" },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+  "allowed-host": { type: "string", multiple: true, default: [] },
+  "admin-token": { type: "string" },
+  "trust-proxy": { type: "boolean", default: false },
+  "rate-limit": { type: "string", default: "on" },
+} satisfies ParseArgsOptionsConfig;
+
 /**
  * Parses the board's command line; throws {@linkcode CommandLineError} with a
  * one-line message for anything it cannot run with.
@@ -3551,40 +3604,9 @@ export interface CommandLine {
  * assert.throws(() => parseCommandLine(["--port", "x"]), CommandLineError);
  * ```
  */
-export function parseCommandLine(args: string[]): CommandLine {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        data: { type: "string" },
-        store: { type: "string" },
-        port: { type: "string", default: "8080" },
-        hostname: { type: "string", default: "127.0.0.1" },
-        cert: { type: "string" },
-        key: { type: "string" },
-        quiet: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-        "allowed-host": { type: "string", multiple: true, default: [] },
-        "admin-token": { type: "string" },
-        "trust-proxy": { type: "boolean", default: false },
-        "rate-limit": { type: "string", default: "on" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new CommandLineError((error as Error).message);
-  }
-  const port = parsePositiveInteger(values.port, 65535) ??
-    (values.port === "0" ? 0 : null);
-  if (port === null) {
-    throw new CommandLineError(
-      `--port takes a number from 0 to 65535, not ${
-        JSON.stringify(values.port)
-      }`,
-    );
-  }
+export function parseCommandLine(args: string[]): CommandLineOptions {
+  const values = readFlags(args, FLAGS);
+  const port = parsePort(values.port);
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
@@ -3592,13 +3614,15 @@ export function parseCommandLine(args: string[]): CommandLine {
     throw new CommandLineError("--store takes a postgres:// URL");
   }
   if (values["rate-limit"] !== "on" && values["rate-limit"] !== "off") {
-    throw new CommandLineError("--rate-limit takes on or off");
+    throw new CommandLineError(
+      `--rate-limit takes on or off, got ${showArg(values["rate-limit"])}`,
+    );
   }
   for (const name of values["allowed-host"]) {
     const entry = normalizeAllowedHost(name);
     if (!/^(\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/.test(entry)) {
       throw new CommandLineError(
-        `--allowed-host takes a host name, not ${JSON.stringify(name)}`,
+        `--allowed-host takes a host name, got ${showArg(name)}`,
       );
     }
   }
@@ -3618,6 +3642,156 @@ export function parseCommandLine(args: string[]): CommandLine {
     trustProxy: values["trust-proxy"],
     rateLimit: values["rate-limit"] === "on",
   };
+}
+
+/**
+ * `parseArgs`'s values, with each mistake thrown as a {@linkcode CommandLineError}
+ * in one line of our own (its own messages can run over several lines).
+ */
+function readFlags<T extends ParseArgsOptionsConfig>(args: string[], flags: T) {
+  try {
+    return parseArgs({ args, options: flags, strict: true }).values;
+  } catch {
+    throw new CommandLineError(describeFlagMistake(args, flags));
+  }
+}
+
+/** The first mistake in `args`: an unknown flag, a missing or unwanted value, a stray word. */
+function describeFlagMistake(
+  args: string[],
+  flags: ParseArgsOptionsConfig,
+): string {
+  const { tokens } = parseArgs({
+    args,
+    options: flags,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      return `unexpected argument ${
+        showArg(token.value)
+      } (flags start with --)`;
+    }
+    if (token.kind !== "option") continue;
+    const flag = showArg(token.rawName);
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    if (spec === null) return `unknown flag ${flag}`;
+    if (spec.type === "boolean" && token.value !== undefined) {
+      return `${flag} takes no value`;
+    }
+    if (spec.type === "string" && token.value === undefined) {
+      return `${flag} needs a value`;
+    }
+    if (
+      spec.type === "string" && !token.inlineValue && token.value?.[0] === "-"
+    ) {
+      return `${flag} needs a value (write ${flag}=${
+        showArg(token.value)
+      } for one that starts with -)`;
+    }
+  }
+  return "the command line cannot be read";
+}
+
+/**
+ * Reads `--port`: a whole number from 0 (any free port) to 65535. The same
+ * check, with the same message, is in server_tiny.ts and server_files.ts.
+ */
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d{1,5}$/.test(value) || port > 65535) {
+    throw new CommandLineError(
+      `--port must be a number from 0 to 65535, got ${showArg(value)}`,
+    );
+  }
+  return port;
+}
+
+/** A word from the command line for a message: as it is when plain, else quoted and escaped. */
+function showArg(text: string): string {
+  return /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(text)
+    ? text
+    : `"${escapeForLog(text)}"`;
+}
+
+const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
+
+/** One request, as {@linkcode formatAccessLog} writes it. */
+export interface AccessLogEntry {
+  /** The client's address; null (written `-`) when unknown. */
+  client: string | null;
+  /** When the request arrived. */
+  date: Date;
+  /** The request line, `GET /a HTTP/1.1`; null (written `-`) when none arrived. */
+  requestLine: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent; 0 or null is written `-`. */
+  bodyBytes: number | null;
+}
+
+/**
+ * One access-log line in the Common Log Format of Apache and nginx. The
+ * request line is written as nginx writes it: printable ASCII as it is, `"`,
+ * `\` and every other character as `\xNN` (`\u{NNNN}` above U+00FF), so a
+ * request can neither end the line, forge another, nor send a terminal escape
+ * codes. The same function, with the same output, is in server_tiny.ts and
+ * server_files.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAccessLog } from "./message_board.ts";
+ * assert.equal(
+ *   formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine: "GET / HTTP/1.1", status: 200, bodyBytes: 512 }),
+ *   '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512',
+ * );
+ * ```
+ */
+export function formatAccessLog(entry: AccessLogEntry): string {
+  const { client, date, requestLine, status, bodyBytes } = entry;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const time =
+    `${pad(date.getUTCDate())}/${
+      MONTHS[date.getUTCMonth()]
+    }/${date.getUTCFullYear()}:` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+      pad(date.getUTCSeconds())
+    } +0000`;
+  const request = requestLine === null ? "-" : escapeForLog(requestLine);
+  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+    bodyBytes ? bodyBytes : "-"
+  }`;
+}
+
+/** Printable ASCII but `"` and `\`: what a log line shows as it is. */
+const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
+
+/** Text for a log line, escaped as {@linkcode formatAccessLog} says. */
+function escapeForLog(text: string): string {
+  if (LOG_PLAIN.test(text)) return text;
+  return text.replace(LOG_ESCAPED, (char) => {
+    const code = char.codePointAt(0)!;
+    const digits = code.toString(16);
+    return code < 0x100
+      ? `\\x${digits.padStart(2, "0")}`
+      : `\\u{${digits.padStart(4, "0")}}`;
+  });
+}
+
+/**
+ * The request line for the access log. `Deno.serve` does not tell the
+ * protocol version, so it says HTTP/1.1; the target is taken from the URL's
+ * text, which holds even when its Host part does not parse (`[zz`).
+ */
+function requestLineOf(request: Request): string {
+  const url = request.url;
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const target = start < 0 ? "/" : url.slice(start);
+  return `${request.method} ${target} HTTP/1.1`;
 }
 
 function checkAdminToken(token: string, where: string): void {
@@ -3728,14 +3902,21 @@ export async function startServer(
   const handler: BoardHandler = quiet
     ? board.handler
     : async (request, info) => {
+      const date = new Date();
       const response = await board.handler(request, info);
-      const url = URL.parse(request.url);
-      const target = url ? `${url.pathname}${url.search}` : "(bad Host)";
-      console.log(
-        `${
-          new Date().toISOString()
-        } ${request.method} ${target} ${response.status}`,
-      );
+      // Content-Length when the board set it (streams and pages may not).
+      const length = request.method === "HEAD"
+        ? null
+        : response.headers.get("content-length");
+      console.log(formatAccessLog({
+        client: info?.remoteAddr.transport === "tcp"
+          ? info.remoteAddr.hostname
+          : null,
+        date,
+        requestLine: requestLineOf(request),
+        status: response.status,
+        bodyBytes: length === null ? null : Number(length),
+      }));
       return response;
     };
   let announced = false;
@@ -3841,7 +4022,7 @@ export async function startServer(
  * here gives none (the data file); board_postgres.ts opens its store.
  */
 export type StoreChoice = (
-  commandLine: CommandLine,
+  commandLine: CommandLineOptions,
 ) => Promise<Partial<ServerOptions>> | Partial<ServerOptions>;
 
 /**
@@ -3854,7 +4035,7 @@ export async function runCommandLine(
   program: string,
   chooseStore: StoreChoice,
 ): Promise<void> {
-  let commandLine: CommandLine;
+  let commandLine: CommandLineOptions;
   let extra: Partial<ServerOptions>;
   try {
     commandLine = parseCommandLine(args);
@@ -3898,10 +4079,20 @@ export async function runCommandLine(
 /** One line on why the board could not start. */
 function describeStartupError(
   error: unknown,
-  commandLine: CommandLine,
+  commandLine: CommandLineOptions,
 ): string {
   const why = error instanceof Error ? error.message : String(error);
   if (error instanceof StartupError) return why;
+  const host = commandLine.hostname.includes(":")
+    ? `[${commandLine.hostname}]`
+    : commandLine.hostname;
+  if (
+    error instanceof Deno.errors.NotCapable &&
+    why.includes(`net access to "${host}:${commandLine.port}"`)
+  ) {
+    // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
+    return `cannot start: ${why} (listening on ${commandLine.hostname} needs --allow-net=${host})`;
+  }
   if (error instanceof Deno.errors.NotCapable) {
     const hint = commandLine.databaseUrl === undefined
       ? "--allow-read and --allow-write must cover the folder of --data"

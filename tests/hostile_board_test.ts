@@ -86,6 +86,62 @@ Deno.test("a Host header that no URL can hold gets 400, never 500", async () => 
   assert(!stderr.includes("TypeError"), stderr);
 });
 
+Deno.test("a Host with userinfo, a list, a path or nothing in it gets 400", async () => {
+  await using folder = await tempFolder();
+  await Deno.mkdir(`${folder.path}/data`);
+  const board = await startLoggingBoard(folder.path);
+  try {
+    for (
+      const host of [
+        "",
+        "a@127.0.0.1",
+        "127.0.0.1:8080, evil.example",
+        "127.0.0.1 evil.example",
+        "127.0.0.1/api",
+        "127.0.0.1:80a",
+      ]
+    ) {
+      const reply = await sendRaw(
+        board.port,
+        `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(reply.status, 400, `Host: ${host}\n${reply.text}`);
+    }
+    const fine = await sendRaw(
+      board.port,
+      `GET / HTTP/1.1\r\nHost: 127.0.0.1:${board.port}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(fine.status, 200, fine.text);
+  } finally {
+    await board.stop();
+  }
+});
+
+Deno.test("an absolute-form target's authority is checked as well as the Host header", async () => {
+  await using folder = await tempFolder();
+  await Deno.mkdir(`${folder.path}/data`);
+  const board = await startLoggingBoard(folder.path);
+  try {
+    const elsewhere = await sendRaw(
+      board.port,
+      "GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(elsewhere.status, 421, elsewhere.text);
+    const here = await sendRaw(
+      board.port,
+      `GET http://127.0.0.1:${board.port}/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(here.status, 421, here.text);
+    const both = await sendRaw(
+      board.port,
+      `GET http://127.0.0.1:${board.port}/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(both.status, 200, both.text);
+  } finally {
+    await board.stop();
+  }
+});
+
 Deno.test("a query parameter sent twice gets 400, not a guess", async () => {
   await using folder = await tempFolder();
   const board = await openBoard({
