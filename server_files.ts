@@ -27,7 +27,7 @@ import { type FileHandle, open as fsOpen } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { Duplex } from "node:stream";
 import { extname, join, normalize, sep } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import zlib from "node:zlib";
 
 // ---------------------------------------------------------------------------
@@ -2158,10 +2158,8 @@ export function renderListing(
   const here = crumbs.at(-1)!;
   const trail =
     crumbs.slice(0, -1).map((crumb) =>
-      `<a href="${escapeHtml(crumb.href)}${keep}">${
-        escapeHtml(crumb.label)
-      }</a>`
-    ).join("") + `<span aria-current="page">${escapeHtml(here.label)}</span>`;
+      `<a href="${escapeHtml(crumb.href)}${keep}">${showName(crumb.label)}</a>`
+    ).join("") + `<span aria-current="page">${showName(here.label)}</span>`;
 
   const headers = LISTING_COLUMNS.map(({ key, label, first }) => {
     const current = query.sort === key;
@@ -2193,7 +2191,7 @@ export function renderListing(
       }</span> <span>${entry.mtime.toISOString().slice(11, 16)}</span></time>`;
     return `<tr><td class="name"><a href="${href}"><svg class="icon" aria-hidden="true"><use href="#${
       entry.isDirectory ? "folder" : "file"
-    }"/></svg><span>${escapeHtml(entry.name + slash)}</span></a></td>` +
+    }"/></svg><span>${showName(entry.name + slash)}</span></a></td>` +
       `<td class="size">${size}</td><td class="time">${time}</td></tr>`;
   });
   if (crumbs.length > 1) {
@@ -2211,7 +2209,9 @@ export function renderListing(
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
-<title>Index of ${escapeHtml(urlRoot + relativePath)}</title>
+<title>Index of ${
+    escapeHtml(urlRoot + relativePath).replace(BIDI_CONTROLS, codePointLabel)
+  }</title>
 <style>${LISTING_CSS}</style>
 </head>
 <body>
@@ -2236,6 +2236,36 @@ ${rows.join("\n")}
 }
 
 /**
+ * Bidirectional formatting characters (ALM, LRM, RLM, the embeddings and
+ * overrides, the isolates): invisible, and they reorder the text after them.
+ */
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** `U+202E` for a character, as the listing shows a bidirectional control. */
+function codePointLabel(char: string): string {
+  return `U+${
+    char.codePointAt(0)!.toString(16).toUpperCase().padStart(4, "0")
+  }`;
+}
+
+/**
+ * A name as listing text: HTML-escaped, and each bidirectional control shown
+ * as a visible `U+202E` mark instead of obeyed. A right-to-left override in
+ * a name (`evil\u202etxt.exe`) would otherwise show the rest of it reversed
+ * (`evilexe.txt`), and isolating the name (the CSS gives each one
+ * `unicode-bidi: isolate`, so a right-to-left name cannot pull its folder
+ * slash or its neighbours along) does not undo an override inside it.
+ *
+ * @example showName("evil\u202etxt.exe") // => 'evil<span class="ctl">U+202E</span>txt.exe'
+ */
+function showName(name: string): string {
+  return escapeHtml(name).replace(
+    BIDI_CONTROLS,
+    (char) => `<span class="ctl">${codePointLabel(char)}</span>`,
+  );
+}
+
+/**
  * Light and dark colours, each at least 4.5:1 against its background
  * (WCAG 2.1 1.4.3); rows at least 44 px tall for fingers; long names wrap
  * instead of making a phone scroll sideways.
@@ -2257,6 +2287,9 @@ const LISTING_CSS = [
   "th a,td a{display:block;min-height:2.75rem;padding:.625rem .5rem;color:var(--link);text-decoration:none}",
   "th a{color:var(--fg)}",
   "td.name a{display:flex;gap:.5rem;overflow-wrap:anywhere}",
+  // Each name is its own bidirectional run: see showName.
+  "td.name a>span,h1 a,h1 span{unicode-bidi:isolate}",
+  ".ctl{font-size:.75em;color:var(--muted);border:1px solid var(--line);border-radius:.25rem;padding:0 .125rem}",
   "td.size,td.time{padding:.625rem .5rem;color:var(--muted)}",
   ".size,th.size a{text-align:right}",
   "tbody tr:hover{background:var(--hover)}",
@@ -3634,85 +3667,92 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   };
 }
 
-const MONTHS = [
-  "Jan",
-  "Feb",
-  "Mar",
-  "Apr",
-  "May",
-  "Jun",
-  "Jul",
-  "Aug",
-  "Sep",
-  "Oct",
-  "Nov",
-  "Dec",
-];
+const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
+
+/** One request, as {@linkcode formatAccessLog} writes it. */
+export interface AccessLogEntry {
+  /** The client's address; null (written `-`) when unknown. */
+  client: string | null;
+  /** When the request arrived. */
+  date: Date;
+  /** The request line, `GET /a HTTP/1.1`; null (written `-`) when none arrived. */
+  requestLine: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent; 0 or null is written `-`. */
+  bodyBytes: number | null;
+}
 
 /**
- * One access-log line in Common Log Format. Quotes and backslashes in the
- * request target are escaped so a crafted URL cannot forge a log line.
- * `Deno.serve` does not tell the protocol version, so it always says HTTP/1.1.
+ * One access-log line in the Common Log Format of Apache and nginx. The
+ * request line is written as nginx writes it: printable ASCII as it is, `"`,
+ * `\` and every other character as `\xNN` (`\u{NNNN}` above U+00FF), so a
+ * request can neither end the line, forge another, nor send a terminal escape
+ * codes. The same function, with the same output, is in server_tiny.ts and
+ * message_board.ts.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatLogLine } from "./server_files.ts";
+ * import { formatAccessLog } from "./server_files.ts";
  * assert.equal(
- *   formatLogLine("127.0.0.1", new Date(0), "GET", "/a", 200, "12"),
+ *   formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine: "GET /a HTTP/1.1", status: 200, bodyBytes: 12 }),
  *   '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET /a HTTP/1.1" 200 12',
  * );
  * ```
  */
-export function formatLogLine(
-  host: string | null,
-  date: Date,
-  method: string,
-  target: string,
-  status: number,
-  bytes: string | null,
-): string {
+export function formatAccessLog(entry: AccessLogEntry): string {
+  const { client, date, requestLine, status, bodyBytes } = entry;
   const pad = (n: number) => String(n).padStart(2, "0");
-  const stamp =
+  const time =
     `${pad(date.getUTCDate())}/${
       MONTHS[date.getUTCMonth()]
-    }/${date.getUTCFullYear()}` +
-    `:${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+    }/${date.getUTCFullYear()}:` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
       pad(date.getUTCSeconds())
     } +0000`;
-  const safeTarget = target.replace(/[\\"]/g, (c) => "\\" + c).replace(
-    /\p{Cc}/gu,
-    "?",
-  );
-  return `${
-    host ?? "-"
-  } - - [${stamp}] "${method} ${safeTarget} HTTP/1.1" ${status} ${
-    bytes ?? "-"
+  const request = requestLine === null ? "-" : escapeForLog(requestLine);
+  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+    bodyBytes ? bodyBytes : "-"
   }`;
+}
+
+/** Printable ASCII but `"` and `\`: what a log line shows as it is. */
+const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
+
+/** Text for a log line, escaped as {@linkcode formatAccessLog} says. */
+function escapeForLog(text: string): string {
+  if (LOG_PLAIN.test(text)) return text;
+  return text.replace(LOG_ESCAPED, (char) => {
+    const code = char.codePointAt(0)!;
+    const digits = code.toString(16);
+    return code < 0x100
+      ? `\\x${digits.padStart(2, "0")}`
+      : `\\u{${digits.padStart(4, "0")}}`;
+  });
 }
 
 function logRequest(
   req: Request,
   response: Response,
-  host: string | null,
+  client: string | null,
   date: Date,
 ): void {
   const { pathname, search } = splitUrl(req.url);
   // Reading `response.body` would turn a byte body into a stream (and the
   // reply into chunked encoding), so the size comes from Content-Length.
-  const bytes = req.method === "HEAD"
+  // `Deno.serve` does not tell the protocol version: the line says HTTP/1.1.
+  const length = req.method === "HEAD"
     ? null
     : response.headers.get("content-length");
-  console.log(
-    formatLogLine(
-      host,
-      date,
-      req.method,
-      pathname + search,
-      response.status,
-      bytes,
-    ),
-  );
+  console.log(formatAccessLog({
+    client,
+    date,
+    requestLine: `${req.method} ${pathname}${search} HTTP/1.1`,
+    status: response.status,
+    bodyBytes: length === null ? null : Number(length),
+  }));
 }
 
 // ---------------------------------------------------------------------------
@@ -3905,97 +3945,221 @@ Options:
   --help              show this help
 `;
 
-/** Parses the command line; throws a TypeError with a message for the user. */
-export function parseCommandLine(args: string[]) {
-  const { values } = parseArgs({
+/** A command line that cannot be used; `main` prints its message in one line and exits 2. */
+export class CommandLineError extends Error {
+  /** Always "CommandLineError". */
+  override name = "CommandLineError";
+}
+
+/** What {@linkcode startServer} takes: the handler's options and where to listen. */
+export interface ServerOptions extends HandlerOptions {
+  /** Port to listen on; 0 picks a free one. @default 8080 */
+  port?: number;
+  /** Address to bind. @default "127.0.0.1" */
+  hostname?: string;
+  /** TLS certificate file (PEM), with `key`, to serve HTTPS. @default undefined (HTTP) */
+  cert?: string;
+  /** TLS private key file (PEM). @default undefined */
+  key?: string;
+  /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). @default false */
+  reusePort?: boolean;
+  /** Called with the real address. @default prints the "Serving ..." line */
+  onListen?: (address: Deno.NetAddr) => void;
+}
+
+/** What {@linkcode parseCommandLine} found on the command line. */
+export interface CommandLineOptions extends ServerOptions {
+  fsRoot: string;
+  port: number;
+  hostname: string;
+  allowedHosts: string[];
+  fallback?: string;
+  cleanUrls: boolean;
+  showDirListing: boolean;
+  showDotfiles: boolean;
+  enableCors: boolean;
+  headers: string[];
+  compress: boolean;
+  cert?: string;
+  key?: string;
+  quiet: boolean;
+  /** --workers: how many threads serve. */
+  workers: number;
+  help: boolean;
+}
+
+const FLAGS = {
+  root: { type: "string", default: "./static" },
+  port: { type: "string", default: "8080" },
+  hostname: { type: "string", default: "127.0.0.1" },
+  "allowed-host": { type: "string", multiple: true, default: [] },
+  fallback: { type: "string" },
+  "clean-urls": { type: "boolean", default: false },
+  "dir-listing": { type: "boolean", default: false },
+  dotfiles: { type: "boolean", default: false },
+  cors: { type: "boolean", default: false },
+  header: { type: "string", multiple: true, default: [] },
+  "no-compress": { type: "boolean", default: false },
+  cert: { type: "string" },
+  key: { type: "string" },
+  quiet: { type: "boolean", default: false },
+  workers: { type: "string", default: "1" },
+  help: { type: "boolean", short: "h", default: false },
+} satisfies ParseArgsOptionsConfig;
+
+/**
+ * Reads the command line; throws {@linkcode CommandLineError} with a one-line
+ * message for the user when it cannot be used.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CommandLineError, parseCommandLine } from "./server_files.ts";
+ * assert.equal(parseCommandLine(["--port", "0"]).port, 0);
+ * assert.throws(() => parseCommandLine(["--colour"]), CommandLineError);
+ * ```
+ */
+export function parseCommandLine(args: string[]): CommandLineOptions {
+  const values = readFlags(args, FLAGS);
+  const port = parsePort(values.port);
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    throw new CommandLineError("--cert and --key go together");
+  }
+  try {
+    parseHeaderLines(values.header); // fail at start-up, not on the first request
+  } catch (error) {
+    throw new CommandLineError(`--header: ${(error as Error).message}`);
+  }
+  return {
+    fsRoot: values.root,
+    port,
+    hostname: values.hostname,
+    allowedHosts: values["allowed-host"],
+    fallback: values.fallback,
+    cleanUrls: values["clean-urls"],
+    showDirListing: values["dir-listing"],
+    showDotfiles: values.dotfiles,
+    enableCors: values.cors,
+    headers: values.header,
+    compress: !values["no-compress"],
+    cert: values.cert,
+    key: values.key,
+    quiet: values.quiet,
+    workers: parseWorkerCount(values.workers),
+    help: values.help,
+  };
+}
+
+/**
+ * `parseArgs`'s values, with each mistake thrown as a {@linkcode CommandLineError}
+ * in one line of our own (its own messages can run over several lines).
+ */
+function readFlags<T extends ParseArgsOptionsConfig>(args: string[], flags: T) {
+  try {
+    return parseArgs({ args, options: flags, strict: true }).values;
+  } catch {
+    throw new CommandLineError(describeFlagMistake(args, flags));
+  }
+}
+
+/** The first mistake in `args`: an unknown flag, a missing or unwanted value, a stray word. */
+function describeFlagMistake(
+  args: string[],
+  flags: ParseArgsOptionsConfig,
+): string {
+  const { tokens } = parseArgs({
     args,
-    options: {
-      root: { type: "string", default: "./static" },
-      port: { type: "string", default: "8080" },
-      hostname: { type: "string", default: "127.0.0.1" },
-      "allowed-host": { type: "string", multiple: true, default: [] },
-      fallback: { type: "string" },
-      "clean-urls": { type: "boolean", default: false },
-      "dir-listing": { type: "boolean", default: false },
-      dotfiles: { type: "boolean", default: false },
-      cors: { type: "boolean", default: false },
-      header: { type: "string", multiple: true, default: [] },
-      "no-compress": { type: "boolean", default: false },
-      cert: { type: "string" },
-      key: { type: "string" },
-      quiet: { type: "boolean", default: false },
-      workers: { type: "string", default: "1" },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-    allowPositionals: false,
+    options: flags,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
   });
-  const port = Number(values.port);
-  if (!/^\d+$/.test(values.port) || port > 65535) {
-    throw new TypeError(
-      `--port must be a number from 0 to 65535, got ${values.port}`,
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      return `unexpected argument ${
+        showArg(token.value)
+      } (flags start with --)`;
+    }
+    if (token.kind !== "option") continue;
+    const flag = showArg(token.rawName);
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    if (spec === null) return `unknown flag ${flag}`;
+    if (spec.type === "boolean" && token.value !== undefined) {
+      return `${flag} takes no value`;
+    }
+    if (spec.type === "string" && token.value === undefined) {
+      return `${flag} needs a value`;
+    }
+    if (
+      spec.type === "string" && !token.inlineValue && token.value?.[0] === "-"
+    ) {
+      return `${flag} needs a value (write ${flag}=${
+        showArg(token.value)
+      } for one that starts with -)`;
+    }
+  }
+  return "the command line cannot be read";
+}
+
+/**
+ * Reads `--port`: a whole number from 0 (any free port) to 65535. The same
+ * check, with the same message, is in server_tiny.ts and message_board.ts.
+ */
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d{1,5}$/.test(value) || port > 65535) {
+    throw new CommandLineError(
+      `--port must be a number from 0 to 65535, got ${showArg(value)}`,
     );
   }
-  if ((values.cert === undefined) !== (values.key === undefined)) {
-    throw new TypeError("--cert and --key go together");
-  }
-  parseHeaderLines(values.header); // fail at start-up, not on the first request
-  return { ...values, port, workers: parseWorkerCount(values.workers) };
+  return port;
 }
 
-/** Builds the handler from the flags and starts `Deno.serve`; prints the real address. */
-async function startServer(
-  flags: ReturnType<typeof parseCommandLine>,
-  listen: ListenOptions = {},
+/** A word from the command line for a message: as it is when plain, else quoted and escaped. */
+function showArg(text: string): string {
+  return /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(text)
+    ? text
+    : `"${escapeForLog(text)}"`;
+}
+
+/**
+ * Builds the handler and starts `Deno.serve` (listening again when accepting
+ * fails); prints the real address. Rejects (NotFound for a missing root,
+ * AddrInUse, NotCapable) when it cannot start.
+ */
+export async function startServer(
+  options: ServerOptions = {},
 ): Promise<RestartingServer> {
+  const { hostname = "127.0.0.1", port = 8080, cert, key } = options;
   const handler = createHandler({
-    fsRoot: flags.root,
+    ...options,
     allowedHosts: [
-      ...flags["allowed-host"],
-      ...listeningHostNames(flags.hostname),
+      ...(options.allowedHosts ?? []),
+      ...listeningHostNames(hostname),
     ],
-    fallback: flags.fallback,
-    cleanUrls: flags["clean-urls"],
-    showDirListing: flags["dir-listing"],
-    showDotfiles: flags.dotfiles,
-    enableCors: flags.cors,
-    headers: flags.header,
-    compress: !flags["no-compress"],
-    quiet: flags.quiet,
   });
-  const tls = flags.cert !== undefined && flags.key !== undefined
-    ? {
-      cert: await Deno.readTextFile(flags.cert),
-      key: await Deno.readTextFile(flags.key),
-    }
+  const tls = cert !== undefined && key !== undefined
+    ? { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) }
     : {};
   return serveWithRestart({
-    hostname: flags.hostname,
-    port: flags.port,
+    hostname,
+    port,
     ...tls,
-    reusePort: listen.reusePort,
-    onListen: listen.onListen ??
-      ((address) => console.log(servingLine(flags, address))),
+    reusePort: options.reusePort,
+    onListen: options.onListen ??
+      ((address) => console.log(servingLine(options, address))),
   }, handler);
-}
-
-/** How {@linkcode startServer} listens, beyond the flags. */
-interface ListenOptions {
-  /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). */
-  reusePort?: boolean;
-  /** Called with the real address; by default prints the "Serving ..." line. */
-  onListen?: (address: Deno.NetAddr) => void;
 }
 
 /** `Serving ./static on http://127.0.0.1:8080/`, the line tests and people look for. */
 function servingLine(
-  flags: ReturnType<typeof parseCommandLine>,
+  options: ServerOptions,
   { hostname, port }: Deno.NetAddr,
   workers = 1,
 ): string {
-  const scheme = flags.cert ? "https" : "http";
+  const scheme = options.cert ? "https" : "http";
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  return `Serving ${flags.root} on ${scheme}://${host}:${port}/` +
+  return `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
     (workers > 1 ? ` with ${workers} workers` : "");
 }
 
@@ -4036,8 +4200,10 @@ export function parseWorkerCount(value: string): number {
   }
   const count = Number(value);
   if (!/^\d+$/.test(value) || count < 1 || count > MAX_WORKERS) {
-    throw new TypeError(
-      `--workers must be a number from 1 to ${MAX_WORKERS} or auto, got ${value}`,
+    throw new CommandLineError(
+      `--workers must be a number from 1 to ${MAX_WORKERS} or auto, got ${
+        showArg(value)
+      }`,
     );
   }
   return count;
@@ -4045,7 +4211,7 @@ export function parseWorkerCount(value: string): number {
 
 /** Messages between the main thread and a server Worker. */
 type ToWorker =
-  | { type: "start"; flags: ReturnType<typeof parseCommandLine> }
+  | { type: "start"; flags: CommandLineOptions }
   | { type: "shutdown" };
 type FromWorker =
   | { type: "listening"; address: Deno.NetAddr }
@@ -4076,7 +4242,8 @@ function runServerWorker(): void {
       return;
     }
     try {
-      server = await startServer(data.flags, {
+      server = await startServer({
+        ...data.flags,
         reusePort: true,
         onListen: (address) =>
           scope.postMessage({ type: "listening", address }),
@@ -4104,7 +4271,7 @@ function runServerWorker(): void {
  * each to shut down gracefully and exit when all have.
  */
 async function serveOnWorkers(
-  flags: ReturnType<typeof parseCommandLine>,
+  flags: CommandLineOptions,
 ): Promise<void> {
   // Without the flag, Deno.serve's reusePort exits the process with a
   // message about Deno.listen, and without read access to this file each
@@ -4211,12 +4378,34 @@ async function serveOnWorkers(
   console.log("Server stopped.");
 }
 
+/** Why the server could not start, in one line, with what to do about it. */
+function explainStartFailure(
+  error: unknown,
+  options: CommandLineOptions,
+): string {
+  const why = `cannot start: ${(error as Error).message}`;
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `${why} (--port 0 picks a free port)`;
+  }
+  if (
+    error instanceof Deno.errors.NotCapable && /net access/.test(error.message)
+  ) {
+    // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
+    const host = options.hostname.includes(":")
+      ? `[${options.hostname}]`
+      : options.hostname;
+    return `no permission to listen on ${options.hostname}:${options.port}: run with --allow-net=${host}`;
+  }
+  return why;
+}
+
 async function main(): Promise<void> {
-  let flags: ReturnType<typeof parseCommandLine>;
+  let flags: CommandLineOptions;
   try {
     flags = parseCommandLine(Deno.args);
   } catch (error) {
-    console.error(`server_files: ${(error as Error).message}\n\n${USAGE}`);
+    if (!(error instanceof CommandLineError)) throw error;
+    console.error(`server_files: ${error.message} (see --help)`);
     Deno.exit(2);
   }
   if (flags.help) {
@@ -4229,12 +4418,7 @@ async function main(): Promise<void> {
     server = await startServer(flags);
   } catch (error) {
     // A missing root, a busy port, a missing permission: say so in one line.
-    const hint = error instanceof Deno.errors.AddrInUse
-      ? " (--port 0 picks a free port)"
-      : "";
-    console.error(
-      `server_files: cannot start: ${(error as Error).message}${hint}`,
-    );
+    console.error(`server_files: ${explainStartFailure(error, flags)}`);
     Deno.exit(1);
   }
 
