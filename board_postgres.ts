@@ -24,7 +24,14 @@
  * `NOTIFY board_events` inside its own transaction, so the note goes out exactly when the
  * change commits. Each process LISTENs and, on each note, reads the new rows from the tables:
  * the note is only a wake-up call, so a message of any length fits, and a note missed while a
- * connection was down costs nothing, since the next read catches up.
+ * connection was down costs nothing, since the next read catches up. A post's note names its
+ * last id (`message 42`); the process that posted it has usually handed its messages on
+ * already, and then skips the read.
+ *
+ * Speed: the newest page is served from memory (see {@linkcode PostgresStore}), and a batch
+ * of posts is one statement (the function `board_insert_messages`), so one round trip, and
+ * the writers' lock below is held only while PostgreSQL runs it and commits: processes
+ * posting at once wait for each other's commit, never for each other's network or event loop.
  *
  * Ids without gaps in time: every writer holds the same table lock from before it takes an id
  * until it commits, so ids become visible in increasing order and "every message after id N"
@@ -103,6 +110,10 @@ const MAX_RECONNECT_DELAY_S = 1;
  *   client which saw message N can be told "everything up to here is gone".
  * - `board_changes`: every clear, delete and restore in commit order, with `newest_id`, the
  *   last id given out then: a change sorts after message `newest_id` and before the next.
+ * - `board_insert_messages(batch)`: a batch of posts as one statement (one transaction):
+ *   takes the writers' lock, inserts, sends the note, and returns the new rows with the
+ *   newest message and change ids from before them. Replaced on every start, so it always
+ *   matches the board that runs.
  *
  * The advisory lock keeps two processes that start together from racing on
  * `create table if not exists` (which is not safe against itself). The columns and the
@@ -148,6 +159,31 @@ const SCHEMA = `
         check (id <= 9007199254740991);
     end if;
   end $$;
+  create or replace function board_insert_messages(batch jsonb)
+    returns table (id bigint, text text, name text, posted_at timestamptz,
+                   previous_id bigint, change_id bigint)
+    language plpgsql as $body$
+  #variable_conflict use_column
+  declare
+    previous bigint;
+    change bigint;
+  begin
+    -- One writer at a time, from before it takes ids until it commits (see the module doc).
+    lock table board_messages in share row exclusive mode;
+    -- What came before this batch, so the process that posts it knows whether it has read
+    -- everything older (then it hands its own messages on without reading them back).
+    select max(m.id) into previous from board_messages m;
+    select coalesce(max(c.id), 0) into change from board_changes c;
+    return query
+      insert into board_messages as m (text, name)
+      select post ->> 'text', post ->> 'name'
+        from jsonb_array_elements(batch) with ordinality as b (post, position)
+       order by position
+      returning m.id, m.text, m.name, m.posted_at, previous, change;
+    perform pg_notify('${CHANNEL}',
+      'message ' || currval(pg_get_serial_sequence('board_messages', 'id')));
+  end
+  $body$;
 `;
 
 /** The last message id given out, inside a transaction that holds the writers' lock. */
@@ -168,6 +204,14 @@ interface MessageRow {
   text: string;
   name: string | null;
   posted_at: Date;
+}
+
+/** A row of board_insert_messages: the message, and what was there before its batch. */
+interface InsertedRow extends MessageRow {
+  /** The newest message id on the board before the batch (null: none). */
+  previous_id: string | null;
+  /** The newest board_changes id before the batch (0: none). */
+  change_id: string;
 }
 
 /** A post waiting in the queue; `abandoned` once its client got 503 for waiting too long. */
@@ -249,12 +293,18 @@ interface NewestCache {
  */
 class PostgresStore implements MessageStore {
   #writes = new WriteQueue<PendingPost, Message | null>(async (posts) => {
+    const inserting = this.#insertBatch(posts);
+    this.#inserting = inserting;
     try {
-      return await this.#insertBatch(posts);
+      return await inserting;
     } catch (error) {
       throw this.#toStoreError(error);
+    } finally {
+      this.#inserting = null;
     }
   });
+  /** The batch being written; a note that arrives meanwhile may be its own (see onnotify). */
+  #inserting: Promise<unknown> | null = null;
   #events: EventFanOut;
   #listenSql: Sql | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -450,30 +500,39 @@ class PostgresStore implements MessageStore {
       text,
       name: name ?? null,
     }));
-    // The three statements go out together (pipelined: one round trip), then COMMIT.
-    const [, rows] = await this.sql.begin((tx) => [
-      // One writer at a time, from before it takes ids until it commits: ids become
-      // visible in increasing order (see the module doc). Every change takes the same lock.
-      tx`lock table board_messages in share row exclusive mode`,
-      // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...];
-      // its rows are inserted, and numbered, in array order.
-      tx<MessageRow[]>`
-        insert into board_messages (text, name)
-        select post ->> 'text', post ->> 'name'
-          from jsonb_array_elements(${
-        tx.json(posts)
-      }) with ordinality as batch (post, position)
-         order by position
-        returning id, text, name, posted_at`,
-      tx`select pg_notify(${CHANNEL}, 'message')`,
-    ]);
+    // One statement, so one transaction and one round trip: the writers' lock is held only
+    // while PostgreSQL runs it and commits, never while a reply travels to us and back.
+    // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...]; its rows
+    // are inserted, and numbered, in array order.
+    const rows = await this.sql<InsertedRow[]>`
+      select * from board_insert_messages(${this.sql.json(posts)}::jsonb)`;
     this.#writable = true;
-    const messages = (rows as MessageRow[]).map(toMessage).sort((a, b) =>
-      a.id - b.id
-    );
+    const messages = rows.map(toMessage).sort((a, b) => a.id - b.id);
     this.#ownMessageId = Math.max(this.#ownMessageId, messages.at(-1)!.id);
+    this.#handOnOwn(messages, rows[0]);
     let next = 0;
     return pending.map((post) => post.abandoned ? null : messages[next++]);
+  }
+
+  /**
+   * Hands this process's own new messages to the cache and the subscribers at once, when it
+   * has already read everything that came before them: then they are the next events, and
+   * reading them back (its own NOTIFY would) costs a query for nothing. Otherwise the
+   * catch-up read delivers them, in order, as it does every other process's.
+   */
+  #handOnOwn(messages: Message[], before: InsertedRow): void {
+    const previous = Number(before.previous_id ?? 0);
+    if (
+      previous > this.lastMessageId ||
+      Number(before.change_id) > this.lastChangeId
+    ) return;
+    for (const message of messages) {
+      if (message.id <= this.lastMessageId) continue; // a catch-up was quicker
+      this.lastMessageId = message.id;
+      const event = messageEvent(message);
+      this.#applyToCache(event);
+      this.#events.publish(event);
+    }
   }
 
   /**
@@ -515,7 +574,18 @@ class PostgresStore implements MessageStore {
     return {
       max: 1,
       max_lifetime: null, // a recycled connection would silently drop the LISTEN
-      onnotify: () => void this.#catchUp(),
+      onnotify: (_channel: string, payload: string) => {
+        // "message N" (a post's note): nothing to read when N was handed on already. Our own
+        // note may come before our own batch's answer: decide once that answer is in.
+        const [kind, id] = payload.split(" ");
+        const readIfNew = () => {
+          if (kind === "message" && Number(id) <= this.lastMessageId) return;
+          void this.#catchUp();
+        };
+        if (kind === "message" && this.#inserting !== null) {
+          this.#inserting.then(readIfNew, readIfNew);
+        } else readIfNew();
+      },
       onclose: () => {
         // Changes made from now until LISTEN works again are announced to no one.
         this.#listening = false;
@@ -640,11 +710,14 @@ class PostgresStore implements MessageStore {
       "reading changes",
     );
     for (const row of rows) {
+      // A row this process already handed on (its own post, see #handOnOwn) is skipped.
       let event: BoardEvent;
       if (row.kind === "message") {
+        if (Number(row.id) <= this.lastMessageId) continue;
         this.lastMessageId = Number(row.id);
         event = messageEvent(toMessage(row));
       } else {
+        if (Number(row.seq) <= this.lastChangeId) continue;
         this.lastChangeId = Number(row.seq);
         event = { type: row.kind, id: Number(row.id) };
       }

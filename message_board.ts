@@ -4086,12 +4086,17 @@ function describeStartupError(
   const host = commandLine.hostname.includes(":")
     ? `[${commandLine.hostname}]`
     : commandLine.hostname;
-  if (
-    error instanceof Deno.errors.NotCapable &&
-    why.includes(`net access to "${host}:${commandLine.port}"`)
-  ) {
-    // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
-    return `cannot start: ${why} (listening on ${commandLine.hostname} needs --allow-net=${host})`;
+  // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
+  const wanted = /net access to "([^"]+)"/.exec(why)?.[1];
+  if (error instanceof Deno.errors.NotCapable && wanted !== undefined) {
+    const where = `${commandLine.hostname}:${commandLine.port}`;
+    if (wanted === `${host}:${commandLine.port}`) {
+      return `no permission to listen on ${where}: run with --allow-net=${host}`;
+    }
+    // The database: --allow-net must name its host as well as the listening address.
+    return `no permission to reach the database at ${wanted}: run with --allow-net=${host},${
+      wanted.replace(/:\d+$/, "")
+    }`;
   }
   if (error instanceof Deno.errors.NotCapable) {
     const hint = commandLine.databaseUrl === undefined

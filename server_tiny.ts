@@ -336,9 +336,10 @@ const TARGET_CHARS = /^[\x21\x22\x24-\x7e]+$/;
 // CR, LF, NUL and other control characters are invalid: we reject them.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // RFC 9110 7.2: Host = uri-host [ ":" port ], where uri-host is an IP literal
-// in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). Empty is allowed.
+// in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). An http
+// URI always has a host, so an empty one is refused, as the other two servers do.
 const HOST_VALUE =
-  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/;
 
 /**
  * Parses a request head (as returned by {@link readRequestHead}) strictly.
@@ -464,7 +465,11 @@ function checkHost(
     return required ? "HTTP/1.1 request without Host" : null;
   }
   if (hosts.length > 1) return "more than one Host field";
-  return HOST_VALUE.test(hosts[0]) ? null : "invalid Host value";
+  const port = hosts[0].match(/:(\d+)$/)?.[1];
+  return HOST_VALUE.test(hosts[0]) &&
+      (port === undefined || Number(port) <= 65535)
+    ? null
+    : "invalid Host value";
 }
 
 /**

@@ -209,3 +209,49 @@ Deno.test("the three servers write the same Common Log Format line for the same 
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+Deno.test("--hostname 0.0.0.0 under the README's --allow-net: one line naming the flag to add, exit 1; the README gives it", async (t) => {
+  const cases = [
+    ...ENTRY_POINTS.slice(0, 3).map(({ script, program, permissions }) => ({
+      script,
+      program,
+      permissions,
+      args: ["--hostname", "0.0.0.0", "--port", "0"],
+      flag: "--allow-net=0.0.0.0",
+    })),
+    {
+      // PostgreSQL mode opens the database first: the flag must name it too.
+      script: "board_postgres.ts",
+      program: "board_postgres",
+      permissions: ["--allow-net=0.0.0.0", "--allow-env=DATABASE_URL,PG*"],
+      args: [
+        "--hostname",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--store",
+        "postgres://board@127.0.0.1:1/board",
+      ],
+      flag: "--allow-net=0.0.0.0,127.0.0.1",
+    },
+  ];
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  for (const { script, program, permissions, args, flag } of cases) {
+    await t.step(script, async () => {
+      const result = await run(permissions, script, args);
+      assert.equal(result.code, 1, result.stderr);
+      const last = result.stderr.trimEnd().split("\n").at(-1)!;
+      assert.match(last, new RegExp(`^${program}: no permission to `));
+      assert.ok(last.endsWith(`: run with ${flag}`), last);
+      assert.ok(!result.stderr.includes("    at "), "no stack trace");
+      // The README gives this script's command with that flag.
+      assert.ok(
+        readme.split("\n").some((line) =>
+          line.startsWith(`deno run ${flag} `) && line.includes(script) &&
+          line.includes("--hostname 0.0.0.0")
+        ),
+        `README: deno run ${flag} ... ${script} --hostname 0.0.0.0`,
+      );
+    });
+  }
+});
