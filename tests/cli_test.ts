@@ -281,3 +281,54 @@ Deno.test("a port already taken: one line with what to do, exit 1", async (t) =>
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+Deno.test("startServer in each script resolves the real address, serves, and shuts down", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.writeTextFile(`${folder}/hello.txt`, "hello");
+    const lines: string[] = [];
+    const starts = {
+      "server_tiny.ts": () =>
+        tiny.startServer({ port: 0, log: (line) => lines.push(line) }),
+      "server_files.ts": () =>
+        files.startServer({
+          port: 0,
+          fsRoot: folder,
+          quiet: true,
+          onListen: () => {},
+        }),
+      "message_board.ts": () =>
+        board.startServer({
+          port: 0,
+          dataFile: `${folder}/messages.jsonl`,
+          quiet: true,
+        }),
+    };
+    const paths = {
+      "server_tiny.ts": "/",
+      "server_files.ts": "/hello.txt",
+      "message_board.ts": "/",
+    };
+    for (const [script, start] of Object.entries(starts)) {
+      await t.step(script, async () => {
+        const server = await start();
+        assert.equal(server.addr.hostname, "127.0.0.1");
+        assert.notEqual(server.addr.port, 0);
+        const path = paths[script as keyof typeof paths];
+        const response = await fetch(
+          `http://127.0.0.1:${server.addr.port}${path}`,
+        );
+        assert.equal(response.status, 200);
+        await response.body?.cancel();
+        await server.shutdown();
+        await server.finished;
+      });
+    }
+    assert.ok(
+      lines.some((line) => line.includes(`http://127.0.0.1:`)),
+      "server_tiny.ts said where to connect",
+    );
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
