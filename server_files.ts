@@ -4480,7 +4480,7 @@ function explainStartFailure(
 ): string {
   const why = `cannot start: ${(error as Error).message}`;
   if (error instanceof Deno.errors.AddrInUse) {
-    return `${why} (--port 0 picks a free port)`;
+    return `${options.hostname}:${options.port} is in use (try another --port, or --port 0)`;
   }
   if (
     error instanceof Deno.errors.NotCapable && /net access/.test(error.message)

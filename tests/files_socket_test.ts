@@ -145,7 +145,7 @@ Deno.test("start-up problems are one clear line and exit code 1", async () => {
       [["--root", `${tree.base}/missing`], /cannot start: .*No such file/],
       [
         ["--root", tree.root, "--port", String(server.port)],
-        /cannot start: .*in use.*--port 0/,
+        /^server_files: 127\.0\.0\.1:\d+ is in use \(try another --port, or --port 0\)\n$/,
       ],
     ];
     for (const [args, message] of cases) {
