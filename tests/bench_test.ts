@@ -401,7 +401,7 @@ Deno.test("the README summary names each row's fastest peer, never one of our ow
 });
 
 Deno.test("renderResultsMarkdown names the machine, load, versions, command, chart, targets and skipped servers", () => {
-  const markdown = report.renderResultsMarkdown(REPORT, "results.svg");
+  const markdown = report.renderResultsMarkdown(REPORT);
   for (
     const expected of [
       "Measured 2026-11-22 02:10 UTC in 321 s",
