@@ -4105,7 +4105,7 @@ function describeStartupError(
     return `${why} (${hint})`;
   }
   if (error instanceof Deno.errors.AddrInUse) {
-    return `cannot listen on ${commandLine.hostname}:${commandLine.port}: ${why} (--port 0 picks a free port)`;
+    return `${commandLine.hostname}:${commandLine.port} is in use (try another --port, or --port 0)`;
   }
   return `cannot start: ${why}`;
 }

@@ -50,10 +50,22 @@ export function chartTicks(min: number, max: number): number[] {
   return decades;
 }
 
+/** One SVG element; attributes in the order given, text content escaped. */
+function element(
+  name: string,
+  attributes: Record<string, string | number>,
+  content?: string,
+): string {
+  const list = Object.entries(attributes).map(([k, v]) => ` ${k}="${v}"`);
+  const open = `<${name}${list.join("")}`;
+  return content === undefined ? `${open}/>` : `${open}>${content}</${name}>`;
+}
+
 /**
- * An SVG bar chart of every ratio (ours ÷ the other), on a log scale around 1×: bars
- * to the right mean ours is faster, to the left slower. A ratio with a target gets a
- * dark tick at the target and a green (met) or red (not met) bar; the others are blue.
+ * An SVG bar chart of every ratio (ours ÷ the other), on a log scale around
+ * 1×: bars to the right mean ours is faster, to the left slower. A ratio with
+ * a target gets a dark tick at the target and a green (met) or red (not met)
+ * bar; the others are blue.
  */
 export function renderSvgChart(ratios: Ratio[], title: string): string {
   const plotRight = WIDTH - RIGHT_MARGIN;
@@ -65,132 +77,101 @@ export function renderSvgChart(ratios: Ratio[], title: string): string {
   const [low, high] = [ticks[0], ticks.at(-1)!];
   const x = (value: number) => {
     const clamped = Math.min(Math.max(value, low), high);
-    return LABELS +
-      (plotRight - LABELS) * Math.log(clamped / low) / Math.log(high / low);
+    const share = Math.log(clamped / low) / Math.log(high / low);
+    return Number((LABELS + (plotRight - LABELS) * share).toFixed(1));
   };
-  const text = (attributes: string, content: string) =>
-    `<text ${attributes}>${escapeXml(content)}</text>`;
+  const text = (attributes: Record<string, string | number>, words: string) =>
+    element("text", attributes, escapeXml(words));
+  const middle = WIDTH / 2;
   const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" ` +
-    `viewBox="0 0 ${WIDTH} ${height}" font-family="system-ui, sans-serif" font-size="13">`,
-    `<title>${escapeXml(title)}</title>`,
-    `<rect width="${WIDTH}" height="${height}" fill="#ffffff"/>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" ` +
+    `height="${height}" viewBox="0 0 ${WIDTH} ${height}" ` +
+    `font-family="system-ui, sans-serif" font-size="13">`,
+    element("title", {}, escapeXml(title)),
+    element("rect", { width: WIDTH, height, fill: "#ffffff" }),
+    text({
+      ...{ x: middle, y: 28, "text-anchor": "middle", "font-size": 18 },
+      "font-weight": "bold",
+    }, title),
     text(
-      `x="${
-        WIDTH / 2
-      }" y="28" text-anchor="middle" font-size="18" font-weight="bold"`,
-      title,
-    ),
-    text(
-      `x="${WIDTH / 2}" y="50" text-anchor="middle" fill="#444"`,
-      "ours ÷ each peer and floor, log scale: right of 1× ours is faster, left of it slower",
+      { x: middle, y: 50, "text-anchor": "middle", fill: "#444" },
+      "ours ÷ each peer and floor, log scale: right of 1× ours is faster, " +
+        "left of it slower",
     ),
   ];
   for (const tick of ticks) {
-    const tx = x(tick).toFixed(1);
-    const stroke = tick === 1
-      ? `stroke="#111" stroke-width="1.5"`
-      : `stroke="#ddd"`;
-    parts.push(
-      `<line x1="${tx}" y1="${
-        TOP - 6
-      }" x2="${tx}" y2="${plotBottom}" ${stroke}/>`,
-      text(
-        `x="${tx}" y="${plotBottom + 18}" text-anchor="middle" fill="#444"`,
-        formatRatio(tick),
-      ),
-    );
+    const line = { x1: x(tick), y1: TOP - 6, x2: x(tick), y2: plotBottom };
+    const stroke: Record<string, string | number> = tick === 1
+      ? { stroke: "#111", "stroke-width": 1.5 }
+      : { stroke: "#ddd" };
+    const label = { x: x(tick), y: plotBottom + 18, "text-anchor": "middle" };
+    parts.push(element("line", { ...line, ...stroke }));
+    parts.push(text({ ...label, fill: "#444" }, formatRatio(tick)));
   }
-  // Where a scenario has several servers of ours (1 and 2 board processes), each bar names its own.
+  // Where a scenario has two of ours (1 and 2 board processes), each bar names its own.
   const several = new Set(
-    ratios.filter((r, _, all) =>
-      all.some((o) => o.scenario === r.scenario && o.ours !== r.ours)
-    )
-      .map((r) => r.scenario),
+    ratios.filter((r) =>
+      ratios.some((o) => o.scenario === r.scenario && o.ours !== r.ours)
+    ).map((r) => r.scenario),
   );
   ratios.forEach((ratio, index) => {
-    const y = TOP + index * ROW;
-    const middle = y + ROW / 2;
     const { value, target } = ratio;
-    const colour = target === undefined
+    const y = TOP + index * ROW;
+    const fill = target === undefined
       ? COLOURS.none
       : value >= target
       ? COLOURS.met
       : COLOURS.missed;
     const [from, to] = [x(Math.min(1, value)), x(Math.max(1, value))];
-    const versus = several.has(ratio.scenario)
-      ? `${ratio.ours} vs ${ratio.versus}`
-      : `vs ${ratio.versus}`;
-    const summary = `${ratio.scenario}: ${ratio.ours} vs ${ratio.versus}, ${
-      formatRatio(value)
-    }`;
+    const versus = `${several.has(ratio.scenario) ? ratio.ours : ""} vs ` +
+      ratio.versus;
+    const summary = `${ratio.scenario}: ${ratio.ours} vs ${ratio.versus}, ` +
+      formatRatio(value);
+    const label = { x: LABELS - 10, "text-anchor": "end" };
     parts.push(
-      text(
-        `x="${LABELS - 10}" y="${middle - 2}" text-anchor="end"`,
-        ratio.scenario,
-      ),
-      text(
-        `x="${LABELS - 10}" y="${
-          middle + 12
-        }" text-anchor="end" font-size="12" fill="#555"`,
-        versus,
-      ),
-      `<rect x="${from.toFixed(1)}" y="${(middle - BAR / 2).toFixed(1)}" ` +
-        `width="${
-          Math.max(to - from, 1).toFixed(1)
-        }" height="${BAR}" fill="${colour}">` +
-        `<title>${escapeXml(summary)}</title></rect>`,
-      // The value sits beyond the bar's end: right of a fast bar, left of a slow one.
-      text(
-        value >= 1
-          ? `x="${(to + 6).toFixed(1)}" y="${middle + 5}" font-weight="bold"`
-          : `x="${(from - 6).toFixed(1)}" y="${
-            middle + 5
-          }" text-anchor="end" font-weight="bold"`,
-        formatRatio(value),
-      ),
+      text({ ...label, y: y + ROW / 2 - 2 }, ratio.scenario),
+      text({ ...label, y: y + ROW / 2 + 12, "font-size": 12 }, versus.trim()),
     );
+    const width = Number(Math.max(to - from, 1).toFixed(1));
+    const bar = { x: from, y: y + (ROW - BAR) / 2, width, height: BAR, fill };
+    parts.push(element("rect", bar, element("title", {}, escapeXml(summary))));
+    // The value sits beyond the bar's end: right of a fast bar, left of a slow one.
+    const end = value >= 1
+      ? { x: to + 6, "text-anchor": "start" }
+      : { x: from - 6, "text-anchor": "end" };
+    const bold = { y: y + ROW / 2 + 5, "font-weight": "bold" };
+    parts.push(text({ ...end, ...bold }, formatRatio(value)));
     if (target !== undefined) {
-      const tx = x(target).toFixed(1);
+      const line = { x1: x(target), y1: y + 5, x2: x(target), y2: y + ROW - 5 };
+      const tip = element("title", {}, `target ${formatRatio(target)}`);
       parts.push(
-        `<line x1="${tx}" y1="${y + 5}" x2="${tx}" y2="${
-          y + ROW - 5
-        }" stroke="#111" ` +
-          `stroke-width="3"><title>target ${
-            formatRatio(target)
-          }</title></line>`,
+        element("line", { ...line, stroke: "#111", "stroke-width": 3 }, tip),
       );
     }
   });
   if (ratios.length === 0) {
     parts.push(text(
-      `x="${WIDTH / 2}" y="${TOP + 24}" text-anchor="middle" fill="#444"`,
+      { x: middle, y: TOP + 24, "text-anchor": "middle", fill: "#444" },
       "No ratios: none of our servers was measured beside a peer or floor.",
     ));
   }
   const legendY = height - 18;
-  const legend = [[COLOURS.met, "target met"], [
-    COLOURS.missed,
-    "target not met",
-  ], [
-    COLOURS.none,
-    "no target",
-  ]];
-  legend.forEach(([colour, label], i) => {
+  const legend = [
+    [COLOURS.met, "target met"],
+    [COLOURS.missed, "target not met"],
+    [COLOURS.none, "no target"],
+  ];
+  legend.forEach(([fill, label], i) => {
     const lx = LABELS + i * 130;
-    parts.push(
-      `<rect x="${lx}" y="${
-        legendY - 11
-      }" width="13" height="13" fill="${colour}"/>`,
-      text(`x="${lx + 19}" y="${legendY}" fill="#333"`, label),
-    );
+    const square = { x: lx, y: legendY - 11, width: 13, height: 13, fill };
+    parts.push(element("rect", square));
+    parts.push(text({ x: lx + 19, y: legendY, fill: "#333" }, label));
   });
-  const tickX = LABELS + 3 * 130 + 6;
+  const tx = LABELS + 3 * 130 + 6;
+  const tick = { x1: tx, y1: legendY - 12, x2: tx, y2: legendY + 2 };
   parts.push(
-    `<line x1="${tickX}" y1="${legendY - 12}" x2="${tickX}" y2="${
-      legendY + 2
-    }" stroke="#111" stroke-width="3"/>`,
-    text(`x="${tickX + 10}" y="${legendY}" fill="#333"`, "target ratio"),
+    element("line", { ...tick, stroke: "#111", "stroke-width": 3 }),
+    text({ x: tx + 10, y: legendY, fill: "#333" }, "target ratio"),
     "</svg>",
   );
   return parts.join("\n") + "\n";

@@ -379,81 +379,59 @@ export function renderTargetsTable(targets: TargetResult[]): string {
   return markdownTable(["Target", "Measured", "Result"], rows, 3);
 }
 
-/** The whole of bench/RESULTS.md. */
-export function renderResultsMarkdown(
-  report: BenchReport,
-  chartFile = "results.svg",
-): string {
-  const { machine, settings } = report;
-  const [loadStart, loadEnd] = machine.loadAverage;
-  const busy = Math.max(loadStart, loadEnd) > machine.cpus * 0.5;
-  const plural = (n: number, word: string) =>
-    `${n} ${word}${n === 1 ? "" : "s"}`;
-  const versions = Object.entries(report.versions).map(([tool, v]) =>
-    `${tool} ${v}`
-  );
-  return [
-    "# Benchmark results",
-    "",
-    `Measured ${report.date.slice(0, 16).replace("T", " ")} UTC in ${
-      Math.round(report.elapsedSeconds)
-    } s by \`bench/run.ts\`. Written by the runner: do not edit by hand.`,
-    "",
-    `- Machine: ${machine.cpus} × ${machine.cpuModel}, ${
-      (machine.memoryBytes / 1024 ** 3).toFixed(1)
-    } GiB memory, Linux ${machine.kernel}; the client (wrk or curl) runs on the same cores ` +
-    "as the server it drives.",
-    `- Load average ${loadStart.toFixed(1)} at the start, ${
-      loadEnd.toFixed(1)
-    } at the end` +
-    (busy
-      ? `: other work shared the ${machine.cpus} cores, so the absolute figures are low and ` +
-        "noisy; compare the ratios, measured side by side."
-      : "."),
-    ...(report.note ? [`- ${report.note}`] : []),
-    `- Versions: ${versions.join(", ")}.`,
-    `- Each figure is the median of ${
-      plural(settings.runs, "run")
-    } of ${settings.duration} s, ` +
-    `wrk with ${
-      plural(settings.threads, "thread")
-    } (the 100 MiB file: the median of single ` +
-    "curl downloads), all servers on 127.0.0.1. The runs' lowest and highest figures are " +
-    "beside it.",
-    "- Reproduce: `" + report.command + "`",
-    "",
-    `![Our servers' speed as a ratio to each peer and floor](${chartFile})`,
-    "",
-    "## Results",
-    "",
-    renderResultsTable(report.scenarios),
-    "",
-    "Ratio: on a floor's or peer's row, ours ÷ it, on requests per second (MiB/s for the " +
-    "100 MiB file); above 1× ours is faster. On the PostgreSQL rows, where two of ours " +
-    "share a scenario, each of ours ÷ the file store. A floor is the runtime doing the " +
-    "least (bench/reference/), not a server to pick. Peak RSS is the peak resident memory " +
-    "(VmHWM) of the process that serves (nginx: its one worker). Bytes/response is what " +
-    "the client read per response, head included. Errors are socket errors plus 4xx/5xx " +
-    "answers over all runs.",
-    "",
-    "## Targets",
-    "",
-    renderTargetsTable(report.targets),
-    ...(report.skipped.length
-      ? [
-        "",
-        "## Not measured",
-        "",
-        ...report.skipped.map((line) => `- ${line}`),
-      ]
-      : []),
-    "",
-    "## How the runner measures",
-    "",
-    "What each server is, how it is started, checked, warmed up and driven, and why " +
-    "the 100 MiB file is downloaded with curl: [README, Benchmarks](../README.md#benchmarks).",
-    "",
-  ].join("\n");
+/** The whole of bench/RESULTS.md (deno fmt then wraps its lines). */
+export function renderResultsMarkdown(report: BenchReport): string {
+  const { machine, settings: { runs, duration, threads } } = report;
+  const [start, end] = machine.loadAverage;
+  const busy = Math.max(start, end) > machine.cpus * 0.5
+    ? `: other work shared the ${machine.cpus} cores, so the absolute figures
+are low and noisy; compare the ratios, measured side by side.`
+    : ".";
+  const versions = Object.entries(report.versions).map((v) => v.join(" "));
+  const gib = (machine.memoryBytes / 1024 ** 3).toFixed(1);
+  const skipped = report.skipped.map((line) => `- ${line}`).join("\n");
+  return `# Benchmark results
+
+Measured ${report.date.slice(0, 16).replace("T", " ")} UTC in ${
+    Math.round(report.elapsedSeconds)
+  } s by \`bench/run.ts\`. Written by the runner: do not edit by hand.
+
+- Machine: ${machine.cpus} × ${machine.cpuModel}, ${gib} GiB memory, Linux ${machine.kernel};
+  the client (wrk or curl) runs on the same cores as the server it drives.
+- Load average ${start.toFixed(1)} at the start, ${
+    end.toFixed(1)
+  } at the end${busy}
+${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
+- Each figure is the median of ${runs} run${
+    runs === 1 ? "" : "s"
+  } of ${duration} s, wrk with ${threads} threads
+  (the 100 MiB file: the median of single curl downloads), all servers on
+  127.0.0.1. The runs' lowest and highest figures are beside it.
+- Reproduce: \`${report.command}\`
+
+![Our servers' speed as a ratio to each peer and floor](results.svg)
+
+## Results
+
+${renderResultsTable(report.scenarios)}
+
+Ratio: on a floor's or peer's row, ours ÷ it, on requests per second (MiB/s for
+the 100 MiB file); above 1× ours is faster. On the PostgreSQL rows, where two of
+ours share a scenario, each of ours ÷ the file store. A floor is the runtime
+doing the least (bench/reference/), not a server to pick. Peak RSS is the peak
+resident memory (VmHWM) of the process that serves (nginx: its one worker).
+Bytes/response is what the client read per response, head included. Errors are
+socket errors plus 4xx/5xx answers over all runs.
+
+## Targets
+
+${renderTargetsTable(report.targets)}
+${skipped ? `\n## Not measured\n\n${skipped}\n` : ""}
+## How the runner measures
+
+What each server is, how it is started, checked, warmed up and driven, and why
+the 100 MiB file is downloaded with curl: [README, Benchmarks](../README.md#benchmarks).
+`;
 }
 
 /** Where `deno task bench --update-readme` keeps the README's summary. */
@@ -496,10 +474,8 @@ export function renderReadmeSummary(report: BenchReport): string {
   const rows = report.scenarios.flatMap((scenario) =>
     scenario.results.filter((r) => r.role === "ours").map((ours) => {
       const ratioTo = (role: "floor" | "peer") => {
-        const best = fastestOf(
-          scenario,
-          scenario.results.filter((r) => r.role === role),
-        );
+        const others = scenario.results.filter((r) => r.role === role);
+        const best = fastestOf(scenario, others);
         const base = best ? figureOf(scenario, best) : 0;
         return base > 0
           ? `${formatRatio(figureOf(scenario, ours) / base)} ${best!.label}`
@@ -510,34 +486,23 @@ export function renderReadmeSummary(report: BenchReport): string {
     })
   );
   const measured = report.targets.filter((t) => t.met !== null);
+  const met = measured.filter((t) => t.met).length;
   const unmeasured = report.targets.length - measured.length;
-  return [
-    `Ratios from one run of \`${report.command}\` on ${
-      report.date.slice(0, 10)
-    }: ` +
-    `${report.machine.cpus} × ${report.machine.cpuModel}, with the client on the same cores ` +
-    "as the servers, so read them as rough proportions, not absolute speeds. Above 1× ours " +
-    "is faster.",
-    "",
-    markdownTable(
-      [
-        "Scenario",
-        "Ours",
-        "Ours ÷ floor",
-        "Ours ÷ fastest peer",
-        "Fastest peer",
-      ],
-      rows,
-      5,
-    ),
-    "",
-    `Targets: ${
-      measured.filter((t) => t.met).length
-    } of ${measured.length} met in this run` +
-    (unmeasured ? ` (${unmeasured} not measured)` : "") +
-    ". Every figure, each peer, the machine and the versions: " +
-    "[bench/RESULTS.md](bench/RESULTS.md).",
-  ].join("\n");
+  const header = ["Scenario", "Ours", "Ours ÷ floor", "Ours ÷ fastest peer"];
+  const table = markdownTable([...header, "Fastest peer"], rows, 5);
+  const { cpus, cpuModel } = report.machine;
+  return `Ratios from one run of \`${report.command}\` on ${
+    report.date.slice(0, 10)
+  }: ${cpus} × ${cpuModel},
+with the client on the same cores as the servers, so read them as rough
+proportions, not absolute speeds. Above 1× ours is faster.
+
+${table}
+
+Targets: ${met} of ${measured.length} met in this run${
+    unmeasured ? ` (${unmeasured} not measured)` : ""
+  }. Every figure, each peer, the machine and the versions:
+[bench/RESULTS.md](bench/RESULTS.md).`;
 }
 
 /**

@@ -47,9 +47,9 @@ import { SCENARIOS, selectScenarios, TARGETS } from "./scenarios.ts";
 export interface BenchOptions extends RunSettings {
   /** Scenario ids or prefixes to run; empty runs all. */
   only: string[];
-  /** Where RESULTS.md, results.svg and results.json go. @default bench/ for a full run, bench/out/ otherwise */
+  /** Where the results go. @default bench/ for a full run, else bench/out/ */
   outDir: string;
-  /** Instead of measuring: rewrite the README's summary from `outDir`'s results.json. */
+  /** Instead of measuring: write the README's summary from `outDir`. */
   updateReadme: boolean;
 }
 
@@ -63,8 +63,9 @@ tables, and writes RESULTS.md, results.svg and results.json.
 
   --duration S     seconds per measured run (default 5)
   --runs N         measured runs per server; the median is kept (default 3)
-  --only LIST      comma-separated scenario ids or prefixes (tiny, files, board,
-                   board-post, ...): ${SCENARIOS.map((s) => s.id).join(", ")}
+  --only LIST      comma-separated scenario ids or prefixes (tiny, files,
+                   board, board-post, ...):
+${SCENARIOS.map((s) => `                     ${s.id}`).join("\n")}
   --quick          smoke check: 1 run of 2 s
   --out DIR        where to write the results (default bench/ for a full run;
                    bench/out/ for --quick, --only or fewer or shorter runs, so
@@ -101,10 +102,8 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   const { quick } = values;
   const duration = number("duration", values.duration, quick ? 2 : 5);
   const runs = number("runs", values.runs, quick ? 1 : 3);
-  const only = (values.only ?? []).flatMap((list) => list.split(",")).map((s) =>
-    s.trim()
-  )
-    .filter(Boolean);
+  const lists = (values.only ?? []).flatMap((list) => list.split(","));
+  const only = lists.map((s) => s.trim()).filter(Boolean);
   const updateReadme = values["update-readme"];
   const complete = updateReadme ||
     (!quick && only.length === 0 && duration >= 5 && runs >= 3);
@@ -119,44 +118,35 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   };
 }
 
-/** Lays the written files out as `deno fmt` would (it formats SVG too), so `deno task check` passes. */
+/** Lays the written files out as `deno fmt` would (it formats SVG too). */
 async function formatFiles(paths: string[]): Promise<void> {
   // --no-config: deno.json excludes bench/out/, where partial runs write.
   const args = ["fmt", "--quiet", "--no-config", ...paths];
-  const { success, stderr } = await new Deno.Command(Deno.execPath(), { args })
-    .output();
-  if (!success) {
-    log(
-      `deno fmt could not format the results: ${
-        new TextDecoder().decode(stderr)
-      }`,
-    );
-  }
+  const fmt = await new Deno.Command(Deno.execPath(), { args }).output();
+  const why = new TextDecoder().decode(fmt.stderr);
+  if (!fmt.success) log(`deno fmt could not format the results: ${why}`);
 }
 
 /** Rewrites the README's summary from `outDir`'s results.json. */
 async function updateReadme(outDir: string): Promise<void> {
-  const report: BenchReport = JSON.parse(
-    await Deno.readTextFile(join(outDir, "results.json")),
-  );
-  const readmePath = join(REPO_ROOT, "README.md");
+  const json = await Deno.readTextFile(join(outDir, "results.json"));
+  const report: BenchReport = JSON.parse(json);
+  const path = join(REPO_ROOT, "README.md");
   const { start, end } = README_MARKERS;
-  const readme = await Deno.readTextFile(readmePath);
-  const updated = replaceBetween(
-    readme,
+  const summary = renderReadmeSummary(report);
+  const readme = replaceBetween(
+    await Deno.readTextFile(path),
     start,
     end,
-    renderReadmeSummary(report),
+    summary,
   );
-  if (updated === null) {
-    throw new Error(`README.md has no "${start}" ... "${end}" lines`);
-  }
-  await Deno.writeTextFile(readmePath, updated);
-  await formatFiles([readmePath]);
+  if (readme === null) throw new Error(`README.md has no "${start}" line`);
+  await Deno.writeTextFile(path, readme);
+  await formatFiles([path]);
   console.log(`Wrote the summary of the ${report.date} run into README.md.`);
 }
 
-/** The shutdown after Ctrl-C, which ends the process; an error it causes must wait for it. */
+/** The shutdown after Ctrl-C, which exits; an error it causes must wait for it. */
 let stopping: Promise<void> | undefined;
 
 async function main(): Promise<void> {
@@ -177,51 +167,40 @@ async function main(): Promise<void> {
         Deno.exit(130);
       })());
   }
-  // The command that reproduces the run (the note describes it, it is not part of it).
+  // The command that reproduces the run (the note describes it, is not part of it).
   const args = Deno.args.filter((arg, i, all) =>
     arg !== "--note" && all[i - 1] !== "--note" && !arg.startsWith("--note=")
   );
-  const report = await runBenchmark(
-    options,
-    scenarios,
-    ["deno task bench", ...args].join(" "),
-  );
+  const command = ["deno task bench", ...args].join(" ");
+  const report = await runBenchmark(options, scenarios, command);
 
   await Deno.mkdir(options.outDir, { recursive: true });
-  const [results, chart, json] = ["RESULTS.md", "results.svg", "results.json"]
-    .map((name) => join(options.outDir, name));
-  await Deno.writeTextFile(
-    results,
-    renderResultsMarkdown(report, "results.svg"),
-  );
+  const names = ["RESULTS.md", "results.svg", "results.json"];
+  const [results, chart, json] = names.map((n) => join(options.outDir, n));
+  await Deno.writeTextFile(results, renderResultsMarkdown(report));
+  const ratios = computeRatios(report.scenarios, TARGETS);
+  const title = "Our servers against the floors and the peers";
+  await Deno.writeTextFile(chart, renderSvgChart(ratios, title));
   // The raw figures too, for anyone who wants to draw their own comparison.
   await Deno.writeTextFile(json, JSON.stringify(report, null, 2) + "\n");
-  const ratios = computeRatios(report.scenarios, TARGETS);
-  await Deno.writeTextFile(
-    chart,
-    renderSvgChart(ratios, "Our servers against the floors and the peers"),
-  );
   await formatFiles([results, chart, json]);
 
   // Print the tables as written, columns aligned by deno fmt.
   const text = await Deno.readTextFile(results);
-  console.log(
-    `\n${
-      text.slice(text.indexOf("## Results"), text.indexOf("## How the runner"))
-        .trim()
-    }`,
-  );
+  const tables = text.slice(text.indexOf("## Results"), text.indexOf("## How"));
+  console.log(`\n${tables.trim()}\n`);
   const where = (path: string) => relative(Deno.cwd(), path) || path;
-  const published = resolve(options.outDir) === resolve(BENCH_DIR);
+  const seconds = Math.round(report.elapsedSeconds);
   console.log(
-    `\nWrote ${where(results)}, ${where(chart)} and results.json in ${
-      Math.round(report.elapsedSeconds)
-    } s.${
-      published
-        ? " `deno task bench --update-readme` puts its summary into README.md."
-        : ""
-    }`,
+    `Wrote ${where(results)}, ${where(chart)} and ${
+      where(json)
+    } in ${seconds} s.`,
   );
+  if (resolve(options.outDir) === resolve(BENCH_DIR)) {
+    console.log(
+      "`deno task bench --update-readme` puts its summary into README.md.",
+    );
+  }
 }
 
 if (import.meta.main) {

@@ -507,7 +507,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "postgres store: the newest page costs no query, a post one statement (counted by pg_stat_statements)",
+    "postgres store: the newest page costs no query, a post one statement and no read back (counted by pg_stat_statements)",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -555,22 +555,43 @@ Deno.test({
       await b.listMessages({ before: 3, limit: 50 });
       assert.equal(await calls(pageReads), 1);
 
-      // A post is one statement; its process does not read it back (another one does).
-      await b.close();
+      // A post is one statement. Neither its process nor the other reads it back: the
+      // other hands it on from the note, which carries the messages.
       await reset();
+      const seenByB = collectEvents(b, 5);
       const posted = [];
       for (let i = 0; i < 5; i++) {
         posted.push(await a.appendMessage({ text: `post ${i}` }));
       }
-      assert.equal(await calls("%board_insert_messages(%"), 5);
-      // At most the background poll (one read every 10 s) reads changes meanwhile.
-      assert.ok((await calls("%from board_changes%")) <= 1);
-      assert.equal(await calls(pageReads), 0);
       assert.deepEqual(
-        (await a.listMessages({ limit: 5 })).messages,
-        posted.reverse(),
+        (await seenByB).map((e) => e.type === "message" && e.message),
+        posted,
       );
-      assert.deepEqual(await a.listMessages({ limit: 50 }), await freshPage(a));
+      assert.equal(await calls("%board_insert_batch(%"), 5);
+      // At most the background polls (one read every 10 s per store) read changes meanwhile.
+      const reads = await calls("%from board_changes%");
+      assert.ok(reads <= 2, `${reads} reads of changes`);
+      assert.equal(await calls(pageReads), 0);
+      for (const store of [a, b]) {
+        assert.deepEqual(
+          (await store.listMessages({ limit: 5 })).messages,
+          posted.toReversed(),
+        );
+        assert.deepEqual(
+          await store.listMessages({ limit: 50 }),
+          await freshPage(store),
+        );
+      }
+
+      // A batch too long for a note (NOTIFY takes under 8000 bytes) is read.
+      await reset();
+      const seenLong = collectEvents(b, 1);
+      const long = await a.appendMessage({ text: "long ".repeat(2000) });
+      assert.deepEqual(await seenLong, [
+        { type: "message", id: long.id, message: long },
+      ]);
+      assert.ok((await calls("%from board_changes%")) >= 1, "b read it");
+      assert.deepEqual((await b.listMessages({ limit: 1 })).messages, [long]);
     } finally {
       await a.close();
       await b.close();
@@ -620,34 +641,43 @@ Deno.test({
 
 Deno.test({
   name:
-    "postgres store: a store's own post is delivered after an older message it has not read yet",
+    "postgres store: a post whose note arrives after a missed one is delivered after the message missed, by its poster and by another store",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
-    const store = await openPostgresStore(pg.url, { log: quiet });
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
     try {
-      await store.listMessages({ limit: 50 }); // the newest page in memory
-      const seen = collectEvents(store, 2);
-      // A row the store is told nothing about (no NOTIFY), older than its own next post.
+      for (const store of [a, b]) await store.listMessages({ limit: 50 });
+      const seen = Promise.all([collectEvents(a, 2), collectEvents(b, 2)]);
+      // A row neither store is told about (no NOTIFY), older than the next post.
       await withDatabase(
         pg.url,
         (sql) => sql`insert into board_messages (text) values ('unannounced')`,
       );
-      const own = await store.appendMessage({ text: "own" });
-      const events = await seen;
-      assert.deepEqual(
-        events.map((e) => e.type === "message" && e.message.text),
-        ["unannounced", "own"],
-      );
-      assert.equal(events[1].id, own.id);
-      const page = await store.listMessages({ limit: 50 });
-      assert.deepEqual(page.messages.map((m) => m.text), [
-        "own",
-        "unannounced",
-      ]);
-      assert.deepEqual(page, await freshPage(store));
+      const own = await a.appendMessage({ text: "own" });
+      const seenBy = await seen;
+      for (const [i, store] of [a, b].entries()) {
+        const events = seenBy[i];
+        assert.deepEqual(
+          events.map((e) => e.type === "message" && e.message.text),
+          ["unannounced", "own"],
+        );
+        assert.deepEqual(events[1], {
+          type: "message",
+          id: own.id,
+          message: own,
+        });
+        const page = await store.listMessages({ limit: 50 });
+        assert.deepEqual(page.messages.map((m) => m.text), [
+          "own",
+          "unannounced",
+        ]);
+        assert.deepEqual(page, await freshPage(store));
+      }
     } finally {
-      await store.close();
+      await a.close();
+      await b.close();
     }
   },
 });

@@ -81,9 +81,15 @@ const ENTRY_POINTS = [
   },
 ];
 
-function run(permissions: string[], script: string, args: string[]) {
+function run(
+  permissions: string[],
+  script: string,
+  args: string[],
+  cwd = REPO,
+) {
   // board_postgres.ts must not find a database in the environment.
-  return runScript(script, ["--quiet", ...permissions], args, {
+  return runScript(`${REPO}/${script}`, ["--quiet", ...permissions], args, {
+    cwd,
     clearEnv: true,
   });
 }
@@ -220,5 +226,77 @@ Deno.test("--hostname 0.0.0.0 under the README's --allow-net: one line naming th
         `README: deno run ${flag} ... ${script} --hostname 0.0.0.0`,
       );
     });
+  }
+});
+
+Deno.test("a port already taken: one line with what to do, exit 1", async (t) => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(taken.addr.port);
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.mkdir(`${folder}/static`);
+    for (const { script, program, permissions } of ENTRY_POINTS.slice(0, 3)) {
+      await t.step(script, async () => {
+        const result = await run(permissions, script, ["--port", port], folder);
+        assert.equal(result.code, 1, result.stderr);
+        assert.equal(
+          result.stderr,
+          `${program}: 127.0.0.1:${port} is in use (try another --port, or --port 0)\n`,
+        );
+      });
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("startServer in each script resolves the real address, serves, and shuts down", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.writeTextFile(`${folder}/hello.txt`, "hello");
+    const lines: string[] = [];
+    const starts = {
+      "server_tiny.ts": () =>
+        tiny.startServer({ port: 0, log: (line) => lines.push(line) }),
+      "server_files.ts": () =>
+        files.startServer({
+          port: 0,
+          fsRoot: folder,
+          quiet: true,
+          onListen: () => {},
+        }),
+      "message_board.ts": () =>
+        board.startServer({
+          port: 0,
+          dataFile: `${folder}/messages.jsonl`,
+          quiet: true,
+        }),
+    };
+    const paths = {
+      "server_tiny.ts": "/",
+      "server_files.ts": "/hello.txt",
+      "message_board.ts": "/",
+    };
+    for (const [script, start] of Object.entries(starts)) {
+      await t.step(script, async () => {
+        const server = await start();
+        assert.equal(server.addr.hostname, "127.0.0.1");
+        assert.notEqual(server.addr.port, 0);
+        const path = paths[script as keyof typeof paths];
+        const response = await fetch(
+          `http://127.0.0.1:${server.addr.port}${path}`,
+        );
+        assert.equal(response.status, 200);
+        await response.body?.cancel();
+        await server.shutdown();
+        await server.finished;
+      });
+    }
+    assert.ok(
+      lines.some((line) => line.includes(`http://127.0.0.1:`)),
+      "server_tiny.ts said where to connect",
+    );
+  } finally {
+    await Deno.remove(folder, { recursive: true });
   }
 });
