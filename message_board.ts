@@ -3519,7 +3519,8 @@ Options:
   --data FILE       JSON Lines data file (default ./data/messages.jsonl)
   --store URL       board_postgres.ts only: the PostgreSQL database (postgres://...; or set DATABASE_URL)
   --port N          port to listen on; 0 picks a free one (default 8080)
-  --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network)
+  --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network
+                    and needs --allow-net=0.0.0.0)
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request

@@ -4024,7 +4024,8 @@ Serves the files of a folder over HTTP (or HTTPS), plus the demo route /suggest.
 Options:
   --root DIR          folder to serve (default ./static)
   --port N            port to listen on; 0 picks a free one (default 8080)
-  --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network)
+  --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network
+                      and needs --allow-net=0.0.0.0)
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)

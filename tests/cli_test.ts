@@ -114,6 +114,7 @@ for (const { script, program, permissions } of ENTRY_POINTS) {
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /^Usage: deno run --allow-net=127\.0\.0\.1 /);
       assert.match(result.stdout, /--port N/);
+      assert.match(result.stdout, /--hostname HOST[^]*--allow-net=0\.0\.0\.0/);
       assert.equal(result.stderr, "");
     });
   });
