@@ -1016,11 +1016,10 @@ export function parseRanges(
  * a date an exact one.
  */
 function selectRanges(
+  range: string,
   headers: Headers,
   meta: FileMeta,
 ): ByteRange[] | "unsatisfiable" | null {
-  const range = headers.get("range");
-  if (range === null) return null;
   const ifRange = headers.get("if-range");
   if (ifRange !== null) {
     const value = ifRange.trim();
@@ -1196,7 +1195,8 @@ export function planFileResponse(
 ): FilePlan {
   const headers = request.headers;
   const identity = identityOf(meta);
-  const chosen = chooseRepresentation(headers, meta, identity);
+  const range = headers.get("range");
+  const chosen = chooseRepresentation(headers, range, meta, identity);
   const precondition = evaluatePreconditions(headers, meta, chosen.etag);
   if (precondition === 304) {
     return {
@@ -1217,7 +1217,7 @@ export function planFileResponse(
       body: { kind: "whole" },
     };
   }
-  const ranges = selectRanges(headers, meta);
+  const ranges = range === null ? null : selectRanges(range, headers, meta);
   if (ranges === "unsatisfiable") {
     // RFC 9110 15.5.17: say how big the file is, so the client can ask again.
     return reasonPlan(416, meta, identity, extra, [[
@@ -1257,17 +1257,16 @@ export function planFileResponse(
  */
 function chooseRepresentation(
   headers: Headers,
+  range: string | null,
   meta: FileMeta,
   identity: Representation,
 ): Representation {
   const encoded = meta.encoded;
   if (encoded === undefined || encoded.length === 0) return identity;
-  const range = headers.get("range");
   if (range !== null && parseRanges(range, meta.size) !== null) return identity;
-  const coding = negotiateCoding(
-    headers.get("accept-encoding"),
-    encoded.map((r) => r.coding),
-  );
+  const acceptEncoding = headers.get("accept-encoding");
+  if (acceptEncoding === null) return identity;
+  const coding = negotiateCoding(acceptEncoding, encoded.map((r) => r.coding));
   return encoded.find((r) => r.coding === coding) ?? identity;
 }
 

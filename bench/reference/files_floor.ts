@@ -10,11 +10,11 @@
  * At start it reads every file up to {@link MAX_CACHED_BYTES} at the top of
  * `--root` into memory, with its gzip and br bodies for text types, and makes
  * each body's response once (a request gets a clone, the fastest way in Deno
- * 2.9, as server_files.ts found). For each
- * request it reads what a file server must read (the method, the path, Host,
- * If-None-Match, If-Modified-Since, If-Match, If-Unmodified-Since, Range,
- * If-Range, Accept-Encoding) and answers the cached bytes with a file server's
- * headers (Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control,
+ * 2.9, as server_files.ts found). For each request it reads what a file
+ * server must read (the method, the path, Host, If-None-Match,
+ * If-Modified-Since, If-Match, If-Unmodified-Since, Range, If-Range when
+ * there is a Range, Accept-Encoding) and answers the cached bytes with a file
+ * server's headers (Content-Type, ETag, Last-Modified, Accept-Ranges, Cache-Control,
  * X-Content-Type-Options, Vary, Content-Encoding), or 304 for a matching
  * ETag. It does no path safety, no range slicing (ignoring Range is allowed,
  * RFC 9110 14.2), no streaming and no logging, so it is a yardstick for
@@ -108,7 +108,9 @@ function createHandler(files: Map<string, CachedFile>) {
     const ifMatch = headers.get("if-match");
     const ifUnmodifiedSince = headers.get("if-unmodified-since");
     const range = headers.get("range");
-    const ifRange = headers.get("if-range");
+    // If-Range means nothing without Range (RFC 9110 13.1.5), so a file server
+    // reads it only then.
+    const ifRange = range === null ? null : headers.get("if-range");
     const acceptEncoding = headers.get("accept-encoding") ?? "";
     const file = host === null ? undefined : files.get(path);
     if (file === undefined) return new Response("Not Found", { status: 404 });
