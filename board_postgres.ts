@@ -24,7 +24,15 @@
  * `NOTIFY board_events` inside its own transaction, so the note goes out exactly when the
  * change commits. Each process LISTENs and, on each note, reads the new rows from the tables:
  * the note is only a wake-up call, so a message of any length fits, and a note missed while a
- * connection was down costs nothing, since the next read catches up.
+ * connection was down costs nothing, since the next read catches up. A post's note also says
+ * where its batch sits (its last id, and the newest message and change before it) and, when
+ * they fit in NOTIFY's 8000 bytes, carries the messages: a process that has read everything
+ * before the batch hands them on without a read (as the poster usually can its own batch).
+ *
+ * Speed: the newest page is served from memory (see the PostgresStore class), and a batch
+ * of posts is one statement (the function `board_insert_batch`), so one round trip, and
+ * the writers' lock below is held only while PostgreSQL runs it and commits: processes
+ * posting at once wait for each other's commit, never for each other's network or event loop.
  *
  * Ids without gaps in time: every writer holds the same table lock from before it takes an id
  * until it commits, so ids become visible in increasing order and "every message after id N"
@@ -103,6 +111,10 @@ const MAX_RECONNECT_DELAY_S = 1;
  *   client which saw message N can be told "everything up to here is gone".
  * - `board_changes`: every clear, delete and restore in commit order, with `newest_id`, the
  *   last id given out then: a change sorts after message `newest_id` and before the next.
+ * - `board_insert_batch(batch)`: a batch of posts as one statement (one transaction): takes
+ *   the writers' lock, inserts, and returns the new messages with the newest message and
+ *   change ids from before them; its note carries the same (see PostgresStore.#handOn).
+ *   Replaced on every start, so it always matches the board that runs.
  *
  * The advisory lock keeps two processes that start together from racing on
  * `create table if not exists` (which is not safe against itself). The columns and the
@@ -148,6 +160,39 @@ const SCHEMA = `
         check (id <= 9007199254740991);
     end if;
   end $$;
+  create or replace function board_insert_batch(batch jsonb,
+      out messages jsonb, out previous_id bigint, out change_id bigint)
+    language plpgsql as $body$
+  declare
+    note text;
+  begin
+    -- One writer at a time, from before it takes ids until it commits (see the module doc).
+    lock table board_messages in share row exclusive mode;
+    -- What came before this batch: a process that has read up to here can hand the batch on
+    -- without reading it back (see PostgresStore.#handOn).
+    select max(m.id) into previous_id from board_messages m;
+    select coalesce(max(c.id), 0) into change_id from board_changes c;
+    with inserted as (
+      insert into board_messages as m (text, name)
+      select post ->> 'text', post ->> 'name'
+        from jsonb_array_elements(batch) with ordinality as b (post, position)
+       order by position
+      returning m.id, m.text, m.name, m.posted_at
+    )
+    -- posted_at as text: the very string the driver parses when it reads the column.
+    select jsonb_agg(jsonb_build_array(i.id, i.text, i.name, i.posted_at::text)
+                     order by i.id)
+      into messages from inserted i;
+    -- "message LAST PREVIOUS CHANGE [MESSAGES]", the messages only while the note stays
+    -- under NOTIFY's 8000 bytes.
+    note := format('message %s %s %s', messages -> -1 ->> 0, coalesce(previous_id, 0),
+                   change_id);
+    if octet_length(note) + octet_length(messages::text) < 7990 then
+      note := note || ' ' || messages::text;
+    end if;
+    perform pg_notify('${CHANNEL}', note);
+  end
+  $body$;
 `;
 
 /** The last message id given out, inside a transaction that holds the writers' lock. */
@@ -169,6 +214,22 @@ interface MessageRow {
   name: string | null;
   posted_at: Date;
 }
+
+/** A message as board_insert_batch returns it: [id, text, name, posted_at as text]. */
+type InsertedMessage = [number, string, string | null, string];
+
+/** What board_insert_batch returns (bigint arrives as a string). */
+interface InsertedBatch {
+  /** The batch's messages, in id order. */
+  messages: InsertedMessage[];
+  /** The newest message id on the board before the batch (null: none). */
+  previous_id: string | null;
+  /** The newest board_changes id before the batch (0: none). */
+  change_id: string;
+}
+
+/** A post's note: "message LAST PREVIOUS CHANGE", then the messages when they fit. */
+const POST_NOTE = /^message (\d+) (\d+) (\d+)(?: (.*))?$/s;
 
 /** A post waiting in the queue; `abandoned` once its client got 503 for waiting too long. */
 interface PendingPost {
@@ -249,12 +310,18 @@ interface NewestCache {
  */
 class PostgresStore implements MessageStore {
   #writes = new WriteQueue<PendingPost, Message | null>(async (posts) => {
+    const inserting = this.#insertBatch(posts);
+    this.#inserting = inserting;
     try {
-      return await this.#insertBatch(posts);
+      return await inserting;
     } catch (error) {
       throw this.#toStoreError(error);
+    } finally {
+      this.#inserting = null;
     }
   });
+  /** The batch being written; a note that arrives meanwhile may be its own (see onnotify). */
+  #inserting: Promise<unknown> | null = null;
   #events: EventFanOut;
   #listenSql: Sql | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -450,30 +517,44 @@ class PostgresStore implements MessageStore {
       text,
       name: name ?? null,
     }));
-    // The three statements go out together (pipelined: one round trip), then COMMIT.
-    const [, rows] = await this.sql.begin((tx) => [
-      // One writer at a time, from before it takes ids until it commits: ids become
-      // visible in increasing order (see the module doc). Every change takes the same lock.
-      tx`lock table board_messages in share row exclusive mode`,
-      // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...];
-      // its rows are inserted, and numbered, in array order.
-      tx<MessageRow[]>`
-        insert into board_messages (text, name)
-        select post ->> 'text', post ->> 'name'
-          from jsonb_array_elements(${
-        tx.json(posts)
-      }) with ordinality as batch (post, position)
-         order by position
-        returning id, text, name, posted_at`,
-      tx`select pg_notify(${CHANNEL}, 'message')`,
-    ]);
+    // One statement, so one transaction and one round trip: the writers' lock is held only
+    // while PostgreSQL runs it and commits, never while a reply travels to us and back.
+    // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...]; its rows
+    // are inserted, and numbered, in array order (see board_insert_batch in SCHEMA).
+    const [batch] = await this.sql<InsertedBatch[]>`
+      select * from board_insert_batch(${this.sql.json(posts)}::jsonb)`;
     this.#writable = true;
-    const messages = (rows as MessageRow[]).map(toMessage).sort((a, b) =>
-      a.id - b.id
-    );
+    const messages = batch.messages.map(fromInserted);
     this.#ownMessageId = Math.max(this.#ownMessageId, messages.at(-1)!.id);
+    this.#handOn(
+      messages,
+      Number(batch.previous_id ?? 0),
+      Number(batch.change_id),
+    );
     let next = 0;
     return pending.map((post) => post.abandoned ? null : messages[next++]);
+  }
+
+  /**
+   * Hands a batch of new messages to the cache and the subscribers without reading them,
+   * when this process has read everything that came before the batch (messages up to
+   * `previous`, changes up to `change`): then they are the next events. That is the case
+   * for a process's own batch, and for another's whose note carried the messages, unless a
+   * note was missed or a read is behind. Returns false, having done nothing, otherwise: then
+   * the catch-up read delivers them, in order.
+   */
+  #handOn(messages: Message[], previous: number, change: number): boolean {
+    if (previous > this.lastMessageId || change > this.lastChangeId) {
+      return false;
+    }
+    for (const message of messages) {
+      if (message.id <= this.lastMessageId) continue; // a catch-up was quicker
+      this.lastMessageId = message.id;
+      const event = messageEvent(message);
+      this.#applyToCache(event);
+      this.#events.publish(event);
+    }
+    return true;
   }
 
   /**
@@ -515,7 +596,8 @@ class PostgresStore implements MessageStore {
     return {
       max: 1,
       max_lifetime: null, // a recycled connection would silently drop the LISTEN
-      onnotify: () => void this.#catchUp(),
+      onnotify: (_channel: string, payload: string) =>
+        this.#noteArrived(payload),
       onclose: () => {
         // Changes made from now until LISTEN works again are announced to no one.
         this.#listening = false;
@@ -523,6 +605,38 @@ class PostgresStore implements MessageStore {
         this.#listenLater();
       },
     };
+  }
+
+  /**
+   * A note: "change" (a clear, delete or restore), or a post's "message LAST PREVIOUS CHANGE
+   * [MESSAGES]" (board_insert_batch; an older board sends just "message"). A post whose
+   * messages this process has, or can hand on from the note, costs no read.
+   */
+  #noteArrived(note: string): void {
+    const post = POST_NOTE.exec(note);
+    if (post === null) {
+      void this.#catchUp();
+      return;
+    }
+    const [, last, previous, change, messages] = post;
+    const handOnOrRead = () => {
+      if (Number(last) <= this.lastMessageId) return; // our own batch, usually
+      try {
+        if (
+          messages !== undefined && this.#handOn(
+            (JSON.parse(messages) as InsertedMessage[]).map(fromInserted),
+            Number(previous),
+            Number(change),
+          )
+        ) return;
+      } catch (error) {
+        this.log(`message board: a note did not parse: ${describe(error)}`);
+      }
+      void this.#catchUp();
+    };
+    // Our own note may arrive before our own batch's answer: decide once that is in.
+    if (this.#inserting === null) handOnOrRead();
+    else this.#inserting.then(handOnOrRead, handOnOrRead);
   }
 
   /** Starts listening on `listener`, a connection pool of one made with listenerOptions(). */
@@ -640,11 +754,14 @@ class PostgresStore implements MessageStore {
       "reading changes",
     );
     for (const row of rows) {
+      // A row this process already handed on (its own post, see #handOnOwn) is skipped.
       let event: BoardEvent;
       if (row.kind === "message") {
+        if (Number(row.id) <= this.lastMessageId) continue;
         this.lastMessageId = Number(row.id);
         event = messageEvent(toMessage(row));
       } else {
+        if (Number(row.seq) <= this.lastChangeId) continue;
         this.lastChangeId = Number(row.seq);
         event = { type: row.kind, id: Number(row.id) };
       }
@@ -841,6 +958,17 @@ function toMessage(row: MessageRow): Message {
   return row.name === null
     ? { id, text: row.text, postedAt }
     : { id, text: row.text, name: row.name, postedAt };
+}
+
+/** A message of board_insert_batch (or of its note) as the board's message. */
+function fromInserted([id, text, name, postedAt]: InsertedMessage): Message {
+  // postedAt is the column's text, parsed as the driver parses it: the same Date either way.
+  return toMessage({
+    id: String(id),
+    text,
+    name,
+    posted_at: new Date(postedAt),
+  });
 }
 
 function messageEvent(message: Message): BoardEvent {

@@ -63,7 +63,7 @@
  */
 
 import { basename, dirname, extname, join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 // ---------------------------------------------------------------------------
 // Limits. Each one answers with its own status.
@@ -3540,14 +3540,14 @@ Options:
                     streams), for benchmarks and load tests
   -h, --help        show this help`;
 
-/** A command line the board cannot run with; the message says what to change. */
+/** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {
   /** Always "CommandLineError". */
   override name = "CommandLineError";
 }
 
-/** What the command line asks for, as {@linkcode startServer} takes it. */
-export interface CommandLine {
+/** What {@linkcode parseCommandLine} found on the command line, as {@linkcode startServer} takes it. */
+export interface CommandLineOptions {
   /** --data; undefined when not given (the default file then). */
   dataFile?: string;
   /** --store: a PostgreSQL URL, for board_postgres.ts. */
@@ -3574,6 +3574,21 @@ export interface CommandLine {
   rateLimit: boolean;
 }
 
+const FLAGS = {
+  data: { type: "string" },
+  store: { type: "string" },
+  port: { type: "string", default: "8080" },
+  hostname: { type: "string", default: "127.0.0.1" },
+  cert: { type: "string" },
+  key: { type: "string" },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+  "allowed-host": { type: "string", multiple: true, default: [] },
+  "admin-token": { type: "string" },
+  "trust-proxy": { type: "boolean", default: false },
+  "rate-limit": { type: "string", default: "on" },
+} satisfies ParseArgsOptionsConfig;
+
 /**
  * Parses the board's command line; throws {@linkcode CommandLineError} with a
  * one-line message for anything it cannot run with.
@@ -3589,40 +3604,9 @@ export interface CommandLine {
  * assert.throws(() => parseCommandLine(["--port", "x"]), CommandLineError);
  * ```
  */
-export function parseCommandLine(args: string[]): CommandLine {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        data: { type: "string" },
-        store: { type: "string" },
-        port: { type: "string", default: "8080" },
-        hostname: { type: "string", default: "127.0.0.1" },
-        cert: { type: "string" },
-        key: { type: "string" },
-        quiet: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-        "allowed-host": { type: "string", multiple: true, default: [] },
-        "admin-token": { type: "string" },
-        "trust-proxy": { type: "boolean", default: false },
-        "rate-limit": { type: "string", default: "on" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new CommandLineError((error as Error).message);
-  }
-  const port = parsePositiveInteger(values.port, 65535) ??
-    (values.port === "0" ? 0 : null);
-  if (port === null) {
-    throw new CommandLineError(
-      `--port takes a number from 0 to 65535, not ${
-        JSON.stringify(values.port)
-      }`,
-    );
-  }
+export function parseCommandLine(args: string[]): CommandLineOptions {
+  const values = readFlags(args, FLAGS);
+  const port = parsePort(values.port);
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
@@ -3630,13 +3614,15 @@ export function parseCommandLine(args: string[]): CommandLine {
     throw new CommandLineError("--store takes a postgres:// URL");
   }
   if (values["rate-limit"] !== "on" && values["rate-limit"] !== "off") {
-    throw new CommandLineError("--rate-limit takes on or off");
+    throw new CommandLineError(
+      `--rate-limit takes on or off, got ${showArg(values["rate-limit"])}`,
+    );
   }
   for (const name of values["allowed-host"]) {
     const entry = normalizeAllowedHost(name);
     if (!/^(\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*|\[[0-9a-f:.]+\])$/.test(entry)) {
       throw new CommandLineError(
-        `--allowed-host takes a host name, not ${JSON.stringify(name)}`,
+        `--allowed-host takes a host name, got ${showArg(name)}`,
       );
     }
   }
@@ -3656,6 +3642,156 @@ export function parseCommandLine(args: string[]): CommandLine {
     trustProxy: values["trust-proxy"],
     rateLimit: values["rate-limit"] === "on",
   };
+}
+
+/**
+ * `parseArgs`'s values, with each mistake thrown as a {@linkcode CommandLineError}
+ * in one line of our own (its own messages can run over several lines).
+ */
+function readFlags<T extends ParseArgsOptionsConfig>(args: string[], flags: T) {
+  try {
+    return parseArgs({ args, options: flags, strict: true }).values;
+  } catch {
+    throw new CommandLineError(describeFlagMistake(args, flags));
+  }
+}
+
+/** The first mistake in `args`: an unknown flag, a missing or unwanted value, a stray word. */
+function describeFlagMistake(
+  args: string[],
+  flags: ParseArgsOptionsConfig,
+): string {
+  const { tokens } = parseArgs({
+    args,
+    options: flags,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      return `unexpected argument ${
+        showArg(token.value)
+      } (flags start with --)`;
+    }
+    if (token.kind !== "option") continue;
+    const flag = showArg(token.rawName);
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    if (spec === null) return `unknown flag ${flag}`;
+    if (spec.type === "boolean" && token.value !== undefined) {
+      return `${flag} takes no value`;
+    }
+    if (spec.type === "string" && token.value === undefined) {
+      return `${flag} needs a value`;
+    }
+    if (
+      spec.type === "string" && !token.inlineValue && token.value?.[0] === "-"
+    ) {
+      return `${flag} needs a value (write ${flag}=${
+        showArg(token.value)
+      } for one that starts with -)`;
+    }
+  }
+  return "the command line cannot be read";
+}
+
+/**
+ * Reads `--port`: a whole number from 0 (any free port) to 65535. The same
+ * check, with the same message, is in server_tiny.ts and server_files.ts.
+ */
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d{1,5}$/.test(value) || port > 65535) {
+    throw new CommandLineError(
+      `--port must be a number from 0 to 65535, got ${showArg(value)}`,
+    );
+  }
+  return port;
+}
+
+/** A word from the command line for a message: as it is when plain, else quoted and escaped. */
+function showArg(text: string): string {
+  return /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(text)
+    ? text
+    : `"${escapeForLog(text)}"`;
+}
+
+const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
+
+/** One request, as {@linkcode formatAccessLog} writes it. */
+export interface AccessLogEntry {
+  /** The client's address; null (written `-`) when unknown. */
+  client: string | null;
+  /** When the request arrived. */
+  date: Date;
+  /** The request line, `GET /a HTTP/1.1`; null (written `-`) when none arrived. */
+  requestLine: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent; 0 or null is written `-`. */
+  bodyBytes: number | null;
+}
+
+/**
+ * One access-log line in the Common Log Format of Apache and nginx. The
+ * request line is written as nginx writes it: printable ASCII as it is, `"`,
+ * `\` and every other character as `\xNN` (`\u{NNNN}` above U+00FF), so a
+ * request can neither end the line, forge another, nor send a terminal escape
+ * codes. The same function, with the same output, is in server_tiny.ts and
+ * server_files.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatAccessLog } from "./message_board.ts";
+ * assert.equal(
+ *   formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine: "GET / HTTP/1.1", status: 200, bodyBytes: 512 }),
+ *   '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512',
+ * );
+ * ```
+ */
+export function formatAccessLog(entry: AccessLogEntry): string {
+  const { client, date, requestLine, status, bodyBytes } = entry;
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const time =
+    `${pad(date.getUTCDate())}/${
+      MONTHS[date.getUTCMonth()]
+    }/${date.getUTCFullYear()}:` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+      pad(date.getUTCSeconds())
+    } +0000`;
+  const request = requestLine === null ? "-" : escapeForLog(requestLine);
+  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+    bodyBytes ? bodyBytes : "-"
+  }`;
+}
+
+/** Printable ASCII but `"` and `\`: what a log line shows as it is. */
+const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
+
+/** Text for a log line, escaped as {@linkcode formatAccessLog} says. */
+function escapeForLog(text: string): string {
+  if (LOG_PLAIN.test(text)) return text;
+  return text.replace(LOG_ESCAPED, (char) => {
+    const code = char.codePointAt(0)!;
+    const digits = code.toString(16);
+    return code < 0x100
+      ? `\\x${digits.padStart(2, "0")}`
+      : `\\u{${digits.padStart(4, "0")}}`;
+  });
+}
+
+/**
+ * The request line for the access log. `Deno.serve` does not tell the
+ * protocol version, so it says HTTP/1.1; the target is taken from the URL's
+ * text, which holds even when its Host part does not parse (`[zz`).
+ */
+function requestLineOf(request: Request): string {
+  const url = request.url;
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  const target = start < 0 ? "/" : url.slice(start);
+  return `${request.method} ${target} HTTP/1.1`;
 }
 
 function checkAdminToken(token: string, where: string): void {
@@ -3766,14 +3902,21 @@ export async function startServer(
   const handler: BoardHandler = quiet
     ? board.handler
     : async (request, info) => {
+      const date = new Date();
       const response = await board.handler(request, info);
-      const url = URL.parse(request.url);
-      const target = url ? `${url.pathname}${url.search}` : "(bad Host)";
-      console.log(
-        `${
-          new Date().toISOString()
-        } ${request.method} ${target} ${response.status}`,
-      );
+      // Content-Length when the board set it (streams and pages may not).
+      const length = request.method === "HEAD"
+        ? null
+        : response.headers.get("content-length");
+      console.log(formatAccessLog({
+        client: info?.remoteAddr.transport === "tcp"
+          ? info.remoteAddr.hostname
+          : null,
+        date,
+        requestLine: requestLineOf(request),
+        status: response.status,
+        bodyBytes: length === null ? null : Number(length),
+      }));
       return response;
     };
   let announced = false;
@@ -3879,7 +4022,7 @@ export async function startServer(
  * here gives none (the data file); board_postgres.ts opens its store.
  */
 export type StoreChoice = (
-  commandLine: CommandLine,
+  commandLine: CommandLineOptions,
 ) => Promise<Partial<ServerOptions>> | Partial<ServerOptions>;
 
 /**
@@ -3892,7 +4035,7 @@ export async function runCommandLine(
   program: string,
   chooseStore: StoreChoice,
 ): Promise<void> {
-  let commandLine: CommandLine;
+  let commandLine: CommandLineOptions;
   let extra: Partial<ServerOptions>;
   try {
     commandLine = parseCommandLine(args);
@@ -3936,10 +4079,25 @@ export async function runCommandLine(
 /** One line on why the board could not start. */
 function describeStartupError(
   error: unknown,
-  commandLine: CommandLine,
+  commandLine: CommandLineOptions,
 ): string {
   const why = error instanceof Error ? error.message : String(error);
   if (error instanceof StartupError) return why;
+  const host = commandLine.hostname.includes(":")
+    ? `[${commandLine.hostname}]`
+    : commandLine.hostname;
+  // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
+  const wanted = /net access to "([^"]+)"/.exec(why)?.[1];
+  if (error instanceof Deno.errors.NotCapable && wanted !== undefined) {
+    const where = `${commandLine.hostname}:${commandLine.port}`;
+    if (wanted === `${host}:${commandLine.port}`) {
+      return `no permission to listen on ${where}: run with --allow-net=${host}`;
+    }
+    // The database: --allow-net must name its host as well as the listening address.
+    return `no permission to reach the database at ${wanted}: run with --allow-net=${host},${
+      wanted.replace(/:\d+$/, "")
+    }`;
+  }
   if (error instanceof Deno.errors.NotCapable) {
     const hint = commandLine.databaseUrl === undefined
       ? "--allow-read and --allow-write must cover the folder of --data"
@@ -3947,7 +4105,7 @@ function describeStartupError(
     return `${why} (${hint})`;
   }
   if (error instanceof Deno.errors.AddrInUse) {
-    return `cannot listen on ${commandLine.hostname}:${commandLine.port}: ${why} (--port 0 picks a free port)`;
+    return `${commandLine.hostname}:${commandLine.port} is in use (try another --port, or --port 0)`;
   }
   return `cannot start: ${why}`;
 }

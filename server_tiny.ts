@@ -31,7 +31,7 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 // ---------------------------------------------------------------------------
 // Limits. Each one has its own answer.
@@ -476,9 +476,10 @@ const TARGET_CHARS = /^[\x21\x22\x24-\x7e]+$/;
 // CR, LF, NUL and other control characters are invalid: we reject them.
 const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // RFC 9110 7.2: Host = uri-host [ ":" port ], where uri-host is an IP literal
-// in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). Empty is allowed.
+// in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). An http
+// URI always has a host, so an empty one is refused, as the other two servers do.
 const HOST_VALUE =
-  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::\d*)?$/;
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/;
 
 /**
  * Parses a request head (as returned by {@link readRequestHead}) strictly.
@@ -641,7 +642,11 @@ function checkHost(
     return required ? "HTTP/1.1 request without Host" : null;
   }
   if (hosts.length > 1) return "more than one Host field";
-  return HOST_VALUE.test(hosts[0]) ? null : "invalid Host value";
+  const port = hosts[0].match(/:(\d+)$/)?.[1];
+  return HOST_VALUE.test(hosts[0]) &&
+      (port === undefined || Number(port) <= 65535)
+    ? null
+    : "invalid Host value";
 }
 
 /**
@@ -1328,54 +1333,64 @@ function formatHead(head: Uint8Array, client: string): string {
 
 const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
 
-let cachedLogTime = { second: NaN, text: "" };
-
-/** `06/Nov/1994:08:49:37 +0000`, made once a second (as {@link httpDate}). */
-function logTime(date: Date): string {
-  const second = Math.floor(date.getTime() / 1000);
-  if (second !== cachedLogTime.second) {
-    const pad = (n: number) => String(n).padStart(2, "0");
-    const text = `${pad(date.getUTCDate())}/${MONTHS[date.getUTCMonth()]}/` +
-      `${date.getUTCFullYear()}:${pad(date.getUTCHours())}:` +
-      `${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())} +0000`;
-    cachedLogTime = { second, text };
-  }
-  return cachedLogTime.text;
-}
-
-/** One line in the Common Log Format used by Apache and nginx. */
+/** One request, as {@link formatAccessLog} writes it. */
 export interface AccessLogEntry {
-  client: string;
+  /** The client's address; null (written `-`) when unknown. */
+  client: string | null;
+  /** When the request arrived. */
   date: Date;
-  /** The request line as received, or null when no whole head arrived. */
-  requestLine: Uint8Array | null;
+  /** The request line, `GET /a HTTP/1.1`; null (written `-`) when none arrived. */
+  requestLine: string | null;
+  /** The response's status code. */
   status: number;
-  /** Bytes of body sent. */
-  bodyBytes: number;
+  /** Bytes of body sent; 0 or null is written `-`. */
+  bodyBytes: number | null;
 }
 
 /**
- * Formats an access log line in the Common Log Format.
+ * One access-log line in the Common Log Format of Apache and nginx. The
+ * request line is written as nginx writes it: printable ASCII as it is, `"`,
+ * `\` and every other character as `\xNN` (`\u{NNNN}` above U+00FF), so a
+ * request can neither end the line, forge another, nor send a terminal escape
+ * codes. The same function, with the same output, is in server_files.ts and
+ * message_board.ts.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * const requestLine = new TextEncoder().encode("GET / HTTP/1.1");
  * assert.equal(
- *   formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine, status: 200, bodyBytes: 512 }),
+ *   formatAccessLog({ client: "127.0.0.1", date: new Date(0), requestLine: "GET / HTTP/1.1", status: 200, bodyBytes: 512 }),
  *   '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 512',
  * );
  * ```
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
-  const time = logTime(date);
-  const request = requestLine === null
-    ? "-"
-    : showBytes(requestLine).replaceAll('"', "\\x22");
-  return `${client} - - [${time}] "${request}" ${status} ${
-    bodyBytes > 0 ? bodyBytes : "-"
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const time =
+    `${pad(date.getUTCDate())}/${
+      MONTHS[date.getUTCMonth()]
+    }/${date.getUTCFullYear()}:` +
+    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+      pad(date.getUTCSeconds())
+    } +0000`;
+  const request = requestLine === null ? "-" : escapeForLog(requestLine);
+  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+    bodyBytes ? bodyBytes : "-"
   }`;
+}
+
+/** Printable ASCII but `"` and `\`: what a log line shows as it is. */
+const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
+
+/** Text for a log line, escaped as {@link formatAccessLog} says. */
+function escapeForLog(text: string): string {
+  if (LOG_PLAIN.test(text)) return text;
+  return text.replace(LOG_ESCAPED, (char) => {
+    const code = char.codePointAt(0)!;
+    return code < 0x100 ? `\\x${hex(code, 2)}` : `\\u{${hex(code, 4)}}`;
+  });
 }
 
 // ---------------------------------------------------------------------------
@@ -1498,7 +1513,8 @@ async function handleConnection(
     const accessLine = formatAccessLog({
       client,
       date,
-      requestLine,
+      // One character per byte: bytes past ASCII are logged as \xNN.
+      requestLine: requestLine && byteString(requestLine),
       status: response.status,
       bodyBytes: omitBody ? 0 : bodyLength,
     });
@@ -1764,6 +1780,7 @@ const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {
+  /** Always "CommandLineError". */
   override name = "CommandLineError";
 }
 
@@ -1777,9 +1794,18 @@ export interface CommandLineOptions {
   help: boolean;
 }
 
+const FLAGS = {
+  port: { type: "string", default: "8080" },
+  hostname: { type: "string", default: "127.0.0.1" },
+  "allowed-host": { type: "string", multiple: true, default: [] },
+  once: { type: "boolean", default: false },
+  quiet: { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false },
+} satisfies ParseArgsOptionsConfig;
+
 /**
- * Reads the command line; throws {@link CommandLineError} with a message for
- * the user when it cannot be used.
+ * Reads the command line; throws {@link CommandLineError} with a one-line
+ * message for the user when it cannot be used.
  *
  * @example
  * ```ts
@@ -1789,37 +1815,16 @@ export interface CommandLineOptions {
  * ```
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        port: { type: "string", default: "8080" },
-        hostname: { type: "string", default: "127.0.0.1" },
-        "allowed-host": { type: "string", multiple: true, default: [] },
-        once: { type: "boolean", default: false },
-        quiet: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (error) {
-    throw new CommandLineError((error as Error).message);
-  }
-  const port = Number(values.port);
-  if (!/^\d+$/.test(values.port) || port > 65535) {
-    throw new CommandLineError(
-      `--port must be a number from 0 to 65535, got ${values.port}`,
-    );
-  }
+  const values = readFlags(args, FLAGS);
   for (const name of values["allowed-host"]) {
     if (!/^\.?[A-Za-z0-9\-._~[\]:]+$/.test(name)) {
-      throw new CommandLineError(`--allowed-host ${name} is not a host name`);
+      throw new CommandLineError(
+        `--allowed-host takes a host name, got ${showArg(name)}`,
+      );
     }
   }
   return {
-    port,
+    port: parsePort(values.port),
     hostname: values.hostname,
     allowedHosts: values["allowed-host"],
     once: values.once,
@@ -1829,31 +1834,110 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
 }
 
 /**
+ * `parseArgs`'s values, with each mistake thrown as a {@link CommandLineError}
+ * in one line of our own (its own messages can run over several lines).
+ */
+function readFlags<T extends ParseArgsOptionsConfig>(args: string[], flags: T) {
+  try {
+    return parseArgs({ args, options: flags, strict: true }).values;
+  } catch {
+    throw new CommandLineError(describeFlagMistake(args, flags));
+  }
+}
+
+/** The first mistake in `args`: an unknown flag, a missing or unwanted value, a stray word. */
+function describeFlagMistake(
+  args: string[],
+  flags: ParseArgsOptionsConfig,
+): string {
+  const { tokens } = parseArgs({
+    args,
+    options: flags,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      return `unexpected argument ${
+        showArg(token.value)
+      } (flags start with --)`;
+    }
+    if (token.kind !== "option") continue;
+    const flag = showArg(token.rawName);
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    if (spec === null) return `unknown flag ${flag}`;
+    if (spec.type === "boolean" && token.value !== undefined) {
+      return `${flag} takes no value`;
+    }
+    if (spec.type === "string" && token.value === undefined) {
+      return `${flag} needs a value`;
+    }
+    if (
+      spec.type === "string" && !token.inlineValue && token.value?.[0] === "-"
+    ) {
+      return `${flag} needs a value (write ${flag}=${
+        showArg(token.value)
+      } for one that starts with -)`;
+    }
+  }
+  return "the command line cannot be read";
+}
+
+/**
+ * Reads `--port`: a whole number from 0 (any free port) to 65535. The same
+ * check, with the same message, is in server_files.ts and message_board.ts.
+ */
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d{1,5}$/.test(value) || port > 65535) {
+    throw new CommandLineError(
+      `--port must be a number from 0 to 65535, got ${showArg(value)}`,
+    );
+  }
+  return port;
+}
+
+/** A word from the command line for a message: as it is when plain, else quoted and escaped. */
+function showArg(text: string): string {
+  return /^[\x21\x23-\x5b\x5d-\x7e]+$/.test(text)
+    ? text
+    : `"${escapeForLog(text)}"`;
+}
+
+/**
  * Starts the server the command line asked for and prints where to connect
  * (the line a browser user, and the tests, look for) and what is exposed.
+ * Resolves once it listens; rejects (AddrInUse, NotCapable) when it cannot.
  */
 export function startServer(
-  options: CommandLineOptions,
-  log: (line: string) => void = batchedConsoleLog(),
-): TinyServer {
-  const server = serveTiny({ ...options, log });
-  const { hostname: host, port } = server.addr;
-  log(`Open your browser and connect to: http://${bracketIpv6(host)}:${port}/`);
-  if (!["127.0.0.1", "localhost", "::1"].includes(options.hostname)) {
-    // Loopback keeps a server private to this machine; any other address may not.
+  options: TinyServerOptions = {},
+): Promise<TinyServer> {
+  // Listening is synchronous here; the handle still comes as a promise, as
+  // from the other two scripts' startServer (they read TLS files first).
+  return new Promise((resolve) => {
+    const { hostname = "127.0.0.1", log = batchedConsoleLog() } = options;
+    const server = serveTiny({ ...options, log });
+    const { hostname: host, port } = server.addr;
     log(
-      `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
+      `Open your browser and connect to: http://${bracketIpv6(host)}:${port}/`,
     );
-  }
-  const everyAddress = ["0.0.0.0", "::", "[::]"].includes(options.hostname);
-  const sys = { name: "sys", kind: "networkInterfaces" } as const;
-  if (everyAddress && Deno.permissions.querySync(sys).state !== "granted") {
-    log(
-      "Note: without --allow-sys=networkInterfaces this server answers only to " +
-        "localhost and --allowed-host names, not to this machine's addresses.",
-    );
-  }
-  return server;
+    if (!["127.0.0.1", "localhost", "::1"].includes(hostname)) {
+      // Loopback keeps a server private to this machine; any other address may not.
+      log(
+        `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
+      );
+    }
+    const everyAddress = ["0.0.0.0", "::", "[::]"].includes(hostname);
+    const sys = { name: "sys", kind: "networkInterfaces" } as const;
+    if (everyAddress && Deno.permissions.querySync(sys).state !== "granted") {
+      log(
+        "Note: without --allow-sys=networkInterfaces this server answers only to " +
+          "localhost and --allowed-host names, not to this machine's addresses.",
+      );
+    }
+    resolve(server);
+  });
 }
 
 /** Why the server could not start, in one line, with what to do about it. */
@@ -1879,7 +1963,8 @@ async function main(): Promise<void> {
   try {
     options = parseCommandLine(Deno.args);
   } catch (error) {
-    console.error(`server_tiny.ts: ${(error as Error).message} (see --help)`);
+    if (!(error instanceof CommandLineError)) throw error;
+    console.error(`server_tiny: ${error.message} (see --help)`);
     Deno.exit(2);
   }
   if (options.help) {
@@ -1888,9 +1973,9 @@ async function main(): Promise<void> {
   }
   let server: TinyServer;
   try {
-    server = startServer(options);
+    server = await startServer(options);
   } catch (error) {
-    console.error(`server_tiny.ts: ${explainStartFailure(error, options)}`);
+    console.error(`server_tiny: ${explainStartFailure(error, options)}`);
     Deno.exit(1);
   }
 

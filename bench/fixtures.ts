@@ -29,12 +29,11 @@ export function renderSmallPage(size: number): string {
   const head =
     '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">' +
     "<title>Small file</title></head>\n<body><p>A small page for the benchmark.</p></body>\n";
-  const tail = "</html>\n";
-  const padding = size - head.length - tail.length - "<!--  -->\n".length;
+  const padding = size - head.length - "<!--  -->\n</html>\n".length;
   if (padding < 0) {
     throw new RangeError(`a page needs at least ${size - padding} bytes`);
   }
-  return `${head}<!-- ${"x".repeat(padding)} -->\n${tail}`;
+  return `${head}<!-- ${"x".repeat(padding)} -->\n</html>\n`;
 }
 
 /**
@@ -54,18 +53,9 @@ export function renderStylesheet(size: number): string {
   };
   const pick = <T>(items: readonly T[]) =>
     items[Math.floor(random() * items.length)];
-  const parts = [
-    "card",
-    "nav",
-    "header",
-    "footer",
-    "button",
-    "list",
-    "item",
-    "panel",
-    "badge",
-    "form",
-  ];
+  const int = (below: number) => Math.floor(random() * below);
+  const parts = "card nav header footer button list item panel badge form"
+    .split(" ");
   const states = [
     "",
     ":hover",
@@ -76,25 +66,23 @@ export function renderStylesheet(size: number): string {
     "--active",
     "--muted",
   ];
-  const hex = () =>
-    Math.floor(random() * 0xffffff).toString(16).padStart(6, "0");
+  const hex = () => int(0xffffff).toString(16).padStart(6, "0");
   const properties = [
     () => `color: #${hex()}`,
     () => `background-color: #${hex()}`,
-    () =>
-      `margin: ${Math.floor(random() * 32)}px ${Math.floor(random() * 32)}px`,
+    () => `margin: ${int(32)}px ${int(32)}px`,
     () => `padding: ${(random() * 3).toFixed(2)}rem`,
     () => `border: 1px solid #${hex()}`,
-    () => `border-radius: ${Math.floor(random() * 12)}px`,
+    () => `border-radius: ${int(12)}px`,
     () => `font-size: ${(0.75 + random()).toFixed(3)}rem`,
     () => `line-height: ${(1 + random()).toFixed(2)}`,
     () => `display: ${pick(["flex", "grid", "block", "inline-block", "none"])}`,
-    () => `transition: opacity ${Math.floor(random() * 400)}ms ease-in-out`,
+    () => `transition: opacity ${int(400)}ms ease-in-out`,
   ];
   let css = "/* A stylesheet generated for the benchmark. */\n";
   while (css.length < size) {
     const lines = Array.from(
-      { length: 2 + Math.floor(random() * 5) },
+      { length: 2 + int(5) },
       () => `  ${pick(properties)()};`,
     );
     css += `.${pick(parts)}-${pick(parts)}${pick(states)} {\n${
@@ -106,53 +94,43 @@ export function renderStylesheet(size: number): string {
   return css + `/*${" ".repeat(size - css.length - 5)}*/\n`;
 }
 
+/** `Deno.FsFile.write` may write part of a buffer; loop until all of it is written. */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) {
+    offset += await file.write(bytes.subarray(offset));
+  }
+}
+
 /** Writes the site's files into `dir` (readable by everyone: nginx's worker is not root). */
 export async function writeSiteFiles(dir: string): Promise<void> {
   await Deno.chmod(dir, 0o755);
   const { small, stylesheet, medium, large } = SITE_FILES;
+  const mode = 0o644;
   await Deno.writeTextFile(
     `${dir}/${small.name}`,
     renderSmallPage(small.size),
-    { mode: 0o644 },
+    { mode },
   );
   await Deno.writeTextFile(
     `${dir}/${stylesheet.name}`,
     renderStylesheet(stylesheet.size),
-    { mode: 0o644 },
+    { mode },
   );
   for (const { name, size } of [medium, large]) {
-    const file = await Deno.open(`${dir}/${name}`, {
+    // Random bytes: nothing along the way can make them smaller.
+    const chunk = new Uint8Array(Math.min(size, CHUNK_BYTES));
+    for (let offset = 0; offset < chunk.length; offset += 65536) {
+      crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
+    }
+    using file = await Deno.open(`${dir}/${name}`, {
       write: true,
       create: true,
-      mode: 0o644,
+      mode,
     });
-    try {
-      // Random bytes: nothing along the way can make them smaller.
-      const chunk = new Uint8Array(Math.min(size, CHUNK_BYTES));
-      for (let offset = 0; offset < chunk.length; offset += 65536) {
-        crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
-      }
-      for (let left = size; left > 0; left -= chunk.length) {
-        await writeAll(file, chunk.subarray(0, Math.min(left, chunk.length)));
-      }
-    } finally {
-      file.close();
+    for (let left = size; left > 0; left -= chunk.length) {
+      await writeAll(file, chunk.subarray(0, Math.min(left, chunk.length)));
     }
   }
-}
-
-/**
- * One stored message as message_board.ts keeps it: one JSON object per line.
- *
- * @example formatMessageLine(1, "hi", "2026-11-21T22:44:51.000Z")
- *   === '{"id":1,"text":"hi","postedAt":"2026-11-21T22:44:51.000Z"}\n'
- */
-export function formatMessageLine(
-  id: number,
-  text: string,
-  postedAt: string,
-): string {
-  return JSON.stringify({ id, text, postedAt }) + "\n";
 }
 
 /**
@@ -161,76 +139,75 @@ export function formatMessageLine(
  * @example messageText(1) === "Message 1: from the tiny message board where every message is kept safe on disk"
  */
 export function messageText(id: number): string {
-  const count = 6 + (id * 7) % 15;
-  const words: string[] = [];
-  for (let i = 0; i < count; i++) words.push(WORDS[(id + i) % WORDS.length]);
+  const words = Array.from(
+    { length: 6 + (id * 7) % 15 },
+    (_, i) => WORDS[(id + i) % WORDS.length],
+  );
   return `Message ${id}: ${words.join(" ")}`;
+}
+
+/** When the generated message `id` of `count` was posted: a minute apart, the last at LAST_POSTED_AT. */
+const postedAt = (id: number, count: number) =>
+  new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
+
+/**
+ * Writes `count` messages (ids 1..count) as message_board.ts keeps them: one JSON object
+ * per line, `{"id":1,"text":"Message 1: ...","postedAt":"2026-11-21T22:44:51.000Z"}`.
+ */
+export async function writeBoardData(
+  path: string,
+  count: number,
+): Promise<void> {
+  using file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  let batch = "";
+  for (let id = 1; id <= count; id++) {
+    batch += JSON.stringify({
+      id,
+      text: messageText(id),
+      postedAt: postedAt(id, count),
+    }) + "\n";
+    if (batch.length >= CHUNK_BYTES || id === count) {
+      await writeAll(file, new TextEncoder().encode(batch));
+      batch = "";
+    }
+  }
 }
 
 /**
  * The SQL that loads the same `count` messages as {@link writeBoardData} into the board's
- * PostgreSQL tables (which must exist): it empties them, restarts the ids at 1 and COPYs the
- * messages in, so ids, texts and times match the file store's seed exactly.
+ * PostgreSQL tables (which must exist): it empties them, restarts the ids at 1 and COPYs
+ * the messages in, so ids, texts and times match the file store's seed exactly.
  *
  * @example renderPgSeed(1) includes "1\tMessage 1: from the tiny ...\t2026-11-21T22:44:51.000Z"
  */
 export function renderPgSeed(count: number): string {
   // COPY's text format: tab-separated, with backslash, tab, newline and return escaped.
+  const escapes: Record<string, string> = {
+    "\\": "\\\\",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\r": "\\r",
+  };
   const field = (text: string) =>
-    text.replace(
-      /[\\\t\n\r]/g,
-      (c) => ({ "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" })[c]!,
-    );
-  const lines = [
+    text.replace(/[\\\t\n\r]/g, (c) => escapes[c]);
+  const rows = Array.from(
+    { length: count },
+    (_, i) =>
+      `${i + 1}\t${field(messageText(i + 1))}\t${postedAt(i + 1, count)}`,
+  );
+  return [
     "truncate board_messages, board_clears, board_archive restart identity;",
     // COPY writes the given ids even into a `generated always` column; setval then continues them.
     "copy board_messages (id, text, posted_at) from stdin;",
-  ];
-  for (let id = 1; id <= count; id++) {
-    const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000)
-      .toISOString();
-    lines.push(`${id}\t${field(messageText(id))}\t${postedAt}`);
-  }
-  lines.push(
+    ...rows,
     "\\.",
     `select setval(pg_get_serial_sequence('board_messages', 'id'), ${
       Math.max(count, 1)
     }, ${count > 0});`,
     "",
-  );
-  return lines.join("\n");
-}
-
-/** Writes `count` messages (ids 1..count, a minute apart) as a JSON Lines data file. */
-export async function writeBoardData(
-  path: string,
-  count: number,
-): Promise<void> {
-  const file = await Deno.open(path, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  const encoder = new TextEncoder();
-  try {
-    let batch = "";
-    for (let id = 1; id <= count; id++) {
-      const postedAt = new Date(LAST_POSTED_AT - (count - id) * 60_000)
-        .toISOString();
-      batch += formatMessageLine(id, messageText(id), postedAt);
-      if (batch.length >= CHUNK_BYTES || id === count) {
-        await writeAll(file, encoder.encode(batch));
-        batch = "";
-      }
-    }
-  } finally {
-    file.close();
-  }
-}
-
-/** `Deno.FsFile.write` may write part of a buffer; loop until all of it is written. */
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < bytes.length;) {
-    offset += await file.write(bytes.subarray(offset));
-  }
+  ].join("\n");
 }

@@ -1,542 +1,495 @@
 /**
  * Measuring: preparing the data, starting each server, checking its answer,
- * driving it with wrk or curl in turns with the others of its scenario, reading
- * its peak memory, and stopping it; the report of a whole run. bench/run.ts is
- * the command line around it.
+ * driving it with wrk or curl in turns with the others of its scenario,
+ * reading its peak memory, and stopping it. bench/run.ts is the command line
+ * around it.
+ *
+ * Every process it starts is registered, so that a failure or Ctrl-C stops
+ * all of them ({@link cleanUp}). Peak memory is VmHWM (the resident set's
+ * high water mark) in /proc/PID/status of the process that serves: the child
+ * itself (spawned directly, no shell in between), or nginx's one worker.
  *
  * @module
  */
 
 import { join } from "node:path";
-import { runCurl } from "./curl.ts";
 import {
-  renderPgSeed,
-  SITE_FILES,
-  writeBoardData,
-  writeSiteFiles,
-} from "./fixtures.ts";
-import {
-  countPgMessages,
+  findPgBin,
   type PgServer,
-  runPsql,
   startPostgres,
-} from "./postgres.ts";
-import {
-  findFreePort,
-  readPeakMemory,
-  type RunningServer,
-  startServer,
-  stopAll,
-  stopServer,
-  track,
-  waitUntilIdle,
-} from "./processes.ts";
-import {
-  estimateSeconds,
-  type PlannedStep,
-  Progress,
-  runsOf,
-} from "./progress.ts";
-import {
-  type BenchReport,
-  checkTargets,
-  median,
-  type ScenarioResult,
-  type ServerResult,
-} from "./report.ts";
-import {
-  expectedStatus,
-  renderPostScript,
-  type ScenarioDef,
-  SCENARIOS,
-  selectScenarios,
-  TARGETS,
-} from "./scenarios.ts";
-import {
-  type LaunchContext,
-  NODE_PEER_VERSIONS,
-  OUR_BOARD_PG_1,
-  type ProbeContext,
-  type ServerDef,
-} from "./servers.ts";
-import { combineWrkResults, runWrk, type WrkResult } from "./wrk.ts";
+} from "../tests/pg_harness.ts";
+import * as fixtures from "./fixtures.ts";
+import * as parse from "./parse.ts";
+import type { RunResult } from "./parse.ts";
+import * as report from "./report.ts";
+import { type ScenarioDef, TARGETS } from "./scenarios.ts";
+import * as servers from "./servers.ts";
+import type { LaunchContext, LaunchSpec, ServerDef } from "./servers.ts";
 
 /** What a run measures, and how long. */
 export interface RunSettings {
-  /** Seconds per measured wrk run. @default 5 */
+  /** Seconds per measured wrk run. */
   duration: number;
-  /** Measured runs per server and scenario; the median is reported. @default 3 */
+  /** Measured runs per server and scenario; the median is reported. */
   runs: number;
-  /** wrk threads. @default 2 */
-  threads: number;
-  /** Seconds of the warm-up run before the measured ones (0: none). @default 1 */
+  /** Seconds of the warm-up run before the measured ones (0: none). */
   warmup: number;
-  /** Scenario ids or prefixes to run; empty runs all. @default [] */
-  only: string[];
-  /** Folder holding our scripts. @default the repository root */
-  serversDir: string;
-  /** A line on the run's conditions for RESULTS.md (e.g. what else ran on the machine). */
+  /** A line on the run's conditions for RESULTS.md. */
   note?: string;
 }
 
-/** Prints a progress line at once (stderr, so the table on stdout stays clean). */
+/** wrk threads: one per core of the machine the bench was written for. */
+const THREADS = 2;
+const READY_TIMEOUT_MS = 15_000;
+const IDLE_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 3_000;
+const LOCAL = servers.LOCAL;
+
+/** Prints a progress line at once (stderr: the tables on stdout stay clean). */
 export function log(line: string): void {
   console.error(line);
 }
 
-/** The data every scenario needs, prepared once per benchmark run. */
-interface Prepared {
-  tempDir: string;
-  siteDir: string;
-  toolsDir: string;
-  /** Message count -> JSON Lines seed file. */
-  seeds: Map<number, string>;
-  /** Scenario id -> generated wrk script. */
-  scripts: Map<string, string>;
-  /** The throwaway PostgreSQL, when a selected server needs it and it is installed. */
-  postgres?: PgServer;
-}
+// ---------------------------------------------------------------------------
+// Processes.
 
-/** One server to measure in one scenario, found available. */
-interface Step {
-  scenario: ScenarioDef;
-  server: ServerDef;
-}
-
-/**
- * Asks every server of the selected scenarios whether it can run here (each once: this
- * installs the Node peers), prints a line for each that cannot, and returns the rest.
- */
-async function planSteps(
-  scenarios: ScenarioDef[],
-  probe: ProbeContext,
-  skipped: string[],
-): Promise<Step[]> {
-  const reasons = new Map<ServerDef, Promise<string | null>>();
-  if (scenarios.some((s) => s.servers.some((server) => server.javascript))) {
-    log(
-      `installing ${
-        Object.entries(NODE_PEER_VERSIONS).map(([n, v]) => `${n}@${v}`).join(
-          ", ",
-        )
-      } with npm into ${probe.toolsDir}`,
-    );
-  }
-  const steps: Step[] = [];
-  for (const scenario of scenarios) {
-    for (const server of scenario.servers) {
-      if (!reasons.has(server)) reasons.set(server, server.unavailable(probe));
-      const reason = await reasons.get(server)!;
-      if (reason) {
-        log(`skipped ${server.label} in ${scenario.id}: ${reason}`);
-        skipped.push(`${scenario.title}: ${server.label} skipped, ${reason}.`);
-      } else {
-        steps.push({ scenario, server });
-      }
-    }
-  }
-  return steps;
-}
-
-async function prepareData(
-  tempDir: string,
-  scenarios: ScenarioDef[],
-  steps: Step[],
-  serversDir: string,
-): Promise<Prepared> {
-  const siteDir = join(tempDir, "site");
-  await Deno.mkdir(siteDir);
-  if (scenarios.some((s) => s.id.startsWith("files"))) {
-    log(
-      `preparing files in ${siteDir} (${
-        SITE_FILES.large.size / 1024 ** 2
-      } MiB)`,
-    );
-    await writeSiteFiles(siteDir);
-  }
-  const seeds = new Map<number, string>();
-  for (
-    const count of new Set(scenarios.flatMap((s) => s.boardMessages ?? []))
-  ) {
-    const seed = join(tempDir, `messages-${count}.jsonl`);
-    log(`preparing ${count.toLocaleString("en-US")} stored messages`);
-    await writeBoardData(seed, count);
-    seeds.set(count, seed);
-  }
-  const scripts = new Map<string, string>();
-  for (const scenario of scenarios) {
-    if (scenario.postBody === undefined) continue;
-    const script = join(tempDir, `${scenario.id}.lua`);
-    await Deno.writeTextFile(script, renderPostScript(scenario.postBody));
-    scripts.set(scenario.id, script);
-  }
-  const toolsDir = join(tempDir, "npm");
-  const prepared: Prepared = { tempDir, siteDir, toolsDir, seeds, scripts };
-  const pgStep = steps.find((s) => s.server.postgres);
-  if (pgStep) {
-    log("starting a throwaway PostgreSQL (initdb, pg_ctl on 127.0.0.1)");
-    try {
-      postgres = await startPostgres();
-      // One board start creates the tables, which the seeding then fills before each start.
-      const context = await newContext(
-        { ...prepared, postgres },
-        pgStep.scenario,
-        serversDir,
-      );
-      await stopServer(
-        await startServer(await OUR_BOARD_PG_1.launch(context)),
-      );
-      prepared.postgres = postgres;
-    } catch (error) {
-      if (interrupted) throw error;
-      // The other scenarios still run; each PostgreSQL row fails with a line saying why.
-      log(
-        `PostgreSQL could not be set up: ${
-          error instanceof Error ? error.message : error
-        }`,
-      );
-    }
-  }
-  return prepared;
-}
-
-let startCount = 0;
-/** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
-let interrupted = false;
+const children = new Set<Deno.ChildProcess>();
 /** Temporary folders to remove on the way out, also after Ctrl-C. */
 const tempDirs = new Set<string>();
-/** The throwaway PostgreSQL (started with pg_ctl, so not a child `stopAll` knows). */
+/** The throwaway PostgreSQL (started by pg_ctl, so not one of `children`). */
 let postgres: PgServer | undefined;
+/** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
+let interrupted = false;
 
-/** Stops every process this run started, the throwaway PostgreSQL, and removes every temporary folder. */
+function spawn(command: string, args: string[], options: Deno.CommandOptions) {
+  const child = new Deno.Command(command, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    ...options,
+  }).spawn();
+  children.add(child);
+  child.status.finally(() => children.delete(child));
+  return child;
+}
+
+/** Runs a tool (wrk, curl, psql) to its end; resolves what it printed. */
+async function runTool(command: string, args: string[], input?: string) {
+  const stdin = input === undefined ? "null" : "piped";
+  const child = spawn(command, args, { stdin });
+  if (input !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(input));
+    await writer.close();
+  }
+  const { code, stdout, stderr } = await child.output();
+  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes).trim();
+  if (code === 0) return text(stdout);
+  throw new Error(`${command} failed (exit ${code}): ${text(stderr)}`);
+}
+
+/** A started server process. */
+interface Running {
+  child: Deno.ChildProcess;
+  spec: LaunchSpec;
+  url: string;
+  /** The last lines it printed, for error messages. */
+  output: () => string;
+}
+
+/** Keeps the tail of a stream, so a noisy server cannot fill a pipe and stall. */
+function keepTail(stream: ReadableStream<Uint8Array>): () => string {
+  let tail = "";
+  (async () => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      tail = (tail + text).slice(-8192);
+    }
+  })().catch(() => {});
+  return () => tail;
+}
+
+/** HEAD /: any answer will do (the textbook board draws its page for a GET). */
+async function answers(url: string, timeoutMs: number): Promise<boolean> {
+  const signal = AbortSignal.timeout(timeoutMs);
+  try {
+    await (await fetch(url, { method: "HEAD", signal })).body?.cancel();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts a server and waits until it answers. */
+async function startServer(label: string, spec: LaunchSpec, port: number) {
+  const { command, args, cwd, env } = spec;
+  const child = spawn(command, args, { cwd, env, stdin: "null" });
+  const [stdout, stderr] = [keepTail(child.stdout), keepTail(child.stderr)];
+  const output = () => (stdout() + stderr()).trim() || "(none)";
+  const server: Running = {
+    child,
+    spec,
+    url: `http://${LOCAL}:${port}/`,
+    output,
+  };
+  let exited = false;
+  child.status.then(() => exited = true);
+  for (const deadline = Date.now() + READY_TIMEOUT_MS; Date.now() < deadline;) {
+    if (exited) break;
+    if (await answers(server.url, 2000)) return server;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await stopChild(child);
+  const why = exited ? "exited during start-up" : "did not answer in time";
+  throw new Error(`${label} ${why}. Its output:\n${output()}`);
+}
+
+/** Peak memory of the process that serves, in bytes; null when unreadable. */
+async function readPeakMemory({ child, spec }: Running) {
+  let pids = [child.pid];
+  if (spec.memoryOfChild) {
+    const list = `/proc/${child.pid}/task/${child.pid}/children`;
+    const text = await Deno.readTextFile(list).catch(() => "");
+    pids = text.split(/\s+/).filter(Boolean).map(Number);
+  }
+  const peaks = await Promise.all(
+    pids.map((pid) =>
+      Deno.readTextFile(`/proc/${pid}/status`).then(
+        parse.parseVmHwm,
+        () => null,
+      )
+    ),
+  );
+  const known = peaks.filter((peak) => peak !== null);
+  return known.length ? Math.max(...known) : null;
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves once it is gone. */
+async function stopChild(child: Deno.ChildProcess): Promise<void> {
+  const signal = (name: Deno.Signal) => {
+    try {
+      child.kill(name);
+    } catch {
+      // Already exited.
+    }
+  };
+  signal("SIGTERM");
+  const late = setTimeout(() => signal("SIGKILL"), STOP_GRACE_MS);
+  await child.status;
+  clearTimeout(late);
+}
+
+/** Stops every process and the PostgreSQL this run started, removes its folders. */
 export async function cleanUp({ interrupt = false } = {}): Promise<void> {
   if (interrupt) interrupted = true;
-  await stopAll();
+  await Promise.all([...children].map(stopChild));
   const pg = postgres;
   postgres = undefined;
-  await pg?.destroy().catch((error) =>
-    log(`could not stop PostgreSQL: ${error.message}`)
-  );
+  await pg?.destroy().catch((e) => log(`could not stop PostgreSQL: ${e}`));
   for (const dir of tempDirs) {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
     tempDirs.delete(dir);
   }
 }
 
-/** A fresh context: a free port and an empty folder for one server start. */
-async function newContext(
-  prepared: Prepared,
-  scenario: ScenarioDef,
-  serversDir: string,
-): Promise<LaunchContext> {
-  const workDir = join(prepared.tempDir, `start-${++startCount}`);
-  await Deno.mkdir(workDir);
-  return {
-    port: findFreePort(),
-    serversDir,
-    siteDir: prepared.siteDir,
-    workDir,
-    toolsDir: prepared.toolsDir,
-    seedFile: scenario.boardMessages
-      ? prepared.seeds.get(scenario.boardMessages)
-      : undefined,
-    databaseUrl: prepared.postgres?.url,
-  };
+// ---------------------------------------------------------------------------
+// The clients.
+
+/** Runs `sql` with psql; resolves what it printed (unaligned, tuples only). */
+function runPsql(url: string, sql: string): Promise<string> {
+  const args = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only"];
+  args.push("-v", "ON_ERROR_STOP=1", url);
+  return runTool(`${findPgBin()}/psql`, args, sql);
 }
 
-async function countLines(path: string): Promise<number> {
-  const bytes = await Deno.readFile(path);
-  let lines = 0;
-  for (const byte of bytes) if (byte === 10) lines++;
-  return lines;
+/** Sends the scenario's request (or form) to `port` once with curl. */
+async function runCurl(scenario: ScenarioDef, port: number, form?: string) {
+  const { path, headers, timeout = 2 } = scenario;
+  const url = `http://${LOCAL}:${port}${path}`;
+  const args = parse.curlArgs({ url, timeout, headers, form });
+  return parse.parseCurlWriteOut(await runTool("curl", args));
 }
 
 /**
- * Drives the servers on `ports` with wrk for `duration` seconds: one wrk per port, all at
- * the same time, sharing the scenario's connections and threads; their reports combined.
+ * Drives the processes on `ports` with wrk for `duration` seconds: one wrk per
+ * port, all at once, sharing the scenario's connections and threads.
  */
-async function wrkRun(
-  prepared: Prepared,
+async function runWrk(
   scenario: ScenarioDef,
   ports: number[],
   duration: number,
-  threads: number,
-): Promise<WrkResult> {
-  const connections = Math.floor(scenario.connections / ports.length);
-  const results = await Promise.all(ports.map((port) =>
-    runWrk({
-      url: `http://127.0.0.1:${port}${scenario.path}`,
-      duration,
-      connections,
-      threads: Math.max(
-        1,
-        Math.min(Math.floor(threads / ports.length), connections),
-      ),
-      headers: scenario.headers,
-      script: prepared.scripts.get(scenario.id),
-      timeout: scenario.timeout,
-    }, track)
-  ));
-  return combineWrkResults(results);
+  script?: string,
+): Promise<RunResult> {
+  const { path, headers, timeout = 2 } = scenario;
+  const connections = Math.floor((scenario.connections ?? 32) / ports.length);
+  const threads = Math.max(1, Math.floor(THREADS / ports.length));
+  const results = await Promise.all(ports.map(async (port) => {
+    const url = `http://${LOCAL}:${port}${path}`;
+    const options = { url, duration, connections, threads, timeout };
+    const args = parse.wrkArgs({ ...options, headers, script });
+    return parse.parseWrkOutput(await runTool("wrk", args));
+  }));
+  return parse.combineResults(results);
 }
 
-/** One download with curl, as a one-request wrk report (its time is the latency). */
-async function curlRun(
-  scenario: ScenarioDef,
-  port: number,
-): Promise<WrkResult> {
-  const result = await runCurl({
-    url: `http://127.0.0.1:${port}${scenario.path}`,
-    timeout: scenario.timeout,
-    headers: scenario.headers,
-  }, track);
-  const ms = result.seconds * 1000;
+/** One download with curl, as a one-request run. */
+async function download(scenario: ScenarioDef, port: number) {
+  const { status, bytes, seconds, bytesPerSec } = await runCurl(scenario, port);
+  const ms = seconds * 1000;
+  const errors = status >= 400 || bytes !== scenario.expectBytes ? 1 : 0;
+  const requestsPerSec = 1 / seconds;
   return {
     requests: 1,
-    seconds: result.seconds,
-    requestsPerSec: 1 / result.seconds,
-    bytesPerSec: result.bytesPerSec,
-    latencyAvgMs: ms,
-    latencyP50Ms: ms,
-    latencyP90Ms: ms,
-    latencyP99Ms: ms,
-    errors: result.status >= 400 || result.bytes !== scenario.expectBytes
-      ? 1
-      : 0,
+    requestsPerSec,
+    bytesPerSec,
+    p50Ms: ms,
+    p99Ms: ms,
+    errors,
   };
 }
 
 /**
- * Sends the scenario's request once with curl and checks the answer (status, and the body
- * length for files), so a server that answers the wrong thing fast is never measured as
- * fast. Resolves the answer's Content-Encoding ("" for none).
+ * Sends the scenario's request once and checks the answer (status, and the
+ * body's length for files), so a server that answers the wrong thing fast is
+ * never measured as fast. Resolves its Content-Encoding ("" for none).
  */
 async function checkAnswer(
   scenario: ScenarioDef,
   server: ServerDef,
   port: number,
-): Promise<string> {
-  const answer = await runCurl({
-    url: `http://127.0.0.1:${port}${scenario.path}`,
-    timeout: scenario.timeout,
-    headers: scenario.headers,
-    form: scenario.postBody,
-  }, track);
-  const expected = expectedStatus(scenario, server);
-  const request = `${scenario.postBody ? "POST" : "GET"} ${scenario.path}`;
+) {
+  const { path, postBody, expectBytes } = scenario;
+  const answer = await runCurl(scenario, port, postBody);
+  // A post: our board's 303 See Other once stored, the textbook board's page.
+  const expected = postBody !== undefined && server.ourBoard ? 303 : 200;
+  const request = `${postBody ? "POST" : "GET"} ${path}`;
   if (answer.status !== expected) {
-    throw new Error(
-      `${request} answered ${answer.status}, expected ${expected}`,
-    );
+    throw new Error(`${request} answered ${answer.status}, not ${expected}`);
   }
-  if (
-    scenario.expectBytes !== undefined && answer.bytes !== scenario.expectBytes
-  ) {
+  if (expectBytes !== undefined && answer.bytes !== expectBytes) {
     throw new Error(
-      `${request} sent ${answer.bytes} bytes, expected ${scenario.expectBytes}`,
+      `${request} sent ${answer.bytes} bytes, not ${expectBytes}`,
     );
   }
   return answer.encoding;
 }
 
-function describeRun(result: WrkResult): string {
-  const mib = (result.bytesPerSec / 1024 ** 2).toFixed(1);
-  const p99 = result.latencyP99Ms === null
-    ? ""
-    : `, p99 ${result.latencyP99Ms} ms`;
-  const errors = result.errors ? `, ${result.errors} errors` : "";
-  return `${
-    Math.round(result.requestsPerSec)
-  } req/s, ${mib} MiB/s${p99}${errors}`;
+// ---------------------------------------------------------------------------
+// The run.
+
+/** What the whole run shares. */
+interface Run {
+  settings: RunSettings;
+  tempDir: string;
+  siteDir: string;
+  toolsDir: string;
+  /** Message count -> JSON Lines seed file. */
+  seeds: Map<number, string>;
+  /** The throwaway PostgreSQL's URL, once it started. */
+  databaseUrl?: string;
+  starts: number;
+  /** One line per server not measured, with the reason. */
+  skipped: string[];
+  /** The progress lines' plan: estimated seconds of each measurement. */
+  plan: number[];
+  /** Planned seconds done so far. */
+  done: number;
+  /** When the measuring began (after the preparations), for the pace. */
+  measuring: number;
 }
 
-/** One server being measured in one scenario: its processes and what its runs gathered. */
+/** One server measured in one scenario: its processes and what its runs gathered. */
 interface Measurement {
-  step: Step;
+  scenario: ScenarioDef;
+  server: ServerDef;
   /** Its place in the plan, for the progress lines. */
   index: number;
   contexts: LaunchContext[];
-  servers: RunningServer[];
-  runs: WrkResult[];
+  processes: Running[];
+  runs: RunResult[];
   peak: number | null;
   encoding: string;
-  storedAtEnd: number;
+  /** After posts: the most messages stored at the end of a run. */
+  stored?: number;
   lost: number;
   /** Why it stopped early; its figures are then left out. */
   failed?: string;
 }
 
 /**
- * Starts a server's processes (after seeding the database when `seed`), checks the answer
- * of each, and warms them up unless the scenario starts fresh for every run.
+ * Estimated seconds for one server in one scenario (starts, warm-up, runs),
+ * for the time left.
+ *
+ * @example estimateSeconds(SCENARIOS[0], { duration: 5, runs: 3, warmup: 1 }) === 3 + 1 + 3 * 5.5
  */
-async function startMeasurement(
-  options: RunSettings,
-  prepared: Prepared,
-  m: Measurement,
-  seed: boolean,
-): Promise<void> {
-  const { scenario, server } = m.step;
-  m.contexts = [];
-  for (let i = 0; i < (server.instances ?? 1); i++) {
-    m.contexts.push(await newContext(prepared, scenario, options.serversDir));
-  }
-  if (seed) await seedDatabase(prepared, scenario);
-  for (const context of m.contexts) {
-    m.servers.push(await startServer(await server.launch(context)));
-  }
-  const ports = m.contexts.map((c) => c.port);
-  for (const port of ports) {
-    m.encoding = await checkAnswer(scenario, server, port);
-  }
-  if (
-    !scenario.freshEachRun && scenario.client !== "curl" && options.warmup > 0
-  ) {
-    await wrkRun(prepared, scenario, ports, options.warmup, options.threads);
-    await Promise.all(m.servers.map(waitUntilIdle));
-  }
+export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
+  const { duration, runs, warmup } = settings;
+  if (scenario.pulls) return 3 + scenario.pulls * 1.5;
+  if (scenario.postBody) return runs * (3 + duration + 0.5);
+  return 3 + warmup + runs * (duration + 0.5);
 }
 
-/** Loads the scenario's messages into the throwaway database (our PostgreSQL boards). */
-async function seedDatabase(prepared: Prepared, scenario: ScenarioDef) {
-  if (prepared.postgres === undefined) {
-    throw new Error("the throwaway PostgreSQL is not running");
+/** Prints the line of a measured run as it starts: which, and the time left. */
+function logProgress(run: Run, m: Measurement, runs: number) {
+  const total = run.plan.reduce((a, b) => a + b, 0);
+  // The plan's estimate, scaled by how the run so far compares with it.
+  const elapsed = (Date.now() - run.measuring) / 1000;
+  const pace = run.done >= 20 ? elapsed / run.done : 1;
+  const left = (total - run.done) * Math.min(3, Math.max(0.5, pace));
+  const step = `[${m.index + 1}/${run.plan.length}] ${m.scenario.id}`;
+  const which = `${m.server.label} · run ${m.runs.length + 1} of ${runs}`;
+  log(`${step} · ${which} · ${report.formatTimeLeft(left)}`);
+}
+
+/** A free port and an empty folder for one server start. */
+async function newContext(run: Run, scenario: ScenarioDef) {
+  const workDir = join(run.tempDir, `start-${++run.starts}`);
+  await Deno.mkdir(workDir);
+  const listener = Deno.listen({ hostname: LOCAL, port: 0 });
+  listener.close();
+  return {
+    port: listener.addr.port,
+    workDir,
+    siteDir: run.siteDir,
+    toolsDir: run.toolsDir,
+    seedFile: run.seeds.get(scenario.boardMessages ?? 0),
+    databaseUrl: run.databaseUrl,
+  };
+}
+
+/** Starts a server's processes, checks each answer, and warms them up. */
+async function startMeasurement(run: Run, m: Measurement, seed: boolean) {
+  const { scenario, server } = m;
+  m.contexts = [];
+  for (let i = 0; i < (server.instances ?? 1); i++) {
+    m.contexts.push(await newContext(run, scenario));
   }
-  await runPsql(
-    prepared.postgres.url,
-    renderPgSeed(scenario.boardMessages ?? 0),
-  );
+  if (seed) {
+    if (!run.databaseUrl) throw new Error("the throwaway PostgreSQL is not up");
+    const sql = fixtures.renderPgSeed(scenario.boardMessages ?? 0);
+    await runPsql(run.databaseUrl, sql);
+  }
+  for (const context of m.contexts) {
+    const spec = await server.launch(context);
+    m.processes.push(await startServer(server.label, spec, context.port));
+    m.encoding = await checkAnswer(scenario, server, context.port);
+  }
+  const { warmup } = run.settings;
+  if (!scenario.postBody && !scenario.pulls && warmup > 0) {
+    await runWrk(scenario, m.contexts.map((c) => c.port), warmup);
+    await Promise.all(m.processes.map((p) => answers(p.url, IDLE_TIMEOUT_MS)));
+  }
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
-async function measureRun(
-  options: RunSettings,
-  prepared: Prepared,
-  m: Measurement,
-): Promise<void> {
-  const { scenario } = m.step;
+async function measureRun(run: Run, m: Measurement, script?: string) {
   const ports = m.contexts.map((c) => c.port);
-  const result = scenario.client === "curl"
-    ? await curlRun(scenario, ports[0])
-    : await wrkRun(
-      prepared,
-      scenario,
-      ports,
-      options.duration,
-      options.threads,
-    );
-  await Promise.all(m.servers.map(waitUntilIdle));
-  log(`    ${describeRun(result)}`);
+  const result = m.scenario.pulls
+    ? await download(m.scenario, ports[0])
+    : await runWrk(m.scenario, ports, run.settings.duration, script);
+  // A server that serves one request at a time still has wrk's queue to
+  // answer: the next run must not start behind it.
+  await Promise.all(m.processes.map((p) => answers(p.url, IDLE_TIMEOUT_MS)));
+  const rate = `${Math.round(result.requestsPerSec)} req/s`;
+  const mib = `${(result.bytesPerSec / 1024 ** 2).toFixed(1)} MiB/s`;
+  const p99 = result.p99Ms === null ? "" : `, p99 ${result.p99Ms} ms`;
+  const errors = result.errors ? `, ${result.errors} errors` : "";
+  log(`    ${rate}, ${mib}${p99}${errors}`);
   if (result.errors > result.requests / 100) {
-    log(
-      `    WARNING: ${result.errors} errors for ${result.requests} answers: this figure is not a fair one`,
-    );
+    log("    WARNING: more than 1% errors: this figure is not a fair one");
   }
   m.runs.push(result);
 }
 
-/**
- * Reads the peak memory and stops the processes; after posts, checks that every post
- * answered as stored is in the data file or table.
- */
-async function stopMeasurement(
-  prepared: Prepared,
-  m: Measurement,
-): Promise<void> {
-  const { scenario, server } = m.step;
+/** Reads the peak memory and stops the processes; after posts, checks that every acknowledged post was stored. */
+async function stopMeasurement(run: Run, m: Measurement) {
+  const { scenario, server } = m;
   try {
     // Several processes: the largest of them (each holds the same page and pool).
-    for (const running of m.servers) {
-      const memory = await readPeakMemory(running);
+    for (const memory of await Promise.all(m.processes.map(readPeakMemory))) {
       if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
     }
   } finally {
-    await Promise.all(m.servers.map(stopServer));
-    m.servers = [];
+    await Promise.all(m.processes.map((p) => stopChild(p.child)));
+    m.processes = [];
   }
-  if (scenario.postBody === undefined || scenario.boardMessages === undefined) {
-    return;
-  }
+  if (!scenario.postBody || !scenario.boardMessages) return;
   // The check's one post per process, plus every post wrk saw answered.
   const acknowledged = scenario.boardMessages + m.contexts.length +
     m.runs.at(-1)!.requests;
   let stored = acknowledged;
-  if (server.ourBoard) {
-    // Every 303 means "stored": the file or table must hold every acknowledged post.
-    stored = server.postgres
-      ? await countPgMessages(prepared.postgres!.url)
-      : await countLines(join(m.contexts[0].workDir, "messages.jsonl"));
-    if (stored < acknowledged) {
-      log(
-        `    WARNING: ${stored} messages stored but ${acknowledged} acknowledged`,
-      );
-      m.lost += acknowledged - stored;
-    }
+  if (server.postgres) {
+    const count = "select count(*) from board_messages;";
+    stored = Number(await runPsql(run.databaseUrl!, count));
+  } else if (server.ourBoard) {
+    const file = join(m.contexts[0].workDir, "messages.jsonl");
+    stored = (await Deno.readTextFile(file)).split("\n").length - 1;
   }
-  m.storedAtEnd = Math.max(m.storedAtEnd, stored);
+  // Our board answers 303 only once a post is stored: every one must be there.
+  if (stored < acknowledged) {
+    log(`    WARNING: ${stored} messages stored, ${acknowledged} acknowledged`);
+    m.lost += acknowledged - stored;
+  }
+  m.stored = Math.max(m.stored ?? 0, stored);
 }
 
 /** A measurement's medians and notes, as the report shows them. */
-function summarize(m: Measurement): ServerResult {
-  const { scenario, server } = m.step;
-  const runs = m.runs;
-  const medianOf = (pick: (r: WrkResult) => number | null) => {
-    const values = runs.map(pick).filter((v): v is number => v !== null);
-    return values.length ? median(values) : null;
+function summarize(m: Measurement): report.ServerResult {
+  const { scenario, server, runs, stored, lost } = m;
+  const medianOf = (pick: (r: RunResult) => number | null) => {
+    const values = runs.map(pick).filter((v) => v !== null);
+    return values.length ? report.median(values) : null;
   };
-  const metric = (r: WrkResult) =>
-    scenario.metric === "bytes" ? r.bytesPerSec : r.requestsPerSec;
-  const compressed = scenario.headers?.some((h) =>
-    /^accept-encoding:/i.test(h)
-  );
+  const count = (n: number) => n.toLocaleString("en-US");
+  const compressed = scenario.headers?.some((h) => /^accept-encoding/i.test(h));
   const instances = server.instances ?? 1;
+  const note = [
+    compressed ? m.encoding || "not compressed" : "",
+    instances > 1
+      ? `${instances} wrk at once, req/s summed, p50/p99 the worse`
+      : "",
+    stored
+      ? `${count(scenario.boardMessages!)} → ${count(stored)} stored` +
+        (lost ? `, ${lost} acknowledged posts LOST` : "")
+      : "",
+  ].filter(Boolean).join("; ");
+  const perResponse = (r: RunResult) =>
+    r.requests > 0 ? r.bytesPerSec / r.requestsPerSec : null;
   return {
     key: server.key,
     label: server.label,
     role: server.role,
-    javascript: server.javascript,
-    runs: runs.length,
-    samples: runs.map(metric),
+    samples: runs.map((r) => scenario.pulls ? r.bytesPerSec : r.requestsPerSec),
     requestsPerSec: medianOf((r) => r.requestsPerSec)!,
     bytesPerSec: medianOf((r) => r.bytesPerSec)!,
-    bytesPerResponse: scenario.client === "curl"
-      ? scenario.expectBytes ?? null
-      : medianOf((r) =>
-        r.requests > 0 ? r.bytesPerSec / r.requestsPerSec : null
-      ),
-    p50Ms: medianOf((r) => r.latencyP50Ms),
-    p99Ms: medianOf((r) => r.latencyP99Ms),
+    bytesPerResponse: medianOf(perResponse),
+    p50Ms: medianOf((r) => r.p50Ms),
+    p99Ms: medianOf((r) => r.p99Ms),
     peakMemoryBytes: m.peak,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
-    note: [
-      compressed ? m.encoding || "not compressed" : "",
-      instances > 1
-        ? `${instances} wrk at once, req/s summed, p50/p99 the worse`
-        : "",
-      m.storedAtEnd
-        ? `${scenario.boardMessages!.toLocaleString("en-US")} → ${
-          m.storedAtEnd.toLocaleString("en-US")
-        } stored${m.lost ? `, ${m.lost} acknowledged posts LOST` : ""}`
-        : "",
-    ].filter(Boolean).join("; ") || undefined,
+    ...(note ? { note } : {}),
   };
 }
 
 /**
- * Measures every server of one scenario, taking them in turns: run 1 of each, then run 2
- * of each, and so on, so that a change in the machine's load (other work, a noisy
- * neighbour) falls on all of them alike rather than on whoever ran at that moment. Where
- * the data must be fresh for every run, each turn starts the server anew.
+ * Measures every server of one scenario in turns: run 1 of each, then run 2 of
+ * each, and so on, so that a change in the machine's load falls on all of them
+ * alike. Posts change the data, so there every turn starts the server anew on a
+ * fresh copy (and a fresh seeding of the database).
  */
 async function measureScenario(
-  options: RunSettings,
-  prepared: Prepared,
+  run: Run,
   measurements: Measurement[],
-  progress: Progress,
-  skipped: string[],
-): Promise<ServerResult[]> {
-  const scenario = measurements[0].step.scenario;
-  const runCount = runsOf(scenario, options.runs);
+): Promise<report.ServerResult[]> {
+  const scenario = measurements[0].scenario;
+  const runs = scenario.pulls ?? run.settings.runs;
+  const fresh = scenario.postBody !== undefined;
+  const script = join(run.tempDir, `${scenario.id}.lua`);
+  if (fresh) {
+    await Deno.writeTextFile(
+      script,
+      parse.renderPostScript(scenario.postBody!),
+    );
+  }
   const attempt = async (m: Measurement, work: () => Promise<void>) => {
     if (m.failed) return;
     try {
@@ -544,76 +497,72 @@ async function measureScenario(
     } catch (error) {
       if (interrupted) throw error;
       m.failed = error instanceof Error ? error.message : String(error);
-      log(`  FAILED ${m.step.server.label}: ${m.failed}`);
-      progress.complete(m.index, runCount - m.runs.length);
-      await Promise.all(m.servers.map(stopServer));
-      m.servers = [];
+      log(`  FAILED ${m.server.label}: ${m.failed}`);
+      run.done += run.plan[m.index] * (runs - m.runs.length) / runs;
+      await Promise.all(m.processes.map((p) => stopChild(p.child)));
+      m.processes = [];
     }
   };
-  const measure = (m: Measurement) =>
-    attempt(m, async () => {
-      log(progress.line(m.index, m.runs.length + 1));
-      await measureRun(options, prepared, m);
-      progress.complete(m.index);
-    });
-  if (scenario.freshEachRun) {
-    for (let run = 0; run < runCount; run++) {
-      for (const m of measurements) {
-        await attempt(
-          m,
-          () =>
-            startMeasurement(options, prepared, m, !!m.step.server.postgres),
-        );
-        await measure(m);
-        await attempt(m, () => stopMeasurement(prepared, m));
+  let seeded = false;
+  for (let turn = 0; turn < runs; turn++) {
+    for (const m of measurements) {
+      if (fresh || turn === 0) {
+        // The servers on the database share one seeding, unless posts change it.
+        const seed: boolean = !!m.server.postgres && (fresh || !seeded);
+        seeded ||= seed;
+        await attempt(m, () => startMeasurement(run, m, seed));
+      }
+      await attempt(m, async () => {
+        logProgress(run, m, runs);
+        await measureRun(run, m, fresh ? script : undefined);
+        run.done += run.plan[m.index] / runs;
+      });
+      if (fresh || turn === runs - 1) {
+        await attempt(m, () => stopMeasurement(run, m));
       }
     }
-  } else {
-    // One seeding for the whole scenario: the servers on the database run side by side.
-    let seeded = false;
-    for (const m of measurements) {
-      const seed: boolean = !!m.step.server.postgres && !seeded;
-      await attempt(m, () => startMeasurement(options, prepared, m, seed));
-      seeded ||= seed;
-    }
-    for (let run = 0; run < runCount; run++) {
-      for (const m of measurements) await measure(m);
-    }
-    for (const m of measurements) {
-      await attempt(m, () => stopMeasurement(prepared, m));
-    }
   }
-  for (const m of measurements) {
-    if (m.failed) {
-      skipped.push(
-        `${scenario.title}: ${m.step.server.label} failed, ${
-          m.failed.split("\n")[0]
-        }`,
-      );
-    }
+  for (const { server, failed } of measurements.filter((m) => m.failed)) {
+    run.skipped.push(
+      `${scenario.title}: ${server.label} failed, ${failed!.split("\n")[0]}`,
+    );
   }
   return measurements.filter((m) => !m.failed).map(summarize);
 }
 
-async function readLoadAverage(): Promise<number> {
-  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "0");
-  return Number(text.split(" ")[0]) || 0;
-}
-
-async function readMachine(
-  loadAtStart: number,
-): Promise<BenchReport["machine"]> {
-  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
-  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
-  const memoryKiB = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0);
-  return {
-    cpus: navigator.hardwareConcurrency,
-    cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim() ??
-      "unknown CPU",
-    memoryBytes: memoryKiB * 1024,
-    kernel: Deno.osRelease(),
-    loadAverage: [loadAtStart, await readLoadAverage()],
-  };
+/**
+ * Prepares what the planned servers need: the site's files, the boards' seeds,
+ * and the throwaway PostgreSQL (its tables made by one start of our board).
+ */
+async function prepareData(run: Run, plan: Measurement[]) {
+  if (plan.some((m) => m.scenario.id.startsWith("files"))) {
+    const mib = fixtures.SITE_FILES.large.size / 1024 ** 2;
+    log(`preparing files in ${run.siteDir} (${mib} MiB)`);
+    await fixtures.writeSiteFiles(run.siteDir);
+  }
+  for (const count of new Set(plan.map((m) => m.scenario.boardMessages ?? 0))) {
+    if (count === 0) continue;
+    const seed = join(run.tempDir, `messages-${count}.jsonl`);
+    log(`preparing ${count.toLocaleString("en-US")} stored messages`);
+    await fixtures.writeBoardData(seed, count);
+    run.seeds.set(count, seed);
+  }
+  const onPg = plan.find((m) => m.server.postgres);
+  if (!onPg) return;
+  log("starting a throwaway PostgreSQL (initdb, pg_ctl on 127.0.0.1)");
+  try {
+    postgres = await startPostgres();
+    run.databaseUrl = postgres.url;
+    const context = await newContext(run, onPg.scenario);
+    const spec = await servers.BOARD_PG_1.launch(context);
+    const board = await startServer("board_postgres.ts", spec, context.port);
+    await stopChild(board.child);
+  } catch (error) {
+    if (interrupted) throw error;
+    // The other scenarios still run; each PostgreSQL row fails with a line saying why.
+    run.databaseUrl = undefined;
+    log(`PostgreSQL could not be set up: ${error}`);
+  }
 }
 
 /** First match of `pattern` in what a command prints, or "not installed". */
@@ -623,13 +572,9 @@ export async function versionOf(
   pattern: RegExp,
 ): Promise<string> {
   try {
-    const { stdout, stderr } = await new Deno.Command(command, {
-      args,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(stdout) +
-      new TextDecoder().decode(stderr);
+    const output = await new Deno.Command(command, { args }).output();
+    const text = new TextDecoder().decode(output.stdout) +
+      new TextDecoder().decode(output.stderr);
     return pattern.exec(text)?.[1] ?? "unknown";
   } catch {
     return "not installed";
@@ -637,108 +582,115 @@ export async function versionOf(
 }
 
 async function readVersions(): Promise<Record<string, string>> {
-  return {
-    Deno: Deno.version.deno,
-    Node: await versionOf("node", ["--version"], /v(\S+)/),
-    nginx: await versionOf("nginx", ["-v"], /nginx\/(\S+)/),
-    Caddy: await versionOf("caddy", ["version"], /v?(\d\S*)/),
-    lighttpd: await versionOf("lighttpd", ["-v"], /lighttpd\/(\S+)/),
-    Python: await versionOf("python3", ["--version"], /Python (\S+)/),
-    wrk: await versionOf("wrk", ["-v"], /wrk (\S+)/),
-    curl: await versionOf("curl", ["--version"], /curl (\S+)/),
-    ...NODE_PEER_VERSIONS,
-    // The exact version its script imports.
-    hono: /npm:hono@([\d.]+)/.exec(
-      await Deno.readTextFile(
-        new URL("./reference/hono_static.ts", import.meta.url),
-      ),
-    )?.[1] ?? "unknown",
-  };
+  const hono = new URL("./reference/hono_static.ts", import.meta.url);
+  const tools: [string, string, string[], RegExp][] = [
+    ["Node", "node", ["--version"], /v(\S+)/],
+    ["nginx", "nginx", ["-v"], /nginx\/(\S+)/],
+    ["Caddy", "caddy", ["version"], /v?(\d\S*)/],
+    ["lighttpd", "lighttpd", ["-v"], /lighttpd\/(\S+)/],
+    ["Python", "python3", ["--version"], /Python (\S+)/],
+    ["wrk", "wrk", ["-v"], /wrk (\S+)/],
+    ["curl", "curl", ["--version"], /curl (\S+)/],
+  ];
+  const versions: Record<string, string> = { Deno: Deno.version.deno };
+  for (const [name, command, args, pattern] of tools) {
+    versions[name] = await versionOf(command, args, pattern);
+  }
+  Object.assign(versions, servers.NODE_PEER_VERSIONS);
+  const pinned = /npm:hono@([\d.]+)/.exec(await Deno.readTextFile(hono));
+  return { ...versions, hono: pinned?.[1] ?? "?" };
 }
 
-/** Runs the selected scenarios and returns the report (does not write files). */
+const readLoad = async () => {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "0");
+  return Number(text.split(" ")[0]) || 0;
+};
+
+/** Runs the scenarios and returns the report (writes no files). */
 export async function runBenchmark(
-  options: RunSettings,
+  settings: RunSettings,
+  scenarios: ScenarioDef[],
   command: string,
-): Promise<BenchReport> {
+): Promise<report.BenchReport> {
   const started = Date.now();
-  const loadAtStart = await readLoadAverage();
-  const scenarios = selectScenarios(SCENARIOS, options.only);
+  const loadAtStart = await readLoad();
   const tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
   tempDirs.add(tempDir);
   // nginx's worker runs as an unprivileged user and must read the site files.
   await Deno.chmod(tempDir, 0o755);
-  const skipped: string[] = [];
-  const results: ScenarioResult[] = [];
+  const siteDir = join(tempDir, "site");
+  await Deno.mkdir(siteDir);
+  const toolsDir = join(tempDir, "npm");
+  const run: Run = {
+    ...{ settings, tempDir, siteDir, toolsDir, measuring: 0, skipped: [] },
+    ...{ seeds: new Map(), starts: 0, plan: [], done: 0 },
+  };
+  const results: report.ScenarioResult[] = [];
   try {
-    const probe = {
-      serversDir: options.serversDir,
-      toolsDir: join(tempDir, "npm"),
-    };
-    const steps = await planSteps(scenarios, probe, skipped);
-    const prepared = await prepareData(
-      tempDir,
-      scenarios,
-      steps,
-      options.serversDir,
-    );
-    const plan: PlannedStep[] = steps.map(({ scenario, server }) => ({
-      scenario: scenario.id,
-      server: server.label,
-      runs: runsOf(scenario, options.runs),
-      seconds: estimateSeconds(scenario, options),
-    }));
-    const progress = new Progress(plan);
+    // Ask each server once whether it can run here (this installs the Node peers).
+    if (scenarios.some((s) => s.servers.some((server) => server.javascript))) {
+      log(`installing the Node peers with npm into ${toolsDir}`);
+    }
+    const reasons = new Map<ServerDef, Promise<string | null>>();
+    const plan: Measurement[] = [];
+    for (const scenario of scenarios) {
+      for (const server of scenario.servers) {
+        const probe = server.unavailable ?? (() => Promise.resolve(null));
+        if (!reasons.has(server)) reasons.set(server, probe(toolsDir));
+        const reason = await reasons.get(server);
+        if (reason) {
+          log(`skipped ${server.label} in ${scenario.id}: ${reason}`);
+          run.skipped.push(
+            `${scenario.title}: ${server.label} skipped, ${reason}.`,
+          );
+          continue;
+        }
+        const m = {
+          scenario,
+          server,
+          index: plan.length,
+          runs: [],
+          peak: null,
+        };
+        plan.push({ ...m, contexts: [], processes: [], encoding: "", lost: 0 });
+        run.plan.push(estimateSeconds(scenario, settings));
+      }
+    }
+    await prepareData(run, plan);
+    run.measuring = Date.now();
     for (const scenario of scenarios) {
       log(`\n${scenario.title} (${scenario.load})`);
-      const measurements = steps.flatMap((step, index): Measurement[] =>
-        step.scenario === scenario
-          ? [{
-            step,
-            index,
-            contexts: [],
-            servers: [],
-            runs: [],
-            peak: null,
-            encoding: "",
-            storedAtEnd: 0,
-            lost: 0,
-          }]
-          : []
-      );
+      const measured = plan.filter((m) => m.scenario === scenario);
+      const { id, title, load } = scenario;
+      const metric = scenario.pulls ? "bytes" as const : "requests" as const;
       results.push({
-        id: scenario.id,
-        title: scenario.title,
-        load: scenario.load,
-        metric: scenario.metric,
-        results: measurements.length
-          ? await measureScenario(
-            options,
-            prepared,
-            measurements,
-            progress,
-            skipped,
-          )
-          : [],
+        ...{ id, title, load, metric },
+        results: measured.length ? await measureScenario(run, measured) : [],
       });
     }
   } finally {
     await cleanUp();
   }
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  const kib = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0);
+  const { duration, runs, note } = settings;
   return {
     date: new Date(started).toISOString(),
-    machine: await readMachine(loadAtStart),
+    machine: {
+      cpus: navigator.hardwareConcurrency,
+      cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? "unknown CPU",
+      memoryBytes: kib * 1024,
+      kernel: Deno.osRelease(),
+      loadAverage: [loadAtStart, await readLoad()],
+    },
     versions: await readVersions(),
     command,
-    settings: {
-      duration: options.duration,
-      runs: options.runs,
-      threads: options.threads,
-    },
+    settings: { duration, runs, threads: THREADS },
     scenarios: results,
-    targets: checkTargets(TARGETS, results),
-    skipped,
+    targets: report.checkTargets(TARGETS, results),
+    skipped: run.skipped,
     elapsedSeconds: (Date.now() - started) / 1000,
-    ...(options.note ? { note: options.note } : {}),
+    ...(note ? { note } : {}),
   };
 }

@@ -1,9 +1,8 @@
-// Micro-benchmarks of the runner's parsers: `deno bench --allow-all bench/` (with report_bench.ts).
+// Micro-benchmarks of the runner's parsers (bench/parse.ts): `deno bench --allow-all bench/`.
 // They run once per measured run, so they only need to be cheap next to the run itself.
-import { parseCurlWriteOut } from "./curl.ts";
-import { parseVmHwm } from "./processes.ts";
-import { parseWrkOutput } from "./wrk.ts";
+import { parseCurlWriteOut, parseVmHwm, parseWrkOutput } from "./parse.ts";
 
+// wrk 4.1's report, as printed on this machine.
 const WRK_REPORT = `Running 5s test @ http://127.0.0.1:8080/small.html
   2 threads and 32 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev

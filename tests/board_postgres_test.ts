@@ -25,10 +25,16 @@ async function withDatabase<T>(
   }
 }
 
-/** Resolves with the first `count` events a store delivers; fails after 15 s. */
+/** The newest page as the database has it (a `before` page always queries). */
+function freshPage(store: MessageStore, limit = 50) {
+  return store.listMessages({ before: Number.MAX_SAFE_INTEGER, limit });
+}
+
+/** Resolves with the first `count` events a store delivers; fails after `timeoutMs`. */
 function collectEvents(
   store: MessageStore,
   count: number,
+  timeoutMs = 15_000,
 ): Promise<BoardEvent[]> {
   const events: BoardEvent[] = [];
   const { promise, resolve, reject } = Promise.withResolvers<BoardEvent[]>();
@@ -36,12 +42,12 @@ function collectEvents(
     unsubscribe();
     reject(
       new Error(
-        `only ${events.length} of ${count} events within 15 s: ${
+        `only ${events.length} of ${count} events within ${timeoutMs} ms: ${
           JSON.stringify(events)
         }`,
       ),
     );
-  }, 15_000);
+  }, timeoutMs);
   const unsubscribe = store.subscribe((event) => {
     events.push(event);
     if (events.length === count) {
@@ -154,6 +160,13 @@ Deno.test({
       const sorted = [...ids].sort((x, y) => x - y);
       assert.deepEqual((await seenByA).map((e) => e.id), sorted);
       assert.deepEqual((await seenByB).map((e) => e.id), sorted);
+      // Each newest page, in memory from its own posts and the other's, is the database's.
+      for (const store of [a, b]) {
+        assert.deepEqual(
+          await store.listMessages({ limit: 100 }),
+          await freshPage(store, 100),
+        );
+      }
     } finally {
       await a.close();
       await b.close();
@@ -233,11 +246,6 @@ Deno.test({
     );
   },
 });
-
-/** The newest page as the database has it (a `before` page always queries). */
-function freshPage(store: MessageStore, limit = 50) {
-  return store.listMessages({ before: Number.MAX_SAFE_INTEGER, limit });
-}
 
 Deno.test({
   name:
@@ -493,6 +501,183 @@ Deno.test({
       assert.equal((await stores[2].appendMessage({ text: "new" })).id, 2);
     } finally {
       await Promise.all(stores.map((store) => store.close()));
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: the newest page costs no query, a post one statement and no read back (counted by pg_stat_statements)",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    await withDatabase(
+      pg.url,
+      (sql) =>
+        sql`alter system set shared_preload_libraries = 'pg_stat_statements'`,
+    );
+    await pg.stop();
+    await pg.start();
+    await withDatabase(
+      pg.url,
+      (sql) => sql`create extension pg_stat_statements`,
+    );
+    /** Calls since the last reset of statements whose text matches `pattern`. */
+    const calls = (pattern: string) =>
+      withDatabase(pg.url, async (sql) => {
+        const [row] = await sql`
+          select coalesce(sum(calls), 0)::int as calls from pg_stat_statements
+          where query ilike ${pattern} and query not ilike '%pg_stat_statements%'`;
+        return row.calls as number;
+      });
+    const reset = () =>
+      withDatabase(pg.url, (sql) => sql`select pg_stat_statements_reset()`);
+    // Every page read, the newest or an older one, ends "order by id desc limit".
+    const pageReads = "%order by id desc%";
+
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      const seen = collectEvents(b, 3);
+      for (const text of ["one", "two", "three"]) {
+        await a.appendMessage({ text });
+      }
+      await seen;
+      await a.listMessages({ limit: 50 }); // the first page fills the memory
+      await b.listMessages({ limit: 50 });
+      await reset();
+      for (let i = 0; i < 100; i++) {
+        await a.listMessages({ limit: 50 });
+        await b.listMessages({ limit: 10 });
+      }
+      assert.equal(await calls(pageReads), 0, "newest pages read the table");
+      // The count is not blind: an older page is always read from the database.
+      await b.listMessages({ before: 3, limit: 50 });
+      assert.equal(await calls(pageReads), 1);
+
+      // A post is one statement. Neither its process nor the other reads it back: the
+      // other hands it on from the note, which carries the messages.
+      await reset();
+      const seenByB = collectEvents(b, 5);
+      const posted = [];
+      for (let i = 0; i < 5; i++) {
+        posted.push(await a.appendMessage({ text: `post ${i}` }));
+      }
+      assert.deepEqual(
+        (await seenByB).map((e) => e.type === "message" && e.message),
+        posted,
+      );
+      assert.equal(await calls("%board_insert_batch(%"), 5);
+      // At most the background polls (one read every 10 s per store) read changes meanwhile.
+      const reads = await calls("%from board_changes%");
+      assert.ok(reads <= 2, `${reads} reads of changes`);
+      assert.equal(await calls(pageReads), 0);
+      for (const store of [a, b]) {
+        assert.deepEqual(
+          (await store.listMessages({ limit: 5 })).messages,
+          posted.toReversed(),
+        );
+        assert.deepEqual(
+          await store.listMessages({ limit: 50 }),
+          await freshPage(store),
+        );
+      }
+
+      // A batch too long for a note (NOTIFY takes under 8000 bytes) is read.
+      await reset();
+      const seenLong = collectEvents(b, 1);
+      const long = await a.appendMessage({ text: "long ".repeat(2000) });
+      assert.deepEqual(await seenLong, [
+        { type: "message", id: long.id, message: long },
+      ]);
+      assert.ok((await calls("%from board_changes%")) >= 1, "b read it");
+      assert.deepEqual((await b.listMessages({ limit: 1 })).messages, [long]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: a note without a message id (an older board's post) is read like any other",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const store = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      assert.deepEqual(await store.listMessages({ limit: 50 }), {
+        messages: [],
+        hasOlder: false,
+      });
+      // Sooner than the background poll (every 10 s) would find it: the note was heard.
+      const seen = collectEvents(store, 1, 5_000);
+      // What the previous version of the board sent for a post.
+      await withDatabase(pg.url, (sql) =>
+        sql.begin((tx) => [
+          tx`lock table board_messages in share row exclusive mode`,
+          tx`insert into board_messages (text) values ('from an older board')`,
+          tx`select pg_notify('board_events', 'message')`,
+        ]));
+      const [event] = await seen;
+      assert.equal(
+        event.type === "message" && event.message.text,
+        "from an older board",
+      );
+      assert.deepEqual(
+        await store.listMessages({ limit: 50 }),
+        await freshPage(store),
+      );
+      assert.equal(
+        (await store.listMessages({ limit: 50 })).messages.length,
+        1,
+      );
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: a post whose note arrives after a missed one is delivered after the message missed, by its poster and by another store",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const a = await openPostgresStore(pg.url, { log: quiet });
+    const b = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      for (const store of [a, b]) await store.listMessages({ limit: 50 });
+      const seen = Promise.all([collectEvents(a, 2), collectEvents(b, 2)]);
+      // A row neither store is told about (no NOTIFY), older than the next post.
+      await withDatabase(
+        pg.url,
+        (sql) => sql`insert into board_messages (text) values ('unannounced')`,
+      );
+      const own = await a.appendMessage({ text: "own" });
+      const seenBy = await seen;
+      for (const [i, store] of [a, b].entries()) {
+        const events = seenBy[i];
+        assert.deepEqual(
+          events.map((e) => e.type === "message" && e.message.text),
+          ["unannounced", "own"],
+        );
+        assert.deepEqual(events[1], {
+          type: "message",
+          id: own.id,
+          message: own,
+        });
+        const page = await store.listMessages({ limit: 50 });
+        assert.deepEqual(page.messages.map((m) => m.text), [
+          "own",
+          "unannounced",
+        ]);
+        assert.deepEqual(page, await freshPage(store));
+      }
+    } finally {
+      await a.close();
+      await b.close();
     }
   },
 });

@@ -221,7 +221,9 @@ Deno.test("cli: a port already in use is reported in one line, with status 1", a
   const message = new TextDecoder().decode(stderr);
   assert.match(
     message,
-    new RegExp(`cannot listen on 127\\.0\\.0\\.1:${taken.addr.port}: `),
+    new RegExp(
+      `^message_board: 127\\.0\\.0\\.1:${taken.addr.port} is in use \\(try another --port, or --port 0\\)\n$`,
+    ),
   );
   assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
 });

@@ -253,7 +253,7 @@ function countOpenFiles(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
-/** Lines a process logged for requests to `path` (the board logs `METHOD path status`). */
+/** Lines a process logged for requests to `path` (Common Log Format: `"GET path HTTP/1.1"`). */
 function requestLines(server: ScriptServer, path: string): string[] {
   return server.lines.filter((line) => line.includes(` ${path} `));
 }

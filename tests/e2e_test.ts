@@ -663,6 +663,38 @@ browserTest(
     );
 
     await t.step(
+      "a name with a right-to-left override reads in its real order",
+      async () => {
+        await page.goto(`${server.origin}/photos/`);
+        const link = page.locator("tbody td.name a", { hasText: "evil" });
+        // The characters as the screen shows them, left to right, against the
+        // order they have in the page: an override obeyed reverses "txt.exe".
+        const { shown, text } = await link.locator("span").first().evaluate(
+          // deno-lint-ignore no-explicit-any
+          (span: any) => {
+            const doc = span.ownerDocument;
+            const chars: { char: string; x: number }[] = [];
+            const walker = doc.createTreeWalker(span, 4 /* text nodes */);
+            for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+              for (let i = 0; i < node.data.length; i++) {
+                const range = doc.createRange();
+                range.setStart(node, i);
+                range.setEnd(node, i + 1);
+                const { x, width } = range.getBoundingClientRect();
+                if (width > 0) chars.push({ char: node.data[i], x });
+              }
+            }
+            const text = chars.map(({ char }) => char).join("");
+            chars.sort((a, b) => a.x - b.x);
+            return { shown: chars.map(({ char }) => char).join(""), text };
+          },
+        );
+        assert.equal(shown, text);
+        assert.match(text, /^evil.*txt\.exe$/);
+      },
+    );
+
+    await t.step(
       "on a 360 px phone: no sideways scroll, long names wrap, rows big enough to tap",
       async () => {
         await page.setViewportSize({ width: 360, height: 740 });
@@ -719,6 +751,8 @@ async function startSortableListingServer(): Promise<ScriptServer> {
   await Deno.writeTextFile(`${folder}/small.txt`, "small file\n");
   await Deno.writeTextFile(`${folder}/${LONG_NAME}`, "x");
   await Deno.writeFile(`${folder}/photos/beach.jpg`, new Uint8Array(150_000));
+  // The right-to-left override trick: shown as "evilexe.txt" if obeyed.
+  await Deno.writeTextFile(`${folder}/photos/evil\u202etxt.exe`, "x");
   let server: ScriptServer;
   try {
     server = await startScript(

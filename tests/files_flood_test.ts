@@ -3,7 +3,12 @@
 // answers again once they close), and a file swapped for a FIFO must never
 // hang a request or the shutdown.
 import assert from "node:assert/strict";
-import { HttpError, openRegularFile, serveFile } from "../server_files.ts";
+import {
+  HttpError,
+  openNativeReader,
+  openRegularFile,
+  serveFile,
+} from "../server_files.ts";
 import { makeTree } from "./files_fixtures.ts";
 import { canRunAsRoot, startFilesProcess } from "./files_process.ts";
 
@@ -260,4 +265,75 @@ Deno.test("files swapped for FIFOs under load: every request answered, SIGTERM e
     await server.stop("SIGKILL");
     for (const writer of writers) writer.close();
   }
+});
+
+Deno.test("a big file swapped between its open and its stream: the bytes still come from the file opened first", async () => {
+  await using tree = await makeTree();
+  const path = `${tree.root}/big.bin`;
+  const size = 600 * 1024; // past the cache and a read chunk: streamed natively
+  const data = new Uint8Array(size).fill(97);
+  const secret = `${tree.base}/secret.bin`; // outside the root
+  await Deno.writeFile(secret, new Uint8Array(size).fill(83));
+  const swaps: [string, () => Promise<void>][] = [
+    ["a symlink out of the root", () => Deno.symlink(secret, path)],
+    ["another file", () => Deno.copyFile(secret, path)],
+  ];
+  for (const [name, swap] of swaps) {
+    await Deno.writeFile(path, data);
+    const file = await openRegularFile(path);
+    await Deno.remove(path);
+    await swap();
+    assert.equal(await file.openNative(), false, name);
+    const body = await new Response(file.stream(0, size)).arrayBuffer();
+    assert.deepEqual(new Uint8Array(body), data, name);
+    await Deno.remove(path);
+  }
+  // Unswapped, the native reader is used, for the whole file and a suffix.
+  await Deno.writeFile(path, data.map((_, i) => i & 0xff));
+  for (const start of [0, 1000]) {
+    const file = await openRegularFile(path);
+    assert.equal(await file.openNative(), true);
+    const body = await new Response(file.stream(start, size - start))
+      .arrayBuffer();
+    assert.deepEqual(
+      new Uint8Array(body),
+      data.map((_, i) => i & 0xff).subarray(start),
+    );
+  }
+});
+
+Deno.test("openNativeReader: a FIFO swapped in makes it give up after its timeout, and no open is tried while that one waits", async (t) => {
+  if (!(await canRunAsRoot("the FIFO reopen test"))) {
+    await t.step({ name: "FIFO (needs mkfifo)", ignore: true, fn() {} });
+    return;
+  }
+  await using tree = await makeTree();
+  const path = `${tree.root}/movie.bin`;
+  const other = `${tree.root}/other.bin`;
+  await Deno.writeFile(path, new Uint8Array(1000));
+  await Deno.writeFile(other, new Uint8Array(1000));
+  const infoOf = async (p: string) => {
+    const file = await openRegularFile(p);
+    file.close();
+    return file.info;
+  };
+  const info = await infoOf(path);
+  const otherInfo = await infoOf(other);
+  await Deno.remove(path);
+  await mkfifo(path);
+  const started = Date.now();
+  assert.equal(await openNativeReader(path, info, 100), null);
+  assert.ok(Date.now() - started < 1000, "gave up after its timeout");
+  // That open still waits for a writer: no second one is tried meanwhile.
+  assert.equal(await openNativeReader(other, otherInfo), null);
+  // A writer lets it return; it is closed, and opens work again.
+  const writer = await Deno.open(path, { write: true });
+  writer.close();
+  let reopened: Deno.FsFile | null = null;
+  for (let i = 0; i < 100 && reopened === null; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    reopened = await openNativeReader(other, otherInfo);
+  }
+  assert.ok(reopened !== null, "opens work again once the stuck one returned");
+  reopened.close();
 });

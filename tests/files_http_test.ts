@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import {
   contentTypeFor,
   createHandler,
-  formatLogLine,
+  formatAccessLog,
   type HandlerOptions,
   parseRanges,
   planFileResponse,
@@ -1197,26 +1197,52 @@ Deno.test("createHandler refuses a bad --header at creation", async () => {
 
 // --- Pure helpers ----------------------------------------------------------
 
-Deno.test("formatLogLine writes Common Log Format and cannot be forged", () => {
+Deno.test("formatAccessLog writes Common Log Format and cannot be forged", () => {
   const date = new Date(Date.UTC(2026, 10, 21, 22, 44, 51));
-  assert.equal(
-    formatLogLine("127.0.0.1", date, "GET", "/page.html", 200, "1234"),
-    `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] "GET /page.html HTTP/1.1" 200 1234`,
-  );
-  assert.equal(
-    formatLogLine(null, new Date(0), "HEAD", "/", 304, null),
-    `- - - [01/Jan/1970:00:00:00 +0000] "HEAD / HTTP/1.1" 304 -`,
-  );
-  assert.equal(
-    formatLogLine(
-      "::1",
+  const line = (requestLine: string | null, bodyBytes: number | null) =>
+    formatAccessLog({
+      client: "127.0.0.1",
       date,
-      "GET",
-      `/a" 200 1\n127.0.0.1 - - "x\\`,
-      404,
-      "9",
-    ),
-    `::1 - - [21/Nov/2026:22:44:51 +0000] "GET /a\\" 200 1?127.0.0.1 - - \\"x\\\\ HTTP/1.1" 404 9`,
+      requestLine,
+      status: 200,
+      bodyBytes,
+    });
+  const cases: [
+    requestLine: string | null,
+    bytes: number | null,
+    want: string,
+  ][] = [
+    ["GET /page.html HTTP/1.1", 1234, `"GET /page.html HTTP/1.1" 200 1234`],
+    ["HEAD / HTTP/1.1", null, `"HEAD / HTTP/1.1" 200 -`],
+    ["GET / HTTP/1.1", 0, `"GET / HTTP/1.1" 200 -`],
+    [null, null, `"-" 200 -`],
+    // A crafted target cannot close the quotes, start a line or colour a terminal.
+    [
+      `GET /a" 200 1\n127.0.0.1 - - "x\\ HTTP/1.1`,
+      9,
+      `"GET /a\\x22 200 1\\x0a127.0.0.1 - - \\x22x\\x5c HTTP/1.1" 200 9`,
+    ],
+    [
+      "GET /\x1b[2J\u202e\x85 HTTP/1.1",
+      9,
+      `"GET /\\x1b[2J\\u{202e}\\x85 HTTP/1.1" 200 9`,
+    ],
+  ];
+  for (const [requestLine, bytes, want] of cases) {
+    assert.equal(
+      line(requestLine, bytes),
+      `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] ${want}`,
+    );
+  }
+  assert.equal(
+    formatAccessLog({
+      client: null,
+      date: new Date(0),
+      requestLine: "GET / HTTP/1.1",
+      status: 304,
+      bodyBytes: null,
+    }),
+    `- - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 304 -`,
   );
 });
 

@@ -517,6 +517,27 @@ Deno.test("renderListing: a name cannot break out of its text or its link", () =
   );
 });
 
+Deno.test("renderListing: a bidirectional control in a name is shown, not obeyed", () => {
+  // A right-to-left override would show "evil\u202etxt.exe" as "evilexe.txt".
+  const html = renderListing("/\u202edocs/", [
+    { name: "evil\u202etxt.exe", isDirectory: false, size: 1, mtime: null },
+    { name: "\u2067folder", isDirectory: true, size: 0, mtime: null },
+  ]);
+  assert.ok(
+    !/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(html),
+    "no raw bidirectional control anywhere in the page",
+  );
+  assert.ok(
+    html.includes('<span>evil<span class="ctl">U+202E</span>txt.exe</span>'),
+  );
+  assert.ok(
+    html.includes('<span><span class="ctl">U+2067</span>folder/</span>'),
+  );
+  assert.ok(html.includes("<title>Index of /U+202Edocs/</title>"));
+  // And each name is isolated, so a right-to-left one keeps its slash and neighbours.
+  assert.match(html, /td\.name a>span,h1 a,h1 span\{unicode-bidi:isolate\}/);
+});
+
 Deno.test("listing page: its own CSP allows its stylesheet by hash and nothing else", async () => {
   await using tree = await makeTree();
   const res = await list(tree.root, "/sub/");

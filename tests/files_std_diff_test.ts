@@ -223,9 +223,9 @@ Deno.test("README differences from std: the CLI's defaults are the safe ones", a
   assert.match(readme, /\| The CLI's defaults +\|/);
   const flags = parseCommandLine([]);
   assert.equal(flags.hostname, "127.0.0.1");
-  assert.equal(flags["dir-listing"], false);
-  assert.equal(flags.dotfiles, false);
-  assert.equal(flags.cors, false);
+  assert.equal(flags.showDirListing, false);
+  assert.equal(flags.showDotfiles, false);
+  assert.equal(flags.enableCors, false);
 });
 
 Deno.test("README differences from std: each row's claim about server_files.ts holds", async () => {

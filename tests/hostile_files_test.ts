@@ -72,3 +72,80 @@ Deno.test("/suggest refuses a repeated field and unprintable names instead of ec
   assert.equal(ok.status, 200);
   assert.match(await ok.text(), /Hello, Zoë שרה!/);
 });
+
+Deno.test("an empty or malformed Host is 400 before anything is served (RFC 9112 3.2)", async () => {
+  const root = await Deno.makeTempDir({ prefix: "hostile_files_" });
+  await Deno.writeTextFile(`${root}/a.txt`, "secret a\n");
+  const server = await startFilesProcess({
+    readable: [root],
+    args: ["--root", root, "--quiet"],
+  });
+  // Each row: the request's target and Host lines (null: no Host line), the status.
+  const rows: [string, string | null, number][] = [
+    // Deno.serve writes localhost:PORT for an empty Host; the header tells.
+    ["/a.txt", "", 400],
+    ["/a.txt", " ", 400],
+    // Userinfo, in the Host or in an absolute-form target (RFC 9110 4.2.4).
+    ["/a.txt", "a@127.0.0.1", 400],
+    ["/a.txt", `user:pw@localhost:${server.port}`, 400],
+    ["http://a@127.0.0.1/a.txt", "127.0.0.1", 400],
+    // A slash would put part of the Host into the path.
+    ["/a.txt", "127.0.0.1/x", 400],
+    ["/a.txt", "127.0.0.1/..", 400],
+    ["/a.txt", "127.0.0.1?x", 400],
+    ["/a.txt", "127.0.0.1#x", 400],
+    ["/a.txt", "127.0.0.1\\x", 400],
+    ["/a.txt", "127.0.0.1 x", 400],
+    ["/a.txt", "127.0.0.1:80:80", 400],
+    ["/a.txt", "127.0.0.1:99999", 400],
+    ["/a.txt", "127.0.0.1:-1", 400],
+    ["/a.txt", "localhost:http", 400],
+    ["/a.txt", ":80", 400],
+    ["/a.txt", "[::1", 400],
+    ["/a.txt", "::1", 400],
+    ["/a.txt", "[::1]x", 400],
+    ["/a.txt", "%6cocalhost", 400],
+    ["/a.txt", "a..localhost", 400],
+    ["/a.txt", ".localhost", 400],
+    ["/a.txt", "\xe9.localhost", 400],
+    // An absolute-form target wins over Host, but Host must still be valid.
+    [`http://127.0.0.1:${server.port}/a.txt`, "a@b", 400],
+    [`http://127.0.0.1:${server.port}/a.txt`, "", 400],
+    // Valid: served, or 421 for a name this server does not answer to.
+    ["/a.txt", "127.0.0.1", 200],
+    ["/a.txt", `127.0.0.1:${server.port}`, 200],
+    ["/a.txt", `LocalHost.:${server.port}`, 200],
+    ["/a.txt", "[::1]:8080", 200],
+    ["/a.txt", "127.0.0.1:", 200],
+    ["/a.txt", "evil.example", 421],
+    ["/a.txt", "127.1", 421],
+    [`http://127.0.0.1:${server.port}/a.txt`, "evil.example", 200],
+    ["http://evil.example/a.txt", "127.0.0.1", 421],
+  ];
+  try {
+    for (const [target, host, status] of rows) {
+      const hostLine = host === null ? "" : `Host:${host && " "}${host}\r\n`;
+      const reply = await sendRaw(
+        server.port,
+        `GET ${target} HTTP/1.1\r\n${hostLine}Connection: close\r\n\r\n`,
+      );
+      const what = `${target} with Host ${JSON.stringify(host)}`;
+      assert.equal(reply.status, status, `${what}: ${reply.text}`);
+      if (status !== 200) assert.ok(!reply.text.includes("secret"), what);
+      if (status === 400) assert.match(reply.text, /Host/, what);
+    }
+    // A missing Host is served: Deno.serve does not tell HTTP/1.0 (where it
+    // may be missing) from 1.1.
+    const old = await sendRaw(server.port, "GET /a.txt HTTP/1.0\r\n\r\n");
+    assert.equal(old.status, 200, old.text);
+    // The server is still serving after all that.
+    const ok = await sendRaw(
+      server.port,
+      "GET /a.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    );
+    assert.equal(ok.status, 200);
+  } finally {
+    await server.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -717,7 +717,7 @@ Deno.test("--help prints the usage; a bad flag gets one line and exit code 2", a
     assert.equal(bad.code, 2, args.join(" "));
     assert.match(
       decode(bad.stderr),
-      /^server_tiny\.ts: [^\n]+ \(see --help\)\n$/,
+      /^server_tiny: [^\n]+ \(see --help\)\n$/,
     );
     assert.equal(bad.stdout.length, 0);
   }
@@ -728,7 +728,7 @@ Deno.test("--hostname 0.0.0.0 without the permission says which --allow-net to a
   assert.equal(result.code, 1);
   assert.match(
     decode(result.stderr),
-    /^server_tiny\.ts: no permission to listen on 0\.0\.0\.0:0: run with --allow-net=0\.0\.0\.0\n$/,
+    /^server_tiny: no permission to listen on 0\.0\.0\.0:0: run with --allow-net=0\.0\.0\.0\n$/,
   );
 });
 

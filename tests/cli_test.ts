@@ -1,0 +1,334 @@
+// One command-line shape for the three scripts and board_postgres.ts's entry
+// point: each parseCommandLine words a mistake the same way; run as a real
+// process with the README's permission flags, a bad flag or a bad port gets
+// one line on stderr naming --help and exit 2, --help the usage and exit 0;
+// and each server's access log line for the same request has the same shape.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import * as board from "../message_board.ts";
+import * as files from "../server_files.ts";
+import * as tiny from "../server_tiny.ts";
+
+const REPO = fileURLToPath(new URL("..", import.meta.url));
+const decoder = new TextDecoder();
+
+/** Every mistake, and the one line each parseCommandLine throws for it. */
+const MISTAKES: [args: string[], message: string][] = [
+  [["--colour"], "unknown flag --colour"],
+  [["-x"], "unknown flag -x"],
+  [["--col\nour"], 'unknown flag "--col\\x0aour"'],
+  [["--port"], "--port needs a value"],
+  [
+    ["--port", "-1"],
+    "--port needs a value (write --port=-1 for one that starts with -)",
+  ],
+  [["--port", "99999"], "--port must be a number from 0 to 65535, got 99999"],
+  [["--port=http"], "--port must be a number from 0 to 65535, got http"],
+  [["--port="], '--port must be a number from 0 to 65535, got ""'],
+  [["--port=1e3"], "--port must be a number from 0 to 65535, got 1e3"],
+  [["--quiet=yes"], "--quiet takes no value"],
+  [["stray"], "unexpected argument stray (flags start with --)"],
+  [["--allowed-host"], "--allowed-host needs a value"],
+];
+
+const PARSERS = [
+  ["server_tiny.ts", tiny.parseCommandLine, tiny.CommandLineError],
+  ["server_files.ts", files.parseCommandLine, files.CommandLineError],
+  ["message_board.ts", board.parseCommandLine, board.CommandLineError],
+] as const;
+
+for (const [script, parseCommandLine, CommandLineError] of PARSERS) {
+  Deno.test(`${script} parseCommandLine words each mistake in the shared line`, async (t) => {
+    for (const [args, message] of MISTAKES) {
+      await t.step(JSON.stringify(args), () => {
+        assert.throws(
+          () => parseCommandLine(args),
+          (error) =>
+            error instanceof CommandLineError &&
+            error.name === "CommandLineError" && error.message === message,
+          message,
+        );
+      });
+    }
+  });
+}
+
+/** Each entry point with the README's permission flags. */
+const ENTRY_POINTS = [
+  {
+    script: "server_tiny.ts",
+    program: "server_tiny",
+    permissions: ["--allow-net=127.0.0.1"],
+  },
+  {
+    script: "server_files.ts",
+    program: "server_files",
+    permissions: ["--allow-net=127.0.0.1", "--allow-read=./static"],
+  },
+  {
+    script: "message_board.ts",
+    program: "message_board",
+    permissions: [
+      "--allow-net=127.0.0.1",
+      "--allow-read=./data",
+      "--allow-write=./data",
+    ],
+  },
+  {
+    script: "board_postgres.ts",
+    program: "board_postgres",
+    permissions: ["--allow-net=127.0.0.1", "--allow-env=DATABASE_URL,PG*"],
+  },
+];
+
+async function run(
+  permissions: string[],
+  script: string,
+  args: string[],
+  cwd = REPO,
+) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", ...permissions, `${REPO}/${script}`, ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+    // board_postgres.ts must not find a database in the environment.
+    clearEnv: true,
+  }).output();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
+}
+
+for (const { script, program, permissions } of ENTRY_POINTS) {
+  Deno.test(`${script} as a process: a bad flag or port is one line and exit 2, --help the usage and exit 0`, async (t) => {
+    for (
+      const args of [["--nope"], ["--port", "70000"], ["--port"], ["stray"]]
+    ) {
+      await t.step(args.join(" "), async () => {
+        const result = await run(permissions, script, args);
+        assert.equal(result.code, 2, result.stderr);
+        assert.match(
+          result.stderr,
+          new RegExp(`^${program}: [^\\n]+ \\(see --help\\)\\n$`),
+        );
+        assert.equal(result.stdout, "");
+      });
+    }
+    await t.step("--help", async () => {
+      const result = await run(permissions, script, ["--help"]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stdout, /^Usage: deno run --allow-net=127\.0\.0\.1 /);
+      assert.match(result.stdout, /--port N/);
+      assert.equal(result.stderr, "");
+    });
+  });
+}
+
+/**
+ * Starts `script` on port 0, asks it for `path` once, and returns the access
+ * log line it printed for that request; then stops it with SIGTERM.
+ */
+async function accessLogLine(
+  script: string,
+  permissions: string[],
+  args: string[],
+  cwd: string,
+  path: string,
+): Promise<string> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...permissions, `${REPO}/${script}`, "--port", "0", ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const timeout = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const lines = child.stdout.pipeThrough(new TextDecoderStream())
+    .values();
+  let text = "";
+  let asked = false;
+  try {
+    for await (const chunk of lines) {
+      text += chunk;
+      const url = text.match(/http:\/\/127\.0\.0\.1:\d+\//)?.[0];
+      if (url !== undefined && !asked) {
+        asked = true;
+        await (await fetch(`${url}${path.slice(1)}`)).body?.cancel();
+      }
+      const line = text.split("\n").find((line) =>
+        line.includes(`"GET ${path} `)
+      );
+      if (line !== undefined && text.endsWith("\n")) {
+        child.kill("SIGTERM");
+        return line;
+      }
+    }
+    throw new Error(`${script} ended without logging ${path}:\n${text}`);
+  } finally {
+    clearTimeout(timeout);
+    await lines.return?.();
+    await child.status;
+  }
+}
+
+Deno.test("the three servers write the same Common Log Format line for the same request", async () => {
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.mkdir(`${folder}/static`);
+    const path = "/cli-check?x=1";
+    const lines = [
+      await accessLogLine(
+        "server_tiny.ts",
+        ["--allow-net=127.0.0.1"],
+        ["--quiet"], // no request heads; the access log stays
+        folder,
+        path,
+      ),
+      await accessLogLine(
+        "server_files.ts",
+        ["--allow-net=127.0.0.1", "--allow-read=./static"],
+        [],
+        folder,
+        path,
+      ),
+      await accessLogLine(
+        "message_board.ts",
+        [
+          "--allow-net=127.0.0.1",
+          "--allow-read=./data",
+          "--allow-write=./data",
+        ],
+        [],
+        folder,
+        path,
+      ),
+    ];
+    for (const line of lines) {
+      assert.match(
+        line,
+        /^127\.0\.0\.1 - - \[\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \/cli-check\?x=1 HTTP\/1\.1" 404 (\d+|-)$/,
+      );
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("--hostname 0.0.0.0 under the README's --allow-net: one line naming the flag to add, exit 1; the README gives it", async (t) => {
+  const cases = [
+    ...ENTRY_POINTS.slice(0, 3).map(({ script, program, permissions }) => ({
+      script,
+      program,
+      permissions,
+      args: ["--hostname", "0.0.0.0", "--port", "0"],
+      flag: "--allow-net=0.0.0.0",
+    })),
+    {
+      // PostgreSQL mode opens the database first: the flag must name it too.
+      script: "board_postgres.ts",
+      program: "board_postgres",
+      permissions: ["--allow-net=0.0.0.0", "--allow-env=DATABASE_URL,PG*"],
+      args: [
+        "--hostname",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--store",
+        "postgres://board@127.0.0.1:1/board",
+      ],
+      flag: "--allow-net=0.0.0.0,127.0.0.1",
+    },
+  ];
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  for (const { script, program, permissions, args, flag } of cases) {
+    await t.step(script, async () => {
+      const result = await run(permissions, script, args);
+      assert.equal(result.code, 1, result.stderr);
+      const last = result.stderr.trimEnd().split("\n").at(-1)!;
+      assert.match(last, new RegExp(`^${program}: no permission to `));
+      assert.ok(last.endsWith(`: run with ${flag}`), last);
+      assert.ok(!result.stderr.includes("    at "), "no stack trace");
+      // The README gives this script's command with that flag.
+      assert.ok(
+        readme.split("\n").some((line) =>
+          line.startsWith(`deno run ${flag} `) && line.includes(script) &&
+          line.includes("--hostname 0.0.0.0")
+        ),
+        `README: deno run ${flag} ... ${script} --hostname 0.0.0.0`,
+      );
+    });
+  }
+});
+
+Deno.test("a port already taken: one line with what to do, exit 1", async (t) => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(taken.addr.port);
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.mkdir(`${folder}/static`);
+    for (const { script, program, permissions } of ENTRY_POINTS.slice(0, 3)) {
+      await t.step(script, async () => {
+        const result = await run(permissions, script, ["--port", port], folder);
+        assert.equal(result.code, 1, result.stderr);
+        assert.equal(
+          result.stderr,
+          `${program}: 127.0.0.1:${port} is in use (try another --port, or --port 0)\n`,
+        );
+      });
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("startServer in each script resolves the real address, serves, and shuts down", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.writeTextFile(`${folder}/hello.txt`, "hello");
+    const lines: string[] = [];
+    const starts = {
+      "server_tiny.ts": () =>
+        tiny.startServer({ port: 0, log: (line) => lines.push(line) }),
+      "server_files.ts": () =>
+        files.startServer({
+          port: 0,
+          fsRoot: folder,
+          quiet: true,
+          onListen: () => {},
+        }),
+      "message_board.ts": () =>
+        board.startServer({
+          port: 0,
+          dataFile: `${folder}/messages.jsonl`,
+          quiet: true,
+        }),
+    };
+    const paths = {
+      "server_tiny.ts": "/",
+      "server_files.ts": "/hello.txt",
+      "message_board.ts": "/",
+    };
+    for (const [script, start] of Object.entries(starts)) {
+      await t.step(script, async () => {
+        const server = await start();
+        assert.equal(server.addr.hostname, "127.0.0.1");
+        assert.notEqual(server.addr.port, 0);
+        const path = paths[script as keyof typeof paths];
+        const response = await fetch(
+          `http://127.0.0.1:${server.addr.port}${path}`,
+        );
+        assert.equal(response.status, 200);
+        await response.body?.cancel();
+        await server.shutdown();
+        await server.finished;
+      });
+    }
+    assert.ok(
+      lines.some((line) => line.includes(`http://127.0.0.1:`)),
+      "server_tiny.ts said where to connect",
+    );
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
