@@ -535,6 +535,58 @@ Deno.test("readRequestHead gives up on an idle connection when the signal aborts
   assert.deepEqual(await reading, { kind: "timeout" });
 });
 
+Deno.test("readRequestHead refuses bytes that cannot begin a request line as they arrive", async (t) => {
+  // Each case is sent in one read, then the client goes quiet: a refusal must
+  // come from the bytes themselves, before the head timeout.
+  const cases: [name: string, sent: string, refused: boolean][] = [
+    [
+      "TLS ClientHello (https:// to this port)",
+      "\x16\x03\x01\x02\x00\x01",
+      true,
+    ],
+    ["SSH banner", "SSH-2.0-OpenSSH_9.6\r\n", true],
+    ["binary noise", "\x00\xff\x01", true],
+    ["leading space", " GET / HTTP/1.1", true],
+    ["tab in the method", "GET\t/ HTTP/1.1", true],
+    ["two spaces", "GET  / HTTP/1.1", true],
+    ["control byte in the target", "GET /\x01 HTTP/1.1", true],
+    ["fragment in the target", "GET /#top HTTP/1.1", true],
+    ["not a version", "GET / HTXP/1.1", true],
+    ["version without digits", "GET / HTTP/x.1", true],
+    ["request line ends in a bare LF", "GET / HTTP/1.1\nHost: h", true],
+    ["one letter", "G", false],
+    ["a method", "GET", false],
+    ["method and space", "GET ", false],
+    ["half a version", "GET / HTTP/1.", false],
+    ["a request line and part of a field", "GET / HTTP/1.1\r\nHo", false],
+    ["another major version (505 later)", "GET / HTTP/2.0\r\n", false],
+    ["absolute form", "GET http://h/a?b HTTP/1.1\r\n", false],
+    ["asterisk form", "OPTIONS * HTTP/1.1\r\n", false],
+    ["odd but valid token method", "M-SEARCH * HTTP/1.1\r\n", false],
+  ];
+  for (const [name, sent, refused] of cases) {
+    await t.step(name, async () => {
+      let first = true;
+      const quiet: ByteReader = {
+        read(buffer) {
+          if (!first) return new Promise(() => {});
+          first = false;
+          buffer.set(bytes(sent));
+          return Promise.resolve(sent.length);
+        },
+      };
+      const result = await readRequestHead(quiet, {
+        timeoutMs: refused ? 5_000 : 50,
+      });
+      if (refused) {
+        assert.deepEqual(result, { kind: "not-http", received: bytes(sent) });
+      } else {
+        assert.deepEqual(result, { kind: "timeout" });
+      }
+    });
+  }
+});
+
 // ---------------------------------------------------------------------------
 // Deciding and formatting the answer
 

@@ -441,6 +441,79 @@ Deno.test("a head that does not arrive in time gets 408, then the connection clo
   }
 });
 
+// The start of a TLS 1.2/1.3 ClientHello: a handshake record (type 22,
+// RFC 8446 5.1), version 3.1, length, then the hello itself. No line ends.
+const CLIENT_HELLO = new Uint8Array([
+  0x16,
+  0x03,
+  0x01,
+  0x00,
+  0x2f,
+  0x01,
+  0x00,
+  0x00,
+  0x2b,
+  0x03,
+  0x03,
+  ...new Array(32).fill(0x5a),
+  0x00,
+  0x00,
+  0x02,
+  0x13,
+  0x01,
+  0x01,
+  0x00,
+]);
+
+Deno.test("a TLS handshake on the plain port gets 400 at once, not after the head timeout", async () => {
+  const { server, port, lines } = startServer({
+    quiet: false,
+    headTimeoutMs: 60_000,
+  });
+  try {
+    const conn = await connect(port);
+    // If the server waited for the head timeout, this ends the test first.
+    const giveUp = setTimeout(() => conn.close(), 5_000);
+    try {
+      await writeAll(conn, CLIENT_HELLO);
+      const response = parseResponse(await readToEnd(conn));
+      assert.equal(response.status, 400);
+      assertWellFormed(response);
+    } finally {
+      clearTimeout(giveUp);
+      conn.close();
+    }
+    assert.ok(
+      lines.some((line) =>
+        line.includes("a TLS handshake on this plain HTTP port")
+      ),
+      lines.join("\n"),
+    );
+    assert.ok(lines.some((line) => / "-" 400 \d+$/.test(line)));
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("curl https:// to the plain port fails at once and the server keeps serving", async () => {
+  const { server, port } = startServer({ headTimeoutMs: 60_000 });
+  try {
+    const curl = await new Deno.Command("curl", {
+      // --max-time bounds the test; exit code 28 would mean curl waited for it.
+      args: ["-sS", "--max-time", "10", `https://127.0.0.1:${port}/`],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    const why = new TextDecoder().decode(curl.stderr);
+    assert.notEqual(curl.code, 0, "curl got an answer over TLS");
+    assert.notEqual(curl.code, 28, `curl waited until its time limit: ${why}`);
+    const after = await exchange(port, "GET / HTTP/1.0\r\n\r\n");
+    assert.equal(after.status, 200);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("100 clients at once all get their own answer", async () => {
   const { server, port } = startServer();
   try {
