@@ -53,6 +53,54 @@ for (const [script, parseCommandLine, CommandLineError] of PARSERS) {
   });
 }
 
+/** Access-log entries, and the one Common Log Format line each formatAccessLog writes. */
+const LOG_LINES: [entry: tiny.AccessLogEntry, line: string][] = [
+  [
+    {
+      client: "127.0.0.1",
+      date: new Date(Date.UTC(2026, 11, 1, 10, 41, 27)),
+      requestLine: "GET /page.html HTTP/1.1",
+      status: 200,
+      bodyBytes: 512,
+    },
+    '127.0.0.1 - - [01/Dec/2026:10:41:27 +0000] "GET /page.html HTTP/1.1" 200 512',
+  ],
+  [
+    {
+      client: null,
+      date: new Date(0),
+      requestLine: null,
+      status: 408,
+      bodyBytes: null,
+    },
+    '- - - [01/Jan/1970:00:00:00 +0000] "-" 408 -',
+  ],
+  [
+    {
+      client: "::1",
+      date: new Date(0),
+      requestLine: 'GET /a" 200 1\n\\\x1b[2J\xe9\u202e HTTP/1.1',
+      status: 404,
+      bodyBytes: 0,
+    },
+    '::1 - - [01/Jan/1970:00:00:00 +0000] "GET /a\\x22 200 1\\x0a\\x5c\\x1b[2J\\xe9\\u{202e} HTTP/1.1" 404 -',
+  ],
+];
+
+const FORMATTERS = [
+  ["server_tiny.ts", tiny.formatAccessLog],
+  ["server_files.ts", files.formatAccessLog],
+  ["message_board.ts", board.formatAccessLog],
+] as const;
+
+for (const [script, formatAccessLog] of FORMATTERS) {
+  Deno.test(`${script} formatAccessLog writes the shared log line`, () => {
+    for (const [entry, line] of LOG_LINES) {
+      assert.equal(formatAccessLog(entry), line);
+    }
+  });
+}
+
 /** Each entry point with the README's permission flags. */
 const ENTRY_POINTS = [
   {
