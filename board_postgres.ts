@@ -24,10 +24,10 @@
  * `NOTIFY board_events` inside its own transaction, so the note goes out exactly when the
  * change commits. Each process LISTENs and, on each note, reads the new rows from the tables:
  * the note is only a wake-up call, so a message of any length fits, and a note missed while a
- * connection was down costs nothing, since the next read catches up. A post's note also says
- * where its batch sits (its last id, and the newest message and change before it) and, when
- * they fit in NOTIFY's 8000 bytes, carries the messages: a process that has read everything
- * before the batch hands them on without a read (as the poster usually can its own batch).
+ * connection was down costs nothing, since the next read catches up. (It also means a note
+ * made up by any other session that can connect changes nothing: it costs one read.) A
+ * post's note names its last id, `message 42`: the process that posted the batch has usually
+ * handed it on already, from the statement's answer, and then skips the read.
  *
  * Speed: the newest page is served from memory (see the PostgresStore class), and a batch
  * of posts is one statement (the function `board_insert_batch`), so one round trip, and
@@ -113,7 +113,7 @@ const MAX_RECONNECT_DELAY_S = 1;
  *   last id given out then: a change sorts after message `newest_id` and before the next.
  * - `board_insert_batch(batch)`: a batch of posts as one statement (one transaction): takes
  *   the writers' lock, inserts, and returns the new messages with the newest message and
- *   change ids from before them; its note carries the same (see PostgresStore.#handOn).
+ *   change ids from before them (see PostgresStore.#handOn); its note names the last id.
  *   Replaced on every start, so it always matches the board that runs.
  *
  * The advisory lock keeps two processes that start together from racing on
@@ -163,8 +163,6 @@ const SCHEMA = `
   create or replace function board_insert_batch(batch jsonb,
       out messages jsonb, out previous_id bigint, out change_id bigint)
     language plpgsql as $body$
-  declare
-    note text;
   begin
     -- One writer at a time, from before it takes ids until it commits (see the module doc).
     lock table board_messages in share row exclusive mode;
@@ -183,14 +181,8 @@ const SCHEMA = `
     select jsonb_agg(jsonb_build_array(i.id, i.text, i.name, i.posted_at::text)
                      order by i.id)
       into messages from inserted i;
-    -- "message LAST PREVIOUS CHANGE [MESSAGES]", the messages only while the note stays
-    -- under NOTIFY's 8000 bytes.
-    note := format('message %s %s %s', messages -> -1 ->> 0, coalesce(previous_id, 0),
-                   change_id);
-    if octet_length(note) + octet_length(messages::text) < 7990 then
-      note := note || ' ' || messages::text;
-    end if;
-    perform pg_notify('${CHANNEL}', note);
+    -- "message LAST": the poster, which has the batch already, need not read it back.
+    perform pg_notify('${CHANNEL}', 'message ' || (messages -> -1 ->> 0));
   end
   $body$;
 `;
@@ -228,8 +220,8 @@ interface InsertedBatch {
   change_id: string;
 }
 
-/** A post's note: "message LAST PREVIOUS CHANGE", then the messages when they fit. */
-const POST_NOTE = /^message (\d+) (\d+) (\d+)(?: (.*))?$/s;
+/** A post's note: "message LAST" (LAST: the batch's last id). */
+const POST_NOTE = /^message (\d+)$/;
 
 /** A post waiting in the queue; `abandoned` once its client got 503 for waiting too long. */
 interface PendingPost {
@@ -536,12 +528,10 @@ class PostgresStore implements MessageStore {
   }
 
   /**
-   * Hands a batch of new messages to the cache and the subscribers without reading them,
-   * when this process has read everything that came before the batch (messages up to
-   * `previous`, changes up to `change`): then they are the next events. That is the case
-   * for a process's own batch, and for another's whose note carried the messages, unless a
-   * note was missed or a read is behind. Returns false, having done nothing, otherwise: then
-   * the catch-up read delivers them, in order.
+   * Hands this process's own new batch to the cache and the subscribers without reading it
+   * back, when it has read everything that came before the batch (messages up to
+   * `previous`, changes up to `change`): then they are the next events. Returns false,
+   * having done nothing, otherwise: then the catch-up read delivers them, in order.
    */
   #handOn(messages: Message[], previous: number, change: number): boolean {
     if (previous > this.lastMessageId || change > this.lastChangeId) {
@@ -608,35 +598,19 @@ class PostgresStore implements MessageStore {
   }
 
   /**
-   * A note: "change" (a clear, delete or restore), or a post's "message LAST PREVIOUS CHANGE
-   * [MESSAGES]" (board_insert_batch; an older board sends just "message"). A post whose
-   * messages this process has, or can hand on from the note, costs no read.
+   * A note: "change" (a clear, delete or restore), or a post's "message LAST" (an older board
+   * sends just "message"). A note is only ever a wake-up call: any session that can connect
+   * may NOTIFY on our channel, so nothing in a note is taken as content. A post whose
+   * messages this process has already (its own batch, see #handOn) costs no read.
    */
   #noteArrived(note: string): void {
-    const post = POST_NOTE.exec(note);
-    if (post === null) {
-      void this.#catchUp();
-      return;
-    }
-    const [, last, previous, change, messages] = post;
-    const handOnOrRead = () => {
-      if (Number(last) <= this.lastMessageId) return; // our own batch, usually
-      try {
-        if (
-          messages !== undefined && this.#handOn(
-            (JSON.parse(messages) as InsertedMessage[]).map(fromInserted),
-            Number(previous),
-            Number(change),
-          )
-        ) return;
-      } catch (error) {
-        this.log(`message board: a note did not parse: ${describe(error)}`);
-      }
-      void this.#catchUp();
+    const last = Number(POST_NOTE.exec(note)?.[1] ?? Infinity);
+    const readIfNew = () => {
+      if (last > this.lastMessageId) void this.#catchUp();
     };
     // Our own note may arrive before our own batch's answer: decide once that is in.
-    if (this.#inserting === null) handOnOrRead();
-    else this.#inserting.then(handOnOrRead, handOnOrRead);
+    if (this.#inserting === null) readIfNew();
+    else this.#inserting.then(readIfNew, readIfNew);
   }
 
   /** Starts listening on `listener`, a connection pool of one made with listenerOptions(). */

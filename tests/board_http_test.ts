@@ -720,7 +720,7 @@ Deno.test("hostile: isAllowedOrigin needs this board's scheme and port and an al
   }
 });
 
-Deno.test("hostile: hostName and isAllowedHost (table)", () => {
+Deno.test("hostile: hostName takes the name out of a Host value (table)", () => {
   const names: [string, string | null][] = [
     ["localhost:8080", "localhost"],
     ["Board.Example", "board.example"],
@@ -735,6 +735,9 @@ Deno.test("hostile: hostName and isAllowedHost (table)", () => {
     ["[::1]x", null],
   ];
   for (const [host, name] of names) assert.equal(hostName(host), name, host);
+});
+
+Deno.test("hostile: isAllowedHost allows the loopback names and the listed ones (table)", () => {
   const allowed: [string, string[], boolean][] = [
     ["localhost", [], true],
     ["127.0.0.1", [], true],
@@ -1485,7 +1488,7 @@ Deno.test("limits: with trustProxy a last hop that is no address counts as the s
   }, { trustProxy: true, postBurst: 1 });
 });
 
-Deno.test("cli: --help lists the network flags, and --allowed-host adds a name to the process's allow-list", async () => {
+Deno.test("cli: --help lists the network flags", async () => {
   const { stdout: usage } = await runScript(BOARD_SCRIPT, [], ["--help"]);
   for (
     const flag of [
@@ -1497,6 +1500,9 @@ Deno.test("cli: --help lists the network flags, and --allowed-host adds a name t
   ) {
     assert.ok(usage.includes(flag), flag);
   }
+});
+
+Deno.test("cli: --allowed-host adds a name to the process's allow-list", async () => {
   await using folder = await tempFolder();
   const board = await startBoard(folder.path, [
     "--allowed-host",

@@ -507,7 +507,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "postgres store: the newest page costs no query, a post one statement and no read back (counted by pg_stat_statements)",
+    "postgres store: the newest page costs no query, a post one statement and no read back by its poster (counted by pg_stat_statements)",
   ...pgTestOptions(),
   async fn() {
     await using pg = await startPostgres();
@@ -555,43 +555,23 @@ Deno.test({
       await b.listMessages({ before: 3, limit: 50 });
       assert.equal(await calls(pageReads), 1);
 
-      // A post is one statement. Neither its process nor the other reads it back: the
-      // other hands it on from the note, which carries the messages.
+      // A post is one statement, and its process does not read it back (the other does).
+      await b.close();
       await reset();
-      const seenByB = collectEvents(b, 5);
       const posted = [];
       for (let i = 0; i < 5; i++) {
         posted.push(await a.appendMessage({ text: `post ${i}` }));
       }
-      assert.deepEqual(
-        (await seenByB).map((e) => e.type === "message" && e.message),
-        posted,
-      );
       assert.equal(await calls("%board_insert_batch(%"), 5);
-      // At most the background polls (one read every 10 s per store) read changes meanwhile.
+      // At most the background poll (one read every 10 s) reads changes meanwhile.
       const reads = await calls("%from board_changes%");
-      assert.ok(reads <= 2, `${reads} reads of changes`);
+      assert.ok(reads <= 1, `${reads} reads of changes`);
       assert.equal(await calls(pageReads), 0);
-      for (const store of [a, b]) {
-        assert.deepEqual(
-          (await store.listMessages({ limit: 5 })).messages,
-          posted.toReversed(),
-        );
-        assert.deepEqual(
-          await store.listMessages({ limit: 50 }),
-          await freshPage(store),
-        );
-      }
-
-      // A batch too long for a note (NOTIFY takes under 8000 bytes) is read.
-      await reset();
-      const seenLong = collectEvents(b, 1);
-      const long = await a.appendMessage({ text: "long ".repeat(2000) });
-      assert.deepEqual(await seenLong, [
-        { type: "message", id: long.id, message: long },
-      ]);
-      assert.ok((await calls("%from board_changes%")) >= 1, "b read it");
-      assert.deepEqual((await b.listMessages({ limit: 1 })).messages, [long]);
+      assert.deepEqual(
+        (await a.listMessages({ limit: 5 })).messages,
+        posted.toReversed(),
+      );
+      assert.deepEqual(await a.listMessages({ limit: 50 }), await freshPage(a));
     } finally {
       await a.close();
       await b.close();
@@ -678,6 +658,47 @@ Deno.test({
     } finally {
       await a.close();
       await b.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: a note is only a wake-up call: one made up by another session adds nothing",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await startPostgres();
+    const store = await openPostgresStore(pg.url, { log: quiet });
+    try {
+      await store.listMessages({ limit: 50 }); // the newest page in memory
+      const seen = collectEvents(store, 1);
+      // Any role that can connect may NOTIFY on the board's channel.
+      await withDatabase(pg.url, async (sql) => {
+        for (
+          const note of [
+            'message 99 0 0 [[99, "forged", null, "2026-01-01 00:00:00+00"]]',
+            "message 1",
+            "message",
+            "change",
+            "clear 5",
+            "",
+          ]
+        ) await sql`select pg_notify('board_events', ${note})`;
+      });
+      const real = await store.appendMessage({ text: "real" });
+      assert.deepEqual(await seen, [
+        { type: "message", id: real.id, message: real },
+      ]);
+      assert.deepEqual(await store.listMessages({ limit: 50 }), {
+        messages: [real],
+        hasOlder: false,
+      });
+      assert.deepEqual(
+        await store.listMessages({ limit: 50 }),
+        await freshPage(store),
+      );
+    } finally {
+      await store.close();
     }
   },
 });

@@ -64,7 +64,7 @@ Deno.test("cli: --store on message_board.ts points at board_postgres.ts in one l
   assert.match(lines[0], /board_postgres\.ts --store postgres:\/\//);
 });
 
-Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on bad ones", () => {
+Deno.test("cli: parseCommandLine reads every flag", () => {
   assert.deepEqual(parseCommandLine([]), {
     dataFile: undefined,
     databaseUrl: undefined,
@@ -110,6 +110,9 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
       rateLimit: false,
     },
   );
+});
+
+Deno.test("cli: parseCommandLine throws CommandLineError on a bad flag or value (table)", () => {
   for (
     const args of [
       ["--nope"],
@@ -134,24 +137,35 @@ Deno.test("cli: parseCommandLine reads every flag and throws CommandLineError on
   }
 });
 
-Deno.test("cli: creates ./data, prints its real address, serves, and stops cleanly on SIGTERM", async () => {
+Deno.test("cli: the README's command, from start to a clean stop", async (t) => {
   await using folder = await tempFolder();
-  const board = await startBoard(folder.path);
-  assert.match(board.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
-  assert.doesNotMatch(board.url, /:0\//);
-  const page = await fetch(board.url);
-  assert.equal(page.status, 200);
-  assert.match(await page.text(), /Tiny Message Board/);
-  const posted = await postJson(board.url, { text: "kept after a clean stop" });
-  assert.equal(posted.status, 201);
-
-  const { code, stdout } = await board.stop();
-  assert.equal(code, 0);
-  assert.match(stdout, /stopped/);
-  const file = await Deno.readTextFile(
-    join(folder.path, "data", "messages.jsonl"),
-  );
-  assert.equal(JSON.parse(file).text, "kept after a clean stop");
+  await using board = await startBoard(folder.path);
+  await t.step("it prints its real address", () => {
+    assert.match(board.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.doesNotMatch(board.url, /:0\//);
+  });
+  await t.step("it creates ./data with an empty data file", async () => {
+    const info = await Deno.stat(join(folder.path, "data", "messages.jsonl"));
+    assert.ok(info.isFile);
+  });
+  await t.step("it serves the page and takes a post", async () => {
+    const page = await fetch(board.url);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /Tiny Message Board/);
+    const posted = await postJson(board.url, {
+      text: "kept after a clean stop",
+    });
+    assert.equal(posted.status, 201);
+  });
+  await t.step("SIGTERM stops it with exit code 0, the post kept", async () => {
+    const { code, stdout } = await board.stop();
+    assert.equal(code, 0);
+    assert.match(stdout, /stopped/);
+    const file = await Deno.readTextFile(
+      join(folder.path, "data", "messages.jsonl"),
+    );
+    assert.equal(JSON.parse(file).text, "kept after a clean stop");
+  });
 });
 
 Deno.test("cli: a second board on the same data file exits at once with a clear message", async () => {

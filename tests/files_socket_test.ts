@@ -17,13 +17,7 @@ async function rawRequest(port: number, request: string): Promise<string> {
   return (await sendRaw(port, request)).text;
 }
 
-async function waitFor(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) {
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
-Deno.test("--help lists every flag; a bad flag gets one line and exit code 2", async () => {
+Deno.test("--help lists every flag", async () => {
   const help = await runScript(SCRIPT, [], ["--help"]);
   assert.equal(help.code, 0);
   const text = help.stdout;
@@ -47,15 +41,20 @@ Deno.test("--help lists every flag; a bad flag gets one line and exit code 2", a
   ) {
     assert.ok(text.includes(flag), flag);
   }
+});
+
+Deno.test("a bad flag gets one line naming --help and exit code 2", async (t) => {
   for (
     const args of [["--bogus"], ["--port", "x"], ["--cert", "c.pem"], [
       "--header",
       "nocolon",
     ]]
   ) {
-    const bad = await runScript(SCRIPT, [], args);
-    assert.equal(bad.code, 2, args.join(" "));
-    assert.match(bad.stderr, /^server_files: [^\n]+ \(see --help\)\n$/);
+    await t.step(args.join(" "), async () => {
+      const bad = await runScript(SCRIPT, [], args);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /^server_files: [^\n]+ \(see --help\)\n$/);
+    });
   }
 });
 
@@ -89,44 +88,58 @@ Deno.test("start-up problems are one clear line and exit code 1", async () => {
   }
 });
 
-Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains", async () => {
+Deno.test("the server as a process, with the README's flags", async (t) => {
   await using tree = await makeTree();
   const big = new Uint8Array(8 * 1024 * 1024).fill(65);
   await Deno.writeFile(`${tree.root}/big.bin`, big);
-  const server = await startServer([tree.root], ["--root", tree.root]);
-  try {
+  await using server = await startServer([tree.root], ["--root", tree.root]);
+  const rawGet = (path: string) =>
+    rawRequest(
+      server.port,
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    );
+
+  await t.step("it prints its real address", () => {
     assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  });
+
+  await t.step(
+    "raw request lines that escape the root get 400 and leak nothing",
+    async () => {
+      // No URL parser between the attacker and the server.
+      for (
+        const path of [
+          "/../outside.txt",
+          "/%2e%2e/outside.txt",
+          "/..%2f..%2foutside.txt",
+          "/sub/../../outside.txt",
+          "/%5c..%5coutside.txt",
+          "/a.txt%00",
+        ]
+      ) {
+        const reply = await rawGet(path);
+        assert.match(reply, /^HTTP\/1\.1 400 /, path);
+        assert.ok(
+          !reply.includes("SECRET") && !reply.includes(tree.base),
+          reply,
+        );
+      }
+    },
+  );
+
+  await t.step("the access log is in Common Log Format", async () => {
     const res = await fetch(`${server.url}a.txt?x=1`);
     assert.equal(await res.text(), "hello a");
-
-    // Raw request lines: no URL parser between the attacker and the server.
-    for (
-      const path of [
-        "/../outside.txt",
-        "/%2e%2e/outside.txt",
-        "/..%2f..%2foutside.txt",
-        "/sub/../../outside.txt",
-        "/%5c..%5coutside.txt",
-        "/a.txt%00",
-      ]
-    ) {
-      const reply = await rawRequest(
-        server.port,
-        `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
-      );
-      assert.match(reply, /^HTTP\/1\.1 400 /, path);
-      assert.ok(!reply.includes("SECRET") && !reply.includes(tree.base), reply);
-    }
+    assert.match(await rawGet("/../outside.txt"), /^HTTP\/1\.1 400 /);
     const link = await fetch(`${server.url}link-out`);
     assert.equal(link.status, 404);
     await link.body?.cancel();
-
     const line = (text: string) => server.stdout.find((l) => l.includes(text));
-    await waitFor(() => line("/link-out") !== undefined);
+    await server.waitForLine(/"GET \/link-out /);
     const stamp = String
       .raw`\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]`;
     assert.match(
-      line("GET /a.txt")!,
+      line("GET /a.txt?x=1")!,
       new RegExp(
         String
           .raw`^127\.0\.0\.1 - - ${stamp} "GET /a\.txt\?x=1 HTTP/1\.1" 200 7$`,
@@ -140,46 +153,58 @@ Deno.test("access log in Common Log Format, raw escapes refused, SIGTERM drains"
       ),
     );
     assert.match(line("/link-out")!, /"GET \/link-out HTTP\/1\.1" 404 10$/);
+  });
 
-    // Graceful shutdown: a download in flight when SIGTERM arrives still completes.
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: server.port,
-    });
-    await conn.write(
-      new TextEncoder().encode(
-        "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-      ),
-    );
-    const first = new Uint8Array(1024);
-    const got = await conn.read(first);
-    assert.ok(got !== null && got > 0);
-    const stopped = server.stop("SIGTERM");
-    const rest = new Uint8Array(
-      await new Response(conn.readable).arrayBuffer(),
-    );
-    const reply = new Uint8Array([...first.subarray(0, got), ...rest]);
-    const headerEnd =
-      new TextDecoder().decode(reply.subarray(0, 1024)).indexOf("\r\n\r\n") + 4;
-    assert.equal(
-      reply.length - headerEnd,
-      big.length,
-      "the whole file arrived",
-    );
-    const { code, stderr } = await stopped;
-    assert.equal(code, 0, stderr);
-    assert.ok(server.stdout.includes("Server stopped."));
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  await t.step(
+    "SIGTERM lets a download in flight finish, then exits 0",
+    async () => {
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+      });
+      await conn.write(
+        new TextEncoder().encode(
+          "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        ),
+      );
+      const first = new Uint8Array(1024);
+      const got = await conn.read(first);
+      assert.ok(got !== null && got > 0);
+      const stopped = server.stop("SIGTERM");
+      const rest = new Uint8Array(
+        await new Response(conn.readable).arrayBuffer(),
+      );
+      const reply = new Uint8Array([...first.subarray(0, got), ...rest]);
+      const headerEnd =
+        new TextDecoder().decode(reply.subarray(0, 1024)).indexOf("\r\n\r\n") +
+        4;
+      assert.equal(
+        reply.length - headerEnd,
+        big.length,
+        "the whole file arrived",
+      );
+      const { code, stderr } = await stopped;
+      assert.equal(code, 0, stderr);
+      assert.ok(server.stdout.includes("Server stopped."));
+    },
+  );
 });
 
-Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, --header, --no-compress", async () => {
+Deno.test("each flag reaches the handler", async (t) => {
   await using tree = await makeTree();
-  const server = await startServer([tree.root], [
+  await Deno.writeTextFile(`${tree.root}/app.html`, "the app");
+  await Deno.writeTextFile(`${tree.root}/about.html`, "about");
+  await using server = await startServer([tree.root], [
     "--root",
     tree.root,
     "--quiet",
+    "--allowed-host",
+    "files.test",
+    "--allowed-host",
+    ".example.org",
+    "--fallback",
+    "app.html",
+    "--clean-urls",
     "--dir-listing",
     "--dotfiles",
     "--cors",
@@ -189,30 +214,79 @@ Deno.test("flags reach the handler: --quiet, --dir-listing, --dotfiles, --cors, 
     "X-Extra: 1",
     "--no-compress",
   ]);
-  try {
-    const listing = await fetch(`${server.url}sub/`);
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    fetch(`${server.url}${path}`, { headers });
+  /** A raw GET, so that the Host header can be anything. */
+  const rawGet = async (path: string, host: string, accept = "*/*") => {
+    const reply = await rawRequest(
+      server.port,
+      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: ${accept}\r\nConnection: close\r\n\r\n`,
+    );
+    return { status: reply.slice(9, 12), body: reply.split("\r\n\r\n")[1] };
+  };
+
+  await t.step("--dir-listing lists a folder", async () => {
+    const listing = await get("sub/");
     assert.match(await listing.text(), /href="b\.txt"/);
+  });
+  await t.step("--cors allows any origin", async () => {
+    const listing = await get("sub/");
+    await listing.body?.cancel();
     assert.equal(listing.headers.get("access-control-allow-origin"), "*");
+  });
+  await t.step("--header adds each header", async () => {
+    const listing = await get("sub/");
+    await listing.body?.cancel();
     assert.equal(listing.headers.get("x-frame-options"), "DENY");
     assert.equal(listing.headers.get("x-extra"), "1");
-    const dot = await fetch(`${server.url}.secret`);
+  });
+  await t.step("--dotfiles serves dotfiles", async () => {
+    const dot = await get(".secret");
     assert.equal(await dot.text(), "DOT SECRET");
+  });
+  await t.step("--no-compress sends text as it is, without Vary", async () => {
     // Compression on, a text file says Vary: Accept-Encoding; off, it does not.
-    const text = await fetch(`${server.url}a.txt`, {
-      headers: { "accept-encoding": "br, gzip" },
-    });
+    const text = await get("a.txt", { "accept-encoding": "br, gzip" });
     assert.equal(text.headers.get("vary"), null);
     assert.equal(text.headers.get("content-encoding"), null);
     assert.equal(await text.text(), "hello a");
+  });
+  await t.step(
+    "--allowed-host adds a name, and a leading dot its subdomains",
+    async () => {
+      assert.equal((await rawGet("/a.txt", "127.0.0.1")).body, "hello a");
+      assert.equal(
+        (await rawGet("/a.txt", `files.test:${server.port}`)).status,
+        "200",
+      );
+      assert.equal((await rawGet("/a.txt", "www.example.org")).status, "200");
+      const refused = await rawGet("/a.txt", `evil.example:${server.port}`);
+      assert.equal(refused.status, "421");
+      assert.match(refused.body, /--allowed-host evil\.example/);
+    },
+  );
+  await t.step(
+    "--fallback answers unknown page addresses with the app",
+    async () => {
+      assert.equal(
+        (await rawGet("/users/1", "localhost", "text/html")).body,
+        "the app",
+      );
+      assert.equal((await rawGet("/users/1", "localhost")).status, "404");
+    },
+  );
+  await t.step("--clean-urls serves /about from about.html", async () => {
+    assert.equal((await rawGet("/about", "localhost")).body, "about");
+    assert.equal((await rawGet("/about.html", "localhost")).status, "301");
+  });
+  await t.step("--quiet logs no request, and SIGINT exits 0", async () => {
     const { code } = await server.stop("SIGINT");
     assert.equal(code, 0);
     assert.ok(
       !server.stdout.some((line) => line.includes("GET /")),
       server.stdout.join("\n"),
     );
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  });
 });
 
 Deno.test({
@@ -278,56 +352,15 @@ Deno.test("raw non-canonical spellings redirect to the one URL; .. stays 400", a
   }
 });
 
-Deno.test("--allowed-host, --fallback and --clean-urls reach the handler", async () => {
+Deno.test("a --fallback that is not a file in the root stops the start, in one line", async () => {
   await using tree = await makeTree();
-  await Deno.writeTextFile(`${tree.root}/app.html`, "the app");
-  await Deno.writeTextFile(`${tree.root}/about.html`, "about");
-  const server = await startServer([tree.root], [
-    "--root",
-    tree.root,
-    "--quiet",
-    "--allowed-host",
-    "files.test",
-    "--allowed-host",
-    ".example.org",
-    "--fallback",
-    "app.html",
-    "--clean-urls",
-  ]);
-  const get = async (path: string, host: string, accept = "*/*") => {
-    const reply = await rawRequest(
-      server.port,
-      `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nAccept: ${accept}\r\nConnection: close\r\n\r\n`,
-    );
-    return { status: reply.slice(9, 12), body: reply.split("\r\n\r\n")[1] };
-  };
-  try {
-    assert.equal((await get("/a.txt", "127.0.0.1")).body, "hello a");
-    assert.equal(
-      (await get("/a.txt", `files.test:${server.port}`)).status,
-      "200",
-    );
-    assert.equal((await get("/a.txt", "www.example.org")).status, "200");
-    const refused = await get("/a.txt", `evil.example:${server.port}`);
-    assert.equal(refused.status, "421");
-    assert.match(refused.body, /--allowed-host evil\.example/);
-    assert.equal(
-      (await get("/users/1", "localhost", "text/html")).body,
-      "the app",
-    );
-    assert.equal((await get("/users/1", "localhost")).status, "404");
-    assert.equal((await get("/about", "localhost")).body, "about");
-    assert.equal((await get("/about.html", "localhost")).status, "301");
-  } finally {
-    await server.stop();
-  }
-  // A --fallback that is not a file in the root stops the start, in one line.
   const bad = await runScript(SCRIPT, [
     "--allow-net=127.0.0.1",
     `--allow-read=${tree.root}`,
   ], ["--root", tree.root, "--port", "0", "--fallback", "missing.html"]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /cannot start: fallback/);
+  assert.equal(bad.stderr.trimEnd().split("\n").length, 1, bad.stderr);
 });
 
 Deno.test("a big file that grows while it is sent: exactly Content-Length bytes, and the connection serves the next request", async () => {

@@ -42,21 +42,31 @@ async function listeningSockets(port: number): Promise<number> {
   }).length;
 }
 
-Deno.test("--workers 2: two listening sockets on one port, both threads answer, SIGTERM stops all", async () => {
+Deno.test("--workers 2 as a process", async (t) => {
   await using tree = await makeTree();
-  const server = await startFilesProcess({
+  await using server = await startFilesProcess({
     flags: ["--unstable-net"],
     readable: [tree.root, SCRIPT],
     args: ["--root", tree.root, "--workers", "2"],
   });
-  try {
-    const port = server.port;
+  const port = server.port;
+
+  await t.step("it says so in one Serving line", () => {
     assert.ok(port > 0, "the server listens");
+    assert.match(
+      server.stdout[0],
+      /^Serving .* on http:\/\/127\.0\.0\.1:\d+\/ with 2 workers$/,
+    );
+  });
+
+  await t.step("two sockets listen on the one port", async () => {
     for (let i = 0; i < 200 && await listeningSockets(port) < 2; i++) {
       await new Promise((r) => setTimeout(r, 25));
     }
     assert.equal(await listeningSockets(port), 2, "one socket per worker");
+  });
 
+  await t.step("both workers answer", async () => {
     // The kernel spreads new connections over the two sockets (by a hash of
     // the client's port): 40 fresh connections all land on one with odds
     // of 2^-39.
@@ -71,43 +81,59 @@ Deno.test("--workers 2: two listening sockets on one port, both threads answer, 
     );
     // A socket whose thread did not accept would leave its share hanging.
     assert.deepEqual(new Set(answers), new Set(["200 hello a"]));
-  } finally {
-    await server.stop();
-  }
-  const { code, stdout, stderr } = await server.output;
-  assert.equal(code, 0, stderr);
-  assert.match(
-    stdout,
-    /^Serving .* on http:\/\/127\.0\.0\.1:\d+\/ with 2 workers$/m,
+  });
+
+  await t.step(
+    "SIGTERM stops every worker, with exit code 0 and no warning",
+    async () => {
+      const { code, stderr } = await server.stop();
+      assert.equal(code, 0, stderr);
+      assert.ok(!/warning|deno serve/i.test(stderr), stderr);
+    },
   );
-  assert.equal(stdout.match(/^Serving/gm)?.length, 1, "one Serving line");
-  assert.equal(stdout.match(/"GET \/a\.txt HTTP\/1\.1" 200 7$/gm)?.length, 40);
-  assert.match(stdout, /Server stopped\.\n$/);
-  assert.ok(!/warning|deno serve/i.test(stderr), stderr);
+
+  await t.step(
+    "the log has one Serving line and each request once",
+    async () => {
+      const { stdout } = await server.output;
+      assert.equal(stdout.match(/^Serving/gm)?.length, 1, "one Serving line");
+      assert.equal(
+        stdout.match(/"GET \/a\.txt HTTP\/1\.1" 200 7$/gm)?.length,
+        40,
+      );
+      assert.match(stdout, /Server stopped\.\n$/);
+    },
+  );
 });
 
-Deno.test("--workers 2 without --unstable-net or without reading the script: a clear exit", async () => {
+Deno.test("--workers 2 without what it needs exits at once with exit code 2", async (t) => {
   await using tree = await makeTree();
-  const noFlag = await runToEnd(
-    ["--allow-net=127.0.0.1", `--allow-read=${tree.root},${SCRIPT}`],
-    ["--root", tree.root, "--workers", "2"],
-  );
-  assert.equal(noFlag.code, 2);
-  assert.match(noFlag.stderr, /--workers 2 needs --unstable-net/);
-  assert.ok(!noFlag.stderr.includes("Deno.listen"), noFlag.stderr);
-  assert.ok(!noFlag.stdout.includes("Serving"));
+  await t.step("without --unstable-net", async () => {
+    const noFlag = await runToEnd(
+      ["--allow-net=127.0.0.1", `--allow-read=${tree.root},${SCRIPT}`],
+      ["--root", tree.root, "--workers", "2"],
+    );
+    assert.equal(noFlag.code, 2);
+    assert.match(noFlag.stderr, /--workers 2 needs --unstable-net/);
+    assert.ok(!noFlag.stderr.includes("Deno.listen"), noFlag.stderr);
+    assert.ok(!noFlag.stdout.includes("Serving"));
+  });
+  await t.step("without read permission for the script", async () => {
+    const noRead = await runToEnd(
+      ["--unstable-net", "--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
+      ["--root", tree.root, "--workers", "2"],
+    );
+    assert.equal(noRead.code, 2);
+    assert.equal(
+      noRead.stderr,
+      `server_files: --workers 2 needs --unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno}) and read permission for ${SCRIPT} (Workers load it from disk)\n`,
+    );
+    assert.ok(!noRead.stdout.includes("Serving"));
+  });
+});
 
-  const noRead = await runToEnd(
-    ["--unstable-net", "--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
-    ["--root", tree.root, "--workers", "2"],
-  );
-  assert.equal(noRead.code, 2);
-  assert.equal(
-    noRead.stderr,
-    `server_files: --workers 2 needs --unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno}) and read permission for ${SCRIPT} (Workers load it from disk)\n`,
-  );
-  assert.ok(!noRead.stdout.includes("Serving"));
-
+Deno.test("--workers 0 is refused with exit code 2", async () => {
+  await using tree = await makeTree();
   const bad = await runToEnd(["--allow-read=" + tree.root], [
     "--workers",
     "0",

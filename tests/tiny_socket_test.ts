@@ -670,11 +670,14 @@ async function finished(child: RunningProcess, signal?: Deno.Signal) {
   return result;
 }
 
-Deno.test("--help prints the usage; a bad flag gets one line and exit code 2", async () => {
+Deno.test("--help prints the usage", async () => {
   const help = await runTiny("--help");
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--port N/);
   assert.match(help.stdout, /--allowed-host NAME/);
+});
+
+Deno.test("a bad flag gets one line and exit code 2", async () => {
   for (
     const args of [
       ["--port", "99999"],
