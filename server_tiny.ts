@@ -23,7 +23,9 @@
  * Safety: it listens on 127.0.0.1 unless told otherwise; it reads at most
  * {@link MAX_HEAD_BYTES} per request, for at most {@link HEAD_TIMEOUT_MS};
  * it rejects anything that is not well-formed HTTP/1.x with a 4xx or 505
- * whose body never contains details; every value it echoes is HTML-escaped.
+ * whose body never contains details, and bytes that cannot start a request
+ * (a browser told `https://` for this plain HTTP port) as soon as they
+ * arrive; every value it echoes is HTML-escaped.
  *
  * Deliberately left out: keep-alive (every response closes the connection)
  * and request content (a body is never read; see {@link closeGracefully}).
