@@ -5,17 +5,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { postJson, startBoard, tempFolder } from "./_board.ts";
-import { runProcess } from "./_process.ts";
+import { runProcess, toolTestOptions } from "./_process.ts";
 
-const IN_CI = Deno.env.get("CI") === "true";
-const IS_ROOT = Deno.uid() === 0;
-if (!IS_ROOT) {
-  console.warn(
-    `board_disk_test: not root, so no tmpfs can be mounted; the full-disk tests are ${
-      IN_CI ? "FAILING (CI=true)" : "SKIPPED"
-    }`,
-  );
-}
+// Mounting a tmpfs needs root.
+const AS_ROOT = await toolTestOptions("the full-disk tests", ["mount"], {
+  root: true,
+});
 
 /** Mounts a tmpfs of `size` on `path`; unmounts it on dispose. */
 async function mountTmpfs(
@@ -84,11 +79,8 @@ async function sideFiles(
 Deno.test({
   name:
     "disk: on a full disk posts get 503 with Retry-After, pages are served, and posts resume once space is free",
-  ignore: !IS_ROOT && !IN_CI,
+  ...AS_ROOT,
   async fn() {
-    if (!IS_ROOT) {
-      throw new Error("needs root to mount a tmpfs (CI=true: it must run)");
-    }
     await using folder = await tempFolder();
     const data = join(folder.path, "data");
     await using _mount = await mountTmpfs(data, "256k");
@@ -138,11 +130,8 @@ Deno.test({
 Deno.test({
   name:
     "disk: a start on a full disk with a torn tail starts read-only, leaves no empty side file, and recovers",
-  ignore: !IS_ROOT && !IN_CI,
+  ...AS_ROOT,
   async fn() {
-    if (!IS_ROOT) {
-      throw new Error("needs root to mount a tmpfs (CI=true: it must run)");
-    }
     await using folder = await tempFolder();
     const data = join(folder.path, "data");
     await using _mount = await mountTmpfs(data, "256k");

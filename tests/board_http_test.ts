@@ -1033,13 +1033,16 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
   }
 });
 
-Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
+Deno.test("helpers: validateNewMessage normalises line breaks and trims the name", () => {
   assert.deepEqual(validateNewMessage("Hello\r\nworld\rend", " Ann "), {
     text: "Hello\nworld\nend",
     name: "Ann",
   });
   assert.deepEqual(validateNewMessage("hi", "   "), { text: "hi" });
   assert.deepEqual(validateNewMessage("hi", null), { text: "hi" });
+});
+
+Deno.test("helpers: isLongerThan counts characters, not UTF-16 units", () => {
   assert.equal(
     isLongerThan("👍".repeat(MAX_MESSAGE_CHARS), MAX_MESSAGE_CHARS),
     false,
@@ -1048,6 +1051,9 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
     isLongerThan("👍".repeat(MAX_MESSAGE_CHARS + 1), MAX_MESSAGE_CHARS),
     true,
   );
+});
+
+Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422 (table)", () => {
   const statusOf = (text: unknown, name?: unknown) => {
     try {
       validateNewMessage(text, name);
@@ -1063,7 +1069,9 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
   assert.equal(statusOf(undefined), 400);
   assert.equal(statusOf("ok", ["Ann"]), 400);
   assert.equal(statusOf("ok", "tab\there"), 422);
+});
 
+Deno.test("helpers: parseUrlEncoded decodes a form body", () => {
   assert.deepEqual(
     parseUrlEncoded(
       new TextEncoder().encode("message=Hi+there%21&name=Ann&&flag"),
@@ -1074,6 +1082,9 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
       ["flag", ""],
     ]),
   );
+});
+
+Deno.test("helpers: parseContentType lowercases the type and charset", () => {
   assert.deepEqual(
     parseContentType('Application/X-WWW-Form-Urlencoded ; Charset="UTF-8"'),
     {
@@ -1082,6 +1093,9 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
     },
   );
   assert.deepEqual(parseContentType(null), { type: "", charset: undefined });
+});
+
+Deno.test("helpers: parsePositiveInteger takes plain digits from 1 to the maximum (table)", () => {
   const integers: [string, number, number | null][] = [
     ["42", 100, 42],
     ["100", 100, 100],
@@ -1098,10 +1112,16 @@ Deno.test("helpers: validateNewMessage, parsers and escaping (table)", () => {
   for (const [text, max, expected] of integers) {
     assert.equal(parsePositiveInteger(text, max), expected, text);
   }
+});
+
+Deno.test("helpers: escapeHtml escapes the five special characters", () => {
   assert.equal(
     escapeHtml(`<a href="x">'&'</a>`),
     "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;",
   );
+});
+
+Deno.test("helpers: formatTime shows a UTC time to the second", () => {
   assert.equal(
     formatTime("2026-11-21T22:44:51.000Z"),
     "2026-11-21 22:44:51 UTC",

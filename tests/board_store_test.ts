@@ -28,6 +28,24 @@ async function listFolder(path: string): Promise<string[]> {
     .sort();
 }
 
+/**
+ * Makes the `n`-th `Deno.rename` from now on fail, as a crash at that point
+ * would; `using` puts the real one back.
+ */
+function failNthRename(n: number): Disposable {
+  const originalRename = Deno.rename;
+  let renames = 0;
+  Deno.rename = (from, to) => {
+    if (++renames === n) return Promise.reject(new Error("crash"));
+    return originalRename(from, to);
+  };
+  return {
+    [Symbol.dispose]() {
+      Deno.rename = originalRename;
+    },
+  };
+}
+
 Deno.test("store: creates the folder and an empty data file when missing", async () => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "nested", "messages.jsonl");
@@ -486,19 +504,12 @@ Deno.test("store: a clear that fails between its two renames is finished at the 
   let store = await openJsonLinesStore(dataFile, silence);
   await store.appendMessage({ text: "one" });
   await store.appendMessage({ text: "two" });
-  const originalRename = Deno.rename;
-  let renames = 0;
-  Deno.rename = (from, to) => {
+  {
     // The first rename (data file -> archive) happens; the second "crashes".
-    if (++renames === 2) return Promise.reject(new Error("crash"));
-    return originalRename(from, to);
-  };
-  try {
+    using _crash = failNthRename(2);
     await assert.rejects(store.clearMessages(), {
       name: "StoreUnavailableError",
     });
-  } finally {
-    Deno.rename = originalRename;
   }
   await store.close();
   assert.ok(
@@ -668,18 +679,11 @@ Deno.test("store: a restore interrupted at any step leaves every message in plac
   );
 
   // Step 2 done, step 3 (renaming the archive) fails: the next start finishes it.
-  const originalRename = Deno.rename;
-  let renames = 0;
-  Deno.rename = (from, to) => {
-    if (++renames === 2) return Promise.reject(new Error("crash"));
-    return originalRename(from, to);
-  };
-  try {
+  {
+    using _crash = failNthRename(2);
     await assert.rejects(store.restoreNewestArchive(), {
       name: "StoreUnavailableError",
     });
-  } finally {
-    Deno.rename = originalRename;
   }
   await store.close();
   store = await openJsonLinesStore(dataFile, silence);

@@ -745,30 +745,43 @@ const LONG_NAME =
   "the-very-long-file-name-without-any-spaces-that-must-wrap-on-a-phone.txt";
 
 /** The file server with `--dir-listing` on a temp folder without index.html. */
-async function startSortableListingServer(): Promise<RunningProcess> {
-  const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-list-" });
-  const removeFolder = () => Deno.remove(folder, { recursive: true });
-  await Deno.mkdir(`${folder}/photos`);
-  await Deno.writeFile(`${folder}/report.pdf`, new Uint8Array(2_900_000));
-  await Deno.writeTextFile(`${folder}/small.txt`, "small file\n");
-  await Deno.writeTextFile(`${folder}/${LONG_NAME}`, "x");
-  await Deno.writeFile(`${folder}/photos/beach.jpg`, new Uint8Array(150_000));
-  // The right-to-left override trick: shown as "evilexe.txt" if obeyed.
-  await Deno.writeTextFile(`${folder}/photos/evil\u202etxt.exe`, "x");
-  let server: RunningProcess;
-  try {
-    server = await startScript(
+function startSortableListingServer(): Promise<RunningProcess> {
+  return startInTempFolder("deno-servers-e2e-list-", async (folder) => {
+    await Deno.mkdir(`${folder}/photos`);
+    await Deno.writeFile(`${folder}/report.pdf`, new Uint8Array(2_900_000));
+    await Deno.writeTextFile(`${folder}/small.txt`, "small file\n");
+    await Deno.writeTextFile(`${folder}/${LONG_NAME}`, "x");
+    await Deno.writeFile(`${folder}/photos/beach.jpg`, new Uint8Array(150_000));
+    // The right-to-left override trick: shown as "evilexe.txt" if obeyed.
+    await Deno.writeTextFile(`${folder}/photos/evil\u202etxt.exe`, "x");
+    return await startScript(
       "server_files.ts",
       ["--allow-net=127.0.0.1", `--allow-read=${folder}`],
       ["--root", folder, "--dir-listing", "--quiet", ...ON_PORT_0],
     );
+  });
+}
+
+/**
+ * Runs `start` on a fresh temp folder, which is removed once the server it
+ * started has stopped (or when it fails to start).
+ */
+async function startInTempFolder(
+  prefix: string,
+  start: (folder: string) => Promise<RunningProcess>,
+): Promise<RunningProcess> {
+  const folder = await Deno.makeTempDir({ prefix });
+  const removeFolder = () => Deno.remove(folder, { recursive: true });
+  let server: RunningProcess;
+  try {
+    server = await start(folder);
   } catch (error) {
     await removeFolder();
     throw error;
   }
-  const stop = async () => {
+  const stop = async (signal?: Deno.Signal, timeoutMs?: number) => {
     try {
-      return await server.stop();
+      return await server.stop(signal, timeoutMs);
     } finally {
       await removeFolder();
     }
@@ -949,12 +962,9 @@ browserTest(
 );
 
 /** Starts the board on a data file in a fresh temp folder, removed on stop. */
-async function startBoard(args: string[] = []): Promise<RunningProcess> {
-  const folder = await Deno.makeTempDir({ prefix: "deno-servers-e2e-board-" });
-  const removeFolder = () => Deno.remove(folder, { recursive: true });
-  let server: RunningProcess;
-  try {
-    server = await startScript(
+function startBoard(args: string[] = []): Promise<RunningProcess> {
+  return startInTempFolder("deno-servers-e2e-board-", (folder) =>
+    startScript(
       "message_board.ts",
       [
         "--allow-net=127.0.0.1",
@@ -962,19 +972,7 @@ async function startBoard(args: string[] = []): Promise<RunningProcess> {
         `--allow-write=${folder}`,
       ],
       ["--data", `${folder}/messages.jsonl`, ...args, ...ON_PORT_0],
-    );
-  } catch (error) {
-    await removeFolder();
-    throw error;
-  }
-  const stop = async () => {
-    try {
-      return await server.stop();
-    } finally {
-      await removeFolder();
-    }
-  };
-  return { ...server, stop };
+    ));
 }
 
 /** One message as the page shows it. */
