@@ -33,8 +33,7 @@ import {
   tokensMatch,
   validateNewMessage,
 } from "../message_board.ts";
-import { BOARD_SCRIPT, startBoard, tempFolder } from "./_board.ts";
-import { runScript } from "./_process.ts";
+import { startBoard, tempFolder } from "./_board.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -1506,20 +1505,6 @@ Deno.test("limits: with trustProxy a last hop that is no address counts as the s
       "same socket again",
     );
   }, { trustProxy: true, postBurst: 1 });
-});
-
-Deno.test("cli: --help lists the network flags", async () => {
-  const { stdout: usage } = await runScript(BOARD_SCRIPT, [], ["--help"]);
-  for (
-    const flag of [
-      "--rate-limit off",
-      "--allowed-host NAME",
-      "--admin-token TOKEN",
-      "--trust-proxy",
-    ]
-  ) {
-    assert.ok(usage.includes(flag), flag);
-  }
 });
 
 Deno.test("cli: --allowed-host adds a name to the process's allow-list", async () => {

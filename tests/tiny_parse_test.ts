@@ -5,7 +5,6 @@ import {
   allowedHostsFor,
   type ByteReader,
   checkResponse,
-  CommandLineError,
   errorResponse,
   escapeHtml,
   findHeadEnd,
@@ -1015,7 +1014,7 @@ Deno.test("formatResponse: a Content-Type from the responder replaces the defaul
   );
 });
 
-Deno.test("parseCommandLine reads the flags and refuses bad ones", async (t) => {
+Deno.test("parseCommandLine reads the flags", () => {
   assert.deepEqual(parseCommandLine([]), {
     port: 8080,
     hostname: "127.0.0.1",
@@ -1034,34 +1033,4 @@ Deno.test("parseCommandLine reads the flags and refuses bad ones", async (t) => 
     ]).allowedHosts,
     ["a.example", ".b.example"],
   );
-  // Each mistake is one line of its own words: what is wrong and with what.
-  const bad: [args: string[], message: string][] = [
-    [["--port", "99999"], "--port must be a number from 0 to 65535, got 99999"],
-    [["--port", "http"], "--port must be a number from 0 to 65535, got http"],
-    [["--port="], '--port must be a number from 0 to 65535, got ""'],
-    [["--port=-1"], "--port must be a number from 0 to 65535, got -1"],
-    [
-      ["--port", "-1"],
-      "--port needs a value (write --port=-1 for one that starts with -)",
-    ],
-    [["--port"], "--port needs a value"],
-    [["--colour"], "unknown flag --colour"],
-    [["--col\nour"], 'unknown flag "--col\\x0aour"'],
-    [["-x"], "unknown flag -x"],
-    [["--quiet=yes"], "--quiet takes no value"],
-    [["stray"], "unexpected argument stray (flags start with --)"],
-    [["--allowed-host"], "--allowed-host needs a value"],
-    [["--allowed-host", "a b"], '--allowed-host takes a host name, got "a b"'],
-    [["--allowed-host", "a/b"], "--allowed-host takes a host name, got a/b"],
-  ];
-  for (const [args, message] of bad) {
-    await t.step(args.join(" "), () => {
-      assert.throws(
-        () => parseCommandLine(args),
-        (error) =>
-          error instanceof CommandLineError && error.message === message,
-        message,
-      );
-    });
-  }
 });

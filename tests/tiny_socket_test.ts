@@ -1,7 +1,7 @@
 // server_tiny.ts over real sockets on 127.0.0.1, port 0: in-process servers
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
-import { type RunningProcess, runScript, startScript } from "./_process.ts";
+import { type RunningProcess, startScript } from "./_process.ts";
 import {
   respondTo,
   serveTiny,
@@ -668,46 +668,6 @@ async function finished(child: RunningProcess, signal?: Deno.Signal) {
     : await child.stop(signal);
   assert.equal(result.stderr, "", "nothing on stderr");
   return result;
-}
-
-Deno.test("--help prints the usage", async () => {
-  const help = await runTiny("--help");
-  assert.equal(help.code, 0);
-  assert.match(help.stdout, /--port N/);
-  assert.match(help.stdout, /--allowed-host NAME/);
-});
-
-Deno.test("a bad flag gets one line and exit code 2", async () => {
-  for (
-    const args of [
-      ["--port", "99999"],
-      ["--port", "http"],
-      ["--colour"],
-      ["--allowed-host"],
-    ]
-  ) {
-    const bad = await runTiny(...args);
-    assert.equal(bad.code, 2, args.join(" "));
-    assert.match(
-      bad.stderr,
-      /^server_tiny: [^\n]+ \(see --help\)\n$/,
-    );
-    assert.equal(bad.stdout.length, 0);
-  }
-});
-
-Deno.test("--hostname 0.0.0.0 without the permission says which --allow-net to add", async () => {
-  const result = await runTiny("--hostname", "0.0.0.0", "--port", "0");
-  assert.equal(result.code, 1);
-  assert.match(
-    result.stderr,
-    /^server_tiny: no permission to listen on 0\.0\.0\.0:0: run with --allow-net=0\.0\.0\.0\n$/,
-  );
-});
-
-/** Runs server_tiny.ts with the README's flags to its end. */
-function runTiny(...args: string[]) {
-  return runScript("server_tiny.ts", TINY_FLAGS, args);
 }
 
 Deno.test("UTF-8 header values show as text on the page and the console", async () => {
