@@ -1,7 +1,8 @@
-// The PostgreSQL message store on a throwaway server (see _postgres.ts): storage, the
-// archive, events across two stores (as two board processes have), an outage and recovery.
+// The PostgreSQL message store on a throwaway server (see _postgres.ts; one for the file, a
+// fresh database for each test): storage, the archive, events across two stores (as two
+// board processes have), an outage and recovery.
 import assert from "node:assert/strict";
-import { type PgServer, pgTestOptions, startPostgres } from "./_postgres.ts";
+import { freshDatabase, type PgServer, pgTestOptions } from "./_postgres.ts";
 import { openPostgresStore } from "../board_postgres.ts";
 import {
   type BoardEvent,
@@ -22,9 +23,9 @@ interface StoreFixture {
 }
 
 /**
- * Defines the test `postgres store: NAME` on its own throwaway PostgreSQL server with
- * `stores` stores open on it (as that many board processes), closed after `fn` however it
- * ends. `prepare` runs on the empty database before the stores open.
+ * Defines the test `postgres store: NAME` on a fresh database of the file's throwaway
+ * PostgreSQL server with `stores` stores open on it (as that many board processes), closed
+ * after `fn` however it ends. `prepare` runs on the empty database before the stores open.
  */
 function storeTest(
   name: string,
@@ -38,7 +39,7 @@ function storeTest(
     name: `postgres store: ${name}`,
     ...pgTestOptions(),
     async fn(t) {
-      await using pg = await startPostgres();
+      await using pg = await freshDatabase();
       await prepare?.(pg);
       const logged: string[] = [];
       const opened: MessageStore[] = [];
