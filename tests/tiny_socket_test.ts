@@ -850,7 +850,7 @@ Deno.test("--allowed-host on the command line is answered, other names get 421",
   }
 });
 
-Deno.test("respond adds a route; HEAD drops its body; the default page stays", async () => {
+Deno.test("a respond function adds a route", async (t) => {
   const { server, port } = startServer({
     respond: (request) =>
       request.path === "/hi"
@@ -862,31 +862,44 @@ Deno.test("respond adds a route; HEAD drops its body; the default page stays", a
         : respondTo(request),
   });
   try {
-    const hi = await exchange(
-      port,
-      "GET /hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    await t.step(
+      "its route answers with its status, type and body",
+      async () => {
+        const hi = await exchange(
+          port,
+          "GET /hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        );
+        assert.equal(hi.status, 200);
+        assert.equal(hi.headers.get("content-type"), "text/plain");
+        assert.equal(decode(hi.body), "hi é");
+        assert.equal(hi.headers.get("content-length"), "5");
+      },
     );
-    assert.equal(hi.status, 200);
-    assert.equal(hi.headers.get("content-type"), "text/plain");
-    assert.equal(decode(hi.body), "hi é");
-    assert.equal(hi.headers.get("content-length"), "5");
-    const head = await exchange(
-      port,
-      "HEAD /hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    await t.step(
+      "HEAD on its route drops the body, keeps the length",
+      async () => {
+        const head = await exchange(
+          port,
+          "HEAD /hi HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        );
+        assert.equal(head.body.length, 0);
+        assert.equal(head.headers.get("content-length"), "5");
+      },
     );
-    assert.equal(head.body.length, 0);
-    assert.equal(head.headers.get("content-length"), "5");
-    const home = await exchange(
-      port,
-      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    );
-    assert.match(decode(home.body), /Hello from server_tiny\.ts/);
-    // The host check comes before any responder.
-    const rebound = await exchange(
-      port,
-      "GET /hi HTTP/1.1\r\nHost: evil.example\r\n\r\n",
-    );
-    assert.equal(rebound.status, 421);
+    await t.step("the default page stays", async () => {
+      const home = await exchange(
+        port,
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      );
+      assert.match(decode(home.body), /Hello from server_tiny\.ts/);
+    });
+    await t.step("the host check comes before it", async () => {
+      const rebound = await exchange(
+        port,
+        "GET /hi HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+      );
+      assert.equal(rebound.status, 421);
+    });
   } finally {
     await server.shutdown();
   }
