@@ -116,6 +116,21 @@ async function runPg(program: string, args: string[]): Promise<void> {
   }
 }
 
+/** {@link runPg} for the process's exit (an unload listener cannot wait); ignores failures. */
+function runPgSync(program: string, args: string[]): void {
+  if (PG_BIN === null) return;
+  const command = [
+    ...(runAsPostgresUser ? ["runuser", "-u", "postgres", "--"] : []),
+    `${PG_BIN}/${program}`,
+    ...args,
+  ];
+  new Deno.Command(command[0], {
+    args: command.slice(1),
+    stdout: "null",
+    stderr: "null",
+  }).outputSync();
+}
+
 /** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
 function pickFreePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -136,12 +151,27 @@ async function lookupUser(name: string): Promise<{ uid: number; gid: number }> {
   return { uid: await id("-u"), gid: await id("-g") };
 }
 
+/** A server as {@link freshDatabase} shares it: more databases, and a synchronous end. */
+interface Cluster extends PgServer {
+  readonly running: boolean;
+  /** Creates the empty database `name` owned by `board`. */
+  createDatabase(name: string): Promise<void>;
+  /** Drops the database `name`, ending its sessions first (`dropdb --force`). */
+  dropDatabase(name: string): Promise<void>;
+  /** {@link PgServer.destroy}, synchronously (for the process's unload event). */
+  destroySync(): void;
+}
+
 /**
  * Creates a cluster in a temp folder, starts it on 127.0.0.1 with a free port and creates the
  * database `board` owned by the superuser `board` (trust authentication: loopback only, for
  * tests). Tries a few ports in case another process takes the picked one first.
  */
-export async function startPostgres(): Promise<PgServer> {
+export function startPostgres(): Promise<PgServer> {
+  return startCluster();
+}
+
+async function startCluster(): Promise<Cluster> {
   const dir = await Deno.makeTempDir({ prefix: "pg_test_" });
   const dataDir = `${dir}/data`;
   const socketDir = `${dir}/sock`;
@@ -200,14 +230,14 @@ export async function startPostgres(): Promise<PgServer> {
     ]);
     running = false;
   };
-  const signal = async (name: "SIGSTOP" | "SIGCONT") => {
-    const text = await Deno.readTextFile(`${dataDir}/postmaster.pid`);
+  const signalSync = (name: "SIGSTOP" | "SIGCONT") => {
+    const text = Deno.readTextFileSync(`${dataDir}/postmaster.pid`);
     const postmaster = Number(text.split("\n")[0]);
     const pids = [postmaster];
-    for await (const entry of Deno.readDir("/proc")) {
+    for (const entry of Deno.readDirSync("/proc")) {
       if (!/^\d+$/.test(entry.name)) continue;
       try {
-        const stat = await Deno.readTextFile(`/proc/${entry.name}/stat`);
+        const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
         // pid (comm) state ppid ...: the command name may hold spaces, so split after ")".
         const ppid = Number(
           stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1],
@@ -219,6 +249,44 @@ export async function startPostgres(): Promise<PgServer> {
     }
     for (const pid of pids) Deno.kill(pid, name);
   };
+  const signal = (name: "SIGSTOP" | "SIGCONT") =>
+    Promise.resolve().then(() => signalSync(name));
+
+  const destroySync = () => {
+    try {
+      if (running) {
+        try {
+          signalSync("SIGCONT"); // a frozen server cannot stop
+        } catch {
+          // it has gone already
+        }
+        runPgSync("pg_ctl", [
+          "--pgdata",
+          dataDir,
+          "--mode",
+          "immediate",
+          "--wait",
+          "stop",
+        ]);
+        running = false;
+      }
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  };
+  /** Runs a client program (createdb, dropdb) as `board` on the private socket. */
+  const runClient = (program: string, args: string[]) =>
+    runPg(program, [
+      "--host",
+      socketDir,
+      "--port",
+      String(port),
+      "-U",
+      "board",
+      ...args,
+    ]);
+  const createDatabase = (name: string) => runClient("createdb", [name]);
+  const dropDatabase = (name: string) => runClient("dropdb", ["--force", name]);
 
   const destroy = async () => {
     try {
@@ -239,15 +307,7 @@ export async function startPostgres(): Promise<PgServer> {
         if (attempt === 3) throw error;
       }
     }
-    await runPg("createdb", [
-      "--host",
-      socketDir,
-      "--port",
-      String(port),
-      "-U",
-      "board",
-      "board",
-    ]);
+    await createDatabase("board");
   } catch (error) {
     await destroy();
     throw error;
@@ -259,6 +319,46 @@ export async function startPostgres(): Promise<PgServer> {
     stop: () => stop("fast"),
     start,
     signal,
+    destroy,
+    [Symbol.asyncDispose]: destroy,
+    get running() {
+      return running;
+    },
+    createDatabase,
+    dropDatabase,
+    destroySync,
+  };
+}
+
+let sharedCluster: Promise<Cluster> | undefined;
+let databaseCount = 0;
+
+/**
+ * A fresh, empty database on one server that the whole test file shares: the first call
+ * starts it (initdb is the slow part, about 2 s), the process's exit stops and deletes it.
+ * `stop`, `start` and `signal` act on that whole server, which no other test notices: a file's
+ * tests run one at a time, and a server a test left stopped is started for the next.
+ * Disposing it drops the database (when the server runs), once its sessions have ended.
+ */
+export async function freshDatabase(): Promise<PgServer> {
+  if (sharedCluster === undefined) {
+    sharedCluster = startCluster();
+    const cluster = await sharedCluster;
+    globalThis.addEventListener("unload", () => cluster.destroySync());
+  }
+  const cluster = await sharedCluster;
+  if (!cluster.running) await cluster.start();
+  const name = `test_${++databaseCount}`;
+  await cluster.createDatabase(name);
+  const destroy = async () => {
+    if (cluster.running) await cluster.dropDatabase(name);
+  };
+  return {
+    url: `postgres://board@127.0.0.1:${cluster.port}/${name}`,
+    port: cluster.port,
+    stop: cluster.stop,
+    start: cluster.start,
+    signal: cluster.signal,
     destroy,
     [Symbol.asyncDispose]: destroy,
   };
