@@ -61,7 +61,7 @@ Deno.test("store: creates the folder and an empty data file when missing", async
   }
 });
 
-Deno.test("store: a post appends one JSON line and survives a restart; ids keep increasing", async () => {
+Deno.test("store: posts across a restart", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   let store = await openJsonLinesStore(dataFile);
@@ -71,24 +71,32 @@ Deno.test("store: a post appends one JSON line and survives a restart; ids keep 
   });
   const second = await store.appendMessage({ text: "second" });
   await store.close();
-  assert.equal(first.id, 1);
-  assert.equal(second.id, 2);
-  assert.match(first.postedAt, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
-  const lines = (await Deno.readTextFile(dataFile)).split("\n");
-  assert.equal(lines.length, 3); // two lines, each ending in "\n"
-  assert.deepEqual(JSON.parse(lines[0]), first);
-  assert.deepEqual(Object.keys(JSON.parse(lines[0])), [
-    "id",
-    "text",
-    "name",
-    "postedAt",
-  ]);
-  assert.deepEqual(JSON.parse(lines[1]), second);
-
+  await t.step("a post appends one JSON line", async () => {
+    assert.equal(first.id, 1);
+    assert.equal(second.id, 2);
+    assert.match(
+      first.postedAt,
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/,
+    );
+    const lines = (await Deno.readTextFile(dataFile)).split("\n");
+    assert.equal(lines.length, 3); // two lines, each ending in "\n"
+    assert.deepEqual(JSON.parse(lines[0]), first);
+    assert.deepEqual(Object.keys(JSON.parse(lines[0])), [
+      "id",
+      "text",
+      "name",
+      "postedAt",
+    ]);
+    assert.deepEqual(JSON.parse(lines[1]), second);
+  });
   store = await openJsonLinesStore(dataFile);
   try {
-    assert.deepEqual(await allMessages(store), [first, second]);
-    assert.equal((await store.appendMessage({ text: "third" })).id, 3);
+    await t.step("the posts survive a restart", async () => {
+      assert.deepEqual(await allMessages(store), [first, second]);
+    });
+    await t.step("ids keep increasing after the restart", async () => {
+      assert.equal((await store.appendMessage({ text: "third" })).id, 3);
+    });
   } finally {
     await store.close();
   }
