@@ -418,48 +418,59 @@ Deno.test("store: a second open on the same file is refused while the first hold
   await again.close();
 });
 
-Deno.test("store: clear moves the messages to an archive file and ids go on increasing", async () => {
+Deno.test("store: clear", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   let store = await openJsonLinesStore(dataFile);
   await store.appendMessage({ text: "one" });
   await store.appendMessage({ text: "two", name: "Bo" });
-  const before = await Deno.readTextFile(dataFile);
-  const result = await store.clearMessages();
-  assert.equal(result.archived, 2);
-  assert.ok(result.archive !== null);
-  assert.match(
-    result.archive,
-    /messages\.cleared-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z\.jsonl$/,
-  );
-  assert.equal(
-    await Deno.readTextFile(result.archive),
-    before,
-    "the archive holds every line",
-  );
-  assert.deepEqual(await store.listMessages({ limit: 50 }), {
-    messages: [],
-    hasOlder: false,
+  await t.step("it moves the messages to an archive file", async () => {
+    const before = await Deno.readTextFile(dataFile);
+    const result = await store.clearMessages();
+    assert.equal(result.archived, 2);
+    assert.ok(result.archive !== null);
+    assert.match(
+      result.archive,
+      /messages\.cleared-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z\.jsonl$/,
+    );
+    assert.equal(
+      await Deno.readTextFile(result.archive),
+      before,
+      "the archive holds every line",
+    );
+    assert.deepEqual(await store.listMessages({ limit: 50 }), {
+      messages: [],
+      hasOlder: false,
+    });
   });
-  // A post after the clear gets the next id, in the new data file.
-  assert.equal((await store.appendMessage({ text: "three" })).id, 3);
-  // Clearing an empty board archives nothing.
-  await store.clearMessages();
-  assert.deepEqual(await store.clearMessages(), { archived: 0, archive: null });
+  await t.step("a post after it gets the next id", async () => {
+    assert.equal((await store.appendMessage({ text: "three" })).id, 3);
+  });
+  await t.step("clearing an empty board archives nothing", async () => {
+    await store.clearMessages();
+    assert.deepEqual(await store.clearMessages(), {
+      archived: 0,
+      archive: null,
+    });
+  });
   await store.close();
-
-  // After a restart the board is empty and ids still do not restart at 1.
   store = await openJsonLinesStore(dataFile);
   try {
-    assert.deepEqual(await allMessages(store), []);
-    assert.equal((await store.appendMessage({ text: "four" })).id, 4);
+    await t.step("after a restart the board is still empty", async () => {
+      assert.deepEqual(await allMessages(store), []);
+    });
+    await t.step("after a restart ids still do not restart at 1", async () => {
+      assert.equal((await store.appendMessage({ text: "four" })).id, 4);
+    });
   } finally {
     await store.close();
   }
-  const archives = (await listFolder(folder.path)).filter((name) =>
-    name.includes(".cleared-")
-  );
-  assert.equal(archives.length, 2, "one archive per clear that had messages");
+  await t.step("each clear that had messages left one archive", async () => {
+    const archives = (await listFolder(folder.path)).filter((name) =>
+      name.includes(".cleared-")
+    );
+    assert.equal(archives.length, 2);
+  });
 });
 
 Deno.test("store: a clear interrupted before the move leaves the board as it was", async () => {

@@ -41,23 +41,35 @@ Deno.test("every link, image and stylesheet on every page resolves", async () =>
   }
 });
 
-Deno.test("index links to page and form; page links back and shows a picture", async () => {
-  const [index, indexHtml] = await get("/");
-  assert.equal(index.headers.get("content-type"), "text/html; charset=utf-8");
-  assert.match(indexHtml, /href="page\.html"/);
-  assert.match(indexHtml, /href="form\.html"/);
-  const [, pageHtml] = await get("/page.html");
-  assert.match(pageHtml, /href="index\.html"/);
-  const img = pageHtml.match(/<img src="([^"]+)"[^>]* alt="[^"]+"/);
-  assert.ok(img, "an image with alt text");
-  const [picture, svg] = await get(`/${img[1]}`);
-  assert.equal(
-    picture.headers.get("content-type"),
-    "image/svg+xml; charset=utf-8",
-  );
-  assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
-  const [css] = await get("/style.css");
-  assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
+Deno.test("the pages link to each other", async (t) => {
+  await t.step("index links to page and form", async () => {
+    const [index, indexHtml] = await get("/");
+    assert.equal(
+      index.headers.get("content-type"),
+      "text/html; charset=utf-8",
+    );
+    assert.match(indexHtml, /href="page\.html"/);
+    assert.match(indexHtml, /href="form\.html"/);
+  });
+  await t.step("page links back to index", async () => {
+    const [, pageHtml] = await get("/page.html");
+    assert.match(pageHtml, /href="index\.html"/);
+  });
+  await t.step("page shows a picture with alt text", async () => {
+    const [, pageHtml] = await get("/page.html");
+    const img = pageHtml.match(/<img src="([^"]+)"[^>]* alt="[^"]+"/);
+    assert.ok(img, "an image with alt text");
+    const [picture, svg] = await get(`/${img[1]}`);
+    assert.equal(
+      picture.headers.get("content-type"),
+      "image/svg+xml; charset=utf-8",
+    );
+    assert.match(svg, /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+  });
+  await t.step("the stylesheet is text/css", async () => {
+    const [css] = await get("/style.css");
+    assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
+  });
 });
 
 Deno.test("favicon.ico is a real ICO file", async () => {
