@@ -779,7 +779,7 @@ Deno.test("store: parseDataFile reads tombstones and restore records", () => {
   }
 });
 
-Deno.test("store: the largest id is stored, the next post is refused with a log line, and it restarts", async () => {
+Deno.test("store: the largest id", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   const max = Number.MAX_SAFE_INTEGER; // 9007199254740991
@@ -788,37 +788,50 @@ Deno.test("store: the largest id is stored, the next post is refused with a log 
   let store = await openJsonLinesStore(dataFile, {
     log: (text) => logged.push(text),
   });
-  assert.equal((await store.appendMessage({ text: "the last" })).id, max);
-  const refused = await store.appendMessage({ text: "one too many" }).catch((
-    e,
-  ) => e);
-  assert.equal(refused.name, "StoreUnavailableError");
-  assert.match(
-    logged.join("\n"),
-    /every message id up to 9007199254740991 is used/,
-  );
-  assert.equal(store.writable, true, "the board still serves and clears");
+  await t.step("a post gets it", async () => {
+    assert.equal((await store.appendMessage({ text: "the last" })).id, max);
+  });
+  await t.step("the next post is refused with a log line", async () => {
+    const refused = await store.appendMessage({ text: "one too many" })
+      .catch((e) => e);
+    assert.equal(refused.name, "StoreUnavailableError");
+    assert.match(
+      logged.join("\n"),
+      /every message id up to 9007199254740991 is used/,
+    );
+    assert.equal(store.writable, true, "the board still serves and clears");
+  });
   await store.close();
 
   store = await openJsonLinesStore(dataFile, { log: () => {} });
   try {
-    assert.deepEqual((await allMessages(store)).map((m) => m.id), [
-      max - 1,
-      max,
-    ]);
-    await assert.rejects(store.appendMessage({ text: "still too many" }), {
-      name: "StoreUnavailableError",
+    await t.step("after a restart the messages are there", async () => {
+      assert.deepEqual((await allMessages(store)).map((m) => m.id), [
+        max - 1,
+        max,
+      ]);
     });
-    assert.equal((await store.clearMessages()).archived, 2);
+    await t.step("after a restart posts are still refused", async () => {
+      await assert.rejects(store.appendMessage({ text: "still too many" }), {
+        name: "StoreUnavailableError",
+      });
+    });
+    await t.step("the board can still be cleared", async () => {
+      assert.equal((await store.clearMessages()).archived, 2);
+    });
   } finally {
     await store.close();
   }
   // After a clear the record holds nextId = 2^53, and the board starts again.
   store = await openJsonLinesStore(dataFile, { log: () => {} });
   try {
-    assert.deepEqual(await allMessages(store), []);
-    await assert.rejects(store.appendMessage({ text: "no id left" }), {
-      name: "StoreUnavailableError",
+    await t.step("after a clear and a restart the board is empty", async () => {
+      assert.deepEqual(await allMessages(store), []);
+    });
+    await t.step("after a clear and a restart no id is left", async () => {
+      await assert.rejects(store.appendMessage({ text: "no id left" }), {
+        name: "StoreUnavailableError",
+      });
     });
   } finally {
     await store.close();
