@@ -4133,6 +4133,13 @@ const FLAGS = {
 export function parseCommandLine(args: string[]): CommandLineOptions {
   const values = readFlags(args, FLAGS);
   const port = parsePort(values.port);
+  for (const name of values["allowed-host"]) {
+    if (!/^\.?[A-Za-z0-9\-._~[\]:]+$/.test(name)) {
+      throw new CommandLineError(
+        `--allowed-host takes a host name, got ${showArg(name)}`,
+      );
+    }
+  }
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
