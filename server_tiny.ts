@@ -434,10 +434,16 @@ function scanRequestLine(
 
 /** A byte allowed in a method or field name: tchar (as TOKEN below). */
 function isTokenByte(byte: number): boolean {
-  return TOKEN_CHAR.test(String.fromCharCode(byte));
+  return TOKEN_BYTES[byte] === 1;
 }
 
-const TOKEN_CHAR = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]$/;
+// One flag per byte value, looked up for each byte of a method as it arrives:
+// a regular expression test per byte cost more than the rest of the scan.
+const TOKEN_BYTES = Uint8Array.from(
+  { length: 256 },
+  (_, byte) =>
+    /^[!#$%&'*+\-.^_`|~0-9A-Za-z]$/.test(String.fromCharCode(byte)) ? 1 : 0,
+);
 
 /** A byte allowed in a request target (as TARGET_CHARS below). */
 function isTargetByte(byte: number): boolean {
@@ -765,9 +771,12 @@ export function requestHostName(request: RequestHead): string | null {
   if (host === undefined || host === "") return null;
   // The parser checked the shape: an IP literal in brackets, or a name or
   // IPv4 address without a colon, then an optional port.
+  const colon = host.indexOf(":");
   const name = host.startsWith("[")
     ? host.slice(0, host.indexOf("]") + 1)
-    : host.split(":")[0];
+    : colon === -1
+    ? host
+    : host.slice(0, colon);
   return normaliseHostName(name);
 }
 
@@ -949,13 +958,12 @@ export function errorResponse(status: ErrorStatus): TinyResponse {
 
 /** The page for `/`: what the browser sent, every value escaped. */
 function renderHelloPage(request: RequestHead): string {
-  const rows = request.headers
-    .map(([name, value]) =>
-      `<tr><th>${escapeHtml(name)}</th><td>${
-        escapeHtml(showFieldValue(value))
-      }</td></tr>`
-    )
-    .join("\n");
+  let rows = "";
+  for (const [name, value] of request.headers) {
+    rows += `<tr><th>${escapeHtml(name)}</th><td>${
+      escapeHtml(showFieldValue(value))
+    }</td></tr>\n`;
+  }
   return renderPage(
     "Hello from server_tiny.ts",
     `<p>This page was written by hand, byte by byte, onto a TCP socket.
@@ -966,24 +974,24 @@ path <code>${escapeHtml(request.target)}</code>,
 version <code>${escapeHtml(request.version)}</code>.</p>
 <table>
 <tr><th>Header field</th><th>Value</th></tr>
-${rows}
-</table>`,
+${rows}</table>`,
   );
 }
 
 function renderPage(title: string, content: string): string {
+  const safeTitle = escapeHtml(title);
   return `<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title>
+<title>${safeTitle}</title>
 <style>
 body { font-family: system-ui, sans-serif; max-width: 50rem; margin: 1rem auto; padding: 0 1rem; }
 th, td { text-align: left; padding: 0.2em 1em 0.2em 0; vertical-align: top; }
 td { overflow-wrap: anywhere; }
 </style>
 <main>
-<h1>${escapeHtml(title)}</h1>
+<h1>${safeTitle}</h1>
 ${content}
 </main>
 </html>
@@ -1368,18 +1376,29 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
-  const pad = (n: number) => String(n).padStart(2, "0");
-  const time =
-    `${pad(date.getUTCDate())}/${
-      MONTHS[date.getUTCMonth()]
-    }/${date.getUTCFullYear()}:` +
-    `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
-      pad(date.getUTCSeconds())
-    } +0000`;
   const request = requestLine === null ? "-" : escapeForLog(requestLine);
-  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+  return `${client ?? "-"} - - [${logTime(date)}] "${request}" ${status} ${
     bodyBytes ? bodyBytes : "-"
   }`;
+}
+
+let cachedLogTime = { second: NaN, text: "" };
+
+/** `06/Nov/1994:08:49:37 +0000`, made once a second as {@link httpDate} is. */
+function logTime(date: Date): string {
+  const second = Math.floor(date.getTime() / 1000);
+  if (second !== cachedLogTime.second) {
+    const pad = (n: number) => String(n).padStart(2, "0");
+    const text =
+      `${pad(date.getUTCDate())}/${
+        MONTHS[date.getUTCMonth()]
+      }/${date.getUTCFullYear()}:` +
+      `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
+        pad(date.getUTCSeconds())
+      } +0000`;
+    cachedLogTime = { second, text };
+  }
+  return cachedLogTime.text;
 }
 
 /** Printable ASCII but `"` and `\`: what a log line shows as it is. */
@@ -1460,12 +1479,15 @@ async function handleConnection(
 
     let response: TinyResponse;
     let request: RequestHead | null = null;
-    let requestLine: Uint8Array | null = null;
+    let requestLine: string | null = null;
     let omitBody = false;
     if (result.kind === "head") {
       const parsed = parseRequestHead(result.head);
       if (parsed.ok) request = parsed.request;
-      requestLine = firstLine(result.head);
+      // One character per byte: bytes past ASCII are logged as \xNN.
+      requestLine = parsed.ok
+        ? `${request!.method} ${request!.target} ${request!.version}`
+        : byteString(firstLine(result.head));
       let problem = parsed.ok
         ? null
         : `${parsed.status} because: ${parsed.reason}`;
@@ -1478,7 +1500,8 @@ async function handleConnection(
             showBytes(encoder.encode(name))
           } (see --allowed-host)`;
         } else {
-          response = await answer(settings.respond, parsed.request, log);
+          const answered = answer(settings.respond, parsed.request, log);
+          response = answered instanceof Promise ? await answered : answered;
         }
       } else {
         response = errorResponse(parsed.status);
@@ -1515,8 +1538,7 @@ async function handleConnection(
     const accessLine = formatAccessLog({
       client,
       date,
-      // One character per byte: bytes past ASCII are logged as \xNN.
-      requestLine: requestLine && byteString(requestLine),
+      requestLine,
       status: response.status,
       bodyBytes: omitBody ? 0 : bodyLength,
     });
@@ -1554,28 +1576,46 @@ function describeNotHttp(received: Uint8Array): string {
 /**
  * Asks `respond` for the answer and checks it can be sent as it is; a
  * responder that throws, or answers something this server cannot frame
- * honestly, gives a generic 500 and one line in the log.
+ * honestly, gives a generic 500 and one line in the log. An answer given at
+ * once (as {@link respondTo} gives it) is returned at once, not as a
+ * promise: awaiting it would cost a turn of the microtask queue on every
+ * request.
  */
-async function answer(
+function answer(
   respond: Responder,
   request: RequestHead,
   log: (line: string) => void,
-): Promise<TinyResponse> {
+): TinyResponse | Promise<TinyResponse> {
   try {
-    const response = await respond(request);
-    checkResponse(response);
-    return response;
+    const response = respond(request);
+    if (response instanceof Promise) {
+      return response.then(checkedResponse).catch((error) =>
+        respondFailed(error, request, log)
+      );
+    }
+    return checkedResponse(response);
   } catch (error) {
-    const what = error instanceof Error
-      ? `${error.name}: ${error.message}`
-      : String(error);
-    log(
-      `respond failed for ${request.target}: ${
-        showBytes(encoder.encode(what))
-      }`,
-    );
-    return errorResponse(500);
+    return respondFailed(error, request, log);
   }
+}
+
+function checkedResponse(response: TinyResponse): TinyResponse {
+  checkResponse(response);
+  return response;
+}
+
+function respondFailed(
+  error: unknown,
+  request: RequestHead,
+  log: (line: string) => void,
+): TinyResponse {
+  const what = error instanceof Error
+    ? `${error.name}: ${error.message}`
+    : String(error);
+  log(
+    `respond failed for ${request.target}: ${showBytes(encoder.encode(what))}`,
+  );
+  return errorResponse(500);
 }
 
 /** A short name for an error, never a stack trace: `ConnectionReset`, `BrokenPipe`. */

@@ -872,15 +872,18 @@ Deno.test("a responder that throws or answers something unsafe gets a generic 50
       if (request.path === "/async") {
         return Promise.reject(new RangeError("later"));
       }
-      return {
+      const unsafe = {
         status: 200,
-        headers: [["X-Echo", "a\r\nSet-Cookie: x=1"]],
+        headers: [["X-Echo", "a\r\nSet-Cookie: x=1"]] as [string, string][],
         body: "",
       };
+      // An answer that comes later is checked as one that comes at once.
+      if (request.path === "/async-inject") return Promise.resolve(unsafe);
+      return unsafe;
     },
   });
   try {
-    for (const path of ["/throw", "/async", "/inject"]) {
+    for (const path of ["/throw", "/async", "/inject", "/async-inject"]) {
       await t.step(path, async () => {
         const response = await exchange(
           port,
