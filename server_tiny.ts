@@ -472,6 +472,8 @@ export type ParseResult =
   | { ok: true; request: RequestHead }
   | { ok: false; status: 400 | 505; reason: string };
 
+// A CR not followed by LF, or an LF not after a CR.
+const STRAY_LINE_END = /\r(?!\n)|(?<!\r)\n/;
 // RFC 9110 5.6.2: token = 1*tchar. Method and field names are tokens.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9112 2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive.
@@ -512,10 +514,15 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
   // RFC 9112 2.2: every line ends in CRLF. A bare LF is allowed as a MAY; we
   // refuse it (and a bare CR, which is never allowed) because a proxy in front
   // of us may split the lines differently, the root of request smuggling.
-  if (/(?<!\r)\n/.test(text)) {
-    return reject(400, "a line ends with a bare LF instead of CRLF");
+  const stray = STRAY_LINE_END.exec(text);
+  if (stray !== null) {
+    return reject(
+      400,
+      stray[0] === "\n"
+        ? "a line ends with a bare LF instead of CRLF"
+        : "a bare CR in the head",
+    );
   }
-  if (/\r(?!\n)/.test(text)) return reject(400, "a bare CR in the head");
   if (!text.endsWith("\r\n\r\n")) {
     return reject(400, "the head does not end with a blank line");
   }
