@@ -2025,6 +2025,12 @@ export class RateLimiter {
     return 0;
   }
 
+  /** Gives back the action `take` charged `key` for (it turned out not to count). */
+  refund(key: string): void {
+    const bucket = this.#buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
+  }
+
   #tokens(key: string, now: number): number {
     const bucket = this.#buckets.get(key);
     if (bucket === undefined) return this.burst;
@@ -2647,13 +2653,22 @@ export function createBoardHandler(
       );
     }
     const fields = await readFormFields(request, bodyTimeoutMs);
+    // Charged before the (asynchronous) comparison, so that tries sent at once cannot all
+    // pass the check above before the first wrong one is counted; a right one is refunded.
+    const waitNow = signIns.take(client);
+    if (waitNow > 0) {
+      throw tooManyRequests(
+        `Too many wrong tokens; try again in ${Math.ceil(waitNow / 1000)} s.`,
+        waitNow,
+      );
+    }
     if (!(await tokensMatch(fields.get("token") ?? "", adminToken))) {
-      signIns.take(client);
       return htmlResponse(
         renderSignIn(base, "That token is not right."),
         403,
       );
     }
+    signIns.refund(client);
     const id = sessions.start();
     return seeOther(`${base}/`, {
       "set-cookie": adminCookie(id, secure, base),

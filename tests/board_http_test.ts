@@ -1631,6 +1631,31 @@ Deno.test("admin: wrong tokens are limited per client (429 with Retry-After), ev
   }, { adminToken: ADMIN_TOKEN, rateLimit: false }); // the sign-in limit stays on
 });
 
+Deno.test("admin: regression: wrong tokens sent at once are limited too", async () => {
+  await withBoard(async (board) => {
+    // All 30 used to pass the limit check before the first wrong one was counted.
+    const statuses = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const response = await signIn(board, `guess ${i}`);
+        await response.body?.cancel();
+        return response.status;
+      }),
+    );
+    assert.equal(statuses.filter((s) => s === 403).length, SIGN_IN_BURST);
+    assert.equal(statuses.filter((s) => s === 429).length, 30 - SIGN_IN_BURST);
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false });
+});
+
+Deno.test("admin: a right token does not use up the client's tries", async () => {
+  await withBoard(async (board) => {
+    for (let i = 0; i < SIGN_IN_BURST + 2; i++) {
+      const response = await signIn(board, ADMIN_TOKEN);
+      assert.equal(response.status, 303, `sign-in ${i}`);
+      await response.body?.cancel();
+    }
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false });
+});
+
 Deno.test("admin: clearing needs a signed-in admin and a confirmation step", async () => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
