@@ -1630,6 +1630,17 @@ async function readBody(
       413,
       `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`,
     );
+  // We do not decode gzip or br bodies (nor risk a decompression bomb), and reading one as
+  // it is would store bytes the client never meant as text: 415, RFC 9110 15.5.16.
+  const coding = request.headers.get("content-encoding")?.trim().toLowerCase();
+  if (coding && coding !== "identity") {
+    await request.body?.cancel().catch(() => {});
+    throw new HttpError(
+      415,
+      "Send the body as it is, without Content-Encoding (no gzip, no br).",
+      { "accept-encoding": "identity" },
+    );
+  }
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > MAX_BODY_BYTES) {
     await request.body?.cancel().catch(() => {});
@@ -1790,6 +1801,9 @@ async function readFormFields(
   if (type === "application/x-www-form-urlencoded") {
     return parseUrlEncoded(body);
   }
+  // FormData would quietly turn broken UTF-8 into U+FFFD; no part may be a file, so the
+  // whole body is text.
+  decodeUtf8(body);
   let form: FormData;
   try {
     form = await new Response(body, {

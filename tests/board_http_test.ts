@@ -642,6 +642,28 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     /twice/,
   ],
   [
+    "regression: a multipart part that is not UTF-8 (was stored as U+FFFD)",
+    () =>
+      postForm(
+        new Uint8Array([
+          ...new TextEncoder().encode(
+            '--x\r\nContent-Disposition: form-data; name="message"\r\n\r\nh',
+          ),
+          0xe9,
+          ...new TextEncoder().encode("\r\n--x--\r\n"),
+        ]),
+        { "content-type": "multipart/form-data; boundary=x" },
+      ),
+    400,
+    /UTF-8/,
+  ],
+  [
+    "regression: a gzip body (was read as it is)",
+    () => postForm("message=hi", { "content-encoding": "gzip" }),
+    415,
+    /Content-Encoding/,
+  ],
+  [
     "a broken multipart body",
     () =>
       postForm("garbage", {
@@ -892,6 +914,11 @@ Deno.test("api: POST /api/messages answers 201 with the stored message", async (
 
 const badApiPosts: [string, () => Request, number][] = [
   ["bad JSON", () => postApi("{text: 'hi'}"), 400],
+  [
+    "regression: a br body (was read as it is)",
+    () => postApi('{"text":"hi"}', { "content-encoding": "br" }),
+    415,
+  ],
   ["an empty body", () => postApi(""), 400],
   ["a JSON array", () => postApi('["hi"]'), 400],
   ["JSON null", () => postApi("null"), 400],
