@@ -2396,6 +2396,13 @@ export function normalizeBasePath(basePath: string): string {
   return base;
 }
 
+/**
+ * Headers a proxy adds. Without `trustProxy`, a request that has one came through a proxy
+ * on this machine from anywhere (one that sends `Host: 127.0.0.1`, as nginx's
+ * `proxy_pass http://127.0.0.1:8080` does): it is not a visitor on this machine.
+ */
+const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+
 /** Whether a host name (from {@linkcode hostName}) names this machine. */
 function isLoopbackName(name: string | null): boolean {
   return name === "localhost" || name === "[::1]" ||
@@ -2442,7 +2449,8 @@ export function createBoardHandler(
         : "sign-in";
     }
     const local = isLoopbackClient(client) &&
-      isLoopbackName(hostName(target.host));
+      isLoopbackName(hostName(target.host)) &&
+      (trustProxy || !FORWARDING_HEADERS.some((h) => request.headers.has(h)));
     return local ? "open" : "off";
   }
 

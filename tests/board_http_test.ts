@@ -1750,6 +1750,19 @@ Deno.test("moderation: without a token, a visitor from another machine cannot cl
     );
     assert.equal(proxied.status, 403);
     await proxied.body?.cancel();
+    // Regression: so is one through a proxy that sends a local Host (nginx's default) and
+    // says whom it forwards for, on a board that does not trust it.
+    for (
+      const header of ["forwarded", "x-forwarded-for", "x-real-ip", "via"]
+    ) {
+      const request = postForm("clear=1", {
+        host: "127.0.0.1:8080",
+        [header]: header === "forwarded" ? "for=192.0.2.10" : "192.0.2.10",
+      });
+      const response = await board.handler(request, clientInfo("127.0.0.1"));
+      assert.equal(response.status, 403, header);
+      await response.body?.cancel();
+    }
     // With trustProxy, a forwarded client is remote even though the socket is local.
     assert.equal(await storedCount(board), 1);
   }, { allowedHosts: ["board.example"] });
