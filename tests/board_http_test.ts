@@ -15,6 +15,7 @@ import {
   isAllowedOrigin,
   isLongerThan,
   MAX_BODY_BYTES,
+  MAX_BODY_PIECES,
   MAX_MESSAGE_CHARS,
   MAX_NAME_CHARS,
   MAX_STREAMS_PER_CLIENT,
@@ -491,6 +492,33 @@ Deno.test("hostile: a chunked body under the limit is read whole", async () => {
     assert.equal(response.status, 303);
     const [message] = (await board.store.listMessages({ limit: 1 })).messages;
     assert.equal(message.text, "a".repeat(300));
+  });
+});
+
+Deno.test("hostile: regression: a body in very many small pieces gets 413 and is not read to the end", async () => {
+  await withBoard(async (board) => {
+    // 20,000 one-byte chunks (20 KB, under the size limit) took seconds to read one by one.
+    const { stream, pulled } = chunkedBody(20_000, 1);
+    const response = await board.handler(
+      new Request(BASE + "/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: stream,
+      }),
+    );
+    assert.equal(response.status, 413);
+    assert.match(await response.text(), /too many small pieces/);
+    assert.ok(pulled() < MAX_BODY_PIECES + 10, `read ${pulled()} pieces`);
+    assert.equal(await storedCount(board), 0);
+    // A body in fewer, larger pieces is read whole.
+    const fine = await board.handler(
+      new Request(BASE + "/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: chunkedBody(MAX_BODY_PIECES, 3).stream,
+      }),
+    );
+    assert.equal(fine.status, 303);
   });
 });
 
