@@ -30,9 +30,7 @@ function escapeXml(text: string): string {
 
 /**
  * Grid lines for a log axis covering [min, max]: 1-2-5 steps for up to three
- * decades, powers of ten beyond.
- *
- * @example chartTicks(0.5, 3) => [0.5, 1, 2, 5]; chartTicks(0.1, 5000) => [0.1, 1, 10, 100, 1000, 10000]
+ * decades (0.5 to 3: 0.5, 1, 2, 5), powers of ten beyond.
  */
 export function chartTicks(min: number, max: number): number[] {
   const candidates = Array.from({ length: 12 }, (_, i) => i - 4)
@@ -108,12 +106,6 @@ export function renderSvgChart(ratios: Ratio[], title: string): string {
     parts.push(element("line", { ...line, ...stroke }));
     parts.push(text({ ...label, fill: "#444" }, formatRatio(tick)));
   }
-  // Where a scenario has two of ours (1 and 2 board processes), each bar names its own.
-  const several = new Set(
-    ratios.filter((r) =>
-      ratios.some((o) => o.scenario === r.scenario && o.ours !== r.ours)
-    ).map((r) => r.scenario),
-  );
   ratios.forEach((ratio, index) => {
     const { value, target } = ratio;
     const y = TOP + index * ROW;
@@ -123,14 +115,15 @@ export function renderSvgChart(ratios: Ratio[], title: string): string {
       ? COLOURS.met
       : COLOURS.missed;
     const [from, to] = [x(Math.min(1, value)), x(Math.max(1, value))];
-    const versus = `${several.has(ratio.scenario) ? ratio.ours : ""} vs ` +
-      ratio.versus;
-    const summary = `${ratio.scenario}: ${ratio.ours} vs ${ratio.versus}, ` +
+    const summary = `${ratio.scenario}: ours vs ${ratio.versus}, ` +
       formatRatio(value);
     const label = { x: LABELS - 10, "text-anchor": "end" };
     parts.push(
       text({ ...label, y: y + ROW / 2 - 2 }, ratio.scenario),
-      text({ ...label, y: y + ROW / 2 + 12, "font-size": 12 }, versus.trim()),
+      text(
+        { ...label, y: y + ROW / 2 + 12, "font-size": 12 },
+        `vs ${ratio.versus}`,
+      ),
     );
     const width = Number(Math.max(to - from, 1).toFixed(1));
     const bar = { x: from, y: y + (ROW - BAR) / 2, width, height: BAR, fill };

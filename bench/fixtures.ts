@@ -94,42 +94,28 @@ export function renderStylesheet(size: number): string {
   return css + `/*${" ".repeat(size - css.length - 5)}*/\n`;
 }
 
-/** `Deno.FsFile.write` may write part of a buffer; loop until all of it is written. */
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < bytes.length;) {
-    offset += await file.write(bytes.subarray(offset));
-  }
-}
-
 /** Writes the site's files into `dir` (readable by everyone: nginx's worker is not root). */
 export async function writeSiteFiles(dir: string): Promise<void> {
   await Deno.chmod(dir, 0o755);
   const { small, stylesheet, medium, large } = SITE_FILES;
   const mode = 0o644;
-  await Deno.writeTextFile(
-    `${dir}/${small.name}`,
-    renderSmallPage(small.size),
-    { mode },
-  );
-  await Deno.writeTextFile(
-    `${dir}/${stylesheet.name}`,
-    renderStylesheet(stylesheet.size),
-    { mode },
-  );
+  const page = renderSmallPage(small.size);
+  await Deno.writeTextFile(`${dir}/${small.name}`, page, { mode });
+  const css = renderStylesheet(stylesheet.size);
+  await Deno.writeTextFile(`${dir}/${stylesheet.name}`, css, { mode });
+  // Random bytes: nothing along the way can make them smaller.
+  const chunk = new Uint8Array(CHUNK_BYTES);
+  for (let offset = 0; offset < chunk.length; offset += 65536) {
+    crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
+  }
   for (const { name, size } of [medium, large]) {
-    // Random bytes: nothing along the way can make them smaller.
-    const chunk = new Uint8Array(Math.min(size, CHUNK_BYTES));
-    for (let offset = 0; offset < chunk.length; offset += 65536) {
-      crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
-    }
-    using file = await Deno.open(`${dir}/${name}`, {
-      write: true,
-      create: true,
-      mode,
-    });
-    for (let left = size; left > 0; left -= chunk.length) {
-      await writeAll(file, chunk.subarray(0, Math.min(left, chunk.length)));
-    }
+    const chunks = function* () {
+      for (let left = size; left > 0; left -= chunk.length) {
+        yield chunk.subarray(0, Math.min(left, chunk.length));
+      }
+    };
+    const stream = ReadableStream.from(chunks());
+    await Deno.writeFile(`${dir}/${name}`, stream, { mode });
   }
 }
 
@@ -147,7 +133,7 @@ export function messageText(id: number): string {
 }
 
 /** When the generated message `id` of `count` was posted: a minute apart, the last at LAST_POSTED_AT. */
-const postedAt = (id: number, count: number) =>
+const postedAtOf = (id: number, count: number) =>
   new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
 
 /**
@@ -158,23 +144,18 @@ export async function writeBoardData(
   path: string,
   count: number,
 ): Promise<void> {
-  using file = await Deno.open(path, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  let batch = "";
-  for (let id = 1; id <= count; id++) {
-    batch += JSON.stringify({
-      id,
-      text: messageText(id),
-      postedAt: postedAt(id, count),
-    }) + "\n";
-    if (batch.length >= CHUNK_BYTES || id === count) {
-      await writeAll(file, new TextEncoder().encode(batch));
-      batch = "";
+  const batches = function* () {
+    let batch = "";
+    for (let id = 1; id <= count; id++) {
+      const postedAt = postedAtOf(id, count);
+      batch += JSON.stringify({ id, text: messageText(id), postedAt }) + "\n";
+      if (batch.length >= CHUNK_BYTES || id === count) {
+        yield new TextEncoder().encode(batch);
+        batch = "";
+      }
     }
-  }
+  };
+  await Deno.writeFile(path, ReadableStream.from(batches()));
 }
 
 /**
@@ -197,7 +178,7 @@ export function renderPgSeed(count: number): string {
   const rows = Array.from(
     { length: count },
     (_, i) =>
-      `${i + 1}\t${field(messageText(i + 1))}\t${postedAt(i + 1, count)}`,
+      `${i + 1}\t${field(messageText(i + 1))}\t${postedAtOf(i + 1, count)}`,
   );
   return [
     "truncate board_messages, board_clears, board_archive restart identity;",

@@ -36,6 +36,7 @@ export interface RunSettings {
 
 /** wrk threads: one per core of the machine the bench was written for. */
 const THREADS = 2;
+const CONNECTIONS = 32;
 const READY_TIMEOUT_MS = 15_000;
 const IDLE_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 3_000;
@@ -71,9 +72,8 @@ function spawn(command: string, args: string[], options: Deno.CommandOptions) {
 
 /** Runs a tool (wrk, curl, psql) to its end; resolves what it printed. */
 async function runTool(command: string, args: string[], input?: string) {
-  const stdin = input === undefined ? "null" : "piped";
-  const child = spawn(command, args, { stdin });
-  if (input !== undefined) {
+  const child = spawn(command, args, { stdin: input ? "piped" : "null" });
+  if (input) {
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode(input));
     await writer.close();
@@ -89,8 +89,6 @@ interface Running {
   child: Deno.ChildProcess;
   spec: LaunchSpec;
   url: string;
-  /** The last lines it printed, for error messages. */
-  output: () => string;
 }
 
 /** Keeps the tail of a stream, so a noisy server cannot fill a pipe and stall. */
@@ -118,15 +116,10 @@ async function answers(url: string, timeoutMs: number): Promise<boolean> {
 /** Starts a server and waits until it answers. */
 async function startServer(label: string, spec: LaunchSpec, port: number) {
   const { command, args, cwd, env } = spec;
-  const child = spawn(command, args, { cwd, env, stdin: "null" });
-  const [stdout, stderr] = [keepTail(child.stdout), keepTail(child.stderr)];
-  const output = () => (stdout() + stderr()).trim() || "(none)";
-  const server: Running = {
-    child,
-    spec,
-    url: `http://${LOCAL}:${port}/`,
-    output,
-  };
+  const options = { cwd, env, stdin: "null", stdout: "null" } as const;
+  const child = spawn(command, args, options);
+  const stderr = keepTail(child.stderr);
+  const server: Running = { child, spec, url: `http://${LOCAL}:${port}/` };
   let exited = false;
   child.status.then(() => exited = true);
   for (const deadline = Date.now() + READY_TIMEOUT_MS; Date.now() < deadline;) {
@@ -136,7 +129,9 @@ async function startServer(label: string, spec: LaunchSpec, port: number) {
   }
   await stopChild(child);
   const why = exited ? "exited during start-up" : "did not answer in time";
-  throw new Error(`${label} ${why}. Its output:\n${output()}`);
+  throw new Error(
+    `${label} ${why}. Its errors:\n${stderr().trim() || "(none)"}`,
+  );
 }
 
 /** Peak memory of the process that serves, in bytes; null when unreadable. */
@@ -199,47 +194,42 @@ function runPsql(url: string, sql: string): Promise<string> {
 
 /** Sends the scenario's request (or form) to `port` once with curl. */
 async function runCurl(scenario: ScenarioDef, port: number, form?: string) {
-  const { path, headers, timeout = 2 } = scenario;
-  const url = `http://${LOCAL}:${port}${path}`;
-  const args = parse.curlArgs({ url, timeout, headers, form });
+  const url = `http://${LOCAL}:${port}${scenario.path}`;
+  const timeout = scenario.timeout ?? 2;
+  const args = parse.curlArgs(url, timeout, scenario.headers, form);
   return parse.parseCurlWriteOut(await runTool("curl", args));
 }
 
-/**
- * Drives the processes on `ports` with wrk for `duration` seconds: one wrk per
- * port, all at once, sharing the scenario's connections and threads.
- */
+/** Drives the server on `port` with wrk for `duration` seconds. */
 async function runWrk(
   scenario: ScenarioDef,
-  ports: number[],
+  port: number,
   duration: number,
   script?: string,
 ): Promise<RunResult> {
-  const { path, headers, timeout = 2 } = scenario;
-  const connections = Math.floor((scenario.connections ?? 32) / ports.length);
-  const threads = Math.max(1, Math.floor(THREADS / ports.length));
-  const results = await Promise.all(ports.map(async (port) => {
-    const url = `http://${LOCAL}:${port}${path}`;
-    const options = { url, duration, connections, threads, timeout };
-    const args = parse.wrkArgs({ ...options, headers, script });
-    return parse.parseWrkOutput(await runTool("wrk", args));
-  }));
-  return parse.combineResults(results);
+  const args = parse.wrkArgs({
+    url: `http://${LOCAL}:${port}${scenario.path}`,
+    duration,
+    connections: CONNECTIONS,
+    threads: THREADS,
+    timeout: scenario.timeout ?? 2,
+    headers: scenario.headers,
+    script,
+  });
+  return parse.parseWrkOutput(await runTool("wrk", args));
 }
 
 /** One download with curl, as a one-request run. */
 async function download(scenario: ScenarioDef, port: number) {
   const { status, bytes, seconds, bytesPerSec } = await runCurl(scenario, port);
   const ms = seconds * 1000;
-  const errors = status >= 400 || bytes !== scenario.expectBytes ? 1 : 0;
-  const requestsPerSec = 1 / seconds;
   return {
     requests: 1,
-    requestsPerSec,
+    requestsPerSec: 1 / seconds,
     bytesPerSec,
     p50Ms: ms,
     p99Ms: ms,
-    errors,
+    errors: status >= 400 || bytes !== scenario.expectBytes ? 1 : 0,
   };
 }
 
@@ -293,14 +283,14 @@ interface Run {
   measuring: number;
 }
 
-/** One server measured in one scenario: its processes and what its runs gathered. */
+/** One server measured in one scenario: its process and what its runs gathered. */
 interface Measurement {
   scenario: ScenarioDef;
   server: ServerDef;
   /** Its place in the plan, for the progress lines. */
   index: number;
-  contexts: LaunchContext[];
-  processes: Running[];
+  context?: LaunchContext;
+  process?: Running;
   runs: RunResult[];
   peak: number | null;
   encoding: string;
@@ -314,8 +304,6 @@ interface Measurement {
 /**
  * Estimated seconds for one server in one scenario (starts, warm-up, runs),
  * for the time left.
- *
- * @example estimateSeconds(SCENARIOS[0], { duration: 5, runs: 3, warmup: 1 }) === 3 + 1 + 3 * 5.5
  */
 export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
   const { duration, runs, warmup } = settings;
@@ -352,39 +340,34 @@ async function newContext(run: Run, scenario: ScenarioDef) {
   };
 }
 
-/** Starts a server's processes, checks each answer, and warms them up. */
-async function startMeasurement(run: Run, m: Measurement, seed: boolean) {
+/** Starts a server (on freshly seeded data), checks its answer, and warms it up. */
+async function startMeasurement(run: Run, m: Measurement) {
   const { scenario, server } = m;
-  m.contexts = [];
-  for (let i = 0; i < (server.instances ?? 1); i++) {
-    m.contexts.push(await newContext(run, scenario));
-  }
-  if (seed) {
+  const context = m.context = await newContext(run, scenario);
+  if (server.postgres) {
     if (!run.databaseUrl) throw new Error("the throwaway PostgreSQL is not up");
     const sql = fixtures.renderPgSeed(scenario.boardMessages ?? 0);
     await runPsql(run.databaseUrl, sql);
   }
-  for (const context of m.contexts) {
-    const spec = await server.launch(context);
-    m.processes.push(await startServer(server.label, spec, context.port));
-    m.encoding = await checkAnswer(scenario, server, context.port);
-  }
+  const spec = await server.launch(context);
+  m.process = await startServer(server.label, spec, context.port);
+  m.encoding = await checkAnswer(scenario, server, context.port);
   const { warmup } = run.settings;
   if (!scenario.postBody && !scenario.pulls && warmup > 0) {
-    await runWrk(scenario, m.contexts.map((c) => c.port), warmup);
-    await Promise.all(m.processes.map((p) => answers(p.url, IDLE_TIMEOUT_MS)));
+    await runWrk(scenario, context.port, warmup);
+    await answers(m.process.url, IDLE_TIMEOUT_MS);
   }
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
 async function measureRun(run: Run, m: Measurement, script?: string) {
-  const ports = m.contexts.map((c) => c.port);
+  const port = m.context!.port;
   const result = m.scenario.pulls
-    ? await download(m.scenario, ports[0])
-    : await runWrk(m.scenario, ports, run.settings.duration, script);
+    ? await download(m.scenario, port)
+    : await runWrk(m.scenario, port, run.settings.duration, script);
   // A server that serves one request at a time still has wrk's queue to
   // answer: the next run must not start behind it.
-  await Promise.all(m.processes.map((p) => answers(p.url, IDLE_TIMEOUT_MS)));
+  await answers(m.process!.url, IDLE_TIMEOUT_MS);
   const rate = `${Math.round(result.requestsPerSec)} req/s`;
   const mib = `${(result.bytesPerSec / 1024 ** 2).toFixed(1)} MiB/s`;
   const p99 = result.p99Ms === null ? "" : `, p99 ${result.p99Ms} ms`;
@@ -396,28 +379,27 @@ async function measureRun(run: Run, m: Measurement, script?: string) {
   m.runs.push(result);
 }
 
-/** Reads the peak memory and stops the processes; after posts, checks that every acknowledged post was stored. */
+/** Stops the server after reading its peak memory; after posts, checks that every acknowledged post was stored. */
 async function stopMeasurement(run: Run, m: Measurement) {
   const { scenario, server } = m;
+  const process = m.process;
+  m.process = undefined;
+  if (!process) return;
   try {
-    // Several processes: the largest of them (each holds the same page and pool).
-    for (const memory of await Promise.all(m.processes.map(readPeakMemory))) {
-      if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
-    }
+    const memory = await readPeakMemory(process);
+    if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
   } finally {
-    await Promise.all(m.processes.map((p) => stopChild(p.child)));
-    m.processes = [];
+    await stopChild(process.child);
   }
   if (!scenario.postBody || !scenario.boardMessages) return;
-  // The check's one post per process, plus every post wrk saw answered.
-  const acknowledged = scenario.boardMessages + m.contexts.length +
-    m.runs.at(-1)!.requests;
+  // The check's one post, plus every post wrk saw answered.
+  const acknowledged = scenario.boardMessages + 1 + m.runs.at(-1)!.requests;
   let stored = acknowledged;
   if (server.postgres) {
     const count = "select count(*) from board_messages;";
     stored = Number(await runPsql(run.databaseUrl!, count));
   } else if (server.ourBoard) {
-    const file = join(m.contexts[0].workDir, "messages.jsonl");
+    const file = join(m.context!.workDir, "messages.jsonl");
     stored = (await Deno.readTextFile(file)).split("\n").length - 1;
   }
   // Our board answers 303 only once a post is stored: every one must be there.
@@ -437,17 +419,14 @@ function summarize(m: Measurement): report.ServerResult {
   };
   const count = (n: number) => n.toLocaleString("en-US");
   const compressed = scenario.headers?.some((h) => /^accept-encoding/i.test(h));
-  const instances = server.instances ?? 1;
-  const note = [
-    compressed ? m.encoding || "not compressed" : "",
-    instances > 1
-      ? `${instances} wrk at once, req/s summed, p50/p99 the worse`
-      : "",
-    stored
-      ? `${count(scenario.boardMessages!)} → ${count(stored)} stored` +
-        (lost ? `, ${lost} acknowledged posts LOST` : "")
-      : "",
-  ].filter(Boolean).join("; ");
+  const notes = [];
+  if (compressed) notes.push(m.encoding || "not compressed");
+  if (stored) {
+    const lostPosts = lost ? `, ${lost} acknowledged posts LOST` : "";
+    notes.push(
+      `${count(scenario.boardMessages!)} → ${count(stored)} stored${lostPosts}`,
+    );
+  }
   const perResponse = (r: RunResult) =>
     r.requests > 0 ? r.bytesPerSec / r.requestsPerSec : null;
   return {
@@ -462,7 +441,7 @@ function summarize(m: Measurement): report.ServerResult {
     p99Ms: medianOf((r) => r.p99Ms),
     peakMemoryBytes: m.peak,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
-    ...(note ? { note } : {}),
+    ...(notes.length ? { note: notes.join("; ") } : {}),
   };
 }
 
@@ -479,8 +458,8 @@ async function measureScenario(
   const scenario = measurements[0].scenario;
   const runs = scenario.pulls ?? run.settings.runs;
   const fresh = scenario.postBody !== undefined;
-  const script = join(run.tempDir, `${scenario.id}.lua`);
-  if (fresh) {
+  const script = fresh ? join(run.tempDir, `${scenario.id}.lua`) : undefined;
+  if (script) {
     await Deno.writeTextFile(
       script,
       parse.renderPostScript(scenario.postBody!),
@@ -495,22 +474,16 @@ async function measureScenario(
       m.failed = error instanceof Error ? error.message : String(error);
       log(`  FAILED ${m.server.label}: ${m.failed}`);
       run.done += run.plan[m.index] * (runs - m.runs.length) / runs;
-      await Promise.all(m.processes.map((p) => stopChild(p.child)));
-      m.processes = [];
+      if (m.process) await stopChild(m.process.child);
+      m.process = undefined;
     }
   };
-  let seeded = false;
   for (let turn = 0; turn < runs; turn++) {
     for (const m of measurements) {
-      if (fresh || turn === 0) {
-        // The servers on the database share one seeding, unless posts change it.
-        const seed: boolean = !!m.server.postgres && (fresh || !seeded);
-        seeded ||= seed;
-        await attempt(m, () => startMeasurement(run, m, seed));
-      }
+      if (fresh || turn === 0) await attempt(m, () => startMeasurement(run, m));
       await attempt(m, async () => {
         logProgress(run, m, runs);
-        await measureRun(run, m, fresh ? script : undefined);
+        await measureRun(run, m, script);
         run.done += run.plan[m.index] / runs;
       });
       if (fresh || turn === runs - 1) {
@@ -550,8 +523,8 @@ async function prepareData(run: Run, plan: Measurement[]) {
     postgres = await startPostgres();
     run.databaseUrl = postgres.url;
     const context = await newContext(run, onPg.scenario);
-    const spec = await servers.BOARD_PG_1.launch(context);
-    const board = await startServer("board_postgres.ts", spec, context.port);
+    const spec = await onPg.server.launch(context);
+    const board = await startServer(onPg.server.label, spec, context.port);
     await stopChild(board.child);
   } catch (error) {
     if (interrupted) throw error;
@@ -562,15 +535,12 @@ async function prepareData(run: Run, plan: Measurement[]) {
 }
 
 /** First match of `pattern` in what a command prints, or "not installed". */
-export async function versionOf(
-  command: string,
-  args: string[],
-  pattern: RegExp,
-): Promise<string> {
+async function versionOf(command: string, args: string[], pattern: RegExp) {
   try {
-    const output = await new Deno.Command(command, { args }).output();
-    const text = new TextDecoder().decode(output.stdout) +
-      new TextDecoder().decode(output.stderr);
+    const { stdout, stderr } = await new Deno.Command(command, { args })
+      .output();
+    const text = new TextDecoder().decode(stdout) +
+      new TextDecoder().decode(stderr);
     return pattern.exec(text)?.[1] ?? "unknown";
   } catch {
     return "not installed";
@@ -578,7 +548,6 @@ export async function versionOf(
 }
 
 async function readVersions(): Promise<Record<string, string>> {
-  const hono = new URL("./reference/hono_static.ts", import.meta.url);
   const tools: [string, string, string[], RegExp][] = [
     ["Node", "node", ["--version"], /v(\S+)/],
     ["nginx", "nginx", ["-v"], /nginx\/(\S+)/],
@@ -592,9 +561,13 @@ async function readVersions(): Promise<Record<string, string>> {
   for (const [name, command, args, pattern] of tools) {
     versions[name] = await versionOf(command, args, pattern);
   }
-  Object.assign(versions, servers.NODE_PEER_VERSIONS);
+  const hono = new URL("./reference/hono_static.ts", import.meta.url);
   const pinned = /npm:hono@([\d.]+)/.exec(await Deno.readTextFile(hono));
-  return { ...versions, hono: pinned?.[1] ?? "?" };
+  return {
+    ...versions,
+    ...servers.NODE_PEER_VERSIONS,
+    hono: pinned?.[1] ?? "?",
+  };
 }
 
 const readLoad = async () => {
@@ -616,23 +589,24 @@ export async function runBenchmark(
   await Deno.chmod(tempDir, 0o755);
   const siteDir = join(tempDir, "site");
   await Deno.mkdir(siteDir);
-  const toolsDir = join(tempDir, "npm");
   const run: Run = {
-    ...{ settings, tempDir, siteDir, toolsDir, measuring: 0, skipped: [] },
-    ...{ seeds: new Map(), starts: 0, plan: [], done: 0 },
+    ...{ settings, tempDir, siteDir, toolsDir: join(tempDir, "npm") },
+    ...{ seeds: new Map(), starts: 0, skipped: [], plan: [], done: 0 },
+    measuring: 0,
   };
   const results: report.ScenarioResult[] = [];
   try {
     // Ask each server once whether it can run here (this installs the Node peers).
-    if (scenarios.some((s) => s.servers.some((server) => server.javascript))) {
-      log(`installing the Node peers with npm into ${toolsDir}`);
-    }
     const reasons = new Map<ServerDef, Promise<string | null>>();
     const plan: Measurement[] = [];
     for (const scenario of scenarios) {
       for (const server of scenario.servers) {
-        const probe = server.unavailable ?? (() => Promise.resolve(null));
-        if (!reasons.has(server)) reasons.set(server, probe(toolsDir));
+        if (!reasons.has(server)) {
+          reasons.set(
+            server,
+            server.unavailable?.(run.toolsDir) ?? Promise.resolve(null),
+          );
+        }
         const reason = await reasons.get(server);
         if (reason) {
           log(`skipped ${server.label} in ${scenario.id}: ${reason}`);
@@ -641,14 +615,16 @@ export async function runBenchmark(
           );
           continue;
         }
-        const m = {
+        const index = plan.length;
+        plan.push({
           scenario,
           server,
-          index: plan.length,
+          index,
           runs: [],
           peak: null,
-        };
-        plan.push({ ...m, contexts: [], processes: [], encoding: "", lost: 0 });
+          encoding: "",
+          lost: 0,
+        });
         run.plan.push(estimateSeconds(scenario, settings));
       }
     }
@@ -658,9 +634,8 @@ export async function runBenchmark(
       log(`\n${scenario.title} (${scenario.load})`);
       const measured = plan.filter((m) => m.scenario === scenario);
       const { id, title, load } = scenario;
-      const metric = scenario.pulls ? "bytes" as const : "requests" as const;
       results.push({
-        ...{ id, title, load, metric },
+        ...{ id, title, load, metric: scenario.pulls ? "bytes" : "requests" },
         results: measured.length ? await measureScenario(run, measured) : [],
       });
     }
