@@ -17,15 +17,11 @@ const TOP = 70;
 const BOTTOM = 64;
 const COLOURS = { met: "#2e7d32", missed: "#c62828", none: "#3b6fb6" };
 
+const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" };
+
 /** Escapes text for SVG content and attributes. */
 function escapeXml(text: string): string {
-  const entities: Record<string, string> = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-  };
-  return text.replace(/[&<>"]/g, (c) => entities[c]);
+  return text.replace(/[&<>"]/g, (c) => ENTITIES[c as keyof typeof ENTITIES]);
 }
 
 /**

@@ -56,16 +56,8 @@ export function renderStylesheet(size: number): string {
   const int = (below: number) => Math.floor(random() * below);
   const parts = "card nav header footer button list item panel badge form"
     .split(" ");
-  const states = [
-    "",
-    ":hover",
-    ":focus-visible",
-    " > a",
-    " .title",
-    " .icon",
-    "--active",
-    "--muted",
-  ];
+  const states = ["", ":hover", ":focus-visible", " > a", " .title", " .icon"]
+    .concat("--active", "--muted");
   const hex = () => int(0xffffff).toString(16).padStart(6, "0");
   const properties = [
     () => `color: #${hex()}`,
@@ -140,55 +132,33 @@ const postedAtOf = (id: number, count: number) =>
  * Writes `count` messages (ids 1..count) as message_board.ts keeps them: one JSON object
  * per line, `{"id":1,"text":"Message 1: ...","postedAt":"2026-11-21T22:44:51.000Z"}`.
  */
-export async function writeBoardData(
-  path: string,
-  count: number,
-): Promise<void> {
-  const batches = function* () {
-    let batch = "";
-    for (let id = 1; id <= count; id++) {
-      const postedAt = postedAtOf(id, count);
-      batch += JSON.stringify({ id, text: messageText(id), postedAt }) + "\n";
-      if (batch.length >= CHUNK_BYTES || id === count) {
-        yield new TextEncoder().encode(batch);
-        batch = "";
-      }
-    }
-  };
-  await Deno.writeFile(path, ReadableStream.from(batches()));
+export async function writeBoardData(path: string, count: number) {
+  let text = "";
+  for (let id = 1; id <= count; id++) {
+    const postedAt = postedAtOf(id, count);
+    text += JSON.stringify({ id, text: messageText(id), postedAt }) + "\n";
+  }
+  await Deno.writeTextFile(path, text);
 }
 
 /**
  * The SQL that loads the same `count` messages as {@link writeBoardData} into the board's
  * PostgreSQL tables (which must exist): it empties them, restarts the ids at 1 and COPYs
- * the messages in, so ids, texts and times match the file store's seed exactly.
- *
- * @example renderPgSeed(1) includes "1\tMessage 1: from the tiny ...\t2026-11-21T22:44:51.000Z"
+ * the messages in (their text has no tab, newline or backslash to escape).
  */
 export function renderPgSeed(count: number): string {
-  // COPY's text format: tab-separated, with backslash, tab, newline and return escaped.
-  const escapes: Record<string, string> = {
-    "\\": "\\\\",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\r": "\\r",
-  };
-  const field = (text: string) =>
-    text.replace(/[\\\t\n\r]/g, (c) => escapes[c]);
-  const rows = Array.from(
-    { length: count },
-    (_, i) =>
-      `${i + 1}\t${field(messageText(i + 1))}\t${postedAtOf(i + 1, count)}`,
-  );
+  const rows = Array.from({ length: count }, (_, i) => {
+    const id = i + 1;
+    return `${id}\t${messageText(id)}\t${postedAtOf(id, count)}`;
+  });
+  const next = `${Math.max(count, 1)}, ${count > 0}`;
   return [
     "truncate board_messages, board_clears, board_archive restart identity;",
     // COPY writes the given ids even into a `generated always` column; setval then continues them.
     "copy board_messages (id, text, posted_at) from stdin;",
     ...rows,
     "\\.",
-    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${
-      Math.max(count, 1)
-    }, ${count > 0});`,
+    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${next});`,
     "",
   ].join("\n");
 }

@@ -14,6 +14,11 @@
 
 import { join } from "node:path";
 import { findPgBin, type PgServer, startPostgres } from "../tests/_postgres.ts";
+import {
+  type RunningProcess,
+  runProcess,
+  startProcess,
+} from "../tests/_process.ts";
 import * as fixtures from "./fixtures.ts";
 import * as parse from "./parse.ts";
 import type { RunResult } from "./parse.ts";
@@ -39,7 +44,8 @@ const THREADS = 2;
 const CONNECTIONS = 32;
 const READY_TIMEOUT_MS = 15_000;
 const IDLE_TIMEOUT_MS = 60_000;
-const STOP_GRACE_MS = 3_000;
+/** A bound on wrk, curl and psql, far above any run's length. */
+const TOOL_TIMEOUT_MS = 10 * 60_000;
 const LOCAL = servers.LOCAL;
 
 /** Prints a progress line at once (stderr: the tables on stdout stay clean). */
@@ -48,58 +54,32 @@ export function log(line: string): void {
 }
 
 // ---------------------------------------------------------------------------
-// Processes.
+// Processes, started with the test suite's one spawner (tests/_process.ts).
 
-const children = new Set<Deno.ChildProcess>();
-/** Temporary folders to remove on the way out, also after Ctrl-C. */
+/** The servers running now, to stop on the way out, also after Ctrl-C. */
+const running = new Set<RunningProcess>();
+/** Temporary folders to remove on the way out. */
 const tempDirs = new Set<string>();
-/** The throwaway PostgreSQL (started by pg_ctl, so not one of `children`). */
+/** The throwaway PostgreSQL (started by pg_ctl, so not one of `running`). */
 let postgres: PgServer | undefined;
 /** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
 let interrupted = false;
 
-function spawn(command: string, args: string[], options: Deno.CommandOptions) {
-  const child = new Deno.Command(command, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-    ...options,
-  }).spawn();
-  children.add(child);
-  child.status.finally(() => children.delete(child));
-  return child;
-}
-
 /** Runs a tool (wrk, curl, psql) to its end; resolves what it printed. */
-async function runTool(command: string, args: string[], input?: string) {
-  const child = spawn(command, args, { stdin: input ? "piped" : "null" });
-  if (input) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(input));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes).trim();
-  if (code === 0) return text(stdout);
-  throw new Error(`${command} failed (exit ${code}): ${text(stderr)}`);
+async function runTool(command: string, args: string[]) {
+  const timeoutMs = TOOL_TIMEOUT_MS;
+  const { code, stdout, stderr } = await runProcess(command, args, {
+    timeoutMs,
+  });
+  if (code === 0) return stdout.trim();
+  throw new Error(`${command} failed (exit ${code}): ${stderr.trim()}`);
 }
 
-/** A started server process. */
+/** A started server. */
 interface Running {
-  child: Deno.ChildProcess;
+  child: RunningProcess;
   spec: LaunchSpec;
   url: string;
-}
-
-/** Keeps the tail of a stream, so a noisy server cannot fill a pipe and stall. */
-function keepTail(stream: ReadableStream<Uint8Array>): () => string {
-  let tail = "";
-  (async () => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      tail = (tail + text).slice(-8192);
-    }
-  })().catch(() => {});
-  return () => tail;
 }
 
 /** HEAD /: any answer will do (the textbook board draws its page for a GET). */
@@ -113,66 +93,42 @@ async function answers(url: string, timeoutMs: number): Promise<boolean> {
   }
 }
 
-/** Starts a server and waits until it answers. */
+/** Starts a server and waits until it answers (not every peer prints its address). */
 async function startServer(label: string, spec: LaunchSpec, port: number) {
   const { command, args, cwd, env } = spec;
-  const options = { cwd, env, stdin: "null", stdout: "null" } as const;
-  const child = spawn(command, args, options);
-  const stderr = keepTail(child.stderr);
-  const server: Running = { child, spec, url: `http://${LOCAL}:${port}/` };
+  const child = await startProcess(command, args, { cwd, env, ready: null });
+  running.add(child);
+  child.output.finally(() => running.delete(child));
   let exited = false;
-  child.status.then(() => exited = true);
+  child.output.then(() => exited = true);
+  const url = `http://${LOCAL}:${port}/`;
   for (const deadline = Date.now() + READY_TIMEOUT_MS; Date.now() < deadline;) {
     if (exited) break;
-    if (await answers(server.url, 2000)) return server;
+    if (await answers(url, 2000)) return { child, spec, url };
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  await stopChild(child);
+  await child.stop();
   const why = exited ? "exited during start-up" : "did not answer in time";
-  throw new Error(
-    `${label} ${why}. Its errors:\n${stderr().trim() || "(none)"}`,
-  );
+  const output = child.lines.slice(-20).join("\n") || "(none)";
+  throw new Error(`${label} ${why}. Its output:\n${output}`);
 }
 
 /** Peak memory of the process that serves, in bytes; null when unreadable. */
 async function readPeakMemory({ child, spec }: Running) {
-  let pids = [child.pid];
+  let pid = child.pid;
   if (spec.memoryOfChild) {
-    const list = `/proc/${child.pid}/task/${child.pid}/children`;
-    const text = await Deno.readTextFile(list).catch(() => "");
-    pids = text.split(/\s+/).filter(Boolean).map(Number);
+    const list = `/proc/${pid}/task/${pid}/children`;
+    const children = await Deno.readTextFile(list).catch(() => "");
+    pid = Number(children.trim().split(/\s+/)[0]);
   }
-  const peaks = await Promise.all(
-    pids.map((pid) =>
-      Deno.readTextFile(`/proc/${pid}/status`).then(
-        parse.parseVmHwm,
-        () => null,
-      )
-    ),
-  );
-  const known = peaks.filter((peak) => peak !== null);
-  return known.length ? Math.max(...known) : null;
-}
-
-/** SIGTERM, then SIGKILL after a grace period; resolves once it is gone. */
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  const signal = (name: Deno.Signal) => {
-    try {
-      child.kill(name);
-    } catch {
-      // Already exited.
-    }
-  };
-  signal("SIGTERM");
-  const late = setTimeout(() => signal("SIGKILL"), STOP_GRACE_MS);
-  await child.status;
-  clearTimeout(late);
+  const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+  return parse.parseVmHwm(status);
 }
 
 /** Stops every process and the PostgreSQL this run started, removes its folders. */
 export async function cleanUp({ interrupt = false } = {}): Promise<void> {
   if (interrupt) interrupted = true;
-  await Promise.all([...children].map(stopChild));
+  await Promise.all([...running].map((child) => child.stop()));
   const pg = postgres;
   postgres = undefined;
   await pg?.destroy().catch((e) => log(`could not stop PostgreSQL: ${e}`));
@@ -185,11 +141,11 @@ export async function cleanUp({ interrupt = false } = {}): Promise<void> {
 // ---------------------------------------------------------------------------
 // The clients.
 
-/** Runs `sql` with psql; resolves what it printed (unaligned, tuples only). */
-function runPsql(url: string, sql: string): Promise<string> {
+/** Runs psql with `sql` (`--command` or `--file`); resolves what it printed. */
+function runPsql(url: string, sql: string[]): Promise<string> {
   const args = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only"];
-  args.push("-v", "ON_ERROR_STOP=1", url);
-  return runTool(`${findPgBin()}/psql`, args, sql);
+  args.push("-v", "ON_ERROR_STOP=1", ...sql, url);
+  return runTool(`${findPgBin()}/psql`, args);
 }
 
 /** Sends the scenario's request (or form) to `port` once with curl. */
@@ -290,7 +246,7 @@ interface Measurement {
   /** Its place in the plan, for the progress lines. */
   index: number;
   context?: LaunchContext;
-  process?: Running;
+  running?: Running;
   runs: RunResult[];
   peak: number | null;
   encoding: string;
@@ -346,16 +302,20 @@ async function startMeasurement(run: Run, m: Measurement) {
   const context = m.context = await newContext(run, scenario);
   if (server.postgres) {
     if (!run.databaseUrl) throw new Error("the throwaway PostgreSQL is not up");
-    const sql = fixtures.renderPgSeed(scenario.boardMessages ?? 0);
-    await runPsql(run.databaseUrl, sql);
+    const file = join(context.workDir, "seed.sql");
+    await Deno.writeTextFile(
+      file,
+      fixtures.renderPgSeed(scenario.boardMessages ?? 0),
+    );
+    await runPsql(run.databaseUrl, ["--file", file]);
   }
   const spec = await server.launch(context);
-  m.process = await startServer(server.label, spec, context.port);
+  m.running = await startServer(server.label, spec, context.port);
   m.encoding = await checkAnswer(scenario, server, context.port);
   const { warmup } = run.settings;
   if (!scenario.postBody && !scenario.pulls && warmup > 0) {
     await runWrk(scenario, context.port, warmup);
-    await answers(m.process.url, IDLE_TIMEOUT_MS);
+    await answers(m.running.url, IDLE_TIMEOUT_MS);
   }
 }
 
@@ -367,7 +327,7 @@ async function measureRun(run: Run, m: Measurement, script?: string) {
     : await runWrk(m.scenario, port, run.settings.duration, script);
   // A server that serves one request at a time still has wrk's queue to
   // answer: the next run must not start behind it.
-  await answers(m.process!.url, IDLE_TIMEOUT_MS);
+  await answers(m.running!.url, IDLE_TIMEOUT_MS);
   const rate = `${Math.round(result.requestsPerSec)} req/s`;
   const mib = `${(result.bytesPerSec / 1024 ** 2).toFixed(1)} MiB/s`;
   const p99 = result.p99Ms === null ? "" : `, p99 ${result.p99Ms} ms`;
@@ -382,21 +342,21 @@ async function measureRun(run: Run, m: Measurement, script?: string) {
 /** Stops the server after reading its peak memory; after posts, checks that every acknowledged post was stored. */
 async function stopMeasurement(run: Run, m: Measurement) {
   const { scenario, server } = m;
-  const process = m.process;
-  m.process = undefined;
-  if (!process) return;
+  const started = m.running;
+  m.running = undefined;
+  if (!started) return;
   try {
-    const memory = await readPeakMemory(process);
+    const memory = await readPeakMemory(started);
     if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
   } finally {
-    await stopChild(process.child);
+    await started.child.stop();
   }
   if (!scenario.postBody || !scenario.boardMessages) return;
   // The check's one post, plus every post wrk saw answered.
   const acknowledged = scenario.boardMessages + 1 + m.runs.at(-1)!.requests;
   let stored = acknowledged;
   if (server.postgres) {
-    const count = "select count(*) from board_messages;";
+    const count = ["--command", "select count(*) from board_messages;"];
     stored = Number(await runPsql(run.databaseUrl!, count));
   } else if (server.ourBoard) {
     const file = join(m.context!.workDir, "messages.jsonl");
@@ -474,8 +434,8 @@ async function measureScenario(
       m.failed = error instanceof Error ? error.message : String(error);
       log(`  FAILED ${m.server.label}: ${m.failed}`);
       run.done += run.plan[m.index] * (runs - m.runs.length) / runs;
-      if (m.process) await stopChild(m.process.child);
-      m.process = undefined;
+      await m.running?.child.stop();
+      m.running = undefined;
     }
   };
   for (let turn = 0; turn < runs; turn++) {
@@ -525,7 +485,7 @@ async function prepareData(run: Run, plan: Measurement[]) {
     const context = await newContext(run, onPg.scenario);
     const spec = await onPg.server.launch(context);
     const board = await startServer(onPg.server.label, spec, context.port);
-    await stopChild(board.child);
+    await board.child.stop();
   } catch (error) {
     if (interrupted) throw error;
     // The other scenarios still run; each PostgreSQL row fails with a line saying why.
