@@ -39,9 +39,6 @@ export interface RunSettings {
   note?: string;
 }
 
-/** wrk threads: one per core of the machine the bench was written for. */
-const THREADS = 2;
-const CONNECTIONS = 32;
 const READY_TIMEOUT_MS = 15_000;
 const IDLE_TIMEOUT_MS = 60_000;
 /** A bound on wrk, curl and psql, far above any run's length. */
@@ -53,13 +50,12 @@ export function log(line: string): void {
   console.error(line);
 }
 
-// ---------------------------------------------------------------------------
 // Processes, started with the test suite's one spawner (tests/_process.ts).
 
 /** The servers running now, to stop on the way out, also after Ctrl-C. */
 const running = new Set<RunningProcess>();
-/** Temporary folders to remove on the way out. */
-const tempDirs = new Set<string>();
+/** The run's temporary folder, to remove on the way out. */
+let tempDir: string | undefined;
 /** The throwaway PostgreSQL (started by pg_ctl, so not one of `running`). */
 let postgres: PgServer | undefined;
 /** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
@@ -132,13 +128,10 @@ export async function cleanUp({ interrupt = false } = {}): Promise<void> {
   const pg = postgres;
   postgres = undefined;
   await pg?.destroy().catch((e) => log(`could not stop PostgreSQL: ${e}`));
-  for (const dir of tempDirs) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    tempDirs.delete(dir);
-  }
+  if (tempDir) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+  tempDir = undefined;
 }
 
-// ---------------------------------------------------------------------------
 // The clients.
 
 /** Runs psql with `sql` (`--command` or `--file`); resolves what it printed. */
@@ -163,15 +156,9 @@ async function runWrk(
   duration: number,
   script?: string,
 ): Promise<RunResult> {
-  const args = parse.wrkArgs({
-    url: `http://${LOCAL}:${port}${scenario.path}`,
-    duration,
-    connections: CONNECTIONS,
-    threads: THREADS,
-    timeout: scenario.timeout ?? 2,
-    headers: scenario.headers,
-    script,
-  });
+  const { path, timeout = 2, headers } = scenario;
+  const url = `http://${LOCAL}:${port}${path}`;
+  const args = parse.wrkArgs(url, duration, timeout, headers, script);
   return parse.parseWrkOutput(await runTool("wrk", args));
 }
 
@@ -215,7 +202,6 @@ async function checkAnswer(
   return answer.encoding;
 }
 
-// ---------------------------------------------------------------------------
 // The run.
 
 /** What the whole run shares. */
@@ -248,8 +234,9 @@ interface Measurement {
   context?: LaunchContext;
   running?: Running;
   runs: RunResult[];
-  peak: number | null;
-  encoding: string;
+  peak?: number;
+  /** The Content-Encoding of its answer ("" for none). */
+  encoding?: string;
   /** After posts: the most messages stored at the end of a run. */
   stored?: number;
   lost: number;
@@ -328,11 +315,9 @@ async function measureRun(run: Run, m: Measurement, script?: string) {
   // A server that serves one request at a time still has wrk's queue to
   // answer: the next run must not start behind it.
   await answers(m.running!.url, IDLE_TIMEOUT_MS);
-  const rate = `${Math.round(result.requestsPerSec)} req/s`;
-  const mib = `${(result.bytesPerSec / 1024 ** 2).toFixed(1)} MiB/s`;
-  const p99 = result.p99Ms === null ? "" : `, p99 ${result.p99Ms} ms`;
-  const errors = result.errors ? `, ${result.errors} errors` : "";
-  log(`    ${rate}, ${mib}${p99}${errors}`);
+  const rate = report.formatCount(result.requestsPerSec);
+  const mib = report.formatRate(result.bytesPerSec);
+  log(`    ${rate} req/s, ${mib} MiB/s, ${result.errors} errors`);
   if (result.errors > result.requests / 100) {
     log("    WARNING: more than 1% errors: this figure is not a fair one");
   }
@@ -399,7 +384,7 @@ function summarize(m: Measurement): report.ServerResult {
     bytesPerResponse: medianOf(perResponse),
     p50Ms: medianOf((r) => r.p50Ms),
     p99Ms: medianOf((r) => r.p99Ms),
-    peakMemoryBytes: m.peak,
+    peakMemoryBytes: m.peak ?? null,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     ...(notes.length ? { note: notes.join("; ") } : {}),
   };
@@ -497,11 +482,8 @@ async function prepareData(run: Run, plan: Measurement[]) {
 /** First match of `pattern` in what a command prints, or "not installed". */
 async function versionOf(command: string, args: string[], pattern: RegExp) {
   try {
-    const { stdout, stderr } = await new Deno.Command(command, { args })
-      .output();
-    const text = new TextDecoder().decode(stdout) +
-      new TextDecoder().decode(stderr);
-    return pattern.exec(text)?.[1] ?? "unknown";
+    const { stdout, stderr } = await runProcess(command, args);
+    return pattern.exec(stdout + stderr)?.[1] ?? "unknown";
   } catch {
     return "not installed";
   }
@@ -543,8 +525,7 @@ export async function runBenchmark(
 ): Promise<report.BenchReport> {
   const started = Date.now();
   const loadAtStart = await readLoad();
-  const tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
-  tempDirs.add(tempDir);
+  tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
   // nginx's worker runs as an unprivileged user and must read the site files.
   await Deno.chmod(tempDir, 0o755);
   const siteDir = join(tempDir, "site");
@@ -557,15 +538,12 @@ export async function runBenchmark(
   const results: report.ScenarioResult[] = [];
   try {
     // Ask each server once whether it can run here (this installs the Node peers).
-    const reasons = new Map<ServerDef, Promise<string | null>>();
+    const reasons = new Map<ServerDef, Promise<string | null> | null>();
     const plan: Measurement[] = [];
     for (const scenario of scenarios) {
       for (const server of scenario.servers) {
         if (!reasons.has(server)) {
-          reasons.set(
-            server,
-            server.unavailable?.(run.toolsDir) ?? Promise.resolve(null),
-          );
+          reasons.set(server, server.unavailable?.(run.toolsDir) ?? null);
         }
         const reason = await reasons.get(server);
         if (reason) {
@@ -575,16 +553,7 @@ export async function runBenchmark(
           );
           continue;
         }
-        const index = plan.length;
-        plan.push({
-          scenario,
-          server,
-          index,
-          runs: [],
-          peak: null,
-          encoding: "",
-          lost: 0,
-        });
+        plan.push({ scenario, server, index: plan.length, runs: [], lost: 0 });
         run.plan.push(estimateSeconds(scenario, settings));
       }
     }
@@ -617,7 +586,7 @@ export async function runBenchmark(
     },
     versions: await readVersions(),
     command,
-    settings: { duration, runs, threads: THREADS },
+    settings: { duration, runs, threads: parse.THREADS },
     scenarios: results,
     targets: report.checkTargets(TARGETS, results),
     skipped: run.skipped,

@@ -21,20 +21,9 @@ export interface RunResult {
   errors: number;
 }
 
-/** Options for one wrk run against one URL. */
-export interface WrkOptions {
-  url: string;
-  /** Seconds to run. */
-  duration: number;
-  connections: number;
-  threads: number;
-  /** Seconds before wrk counts a request as timed out. */
-  timeout: number;
-  /** Extra request header lines, e.g. `"Connection: close"`. */
-  headers?: string[];
-  /** A Lua script file (for POST bodies). */
-  script?: string;
-}
+/** wrk's connections in every scenario, and its threads: one per core of the machine the bench was written for. */
+export const CONNECTIONS = 32;
+export const THREADS = 2;
 
 const TIME_MS = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 // wrk prints sizes with binary prefixes (its format_binary divides by 1024).
@@ -80,13 +69,22 @@ export function parseWrkOutput(output: string): RunResult {
   };
 }
 
-/** wrk's argument list; `--latency` is always on so percentiles are printed. */
-export function wrkArgs(options: WrkOptions): string[] {
-  const { url, duration, connections, threads, timeout } = options;
-  const args = ["--latency", "-t", String(threads), "-c", String(connections)];
+/**
+ * wrk's argument list for `duration` seconds against `url`, with `timeout`
+ * seconds per request and a Lua `script` (for POST bodies); `--latency` is
+ * always on so percentiles are printed.
+ */
+export function wrkArgs(
+  url: string,
+  duration: number,
+  timeout: number,
+  headers: string[] = [],
+  script?: string,
+): string[] {
+  const args = ["--latency", "-t", String(THREADS), "-c", String(CONNECTIONS)];
   args.push("-d", `${duration}s`, "--timeout", `${timeout}s`);
-  for (const header of options.headers ?? []) args.push("-H", header);
-  if (options.script) args.push("-s", options.script);
+  for (const header of headers) args.push("-H", header);
+  if (script) args.push("-s", script);
   return [...args, url];
 }
 

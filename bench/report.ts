@@ -339,22 +339,19 @@ export function renderResultsMarkdown(report: BenchReport): string {
   const gib = (machine.memoryBytes / 1024 ** 3).toFixed(1);
   const skipped = report.skipped.map((line) => `- ${line}`).join("\n");
   const when = report.date.slice(0, 16).replace("T", " ");
+  const seconds = Math.round(report.elapsedSeconds);
+  const each = `${runs} run${runs === 1 ? "" : "s"} of ${duration} s`;
   return `# Benchmark results
 
-Measured ${when} UTC in ${
-    Math.round(report.elapsedSeconds)
-  } s by \`bench/run.ts\`.
-Written by the runner: do not edit by hand.
+Measured ${when} UTC in ${seconds} s by \`bench/run.ts\`. Written by the
+runner: do not edit by hand.
 
 - Machine: ${machine.cpus} × ${machine.cpuModel}, ${gib} GiB memory, Linux ${machine.kernel};
   the client (wrk or curl) runs on the same cores as the server it drives.
 - Load average ${start} at the start, ${end} at the end (the run itself adds
   about one per core).
 ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
-- Each figure is the median of ${runs} run${
-    runs === 1 ? "" : "s"
-  } of ${duration} s,
-  wrk with ${threads} threads (the 100 MiB file: the median of single curl
+- Each figure is the median of ${each}, wrk with ${threads} threads (the 100 MiB file: the median of single curl
   downloads), all servers on 127.0.0.1. The runs' lowest and highest figures
   are beside it.
 - Reproduce: \`${report.command}\`
@@ -408,14 +405,9 @@ export function renderReadmeSummary(report: BenchReport): string {
     };
     const peer = fastest("peer");
     const winner = fastestOf(scenario, peer ? [ours, peer] : [ours]);
-    const label = winner === ours ? "ours" : winner!.label;
-    return [[
-      scenario.title,
-      ours.label,
-      ratioTo(fastest("floor")),
-      ratioTo(peer),
-      label,
-    ]];
+    const floor = ratioTo(fastest("floor"));
+    const who = winner === ours ? "ours" : winner!.label;
+    return [[scenario.title, ours.label, floor, ratioTo(peer), who]];
   });
   const measured = report.targets.filter((t) => t.met !== null);
   const met = measured.filter((t) => t.met).length;

@@ -93,7 +93,6 @@ function needs(program: string, hint = `apt-get install ${program}`) {
   return () => Promise.resolve(onPath(program) ? null : why);
 }
 
-// ---------------------------------------------------------------------------
 // Ours, with the README's narrow flags.
 
 export const OUR_TINY: ServerDef = {
@@ -156,7 +155,6 @@ export const BOARD_POSTGRES: ServerDef = {
     ]),
 };
 
-// ---------------------------------------------------------------------------
 // Floors: the runtime doing the least, in bench/reference/.
 
 export const TINY_DENO_LOOP: ServerDef = {
@@ -185,7 +183,6 @@ export const FILES_FLOOR: ServerDef = {
   launch: denoSite(`${REFERENCE}files_floor.ts`),
 };
 
-// ---------------------------------------------------------------------------
 // Native peers: nginx, Caddy, lighttpd, Python.
 
 /**
@@ -320,7 +317,6 @@ export const PYTHON_HTTP_SERVER: ServerDef = {
   }),
 };
 
-// ---------------------------------------------------------------------------
 // JavaScript peers: Hono and std on Deno; serve, http-server and sirv on Node.
 
 /** Hono's serveStatic on Deno; the script pins `npm:hono` to an exact version. */
@@ -428,7 +424,6 @@ export const SIRV = nodePeer("sirv-cli", "sirv", (c) => [
   ...[c.siteDir, "--host", LOCAL, "--port", String(c.port), "--quiet"],
 ]);
 
-// ---------------------------------------------------------------------------
 // The textbook's programs, as rewritten in bench/reference/.
 
 export const TEXTBOOK_TINY: ServerDef = {

@@ -84,9 +84,8 @@ Deno.test("parseWrkOutput refuses a cut report and an unknown unit", () => {
 
 Deno.test("wrk posts the form through a script; curl posts it raw and follows no redirect", () => {
   const url = "http://127.0.0.1:9/";
-  const options = { url, duration: 2, connections: 4, threads: 1, timeout: 60 };
-  const extra = { headers: ["Connection: close"], script: "/x/post.lua" };
-  assert.deepEqual(wrkArgs({ ...options, ...extra }).slice(-5), [
+  const wrk = wrkArgs(url, 2, 60, ["Connection: close"], "/x/post.lua");
+  assert.deepEqual(wrk.slice(-5), [
     ...["-H", "Connection: close", "-s", "/x/post.lua", url],
   ]);
   const script = renderPostScript("message=Hello+%22you%22");
@@ -342,7 +341,7 @@ Deno.test("renderResultsMarkdown names the machine, load, versions, command, cha
     "- Load average 3.5 at the start, 4.3 at the end (the run itself adds",
     "- Other helpers' tests ran meanwhile.",
     "Deno 2.9.6, nginx 1.22.1, wrk 4.1.0",
-    "median of 3 runs of 5 s,\n  wrk with 2 threads",
+    "median of 3 runs of 5 s, wrk with 2 threads",
     "Reproduce: `deno task bench`",
     "![Our servers' speed as a ratio to each peer and floor](results.svg)",
     `## Results\n\n${report.renderResultsTable(REPORT.scenarios)}\n`,
