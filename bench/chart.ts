@@ -129,11 +129,6 @@ export function renderSvgChart(ratios: Ratio[], title: string): string {
       );
     }
   });
-  if (ratios.length === 0) {
-    const none =
-      "No ratios: none of our servers was measured beside a peer or floor.";
-    parts.push(text({ ...centre, y: TOP + 24, fill: "#444" }, none));
-  }
   // The legend: one line, each key in its colour.
   const legend = [
     [COLOURS.met, "■ target met"],

@@ -165,13 +165,10 @@ async function runWrk(
 /** One download with curl, as a one-request run. */
 async function download(scenario: ScenarioDef, port: number) {
   const { status, bytes, seconds, bytesPerSec } = await runCurl(scenario, port);
-  const ms = seconds * 1000;
   return {
     requests: 1,
     requestsPerSec: 1 / seconds,
     bytesPerSec,
-    p50Ms: ms,
-    p99Ms: ms,
     errors: status >= 400 || bytes !== scenario.expectBytes ? 1 : 0,
   };
 }
@@ -382,8 +379,6 @@ function summarize(m: Measurement): report.ServerResult {
     requestsPerSec: medianOf((r) => r.requestsPerSec)!,
     bytesPerSec: medianOf((r) => r.bytesPerSec)!,
     bytesPerResponse: medianOf(perResponse),
-    p50Ms: medianOf((r) => r.p50Ms),
-    p99Ms: medianOf((r) => r.p99Ms),
     peakMemoryBytes: m.peak ?? null,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     ...(notes.length ? { note: notes.join("; ") } : {}),
@@ -538,12 +533,13 @@ export async function runBenchmark(
   const results: report.ScenarioResult[] = [];
   try {
     // Ask each server once whether it can run here (this installs the Node peers).
-    const reasons = new Map<ServerDef, Promise<string | null> | null>();
+    const reasons = new Map<ServerDef, Promise<string | null>>();
     const plan: Measurement[] = [];
     for (const scenario of scenarios) {
       for (const server of scenario.servers) {
         if (!reasons.has(server)) {
-          reasons.set(server, server.unavailable?.(run.toolsDir) ?? null);
+          const why = server.unavailable?.(run.toolsDir) ?? null;
+          reasons.set(server, Promise.resolve(why));
         }
         const reason = await reasons.get(server);
         if (reason) {

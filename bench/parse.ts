@@ -14,9 +14,6 @@ export interface RunResult {
   requestsPerSec: number;
   /** Bytes read per second (heads and bodies). */
   bytesPerSec: number;
-  /** Latency percentiles; null when wrk did not print them. */
-  p50Ms: number | null;
-  p99Ms: number | null;
   /** Socket errors (connect, read, write, timeout) plus answers with status >= 400. */
   errors: number;
 }
@@ -25,16 +22,20 @@ export interface RunResult {
 export const CONNECTIONS = 32;
 export const THREADS = 2;
 
-const TIME_MS = { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 // wrk prints sizes with binary prefixes (its format_binary divides by 1024).
-const SIZE_BYTES = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 };
+const SIZE_BYTES: Record<string, number> = {
+  B: 1,
+  KB: 1024,
+  MB: 1024 ** 2,
+  GB: 1024 ** 3,
+};
 
-/** Reads a wrk figure with its unit: "1.13ms" with TIME_MS is 1.13. */
-function parseUnit(text: string, units: Record<string, number>): number {
+/** Reads a wrk size with its unit: "2.00MB" is 2 MiB. */
+function parseSize(text: string): number {
   const match = /^([\d.]+)([a-zA-Z]+)$/.exec(text.trim());
-  const scale = match ? units[match[2]] : undefined;
+  const scale = match ? SIZE_BYTES[match[2]] : undefined;
   if (!match || scale === undefined) {
-    throw new Error(`not a wrk figure: ${JSON.stringify(text)}`);
+    throw new Error(`not a wrk size: ${JSON.stringify(text)}`);
   }
   return Number(match[1]) * scale;
 }
@@ -48,13 +49,9 @@ export function parseWrkOutput(output: string): RunResult {
   const requests = line(/^\s*(\d+) requests in [\d.]+\w+, [\d.]+\w+ read/m);
   const rate = line(/^Requests\/sec:\s+([\d.]+)\s*$/m);
   const transfer = line(/^Transfer\/sec:\s+([\d.]+\w+)\s*$/m);
-  if (!requests || !rate || !transfer || !/^\s*Latency\s/m.test(output)) {
+  if (!requests || !rate || !transfer) {
     throw new Error(`wrk printed no complete report:\n${output.trim()}`);
   }
-  const percentile = (p: number) => {
-    const time = line(new RegExp(`^\\s*${p}%\\s+([\\d.]+\\w+)\\s*$`, "m"));
-    return time ? parseUnit(time, TIME_MS) : null;
-  };
   const socket =
     /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/
       .exec(output)?.slice(1) ?? [];
@@ -62,17 +59,14 @@ export function parseWrkOutput(output: string): RunResult {
   return {
     requests: Number(requests),
     requestsPerSec: Number(rate),
-    bytesPerSec: parseUnit(transfer, SIZE_BYTES),
-    p50Ms: percentile(50),
-    p99Ms: percentile(99),
+    bytesPerSec: parseSize(transfer),
     errors: [...socket, status].reduce((sum: number, n) => sum + Number(n), 0),
   };
 }
 
 /**
  * wrk's argument list for `duration` seconds against `url`, with `timeout`
- * seconds per request and a Lua `script` (for POST bodies); `--latency` is
- * always on so percentiles are printed.
+ * seconds per request and a Lua `script` (for POST bodies).
  */
 export function wrkArgs(
   url: string,
@@ -81,7 +75,7 @@ export function wrkArgs(
   headers: string[] = [],
   script?: string,
 ): string[] {
-  const args = ["--latency", "-t", String(THREADS), "-c", String(CONNECTIONS)];
+  const args = ["-t", String(THREADS), "-c", String(CONNECTIONS)];
   args.push("-d", `${duration}s`, "--timeout", `${timeout}s`);
   for (const header of headers) args.push("-H", header);
   if (script) args.push("-s", script);

@@ -20,8 +20,6 @@ export interface ServerResult {
   bytesPerSec: number;
   /** Bytes on the wire per response, head included. */
   bytesPerResponse: number | null;
-  p50Ms: number | null;
-  p99Ms: number | null;
   /** Peak resident memory (VmHWM) of the serving process; null when unknown. */
   peakMemoryBytes: number | null;
   /** Socket errors and 4xx/5xx answers, summed over the runs. */
@@ -179,14 +177,6 @@ export const formatCount = (value: number) => WHOLE.format(Math.round(value));
 export const formatRate = (bytesPerSec: number) =>
   ONE_DECIMAL.format(bytesPerSec / 1024 ** 2);
 
-/** A latency with about three significant digits: "0.405 ms", "1.61 s", "–". */
-export function formatLatency(ms: number | null): string {
-  if (ms === null) return "–";
-  return ms >= 1000
-    ? `${(ms / 1000).toFixed(2)} s`
-    : `${Number(ms.toPrecision(3))} ms`;
-}
-
 /** A size: whole bytes below 1 MiB ("102,687 B"), MiB above ("100.0 MiB"). */
 export function formatSize(bytes: number | null): string {
   if (bytes === null) return "–";
@@ -248,7 +238,7 @@ export function markdownTable(
 /** The results table: one row per server per scenario; a floor's or peer's row gives ours ÷ it. */
 export function renderResultsTable(scenarios: ScenarioResult[]): string {
   const header = ["Scenario", "Server", "Req/s", "Runs, low–high", "MiB/s"]
-    .concat("Bytes/response", "p50", "p99", "Peak RSS", "Errors", "Ratio");
+    .concat("Bytes/response", "Peak RSS", "Errors", "Ratio");
   const rows = scenarios.flatMap((scenario) =>
     scenario.results.map((result) => {
       const ratio = result.role === "ours" ? null : ratioOf(scenario, result);
@@ -264,8 +254,6 @@ export function renderResultsTable(scenarios: ScenarioResult[]): string {
         formatSpread(result.samples, scenario.metric),
         formatRate(result.bytesPerSec),
         formatSize(result.bytesPerResponse),
-        formatLatency(result.p50Ms),
-        formatLatency(result.p99Ms),
         formatSize(result.peakMemoryBytes),
         formatCount(result.errors),
         ratio === null ? "–" : formatRatio(ratio),

@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import { findPgBin } from "../tests/_postgres.ts";
+import { runProcess } from "../tests/_process.ts";
 
 /** Every server listens here only: a benchmark never opens a port to the network. */
 export const LOCAL = "127.0.0.1";
@@ -47,7 +48,7 @@ export interface ServerDef {
   /** Ours; a floor (the runtime doing the least, written by us); or a peer users pick instead. */
   role: "ours" | "floor" | "peer";
   /** Why it cannot run on this machine; null when it can. @default always available */
-  unavailable?: (toolsDir: string) => Promise<string | null>;
+  unavailable?: (toolsDir: string) => string | null | Promise<string | null>;
   launch(context: LaunchContext): LaunchSpec | Promise<LaunchSpec>;
   /** Runs on the benchmark's throwaway PostgreSQL, seeded before every start. */
   postgres?: boolean;
@@ -89,8 +90,7 @@ export function onPath(program: string): boolean {
 
 /** An `unavailable` for a program that must be on PATH. */
 function needs(program: string, hint = `apt-get install ${program}`) {
-  const why = `${program} is not installed (${hint})`;
-  return () => Promise.resolve(onPath(program) ? null : why);
+  return () => onPath(program) ? null : `${program} is not installed (${hint})`;
 }
 
 // Ours, with the README's narrow flags.
@@ -144,11 +144,9 @@ export const BOARD_POSTGRES: ServerDef = {
   ourBoard: true,
   postgres: true,
   unavailable: () =>
-    Promise.resolve(
-      findPgBin()
-        ? null
-        : "PostgreSQL is not installed (apt-get install postgresql)",
-    ),
+    findPgBin()
+      ? null
+      : "PostgreSQL is not installed (apt-get install postgresql)",
   launch: ({ port, databaseUrl }) =>
     deno([NET, "--allow-env=DATABASE_URL,PG*"], `${REPO}board_postgres.ts`, [
       ...["--store", databaseUrl!, ...listen(port), ...BOARD_ARGS],
@@ -344,11 +342,10 @@ export const STD_FILE_SERVER: ServerDef = {
   role: "peer",
   async unavailable() {
     const args = ["cache", "--quiet", "--no-lock", "--no-config", STD_MODULE];
-    const { success } = await new Deno.Command(Deno.execPath(), { args })
-      .output();
-    return success
-      ? null
-      : `${STD_MODULE} could not be fetched (JSR is not reachable)`;
+    const { code } = await runProcess(Deno.execPath(), args);
+    return code
+      ? `${STD_MODULE} could not be fetched (JSR is not reachable)`
+      : null;
   },
   launch: ({ port, siteDir }) =>
     deno([NET, `--allow-read=${siteDir}`, "--no-lock"], STD_MODULE, [
@@ -374,13 +371,13 @@ function installNodePeers(toolsDir: string): Promise<string | null> {
   const install = async () => {
     if (!onPath("npm")) return "node and npm are not installed";
     console.error(`installing the Node peers with npm into ${toolsDir}`);
-    const { success, stderr } = await new Deno.Command("npm", {
-      args: ["install", "--prefix", toolsDir, "--no-audit", "--no-fund"]
-        .concat("--no-save", "--loglevel=error", ...packages),
-      stdout: "null",
-    }).output();
-    const why = new TextDecoder().decode(stderr).trim().split("\n")[0];
-    return success ? null : `npm install ${packages.join(" ")} failed: ${why}`;
+    const args = ["install", "--prefix", toolsDir, "--no-audit", "--no-fund"];
+    args.push("--no-save", "--loglevel=error", ...packages);
+    const { code, stderr } = await runProcess("npm", args, {
+      timeoutMs: 300_000,
+    });
+    const why = stderr.trim().split("\n")[0];
+    return code ? `npm install ${packages.join(" ")} failed: ${why}` : null;
   };
   if (!nodeInstalls.has(toolsDir)) nodeInstalls.set(toolsDir, install());
   return nodeInstalls.get(toolsDir)!;
