@@ -355,10 +355,8 @@ async function stopMeasurement(run: Run, m: Measurement) {
 /** A measurement's medians and notes, as the report shows them. */
 function summarize(m: Measurement): report.ServerResult {
   const { scenario, server, runs, stored, lost } = m;
-  const medianOf = (pick: (r: RunResult) => number | null) => {
-    const values = runs.map(pick).filter((v) => v !== null);
-    return values.length ? report.median(values) : null;
-  };
+  const medianOf = (pick: (r: RunResult) => number) =>
+    report.median(runs.map(pick));
   const count = (n: number) => n.toLocaleString("en-US");
   const compressed = scenario.headers?.some((h) => /^accept-encoding/i.test(h));
   const notes = [];
@@ -369,16 +367,16 @@ function summarize(m: Measurement): report.ServerResult {
       `${count(scenario.boardMessages!)} → ${count(stored)} stored${lostPosts}`,
     );
   }
-  const perResponse = (r: RunResult) =>
-    r.requests > 0 ? r.bytesPerSec / r.requestsPerSec : null;
   return {
     key: server.key,
     label: server.label,
     role: server.role,
     samples: runs.map((r) => scenario.pulls ? r.bytesPerSec : r.requestsPerSec),
-    requestsPerSec: medianOf((r) => r.requestsPerSec)!,
-    bytesPerSec: medianOf((r) => r.bytesPerSec)!,
-    bytesPerResponse: medianOf(perResponse),
+    requestsPerSec: medianOf((r) => r.requestsPerSec),
+    bytesPerSec: medianOf((r) => r.bytesPerSec),
+    bytesPerResponse: medianOf((r) =>
+      r.requests ? r.bytesPerSec / r.requestsPerSec : 0
+    ),
     peakMemoryBytes: m.peak ?? null,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
     ...(notes.length ? { note: notes.join("; ") } : {}),
@@ -400,10 +398,8 @@ async function measureScenario(
   const fresh = scenario.postBody !== undefined;
   const script = fresh ? join(run.tempDir, `${scenario.id}.lua`) : undefined;
   if (script) {
-    await Deno.writeTextFile(
-      script,
-      parse.renderPostScript(scenario.postBody!),
-    );
+    const lua = parse.renderPostScript(scenario.postBody!);
+    await Deno.writeTextFile(script, lua);
   }
   const attempt = async (m: Measurement, work: () => Promise<void>) => {
     if (m.failed) return;

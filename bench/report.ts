@@ -19,7 +19,7 @@ export interface ServerResult {
   /** Bytes read by the client per second (heads and bodies). */
   bytesPerSec: number;
   /** Bytes on the wire per response, head included. */
-  bytesPerResponse: number | null;
+  bytesPerResponse: number;
   /** Peak resident memory (VmHWM) of the serving process; null when unknown. */
   peakMemoryBytes: number | null;
   /** Socket errors and 4xx/5xx answers, summed over the runs. */
@@ -45,8 +45,8 @@ export interface TargetDef {
   /** @default "rate" (requests or bytes per second) */
   figure?: "rate" | "memory" | "bytes-per-response";
   scenario: string;
-  /** Servers' keys, of which the best counts (fastest, or smallest); or a figure. */
-  versus: string[] | number;
+  /** Servers, of which the best counts (fastest, or smallest); or a figure. */
+  versus: { key: string }[] | number;
   /** Where `versus` was measured. @default scenario */
   versusScenario?: string;
   atLeast?: number;
@@ -150,7 +150,7 @@ export function computeRatios(
       const target = targets.find((t) =>
         (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
         (t.versusScenario ?? t.scenario) === scenario.id &&
-        Array.isArray(t.versus) && t.versus.includes(other.key)
+        Array.isArray(t.versus) && t.versus.some((v) => v.key === other.key)
       );
       const floor = other.role === "floor" ? " (floor)" : "";
       return [{
@@ -297,7 +297,7 @@ export function checkTargets(
       rate ? a.figure > b.figure : a.figure < b.figure;
     const base = typeof versus === "number"
       ? { figure: versus, text: `${versus / 1e6} MB` }
-      : versus.map((key) => find(versusScenario, key))
+      : versus.map(({ key }) => find(versusScenario, key))
         .reduce((best, r) => r && (!best || better(r, best)) ? r : best, null);
     if (!ours || !base?.figure) {
       return { goal: target.goal, measured: "–", met: null };

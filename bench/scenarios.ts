@@ -179,8 +179,6 @@ export function selectScenarios(
     : all;
 }
 
-const keys = (servers: ServerDef[]) => servers.map((s) => s.key);
-
 /**
  * The targets, in one table beside the scenarios: each holds one figure of
  * ours ÷ the best of the `versus` servers (or ÷ a fixed figure) to a bound.
@@ -189,32 +187,32 @@ export const TARGETS: TargetDef[] = [
   {
     goal: "Files, 500 B: at least 0.95× the Deno.serve floor",
     scenario: "files-small",
-    versus: keys([FILES_FLOOR]),
+    versus: [FILES_FLOOR],
     atLeast: 0.95,
   },
   {
     goal: "Files, 500 B: at least 2.5× the fastest JavaScript peer",
     scenario: "files-small",
-    versus: keys(JS_PEERS),
+    versus: JS_PEERS,
     atLeast: 2.5,
   },
   {
     goal: "Files, 15 KiB CSS compressed: at least 1.5× nginx with gzip on",
     scenario: "files-css-gzip",
-    versus: keys([NGINX_GZIP]),
+    versus: [NGINX_GZIP],
     atLeast: 1.5,
   },
   {
     goal: "Files, 15 KiB CSS compressed: fewer bytes per response than nginx",
     figure: "bytes-per-response",
     scenario: "files-css-gzip",
-    versus: keys([NGINX_GZIP]),
+    versus: [NGINX_GZIP],
     below: 1,
   },
   {
     goal: "Files, 100 MiB, one download: at least 0.8× nginx",
     scenario: "files-100mb",
-    versus: keys([NGINX]),
+    versus: [NGINX],
     atLeast: 0.8,
   },
   {
@@ -227,14 +225,14 @@ export const TARGETS: TargetDef[] = [
   {
     goal: "Tiny: at least 0.9× the bare Deno.listen loop",
     scenario: "tiny",
-    versus: keys([TINY_DENO_LOOP]),
+    versus: [TINY_DENO_LOOP],
     atLeast: 0.9,
   },
   {
     goal: "Tiny: peak RSS at most 1.5× the bare Deno.listen loop's",
     figure: "memory",
     scenario: "tiny",
-    versus: keys([TINY_DENO_LOOP]),
+    versus: [TINY_DENO_LOOP],
     atMost: 1.5,
   },
   ...["1k", "100k"].map((size): TargetDef => ({
@@ -242,7 +240,7 @@ export const TARGETS: TargetDef[] = [
       `Board: durable posts/s from ${size === "1k" ? "1,000" : "100,000"} ` +
       "stored at least 3× the textbook board's in-memory rate from 1,000",
     scenario: `board-post-${size}`,
-    versus: keys([TEXTBOOK_BOARD]),
+    versus: [TEXTBOOK_BOARD],
     versusScenario: "board-post-1k",
     atLeast: 3,
   })),
@@ -250,14 +248,14 @@ export const TARGETS: TargetDef[] = [
     goal: `Board: ${kind} rate at 100,000 stored at least 0.67× the rate at ` +
       "1,000 (cost at most 1.5×)",
     scenario: `board-${kind}-100k`,
-    versus: ["ours"],
+    versus: [OUR_BOARD],
     versusScenario: `board-${kind}-1k`,
     atLeast: 1 / 1.5,
   })),
   {
     goal: "Board: PostgreSQL newest page at least 0.8× the file store",
     scenario: "board-pg-page",
-    versus: keys([BOARD_FILE_STORE]),
+    versus: [BOARD_FILE_STORE],
     atLeast: 0.8,
   },
 ];

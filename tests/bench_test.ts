@@ -395,7 +395,7 @@ Deno.test("the scenarios and targets name real servers, and each scenario has on
   for (const target of TARGETS) {
     const keys = (id: string) => byId.get(id)!.servers.map((s) => s.key);
     assert.ok(keys(target.scenario).includes("ours"), target.goal);
-    for (const key of Array.isArray(target.versus) ? target.versus : []) {
+    for (const { key } of Array.isArray(target.versus) ? target.versus : []) {
       const versus = keys(target.versusScenario ?? target.scenario);
       assert.ok(versus.includes(key), `${target.goal}: ${key}`);
     }
