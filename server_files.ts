@@ -1856,7 +1856,11 @@ async function errorResponse(
     const detail = status >= 500
       ? error
       : logSafe(error instanceof HttpError ? error.message : String(error));
+    // The line is a "%s" argument, never the format string itself: the
+    // client's `%c`, `%s` or `%o` in the path would otherwise be read as
+    // formatting directives and garble (or drop) what follows.
     console.error(
+      "%s",
       `server_files: ${status} for ${req.method} ${JSON.stringify(pathname)}:`,
       detail,
     );

@@ -51,6 +51,30 @@ Deno.test("a request path cannot forge or colour a line of the error log", async
   }
 });
 
+Deno.test("a request path is never read as a format string by the error log", async () => {
+  const root = await Deno.makeTempDir({ prefix: "hostile_files_" });
+  const server = await startFilesProcess({
+    readable: [root],
+    args: ["--root", root],
+  });
+  // console.error reads %c, %s, %o, %d, %i, %f and %j in its first argument.
+  const path = "/a%c%s%o%O%d%i%f%j";
+  try {
+    const reply = await sendRaw(
+      server.port,
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(reply.status, 400, reply.text);
+  } finally {
+    const { stderr } = await server.stop();
+    await Deno.remove(root, { recursive: true });
+    const line = stderr.split("\n").find((text) => text.includes("400 for"));
+    assert.ok(line, stderr);
+    // The path appears as sent: quoted, and again in the reason.
+    assert.equal(line.split(path).length - 1, 2, line);
+  }
+});
+
 Deno.test("/suggest refuses a repeated field and unprintable names instead of echoing them", async () => {
   for (
     const query of [
