@@ -143,7 +143,7 @@ const MAX_READ_BYTES = 4 * 1024 * 1024;
  * cannot hold much memory. A stream holds about two reads: one being sent,
  * one waiting for room.
  */
-const STREAM_READ_BUDGET_BYTES = 16 * 1024 * 1024;
+const STREAM_READ_BUDGET_BYTES = 8 * 1024 * 1024;
 /**
  * How long {@linkcode openNativeReader} waits for `Deno.open`, which blocks
  * when a FIFO took the file's place; after that the request streams from the
