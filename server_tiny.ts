@@ -62,6 +62,14 @@ export const LINGER_TIMEOUT_MS = 2_000;
 /** After our response, how many bytes we read and discard at most before closing. */
 export const LINGER_MAX_BYTES = 64 * 1024;
 
+/**
+ * Connections open at once, at most. Each holds about 34 KB (its buffers and
+ * the runtime's), so 65,536 descriptors' worth of idle connections would be
+ * 2 GB; past this many, those still waiting for a head are answered 408 at
+ * once, as when the descriptors run out (see {@link serveTiny}).
+ */
+export const MAX_CONNECTIONS = 4096;
+
 /** On Ctrl-C or SIGTERM, how long requests in progress get before their connections are closed. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -1632,6 +1640,8 @@ export interface TinyServerOptions {
   lingerMs?: number;
   /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
+  /** See {@link MAX_CONNECTIONS}. @default {MAX_CONNECTIONS} */
+  maxConnections?: number;
   /**
    * Host names answered besides the default ones (see {@link allowedHostsFor});
    * `.example.com` also allows its subdomains. Requests for any other name get
@@ -1708,6 +1718,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
+    maxConnections = MAX_CONNECTIONS,
     allowedHosts = [],
     respond = respondTo,
   } = options;
@@ -1718,6 +1729,8 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   let listening = true;
   // Resolves `finished` once the last connection is done, after the listener closed.
   let allDone: (() => void) | undefined;
+  // Set while acceptConnections waits for fewer than maxConnections.
+  let roomFree: (() => void) | undefined;
 
   // If the output has gone away (say, piped into `head`), keep serving anyway.
   const log = (line: string) => {
@@ -1737,6 +1750,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     respond,
     done(connection: OpenConnection) {
       connections.remove(connection);
+      if (roomFree && connections.items.length < maxConnections) roomFree();
       if (connections.items.length === 0) allDone?.();
     },
   };
@@ -1750,6 +1764,17 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   async function acceptConnections(): Promise<void> {
     let failures = 0;
     while (listening) {
+      if (connections.items.length >= maxConnections) {
+        // At the most: the ones still waiting for a head get their 408, and
+        // no more are accepted (the kernel queues them) until there is room.
+        const closed = deadlines.expireAll();
+        log(
+          `${connections.items.length} connections open, the most there may be; closed ${closed} waiting for a head or lingering`,
+        );
+        await new Promise<void>((resolve) => roomFree = resolve);
+        roomFree = undefined;
+        continue;
+      }
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
