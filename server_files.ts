@@ -2453,6 +2453,34 @@ export function renderListingJson(
 
 /** How many `stat` calls a listing runs at once. */
 const LISTING_STAT_CONCURRENCY = 32;
+/**
+ * Listings built at once; more wait for a turn. A listing of
+ * {@linkcode MAX_LISTING_ENTRIES} entries holds several megabytes while it is
+ * built, so 40 requests at once for a big folder took 270 MB more memory.
+ */
+export const MAX_CONCURRENT_LISTINGS = 4;
+/** Listing requests that may wait for a turn; more get 503 with `Retry-After`. */
+export const MAX_WAITING_LISTINGS = 64;
+
+const listingTurns = { running: 0, waiting: [] as (() => void)[] };
+
+/** Waits for a turn to build a listing; false when too many are waiting already. */
+async function takeListingTurn(): Promise<boolean> {
+  if (listingTurns.running < MAX_CONCURRENT_LISTINGS) {
+    listingTurns.running++;
+    return true;
+  }
+  if (listingTurns.waiting.length >= MAX_WAITING_LISTINGS) return false;
+  // The turn is handed over by releaseListingTurn, still counted as running.
+  await new Promise<void>((resolve) => listingTurns.waiting.push(resolve));
+  return true;
+}
+
+function releaseListingTurn(): void {
+  const next = listingTurns.waiting.shift();
+  if (next === undefined) listingTurns.running--;
+  else next();
+}
 
 /**
  * Reads a directory for {@linkcode renderListing}. Left out: dotfiles
@@ -2548,17 +2576,31 @@ async function serveListing(
     const text = encoder.encode(`Bad Request: ${query}\n`);
     return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
   }
-  const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
-  const relativePath = decodeURIComponent(relative);
-  const options = { urlRoot: ctx.urlRoot, query, truncated: listing.truncated };
+  if (!(await takeListingTurn())) {
+    return textResponse(503, ctx.extra, [["Retry-After", "1"]]);
+  }
+  let bytes: Uint8Array<ArrayBuffer>;
   const json = query.format === "json" ||
     (query.format === null && acceptsJsonListing(req.headers.get("accept")));
-  const body = json
-    ? renderListingJson(relativePath, listing.entries, options)
-    : renderListing(relativePath, listing.entries, options);
+  try {
+    const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
+    const relativePath = decodeURIComponent(relative);
+    const options = {
+      urlRoot: ctx.urlRoot,
+      query,
+      truncated: listing.truncated,
+    };
+    bytes = encoder.encode(
+      json
+        ? renderListingJson(relativePath, listing.entries, options)
+        : renderListing(relativePath, listing.entries, options),
+    );
+  } finally {
+    releaseListingTurn();
+  }
   return bytesResponse(
     200,
-    encoder.encode(body),
+    bytes,
     json ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
     [
       ["Vary", "Accept"],
