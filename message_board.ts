@@ -71,6 +71,12 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** Largest request body we read; more gets 413 Content Too Large (RFC 9110 15.5.14). */
 export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * Most pieces (chunks, reads) a request body may arrive in; more gets 413. A real 64 KiB
+ * body comes in a few dozen; each piece costs a trip through the body stream, and a body
+ * sent a byte at a time took seconds of the server's time.
+ */
+export const MAX_BODY_PIECES = 1024;
 /** Longest message in characters (code points); more gets 422. */
 export const MAX_MESSAGE_CHARS = 4000;
 /** Longest poster name in characters; more gets 422. */
@@ -1619,7 +1625,8 @@ export function findDuplicateKey(json: string): string | null {
  * Content-Length over the limit is refused before reading anything; a chunked
  * body (no length) is counted as it arrives and cut off past the limit. A
  * body not complete within `timeoutMs` gets 408, so a client sending one
- * byte a minute cannot hold a request open for ever.
+ * byte a minute cannot hold a request open for ever; one in more than
+ * {@linkcode MAX_BODY_PIECES} pieces gets 413.
  */
 async function readBody(
   request: Request,
@@ -1630,6 +1637,17 @@ async function readBody(
       413,
       `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`,
     );
+  // We do not decode gzip or br bodies (nor risk a decompression bomb), and reading one as
+  // it is would store bytes the client never meant as text: 415, RFC 9110 15.5.16.
+  const coding = request.headers.get("content-encoding")?.trim().toLowerCase();
+  if (coding && coding !== "identity") {
+    await request.body?.cancel().catch(() => {});
+    throw new HttpError(
+      415,
+      "Send the body as it is, without Content-Encoding (no gzip, no br).",
+      { "accept-encoding": "identity" },
+    );
+  }
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > MAX_BODY_BYTES) {
     await request.body?.cancel().catch(() => {});
@@ -1639,28 +1657,38 @@ async function readBody(
   const reader = request.body.getReader();
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(new HttpError(408, "The request body took too long to arrive.")),
-      timeoutMs,
-    );
-  });
+  // One timer for the whole body that cancels the reader, which ends a pending read (a
+  // race per read would cost a promise for every piece).
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, timeoutMs);
   try {
     while (true) {
-      const { done, value } = await Promise.race([reader.read(), timeout]);
-      if (done) break;
+      const { done, value } = await reader.read();
+      if (done || timedOut) break;
       size += value.byteLength;
       if (size > MAX_BODY_BYTES) throw tooLarge();
+      if (chunks.length === MAX_BODY_PIECES) {
+        throw new HttpError(
+          413,
+          "The request body came in too many small pieces; send it in one.",
+        );
+      }
       chunks.push(value);
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
     if (error instanceof HttpError) throw error;
-    throw new HttpError(400, "The request body could not be read.");
+    if (!timedOut) {
+      throw new HttpError(400, "The request body could not be read.");
+    }
   } finally {
     clearTimeout(timer);
+  }
+  if (timedOut) {
+    throw new HttpError(408, "The request body took too long to arrive.");
   }
   if (chunks.length === 1) return chunks[0];
   const body = new Uint8Array(size);
@@ -1790,6 +1818,9 @@ async function readFormFields(
   if (type === "application/x-www-form-urlencoded") {
     return parseUrlEncoded(body);
   }
+  // FormData would quietly turn broken UTF-8 into U+FFFD; no part may be a file, so the
+  // whole body is text.
+  decodeUtf8(body);
   let form: FormData;
   try {
     form = await new Response(body, {
@@ -1811,7 +1842,9 @@ async function readFormFields(
 // Control characters (Unicode category Cc: C0, DEL, C1) other than tab and
 // newline have no business in a message and can confuse terminals and logs.
 const CONTROL_CHARACTERS = /[^\P{Cc}\t\n]/u;
-const NAME_FORBIDDEN = /\p{Cc}/u;
+// A name is one line: no control characters, and no line or paragraph separator (U+2028,
+// U+2029), which are not controls but still break the line it is shown on.
+const NAME_FORBIDDEN = /[\p{Cc}\p{Zl}\p{Zp}]/u;
 
 /**
  * Checks a message and an optional name, returning them cleaned up: line
@@ -2023,6 +2056,12 @@ export class RateLimiter {
       this.#buckets.delete(this.#buckets.keys().next().value!);
     }
     return 0;
+  }
+
+  /** Gives back the action `take` charged `key` for (it turned out not to count). */
+  refund(key: string): void {
+    const bucket = this.#buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
   }
 
   #tokens(key: string, now: number): number {
@@ -2376,6 +2415,13 @@ export function normalizeBasePath(basePath: string): string {
   return base;
 }
 
+/**
+ * Headers a proxy adds. Without `trustProxy`, a request that has one came through a proxy
+ * on this machine from anywhere (one that sends `Host: 127.0.0.1`, as nginx's
+ * `proxy_pass http://127.0.0.1:8080` does): it is not a visitor on this machine.
+ */
+const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+
 /** Whether a host name (from {@linkcode hostName}) names this machine. */
 function isLoopbackName(name: string | null): boolean {
   return name === "localhost" || name === "[::1]" ||
@@ -2422,7 +2468,8 @@ export function createBoardHandler(
         : "sign-in";
     }
     const local = isLoopbackClient(client) &&
-      isLoopbackName(hostName(target.host));
+      isLoopbackName(hostName(target.host)) &&
+      (trustProxy || !FORWARDING_HEADERS.some((h) => request.headers.has(h)));
     return local ? "open" : "off";
   }
 
@@ -2647,13 +2694,22 @@ export function createBoardHandler(
       );
     }
     const fields = await readFormFields(request, bodyTimeoutMs);
+    // Charged before the (asynchronous) comparison, so that tries sent at once cannot all
+    // pass the check above before the first wrong one is counted; a right one is refunded.
+    const waitNow = signIns.take(client);
+    if (waitNow > 0) {
+      throw tooManyRequests(
+        `Too many wrong tokens; try again in ${Math.ceil(waitNow / 1000)} s.`,
+        waitNow,
+      );
+    }
     if (!(await tokensMatch(fields.get("token") ?? "", adminToken))) {
-      signIns.take(client);
       return htmlResponse(
         renderSignIn(base, "That token is not right."),
         403,
       );
     }
+    signIns.refund(client);
     const id = sessions.start();
     return seeOther(`${base}/`, {
       "set-cookie": adminCookie(id, secure, base),

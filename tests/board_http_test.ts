@@ -15,6 +15,7 @@ import {
   isAllowedOrigin,
   isLongerThan,
   MAX_BODY_BYTES,
+  MAX_BODY_PIECES,
   MAX_MESSAGE_CHARS,
   MAX_NAME_CHARS,
   MAX_STREAMS_PER_CLIENT,
@@ -494,6 +495,33 @@ Deno.test("hostile: a chunked body under the limit is read whole", async () => {
   });
 });
 
+Deno.test("hostile: regression: a body in very many small pieces gets 413 and is not read to the end", async () => {
+  await withBoard(async (board) => {
+    // 20,000 one-byte chunks (20 KB, under the size limit) took seconds to read one by one.
+    const { stream, pulled } = chunkedBody(20_000, 1);
+    const response = await board.handler(
+      new Request(BASE + "/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: stream,
+      }),
+    );
+    assert.equal(response.status, 413);
+    assert.match(await response.text(), /too many small pieces/);
+    assert.ok(pulled() < MAX_BODY_PIECES + 10, `read ${pulled()} pieces`);
+    assert.equal(await storedCount(board), 0);
+    // A body in fewer, larger pieces is read whole.
+    const fine = await board.handler(
+      new Request(BASE + "/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: chunkedBody(MAX_BODY_PIECES, 3).stream,
+      }),
+    );
+    assert.equal(fine.status, 303);
+  });
+});
+
 // Each bad form post: [what, request, status, text in the answer]. Nothing
 // may be stored, and the board must keep serving afterwards.
 const badFormPosts: [string, () => Request, number, RegExp][] = [
@@ -640,6 +668,28 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     () => postForm("message=a&message=b"),
     400,
     /twice/,
+  ],
+  [
+    "regression: a multipart part that is not UTF-8 (was stored as U+FFFD)",
+    () =>
+      postForm(
+        new Uint8Array([
+          ...new TextEncoder().encode(
+            '--x\r\nContent-Disposition: form-data; name="message"\r\n\r\nh',
+          ),
+          0xe9,
+          ...new TextEncoder().encode("\r\n--x--\r\n"),
+        ]),
+        { "content-type": "multipart/form-data; boundary=x" },
+      ),
+    400,
+    /UTF-8/,
+  ],
+  [
+    "regression: a gzip body (was read as it is)",
+    () => postForm("message=hi", { "content-encoding": "gzip" }),
+    415,
+    /Content-Encoding/,
   ],
   [
     "a broken multipart body",
@@ -892,6 +942,11 @@ Deno.test("api: POST /api/messages answers 201 with the stored message", async (
 
 const badApiPosts: [string, () => Request, number][] = [
   ["bad JSON", () => postApi("{text: 'hi'}"), 400],
+  [
+    "regression: a br body (was read as it is)",
+    () => postApi('{"text":"hi"}', { "content-encoding": "br" }),
+    415,
+  ],
   ["an empty body", () => postApi(""), 400],
   ["a JSON array", () => postApi('["hi"]'), 400],
   ["JSON null", () => postApi("null"), 400],
@@ -1068,6 +1123,10 @@ Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422
   assert.equal(statusOf(undefined), 400);
   assert.equal(statusOf("ok", ["Ann"]), 400);
   assert.equal(statusOf("ok", "tab\there"), 422);
+  // Regression: line and paragraph separators made a "single line" name two.
+  assert.equal(statusOf("ok", "Ann\u2028Admin"), 422);
+  assert.equal(statusOf("ok", "Ann\u2029Admin"), 422);
+  assert.equal(statusOf("line\u2028separator"), 0); // a message may have several lines
 });
 
 Deno.test("helpers: parseUrlEncoded decodes a form body", () => {
@@ -1631,6 +1690,31 @@ Deno.test("admin: wrong tokens are limited per client (429 with Retry-After), ev
   }, { adminToken: ADMIN_TOKEN, rateLimit: false }); // the sign-in limit stays on
 });
 
+Deno.test("admin: regression: wrong tokens sent at once are limited too", async () => {
+  await withBoard(async (board) => {
+    // All 30 used to pass the limit check before the first wrong one was counted.
+    const statuses = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const response = await signIn(board, `guess ${i}`);
+        await response.body?.cancel();
+        return response.status;
+      }),
+    );
+    assert.equal(statuses.filter((s) => s === 403).length, SIGN_IN_BURST);
+    assert.equal(statuses.filter((s) => s === 429).length, 30 - SIGN_IN_BURST);
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false });
+});
+
+Deno.test("admin: a right token does not use up the client's tries", async () => {
+  await withBoard(async (board) => {
+    for (let i = 0; i < SIGN_IN_BURST + 2; i++) {
+      const response = await signIn(board, ADMIN_TOKEN);
+      assert.equal(response.status, 303, `sign-in ${i}`);
+      await response.body?.cancel();
+    }
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false });
+});
+
 Deno.test("admin: clearing needs a signed-in admin and a confirmation step", async () => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
@@ -1698,6 +1782,19 @@ Deno.test("moderation: without a token, a visitor from another machine cannot cl
     );
     assert.equal(proxied.status, 403);
     await proxied.body?.cancel();
+    // Regression: so is one through a proxy that sends a local Host (nginx's default) and
+    // says whom it forwards for, on a board that does not trust it.
+    for (
+      const header of ["forwarded", "x-forwarded-for", "x-real-ip", "via"]
+    ) {
+      const request = postForm("clear=1", {
+        host: "127.0.0.1:8080",
+        [header]: header === "forwarded" ? "for=192.0.2.10" : "192.0.2.10",
+      });
+      const response = await board.handler(request, clientInfo("127.0.0.1"));
+      assert.equal(response.status, 403, header);
+      await response.body?.cancel();
+    }
     // With trustProxy, a forwarded client is remote even though the socket is local.
     assert.equal(await storedCount(board), 1);
   }, { allowedHosts: ["board.example"] });

@@ -1,6 +1,7 @@
 // serveDir / serveFile / createHandler in-process: methods, content types,
 // directories, listing, 404 page, validators, conditionals, ranges, cache.
 import assert from "node:assert/strict";
+import { format } from "node:util";
 import {
   contentTypeFor,
   createHandler,
@@ -419,8 +420,8 @@ Deno.test("the error mapper logs the internal message and answers a generic body
   const logged: string[] = [];
   const original = console.error;
   const originalLog = console.log; // the access log, not under test here
-  console.error = (...args: unknown[]) =>
-    logged.push(args.map(String).join(" "));
+  // What the console prints: its format directives applied, as node:util's format does.
+  console.error = (...args: unknown[]) => logged.push(format(...args));
   console.log = () => {};
   try {
     const quiet = await dir(tree.root, "/nope.txt");
