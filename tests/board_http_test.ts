@@ -152,7 +152,7 @@ Deno.test("page: GET / shows the board with both forms, safe headers and no inli
   });
 });
 
-Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", async () => {
+Deno.test("page: HEAD / is GET without the body", async () => {
   await withBoard(async (board) => {
     const head = await board.handler(
       new Request(BASE + "/", { method: "HEAD" }),
@@ -160,6 +160,11 @@ Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", a
     assert.equal(head.status, 200);
     assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(head.body, null);
+  });
+});
+
+Deno.test("page: /style.css is served as CSS", async () => {
+  await withBoard(async (board) => {
     const css = await board.handler(new Request(BASE + "/style.css"));
     assert.equal(css.status, 200);
     assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
@@ -984,21 +989,34 @@ function failingStore(error: Error): MessageStore {
   };
 }
 
-Deno.test("errors: a store that cannot write gives 503; other failures 500 without details", async () => {
+Deno.test("errors: store failures", async (t) => {
   const silence = console.error;
   console.error = () => {};
   try {
     const unavailable = createBoardHandler(
       failingStore(new StoreUnavailableError("disk gone")),
     );
-    const api = await unavailable(postApi('{"text":"hi"}'));
-    assert.equal(api.status, 503);
-    assert.equal(api.headers.get("retry-after"), "5", "a default Retry-After");
-    assert.doesNotMatch((await api.json()).error, /disk gone/);
-    const page = await unavailable(postForm("message=hi"));
-    assert.equal(page.status, 503);
-    await page.body?.cancel();
-    // The store says when to come back; the page says it cannot take posts for now.
+    await t.step(
+      "a store that cannot write gives the API 503 with Retry-After",
+      async () => {
+        const api = await unavailable(postApi('{"text":"hi"}'));
+        assert.equal(api.status, 503);
+        assert.equal(
+          api.headers.get("retry-after"),
+          "5",
+          "a default Retry-After",
+        );
+        assert.doesNotMatch((await api.json()).error, /disk gone/);
+      },
+    );
+    await t.step(
+      "a store that cannot write gives a form post 503",
+      async () => {
+        const page = await unavailable(postForm("message=hi"));
+        assert.equal(page.status, 503);
+        assert.match(await page.text(), /unavailable right now/);
+      },
+    );
     const soon = createBoardHandler(
       failingStore(
         Object.assign(new StoreUnavailableError("disk full"), {
@@ -1006,27 +1024,29 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
         }),
       ),
     );
-    const later = await soon(postApi('{"text":"hi"}'));
-    assert.equal(later.headers.get("retry-after"), "17");
-    await later.body?.cancel();
-    const board = await (await soon(new Request(BASE + "/"))).text();
-    assert.match(
-      board,
-      /<p class="notice" role="status">The board cannot take new messages for a moment/,
-    );
-
-    const secret = "/secret/path/messages.jsonl: EIO";
-    const broken = createBoardHandler(failingStore(new Error(secret)));
-    for (const request of [postApi('{"text":"hi"}'), postForm("clear=1")]) {
-      const response = await broken(request, clientInfo());
-      assert.equal(response.status, 500);
-      const body = await response.text();
-      assert.ok(
-        !body.includes("/secret/path"),
-        "no path or error text reaches the client",
+    await t.step("Retry-After is the store's retryAfterSeconds", async () => {
+      const later = await soon(postApi('{"text":"hi"}'));
+      assert.equal(later.headers.get("retry-after"), "17");
+      await later.body?.cancel();
+    });
+    await t.step("the page says it cannot take posts for now", async () => {
+      const board = await (await soon(new Request(BASE + "/"))).text();
+      assert.match(
+        board,
+        /<p class="notice" role="status">The board cannot take new messages for a moment/,
       );
-      assert.ok(!body.includes("EIO"));
-    }
+    });
+    await t.step("other failures are 500 without details", async () => {
+      const secret = "/secret/path/messages.jsonl: EIO";
+      const broken = createBoardHandler(failingStore(new Error(secret)));
+      for (const request of [postApi('{"text":"hi"}'), postForm("clear=1")]) {
+        const response = await broken(request, clientInfo());
+        assert.equal(response.status, 500);
+        const body = await response.text();
+        assert.match(body, /Something went wrong on the server\./);
+        assert.doesNotMatch(body, /\/secret\/path|EIO/);
+      }
+    });
   } finally {
     console.error = silence;
   }
@@ -1308,7 +1328,7 @@ Deno.test("hosts: regression: a rebinding page's clear (Host and Origin evil.exa
   });
 });
 
-Deno.test("limits: posts per client: 5 at once, then 429 with Retry-After; another client is not held up", async () => {
+Deno.test("limits: posts per client", async (t) => {
   await withServedBoard(async (port, board) => {
     const post = (from: string, text: string) =>
       rawRequest(
@@ -1317,31 +1337,40 @@ Deno.test("limits: posts per client: 5 at once, then 429 with Retry-After; anoth
         JSON.stringify({ text }),
         from,
       );
-    for (let i = 1; i <= POST_BURST; i++) {
-      assert.equal((await post("127.0.0.2", `a${i}`)).status, 201, `post ${i}`);
-    }
-    const refused = await post("127.0.0.2", "one too many");
-    assert.equal(refused.status, 429);
-    const retryAfter = Number(refused.headers.get("retry-after"));
-    assert.ok(
-      retryAfter >= 1 && retryAfter <= POST_REFILL_MS / 1000,
-      `Retry-After ${retryAfter}`,
-    );
-    assert.match(JSON.parse(refused.body).error, /too fast/);
-    // The form says so on the page, keeping the draft.
-    const form = await rawRequest(
-      port,
-      `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded`,
-      "message=my+draft",
-      "127.0.0.2",
-    );
-    assert.equal(form.status, 429);
-    assert.ok(form.headers.get("retry-after"));
-    assert.match(form.body, /too fast/);
-    assert.match(form.body, /my draft<\/textarea>/);
-    // Another address has its own allowance.
-    assert.equal((await post("127.0.0.3", "b1")).status, 201);
-    assert.equal(await storedCount(board), POST_BURST + 1);
+    await t.step(`${POST_BURST} posts at once are taken`, async () => {
+      for (let i = 1; i <= POST_BURST; i++) {
+        const { status } = await post("127.0.0.2", `a${i}`);
+        assert.equal(status, 201, `post ${i}`);
+      }
+    });
+    await t.step("the next API post gets 429 with Retry-After", async () => {
+      const refused = await post("127.0.0.2", "one too many");
+      assert.equal(refused.status, 429);
+      const retryAfter = Number(refused.headers.get("retry-after"));
+      assert.ok(
+        retryAfter >= 1 && retryAfter <= POST_REFILL_MS / 1000,
+        `Retry-After ${retryAfter}`,
+      );
+      assert.match(JSON.parse(refused.body).error, /too fast/);
+    });
+    await t.step("the next form post gets 429, the draft kept", async () => {
+      const form = await rawRequest(
+        port,
+        `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded`,
+        "message=my+draft",
+        "127.0.0.2",
+      );
+      assert.equal(form.status, 429);
+      assert.ok(Number(form.headers.get("retry-after")) >= 1);
+      assert.match(form.body, /too fast/);
+      assert.match(form.body, /my draft<\/textarea>/);
+    });
+    await t.step("another client is not held up", async () => {
+      assert.equal((await post("127.0.0.3", "b1")).status, 201);
+    });
+    await t.step("only the posts taken are stored", async () => {
+      assert.equal(await storedCount(board), POST_BURST + 1);
+    });
   });
 });
 
@@ -1368,7 +1397,7 @@ Deno.test("limits: postBurst and postRefillMs set the served board's post bucket
   }, { postBurst: 2, postRefillMs: 3_600_000 });
 });
 
-Deno.test("limits: live-update streams per client: the ninth gets 429; other clients still connect", async () => {
+Deno.test("limits: live-update streams per client", async (t) => {
   await withServedBoard(async (port) => {
     const sockets: net.Socket[] = [];
     /** Opens an event stream from `from`; resolves with the status line's code. */
@@ -1388,11 +1417,17 @@ Deno.test("limits: live-update streams per client: the ninth gets 429; other cli
         socket.on("error", reject);
       });
     try {
-      for (let i = 0; i < MAX_STREAMS_PER_CLIENT; i++) {
-        assert.equal(await open("127.0.0.2"), 200, `stream ${i + 1}`);
-      }
-      assert.equal(await open("127.0.0.2"), 429);
-      assert.equal(await open("127.0.0.3"), 200);
+      await t.step(`${MAX_STREAMS_PER_CLIENT} streams are opened`, async () => {
+        for (let i = 0; i < MAX_STREAMS_PER_CLIENT; i++) {
+          assert.equal(await open("127.0.0.2"), 200, `stream ${i + 1}`);
+        }
+      });
+      await t.step("the next one gets 429", async () => {
+        assert.equal(await open("127.0.0.2"), 429);
+      });
+      await t.step("another client still connects", async () => {
+        assert.equal(await open("127.0.0.3"), 200);
+      });
     } finally {
       await Promise.all(sockets.map((socket) =>
         new Promise((resolve) => {
@@ -1544,53 +1579,78 @@ function cookiePair(response: Response): string {
   return (response.headers.get("set-cookie") ?? "").split(";")[0];
 }
 
-Deno.test("admin: a right token starts an HttpOnly, SameSite=Strict session; a wrong one gets 403", async () => {
+Deno.test("admin: signing in and out", async (t) => {
   await withBoard(async (board) => {
-    const form = await getPage(board, "/admin");
-    assert.equal(form.response.status, 200);
-    assert.match(form.html, /<form method="post" action="\/admin">/);
-    assert.match(form.html, /<input id="token" name="token" type="password"/);
-
-    const wrong = await signIn(board, "not the token");
-    assert.equal(wrong.status, 403);
-    assert.equal(wrong.headers.get("set-cookie"), null);
-    assert.match(await wrong.text(), /not right/);
-
+    await t.step("/admin shows a password form", async () => {
+      const form = await getPage(board, "/admin");
+      assert.equal(form.response.status, 200);
+      assert.match(form.html, /<form method="post" action="\/admin">/);
+      assert.match(
+        form.html,
+        /<input id="token" name="token" type="password"/,
+      );
+    });
+    await t.step("a wrong token gets 403 and no cookie", async () => {
+      const wrong = await signIn(board, "not the token");
+      assert.equal(wrong.status, 403);
+      assert.equal(wrong.headers.get("set-cookie"), null);
+      assert.match(await wrong.text(), /not right/);
+    });
     const right = await signIn(board, ADMIN_TOKEN);
-    assert.equal(right.status, 303);
-    assert.equal(right.headers.get("location"), "/");
-    const cookie = right.headers.get("set-cookie") ?? "";
-    assert.match(
-      cookie,
-      /^board_admin=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+    await t.step(
+      "the right token starts an HttpOnly, SameSite=Strict session",
+      () => {
+        assert.equal(right.status, 303);
+        assert.equal(right.headers.get("location"), "/");
+        const cookie = right.headers.get("set-cookie") ?? "";
+        assert.match(
+          cookie,
+          /^board_admin=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+        );
+      },
     );
-    // Signed in, the page shows the moderation buttons; signed out, only a sign-in link.
-    const signedIn = await getPage(board, "/", { cookie: cookiePair(right) });
-    assert.match(signedIn.html, /action="\/admin\/clear"/);
-    assert.match(signedIn.html, /action="\/admin\/sign-out"/);
-    const visitor = await getPage(board);
-    assert.doesNotMatch(
-      visitor.html,
-      /Clear Messages|admin\/clear|admin\/delete/,
+    await t.step(
+      "signed in, the page shows the moderation buttons",
+      async () => {
+        const signedIn = await getPage(board, "/", {
+          cookie: cookiePair(right),
+        });
+        assert.match(signedIn.html, /action="\/admin\/clear"/);
+        assert.match(signedIn.html, /action="\/admin\/sign-out"/);
+      },
     );
-    assert.match(visitor.html, /<a href="\/admin">Sign in as a moderator<\/a>/);
-    const forged = await getPage(board, "/", { cookie: "board_admin=guessed" });
-    assert.doesNotMatch(forged.html, /admin\/clear/);
-
-    const out = await board.handler(
-      postForm("", { cookie: cookiePair(right) }, "/admin/sign-out"),
-    );
-    assert.equal(out.status, 303);
-    assert.match(
-      out.headers.get("set-cookie") ?? "",
-      /^board_admin=; .*Max-Age=0/,
-    );
-    const after = await getPage(board, "/", { cookie: cookiePair(right) });
-    assert.doesNotMatch(
-      after.html,
-      /admin\/clear/,
-      "the session ended on the server too",
-    );
+    await t.step("a visitor sees only a sign-in link", async () => {
+      const visitor = await getPage(board);
+      assert.doesNotMatch(
+        visitor.html,
+        /Clear Messages|admin\/clear|admin\/delete/,
+      );
+      assert.match(
+        visitor.html,
+        /<a href="\/admin">Sign in as a moderator<\/a>/,
+      );
+    });
+    await t.step("a guessed cookie is no session", async () => {
+      const forged = await getPage(board, "/", {
+        cookie: "board_admin=guessed",
+      });
+      assert.doesNotMatch(forged.html, /admin\/clear/);
+      assert.match(forged.html, /Sign in as a moderator/);
+    });
+    await t.step("signing out clears the cookie", async () => {
+      const out = await board.handler(
+        postForm("", { cookie: cookiePair(right) }, "/admin/sign-out"),
+      );
+      assert.equal(out.status, 303);
+      assert.match(
+        out.headers.get("set-cookie") ?? "",
+        /^board_admin=; .*Max-Age=0/,
+      );
+    });
+    await t.step("after signing out the old cookie is no session", async () => {
+      const after = await getPage(board, "/", { cookie: cookiePair(right) });
+      assert.doesNotMatch(after.html, /admin\/clear/);
+    });
   }, { adminToken: ADMIN_TOKEN });
 });
 
@@ -1834,26 +1894,34 @@ Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists
   }, { adminToken: ADMIN_TOKEN });
 });
 
-Deno.test("moderation: Delete takes one message off the board (kept in the archive); restore brings a clear back", async () => {
+Deno.test("moderation: delete and restore", async (t) => {
   await withBoard(async (board) => {
     for (const text of ["one", "two", "three"]) {
       await board.store.appendMessage({ text });
     }
-    const page = await getPage(board);
-    assert.match(
-      page.html,
-      /<form method="post" action="\/admin\/delete" class="delete">\n<input type="hidden" name="id" value="2">/,
-    );
-    assert.match(page.html, /aria-label="Delete message 2">Delete<\/button>/);
-
-    const deleted = await board.handler(postForm("id=2", {}, "/admin/delete"));
-    assert.equal(deleted.status, 303);
-    assert.equal(deleted.headers.get("location"), "/");
     const texts = async () =>
       (await board.store.listMessages({ limit: 10 })).messages.map((m) =>
         m.text
       );
-    assert.deepEqual(await texts(), ["three", "one"]);
+    await t.step("each message has a labelled Delete button", async () => {
+      const page = await getPage(board);
+      assert.match(
+        page.html,
+        /<form method="post" action="\/admin\/delete" class="delete">\n<input type="hidden" name="id" value="2">/,
+      );
+      assert.match(
+        page.html,
+        /aria-label="Delete message 2">Delete<\/button>/,
+      );
+    });
+    await t.step("Delete takes one message off the board", async () => {
+      const deleted = await board.handler(
+        postForm("id=2", {}, "/admin/delete"),
+      );
+      assert.equal(deleted.status, 303);
+      assert.equal(deleted.headers.get("location"), "/");
+      assert.deepEqual(await texts(), ["three", "one"]);
+    });
 
     const cases: [string, number][] = [
       ["id=2", 404], // already gone
@@ -1863,29 +1931,36 @@ Deno.test("moderation: Delete takes one message off the board (kept in the archi
       ["", 400],
       ["id=1&id=1", 400],
     ];
-    for (const [body, status] of cases) {
-      const response = await board.handler(postForm(body, {}, "/admin/delete"));
-      assert.equal(response.status, status, body);
-      await response.body?.cancel();
-    }
-    // A visitor from elsewhere cannot delete.
-    const remote = await board.handler(
-      postForm("id=1", {}, "/admin/delete"),
-      clientInfo("192.0.2.10"),
-    );
-    assert.equal(remote.status, 403);
-    await remote.body?.cancel();
-    assert.deepEqual(await texts(), ["three", "one"]);
-
-    await board.handler(postForm("clear=1"));
-    assert.deepEqual(await texts(), []);
-    const restored = await board.handler(postForm("", {}, "/admin/restore"));
-    assert.equal(restored.status, 303);
-    assert.deepEqual(
-      await texts(),
-      ["three", "one"],
-      "the clear is undone; the deleted one stays off",
-    );
+    await t.step("a missing id is 404, a bad one 400", async () => {
+      for (const [body, status] of cases) {
+        const response = await board.handler(
+          postForm(body, {}, "/admin/delete"),
+        );
+        assert.equal(response.status, status, body);
+        await response.body?.cancel();
+      }
+    });
+    await t.step("a visitor from elsewhere cannot delete", async () => {
+      const remote = await board.handler(
+        postForm("id=1", {}, "/admin/delete"),
+        clientInfo("192.0.2.10"),
+      );
+      assert.equal(remote.status, 403);
+      await remote.body?.cancel();
+      assert.deepEqual(await texts(), ["three", "one"]);
+    });
+    await t.step("restore brings back what a clear took", async () => {
+      await board.handler(postForm("clear=1"));
+      assert.deepEqual(await texts(), []);
+      const restored = await board.handler(
+        postForm("", {}, "/admin/restore"),
+      );
+      assert.equal(restored.status, 303);
+      assert.deepEqual(await texts(), ["three", "one"]);
+    });
+    await t.step("a deleted message stays off after a restore", async () => {
+      assert.ok(!(await texts()).includes("two"));
+    });
   });
 });
 
