@@ -375,7 +375,7 @@ Deno.test("page: an empty board starts live updates after 0", async () => {
   });
 });
 
-Deno.test("events: a delete reaches open pages (without moving their resume point); a restore tells them to reload", async () => {
+Deno.test("events: moderation on an open page's stream", async (t) => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
     await board.store.appendMessage({ text: "two" });
@@ -389,27 +389,37 @@ Deno.test("events: a delete reaches open pages (without moving their resume poin
           body: "id=1",
         }),
       )).body?.cancel();
-      assert.deepEqual(await stream.nextEvent(), {
-        event: "delete",
-        data: '{"id":1}',
-      });
+      await t.step(
+        "a delete arrives without an id (the resume point stays)",
+        async () => {
+          assert.deepEqual(await stream.nextEvent(), {
+            event: "delete",
+            data: '{"id":1}',
+          });
+        },
+      );
       await board.store.clearMessages();
-      assert.deepEqual(await stream.nextEvent(), {
-        id: "2",
-        event: "clear",
-        data: "{}",
+      await t.step("a clear arrives with the newest id", async () => {
+        assert.deepEqual(await stream.nextEvent(), {
+          id: "2",
+          event: "clear",
+          data: "{}",
+        });
       });
       await board.store.restoreNewestArchive();
-      assert.deepEqual(await stream.nextEvent(), {
-        id: "2",
-        event: "restore",
-        data: "{}",
-      });
-      assert.equal(
-        await stream.next(),
-        null,
-        "the page reloads, so the stream ends",
+      await t.step(
+        "a restore arrives, telling the page to reload",
+        async () => {
+          assert.deepEqual(await stream.nextEvent(), {
+            id: "2",
+            event: "restore",
+            data: "{}",
+          });
+        },
       );
+      await t.step("after a restore the stream ends", async () => {
+        assert.equal(await stream.next(), null);
+      });
     } finally {
       await stream.cancel();
     }
