@@ -271,26 +271,30 @@ Deno.test("HEAD gets GET's head, Content-Length included, and no body", async ()
   }
 });
 
-Deno.test("a request with a body gets its whole answer; the body is drained", async () => {
+Deno.test("a request with a body gets its whole answer, the body drained", async (t) => {
   const { server, port } = startServer();
   try {
     // The body comes after the server has answered: closing at once would
     // make the client's sending, or its reading, fail with a reset.
     const body = "x".repeat(40_000);
-    const response = await exchange(
-      port,
-      `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`,
-      body.slice(0, 20_000),
-      body.slice(20_000),
-    );
-    assert.equal(response.status, 200);
-    assertWellFormed(response);
-    const posted = await exchange(
-      port,
-      `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-    );
-    assert.equal(posted.status, 405);
-    assertWellFormed(posted);
+    await t.step("a GET whose body arrives after the answer: 200", async () => {
+      const response = await exchange(
+        port,
+        `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`,
+        body.slice(0, 20_000),
+        body.slice(20_000),
+      );
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+    });
+    await t.step("a POST sent with its body in one piece: 405", async () => {
+      const posted = await exchange(
+        port,
+        `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      );
+      assert.equal(posted.status, 405);
+      assertWellFormed(posted);
+    });
   } finally {
     await server.shutdown();
   }
@@ -765,19 +769,30 @@ Deno.test("a request for a name the server does not answer to gets 421 (DNS rebi
   }
 });
 
-Deno.test("allowedHosts adds names; a leading dot adds subdomains", async () => {
+Deno.test("allowedHosts", async (t) => {
   const { server, port } = startServer({
     allowedHosts: ["tiny.test", ".example.org"],
   });
   try {
     const status = async (host: string) =>
       (await exchange(port, `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).status;
-    assert.equal(await status("tiny.test:8080"), 200);
-    assert.equal(await status("Tiny.Test"), 200);
-    assert.equal(await status("example.org"), 200);
-    assert.equal(await status("a.example.org"), 200);
-    assert.equal(await status("a.tiny.test"), 421);
-    assert.equal(await status("evil.example"), 421);
+    await t.step("a listed name is allowed, any case or port", async () => {
+      assert.equal(await status("tiny.test:8080"), 200);
+      assert.equal(await status("Tiny.Test"), 200);
+    });
+    await t.step(
+      "a leading dot allows the name and its subdomains",
+      async () => {
+        assert.equal(await status("example.org"), 200);
+        assert.equal(await status("a.example.org"), 200);
+      },
+    );
+    await t.step("a subdomain of a name without the dot gets 421", async () => {
+      assert.equal(await status("a.tiny.test"), 421);
+    });
+    await t.step("an unlisted name gets 421", async () => {
+      assert.equal(await status("evil.example"), 421);
+    });
   } finally {
     await server.shutdown();
   }
