@@ -9,25 +9,13 @@ import {
   parseRanges,
   planFileResponse,
   serveDir,
-  type ServeDirOptions,
   serveFile,
 } from "../server_files.ts";
-import { makeTree } from "./_files.ts";
+import { makeTree, serveDirAt } from "./_files.ts";
 
 const DIGITS = "0123456789".repeat(10); // 100 bytes, byte i is String(i % 10)
 
-async function dir(
-  root: string,
-  path: string,
-  init: RequestInit = {},
-  options: ServeDirOptions = {},
-) {
-  return await serveDir(new Request(`http://localhost${path}`, init), {
-    fsRoot: root,
-    quiet: true,
-    ...options,
-  });
-}
+const dir = serveDirAt;
 
 async function app(
   handlerOptions: HandlerOptions,

@@ -9,24 +9,19 @@ import {
   type ListingEntry,
   parseListingQuery,
   renderListing,
-  serveDir,
   type ServeDirOptions,
   sortListing,
 } from "../server_files.ts";
-import { makeTree, mkfifo } from "./_files.ts";
+import { makeTree, mkfifo, serveDirAt } from "./_files.ts";
 
-async function list(
+/** {@link serveDirAt} with listings on. */
+function list(
   root: string,
   path: string,
   init: RequestInit = {},
   options: ServeDirOptions = {},
 ) {
-  return await serveDir(new Request(`http://localhost${path}`, init), {
-    fsRoot: root,
-    quiet: true,
-    showDirListing: true,
-    ...options,
-  });
+  return serveDirAt(root, path, init, { showDirListing: true, ...options });
 }
 
 // --- Pure parts --------------------------------------------------------------

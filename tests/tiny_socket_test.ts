@@ -33,22 +33,14 @@ function connect(port: number): Promise<Deno.TcpConn> {
 
 /** Reads until the server closes the connection. */
 async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   const buffer = new Uint8Array(16 * 1024);
   for (;;) {
     const count = await conn.read(buffer);
     if (count === null) break;
     chunks.push(buffer.slice(0, count));
   }
-  const all = new Uint8Array(
-    chunks.reduce((sum, chunk) => sum + chunk.length, 0),
-  );
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
+  return new Uint8Array(await new Blob(chunks).arrayBuffer());
 }
 
 /**
