@@ -33,51 +33,60 @@ const plan = planBrowserTests();
 let screenshotFolder: string | undefined;
 
 /**
- * One Deno.test per server: launches a browser, starts the server, runs the
- * visit, then closes both in `finally`. The steps of a visit are one
- * person's session, so each builds on the last. When the visit passed, no
- * page it checked may break an axe-core rule, and the server must stop
- * cleanly on SIGTERM (exit code 0).
+ * One visit per server, run as the steps of one test that shares one browser
+ * (a Chromium launch takes seconds). Each visit starts the server, runs, then
+ * closes every tab and context it opened, so the next starts with no cookie
+ * or page of the last. The steps of a visit are one person's session, so each
+ * builds on the last. When the visit passed, no page it checked may break an
+ * axe-core rule, and the server must stop cleanly on SIGTERM (exit code 0).
  */
-function browserTest(
-  name: string,
-  startServer: () => Promise<RunningProcess>,
+interface Visit {
+  name: string;
+  startServer: () => Promise<RunningProcess>;
   visit: (
     t: Deno.TestContext,
     browser: Browser,
     server: RunningProcess,
     audit: AccessibilityAudit,
-  ) => Promise<void>,
+  ) => Promise<void>;
+}
+
+const visits: Visit[] = [];
+
+/** Adds a visit to the browser test at the end of this file. */
+function browserTest(
+  name: Visit["name"],
+  startServer: Visit["startServer"],
+  visit: Visit["visit"],
 ) {
-  Deno.test({
-    name,
-    ignore: plan.ignore,
-    async fn(t) {
-      if (plan.missing) {
-        throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
+  visits.push({ name, startServer, visit });
+}
+
+/** Runs one visit in `browser`; closes what it opened, even when it fails. */
+async function runVisit(
+  t: Deno.TestContext,
+  browser: Browser,
+  { startServer, visit }: Visit,
+): Promise<void> {
+  try {
+    const audit = await openAccessibilityAudit(browser);
+    const server = await startServer();
+    let visited = false;
+    try {
+      await visit(t, browser, server, audit);
+      visited = true;
+    } finally {
+      await audit.close();
+      const { code } = await server.stop();
+      if (visited) {
+        assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
       }
-      const browser = await launchChromium();
-      try {
-        const audit = await openAccessibilityAudit(browser);
-        const server = await startServer();
-        let visited = false;
-        try {
-          await visit(t, browser, server, audit);
-          visited = true;
-        } finally {
-          await audit.close();
-          const { code } = await server.stop();
-          if (visited) {
-            assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
-          }
-        }
-        assert.ok(audit.checked.length > 0, "the visit checked its pages");
-        audit.assertNoViolations();
-      } finally {
-        await browser.close();
-      }
-    },
-  });
+    }
+    assert.ok(audit.checked.length > 0, "the visit checked its pages");
+    audit.assertNoViolations();
+  } finally {
+    for (const context of browser.contexts()) await context.close();
+  }
 }
 
 /** Opens a tab; tabs of one context share cookies, like one person's browser. */
@@ -849,7 +858,7 @@ browserTest(
     );
 
     await t.step(
-      "a wrong token is refused; the right one signs in",
+      "a wrong token is refused",
       async () => {
         await moderatorPage.goto(`${server.origin}/admin`);
         await moderatorPage.getByLabel(/Admin token/).fill("not it at all");
@@ -858,6 +867,13 @@ browserTest(
           () => moderatorPage.getByRole("button", { name: "Sign in" }).click(),
         );
         assert.equal(refused.status(), 403);
+        assert.equal((await moderator.cookies()).length, 0);
+      },
+    );
+
+    await t.step(
+      "the right token signs in with an HttpOnly, SameSite=Strict cookie",
+      async () => {
         await moderatorPage.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
         await clickAndWait(
           moderatorPage,
@@ -926,7 +942,7 @@ browserTest(
     );
 
     await t.step(
-      "clearing asks first; restore brings the messages back",
+      "clearing asks for a confirmation first",
       async () => {
         await clickAndWait(
           moderatorPage,
@@ -943,6 +959,12 @@ browserTest(
         );
         assert.deepEqual(await readMessages(moderatorPage), []);
         await readerPage.locator(`#m${kept.id}`).waitFor({ state: "detached" });
+      },
+    );
+
+    await t.step(
+      "restore brings the messages back, on the reader's page too",
+      async () => {
         await clickAndWait(
           moderatorPage,
           () =>
@@ -1010,3 +1032,22 @@ async function readMessageLimit(page: Page): Promise<number> {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+// Registered last, once every browserTest() above has added its visit.
+Deno.test({
+  name: "browser: a person's visit to each server",
+  ignore: plan.ignore,
+  async fn(t) {
+    if (plan.missing) {
+      throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
+    }
+    const browser = await launchChromium();
+    try {
+      for (const visit of visits) {
+        await t.step(visit.name, (t) => runVisit(t, browser, visit));
+      }
+    } finally {
+      await browser.close();
+    }
+  },
+});
