@@ -1630,6 +1630,17 @@ async function readBody(
       413,
       `The message is too large (at most ${MAX_BODY_BYTES / 1024} KiB).`,
     );
+  // We do not decode gzip or br bodies (nor risk a decompression bomb), and reading one as
+  // it is would store bytes the client never meant as text: 415, RFC 9110 15.5.16.
+  const coding = request.headers.get("content-encoding")?.trim().toLowerCase();
+  if (coding && coding !== "identity") {
+    await request.body?.cancel().catch(() => {});
+    throw new HttpError(
+      415,
+      "Send the body as it is, without Content-Encoding (no gzip, no br).",
+      { "accept-encoding": "identity" },
+    );
+  }
   const declared = Number(request.headers.get("content-length") ?? 0);
   if (declared > MAX_BODY_BYTES) {
     await request.body?.cancel().catch(() => {});
@@ -1790,6 +1801,9 @@ async function readFormFields(
   if (type === "application/x-www-form-urlencoded") {
     return parseUrlEncoded(body);
   }
+  // FormData would quietly turn broken UTF-8 into U+FFFD; no part may be a file, so the
+  // whole body is text.
+  decodeUtf8(body);
   let form: FormData;
   try {
     form = await new Response(body, {
@@ -2023,6 +2037,12 @@ export class RateLimiter {
       this.#buckets.delete(this.#buckets.keys().next().value!);
     }
     return 0;
+  }
+
+  /** Gives back the action `take` charged `key` for (it turned out not to count). */
+  refund(key: string): void {
+    const bucket = this.#buckets.get(key);
+    if (bucket) bucket.tokens = Math.min(this.burst, bucket.tokens + 1);
   }
 
   #tokens(key: string, now: number): number {
@@ -2376,6 +2396,13 @@ export function normalizeBasePath(basePath: string): string {
   return base;
 }
 
+/**
+ * Headers a proxy adds. Without `trustProxy`, a request that has one came through a proxy
+ * on this machine from anywhere (one that sends `Host: 127.0.0.1`, as nginx's
+ * `proxy_pass http://127.0.0.1:8080` does): it is not a visitor on this machine.
+ */
+const FORWARDING_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+
 /** Whether a host name (from {@linkcode hostName}) names this machine. */
 function isLoopbackName(name: string | null): boolean {
   return name === "localhost" || name === "[::1]" ||
@@ -2422,7 +2449,8 @@ export function createBoardHandler(
         : "sign-in";
     }
     const local = isLoopbackClient(client) &&
-      isLoopbackName(hostName(target.host));
+      isLoopbackName(hostName(target.host)) &&
+      (trustProxy || !FORWARDING_HEADERS.some((h) => request.headers.has(h)));
     return local ? "open" : "off";
   }
 
@@ -2647,13 +2675,22 @@ export function createBoardHandler(
       );
     }
     const fields = await readFormFields(request, bodyTimeoutMs);
+    // Charged before the (asynchronous) comparison, so that tries sent at once cannot all
+    // pass the check above before the first wrong one is counted; a right one is refunded.
+    const waitNow = signIns.take(client);
+    if (waitNow > 0) {
+      throw tooManyRequests(
+        `Too many wrong tokens; try again in ${Math.ceil(waitNow / 1000)} s.`,
+        waitNow,
+      );
+    }
     if (!(await tokensMatch(fields.get("token") ?? "", adminToken))) {
-      signIns.take(client);
       return htmlResponse(
         renderSignIn(base, "That token is not right."),
         403,
       );
     }
+    signIns.refund(client);
     const id = sessions.start();
     return seeOther(`${base}/`, {
       "set-cookie": adminCookie(id, secure, base),

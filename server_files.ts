@@ -2783,7 +2783,7 @@ export async function serveDir(
   req: Request,
   options: ServeDirOptions = {},
 ): Promise<Response> {
-  const started = new Date();
+  const started = Date.now();
   let response: Response;
   try {
     const rootReal = await Deno.realPath(options.fsRoot ?? ".");
@@ -3748,7 +3748,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
 
   if (quiet) return answer;
   return (req, info) => {
-    const started = new Date();
+    const started = Date.now();
     const remote = info?.remoteAddr.transport === "tcp"
       ? info.remoteAddr.hostname
       : null;
@@ -3800,18 +3800,46 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
+  return accessLogLine(client, date.getTime(), requestLine, status, bodyBytes);
+}
+
+/** {@linkcode formatAccessLog} with the time in ms, as the handler has it (no Date per request). */
+function accessLogLine(
+  client: string | null,
+  ms: number,
+  requestLine: string | null,
+  status: number,
+  bodyBytes: number | null,
+): string {
+  const request = requestLine === null ? "-" : escapeForLog(requestLine);
+  return `${client ?? "-"} - - [${clfTime(ms)}] "${request}" ${status} ${
+    bodyBytes ? bodyBytes : "-"
+  }`;
+}
+
+/** The last second {@linkcode clfTime} formatted, and its text. */
+let clfSecond = NaN;
+let clfText = "";
+
+/**
+ * `01/Jan/1970:00:00:00 +0000` for a time in ms since the epoch. A busy
+ * server logs many requests in the same second, so the last second's text is
+ * kept: formatting it afresh cost about a tenth of a logged 500 B request.
+ */
+function clfTime(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second === clfSecond) return clfText;
+  const date = new Date(second * 1000);
   const pad = (n: number) => String(n).padStart(2, "0");
-  const time =
+  clfSecond = second;
+  clfText =
     `${pad(date.getUTCDate())}/${
       MONTHS[date.getUTCMonth()]
     }/${date.getUTCFullYear()}:` +
     `${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${
       pad(date.getUTCSeconds())
     } +0000`;
-  const request = requestLine === null ? "-" : escapeForLog(requestLine);
-  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
-    bodyBytes ? bodyBytes : "-"
-  }`;
+  return clfText;
 }
 
 /** Printable ASCII but `"` and `\`: what a log line shows as it is. */
@@ -3830,16 +3858,59 @@ function escapeForLog(text: string): string {
   });
 }
 
+/** Access-log text gathered before it is written at once, at most (in UTF-16 units). */
+const LOG_BATCH_CHARS = 64 * 1024;
+
+/** Lines not yet written, their total length, and whether a write is scheduled. */
+let logPending: string[] = [];
+let logPendingChars = 0;
+let logScheduled = false;
+let logUnloadHooked = false;
+
 /**
- * Writes one access-log line to stdout. Not `console.log`: formatting its
+ * Queues one access-log line for stdout. The lines of one turn of the event
+ * loop (every request Deno.serve had ready) go out in one write, right after
+ * it, or as soon as {@linkcode LOG_BATCH_CHARS} have gathered: a write per
+ * line cost about a third of the CPU of a logged 500 B request. A lone
+ * request's line still appears at once. Not `console.log`: formatting its
  * arguments made a logged server answer a 500 B file about a fifth slower
  * (measured with wrk: ~7.5k against ~9.3k requests/s).
  */
 function writeLogLine(line: string): void {
-  const bytes = encoder.encode(line + "\n");
-  let written = 0;
-  while (written < bytes.length) {
-    written += Deno.stdout.writeSync(bytes.subarray(written));
+  if (!logUnloadHooked) {
+    // Deno.exit() drops pending timers but dispatches "unload" first.
+    logUnloadHooked = true;
+    addEventListener("unload", flushAccessLog);
+  }
+  logPending.push(line);
+  logPendingChars += line.length + 1;
+  if (logPendingChars >= LOG_BATCH_CHARS) flushAccessLog();
+  else if (!logScheduled) {
+    logScheduled = true;
+    setTimeout(flushAccessLog, 0);
+  }
+}
+
+/**
+ * Writes every queued access-log line to stdout, in order, each whole. Runs
+ * on its own after each turn of the event loop and on "unload" (Deno.exit);
+ * main() and a Worker also call it before their own lines and before they
+ * stop, so no line is lost or out of place.
+ */
+function flushAccessLog(): void {
+  logScheduled = false;
+  if (logPending.length === 0) return;
+  const bytes = encoder.encode(logPending.join("\n") + "\n");
+  logPending = [];
+  logPendingChars = 0;
+  try {
+    // Like any write, one writeSync may take only part of the bytes.
+    let written = 0;
+    while (written < bytes.length) {
+      written += Deno.stdout.writeSync(bytes.subarray(written));
+    }
+  } catch {
+    // Nowhere to write to (say, piped into `head`): keep serving.
   }
 }
 
@@ -3847,22 +3918,23 @@ function logRequest(
   req: Request,
   response: Response,
   client: string | null,
-  date: Date,
+  started: number,
 ): void {
   const { pathname, search } = splitUrl(req.url);
   // Reading `response.body` would turn a byte body into a stream (and the
   // reply into chunked encoding), so the size comes from Content-Length.
   // `Deno.serve` does not tell the protocol version: the line says HTTP/1.1.
-  const length = req.method === "HEAD"
+  const method = req.method;
+  const length = method === "HEAD"
     ? null
     : response.headers.get("content-length");
-  writeLogLine(formatAccessLog({
+  writeLogLine(accessLogLine(
     client,
-    date,
-    requestLine: `${req.method} ${pathname}${search} HTTP/1.1`,
-    status: response.status,
-    bodyBytes: length === null ? null : Number(length),
-  }));
+    started,
+    `${method} ${pathname}${search} HTTP/1.1`,
+    response.status,
+    length === null ? null : Number(length),
+  ));
 }
 
 // ---------------------------------------------------------------------------
@@ -4372,12 +4444,15 @@ function runServerWorker(): void {
     }
     try {
       await server.finished;
+      // close() drops pending timers: write the queued log lines first.
+      flushAccessLog();
       scope.postMessage({ type: "stopped" });
     } catch (error) {
       // The listener failed (out of descriptors, say): the main thread starts
       // another Worker in this one's place.
       scope.postMessage({ type: "failed", message: (error as Error).message });
     }
+    flushAccessLog();
     scope.close();
   };
 }
@@ -4543,6 +4618,7 @@ async function main(): Promise<void> {
   // Ctrl-C or SIGTERM: stop accepting, let requests in flight finish, exit.
   // The listeners go at once, so a second Ctrl-C ends the process for good.
   const shutdown = () => {
+    flushAccessLog(); // the log lines so far come before this one
     console.log("Shutting down...");
     Deno.removeSignalListener("SIGINT", shutdown);
     Deno.removeSignalListener("SIGTERM", shutdown);
@@ -4551,6 +4627,7 @@ async function main(): Promise<void> {
   Deno.addSignalListener("SIGINT", shutdown);
   Deno.addSignalListener("SIGTERM", shutdown);
   await server.finished;
+  flushAccessLog(); // the lines of the requests that finished while draining
   console.log("Server stopped.");
   // Exit now: an open that met a FIFO swapped in for a file may still wait
   // for a writer (see openNativeReader), and it would keep the process alive.

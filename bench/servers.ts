@@ -343,6 +343,10 @@ export const PYTHON_HTTP_SERVER: ServerDef = {
 
 // ---------------------------------------------------------------------------
 // JavaScript peers: Hono and std on Deno; serve, http-server and sirv on Node.
+// Fairness: every server runs with its defaults but its request log off (ours --quiet, serve
+// --no-request-logging, http-server -s, sirv --quiet, std --quiet, nginx access_log off; Hono,
+// Caddy, lighttpd and the floor log nothing by default; python3 -m http.server cannot be
+// silenced), since what a log costs depends on where its output goes.
 
 /** Hono's serveStatic on Deno; the script pins `npm:hono` to an exact version. */
 export const HONO: ServerDef = {

@@ -647,6 +647,28 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
     /twice/,
   ],
   [
+    "regression: a multipart part that is not UTF-8 (was stored as U+FFFD)",
+    () =>
+      postForm(
+        new Uint8Array([
+          ...new TextEncoder().encode(
+            '--x\r\nContent-Disposition: form-data; name="message"\r\n\r\nh',
+          ),
+          0xe9,
+          ...new TextEncoder().encode("\r\n--x--\r\n"),
+        ]),
+        { "content-type": "multipart/form-data; boundary=x" },
+      ),
+    400,
+    /UTF-8/,
+  ],
+  [
+    "regression: a gzip body (was read as it is)",
+    () => postForm("message=hi", { "content-encoding": "gzip" }),
+    415,
+    /Content-Encoding/,
+  ],
+  [
     "a broken multipart body",
     () =>
       postForm("garbage", {
@@ -897,6 +919,11 @@ Deno.test("api: POST /api/messages answers 201 with the stored message", async (
 
 const badApiPosts: [string, () => Request, number][] = [
   ["bad JSON", () => postApi("{text: 'hi'}"), 400],
+  [
+    "regression: a br body (was read as it is)",
+    () => postApi('{"text":"hi"}', { "content-encoding": "br" }),
+    415,
+  ],
   ["an empty body", () => postApi(""), 400],
   ["a JSON array", () => postApi('["hi"]'), 400],
   ["JSON null", () => postApi("null"), 400],
@@ -1691,6 +1718,31 @@ Deno.test("admin: wrong tokens are limited per client (429 with Retry-After), ev
   }, { adminToken: ADMIN_TOKEN, rateLimit: false }); // the sign-in limit stays on
 });
 
+Deno.test("admin: regression: wrong tokens sent at once are limited too", async () => {
+  await withBoard(async (board) => {
+    // All 30 used to pass the limit check before the first wrong one was counted.
+    const statuses = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const response = await signIn(board, `guess ${i}`);
+        await response.body?.cancel();
+        return response.status;
+      }),
+    );
+    assert.equal(statuses.filter((s) => s === 403).length, SIGN_IN_BURST);
+    assert.equal(statuses.filter((s) => s === 429).length, 30 - SIGN_IN_BURST);
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false });
+});
+
+Deno.test("admin: a right token does not use up the client's tries", async () => {
+  await withBoard(async (board) => {
+    for (let i = 0; i < SIGN_IN_BURST + 2; i++) {
+      const response = await signIn(board, ADMIN_TOKEN);
+      assert.equal(response.status, 303, `sign-in ${i}`);
+      await response.body?.cancel();
+    }
+  }, { adminToken: ADMIN_TOKEN, rateLimit: false });
+});
+
 Deno.test("admin: clearing needs a signed-in admin and a confirmation step", async () => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
@@ -1758,6 +1810,19 @@ Deno.test("moderation: without a token, a visitor from another machine cannot cl
     );
     assert.equal(proxied.status, 403);
     await proxied.body?.cancel();
+    // Regression: so is one through a proxy that sends a local Host (nginx's default) and
+    // says whom it forwards for, on a board that does not trust it.
+    for (
+      const header of ["forwarded", "x-forwarded-for", "x-real-ip", "via"]
+    ) {
+      const request = postForm("clear=1", {
+        host: "127.0.0.1:8080",
+        [header]: header === "forwarded" ? "for=192.0.2.10" : "192.0.2.10",
+      });
+      const response = await board.handler(request, clientInfo("127.0.0.1"));
+      assert.equal(response.status, 403, header);
+      await response.body?.cancel();
+    }
     // With trustProxy, a forwarded client is remote even though the socket is local.
     assert.equal(await storedCount(board), 1);
   }, { allowedHosts: ["board.example"] });
