@@ -172,26 +172,34 @@ Deno.test("page: /style.css is served as CSS", async () => {
   });
 });
 
-Deno.test("page: a form post answers 303 to / and the message shows with its time and line breaks", async () => {
+Deno.test("page: a form post", async (t) => {
   await withBoard(async (board) => {
     const response = await board.handler(
       postForm("message=Hello%0D%0Aworld+%26+all"),
     );
-    assert.equal(response.status, 303);
-    assert.equal(response.headers.get("location"), "/");
-    assert.equal(response.body, null);
+    await t.step("answers 303 to / without a body", () => {
+      assert.equal(response.status, 303);
+      assert.equal(response.headers.get("location"), "/");
+      assert.equal(response.body, null);
+    });
     const { html } = await getPage(board);
     const [message] = (await board.store.listMessages({ limit: 1 })).messages;
-    assert.equal(message.text, "Hello\nworld & all");
-    assert.ok(
-      html.includes(
-        `Posted: <time datetime="${message.postedAt}">${
-          formatTime(message.postedAt)
-        }</time>`,
-      ),
-    );
-    assert.ok(html.includes(`<p class="text">Hello\nworld &amp; all</p>`));
-    assert.doesNotMatch(html, /No messages yet/);
+    await t.step("is stored with its line breaks as LF", () => {
+      assert.equal(message.text, "Hello\nworld & all");
+    });
+    await t.step("shows on the page with its time", () => {
+      assert.ok(
+        html.includes(
+          `Posted: <time datetime="${message.postedAt}">${
+            formatTime(message.postedAt)
+          }</time>`,
+        ),
+      );
+    });
+    await t.step("shows on the page with its line breaks, escaped", () => {
+      assert.ok(html.includes(`<p class="text">Hello\nworld &amp; all</p>`));
+      assert.doesNotMatch(html, /No messages yet/);
+    });
   });
 });
 
@@ -229,53 +237,62 @@ Deno.test("page: user text is escaped everywhere it appears", async () => {
   });
 });
 
-Deno.test("page: the name is remembered in an HttpOnly, SameSite=Lax cookie and shown", async () => {
+Deno.test("page: the poster's name", async (t) => {
   await withBoard(async (board) => {
     const posted = await board.handler(postForm("message=hi&name=Ann+Lee"));
     assert.equal(posted.status, 303);
-    const cookie = posted.headers.get("set-cookie") ?? "";
-    assert.match(cookie, /^board_name=Ann%20Lee; /);
-    assert.match(cookie, /; HttpOnly/);
-    assert.match(cookie, /; SameSite=Lax/);
-    assert.match(cookie, /; Path=\//);
-    assert.doesNotMatch(
-      cookie,
-      /Secure/,
-      "plain HTTP cannot use Secure cookies",
-    );
+    await t.step("is remembered in an HttpOnly, SameSite=Lax cookie", () => {
+      const cookie = posted.headers.get("set-cookie") ?? "";
+      assert.match(cookie, /^board_name=Ann%20Lee; /);
+      assert.match(cookie, /; HttpOnly/);
+      assert.match(cookie, /; SameSite=Lax/);
+      assert.match(cookie, /; Path=\//);
+      assert.doesNotMatch(
+        cookie,
+        /Secure/,
+        "plain HTTP cannot use Secure cookies",
+      );
+    });
 
     const { html } = await getPage(board, "/", {
       cookie: "other=1; board_name=Ann%20Lee",
     });
-    assert.ok(
-      html.includes(
-        `name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="Ann Lee"`,
-      ),
-    );
-    assert.ok(html.includes(`by <span class="name">Ann Lee</span>`));
-
-    // Posting again with the same name sets no new cookie; a blank name forgets it.
-    const same = await board.handler(
-      postForm("message=again&name=Ann+Lee", {
-        cookie: "board_name=Ann%20Lee",
-      }),
-    );
-    assert.equal(same.headers.get("set-cookie"), null);
-    const blank = await board.handler(
-      postForm("message=anon&name=", { cookie: "board_name=Ann%20Lee" }),
-    );
-    assert.match(
-      blank.headers.get("set-cookie") ?? "",
-      /^board_name=; .*Max-Age=0/,
-    );
-    const [latest] = (await board.store.listMessages({ limit: 1 })).messages;
-    assert.equal(latest.name, undefined);
-
-    // A cookie we did not write (bad escape, control character) is ignored.
-    for (const bad of ["board_name=%E0%A4%A", "board_name=a%0Ab"]) {
-      const page = await getPage(board, "/", { cookie: bad });
-      assert.ok(page.html.includes('autocomplete="nickname" value=""'), bad);
-    }
+    await t.step("fills the name field from the cookie", () => {
+      assert.ok(
+        html.includes(
+          `name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="Ann Lee"`,
+        ),
+      );
+    });
+    await t.step("is shown with the message", () => {
+      assert.ok(html.includes(`by <span class="name">Ann Lee</span>`));
+    });
+    await t.step("posted again sets no new cookie", async () => {
+      const same = await board.handler(
+        postForm("message=again&name=Ann+Lee", {
+          cookie: "board_name=Ann%20Lee",
+        }),
+      );
+      assert.equal(same.headers.get("set-cookie"), null);
+    });
+    await t.step("left blank, is forgotten", async () => {
+      const blank = await board.handler(
+        postForm("message=anon&name=", { cookie: "board_name=Ann%20Lee" }),
+      );
+      assert.match(
+        blank.headers.get("set-cookie") ?? "",
+        /^board_name=; .*Max-Age=0/,
+      );
+      const [latest] = (await board.store.listMessages({ limit: 1 })).messages;
+      assert.equal(latest.name, undefined);
+    });
+    await t.step("from a cookie we did not write is ignored", async () => {
+      // A bad escape, a control character.
+      for (const bad of ["board_name=%E0%A4%A", "board_name=a%0Ab"]) {
+        const page = await getPage(board, "/", { cookie: bad });
+        assert.ok(page.html.includes('autocomplete="nickname" value=""'), bad);
+      }
+    });
   });
 });
 
@@ -422,7 +439,7 @@ function chunkedBody(
   return { stream, pulled: () => sent };
 }
 
-Deno.test("hostile: a chunked body over the limit gets 413 and is not read to the end", async () => {
+Deno.test("hostile: a chunked body over the limit", async (t) => {
   await withBoard(async (board) => {
     const { stream, pulled } = chunkedBody(1000, 16 * 1024); // 16 MB if read whole
     const request = new Request(BASE + "/", {
@@ -432,27 +449,34 @@ Deno.test("hostile: a chunked body over the limit gets 413 and is not read to th
     });
     assert.equal(request.headers.get("content-length"), null);
     const response = await board.handler(request);
-    assert.equal(response.status, 413);
-    assert.match(await response.text(), /too large/);
-    assert.ok(
-      pulled() < 10,
-      `read only a little past the limit (${pulled()} chunks)`,
-    );
-    assert.equal(await storedCount(board), 0);
-
-    const api = await board.handler(
-      new Request(BASE + "/api/messages", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: chunkedBody(1000, 16 * 1024).stream,
-      }),
-    );
-    assert.equal(api.status, 413);
-    assert.match((await api.json()).error, /too large/);
+    await t.step("a form post gets 413", async () => {
+      assert.equal(response.status, 413);
+      assert.match(await response.text(), /too large/);
+    });
+    await t.step("it is not read to the end", () => {
+      assert.ok(
+        pulled() < 10,
+        `read only a little past the limit (${pulled()} chunks)`,
+      );
+    });
+    await t.step("nothing is stored", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
+    await t.step("an API post gets 413 in JSON", async () => {
+      const api = await board.handler(
+        new Request(BASE + "/api/messages", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: chunkedBody(1000, 16 * 1024).stream,
+        }),
+      );
+      assert.equal(api.status, 413);
+      assert.match((await api.json()).error, /too large/);
+    });
   });
 });
 
-Deno.test("hostile: a body that stalls gets 408 and nothing is stored", async () => {
+Deno.test("hostile: a body that stalls", async (t) => {
   await using folder = await tempFolder();
   const board = await openBoard({
     dataFile: join(folder.path, "messages.jsonl"),
@@ -475,10 +499,16 @@ Deno.test("hostile: a body that stalls gets 408 and nothing is stored", async ()
         body: stalled,
       }),
     );
-    assert.equal(response.status, 408);
-    assert.match(await response.text(), /took too long/);
-    assert.ok(cancelled, "the body stream was cancelled");
-    assert.equal(await storedCount(board), 0);
+    await t.step("gets 408", async () => {
+      assert.equal(response.status, 408);
+      assert.match(await response.text(), /took too long/);
+    });
+    await t.step("is cancelled", () => {
+      assert.equal(cancelled, true);
+    });
+    await t.step("stores nothing", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
   } finally {
     await board.close();
   }
@@ -679,25 +709,34 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
   ],
 ];
 
-Deno.test("hostile: bad form posts get a clear 4xx, store nothing, and the board keeps serving", async () => {
+Deno.test("hostile: bad form posts", async (t) => {
   await withBoard(async (board) => {
     for (const [what, makeRequest, status, text] of badFormPosts) {
-      const response = await board.handler(makeRequest());
-      assert.equal(response.status, status, what);
-      assert.match(
-        response.headers.get("content-type") ?? "",
-        /^text\/html/,
-        what,
+      await t.step(
+        `${what}: a page saying why, with ${status}`,
+        async () => {
+          const response = await board.handler(makeRequest());
+          assert.equal(response.status, status);
+          assert.match(
+            response.headers.get("content-type") ?? "",
+            /^text\/html/,
+          );
+          assert.equal(
+            response.headers.get("x-content-type-options"),
+            "nosniff",
+          );
+          assert.match(await response.text(), text);
+        },
       );
-      assert.equal(
-        response.headers.get("x-content-type-options"),
-        "nosniff",
-        what,
-      );
-      assert.match(await response.text(), text, what);
     }
-    assert.equal(await storedCount(board), 0);
-    assert.equal((await getPage(board)).response.status, 200);
+    await t.step("none of them is stored", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
+    await t.step("the board still serves its page", async () => {
+      const { response, html } = await getPage(board);
+      assert.equal(response.status, 200);
+      assert.match(html, /No messages yet\./);
+    });
   });
 });
 
@@ -790,7 +829,7 @@ Deno.test("hostile: a same-origin browser post is accepted", async () => {
   });
 });
 
-Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", async () => {
+Deno.test("hostile: unknown routes", async (t) => {
   await withBoard(async (board) => {
     const cases: [string, string, number, string | null][] = [
       ["GET", "/nope", 404, null],
@@ -803,13 +842,20 @@ Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", asy
       ["POST", "/style.css", 405, "GET, HEAD"],
     ];
     for (const [method, path, status, allow] of cases) {
-      const response = await board.handler(
-        new Request(BASE + path, { method }),
-      );
-      assert.equal(response.status, status, `${method} ${path}`);
-      assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
-      const body = await response.text();
-      if (path.startsWith("/api/")) assert.ok(JSON.parse(body).error);
+      const name = status === 404
+        ? `${method} ${path}: an unknown path gets 404`
+        : `${method} ${path}: a method not allowed gets 405 with Allow`;
+      await t.step(name, async () => {
+        const response = await board.handler(
+          new Request(BASE + path, { method }),
+        );
+        assert.equal(response.status, status);
+        assert.equal(response.headers.get("allow"), allow);
+        const body = await response.text();
+        if (path.startsWith("/api/")) {
+          assert.equal(typeof JSON.parse(body).error, "string");
+        }
+      });
     }
   });
 });
@@ -984,20 +1030,23 @@ const badApiPosts: [string, () => Request, number][] = [
   ],
 ];
 
-Deno.test("api: bad posts get a JSON error with a 4xx, and nothing is stored", async () => {
+Deno.test("api: bad posts", async (t) => {
   await withBoard(async (board) => {
     for (const [what, makeRequest, status] of badApiPosts) {
-      const response = await board.handler(makeRequest());
-      assert.equal(response.status, status, what);
-      assert.equal(
-        response.headers.get("content-type"),
-        "application/json; charset=utf-8",
-        what,
-      );
-      const { error } = await response.json();
-      assert.equal(typeof error, "string", what);
+      await t.step(`${what}: a JSON error with ${status}`, async () => {
+        const response = await board.handler(makeRequest());
+        assert.equal(response.status, status);
+        assert.equal(
+          response.headers.get("content-type"),
+          "application/json; charset=utf-8",
+        );
+        const { error } = await response.json();
+        assert.equal(typeof error, "string");
+      });
     }
-    assert.equal(await storedCount(board), 0);
+    await t.step("none of them is stored", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
   });
 });
 
@@ -1250,7 +1299,7 @@ Deno.test("hosts: a Host that is not allowed gets 421 on every route, with a pla
   });
 });
 
-Deno.test("hosts: allowedHosts adds names, and a leading dot adds subdomains", async () => {
+Deno.test("hosts: allowedHosts", async (t) => {
   await withBoard(async (board) => {
     const status = async (host: string) => {
       const response = await board.handler(
@@ -1259,12 +1308,23 @@ Deno.test("hosts: allowedHosts adds names, and a leading dot adds subdomains", a
       await response.body?.cancel();
       return response.status;
     };
-    assert.equal(await status("board.example"), 200);
-    assert.equal(await status("Board.Example:8443"), 200);
-    assert.equal(await status("www.board.example"), 421);
-    assert.equal(await status("a.team.example"), 200);
-    assert.equal(await status("team.example"), 200);
-    assert.equal(await status("evilteam.example"), 421);
+    await t.step("a listed name is allowed, any case or port", async () => {
+      assert.equal(await status("board.example"), 200);
+      assert.equal(await status("Board.Example:8443"), 200);
+    });
+    await t.step("a subdomain of a name without the dot gets 421", async () => {
+      assert.equal(await status("www.board.example"), 421);
+    });
+    await t.step(
+      "a leading dot allows the name and its subdomains",
+      async () => {
+        assert.equal(await status("a.team.example"), 200);
+        assert.equal(await status("team.example"), 200);
+      },
+    );
+    await t.step("a name that only ends the same gets 421", async () => {
+      assert.equal(await status("evilteam.example"), 421);
+    });
   }, { allowedHosts: ["board.example", ".team.example"] });
 });
 
@@ -1743,36 +1803,57 @@ Deno.test("admin: a right token does not use up the client's tries", async () =>
   }, { adminToken: ADMIN_TOKEN, rateLimit: false });
 });
 
-Deno.test("admin: clearing needs a signed-in admin and a confirmation step", async () => {
+Deno.test("admin: clearing with a token set", async (t) => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
-    // No session: refused, nothing cleared (even from this machine, once a token is set).
-    const anonymous = await board.handler(postForm("clear=1&confirm=yes"));
-    assert.equal(anonymous.status, 403);
-    await anonymous.body?.cancel();
+    await t.step(
+      "without a session it is refused, even from this machine",
+      async () => {
+        const anonymous = await board.handler(postForm("clear=1&confirm=yes"));
+        assert.equal(anonymous.status, 403);
+        await anonymous.body?.cancel();
+        assert.equal(await storedCount(board), 1);
+      },
+    );
+    await t.step(
+      "without a session the confirmation page is refused",
+      async () => {
+        assert.equal(
+          (await getPage(board, "/admin/clear")).response.status,
+          403,
+        );
+      },
+    );
     const cookie = cookiePair(await signIn(board, ADMIN_TOKEN));
-    // The page's button leads to the confirmation page; a clear without confirm goes there too.
-    const ask = await board.handler(postForm("clear=1", { cookie }));
-    assert.equal(ask.status, 303);
-    assert.equal(ask.headers.get("location"), "/admin/clear");
-    assert.equal(await storedCount(board), 1);
-    const confirm = await getPage(board, "/admin/clear", { cookie });
-    assert.equal(confirm.response.status, 200);
-    assert.match(
-      confirm.html,
-      /<input type="hidden" name="confirm" value="yes">/,
+    await t.step(
+      "a clear without confirm leads to the confirmation page",
+      async () => {
+        const ask = await board.handler(postForm("clear=1", { cookie }));
+        assert.equal(ask.status, 303);
+        assert.equal(ask.headers.get("location"), "/admin/clear");
+        assert.equal(await storedCount(board), 1);
+      },
     );
-    assert.match(
-      confirm.html,
-      /name="clear" value="1">Yes, clear the board<\/button>/,
-    );
-    const cleared = await board.handler(
-      postForm("clear=1&confirm=yes", { cookie }),
-    );
-    assert.equal(cleared.status, 303);
-    assert.equal(cleared.headers.get("location"), "/");
-    assert.equal(await storedCount(board), 0);
-    assert.equal((await getPage(board, "/admin/clear")).response.status, 403);
+    await t.step("the confirmation page asks with a Yes button", async () => {
+      const confirm = await getPage(board, "/admin/clear", { cookie });
+      assert.equal(confirm.response.status, 200);
+      assert.match(
+        confirm.html,
+        /<input type="hidden" name="confirm" value="yes">/,
+      );
+      assert.match(
+        confirm.html,
+        /name="clear" value="1">Yes, clear the board<\/button>/,
+      );
+    });
+    await t.step("a confirmed clear by a signed-in admin clears", async () => {
+      const cleared = await board.handler(
+        postForm("clear=1&confirm=yes", { cookie }),
+      );
+      assert.equal(cleared.status, 303);
+      assert.equal(cleared.headers.get("location"), "/");
+      assert.equal(await storedCount(board), 0);
+    });
   }, { adminToken: ADMIN_TOKEN });
 });
 
@@ -1922,7 +2003,7 @@ Deno.test("basePath: normalizeBasePath accepts /name paths and refuses the rest 
   }
 });
 
-Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists the table's methods", async () => {
+Deno.test("routes: the route table", async (t) => {
   await withBoard(async (board) => {
     const table: [string, string][] = [
       ["/", "GET, HEAD, POST"],
@@ -1935,27 +2016,36 @@ Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists
       ["/admin/sign-out", "POST"],
       ["/admin/clear", "GET, HEAD"],
     ];
-    for (const [path, allow] of table) {
-      const put = await board.handler(
-        new Request(BASE + path, { method: "PUT" }),
-      );
-      assert.equal(put.status, 405, path);
-      assert.equal(put.headers.get("allow"), allow, path);
-      await put.body?.cancel();
-      if (!allow.includes("GET")) continue;
-      const get = await board.handler(new Request(BASE + path));
-      const head = await board.handler(
-        new Request(BASE + path, { method: "HEAD" }),
-      );
-      assert.equal(head.status, get.status, path);
-      assert.equal(head.body, null, path);
-      assert.equal(
-        head.headers.get("content-type"),
-        get.headers.get("content-type"),
-        path,
-      );
-      await get.body?.cancel();
-    }
+    await t.step("405 lists the table's methods for each route", async () => {
+      for (const [path, allow] of table) {
+        const put = await board.handler(
+          new Request(BASE + path, { method: "PUT" }),
+        );
+        assert.equal(put.status, 405, path);
+        assert.equal(put.headers.get("allow"), allow, path);
+        await put.body?.cancel();
+      }
+    });
+    await t.step(
+      "every GET route answers HEAD as GET without a body",
+      async () => {
+        for (const [path, allow] of table) {
+          if (!allow.includes("GET")) continue;
+          const get = await board.handler(new Request(BASE + path));
+          const head = await board.handler(
+            new Request(BASE + path, { method: "HEAD" }),
+          );
+          assert.equal(head.status, get.status, path);
+          assert.equal(head.body, null, path);
+          assert.equal(
+            head.headers.get("content-type"),
+            get.headers.get("content-type"),
+            path,
+          );
+          await get.body?.cancel();
+        }
+      },
+    );
   }, { adminToken: ADMIN_TOKEN });
 });
 
