@@ -1856,7 +1856,11 @@ async function errorResponse(
     const detail = status >= 500
       ? error
       : logSafe(error instanceof HttpError ? error.message : String(error));
+    // The line is a "%s" argument, never the format string itself: the
+    // client's `%c`, `%s` or `%o` in the path would otherwise be read as
+    // formatting directives and garble (or drop) what follows.
     console.error(
+      "%s",
       `server_files: ${status} for ${req.method} ${JSON.stringify(pathname)}:`,
       detail,
     );
@@ -3956,8 +3960,12 @@ const RELISTEN_MAX_MS = 1000;
 const RELISTEN_STABLE_MS = 2000;
 /** For this long after running out of descriptors, answers carry `Connection: close`. */
 const PRESSURE_MS = 10_000;
-/** Failed listeners kept serving their open connections; older ones are drained. */
-const MAX_DRAINING_SERVERS = 16;
+/**
+ * On Ctrl-C or SIGTERM, how long requests in flight get before the server
+ * stops waiting for them: a client that never sends the body it announced,
+ * or never reads a download, would otherwise hold the shutdown for ever.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** What {@linkcode serveWithRestart} returns: the parts of `Deno.HttpServer` main() uses. */
 export interface RestartingServer {
@@ -3974,20 +3982,26 @@ export interface RestartingServer {
  * process runs out of file descriptors (idle connections pile up: Deno.serve
  * has no header-read or idle timeout), accepting fails, the listener is
  * closed and `server.finished` rejects; unhandled, that rejection ends the
- * process. Here it is caught and logged once per outage; the connections
- * already open keep being served by the old server, and a new listener is
- * opened on the same address after a back-off that doubles from
+ * process. Here it is caught and logged once per outage, and the failed
+ * server is shut down at once: that closes its idle connections (kept
+ * alive between requests, or a head that never came: a slowloris flood),
+ * which gives their descriptors back, while requests in flight finish, as
+ * nginx closes idle keep-alive connections when it runs out. A new listener
+ * is opened on the same address after a back-off that doubles from
  * {@linkcode RELISTEN_MIN_MS} to {@linkcode RELISTEN_MAX_MS}. For
  * {@linkcode PRESSURE_MS} after a failure every response says
  * `Connection: close`, so clients with keep-alive connections hand their
  * descriptors back.
  *
  * A start-up failure (port in use, no permission) still throws at once.
+ * `shutdown()` waits at most `shutdownGraceMs` for requests in flight;
+ * `finished` then resolves even if some connections are still open.
  */
 export function serveWithRestart(
   options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
   handler: Deno.ServeHandler<Deno.NetAddr>,
   log: (line: string) => void = (line) => console.error(line),
+  shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
 ): RestartingServer {
   let pressureUntil = 0;
   const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
@@ -3997,7 +4011,7 @@ export function serveWithRestart(
       ? closeAfter(result)
       : result.then(closeAfter);
   };
-  const draining: Deno.HttpServer<Deno.NetAddr>[] = [];
+  const draining = new Set<Deno.HttpServer<Deno.NetAddr>>();
   let current = Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...options }, serve);
   const addr = current.addr;
   const again = { ...options, hostname: addr.hostname, port: addr.port };
@@ -4013,7 +4027,9 @@ export function serveWithRestart(
       };
     });
 
-  const finished = (async () => {
+  let gaveUp = () => {};
+  const graceOver = new Promise<void>((resolve) => gaveUp = resolve);
+  const served = (async () => {
     let delay = RELISTEN_MIN_MS;
     let listenedAt = Date.now();
     let outage = false;
@@ -4047,15 +4063,15 @@ export function serveWithRestart(
         log(
           `server_files: accepting connections failed (${
             (failure as Error)?.message ?? failure
-          }); open connections are still served; listening again (back-off up to ${RELISTEN_MAX_MS} ms)`,
+          }); idle connections are closed, requests in flight finish; listening again (back-off up to ${RELISTEN_MAX_MS} ms)`,
         );
         outage = true;
       }
-      // The failed server still serves the connections it has.
-      draining.push(listener);
-      if (draining.length > MAX_DRAINING_SERVERS) {
-        draining.shift()!.shutdown().catch(() => {});
-      }
+      // Its idle connections close now; its requests in flight finish.
+      draining.add(listener);
+      listener.shutdown().catch(() => {}).finally(() =>
+        draining.delete(listener)
+      );
       while (true) {
         await pause(delay);
         if (stopping) return;
@@ -4072,16 +4088,24 @@ export function serveWithRestart(
     }
   })();
 
+  const finished = Promise.race([served, graceOver]);
   return {
     addr,
     finished,
     async shutdown() {
       stopping = true;
       wake();
-      await Promise.allSettled(
+      const timer = setTimeout(() => {
+        log(
+          `server_files: requests still in flight ${shutdownGraceMs} ms after the shutdown began; not waiting for them`,
+        );
+        gaveUp();
+      }, shutdownGraceMs);
+      const stopped = Promise.allSettled(
         [current, ...draining].map((server) => server.shutdown()),
-      );
-      await finished;
+      ).then(() => served);
+      await Promise.race([stopped, graceOver]);
+      clearTimeout(timer);
     },
   };
 }

@@ -329,6 +329,22 @@ class DeadlineSweep {
     this.#stopWhenIdle();
   }
 
+  /**
+   * Expires every pending limit at once, as if its time were up: when the
+   * process has run out of descriptors, connections still waiting for a
+   * head (or lingering after an answer) are closed to give theirs back.
+   * Returns how many there were.
+   */
+  expireAll(): number {
+    const pending = this.#pending.items;
+    const count = pending.length;
+    while (pending.length > 0) {
+      this.#expire(pending[pending.length - 1], "timeout");
+    }
+    this.#stopWhenIdle();
+    return count;
+  }
+
   #sweep(): void {
     const now = Date.now();
     const pending = this.#pending.items;
@@ -1720,15 +1736,32 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   }
 
   async function acceptConnections(): Promise<void> {
+    let failures = 0;
     while (listening) {
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (error) {
         if (!listening) return;
-        log(`accept failed: ${describeError(error)}; retrying`);
+        // Out of descriptors, most likely: a flood of connections that send
+        // nothing, or a head a byte at a time. As nginx reuses connections
+        // that are still waiting for a request, those waiting for their head
+        // get their 408 now instead of at the end of HEAD_TIMEOUT_MS, and
+        // their descriptors come back; requests being answered go on.
+        const closed = deadlines.expireAll();
+        if (failures++ === 0) {
+          log(
+            `accept failed (${
+              error instanceof Error ? error.message : String(error)
+            }); closed ${closed} connection(s) waiting for a head or lingering; retrying every ${ACCEPT_RETRY_MS} ms`,
+          );
+        }
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
+      }
+      if (failures > 0) {
+        log(`accepting again after ${failures} failed attempt(s)`);
+        failures = 0;
       }
       if (once) stopListening();
       const connection = { conn, slot: -1 };

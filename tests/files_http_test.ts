@@ -1,6 +1,7 @@
 // serveDir / serveFile / createHandler in-process: methods, content types,
 // directories, listing, 404 page, validators, conditionals, ranges, cache.
 import assert from "node:assert/strict";
+import { format } from "node:util";
 import {
   contentTypeFor,
   createHandler,
@@ -454,8 +455,8 @@ Deno.test("the error mapper", async (t) => {
   const logged: string[] = [];
   const original = console.error;
   const originalLog = console.log; // the access log, not under test here
-  console.error = (...args: unknown[]) =>
-    logged.push(args.map(String).join(" "));
+  // What the console prints: its format directives applied, as node:util's format does.
+  console.error = (...args: unknown[]) => logged.push(format(...args));
   console.log = () => {};
   try {
     await t.step("with quiet, a 4xx is not logged", async () => {

@@ -1,6 +1,6 @@
 // Hostile-client regression tests for server_files.ts, against a real process.
 import assert from "node:assert/strict";
-import { suggestFood } from "../server_files.ts";
+import { serveWithRestart, suggestFood } from "../server_files.ts";
 import { startFilesProcess } from "./_files.ts";
 import { sendRaw } from "./_raw.ts";
 
@@ -48,6 +48,30 @@ Deno.test("a request path cannot forge or colour a line of the error log", async
         `control in log: ${JSON.stringify(line)}`,
       );
     }
+  }
+});
+
+Deno.test("a request path is never read as a format string by the error log", async () => {
+  const root = await Deno.makeTempDir({ prefix: "hostile_files_" });
+  const server = await startFilesProcess({
+    readable: [root],
+    args: ["--root", root],
+  });
+  // console.error reads %c, %s, %o, %d, %i, %f and %j in its first argument.
+  const path = "/a%c%s%o%O%d%i%f%j";
+  try {
+    const reply = await sendRaw(
+      server.port,
+      `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`,
+    );
+    assert.equal(reply.status, 400, reply.text);
+  } finally {
+    const { stderr } = await server.stop();
+    await Deno.remove(root, { recursive: true });
+    const line = stderr.split("\n").find((text) => text.includes("400 for"));
+    assert.ok(line, stderr);
+    // The path appears as sent: quoted, and again in the reason.
+    assert.equal(line.split(path).length - 1, 2, line);
   }
 });
 
@@ -147,5 +171,46 @@ Deno.test("an empty or malformed Host is 400 before anything is served (RFC 9112
   } finally {
     await server.stop();
     await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a shutdown stops waiting for a client that never sends the body it announced", async () => {
+  const lines: string[] = [];
+  const server = serveWithRestart(
+    { port: 0, hostname: "127.0.0.1", onListen() {} },
+    () => new Response("no\n", { status: 405 }),
+    (line) => lines.push(line),
+    200,
+  );
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    await conn.write(
+      new TextEncoder().encode(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\nx",
+      ),
+    );
+    // Answered, but Deno.serve keeps the request in flight until the body ends.
+    const buffer = new Uint8Array(1024);
+    const read = await conn.read(buffer);
+    const head = new TextDecoder().decode(buffer.subarray(0, read ?? 0));
+    assert.match(head, /^HTTP\/1\.1 405/);
+    const started = Date.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      server.shutdown().then(() => "stopped"),
+      new Promise((resolve) => {
+        timer = setTimeout(() => resolve("still waiting"), 3000);
+      }),
+    ]);
+    clearTimeout(timer);
+    assert.equal(outcome, "stopped");
+    assert.ok(Date.now() - started < 1500, `${Date.now() - started} ms`);
+    await server.finished;
+    assert.match(lines.join("\n"), /still in flight 200 ms after the shutdown/);
+  } finally {
+    conn.close();
   }
 });

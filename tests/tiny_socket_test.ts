@@ -1,7 +1,7 @@
 // server_tiny.ts over real sockets on 127.0.0.1, port 0: in-process servers
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
-import { type RunningProcess, startScript } from "./_process.ts";
+import { canRunAsRoot, type RunningProcess, startScript } from "./_process.ts";
 import {
   respondTo,
   serveTiny,
@@ -665,6 +665,66 @@ async function finished(child: RunningProcess, signal?: Deno.Signal) {
   assert.equal(result.stderr, "", "nothing on stderr");
   return result;
 }
+
+Deno.test("out of descriptors, connections waiting for a head get their 408 at once and new clients are answered", async (t) => {
+  if (!(await canRunAsRoot("the tiny descriptor-flood test"))) {
+    await t.step({ name: "fd flood (needs prlimit)", ignore: true, fn() {} });
+    return;
+  }
+  const child = await startScript("server_tiny.ts", TINY_FLAGS, [
+    "--port",
+    "0",
+    "--quiet",
+  ], {
+    ready: /^Open your browser and connect to: http:\/\/127\.0\.0\.1:\d+\/$/,
+    wrapper: ["prlimit", "--nofile=256"],
+  });
+  const flood: Deno.TcpConn[] = [];
+  try {
+    // Half of them send nothing, half the start of a head: more than the limit.
+    const attempts = await Promise.all(
+      Array.from({ length: 300 }, async (_, i) => {
+        try {
+          const conn = await connect(child.port);
+          if (i % 2) await writeAll(conn, encode("GET / HTTP/1.1\r\n"));
+          return conn;
+        } catch {
+          return null;
+        }
+      }),
+    );
+    for (const conn of attempts) if (conn !== null) flood.push(conn);
+    // Long before HEAD_TIMEOUT_MS (10 s), a new client gets its page.
+    const started = Date.now();
+    const response = await exchange(
+      child.port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert.equal(response.status, 200);
+    assert.ok(Date.now() - started < 3000, `${Date.now() - started} ms`);
+    // The flood connections the server had taken were answered 408 and closed.
+    const timer = setTimeout(() => flood.forEach((conn) => conn.close()), 1000);
+    const answers = await Promise.all(
+      flood.map((conn) => readToEnd(conn).then(decode, () => "")),
+    );
+    clearTimeout(timer);
+    const timedOut = answers.filter((text) => text.startsWith("HTTP/1.1 408"));
+    assert.ok(timedOut.length >= 100, `${timedOut.length} got 408`);
+    assert.match(
+      child.lines.join("\n"),
+      /accept failed \(Too many open files.*\); closed \d+ connection/,
+    );
+  } finally {
+    for (const conn of flood) {
+      try {
+        conn.close();
+      } catch {
+        // closed by the timer
+      }
+    }
+    await child.stop();
+  }
+});
 
 Deno.test("UTF-8 header values show as text on the page and the console", async () => {
   const { server, port, lines } = startServer({ quiet: false });
