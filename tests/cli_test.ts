@@ -390,7 +390,7 @@ Deno.test("a port already taken: one line with what to do, exit 1", async (t) =>
   }
 });
 
-Deno.test("startServer in each script resolves the real address, serves, and shuts down", async (t) => {
+Deno.test("startServer in each script", async (t) => {
   const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
   try {
     await Deno.writeTextFile(`${folder}/hello.txt`, "hello");
@@ -418,24 +418,33 @@ Deno.test("startServer in each script resolves the real address, serves, and shu
       "message_board.ts": "/",
     };
     for (const [script, start] of Object.entries(starts)) {
-      await t.step(script, async () => {
-        const server = await start();
-        assert.equal(server.addr.hostname, "127.0.0.1");
-        assert.notEqual(server.addr.port, 0);
-        const path = paths[script as keyof typeof paths];
-        const response = await fetch(
-          `http://127.0.0.1:${server.addr.port}${path}`,
-        );
-        assert.equal(response.status, 200);
-        await response.body?.cancel();
-        await server.shutdown();
-        await server.finished;
-      });
+      const server = await start();
+      try {
+        await t.step(`${script}: resolves the real address`, () => {
+          assert.equal(server.addr.hostname, "127.0.0.1");
+          assert.notEqual(server.addr.port, 0);
+        });
+        await t.step(`${script}: serves on it`, async () => {
+          const path = paths[script as keyof typeof paths];
+          const response = await fetch(
+            `http://127.0.0.1:${server.addr.port}${path}`,
+          );
+          assert.equal(response.status, 200);
+          await response.body?.cancel();
+        });
+      } finally {
+        await t.step(`${script}: shuts down`, async () => {
+          await server.shutdown();
+          await server.finished;
+        });
+      }
     }
-    assert.ok(
-      lines.some((line) => line.includes(`http://127.0.0.1:`)),
-      "server_tiny.ts said where to connect",
-    );
+    await t.step("server_tiny.ts says where to connect", () => {
+      assert.ok(
+        lines.some((line) => line.includes(`http://127.0.0.1:`)),
+        lines.join("\n"),
+      );
+    });
   } finally {
     await Deno.remove(folder, { recursive: true });
   }

@@ -491,7 +491,7 @@ Deno.test("a TLS handshake on the plain port gets 400 at once, not after the hea
   }
 });
 
-Deno.test("curl https:// to the plain port fails at once and the server keeps serving", async () => {
+Deno.test("curl https:// to the plain port", async (t) => {
   const { server, port } = startServer({ headTimeoutMs: 60_000 });
   try {
     const curl = await new Deno.Command("curl", {
@@ -501,10 +501,18 @@ Deno.test("curl https:// to the plain port fails at once and the server keeps se
       stderr: "piped",
     }).output();
     const why = new TextDecoder().decode(curl.stderr);
-    assert.notEqual(curl.code, 0, "curl got an answer over TLS");
-    assert.notEqual(curl.code, 28, `curl waited until its time limit: ${why}`);
-    const after = await exchange(port, "GET / HTTP/1.0\r\n\r\n");
-    assert.equal(after.status, 200);
+    await t.step("fails at once, not at curl's time limit", () => {
+      assert.notEqual(curl.code, 0, "curl got an answer over TLS");
+      assert.notEqual(
+        curl.code,
+        28,
+        `curl waited until its time limit: ${why}`,
+      );
+    });
+    await t.step("leaves the server serving", async () => {
+      const after = await exchange(port, "GET / HTTP/1.0\r\n\r\n");
+      assert.equal(after.status, 200);
+    });
   } finally {
     await server.shutdown();
   }
@@ -578,7 +586,7 @@ Deno.test("a log that fails (stdout gone) does not stop the server", async () =>
   }
 });
 
-Deno.test("graceful shutdown refuses new connections and finishes requests in progress", async () => {
+Deno.test("graceful shutdown", async (t) => {
   const { server, port } = startServer({ shutdownGraceMs: 10_000 });
   const idle = await connect(port);
   const inProgress = await connect(port);
@@ -589,14 +597,21 @@ Deno.test("graceful shutdown refuses new connections and finishes requests in pr
     assert.equal((await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status, 200);
 
     const stopped = server.shutdown();
-    await assertNotServed(port);
-    // The idle connection (no byte sent) is closed at once, not after the grace period.
-    assert.equal((await readToEnd(idle)).length, 0);
-    // The started request is allowed to finish.
-    await writeAll(inProgress, encode("Host: 127.0.0.1\r\n\r\n"));
-    const response = parseResponse(await readToEnd(inProgress));
-    assert.equal(response.status, 200);
-    assertWellFormed(response);
+    await t.step("refuses new connections", async () => {
+      await assertNotServed(port);
+    });
+    await t.step(
+      "closes an idle connection at once, not after the grace period",
+      async () => {
+        assert.equal((await readToEnd(idle)).length, 0);
+      },
+    );
+    await t.step("lets a request in progress finish", async () => {
+      await writeAll(inProgress, encode("Host: 127.0.0.1\r\n\r\n"));
+      const response = parseResponse(await readToEnd(inProgress));
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+    });
     inProgress.close(); // the server waits (briefly) for the client to hang up
     await stopped;
   } finally {
@@ -726,7 +741,7 @@ Deno.test("out of descriptors, connections waiting for a head get their 408 at o
   }
 });
 
-Deno.test("UTF-8 header values show as text on the page and the console", async () => {
+Deno.test("UTF-8 header values show as text, other bytes escaped", async (t) => {
   const { server, port, lines } = startServer({ quiet: false });
   try {
     const head = new Uint8Array([
@@ -741,15 +756,19 @@ Deno.test("UTF-8 header values show as text on the page and the console", async 
     ]);
     const response = await exchange(port, head);
     assert.equal(response.status, 200);
-    const page = decode(response.body);
-    assert.match(page, /<th>X-Name<\/th><td>héllo<\/td>/);
-    assert.match(page, /<th>X-Raw<\/th><td>\\xe9\\xff<\/td>/);
-    assert.match(page, /<th>X-Csi<\/th><td>\\u\{009b\}2J<\/td>/);
-    const console = lines.join("\n");
-    assert.match(console, /^X-Name: héllo$/m);
-    assert.match(console, /^X-Raw: \\xe9\\xff$/m);
-    assert.match(console, /^X-Csi: \\u\{009b\}2J$/m);
-    assert.doesNotMatch(console, /hÃ©llo|\x9b/);
+    await t.step("on the page", () => {
+      const page = decode(response.body);
+      assert.match(page, /<th>X-Name<\/th><td>héllo<\/td>/);
+      assert.match(page, /<th>X-Raw<\/th><td>\\xe9\\xff<\/td>/);
+      assert.match(page, /<th>X-Csi<\/th><td>\\u\{009b\}2J<\/td>/);
+    });
+    await t.step("on the console", () => {
+      const console = lines.join("\n");
+      assert.match(console, /^X-Name: héllo$/m);
+      assert.match(console, /^X-Raw: \\xe9\\xff$/m);
+      assert.match(console, /^X-Csi: \\u\{009b\}2J$/m);
+      assert.doesNotMatch(console, /hÃ©llo|\x9b/);
+    });
   } finally {
     await server.shutdown();
   }
