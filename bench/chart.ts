@@ -17,22 +17,16 @@ const TOP = 70;
 const BOTTOM = 64;
 const COLOURS = { met: "#2e7d32", missed: "#c62828", none: "#3b6fb6" };
 
+const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" };
+
 /** Escapes text for SVG content and attributes. */
 function escapeXml(text: string): string {
-  const entities: Record<string, string> = {
-    "&": "&amp;",
-    "<": "&lt;",
-    ">": "&gt;",
-    '"': "&quot;",
-  };
-  return text.replace(/[&<>"]/g, (c) => entities[c]);
+  return text.replace(/[&<>"]/g, (c) => ENTITIES[c as keyof typeof ENTITIES]);
 }
 
 /**
  * Grid lines for a log axis covering [min, max]: 1-2-5 steps for up to three
- * decades, powers of ten beyond.
- *
- * @example chartTicks(0.5, 3) => [0.5, 1, 2, 5]; chartTicks(0.1, 5000) => [0.1, 1, 10, 100, 1000, 10000]
+ * decades (0.5 to 3: 0.5, 1, 2, 5), powers of ten beyond.
  */
 export function chartTicks(min: number, max: number): number[] {
   const candidates = Array.from({ length: 12 }, (_, i) => i - 4)
@@ -50,16 +44,18 @@ export function chartTicks(min: number, max: number): number[] {
   return decades;
 }
 
-/** One SVG element; attributes in the order given, text content escaped. */
-function element(
-  name: string,
-  attributes: Record<string, string | number>,
-  content?: string,
-): string {
+type Attributes = Record<string, string | number>;
+
+/** One SVG element; attributes in the order given, content as given (escape text first). */
+function element(name: string, attributes: Attributes, content?: string) {
   const list = Object.entries(attributes).map(([k, v]) => ` ${k}="${v}"`);
   const open = `<${name}${list.join("")}`;
   return content === undefined ? `${open}/>` : `${open}>${content}</${name}>`;
 }
+
+/** A text element with its words escaped. */
+const text = (attributes: Attributes, words: string) =>
+  element("text", attributes, escapeXml(words));
 
 /**
  * An SVG bar chart of every ratio (ours ÷ the other), on a log scale around
@@ -68,72 +64,56 @@ function element(
  * bar; the others are blue.
  */
 export function renderSvgChart(ratios: Ratio[], title: string): string {
-  const plotRight = WIDTH - RIGHT_MARGIN;
   const height = TOP + Math.max(ratios.length, 1) * ROW + BOTTOM;
   const plotBottom = height - BOTTOM;
   const values = ratios.flatMap((r) => [r.value, r.target ?? 1]).concat(1);
   // Room on the left for a slow bar's value, which is written beyond its end.
   const ticks = chartTicks(Math.min(...values) / 2, Math.max(...values) * 1.15);
   const [low, high] = [ticks[0], ticks.at(-1)!];
+  const plotWidth = WIDTH - RIGHT_MARGIN - LABELS;
   const x = (value: number) => {
-    const clamped = Math.min(Math.max(value, low), high);
-    const share = Math.log(clamped / low) / Math.log(high / low);
-    return Number((LABELS + (plotRight - LABELS) * share).toFixed(1));
+    const share = Math.log(value / low) / Math.log(high / low);
+    return Number((LABELS + plotWidth * share).toFixed(1));
   };
-  const text = (attributes: Record<string, string | number>, words: string) =>
-    element("text", attributes, escapeXml(words));
-  const middle = WIDTH / 2;
+  const centre = { x: WIDTH / 2, "text-anchor": "middle" };
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" ` +
     `height="${height}" viewBox="0 0 ${WIDTH} ${height}" ` +
     `font-family="system-ui, sans-serif" font-size="13">`,
     element("title", {}, escapeXml(title)),
     element("rect", { width: WIDTH, height, fill: "#ffffff" }),
-    text({
-      ...{ x: middle, y: 28, "text-anchor": "middle", "font-size": 18 },
-      "font-weight": "bold",
-    }, title),
+    text({ ...centre, y: 28, "font-size": 18, "font-weight": "bold" }, title),
     text(
-      { x: middle, y: 50, "text-anchor": "middle", fill: "#444" },
+      { ...centre, y: 50, fill: "#444" },
       "ours ÷ each peer and floor, log scale: right of 1× ours is faster, " +
         "left of it slower",
     ),
   ];
   for (const tick of ticks) {
     const line = { x1: x(tick), y1: TOP - 6, x2: x(tick), y2: plotBottom };
-    const stroke: Record<string, string | number> = tick === 1
+    const stroke: Attributes = tick === 1
       ? { stroke: "#111", "stroke-width": 1.5 }
       : { stroke: "#ddd" };
     const label = { x: x(tick), y: plotBottom + 18, "text-anchor": "middle" };
     parts.push(element("line", { ...line, ...stroke }));
     parts.push(text({ ...label, fill: "#444" }, formatRatio(tick)));
   }
-  // Where a scenario has two of ours (1 and 2 board processes), each bar names its own.
-  const several = new Set(
-    ratios.filter((r) =>
-      ratios.some((o) => o.scenario === r.scenario && o.ours !== r.ours)
-    ).map((r) => r.scenario),
-  );
-  ratios.forEach((ratio, index) => {
-    const { value, target } = ratio;
+  ratios.forEach(({ scenario, versus, value, target }, index) => {
     const y = TOP + index * ROW;
     const fill = target === undefined
       ? COLOURS.none
       : value >= target
       ? COLOURS.met
       : COLOURS.missed;
-    const [from, to] = [x(Math.min(1, value)), x(Math.max(1, value))];
-    const versus = `${several.has(ratio.scenario) ? ratio.ours : ""} vs ` +
-      ratio.versus;
-    const summary = `${ratio.scenario}: ${ratio.ours} vs ${ratio.versus}, ` +
-      formatRatio(value);
     const label = { x: LABELS - 10, "text-anchor": "end" };
     parts.push(
-      text({ ...label, y: y + ROW / 2 - 2 }, ratio.scenario),
-      text({ ...label, y: y + ROW / 2 + 12, "font-size": 12 }, versus.trim()),
+      text({ ...label, y: y + ROW / 2 - 2 }, scenario),
+      text({ ...label, y: y + ROW / 2 + 12, "font-size": 12 }, `vs ${versus}`),
     );
+    const [from, to] = [x(Math.min(1, value)), x(Math.max(1, value))];
     const width = Number(Math.max(to - from, 1).toFixed(1));
     const bar = { x: from, y: y + (ROW - BAR) / 2, width, height: BAR, fill };
+    const summary = `${scenario}: ours vs ${versus}, ${formatRatio(value)}`;
     parts.push(element("rect", bar, element("title", {}, escapeXml(summary))));
     // The value sits beyond the bar's end: right of a fast bar, left of a slow one.
     const end = value >= 1
@@ -149,30 +129,17 @@ export function renderSvgChart(ratios: Ratio[], title: string): string {
       );
     }
   });
-  if (ratios.length === 0) {
-    parts.push(text(
-      { x: middle, y: TOP + 24, "text-anchor": "middle", fill: "#444" },
-      "No ratios: none of our servers was measured beside a peer or floor.",
-    ));
-  }
-  const legendY = height - 18;
+  // The legend: one line, each key in its colour.
   const legend = [
-    [COLOURS.met, "target met"],
-    [COLOURS.missed, "target not met"],
-    [COLOURS.none, "no target"],
-  ];
-  legend.forEach(([fill, label], i) => {
-    const lx = LABELS + i * 130;
-    const square = { x: lx, y: legendY - 11, width: 13, height: 13, fill };
-    parts.push(element("rect", square));
-    parts.push(text({ x: lx + 19, y: legendY, fill: "#333" }, label));
-  });
-  const tx = LABELS + 3 * 130 + 6;
-  const tick = { x1: tx, y1: legendY - 12, x2: tx, y2: legendY + 2 };
-  parts.push(
-    element("line", { ...tick, stroke: "#111", "stroke-width": 3 }),
-    text({ x: tx + 10, y: legendY, fill: "#333" }, "target ratio"),
-    "</svg>",
+    [COLOURS.met, "■ target met"],
+    [COLOURS.missed, "■ target not met"],
+    [COLOURS.none, "■ no target"],
+    ["#111", "┃ target ratio"],
+  ].map(([fill, words]) =>
+    element("tspan", { fill, dx: 18 }, escapeXml(words))
   );
-  return parts.join("\n") + "\n";
+  parts.push(
+    element("text", { x: LABELS - 18, y: height - 18 }, legend.join("")),
+  );
+  return parts.join("\n") + "\n</svg>\n";
 }

@@ -56,16 +56,8 @@ export function renderStylesheet(size: number): string {
   const int = (below: number) => Math.floor(random() * below);
   const parts = "card nav header footer button list item panel badge form"
     .split(" ");
-  const states = [
-    "",
-    ":hover",
-    ":focus-visible",
-    " > a",
-    " .title",
-    " .icon",
-    "--active",
-    "--muted",
-  ];
+  const states = ["", ":hover", ":focus-visible", " > a", " .title", " .icon"]
+    .concat("--active", "--muted");
   const hex = () => int(0xffffff).toString(16).padStart(6, "0");
   const properties = [
     () => `color: #${hex()}`,
@@ -94,42 +86,28 @@ export function renderStylesheet(size: number): string {
   return css + `/*${" ".repeat(size - css.length - 5)}*/\n`;
 }
 
-/** `Deno.FsFile.write` may write part of a buffer; loop until all of it is written. */
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let offset = 0; offset < bytes.length;) {
-    offset += await file.write(bytes.subarray(offset));
-  }
-}
-
 /** Writes the site's files into `dir` (readable by everyone: nginx's worker is not root). */
 export async function writeSiteFiles(dir: string): Promise<void> {
   await Deno.chmod(dir, 0o755);
   const { small, stylesheet, medium, large } = SITE_FILES;
   const mode = 0o644;
-  await Deno.writeTextFile(
-    `${dir}/${small.name}`,
-    renderSmallPage(small.size),
-    { mode },
-  );
-  await Deno.writeTextFile(
-    `${dir}/${stylesheet.name}`,
-    renderStylesheet(stylesheet.size),
-    { mode },
-  );
+  const page = renderSmallPage(small.size);
+  await Deno.writeTextFile(`${dir}/${small.name}`, page, { mode });
+  const css = renderStylesheet(stylesheet.size);
+  await Deno.writeTextFile(`${dir}/${stylesheet.name}`, css, { mode });
+  // Random bytes: nothing along the way can make them smaller.
+  const chunk = new Uint8Array(CHUNK_BYTES);
+  for (let offset = 0; offset < chunk.length; offset += 65536) {
+    crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
+  }
   for (const { name, size } of [medium, large]) {
-    // Random bytes: nothing along the way can make them smaller.
-    const chunk = new Uint8Array(Math.min(size, CHUNK_BYTES));
-    for (let offset = 0; offset < chunk.length; offset += 65536) {
-      crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
-    }
-    using file = await Deno.open(`${dir}/${name}`, {
-      write: true,
-      create: true,
-      mode,
-    });
-    for (let left = size; left > 0; left -= chunk.length) {
-      await writeAll(file, chunk.subarray(0, Math.min(left, chunk.length)));
-    }
+    const chunks = function* () {
+      for (let left = size; left > 0; left -= chunk.length) {
+        yield chunk.subarray(0, Math.min(left, chunk.length));
+      }
+    };
+    const stream = ReadableStream.from(chunks());
+    await Deno.writeFile(`${dir}/${name}`, stream, { mode });
   }
 }
 
@@ -147,67 +125,40 @@ export function messageText(id: number): string {
 }
 
 /** When the generated message `id` of `count` was posted: a minute apart, the last at LAST_POSTED_AT. */
-const postedAt = (id: number, count: number) =>
+const postedAtOf = (id: number, count: number) =>
   new Date(LAST_POSTED_AT - (count - id) * 60_000).toISOString();
 
 /**
  * Writes `count` messages (ids 1..count) as message_board.ts keeps them: one JSON object
  * per line, `{"id":1,"text":"Message 1: ...","postedAt":"2026-11-21T22:44:51.000Z"}`.
  */
-export async function writeBoardData(
-  path: string,
-  count: number,
-): Promise<void> {
-  using file = await Deno.open(path, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
-  let batch = "";
+export async function writeBoardData(path: string, count: number) {
+  let text = "";
   for (let id = 1; id <= count; id++) {
-    batch += JSON.stringify({
-      id,
-      text: messageText(id),
-      postedAt: postedAt(id, count),
-    }) + "\n";
-    if (batch.length >= CHUNK_BYTES || id === count) {
-      await writeAll(file, new TextEncoder().encode(batch));
-      batch = "";
-    }
+    const postedAt = postedAtOf(id, count);
+    text += JSON.stringify({ id, text: messageText(id), postedAt }) + "\n";
   }
+  await Deno.writeTextFile(path, text);
 }
 
 /**
  * The SQL that loads the same `count` messages as {@link writeBoardData} into the board's
  * PostgreSQL tables (which must exist): it empties them, restarts the ids at 1 and COPYs
- * the messages in, so ids, texts and times match the file store's seed exactly.
- *
- * @example renderPgSeed(1) includes "1\tMessage 1: from the tiny ...\t2026-11-21T22:44:51.000Z"
+ * the messages in (their text has no tab, newline or backslash to escape).
  */
 export function renderPgSeed(count: number): string {
-  // COPY's text format: tab-separated, with backslash, tab, newline and return escaped.
-  const escapes: Record<string, string> = {
-    "\\": "\\\\",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\r": "\\r",
-  };
-  const field = (text: string) =>
-    text.replace(/[\\\t\n\r]/g, (c) => escapes[c]);
-  const rows = Array.from(
-    { length: count },
-    (_, i) =>
-      `${i + 1}\t${field(messageText(i + 1))}\t${postedAt(i + 1, count)}`,
-  );
+  const rows = Array.from({ length: count }, (_, i) => {
+    const id = i + 1;
+    return `${id}\t${messageText(id)}\t${postedAtOf(id, count)}`;
+  });
+  const next = `${Math.max(count, 1)}, ${count > 0}`;
   return [
     "truncate board_messages, board_clears, board_archive restart identity;",
     // COPY writes the given ids even into a `generated always` column; setval then continues them.
     "copy board_messages (id, text, posted_at) from stdin;",
     ...rows,
     "\\.",
-    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${
-      Math.max(count, 1)
-    }, ${count > 0});`,
+    `select setval(pg_get_serial_sequence('board_messages', 'id'), ${next});`,
     "",
   ].join("\n");
 }

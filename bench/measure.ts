@@ -14,6 +14,11 @@
 
 import { join } from "node:path";
 import { findPgBin, type PgServer, startPostgres } from "../tests/_postgres.ts";
+import {
+  type RunningProcess,
+  runProcess,
+  startProcess,
+} from "../tests/_process.ts";
 import * as fixtures from "./fixtures.ts";
 import * as parse from "./parse.ts";
 import type { RunResult } from "./parse.ts";
@@ -34,11 +39,10 @@ export interface RunSettings {
   note?: string;
 }
 
-/** wrk threads: one per core of the machine the bench was written for. */
-const THREADS = 2;
 const READY_TIMEOUT_MS = 15_000;
 const IDLE_TIMEOUT_MS = 60_000;
-const STOP_GRACE_MS = 3_000;
+/** A bound on wrk, curl and psql, far above any run's length. */
+const TOOL_TIMEOUT_MS = 10 * 60_000;
 const LOCAL = servers.LOCAL;
 
 /** Prints a progress line at once (stderr: the tables on stdout stay clean). */
@@ -46,62 +50,32 @@ export function log(line: string): void {
   console.error(line);
 }
 
-// ---------------------------------------------------------------------------
-// Processes.
+// Processes, started with the test suite's one spawner (tests/_process.ts).
 
-const children = new Set<Deno.ChildProcess>();
-/** Temporary folders to remove on the way out, also after Ctrl-C. */
-const tempDirs = new Set<string>();
-/** The throwaway PostgreSQL (started by pg_ctl, so not one of `children`). */
+/** The servers running now, to stop on the way out, also after Ctrl-C. */
+const running = new Set<RunningProcess>();
+/** The run's temporary folder, to remove on the way out. */
+let tempDir: string | undefined;
+/** The throwaway PostgreSQL (started by pg_ctl, so not one of `running`). */
 let postgres: PgServer | undefined;
 /** Set by Ctrl-C: what fails after it is the shutdown, not a server. */
 let interrupted = false;
 
-function spawn(command: string, args: string[], options: Deno.CommandOptions) {
-  const child = new Deno.Command(command, {
-    args,
-    stdout: "piped",
-    stderr: "piped",
-    ...options,
-  }).spawn();
-  children.add(child);
-  child.status.finally(() => children.delete(child));
-  return child;
-}
-
 /** Runs a tool (wrk, curl, psql) to its end; resolves what it printed. */
-async function runTool(command: string, args: string[], input?: string) {
-  const stdin = input === undefined ? "null" : "piped";
-  const child = spawn(command, args, { stdin });
-  if (input !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(input));
-    await writer.close();
-  }
-  const { code, stdout, stderr } = await child.output();
-  const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes).trim();
-  if (code === 0) return text(stdout);
-  throw new Error(`${command} failed (exit ${code}): ${text(stderr)}`);
+async function runTool(command: string, args: string[]) {
+  const timeoutMs = TOOL_TIMEOUT_MS;
+  const { code, stdout, stderr } = await runProcess(command, args, {
+    timeoutMs,
+  });
+  if (code === 0) return stdout.trim();
+  throw new Error(`${command} failed (exit ${code}): ${stderr.trim()}`);
 }
 
-/** A started server process. */
+/** A started server. */
 interface Running {
-  child: Deno.ChildProcess;
+  child: RunningProcess;
   spec: LaunchSpec;
   url: string;
-  /** The last lines it printed, for error messages. */
-  output: () => string;
-}
-
-/** Keeps the tail of a stream, so a noisy server cannot fill a pipe and stall. */
-function keepTail(stream: ReadableStream<Uint8Array>): () => string {
-  let tail = "";
-  (async () => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-      tail = (tail + text).slice(-8192);
-    }
-  })().catch(() => {});
-  return () => tail;
 }
 
 /** HEAD /: any answer will do (the textbook board draws its page for a GET). */
@@ -115,131 +89,87 @@ async function answers(url: string, timeoutMs: number): Promise<boolean> {
   }
 }
 
-/** Starts a server and waits until it answers. */
+/** Starts a server and waits until it answers (not every peer prints its address). */
 async function startServer(label: string, spec: LaunchSpec, port: number) {
   const { command, args, cwd, env } = spec;
-  const child = spawn(command, args, { cwd, env, stdin: "null" });
-  const [stdout, stderr] = [keepTail(child.stdout), keepTail(child.stderr)];
-  const output = () => (stdout() + stderr()).trim() || "(none)";
-  const server: Running = {
-    child,
-    spec,
-    url: `http://${LOCAL}:${port}/`,
-    output,
-  };
+  const child = await startProcess(command, args, { cwd, env, ready: null });
+  running.add(child);
+  child.output.finally(() => running.delete(child));
   let exited = false;
-  child.status.then(() => exited = true);
+  child.output.then(() => exited = true);
+  const url = `http://${LOCAL}:${port}/`;
   for (const deadline = Date.now() + READY_TIMEOUT_MS; Date.now() < deadline;) {
     if (exited) break;
-    if (await answers(server.url, 2000)) return server;
+    if (await answers(url, 2000)) return { child, spec, url };
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  await stopChild(child);
+  await child.stop();
   const why = exited ? "exited during start-up" : "did not answer in time";
-  throw new Error(`${label} ${why}. Its output:\n${output()}`);
+  const output = child.lines.slice(-20).join("\n") || "(none)";
+  throw new Error(`${label} ${why}. Its output:\n${output}`);
 }
 
 /** Peak memory of the process that serves, in bytes; null when unreadable. */
 async function readPeakMemory({ child, spec }: Running) {
-  let pids = [child.pid];
+  let pid = child.pid;
   if (spec.memoryOfChild) {
-    const list = `/proc/${child.pid}/task/${child.pid}/children`;
-    const text = await Deno.readTextFile(list).catch(() => "");
-    pids = text.split(/\s+/).filter(Boolean).map(Number);
+    const list = `/proc/${pid}/task/${pid}/children`;
+    const children = await Deno.readTextFile(list).catch(() => "");
+    pid = Number(children.trim().split(/\s+/)[0]);
   }
-  const peaks = await Promise.all(
-    pids.map((pid) =>
-      Deno.readTextFile(`/proc/${pid}/status`).then(
-        parse.parseVmHwm,
-        () => null,
-      )
-    ),
-  );
-  const known = peaks.filter((peak) => peak !== null);
-  return known.length ? Math.max(...known) : null;
-}
-
-/** SIGTERM, then SIGKILL after a grace period; resolves once it is gone. */
-async function stopChild(child: Deno.ChildProcess): Promise<void> {
-  const signal = (name: Deno.Signal) => {
-    try {
-      child.kill(name);
-    } catch {
-      // Already exited.
-    }
-  };
-  signal("SIGTERM");
-  const late = setTimeout(() => signal("SIGKILL"), STOP_GRACE_MS);
-  await child.status;
-  clearTimeout(late);
+  const status = await Deno.readTextFile(`/proc/${pid}/status`).catch(() => "");
+  return parse.parseVmHwm(status);
 }
 
 /** Stops every process and the PostgreSQL this run started, removes its folders. */
 export async function cleanUp({ interrupt = false } = {}): Promise<void> {
   if (interrupt) interrupted = true;
-  await Promise.all([...children].map(stopChild));
+  await Promise.all([...running].map((child) => child.stop()));
   const pg = postgres;
   postgres = undefined;
   await pg?.destroy().catch((e) => log(`could not stop PostgreSQL: ${e}`));
-  for (const dir of tempDirs) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    tempDirs.delete(dir);
-  }
+  if (tempDir) await Deno.remove(tempDir, { recursive: true }).catch(() => {});
+  tempDir = undefined;
 }
 
-// ---------------------------------------------------------------------------
 // The clients.
 
-/** Runs `sql` with psql; resolves what it printed (unaligned, tuples only). */
-function runPsql(url: string, sql: string): Promise<string> {
+/** Runs psql with `sql` (`--command` or `--file`); resolves what it printed. */
+function runPsql(url: string, sql: string[]): Promise<string> {
   const args = ["--no-psqlrc", "--quiet", "--no-align", "--tuples-only"];
-  args.push("-v", "ON_ERROR_STOP=1", url);
-  return runTool(`${findPgBin()}/psql`, args, sql);
+  args.push("-v", "ON_ERROR_STOP=1", ...sql, url);
+  return runTool(`${findPgBin()}/psql`, args);
 }
 
 /** Sends the scenario's request (or form) to `port` once with curl. */
 async function runCurl(scenario: ScenarioDef, port: number, form?: string) {
-  const { path, headers, timeout = 2 } = scenario;
-  const url = `http://${LOCAL}:${port}${path}`;
-  const args = parse.curlArgs({ url, timeout, headers, form });
+  const url = `http://${LOCAL}:${port}${scenario.path}`;
+  const timeout = scenario.timeout ?? 2;
+  const args = parse.curlArgs(url, timeout, scenario.headers, form);
   return parse.parseCurlWriteOut(await runTool("curl", args));
 }
 
-/**
- * Drives the processes on `ports` with wrk for `duration` seconds: one wrk per
- * port, all at once, sharing the scenario's connections and threads.
- */
+/** Drives the server on `port` with wrk for `duration` seconds. */
 async function runWrk(
   scenario: ScenarioDef,
-  ports: number[],
+  port: number,
   duration: number,
   script?: string,
 ): Promise<RunResult> {
-  const { path, headers, timeout = 2 } = scenario;
-  const connections = Math.floor((scenario.connections ?? 32) / ports.length);
-  const threads = Math.max(1, Math.floor(THREADS / ports.length));
-  const results = await Promise.all(ports.map(async (port) => {
-    const url = `http://${LOCAL}:${port}${path}`;
-    const options = { url, duration, connections, threads, timeout };
-    const args = parse.wrkArgs({ ...options, headers, script });
-    return parse.parseWrkOutput(await runTool("wrk", args));
-  }));
-  return parse.combineResults(results);
+  const { path, timeout = 2, headers } = scenario;
+  const url = `http://${LOCAL}:${port}${path}`;
+  const args = parse.wrkArgs(url, duration, timeout, headers, script);
+  return parse.parseWrkOutput(await runTool("wrk", args));
 }
 
 /** One download with curl, as a one-request run. */
 async function download(scenario: ScenarioDef, port: number) {
   const { status, bytes, seconds, bytesPerSec } = await runCurl(scenario, port);
-  const ms = seconds * 1000;
-  const errors = status >= 400 || bytes !== scenario.expectBytes ? 1 : 0;
-  const requestsPerSec = 1 / seconds;
   return {
     requests: 1,
-    requestsPerSec,
+    requestsPerSec: 1 / seconds,
     bytesPerSec,
-    p50Ms: ms,
-    p99Ms: ms,
-    errors,
+    errors: status >= 400 || bytes !== scenario.expectBytes ? 1 : 0,
   };
 }
 
@@ -269,7 +199,6 @@ async function checkAnswer(
   return answer.encoding;
 }
 
-// ---------------------------------------------------------------------------
 // The run.
 
 /** What the whole run shares. */
@@ -293,17 +222,18 @@ interface Run {
   measuring: number;
 }
 
-/** One server measured in one scenario: its processes and what its runs gathered. */
+/** One server measured in one scenario: its process and what its runs gathered. */
 interface Measurement {
   scenario: ScenarioDef;
   server: ServerDef;
   /** Its place in the plan, for the progress lines. */
   index: number;
-  contexts: LaunchContext[];
-  processes: Running[];
+  context?: LaunchContext;
+  running?: Running;
   runs: RunResult[];
-  peak: number | null;
-  encoding: string;
+  peak?: number;
+  /** The Content-Encoding of its answer ("" for none). */
+  encoding?: string;
   /** After posts: the most messages stored at the end of a run. */
   stored?: number;
   lost: number;
@@ -314,8 +244,6 @@ interface Measurement {
 /**
  * Estimated seconds for one server in one scenario (starts, warm-up, runs),
  * for the time left.
- *
- * @example estimateSeconds(SCENARIOS[0], { duration: 5, runs: 3, warmup: 1 }) === 3 + 1 + 3 * 5.5
  */
 export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
   const { duration, runs, warmup } = settings;
@@ -352,72 +280,68 @@ async function newContext(run: Run, scenario: ScenarioDef) {
   };
 }
 
-/** Starts a server's processes, checks each answer, and warms them up. */
-async function startMeasurement(run: Run, m: Measurement, seed: boolean) {
+/** Starts a server (on freshly seeded data), checks its answer, and warms it up. */
+async function startMeasurement(run: Run, m: Measurement) {
   const { scenario, server } = m;
-  m.contexts = [];
-  for (let i = 0; i < (server.instances ?? 1); i++) {
-    m.contexts.push(await newContext(run, scenario));
-  }
-  if (seed) {
+  const context = m.context = await newContext(run, scenario);
+  if (server.postgres) {
     if (!run.databaseUrl) throw new Error("the throwaway PostgreSQL is not up");
-    const sql = fixtures.renderPgSeed(scenario.boardMessages ?? 0);
-    await runPsql(run.databaseUrl, sql);
+    const file = join(context.workDir, "seed.sql");
+    await Deno.writeTextFile(
+      file,
+      fixtures.renderPgSeed(scenario.boardMessages ?? 0),
+    );
+    await runPsql(run.databaseUrl, ["--file", file]);
   }
-  for (const context of m.contexts) {
-    const spec = await server.launch(context);
-    m.processes.push(await startServer(server.label, spec, context.port));
-    m.encoding = await checkAnswer(scenario, server, context.port);
-  }
+  const spec = await server.launch(context);
+  m.running = await startServer(server.label, spec, context.port);
+  m.encoding = await checkAnswer(scenario, server, context.port);
   const { warmup } = run.settings;
   if (!scenario.postBody && !scenario.pulls && warmup > 0) {
-    await runWrk(scenario, m.contexts.map((c) => c.port), warmup);
-    await Promise.all(m.processes.map((p) => answers(p.url, IDLE_TIMEOUT_MS)));
+    await runWrk(scenario, context.port, warmup);
+    await answers(m.running.url, IDLE_TIMEOUT_MS);
   }
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
 async function measureRun(run: Run, m: Measurement, script?: string) {
-  const ports = m.contexts.map((c) => c.port);
+  const port = m.context!.port;
   const result = m.scenario.pulls
-    ? await download(m.scenario, ports[0])
-    : await runWrk(m.scenario, ports, run.settings.duration, script);
+    ? await download(m.scenario, port)
+    : await runWrk(m.scenario, port, run.settings.duration, script);
   // A server that serves one request at a time still has wrk's queue to
   // answer: the next run must not start behind it.
-  await Promise.all(m.processes.map((p) => answers(p.url, IDLE_TIMEOUT_MS)));
-  const rate = `${Math.round(result.requestsPerSec)} req/s`;
-  const mib = `${(result.bytesPerSec / 1024 ** 2).toFixed(1)} MiB/s`;
-  const p99 = result.p99Ms === null ? "" : `, p99 ${result.p99Ms} ms`;
-  const errors = result.errors ? `, ${result.errors} errors` : "";
-  log(`    ${rate}, ${mib}${p99}${errors}`);
+  await answers(m.running!.url, IDLE_TIMEOUT_MS);
+  const rate = report.formatCount(result.requestsPerSec);
+  const mib = report.formatRate(result.bytesPerSec);
+  log(`    ${rate} req/s, ${mib} MiB/s, ${result.errors} errors`);
   if (result.errors > result.requests / 100) {
     log("    WARNING: more than 1% errors: this figure is not a fair one");
   }
   m.runs.push(result);
 }
 
-/** Reads the peak memory and stops the processes; after posts, checks that every acknowledged post was stored. */
+/** Stops the server after reading its peak memory; after posts, checks that every acknowledged post was stored. */
 async function stopMeasurement(run: Run, m: Measurement) {
   const { scenario, server } = m;
+  const started = m.running;
+  m.running = undefined;
+  if (!started) return;
   try {
-    // Several processes: the largest of them (each holds the same page and pool).
-    for (const memory of await Promise.all(m.processes.map(readPeakMemory))) {
-      if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
-    }
+    const memory = await readPeakMemory(started);
+    if (memory !== null) m.peak = Math.max(m.peak ?? 0, memory);
   } finally {
-    await Promise.all(m.processes.map((p) => stopChild(p.child)));
-    m.processes = [];
+    await started.child.stop();
   }
   if (!scenario.postBody || !scenario.boardMessages) return;
-  // The check's one post per process, plus every post wrk saw answered.
-  const acknowledged = scenario.boardMessages + m.contexts.length +
-    m.runs.at(-1)!.requests;
+  // The check's one post, plus every post wrk saw answered.
+  const acknowledged = scenario.boardMessages + 1 + m.runs.at(-1)!.requests;
   let stored = acknowledged;
   if (server.postgres) {
-    const count = "select count(*) from board_messages;";
+    const count = ["--command", "select count(*) from board_messages;"];
     stored = Number(await runPsql(run.databaseUrl!, count));
   } else if (server.ourBoard) {
-    const file = join(m.contexts[0].workDir, "messages.jsonl");
+    const file = join(m.context!.workDir, "messages.jsonl");
     stored = (await Deno.readTextFile(file)).split("\n").length - 1;
   }
   // Our board answers 303 only once a post is stored: every one must be there.
@@ -431,38 +355,31 @@ async function stopMeasurement(run: Run, m: Measurement) {
 /** A measurement's medians and notes, as the report shows them. */
 function summarize(m: Measurement): report.ServerResult {
   const { scenario, server, runs, stored, lost } = m;
-  const medianOf = (pick: (r: RunResult) => number | null) => {
-    const values = runs.map(pick).filter((v) => v !== null);
-    return values.length ? report.median(values) : null;
-  };
+  const medianOf = (pick: (r: RunResult) => number) =>
+    report.median(runs.map(pick));
   const count = (n: number) => n.toLocaleString("en-US");
   const compressed = scenario.headers?.some((h) => /^accept-encoding/i.test(h));
-  const instances = server.instances ?? 1;
-  const note = [
-    compressed ? m.encoding || "not compressed" : "",
-    instances > 1
-      ? `${instances} wrk at once, req/s summed, p50/p99 the worse`
-      : "",
-    stored
-      ? `${count(scenario.boardMessages!)} → ${count(stored)} stored` +
-        (lost ? `, ${lost} acknowledged posts LOST` : "")
-      : "",
-  ].filter(Boolean).join("; ");
-  const perResponse = (r: RunResult) =>
-    r.requests > 0 ? r.bytesPerSec / r.requestsPerSec : null;
+  const notes = [];
+  if (compressed) notes.push(m.encoding || "not compressed");
+  if (stored) {
+    const lostPosts = lost ? `, ${lost} acknowledged posts LOST` : "";
+    notes.push(
+      `${count(scenario.boardMessages!)} → ${count(stored)} stored${lostPosts}`,
+    );
+  }
   return {
     key: server.key,
     label: server.label,
     role: server.role,
     samples: runs.map((r) => scenario.pulls ? r.bytesPerSec : r.requestsPerSec),
-    requestsPerSec: medianOf((r) => r.requestsPerSec)!,
-    bytesPerSec: medianOf((r) => r.bytesPerSec)!,
-    bytesPerResponse: medianOf(perResponse),
-    p50Ms: medianOf((r) => r.p50Ms),
-    p99Ms: medianOf((r) => r.p99Ms),
-    peakMemoryBytes: m.peak,
+    requestsPerSec: medianOf((r) => r.requestsPerSec),
+    bytesPerSec: medianOf((r) => r.bytesPerSec),
+    bytesPerResponse: medianOf((r) =>
+      r.requests ? r.bytesPerSec / r.requestsPerSec : 0
+    ),
+    peakMemoryBytes: m.peak ?? null,
     errors: runs.reduce((sum, r) => sum + r.errors, 0),
-    ...(note ? { note } : {}),
+    ...(notes.length ? { note: notes.join("; ") } : {}),
   };
 }
 
@@ -479,12 +396,10 @@ async function measureScenario(
   const scenario = measurements[0].scenario;
   const runs = scenario.pulls ?? run.settings.runs;
   const fresh = scenario.postBody !== undefined;
-  const script = join(run.tempDir, `${scenario.id}.lua`);
-  if (fresh) {
-    await Deno.writeTextFile(
-      script,
-      parse.renderPostScript(scenario.postBody!),
-    );
+  const script = fresh ? join(run.tempDir, `${scenario.id}.lua`) : undefined;
+  if (script) {
+    const lua = parse.renderPostScript(scenario.postBody!);
+    await Deno.writeTextFile(script, lua);
   }
   const attempt = async (m: Measurement, work: () => Promise<void>) => {
     if (m.failed) return;
@@ -495,22 +410,16 @@ async function measureScenario(
       m.failed = error instanceof Error ? error.message : String(error);
       log(`  FAILED ${m.server.label}: ${m.failed}`);
       run.done += run.plan[m.index] * (runs - m.runs.length) / runs;
-      await Promise.all(m.processes.map((p) => stopChild(p.child)));
-      m.processes = [];
+      await m.running?.child.stop();
+      m.running = undefined;
     }
   };
-  let seeded = false;
   for (let turn = 0; turn < runs; turn++) {
     for (const m of measurements) {
-      if (fresh || turn === 0) {
-        // The servers on the database share one seeding, unless posts change it.
-        const seed: boolean = !!m.server.postgres && (fresh || !seeded);
-        seeded ||= seed;
-        await attempt(m, () => startMeasurement(run, m, seed));
-      }
+      if (fresh || turn === 0) await attempt(m, () => startMeasurement(run, m));
       await attempt(m, async () => {
         logProgress(run, m, runs);
-        await measureRun(run, m, fresh ? script : undefined);
+        await measureRun(run, m, script);
         run.done += run.plan[m.index] / runs;
       });
       if (fresh || turn === runs - 1) {
@@ -550,9 +459,9 @@ async function prepareData(run: Run, plan: Measurement[]) {
     postgres = await startPostgres();
     run.databaseUrl = postgres.url;
     const context = await newContext(run, onPg.scenario);
-    const spec = await servers.BOARD_PG_1.launch(context);
-    const board = await startServer("board_postgres.ts", spec, context.port);
-    await stopChild(board.child);
+    const spec = await onPg.server.launch(context);
+    const board = await startServer(onPg.server.label, spec, context.port);
+    await board.child.stop();
   } catch (error) {
     if (interrupted) throw error;
     // The other scenarios still run; each PostgreSQL row fails with a line saying why.
@@ -562,23 +471,16 @@ async function prepareData(run: Run, plan: Measurement[]) {
 }
 
 /** First match of `pattern` in what a command prints, or "not installed". */
-export async function versionOf(
-  command: string,
-  args: string[],
-  pattern: RegExp,
-): Promise<string> {
+async function versionOf(command: string, args: string[], pattern: RegExp) {
   try {
-    const output = await new Deno.Command(command, { args }).output();
-    const text = new TextDecoder().decode(output.stdout) +
-      new TextDecoder().decode(output.stderr);
-    return pattern.exec(text)?.[1] ?? "unknown";
+    const { stdout, stderr } = await runProcess(command, args);
+    return pattern.exec(stdout + stderr)?.[1] ?? "unknown";
   } catch {
     return "not installed";
   }
 }
 
 async function readVersions(): Promise<Record<string, string>> {
-  const hono = new URL("./reference/hono_static.ts", import.meta.url);
   const tools: [string, string, string[], RegExp][] = [
     ["Node", "node", ["--version"], /v(\S+)/],
     ["nginx", "nginx", ["-v"], /nginx\/(\S+)/],
@@ -592,9 +494,13 @@ async function readVersions(): Promise<Record<string, string>> {
   for (const [name, command, args, pattern] of tools) {
     versions[name] = await versionOf(command, args, pattern);
   }
-  Object.assign(versions, servers.NODE_PEER_VERSIONS);
+  const hono = new URL("./reference/hono_static.ts", import.meta.url);
   const pinned = /npm:hono@([\d.]+)/.exec(await Deno.readTextFile(hono));
-  return { ...versions, hono: pinned?.[1] ?? "?" };
+  return {
+    ...versions,
+    ...servers.NODE_PEER_VERSIONS,
+    hono: pinned?.[1] ?? "?",
+  };
 }
 
 const readLoad = async () => {
@@ -610,29 +516,27 @@ export async function runBenchmark(
 ): Promise<report.BenchReport> {
   const started = Date.now();
   const loadAtStart = await readLoad();
-  const tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
-  tempDirs.add(tempDir);
+  tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
   // nginx's worker runs as an unprivileged user and must read the site files.
   await Deno.chmod(tempDir, 0o755);
   const siteDir = join(tempDir, "site");
   await Deno.mkdir(siteDir);
-  const toolsDir = join(tempDir, "npm");
   const run: Run = {
-    ...{ settings, tempDir, siteDir, toolsDir, measuring: 0, skipped: [] },
-    ...{ seeds: new Map(), starts: 0, plan: [], done: 0 },
+    ...{ settings, tempDir, siteDir, toolsDir: join(tempDir, "npm") },
+    ...{ seeds: new Map(), starts: 0, skipped: [], plan: [], done: 0 },
+    measuring: 0,
   };
   const results: report.ScenarioResult[] = [];
   try {
     // Ask each server once whether it can run here (this installs the Node peers).
-    if (scenarios.some((s) => s.servers.some((server) => server.javascript))) {
-      log(`installing the Node peers with npm into ${toolsDir}`);
-    }
     const reasons = new Map<ServerDef, Promise<string | null>>();
     const plan: Measurement[] = [];
     for (const scenario of scenarios) {
       for (const server of scenario.servers) {
-        const probe = server.unavailable ?? (() => Promise.resolve(null));
-        if (!reasons.has(server)) reasons.set(server, probe(toolsDir));
+        if (!reasons.has(server)) {
+          const why = server.unavailable?.(run.toolsDir) ?? null;
+          reasons.set(server, Promise.resolve(why));
+        }
         const reason = await reasons.get(server);
         if (reason) {
           log(`skipped ${server.label} in ${scenario.id}: ${reason}`);
@@ -641,14 +545,7 @@ export async function runBenchmark(
           );
           continue;
         }
-        const m = {
-          scenario,
-          server,
-          index: plan.length,
-          runs: [],
-          peak: null,
-        };
-        plan.push({ ...m, contexts: [], processes: [], encoding: "", lost: 0 });
+        plan.push({ scenario, server, index: plan.length, runs: [], lost: 0 });
         run.plan.push(estimateSeconds(scenario, settings));
       }
     }
@@ -658,9 +555,8 @@ export async function runBenchmark(
       log(`\n${scenario.title} (${scenario.load})`);
       const measured = plan.filter((m) => m.scenario === scenario);
       const { id, title, load } = scenario;
-      const metric = scenario.pulls ? "bytes" as const : "requests" as const;
       results.push({
-        ...{ id, title, load, metric },
+        ...{ id, title, load, metric: scenario.pulls ? "bytes" : "requests" },
         results: measured.length ? await measureScenario(run, measured) : [],
       });
     }
@@ -682,7 +578,7 @@ export async function runBenchmark(
     },
     versions: await readVersions(),
     command,
-    settings: { duration, runs, threads: THREADS },
+    settings: { duration, runs, threads: parse.THREADS },
     scenarios: results,
     targets: report.checkTargets(TARGETS, results),
     skipped: run.skipped,

@@ -2,8 +2,8 @@
 // They run once per measured run, so they only need to be cheap next to the run itself.
 import { parseCurlWriteOut, parseVmHwm, parseWrkOutput } from "./parse.ts";
 
-// wrk 4.1's report, as printed on this machine.
-const WRK_REPORT = `Running 5s test @ http://127.0.0.1:8080/small.html
+/** wrk 4.1's report, as printed on this machine (tests/bench_test.ts parses it too). */
+export const WRK_REPORT = `Running 5s test @ http://127.0.0.1:8080/small.html
   2 threads and 32 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency   635.91us    0.89ms  12.92ms   93.69%

@@ -19,9 +19,7 @@ export interface ServerResult {
   /** Bytes read by the client per second (heads and bodies). */
   bytesPerSec: number;
   /** Bytes on the wire per response, head included. */
-  bytesPerResponse: number | null;
-  p50Ms: number | null;
-  p99Ms: number | null;
+  bytesPerResponse: number;
   /** Peak resident memory (VmHWM) of the serving process; null when unknown. */
   peakMemoryBytes: number | null;
   /** Socket errors and 4xx/5xx answers, summed over the runs. */
@@ -47,10 +45,8 @@ export interface TargetDef {
   /** @default "rate" (requests or bytes per second) */
   figure?: "rate" | "memory" | "bytes-per-response";
   scenario: string;
-  /** Which of ours. @default "ours" */
-  server?: string;
-  /** Servers' keys, of which the best counts (fastest, or smallest); or a figure. */
-  versus: string[] | number;
+  /** Servers, of which the best counts (fastest, or smallest); or a figure. */
+  versus: { key: string }[] | number;
   /** Where `versus` was measured. @default scenario */
   versusScenario?: string;
   atLeast?: number;
@@ -92,10 +88,9 @@ export interface BenchReport {
   note?: string;
 }
 
-/** One of our servers against a peer or floor in one scenario. */
+/** Ours against a peer or floor in one scenario. */
 export interface Ratio {
   scenario: string;
-  ours: string;
   /** The other server's label ("(floor)" added for a floor). */
   versus: string;
   /** ours ÷ versus on the scenario's figure: above 1 means ours is faster. */
@@ -104,11 +99,7 @@ export interface Ratio {
   target?: number;
 }
 
-/**
- * The middle value (mean of the two middle values for an even count).
- *
- * @example median([3, 1, 2]) === 2; median([4, 1, 3, 2]) === 2.5
- */
+/** The middle value (mean of the two middle values for an even count). */
 export function median(values: number[]): number {
   if (values.length === 0) throw new RangeError("median of nothing");
   const sorted = values.toSorted((a, b) => a - b);
@@ -128,54 +119,51 @@ export function figureOf(
     : result.requestsPerSec;
 }
 
-const fastestOf = (scenario: ScenarioResult, results: ServerResult[]) =>
-  results.reduce<ServerResult | undefined>(
+/** Ours ÷ `other` on the scenario's figure; null when either is missing or zero. */
+function ratioOf(scenario: ScenarioResult, other: ServerResult | undefined) {
+  const ours = scenario.results.find((r) => r.role === "ours");
+  const base = other ? figureOf(scenario, other) : 0;
+  return ours && base > 0 ? figureOf(scenario, ours) / base : null;
+}
+
+/** The fastest of `results` in a scenario. */
+function fastestOf(scenario: ScenarioResult, results: ServerResult[]) {
+  return results.reduce<ServerResult | undefined>(
     (best, r) =>
       best && figureOf(scenario, best) >= figureOf(scenario, r) ? best : r,
     undefined,
   );
+}
 
 /**
- * Every ratio of one of our servers to each floor and peer, scenario by scenario, with
- * the bound of the target (if any) that holds ours to that server in the same scenario.
- *
- * @example ours at 900 req/s beside nginx at 1000 gives
- *   [{ scenario, ours: "server_files.ts", versus: "nginx", value: 0.9 }]
+ * Ours ÷ each floor and peer, scenario by scenario, with the bound of the
+ * target (if any) that holds ours to that server in the same scenario.
  */
 export function computeRatios(
   scenarios: ScenarioResult[],
   targets: TargetDef[] = [],
 ): Ratio[] {
   return scenarios.flatMap((scenario) =>
-    scenario.results.filter((r) => r.role === "ours").flatMap((ours) =>
-      scenario.results.filter((other) =>
-        other.role !== "ours" && figureOf(scenario, other) > 0
-      )
-        .map((other): Ratio => {
-          const target = targets.find((t) =>
-            (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
-            (t.server ?? "ours") === ours.key && Array.isArray(t.versus) &&
-            (t.versusScenario ?? t.scenario) === scenario.id &&
-            t.versus.includes(other.key)
-          );
-          return {
-            scenario: scenario.title,
-            ours: ours.label,
-            versus: other.role === "floor"
-              ? `${other.label} (floor)`
-              : other.label,
-            value: figureOf(scenario, ours) / figureOf(scenario, other),
-            ...(target?.atLeast !== undefined
-              ? { target: target.atLeast }
-              : {}),
-          };
-        })
-    )
+    scenario.results.flatMap((other): Ratio[] => {
+      const value = other.role === "ours" ? null : ratioOf(scenario, other);
+      if (value === null) return [];
+      const target = targets.find((t) =>
+        (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
+        (t.versusScenario ?? t.scenario) === scenario.id &&
+        Array.isArray(t.versus) && t.versus.some((v) => v.key === other.key)
+      );
+      const floor = other.role === "floor" ? " (floor)" : "";
+      return [{
+        scenario: scenario.title,
+        versus: other.label + floor,
+        value,
+        ...(target?.atLeast !== undefined ? { target: target.atLeast } : {}),
+      }];
+    })
   );
 }
 
-// Made once: `toLocaleString` builds a new formatter at every call (report_bench.ts showed
-// it cost most of the report's time).
+// Made once: `toLocaleString` builds a new formatter at every call.
 const WHOLE = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 const ONE_DECIMAL = new Intl.NumberFormat("en-US", {
   minimumFractionDigits: 1,
@@ -189,23 +177,7 @@ export const formatCount = (value: number) => WHOLE.format(Math.round(value));
 export const formatRate = (bytesPerSec: number) =>
   ONE_DECIMAL.format(bytesPerSec / 1024 ** 2);
 
-/**
- * A latency with about three significant digits.
- *
- * @example formatLatency(0.405) === "0.405 ms"; formatLatency(1610) === "1.61 s"; formatLatency(null) === "–"
- */
-export function formatLatency(ms: number | null): string {
-  if (ms === null) return "–";
-  return ms >= 1000
-    ? `${(ms / 1000).toFixed(2)} s`
-    : `${Number(ms.toPrecision(3))} ms`;
-}
-
-/**
- * A size: whole bytes below 1 MiB, MiB with 1 decimal above.
- *
- * @example formatSize(102_687.4) === "102,687 B"; formatSize(104_857_600) === "100.0 MiB"; formatSize(null) === "–"
- */
+/** A size: whole bytes below 1 MiB ("102,687 B"), MiB above ("100.0 MiB"). */
 export function formatSize(bytes: number | null): string {
   if (bytes === null) return "–";
   return bytes < 1024 ** 2
@@ -213,11 +185,7 @@ export function formatSize(bytes: number | null): string {
     : `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 }
 
-/**
- * A ratio with two significant digits below 10, whole above.
- *
- * @example formatRatio(0.8312) === "0.83×"; formatRatio(12.4) === "12×"; formatRatio(19675) === "19,675×"
- */
+/** A ratio with two significant digits below 10, whole above: "0.83×", "12×". */
 export function formatRatio(value: number): string {
   return value >= 10
     ? `${formatCount(value)}×`
@@ -225,10 +193,8 @@ export function formatRatio(value: number): string {
 }
 
 /**
- * The spread of a scenario's figure over the runs: lowest to highest, in thousands for
- * requests, MiB/s for bytes.
- *
- * @example formatSpread([52_100, 55_300, 54_000], "requests") === "52.1k–55.3k"
+ * The runs' lowest and highest figure: thousands for requests ("52.1k–55.3k"),
+ * MiB/s for bytes.
  */
 export function formatSpread(
   samples: number[],
@@ -245,18 +211,12 @@ export function formatSpread(
   return low === high ? low : `${low}–${high}`;
 }
 
-/**
- * Seconds left, for a person.
- *
- * @example formatTimeLeft(42) === "about 42 s left"; formatTimeLeft(754) === "about 12 min 30 s left"
- */
+/** Seconds left, for a person: "about 42 s left", "about 12 min 30 s left". */
 export function formatTimeLeft(seconds: number): string {
   if (seconds < 60) return `about ${Math.max(1, Math.round(seconds))} s left`;
   const rounded = Math.round(seconds / 10) * 10;
-  const rest = rounded % 60;
-  return `about ${Math.floor(rounded / 60)} min${
-    rest ? ` ${rest} s` : ""
-  } left`;
+  const rest = rounded % 60 ? ` ${rounded % 60} s` : "";
+  return `about ${Math.floor(rounded / 60)} min${rest} left`;
 }
 
 /** A Markdown table; the first `leftColumns` and the last column are left-aligned, figures right. */
@@ -270,33 +230,18 @@ export function markdownTable(
   );
   const cell = (text: string) =>
     text.replaceAll("|", "\\|").replaceAll("\n", " ");
-  return [header, align, ...rows].map((row) =>
-    `| ${row.map(cell).join(" | ")} |`
-  ).join("\n");
+  return [header, align, ...rows]
+    .map((row) => `| ${row.map(cell).join(" | ")} |`)
+    .join("\n");
 }
 
-/**
- * The results table: one row per server per scenario. A floor's or peer's row gives
- * ours ÷ it; where a scenario has several of ours (the PostgreSQL rows), each of ours
- * gives itself ÷ each other server instead, so the ratio reads as the target does.
- */
+/** The results table: one row per server per scenario; a floor's or peer's row gives ours ÷ it. */
 export function renderResultsTable(scenarios: ScenarioResult[]): string {
   const header = ["Scenario", "Server", "Req/s", "Runs, low–high", "MiB/s"]
-    .concat("Bytes/response", "p50", "p99", "Peak RSS", "Errors", "Ratio");
-  const rows = scenarios.flatMap((scenario) => {
-    const ours = scenario.results.filter((r) => r.role === "ours");
-    const others = scenario.results.filter((r) => r.role !== "ours");
-    return scenario.results.map((result) => {
-      const figure = figureOf(scenario, result);
-      let ratio = "–";
-      if (result.role !== "ours" && ours.length === 1 && figure > 0) {
-        ratio = formatRatio(figureOf(scenario, ours[0]) / figure);
-      } else if (result.role === "ours" && ours.length > 1) {
-        ratio = others.map((o) =>
-          `${formatRatio(figure / figureOf(scenario, o))} ${o.label}`
-        )
-          .join(", ") || "–";
-      }
+    .concat("Bytes/response", "Peak RSS", "Errors", "Ratio");
+  const rows = scenarios.flatMap((scenario) =>
+    scenario.results.map((result) => {
+      const ratio = result.role === "ours" ? null : ratioOf(scenario, result);
       const name = result.role === "ours"
         ? `**${result.label}**`
         : result.role === "floor"
@@ -309,23 +254,18 @@ export function renderResultsTable(scenarios: ScenarioResult[]): string {
         formatSpread(result.samples, scenario.metric),
         formatRate(result.bytesPerSec),
         formatSize(result.bytesPerResponse),
-        formatLatency(result.p50Ms),
-        formatLatency(result.p99Ms),
         formatSize(result.peakMemoryBytes),
         formatCount(result.errors),
-        ratio,
+        ratio === null ? "–" : formatRatio(ratio),
       ];
-    });
-  });
+    })
+  );
   return markdownTable(header, rows);
 }
 
 /**
- * Checks each target against a run's results; one whose servers were not all measured
- * reads "not measured".
- *
- * @example a tiny target of at least 0.9× the loop, with 9,500/s against 10,000/s:
- *   [{ goal, measured: "0.95× (9,500/s vs 10,000/s bare loop)", met: true }]
+ * Checks each target against a run's results; one whose servers were not all
+ * measured reads "–" and met: null.
  */
 export function checkTargets(
   targets: TargetDef[],
@@ -350,14 +290,14 @@ export function checkTargets(
         : `${formatCount(figure)}/s`;
       return { figure, text: `${text} ${result.label}` };
     };
-    const ours = find(target.scenario, target.server ?? "ours");
+    const ours = find(target.scenario, "ours");
     const { versus, versusScenario = target.scenario } = target;
     // The best of the named servers: the fastest, or the smallest.
     const better = (a: { figure: number }, b: { figure: number }) =>
       rate ? a.figure > b.figure : a.figure < b.figure;
     const base = typeof versus === "number"
       ? { figure: versus, text: `${versus / 1e6} MB` }
-      : versus.map((key) => find(versusScenario, key))
+      : versus.map(({ key }) => find(versusScenario, key))
         .reduce((best, r) => r && (!best || better(r, best)) ? r : best, null);
     if (!ours || !base?.figure) {
       return { goal: target.goal, measured: "–", met: null };
@@ -382,31 +322,26 @@ export function renderTargetsTable(targets: TargetResult[]): string {
 /** The whole of bench/RESULTS.md (deno fmt then wraps its lines). */
 export function renderResultsMarkdown(report: BenchReport): string {
   const { machine, settings: { runs, duration, threads } } = report;
-  const [start, end] = machine.loadAverage;
-  const busy = Math.max(start, end) > machine.cpus * 0.5
-    ? `: other work shared the ${machine.cpus} cores, so the absolute figures
-are low and noisy; compare the ratios, measured side by side.`
-    : ".";
+  const [start, end] = machine.loadAverage.map((n) => n.toFixed(1));
   const versions = Object.entries(report.versions).map((v) => v.join(" "));
   const gib = (machine.memoryBytes / 1024 ** 3).toFixed(1);
   const skipped = report.skipped.map((line) => `- ${line}`).join("\n");
+  const when = report.date.slice(0, 16).replace("T", " ");
+  const seconds = Math.round(report.elapsedSeconds);
+  const each = `${runs} run${runs === 1 ? "" : "s"} of ${duration} s`;
   return `# Benchmark results
 
-Measured ${report.date.slice(0, 16).replace("T", " ")} UTC in ${
-    Math.round(report.elapsedSeconds)
-  } s by \`bench/run.ts\`. Written by the runner: do not edit by hand.
+Measured ${when} UTC in ${seconds} s by \`bench/run.ts\`. Written by the
+runner: do not edit by hand.
 
 - Machine: ${machine.cpus} × ${machine.cpuModel}, ${gib} GiB memory, Linux ${machine.kernel};
   the client (wrk or curl) runs on the same cores as the server it drives.
-- Load average ${start.toFixed(1)} at the start, ${
-    end.toFixed(1)
-  } at the end${busy}
+- Load average ${start} at the start, ${end} at the end (the run itself adds
+  about one per core).
 ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
-- Each figure is the median of ${runs} run${
-    runs === 1 ? "" : "s"
-  } of ${duration} s, wrk with ${threads} threads
-  (the 100 MiB file: the median of single curl downloads), all servers on
-  127.0.0.1. The runs' lowest and highest figures are beside it.
+- Each figure is the median of ${each}, wrk with ${threads} threads (the 100 MiB file: the median of single curl
+  downloads), all servers on 127.0.0.1. The runs' lowest and highest figures
+  are beside it.
 - Reproduce: \`${report.command}\`
 
 ![Our servers' speed as a ratio to each peer and floor](results.svg)
@@ -415,13 +350,13 @@ ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
 
 ${renderResultsTable(report.scenarios)}
 
-Ratio: on a floor's or peer's row, ours ÷ it, on requests per second (MiB/s for
-the 100 MiB file); above 1× ours is faster. On the PostgreSQL rows, where two of
-ours share a scenario, each of ours ÷ the file store. A floor is the runtime
-doing the least (bench/reference/), not a server to pick. Peak RSS is the peak
-resident memory (VmHWM) of the process that serves (nginx: its one worker).
-Bytes/response is what the client read per response, head included. Errors are
-socket errors plus 4xx/5xx answers over all runs.
+Ratio: ours ÷ the row's server, on requests per second (MiB/s for the 100 MiB
+file); above 1× ours is faster. On the PostgreSQL rows ours is the board on
+PostgreSQL and the yardstick the same board on its file store. A floor is the
+runtime doing the least (bench/reference/), not a server to pick. Peak RSS is
+the peak resident memory (VmHWM) of the process that serves (nginx: its one
+worker). Bytes/response is what the client read per response, head included.
+Errors are socket errors plus 4xx/5xx answers over all runs.
 
 ## Targets
 
@@ -442,58 +377,34 @@ export const README_MARKERS = {
 } as const;
 
 /**
- * The fastest peer of a scenario and how it stands against `ours` (one of our rows;
- * our other variants in the scenario are not peers and are left out).
- *
- * @example fastestPeerLine(scenario, ours) === "lighttpd, faster than ours (ours 3rd of 9)"
- */
-export function fastestPeerLine(
-  scenario: ScenarioResult,
-  ours: ServerResult,
-): string {
-  const peers = scenario.results.filter((r) => r.role === "peer");
-  const fastest = fastestOf(scenario, peers);
-  if (!fastest) return "–";
-  const place = 1 +
-    peers.filter((p) => figureOf(scenario, p) > figureOf(scenario, ours))
-      .length;
-  const suffix = place % 100 >= 11 && place % 100 <= 13
-    ? "th"
-    : ["th", "st", "nd", "rd"][place % 10] ?? "th";
-  const rank = `${place}${suffix} of ${peers.length + 1}`;
-  return place > 1
-    ? `${fastest.label}, faster than ours (ours ${rank})`
-    : `${fastest.label}; ours is faster (${rank})`;
-}
-
-/**
- * The README's summary of one run: a line on where and when, one row per scenario and
- * server of ours, then how many targets were met.
+ * The README's summary of one run: a line on where and when, one row per
+ * scenario with ours ÷ the fastest floor and peer, and who is fastest of ours
+ * and the peers; then how many targets were met.
  */
 export function renderReadmeSummary(report: BenchReport): string {
-  const rows = report.scenarios.flatMap((scenario) =>
-    scenario.results.filter((r) => r.role === "ours").map((ours) => {
-      const ratioTo = (role: "floor" | "peer") => {
-        const others = scenario.results.filter((r) => r.role === role);
-        const best = fastestOf(scenario, others);
-        const base = best ? figureOf(scenario, best) : 0;
-        return base > 0
-          ? `${formatRatio(figureOf(scenario, ours) / base)} ${best!.label}`
-          : "–";
-      };
-      return [scenario.title, ours.label, ratioTo("floor"), ratioTo("peer")]
-        .concat(fastestPeerLine(scenario, ours));
-    })
-  );
+  const rows = report.scenarios.flatMap((scenario) => {
+    const ours = scenario.results.find((r) => r.role === "ours");
+    if (!ours) return [];
+    const fastest = (role: "floor" | "peer") =>
+      fastestOf(scenario, scenario.results.filter((r) => r.role === role));
+    const ratioTo = (other: ServerResult | undefined) => {
+      const ratio = ratioOf(scenario, other);
+      return ratio === null ? "–" : `${formatRatio(ratio)} ${other!.label}`;
+    };
+    const peer = fastest("peer");
+    const winner = fastestOf(scenario, peer ? [ours, peer] : [ours]);
+    const floor = ratioTo(fastest("floor"));
+    const who = winner === ours ? "ours" : winner!.label;
+    return [[scenario.title, ours.label, floor, ratioTo(peer), who]];
+  });
   const measured = report.targets.filter((t) => t.met !== null);
   const met = measured.filter((t) => t.met).length;
   const unmeasured = report.targets.length - measured.length;
   const header = ["Scenario", "Ours", "Ours ÷ floor", "Ours ÷ fastest peer"];
-  const table = markdownTable([...header, "Fastest peer"], rows, 5);
+  const table = markdownTable([...header, "Fastest"], rows, 5);
   const { cpus, cpuModel } = report.machine;
-  return `Ratios from one run of \`${report.command}\` on ${
-    report.date.slice(0, 10)
-  }: ${cpus} × ${cpuModel},
+  const day = report.date.slice(0, 10);
+  return `Ratios from one run of \`${report.command}\` on ${day}: ${cpus} × ${cpuModel},
 with the client on the same cores as the servers, so read them as rough
 proportions, not absolute speeds. Above 1× ours is faster.
 

@@ -5,9 +5,6 @@ import {
   type BenchReport,
   checkTargets,
   computeRatios,
-  formatRatio,
-  formatSpread,
-  formatTimeLeft,
   renderReadmeSummary,
   renderResultsMarkdown,
 } from "./report.ts";
@@ -35,10 +32,4 @@ Deno.bench("renderReadmeSummary()", { group: "report" }, () => {
 
 Deno.bench("renderSvgChart()", { group: "report" }, () => {
   renderSvgChart(computeRatios(REPORT.scenarios, TARGETS), "Bench");
-});
-
-Deno.bench("formatters", { group: "format" }, () => {
-  formatRatio(0.8312);
-  formatSpread([52_100, 55_300, 54_000], "requests");
-  formatTimeLeft(754);
 });

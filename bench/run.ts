@@ -1,24 +1,15 @@
 #!/usr/bin/env -S deno run --allow-all
 /**
- * The benchmark: our three servers against the runtime's floor and the servers our users
- * would pick instead.
+ * The benchmark: our three servers against the runtime's floors and the
+ * servers our users would pick instead. `deno task bench --help` lists the
+ * options.
  *
- * ```sh
- * deno task bench                  # full run: writes bench/RESULTS.md, results.svg, results.json
- * deno task bench --update-readme  # then: the README's summary from bench/results.json
- * deno task bench --quick          # 1 run of 2 s each, written to bench/out/
- * deno task bench --only files-small --runs 5 --duration 10
- * ```
- *
- * For every scenario (bench/scenarios.ts) it starts each server (bench/servers.ts) on a
- * free port of 127.0.0.1, checks its answer, warms it up, drives it with wrk (or
- * downloads the big file with curl), in turns with the others, several times, and keeps
- * the medians and peak memory (bench/measure.ts); then writes the report
- * (bench/report.ts, bench/chart.ts). A peer that is not installed is skipped with a line.
- * Every process it started is stopped on error and on Ctrl-C. Needs wrk and curl.
- *
- * It runs with --allow-all because it starts other programs (wrk, curl, nginx, npm, ...);
- * the servers themselves run with their own narrow flags.
+ * For every scenario (scenarios.ts) it starts each server (servers.ts) on a
+ * free port of 127.0.0.1, checks its answer, warms it up and drives it with
+ * wrk or curl, in turns with the others, several times (measure.ts); then it
+ * writes the report (report.ts, chart.ts). It runs with --allow-all because it
+ * starts other programs (wrk, curl, nginx, npm, ...); our servers run with
+ * their own narrow flags.
  *
  * @module
  */
@@ -26,22 +17,10 @@
 import { parseArgs } from "node:util";
 import { join, relative, resolve } from "node:path";
 import { renderSvgChart } from "./chart.ts";
-import {
-  cleanUp,
-  log,
-  runBenchmark,
-  type RunSettings,
-  versionOf,
-} from "./measure.ts";
-import {
-  type BenchReport,
-  computeRatios,
-  README_MARKERS,
-  renderReadmeSummary,
-  renderResultsMarkdown,
-  replaceBetween,
-} from "./report.ts";
+import { cleanUp, log, runBenchmark, type RunSettings } from "./measure.ts";
+import * as report from "./report.ts";
 import { SCENARIOS, selectScenarios, TARGETS } from "./scenarios.ts";
+import { onPath } from "./servers.ts";
 
 /** Settings of one benchmark run, from the command line. */
 export interface BenchOptions extends RunSettings {
@@ -59,7 +38,7 @@ const BENCH_DIR = new URL("./", import.meta.url).pathname;
 const HELP = `deno task bench [options]
 
 Runs every scenario against our servers, the floors and the peers, prints the
-tables, and writes RESULTS.md, results.svg and results.json.
+tables, and writes RESULTS.md, results.svg and results.json. Needs wrk and curl.
 
   --duration S     seconds per measured run (default 5)
   --runs N         measured runs per server; the median is kept (default 3)
@@ -99,7 +78,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
     }
     return value;
   };
-  const { quick } = values;
+  const { quick, note } = values;
   const duration = number("duration", values.duration, quick ? 2 : 5);
   const runs = number("runs", values.runs, quick ? 1 : 3);
   const lists = (values.only ?? []).flatMap((list) => list.split(","));
@@ -107,15 +86,8 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   const updateReadme = values["update-readme"];
   const complete = updateReadme ||
     (!quick && only.length === 0 && duration >= 5 && runs >= 3);
-  return {
-    duration,
-    runs,
-    warmup: 1,
-    only,
-    outDir: values.out ?? (complete ? BENCH_DIR : join(BENCH_DIR, "out")),
-    updateReadme,
-    note: values.note,
-  };
+  const outDir = values.out ?? (complete ? BENCH_DIR : join(BENCH_DIR, "out"));
+  return { duration, runs, warmup: 1, only, outDir, updateReadme, note };
 }
 
 /** Lays the written files out as `deno fmt` would (it formats SVG too). */
@@ -127,23 +99,19 @@ async function formatFiles(paths: string[]): Promise<void> {
   if (!fmt.success) log(`deno fmt could not format the results: ${why}`);
 }
 
-/** Rewrites the README's summary from `outDir`'s results.json. */
+/** The separate step: rewrites the README's summary from `outDir`'s results.json. */
 async function updateReadme(outDir: string): Promise<void> {
   const json = await Deno.readTextFile(join(outDir, "results.json"));
-  const report: BenchReport = JSON.parse(json);
+  const run: report.BenchReport = JSON.parse(json);
   const path = join(REPO_ROOT, "README.md");
-  const { start, end } = README_MARKERS;
-  const summary = renderReadmeSummary(report);
-  const readme = replaceBetween(
-    await Deno.readTextFile(path),
-    start,
-    end,
-    summary,
-  );
+  const { start, end } = report.README_MARKERS;
+  const summary = report.renderReadmeSummary(run);
+  const old = await Deno.readTextFile(path);
+  const readme = report.replaceBetween(old, start, end, summary);
   if (readme === null) throw new Error(`README.md has no "${start}" line`);
   await Deno.writeTextFile(path, readme);
   await formatFiles([path]);
-  console.log(`Wrote the summary of the ${report.date} run into README.md.`);
+  console.log(`Wrote the summary of the ${run.date} run into README.md.`);
 }
 
 /** The shutdown after Ctrl-C, which exits; an error it causes must wait for it. */
@@ -155,7 +123,7 @@ async function main(): Promise<void> {
   if (options.updateReadme) return await updateReadme(options.outDir);
   const scenarios = selectScenarios(SCENARIOS, options.only);
   for (const tool of ["wrk", "curl"]) {
-    if (await versionOf(tool, ["--version"], /(.)/) === "not installed") {
+    if (!onPath(tool)) {
       throw new Error(`${tool} is not installed: apt-get install ${tool}`);
     }
   }
@@ -171,29 +139,31 @@ async function main(): Promise<void> {
   const args = Deno.args.filter((arg, i, all) =>
     arg !== "--note" && all[i - 1] !== "--note" && !arg.startsWith("--note=")
   );
-  const command = ["deno task bench", ...args].join(" ");
-  const report = await runBenchmark(options, scenarios, command);
+  const run = await runBenchmark(
+    options,
+    scenarios,
+    ["deno task bench", ...args].join(" "),
+  );
 
   await Deno.mkdir(options.outDir, { recursive: true });
   const names = ["RESULTS.md", "results.svg", "results.json"];
   const [results, chart, json] = names.map((n) => join(options.outDir, n));
-  await Deno.writeTextFile(results, renderResultsMarkdown(report));
-  const ratios = computeRatios(report.scenarios, TARGETS);
+  await Deno.writeTextFile(results, report.renderResultsMarkdown(run));
+  const ratios = report.computeRatios(run.scenarios, TARGETS);
   const title = "Our servers against the floors and the peers";
   await Deno.writeTextFile(chart, renderSvgChart(ratios, title));
   // The raw figures too, for anyone who wants to draw their own comparison.
-  await Deno.writeTextFile(json, JSON.stringify(report, null, 2) + "\n");
+  await Deno.writeTextFile(json, JSON.stringify(run, null, 2) + "\n");
   await formatFiles([results, chart, json]);
 
   // Print the tables as written, columns aligned by deno fmt.
   const text = await Deno.readTextFile(results);
-  const tables = text.slice(text.indexOf("## Results"), text.indexOf("## How"));
-  console.log(`\n${tables.trim()}\n`);
+  console.log(text.slice(text.indexOf("## Results"), text.indexOf("## How")));
   const where = (path: string) => relative(Deno.cwd(), path) || path;
-  const seconds = Math.round(report.elapsedSeconds);
+  const seconds = Math.round(run.elapsedSeconds);
   console.log(
-    `Wrote ${where(results)}, ${where(chart)} and ${
-      where(json)
+    `Wrote ${
+      names.map((n) => where(join(options.outDir, n))).join(", ")
     } in ${seconds} s.`,
   );
   if (resolve(options.outDir) === resolve(BENCH_DIR)) {

@@ -9,6 +9,7 @@
 
 import { join } from "node:path";
 import { findPgBin } from "../tests/_postgres.ts";
+import { runProcess } from "../tests/_process.ts";
 
 /** Every server listens here only: a benchmark never opens a port to the network. */
 export const LOCAL = "127.0.0.1";
@@ -41,17 +42,14 @@ export interface LaunchSpec {
 
 /** A server the benchmark can start. */
 export interface ServerDef {
+  /** "ours" for the one of ours in a scenario; targets name the others by key. */
   key: string;
   label: string;
   /** Ours; a floor (the runtime doing the least, written by us); or a peer users pick instead. */
   role: "ours" | "floor" | "peer";
-  /** A JavaScript peer (for the target against the fastest of them). */
-  javascript?: boolean;
   /** Why it cannot run on this machine; null when it can. @default always available */
-  unavailable?: (toolsDir: string) => Promise<string | null>;
+  unavailable?: (toolsDir: string) => string | null | Promise<string | null>;
   launch(context: LaunchContext): LaunchSpec | Promise<LaunchSpec>;
-  /** Processes started side by side, each on its own port, one wrk each. @default 1 */
-  instances?: number;
   /** Runs on the benchmark's throwaway PostgreSQL, seeded before every start. */
   postgres?: boolean;
   /** Our message_board.ts (any store): a post answers 303 once stored, and is counted. */
@@ -65,11 +63,22 @@ const listen = (port: number) => ["--port", String(port), "--hostname", LOCAL];
 
 /** A Deno script run by the runner's own Deno with `permissions`. */
 function deno(permissions: string[], script: string, args: string[]) {
-  const command = Deno.execPath();
-  return { command, args: ["run", ...permissions, script, ...args] };
+  return {
+    command: Deno.execPath(),
+    args: ["run", ...permissions, script, ...args],
+  };
 }
 
-function onPath(program: string): boolean {
+/** A Deno script that serves the site folder and may read nothing else. */
+function denoSite(script: string, extra: string[] = []) {
+  return ({ port, siteDir }: LaunchContext) =>
+    deno([NET, `--allow-read=${siteDir}`], script, [
+      ...["--root", siteDir, ...listen(port), ...extra],
+    ]);
+}
+
+/** Whether `program` is a file in one of PATH's folders. */
+export function onPath(program: string): boolean {
   return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
     try {
       return Deno.statSync(join(dir, program)).isFile;
@@ -81,11 +90,9 @@ function onPath(program: string): boolean {
 
 /** An `unavailable` for a program that must be on PATH. */
 function needs(program: string, hint = `apt-get install ${program}`) {
-  const why = `${program} is not installed (${hint})`;
-  return () => Promise.resolve(onPath(program) ? null : why);
+  return () => onPath(program) ? null : `${program} is not installed (${hint})`;
 }
 
-// ---------------------------------------------------------------------------
 // Ours, with the README's narrow flags.
 
 export const OUR_TINY: ServerDef = {
@@ -100,10 +107,7 @@ export const OUR_FILES: ServerDef = {
   key: "ours",
   label: "server_files.ts",
   role: "ours",
-  launch: ({ port, siteDir }) =>
-    deno([NET, `--allow-read=${siteDir}`], `${REPO}server_files.ts`, [
-      ...["--root", siteDir, ...listen(port), "--quiet"],
-    ]),
+  launch: denoSite(`${REPO}server_files.ts`, ["--quiet"]),
 };
 
 /** Per-client rate limits off: every wrk connection comes from 127.0.0.1. */
@@ -124,7 +128,7 @@ export const OUR_BOARD: ServerDef = {
   },
 };
 
-/** Our board on the file store: the yardstick of the PostgreSQL rows. */
+/** Our board on its file store: the yardstick of the PostgreSQL rows. */
 export const BOARD_FILE_STORE: ServerDef = {
   ...OUR_BOARD,
   key: "board-file",
@@ -133,27 +137,22 @@ export const BOARD_FILE_STORE: ServerDef = {
 };
 
 /** Our board on PostgreSQL (board_postgres.ts, as the README runs it). */
-function boardOnPostgres(instances: number): ServerDef {
-  const missing = "PostgreSQL is not installed (apt-get install postgresql)";
-  return {
-    key: `board-pg-${instances}`,
-    label: `PostgreSQL, ${instances} process${instances > 1 ? "es" : ""}`,
-    role: "ours",
-    ourBoard: true,
-    postgres: true,
-    instances,
-    unavailable: () => Promise.resolve(findPgBin() ? null : missing),
-    launch: ({ port, databaseUrl }) =>
-      deno([NET, "--allow-env=DATABASE_URL,PG*"], `${REPO}board_postgres.ts`, [
-        ...["--store", databaseUrl!, ...listen(port), ...BOARD_ARGS],
-      ]),
-  };
-}
+export const BOARD_POSTGRES: ServerDef = {
+  key: "ours",
+  label: "PostgreSQL store",
+  role: "ours",
+  ourBoard: true,
+  postgres: true,
+  unavailable: () =>
+    findPgBin()
+      ? null
+      : "PostgreSQL is not installed (apt-get install postgresql)",
+  launch: ({ port, databaseUrl }) =>
+    deno([NET, "--allow-env=DATABASE_URL,PG*"], `${REPO}board_postgres.ts`, [
+      ...["--store", databaseUrl!, ...listen(port), ...BOARD_ARGS],
+    ]),
+};
 
-export const BOARD_PG_1 = boardOnPostgres(1);
-export const BOARD_PG_2 = boardOnPostgres(2);
-
-// ---------------------------------------------------------------------------
 // Floors: the runtime doing the least, in bench/reference/.
 
 export const TINY_DENO_LOOP: ServerDef = {
@@ -179,13 +178,9 @@ export const FILES_FLOOR: ServerDef = {
   key: "deno-serve-floor",
   label: "Deno.serve floor",
   role: "floor",
-  launch: ({ port, siteDir }) =>
-    deno([NET, `--allow-read=${siteDir}`], `${REFERENCE}files_floor.ts`, [
-      ...["--root", siteDir, ...listen(port)],
-    ]),
+  launch: denoSite(`${REFERENCE}files_floor.ts`),
 };
 
-// ---------------------------------------------------------------------------
 // Native peers: nginx, Caddy, lighttpd, Python.
 
 /**
@@ -200,10 +195,9 @@ export function renderNginxConfig(
 ): string {
   const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
     .map((name) => `    ${name}_temp_path ${workDir}/${name};\n`);
-  const types = "text/css text/javascript application/json";
   const compress = gzip
-    ? `    gzip on;\n    gzip_comp_level 1;\n    gzip_types ${types};\n` +
-      "    gzip_vary on;\n"
+    ? "    gzip on;\n    gzip_comp_level 1;\n    gzip_vary on;\n" +
+      "    gzip_types text/css text/javascript application/json;\n"
     : "";
   return `# Written by bench/servers.ts for one benchmark run.
 worker_processes 1;
@@ -257,19 +251,18 @@ function caddy(encode: boolean): ServerDef {
     async launch({ port, siteDir, workDir }) {
       // One core, as nginx's one worker; HOME keeps its storage folder here.
       const env = { GOMAXPROCS: "1", HOME: workDir, XDG_DATA_HOME: workDir };
-      let args = [
-        "file-server",
-        "--root",
-        siteDir,
-        "--listen",
-        `${LOCAL}:${port}`,
-      ];
-      if (encode) {
-        // Caddy 2.6's `file-server` command has no flag for compression.
-        const config = join(workDir, "Caddyfile");
-        await Deno.writeTextFile(config, renderCaddyfile(port, siteDir));
-        args = ["run", "--config", config, "--adapter", "caddyfile"];
+      if (!encode) {
+        const args = ["file-server", "--root", siteDir];
+        return {
+          command: "caddy",
+          args: [...args, "--listen", `${LOCAL}:${port}`],
+          env,
+        };
       }
+      // Caddy 2.6's `file-server` command has no flag for compression.
+      const config = join(workDir, "Caddyfile");
+      await Deno.writeTextFile(config, renderCaddyfile(port, siteDir));
+      const args = ["run", "--config", config, "--adapter", "caddyfile"];
       return { command: "caddy", args, env };
     },
   };
@@ -283,14 +276,7 @@ export function renderLighttpdConfig(
   port: number,
   root: string,
   workDir: string,
-  deflate: boolean,
 ): string {
-  const compress = [
-    'server.modules = ( "mod_deflate" )',
-    'deflate.mimetypes = ( "text/" )',
-    'deflate.allowed-encodings = ( "br", "gzip" )',
-    "deflate.compression-level = 1",
-  ];
   return [
     `server.document-root = "${root}"`,
     `server.bind = "${LOCAL}"`,
@@ -298,36 +284,24 @@ export function renderLighttpdConfig(
     `server.errorlog = "${workDir}/error.log"`,
     'mimetype.assign = ( ".html" => "text/html; charset=utf-8", ' +
     '".css" => "text/css; charset=utf-8", "" => "application/octet-stream" )',
-    ...(deflate ? compress : []),
     "",
   ].join("\n");
 }
 
-const MOD_DEFLATE = "/usr/lib/lighttpd/mod_deflate.so";
-
-function lighttpd(deflate: boolean): ServerDef {
-  const noModule = "mod_deflate is not installed " +
-    "(apt-get install lighttpd-mod-deflate)";
-  return {
-    key: deflate ? "lighttpd-deflate" : "lighttpd",
-    label: deflate ? "lighttpd, mod_deflate" : "lighttpd",
-    role: "peer",
-    async unavailable() {
-      const missing = await needs("lighttpd")();
-      if (missing || !deflate) return missing;
-      return await Deno.stat(MOD_DEFLATE).then(() => null, () => noModule);
-    },
-    async launch({ port, siteDir, workDir }) {
-      const config = join(workDir, "lighttpd.conf");
-      const text = renderLighttpdConfig(port, siteDir, workDir, deflate);
-      await Deno.writeTextFile(config, text);
-      return { command: "lighttpd", args: ["-D", "-f", config] };
-    },
-  };
-}
-
-export const LIGHTTPD = lighttpd(false);
-export const LIGHTTPD_DEFLATE = lighttpd(true);
+export const LIGHTTPD: ServerDef = {
+  key: "lighttpd",
+  label: "lighttpd",
+  role: "peer",
+  unavailable: needs("lighttpd"),
+  async launch({ port, siteDir, workDir }) {
+    const config = join(workDir, "lighttpd.conf");
+    await Deno.writeTextFile(
+      config,
+      renderLighttpdConfig(port, siteDir, workDir),
+    );
+    return { command: "lighttpd", args: ["-D", "-f", config] };
+  },
+};
 
 export const PYTHON_HTTP_SERVER: ServerDef = {
   key: "python-http-server",
@@ -341,7 +315,6 @@ export const PYTHON_HTTP_SERVER: ServerDef = {
   }),
 };
 
-// ---------------------------------------------------------------------------
 // JavaScript peers: Hono and std on Deno; serve, http-server and sirv on Node.
 // Fairness: every server runs with its defaults but its request log off (ours --quiet, serve
 // --no-request-logging, http-server -s, sirv --quiet, std --quiet, nginx access_log off; Hono,
@@ -353,38 +326,31 @@ export const HONO: ServerDef = {
   key: "hono",
   label: "Hono serveStatic",
   role: "peer",
-  javascript: true,
   launch: ({ port, siteDir }) => ({
     ...deno(
       [NET, "--allow-read=.", "--no-lock"],
       `${REFERENCE}hono_static.ts`,
-      [
-        ...listen(port),
-      ],
+      listen(port),
     ),
     // Hono's root is relative to the working folder.
     cwd: siteDir,
   }),
 };
 
-/** std's file server, when JSR can be reached (it cannot from some machines). */
 const STD_MODULE = "jsr:@std/http@1/file-server";
-let stdCached: Promise<string | null> | undefined;
 
+/** std's file server, which Deno fetches from JSR (not reachable from every machine). */
 export const STD_FILE_SERVER: ServerDef = {
   key: "std-file-server",
   label: "std file_server",
   role: "peer",
-  javascript: true,
-  unavailable: () =>
-    stdCached ??= new Deno.Command(Deno.execPath(), {
-      args: ["cache", "--quiet", "--no-lock", STD_MODULE],
-      cwd: "/",
-      stdout: "null",
-      stderr: "null",
-    }).output().then(({ success }) =>
-      success ? null : `${STD_MODULE} could not be fetched (JSR not reachable)`
-    ),
+  async unavailable() {
+    const args = ["cache", "--quiet", "--no-lock", "--no-config", STD_MODULE];
+    const { code } = await runProcess(Deno.execPath(), args);
+    return code
+      ? `${STD_MODULE} could not be fetched (JSR is not reachable)`
+      : null;
+  },
   launch: ({ port, siteDir }) =>
     deno([NET, `--allow-read=${siteDir}`, "--no-lock"], STD_MODULE, [
       ...[siteDir, "--host", LOCAL, "--port", String(port), "--quiet"],
@@ -408,19 +374,20 @@ function installNodePeers(toolsDir: string): Promise<string | null> {
   const packages = Object.entries(NODE_PEER_VERSIONS).map((p) => p.join("@"));
   const install = async () => {
     if (!onPath("npm")) return "node and npm are not installed";
-    const { success, stderr } = await new Deno.Command("npm", {
-      args: ["install", "--prefix", toolsDir, "--no-audit", "--no-fund"]
-        .concat("--no-save", "--loglevel=error", ...packages),
-      stdout: "null",
-    }).output();
-    const why = new TextDecoder().decode(stderr).trim().split("\n")[0];
-    return success ? null : `npm install ${packages.join(" ")} failed: ${why}`;
+    console.error(`installing the Node peers with npm into ${toolsDir}`);
+    const args = ["install", "--prefix", toolsDir, "--no-audit", "--no-fund"];
+    args.push("--no-save", "--loglevel=error", ...packages);
+    const { code, stderr } = await runProcess("npm", args, {
+      timeoutMs: 300_000,
+    });
+    const why = stderr.trim().split("\n")[0];
+    return code ? `npm install ${packages.join(" ")} failed: ${why}` : null;
   };
   if (!nodeInstalls.has(toolsDir)) nodeInstalls.set(toolsDir, install());
   return nodeInstalls.get(toolsDir)!;
 }
 
-/** A Node file server from npm, run through its bin script (node in the same process). */
+/** A Node file server from npm, run through its bin script. */
 function nodePeer(
   name: keyof typeof NODE_PEER_VERSIONS,
   bin: string,
@@ -430,7 +397,6 @@ function nodePeer(
     key: bin,
     label: `${name} ${NODE_PEER_VERSIONS[name]}`,
     role: "peer",
-    javascript: true,
     unavailable: installNodePeers,
     launch: (context) => ({
       command: join(context.toolsDir, "node_modules", ".bin", bin),
@@ -439,30 +405,26 @@ function nodePeer(
   };
 }
 
-export const SERVE = nodePeer("serve", "serve", (context) => {
-  // serve redirects /small.html to /small by default (cleanUrls); the others serve it.
-  const config = join(context.workDir, "serve.json");
-  Deno.writeTextFileSync(config, JSON.stringify({ cleanUrls: false }));
-  const listen = `tcp://${LOCAL}:${context.port}`;
-  return [context.siteDir, "--listen", listen, "--config", config]
-    .concat("--no-clipboard", "--no-request-logging");
-});
-
-export const HTTP_SERVER = nodePeer(
-  "http-server",
-  "http-server",
-  ({ port, siteDir }) => [siteDir, "-a", LOCAL, "-p", String(port), "-s"],
+export const SERVE = nodePeer(
+  "serve",
+  "serve",
+  ({ port, siteDir, workDir }) => {
+    // serve redirects /small.html to /small by default (cleanUrls); the others serve it.
+    const config = join(workDir, "serve.json");
+    Deno.writeTextFileSync(config, JSON.stringify({ cleanUrls: false }));
+    return [siteDir, "--listen", `tcp://${LOCAL}:${port}`, "--config", config]
+      .concat("--no-clipboard", "--no-request-logging");
+  },
 );
 
-export const SIRV = nodePeer(
-  "sirv-cli",
-  "sirv",
-  (
-    { port, siteDir },
-  ) => [siteDir, "--host", LOCAL, "--port", String(port), "--quiet"],
-);
+export const HTTP_SERVER = nodePeer("http-server", "http-server", (c) => [
+  ...[c.siteDir, "-a", LOCAL, "-p", String(c.port), "-s"],
+]);
 
-// ---------------------------------------------------------------------------
+export const SIRV = nodePeer("sirv-cli", "sirv", (c) => [
+  ...[c.siteDir, "--host", LOCAL, "--port", String(c.port), "--quiet"],
+]);
+
 // The textbook's programs, as rewritten in bench/reference/.
 
 export const TEXTBOOK_TINY: ServerDef = {
@@ -482,17 +444,12 @@ function textbookBoard(saving: boolean): ServerDef {
     label: saving ? "textbook board, saving" : "textbook board",
     role: "peer",
     unavailable: needs("python3"),
-    launch: ({ port, workDir, seedFile }) => ({
-      command: "python3",
-      args: [
-        `${REFERENCE}board_httpserver.py`,
-        "--port",
-        String(port),
-        "--quiet",
-      ]
-        .concat(seedFile ? ["--seed", seedFile] : [])
-        .concat(saving ? ["--save", join(workDir, "messages.json")] : []),
-    }),
+    launch: ({ port, workDir, seedFile }) => {
+      const args = [`${REFERENCE}board_httpserver.py`, "--port", String(port)];
+      if (seedFile) args.push("--seed", seedFile);
+      if (saving) args.push("--save", join(workDir, "messages.json"));
+      return { command: "python3", args: [...args, "--quiet"] };
+    },
   };
 }
 
