@@ -18,26 +18,15 @@ export interface RunResult {
   errors: number;
 }
 
-/** wrk's connections in every scenario, and its threads: one per core of the machine the bench was written for. */
+/** wrk's connections, and its threads: one per core of the machine the bench was written for. */
 export const CONNECTIONS = 32;
 export const THREADS = 2;
 
-// wrk prints sizes with binary prefixes (its format_binary divides by 1024).
-const SIZE_BYTES: Record<string, number> = {
-  B: 1,
-  KB: 1024,
-  MB: 1024 ** 2,
-  GB: 1024 ** 3,
-};
-
-/** Reads a wrk size with its unit: "2.00MB" is 2 MiB. */
+/** Reads a wrk size: "2.00MB" is 2 MiB (wrk's prefixes are binary). */
 function parseSize(text: string): number {
-  const match = /^([\d.]+)([a-zA-Z]+)$/.exec(text.trim());
-  const scale = match ? SIZE_BYTES[match[2]] : undefined;
-  if (!match || scale === undefined) {
-    throw new Error(`not a wrk size: ${JSON.stringify(text)}`);
-  }
-  return Number(match[1]) * scale;
+  const match = /^([\d.]+)(B|KB|MB|GB)$/.exec(text.trim());
+  if (!match) throw new Error(`not a wrk size: ${JSON.stringify(text)}`);
+  return Number(match[1]) * 1024 ** ["B", "KB", "MB", "GB"].indexOf(match[2]);
 }
 
 /**

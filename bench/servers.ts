@@ -17,15 +17,15 @@ export const LOCAL = "127.0.0.1";
 /** What a server needs to start. */
 export interface LaunchContext {
   port: number;
-  /** Folder with the generated site files. */
+  /** The generated site files. */
   siteDir: string;
   /** A fresh, empty folder for this start (data files, configs). */
   workDir: string;
-  /** Where the run installs the Node peers (a temporary folder, never the repository). */
+  /** Where the run installs the Node peers (a temporary folder). */
   toolsDir: string;
   /** JSON Lines messages the boards start from (read only: copy before writing). */
   seedFile?: string;
-  /** The throwaway database's URL, for servers with `postgres: true`. */
+  /** The throwaway PostgreSQL's URL. */
   databaseUrl?: string;
 }
 
@@ -42,7 +42,7 @@ export interface LaunchSpec {
 
 /** A server the benchmark can start. */
 export interface ServerDef {
-  /** "ours" for the one of ours in a scenario; targets name the others by key. */
+  /** "ours" for ours; targets name the others by key. */
   key: string;
   label: string;
   /** Ours; a floor (the runtime doing the least, written by us); or a peer users pick instead. */
@@ -86,6 +86,13 @@ export function onPath(program: string): boolean {
       return false;
     }
   });
+}
+
+/** Writes a config file into a start's folder; resolves its path. */
+async function writeConfig(workDir: string, name: string, text: string) {
+  const path = join(workDir, name);
+  await Deno.writeTextFile(path, text);
+  return path;
 }
 
 /** An `unavailable` for a program that must be on PATH. */
@@ -223,9 +230,8 @@ function nginx(gzip: boolean): ServerDef {
     role: "peer",
     unavailable: needs("nginx", "apt-get install nginx-light"),
     async launch({ port, siteDir, workDir }) {
-      const config = join(workDir, "nginx.conf");
       const text = renderNginxConfig(port, siteDir, workDir, gzip);
-      await Deno.writeTextFile(config, text);
+      const config = await writeConfig(workDir, "nginx.conf", text);
       // -e: the error log before the config is read; -p: the prefix.
       const args = ["-e", `${workDir}/error.log`, "-p", workDir, "-c", config];
       return { command: "nginx", args, memoryOfChild: true };
@@ -236,40 +242,19 @@ function nginx(gzip: boolean): ServerDef {
 export const NGINX = nginx(false);
 export const NGINX_GZIP = nginx(true);
 
-/** The Caddyfile for `encode`: `caddy file-server` plus gzip at level 1 like nginx's. */
-export function renderCaddyfile(port: number, root: string): string {
-  return `{\n\tadmin off\n\tauto_https off\n}\nhttp://${LOCAL}:${port} {
-\troot * ${root}\n\tencode {\n\t\tgzip 1\n\t}\n\tfile_server\n}\n`;
-}
-
-function caddy(encode: boolean): ServerDef {
-  return {
-    key: encode ? "caddy-encode" : "caddy",
-    label: encode ? "Caddy, encode gzip" : "Caddy",
-    role: "peer",
-    unavailable: needs("caddy"),
-    async launch({ port, siteDir, workDir }) {
-      // One core, as nginx's one worker; HOME keeps its storage folder here.
-      const env = { GOMAXPROCS: "1", HOME: workDir, XDG_DATA_HOME: workDir };
-      if (!encode) {
-        const args = ["file-server", "--root", siteDir];
-        return {
-          command: "caddy",
-          args: [...args, "--listen", `${LOCAL}:${port}`],
-          env,
-        };
-      }
-      // Caddy 2.6's `file-server` command has no flag for compression.
-      const config = join(workDir, "Caddyfile");
-      await Deno.writeTextFile(config, renderCaddyfile(port, siteDir));
-      const args = ["run", "--config", config, "--adapter", "caddyfile"];
-      return { command: "caddy", args, env };
-    },
-  };
-}
-
-export const CADDY = caddy(false);
-export const CADDY_ENCODE = caddy(true);
+/** Caddy's `file-server` command on one core, as nginx's one worker. */
+export const CADDY: ServerDef = {
+  key: "caddy",
+  label: "Caddy",
+  role: "peer",
+  unavailable: needs("caddy"),
+  launch: ({ port, siteDir, workDir }) => ({
+    command: "caddy",
+    args: ["file-server", "--root", siteDir, "--listen", `${LOCAL}:${port}`],
+    // HOME and XDG_DATA_HOME keep its storage folder in the start's folder.
+    env: { GOMAXPROCS: "1", HOME: workDir, XDG_DATA_HOME: workDir },
+  }),
+};
 
 /** lighttpd.conf for one run: one process (lighttpd's default), no access log. */
 export function renderLighttpdConfig(
@@ -294,11 +279,8 @@ export const LIGHTTPD: ServerDef = {
   role: "peer",
   unavailable: needs("lighttpd"),
   async launch({ port, siteDir, workDir }) {
-    const config = join(workDir, "lighttpd.conf");
-    await Deno.writeTextFile(
-      config,
-      renderLighttpdConfig(port, siteDir, workDir),
-    );
+    const text = renderLighttpdConfig(port, siteDir, workDir);
+    const config = await writeConfig(workDir, "lighttpd.conf", text);
     return { command: "lighttpd", args: ["-D", "-f", config] };
   },
 };
