@@ -1,6 +1,6 @@
 /**
- * Test data every server gets the same copy of: the files the file servers
- * serve and the stored messages the boards start with.
+ * Test data every server gets the same copy of: the files the file servers serve and the stored
+ * messages the boards start with.
  *
  * @module
  */
@@ -20,11 +20,7 @@ const WORDS =
 // The stored messages are one minute apart, ending at this time.
 const LAST_POSTED_AT = Date.parse("2026-11-21T22:44:51.000Z");
 
-/**
- * A small HTML page of exactly `size` bytes (ASCII), padded in a comment.
- *
- * @example renderSmallPage(500).length === 500
- */
+/** A small HTML page of exactly `size` bytes (ASCII), padded in a comment. */
 export function renderSmallPage(size: number): string {
   const head =
     '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8">' +
@@ -75,22 +71,14 @@ export async function writeSiteFiles(dir: string): Promise<void> {
   for (let offset = 0; offset < chunk.length; offset += 65536) {
     crypto.getRandomValues(chunk.subarray(offset, offset + 65536));
   }
-  for (const { name, size } of [medium, large]) {
-    const chunks = function* () {
-      for (let left = size; left > 0; left -= chunk.length) {
-        yield chunk.subarray(0, Math.min(left, chunk.length));
-      }
-    };
-    const stream = ReadableStream.from(chunks());
-    await Deno.writeFile(`${dir}/${name}`, stream, { mode });
-  }
+  const head = chunk.subarray(0, medium.size);
+  await Deno.writeFile(`${dir}/${medium.name}`, head, { mode });
+  const chunks = Array.from({ length: large.size / CHUNK_BYTES }, () => chunk);
+  const stream = ReadableStream.from(chunks);
+  await Deno.writeFile(`${dir}/${large.name}`, stream, { mode });
 }
 
-/**
- * The text of the generated message number `id`: 6 to 20 words, varying with the id.
- *
- * @example messageText(1) === "Message 1: from the tiny message board where every message is kept safe on disk"
- */
+/** The text of the generated message number `id`: 6 to 20 words, varying with the id. */
 export function messageText(id: number): string {
   const words = Array.from(
     { length: 6 + (id * 7) % 15 },

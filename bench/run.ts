@@ -1,15 +1,10 @@
 #!/usr/bin/env -S deno run --allow-all
 /**
- * The benchmark: our three servers against the runtime's floors and the
- * servers our users would pick instead. `deno task bench --help` lists the
- * options.
- *
- * For every scenario (scenarios.ts) it starts each server (servers.ts) on a
- * free port of 127.0.0.1, checks its answer, warms it up and drives it with
- * wrk or curl, in turns with the others, several times (measure.ts); then it
- * writes the report (report.ts, chart.ts). It runs with --allow-all because it
- * starts other programs (wrk, curl, nginx, npm, ...); our servers run with
- * their own narrow flags.
+ * The benchmark: our three servers against the runtime's floors and the servers our users would
+ * pick instead (`deno task bench --help`). It measures each scenario (scenarios.ts) on each server
+ * (servers.ts) in measure.ts, then writes the report (report.ts, chart.ts). It runs with
+ * --allow-all because it starts other programs (wrk, curl, nginx, npm, ...); our servers run
+ * with their own narrow flags.
  *
  * @module
  */

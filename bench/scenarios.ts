@@ -159,9 +159,6 @@ export const SCENARIOS: ScenarioDef[] = [
 /**
  * Picks scenarios by id or id prefix ("files" selects every files-* scenario).
  * Throws on a name that matches nothing, listing the valid ids.
- *
- * @example selectScenarios(SCENARIOS, ["tiny", "board-post"]).map((s) => s.id)
- *   // => ["tiny", "board-post-1k", "board-post-100k"]
  */
 export function selectScenarios(
   all: ScenarioDef[],
@@ -179,10 +176,7 @@ export function selectScenarios(
     : all;
 }
 
-/**
- * The targets, in one table beside the scenarios: each holds one figure of
- * ours ÷ the best of the `versus` servers (or ÷ a fixed figure) to a bound.
- */
+/** The targets, beside the scenarios: each holds ours ÷ the best of `versus` (or a figure) to a bound. */
 export const TARGETS: TargetDef[] = [
   {
     goal: "Files, 500 B: at least 0.95× the Deno.serve floor",

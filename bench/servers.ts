@@ -1,8 +1,7 @@
 /**
- * The servers the benchmark starts: ours, the runtime floors we wrote in
- * bench/reference/, and the peers a user would pick instead. Each entry says
- * how to start it on a port of 127.0.0.1 and, when it may be missing here,
- * why it cannot run (one line, then it is skipped).
+ * The servers the benchmark starts: ours, the runtime floors we wrote in bench/reference/, and
+ * the peers a user would pick instead. Each says how to start it on a port of 127.0.0.1 and, when
+ * it may be missing here, why it cannot run (one line, then it is skipped).
  *
  * @module
  */
@@ -190,10 +189,7 @@ export const FILES_FLOOR: ServerDef = {
 
 // Native peers: nginx, Caddy, lighttpd, Python.
 
-/**
- * nginx.conf for one run: one worker, sendfile on, no access log, every path
- * in `workDir`, in the foreground; with `gzip`, gzip at level 1 for text.
- */
+/** nginx.conf: one worker in the foreground, sendfile, no access log, paths in `workDir`; gzip 1 if asked. */
 export function renderNginxConfig(
   port: number,
   root: string,
@@ -348,10 +344,7 @@ export const NODE_PEER_VERSIONS = {
 
 const nodeInstalls = new Map<string, Promise<string | null>>();
 
-/**
- * Installs the Node peers with npm into `toolsDir`, once; resolves null, or why
- * they cannot run. Never into the repository: it has no package.json.
- */
+/** Installs the Node peers with npm into `toolsDir` (never the repository), once; null, or why not. */
 function installNodePeers(toolsDir: string): Promise<string | null> {
   const packages = Object.entries(NODE_PEER_VERSIONS).map((p) => p.join("@"));
   const install = async () => {
