@@ -256,6 +256,18 @@ export async function openPostgresStore(
   };
   const sql = postgres(url, { ...settings, max: MAX_CONNECTIONS });
   try {
+    // A LATIN1 (or other one-byte) database cannot hold an emoji: such a post would fail
+    // with 500, and with it every post of its batch. SQL_ASCII keeps the bytes as sent.
+    const [{ encoding }] = await withDeadline(
+      sql`select current_setting('server_encoding') as encoding`,
+      "reading the encoding",
+    );
+    if (encoding !== "UTF8" && encoding !== "SQL_ASCII") {
+      throw new StartupError(
+        `the database's encoding is ${encoding}, which cannot hold every message; ` +
+          `create it with UTF8 (createdb --encoding=UTF8 --template=template0)`,
+      );
+    }
     await withDeadline(sql.begin((tx) => tx.unsafe(SCHEMA)), "creating tables");
     // Every id that exists, ever existed or may come back with a restore is at most this.
     const [row] = await withDeadline(

@@ -1825,7 +1825,9 @@ async function readFormFields(
 // Control characters (Unicode category Cc: C0, DEL, C1) other than tab and
 // newline have no business in a message and can confuse terminals and logs.
 const CONTROL_CHARACTERS = /[^\P{Cc}\t\n]/u;
-const NAME_FORBIDDEN = /\p{Cc}/u;
+// A name is one line: no control characters, and no line or paragraph separator (U+2028,
+// U+2029), which are not controls but still break the line it is shown on.
+const NAME_FORBIDDEN = /[\p{Cc}\p{Zl}\p{Zp}]/u;
 
 /**
  * Checks a message and an optional name, returning them cleaned up: line

@@ -121,8 +121,33 @@ export interface HandlerOptions extends ServeDirOptions {
 export const MAX_CACHED_FILE_BYTES = 256 * 1024;
 /** Total bytes of file bodies the cache may hold; the oldest entries go first. */
 export const MAX_CACHE_BYTES = 64 * 1024 * 1024;
-/** Chunk size for the byte ranges read in JavaScript (those that end before the file does). */
-const RANGE_CHUNK_BYTES = 256 * 1024;
+/**
+ * A download to the end of a file, of more than this, may use Deno's native
+ * reader (see {@linkcode OpenFile.stream}); a shorter one is a few reads.
+ */
+const STREAM_FROM_BYTES = 256 * 1024;
+/**
+ * A file stream's first read; each next one doubles, up to
+ * {@linkcode MAX_READ_BYTES}, so the first bytes go out at once and a big
+ * download needs few reads.
+ */
+const FIRST_READ_BYTES = 64 * 1024;
+/**
+ * The largest read of a file stream. Measured in Deno 2.9.6 (100 MiB, one
+ * curl at a time, interleaved with nginx): 1 MiB reads reached 0.6-0.9x
+ * nginx, `FsFile.readable` (64 KiB reads, each a thread hand-off) 0.35-0.55x,
+ * 4 MiB reads 0.4-0.55x (their buffers no longer stay in the CPU's caches).
+ */
+const MAX_READ_BYTES = 1024 * 1024;
+/**
+ * Bytes that all file streams together read at once: with more streams
+ * than fit at {@linkcode MAX_READ_BYTES}, each reads less (down to
+ * {@linkcode FIRST_READ_BYTES}), so many downloads at once, or clients that
+ * stop reading, cannot hold much memory. A stream holds about two reads:
+ * one being sent, one waiting for room. Measured: 8 clients that stopped
+ * reading a big file held 15 MB, 64 of them 28 MB.
+ */
+const STREAM_READ_BUDGET_BYTES = 8 * 1024 * 1024;
 /**
  * How long {@linkcode openNativeReader} waits for `Deno.open`, which blocks
  * when a FIFO took the file's place; after that the request streams from the
@@ -543,14 +568,15 @@ export interface OpenFile {
    * Streams `length` bytes from `start`, then closes the file (also on
    * error, or when the client goes away). To the end of the file with a
    * native reader: `Deno.FsFile.readable`, which `Deno.serve` reads in Rust
-   * (no JavaScript per chunk, memory flat: measured 52-54 MB peak for a
-   * 100 MiB download against 125-135 MB for the reads below, less CPU, and
-   * the same speed as a bare `Deno.serve` answering `FsFile.readable`). Else
-   * positional reads of {@linkcode RANGE_CHUNK_BYTES}: each chunk is new,
-   * since `Deno.serve` may still hold the last one, and the chunks freed
-   * wait for the garbage collector (hence the higher peak).
+   * in 64 KiB reads (memory flat: 44-54 MB peak for a 100 MiB download).
+   * Else with {@linkcode streamFileRanges}: faster, and as lean when
+   * `release` says the stream goes straight to `Deno.serve`.
    */
-  stream(start: number, length: number): ReadableStream<Uint8Array>;
+  stream(
+    start: number,
+    length: number,
+    release?: ChunkRelease,
+  ): ReadableStream<Uint8Array>;
 }
 
 /**
@@ -600,7 +626,7 @@ export async function openRegularFile(
         native ??= await openNativeReader(path, info);
         return native !== null;
       },
-      stream(start, length) {
+      stream(start, length, release) {
         const reader = native;
         native = null;
         if (reader !== null && start + length === info.size) {
@@ -613,7 +639,8 @@ export async function openRegularFile(
           return reader.readable;
         }
         reader?.close();
-        return streamHandle(handle, start, length, close);
+        const range = { start, end: start + length - 1 };
+        return streamFileRanges(handle, [range], close, release);
       },
     };
   } catch (error) {
@@ -674,23 +701,82 @@ export async function openNativeReader(
   return null;
 }
 
-function streamHandle(
+/**
+ * Whether a file stream may let each chunk go as soon as `Deno.serve` holds
+ * it. Set by {@linkcode handToServe}, only for a response that goes straight
+ * to `Deno.serve`; any other reader keeps the chunks it is given.
+ */
+interface ChunkRelease {
+  handedToServe: boolean;
+}
+
+/** File streams reading now (each takes its share of {@linkcode STREAM_READ_BUDGET_BYTES}). */
+let readingStreams = 0;
+
+/** A file stream's next read: twice its last, within its share of the budget. */
+function nextReadBytes(last: number): number {
+  const share = STREAM_READ_BUDGET_BYTES / Math.max(1, readingStreams);
+  return Math.max(
+    FIRST_READ_BYTES,
+    Math.min(last * 2, MAX_READ_BYTES, share),
+  );
+}
+
+/**
+ * Streams the pieces of a body from an open file: byte ranges, in positional
+ * reads of {@linkcode nextReadBytes} (so bytes past a range, or added to a
+ * file that grows, are never sent), and the text between ranges of a
+ * multipart answer as it is. Closes the file at the end, on error, or when
+ * the client goes away. A pull reads only when the reader asks (high-water
+ * mark 0): a client that stops reading stops the reads, and memory holds
+ * about two reads per stream.
+ *
+ * Each read gets a new buffer: `Deno.serve` does not copy a chunk, it keeps
+ * the buffer until its bytes are written to the socket, so reusing one would
+ * send other bytes. A chunk's memory is freed only once both sides let it
+ * go. Left to the garbage collector, a 100 MiB download holds 110-125 MB at
+ * its peak; with `release` set (see {@linkcode handToServe}) each chunk is
+ * detached from JavaScript (`ArrayBuffer.prototype.transfer(0)`) right after
+ * it is handed over, so it is freed as soon as Rust has sent it: 56-61 MB,
+ * and the memory freed is soon reused, still in the CPU's caches.
+ */
+function streamFileRanges(
   handle: FileHandle,
-  start: number,
-  length: number,
+  pieces: readonly (ByteRange | string)[],
   close: () => void,
+  release: ChunkRelease = { handedToServe: false },
 ): ReadableStream<Uint8Array> {
-  let position = start;
-  let remaining = length;
+  let index = 0;
+  let position = 0; // where the next read of the current range starts
+  let remaining = 0; // bytes left of the range being read
+  let lastRead = FIRST_READ_BYTES / 2;
+  let counted = false;
+  const finish = () => {
+    if (counted) readingStreams--;
+    counted = false;
+    close();
+  };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        if (remaining === 0) {
-          close();
-          controller.close();
-          return;
+        while (remaining === 0) {
+          const piece = pieces[index++];
+          if (piece === undefined) {
+            finish();
+            controller.close();
+            return;
+          }
+          if (typeof piece === "string") {
+            controller.enqueue(encoder.encode(piece));
+            return;
+          }
+          position = piece.start;
+          remaining = piece.end - piece.start + 1;
         }
-        const chunk = new Uint8Array(Math.min(RANGE_CHUNK_BYTES, remaining));
+        if (!counted) readingStreams++;
+        counted = true;
+        lastRead = nextReadBytes(lastRead);
+        const chunk = new Uint8Array(Math.min(lastRead, remaining));
         const { bytesRead } = await handle.read(
           chunk,
           0,
@@ -700,17 +786,30 @@ function streamHandle(
         if (bytesRead === 0) throw new Error("file shrank while being sent");
         position += bytesRead;
         remaining -= bytesRead;
-        controller.enqueue(chunk.subarray(0, bytesRead));
-        if (remaining === 0) {
-          close();
+        controller.enqueue(
+          bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead),
+        );
+        // Deno.serve's reader of this stream (resourceForReadableStream in
+        // Deno's ext/web/06_streams.js) was waiting for this chunk, so it
+        // passed it to Rust inside this enqueue: it only defers a chunk
+        // enqueued during its own read call, and this one came after an
+        // await. Rust (op_readable_stream_resource_write_sync or _write_buf)
+        // keeps its own reference to the memory (a V8Slice holds the
+        // BackingStore), so detaching frees nothing it still sends. A
+        // desired size below 0 would mean the chunk was queued instead.
+        if (release.handedToServe && controller.desiredSize === 0) {
+          chunk.buffer.transfer(0);
+        }
+        if (remaining === 0 && index === pieces.length) {
+          finish();
           controller.close();
         }
       } catch (error) {
-        close();
+        finish();
         controller.error(error);
       }
     },
-    cancel: close,
+    cancel: finish,
   }, { highWaterMark: 0 });
 }
 
@@ -1581,17 +1680,22 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
     case "whole": {
       const { file } = source as { file: OpenFile };
       // No size means gzip while streaming (a big compressible file).
-      const whole = file.stream(0, file.info.size);
-      const stream = representation.size === null
-        ? gzipWhileStreaming(whole)
-        : whole;
-      return makeResponse(stream, plan.status, plan.headers);
+      if (representation.size === null) {
+        const whole = gzipWhileStreaming(file.stream(0, file.info.size));
+        return makeResponse(whole, plan.status, plan.headers);
+      }
+      const release = { handedToServe: false };
+      const whole = file.stream(0, file.info.size, release);
+      return releasing(makeResponse(whole, plan.status, plan.headers), release);
     }
     case "ranges": {
-      const bytes = source.kind === "memory"
-        ? joinPieces(source.bytes, body.pieces)
-        : streamFilePieces(source.file, body.pieces);
-      return makeResponse(bytes, plan.status, plan.headers);
+      if (source.kind === "memory") {
+        const bytes = joinPieces(source.bytes, body.pieces);
+        return makeResponse(bytes, plan.status, plan.headers);
+      }
+      const release = { handedToServe: false };
+      const bytes = streamFilePieces(source.file, body.pieces, release);
+      return releasing(makeResponse(bytes, plan.status, plan.headers), release);
     }
   }
 }
@@ -1636,58 +1740,50 @@ function joinPieces(
 }
 
 /**
- * Streams the pieces of a ranges plan from an open file (each range read in
- * big chunks, the text between them as it is) and closes the file at the
- * end, on error, or when the client goes away. One range is the file's own
- * {@linkcode OpenFile.stream}.
+ * Streams the pieces of a ranges plan from an open file (see
+ * {@linkcode streamFileRanges}). One range is the file's own
+ * {@linkcode OpenFile.stream} (natively, when it goes to the end).
  */
 function streamFilePieces(
   file: OpenFile,
   pieces: readonly (ByteRange | string)[],
+  release: ChunkRelease,
 ): ReadableStream<Uint8Array> {
   const first = pieces[0];
   if (pieces.length === 1 && typeof first !== "string") {
-    return file.stream(first.start, first.end - first.start + 1);
+    return file.stream(first.start, first.end - first.start + 1, release);
   }
-  let index = 0;
-  let position = 0; // where the next read of the current range starts
-  let remaining = 0; // bytes left of the range being read
-  const close = () => file.close();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        if (remaining === 0) {
-          const piece = pieces[index++];
-          if (piece === undefined) {
-            close();
-            controller.close();
-            return;
-          }
-          if (typeof piece === "string") {
-            controller.enqueue(encoder.encode(piece));
-            return;
-          }
-          position = piece.start;
-          remaining = piece.end - piece.start + 1;
-        }
-        const chunk = new Uint8Array(Math.min(RANGE_CHUNK_BYTES, remaining));
-        const { bytesRead: read } = await file.handle.read(
-          chunk,
-          0,
-          chunk.length,
-          position,
-        );
-        if (read === 0) throw new Error("file shrank while being sent");
-        position += read;
-        remaining -= read;
-        controller.enqueue(chunk.subarray(0, read));
-      } catch (error) {
-        close();
-        controller.error(error);
-      }
-    },
-    cancel: close,
-  }, { highWaterMark: 0 });
+  return streamFileRanges(file.handle, pieces, () => file.close(), release);
+}
+
+/** Responses whose body is a file stream, with the stream's {@linkcode ChunkRelease}. */
+const releasableBodies = new WeakMap<Response, ChunkRelease>();
+
+function releasing(response: Response, release: ChunkRelease): Response {
+  releasableBodies.set(response, release);
+  return response;
+}
+
+/**
+ * Requests that came through {@linkcode serveWithRestart}: their answers go
+ * to `Deno.serve`, so a download to the end of a file streams in big reads
+ * ({@linkcode streamFileRanges}) rather than Deno's native 64 KiB reader,
+ * which other callers of the handler get (any reader can read it, and it
+ * never waits for the garbage collector).
+ */
+const servedHere = new WeakSet<Request>();
+
+/**
+ * Called on each response just before it goes to `Deno.serve`: a file
+ * stream of it (the very stream the handler built, unread) may free each
+ * chunk as soon as `Deno.serve` holds it (see {@linkcode streamFileRanges}).
+ */
+function handToServe(response: Response): Response {
+  const release = releasableBodies.get(response);
+  if (release !== undefined && !response.bodyUsed) {
+    release.handedToServe = true;
+  }
+  return response;
 }
 
 /** A short text response; errors never carry more than their reason phrase. */
@@ -2357,6 +2453,34 @@ export function renderListingJson(
 
 /** How many `stat` calls a listing runs at once. */
 const LISTING_STAT_CONCURRENCY = 32;
+/**
+ * Listings built at once; more wait for a turn. A listing of
+ * {@linkcode MAX_LISTING_ENTRIES} entries holds several megabytes while it is
+ * built, so 40 requests at once for a big folder took 270 MB more memory.
+ */
+export const MAX_CONCURRENT_LISTINGS = 4;
+/** Listing requests that may wait for a turn; more get 503 with `Retry-After`. */
+export const MAX_WAITING_LISTINGS = 64;
+
+const listingTurns = { running: 0, waiting: [] as (() => void)[] };
+
+/** Waits for a turn to build a listing; false when too many are waiting already. */
+async function takeListingTurn(): Promise<boolean> {
+  if (listingTurns.running < MAX_CONCURRENT_LISTINGS) {
+    listingTurns.running++;
+    return true;
+  }
+  if (listingTurns.waiting.length >= MAX_WAITING_LISTINGS) return false;
+  // The turn is handed over by releaseListingTurn, still counted as running.
+  await new Promise<void>((resolve) => listingTurns.waiting.push(resolve));
+  return true;
+}
+
+function releaseListingTurn(): void {
+  const next = listingTurns.waiting.shift();
+  if (next === undefined) listingTurns.running--;
+  else next();
+}
 
 /**
  * Reads a directory for {@linkcode renderListing}. Left out: dotfiles
@@ -2452,17 +2576,31 @@ async function serveListing(
     const text = encoder.encode(`Bad Request: ${query}\n`);
     return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
   }
-  const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
-  const relativePath = decodeURIComponent(relative);
-  const options = { urlRoot: ctx.urlRoot, query, truncated: listing.truncated };
+  if (!(await takeListingTurn())) {
+    return textResponse(503, ctx.extra, [["Retry-After", "1"]]);
+  }
+  let bytes: Uint8Array<ArrayBuffer>;
   const json = query.format === "json" ||
     (query.format === null && acceptsJsonListing(req.headers.get("accept")));
-  const body = json
-    ? renderListingJson(relativePath, listing.entries, options)
-    : renderListing(relativePath, listing.entries, options);
+  try {
+    const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
+    const relativePath = decodeURIComponent(relative);
+    const options = {
+      urlRoot: ctx.urlRoot,
+      query,
+      truncated: listing.truncated,
+    };
+    bytes = encoder.encode(
+      json
+        ? renderListingJson(relativePath, listing.entries, options)
+        : renderListing(relativePath, listing.entries, options),
+    );
+  } finally {
+    releaseListingTurn();
+  }
   return bytesResponse(
     200,
-    encoder.encode(body),
+    bytes,
     json ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
     [
       ["Vary", "Accept"],
@@ -2753,7 +2891,10 @@ async function sendFileFromDisk(
         file = precompressed;
       }
     }
-    if (req.method === "GET" && streamsToEnd(plan.body, file.info.size)) {
+    if (
+      req.method === "GET" && !servedHere.has(req) &&
+      streamsToEnd(plan.body, file.info.size)
+    ) {
       await file.openNative();
     }
     return attachBody(plan, { kind: "file", file });
@@ -2766,15 +2907,16 @@ async function sendFileFromDisk(
 /**
  * Whether a body reads more than one chunk from the file and on to its end:
  * the whole file, or one range such as `bytes=1000-` (a resumed download, a
- * video seek). Those stream from Deno's own reader ({@linkcode OpenFile.stream}).
+ * video seek). Those stream from Deno's own reader ({@linkcode OpenFile.stream})
+ * unless the request came through {@linkcode serveWithRestart}.
  */
 function streamsToEnd(body: BodyPlan, size: number): boolean {
-  if (size <= RANGE_CHUNK_BYTES) return false;
+  if (size <= STREAM_FROM_BYTES) return false;
   if (body.kind === "whole") return true;
   if (body.kind !== "ranges" || body.pieces.length !== 1) return false;
   const range = body.pieces[0];
   return typeof range !== "string" && range.end === size - 1 &&
-    size - range.start > RANGE_CHUNK_BYTES;
+    size - range.start > STREAM_FROM_BYTES;
 }
 
 /**
@@ -3993,6 +4135,10 @@ export interface RestartingServer {
  * `Connection: close`, so clients with keep-alive connections hand their
  * descriptors back.
  *
+ * Big files the handler streams go to `Deno.serve` in 64 KiB-1 MiB reads,
+ * each freed as soon as it is sent (see {@linkcode streamFileRanges}); with
+ * `Deno.serve(handler)` itself they stream through Deno's native reader.
+ *
  * A start-up failure (port in use, no permission) still throws at once.
  * `shutdown()` waits at most `shutdownGraceMs` for requests in flight;
  * `finished` then resolves even if some connections are still open.
@@ -4005,11 +4151,12 @@ export function serveWithRestart(
 ): RestartingServer {
   let pressureUntil = 0;
   const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
+    servedHere.add(req);
     const result = handler(req, info);
-    if (pressureUntil === 0 || Date.now() > pressureUntil) return result;
-    return result instanceof Response
-      ? closeAfter(result)
-      : result.then(closeAfter);
+    const last = pressureUntil === 0 || Date.now() > pressureUntil
+      ? handToServe
+      : (response: Response) => handToServe(closeAfter(response));
+    return result instanceof Response ? last(result) : result.then(last);
   };
   const draining = new Set<Deno.HttpServer<Deno.NetAddr>>();
   let current = Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...options }, serve);

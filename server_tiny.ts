@@ -41,7 +41,8 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 /**
  * The largest request head we accept, request line and header fields together,
  * blank line included. RFC 9112 leaves the limit to the server; a larger head
- * gets 431 Request Header Fields Too Large (RFC 6585 5).
+ * gets 431 Request Header Fields Too Large (RFC 6585 5), or 414 URI Too Long
+ * (RFC 9110 15.5.15) when its request target alone does not fit.
  */
 export const MAX_HEAD_BYTES = 8 * 1024;
 
@@ -60,6 +61,14 @@ export const LINGER_TIMEOUT_MS = 2_000;
 
 /** After our response, how many bytes we read and discard at most before closing. */
 export const LINGER_MAX_BYTES = 64 * 1024;
+
+/**
+ * Connections open at once, at most. Each holds about 34 KB (its buffers and
+ * the runtime's), so 65,536 descriptors' worth of idle connections would be
+ * 2 GB; past this many, those still waiting for a head are answered 408 at
+ * once, as when the descriptors run out (see {@link serveTiny}).
+ */
+export const MAX_CONNECTIONS = 4096;
 
 /** On Ctrl-C or SIGTERM, how long requests in progress get before their connections are closed. */
 export const SHUTDOWN_GRACE_MS = 5_000;
@@ -95,6 +104,7 @@ const STATUS_TEXT: Record<number, string> = {
   409: "Conflict",
   410: "Gone",
   413: "Content Too Large",
+  414: "URI Too Long",
   421: "Misdirected Request",
   422: "Unprocessable Content",
   429: "Too Many Requests",
@@ -147,6 +157,8 @@ export type HeadReadResult =
   | { kind: "head"; head: Uint8Array; bytesAfter: number }
   /** More than `maxBytes` without a blank line: answer 431. */
   | { kind: "too-large" }
+  /** More than `maxBytes` and the request target had not ended yet: answer 414. */
+  | { kind: "target-too-long" }
   /** The head did not arrive in time: answer 408. */
   | { kind: "timeout" }
   /**
@@ -237,7 +249,7 @@ export async function readRequestHead(
         };
       }
     }
-    return { kind: "too-large" };
+    return { kind: lineState === IN_TARGET ? "target-too-long" : "too-large" };
   } finally {
     deadlines.remove(deadline);
   }
@@ -625,8 +637,12 @@ function targetPath(method: string, target: string): string | null {
     return query === -1 ? target : target.slice(0, query);
   }
   // absolute-form, what clients send to proxies; servers MUST accept it (3.2.2).
+  // Userinfo in it (`http://a@host/`) is refused, as in Host: RFC 9110 4.2.4
+  // says to treat it as an error (it is used to make a URL look like another).
   if (/^https?:\/\//i.test(target)) {
-    return URL.canParse(target) ? new URL(target).pathname : null;
+    const authority = target.slice(target.indexOf("//") + 2).split(/[/?]/)[0];
+    if (authority.includes("@") || !URL.canParse(target)) return null;
+    return new URL(target).pathname;
   }
   // asterisk-form and authority-form exist only for OPTIONS and CONNECT,
   // which this server answers with 405.
@@ -941,13 +957,14 @@ export function respondTo(request: RequestHead): TinyResponse {
 }
 
 /** The statuses this server answers with when a request cannot be served. */
-export type ErrorStatus = 400 | 404 | 405 | 408 | 431 | 500 | 505;
+export type ErrorStatus = 400 | 404 | 405 | 408 | 414 | 431 | 500 | 505;
 
 const ERROR_DETAILS: Record<ErrorStatus, string> = {
   400: "The server could not understand this request.",
   404: 'There is no page at this address. Try <a href="/">the home page</a>.',
   405: "This server answers GET and HEAD requests only.",
   408: "The request did not arrive in time.",
+  414: "The address is longer than this server accepts.",
   431: "The request head is larger than this server accepts.",
   500: "Something went wrong on the server. Try again later.",
   505: "This server speaks HTTP/1.0 and HTTP/1.1 only.",
@@ -1186,7 +1203,9 @@ function maySendMore(
   result: HeadReadResult,
   request: RequestHead | null,
 ): boolean {
-  if (result.kind === "too-large") return true;
+  if (result.kind === "too-large" || result.kind === "target-too-long") {
+    return true;
+  }
   if (result.kind !== "head") return false;
   if (result.bytesAfter > 0 || request === null) return true;
   return request.headers.some(([name, value]) =>
@@ -1512,6 +1531,7 @@ async function handleConnection(
     } else {
       const statusFor = {
         "too-large": 431,
+        "target-too-long": 414,
         "timeout": 408,
         "incomplete": 400,
       } as const;
@@ -1620,6 +1640,8 @@ export interface TinyServerOptions {
   lingerMs?: number;
   /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
+  /** See {@link MAX_CONNECTIONS}. @default {MAX_CONNECTIONS} */
+  maxConnections?: number;
   /**
    * Host names answered besides the default ones (see {@link allowedHostsFor});
    * `.example.com` also allows its subdomains. Requests for any other name get
@@ -1696,6 +1718,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
+    maxConnections = MAX_CONNECTIONS,
     allowedHosts = [],
     respond = respondTo,
   } = options;
@@ -1706,6 +1729,8 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   let listening = true;
   // Resolves `finished` once the last connection is done, after the listener closed.
   let allDone: (() => void) | undefined;
+  // Set while acceptConnections waits for fewer than maxConnections.
+  let roomFree: (() => void) | undefined;
 
   // If the output has gone away (say, piped into `head`), keep serving anyway.
   const log = (line: string) => {
@@ -1725,6 +1750,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     respond,
     done(connection: OpenConnection) {
       connections.remove(connection);
+      if (roomFree && connections.items.length < maxConnections) roomFree();
       if (connections.items.length === 0) allDone?.();
     },
   };
@@ -1738,6 +1764,17 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   async function acceptConnections(): Promise<void> {
     let failures = 0;
     while (listening) {
+      if (connections.items.length >= maxConnections) {
+        // At the most: the ones still waiting for a head get their 408, and
+        // no more are accepted (the kernel queues them) until there is room.
+        const closed = deadlines.expireAll();
+        log(
+          `${connections.items.length} connections open, the most there may be; closed ${closed} waiting for a head or lingering`,
+        );
+        await new Promise<void>((resolve) => roomFree = resolve);
+        roomFree = undefined;
+        continue;
+      }
       let conn: Deno.Conn;
       try {
         conn = await listener.accept();

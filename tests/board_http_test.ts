@@ -1095,6 +1095,10 @@ Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422
   assert.equal(statusOf(undefined), 400);
   assert.equal(statusOf("ok", ["Ann"]), 400);
   assert.equal(statusOf("ok", "tab\there"), 422);
+  // Regression: line and paragraph separators made a "single line" name two.
+  assert.equal(statusOf("ok", "Ann\u2028Admin"), 422);
+  assert.equal(statusOf("ok", "Ann\u2029Admin"), 422);
+  assert.equal(statusOf("line\u2028separator"), 0); // a message may have several lines
 });
 
 Deno.test("helpers: parseUrlEncoded decodes a form body", () => {

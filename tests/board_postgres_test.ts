@@ -7,6 +7,7 @@ import { openPostgresStore } from "../board_postgres.ts";
 import {
   type BoardEvent,
   type MessageStore,
+  StartupError,
   StoreUnavailableError,
 } from "../message_board.ts";
 
@@ -270,6 +271,30 @@ storeTest(
   async ({ pg, open }) => {
     await pg.stop();
     await assert.rejects(open(), StoreUnavailableError);
+  },
+);
+
+storeTest(
+  "regression: a database that cannot hold every character is refused at opening",
+  { stores: 0 },
+  async ({ pg }) => {
+    // An emoji posted to it got 500, and so did every post of the same batch.
+    const name = `${new URL(pg.url).pathname.slice(1)}_latin1`;
+    await withDatabase(pg.url, (sql) =>
+      sql.unsafe(
+        `create database ${name} template template0 encoding 'LATIN1' locale 'C'`,
+      ));
+    try {
+      const url = new URL(pg.url);
+      url.pathname = `/${name}`;
+      await assert.rejects(openPostgresStore(url.href), (error) => {
+        assert(error instanceof StartupError);
+        assert.match(error.message, /LATIN1.*UTF8/);
+        return true;
+      });
+    } finally {
+      await withDatabase(pg.url, (sql) => sql.unsafe(`drop database ${name}`));
+    }
   },
 );
 

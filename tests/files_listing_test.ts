@@ -7,6 +7,8 @@ import {
   formatSize,
   listingBreadcrumbs,
   type ListingEntry,
+  MAX_CONCURRENT_LISTINGS,
+  MAX_WAITING_LISTINGS,
   parseListingQuery,
   renderListing,
   serveDir,
@@ -559,4 +561,32 @@ Deno.test("listing page: its own CSP allows its stylesheet by hash and nothing e
   const json = await list(tree.root, "/sub/?format=json");
   assert.equal(json.headers.get("content-security-policy"), null);
   await json.body?.cancel();
+});
+
+Deno.test("listing: more requests at once than can wait for a turn get 503 with Retry-After", async () => {
+  await using tree = await makeTree();
+  await Deno.mkdir(`${tree.root}/big`);
+  for (let i = 0; i < 500; i++) {
+    await Deno.writeTextFile(`${tree.root}/big/f${i}`, "");
+  }
+  const count = MAX_CONCURRENT_LISTINGS + MAX_WAITING_LISTINGS + 20;
+  const responses = await Promise.all(
+    Array.from({ length: count }, () => list(tree.root, "/big/?format=json")),
+  );
+  const refused = responses.filter((res) => res.status === 503);
+  const listed = responses.filter((res) => res.status === 200);
+  assert.equal(refused.length + listed.length, count);
+  assert.ok(
+    refused.length >= 1 && refused.length <= 20,
+    `${refused.length} refused`,
+  );
+  for (const res of refused) {
+    assert.equal(res.headers.get("retry-after"), "1");
+    assert.equal(await res.text(), "Service Unavailable\n");
+  }
+  for (const res of listed) {
+    assert.equal((await res.json()).entries.length, 500);
+  }
+  // Once the turns are free, a listing is built again.
+  assert.equal((await list(tree.root, "/big/")).status, 200);
 });

@@ -215,6 +215,16 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
       status: 400,
     },
     {
+      name: "userinfo in absolute-form",
+      head: "GET http://a@127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      status: 400,
+    },
+    {
+      name: "userinfo with a password in absolute-form",
+      head: "GET http://u:p@h:80/x?y HTTP/1.1\r\nHost: h\r\n\r\n",
+      status: 400,
+    },
+    {
       name: "non-ASCII in target",
       head: encode("GET /caf\u00e9 HTTP/1.1\r\nHost: h\r\n\r\n"),
       status: 400,
@@ -459,6 +469,19 @@ Deno.test("readRequestHead enforces MAX_HEAD_BYTES exactly", async () => {
   );
 });
 
+Deno.test("readRequestHead tells a request target longer than MAX_HEAD_BYTES (414) from a large head (431)", async () => {
+  const long = `GET /${"a".repeat(MAX_HEAD_BYTES)} HTTP/1.1\r\nHost: h\r\n\r\n`;
+  assert.deepEqual(
+    await readRequestHead(chunkReader([long.slice(0, 50), long.slice(50)])),
+    { kind: "target-too-long" },
+  );
+  // A method that long is not a target: 431.
+  assert.deepEqual(
+    await readRequestHead(chunkReader(["G".repeat(MAX_HEAD_BYTES + 1)])),
+    { kind: "too-large" },
+  );
+});
+
 Deno.test("readRequestHead reports a closed or half-sent connection", async () => {
   assert.deepEqual(await readRequestHead(chunkReader([])), { kind: "closed" });
   assert.deepEqual(
@@ -656,7 +679,7 @@ Deno.test("the hello page shows method, target and every header, escaped", () =>
 });
 
 Deno.test("error pages are generic", () => {
-  for (const status of [400, 404, 405, 408, 431, 505] as const) {
+  for (const status of [400, 404, 405, 408, 414, 431, 505] as const) {
     const { body } = errorResponse(status);
     assert.match(body, new RegExp(`<h1>${status} [A-Z]`));
   }

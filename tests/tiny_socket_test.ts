@@ -214,6 +214,11 @@ Deno.test("bad requests get their status over a real socket", async (t) => {
     },
     { name: "oversize head", send: oversize, status: 431 },
     {
+      name: "oversize request target",
+      send: `GET /${"a".repeat(20_000)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`,
+      status: 414,
+    },
+    {
       name: "half a head, then EOF",
       send: "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n",
       status: 400,
@@ -727,6 +732,37 @@ Deno.test("out of descriptors, connections waiting for a head get their 408 at o
       }
     }
     await child.stop();
+  }
+});
+
+Deno.test("past maxConnections, connections waiting for a head get their 408 and a new client is answered", async () => {
+  const { server, port, lines } = startServer({ maxConnections: 20 });
+  const idle: Deno.TcpConn[] = [];
+  try {
+    for (let i = 0; i < 30; i++) idle.push(await connect(port));
+    await delay(100);
+    const started = Date.now();
+    const response = await exchange(
+      port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert.equal(response.status, 200);
+    assert.ok(Date.now() - started < 3000, `${Date.now() - started} ms`);
+    const answers = await Promise.all(
+      idle.slice(0, 20).map((conn) => readToEnd(conn).then(decode)),
+    );
+    for (const answer of answers) assert.match(answer, /^HTTP\/1\.1 408 /);
+    // At once, not after the 10 s head timeout.
+    assert.ok(Date.now() - started < 3000, `${Date.now() - started} ms`);
+    assert.ok(
+      lines.some((line) =>
+        /connections open, the most there may be/.test(line)
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    for (const conn of idle) conn.close();
+    await server.shutdown();
   }
 });
 

@@ -1,0 +1,180 @@
+// The big-file path of server_files.ts: files above the small-file cache
+// stream from the open file in reads that grow from 64 KiB to 1 MiB; through
+// serveWithRestart each chunk is freed as soon as Deno.serve holds it.
+import assert from "node:assert/strict";
+import { createHandler, serveWithRestart } from "../server_files.ts";
+import { makeTree, startFilesProcess } from "./_files.ts";
+
+const MiB = 1024 * 1024;
+
+/** Bytes that tell every offset apart: a chunk sent twice, late or early shows. */
+function patterned(size: number): Uint8Array<ArrayBuffer> {
+  const data = new Uint8Array(size);
+  for (let i = 0; i < size; i++) data[i] = (i % 251) ^ (i >> 16);
+  return data;
+}
+
+/** Where `needle` starts in `haystack`, or -1. */
+function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
+  search: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) {
+      if (haystack[i + j] !== needle[j]) continue search;
+    }
+    return i;
+  }
+  return -1;
+}
+
+/** How many descriptors a process has open, from /proc. */
+async function countFds(pid: number): Promise<number> {
+  let count = 0;
+  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) count++;
+  return count;
+}
+
+/** The peak resident set size of a process in bytes, from /proc. */
+async function readPeakRss(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+Deno.test("downloads through serveWithRestart arrive byte for byte across read boundaries", async (t) => {
+  await using tree = await makeTree();
+  // Reads of 64 KiB, 128 KiB, ... 1 MiB, then 1 MiB each: over a dozen boundaries.
+  const size = 9 * MiB + 12_345;
+  const data = patterned(size);
+  await Deno.writeFile(`${tree.root}/big.bin`, data);
+  const handler = createHandler({ fsRoot: tree.root, quiet: true });
+  const server = serveWithRestart(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    handler,
+  );
+  const url = `http://127.0.0.1:${server.addr.port}/big.bin`;
+  const get = async (range?: string) => {
+    const res = await fetch(url, { headers: range ? { range } : {} });
+    return { res, body: new Uint8Array(await res.arrayBuffer()) };
+  };
+  try {
+    await t.step("the whole file", async () => {
+      const { res, body } = await get();
+      assert.equal(res.status, 200);
+      assert.equal(body.length, size);
+      assert.deepEqual(body, data);
+    });
+    await t.step("a range that starts and ends inside reads", async () => {
+      const { res, body } = await get("bytes=65000-5000000");
+      assert.equal(res.status, 206);
+      assert.deepEqual(body, data.subarray(65000, 5000001));
+    });
+    await t.step("a range to the end, from inside a read", async () => {
+      const { res, body } = await get("bytes=100000-");
+      assert.equal(
+        res.headers.get("content-range"),
+        `bytes 100000-${size - 1}/${size}`,
+      );
+      assert.deepEqual(body, data.subarray(100000));
+    });
+    await t.step("two ranges (multipart), each across reads", async () => {
+      const { res, body } = await get("bytes=0-70000,4000000-4300000");
+      assert.equal(res.status, 206);
+      assert.equal(body.length, Number(res.headers.get("content-length")));
+      const first = indexOfBytes(body, data.subarray(0, 70001));
+      const second = indexOfBytes(body, data.subarray(4000000, 4300001));
+      assert.ok(first > 0 && second > first + 70000, `${first}, ${second}`);
+    });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a handler that reads the file's stream itself still gets every byte (chunks are freed only when Deno.serve has them)", async () => {
+  await using tree = await makeTree();
+  const size = 6 * MiB + 7;
+  const data = patterned(size);
+  await Deno.writeFile(`${tree.root}/big.bin`, data);
+  const handler = createHandler({ fsRoot: tree.root, quiet: true });
+  // The answer Deno.serve gets is a new one, made of ours read in JavaScript.
+  const server = serveWithRestart(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      const res = await handler(req);
+      const body = await res.arrayBuffer();
+      return new Response(body, { status: res.status, headers: res.headers });
+    },
+  );
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.addr.port}/big.bin`);
+    assert.deepEqual(new Uint8Array(await res.arrayBuffer()), data);
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a 100 MiB download holds little memory in the server process (each chunk freed once sent)", async () => {
+  await using tree = await makeTree();
+  const size = 100 * MiB;
+  const file = await Deno.open(`${tree.root}/big.bin`, {
+    write: true,
+    create: true,
+  });
+  for (let done = 0; done < size; done += 4 * MiB) {
+    await file.write(new Uint8Array(4 * MiB).fill(done / MiB));
+  }
+  file.close();
+  await using server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root, "--quiet"],
+  });
+  assert.equal(await (await fetch(`${server.url}a.txt`)).text(), "hello a");
+  const before = await readPeakRss(server.pid);
+  const res = await fetch(`${server.url}big.bin`);
+  let received = 0;
+  for await (const chunk of res.body!) received += chunk.length;
+  assert.equal(received, size);
+  const growth = (await readPeakRss(server.pid) - before) / MiB;
+  // Left to the garbage collector, the chunks peak at about 64 MB more.
+  assert.ok(growth < 40, `peak RSS grew by ${growth.toFixed(1)} MB`);
+});
+
+Deno.test("clients that stop reading a big file hold a bounded amount of the server's memory", async () => {
+  await using tree = await makeTree();
+  const size = 64 * MiB;
+  await Deno.writeFile(`${tree.root}/big.bin`, new Uint8Array(size).fill(7));
+  await using server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root, "--quiet"],
+  });
+  assert.equal(await (await fetch(`${server.url}a.txt`)).text(), "hello a");
+  const before = await readPeakRss(server.pid);
+  const fdsBefore = await countFds(server.pid);
+  const request = new TextEncoder().encode(
+    "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+  );
+  const clients: Deno.TcpConn[] = [];
+  try {
+    // 48 downloads at 1 MiB a read would hold over 100 MB; their shares of
+    // the read budget hold a fraction of that.
+    for (let i = 0; i < 48; i++) {
+      const conn = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+      });
+      clients.push(conn);
+      await conn.write(request);
+    }
+    // Each stream reads until the socket buffers are full, then waits.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const growth = (await readPeakRss(server.pid) - before) / MiB;
+    assert.ok(growth < 75, `peak RSS grew by ${growth.toFixed(1)} MB`);
+  } finally {
+    for (const conn of clients) conn.close();
+  }
+  // The files of the abandoned downloads are closed, and the server serves on.
+  let fds = await countFds(server.pid);
+  for (let tries = 0; fds > fdsBefore && tries < 50; tries++) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    fds = await countFds(server.pid);
+  }
+  assert.ok(fds <= fdsBefore, `${fds} descriptors open, ${fdsBefore} before`);
+  assert.equal(await (await fetch(`${server.url}a.txt`)).text(), "hello a");
+});
