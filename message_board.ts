@@ -71,6 +71,12 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 /** Largest request body we read; more gets 413 Content Too Large (RFC 9110 15.5.14). */
 export const MAX_BODY_BYTES = 64 * 1024;
+/**
+ * Most pieces (chunks, reads) a request body may arrive in; more gets 413. A real 64 KiB
+ * body comes in a few dozen; each piece costs a trip through the body stream, and a body
+ * sent a byte at a time took seconds of the server's time.
+ */
+export const MAX_BODY_PIECES = 1024;
 /** Longest message in characters (code points); more gets 422. */
 export const MAX_MESSAGE_CHARS = 4000;
 /** Longest poster name in characters; more gets 422. */
@@ -1619,7 +1625,8 @@ export function findDuplicateKey(json: string): string | null {
  * Content-Length over the limit is refused before reading anything; a chunked
  * body (no length) is counted as it arrives and cut off past the limit. A
  * body not complete within `timeoutMs` gets 408, so a client sending one
- * byte a minute cannot hold a request open for ever.
+ * byte a minute cannot hold a request open for ever; one in more than
+ * {@linkcode MAX_BODY_PIECES} pieces gets 413.
  */
 async function readBody(
   request: Request,
@@ -1650,28 +1657,38 @@ async function readBody(
   const reader = request.body.getReader();
   const chunks: Uint8Array<ArrayBuffer>[] = [];
   let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(new HttpError(408, "The request body took too long to arrive.")),
-      timeoutMs,
-    );
-  });
+  // One timer for the whole body that cancels the reader, which ends a pending read (a
+  // race per read would cost a promise for every piece).
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    reader.cancel().catch(() => {});
+  }, timeoutMs);
   try {
     while (true) {
-      const { done, value } = await Promise.race([reader.read(), timeout]);
-      if (done) break;
+      const { done, value } = await reader.read();
+      if (done || timedOut) break;
       size += value.byteLength;
       if (size > MAX_BODY_BYTES) throw tooLarge();
+      if (chunks.length === MAX_BODY_PIECES) {
+        throw new HttpError(
+          413,
+          "The request body came in too many small pieces; send it in one.",
+        );
+      }
       chunks.push(value);
     }
   } catch (error) {
     await reader.cancel().catch(() => {});
     if (error instanceof HttpError) throw error;
-    throw new HttpError(400, "The request body could not be read.");
+    if (!timedOut) {
+      throw new HttpError(400, "The request body could not be read.");
+    }
   } finally {
     clearTimeout(timer);
+  }
+  if (timedOut) {
+    throw new HttpError(408, "The request body took too long to arrive.");
   }
   if (chunks.length === 1) return chunks[0];
   const body = new Uint8Array(size);
