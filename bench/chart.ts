@@ -1,7 +1,6 @@
 /**
- * The SVG bar chart of bench/results.svg: every ratio of ours to a peer or
- * floor, on a log scale around 1×, with each target drawn on its bar. Pure
- * (tested in tests/bench_test.ts).
+ * The SVG bar chart of bench/results.svg: every ratio of ours to a peer or floor, on a log scale
+ * around 1×, with each target drawn on its bar. Pure (tested in tests/bench_test.ts).
  *
  * @module
  */
@@ -24,10 +23,7 @@ function escapeXml(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ENTITIES[c as keyof typeof ENTITIES]);
 }
 
-/**
- * Grid lines for a log axis covering [min, max]: 1-2-5 steps for up to three
- * decades (0.5 to 3: 0.5, 1, 2, 5), powers of ten beyond.
- */
+/** Grid lines for a log axis over [min, max]: 1-2-5 steps up to three decades, powers of ten beyond. */
 export function chartTicks(min: number, max: number): number[] {
   const candidates = Array.from({ length: 12 }, (_, i) => i - 4)
     .flatMap((exponent) =>
@@ -58,10 +54,8 @@ const text = (attributes: Attributes, words: string) =>
   element("text", attributes, escapeXml(words));
 
 /**
- * An SVG bar chart of every ratio (ours ÷ the other), on a log scale around
- * 1×: bars to the right mean ours is faster, to the left slower. A ratio with
- * a target gets a dark tick at the target and a green (met) or red (not met)
- * bar; the others are blue.
+ * A bar per ratio (ours ÷ the other) on a log scale around 1×: right of it ours is faster. A ratio
+ * with a target gets a tick at the target and a green (met) or red (not met) bar; the others are blue.
  */
 export function renderSvgChart(ratios: Ratio[], title: string): string {
   const height = TOP + Math.max(ratios.length, 1) * ROW + BOTTOM;

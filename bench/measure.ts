@@ -1,13 +1,8 @@
 /**
- * Measuring: preparing the data, starting each server, checking its answer,
- * driving it with wrk or curl in turns with the others of its scenario,
- * reading its peak memory, and stopping it. bench/run.ts is the command line
- * around it.
- *
- * Every process it starts is registered, so that a failure or Ctrl-C stops
- * all of them ({@link cleanUp}). Peak memory is VmHWM (the resident set's
- * high water mark) in /proc/PID/status of the process that serves: the child
- * itself (spawned directly, no shell in between), or nginx's one worker.
+ * Measuring: preparing the data, starting each server, checking its answer, driving it with wrk
+ * or curl in turns with the others of its scenario, reading its peak memory (VmHWM of the process
+ * that serves: the child itself, or nginx's one worker), and stopping it; {@link cleanUp} stops
+ * every process it started, also after Ctrl-C. bench/run.ts is the command line around it.
  *
  * @module
  */
@@ -63,10 +58,8 @@ let interrupted = false;
 
 /** Runs a tool (wrk, curl, psql) to its end; resolves what it printed. */
 async function runTool(command: string, args: string[]) {
-  const timeoutMs = TOOL_TIMEOUT_MS;
-  const { code, stdout, stderr } = await runProcess(command, args, {
-    timeoutMs,
-  });
+  const options = { timeoutMs: TOOL_TIMEOUT_MS };
+  const { code, stdout, stderr } = await runProcess(command, args, options);
   if (code === 0) return stdout.trim();
   throw new Error(`${command} failed (exit ${code}): ${stderr.trim()}`);
 }
@@ -214,11 +207,9 @@ interface Run {
   starts: number;
   /** One line per server not measured, with the reason. */
   skipped: string[];
-  /** The progress lines' plan: estimated seconds of each measurement. */
+  /** For the time left: each measurement's estimated seconds, how many are done, and since when. */
   plan: number[];
-  /** Planned seconds done so far. */
   done: number;
-  /** When the measuring began (after the preparations), for the pace. */
   measuring: number;
 }
 
@@ -241,10 +232,7 @@ interface Measurement {
   failed?: string;
 }
 
-/**
- * Estimated seconds for one server in one scenario (starts, warm-up, runs),
- * for the time left.
- */
+/** Estimated seconds for one server in one scenario (starts, warm-up, runs), for the time left. */
 export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
   const { duration, runs, warmup } = settings;
   if (scenario.pulls) return 3 + scenario.pulls * 1.5;
@@ -287,10 +275,8 @@ async function startMeasurement(run: Run, m: Measurement) {
   if (server.postgres) {
     if (!run.databaseUrl) throw new Error("the throwaway PostgreSQL is not up");
     const file = join(context.workDir, "seed.sql");
-    await Deno.writeTextFile(
-      file,
-      fixtures.renderPgSeed(scenario.boardMessages ?? 0),
-    );
+    const sql = fixtures.renderPgSeed(scenario.boardMessages ?? 0);
+    await Deno.writeTextFile(file, sql);
     await runPsql(run.databaseUrl, ["--file", file]);
   }
   const spec = await server.launch(context);
@@ -435,10 +421,7 @@ async function measureScenario(
   return measurements.filter((m) => !m.failed).map(summarize);
 }
 
-/**
- * Prepares what the planned servers need: the site's files, the boards' seeds,
- * and the throwaway PostgreSQL (its tables made by one start of our board).
- */
+/** Writes the site's files and the boards' seeds; starts PostgreSQL, its tables made by one board start. */
 async function prepareData(run: Run, plan: Measurement[]) {
   if (plan.some((m) => m.scenario.id.startsWith("files"))) {
     const mib = fixtures.SITE_FILES.large.size / 1024 ** 2;
@@ -470,37 +453,27 @@ async function prepareData(run: Run, plan: Measurement[]) {
   }
 }
 
-/** First match of `pattern` in what a command prints, or "not installed". */
-async function versionOf(command: string, args: string[], pattern: RegExp) {
-  try {
-    const { stdout, stderr } = await runProcess(command, args);
-    return pattern.exec(stdout + stderr)?.[1] ?? "unknown";
-  } catch {
-    return "not installed";
-  }
-}
-
+/** Each tool's version for RESULTS.md: the first version-like figure it prints. */
 async function readVersions(): Promise<Record<string, string>> {
-  const tools: [string, string, string[], RegExp][] = [
-    ["Node", "node", ["--version"], /v(\S+)/],
-    ["nginx", "nginx", ["-v"], /nginx\/(\S+)/],
-    ["Caddy", "caddy", ["version"], /v?(\d\S*)/],
-    ["lighttpd", "lighttpd", ["-v"], /lighttpd\/(\S+)/],
-    ["Python", "python3", ["--version"], /Python (\S+)/],
-    ["wrk", "wrk", ["-v"], /wrk (\S+)/],
-    ["curl", "curl", ["--version"], /curl (\S+)/],
-  ];
-  const versions: Record<string, string> = { Deno: Deno.version.deno };
-  for (const [name, command, args, pattern] of tools) {
-    versions[name] = await versionOf(command, args, pattern);
+  const flags = {
+    node: "--version",
+    nginx: "-v",
+    caddy: "version",
+    lighttpd: "-v",
+    python3: "--version",
+    wrk: "-v",
+    curl: "--version",
+  };
+  const versions: Record<string, string> = { deno: Deno.version.deno };
+  for (const [tool, flag] of Object.entries(flags)) {
+    const output = await runProcess(tool, [flag]).catch(() => null);
+    const text = output ? output.stdout + output.stderr : "";
+    versions[tool] = /\d+\.\d+[\w.+~-]*/.exec(text)?.[0] ?? "not installed";
   }
   const hono = new URL("./reference/hono_static.ts", import.meta.url);
   const pinned = /npm:hono@([\d.]+)/.exec(await Deno.readTextFile(hono));
-  return {
-    ...versions,
-    ...servers.NODE_PEER_VERSIONS,
-    hono: pinned?.[1] ?? "?",
-  };
+  versions.hono = pinned?.[1] ?? "?";
+  return { ...versions, ...servers.NODE_PEER_VERSIONS };
 }
 
 const readLoad = async () => {

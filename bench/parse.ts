@@ -1,7 +1,6 @@
 /**
- * What the measuring tools are told and what they print: wrk's arguments and
- * report, curl's arguments and `--write-out` line, and the peak memory in
- * /proc/PID/status. Pure (tested in tests/bench_test.ts, timed in
+ * What the measuring tools are told and what they print: wrk's and curl's arguments and reports,
+ * and the peak memory in /proc/PID/status. Pure (tested in tests/bench_test.ts, timed in
  * parse_bench.ts); bench/measure.ts runs the tools.
  *
  * @module
@@ -18,32 +17,18 @@ export interface RunResult {
   errors: number;
 }
 
-/** wrk's connections in every scenario, and its threads: one per core of the machine the bench was written for. */
+/** wrk's connections, and its threads: one per core of the machine the bench was written for. */
 export const CONNECTIONS = 32;
 export const THREADS = 2;
 
-// wrk prints sizes with binary prefixes (its format_binary divides by 1024).
-const SIZE_BYTES: Record<string, number> = {
-  B: 1,
-  KB: 1024,
-  MB: 1024 ** 2,
-  GB: 1024 ** 3,
-};
-
-/** Reads a wrk size with its unit: "2.00MB" is 2 MiB. */
+/** Reads a wrk size: "2.00MB" is 2 MiB (wrk's prefixes are binary). */
 function parseSize(text: string): number {
-  const match = /^([\d.]+)([a-zA-Z]+)$/.exec(text.trim());
-  const scale = match ? SIZE_BYTES[match[2]] : undefined;
-  if (!match || scale === undefined) {
-    throw new Error(`not a wrk size: ${JSON.stringify(text)}`);
-  }
-  return Number(match[1]) * scale;
+  const match = /^([\d.]+)(B|KB|MB|GB)$/.exec(text.trim());
+  if (!match) throw new Error(`not a wrk size: ${JSON.stringify(text)}`);
+  return Number(match[1]) * 1024 ** ["B", "KB", "MB", "GB"].indexOf(match[2]);
 }
 
-/**
- * Parses the report wrk prints at the end of a run. Throws when a required
- * line is missing, so a failed run is never read as zero.
- */
+/** Parses wrk's report; throws when a line is missing, so a failed run is never read as zero. */
 export function parseWrkOutput(output: string): RunResult {
   const line = (pattern: RegExp) => pattern.exec(output)?.[1];
   const requests = line(/^\s*(\d+) requests in [\d.]+\w+, [\d.]+\w+ read/m);
@@ -64,10 +49,7 @@ export function parseWrkOutput(output: string): RunResult {
   };
 }
 
-/**
- * wrk's argument list for `duration` seconds against `url`, with `timeout`
- * seconds per request and a Lua `script` (for POST bodies).
- */
+/** wrk's arguments: `duration` and `timeout` in seconds, a Lua `script` for POST bodies. */
 export function wrkArgs(
   url: string,
   duration: number,
@@ -82,10 +64,7 @@ export function wrkArgs(
   return [...args, url];
 }
 
-/**
- * The wrk script that sends `body` as a form POST. A static request: wrk
- * builds it once, so the load generator stays cheap.
- */
+/** The wrk script that posts `body` as a form: a static request wrk builds once, so it stays cheap. */
 export function renderPostScript(body: string): string {
   return [
     "-- Written by bench/measure.ts: every request posts the board's form.",
@@ -112,10 +91,7 @@ export interface CurlResult {
 const WRITE_OUT =
   "%{http_code} %{size_download} %{time_total} %{speed_download} %header{content-encoding}\\n";
 
-/**
- * curl's argument list: silent, body discarded, no redirects followed, and
- * `form` (urlencoded) posted as a browser posts a form.
- */
+/** curl's arguments: silent, body discarded, no redirects followed, `form` posted as a browser does. */
 export function curlArgs(
   url: string,
   timeout: number,

@@ -1,7 +1,6 @@
 /**
- * Turning measurements into figures: medians, ratios, the targets' verdicts,
- * bench/RESULTS.md and the README's summary. Pure (tested in
- * tests/bench_test.ts, timed in report_bench.ts); the chart is in chart.ts.
+ * Turning measurements into figures: medians, ratios, the targets' verdicts, bench/RESULTS.md and
+ * the README's summary. Pure (tested in tests/bench_test.ts, timed in report_bench.ts).
  *
  * @module
  */
@@ -135,10 +134,7 @@ function fastestOf(scenario: ScenarioResult, results: ServerResult[]) {
   );
 }
 
-/**
- * Ours ÷ each floor and peer, scenario by scenario, with the bound of the
- * target (if any) that holds ours to that server in the same scenario.
- */
+/** Ours ÷ each floor and peer, with the bound of the target that holds ours to it there, if any. */
 export function computeRatios(
   scenarios: ScenarioResult[],
   targets: TargetDef[] = [],
@@ -192,10 +188,7 @@ export function formatRatio(value: number): string {
     : `${Number(value.toPrecision(2))}×`;
 }
 
-/**
- * The runs' lowest and highest figure: thousands for requests ("52.1k–55.3k"),
- * MiB/s for bytes.
- */
+/** The runs' lowest and highest figure: thousands for requests ("52.1k–55.3k"), MiB/s for bytes. */
 export function formatSpread(
   samples: number[],
   metric: "requests" | "bytes",
@@ -263,10 +256,7 @@ export function renderResultsTable(scenarios: ScenarioResult[]): string {
   return markdownTable(header, rows);
 }
 
-/**
- * Checks each target against a run's results; one whose servers were not all
- * measured reads "–" and met: null.
- */
+/** Checks each target against a run; one whose servers were not all measured gets met: null. */
 export function checkTargets(
   targets: TargetDef[],
   scenarios: ScenarioResult[],
@@ -416,11 +406,7 @@ Targets: ${met} of ${measured.length} met in this run${
 [bench/RESULTS.md](bench/RESULTS.md).`;
 }
 
-/**
- * Replaces what lies between two marker lines (markers kept); null when a marker is missing.
- *
- * @example replaceBetween("a\n<s>\nold\n<e>\nb", "<s>", "<e>", "new") === "a\n<s>\nnew\n<e>\nb"
- */
+/** Replaces what lies between two marker lines (markers kept); null when a marker is missing. */
 export function replaceBetween(
   text: string,
   start: string,

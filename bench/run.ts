@@ -1,15 +1,10 @@
 #!/usr/bin/env -S deno run --allow-all
 /**
- * The benchmark: our three servers against the runtime's floors and the
- * servers our users would pick instead. `deno task bench --help` lists the
- * options.
- *
- * For every scenario (scenarios.ts) it starts each server (servers.ts) on a
- * free port of 127.0.0.1, checks its answer, warms it up and drives it with
- * wrk or curl, in turns with the others, several times (measure.ts); then it
- * writes the report (report.ts, chart.ts). It runs with --allow-all because it
- * starts other programs (wrk, curl, nginx, npm, ...); our servers run with
- * their own narrow flags.
+ * The benchmark: our three servers against the runtime's floors and the servers our users would
+ * pick instead (`deno task bench --help`). It measures each scenario (scenarios.ts) on each server
+ * (servers.ts) in measure.ts, then writes the report (report.ts, chart.ts). It runs with
+ * --allow-all because it starts other programs (wrk, curl, nginx, npm, ...); our servers run
+ * with their own narrow flags.
  *
  * @module
  */
@@ -139,11 +134,8 @@ async function main(): Promise<void> {
   const args = Deno.args.filter((arg, i, all) =>
     arg !== "--note" && all[i - 1] !== "--note" && !arg.startsWith("--note=")
   );
-  const run = await runBenchmark(
-    options,
-    scenarios,
-    ["deno task bench", ...args].join(" "),
-  );
+  const command = ["deno task bench", ...args].join(" ");
+  const run = await runBenchmark(options, scenarios, command);
 
   await Deno.mkdir(options.outDir, { recursive: true });
   const names = ["RESULTS.md", "results.svg", "results.json"];
@@ -159,17 +151,11 @@ async function main(): Promise<void> {
   // Print the tables as written, columns aligned by deno fmt.
   const text = await Deno.readTextFile(results);
   console.log(text.slice(text.indexOf("## Results"), text.indexOf("## How")));
-  const where = (path: string) => relative(Deno.cwd(), path) || path;
+  const where = relative(Deno.cwd(), options.outDir) || ".";
   const seconds = Math.round(run.elapsedSeconds);
-  console.log(
-    `Wrote ${
-      names.map((n) => where(join(options.outDir, n))).join(", ")
-    } in ${seconds} s.`,
-  );
+  console.log(`Wrote ${names.join(", ")} into ${where} in ${seconds} s.`);
   if (resolve(options.outDir) === resolve(BENCH_DIR)) {
-    console.log(
-      "`deno task bench --update-readme` puts its summary into README.md.",
-    );
+    console.log("Then `deno task bench --update-readme` updates README.md.");
   }
 }
 

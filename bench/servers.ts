@@ -1,8 +1,7 @@
 /**
- * The servers the benchmark starts: ours, the runtime floors we wrote in
- * bench/reference/, and the peers a user would pick instead. Each entry says
- * how to start it on a port of 127.0.0.1 and, when it may be missing here,
- * why it cannot run (one line, then it is skipped).
+ * The servers the benchmark starts: ours, the runtime floors we wrote in bench/reference/, and
+ * the peers a user would pick instead. Each says how to start it on a port of 127.0.0.1 and, when
+ * it may be missing here, why it cannot run (one line, then it is skipped).
  *
  * @module
  */
@@ -17,15 +16,15 @@ export const LOCAL = "127.0.0.1";
 /** What a server needs to start. */
 export interface LaunchContext {
   port: number;
-  /** Folder with the generated site files. */
+  /** The generated site files. */
   siteDir: string;
   /** A fresh, empty folder for this start (data files, configs). */
   workDir: string;
-  /** Where the run installs the Node peers (a temporary folder, never the repository). */
+  /** Where the run installs the Node peers (a temporary folder). */
   toolsDir: string;
   /** JSON Lines messages the boards start from (read only: copy before writing). */
   seedFile?: string;
-  /** The throwaway database's URL, for servers with `postgres: true`. */
+  /** The throwaway PostgreSQL's URL. */
   databaseUrl?: string;
 }
 
@@ -42,7 +41,7 @@ export interface LaunchSpec {
 
 /** A server the benchmark can start. */
 export interface ServerDef {
-  /** "ours" for the one of ours in a scenario; targets name the others by key. */
+  /** "ours" for ours; targets name the others by key. */
   key: string;
   label: string;
   /** Ours; a floor (the runtime doing the least, written by us); or a peer users pick instead. */
@@ -86,6 +85,13 @@ export function onPath(program: string): boolean {
       return false;
     }
   });
+}
+
+/** Writes a config file into a start's folder; resolves its path. */
+async function writeConfig(workDir: string, name: string, text: string) {
+  const path = join(workDir, name);
+  await Deno.writeTextFile(path, text);
+  return path;
 }
 
 /** An `unavailable` for a program that must be on PATH. */
@@ -183,10 +189,7 @@ export const FILES_FLOOR: ServerDef = {
 
 // Native peers: nginx, Caddy, lighttpd, Python.
 
-/**
- * nginx.conf for one run: one worker, sendfile on, no access log, every path
- * in `workDir`, in the foreground; with `gzip`, gzip at level 1 for text.
- */
+/** nginx.conf: one worker in the foreground, sendfile, no access log, paths in `workDir`; gzip 1 if asked. */
 export function renderNginxConfig(
   port: number,
   root: string,
@@ -223,9 +226,8 @@ function nginx(gzip: boolean): ServerDef {
     role: "peer",
     unavailable: needs("nginx", "apt-get install nginx-light"),
     async launch({ port, siteDir, workDir }) {
-      const config = join(workDir, "nginx.conf");
       const text = renderNginxConfig(port, siteDir, workDir, gzip);
-      await Deno.writeTextFile(config, text);
+      const config = await writeConfig(workDir, "nginx.conf", text);
       // -e: the error log before the config is read; -p: the prefix.
       const args = ["-e", `${workDir}/error.log`, "-p", workDir, "-c", config];
       return { command: "nginx", args, memoryOfChild: true };
@@ -236,40 +238,19 @@ function nginx(gzip: boolean): ServerDef {
 export const NGINX = nginx(false);
 export const NGINX_GZIP = nginx(true);
 
-/** The Caddyfile for `encode`: `caddy file-server` plus gzip at level 1 like nginx's. */
-export function renderCaddyfile(port: number, root: string): string {
-  return `{\n\tadmin off\n\tauto_https off\n}\nhttp://${LOCAL}:${port} {
-\troot * ${root}\n\tencode {\n\t\tgzip 1\n\t}\n\tfile_server\n}\n`;
-}
-
-function caddy(encode: boolean): ServerDef {
-  return {
-    key: encode ? "caddy-encode" : "caddy",
-    label: encode ? "Caddy, encode gzip" : "Caddy",
-    role: "peer",
-    unavailable: needs("caddy"),
-    async launch({ port, siteDir, workDir }) {
-      // One core, as nginx's one worker; HOME keeps its storage folder here.
-      const env = { GOMAXPROCS: "1", HOME: workDir, XDG_DATA_HOME: workDir };
-      if (!encode) {
-        const args = ["file-server", "--root", siteDir];
-        return {
-          command: "caddy",
-          args: [...args, "--listen", `${LOCAL}:${port}`],
-          env,
-        };
-      }
-      // Caddy 2.6's `file-server` command has no flag for compression.
-      const config = join(workDir, "Caddyfile");
-      await Deno.writeTextFile(config, renderCaddyfile(port, siteDir));
-      const args = ["run", "--config", config, "--adapter", "caddyfile"];
-      return { command: "caddy", args, env };
-    },
-  };
-}
-
-export const CADDY = caddy(false);
-export const CADDY_ENCODE = caddy(true);
+/** Caddy's `file-server` command on one core, as nginx's one worker. */
+export const CADDY: ServerDef = {
+  key: "caddy",
+  label: "Caddy",
+  role: "peer",
+  unavailable: needs("caddy"),
+  launch: ({ port, siteDir, workDir }) => ({
+    command: "caddy",
+    args: ["file-server", "--root", siteDir, "--listen", `${LOCAL}:${port}`],
+    // HOME and XDG_DATA_HOME keep its storage folder in the start's folder.
+    env: { GOMAXPROCS: "1", HOME: workDir, XDG_DATA_HOME: workDir },
+  }),
+};
 
 /** lighttpd.conf for one run: one process (lighttpd's default), no access log. */
 export function renderLighttpdConfig(
@@ -294,11 +275,8 @@ export const LIGHTTPD: ServerDef = {
   role: "peer",
   unavailable: needs("lighttpd"),
   async launch({ port, siteDir, workDir }) {
-    const config = join(workDir, "lighttpd.conf");
-    await Deno.writeTextFile(
-      config,
-      renderLighttpdConfig(port, siteDir, workDir),
-    );
+    const text = renderLighttpdConfig(port, siteDir, workDir);
+    const config = await writeConfig(workDir, "lighttpd.conf", text);
     return { command: "lighttpd", args: ["-D", "-f", config] };
   },
 };
@@ -366,10 +344,7 @@ export const NODE_PEER_VERSIONS = {
 
 const nodeInstalls = new Map<string, Promise<string | null>>();
 
-/**
- * Installs the Node peers with npm into `toolsDir`, once; resolves null, or why
- * they cannot run. Never into the repository: it has no package.json.
- */
+/** Installs the Node peers with npm into `toolsDir` (never the repository), once; null, or why not. */
 function installNodePeers(toolsDir: string): Promise<string | null> {
   const packages = Object.entries(NODE_PEER_VERSIONS).map((p) => p.join("@"));
   const install = async () => {

@@ -1,6 +1,7 @@
 // Shared helpers for the server_files.ts tests: a temporary site with files,
 // dotfiles and symlinks that point inside and outside the root, and the server
 // as a real process (optionally under prlimit or as the user nobody).
+import { serveDir, type ServeDirOptions } from "../server_files.ts";
 import {
   type ProcessOptions,
   type RunningProcess,
@@ -58,6 +59,23 @@ export async function makeTree(): Promise<Tree> {
       await Deno.remove(base, { recursive: true });
     },
   };
+}
+
+/**
+ * serveDir in-process on `root`, quiet: `serveDirAt(tree.root, "/sub/")` answers
+ * `GET http://localhost/sub/`; `options` add to or replace those defaults.
+ */
+export function serveDirAt(
+  root: string,
+  path: string,
+  init: RequestInit = {},
+  options: ServeDirOptions = {},
+): Promise<Response> {
+  return serveDir(new Request(`http://localhost${path}`, init), {
+    fsRoot: root,
+    quiet: true,
+    ...options,
+  });
 }
 
 /** Makes a FIFO with mkfifo(1) (Deno has no mkfifo). */

@@ -481,10 +481,6 @@ Deno.test("the peers' configs stay on loopback, in the work folder, compressing 
     servers.renderNginxConfig(1, "/r", "/w", true),
     /gzip on;\n\s+gzip_comp_level 1;/,
   );
-  assert.match(
-    servers.renderCaddyfile(8124, "/b/site"),
-    /admin off[\s\S]*http:\/\/127\.0\.0\.1:8124 \{\n\troot \* \/b\/site\n\tencode \{\n\t\tgzip 1/,
-  );
   const lighttpd = servers.renderLighttpdConfig(8125, "/b/site", "/b/w");
   assert.match(
     lighttpd,

@@ -77,10 +77,9 @@ async function sideFiles(
 }
 
 Deno.test({
-  name:
-    "disk: on a full disk posts get 503 with Retry-After, pages are served, and posts resume once space is free",
+  name: "disk: a disk that fills while the board runs",
   ...AS_ROOT,
-  async fn() {
+  async fn(t) {
     await using folder = await tempFolder();
     const data = join(folder.path, "data");
     await using _mount = await mountTmpfs(data, "256k");
@@ -92,35 +91,42 @@ Deno.test({
       );
       await fillDisk(join(data, "filler"));
 
-      const refused = await fetch(new URL("api/messages", board.url), {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        // Larger than what is left of the data file's last page, so it needs new pages.
-        body: JSON.stringify({ text: "é".repeat(4000) }),
+      await t.step("a post gets 503 with Retry-After", async () => {
+        const refused = await fetch(new URL("api/messages", board.url), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          // Larger than what is left of the data file's last page, so it needs new pages.
+          body: JSON.stringify({ text: "é".repeat(4000) }),
+        });
+        assert.equal(refused.status, 503);
+        assert.match((await refused.json()).error, /unavailable/);
+        const retryAfter = Number(refused.headers.get("retry-after"));
+        assert.ok(
+          Number.isInteger(retryAfter) && retryAfter >= 1,
+          `Retry-After: ${retryAfter}`,
+        );
       });
-      assert.equal(refused.status, 503);
-      await refused.body?.cancel();
-      const retryAfter = Number(refused.headers.get("retry-after"));
-      assert.ok(
-        Number.isInteger(retryAfter) && retryAfter >= 1,
-        `Retry-After: ${retryAfter}`,
-      );
-
-      const page = await fetch(board.url);
-      assert.equal(page.status, 200, "pages are still served");
-      assert.match(await page.text(), /before the disk filled/);
+      await t.step("pages are still served", async () => {
+        const page = await fetch(board.url);
+        assert.equal(page.status, 200);
+        assert.match(await page.text(), /before the disk filled/);
+      });
 
       await Deno.remove(join(data, "filler"));
-      const took = await postUntilStored(board.url, "after space came back");
-      console.log(`  posts resumed ${took} ms after space was freed`);
-      assert.match(
-        await (await fetch(board.url)).text(),
-        /after space came back/,
-      );
-      assert.deepEqual(
-        await sideFiles(data).then((f) => f.filter((x) => x.size === 0)),
-        [],
-      );
+      await t.step("posts resume once space is free", async () => {
+        const took = await postUntilStored(board.url, "after space came back");
+        console.log(`  posts resumed ${took} ms after space was freed`);
+        assert.match(
+          await (await fetch(board.url)).text(),
+          /after space came back/,
+        );
+      });
+      await t.step("no empty side file is left", async () => {
+        assert.deepEqual(
+          await sideFiles(data).then((f) => f.filter((x) => x.size === 0)),
+          [],
+        );
+      });
     } finally {
       await board.stop();
     }
@@ -128,10 +134,9 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "disk: a start on a full disk with a torn tail starts read-only, leaves no empty side file, and recovers",
+  name: "disk: a start on a full disk with a torn tail",
   ...AS_ROOT,
-  async fn() {
+  async fn(t) {
     await using folder = await tempFolder();
     const data = join(folder.path, "data");
     await using _mount = await mountTmpfs(data, "256k");
@@ -149,30 +154,42 @@ Deno.test({
 
     const board = await startBoard(folder.path);
     try {
-      const page = await fetch(board.url);
-      assert.equal(page.status, 200);
-      assert.match(await page.text(), /kept/);
-      const refused = await postJson(board.url, { text: "é".repeat(4000) });
-      assert.equal(refused.status, 503);
-      assert.deepEqual(
-        await sideFiles(data),
-        [],
-        "no side file, empty or not, while full",
+      await t.step("it starts and serves what was kept", async () => {
+        const page = await fetch(board.url);
+        assert.equal(page.status, 200);
+        assert.match(await page.text(), /kept/);
+      });
+      await t.step("it is read-only: a post gets 503", async () => {
+        const refused = await postJson(board.url, { text: "é".repeat(4000) });
+        assert.equal(refused.status, 503);
+      });
+      await t.step(
+        "while full, no side file is left, empty or not",
+        async () => {
+          assert.deepEqual(await sideFiles(data), []);
+        },
       );
 
       await Deno.remove(join(data, "filler"));
-      await postUntilStored(board.url, "after space came back");
-      const side = await sideFiles(data);
-      assert.equal(side.length, 1);
-      assert.equal(
-        await Deno.readTextFile(join(data, side[0].name)),
-        '{"id":2,"text":"torn by a cr',
+      await t.step("once space is free, posts resume", async () => {
+        await postUntilStored(board.url, "after space came back");
+        const lines = (await Deno.readTextFile(dataFile)).trimEnd().split("\n");
+        assert.deepEqual(lines.map((l) => JSON.parse(l).text), [
+          "kept",
+          "after space came back",
+        ]);
+      });
+      await t.step(
+        "once space is free, the torn tail is set aside",
+        async () => {
+          const side = await sideFiles(data);
+          assert.equal(side.length, 1);
+          assert.equal(
+            await Deno.readTextFile(join(data, side[0].name)),
+            '{"id":2,"text":"torn by a cr',
+          );
+        },
       );
-      const lines = (await Deno.readTextFile(dataFile)).trimEnd().split("\n");
-      assert.deepEqual(lines.map((l) => JSON.parse(l).text), [
-        "kept",
-        "after space came back",
-      ]);
     } finally {
       await board.stop();
     }

@@ -72,37 +72,45 @@ Deno.test("events: formatEvent writes one id/event/data frame per change", () =>
   for (const [event, text] of table) assert.equal(formatEvent(event), text);
 });
 
-Deno.test("events: new messages and a clear arrive on the stream with their ids", async () => {
+Deno.test("events: the live stream", async (t) => {
   await withBoard(async (board) => {
     const response = await board.handler(events());
-    assert.equal(response.status, 200);
-    assert.equal(
-      response.headers.get("content-type"),
-      "text/event-stream; charset=utf-8",
-    );
-    assert.equal(response.headers.get("cache-control"), "no-store");
+    await t.step("is an uncached event stream", () => {
+      assert.equal(response.status, 200);
+      assert.equal(
+        response.headers.get("content-type"),
+        "text/event-stream; charset=utf-8",
+      );
+      assert.equal(response.headers.get("cache-control"), "no-store");
+    });
     const stream = frameReader(response);
     try {
-      assert.deepEqual(await stream.next(), { retry: "2000" });
+      await t.step("starts with the reconnection delay", async () => {
+        assert.deepEqual(await stream.next(), { retry: "2000" });
+      });
       const one = await board.store.appendMessage({
         text: "<b>one</b>",
         name: "Ann",
       });
       (await board.handler(postForm("message=two"))).body?.cancel();
-      const first = await stream.nextEvent();
-      assert.deepEqual(first, {
-        id: "1",
-        event: "message",
-        data: JSON.stringify(one),
+      await t.step("new messages arrive with their ids, in order", async () => {
+        const first = await stream.nextEvent();
+        assert.deepEqual(first, {
+          id: "1",
+          event: "message",
+          data: JSON.stringify(one),
+        });
+        const second = await stream.nextEvent();
+        assert.equal(second?.id, "2");
+        assert.equal(JSON.parse(second!.data!).text, "two");
       });
-      const second = await stream.nextEvent();
-      assert.equal(second?.id, "2");
-      assert.equal(JSON.parse(second!.data!).text, "two");
       (await board.handler(postForm("clear=1"))).body?.cancel();
-      assert.deepEqual(await stream.nextEvent(), {
-        id: "2",
-        event: "clear",
-        data: "{}",
+      await t.step("a clear arrives with the newest id", async () => {
+        assert.deepEqual(await stream.nextEvent(), {
+          id: "2",
+          event: "clear",
+          data: "{}",
+        });
       });
     } finally {
       await stream.cancel();
@@ -221,21 +229,33 @@ Deno.test("events: an idle stream gets heartbeat comments", async () => {
   }, { heartbeatMs: 20 });
 });
 
-Deno.test("events: bad resume ids get 400, other methods 405, HEAD only headers", async () => {
+Deno.test("events: a bad resume id gets 400", async (t) => {
   await withBoard(async (board) => {
     for (
       const bad of ["abc", "-1", "1.5", "01", "2x", "99999999999999999999"]
     ) {
-      const response = await board.handler(events({ "last-event-id": bad }));
-      assert.equal(response.status, 400, bad);
-      await response.body?.cancel();
+      await t.step(JSON.stringify(bad), async () => {
+        const response = await board.handler(events({ "last-event-id": bad }));
+        assert.equal(response.status, 400);
+        await response.body?.cancel();
+      });
     }
+  });
+});
+
+Deno.test("events: other methods than GET and HEAD get 405 with Allow", async () => {
+  await withBoard(async (board) => {
     const post = await board.handler(
       new Request(BASE + "/events", { method: "POST" }),
     );
     assert.equal(post.status, 405);
     assert.equal(post.headers.get("allow"), "GET, HEAD");
     await post.body?.cancel();
+  });
+});
+
+Deno.test("events: HEAD gets the stream's headers and no body", async () => {
+  await withBoard(async (board) => {
     const head = await board.handler(
       new Request(BASE + "/events", { method: "HEAD" }),
     );
@@ -274,7 +294,7 @@ function countingStore(store: MessageStore) {
   return { wrapped, counter };
 }
 
-Deno.test("events: a client leaving, or the board shutting down, ends the subscription", async () => {
+Deno.test("events: subscriptions end", async (t) => {
   await using folder = await tempFolder();
   const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"));
   const { wrapped, counter } = countingStore(store);
@@ -284,17 +304,25 @@ Deno.test("events: a client leaving, or the board shutting down, ends the subscr
     const leaving = frameReader(await handler(events()));
     const staying = frameReader(await handler(events()));
     assert.equal(counter.active, 2);
-    await leaving.next();
-    await leaving.cancel();
-    assert.equal(counter.active, 1);
-
+    await t.step("when a client leaves", async () => {
+      await leaving.next();
+      await leaving.cancel();
+      assert.equal(counter.active, 1);
+    });
     shutdown.abort();
-    assert.deepEqual(await staying.next(), { retry: "2000" });
-    assert.equal(await staying.next(), null, "the stream ends cleanly");
-    assert.equal(counter.active, 0);
-    const late = await handler(events());
-    assert.equal(late.status, 503, "no new streams while shutting down");
-    await late.body?.cancel();
+    await t.step(
+      "when the board shuts down, the stream ending cleanly",
+      async () => {
+        assert.deepEqual(await staying.next(), { retry: "2000" });
+        assert.equal(await staying.next(), null);
+        assert.equal(counter.active, 0);
+      },
+    );
+    await t.step("while it shuts down, a new stream gets 503", async () => {
+      const late = await handler(events());
+      assert.equal(late.status, 503);
+      await late.body?.cancel();
+    });
   } finally {
     await store.close();
   }
@@ -393,7 +421,7 @@ Deno.test("page: an empty board starts live updates after 0", async () => {
   });
 });
 
-Deno.test("events: a delete reaches open pages (without moving their resume point); a restore tells them to reload", async () => {
+Deno.test("events: moderation on an open page's stream", async (t) => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
     await board.store.appendMessage({ text: "two" });
@@ -407,27 +435,37 @@ Deno.test("events: a delete reaches open pages (without moving their resume poin
           body: "id=1",
         }),
       )).body?.cancel();
-      assert.deepEqual(await stream.nextEvent(), {
-        event: "delete",
-        data: '{"id":1}',
-      });
+      await t.step(
+        "a delete arrives without an id (the resume point stays)",
+        async () => {
+          assert.deepEqual(await stream.nextEvent(), {
+            event: "delete",
+            data: '{"id":1}',
+          });
+        },
+      );
       await board.store.clearMessages();
-      assert.deepEqual(await stream.nextEvent(), {
-        id: "2",
-        event: "clear",
-        data: "{}",
+      await t.step("a clear arrives with the newest id", async () => {
+        assert.deepEqual(await stream.nextEvent(), {
+          id: "2",
+          event: "clear",
+          data: "{}",
+        });
       });
       await board.store.restoreNewestArchive();
-      assert.deepEqual(await stream.nextEvent(), {
-        id: "2",
-        event: "restore",
-        data: "{}",
-      });
-      assert.equal(
-        await stream.next(),
-        null,
-        "the page reloads, so the stream ends",
+      await t.step(
+        "a restore arrives, telling the page to reload",
+        async () => {
+          assert.deepEqual(await stream.nextEvent(), {
+            id: "2",
+            event: "restore",
+            data: "{}",
+          });
+        },
       );
+      await t.step("after a restore the stream ends", async () => {
+        assert.equal(await stream.next(), null);
+      });
     } finally {
       await stream.cancel();
     }

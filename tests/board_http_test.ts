@@ -153,7 +153,7 @@ Deno.test("page: GET / shows the board with both forms, safe headers and no inli
   });
 });
 
-Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", async () => {
+Deno.test("page: HEAD / is GET without the body", async () => {
   await withBoard(async (board) => {
     const head = await board.handler(
       new Request(BASE + "/", { method: "HEAD" }),
@@ -161,6 +161,11 @@ Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", a
     assert.equal(head.status, 200);
     assert.equal(head.headers.get("content-type"), "text/html; charset=utf-8");
     assert.equal(head.body, null);
+  });
+});
+
+Deno.test("page: /style.css is served as CSS", async () => {
+  await withBoard(async (board) => {
     const css = await board.handler(new Request(BASE + "/style.css"));
     assert.equal(css.status, 200);
     assert.equal(css.headers.get("content-type"), "text/css; charset=utf-8");
@@ -168,26 +173,34 @@ Deno.test("page: HEAD / is GET without the body; /style.css is served as CSS", a
   });
 });
 
-Deno.test("page: a form post answers 303 to / and the message shows with its time and line breaks", async () => {
+Deno.test("page: a form post", async (t) => {
   await withBoard(async (board) => {
     const response = await board.handler(
       postForm("message=Hello%0D%0Aworld+%26+all"),
     );
-    assert.equal(response.status, 303);
-    assert.equal(response.headers.get("location"), "/");
-    assert.equal(response.body, null);
+    await t.step("answers 303 to / without a body", () => {
+      assert.equal(response.status, 303);
+      assert.equal(response.headers.get("location"), "/");
+      assert.equal(response.body, null);
+    });
     const { html } = await getPage(board);
     const [message] = (await board.store.listMessages({ limit: 1 })).messages;
-    assert.equal(message.text, "Hello\nworld & all");
-    assert.ok(
-      html.includes(
-        `Posted: <time datetime="${message.postedAt}">${
-          formatTime(message.postedAt)
-        }</time>`,
-      ),
-    );
-    assert.ok(html.includes(`<p class="text">Hello\nworld &amp; all</p>`));
-    assert.doesNotMatch(html, /No messages yet/);
+    await t.step("is stored with its line breaks as LF", () => {
+      assert.equal(message.text, "Hello\nworld & all");
+    });
+    await t.step("shows on the page with its time", () => {
+      assert.ok(
+        html.includes(
+          `Posted: <time datetime="${message.postedAt}">${
+            formatTime(message.postedAt)
+          }</time>`,
+        ),
+      );
+    });
+    await t.step("shows on the page with its line breaks, escaped", () => {
+      assert.ok(html.includes(`<p class="text">Hello\nworld &amp; all</p>`));
+      assert.doesNotMatch(html, /No messages yet/);
+    });
   });
 });
 
@@ -225,53 +238,62 @@ Deno.test("page: user text is escaped everywhere it appears", async () => {
   });
 });
 
-Deno.test("page: the name is remembered in an HttpOnly, SameSite=Lax cookie and shown", async () => {
+Deno.test("page: the poster's name", async (t) => {
   await withBoard(async (board) => {
     const posted = await board.handler(postForm("message=hi&name=Ann+Lee"));
     assert.equal(posted.status, 303);
-    const cookie = posted.headers.get("set-cookie") ?? "";
-    assert.match(cookie, /^board_name=Ann%20Lee; /);
-    assert.match(cookie, /; HttpOnly/);
-    assert.match(cookie, /; SameSite=Lax/);
-    assert.match(cookie, /; Path=\//);
-    assert.doesNotMatch(
-      cookie,
-      /Secure/,
-      "plain HTTP cannot use Secure cookies",
-    );
+    await t.step("is remembered in an HttpOnly, SameSite=Lax cookie", () => {
+      const cookie = posted.headers.get("set-cookie") ?? "";
+      assert.match(cookie, /^board_name=Ann%20Lee; /);
+      assert.match(cookie, /; HttpOnly/);
+      assert.match(cookie, /; SameSite=Lax/);
+      assert.match(cookie, /; Path=\//);
+      assert.doesNotMatch(
+        cookie,
+        /Secure/,
+        "plain HTTP cannot use Secure cookies",
+      );
+    });
 
     const { html } = await getPage(board, "/", {
       cookie: "other=1; board_name=Ann%20Lee",
     });
-    assert.ok(
-      html.includes(
-        `name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="Ann Lee"`,
-      ),
-    );
-    assert.ok(html.includes(`by <span class="name">Ann Lee</span>`));
-
-    // Posting again with the same name sets no new cookie; a blank name forgets it.
-    const same = await board.handler(
-      postForm("message=again&name=Ann+Lee", {
-        cookie: "board_name=Ann%20Lee",
-      }),
-    );
-    assert.equal(same.headers.get("set-cookie"), null);
-    const blank = await board.handler(
-      postForm("message=anon&name=", { cookie: "board_name=Ann%20Lee" }),
-    );
-    assert.match(
-      blank.headers.get("set-cookie") ?? "",
-      /^board_name=; .*Max-Age=0/,
-    );
-    const [latest] = (await board.store.listMessages({ limit: 1 })).messages;
-    assert.equal(latest.name, undefined);
-
-    // A cookie we did not write (bad escape, control character) is ignored.
-    for (const bad of ["board_name=%E0%A4%A", "board_name=a%0Ab"]) {
-      const page = await getPage(board, "/", { cookie: bad });
-      assert.ok(page.html.includes('autocomplete="nickname" value=""'), bad);
-    }
+    await t.step("fills the name field from the cookie", () => {
+      assert.ok(
+        html.includes(
+          `name="name" maxlength="${MAX_NAME_CHARS}" autocomplete="nickname" value="Ann Lee"`,
+        ),
+      );
+    });
+    await t.step("is shown with the message", () => {
+      assert.ok(html.includes(`by <span class="name">Ann Lee</span>`));
+    });
+    await t.step("posted again sets no new cookie", async () => {
+      const same = await board.handler(
+        postForm("message=again&name=Ann+Lee", {
+          cookie: "board_name=Ann%20Lee",
+        }),
+      );
+      assert.equal(same.headers.get("set-cookie"), null);
+    });
+    await t.step("left blank, is forgotten", async () => {
+      const blank = await board.handler(
+        postForm("message=anon&name=", { cookie: "board_name=Ann%20Lee" }),
+      );
+      assert.match(
+        blank.headers.get("set-cookie") ?? "",
+        /^board_name=; .*Max-Age=0/,
+      );
+      const [latest] = (await board.store.listMessages({ limit: 1 })).messages;
+      assert.equal(latest.name, undefined);
+    });
+    await t.step("from a cookie we did not write is ignored", async () => {
+      // A bad escape, a control character.
+      for (const bad of ["board_name=%E0%A4%A", "board_name=a%0Ab"]) {
+        const page = await getPage(board, "/", { cookie: bad });
+        assert.ok(page.html.includes('autocomplete="nickname" value=""'), bad);
+      }
+    });
   });
 });
 
@@ -418,7 +440,7 @@ function chunkedBody(
   return { stream, pulled: () => sent };
 }
 
-Deno.test("hostile: a chunked body over the limit gets 413 and is not read to the end", async () => {
+Deno.test("hostile: a chunked body over the limit", async (t) => {
   await withBoard(async (board) => {
     const { stream, pulled } = chunkedBody(1000, 16 * 1024); // 16 MB if read whole
     const request = new Request(BASE + "/", {
@@ -428,27 +450,34 @@ Deno.test("hostile: a chunked body over the limit gets 413 and is not read to th
     });
     assert.equal(request.headers.get("content-length"), null);
     const response = await board.handler(request);
-    assert.equal(response.status, 413);
-    assert.match(await response.text(), /too large/);
-    assert.ok(
-      pulled() < 10,
-      `read only a little past the limit (${pulled()} chunks)`,
-    );
-    assert.equal(await storedCount(board), 0);
-
-    const api = await board.handler(
-      new Request(BASE + "/api/messages", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: chunkedBody(1000, 16 * 1024).stream,
-      }),
-    );
-    assert.equal(api.status, 413);
-    assert.match((await api.json()).error, /too large/);
+    await t.step("a form post gets 413", async () => {
+      assert.equal(response.status, 413);
+      assert.match(await response.text(), /too large/);
+    });
+    await t.step("it is not read to the end", () => {
+      assert.ok(
+        pulled() < 10,
+        `read only a little past the limit (${pulled()} chunks)`,
+      );
+    });
+    await t.step("nothing is stored", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
+    await t.step("an API post gets 413 in JSON", async () => {
+      const api = await board.handler(
+        new Request(BASE + "/api/messages", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: chunkedBody(1000, 16 * 1024).stream,
+        }),
+      );
+      assert.equal(api.status, 413);
+      assert.match((await api.json()).error, /too large/);
+    });
   });
 });
 
-Deno.test("hostile: a body that stalls gets 408 and nothing is stored", async () => {
+Deno.test("hostile: a body that stalls", async (t) => {
   await using folder = await tempFolder();
   const board = await openBoard({
     dataFile: join(folder.path, "messages.jsonl"),
@@ -471,10 +500,16 @@ Deno.test("hostile: a body that stalls gets 408 and nothing is stored", async ()
         body: stalled,
       }),
     );
-    assert.equal(response.status, 408);
-    assert.match(await response.text(), /took too long/);
-    assert.ok(cancelled, "the body stream was cancelled");
-    assert.equal(await storedCount(board), 0);
+    await t.step("gets 408", async () => {
+      assert.equal(response.status, 408);
+      assert.match(await response.text(), /took too long/);
+    });
+    await t.step("is cancelled", () => {
+      assert.equal(cancelled, true);
+    });
+    await t.step("stores nothing", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
   } finally {
     await board.close();
   }
@@ -702,25 +737,34 @@ const badFormPosts: [string, () => Request, number, RegExp][] = [
   ],
 ];
 
-Deno.test("hostile: bad form posts get a clear 4xx, store nothing, and the board keeps serving", async () => {
+Deno.test("hostile: bad form posts", async (t) => {
   await withBoard(async (board) => {
     for (const [what, makeRequest, status, text] of badFormPosts) {
-      const response = await board.handler(makeRequest());
-      assert.equal(response.status, status, what);
-      assert.match(
-        response.headers.get("content-type") ?? "",
-        /^text\/html/,
-        what,
+      await t.step(
+        `${what}: a page saying why, with ${status}`,
+        async () => {
+          const response = await board.handler(makeRequest());
+          assert.equal(response.status, status);
+          assert.match(
+            response.headers.get("content-type") ?? "",
+            /^text\/html/,
+          );
+          assert.equal(
+            response.headers.get("x-content-type-options"),
+            "nosniff",
+          );
+          assert.match(await response.text(), text);
+        },
       );
-      assert.equal(
-        response.headers.get("x-content-type-options"),
-        "nosniff",
-        what,
-      );
-      assert.match(await response.text(), text, what);
     }
-    assert.equal(await storedCount(board), 0);
-    assert.equal((await getPage(board)).response.status, 200);
+    await t.step("none of them is stored", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
+    await t.step("the board still serves its page", async () => {
+      const { response, html } = await getPage(board);
+      assert.equal(response.status, 200);
+      assert.match(html, /No messages yet\./);
+    });
   });
 });
 
@@ -813,7 +857,7 @@ Deno.test("hostile: a same-origin browser post is accepted", async () => {
   });
 });
 
-Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", async () => {
+Deno.test("hostile: unknown routes", async (t) => {
   await withBoard(async (board) => {
     const cases: [string, string, number, string | null][] = [
       ["GET", "/nope", 404, null],
@@ -826,13 +870,20 @@ Deno.test("hostile: unknown paths get 404 and other methods 405 with Allow", asy
       ["POST", "/style.css", 405, "GET, HEAD"],
     ];
     for (const [method, path, status, allow] of cases) {
-      const response = await board.handler(
-        new Request(BASE + path, { method }),
-      );
-      assert.equal(response.status, status, `${method} ${path}`);
-      assert.equal(response.headers.get("allow"), allow, `${method} ${path}`);
-      const body = await response.text();
-      if (path.startsWith("/api/")) assert.ok(JSON.parse(body).error);
+      const name = status === 404
+        ? `${method} ${path}: an unknown path gets 404`
+        : `${method} ${path}: a method not allowed gets 405 with Allow`;
+      await t.step(name, async () => {
+        const response = await board.handler(
+          new Request(BASE + path, { method }),
+        );
+        assert.equal(response.status, status);
+        assert.equal(response.headers.get("allow"), allow);
+        const body = await response.text();
+        if (path.startsWith("/api/")) {
+          assert.equal(typeof JSON.parse(body).error, "string");
+        }
+      });
     }
   });
 });
@@ -1007,20 +1058,23 @@ const badApiPosts: [string, () => Request, number][] = [
   ],
 ];
 
-Deno.test("api: bad posts get a JSON error with a 4xx, and nothing is stored", async () => {
+Deno.test("api: bad posts", async (t) => {
   await withBoard(async (board) => {
     for (const [what, makeRequest, status] of badApiPosts) {
-      const response = await board.handler(makeRequest());
-      assert.equal(response.status, status, what);
-      assert.equal(
-        response.headers.get("content-type"),
-        "application/json; charset=utf-8",
-        what,
-      );
-      const { error } = await response.json();
-      assert.equal(typeof error, "string", what);
+      await t.step(`${what}: a JSON error with ${status}`, async () => {
+        const response = await board.handler(makeRequest());
+        assert.equal(response.status, status);
+        assert.equal(
+          response.headers.get("content-type"),
+          "application/json; charset=utf-8",
+        );
+        const { error } = await response.json();
+        assert.equal(typeof error, "string");
+      });
     }
-    assert.equal(await storedCount(board), 0);
+    await t.step("none of them is stored", async () => {
+      assert.equal(await storedCount(board), 0);
+    });
   });
 });
 
@@ -1039,21 +1093,34 @@ function failingStore(error: Error): MessageStore {
   };
 }
 
-Deno.test("errors: a store that cannot write gives 503; other failures 500 without details", async () => {
+Deno.test("errors: store failures", async (t) => {
   const silence = console.error;
   console.error = () => {};
   try {
     const unavailable = createBoardHandler(
       failingStore(new StoreUnavailableError("disk gone")),
     );
-    const api = await unavailable(postApi('{"text":"hi"}'));
-    assert.equal(api.status, 503);
-    assert.equal(api.headers.get("retry-after"), "5", "a default Retry-After");
-    assert.doesNotMatch((await api.json()).error, /disk gone/);
-    const page = await unavailable(postForm("message=hi"));
-    assert.equal(page.status, 503);
-    await page.body?.cancel();
-    // The store says when to come back; the page says it cannot take posts for now.
+    await t.step(
+      "a store that cannot write gives the API 503 with Retry-After",
+      async () => {
+        const api = await unavailable(postApi('{"text":"hi"}'));
+        assert.equal(api.status, 503);
+        assert.equal(
+          api.headers.get("retry-after"),
+          "5",
+          "a default Retry-After",
+        );
+        assert.doesNotMatch((await api.json()).error, /disk gone/);
+      },
+    );
+    await t.step(
+      "a store that cannot write gives a form post 503",
+      async () => {
+        const page = await unavailable(postForm("message=hi"));
+        assert.equal(page.status, 503);
+        assert.match(await page.text(), /unavailable right now/);
+      },
+    );
     const soon = createBoardHandler(
       failingStore(
         Object.assign(new StoreUnavailableError("disk full"), {
@@ -1061,27 +1128,29 @@ Deno.test("errors: a store that cannot write gives 503; other failures 500 witho
         }),
       ),
     );
-    const later = await soon(postApi('{"text":"hi"}'));
-    assert.equal(later.headers.get("retry-after"), "17");
-    await later.body?.cancel();
-    const board = await (await soon(new Request(BASE + "/"))).text();
-    assert.match(
-      board,
-      /<p class="notice" role="status">The board cannot take new messages for a moment/,
-    );
-
-    const secret = "/secret/path/messages.jsonl: EIO";
-    const broken = createBoardHandler(failingStore(new Error(secret)));
-    for (const request of [postApi('{"text":"hi"}'), postForm("clear=1")]) {
-      const response = await broken(request, clientInfo());
-      assert.equal(response.status, 500);
-      const body = await response.text();
-      assert.ok(
-        !body.includes("/secret/path"),
-        "no path or error text reaches the client",
+    await t.step("Retry-After is the store's retryAfterSeconds", async () => {
+      const later = await soon(postApi('{"text":"hi"}'));
+      assert.equal(later.headers.get("retry-after"), "17");
+      await later.body?.cancel();
+    });
+    await t.step("the page says it cannot take posts for now", async () => {
+      const board = await (await soon(new Request(BASE + "/"))).text();
+      assert.match(
+        board,
+        /<p class="notice" role="status">The board cannot take new messages for a moment/,
       );
-      assert.ok(!body.includes("EIO"));
-    }
+    });
+    await t.step("other failures are 500 without details", async () => {
+      const secret = "/secret/path/messages.jsonl: EIO";
+      const broken = createBoardHandler(failingStore(new Error(secret)));
+      for (const request of [postApi('{"text":"hi"}'), postForm("clear=1")]) {
+        const response = await broken(request, clientInfo());
+        assert.equal(response.status, 500);
+        const body = await response.text();
+        assert.match(body, /Something went wrong on the server\./);
+        assert.doesNotMatch(body, /\/secret\/path|EIO/);
+      }
+    });
   } finally {
     console.error = silence;
   }
@@ -1262,7 +1331,7 @@ Deno.test("hosts: a Host that is not allowed gets 421 on every route, with a pla
   });
 });
 
-Deno.test("hosts: allowedHosts adds names, and a leading dot adds subdomains", async () => {
+Deno.test("hosts: allowedHosts", async (t) => {
   await withBoard(async (board) => {
     const status = async (host: string) => {
       const response = await board.handler(
@@ -1271,12 +1340,23 @@ Deno.test("hosts: allowedHosts adds names, and a leading dot adds subdomains", a
       await response.body?.cancel();
       return response.status;
     };
-    assert.equal(await status("board.example"), 200);
-    assert.equal(await status("Board.Example:8443"), 200);
-    assert.equal(await status("www.board.example"), 421);
-    assert.equal(await status("a.team.example"), 200);
-    assert.equal(await status("team.example"), 200);
-    assert.equal(await status("evilteam.example"), 421);
+    await t.step("a listed name is allowed, any case or port", async () => {
+      assert.equal(await status("board.example"), 200);
+      assert.equal(await status("Board.Example:8443"), 200);
+    });
+    await t.step("a subdomain of a name without the dot gets 421", async () => {
+      assert.equal(await status("www.board.example"), 421);
+    });
+    await t.step(
+      "a leading dot allows the name and its subdomains",
+      async () => {
+        assert.equal(await status("a.team.example"), 200);
+        assert.equal(await status("team.example"), 200);
+      },
+    );
+    await t.step("a name that only ends the same gets 421", async () => {
+      assert.equal(await status("evilteam.example"), 421);
+    });
   }, { allowedHosts: ["board.example", ".team.example"] });
 });
 
@@ -1367,7 +1447,7 @@ Deno.test("hosts: regression: a rebinding page's clear (Host and Origin evil.exa
   });
 });
 
-Deno.test("limits: posts per client: 5 at once, then 429 with Retry-After; another client is not held up", async () => {
+Deno.test("limits: posts per client", async (t) => {
   await withServedBoard(async (port, board) => {
     const post = (from: string, text: string) =>
       rawRequest(
@@ -1376,31 +1456,40 @@ Deno.test("limits: posts per client: 5 at once, then 429 with Retry-After; anoth
         JSON.stringify({ text }),
         from,
       );
-    for (let i = 1; i <= POST_BURST; i++) {
-      assert.equal((await post("127.0.0.2", `a${i}`)).status, 201, `post ${i}`);
-    }
-    const refused = await post("127.0.0.2", "one too many");
-    assert.equal(refused.status, 429);
-    const retryAfter = Number(refused.headers.get("retry-after"));
-    assert.ok(
-      retryAfter >= 1 && retryAfter <= POST_REFILL_MS / 1000,
-      `Retry-After ${retryAfter}`,
-    );
-    assert.match(JSON.parse(refused.body).error, /too fast/);
-    // The form says so on the page, keeping the draft.
-    const form = await rawRequest(
-      port,
-      `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded`,
-      "message=my+draft",
-      "127.0.0.2",
-    );
-    assert.equal(form.status, 429);
-    assert.ok(form.headers.get("retry-after"));
-    assert.match(form.body, /too fast/);
-    assert.match(form.body, /my draft<\/textarea>/);
-    // Another address has its own allowance.
-    assert.equal((await post("127.0.0.3", "b1")).status, 201);
-    assert.equal(await storedCount(board), POST_BURST + 1);
+    await t.step(`${POST_BURST} posts at once are taken`, async () => {
+      for (let i = 1; i <= POST_BURST; i++) {
+        const { status } = await post("127.0.0.2", `a${i}`);
+        assert.equal(status, 201, `post ${i}`);
+      }
+    });
+    await t.step("the next API post gets 429 with Retry-After", async () => {
+      const refused = await post("127.0.0.2", "one too many");
+      assert.equal(refused.status, 429);
+      const retryAfter = Number(refused.headers.get("retry-after"));
+      assert.ok(
+        retryAfter >= 1 && retryAfter <= POST_REFILL_MS / 1000,
+        `Retry-After ${retryAfter}`,
+      );
+      assert.match(JSON.parse(refused.body).error, /too fast/);
+    });
+    await t.step("the next form post gets 429, the draft kept", async () => {
+      const form = await rawRequest(
+        port,
+        `POST / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/x-www-form-urlencoded`,
+        "message=my+draft",
+        "127.0.0.2",
+      );
+      assert.equal(form.status, 429);
+      assert.ok(Number(form.headers.get("retry-after")) >= 1);
+      assert.match(form.body, /too fast/);
+      assert.match(form.body, /my draft<\/textarea>/);
+    });
+    await t.step("another client is not held up", async () => {
+      assert.equal((await post("127.0.0.3", "b1")).status, 201);
+    });
+    await t.step("only the posts taken are stored", async () => {
+      assert.equal(await storedCount(board), POST_BURST + 1);
+    });
   });
 });
 
@@ -1427,7 +1516,7 @@ Deno.test("limits: postBurst and postRefillMs set the served board's post bucket
   }, { postBurst: 2, postRefillMs: 3_600_000 });
 });
 
-Deno.test("limits: live-update streams per client: the ninth gets 429; other clients still connect", async () => {
+Deno.test("limits: live-update streams per client", async (t) => {
   await withServedBoard(async (port) => {
     const sockets: net.Socket[] = [];
     /** Opens an event stream from `from`; resolves with the status line's code. */
@@ -1447,11 +1536,17 @@ Deno.test("limits: live-update streams per client: the ninth gets 429; other cli
         socket.on("error", reject);
       });
     try {
-      for (let i = 0; i < MAX_STREAMS_PER_CLIENT; i++) {
-        assert.equal(await open("127.0.0.2"), 200, `stream ${i + 1}`);
-      }
-      assert.equal(await open("127.0.0.2"), 429);
-      assert.equal(await open("127.0.0.3"), 200);
+      await t.step(`${MAX_STREAMS_PER_CLIENT} streams are opened`, async () => {
+        for (let i = 0; i < MAX_STREAMS_PER_CLIENT; i++) {
+          assert.equal(await open("127.0.0.2"), 200, `stream ${i + 1}`);
+        }
+      });
+      await t.step("the next one gets 429", async () => {
+        assert.equal(await open("127.0.0.2"), 429);
+      });
+      await t.step("another client still connects", async () => {
+        assert.equal(await open("127.0.0.3"), 200);
+      });
     } finally {
       await Promise.all(sockets.map((socket) =>
         new Promise((resolve) => {
@@ -1637,53 +1732,78 @@ function cookiePair(response: Response): string {
   return (response.headers.get("set-cookie") ?? "").split(";")[0];
 }
 
-Deno.test("admin: a right token starts an HttpOnly, SameSite=Strict session; a wrong one gets 403", async () => {
+Deno.test("admin: signing in and out", async (t) => {
   await withBoard(async (board) => {
-    const form = await getPage(board, "/admin");
-    assert.equal(form.response.status, 200);
-    assert.match(form.html, /<form method="post" action="\/admin">/);
-    assert.match(form.html, /<input id="token" name="token" type="password"/);
-
-    const wrong = await signIn(board, "not the token");
-    assert.equal(wrong.status, 403);
-    assert.equal(wrong.headers.get("set-cookie"), null);
-    assert.match(await wrong.text(), /not right/);
-
+    await t.step("/admin shows a password form", async () => {
+      const form = await getPage(board, "/admin");
+      assert.equal(form.response.status, 200);
+      assert.match(form.html, /<form method="post" action="\/admin">/);
+      assert.match(
+        form.html,
+        /<input id="token" name="token" type="password"/,
+      );
+    });
+    await t.step("a wrong token gets 403 and no cookie", async () => {
+      const wrong = await signIn(board, "not the token");
+      assert.equal(wrong.status, 403);
+      assert.equal(wrong.headers.get("set-cookie"), null);
+      assert.match(await wrong.text(), /not right/);
+    });
     const right = await signIn(board, ADMIN_TOKEN);
-    assert.equal(right.status, 303);
-    assert.equal(right.headers.get("location"), "/");
-    const cookie = right.headers.get("set-cookie") ?? "";
-    assert.match(
-      cookie,
-      /^board_admin=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+    await t.step(
+      "the right token starts an HttpOnly, SameSite=Strict session",
+      () => {
+        assert.equal(right.status, 303);
+        assert.equal(right.headers.get("location"), "/");
+        const cookie = right.headers.get("set-cookie") ?? "";
+        assert.match(
+          cookie,
+          /^board_admin=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Strict$/,
+        );
+      },
     );
-    // Signed in, the page shows the moderation buttons; signed out, only a sign-in link.
-    const signedIn = await getPage(board, "/", { cookie: cookiePair(right) });
-    assert.match(signedIn.html, /action="\/admin\/clear"/);
-    assert.match(signedIn.html, /action="\/admin\/sign-out"/);
-    const visitor = await getPage(board);
-    assert.doesNotMatch(
-      visitor.html,
-      /Clear Messages|admin\/clear|admin\/delete/,
+    await t.step(
+      "signed in, the page shows the moderation buttons",
+      async () => {
+        const signedIn = await getPage(board, "/", {
+          cookie: cookiePair(right),
+        });
+        assert.match(signedIn.html, /action="\/admin\/clear"/);
+        assert.match(signedIn.html, /action="\/admin\/sign-out"/);
+      },
     );
-    assert.match(visitor.html, /<a href="\/admin">Sign in as a moderator<\/a>/);
-    const forged = await getPage(board, "/", { cookie: "board_admin=guessed" });
-    assert.doesNotMatch(forged.html, /admin\/clear/);
-
-    const out = await board.handler(
-      postForm("", { cookie: cookiePair(right) }, "/admin/sign-out"),
-    );
-    assert.equal(out.status, 303);
-    assert.match(
-      out.headers.get("set-cookie") ?? "",
-      /^board_admin=; .*Max-Age=0/,
-    );
-    const after = await getPage(board, "/", { cookie: cookiePair(right) });
-    assert.doesNotMatch(
-      after.html,
-      /admin\/clear/,
-      "the session ended on the server too",
-    );
+    await t.step("a visitor sees only a sign-in link", async () => {
+      const visitor = await getPage(board);
+      assert.doesNotMatch(
+        visitor.html,
+        /Clear Messages|admin\/clear|admin\/delete/,
+      );
+      assert.match(
+        visitor.html,
+        /<a href="\/admin">Sign in as a moderator<\/a>/,
+      );
+    });
+    await t.step("a guessed cookie is no session", async () => {
+      const forged = await getPage(board, "/", {
+        cookie: "board_admin=guessed",
+      });
+      assert.doesNotMatch(forged.html, /admin\/clear/);
+      assert.match(forged.html, /Sign in as a moderator/);
+    });
+    await t.step("signing out clears the cookie", async () => {
+      const out = await board.handler(
+        postForm("", { cookie: cookiePair(right) }, "/admin/sign-out"),
+      );
+      assert.equal(out.status, 303);
+      assert.match(
+        out.headers.get("set-cookie") ?? "",
+        /^board_admin=; .*Max-Age=0/,
+      );
+    });
+    await t.step("after signing out the old cookie is no session", async () => {
+      const after = await getPage(board, "/", { cookie: cookiePair(right) });
+      assert.doesNotMatch(after.html, /admin\/clear/);
+    });
   }, { adminToken: ADMIN_TOKEN });
 });
 
@@ -1749,36 +1869,57 @@ Deno.test("admin: a right token does not use up the client's tries", async () =>
   }, { adminToken: ADMIN_TOKEN, rateLimit: false });
 });
 
-Deno.test("admin: clearing needs a signed-in admin and a confirmation step", async () => {
+Deno.test("admin: clearing with a token set", async (t) => {
   await withBoard(async (board) => {
     await board.store.appendMessage({ text: "one" });
-    // No session: refused, nothing cleared (even from this machine, once a token is set).
-    const anonymous = await board.handler(postForm("clear=1&confirm=yes"));
-    assert.equal(anonymous.status, 403);
-    await anonymous.body?.cancel();
+    await t.step(
+      "without a session it is refused, even from this machine",
+      async () => {
+        const anonymous = await board.handler(postForm("clear=1&confirm=yes"));
+        assert.equal(anonymous.status, 403);
+        await anonymous.body?.cancel();
+        assert.equal(await storedCount(board), 1);
+      },
+    );
+    await t.step(
+      "without a session the confirmation page is refused",
+      async () => {
+        assert.equal(
+          (await getPage(board, "/admin/clear")).response.status,
+          403,
+        );
+      },
+    );
     const cookie = cookiePair(await signIn(board, ADMIN_TOKEN));
-    // The page's button leads to the confirmation page; a clear without confirm goes there too.
-    const ask = await board.handler(postForm("clear=1", { cookie }));
-    assert.equal(ask.status, 303);
-    assert.equal(ask.headers.get("location"), "/admin/clear");
-    assert.equal(await storedCount(board), 1);
-    const confirm = await getPage(board, "/admin/clear", { cookie });
-    assert.equal(confirm.response.status, 200);
-    assert.match(
-      confirm.html,
-      /<input type="hidden" name="confirm" value="yes">/,
+    await t.step(
+      "a clear without confirm leads to the confirmation page",
+      async () => {
+        const ask = await board.handler(postForm("clear=1", { cookie }));
+        assert.equal(ask.status, 303);
+        assert.equal(ask.headers.get("location"), "/admin/clear");
+        assert.equal(await storedCount(board), 1);
+      },
     );
-    assert.match(
-      confirm.html,
-      /name="clear" value="1">Yes, clear the board<\/button>/,
-    );
-    const cleared = await board.handler(
-      postForm("clear=1&confirm=yes", { cookie }),
-    );
-    assert.equal(cleared.status, 303);
-    assert.equal(cleared.headers.get("location"), "/");
-    assert.equal(await storedCount(board), 0);
-    assert.equal((await getPage(board, "/admin/clear")).response.status, 403);
+    await t.step("the confirmation page asks with a Yes button", async () => {
+      const confirm = await getPage(board, "/admin/clear", { cookie });
+      assert.equal(confirm.response.status, 200);
+      assert.match(
+        confirm.html,
+        /<input type="hidden" name="confirm" value="yes">/,
+      );
+      assert.match(
+        confirm.html,
+        /name="clear" value="1">Yes, clear the board<\/button>/,
+      );
+    });
+    await t.step("a confirmed clear by a signed-in admin clears", async () => {
+      const cleared = await board.handler(
+        postForm("clear=1&confirm=yes", { cookie }),
+      );
+      assert.equal(cleared.status, 303);
+      assert.equal(cleared.headers.get("location"), "/");
+      assert.equal(await storedCount(board), 0);
+    });
   }, { adminToken: ADMIN_TOKEN });
 });
 
@@ -1928,7 +2069,7 @@ Deno.test("basePath: normalizeBasePath accepts /name paths and refuses the rest 
   }
 });
 
-Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists the table's methods", async () => {
+Deno.test("routes: the route table", async (t) => {
   await withBoard(async (board) => {
     const table: [string, string][] = [
       ["/", "GET, HEAD, POST"],
@@ -1941,50 +2082,67 @@ Deno.test("routes: every route answers HEAD as GET without a body, and 405 lists
       ["/admin/sign-out", "POST"],
       ["/admin/clear", "GET, HEAD"],
     ];
-    for (const [path, allow] of table) {
-      const put = await board.handler(
-        new Request(BASE + path, { method: "PUT" }),
-      );
-      assert.equal(put.status, 405, path);
-      assert.equal(put.headers.get("allow"), allow, path);
-      await put.body?.cancel();
-      if (!allow.includes("GET")) continue;
-      const get = await board.handler(new Request(BASE + path));
-      const head = await board.handler(
-        new Request(BASE + path, { method: "HEAD" }),
-      );
-      assert.equal(head.status, get.status, path);
-      assert.equal(head.body, null, path);
-      assert.equal(
-        head.headers.get("content-type"),
-        get.headers.get("content-type"),
-        path,
-      );
-      await get.body?.cancel();
-    }
+    await t.step("405 lists the table's methods for each route", async () => {
+      for (const [path, allow] of table) {
+        const put = await board.handler(
+          new Request(BASE + path, { method: "PUT" }),
+        );
+        assert.equal(put.status, 405, path);
+        assert.equal(put.headers.get("allow"), allow, path);
+        await put.body?.cancel();
+      }
+    });
+    await t.step(
+      "every GET route answers HEAD as GET without a body",
+      async () => {
+        for (const [path, allow] of table) {
+          if (!allow.includes("GET")) continue;
+          const get = await board.handler(new Request(BASE + path));
+          const head = await board.handler(
+            new Request(BASE + path, { method: "HEAD" }),
+          );
+          assert.equal(head.status, get.status, path);
+          assert.equal(head.body, null, path);
+          assert.equal(
+            head.headers.get("content-type"),
+            get.headers.get("content-type"),
+            path,
+          );
+          await get.body?.cancel();
+        }
+      },
+    );
   }, { adminToken: ADMIN_TOKEN });
 });
 
-Deno.test("moderation: Delete takes one message off the board (kept in the archive); restore brings a clear back", async () => {
+Deno.test("moderation: delete and restore", async (t) => {
   await withBoard(async (board) => {
     for (const text of ["one", "two", "three"]) {
       await board.store.appendMessage({ text });
     }
-    const page = await getPage(board);
-    assert.match(
-      page.html,
-      /<form method="post" action="\/admin\/delete" class="delete">\n<input type="hidden" name="id" value="2">/,
-    );
-    assert.match(page.html, /aria-label="Delete message 2">Delete<\/button>/);
-
-    const deleted = await board.handler(postForm("id=2", {}, "/admin/delete"));
-    assert.equal(deleted.status, 303);
-    assert.equal(deleted.headers.get("location"), "/");
     const texts = async () =>
       (await board.store.listMessages({ limit: 10 })).messages.map((m) =>
         m.text
       );
-    assert.deepEqual(await texts(), ["three", "one"]);
+    await t.step("each message has a labelled Delete button", async () => {
+      const page = await getPage(board);
+      assert.match(
+        page.html,
+        /<form method="post" action="\/admin\/delete" class="delete">\n<input type="hidden" name="id" value="2">/,
+      );
+      assert.match(
+        page.html,
+        /aria-label="Delete message 2">Delete<\/button>/,
+      );
+    });
+    await t.step("Delete takes one message off the board", async () => {
+      const deleted = await board.handler(
+        postForm("id=2", {}, "/admin/delete"),
+      );
+      assert.equal(deleted.status, 303);
+      assert.equal(deleted.headers.get("location"), "/");
+      assert.deepEqual(await texts(), ["three", "one"]);
+    });
 
     const cases: [string, number][] = [
       ["id=2", 404], // already gone
@@ -1994,29 +2152,36 @@ Deno.test("moderation: Delete takes one message off the board (kept in the archi
       ["", 400],
       ["id=1&id=1", 400],
     ];
-    for (const [body, status] of cases) {
-      const response = await board.handler(postForm(body, {}, "/admin/delete"));
-      assert.equal(response.status, status, body);
-      await response.body?.cancel();
-    }
-    // A visitor from elsewhere cannot delete.
-    const remote = await board.handler(
-      postForm("id=1", {}, "/admin/delete"),
-      clientInfo("192.0.2.10"),
-    );
-    assert.equal(remote.status, 403);
-    await remote.body?.cancel();
-    assert.deepEqual(await texts(), ["three", "one"]);
-
-    await board.handler(postForm("clear=1"));
-    assert.deepEqual(await texts(), []);
-    const restored = await board.handler(postForm("", {}, "/admin/restore"));
-    assert.equal(restored.status, 303);
-    assert.deepEqual(
-      await texts(),
-      ["three", "one"],
-      "the clear is undone; the deleted one stays off",
-    );
+    await t.step("a missing id is 404, a bad one 400", async () => {
+      for (const [body, status] of cases) {
+        const response = await board.handler(
+          postForm(body, {}, "/admin/delete"),
+        );
+        assert.equal(response.status, status, body);
+        await response.body?.cancel();
+      }
+    });
+    await t.step("a visitor from elsewhere cannot delete", async () => {
+      const remote = await board.handler(
+        postForm("id=1", {}, "/admin/delete"),
+        clientInfo("192.0.2.10"),
+      );
+      assert.equal(remote.status, 403);
+      await remote.body?.cancel();
+      assert.deepEqual(await texts(), ["three", "one"]);
+    });
+    await t.step("restore brings back what a clear took", async () => {
+      await board.handler(postForm("clear=1"));
+      assert.deepEqual(await texts(), []);
+      const restored = await board.handler(
+        postForm("", {}, "/admin/restore"),
+      );
+      assert.equal(restored.status, 303);
+      assert.deepEqual(await texts(), ["three", "one"]);
+    });
+    await t.step("a deleted message stays off after a restore", async () => {
+      assert.ok(!(await texts()).includes("two"));
+    });
   });
 });
 

@@ -147,7 +147,7 @@ Deno.test("cli: a second board on the same data file exits at once with a clear 
   }
 });
 
-Deno.test("cli: a corrupt line stops start-up naming file and line; the file is left as it was", async () => {
+Deno.test("cli: a corrupt line at start-up", async (t) => {
   await using folder = await tempFolder();
   await Deno.mkdir(join(folder.path, "data"));
   const content =
@@ -162,13 +162,19 @@ Deno.test("cli: a corrupt line stops start-up naming file and line; the file is 
     ["--port", "0"],
     { cwd: folder.path },
   );
-  assert.equal(code, 1);
-  assert.match(message, /data\/messages\.jsonl:2: /);
-  assert.doesNotMatch(message, /\n\s+at /, "no stack trace");
-  assert.equal(
-    await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")),
-    content,
-  );
+  await t.step("stops start-up with exit code 1", () => {
+    assert.equal(code, 1);
+  });
+  await t.step("names the file and line, without a stack trace", () => {
+    assert.match(message, /data\/messages\.jsonl:2: /);
+    assert.doesNotMatch(message, /\n\s+at /);
+  });
+  await t.step("leaves the file as it was", async () => {
+    assert.equal(
+      await Deno.readTextFile(join(folder.path, "data", "messages.jsonl")),
+      content,
+    );
+  });
 });
 
 Deno.test("crash: SIGKILL while 16 clients post loses no acknowledged message", async () => {

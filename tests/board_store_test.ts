@@ -123,7 +123,7 @@ Deno.test("store: 200 posts at once are all kept, with unique increasing ids", a
   }
 });
 
-Deno.test("store: a post is acknowledged only after fdatasync, and posts that wait share one sync", async () => {
+Deno.test("store: posts under a slow fdatasync", async (t) => {
   await using folder = await tempFolder();
   const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"));
   // Hold every fdatasync until the test opens the gate, and count them.
@@ -152,35 +152,31 @@ Deno.test("store: a post is acknowledged only after fdatasync, and posts that wa
     );
     await syncStarted.promise;
     assert.equal(syncs, 1, "one sync is under way");
-    assert.equal(
-      acknowledged,
-      0,
-      "nothing is acknowledged before its sync finished",
-    );
-    assert.deepEqual(
-      (await store.listMessages({ limit: 10 })).messages,
-      [],
-      "nor shown",
-    );
+    await t.step("no post is acknowledged before its sync finished", () => {
+      assert.equal(acknowledged, 0);
+    });
+    await t.step("no post is shown before its sync finished", async () => {
+      assert.deepEqual((await store.listMessages({ limit: 10 })).messages, []);
+    });
     gate.resolve();
     const stored = [await first, ...await Promise.all(rest)];
     assert.equal(acknowledged, 200);
-    assert.equal(
-      syncs,
-      2,
-      "the 199 posts that waited were written with one sync",
-    );
-    assert.deepEqual(
-      stored.map((m) => m.id),
-      Array.from({ length: 200 }, (_, i) => i + 1),
-    );
+    await t.step("the 199 posts that waited share one sync", () => {
+      assert.equal(syncs, 2);
+    });
+    await t.step("the posts get ids 1 to 200 in arrival order", () => {
+      assert.deepEqual(
+        stored.map((m) => m.id),
+        Array.from({ length: 200 }, (_, i) => i + 1),
+      );
+    });
   } finally {
     Deno.FsFile.prototype.syncData = originalSync;
     await store.close();
   }
 });
 
-Deno.test("store: after a failed sync it is read-only, then resumes by itself without the unacknowledged line", async () => {
+Deno.test("store: a failed sync", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   const logged: string[] = [];
@@ -193,56 +189,85 @@ Deno.test("store: after a failed sync it is read-only, then resumes by itself wi
   Deno.FsFile.prototype.syncData = () =>
     Promise.reject(new Error("EIO: the disk failed"));
   try {
-    await assert.rejects(store.appendMessage({ text: "lost" }), {
-      name: "StoreUnavailableError",
+    await t.step("the post whose sync failed is refused", async () => {
+      await assert.rejects(store.appendMessage({ text: "lost" }), {
+        name: "StoreUnavailableError",
+      });
     });
-    assert.equal(store.writable, false);
-    // Until a retry succeeds every write is refused, with when to try again.
-    const refused = await store.appendMessage({ text: "later" }).catch((e) =>
-      e
-    );
-    assert.equal(refused.name, "StoreUnavailableError");
-    assert.ok(
-      refused.retryAfterSeconds >= 1 && refused.retryAfterSeconds <= 10,
-    );
-    await assert.rejects(store.clearMessages(), {
-      name: "StoreUnavailableError",
+    await t.step("the store is then read-only, and says so in the log", () => {
+      assert.equal(store.writable, false);
+      assert.match(logged.join("\n"), /writing failed, the board is read-only/);
     });
-    await assert.rejects(store.deleteMessage(kept.id), {
-      name: "StoreUnavailableError",
+    await t.step("later posts are refused with when to retry", async () => {
+      const refused = await store.appendMessage({ text: "later" }).catch((
+        e,
+      ) => e);
+      assert.equal(refused.name, "StoreUnavailableError");
+      assert.ok(
+        refused.retryAfterSeconds >= 1 && refused.retryAfterSeconds <= 10,
+        `retryAfterSeconds ${refused.retryAfterSeconds}`,
+      );
+    });
+    await t.step("a clear is refused", async () => {
+      await assert.rejects(store.clearMessages(), {
+        name: "StoreUnavailableError",
+      });
+    });
+    await t.step("a delete is refused", async () => {
+      await assert.rejects(store.deleteMessage(kept.id), {
+        name: "StoreUnavailableError",
+      });
     });
   } finally {
     Deno.FsFile.prototype.syncData = originalSync;
   }
-  const page = await store.listMessages({ limit: 10 });
-  assert.deepEqual(page.messages.map((m) => m.text), ["before the failure"]);
-  assert.match(logged.join("\n"), /writing failed, the board is read-only/);
+  await t.step("the board still shows what was acknowledged", async () => {
+    const page = await store.listMessages({ limit: 10 });
+    assert.deepEqual(page.messages.map((m) => m.text), ["before the failure"]);
+  });
 
   // The disk works again: the background retry repairs the file and posts resume.
-  const deadline = Date.now() + 10_000;
-  while (!store.writable && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.equal(store.writable, true, "writable again within 10 s");
-  const after = await store.appendMessage({ text: "after the retry" });
-  assert.ok(after.id > kept.id);
-  assert.match(logged.join("\n"), /writing works again/);
+  await t.step("it is writable again by itself within 10 s", async () => {
+    const deadline = Date.now() + 10_000;
+    while (!store.writable && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(store.writable, true);
+    assert.match(logged.join("\n"), /writing works again/);
+  });
+  await t.step("posts then resume", async () => {
+    const after = await store.appendMessage({ text: "after the retry" });
+    assert.ok(after.id > kept.id, `id ${after.id} after ${kept.id}`);
+  });
   await store.close();
 
   // The line whose sync failed was never acknowledged: it is set aside, not on the board.
-  const names = await listFolder(folder.path);
-  const torn = names.filter((name) => name.includes(".torn-"));
-  assert.equal(torn.length, 1, names.join(" "));
-  assert.match(await Deno.readTextFile(join(folder.path, torn[0])), /"lost"/);
-  const reopened = await openJsonLinesStore(dataFile, { log: () => {} });
-  try {
-    assert.deepEqual((await allMessages(reopened)).map((m) => m.text), [
-      "before the failure",
-      "after the retry",
-    ]);
-  } finally {
-    await reopened.close();
-  }
+  await t.step(
+    "the unacknowledged line is set aside in a side file",
+    async () => {
+      const names = await listFolder(folder.path);
+      const torn = names.filter((name) => name.includes(".torn-"));
+      assert.equal(torn.length, 1, names.join(" "));
+      assert.match(
+        await Deno.readTextFile(join(folder.path, torn[0])),
+        /"lost"/,
+      );
+    },
+  );
+  await t.step(
+    "after a restart the unacknowledged line is not on the board",
+    async () => {
+      const reopened = await openJsonLinesStore(dataFile, { log: () => {} });
+      try {
+        assert.deepEqual((await allMessages(reopened)).map((m) => m.text), [
+          "before the failure",
+          "after the retry",
+        ]);
+      } finally {
+        await reopened.close();
+      }
+    },
+  );
 });
 
 Deno.test("store: pages are newest first, with before and hasOlder", async () => {
@@ -268,7 +293,7 @@ Deno.test("store: pages are newest first, with before and hasOlder", async () =>
   }
 });
 
-Deno.test("store: a torn last line is set aside in a side file and reported", async () => {
+Deno.test("store: a torn last line at start-up", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   const good = line(1) + line(2);
@@ -279,21 +304,30 @@ Deno.test("store: a torn last line is set aside in a side file and reported", as
     log: (text) => logged.push(text),
   });
   try {
-    assert.deepEqual((await allMessages(store)).map((m) => m.id), [1, 2]);
-    assert.equal(await Deno.readTextFile(dataFile), good);
     const sideFiles = (await listFolder(folder.path)).filter((name) =>
       name.includes(".torn-")
     );
-    assert.equal(sideFiles.length, 1);
-    assert.equal(
-      await Deno.readTextFile(join(folder.path, sideFiles[0])),
-      torn,
-    );
-    assert.equal(logged.length, 1);
-    assert.match(logged[0], /incomplete/);
-    assert.ok(logged[0].includes(sideFiles[0]), "the log names the side file");
-    // The board goes on from the last good line.
-    assert.equal((await store.appendMessage({ text: "after" })).id, 3);
+    await t.step("the board has the lines before it", async () => {
+      assert.deepEqual((await allMessages(store)).map((m) => m.id), [1, 2]);
+    });
+    await t.step("it is cut off the data file", async () => {
+      assert.equal(await Deno.readTextFile(dataFile), good);
+    });
+    await t.step("it is kept in one side file", async () => {
+      assert.equal(sideFiles.length, 1);
+      assert.equal(
+        await Deno.readTextFile(join(folder.path, sideFiles[0])),
+        torn,
+      );
+    });
+    await t.step("one log line reports it, naming the side file", () => {
+      assert.equal(logged.length, 1);
+      assert.match(logged[0], /incomplete/);
+      assert.ok(logged[0].includes(sideFiles[0]), logged[0]);
+    });
+    await t.step("the board goes on from the last good line", async () => {
+      assert.equal((await store.appendMessage({ text: "after" })).id, 3);
+    });
   } finally {
     await store.close();
   }
@@ -391,13 +425,21 @@ Deno.test("store: invalid UTF-8 in a line stops start-up with its line number", 
   assert.deepEqual(await Deno.readFile(dataFile), bytes);
 });
 
-Deno.test("store: parseDataFile keeps every message and splits off the torn tail", () => {
+Deno.test("store: parseDataFile", async (t) => {
   const bytes = encoder.encode(line(1) + line(4) + '{"id"');
   const parsed = parseDataFile(bytes, "m.jsonl");
-  assert.deepEqual(parsed.messages.map((m) => m.id), [1, 4]);
-  assert.equal(parsed.nextId, 5);
-  assert.deepEqual(parsed.tornTail, encoder.encode('{"id"'));
-  assert.deepEqual(parseDataFile(new Uint8Array(0), "m.jsonl").messages, []);
+  await t.step("it keeps every whole line's message", () => {
+    assert.deepEqual(parsed.messages.map((m) => m.id), [1, 4]);
+  });
+  await t.step("the next id follows the largest", () => {
+    assert.equal(parsed.nextId, 5);
+  });
+  await t.step("it splits off the torn tail", () => {
+    assert.deepEqual(parsed.tornTail, encoder.encode('{"id"'));
+  });
+  await t.step("an empty file has no messages", () => {
+    assert.deepEqual(parseDataFile(new Uint8Array(0), "m.jsonl").messages, []);
+  });
 });
 
 Deno.test("store: a second open on the same file is refused while the first holds the lock", async () => {
@@ -555,20 +597,30 @@ Deno.test("store: a clear that fails between its two renames is finished at the 
   }
 });
 
-Deno.test("store: after close, posts are refused and the data is intact", async () => {
+Deno.test("store: close", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   const store = await openJsonLinesStore(dataFile);
   const pending = store.appendMessage({ text: "in flight" });
   await store.close(); // waits for the post already accepted
-  assert.equal((await pending).id, 1);
-  await assert.rejects(store.appendMessage({ text: "late" }), {
-    name: "StoreUnavailableError",
+  await t.step("a post accepted before close is kept", async () => {
+    assert.equal((await pending).id, 1);
   });
-  assert.equal((await Deno.readTextFile(dataFile)).split("\n").length, 2);
+  await t.step("after close, posts are refused", async () => {
+    await assert.rejects(store.appendMessage({ text: "late" }), {
+      name: "StoreUnavailableError",
+    });
+  });
+  await t.step("after close, the data file holds the one post", async () => {
+    const lines = (await Deno.readTextFile(dataFile)).split("\n");
+    assert.deepEqual(lines.map((l) => l && JSON.parse(l).text), [
+      "in flight",
+      "",
+    ]);
+  });
 });
 
-Deno.test("store: a delete appends a tombstone, keeps the message's line, and survives a restart", async () => {
+Deno.test("store: delete", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   let store = await openJsonLinesStore(dataFile);
@@ -580,22 +632,38 @@ Deno.test("store: a delete appends a tombstone, keeps the message's line, and su
     await store.appendMessage({ text: "three" }),
   ];
   const before = await Deno.readTextFile(dataFile);
-  assert.equal(await store.deleteMessage(two.id), true);
-  assert.equal(await store.deleteMessage(two.id), false, "already gone");
-  assert.equal(await store.deleteMessage(99), false, "never there");
-  assert.deepEqual(await allMessages(store), [one, three]);
-  assert.deepEqual(events.at(-1), { type: "delete", id: two.id });
+  await t.step("a delete takes the message off the board", async () => {
+    assert.equal(await store.deleteMessage(two.id), true);
+    assert.deepEqual(await allMessages(store), [one, three]);
+  });
+  await t.step("a delete tells subscribers", () => {
+    assert.deepEqual(events.at(-1), { type: "delete", id: two.id });
+  });
+  await t.step("a second delete of the same message is false", async () => {
+    assert.equal(await store.deleteMessage(two.id), false);
+  });
+  await t.step("a delete of an id never used is false", async () => {
+    assert.equal(await store.deleteMessage(99), false);
+  });
   const after = await Deno.readTextFile(dataFile);
-  assert.ok(after.startsWith(before), "append-only: every line is still there");
-  const tombstone = JSON.parse(after.slice(before.length));
-  assert.equal(tombstone.deletedId, two.id);
-  assert.equal(tombstone.newestId, three.id);
+  await t.step("a delete keeps every line of the file", () => {
+    assert.equal(after.slice(0, before.length), before);
+  });
+  await t.step("a delete appends one tombstone line", () => {
+    const tombstone = JSON.parse(after.slice(before.length));
+    assert.equal(tombstone.deletedId, two.id);
+    assert.equal(tombstone.newestId, three.id);
+  });
   await store.close();
 
   store = await openJsonLinesStore(dataFile);
   try {
-    assert.deepEqual(await allMessages(store), [one, three]);
-    assert.equal((await store.appendMessage({ text: "four" })).id, 4);
+    await t.step("after a restart the message is still deleted", async () => {
+      assert.deepEqual(await allMessages(store), [one, three]);
+    });
+    await t.step("after a restart ids go on", async () => {
+      assert.equal((await store.appendMessage({ text: "four" })).id, 4);
+    });
   } finally {
     await store.close();
   }
@@ -636,13 +704,15 @@ Deno.test("store: eventsAfter replays the deletes a resuming client may have mis
   }
 });
 
-Deno.test("store: restore puts the newest archive back with its ids, once, and survives a restart", async () => {
+Deno.test("store: restore", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   let store = await openJsonLinesStore(dataFile);
   const events: BoardEvent[] = [];
   store.subscribe((event) => events.push(event));
-  assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
+  await t.step("with no archive it restores nothing", async () => {
+    assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
+  });
   const one = await store.appendMessage({ text: "one" });
   const two = await store.appendMessage({ text: "two" });
   await store.deleteMessage(two.id); // a deleted message stays deleted
@@ -652,28 +722,54 @@ Deno.test("store: restore puts the newest archive back with its ids, once, and s
   await store.clearMessages(); // archive B: four
   const five = await store.appendMessage({ text: "five" });
 
-  assert.deepEqual(await store.restoreNewestArchive(), { restored: 1 });
-  assert.deepEqual(await allMessages(store), [four, five]);
-  assert.deepEqual(events.at(-1), { type: "restore", id: five.id });
-  assert.deepEqual(await store.restoreNewestArchive(), { restored: 2 });
-  assert.deepEqual(await allMessages(store), [one, three, four, five]);
-  assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
-  const names = await listFolder(folder.path);
-  assert.equal(names.filter((n) => n.endsWith(".jsonl.restored")).length, 2);
-  assert.equal(names.filter((n) => /cleared-.*\.jsonl$/.test(n)).length, 0);
-  // A resuming client that was behind reloads; one at the newest is not told again.
-  assert.deepEqual((await store.eventsAfter(four.id, 10)).at(-1), {
-    type: "restore",
-    id: five.id,
+  await t.step("it puts the newest archive back with its ids", async () => {
+    assert.deepEqual(await store.restoreNewestArchive(), { restored: 1 });
+    assert.deepEqual(await allMessages(store), [four, five]);
   });
-  assert.deepEqual(await store.eventsAfter(five.id, 10), []);
+  await t.step("it tells subscribers the newest id", () => {
+    assert.deepEqual(events.at(-1), { type: "restore", id: five.id });
+  });
+  await t.step("the next restore takes the archive before", async () => {
+    assert.deepEqual(await store.restoreNewestArchive(), { restored: 2 });
+    assert.deepEqual(await allMessages(store), [one, three, four, five]);
+  });
+  await t.step("each archive is restored once", async () => {
+    assert.deepEqual(await store.restoreNewestArchive(), { restored: 0 });
+    const names = await listFolder(folder.path);
+    assert.equal(names.filter((n) => n.endsWith(".jsonl.restored")).length, 2);
+    assert.equal(names.filter((n) => /cleared-.*\.jsonl$/.test(n)).length, 0);
+  });
+  await t.step(
+    "a resuming client that was behind is told to reload",
+    async () => {
+      assert.deepEqual((await store.eventsAfter(four.id, 10)).at(-1), {
+        type: "restore",
+        id: five.id,
+      });
+    },
+  );
+  await t.step("a client at the newest id is not told again", async () => {
+    assert.deepEqual(await store.eventsAfter(five.id, 10), []);
+  });
   await store.close();
 
   store = await openJsonLinesStore(dataFile);
   try {
-    assert.deepEqual(await allMessages(store), [one, three, four, five]);
-    assert.equal((await store.appendMessage({ text: "six" })).id, 6);
-    assert.equal(await store.deleteMessage(one.id), true);
+    await t.step(
+      "after a restart the restored messages are there",
+      async () => {
+        assert.deepEqual(await allMessages(store), [one, three, four, five]);
+      },
+    );
+    await t.step("after a restart ids go on", async () => {
+      assert.equal((await store.appendMessage({ text: "six" })).id, 6);
+    });
+    await t.step(
+      "after a restart a restored message can be deleted",
+      async () => {
+        assert.equal(await store.deleteMessage(one.id), true);
+      },
+    );
   } finally {
     await store.close();
   }
@@ -838,7 +934,7 @@ Deno.test("store: the largest id", async (t) => {
   }
 });
 
-Deno.test("store: a clear or restore whose first file cannot be written changes nothing and stays writable", async () => {
+Deno.test("store: a clear or restore whose first file cannot be written", async (t) => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
   const store = await openJsonLinesStore(dataFile);
@@ -851,23 +947,33 @@ Deno.test("store: a clear or restore whose first file cannot be written changes 
       /\.(new|restore)$/.test(String(path))
         ? Promise.reject(new Error("ENOSPC: no space left on device"))
         : originalOpen(path, options)) as typeof Deno.open;
-    for (
-      const attempt of [() =>
-        store.clearMessages(), () =>
-        store.restoreNewestArchive()]
-    ) {
-      const error = await attempt().catch((e) =>
-        e
-      );
-      assert.equal(error.name, "StoreUnavailableError");
-      assert.ok(error.retryAfterSeconds >= 1);
+    const attempts = {
+      clear: () =>
+        store.clearMessages(),
+      restore: () => store.restoreNewestArchive(),
+    };
+    for (const [what, attempt] of Object.entries(attempts)) {
+      await t.step(`the ${what} is refused with when to retry`, async () => {
+        const error = await attempt().catch((e) => e);
+        assert.equal(error.name, "StoreUnavailableError");
+        assert.ok(error.retryAfterSeconds >= 1, `${error.retryAfterSeconds}`);
+      });
     }
-    assert.equal(store.writable, true);
-    assert.deepEqual((await allMessages(store)).map((m) => m.text), ["two"]);
-    assert.equal((await store.appendMessage({ text: "three" })).id, 3);
-    assert.ok(
-      !(await listFolder(folder.path)).some((n) => /\.(new|restore)$/.test(n)),
-    );
+    await t.step("the board is unchanged", async () => {
+      assert.deepEqual((await allMessages(store)).map((m) => m.text), ["two"]);
+    });
+    await t.step("the store stays writable", async () => {
+      assert.equal(store.writable, true);
+      assert.equal((await store.appendMessage({ text: "three" })).id, 3);
+    });
+    await t.step("no half-written file is left", async () => {
+      assert.deepEqual(
+        (await listFolder(folder.path)).filter((n) =>
+          /\.(new|restore)$/.test(n)
+        ),
+        [],
+      );
+    });
   } finally {
     Deno.open = originalOpen;
     await store.close();

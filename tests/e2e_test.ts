@@ -33,51 +33,60 @@ const plan = planBrowserTests();
 let screenshotFolder: string | undefined;
 
 /**
- * One Deno.test per server: launches a browser, starts the server, runs the
- * visit, then closes both in `finally`. The steps of a visit are one
- * person's session, so each builds on the last. When the visit passed, no
- * page it checked may break an axe-core rule, and the server must stop
- * cleanly on SIGTERM (exit code 0).
+ * One visit per server, run as the steps of one test that shares one browser
+ * (a Chromium launch takes seconds). Each visit starts the server, runs, then
+ * closes every tab and context it opened, so the next starts with no cookie
+ * or page of the last. The steps of a visit are one person's session, so each
+ * builds on the last. When the visit passed, no page it checked may break an
+ * axe-core rule, and the server must stop cleanly on SIGTERM (exit code 0).
  */
-function browserTest(
-  name: string,
-  startServer: () => Promise<RunningProcess>,
+interface Visit {
+  name: string;
+  startServer: () => Promise<RunningProcess>;
   visit: (
     t: Deno.TestContext,
     browser: Browser,
     server: RunningProcess,
     audit: AccessibilityAudit,
-  ) => Promise<void>,
+  ) => Promise<void>;
+}
+
+const visits: Visit[] = [];
+
+/** Adds a visit to the browser test at the end of this file. */
+function browserTest(
+  name: Visit["name"],
+  startServer: Visit["startServer"],
+  visit: Visit["visit"],
 ) {
-  Deno.test({
-    name,
-    ignore: plan.ignore,
-    async fn(t) {
-      if (plan.missing) {
-        throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
+  visits.push({ name, startServer, visit });
+}
+
+/** Runs one visit in `browser`; closes what it opened, even when it fails. */
+async function runVisit(
+  t: Deno.TestContext,
+  browser: Browser,
+  { startServer, visit }: Visit,
+): Promise<void> {
+  try {
+    const audit = await openAccessibilityAudit(browser);
+    const server = await startServer();
+    let visited = false;
+    try {
+      await visit(t, browser, server, audit);
+      visited = true;
+    } finally {
+      await audit.close();
+      const { code } = await server.stop();
+      if (visited) {
+        assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
       }
-      const browser = await launchChromium();
-      try {
-        const audit = await openAccessibilityAudit(browser);
-        const server = await startServer();
-        let visited = false;
-        try {
-          await visit(t, browser, server, audit);
-          visited = true;
-        } finally {
-          await audit.close();
-          const { code } = await server.stop();
-          if (visited) {
-            assert.equal(code, 0, "SIGTERM stops the server with exit code 0");
-          }
-        }
-        assert.ok(audit.checked.length > 0, "the visit checked its pages");
-        audit.assertNoViolations();
-      } finally {
-        await browser.close();
-      }
-    },
-  });
+    }
+    assert.ok(audit.checked.length > 0, "the visit checked its pages");
+    audit.assertNoViolations();
+  } finally {
+    for (const context of browser.contexts()) await context.close();
+  }
 }
 
 /** Opens a tab; tabs of one context share cookies, like one person's browser. */
@@ -219,13 +228,16 @@ browserTest(
       await audit.check("files: index.html", page.url());
     });
 
+    await t.step("the stylesheet arrives compressed with br", async () => {
+      assert.ok(stylesheets.length > 0, "the index loads /style.css");
+      const headers = await stylesheets[0];
+      assert.equal(headers["content-encoding"], "br");
+      assert.equal(headers["vary"], "Accept-Encoding");
+    });
+
     await t.step(
-      "the stylesheet arrives compressed with br and styles the page",
+      "the stylesheet styles the page",
       async () => {
-        assert.ok(stylesheets.length > 0, "the index loads /style.css");
-        const headers = await stylesheets[0];
-        assert.equal(headers["content-encoding"], "br");
-        assert.equal(headers["vary"], "Accept-Encoding");
         // h1 { color: #1e5aa0 } from static/style.css.
         // Runs in the page, where getComputedStyle exists (no DOM types here).
         const color = await page.locator("h1").first().evaluate((h) =>
@@ -697,12 +709,25 @@ browserTest(
     );
 
     await t.step(
-      "on a 360 px phone: no sideways scroll, long names wrap, rows big enough to tap",
+      "on a 360 px phone, a long name wraps: no sideways scroll",
       async () => {
         await page.setViewportSize({ width: 360, height: 740 });
         try {
           await page.goto(`${server.origin}/`);
+          assert.equal(await page.getByText(LONG_NAME).count(), 1);
           await assertNoSidewaysScroll(page);
+        } finally {
+          await page.setViewportSize({ width: 1280, height: 720 });
+        }
+      },
+    );
+
+    await t.step(
+      "on a 360 px phone, every row's link is big enough to tap",
+      async () => {
+        await page.setViewportSize({ width: 360, height: 740 });
+        try {
+          await page.goto(`${server.origin}/`);
           const heights = await page.locator("tbody td.name a").evaluateAll((
             links,
           ) => links.map((link) => link.getBoundingClientRect().height));
@@ -849,7 +874,7 @@ browserTest(
     );
 
     await t.step(
-      "a wrong token is refused; the right one signs in",
+      "a wrong token is refused",
       async () => {
         await moderatorPage.goto(`${server.origin}/admin`);
         await moderatorPage.getByLabel(/Admin token/).fill("not it at all");
@@ -858,6 +883,13 @@ browserTest(
           () => moderatorPage.getByRole("button", { name: "Sign in" }).click(),
         );
         assert.equal(refused.status(), 403);
+        assert.equal((await moderator.cookies()).length, 0);
+      },
+    );
+
+    await t.step(
+      "the right token signs in with an HttpOnly, SameSite=Strict cookie",
+      async () => {
         await moderatorPage.getByLabel(/Admin token/).fill(ADMIN_TOKEN);
         await clickAndWait(
           moderatorPage,
@@ -926,7 +958,7 @@ browserTest(
     );
 
     await t.step(
-      "clearing asks first; restore brings the messages back",
+      "clearing asks for a confirmation first",
       async () => {
         await clickAndWait(
           moderatorPage,
@@ -943,6 +975,12 @@ browserTest(
         );
         assert.deepEqual(await readMessages(moderatorPage), []);
         await readerPage.locator(`#m${kept.id}`).waitFor({ state: "detached" });
+      },
+    );
+
+    await t.step(
+      "restore brings the messages back, on the reader's page too",
+      async () => {
         await clickAndWait(
           moderatorPage,
           () =>
@@ -1010,3 +1048,22 @@ async function readMessageLimit(page: Page): Promise<number> {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+// Registered last, once every browserTest() above has added its visit.
+Deno.test({
+  name: "browser: a person's visit to each server",
+  ignore: plan.ignore,
+  async fn(t) {
+    if (plan.missing) {
+      throw new Error(`${plan.missing} (CI=true: browser tests must run)`);
+    }
+    const browser = await launchChromium();
+    try {
+      for (const visit of visits) {
+        await t.step(visit.name, (t) => runVisit(t, browser, visit));
+      }
+    } finally {
+      await browser.close();
+    }
+  },
+});

@@ -73,7 +73,7 @@ Deno.test("negotiateCoding table: q-values, *, identity;q=0, x-gzip, br preferre
   }
 });
 
-Deno.test("isCompressible: text and friends yes; images, media, archives, fonts no", () => {
+Deno.test("isCompressible", async (t) => {
   const yes = [
     "text/html; charset=utf-8",
     "text/css; charset=utf-8",
@@ -101,11 +101,18 @@ Deno.test("isCompressible: text and friends yes; images, media, archives, fonts 
     "font/ttf",
     "application/octet-stream",
   ];
-  for (const type of yes) assert.equal(isCompressible(type), true, type);
-  for (const type of no) assert.equal(isCompressible(type), false, type);
+  await t.step(
+    "text, scripts, JSON, XML, SVG and wasm are compressible",
+    () => {
+      for (const type of yes) assert.equal(isCompressible(type), true, type);
+    },
+  );
+  await t.step("images, media, archives and fonts are not", () => {
+    for (const type of no) assert.equal(isCompressible(type), false, type);
+  });
 });
 
-Deno.test("cache: br and gzip copies made once, one ETag per coding, Vary on every answer", async (t) => {
+Deno.test("cache: the coding chosen for each Accept-Encoding, the same on a hit", async (t) => {
   await using tree = await makeTree();
   const css = makeCss(15_000);
   await Deno.writeTextFile(`${tree.root}/style.css`, css);
@@ -128,7 +135,11 @@ Deno.test("cache: br and gzip copies made once, one ETag per coding, Vary on eve
   ];
   const etags = new Map<string, string>();
   for (const [path, headers, coding, vary] of cases) {
-    await t.step(`${path} ${JSON.stringify(headers)}`, async () => {
+    const ae = headers["accept-encoding"];
+    const name = `${path} ${
+      ae === undefined ? "without Accept-Encoding" : `for "${ae}"`
+    } is ${coding ?? "unencoded"}${vary ? " with Vary" : ""}`;
+    await t.step(name, async () => {
       for (let round = 0; round < 2; round++) { // fill, then hit
         const res = await get(path, headers);
         assert.equal(res.status, 200);
@@ -151,12 +162,10 @@ Deno.test("cache: br and gzip copies made once, one ETag per coding, Vary on eve
       }
     });
   }
-  assert.equal(
-    new Set(etags.values()).size,
-    3,
-    "identity, br and gzip tags differ",
-  );
-  await t.step("If-None-Match works for each coding", async () => {
+  await t.step("identity, br and gzip have different ETags", () => {
+    assert.equal(new Set(etags.values()).size, 3);
+  });
+  await t.step("If-None-Match with a coding's ETag is 304", async () => {
     for (
       const [coding, ae] of [["br", "br"], ["gzip", "gzip"], ["identity", ""]]
     ) {
@@ -169,12 +178,20 @@ Deno.test("cache: br and gzip copies made once, one ETag per coding, Vary on eve
       assert.equal(res.headers.get("etag"), etag);
       assert.equal(res.headers.get("vary"), "Accept-Encoding");
       await res.body?.cancel();
+    }
+  });
+  await t.step("a coding's ETag does not validate another's", async () => {
+    for (const coding of ["br", "gzip", "identity"]) {
       // The br tag does not validate the gzip answer: a full 200 in gzip.
       const other = await get("/style.css", {
         "accept-encoding": coding === "gzip" ? "br" : "gzip",
-        "if-none-match": etag,
+        "if-none-match": etags.get(coding)!,
       });
       assert.equal(other.status, 200, coding);
+      assert.equal(
+        other.headers.get("content-encoding"),
+        coding === "gzip" ? "br" : "gzip",
+      );
       await other.body?.cancel();
     }
   });
@@ -200,16 +217,24 @@ Deno.test("cache: br and gzip copies made once, one ETag per coding, Vary on eve
         assert.equal(res.headers.get("vary"), "Accept-Encoding");
         assert.equal(await res.text(), css.slice(10, 20));
       }
-      // If-Range with the br tag names another representation: the whole file.
-      const stale = await get("/style.css", {
-        "accept-encoding": "br",
-        range: "bytes=10-19",
-        "if-range": etags.get("br")!,
-      });
-      assert.equal(stale.status, 200);
-      await stale.body?.cancel();
     },
   );
+  await t.step("If-Range with the br ETag gets the whole file", async () => {
+    // The br tag names another representation than the file's bytes.
+    const stale = await get("/style.css", {
+      "accept-encoding": "br",
+      range: "bytes=10-19",
+      "if-range": etags.get("br")!,
+    });
+    assert.equal(stale.status, 200);
+    assert.equal(
+      decode(
+        stale.headers.get("content-encoding"),
+        new Uint8Array(await stale.arrayBuffer()),
+      ),
+      css,
+    );
+  });
   await t.step(
     "HEAD carries exactly GET's headers for each coding",
     async () => {
@@ -232,7 +257,7 @@ Deno.test("cache: br and gzip copies made once, one ETag per coding, Vary on eve
   );
 });
 
-Deno.test("compress: false and maxCachedFileBytes 0 paths", async () => {
+Deno.test("compress: false sends files unencoded, without Vary", async (t) => {
   await using tree = await makeTree();
   const css = makeCss(20_000);
   await Deno.writeTextFile(`${tree.root}/style.css`, css);
@@ -242,75 +267,97 @@ Deno.test("compress: false and maxCachedFileBytes 0 paths", async () => {
     quiet: true,
     compress: false,
   };
-  for (
-    const res of [
+  const serves: [string, () => Promise<Response>][] = [
+    ["createHandler", async () =>
       await createHandler(off)(
         new Request("http://localhost/style.css", { headers }),
-      ),
-      await serveDir(
-        new Request("http://localhost/style.css", { headers }),
-        off,
-      ),
-      await serveFile(
+      )],
+    [
+      "serveDir",
+      () =>
+        serveDir(new Request("http://localhost/style.css", { headers }), off),
+    ],
+    ["serveFile", () =>
+      serveFile(
         new Request("http://localhost/", { headers }),
         `${tree.root}/style.css`,
         { compress: false },
-      ),
-    ]
-  ) {
-    assert.equal(res.headers.get("content-encoding"), null);
-    assert.equal(res.headers.get("vary"), null);
-    assert.equal(await res.text(), css);
+      )],
+  ];
+  for (const [label, serve] of serves) {
+    await t.step(label, async () => {
+      const res = await serve();
+      assert.equal(res.headers.get("content-encoding"), null);
+      assert.equal(res.headers.get("vary"), null);
+      assert.equal(await res.text(), css);
+    });
   }
 });
 
-Deno.test("from disk (serveDir, big files): gzip while streaming, weak ETag, no length", async () => {
+Deno.test("from disk (serveDir, serveFile, big files): gzip while streaming", async (t) => {
   await using tree = await makeTree();
   const small = makeCss(20_000);
   const big = makeCss(600_000); // above the cache's limit
   await Deno.writeTextFile(`${tree.root}/style.css`, small);
   await Deno.writeTextFile(`${tree.root}/big.css`, big);
   const handler = createHandler({ fsRoot: tree.root, quiet: true });
-  const runs: [string, string, (r: Request) => Promise<Response>][] = [
+  const runs: [string, string, string, (r: Request) => Promise<Response>][] = [
     [
+      "serveDir",
       "/style.css",
       small,
       (r) => serveDir(r, { fsRoot: tree.root, quiet: true }),
     ],
-    ["/style.css", small, (r) => serveFile(r, `${tree.root}/style.css`)],
-    ["/big.css", big, async (r) => await handler(r)],
+    [
+      "serveFile",
+      "/style.css",
+      small,
+      (r) => serveFile(r, `${tree.root}/style.css`),
+    ],
+    ["a big file", "/big.css", big, async (r) => await handler(r)],
   ];
-  for (const [path, text, serve] of runs) {
+  for (const [label, path, text, serve] of runs) {
     const url = `http://localhost${path}`;
     const headers = { "accept-encoding": "gzip, br" };
-    const res = await serve(new Request(url, { headers }));
-    assert.equal(res.status, 200, path);
-    assert.equal(res.headers.get("content-encoding"), "gzip", path);
-    assert.equal(res.headers.get("content-length"), null, path);
-    assert.equal(res.headers.get("vary"), "Accept-Encoding");
-    const etag = res.headers.get("etag")!;
-    assert.match(etag, /^W\/"[0-9a-f]+-[0-9a-f]+-gzip"$/);
-    const body = new Uint8Array(await res.arrayBuffer());
-    assert.equal(decode("gzip", body), text, path);
-    assert.ok(body.byteLength < text.length / 2, path);
-    const again = await serve(
-      new Request(url, { headers: { ...headers, "if-none-match": etag } }),
-    );
-    assert.equal(again.status, 304, path);
-    const head = await serve(new Request(url, { headers, method: "HEAD" }));
-    assert.equal(head.headers.get("content-encoding"), "gzip");
-    assert.equal(head.headers.get("content-length"), null);
-    assert.equal(head.body, null);
-    const range = await serve(
-      new Request(url, { headers: { ...headers, range: "bytes=0-9" } }),
-    );
-    assert.equal(range.status, 206);
-    assert.equal(range.headers.get("content-encoding"), null);
-    assert.equal(await range.text(), text.slice(0, 10));
-    const plain = await serve(new Request(url));
-    assert.equal(plain.headers.get("content-length"), String(text.length));
-    assert.equal(plain.headers.get("vary"), "Accept-Encoding");
-    assert.equal(await plain.text(), text);
+    let etag = "";
+    await t.step(`${label}: gzip as it streams, with no length`, async () => {
+      const res = await serve(new Request(url, { headers }));
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("content-encoding"), "gzip");
+      assert.equal(res.headers.get("content-length"), null);
+      assert.equal(res.headers.get("vary"), "Accept-Encoding");
+      etag = res.headers.get("etag")!;
+      const body = new Uint8Array(await res.arrayBuffer());
+      assert.equal(decode("gzip", body), text);
+      assert.ok(body.byteLength < text.length / 2, `${body.byteLength} bytes`);
+    });
+    await t.step(`${label}: a weak gzip ETag that validates`, async () => {
+      assert.match(etag, /^W\/"[0-9a-f]+-[0-9a-f]+-gzip"$/);
+      const again = await serve(
+        new Request(url, { headers: { ...headers, "if-none-match": etag } }),
+      );
+      assert.equal(again.status, 304);
+    });
+    await t.step(`${label}: HEAD has GET's gzip headers`, async () => {
+      const head = await serve(new Request(url, { headers, method: "HEAD" }));
+      assert.equal(head.headers.get("content-encoding"), "gzip");
+      assert.equal(head.headers.get("content-length"), null);
+      assert.equal(head.body, null);
+    });
+    await t.step(`${label}: a Range is sent unencoded`, async () => {
+      const range = await serve(
+        new Request(url, { headers: { ...headers, range: "bytes=0-9" } }),
+      );
+      assert.equal(range.status, 206);
+      assert.equal(range.headers.get("content-encoding"), null);
+      assert.equal(await range.text(), text.slice(0, 10));
+    });
+    await t.step(`${label}: without Accept-Encoding, the file`, async () => {
+      const plain = await serve(new Request(url));
+      assert.equal(plain.headers.get("content-length"), String(text.length));
+      assert.equal(plain.headers.get("vary"), "Accept-Encoding");
+      assert.equal(await plain.text(), text);
+    });
   }
   // A client that gives up mid-stream: the file is closed (the sanitizer checks).
   const abandoned = await handler(

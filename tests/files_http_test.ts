@@ -10,25 +10,13 @@ import {
   parseRanges,
   planFileResponse,
   serveDir,
-  type ServeDirOptions,
   serveFile,
 } from "../server_files.ts";
-import { makeTree } from "./_files.ts";
+import { makeTree, serveDirAt } from "./_files.ts";
 
 const DIGITS = "0123456789".repeat(10); // 100 bytes, byte i is String(i % 10)
 
-async function dir(
-  root: string,
-  path: string,
-  init: RequestInit = {},
-  options: ServeDirOptions = {},
-) {
-  return await serveDir(new Request(`http://localhost${path}`, init), {
-    fsRoot: root,
-    quiet: true,
-    ...options,
-  });
-}
+const dir = serveDirAt;
 
 async function app(
   handlerOptions: HandlerOptions,
@@ -204,20 +192,26 @@ Deno.test("content types from the extension", async () => {
   }
 });
 
-Deno.test("directories: 301 to the slash form keeping the query, then index.html", async () => {
+Deno.test("directories with index.html", async (t) => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/sub/index.html`, "<p>sub index</p>");
-  const redirect = await dir(tree.root, "/sub?x=1&y=2");
-  assert.equal(redirect.status, 301);
-  assert.equal(redirect.headers.get("location"), "/sub/?x=1&y=2");
-  await redirect.body?.cancel();
-  const index = await dir(tree.root, "/sub/");
-  assert.equal(index.status, 200);
-  assert.equal(index.headers.get("content-type"), "text/html; charset=utf-8");
-  assert.equal(await index.text(), "<p>sub index</p>");
-  const noIndex = await dir(tree.root, "/sub/", {}, { showIndex: false });
-  assert.equal(noIndex.status, 404);
-  await noIndex.body?.cancel();
+  await t.step("without the slash: 301 to it, query kept", async () => {
+    const redirect = await dir(tree.root, "/sub?x=1&y=2");
+    assert.equal(redirect.status, 301);
+    assert.equal(redirect.headers.get("location"), "/sub/?x=1&y=2");
+    await redirect.body?.cancel();
+  });
+  await t.step("with the slash: index.html", async () => {
+    const index = await dir(tree.root, "/sub/");
+    assert.equal(index.status, 200);
+    assert.equal(index.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(await index.text(), "<p>sub index</p>");
+  });
+  await t.step("with showIndex: false: 404", async () => {
+    const noIndex = await dir(tree.root, "/sub/", {}, { showIndex: false });
+    assert.equal(noIndex.status, 404);
+    assert.equal(await noIndex.text(), "Not Found\n");
+  });
 });
 
 Deno.test("the slash redirect cannot point to another host", async () => {
@@ -235,32 +229,44 @@ Deno.test("the slash redirect cannot point to another host", async () => {
   }
 });
 
-Deno.test("directories without index.html: 404 unless listing is on", async () => {
+Deno.test("directories without index.html", async (t) => {
   await using tree = await makeTree();
-  const res = await dir(tree.root, "/sub/");
-  assert.equal(res.status, 404);
-  await res.body?.cancel();
-  const listing = await dir(tree.root, "/sub/", {}, { showDirListing: true });
-  assert.equal(listing.status, 200);
-  const html = await listing.text();
-  assert.match(html, /<a href="b\.txt">/); // more in files_listing_test.ts
+  await t.step("are 404 by default", async () => {
+    const res = await dir(tree.root, "/sub/");
+    assert.equal(res.status, 404);
+    assert.equal(await res.text(), "Not Found\n");
+  });
+  await t.step("are listed with showDirListing", async () => {
+    const listing = await dir(tree.root, "/sub/", {}, { showDirListing: true });
+    assert.equal(listing.status, 200);
+    const html = await listing.text();
+    assert.match(html, /<a href="b\.txt">/); // more in files_listing_test.ts
+  });
 });
 
-Deno.test("dotfiles: 404 unless showDotfiles", async () => {
+Deno.test("dotfiles", async (t) => {
   await using tree = await makeTree();
-  for (const path of ["/.secret", "/.git/config", "/.git/", "/link-dot"]) {
-    const res = await dir(tree.root, path);
-    assert.equal(res.status, 404, path);
-    assert.ok(!(await res.text()).includes("SECRET"));
-  }
-  const shown = await dir(tree.root, "/.secret", {}, { showDotfiles: true });
-  assert.equal(await shown.text(), "DOT SECRET");
+  await t.step("are 404 by default, with a generic body", async () => {
+    for (const path of ["/.secret", "/.git/config", "/.git/", "/link-dot"]) {
+      const res = await dir(tree.root, path);
+      assert.equal(res.status, 404, path);
+      assert.equal(await res.text(), "Not Found\n", path);
+    }
+  });
+  await t.step("are served with showDotfiles", async () => {
+    const shown = await dir(tree.root, "/.secret", {}, { showDotfiles: true });
+    assert.equal(shown.status, 200);
+    assert.equal(await shown.text(), "DOT SECRET");
+  });
 });
 
-Deno.test("symlinks: inside served, outside 404, bad paths 400, no paths leak", async () => {
+Deno.test("symlinks and bad paths", async (t) => {
   await using tree = await makeTree();
-  const inside = await dir(tree.root, "/link-in");
-  assert.equal(await inside.text(), "hello a");
+  await t.step("a symlink to a file inside the root is served", async () => {
+    const inside = await dir(tree.root, "/link-in");
+    assert.equal(inside.status, 200);
+    assert.equal(await inside.text(), "hello a");
+  });
   for (
     const [path, status] of [
       ["/link-out", 404],
@@ -274,12 +280,17 @@ Deno.test("symlinks: inside served, outside 404, bad paths 400, no paths leak", 
       ["/%zz", 400],
     ] as const
   ) {
-    const res = await dir(tree.root, path);
-    assert.equal(res.status, status, path);
-    const body = await res.text();
-    assert.ok(
-      !body.includes("SECRET") && !body.includes(tree.base),
-      `${path}: ${body}`,
+    const what = status === 404 ? "outside the root" : "malformed";
+    await t.step(
+      `${path} (${what}) gets a generic ${status}`,
+      async () => {
+        const res = await dir(tree.root, path);
+        assert.equal(res.status, status);
+        assert.equal(
+          await res.text(),
+          status === 404 ? "Not Found\n" : "Bad Request\n",
+        );
+      },
     );
   }
 });
@@ -312,12 +323,13 @@ Deno.test("404.html symlinked outside the root is not used", async () => {
   assert.equal(await res.text(), "Not Found\n");
 });
 
-Deno.test("enableCors and headers reach every response", async () => {
+Deno.test("enableCors and headers on every response", async (t) => {
   await using tree = await makeTree();
   const options = {
     enableCors: true,
     headers: ["X-Frame-Options: DENY", "X-Test:  two words "],
   };
+  const answers: [string, Headers][] = [];
   for (
     const [path, init] of [
       ["/a.txt", {}],
@@ -327,9 +339,7 @@ Deno.test("enableCors and headers reach every response", async () => {
     ] as const
   ) {
     const res = await dir(tree.root, path, init, options);
-    assert.equal(res.headers.get("access-control-allow-origin"), "*", path);
-    assert.equal(res.headers.get("x-frame-options"), "DENY", path);
-    assert.equal(res.headers.get("x-test"), "two words", path);
+    answers.push([`${path} (${res.status})`, res.headers]);
     await res.body?.cancel();
   }
   const etag = (await dir(tree.root, "/a.txt", { method: "HEAD" })).headers.get(
@@ -342,13 +352,26 @@ Deno.test("enableCors and headers reach every response", async () => {
     options,
   );
   assert.equal(notModified.status, 304);
-  assert.equal(notModified.headers.get("x-frame-options"), "DENY");
-  const plain = await dir(tree.root, "/a.txt");
-  assert.equal(plain.headers.get("access-control-allow-origin"), null);
-  await plain.body?.cancel();
+  answers.push(["/a.txt (304)", notModified.headers]);
+  await t.step("enableCors allows every origin on each answer", () => {
+    for (const [label, headers] of answers) {
+      assert.equal(headers.get("access-control-allow-origin"), "*", label);
+    }
+  });
+  await t.step("headers are added to each answer, values trimmed", () => {
+    for (const [label, headers] of answers) {
+      assert.equal(headers.get("x-frame-options"), "DENY", label);
+      assert.equal(headers.get("x-test"), "two words", label);
+    }
+  });
+  await t.step("without enableCors no origin is allowed", async () => {
+    const plain = await dir(tree.root, "/a.txt");
+    assert.equal(plain.headers.get("access-control-allow-origin"), null);
+    await plain.body?.cancel();
+  });
 });
 
-Deno.test("custom headers: each sent once, a repeated name twice, a default replaced", async () => {
+Deno.test("custom headers on every entry point and status", async (t) => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/digits.txt`, DIGITS);
   const headers = [
@@ -357,21 +380,9 @@ Deno.test("custom headers: each sent once, a repeated name twice, a default repl
     "Link: </b.js>; rel=preload",
     "Cache-Control: max-age=60",
   ];
-  const expect = (res: Response, label: string) => {
-    const all = [...res.headers];
-    assert.deepEqual(
-      all.filter(([n]) => n === "x-one"),
-      [["x-one", "1"]],
-      label,
-    );
-    // Headers joins repeated names with ", " (what a client sees).
-    assert.equal(
-      res.headers.get("link"),
-      "</a.css>; rel=preload, </b.js>; rel=preload",
-      label,
-    );
-    assert.equal(res.headers.get("cache-control"), "max-age=60", label);
-  };
+  const answers: [string, Headers][] = [];
+  const expect = (res: Response, label: string) =>
+    answers.push([label, res.headers]);
   const requests: [string, RequestInit][] = [
     ["/digits.txt", {}],
     ["/digits.txt", { headers: { range: "bytes=0-1" } }],
@@ -396,6 +407,30 @@ Deno.test("custom headers: each sent once, a repeated name twice, a default repl
       await res.body?.cancel();
     }
   }
+  await t.step("a header is sent once", () => {
+    for (const [label, headers] of answers) {
+      assert.deepEqual(
+        [...headers].filter(([n]) => n === "x-one"),
+        [["x-one", "1"]],
+        label,
+      );
+    }
+  });
+  await t.step("a repeated name is sent with both values", () => {
+    for (const [label, headers] of answers) {
+      // Headers joins repeated names with ", " (what a client sees).
+      assert.equal(
+        headers.get("link"),
+        "</a.css>; rel=preload, </b.js>; rel=preload",
+        label,
+      );
+    }
+  });
+  await t.step("a header replaces the server's default", () => {
+    for (const [label, headers] of answers) {
+      assert.equal(headers.get("cache-control"), "max-age=60", label);
+    }
+  });
 });
 
 Deno.test("a range on an empty file is 200 with the empty file, as std and Go do", async () => {
@@ -415,7 +450,7 @@ Deno.test("a range on an empty file is 200 with the empty file, as std and Go do
   }
 });
 
-Deno.test("the error mapper logs the internal message and answers a generic body", async () => {
+Deno.test("the error mapper", async (t) => {
   await using tree = await makeTree();
   const logged: string[] = [];
   const original = console.error;
@@ -424,26 +459,36 @@ Deno.test("the error mapper logs the internal message and answers a generic body
   console.error = (...args: unknown[]) => logged.push(format(...args));
   console.log = () => {};
   try {
-    const quiet = await dir(tree.root, "/nope.txt");
-    assert.equal(await quiet.text(), "Not Found\n");
-    assert.equal(logged.length, 0, "quiet: no 4xx lines");
-    for (const [path, status] of [["/nope.txt", 404], ["/%zz", 400]] as const) {
-      const res = await dir(tree.root, path, {}, { quiet: false });
-      assert.equal(res.status, status);
-      const body = await res.text();
-      assert.ok(!body.includes(tree.base) && !body.includes("escape"), body);
-    }
+    await t.step("with quiet, a 4xx is not logged", async () => {
+      const quiet = await dir(tree.root, "/nope.txt");
+      assert.equal(await quiet.text(), "Not Found\n");
+      assert.deepEqual(logged, []);
+    });
+    await t.step("the client gets a generic body", async () => {
+      for (
+        const [path, status, text] of [
+          ["/nope.txt", 404, "Not Found\n"],
+          ["/%zz", 400, "Bad Request\n"],
+        ] as const
+      ) {
+        const res = await dir(tree.root, path, {}, { quiet: false });
+        assert.equal(res.status, status);
+        assert.equal(await res.text(), text);
+      }
+    });
   } finally {
     console.error = original;
     console.log = originalLog;
   }
-  assert.equal(logged.length, 2, logged.join("\n"));
-  assert.match(
-    logged[0],
-    /^server_files: 404 for GET "\/nope\.txt": not found: /,
-  );
-  assert.ok(logged[0].includes(tree.root), "the log names the path");
-  assert.match(logged[1], /^server_files: 400 for GET "\/%zz": malformed/);
+  await t.step("the log has the status, request and internal message", () => {
+    assert.equal(logged.length, 2, logged.join("\n"));
+    assert.match(
+      logged[0],
+      /^server_files: 404 for GET "\/nope\.txt": not found: /,
+    );
+    assert.ok(logged[0].includes(tree.root), "the log names the path");
+    assert.match(logged[1], /^server_files: 400 for GET "\/%zz": malformed/);
+  });
 });
 
 Deno.test("CORS preflight with enableCors: 204, methods, safe requested headers echoed, max age", async () => {
@@ -1041,40 +1086,46 @@ Deno.test("multiple ranges: 206 multipart/byteranges, a Content-Range per part, 
   );
 });
 
-Deno.test("large files stream from disk, whole and in ranges across read chunks", async () => {
+Deno.test("large files stream from disk", async (t) => {
   await using tree = await makeTree();
   const size = 3 * 1024 * 1024 + 123; // bigger than the cache limit and the 1 MiB chunk
   const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) data[i] = (i * 7 + (i >> 10)) & 0xff;
   await Deno.writeFile(`${tree.root}/big.bin`, data);
   const handler = createHandler({ fsRoot: tree.root, quiet: true });
-  const whole = await handler(new Request("http://localhost/big.bin"));
-  assert.equal(whole.headers.get("content-length"), String(size));
-  assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), data);
+  await t.step("the whole file", async () => {
+    const whole = await handler(new Request("http://localhost/big.bin"));
+    assert.equal(whole.headers.get("content-length"), String(size));
+    assert.deepEqual(new Uint8Array(await whole.arrayBuffer()), data);
+  });
   const [start, end] = [1000, 2 * 1024 * 1024 + 5000];
-  const part = await handler(
-    new Request("http://localhost/big.bin", {
-      headers: { range: `bytes=${start}-${end}` },
-    }),
-  );
-  assert.equal(part.status, 206);
-  assert.deepEqual(
-    new Uint8Array(await part.arrayBuffer()),
-    data.subarray(start, end + 1),
-  );
-  const tail = await handler(
-    new Request("http://localhost/big.bin", {
-      headers: { range: `bytes=${start}-` },
-    }),
-  );
-  assert.equal(
-    tail.headers.get("content-range"),
-    `bytes ${start}-${size - 1}/${size}`,
-  );
-  assert.deepEqual(
-    new Uint8Array(await tail.arrayBuffer()),
-    data.subarray(start),
-  );
+  await t.step("a range across read chunks", async () => {
+    const part = await handler(
+      new Request("http://localhost/big.bin", {
+        headers: { range: `bytes=${start}-${end}` },
+      }),
+    );
+    assert.equal(part.status, 206);
+    assert.deepEqual(
+      new Uint8Array(await part.arrayBuffer()),
+      data.subarray(start, end + 1),
+    );
+  });
+  await t.step("a range to the end of the file", async () => {
+    const tail = await handler(
+      new Request("http://localhost/big.bin", {
+        headers: { range: `bytes=${start}-` },
+      }),
+    );
+    assert.equal(
+      tail.headers.get("content-range"),
+      `bytes ${start}-${size - 1}/${size}`,
+    );
+    assert.deepEqual(
+      new Uint8Array(await tail.arrayBuffer()),
+      data.subarray(start),
+    );
+  });
   // A client that gives up after the first chunk: the file is closed (sanitizer checks).
   const abandoned = await handler(
     new Request("http://localhost/big.bin", {
@@ -1096,39 +1147,51 @@ Deno.test("large files stream from disk, whole and in ranges across read chunks"
 
 // --- serveFile -----------------------------------------------------------
 
-Deno.test("serveFile serves the given file, 404 for folders and missing files", async () => {
+Deno.test("serveFile", async (t) => {
   await using tree = await makeTree();
   const req = () => new Request("http://localhost/anything");
-  const res = await serveFile(req(), `${tree.root}/sub/b.txt`);
-  assert.equal(res.status, 200);
-  assert.equal(await res.text(), "hello b");
-  const info = await Deno.stat(`${tree.root}/a.txt`);
-  const withInfo = await serveFile(req(), `${tree.root}/a.txt`, {
-    fileInfo: info,
+  await t.step("serves the given file, whatever the URL", async () => {
+    const res = await serveFile(req(), `${tree.root}/sub/b.txt`);
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "hello b");
   });
-  assert.equal(await withInfo.text(), "hello a");
-  for (const path of [`${tree.root}/sub`, `${tree.root}/missing.txt`]) {
-    const miss = await serveFile(req(), path);
-    assert.equal(miss.status, 404, path);
-    assert.ok(!(await miss.text()).includes(tree.base));
-  }
-  const ranged = await serveFile(
-    new Request("http://localhost/", { headers: { range: "bytes=-1" } }),
-    `${tree.root}/a.txt`,
-  );
-  assert.equal(ranged.status, 206);
-  assert.equal(await ranged.text(), "a");
-  const post = await serveFile(
-    new Request("http://localhost/", { method: "POST" }),
-    `${tree.root}/a.txt`,
-  );
-  assert.equal(post.status, 405);
-  await post.body?.cancel();
+  await t.step("takes the file's info from fileInfo", async () => {
+    const info = await Deno.stat(`${tree.root}/a.txt`);
+    const withInfo = await serveFile(req(), `${tree.root}/a.txt`, {
+      fileInfo: info,
+    });
+    assert.equal(withInfo.headers.get("content-length"), String(info.size));
+    assert.equal(await withInfo.text(), "hello a");
+  });
+  await t.step("a folder or a missing file is a generic 404", async () => {
+    for (const path of [`${tree.root}/sub`, `${tree.root}/missing.txt`]) {
+      const miss = await serveFile(req(), path);
+      assert.equal(miss.status, 404, path);
+      assert.equal(await miss.text(), "Not Found\n", path);
+    }
+  });
+  await t.step("a Range gets 206 with the part", async () => {
+    const ranged = await serveFile(
+      new Request("http://localhost/", { headers: { range: "bytes=-1" } }),
+      `${tree.root}/a.txt`,
+    );
+    assert.equal(ranged.status, 206);
+    assert.equal(await ranged.text(), "a");
+  });
+  await t.step("POST gets 405 with Allow", async () => {
+    const post = await serveFile(
+      new Request("http://localhost/", { method: "POST" }),
+      `${tree.root}/a.txt`,
+    );
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET, HEAD");
+    await post.body?.cancel();
+  });
 });
 
 // --- The app's small-file cache ------------------------------------------
 
-Deno.test("cache: served from memory until cacheMs, then revalidated", async () => {
+Deno.test("cache: revalidation", async (t) => {
   await using tree = await makeTree();
   const get = async (
     handler: ReturnType<typeof createHandler>,
@@ -1146,27 +1209,24 @@ Deno.test("cache: served from memory until cacheMs, then revalidated", async () 
   assert.deepEqual(await get(slow), [200, "hello a"]);
   assert.deepEqual(await get(fresh), [200, "hello a"]);
   await Deno.writeTextFile(`${tree.root}/a.txt`, "changed!");
-  assert.deepEqual(
-    await get(slow),
-    [200, "hello a"],
-    "within cacheMs: the cached copy",
-  );
-  assert.deepEqual(
-    await get(fresh),
-    [200, "changed!"],
-    "after cacheMs: checked again",
-  );
-  // A file replaced by a symlink to the outside is refused at revalidation.
-  await Deno.remove(`${tree.root}/a.txt`);
-  await Deno.symlink(`${tree.base}/outside.txt`, `${tree.root}/a.txt`);
-  const [status, body] = await get(fresh);
-  assert.equal(status, 404);
-  assert.ok(!body.includes("SECRET"));
-  // The directory index is cached under the folder's URL and revalidated too.
-  await Deno.writeTextFile(`${tree.root}/sub/index.html`, "one");
-  assert.deepEqual(await get(fresh, "/sub/"), [200, "one"]);
-  await Deno.remove(`${tree.root}/sub/index.html`);
-  assert.equal((await get(fresh, "/sub/"))[0], 404);
+  await t.step("within cacheMs the cached copy is served", async () => {
+    assert.deepEqual(await get(slow), [200, "hello a"]);
+  });
+  await t.step("after cacheMs the file is checked again", async () => {
+    assert.deepEqual(await get(fresh), [200, "changed!"]);
+  });
+  await t.step("a file now a symlink to the outside is refused", async () => {
+    await Deno.remove(`${tree.root}/a.txt`);
+    await Deno.symlink(`${tree.base}/outside.txt`, `${tree.root}/a.txt`);
+    assert.deepEqual(await get(fresh), [404, "Not Found\n"]);
+  });
+  await t.step("a folder's index.html is revalidated too", async () => {
+    // The directory index is cached under the folder's URL.
+    await Deno.writeTextFile(`${tree.root}/sub/index.html`, "one");
+    assert.deepEqual(await get(fresh, "/sub/"), [200, "one"]);
+    await Deno.remove(`${tree.root}/sub/index.html`);
+    assert.deepEqual(await get(fresh, "/sub/"), [404, "Not Found\n"]);
+  });
 });
 
 Deno.test("cache off (maxCachedFileBytes 0) serves from disk", async () => {
@@ -1175,9 +1235,13 @@ Deno.test("cache off (maxCachedFileBytes 0) serves from disk", async () => {
     fsRoot: tree.root,
     quiet: true,
     maxCachedFileBytes: 0,
+    cacheMs: 3_600_000, // a cache would keep the first copy for an hour
   });
-  const res = await handler(new Request("http://localhost/a.txt"));
-  assert.equal(await res.text(), "hello a");
+  const get = async () =>
+    await (await handler(new Request("http://localhost/a.txt"))).text();
+  assert.equal(await get(), "hello a");
+  await Deno.writeTextFile(`${tree.root}/a.txt`, "changed!");
+  assert.equal(await get(), "changed!");
 });
 
 Deno.test("createHandler refuses a bad --header at creation", async () => {
@@ -1198,7 +1262,7 @@ Deno.test("createHandler refuses a bad --header at creation", async () => {
 
 // --- Pure helpers ----------------------------------------------------------
 
-Deno.test("formatAccessLog writes Common Log Format and cannot be forged", () => {
+Deno.test("formatAccessLog", async (t) => {
   const date = new Date(Date.UTC(2026, 10, 21, 22, 44, 51));
   const line = (requestLine: string | null, bodyBytes: number | null) =>
     formatAccessLog({
@@ -1217,7 +1281,9 @@ Deno.test("formatAccessLog writes Common Log Format and cannot be forged", () =>
     ["HEAD / HTTP/1.1", null, `"HEAD / HTTP/1.1" 200 -`],
     ["GET / HTTP/1.1", 0, `"GET / HTTP/1.1" 200 -`],
     [null, null, `"-" 200 -`],
-    // A crafted target cannot close the quotes, start a line or colour a terminal.
+  ];
+  // A crafted target cannot close the quotes, start a line or colour a terminal.
+  const forged: typeof cases = [
     [
       `GET /a" 200 1\n127.0.0.1 - - "x\\ HTTP/1.1`,
       9,
@@ -1229,26 +1295,41 @@ Deno.test("formatAccessLog writes Common Log Format and cannot be forged", () =>
       `"GET /\\x1b[2J\\u{202e}\\x85 HTTP/1.1" 200 9`,
     ],
   ];
-  for (const [requestLine, bytes, want] of cases) {
+  await t.step("it writes Common Log Format", () => {
+    for (const [requestLine, bytes, want] of cases) {
+      assert.equal(
+        line(requestLine, bytes),
+        `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] ${want}`,
+      );
+    }
+  });
+  await t.step("a crafted request line is escaped", () => {
+    for (const [requestLine, bytes, want] of forged) {
+      assert.equal(
+        line(requestLine, bytes),
+        `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] ${want}`,
+      );
+    }
+  });
+  await t.step("an unknown client is -", () => {
     assert.equal(
-      line(requestLine, bytes),
-      `127.0.0.1 - - [21/Nov/2026:22:44:51 +0000] ${want}`,
+      formatAccessLog({
+        client: null,
+        date: new Date(0),
+        requestLine: "GET / HTTP/1.1",
+        status: 304,
+        bodyBytes: null,
+      }),
+      `- - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 304 -`,
     );
-  }
-  assert.equal(
-    formatAccessLog({
-      client: null,
-      date: new Date(0),
-      requestLine: "GET / HTTP/1.1",
-      status: 304,
-      bodyBytes: null,
-    }),
-    `- - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 304 -`,
-  );
+  });
 });
 
-Deno.test("contentTypeFor ignores case and folders", () => {
+Deno.test("contentTypeFor ignores the extension's case", () => {
   assert.equal(contentTypeFor("/a/b.d/Page.HTML"), "text/html; charset=utf-8");
+});
+
+Deno.test("contentTypeFor takes the extension of the name, not of a folder", () => {
   assert.equal(contentTypeFor("/a/b.css/file"), "application/octet-stream");
   assert.equal(contentTypeFor("archive.tar.gz"), "application/gzip");
   assert.equal(contentTypeFor(".hidden"), "application/octet-stream");

@@ -11,24 +11,19 @@ import {
   MAX_WAITING_LISTINGS,
   parseListingQuery,
   renderListing,
-  serveDir,
   type ServeDirOptions,
   sortListing,
 } from "../server_files.ts";
-import { makeTree, mkfifo } from "./_files.ts";
+import { makeTree, mkfifo, serveDirAt } from "./_files.ts";
 
-async function list(
+/** {@link serveDirAt} with listings on. */
+function list(
   root: string,
   path: string,
   init: RequestInit = {},
   options: ServeDirOptions = {},
 ) {
-  return await serveDir(new Request(`http://localhost${path}`, init), {
-    fsRoot: root,
-    quiet: true,
-    showDirListing: true,
-    ...options,
-  });
+  return serveDirAt(root, path, init, { showDirListing: true, ...options });
 }
 
 // --- Pure parts --------------------------------------------------------------
@@ -200,50 +195,80 @@ Deno.test("sortListing: folders first, then the column, ties by name, stable", (
 
 // --- The HTML page -------------------------------------------------------------
 
-Deno.test("listing page: a main landmark, a table with column headers, no script", async () => {
+Deno.test("listing page", async (t) => {
   await using tree = await makeTree();
   const res = await list(tree.root, "/sub/");
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
-  assert.equal(res.headers.get("vary"), "Accept");
-  assert.equal(res.headers.get("cache-control"), "no-cache");
   const html = await res.text();
-  assert.match(html, /^<!doctype html>\n<html lang="en">/);
-  assert.match(html, /<meta name="viewport" content="width=device-width/);
-  assert.match(html, /<meta name="color-scheme" content="light dark">/);
-  assert.match(html, /@media \(prefers-color-scheme:dark\)/);
-  assert.match(html, /<main>[\s\S]*<table>[\s\S]*<\/table>[\s\S]*<\/main>/);
-  assert.equal(html.match(/<th scope="col"/g)?.length, 3);
-  assert.ok(!/<script/i.test(html), "no script: a CSP may forbid it");
-  assert.ok(!/\son\w+=/i.test(html), "no inline event handlers either");
-  assert.match(html, /<title>Index of \/sub\/<\/title>/);
-  assert.match(
-    html,
-    /<a href="b\.txt">.*<span>b\.txt<\/span><\/a><\/td><td class="size"><data value="7">7 B<\/data>/,
-  );
-  assert.match(
-    html,
-    /<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z"><span>\d{4}-\d\d-\d\d<\/span> <span>\d\d:\d\d<\/span><\/time>/,
-  );
-  assert.match(html, /<a href="\.\.\/">.*Parent folder/);
-  assert.match(html, /0 folders, 1 file</);
+  await t.step("HTML that varies on Accept and is always revalidated", () => {
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(res.headers.get("vary"), "Accept");
+    assert.equal(res.headers.get("cache-control"), "no-cache");
+  });
+  await t.step("a whole document, fit for phones", () => {
+    assert.match(html, /^<!doctype html>\n<html lang="en">/);
+    assert.match(html, /<meta name="viewport" content="width=device-width/);
+  });
+  await t.step("light and dark colour schemes", () => {
+    assert.match(html, /<meta name="color-scheme" content="light dark">/);
+    assert.match(html, /@media \(prefers-color-scheme:dark\)/);
+  });
+  await t.step("a main landmark holding a table with column headers", () => {
+    assert.match(html, /<main>[\s\S]*<table>[\s\S]*<\/table>[\s\S]*<\/main>/);
+    assert.equal(html.match(/<th scope="col"/g)?.length, 3);
+  });
+  await t.step("no script: a CSP may forbid it", () => {
+    assert.doesNotMatch(html, /<script/i);
+    assert.doesNotMatch(html, /\son\w+=/i, "no inline event handlers either");
+  });
+  await t.step("the title names the folder", () => {
+    assert.match(html, /<title>Index of \/sub\/<\/title>/);
+  });
+  await t.step("each entry links its name, with size and time", () => {
+    assert.match(
+      html,
+      /<a href="b\.txt">.*<span>b\.txt<\/span><\/a><\/td><td class="size"><data value="7">7 B<\/data>/,
+    );
+    assert.match(
+      html,
+      /<time datetime="\d{4}-\d\d-\d\dT[\d:.]+Z"><span>\d{4}-\d\d-\d\d<\/span> <span>\d\d:\d\d<\/span><\/time>/,
+    );
+  });
+  await t.step("a link to the parent folder", () => {
+    assert.match(html, /<a href="\.\.\/">.*Parent folder/);
+  });
+  await t.step("a count of folders and files", () => {
+    assert.match(html, /0 folders, 1 file</);
+  });
 });
 
-Deno.test("listing page: breadcrumbs link every level above, the current one is marked", async () => {
+Deno.test("listing page: breadcrumbs", async (t) => {
   await using tree = await makeTree();
-  await Deno.mkdir(`${tree.root}/sub/deep er/deepest`, { recursive: true });
-  const html = await (await list(tree.root, "/sub/deep%20er/deepest/")).text();
-  const h1 = html.match(/<h1>(.*)<\/h1>/)![1];
-  assert.equal(
-    h1,
-    `Index of <a href="/">/</a><a href="/sub/">sub/</a>` +
-      `<a href="/sub/deep%20er/">deep er/</a>` +
-      `<span aria-current="page">deepest/</span>`,
+  await t.step(
+    "below the root: a link per level above the marked one",
+    async () => {
+      await Deno.mkdir(`${tree.root}/sub/deep er/deepest`, { recursive: true });
+      const html = await (await list(tree.root, "/sub/deep%20er/deepest/"))
+        .text();
+      const h1 = html.match(/<h1>(.*)<\/h1>/)![1];
+      assert.equal(
+        h1,
+        `Index of <a href="/">/</a><a href="/sub/">sub/</a>` +
+          `<a href="/sub/deep%20er/">deep er/</a>` +
+          `<span aria-current="page">deepest/</span>`,
+      );
+    },
   );
-  // At the root: no link above it, no parent row.
   const top = await (await list(tree.root, "/")).text();
-  assert.match(top, /<h1>Index of <span aria-current="page">\/<\/span><\/h1>/);
-  assert.ok(!top.includes("Parent folder"));
+  await t.step("at the root: no link above it", () => {
+    assert.match(
+      top,
+      /<h1>Index of <span aria-current="page">\/<\/span><\/h1>/,
+    );
+  });
+  await t.step("at the root: no parent row", () => {
+    assert.doesNotMatch(top, /Parent folder/);
+  });
 });
 
 Deno.test("listing page: never links above urlRoot", async () => {
@@ -310,7 +335,7 @@ Deno.test("listing page: column headers sort, with aria-sort and accessible name
   ]);
 });
 
-Deno.test("listing: a bad sort, order or format is 400 with what is allowed", async () => {
+Deno.test("listing: the query", async (t) => {
   await using tree = await makeTree();
   for (
     const [search, message] of [
@@ -321,56 +346,73 @@ Deno.test("listing: a bad sort, order or format is 400 with what is allowed", as
       ["?sort=%3Cb%3E", "sort must be name, size or time"],
     ]
   ) {
-    const res = await list(tree.root, `/sub/${search}`);
-    assert.equal(res.status, 400, search);
-    assert.equal(await res.text(), `Bad Request: ${message}\n`);
+    await t.step(`${search} is 400 with what is allowed`, async () => {
+      const res = await list(tree.root, `/sub/${search}`);
+      assert.equal(res.status, 400);
+      assert.equal(await res.text(), `Bad Request: ${message}\n`);
+    });
   }
-  // Not ours: ignored, as a cache buster must be.
-  const res = await list(tree.root, "/sub/?v=123");
-  assert.equal(res.status, 200);
-  await res.body?.cancel();
-  // Without listings the query changes nothing: still 404.
-  const off = await list(tree.root, "/sub/?sort=colour", {}, {
-    showDirListing: false,
+  await t.step(
+    "a parameter not ours is ignored, as a cache buster must be",
+    async () => {
+      const res = await list(tree.root, "/sub/?v=123");
+      assert.equal(res.status, 200);
+      assert.match(await res.text(), /<a href="b\.txt">/);
+    },
+  );
+  await t.step("without listings a bad query is still 404", async () => {
+    const off = await list(tree.root, "/sub/?sort=colour", {}, {
+      showDirListing: false,
+    });
+    assert.equal(off.status, 404);
+    assert.equal(await off.text(), "Not Found\n");
   });
-  assert.equal(off.status, 404);
-  await off.body?.cancel();
 });
 
-Deno.test("listing escapes names in text and encodes them in links", async () => {
+Deno.test("listing: names", async (t) => {
   await using tree = await makeTree();
   const name = `"'<>&`;
   await Deno.writeTextFile(`${tree.root}/${name}`, "tricky");
   await Deno.mkdir(`${tree.root}/a dir`);
   const res = await list(tree.root, "/");
   const html = await res.text();
-  assert.ok(!html.includes(name), "raw name must not appear");
-  assert.ok(
-    html.includes(`<span>&quot;&#39;&lt;&gt;&amp;</span></a>`),
-    "escaped text",
+  await t.step("a name is escaped in text", () => {
+    assert.ok(!html.includes(name), "raw name must not appear");
+    assert.ok(html.includes(`<span>&quot;&#39;&lt;&gt;&amp;</span></a>`));
+  });
+  await t.step("a name is encoded in its link", () => {
+    assert.ok(html.includes(`href="%22&#39;%3C%3E%26"`));
+  });
+  await t.step(
+    "the link, as a browser reads it, leads to the file",
+    async () => {
+      const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
+      const file = await list(tree.root, `/${href}`);
+      assert.equal(await file.text(), "tricky");
+    },
   );
-  assert.ok(html.includes(`href="%22&#39;%3C%3E%26"`), "encoded link");
-  assert.ok(
-    html.includes(`href="a%20dir/">`) && html.includes("<span>a dir/</span>"),
-    "folder link with slash",
-  );
-  assert.ok(
-    !html.includes(".secret") && !html.includes(".git"),
-    "dotfiles hidden",
-  );
-  // The link, as a browser reads it, leads back to the file.
-  const href = html.match(/href="(%22[^"]*)"/)![1].replaceAll("&#39;", "'");
-  const file = await list(tree.root, `/${href}`);
-  assert.equal(await file.text(), "tricky");
-  assert.ok(html.includes(`href="link-in"`), "symlink inside listed");
-  for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
-    assert.ok(!html.includes(hidden), `${hidden} is refused, so not listed`);
-  }
-  const withDots = await list(tree.root, "/", {}, { showDotfiles: true });
-  assert.ok((await withDots.text()).includes(`href=".secret"`));
+  await t.step("a folder's link and name end in a slash", () => {
+    assert.ok(html.includes(`href="a%20dir/">`));
+    assert.ok(html.includes("<span>a dir/</span>"));
+  });
+  await t.step("dotfiles are hidden", () => {
+    assert.doesNotMatch(html, /\.secret|\.git/);
+  });
+  await t.step("dotfiles are listed with showDotfiles", async () => {
+    const withDots = await list(tree.root, "/", {}, { showDotfiles: true });
+    assert.ok((await withDots.text()).includes(`href=".secret"`));
+  });
+  await t.step("a symlink inside the root is listed", () => {
+    assert.ok(html.includes(`href="link-in"`));
+  });
+  await t.step("symlinks that are refused are not listed", () => {
+    for (const hidden of ["link-out", "dir-out", "link-prefix", "link-dot"]) {
+      assert.ok(!html.includes(hidden), hidden);
+    }
+  });
 });
 
-Deno.test("listing: .br and .gz beside their original are not listed, alone they are", async () => {
+Deno.test("listing: precompressed copies", async (t) => {
   await using tree = await makeTree();
   for (const name of ["app.css", "app.css.br", "app.css.gz", "lone.txt.gz"]) {
     await Deno.writeTextFile(`${tree.root}/sub/${name}`, name);
@@ -378,22 +420,30 @@ Deno.test("listing: .br and .gz beside their original are not listed, alone they
   await Deno.mkdir(`${tree.root}/sub/folder`);
   await Deno.mkdir(`${tree.root}/sub/folder.gz`); // a folder is never a copy
   const html = await (await list(tree.root, "/sub/")).text();
-  assert.match(html, /href="app\.css"/);
-  assert.ok(!html.includes("app.css.br") && !html.includes("app.css.gz"));
-  assert.match(html, /href="lone\.txt\.gz"/);
-  assert.match(html, /href="folder\.gz\/"/);
-  const json = await (await list(tree.root, "/sub/?format=json")).json();
-  assert.deepEqual(
-    json.entries.map((e: { name: string }) => e.name),
-    ["folder", "folder.gz", "app.css", "b.txt", "lone.txt.gz"],
-  );
+  await t.step(".br and .gz beside their original are not listed", () => {
+    assert.match(html, /href="app\.css"/);
+    assert.doesNotMatch(html, /app\.css\.(br|gz)/);
+  });
+  await t.step("a .gz without its original is listed", () => {
+    assert.match(html, /href="lone\.txt\.gz"/);
+  });
+  await t.step("a folder named .gz is listed", () => {
+    assert.match(html, /href="folder\.gz\/"/);
+  });
+  await t.step("the JSON listing leaves out the same", async () => {
+    const json = await (await list(tree.root, "/sub/?format=json")).json();
+    assert.deepEqual(
+      json.entries.map((e: { name: string }) => e.name),
+      ["folder", "folder.gz", "app.css", "b.txt", "lone.txt.gz"],
+    );
+  });
 });
 
 Deno.test("listing: FIFOs and other special files are not listed", async () => {
   await using tree = await makeTree();
   await mkfifo(`${tree.root}/sub/pipe`);
   const html = await (await list(tree.root, "/sub/")).text();
-  assert.ok(!html.includes("pipe"));
+  assert.doesNotMatch(html, /pipe/);
   assert.match(html, /href="b\.txt"/);
 });
 
@@ -415,68 +465,82 @@ Deno.test("listing: HEAD has GET's status and headers, no body", async () => {
 
 // --- JSON ----------------------------------------------------------------------
 
-Deno.test("listing JSON: from Accept or ?format=json, same entries and order", async () => {
+Deno.test("listing JSON", async (t) => {
   await using tree = await makeTree();
   await Deno.mkdir(`${tree.root}/sub/a folder`);
   await Deno.writeTextFile(`${tree.root}/sub/z#.txt`, "zz");
   const mtime = (await Deno.stat(`${tree.root}/sub/b.txt`)).mtime!;
-  const byAccept = await list(tree.root, "/sub/", {
-    headers: { accept: "application/json" },
-  });
-  const byQuery = await list(tree.root, "/sub/?format=json");
-  for (const res of [byAccept, byQuery]) {
-    assert.equal(res.status, 200);
-    assert.equal(
-      res.headers.get("content-type"),
-      "application/json; charset=utf-8",
-    );
-    assert.equal(res.headers.get("vary"), "Accept");
-    const body = await res.json();
-    assert.equal(body.path, "/sub/");
-    assert.equal(body.truncated, false);
-    assert.deepEqual(body.entries, [
-      {
-        name: "a folder",
-        type: "directory",
-        size: null,
-        mtime: (await Deno.stat(`${tree.root}/sub/a folder`)).mtime!
-          .toISOString(),
-        url: "/sub/a%20folder/",
-      },
-      {
-        name: "b.txt",
-        type: "file",
-        size: 7,
-        mtime: mtime.toISOString(),
-        url: "/sub/b.txt",
-      },
-      {
-        name: "z#.txt",
-        type: "file",
-        size: 2,
-        mtime: (await Deno.stat(`${tree.root}/sub/z#.txt`)).mtime!
-          .toISOString(),
-        url: "/sub/z%23.txt",
-      },
-    ]);
-    // Each url leads to the entry.
-    const file = await list(tree.root, body.entries[2].url);
-    assert.equal(await file.text(), "zz");
+  const asked: [string, string, RequestInit][] = [
+    ["Accept: application/json", "/sub/", {
+      headers: { accept: "application/json" },
+    }],
+    ["?format=json", "/sub/?format=json", {}],
+  ];
+  for (const [how, path, init] of asked) {
+    await t.step(`asked for by ${how}: the entries in order`, async () => {
+      const res = await list(tree.root, path, init);
+      assert.equal(res.status, 200);
+      assert.equal(
+        res.headers.get("content-type"),
+        "application/json; charset=utf-8",
+      );
+      assert.equal(res.headers.get("vary"), "Accept");
+      const body = await res.json();
+      assert.equal(body.path, "/sub/");
+      assert.equal(body.truncated, false);
+      assert.deepEqual(body.entries, [
+        {
+          name: "a folder",
+          type: "directory",
+          size: null,
+          mtime: (await Deno.stat(`${tree.root}/sub/a folder`)).mtime!
+            .toISOString(),
+          url: "/sub/a%20folder/",
+        },
+        {
+          name: "b.txt",
+          type: "file",
+          size: 7,
+          mtime: mtime.toISOString(),
+          url: "/sub/b.txt",
+        },
+        {
+          name: "z#.txt",
+          type: "file",
+          size: 2,
+          mtime: (await Deno.stat(`${tree.root}/sub/z#.txt`)).mtime!
+            .toISOString(),
+          url: "/sub/z%23.txt",
+        },
+      ]);
+      // Each url leads to the entry.
+      const file = await list(tree.root, body.entries[2].url);
+      assert.equal(await file.text(), "zz");
+    });
   }
-  // ?format=html wins over Accept; a browser's Accept gets HTML.
   for (
-    const [path, accept] of [
-      ["/sub/?format=html", "application/json"],
-      ["/sub/", "text/html,application/xhtml+xml,*/*;q=0.8"],
+    const [what, path, accept] of [
+      [
+        "?format=html wins over Accept",
+        "/sub/?format=html",
+        "application/json",
+      ],
+      [
+        "a browser's Accept gets HTML",
+        "/sub/",
+        "text/html,application/xhtml+xml,*/*;q=0.8",
+      ],
     ]
   ) {
-    const res = await list(tree.root, path, { headers: { accept } });
-    assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
-    await res.body?.cancel();
+    await t.step(what, async () => {
+      const res = await list(tree.root, path, { headers: { accept } });
+      assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
+      assert.match(await res.text(), /^<!doctype html>/);
+    });
   }
 });
 
-Deno.test("listing JSON: sorted by the query, urls under urlRoot, hidden entries stay hidden", async () => {
+Deno.test("listing JSON under urlRoot, sorted by size", async (t) => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/big.bin`, "x".repeat(1000));
   const res = await list(
@@ -488,14 +552,22 @@ Deno.test("listing JSON: sorted by the query, urls under urlRoot, hidden entries
     },
   );
   const body = await res.json();
-  assert.equal(body.path, "/static/");
   const names = body.entries.map((e: { name: string }) => e.name);
-  assert.deepEqual(names.slice(0, 2), ["sub", "big.bin"]);
-  assert.equal(body.entries[1].url, "/static/big.bin");
-  for (const hidden of [".secret", ".git", "link-out", "dir-out", "link-dot"]) {
-    assert.ok(!names.includes(hidden), hidden);
-  }
-  assert.ok(names.includes("link-in"));
+  await t.step("the entries are sorted by the query", () => {
+    assert.deepEqual(names.slice(0, 2), ["sub", "big.bin"]);
+  });
+  await t.step("the path and urls are under urlRoot", () => {
+    assert.equal(body.path, "/static/");
+    assert.equal(body.entries[1].url, "/static/big.bin");
+  });
+  await t.step("hidden entries stay hidden", () => {
+    for (
+      const hidden of [".secret", ".git", "link-out", "dir-out", "link-dot"]
+    ) {
+      assert.ok(!names.includes(hidden), hidden);
+    }
+    assert.ok(names.includes("link-in"));
+  });
 });
 
 Deno.test("renderListing: a name cannot break out of its text or its link", () => {

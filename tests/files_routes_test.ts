@@ -124,7 +124,7 @@ Deno.test("canonicalUrlPath: std's normalisation, one leading slash, encoding ke
 
 // `new Request()` resolves `.` and `..` segments itself: those spellings are
 // sent raw to a real server in files_socket_test.ts.
-Deno.test("non-canonical paths and a file with a trailing slash redirect (301, query kept)", async (t) => {
+Deno.test("redirects to the canonical path (301, query kept)", async (t) => {
   await using tree = await makeTree();
   const cases: [string, number, string | null][] = [
     ["/a//////b.txt?x=1", 301, "/a/b.txt?x=1"],
@@ -145,7 +145,10 @@ Deno.test("non-canonical paths and a file with a trailing slash redirect (301, q
     ["/link-out/", 404, null],
   ];
   for (const [path, status, location] of cases) {
-    await t.step(`${path} -> ${status} ${location ?? ""}`, async () => {
+    const name = location === null
+      ? `${path} is ${status}, not redirected`
+      : `${path} redirects to ${location}`;
+    await t.step(name, async () => {
       const got = await answer({ fsRoot: tree.root }, path);
       assert.equal(got.status, status);
       assert.equal(got.location, location);
@@ -158,17 +161,18 @@ Deno.test("non-canonical paths and a file with a trailing slash redirect (301, q
       await res.body?.cancel();
     });
   }
-  // With a urlRoot, the Location keeps the prefix.
-  const res = await serveDir(
-    new Request("http://localhost/static//a.txt?v=2"),
-    { fsRoot: tree.root, urlRoot: "static", quiet: true },
-  );
-  assert.equal(res.status, 301);
-  assert.equal(res.headers.get("location"), "/static/a.txt?v=2");
-  await res.body?.cancel();
+  await t.step("with a urlRoot, the Location keeps the prefix", async () => {
+    const res = await serveDir(
+      new Request("http://localhost/static//a.txt?v=2"),
+      { fsRoot: tree.root, urlRoot: "static", quiet: true },
+    );
+    assert.equal(res.status, 301);
+    assert.equal(res.headers.get("location"), "/static/a.txt?v=2");
+    await res.body?.cancel();
+  });
 });
 
-Deno.test("host allow-list: loopback names and allowedHosts pass, anything else is 421", async () => {
+Deno.test("host allow-list", async (t) => {
   await using tree = await makeTree();
   const handler = createHandler({
     fsRoot: tree.root,
@@ -181,94 +185,133 @@ Deno.test("host allow-list: loopback names and allowedHosts pass, anything else 
     );
     return { status: res.status, text: await res.text() };
   };
-  for (
-    const url of [
-      "http://localhost:8080/a.txt",
-      "http://LOCALHOST./a.txt",
-      "http://127.0.0.1:9/a.txt",
-      "http://[::1]:8080/a.txt",
-      "http://files.example/a.txt",
-      "http://FILES.example:443/a.txt",
-      "http://example.org/a.txt",
-      "http://a.b.example.org/a.txt",
-    ]
-  ) {
-    assert.equal((await get(url)).status, 200, url);
-  }
-  for (
-    const url of [
-      "http://evil.example/a.txt",
-      "http://evil.example:8080/suggest?firstname=x&food=Pizza",
-      "http://localhost.evil.example/a.txt",
-      "http://files.example.evil/a.txt",
-      "http://badexample.org/a.txt",
-      "http://127.0.0.2/a.txt",
-    ]
-  ) {
-    const got = await get(url);
-    assert.equal(got.status, 421, url);
-    assert.match(got.text, /--allowed-host/);
-    assert.match(got.text, /allowedHosts/);
-    assert.ok(!got.text.includes("hello a"));
-  }
-  // The check comes first: a cached file is not served to a rebinding name.
-  assert.equal((await get("http://localhost/a.txt")).status, 200);
-  assert.equal((await get("http://evil.example/a.txt")).status, 421);
-  // serveDir stays std-compatible: no check unless asked.
-  const res = await serveDir(new Request("http://evil.example/a.txt"), {
-    fsRoot: tree.root,
-    quiet: true,
+  await t.step(
+    "loopback names pass, in any case and with any port",
+    async () => {
+      for (
+        const url of [
+          "http://localhost:8080/a.txt",
+          "http://LOCALHOST./a.txt",
+          "http://127.0.0.1:9/a.txt",
+          "http://[::1]:8080/a.txt",
+        ]
+      ) {
+        assert.deepEqual(await get(url), { status: 200, text: "hello a" }, url);
+      }
+    },
+  );
+  await t.step(
+    "allowedHosts pass, a leading dot with its subdomains",
+    async () => {
+      for (
+        const url of [
+          "http://files.example/a.txt",
+          "http://FILES.example:443/a.txt",
+          "http://example.org/a.txt",
+          "http://a.b.example.org/a.txt",
+        ]
+      ) {
+        assert.deepEqual(await get(url), { status: 200, text: "hello a" }, url);
+      }
+    },
+  );
+  await t.step("any other name is 421 naming the flag and option", async () => {
+    for (
+      const url of [
+        "http://evil.example/a.txt",
+        "http://evil.example:8080/suggest?firstname=x&food=Pizza",
+        "http://localhost.evil.example/a.txt",
+        "http://files.example.evil/a.txt",
+        "http://badexample.org/a.txt",
+        "http://127.0.0.2/a.txt",
+      ]
+    ) {
+      const got = await get(url);
+      assert.equal(got.status, 421, url);
+      assert.match(got.text, /--allowed-host/);
+      assert.match(got.text, /allowedHosts/);
+      assert.doesNotMatch(got.text, /hello a/);
+    }
   });
-  assert.equal(res.status, 200);
-  await res.body?.cancel();
+  await t.step("a cached file is not served to a rebinding name", async () => {
+    // The check comes before the cache.
+    assert.equal((await get("http://localhost/a.txt")).status, 200);
+    assert.equal((await get("http://evil.example/a.txt")).status, 421);
+  });
+  await t.step("serveDir checks no Host unless asked, as std's", async () => {
+    const res = await serveDir(new Request("http://evil.example/a.txt"), {
+      fsRoot: tree.root,
+      quiet: true,
+    });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), "hello a");
+  });
 });
 
-Deno.test("--fallback: GET/HEAD for a missing path that accepts HTML gets the file with 200", async () => {
+Deno.test("--fallback", async (t) => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/app.html`, "<p>the app</p>");
   const options = { fsRoot: tree.root, fallback: "app.html" };
   const html = { accept: "text/html,application/xhtml+xml,*/*;q=0.8" };
-  const spa = await answer(options, "/users/42?tab=1", html);
-  assert.equal(spa.status, 200);
-  assert.equal(spa.text, "<p>the app</p>");
-  assert.match(spa.headers.get("content-type")!, /^text\/html/);
-  const head = await answer(options, "/users/42", html, "HEAD");
-  assert.equal(head.status, 200);
-  assert.equal(head.text, "");
-  // Files that exist are themselves; other requests still get 404.
-  assert.equal((await answer(options, "/a.txt", html)).text, "hello a");
-  assert.equal((await answer(options, "/missing.js")).status, 404);
-  assert.equal(
-    (await answer(options, "/missing.js", { accept: "*/*" })).status,
-    404,
+  await t.step(
+    "a GET for a missing path that accepts HTML gets the file",
+    async () => {
+      const spa = await answer(options, "/users/42?tab=1", html);
+      assert.equal(spa.status, 200);
+      assert.equal(spa.text, "<p>the app</p>");
+      assert.match(spa.headers.get("content-type")!, /^text\/html/);
+    },
   );
-  assert.equal(
-    (await answer(options, "/x", { accept: "application/json" })).status,
-    404,
+  await t.step("a HEAD gets its headers", async () => {
+    const head = await answer(options, "/users/42", html, "HEAD");
+    assert.equal(head.status, 200);
+    assert.match(head.headers.get("content-type")!, /^text\/html/);
+    assert.equal(head.text, "");
+  });
+  await t.step("a file that exists is itself", async () => {
+    assert.equal((await answer(options, "/a.txt", html)).text, "hello a");
+  });
+  await t.step(
+    "a request that does not accept HTML still gets 404",
+    async () => {
+      for (
+        const accept of [undefined, "*/*", "application/json", "text/html;q=0"]
+      ) {
+        const got = await answer(
+          options,
+          "/missing.js",
+          accept ? { accept } : {},
+        );
+        assert.equal(got.status, 404, accept);
+        assert.equal(got.text, "Not Found\n", accept);
+      }
+    },
   );
-  assert.equal(
-    (await answer(options, "/x", { accept: "text/html;q=0" })).status,
-    404,
-  );
-  assert.equal((await answer(options, "/x", html, "POST")).status, 405);
-  // Bad requests stay bad, and the outside stays outside.
-  assert.equal((await answer(options, "/%zz", html)).status, 400);
-  assert.equal(
-    (await answer(options, "/link-out", html)).text,
-    "<p>the app</p>",
-  );
-  // A fallback that does not exist (or is outside the root) is refused at start-up.
-  assert.throws(
-    () => createHandler({ fsRoot: tree.root, fallback: "nope.html" }),
-    /fallback/,
-  );
-  assert.throws(
-    () => createHandler({ fsRoot: tree.root, fallback: "../outside.txt" }),
-    /fallback/,
-  );
+  await t.step("a POST still gets 405", async () => {
+    assert.equal((await answer(options, "/x", html, "POST")).status, 405);
+  });
+  await t.step("a malformed path still gets 400", async () => {
+    assert.equal((await answer(options, "/%zz", html)).status, 400);
+  });
+  await t.step("a symlink out of the root gets the fallback", async () => {
+    assert.equal(
+      (await answer(options, "/link-out", html)).text,
+      "<p>the app</p>",
+    );
+  });
+  await t.step("a missing or outside fallback is refused at start-up", () => {
+    assert.throws(
+      () => createHandler({ fsRoot: tree.root, fallback: "nope.html" }),
+      /fallback/,
+    );
+    assert.throws(
+      () => createHandler({ fsRoot: tree.root, fallback: "../outside.txt" }),
+      /fallback/,
+    );
+  });
 });
 
-Deno.test("--clean-urls: /about serves about.html, /about.html redirects to /about", async () => {
+Deno.test("--clean-urls", async (t) => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/about.html`, "about us");
   await Deno.mkdir(`${tree.root}/docs`);
@@ -276,26 +319,39 @@ Deno.test("--clean-urls: /about serves about.html, /about.html redirects to /abo
   await Deno.writeTextFile(`${tree.root}/docs.html`, "docs page");
   await Deno.writeTextFile(`${tree.root}/sub/page.html`, "a page");
   const options = { fsRoot: tree.root, cleanUrls: true };
-  const about = await answer(options, "/about?x=1");
-  assert.equal(about.status, 200);
-  assert.equal(about.text, "about us");
-  assert.match(about.headers.get("content-type")!, /^text\/html/);
-  assert.equal((await answer(options, "/sub/page")).text, "a page");
-  const redirect = await answer(options, "/about.html?x=1");
-  assert.equal(redirect.status, 301);
-  assert.equal(redirect.location, "/about?x=1");
-  assert.equal((await answer(options, "/sub/page.html")).location, "/sub/page");
-  // A folder of that name wins, and then the .html file keeps its own URL.
-  assert.equal((await answer(options, "/docs")).location, "/docs/");
-  assert.equal((await answer(options, "/docs.html")).text, "docs page");
-  // Plain files and missing names are as before.
-  assert.equal((await answer(options, "/a.txt")).text, "hello a");
-  assert.equal((await answer(options, "/nope")).status, 404);
-  assert.equal((await answer(options, "/nope.html")).status, 404);
-  // Off by default.
-  assert.equal((await answer({ fsRoot: tree.root }, "/about")).status, 404);
-  assert.equal(
-    (await answer({ fsRoot: tree.root }, "/about.html")).text,
-    "about us",
+  await t.step("/about serves about.html", async () => {
+    const about = await answer(options, "/about?x=1");
+    assert.equal(about.status, 200);
+    assert.equal(about.text, "about us");
+    assert.match(about.headers.get("content-type")!, /^text\/html/);
+    assert.equal((await answer(options, "/sub/page")).text, "a page");
+  });
+  await t.step("/about.html redirects to /about, query kept", async () => {
+    const redirect = await answer(options, "/about.html?x=1");
+    assert.equal(redirect.status, 301);
+    assert.equal(redirect.location, "/about?x=1");
+    const page = await answer(options, "/sub/page.html");
+    assert.equal(page.location, "/sub/page");
+  });
+  await t.step("a folder of the same name wins", async () => {
+    assert.equal((await answer(options, "/docs")).location, "/docs/");
+  });
+  await t.step(
+    "beside such a folder, the .html file keeps its URL",
+    async () => {
+      assert.equal((await answer(options, "/docs.html")).text, "docs page");
+    },
   );
+  await t.step("plain files and missing names are as before", async () => {
+    assert.equal((await answer(options, "/a.txt")).text, "hello a");
+    assert.equal((await answer(options, "/nope")).status, 404);
+    assert.equal((await answer(options, "/nope.html")).status, 404);
+  });
+  await t.step("it is off by default", async () => {
+    assert.equal((await answer({ fsRoot: tree.root }, "/about")).status, 404);
+    assert.equal(
+      (await answer({ fsRoot: tree.root }, "/about.html")).text,
+      "about us",
+    );
+  });
 });

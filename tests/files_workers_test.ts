@@ -161,7 +161,7 @@ Deno.test("plain deno run (one worker) prints no deno serve warning", async () =
   assert.equal(stderr, "");
 });
 
-Deno.test("--workers 2 out of descriptors: failed workers are replaced, the process keeps serving", async () => {
+Deno.test("--workers 2 out of descriptors", async (t) => {
   if (!await canRun("the descriptor-flood test of --workers", ["prlimit"])) {
     return;
   }
@@ -188,36 +188,43 @@ Deno.test("--workers 2 out of descriptors: failed workers are replaced, the proc
     await new Promise((r) => setTimeout(r, 1000));
     for (const conn of conns.splice(0)) conn.close();
 
-    // Within a few seconds both sockets listen again and answer.
-    for (let i = 0; i < 200 && await listeningSockets(port) < 2; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    assert.equal(await listeningSockets(port), 2, "both workers are back");
-    for (let i = 0; i < 20; i++) {
-      const res = await fetch(`http://127.0.0.1:${port}/a.txt`, {
-        headers: { connection: "close" },
-        signal: AbortSignal.timeout(5000),
-      });
-      assert.equal(await res.text(), "hello a");
-    }
+    await t.step("both workers listen again within 10 s", async () => {
+      for (let i = 0; i < 200 && await listeningSockets(port) < 2; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.equal(await listeningSockets(port), 2);
+    });
+    await t.step("the process keeps serving", async () => {
+      for (let i = 0; i < 20; i++) {
+        const res = await fetch(`http://127.0.0.1:${port}/a.txt`, {
+          headers: { connection: "close" },
+          signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(await res.text(), "hello a");
+      }
+    });
   } finally {
     for (const conn of conns) conn.close();
     await server.stop();
   }
   const { code, stderr: log } = await server.output;
-  assert.equal(code, 0);
-  assert.ok(!log.includes("Uncaught"), log);
-  // Deno's own warning when NODE_EXTRA_CA_CERTS (set on this machine) is
-  // loaded while no descriptor is free is not ours to judge.
-  const ours = log.split("\n").filter((line) =>
-    line !== "" && !line.includes("Warning: Ignoring extra certs")
-  );
-  for (const line of ours) {
-    // Each Worker's serveWithRestart listens again by itself (one line per
-    // outage); a Worker that fails anyway is replaced.
-    assert.match(
-      line,
-      /^server_files: (a worker failed: .*Too many open files|accepting connections failed .*Too many open files|listening again on port \d+)/,
+  await t.step("stopped, it exits with code 0", () => {
+    assert.equal(code, 0, log);
+  });
+  await t.step("its log says only what failed and what came back", () => {
+    assert.ok(!log.includes("Uncaught"), log);
+    // Deno's own warning when NODE_EXTRA_CA_CERTS (set on this machine) is
+    // loaded while no descriptor is free is not ours to judge.
+    const ours = log.split("\n").filter((line) =>
+      line !== "" && !line.includes("Warning: Ignoring extra certs")
     );
-  }
+    for (const line of ours) {
+      // Each Worker's serveWithRestart listens again by itself (one line per
+      // outage); a Worker that fails anyway is replaced.
+      assert.match(
+        line,
+        /^server_files: (a worker failed: .*Too many open files|accepting connections failed .*Too many open files|listening again on port \d+)/,
+      );
+    }
+  });
 });

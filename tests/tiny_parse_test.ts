@@ -445,28 +445,34 @@ Deno.test("readRequestHead stops at the blank line and drops what follows", asyn
   if (result.kind === "head") assert.equal(decode(result.head), head);
 });
 
-Deno.test("readRequestHead enforces MAX_HEAD_BYTES exactly", async () => {
+Deno.test("readRequestHead's size limit", async (t) => {
   const start = "GET / HTTP/1.1\r\nHost: h\r\nX-Pad: ";
   const end = "\r\n\r\n";
-  const fits = start + "a".repeat(MAX_HEAD_BYTES - start.length - end.length) +
-    end;
-  assert.equal(fits.length, MAX_HEAD_BYTES);
-  const ok = await readRequestHead(
-    chunkReader([fits.slice(0, 100), fits.slice(100)]),
-  );
-  assert.equal(ok.kind, "head");
-  const tooBig = start +
-    "a".repeat(MAX_HEAD_BYTES - start.length - end.length + 1) + end;
-  assert.deepEqual(await readRequestHead(chunkReader([tooBig])), {
-    kind: "too-large",
+  await t.step("a head of exactly MAX_HEAD_BYTES is read", async () => {
+    const fits = start +
+      "a".repeat(MAX_HEAD_BYTES - start.length - end.length) + end;
+    assert.equal(fits.length, MAX_HEAD_BYTES);
+    const ok = await readRequestHead(
+      chunkReader([fits.slice(0, 100), fits.slice(100)]),
+    );
+    assert.equal(ok.kind, "head");
+    if (ok.kind === "head") assert.equal(decode(ok.head), fits);
   });
-  // A smaller limit given as an option.
-  assert.deepEqual(
-    await readRequestHead(chunkReader(["GET / HTTP/1.0\r\n\r\n"]), {
-      maxBytes: 10,
-    }),
-    { kind: "too-large" },
-  );
+  await t.step("one byte more is too large", async () => {
+    const tooBig = start +
+      "a".repeat(MAX_HEAD_BYTES - start.length - end.length + 1) + end;
+    assert.deepEqual(await readRequestHead(chunkReader([tooBig])), {
+      kind: "too-large",
+    });
+  });
+  await t.step("maxBytes sets a smaller limit", async () => {
+    assert.deepEqual(
+      await readRequestHead(chunkReader(["GET / HTTP/1.0\r\n\r\n"]), {
+        maxBytes: 10,
+      }),
+      { kind: "too-large" },
+    );
+  });
 });
 
 Deno.test("readRequestHead tells a request target longer than MAX_HEAD_BYTES (414) from a large head (431)", async () => {
@@ -482,8 +488,11 @@ Deno.test("readRequestHead tells a request target longer than MAX_HEAD_BYTES (41
   );
 });
 
-Deno.test("readRequestHead reports a closed or half-sent connection", async () => {
+Deno.test("readRequestHead reports a connection closed before any byte", async () => {
   assert.deepEqual(await readRequestHead(chunkReader([])), { kind: "closed" });
+});
+
+Deno.test("readRequestHead reports a connection closed mid-head", async () => {
   assert.deepEqual(
     await readRequestHead(chunkReader(["GET / HTTP/1.1\r\n"])),
     { kind: "incomplete" },
@@ -658,7 +667,7 @@ Deno.test("respondTo routes by method and path", async (t) => {
   }
 });
 
-Deno.test("the hello page shows method, target and every header, escaped", () => {
+Deno.test("the hello page", async (t) => {
   const response = respondTo(request({
     target: "/?q=<script>",
     headers: [["Host", "h"], ["X-Evil", `"><img src=x onerror=alert(1)>`], [
@@ -666,16 +675,25 @@ Deno.test("the hello page shows method, target and every header, escaped", () =>
       "A&B",
     ]],
   }));
+  const { body } = response;
   assert.equal(response.status, 200);
-  assert.ok(!response.body.includes("<script>"));
-  assert.ok(!response.body.includes("<img"));
-  assert.ok(response.body.includes("/?q=&lt;script&gt;"));
-  assert.ok(
-    response.body.includes("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
-  );
-  assert.ok(response.body.includes("<th>User-Agent</th><td>A&amp;B</td>"));
-  assert.ok(response.body.includes("<code>GET</code>"));
-  assert.ok(response.body.includes("<code>HTTP/1.1</code>"));
+  await t.step("it shows the method and version", () => {
+    assert.ok(body.includes("<code>GET</code>"), body);
+    assert.ok(body.includes("<code>HTTP/1.1</code>"), body);
+  });
+  await t.step("it shows the target, escaped", () => {
+    assert.ok(body.includes("/?q=&lt;script&gt;"), body);
+    assert.doesNotMatch(body, /<script>/);
+  });
+  await t.step("it shows every header, escaped", () => {
+    assert.ok(body.includes("<th>Host</th><td>h</td>"), body);
+    assert.ok(
+      body.includes("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+      body,
+    );
+    assert.ok(body.includes("<th>User-Agent</th><td>A&amp;B</td>"), body);
+    assert.doesNotMatch(body, /<img/);
+  });
 });
 
 Deno.test("error pages are generic", () => {
@@ -693,7 +711,7 @@ Deno.test("escapeHtml escapes the five special characters", () => {
   assert.equal(escapeHtml("plain text é"), "plain text é");
 });
 
-Deno.test("formatResponse writes status line, fields, blank line and body", () => {
+Deno.test("formatResponse writes the whole response", () => {
   const date = new Date(Date.UTC(1994, 10, 6, 8, 49, 37));
   const body = "<p>héllo</p>";
   const text = decode(formatResponse({ status: 200, body }, { date }));
@@ -706,6 +724,10 @@ Deno.test("formatResponse writes status line, fields, blank line and body", () =
       "Connection: close\r\n" +
       "\r\n" + body,
   );
+});
+
+Deno.test("formatResponse writes a status's reason phrase and extra fields", () => {
+  const body = "<p>héllo</p>";
   const withAllow = decode(
     formatResponse({ status: 405, headers: [["Allow", "GET, HEAD"]], body }),
   );
@@ -787,7 +809,7 @@ Deno.test("showBytes shows valid UTF-8 as text and escapes every other byte", as
   }
 });
 
-Deno.test("the hello page shows UTF-8 header values as text, other bytes escaped", () => {
+Deno.test("the hello page shows header values as showBytes does", async (t) => {
   // Values as the parser keeps them: one character per byte received.
   const response = respondTo(request({
     headers: [
@@ -797,50 +819,60 @@ Deno.test("the hello page shows UTF-8 header values as text, other bytes escaped
       ["X-Trick", String.fromCharCode(...encode("a\u202e<b>"))],
     ],
   }));
-  assert.ok(
-    response.body.includes("<th>X-Name</th><td>héllo</td>"),
-    response.body,
-  );
-  assert.ok(!response.body.includes("hÃ©llo"));
-  assert.ok(response.body.includes("<th>X-Latin1</th><td>\\xe9t\\xe9</td>"));
-  assert.ok(
-    response.body.includes("<th>X-Trick</th><td>a\\u{202e}&lt;b&gt;</td>"),
-  );
+  const { body } = response;
+  await t.step("UTF-8 is shown as text", () => {
+    assert.ok(body.includes("<th>X-Name</th><td>héllo</td>"), body);
+    assert.ok(!body.includes("hÃ©llo"), body);
+  });
+  await t.step("other bytes are escaped", () => {
+    assert.ok(body.includes("<th>X-Latin1</th><td>\\xe9t\\xe9</td>"), body);
+  });
+  await t.step("a bidirectional control is escaped, then HTML-escaped", () => {
+    assert.ok(
+      body.includes("<th>X-Trick</th><td>a\\u{202e}&lt;b&gt;</td>"),
+      body,
+    );
+  });
 });
 
-Deno.test("formatAccessLog writes the Common Log Format", () => {
+Deno.test("formatAccessLog", async (t) => {
   const date = new Date(Date.UTC(2026, 10, 2, 3, 4, 5));
-  assert.equal(
-    formatAccessLog({
-      client: "127.0.0.1",
-      date,
-      requestLine: "GET / HTTP/1.1",
-      status: 200,
-      bodyBytes: 512,
-    }),
-    '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512',
-  );
-  // No request line (timeout), no body (HEAD), hostile bytes in the line.
-  assert.equal(
-    formatAccessLog({
-      client: "::1",
-      date,
-      requestLine: null,
-      status: 408,
-      bodyBytes: 0,
-    }),
-    '::1 - - [02/Nov/2026:03:04:05 +0000] "-" 408 -',
-  );
-  assert.equal(
-    formatAccessLog({
-      client: "127.0.0.1",
-      date,
-      requestLine: 'GET /"\x1b\\\xe9\u202e HTTP/1.1',
-      status: 400,
-      bodyBytes: 10,
-    }),
-    '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b\\x5c\\xe9\\u{202e} HTTP/1.1" 400 10',
-  );
+  await t.step("it writes the Common Log Format", () => {
+    assert.equal(
+      formatAccessLog({
+        client: "127.0.0.1",
+        date,
+        requestLine: "GET / HTTP/1.1",
+        status: 200,
+        bodyBytes: 512,
+      }),
+      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512',
+    );
+  });
+  await t.step("no request line (a timeout) and no body are -", () => {
+    assert.equal(
+      formatAccessLog({
+        client: "::1",
+        date,
+        requestLine: null,
+        status: 408,
+        bodyBytes: 0,
+      }),
+      '::1 - - [02/Nov/2026:03:04:05 +0000] "-" 408 -',
+    );
+  });
+  await t.step("hostile bytes in the request line are escaped", () => {
+    assert.equal(
+      formatAccessLog({
+        client: "127.0.0.1",
+        date,
+        requestLine: 'GET /"\x1b\\\xe9\u202e HTTP/1.1',
+        status: 400,
+        bodyBytes: 10,
+      }),
+      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b\\x5c\\xe9\\u{202e} HTTP/1.1" 400 10',
+    );
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -928,7 +960,7 @@ Deno.test("requestHostName takes the name from Host or an absolute target, port 
   }
 });
 
-Deno.test("isAllowedHost matches whole names; a leading dot allows subdomains", async (t) => {
+Deno.test("isAllowedHost matches whole names, or subdomains of a leading-dot entry", async (t) => {
   const allowed = ["localhost", "127.0.0.1", "[::1]", ".example.com"];
   const cases: [string, boolean][] = [
     ["localhost", true],
@@ -944,18 +976,24 @@ Deno.test("isAllowedHost matches whole names; a leading dot allows subdomains", 
   ];
   for (const [name, expected] of cases) {
     await t.step(
-      name,
+      `${name} is ${expected ? "allowed" : "refused"}`,
       () => assert.equal(isAllowedHost(name, allowed), expected),
     );
   }
 });
 
-Deno.test("misdirectedResponse is a 421 that names the flag, the name escaped", () => {
+Deno.test("misdirectedResponse", async (t) => {
   const response = misdirectedResponse("evil.example<b>");
-  assert.equal(response.status, 421);
-  assert.match(response.body, /<h1>421 Misdirected Request<\/h1>/);
-  assert.ok(response.body.includes("--allowed-host evil.example&lt;b&gt;"));
-  assert.ok(!response.body.includes("<b>"));
+  await t.step("it is a 421 page", () => {
+    assert.equal(response.status, 421);
+    assert.match(response.body, /<h1>421 Misdirected Request<\/h1>/);
+  });
+  await t.step("it names the flag that allows the name", () => {
+    assert.match(response.body, /--allowed-host evil\.example&lt;b&gt;/);
+  });
+  await t.step("the name is escaped", () => {
+    assert.doesNotMatch(response.body, /<b>/);
+  });
 });
 
 // ---------------------------------------------------------------------------

@@ -33,22 +33,14 @@ function connect(port: number): Promise<Deno.TcpConn> {
 
 /** Reads until the server closes the connection. */
 async function readToEnd(conn: Deno.Conn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
+  const chunks: Uint8Array<ArrayBuffer>[] = [];
   const buffer = new Uint8Array(16 * 1024);
   for (;;) {
     const count = await conn.read(buffer);
     if (count === null) break;
     chunks.push(buffer.slice(0, count));
   }
-  const all = new Uint8Array(
-    chunks.reduce((sum, chunk) => sum + chunk.length, 0),
-  );
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return all;
+  return new Uint8Array(await new Blob(chunks).arrayBuffer());
 }
 
 /**
@@ -276,26 +268,30 @@ Deno.test("HEAD gets GET's head, Content-Length included, and no body", async ()
   }
 });
 
-Deno.test("a request with a body gets its whole answer; the body is drained", async () => {
+Deno.test("a request with a body gets its whole answer, the body drained", async (t) => {
   const { server, port } = startServer();
   try {
     // The body comes after the server has answered: closing at once would
     // make the client's sending, or its reading, fail with a reset.
     const body = "x".repeat(40_000);
-    const response = await exchange(
-      port,
-      `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`,
-      body.slice(0, 20_000),
-      body.slice(20_000),
-    );
-    assert.equal(response.status, 200);
-    assertWellFormed(response);
-    const posted = await exchange(
-      port,
-      `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-    );
-    assert.equal(posted.status, 405);
-    assertWellFormed(posted);
+    await t.step("a GET whose body arrives after the answer: 200", async () => {
+      const response = await exchange(
+        port,
+        `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`,
+        body.slice(0, 20_000),
+        body.slice(20_000),
+      );
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+    });
+    await t.step("a POST sent with its body in one piece: 405", async () => {
+      const posted = await exchange(
+        port,
+        `POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+      );
+      assert.equal(posted.status, 405);
+      assertWellFormed(posted);
+    });
   } finally {
     await server.shutdown();
   }
@@ -500,7 +496,7 @@ Deno.test("a TLS handshake on the plain port gets 400 at once, not after the hea
   }
 });
 
-Deno.test("curl https:// to the plain port fails at once and the server keeps serving", async () => {
+Deno.test("curl https:// to the plain port", async (t) => {
   const { server, port } = startServer({ headTimeoutMs: 60_000 });
   try {
     const curl = await new Deno.Command("curl", {
@@ -510,10 +506,18 @@ Deno.test("curl https:// to the plain port fails at once and the server keeps se
       stderr: "piped",
     }).output();
     const why = new TextDecoder().decode(curl.stderr);
-    assert.notEqual(curl.code, 0, "curl got an answer over TLS");
-    assert.notEqual(curl.code, 28, `curl waited until its time limit: ${why}`);
-    const after = await exchange(port, "GET / HTTP/1.0\r\n\r\n");
-    assert.equal(after.status, 200);
+    await t.step("fails at once, not at curl's time limit", () => {
+      assert.notEqual(curl.code, 0, "curl got an answer over TLS");
+      assert.notEqual(
+        curl.code,
+        28,
+        `curl waited until its time limit: ${why}`,
+      );
+    });
+    await t.step("leaves the server serving", async () => {
+      const after = await exchange(port, "GET / HTTP/1.0\r\n\r\n");
+      assert.equal(after.status, 200);
+    });
   } finally {
     await server.shutdown();
   }
@@ -587,7 +591,7 @@ Deno.test("a log that fails (stdout gone) does not stop the server", async () =>
   }
 });
 
-Deno.test("graceful shutdown refuses new connections and finishes requests in progress", async () => {
+Deno.test("graceful shutdown", async (t) => {
   const { server, port } = startServer({ shutdownGraceMs: 10_000 });
   const idle = await connect(port);
   const inProgress = await connect(port);
@@ -598,14 +602,21 @@ Deno.test("graceful shutdown refuses new connections and finishes requests in pr
     assert.equal((await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status, 200);
 
     const stopped = server.shutdown();
-    await assertNotServed(port);
-    // The idle connection (no byte sent) is closed at once, not after the grace period.
-    assert.equal((await readToEnd(idle)).length, 0);
-    // The started request is allowed to finish.
-    await writeAll(inProgress, encode("Host: 127.0.0.1\r\n\r\n"));
-    const response = parseResponse(await readToEnd(inProgress));
-    assert.equal(response.status, 200);
-    assertWellFormed(response);
+    await t.step("refuses new connections", async () => {
+      await assertNotServed(port);
+    });
+    await t.step(
+      "closes an idle connection at once, not after the grace period",
+      async () => {
+        assert.equal((await readToEnd(idle)).length, 0);
+      },
+    );
+    await t.step("lets a request in progress finish", async () => {
+      await writeAll(inProgress, encode("Host: 127.0.0.1\r\n\r\n"));
+      const response = parseResponse(await readToEnd(inProgress));
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+    });
     inProgress.close(); // the server waits (briefly) for the client to hang up
     await stopped;
   } finally {
@@ -766,7 +777,7 @@ Deno.test("past maxConnections, connections waiting for a head get their 408 and
   }
 });
 
-Deno.test("UTF-8 header values show as text on the page and the console", async () => {
+Deno.test("UTF-8 header values show as text, other bytes escaped", async (t) => {
   const { server, port, lines } = startServer({ quiet: false });
   try {
     const head = new Uint8Array([
@@ -781,15 +792,19 @@ Deno.test("UTF-8 header values show as text on the page and the console", async 
     ]);
     const response = await exchange(port, head);
     assert.equal(response.status, 200);
-    const page = decode(response.body);
-    assert.match(page, /<th>X-Name<\/th><td>héllo<\/td>/);
-    assert.match(page, /<th>X-Raw<\/th><td>\\xe9\\xff<\/td>/);
-    assert.match(page, /<th>X-Csi<\/th><td>\\u\{009b\}2J<\/td>/);
-    const console = lines.join("\n");
-    assert.match(console, /^X-Name: héllo$/m);
-    assert.match(console, /^X-Raw: \\xe9\\xff$/m);
-    assert.match(console, /^X-Csi: \\u\{009b\}2J$/m);
-    assert.doesNotMatch(console, /hÃ©llo|\x9b/);
+    await t.step("on the page", () => {
+      const page = decode(response.body);
+      assert.match(page, /<th>X-Name<\/th><td>héllo<\/td>/);
+      assert.match(page, /<th>X-Raw<\/th><td>\\xe9\\xff<\/td>/);
+      assert.match(page, /<th>X-Csi<\/th><td>\\u\{009b\}2J<\/td>/);
+    });
+    await t.step("on the console", () => {
+      const console = lines.join("\n");
+      assert.match(console, /^X-Name: héllo$/m);
+      assert.match(console, /^X-Raw: \\xe9\\xff$/m);
+      assert.match(console, /^X-Csi: \\u\{009b\}2J$/m);
+      assert.doesNotMatch(console, /hÃ©llo|\x9b/);
+    });
   } finally {
     await server.shutdown();
   }
@@ -861,19 +876,30 @@ Deno.test("a request for a name the server does not answer to gets 421 (DNS rebi
   }
 });
 
-Deno.test("allowedHosts adds names; a leading dot adds subdomains", async () => {
+Deno.test("allowedHosts", async (t) => {
   const { server, port } = startServer({
     allowedHosts: ["tiny.test", ".example.org"],
   });
   try {
     const status = async (host: string) =>
       (await exchange(port, `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`)).status;
-    assert.equal(await status("tiny.test:8080"), 200);
-    assert.equal(await status("Tiny.Test"), 200);
-    assert.equal(await status("example.org"), 200);
-    assert.equal(await status("a.example.org"), 200);
-    assert.equal(await status("a.tiny.test"), 421);
-    assert.equal(await status("evil.example"), 421);
+    await t.step("a listed name is allowed, any case or port", async () => {
+      assert.equal(await status("tiny.test:8080"), 200);
+      assert.equal(await status("Tiny.Test"), 200);
+    });
+    await t.step(
+      "a leading dot allows the name and its subdomains",
+      async () => {
+        assert.equal(await status("example.org"), 200);
+        assert.equal(await status("a.example.org"), 200);
+      },
+    );
+    await t.step("a subdomain of a name without the dot gets 421", async () => {
+      assert.equal(await status("a.tiny.test"), 421);
+    });
+    await t.step("an unlisted name gets 421", async () => {
+      assert.equal(await status("evil.example"), 421);
+    });
   } finally {
     await server.shutdown();
   }
