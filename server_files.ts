@@ -81,11 +81,12 @@ export interface ServeDirOptions {
   fallback?: string;
   /**
    * A download from disk whose client reads nothing more for this long is
-   * aborted and its file closed, like nginx's `send_timeout`: the time
-   * counts between two successive reads, not for the whole answer, so a
-   * slow reader that keeps making progress is never cut off. (Deno's native
-   * reader, used outside {@linkcode serveWithRestart} for a download to the
-   * end of a big file, streams in Rust and is not timed.)
+   * aborted and its file closed, like nginx's `send_timeout` (see
+   * {@linkcode SEND_TIMEOUT_MS}): the time counts between two successive
+   * reads, not for the whole answer, so a slow reader that keeps making
+   * progress is never cut off. (Deno's native reader, used outside
+   * {@linkcode serveWithRestart} for a download to the end of a big file,
+   * streams in Rust and is not timed.)
    * @default {SEND_TIMEOUT_MS}
    */
   sendTimeoutMs?: number;
@@ -166,11 +167,15 @@ const STREAM_READ_BUDGET_BYTES = 8 * 1024 * 1024;
 const NATIVE_OPEN_TIMEOUT_MS = 500;
 /**
  * A file stream that `Deno.serve` has not asked for more for this long (the
- * client stopped reading, so its socket buffers stay full) errors, which
- * makes `Deno.serve` abort the connection, and the file is closed: nginx's
- * `send_timeout`, with its default. It counts only between two successive
- * reads of the stream, never the whole download, so a slow client that keeps
- * making progress is never cut off.
+ * client stopped reading, so its socket buffers stay full) errors and closes
+ * its file: nginx's `send_timeout`, with its default. It counts only between
+ * two successive reads of the stream, never the whole download, so a slow
+ * client that keeps making progress is never cut off. `Deno.serve` (2.9.6)
+ * sees the error, and aborts the connection, only once it can write to the
+ * socket again: a client that never reads again keeps its connection (one
+ * descriptor, and the chunk `Deno.serve` holds), but no longer the file.
+ * Measured: 100 such clients of a 64 MiB file held 2 descriptors each, then
+ * 1 after the timeout.
  */
 export const SEND_TIMEOUT_MS = 60_000;
 /** A directory listing shows at most this many entries (then says it was cut). */
