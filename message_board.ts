@@ -109,7 +109,7 @@ export const SIGN_IN_REFILL_MS = 60_000;
 /** Clients a limiter remembers; past this the longest-idle ones are forgotten (memory stays bounded). */
 export const MAX_TRACKED_CLIENTS = 10_000;
 /** Bytes queued for a live-update reader that does not keep up (about two of the largest
- * messages); then its stream is closed, and the browser reconnects and resumes. 1,000
+ * messages); then its connection is dropped, and the browser reconnects and resumes. 1,000
  * streams that never read hold at most 32 MB. */
 export const MAX_STREAM_QUEUE_BYTES = 32 * 1024;
 
@@ -2387,6 +2387,8 @@ interface RequestContext {
   target: RequestTarget;
   /** Whether the client talks HTTPS to us (or to the trusted proxy in front). */
   secure: boolean;
+  /** Settles once the response is sent or the client has gone (Deno.serve's `completed`). */
+  completed: Promise<void>;
 }
 
 /** One route: a handler per method; HEAD is derived from GET. */
@@ -2565,7 +2567,7 @@ export function createBoardHandler(
 
   /** GET /events: the live event stream. */
   async function openEvents(
-    { request, url, client }: RequestContext,
+    { request, url, client, completed }: RequestContext,
   ): Promise<Response> {
     const after = readResumePoint(request, url);
     if (signal.aborted) {
@@ -2590,10 +2592,16 @@ export function createBoardHandler(
       heartbeatMs,
       signal,
       onClose() {
-        openStreams--;
-        const left = (streamsByClient.get(client) ?? 1) - 1;
-        if (left === 0) streamsByClient.delete(client);
-        else streamsByClient.set(client, left);
+        // The slot is given back once the connection is done as well: a stream dropped
+        // while its bytes wait in a full socket keeps that connection until the client
+        // reads or leaves, and one client must not pile up such connections.
+        const release = () => {
+          openStreams--;
+          const left = (streamsByClient.get(client) ?? 1) - 1;
+          if (left === 0) streamsByClient.delete(client);
+          else streamsByClient.set(client, left);
+        };
+        completed.then(release, release);
       },
     });
   }
@@ -2874,6 +2882,7 @@ export function createBoardHandler(
         client: clientAddress(request, info, trustProxy),
         target,
         secure: target.protocol === "https:",
+        completed: info?.completed ?? Promise.resolve(),
       };
       if (method === "POST") checkSameOrigin(context);
       const response = await handle(context);
@@ -2968,6 +2977,10 @@ function encodeEvent(event: BoardEvent): Uint8Array {
 
 const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
 
+/** Why a stream was dropped (Deno.serve logs it); a browser reconnects and resumes. */
+const SLOW_READER =
+  "message board: a live-update reader fell behind; its connection was dropped";
+
 /** Options for {@linkcode streamEvents}. */
 interface EventStreamOptions {
   /** Resume after this event id (see readResumePoint). */
@@ -3028,7 +3041,10 @@ async function streamEvents(
         if (finished) return;
         // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
         if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
-          return end();
+          // Dropped, not closed: a close waits for the queue to be read, so the connection
+          // and its bytes stayed while the client's stream slot was given back.
+          finish();
+          return controller.error(SLOW_READER);
         }
         controller.enqueue(bytes);
       };
