@@ -3902,6 +3902,13 @@ function listeningNames(
 const ACCEPT_RETRY_FIRST_MS = 100;
 /** Longest wait between two tries to listen again. */
 const ACCEPT_RETRY_MAX_MS = 1_000;
+/**
+ * On Ctrl-C or SIGTERM, how long requests in flight get before the board stops
+ * waiting for them and closes the store: a client that never sends the body it
+ * announced, or never reads a page or its event stream, would otherwise hold
+ * the shutdown for ever. Posts already accepted are written and synced first.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
 export interface ServerOptions extends BoardOptions {
@@ -3922,6 +3929,8 @@ export interface ServerOptions extends BoardOptions {
   openStore?: () => Promise<MessageStore>;
   /** What the start-up line says the storage is. @default "data: <dataFile>" */
   storeLabel?: string;
+  /** How long `shutdown()` waits for requests in flight. @default SHUTDOWN_GRACE_MS (5 s) */
+  shutdownGraceMs?: number;
 }
 
 /** A running board server. */
@@ -3930,7 +3939,10 @@ export interface BoardServer {
   addr: Deno.NetAddr;
   /** The board it serves. */
   board: Board;
-  /** Ends the event streams, stops accepting, lets answers in flight finish, closes the store. */
+  /**
+   * Ends the event streams, stops accepting, lets answers in flight finish (for
+   * `shutdownGraceMs` at most), then writes and syncs the accepted posts and closes the store.
+   */
   shutdown(): Promise<void>;
   /** Resolves once shut down. */
   finished: Promise<void>;
@@ -3953,6 +3965,7 @@ export async function startServer(
     quiet = false,
     dataFile = "./data/messages.jsonl",
     storeLabel = `data: ${dataFile}`,
+    shutdownGraceMs = SHUTDOWN_GRACE_MS,
   } = options;
   let tls: { cert: string; key: string } | undefined;
   try {
@@ -4038,10 +4051,13 @@ export async function startServer(
   const addr = server.addr;
 
   // Surviving accept failures. When the process runs out of file descriptors
-  // (idle connections pile up: Deno.serve has no idle timeout), the listener
-  // fails and `finished` rejects; the connections already open are still
-  // served. Say so once, then listen again on the same port, waiting longer
-  // each time (up to ACCEPT_RETRY_MAX_MS) until descriptors are free.
+  // (idle connections pile up: Deno.serve has no idle or header timeout), the
+  // listener fails and `finished` rejects. Say so once, and shut the failed
+  // server down at once: that closes its idle connections (kept alive between
+  // requests, or a head that never ends: a slowloris flood), which gives their
+  // descriptors back, while requests in flight finish, as nginx closes idle
+  // keep-alive connections when it runs out. Then listen again on the same
+  // port, waiting longer each time (up to ACCEPT_RETRY_MAX_MS).
   const servers = new Set([server]);
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let retryMs = ACCEPT_RETRY_FIRST_MS;
@@ -4065,26 +4081,39 @@ export async function startServer(
         console.error(
           `message board: cannot accept connections (${
             (error as Error).message
-          }); serving the open ones and listening again until descriptors are free`,
+          }); closing idle connections, letting requests in flight finish, ` +
+            `and listening again until descriptors are free`,
         );
       }
       failing = true;
+      current.shutdown().catch(() => {}).finally(() => servers.delete(current));
       retryTimer = setTimeout(relisten, retryMs);
     });
   };
   watch(server);
 
   // Stopping: end the live event streams (they never finish by themselves),
-  // stop accepting, let answers in flight finish, then flush the store and
-  // release the lock.
+  // stop accepting, let answers in flight finish for shutdownGraceMs at most
+  // (a client may never send its body or never read), then write and sync the
+  // accepted posts and release the lock. An acknowledged post is on disk already.
   const stopped = Promise.withResolvers<void>();
   const shutdown = () =>
     stopping ??= (async () => {
       clearTimeout(retryTimer);
       board.endEventStreams();
-      await Promise.all(
+      const drained = Promise.all(
         [...servers].map((current) => current.shutdown().catch(() => {})),
       );
+      let graceTimer: ReturnType<typeof setTimeout> | undefined;
+      const graceOver = new Promise<"grace over">((resolve) => {
+        graceTimer = setTimeout(resolve, shutdownGraceMs, "grace over");
+      });
+      if (await Promise.race([drained, graceOver]) === "grace over") {
+        console.error(
+          `message board: requests still in flight ${shutdownGraceMs} ms after the shutdown began; not waiting for them`,
+        );
+      }
+      clearTimeout(graceTimer);
       await board.close();
     })().then(stopped.resolve, stopped.reject);
   return { addr, board, shutdown, finished: stopped.promise };
@@ -4147,6 +4176,8 @@ export async function runCommandLine(
   Deno.removeSignalListener("SIGINT", shutdown);
   Deno.removeSignalListener("SIGTERM", shutdown);
   console.log("Tiny Message Board stopped.");
+  // Exit now: a connection the grace gave up on would keep the process alive.
+  Deno.exit(0);
 }
 
 /** One line on why the board could not start. */

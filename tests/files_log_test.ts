@@ -3,7 +3,7 @@
 // request's line still comes, that a burst's lines all come whole and in
 // order, and that a SIGTERM drain loses none.
 import assert from "node:assert/strict";
-import { makeTree, startFilesProcess } from "./_files.ts";
+import { FILES_SCRIPT, makeTree, startFilesProcess } from "./_files.ts";
 import { sendRaw } from "./_raw.ts";
 
 const STAMP = String.raw`\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]`;
@@ -146,5 +146,45 @@ Deno.test("every request answered before a SIGTERM drain ends has its log line, 
     }
   } finally {
     await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("with stdout gone (piped into a program that quit), requests are still answered", async () => {
+  await using tree = await makeTree();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-net=127.0.0.1",
+      `--allow-read=${tree.root}`,
+      FILES_SCRIPT,
+      ...["--root", tree.root, "--port", "0"],
+    ],
+    env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    // Read up to the "Serving" line, then close our end, as `| head -1` would.
+    const reader = child.stdout.pipeThrough(new TextDecoderStream())
+      .getReader();
+    let text = "";
+    while (!/Serving .* on http:\/\/[^/]+\/\n/.test(text)) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `it exited first: ${text}`);
+      text += value;
+    }
+    const url = text.match(/http:\/\/[^/\s]+\//)![0];
+    await reader.cancel();
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`${url}a.txt?i=${i}`);
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), "hello a");
+      // Let the batch be written (and fail) before the next request.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
   }
 });
