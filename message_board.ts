@@ -109,7 +109,7 @@ export const SIGN_IN_REFILL_MS = 60_000;
 /** Clients a limiter remembers; past this the longest-idle ones are forgotten (memory stays bounded). */
 export const MAX_TRACKED_CLIENTS = 10_000;
 /** Bytes queued for a live-update reader that does not keep up (about two of the largest
- * messages); then its stream is closed, and the browser reconnects and resumes. 1,000
+ * messages); then its connection is dropped, and the browser reconnects and resumes. 1,000
  * streams that never read hold at most 32 MB. */
 export const MAX_STREAM_QUEUE_BYTES = 32 * 1024;
 
@@ -2387,6 +2387,8 @@ interface RequestContext {
   target: RequestTarget;
   /** Whether the client talks HTTPS to us (or to the trusted proxy in front). */
   secure: boolean;
+  /** Settles once the response is sent or the client has gone (Deno.serve's `completed`). */
+  completed: Promise<void>;
 }
 
 /** One route: a handler per method; HEAD is derived from GET. */
@@ -2565,7 +2567,7 @@ export function createBoardHandler(
 
   /** GET /events: the live event stream. */
   async function openEvents(
-    { request, url, client }: RequestContext,
+    { request, url, client, completed }: RequestContext,
   ): Promise<Response> {
     const after = readResumePoint(request, url);
     if (signal.aborted) {
@@ -2590,10 +2592,16 @@ export function createBoardHandler(
       heartbeatMs,
       signal,
       onClose() {
-        openStreams--;
-        const left = (streamsByClient.get(client) ?? 1) - 1;
-        if (left === 0) streamsByClient.delete(client);
-        else streamsByClient.set(client, left);
+        // The slot is given back once the connection is done as well: a stream dropped
+        // while its bytes wait in a full socket keeps that connection until the client
+        // reads or leaves, and one client must not pile up such connections.
+        const release = () => {
+          openStreams--;
+          const left = (streamsByClient.get(client) ?? 1) - 1;
+          if (left === 0) streamsByClient.delete(client);
+          else streamsByClient.set(client, left);
+        };
+        completed.then(release, release);
       },
     });
   }
@@ -2874,6 +2882,7 @@ export function createBoardHandler(
         client: clientAddress(request, info, trustProxy),
         target,
         secure: target.protocol === "https:",
+        completed: info?.completed ?? Promise.resolve(),
       };
       if (method === "POST") checkSameOrigin(context);
       const response = await handle(context);
@@ -2968,6 +2977,10 @@ function encodeEvent(event: BoardEvent): Uint8Array {
 
 const HEARTBEAT_FRAME = encoder.encode(": heartbeat\n\n");
 
+/** Why a stream was dropped (Deno.serve logs it); a browser reconnects and resumes. */
+const SLOW_READER =
+  "message board: a live-update reader fell behind; its connection was dropped";
+
 /** Options for {@linkcode streamEvents}. */
 interface EventStreamOptions {
   /** Resume after this event id (see readResumePoint). */
@@ -3028,7 +3041,10 @@ async function streamEvents(
         if (finished) return;
         // desiredSize is minus the bytes still queued (high-water mark 0, sized in bytes).
         if ((controller.desiredSize ?? 0) < -MAX_STREAM_QUEUE_BYTES) {
-          return end();
+          // Dropped, not closed: a close waits for the queue to be read, so the connection
+          // and its bytes stayed while the client's stream slot was given back.
+          finish();
+          return controller.error(SLOW_READER);
         }
         controller.enqueue(bytes);
       };
@@ -3886,6 +3902,13 @@ function listeningNames(
 const ACCEPT_RETRY_FIRST_MS = 100;
 /** Longest wait between two tries to listen again. */
 const ACCEPT_RETRY_MAX_MS = 1_000;
+/**
+ * On Ctrl-C or SIGTERM, how long requests in flight get before the board stops
+ * waiting for them and closes the store: a client that never sends the body it
+ * announced, or never reads a page or its event stream, would otherwise hold
+ * the shutdown for ever. Posts already accepted are written and synced first.
+ */
+export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** Options for {@linkcode startServer}: a parsed command line, or the same fields by hand. */
 export interface ServerOptions extends BoardOptions {
@@ -3906,6 +3929,8 @@ export interface ServerOptions extends BoardOptions {
   openStore?: () => Promise<MessageStore>;
   /** What the start-up line says the storage is. @default "data: <dataFile>" */
   storeLabel?: string;
+  /** How long `shutdown()` waits for requests in flight. @default SHUTDOWN_GRACE_MS (5 s) */
+  shutdownGraceMs?: number;
 }
 
 /** A running board server. */
@@ -3914,7 +3939,10 @@ export interface BoardServer {
   addr: Deno.NetAddr;
   /** The board it serves. */
   board: Board;
-  /** Ends the event streams, stops accepting, lets answers in flight finish, closes the store. */
+  /**
+   * Ends the event streams, stops accepting, lets answers in flight finish (for
+   * `shutdownGraceMs` at most), then writes and syncs the accepted posts and closes the store.
+   */
   shutdown(): Promise<void>;
   /** Resolves once shut down. */
   finished: Promise<void>;
@@ -3937,6 +3965,7 @@ export async function startServer(
     quiet = false,
     dataFile = "./data/messages.jsonl",
     storeLabel = `data: ${dataFile}`,
+    shutdownGraceMs = SHUTDOWN_GRACE_MS,
   } = options;
   let tls: { cert: string; key: string } | undefined;
   try {
@@ -4022,10 +4051,13 @@ export async function startServer(
   const addr = server.addr;
 
   // Surviving accept failures. When the process runs out of file descriptors
-  // (idle connections pile up: Deno.serve has no idle timeout), the listener
-  // fails and `finished` rejects; the connections already open are still
-  // served. Say so once, then listen again on the same port, waiting longer
-  // each time (up to ACCEPT_RETRY_MAX_MS) until descriptors are free.
+  // (idle connections pile up: Deno.serve has no idle or header timeout), the
+  // listener fails and `finished` rejects. Say so once, and shut the failed
+  // server down at once: that closes its idle connections (kept alive between
+  // requests, or a head that never ends: a slowloris flood), which gives their
+  // descriptors back, while requests in flight finish, as nginx closes idle
+  // keep-alive connections when it runs out. Then listen again on the same
+  // port, waiting longer each time (up to ACCEPT_RETRY_MAX_MS).
   const servers = new Set([server]);
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let retryMs = ACCEPT_RETRY_FIRST_MS;
@@ -4049,26 +4081,39 @@ export async function startServer(
         console.error(
           `message board: cannot accept connections (${
             (error as Error).message
-          }); serving the open ones and listening again until descriptors are free`,
+          }); closing idle connections, letting requests in flight finish, ` +
+            `and listening again until descriptors are free`,
         );
       }
       failing = true;
+      current.shutdown().catch(() => {}).finally(() => servers.delete(current));
       retryTimer = setTimeout(relisten, retryMs);
     });
   };
   watch(server);
 
   // Stopping: end the live event streams (they never finish by themselves),
-  // stop accepting, let answers in flight finish, then flush the store and
-  // release the lock.
+  // stop accepting, let answers in flight finish for shutdownGraceMs at most
+  // (a client may never send its body or never read), then write and sync the
+  // accepted posts and release the lock. An acknowledged post is on disk already.
   const stopped = Promise.withResolvers<void>();
   const shutdown = () =>
     stopping ??= (async () => {
       clearTimeout(retryTimer);
       board.endEventStreams();
-      await Promise.all(
+      const drained = Promise.all(
         [...servers].map((current) => current.shutdown().catch(() => {})),
       );
+      let graceTimer: ReturnType<typeof setTimeout> | undefined;
+      const graceOver = new Promise<"grace over">((resolve) => {
+        graceTimer = setTimeout(resolve, shutdownGraceMs, "grace over");
+      });
+      if (await Promise.race([drained, graceOver]) === "grace over") {
+        console.error(
+          `message board: requests still in flight ${shutdownGraceMs} ms after the shutdown began; not waiting for them`,
+        );
+      }
+      clearTimeout(graceTimer);
       await board.close();
     })().then(stopped.resolve, stopped.reject);
   return { addr, board, shutdown, finished: stopped.promise };
@@ -4131,6 +4176,8 @@ export async function runCommandLine(
   Deno.removeSignalListener("SIGINT", shutdown);
   Deno.removeSignalListener("SIGTERM", shutdown);
   console.log("Tiny Message Board stopped.");
+  // Exit now: a connection the grace gave up on would keep the process alive.
+  Deno.exit(0);
 }
 
 /** One line on why the board could not start. */

@@ -1764,14 +1764,8 @@ function releasing(response: Response, release: ChunkRelease): Response {
   return response;
 }
 
-/**
- * Requests that came through {@linkcode serveWithRestart}: their answers go
- * to `Deno.serve`, so a download to the end of a file streams in big reads
- * ({@linkcode streamFileRanges}) rather than Deno's native 64 KiB reader,
- * which other callers of the handler get (any reader can read it, and it
- * never waits for the garbage collector).
- */
-const servedHere = new WeakSet<Request>();
+/** The context of each handler {@linkcode createHandler} made, for {@linkcode serveWithRestart}. */
+const handlerContexts = new WeakMap<object, ServeContext>();
 
 /**
  * Called on each response just before it goes to `Deno.serve`: a file
@@ -2759,6 +2753,14 @@ interface ServeContext {
   cleanUrls: boolean;
   /** The URL path of the SPA fallback file (`/index.html`), or null. */
   fallback: string | null;
+  /**
+   * The answers go straight to `Deno.serve` (set by
+   * {@linkcode serveWithRestart}): downloads to the end of a big file
+   * stream in big reads ({@linkcode streamFileRanges}), not through Deno's
+   * native 64 KiB reader, which anyone can read and which never waits for
+   * the garbage collector.
+   */
+  toDenoServe: boolean;
 }
 
 /**
@@ -2812,6 +2814,7 @@ function makeContext(
     cors: enableCors,
     cleanUrls,
     fallback: fallback === undefined ? null : fallbackUrlPath(fallback),
+    toDenoServe: false,
   } satisfies ServeContext;
 }
 
@@ -2854,6 +2857,7 @@ async function sendFileFromDisk(
   extra: readonly [string, string][],
   compress: boolean,
   followSymlinks = false,
+  native = true,
 ): Promise<Response> {
   let file = await openRegularFile(path, { followSymlinks });
   try {
@@ -2892,7 +2896,7 @@ async function sendFileFromDisk(
       }
     }
     if (
-      req.method === "GET" && !servedHere.has(req) &&
+      native && req.method === "GET" &&
       streamsToEnd(plan.body, file.info.size)
     ) {
       await file.openNative();
@@ -3166,7 +3170,14 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  return await sendFileFromDisk(req, resolved.path, ctx.extra, ctx.compress);
+  return await sendFileFromDisk(
+    req,
+    resolved.path,
+    ctx.extra,
+    ctx.compress,
+    false,
+    !ctx.toDenoServe,
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -3892,8 +3903,11 @@ export function createHandler(options: HandlerOptions = {}): Handler {
       : result.then((response) => withoutBodyForHead(req, response));
   };
 
-  if (quiet) return answer;
-  return (req, info) => {
+  if (quiet) {
+    handlerContexts.set(answer, ctx);
+    return answer;
+  }
+  const logged: Handler = (req, info) => {
     const started = Date.now();
     const remote = info?.remoteAddr.transport === "tcp"
       ? info.remoteAddr.hostname
@@ -3908,6 +3922,8 @@ export function createHandler(options: HandlerOptions = {}): Handler {
       return response;
     });
   };
+  handlerContexts.set(logged, ctx);
+  return logged;
 }
 
 const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
@@ -4150,8 +4166,9 @@ export function serveWithRestart(
   shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
 ): RestartingServer {
   let pressureUntil = 0;
+  const ctx = handlerContexts.get(handler);
+  if (ctx !== undefined) ctx.toDenoServe = true;
   const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
-    servedHere.add(req);
     const result = handler(req, info);
     const last = pressureUntil === 0 || Date.now() > pressureUntil
       ? handToServe

@@ -109,14 +109,8 @@ export function median(values: number[]): number {
 }
 
 /** The figure a scenario compares on: requests or bytes per second. */
-export function figureOf(
-  scenario: ScenarioResult,
-  result: ServerResult,
-): number {
-  return scenario.metric === "bytes"
-    ? result.bytesPerSec
-    : result.requestsPerSec;
-}
+export const figureOf = (scenario: ScenarioResult, r: ServerResult) =>
+  scenario.metric === "bytes" ? r.bytesPerSec : r.requestsPerSec;
 
 /** Ours ÷ `other` on the scenario's figure; null when either is missing or zero. */
 function ratioOf(scenario: ScenarioResult, other: ServerResult | undefined) {

@@ -1,9 +1,10 @@
 // The board as a real process with a small descriptor limit (prlimit --nofile=256): 300 idle
-// connections use up every descriptor, the listener fails, and the board must neither exit
-// nor stop serving: it keeps the open connections, listens again, and answers a normal
-// request soon after the idle ones close. Needs prlimit (util-linux): skipped loudly
-// without it, and failing under CI=true.
+// connections (or half-sent heads, a slowloris flood) use up every descriptor, the listener
+// fails, and the board must neither exit nor stop serving: it closes the idle connections to
+// get their descriptors back, listens again, and answers new clients during the flood and
+// after it. Needs prlimit (util-linux): skipped loudly without it, and failing under CI=true.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { startBoard, tempFolder } from "./_board.ts";
 import { toolTestOptions } from "./_process.ts";
 
@@ -22,22 +23,89 @@ async function openIdle(port: number, count: number): Promise<Deno.Conn[]> {
   return conns;
 }
 
-/** Sends a GET on an open connection and returns the status line (or "no answer"). */
-async function askOn(conn: Deno.Conn): Promise<string> {
-  await conn.write(
-    new TextEncoder().encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
-  );
-  const buffer = new Uint8Array(256);
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const n = await Promise.race([
-    conn.read(buffer),
-    new Promise<null>((resolve) =>
-      timer = setTimeout(() => resolve(null), 3_000)
-    ),
-  ]);
-  clearTimeout(timer);
-  if (n === null) return "no answer";
-  return new TextDecoder().decode(buffer.subarray(0, n)).split("\r\n")[0];
+/** Sends a GET from `from` on a new connection; the status line, or null (refused, or 1 s). */
+function askFrom(port: number, from: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+    const timer = setTimeout(() => socket.destroy(), 1_000);
+    let text = "";
+    socket.setEncoding("utf8");
+    socket.on("connect", () => {
+      socket.write(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+      );
+    });
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("\r\n")) socket.destroy();
+    });
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve(text.includes("\r\n") ? text.split("\r\n")[0] : null);
+    });
+  });
+}
+
+/** Asks from `from` until the board answers 200; the milliseconds it took, or null. */
+async function timeToAnswer(
+  port: number,
+  from: string,
+  withinMs: number,
+): Promise<number | null> {
+  const started = Date.now();
+  while (Date.now() - started < withinMs) {
+    if (await askFrom(port, from) === "HTTP/1.1 200 OK") {
+      return Date.now() - started;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return null;
+}
+
+/** A connection that sent the start of a head and never the blank line that ends it. */
+interface HalfSentHead {
+  socket: net.Socket;
+  /** Resolves true when the board ended it cleanly (false when never connected, or reset). */
+  closedByBoard: Promise<boolean>;
+}
+
+/** Opens one half-sent head from `from`. */
+function openHalfSentHead(port: number, from: string): HalfSentHead {
+  const socket = net.connect({ host: "127.0.0.1", port, localAddress: from });
+  let connected = false;
+  const closedByBoard = new Promise<boolean>((resolve) => {
+    socket.on("connect", () => {
+      connected = true;
+      socket.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    });
+    socket.on("error", () => {});
+    socket.on("end", () => resolve(connected));
+    socket.on("close", () => resolve(false)); // by us, or reset
+  });
+  return { socket, closedByBoard };
+}
+
+/** Everything the server sends until it closes the connection ("no close" after 3 s). */
+async function readToEnd(conn: Deno.Conn): Promise<string> {
+  const timer = setTimeout(() => conn.close(), 3_000);
+  let text = "";
+  try {
+    const buffer = new Uint8Array(4096);
+    for (
+      let n = await conn.read(buffer);
+      n !== null;
+      n = await conn.read(buffer)
+    ) {
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.BadResource) return "no close";
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return text;
 }
 
 Deno.test({
@@ -61,12 +129,18 @@ Deno.test({
           assert.equal(exited, false);
         });
         await t.step(
-          `round ${round}: an open connection is served`,
+          `round ${round}: an idle connection is closed, with no stray bytes`,
           async () => {
-            assert.equal(await askOn(idle[0]), "HTTP/1.1 200 OK");
+            assert.equal(await readToEnd(idle[0]), "");
           },
         );
-        for (const conn of idle) conn.close();
+        for (const conn of idle) {
+          try {
+            conn.close();
+          } catch {
+            // closed by readToEnd's timer
+          }
+        }
         const closedAt = Date.now();
         let status = 0;
         while (status !== 200 && Date.now() - closedAt < 5_000) {
@@ -104,9 +178,66 @@ Deno.test({
     await t.step("it logs why it cannot accept, without a stack trace", () => {
       assert.match(
         stderr,
-        /cannot accept connections \(.*\); serving the open ones/,
+        /cannot accept connections \(.*\); closing idle connections/,
       );
       assert.doesNotMatch(stderr, /Uncaught|^\s+at /m);
+    });
+  },
+});
+
+Deno.test({
+  name: "accept: a flood of half-sent heads at --nofile=256",
+  ...PRLIMIT,
+  async fn(t) {
+    await using folder = await tempFolder();
+    const board = await startBoard(folder.path, [], {
+      wrapper: ["prlimit", "--nofile=256"],
+    });
+    const port = Number(new URL(board.url).port);
+    const flood: HalfSentHead[] = [];
+    try {
+      // 300 from five other clients, 127.0.0.2 to 127.0.0.6.
+      for (let i = 0; i < 300; i++) {
+        flood.push(openHalfSentHead(port, `127.0.0.${2 + i % 5}`));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await t.step(
+        "a new client (127.0.0.9) is answered while the flood is open",
+        async () => {
+          const took = await timeToAnswer(port, "127.0.0.9", 5_000);
+          console.log(`  answered ${took} ms into the flood`);
+          assert.ok(took !== null, "no answer while the flood was open");
+        },
+      );
+      await t.step(
+        "the board closed flood connections to get descriptors back",
+        async () => {
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const closed = await Promise.race([
+            Promise.all(flood.map((head) => head.closedByBoard)),
+            new Promise<boolean[]>((resolve) => {
+              timer = setTimeout(() => resolve([]), 3_000);
+            }),
+          ]);
+          clearTimeout(timer);
+          const count = closed.filter(Boolean).length;
+          console.log(
+            `  ${count} of ${flood.length} flood connections closed by the board`,
+          );
+          assert.ok(count >= 100, `${count} of ${flood.length}`);
+        },
+      );
+      for (const head of flood) head.socket.destroy();
+      await t.step("it answers normally after the flood", async () => {
+        assert.ok(await timeToAnswer(port, "127.0.0.1", 5_000) !== null);
+      });
+    } finally {
+      for (const head of flood) head.socket.destroy();
+      board.kill("SIGTERM");
+    }
+    const { code, stderr } = await board.output;
+    await t.step("SIGTERM then stops it with exit code 0", () => {
+      assert.equal(code, 0, stderr);
     });
   },
 });

@@ -328,6 +328,24 @@ Deno.test("events: subscriptions end", async (t) => {
   }
 });
 
+Deno.test("events: regression: a reader that does not keep up is dropped, not closed after its queue", async () => {
+  await using folder = await tempFolder();
+  const store = await openJsonLinesStore(join(folder.path, "messages.jsonl"));
+  const { wrapped, counter } = countingStore(store);
+  const handler = createBoardHandler(wrapped);
+  try {
+    const stuck = await handler(events()); // never read
+    const text = "x".repeat(4000);
+    for (let i = 0; i < 20; i++) await store.appendMessage({ text });
+    assert.equal(counter.active, 0, "its subscription ended");
+    // A close kept every queued byte, and over a socket its connection, until the client
+    // read them, while its stream slot was already given to another.
+    await assert.rejects(stuck.body!.getReader().read(), /fell behind/);
+  } finally {
+    await store.close();
+  }
+});
+
 Deno.test("events: over a real socket, endEventStreams lets server.shutdown() finish", async () => {
   await using folder = await tempFolder();
   const board = await openBoard({

@@ -1558,6 +1558,40 @@ Deno.test("limits: live-update streams per client", async (t) => {
   });
 });
 
+Deno.test("limits: regression: a dropped stream keeps its client's slot until its connection is done", async () => {
+  await withBoard(async (board) => {
+    // As Deno.serve says it: `completed` settles once the response is sent or the client left.
+    const connection = Promise.withResolvers<void>();
+    const stuck = { ...clientInfo("127.0.0.2"), completed: connection.promise };
+    const streams: Response[] = [];
+    for (let i = 0; i < MAX_STREAMS_PER_CLIENT; i++) {
+      const response = await board.handler(
+        new Request(BASE + "/events"),
+        stuck,
+      );
+      assert.equal(response.status, 200);
+      streams.push(response); // never read
+    }
+    // Too much for readers that never read: each stream is dropped.
+    for (let i = 0; i < 20; i++) {
+      await board.store.appendMessage({ text: "x".repeat(4000) });
+    }
+    for (const response of streams) {
+      await assert.rejects(response.body!.getReader().read(), /fell behind/);
+    }
+    // Their connections still hold the bytes in a socket nobody reads: no new slots yet
+    // (they used to be given back at once, so one client could pile up connections).
+    const more = await board.handler(new Request(BASE + "/events"), stuck);
+    assert.equal(more.status, 429);
+    await more.body?.cancel();
+    connection.resolve();
+    await connection.promise;
+    const later = await board.handler(new Request(BASE + "/events"), stuck);
+    assert.equal(later.status, 200);
+    await later.body?.cancel();
+  }, { rateLimit: true });
+});
+
 Deno.test("limits: rateLimit: false lets one client post and listen without limits", async () => {
   await withBoard(async (board) => {
     for (let i = 0; i < POST_BURST * 4; i++) {
