@@ -505,7 +505,7 @@ const STRAY_LINE_END = /\r(?!\n)|(?<!\r)\n/;
 // RFC 9110 5.6.2: token = 1*tchar. Method and field names are tokens.
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // RFC 9112 2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive.
-const HTTP_VERSION = /^HTTP\/(\d)\.(\d)$/;
+const HTTP_VERSION = /^HTTP\/\d\.\d$/;
 // Visible ASCII without "#" (a fragment is never sent). RFC 3986 is stricter,
 // but browsers leave characters such as | ^ { } unencoded (WHATWG URL), and a
 // server that answers 400 to a link a browser follows is not useful.
@@ -516,8 +516,9 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // RFC 9110 7.2: Host = uri-host [ ":" port ], where uri-host is an IP literal
 // in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). An http
 // URI always has a host, so an empty one is refused, as the other two servers do.
+// The port, if any, is the first capture.
 const HOST_VALUE =
-  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::\d{0,5})?$/;
+  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{0,5}))?$/;
 
 /**
  * Parses a request head (as returned by {@link readRequestHead}) strictly.
@@ -571,11 +572,15 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
   const target = text.slice(space1 + 1, space2);
   const version = text.slice(space2 + 1, requestLineEnd);
   if (!TOKEN.test(method)) return reject(400, "the method is not a token");
-  const versionMatch = HTTP_VERSION.exec(version);
-  if (!versionMatch) return reject(400, "malformed HTTP version");
+  if (!HTTP_VERSION.test(version)) {
+    return reject(400, "malformed HTTP version");
+  }
+  // HTTP/major.minor, one digit each.
+  const major = version[5];
+  const minor = version[7];
   // RFC 9110 2.5: a higher minor version (HTTP/1.2) is served as the highest
   // we implement; 505 is for a major version we do not speak.
-  if (versionMatch[1] !== "1") {
+  if (major !== "1") {
     return reject(505, `unsupported version ${version}`);
   }
   const path = targetPath(method, target);
@@ -613,7 +618,7 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
     headers.push([name, value]);
   }
 
-  const problem = checkHost(headers, versionMatch[2] !== "0") ??
+  const problem = checkHost(headers, minor !== "0") ??
     checkFraming(headers);
   if (problem) return reject(400, problem);
   return { ok: true, request: { method, target, path, version, headers } };
@@ -689,9 +694,9 @@ function checkHost(
     return required ? "HTTP/1.1 request without Host" : null;
   }
   if (hosts.length > 1) return "more than one Host field";
-  const port = hosts[0].match(/:(\d+)$/)?.[1];
-  return HOST_VALUE.test(hosts[0]) &&
-      (port === undefined || Number(port) <= 65535)
+  const shape = HOST_VALUE.exec(hosts[0]);
+  const port = shape?.[1];
+  return shape !== null && (port === undefined || Number(port) <= 65535)
     ? null
     : "invalid Host value";
 }

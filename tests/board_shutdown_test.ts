@@ -1,10 +1,13 @@
 // The board as a real process on SIGTERM: a client that holds a connection (a POST whose
 // announced body never comes, an event stream left open) must not keep it running, and
-// no acknowledged post may be lost on the way out.
+// no acknowledged post may be lost on the way out, in file and in PostgreSQL mode.
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { SHUTDOWN_GRACE_MS } from "../message_board.ts";
-import { postJson, startBoard, tempFolder } from "./_board.ts";
+import { openPostgresStore } from "../board_postgres.ts";
+import { postJson, startBoard, startPgBoard, tempFolder } from "./_board.ts";
+import { freshDatabase, pgTestOptions } from "./_postgres.ts";
+import type { RunningProcess } from "./_process.ts";
 
 /** Generous bound on the exit after SIGTERM: the grace, the store's flush, a loaded machine. */
 const EXIT_BOUND_MS = SHUTDOWN_GRACE_MS + 15_000;
@@ -17,9 +20,16 @@ async function textsInFile(file: string): Promise<string[]> {
   );
 }
 
-Deno.test("shutdown: SIGTERM while a POST's announced body never comes", async (t) => {
-  await using folder = await tempFolder();
-  const board = await startBoard(folder.path);
+/**
+ * Posts three messages to `board`, leaves a POST whose announced body never comes and an
+ * unread event stream open, sends SIGTERM, and checks the exit and, with `readTexts`, that
+ * the three posts were kept.
+ */
+async function stopWithStalledPost(
+  t: Deno.TestContext,
+  board: RunningProcess,
+  readTexts: () => Promise<string[]>,
+): Promise<void> {
   const stalled = await Deno.connect({
     hostname: "127.0.0.1",
     port: board.port,
@@ -58,19 +68,42 @@ Deno.test("shutdown: SIGTERM while a POST's announced body never comes", async (
         ),
       );
     });
-    await t.step(
-      "the posts acknowledged before SIGTERM are in the file",
-      async () => {
-        assert.deepEqual(
-          await textsInFile(join(folder.path, "data", "messages.jsonl")),
-          ["one", "two", "three"],
-        );
-      },
-    );
+    await t.step("the posts acknowledged before SIGTERM are kept", async () => {
+      assert.deepEqual(await readTexts(), ["one", "two", "three"]);
+    });
   } finally {
     stalled.close();
     await board.stop("SIGKILL");
   }
+}
+
+Deno.test("shutdown: SIGTERM while a POST's announced body never comes", async (t) => {
+  await using folder = await tempFolder();
+  const board = await startBoard(folder.path);
+  await stopWithStalledPost(
+    t,
+    board,
+    () => textsInFile(join(folder.path, "data", "messages.jsonl")),
+  );
+});
+
+Deno.test({
+  name:
+    "shutdown: PostgreSQL mode, SIGTERM while a POST's announced body never comes",
+  ...pgTestOptions(),
+  async fn(t) {
+    await using pg = await freshDatabase();
+    const board = await startPgBoard(pg);
+    await stopWithStalledPost(t, board, async () => {
+      const store = await openPostgresStore(pg.url);
+      try {
+        const { messages } = await store.listMessages({ limit: 10 });
+        return messages.map((message) => message.text).reverse();
+      } finally {
+        await store.close();
+      }
+    });
+  },
 });
 
 Deno.test("shutdown: every post acknowledged while SIGTERM arrives is in the file", async () => {

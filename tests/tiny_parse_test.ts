@@ -873,6 +873,33 @@ Deno.test("formatAccessLog", async (t) => {
       '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b\\x5c\\xe9\\u{202e} HTTP/1.1" 400 10',
     );
   });
+  await t.step(
+    "the time is made once a second, and a new second gets its own",
+    () => {
+      const line = (at: Date) =>
+        formatAccessLog({
+          client: "127.0.0.1",
+          date: at,
+          requestLine: "GET / HTTP/1.1",
+          status: 200,
+          bodyBytes: 1,
+        });
+      const times = [
+        date,
+        new Date(date.getTime() + 999),
+        new Date(date.getTime() + 1000),
+        new Date(date.getTime() - 1),
+        new Date(date.getTime() + 86_400_000),
+      ].map((at) => line(at).match(/\[(.*?)\]/)![1]);
+      assert.deepEqual(times, [
+        "02/Nov/2026:03:04:05 +0000",
+        "02/Nov/2026:03:04:05 +0000",
+        "02/Nov/2026:03:04:06 +0000",
+        "02/Nov/2026:03:04:04 +0000",
+        "03/Nov/2026:03:04:05 +0000",
+      ]);
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------
