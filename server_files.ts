@@ -79,6 +79,17 @@ export interface ServeDirOptions {
    * @default {undefined}
    */
   fallback?: string;
+  /**
+   * A download from disk whose client reads nothing more for this long is
+   * aborted and its file closed, like nginx's `send_timeout` (see
+   * {@linkcode SEND_TIMEOUT_MS}): the time counts between two successive
+   * reads, not for the whole answer, so a slow reader that keeps making
+   * progress is never cut off. (Deno's native reader, used outside
+   * {@linkcode serveWithRestart} for a download to the end of a big file,
+   * streams in Rust and is not timed.)
+   * @default {SEND_TIMEOUT_MS}
+   */
+  sendTimeoutMs?: number;
 }
 
 /** Options of {@linkcode serveFile}. */
@@ -154,6 +165,19 @@ const STREAM_READ_BUDGET_BYTES = 8 * 1024 * 1024;
  * descriptor it already has.
  */
 const NATIVE_OPEN_TIMEOUT_MS = 500;
+/**
+ * A file stream that `Deno.serve` has not asked for more for this long (the
+ * client stopped reading, so its socket buffers stay full) errors and closes
+ * its file: nginx's `send_timeout`, with its default. It counts only between
+ * two successive reads of the stream, never the whole download, so a slow
+ * client that keeps making progress is never cut off. `Deno.serve` (2.9.6)
+ * sees the error, and aborts the connection, only once it can write to the
+ * socket again: a client that never reads again keeps its connection (one
+ * descriptor, and the chunk `Deno.serve` holds), but no longer the file.
+ * Measured: 100 such clients of a 64 MiB file held 2 descriptors each, then
+ * 1 after the timeout.
+ */
+export const SEND_TIMEOUT_MS = 60_000;
 /** A directory listing shows at most this many entries (then says it was cut). */
 export const MAX_LISTING_ENTRIES = 5000;
 /** `/suggest` refuses longer names with 400. */
@@ -570,12 +594,14 @@ export interface OpenFile {
    * native reader: `Deno.FsFile.readable`, which `Deno.serve` reads in Rust
    * in 64 KiB reads (memory flat: 44-54 MB peak for a 100 MiB download).
    * Else with {@linkcode streamFileRanges}: faster, and as lean when
-   * `release` says the stream goes straight to `Deno.serve`.
+   * `release` says the stream goes straight to `Deno.serve`; it errors
+   * after `sendTimeoutMs` without a read (see {@linkcode SEND_TIMEOUT_MS}).
    */
   stream(
     start: number,
     length: number,
     release?: ChunkRelease,
+    sendTimeoutMs?: number,
   ): ReadableStream<Uint8Array>;
 }
 
@@ -626,7 +652,7 @@ export async function openRegularFile(
         native ??= await openNativeReader(path, info);
         return native !== null;
       },
-      stream(start, length, release) {
+      stream(start, length, release, sendTimeoutMs) {
         const reader = native;
         native = null;
         if (reader !== null && start + length === info.size) {
@@ -640,7 +666,13 @@ export async function openRegularFile(
         }
         reader?.close();
         const range = { start, end: start + length - 1 };
-        return streamFileRanges(handle, [range], close, release);
+        return streamFileRanges(
+          handle,
+          [range],
+          close,
+          release,
+          sendTimeoutMs,
+        );
       },
     };
   } catch (error) {
@@ -745,19 +777,49 @@ function streamFileRanges(
   pieces: readonly (ByteRange | string)[],
   close: () => void,
   release: ChunkRelease = { handedToServe: false },
+  sendTimeoutMs: number = SEND_TIMEOUT_MS,
 ): ReadableStream<Uint8Array> {
   let index = 0;
   let position = 0; // where the next read of the current range starts
   let remaining = 0; // bytes left of the range being read
   let lastRead = FIRST_READ_BYTES / 2;
   let counted = false;
+  // Send timeout: one timer per stream, re-armed only when it fires (a pull
+  // just notes the time), so a download costs a timer per timeout period,
+  // not per chunk. `waitingSince` is when the stream last waited for a pull;
+  // null while a pull reads (a slow disk is not the client's fault).
+  let waitingSince: number | null = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stalled = (_error: Error) => {};
+  const checkProgress = () => {
+    const waited = waitingSince === null ? 0 : Date.now() - waitingSince;
+    if (waited >= sendTimeoutMs) {
+      timer = undefined;
+      stalled(new Error(`no progress for ${sendTimeoutMs} ms (send timeout)`));
+      return;
+    }
+    timer = setTimeout(checkProgress, sendTimeoutMs - waited);
+    // An abandoned stream does not keep the process alive.
+    Deno.unrefTimer(timer);
+  };
   const finish = () => {
     if (counted) readingStreams--;
     counted = false;
+    clearTimeout(timer);
+    timer = undefined;
+    waitingSince = null;
     close();
   };
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      stalled = (error) => {
+        finish();
+        controller.error(error);
+      };
+      checkProgress();
+    },
     async pull(controller) {
+      waitingSince = null;
       try {
         while (remaining === 0) {
           const piece = pieces[index++];
@@ -768,6 +830,7 @@ function streamFileRanges(
           }
           if (typeof piece === "string") {
             controller.enqueue(encoder.encode(piece));
+            waitingSince = Date.now();
             return;
           }
           position = piece.start;
@@ -803,6 +866,8 @@ function streamFileRanges(
         if (remaining === 0 && index === pieces.length) {
           finish();
           controller.close();
+        } else {
+          waitingSince = Date.now();
         }
       } catch (error) {
         finish();
@@ -1660,9 +1725,14 @@ function prepareMemoryFile(
 /**
  * Builds the Response a plan describes from the bytes of `source`. It owns
  * the open file: closed here when the plan sends none of it, else by the
- * stream at its end, on error, or when the client goes away.
+ * stream at its end, on error, when the client goes away, or when it stops
+ * reading for `sendTimeoutMs` ({@linkcode SEND_TIMEOUT_MS}).
  */
-function attachBody(plan: FilePlan, source: BodySource): Response {
+function attachBody(
+  plan: FilePlan,
+  source: BodySource,
+  sendTimeoutMs: number = SEND_TIMEOUT_MS,
+): Response {
   const { body, representation } = plan;
   if (body.kind !== "whole" && body.kind !== "ranges") closeSource(source);
   if (source.kind === "memory") {
@@ -1681,11 +1751,13 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
       const { file } = source as { file: OpenFile };
       // No size means gzip while streaming (a big compressible file).
       if (representation.size === null) {
-        const whole = gzipWhileStreaming(file.stream(0, file.info.size));
+        const whole = gzipWhileStreaming(
+          file.stream(0, file.info.size, undefined, sendTimeoutMs),
+        );
         return makeResponse(whole, plan.status, plan.headers);
       }
       const release = { handedToServe: false };
-      const whole = file.stream(0, file.info.size, release);
+      const whole = file.stream(0, file.info.size, release, sendTimeoutMs);
       return releasing(makeResponse(whole, plan.status, plan.headers), release);
     }
     case "ranges": {
@@ -1694,7 +1766,12 @@ function attachBody(plan: FilePlan, source: BodySource): Response {
         return makeResponse(bytes, plan.status, plan.headers);
       }
       const release = { handedToServe: false };
-      const bytes = streamFilePieces(source.file, body.pieces, release);
+      const bytes = streamFilePieces(
+        source.file,
+        body.pieces,
+        release,
+        sendTimeoutMs,
+      );
       return releasing(makeResponse(bytes, plan.status, plan.headers), release);
     }
   }
@@ -1748,12 +1825,15 @@ function streamFilePieces(
   file: OpenFile,
   pieces: readonly (ByteRange | string)[],
   release: ChunkRelease,
+  sendTimeoutMs: number,
 ): ReadableStream<Uint8Array> {
   const first = pieces[0];
   if (pieces.length === 1 && typeof first !== "string") {
-    return file.stream(first.start, first.end - first.start + 1, release);
+    const length = first.end - first.start + 1;
+    return file.stream(first.start, length, release, sendTimeoutMs);
   }
-  return streamFileRanges(file.handle, pieces, () => file.close(), release);
+  const close = () => file.close();
+  return streamFileRanges(file.handle, pieces, close, release, sendTimeoutMs);
 }
 
 /** Responses whose body is a file stream, with the stream's {@linkcode ChunkRelease}. */
@@ -2761,6 +2841,8 @@ interface ServeContext {
    * the garbage collector.
    */
   toDenoServe: boolean;
+  /** {@linkcode ServeDirOptions.sendTimeoutMs}. */
+  sendTimeoutMs: number;
 }
 
 /**
@@ -2799,6 +2881,7 @@ function makeContext(
     enableCors = false,
     cleanUrls = false,
     fallback,
+    sendTimeoutMs = SEND_TIMEOUT_MS,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
   return {
@@ -2815,6 +2898,7 @@ function makeContext(
     cleanUrls,
     fallback: fallback === undefined ? null : fallbackUrlPath(fallback),
     toDenoServe: false,
+    sendTimeoutMs,
   } satisfies ServeContext;
 }
 
@@ -2858,6 +2942,7 @@ async function sendFileFromDisk(
   compress: boolean,
   followSymlinks = false,
   native = true,
+  sendTimeoutMs = SEND_TIMEOUT_MS,
 ): Promise<Response> {
   let file = await openRegularFile(path, { followSymlinks });
   try {
@@ -2901,7 +2986,7 @@ async function sendFileFromDisk(
     ) {
       await file.openNative();
     }
-    return attachBody(plan, { kind: "file", file });
+    return attachBody(plan, { kind: "file", file }, sendTimeoutMs);
   } catch (error) {
     file.close();
     throw error;
@@ -3177,6 +3262,7 @@ async function sendFile(
     ctx.compress,
     false,
     !ctx.toDenoServe,
+    ctx.sendTimeoutMs,
   );
 }
 
