@@ -3902,6 +3902,8 @@ function listeningNames(
 const ACCEPT_RETRY_FIRST_MS = 100;
 /** Longest wait between two tries to listen again. */
 const ACCEPT_RETRY_MAX_MS = 1_000;
+/** For this long after accepting fails, answers say `Connection: close`. */
+const ACCEPT_PRESSURE_MS = 10_000;
 /**
  * On Ctrl-C or SIGTERM, how long requests in flight get before the board stops
  * waiting for them and closes the store: a client that never sends the body it
@@ -4008,6 +4010,7 @@ export async function startServer(
   let announced = false;
   let generation = 0;
   let failing = false;
+  let pressureUntil = 0;
   const listen = (port: number) => {
     const mine = ++generation;
     // The first request this listener accepts after a failure ends the outage.
@@ -4016,7 +4019,18 @@ export async function startServer(
         failing = false;
         console.error(`message board: accepting connections again`);
       }
-      return handler(request, info);
+      if (pressureUntil === 0 || Date.now() > pressureUntil) {
+        return handler(request, info);
+      }
+      // Short of descriptors: keep-alive clients are asked to hand theirs back.
+      return handler(request, info).then((response) => {
+        try {
+          response.headers.set("Connection", "close");
+        } catch {
+          // Immutable headers: leave the response as it is.
+        }
+        return response;
+      });
     };
     return Deno.serve({
       hostname,
@@ -4057,7 +4071,8 @@ export async function startServer(
   // requests, or a head that never ends: a slowloris flood), which gives their
   // descriptors back, while requests in flight finish, as nginx closes idle
   // keep-alive connections when it runs out. Then listen again on the same
-  // port, waiting longer each time (up to ACCEPT_RETRY_MAX_MS).
+  // port, waiting longer each time (up to ACCEPT_RETRY_MAX_MS); for
+  // ACCEPT_PRESSURE_MS every answer says `Connection: close`.
   const servers = new Set([server]);
   let retryTimer: ReturnType<typeof setTimeout> | undefined;
   let retryMs = ACCEPT_RETRY_FIRST_MS;
@@ -4086,6 +4101,7 @@ export async function startServer(
         );
       }
       failing = true;
+      pressureUntil = Date.now() + ACCEPT_PRESSURE_MS;
       current.shutdown().catch(() => {}).finally(() => servers.delete(current));
       retryTimer = setTimeout(relisten, retryMs);
     });

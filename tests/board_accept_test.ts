@@ -120,6 +120,14 @@ Deno.test({
     let exited = false;
     board.output.then(() => exited = true);
     try {
+      await t.step(
+        "before a failure, answers keep the connection",
+        async () => {
+          const response = await fetch(board.url);
+          await response.body?.cancel();
+          assert.notEqual(response.headers.get("connection"), "close");
+        },
+      );
       for (let round = 1; round <= 2; round++) {
         const idle = await openIdle(port, 300);
         // Give the accept loop time to fail on the descriptors that are left.
@@ -156,6 +164,14 @@ Deno.test({
           }
         }
         const recovery = Date.now() - closedAt;
+        await t.step(
+          `round ${round}: for a while after, answers say Connection: close`,
+          async () => {
+            const response = await fetch(board.url);
+            await response.body?.cancel();
+            assert.equal(response.headers.get("connection"), "close");
+          },
+        );
         console.log(
           `  round ${round}: ${idle.length} idle connections held before refusal; ` +
             `answered again ${recovery} ms after they closed`,
