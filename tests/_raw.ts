@@ -52,3 +52,32 @@ export async function sendRaw(
   const match = text.match(/^HTTP\/1\.[01] (\d{3})/);
   return { status: match ? Number(match[1]) : 0, text };
 }
+
+/**
+ * Everything the server sends on `conn` until it closes the connection, as
+ * text; `"no close"` when it is still open after `timeoutMs` (then it is
+ * closed here).
+ */
+export async function readUntilClosed(
+  conn: Deno.Conn,
+  timeoutMs = 3000,
+): Promise<string> {
+  const timer = setTimeout(() => conn.close(), timeoutMs);
+  let text = "";
+  try {
+    const buffer = new Uint8Array(4096);
+    for (
+      let n = await conn.read(buffer);
+      n !== null;
+      n = await conn.read(buffer)
+    ) {
+      text += new TextDecoder().decode(buffer.subarray(0, n));
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.BadResource) return "no close";
+    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return text;
+}

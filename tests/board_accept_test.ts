@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { startBoard, tempFolder } from "./_board.ts";
 import { toolTestOptions } from "./_process.ts";
+import { readUntilClosed } from "./_raw.ts";
 
 const PRLIMIT = await toolTestOptions("the descriptor-limit test", ["prlimit"]);
 
@@ -86,28 +87,6 @@ function openHalfSentHead(port: number, from: string): HalfSentHead {
   return { socket, closedByBoard };
 }
 
-/** Everything the server sends until it closes the connection ("no close" after 3 s). */
-async function readToEnd(conn: Deno.Conn): Promise<string> {
-  const timer = setTimeout(() => conn.close(), 3_000);
-  let text = "";
-  try {
-    const buffer = new Uint8Array(4096);
-    for (
-      let n = await conn.read(buffer);
-      n !== null;
-      n = await conn.read(buffer)
-    ) {
-      text += new TextDecoder().decode(buffer.subarray(0, n));
-    }
-  } catch (error) {
-    if (error instanceof Deno.errors.BadResource) return "no close";
-    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-  return text;
-}
-
 Deno.test({
   name: "accept: 300 idle connections at --nofile=256, twice",
   ...PRLIMIT,
@@ -139,14 +118,14 @@ Deno.test({
         await t.step(
           `round ${round}: an idle connection is closed, with no stray bytes`,
           async () => {
-            assert.equal(await readToEnd(idle[0]), "");
+            assert.equal(await readUntilClosed(idle[0]), "");
           },
         );
         for (const conn of idle) {
           try {
             conn.close();
           } catch {
-            // closed by readToEnd's timer
+            // closed by readUntilClosed's timer
           }
         }
         const closedAt = Date.now();

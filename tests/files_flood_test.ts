@@ -11,6 +11,7 @@ import {
 } from "../server_files.ts";
 import { makeTree, mkfifo, startFilesProcess } from "./_files.ts";
 import { canRunAsRoot, readRss } from "./_process.ts";
+import { readUntilClosed } from "./_raw.ts";
 
 const encoder = new TextEncoder();
 
@@ -40,28 +41,6 @@ async function answerOn(conn: Deno.Conn): Promise<string> {
   clearTimeout(timer);
   if (read === "timeout" || read === null) return String(read);
   return new TextDecoder().decode(buffer.subarray(0, read));
-}
-
-/** Everything the server sends until it closes the connection ("timeout" after 3 s). */
-async function readToEnd(conn: Deno.Conn): Promise<string> {
-  const timer = setTimeout(() => conn.close(), 3000);
-  let text = "";
-  try {
-    const buffer = new Uint8Array(4096);
-    for (
-      let n = await conn.read(buffer);
-      n !== null;
-      n = await conn.read(buffer)
-    ) {
-      text += new TextDecoder().decode(buffer.subarray(0, n));
-    }
-  } catch (error) {
-    if (error instanceof Deno.errors.BadResource) return "timeout";
-    if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
-  } finally {
-    clearTimeout(timer);
-  }
-  return text;
 }
 
 /** Polls with short fetches until one is answered; returns the time it took, or null. */
@@ -110,7 +89,7 @@ Deno.test("300 idle connections under --nofile=256", async (t) => {
       "a keep-alive connection idle since before is closed cleanly",
       async () => {
         // To get its descriptor back (as nginx does), with no stray bytes.
-        assert.equal(await readToEnd(early), "");
+        assert.equal(await readUntilClosed(early), "");
       },
     );
     for (const conn of flood) conn.close();
@@ -172,7 +151,7 @@ Deno.test("300 idle connections under --nofile=256", async (t) => {
     try {
       early.close();
     } catch {
-      // closed by readToEnd's timer
+      // closed by readUntilClosed's timer
     }
     await server.stop("SIGKILL");
   }
@@ -214,7 +193,7 @@ Deno.test("a flood of half-sent heads under --nofile=256 is closed, and new clie
     console.log(`answered ${took} ms into the flood`);
     assert.ok(took !== null, "no answer while the flood was open");
     // Because the server closed flood connections to get descriptors back.
-    const ends = await Promise.all(flood.map(readToEnd));
+    const ends = await Promise.all(flood.map(readUntilClosed));
     const closed = ends.filter((text) => text === "").length;
     console.log(`${closed} of ${flood.length} flood connections closed`);
     assert.ok(closed >= 100, `${closed} of ${flood.length}`);
@@ -223,7 +202,7 @@ Deno.test("a flood of half-sent heads under --nofile=256 is closed, and new clie
       try {
         conn.close();
       } catch {
-        // closed by readToEnd's timer
+        // closed by readUntilClosed's timer
       }
     }
     await server.stop("SIGKILL");
