@@ -67,58 +67,90 @@ Deno.test("parseWrkOutput reads requests, rates and errors from wrk's report", (
   }
 });
 
-Deno.test("parseWrkOutput refuses a cut report and an unknown unit", () => {
-  const cut = [
-    "",
-    "unable to connect to 127.0.0.1:1 Connection refused\n",
-    WRK_REPORT.replace(/^Requests\/sec:.*$/m, ""),
-    WRK_REPORT.replace(/^Transfer\/sec:.*$/m, ""),
-    WRK_REPORT.replace(/^.*requests in.*$/m, ""),
-  ];
-  for (const output of cut) {
-    assert.throws(() => parseWrkOutput(output), /no complete report/);
-  }
-  const badUnit = WRK_REPORT.replace("720.19MB", "720.19PB");
-  assert.throws(() => parseWrkOutput(badUnit), /not a wrk size: "720.19PB"/);
-});
-
-Deno.test("wrk posts the form through a script; curl posts it raw and follows no redirect", () => {
-  const url = "http://127.0.0.1:9/";
-  const wrk = wrkArgs(url, 2, 60, ["Connection: close"], "/x/post.lua");
-  assert.deepEqual(wrk.slice(-5), [
-    ...["-H", "Connection: close", "-s", "/x/post.lua", url],
-  ]);
-  const script = renderPostScript("message=Hello+%22you%22");
-  assert.match(script, /^wrk\.method = "POST"$/m);
-  assert.match(script, /^wrk\.body = "message=Hello\+%22you%22"$/m);
-  const curl = curlArgs(url, 2, ["Accept-Encoding: br"], "message=hi");
-  assert.deepEqual(curl.slice(-5), [
-    ...["--header", "Accept-Encoding: br", "--data-raw", "message=hi", url],
-  ]);
-  assert.ok(!curl.includes("--location"), "redirects are answers");
-});
-
-Deno.test("parseCurlWriteOut and parseVmHwm read what curl and /proc print", () => {
-  assert.deepEqual(parseCurlWriteOut("200 104857600 0.101 1038194059 br\n"), {
-    status: 200,
-    bytes: 104857600,
-    seconds: 0.101,
-    bytesPerSec: 1038194059,
-    encoding: "br",
+Deno.test("parseWrkOutput refuses", async (t) => {
+  await t.step("a cut report", () => {
+    const cut = [
+      "",
+      "unable to connect to 127.0.0.1:1 Connection refused\n",
+      WRK_REPORT.replace(/^Requests\/sec:.*$/m, ""),
+      WRK_REPORT.replace(/^Transfer\/sec:.*$/m, ""),
+      WRK_REPORT.replace(/^.*requests in.*$/m, ""),
+    ];
+    for (const output of cut) {
+      assert.throws(() => parseWrkOutput(output), /no complete report/);
+    }
   });
-  assert.equal(parseCurlWriteOut("303 0 0.002 0 \n").encoding, "");
-  for (const bad of ["", "000", "curl: (7) Failed to connect"]) {
-    assert.throws(() => parseCurlWriteOut(bad), /curl printed no report/);
-  }
-  const status = "Name:\tdeno\nVmPeak:\t 999 kB\nVmHWM:\t   51234 kB\n";
-  assert.equal(parseVmHwm(status), 51234 * 1024);
-  assert.equal(parseVmHwm("Name:\tzombie\n"), null);
+  await t.step("an unknown unit", () => {
+    const badUnit = WRK_REPORT.replace("720.19MB", "720.19PB");
+    assert.throws(() => parseWrkOutput(badUnit), /not a wrk size: "720.19PB"/);
+  });
 });
 
-Deno.test("median and the number formats of the tables", () => {
-  assert.equal(report.median([3, 1, 2]), 2);
-  assert.equal(report.median([4, 1, 3, 2]), 2.5);
-  assert.throws(() => report.median([]), RangeError);
+Deno.test("the tools' arguments for a POST", async (t) => {
+  const url = "http://127.0.0.1:9/";
+  await t.step("wrk posts the form through a script", () => {
+    const wrk = wrkArgs(url, 2, 60, ["Connection: close"], "/x/post.lua");
+    assert.deepEqual(wrk.slice(-5), [
+      ...["-H", "Connection: close", "-s", "/x/post.lua", url],
+    ]);
+    const script = renderPostScript("message=Hello+%22you%22");
+    assert.match(script, /^wrk\.method = "POST"$/m);
+    assert.match(script, /^wrk\.body = "message=Hello\+%22you%22"$/m);
+  });
+  const curl = curlArgs(url, 2, ["Accept-Encoding: br"], "message=hi");
+  await t.step("curl posts the form raw", () => {
+    assert.deepEqual(curl.slice(-5), [
+      ...["--header", "Accept-Encoding: br", "--data-raw", "message=hi", url],
+    ]);
+  });
+  await t.step("curl follows no redirect", () => {
+    assert.ok(!curl.includes("--location"), "redirects are answers");
+  });
+});
+
+Deno.test("parseCurlWriteOut", async (t) => {
+  await t.step("reads status, bytes, time, rate and encoding", () => {
+    assert.deepEqual(parseCurlWriteOut("200 104857600 0.101 1038194059 br\n"), {
+      status: 200,
+      bytes: 104857600,
+      seconds: 0.101,
+      bytesPerSec: 1038194059,
+      encoding: "br",
+    });
+  });
+  await t.step("reads no encoding as an empty one", () => {
+    assert.equal(parseCurlWriteOut("303 0 0.002 0 \n").encoding, "");
+  });
+  await t.step("refuses output with no report", () => {
+    for (const bad of ["", "000", "curl: (7) Failed to connect"]) {
+      assert.throws(() => parseCurlWriteOut(bad), /curl printed no report/);
+    }
+  });
+});
+
+Deno.test("parseVmHwm", async (t) => {
+  await t.step("reads the peak RSS from /proc's status", () => {
+    const status = "Name:\tdeno\nVmPeak:\t 999 kB\nVmHWM:\t   51234 kB\n";
+    assert.equal(parseVmHwm(status), 51234 * 1024);
+  });
+  await t.step("gives null when the status has none", () => {
+    assert.equal(parseVmHwm("Name:\tzombie\n"), null);
+  });
+});
+
+Deno.test("median", async (t) => {
+  await t.step("takes the middle of an odd count", () => {
+    assert.equal(report.median([3, 1, 2]), 2);
+  });
+  await t.step("averages the two middles of an even count", () => {
+    assert.equal(report.median([4, 1, 3, 2]), 2.5);
+  });
+  await t.step("refuses an empty list", () => {
+    assert.throws(() => report.median([]), RangeError);
+  });
+});
+
+Deno.test("the number formats of the tables", () => {
   const ratio = report.formatRatio;
   const { formatSize: size, formatTimeLeft: left } = report;
   const spread = report.formatSpread;
@@ -214,7 +246,9 @@ Deno.test("computeRatios: ours ÷ every floor and peer on the scenario's figure,
     "nginx 0.9 0.8",
     "file store 0.804 0.8",
   ]);
-  // A peer that measured nothing gives no ratio rather than Infinity.
+});
+
+Deno.test("computeRatios: a peer that measured nothing gives no ratio rather than Infinity", () => {
   const zero = [result("ours", "ours", 5), result("x", "peer", 0)];
   assert.deepEqual(report.computeRatios([scenario("z", "Z", zero)]), []);
 });
@@ -244,40 +278,51 @@ Deno.test("renderResultsTable: a row per server, ours ÷ it on each floor's and 
   for (const line of lines) assert.equal(cells(line), cells(lines[0]), line);
 });
 
-Deno.test("checkTargets holds each figure to its bound against the best of several, and says when it cannot", () => {
+Deno.test("checkTargets", async (t) => {
   const checked = report.checkTargets(TARGETS, [SMALL, BIG, PG_PAGE, TINY]);
-  assert.deepEqual(checked.map((t) => t.met), [
-    ...[true, true, null, null], // files-small against floor and JS peers; no CSS run
-    ...[true, true, true, true], // 100 MiB rate and RSS; tiny rate and RSS (1.5× ≤ 1.5×)
-    ...[null, null, null, null, true], // no board runs; PostgreSQL page 0.804×
-  ]);
-  assert.deepEqual(
-    checked.filter((_, i) => [1, 2, 5, 12].includes(i)).map((t) => t.measured),
-    [
-      // The fastest JavaScript peer here is Hono (nginx is not one).
-      "50× (45,000/s server_files.ts vs 900/s hono)",
-      "–",
-      "0.5× (47.7 MiB server_files.ts vs 100 MB)",
-      "0.8× (6,180/s PostgreSQL store vs 7,690/s file store)",
-    ],
-  );
-  // The bounds: at most (a hair over 1.5× fails), and strictly below.
-  const tight = structuredClone(TINY);
-  tight.results[0].peakMemoryBytes = 90.1e6;
-  const memory = report.checkTargets(TARGETS, [tight])
-    .find((r) => /Tiny: peak/.test(r.goal))!;
-  assert.equal(memory.met, false);
-  const gzip = [SMALL.results[0], { ...SMALL.results[2], key: "nginx-gzip" }];
-  const css = { ...SMALL, id: "files-css-gzip", results: gzip };
-  const fewer = report.checkTargets(TARGETS, [css])
-    .find((t) => /fewer/.test(t.goal))!;
-  assert.deepEqual([fewer.measured, fewer.met], [
-    "1× (1,000 B server_files.ts vs 1,000 B nginx)",
-    false,
-  ]);
-  const table = report.renderTargetsTable(checked);
-  assert.match(table, /^\| Target \| Measured \| Result \|$/m);
-  assert.match(table, /✅ met[\s\S]*not measured/);
+  await t.step("meets each target or gives null when not measured", () => {
+    assert.deepEqual(checked.map((t) => t.met), [
+      ...[true, true, null, null], // files-small against floor and JS peers; no CSS run
+      ...[true, true, true, true], // 100 MiB rate and RSS; tiny rate and RSS (1.5× ≤ 1.5×)
+      ...[null, null, null, null, true], // no board runs; PostgreSQL page 0.804×
+    ]);
+  });
+  await t.step("names the figures compared, the best of several peers", () => {
+    assert.deepEqual(
+      checked.filter((_, i) => [1, 2, 5, 12].includes(i)).map((t) =>
+        t.measured
+      ),
+      [
+        // The fastest JavaScript peer here is Hono (nginx is not one).
+        "50× (45,000/s server_files.ts vs 900/s hono)",
+        "–",
+        "0.5× (47.7 MiB server_files.ts vs 100 MB)",
+        "0.8× (6,180/s PostgreSQL store vs 7,690/s file store)",
+      ],
+    );
+  });
+  await t.step("at most: a hair over 1.5× fails", () => {
+    const tight = structuredClone(TINY);
+    tight.results[0].peakMemoryBytes = 90.1e6;
+    const memory = report.checkTargets(TARGETS, [tight])
+      .find((r) => /Tiny: peak/.test(r.goal))!;
+    assert.equal(memory.met, false);
+  });
+  await t.step("below is strict: an equal figure fails", () => {
+    const gzip = [SMALL.results[0], { ...SMALL.results[2], key: "nginx-gzip" }];
+    const css = { ...SMALL, id: "files-css-gzip", results: gzip };
+    const fewer = report.checkTargets(TARGETS, [css])
+      .find((t) => /fewer/.test(t.goal))!;
+    assert.deepEqual([fewer.measured, fewer.met], [
+      "1× (1,000 B server_files.ts vs 1,000 B nginx)",
+      false,
+    ]);
+  });
+  await t.step("renderTargetsTable gives each target's result", () => {
+    const table = report.renderTargetsTable(checked);
+    assert.match(table, /^\| Target \| Measured \| Result \|$/m);
+    assert.match(table, /✅ met[\s\S]*not measured/);
+  });
 });
 
 const REPORT: report.BenchReport = {
@@ -299,32 +344,45 @@ const REPORT: report.BenchReport = {
   note: "Other helpers' tests ran meanwhile.",
 };
 
-Deno.test("the README summary gives ours ÷ the fastest floor and peer, and who is fastest", () => {
+Deno.test("the README summary", async (t) => {
   const summary = report.renderReadmeSummary(REPORT);
-  assert.match(
-    summary,
-    /^Ratios from one run of `deno task bench` on 2026-11-22: 2 × Test CPU/,
-  );
-  const rows = summary.split("\n").filter((line) => line.startsWith("| "));
-  assert.deepEqual(rows.slice(2), [
-    "| Files, 500 B page | server_files.ts | 0.96× Deno.serve floor | 0.9× nginx | nginx |",
-    "| Files, 100 MiB file | server_files.ts | – | 0.9× nginx | nginx |",
-    "| Board newest page, PostgreSQL | PostgreSQL store | – | 0.8× file store | file store |",
-    "| Tiny | server_tiny.ts | 0.95× bare loop | – | ours |",
-  ]);
-  assert.match(summary, /Targets: 5 of 5 met in this run \(8 not measured\)\./);
+  await t.step("opens with the run's date and machine", () => {
+    assert.match(
+      summary,
+      /^Ratios from one run of `deno task bench` on 2026-11-22: 2 × Test CPU/,
+    );
+  });
+  await t.step("rows: ours ÷ the fastest floor and peer, who won", () => {
+    const rows = summary.split("\n").filter((line) => line.startsWith("| "));
+    assert.deepEqual(rows.slice(2), [
+      "| Files, 500 B page | server_files.ts | 0.96× Deno.serve floor | 0.9× nginx | nginx |",
+      "| Files, 100 MiB file | server_files.ts | – | 0.9× nginx | nginx |",
+      "| Board newest page, PostgreSQL | PostgreSQL store | – | 0.8× file store | file store |",
+      "| Tiny | server_tiny.ts | 0.95× bare loop | – | ours |",
+    ]);
+  });
+  await t.step("counts the targets met and not measured", () => {
+    assert.match(
+      summary,
+      /Targets: 5 of 5 met in this run \(8 not measured\)\./,
+    );
+  });
 });
 
-Deno.test("replaceBetween swaps what lies between the README's markers, or says there are none", () => {
+Deno.test("replaceBetween", async (t) => {
   const { start, end } = report.README_MARKERS;
-  const readme = `# T\n\n${start}\nold table\n${end}\n\n## License\n`;
-  assert.equal(
-    report.replaceBetween(readme, start, end, "new"),
-    `# T\n\n${start}\nnew\n${end}\n\n## License\n`,
-  );
-  assert.equal(report.replaceBetween("no markers", start, end, "x"), null);
-  const reversed = `${end}\n${start}\n`;
-  assert.equal(report.replaceBetween(reversed, start, end, "x"), null);
+  await t.step("swaps what lies between the README's markers", () => {
+    const readme = `# T\n\n${start}\nold table\n${end}\n\n## License\n`;
+    assert.equal(
+      report.replaceBetween(readme, start, end, "new"),
+      `# T\n\n${start}\nnew\n${end}\n\n## License\n`,
+    );
+  });
+  await t.step("gives null without the markers in order", () => {
+    assert.equal(report.replaceBetween("no markers", start, end, "x"), null);
+    const reversed = `${end}\n${start}\n`;
+    assert.equal(report.replaceBetween(reversed, start, end, "x"), null);
+  });
 });
 
 Deno.test("renderResultsMarkdown names the machine, load, versions, command, chart, targets and skipped servers", () => {
@@ -345,30 +403,41 @@ Deno.test("renderResultsMarkdown names the machine, load, versions, command, cha
   for (const text of expected) {
     assert.ok(markdown.includes(text), `missing: ${text}`);
   }
+});
+
+Deno.test("renderResultsMarkdown has no Not measured section when nothing was skipped", () => {
   const calm = report.renderResultsMarkdown({ ...REPORT, skipped: [] });
   assert.ok(!calm.includes("## Not measured"));
 });
 
-Deno.test("chartTicks: 1-2-5 steps over a few decades, powers of ten beyond", () => {
-  assert.deepEqual(chartTicks(0.5, 3), [0.5, 1, 2, 5]);
-  assert.deepEqual(chartTicks(0.06, 1.2), [0.05, 0.1, 0.2, 0.5, 1, 2]);
-  assert.deepEqual(chartTicks(0.1, 5000), [0.1, 1, 10, 100, 1000, 10000]);
-  const wide = [0.01, 0.1, 1, 10, 100, 1e3, 1e4, 1e5];
-  assert.deepEqual(chartTicks(0.03, 30000), wide);
+Deno.test("chartTicks", async (t) => {
+  await t.step("1-2-5 steps over a few decades", () => {
+    assert.deepEqual(chartTicks(0.5, 3), [0.5, 1, 2, 5]);
+    assert.deepEqual(chartTicks(0.06, 1.2), [0.05, 0.1, 0.2, 0.5, 1, 2]);
+  });
+  await t.step("powers of ten beyond", () => {
+    assert.deepEqual(chartTicks(0.1, 5000), [0.1, 1, 10, 100, 1000, 10000]);
+    const wide = [0.01, 0.1, 1, 10, 100, 1e3, 1e4, 1e5];
+    assert.deepEqual(chartTicks(0.03, 30000), wide);
+  });
 });
 
-Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured by target, labels escaped", () => {
+Deno.test("renderSvgChart", async (t) => {
   const ratios = report.computeRatios([SMALL, PG_PAGE], TARGETS);
   ratios[1].versus = "nginx <&> co";
   const svg = renderSvgChart(ratios, "Title & more");
-  assert.match(
-    svg,
-    /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" [^>]*viewBox="0 0 960 \d+"/,
-  );
-  assert.ok(svg.trimEnd().endsWith("</svg>"));
-  assert.ok(svg.includes("<title>Title &amp; more</title>"));
-  assert.ok(svg.includes(">vs nginx &lt;&amp;&gt; co</text>"));
-  assert.ok(!svg.includes("<&>"));
+  await t.step("draws one svg element 960 wide", () => {
+    assert.match(
+      svg,
+      /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg" [^>]*viewBox="0 0 960 \d+"/,
+    );
+    assert.ok(svg.trimEnd().endsWith("</svg>"));
+  });
+  await t.step("escapes the title and every label", () => {
+    assert.ok(svg.includes("<title>Title &amp; more</title>"));
+    assert.ok(svg.includes(">vs nginx &lt;&amp;&gt; co</text>"));
+    assert.ok(!svg.includes("<&>"));
+  });
   const one = Number(
     /<line x1="([\d.]+)"[^>]*stroke-width="1.5"\/>/.exec(svg)![1],
   );
@@ -377,128 +446,182 @@ Deno.test("renderSvgChart draws faster bars right of 1×, slower left, coloured 
   const bars = [...svg.matchAll(rects)].map(([, x, width, fill]) => {
     return { x: Number(x), end: Number(x) + Number(width), fill };
   });
-  const [floor, nginx, hono] = bars;
-  assert.ok(Math.abs(floor.end - one) < 0.2, "a slower bar ends at 1×");
-  assert.ok(Math.abs(hono.x - one) < 0.2, "a faster bar starts at 1×");
-  assert.ok(nginx.x < one && hono.end > nginx.end);
-  assert.deepEqual(bars.map((b) => b.fill), [
-    "#2e7d32", // 0.96× against the floor's 0.95× target: met
-    "#3b6fb6", // nginx: no target
-    "#2e7d32", // 50× against the 2.5× target for JavaScript peers: met
-    "#2e7d32", // PostgreSQL: 0.804× against 0.8×
-  ]);
-  assert.equal(svg.match(/<title>target /g)?.length, 3, "a tick per target");
+  await t.step("draws faster bars right of 1×, slower left", () => {
+    const [floor, nginx, hono] = bars;
+    assert.ok(Math.abs(floor.end - one) < 0.2, "a slower bar ends at 1×");
+    assert.ok(Math.abs(hono.x - one) < 0.2, "a faster bar starts at 1×");
+    assert.ok(nginx.x < one && hono.end > nginx.end);
+  });
+  await t.step("colours each bar by its target", () => {
+    assert.deepEqual(bars.map((b) => b.fill), [
+      "#2e7d32", // 0.96× against the floor's 0.95× target: met
+      "#3b6fb6", // nginx: no target
+      "#2e7d32", // 50× against the 2.5× target for JavaScript peers: met
+      "#2e7d32", // PostgreSQL: 0.804× against 0.8×
+    ]);
+  });
+  await t.step("draws a tick per target", () => {
+    assert.equal(svg.match(/<title>target /g)?.length, 3, "a tick per target");
+  });
 });
 
-Deno.test("the scenarios and targets name real servers, and each scenario has one of ours", () => {
+Deno.test("the scenario and target tables", async (t) => {
   const byId = new Map(SCENARIOS.map((s) => [s.id, s]));
-  for (const target of TARGETS) {
-    const keys = (id: string) => byId.get(id)!.servers.map((s) => s.key);
-    assert.ok(keys(target.scenario).includes("ours"), target.goal);
-    for (const { key } of Array.isArray(target.versus) ? target.versus : []) {
-      const versus = keys(target.versusScenario ?? target.scenario);
-      assert.ok(versus.includes(key), `${target.goal}: ${key}`);
+  await t.step("each target names servers its scenarios run", () => {
+    for (const target of TARGETS) {
+      const keys = (id: string) => byId.get(id)!.servers.map((s) => s.key);
+      assert.ok(keys(target.scenario).includes("ours"), target.goal);
+      for (const { key } of Array.isArray(target.versus) ? target.versus : []) {
+        const versus = keys(target.versusScenario ?? target.scenario);
+        assert.ok(versus.includes(key), `${target.goal}: ${key}`);
+      }
     }
-    const bounds = [target.atLeast, target.atMost, target.below];
-    assert.equal(bounds.filter((b) => b !== undefined).length, 1, target.goal);
-  }
-  for (const scenario of SCENARIOS) {
-    const ours = scenario.servers.filter((s) => s.role === "ours");
-    assert.deepEqual(ours.map((s) => s.key), ["ours"], scenario.id);
-  }
-  const settings = { duration: 5, runs: 3, warmup: 1 };
-  const estimate = (id: string) => estimateSeconds(byId.get(id)!, settings);
-  assert.equal(estimate("tiny"), 3 + 1 + 3 * 5.5);
-  assert.equal(estimate("board-post-1k"), 3 * 8.5, "a fresh start per run");
-  assert.equal(estimate("files-100mb"), 3 + 4 * 1.5, "4 downloads");
+  });
+  await t.step("each target has exactly one bound", () => {
+    for (const target of TARGETS) {
+      const bounds = [target.atLeast, target.atMost, target.below];
+      assert.equal(
+        bounds.filter((b) => b !== undefined).length,
+        1,
+        target.goal,
+      );
+    }
+  });
+  await t.step("each scenario has exactly one of ours", () => {
+    for (const scenario of SCENARIOS) {
+      const ours = scenario.servers.filter((s) => s.role === "ours");
+      assert.deepEqual(ours.map((s) => s.key), ["ours"], scenario.id);
+    }
+  });
+  await t.step("estimateSeconds counts each scenario's starts", () => {
+    const settings = { duration: 5, runs: 3, warmup: 1 };
+    const estimate = (id: string) => estimateSeconds(byId.get(id)!, settings);
+    assert.equal(estimate("tiny"), 3 + 1 + 3 * 5.5);
+    assert.equal(estimate("board-post-1k"), 3 * 8.5, "a fresh start per run");
+    assert.equal(estimate("files-100mb"), 3 + 4 * 1.5, "4 downloads");
+  });
 });
 
-Deno.test("--only picks scenarios by id or prefix and names the valid ones otherwise", () => {
+Deno.test("--only (selectScenarios)", async (t) => {
   const ids = (only: string[]) =>
     selectScenarios(SCENARIOS, only).map((s) => s.id).join(" ");
-  assert.equal(ids([]), SCENARIOS.map((s) => s.id).join(" "));
-  assert.equal(
-    ids(["files"]),
-    "files-small files-css-gzip files-100kb files-100mb",
-  );
-  assert.equal(
-    ids(["board-post", "tiny"]),
-    "tiny board-post-1k board-post-100k",
-  );
-  assert.throws(
-    () => ids(["fil"]),
-    /unknown scenario "fil"; choose from: tiny, files-small/,
-  );
+  await t.step("picks scenarios by id or prefix", () => {
+    assert.equal(ids([]), SCENARIOS.map((s) => s.id).join(" "));
+    assert.equal(
+      ids(["files"]),
+      "files-small files-css-gzip files-100kb files-100mb",
+    );
+    assert.equal(
+      ids(["board-post", "tiny"]),
+      "tiny board-post-1k board-post-100k",
+    );
+  });
+  await t.step("names the valid ones for an unknown one", () => {
+    assert.throws(
+      () => ids(["fil"]),
+      /unknown scenario "fil"; choose from: tiny, files-small/,
+    );
+  });
 });
 
-Deno.test("parseBenchArgs: defaults, --quick, and partial runs write to bench/out", () => {
+Deno.test("parseBenchArgs", async (t) => {
   const parse = (args: string[]) => {
     const options = parseBenchArgs(args);
     assert.ok(options !== "help");
     return options;
   };
-  const full = parse([]);
-  assert.deepEqual([full.duration, full.runs, full.only], [5, 3, []]);
-  assert.ok(!full.updateReadme && full.outDir.endsWith("bench/"));
-  const quick = parse(["--quick"]);
-  assert.deepEqual([quick.duration, quick.runs], [2, 1]);
-  assert.match(quick.outDir, /bench\/out$/);
-  const only = parse(["--only", "tiny,files", "--runs", "5", "--out", "/x"]);
-  assert.deepEqual([only.only, only.runs, only.outDir], [
-    ["tiny", "files"],
-    5,
-    "/x",
-  ]);
-  assert.match(parse(["--only", "tiny"]).outDir, /bench\/out$/);
-  assert.equal(parse(["--note", "Other work ran."]).note, "Other work ran.");
-  const readme = parse(["--update-readme"]);
-  assert.ok(readme.updateReadme && readme.outDir.endsWith("bench/"));
-  assert.equal(parseBenchArgs(["--help"]), "help");
-  assert.throws(
-    () => parseBenchArgs(["--runs", "zero"]),
-    /--runs needs a whole number >= 1/,
-  );
-  assert.throws(() => parseBenchArgs(["--duration", "0"]), /--duration needs/);
-  assert.throws(() => parseBenchArgs(["--bogus"]));
+  await t.step("defaults to a full run written to bench/", () => {
+    const full = parse([]);
+    assert.deepEqual([full.duration, full.runs, full.only], [5, 3, []]);
+    assert.ok(!full.updateReadme && full.outDir.endsWith("bench/"));
+  });
+  await t.step("--quick runs once for 2 s, into bench/out", () => {
+    const quick = parse(["--quick"]);
+    assert.deepEqual([quick.duration, quick.runs], [2, 1]);
+    assert.match(quick.outDir, /bench\/out$/);
+  });
+  await t.step("--only runs part, into bench/out unless --out", () => {
+    const only = parse(["--only", "tiny,files", "--runs", "5", "--out", "/x"]);
+    assert.deepEqual([only.only, only.runs, only.outDir], [
+      ["tiny", "files"],
+      5,
+      "/x",
+    ]);
+    assert.match(parse(["--only", "tiny"]).outDir, /bench\/out$/);
+  });
+  await t.step("reads --note, --update-readme and --help", () => {
+    assert.equal(parse(["--note", "Other work ran."]).note, "Other work ran.");
+    const readme = parse(["--update-readme"]);
+    assert.ok(readme.updateReadme && readme.outDir.endsWith("bench/"));
+    assert.equal(parseBenchArgs(["--help"]), "help");
+  });
+  await t.step("refuses what it cannot read", () => {
+    assert.throws(
+      () => parseBenchArgs(["--runs", "zero"]),
+      /--runs needs a whole number >= 1/,
+    );
+    assert.throws(
+      () => parseBenchArgs(["--duration", "0"]),
+      /--duration needs/,
+    );
+    assert.throws(() => parseBenchArgs(["--bogus"]));
+  });
 });
 
-Deno.test("the peers' configs stay on loopback, in the work folder, compressing only when asked", () => {
+Deno.test("the peers' configs", async (t) => {
   const nginx = servers.renderNginxConfig(8123, "/b/site", "/b/w", false);
-  for (
-    const line of [
-      "worker_processes 1;",
-      "pid /b/w/nginx.pid;",
-      "sendfile on;",
-      "access_log off;",
-      "client_body_temp_path /b/w/client_body;",
-      "server { listen 127.0.0.1:8123; root /b/site; }",
-    ]
-  ) {
-    assert.ok(nginx.includes(line), line);
-  }
-  assert.ok(!nginx.includes("/var/") && !nginx.includes("gzip"));
-  assert.match(
-    servers.renderNginxConfig(1, "/r", "/w", true),
-    /gzip on;\n\s+gzip_comp_level 1;/,
-  );
-  const lighttpd = servers.renderLighttpdConfig(8125, "/b/site", "/b/w");
-  assert.match(
-    lighttpd,
-    /server\.bind = "127\.0\.0\.1"\nserver\.port = 8125\n/,
-  );
+  await t.step("nginx is confined to loopback and the work folder", () => {
+    for (
+      const line of [
+        "worker_processes 1;",
+        "pid /b/w/nginx.pid;",
+        "sendfile on;",
+        "access_log off;",
+        "client_body_temp_path /b/w/client_body;",
+        "server { listen 127.0.0.1:8123; root /b/site; }",
+      ]
+    ) {
+      assert.ok(nginx.includes(line), line);
+    }
+    assert.ok(!nginx.includes("/var/"));
+  });
+  await t.step("nginx compresses only when asked", () => {
+    assert.ok(!nginx.includes("gzip"));
+    assert.match(
+      servers.renderNginxConfig(1, "/r", "/w", true),
+      /gzip on;\n\s+gzip_comp_level 1;/,
+    );
+  });
+  await t.step("lighttpd binds to loopback", () => {
+    const lighttpd = servers.renderLighttpdConfig(8125, "/b/site", "/b/w");
+    assert.match(
+      lighttpd,
+      /server\.bind = "127\.0\.0\.1"\nserver\.port = 8125\n/,
+    );
+  });
 });
 
-Deno.test("fixtures: exact-size pages and a stylesheet that compresses like CSS, the same every run", async () => {
-  assert.equal(fixtures.renderSmallPage(500).length, 500);
-  assert.throws(() => fixtures.renderSmallPage(10), RangeError);
+Deno.test("fixtures for the files scenarios", async (t) => {
+  await t.step("renderSmallPage is exactly the size asked", () => {
+    assert.equal(fixtures.renderSmallPage(500).length, 500);
+  });
+  await t.step("renderSmallPage refuses a size too small", () => {
+    assert.throws(() => fixtures.renderSmallPage(10), RangeError);
+  });
   const css = fixtures.renderStylesheet(15 * 1024);
-  assert.equal(css.length, 15 * 1024);
-  assert.equal(css, fixtures.renderStylesheet(15 * 1024));
-  const gzipped = await new Response(
-    new Blob([css]).stream().pipeThrough(new CompressionStream("gzip")),
-  ).arrayBuffer();
-  const ratio = css.length / gzipped.byteLength;
-  assert.ok(ratio > 2 && ratio < 8, `compresses ${ratio.toFixed(1)}:1`);
+  await t.step("renderStylesheet is exactly the size asked", () => {
+    assert.equal(css.length, 15 * 1024);
+  });
+  await t.step("renderStylesheet is the same every run", () => {
+    assert.equal(css, fixtures.renderStylesheet(15 * 1024));
+  });
+  await t.step("renderStylesheet compresses like CSS", async () => {
+    const gzipped = await new Response(
+      new Blob([css]).stream().pipeThrough(new CompressionStream("gzip")),
+    ).arrayBuffer();
+    const ratio = css.length / gzipped.byteLength;
+    assert.ok(ratio > 2 && ratio < 8, `compresses ${ratio.toFixed(1)}:1`);
+  });
 });
 
 Deno.test("fixtures: the file store's seed and the PostgreSQL seed hold the same messages", async () => {
