@@ -1520,7 +1520,7 @@ export function isAllowedHost(
 }
 
 /** Where a request was sent: the board's scheme, the Host header and its name. */
-interface RequestTarget {
+export interface RequestTarget {
   /** "http:" or "https:" (from X-Forwarded-Proto when the proxy is trusted). */
   protocol: string;
   /** The Host header (or the URL's authority when the client sent none). */

@@ -65,12 +65,12 @@ export interface ServeDirOptions {
    * and ignored: our entity tag is the file's size and mtime, strong, with no
    * hash to choose (std hashes the mtime, SHA-256 by default).
    */
-  etagAlgorithm?: AlgorithmIdentifier; /**
+  etagAlgorithm?: AlgorithmIdentifier;
+  /**
    * Serve `about.html` for `/about` when there is no `about` file or folder,
    * and redirect `/about.html` to `/about` (301), as std's unstable
    * `cleanUrls` option does the first half. @default {false}
    */
-
   cleanUrls?: boolean;
   /**
    * A file inside the root (`"index.html"`) that answers, with 200, a GET or
@@ -378,6 +378,7 @@ export function parseHeaderLines(lines: readonly string[]): [string, string][] {
 
 /** An error that already knows its status; its message goes to the log only. */
 export class HttpError extends Error {
+  /** Makes an error answered with `status`; `message` is for the log. */
   constructor(readonly status: number, message: string) {
     super(message);
     this.name = "HttpError";
@@ -388,6 +389,7 @@ export class HttpError extends Error {
 export interface ResolvedPath {
   /** The real (symlink-free) path of the file or folder. */
   path: string;
+  /** Its `Deno.stat`. */
   info: Deno.FileInfo;
 }
 
@@ -738,7 +740,8 @@ export async function openNativeReader(
  * it. Set by {@linkcode handToServe}, only for a response that goes straight
  * to `Deno.serve`; any other reader keeps the chunks it is given.
  */
-interface ChunkRelease {
+export interface ChunkRelease {
+  /** True once the stream's reader is `Deno.serve` itself. */
   handedToServe: boolean;
 }
 
@@ -940,6 +943,7 @@ export type Coding = "identity" | "br" | "gzip";
  * differ (RFC 9110 8.8.3), so `If-None-Match` works for each.
  */
 export interface Representation {
+  /** The content coding of these bytes (`identity`: the file as it is). */
   coding: Coding;
   /** Strong (`"..."`) for stored bytes, weak (`W/"..."`) when compressed while streaming. */
   etag: string;
@@ -959,6 +963,7 @@ export interface FileMeta {
   lastModified: string;
   /** Last-Modified in whole seconds since the epoch; NaN when unknown. */
   mtimeSeconds: number;
+  /** The `Content-Type` of the file itself ({@linkcode contentTypeFor}). */
   contentType: string;
   /** Compressed forms on offer, best first. @default {[]} */
   encoded?: readonly Representation[];
@@ -1079,7 +1084,9 @@ export function evaluatePreconditions(
 
 /** An inclusive byte range, as in `Content-Range: bytes start-end/size`. */
 export interface ByteRange {
+  /** Offset of the first byte. */
   start: number;
+  /** Offset of the last byte (inclusive). */
   end: number;
 }
 
@@ -1284,11 +1291,13 @@ export type BodyPlan =
 
 /** What {@linkcode planFileResponse} decided: everything but the bytes. */
 export interface FilePlan {
+  /** The status of the answer. */
   status: 200 | 206 | 304 | 412 | 416;
   /** Shared between plans of one cached file: never modify it. */
   headers: readonly [string, string][];
   /** The representation whose bytes (or validators) the answer carries. */
   representation: Representation;
+  /** What the body holds. */
   body: BodyPlan;
 }
 
@@ -4429,22 +4438,37 @@ export interface ServerOptions extends HandlerOptions {
 
 /** What {@linkcode parseCommandLine} found on the command line. */
 export interface CommandLineOptions extends ServerOptions {
+  /** --root: the folder to serve. */
   fsRoot: string;
+  /** --port: 0 picks a free port. */
   port: number;
+  /** --hostname: the address to listen on. */
   hostname: string;
+  /** --allowed-host: more Host names to answer to. */
   allowedHosts: string[];
+  /** --fallback: the page for HTML requests of missing paths. */
   fallback?: string;
+  /** --clean-urls: `/about` serves `about.html`. */
   cleanUrls: boolean;
+  /** --dir-listing: list folders without an index.html. */
   showDirListing: boolean;
+  /** --dotfiles: serve names that start with a dot. */
   showDotfiles: boolean;
+  /** --cors: any origin may read the files. */
   enableCors: boolean;
+  /** --header: `"Name: value"` lines added to every answer. */
   headers: string[];
+  /** Not --no-compress: send br or gzip. */
   compress: boolean;
+  /** --cert: the TLS certificate file (PEM). */
   cert?: string;
+  /** --key: the TLS private key file (PEM). */
   key?: string;
+  /** --quiet: no access log. */
   quiet: boolean;
   /** --workers: how many threads serve. */
   workers: number;
+  /** --help: print the usage and exit. */
   help: boolean;
 }
 
