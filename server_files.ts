@@ -208,7 +208,13 @@ const MAX_COMPRESSED_RATIO = 0.9;
 // Content types
 // ---------------------------------------------------------------------------
 
-/** Content-Type by lower-case extension; text types say their charset. */
+/**
+ * Content-Type by lower-case extension; text types say their charset. The
+ * types are those of the mime-db table std's `serveDir` uses (and nginx's
+ * `mime.types`), for every format a browser shows, plays or hands to an app:
+ * with `nosniff`, a video sent as `application/octet-stream` is a download,
+ * and subtitles (`.vtt`) or a module script are refused.
+ */
 export const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",
   ".htm": "text/html; charset=utf-8",
@@ -243,6 +249,65 @@ export const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ".pdf": "application/pdf",
   ".zip": "application/zip",
   ".gz": "application/gzip",
+  ".xhtml": "application/xhtml+xml; charset=utf-8",
+  ".jsx": "text/jsx; charset=utf-8",
+  ".jsonld": "application/ld+json; charset=utf-8",
+  ".geojson": "application/geo+json; charset=utf-8",
+  ".rss": "application/rss+xml; charset=utf-8",
+  ".atom": "application/atom+xml; charset=utf-8",
+  ".yaml": "text/yaml; charset=utf-8",
+  ".yml": "text/yaml; charset=utf-8",
+  ".toml": "application/toml; charset=utf-8",
+  ".ics": "text/calendar; charset=utf-8",
+  ".vtt": "text/vtt; charset=utf-8",
+  ".log": "text/plain; charset=utf-8",
+  ".ini": "text/plain; charset=utf-8",
+  ".conf": "text/plain; charset=utf-8",
+  ".apng": "image/apng",
+  ".bmp": "image/bmp",
+  ".tif": "image/tiff",
+  ".tiff": "image/tiff",
+  ".jxl": "image/jxl",
+  ".heic": "image/heic",
+  ".eot": "application/vnd.ms-fontobject",
+  ".mov": "video/quicktime",
+  ".m4v": "video/x-m4v",
+  ".ogv": "video/ogg",
+  ".mpeg": "video/mpeg",
+  ".mpg": "video/mpeg",
+  ".ts": "video/mp2t",
+  ".m3u8": "application/vnd.apple.mpegurl",
+  ".mpd": "application/dash+xml",
+  ".m4a": "audio/mp4",
+  ".aac": "audio/aac",
+  ".flac": "audio/flac",
+  ".opus": "audio/ogg",
+  ".oga": "audio/ogg",
+  ".weba": "audio/webm",
+  ".mid": "audio/midi",
+  ".midi": "audio/midi",
+  ".glb": "model/gltf-binary",
+  ".gltf": "model/gltf+json",
+  ".tar": "application/x-tar",
+  ".tgz": "application/gzip",
+  ".bz2": "application/x-bzip2",
+  ".xz": "application/x-xz",
+  ".7z": "application/x-7z-compressed",
+  ".rar": "application/vnd.rar",
+  ".jar": "application/java-archive",
+  ".epub": "application/epub+zip",
+  ".rtf": "application/rtf",
+  ".doc": "application/msword",
+  ".docx":
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+  ".xls": "application/vnd.ms-excel",
+  ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+  ".ppt": "application/vnd.ms-powerpoint",
+  ".pptx":
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+  ".odt": "application/vnd.oasis.opendocument.text",
+  ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+  ".odp": "application/vnd.oasis.opendocument.presentation",
 };
 
 /**
