@@ -243,3 +243,19 @@ Deno.test("deno task start, board, files and tiny fetch no npm package on a fres
     });
   }
 });
+
+Deno.test("each script's header gives the README's run command, word for word", async (t) => {
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  for (const script of ROWS.map((row) => row.script)) {
+    await t.step(script, async () => {
+      const source = await Deno.readTextFile(`${REPO}/${script}`);
+      // The first command of the module doc's ```sh block.
+      const header = source.match(/^ \* ```sh\n \* (deno run [^\n]+)\n/m);
+      assert.ok(header, `${script} has a usage block`);
+      assert.ok(
+        readme.includes(`\n${header[1]}\n`),
+        `the README has the header's command: ${header[1]}`,
+      );
+    });
+  }
+});
