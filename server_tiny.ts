@@ -1735,6 +1735,13 @@ function batchedConsoleLog(): (line: string) => void {
   };
 }
 
+/** True when `accept` failed because that one connection was reset before we took it. */
+function isGoneBeforeAccept(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
+
 /** A running server. */
 export interface TinyServer {
   /** The address it listens on, with the real port. */
@@ -1832,6 +1839,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         conn = await listener.accept();
       } catch (error) {
         if (!listening) return;
+        // A client that reset its connection while it waited in the queue
+        // (ENOTCONN, ECONNABORTED) is that client's fault: take the next one
+        // at once. Pausing here let a few resets a second keep everyone out.
+        if (isGoneBeforeAccept(error)) continue;
         // Out of descriptors, most likely: a flood of connections that send
         // nothing, or a head a byte at a time. As nginx reuses connections
         // that are still waiting for a request, those waiting for their head

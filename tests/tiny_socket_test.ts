@@ -1,6 +1,7 @@
 // server_tiny.ts over real sockets on 127.0.0.1, port 0: in-process servers
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { canRunAsRoot, type RunningProcess, startScript } from "./_process.ts";
 import {
   respondTo,
@@ -566,6 +567,38 @@ Deno.test("clients that leave early do not stop the server", async () => {
     assert.equal(response.status, 200);
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("connections reset before they are accepted do not stall the server", async () => {
+  // accept() fails with ENOTCONN for each of them: a fault of that one
+  // client, not of the server, so no pause before the next accept (100 ms
+  // each before: 40 resets sent in a few ms kept everyone out for 4 s).
+  // A process of its own, so that the resets come before its accepts.
+  const child = await spawnScript("--port", "0", "--quiet");
+  try {
+    await Promise.all(
+      Array.from({ length: 40 }, () =>
+        new Promise<void>((resolve, reject) => {
+          const socket = net.connect(child.port, "127.0.0.1", () => {
+            socket.resetAndDestroy(); // an RST, not a FIN
+            resolve();
+          });
+          socket.on("error", reject);
+        })),
+    );
+    await delay(50);
+    const started = Date.now();
+    const response = await exchange(
+      child.port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    const took = Date.now() - started;
+    assert.equal(response.status, 200);
+    assert.ok(took < 2000, `answered after ${took} ms`);
+    assert.doesNotMatch(child.lines.join("\n"), /accept failed/);
+  } finally {
+    await child.stop();
   }
 });
 
