@@ -70,6 +70,15 @@ export const LINGER_MAX_BYTES = 64 * 1024;
  */
 export const MAX_CONNECTIONS = 4096;
 
+/**
+ * How long a client may go without taking any of our answer before the
+ * connection is closed, counted between two writes (nginx's `send_timeout`,
+ * the same 60 s): a slow reader that makes progress is never cut off. Only an
+ * answer larger than the socket's buffers waits at all (a {@link Responder}'s
+ * big page), and only then is the limit set.
+ */
+export const SEND_TIMEOUT_MS = 60_000;
+
 /** On Ctrl-C or SIGTERM, how long requests in progress get before their connections are closed. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -1179,6 +1188,37 @@ export async function writeAll(
 }
 
 /**
+ * {@link writeAll} for the rest of an answer the socket did not take at once:
+ * the client must take some of it every `sendTimeoutMs`, else the
+ * connection is closed (see {@link SEND_TIMEOUT_MS}) and this throws.
+ */
+async function writeRest(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  sendTimeoutMs: number,
+): Promise<void> {
+  let timedOut = false;
+  const deadline = deadlines.add(sendTimeoutMs, () => {
+    timedOut = true;
+    closeQuietly(conn);
+  });
+  try {
+    let written = 0;
+    while (written < bytes.length) {
+      written += await conn.write(bytes.subarray(written));
+      deadline.at = Date.now() + sendTimeoutMs;
+    }
+  } catch (error) {
+    if (!timedOut) throw error;
+    const timeout = new Error(`no progress for ${sendTimeoutMs} ms`);
+    timeout.name = "SendTimeout"; // what the log line shows
+    throw timeout;
+  } finally {
+    deadlines.remove(deadline);
+  }
+}
+
+/**
  * Closes a connection in stages (RFC 9112 9.6). If we closed at once while the
  * client is still sending (a body, or the rest of an oversize head), the
  * unread bytes make our TCP stack send a reset, and the client may lose our
@@ -1470,6 +1510,7 @@ interface ConnectionSettings {
   log: (line: string) => void;
   headTimeoutMs: number;
   lingerMs: number;
+  sendTimeoutMs: number;
   idleSignal: AbortSignal;
   allowedHosts: readonly string[];
   respond: Responder;
@@ -1591,9 +1632,11 @@ async function handleConnection(
       bodyBytes: omitBody ? 0 : bodyLength,
     });
     const linger = maySendMore(result, request);
-    // One write nearly always takes it all; writeAll sends any rest.
+    // One write nearly always takes it all; the rest waits for the client.
     const written = await conn.write(bytes);
-    if (written < bytes.length) await writeAll(conn, bytes.subarray(written));
+    if (written < bytes.length) {
+      await writeRest(conn, bytes.subarray(written), settings.sendTimeoutMs);
+    }
     log(accessLine);
     if (linger) {
       closed = true;
@@ -1692,6 +1735,8 @@ export interface TinyServerOptions {
   lingerMs?: number;
   /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
+  /** See {@link SEND_TIMEOUT_MS}. @default {SEND_TIMEOUT_MS} */
+  sendTimeoutMs?: number;
   /** See {@link MAX_CONNECTIONS}. @default {MAX_CONNECTIONS} */
   maxConnections?: number;
   /**
@@ -1777,6 +1822,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
+    sendTimeoutMs = SEND_TIMEOUT_MS,
     maxConnections = MAX_CONNECTIONS,
     allowedHosts = [],
     respond = respondTo,
@@ -1804,6 +1850,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     log,
     headTimeoutMs,
     lingerMs,
+    sendTimeoutMs,
     idleSignal: stopping.signal,
     allowedHosts: allowedHostsFor(hostname, [addr.hostname, ...allowedHosts]),
     respond,

@@ -602,6 +602,80 @@ Deno.test("connections reset before they are accepted do not stall the server", 
   }
 });
 
+Deno.test("a client that stops reading a big answer is cut off after sendTimeoutMs", async () => {
+  // A responder may answer more than the socket buffers hold; a client that
+  // never reads must not keep the connection (and its slot) for ever.
+  const body = "x".repeat(32 * 1024 * 1024);
+  const { server, port, lines } = startServer({
+    respond: () => ({ status: 200, body }),
+    sendTimeoutMs: 300,
+  });
+  const conn = await connect(port);
+  try {
+    await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    await delay(1500); // reads nothing meanwhile
+    let received = 0;
+    const timer = setTimeout(() => conn.close(), 5000);
+    try {
+      const buffer = new Uint8Array(1 << 20);
+      for (
+        let n = await conn.read(buffer);
+        n !== null;
+        n = await conn.read(buffer)
+      ) {
+        received += n;
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.ok(received < body.length, `all ${received} bytes were sent`);
+    assert.ok(
+      lines.some((line) => /connection error: SendTimeout/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // closed by the timer
+    }
+    await server.shutdown();
+  }
+});
+
+Deno.test("a slow reader that keeps taking a big answer gets all of it", async () => {
+  // The send timeout counts between two writes, not for the whole answer.
+  const body = "x".repeat(8 * 1024 * 1024);
+  const { server, port, lines } = startServer({
+    respond: () => ({ status: 200, body }),
+    sendTimeoutMs: 400,
+  });
+  const conn = await connect(port);
+  try {
+    await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    let received = 0;
+    const buffer = new Uint8Array(512 * 1024);
+    for (
+      let n = await conn.read(buffer);
+      n !== null;
+      n = await conn.read(buffer)
+    ) {
+      received += n;
+      await delay(100);
+    }
+    assert.ok(received > body.length, `only ${received} bytes`);
+    assert.ok(
+      !lines.some((line) => /SendTimeout/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    conn.close();
+    await server.shutdown();
+  }
+});
+
 Deno.test("a log that fails (stdout gone) does not stop the server", async () => {
   const server = serveTiny({
     port: 0,
