@@ -70,6 +70,15 @@ export const LINGER_MAX_BYTES = 64 * 1024;
  */
 export const MAX_CONNECTIONS = 4096;
 
+/**
+ * How long a client may go without taking any of our answer before the
+ * connection is closed, counted between two writes (nginx's `send_timeout`,
+ * the same 60 s): a slow reader that makes progress is never cut off. Only an
+ * answer larger than the socket's buffers waits at all (a {@link Responder}'s
+ * big page), and only then is the limit set.
+ */
+export const SEND_TIMEOUT_MS = 60_000;
+
 /** On Ctrl-C or SIGTERM, how long requests in progress get before their connections are closed. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -1181,6 +1190,37 @@ export async function writeAll(
 }
 
 /**
+ * {@link writeAll} for the rest of an answer the socket did not take at once:
+ * the client must take some of it every `sendTimeoutMs`, else the
+ * connection is closed (see {@link SEND_TIMEOUT_MS}) and this throws.
+ */
+async function writeRest(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  sendTimeoutMs: number,
+): Promise<void> {
+  let timedOut = false;
+  const deadline = deadlines.add(sendTimeoutMs, () => {
+    timedOut = true;
+    closeQuietly(conn);
+  });
+  try {
+    let written = 0;
+    while (written < bytes.length) {
+      written += await conn.write(bytes.subarray(written));
+      deadline.at = Date.now() + sendTimeoutMs;
+    }
+  } catch (error) {
+    if (!timedOut) throw error;
+    const timeout = new Error(`no progress for ${sendTimeoutMs} ms`);
+    timeout.name = "SendTimeout"; // what the log line shows
+    throw timeout;
+  } finally {
+    deadlines.remove(deadline);
+  }
+}
+
+/**
  * Closes a connection in stages (RFC 9112 9.6). If we closed at once while the
  * client is still sending (a body, or the rest of an oversize head), the
  * unread bytes make our TCP stack send a reset, and the client may lose our
@@ -1472,6 +1512,7 @@ interface ConnectionSettings {
   log: (line: string) => void;
   headTimeoutMs: number;
   lingerMs: number;
+  sendTimeoutMs: number;
   idleSignal: AbortSignal;
   allowedHosts: readonly string[];
   respond: Responder;
@@ -1593,9 +1634,11 @@ async function handleConnection(
       bodyBytes: omitBody ? 0 : bodyLength,
     });
     const linger = maySendMore(result, request);
-    // One write nearly always takes it all; writeAll sends any rest.
+    // One write nearly always takes it all; the rest waits for the client.
     const written = await conn.write(bytes);
-    if (written < bytes.length) await writeAll(conn, bytes.subarray(written));
+    if (written < bytes.length) {
+      await writeRest(conn, bytes.subarray(written), settings.sendTimeoutMs);
+    }
     log(accessLine);
     if (linger) {
       closed = true;
@@ -1694,6 +1737,8 @@ export interface TinyServerOptions {
   lingerMs?: number;
   /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
+  /** See {@link SEND_TIMEOUT_MS}. @default {SEND_TIMEOUT_MS} */
+  sendTimeoutMs?: number;
   /** See {@link MAX_CONNECTIONS}. @default {MAX_CONNECTIONS} */
   maxConnections?: number;
   /**
@@ -1737,6 +1782,13 @@ function batchedConsoleLog(): (line: string) => void {
   };
 }
 
+/** True when `accept` failed because that one connection was reset before we took it. */
+function isGoneBeforeAccept(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
+
 /** A running server. */
 export interface TinyServer {
   /** The address it listens on, with the real port. */
@@ -1772,6 +1824,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
+    sendTimeoutMs = SEND_TIMEOUT_MS,
     maxConnections = MAX_CONNECTIONS,
     allowedHosts = [],
     respond = respondTo,
@@ -1799,6 +1852,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     log,
     headTimeoutMs,
     lingerMs,
+    sendTimeoutMs,
     idleSignal: stopping.signal,
     allowedHosts: allowedHostsFor(hostname, [addr.hostname, ...allowedHosts]),
     respond,
@@ -1834,6 +1888,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         conn = await listener.accept();
       } catch (error) {
         if (!listening) return;
+        // A client that reset its connection while it waited in the queue
+        // (ENOTCONN, ECONNABORTED) is that client's fault: take the next one
+        // at once. Pausing here let a few resets a second keep everyone out.
+        if (isGoneBeforeAccept(error)) continue;
         // Out of descriptors, most likely: a flood of connections that send
         // nothing, or a head a byte at a time. As nginx reuses connections
         // that are still waiting for a request, those waiting for their head
