@@ -2193,17 +2193,22 @@ class AdminSessions {
 // ---------------------------------------------------------------------------
 
 /**
- * Sent with every response. The policy allows nothing but our own stylesheet,
- * our own script file (/board.js, live updates) with its event stream, and
- * form posts to ourselves: no inline script, so even text that slipped past
- * escaping could not run.
+ * Sent with every response, error pages included. The policy allows nothing but our own
+ * stylesheet, our own script file (/board.js, live updates) with its event stream, and form
+ * posts to ourselves: no inline script, so even text that slipped past escaping could not
+ * run. No other site may frame a page (clickjacking: `frame-ancestors`, and X-Frame-Options
+ * for browsers older than it), keep a handle on a window it opened (COOP), or load our
+ * answers into its own page, as a script or image would (CORP: the JSON API stays ours).
  */
 const SECURITY_HEADERS = {
   "content-security-policy":
     "default-src 'none'; style-src 'self'; script-src 'self'; " +
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
   "x-content-type-options": "nosniff",
   "referrer-policy": "same-origin",
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-resource-policy": "same-origin",
 };
 
 function respond(
