@@ -4477,6 +4477,10 @@ Options:
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
   --help              show this help
+
+The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
+--header, -c and -k for --cert and --key, -h for --help; -v (--verbose) logs, as by default;
+--no-dir-listing, --no-dotfiles and --no-cors turn off what is off by default.
 `;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4539,7 +4543,7 @@ export interface CommandLineOptions extends ServerOptions {
 
 const FLAGS = {
   root: { type: "string", default: "./static" },
-  port: { type: "string", default: "8080" },
+  port: { type: "string", short: "p", default: "8080" },
   hostname: { type: "string", default: "127.0.0.1" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
@@ -4547,13 +4551,20 @@ const FLAGS = {
   "dir-listing": { type: "boolean", default: false },
   dotfiles: { type: "boolean", default: false },
   cors: { type: "boolean", default: false },
-  header: { type: "string", multiple: true, default: [] },
+  header: { type: "string", short: "H", multiple: true, default: [] },
   "no-compress": { type: "boolean", default: false },
-  cert: { type: "string" },
-  key: { type: "string" },
+  cert: { type: "string", short: "c" },
+  key: { type: "string", short: "k" },
   quiet: { type: "boolean", default: false },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
+  // The spellings of `deno run jsr:@std/http/file-server`, so a command
+  // written for it keeps working (its defaults differ: see the README).
+  host: { type: "string" },
+  verbose: { type: "boolean", short: "v", default: false },
+  "no-dir-listing": { type: "boolean", default: false },
+  "no-dotfiles": { type: "boolean", default: false },
+  "no-cors": { type: "boolean", default: false },
 } satisfies ParseArgsOptionsConfig;
 
 /**
@@ -4581,6 +4592,15 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
+  if (
+    values.host !== undefined &&
+    args.some((arg) => /^--hostname(=|$)/.test(arg))
+  ) {
+    throw new CommandLineError("--host and --hostname are one flag: give one");
+  }
+  if (values.verbose && values.quiet) {
+    throw new CommandLineError("--verbose and --quiet contradict each other");
+  }
   try {
     parseHeaderLines(values.header); // fail at start-up, not on the first request
   } catch (error) {
@@ -4589,13 +4609,13 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   return {
     fsRoot: values.root,
     port,
-    hostname: values.hostname,
+    hostname: values.host ?? values.hostname,
     allowedHosts: values["allowed-host"],
     fallback: values.fallback,
     cleanUrls: values["clean-urls"],
-    showDirListing: values["dir-listing"],
-    showDotfiles: values.dotfiles,
-    enableCors: values.cors,
+    showDirListing: values["dir-listing"] && !values["no-dir-listing"],
+    showDotfiles: values.dotfiles && !values["no-dotfiles"],
+    enableCors: values.cors && !values["no-cors"],
     headers: values.header,
     compress: !values["no-compress"],
     cert: values.cert,

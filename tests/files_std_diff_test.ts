@@ -21,6 +21,12 @@ interface Row {
 
 const ROWS: Row[] = [
   {
+    what: "a missing `fsRoot`",
+    path: "/a.txt",
+    options: { fsRoot: "./no-such-folder-here" },
+    check: (res) => assert.equal(res.status, 500),
+  },
+  {
     what: "a malformed percent-escape",
     path: "/%E0%A4%A",
     check: (res) => assert.equal(res.status, 400),
@@ -226,6 +232,17 @@ Deno.test("README differences from std: the CLI's defaults are the safe ones", a
   assert.equal(flags.showDirListing, false);
   assert.equal(flags.showDotfiles, false);
   assert.equal(flags.enableCors, false);
+});
+
+Deno.test("README differences from std: the CLI takes std's flag spellings as well as ours", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  assert.match(readme, /\| The CLI's flags +\|/);
+  const std = parseCommandLine(["-p", "0", "--host", "127.0.0.2", "-v"]);
+  const ours = parseCommandLine(["--port", "0", "--hostname", "127.0.0.2"]);
+  assert.deepEqual(std, ours);
+  assert.throws(() => parseCommandLine(["./public"]), /unexpected argument/);
 });
 
 Deno.test("README differences from std: each row's claim about server_files.ts holds", async () => {
