@@ -9,7 +9,7 @@
  * it, decide the answer, write the response bytes, close.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 server_tiny.ts [--port 8080] [--hostname 127.0.0.1] [--once] [--quiet]
+ * deno run --allow-net=127.0.0.1 server_tiny.ts [--port 8080] [--hostname 127.0.0.1] [--allowed-host NAME] [--once] [--quiet]
  * ```
  *
  * `--port 0` picks a free port. `--once` serves one connection and exits.
@@ -129,11 +129,13 @@ const STATUS_TEXT: Record<number, string> = {
 
 /** The one method of `Deno.Conn` that {@link readRequestHead} needs. Tests pass a fake. */
 export interface ByteReader {
+  /** Reads into `buffer`; resolves how many bytes came, or null at the end of the stream. */
   read(buffer: Uint8Array): Promise<number | null>;
 }
 
 /** The one method of `Deno.Conn` that {@link writeAll} needs. Tests pass a fake. */
 export interface ByteWriter {
+  /** Writes some of `bytes`; resolves how many were written (maybe fewer than given). */
   write(bytes: Uint8Array): Promise<number>;
 }
 
@@ -1968,11 +1970,17 @@ export class CommandLineError extends Error {
 
 /** What {@link parseCommandLine} found on the command line. */
 export interface CommandLineOptions {
+  /** --port: 0 picks a free port. */
   port: number;
+  /** --hostname: the address to listen on. */
   hostname: string;
+  /** --allowed-host: more Host names to answer to. */
   allowedHosts: string[];
+  /** --once: serve one connection, then exit. */
   once: boolean;
+  /** --quiet: do not print each request head. */
   quiet: boolean;
+  /** --help: print the usage and exit. */
   help: boolean;
 }
 

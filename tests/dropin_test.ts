@@ -1,6 +1,6 @@
 // Each script is a drop-in: copied ALONE into an empty folder, with a fresh
 // Deno cache (DENO_DIR) and no config file, it passes `deno check`,
-// `deno fmt --check` and `deno lint`, a small app test that imports it passes,
+// `deno fmt --check`, `deno lint` and `deno doc --lint`, a small app test that imports it passes,
 // and `deno run` with the README's flags starts it and it answers. Every deno
 // command that could fetch runs with --cached-only, so with an empty cache any
 // download would fail the test: none of the scripts needs the network.
@@ -154,6 +154,9 @@ async function checkDropIn(row: DropInRow): Promise<string[]> {
     // The script alone first (fmt and lint see only it, as in a new project).
     await expectSuccess("deno fmt --check", ["fmt", "--check", row.script]);
     await expectSuccess("deno lint", ["lint", row.script]);
+    // std's own bar for a module's exports: each documented, no private type
+    // in a public signature (a user's `deno doc --lint` in CI sees them).
+    await expectSuccess("deno doc --lint", ["doc", "--lint", row.script]);
     // deno check of the script, and of a user's test that imports it, in one
     // run (type-checking with an empty cache takes seconds); then the test runs.
     await Deno.writeTextFile(`${dir}/app_test.ts`, row.appTest);
@@ -237,6 +240,22 @@ Deno.test("deno task start, board, files and tiny fetch no npm package on a fres
       } finally {
         await Deno.remove(denoDir, { recursive: true });
       }
+    });
+  }
+});
+
+Deno.test("each script's header gives the README's run command, word for word", async (t) => {
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  for (const script of ROWS.map((row) => row.script)) {
+    await t.step(script, async () => {
+      const source = await Deno.readTextFile(`${REPO}/${script}`);
+      // The first command of the module doc's ```sh block.
+      const header = source.match(/^ \* ```sh\n \* (deno run [^\n]+)\n/m);
+      assert.ok(header, `${script} has a usage block`);
+      assert.ok(
+        readme.includes(`\n${header[1]}\n`),
+        `the README has the header's command: ${header[1]}`,
+      );
     });
   }
 });
