@@ -3366,10 +3366,11 @@ async function sendFile(
  * streams on one connection, and a client that sets its window to 0 reads
  * nothing: each of its streams kept a file open until the send timeout, so
  * 5 connections held 1,000 descriptors and, under a limit of 1,024, nobody
- * else was answered. Six is what browsers fetch at once from one host over
- * HTTP/1.1.
+ * else was answered. A page may well stream more than six big files at once
+ * over one connection (videos a browser has paused the download of hold
+ * theirs), so more than HTTP/1.1's six connections per host.
  */
-export const MAX_OPEN_FILES_PER_CONNECTION = 6;
+export const MAX_OPEN_FILES_PER_CONNECTION = 16;
 
 /** Per connection (`address:port`): files open for its answers, and who waits for one. */
 const fileTurns = new Map<string, { open: number; waiting: (() => void)[] }>();

@@ -476,7 +476,8 @@ Deno.test({
       "the stalled streams hold at most a few descriptors",
       async () => {
         const held = (await openDescriptors(server.pid)) - before;
-        assert.ok(held <= 10, `${held} descriptors held by one connection`);
+        // MAX_OPEN_FILES_PER_CONNECTION, and a few the server opens meanwhile.
+        assert.ok(held <= 20, `${held} descriptors held by one connection`);
       },
     );
     await t.step(
