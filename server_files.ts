@@ -3352,7 +3352,7 @@ async function sendFile(
       ctx.sendTimeoutMs,
     );
     // Deno.serve settles `completed` once the body is sent or given up.
-    info?.completed.then(giveBack, giveBack);
+    info?.completed?.then(giveBack, giveBack); // (absent in a hand-made info)
     return response;
   } catch (error) {
     giveBack();
