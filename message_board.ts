@@ -2946,6 +2946,10 @@ export function createBoardHandler(
         secure: target.protocol === "https:",
         completed: info?.completed ?? Promise.resolve(),
       };
+      // Deno.serve rejects `completed` when an answer was not sent whole (an HTTP/2 client
+      // resetting its event stream), and a rejection nobody handles ends the process: it is
+      // handled here, at once, whatever the route does with it later.
+      context.completed.catch(() => {});
       if (method === "POST") checkSameOrigin(context);
       const response = await handle(context);
       return request.method === "HEAD" ? withoutBody(response) : response;
