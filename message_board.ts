@@ -20,8 +20,9 @@
  *   allows no inline script, so stored text can never run in a visitor's browser.
  * - It answers only to its own names (421 for any other Host: a page on a
  *   DNS-rebinding name gets nothing), and refuses posts whose Origin is not this
- *   board's scheme, port and an allowed host (403), so a hostile page cannot
- *   post or clear on a visitor's behalf. `--allowed-host NAME` adds names.
+ *   board's scheme, port and an allowed host, or that the browser says another
+ *   site or origin sent (Sec-Fetch-Site) (403), so a hostile page cannot post or
+ *   clear on a visitor's behalf. `--allowed-host NAME` adds names.
  * - Every input has a named limit with its own status (413, 422, 408...);
  *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
  *   An ambiguous request (a form with both message and clear, a key sent
@@ -2871,11 +2872,15 @@ export function createBoardHandler(
   /** Refuses a post made by another site's page (see {@linkcode isAllowedOrigin}). */
   function checkSameOrigin({ request, target }: RequestContext): void {
     // Browsers send Sec-Fetch-Site and, on every POST, Origin; a form on a hostile page can
-    // reach us but cannot make these lie. Clients that send neither (curl, scripts) are not
-    // browsers acting for a visitor.
+    // reach us but cannot make these lie. Only our own pages ("same-origin") and a person's
+    // own action ("none") may post, as Go's CrossOriginProtection decides: "same-site" is
+    // a page on another subdomain or port, which gets SameSite=Strict cookies along and, with
+    // `.example.com` allowed, an Origin on the allow-list. Clients that send neither header
+    // (curl, scripts) are not browsers acting for a visitor.
+    const site = request.headers.get("sec-fetch-site");
     const origin = request.headers.get("origin");
     if (
-      request.headers.get("sec-fetch-site") === "cross-site" ||
+      (site !== null && site !== "same-origin" && site !== "none") ||
       (origin !== null && !isAllowedOrigin(origin, target, allowed))
     ) {
       throw new HttpError(403, "Posts from other sites are not accepted.");

@@ -1923,6 +1923,79 @@ Deno.test("admin: clearing with a token set", async (t) => {
   }, { adminToken: ADMIN_TOKEN });
 });
 
+Deno.test("admin: regression: a page on a sibling subdomain cannot clear for a signed-in moderator", async (t) => {
+  // With --allowed-host .example.com, a page on any other subdomain (user content, a
+  // forgotten blog) is the same site: browsers send the SameSite=Strict session along, and
+  // its Origin's host is on the allow-list. Sec-Fetch-Site says "same-site", not
+  // "same-origin", and only the board's own pages (or none, for a typed address) may post.
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "keep me" });
+    const signedIn = await board.handler(
+      new Request("https://board.example.com/admin", {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          host: "board.example.com",
+        },
+        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+      }),
+      clientInfo("192.0.2.7"),
+    );
+    assert.equal(signedIn.status, 303);
+    const session = cookiePair(signedIn);
+    const fromSibling = (path: string, body: string, site: string) =>
+      board.handler(
+        new Request(`https://board.example.com${path}`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            host: "board.example.com",
+            origin: "https://evil.example.com",
+            "sec-fetch-site": site,
+            cookie: session,
+          },
+          body,
+        }),
+        clientInfo("192.0.2.7"),
+      );
+    for (
+      const [what, path, body] of [
+        ["a confirmed clear", "/", "clear=1&confirm=yes"],
+        ["a delete", "/admin/delete", "id=1"],
+        ["a restore", "/admin/restore", ""],
+        ["a post", "/", "message=spam"],
+      ]
+    ) {
+      await t.step(`${what} gets 403`, async () => {
+        const response = await fromSibling(path, body, "same-site");
+        await response.body?.cancel();
+        assert.equal(response.status, 403);
+      });
+    }
+    await t.step("nothing changed", async () => {
+      const page = await board.store.listMessages({ limit: 10 });
+      assert.deepEqual(page.messages.map((m) => m.text), ["keep me"]);
+    });
+    await t.step("the board's own page still posts (same-origin)", async () => {
+      const response = await board.handler(
+        new Request("https://board.example.com/", {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            host: "board.example.com",
+            origin: "https://board.example.com",
+            "sec-fetch-site": "same-origin",
+          },
+          body: "message=mine",
+        }),
+        clientInfo("192.0.2.7"),
+      );
+      await response.body?.cancel();
+      assert.equal(response.status, 303);
+    });
+  }, { adminToken: ADMIN_TOKEN, allowedHosts: [".example.com"] });
+});
+
 Deno.test("admin: tokensMatch compares whole tokens (table)", async () => {
   const cases: [string, string, boolean][] = [
     ["secret-token-1", "secret-token-1", true],
