@@ -82,6 +82,14 @@ export const MAX_BODY_PIECES = 1024;
 export const MAX_MESSAGE_CHARS = 4000;
 /** Longest poster name in characters; more gets 422. */
 export const MAX_NAME_CHARS = 40;
+/**
+ * Most code points in one character as a reader sees it (a grapheme cluster: a letter with
+ * its marks, an emoji sequence); more gets 422. A base and 30 marks is the most Unicode's
+ * Stream-Safe Text Format (UAX #15) allows; real text and emoji need about 10 at most. A
+ * browser never breaks a line inside one, so one letter with 3,000 marks made the page
+ * 5,477 px wide.
+ */
+export const MAX_CHARACTER_CODE_POINTS = 31;
 /** Messages per page on the board. */
 export const PAGE_SIZE = 50;
 /** Largest `limit` the JSON API accepts; more gets 400. */
@@ -1904,6 +1912,25 @@ const CONTROL_CHARACTERS = /[^\P{Cc}\t\n]/u;
 // U+2029), which are not controls but still break the line it is shown on.
 const NAME_FORBIDDEN = /[\p{Cc}\p{Zl}\p{Zp}]/u;
 
+// Nothing a reader could see: white space, the default-ignorable characters (zero-width
+// spaces and joiners, bidi controls, soft hyphens, variation selectors, Hangul fillers) and
+// the braille blank, U+2800.
+const INVISIBLE_ONLY =
+  /^[\p{White_Space}\p{Default_Ignorable_Code_Point}\u2800]*$/u;
+
+const graphemes = new Intl.Segmenter("en", { granularity: "grapheme" });
+
+/** Whether one character (grapheme cluster) of `text` has more than MAX_CHARACTER_CODE_POINTS. */
+function hasEndlessCharacter(text: string): boolean {
+  // Below U+0300 (where the combining marks start) only CR LF joins, and a segmenter pass
+  // costs tens of microseconds: plain Latin text skips it.
+  if (!/[^\0-\u02ff]/.test(text)) return false;
+  for (const { segment } of graphemes.segment(text)) {
+    if (isLongerThan(segment, MAX_CHARACTER_CODE_POINTS)) return true;
+  }
+  return false;
+}
+
 /**
  * Checks a message and an optional name, returning them cleaned up: line
  * breaks become `\n` (browsers send `\r\n`), the name is trimmed and dropped
@@ -1936,7 +1963,7 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
     throw new HttpError(400, "The text is not valid Unicode.");
   }
   const cleanText = text.replace(/\r\n?/g, "\n");
-  if (cleanText.trim() === "") {
+  if (INVISIBLE_ONLY.test(cleanText)) {
     throw new HttpError(422, "Please write a message first.");
   }
   if (isLongerThan(cleanText, MAX_MESSAGE_CHARS)) {
@@ -1947,6 +1974,9 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
   }
   if (CONTROL_CHARACTERS.test(cleanText)) {
     throw new HttpError(422, "The message contains control characters.");
+  }
+  if (hasEndlessCharacter(cleanText)) {
+    throw new HttpError(422, tooManyParts("message"));
   }
   const cleanName = (name ?? "").trim();
   if (cleanName === "") return { text: cleanText };
@@ -1959,7 +1989,18 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
   if (NAME_FORBIDDEN.test(cleanName)) {
     throw new HttpError(422, "The name must be a single line of text.");
   }
+  if (INVISIBLE_ONLY.test(cleanName)) {
+    throw new HttpError(422, "The name has nothing visible in it.");
+  }
+  if (hasEndlessCharacter(cleanName)) {
+    throw new HttpError(422, tooManyParts("name"));
+  }
   return { text: cleanText, name: cleanName };
+}
+
+function tooManyParts(field: string): string {
+  return `The ${field} has a character built from too many marks or joined parts ` +
+    `(at most ${MAX_CHARACTER_CODE_POINTS} code points in one).`;
 }
 
 /**

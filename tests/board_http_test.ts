@@ -1198,6 +1198,55 @@ Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422
   assert.equal(statusOf("line\u2028separator"), 0); // a message may have several lines
 });
 
+Deno.test("helpers: regression: validateNewMessage refuses invisible text and endless characters (table)", () => {
+  const statusOf = (text: unknown, name?: unknown) => {
+    try {
+      validateNewMessage(text, name);
+      return 0;
+    } catch (error) {
+      return (error as { status: number }).status;
+    }
+  };
+  const marks = (n: number) =>
+    Array.from({ length: n }, (_, i) => String.fromCodePoint(0x300 + i % 0x70))
+      .join("");
+  const cases: [string, string, string | undefined, number][] = [
+    // Nothing a reader can see: zero-width, format and filler characters only.
+    [
+      "zero-width spaces and joiners",
+      "\u200b\u200c\u200d\u2060\ufeff",
+      undefined,
+      422,
+    ],
+    ["bidi controls only", "\u202e\u2066\u2069", undefined, 422],
+    ["Hangul fillers", "\u3164\uffa0\u115f", undefined, 422],
+    ["a braille blank", "\u2800 \u2800", undefined, 422],
+    ["soft hyphens and a variation selector", "\u00ad\ufe0f", undefined, 422],
+    ["an invisible name", "hi", "\u200b\u2800", 422],
+    // One character (grapheme cluster) no line can break: 3,000 marks on one letter made
+    // the page 5,477 px wide in Chromium; so did a thousand emoji joined with ZWJ.
+    ["3,000 marks on one letter", `Z${marks(3000)}`, undefined, 422],
+    ["31 marks on one letter", `Z${marks(31)}`, undefined, 422],
+    ["1,000 emoji joined by ZWJ", "👍\u200d".repeat(1000), undefined, 422],
+    ["a name with 100 marks", "hi", `Ann${marks(100)}`, 422],
+    // What real text needs stays allowed.
+    ["30 marks on one letter", `Z${marks(30)}`, undefined, 0],
+    ["a zero-width space in a word", "a\u200bb", undefined, 0],
+    ["emoji sequences", "👩🏽‍❤️‍💋‍👨🏻 🏴󠁧󠁢󠁳󠁣󠁴󠁿 1️⃣ 👨‍👩‍👧‍👦", undefined, 0],
+    [
+      "Hindi, Vietnamese, Hebrew with points",
+      "क्षत्रिय Tiếng Việt שָׁלוֹם",
+      undefined,
+      0,
+    ],
+    ["a name with an RTL script", "hi", "مريم", 0],
+    ["many marks on many letters", `e\u0301`.repeat(2000), undefined, 0],
+  ];
+  for (const [what, text, name, status] of cases) {
+    assert.equal(statusOf(text, name), status, what);
+  }
+});
+
 Deno.test("helpers: parseUrlEncoded decodes a form body", () => {
   assert.deepEqual(
     parseUrlEncoded(
