@@ -4069,6 +4069,18 @@ export function listeningHostNames(hostname: string): string[] {
 }
 
 /**
+ * The real path of the folder to serve. Throws NotFound when there is none,
+ * and NotADirectory for a file: at start-up, rather than a 404 per request.
+ */
+function realRootFolder(fsRoot: string): string {
+  const rootReal = Deno.realPathSync(fsRoot);
+  if (!Deno.statSync(rootReal).isDirectory) {
+    throw new Deno.errors.NotADirectory(`not a folder: '${fsRoot}'`);
+  }
+  return rootReal;
+}
+
+/**
  * The whole app: `GET /suggest` plus the files under `fsRoot`, with small
  * files served from memory. A cache hit is answered synchronously, which
  * saves Deno.serve a promise per request.
@@ -4092,7 +4104,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   const { fsRoot = ".", quiet = false, cacheMs = 1000 } = options;
   const { maxCachedFileBytes = MAX_CACHED_FILE_BYTES, compress = true } =
     options;
-  const rootReal = Deno.realPathSync(fsRoot);
+  const rootReal = realRootFolder(fsRoot);
   const extra = extraHeaders(options);
   const cache = maxCachedFileBytes > 0
     ? new FileCache(cacheMs, maxCachedFileBytes, extra, compress)
@@ -5047,6 +5059,16 @@ function explainStartFailure(
   options: CommandLineOptions,
 ): string {
   const why = `cannot start: ${(error as Error).message}`;
+  const root = showArg(options.fsRoot);
+  if (
+    error instanceof Deno.errors.NotFound &&
+    (error as Error).message.endsWith(` '${options.fsRoot}'`)
+  ) {
+    return `cannot start: there is no folder ${root} to serve (create it, or give --root DIR)`;
+  }
+  if (error instanceof Deno.errors.NotADirectory) {
+    return `cannot start: ${root} is not a folder (--root takes the folder to serve)`;
+  }
   if (error instanceof Deno.errors.AddrInUse) {
     return `${options.hostname}:${options.port} is in use (try another --port, or --port 0)`;
   }
@@ -5075,7 +5097,15 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  if (flags.workers > 1) return await serveOnWorkers(flags);
+  if (flags.workers > 1) {
+    try {
+      realRootFolder(flags.fsRoot); // one line here, not one per Worker
+    } catch (error) {
+      console.error(`server_files: ${explainStartFailure(error, flags)}`);
+      Deno.exit(1);
+    }
+    return await serveOnWorkers(flags);
+  }
   let server: RestartingServer;
   try {
     server = await startServer(flags);

@@ -525,3 +525,49 @@ Deno.test("--hostname 0.0.0.0 without --allow-sys: each server says at start whi
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+Deno.test("server_files.ts without a folder to serve: one line saying which, exit 1", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "cli-no-root-" });
+  const script = `${REPO}/server_files.ts`;
+  const cases: [what: string, flags: string[], args: string[], line: string][] =
+    [
+      [
+        "the README's command where there is no ./static",
+        ["--allow-net=127.0.0.1", "--allow-read=./static"],
+        [],
+        "server_files: cannot start: there is no folder ./static to serve (create it, or give --root DIR)",
+      ],
+      [
+        "the same with --workers 2",
+        [
+          "--unstable-net",
+          "--allow-net=127.0.0.1",
+          `--allow-read=./static,${script}`,
+        ],
+        ["--workers", "2"],
+        "server_files: cannot start: there is no folder ./static to serve (create it, or give --root DIR)",
+      ],
+      [
+        "--root naming a file",
+        ["--allow-net=127.0.0.1", "--allow-read=."],
+        ["--root", "notes.txt"],
+        "server_files: cannot start: notes.txt is not a folder (--root takes the folder to serve)",
+      ],
+    ];
+  try {
+    await Deno.writeTextFile(`${folder}/notes.txt`, "a file");
+    for (const [what, flags, args, line] of cases) {
+      await t.step(what, async () => {
+        const result = await run(flags, "server_files.ts", [
+          ...args,
+          "--port",
+          "0",
+        ], folder);
+        assert.equal(result.code, 1, result.stdout + result.stderr);
+        assert.equal(result.stderr.trimEnd(), line);
+      });
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
