@@ -25,7 +25,10 @@ Deno.test("a missing --root stops the start in one clear line, exit code 1", asy
     `--allow-read=${tree.base}`,
   ], ["--root", `${tree.base}/missing`]);
   assert.equal(result.code, 1, result.stderr);
-  assert.match(result.stderr, /cannot start: .*No such file/);
+  assert.match(
+    result.stderr,
+    /cannot start: there is no folder .*\/missing to serve \(create it, or give --root DIR\)/,
+  );
   assert.ok(
     !result.stderr.includes("    at "),
     `no stack trace: ${result.stderr}`,
