@@ -2139,13 +2139,13 @@ export class RateLimiter {
   constructor(readonly burst: number, readonly refillMs: number) {}
 
   /** Milliseconds until `key` may act again; 0 when it may act now (nothing is taken). */
-  waitFor(key: string, now = Date.now()): number {
+  waitFor(key: string, now: number = Date.now()): number {
     const tokens = this.#tokens(key, now);
     return tokens >= 1 ? 0 : Math.ceil((1 - tokens) * this.refillMs);
   }
 
   /** Takes one action for `key`: returns 0 when allowed, else the milliseconds to wait. */
-  take(key: string, now = Date.now()): number {
+  take(key: string, now: number = Date.now()): number {
     const wait = this.waitFor(key, now);
     if (wait > 0) return wait;
     const tokens = this.#tokens(key, now) - 1;

@@ -1,6 +1,7 @@
 // Each script is a drop-in: copied ALONE into an empty folder, with a fresh
 // Deno cache (DENO_DIR) and no config file, it passes `deno check`,
-// `deno fmt --check`, `deno lint` and `deno doc --lint`, a small app test that imports it passes,
+// `deno fmt --check`, `deno lint` and `deno doc --lint` (and has no slow
+// types for a JSR package), a small app test that imports it passes,
 // and `deno run` with the README's flags starts it and it answers. Every deno
 // command that could fetch runs with --cached-only, so with an empty cache any
 // download would fail the test: none of the scripts needs the network.
@@ -157,6 +158,22 @@ async function checkDropIn(row: DropInRow): Promise<string[]> {
     // std's own bar for a module's exports: each documented, no private type
     // in a public signature (a user's `deno doc --lint` in CI sees them).
     await expectSuccess("deno doc --lint", ["doc", "--lint", row.script]);
+    // Published in a user's JSR package (deno publish refuses "slow types":
+    // an exported signature whose type must be inferred).
+    await Deno.writeTextFile(
+      `${dir}/deno.json`,
+      JSON.stringify({
+        name: "@user/app",
+        version: "0.1.0",
+        exports: `./${row.script}`,
+      }),
+    );
+    await expectSuccess("deno lint --rules-include=no-slow-types", [
+      "lint",
+      "--rules-include=no-slow-types",
+      row.script,
+    ]);
+    await Deno.remove(`${dir}/deno.json`);
     // deno check of the script, and of a user's test that imports it, in one
     // run (type-checking with an empty cache takes seconds); then the test runs.
     await Deno.writeTextFile(`${dir}/app_test.ts`, row.appTest);
