@@ -1632,7 +1632,9 @@ function pushValidators(
  * Adds the `--header` and CORS headers to a response's own: a name the
  * server already sets (say `Cache-Control`) takes the user's value instead,
  * and a name given twice (`Link`) is sent twice, as `@std/http`'s
- * `serveDir` appends them.
+ * `serveDir` appends them. `Vary` is only ever added to: a cache must still
+ * key a compressible file on `Accept-Encoding` (RFC 9110 12.5.5) when the
+ * user's own `Vary: Origin` comes along.
  */
 function withExtra(
   headers: [string, string][],
@@ -1642,9 +1644,9 @@ function withExtra(
   const own = headers.length;
   for (const [name, value] of extra) {
     const lower = name.toLowerCase();
-    const index = headers.findIndex(([n], i) =>
-      i < own && n.toLowerCase() === lower
-    );
+    const index = lower === "vary"
+      ? -1
+      : headers.findIndex(([n], i) => i < own && n.toLowerCase() === lower);
     if (index >= 0) headers.splice(index, 1);
     headers.push([name, value]);
   }
@@ -4808,8 +4810,17 @@ function servingLine(
 ): string {
   const scheme = options.cert ? "https" : "http";
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  return `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
+  const line =
+    `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
     (workers > 1 ? ` with ${workers} workers` : "");
+  const everyAddress = ["0.0.0.0", "::"].includes(hostname);
+  const sys = { name: "sys", kind: "networkInterfaces" } as const;
+  if (!everyAddress || Deno.permissions.querySync(sys).state === "granted") {
+    return line;
+  }
+  // As server_tiny.ts and message_board.ts say: else the 421s come as a surprise.
+  return `${line}\nNote: without --allow-sys=networkInterfaces this server answers only to ` +
+    "localhost and --allowed-host names, not to this machine's addresses.";
 }
 
 // ---------------------------------------------------------------------------
