@@ -648,6 +648,44 @@ Deno.test("a client that stops reading a big answer is cut off after sendTimeout
   }
 });
 
+Deno.test("past maxConnections, connections stuck sending are closed at once", async () => {
+  // At the limit every pending time limit expires at once, the send timeout
+  // too: clients that stopped reading cannot keep the last slots.
+  const body = "x".repeat(32 * 1024 * 1024);
+  const { server, port } = startServer({
+    respond: () => ({ status: 200, body }),
+    maxConnections: 3,
+  });
+  const stuck = [await connect(port), await connect(port)];
+  let idle: Deno.TcpConn | undefined;
+  try {
+    for (const conn of stuck) {
+      await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    }
+    await delay(300);
+    idle = await connect(port); // the third: the limit
+    await delay(300);
+    const timer = setTimeout(() => stuck.forEach((conn) => conn.close()), 5000);
+    try {
+      for (const conn of stuck) {
+        const received = (await readToEnd(conn)).length;
+        assert.ok(received < body.length, `all ${received} bytes were sent`);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  } finally {
+    for (const conn of [...stuck, idle]) {
+      try {
+        conn?.close();
+      } catch {
+        // closed by the server's side or the timer
+      }
+    }
+    await server.shutdown();
+  }
+});
+
 Deno.test("a slow reader that keeps taking a big answer gets all of it", async () => {
   // The send timeout counts between two writes, not for the whole answer.
   const body = "x".repeat(8 * 1024 * 1024);
