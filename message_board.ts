@@ -2112,7 +2112,12 @@ function clientAddress(
 ): string {
   if (trustProxy) {
     const hops = request.headers.get("x-forwarded-for")?.split(",") ?? [];
-    const last = hops.at(-1)?.trim();
+    // Some proxies (Azure's Application Gateway) add the client's port: `1.2.3.4:5678`,
+    // `[2001:db8::1]:5678`. It is not part of who the client is.
+    const last = hops.at(-1)?.trim().replace(
+      /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$|^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/,
+      (_, v4, v6) => v4 ?? v6,
+    );
     // A hop that is not an address (a misconfigured proxy passing the client's own text)
     // must not become a key of its own: each made-up value would get its own post limit.
     if (last && IP_ADDRESS.test(last)) return clientKey(last);

@@ -66,7 +66,9 @@ export const LINGER_MAX_BYTES = 64 * 1024;
  * Connections open at once, at most. Each holds about 34 KB (its buffers and
  * the runtime's), so 65,536 descriptors' worth of idle connections would be
  * 2 GB; past this many, those still waiting for a head are answered 408 at
- * once, as when the descriptors run out (see {@link serveTiny}).
+ * once and those still sending the rest of an answer too big for the socket
+ * buffers (see {@link SEND_TIMEOUT_MS}) are closed, as when the descriptors
+ * run out (see {@link serveTiny}).
  */
 export const MAX_CONNECTIONS = 4096;
 
@@ -355,7 +357,8 @@ class DeadlineSweep {
   /**
    * Expires every pending limit at once, as if its time were up: when the
    * process has run out of descriptors, connections still waiting for a
-   * head (or lingering after an answer) are closed to give theirs back.
+   * head (or lingering after an answer, or waiting for a client to take the
+   * rest of one) are closed to give theirs back.
    * Returns how many there were.
    */
   expireAll(): number {

@@ -1722,6 +1722,37 @@ Deno.test("limits: with trustProxy the client is the last X-Forwarded-For hop", 
   }, { trustProxy: true, postBurst: 1 });
 });
 
+Deno.test("limits: regression: with trustProxy a last hop with a port is its address's client", async () => {
+  // Azure's Application Gateway and some others write the client's port too. Those hops fell
+  // back to the proxy's own address: every client one bucket, so one client's posts used up
+  // everybody's.
+  await withBoard(async (board) => {
+    const post = (forwarded: string) =>
+      board.handler(postApi('{"text":"hi"}', { "x-forwarded-for": forwarded }));
+    assert.equal((await post("203.0.113.5:50123")).status, 201);
+    assert.equal(
+      (await post("203.0.113.6:50124")).status,
+      201,
+      "another client",
+    );
+    assert.equal(
+      (await post("[2001:db8::7]:50125")).status,
+      201,
+      "IPv6 with a port",
+    );
+    assert.equal(
+      (await post("203.0.113.5:60000")).status,
+      429,
+      "same client, new port",
+    );
+    assert.equal(
+      (await post("2001:db8::8")).status,
+      429,
+      "same /64 without a port",
+    );
+  }, { trustProxy: true, postBurst: 1 });
+});
+
 Deno.test("limits: with trustProxy a last hop that is no address counts as the socket's client", async () => {
   await withBoard(async (board) => {
     const post = (forwarded: string) =>
