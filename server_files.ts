@@ -2939,7 +2939,14 @@ function extraHeaders(
   options: { headers?: string[]; enableCors?: boolean },
 ): [string, string][] {
   const { headers = [], enableCors = false } = options;
-  return [...(enableCors ? CORS_HEADERS : []), ...parseHeaderLines(headers)];
+  const own = parseHeaderLines(headers);
+  // A CORS header of the user's own (one allowed origin) replaces ours:
+  // two Access-Control-Allow-Origin values make browsers refuse both.
+  const names = new Set(own.map(([name]) => name.toLowerCase()));
+  const cors = enableCors
+    ? CORS_HEADERS.filter(([name]) => !names.has(name.toLowerCase()))
+    : [];
+  return [...cors, ...own];
 }
 
 function makeContext(

@@ -388,3 +388,35 @@ Deno.test("a Vary in headers is added to Vary: Accept-Encoding, never in its pla
     }
   }
 });
+
+Deno.test("an Access-Control-Allow-Origin in headers replaces --cors's *, on every answer", async (t) => {
+  await using tree = await makeTree();
+  const options = {
+    fsRoot: tree.root,
+    quiet: true,
+    enableCors: true,
+    headers: ["Access-Control-Allow-Origin: https://app.example"],
+  };
+  const handlers = {
+    serveDir: (req: Request) => serveDir(req, options),
+    createHandler: createHandler(options),
+  };
+  for (const [name, handler] of Object.entries(handlers)) {
+    for (
+      const [path, status] of [["/a.txt", 200], ["/missing", 404], [
+        "/sub",
+        301,
+      ]] as const
+    ) {
+      await t.step(`${name}, ${path}`, async () => {
+        const res = await handler(new Request(`http://localhost${path}`));
+        await res.body?.cancel();
+        assert.equal(res.status, status);
+        assert.equal(
+          res.headers.get("access-control-allow-origin"),
+          "https://app.example",
+        );
+      });
+    }
+  }
+});
