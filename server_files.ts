@@ -1734,10 +1734,19 @@ function makeResponse(
  */
 type BodySource = MemorySource | { kind: "file"; file: OpenFile };
 
-/** One representation held in memory, with its two everyday answers built once. */
+/** One representation held in memory, with its everyday answers built once. */
 interface MemoryForm {
   bytes: Uint8Array<ArrayBuffer>;
   ok: Response;
+  /**
+   * The same 200 without `Content-Length`, for a GET answered straight to
+   * `Deno.serve` with no access log reading it (see {@linkcode attachBody}).
+   * `Deno.serve` writes the length of a byte body itself and drops the one
+   * given, so on the wire the two are the same bytes; but each header costs
+   * `Deno.serve` work per answer (conversion, allocations, the scans of its
+   * compression check), and this one for nothing.
+   */
+  wire: Response;
   notModified: Response;
 }
 
@@ -1785,9 +1794,15 @@ function prepareMemoryFile(
   ];
   for (const { coding, bytes: formBytes, etag } of all) {
     const representation = { coding, etag, size: formBytes.byteLength };
+    const headers = okHeaders(meta, representation, extra);
     forms[coding] = {
       bytes: formBytes,
-      ok: makeResponse(formBytes, 200, okHeaders(meta, representation, extra)),
+      ok: makeResponse(formBytes, 200, headers),
+      wire: makeResponse(
+        formBytes,
+        200,
+        headers.filter(([name]) => name.toLowerCase() !== "content-length"),
+      ),
       notModified: makeResponse(
         null,
         304,
@@ -1802,18 +1817,23 @@ function prepareMemoryFile(
  * Builds the Response a plan describes from the bytes of `source`. It owns
  * the open file: closed here when the plan sends none of it, else by the
  * stream at its end, on error, when the client goes away, or when it stops
- * reading for `sendTimeoutMs` ({@linkcode SEND_TIMEOUT_MS}).
+ * reading for `sendTimeoutMs` ({@linkcode SEND_TIMEOUT_MS}). `wire`: the
+ * answer goes straight to `Deno.serve`, so a file in memory may be sent in
+ * its {@linkcode MemoryForm.wire} form.
  */
 function attachBody(
   plan: FilePlan,
   source: BodySource,
   sendTimeoutMs: number = SEND_TIMEOUT_MS,
+  wire = false,
 ): Response {
   const { body, representation } = plan;
   if (body.kind !== "whole" && body.kind !== "ranges") closeSource(source);
   if (source.kind === "memory") {
     const form = source.forms[representation.coding];
-    if (form !== undefined && body.kind === "whole") return form.ok.clone();
+    if (form !== undefined && body.kind === "whole") {
+      return (wire ? form.wire : form.ok).clone();
+    }
     if (form !== undefined && body.kind === "none") {
       return form.notModified.clone();
     }
@@ -4130,9 +4150,14 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     if (pathname === "/suggest") return suggestFood(search, extra);
     const entry = cache?.fresh(pathname, Date.now());
     if (entry !== undefined) {
+      // A GET whose answer nothing reads before Deno.serve sends it (a HEAD
+      // keeps its Content-Length, the log reads it) gets the wire form.
+      const wire = quiet && ctx.toDenoServe && method === "GET";
       return attachBody(
         planFileResponse(req, entry.meta, extra),
         entry.source,
+        SEND_TIMEOUT_MS,
+        wire,
       );
     }
     return serveFromRoot(req, ctx, info);
