@@ -1176,15 +1176,17 @@ Deno.test("helpers: isLongerThan counts characters, not UTF-16 units", () => {
   );
 });
 
+/** The status validateNewMessage refuses `text` and `name` with, or 0 when it takes them. */
+function statusOf(text: unknown, name?: unknown): number {
+  try {
+    validateNewMessage(text, name);
+    return 0;
+  } catch (error) {
+    return (error as { status: number }).status;
+  }
+}
+
 Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422 (table)", () => {
-  const statusOf = (text: unknown, name?: unknown) => {
-    try {
-      validateNewMessage(text, name);
-      return 0;
-    } catch (error) {
-      return (error as { status: number }).status;
-    }
-  };
   assert.equal(statusOf(""), 422);
   assert.equal(statusOf("\u00a0\u2003"), 422); // only Unicode spaces
   assert.equal(statusOf("a\u0085b"), 422); // C1 control (NEL)
@@ -1199,14 +1201,6 @@ Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422
 });
 
 Deno.test("helpers: regression: validateNewMessage refuses invisible text and endless characters (table)", () => {
-  const statusOf = (text: unknown, name?: unknown) => {
-    try {
-      validateNewMessage(text, name);
-      return 0;
-    } catch (error) {
-      return (error as { status: number }).status;
-    }
-  };
   const marks = (n: number) =>
     Array.from({ length: n }, (_, i) => String.fromCodePoint(0x300 + i % 0x70))
       .join("");
