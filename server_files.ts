@@ -4619,7 +4619,7 @@ export interface CommandLineOptions extends ServerOptions {
 const FLAGS = {
   root: { type: "string", default: "./static" },
   port: { type: "string", short: "p", default: "8080" },
-  hostname: { type: "string", default: "127.0.0.1" },
+  hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -4667,10 +4667,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
-  if (
-    values.host !== undefined &&
-    args.some((arg) => /^--hostname(=|$)/.test(arg))
-  ) {
+  if (values.host !== undefined && values.hostname !== undefined) {
     throw new CommandLineError("--host and --hostname are one flag: give one");
   }
   if (values.verbose && values.quiet) {
@@ -4684,7 +4681,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   return {
     fsRoot: values.root,
     port,
-    hostname: values.host ?? values.hostname,
+    hostname: values.host ?? values.hostname ?? "127.0.0.1",
     allowedHosts: values["allowed-host"],
     fallback: values.fallback,
     cleanUrls: values["clean-urls"],
