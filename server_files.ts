@@ -4044,6 +4044,11 @@ function misdirectedResponse(
   );
 }
 
+/** Whether `hostname` is every address of the machine (`0.0.0.0`, `::`). */
+function isEveryAddress(hostname: string): boolean {
+  return hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]";
+}
+
 /**
  * The names a server listening on `hostname` answers to besides the
  * loopback ones: that name, and for `0.0.0.0`/`::` (every address) this
@@ -4058,7 +4063,7 @@ function misdirectedResponse(
  */
 export function listeningHostNames(hostname: string): string[] {
   const names = [hostname];
-  if (hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]") {
+  if (isEveryAddress(hostname)) {
     try {
       names.push(...Deno.networkInterfaces().map(({ address }) => address));
     } catch {
@@ -4810,11 +4815,9 @@ function servingLine(
   const line =
     `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
     (workers > 1 ? ` with ${workers} workers` : "");
-  const everyAddress = ["0.0.0.0", "::"].includes(hostname);
+  if (!isEveryAddress(hostname)) return line;
   const sys = { name: "sys", kind: "networkInterfaces" } as const;
-  if (!everyAddress || Deno.permissions.querySync(sys).state === "granted") {
-    return line;
-  }
+  if (Deno.permissions.querySync(sys).state === "granted") return line;
   // As server_tiny.ts and message_board.ts say: else the 421s come as a surprise.
   return `${line}\nNote: without --allow-sys=networkInterfaces this server answers only to ` +
     "localhost and --allowed-host names, not to this machine's addresses.";
