@@ -20,7 +20,6 @@ import {
   MAX_NAME_CHARS,
   MAX_STREAMS_PER_CLIENT,
   MAX_TRACKED_CLIENTS,
-  type MessageStore,
   normalizeBasePath,
   openBoard,
   parseContentType,
@@ -34,7 +33,7 @@ import {
   tokensMatch,
   validateNewMessage,
 } from "../message_board.ts";
-import { startBoard, tempFolder } from "./_board.ts";
+import { failingStore, startBoard, tempFolder } from "./_board.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -1077,21 +1076,6 @@ Deno.test("api: bad posts", async (t) => {
     });
   });
 });
-
-/** A store whose writes fail, to check what the client sees. */
-function failingStore(error: Error): MessageStore {
-  return {
-    listMessages: () => Promise.resolve({ messages: [], hasOlder: false }),
-    appendMessage: () => Promise.reject(error),
-    clearMessages: () => Promise.reject(error),
-    deleteMessage: () => Promise.reject(error),
-    restoreNewestArchive: () => Promise.reject(error),
-    writable: false,
-    eventsAfter: () => Promise.reject(error),
-    subscribe: () => () => {},
-    close: () => Promise.resolve(),
-  };
-}
 
 Deno.test("errors: store failures", async (t) => {
   const silence = console.error;
