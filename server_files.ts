@@ -4131,6 +4131,11 @@ function misdirectedResponse(
   );
 }
 
+/** Whether `hostname` is every address of the machine (`0.0.0.0`, `::`). */
+function isEveryAddress(hostname: string): boolean {
+  return hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]";
+}
+
 /**
  * The names a server listening on `hostname` answers to besides the
  * loopback ones: that name, and for `0.0.0.0`/`::` (every address) this
@@ -4145,7 +4150,7 @@ function misdirectedResponse(
  */
 export function listeningHostNames(hostname: string): string[] {
   const names = [hostname];
-  if (hostname === "0.0.0.0" || hostname === "::" || hostname === "[::]") {
+  if (isEveryAddress(hostname)) {
     try {
       names.push(...Deno.networkInterfaces().map(({ address }) => address));
     } catch {
@@ -4723,7 +4728,7 @@ export interface CommandLineOptions extends ServerOptions {
 const FLAGS = {
   root: { type: "string", default: "./static" },
   port: { type: "string", short: "p", default: "8080" },
-  hostname: { type: "string", default: "127.0.0.1" },
+  hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -4771,10 +4776,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
-  if (
-    values.host !== undefined &&
-    args.some((arg) => /^--hostname(=|$)/.test(arg))
-  ) {
+  if (values.host !== undefined && values.hostname !== undefined) {
     throw new CommandLineError("--host and --hostname are one flag: give one");
   }
   if (values.verbose && values.quiet) {
@@ -4788,7 +4790,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   return {
     fsRoot: values.root,
     port,
-    hostname: values.host ?? values.hostname,
+    hostname: values.host ?? values.hostname ?? "127.0.0.1",
     allowedHosts: values["allowed-host"],
     fallback: values.fallback,
     cleanUrls: values["clean-urls"],
@@ -4917,11 +4919,9 @@ function servingLine(
   const line =
     `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
     (workers > 1 ? ` with ${workers} workers` : "");
-  const everyAddress = ["0.0.0.0", "::"].includes(hostname);
+  if (!isEveryAddress(hostname)) return line;
   const sys = { name: "sys", kind: "networkInterfaces" } as const;
-  if (!everyAddress || Deno.permissions.querySync(sys).state === "granted") {
-    return line;
-  }
+  if (Deno.permissions.querySync(sys).state === "granted") return line;
   // As server_tiny.ts and message_board.ts say: else the 421s come as a surprise.
   return `${line}\nNote: without --allow-sys=networkInterfaces this server answers only to ` +
     "localhost and --allowed-host names, not to this machine's addresses.";
