@@ -1158,24 +1158,74 @@ function httpDate(date: Date): string {
 }
 
 /**
+ * A buffer reused for responses (serveTiny keeps one per connection and
+ * passes it from connection to connection): the body is encoded at `body`,
+ * a view from {@link HEAD_ROOM} on, and the head is written just in front.
+ */
+interface ResponseBuffer {
+  bytes: Uint8Array;
+  body: Uint8Array;
+}
+
+/** Bytes kept in front of the body in a {@link ResponseBuffer}, for the head. */
+const HEAD_ROOM = 1024;
+
+function newResponseBuffer(size: number): ResponseBuffer {
+  const bytes = new Uint8Array(size);
+  return { bytes, body: bytes.subarray(HEAD_ROOM) };
+}
+
+/**
  * {@link formatResponse}, also saying how long the body is. With `into`, the
- * bytes go into that buffer when they fit (serveTiny passes one it reuses
- * from connection to connection), so a response costs no new memory.
+ * bytes go into that buffer when they fit, so a response costs no new memory.
  */
 function encodeResponse(
   response: TinyResponse,
   omitBody: boolean,
   date: Date,
-  into: Uint8Array = new Uint8Array(0),
+  into?: ResponseBuffer,
 ): { bytes: Uint8Array; bodyLength: number } {
   const { status, body, headers = [] } = response;
-  // The body first, at the start of `into`: Content-Length counts bytes, and
-  // encoding is how we learn how many there are. The head goes in front after.
-  const { read, written } = encoder.encodeInto(body, into);
-  const bodyBytes = read === body.length
-    ? into.subarray(0, written)
-    : encoder.encode(body);
-  const bodyLength = bodyBytes.length;
+  // The body first: Content-Length counts bytes, and encoding is how we
+  // learn how many there are. The head goes in front of it after.
+  const encoded = into && encoder.encodeInto(body, into.body);
+  if (encoded?.read === body.length) {
+    const bodyLength = encoded.written;
+    const end = omitBody ? HEAD_ROOM : HEAD_ROOM + bodyLength;
+    if (headers.length === 0) {
+      // The usual answer, no fields of the responder's own: its head is
+      // bytes made once a second, with the length's digits put in between.
+      const start = writePlainHead(into!.bytes, status, date, bodyLength);
+      return { bytes: into!.bytes.subarray(start, end), bodyLength };
+    }
+    const head = headText(status, date, headers, bodyLength);
+    // The head is ASCII (checkResponse refuses anything else), one byte per
+    // character: written at the start, then moved up to meet the body.
+    if (head.length <= HEAD_ROOM) {
+      const start = HEAD_ROOM - head.length;
+      encoder.encodeInto(head, into!.bytes);
+      into!.bytes.copyWithin(start, 0, head.length);
+      return { bytes: into!.bytes.subarray(start, end), bodyLength };
+    }
+  }
+  const bodyBytes = encoder.encode(body);
+  const headBytes = encoder.encode(
+    headText(status, date, headers, bodyBytes.length),
+  );
+  if (omitBody) return { bytes: headBytes, bodyLength: bodyBytes.length };
+  const bytes = new Uint8Array(headBytes.length + bodyBytes.length);
+  bytes.set(headBytes);
+  bytes.set(bodyBytes, headBytes.length);
+  return { bytes, bodyLength: bodyBytes.length };
+}
+
+/** The status line and header fields of a response, and the blank line. */
+function headText(
+  status: number,
+  date: Date,
+  headers: [string, string][],
+  bodyLength: number,
+): string {
   const typed = headers.some(([name]) => name.toLowerCase() === "content-type");
   // We always answer as HTTP/1.1, even to HTTP/1.0 requests (RFC 9110 6.2).
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n` +
@@ -1184,21 +1234,46 @@ function encodeResponse(
   // A HEAD response carries the Content-Length the GET body would have (RFC 9110 8.6).
   head += `Content-Length: ${bodyLength}\r\nConnection: close\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  head += "\r\n";
-  if (omitBody) return { bytes: encoder.encode(head), bodyLength };
-  // The head is ASCII (checkResponse refuses anything else), one byte per
-  // character: when there is room, move the body up and write the head before it.
-  const length = head.length + bodyLength;
-  if (bodyBytes.buffer === into.buffer && length <= into.length) {
-    into.copyWithin(head.length, 0, bodyLength);
-    encoder.encodeInto(head, into);
-    return { bytes: into.subarray(0, length), bodyLength };
+  return head + "\r\n";
+}
+
+/** Per status, the bytes of {@link headText} with no fields of the responder's own, up to the length's digits. */
+const plainHeads = new Map<number, { second: number; bytes: Uint8Array }>();
+const PLAIN_HEAD_END = encoder.encode("\r\nConnection: close\r\n\r\n");
+
+/**
+ * Writes the head {@link headText} would make for a response without fields
+ * of its own into `bytes`, ending at {@link HEAD_ROOM}; returns where it starts.
+ */
+function writePlainHead(
+  bytes: Uint8Array,
+  status: number,
+  date: Date,
+  bodyLength: number,
+): number {
+  const second = Math.floor(date.getTime() / 1000);
+  let start = plainHeads.get(status);
+  if (start?.second !== second) {
+    const text = headText(status, date, [], 0);
+    start = {
+      second,
+      bytes: encoder.encode(
+        text.slice(0, text.indexOf("Content-Length: ") + 16),
+      ),
+    };
+    plainHeads.set(status, start);
   }
-  const headBytes = encoder.encode(head);
-  const bytes = new Uint8Array(headBytes.length + bodyLength);
-  bytes.set(headBytes);
-  bytes.set(bodyBytes, headBytes.length);
-  return { bytes, bodyLength };
+  let at = HEAD_ROOM - PLAIN_HEAD_END.length;
+  bytes.set(PLAIN_HEAD_END, at);
+  // Content-Length's digits, the last first.
+  let rest = bodyLength;
+  do {
+    bytes[--at] = 0x30 + rest % 10;
+    rest = Math.floor(rest / 10);
+  } while (rest > 0);
+  at -= start.bytes.length;
+  bytes.set(start.bytes, at);
+  return at;
 }
 
 /**
@@ -1523,7 +1598,7 @@ interface OpenConnection {
 /** The buffers one connection works in: the head read in, the response written out. */
 interface ConnectionBuffers {
   head: Uint8Array;
-  response: Uint8Array;
+  response: ResponseBuffer;
 }
 
 /**
@@ -1546,7 +1621,7 @@ async function handleConnection(
   const client = address.hostname;
   const buffers = spareBuffers.pop() ?? {
     head: new Uint8Array(MAX_HEAD_BYTES),
-    response: new Uint8Array(RESPONSE_BUFFER_BYTES),
+    response: newResponseBuffer(RESPONSE_BUFFER_BYTES),
   };
   let closed = false;
   let reusable = false;
