@@ -598,6 +598,12 @@ async function findNewestArchive(dataFile: string): Promise<string | null> {
 
 async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
   try {
+    // A FIFO would block the read (and start-up) until some other process writes to it.
+    if (!(await Deno.stat(dataFile)).isFile) {
+      throw new StartupError(
+        `${dataFile} is not a regular file; give --data a file (it is created when missing)`,
+      );
+    }
     return await Deno.readFile(dataFile);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -1011,6 +1017,57 @@ class JsonLinesStore implements MessageStore {
     );
   }
 
+  /**
+   * Refuses a write while read-only; else makes sure the data file is still the one this
+   * store appends to and holds just its acknowledged bytes. Another process may have appended
+   * to it (half a line, which the next post would be glued onto: the next start stops at that
+   * line), cut it short, removed it, or saved over it (editors write a new file and rename it
+   * into place; appends would then go to a file no name leads to, and every later post would
+   * be gone at the next start). Two stats per write, beside an fdatasync. A changed file is
+   * repaired at once as after a failed write (see `#recover`): bytes after ours are set
+   * aside, and a replaced, shortened or missing file is read again as it now is.
+   */
+  async #checkWritable(): Promise<void> {
+    if (this.#failure !== null || this.#file === null) {
+      throw this.#unavailable();
+    }
+    let change: string | null;
+    try {
+      const [open, named] = await Promise.all([
+        this.#file.stat(),
+        Deno.stat(this.dataFile),
+      ]);
+      change = open.ino !== named.ino || open.dev !== named.dev
+        ? "replaced"
+        : open.size < this.#ackedSize
+        ? "cut short"
+        : open.size > this.#ackedSize
+        ? "appended to"
+        : null;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) {
+        this.#fail(error, "checking the data file");
+        throw this.#unavailable();
+      }
+      change = "removed";
+    }
+    if (change === null) return;
+    if (change !== "appended to") this.#reloadAll = true;
+    this.#log(
+      `${this.dataFile}: another process ${change} the data file since the board's last ` +
+        (change === "appended to"
+          ? "write; the bytes it added are set aside"
+          : "write; the board reads the file again as it is now, and acknowledged messages it " +
+            "no longer holds are gone"),
+    );
+    this.#failure = new Error(`the data file was ${change} by another process`);
+    await this.#recover();
+    if (this.#failure !== null) {
+      this.#scheduleRetry();
+      throw this.#unavailable();
+    }
+  }
+
   /** Appends lines and syncs them; on failure the store turns read-only. */
   async #appendLines(text: string): Promise<void> {
     if (this.#failure !== null || this.#file === null) {
@@ -1029,7 +1086,7 @@ class JsonLinesStore implements MessageStore {
 
   /** Writes a batch of posts as one write and one fdatasync; resolves once they are on disk. */
   async #appendNow(inputs: NewMessage[]): Promise<Message[]> {
-    if (this.#failure !== null) throw this.#unavailable();
+    await this.#checkWritable();
     // (Written this way round because 2^53 + 1 - 1 is 2^53 - 1 in floating point.)
     if (this.#nextId > MAX_ID - (inputs.length - 1)) {
       if (!this.#idsUsedUp) {
@@ -1061,7 +1118,7 @@ class JsonLinesStore implements MessageStore {
 
   /** Appends a tombstone for message `id`; false when it is not on the board. */
   async #deleteNow(id: number): Promise<boolean> {
-    if (this.#failure !== null) throw this.#unavailable();
+    await this.#checkWritable();
     const index = indexOfId(this.#messages, id);
     if (this.#messages[index]?.id !== id) return false;
     const tombstone = {
@@ -1094,7 +1151,7 @@ class JsonLinesStore implements MessageStore {
    * disk before rename 2, and the old data file would vanish with no name.
    */
   async #clearNow(): Promise<ClearResult> {
-    if (this.#failure !== null) throw this.#unavailable();
+    await this.#checkWritable();
     if (this.#messages.length === 0) return { archived: 0, archive: null };
     const directory = dirname(this.dataFile);
     const clearedAt = new Date();
@@ -1160,7 +1217,7 @@ class JsonLinesStore implements MessageStore {
    *    crash between 2 and 3: start-up reads the restore record and does 3.
    */
   async #restoreNow(): Promise<{ restored: number }> {
-    if (this.#failure !== null) throw this.#unavailable();
+    await this.#checkWritable();
     const archive = await findNewestArchive(this.dataFile);
     if (archive === null) return { restored: 0 };
     const fromArchive = parseDataFile(await Deno.readFile(archive), archive);
@@ -1520,7 +1577,7 @@ export function isAllowedHost(
 }
 
 /** Where a request was sent: the board's scheme, the Host header and its name. */
-interface RequestTarget {
+export interface RequestTarget {
   /** "http:" or "https:" (from X-Forwarded-Proto when the proxy is trusted). */
   protocol: string;
   /** The Host header (or the URL's authority when the client sent none). */
@@ -2136,17 +2193,22 @@ class AdminSessions {
 // ---------------------------------------------------------------------------
 
 /**
- * Sent with every response. The policy allows nothing but our own stylesheet,
- * our own script file (/board.js, live updates) with its event stream, and
- * form posts to ourselves: no inline script, so even text that slipped past
- * escaping could not run.
+ * Sent with every response, error pages included. The policy allows nothing but our own
+ * stylesheet, our own script file (/board.js, live updates) with its event stream, and form
+ * posts to ourselves: no inline script, so even text that slipped past escaping could not
+ * run. No other site may frame a page (clickjacking: `frame-ancestors`, and X-Frame-Options
+ * for browsers older than it), keep a handle on a window it opened (COOP), or load our
+ * answers into its own page, as a script or image would (CORP: the JSON API stays ours).
  */
 const SECURITY_HEADERS = {
   "content-security-policy":
     "default-src 'none'; style-src 'self'; script-src 'self'; " +
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+  "x-frame-options": "DENY",
   "x-content-type-options": "nosniff",
   "referrer-policy": "same-origin",
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-resource-policy": "same-origin",
 };
 
 function respond(

@@ -65,12 +65,12 @@ export interface ServeDirOptions {
    * and ignored: our entity tag is the file's size and mtime, strong, with no
    * hash to choose (std hashes the mtime, SHA-256 by default).
    */
-  etagAlgorithm?: AlgorithmIdentifier; /**
+  etagAlgorithm?: AlgorithmIdentifier;
+  /**
    * Serve `about.html` for `/about` when there is no `about` file or folder,
    * and redirect `/about.html` to `/about` (301), as std's unstable
    * `cleanUrls` option does the first half. @default {false}
    */
-
   cleanUrls?: boolean;
   /**
    * A file inside the root (`"index.html"`) that answers, with 200, a GET or
@@ -208,7 +208,13 @@ const MAX_COMPRESSED_RATIO = 0.9;
 // Content types
 // ---------------------------------------------------------------------------
 
-/** Content-Type by lower-case extension; text types say their charset. */
+/**
+ * Content-Type by lower-case extension; text types say their charset. The
+ * types are those of the mime-db table std's `serveDir` uses (and nginx's
+ * `mime.types`), for every format a browser shows, plays or hands to an app:
+ * with `nosniff`, a video sent as `application/octet-stream` is a download,
+ * and subtitles (`.vtt`) or a module script are refused.
+ */
 export const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ".html": "text/html; charset=utf-8",
   ".htm": "text/html; charset=utf-8",
@@ -243,6 +249,65 @@ export const CONTENT_TYPES: Readonly<Record<string, string>> = {
   ".pdf": "application/pdf",
   ".zip": "application/zip",
   ".gz": "application/gzip",
+  ".xhtml": "application/xhtml+xml; charset=utf-8",
+  ".jsx": "text/jsx; charset=utf-8",
+  ".jsonld": "application/ld+json; charset=utf-8",
+  ".geojson": "application/geo+json; charset=utf-8",
+  ".rss": "application/rss+xml; charset=utf-8",
+  ".atom": "application/atom+xml; charset=utf-8",
+  ".yaml": "text/yaml; charset=utf-8",
+  ".yml": "text/yaml; charset=utf-8",
+  ".toml": "application/toml; charset=utf-8",
+  ".ics": "text/calendar; charset=utf-8",
+  ".vtt": "text/vtt; charset=utf-8",
+  ".log": "text/plain; charset=utf-8",
+  ".ini": "text/plain; charset=utf-8",
+  ".conf": "text/plain; charset=utf-8",
+  ".apng": "image/apng",
+  ".bmp": "image/bmp",
+  ".tif": "image/tiff",
+  ".tiff": "image/tiff",
+  ".jxl": "image/jxl",
+  ".heic": "image/heic",
+  ".eot": "application/vnd.ms-fontobject",
+  ".mov": "video/quicktime",
+  ".m4v": "video/x-m4v",
+  ".ogv": "video/ogg",
+  ".mpeg": "video/mpeg",
+  ".mpg": "video/mpeg",
+  ".ts": "video/mp2t",
+  ".m3u8": "application/vnd.apple.mpegurl",
+  ".mpd": "application/dash+xml",
+  ".m4a": "audio/mp4",
+  ".aac": "audio/aac",
+  ".flac": "audio/flac",
+  ".opus": "audio/ogg",
+  ".oga": "audio/ogg",
+  ".weba": "audio/webm",
+  ".mid": "audio/midi",
+  ".midi": "audio/midi",
+  ".glb": "model/gltf-binary",
+  ".gltf": "model/gltf+json",
+  ".tar": "application/x-tar",
+  ".tgz": "application/gzip",
+  ".bz2": "application/x-bzip2",
+  ".xz": "application/x-xz",
+  ".7z": "application/x-7z-compressed",
+  ".rar": "application/vnd.rar",
+  ".jar": "application/java-archive",
+  ".epub": "application/epub+zip",
+  ".rtf": "application/rtf",
+  ".doc": "application/msword",
+  ".docx":
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+  ".xls": "application/vnd.ms-excel",
+  ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+  ".ppt": "application/vnd.ms-powerpoint",
+  ".pptx":
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+  ".odt": "application/vnd.oasis.opendocument.text",
+  ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+  ".odp": "application/vnd.oasis.opendocument.presentation",
 };
 
 /**
@@ -378,6 +443,7 @@ export function parseHeaderLines(lines: readonly string[]): [string, string][] {
 
 /** An error that already knows its status; its message goes to the log only. */
 export class HttpError extends Error {
+  /** Makes an error answered with `status`; `message` is for the log. */
   constructor(readonly status: number, message: string) {
     super(message);
     this.name = "HttpError";
@@ -388,6 +454,7 @@ export class HttpError extends Error {
 export interface ResolvedPath {
   /** The real (symlink-free) path of the file or folder. */
   path: string;
+  /** Its `Deno.stat`. */
   info: Deno.FileInfo;
 }
 
@@ -738,7 +805,8 @@ export async function openNativeReader(
  * it. Set by {@linkcode handToServe}, only for a response that goes straight
  * to `Deno.serve`; any other reader keeps the chunks it is given.
  */
-interface ChunkRelease {
+export interface ChunkRelease {
+  /** True once the stream's reader is `Deno.serve` itself. */
   handedToServe: boolean;
 }
 
@@ -940,6 +1008,7 @@ export type Coding = "identity" | "br" | "gzip";
  * differ (RFC 9110 8.8.3), so `If-None-Match` works for each.
  */
 export interface Representation {
+  /** The content coding of these bytes (`identity`: the file as it is). */
   coding: Coding;
   /** Strong (`"..."`) for stored bytes, weak (`W/"..."`) when compressed while streaming. */
   etag: string;
@@ -959,6 +1028,7 @@ export interface FileMeta {
   lastModified: string;
   /** Last-Modified in whole seconds since the epoch; NaN when unknown. */
   mtimeSeconds: number;
+  /** The `Content-Type` of the file itself ({@linkcode contentTypeFor}). */
   contentType: string;
   /** Compressed forms on offer, best first. @default {[]} */
   encoded?: readonly Representation[];
@@ -1079,7 +1149,9 @@ export function evaluatePreconditions(
 
 /** An inclusive byte range, as in `Content-Range: bytes start-end/size`. */
 export interface ByteRange {
+  /** Offset of the first byte. */
   start: number;
+  /** Offset of the last byte (inclusive). */
   end: number;
 }
 
@@ -1284,11 +1356,13 @@ export type BodyPlan =
 
 /** What {@linkcode planFileResponse} decided: everything but the bytes. */
 export interface FilePlan {
+  /** The status of the answer. */
   status: 200 | 206 | 304 | 412 | 416;
   /** Shared between plans of one cached file: never modify it. */
   headers: readonly [string, string][];
   /** The representation whose bytes (or validators) the answer carries. */
   representation: Representation;
+  /** What the body holds. */
   body: BodyPlan;
 }
 
@@ -4403,6 +4477,10 @@ Options:
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
   --help              show this help
+
+The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
+--header, -c and -k for --cert and --key, -h for --help; -v (--verbose) logs, as by default;
+--no-dir-listing, --no-dotfiles and --no-cors turn off what is off by default.
 `;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4429,28 +4507,43 @@ export interface ServerOptions extends HandlerOptions {
 
 /** What {@linkcode parseCommandLine} found on the command line. */
 export interface CommandLineOptions extends ServerOptions {
+  /** --root: the folder to serve. */
   fsRoot: string;
+  /** --port: 0 picks a free port. */
   port: number;
+  /** --hostname: the address to listen on. */
   hostname: string;
+  /** --allowed-host: more Host names to answer to. */
   allowedHosts: string[];
+  /** --fallback: the page for HTML requests of missing paths. */
   fallback?: string;
+  /** --clean-urls: `/about` serves `about.html`. */
   cleanUrls: boolean;
+  /** --dir-listing: list folders without an index.html. */
   showDirListing: boolean;
+  /** --dotfiles: serve names that start with a dot. */
   showDotfiles: boolean;
+  /** --cors: any origin may read the files. */
   enableCors: boolean;
+  /** --header: `"Name: value"` lines added to every answer. */
   headers: string[];
+  /** Not --no-compress: send br or gzip. */
   compress: boolean;
+  /** --cert: the TLS certificate file (PEM). */
   cert?: string;
+  /** --key: the TLS private key file (PEM). */
   key?: string;
+  /** --quiet: no access log. */
   quiet: boolean;
   /** --workers: how many threads serve. */
   workers: number;
+  /** --help: print the usage and exit. */
   help: boolean;
 }
 
 const FLAGS = {
   root: { type: "string", default: "./static" },
-  port: { type: "string", default: "8080" },
+  port: { type: "string", short: "p", default: "8080" },
   hostname: { type: "string", default: "127.0.0.1" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
@@ -4458,13 +4551,20 @@ const FLAGS = {
   "dir-listing": { type: "boolean", default: false },
   dotfiles: { type: "boolean", default: false },
   cors: { type: "boolean", default: false },
-  header: { type: "string", multiple: true, default: [] },
+  header: { type: "string", short: "H", multiple: true, default: [] },
   "no-compress": { type: "boolean", default: false },
-  cert: { type: "string" },
-  key: { type: "string" },
+  cert: { type: "string", short: "c" },
+  key: { type: "string", short: "k" },
   quiet: { type: "boolean", default: false },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
+  // The spellings of `deno run jsr:@std/http/file-server`, so a command
+  // written for it keeps working (its defaults differ: see the README).
+  host: { type: "string" },
+  verbose: { type: "boolean", short: "v", default: false },
+  "no-dir-listing": { type: "boolean", default: false },
+  "no-dotfiles": { type: "boolean", default: false },
+  "no-cors": { type: "boolean", default: false },
 } satisfies ParseArgsOptionsConfig;
 
 /**
@@ -4492,6 +4592,15 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
+  if (
+    values.host !== undefined &&
+    args.some((arg) => /^--hostname(=|$)/.test(arg))
+  ) {
+    throw new CommandLineError("--host and --hostname are one flag: give one");
+  }
+  if (values.verbose && values.quiet) {
+    throw new CommandLineError("--verbose and --quiet contradict each other");
+  }
   try {
     parseHeaderLines(values.header); // fail at start-up, not on the first request
   } catch (error) {
@@ -4500,13 +4609,13 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   return {
     fsRoot: values.root,
     port,
-    hostname: values.hostname,
+    hostname: values.host ?? values.hostname,
     allowedHosts: values["allowed-host"],
     fallback: values.fallback,
     cleanUrls: values["clean-urls"],
-    showDirListing: values["dir-listing"],
-    showDotfiles: values.dotfiles,
-    enableCors: values.cors,
+    showDirListing: values["dir-listing"] && !values["no-dir-listing"],
+    showDotfiles: values.dotfiles && !values["no-dotfiles"],
+    enableCors: values.cors && !values["no-cors"],
     headers: values.header,
     compress: !values["no-compress"],
     cert: values.cert,

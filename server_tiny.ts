@@ -9,7 +9,7 @@
  * it, decide the answer, write the response bytes, close.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 server_tiny.ts [--port 8080] [--hostname 127.0.0.1] [--once] [--quiet]
+ * deno run --allow-net=127.0.0.1 server_tiny.ts [--port 8080] [--hostname 127.0.0.1] [--allowed-host NAME] [--once] [--quiet]
  * ```
  *
  * `--port 0` picks a free port. `--once` serves one connection and exits.
@@ -70,6 +70,15 @@ export const LINGER_MAX_BYTES = 64 * 1024;
  */
 export const MAX_CONNECTIONS = 4096;
 
+/**
+ * How long a client may go without taking any of our answer before the
+ * connection is closed, counted between two writes (nginx's `send_timeout`,
+ * the same 60 s): a slow reader that makes progress is never cut off. Only an
+ * answer larger than the socket's buffers waits at all (a {@link Responder}'s
+ * big page), and only then is the limit set.
+ */
+export const SEND_TIMEOUT_MS = 60_000;
+
 /** On Ctrl-C or SIGTERM, how long requests in progress get before their connections are closed. */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -120,11 +129,13 @@ const STATUS_TEXT: Record<number, string> = {
 
 /** The one method of `Deno.Conn` that {@link readRequestHead} needs. Tests pass a fake. */
 export interface ByteReader {
+  /** Reads into `buffer`; resolves how many bytes came, or null at the end of the stream. */
   read(buffer: Uint8Array): Promise<number | null>;
 }
 
 /** The one method of `Deno.Conn` that {@link writeAll} needs. Tests pass a fake. */
 export interface ByteWriter {
+  /** Writes some of `bytes`; resolves how many were written (maybe fewer than given). */
   write(bytes: Uint8Array): Promise<number>;
 }
 
@@ -1291,6 +1302,37 @@ export async function writeAll(
 }
 
 /**
+ * {@link writeAll} for the rest of an answer the socket did not take at once:
+ * the client must take some of it every `sendTimeoutMs`, else the
+ * connection is closed (see {@link SEND_TIMEOUT_MS}) and this throws.
+ */
+async function writeRest(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  sendTimeoutMs: number,
+): Promise<void> {
+  let timedOut = false;
+  const deadline = deadlines.add(sendTimeoutMs, () => {
+    timedOut = true;
+    closeQuietly(conn);
+  });
+  try {
+    let written = 0;
+    while (written < bytes.length) {
+      written += await conn.write(bytes.subarray(written));
+      deadline.at = Date.now() + sendTimeoutMs;
+    }
+  } catch (error) {
+    if (!timedOut) throw error;
+    const timeout = new Error(`no progress for ${sendTimeoutMs} ms`);
+    timeout.name = "SendTimeout"; // what the log line shows
+    throw timeout;
+  } finally {
+    deadlines.remove(deadline);
+  }
+}
+
+/**
  * Closes a connection in stages (RFC 9112 9.6). If we closed at once while the
  * client is still sending (a body, or the rest of an oversize head), the
  * unread bytes make our TCP stack send a reset, and the client may lose our
@@ -1582,6 +1624,7 @@ interface ConnectionSettings {
   log: (line: string) => void;
   headTimeoutMs: number;
   lingerMs: number;
+  sendTimeoutMs: number;
   idleSignal: AbortSignal;
   allowedHosts: readonly string[];
   respond: Responder;
@@ -1703,9 +1746,11 @@ async function handleConnection(
       bodyBytes: omitBody ? 0 : bodyLength,
     });
     const linger = maySendMore(result, request);
-    // One write nearly always takes it all; writeAll sends any rest.
+    // One write nearly always takes it all; the rest waits for the client.
     const written = await conn.write(bytes);
-    if (written < bytes.length) await writeAll(conn, bytes.subarray(written));
+    if (written < bytes.length) {
+      await writeRest(conn, bytes.subarray(written), settings.sendTimeoutMs);
+    }
     log(accessLine);
     if (linger) {
       closed = true;
@@ -1804,6 +1849,8 @@ export interface TinyServerOptions {
   lingerMs?: number;
   /** See {@link SHUTDOWN_GRACE_MS}. @default {SHUTDOWN_GRACE_MS} */
   shutdownGraceMs?: number;
+  /** See {@link SEND_TIMEOUT_MS}. @default {SEND_TIMEOUT_MS} */
+  sendTimeoutMs?: number;
   /** See {@link MAX_CONNECTIONS}. @default {MAX_CONNECTIONS} */
   maxConnections?: number;
   /**
@@ -1847,6 +1894,13 @@ function batchedConsoleLog(): (line: string) => void {
   };
 }
 
+/** True when `accept` failed because that one connection was reset before we took it. */
+function isGoneBeforeAccept(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
+
 /** A running server. */
 export interface TinyServer {
   /** The address it listens on, with the real port. */
@@ -1882,6 +1936,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
+    sendTimeoutMs = SEND_TIMEOUT_MS,
     maxConnections = MAX_CONNECTIONS,
     allowedHosts = [],
     respond = respondTo,
@@ -1909,6 +1964,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     log,
     headTimeoutMs,
     lingerMs,
+    sendTimeoutMs,
     idleSignal: stopping.signal,
     allowedHosts: allowedHostsFor(hostname, [addr.hostname, ...allowedHosts]),
     respond,
@@ -1944,6 +2000,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         conn = await listener.accept();
       } catch (error) {
         if (!listening) return;
+        // A client that reset its connection while it waited in the queue
+        // (ENOTCONN, ECONNABORTED) is that client's fault: take the next one
+        // at once. Pausing here let a few resets a second keep everyone out.
+        if (isGoneBeforeAccept(error)) continue;
         // Out of descriptors, most likely: a flood of connections that send
         // nothing, or a head a byte at a time. As nginx reuses connections
         // that are still waiting for a request, those waiting for their head
@@ -2022,11 +2082,17 @@ export class CommandLineError extends Error {
 
 /** What {@link parseCommandLine} found on the command line. */
 export interface CommandLineOptions {
+  /** --port: 0 picks a free port. */
   port: number;
+  /** --hostname: the address to listen on. */
   hostname: string;
+  /** --allowed-host: more Host names to answer to. */
   allowedHosts: string[];
+  /** --once: serve one connection, then exit. */
   once: boolean;
+  /** --quiet: do not print each request head. */
   quiet: boolean;
+  /** --help: print the usage and exit. */
   help: boolean;
 }
 

@@ -11,6 +11,7 @@ import {
   BOARD_FILE_STORE,
   BOARD_POSTGRES,
   CADDY,
+  FILES_BIG_FLOOR,
   FILES_FLOOR,
   HONO,
   HTTP_SERVER,
@@ -109,6 +110,7 @@ export const SCENARIOS: ScenarioDef[] = [
     load: "one curl at a time, 4 downloads",
     servers: [
       OUR_FILES,
+      FILES_BIG_FLOOR,
       NGINX,
       CADDY,
       LIGHTTPD,

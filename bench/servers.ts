@@ -187,6 +187,13 @@ export const FILES_FLOOR: ServerDef = {
   launch: denoSite(`${REFERENCE}files_floor.ts`),
 };
 
+export const FILES_BIG_FLOOR: ServerDef = {
+  key: "deno-serve-big-floor",
+  label: "Deno.serve streaming from memory",
+  role: "floor",
+  launch: denoSite(`${REFERENCE}files_big_floor.ts`),
+};
+
 // Native peers: nginx, Caddy, lighttpd, Python.
 
 /** nginx.conf: one worker in the foreground, sendfile, no access log, paths in `workDir`; gzip 1 if asked. */

@@ -21,6 +21,7 @@ import type { ScenarioResult, ServerResult } from "../bench/report.ts";
 import { parseBenchArgs } from "../bench/run.ts";
 import { SCENARIOS, selectScenarios, TARGETS } from "../bench/scenarios.ts";
 import * as servers from "../bench/servers.ts";
+import { startScript } from "./_process.ts";
 
 // Two more real wrk 4.1 reports: a slow server with errors (with --latency), and one
 // without --latency, as the runner runs it.
@@ -480,11 +481,8 @@ Deno.test("the scenario and target tables", async (t) => {
   await t.step("each target has exactly one bound", () => {
     for (const target of TARGETS) {
       const bounds = [target.atLeast, target.atMost, target.below];
-      assert.equal(
-        bounds.filter((b) => b !== undefined).length,
-        1,
-        target.goal,
-      );
+      const count = bounds.filter((b) => b !== undefined).length;
+      assert.equal(count, 1, target.goal);
     }
   });
   await t.step("each scenario has exactly one of ours", () => {
@@ -507,14 +505,10 @@ Deno.test("--only (selectScenarios)", async (t) => {
     selectScenarios(SCENARIOS, only).map((s) => s.id).join(" ");
   await t.step("picks scenarios by id or prefix", () => {
     assert.equal(ids([]), SCENARIOS.map((s) => s.id).join(" "));
-    assert.equal(
-      ids(["files"]),
-      "files-small files-css-gzip files-100kb files-100mb",
-    );
-    assert.equal(
-      ids(["board-post", "tiny"]),
-      "tiny board-post-1k board-post-100k",
-    );
+    const files = "files-small files-css-gzip files-100kb files-100mb";
+    assert.equal(ids(["files"]), files);
+    const some = "tiny board-post-1k board-post-100k";
+    assert.equal(ids(["board-post", "tiny"]), some);
   });
   await t.step("names the valid ones for an unknown one", () => {
     assert.throws(
@@ -556,33 +550,26 @@ Deno.test("parseBenchArgs", async (t) => {
     assert.equal(parseBenchArgs(["--help"]), "help");
   });
   await t.step("refuses what it cannot read", () => {
-    assert.throws(
-      () => parseBenchArgs(["--runs", "zero"]),
-      /--runs needs a whole number >= 1/,
-    );
-    assert.throws(
-      () => parseBenchArgs(["--duration", "0"]),
-      /--duration needs/,
-    );
-    assert.throws(() => parseBenchArgs(["--bogus"]));
+    const refuses = (args: string[], error: RegExp) =>
+      assert.throws(() => parseBenchArgs(args), error);
+    refuses(["--runs", "zero"], /--runs needs a whole number >= 1/);
+    refuses(["--duration", "0"], /--duration needs/);
+    refuses(["--bogus"], /Unknown option '--bogus'/);
   });
 });
 
 Deno.test("the peers' configs", async (t) => {
   const nginx = servers.renderNginxConfig(8123, "/b/site", "/b/w", false);
   await t.step("nginx is confined to loopback and the work folder", () => {
-    for (
-      const line of [
-        "worker_processes 1;",
-        "pid /b/w/nginx.pid;",
-        "sendfile on;",
-        "access_log off;",
-        "client_body_temp_path /b/w/client_body;",
-        "server { listen 127.0.0.1:8123; root /b/site; }",
-      ]
-    ) {
-      assert.ok(nginx.includes(line), line);
-    }
+    const lines = [
+      "worker_processes 1;",
+      "pid /b/w/nginx.pid;",
+      "sendfile on;",
+      "access_log off;",
+      "client_body_temp_path /b/w/client_body;",
+      "server { listen 127.0.0.1:8123; root /b/site; }",
+    ];
+    for (const line of lines) assert.ok(nginx.includes(line), line);
     assert.ok(!nginx.includes("/var/"));
   });
   await t.step("nginx compresses only when asked", () => {
@@ -686,4 +673,26 @@ Deno.test({
     const markdown = report.renderResultsMarkdown(run);
     assert.match(markdown, /\| \*\*server_tiny\.ts\*\* \|/);
   },
+});
+
+Deno.test("the big-download floor answers a file's exact bytes from memory", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // Two whole views of 16 MiB and a part of one, so each view's bounds count.
+    const bytes = new Uint8Array(32 * 1024 ** 2 + 5).map((_, i) => i % 251);
+    await Deno.writeFile(join(dir, "big.bin"), bytes);
+    const flags = ["--allow-net=127.0.0.1", `--allow-read=${dir}`];
+    const args = ["--root", dir, "--port", "0"];
+    const script = "bench/reference/files_big_floor.ts";
+    await using floor = await startScript(script, flags, args);
+    const got = await (await fetch(new URL("big.bin", floor.url))).bytes();
+    const sha = (data: BufferSource) => crypto.subtle.digest("SHA-256", data);
+    assert.equal(got.length, bytes.length);
+    assert.deepEqual(await sha(got), await sha(bytes));
+    const missing = await fetch(new URL("missing.bin", floor.url));
+    const answer = [missing.status, await missing.text()];
+    assert.deepEqual(answer, [404, "Not Found\n"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -449,3 +449,51 @@ Deno.test("startServer in each script", async (t) => {
     await Deno.remove(folder, { recursive: true });
   }
 });
+
+Deno.test("server_files.ts takes the spellings of std's file server", async (t) => {
+  // `deno run jsr:@std/http/file-server -p 8000 --host ... -H ... -v`
+  const cases: [args: string[], expected: Partial<files.CommandLineOptions>][] =
+    [
+      [["-p", "0"], { port: 0 }],
+      [["-p8001"], { port: 8001 }],
+      [["--host", "0.0.0.0"], { hostname: "0.0.0.0" }],
+      [["-H", "Cache-Control: no-cache", "--header", "X-A: b"], {
+        headers: ["Cache-Control: no-cache", "X-A: b"],
+      }],
+      [["-c", "cert.pem", "-k", "key.pem"], {
+        cert: "cert.pem",
+        key: "key.pem",
+      }],
+      [["-v"], { quiet: false }],
+      [["--verbose"], { quiet: false }],
+      [["--dir-listing", "--no-dir-listing"], { showDirListing: false }],
+      [["--dotfiles", "--no-dotfiles"], { showDotfiles: false }],
+      [["--cors", "--no-cors"], { enableCors: false }],
+      [["--dir-listing", "--dotfiles", "--cors"], {
+        showDirListing: true,
+        showDotfiles: true,
+        enableCors: true,
+      }],
+    ];
+  for (const [args, expected] of cases) {
+    await t.step(args.join(" "), () => {
+      const parsed = files.parseCommandLine(args);
+      for (const [key, value] of Object.entries(expected)) {
+        assert.deepEqual(parsed[key as keyof typeof parsed], value, key);
+      }
+    });
+  }
+  await t.step(
+    "--host with --hostname, and -v with --quiet, are mistakes",
+    () => {
+      assert.throws(
+        () => files.parseCommandLine(["--host", "a", "--hostname", "b"]),
+        files.CommandLineError,
+      );
+      assert.throws(
+        () => files.parseCommandLine(["-v", "--quiet"]),
+        files.CommandLineError,
+      );
+    },
+  );
+});

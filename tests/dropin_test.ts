@@ -1,13 +1,13 @@
 // Each script is a drop-in: copied ALONE into an empty folder, with a fresh
 // Deno cache (DENO_DIR) and no config file, it passes `deno check`,
-// `deno fmt --check` and `deno lint`, a small app test that imports it passes,
+// `deno fmt --check`, `deno lint` and `deno doc --lint`, a small app test that imports it passes,
 // and `deno run` with the README's flags starts it and it answers. Every deno
 // command that could fetch runs with --cached-only, so with an empty cache any
 // download would fail the test: none of the scripts needs the network.
 // Then: the repository's run tasks fetch no npm package on a fresh cache.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { runProcess, startScript } from "./_process.ts";
+import { runProcess, startProcess, startScript } from "./_process.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -154,6 +154,9 @@ async function checkDropIn(row: DropInRow): Promise<string[]> {
     // The script alone first (fmt and lint see only it, as in a new project).
     await expectSuccess("deno fmt --check", ["fmt", "--check", row.script]);
     await expectSuccess("deno lint", ["lint", row.script]);
+    // std's own bar for a module's exports: each documented, no private type
+    // in a public signature (a user's `deno doc --lint` in CI sees them).
+    await expectSuccess("deno doc --lint", ["doc", "--lint", row.script]);
     // deno check of the script, and of a user's test that imports it, in one
     // run (type-checking with an empty cache takes seconds); then the test runs.
     await Deno.writeTextFile(`${dir}/app_test.ts`, row.appTest);
@@ -238,5 +241,120 @@ Deno.test("deno task start, board, files and tiny fetch no npm package on a fres
         await Deno.remove(denoDir, { recursive: true });
       }
     });
+  }
+});
+
+Deno.test("each script's header gives the README's run command, word for word", async (t) => {
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  for (const script of ROWS.map((row) => row.script)) {
+    await t.step(script, async () => {
+      const source = await Deno.readTextFile(`${REPO}/${script}`);
+      // The first command of the module doc's ```sh block.
+      const header = source.match(/^ \* ```sh\n \* (deno run [^\n]+)\n/m);
+      assert.ok(header, `${script} has a usage block`);
+      assert.ok(
+        readme.includes(`\n${header[1]}\n`),
+        `the README has the header's command: ${header[1]}`,
+      );
+    });
+  }
+});
+
+/** A port nothing listens on now (the kernel's pick, closed again). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+Deno.test("deno serve runs each script as deno run does: one server, on its own --port, stopped gracefully", async (t) => {
+  // import.meta.main is true under `deno serve` too, and the scripts have no
+  // default export, so deno serve's own --port must stay unused.
+  for (const row of ROWS) {
+    await t.step(row.script, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "dropin-serve-" });
+      try {
+        await Deno.copyFile(`${REPO}/${row.script}`, `${dir}/${row.script}`);
+        await row.prepare?.(dir);
+        const servePort = freePort();
+        const server = await startProcess(Deno.execPath(), [
+          "serve",
+          ...row.permissions,
+          "--port",
+          String(servePort),
+          row.script,
+          "--port",
+          "0",
+        ], { cwd: dir });
+        let result;
+        try {
+          const response = await fetch(`${server.origin}${row.path}`);
+          await response.body?.cancel();
+          assert.equal(response.status, 200);
+          await assert.rejects(
+            Deno.connect({ hostname: "127.0.0.1", port: servePort }),
+            Deno.errors.ConnectionRefused,
+            "nothing listens on deno serve's --port",
+          );
+        } finally {
+          result = await server.stop("SIGTERM");
+        }
+        assert.equal(result.code, 0, result.stdout + result.stderr);
+        assert.match(result.stdout, /Shutting down|stopped/);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+});
+
+Deno.test("deno serve --parallel with a fixed port: the second copy finds it taken, exit 1 (as the README says)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "dropin-parallel-" });
+  try {
+    await Deno.copyFile(`${REPO}/server_files.ts`, `${dir}/server_files.ts`);
+    await Deno.mkdir(`${dir}/static`);
+    const { code, stdout, stderr } = await runProcess(Deno.execPath(), [
+      "serve",
+      "--parallel",
+      "--allow-net=127.0.0.1",
+      "--allow-read=./static",
+      "server_files.ts",
+      "--port",
+      String(freePort()),
+    ], { cwd: dir, env: { DENO_JOBS: "2" }, timeoutMs: COMMAND_TIMEOUT_MS });
+    assert.equal(code, 1, stdout + stderr);
+    assert.match(
+      stdout + stderr,
+      /is in use \(try another --port, or --port 0\)/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the README's TypeScript examples type-check beside the scripts copied alone", async () => {
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  const blocks = [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) =>
+    m[1]
+  );
+  assert.ok(blocks.length >= 3, `${blocks.length} TypeScript examples`);
+  const dir = await Deno.makeTempDir({ prefix: "dropin-readme-" });
+  try {
+    for (const row of ROWS) {
+      await Deno.copyFile(`${REPO}/${row.script}`, `${dir}/${row.script}`);
+    }
+    const names = blocks.map((_, i) => `example_${i + 1}.ts`);
+    for (const [i, block] of blocks.entries()) {
+      // Each example is a module of its own (top-level await, own names).
+      await Deno.writeTextFile(`${dir}/${names[i]}`, `${block}export {};\n`);
+    }
+    const { code, stdout, stderr } = await runProcess(Deno.execPath(), [
+      "check",
+      ...names,
+    ], { cwd: dir, timeoutMs: COMMAND_TIMEOUT_MS });
+    assert.equal(code, 0, stdout + stderr);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

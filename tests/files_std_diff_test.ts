@@ -21,6 +21,12 @@ interface Row {
 
 const ROWS: Row[] = [
   {
+    what: "a missing `fsRoot`",
+    path: "/a.txt",
+    options: { fsRoot: "./no-such-folder-here" },
+    check: (res) => assert.equal(res.status, 500),
+  },
+  {
     what: "a malformed percent-escape",
     path: "/%E0%A4%A",
     check: (res) => assert.equal(res.status, 400),
@@ -228,6 +234,17 @@ Deno.test("README differences from std: the CLI's defaults are the safe ones", a
   assert.equal(flags.enableCors, false);
 });
 
+Deno.test("README differences from std: the CLI takes std's flag spellings as well as ours", async () => {
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  assert.match(readme, /\| The CLI's flags +\|/);
+  const std = parseCommandLine(["-p", "0", "--host", "127.0.0.2", "-v"]);
+  const ours = parseCommandLine(["--port", "0", "--hostname", "127.0.0.2"]);
+  assert.deepEqual(std, ours);
+  assert.throws(() => parseCommandLine(["./public"]), /unexpected argument/);
+});
+
 Deno.test("README differences from std: each row's claim about server_files.ts holds", async () => {
   await using tree = await makeTree();
   await Deno.writeTextFile(`${tree.root}/digits.txt`, "0123456789".repeat(10));
@@ -260,4 +277,83 @@ Deno.test("README differences from std: each row's claim about server_files.ts h
       await res.body?.cancel().catch(() => {});
     }
   }
+});
+
+// What std's serveDir sends (its mime-db table, as nginx's mime.types) for
+// formats a browser plays, shows or hands on; with nosniff, a video or a
+// subtitle track sent as application/octet-stream does not work at all.
+const STD_CONTENT_TYPES: [string, string][] = [
+  ["clip.mov", "video/quicktime"],
+  ["clip.m4v", "video/x-m4v"],
+  ["clip.ogv", "video/ogg"],
+  ["clip.mpeg", "video/mpeg"],
+  ["segment.ts", "video/mp2t"],
+  ["live.m3u8", "application/vnd.apple.mpegurl"],
+  ["live.mpd", "application/dash+xml"],
+  ["subtitles.vtt", "text/vtt"],
+  ["song.m4a", "audio/mp4"],
+  ["song.aac", "audio/aac"],
+  ["song.flac", "audio/flac"],
+  ["song.opus", "audio/ogg"],
+  ["song.weba", "audio/webm"],
+  ["tune.mid", "audio/midi"],
+  ["anim.apng", "image/apng"],
+  ["scan.bmp", "image/bmp"],
+  ["scan.tiff", "image/tiff"],
+  ["photo.jxl", "image/jxl"],
+  ["photo.heic", "image/heic"],
+  ["old.eot", "application/vnd.ms-fontobject"],
+  ["page.xhtml", "application/xhtml+xml"],
+  ["feed.rss", "application/rss+xml"],
+  ["feed.atom", "application/atom+xml"],
+  ["data.jsonld", "application/ld+json"],
+  ["map.geojson", "application/geo+json"],
+  ["config.yaml", "text/yaml"],
+  ["config.yml", "text/yaml"],
+  ["config.toml", "application/toml"],
+  ["event.ics", "text/calendar"],
+  ["app.jsx", "text/jsx"],
+  ["server.log", "text/plain"],
+  ["model.glb", "model/gltf-binary"],
+  ["model.gltf", "model/gltf+json"],
+  ["backup.tar", "application/x-tar"],
+  ["backup.7z", "application/x-7z-compressed"],
+  ["backup.bz2", "application/x-bzip2"],
+  ["backup.xz", "application/x-xz"],
+  ["backup.rar", "application/vnd.rar"],
+  ["book.epub", "application/epub+zip"],
+  ["letter.rtf", "application/rtf"],
+  [
+    "letter.docx",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+  ],
+  [
+    "sheet.xlsx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+  ],
+  [
+    "slides.pptx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+  ],
+  ["letter.odt", "application/vnd.oasis.opendocument.text"],
+];
+
+Deno.test("serveDir sends std's Content-Type for each format a browser plays, shows or hands on", async () => {
+  await using tree = await makeTree();
+  for (const [name] of STD_CONTENT_TYPES) {
+    await Deno.writeTextFile(`${tree.root}/${name}`, "x");
+  }
+  const wrong: string[] = [];
+  for (const [name, type] of STD_CONTENT_TYPES) {
+    const res = await serveDir(new Request(`http://localhost/${name}`), {
+      fsRoot: tree.root,
+      quiet: true,
+    });
+    await res.body?.cancel();
+    const sent = res.headers.get("content-type")?.split(";")[0];
+    if (res.status !== 200 || sent !== type) {
+      wrong.push(`${name}: ${res.status} ${sent}, std sends ${type}`);
+    }
+  }
+  assert.deepEqual(wrong, []);
 });

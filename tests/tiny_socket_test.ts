@@ -1,6 +1,7 @@
 // server_tiny.ts over real sockets on 127.0.0.1, port 0: in-process servers
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
+import net from "node:net";
 import { canRunAsRoot, type RunningProcess, startScript } from "./_process.ts";
 import {
   respondTo,
@@ -565,6 +566,112 @@ Deno.test("clients that leave early do not stop the server", async () => {
     );
     assert.equal(response.status, 200);
   } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("connections reset before they are accepted do not stall the server", async () => {
+  // accept() fails with ENOTCONN for each of them: a fault of that one
+  // client, not of the server, so no pause before the next accept (100 ms
+  // each before: 40 resets sent in a few ms kept everyone out for 4 s).
+  // A process of its own, so that the resets come before its accepts.
+  const child = await spawnScript("--port", "0", "--quiet");
+  try {
+    await Promise.all(
+      Array.from({ length: 40 }, () =>
+        new Promise<void>((resolve, reject) => {
+          const socket = net.connect(child.port, "127.0.0.1", () => {
+            socket.resetAndDestroy(); // an RST, not a FIN
+            resolve();
+          });
+          socket.on("error", reject);
+        })),
+    );
+    await delay(50);
+    const started = Date.now();
+    const response = await exchange(
+      child.port,
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    const took = Date.now() - started;
+    assert.equal(response.status, 200);
+    assert.ok(took < 2000, `answered after ${took} ms`);
+    assert.doesNotMatch(child.lines.join("\n"), /accept failed/);
+  } finally {
+    await child.stop();
+  }
+});
+
+Deno.test("a client that stops reading a big answer is cut off after sendTimeoutMs", async () => {
+  // A responder may answer more than the socket buffers hold; a client that
+  // never reads must not keep the connection (and its slot) for ever.
+  const body = "x".repeat(32 * 1024 * 1024);
+  const { server, port, lines } = startServer({
+    respond: () => ({ status: 200, body }),
+    sendTimeoutMs: 300,
+  });
+  const conn = await connect(port);
+  try {
+    await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    await delay(1500); // reads nothing meanwhile
+    let received = 0;
+    const timer = setTimeout(() => conn.close(), 5000);
+    try {
+      const buffer = new Uint8Array(1 << 20);
+      for (
+        let n = await conn.read(buffer);
+        n !== null;
+        n = await conn.read(buffer)
+      ) {
+        received += n;
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.ConnectionReset)) throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.ok(received < body.length, `all ${received} bytes were sent`);
+    assert.ok(
+      lines.some((line) => /connection error: SendTimeout/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // closed by the timer
+    }
+    await server.shutdown();
+  }
+});
+
+Deno.test("a slow reader that keeps taking a big answer gets all of it", async () => {
+  // The send timeout counts between two writes, not for the whole answer.
+  const body = "x".repeat(8 * 1024 * 1024);
+  const { server, port, lines } = startServer({
+    respond: () => ({ status: 200, body }),
+    sendTimeoutMs: 400,
+  });
+  const conn = await connect(port);
+  try {
+    await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    let received = 0;
+    const buffer = new Uint8Array(512 * 1024);
+    for (
+      let n = await conn.read(buffer);
+      n !== null;
+      n = await conn.read(buffer)
+    ) {
+      received += n;
+      await delay(100);
+    }
+    assert.ok(received > body.length, `only ${received} bytes`);
+    assert.ok(
+      !lines.some((line) => /SendTimeout/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    conn.close();
     await server.shutdown();
   }
 });

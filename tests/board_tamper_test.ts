@@ -1,0 +1,170 @@
+// The JSON Lines store when something else changes its data file while the board runs: another
+// process appends to it, an editor saves over it (a new file renamed into place), someone
+// cuts it short or removes it, or the data file is a FIFO. Every message the board
+// acknowledges must be in the file the next start reads. In-process, on temp folders; the
+// other writer is a real `sh` process.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type MessageStore, openJsonLinesStore } from "../message_board.ts";
+import { BOARD_FLAGS, BOARD_SCRIPT, tempFolder } from "./_board.ts";
+import { runScript } from "./_process.ts";
+
+/** Every message text in the store, oldest first. */
+async function texts(store: MessageStore): Promise<string[]> {
+  const page = await store.listMessages({ limit: Number.MAX_SAFE_INTEGER });
+  return page.messages.reverse().map((message) => message.text);
+}
+
+/** Runs a shell command in `cwd` (the other writer), failing the test when it fails. */
+async function sh(cwd: string, script: string): Promise<void> {
+  const { success, stderr } = await new Deno.Command("sh", {
+    args: ["-c", script],
+    cwd,
+    stderr: "piped",
+  }).output();
+  assert.ok(success, new TextDecoder().decode(stderr));
+}
+
+/** A store on `folder/messages.jsonl` that logs into `lines`, with two posts in it. */
+async function storeWithTwoPosts(folder: string, lines: string[]) {
+  const dataFile = join(folder, "messages.jsonl");
+  const store = await openJsonLinesStore(dataFile, {
+    log: (line) => lines.push(line),
+  });
+  await store.appendMessage({ text: "one" });
+  await store.appendMessage({ text: "two" });
+  return { dataFile, store };
+}
+
+/** What a fresh start on `dataFile` reads (the next start of the board). */
+async function textsAfterRestart(dataFile: string): Promise<string[]> {
+  const store = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    return await texts(store);
+  } finally {
+    await store.close();
+  }
+}
+
+Deno.test("tamper: regression: another process appends half a line, then the board posts", async (t) => {
+  await using folder = await tempFolder();
+  const lines: string[] = [];
+  const { dataFile, store } = await storeWithTwoPosts(folder.path, lines);
+  try {
+    await sh(folder.path, "printf 'not ours' >> messages.jsonl");
+    await t.step("the next post is acknowledged", async () => {
+      await store.appendMessage({ text: "three" });
+    });
+    await t.step("the log says what was found and where it went", () => {
+      assert.match(lines.join("\n"), /another process/);
+      assert.match(lines.join("\n"), /\.torn-/);
+    });
+    await t.step("the foreign bytes are kept in a side file", async () => {
+      const names = (await Array.fromAsync(Deno.readDir(folder.path)))
+        .map((entry) => entry.name);
+      const side = names.find((name) => name.includes(".torn-"));
+      assert.ok(side, names.join(" "));
+      assert.equal(
+        await Deno.readTextFile(join(folder.path, side)),
+        "not ours",
+      );
+    });
+  } finally {
+    await store.close();
+  }
+  await t.step("the next start reads every acknowledged message", async () => {
+    assert.deepEqual(await textsAfterRestart(dataFile), [
+      "one",
+      "two",
+      "three",
+    ]);
+  });
+});
+
+Deno.test("tamper: regression: an editor saves over the data file (a new file renamed into place)", async (t) => {
+  await using folder = await tempFolder();
+  const lines: string[] = [];
+  const { dataFile, store } = await storeWithTwoPosts(folder.path, lines);
+  try {
+    // What vim and most editors do: write a copy, rename it over the original.
+    await sh(
+      folder.path,
+      "head -n 1 messages.jsonl > saved && mv saved messages.jsonl",
+    );
+    await t.step("the next post is acknowledged", async () => {
+      await store.appendMessage({ text: "three" });
+    });
+    await t.step("the board follows the saved file", async () => {
+      assert.deepEqual(await texts(store), ["one", "three"]);
+      assert.match(lines.join("\n"), /replaced/);
+    });
+  } finally {
+    await store.close();
+  }
+  await t.step(
+    "the next start reads the post made after the save",
+    async () => {
+      assert.deepEqual(await textsAfterRestart(dataFile), ["one", "three"]);
+    },
+  );
+});
+
+Deno.test("tamper: regression: the data file is removed while the board runs", async (t) => {
+  await using folder = await tempFolder();
+  const lines: string[] = [];
+  const { dataFile, store } = await storeWithTwoPosts(folder.path, lines);
+  try {
+    await sh(folder.path, "rm messages.jsonl");
+    await t.step("the next post is acknowledged", async () => {
+      await store.appendMessage({ text: "three" });
+    });
+    await t.step("the log says the file was removed", () => {
+      assert.match(lines.join("\n"), /removed/);
+    });
+  } finally {
+    await store.close();
+  }
+  await t.step("the next start reads the post made after it", async () => {
+    assert.deepEqual(await textsAfterRestart(dataFile), ["three"]);
+  });
+});
+
+Deno.test("tamper: regression: the data file is cut short while the board runs", async (t) => {
+  await using folder = await tempFolder();
+  const lines: string[] = [];
+  const { dataFile, store } = await storeWithTwoPosts(folder.path, lines);
+  try {
+    await sh(folder.path, ": > messages.jsonl");
+    await t.step("the next post is acknowledged", async () => {
+      await store.appendMessage({ text: "three" });
+    });
+    await t.step("the log says acknowledged messages were lost", () => {
+      assert.match(lines.join("\n"), /cut short/);
+    });
+    await t.step("the board shows what the next start will read", async () => {
+      assert.deepEqual(await texts(store), ["three"]);
+    });
+  } finally {
+    await store.close();
+  }
+  assert.deepEqual(await textsAfterRestart(dataFile), ["three"]);
+});
+
+Deno.test("tamper: regression: a FIFO as the data file stops start-up with a clear error (it hung)", async (t) => {
+  await using folder = await tempFolder();
+  await Deno.mkdir(join(folder.path, "data"));
+  await sh(folder.path, "mkfifo data/messages.jsonl");
+  const { code, stderr } = await runScript(
+    BOARD_SCRIPT,
+    BOARD_FLAGS,
+    ["--port", "0"],
+    { cwd: folder.path, timeoutMs: 10_000 },
+  );
+  await t.step("it exits with code 1 (not killed after 10 s)", () => {
+    assert.equal(code, 1, stderr);
+  });
+  await t.step("it says the data file is not a regular file", () => {
+    assert.match(stderr, /messages\.jsonl is not a regular file/);
+    assert.doesNotMatch(stderr, /\n\s+at /);
+  });
+});
