@@ -717,17 +717,27 @@ function targetPath(method: string, target: string): string | null {
   return null;
 }
 
-/** All values of one header field; names are case-insensitive (RFC 9110 5.1). */
-function fieldValues(headers: [string, string][], name: string): string[] {
-  const values = [];
+/**
+ * All values of one header field; names are case-insensitive (RFC 9110 5.1).
+ * Most fields asked for are absent or sent once: an array is made only for
+ * a value found, of its size (a `push` on `[]` would reserve 17 places).
+ */
+function fieldValues(
+  headers: [string, string][],
+  name: string,
+): readonly string[] {
+  let values: string[] | undefined;
   for (let i = 0; i < headers.length; i++) {
     const key = headers[i][0];
     if (key.length === name.length && key.toLowerCase() === name) {
-      values.push(headers[i][1]);
+      if (values === undefined) values = [headers[i][1]];
+      else values.push(headers[i][1]);
     }
   }
-  return values;
+  return values ?? NO_VALUES;
 }
+
+const NO_VALUES: readonly string[] = [];
 
 /**
  * RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
@@ -889,11 +899,14 @@ export function isAllowedHost(
   name: string,
   allowed: readonly string[],
 ): boolean {
-  return allowed.some((entry) =>
-    entry.startsWith(".")
-      ? name === entry.slice(1) || name.endsWith(entry)
-      : name === entry
-  );
+  for (const entry of allowed) {
+    if (
+      entry.startsWith(".")
+        ? name === entry.slice(1) || name.endsWith(entry)
+        : name === entry
+    ) return true;
+  }
+  return false;
 }
 
 /** The answer to a request for a name this server does not answer to. */
@@ -1382,11 +1395,14 @@ function maySendMore(
   }
   if (result.kind !== "head") return false;
   if (result.bytesAfter > 0 || request === null) return true;
-  return request.headers.some(([name, value]) =>
-    (name.length === 14 && name.toLowerCase() === "content-length" &&
-      value !== "0") ||
-    (name.length === 17 && name.toLowerCase() === "transfer-encoding")
-  );
+  for (const [name, value] of request.headers) {
+    if (
+      (name.length === 14 && name.toLowerCase() === "content-length" &&
+        value !== "0") ||
+      (name.length === 17 && name.toLowerCase() === "transfer-encoding")
+    ) return true;
+  }
+  return false;
 }
 
 /** Closes a connection that may already be closed. */
