@@ -641,25 +641,27 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
     start < text.length - 2;
     start = end + 2
   ) {
+    // The line is text[start, end); it is read in place, not sliced out.
     end = text.indexOf("\r\n", start);
-    const line = text.slice(start, end);
     // RFC 9112 5.2: obsolete line folding (a line starting with whitespace)
     // may be rejected with 400; so may whitespace right after the request line (2.2).
-    if (line.startsWith(" ") || line.startsWith("\t")) {
+    if (isBlank(text, start)) {
       return reject(
         400,
         "a header line starts with whitespace (obsolete line folding)",
       );
     }
-    const colon = line.indexOf(":");
-    if (colon === -1) return reject(400, "a header line has no colon");
-    const name = line.slice(0, colon);
+    const colon = text.indexOf(":", start);
+    if (colon === -1 || colon > end) {
+      return reject(400, "a header line has no colon");
+    }
     // RFC 9112 5.1: whitespace between name and colon MUST be rejected with 400.
-    if (name.endsWith(" ") || name.endsWith("\t")) {
+    if (colon > start && isBlank(text, colon - 1)) {
       return reject(400, "whitespace between a field name and the colon");
     }
+    const name = text.slice(start, colon);
     if (!TOKEN.test(name)) return reject(400, "a field name is not a token");
-    const value = trimSpaceAndTab(line, colon + 1);
+    const value = trimSpaceAndTab(text, colon + 1, end);
     if (!FIELD_VALUE.test(value)) {
       return reject(400, `control character in the ${name} field`);
     }
@@ -677,11 +679,14 @@ function reject(status: 400 | 505, reason: string): ParseResult {
 }
 
 /**
- * `text` from `start` on without the spaces and tabs around it (RFC 9112 5:
+ * `text` from `start` to `end` without the spaces and tabs around it (RFC 9112 5:
  * OWS); `trim()` would also take away other characters, such as U+00A0.
  */
-function trimSpaceAndTab(text: string, start: number): string {
-  let end = text.length;
+function trimSpaceAndTab(
+  text: string,
+  start: number,
+  end = text.length,
+): string {
   while (start < end && isBlank(text, start)) start++;
   while (end > start && isBlank(text, end - 1)) end--;
   return text.slice(start, end);
