@@ -915,7 +915,9 @@ function withDeadline<T>(promise: Promise<T>, doing: string): Promise<T> {
  * Connection failures become {@linkcode StoreUnavailableError} (503); anything else, a bug or a
  * broken schema, stays as it is (500). SQLSTATE classes 08 (connection exception), 53
  * (insufficient resources) and 57 (operator intervention, e.g. the server shutting down) are
- * outages; errors without a SQLSTATE come from the socket (ECONNREFUSED, CONNECTION_CLOSED...).
+ * outages, and so are 3D000 (the database is gone: dropped, or not yet restored from a backup)
+ * and class 28 (the role or its password changed): a new connection cannot be made, whatever
+ * the request. Errors without a SQLSTATE come from the socket (ECONNREFUSED...).
  */
 function toStoreError(error: unknown): unknown {
   if (!(error instanceof Error) || error instanceof StoreUnavailableError) {
@@ -923,7 +925,7 @@ function toStoreError(error: unknown): unknown {
   }
   const code = String((error as { code?: unknown }).code ?? "");
   const outage = error.name === "PostgresError"
-    ? /^(08|53|57)/.test(code)
+    ? /^(08|53|57|28|3D000)/.test(code)
     : code !== "";
   if (!outage) return error;
   return new StoreUnavailableError(

@@ -20,8 +20,9 @@
  *   allows no inline script, so stored text can never run in a visitor's browser.
  * - It answers only to its own names (421 for any other Host: a page on a
  *   DNS-rebinding name gets nothing), and refuses posts whose Origin is not this
- *   board's scheme, port and an allowed host (403), so a hostile page cannot
- *   post or clear on a visitor's behalf. `--allowed-host NAME` adds names.
+ *   board's scheme, port and an allowed host, or that the browser says another
+ *   site or origin sent (Sec-Fetch-Site) (403), so a hostile page cannot post or
+ *   clear on a visitor's behalf. `--allowed-host NAME` adds names.
  * - Every input has a named limit with its own status (413, 422, 408...);
  *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
  *   An ambiguous request (a form with both message and clear, a key sent
@@ -81,6 +82,14 @@ export const MAX_BODY_PIECES = 1024;
 export const MAX_MESSAGE_CHARS = 4000;
 /** Longest poster name in characters; more gets 422. */
 export const MAX_NAME_CHARS = 40;
+/**
+ * Most code points in one character as a reader sees it (a grapheme cluster: a letter with
+ * its marks, an emoji sequence); more gets 422. A base and 30 marks is the most Unicode's
+ * Stream-Safe Text Format (UAX #15) allows; real text and emoji need about 10 at most. A
+ * browser never breaks a line inside one, so one letter with 3,000 marks made the page
+ * 5,477 px wide.
+ */
+export const MAX_CHARACTER_CODE_POINTS = 31;
 /** Messages per page on the board. */
 export const PAGE_SIZE = 50;
 /** Largest `limit` the JSON API accepts; more gets 400. */
@@ -1033,10 +1042,10 @@ class JsonLinesStore implements MessageStore {
     }
     let change: string | null;
     try {
-      const [open, named] = await Promise.all([
-        this.#file.stat(),
-        Deno.stat(this.dataFile),
-      ]);
+      // Sync on purpose: two stats take about 10 us so, five times that through the thread
+      // pool, and the file is on a local disk (it is fsynced on every write anyway).
+      const open = this.#file.statSync();
+      const named = Deno.statSync(this.dataFile);
       change = open.ino !== named.ino || open.dev !== named.dev
         ? "replaced"
         : open.size < this.#ackedSize
@@ -1903,6 +1912,25 @@ const CONTROL_CHARACTERS = /[^\P{Cc}\t\n]/u;
 // U+2029), which are not controls but still break the line it is shown on.
 const NAME_FORBIDDEN = /[\p{Cc}\p{Zl}\p{Zp}]/u;
 
+// Nothing a reader could see: white space, the default-ignorable characters (zero-width
+// spaces and joiners, bidi controls, soft hyphens, variation selectors, Hangul fillers) and
+// the braille blank, U+2800.
+const INVISIBLE_ONLY =
+  /^[\p{White_Space}\p{Default_Ignorable_Code_Point}\u2800]*$/u;
+
+const graphemes = new Intl.Segmenter("en", { granularity: "grapheme" });
+
+/** Whether one character (grapheme cluster) of `text` has more than MAX_CHARACTER_CODE_POINTS. */
+function hasEndlessCharacter(text: string): boolean {
+  // Below U+0300 (where the combining marks start) only CR LF joins, and a segmenter pass
+  // costs tens of microseconds: plain Latin text skips it.
+  if (!/[^\0-\u02ff]/.test(text)) return false;
+  for (const { segment } of graphemes.segment(text)) {
+    if (isLongerThan(segment, MAX_CHARACTER_CODE_POINTS)) return true;
+  }
+  return false;
+}
+
 /**
  * Checks a message and an optional name, returning them cleaned up: line
  * breaks become `\n` (browsers send `\r\n`), the name is trimmed and dropped
@@ -1935,7 +1963,7 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
     throw new HttpError(400, "The text is not valid Unicode.");
   }
   const cleanText = text.replace(/\r\n?/g, "\n");
-  if (cleanText.trim() === "") {
+  if (INVISIBLE_ONLY.test(cleanText)) {
     throw new HttpError(422, "Please write a message first.");
   }
   if (isLongerThan(cleanText, MAX_MESSAGE_CHARS)) {
@@ -1946,6 +1974,9 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
   }
   if (CONTROL_CHARACTERS.test(cleanText)) {
     throw new HttpError(422, "The message contains control characters.");
+  }
+  if (hasEndlessCharacter(cleanText)) {
+    throw new HttpError(422, tooManyParts("message"));
   }
   const cleanName = (name ?? "").trim();
   if (cleanName === "") return { text: cleanText };
@@ -1958,7 +1989,18 @@ export function validateNewMessage(text: unknown, name: unknown): NewMessage {
   if (NAME_FORBIDDEN.test(cleanName)) {
     throw new HttpError(422, "The name must be a single line of text.");
   }
+  if (INVISIBLE_ONLY.test(cleanName)) {
+    throw new HttpError(422, "The name has nothing visible in it.");
+  }
+  if (hasEndlessCharacter(cleanName)) {
+    throw new HttpError(422, tooManyParts("name"));
+  }
   return { text: cleanText, name: cleanName };
+}
+
+function tooManyParts(field: string): string {
+  return `The ${field} has a character built from too many marks or joined parts ` +
+    `(at most ${MAX_CHARACTER_CODE_POINTS} code points in one).`;
 }
 
 /**
@@ -2871,11 +2913,15 @@ export function createBoardHandler(
   /** Refuses a post made by another site's page (see {@linkcode isAllowedOrigin}). */
   function checkSameOrigin({ request, target }: RequestContext): void {
     // Browsers send Sec-Fetch-Site and, on every POST, Origin; a form on a hostile page can
-    // reach us but cannot make these lie. Clients that send neither (curl, scripts) are not
-    // browsers acting for a visitor.
+    // reach us but cannot make these lie. Only our own pages ("same-origin") and a person's
+    // own action ("none") may post, as Go's CrossOriginProtection decides: "same-site" is
+    // a page on another subdomain or port, which gets SameSite=Strict cookies along and, with
+    // `.example.com` allowed, an Origin on the allow-list. Clients that send neither header
+    // (curl, scripts) are not browsers acting for a visitor.
+    const site = request.headers.get("sec-fetch-site");
     const origin = request.headers.get("origin");
     if (
-      request.headers.get("sec-fetch-site") === "cross-site" ||
+      (site !== null && site !== "same-origin" && site !== "none") ||
       (origin !== null && !isAllowedOrigin(origin, target, allowed))
     ) {
       throw new HttpError(403, "Posts from other sites are not accepted.");
@@ -2946,6 +2992,10 @@ export function createBoardHandler(
         secure: target.protocol === "https:",
         completed: info?.completed ?? Promise.resolve(),
       };
+      // Deno.serve rejects `completed` when an answer was not sent whole (an HTTP/2 client
+      // resetting its event stream), and a rejection nobody handles ends the process: it is
+      // handled here, at once, whatever the route does with it later.
+      context.completed.catch(() => {});
       if (method === "POST") checkSameOrigin(context);
       const response = await handle(context);
       return request.method === "HEAD" ? withoutBody(response) : response;

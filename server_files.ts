@@ -1632,7 +1632,9 @@ function pushValidators(
  * Adds the `--header` and CORS headers to a response's own: a name the
  * server already sets (say `Cache-Control`) takes the user's value instead,
  * and a name given twice (`Link`) is sent twice, as `@std/http`'s
- * `serveDir` appends them.
+ * `serveDir` appends them. `Vary` is only ever added to: a cache must still
+ * key a compressible file on `Accept-Encoding` (RFC 9110 12.5.5) when the
+ * user's own `Vary: Origin` comes along.
  */
 function withExtra(
   headers: [string, string][],
@@ -1642,9 +1644,9 @@ function withExtra(
   const own = headers.length;
   for (const [name, value] of extra) {
     const lower = name.toLowerCase();
-    const index = headers.findIndex(([n], i) =>
-      i < own && n.toLowerCase() === lower
-    );
+    const index = lower === "vary"
+      ? -1
+      : headers.findIndex(([n], i) => i < own && n.toLowerCase() === lower);
     if (index >= 0) headers.splice(index, 1);
     headers.push([name, value]);
   }
@@ -3111,6 +3113,7 @@ export async function serveDir(
 async function serveFromRoot(
   req: Request,
   ctx: ServeContext,
+  info?: Deno.ServeHandlerInfo,
 ): Promise<Response> {
   if (req.method !== "GET" && req.method !== "HEAD") {
     return answerOtherMethod(req, ctx.extra, ctx.cors);
@@ -3118,13 +3121,13 @@ async function serveFromRoot(
   const { pathname, search } = splitUrl(req.url);
   let response: Response;
   try {
-    response = await serveUrlPath(req, ctx, pathname, search);
+    response = await serveUrlPath(req, ctx, pathname, search, info);
   } catch (caught) {
     let error = caught;
     ctx.cache?.forget(pathname); // the file went away or became unsafe
     if (ctx.fallback !== null && isNotFound(error) && acceptsHtml(req)) {
       try {
-        return await serveFallback(req, ctx, ctx.fallback);
+        return await serveFallback(req, ctx, ctx.fallback, info);
       } catch (fallbackError) {
         error = fallbackError;
       }
@@ -3145,6 +3148,7 @@ async function serveUrlPath(
   ctx: ServeContext,
   pathname: string,
   search: string,
+  info?: Deno.ServeHandlerInfo,
 ): Promise<Response> {
   // One URL per file, as std's serveDir: `/a//b.txt` and `/a/./b.txt` are
   // sent to `/a/b.txt` instead of being served under a second name.
@@ -3170,7 +3174,9 @@ async function serveUrlPath(
       }
     } else if (ctx.cleanUrls) {
       const page = await resolveOrNull(ctx, relative + ".html");
-      if (page?.info.isFile) return await sendFile(req, ctx, pathname, page);
+      if (page?.info.isFile) {
+        return await sendFile(req, ctx, pathname, page, info);
+      }
     }
     throw error;
   }
@@ -3196,7 +3202,9 @@ async function serveUrlPath(
     }
     if (ctx.showIndex) {
       const index = await resolveIndex(ctx, relative);
-      if (index !== null) return await sendFile(req, ctx, pathname, index);
+      if (index !== null) {
+        return await sendFile(req, ctx, pathname, index, info);
+      }
     }
     if (ctx.showDirListing) {
       return await serveListing(req, ctx, relative, resolved.path, search);
@@ -3206,7 +3214,7 @@ async function serveUrlPath(
   if (!resolved.info.isFile) {
     throw new HttpError(404, `not a regular file: ${resolved.path}`);
   }
-  return await sendFile(req, ctx, pathname, resolved);
+  return await sendFile(req, ctx, pathname, resolved, info);
 }
 
 /** A permanent redirect to a path on this server (a relative `Location`, as ours always are). */
@@ -3264,6 +3272,7 @@ async function serveFallback(
   req: Request,
   ctx: ServeContext,
   fallback: string,
+  info?: Deno.ServeHandlerInfo,
 ): Promise<Response> {
   const resolved = await resolveSafePath(
     ctx.rootReal,
@@ -3273,7 +3282,7 @@ async function serveFallback(
   if (!resolved.info.isFile) {
     throw new HttpError(404, `fallback is not a file: ${resolved.path}`);
   }
-  return await sendFile(req, ctx, fallback, resolved);
+  return await sendFile(req, ctx, fallback, resolved, info);
 }
 
 /**
@@ -3310,12 +3319,16 @@ async function resolveIndex(
   }
 }
 
-/** Sends a resolved file: from the cache when it is small, else from disk. */
+/**
+ * Sends a resolved file: from the cache when it is small, else from disk,
+ * once its connection may open one more file ({@linkcode takeFileTurn}).
+ */
 async function sendFile(
   req: Request,
   ctx: ServeContext,
   urlPath: string,
   resolved: ResolvedPath,
+  info?: Deno.ServeHandlerInfo,
 ): Promise<Response> {
   if (ctx.cache !== null && resolved.info.size <= ctx.cache.maxFileBytes) {
     try {
@@ -3329,15 +3342,71 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  return await sendFileFromDisk(
-    req,
-    resolved.path,
-    ctx.extra,
-    ctx.compress,
-    false,
-    !ctx.toDenoServe,
-    ctx.sendTimeoutMs,
-  );
+  const giveBack = await takeFileTurn(info);
+  try {
+    const response = await sendFileFromDisk(
+      req,
+      resolved.path,
+      ctx.extra,
+      ctx.compress,
+      false,
+      !ctx.toDenoServe,
+      ctx.sendTimeoutMs,
+    );
+    // Deno.serve settles `completed` once the body is sent or given up.
+    info?.completed?.then(giveBack, giveBack); // (absent in a hand-made info)
+    return response;
+  } catch (error) {
+    giveBack();
+    throw error;
+  }
+}
+
+/**
+ * Files one connection may have open at once for its answers; more wait
+ * their turn. HTTP/1.1 sends one answer at a time, but HTTP/2 runs up to 200
+ * streams on one connection, and a client that sets its window to 0 reads
+ * nothing: each of its streams kept a file open until the send timeout, so
+ * 5 connections held 1,000 descriptors and, under a limit of 1,024, nobody
+ * else was answered. A page may well stream more than six big files at once
+ * over one connection (videos a browser has paused the download of hold
+ * theirs), so more than HTTP/1.1's six connections per host.
+ */
+export const MAX_OPEN_FILES_PER_CONNECTION = 16;
+
+/** Per connection (`address:port`): files open for its answers, and who waits for one. */
+const fileTurns = new Map<string, { open: number; waiting: (() => void)[] }>();
+
+/**
+ * Waits until the connection of `info` may open one more file
+ * ({@linkcode MAX_OPEN_FILES_PER_CONNECTION}); resolves a function that gives
+ * the turn back (to the next waiting request, if any), safe to call twice.
+ * Without `info` (a handler called directly, or over a Unix socket) there is
+ * no connection to count.
+ */
+async function takeFileTurn(
+  info: Deno.ServeHandlerInfo | undefined,
+): Promise<() => void> {
+  const addr = info?.remoteAddr;
+  if (addr?.transport !== "tcp" || info!.completed === undefined) {
+    return () => {};
+  }
+  const key = `${addr.hostname}:${addr.port}`;
+  let turns = fileTurns.get(key);
+  if (turns === undefined) {
+    turns = { open: 0, waiting: [] };
+    fileTurns.set(key, turns);
+  }
+  if (turns.open < MAX_OPEN_FILES_PER_CONNECTION) turns.open++;
+  else await new Promise<void>((resolve) => turns.waiting.push(resolve));
+  let given = false;
+  return () => {
+    if (given) return;
+    given = true;
+    const next = turns.waiting.shift();
+    if (next !== undefined) next(); // the turn passes on: as many open
+    else if (--turns.open === 0) fileTurns.delete(key);
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -4032,7 +4101,10 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   if (ctx.fallback !== null) checkFallback(rootReal, ctx.fallback, options);
   const checkHost = hostChecker(options.allowedHosts ?? []);
 
-  const route = (req: Request): Response | Promise<Response> => {
+  const route = (
+    req: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> => {
     // First of all: a name we do not answer to gets nothing else (DNS
     // rebinding), and a Host that is no name at all gets a 400.
     const verdict = checkHost(req);
@@ -4051,12 +4123,15 @@ export function createHandler(options: HandlerOptions = {}): Handler {
         entry.source,
       );
     }
-    return serveFromRoot(req, ctx);
+    return serveFromRoot(req, ctx, info);
   };
 
   // The edge: HEAD drops GET's body here, for every route.
-  const answer = (req: Request): Response | Promise<Response> => {
-    const result = route(req);
+  const answer = (
+    req: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Response | Promise<Response> => {
+    const result = route(req, info);
     if (req.method !== "HEAD") return result;
     return result instanceof Response
       ? withoutBodyForHead(req, result)
@@ -4072,7 +4147,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     const remote = info?.remoteAddr.transport === "tcp"
       ? info.remoteAddr.hostname
       : null;
-    const result = answer(req);
+    const result = answer(req, info);
     if (result instanceof Response) {
       logRequest(req, result, remote, started);
       return result;
@@ -4735,8 +4810,17 @@ function servingLine(
 ): string {
   const scheme = options.cert ? "https" : "http";
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
-  return `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
+  const line =
+    `Serving ${options.fsRoot ?? "."} on ${scheme}://${host}:${port}/` +
     (workers > 1 ? ` with ${workers} workers` : "");
+  const everyAddress = ["0.0.0.0", "::"].includes(hostname);
+  const sys = { name: "sys", kind: "networkInterfaces" } as const;
+  if (!everyAddress || Deno.permissions.querySync(sys).state === "granted") {
+    return line;
+  }
+  // As server_tiny.ts and message_board.ts say: else the 421s come as a surprise.
+  return `${line}\nNote: without --allow-sys=networkInterfaces this server answers only to ` +
+    "localhost and --allowed-host names, not to this machine's addresses.";
 }
 
 // ---------------------------------------------------------------------------

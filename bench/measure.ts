@@ -158,12 +158,8 @@ async function runWrk(
 /** One download with curl, as a one-request run. */
 async function download(scenario: ScenarioDef, port: number) {
   const { status, bytes, seconds, bytesPerSec } = await runCurl(scenario, port);
-  return {
-    requests: 1,
-    requestsPerSec: 1 / seconds,
-    bytesPerSec,
-    errors: status >= 400 || bytes !== scenario.expectBytes ? 1 : 0,
-  };
+  const errors = status >= 400 || bytes !== scenario.expectBytes ? 1 : 0;
+  return { requests: 1, requestsPerSec: 1 / seconds, bytesPerSec, errors };
 }
 
 /**
@@ -185,9 +181,7 @@ async function checkAnswer(
     throw new Error(`${request} answered ${answer.status}, not ${expected}`);
   }
   if (expectBytes !== undefined && answer.bytes !== expectBytes) {
-    throw new Error(
-      `${request} sent ${answer.bytes} bytes, not ${expectBytes}`,
-    );
+    throw new Error(`${request} sent ${answer.bytes} B, not ${expectBytes}`);
   }
   return answer.encoding;
 }
@@ -237,8 +231,12 @@ export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
   const { duration, runs, warmup } = settings;
   if (scenario.pulls) return 3 + scenario.pulls * 1.5;
   if (scenario.postBody) return runs * (3 + duration + 0.5);
-  return 3 + warmup + runs * (duration + 0.5);
+  return 3 + (warmup && (scenario.warmup ?? warmup)) + runs * (duration + 0.5);
 }
+
+/** The servers in turn `turn`: every other turn backwards (A B, B A, A B ...), so none always runs after the same one. */
+export const inTurn = <T>(servers: T[], turn: number): T[] =>
+  turn % 2 ? [...servers].reverse() : servers;
 
 /** Prints the line of a measured run as it starts: which, and the time left. */
 function logProgress(run: Run, m: Measurement, runs: number) {
@@ -284,7 +282,7 @@ async function startMeasurement(run: Run, m: Measurement) {
   m.encoding = await checkAnswer(scenario, server, context.port);
   const { warmup } = run.settings;
   if (!scenario.postBody && !scenario.pulls && warmup > 0) {
-    await runWrk(scenario, context.port, warmup);
+    await runWrk(scenario, context.port, scenario.warmup ?? warmup);
     await answers(m.running.url, IDLE_TIMEOUT_MS);
   }
 }
@@ -370,10 +368,10 @@ function summarize(m: Measurement): report.ServerResult {
 }
 
 /**
- * Measures every server of one scenario in turns: run 1 of each, then run 2 of
- * each, and so on, so that a change in the machine's load falls on all of them
- * alike. Posts change the data, so there every turn starts the server anew on a
- * fresh copy (and a fresh seeding of the database).
+ * Measures every server of one scenario in turns: run 1 of each, then run 2 of each in
+ * reverse order, and so on (see inTurn), so that a change in the machine's load falls on
+ * all of them alike. Posts change the data, so there every turn starts the server anew
+ * on a fresh copy (and a fresh seeding of the database).
  */
 async function measureScenario(
   run: Run,
@@ -401,7 +399,7 @@ async function measureScenario(
     }
   };
   for (let turn = 0; turn < runs; turn++) {
-    for (const m of measurements) {
+    for (const m of inTurn(measurements, turn)) {
       if (fresh || turn === 0) await attempt(m, () => startMeasurement(run, m));
       await attempt(m, async () => {
         logProgress(run, m, runs);

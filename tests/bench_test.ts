@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chartTicks, renderSvgChart } from "../bench/chart.ts";
 import * as fixtures from "../bench/fixtures.ts";
-import { estimateSeconds, runBenchmark } from "../bench/measure.ts";
+import { estimateSeconds, inTurn, runBenchmark } from "../bench/measure.ts";
 import {
   curlArgs,
   parseCurlWriteOut,
@@ -497,6 +497,28 @@ Deno.test("the scenario and target tables", async (t) => {
     assert.equal(estimate("tiny"), 3 + 1 + 3 * 5.5);
     assert.equal(estimate("board-post-1k"), 3 * 8.5, "a fresh start per run");
     assert.equal(estimate("files-100mb"), 3 + 4 * 1.5, "4 downloads");
+    assert.equal(estimate("board-page-1k"), 3 + 5 + 3 * 5.5, "5 s warm-up");
+    const cold = { ...settings, warmup: 0 };
+    const noWarmup = estimateSeconds(byId.get("board-pg-page")!, cold);
+    assert.equal(noWarmup, 3 + 3 * 5.5, "a run without warm-up has none");
+  });
+  await t.step(
+    "the boards' pages warm up for 5 s, the rest for the run's",
+    () => {
+      const warm = SCENARIOS.filter((s) => s.warmup !== undefined);
+      const pages = ["board-page-1k", "board-page-100k", "board-pg-page"];
+      assert.deepEqual(warm.filter((s) => !s.postBody).map((s) => s.id), pages);
+      assert.ok(warm.every((s) => s.warmup === 5));
+    },
+  );
+  await t.step("inTurn takes the servers backwards every other turn", () => {
+    const turns = [0, 1, 2, 3].map((turn) => inTurn(["A", "B", "C"], turn));
+    assert.deepEqual(turns.map((order) => order.join("")), [
+      "ABC",
+      "CBA",
+      "ABC",
+      "CBA",
+    ]);
   });
 });
 

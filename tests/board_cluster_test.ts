@@ -8,6 +8,7 @@
 // database act on that whole server, which is safe because a file's tests run one at a time
 // and `freshDatabase()` starts a server a test left stopped; none needs a server of its own.
 import assert from "node:assert/strict";
+import postgres from "npm:postgres@3.4.7";
 import {
   fetchAllMessages,
   PG_FLAGS,
@@ -292,5 +293,52 @@ Deno.test({
       }
       assert.equal(status, 201);
     });
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: regression: a dropped database (a restore from a backup drops it first) gives 503 with Retry-After, not 500",
+  ...pgTestOptions(),
+  async fn(t) {
+    await using pg = await freshDatabase();
+    const name = new URL(pg.url).pathname.slice(1);
+    const admin = postgres(pg.url.replace(/\/[^/]+$/, "/postgres"), {
+      onnotice: () => {},
+      max: 1,
+    });
+    try {
+      const board = await startPgBoard(pg);
+      try {
+        assert.equal(
+          (await postJson(board.url, { text: "before" })).status,
+          201,
+        );
+        await admin.unsafe(`drop database "${name}" with (force)`);
+        await t.step("an API post gets 503 with Retry-After", async () => {
+          const response = await fetch(new URL("api/messages", board.url), {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: '{"text":"during"}',
+          });
+          const { error } = await response.json();
+          assert.equal(response.status, 503, error);
+          assert.ok(Number(response.headers.get("retry-after")) >= 1);
+          assert.doesNotMatch(error, /does not exist|postgres|test_/i);
+        });
+        await t.step("an older page gets 503", async () => {
+          const response = await fetch(new URL("?before=5", board.url));
+          await response.body?.cancel();
+          assert.equal(response.status, 503);
+        });
+      } finally {
+        const { code, stderr } = await board.stop();
+        assert.equal(code, 0, stderr);
+      }
+    } finally {
+      // Back for freshDatabase's own cleanup, which drops it.
+      await admin.unsafe(`create database "${name}" owner board`);
+      await admin.end();
+    }
   },
 });

@@ -1198,6 +1198,55 @@ Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422
   assert.equal(statusOf("line\u2028separator"), 0); // a message may have several lines
 });
 
+Deno.test("helpers: regression: validateNewMessage refuses invisible text and endless characters (table)", () => {
+  const statusOf = (text: unknown, name?: unknown) => {
+    try {
+      validateNewMessage(text, name);
+      return 0;
+    } catch (error) {
+      return (error as { status: number }).status;
+    }
+  };
+  const marks = (n: number) =>
+    Array.from({ length: n }, (_, i) => String.fromCodePoint(0x300 + i % 0x70))
+      .join("");
+  const cases: [string, string, string | undefined, number][] = [
+    // Nothing a reader can see: zero-width, format and filler characters only.
+    [
+      "zero-width spaces and joiners",
+      "\u200b\u200c\u200d\u2060\ufeff",
+      undefined,
+      422,
+    ],
+    ["bidi controls only", "\u202e\u2066\u2069", undefined, 422],
+    ["Hangul fillers", "\u3164\uffa0\u115f", undefined, 422],
+    ["a braille blank", "\u2800 \u2800", undefined, 422],
+    ["soft hyphens and a variation selector", "\u00ad\ufe0f", undefined, 422],
+    ["an invisible name", "hi", "\u200b\u2800", 422],
+    // One character (grapheme cluster) no line can break: 3,000 marks on one letter made
+    // the page 5,477 px wide in Chromium; so did a thousand emoji joined with ZWJ.
+    ["3,000 marks on one letter", `Z${marks(3000)}`, undefined, 422],
+    ["31 marks on one letter", `Z${marks(31)}`, undefined, 422],
+    ["1,000 emoji joined by ZWJ", "👍\u200d".repeat(1000), undefined, 422],
+    ["a name with 100 marks", "hi", `Ann${marks(100)}`, 422],
+    // What real text needs stays allowed.
+    ["30 marks on one letter", `Z${marks(30)}`, undefined, 0],
+    ["a zero-width space in a word", "a\u200bb", undefined, 0],
+    ["emoji sequences", "👩🏽‍❤️‍💋‍👨🏻 🏴󠁧󠁢󠁳󠁣󠁴󠁿 1️⃣ 👨‍👩‍👧‍👦", undefined, 0],
+    [
+      "Hindi, Vietnamese, Hebrew with points",
+      "क्षत्रिय Tiếng Việt שָׁלוֹם",
+      undefined,
+      0,
+    ],
+    ["a name with an RTL script", "hi", "مريم", 0],
+    ["many marks on many letters", `e\u0301`.repeat(2000), undefined, 0],
+  ];
+  for (const [what, text, name, status] of cases) {
+    assert.equal(statusOf(text, name), status, what);
+  }
+});
+
 Deno.test("helpers: parseUrlEncoded decodes a form body", () => {
   assert.deepEqual(
     parseUrlEncoded(
@@ -1921,6 +1970,79 @@ Deno.test("admin: clearing with a token set", async (t) => {
       assert.equal(await storedCount(board), 0);
     });
   }, { adminToken: ADMIN_TOKEN });
+});
+
+Deno.test("admin: regression: a page on a sibling subdomain cannot clear for a signed-in moderator", async (t) => {
+  // With --allowed-host .example.com, a page on any other subdomain (user content, a
+  // forgotten blog) is the same site: browsers send the SameSite=Strict session along, and
+  // its Origin's host is on the allow-list. Sec-Fetch-Site says "same-site", not
+  // "same-origin", and only the board's own pages (or none, for a typed address) may post.
+  await withBoard(async (board) => {
+    await board.store.appendMessage({ text: "keep me" });
+    const signedIn = await board.handler(
+      new Request("https://board.example.com/admin", {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          host: "board.example.com",
+        },
+        body: new URLSearchParams({ token: ADMIN_TOKEN }).toString(),
+      }),
+      clientInfo("192.0.2.7"),
+    );
+    assert.equal(signedIn.status, 303);
+    const session = cookiePair(signedIn);
+    const fromSibling = (path: string, body: string, site: string) =>
+      board.handler(
+        new Request(`https://board.example.com${path}`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            host: "board.example.com",
+            origin: "https://evil.example.com",
+            "sec-fetch-site": site,
+            cookie: session,
+          },
+          body,
+        }),
+        clientInfo("192.0.2.7"),
+      );
+    for (
+      const [what, path, body] of [
+        ["a confirmed clear", "/", "clear=1&confirm=yes"],
+        ["a delete", "/admin/delete", "id=1"],
+        ["a restore", "/admin/restore", ""],
+        ["a post", "/", "message=spam"],
+      ]
+    ) {
+      await t.step(`${what} gets 403`, async () => {
+        const response = await fromSibling(path, body, "same-site");
+        await response.body?.cancel();
+        assert.equal(response.status, 403);
+      });
+    }
+    await t.step("nothing changed", async () => {
+      const page = await board.store.listMessages({ limit: 10 });
+      assert.deepEqual(page.messages.map((m) => m.text), ["keep me"]);
+    });
+    await t.step("the board's own page still posts (same-origin)", async () => {
+      const response = await board.handler(
+        new Request("https://board.example.com/", {
+          method: "POST",
+          headers: {
+            "content-type": "application/x-www-form-urlencoded",
+            host: "board.example.com",
+            origin: "https://board.example.com",
+            "sec-fetch-site": "same-origin",
+          },
+          body: "message=mine",
+        }),
+        clientInfo("192.0.2.7"),
+      );
+      await response.body?.cancel();
+      assert.equal(response.status, 303);
+    });
+  }, { adminToken: ADMIN_TOKEN, allowedHosts: [".example.com"] });
 });
 
 Deno.test("admin: tokensMatch compares whole tokens (table)", async () => {

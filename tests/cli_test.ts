@@ -497,3 +497,31 @@ Deno.test("server_files.ts takes the spellings of std's file server", async (t) 
     },
   );
 });
+
+Deno.test("--hostname 0.0.0.0 without --allow-sys: each server says at start which names it will not answer to", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "cli-every-address-" });
+  try {
+    await Deno.mkdir(`${folder}/static`);
+    await Deno.mkdir(`${folder}/data`);
+    for (const { script, permissions } of ENTRY_POINTS.slice(0, 3)) {
+      await t.step(script, async () => {
+        const widened = permissions.map((flag) =>
+          flag === "--allow-net=127.0.0.1" ? "--allow-net=0.0.0.0" : flag
+        );
+        const server = await startScript(`${REPO}/${script}`, widened, [
+          "--hostname",
+          "0.0.0.0",
+          "--port",
+          "0",
+        ], { cwd: folder, clearEnv: true });
+        try {
+          await server.waitForLine(/without --allow-sys=networkInterfaces/);
+        } finally {
+          await server.stop();
+        }
+      });
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});

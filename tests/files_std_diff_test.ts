@@ -357,3 +357,34 @@ Deno.test("serveDir sends std's Content-Type for each format a browser plays, sh
   }
   assert.deepEqual(wrong, []);
 });
+
+Deno.test("a Vary in headers is added to Vary: Accept-Encoding, never in its place", async (t) => {
+  await using tree = await makeTree();
+  await Deno.writeTextFile(
+    `${tree.root}/style.css`,
+    "body{color:red}\n".repeat(100),
+  );
+  const headers = ["Vary: Origin", "Cache-Control: max-age=60"];
+  const handlers = {
+    serveDir: (req: Request) =>
+      serveDir(req, { fsRoot: tree.root, quiet: true, headers }),
+    createHandler: createHandler({ fsRoot: tree.root, quiet: true, headers }),
+  };
+  for (const [name, handler] of Object.entries(handlers)) {
+    for (const encoding of [null, "gzip, br"]) {
+      await t.step(`${name}, Accept-Encoding ${encoding}`, async () => {
+        const res = await handler(
+          new Request("http://localhost/style.css", {
+            headers: encoding === null ? {} : { "accept-encoding": encoding },
+          }),
+        );
+        await res.body?.cancel();
+        assert.equal(res.status, 200);
+        const vary = res.headers.get("vary")!.split(/\s*,\s*/).sort();
+        assert.deepEqual(vary, ["Accept-Encoding", "Origin"]);
+        // Any other name the server sets still takes the user's value.
+        assert.equal(res.headers.get("cache-control"), "max-age=60");
+      });
+    }
+  }
+});
