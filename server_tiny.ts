@@ -221,21 +221,20 @@ export async function readRequestHead(
   let lineState = REQUEST_LINE_START;
 
   // One deadline for the whole head, not one per read: a client sending one
-  // byte every few seconds must not be able to stretch it. The same promise
-  // settles when the server gives up on an idle connection (shutdown).
-  let deadline!: Deadline; // set at once: a Promise runs its executor now
-  const stopped = new Promise<"timeout" | "idle">((resolve) => {
-    deadline = deadlines.add(timeoutMs, resolve, idleSignal);
-  });
+  // byte every few seconds must not be able to stretch it. It also expires
+  // when the server gives up on an idle connection (shutdown).
+  const deadline = deadlines.add(timeoutMs, ignoreExpiry, idleSignal);
 
   try {
     while (length < maxBytes) {
+      // Expired while no read was waiting: the idle signal had aborted
+      // already, or the time ran out just as the last read came in.
+      if (deadline.expired !== undefined) return expiredRead(deadline.expired);
       const read = reader.read(length === 0 ? buffer : buffer.subarray(length));
-      const outcome = await Promise.race([read, stopped]);
+      const outcome = await raceDeadline(read, deadline);
       if (outcome === "timeout" || outcome === "idle") {
         // The caller closes the connection, which ends this pending read.
-        read.catch(() => {});
-        return { kind: outcome === "timeout" ? "timeout" : "closed" };
+        return expiredRead(outcome);
       }
       if (outcome === null) {
         return { kind: length === 0 ? "closed" : "incomplete" };
@@ -269,6 +268,31 @@ export async function readRequestHead(
 }
 
 /**
+ * Settles with what `read` gives, or with why `deadline` expired if that
+ * comes first. It is `Promise.race([read, expiry])` made by hand: the
+ * deadline's `expire` settles this promise directly, so a request costs one
+ * promise per read instead of an expiry promise, an array, an iterator and
+ * a promise per racer (measured: about 0.35 µs a read less). A read that
+ * loses rejects later, when the caller closes the connection, into a
+ * promise already settled: nothing is left unhandled.
+ */
+function raceDeadline(
+  read: Promise<number | null>,
+  deadline: Deadline,
+): Promise<number | null | Expiry> {
+  return new Promise((resolve, reject) => {
+    deadline.expire = resolve;
+    read.then(resolve, reject);
+  });
+}
+
+function expiredRead(why: Expiry): HeadReadResult {
+  return { kind: why === "timeout" ? "timeout" : "closed" };
+}
+
+function ignoreExpiry(): void {}
+
+/**
  * Items kept in an array, each knowing its place in it, so that taking one
  * out is a swap with the last. The server keeps its open connections and
  * their time limits in these rather than in a `Set`: thousands of items a
@@ -297,11 +321,17 @@ class SlotList<T extends { slot: number }> {
   }
 }
 
+/** Why a time limit ended: its time was up, or the server gave up on an idle connection. */
+type Expiry = "timeout" | "idle";
+
 /** A time limit registered with {@link DeadlineSweep}. */
 interface Deadline {
   slot: number;
   at: number;
-  expire: (why: "timeout" | "idle") => void;
+  /** Called once, when the limit expires. */
+  expire: (why: Expiry) => void;
+  /** Why it expired; undefined while it has not. */
+  expired: Expiry | undefined;
   /** While set, the limit also expires (as "idle") once this signal has aborted. */
   idleSignal: AbortSignal | undefined;
 }
@@ -327,7 +357,13 @@ class DeadlineSweep {
     expire: Deadline["expire"],
     idleSignal?: AbortSignal,
   ): Deadline {
-    const deadline = { slot: -1, at: Date.now() + ms, expire, idleSignal };
+    const deadline: Deadline = {
+      slot: -1,
+      at: Date.now() + ms,
+      expire,
+      expired: undefined,
+      idleSignal,
+    };
     this.#pending.add(deadline);
     this.#timer ??= setInterval(() => this.#sweep(), DEADLINE_TICK_MS);
     if (idleSignal?.aborted) this.#expire(deadline, "idle");
@@ -383,8 +419,9 @@ class DeadlineSweep {
     this.#stopWhenIdle();
   }
 
-  #expire(deadline: Deadline, why: "timeout" | "idle"): void {
+  #expire(deadline: Deadline, why: Expiry): void {
     this.#pending.remove(deadline);
+    deadline.expired = why;
     deadline.expire(why);
   }
 
@@ -607,25 +644,27 @@ export function parseRequestHead(head: Uint8Array): ParseResult {
     start < text.length - 2;
     start = end + 2
   ) {
+    // The line is text[start, end); it is read in place, not sliced out.
     end = text.indexOf("\r\n", start);
-    const line = text.slice(start, end);
     // RFC 9112 5.2: obsolete line folding (a line starting with whitespace)
     // may be rejected with 400; so may whitespace right after the request line (2.2).
-    if (line.startsWith(" ") || line.startsWith("\t")) {
+    if (isBlank(text, start)) {
       return reject(
         400,
         "a header line starts with whitespace (obsolete line folding)",
       );
     }
-    const colon = line.indexOf(":");
-    if (colon === -1) return reject(400, "a header line has no colon");
-    const name = line.slice(0, colon);
+    const colon = text.indexOf(":", start);
+    if (colon === -1 || colon > end) {
+      return reject(400, "a header line has no colon");
+    }
     // RFC 9112 5.1: whitespace between name and colon MUST be rejected with 400.
-    if (name.endsWith(" ") || name.endsWith("\t")) {
+    if (colon > start && isBlank(text, colon - 1)) {
       return reject(400, "whitespace between a field name and the colon");
     }
+    const name = text.slice(start, colon);
     if (!TOKEN.test(name)) return reject(400, "a field name is not a token");
-    const value = trimSpaceAndTab(line, colon + 1);
+    const value = trimSpaceAndTab(text, colon + 1, end);
     if (!FIELD_VALUE.test(value)) {
       return reject(400, `control character in the ${name} field`);
     }
@@ -643,11 +682,14 @@ function reject(status: 400 | 505, reason: string): ParseResult {
 }
 
 /**
- * `text` from `start` on without the spaces and tabs around it (RFC 9112 5:
+ * `text` from `start` to `end` without the spaces and tabs around it (RFC 9112 5:
  * OWS); `trim()` would also take away other characters, such as U+00A0.
  */
-function trimSpaceAndTab(text: string, start: number): string {
-  let end = text.length;
+function trimSpaceAndTab(
+  text: string,
+  start: number,
+  end = text.length,
+): string {
   while (start < end && isBlank(text, start)) start++;
   while (end > start && isBlank(text, end - 1)) end--;
   return text.slice(start, end);
@@ -683,17 +725,27 @@ function targetPath(method: string, target: string): string | null {
   return null;
 }
 
-/** All values of one header field; names are case-insensitive (RFC 9110 5.1). */
-function fieldValues(headers: [string, string][], name: string): string[] {
-  const values = [];
+/**
+ * All values of one header field; names are case-insensitive (RFC 9110 5.1).
+ * Most fields asked for are absent or sent once: an array is made only for
+ * a value found, of its size (a `push` on `[]` would reserve 17 places).
+ */
+function fieldValues(
+  headers: [string, string][],
+  name: string,
+): readonly string[] {
+  let values: string[] | undefined;
   for (let i = 0; i < headers.length; i++) {
     const key = headers[i][0];
     if (key.length === name.length && key.toLowerCase() === name) {
-      values.push(headers[i][1]);
+      if (values === undefined) values = [headers[i][1]];
+      else values.push(headers[i][1]);
     }
   }
-  return values;
+  return values ?? NO_VALUES;
 }
+
+const NO_VALUES: readonly string[] = [];
 
 /**
  * RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request without Host,
@@ -855,11 +907,14 @@ export function isAllowedHost(
   name: string,
   allowed: readonly string[],
 ): boolean {
-  return allowed.some((entry) =>
-    entry.startsWith(".")
-      ? name === entry.slice(1) || name.endsWith(entry)
-      : name === entry
-  );
+  for (const entry of allowed) {
+    if (
+      entry.startsWith(".")
+        ? name === entry.slice(1) || name.endsWith(entry)
+        : name === entry
+    ) return true;
+  }
+  return false;
 }
 
 /** The answer to a request for a name this server does not answer to. */
@@ -1135,24 +1190,74 @@ function httpDate(date: Date): string {
 }
 
 /**
+ * A buffer reused for responses (serveTiny keeps one per connection and
+ * passes it from connection to connection): the body is encoded at `body`,
+ * a view from {@link HEAD_ROOM} on, and the head is written just in front.
+ */
+interface ResponseBuffer {
+  bytes: Uint8Array;
+  body: Uint8Array;
+}
+
+/** Bytes kept in front of the body in a {@link ResponseBuffer}, for the head. */
+const HEAD_ROOM = 1024;
+
+function newResponseBuffer(size: number): ResponseBuffer {
+  const bytes = new Uint8Array(size);
+  return { bytes, body: bytes.subarray(HEAD_ROOM) };
+}
+
+/**
  * {@link formatResponse}, also saying how long the body is. With `into`, the
- * bytes go into that buffer when they fit (serveTiny passes one it reuses
- * from connection to connection), so a response costs no new memory.
+ * bytes go into that buffer when they fit, so a response costs no new memory.
  */
 function encodeResponse(
   response: TinyResponse,
   omitBody: boolean,
   date: Date,
-  into: Uint8Array = new Uint8Array(0),
+  into?: ResponseBuffer,
 ): { bytes: Uint8Array; bodyLength: number } {
   const { status, body, headers = [] } = response;
-  // The body first, at the start of `into`: Content-Length counts bytes, and
-  // encoding is how we learn how many there are. The head goes in front after.
-  const { read, written } = encoder.encodeInto(body, into);
-  const bodyBytes = read === body.length
-    ? into.subarray(0, written)
-    : encoder.encode(body);
-  const bodyLength = bodyBytes.length;
+  // The body first: Content-Length counts bytes, and encoding is how we
+  // learn how many there are. The head goes in front of it after.
+  const encoded = into && encoder.encodeInto(body, into.body);
+  if (encoded?.read === body.length) {
+    const bodyLength = encoded.written;
+    const end = omitBody ? HEAD_ROOM : HEAD_ROOM + bodyLength;
+    if (headers.length === 0) {
+      // The usual answer, no fields of the responder's own: its head is
+      // bytes made once a second, with the length's digits put in between.
+      const start = writePlainHead(into!.bytes, status, date, bodyLength);
+      return { bytes: into!.bytes.subarray(start, end), bodyLength };
+    }
+    const head = headText(status, date, headers, bodyLength);
+    // The head is ASCII (checkResponse refuses anything else), one byte per
+    // character: written at the start, then moved up to meet the body.
+    if (head.length <= HEAD_ROOM) {
+      const start = HEAD_ROOM - head.length;
+      encoder.encodeInto(head, into!.bytes);
+      into!.bytes.copyWithin(start, 0, head.length);
+      return { bytes: into!.bytes.subarray(start, end), bodyLength };
+    }
+  }
+  const bodyBytes = encoder.encode(body);
+  const headBytes = encoder.encode(
+    headText(status, date, headers, bodyBytes.length),
+  );
+  if (omitBody) return { bytes: headBytes, bodyLength: bodyBytes.length };
+  const bytes = new Uint8Array(headBytes.length + bodyBytes.length);
+  bytes.set(headBytes);
+  bytes.set(bodyBytes, headBytes.length);
+  return { bytes, bodyLength: bodyBytes.length };
+}
+
+/** The status line and header fields of a response, and the blank line. */
+function headText(
+  status: number,
+  date: Date,
+  headers: [string, string][],
+  bodyLength: number,
+): string {
   const typed = headers.some(([name]) => name.toLowerCase() === "content-type");
   // We always answer as HTTP/1.1, even to HTTP/1.0 requests (RFC 9110 6.2).
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n` +
@@ -1161,21 +1266,46 @@ function encodeResponse(
   // A HEAD response carries the Content-Length the GET body would have (RFC 9110 8.6).
   head += `Content-Length: ${bodyLength}\r\nConnection: close\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  head += "\r\n";
-  if (omitBody) return { bytes: encoder.encode(head), bodyLength };
-  // The head is ASCII (checkResponse refuses anything else), one byte per
-  // character: when there is room, move the body up and write the head before it.
-  const length = head.length + bodyLength;
-  if (bodyBytes.buffer === into.buffer && length <= into.length) {
-    into.copyWithin(head.length, 0, bodyLength);
-    encoder.encodeInto(head, into);
-    return { bytes: into.subarray(0, length), bodyLength };
+  return head + "\r\n";
+}
+
+/** Per status, the bytes of {@link headText} with no fields of the responder's own, up to the length's digits. */
+const plainHeads = new Map<number, { second: number; bytes: Uint8Array }>();
+const PLAIN_HEAD_END = encoder.encode("\r\nConnection: close\r\n\r\n");
+
+/**
+ * Writes the head {@link headText} would make for a response without fields
+ * of its own into `bytes`, ending at {@link HEAD_ROOM}; returns where it starts.
+ */
+function writePlainHead(
+  bytes: Uint8Array,
+  status: number,
+  date: Date,
+  bodyLength: number,
+): number {
+  const second = Math.floor(date.getTime() / 1000);
+  let start = plainHeads.get(status);
+  if (start?.second !== second) {
+    const text = headText(status, date, [], 0);
+    start = {
+      second,
+      bytes: encoder.encode(
+        text.slice(0, text.indexOf("Content-Length: ") + 16),
+      ),
+    };
+    plainHeads.set(status, start);
   }
-  const headBytes = encoder.encode(head);
-  const bytes = new Uint8Array(headBytes.length + bodyLength);
-  bytes.set(headBytes);
-  bytes.set(bodyBytes, headBytes.length);
-  return { bytes, bodyLength };
+  let at = HEAD_ROOM - PLAIN_HEAD_END.length;
+  bytes.set(PLAIN_HEAD_END, at);
+  // Content-Length's digits, the last first.
+  let rest = bodyLength;
+  do {
+    bytes[--at] = 0x30 + rest % 10;
+    rest = Math.floor(rest / 10);
+  } while (rest > 0);
+  at -= start.bytes.length;
+  bytes.set(start.bytes, at);
+  return at;
 }
 
 /**
@@ -1273,11 +1403,14 @@ function maySendMore(
   }
   if (result.kind !== "head") return false;
   if (result.bytesAfter > 0 || request === null) return true;
-  return request.headers.some(([name, value]) =>
-    (name.length === 14 && name.toLowerCase() === "content-length" &&
-      value !== "0") ||
-    (name.length === 17 && name.toLowerCase() === "transfer-encoding")
-  );
+  for (const [name, value] of request.headers) {
+    if (
+      (name.length === 14 && name.toLowerCase() === "content-length" &&
+        value !== "0") ||
+      (name.length === 17 && name.toLowerCase() === "transfer-encoding")
+    ) return true;
+  }
+  return false;
 }
 
 /** Closes a connection that may already be closed. */
@@ -1532,7 +1665,7 @@ interface OpenConnection {
 /** The buffers one connection works in: the head read in, the response written out. */
 interface ConnectionBuffers {
   head: Uint8Array;
-  response: Uint8Array;
+  response: ResponseBuffer;
 }
 
 /**
@@ -1555,7 +1688,7 @@ async function handleConnection(
   const client = address.hostname;
   const buffers = spareBuffers.pop() ?? {
     head: new Uint8Array(MAX_HEAD_BYTES),
-    response: new Uint8Array(RESPONSE_BUFFER_BYTES),
+    response: newResponseBuffer(RESPONSE_BUFFER_BYTES),
   };
   let closed = false;
   let reusable = false;

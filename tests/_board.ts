@@ -3,6 +3,7 @@
 import { fileURLToPath } from "node:url";
 import { REPO_ROOT, type RunningProcess, startScript } from "./_process.ts";
 import type { PgServer } from "./_postgres.ts";
+import type { MessageStore } from "../message_board.ts";
 
 /** The board script, as an absolute path. */
 export const BOARD_SCRIPT = fileURLToPath(
@@ -26,6 +27,30 @@ export async function tempFolder(): Promise<
     async [Symbol.asyncDispose]() {
       await Deno.remove(path, { recursive: true });
     },
+  };
+}
+
+/**
+ * A store whose writes fail with `error`, to check what the client sees; its reads find an
+ * empty board, or fail too with `readsFail`.
+ */
+export function failingStore(
+  error: Error,
+  { readsFail = false } = {},
+): MessageStore {
+  const fail = () => Promise.reject(error);
+  return {
+    listMessages: readsFail
+      ? fail
+      : () => Promise.resolve({ messages: [], hasOlder: false }),
+    appendMessage: fail,
+    clearMessages: fail,
+    deleteMessage: fail,
+    restoreNewestArchive: fail,
+    writable: false,
+    eventsAfter: fail,
+    subscribe: () => () => {},
+    close: () => Promise.resolve(),
   };
 }
 

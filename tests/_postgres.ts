@@ -22,7 +22,7 @@
  * ```
  * @module
  */
-import { runProcess } from "./_process.ts";
+import { pickFreePort, runProcess } from "./_process.ts";
 
 const INSTALL_HINT = "apt-get install -y postgresql";
 
@@ -129,14 +129,6 @@ function runPgSync(program: string, args: string[]): void {
     stdout: "null",
     stderr: "null",
   }).outputSync();
-}
-
-/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
-function pickFreePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /** Numeric uid and gid of a system user, from `id`. */

@@ -357,6 +357,19 @@ async function hasCommand(name: string): Promise<boolean> {
   return success;
 }
 
+/** How many descriptors (files and sockets) a process has open, from /proc. */
+export function countOpenFds(pid: number): number {
+  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (the OS picks it), for a program that cannot take port 0. */
+export function pickFreePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
 /** The resident set size of a process in bytes, from /proc. */
 export async function readRss(pid: number): Promise<number> {
   const status = await Deno.readTextFile(`/proc/${pid}/status`);

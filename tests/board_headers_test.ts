@@ -5,11 +5,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
   createBoardHandler,
-  type MessageStore,
   openBoard,
   StoreUnavailableError,
 } from "../message_board.ts";
-import { tempFolder } from "./_board.ts";
+import { failingStore, tempFolder } from "./_board.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -163,19 +162,8 @@ Deno.test("headers: every answer carries the browser-side defences (table)", asy
 });
 
 Deno.test("headers: a 503 from a failing store carries them too", async () => {
-  const failing: MessageStore = {
-    listMessages: () => Promise.reject(new StoreUnavailableError("down")),
-    appendMessage: () => Promise.reject(new StoreUnavailableError("down")),
-    clearMessages: () => Promise.reject(new StoreUnavailableError("down")),
-    deleteMessage: () => Promise.reject(new StoreUnavailableError("down")),
-    restoreNewestArchive: () =>
-      Promise.reject(new StoreUnavailableError("down")),
-    eventsAfter: () => Promise.reject(new StoreUnavailableError("down")),
-    subscribe: () => () => {},
-    close: () => Promise.resolve(),
-    writable: false,
-  };
-  const handler = createBoardHandler(failing);
+  const down = new StoreUnavailableError("down");
+  const handler = createBoardHandler(failingStore(down, { readsFail: true }));
   const errors: unknown[] = [];
   const originalError = console.error;
   console.error = (...args) => errors.push(args);

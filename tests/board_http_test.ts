@@ -20,7 +20,6 @@ import {
   MAX_NAME_CHARS,
   MAX_STREAMS_PER_CLIENT,
   MAX_TRACKED_CLIENTS,
-  type MessageStore,
   normalizeBasePath,
   openBoard,
   parseContentType,
@@ -34,7 +33,7 @@ import {
   tokensMatch,
   validateNewMessage,
 } from "../message_board.ts";
-import { startBoard, tempFolder } from "./_board.ts";
+import { failingStore, startBoard, tempFolder } from "./_board.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -1078,21 +1077,6 @@ Deno.test("api: bad posts", async (t) => {
   });
 });
 
-/** A store whose writes fail, to check what the client sees. */
-function failingStore(error: Error): MessageStore {
-  return {
-    listMessages: () => Promise.resolve({ messages: [], hasOlder: false }),
-    appendMessage: () => Promise.reject(error),
-    clearMessages: () => Promise.reject(error),
-    deleteMessage: () => Promise.reject(error),
-    restoreNewestArchive: () => Promise.reject(error),
-    writable: false,
-    eventsAfter: () => Promise.reject(error),
-    subscribe: () => () => {},
-    close: () => Promise.resolve(),
-  };
-}
-
 Deno.test("errors: store failures", async (t) => {
   const silence = console.error;
   console.error = () => {};
@@ -1176,15 +1160,17 @@ Deno.test("helpers: isLongerThan counts characters, not UTF-16 units", () => {
   );
 });
 
+/** The status validateNewMessage refuses `text` and `name` with, or 0 when it takes them. */
+function statusOf(text: unknown, name?: unknown): number {
+  try {
+    validateNewMessage(text, name);
+    return 0;
+  } catch (error) {
+    return (error as { status: number }).status;
+  }
+}
+
 Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422 (table)", () => {
-  const statusOf = (text: unknown, name?: unknown) => {
-    try {
-      validateNewMessage(text, name);
-      return 0;
-    } catch (error) {
-      return (error as { status: number }).status;
-    }
-  };
   assert.equal(statusOf(""), 422);
   assert.equal(statusOf("\u00a0\u2003"), 422); // only Unicode spaces
   assert.equal(statusOf("a\u0085b"), 422); // C1 control (NEL)
@@ -1199,14 +1185,6 @@ Deno.test("helpers: validateNewMessage refuses bad text or names with 400 or 422
 });
 
 Deno.test("helpers: regression: validateNewMessage refuses invisible text and endless characters (table)", () => {
-  const statusOf = (text: unknown, name?: unknown) => {
-    try {
-      validateNewMessage(text, name);
-      return 0;
-    } catch (error) {
-      return (error as { status: number }).status;
-    }
-  };
   const marks = (n: number) =>
     Array.from({ length: n }, (_, i) => String.fromCodePoint(0x300 + i % 0x70))
       .join("");

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type MessageStore, openJsonLinesStore } from "../message_board.ts";
 import { BOARD_FLAGS, BOARD_SCRIPT, tempFolder } from "./_board.ts";
-import { runScript } from "./_process.ts";
+import { runProcess, runScript } from "./_process.ts";
 
 /** Every message text in the store, oldest first. */
 async function texts(store: MessageStore): Promise<string[]> {
@@ -17,12 +17,8 @@ async function texts(store: MessageStore): Promise<string[]> {
 
 /** Runs a shell command in `cwd` (the other writer), failing the test when it fails. */
 async function sh(cwd: string, script: string): Promise<void> {
-  const { success, stderr } = await new Deno.Command("sh", {
-    args: ["-c", script],
-    cwd,
-    stderr: "piped",
-  }).output();
-  assert.ok(success, new TextDecoder().decode(stderr));
+  const { code, stderr } = await runProcess("sh", ["-c", script], { cwd });
+  assert.equal(code, 0, stderr);
 }
 
 /** A store on `folder/messages.jsonl` that logs into `lines`, with two posts in it. */

@@ -12,7 +12,13 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { fileURLToPath } from "node:url";
 import { POST_BURST } from "../message_board.ts";
-import { type RunningProcess, startProcess, startScript } from "./_process.ts";
+import {
+  countOpenFds,
+  pickFreePort,
+  type RunningProcess,
+  startProcess,
+  startScript,
+} from "./_process.ts";
 import { PG_FLAGS } from "./_board.ts";
 import { pgTestOptions, startPostgres } from "./_postgres.ts";
 
@@ -63,14 +69,6 @@ interface CaddyServer extends AsyncDisposable {
   boardPort: number;
   filesPort: number;
   lines: string[];
-}
-
-/** A port that was free a moment ago on 127.0.0.1. */
-function pickFreePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /**
@@ -225,11 +223,6 @@ async function timeUntilClosed(
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** How many files (sockets included) a process has open, from /proc. */
-function countOpenFiles(pid: number): number {
-  return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
 /** Lines a process logged for requests to `path` (Common Log Format: `"GET path HTTP/1.1"`). */
@@ -434,7 +427,7 @@ Deno.test({
             });
             assert.equal(posted.status, 201, posted.body);
             for (const server of [boardA, boardB]) {
-              const open = countOpenFiles(server.pid);
+              const open = countOpenFds(server.pid);
               assert.ok(
                 open < 100,
                 `the board at ${server.origin} has ${open} files open`,

@@ -8,7 +8,12 @@
 // Then: the repository's run tasks fetch no npm package on a fresh cache.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { runProcess, startProcess, startScript } from "./_process.ts";
+import {
+  pickFreePort,
+  runProcess,
+  startProcess,
+  startScript,
+} from "./_process.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const COMMAND_TIMEOUT_MS = 60_000;
@@ -277,14 +282,6 @@ Deno.test("each script's header gives the README's run command, word for word", 
   }
 });
 
-/** A port nothing listens on now (the kernel's pick, closed again). */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr;
-  listener.close();
-  return port;
-}
-
 Deno.test("deno serve runs each script as deno run does: one server, on its own --port, stopped gracefully", async (t) => {
   // import.meta.main is true under `deno serve` too, and the scripts have no
   // default export, so deno serve's own --port must stay unused.
@@ -294,7 +291,7 @@ Deno.test("deno serve runs each script as deno run does: one server, on its own 
       try {
         await Deno.copyFile(`${REPO}/${row.script}`, `${dir}/${row.script}`);
         await row.prepare?.(dir);
-        const servePort = freePort();
+        const servePort = pickFreePort();
         const server = await startProcess(Deno.execPath(), [
           "serve",
           ...row.permissions,
@@ -338,7 +335,7 @@ Deno.test("deno serve --parallel with a fixed port: the second copy finds it tak
       "--allow-read=./static",
       "server_files.ts",
       "--port",
-      String(freePort()),
+      String(pickFreePort()),
     ], { cwd: dir, env: { DENO_JOBS: "2" }, timeoutMs: COMMAND_TIMEOUT_MS });
     assert.equal(code, 1, stdout + stderr);
     assert.match(

@@ -1,9 +1,10 @@
 // The small-file cache of createHandler: one entry per file whatever the URL
 // spelling, bounded memory, and revalidation that sees what a fresh open would.
 import assert from "node:assert/strict";
-import { createHandler } from "../server_files.ts";
+import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree, prepareForNobody, startFilesProcess } from "./_files.ts";
 import { canRunAsRoot, readRss } from "./_process.ts";
+import { sendRaw } from "./_raw.ts";
 
 const NAME = "abcdefghijklmnopqrstuvwxyz-cached-file-name";
 
@@ -156,5 +157,67 @@ Deno.test("a cached file made unreadable is dropped: 403 like an uncached reques
     assert.equal((await get("/p.txt")).status, 200);
   } finally {
     await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("a cached file through serveWithRestart: one exact Content-Length on GET, gzip GET and HEAD; in-process too", async (t) => {
+  await using tree = await makeTree();
+  const page = `<!DOCTYPE html><p>${"cached page ".repeat(40)}</p>\n`;
+  await Deno.writeTextFile(`${tree.root}/page.html`, page);
+  const handler = createHandler({ fsRoot: tree.root, quiet: true });
+  const server = serveWithRestart(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    handler,
+  );
+  const port = server.addr.port;
+  /** The reply to one raw request, with its Content-Length headers (any case) and body. */
+  const ask = async (method: string, more = "") => {
+    const { status, text } = await sendRaw(
+      port,
+      `${method} /page.html HTTP/1.1\r\nHost: 127.0.0.1\r\n${more}Connection: close\r\n\r\n`,
+    );
+    const end = text.indexOf("\r\n\r\n");
+    const lengths = text.slice(0, end).split("\r\n")
+      .filter((line) => /^content-length:/i.test(line))
+      .map((line) => Number(line.slice(line.indexOf(":") + 1)));
+    return { status, lengths, body: text.slice(end + 4) };
+  };
+  try {
+    // The first request fills the cache; the rest are answered from it.
+    await ask("GET");
+    for (let round = 0; round < 3; round++) {
+      await t.step(`GET, round ${round + 1}`, async () => {
+        const { status, lengths, body } = await ask("GET");
+        assert.equal(status, 200);
+        assert.deepEqual(lengths, [page.length]);
+        assert.equal(body, page);
+      });
+      await t.step(`gzip GET, round ${round + 1}`, async () => {
+        const reply = await ask("GET", "Accept-Encoding: gzip\r\n");
+        assert.equal(reply.status, 200);
+        assert.equal(reply.lengths.length, 1);
+        assert.equal(reply.lengths[0], reply.body.length);
+        assert.ok(reply.body.length < page.length, "sent compressed");
+      });
+      await t.step(`HEAD, round ${round + 1}`, async () => {
+        const { status, lengths, body } = await ask("HEAD");
+        assert.equal(status, 200);
+        assert.deepEqual(lengths, [page.length], "the length a GET would send");
+        assert.equal(body, "");
+      });
+    }
+    await t.step(
+      "a handler called in-process still says Content-Length",
+      async () => {
+        const own = createHandler({ fsRoot: tree.root, quiet: true });
+        for (let i = 0; i < 2; i++) { // filled, then from the cache
+          const res = await own(new Request("http://127.0.0.1/page.html"));
+          assert.equal(res.headers.get("content-length"), String(page.length));
+          assert.equal(await res.text(), page);
+        }
+      },
+    );
+  } finally {
+    await server.shutdown();
   }
 });

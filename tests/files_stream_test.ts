@@ -1,9 +1,12 @@
 // The big-file path of server_files.ts: files above the small-file cache
 // stream from the open file in reads that grow from 64 KiB to 1 MiB; through
-// serveWithRestart each chunk is freed as soon as Deno.serve holds it.
+// serveWithRestart a stream reuses a few buffers, each only once 2 MiB more
+// went to Deno.serve after it, and frees every other chunk as soon as
+// Deno.serve holds it.
 import assert from "node:assert/strict";
 import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
+import { toolTestOptions } from "./_process.ts";
 
 const MiB = 1024 * 1024;
 
@@ -23,6 +26,13 @@ function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
     return i;
   }
   return -1;
+}
+
+/** The first offset where `a` and `b` differ (the shorter one's length if one is a prefix), or -1. */
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const common = Math.min(a.length, b.length);
+  for (let i = 0; i < common; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : common;
 }
 
 /** How many descriptors a process has open, from /proc. */
@@ -85,6 +95,66 @@ Deno.test("downloads through serveWithRestart arrive byte for byte across read b
   } finally {
     await server.shutdown();
   }
+});
+
+Deno.test({
+  name:
+    "slow clients over HTTP/1.1 and HTTP/2 get every byte (a reused buffer is never read into while Deno.serve still sends it)",
+  ...(await toolTestOptions("slow curl downloads", ["curl"])),
+  async fn(t) {
+    await using tree = await makeTree();
+    // Past the ramp of reads, then 1 MiB reads into the stream's kept buffers.
+    const size = 16 * MiB + 4321;
+    const data = patterned(size);
+    await Deno.writeFile(`${tree.root}/big.bin`, data);
+    const handler = createHandler({ fsRoot: tree.root, quiet: true });
+    const server = serveWithRestart(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      handler,
+    );
+    const url = `http://127.0.0.1:${server.addr.port}/big.bin`;
+    const out = `${tree.base}/got.bin`;
+    // [curl's protocol flag, the version it must report, first, last byte]
+    const cases = [
+      ["--http1.1", "1.1", 0, size - 1],
+      ["--http2-prior-knowledge", "2", 0, size - 1],
+      ["--http1.1", "1.1", 1_000_000, 15_000_000],
+    ] as const;
+    try {
+      for (const [http, version, first, last] of cases) {
+        const whole = first === 0 && last === size - 1;
+        await t.step(
+          `${http}, ${whole ? "whole" : `${first}-${last}`}`,
+          async () => {
+            // --limit-rate: curl stops reading in turns, so the socket fills
+            // and Deno.serve holds chunks while the stream reads on.
+            const args = [
+              "-sS",
+              "--max-time",
+              "30",
+              http,
+              "--limit-rate",
+              "40M",
+            ];
+            if (!whole) args.push("-r", `${first}-${last}`);
+            args.push("-o", out, "-w", "%{http_version} %{http_code}", url);
+            const curl = await new Deno.Command("curl", { args }).output();
+            assert.equal(curl.code, 0, new TextDecoder().decode(curl.stderr));
+            const status = whole ? 200 : 206;
+            assert.equal(
+              new TextDecoder().decode(curl.stdout),
+              `${version} ${status}`,
+            );
+            const got = await Deno.readFile(out);
+            const expected = data.subarray(first, last + 1);
+            assert.equal(firstDifference(got, expected), -1, "bytes differ");
+          },
+        );
+      }
+    } finally {
+      await server.shutdown();
+    }
+  },
 });
 
 Deno.test("a handler that reads the file's stream itself still gets every byte (chunks are freed only when Deno.serve has them)", async () => {

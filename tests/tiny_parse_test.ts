@@ -294,6 +294,13 @@ Deno.test("parseRequestHead rejects malformed heads with 400 or 505", async (t) 
       status: 400,
     },
     {
+      // The colon of the next line is not this line's.
+      name: "no colon, one on the next line",
+      head: "GET / HTTP/1.1\r\nNoColon\r\nHost: h\r\n\r\n",
+      status: 400,
+      why: /no colon/,
+    },
+    {
       name: "empty field name",
       head: "GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n",
       status: 400,
