@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
-import { countOpenFds, toolTestOptions } from "./_process.ts";
+import { countOpenFds, runProcess, toolTestOptions } from "./_process.ts";
 
 const MiB = 1024 * 1024;
 
@@ -131,13 +131,10 @@ Deno.test({
             ];
             if (!whole) args.push("-r", `${first}-${last}`);
             args.push("-o", out, "-w", "%{http_version} %{http_code}", url);
-            const curl = await new Deno.Command("curl", { args }).output();
-            assert.equal(curl.code, 0, new TextDecoder().decode(curl.stderr));
+            const curl = await runProcess("curl", args);
+            assert.equal(curl.code, 0, curl.stderr);
             const status = whole ? 200 : 206;
-            assert.equal(
-              new TextDecoder().decode(curl.stdout),
-              `${version} ${status}`,
-            );
+            assert.equal(curl.stdout, `${version} ${status}`);
             const got = await Deno.readFile(out);
             const expected = data.subarray(first, last + 1);
             assert.equal(firstDifference(got, expected), -1, "bytes differ");
