@@ -5152,22 +5152,24 @@ async function serveOnWorkers(
   console.log("Server stopped.");
 }
 
+/** Why the folder to serve cannot be served, in one line, with what to do about it. */
+function explainRootFailure(error: unknown, fsRoot: string): string {
+  const root = showArg(fsRoot);
+  if (error instanceof Deno.errors.NotFound) {
+    return `cannot start: there is no folder ${root} to serve (create it, or give --root DIR)`;
+  }
+  if (error instanceof Deno.errors.NotADirectory) {
+    return `cannot start: ${root} is not a folder (--root takes the folder to serve)`;
+  }
+  return `cannot start: ${(error as Error).message}`;
+}
+
 /** Why the server could not start, in one line, with what to do about it. */
 function explainStartFailure(
   error: unknown,
   options: CommandLineOptions,
 ): string {
   const why = `cannot start: ${(error as Error).message}`;
-  const root = showArg(options.fsRoot);
-  if (
-    error instanceof Deno.errors.NotFound &&
-    (error as Error).message.endsWith(` '${options.fsRoot}'`)
-  ) {
-    return `cannot start: there is no folder ${root} to serve (create it, or give --root DIR)`;
-  }
-  if (error instanceof Deno.errors.NotADirectory) {
-    return `cannot start: ${root} is not a folder (--root takes the folder to serve)`;
-  }
   if (error instanceof Deno.errors.AddrInUse) {
     return `${options.hostname}:${options.port} is in use (try another --port, or --port 0)`;
   }
@@ -5196,20 +5198,20 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  if (flags.workers > 1) {
-    try {
-      realRootFolder(flags.fsRoot); // one line here, not one per Worker
-    } catch (error) {
-      console.error(`server_files: ${explainStartFailure(error, flags)}`);
-      Deno.exit(1);
-    }
-    return await serveOnWorkers(flags);
+  // The folder first, once: not one line from each Worker, and a NotFound
+  // from starting the server is then a certificate's, not the root's.
+  try {
+    realRootFolder(flags.fsRoot);
+  } catch (error) {
+    console.error(`server_files: ${explainRootFailure(error, flags.fsRoot)}`);
+    Deno.exit(1);
   }
+  if (flags.workers > 1) return await serveOnWorkers(flags);
   let server: RestartingServer;
   try {
     server = await startServer(flags);
   } catch (error) {
-    // A missing root, a busy port, a missing permission: say so in one line.
+    // A busy port, a missing permission: say so in one line.
     console.error(`server_files: ${explainStartFailure(error, flags)}`);
     Deno.exit(1);
   }

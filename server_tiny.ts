@@ -1269,9 +1269,15 @@ function headText(
   return head + "\r\n";
 }
 
-/** Per status, the bytes of {@link headText} with no fields of the responder's own, up to the length's digits. */
-const plainHeads = new Map<number, { second: number; bytes: Uint8Array }>();
-const PLAIN_HEAD_END = encoder.encode("\r\nConnection: close\r\n\r\n");
+/**
+ * Per status, the bytes of {@link headText} with no fields of the
+ * responder's own, made once a second: before the length's digits and after.
+ */
+const plainHeads = new Map<
+  number,
+  { second: number; bytes: Uint8Array; end: Uint8Array }
+>();
+const LENGTH_FIELD = "Content-Length: ";
 
 /**
  * Writes the head {@link headText} would make for a response without fields
@@ -1286,17 +1292,17 @@ function writePlainHead(
   const second = Math.floor(date.getTime() / 1000);
   let start = plainHeads.get(status);
   if (start?.second !== second) {
-    const text = headText(status, date, [], 0);
+    const text = headText(status, date, [], 0); // "...Content-Length: 0\r\n..."
+    const digits = text.indexOf(LENGTH_FIELD) + LENGTH_FIELD.length;
     start = {
       second,
-      bytes: encoder.encode(
-        text.slice(0, text.indexOf("Content-Length: ") + 16),
-      ),
+      bytes: encoder.encode(text.slice(0, digits)),
+      end: encoder.encode(text.slice(digits + 1)),
     };
     plainHeads.set(status, start);
   }
-  let at = HEAD_ROOM - PLAIN_HEAD_END.length;
-  bytes.set(PLAIN_HEAD_END, at);
+  let at = HEAD_ROOM - start.end.length;
+  bytes.set(start.end, at);
   // Content-Length's digits, the last first.
   let rest = bodyLength;
   do {

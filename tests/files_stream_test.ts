@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
-import { toolTestOptions } from "./_process.ts";
+import { countOpenFds, runProcess, toolTestOptions } from "./_process.ts";
 
 const MiB = 1024 * 1024;
 
@@ -33,13 +33,6 @@ function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const common = Math.min(a.length, b.length);
   for (let i = 0; i < common; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : common;
-}
-
-/** How many descriptors a process has open, from /proc. */
-async function countFds(pid: number): Promise<number> {
-  let count = 0;
-  for await (const _ of Deno.readDir(`/proc/${pid}/fd`)) count++;
-  return count;
 }
 
 /** The peak resident set size of a process in bytes, from /proc. */
@@ -138,13 +131,10 @@ Deno.test({
             ];
             if (!whole) args.push("-r", `${first}-${last}`);
             args.push("-o", out, "-w", "%{http_version} %{http_code}", url);
-            const curl = await new Deno.Command("curl", { args }).output();
-            assert.equal(curl.code, 0, new TextDecoder().decode(curl.stderr));
+            const curl = await runProcess("curl", args);
+            assert.equal(curl.code, 0, curl.stderr);
             const status = whole ? 200 : 206;
-            assert.equal(
-              new TextDecoder().decode(curl.stdout),
-              `${version} ${status}`,
-            );
+            assert.equal(curl.stdout, `${version} ${status}`);
             const got = await Deno.readFile(out);
             const expected = data.subarray(first, last + 1);
             assert.equal(firstDifference(got, expected), -1, "bytes differ");
@@ -223,7 +213,7 @@ Deno.test("clients that stop reading a big file hold a bounded amount of the ser
   });
   assert.equal(await (await fetch(`${server.url}a.txt`)).text(), "hello a");
   const before = await readPeakRss(server.pid);
-  const fdsBefore = await countFds(server.pid);
+  const fdsBefore = countOpenFds(server.pid);
   const request = new TextEncoder().encode(
     "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
   );
@@ -247,10 +237,10 @@ Deno.test("clients that stop reading a big file hold a bounded amount of the ser
     for (const conn of clients) conn.close();
   }
   // The files of the abandoned downloads are closed, and the server serves on.
-  let fds = await countFds(server.pid);
+  let fds = countOpenFds(server.pid);
   for (let tries = 0; fds > fdsBefore && tries < 50; tries++) {
     await new Promise((resolve) => setTimeout(resolve, 50));
-    fds = await countFds(server.pid);
+    fds = countOpenFds(server.pid);
   }
   assert.ok(fds <= fdsBefore, `${fds} descriptors open, ${fdsBefore} before`);
   assert.equal(await (await fetch(`${server.url}a.txt`)).text(), "hello a");

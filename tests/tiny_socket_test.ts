@@ -655,7 +655,7 @@ Deno.test("past maxConnections, connections stuck sending are closed at once", a
   // At the limit every pending time limit expires at once, the send timeout
   // too: clients that stopped reading cannot keep the last slots.
   const body = "x".repeat(32 * 1024 * 1024);
-  const { server, port } = startServer({
+  const { server, port, lines } = startServer({
     respond: () => ({ status: 200, body }),
     maxConnections: 3,
   });
@@ -664,10 +664,14 @@ Deno.test("past maxConnections, connections stuck sending are closed at once", a
   try {
     for (const conn of stuck) {
       await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+      // A first byte: its answer is being sent (not its head awaited).
+      assert.equal(await conn.read(new Uint8Array(1)), 1);
     }
-    await delay(300);
     idle = await connect(port); // the third: the limit
-    await delay(300);
+    // Both closed by the server (the send timeout is 60 s) before reading on.
+    const cut = () => lines.filter((line) => /SendTimeout/.test(line)).length;
+    const giveUp = Date.now() + 5000;
+    while (cut() < stuck.length && Date.now() < giveUp) await delay(20);
     const timer = setTimeout(() => stuck.forEach((conn) => conn.close()), 5000);
     try {
       for (const conn of stuck) {
