@@ -401,7 +401,7 @@ class DeadlineSweep {
     const pending = this.#pending.items;
     const count = pending.length;
     while (pending.length > 0) {
-      this.#expire(pending[pending.length - 1], "timeout");
+      this.#expire(pending[pending.length - 1]!, "timeout");
     }
     this.#stopWhenIdle();
     return count;
@@ -412,7 +412,7 @@ class DeadlineSweep {
     const pending = this.#pending.items;
     // Backwards: an expired limit's place is taken by the last one, already seen.
     for (let i = pending.length - 1; i >= 0; i--) {
-      const deadline = pending[i];
+      const deadline = pending[i]!;
       if (deadline.at <= now) this.#expire(deadline, "timeout");
       else if (deadline.idleSignal?.aborted) this.#expire(deadline, "idle");
     }
@@ -493,7 +493,7 @@ function scanRequestLine(
   state: number,
 ): number {
   for (let i = from; i < to && state >= 0 && state < LINE_DONE; i++) {
-    const byte = bytes[i];
+    const byte = bytes[i]!;
     if (state === REQUEST_LINE_START || state === IN_TARGET) {
       const first = i === 0 || bytes[i - 1] === SP;
       if (byte === SP && !first) state++;
@@ -714,7 +714,7 @@ function targetPath(method: string, target: string): string | null {
   // Userinfo in it (`http://a@host/`) is refused, as in Host: RFC 9110 4.2.4
   // says to treat it as an error (it is used to make a URL look like another).
   if (/^https?:\/\//i.test(target)) {
-    const authority = target.slice(target.indexOf("//") + 2).split(/[/?]/)[0];
+    const authority = target.slice(target.indexOf("//") + 2).split(/[/?]/)[0]!;
     if (authority.includes("@") || !URL.canParse(target)) return null;
     return new URL(target).pathname;
   }
@@ -736,10 +736,11 @@ function fieldValues(
 ): readonly string[] {
   let values: string[] | undefined;
   for (let i = 0; i < headers.length; i++) {
-    const key = headers[i][0];
+    const header = headers[i]!;
+    const key = header[0];
     if (key.length === name.length && key.toLowerCase() === name) {
-      if (values === undefined) values = [headers[i][1]];
-      else values.push(headers[i][1]);
+      if (values === undefined) values = [header[1]];
+      else values.push(header[1]);
     }
   }
   return values ?? NO_VALUES;
@@ -760,7 +761,7 @@ function checkHost(
     return required ? "HTTP/1.1 request without Host" : null;
   }
   if (hosts.length > 1) return "more than one Host field";
-  const shape = HOST_VALUE.exec(hosts[0]);
+  const shape = HOST_VALUE.exec(hosts[0]!);
   const port = shape?.[1];
   return shape !== null && (port === undefined || Number(port) <= 65535)
     ? null
@@ -779,7 +780,7 @@ function checkFraming(headers: [string, string][]): string | null {
     return "both Content-Length and Transfer-Encoding";
   }
   if (
-    lengths.length > 1 || (lengths.length === 1 && !/^\d+$/.test(lengths[0]))
+    lengths.length > 1 || (lengths.length === 1 && !/^\d+$/.test(lengths[0]!))
   ) {
     return "invalid Content-Length";
   }
@@ -1123,7 +1124,7 @@ ${content}
  */
 export function escapeHtml(text: string): string {
   if (!HTML_SPECIAL.test(text)) return text;
-  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char]);
+  return text.replace(/[&<>"']/g, (char) => HTML_ESCAPES[char]!);
 }
 
 const HTML_SPECIAL = /[&<>"']/;
@@ -1453,7 +1454,7 @@ export function showBytes(bytes: Uint8Array): string {
   while (i < bytes.length) {
     // Most of what clients send is printable ASCII: copy such runs as they are.
     let end = i;
-    while (end < bytes.length && isPlainAscii(bytes[end])) end++;
+    while (end < bytes.length && isPlainAscii(bytes[end]!)) end++;
     if (end > i) {
       text += byteString(bytes.subarray(i, end));
       i = end;
@@ -1461,7 +1462,7 @@ export function showBytes(bytes: Uint8Array): string {
     }
     const sequence = readUtf8(bytes, i);
     if (sequence === null) {
-      text += `\\x${hex(bytes[i], 2)}`;
+      text += `\\x${hex(bytes[i]!, 2)}`;
       i += 1;
       continue;
     }
@@ -1504,7 +1505,7 @@ function byteString(bytes: Uint8Array): string {
 const asciiDecoder = new TextDecoder();
 
 function isAsciiBytes(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if (bytes[i] >= 0x80) return false;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return false;
   return true;
 }
 
@@ -1525,7 +1526,7 @@ function readUtf8(
   bytes: Uint8Array,
   at: number,
 ): [codePoint: number, length: number] | null {
-  const lead = bytes[at];
+  const lead = bytes[at]!;
   if (lead < 0x80) return [lead, 1];
   const [length, bits, smallest] = lead >= 0xc2 && lead <= 0xdf
     ? [2, lead & 0x1f, 0x80]
@@ -1537,7 +1538,7 @@ function readUtf8(
   if (length === 0 || at + length > bytes.length) return null;
   let codePoint = bits;
   for (let k = 1; k < length; k++) {
-    const next = bytes[at + k];
+    const next = bytes[at + k]!;
     if ((next & 0xc0) !== 0x80) return null;
     codePoint = (codePoint << 6) | (next & 0x3f);
   }
@@ -2197,7 +2198,7 @@ function describeFlagMistake(
     }
     if (token.kind !== "option") continue;
     const flag = showArg(token.rawName);
-    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name]! : null;
     if (spec === null) return `unknown flag ${flag}`;
     if (spec.type === "boolean" && token.value !== undefined) {
       return `${flag} takes no value`;
