@@ -219,6 +219,10 @@ export async function readRequestHead(
     : options.buffer?.subarray(0, maxBytes) ?? new Uint8Array(maxBytes);
   let length = 0;
   let lineState = REQUEST_LINE_START;
+  // RFC 9112 2.2: empty lines (CRLF) before the request line are ignored, as
+  // nginx and hyper do. They still count toward the head's size and time.
+  let lineStart = 0;
+  let lineStarted = false;
 
   // One deadline for the whole head, not one per read: a client sending one
   // byte every few seconds must not be able to stretch it. It also expires
@@ -237,12 +241,27 @@ export async function readRequestHead(
         return expiredRead(outcome);
       }
       if (outcome === null) {
-        return { kind: length === 0 ? "closed" : "incomplete" };
+        return { kind: lineStarted ? "incomplete" : "closed" };
       }
       // A request has started: from now on only the deadline ends the wait.
       deadline.idleSignal = undefined;
-      const start = length;
+      let start = length;
       length += outcome;
+      if (!lineStarted) {
+        while (
+          lineStart + 1 < length && buffer[lineStart] === CR &&
+          buffer[lineStart + 1] === LF
+        ) lineStart += 2;
+        // Nothing yet, or a CR whose LF is still to come.
+        if (
+          lineStart === length ||
+          (lineStart + 1 === length && buffer[lineStart] === CR)
+        ) {
+          continue;
+        }
+        lineStarted = true;
+        start = lineStart;
+      }
       // Bytes that cannot begin a request line (a TLS handshake sent to this
       // plain HTTP port, an SSH banner, binary noise) are refused as soon as
       // they arrive, as nginx does, not after the whole head timeout.
@@ -252,11 +271,11 @@ export async function readRequestHead(
       }
       // The blank line may straddle two reads, so search again from just
       // before where the new bytes start.
-      const end = findHeadEnd(buffer, Math.max(0, start - 2), length);
+      const end = findHeadEnd(buffer, Math.max(lineStart, start - 2), length);
       if (end !== -1) {
         return {
           kind: "head",
-          head: buffer.subarray(0, end),
+          head: buffer.subarray(lineStart, end),
           bytesAfter: length - end,
         };
       }
@@ -495,7 +514,8 @@ function scanRequestLine(
   for (let i = from; i < to && state >= 0 && state < LINE_DONE; i++) {
     const byte = bytes[i];
     if (state === REQUEST_LINE_START || state === IN_TARGET) {
-      const first = i === 0 || bytes[i - 1] === SP;
+      // (After LF: the first byte after ignored empty lines.)
+      const first = i === 0 || bytes[i - 1] === SP || bytes[i - 1] === LF;
       if (byte === SP && !first) state++;
       else if (
         !(state === IN_TARGET ? isTargetByte(byte) : isTokenByte(byte))

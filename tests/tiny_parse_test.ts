@@ -495,6 +495,53 @@ Deno.test("readRequestHead tells a request target longer than MAX_HEAD_BYTES (41
   );
 });
 
+Deno.test("readRequestHead skips empty lines (CRLF) before the request line", async (t) => {
+  const head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+  await t.step("in one read", async () => {
+    const result = await readRequestHead(chunkReader(["\r\n\r\n" + head]));
+    assert.equal(result.kind, "head");
+    if (result.kind === "head") assert.equal(decode(result.head), head);
+  });
+  await t.step("a CR and its LF in two reads", async () => {
+    const result = await readRequestHead(
+      chunkReader(["\r", "\n\r", "\n" + head]),
+    );
+    assert.equal(result.kind, "head");
+    if (result.kind === "head") assert.equal(decode(result.head), head);
+  });
+  await t.step(
+    "only empty lines, then the client closes: nothing to answer",
+    async () => {
+      assert.deepEqual(await readRequestHead(chunkReader(["\r\n", "\r\n"])), {
+        kind: "closed",
+      });
+    },
+  );
+  await t.step("they count toward the size limit", async () => {
+    const result = await readRequestHead(
+      chunkReader(["\r\n".repeat(40) + head]),
+      { maxBytes: 64 },
+    );
+    assert.equal(result.kind, "too-large");
+  });
+  await t.step("a space after them is still refused at once", async () => {
+    const sent = "\r\n GET / HTTP/1.1";
+    let first = true;
+    const quiet: ByteReader = {
+      read(buffer) {
+        if (!first) return new Promise(() => {});
+        first = false;
+        buffer.set(bytes(sent));
+        return Promise.resolve(sent.length);
+      },
+    };
+    assert.deepEqual(await readRequestHead(quiet, { timeoutMs: 5_000 }), {
+      kind: "not-http",
+      received: bytes(sent),
+    });
+  });
+});
+
 Deno.test("readRequestHead reports a connection closed before any byte", async () => {
   assert.deepEqual(await readRequestHead(chunkReader([])), { kind: "closed" });
 });

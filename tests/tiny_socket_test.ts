@@ -161,6 +161,22 @@ Deno.test("GET / with the head split over several writes gets the hello page", a
   }
 });
 
+Deno.test("empty lines before the request line are ignored (RFC 9112 2.2)", async () => {
+  const { server, port, lines } = startServer();
+  try {
+    const response = await exchange(
+      port,
+      "\r\n\r",
+      "\nGET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert.equal(response.status, 200);
+    assertWellFormed(response);
+    assert.match(lines.at(-1)!, /"GET \/ HTTP\/1\.1" 200 \d+$/);
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("bad requests get their status over a real socket", async (t) => {
   const { server, port } = startServer();
   const oversize = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " +
