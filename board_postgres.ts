@@ -207,6 +207,9 @@ interface MessageRow {
   posted_at: Date;
 }
 
+/** The rows of a query that returns exactly one (an aggregate, an insert ... returning). */
+type OneRow = [postgres.Row];
+
 /** A message as board_insert_batch returns it: [id, text, name, posted_at as text]. */
 type InsertedMessage = [number, string, string | null, string];
 
@@ -259,7 +262,7 @@ export async function openPostgresStore(
     // A LATIN1 (or other one-byte) database cannot hold an emoji: such a post would fail
     // with 500, and with it every post of its batch. SQL_ASCII keeps the bytes as sent.
     const [{ encoding }] = await withDeadline(
-      sql`select current_setting('server_encoding') as encoding`,
+      sql<OneRow>`select current_setting('server_encoding') as encoding`,
       "reading the encoding",
     );
     if (encoding !== "UTF8" && encoding !== "SQL_ASCII") {
@@ -271,7 +274,7 @@ export async function openPostgresStore(
     await withDeadline(sql.begin((tx) => tx.unsafe(SCHEMA)), "creating tables");
     // Every id that exists, ever existed or may come back with a restore is at most this.
     const [row] = await withDeadline(
-      sql`
+      sql<OneRow>`
       select greatest((select max(id) from board_messages),
                       (select max(through_id) from board_clears),
                       (select max(newest_id) from board_changes), 0) as message,
@@ -398,9 +401,11 @@ class PostgresStore implements MessageStore {
    */
   clearMessages(): Promise<ClearResult> {
     return this.#change<ClearResult>("clearing", async (tx) => {
-      const [{ last }] = await tx`select max(id) as last from board_messages`;
+      const [{ last }] = await tx<
+        OneRow
+      >`select max(id) as last from board_messages`;
       if (last === null) return [{ archived: 0, archive: null }, null];
-      const [clear] = await tx`
+      const [clear] = await tx<OneRow>`
         insert into board_clears (through_id) values (${last}) returning id`;
       const change = await recordChange(tx, "clear", last);
       const moved = await tx`
@@ -441,7 +446,7 @@ class PostgresStore implements MessageStore {
         insert into board_messages (id, text, name, posted_at) overriding system value
         select id, text, name, posted_at from moved`;
       await tx`update board_clears set restored_at = now() where id = ${clear.id}`;
-      const [{ newest }] = await tx`
+      const [{ newest }] = await tx<OneRow>`
         select coalesce(max(id), 0) as newest from board_messages`;
       const change = await recordChange(tx, "restore", newest);
       return [{ restored: moved.count }, change];
@@ -525,7 +530,7 @@ class PostgresStore implements MessageStore {
     // while PostgreSQL runs it and commits, never while a reply travels to us and back.
     // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...]; its rows
     // are inserted, and numbered, in array order (see board_insert_batch in SCHEMA).
-    const [batch] = await this.sql<InsertedBatch[]>`
+    const [batch] = await this.sql<[InsertedBatch]>`
       select * from board_insert_batch(${this.sql.json(posts)}::jsonb)`;
     this.#writable = true;
     const messages = batch.messages.map(fromInserted);
@@ -536,7 +541,7 @@ class PostgresStore implements MessageStore {
       Number(batch.change_id),
     );
     let next = 0;
-    return pending.map((post) => post.abandoned ? null : messages[next++]);
+    return pending.map((post) => post.abandoned ? null : messages[next++]!);
   }
 
   /**
@@ -882,7 +887,7 @@ async function recordChange(
   kind: "clear" | "delete" | "restore",
   eventId: number | string,
 ): Promise<number> {
-  const [row] = await tx.unsafe(
+  const [row] = await tx.unsafe<OneRow>(
     `insert into board_changes (kind, event_id, newest_id)
      values ($1, $2, ${LAST_ID_GIVEN}) returning id`,
     [kind, eventId],

@@ -176,7 +176,7 @@ export interface NewMessage {
 /** Which page of messages to list. */
 export interface PageQuery {
   /** Only messages with an id below this one; all when omitted. */
-  before?: number;
+  before?: number | undefined;
   /** At most this many messages. */
   limit: number;
 }
@@ -260,12 +260,12 @@ export class StoreUnavailableError extends Error {
   /** Always "StoreUnavailableError". */
   override name = "StoreUnavailableError";
   /** When to try again, for the Retry-After header; undefined: the board's default. */
-  readonly retryAfterSeconds?: number;
+  readonly retryAfterSeconds?: number | undefined;
 
   /** `retryAfterSeconds` goes with the message and `cause`. */
   constructor(
     message: string,
-    options: ErrorOptions & { retryAfterSeconds?: number } = {},
+    options: ErrorOptions & { retryAfterSeconds?: number | undefined } = {},
   ) {
     super(message, options);
     this.retryAfterSeconds = options.retryAfterSeconds;
@@ -371,7 +371,7 @@ export class WriteQueue<Input, Output> {
 
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
-      const first = this.#queue[0];
+      const first = this.#queue[0]!;
       if ("task" in first) {
         this.#queue.shift();
         await first.task();
@@ -380,7 +380,7 @@ export class WriteQueue<Input, Output> {
       let count = 1;
       while (
         count < this.#queue.length && count < MAX_BATCH_MESSAGES &&
-        "input" in this.#queue[count]
+        "input" in this.#queue[count]!
       ) count++;
       const batch = this.#queue.splice(0, count) as Extract<
         QueuedWrite<Input, Output>,
@@ -388,7 +388,7 @@ export class WriteQueue<Input, Output> {
       >[];
       try {
         const outputs = await this.#writeBatch(batch.map((job) => job.input));
-        batch.forEach((job, i) => job.resolve(outputs[i]));
+        batch.forEach((job, i) => job.resolve(outputs[i] as Output));
       } catch (error) {
         for (const job of batch) job.reject(error);
       }
@@ -423,7 +423,7 @@ export class WriteQueue<Input, Output> {
 /** Options for {@linkcode openJsonLinesStore}. */
 export interface JsonLinesStoreOptions {
   /** Where notices go (a torn line set aside, a failed write). @default console.error */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
 }
 
 /** First wait before a read-only store tries its file again; it doubles up to the next. */
@@ -595,7 +595,7 @@ async function findNewestArchive(dataFile: string): Promise<string | null> {
     );
     const match = /^(.*Z)(?:-(\d+))?$/.exec(middle);
     if (match === null) continue;
-    const stamp = match[1];
+    const stamp = match[1]!;
     const n = Number(match[2] ?? 1);
     if (
       newest === null || stamp > newest.stamp ||
@@ -754,7 +754,7 @@ function indexOfId(messages: readonly Message[], id: number): number {
   let high = messages.length;
   while (low < high) {
     const middle = (low + high) >>> 1;
-    if (messages[middle].id < id) low = middle + 1;
+    if (messages[middle]!.id < id) low = middle + 1;
     else high = middle;
   }
   return low;
@@ -1203,7 +1203,7 @@ class JsonLinesStore implements MessageStore {
       throw this.#unavailable();
     }
     const archived = this.#messages.length;
-    this.#clearedThrough = this.#messages[archived - 1].id;
+    this.#clearedThrough = this.#messages[archived - 1]!.id;
     this.#messages = [];
     this.#deletes = [];
     this.#restoredNewest = null;
@@ -1756,7 +1756,7 @@ async function readBody(
   if (timedOut) {
     throw new HttpError(408, "The request body took too long to arrive.");
   }
-  if (chunks.length === 1) return chunks[0];
+  if (chunks.length === 1) return chunks[0]!;
   const body = new Uint8Array(size);
   let offset = 0;
   for (const chunk of chunks) {
@@ -1781,16 +1781,16 @@ async function readBody(
  */
 export function parseContentType(
   header: string | null,
-): { type: string; charset?: string } {
+): { type: string; charset?: string | undefined } {
   const [type, ...parameters] = (header ?? "").split(";");
   let charset: string | undefined;
   for (const parameter of parameters) {
     const [key, value = ""] = parameter.split("=");
-    if (key.trim().toLowerCase() === "charset") {
+    if (key!.trim().toLowerCase() === "charset") {
       charset = value.trim().replace(/^"(.*)"$/, "$1").toLowerCase();
     }
   }
-  return { type: type.trim().toLowerCase(), charset };
+  return { type: type!.trim().toLowerCase(), charset };
 }
 
 /** Refuses a charset other than UTF-8 with 415. */
@@ -2088,9 +2088,9 @@ export function clientKey(address: string | undefined): string {
   const bare = address.replace(/^\[|\]$/g, "").toLowerCase();
   if (!bare.includes(":")) return bare;
   const mapped = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/);
-  if (mapped) return mapped[1]; // an IPv4 client on a dual-stack socket
+  if (mapped) return mapped[1]!; // an IPv4 client on a dual-stack socket
   const [head, tail = ""] = bare.split("::", 2);
-  const groups = head === "" ? [] : head.split(":");
+  const groups = head === "" ? [] : head!.split(":");
   if (bare.includes("::")) {
     const tailGroups = tail === "" ? [] : tail.split(":");
     groups.push(...Array(8 - groups.length - tailGroups.length).fill("0"));
@@ -2196,10 +2196,10 @@ export async function tokensMatch(
       crypto.subtle.digest("SHA-256", encoder.encode(token))
     ),
   );
-  const x = new Uint8Array(a);
-  const y = new Uint8Array(b);
+  const x = new Uint8Array(a!);
+  const y = new Uint8Array(b!);
   let difference = 0;
-  for (let i = 0; i < x.length; i++) difference |= x[i] ^ y[i];
+  for (let i = 0; i < x.length; i++) difference |= x[i]! ^ y[i]!;
   return difference === 0;
 }
 
@@ -2451,7 +2451,7 @@ export interface BoardHandlerOptions {
    * only visitors on this machine (loopback address and Host) may.
    * @default undefined (no sign-in)
    */
-  adminToken?: string;
+  adminToken?: string | undefined;
   /**
    * Trust the proxy in front: the client is the last `X-Forwarded-For` hop, the scheme the
    * last `X-Forwarded-Proto`. Only when every request comes through that proxy.
@@ -3101,7 +3101,7 @@ const SLOW_READER =
 /** Options for {@linkcode streamEvents}. */
 interface EventStreamOptions {
   /** Resume after this event id (see readResumePoint). */
-  after?: number;
+  after?: number | undefined;
   heartbeatMs: number;
   /** Closes the stream when aborted (the board shutting down). */
   signal: AbortSignal;
@@ -3247,7 +3247,7 @@ const HTML_ESCAPES: Record<string, string> = {
  * ```
  */
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]);
+  return text.replace(/[&<>"']/g, (character) => HTML_ESCAPES[character]!);
 }
 
 /**
@@ -3304,7 +3304,7 @@ export interface PageView {
   /** The messages to show. */
   page: MessagePage;
   /** The `before` id of this page; undefined on the newest page. */
-  before?: number;
+  before?: number | undefined;
   /** An error to show above the form. */
   error?: string;
   /** Text to put back in the form after a rejected post. */
@@ -3378,7 +3378,7 @@ export function renderBoard(
     links.push(`<a href="${base}/">Newest messages</a>`);
   }
   if (page.hasOlder) {
-    const oldest = page.messages[page.messages.length - 1].id;
+    const oldest = page.messages[page.messages.length - 1]!.id;
     links.push(
       `<a href="${base}/?before=${oldest}" rel="next">Older messages</a>`,
     );
@@ -3626,13 +3626,13 @@ function showLocalTime(time) {
 export interface BoardOptions
   extends BoardHandlerOptions, JsonLinesStoreOptions {
   /** The JSON Lines data file; its folder is created when missing. @default "./data/messages.jsonl" */
-  dataFile?: string;
+  dataFile?: string | undefined;
   /**
    * A store opened elsewhere, used instead of `dataFile` (board_postgres.ts passes its
    * PostgreSQL store); the board closes it in `close()`.
    * @default undefined (the JSON Lines store on `dataFile`)
    */
-  store?: MessageStore;
+  store?: MessageStore | undefined;
 }
 
 /** An open board: hand `handler` to `Deno.serve`, call `close()` when done. */
@@ -3739,17 +3739,17 @@ export class CommandLineError extends Error {
 /** What {@linkcode parseCommandLine} found on the command line, as {@linkcode startServer} takes it. */
 export interface CommandLineOptions {
   /** --data; undefined when not given (the default file then). */
-  dataFile?: string;
+  dataFile?: string | undefined;
   /** --store: a PostgreSQL URL, for board_postgres.ts. */
-  databaseUrl?: string;
+  databaseUrl?: string | undefined;
   /** --port (0 picks a free one). */
   port: number;
   /** --hostname. */
   hostname: string;
   /** --cert: a PEM file path. */
-  cert?: string;
+  cert?: string | undefined;
   /** --key: a PEM file path. */
-  key?: string;
+  key?: string | undefined;
   /** --quiet: no access log. */
   quiet: boolean;
   /** --help. */
@@ -3757,7 +3757,7 @@ export interface CommandLineOptions {
   /** --allowed-host, each time it is given. */
   allowedHosts: string[];
   /** --admin-token. */
-  adminToken?: string;
+  adminToken?: string | undefined;
   /** --trust-proxy. */
   trustProxy: boolean;
   /** False for --rate-limit off. */
@@ -3866,7 +3866,7 @@ function describeFlagMistake(
     }
     if (token.kind !== "option") continue;
     const flag = showArg(token.rawName);
-    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name]! : null;
     if (spec === null) return `unknown flag ${flag}`;
     if (spec.type === "boolean" && token.value !== undefined) {
       return `${flag} takes no value`;
@@ -4036,9 +4036,9 @@ export interface ServerOptions extends BoardOptions {
   /** Address to bind. @default "127.0.0.1" */
   hostname?: string;
   /** TLS certificate and key files (PEM), to serve HTTPS. @default undefined (HTTP) */
-  cert?: string;
+  cert?: string | undefined;
   /** See `cert`. */
-  key?: string;
+  key?: string | undefined;
   /** No access log. @default false */
   quiet?: boolean;
   /**

@@ -37,21 +37,21 @@ import zlib from "node:zlib";
 /** Options of {@linkcode serveDir}; same names and meanings as `@std/http/file-server`. */
 export interface ServeDirOptions {
   /** Folder whose files are served. @default {"."} */
-  fsRoot?: string;
+  fsRoot?: string | undefined;
   /** URL prefix stripped before looking up a file (`"static"` serves `/static/a.css`). @default {""} */
-  urlRoot?: string;
+  urlRoot?: string | undefined;
   /** Serve `index.html` for a directory URL ending in `/`. @default {true} */
-  showIndex?: boolean;
+  showIndex?: boolean | undefined;
   /** List a directory that has no `index.html`. @default {false} */
-  showDirListing?: boolean;
+  showDirListing?: boolean | undefined;
   /** Serve and list files and folders whose name starts with a dot. @default {false} */
-  showDotfiles?: boolean;
+  showDotfiles?: boolean | undefined;
   /** Add CORS headers that let any origin read the files. @default {false} */
-  enableCors?: boolean;
+  enableCors?: boolean | undefined;
   /** Do not print an access-log line per request. @default {false} */
-  quiet?: boolean;
+  quiet?: boolean | undefined;
   /** Extra headers for every response, each `"Name: value"`. @default {[]} */
-  headers?: string[];
+  headers?: string[] | undefined;
   /**
    * Send text, JS, JSON, SVG, wasm and the like compressed (br or gzip, from
    * `Accept-Encoding`): precompressed `x.css.br`/`x.css.gz` files beside the
@@ -59,26 +59,26 @@ export interface ServeDirOptions {
    * {@linkcode createHandler} keeps br and gzip copies of small files in
    * memory instead. @default {true}
    */
-  compress?: boolean;
+  compress?: boolean | undefined;
   /**
    * Accepted so that code written for std's `serveDir` compiles unchanged,
    * and ignored: our entity tag is the file's size and mtime, strong, with no
    * hash to choose (std hashes the mtime, SHA-256 by default).
    */
-  etagAlgorithm?: AlgorithmIdentifier;
+  etagAlgorithm?: AlgorithmIdentifier | undefined;
   /**
    * Serve `about.html` for `/about` when there is no `about` file or folder,
    * and redirect `/about.html` to `/about` (301), as std's unstable
    * `cleanUrls` option does the first half. @default {false}
    */
-  cleanUrls?: boolean;
+  cleanUrls?: boolean | undefined;
   /**
    * A file inside the root (`"index.html"`) that answers, with 200, a GET or
    * HEAD for a path with no file whose `Accept` includes `text/html`: the
    * single-page-app fallback. Other requests still get 404.
    * @default {undefined}
    */
-  fallback?: string;
+  fallback?: string | undefined;
   /**
    * A download from disk whose client reads nothing more for this long is
    * aborted and its file closed, like nginx's `send_timeout` (see
@@ -89,21 +89,21 @@ export interface ServeDirOptions {
    * streams in Rust and is not timed.)
    * @default {SEND_TIMEOUT_MS}
    */
-  sendTimeoutMs?: number;
+  sendTimeoutMs?: number | undefined;
 }
 
 /** Options of {@linkcode serveFile}. */
 export interface ServeFileOptions {
   /** The file's `Deno.FileInfo`, if the caller already has it (saves a stat). */
-  fileInfo?: Deno.FileInfo;
+  fileInfo?: Deno.FileInfo | undefined;
   /** Accepted for std compatibility and ignored, as in {@linkcode ServeDirOptions.etagAlgorithm}. */
-  etagAlgorithm?: AlgorithmIdentifier;
+  etagAlgorithm?: AlgorithmIdentifier | undefined;
   /** Extra headers, each `"Name: value"`. @default {[]} */
-  headers?: string[];
+  headers?: string[] | undefined;
   /** Add CORS headers. @default {false} */
-  enableCors?: boolean;
+  enableCors?: boolean | undefined;
   /** Compress compressible types, as {@linkcode ServeDirOptions.compress} says. @default {true} */
-  compress?: boolean;
+  compress?: boolean | undefined;
 }
 
 /** Options of {@linkcode createHandler}: everything {@linkcode serveDir} takes, plus the cache. */
@@ -113,9 +113,9 @@ export interface HandlerOptions extends ServeDirOptions {
    * checks it again, like nginx's `open_file_cache_valid`. 0 checks on every
    * request. @default {1000}
    */
-  cacheMs?: number;
+  cacheMs?: number | undefined;
   /** Files up to this size are kept in memory. 0 turns the cache off. @default {MAX_CACHED_FILE_BYTES} */
-  maxCachedFileBytes?: number;
+  maxCachedFileBytes?: number | undefined;
   /**
    * Host names answered besides localhost, 127.0.0.1 and [::1] (the CLI adds
    * the names and addresses it listens on). A leading dot (`.example.com`)
@@ -125,7 +125,7 @@ export interface HandlerOptions extends ServeDirOptions {
    * {@linkcode serveDir} and {@linkcode serveFile} do not check (as std).
    * @default {[]}
    */
-  allowedHosts?: string[];
+  allowedHosts?: string[] | undefined;
 }
 
 /** Files up to this size are served from memory by {@linkcode createHandler}. */
@@ -371,7 +371,7 @@ const COMPRESSIBLE_TYPES = new Set([
  * ```
  */
 export function isCompressible(contentType: string): boolean {
-  const type = contentType.split(";")[0].trim().toLowerCase();
+  const type = contentType.split(";")[0]!.trim().toLowerCase();
   return type.startsWith("text/") || COMPRESSIBLE_TYPES.has(type) ||
     type.endsWith("+json") || type.endsWith("+xml");
 }
@@ -391,7 +391,7 @@ export function isCompressible(contentType: string): boolean {
  * ```
  */
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
+  return text.replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]!);
 }
 
 const HTML_ESCAPES: Record<string, string> = {
@@ -1266,7 +1266,7 @@ export function parseRanges(
   const match = /^\s*bytes\s*=(.*)$/is.exec(header);
   if (match === null || size === 0) return null;
   // RFC 9110 5.6.1: a list may hold empty elements ("0-1, ,5-6").
-  const specs = match[1].split(",").map((spec) => spec.trim()).filter((spec) =>
+  const specs = match[1]!.split(",").map((spec) => spec.trim()).filter((spec) =>
     spec !== ""
   );
   if (specs.length === 0 || specs.length > MAX_RANGES) return null;
@@ -1381,13 +1381,13 @@ function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
   const weights = new Map<string, number>();
   for (const item of header.split(",")) {
     const [rawName, ...params] = item.split(";");
-    let name = rawName.trim().toLowerCase();
+    let name = rawName!.trim().toLowerCase();
     if (name === "") continue;
     if (name === "x-gzip") name = "gzip";
     let q = 1;
     for (const param of params) {
       const [key, value = ""] = param.split("=").map((x) => x.trim());
-      if (key.toLowerCase() !== "q") continue;
+      if (key!.toLowerCase() !== "q") continue;
       // RFC 9110 12.4.2: qvalue = 0[.ddd] / 1[.000]; anything else refuses.
       q = /^(0(\.\d{0,3})?|1(\.0{0,3})?)$/.test(value) ? Number(value) : 0;
     }
@@ -1531,7 +1531,7 @@ export function planFileResponse(
     ]]);
   }
   if (ranges !== null && ranges.length === 1) {
-    const [range] = ranges;
+    const range = ranges[0]!;
     const partial = [...okHeaders(meta, identity, extra)];
     partial.push(
       ["Content-Range", `bytes ${range.start}-${range.end}/${meta.size}`],
@@ -1629,7 +1629,7 @@ function reasonPlan(
   return {
     status,
     headers: textHeaders(
-      REASON_BYTES[status].byteLength,
+      REASON_BYTES[status]!.byteLength,
       "text/plain; charset=utf-8",
       [...more, ...(meta.vary ? VARY : []), ...extra],
     ),
@@ -1691,7 +1691,7 @@ function pushValidators(
   headers.push(["Cache-Control", CACHE_CONTROL]);
   // RFC 9110 12.5.5: caches must key compressible files on Accept-Encoding,
   // whichever coding this answer has.
-  if (meta.vary) headers.push(VARY[0]);
+  if (meta.vary) headers.push(VARY[0]!);
   return withExtra(headers, extra);
 }
 
@@ -1790,7 +1790,8 @@ function makeResponse(
   });
   const target = response.headers;
   for (let i = 0; i < headers.length; i++) {
-    target.append(headers[i][0], headers[i][1]);
+    const header = headers[i]!;
+    target.append(header[0], header[1]);
   }
   return response;
 }
@@ -1909,7 +1910,11 @@ function attachBody(
     case "none":
       return makeResponse(null, plan.status, plan.headers);
     case "reason":
-      return makeResponse(REASON_BYTES[plan.status], plan.status, plan.headers);
+      return makeResponse(
+        REASON_BYTES[plan.status]!,
+        plan.status,
+        plan.headers,
+      );
     case "whole": {
       const { file } = source as { file: OpenFile };
       // No size means gzip while streaming (a big compressible file).
@@ -1962,8 +1967,9 @@ function joinPieces(
   bytes: Uint8Array<ArrayBuffer>,
   pieces: readonly (ByteRange | string)[],
 ): Uint8Array<ArrayBuffer> {
-  if (pieces.length === 1 && typeof pieces[0] !== "string") {
-    return bytes.subarray(pieces[0].start, pieces[0].end + 1);
+  const first = pieces[0];
+  if (pieces.length === 1 && typeof first === "object") {
+    return bytes.subarray(first.start, first.end + 1);
   }
   const parts = pieces.map((piece) =>
     typeof piece === "string"
@@ -1991,7 +1997,7 @@ function streamFilePieces(
   sendTimeoutMs: number,
 ): ReadableStream<Uint8Array> {
   const first = pieces[0];
-  if (pieces.length === 1 && typeof first !== "string") {
+  if (pieces.length === 1 && typeof first === "object") {
     const length = first.end - first.start + 1;
     return file.stream(first.start, length, release, sendTimeoutMs);
   }
@@ -2297,7 +2303,7 @@ export function parseListingQuery(search: string): ListingQuery | string {
   for (const [name, allowed] of Object.entries(LISTING_PARAMETERS)) {
     const values = params.getAll(name);
     if (values.length === 0) continue;
-    const value = values[0];
+    const value = values[0]!;
     if (values.length > 1 || !(allowed as readonly string[]).includes(value)) {
       return `${name} must be ${allowed.slice(0, -1).join(", ")} or ${
         allowed.at(-1)
@@ -2437,11 +2443,11 @@ export function sortListing(
 /** Options of {@linkcode renderListing} and {@linkcode renderListingJson}. */
 export interface ListingOptions {
   /** URL prefix of the served root (`""` or `/static`); breadcrumbs stop there. */
-  urlRoot?: string;
+  urlRoot?: string | undefined;
   /** Order of the rows. @default {DEFAULT_LISTING_QUERY} */
-  query?: ListingQuery;
+  query?: ListingQuery | undefined;
   /** The folder had more than {@linkcode MAX_LISTING_ENTRIES} entries. */
-  truncated?: boolean;
+  truncated?: boolean | undefined;
 }
 
 /** `?sort=..&order=..` to keep on links to other folders; `""` for the default order. */
@@ -2766,7 +2772,7 @@ async function readListing(
 /** True for `x.br` or `x.gz` when the file `x` is listed too. */
 function isPrecompressedCopy(entry: ListingEntry, files: Set<string>): boolean {
   const match = /^(.+)\.(br|gz)$/.exec(entry.name);
-  return !entry.isDirectory && match !== null && files.has(match[1]);
+  return !entry.isDirectory && match !== null && files.has(match[1]!);
 }
 
 async function statListingEntry(
@@ -3023,7 +3029,10 @@ const CORS_HEADERS: [string, string][] = [
 ];
 
 function extraHeaders(
-  options: { headers?: string[]; enableCors?: boolean },
+  options: {
+    headers?: string[] | undefined;
+    enableCors?: boolean | undefined;
+  },
 ): [string, string][] {
   const { headers = [], enableCors = false } = options;
   const own = parseHeaderLines(headers);
@@ -3174,7 +3183,7 @@ function streamsToEnd(body: BodyPlan, size: number): boolean {
   if (body.kind === "whole") return true;
   if (body.kind !== "ranges" || body.pieces.length !== 1) return false;
   const range = body.pieces[0];
-  return typeof range !== "string" && range.end === size - 1 &&
+  return typeof range === "object" && range.end === size - 1 &&
     size - range.start > STREAM_FROM_BYTES;
 }
 
@@ -3355,7 +3364,7 @@ export function acceptsHtml(req: Request): boolean {
   if (accept === null) return false;
   return accept.split(",").some((range) => {
     const [type, ...params] = range.split(";");
-    if (type.trim().toLowerCase() !== "text/html") return false;
+    if (type!.trim().toLowerCase() !== "text/html") return false;
     const q = params.find((p) => p.trim().toLowerCase().startsWith("q="));
     return q === undefined || Number(q.trim().slice(2)) > 0;
   });
@@ -3865,7 +3874,7 @@ export function suggestFood(
     `<p>Hello, ${escapeHtml(name)}! Since you like ${
       escapeHtml(food.toLowerCase())
     }, ` +
-    `we suggest ${escapeHtml(SUGGESTIONS[food])}.</p>`;
+    `we suggest ${escapeHtml(SUGGESTIONS[food]!)}.</p>`;
   return htmlResponse(200, renderPage("Our suggestion", body), extra);
 }
 
@@ -3964,7 +3973,7 @@ export function hostNameOf(url: string): string {
   const authority = url.slice(url.lastIndexOf("@", end) + 1 || start, end);
   const name = authority.startsWith("[")
     ? authority.slice(0, authority.indexOf("]") + 1)
-    : authority.split(":")[0];
+    : authority.split(":")[0]!;
   const lower = name.toLowerCase();
   return lower.endsWith(".") ? lower.slice(0, -1) : lower;
 }
@@ -4683,17 +4692,17 @@ export class CommandLineError extends Error {
 /** What {@linkcode startServer} takes: the handler's options and where to listen. */
 export interface ServerOptions extends HandlerOptions {
   /** Port to listen on; 0 picks a free one. @default 8080 */
-  port?: number;
+  port?: number | undefined;
   /** Address to bind. @default "127.0.0.1" */
-  hostname?: string;
+  hostname?: string | undefined;
   /** TLS certificate file (PEM), with `key`, to serve HTTPS. @default undefined (HTTP) */
-  cert?: string;
+  cert?: string | undefined;
   /** TLS private key file (PEM). @default undefined */
-  key?: string;
+  key?: string | undefined;
   /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). @default false */
-  reusePort?: boolean;
+  reusePort?: boolean | undefined;
   /** Called with the real address. @default prints the "Serving ..." line */
-  onListen?: (address: Deno.NetAddr) => void;
+  onListen?: ((address: Deno.NetAddr) => void) | undefined;
 }
 
 /** What {@linkcode parseCommandLine} found on the command line. */
@@ -4707,7 +4716,7 @@ export interface CommandLineOptions extends ServerOptions {
   /** --allowed-host: more Host names to answer to. */
   allowedHosts: string[];
   /** --fallback: the page for HTML requests of missing paths. */
-  fallback?: string;
+  fallback?: string | undefined;
   /** --clean-urls: `/about` serves `about.html`. */
   cleanUrls: boolean;
   /** --dir-listing: list folders without an index.html. */
@@ -4721,9 +4730,9 @@ export interface CommandLineOptions extends ServerOptions {
   /** Not --no-compress: send br or gzip. */
   compress: boolean;
   /** --cert: the TLS certificate file (PEM). */
-  cert?: string;
+  cert?: string | undefined;
   /** --key: the TLS private key file (PEM). */
-  key?: string;
+  key?: string | undefined;
   /** --quiet: no access log. */
   quiet: boolean;
   /** --workers: how many threads serve. */
@@ -4846,7 +4855,7 @@ function describeFlagMistake(
     }
     if (token.kind !== "option") continue;
     const flag = showArg(token.rawName);
-    const spec = Object.hasOwn(flags, token.name) ? flags[token.name] : null;
+    const spec = Object.hasOwn(flags, token.name) ? flags[token.name]! : null;
     if (spec === null) return `unknown flag ${flag}`;
     if (spec.type === "boolean" && token.value !== undefined) {
       return `${flag} takes no value`;
@@ -4909,7 +4918,7 @@ export async function startServer(
     hostname,
     port,
     ...tls,
-    reusePort: options.reusePort,
+    reusePort: options.reusePort ?? false,
     onListen: options.onListen ??
       ((address) => console.log(servingLine(options, address))),
   }, handler);
