@@ -1,7 +1,8 @@
 // Each script is a drop-in: copied ALONE into an empty folder, with a fresh
 // Deno cache (DENO_DIR) and no config file, it passes `deno check`,
 // `deno fmt --check`, `deno lint` and `deno doc --lint` (and has no slow
-// types for a JSR package), a small app test that imports it passes,
+// types for a JSR package), type-checks under std's stricter compiler
+// options too, a small app test that imports it passes,
 // and `deno run` with the README's flags starts it and it answers. Every deno
 // command that could fetch runs with --cached-only, so with an empty cache any
 // download would fail the test: none of the scripts needs the network.
@@ -188,6 +189,26 @@ async function checkDropIn(row: DropInRow): Promise<string[]> {
       row.script,
       "app_test.ts",
     ]);
+    // A user's project may be stricter than Deno's defaults (std itself
+    // turns these two on): the pasted script must type-check there too.
+    await Deno.writeTextFile(
+      `${dir}/strict.json`,
+      JSON.stringify({
+        compilerOptions: {
+          noUncheckedIndexedAccess: true,
+          exactOptionalPropertyTypes: true,
+        },
+      }),
+    );
+    await expectSuccess("deno check with strict compilerOptions", [
+      "check",
+      "--cached-only",
+      "--config",
+      "strict.json",
+      row.script,
+      "app_test.ts",
+    ]);
+    await Deno.remove(`${dir}/strict.json`);
     const tested = await expectSuccess("deno test of that app", [
       "test",
       "--cached-only",

@@ -476,7 +476,9 @@ Deno.test({
       async () => {
         // Once the connection holds its share, the server is at work on its
         // streams (a loaded machine may take a while); then it must open no
-        // more. A few more descriptors: what the server opens meanwhile.
+        // more. Some slack for what the server opens meanwhile (4 was too
+        // little once on a loaded machine); without the limit the connection
+        // holds one per stream, 100.
         const share = MAX_OPEN_FILES_PER_CONNECTION;
         let held = 0;
         const working = Date.now() + 10_000;
@@ -486,12 +488,12 @@ Deno.test({
         }
         assert.ok(held >= share, `only ${held} files opened in 10 s`);
         const watched = Date.now() + 500;
-        while (held <= share + 4 && Date.now() < watched) {
+        while (held <= share + 12 && Date.now() < watched) {
           await new Promise((r) => setTimeout(r, 20));
           held = countOpenFds(server.pid) - before;
         }
         assert.ok(
-          held <= share + 4,
+          held <= share + 12,
           `${held} descriptors held by one connection`,
         );
       },
