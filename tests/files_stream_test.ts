@@ -4,7 +4,11 @@
 // went to Deno.serve after it, and frees every other chunk as soon as
 // Deno.serve holds it.
 import assert from "node:assert/strict";
-import { createHandler, serveWithRestart } from "../server_files.ts";
+import {
+  createHandler,
+  type Handler,
+  serveWithRestart,
+} from "../server_files.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
 import { countOpenFds, runProcess, toolTestOptions } from "./_process.ts";
 
@@ -15,6 +19,25 @@ function patterned(size: number): Uint8Array<ArrayBuffer> {
   const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) data[i] = (i % 251) ^ (i >> 16);
   return data;
+}
+
+/**
+ * Writes `size` patterned bytes as big.bin in `root` and serves the folder
+ * through serveWithRestart, with `wrap` around our handler if given.
+ */
+async function serveBigFile(
+  root: string,
+  size: number,
+  wrap: (handler: Handler) => Deno.ServeHandler<Deno.NetAddr> = (h) => h,
+) {
+  const data = patterned(size);
+  await Deno.writeFile(`${root}/big.bin`, data);
+  const handler = createHandler({ fsRoot: root, quiet: true });
+  const server = serveWithRestart(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    wrap(handler),
+  );
+  return { data, server, url: `http://127.0.0.1:${server.addr.port}/big.bin` };
 }
 
 /** Where `needle` starts in `haystack`, or -1. */
@@ -45,14 +68,7 @@ Deno.test("downloads through serveWithRestart arrive byte for byte across read b
   await using tree = await makeTree();
   // Reads of 64 KiB, 128 KiB, ... 1 MiB, then 1 MiB each: over a dozen boundaries.
   const size = 9 * MiB + 12_345;
-  const data = patterned(size);
-  await Deno.writeFile(`${tree.root}/big.bin`, data);
-  const handler = createHandler({ fsRoot: tree.root, quiet: true });
-  const server = serveWithRestart(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    handler,
-  );
-  const url = `http://127.0.0.1:${server.addr.port}/big.bin`;
+  const { data, server, url } = await serveBigFile(tree.root, size);
   const get = async (range?: string) => {
     const res = await fetch(url, { headers: range ? { range } : {} });
     return { res, body: new Uint8Array(await res.arrayBuffer()) };
@@ -98,14 +114,7 @@ Deno.test({
     await using tree = await makeTree();
     // Past the ramp of reads, then 1 MiB reads into the stream's kept buffers.
     const size = 16 * MiB + 4321;
-    const data = patterned(size);
-    await Deno.writeFile(`${tree.root}/big.bin`, data);
-    const handler = createHandler({ fsRoot: tree.root, quiet: true });
-    const server = serveWithRestart(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      handler,
-    );
-    const url = `http://127.0.0.1:${server.addr.port}/big.bin`;
+    const { data, server, url } = await serveBigFile(tree.root, size);
     const out = `${tree.base}/got.bin`;
     // [curl's protocol flag, the version it must report, first, last byte]
     const cases = [
@@ -149,20 +158,16 @@ Deno.test({
 
 Deno.test("a handler that reads the file's stream itself still gets every byte (chunks are freed only when Deno.serve has them)", async () => {
   await using tree = await makeTree();
-  const size = 6 * MiB + 7;
-  const data = patterned(size);
-  await Deno.writeFile(`${tree.root}/big.bin`, data);
-  const handler = createHandler({ fsRoot: tree.root, quiet: true });
   // The answer Deno.serve gets is a new one, made of ours read in JavaScript.
-  const server = serveWithRestart(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async (req) => {
+  const { data, server, url } = await serveBigFile(
+    tree.root,
+    6 * MiB + 7,
+    (handler) => async (req) => {
       const res = await handler(req);
       const body = await res.arrayBuffer();
       return new Response(body, { status: res.status, headers: res.headers });
     },
   );
-  const url = `http://127.0.0.1:${server.addr.port}/big.bin`;
   try {
     // A range that ends before the file does is always read in JavaScript.
     const part = await fetch(url, { headers: { range: "bytes=10-6000000" } });
