@@ -2151,24 +2151,36 @@ export function withoutBodyForHead(req: Request, response: Response): Response {
 // ---------------------------------------------------------------------------
 
 /**
- * Text a client chose, made safe for one log line: C0 and C1 controls, DEL and
- * the line separators become `\xNN` / `\u{NNNN}`.
+ * Text a client chose, made safe for one log line: C0 and C1 controls, DEL,
+ * the line separators and the invisible format characters (bidi overrides
+ * such as U+202E, which make a terminal show a line's end first, and
+ * zero-width ones) become `\xNN` / `\u{NNNN}`. Past {@linkcode MAX_LOGGED_CHARS}
+ * the rest is left out, with a count: a 60 KB path must not make every 404's
+ * log line 120 KB.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { logSafe } from "./server_files.ts";
  * assert.equal(logSafe("a\r\nb"), "a\\x0d\\x0ab");
+ * assert.equal(logSafe("\u202eexe.txt"), "\\u{202e}exe.txt");
  * ```
  */
 export function logSafe(text: string): string {
-  return text.replace(/[\p{Cc}\u2028\u2029]/gu, (char) => {
-    const code = char.charCodeAt(0);
+  if (text.length > MAX_LOGGED_CHARS) {
+    const rest = text.length - MAX_LOGGED_CHARS;
+    text = `${text.slice(0, MAX_LOGGED_CHARS)}... (${rest} more characters)`;
+  }
+  return text.replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, (char) => {
+    const code = char.codePointAt(0)!;
     return code > 0xff
       ? `\\u{${code.toString(16)}}`
       : `\\x${code.toString(16).padStart(2, "0")}`;
   });
 }
+
+/** How much of one text a client chose goes into one error-log line. */
+export const MAX_LOGGED_CHARS = 1024;
 
 /**
  * Maps any error met while serving to a response, the way Go's `toHTTPError`
@@ -2202,7 +2214,9 @@ async function errorResponse(
     // formatting directives and garble (or drop) what follows.
     console.error(
       "%s",
-      `server_files: ${status} for ${req.method} ${JSON.stringify(pathname)}:`,
+      `server_files: ${status} for ${req.method} ${
+        JSON.stringify(logSafe(pathname))
+      }:`,
       detail,
     );
   }

@@ -109,3 +109,37 @@ Deno.test("files: 503s for want of descriptors log one short line a second, no s
     await server.stop("SIGKILL");
   }
 });
+
+Deno.test("files: the error log shows bidi and zero-width characters of a path escaped, and clips a long path", async (t) => {
+  await using tree = await makeTree();
+  const server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root],
+  });
+  try {
+    // U+202E turns the rest of a terminal line around; U+200B is invisible.
+    const spoof = await fetch(`${server.url}%E2%80%AEtxt.exe%E2%80%8B`);
+    await spoof.body?.cancel();
+    assert.equal(spoof.status, 404);
+    const long = await fetch(`${server.url}${"a".repeat(20_000)}`);
+    await long.body?.cancel();
+    assert.equal(long.status, 404);
+    const lines = await Promise.all([
+      server.waitForLine(/404 for GET .*txt\.exe/),
+      server.waitForLine(/404 for GET "\/aaa/),
+    ]);
+    await t.step(
+      "no bidi override or zero-width character reaches the log",
+      () => {
+        assert.doesNotMatch(lines[0], /[\u202e\u200b]/);
+        assert.match(lines[0], /\\u\{202e\}txt\.exe\\u\{200b\}/);
+      },
+    );
+    await t.step("a 20,000-character path is clipped in the log line", () => {
+      assert.ok(lines[1].length < 3000, `${lines[1].length} characters`);
+      assert.match(lines[1], /\.\.\. \(\d+ more characters\)/);
+    });
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
