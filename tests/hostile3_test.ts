@@ -143,3 +143,50 @@ Deno.test("files: the error log shows bidi and zero-width characters of a path e
     await server.stop("SIGKILL");
   }
 });
+
+Deno.test("files: clients that close gzip downloads of a big text file part way never end the server", async () => {
+  await using tree = await makeTree();
+  // Bigger than the cache takes, and compressible: gzipped while it streams.
+  // Words in a shuffled order (a fixed seed), so gzip's output is big too.
+  const words = ["alpha", "beta", "gamma", "<div>", "function", "return"];
+  let seed = 1;
+  const text = Array.from({ length: 400_000 }, () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return words[seed % words.length];
+  }).join(" ");
+  await Deno.writeTextFile(`${tree.root}/big.txt`, text);
+  const server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root, "--quiet"],
+  });
+  try {
+    for (let round = 0; round < 4; round++) {
+      await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+        const conn = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: server.port,
+        });
+        try {
+          await conn.write(encoder.encode(
+            "GET /big.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n",
+          ));
+          // A few reads, then gone: gzip still has output pending.
+          const buffer = new Uint8Array(16384);
+          for (let k = 0; k <= i % 5; k++) {
+            if (await conn.read(buffer) === null) break;
+          }
+        } finally {
+          conn.close();
+        }
+      }));
+    }
+    const res = await fetch(`${server.url}big.txt`, {
+      headers: { "accept-encoding": "gzip" },
+    });
+    assert.equal(res.headers.get("content-encoding"), "gzip");
+    assert.equal(await res.text(), text);
+    assert.doesNotMatch(server.stderr.join("\n"), /Uncaught|TypeError/);
+  } finally {
+    await server.stop("SIGKILL");
+  }
+});
