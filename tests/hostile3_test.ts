@@ -2,6 +2,7 @@
 // real processes, raw sockets, small descriptor limits. One test per defect
 // found, each failing on the code before its fix.
 import assert from "node:assert/strict";
+import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
 import { canRunAsRoot } from "./_process.ts";
 
@@ -188,5 +189,48 @@ Deno.test("files: clients that close gzip downloads of a big text file part way 
     assert.doesNotMatch(server.stderr.join("\n"), /Uncaught|TypeError/);
   } finally {
     await server.stop("SIGKILL");
+  }
+});
+
+Deno.test("files: a gzip download the client stops reading still closes its file after the send timeout", async () => {
+  await using tree = await makeTree();
+  // 1 MiB of shuffled words, 48 times: its gzip is far more than socket buffers hold.
+  const words = ["alpha", "beta", "gamma", "<div>", "function", "return"];
+  let seed = 7;
+  const block = Array.from({ length: 180_000 }, () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return words[seed % words.length];
+  }).join(" ");
+  const path = `${tree.root}/big.txt`;
+  await Deno.writeTextFile(path, block.repeat(48));
+  const server = serveWithRestart(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    createHandler({ fsRoot: tree.root, quiet: true, sendTimeoutMs: 300 }),
+  );
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    await conn.write(encoder.encode(
+      "GET /big.txt HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept-Encoding: gzip\r\n\r\n",
+    ));
+    const opened = Date.now();
+    let open = -1;
+    while (Date.now() - opened < 5000 && open !== 0) {
+      await new Promise((r) => setTimeout(r, 100));
+      open = 0;
+      for (const { name } of Deno.readDirSync("/proc/self/fd")) {
+        try {
+          if (Deno.readLinkSync(`/proc/self/fd/${name}`) === path) open++;
+        } catch {
+          // closed since the listing
+        }
+      }
+    }
+    assert.equal(open, 0, "the file is still open 5 s later");
+  } finally {
+    conn.close();
+    await server.shutdown();
   }
 });
