@@ -1233,10 +1233,10 @@ export const MAX_RANGES = 16;
 /**
  * Parses a `Range` header for a file of `size` bytes (RFC 9110 14.1.2).
  * Returns the ranges to send, `"unsatisfiable"` (416: none of them is in the
- * file), or `null` when the header is ignored and the whole file sent (200):
+ * file, or one ends before it starts, as std, Go and nginx answer), or `null`
+ * when the header is ignored and the whole file sent (200):
  *
- * - bad syntax, a range that ends before it starts, or another unit (RFC 9110
- *   14.2 lets a server ignore Range);
+ * - bad syntax or another unit (RFC 9110 14.2 lets a server ignore Range);
  * - an empty file (as std and Go do: a 416 for a file with nothing in it
  *   helps no client);
  * - more than {@linkcode MAX_RANGES} ranges, or ranges adding up to more
@@ -1257,6 +1257,7 @@ export const MAX_RANGES = 16;
  * ]);
  * assert.deepEqual(parseRanges("bytes=0-9,10-19", 1000), [{ start: 0, end: 19 }]);
  * assert.equal(parseRanges("bytes=1000-", 1000), "unsatisfiable");
+ * assert.equal(parseRanges("bytes=500-200", 1000), "unsatisfiable");
  * ```
  */
 export function parseRanges(
@@ -1287,7 +1288,9 @@ export function parseRanges(
     } else {
       const start = Number(first);
       const end = last === "" ? Infinity : Number(last);
-      if (end < start) return null; // invalid per RFC 9110 14.1.1: ignore the header
+      // RFC 9110 14.1.1 calls this invalid, and 14.2 lets a server ignore or
+      // reject the header: std, Go, nginx and Caddy reject it (416).
+      if (end < start) return "unsatisfiable";
       range = start >= size ? null : { start, end: Math.min(end, size - 1) };
     }
     if (range === null) continue; // unsatisfiable alone; the others may do
@@ -3242,16 +3245,53 @@ export async function serveDir(
   const started = Date.now();
   let response: Response;
   try {
-    const rootReal = await Deno.realPath(options.fsRoot ?? ".");
-    response = await serveFromRoot(req, makeContext(rootReal, options, null));
+    const fsRoot = options.fsRoot ?? ".";
+    const rootReal = await realPathOrNull(fsRoot);
+    if (rootReal === null) {
+      // As std's serveDir: no folder, no file in it, so 404 (an app that
+      // tries its own routes after a 404 keeps working). The programmer
+      // still hears of it once, even with `quiet`.
+      warnMissingRoot(fsRoot);
+      response = textResponse(404, extraHeaders(options));
+    } else {
+      response = await serveFromRoot(req, makeContext(rootReal, options, null));
+    }
   } catch (error) {
-    // Only a bad root or bad headers option gets here: a server-side mistake.
+    // Only an unreadable root or bad headers option gets here: a server-side mistake.
     console.error("server_files: serveDir misconfigured:", error);
     response = textResponse(500, []);
   }
   response = withoutBodyForHead(req, response);
   if (!options.quiet) logRequest(req, response, null, started);
   return response;
+}
+
+/** The `fsRoot` values already reported missing (bounded: the caller's, not a client's). */
+const missingRootsWarned = new Set<string>();
+
+/**
+ * The real path of `path`, or null when there is nothing there. Other errors
+ * (no read permission, for one) are thrown: a 500 that the log explains.
+ */
+async function realPathOrNull(path: string): Promise<string | null> {
+  try {
+    return await Deno.realPath(path);
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code === "ENOENT" || code === "ENOTDIR") return null;
+    throw error;
+  }
+}
+
+/** Logs, once per `fsRoot`, that {@linkcode serveDir} has no folder to serve. */
+function warnMissingRoot(fsRoot: string): void {
+  if (missingRootsWarned.has(fsRoot) || missingRootsWarned.size >= 64) return;
+  missingRootsWarned.add(fsRoot);
+  console.error(
+    `server_files: serveDir: there is no folder ${
+      logSafe(fsRoot)
+    } (fsRoot) to serve; every request gets 404 until it exists`,
+  );
 }
 
 /** GET/HEAD on the file tree: method check, path resolution, directories, files. */
