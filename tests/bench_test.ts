@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { chartTicks, renderSvgChart } from "../bench/chart.ts";
 import * as fixtures from "../bench/fixtures.ts";
-import { estimateSeconds, inTurn, runBenchmark } from "../bench/measure.ts";
+import * as measure from "../bench/measure.ts";
 import {
   curlArgs,
   parseCurlWriteOut,
@@ -19,7 +19,12 @@ import { WRK_REPORT } from "../bench/parse_bench.ts";
 import * as report from "../bench/report.ts";
 import type { ScenarioResult, ServerResult } from "../bench/report.ts";
 import { parseBenchArgs } from "../bench/run.ts";
-import { SCENARIOS, selectScenarios, TARGETS } from "../bench/scenarios.ts";
+import {
+  pairedServers,
+  SCENARIOS,
+  selectScenarios,
+  TARGETS,
+} from "../bench/scenarios.ts";
 import * as servers from "../bench/servers.ts";
 import { startScript } from "./_process.ts";
 
@@ -147,6 +152,42 @@ Deno.test("median", async (t) => {
   });
 });
 
+Deno.test("pairedRatio: the median of each turn's ours ÷ theirs", async (t) => {
+  const runs = (samples: number[], turns?: number[]) => ({ samples, turns });
+  const paired = report.pairedRatio;
+  await t.step("pairs by turn, not by place; skips a turn one missed", () => {
+    const ours = runs([19, 9.5, 28.5, 50], [1, 0, 2, 9]);
+    const floor = runs([10, 20, 30, 40], [0, 1, 2, 3]);
+    const ratios = [0.95, 0.95, 0.95];
+    assert.deepEqual(paired(ours, [floor]), { value: 0.95, ratios });
+  });
+  await t.step(
+    "a blip in one turn moves that turn's ratio, not the median",
+    () => {
+      // The machine speeds up over the turns; the floor's second run is hit.
+      const ours = runs([95, 190, 285]);
+      const floor = runs([100, 120, 300]);
+      assert.equal(paired(ours, [floor])!.value, 0.95);
+      assert.ok(
+        report.median(ours.samples) / report.median(floor.samples) > 1.5,
+      );
+    },
+  );
+  await t.step("against several, each turn's fastest", () => {
+    const ours = runs([10, 10]);
+    const several = [runs([5, 20]), runs([8, 12])];
+    assert.deepEqual(paired(ours, several), {
+      value: 0.875,
+      ratios: [1.25, 0.5],
+    });
+  });
+  await t.step("null without a turn in common, a figure, or anyone", () => {
+    assert.equal(paired(runs([1], [0]), [runs([1], [1])]), null);
+    assert.equal(paired(runs([1]), [runs([0])]), null);
+    assert.equal(paired(runs([1]), []), null);
+  });
+});
+
 Deno.test("the number formats of the tables", () => {
   const ratio = report.formatRatio;
   const { formatSize: size, formatTimeLeft: left } = report;
@@ -168,6 +209,15 @@ Deno.test("the number formats of the tables", () => {
     [spread([900, 900], "requests"), "900"],
     [spread([], "requests"), "–"],
     [spread([1024 ** 3, 2 * 1024 ** 3], "bytes"), "1,024.0–2,048.0"],
+    [
+      report.formatPaired({ value: 1, ratios: [1.031, 0.9] }),
+      "2 paired runs, 0.90–1.03",
+    ],
+    [
+      report.formatPaired({ value: 1, ratios: [12.4, 15] }),
+      "2 paired runs, 12–15",
+    ],
+    [report.formatPaired({ value: 1, ratios: [0.9] }), "1 paired run"],
   ];
   for (const [actual, expected] of cases) assert.equal(actual, expected);
 });
@@ -214,6 +264,9 @@ const BIG = scenario("files-100mb", "Files, 100 MiB file", [
   result("ours", "ours", 10, { bytesPerSec: 900e6, peakMemoryBytes: 50e6 }),
   result("nginx", "peer", 20, { bytesPerSec: 1000e6 }),
 ], "bytes");
+for (const r of BIG.results) {
+  r.samples = [0.9, 1, 1.1].map((f) => f * r.bytesPerSec);
+}
 
 const PG_PAGE = scenario("board-pg-page", "Board newest page, PostgreSQL", [
   result("ours", "ours", 6180, { label: "PostgreSQL store" }),
@@ -263,11 +316,12 @@ Deno.test("renderResultsTable: a row per server, ours ÷ it on each floor's and 
   const row = (text: string) => lines.find((line) => line.includes(text))!;
   const ours = /\| 45,000 \| 40\.5k–49\.5k \| .* \| – \|$/;
   assert.match(row("**server_files.ts**"), ours);
-  assert.match(row("| Deno.serve floor (floor) |"), /\| 0\.96× \|$/);
-  assert.match(row("| nginx: gzip |"), /\| 0\.9× \|$/);
-  assert.match(row("a\\|b"), /\| 50× \|$/);
+  const floor = /\| 0\.96× \(3 paired runs\) \|$/;
+  assert.match(row("| Deno.serve floor (floor) |"), floor);
+  assert.match(row("| nginx: gzip |"), /\| 0\.9× \(3 paired runs\) \|$/);
+  assert.match(row("a\\|b"), /\| 50× \(3 paired runs\) \|$/);
   // Regression: the file store's row once read "0.8× PostgreSQL", backwards.
-  assert.match(row("| file store |"), /\| 0\.8× \|$/);
+  assert.match(row("| file store |"), /\| 0\.8× \(3 paired runs\) \|$/);
   // Every row has the same number of cells, the escaped pipe included.
   const cells = (line: string) => line.split(/(?<!\\)\|/).length;
   for (const line of lines) assert.equal(cells(line), cells(lines[0]), line);
@@ -289,11 +343,37 @@ Deno.test("checkTargets", async (t) => {
       ),
       [
         // The fastest JavaScript peer here is Hono (nginx is not one).
-        "50× (45,000/s server_files.ts vs 900/s hono)",
+        "50×: 3 paired runs (medians 45,000/s server_files.ts vs 900/s hono)",
         "–",
         "0.5× (47.7 MiB server_files.ts vs 100 MB)",
-        "0.8× (6,180/s PostgreSQL store vs 7,690/s file store)",
+        "0.8×: 3 paired runs (medians 6,180/s PostgreSQL store vs 7,690/s file store)",
       ],
+    );
+  });
+  await t.step("a rate: the paired runs' median, and in how many turns", () => {
+    const close = structuredClone(TINY);
+    close.results[0].samples = [9500, 8500, 10_000];
+    close.results[1].samples = [10_000, 10_000, 10_000];
+    const [rate] = report.checkTargets(TARGETS, [close]).filter((r) => r.turns);
+    assert.deepEqual([rate.measured, rate.met, rate.turns], [
+      "0.95×: 3 paired runs, 0.85–1.00 (medians 9,500/s server_tiny.ts vs 10,000/s bare loop)",
+      true,
+      "2 of 3",
+    ]);
+    const table = report.renderTargetsTable([rate]);
+    assert.match(table, /\| ✅ met \(2 of 3 turns met it\) \|$/);
+  });
+  await t.step("across two scenarios: the ratio of the medians", () => {
+    const page = (size: string, rate: number) =>
+      scenario(`board-page-${size}`, size, [result("ours", "ours", rate)]);
+    const [sizes] = report.checkTargets(TARGETS, [
+      page("1k", 1000),
+      page("100k", 800),
+    ])
+      .filter((r) => r.met !== null);
+    assert.equal(
+      sizes.measured,
+      "0.8× (ratio of medians, 800/s server_files.ts vs 1,000/s server_files.ts)",
     );
   });
   await t.step("at most: a hair over 1.5× fails", () => {
@@ -331,7 +411,7 @@ const REPORT: report.BenchReport = {
   },
   versions: { Deno: "2.9.6", nginx: "1.22.1", wrk: "4.1.0" },
   command: "deno task bench",
-  settings: { duration: 5, runs: 3, threads: 2 },
+  settings: { duration: 5, runs: 3, pairs: 7, threads: 2 },
   scenarios: [SMALL, BIG, PG_PAGE, TINY],
   targets: report.checkTargets(TARGETS, [SMALL, BIG, PG_PAGE]),
   skipped: ["Tiny: server_tiny.ts skipped, python3 is not installed."],
@@ -386,7 +466,8 @@ Deno.test("renderResultsMarkdown names the machine, load, versions, command, cha
     "- Load average 3.5 at the start, 4.3 at the end (the run itself adds",
     "- Other helpers' tests ran meanwhile.",
     "Deno 2.9.6, nginx 1.22.1, wrk 4.1.0",
-    "median of 3 runs of 5 s, wrk with 2 threads",
+    "median of a server's runs (3 runs of 5 s, wrk with 2 threads",
+    "to 7 runs each",
     "Reproduce: `deno task bench`",
     "![Our servers' speed as a ratio to each peer and floor](results.svg)",
     `## Results\n\n${report.renderResultsTable(REPORT.scenarios)}\n`,
@@ -483,28 +564,80 @@ Deno.test("the scenario and target tables", async (t) => {
       assert.deepEqual(ours.map((s) => s.key), ["ours"], scenario.id);
     }
   });
+  const settings = { duration: 5, runs: 3, pairs: 7, warmup: 1 };
   await t.step("estimateSeconds counts each scenario's starts", () => {
-    const settings = { duration: 5, runs: 3, warmup: 1 };
-    const estimate = (id: string) => estimateSeconds(byId.get(id)!, settings);
-    assert.equal(estimate("tiny"), 3 + 1 + 3 * 5.5);
+    const estimate = (id: string, runs = 3, run = settings) =>
+      measure.estimateSeconds(byId.get(id)!, run, runs);
+    assert.equal(estimate("tiny", 7), 3 + 1 + 7 * 5.5);
     assert.equal(estimate("board-post-1k"), 3 * 8.5, "a fresh start per run");
-    assert.equal(estimate("files-100mb"), 3 + 4 * 1.5, "4 downloads");
+    assert.equal(estimate("files-100mb", 4), 3 + 4 * 1.5, "4 downloads");
     assert.equal(estimate("board-page-1k"), 3 + 5 + 3 * 5.5, "5 s warm-up");
-    const cold = { ...settings, warmup: 0 };
-    const noWarmup = estimateSeconds(byId.get("board-pg-page")!, cold);
-    assert.equal(noWarmup, 3 + 3 * 5.5, "a run without warm-up has none");
+    const cold = estimate("board-pg-page", 3, { ...settings, warmup: 0 });
+    assert.equal(cold, 3 + 3 * 5.5, "a run without warm-up has none");
   });
+  await t.step("pairedServers: those a target holds ours to one to one", () => {
+    const ids = ["tiny", "files-small", "files-css-gzip", "files-100kb"]
+      .concat(
+        "files-100mb",
+        "board-post-1k",
+        "board-post-100k",
+        "board-pg-page",
+      );
+    const paired = ids.map((id) =>
+      pairedServers(byId.get(id)!, TARGETS).map((s) => s.key).join(" ")
+    );
+    assert.deepEqual(paired, [
+      ...["deno-listen-loop", "deno-serve-floor", "nginx-gzip", ""],
+      ...["nginx deno-serve-big-floor", "textbook-board", "", "board-file"],
+    ]);
+  });
+  await t.step(
+    "plannedRuns: ours and its paired get the pairs, posts not",
+    () => {
+      const planned = ([id, server]: [string, servers.ServerDef]) =>
+        measure.plannedRuns(byId.get(id)!, server, settings);
+      const { OUR_FILES: ours, FILES_FLOOR: floor, NGINX: nginx } = servers;
+      assert.deepEqual(
+        [
+          ...[["files-small", ours], ["files-small", floor], [
+            "files-small",
+            nginx,
+          ]],
+          ...[["files-100kb", ours], ["files-100mb", nginx], [
+            "files-100mb",
+            servers.CADDY,
+          ]],
+          ["board-post-1k", servers.OUR_BOARD],
+        ].map((pair) => planned(pair as [string, servers.ServerDef])),
+        [7, 7, 3, 3, 16, 4, 3],
+      );
+    },
+  );
   await t.step("the boards' pages warm up 5 s, the rest the run's", () => {
     const warm = SCENARIOS.filter((s) => s.warmup !== undefined);
     const pages = ["board-page-1k", "board-page-100k", "board-pg-page"];
     assert.deepEqual(warm.filter((s) => !s.postBody).map((s) => s.id), pages);
     assert.ok(warm.every((s) => s.warmup === 5));
   });
-  await t.step("inTurn takes the servers backwards every other turn", () => {
-    const turns = [0, 1, 2, 3].map((turn) => inTurn(["A", "B", "C"], turn));
-    const orders = turns.map((order) => order.join("")).join(" ");
-    assert.equal(orders, "ABC CBA ABC CBA");
-  });
+  await t.step(
+    "scheduleTurns: ours beside its paired in every turn, backwards every other",
+    () => {
+      const { NGINX, FILES_FLOOR, OUR_FILES, CADDY } = servers;
+      const items = [[NGINX, 2], [FILES_FLOOR, 4], [OUR_FILES, 4], [CADDY, 2]]
+        .map(([server, planned]) => ({ server, planned })) as {
+          server: servers.ServerDef;
+          planned: number;
+        }[];
+      const turns = measure.scheduleTurns(items, [FILES_FLOOR])
+        .map((turn) => turn.map((m) => m.server.key).join(" "));
+      assert.deepEqual(turns, [
+        "ours deno-serve-floor nginx caddy",
+        "caddy nginx deno-serve-floor ours",
+        "ours deno-serve-floor",
+        "deno-serve-floor ours",
+      ]);
+    },
+  );
 });
 
 Deno.test("--only (selectScenarios)", async (t) => {
@@ -531,12 +664,13 @@ Deno.test("parseBenchArgs", async (t) => {
   };
   await t.step("defaults to a full run written to bench/", () => {
     const full = parse([]);
-    assert.deepEqual([full.duration, full.runs, full.only], [5, 3, []]);
+    const { duration, runs, pairs, only } = full;
+    assert.deepEqual([duration, runs, pairs, only], [5, 3, 7, []]);
     assert.ok(!full.updateReadme && full.outDir.endsWith("bench/"));
   });
   await t.step("--quick runs once for 2 s, into bench/out", () => {
     const quick = parse(["--quick"]);
-    assert.deepEqual([quick.duration, quick.runs], [2, 1]);
+    assert.deepEqual([quick.duration, quick.runs, quick.pairs], [2, 1, 1]);
     assert.match(quick.outDir, /bench\/out$/);
   });
   await t.step("--only runs part, into bench/out unless --out", () => {
@@ -652,13 +786,14 @@ if (!HAVE_TOOLS) {
 
 Deno.test({
   name:
-    "a real one-second run of the tiny server beside its floor gives a figure, a spread and a peak RSS for each",
+    "a real run of the tiny server beside its floor, two paired turns of a second, gives figures, a paired ratio and a peak RSS for each",
   ignore: !HAVE_TOOLS && Deno.env.get("CI") !== "true",
   async fn() {
     const tiny = SCENARIOS.find((s) => s.id === "tiny")!;
     const pair = [servers.OUR_TINY, servers.TINY_DENO_LOOP];
-    const settings = { duration: 1, runs: 1, warmup: 0 };
-    const run = await runBenchmark(settings, [{ ...tiny, servers: pair }], "t");
+    const settings = { duration: 1, runs: 1, pairs: 2, warmup: 0 };
+    const one = [{ ...tiny, servers: pair }];
+    const run = await measure.runBenchmark(settings, one, "t");
     assert.deepEqual(run.skipped, []);
     const { results } = run.scenarios[0];
     assert.deepEqual(results.map((r) => r.key), ["ours", "deno-listen-loop"]);
@@ -667,10 +802,11 @@ Deno.test({
       assert.ok(requestsPerSec > 100, `${label}: ${requestsPerSec} req/s`);
       assert.ok(peakMemoryBytes! > 10e6, `${label}: ${peakMemoryBytes} B`);
       assert.ok(bytesPerResponse! > 100, `${label}: ${bytesPerResponse} B`);
-      assert.deepEqual([r.samples.length, r.errors], [1, 0]);
+      assert.deepEqual([r.samples.length, r.turns, r.errors], [2, [0, 1], 0]);
     }
     const target = run.targets.find((t) => /Tiny: at least/.test(t.goal))!;
     assert.notEqual(target.met, null);
+    assert.match(target.measured, /: 2 paired runs/);
     const markdown = report.renderResultsMarkdown(run);
     assert.match(markdown, /\| \*\*server_tiny\.ts\*\* \|/);
   },
