@@ -28,8 +28,7 @@ export interface RunSettings {
   duration: number;
   /** Measured runs per server and scenario; the median is reported. */
   runs: number;
-  /** Measured runs, in all, of ours and the servers a target compares it with one to one
-   * (pairedServers): the turns after `runs` take only those, back to back. */
+  /** Measured runs, in all, of ours and its paired servers (pairedServers). */
   pairs: number;
   /** Seconds of the warm-up run before the measured ones (0: none). */
   warmup: number;
@@ -233,11 +232,7 @@ interface Measurement {
   failed?: string;
 }
 
-/**
- * How many runs a server gets in a scenario: the scenario's (pulls, or the run's `runs`); ours
- * and its paired servers get `pairs` (the scenario's own, or the run's) where they are paired.
- * Post runs each start on fresh data (some 8 s a run), so they get no more turns.
- */
+/** A server's runs in a scenario: ours and its paired servers `pairs`, but for posts (8 s a run, fresh data). */
 export function plannedRuns(
   scenario: ScenarioDef,
   server: ServerDef,
@@ -513,17 +508,10 @@ async function prepareData(run: Run, plan: Measurement[]) {
 
 /** Each tool's version for RESULTS.md: the first version-like figure it prints. */
 async function readVersions(): Promise<Record<string, string>> {
-  const flags = {
-    node: "--version",
-    nginx: "-v",
-    caddy: "version",
-    lighttpd: "-v",
-    python3: "--version",
-    wrk: "-v",
-    curl: "--version",
-  };
+  const flags = "node --version, nginx -v, caddy version, lighttpd -v, " +
+    "python3 --version, wrk -v, curl --version";
   const versions: Record<string, string> = { deno: Deno.version.deno };
-  for (const [tool, flag] of Object.entries(flags)) {
+  for (const [tool, flag] of flags.split(", ").map((t) => t.split(" "))) {
     const output = await runProcess(tool, [flag]).catch(() => null);
     const text = output ? output.stdout + output.stderr : "";
     versions[tool] = /\d+\.\d+[\w.+~-]*/.exec(text)?.[0] ?? "not installed";
@@ -577,16 +565,8 @@ export async function runBenchmark(
           continue;
         }
         const planned = plannedRuns(scenario, server, settings);
-        const index = plan.length;
-        plan.push({
-          scenario,
-          server,
-          index,
-          planned,
-          runs: [],
-          turns: [],
-          lost: 0,
-        });
+        const fresh = { runs: [], turns: [], lost: 0 };
+        plan.push({ scenario, server, index: plan.length, planned, ...fresh });
         run.plan.push(estimateSeconds(scenario, settings, planned));
       }
     }

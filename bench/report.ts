@@ -61,8 +61,6 @@ export interface TargetResult {
   measured: string;
   /** null when a server it needs was not measured. */
   met: boolean | null;
-  /** From paired runs: in how many turns the turn's ratio met it, "5 of 7". */
-  turns?: string;
 }
 
 /** Everything RESULTS.md shows; results.json holds it as is. */
@@ -81,7 +79,6 @@ export interface BenchReport {
   versions: Record<string, string>;
   /** The command that reproduces the run. */
   command: string;
-  /** `pairs`: the runs of ours and its paired servers (none before they were paired). */
   settings: { duration: number; runs: number; pairs?: number; threads: number };
   scenarios: ScenarioResult[];
   targets: TargetResult[];
@@ -99,9 +96,6 @@ export interface Ratio {
   versus: string;
   /** ours ÷ versus on the scenario's figure: above 1 means ours is faster. */
   value: number;
-  /** The lowest and highest ratio of one turn's paired runs. */
-  low: number;
-  high: number;
   /** The bound a target sets on this ratio, if one does. */
   target?: number;
 }
@@ -173,7 +167,7 @@ export function computeRatios(
     scenario.results.flatMap((other): Ratio[] => {
       const paired = other.role === "ours" ? null : ratioOf(scenario, other);
       if (paired === null) return [];
-      const { value, ratios } = paired;
+      const { value } = paired;
       const target = targets.find((t) =>
         (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
         (t.versusScenario ?? t.scenario) === scenario.id &&
@@ -183,7 +177,7 @@ export function computeRatios(
       return [{
         scenario: scenario.title,
         versus: other.label + floor,
-        ...{ value, low: Math.min(...ratios), high: Math.max(...ratios) },
+        value,
         ...(target?.atLeast !== undefined ? { target: target.atLeast } : {}),
       }];
     })
@@ -348,27 +342,21 @@ export function checkTargets(
     const paired = rate && versusScenario === target.scenario
       ? pairedRatio(ours.result, named.map((r) => r.result))
       : null;
-    if (!paired) {
-      const ratio = ours.figure / base.figure;
-      const how = rate ? "ratio of medians, " : "";
-      const measured = `${formatRatio(ratio)} (${how}${figures})`;
-      return { goal: target.goal, measured, met: meets(target, ratio) };
-    }
-    const { value, ratios } = paired;
-    const turns = `${ratios.filter((r) => meets(target, r)).length} of ` +
-      `${ratios.length}`;
-    const measured = `${formatRatio(value)}: ${formatPaired(paired)} ` +
-      `(medians ${figures})`;
-    return { goal: target.goal, measured, met: meets(target, value), turns };
+    const ratio = paired?.value ?? ours.figure / base.figure;
+    const met = paired?.ratios.filter((r) => meets(target, r)).length;
+    const how = !paired
+      ? (rate ? "ratio of medians, " : "")
+      : `${formatPaired(paired)}, ${met} meeting it; medians `;
+    const measured = `${formatRatio(ratio)} (${how}${figures})`;
+    return { goal: target.goal, measured, met: meets(target, ratio) };
   });
 }
 
 /** The targets table: each goal, what this run measured, and whether it was met. */
 export function renderTargetsTable(targets: TargetResult[]): string {
-  const verdict = ({ met, turns }: TargetResult) =>
-    met === null ? "not measured" : (met ? "✅ met" : "❌ not met") +
-      (turns ? ` (${turns} turns met it)` : "");
-  const rows = targets.map((t) => [t.goal, t.measured, verdict(t)]);
+  const verdict = (met: boolean | null) =>
+    met === null ? "not measured" : met ? "✅ met" : "❌ not met";
+  const rows = targets.map((t) => [t.goal, t.measured, verdict(t.met)]);
   return markdownTable(["Target", "Measured", "Result"], rows, 3);
 }
 
@@ -404,7 +392,7 @@ ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
   turns both ran, of ours ÷ it in that turn, so the machine's drift between turns
   cancels; beside it, how many turns and their lowest and highest ratio. Against
   the best of several servers each turn counts that turn's best. A target is met
-  when the median meets it; its Result says in how many turns it did. Targets
+  when the median meets it; Measured says in how many turns it did. Targets
   across two scenarios, and on memory or bytes, take the ratio of the medians.
 - Reproduce: \`${report.command}\`
 
