@@ -2226,7 +2226,9 @@ async function errorResponse(
   let status = 500;
   if (error instanceof HttpError) status = error.status;
   else status = statusForFsError(error);
-  if (status >= 500 || !quiet) {
+  if (status === 503) {
+    logOutOfDescriptors(req.method, splitUrl(req.url).pathname, error);
+  } else if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
     // A 4xx message quotes the decoded path, which the client chose: shown on one line
     // with controls escaped, so `%0d%0a` cannot forge a log line nor `%1b` colour it.
@@ -2250,6 +2252,46 @@ async function errorResponse(
     ? [["Retry-After", "1"]]
     : [];
   return textResponse(status, extra, retry);
+}
+
+/**
+ * Out of descriptors, at most one line per this many ms goes to the log: a
+ * connection flood answers thousands of 503s a second, and a stack trace for
+ * each would bury the log (and cost the CPU the flood already takes).
+ */
+const BUSY_LOG_INTERVAL_MS = 1000;
+let busyLoggedAt = -Infinity;
+let busyUnlogged = 0;
+
+/**
+ * Logs a 503 for want of a descriptor in one short line (the error code, no
+ * stack), rate-limited to one per {@linkcode BUSY_LOG_INTERVAL_MS}; the next
+ * line says how many were not logged, as the kernel's "callbacks suppressed".
+ */
+function logOutOfDescriptors(
+  method: string,
+  pathname: string,
+  error: unknown,
+): void {
+  const now = Date.now();
+  if (now - busyLoggedAt < BUSY_LOG_INTERVAL_MS) {
+    busyUnlogged++;
+    return;
+  }
+  const code = (error as { code?: unknown } | null)?.code;
+  const more = busyUnlogged > 0
+    ? ` (${busyUnlogged} more since the last such line)`
+    : "";
+  busyLoggedAt = now;
+  busyUnlogged = 0;
+  console.error(
+    "%s",
+    `server_files: 503 for ${method} ${
+      JSON.stringify(pathname)
+    }: out of file descriptors (${
+      typeof code === "string" ? code : "EMFILE"
+    })${more}`,
+  );
 }
 
 /** 404 with the site's own `404.html` as the body when the root has one. */
