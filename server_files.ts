@@ -5163,6 +5163,14 @@ export async function startServer(
   }, handler);
 }
 
+/** This machine's first IPv4 address that is not loopback, or null (std's `getNetworkAddress`). */
+function networkAddress(): string | null {
+  const found = Deno.networkInterfaces().find(({ family, address }) =>
+    family === "IPv4" && !address.startsWith("127.")
+  );
+  return found?.address ?? null;
+}
+
 /** `Serving ./static on http://127.0.0.1:8080/`, the line tests and people look for. */
 function servingLine(
   options: ServerOptions,
@@ -5176,7 +5184,14 @@ function servingLine(
     (workers > 1 ? ` with ${workers} workers` : "");
   if (!isEveryAddress(hostname)) return line;
   const sys = { name: "sys", kind: "networkInterfaces" } as const;
-  if (Deno.permissions.querySync(sys).state === "granted") return line;
+  if (Deno.permissions.querySync(sys).state === "granted") {
+    // As std's file server prints "- Network:": the address to open on a
+    // phone or another machine (0.0.0.0 itself is no address to visit).
+    const address = networkAddress();
+    return address === null
+      ? line
+      : `${line}\nOn your network: ${scheme}://${address}:${port}/`;
+  }
   // As server_tiny.ts and message_board.ts say: else the 421s come as a surprise.
   return `${line}\nNote: without --allow-sys=networkInterfaces this server answers only to ` +
     "localhost and --allowed-host names, not to this machine's addresses.";

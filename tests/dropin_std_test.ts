@@ -530,3 +530,29 @@ Deno.test("std's own CLI command, word for word but the port, serves the folder 
   await listing.body?.cancel();
   assert.equal(listing.status, 404);
 });
+
+Deno.test("on 0.0.0.0 with --allow-sys, the CLI prints the address to open from another machine, as std's 'Network:' line", async () => {
+  const address = Deno.networkInterfaces().find(({ family, address }) =>
+    family === "IPv4" && !address.startsWith("127.")
+  )?.address;
+  if (address === undefined) {
+    assert.notEqual(Deno.env.get("CI"), "true", "no IPv4 address to test on");
+    console.warn("SKIPPED: this machine has no IPv4 address but loopback");
+    return;
+  }
+  await using site = await makeStdSite();
+  await using server = await startScript(
+    FILES_SCRIPT,
+    [
+      "--allow-net=0.0.0.0",
+      "--allow-sys=networkInterfaces",
+      `--allow-read=${site.root}`,
+    ],
+    [site.root, "--hostname", "0.0.0.0", "--port", "0"],
+    { cwd: site.base },
+  );
+  const line = await server.waitForLine(/^On your network: /);
+  assert.equal(line, `On your network: http://${address}:${server.port}/`);
+  const res = await fetch(`http://${address}:${server.port}/hello.html`);
+  assert.equal(await res.text(), "<p>Hello World</p>\n");
+});
