@@ -145,7 +145,10 @@ export const MAX_STREAM_QUEUE_BYTES = 32 * 1024;
 export const HEARTBEAT_MS = 15_000;
 /** How long a browser waits before reconnecting a broken stream. */
 export const RECONNECT_MS = 2_000;
-/** Most events replayed to a reconnecting browser; if it missed more, it is told to reload. */
+/**
+ * Most events replayed to a reconnecting browser; if it missed more (or more than
+ * MAX_STREAM_QUEUE_BYTES of them), it is told to reload.
+ */
 export const MAX_REPLAY_EVENTS = 200;
 /** Retry-After (seconds) when every live-update slot is taken. */
 export const STREAMS_RETRY_AFTER_S = 30;
@@ -3336,12 +3339,20 @@ async function streamEvents(
       };
 
       write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
-      if (missed.length > MAX_REPLAY_EVENTS) {
-        // Too far behind to catch up event by event: the page starts afresh.
+      const replay = [...missed, ...held];
+      // Too far behind to catch up event by event: the page starts afresh. That is more than
+      // MAX_REPLAY_EVENTS, or more bytes than a stream may queue: the replay is queued before
+      // anyone can read it, so it would be dropped as a slow reader every time, and the
+      // browser would reconnect and be dropped again, every RECONNECT_MS, for ever.
+      if (
+        missed.length > MAX_REPLAY_EVENTS ||
+        replay.reduce((sum, event) => sum + encodeEvent(event).byteLength, 0) >
+          MAX_STREAM_QUEUE_BYTES
+      ) {
         write(encoder.encode("event: reload\ndata: {}\n\n"));
         return end();
       }
-      for (const event of [...missed, ...held]) {
+      for (const event of replay) {
         deliver(event);
         if (finished) return;
       }
