@@ -1977,7 +1977,11 @@ function addField(
   value: string,
 ): void {
   if (fields.has(name)) {
-    throw new HttpError(400, `The form field "${name}" was sent twice.`);
+    // Named in at most 40 characters: a 30,000-character name came back whole in the page.
+    const shown = isLongerThan(name, 40)
+      ? `${Array.from(name).slice(0, 40).join("")}...`
+      : name;
+    throw new HttpError(400, `The form field "${shown}" was sent twice.`);
   }
   fields.set(name, value);
 }
