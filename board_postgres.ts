@@ -551,7 +551,10 @@ class PostgresStore implements MessageStore {
       Number(batch.change_id),
     );
     let next = 0;
-    return pending.map((post) => post.abandoned ? null : messages[next++]!);
+    // By the posts sent, not by `abandoned` now: one may have given up (503) while its batch
+    // was being written, and each later post of the batch then got its neighbour's message.
+    const sent = new Set(live);
+    return pending.map((post) => sent.has(post) ? messages[next++]! : null);
   }
 
   /**
