@@ -278,10 +278,8 @@ export function scheduleTurns<T extends { server: ServerDef; planned: number }>(
       : paired.length;
   const order = items.toSorted((a, b) => place(a) - place(b));
   const turns = Math.max(0, ...items.map((m) => m.planned));
-  return Array.from(
-    { length: turns },
-    (_, turn) => inTurn(order.filter((m) => turn < m.planned), turn),
-  );
+  const these = (turn: number) => order.filter((m) => turn < m.planned);
+  return Array.from({ length: turns }, (_, turn) => inTurn(these(turn), turn));
 }
 
 /** Prints the line of a measured run as it starts: which, and the time left. */
@@ -403,10 +401,9 @@ function summarize(m: Measurement): report.ServerResult {
       `${count(scenario.boardMessages!)} → ${count(stored)} stored${lostPosts}`,
     );
   }
+  const { key, label, role } = server;
   return {
-    key: server.key,
-    label: server.label,
-    role: server.role,
+    ...{ key, label, role },
     samples: runs.map((r) => scenario.pulls ? r.bytesPerSec : r.requestsPerSec),
     turns: m.turns,
     requestsPerSec: medianOf((r) => r.requestsPerSec),
