@@ -332,12 +332,7 @@ async function startMeasurement(run: Run, m: Measurement) {
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
-async function measureRun(
-  run: Run,
-  m: Measurement,
-  turn: number,
-  script?: string,
-) {
+async function measureRun(run: Run, m: Measurement, script?: string) {
   const port = m.context!.port;
   const result = m.scenario.pulls
     ? await download(m.scenario, port)
@@ -352,7 +347,6 @@ async function measureRun(
     log("    WARNING: more than 1% errors: this figure is not a fair one");
   }
   m.runs.push(result);
-  m.turns.push(turn);
 }
 
 /** Stops the server after reading its peak memory; after posts, checks that every acknowledged post was stored. */
@@ -455,7 +449,8 @@ async function measureScenario(
       if (fresh || turn === 0) await attempt(m, () => startMeasurement(run, m));
       await attempt(m, async () => {
         logProgress(run, m);
-        await measureRun(run, m, turn, script);
+        await measureRun(run, m, script);
+        m.turns.push(turn);
         run.done += run.plan[m.index] / m.planned;
       });
       if (fresh || turn === m.planned - 1) {

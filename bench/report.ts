@@ -114,6 +114,9 @@ export function median(values: number[]): number {
 export const figureOf = (scenario: ScenarioResult, r: ServerResult) =>
   scenario.metric === "bytes" ? r.bytesPerSec : r.requestsPerSec;
 
+/** A server's runs: each one's figure, and its turn. */
+type Runs = Pick<ServerResult, "samples" | "turns">;
+
 /** A ratio from paired runs: the median of the turns' ratios, and each of them in turn order. */
 export interface PairedRatio {
   value: number;
@@ -129,11 +132,8 @@ export interface PairedRatio {
  * @example pairedRatio({ samples: [9, 12], turns: [0, 1] },
  *   [{ samples: [10, 10], turns: [0, 1] }]) // { value: 1.05, ratios: [0.9, 1.2] }
  */
-export function pairedRatio(
-  ours: Pick<ServerResult, "samples" | "turns">,
-  others: Pick<ServerResult, "samples" | "turns">[],
-): PairedRatio | null {
-  const byTurn = ({ samples, turns }: typeof ours) =>
+export function pairedRatio(ours: Runs, others: Runs[]): PairedRatio | null {
+  const byTurn = ({ samples, turns }: Runs) =>
     new Map(samples.map((figure, i) => [turns?.[i] ?? i, figure]));
   const theirs = others.map(byTurn);
   const ratios = [...byTurn(ours)].flatMap(([turn, figure]) => {
