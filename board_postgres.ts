@@ -202,24 +202,38 @@ const SCHEMA = `
       alter table board_messages alter column xid set default pg_current_xact_id();
     end if;
   end $$;
+  create or replace function board_oldest_writer() returns xid8
+    language plpgsql volatile as $body$
+  declare
+    here bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
+    oldest bigint;
+  begin
+    -- The oldest transaction id of another board session still running, read afresh.
+    -- pg_stat_activity shows 32-bit xids: each is made whole from the nearest full id, less
+    -- than 2^31 away from it either way.
+    perform pg_stat_clear_snapshot();
+    select min(here + case when d >= 2147483648 then d - 4294967296 else d end)
+      into oldest
+      from (select ((a.backend_xid::text::bigint - here) % 4294967296 + 4294967296)
+                   % 4294967296 as d
+              from pg_stat_activity a
+             where a.datname = current_database()
+               and a.application_name = '${APPLICATION_NAME}'
+               and a.backend_xid is not null and a.pid <> pg_backend_pid()) as running;
+    return oldest::text::xid8;
+  end
+  $body$;
   create or replace function board_visible_horizon() returns xid8
     language plpgsql volatile as $body$
   declare
-    next_xid bigint;
-    oldest bigint;
+    given xid8;
   begin
-    -- 1. Every transaction id below next_xid has been given out by now.
-    next_xid := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
-    -- 2. Then, looking afresh: the oldest board writer still running (a writer gets its
-    -- transaction id and its message ids together, see board_post). Its 32-bit xid is made
-    -- whole again from next_xid, which is at most 2^31 ahead of it.
-    perform pg_stat_clear_snapshot();
-    select min(next_xid - (((next_xid - a.backend_xid::text::bigint) % 4294967296)
-                           + 4294967296) % 4294967296)
-      into oldest from pg_stat_activity a
-     where a.datname = current_database() and a.application_name = '${APPLICATION_NAME}'
-       and a.backend_xid is not null and a.pid <> pg_backend_pid();
-    return least(next_xid, oldest)::text::xid8;
+    -- 1. Every transaction id below this one had been given out by now...
+    given := pg_snapshot_xmax(pg_current_snapshot());
+    -- 2. ...and then, looking afresh, none older than the oldest board writer still running
+    -- may be unfinished (a post takes its transaction id and message ids together, see
+    -- board_post): messages of older transactions are settled.
+    return least(given, board_oldest_writer());
   end
   $body$;
   create or replace function board_post(batch jsonb,
@@ -258,7 +272,7 @@ const SCHEMA = `
     -- What came before this batch, when that is settled already (no older writer still
     -- running): a process that has read up to here can hand the batch on without reading
     -- it back (see PostgresStore.#handOn). Null otherwise.
-    if board_visible_horizon() > pg_current_xact_id() then
+    if coalesce(board_oldest_writer() > pg_current_xact_id(), true) then
       select coalesce(max(m.id), 0) into previous_id from board_messages m
        where m.id < ids[1];
       select coalesce(max(c.id), 0) into change_id from board_changes c;

@@ -208,7 +208,17 @@ Deno.test({
             // From the first id it saw (a live stream starts "from now on").
             const first = storedIds.indexOf(view.ids[0]);
             assert.notEqual(first, -1, "its first id is stored");
-            assert.deepEqual(view.ids, storedIds.slice(first));
+            const expected = storedIds.slice(first);
+            const at = expected.findIndex((id, i) => view.ids[i] !== id);
+            assert.deepEqual(
+              view.ids,
+              expected,
+              at === -1
+                ? undefined
+                : `from index ${at}: saw ${
+                  view.ids.slice(Math.max(0, at - 3), at + 12)
+                }; stored ${expected.slice(Math.max(0, at - 3), at + 12)}`,
+            );
           },
         );
       }
@@ -234,7 +244,7 @@ Deno.test({
     // A board writer that has taken its id and not yet committed (its process is slow, or
     // PostgreSQL is flushing it): a session of the board's, in a transaction held open.
     const slow = postgres(pg.url, {
-      max: 1,
+      max: 3,
       onnotice: () => {},
       connection: { application_name: "message_board" },
     });
@@ -257,6 +267,18 @@ Deno.test({
         "the newer post",
       );
       assert.equal(quick.id, olderId + 1);
+      // Two more board sessions with transaction ids, newer than any that has finished (as
+      // posts of other processes just starting): they hold nothing back that is settled.
+      const newer = await Promise.all([1, 2].map(async () => {
+        const started = Promise.withResolvers<void>();
+        const done = slow.begin(async (tx) => {
+          await tx`select pg_current_xact_id()`;
+          started.resolve();
+          await committing.promise;
+        });
+        await started.promise;
+        return { done }; // not the promise itself: that would wait for the commit here
+      }));
       // The newer post has committed; give its note time to reach every store.
       await new Promise((resolve) => setTimeout(resolve, 300));
       const late = await open(); // a board starting now
@@ -283,7 +305,7 @@ Deno.test({
       );
 
       committing.resolve();
-      await writing;
+      await Promise.all([writing, ...newer.map(({ done }) => done)]);
       // As the board does: the note goes out after the commit.
       await slow`select pg_notify('board_events', ${`message ${olderId}`})`;
       await t.step(
