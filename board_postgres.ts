@@ -95,6 +95,8 @@ const CHANNEL = "board_events";
  * it (see board_visible_horizon in SCHEMA).
  */
 const APPLICATION_NAME = "message_board";
+/** The LISTEN connection's `application_name`: it sends the posts' notes, and no messages. */
+const LISTENER_NAME = "message_board listener";
 /** The advisory lock a post holds while it takes its transaction id and message ids. */
 const ID_GATE = "hashtext('message_board ids')";
 /** Seconds to wait for a connection; then the request fails with 503. */
@@ -421,7 +423,12 @@ export async function openPostgresStore(
       log,
     );
     await store.listen(
-      postgres(url, { ...settings, ...store.listenerOptions() }),
+      postgres(url, {
+        ...settings,
+        ...store.listenerOptions(),
+        // Not a writer of messages (see board_oldest_writer in SCHEMA).
+        connection: { ...settings.connection, application_name: LISTENER_NAME },
+      }),
     );
     return store;
   } catch (error) {
@@ -684,9 +691,12 @@ class PostgresStore implements MessageStore {
     // (PostgreSQL orders notes by holding one lock from a NOTIFY's commit until it is
     // flushed). Should it be lost (this process killed just now), the next note or the
     // poll reads the batch.
-    const note = this.sql`select pg_notify(${CHANNEL}, ${`message ${last}`})`
-      .catch(() => {})
-      .finally(() => this.#notes.delete(note));
+    // It goes on the LISTEN connection, whose session readers do not count as a writer: a
+    // NOTIFY takes a transaction id, and would otherwise hold newer messages back.
+    const note = withDeadline(
+      this.#listenSql!`select pg_notify(${CHANNEL}, ${`message ${last}`})`,
+      "notifying",
+    ).catch(() => {}).finally(() => this.#notes.delete(note));
     this.#notes.add(note);
     if (batch.previous_id !== null) {
       this.#handOn(
