@@ -124,6 +124,12 @@ const POLL_MS = 10_000;
  * written) is made again. The older post's own note usually comes first.
  */
 const HELD_RETRY_MS = 20;
+/**
+ * Milliseconds of messages held back after which reads use the exact horizon (see
+ * board_events_after in SCHEMA). Posts take a few milliseconds; a backup or a batch job in
+ * another database of the same server may hold a transaction open for minutes.
+ */
+const EXACT_AFTER_MS = 100;
 /** Milliseconds between attempts to LISTEN again after its connection was lost. */
 const LISTEN_RETRY_MS = 1_000;
 /**
@@ -274,29 +280,40 @@ const SCHEMA = `
     -- What came before this batch, when that is settled already (no older writer still
     -- running): a process that has read up to here can hand the batch on without reading
     -- it back (see PostgresStore.#handOn). Null otherwise.
-    if coalesce(board_oldest_writer() > pg_current_xact_id(), true) then
-      select coalesce(max(m.id), 0) into previous_id from board_messages m
-       where m.id < ids[1];
-      select coalesce(max(c.id), 0) into change_id from board_changes c;
+    -- (No transaction at all older than this one is the quick answer; a look at the
+    -- sessions the exact one.)
+    if pg_snapshot_xmin(pg_current_snapshot()) < pg_current_xact_id() then
+      if not coalesce(board_oldest_writer() > pg_current_xact_id(), true) then
+        return;
+      end if;
     end if;
+    select coalesce(max(m.id), 0) into previous_id from board_messages m
+     where m.id < ids[1];
+    select coalesce(max(c.id), 0) into change_id from board_changes c;
   end
   $body$;
   create or replace function board_events_after(after_message bigint, after_change bigint,
-      max_rows integer)
+      max_rows integer, exact boolean)
     returns table (kind text, seq bigint, "position" bigint, id bigint, text text, name text,
                    posted_at timestamptz, held boolean)
     language plpgsql as $body$
   #variable_conflict use_column
   declare
-    horizon xid8 := board_visible_horizon();
+    horizon xid8;
   begin
-    -- A fresh snapshot, taken after the horizon: messages below it are settled.
+    -- Exact: the horizon from the board's own writers (see board_visible_horizon), read
+    -- before the fresh snapshot below. Otherwise the snapshot's own xmin, the oldest
+    -- transaction of anyone still running: cheaper (no look at the sessions), as sure, and
+    -- as quick unless a long transaction of something else holds it back; the board then
+    -- asks for the exact one (see PostgresStore.#readNewEvents).
+    if exact then horizon := board_visible_horizon(); end if;
     return query
     select * from (
       (select 'message' as kind, m.id as seq, m.id as position, m.id, m.text, m.name,
               m.posted_at, false as held
          from board_messages m
-        where m.id > after_message and (m.xid is null or m.xid < horizon)
+        where m.id > after_message and (m.xid is null or m.xid <
+              coalesce(horizon, pg_snapshot_xmin(pg_current_snapshot())))
         order by m.id limit max_rows)
       union all
       (select c.kind, c.id, c.newest_id, c.event_id, null, null, null::timestamptz, false
@@ -304,7 +321,8 @@ const SCHEMA = `
       union all
       -- One row when newer messages are held back: the reader looks again soon.
       (select 'held', null, null, null, null, null, null, true
-         from board_messages m where m.id > after_message and m.xid >= horizon limit 1)
+         from board_messages m where m.id > after_message
+          and m.xid >= coalesce(horizon, pg_snapshot_xmin(pg_current_snapshot())) limit 1)
     ) as changes
     order by held, position, (kind = 'message') desc, seq
     limit max_rows;
@@ -489,6 +507,8 @@ class PostgresStore implements MessageStore {
   #cacheVersion = 0;
   /** Notes of posts on their way (see #insertBatch); close() waits for them. */
   #notes = new Set<Promise<unknown>>();
+  /** Since when reads have held newer messages back (null: the last read held none). */
+  #heldSince: number | null = null;
   /** Set while a read is due again soon because newer messages were held back. */
   #heldTimer: ReturnType<typeof setTimeout> | undefined;
   /** The newest message id and change id this process committed itself. */
@@ -894,19 +914,25 @@ class PostgresStore implements MessageStore {
    * SCHEMA); a read that held some back is made again soon, whether or not a note comes.
    */
   async #readNewEvents(): Promise<number> {
+    // Messages held back for long: perhaps by something else's long transaction, which
+    // only the exact horizon sees past.
+    const exact = this.#heldSince !== null &&
+      Date.now() - this.#heldSince > EXACT_AFTER_MS;
     const rows = await withDeadline(
       this.sql<
         (MessageRow & { kind: BoardEvent["type"] | "held"; seq: string })[]
       >`
       select * from board_events_after(${this.lastMessageId}, ${this.lastChangeId},
-                                       ${MAX_EVENTS_PER_READ})`,
+                                       ${MAX_EVENTS_PER_READ}, ${exact})`,
       "reading changes",
     );
     let read = 0;
+    if (!rows.some((row) => row.kind === "held")) this.#heldSince = null;
     for (const row of rows) {
       // A row this process already handed on (its own post, see #handOnOwn) is skipped.
       let event: BoardEvent;
       if (row.kind === "held") {
+        this.#heldSince ??= Date.now();
         this.#readSoon();
         continue;
       }

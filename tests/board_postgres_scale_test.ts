@@ -361,3 +361,46 @@ async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
     clearTimeout(timer);
   }
 }
+
+Deno.test({
+  name:
+    "postgres scale: a long transaction of another program on the same server holds no message back",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const stores = await Promise.all(
+      [1, 2].map(() => openPostgresStore(pg.url, { log: () => {} })),
+    );
+    // A batch job (or a migration) in its own transaction, with a transaction id, open
+    // for longer than the test.
+    const job = postgres(pg.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: "batch job" },
+    });
+    const finish = Promise.withResolvers<void>();
+    const started = Promise.withResolvers<void>();
+    const running = job.begin(async (tx) => {
+      await tx`select pg_current_xact_id()`;
+      started.resolve();
+      await finish.promise;
+    });
+    try {
+      await started.promise;
+      const [a, b] = stores;
+      const seen = recordEvents(b);
+      const posted = await a.appendMessage({ text: "during the job" });
+      await waitUntil("the other store's event", () => seen.length > 0, 5_000);
+      assert.deepEqual(seen, [posted.id]);
+      assert.deepEqual(
+        (await b.eventsAfter(0, 10)).map((event) => event.id),
+        [posted.id],
+      );
+    } finally {
+      finish.resolve();
+      await running;
+      await job.end();
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  },
+});
