@@ -322,7 +322,8 @@ const SCHEMA = `
       -- One row when newer messages are held back: the reader looks again soon.
       (select 'held', null, null, null, null, null, null, true
          from board_messages m where m.id > after_message
-          and m.xid >= coalesce(horizon, pg_snapshot_xmin(pg_current_snapshot())) limit 1)
+          and m.xid >= coalesce(horizon, pg_snapshot_xmin(pg_current_snapshot()))
+        order by m.id limit 1) -- by id: from the index, not a scan of the whole table
     ) as changes
     order by held, position, (kind = 'message') desc, seq
     limit max_rows;

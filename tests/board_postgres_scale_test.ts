@@ -404,3 +404,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "postgres scale: reads of new messages never scan the whole table, however long the board",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const stores: MessageStore[] = [];
+    const scans = async () => {
+      const [row] = await admin`
+        select seq_scan from pg_stat_user_tables where relname = 'board_messages'`;
+      return Number(row?.seq_scan ?? 0);
+    };
+    try {
+      // The tables, then a long board, before the stores that are counted open.
+      await (await openPostgresStore(pg.url, { log: () => {} })).close();
+      await admin`
+        insert into board_messages (text)
+        select 'old ' || n from generate_series(1, 20000) as n`;
+      await admin`analyze board_messages`;
+      const before = await scans();
+      for (let i = 0; i < 2; i++) {
+        stores.push(await openPostgresStore(pg.url, { log: () => {} }));
+      }
+      const [a, b] = stores;
+      const seen = recordEvents(b);
+      for (let i = 0; i < 20; i++) await a.appendMessage({ text: `new ${i}` });
+      await waitUntil("the other store's events", () => seen.length === 20);
+      await b.eventsAfter(20_005, 10);
+      await b.listMessages({ before: 20_010, limit: 5 });
+      // A session reports its counts when it ends, at the latest.
+      await Promise.all(stores.splice(0).map((store) => store.close()));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(await scans(), before, "sequential scans of board_messages");
+    } finally {
+      await admin.end();
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  },
+});
