@@ -113,6 +113,15 @@ const QUERY_TIMEOUT_MS = 4_000;
 const RETRY_AFTER_S = 2;
 /** Connections per process for queries (the LISTEN connection is one more). */
 const MAX_CONNECTIONS = 10;
+/**
+ * Reads that clients start (older pages, a reconnecting browser's replay) run at most this
+ * many at once, so the pool always keeps connections for posts and the catch-up read: a
+ * reconnect storm, or reads stuck behind another session's lock, took all ten, and posts
+ * waited behind them until they got 503.
+ */
+const MAX_CLIENT_READS = MAX_CONNECTIONS - 2;
+/** Client reads that may wait for a turn; past this a read gets 503 at once (load shedding). */
+const MAX_WAITING_READS = 200;
 /** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
 /** Newest messages each process keeps in memory: the newest page, with room for deletes. */
@@ -504,6 +513,7 @@ class PostgresStore implements MessageStore {
   #idsUsedUp = false;
   #closed = false;
   #cache: NewestCache | null = null;
+  #reads = new TurnTaker(MAX_CLIENT_READS, MAX_WAITING_READS);
   /** Counts changes applied to the cache, so a fill that raced with one is not kept. */
   #cacheVersion = 0;
   /** Notes of posts on their way (see #insertBatch); close() waits for them. */
@@ -536,7 +546,7 @@ class PostgresStore implements MessageStore {
       const cached = await this.#newestFromCache(limit);
       if (cached !== null) return cached;
     }
-    const rows = await this.#query(async (sql) =>
+    const rows = await this.#clientRead(async (sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
         where ${before === undefined ? sql`true` : sql`id < ${before}`}
@@ -624,7 +634,7 @@ class PostgresStore implements MessageStore {
    * statement, so one snapshot: a change that commits meanwhile is in every part or in none.
    */
   async eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
-    const rows = await this.#query(async (sql) => {
+    const rows = await this.#clientRead(async (sql) => {
       const horizon = await readHorizon(sql);
       return sql<(MessageRow & { kind: BoardEvent["type"] })[]>`
         with last_clear as (
@@ -993,7 +1003,7 @@ class PostgresStore implements MessageStore {
   /** Reads the newest messages; keeps them unless a change arrived meanwhile. */
   async #fillCache(): Promise<NewestCache> {
     const version = this.#cacheVersion;
-    const rows = await this.#query(async (sql) =>
+    const rows = await this.#clientRead(async (sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
         where ${settled(sql, await readHorizon(sql))}
@@ -1063,6 +1073,26 @@ class PostgresStore implements MessageStore {
     }
   }
 
+  /**
+   * A query a client's request started, run when one of MAX_CLIENT_READS turns is free. The
+   * wait counts toward the same deadline as the query, so a read never waits for ever.
+   */
+  #clientRead<T>(run: (sql: Sql) => Promise<T>): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new StoreUnavailableError("the store is closed"));
+    }
+    const givenUpAt = Date.now() + QUERY_TIMEOUT_MS;
+    return withDeadline(
+      this.#reads.run(() =>
+        // Its client has had its 503 already: the turn goes to the next read.
+        Date.now() >= givenUpAt
+          ? Promise.reject(new StoreUnavailableError("a read waited too long"))
+          : this.#query(run)
+      ),
+      "reading",
+    );
+  }
+
   /** toStoreError, and notes that writes fail (writable) or that every id is used. */
   #toStoreError(error: unknown): unknown {
     const code = (error as { constraint_name?: unknown }).constraint_name;
@@ -1116,6 +1146,41 @@ async function recordChange(
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Runs tasks at most `size` at once, in the order they came; `maxWaiting` more may wait, and
+ * a task past that is refused with StoreUnavailableError (503 with Retry-After).
+ */
+class TurnTaker {
+  #running = 0;
+  #waiting: (() => void)[] = [];
+
+  constructor(readonly size: number, readonly maxWaiting: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#running >= this.size) {
+      if (this.#waiting.length >= this.maxWaiting) {
+        throw new StoreUnavailableError(
+          `${this.maxWaiting} reads are waiting for the database already`,
+          { retryAfterSeconds: RETRY_AFTER_S },
+        );
+      }
+      const turn = Promise.withResolvers<void>();
+      this.#waiting.push(turn.resolve);
+      await turn.promise;
+    } else {
+      this.#running++;
+    }
+    try {
+      return await task();
+    } finally {
+      // The turn passes straight to the next waiting task, or is given back.
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running--;
+    }
+  }
 }
 
 /**

@@ -18,7 +18,7 @@ import * as fixtures from "./fixtures.ts";
 import * as parse from "./parse.ts";
 import type { RunResult } from "./parse.ts";
 import * as report from "./report.ts";
-import { type ScenarioDef, TARGETS } from "./scenarios.ts";
+import { pairedServers, type ScenarioDef, TARGETS } from "./scenarios.ts";
 import * as servers from "./servers.ts";
 import type { LaunchContext, LaunchSpec, ServerDef } from "./servers.ts";
 
@@ -28,6 +28,8 @@ export interface RunSettings {
   duration: number;
   /** Measured runs per server and scenario; the median is reported. */
   runs: number;
+  /** Measured runs, in all, of ours and its paired servers (pairedServers). */
+  pairs: number;
   /** Seconds of the warm-up run before the measured ones (0: none). */
   warmup: number;
   /** A line on the run's conditions for RESULTS.md. */
@@ -216,6 +218,10 @@ interface Measurement {
   context?: LaunchContext;
   running?: Running;
   runs: RunResult[];
+  /** The turn of each run. */
+  turns: number[];
+  /** How many runs it gets (plannedRuns). */
+  planned: number;
   peak?: number;
   /** The Content-Encoding of its answer ("" for none). */
   encoding?: string;
@@ -226,10 +232,27 @@ interface Measurement {
   failed?: string;
 }
 
-/** Estimated seconds for one server in one scenario (starts, warm-up, runs), for the time left. */
-export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
-  const { duration, runs, warmup } = settings;
-  if (scenario.pulls) return 3 + scenario.pulls * 1.5;
+/** A server's runs in a scenario: ours and its paired servers `pairs`, but for posts (8 s a run, fresh data). */
+export function plannedRuns(
+  scenario: ScenarioDef,
+  server: ServerDef,
+  settings: RunSettings,
+) {
+  const runs = scenario.pulls ?? settings.runs;
+  const paired = pairedServers(scenario, TARGETS);
+  const extra = !scenario.postBody && paired.length > 0 &&
+    (server.role === "ours" || paired.includes(server));
+  return extra ? Math.max(runs, scenario.pairs ?? settings.pairs) : runs;
+}
+
+/** Estimated seconds for one server in one scenario (starts, warm-up, `runs` runs), for the time left. */
+export function estimateSeconds(
+  scenario: ScenarioDef,
+  settings: RunSettings,
+  runs: number,
+) {
+  const { duration, warmup } = settings;
+  if (scenario.pulls) return 3 + runs * 1.5;
   if (scenario.postBody) return runs * (3 + duration + 0.5);
   return 3 + (warmup && (scenario.warmup ?? warmup)) + runs * (duration + 0.5);
 }
@@ -238,15 +261,38 @@ export function estimateSeconds(scenario: ScenarioDef, settings: RunSettings) {
 export const inTurn = <T>(servers: T[], turn: number): T[] =>
   turn % 2 ? [...servers].reverse() : servers;
 
+/**
+ * A scenario's runs, turn by turn: ours first, then its paired servers, then the rest as listed,
+ * every other turn backwards (inTurn), each in as many turns as it has runs (`planned`). So ours
+ * and its paired servers run back to back in every turn, and alone in the turns after the rest.
+ */
+export function scheduleTurns<T extends { server: ServerDef; planned: number }>(
+  items: T[],
+  paired: ServerDef[],
+): T[][] {
+  const place = ({ server }: T) =>
+    server.role === "ours"
+      ? -1
+      : paired.includes(server)
+      ? paired.indexOf(server)
+      : paired.length;
+  const order = items.toSorted((a, b) => place(a) - place(b));
+  const turns = Math.max(0, ...items.map((m) => m.planned));
+  return Array.from(
+    { length: turns },
+    (_, turn) => inTurn(order.filter((m) => turn < m.planned), turn),
+  );
+}
+
 /** Prints the line of a measured run as it starts: which, and the time left. */
-function logProgress(run: Run, m: Measurement, runs: number) {
+function logProgress(run: Run, m: Measurement) {
   const total = run.plan.reduce((a, b) => a + b, 0);
   // The plan's estimate, scaled by how the run so far compares with it.
   const elapsed = (Date.now() - run.measuring) / 1000;
   const pace = run.done >= 20 ? elapsed / run.done : 1;
   const left = (total - run.done) * Math.min(3, Math.max(0.5, pace));
   const step = `[${m.index + 1}/${run.plan.length}] ${m.scenario.id}`;
-  const which = `${m.server.label} · run ${m.runs.length + 1} of ${runs}`;
+  const which = `${m.server.label} · run ${m.runs.length + 1} of ${m.planned}`;
   log(`${step} · ${which} · ${report.formatTimeLeft(left)}`);
 }
 
@@ -288,7 +334,12 @@ async function startMeasurement(run: Run, m: Measurement) {
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
-async function measureRun(run: Run, m: Measurement, script?: string) {
+async function measureRun(
+  run: Run,
+  m: Measurement,
+  turn: number,
+  script?: string,
+) {
   const port = m.context!.port;
   const result = m.scenario.pulls
     ? await download(m.scenario, port)
@@ -303,6 +354,7 @@ async function measureRun(run: Run, m: Measurement, script?: string) {
     log("    WARNING: more than 1% errors: this figure is not a fair one");
   }
   m.runs.push(result);
+  m.turns.push(turn);
 }
 
 /** Stops the server after reading its peak memory; after posts, checks that every acknowledged post was stored. */
@@ -356,6 +408,7 @@ function summarize(m: Measurement): report.ServerResult {
     label: server.label,
     role: server.role,
     samples: runs.map((r) => scenario.pulls ? r.bytesPerSec : r.requestsPerSec),
+    turns: m.turns,
     requestsPerSec: medianOf((r) => r.requestsPerSec),
     bytesPerSec: medianOf((r) => r.bytesPerSec),
     bytesPerResponse: medianOf((r) =>
@@ -370,15 +423,16 @@ function summarize(m: Measurement): report.ServerResult {
 /**
  * Measures every server of one scenario in turns: run 1 of each, then run 2 of each in
  * reverse order, and so on (see inTurn), so that a change in the machine's load falls on
- * all of them alike. Posts change the data, so there every turn starts the server anew
- * on a fresh copy (and a fresh seeding of the database).
+ * all of them alike. Ours and its paired servers (pairedServers) come first, so they run
+ * back to back in every turn, and they alone take the turns after the scenario's runs
+ * (plannedRuns). Posts change the data, so there every turn starts the server anew on a
+ * fresh copy (and a fresh seeding of the database).
  */
 async function measureScenario(
   run: Run,
   measurements: Measurement[],
 ): Promise<report.ServerResult[]> {
   const scenario = measurements[0].scenario;
-  const runs = scenario.pulls ?? run.settings.runs;
   const fresh = scenario.postBody !== undefined;
   const script = fresh ? join(run.tempDir, `${scenario.id}.lua`) : undefined;
   if (script) {
@@ -393,20 +447,21 @@ async function measureScenario(
       if (interrupted) throw error;
       m.failed = error instanceof Error ? error.message : String(error);
       log(`  FAILED ${m.server.label}: ${m.failed}`);
-      run.done += run.plan[m.index] * (runs - m.runs.length) / runs;
+      run.done += run.plan[m.index] * (m.planned - m.runs.length) / m.planned;
       await m.running?.child.stop();
       m.running = undefined;
     }
   };
-  for (let turn = 0; turn < runs; turn++) {
-    for (const m of inTurn(measurements, turn)) {
+  const paired = pairedServers(scenario, TARGETS);
+  for (const [turn, order] of scheduleTurns(measurements, paired).entries()) {
+    for (const m of order) {
       if (fresh || turn === 0) await attempt(m, () => startMeasurement(run, m));
       await attempt(m, async () => {
-        logProgress(run, m, runs);
-        await measureRun(run, m, script);
-        run.done += run.plan[m.index] / runs;
+        logProgress(run, m);
+        await measureRun(run, m, turn, script);
+        run.done += run.plan[m.index] / m.planned;
       });
-      if (fresh || turn === runs - 1) {
+      if (fresh || turn === m.planned - 1) {
         await attempt(m, () => stopMeasurement(run, m));
       }
     }
@@ -453,17 +508,10 @@ async function prepareData(run: Run, plan: Measurement[]) {
 
 /** Each tool's version for RESULTS.md: the first version-like figure it prints. */
 async function readVersions(): Promise<Record<string, string>> {
-  const flags = {
-    node: "--version",
-    nginx: "-v",
-    caddy: "version",
-    lighttpd: "-v",
-    python3: "--version",
-    wrk: "-v",
-    curl: "--version",
-  };
+  const flags = "node --version, nginx -v, caddy version, lighttpd -v, " +
+    "python3 --version, wrk -v, curl --version";
   const versions: Record<string, string> = { deno: Deno.version.deno };
-  for (const [tool, flag] of Object.entries(flags)) {
+  for (const [tool, flag] of flags.split(", ").map((t) => t.split(" "))) {
     const output = await runProcess(tool, [flag]).catch(() => null);
     const text = output ? output.stdout + output.stderr : "";
     versions[tool] = /\d+\.\d+[\w.+~-]*/.exec(text)?.[0] ?? "not installed";
@@ -516,8 +564,10 @@ export async function runBenchmark(
           );
           continue;
         }
-        plan.push({ scenario, server, index: plan.length, runs: [], lost: 0 });
-        run.plan.push(estimateSeconds(scenario, settings));
+        const planned = plannedRuns(scenario, server, settings);
+        const fresh = { runs: [], turns: [], lost: 0 };
+        plan.push({ scenario, server, index: plan.length, planned, ...fresh });
+        run.plan.push(estimateSeconds(scenario, settings, planned));
       }
     }
     await prepareData(run, plan);
@@ -537,7 +587,7 @@ export async function runBenchmark(
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
   const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
   const kib = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0);
-  const { duration, runs, note } = settings;
+  const { duration, runs, pairs, note } = settings;
   return {
     date: new Date(started).toISOString(),
     machine: {
@@ -549,7 +599,7 @@ export async function runBenchmark(
     },
     versions: await readVersions(),
     command,
-    settings: { duration, runs, threads: parse.THREADS },
+    settings: { duration, runs, pairs, threads: parse.THREADS },
     scenarios: results,
     targets: report.checkTargets(TARGETS, results),
     skipped: run.skipped,

@@ -14,6 +14,8 @@ export interface ServerResult {
   role: "ours" | "floor" | "peer";
   /** The scenario's figure (req/s or bytes/s) of each measured run: the spread behind the median. */
   samples: number[];
+  /** The turn each of `samples` was measured in: servers' runs of one turn ran back to back. @default 0, 1, 2 ... */
+  turns?: number[];
   requestsPerSec: number;
   /** Bytes read by the client per second (heads and bodies). */
   bytesPerSec: number;
@@ -77,7 +79,7 @@ export interface BenchReport {
   versions: Record<string, string>;
   /** The command that reproduces the run. */
   command: string;
-  settings: { duration: number; runs: number; threads: number };
+  settings: { duration: number; runs: number; pairs?: number; threads: number };
   scenarios: ScenarioResult[];
   targets: TargetResult[];
   /** One line per server that was not measured, with the reason. */
@@ -112,11 +114,39 @@ export function median(values: number[]): number {
 export const figureOf = (scenario: ScenarioResult, r: ServerResult) =>
   scenario.metric === "bytes" ? r.bytesPerSec : r.requestsPerSec;
 
-/** Ours ÷ `other` on the scenario's figure; null when either is missing or zero. */
+/** A ratio from paired runs: the median of the turns' ratios, and each of them in turn order. */
+export interface PairedRatio {
+  value: number;
+  ratios: number[];
+}
+
+/**
+ * Ours ÷ the others from runs paired by turn: in each turn that ours and all the
+ * others ran, ours' figure ÷ the highest of theirs; then the median of those
+ * ratios. A change in the machine's speed between turns falls on both sides of
+ * each ratio, so it cancels. Null when no turn has them all.
+ *
+ * @example pairedRatio({ samples: [9, 12], turns: [0, 1] },
+ *   [{ samples: [10, 10], turns: [0, 1] }]) // { value: 1.05, ratios: [0.9, 1.2] }
+ */
+export function pairedRatio(
+  ours: Pick<ServerResult, "samples" | "turns">,
+  others: Pick<ServerResult, "samples" | "turns">[],
+): PairedRatio | null {
+  const byTurn = ({ samples, turns }: typeof ours) =>
+    new Map(samples.map((figure, i) => [turns?.[i] ?? i, figure]));
+  const theirs = others.map(byTurn);
+  const ratios = [...byTurn(ours)].flatMap(([turn, figure]) => {
+    const base = Math.max(...theirs.map((runs) => runs.get(turn) ?? NaN));
+    return base > 0 ? [figure / base] : [];
+  });
+  return ratios.length ? { value: median(ratios), ratios } : null;
+}
+
+/** Ours ÷ `other` in one scenario, from paired runs; null when either is missing or zero. */
 function ratioOf(scenario: ScenarioResult, other: ServerResult | undefined) {
   const ours = scenario.results.find((r) => r.role === "ours");
-  const base = other ? figureOf(scenario, other) : 0;
-  return ours && base > 0 ? figureOf(scenario, ours) / base : null;
+  return ours && other ? pairedRatio(ours, [other]) : null;
 }
 
 /** The fastest of `results` in a scenario. */
@@ -135,8 +165,9 @@ export function computeRatios(
 ): Ratio[] {
   return scenarios.flatMap((scenario) =>
     scenario.results.flatMap((other): Ratio[] => {
-      const value = other.role === "ours" ? null : ratioOf(scenario, other);
-      if (value === null) return [];
+      const paired = other.role === "ours" ? null : ratioOf(scenario, other);
+      if (paired === null) return [];
+      const { value } = paired;
       const target = targets.find((t) =>
         (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
         (t.versusScenario ?? t.scenario) === scenario.id &&
@@ -198,6 +229,14 @@ export function formatSpread(
   return low === high ? low : `${low}–${high}`;
 }
 
+/** The paired runs' spread: "7 paired runs, 0.91–1.03"; ratios of 10 and above whole. */
+export function formatPaired({ ratios }: PairedRatio): string {
+  const format = (n: number) => n >= 10 ? formatCount(n) : n.toFixed(2);
+  const [low, high] = [Math.min(...ratios), Math.max(...ratios)].map(format);
+  const runs = `${ratios.length} paired run${ratios.length === 1 ? "" : "s"}`;
+  return low === high ? runs : `${runs}, ${low}–${high}`;
+}
+
 /** Seconds left, for a person: "about 42 s left", "about 12 min 30 s left". */
 export function formatTimeLeft(seconds: number): string {
   if (seconds < 60) return `about ${Math.max(1, Math.round(seconds))} s left`;
@@ -243,14 +282,26 @@ export function renderResultsTable(scenarios: ScenarioResult[]): string {
         formatSize(result.bytesPerResponse),
         formatSize(result.peakMemoryBytes),
         formatCount(result.errors),
-        ratio === null ? "–" : formatRatio(ratio),
+        ratio === null
+          ? "–"
+          : `${formatRatio(ratio.value)} (${formatPaired(ratio)})`,
       ];
     })
   );
   return markdownTable(header, rows);
 }
 
-/** Checks each target against a run; one whose servers were not all measured gets met: null. */
+/** Whether `ratio` meets the target's bound. */
+const meets = (target: TargetDef, ratio: number) =>
+  (target.atLeast === undefined || ratio >= target.atLeast) &&
+  (target.atMost === undefined || ratio <= target.atMost) &&
+  (target.below === undefined || ratio < target.below);
+
+/**
+ * Checks each target against a run; one whose servers were not all measured gets met: null.
+ * A rate against servers of the same scenario is the median of the paired runs' ratios
+ * (pairedRatio); across scenarios, and for memory and bytes, the ratio of the medians.
+ */
 export function checkTargets(
   targets: TargetDef[],
   scenarios: ScenarioResult[],
@@ -272,26 +323,32 @@ export function checkTargets(
         : scenario.metric === "bytes"
         ? `${formatRate(figure)} MiB/s`
         : `${formatCount(figure)}/s`;
-      return { figure, text: `${text} ${result.label}` };
+      return { figure, text: `${text} ${result.label}`, result };
     };
     const ours = find(target.scenario, "ours");
     const { versus, versusScenario = target.scenario } = target;
     // The best of the named servers: the fastest, or the smallest.
-    const better = (a: { figure: number }, b: { figure: number }) =>
-      rate ? a.figure > b.figure : a.figure < b.figure;
+    const better = (a: number, b: number) => rate ? a > b : a < b;
+    const named = typeof versus === "number"
+      ? []
+      : versus.flatMap(({ key }) => find(versusScenario, key) ?? []);
     const base = typeof versus === "number"
       ? { figure: versus, text: `${versus / 1e6} MB` }
-      : versus.map(({ key }) => find(versusScenario, key))
-        .reduce((best, r) => r && (!best || better(r, best)) ? r : best, null);
+      : named.reduce((a, b) => better(b.figure, a.figure) ? b : a, named[0]);
     if (!ours || !base?.figure) {
       return { goal: target.goal, measured: "–", met: null };
     }
-    const ratio = ours.figure / base.figure;
-    const met = (target.atLeast === undefined || ratio >= target.atLeast) &&
-      (target.atMost === undefined || ratio <= target.atMost) &&
-      (target.below === undefined || ratio < target.below);
-    const measured = `${formatRatio(ratio)} (${ours.text} vs ${base.text})`;
-    return { goal: target.goal, measured, met };
+    const figures = `${ours.text} vs ${base.text}`;
+    const paired = rate && versusScenario === target.scenario
+      ? pairedRatio(ours.result, named.map((r) => r.result))
+      : null;
+    const ratio = paired?.value ?? ours.figure / base.figure;
+    const met = paired?.ratios.filter((r) => meets(target, r)).length;
+    const how = !paired
+      ? (rate ? "ratio of medians, " : "")
+      : `${formatPaired(paired)}, ${met} meeting it; medians `;
+    const measured = `${formatRatio(ratio)} (${how}${figures})`;
+    return { goal: target.goal, measured, met: meets(target, ratio) };
   });
 }
 
@@ -306,6 +363,7 @@ export function renderTargetsTable(targets: TargetResult[]): string {
 /** The whole of bench/RESULTS.md (deno fmt then wraps its lines). */
 export function renderResultsMarkdown(report: BenchReport): string {
   const { machine, settings: { runs, duration, threads } } = report;
+  const pairs = report.settings.pairs ?? runs;
   const [start, end] = machine.loadAverage.map((n) => n.toFixed(1));
   const versions = Object.entries(report.versions).map((v) => v.join(" "));
   const gib = (machine.memoryBytes / 1024 ** 3).toFixed(1);
@@ -323,9 +381,19 @@ runner: do not edit by hand.
 - Load average ${start} at the start, ${end} at the end (the run itself adds
   about one per core).
 ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
-- Each figure is the median of ${each}, wrk with ${threads} threads (the 100 MiB file: the median of single curl
-  downloads), all servers on 127.0.0.1. The runs' lowest and highest figures
-  are beside it.
+- Each figure is the median of a server's runs (${each}, wrk with ${threads} threads;
+  the 100 MiB file: single curl downloads), all servers on 127.0.0.1, the runs'
+  lowest and highest beside it.
+- The servers of a scenario take turns, one run each per turn, every other turn
+  in reverse order. Ours and each server a target holds it to one to one run back
+  to back in every turn, and they alone then take more turns, to ${pairs} runs each
+  (16 downloads of the 100 MiB file; posts, each run on fresh data, keep ${runs}).
+- Each ratio of ours to a server of its scenario is paired: the median, over the
+  turns both ran, of ours ÷ it in that turn, so the machine's drift between turns
+  cancels; beside it, how many turns and their lowest and highest ratio. Against
+  the best of several servers each turn counts that turn's best. A target is met
+  when the median meets it; Measured says in how many turns it did. Targets
+  across two scenarios, and on memory or bytes, take the ratio of the medians.
 - Reproduce: \`${report.command}\`
 
 ![Our servers' speed as a ratio to each peer and floor](results.svg)
@@ -335,7 +403,8 @@ ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
 ${renderResultsTable(report.scenarios)}
 
 Ratio: ours ÷ the row's server, on requests per second (MiB/s for the 100 MiB
-file); above 1× ours is faster. On the PostgreSQL rows ours is the board on
+file), the median of the paired runs' ratios (not the ratio of the two medians);
+above 1× ours is faster. On the PostgreSQL rows ours is the board on
 PostgreSQL and the yardstick the same board on its file store. A floor is the
 runtime doing the least (bench/reference/), not a server to pick. Peak RSS is
 the peak resident memory (VmHWM) of the process that serves (nginx: its one
@@ -373,7 +442,7 @@ export function renderReadmeSummary(report: BenchReport): string {
       fastestOf(scenario, scenario.results.filter((r) => r.role === role));
     const ratioTo = (other: ServerResult | undefined) => {
       const ratio = ratioOf(scenario, other);
-      return ratio === null ? "–" : `${formatRatio(ratio)} ${other!.label}`;
+      return ratio ? `${formatRatio(ratio.value)} ${other!.label}` : "–";
     };
     const peer = fastest("peer");
     const winner = fastestOf(scenario, peer ? [ours, peer] : [ours]);

@@ -37,10 +37,12 @@ tables, and writes RESULTS.md, results.svg and results.json. Needs wrk and curl.
 
   --duration S     seconds per measured run (default 5)
   --runs N         measured runs per server; the median is kept (default 3)
+  --pairs N        runs, in all, of ours and each server a target compares it
+                   with, back to back in each turn (default 7)
   --only LIST      comma-separated scenario ids or prefixes (tiny, files,
                    board, board-post, ...):
 ${SCENARIOS.map((s) => `                     ${s.id}`).join("\n")}
-  --quick          smoke check: 1 run of 2 s
+  --quick          smoke check: 1 run of 2 s, no more paired
   --out DIR        where to write the results (default bench/ for a full run;
                    bench/out/ for --quick, --only or fewer or shorter runs, so
                    published results always come from a full run)
@@ -57,6 +59,7 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
     options: {
       duration: { type: "string" },
       runs: { type: "string" },
+      pairs: { type: "string" },
       only: { type: "string", multiple: true },
       quick: { type: "boolean", default: false },
       out: { type: "string" },
@@ -76,13 +79,15 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   const { quick, note } = values;
   const duration = number("duration", values.duration, quick ? 2 : 5);
   const runs = number("runs", values.runs, quick ? 1 : 3);
+  const pairs = number("pairs", values.pairs, quick ? 1 : 7);
   const lists = (values.only ?? []).flatMap((list) => list.split(","));
   const only = lists.map((s) => s.trim()).filter(Boolean);
   const updateReadme = values["update-readme"];
   const complete = updateReadme ||
-    (!quick && only.length === 0 && duration >= 5 && runs >= 3);
+    (!quick && only.length === 0 && duration >= 5 && runs >= 3 && pairs >= 7);
   const outDir = values.out ?? (complete ? BENCH_DIR : join(BENCH_DIR, "out"));
-  return { duration, runs, warmup: 1, only, outDir, updateReadme, note };
+  const settings = { duration, runs, pairs, warmup: 1 };
+  return { ...settings, only, outDir, updateReadme, note };
 }
 
 /** Lays the written files out as `deno fmt` would (it formats SVG too). */

@@ -43,6 +43,10 @@ export interface ScenarioDef {
   path: string;
   /** Download the file this many times with curl, one at a time, instead of running wrk. */
   pulls?: number;
+  /** Runs, in all, of ours and its paired servers (pairedServers). @default the run's --pairs */
+  pairs?: number;
+  /** Servers to pair with ours besides the ones a target compares it with. */
+  pairWith?: ServerDef[];
   headers?: string[];
   /** An urlencoded form to POST instead of a GET; each run then starts on fresh data. */
   postBody?: string;
@@ -109,7 +113,7 @@ export const SCENARIOS: ScenarioDef[] = [
   {
     id: "files-100mb",
     title: "Files, 100 MiB file, one download",
-    load: "one curl at a time, 4 downloads",
+    load: "one curl at a time, 4 downloads (16 for the paired)",
     servers: [
       OUR_FILES,
       FILES_BIG_FLOOR,
@@ -121,7 +125,8 @@ export const SCENARIOS: ScenarioDef[] = [
       PYTHON_HTTP_SERVER,
     ],
     path: `/${SITE_FILES.large.name}`,
-    pulls: 4,
+    // A download takes some 50 ms: 4 of each server, then 16 of ours, nginx and the floor.
+    ...{ pulls: 4, pairs: 16, pairWith: [FILES_BIG_FLOOR] },
     expectBytes: SITE_FILES.large.size,
     timeout: 60,
   },
@@ -178,6 +183,27 @@ export function selectScenarios(
   return only.length
     ? all.filter((s) => only.some((name) => matches(s, name)))
     : all;
+}
+
+/**
+ * The servers measured beside ours in every turn of `scenario`, and with it in the turns
+ * after the scenario's runs: each server a target there holds ours to one to one, then the
+ * scenario's `pairWith`. A target against the best of several takes the best of each turn.
+ */
+export function pairedServers(
+  scenario: ScenarioDef,
+  targets: TargetDef[],
+): ServerDef[] {
+  const keys = targets.flatMap((t) =>
+    (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
+      (t.versusScenario ?? t.scenario) === scenario.id &&
+      Array.isArray(t.versus) && t.versus.length === 1
+      ? [t.versus[0].key]
+      : []
+  ).concat((scenario.pairWith ?? []).map((s) => s.key));
+  return [...new Set(keys)].flatMap((key) =>
+    scenario.servers.filter((s) => s.key === key)
+  );
 }
 
 /** The targets, beside the scenarios: each holds ours ÷ the best of `versus` (or a figure) to a bound. */
