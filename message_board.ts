@@ -98,6 +98,12 @@ export const MAX_PAGE_LIMIT = 100;
 export const BODY_TIMEOUT_MS = 10_000;
 /** Most posts written together in one group commit. */
 const MAX_BATCH_MESSAGES = 1000;
+/**
+ * A write (post, delete, clear, restore) not on disk within this gets 503 with Retry-After:
+ * a disk that stops answering (a frozen or hung filesystem, a dying drive) blocks a write
+ * for as long as it lasts, and every post would hang with it.
+ */
+export const WRITE_TIMEOUT_MS = 10_000;
 
 // Limits per client, so that one client cannot flood the board or take every
 // live-update slot. `rateLimit: false` (`--rate-limit off`) turns them off for
@@ -424,6 +430,8 @@ export class WriteQueue<Input, Output> {
 export interface JsonLinesStoreOptions {
   /** Where notices go (a torn line set aside, a failed write). @default console.error */
   log?: ((line: string) => void) | undefined;
+  /** A write not on disk within this many milliseconds gets 503. @default WRITE_TIMEOUT_MS (10 s) */
+  writeTimeoutMs?: number | undefined;
 }
 
 /** First wait before a read-only store tries its file again; it doubles up to the next. */
@@ -444,14 +452,22 @@ const PROBE_BYTES = 16 * 1024;
  */
 export async function openJsonLinesStore(
   dataFile: string,
-  { log = console.error }: JsonLinesStoreOptions = {},
+  { log = console.error, writeTimeoutMs = WRITE_TIMEOUT_MS }:
+    JsonLinesStoreOptions = {},
 ): Promise<MessageStore> {
   await Deno.mkdir(dirname(dataFile), { recursive: true });
   const lock = await lockDataFile(dataFile);
   try {
     try {
       const { loaded, file } = await loadDataFile(dataFile, null, log);
-      return new JsonLinesStore({ dataFile, lock, file, log, loaded });
+      return new JsonLinesStore({
+        dataFile,
+        lock,
+        file,
+        log,
+        loaded,
+        writeTimeoutMs,
+      });
     } catch (error) {
       if (!isWriteFailure(error)) throw error;
       // The file can be read but not repaired (a torn tail cannot be set
@@ -464,6 +480,7 @@ export async function openJsonLinesStore(
         file: null,
         log,
         loaded,
+        writeTimeoutMs,
       });
       store.startReadOnly(error);
       return store;
@@ -888,6 +905,12 @@ async function setAsideTornTail(
  * and a background retry repairs the file and turns it writable again (see
  * `#recover`).
  */
+/** A post in the write queue; `abandoned` once its client got 503 for waiting too long. */
+interface QueuedPost {
+  input: NewMessage;
+  abandoned: boolean;
+}
+
 class JsonLinesStore implements MessageStore {
   readonly dataFile: string;
   #lock: Deno.FsFile;
@@ -901,9 +924,12 @@ class JsonLinesStore implements MessageStore {
   #restoredNewest: number | null;
   /** Bytes of the data file that hold acknowledged lines; anything after is not ours. */
   #ackedSize: number;
-  #writes = new WriteQueue<NewMessage, Message>((inputs) =>
-    this.#appendNow(inputs)
+  #writes = new WriteQueue<QueuedPost, Message | null>((posts) =>
+    this.#appendNow(posts)
   );
+  #writeTimeoutMs: number;
+  /** A write outlasted #writeTimeoutMs and has not finished yet: the disk does not answer. */
+  #stalled = false;
   #events: EventFanOut;
   /** Why the store is read-only; null while it is writable. */
   #failure: unknown = null;
@@ -921,8 +947,10 @@ class JsonLinesStore implements MessageStore {
     file: Deno.FsFile | null;
     log: (line: string) => void;
     loaded: LoadedData;
+    writeTimeoutMs: number;
   }) {
     this.dataFile = state.dataFile;
+    this.#writeTimeoutMs = state.writeTimeoutMs;
     this.#lock = state.lock;
     this.#file = state.file;
     this.#log = state.log;
@@ -936,7 +964,7 @@ class JsonLinesStore implements MessageStore {
   }
 
   get writable(): boolean {
-    return this.#failure === null && !this.#closed;
+    return this.#failure === null && !this.#closed && !this.#stalled;
   }
 
   listMessages({ before, limit }: PageQuery): Promise<MessagePage> {
@@ -950,22 +978,73 @@ class JsonLinesStore implements MessageStore {
 
   appendMessage(input: NewMessage): Promise<Message> {
     if (this.#closed) return Promise.reject(closedError());
-    return this.#writes.add(input);
+    const post = { input, abandoned: false };
+    return this.#withinTimeout(this.#writes.add(post), () => {
+      post.abandoned = true; // not written if its batch has not started yet
+    }) as Promise<Message>;
   }
 
   clearMessages(): Promise<ClearResult> {
-    if (this.#closed) return Promise.reject(closedError());
-    return this.#writes.run(() => this.#clearNow());
+    return this.#runWithinTimeout(() => this.#clearNow());
   }
 
   deleteMessage(id: number): Promise<boolean> {
-    if (this.#closed) return Promise.reject(closedError());
-    return this.#writes.run(() => this.#deleteNow(id));
+    return this.#runWithinTimeout(() => this.#deleteNow(id));
   }
 
   restoreNewestArchive(): Promise<{ restored: number }> {
+    return this.#runWithinTimeout(() => this.#restoreNow());
+  }
+
+  /** Queues a clear, delete or restore; one whose client got its 503 meanwhile never runs. */
+  #runWithinTimeout<T>(task: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
-    return this.#writes.run(() => this.#restoreNow());
+    let abandoned = false;
+    const queued = this.#writes.run(() =>
+      abandoned ? Promise.reject(this.#stalledError()) : task()
+    );
+    return this.#withinTimeout(queued, () => abandoned = true);
+  }
+
+  /**
+   * `write`, or StoreUnavailableError once it has taken #writeTimeoutMs (then `abandon` is
+   * called, and the store says it is not writable until that write ends). The queue runs one
+   * write at a time, so any write that ends after a stall means the disk has answered.
+   */
+  #withinTimeout<T>(write: Promise<T>, abandon: () => void): Promise<T> {
+    const { promise, resolve, reject } = Promise.withResolvers<T>();
+    const timer = setTimeout(() => {
+      abandon();
+      if (!this.#stalled) {
+        this.#stalled = true;
+        this.#log(
+          `${this.dataFile}: the disk did not finish a write within ${this.#writeTimeoutMs} ms; ` +
+            `writes get 503 until it does`,
+        );
+      }
+      reject(this.#stalledError());
+    }, this.#writeTimeoutMs);
+    const settled = () => {
+      clearTimeout(timer);
+      if (!this.#stalled) return;
+      this.#stalled = false;
+      this.#log(`${this.dataFile}: the disk answers again; posts are accepted`);
+    };
+    write.then((value) => {
+      settled();
+      resolve(value);
+    }, (error) => {
+      settled();
+      reject(error);
+    });
+    return promise;
+  }
+
+  #stalledError(): StoreUnavailableError {
+    return new StoreUnavailableError(
+      `the disk did not finish a write within ${this.#writeTimeoutMs} ms`,
+      { retryAfterSeconds: STORE_RETRY_AFTER_S },
+    );
   }
 
   eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
@@ -1094,7 +1173,11 @@ class JsonLinesStore implements MessageStore {
   }
 
   /** Writes a batch of posts as one write and one fdatasync; resolves once they are on disk. */
-  async #appendNow(inputs: NewMessage[]): Promise<Message[]> {
+  async #appendNow(posts: QueuedPost[]): Promise<(Message | null)[]> {
+    // Posts whose clients already got 503 (the disk stalled before their turn) are dropped.
+    const written = posts.filter((post) => !post.abandoned);
+    if (written.length === 0) return posts.map(() => null);
+    const inputs = written.map((post) => post.input);
     await this.#checkWritable();
     // (Written this way round because 2^53 + 1 - 1 is 2^53 - 1 in floating point.)
     if (this.#nextId > MAX_ID - (inputs.length - 1)) {
@@ -1122,7 +1205,9 @@ class JsonLinesStore implements MessageStore {
       this.#messages.push(message);
       this.#events.publish({ type: "message", id: message.id, message });
     }
-    return messages;
+    // By the posts chosen above: one abandoned while its batch was written still got its line.
+    const byPost = new Map(written.map((post, i) => [post, messages[i]!]));
+    return posts.map((post) => byPost.get(post) ?? null);
   }
 
   /** Appends a tombstone for message `id`; false when it is not on the board. */
@@ -3670,7 +3755,11 @@ export interface Board {
  */
 export async function openBoard(options: BoardOptions = {}): Promise<Board> {
   const { dataFile = "./data/messages.jsonl", log } = options;
-  const store = options.store ?? await openJsonLinesStore(dataFile, { log });
+  const store = options.store ??
+    await openJsonLinesStore(dataFile, {
+      log,
+      writeTimeoutMs: options.writeTimeoutMs,
+    });
   const streams = new AbortController();
   const signal = options.signal
     ? AbortSignal.any([options.signal, streams.signal])

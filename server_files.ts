@@ -4803,7 +4803,8 @@ Options:
 
 The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
 --header, -c and -k for --cert and --key, -h for --help; -v (--verbose) logs, as by default;
---no-dir-listing, --no-dotfiles and --no-cors turn off what is off by default.
+--no-dir-listing, --no-dotfiles and --no-cors turn off what is off by default; a folder
+given without a flag (server_files.ts ./public, as file_server ./public) is the --root.
 `;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4865,7 +4866,7 @@ export interface CommandLineOptions extends ServerOptions {
 }
 
 const FLAGS = {
-  root: { type: "string", default: "./static" },
+  root: { type: "string" }, // ./static, unless a folder is given without --root
   port: { type: "string", short: "p", default: "8080" },
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   "allowed-host": { type: "string", multiple: true, default: [] },
@@ -4903,7 +4904,7 @@ const FLAGS = {
  * ```
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
-  const values = readFlags(args, FLAGS);
+  const { values, folder } = readFlagsAndFolder(args);
   const port = parsePort(values.port);
   for (const name of values["allowed-host"]) {
     if (!/^\.?[A-Za-z0-9\-._~[\]:]+$/.test(name)) {
@@ -4927,7 +4928,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     throw new CommandLineError(`--header: ${(error as Error).message}`);
   }
   return {
-    fsRoot: values.root,
+    fsRoot: values.root ?? folder ?? "./static",
     port,
     hostname: values.host ?? values.hostname ?? "127.0.0.1",
     allowedHosts: values["allowed-host"],
@@ -4948,17 +4949,62 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
 
 /**
  * `parseArgs`'s values, with each mistake thrown as a {@linkcode CommandLineError}
- * in one line of our own (its own messages can run over several lines).
+ * in one line of our own (its own messages can run over several lines), and
+ * the one word without a flag that std's file server takes as the folder to
+ * serve (`file_server ./public`), so a command written for it keeps working.
+ * A second word, or a word beside `--root`, is a mistake: a typo must not
+ * choose the folder (and a folder that is not there stops the start anyway).
  */
-function readFlags<T extends ParseArgsOptionsConfig>(args: string[], flags: T) {
+function readFlagsAndFolder(given: string[]) {
+  const args = withShortEquals(given);
+  let parsed;
   try {
-    return parseArgs({ args, options: flags, strict: true }).values;
+    parsed = parseArgs({
+      args,
+      options: FLAGS,
+      strict: true,
+      allowPositionals: true,
+    });
   } catch {
-    throw new CommandLineError(describeFlagMistake(args, flags));
+    throw new CommandLineError(describeFlagMistake(args, FLAGS));
   }
+  const { values, positionals } = parsed;
+  const extra = values.root === undefined ? positionals[1] : positionals[0];
+  if (extra !== undefined) {
+    throw new CommandLineError(
+      `unexpected argument ${showArg(extra)} (${
+        values.root === undefined
+          ? "flags start with --"
+          : "--root already names the folder"
+      })`,
+    );
+  }
+  return { values, folder: positionals[0] };
 }
 
-/** The first mistake in `args`: an unknown flag, a missing or unwanted value, a stray word. */
+/**
+ * Rewrites `-H=Name: value` (std's file server reads it as `-H Name: value`,
+ * and its own tests write it so) to `--header=Name: value`: node's parseArgs
+ * would keep the `=` in the value. Words after `--` are left alone.
+ *
+ * @example
+ * ```ts ignore
+ * withShortEquals(["-p=8000", "-H=X-A: b"]); // ["--port=8000", "--header=X-A: b"]
+ * ```
+ */
+function withShortEquals(args: string[]): string[] {
+  const end = args.indexOf("--");
+  return args.map((arg, i) => {
+    const short = /^-([A-Za-z])=/.exec(arg);
+    if (short === null || (end !== -1 && i > end)) return arg;
+    const name = Object.entries(FLAGS).find(([, spec]) =>
+      "short" in spec && spec.short === short[1]
+    )?.[0];
+    return name === undefined ? arg : `--${name}=${arg.slice(3)}`;
+  });
+}
+
+/** The first mistake in `args`: an unknown flag, a missing or unwanted value, a second word. */
 function describeFlagMistake(
   args: string[],
   flags: ParseArgsOptionsConfig,
@@ -4970,8 +5016,9 @@ function describeFlagMistake(
     allowPositionals: true,
     tokens: true,
   });
+  let words = 0;
   for (const token of tokens) {
-    if (token.kind === "positional") {
+    if (token.kind === "positional" && words++ > 0) {
       return `unexpected argument ${
         showArg(token.value)
       } (flags start with --)`;

@@ -28,11 +28,29 @@ const MISTAKES: [args: string[], message: string][] = [
   [["--port=1e3"], "--port must be a number from 0 to 65535, got 1e3"],
   [["--port=-1"], "--port must be a number from 0 to 65535, got -1"],
   [["--quiet=yes"], "--quiet takes no value"],
-  [["stray"], "unexpected argument stray (flags start with --)"],
   [["--allowed-host"], "--allowed-host needs a value"],
   [["--allowed-host", "a b"], '--allowed-host takes a host name, got "a b"'],
   [["--allowed-host", "a/b"], "--allowed-host takes a host name, got a/b"],
   [["--allowed-host", ""], '--allowed-host takes a host name, got ""'],
+];
+
+/** A word without a flag: tiny and the board take none. */
+const WORD_MISTAKES: [args: string[], message: string][] = [
+  [["stray"], "unexpected argument stray (flags start with --)"],
+];
+
+/** server_files.ts takes one, the folder (as std's `file_server [path]`), and no more. */
+const FOLDER_MISTAKES: [args: string[], message: string][] = [
+  [["./public", "stray"], "unexpected argument stray (flags start with --)"],
+  [["./public", "--colour"], "unknown flag --colour"],
+  [
+    ["--root", "./public", "stray"],
+    "unexpected argument stray (--root already names the folder)",
+  ],
+  [
+    ["stray", "--root", "./public"],
+    "unexpected argument stray (--root already names the folder)",
+  ],
 ];
 
 /** --cert without --key, the same in the two scripts that serve HTTPS. */
@@ -50,12 +68,16 @@ const HEADER_MISTAKES: [args: string[], message: string][] = [
 
 /** Each parser, with the mistakes of the flags only it has. */
 const PARSERS = [
-  ["server_tiny.ts", tiny.parseCommandLine, tiny.CommandLineError, []],
+  ["server_tiny.ts", tiny.parseCommandLine, tiny.CommandLineError, [
+    ...WORD_MISTAKES,
+  ]],
   ["server_files.ts", files.parseCommandLine, files.CommandLineError, [
+    ...FOLDER_MISTAKES,
     ...CERT_MISTAKES,
     ...HEADER_MISTAKES,
   ]],
   ["message_board.ts", board.parseCommandLine, board.CommandLineError, [
+    ...WORD_MISTAKES,
     ...CERT_MISTAKES,
   ]],
 ] as const;
@@ -210,7 +232,7 @@ function run(
 for (const { script, program, permissions, usage } of ENTRY_POINTS) {
   Deno.test(`${script} as a process: a bad flag or port is one line and exit 2, --help the usage and exit 0`, async (t) => {
     for (
-      const args of [["--nope"], ["--port", "70000"], ["--port"], ["stray"]]
+      const args of [["--nope"], ["--port", "70000"], ["--port"], ["a", "b"]]
     ) {
       await t.step(args.join(" "), async () => {
         const result = await run(permissions, script, args);
@@ -469,6 +491,10 @@ Deno.test("server_files.ts takes the spellings of std's file server", async (t) 
       [["--dir-listing", "--no-dir-listing"], { showDirListing: false }],
       [["--dotfiles", "--no-dotfiles"], { showDotfiles: false }],
       [["--cors", "--no-cors"], { enableCors: false }],
+      [["./public"], { fsRoot: "./public" }],
+      [["-H=X-A: b", "-p=8001"], { headers: ["X-A: b"], port: 8001 }],
+      [["-p", "0", "./public", "--cors"], { fsRoot: "./public", port: 0 }],
+      [[], { fsRoot: "./static" }],
       [["--dir-listing", "--dotfiles", "--cors"], {
         showDirListing: true,
         showDotfiles: true,

@@ -6,6 +6,8 @@
 // checks it; this file holds what a switching user can count on as before.
 import assert from "node:assert/strict";
 import { serveDir, type ServeDirOptions, serveFile } from "../server_files.ts";
+import { FILES_SCRIPT } from "./_files.ts";
+import { startScript } from "./_process.ts";
 
 /** A site shaped like std's test data: names with spaces, `#`, `%`, a dotfile. */
 async function makeStdSite() {
@@ -503,4 +505,28 @@ Deno.test("std's raw request-targets through Deno.serve: no leading slash 400, a
   // (a browser never sends them, so they are a probe).
   assert.equal(await rawStatus(port, "http://localhost/../../hello.html"), 400);
   assert.equal(await rawStatus(port, "/hello.html"), 200);
+});
+
+Deno.test("std's own CLI command, word for word but the port, serves the folder it names", async () => {
+  // std's tests start `file_server.ts <target> --cors -p <port> --no-dir-listing`
+  // (and -H for headers); a user's script written that way must keep working.
+  await using site = await makeStdSite();
+  await using server = await startScript(FILES_SCRIPT, [
+    "--allow-read",
+    "--allow-net=127.0.0.1",
+  ], [
+    site.root,
+    "--cors",
+    "-p",
+    "0",
+    "--no-dir-listing",
+    "-H=X-From: std",
+  ], { cwd: site.base });
+  const res = await fetch(`${server.origin}/hello.html`);
+  assert.equal(await res.text(), "<p>Hello World</p>\n");
+  assert.equal(res.headers.get("access-control-allow-origin"), "*");
+  assert.equal(res.headers.get("x-from"), "std");
+  const listing = await fetch(`${server.origin}/`);
+  await listing.body?.cancel();
+  assert.equal(listing.status, 404);
 });

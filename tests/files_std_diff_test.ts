@@ -7,6 +7,7 @@ import {
   parseCommandLine,
   serveDir,
   type ServeDirOptions,
+  serveFile,
 } from "../server_files.ts";
 import { makeTree } from "./_files.ts";
 
@@ -152,6 +153,40 @@ const ROWS: Row[] = [
     },
   },
   {
+    what: "`Content-Type` of text",
+    path: "/a.txt",
+    check: (res) =>
+      assert.equal(
+        res.headers.get("content-type"),
+        "text/plain; charset=utf-8",
+      ),
+  },
+  {
+    what: "CORS headers on a GET (`enableCors`)",
+    path: "/sub",
+    options: { enableCors: true },
+    check: (res) => {
+      assert.equal(res.status, 301);
+      assert.equal(res.headers.get("access-control-allow-origin"), "*");
+      assert.match(res.headers.get("access-control-expose-headers")!, /ETag/);
+      assert.equal(res.headers.get("access-control-allow-headers"), null);
+    },
+  },
+  {
+    what: "`Server` header",
+    path: "/a.txt",
+    check: (res) => assert.equal(res.headers.get("server"), null),
+  },
+  {
+    what: "`Accept-Ranges` on a directory listing",
+    path: "/sub/",
+    options: { showDirListing: true },
+    check: (res) => {
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get("accept-ranges"), null);
+    },
+  },
+  {
     what: "Cache-Control",
     path: "/a.txt",
     check: (res) => assert.equal(res.headers.get("cache-control"), "no-cache"),
@@ -207,6 +242,22 @@ Deno.test("README differences from std: a Host the server does not answer to get
   await other.body?.cancel();
 });
 
+Deno.test("README differences from std: serveFile's fileInfo tells file from folder; the opened file gives size and validators", async () => {
+  await using tree = await makeTree();
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  assert.match(readme, /\| `serveFile`'s `fileInfo` option +\|/);
+  const path = `${tree.root}/a.txt`;
+  const stale = await Deno.stat(path);
+  await Deno.writeTextFile(path, "a longer text than before");
+  const res = await serveFile(new Request("http://localhost/a.txt"), path, {
+    fileInfo: stale,
+  });
+  assert.equal(res.headers.get("content-length"), "25");
+  assert.equal(await res.text(), "a longer text than before");
+});
+
 Deno.test("README differences from std: the CLI's defaults are the safe ones", async () => {
   const readme = await Deno.readTextFile(
     new URL("../README.md", import.meta.url),
@@ -227,7 +278,11 @@ Deno.test("README differences from std: the CLI takes std's flag spellings as we
   const std = parseCommandLine(["-p", "0", "--host", "127.0.0.2", "-v"]);
   const ours = parseCommandLine(["--port", "0", "--hostname", "127.0.0.2"]);
   assert.deepEqual(std, ours);
-  assert.throws(() => parseCommandLine(["./public"]), /unexpected argument/);
+  assert.equal(parseCommandLine(["./public"]).fsRoot, "./public");
+  assert.throws(
+    () => parseCommandLine(["./public", "x"]),
+    /unexpected argument/,
+  );
 });
 
 Deno.test("README differences from std: each row's claim about server_files.ts holds", async () => {

@@ -1,0 +1,136 @@
+// The JSON Lines store on a disk that stops answering: a real ext4 filesystem in a loop
+// device, frozen with fsfreeze(8) as a hung or dying disk would be (every write blocks until
+// it is thawed). Posts must get 503 with Retry-After within the write timeout, never hang;
+// those still queued are never written later; once the disk answers, posts work again.
+// Needs root, mkfs.ext4, mount with loop devices, and fsfreeze: skipped loudly without them,
+// failing under CI=true.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openBoard } from "../message_board.ts";
+import { tempFolder } from "./_board.ts";
+import { runProcess, toolTestOptions } from "./_process.ts";
+
+const AS_ROOT = await toolTestOptions(
+  "the frozen-disk test",
+  ["mkfs.ext4", "mount", "fsfreeze"],
+  { root: true },
+);
+
+/** Runs a command, throwing with its output when it fails. */
+async function run(command: string, args: string[]): Promise<void> {
+  const { code, stderr } = await runProcess(command, args);
+  if (code !== 0) throw new Error(`${command} ${args.join(" ")}: ${stderr}`);
+}
+
+/** A fresh 16 MiB ext4 filesystem mounted at `path` from a loop device; unmounted on dispose. */
+async function mountExt4(
+  image: string,
+  path: string,
+): Promise<AsyncDisposable> {
+  using file = await Deno.open(image, { write: true, create: true });
+  await file.truncate(16 * 1024 * 1024);
+  await run("mkfs.ext4", ["-q", "-F", image]);
+  await Deno.mkdir(path);
+  await run("mount", ["-o", "loop", image, path]);
+  return {
+    async [Symbol.asyncDispose]() {
+      await runProcess("fsfreeze", ["-u", path]); // never leave it frozen
+      await run("umount", [path]);
+    },
+  };
+}
+
+const WRITE_TIMEOUT_MS = 500;
+
+/** `promise`, or a failure after `ms` (a hang must fail the test, not stall it for ever). */
+async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${ms} ms`)),
+      ms,
+    );
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test({
+  name: "disk: a disk that stops answering (fsfreeze) while the board runs",
+  ...AS_ROOT,
+  async fn(t) {
+    await using folder = await tempFolder();
+    const mountPoint = join(folder.path, "disk");
+    await using _disk = await mountExt4(
+      join(folder.path, "disk.img"),
+      mountPoint,
+    );
+    const logged: string[] = [];
+    const board = await openBoard({
+      dataFile: join(mountPoint, "messages.jsonl"),
+      log: (line) => logged.push(line),
+      writeTimeoutMs: WRITE_TIMEOUT_MS,
+      rateLimit: false,
+    });
+    const post = (text: string) =>
+      board.handler(
+        new Request("http://127.0.0.1/api/messages", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ text }),
+        }),
+      );
+    let frozen = false;
+    try {
+      assert.equal((await post("before")).status, 201);
+      await run("fsfreeze", ["-f", mountPoint]);
+      frozen = true;
+      await t.step("a post gets 503 with Retry-After, not a hang", async () => {
+        // The first is being written when the disk stops; the second waits behind it.
+        const [writing, waiting] = await within(
+          Promise.all([post("being written"), post("waiting")]),
+          5_000,
+        );
+        for (const response of [writing, waiting]) {
+          assert.equal(response.status, 503);
+          assert.ok(Number(response.headers.get("retry-after")) > 0);
+          assert.match(
+            (await response.json()).error,
+            /unavailable right now/,
+          );
+        }
+      });
+      await t.step("the store says it is not writable meanwhile", async () => {
+        assert.equal(board.store.writable, false);
+        const page = await board.handler(new Request("http://127.0.0.1/"));
+        assert.match(await page.text(), /cannot take new messages/);
+      });
+      await t.step("the log says so once", () => {
+        const lines = logged.filter((line) => /did not finish/.test(line));
+        assert.equal(lines.length, 1, logged.join("\n"));
+      });
+      await run("fsfreeze", ["-u", mountPoint]);
+      frozen = false;
+      await t.step("once the disk answers, posts work again", async () => {
+        assert.equal((await post("after")).status, 201);
+        assert.equal(board.store.writable, true);
+      });
+      await t.step("a post that never started is never written", async () => {
+        const { messages } = await board.store.listMessages({ limit: 10 });
+        // "being written" was on its way to the disk: it lands, unacknowledged, like a post
+        // whose answer was lost on the network. "waiting" had not started: it never does.
+        assert.deepEqual(messages.map((message) => message.text).reverse(), [
+          "before",
+          "being written",
+          "after",
+        ]);
+      });
+    } finally {
+      if (frozen) await runProcess("fsfreeze", ["-u", mountPoint]);
+      await board.close();
+    }
+  },
+});
