@@ -21,22 +21,40 @@
  * - validation and limits stay in the board; this file stores what it is given.
  *
  * What it adds: live updates across processes. Every post and every clear sends
- * `NOTIFY board_events` inside its own transaction, so the note goes out exactly when the
- * change commits. Each process LISTENs and, on each note, reads the new rows from the tables:
- * the note is only a wake-up call, so a message of any length fits, and a note missed while a
- * connection was down costs nothing, since the next read catches up. (It also means a note
- * made up by any other session that can connect changes nothing: it costs one read.) A
- * post's note names its last id, `message 42`: the process that posted the batch has usually
- * handed it on already, from the statement's answer, and then skips the read.
+ * `NOTIFY board_events` once it has committed (a clear, delete or restore inside its own
+ * transaction; a post just after, see below). Each process LISTENs and, on each note, reads
+ * the new rows from the tables: the note is only a wake-up call, so a message of any length
+ * fits, and a note missed while a connection was down costs nothing, since the next read
+ * catches up. (It also means a note made up by any other session that can connect changes
+ * nothing: it costs one read.) A post's note names its last id, `message 42`: the process
+ * that posted the batch has usually handed it on already, from the statement's answer, and
+ * then skips the read.
  *
  * Speed: the newest page is served from memory (see the PostgresStore class), and a batch
- * of posts is one statement (the function `board_insert_batch`), so one round trip, and
- * the writers' lock below is held only while PostgreSQL runs it and commits: processes
- * posting at once wait for each other's commit, never for each other's network or event loop.
+ * of posts is one statement (the function `board_post`), so one round trip. Processes posting
+ * at once do not wait for each other's commit: PostgreSQL flushes their commits to the
+ * write-ahead log together, so a second process adds posts per second instead of taking
+ * turns with the first. That is why a post's NOTIFY is not in its transaction: PostgreSQL
+ * holds one lock from a notifying transaction's commit until it is flushed, so notifying
+ * commits always take turns.
  *
- * Ids without gaps in time: every writer holds the same table lock from before it takes an id
- * until it commits, so ids become visible in increasing order and "every message after id N"
- * is always a complete answer. That is what lets a browser resume with `Last-Event-ID`.
+ * Ids without gaps in time: commits may finish out of id order (ids 5-8 committed while 1-4
+ * are still being written), yet a reader must never show 5 and later 1, or "every message
+ * after id N" would not be a complete answer, and that is what lets a browser resume with
+ * `Last-Event-ID`. So:
+ * - a post takes its transaction id and its message ids together, under a lock held for just
+ *   that moment (board_post): a post with an older transaction id has the smaller ids;
+ * - every row keeps its writer's transaction id (`xid`);
+ * - a reader first notes the oldest board writer still running (board_visible_horizon), then
+ *   reads, in a fresh snapshot, only the messages written by older transactions: all of
+ *   them have committed (or failed) by then, so every smaller id is settled. Newer messages
+ *   wait for the next read, a few milliseconds later.
+ * Clears, deletes and restores still lock the table against posts, from before they note the
+ * newest id until they commit, so they sort between messages exactly.
+ *
+ * Boards of an older version on the same database keep working (their posts take the old
+ * table lock, which waits for posts of this version and holds them off), but while one still
+ * runs, its own live feed can miss a message that committed out of order: replace them all.
  *
  * @module
  */
@@ -72,6 +90,15 @@ export type {
 
 /** The channel every board process LISTENs on. */
 const CHANNEL = "board_events";
+/**
+ * Every board connection's `application_name`: readers tell board writers still running by
+ * it (see board_visible_horizon in SCHEMA).
+ */
+const APPLICATION_NAME = "message_board";
+/** The LISTEN connection's `application_name`: it sends the posts' notes, and no messages. */
+const LISTENER_NAME = "message_board listener";
+/** The advisory lock a post holds while it takes its transaction id and message ids. */
+const ID_GATE = "hashtext('message_board ids')";
 /** Seconds to wait for a connection; then the request fails with 503. */
 const CONNECT_TIMEOUT_S = 4;
 /**
@@ -101,6 +128,17 @@ const MAX_EVENTS_PER_READ = 500;
 const CACHED_MESSAGES = 2 * MAX_PAGE_LIMIT;
 /** Milliseconds between reads for changes when no note has come (LISTEN is the fast path). */
 const POLL_MS = 10_000;
+/**
+ * Milliseconds until a read that held newer messages back (an older post still being
+ * written) is made again. The older post's own note usually comes first.
+ */
+const HELD_RETRY_MS = 20;
+/**
+ * Milliseconds of messages held back after which reads use the exact horizon (see
+ * board_events_after in SCHEMA). Posts take a few milliseconds; a backup or a batch job in
+ * another database of the same server may hold a transaction open for minutes.
+ */
+const EXACT_AFTER_MS = 100;
 /** Milliseconds between attempts to LISTEN again after its connection was lost. */
 const LISTEN_RETRY_MS = 1_000;
 /**
@@ -120,10 +158,15 @@ const MAX_RECONNECT_DELAY_S = 1;
  *   client which saw message N can be told "everything up to here is gone".
  * - `board_changes`: every clear, delete and restore in commit order, with `newest_id`, the
  *   last id given out then: a change sorts after message `newest_id` and before the next.
- * - `board_insert_batch(batch)`: a batch of posts as one statement (one transaction): takes
- *   the writers' lock, inserts, and returns the new messages with the newest message and
- *   change ids from before them (see PostgresStore.#handOn); its note names the last id.
- *   Replaced on every start, so it always matches the board that runs.
+ * - `board_post(batch)`: a batch of posts as one statement (one transaction): takes its ids
+ *   (see "Ids without gaps in time" above), inserts, and returns the new messages with the
+ *   newest message and change ids from before them when those are settled already (see
+ *   PostgresStore.#handOn).
+ * - `board_visible_horizon()`: the oldest transaction id a board writer still running may
+ *   have; messages of older transactions are settled.
+ * - `board_events_after(message, change, limit)`: the messages and changes after those ids,
+ *   in commit order, up to the horizon, and a `held` row when newer messages wait.
+ * The functions are replaced on every start, so they always match the board that runs.
  *
  * The advisory lock keeps two processes that start together from racing on
  * `create table if not exists` (which is not safe against itself). The columns and the
@@ -136,7 +179,8 @@ const SCHEMA = `
     id bigint generated always as identity primary key,
     text text not null,
     name text,
-    posted_at timestamptz not null default now()
+    posted_at timestamptz not null default now(),
+    xid xid8 default pg_current_xact_id()
   );
   create table if not exists board_clears (
     id bigint generated always as identity primary key,
@@ -168,30 +212,130 @@ const SCHEMA = `
       alter table board_messages add constraint board_messages_id_safe
         check (id <= 9007199254740991);
     end if;
+    if not exists (select from information_schema.columns
+                   where table_name = 'board_messages' and column_name = 'xid') then
+      -- Older rows keep null: their writers finished long ago.
+      alter table board_messages add column xid xid8;
+      alter table board_messages alter column xid set default pg_current_xact_id();
+    end if;
   end $$;
-  create or replace function board_insert_batch(batch jsonb,
+  create or replace function board_oldest_writer() returns xid8
+    language plpgsql volatile as $body$
+  declare
+    here bigint := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
+    oldest bigint;
+  begin
+    -- The oldest transaction id of another board session still running, read afresh.
+    -- pg_stat_activity shows 32-bit xids: each is made whole from the nearest full id, less
+    -- than 2^31 away from it either way.
+    perform pg_stat_clear_snapshot();
+    select min(here + case when d >= 2147483648 then d - 4294967296 else d end)
+      into oldest
+      from (select ((a.backend_xid::text::bigint - here) % 4294967296 + 4294967296)
+                   % 4294967296 as d
+              from pg_stat_activity a
+             where a.datname = current_database()
+               and a.application_name = '${APPLICATION_NAME}'
+               and a.backend_xid is not null and a.pid <> pg_backend_pid()) as running;
+    return oldest::text::xid8;
+  end
+  $body$;
+  create or replace function board_visible_horizon() returns xid8
+    language plpgsql volatile as $body$
+  declare
+    given xid8;
+  begin
+    -- 1. Every transaction id below this one had been given out by now...
+    given := pg_snapshot_xmax(pg_current_snapshot());
+    -- 2. ...and then, looking afresh, none older than the oldest board writer still running
+    -- may be unfinished (a post takes its transaction id and message ids together, see
+    -- board_post): messages of older transactions are settled.
+    return least(given, board_oldest_writer());
+  end
+  $body$;
+  create or replace function board_post(batch jsonb,
       out messages jsonb, out previous_id bigint, out change_id bigint)
     language plpgsql as $body$
+  declare
+    ids bigint[];
   begin
-    -- One writer at a time, from before it takes ids until it commits (see the module doc).
-    lock table board_messages in share row exclusive mode;
-    -- What came before this batch: a process that has read up to here can hand the batch on
-    -- without reading it back (see PostgresStore.#handOn).
-    select max(m.id) into previous_id from board_messages m;
-    select coalesce(max(c.id), 0) into change_id from board_changes c;
+    -- Waits for a clear, delete or restore in progress, and holds the next one off until
+    -- this commits; posts take this lock together.
+    lock table board_messages in row exclusive mode;
+    -- The id gate, held only while this takes its transaction id and its message ids, so a
+    -- writer with an older transaction id always has the smaller message ids. Session
+    -- locks outlive an error: released by hand, whatever happens.
+    perform pg_advisory_lock(${ID_GATE});
+    begin
+      perform pg_current_xact_id();
+      select array_agg(v order by v) into ids from (
+        select nextval(pg_get_serial_sequence('board_messages', 'id')) as v
+          from generate_series(1, jsonb_array_length(batch))) as given;
+    exception when others or query_canceled then
+      perform pg_advisory_unlock(${ID_GATE});
+      raise;
+    end;
+    perform pg_advisory_unlock(${ID_GATE});
     with inserted as (
-      insert into board_messages as m (text, name)
-      select post ->> 'text', post ->> 'name'
+      insert into board_messages as m (id, text, name) overriding system value
+      select ids[position], post ->> 'text', post ->> 'name'
         from jsonb_array_elements(batch) with ordinality as b (post, position)
-       order by position
       returning m.id, m.text, m.name, m.posted_at
     )
     -- posted_at as text: the very string the driver parses when it reads the column.
     select jsonb_agg(jsonb_build_array(i.id, i.text, i.name, i.posted_at::text)
                      order by i.id)
       into messages from inserted i;
-    -- "message LAST": the poster, which has the batch already, need not read it back.
-    perform pg_notify('${CHANNEL}', 'message ' || (messages -> -1 ->> 0));
+    -- What came before this batch, when that is settled already (no older writer still
+    -- running): a process that has read up to here can hand the batch on without reading
+    -- it back (see PostgresStore.#handOn). Null otherwise.
+    -- (No transaction at all older than this one is the quick answer; a look at the
+    -- sessions the exact one.)
+    if pg_snapshot_xmin(pg_current_snapshot()) < pg_current_xact_id() then
+      if not coalesce(board_oldest_writer() > pg_current_xact_id(), true) then
+        return;
+      end if;
+    end if;
+    select coalesce(max(m.id), 0) into previous_id from board_messages m
+     where m.id < ids[1];
+    select coalesce(max(c.id), 0) into change_id from board_changes c;
+  end
+  $body$;
+  create or replace function board_events_after(after_message bigint, after_change bigint,
+      max_rows integer, exact boolean)
+    returns table (kind text, seq bigint, "position" bigint, id bigint, text text, name text,
+                   posted_at timestamptz, held boolean)
+    language plpgsql as $body$
+  #variable_conflict use_column
+  declare
+    horizon xid8;
+  begin
+    -- Exact: the horizon from the board's own writers (see board_visible_horizon), read
+    -- before the fresh snapshot below. Otherwise the snapshot's own xmin, the oldest
+    -- transaction of anyone still running: cheaper (no look at the sessions), as sure, and
+    -- as quick unless a long transaction of something else holds it back; the board then
+    -- asks for the exact one (see PostgresStore.#readNewEvents).
+    if exact then horizon := board_visible_horizon(); end if;
+    return query
+    select * from (
+      (select 'message' as kind, m.id as seq, m.id as position, m.id, m.text, m.name,
+              m.posted_at, false as held
+         from board_messages m
+        where m.id > after_message and (m.xid is null or m.xid <
+              coalesce(horizon, pg_snapshot_xmin(pg_current_snapshot())))
+        order by m.id limit max_rows)
+      union all
+      (select c.kind, c.id, c.newest_id, c.event_id, null, null, null::timestamptz, false
+         from board_changes c where c.id > after_change order by c.id limit max_rows)
+      union all
+      -- One row when newer messages are held back: the reader looks again soon.
+      (select 'held', null, null, null, null, null, null, true
+         from board_messages m where m.id > after_message
+          and m.xid >= coalesce(horizon, pg_snapshot_xmin(pg_current_snapshot()))
+        order by m.id limit 1) -- by id: from the index, not a scan of the whole table
+    ) as changes
+    order by held, position, (kind = 'message') desc, seq
+    limit max_rows;
   end
   $body$;
 `;
@@ -219,17 +363,20 @@ interface MessageRow {
 /** The rows of a query that returns exactly one (an aggregate, an insert ... returning). */
 type OneRow = [postgres.Row];
 
-/** A message as board_insert_batch returns it: [id, text, name, posted_at as text]. */
+/** A message as board_post returns it: [id, text, name, posted_at as text]. */
 type InsertedMessage = [number, string, string | null, string];
 
-/** What board_insert_batch returns (bigint arrives as a string). */
+/** What board_post returns (bigint arrives as a string). */
 interface InsertedBatch {
   /** The batch's messages, in id order. */
   messages: InsertedMessage[];
-  /** The newest message id on the board before the batch (null: none). */
+  /**
+   * The newest message id on the board before the batch (0: none), or null when an older
+   * post was still being written then (and so the batch must be read back in order).
+   */
   previous_id: string | null;
-  /** The newest board_changes id before the batch (0: none). */
-  change_id: string;
+  /** The newest board_changes id before the batch (0: none; null with previous_id). */
+  change_id: string | null;
 }
 
 /** A post's note: "message LAST" (LAST: the batch's last id). */
@@ -260,7 +407,10 @@ export async function openPostgresStore(
       Math.min(0.05 * 2 ** attempt, MAX_RECONNECT_DELAY_S),
     onnotice: () => {}, // "relation already exists, skipping" is not news
     connection: {
-      application_name: "message_board",
+      application_name: APPLICATION_NAME,
+      // The visibility horizon needs a fresh snapshot per statement (see SCHEMA), whatever
+      // the database's default.
+      default_transaction_isolation: "read committed" as const,
       statement_timeout: STATEMENT_TIMEOUT_MS,
       // A transaction left open (a board process stopped mid-way) must not hold the lock.
       idle_in_transaction_session_timeout: 2 * STATEMENT_TIMEOUT_MS,
@@ -281,10 +431,14 @@ export async function openPostgresStore(
       );
     }
     await withDeadline(sql.begin((tx) => tx.unsafe(SCHEMA)), "creating tables");
-    // Every id that exists, ever existed or may come back with a restore is at most this.
+    // Where the live feed starts: every settled id that exists, ever existed or may come
+    // back with a restore is at most this. (Not simply the largest id: a post still being
+    // written may have smaller ids than one that committed, and they are news to come.)
+    const horizon = await withDeadline(readHorizon(sql), "reading the horizon");
     const [row] = await withDeadline(
       sql<OneRow>`
-      select greatest((select max(id) from board_messages),
+      select greatest((select max(id) from board_messages
+                        where ${settled(sql, horizon)}),
                       (select max(through_id) from board_clears),
                       (select max(newest_id) from board_changes), 0) as message,
              (select coalesce(max(id), 0) from board_changes) as change`,
@@ -297,7 +451,12 @@ export async function openPostgresStore(
       log,
     );
     await store.listen(
-      postgres(url, { ...settings, ...store.listenerOptions() }),
+      postgres(url, {
+        ...settings,
+        ...store.listenerOptions(),
+        // Not a writer of messages (see board_oldest_writer in SCHEMA).
+        connection: { ...settings.connection, application_name: LISTENER_NAME },
+      }),
     );
     return store;
   } catch (error) {
@@ -357,6 +516,12 @@ class PostgresStore implements MessageStore {
   #reads = new TurnTaker(MAX_CLIENT_READS, MAX_WAITING_READS);
   /** Counts changes applied to the cache, so a fill that raced with one is not kept. */
   #cacheVersion = 0;
+  /** Notes of posts on their way (see #insertBatch); close() waits for them. */
+  #notes = new Set<Promise<unknown>>();
+  /** Since when reads have held newer messages back (null: the last read held none). */
+  #heldSince: number | null = null;
+  /** Set while a read is due again soon because newer messages were held back. */
+  #heldTimer: ReturnType<typeof setTimeout> | undefined;
   /** The newest message id and change id this process committed itself. */
   #ownMessageId = 0;
   #ownChangeId = 0;
@@ -381,10 +546,11 @@ class PostgresStore implements MessageStore {
       const cached = await this.#newestFromCache(limit);
       if (cached !== null) return cached;
     }
-    const rows = await this.#clientRead((sql) =>
+    const rows = await this.#clientRead(async (sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
         where ${before === undefined ? sql`true` : sql`id < ${before}`}
+          and ${settled(sql, await readHorizon(sql))}
         order by id desc limit ${limit + 1}`
     );
     return {
@@ -468,8 +634,9 @@ class PostgresStore implements MessageStore {
    * statement, so one snapshot: a change that commits meanwhile is in every part or in none.
    */
   async eventsAfter(id: number, limit: number): Promise<BoardEvent[]> {
-    const rows = await this.#clientRead((sql) =>
-      sql<(MessageRow & { kind: BoardEvent["type"] })[]>`
+    const rows = await this.#clientRead(async (sql) => {
+      const horizon = await readHorizon(sql);
+      return sql<(MessageRow & { kind: BoardEvent["type"] })[]>`
         with last_clear as (
           select through_id, restored_at from board_clears order by id desc limit 1
         ), clear_change as (
@@ -486,14 +653,16 @@ class PostgresStore implements MessageStore {
             order by id limit ${limit})
           union all
           (select 2, id, 'message', id, text, name, posted_at from board_messages
-            where id > ${id} order by id limit ${limit})
+            where id > ${id} and ${
+        settled(sql, horizon)
+      } order by id limit ${limit})
           union all
           (select 3, id, 'restore', event_id, null, null, null from board_changes
             where kind = 'restore' and event_id > ${id} order by id desc limit 1)
         ) as missed
         order by rank, seq, id
-        limit ${limit}`
-    );
+        limit ${limit}`;
+    });
     return rows.map((row) =>
       row.kind === "message"
         ? messageEvent(toMessage(row))
@@ -512,6 +681,8 @@ class PostgresStore implements MessageStore {
     clearTimeout(this.#retryTimer);
     clearInterval(this.#pollTimer);
     await this.#writes.idle();
+    await Promise.all(this.#notes);
+    clearTimeout(this.#heldTimer);
     this.#events.clear();
     await this.#reading;
     await this.#relistening;
@@ -536,22 +707,40 @@ class PostgresStore implements MessageStore {
       text,
       name: name ?? null,
     }));
-    // One statement, so one transaction and one round trip: the writers' lock is held only
-    // while PostgreSQL runs it and commits, never while a reply travels to us and back.
-    // The batch travels as one JSON array, [{"text": "...", "name": "..."}, ...]; its rows
-    // are inserted, and numbered, in array order (see board_insert_batch in SCHEMA).
+    // One statement, so one transaction and one round trip; no lock that other posts wait
+    // for beyond the moment it takes its ids (see board_post in SCHEMA). The batch travels
+    // as one JSON array, [{"text": "...", "name": "..."}, ...]; its rows are inserted, and
+    // numbered, in array order.
     const [batch] = await this.sql<[InsertedBatch]>`
-      select * from board_insert_batch(${this.sql.json(posts)}::jsonb)`;
+      select * from board_post(${this.sql.json(posts)}::jsonb)`;
     this.#writable = true;
     const messages = batch.messages.map(fromInserted);
-    this.#ownMessageId = Math.max(this.#ownMessageId, messages.at(-1)!.id);
-    this.#handOn(
-      messages,
-      Number(batch.previous_id ?? 0),
-      Number(batch.change_id),
-    );
+    const last = messages.at(-1)!.id;
+    this.#ownMessageId = Math.max(this.#ownMessageId, last);
+    // The wake-up call goes out after the commit, in a transaction of its own: a NOTIFY
+    // inside the post's transaction would make every commit wait for the one before
+    // (PostgreSQL orders notes by holding one lock from a NOTIFY's commit until it is
+    // flushed). Should it be lost (this process killed just now), the next note or the
+    // poll reads the batch.
+    // It goes on the LISTEN connection, whose session readers do not count as a writer: a
+    // NOTIFY takes a transaction id, and would otherwise hold newer messages back.
+    const note = withDeadline(
+      this.#listenSql!`select pg_notify(${CHANNEL}, ${`message ${last}`})`,
+      "notifying",
+    ).catch(() => {}).finally(() => this.#notes.delete(note));
+    this.#notes.add(note);
+    if (batch.previous_id !== null) {
+      this.#handOn(
+        messages,
+        Number(batch.previous_id),
+        Number(batch.change_id),
+      );
+    }
     let next = 0;
-    return pending.map((post) => post.abandoned ? null : messages[next++]!);
+    // By the posts sent, not by `abandoned` now: one may have given up (503) while its batch
+    // was being written, and each later post of the batch then got its neighbour's message.
+    const sent = new Set(live);
+    return pending.map((post) => sent.has(post) ? messages[next++]! : null);
   }
 
   /**
@@ -734,29 +923,34 @@ class PostgresStore implements MessageStore {
   /**
    * One catch-up query; returns how many rows it read. Messages and changes come in commit
    * order: a change right after message `newest_id` (the last id given out when it was
-   * made), changes among themselves by their own id.
+   * made), changes among themselves by their own id. Messages that committed while an older
+   * post was still being written are held back until it is done (see board_events_after in
+   * SCHEMA); a read that held some back is made again soon, whether or not a note comes.
    */
   async #readNewEvents(): Promise<number> {
+    // Messages held back for long: perhaps by something else's long transaction, which
+    // only the exact horizon sees past.
+    const exact = this.#heldSince !== null &&
+      Date.now() - this.#heldSince > EXACT_AFTER_MS;
     const rows = await withDeadline(
       this.sql<
-        (MessageRow & { kind: BoardEvent["type"]; seq: string })[]
+        (MessageRow & { kind: BoardEvent["type"] | "held"; seq: string })[]
       >`
-      select * from (
-        (select 'message' as kind, id as seq, id as position, id, text, name, posted_at
-           from board_messages where id > ${this.lastMessageId} order by id
-          limit ${MAX_EVENTS_PER_READ})
-        union all
-        (select kind, id, newest_id, event_id, null, null, null::timestamptz
-           from board_changes where id > ${this.lastChangeId} order by id
-          limit ${MAX_EVENTS_PER_READ})
-      ) as changes
-      order by position, (kind = 'message') desc, seq
-      limit ${MAX_EVENTS_PER_READ}`,
+      select * from board_events_after(${this.lastMessageId}, ${this.lastChangeId},
+                                       ${MAX_EVENTS_PER_READ}, ${exact})`,
       "reading changes",
     );
+    let read = 0;
+    if (!rows.some((row) => row.kind === "held")) this.#heldSince = null;
     for (const row of rows) {
       // A row this process already handed on (its own post, see #handOnOwn) is skipped.
       let event: BoardEvent;
+      if (row.kind === "held") {
+        this.#heldSince ??= Date.now();
+        this.#readSoon();
+        continue;
+      }
+      read++;
       if (row.kind === "message") {
         if (Number(row.id) <= this.lastMessageId) continue;
         this.lastMessageId = Number(row.id);
@@ -769,7 +963,16 @@ class PostgresStore implements MessageStore {
       this.#applyToCache(event);
       this.#events.publish(event);
     }
-    return rows.length;
+    return read;
+  }
+
+  /** Reads again after HELD_RETRY_MS (once, however many reads ask). */
+  #readSoon(): void {
+    if (this.#closed || this.#heldTimer !== undefined) return;
+    this.#heldTimer = setTimeout(() => {
+      this.#heldTimer = undefined;
+      void this.#catchUp();
+    }, HELD_RETRY_MS);
   }
 
   // -- The newest page, in memory ------------------------------------------
@@ -778,13 +981,16 @@ class PostgresStore implements MessageStore {
   async #newestFromCache(limit: number): Promise<MessagePage | null> {
     if (!this.#listening || this.#readFailing || this.#closed) return null;
     // This process's own last write may not have come back as an event yet: read it first,
-    // so a poster always sees their own message.
-    if (
-      this.#ownMessageId > this.lastMessageId ||
-      this.#ownChangeId > this.lastChangeId
-    ) {
+    // so a poster always sees their own message. It may be held back a moment, while an
+    // older post of another process is still being written (at most a statement's time).
+    const deadline = Date.now() + STATEMENT_TIMEOUT_MS;
+    for (let read = 0;; read++) {
+      const behind = this.#ownMessageId > this.lastMessageId ||
+        this.#ownChangeId > this.lastChangeId;
+      if (!behind || Date.now() > deadline) break;
+      if (read > 0) await delay(HELD_RETRY_MS);
       await withDeadline(this.#catchUp(), "reading changes");
-      if (!this.#listening || this.#readFailing) return null;
+      if (!this.#listening || this.#readFailing || this.#closed) return null;
     }
     let cache = this.#cache;
     if (cache === null || (cache.messages.length < limit && cache.hasOlder)) {
@@ -800,9 +1006,10 @@ class PostgresStore implements MessageStore {
   /** Reads the newest messages; keeps them unless a change arrived meanwhile. */
   async #fillCache(): Promise<NewestCache> {
     const version = this.#cacheVersion;
-    const rows = await this.#clientRead((sql) =>
+    const rows = await this.#clientRead(async (sql) =>
       sql<MessageRow[]>`
         select id, text, name, posted_at from board_messages
+        where ${settled(sql, await readHorizon(sql))}
         order by id desc limit ${CACHED_MESSAGES + 1}`
     );
     const cache = {
@@ -911,6 +1118,21 @@ class PostgresStore implements MessageStore {
   }
 }
 
+/**
+ * The visibility horizon, read before the query it guards (see board_visible_horizon in
+ * SCHEMA): that query's fresh snapshot holds every message below it that will ever be.
+ */
+async function readHorizon(sql: Sql): Promise<string> {
+  const [{ horizon }] = await sql<OneRow>`
+    select board_visible_horizon()::text as horizon`;
+  return horizon;
+}
+
+/** The messages settled below `horizon` (rows of an older board have no xid). */
+function settled(sql: Sql, horizon: string) {
+  return sql`(xid is null or xid < ${horizon}::xid8)`;
+}
+
 /** Adds a board_changes row (kind, event id, the last id given out); returns its id. */
 async function recordChange(
   tx: postgres.TransactionSql,
@@ -923,6 +1145,10 @@ async function recordChange(
     [kind, eventId],
   );
   return Number(row.id);
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**
@@ -1018,7 +1244,7 @@ function toMessage(row: MessageRow): Message {
     : { id, text: row.text, name: row.name, postedAt };
 }
 
-/** A message of board_insert_batch (or of its note) as the board's message. */
+/** A message of board_post as the board's message. */
 function fromInserted([id, text, name, postedAt]: InsertedMessage): Message {
   // postedAt is the column's text, parsed as the driver parses it: the same Date either way.
   return toMessage({

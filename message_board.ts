@@ -96,6 +96,12 @@ export const PAGE_SIZE = 50;
 export const MAX_PAGE_LIMIT = 100;
 /** A body that takes longer than this to arrive gets 408 Request Timeout. */
 export const BODY_TIMEOUT_MS = 10_000;
+/**
+ * Bytes of request bodies the process holds at once while they arrive; a body that would
+ * pass it gets 503 with Retry-After. Each body may hold MAX_BODY_BYTES for BODY_TIMEOUT_MS,
+ * and 2,000 connections that each sent 60 KB and stalled held 567 MB.
+ */
+export const MAX_BODY_BYTES_HELD = 16 * 1024 * 1024;
 /** Most posts written together in one group commit. */
 const MAX_BATCH_MESSAGES = 1000;
 /**
@@ -115,6 +121,11 @@ export const POST_BURST = 5;
 export const POST_REFILL_MS = 3_000;
 /** Live-update streams one client may hold open; more get 429. */
 export const MAX_STREAMS_PER_CLIENT = 8;
+/**
+ * Requests with a body (posts, sign-ins, deletes) one client may have in flight at once;
+ * more get 429 before their body is read. A browser sends one at a time.
+ */
+export const MAX_BODIES_PER_CLIENT = 8;
 /** Live-update streams open at once from all clients (each holds a connection); more get 503. */
 export const MAX_EVENT_STREAMS = 1000;
 /** Wrong admin tokens one client may send in a burst before 429. */
@@ -134,7 +145,10 @@ export const MAX_STREAM_QUEUE_BYTES = 32 * 1024;
 export const HEARTBEAT_MS = 15_000;
 /** How long a browser waits before reconnecting a broken stream. */
 export const RECONNECT_MS = 2_000;
-/** Most events replayed to a reconnecting browser; if it missed more, it is told to reload. */
+/**
+ * Most events replayed to a reconnecting browser; if it missed more (or more than
+ * MAX_STREAM_QUEUE_BYTES of them), it is told to reload.
+ */
 export const MAX_REPLAY_EVENTS = 200;
 /** Retry-After (seconds) when every live-update slot is taken. */
 export const STREAMS_RETRY_AFTER_S = 30;
@@ -1804,6 +1818,10 @@ async function readBody(
     await request.body?.cancel().catch(() => {});
     throw tooLarge();
   }
+  if (bodyBytesHeld + declared > MAX_BODY_BYTES_HELD) {
+    await request.body?.cancel().catch(() => {});
+    throw busyReceiving();
+  }
   if (request.body === null) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array<ArrayBuffer>[] = [];
@@ -1820,7 +1838,9 @@ async function readBody(
       const { done, value } = await reader.read();
       if (done || timedOut) break;
       size += value.byteLength;
+      bodyBytesHeld += value.byteLength;
       if (size > MAX_BODY_BYTES) throw tooLarge();
+      if (bodyBytesHeld > MAX_BODY_BYTES_HELD) throw busyReceiving();
       if (chunks.length === MAX_BODY_PIECES) {
         throw new HttpError(
           413,
@@ -1837,6 +1857,7 @@ async function readBody(
     }
   } finally {
     clearTimeout(timer);
+    bodyBytesHeld -= size; // the caller parses the body at once
   }
   if (timedOut) {
     throw new HttpError(408, "The request body took too long to arrive.");
@@ -1849,6 +1870,17 @@ async function readBody(
     offset += chunk.byteLength;
   }
   return body;
+}
+
+/** Bytes all readBody calls in this process hold now (see MAX_BODY_BYTES_HELD). */
+let bodyBytesHeld = 0;
+
+function busyReceiving(): HttpError {
+  return new HttpError(
+    503,
+    "The board is receiving too many messages at once; try again in a moment.",
+    { "retry-after": String(STORE_RETRY_AFTER_S) },
+  );
 }
 
 /**
@@ -1945,7 +1977,11 @@ function addField(
   value: string,
 ): void {
   if (fields.has(name)) {
-    throw new HttpError(400, `The form field "${name}" was sent twice.`);
+    // Named in at most 40 characters: a 30,000-character name came back whole in the page.
+    const shown = isLongerThan(name, 40)
+      ? `${Array.from(name).slice(0, 40).join("")}...`
+      : name;
+    throw new HttpError(400, `The form field "${shown}" was sent twice.`);
   }
   fields.set(name, value);
 }
@@ -2654,6 +2690,7 @@ export function createBoardHandler(
   const signIns = new RateLimiter(SIGN_IN_BURST, SIGN_IN_REFILL_MS);
   const sessions = new AdminSessions();
   const streamsByClient = new Map<string, number>();
+  const bodiesByClient = new Map<string, number>();
   let openStreams = 0;
 
   /** Who may moderate this request (see {@linkcode Moderation}). */
@@ -2678,6 +2715,28 @@ export function createBoardHandler(
         ? "Only a signed-in moderator can do that."
         : "Clearing and deleting are turned off on this board (start it with --admin-token to moderate).",
     );
+  }
+
+  /**
+   * Counts a request with a body for its client, or refuses it with 429 when the client has
+   * MAX_BODIES_PER_CLIENT in flight (each may hold a connection and a body for
+   * BODY_TIMEOUT_MS). Returns the function that gives the slot back.
+   */
+  function admitBody(client: string): () => void {
+    if (!rateLimit) return () => {};
+    const mine = bodiesByClient.get(client) ?? 0;
+    if (mine >= MAX_BODIES_PER_CLIENT) {
+      throw tooManyRequests(
+        "Too many requests from your address at once; wait for the others to finish.",
+        1000,
+      );
+    }
+    bodiesByClient.set(client, mine + 1);
+    return () => {
+      const left = (bodiesByClient.get(client) ?? 1) - 1;
+      if (left === 0) bodiesByClient.delete(client);
+      else bodiesByClient.set(client, left);
+    };
   }
 
   /** Takes one post from the client's allowance, or refuses with 429. */
@@ -3086,8 +3145,17 @@ export function createBoardHandler(
       // resetting its event stream), and a rejection nobody handles ends the process: it is
       // handled here, at once, whatever the route does with it later.
       context.completed.catch(() => {});
-      if (method === "POST") checkSameOrigin(context);
-      const response = await handle(context);
+      let release = () => {};
+      if (method === "POST") {
+        checkSameOrigin(context);
+        release = admitBody(context.client);
+      }
+      let response: Response;
+      try {
+        response = await handle(context);
+      } finally {
+        release();
+      }
       return request.method === "HEAD" ? withoutBody(response) : response;
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
@@ -3275,12 +3343,20 @@ async function streamEvents(
       };
 
       write(encoder.encode(`retry: ${RECONNECT_MS}\n\n`));
-      if (missed.length > MAX_REPLAY_EVENTS) {
-        // Too far behind to catch up event by event: the page starts afresh.
+      const replay = [...missed, ...held];
+      // Too far behind to catch up event by event: the page starts afresh. That is more than
+      // MAX_REPLAY_EVENTS, or more bytes than a stream may queue: the replay is queued before
+      // anyone can read it, so it would be dropped as a slow reader every time, and the
+      // browser would reconnect and be dropped again, every RECONNECT_MS, for ever.
+      if (
+        missed.length > MAX_REPLAY_EVENTS ||
+        replay.reduce((sum, event) => sum + encodeEvent(event).byteLength, 0) >
+          MAX_STREAM_QUEUE_BYTES
+      ) {
         write(encoder.encode("event: reload\ndata: {}\n\n"));
         return end();
       }
-      for (const event of [...missed, ...held]) {
+      for (const event of replay) {
         deliver(event);
         if (finished) return;
       }

@@ -278,10 +278,8 @@ export function scheduleTurns<T extends { server: ServerDef; planned: number }>(
       : paired.length;
   const order = items.toSorted((a, b) => place(a) - place(b));
   const turns = Math.max(0, ...items.map((m) => m.planned));
-  return Array.from(
-    { length: turns },
-    (_, turn) => inTurn(order.filter((m) => turn < m.planned), turn),
-  );
+  const these = (turn: number) => order.filter((m) => turn < m.planned);
+  return Array.from({ length: turns }, (_, turn) => inTurn(these(turn), turn));
 }
 
 /** Prints the line of a measured run as it starts: which, and the time left. */
@@ -334,12 +332,7 @@ async function startMeasurement(run: Run, m: Measurement) {
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
-async function measureRun(
-  run: Run,
-  m: Measurement,
-  turn: number,
-  script?: string,
-) {
+async function measureRun(run: Run, m: Measurement, script?: string) {
   const port = m.context!.port;
   const result = m.scenario.pulls
     ? await download(m.scenario, port)
@@ -354,7 +347,6 @@ async function measureRun(
     log("    WARNING: more than 1% errors: this figure is not a fair one");
   }
   m.runs.push(result);
-  m.turns.push(turn);
 }
 
 /** Stops the server after reading its peak memory; after posts, checks that every acknowledged post was stored. */
@@ -403,10 +395,9 @@ function summarize(m: Measurement): report.ServerResult {
       `${count(scenario.boardMessages!)} → ${count(stored)} stored${lostPosts}`,
     );
   }
+  const { key, label, role } = server;
   return {
-    key: server.key,
-    label: server.label,
-    role: server.role,
+    ...{ key, label, role },
     samples: runs.map((r) => scenario.pulls ? r.bytesPerSec : r.requestsPerSec),
     turns: m.turns,
     requestsPerSec: medianOf((r) => r.requestsPerSec),
@@ -458,7 +449,8 @@ async function measureScenario(
       if (fresh || turn === 0) await attempt(m, () => startMeasurement(run, m));
       await attempt(m, async () => {
         logProgress(run, m);
-        await measureRun(run, m, turn, script);
+        await measureRun(run, m, script);
+        m.turns.push(turn);
         run.done += run.plan[m.index] / m.planned;
       });
       if (fresh || turn === m.planned - 1) {

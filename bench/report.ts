@@ -114,6 +114,9 @@ export function median(values: number[]): number {
 export const figureOf = (scenario: ScenarioResult, r: ServerResult) =>
   scenario.metric === "bytes" ? r.bytesPerSec : r.requestsPerSec;
 
+/** A server's runs: each one's figure, and its turn. */
+type Runs = Pick<ServerResult, "samples" | "turns">;
+
 /** A ratio from paired runs: the median of the turns' ratios, and each of them in turn order. */
 export interface PairedRatio {
   value: number;
@@ -129,11 +132,8 @@ export interface PairedRatio {
  * @example pairedRatio({ samples: [9, 12], turns: [0, 1] },
  *   [{ samples: [10, 10], turns: [0, 1] }]) // { value: 1.05, ratios: [0.9, 1.2] }
  */
-export function pairedRatio(
-  ours: Pick<ServerResult, "samples" | "turns">,
-  others: Pick<ServerResult, "samples" | "turns">[],
-): PairedRatio | null {
-  const byTurn = ({ samples, turns }: typeof ours) =>
+export function pairedRatio(ours: Runs, others: Runs[]): PairedRatio | null {
+  const byTurn = ({ samples, turns }: Runs) =>
     new Map(samples.map((figure, i) => [turns?.[i] ?? i, figure]));
   const theirs = others.map(byTurn);
   const ratios = [...byTurn(ours)].flatMap(([turn, figure]) => {
@@ -150,13 +150,18 @@ function ratioOf(scenario: ScenarioResult, other: ServerResult | undefined) {
 }
 
 /** The fastest of `results` in a scenario. */
-function fastestOf(scenario: ScenarioResult, results: ServerResult[]) {
-  return results.reduce<ServerResult | undefined>(
-    (best, r) =>
-      best && figureOf(scenario, best) >= figureOf(scenario, r) ? best : r,
-    undefined,
+const fastestOf = (scenario: ScenarioResult, results: ServerResult[]) =>
+  results.reduce(
+    (a, b) => figureOf(scenario, b) > figureOf(scenario, a) ? b : a,
+    results[0],
   );
-}
+
+/** The targets on a rate between servers of `scenario` (the ones paired runs decide). */
+export const rateTargetsIn = (targets: TargetDef[], scenario: string) =>
+  targets.filter((t) =>
+    (t.figure ?? "rate") === "rate" && t.scenario === scenario &&
+    (t.versusScenario ?? scenario) === scenario && Array.isArray(t.versus)
+  ) as (TargetDef & { versus: { key: string }[] })[];
 
 /** Ours ÷ each floor and peer, with the bound of the target that holds ours to it there, if any. */
 export function computeRatios(
@@ -167,17 +172,13 @@ export function computeRatios(
     scenario.results.flatMap((other): Ratio[] => {
       const paired = other.role === "ours" ? null : ratioOf(scenario, other);
       if (paired === null) return [];
-      const { value } = paired;
-      const target = targets.find((t) =>
-        (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
-        (t.versusScenario ?? t.scenario) === scenario.id &&
-        Array.isArray(t.versus) && t.versus.some((v) => v.key === other.key)
-      );
+      const target = rateTargetsIn(targets, scenario.id)
+        .find((t) => t.versus.some((v) => v.key === other.key));
       const floor = other.role === "floor" ? " (floor)" : "";
       return [{
         scenario: scenario.title,
         versus: other.label + floor,
-        value,
+        value: paired.value,
         ...(target?.atLeast !== undefined ? { target: target.atLeast } : {}),
       }];
     })

@@ -6,7 +6,7 @@
  */
 
 import { SITE_FILES } from "./fixtures.ts";
-import type { TargetDef } from "./report.ts";
+import { rateTargetsIn, type TargetDef } from "./report.ts";
 import {
   BOARD_FILE_STORE,
   BOARD_POSTGRES,
@@ -80,8 +80,7 @@ export const SCENARIOS: ScenarioDef[] = [
     title: "Tiny, new connection per request",
     load: "32 connections, Connection: close",
     servers: [OUR_TINY, TINY_DENO_LOOP, TINY_NODE_LOOP, TEXTBOOK_TINY],
-    path: "/",
-    headers: ["Connection: close"],
+    ...{ path: "/", headers: ["Connection: close"] },
   },
   {
     id: "files-small",
@@ -114,21 +113,12 @@ export const SCENARIOS: ScenarioDef[] = [
     id: "files-100mb",
     title: "Files, 100 MiB file, one download",
     load: "one curl at a time, 4 downloads (16 for the paired)",
-    servers: [
-      OUR_FILES,
-      FILES_BIG_FLOOR,
-      NGINX,
-      CADDY,
-      LIGHTTPD,
-      HONO,
-      SERVE,
-      PYTHON_HTTP_SERVER,
-    ],
+    servers: [OUR_FILES, FILES_BIG_FLOOR, NGINX, CADDY, LIGHTTPD, HONO, SERVE]
+      .concat(PYTHON_HTTP_SERVER),
     path: `/${SITE_FILES.large.name}`,
     // A download takes some 50 ms: 4 of each server, then 16 of ours, nginx and the floor.
     ...{ pulls: 4, pairs: 16, pairWith: [FILES_BIG_FLOOR] },
-    expectBytes: SITE_FILES.large.size,
-    timeout: 60,
+    ...{ expectBytes: SITE_FILES.large.size, timeout: 60 },
   },
   ...BOARD_SIZES.map((size): ScenarioDef => ({
     id: `board-page-${size / 1000}k`,
@@ -194,13 +184,9 @@ export function pairedServers(
   scenario: ScenarioDef,
   targets: TargetDef[],
 ): ServerDef[] {
-  const keys = targets.flatMap((t) =>
-    (t.figure ?? "rate") === "rate" && t.scenario === scenario.id &&
-      (t.versusScenario ?? t.scenario) === scenario.id &&
-      Array.isArray(t.versus) && t.versus.length === 1
-      ? [t.versus[0].key]
-      : []
-  ).concat((scenario.pairWith ?? []).map((s) => s.key));
+  const keys = rateTargetsIn(targets, scenario.id)
+    .flatMap((t) => t.versus.length === 1 ? [t.versus[0].key] : [])
+    .concat((scenario.pairWith ?? []).map((s) => s.key));
   return [...new Set(keys)].flatMap((key) =>
     scenario.servers.filter((s) => s.key === key)
   );
@@ -210,76 +196,57 @@ export function pairedServers(
 export const TARGETS: TargetDef[] = [
   {
     goal: "Files, 500 B: at least 0.95× the Deno.serve floor",
-    scenario: "files-small",
-    versus: [FILES_FLOOR],
-    atLeast: 0.95,
+    ...{ scenario: "files-small", versus: [FILES_FLOOR], atLeast: 0.95 },
   },
   {
     goal: "Files, 500 B: at least 2.5× the fastest JavaScript peer",
-    scenario: "files-small",
-    versus: JS_PEERS,
-    atLeast: 2.5,
+    ...{ scenario: "files-small", versus: JS_PEERS, atLeast: 2.5 },
   },
   {
     goal: "Files, 15 KiB CSS compressed: at least 1.5× nginx with gzip on",
-    scenario: "files-css-gzip",
-    versus: [NGINX_GZIP],
-    atLeast: 1.5,
+    ...{ scenario: "files-css-gzip", versus: [NGINX_GZIP], atLeast: 1.5 },
   },
   {
     goal: "Files, 15 KiB CSS compressed: fewer bytes per response than nginx",
-    figure: "bytes-per-response",
-    scenario: "files-css-gzip",
+    ...{ figure: "bytes-per-response", scenario: "files-css-gzip", below: 1 },
     versus: [NGINX_GZIP],
-    below: 1,
   },
   {
     goal: "Files, 100 MiB, one download: at least 0.8× nginx",
-    scenario: "files-100mb",
-    versus: [NGINX],
-    atLeast: 0.8,
+    ...{ scenario: "files-100mb", versus: [NGINX], atLeast: 0.8 },
   },
   {
     goal: "Files, 100 MiB, one download: peak RSS under 100 MB",
-    figure: "memory",
-    scenario: "files-100mb",
-    versus: 100e6,
-    below: 1,
+    ...{ figure: "memory", scenario: "files-100mb", versus: 100e6, below: 1 },
   },
   {
     goal: "Tiny: at least 0.9× the bare Deno.listen loop",
-    scenario: "tiny",
-    versus: [TINY_DENO_LOOP],
-    atLeast: 0.9,
+    ...{ scenario: "tiny", versus: [TINY_DENO_LOOP], atLeast: 0.9 },
   },
   {
     goal: "Tiny: peak RSS at most 1.5× the bare Deno.listen loop's",
-    figure: "memory",
-    scenario: "tiny",
-    versus: [TINY_DENO_LOOP],
+    ...{ figure: "memory", scenario: "tiny", versus: [TINY_DENO_LOOP] },
     atMost: 1.5,
   },
   ...["1k", "100k"].map((size): TargetDef => ({
     goal:
       `Board: durable posts/s from ${size === "1k" ? "1,000" : "100,000"} ` +
       "stored at least 3× the textbook board's in-memory rate from 1,000",
-    scenario: `board-post-${size}`,
-    versus: [TEXTBOOK_BOARD],
+    ...{ scenario: `board-post-${size}`, versus: [TEXTBOOK_BOARD], atLeast: 3 },
     versusScenario: "board-post-1k",
-    atLeast: 3,
   })),
   ...["post", "page"].map((kind): TargetDef => ({
     goal: `Board: ${kind} rate at 100,000 stored at least 0.67× the rate at ` +
       "1,000 (cost at most 1.5×)",
-    scenario: `board-${kind}-100k`,
-    versus: [OUR_BOARD],
+    ...{
+      scenario: `board-${kind}-100k`,
+      versus: [OUR_BOARD],
+      atLeast: 1 / 1.5,
+    },
     versusScenario: `board-${kind}-1k`,
-    atLeast: 1 / 1.5,
   })),
   {
     goal: "Board: PostgreSQL newest page at least 0.8× the file store",
-    scenario: "board-pg-page",
-    versus: [BOARD_FILE_STORE],
-    atLeast: 0.8,
+    ...{ scenario: "board-pg-page", versus: [BOARD_FILE_STORE], atLeast: 0.8 },
   },
 ];

@@ -102,17 +102,13 @@ function needs(program: string, hint = `apt-get install ${program}`) {
 // Ours, with the README's narrow flags.
 
 export const OUR_TINY: ServerDef = {
-  key: "ours",
-  label: "server_tiny.ts",
-  role: "ours",
+  ...{ key: "ours", label: "server_tiny.ts", role: "ours" },
   launch: ({ port }) =>
     deno([NET], `${REPO}server_tiny.ts`, [...listen(port), "--quiet"]),
 };
 
 export const OUR_FILES: ServerDef = {
-  key: "ours",
-  label: "server_files.ts",
-  role: "ours",
+  ...{ key: "ours", label: "server_files.ts", role: "ours" },
   launch: denoSite(`${REPO}server_files.ts`, ["--quiet"]),
 };
 
@@ -120,9 +116,7 @@ export const OUR_FILES: ServerDef = {
 const BOARD_ARGS = ["--rate-limit", "off", "--quiet"];
 
 export const OUR_BOARD: ServerDef = {
-  key: "ours",
-  label: "message_board.ts",
-  role: "ours",
+  ...{ key: "ours", label: "message_board.ts", role: "ours" },
   ourBoard: true,
   async launch({ port, workDir, seedFile }) {
     const data = join(workDir, "messages.jsonl");
@@ -137,16 +131,12 @@ export const OUR_BOARD: ServerDef = {
 /** Our board on its file store: the yardstick of the PostgreSQL rows. */
 export const BOARD_FILE_STORE: ServerDef = {
   ...OUR_BOARD,
-  key: "board-file",
-  label: "file store",
-  role: "peer",
+  ...{ key: "board-file", label: "file store", role: "peer" },
 };
 
 /** Our board on PostgreSQL (board_postgres.ts, as the README runs it). */
 export const BOARD_POSTGRES: ServerDef = {
-  key: "ours",
-  label: "PostgreSQL store",
-  role: "ours",
+  ...{ key: "ours", label: "PostgreSQL store", role: "ours" },
   ourBoard: true,
   postgres: true,
   unavailable: () =>
@@ -162,17 +152,13 @@ export const BOARD_POSTGRES: ServerDef = {
 // Floors: the runtime doing the least, in bench/reference/.
 
 export const TINY_DENO_LOOP: ServerDef = {
-  key: "deno-listen-loop",
-  label: "bare Deno.listen loop",
-  role: "floor",
+  ...{ key: "deno-listen-loop", label: "bare Deno.listen loop", role: "floor" },
   launch: ({ port }) =>
     deno([NET], `${REFERENCE}tiny_listen_loop.ts`, listen(port)),
 };
 
 export const TINY_NODE_LOOP: ServerDef = {
-  key: "node-net-loop",
-  label: "bare node:net loop",
-  role: "floor",
+  ...{ key: "node-net-loop", label: "bare node:net loop", role: "floor" },
   unavailable: needs("node", "apt-get install nodejs"),
   launch: ({ port }) => ({
     command: "node",
@@ -181,9 +167,7 @@ export const TINY_NODE_LOOP: ServerDef = {
 };
 
 export const FILES_FLOOR: ServerDef = {
-  key: "deno-serve-floor",
-  label: "Deno.serve floor",
-  role: "floor",
+  ...{ key: "deno-serve-floor", label: "Deno.serve floor", role: "floor" },
   launch: denoSite(`${REFERENCE}files_floor.ts`),
 };
 
@@ -247,9 +231,7 @@ export const NGINX_GZIP = nginx(true);
 
 /** Caddy's `file-server` command on one core, as nginx's one worker. */
 export const CADDY: ServerDef = {
-  key: "caddy",
-  label: "Caddy",
-  role: "peer",
+  ...{ key: "caddy", label: "Caddy", role: "peer" },
   unavailable: needs("caddy"),
   launch: ({ port, siteDir, workDir }) => ({
     command: "caddy",
@@ -277,9 +259,7 @@ export function renderLighttpdConfig(
 }
 
 export const LIGHTTPD: ServerDef = {
-  key: "lighttpd",
-  label: "lighttpd",
-  role: "peer",
+  ...{ key: "lighttpd", label: "lighttpd", role: "peer" },
   unavailable: needs("lighttpd"),
   async launch({ port, siteDir, workDir }) {
     const text = renderLighttpdConfig(port, siteDir, workDir);
@@ -308,9 +288,7 @@ export const PYTHON_HTTP_SERVER: ServerDef = {
 
 /** Hono's serveStatic on Deno; the script pins `npm:hono` to an exact version. */
 export const HONO: ServerDef = {
-  key: "hono",
-  label: "Hono serveStatic",
-  role: "peer",
+  ...{ key: "hono", label: "Hono serveStatic", role: "peer" },
   launch: ({ port, siteDir }) => ({
     ...deno(
       [NET, "--allow-read=.", "--no-lock"],
@@ -326,9 +304,7 @@ const STD_MODULE = "jsr:@std/http@1/file-server";
 
 /** std's file server, which Deno fetches from JSR (not reachable from every machine). */
 export const STD_FILE_SERVER: ServerDef = {
-  key: "std-file-server",
-  label: "std file_server",
-  role: "peer",
+  ...{ key: "std-file-server", label: "std file_server", role: "peer" },
   async unavailable() {
     const args = ["cache", "--quiet", "--no-lock", "--no-config", STD_MODULE];
     const { code } = await runProcess(Deno.execPath(), args);
@@ -376,9 +352,7 @@ function nodePeer(
   args: (context: LaunchContext) => string[],
 ): ServerDef {
   return {
-    key: bin,
-    label: `${name} ${NODE_PEER_VERSIONS[name]}`,
-    role: "peer",
+    ...{ key: bin, label: `${name} ${NODE_PEER_VERSIONS[name]}`, role: "peer" },
     unavailable: installNodePeers,
     launch: (context) => ({
       command: join(context.toolsDir, "node_modules", ".bin", bin),
@@ -410,9 +384,7 @@ export const SIRV = nodePeer("sirv-cli", "sirv", (c) => [
 // The textbook's programs, as rewritten in bench/reference/.
 
 export const TEXTBOOK_TINY: ServerDef = {
-  key: "textbook-tiny",
-  label: "tiny_socket_server.py",
-  role: "peer",
+  ...{ key: "textbook-tiny", label: "tiny_socket_server.py", role: "peer" },
   unavailable: needs("python3"),
   launch: ({ port }) => ({
     command: "python3",

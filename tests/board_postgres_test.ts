@@ -636,9 +636,9 @@ storeTest(
         for (let i = 0; i < 5; i++) {
           posted.push(await a.appendMessage({ text: `post ${i}` }));
         }
-        assert.equal(await countCalls(pg, "%board_insert_batch(%"), 5);
+        assert.equal(await countCalls(pg, "%board_post(%"), 5);
         // At most the background poll (one read every 10 s) reads changes meanwhile.
-        const reads = await countCalls(pg, "%from board_changes%");
+        const reads = await countCalls(pg, "%board_events_after(%");
         assert.ok(reads <= 1, `${reads} reads of changes`);
         assert.equal(await countCalls(pg, PAGE_READS), 0);
         assert.deepEqual(

@@ -258,6 +258,22 @@ Deno.test("README differences from std: serveFile's fileInfo tells file from fol
   assert.equal(await res.text(), "a longer text than before");
 });
 
+Deno.test("README differences from std: a 404.html in the root is the body of a 404, the status stays", async () => {
+  await using tree = await makeTree();
+  const readme = await Deno.readTextFile(
+    new URL("../README.md", import.meta.url),
+  );
+  assert.match(readme, /\| A `404\.html` in the root +\|/);
+  await Deno.writeTextFile(`${tree.root}/404.html`, "<h1>gone</h1>");
+  const res = await serveDir(new Request("http://localhost/no/such/page"), {
+    fsRoot: tree.root,
+    quiet: true,
+  });
+  assert.equal(res.status, 404);
+  assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8");
+  assert.equal(await res.text(), "<h1>gone</h1>");
+});
+
 Deno.test("README differences from std: the CLI's defaults are the safe ones", async () => {
   const readme = await Deno.readTextFile(
     new URL("../README.md", import.meta.url),

@@ -1,11 +1,14 @@
-// Reads that clients start (older pages, a reconnecting browser's replay) against the
-// PostgreSQL store's connection pool: however many there are and however long they wait,
-// posts still get a connection, and the reads themselves end with 503, never hang.
+// The PostgreSQL store against clients that wait: reads that clients start (older pages, a
+// reconnecting browser's replay) leave connections for posts however many are stuck, and a
+// post that gave up waiting never makes another post's answer wrong. Another session's lock
+// stands in for a database that stalls.
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.7";
 import { freshDatabase, pgTestOptions } from "./_postgres.ts";
 import { openPostgresStore } from "../board_postgres.ts";
 import { StoreUnavailableError } from "../message_board.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test({
   name:
@@ -47,6 +50,51 @@ Deno.test({
           );
         }
       });
+    } finally {
+      release.resolve();
+      await side.end();
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: a post whose batch neighbour gave up waiting gets its own message",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const store = await openPostgresStore(pg.url, { log: () => {} });
+    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const release = Promise.withResolvers<void>();
+    try {
+      const locked = Promise.withResolvers<void>();
+      const holding = side.begin(async (tx) => {
+        // Inserts wait for this lock, as they would behind a vacuum or a slow disk.
+        await tx`lock table board_messages in share mode`;
+        locked.resolve();
+        await release.promise;
+      });
+      await locked.promise;
+      const outcome = (text: string) =>
+        store.appendMessage({ text }).then(
+          (message) => message.text,
+          (error) => `${error.name}`,
+        );
+      // Its batch waits for the lock until statement_timeout (3 s) ends it.
+      const first = outcome("first");
+      await sleep(300);
+      // Both wait behind it, so they share the next batch, which waits for the lock too;
+      // "early" gives up 4 s after it came (503), while that batch is being written.
+      const early = outcome("early");
+      await sleep(1_200);
+      const late = outcome("late");
+      await sleep(3_500);
+      release.resolve();
+      await holding;
+      assert.equal(await early, "StoreUnavailableError");
+      assert.equal(await late, "late");
+      await first;
     } finally {
       release.resolve();
       await side.end();
