@@ -3676,7 +3676,7 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
 .notice { padding: 0.5rem 0.75rem; border-left: 4px solid var(--muted); }
 .error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
 .message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
-.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
+.meta { margin: 0; color: var(--muted); font-size: 0.85rem; overflow-wrap: anywhere; }
 .name { font-weight: 600; }
 /* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
    override characters from spilling into the rest of the page. */
