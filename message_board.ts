@@ -2569,7 +2569,8 @@ export interface BoardHandlerOptions {
   /**
    * The moderators' token: with it, whoever signs in at /admin may clear (after a
    * confirmation), delete single messages and restore the newest archive. Without it
-   * only visitors on this machine (loopback address and Host) may.
+   * only visitors on this machine (loopback address and Host) may, and with `trustProxy`
+   * no one.
    * @default undefined (no sign-in)
    */
   adminToken?: string | undefined;
@@ -2700,9 +2701,12 @@ export function createBoardHandler(
         ? "admin"
         : "sign-in";
     }
-    const local = isLoopbackClient(client) &&
+    // Behind a trusted proxy no one is local: who the client is comes from the proxy's
+    // X-Forwarded-For, only as good as its configuration. nginx's default proxy_pass sends
+    // none (every client then looked like this machine) and passes on one a client wrote.
+    const local = !trustProxy && isLoopbackClient(client) &&
       isLoopbackName(hostName(target.host)) &&
-      (trustProxy || !FORWARDING_HEADERS.some((h) => request.headers.has(h)));
+      !FORWARDING_HEADERS.some((h) => request.headers.has(h));
     return local ? "open" : "off";
   }
 
@@ -3672,7 +3676,7 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
 .notice { padding: 0.5rem 0.75rem; border-left: 4px solid var(--muted); }
 .error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
 .message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
-.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
+.meta { margin: 0; color: var(--muted); font-size: 0.85rem; overflow-wrap: anywhere; }
 .name { font-weight: 600; }
 /* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
    override characters from spilling into the rest of the page. */
@@ -4327,10 +4331,12 @@ export async function startServer(
           `Tiny Message Board on ${scheme}://${host}:${port}/ (${storeLabel})`,
         );
         if (
-          options.adminToken === undefined && !isLoopbackName(hostName(host))
+          options.adminToken === undefined &&
+          (!isLoopbackName(hostName(host)) || options.trustProxy)
         ) {
           console.log(
-            "Clearing and deleting are off for visitors from other machines; " +
+            "Clearing and deleting are off for visitors from other machines " +
+              "(for everyone, behind --trust-proxy); " +
               "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
           );
         }
