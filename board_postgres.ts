@@ -121,7 +121,7 @@ const MAX_CONNECTIONS = 10;
  */
 const MAX_CLIENT_READS = MAX_CONNECTIONS - 2;
 /** Client reads that may wait for a turn; past this a read gets 503 at once (load shedding). */
-const MAX_WAITING_READS = 200;
+const MAX_WAITING_READS = 5_000;
 /** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
 /** Newest messages each process keeps in memory: the newest page, with room for deletes. */
