@@ -33,8 +33,8 @@
  * Speed: the newest page is served from memory (see the PostgresStore class), and a batch
  * of posts is one statement (the function `board_post`), so one round trip. Processes posting
  * at once do not wait for each other's commit: PostgreSQL flushes their commits to the
- * write-ahead log together, so a second process adds posts per second instead of taking
- * turns with the first. That is why a post's NOTIFY is not in its transaction: PostgreSQL
+ * write-ahead log together, so a second process no longer takes turns with the first (which
+ * made two processes post slower than one). That is why a post's NOTIFY is not in its transaction: PostgreSQL
  * holds one lock from a notifying transaction's commit until it is flushed, so notifying
  * commits always take turns.
  *
@@ -121,7 +121,7 @@ const MAX_CONNECTIONS = 10;
  */
 const MAX_CLIENT_READS = MAX_CONNECTIONS - 2;
 /** Client reads that may wait for a turn; past this a read gets 503 at once (load shedding). */
-const MAX_WAITING_READS = 200;
+const MAX_WAITING_READS = 5_000;
 /** Rows read per catch-up query; a longer backlog is read in several queries. */
 const MAX_EVENTS_PER_READ = 500;
 /** Newest messages each process keeps in memory: the newest page, with room for deletes. */

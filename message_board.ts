@@ -281,14 +281,23 @@ export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
   /** When to try again, for the Retry-After header; undefined: the board's default. */
   readonly retryAfterSeconds?: number | undefined;
+  /**
+   * The write timed out on its way to storage and may still be stored: the client is told
+   * its message may still appear, so that it looks before sending it again.
+   */
+  readonly mayStillComplete: boolean;
 
-  /** `retryAfterSeconds` goes with the message and `cause`. */
+  /** `retryAfterSeconds` and `mayStillComplete` (default false) go with the message and `cause`. */
   constructor(
     message: string,
-    options: ErrorOptions & { retryAfterSeconds?: number | undefined } = {},
+    options: ErrorOptions & {
+      retryAfterSeconds?: number | undefined;
+      mayStillComplete?: boolean | undefined;
+    } = {},
   ) {
     super(message, options);
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.mayStillComplete = options.mayStillComplete ?? false;
   }
 }
 
@@ -904,6 +913,17 @@ async function setAsideTornTail(
 }
 
 /**
+ * A post in the write queue; `abandoned` once its client got 503 for waiting too long,
+ * `writing` once its batch started (from then on it may reach the disk whatever its client
+ * was told).
+ */
+interface QueuedPost {
+  input: NewMessage;
+  abandoned: boolean;
+  writing: boolean;
+}
+
+/**
  * The file store once open. Messages live in memory (an array in id order)
  * and every page is served from there; the file is only ever appended to,
  * so a post costs the same with ten messages or a million.
@@ -919,12 +939,6 @@ async function setAsideTornTail(
  * and a background retry repairs the file and turns it writable again (see
  * `#recover`).
  */
-/** A post in the write queue; `abandoned` once its client got 503 for waiting too long. */
-interface QueuedPost {
-  input: NewMessage;
-  abandoned: boolean;
-}
-
 class JsonLinesStore implements MessageStore {
   readonly dataFile: string;
   #lock: Deno.FsFile;
@@ -992,9 +1006,11 @@ class JsonLinesStore implements MessageStore {
 
   appendMessage(input: NewMessage): Promise<Message> {
     if (this.#closed) return Promise.reject(closedError());
-    const post = { input, abandoned: false };
+    if (this.#stalled) return Promise.reject(this.#stalledError(false));
+    const post = { input, abandoned: false, writing: false };
     return this.#withinTimeout(this.#writes.add(post), () => {
       post.abandoned = true; // not written if its batch has not started yet
+      return post.writing;
     }) as Promise<Message>;
   }
 
@@ -1013,22 +1029,31 @@ class JsonLinesStore implements MessageStore {
   /** Queues a clear, delete or restore; one whose client got its 503 meanwhile never runs. */
   #runWithinTimeout<T>(task: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError());
+    if (this.#stalled) return Promise.reject(this.#stalledError(false));
     let abandoned = false;
-    const queued = this.#writes.run(() =>
-      abandoned ? Promise.reject(this.#stalledError()) : task()
-    );
-    return this.#withinTimeout(queued, () => abandoned = true);
+    let started = false;
+    const queued = this.#writes.run(() => {
+      if (abandoned) return Promise.reject(this.#stalledError(false));
+      started = true;
+      return task();
+    });
+    return this.#withinTimeout(queued, () => {
+      abandoned = true;
+      return started;
+    });
   }
 
   /**
    * `write`, or StoreUnavailableError once it has taken #writeTimeoutMs (then `abandon` is
-   * called, and the store says it is not writable until that write ends). The queue runs one
-   * write at a time, so any write that ends after a stall means the disk has answered.
+   * called and says whether the write had started, and the store says it is not writable
+   * until that write ends). The queue runs one write at a time, so any write that ends after
+   * a stall means the disk has answered. Writes that come meanwhile are refused at once: they
+   * would only wait behind the stalled one, and pile up in memory for as long as it lasts.
    */
-  #withinTimeout<T>(write: Promise<T>, abandon: () => void): Promise<T> {
+  #withinTimeout<T>(write: Promise<T>, abandon: () => boolean): Promise<T> {
     const { promise, resolve, reject } = Promise.withResolvers<T>();
     const timer = setTimeout(() => {
-      abandon();
+      const started = abandon();
       if (!this.#stalled) {
         this.#stalled = true;
         this.#log(
@@ -1036,7 +1061,7 @@ class JsonLinesStore implements MessageStore {
             `writes get 503 until it does`,
         );
       }
-      reject(this.#stalledError());
+      reject(this.#stalledError(started));
     }, this.#writeTimeoutMs);
     const settled = () => {
       clearTimeout(timer);
@@ -1054,10 +1079,13 @@ class JsonLinesStore implements MessageStore {
     return promise;
   }
 
-  #stalledError(): StoreUnavailableError {
+  /** `started`: the write was on its way to the disk, and may still land there. */
+  #stalledError(started: boolean): StoreUnavailableError {
     return new StoreUnavailableError(
-      `the disk did not finish a write within ${this.#writeTimeoutMs} ms`,
-      { retryAfterSeconds: STORE_RETRY_AFTER_S },
+      started
+        ? `the disk did not finish a write within ${this.#writeTimeoutMs} ms`
+        : "a write was refused: an earlier one is stuck on the disk",
+      { retryAfterSeconds: STORE_RETRY_AFTER_S, mayStillComplete: started },
     );
   }
 
@@ -1191,6 +1219,7 @@ class JsonLinesStore implements MessageStore {
     // Posts whose clients already got 503 (the disk stalled before their turn) are dropped.
     const written = posts.filter((post) => !post.abandoned);
     if (written.length === 0) return posts.map(() => null);
+    for (const post of written) post.writing = true;
     const inputs = written.map((post) => post.input);
     await this.#checkWritable();
     // (Written this way round because 2^53 + 1 - 1 is 2^53 - 1 in floating point.)
@@ -2460,9 +2489,16 @@ function errorResponse(
     ({ status, message, headers } = error);
   } else if (error instanceof StoreUnavailableError) {
     status = 503;
-    message =
-      "The message store is unavailable right now; try again in a moment.";
-    const { retryAfterSeconds } = error as { retryAfterSeconds?: number };
+    const { retryAfterSeconds, mayStillComplete } = error as {
+      retryAfterSeconds?: number;
+      mayStillComplete?: boolean;
+    };
+    // A write that timed out on its way to the disk may land after this answer: a client
+    // told only "try again" would post its message twice.
+    message = mayStillComplete
+      ? "The board did not finish saving this in time, and it may still be saved: " +
+        "reload the board and look before you send it again."
+      : "The message store is unavailable right now; try again in a moment.";
     headers = {
       "retry-after": String(retryAfterSeconds ?? STORE_RETRY_AFTER_S),
     };
@@ -2569,7 +2605,8 @@ export interface BoardHandlerOptions {
   /**
    * The moderators' token: with it, whoever signs in at /admin may clear (after a
    * confirmation), delete single messages and restore the newest archive. Without it
-   * only visitors on this machine (loopback address and Host) may.
+   * only visitors on this machine (loopback address and Host) may, and with `trustProxy`
+   * no one.
    * @default undefined (no sign-in)
    */
   adminToken?: string | undefined;
@@ -2700,9 +2737,12 @@ export function createBoardHandler(
         ? "admin"
         : "sign-in";
     }
-    const local = isLoopbackClient(client) &&
+    // Behind a trusted proxy no one is local: who the client is comes from the proxy's
+    // X-Forwarded-For, only as good as its configuration. nginx's default proxy_pass sends
+    // none (every client then looked like this machine) and passes on one a client wrote.
+    const local = !trustProxy && isLoopbackClient(client) &&
       isLoopbackName(hostName(target.host)) &&
-      (trustProxy || !FORWARDING_HEADERS.some((h) => request.headers.has(h)));
+      !FORWARDING_HEADERS.some((h) => request.headers.has(h));
     return local ? "open" : "off";
   }
 
@@ -3672,7 +3712,7 @@ button { margin-top: 0.75rem; padding: 0.5rem 1.1rem; font: inherit; border: 0; 
 .notice { padding: 0.5rem 0.75rem; border-left: 4px solid var(--muted); }
 .error { padding: 0.5rem 0.75rem; border-left: 4px solid #b3261e; background: rgba(179, 38, 30, 0.1); }
 .message { padding: 0.75rem 0; border-top: 1px solid var(--line); }
-.meta { margin: 0; color: var(--muted); font-size: 0.85rem; }
+.meta { margin: 0; color: var(--muted); font-size: 0.85rem; overflow-wrap: anywhere; }
 .name { font-weight: 600; }
 /* pre-wrap keeps the poster's line breaks; isolate keeps right-to-left
    override characters from spilling into the rest of the page. */
@@ -4327,10 +4367,12 @@ export async function startServer(
           `Tiny Message Board on ${scheme}://${host}:${port}/ (${storeLabel})`,
         );
         if (
-          options.adminToken === undefined && !isLoopbackName(hostName(host))
+          options.adminToken === undefined &&
+          (!isLoopbackName(hostName(host)) || options.trustProxy)
         ) {
           console.log(
-            "Clearing and deleting are off for visitors from other machines; " +
+            "Clearing and deleting are off for visitors from other machines " +
+              "(for everyone, behind --trust-proxy); " +
               "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
           );
         }

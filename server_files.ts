@@ -880,13 +880,14 @@ function nextReadBytes(last: number): number {
  *   read (not more than twice: the budget's shares still hold);
  * - detaches (`ArrayBuffer.prototype.transfer(0)`) every other buffer it
  *   lets go, so it is freed as soon as Rust has sent it.
- * Measured (Deno 2.9.6, 100 MiB to one curl, 6 interleaved rounds, server
- * and curl at real-time priority on a loaded 2-core machine): reused
- * buffers read synchronously on the event loop (the copy from the page
- * cache and the one into the socket one after the other) 1,730 MiB/s and
- * 60 ms of server CPU per download; read ahead asynchronously 2,030 MiB/s,
- * 60 ms; nginx 2,860 MiB/s, 27 ms. Reads ahead of 256 KiB or 512 KiB, or
- * 2 MiB, were slower than 1 MiB.
+ * Measured (Deno 2.9.6, 100 MiB to one curl, 8 interleaved rounds, server
+ * and curl at real-time priority on a loaded 2-core machine): reading
+ * synchronously on the event loop (the copy from the page cache, then the
+ * one into the socket) 2,139 MiB/s and 48 ms of server CPU per download;
+ * reading ahead 2,220 MiB/s (faster in every round, 1.05x; 1.10-1.17x when
+ * the machine was busier) and 56 ms (a read on another thread costs more);
+ * nginx 2,636 MiB/s, 17 ms. Reads ahead of 256 KiB, 512 KiB or 2 MiB were
+ * slower than 1 MiB.
  */
 function streamFileRanges(
   handle: FileHandle,

@@ -270,12 +270,9 @@ export function scheduleTurns<T extends { server: ServerDef; planned: number }>(
   items: T[],
   paired: ServerDef[],
 ): T[][] {
+  const rank = new Map(paired.map((server, i) => [server, i]));
   const place = ({ server }: T) =>
-    server.role === "ours"
-      ? -1
-      : paired.includes(server)
-      ? paired.indexOf(server)
-      : paired.length;
+    server.role === "ours" ? -1 : rank.get(server) ?? paired.length;
   const order = items.toSorted((a, b) => place(a) - place(b));
   const turns = Math.max(0, ...items.map((m) => m.planned));
   const these = (turn: number) => order.filter((m) => turn < m.planned);
@@ -300,14 +297,10 @@ async function newContext(run: Run, scenario: ScenarioDef) {
   await Deno.mkdir(workDir);
   const listener = Deno.listen({ hostname: LOCAL, port: 0 });
   listener.close();
-  return {
-    port: listener.addr.port,
-    workDir,
-    siteDir: run.siteDir,
-    toolsDir: run.toolsDir,
-    seedFile: run.seeds.get(scenario.boardMessages ?? 0),
-    databaseUrl: run.databaseUrl,
-  };
+  const { siteDir, toolsDir, databaseUrl } = run;
+  const seedFile = run.seeds.get(scenario.boardMessages ?? 0);
+  const port = listener.addr.port;
+  return { port, workDir, siteDir, toolsDir, seedFile, databaseUrl };
 }
 
 /** Starts a server (on freshly seeded data), checks its answer, and warms it up. */

@@ -118,10 +118,7 @@ export const figureOf = (scenario: ScenarioResult, r: ServerResult) =>
 type Runs = Pick<ServerResult, "samples" | "turns">;
 
 /** A ratio from paired runs: the median of the turns' ratios, and each of them in turn order. */
-export interface PairedRatio {
-  value: number;
-  ratios: number[];
-}
+export type PairedRatio = { value: number; ratios: number[] };
 
 /**
  * Ours ÷ the others from runs paired by turn: in each turn that ours and all the
@@ -150,11 +147,8 @@ function ratioOf(scenario: ScenarioResult, other: ServerResult | undefined) {
 }
 
 /** The fastest of `results` in a scenario. */
-const fastestOf = (scenario: ScenarioResult, results: ServerResult[]) =>
-  results.reduce(
-    (a, b) => figureOf(scenario, b) > figureOf(scenario, a) ? b : a,
-    results[0],
-  );
+const fastestOf = (s: ScenarioResult, results: ServerResult[]) =>
+  results.reduce((a, b) => figureOf(s, b) > figureOf(s, a) ? b : a, results[0]);
 
 /** The targets on a rate between servers of `scenario` (the ones paired runs decide). */
 export const rateTargetsIn = (targets: TargetDef[], scenario: string) =>

@@ -137,8 +137,7 @@ export const BOARD_FILE_STORE: ServerDef = {
 /** Our board on PostgreSQL (board_postgres.ts, as the README runs it). */
 export const BOARD_POSTGRES: ServerDef = {
   ...{ key: "ours", label: "PostgreSQL store", role: "ours" },
-  ourBoard: true,
-  postgres: true,
+  ...{ ourBoard: true, postgres: true },
   unavailable: () =>
     findPgBin()
       ? null

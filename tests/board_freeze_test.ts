@@ -6,7 +6,7 @@
 // failing under CI=true.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openBoard } from "../message_board.ts";
+import { openBoard, StoreUnavailableError } from "../message_board.ts";
 import { tempFolder } from "./_board.ts";
 import { runProcess, toolTestOptions } from "./_process.ts";
 
@@ -97,12 +97,32 @@ Deno.test({
         for (const response of [writing, waiting]) {
           assert.equal(response.status, 503);
           assert.ok(Number(response.headers.get("retry-after")) > 0);
-          assert.match(
-            (await response.json()).error,
-            /unavailable right now/,
-          );
         }
+        // The first may still land (see the last step): its poster is told to look before
+        // sending it again. The second is never written: a plain "try again".
+        assert.match((await writing.json()).error, /may still be saved/);
+        assert.match((await waiting.json()).error, /unavailable right now/);
       });
+      await t.step(
+        "a post while the disk is stuck is refused, never queued",
+        async () => {
+          // It is not held for the write timeout behind the stuck write (posts would pile up in
+          // memory for as long as the freeze lasts), and it is never written later.
+          // Refused before any timer can fire: it waits for nothing.
+          const refused = await Promise.race([
+            board.store.appendMessage({ text: "during the stall" })
+              .then(() => "written", (error: Error) => error),
+            new Promise<string>((resolve) =>
+              setTimeout(() => resolve("queued"), 0)
+            ),
+          ]);
+          assert.ok(refused instanceof StoreUnavailableError, String(refused));
+          assert.equal(refused.mayStillComplete, false);
+          const response = await within(post("during the stall"), 5_000);
+          assert.equal(response.status, 503);
+          assert.match((await response.json()).error, /unavailable right now/);
+        },
+      );
       await t.step("the store says it is not writable meanwhile", async () => {
         assert.equal(board.store.writable, false);
         const page = await board.handler(new Request("http://127.0.0.1/"));
@@ -115,6 +135,15 @@ Deno.test({
       await run("fsfreeze", ["-u", mountPoint]);
       frozen = false;
       await t.step("once the disk answers, posts work again", async () => {
+        // The stuck write ends first (posts are refused until then), and the log says so.
+        await within(
+          (async () => {
+            while (!logged.some((line) => /answers again/.test(line))) {
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+          })(),
+          5_000,
+        );
         assert.equal((await post("after")).status, 201);
         assert.equal(board.store.writable, true);
       });

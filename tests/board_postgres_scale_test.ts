@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.7";
 import { openPostgresStore } from "../board_postgres.ts";
-import type { MessageStore } from "../message_board.ts";
+import type { BoardEvent, MessageStore } from "../message_board.ts";
 import { fetchAllMessages, postJson, startPgBoard } from "./_board.ts";
 import { freshDatabase, type PgServer, pgTestOptions } from "./_postgres.ts";
 import type { RunningProcess } from "./_process.ts";
@@ -441,6 +441,69 @@ Deno.test({
       assert.equal(await scans(), before, "sequential scans of board_messages");
     } finally {
       await admin.end();
+      await Promise.all(stores.map((store) => store.close()));
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres scale: a clear waits for a post still being written, and takes it too",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const stores = await Promise.all(
+      [1, 2].map(() => openPostgresStore(pg.url, { log: () => {} })),
+    );
+    const slow = postgres(pg.url, {
+      max: 1,
+      onnotice: () => {},
+      connection: { application_name: "message_board" },
+    });
+    try {
+      const [a, b] = stores;
+      const seen: BoardEvent[] = [];
+      b.subscribe((event) => seen.push(event));
+      const committing = Promise.withResolvers<void>();
+      const taken = Promise.withResolvers<number>();
+      const writing = slow.begin(async (tx) => {
+        const [row] = await tx`
+          select messages -> 0 ->> 0 as id
+            from board_post(${tx.json([{ text: "older" }])}::jsonb)`;
+        taken.resolve(Number(row.id));
+        await committing.promise;
+      });
+      const olderId = await taken.promise;
+      const newer = await a.appendMessage({ text: "newer" });
+      let cleared = false;
+      const clearing = a.clearMessages().then((result) => {
+        cleared = true;
+        return result;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(
+        cleared,
+        false,
+        "the clear waits for the post being written",
+      );
+      committing.resolve();
+      await writing;
+      await slow`select pg_notify('board_events', ${`message ${olderId}`})`;
+      assert.equal((await clearing).archived, 2);
+      await waitUntil("the clear's event", () => seen.length >= 3);
+      assert.deepEqual(seen.map((event) => [event.type, event.id]), [
+        ["message", olderId],
+        ["message", newer.id],
+        ["clear", newer.id],
+      ]);
+      for (const store of stores) {
+        assert.deepEqual(
+          (await store.listMessages({ limit: 10 })).messages,
+          [],
+        );
+      }
+    } finally {
+      await slow.end();
       await Promise.all(stores.map((store) => store.close()));
     }
   },
