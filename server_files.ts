@@ -2366,7 +2366,7 @@ function logOutOfDescriptors(
   console.error(
     "%s",
     `server_files: 503 for ${method} ${
-      JSON.stringify(pathname)
+      JSON.stringify(logSafe(pathname))
     }: out of file descriptors (${
       typeof code === "string" ? code : "EMFILE"
     })${more}`,
