@@ -177,8 +177,9 @@ export function selectScenarios(
 
 /**
  * The servers measured beside ours in every turn of `scenario`, and with it in the turns
- * after the scenario's runs: each server a target there holds ours to one to one, then the
- * scenario's `pairWith`. A target against the best of several takes the best of each turn.
+ * after the scenario's runs: each server that a target there compares ours with alone, then
+ * the scenario's `pairWith`. A target against the best of several (not paired) takes the best
+ * of each of the scenario's turns.
  */
 export function pairedServers(
   scenario: ScenarioDef,
