@@ -2972,12 +2972,42 @@ async function serveListing(
   relative: string,
   dirPath: string,
   search: string,
+  info?: Deno.ServeHandlerInfo,
 ): Promise<Response> {
   const query = parseListingQuery(search);
   if (typeof query === "string") {
     const text = encoder.encode(`Bad Request: ${query}\n`);
     return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
   }
+  // Like a file, a listing stays in memory until the client has read it:
+  // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
+  const giveBack = await takeFileTurn(info);
+  try {
+    const response = await buildListingResponse(
+      req,
+      ctx,
+      relative,
+      dirPath,
+      query,
+    );
+    // Deno.serve settles `completed` once the body is sent or given up.
+    if (info?.completed === undefined) giveBack();
+    else info.completed.then(giveBack, giveBack);
+    return response;
+  } catch (error) {
+    giveBack();
+    throw error;
+  }
+}
+
+/** The listing answer of {@linkcode serveListing}, once a listing turn is free (else 503). */
+async function buildListingResponse(
+  req: Request,
+  ctx: ServeContext,
+  relative: string,
+  dirPath: string,
+  query: ListingQuery,
+): Promise<Response> {
   if (!(await takeListingTurn())) {
     return textResponse(503, ctx.extra, [["Retry-After", "1"]]);
   }
@@ -3000,9 +3030,8 @@ async function serveListing(
   } finally {
     releaseListingTurn();
   }
-  return bytesResponse(
-    200,
-    bytes,
+  const headers = textHeaders(
+    bytes.byteLength,
     json ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
     [
       ["Vary", "Accept"],
@@ -3013,6 +3042,31 @@ async function serveListing(
       ...ctx.extra,
     ],
   );
+  // Deno.serve says a byte body is sent (settles `completed`) as soon as it
+  // holds it, even on an HTTP/2 stream with no window to send it on: a big
+  // listing goes as a stream, so its turn lasts until the client has it.
+  const body = bytes.byteLength > LISTING_STREAM_CHUNK_BYTES
+    ? streamBytes(bytes)
+    : bytes;
+  return makeResponse(body, 200, headers);
+}
+
+/** Listings bigger than this go out as a stream of pieces this big. */
+const LISTING_STREAM_CHUNK_BYTES = 64 * 1024;
+
+/** `bytes` as a stream of {@linkcode LISTING_STREAM_CHUNK_BYTES} views, one per read. */
+function streamBytes(
+  bytes: Uint8Array<ArrayBuffer>,
+): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const end = Math.min(at + LISTING_STREAM_CHUNK_BYTES, bytes.byteLength);
+      controller.enqueue(bytes.subarray(at, end));
+      at = end;
+      if (at === bytes.byteLength) controller.close();
+    },
+  }, { highWaterMark: 0 });
 }
 
 // ---------------------------------------------------------------------------
@@ -3506,7 +3560,14 @@ async function serveUrlPath(
       }
     }
     if (ctx.showDirListing) {
-      return await serveListing(req, ctx, relative, resolved.path, search);
+      return await serveListing(
+        req,
+        ctx,
+        relative,
+        resolved.path,
+        search,
+        info,
+      );
     }
     throw new HttpError(404, `directory without index: ${resolved.path}`);
   }
@@ -3669,7 +3730,9 @@ async function sendFile(
  * 5 connections held 1,000 descriptors and, under a limit of 1,024, nobody
  * else was answered. A page may well stream more than six big files at once
  * over one connection (videos a browser has paused the download of hold
- * theirs), so more than HTTP/1.1's six connections per host.
+ * theirs), so more than HTTP/1.1's six connections per host. A directory
+ * listing takes a turn too, until it is sent: 2 such connections asking for
+ * the listing of a 100,000-entry folder 200 times each held 348 MB.
  */
 export const MAX_OPEN_FILES_PER_CONNECTION = 16;
 

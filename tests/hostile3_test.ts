@@ -2,7 +2,12 @@
 // real processes, raw sockets, small descriptor limits. One test per defect
 // found, each failing on the code before its fix.
 import assert from "node:assert/strict";
-import { createHandler, serveWithRestart } from "../server_files.ts";
+import {
+  createHandler,
+  MAX_OPEN_FILES_PER_CONNECTION,
+  serveWithRestart,
+} from "../server_files.ts";
+import { certTestOptions, makeCertificate } from "./_certs.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
 import { canRunAsRoot } from "./_process.ts";
 
@@ -231,6 +236,136 @@ Deno.test("files: a gzip download the client stops reading still closes its file
     assert.equal(open, 0, "the file is still open 5 s later");
   } finally {
     conn.close();
+    await server.shutdown();
+  }
+});
+
+/** One HTTP/2 frame (RFC 9113 4.1): 24-bit length, type, flags, stream id. */
+function h2Frame(
+  type: number,
+  flags: number,
+  stream: number,
+  payload: Uint8Array = new Uint8Array(0),
+): Uint8Array {
+  const frame = new Uint8Array(9 + payload.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payload.length << 8);
+  view.setUint8(3, type);
+  view.setUint8(4, flags);
+  view.setUint32(5, stream);
+  frame.set(payload, 9);
+  return frame;
+}
+
+Deno.test({
+  name:
+    "files: HTTP/2 streams that read nothing hold a few big listings per connection, not one each",
+  ...certTestOptions(),
+}, async (t) => {
+  // Deno.serve settles `completed` as soon as it holds a byte body, even on
+  // a stream with no window to send it on, so listings took no turn of their
+  // connection: 2 such connections asking 200 times each for the listing of
+  // a 100,000-entry folder held 348 MB, and other listings waited over 5 s.
+  await using tree = await makeTree();
+  await Deno.mkdir(`${tree.root}/big`);
+  for (let i = 0; i < 1500; i++) {
+    const name = `entry-${String(i).padStart(5, "0")}-of-a-long-listing.txt`;
+    await Deno.writeTextFile(`${tree.root}/big/${name}`, "x");
+  }
+  const { certFile, keyFile, pem } = await makeCertificate(tree.base);
+  const server = serveWithRestart(
+    {
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: await Deno.readTextFile(certFile),
+      key: await Deno.readTextFile(keyFile),
+      onListen() {},
+    },
+    createHandler({ fsRoot: tree.root, showDirListing: true, quiet: true }),
+  );
+  const conn = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+    caCerts: [pem],
+    alpnProtocols: ["h2"],
+  });
+  const answered = new Set<number>();
+  const reading = (async () => {
+    // Counts the streams whose response HEADERS came (their DATA cannot).
+    let pending = new Uint8Array(0);
+    const buffer = new Uint8Array(65536);
+    try {
+      for (
+        let n = await conn.read(buffer);
+        n !== null;
+        n = await conn.read(buffer)
+      ) {
+        const joined = new Uint8Array(pending.length + n);
+        joined.set(pending);
+        joined.set(buffer.subarray(0, n), pending.length);
+        let at = 0;
+        while (joined.length - at >= 9) {
+          const view = new DataView(joined.buffer, at);
+          const length = view.getUint32(0) >>> 8;
+          if (joined.length - at < 9 + length) break;
+          const stream = view.getUint32(5) & 0x7fffffff;
+          if (view.getUint8(3) === 1 && stream !== 0) answered.add(stream);
+          at += 9 + length;
+        }
+        pending = joined.slice(at);
+      }
+    } catch {
+      // closed at the end of the test
+    }
+  })();
+  try {
+    const path = new TextEncoder().encode("/big/");
+    const get = new Uint8Array([
+      0x82, // :method GET
+      0x87, // :scheme https
+      0x04, // :path, literal
+      path.length,
+      ...path,
+      0x01, // :authority, literal
+      9,
+      ...new TextEncoder().encode("127.0.0.1"),
+    ]);
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0, then 40 GETs of the listing.
+    await conn.write(
+      new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    );
+    await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
+    for (let i = 0; i < 40; i++) {
+      await conn.write(h2Frame(1, 0x5, 2 * i + 1, get));
+    }
+    await t.step("at most its share of them is answered", async () => {
+      const share = MAX_OPEN_FILES_PER_CONNECTION;
+      const working = Date.now() + 20_000;
+      while (answered.size < share && Date.now() < working) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(answered.size >= share, `only ${answered.size} in 20 s`);
+      // Without the turns the other 24 come within moments.
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(answered.size, share);
+    });
+    await t.step("another client gets the listing meanwhile", async () => {
+      using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
+      const res = await fetch(`https://127.0.0.1:${server.addr.port}/big/`, {
+        client,
+        signal: AbortSignal.timeout(10_000),
+      });
+      assert.equal(res.status, 200);
+      const html = await res.text();
+      assert.match(html, /entry-01499-of-a-long-listing\.txt/);
+      assert.equal(
+        Number(res.headers.get("content-length")),
+        new TextEncoder().encode(html).length,
+      );
+    });
+  } finally {
+    conn.close();
+    await reading;
     await server.shutdown();
   }
 });
