@@ -1067,7 +1067,11 @@ class JsonLinesStore implements MessageStore {
       clearTimeout(timer);
       if (!this.#stalled) return;
       this.#stalled = false;
-      this.#log(`${this.dataFile}: the disk answers again; posts are accepted`);
+      // A write that failed (EIO) leaves the store read-only: then it does not take posts yet.
+      this.#log(
+        `${this.dataFile}: the disk answers again` +
+          (this.#failure === null ? "; posts are accepted" : ""),
+      );
     };
     write.then((value) => {
       settled();
