@@ -33,8 +33,8 @@
  * Speed: the newest page is served from memory (see the PostgresStore class), and a batch
  * of posts is one statement (the function `board_post`), so one round trip. Processes posting
  * at once do not wait for each other's commit: PostgreSQL flushes their commits to the
- * write-ahead log together, so a second process no longer takes turns with the first (which
- * made two processes post slower than one). That is why a post's NOTIFY is not in its transaction: PostgreSQL
+ * write-ahead log together, so a second process no longer takes turns with the first. That
+ * is why a post's NOTIFY is not in its transaction: PostgreSQL
  * holds one lock from a notifying transaction's commit until it is flushed, so notifying
  * commits always take turns.
  *
