@@ -382,10 +382,14 @@ interface InsertedBatch {
 /** A post's note: "message LAST" (LAST: the batch's last id). */
 const POST_NOTE = /^message (\d+)$/;
 
-/** A post waiting in the queue; `abandoned` once its client got 503 for waiting too long. */
+/**
+ * A post waiting in the queue; `abandoned` once its client got 503 for waiting too long,
+ * `sent` once its batch went to the database (from then on it may commit).
+ */
 interface PendingPost {
   input: NewMessage;
   abandoned: boolean;
+  sent: boolean;
 }
 
 /**
@@ -561,12 +565,23 @@ class PostgresStore implements MessageStore {
 
   async appendMessage(input: NewMessage): Promise<Message> {
     if (this.#closed) throw new StoreUnavailableError("the store is closed");
-    const post = { input, abandoned: false };
+    const post = { input, abandoned: false, sent: false };
     try {
       const message = await withDeadline(this.#writes.add(post), "posting");
       return message!;
     } catch (error) {
       post.abandoned = true; // not written if its batch has not started yet
+      // Sent, and the database never said no (the deadline passed, or the connection broke):
+      // the batch may still commit, so its poster is told to look before sending it again.
+      const refused =
+        (error as { cause?: Error }).cause?.name === "PostgresError";
+      if (post.sent && !refused && error instanceof StoreUnavailableError) {
+        throw new StoreUnavailableError(error.message, {
+          cause: error,
+          retryAfterSeconds: error.retryAfterSeconds,
+          mayStillComplete: true,
+        });
+      }
       throw error;
     }
   }
@@ -703,6 +718,7 @@ class PostgresStore implements MessageStore {
   ): Promise<(Message | null)[]> {
     const live = pending.filter((post) => !post.abandoned);
     if (live.length === 0) return pending.map(() => null);
+    for (const post of live) post.sent = true;
     const posts = live.map(({ input: { text, name } }) => ({
       text,
       name: name ?? null,
