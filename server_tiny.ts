@@ -364,7 +364,9 @@ interface Deadline {
  * one interval, running only while there are limits, expires those that are
  * due: each fires up to {@link DEADLINE_TICK_MS} late. The same sweep notices
  * a shutdown (an aborted `idleSignal`), which is cheaper than an event
- * listener added and removed on every connection.
+ * listener added and removed on every connection, and than reading the
+ * signal's `aborted` on every one (about 400 instructions each): a limit
+ * added with an aborted signal expires at the next tick, like any other.
  */
 class DeadlineSweep {
   #pending = new SlotList<Deadline>();
@@ -385,7 +387,6 @@ class DeadlineSweep {
     };
     this.#pending.add(deadline);
     this.#timer ??= setInterval(() => this.#sweep(), DEADLINE_TICK_MS);
-    if (idleSignal?.aborted) this.#expire(deadline, "idle");
     return deadline;
   }
 
@@ -1362,7 +1363,7 @@ export function formatResponse(
   options: FormatOptions = {},
 ): Uint8Array {
   const { omitBody = false, date = new Date() } = options;
-  return encodeResponse(response, omitBody, date).bytes;
+  return encodeResponse(response, omitBody, date.getTime()).bytes;
 }
 
 let cachedDate = { second: NaN, text: "" };
@@ -1372,10 +1373,10 @@ let cachedDate = { second: NaN, text: "" };
  * 5.6.7): "Sun, 06 Nov 1994 08:49:37 GMT". It changes once a second, so it is
  * made once a second (as nginx does), not once per response.
  */
-function httpDate(date: Date): string {
-  const second = Math.floor(date.getTime() / 1000);
+function httpDate(time: number): string {
+  const second = Math.floor(time / 1000);
   if (second !== cachedDate.second) {
-    cachedDate = { second, text: date.toUTCString() };
+    cachedDate = { second, text: new Date(time).toUTCString() };
   }
   return cachedDate.text;
 }
@@ -1405,7 +1406,7 @@ function newResponseBuffer(size: number): ResponseBuffer {
 function encodeResponse(
   response: TinyResponse,
   omitBody: boolean,
-  date: Date,
+  time: number,
   into?: ResponseBuffer,
 ): { bytes: Uint8Array; bodyLength: number } {
   const { status, body, headers = [] } = response;
@@ -1418,10 +1419,10 @@ function encodeResponse(
     if (headers.length === 0) {
       // The usual answer, no fields of the responder's own: its head is
       // bytes made once a second, with the length's digits put in between.
-      const start = writePlainHead(into!.bytes, status, date, bodyLength);
+      const start = writePlainHead(into!.bytes, status, time, bodyLength);
       return { bytes: into!.bytes.subarray(start, end), bodyLength };
     }
-    const head = headText(status, date, headers, bodyLength);
+    const head = headText(status, time, headers, bodyLength);
     // The head is ASCII (checkResponse refuses anything else), one byte per
     // character: written at the start, then moved up to meet the body.
     if (head.length <= HEAD_ROOM) {
@@ -1433,7 +1434,7 @@ function encodeResponse(
   }
   const bodyBytes = encoder.encode(body);
   const headBytes = encoder.encode(
-    headText(status, date, headers, bodyBytes.length),
+    headText(status, time, headers, bodyBytes.length),
   );
   if (omitBody) return { bytes: headBytes, bodyLength: bodyBytes.length };
   const bytes = new Uint8Array(headBytes.length + bodyBytes.length);
@@ -1445,14 +1446,14 @@ function encodeResponse(
 /** The status line and header fields of a response, and the blank line. */
 function headText(
   status: number,
-  date: Date,
+  time: number,
   headers: [string, string][],
   bodyLength: number,
 ): string {
   const typed = headers.some(([name]) => name.toLowerCase() === "content-type");
   // We always answer as HTTP/1.1, even to HTTP/1.0 requests (RFC 9110 6.2).
   let head = `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? ""}\r\n` +
-    `Date: ${httpDate(date)}\r\n`;
+    `Date: ${httpDate(time)}\r\n`;
   if (!typed) head += "Content-Type: text/html; charset=utf-8\r\n";
   // A HEAD response carries the Content-Length the GET body would have (RFC 9110 8.6).
   head += `Content-Length: ${bodyLength}\r\nConnection: close\r\n`;
@@ -1477,13 +1478,13 @@ const LENGTH_FIELD = "Content-Length: ";
 function writePlainHead(
   bytes: Uint8Array,
   status: number,
-  date: Date,
+  time: number,
   bodyLength: number,
 ): number {
-  const second = Math.floor(date.getTime() / 1000);
+  const second = Math.floor(time / 1000);
   let start = plainHeads.get(status);
   if (start?.second !== second) {
-    const text = headText(status, date, [], 0); // "...Content-Length: 0\r\n..."
+    const text = headText(status, time, [], 0); // "...Content-Length: 0\r\n..."
     const digits = text.indexOf(LENGTH_FIELD) + LENGTH_FIELD.length;
     start = {
       second,
@@ -1798,8 +1799,19 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
+  return accessLogLine(client, date.getTime(), requestLine, status, bodyBytes);
+}
+
+/** {@link formatAccessLog} with the time in milliseconds: no Date per request. */
+function accessLogLine(
+  client: string | null,
+  time: number,
+  requestLine: string | null,
+  status: number,
+  bodyBytes: number | null,
+): string {
   const request = requestLine === null ? "-" : escapeForLog(requestLine);
-  return `${client ?? "-"} - - [${logTime(date)}] "${request}" ${status} ${
+  return `${client ?? "-"} - - [${logTime(time)}] "${request}" ${status} ${
     bodyBytes ? bodyBytes : "-"
   }`;
 }
@@ -1807,9 +1819,10 @@ export function formatAccessLog(entry: AccessLogEntry): string {
 let cachedLogTime = { second: NaN, text: "" };
 
 /** `06/Nov/1994:08:49:37 +0000`, made once a second as {@link httpDate} is. */
-function logTime(date: Date): string {
-  const second = Math.floor(date.getTime() / 1000);
+function logTime(time: number): string {
+  const second = Math.floor(time / 1000);
   if (second !== cachedLogTime.second) {
+    const date = new Date(time);
     const pad = (n: number) => String(n).padStart(2, "0");
     const text =
       `${pad(date.getUTCDate())}/${
@@ -1952,20 +1965,20 @@ async function handleConnection(
     // Everything the rest needs is worked out before the write, so that the
     // request and the page are garbage while the bytes go out: less memory
     // held per connection in flight.
-    const date = new Date();
+    const now = Date.now();
     const { bytes, bodyLength } = encodeResponse(
       response,
       omitBody,
-      date,
+      now,
       buffers.response,
     );
-    const accessLine = formatAccessLog({
+    const accessLine = accessLogLine(
       client,
-      date,
+      now,
       requestLine,
-      status: response.status,
-      bodyBytes: omitBody ? 0 : bodyLength,
-    });
+      response.status,
+      omitBody ? 0 : bodyLength,
+    );
     const linger = maySendMore(result, request);
     // One write nearly always takes it all; the rest waits for the client.
     const written = await conn.write(bytes);
