@@ -571,11 +571,12 @@ class PostgresStore implements MessageStore {
       return message!;
     } catch (error) {
       post.abandoned = true; // not written if its batch has not started yet
-      // Sent, and the database never said no (the deadline passed, or the connection broke):
-      // the batch may still commit, so its poster is told to look before sending it again.
-      const refused =
-        (error as { cause?: Error }).cause?.name === "PostgresError";
-      if (post.sent && !refused && error instanceof StoreUnavailableError) {
+      // Sent, and no answer (the deadline passed, or the connection broke mid-way): the batch
+      // may still commit, so its poster is told to look before sending it again. A refusal
+      // from the database, or a connection never made (ECONNREFUSED...), saved nothing.
+      const cause = (error as { cause?: { code?: unknown } }).cause;
+      const unanswered = cause === undefined || MID_WAY.has(String(cause.code));
+      if (post.sent && unanswered && error instanceof StoreUnavailableError) {
         throw new StoreUnavailableError(error.message, {
           cause: error,
           retryAfterSeconds: error.retryAfterSeconds,
@@ -1201,6 +1202,9 @@ class TurnTaker {
     }
   }
 }
+
+/** The driver's codes for a connection lost while a query was on it (its outcome unknown). */
+const MID_WAY = new Set(["CONNECTION_CLOSED", "CONNECTION_DESTROYED"]);
 
 /**
  * Waits at most QUERY_TIMEOUT_MS for `promise`, then gives up with StoreUnavailableError: a
