@@ -382,10 +382,14 @@ interface InsertedBatch {
 /** A post's note: "message LAST" (LAST: the batch's last id). */
 const POST_NOTE = /^message (\d+)$/;
 
-/** A post waiting in the queue; `abandoned` once its client got 503 for waiting too long. */
+/**
+ * A post waiting in the queue; `abandoned` once its client got 503 for waiting too long,
+ * `sent` once its batch went to the database (from then on it may commit).
+ */
 interface PendingPost {
   input: NewMessage;
   abandoned: boolean;
+  sent: boolean;
 }
 
 /**
@@ -561,12 +565,24 @@ class PostgresStore implements MessageStore {
 
   async appendMessage(input: NewMessage): Promise<Message> {
     if (this.#closed) throw new StoreUnavailableError("the store is closed");
-    const post = { input, abandoned: false };
+    const post = { input, abandoned: false, sent: false };
     try {
       const message = await withDeadline(this.#writes.add(post), "posting");
       return message!;
     } catch (error) {
       post.abandoned = true; // not written if its batch has not started yet
+      // Sent, and no answer (the deadline passed, or the connection broke mid-way): the batch
+      // may still commit, so its poster is told to look before sending it again. A refusal
+      // from the database, or a connection never made (ECONNREFUSED...), saved nothing.
+      const cause = (error as { cause?: { code?: unknown } }).cause;
+      const unanswered = cause === undefined || MID_WAY.has(String(cause.code));
+      if (post.sent && unanswered && error instanceof StoreUnavailableError) {
+        throw new StoreUnavailableError(error.message, {
+          cause: error,
+          retryAfterSeconds: error.retryAfterSeconds,
+          mayStillComplete: true,
+        });
+      }
       throw error;
     }
   }
@@ -703,6 +719,7 @@ class PostgresStore implements MessageStore {
   ): Promise<(Message | null)[]> {
     const live = pending.filter((post) => !post.abandoned);
     if (live.length === 0) return pending.map(() => null);
+    for (const post of live) post.sent = true;
     const posts = live.map(({ input: { text, name } }) => ({
       text,
       name: name ?? null,
@@ -1185,6 +1202,9 @@ class TurnTaker {
     }
   }
 }
+
+/** The driver's codes for a connection lost while a query was on it (its outcome unknown). */
+const MID_WAY = new Set(["CONNECTION_CLOSED", "CONNECTION_DESTROYED"]);
 
 /**
  * Waits at most QUERY_TIMEOUT_MS for `promise`, then gives up with StoreUnavailableError: a

@@ -2489,30 +2489,37 @@ function errorResponse(
   let status = 500;
   let message = "Something went wrong on the server.";
   let headers: HeadersInit = {};
+  // Said in JSON too, for a script that retries on a 503: this one it must check first.
+  const mayStillBeSaved = error instanceof StoreUnavailableError &&
+    error.mayStillComplete;
+  if (error instanceof StoreUnavailableError) error = storeUnavailable(error);
   if (error instanceof HttpError) {
     ({ status, message, headers } = error);
-  } else if (error instanceof StoreUnavailableError) {
-    status = 503;
-    const { retryAfterSeconds, mayStillComplete } = error as {
-      retryAfterSeconds?: number;
-      mayStillComplete?: boolean;
-    };
-    // A write that timed out on its way to the disk may land after this answer: a client
-    // told only "try again" would post its message twice.
-    message = mayStillComplete
-      ? "The board did not finish saving this in time, and it may still be saved: " +
-        "reload the board and look before you send it again."
-      : "The message store is unavailable right now; try again in a moment.";
-    headers = {
-      "retry-after": String(retryAfterSeconds ?? STORE_RETRY_AFTER_S),
-    };
-    console.error(`message board: ${error.message}`);
   } else {
     console.error("message board: unexpected error:", error);
   }
   return format === "json"
-    ? jsonResponse({ error: message }, status, headers)
+    ? jsonResponse(
+      mayStillBeSaved
+        ? { error: message, mayStillBeSaved }
+        : { error: message },
+      status,
+      headers,
+    )
     : htmlResponse(renderErrorPage(status, message, base), status, headers);
+}
+
+/** The 503 a client gets when the store cannot take a write now (its cause is logged here). */
+function storeUnavailable(error: StoreUnavailableError): HttpError {
+  console.error(`message board: ${error.message}`);
+  // A write that timed out on its way to the disk may land after this answer: a client
+  // told only "try again" would post its message twice.
+  const message = error.mayStillComplete
+    ? "The board did not finish saving this in time, and it may still be saved: " +
+      "reload the board and look before you send it again."
+    : "The message store is unavailable right now; try again in a moment.";
+  const retryAfter = error.retryAfterSeconds ?? STORE_RETRY_AFTER_S;
+  return new HttpError(503, message, { "retry-after": String(retryAfter) });
 }
 
 /** HEAD is GET without the body (RFC 9110 9.3.2). */
@@ -2851,14 +2858,18 @@ export function createBoardHandler(
         "set-cookie": nameCookie(name, secure, base),
       });
     } catch (error) {
-      if (!(error instanceof HttpError)) throw error;
-      // Show the board again with the error, keeping what was typed.
+      // Show the board again with the error, keeping what was typed: a refused post, or one
+      // the store could not take now (503), so the text is not lost.
+      const refused = error instanceof StoreUnavailableError
+        ? storeUnavailable(error)
+        : error;
+      if (!(refused instanceof HttpError)) throw error;
       const html = await renderPage(context, {
-        error: error.message,
+        error: refused.message,
         draft: fields.get("message") ?? "",
         name: fields.get("name") ?? readNameCookie(request),
       });
-      return htmlResponse(html, error.status, error.headers);
+      return htmlResponse(html, refused.status, refused.headers);
     }
   }
 

@@ -100,8 +100,15 @@ Deno.test({
         }
         // The first may still land (see the last step): its poster is told to look before
         // sending it again. The second is never written: a plain "try again".
-        assert.match((await writing.json()).error, /may still be saved/);
-        assert.match((await waiting.json()).error, /unavailable right now/);
+        // In JSON too, for a script that retries on a 503.
+        const [mayBeSaved, neverWritten] = [
+          await writing.json(),
+          await waiting.json(),
+        ];
+        assert.match(mayBeSaved.error, /may still be saved/);
+        assert.equal(mayBeSaved.mayStillBeSaved, true);
+        assert.match(neverWritten.error, /unavailable right now/);
+        assert.equal(neverWritten.mayStillBeSaved, undefined);
       });
       await t.step(
         "a post while the disk is stuck is refused, never queued",
@@ -123,6 +130,23 @@ Deno.test({
           assert.match((await response.json()).error, /unavailable right now/);
         },
       );
+      await t.step("the form keeps what was typed on a 503", async () => {
+        const response = await within(
+          board.handler(
+            new Request("http://127.0.0.1/", {
+              method: "POST",
+              headers: { "content-type": "application/x-www-form-urlencoded" },
+              body: new URLSearchParams({ message: "typed while stuck" }),
+            }),
+          ),
+          5_000,
+        );
+        assert.equal(response.status, 503);
+        assert.ok(Number(response.headers.get("retry-after")) > 0);
+        const html = await response.text();
+        assert.match(html, /unavailable right now/);
+        assert.match(html, /<textarea[^>]*>\n?typed while stuck<\/textarea>/);
+      });
       await t.step("the store says it is not writable meanwhile", async () => {
         assert.equal(board.store.writable, false);
         const page = await board.handler(new Request("http://127.0.0.1/"));

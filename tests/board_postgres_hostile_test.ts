@@ -76,10 +76,12 @@ Deno.test({
         await release.promise;
       });
       await locked.promise;
+      // A 503 that may still be saved says so (its poster must look before sending it again).
       const outcome = (text: string) =>
         store.appendMessage({ text }).then(
           (message) => message.text,
-          (error) => `${error.name}`,
+          (error) =>
+            `${error.name}${error.mayStillComplete ? ", may be saved" : ""}`,
         );
       // Its batch waits for the lock until statement_timeout (3 s) ends it.
       const first = outcome("first");
@@ -92,9 +94,13 @@ Deno.test({
       await sleep(3_500);
       release.resolve();
       await holding;
-      assert.equal(await early, "StoreUnavailableError");
+      // "early" was sent with "late" and committed with it, after its 503: told so.
+      assert.equal(await early, "StoreUnavailableError, may be saved");
       assert.equal(await late, "late");
-      await first;
+      // The database cancelled "first" (statement_timeout): never saved, and told so.
+      assert.equal(await first, "StoreUnavailableError");
+      const { messages } = await store.listMessages({ limit: 10 });
+      assert.deepEqual(messages.map((m) => m.text).sort(), ["early", "late"]);
     } finally {
       release.resolve();
       await side.end();
