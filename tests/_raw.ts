@@ -81,3 +81,20 @@ export async function readUntilClosed(
   }
   return text;
 }
+
+/** One HTTP/2 frame (RFC 9113 4.1): 24-bit length, type, flags, stream id. */
+export function h2Frame(
+  type: number,
+  flags: number,
+  stream: number,
+  payload: Uint8Array = new Uint8Array(0),
+): Uint8Array {
+  const frame = new Uint8Array(9 + payload.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payload.length << 8);
+  view.setUint8(3, type);
+  view.setUint8(4, flags);
+  view.setUint32(5, stream);
+  frame.set(payload, 9);
+  return frame;
+}

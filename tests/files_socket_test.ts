@@ -8,7 +8,7 @@ import {
 } from "../server_files.ts";
 import { FILES_SCRIPT, makeTree, startFilesProcess } from "./_files.ts";
 import { countOpenFds, runScript } from "./_process.ts";
-import { sendRaw } from "./_raw.ts";
+import { h2Frame, sendRaw } from "./_raw.ts";
 
 const SCRIPT = FILES_SCRIPT;
 
@@ -402,23 +402,6 @@ Deno.test("a big file that grows while it is sent: exactly Content-Length bytes,
     await server.stop("SIGKILL");
   }
 });
-
-/** One HTTP/2 frame (RFC 9113 4.1): 24-bit length, type, flags, stream id. */
-function h2Frame(
-  type: number,
-  flags: number,
-  stream: number,
-  payload: Uint8Array = new Uint8Array(0),
-): Uint8Array {
-  const frame = new Uint8Array(9 + payload.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, payload.length << 8);
-  view.setUint8(3, type);
-  view.setUint8(4, flags);
-  view.setUint32(5, stream);
-  frame.set(payload, 9);
-  return frame;
-}
 
 Deno.test({
   name:

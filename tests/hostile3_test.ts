@@ -1,6 +1,7 @@
 // The fourth hostile-client round against server_files.ts and server_tiny.ts:
 // real processes, raw sockets, small descriptor limits. One test per defect
 // found, each failing on the code before its fix.
+import { h2Frame } from "./_raw.ts";
 import assert from "node:assert/strict";
 import {
   createHandler,
@@ -239,23 +240,6 @@ Deno.test("files: a gzip download the client stops reading still closes its file
     await server.shutdown();
   }
 });
-
-/** One HTTP/2 frame (RFC 9113 4.1): 24-bit length, type, flags, stream id. */
-function h2Frame(
-  type: number,
-  flags: number,
-  stream: number,
-  payload: Uint8Array = new Uint8Array(0),
-): Uint8Array {
-  const frame = new Uint8Array(9 + payload.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, payload.length << 8);
-  view.setUint8(3, type);
-  view.setUint8(4, flags);
-  view.setUint32(5, stream);
-  frame.set(payload, 9);
-  return frame;
-}
 
 Deno.test({
   name:
