@@ -2119,7 +2119,7 @@ export interface TinyServerOptions {
  * the write: at 11,000 requests a second the strings of 10 ms of lines were
  * 40 of the 110 KB that survived each minor garbage collection. V8 doubles
  * its young generation each time the bytes that survived add up to its size,
- * so they took it from 16 to 32 MB halfway through the benchmark's tiny
+ * so they took it from 16 to 32 MB near the end of 36 s of the benchmark's tiny
  * scenario (peak RSS 114 MB, against 88 MB with no such strings).
  */
 function batchedConsoleLog(): (line: string) => void {
