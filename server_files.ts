@@ -137,11 +137,10 @@ export const MAX_CACHE_BYTES = 64 * 1024 * 1024;
  */
 const STREAM_FROM_BYTES = 256 * 1024;
 /**
- * A file stream's first read; each next one doubles, up to
- * {@linkcode MAX_READ_BYTES}, so the first bytes go out at once and a big
- * download needs few reads.
+ * The smallest read of a file stream, however many share the budget (see
+ * {@linkcode STREAM_READ_BUDGET_BYTES}).
  */
-const FIRST_READ_BYTES = 64 * 1024;
+const MIN_READ_BYTES = 64 * 1024;
 /**
  * The largest read of a file stream. Measured in Deno 2.9.6 (100 MiB, one
  * curl at a time, interleaved with nginx): 1 MiB reads reached 0.6-0.9x
@@ -152,7 +151,7 @@ const MAX_READ_BYTES = 1024 * 1024;
 /**
  * Bytes that all file streams together read at once: with more streams
  * than fit at {@linkcode MAX_READ_BYTES}, each reads less (down to
- * {@linkcode FIRST_READ_BYTES}), so many downloads at once, or clients that
+ * {@linkcode MIN_READ_BYTES}), so many downloads at once, or clients that
  * stop reading, cannot hold much memory. A stream holds a few reads: the
  * buffers it keeps to reuse, one being sent, one waiting for room (and a few
  * streams one read ahead, see {@linkcode READ_AHEAD_BUDGET_BYTES}).
@@ -847,13 +846,16 @@ let readingStreams = 0;
 /** Bytes of reads ahead not yet handed on (at most {@linkcode READ_AHEAD_BUDGET_BYTES}). */
 let readAheadBytes = 0;
 
-/** A file stream's next read: twice its last, within its share of the budget. */
-function nextReadBytes(last: number): number {
+/**
+ * A file stream's next read: {@linkcode MAX_READ_BYTES} within its share of
+ * the budget, from the first read on. (Reads that grew from 64 KiB, so that
+ * the first bytes went out a fraction of a millisecond sooner, made a
+ * 100 MiB download 5-9% slower: each small read is a hand-off to the file
+ * thread that the send waits for, and the small buffers are new memory.)
+ */
+function nextReadBytes(): number {
   const share = STREAM_READ_BUDGET_BYTES / Math.max(1, readingStreams);
-  return Math.max(
-    FIRST_READ_BYTES,
-    Math.min(last * 2, MAX_READ_BYTES, share),
-  );
+  return Math.max(MIN_READ_BYTES, Math.min(MAX_READ_BYTES, share));
 }
 
 /**
@@ -878,9 +880,8 @@ function nextReadBytes(last: number): number {
  * - keeps {@linkcode REUSED_BUFFERS} buffers and reads into the oldest once
  *   {@linkcode REUSE_DISTANCE_BYTES} followed it, when it is as big as the
  *   read (not more than twice: the budget's shares still hold), and lets
- *   go at once any kept buffer smaller than the read (the first, growing
- *   reads' buffers: 5 buffers of 1 MiB for a big download instead of 8,
- *   2% faster, faster in 21-22 of 30 interleaved rounds);
+ *   go at once any kept buffer smaller than the read (reads grow when
+ *   other streams end), which could never take it but held a slot;
  * - detaches (`ArrayBuffer.prototype.transfer(0)`) every other buffer it
  *   lets go, so it is freed as soon as Rust has sent it.
  * Measured (Deno 2.9.6, 100 MiB to one curl, 8 interleaved rounds, server
@@ -890,7 +891,12 @@ function nextReadBytes(last: number): number {
  * reading ahead 2,220 MiB/s (faster in every round, 1.05x; 1.10-1.17x when
  * the machine was busier) and 56 ms (a read on another thread costs more);
  * nginx 2,636 MiB/s, 17 ms. Reads ahead of 256 KiB, 512 KiB or 2 MiB were
- * slower than 1 MiB.
+ * slower than 1 MiB. Measured again (30 interleaved rounds of 2 downloads,
+ * RT priority): reading ahead 1.06x reading synchronously, faster in 19 of
+ * 30 (1.08x, 17 of 30, without RT priority); 1 MiB reads from the first
+ * on, with 5 buffers of 1 MiB per download instead of 7, 1.06x reads that
+ * grew from 64 KiB, faster in 54 of 60 (1.05x, 24 of 40, without RT
+ * priority); nginx, with sendfile, needs 15-20 ms of CPU against our 50-60.
  */
 function streamFileRanges(
   handle: FileHandle,
@@ -902,7 +908,6 @@ function streamFileRanges(
   let index = 0;
   let position = 0; // where the next read of the current range starts
   let remaining = 0; // bytes left of the range being read
-  let lastRead = FIRST_READ_BYTES / 2;
   let counted = false;
   let handedBytes = 0; // bytes enqueued so far
   // handedBytes when Deno.serve last asked for more: it then holds less than
@@ -970,7 +975,6 @@ function streamFileRanges(
   };
   /** Starts a read of up to `size` bytes of the current range, at `position`. */
   const startRead = (size: number) => {
-    lastRead = size;
     const bytes = Math.min(size, remaining);
     const chunk = release.handedToServe
       ? takeBuffer(bytes)
@@ -1013,7 +1017,7 @@ function streamFileRanges(
         }
         if (!counted) readingStreams++;
         counted = true;
-        const { chunk, read } = ahead ?? startRead(nextReadBytes(lastRead));
+        const { chunk, read } = ahead ?? startRead(nextReadBytes());
         if (ahead !== null) readAheadBytes -= chunk.length;
         ahead = null;
         // Always an await, even for a read that is done: the enqueue below
@@ -1038,7 +1042,7 @@ function streamFileRanges(
         // Read the next chunk on Deno's file thread while this one is sent:
         // the copy from the page cache then runs on another core, beside
         // the copy into the socket.
-        const next = remaining > 0 ? nextReadBytes(lastRead) : 0;
+        const next = remaining > 0 ? nextReadBytes() : 0;
         const readAhead = next > 0 &&
           readAheadBytes + next <= READ_AHEAD_BUDGET_BYTES;
         if (release.handedToServe && controller.desiredSize === 0) {
@@ -4816,7 +4820,7 @@ export interface RestartingServer {
  * `Connection: close`, so clients with keep-alive connections hand their
  * descriptors back.
  *
- * Big files the handler streams go to `Deno.serve` in 64 KiB-1 MiB reads,
+ * Big files the handler streams go to `Deno.serve` in reads of up to 1 MiB,
  * each freed as soon as it is sent (see {@linkcode streamFileRanges}); with
  * `Deno.serve(handler)` itself they stream through Deno's native reader.
  *
