@@ -2418,14 +2418,15 @@ function logOutOfDescriptors(
  * of while the file is unchanged. Deno.serve holds the body until the client
  * takes it: a new buffer per request let HTTP/2 streams with no window hold
  * one each (1,000 of them held 265 MB for a 250 KB page), while clones of
- * one Response share its bytes (as the cached files' do).
+ * one Response share its bytes (as the cached files' do). The read itself is
+ * shared too, so 600 requests at once read the page once.
  */
 let notFoundPage: {
   path: string;
   version: FileVersion;
   statAt: number;
   extra: readonly [string, string][];
-  response: Response;
+  response: Promise<Response | null>;
 } | null = null;
 
 /** 404 with the site's own `404.html` as the body when the root has one. */
@@ -2438,29 +2439,47 @@ async function notFoundResponse(
     const page = await resolveSafePath(rootReal, "/404.html", false);
     const version = versionOf(page.info);
     const last = notFoundPage;
+    let response: Response | null = null;
     if (
       last !== null && last.path === page.path && last.extra === extra &&
       sameVersion(last.version, version) && !isRacy(version, last.statAt)
     ) {
-      return last.response.clone();
+      response = await last.response;
+    } else if (page.info.isFile && page.info.size <= MAX_CACHED_FILE_BYTES) {
+      const reading = readNotFoundPage(page.path, extra);
+      notFoundPage = {
+        path: page.path,
+        version,
+        statAt,
+        extra,
+        response: reading,
+      };
+      response = await reading;
     }
-    if (page.info.isFile && page.info.size <= MAX_CACHED_FILE_BYTES) {
-      // Opened like any file: a 404.html swapped for a FIFO cannot hang us.
-      const file = await openRegularFile(page.path);
-      try {
-        const bytes = await readWhole(file, file.info.size);
-        const type = "text/html; charset=utf-8";
-        const response = bytesResponse(404, bytes, type, extra);
-        notFoundPage = { path: page.path, version, statAt, extra, response };
-        return response.clone();
-      } finally {
-        file.close();
-      }
-    }
+    if (response !== null) return response.clone();
   } catch {
-    // No custom page (or an unreadable one): fall back to the plain text.
+    // No custom page: fall back to the plain text.
   }
   return textResponse(404, extra);
+}
+
+/** The 404 with `path` as its body; null when it cannot be read. */
+async function readNotFoundPage(
+  path: string,
+  extra: readonly [string, string][],
+): Promise<Response | null> {
+  try {
+    // Opened like any file: a 404.html swapped for a FIFO cannot hang us.
+    const file = await openRegularFile(path);
+    try {
+      const bytes = await readWhole(file, file.info.size);
+      return bytesResponse(404, bytes, "text/html; charset=utf-8", extra);
+    } finally {
+      file.close();
+    }
+  } catch {
+    return null; // an unreadable page: the plain text instead
+  }
 }
 
 // ---------------------------------------------------------------------------
