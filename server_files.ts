@@ -4468,6 +4468,13 @@ function hostChecker(
   return (req) => {
     const url = req.url;
     const host = req.headers.get("host");
+    // No Host at all is served: RFC 9112 3.2 asks 400 for HTTP/1.1 only,
+    // and Deno.serve shows a handler the same request (URL from the
+    // listener's address, no headers) for HTTP/1.1 and HTTP/1.0 without
+    // Host, and nothing of the version (ServeHandlerInfo has remoteAddr and
+    // completed only). A Host that differs from HTTP/2's :authority is not
+    // refused either: an HTTP/1.1 absolute-form target looks the same, and
+    // there the server MUST ignore Host (RFC 9112 3.2.2).
     if (host === "") return "invalid";
     let authority = lastAuthority;
     let verdict = lastVerdict;
