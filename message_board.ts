@@ -3085,7 +3085,13 @@ export function createBoardHandler(
     try {
       await store.listMessages({ limit: 1 });
       if (!store.writable) status = "read-only";
-    } catch {
+    } catch (error) {
+      // The client sees only "unavailable"; the operator needs the cause.
+      console.error(
+        `message board: health check failed: ${
+          error instanceof Error ? error.message : error
+        }`,
+      );
       status = "unavailable";
     }
     if (status === "ok") return jsonResponse({ status });

@@ -2036,8 +2036,9 @@ type StreamedCoding = typeof STREAMED_CODINGS[number];
  * zstd or gzip at a fast level while the file streams ({@linkcode
  * ZSTD_STREAM_LEVEL}, {@linkcode GZIP_STREAM_LEVEL}): the file is read only as
  * the answer is read (gzip: one read each; zstd: until it has a 128 KiB block
- * of output), so a client that reads slowly holds little. Cancelling the answer (the client went away) cancels the file's stream,
- * which closes the file.
+ * of output), so a client that reads slowly holds little. Cancelling the
+ * answer (the client went away) cancels the file's stream, which closes the
+ * file.
  *
  * Not `Duplex.toWeb(zlib.createGzip())`: in Deno 2.9.6 its adapter enqueues
  * gzip's pending output after the answer was cancelled, and the TypeError it
@@ -2325,11 +2326,20 @@ export function withoutBodyForHead(req: Request, response: Response): Response {
   if (req.method !== "HEAD") return response;
   if (response.body === null) return response;
   response.body.cancel().catch(() => {});
-  return new Response(null, {
+  // A null body makes Deno.serve send `Content-Length: 0`, which says GET's
+  // body is empty; an answer made while streaming has no length to repeat, so
+  // it keeps an empty stream and goes without one (RFC 9110 8.6, 9.3.2).
+  const unknownLength = !response.headers.has("content-length");
+  return new Response(unknownLength ? emptyStream() : null, {
     status: response.status,
     statusText: response.statusText,
     headers: response.headers,
   });
+}
+
+/** A body that ends at once: a HEAD's stand-in for a body of unknown length. */
+function emptyStream(): ReadableStream<Uint8Array> {
+  return new ReadableStream({ start: (controller) => controller.close() });
 }
 
 // ---------------------------------------------------------------------------

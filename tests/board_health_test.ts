@@ -67,3 +67,25 @@ Deno.test("healthz: the board's process answers it", async () => {
   assert.equal(res.status, 200);
   assert.deepEqual(await res.json(), { status: "ok" });
 });
+
+Deno.test("healthz: an unreadable store's cause goes to the server log, not the client", async () => {
+  const handler = createBoardHandler(
+    failingStore(new StoreUnavailableError("disk gone"), { readsFail: true }),
+    { rateLimit: false },
+  );
+  const logged: string[] = [];
+  const original = console.error;
+  console.error = (...args: unknown[]) => void logged.push(args.join(" "));
+  let res: Response;
+  try {
+    res = await health(handler);
+  } finally {
+    console.error = original;
+  }
+  assert.equal(res.status, 503);
+  assert.ok(!(await res.text()).includes("disk gone"));
+  assert.ok(
+    logged.some((line) => line.includes("disk gone")),
+    logged.join("\n"),
+  );
+});
