@@ -3074,7 +3074,34 @@ export function createBoardHandler(
     return seeOther(`${base}/`);
   }
 
+  /**
+   * GET /healthz, for a load balancer or an orchestrator: 200 `{"status":"ok"}`
+   * when the store answers a read and takes posts; 503 (with `Retry-After`)
+   * when it is read-only (posts would get 503, so send posters elsewhere) or
+   * cannot be read. Never cached.
+   */
+  async function checkHealth(): Promise<Response> {
+    let status = "ok";
+    try {
+      await store.listMessages({ limit: 1 });
+      if (!store.writable) status = "read-only";
+    } catch (error) {
+      // The client sees only "unavailable"; the operator needs the cause.
+      console.error(
+        `message board: health check failed: ${
+          error instanceof Error ? error.message : error
+        }`,
+      );
+      status = "unavailable";
+    }
+    if (status === "ok") return jsonResponse({ status });
+    return jsonResponse({ status }, 503, {
+      "retry-after": String(STORE_RETRY_AFTER_S),
+    });
+  }
+
   const routes: Record<string, Route> = {
+    "/healthz": { GET: checkHealth },
     "/": { GET: showBoard, POST: postForm },
     "/index.html": { GET: showBoard, POST: postForm },
     "/style.css": {

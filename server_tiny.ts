@@ -22,7 +22,7 @@
  *
  * Safety: it listens on 127.0.0.1 unless told otherwise; it reads at most
  * {@link MAX_HEAD_BYTES} per request, for at most {@link HEAD_TIMEOUT_MS};
- * it rejects anything that is not well-formed HTTP/1.x with a 4xx or 505
+ * it rejects anything that is not well-formed HTTP/1.x with a 4xx
  * whose body never contains details, and bytes that cannot start a request
  * (a browser told `https://` for this plain HTTP port) as soon as they
  * arrive; every value it echoes is HTML-escaped.
@@ -126,7 +126,6 @@ const STATUS_TEXT: Record<number, string> = {
   500: "Internal Server Error",
   501: "Not Implemented",
   503: "Service Unavailable",
-  505: "HTTP Version Not Supported",
 };
 
 // ---------------------------------------------------------------------------
@@ -573,7 +572,7 @@ export interface RequestHead {
 /** The result of {@link parseRequestHead}: a request, or the status to answer and why. */
 export type ParseResult =
   | { ok: true; request: RequestHead }
-  | { ok: false; status: 400 | 505; reason: string };
+  | { ok: false; status: 400; reason: string };
 
 // A CR not followed by LF, or an LF not after a CR.
 const STRAY_LINE_END = /\r(?!\n)|(?<!\r)\n/;
@@ -597,7 +596,7 @@ const HOST_VALUE =
 
 /**
  * Parses a request head (as returned by {@link readRequestHead}) strictly.
- * Anything malformed is a 400; a major version other than 1 is a 505.
+ * Anything malformed is a 400, a major version other than 1 too.
  *
  * The usual head (see {@link parseUsualHead}) is checked and split in one
  * pass over its bytes; every other one goes through {@link parseHeadByRules},
@@ -824,9 +823,11 @@ export function parseHeadByRules(head: Uint8Array): ParseResult {
   const major = version[5];
   const minor = version[7];
   // RFC 9110 2.5: a higher minor version (HTTP/1.2) is served as the highest
-  // we implement; 505 is for a major version we do not speak.
+  // we implement. RFC 9110 has 505 for a major version we do not speak (an
+  // HTTP/2 preface sent in clear text, HTTP/0.9); we answer 400, as hyper under
+  // the other two servers does, so that bad input never gets a 5xx.
   if (major !== "1") {
-    return reject(505, `unsupported version ${version}`);
+    return reject(400, `unsupported version ${version}`);
   }
   const path = targetPath(method, target);
   if (path === null) return reject(400, "malformed request target");
@@ -871,7 +872,7 @@ export function parseHeadByRules(head: Uint8Array): ParseResult {
   return { ok: true, request: { method, target, path, version, headers } };
 }
 
-function reject(status: 400 | 505, reason: string): ParseResult {
+function reject(status: 400, reason: string): ParseResult {
   return { ok: false, status, reason };
 }
 
@@ -1242,17 +1243,17 @@ export function respondTo(request: RequestHead): TinyResponse {
 }
 
 /** The statuses this server answers with when a request cannot be served. */
-export type ErrorStatus = 400 | 404 | 405 | 408 | 414 | 431 | 500 | 505;
+export type ErrorStatus = 400 | 404 | 405 | 408 | 414 | 431 | 500;
 
 const ERROR_DETAILS: Record<ErrorStatus, string> = {
-  400: "The server could not understand this request.",
+  400:
+    "The server could not understand this request. It speaks HTTP/1.0 and HTTP/1.1.",
   404: 'There is no page at this address. Try <a href="/">the home page</a>.',
   405: "This server answers GET and HEAD requests only.",
   408: "The request did not arrive in time.",
   414: "The address is longer than this server accepts.",
   431: "The request head is larger than this server accepts.",
   500: "Something went wrong on the server. Try again later.",
-  505: "This server speaks HTTP/1.0 and HTTP/1.1 only.",
 };
 
 /**

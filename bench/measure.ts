@@ -16,7 +16,6 @@ import {
 } from "../tests/_process.ts";
 import * as fixtures from "./fixtures.ts";
 import * as parse from "./parse.ts";
-import type { RunResult } from "./parse.ts";
 import * as report from "./report.ts";
 import { pairedServers, type ScenarioDef, TARGETS } from "./scenarios.ts";
 import * as servers from "./servers.ts";
@@ -43,9 +42,7 @@ const TOOL_TIMEOUT_MS = 10 * 60_000;
 const LOCAL = servers.LOCAL;
 
 /** Prints a progress line at once (stderr: the tables on stdout stay clean). */
-export function log(line: string): void {
-  console.error(line);
-}
+export const log = (line: string) => console.error(line);
 
 // Processes, started with the test suite's one spawner (tests/_process.ts).
 
@@ -66,12 +63,8 @@ async function runTool(command: string, args: string[]) {
   throw new Error(`${command} failed (exit ${code}): ${stderr.trim()}`);
 }
 
-/** A started server. */
-interface Running {
-  child: RunningProcess;
-  spec: LaunchSpec;
-  url: string;
-}
+/** A started server: its process, how it was started, its URL. */
+type Running = Awaited<ReturnType<typeof startServer>>;
 
 /** HEAD /: any answer will do (the textbook board draws its page for a GET). */
 async function answers(url: string, timeoutMs: number): Promise<boolean> {
@@ -93,8 +86,8 @@ async function startServer(label: string, spec: LaunchSpec, port: number) {
   let exited = false;
   child.output.then(() => exited = true);
   const url = `http://${LOCAL}:${port}/`;
-  for (const deadline = Date.now() + READY_TIMEOUT_MS; Date.now() < deadline;) {
-    if (exited) break;
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!exited && Date.now() < deadline) {
     if (await answers(url, 2000)) return { child, spec, url };
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -136,31 +129,26 @@ function runPsql(url: string, sql: string[]): Promise<string> {
   return runTool(`${findPgBin()}/psql`, args);
 }
 
-/** Sends the scenario's request (or form) to `port` once with curl. */
-async function runCurl(scenario: ScenarioDef, port: number, form?: string) {
-  const url = `http://${LOCAL}:${port}${scenario.path}`;
-  const timeout = scenario.timeout ?? 2;
-  const args = parse.curlArgs(url, timeout, scenario.headers, form);
+/** Sends the scenario's request (or form) to the measurement's server once with curl. */
+async function runCurl({ scenario, context }: Measurement, form?: string) {
+  const { path, timeout = 2, headers } = scenario;
+  const url = `http://${LOCAL}:${context!.port}${path}`;
+  const args = parse.curlArgs(url, timeout, headers, form);
   return parse.parseCurlWriteOut(await runTool("curl", args));
 }
 
-/** Drives the server on `port` with wrk for `duration` seconds. */
-async function runWrk(
-  scenario: ScenarioDef,
-  port: number,
-  duration: number,
-  script?: string,
-): Promise<RunResult> {
-  const { path, timeout = 2, headers } = scenario;
-  const url = `http://${LOCAL}:${port}${path}`;
+/** Drives the measurement's server with wrk for `duration` seconds. */
+async function runWrk(m: Measurement, duration: number, script?: string) {
+  const { path, timeout = 2, headers } = m.scenario;
+  const url = `http://${LOCAL}:${m.context!.port}${path}`;
   const args = parse.wrkArgs(url, duration, timeout, headers, script);
   return parse.parseWrkOutput(await runTool("wrk", args));
 }
 
 /** One download with curl, as a one-request run. */
-async function download(scenario: ScenarioDef, port: number) {
-  const { status, bytes, seconds, bytesPerSec } = await runCurl(scenario, port);
-  const errors = status >= 400 || bytes !== scenario.expectBytes ? 1 : 0;
+async function download(m: Measurement): Promise<parse.RunResult> {
+  const { status, bytes, seconds, bytesPerSec } = await runCurl(m);
+  const errors = status >= 400 || bytes !== m.scenario.expectBytes ? 1 : 0;
   return { requests: 1, requestsPerSec: 1 / seconds, bytesPerSec, errors };
 }
 
@@ -169,13 +157,9 @@ async function download(scenario: ScenarioDef, port: number) {
  * body's length for files), so a server that answers the wrong thing fast is
  * never measured as fast. Resolves its Content-Encoding ("" for none).
  */
-async function checkAnswer(
-  scenario: ScenarioDef,
-  server: ServerDef,
-  port: number,
-) {
-  const { path, postBody, expectBytes } = scenario;
-  const answer = await runCurl(scenario, port, postBody);
+async function checkAnswer(m: Measurement) {
+  const { scenario: { path, postBody, expectBytes }, server } = m;
+  const answer = await runCurl(m, postBody);
   // A post: our board's 303 See Other once stored, the textbook board's page.
   const expected = postBody !== undefined && server.ourBoard ? 303 : 200;
   const request = `${postBody ? "POST" : "GET"} ${path}`;
@@ -217,7 +201,7 @@ interface Measurement {
   index: number;
   context?: LaunchContext;
   running?: Running;
-  runs: RunResult[];
+  runs: parse.RunResult[];
   /** The turn of each run. */
   turns: number[];
   /** How many runs it gets (plannedRuns). */
@@ -257,14 +241,11 @@ export function estimateSeconds(
   return 3 + (warmup && (scenario.warmup ?? warmup)) + runs * (duration + 0.5);
 }
 
-/** The servers in turn `turn`: every other turn backwards (A B, B A, A B ...), so none always runs after the same one. */
-export const inTurn = <T>(servers: T[], turn: number): T[] =>
-  turn % 2 ? [...servers].reverse() : servers;
-
 /**
  * A scenario's runs, turn by turn: ours first, then its paired servers, then the rest as listed,
- * every other turn backwards (inTurn), each in as many turns as it has runs (`planned`). So ours
- * and its paired servers run back to back in every turn, and alone in the turns after the rest.
+ * every other turn backwards (A B, B A, A B ...: none always runs after the same one), each in as
+ * many turns as it has runs (`planned`). So ours and its paired servers run back to back in every
+ * turn, and alone in the turns after the rest.
  */
 export function scheduleTurns<T extends { server: ServerDef; planned: number }>(
   items: T[],
@@ -275,8 +256,10 @@ export function scheduleTurns<T extends { server: ServerDef; planned: number }>(
     server.role === "ours" ? -1 : rank.get(server) ?? paired.length;
   const order = items.toSorted((a, b) => place(a) - place(b));
   const turns = Math.max(0, ...items.map((m) => m.planned));
-  const these = (turn: number) => order.filter((m) => turn < m.planned);
-  return Array.from({ length: turns }, (_, turn) => inTurn(these(turn), turn));
+  return Array.from({ length: turns }, (_, turn) => {
+    const these = order.filter((m) => turn < m.planned);
+    return turn % 2 ? these.reverse() : these;
+  });
 }
 
 /** Prints the line of a measured run as it starts: which, and the time left. */
@@ -316,20 +299,19 @@ async function startMeasurement(run: Run, m: Measurement) {
   }
   const spec = await server.launch(context);
   m.running = await startServer(server.label, spec, context.port);
-  m.encoding = await checkAnswer(scenario, server, context.port);
+  m.encoding = await checkAnswer(m);
   const { warmup } = run.settings;
   if (!scenario.postBody && !scenario.pulls && warmup > 0) {
-    await runWrk(scenario, context.port, scenario.warmup ?? warmup);
+    await runWrk(m, scenario.warmup ?? warmup);
     await answers(m.running.url, IDLE_TIMEOUT_MS);
   }
 }
 
 /** One measured run: wrk for the scenario's duration, or one curl download. */
 async function measureRun(run: Run, m: Measurement, script?: string) {
-  const port = m.context!.port;
   const result = m.scenario.pulls
-    ? await download(m.scenario, port)
-    : await runWrk(m.scenario, port, run.settings.duration, script);
+    ? await download(m)
+    : await runWrk(m, run.settings.duration, script);
   // A server that serves one request at a time still has wrk's queue to
   // answer: the next run must not start behind it.
   await answers(m.running!.url, IDLE_TIMEOUT_MS);
@@ -376,9 +358,9 @@ async function stopMeasurement(run: Run, m: Measurement) {
 /** A measurement's medians and notes, as the report shows them. */
 function summarize(m: Measurement): report.ServerResult {
   const { scenario, server, runs, stored, lost } = m;
-  const medianOf = (pick: (r: RunResult) => number) =>
+  const medianOf = (pick: (r: parse.RunResult) => number) =>
     report.median(runs.map(pick));
-  const count = (n: number) => n.toLocaleString("en-US");
+  const count = report.formatCount;
   const compressed = scenario.headers?.some((h) => /^accept-encoding/i.test(h));
   const notes = [];
   if (compressed) notes.push(m.encoding || "not compressed");
@@ -405,17 +387,11 @@ function summarize(m: Measurement): report.ServerResult {
 }
 
 /**
- * Measures every server of one scenario in turns: run 1 of each, then run 2 of each in
- * reverse order, and so on (see inTurn), so that a change in the machine's load falls on
- * all of them alike. Ours and its paired servers (pairedServers) come first, so they run
- * back to back in every turn, and they alone take the turns after the scenario's runs
- * (plannedRuns). Posts change the data, so there every turn starts the server anew on a
- * fresh copy (and a fresh seeding of the database).
+ * Measures every server of one scenario in the turns of scheduleTurns, so that a change in the
+ * machine's load falls on all of them alike. Posts change the data, so there every turn starts
+ * the server anew on a fresh copy (and a fresh seeding of the database).
  */
-async function measureScenario(
-  run: Run,
-  measurements: Measurement[],
-): Promise<report.ServerResult[]> {
+async function measureScenario(run: Run, measurements: Measurement[]) {
   const scenario = measurements[0].scenario;
   const fresh = scenario.postBody !== undefined;
   const script = fresh ? join(run.tempDir, `${scenario.id}.lua`) : undefined;
@@ -431,6 +407,8 @@ async function measureScenario(
       if (interrupted) throw error;
       m.failed = error instanceof Error ? error.message : String(error);
       log(`  FAILED ${m.server.label}: ${m.failed}`);
+      const why = m.failed.split("\n")[0];
+      run.skipped.push(`${scenario.title}: ${m.server.label} failed, ${why}`);
       run.done += run.plan[m.index] * (m.planned - m.runs.length) / m.planned;
       await m.running?.child.stop();
       m.running = undefined;
@@ -451,11 +429,6 @@ async function measureScenario(
       }
     }
   }
-  for (const { server, failed } of measurements.filter((m) => m.failed)) {
-    run.skipped.push(
-      `${scenario.title}: ${server.label} failed, ${failed!.split("\n")[0]}`,
-    );
-  }
   return measurements.filter((m) => !m.failed).map(summarize);
 }
 
@@ -469,7 +442,7 @@ async function prepareData(run: Run, plan: Measurement[]) {
   for (const count of new Set(plan.map((m) => m.scenario.boardMessages ?? 0))) {
     if (count === 0) continue;
     const seed = join(run.tempDir, `messages-${count}.jsonl`);
-    log(`preparing ${count.toLocaleString("en-US")} stored messages`);
+    log(`preparing ${report.formatCount(count)} stored messages`);
     await fixtures.writeBoardData(seed, count);
     run.seeds.set(count, seed);
   }
@@ -507,11 +480,6 @@ async function readVersions(): Promise<Record<string, string>> {
   return { ...versions, ...servers.NODE_PEER_VERSIONS };
 }
 
-const readLoad = async () => {
-  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "0");
-  return Number(text.split(" ")[0]) || 0;
-};
-
 /** Runs the scenarios and returns the report (writes no files). */
 export async function runBenchmark(
   settings: RunSettings,
@@ -519,7 +487,7 @@ export async function runBenchmark(
   command: string,
 ): Promise<report.BenchReport> {
   const started = Date.now();
-  const loadAtStart = await readLoad();
+  const loadAtStart = Deno.loadavg()[0];
   tempDir = await Deno.makeTempDir({ prefix: "deno-servers-bench-" });
   // nginx's worker runs as an unprivileged user and must read the site files.
   await Deno.chmod(tempDir, 0o755);
@@ -533,15 +501,14 @@ export async function runBenchmark(
   const results: report.ScenarioResult[] = [];
   try {
     // Ask each server once whether it can run here (this installs the Node peers).
-    const reasons = new Map<ServerDef, Promise<string | null>>();
+    const reasons = new Map<ServerDef, string | null>();
+    for (const server of new Set(scenarios.flatMap((s) => s.servers))) {
+      reasons.set(server, await server.unavailable?.(run.toolsDir) ?? null);
+    }
     const plan: Measurement[] = [];
     for (const scenario of scenarios) {
       for (const server of scenario.servers) {
-        if (!reasons.has(server)) {
-          const why = server.unavailable?.(run.toolsDir) ?? null;
-          reasons.set(server, Promise.resolve(why));
-        }
-        const reason = await reasons.get(server);
+        const reason = reasons.get(server);
         if (reason) {
           log(`skipped ${server.label} in ${scenario.id}: ${reason}`);
           run.skipped.push(
@@ -570,17 +537,15 @@ export async function runBenchmark(
     await cleanUp();
   }
   const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
-  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
-  const kib = Number(/^MemTotal:\s+(\d+) kB/m.exec(meminfo)?.[1] ?? 0);
   const { duration, runs, pairs, note } = settings;
   return {
     date: new Date(started).toISOString(),
     machine: {
       cpus: navigator.hardwareConcurrency,
       cpuModel: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? "unknown CPU",
-      memoryBytes: kib * 1024,
+      memoryBytes: Deno.systemMemoryInfo().total,
       kernel: Deno.osRelease(),
-      loadAverage: [loadAtStart, await readLoad()],
+      loadAverage: [loadAtStart, Deno.loadavg()[0]],
     },
     versions: await readVersions(),
     command,

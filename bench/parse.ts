@@ -76,18 +76,10 @@ export function renderPostScript(body: string): string {
   ].join("\n");
 }
 
-/** What curl's `--write-out` reported for one request. */
-export interface CurlResult {
-  status: number;
-  /** Body bytes as sent on the wire (curl does not decompress without --compressed). */
-  bytes: number;
-  seconds: number;
-  bytesPerSec: number;
-  /** The response's Content-Encoding, "" for none. */
-  encoding: string;
-}
-
-/** One line, fields separated by spaces, the encoding last. */
+/**
+ * curl's report, one line: status, body bytes as sent on the wire (curl does not decompress
+ * without --compressed), seconds, bytes per second, and the Content-Encoding last ("" for none).
+ */
 const WRITE_OUT =
   "%{http_code} %{size_download} %{time_total} %{speed_download} %header{content-encoding}\\n";
 
@@ -106,7 +98,7 @@ export function curlArgs(
 }
 
 /** Reads what curl printed for WRITE_OUT. */
-export function parseCurlWriteOut(text: string): CurlResult {
+export function parseCurlWriteOut(text: string) {
   const match = /^(\d{3}) (\d+) ([\d.]+) ([\d.]+) ?(\S*)$/.exec(text.trim());
   if (!match) {
     throw new Error(`curl printed no report: ${JSON.stringify(text)}`);

@@ -168,10 +168,9 @@ export function computeRatios(
       if (paired === null) return [];
       const target = rateTargetsIn(targets, scenario.id)
         .find((t) => t.versus.some((v) => v.key === other.key));
-      const floor = other.role === "floor" ? " (floor)" : "";
       return [{
         scenario: scenario.title,
-        versus: other.label + floor,
+        versus: other.role === "floor" ? `${other.label} (floor)` : other.label,
         value: paired.value,
         ...(target?.atLeast !== undefined ? { target: target.atLeast } : {}),
       }];
@@ -202,11 +201,8 @@ export function formatSize(bytes: number | null): string {
 }
 
 /** A ratio with two significant digits below 10, whole above: "0.83×", "12×". */
-export function formatRatio(value: number): string {
-  return value >= 10
-    ? `${formatCount(value)}×`
-    : `${Number(value.toPrecision(2))}×`;
-}
+export const formatRatio = (value: number) =>
+  `${value >= 10 ? formatCount(value) : Number(value.toPrecision(2))}×`;
 
 /** The runs' lowest and highest figure: thousands for requests ("52.1k–55.3k"), MiB/s for bytes. */
 export function formatSpread(

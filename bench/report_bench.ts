@@ -14,22 +14,20 @@ const REPORT: BenchReport = JSON.parse(
   await Deno.readTextFile(new URL("./results.json", import.meta.url)),
 );
 
-Deno.bench("checkTargets()", { group: "report" }, () => {
+const group = "report";
+
+Deno.bench("checkTargets()", { group }, () => {
   checkTargets(TARGETS, REPORT.scenarios);
 });
 
-Deno.bench(
-  "renderResultsMarkdown()",
-  { group: "report", baseline: true },
-  () => {
-    renderResultsMarkdown(REPORT);
-  },
-);
+Deno.bench("renderResultsMarkdown()", { group, baseline: true }, () => {
+  renderResultsMarkdown(REPORT);
+});
 
-Deno.bench("renderReadmeSummary()", { group: "report" }, () => {
+Deno.bench("renderReadmeSummary()", { group }, () => {
   renderReadmeSummary(REPORT);
 });
 
-Deno.bench("renderSvgChart()", { group: "report" }, () => {
+Deno.bench("renderSvgChart()", { group }, () => {
   renderSvgChart(computeRatios(REPORT.scenarios, TARGETS), "Bench");
 });

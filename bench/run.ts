@@ -10,12 +10,12 @@
  */
 
 import { parseArgs } from "node:util";
+import { hasCommand, REPO_ROOT, runProcess } from "../tests/_process.ts";
 import { join, relative, resolve } from "node:path";
 import { renderSvgChart } from "./chart.ts";
 import { cleanUp, log, runBenchmark, type RunSettings } from "./measure.ts";
 import * as report from "./report.ts";
 import { SCENARIOS, selectScenarios, TARGETS } from "./scenarios.ts";
-import { onPath } from "./servers.ts";
 
 /** Settings of one benchmark run, from the command line. */
 export interface BenchOptions extends RunSettings {
@@ -27,7 +27,6 @@ export interface BenchOptions extends RunSettings {
   updateReadme: boolean;
 }
 
-const REPO_ROOT = new URL("../", import.meta.url).pathname;
 const BENCH_DIR = new URL("./", import.meta.url).pathname;
 
 const HELP = `deno task bench [options]
@@ -86,17 +85,15 @@ export function parseBenchArgs(args: string[]): BenchOptions | "help" {
   const complete = updateReadme ||
     (!quick && only.length === 0 && duration >= 5 && runs >= 3 && pairs >= 7);
   const outDir = values.out ?? (complete ? BENCH_DIR : join(BENCH_DIR, "out"));
-  const settings = { duration, runs, pairs, warmup: 1 };
-  return { ...settings, only, outDir, updateReadme, note };
+  return { duration, runs, pairs, warmup: 1, only, outDir, updateReadme, note };
 }
 
 /** Lays the written files out as `deno fmt` would (it formats SVG too). */
 async function formatFiles(paths: string[]): Promise<void> {
   // --no-config: deno.json excludes bench/out/, where partial runs write.
   const args = ["fmt", "--quiet", "--no-config", ...paths];
-  const fmt = await new Deno.Command(Deno.execPath(), { args }).output();
-  const why = new TextDecoder().decode(fmt.stderr);
-  if (!fmt.success) log(`deno fmt could not format the results: ${why}`);
+  const { code, stderr } = await runProcess(Deno.execPath(), args);
+  if (code) log(`deno fmt could not format the results: ${stderr}`);
 }
 
 /** The separate step: rewrites the README's summary from `outDir`'s results.json. */
@@ -123,7 +120,7 @@ async function main(): Promise<void> {
   if (options.updateReadme) return await updateReadme(options.outDir);
   const scenarios = selectScenarios(SCENARIOS, options.only);
   for (const tool of ["wrk", "curl"]) {
-    if (!onPath(tool)) {
+    if (!await hasCommand(tool)) {
       throw new Error(`${tool} is not installed: apt-get install ${tool}`);
     }
   }

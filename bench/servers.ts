@@ -8,7 +8,7 @@
 
 import { join } from "node:path";
 import { findPgBin } from "../tests/_postgres.ts";
-import { runProcess } from "../tests/_process.ts";
+import { hasCommand, REPO_ROOT, runProcess } from "../tests/_process.ts";
 
 /** Every server listens here only: a benchmark never opens a port to the network. */
 export const LOCAL = "127.0.0.1";
@@ -55,18 +55,15 @@ export interface ServerDef {
   ourBoard?: boolean;
 }
 
-const REPO = new URL("../", import.meta.url).pathname;
 const REFERENCE = new URL("./reference/", import.meta.url).pathname;
 const NET = `--allow-net=${LOCAL}`;
 const listen = (port: number) => ["--port", String(port), "--hostname", LOCAL];
 
 /** A Deno script run by the runner's own Deno with `permissions`. */
-function deno(permissions: string[], script: string, args: string[]) {
-  return {
-    command: Deno.execPath(),
-    args: ["run", ...permissions, script, ...args],
-  };
-}
+const deno = (permissions: string[], script: string, args: string[]) => ({
+  command: Deno.execPath(),
+  args: ["run", ...permissions, script, ...args],
+});
 
 /** A Deno script that serves the site folder and may read nothing else. */
 function denoSite(script: string, extra: string[] = []) {
@@ -76,27 +73,10 @@ function denoSite(script: string, extra: string[] = []) {
     ]);
 }
 
-/** Whether `program` is a file in one of PATH's folders. */
-export function onPath(program: string): boolean {
-  return (Deno.env.get("PATH") ?? "").split(":").some((dir) => {
-    try {
-      return Deno.statSync(join(dir, program)).isFile;
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** Writes a config file into a start's folder; resolves its path. */
-async function writeConfig(workDir: string, name: string, text: string) {
-  const path = join(workDir, name);
-  await Deno.writeTextFile(path, text);
-  return path;
-}
-
 /** An `unavailable` for a program that must be on PATH. */
 function needs(program: string, hint = `apt-get install ${program}`) {
-  return () => onPath(program) ? null : `${program} is not installed (${hint})`;
+  return async () =>
+    await hasCommand(program) ? null : `${program} is not installed (${hint})`;
 }
 
 // Ours, with the README's narrow flags.
@@ -104,12 +84,12 @@ function needs(program: string, hint = `apt-get install ${program}`) {
 export const OUR_TINY: ServerDef = {
   ...{ key: "ours", label: "server_tiny.ts", role: "ours" },
   launch: ({ port }) =>
-    deno([NET], `${REPO}server_tiny.ts`, [...listen(port), "--quiet"]),
+    deno([NET], `${REPO_ROOT}server_tiny.ts`, [...listen(port), "--quiet"]),
 };
 
 export const OUR_FILES: ServerDef = {
   ...{ key: "ours", label: "server_files.ts", role: "ours" },
-  launch: denoSite(`${REPO}server_files.ts`, ["--quiet"]),
+  launch: denoSite(`${REPO_ROOT}server_files.ts`, ["--quiet"]),
 };
 
 /** Per-client rate limits off: every wrk connection comes from 127.0.0.1. */
@@ -122,7 +102,7 @@ export const OUR_BOARD: ServerDef = {
     const data = join(workDir, "messages.jsonl");
     if (seedFile) await Deno.copyFile(seedFile, data);
     const access = [`--allow-read=${workDir}`, `--allow-write=${workDir}`];
-    return deno([NET, ...access], `${REPO}message_board.ts`, [
+    return deno([NET, ...access], `${REPO_ROOT}message_board.ts`, [
       ...["--data", data, ...listen(port), ...BOARD_ARGS],
     ]);
   },
@@ -143,9 +123,13 @@ export const BOARD_POSTGRES: ServerDef = {
       ? null
       : "PostgreSQL is not installed (apt-get install postgresql)",
   launch: ({ port, databaseUrl }) =>
-    deno([NET, "--allow-env=DATABASE_URL,PG*"], `${REPO}board_postgres.ts`, [
-      ...["--store", databaseUrl!, ...listen(port), ...BOARD_ARGS],
-    ]),
+    deno(
+      [NET, "--allow-env=DATABASE_URL,PG*"],
+      `${REPO_ROOT}board_postgres.ts`,
+      [
+        ...["--store", databaseUrl!, ...listen(port), ...BOARD_ARGS],
+      ],
+    ),
 };
 
 // Floors: the runtime doing the least, in bench/reference/.
@@ -179,13 +163,12 @@ export const FILES_BIG_FLOOR: ServerDef = {
 
 // Native peers: nginx, Caddy, lighttpd, Python.
 
+/** What a peer's config file names: its port, the site's folder, the start's folder. */
+export type ConfigContext = Pick<LaunchContext, "port" | "siteDir" | "workDir">;
+
 /** nginx.conf: one worker in the foreground, sendfile, no access log, paths in `workDir`; gzip 1 if asked. */
-export function renderNginxConfig(
-  port: number,
-  root: string,
-  workDir: string,
-  gzip: boolean,
-): string {
+export function renderNginxConfig(context: ConfigContext, gzip: boolean) {
+  const { port, siteDir, workDir } = context;
   const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
     .map((name) => `    ${name}_temp_path ${workDir}/${name};\n`);
   const compress = gzip
@@ -204,7 +187,9 @@ http {
     access_log off;
     default_type application/octet-stream;
     types { text/html html; text/css css; }
-${compress}${temp.join("")}    server { listen ${LOCAL}:${port}; root ${root}; }
+${compress}${
+    temp.join("")
+  }    server { listen ${LOCAL}:${port}; root ${siteDir}; }
 }
 `;
 }
@@ -215,9 +200,10 @@ function nginx(gzip: boolean): ServerDef {
     label: gzip ? "nginx, gzip on" : "nginx",
     role: "peer",
     unavailable: needs("nginx", "apt-get install nginx-light"),
-    async launch({ port, siteDir, workDir }) {
-      const text = renderNginxConfig(port, siteDir, workDir, gzip);
-      const config = await writeConfig(workDir, "nginx.conf", text);
+    async launch(context) {
+      const { workDir } = context;
+      const config = join(workDir, "nginx.conf");
+      await Deno.writeTextFile(config, renderNginxConfig(context, gzip));
       // -e: the error log before the config is read; -p: the prefix.
       const args = ["-e", `${workDir}/error.log`, "-p", workDir, "-c", config];
       return { command: "nginx", args, memoryOfChild: true };
@@ -241,13 +227,10 @@ export const CADDY: ServerDef = {
 };
 
 /** lighttpd.conf for one run: one process (lighttpd's default), no access log. */
-export function renderLighttpdConfig(
-  port: number,
-  root: string,
-  workDir: string,
-): string {
+export function renderLighttpdConfig(context: ConfigContext): string {
+  const { port, siteDir, workDir } = context;
   return [
-    `server.document-root = "${root}"`,
+    `server.document-root = "${siteDir}"`,
     `server.bind = "${LOCAL}"`,
     `server.port = ${port}`,
     `server.errorlog = "${workDir}/error.log"`,
@@ -260,9 +243,9 @@ export function renderLighttpdConfig(
 export const LIGHTTPD: ServerDef = {
   ...{ key: "lighttpd", label: "lighttpd", role: "peer" },
   unavailable: needs("lighttpd"),
-  async launch({ port, siteDir, workDir }) {
-    const text = renderLighttpdConfig(port, siteDir, workDir);
-    const config = await writeConfig(workDir, "lighttpd.conf", text);
+  async launch(context) {
+    const config = join(context.workDir, "lighttpd.conf");
+    await Deno.writeTextFile(config, renderLighttpdConfig(context));
     return { command: "lighttpd", args: ["-D", "-f", config] };
   },
 };
@@ -325,18 +308,18 @@ export const NODE_PEER_VERSIONS = {
 } as const;
 
 const nodeInstalls = new Map<string, Promise<string | null>>();
+const NPM_TIMEOUT_MS = 5 * 60_000;
 
 /** Installs the Node peers with npm into `toolsDir` (never the repository), once; null, or why not. */
 function installNodePeers(toolsDir: string): Promise<string | null> {
   const packages = Object.entries(NODE_PEER_VERSIONS).map((p) => p.join("@"));
   const install = async () => {
-    if (!onPath("npm")) return "node and npm are not installed";
+    if (!await hasCommand("npm")) return "node and npm are not installed";
     console.error(`installing the Node peers with npm into ${toolsDir}`);
     const args = ["install", "--prefix", toolsDir, "--no-audit", "--no-fund"];
     args.push("--no-save", "--loglevel=error", ...packages);
-    const { code, stderr } = await runProcess("npm", args, {
-      timeoutMs: 300_000,
-    });
+    const options = { timeoutMs: NPM_TIMEOUT_MS };
+    const { code, stderr } = await runProcess("npm", args, options);
     const why = stderr.trim().split("\n")[0];
     return code ? `npm install ${packages.join(" ")} failed: ${why}` : null;
   };

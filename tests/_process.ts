@@ -349,7 +349,7 @@ export function canRunAsRoot(what: string): Promise<boolean> {
 }
 
 /** True when `command -v name` finds it. */
-async function hasCommand(name: string): Promise<boolean> {
+export async function hasCommand(name: string): Promise<boolean> {
   const { success } = await new Deno.Command("sh", {
     args: ["-c", `command -v ${name}`],
     stdout: "null",

@@ -26,7 +26,7 @@ import {
   TARGETS,
 } from "../bench/scenarios.ts";
 import * as servers from "../bench/servers.ts";
-import { startScript } from "./_process.ts";
+import { startScript, toolTestOptions } from "./_process.ts";
 
 // Two more real wrk 4.1 reports: slow with errors (--latency), and plain, as the runner runs it.
 const WRK_WITH_ERRORS = `Running 2s test @ http://127.0.0.1:40123/
@@ -576,7 +576,8 @@ Deno.test("parseBenchArgs", () => {
 });
 
 Deno.test("the peers' configs", () => {
-  const nginx = servers.renderNginxConfig(8123, "/b/site", "/b/w", false);
+  const site = { port: 8123, siteDir: "/b/site", workDir: "/b/w" };
+  const nginx = servers.renderNginxConfig(site, false);
   // nginx is confined to loopback and the work folder.
   const lines = ["worker_processes 1;", "pid /b/w/nginx.pid;", "sendfile on;"]
     .concat("access_log off;", "client_body_temp_path /b/w/client_body;")
@@ -585,11 +586,11 @@ Deno.test("the peers' configs", () => {
   assert.ok(!nginx.includes("/var/"));
   // nginx compresses only when asked.
   assert.ok(!nginx.includes("gzip"));
-  const gzip = servers.renderNginxConfig(1, "/r", "/w", true);
+  const gzip = servers.renderNginxConfig(site, true);
   assert.match(gzip, /gzip on;\n\s+gzip_comp_level 1;/);
   // lighttpd binds to loopback.
-  const lighttpd = servers.renderLighttpdConfig(8125, "/b/site", "/b/w");
-  const bind = /server\.bind = "127\.0\.0\.1"\nserver\.port = 8125\n/;
+  const lighttpd = servers.renderLighttpdConfig(site);
+  const bind = /server\.bind = "127\.0\.0\.1"\nserver\.port = 8123\n/;
   assert.match(lighttpd, bind);
 });
 
@@ -640,16 +641,11 @@ Deno.test("fixtures: the file store's seed and the PostgreSQL seed hold the same
   }
 });
 
-/** wrk and curl are on PATH (CI installs them; elsewhere the real run is skipped loudly). */
-const HAVE_TOOLS = servers.onPath("wrk") && servers.onPath("curl");
-if (!HAVE_TOOLS) {
-  console.error("SKIPPING the real bench run: apt-get install wrk curl");
-}
-
 Deno.test({
   name:
     "a real run of the tiny server beside its floor, two paired turns of a second, gives figures, a paired ratio and a peak RSS for each",
-  ignore: !HAVE_TOOLS && Deno.env.get("CI") !== "true",
+  // Skipped loudly without wrk and curl (CI installs them).
+  ...await toolTestOptions("the real bench run", ["wrk", "curl"]),
   async fn() {
     const tiny = SCENARIOS.find((s) => s.id === "tiny")!;
     const pair = [servers.OUR_TINY, servers.TINY_DENO_LOOP];

@@ -413,7 +413,9 @@ Deno.test({
   // until the send timeout (60 s): 5 such connections held 1,000
   // descriptors, and under a limit of 1,024 nobody else got an answer.
   await using tree = await makeTree();
-  const big = new Uint8Array(1024 * 1024).fill(66); // past the small-file cache
+  // Past the small-file cache, and more than one 1 MiB read: a stream keeps
+  // its file open while it waits to send.
+  const big = new Uint8Array(4 * 1024 * 1024).fill(66);
   await Deno.writeFile(`${tree.root}/big.bin`, big);
   const { certFile: cert, keyFile: key, pem } = await makeCertificate(
     tree.base,

@@ -204,7 +204,7 @@ Deno.test("bad requests get their status over a real socket", async (t) => {
     {
       name: "HTTP/2.0",
       send: "GET / HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
-      status: 505,
+      status: 400,
     },
     {
       name: "POST",
