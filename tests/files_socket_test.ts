@@ -461,10 +461,12 @@ Deno.test({
       async () => {
         // Once the connection holds its share, the server is at work on its
         // streams (a loaded machine may take a while); then it must open no
-        // more. Some slack for what the server opens meanwhile (4 was too
-        // little once on a loaded machine); without the limit the connection
-        // holds one per stream, 100.
+        // more. A file being read ahead is two descriptors for a while (Deno
+        // duplicates the descriptor for each read: 31 were seen with 16 open),
+        // plus slack for what the server opens meanwhile; without the limit
+        // the connection holds one or two per stream, 100 streams.
         const share = MAX_OPEN_FILES_PER_CONNECTION;
+        const bound = 2 * share + 8;
         let held = 0;
         const working = Date.now() + 10_000;
         while (held < share && Date.now() < working) {
@@ -473,12 +475,12 @@ Deno.test({
         }
         assert.ok(held >= share, `only ${held} files opened in 10 s`);
         const watched = Date.now() + 500;
-        while (held <= share + 12 && Date.now() < watched) {
+        while (held <= bound && Date.now() < watched) {
           await new Promise((r) => setTimeout(r, 20));
           held = countOpenFds(server.pid) - before;
         }
         assert.ok(
-          held <= share + 12,
+          held <= bound,
           `${held} descriptors held by one connection`,
         );
       },
