@@ -4239,9 +4239,10 @@ function checkAdminToken(token: string, where: string): void {
 }
 
 /**
- * The names the board answers to because it listens there: the --hostname itself, or for
- * 0.0.0.0 / :: this machine's addresses (Deno.networkInterfaces, which needs
- * --allow-sys=networkInterfaces; without it, `log` says how to name them instead).
+ * The names the board answers to because it listens there: the --hostname itself (so the
+ * printed `http://0.0.0.0:8080/` opens the board), and for 0.0.0.0 / :: this machine's
+ * addresses too (Deno.networkInterfaces, which needs --allow-sys=networkInterfaces;
+ * without it, `log` says how to name them instead).
  */
 function listeningNames(
   hostname: string,
@@ -4250,15 +4251,19 @@ function listeningNames(
   if (hostname !== "0.0.0.0" && hostname !== "::" && hostname !== "") {
     return [hostname];
   }
+  const names = hostname === "" ? [] : [hostname];
   try {
-    return Deno.networkInterfaces().map((entry) => entry.address);
+    return [
+      ...names,
+      ...Deno.networkInterfaces().map((entry) => entry.address),
+    ];
   } catch (error) {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
     log(
       "message_board: listening on every address, but without --allow-sys=networkInterfaces " +
         "the board cannot list this machine's addresses: name them with --allowed-host",
     );
-    return [];
+    return names;
   }
 }
 

@@ -2900,7 +2900,7 @@ function codePointLabel(char: string): string {
  * `unicode-bidi: isolate`, so a right-to-left name cannot pull its folder
  * slash or its neighbours along) does not undo an override inside it.
  *
- * @example showName("evil\u202etxt.exe") // => 'evil<span class="ctl">U+202E</span>txt.exe'
+ * So `evil\u202etxt.exe` is shown as `evil<span class="ctl">U+202E</span>txt.exe`.
  */
 function showName(name: string): string {
   return escapeHtml(name).replace(

@@ -337,6 +337,10 @@ Deno.test("deno serve runs each script as deno run does: one server, on its own 
         }
         assert.equal(result.code, 0, result.stdout + result.stderr);
         assert.match(result.stdout, /Shutting down|stopped/);
+        // A main module that returns without `export default { fetch }` gets
+        // deno serve's "error: deno serve requires export default" line
+        // (server_tiny.ts did, after its graceful stop).
+        assert.doesNotMatch(result.stderr, /error/i);
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
