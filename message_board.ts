@@ -4420,7 +4420,8 @@ export async function startServer(
           console.log(
             "Clearing and deleting are off for visitors from other machines " +
               "(for everyone, behind --trust-proxy); " +
-              "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
+              "give --admin-token (or BOARD_ADMIN_TOKEN with --allow-env=BOARD_ADMIN_TOKEN) " +
+              "to moderate at /admin.",
           );
         }
       },
@@ -4590,7 +4591,12 @@ function describeStartupError(
     }`;
   }
   if (error instanceof Deno.errors.NotCapable) {
-    const hint = commandLine.databaseUrl === undefined
+    const tlsFile = [commandLine.cert, commandLine.key].some((file) =>
+      file !== undefined && why.includes(`"${file}"`)
+    );
+    const hint = tlsFile
+      ? "add the --cert and --key files to --allow-read"
+      : commandLine.databaseUrl === undefined
       ? "--allow-read and --allow-write must cover the folder of --data"
       : "PostgreSQL mode needs the flags shown in --help";
     return `${why} (${hint})`;

@@ -45,11 +45,13 @@ Deno.test("--hostname 0.0.0.0: the address each script prints opens it (the boar
       try {
         // The README's command without --allow-sys: the printed address must
         // still work, as the address the server listens on.
+        // BOARD_ADMIN_TOKEN set, as the README says, but without
+        // --allow-env: the board cannot see it, and must say what is missing.
         await using server = await startScript(
           row.script,
           ["--allow-net=0.0.0.0", ...row.folders],
           ["--hostname", "0.0.0.0", "--port", "0"],
-          { cwd: dir },
+          { cwd: dir, env: { BOARD_ADMIN_TOKEN: "a-token-of-24-characters" } },
         );
         assert.equal(server.url, `http://0.0.0.0:${server.port}/`);
         // On Linux a connection to 0.0.0.0 reaches this machine, as a browser
@@ -70,6 +72,10 @@ Deno.test("--hostname 0.0.0.0: the address each script prints opens it (the boar
           });
           await posted.body?.cancel();
           assert.equal(posted.status, 303, "a post from the printed address");
+          assert.match(
+            server.lines.join("\n"),
+            /BOARD_ADMIN_TOKEN with --allow-env=BOARD_ADMIN_TOKEN/,
+          );
         }
       } finally {
         await Deno.remove(dir, { recursive: true });
@@ -99,5 +105,26 @@ Deno.test("a host name the system refuses: each script says why (no stack trace)
         await Deno.remove(dir, { recursive: true });
       }
     });
+  }
+});
+
+Deno.test("message_board: --cert and --key outside --allow-read get a hint about them, not about --data", async () => {
+  const row = ROWS[2]!;
+  const dir = await copyAlone(row);
+  try {
+    await Deno.writeTextFile(`${dir}/cert.pem`, "");
+    await Deno.writeTextFile(`${dir}/key.pem`, "");
+    const { code, stderr } = await runScript(
+      row.script,
+      ["--allow-net=127.0.0.1", ...row.folders],
+      ["--cert", "cert.pem", "--key", "key.pem", "--port", "0"],
+      { cwd: dir },
+    );
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /read access to "cert\.pem"/);
+    assert.match(stderr, /add the --cert and --key files to --allow-read/);
+    assert.doesNotMatch(stderr, /--data/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
