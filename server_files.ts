@@ -5082,7 +5082,7 @@ Options:
   --dotfiles          serve files and folders whose name starts with a dot
   --cors              let any origin read the files (Access-Control-Allow-Origin: *, OPTIONS preflight)
   --header "N: v"     add a header to every response (repeatable)
-  --no-compress       never send br or gzip (default: compress text, JS, JSON, SVG...)
+  --no-compress       never compress (default: br, zstd or gzip for text, JS, JSON, SVG...)
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
