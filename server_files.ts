@@ -5274,12 +5274,8 @@ function readFlagsAndFolder(given: string[]) {
 /**
  * Rewrites `-H=Name: value` (std's file server reads it as `-H Name: value`,
  * and its own tests write it so) to `--header=Name: value`: node's parseArgs
- * would keep the `=` in the value. Words after `--` are left alone.
- *
- * @example
- * ```ts ignore
- * withShortEquals(["-p=8000", "-H=X-A: b"]); // ["--port=8000", "--header=X-A: b"]
- * ```
+ * would keep the `=` in the value. Words after `--` are left alone. So
+ * `["-p=8000", "-H=X-A: b"]` becomes `["--port=8000", "--header=X-A: b"]`.
  */
 function withShortEquals(args: string[]): string[] {
   const end = args.indexOf("--");
