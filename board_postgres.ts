@@ -571,6 +571,8 @@ class PostgresStore implements MessageStore {
       return message!;
     } catch (error) {
       post.abandoned = true; // not written if its batch has not started yet
+      // A post that got no answer in time (a hung database) turns the store read-only too.
+      if (error instanceof StoreUnavailableError) this.#writable = false;
       // Sent, and no answer (the deadline passed, or the connection broke mid-way): the batch
       // may still commit, so its poster is told to look before sending it again. A refusal
       // from the database, or a connection never made (ECONNREFUSED...), saved nothing.
