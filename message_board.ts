@@ -2610,7 +2610,7 @@ function respond(
 }
 
 function htmlResponse(
-  html: string,
+  html: string | ReadableStream<Uint8Array>,
   status = 200,
   extra: HeadersInit = {},
 ): Response {
@@ -2625,10 +2625,69 @@ function jsonResponse(
   status = 200,
   extra: HeadersInit = {},
 ): Response {
+  return jsonBodyResponse(JSON.stringify(value), status, extra);
+}
+
+function jsonBodyResponse(
+  body: string | ReadableStream<Uint8Array>,
+  status = 200,
+  extra: HeadersInit = {},
+): Response {
   const type = "application/json; charset=utf-8";
-  return respond(JSON.stringify(value), status, type, {
-    "cache-control": "no-store",
-  }, extra);
+  return respond(body, status, type, { "cache-control": "no-store" }, extra);
+}
+
+/**
+ * Characters of an answer built in pieces that are rendered at a time; an answer no longer
+ * goes whole (the newest page of ordinary messages is about 17,000). A page of long messages
+ * is 1.6 MB, and Deno.serve holds a string body whole until the client has taken it: 600
+ * HTTP/2 streams that gave no window, asking for /api/messages?limit=100, held 464 MB, and
+ * another client waited 4-5 s. Rendered as the client reads, they held 145 MB (a stream
+ * that stalls on a 64 KB answer holds 135 KB).
+ */
+const ANSWER_PIECE_CHARS = 32 * 1024;
+
+/**
+ * The body of an answer made of `pieces`: the text itself when it is one piece or less
+ * (a small answer keeps its Content-Length), else a stream that renders the next piece
+ * only when Deno.serve asks for it.
+ */
+function piecesBody(
+  pieces: Iterable<string>,
+): string | ReadableStream<Uint8Array> {
+  const iterator = pieces[Symbol.iterator]();
+  let done = false;
+  const nextPiece = () => {
+    let text = "";
+    while (!done && text.length < ANSWER_PIECE_CHARS) {
+      const result = iterator.next();
+      if (result.done) done = true;
+      else text += result.value;
+    }
+    return text;
+  };
+  let first: string | null = nextPiece();
+  if (done) return first;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const text = first ?? nextPiece();
+      first = null;
+      if (text !== "") controller.enqueue(encoder.encode(text));
+      if (done) controller.close();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/** `{"messages":[...],"older":...}` in pieces, the same text JSON.stringify writes. */
+function* messageListPieces(
+  messages: readonly Message[],
+  older: string | null,
+): Generator<string> {
+  yield '{"messages":[';
+  for (let i = 0; i < messages.length; i++) {
+    yield (i === 0 ? "" : ",") + JSON.stringify(messages[i]);
+  }
+  yield `],"older":${JSON.stringify(older)}}`;
 }
 
 /** 303 See Other (RFC 9110 15.4.4): the browser follows with a GET, so a refresh never posts again. */
@@ -2988,17 +3047,17 @@ export function createBoardHandler(
   async function renderPage(
     context: RequestContext,
     view: Partial<PageView> = {},
-  ): Promise<string> {
+  ): Promise<string | ReadableStream<Uint8Array>> {
     const page = view.page ??
       await store.listMessages({ before: view.before, limit: pageSize });
-    return renderBoard({
+    return piecesBody(boardPieces({
       name: readNameCookie(context.request),
       ...view,
       page,
       base,
       moderation: moderationOf(context),
       readOnly: !store.writable,
-    });
+    }));
   }
 
   /** GET /: the newest page, or `?before=ID` for older ones. */
@@ -3115,7 +3174,9 @@ export function createBoardHandler(
     const older = page.hasOlder && oldest
       ? `${base}/api/messages?before=${oldest.id}&limit=${limit}`
       : null;
-    return jsonResponse({ messages: page.messages, older });
+    return jsonBodyResponse(
+      piecesBody(messageListPieces(page.messages, older)),
+    );
   }
 
   /** POST /api/messages with {"text": "...", "name": "..."} */
@@ -3780,7 +3841,12 @@ ${clearForm}
 }
 
 /** Renders the whole board page. */
-export function renderBoard(
+export function renderBoard(view: PageView): string {
+  return [...boardPieces(view)].join("");
+}
+
+/** {@linkcode renderBoard}'s page in pieces: the top, each message, the rest. */
+function* boardPieces(
   {
     page,
     before,
@@ -3791,14 +3857,8 @@ export function renderBoard(
     moderation = "open",
     readOnly = false,
   }: PageView,
-): string {
+): Generator<string> {
   const canDelete = moderation === "open" || moderation === "admin";
-  const messages = page.messages.length === 0
-    ? `<p class="empty">${
-      before === undefined ? "No messages yet." : "No older messages."
-    }</p>\n`
-    : page.messages.map((message) => renderMessage(message, base, canDelete))
-      .join("");
   const links: string[] = [];
   if (before !== undefined) {
     links.push(`<a href="${base}/">Newest messages</a>`);
@@ -3820,7 +3880,7 @@ export function renderBoard(
     : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
   // The newline after <textarea> matters: the HTML parser drops one leading
   // newline there, so a draft that starts with a blank line keeps it.
-  return `<!doctype html>
+  yield `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -3851,7 +3911,16 @@ ${escapeHtml(draft)}</textarea>
 </section>
 <section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
 <h2 id="messages-heading">Messages</h2>
-${messages}${
+`;
+  if (page.messages.length === 0) {
+    yield `<p class="empty">${
+      before === undefined ? "No messages yet." : "No older messages."
+    }</p>\n`;
+  }
+  for (const message of page.messages) {
+    yield renderMessage(message, base, canDelete);
+  }
+  yield `${
     links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
   }</section>
 ${renderModeration(moderation, base)}</main>
