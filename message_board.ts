@@ -2638,19 +2638,23 @@ function jsonBodyResponse(
 }
 
 /**
- * Characters of an answer built in pieces that are rendered at a time; an answer no longer
- * goes whole (the newest page of ordinary messages is about 17,000). A page of long messages
- * is 1.6 MB, and Deno.serve holds a string body whole until the client has taken it: 600
- * HTTP/2 streams that gave no window, asking for /api/messages?limit=100, held 464 MB, and
- * another client waited 4-5 s. Rendered as the client reads, they held 145 MB (a stream
- * that stalls on a 64 KB answer holds 135 KB).
+ * Characters of a long answer rendered at a time when it goes in pieces (see
+ * {@linkcode piecesBody}); an answer no longer than this always goes whole (the newest page
+ * of ordinary messages is about 17,000).
  */
 const ANSWER_PIECE_CHARS = 32 * 1024;
 
 /**
- * The body of an answer made of `pieces`: the text itself when it is one piece or less
- * (a small answer keeps its Content-Length), else a stream that renders the next piece
- * only when Deno.serve asks for it.
+ * The body of an answer made of `pieces`: the text when it is one piece or less, else a
+ * stream that renders the next piece only when Deno.serve asks for it. For requests that
+ * {@linkcode sendsWhole} does not send whole.
+ *
+ * Deno.serve holds a whole body until it is sent. An HTTP/2 client may give a stream no
+ * window (RFC 9113 6.9.2) and open 200 of them on one connection: 600 such streams asking
+ * for the 1.6 MB /api/messages?limit=100 held 464 MB, and another client waited 4-5 s; in
+ * pieces, each holds what Deno.serve buffers (160 MB for the 600). Over HTTP/1.1 whole is
+ * better: the socket takes an answer whole, while pieces go through Deno.serve's write
+ * buffer first (600 clients that read nothing peaked at 400 MB in pieces, 80-100 MB whole).
  */
 function piecesBody(
   pieces: Iterable<string>,
@@ -2658,13 +2662,17 @@ function piecesBody(
   const iterator = pieces[Symbol.iterator]();
   let done = false;
   const nextPiece = () => {
-    let text = "";
-    while (!done && text.length < ANSWER_PIECE_CHARS) {
+    const parts: string[] = [];
+    let length = 0;
+    while (!done && length < ANSWER_PIECE_CHARS) {
       const result = iterator.next();
       if (result.done) done = true;
-      else text += result.value;
+      else {
+        parts.push(result.value);
+        length += result.value.length;
+      }
     }
-    return text;
+    return parts.join("");
   };
   let first: string | null = nextPiece();
   if (done) return first;
@@ -2676,6 +2684,16 @@ function piecesBody(
       if (done) controller.close();
     },
   }, { highWaterMark: 0 });
+}
+
+/**
+ * Whether to send a long answer whole, or in pieces (see {@linkcode piecesBody}): whole when
+ * the request has a Host header. Deno.serve does not say which HTTP version a request came
+ * in; an HTTP/1.1 request must have a Host header (RFC 9112 3.2), and HTTP/2 clients name
+ * the host in `:authority` instead (RFC 9113 8.3.1). One that sends both gets whole answers.
+ */
+function sendsWhole(request: Request): boolean {
+  return request.headers.has("host");
 }
 
 /** `{"messages":[...],"older":...}` in pieces, the same text JSON.stringify writes. */
@@ -3050,14 +3068,17 @@ export function createBoardHandler(
   ): Promise<string | ReadableStream<Uint8Array>> {
     const page = view.page ??
       await store.listMessages({ before: view.before, limit: pageSize });
-    return piecesBody(boardPieces({
+    const board: PageView = {
       name: readNameCookie(context.request),
       ...view,
       page,
       base,
       moderation: moderationOf(context),
       readOnly: !store.writable,
-    }));
+    };
+    return sendsWhole(context.request)
+      ? renderBoard(board)
+      : piecesBody(boardPieces(board));
   }
 
   /** GET /: the newest page, or `?before=ID` for older ones. */
@@ -3157,7 +3178,9 @@ export function createBoardHandler(
   }
 
   /** GET /api/messages?before=ID&limit=N */
-  async function listApi({ url }: RequestContext): Promise<Response> {
+  async function listApi(
+    { request, url }: RequestContext,
+  ): Promise<Response> {
     const before = readBeforeParameter(url);
     const limitText = readQueryParameter(url, "limit");
     const limit = limitText === null
@@ -3175,7 +3198,9 @@ export function createBoardHandler(
       ? `${base}/api/messages?before=${oldest.id}&limit=${limit}`
       : null;
     return jsonBodyResponse(
-      piecesBody(messageListPieces(page.messages, older)),
+      sendsWhole(request)
+        ? JSON.stringify({ messages: page.messages, older })
+        : piecesBody(messageListPieces(page.messages, older)),
     );
   }
 
