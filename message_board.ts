@@ -759,6 +759,8 @@ export interface LoadedData {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** For pieces of a data file: keeps a byte order mark, which only a line's start may have. */
+const dataFileUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /**
@@ -824,7 +826,7 @@ class DataFileParser {
   addLines(bytes: Uint8Array): void {
     let text: string;
     try {
-      text = utf8.decode(bytes);
+      text = dataFileUtf8.decode(bytes);
     } catch {
       throw lineError(
         this.#fileName,
@@ -846,7 +848,9 @@ class DataFileParser {
     const lineNumber = ++this.#lineNumber;
     let value: unknown;
     try {
-      value = JSON.parse(line);
+      // A byte order mark starting a line (an editor's, or two files put together) is
+      // skipped, as the decoder did when each line was decoded alone.
+      value = JSON.parse(line.charCodeAt(0) === 0xfeff ? line.slice(1) : line);
     } catch {
       throw lineError(this.#fileName, lineNumber, "not a valid JSON line");
     }

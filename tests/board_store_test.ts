@@ -475,6 +475,23 @@ Deno.test("store: a data file of several MiB is read in pieces, its lines whole"
   });
 });
 
+Deno.test("store: regression: a byte order mark starting any line is skipped, as before pieces", async () => {
+  // The file is decoded in 1 MiB pieces now; a mark at a line start inside a piece stopped
+  // start-up ("not a valid JSON line"), where decoding each line alone had dropped it.
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  await Deno.writeTextFile(
+    dataFile,
+    "\ufeff" + line(1) + line(2) + "\ufeff" + line(3),
+  );
+  const store = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    assert.deepEqual((await allMessages(store)).map((m) => m.id), [1, 2, 3]);
+  } finally {
+    await store.close();
+  }
+});
+
 Deno.test("store: times are kept as toISOString writes them (table)", async () => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
