@@ -109,8 +109,9 @@ export interface ServeFileOptions {
 export interface HandlerOptions extends ServeDirOptions {
   /**
    * How long a cached small file is served from memory before a cheap `stat`
-   * checks it again, like nginx's `open_file_cache_valid`. 0 checks on every
-   * request. @default {1000}
+   * checks it again, like nginx's `open_file_cache_valid`; a directory
+   * listing is kept as long before the folder is read again. 0 checks on
+   * every request. @default {1000}
    */
   cacheMs?: number | undefined;
   /** Files up to this size are kept in memory. 0 turns the cache off. @default {MAX_CACHED_FILE_BYTES} */
@@ -3111,7 +3112,9 @@ async function statListingEntry(
 /**
  * Answers a folder URL with its listing: HTML, or JSON when the query says
  * `format=json` or `Accept` prefers it. A bad `sort`, `order` or `format`
- * is 400 with a line saying what is allowed.
+ * is 400 with a line saying what is allowed. With {@linkcode createHandler}
+ * a listing is kept for `cacheMs`, as files are (see {@linkcode
+ * KeptListing}).
  */
 async function serveListing(
   req: Request,
@@ -3126,16 +3129,28 @@ async function serveListing(
     const text = encoder.encode(`Bad Request: ${query}\n`);
     return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
   }
+  const json = query.format === "json" ||
+    (query.format === null && acceptsJsonListing(req.headers.get("accept")));
+  const relativePath = decodeURIComponent(relative);
+  // One key per answer, whatever the spelling of the URL or the order of the query.
+  const key = `${
+    json ? "json" : "html"
+  } ${query.sort} ${query.order} ${relativePath.length} ${relativePath} ${dirPath}`;
+  const kept = ctx.listings?.get(key);
+  if (kept !== undefined && Date.now() - kept.checkedAt < ctx.cache!.validMs) {
+    return kept.response.clone();
+  }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
   const giveBack = await takeFileTurn(info);
   try {
     const response = await buildListingResponse(
-      req,
       ctx,
-      relative,
+      relativePath,
       dirPath,
       query,
+      json,
+      key,
     );
     // Deno.serve settles `completed` once the body is sent or given up.
     if (info?.completed === undefined) giveBack();
@@ -3147,23 +3162,25 @@ async function serveListing(
   }
 }
 
-/** The listing answer of {@linkcode serveListing}, once a listing turn is free (else 503). */
+/**
+ * The listing answer of {@linkcode serveListing}, once a listing turn is
+ * free (else 503); kept under `key` when the handler keeps listings.
+ */
 async function buildListingResponse(
-  req: Request,
   ctx: ServeContext,
-  relative: string,
+  relativePath: string,
   dirPath: string,
   query: ListingQuery,
+  json: boolean,
+  key: string,
 ): Promise<Response> {
   if (!(await takeListingTurn())) {
     return textResponse(503, ctx.extra, [["Retry-After", "1"]]);
   }
   let bytes: Uint8Array<ArrayBuffer>;
-  const json = query.format === "json" ||
-    (query.format === null && acceptsJsonListing(req.headers.get("accept")));
+  const readAt = Date.now();
   try {
     const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
-    const relativePath = decodeURIComponent(relative);
     const options = {
       urlRoot: ctx.urlRoot,
       query,
@@ -3189,11 +3206,65 @@ async function buildListingResponse(
       ...ctx.extra,
     ],
   );
+  if (ctx.listings !== null && bytes.byteLength <= MAX_KEPT_LISTING_BYTES) {
+    return keepListing(ctx.listings, key, bytes, headers, readAt).clone();
+  }
   // Deno.serve says a byte body is sent (settles `completed`) as soon as it
   // holds it, even on an HTTP/2 stream with no window to send it on: a big
   // listing goes as a stream, so its turn lasts until the client has it.
   const body = piecesFromMemory(bytes, [{ start: 0, end: bytes.length - 1 }]);
   return makeResponse(body, 200, headers);
+}
+
+/**
+ * A listing {@linkcode createHandler} keeps, as a finished 200 that each
+ * request gets a `clone()` of: clones share the bytes, and Deno.serve holds
+ * each answer's body until its client reads it. A listing built for each
+ * request held a copy of its own per HTTP/2 stream with no window: 600 such
+ * streams for a 60 KB listing took 57 MB more memory (15 MB for a 3 KB one).
+ * After `cacheMs` the folder is read again, and a listing that came out the
+ * same keeps its first body.
+ */
+interface KeptListing {
+  bytes: Uint8Array<ArrayBuffer>;
+  response: Response;
+  checkedAt: number;
+}
+
+/** Most listings a handler keeps (each key: folder, format, sort and order). */
+const MAX_KEPT_LISTINGS = 64;
+/** Bigger listings are built for each request (and streamed, with a turn). */
+const MAX_KEPT_LISTING_BYTES = 256 * 1024;
+/** What the kept listings may hold in all. */
+const MAX_KEPT_LISTINGS_BYTES = 4 * 1024 * 1024;
+
+/** Keeps `bytes` under `key` (or the same bytes kept before), oldest first out. */
+function keepListing(
+  listings: Map<string, KeptListing>,
+  key: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  headers: readonly [string, string][],
+  checkedAt: number,
+): Response {
+  const old = listings.get(key);
+  listings.delete(key); // Map keeps insertion order: this one is now the newest
+  if (old !== undefined && equalBytes(old.bytes, bytes)) {
+    old.checkedAt = checkedAt;
+    listings.set(key, old);
+    return old.response;
+  }
+  let held = bytes.byteLength;
+  for (const kept of listings.values()) held += kept.bytes.byteLength;
+  for (const [oldKey, kept] of listings) {
+    if (listings.size < MAX_KEPT_LISTINGS && held <= MAX_KEPT_LISTINGS_BYTES) {
+      break;
+    }
+    listings.delete(oldKey);
+    held -= kept.bytes.byteLength;
+  }
+  const response = makeResponse(bytes, 200, headers);
+  listings.set(key, { bytes, response, checkedAt });
+  return response;
 }
 
 // ---------------------------------------------------------------------------
@@ -3377,6 +3448,8 @@ interface ServeContext {
   sendTimeoutMs: number;
   /** The root's `404.html` as last read (see {@linkcode NotFoundPage}). */
   notFound: { page: NotFoundPage | null };
+  /** Listings kept for `cacheMs` (with the cache only), by key. */
+  listings: Map<string, KeptListing> | null;
 }
 
 /**
@@ -3444,6 +3517,7 @@ function makeContext(
     toDenoServe: false,
     sendTimeoutMs,
     notFound: { page: null as NotFoundPage | null },
+    listings: cache === null ? null : new Map<string, KeptListing>(),
   } satisfies ServeContext;
 }
 
