@@ -276,3 +276,64 @@ Deno.test({
     await server.stop("SIGKILL");
   }
 });
+
+Deno.test("files: a folder swapped for a symlink to the outside while files in it are asked for never sends the outside", async () => {
+  // The open followed the folders on the path as they were then: with `d`
+  // swapped for a symlink to a folder outside in a loop, 8 clients got the
+  // outside file 114 times in 8 s (8,823 times for a small one, which the
+  // cache then kept for a second), and the outside folder's listing 147.
+  await using tree = await makeTree();
+  const big = 300 * 1024; // not cached: each request opens the file
+  await Deno.mkdir(`${tree.root}/d`);
+  await Deno.mkdir(`${tree.base}/out`);
+  for (
+    const [folder, letter] of [[`${tree.root}/d`, "I"], [
+      `${tree.base}/out`,
+      "O",
+    ]]
+  ) {
+    await Deno.writeTextFile(`${folder}/small.txt`, letter!.repeat(100));
+    await Deno.writeTextFile(`${folder}/big.txt`, letter!.repeat(big));
+  }
+  await Deno.writeTextFile(`${tree.base}/out/outside-only.txt`, "O");
+  const server = await startFilesProcess({
+    readable: [tree.root, tree.base],
+    args: ["--root", tree.root, "--quiet", "--dir-listing"],
+  });
+  const swapper = new Deno.Command("sh", {
+    args: [
+      "-c",
+      `cd '${tree.root}' && while true; do mv d d2; ln -s '${tree.base}/out' d; rm d; mv d2 d; done`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const seen: Record<string, number> = {};
+  try {
+    const until = Date.now() + 3000;
+    await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      const paths = ["d/small.txt", "d/big.txt", "d/"];
+      for (let n = i; Date.now() < until; n++) {
+        const path = paths[n % paths.length]!;
+        const response = await fetch(`${server.url}${path}`);
+        const text = await response.text();
+        const outside = /O/.test(text.slice(0, 1)) ||
+          text.includes("outside-only");
+        const key = `${path} ${response.status}${outside ? " OUTSIDE" : ""}`;
+        seen[key] = (seen[key] ?? 0) + 1;
+      }
+    }));
+  } finally {
+    swapper.kill("SIGKILL");
+    await swapper.status;
+    await server.stop("SIGKILL");
+  }
+  console.log(seen);
+  assert.deepEqual(
+    Object.keys(seen).filter((key) => key.endsWith("OUTSIDE")),
+    [],
+  );
+  // The swaps did happen while the files were asked for: some requests met a folder.
+  assert.ok(Object.keys(seen).some((key) => key.startsWith("d/big.txt 200")));
+  assert.ok(Object.keys(seen).some((key) => key.endsWith(" 404")));
+});
