@@ -1,7 +1,7 @@
 // The sixth hostile-client round against server_files.ts: real processes, raw
 // sockets, one test per defect found, each failing on the code before its fix.
 import assert from "node:assert/strict";
-import { createHandler } from "../server_files.ts";
+import { createHandler, MAX_COMPRESSING_STREAMS } from "../server_files.ts";
 import { certTestOptions, makeCertificate } from "./_certs.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
 import { countOpenFds, readRss, toolTestOptions } from "./_process.ts";
@@ -167,8 +167,15 @@ Deno.test("files: two handlers in one process each keep their own 404.html, read
 });
 
 /** One HTTP/2 GET of `path` as a HEADERS block (static-table names, literal values). */
-function h2Get(path: string): Uint8Array {
+function h2Get(
+  path: string,
+  headers: readonly [string, string][] = [],
+): Uint8Array {
   const bytes = encoder.encode(path);
+  const more = headers.flatMap(([name, value]) => {
+    const [n, v] = [encoder.encode(name), encoder.encode(value)];
+    return [0x00, n.length, ...n, v.length, ...v]; // literal, new name
+  });
   return new Uint8Array([
     0x82, // :method GET
     0x87, // :scheme https
@@ -178,6 +185,7 @@ function h2Get(path: string): Uint8Array {
     0x01, // :authority, literal
     9,
     ...encoder.encode("127.0.0.1"),
+    ...more,
   ]);
 }
 
@@ -192,6 +200,7 @@ async function stalledStreams(
   connections: number,
   perConnection: number,
   path: (i: number) => string,
+  headers: readonly [string, string][] = [],
 ): Promise<AsyncDisposable> {
   const conns: Deno.TlsConn[] = [];
   for (let c = 0; c < connections; c++) {
@@ -205,7 +214,7 @@ async function stalledStreams(
     await conn.write(encoder.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
     await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
     for (let i = 0; i < perConnection; i++) {
-      await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i))));
+      await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i), headers)));
       if (i % 40 === 39) await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -336,4 +345,74 @@ Deno.test("files: a folder swapped for a symlink to the outside while files in i
   // The swaps did happen while the files were asked for: some requests met a folder.
   assert.ok(Object.keys(seen).some((key) => key.startsWith("d/big.txt 200")));
   assert.ok(Object.keys(seen).some((key) => key.endsWith(" 404")));
+});
+
+Deno.test({
+  name:
+    "files: clients that stop reading hold a bounded number of compressions; the others get the file as it is",
+  ...certTestOptions(),
+}, async () => {
+  // Each file compressed while it streams holds its compressor and a read
+  // or two (1.4-1.6 MB) until its client reads on, with no bound: 160
+  // HTTP/2 streams with no window for a big text file took 222 MB.
+  await using tree = await makeTree();
+  let seed = 1;
+  const text = new Uint8Array(4 << 20).map(() => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return 97 + (seed >>> 16) % 26; // random letters: gzip leaves ~60%
+  });
+  await Deno.writeFile(`${tree.root}/big.txt`, text);
+  const { certFile, keyFile, pem } = await makeCertificate(tree.base);
+  const server = await startFilesProcess({
+    readable: [tree.root, certFile, keyFile],
+    args: [
+      "--root",
+      tree.root,
+      "--cert",
+      certFile,
+      "--key",
+      keyFile,
+      "--quiet",
+    ],
+  });
+  const gzip = { "accept-encoding": "gzip" };
+  try {
+    using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
+    const ask = async () => {
+      const response = await fetch(`${server.url}big.txt`, {
+        client,
+        headers: gzip,
+      });
+      const coding = response.headers.get("content-encoding");
+      const body = new Uint8Array(await response.arrayBuffer());
+      return { coding, length: body.length };
+    };
+    assert.equal((await ask()).coding, "gzip");
+    {
+      // 3 connections of 16 streams each (their turns) that read nothing.
+      await using _stalled = await stalledStreams(
+        server.port,
+        pem,
+        3,
+        16,
+        (i) => `/big.txt?${i}`,
+        [["accept-encoding", "gzip"]],
+      );
+      assert.ok(3 * 16 > MAX_COMPRESSING_STREAMS);
+      await new Promise((r) => setTimeout(r, 1000));
+      const meanwhile = await ask();
+      assert.equal(meanwhile.coding, null);
+      assert.equal(meanwhile.length, text.length);
+    }
+    // Once they are gone, their compressions end.
+    const deadline = Date.now() + 5000;
+    let after = await ask();
+    while (after.coding === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await ask();
+    }
+    assert.equal(after.coding, "gzip");
+  } finally {
+    await server.stop("SIGKILL");
+  }
 });
