@@ -1518,14 +1518,16 @@ export function negotiateCoding(
 
 /**
  * The q-value of each coding named in an `Accept-Encoding`, the first
- * mention winning. Browsers send a handful of distinct values, so the last
- * ones parsed are kept (at most {@linkcode MAX_PARSED_ACCEPT_ENCODINGS}).
+ * mention winning, among its first {@linkcode MAX_ACCEPT_ENCODING_ITEMS}
+ * items. Browsers send a handful of distinct values, so the last ones
+ * parsed are kept (at most {@linkcode MAX_PARSED_ACCEPT_ENCODINGS}).
  */
 function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
   const known = parsedAcceptEncodings.get(header);
   if (known !== undefined) return known;
   const weights = new Map<string, number>();
-  for (const item of header.split(",")) {
+  const items = header.split(",", MAX_ACCEPT_ENCODING_ITEMS);
+  for (const item of items) {
     const [rawName, ...params] = item.split(";");
     let name = rawName!.trim().toLowerCase();
     if (name === "") continue;
@@ -1547,6 +1549,12 @@ function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
 }
 
 const MAX_PARSED_ACCEPT_ENCODINGS = 64;
+/**
+ * Items of one `Accept-Encoding` that are read; the rest are ignored.
+ * Browsers send 3 to 5; each costs about 1 µs to read, so a 60 KB header
+ * of 5,000 made-up codings took 6 ms of CPU for a request.
+ */
+export const MAX_ACCEPT_ENCODING_ITEMS = 64;
 const parsedAcceptEncodings = new Map<string, ReadonlyMap<string, number>>();
 
 // ---------------------------------------------------------------------------

