@@ -10,17 +10,13 @@ import {
 import { certTestOptions, makeCertificate } from "./_certs.ts";
 import {
   makeTree,
+  rssGrowthUnderStalledStreams,
   shuffledWords,
   startFilesProcess,
   startHttpsFilesProcess,
 } from "./_files.ts";
-import { canRunAsRoot, countFdsOn, measureRssGrowth } from "./_process.ts";
-import {
-  collectH2Responses,
-  connectZeroWindowH2,
-  openStalledStreams,
-  sendH2Gets,
-} from "./_raw.ts";
+import { canRunAsRoot, countFdsOn } from "./_process.ts";
+import { collectH2Responses, connectZeroWindowH2, sendH2Gets } from "./_raw.ts";
 
 const encoder = new TextEncoder();
 
@@ -310,26 +306,19 @@ Deno.test({
   // piece per stream).
   await using tree = await makeTree();
   await Deno.writeFile(`${tree.root}/c.bin`, new Uint8Array(250_000).fill(7));
-  const { server, pem } = await startHttpsFilesProcess(tree);
-  try {
-    // Cached by a first request, then measured.
-    using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
-    const first = await fetch(`${server.url}c.bin`, { client });
-    await first.body?.cancel();
-    // 200 requests for two ranges on each of 3 connections.
-    const grown = await measureRssGrowth(
-      server.pid,
-      () =>
-        openStalledStreams(server.port, pem, {
-          connections: 3,
-          perConnection: 200,
-          path: () => "/c.bin",
-          headers: [["range", "bytes=0-1000,2000-249000"]],
-        }),
-    );
-    // Joined per request: about 170 MB for these 600 streams.
-    assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  await using https = await startHttpsFilesProcess(tree);
+  const { server, pem } = https;
+  // Cached by a first request, then measured.
+  using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
+  const first = await fetch(`${server.url}c.bin`, { client });
+  await first.body?.cancel();
+  // 200 requests for two ranges on each of 3 connections.
+  const grown = await rssGrowthUnderStalledStreams(https, {
+    connections: 3,
+    perConnection: 200,
+    path: () => "/c.bin",
+    headers: [["range", "bytes=0-1000,2000-249000"]],
+  });
+  // Joined per request: about 170 MB for these 600 streams.
+  assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
 });
