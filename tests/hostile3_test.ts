@@ -15,7 +15,7 @@ import {
   startFilesProcess,
   startHttpsFilesProcess,
 } from "./_files.ts";
-import { canRunAsRoot, countFdsOn } from "./_process.ts";
+import { countFdsOn, toolTestOptions } from "./_process.ts";
 import { collectH2Responses, connectZeroWindowH2, sendH2Gets } from "./_raw.ts";
 
 const encoder = new TextEncoder();
@@ -46,11 +46,11 @@ function firstLines(
   }));
 }
 
-Deno.test("files: 503s for want of descriptors log one short line a second, no stack traces", async (t) => {
-  if (!(await canRunAsRoot("the descriptor-shortage log test"))) {
-    await t.step({ name: "503 log (needs prlimit)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name:
+    "files: 503s for want of descriptors log one short line a second, no stack traces",
+  ...await toolTestOptions("the descriptor-shortage log test", ["prlimit"]),
+}, async (t) => {
   await using tree = await makeTree();
   // Bigger than the cache takes, so every request opens the file.
   await Deno.writeFile(`${tree.root}/big.bin`, new Uint8Array(300 * 1024));
@@ -73,9 +73,10 @@ Deno.test("files: 503s for want of descriptors log one short line a second, no s
     );
     for (const conn of conns) conn.close();
     conns = [];
-    const refused =
-      lines.filter((line) => line === "HTTP/1.1 503 Service Unavailable")
-        .length;
+    const refused = lines.filter((line) =>
+      line === "HTTP/1.1 503 Service Unavailable"
+    )
+      .length;
     console.log(`${refused} of ${lines.length} got 503`);
     assert.ok(refused >= 10, lines.join("\n"));
     return refused;
