@@ -1117,12 +1117,34 @@ class JsonLinesStore implements MessageStore {
     return this.#events.subscribe(listener);
   }
 
+  /**
+   * Waits for the writes already queued, for #writeTimeoutMs at most (none once a write
+   * has outlasted it): on a disk that stopped
+   * answering (frozen, hung) a write never ends, and a SIGTERM would then wait for ever. No
+   * write still running was acknowledged (its client got 503 at its own timeout), and none
+   * queued behind it is written later (the file is closed): nothing acknowledged is lost.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     this.#events.clear();
-    await this.#writes.idle();
+    // A write that already outlasted its timeout is not waited for again.
+    const waitMs = this.#stalled ? 0 : this.#writeTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const idle = await Promise.race([
+      this.#writes.idle().then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(resolve, waitMs, false);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!idle) {
+      this.#log(
+        `${this.dataFile}: closing without the write still on its way to the disk ` +
+          `(not done within ${this.#writeTimeoutMs} ms; it was never acknowledged)`,
+      );
+    }
     clearTimeout(this.#retryTimer); // a failure while draining may have set one
     this.#closeFile();
     this.#lock.close(); // closing the file releases the lock
@@ -1208,9 +1230,10 @@ class JsonLinesStore implements MessageStore {
       throw this.#unavailable();
     }
     const bytes = encoder.encode(text);
+    const file = this.#file; // close() may let go of it while the disk hangs
     try {
-      await writeAll(this.#file, bytes);
-      await this.#file.syncData();
+      await writeAll(file, bytes);
+      await file.syncData();
     } catch (error) {
       this.#fail(error, "writing");
       throw this.#unavailable();
@@ -1424,7 +1447,7 @@ class JsonLinesStore implements MessageStore {
    * its acknowledged bytes.
    */
   #fail(error: unknown, doing: string): void {
-    if (this.#failure === null) {
+    if (this.#failure === null && !this.#closed) {
       this.#log(
         `${this.dataFile}: ${doing} failed, the board is read-only until a retry succeeds: ${error}`,
       );
@@ -4239,9 +4262,10 @@ function checkAdminToken(token: string, where: string): void {
 }
 
 /**
- * The names the board answers to because it listens there: the --hostname itself, or for
- * 0.0.0.0 / :: this machine's addresses (Deno.networkInterfaces, which needs
- * --allow-sys=networkInterfaces; without it, `log` says how to name them instead).
+ * The names the board answers to because it listens there: the --hostname itself (so the
+ * printed `http://0.0.0.0:8080/` opens the board), and for 0.0.0.0 / :: this machine's
+ * addresses too (Deno.networkInterfaces, which needs --allow-sys=networkInterfaces;
+ * without it, `log` says how to name them instead).
  */
 function listeningNames(
   hostname: string,
@@ -4250,15 +4274,19 @@ function listeningNames(
   if (hostname !== "0.0.0.0" && hostname !== "::" && hostname !== "") {
     return [hostname];
   }
+  const names = hostname === "" ? [] : [hostname];
   try {
-    return Deno.networkInterfaces().map((entry) => entry.address);
+    return [
+      ...names,
+      ...Deno.networkInterfaces().map((entry) => entry.address),
+    ];
   } catch (error) {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
     log(
       "message_board: listening on every address, but without --allow-sys=networkInterfaces " +
         "the board cannot list this machine's addresses: name them with --allowed-host",
     );
-    return [];
+    return names;
   }
 }
 
@@ -4272,7 +4300,9 @@ const ACCEPT_PRESSURE_MS = 10_000;
  * On Ctrl-C or SIGTERM, how long requests in flight get before the board stops
  * waiting for them and closes the store: a client that never sends the body it
  * announced, or never reads a page or its event stream, would otherwise hold
- * the shutdown for ever. Posts already accepted are written and synced first.
+ * the shutdown for ever. Posts already accepted are written and synced first, for
+ * WRITE_TIMEOUT_MS more at most (a frozen disk never finishes one): a SIGTERM ends
+ * within 15 s, and never loses an acknowledged post.
  */
 export const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -4415,7 +4445,8 @@ export async function startServer(
           console.log(
             "Clearing and deleting are off for visitors from other machines " +
               "(for everyone, behind --trust-proxy); " +
-              "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
+              "give --admin-token (or BOARD_ADMIN_TOKEN with --allow-env=BOARD_ADMIN_TOKEN) " +
+              "to moderate at /admin.",
           );
         }
       },
@@ -4585,7 +4616,12 @@ function describeStartupError(
     }`;
   }
   if (error instanceof Deno.errors.NotCapable) {
-    const hint = commandLine.databaseUrl === undefined
+    const tlsFile = [commandLine.cert, commandLine.key].some((file) =>
+      file !== undefined && why.includes(`"${file}"`)
+    );
+    const hint = tlsFile
+      ? "add the --cert and --key files to --allow-read"
+      : commandLine.databaseUrl === undefined
       ? "--allow-read and --allow-write must cover the folder of --data"
       : "PostgreSQL mode needs the flags shown in --help";
     return `${why} (${hint})`;

@@ -2801,7 +2801,9 @@ function explainStartFailure(
       bracketIpv6(options.hostname)
     }`;
   }
-  return `cannot listen on ${where}: ${describeError(error)}`;
+  // The message, not only the name: "Error" alone says nothing of a bad host name.
+  const why = error instanceof Error ? error.message : String(error);
+  return `cannot listen on ${where}: ${why}`;
 }
 
 async function main(): Promise<void> {
@@ -2836,6 +2838,11 @@ async function main(): Promise<void> {
   for (const signal of signals) Deno.addSignalListener(signal, onSignal);
   await server.finished;
   for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+  // The last log lines leave in the batch's timer (LOG_FLUSH_MS); then exit
+  // at once, as the other two scripts do: under `deno serve`, a module that
+  // returns without `export default { fetch }` gets an "error:" line.
+  await new Promise((resolve) => setTimeout(resolve, LOG_FLUSH_MS));
+  Deno.exit(0);
 }
 
 if (import.meta.main) {
