@@ -65,7 +65,10 @@ export const LINGER_MAX_BYTES = 64 * 1024;
 /**
  * Connections open at once, at most. One waiting for its head holds about
  * 14 KB (its head buffer and the runtime's share), so 65,536 descriptors'
- * worth would be 1 GB; past this many, those still waiting for a head are
+ * worth would be 1 GB; one whose client does not take an answer larger than
+ * the socket buffers holds that answer too, until {@link SEND_TIMEOUT_MS}
+ * (the largest hello page, for a head of quotes, each escaped in six bytes:
+ * 69 KB in all, measured). Past this many, those still waiting for a head are
  * answered 408 at once and those still sending the rest of an answer too big
  * for the socket buffers (see {@link SEND_TIMEOUT_MS}) are closed, as when
  * the descriptors run out (see {@link serveTiny}): first only those from the
