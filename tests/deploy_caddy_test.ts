@@ -3,7 +3,9 @@
 // database and the file server. The same file as in production, with its
 // environment placeholders set for a test: plain HTTP on 127.0.0.1 (no
 // certificate, no ACME), the admin API off, free ports, a 1 s header-read
-// timeout and a 2 s idle timeout.
+// timeout, a 2 s idle timeout and a health check every 500 ms. One board
+// reaches the database through a relay the test cuts, to see Caddy skip a
+// board whose /healthz says 503 and take it back once it says 200.
 //
 // Needs `apt-get install -y caddy postgresql`. Without Caddy or PostgreSQL
 // the test is skipped with a loud message, except in CI (CI=true), where it
@@ -225,6 +227,81 @@ async function timeUntilClosed(
   }
 }
 
+/** A TCP relay to a port that a test can cut (as a broken network would) and mend. */
+interface Relay extends AsyncDisposable {
+  /** Where to connect instead of the target. */
+  port: number;
+  /** Closes every connection through it; new ones are closed as soon as they are accepted. */
+  cut(): void;
+  /** Relays new connections again. */
+  mend(): void;
+}
+
+/** Relays each connection to 127.0.0.1:`port`, byte for byte, until cut. */
+function startRelay(port: number): Relay {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  let passing = true;
+  const close = (conn: Deno.Conn) => {
+    open.delete(conn);
+    try {
+      conn.close();
+    } catch {
+      // closed already
+    }
+  };
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buffer = new Uint8Array(65536);
+    try {
+      for (let n; (n = await from.read(buffer)) !== null;) {
+        let written = 0;
+        while (written < n) {
+          written += await to.write(buffer.subarray(written, n));
+        }
+      }
+    } catch {
+      // either side closed or reset: end both
+    }
+    close(from);
+    close(to);
+  };
+  const pairs = new Set<Promise<unknown>>();
+  const accepting = (async () => {
+    for await (const client of listener) {
+      if (!passing) {
+        close(client);
+        continue;
+      }
+      open.add(client);
+      const pair = Deno.connect({ hostname: "127.0.0.1", port }).then(
+        (server) => {
+          open.add(server);
+          return Promise.all([pipe(client, server), pipe(server, client)]);
+        },
+        () => close(client),
+      );
+      pairs.add(pair);
+      pair.finally(() => pairs.delete(pair));
+    }
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    cut() {
+      passing = false;
+      for (const conn of [...open]) close(conn);
+    },
+    mend() {
+      passing = true;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting.catch(() => {});
+      for (const conn of [...open]) close(conn);
+      await Promise.all([...pairs]);
+    },
+  };
+}
+
 /** Lines a process logged for requests to `path` (Common Log Format: `"GET path HTTP/1.1"`). */
 function requestLines(server: RunningProcess, path: string): string[] {
   return server.lines.filter((line) => line.includes(` ${path} `));
@@ -237,11 +314,13 @@ Deno.test({
   sanitizeResources: false, // node:http's sockets close a moment after 'end'
   async fn(t) {
     await using pg = await startPostgres();
+    // Board A reaches the database through a relay the test can cut.
+    await using relay = startRelay(pg.port);
     // The README's commands: each board trusts the proxy in front of it for
     // the client's address and scheme, and answers to the site's name.
-    const boardArgs = [
+    const boardArgs = (store: string) => [
       "--store",
-      pg.url,
+      store,
       "--trust-proxy",
       "--allowed-host",
       BOARD_HOST,
@@ -250,11 +329,11 @@ Deno.test({
     try {
       const [boardA, boardB, files] = await Promise.all([
         startScript("board_postgres.ts", PG_FLAGS, [
-          ...boardArgs,
+          ...boardArgs(pg.url.replace(`:${pg.port}/`, `:${relay.port}/`)),
           ...ON_PORT_0,
         ]),
         startScript("board_postgres.ts", PG_FLAGS, [
-          ...boardArgs,
+          ...boardArgs(pg.url),
           ...ON_PORT_0,
         ]),
         startScript(
@@ -557,6 +636,86 @@ Deno.test({
             });
             assert.equal(page.status, 200, `${address}: ${page.body}`);
           }
+        },
+      );
+
+      await t.step(
+        "a board whose /healthz says 503 gets no clients until it says 200 again",
+        async () => {
+          // Caddy's active health checks ask each board's /healthz.
+          for (const server of [boardA, boardB]) {
+            assert.ok(
+              server.lines.some((line) =>
+                line.includes('"GET /healthz HTTP/1.1" 200 ')
+              ),
+              `Caddy checked /healthz on ${server.origin}`,
+            );
+          }
+          const healthOfA = async () => {
+            const response = await fetch(`${boardA.origin}/healthz`);
+            return { status: response.status, body: await response.json() };
+          };
+          /** Every client's page through Caddy; their statuses, and how many A answered. */
+          const everyClient = async (path: string) => {
+            const before = requestLines(boardA, path).length;
+            const statuses = [];
+            for (const localAddress of CLIENTS) {
+              statuses.push((await board({ path, localAddress })).status);
+            }
+            return {
+              statuses,
+              onA: requestLines(boardA, path).length - before,
+            };
+          };
+          /** Calls `check` every 100 ms until it returns true, for 10 s at most. */
+          const waitFor = async (
+            what: string,
+            check: () => Promise<boolean>,
+          ) => {
+            const deadline = Date.now() + 10_000;
+            while (!await check()) {
+              assert.ok(Date.now() < deadline, what);
+              await new Promise((resolve) => setTimeout(resolve, 100));
+            }
+          };
+
+          // A loses its database: its /healthz says 503 (B's still says 200).
+          relay.cut();
+          await waitFor("A's /healthz says 503", async () => {
+            const { status, body } = await healthOfA();
+            return status === 503 && body.status === "unavailable";
+          });
+          // Once Caddy's next check has seen it, every client is sent to B.
+          await waitFor(
+            "every client gets its page from B",
+            async () => {
+              const { statuses, onA } = await everyClient(
+                "/api/messages?limit=4",
+              );
+              return onA === 0 && statuses.every((status) => status === 200);
+            },
+          );
+          const out = await everyClient("/api/messages?limit=4");
+          assert.deepEqual(out.statuses, CLIENTS.map(() => 200));
+          assert.equal(
+            out.onA,
+            0,
+            "A got no client while its /healthz said 503",
+          );
+
+          // A reaches its database again: /healthz says 200, and A's clients come back.
+          relay.mend();
+          await waitFor("A's /healthz says 200", async () => {
+            const { status } = await healthOfA();
+            return status === 200;
+          });
+          await waitFor("A answers its clients again", async () => {
+            const { statuses, onA } = await everyClient(
+              "/api/messages?limit=5",
+            );
+            assert.deepEqual(statuses, CLIENTS.map(() => 200));
+            return onA > 0;
+          });
         },
       );
 
