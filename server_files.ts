@@ -859,7 +859,9 @@ async function openResolved(resolved: ResolvedPath): Promise<OpenFile> {
   }
 }
 
+/** Same device and inode, where both stats have one (not every platform does). */
 function isSameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  if (!a.ino || !b.ino) return true; // then the real path check alone
   return a.dev === b.dev && a.ino === b.ino;
 }
 
