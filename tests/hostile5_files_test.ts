@@ -7,10 +7,14 @@ import {
   MAX_COMPRESSING_STREAMS,
   negotiateCoding,
 } from "../server_files.ts";
-import { certTestOptions, makeCertificate } from "./_certs.ts";
-import { makeTree, startFilesProcess } from "./_files.ts";
+import { certTestOptions } from "./_certs.ts";
+import {
+  makeTree,
+  startFilesProcess,
+  startHttpsFilesProcess,
+} from "./_files.ts";
 import { countOpenFds, readRss, toolTestOptions } from "./_process.ts";
-import { h2Frame } from "./_raw.ts";
+import { connectZeroWindowH2, h2Frame, h2Get } from "./_raw.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -194,33 +198,10 @@ Deno.test("files: two handlers in one process each keep their own 404.html, read
   assert.ok(pages < 10, `${pages.toFixed(1)} pages read`);
 });
 
-/** One HTTP/2 GET of `path` as a HEADERS block (static-table names, literal values). */
-function h2Get(
-  path: string,
-  headers: readonly [string, string][] = [],
-): Uint8Array {
-  const bytes = encoder.encode(path);
-  const more = headers.flatMap(([name, value]) => {
-    const [n, v] = [encoder.encode(name), encoder.encode(value)];
-    return [0x00, n.length, ...n, v.length, ...v]; // literal, new name
-  });
-  return new Uint8Array([
-    0x82, // :method GET
-    0x87, // :scheme https
-    0x04, // :path, literal
-    bytes.length,
-    ...bytes,
-    0x01, // :authority, literal
-    9,
-    ...encoder.encode("127.0.0.1"),
-    ...more,
-  ]);
-}
-
 /**
- * Opens `connections` HTTP/2 connections that give every stream no window
- * (SETTINGS_INITIAL_WINDOW_SIZE = 0) and sends `perConnection` GETs on each,
- * the i-th for `path(i)`, 40 at a time; closed by the returned dispose.
+ * {@link openStalledStreams} sending 40 GETs at a time per connection, 100 ms
+ * apart: a burst of 200 listings at once would get 503s for want of a
+ * listing turn (MAX_WAITING_LISTINGS) instead of being held.
  */
 async function stalledStreams(
   port: number,
@@ -229,29 +210,25 @@ async function stalledStreams(
   perConnection: number,
   path: (i: number) => string,
   headers: readonly [string, string][] = [],
-): Promise<AsyncDisposable> {
+): Promise<Disposable> {
   const conns: Deno.TlsConn[] = [];
-  for (let c = 0; c < connections; c++) {
-    const conn = await Deno.connectTls({
-      hostname: "127.0.0.1",
-      port,
-      caCerts: [pem],
-      alpnProtocols: ["h2"],
-    });
-    conns.push(conn);
-    await conn.write(encoder.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
-    await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
-    for (let i = 0; i < perConnection; i++) {
-      await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i), headers)));
-      if (i % 40 === 39) await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return {
-    [Symbol.asyncDispose]() {
-      for (const conn of conns) conn.close();
-      return Promise.resolve();
-    },
+  const close = () => {
+    for (const conn of conns) conn.close();
   };
+  try {
+    for (let c = 0; c < connections; c++) {
+      const conn = await connectZeroWindowH2(port, pem);
+      conns.push(conn);
+      for (let i = 0; i < perConnection; i++) {
+        await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i), headers)));
+        if (i % 40 === 39) await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (error) {
+    close();
+    throw error;
+  }
+  return { [Symbol.dispose]: close };
 }
 
 Deno.test({
@@ -268,21 +245,12 @@ Deno.test({
     const name = `file-number-${String(i).padStart(5, "0")}-with-a-long-name`;
     await Deno.writeTextFile(`${tree.root}/list/${name}.txt`, "x");
   }
-  const { certFile, keyFile, pem } = await makeCertificate(tree.base);
-  const server = await startFilesProcess({
-    readable: [tree.root, certFile, keyFile],
-    args: [
-      "--root",
-      tree.root,
-      "--cert",
-      certFile,
-      "--key",
-      keyFile,
-      "--quiet",
-      "--dir-listing",
-    ],
-  });
-  try {
+  await using https = await startHttpsFilesProcess(tree, [
+    "--quiet",
+    "--dir-listing",
+  ]);
+  const { server, pem } = https;
+  {
     using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
     const first = await fetch(`${server.url}list/`, { client });
     assert.equal(first.status, 200);
@@ -293,7 +261,7 @@ Deno.test({
     );
     await new Promise((r) => setTimeout(r, 300));
     const before = await readRss(server.pid);
-    await using _stalled = await stalledStreams(
+    using _stalled = await stalledStreams(
       server.port,
       pem,
       3,
@@ -309,8 +277,6 @@ Deno.test({
     await new Promise((r) => setTimeout(r, 1100));
     const after = await fetch(`${server.url}list/`, { client });
     assert.match(await after.text(), /new\.txt/);
-  } finally {
-    await server.stop("SIGKILL");
   }
 });
 
@@ -390,21 +356,10 @@ Deno.test({
     return 97 + (seed >>> 16) % 26; // random letters: gzip leaves ~60%
   });
   await Deno.writeFile(`${tree.root}/big.txt`, text);
-  const { certFile, keyFile, pem } = await makeCertificate(tree.base);
-  const server = await startFilesProcess({
-    readable: [tree.root, certFile, keyFile],
-    args: [
-      "--root",
-      tree.root,
-      "--cert",
-      certFile,
-      "--key",
-      keyFile,
-      "--quiet",
-    ],
-  });
+  await using https = await startHttpsFilesProcess(tree);
+  const { server, pem } = https;
   const gzip = { "accept-encoding": "gzip" };
-  try {
+  {
     using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
     const ask = async () => {
       const response = await fetch(`${server.url}big.txt`, {
@@ -418,7 +373,7 @@ Deno.test({
     assert.equal((await ask()).coding, "gzip");
     {
       // 3 connections of 16 streams each (their turns) that read nothing.
-      await using _stalled = await stalledStreams(
+      using _stalled = await stalledStreams(
         server.port,
         pem,
         3,
@@ -440,8 +395,6 @@ Deno.test({
       after = await ask();
     }
     assert.equal(after.coding, "gzip");
-  } finally {
-    await server.stop("SIGKILL");
   }
 });
 
