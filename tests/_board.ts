@@ -1,9 +1,15 @@
 // Shared helpers for the message board tests: the board as a process (file and
 // PostgreSQL mode), a temp folder, and the JSON API.
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { REPO_ROOT, type RunningProcess, startScript } from "./_process.ts";
 import type { PgServer } from "./_postgres.ts";
-import type { MessageStore } from "../message_board.ts";
+import {
+  type Board,
+  type BoardOptions,
+  type MessageStore,
+  openBoard,
+} from "../message_board.ts";
 
 /** The board script, as an absolute path. */
 export const BOARD_SCRIPT = fileURLToPath(
@@ -26,6 +32,47 @@ export async function tempFolder(): Promise<
     path,
     async [Symbol.asyncDispose]() {
       await Deno.remove(path, { recursive: true });
+    },
+  };
+}
+
+/** An in-process board from {@link openTempBoard}, and the temp folder its data file is in. */
+export interface TempBoard extends Board, AsyncDisposable {
+  /** The folder that holds `messages.jsonl`. */
+  folder: string;
+}
+
+/**
+ * An in-process board (`openBoard`) on `messages.jsonl` in a fresh temp folder.
+ * `await using` closes the board, then removes the folder.
+ *
+ * @example
+ * await using board = await openTempBoard({ log: () => {} });
+ * const response = await board.handler(new Request("http://127.0.0.1/"));
+ */
+export async function openTempBoard(
+  options: Omit<BoardOptions, "dataFile"> = {},
+): Promise<TempBoard> {
+  const folder = await tempFolder();
+  let board: Board;
+  try {
+    board = await openBoard({
+      ...options,
+      dataFile: join(folder.path, "messages.jsonl"),
+    });
+  } catch (error) {
+    await folder[Symbol.asyncDispose]();
+    throw error;
+  }
+  return {
+    ...board,
+    folder: folder.path,
+    async [Symbol.asyncDispose]() {
+      try {
+        await board.close();
+      } finally {
+        await folder[Symbol.asyncDispose]();
+      }
     },
   };
 }

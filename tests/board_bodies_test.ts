@@ -3,14 +3,12 @@
 // reading), and all bodies together hold at most MAX_BODY_BYTES_HELD (503 past it), so a
 // flood of stalled 60 KB posts cannot grow the process without bound.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import {
   type Board,
   MAX_BODIES_PER_CLIENT,
   MAX_BODY_BYTES_HELD,
-  openBoard,
 } from "../message_board.ts";
-import { tempFolder } from "./_board.ts";
+import { openTempBoard } from "./_board.ts";
 
 /** How long each stalled body is given before its 408 (keeps the test short). */
 const BODY_TIMEOUT_MS = 1_500;
@@ -72,17 +70,11 @@ async function statusWithin(
 }
 
 async function withBoard(fn: (board: Board) => Promise<void>): Promise<void> {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
+  await using board = await openTempBoard({
     log: () => {},
     bodyTimeoutMs: BODY_TIMEOUT_MS,
   });
-  try {
-    await fn(board);
-  } finally {
-    await board.close();
-  }
+  await fn(board);
 }
 
 Deno.test("bodies: one client's stalled posts past MAX_BODIES_PER_CLIENT get 429 at once", async (t) => {

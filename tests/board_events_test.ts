@@ -11,7 +11,7 @@ import {
   openBoard,
   openJsonLinesStore,
 } from "../message_board.ts";
-import { tempFolder } from "./_board.ts";
+import { openTempBoard, tempFolder } from "./_board.ts";
 import { frameReader } from "./_sse.ts";
 
 const BASE = "http://localhost";
@@ -21,24 +21,16 @@ async function withBoard(
   test: (board: Awaited<ReturnType<typeof openBoard>>) => Promise<void>,
   options: { heartbeatMs?: number } = {},
 ) {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    ...options,
-  });
+  await using board = await openTempBoard(options);
   // Called as Deno.serve calls it, for a visitor on this machine (who may clear).
   const local: Deno.ServeHandlerInfo = {
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
     completed: Promise.resolve(),
   };
-  try {
-    await test({
-      ...board,
-      handler: (request) => board.handler(request, local),
-    });
-  } finally {
-    await board.close();
-  }
+  await test({
+    ...board,
+    handler: (request) => board.handler(request, local),
+  });
 }
 
 function events(headers: HeadersInit = {}, query = ""): Request {
@@ -347,10 +339,7 @@ Deno.test("events: regression: a reader that does not keep up is dropped, not cl
 });
 
 Deno.test("events: over a real socket, endEventStreams lets server.shutdown() finish", async () => {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-  });
+  await using board = await openTempBoard();
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     board.handler,
@@ -373,7 +362,6 @@ Deno.test("events: over a real socket, endEventStreams lets server.shutdown() fi
     assert.equal(await stream.next(), null);
   } finally {
     await server.finished;
-    await board.close();
   }
 });
 

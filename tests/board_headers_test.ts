@@ -2,13 +2,8 @@
 // framing (clickjacking), no sniffing, no inline script, no referrer to other sites, no
 // cross-origin reads of its pages. In-process: handler(new Request(...)).
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import {
-  createBoardHandler,
-  openBoard,
-  StoreUnavailableError,
-} from "../message_board.ts";
-import { failingStore, tempFolder } from "./_board.ts";
+import { createBoardHandler, StoreUnavailableError } from "../message_board.ts";
+import { failingStore, openTempBoard } from "./_board.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -122,43 +117,35 @@ const CASES: [string, () => Request, number][] = [
 ];
 
 Deno.test("headers: every answer carries the browser-side defences (table)", async (t) => {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    log: () => {},
-  });
+  await using board = await openTempBoard({ log: () => {} });
   const info: Deno.ServeHandlerInfo = {
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
     completed: Promise.resolve(),
   };
-  try {
-    for (const [label, request, status] of CASES) {
-      await t.step(`${label}: ${status}`, async () => {
-        const response = await board.handler(request(), info);
-        await response.body?.cancel();
-        assert.equal(response.status, status, label);
-        assertDefended(response, label);
-      });
-    }
-    await t.step("the event stream: 200", async () => {
-      const controller = new AbortController();
-      const response = await board.handler(
-        new Request(`${BASE}/events`, { signal: controller.signal }),
-        info,
-      );
-      assert.equal(response.status, 200);
-      assertDefended(response, "events");
+  for (const [label, request, status] of CASES) {
+    await t.step(`${label}: ${status}`, async () => {
+      const response = await board.handler(request(), info);
       await response.body?.cancel();
+      assert.equal(response.status, status, label);
+      assertDefended(response, label);
     });
-    await t.step("a redirect to the base path's slash: 308", async () => {
-      const mounted = createBoardHandler(board.store, { basePath: "/board" });
-      const response = await mounted(new Request(`${BASE}/board`), info);
-      assert.equal(response.status, 308);
-      assertDefended(response, "308");
-    });
-  } finally {
-    await board.close();
   }
+  await t.step("the event stream: 200", async () => {
+    const controller = new AbortController();
+    const response = await board.handler(
+      new Request(`${BASE}/events`, { signal: controller.signal }),
+      info,
+    );
+    assert.equal(response.status, 200);
+    assertDefended(response, "events");
+    await response.body?.cancel();
+  });
+  await t.step("a redirect to the base path's slash: 308", async () => {
+    const mounted = createBoardHandler(board.store, { basePath: "/board" });
+    const response = await mounted(new Request(`${BASE}/board`), info);
+    assert.equal(response.status, 308);
+    assertDefended(response, "308");
+  });
 });
 
 Deno.test("headers: a 503 from a failing store carries them too", async () => {

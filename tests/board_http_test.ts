@@ -21,7 +21,6 @@ import {
   MAX_STREAMS_PER_CLIENT,
   MAX_TRACKED_CLIENTS,
   normalizeBasePath,
-  openBoard,
   parseContentType,
   parsePositiveInteger,
   parseUrlEncoded,
@@ -33,7 +32,12 @@ import {
   tokensMatch,
   validateNewMessage,
 } from "../message_board.ts";
-import { failingStore, startBoard, tempFolder } from "./_board.ts";
+import {
+  failingStore,
+  openTempBoard,
+  startBoard,
+  tempFolder,
+} from "./_board.ts";
 
 const BASE = "http://localhost:8080";
 
@@ -53,20 +57,11 @@ async function withBoard(
   fn: (board: Board, folder: string) => Promise<void>,
   options: BoardOptions = {},
 ): Promise<void> {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    log: () => {},
-    ...options,
-  });
-  try {
-    await fn({
-      ...board,
-      handler: (request, info = clientInfo()) => board.handler(request, info),
-    }, folder.path);
-  } finally {
-    await board.close();
-  }
+  await using board = await openTempBoard({ log: () => {}, ...options });
+  await fn({
+    ...board,
+    handler: (request, info = clientInfo()) => board.handler(request, info),
+  }, board.folder);
 }
 
 function postForm(
@@ -477,41 +472,33 @@ Deno.test("hostile: a chunked body over the limit", async (t) => {
 });
 
 Deno.test("hostile: a body that stalls", async (t) => {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    bodyTimeoutMs: 50,
+  await using board = await openTempBoard({ bodyTimeoutMs: 50 });
+  let cancelled = false;
+  const stalled = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode("message=slow"));
+    },
+    cancel() {
+      cancelled = true;
+    },
   });
-  try {
-    let cancelled = false;
-    const stalled = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(new TextEncoder().encode("message=slow"));
-      },
-      cancel() {
-        cancelled = true;
-      },
-    });
-    const response = await board.handler(
-      new Request(BASE + "/", {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded" },
-        body: stalled,
-      }),
-    );
-    await t.step("gets 408", async () => {
-      assert.equal(response.status, 408);
-      assert.match(await response.text(), /took too long/);
-    });
-    await t.step("is cancelled", () => {
-      assert.equal(cancelled, true);
-    });
-    await t.step("stores nothing", async () => {
-      assert.equal(await storedCount(board), 0);
-    });
-  } finally {
-    await board.close();
-  }
+  const response = await board.handler(
+    new Request(BASE + "/", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: stalled,
+    }),
+  );
+  await t.step("gets 408", async () => {
+    assert.equal(response.status, 408);
+    assert.match(await response.text(), /took too long/);
+  });
+  await t.step("is cancelled", () => {
+    assert.equal(cancelled, true);
+  });
+  await t.step("stores nothing", async () => {
+    assert.equal(await storedCount(board), 0);
+  });
 });
 
 Deno.test("hostile: a chunked body under the limit is read whole", async () => {
@@ -1432,12 +1419,7 @@ async function withServedBoard(
   fn: (port: number, board: Board) => Promise<void>,
   options: BoardOptions = {},
 ): Promise<void> {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    log: () => {},
-    ...options,
-  });
+  await using board = await openTempBoard({ log: () => {}, ...options });
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     board.handler,
@@ -1447,7 +1429,6 @@ async function withServedBoard(
   } finally {
     board.endEventStreams();
     await server.shutdown();
-    await board.close();
   }
 }
 

@@ -2,9 +2,8 @@
 // and a proxy in front (--trust-proxy): what the proxy says about the client is only as good
 // as its configuration, so behind one nobody counts as local. In-process.
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { type BoardHandlerOptions, openBoard } from "../message_board.ts";
-import { tempFolder } from "./_board.ts";
+import type { BoardHandlerOptions } from "../message_board.ts";
+import { openTempBoard } from "./_board.ts";
 
 /** The proxy's socket: the board sees every proxied request come from this machine. */
 const FROM_PROXY: Deno.ServeHandlerInfo = {
@@ -30,21 +29,12 @@ async function tryClear(
   options: BoardHandlerOptions,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; kept: boolean }> {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    log: () => {},
-    ...options,
-  });
-  try {
-    await board.store.appendMessage({ text: "keep me" });
-    const response = await board.handler(clearRequest(headers), FROM_PROXY);
-    await response.body?.cancel();
-    const { messages } = await board.store.listMessages({ limit: 1 });
-    return { status: response.status, kept: messages.length === 1 };
-  } finally {
-    await board.close();
-  }
+  await using board = await openTempBoard({ log: () => {}, ...options });
+  await board.store.appendMessage({ text: "keep me" });
+  const response = await board.handler(clearRequest(headers), FROM_PROXY);
+  await response.body?.cancel();
+  const { messages } = await board.store.listMessages({ limit: 1 });
+  return { status: response.status, kept: messages.length === 1 };
 }
 
 Deno.test("proxy: a visitor on this machine, talking to the board directly, may clear", async () => {

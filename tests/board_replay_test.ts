@@ -2,9 +2,8 @@
 // train tunnel): what it missed is replayed before it can read any of it, so a replay larger
 // than a stream may queue (MAX_STREAM_QUEUE_BYTES) must not count as a reader falling behind.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { MAX_STREAM_QUEUE_BYTES, openBoard } from "../message_board.ts";
-import { tempFolder } from "./_board.ts";
+import { openTempBoard } from "./_board.ts";
 import { frameReader } from "./_sse.ts";
 
 /** A message of about 3 KB in UTF-8 (1,500 two-byte letters), the `n`th. */
@@ -14,19 +13,11 @@ async function withMessages(
   count: number,
   test: (board: Awaited<ReturnType<typeof openBoard>>) => Promise<void>,
 ) {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    log: () => {},
-  });
-  try {
-    for (let i = 1; i <= count; i++) {
-      await board.store.appendMessage({ text: longText(i) });
-    }
-    await test(board);
-  } finally {
-    await board.close();
+  await using board = await openTempBoard({ log: () => {} });
+  for (let i = 1; i <= count; i++) {
+    await board.store.appendMessage({ text: longText(i) });
   }
+  await test(board);
 }
 
 const resume = (id: number) =>

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { serveDir, type ServeDirOptions, serveFile } from "../server_files.ts";
 import { FILES_SCRIPT } from "./_files.ts";
 import { startScript } from "./_process.ts";
+import { sendRaw } from "./_raw.ts";
 
 /** A site shaped like std's test data: names with spaces, `#`, `%`, a dotfile. */
 async function makeStdSite() {
@@ -471,25 +472,9 @@ Deno.test("std's serveFile cases answer the same from ours", async () => {
 
 /** Sends one raw request head and returns the status line's code. */
 async function rawStatus(port: number, target: string): Promise<number> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    await conn.write(
-      new TextEncoder().encode(
-        `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`,
-      ),
-    );
-    const chunks: Uint8Array[] = [];
-    for await (const chunk of conn.readable) chunks.push(chunk);
-    const text = new TextDecoder().decode(
-      new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
-    );
-    return Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-  } catch (error) {
-    try {
-      conn.close();
-    } catch { /* already closed by the readable */ }
-    throw error;
-  }
+  const request =
+    `GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`;
+  return (await sendRaw(port, request)).status;
 }
 
 Deno.test("std's raw request-targets through Deno.serve: no leading slash 400, absolute-form served", async () => {

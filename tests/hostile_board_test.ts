@@ -1,9 +1,7 @@
 // Hostile-client regression tests for message_board.ts, against a real process (the
 // bugs are in what Deno.serve hands the handler, which an in-process Request cannot make).
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { openBoard } from "../message_board.ts";
-import { startBoard, tempFolder } from "./_board.ts";
+import { openTempBoard, startBoard, tempFolder } from "./_board.ts";
 import { sendRaw } from "./_raw.ts";
 
 /** The board with its access log on (the log line parses the URL too) and its limits on. */
@@ -112,39 +110,30 @@ Deno.test("an absolute-form target's authority is checked as well as the Host he
 });
 
 Deno.test("a query parameter sent twice gets 400, not a guess", async () => {
-  await using folder = await tempFolder();
-  const board = await openBoard({
-    dataFile: join(folder.path, "messages.jsonl"),
-    log: () => {},
-    rateLimit: false,
-  });
+  await using board = await openTempBoard({ log: () => {}, rateLimit: false });
   const info: Deno.ServeHandlerInfo = {
     remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
     completed: Promise.resolve(),
   };
-  try {
-    for (
-      const path of [
-        "/api/messages?limit=1&limit=100",
-        "/api/messages?before=5&before=2",
-        "/?before=5&before=2",
-        "/events?after=1&after=2",
-      ]
-    ) {
-      const response = await board.handler(
-        new Request(`http://127.0.0.1:8080${path}`),
-        info,
-      );
-      await response.body?.cancel();
-      assert.equal(response.status, 400, path);
-    }
-    const once = await board.handler(
-      new Request("http://127.0.0.1:8080/api/messages?limit=1"),
+  for (
+    const path of [
+      "/api/messages?limit=1&limit=100",
+      "/api/messages?before=5&before=2",
+      "/?before=5&before=2",
+      "/events?after=1&after=2",
+    ]
+  ) {
+    const response = await board.handler(
+      new Request(`http://127.0.0.1:8080${path}`),
       info,
     );
-    assert.equal(once.status, 200);
-    await once.body?.cancel();
-  } finally {
-    await board.close();
+    await response.body?.cancel();
+    assert.equal(response.status, 400, path);
   }
+  const once = await board.handler(
+    new Request("http://127.0.0.1:8080/api/messages?limit=1"),
+    info,
+  );
+  assert.equal(once.status, 200);
+  await once.body?.cancel();
 });
