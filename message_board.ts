@@ -7,6 +7,13 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
  * ```
  *
+ * Behind a reverse proxy on the same machine it can listen on a Unix domain
+ * socket instead of a port (the folder must exist; the proxy speaks TLS):
+ *
+ * ```sh
+ * deno run --allow-read=./data,/run/board/board.sock --allow-write=./data,/run/board/board.sock --allow-net=unix:/run/board/board.sock message_board.ts --unix /run/board/board.sock --trust-proxy --allowed-host board.example.com
+ * ```
+ *
  * Several processes can serve one board from PostgreSQL instead of the file:
  * board_postgres.ts, which imports this file, is that mode's entry point (this
  * file never imports it, so it works copied alone):
@@ -63,7 +70,7 @@
  * @module
  */
 
-import { basename, dirname, extname, join } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 // ---------------------------------------------------------------------------
@@ -3125,7 +3132,8 @@ export function createBoardHandler(
 
   /** The scheme, Host and port this request was sent to. */
   function targetOf(request: Request, url: URL): RequestTarget {
-    let protocol = url.protocol;
+    // Deno.serve's URL for a request on a Unix socket says http+unix: (plain HTTP).
+    let protocol = url.protocol === "http+unix:" ? "http:" : url.protocol;
     if (trustProxy) {
       const proto = request.headers.get("x-forwarded-proto")?.split(",").at(-1)
         ?.trim().toLowerCase();
@@ -3957,6 +3965,11 @@ Options:
   --port N          port to listen on; 0 picks a free one (default 8080)
   --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network
                     and needs --allow-net=0.0.0.0)
+  --unix PATH       listen on a Unix domain socket instead of a port, for a proxy on this
+                    machine (plain HTTP; it replaces --port and --hostname; give the proxy's
+                    site name with --allowed-host). Needs --allow-read=PATH --allow-write=PATH
+                    --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a killed run is
+                    replaced, any other file refused
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request
@@ -3993,6 +4006,8 @@ export interface CommandLineOptions {
   port: number;
   /** --hostname. */
   hostname: string;
+  /** --unix: a Unix domain socket's path, instead of hostname and port. */
+  unixPath?: string | undefined;
   /** --cert: a PEM file path. */
   cert?: string | undefined;
   /** --key: a PEM file path. */
@@ -4014,8 +4029,9 @@ export interface CommandLineOptions {
 const FLAGS = {
   data: { type: "string" },
   store: { type: "string" },
-  port: { type: "string", default: "8080" },
-  hostname: { type: "string", default: "127.0.0.1" },
+  port: { type: "string" }, // 8080, unless --unix
+  hostname: { type: "string" }, // 127.0.0.1, unless --unix
+  unix: { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   quiet: { type: "boolean", default: false },
@@ -4043,10 +4059,11 @@ const FLAGS = {
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
   const values = readFlags(args, FLAGS);
-  const port = parsePort(values.port);
+  const port = parsePort(values.port ?? "8080");
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
+  if (values.unix !== undefined) checkUnixFlags(values);
   if (values.store !== undefined && !/^postgres(ql)?:\/\//.test(values.store)) {
     throw new CommandLineError("--store takes a postgres:// URL");
   }
@@ -4069,7 +4086,8 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     dataFile: values.data,
     databaseUrl: values.store,
     port,
-    hostname: values.hostname,
+    hostname: values.hostname ?? "127.0.0.1",
+    unixPath: values.unix,
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
@@ -4079,6 +4097,27 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     trustProxy: values["trust-proxy"],
     rateLimit: values["rate-limit"] === "on",
   };
+}
+
+/** Refuses what cannot go with `--unix`: another place to listen, or TLS. */
+function checkUnixFlags(
+  values: { unix?: string; port?: string; hostname?: string; cert?: string },
+): void {
+  if (values.unix === "") throw new CommandLineError("--unix needs a path");
+  const other = values.port !== undefined
+    ? "--port"
+    : values.hostname !== undefined
+    ? "--hostname"
+    : null;
+  if (other !== null) {
+    throw new CommandLineError(
+      `--unix and ${other} are two places to listen: give one`,
+    );
+  }
+  if (values.cert !== undefined) {
+    // Deno.serve has TLS on TCP only; the proxy in front speaks TLS.
+    throw new CommandLineError("--cert and --key are for TCP, not --unix");
+  }
 }
 
 /**
@@ -4282,6 +4321,12 @@ export interface ServerOptions extends BoardOptions {
   port?: number;
   /** Address to bind. @default "127.0.0.1" */
   hostname?: string;
+  /**
+   * A Unix domain socket to listen on instead of `hostname` and `port`; a
+   * socket file there that no server accepts on (a killed run's) is
+   * replaced, any other file refused. @default undefined (TCP)
+   */
+  unixPath?: string | undefined;
   /** TLS certificate and key files (PEM), to serve HTTPS. @default undefined (HTTP) */
   cert?: string | undefined;
   /** See `cert`. */
@@ -4300,9 +4345,9 @@ export interface ServerOptions extends BoardOptions {
 }
 
 /** A running board server. */
-export interface BoardServer {
+export interface BoardServer<Addr extends Deno.Addr = Deno.NetAddr> {
   /** The address it listens on (the real port when 0 was asked for). */
-  addr: Deno.NetAddr;
+  addr: Addr;
   /** The board it serves. */
   board: Board;
   /**
@@ -4320,12 +4365,22 @@ export interface BoardServer {
  * Throws {@linkcode StartupError} (or a Deno error, such as AddrInUse) when it
  * cannot start; a `store` given is closed then.
  */
+export function startServer(
+  options: ServerOptions & { unixPath: string },
+): Promise<BoardServer<Deno.UnixAddr>>;
+export function startServer(
+  options?: ServerOptions & { unixPath?: undefined },
+): Promise<BoardServer>;
+export function startServer(
+  options?: ServerOptions,
+): Promise<BoardServer<Deno.NetAddr | Deno.UnixAddr>>;
 export async function startServer(
   options: ServerOptions = {},
-): Promise<BoardServer> {
+): Promise<BoardServer<Deno.NetAddr | Deno.UnixAddr>> {
   const {
     port = 8080,
     hostname = "127.0.0.1",
+    unixPath,
     cert,
     key,
     quiet = false,
@@ -4348,7 +4403,7 @@ export async function startServer(
   const store = options.store ?? await options.openStore?.();
   const allowedHosts = [
     ...(options.allowedHosts ?? []),
-    ...listeningNames(hostname, console.error),
+    ...(unixPath === undefined ? listeningNames(hostname, console.error) : []),
   ];
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
   const handler: BoardHandler = quiet
@@ -4375,7 +4430,20 @@ export async function startServer(
   let generation = 0;
   let failing = false;
   let pressureUntil = 0;
-  const listen = (port: number) => {
+  /** The start-up lines, once: where it listens, and whether visitors may clear. */
+  const announce = (where: string, local: boolean) => {
+    if (announced) return; // listening again after an accept failure
+    announced = true;
+    console.log(`Tiny Message Board on ${where} (${storeLabel})`);
+    if (options.adminToken === undefined && (!local || options.trustProxy)) {
+      console.log(
+        "Clearing and deleting are off for visitors from other machines " +
+          "(for everyone, behind --trust-proxy or on --unix); " +
+          "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
+      );
+    }
+  };
+  const listen = (port: number): Deno.HttpServer<Deno.Addr> => {
     const mine = ++generation;
     // The first request this listener accepts after a failure ends the outage.
     const serve: BoardHandler = (request, info) => {
@@ -4396,39 +4464,40 @@ export async function startServer(
         return response;
       });
     };
+    if (unixPath !== undefined) {
+      // No client address on a Unix socket: no visitor counts as on this machine.
+      return Deno.serve({
+        path: unixPath,
+        onListen: ({ path }) => announce(`unix:${path}`, false),
+      }, serve);
+    }
     return Deno.serve({
       hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
-        if (announced) return; // listening again after an accept failure
-        announced = true;
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
-        console.log(
-          `Tiny Message Board on ${scheme}://${host}:${port}/ (${storeLabel})`,
+        announce(
+          `${scheme}://${host}:${port}/`,
+          isLoopbackName(hostName(host)),
         );
-        if (
-          options.adminToken === undefined &&
-          (!isLoopbackName(hostName(host)) || options.trustProxy)
-        ) {
-          console.log(
-            "Clearing and deleting are off for visitors from other machines " +
-              "(for everyone, behind --trust-proxy); " +
-              "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
-          );
-        }
       },
     }, serve);
   };
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: Deno.HttpServer<Deno.Addr>;
   try {
+    if (unixPath !== undefined && await claimSocketPath(unixPath)) {
+      console.error(
+        `message board: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
+      );
+    }
     server = listen(port);
   } catch (error) {
     await board.close();
     throw error;
   }
-  const addr = server.addr;
+  const addr = server.addr as Deno.NetAddr | Deno.UnixAddr;
 
   // Surviving accept failures. When the process runs out of file descriptors
   // (idle connections pile up: Deno.serve has no idle or header timeout), the
@@ -4447,14 +4516,14 @@ export async function startServer(
     retryTimer = undefined;
     if (stopping) return;
     try {
-      watch(listen(addr.port));
+      watch(listen("port" in addr ? addr.port : 0));
       retryMs = ACCEPT_RETRY_FIRST_MS;
     } catch {
       retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
       retryTimer = setTimeout(relisten, retryMs);
     }
   };
-  const watch = (current: Deno.HttpServer<Deno.NetAddr>) => {
+  const watch = (current: Deno.HttpServer<Deno.Addr>) => {
     servers.add(current);
     current.finished.then(() => servers.delete(current), (error) => {
       if (stopping) return;
@@ -4502,6 +4571,34 @@ export async function startServer(
 }
 
 /**
+ * Makes `path` ready for a Unix socket listener. Listening fails (AddrInUse)
+ * on a path where any file is, and a board that was killed leaves its socket
+ * file behind (Deno removes it when the server stops). So a socket file on
+ * which nothing accepts a connection is removed; a socket a server still
+ * accepts on is left alone (AddrInUse), and so is anything that is not a
+ * socket (AlreadyExists): a typo in --unix must never delete a file. Returns
+ * whether a stale socket file was removed.
+ */
+async function claimSocketPath(path: string): Promise<boolean> {
+  try {
+    if (!(await Deno.lstat(path)).isSocket) {
+      throw new Deno.errors.AlreadyExists(`${path} exists and is not a socket`);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    await Deno.remove(path); // no one listens: a killed run's
+    return true;
+  }
+  throw new Deno.errors.AddrInUse(`a server accepts connections on ${path}`);
+}
+
+/**
  * What a command-line program adds to {@linkcode startServer}'s options: main()
  * here gives none (the data file); board_postgres.ts opens its store.
  */
@@ -4544,7 +4641,7 @@ export async function runCommandLine(
     console.error(`${program}: ${error.message} (see --help)`);
     Deno.exit(2);
   }
-  let server: BoardServer;
+  let server: BoardServer<Deno.Addr>;
   try {
     server = await startServer({ ...commandLine, ...extra });
   } catch (error) {
@@ -4569,6 +4666,26 @@ function describeStartupError(
 ): string {
   const why = error instanceof Error ? error.message : String(error);
   if (error instanceof StartupError) return why;
+  const socket = commandLine.unixPath;
+  if (socket !== undefined) {
+    const shown = showArg(socket);
+    const absolute = resolve(socket);
+    if (error instanceof Deno.errors.AddrInUse) {
+      return `${shown} is in use: a server accepts connections on it (stop it, or give another --unix PATH)`;
+    }
+    if (error instanceof Deno.errors.AlreadyExists) {
+      return `${shown} exists and is not a socket, so it is left alone (remove it, or give another --unix PATH)`;
+    }
+    if (
+      error instanceof Deno.errors.NotCapable &&
+      (why.includes(`"${socket}"`) || why.includes(`"unix:${absolute}"`))
+    ) {
+      // --allow-net=unix: takes only an absolute path.
+      return `no permission for the socket ${shown}: run with --allow-read=${shown} --allow-write=${shown} --allow-net=unix:${
+        showArg(absolute)
+      } (besides the data folder's or the database's flags)`;
+    }
+  }
   const host = commandLine.hostname.includes(":")
     ? `[${commandLine.hostname}]`
     : commandLine.hostname;

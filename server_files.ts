@@ -7,6 +7,13 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [--root ./static] [--port 8080]
  * ```
  *
+ * Behind a reverse proxy on the same machine it can listen on a Unix domain
+ * socket instead of a port (the folder must exist; the proxy speaks TLS):
+ *
+ * ```sh
+ * deno run --allow-read=./static,/run/www/files.sock --allow-write=/run/www/files.sock --allow-net=unix:/run/www/files.sock server_files.ts --unix /run/www/files.sock
+ * ```
+ *
  * Security stance, stated up front: only regular files that really live under
  * the root folder are ever served. Every URL goes through one function,
  * {@linkcode resolveSafePath}, which decodes the path (a bad escape is 400),
@@ -25,7 +32,7 @@
 import { constants as fsConstants, type Stats } from "node:fs";
 import { type FileHandle, open as fsOpen } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { extname, join, normalize, sep } from "node:path";
+import { extname, join, normalize, resolve, sep } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import zlib from "node:zlib";
 
@@ -4901,9 +4908,9 @@ const PRESSURE_MS = 10_000;
 export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** What {@linkcode serveWithRestart} returns: the parts of `Deno.HttpServer` main() uses. */
-export interface RestartingServer {
+export interface RestartingServer<Addr extends Deno.Addr = Deno.NetAddr> {
   /** The address of the first listener; every later one listens there too. */
-  readonly addr: Deno.NetAddr;
+  readonly addr: Addr;
   /** Resolves after {@linkcode RestartingServer.shutdown}; never rejects. */
   readonly finished: Promise<void>;
   /** Stops listening, lets requests in flight finish, closes idle connections. */
@@ -4933,28 +4940,54 @@ export interface RestartingServer {
  * A start-up failure (port in use, no permission) still throws at once.
  * `shutdown()` waits at most `shutdownGraceMs` for requests in flight;
  * `finished` then resolves even if some connections are still open.
+ *
+ * With `path` (a Unix domain socket, as `Deno.serve` takes it) it listens
+ * there instead, and again on the same path: Deno removes the socket file
+ * when a listener closes.
  */
 export function serveWithRestart(
   options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
   handler: Deno.ServeHandler<Deno.NetAddr>,
+  log?: (line: string) => void,
+  shutdownGraceMs?: number,
+): RestartingServer;
+export function serveWithRestart(
+  options: Deno.ServeUnixOptions,
+  handler: Deno.ServeHandler<Deno.UnixAddr>,
+  log?: (line: string) => void,
+  shutdownGraceMs?: number,
+): RestartingServer<Deno.UnixAddr>;
+export function serveWithRestart(
+  options:
+    | (Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>)
+    | Deno.ServeUnixOptions,
+  handler: Deno.ServeHandler<Deno.NetAddr> | Deno.ServeHandler<Deno.UnixAddr>,
   log: (line: string) => void = (line) => console.error(line),
   shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
-): RestartingServer {
+): RestartingServer<Deno.NetAddr | Deno.UnixAddr> {
   let pressureUntil = 0;
   const ctx = handlerContexts.get(handler);
   if (ctx !== undefined) ctx.toDenoServe = true;
-  const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
-    const result = handler(req, info);
+  // Called only with the info of its own transport's listener.
+  const own = handler as Deno.ServeHandler;
+  const serve: Deno.ServeHandler = (req, info) => {
+    const result = own(req, info);
     const last = pressureUntil === 0 || Date.now() > pressureUntil
       ? handToServe
       : (response: Response) => handToServe(closeAfter(response));
     return result instanceof Response ? last(result) : result.then(last);
   };
-  const draining = new Set<Deno.HttpServer<Deno.NetAddr>>();
-  let current = Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...options }, serve);
-  const addr = current.addr;
-  const again = { ...options, hostname: addr.hostname, port: addr.port };
-  again.onListen = () => {};
+  const draining = new Set<Deno.HttpServer>();
+  const listen = (at: typeof options): Deno.HttpServer =>
+    "path" in at
+      ? Deno.serve(at, serve)
+      : Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+  let current = listen(options);
+  const addr = current.addr as Deno.NetAddr | Deno.UnixAddr;
+  const again = "path" in addr
+    ? { ...options, onListen: () => {} }
+    : { ...options, hostname: addr.hostname, port: addr.port, onListen() {} };
+  const where = "path" in addr ? addr.path : `port ${addr.port}`;
   let stopping = false;
   let wake = () => {};
   const pause = (ms: number) =>
@@ -4979,7 +5012,7 @@ export function serveWithRestart(
       const stable = setTimeout(() => {
         if (outage) {
           log(
-            `server_files: listening again on port ${addr.port} after ${failures} failed attempt(s)`,
+            `server_files: listening again on ${where} after ${failures} failed attempt(s)`,
           );
         }
         outage = false;
@@ -5017,7 +5050,7 @@ export function serveWithRestart(
         delay = Math.min(delay * 2, RELISTEN_MAX_MS);
         failures++;
         try {
-          current = Deno.serve(again, serve);
+          current = listen(again);
           listenedAt = Date.now();
           break;
         } catch {
@@ -5073,6 +5106,10 @@ Options:
   --port N            port to listen on; 0 picks a free one (default 8080)
   --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network
                       and needs --allow-net=0.0.0.0)
+  --unix PATH         listen on a Unix domain socket instead of a port, for a proxy on this
+                      machine (plain HTTP; it replaces --port and --hostname). Needs
+                      --allow-read=PATH --allow-write=PATH --allow-net=unix:/ABSOLUTE/PATH; a
+                      socket file left by a killed run is replaced, any other file refused
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
@@ -5114,8 +5151,13 @@ export interface ServerOptions extends HandlerOptions {
   key?: string | undefined;
   /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). @default false */
   reusePort?: boolean | undefined;
+  /**
+   * A Unix domain socket to listen on instead of `hostname` and `port`
+   * (see {@linkcode claimSocketPath}). @default undefined (TCP)
+   */
+  unixPath?: string | undefined;
   /** Called with the real address. @default prints the "Serving ..." line */
-  onListen?: ((address: Deno.NetAddr) => void) | undefined;
+  onListen?: ((address: Deno.NetAddr | Deno.UnixAddr) => void) | undefined;
 }
 
 /** What {@linkcode parseCommandLine} found on the command line. */
@@ -5150,14 +5192,17 @@ export interface CommandLineOptions extends ServerOptions {
   quiet: boolean;
   /** --workers: how many threads serve. */
   workers: number;
+  /** --unix: the socket's path, instead of a port. */
+  unixPath?: string | undefined;
   /** --help: print the usage and exit. */
   help: boolean;
 }
 
 const FLAGS = {
   root: { type: "string" }, // ./static, unless a folder is given without --root
-  port: { type: "string", short: "p", default: "8080" },
+  port: { type: "string", short: "p" }, // 8080, unless --unix
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
+  unix: { type: "string" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -5194,7 +5239,7 @@ const FLAGS = {
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
   const { values, folder } = readFlagsAndFolder(args);
-  const port = parsePort(values.port);
+  const port = parsePort(values.port ?? "8080");
   for (const name of values["allowed-host"]) {
     if (!/^\.?[A-Za-z0-9\-._~[\]:]+$/.test(name)) {
       throw new CommandLineError(
@@ -5216,6 +5261,8 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   } catch (error) {
     throw new CommandLineError(`--header: ${(error as Error).message}`);
   }
+  const workers = parseWorkerCount(values.workers);
+  if (values.unix !== undefined) checkUnixFlags(values, workers);
   return {
     fsRoot: values.root ?? folder ?? "./static",
     port,
@@ -5231,9 +5278,42 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
-    workers: parseWorkerCount(values.workers),
+    workers,
+    unixPath: values.unix,
     help: values.help,
   };
+}
+
+/** Refuses what cannot go with `--unix`: another place to listen, TLS, Workers. */
+function checkUnixFlags(
+  values: {
+    unix?: string;
+    port?: string;
+    hostname?: string;
+    host?: string;
+    cert?: string;
+  },
+  workers: number,
+): void {
+  if (values.unix === "") throw new CommandLineError("--unix needs a path");
+  const other = values.port !== undefined
+    ? "--port"
+    : values.hostname !== undefined || values.host !== undefined
+    ? "--hostname"
+    : null;
+  if (other !== null) {
+    throw new CommandLineError(
+      `--unix and ${other} are two places to listen: give one`,
+    );
+  }
+  if (values.cert !== undefined) {
+    // Deno.serve has TLS on TCP only; the proxy in front speaks TLS.
+    throw new CommandLineError("--cert and --key are for TCP, not --unix");
+  }
+  if (workers > 1) {
+    // SO_REUSEPORT, which lets Workers share a port, is for TCP only.
+    throw new CommandLineError("--workers above 1 is for TCP, not --unix");
+  }
 }
 
 /**
@@ -5359,17 +5439,37 @@ function showArg(text: string): string {
  * fails); prints the real address. Rejects (NotFound for a missing root,
  * AddrInUse, NotCapable) when it cannot start.
  */
+export function startServer(
+  options: ServerOptions & { unixPath: string },
+): Promise<RestartingServer<Deno.UnixAddr>>;
+export function startServer(
+  options?: ServerOptions & { unixPath?: undefined },
+): Promise<RestartingServer>;
+export function startServer(
+  options?: ServerOptions,
+): Promise<RestartingServer<Deno.NetAddr | Deno.UnixAddr>>;
 export async function startServer(
   options: ServerOptions = {},
-): Promise<RestartingServer> {
-  const { hostname = "127.0.0.1", port = 8080, cert, key } = options;
+): Promise<RestartingServer<Deno.NetAddr | Deno.UnixAddr>> {
+  const { hostname = "127.0.0.1", port = 8080, cert, key, unixPath } = options;
   const handler = createHandler({
     ...options,
     allowedHosts: [
       ...(options.allowedHosts ?? []),
-      ...listeningHostNames(hostname),
+      ...(unixPath === undefined ? listeningHostNames(hostname) : []),
     ],
   });
+  const onListen = options.onListen ??
+    ((address: Deno.NetAddr | Deno.UnixAddr) =>
+      console.log(servingLine(options, address)));
+  if (unixPath !== undefined) {
+    if (await claimSocketPath(unixPath)) {
+      console.error(
+        `server_files: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
+      );
+    }
+    return serveWithRestart({ path: unixPath, onListen }, handler);
+  }
   const tls = cert !== undefined && key !== undefined
     ? { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) }
     : {};
@@ -5378,9 +5478,36 @@ export async function startServer(
     port,
     ...tls,
     reusePort: options.reusePort ?? false,
-    onListen: options.onListen ??
-      ((address) => console.log(servingLine(options, address))),
+    onListen,
   }, handler);
+}
+
+/**
+ * Makes `path` ready for a Unix socket listener. Listening fails (AddrInUse)
+ * on a path where any file is, and a server that was killed leaves its
+ * socket file behind (Deno removes it when the server stops). So a socket
+ * file on which nothing accepts a connection is removed; a socket a server
+ * still accepts on is left alone (AddrInUse), and so is anything that is not
+ * a socket (AlreadyExists): a typo in --unix must never delete a file.
+ * Returns whether a stale socket file was removed.
+ */
+async function claimSocketPath(path: string): Promise<boolean> {
+  try {
+    if (!(await Deno.lstat(path)).isSocket) {
+      throw new Deno.errors.AlreadyExists(`${path} exists and is not a socket`);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    await Deno.remove(path); // no one listens: a killed run's
+    return true;
+  }
+  throw new Deno.errors.AddrInUse(`a server accepts connections on ${path}`);
 }
 
 /** This machine's first IPv4 address that is not loopback, or null (std's `getNetworkAddress`). */
@@ -5394,9 +5521,13 @@ function networkAddress(): string | null {
 /** `Serving ./static on http://127.0.0.1:8080/`, the line tests and people look for. */
 function servingLine(
   options: ServerOptions,
-  { hostname, port }: Deno.NetAddr,
+  address: Deno.NetAddr | Deno.UnixAddr,
   workers = 1,
 ): string {
+  if ("path" in address) {
+    return `Serving ${options.fsRoot ?? "."} on unix:${address.path}`;
+  }
+  const { hostname, port } = address;
   const scheme = options.cert ? "https" : "http";
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   const line =
@@ -5488,7 +5619,7 @@ function runServerWorker(): void {
     postMessage(message: FromWorker): void;
     close(): void;
   };
-  let server: RestartingServer | null = null;
+  let server: RestartingServer<Deno.Addr> | null = null;
   scope.onmessage = async ({ data }) => {
     if (data.type === "shutdown") {
       if (server === null) scope.close();
@@ -5499,8 +5630,12 @@ function runServerWorker(): void {
       server = await startServer({
         ...data.flags,
         reusePort: true,
+        // Workers listen on TCP only (parseCommandLine refuses them with --unix).
         onListen: (address) =>
-          scope.postMessage({ type: "listening", address }),
+          scope.postMessage({
+            type: "listening",
+            address: address as Deno.NetAddr,
+          }),
       });
     } catch (error) {
       scope.postMessage({ type: "failed", message: (error as Error).message });
@@ -5653,6 +5788,9 @@ function explainStartFailure(
   options: CommandLineOptions,
 ): string {
   const why = `cannot start: ${(error as Error).message}`;
+  if (options.unixPath !== undefined) {
+    return explainSocketFailure(error, options.unixPath) ?? why;
+  }
   if (error instanceof Deno.errors.AddrInUse) {
     return `${options.hostname}:${options.port} is in use (try another --port, or --port 0)`;
   }
@@ -5666,6 +5804,30 @@ function explainStartFailure(
     return `no permission to listen on ${options.hostname}:${options.port}: run with --allow-net=${host}`;
   }
   return why;
+}
+
+/** Why listening on the Unix socket `path` failed, with what to do; null when unknown. */
+function explainSocketFailure(error: unknown, path: string): string | null {
+  const shown = showArg(path);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `${shown} is in use: a server accepts connections on it (stop it, or give another --unix PATH)`;
+  }
+  if (error instanceof Deno.errors.AlreadyExists) {
+    return `${shown} exists and is not a socket, so it is left alone (remove it, or give another --unix PATH)`;
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    // --allow-net=unix: takes only an absolute path.
+    let absolute = path;
+    try {
+      absolute = resolve(path);
+    } catch {
+      // no read permission for the working folder: show the path as given
+    }
+    return `no permission for the socket ${shown}: run with --allow-read=${shown} --allow-write=${shown} --allow-net=unix:${
+      showArg(absolute)
+    } (--allow-read also for the folder served)`;
+  }
+  return null;
 }
 
 async function main(): Promise<void> {
@@ -5690,7 +5852,7 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   if (flags.workers > 1) return await serveOnWorkers(flags);
-  let server: RestartingServer;
+  let server: RestartingServer<Deno.Addr>;
   try {
     server = await startServer(flags);
   } catch (error) {

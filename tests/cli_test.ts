@@ -58,6 +58,32 @@ const CERT_MISTAKES: [args: string[], message: string][] = [
   [["--cert", "c.pem"], "--cert and --key go together"],
 ];
 
+/** --unix with another place to listen or TLS, the same in the two Deno.serve scripts. */
+const UNIX_MISTAKES: [args: string[], message: string][] = [
+  [["--unix"], "--unix needs a value"],
+  [["--unix="], "--unix needs a path"],
+  [
+    ["--unix", "/run/a.sock", "--port", "8080"],
+    "--unix and --port are two places to listen: give one",
+  ],
+  [
+    ["--hostname", "127.0.0.1", "--unix", "/run/a.sock"],
+    "--unix and --hostname are two places to listen: give one",
+  ],
+  [
+    ["--unix", "/run/a.sock", "--cert", "c.pem", "--key", "k.pem"],
+    "--cert and --key are for TCP, not --unix",
+  ],
+];
+
+/** server_files.ts alone has --workers, which share a TCP port. */
+const WORKER_MISTAKES: [args: string[], message: string][] = [
+  [
+    ["--unix", "/run/a.sock", "--workers", "2"],
+    "--workers above 1 is for TCP, not --unix",
+  ],
+];
+
 /** A --header that is no "Name: value". */
 const HEADER_MISTAKES: [args: string[], message: string][] = [
   [
@@ -75,10 +101,13 @@ const PARSERS = [
     ...FOLDER_MISTAKES,
     ...CERT_MISTAKES,
     ...HEADER_MISTAKES,
+    ...UNIX_MISTAKES,
+    ...WORKER_MISTAKES,
   ]],
   ["message_board.ts", board.parseCommandLine, board.CommandLineError, [
     ...WORD_MISTAKES,
     ...CERT_MISTAKES,
+    ...UNIX_MISTAKES,
   ]],
 ] as const;
 
@@ -152,6 +181,8 @@ const BOARD_USAGE = [
   "--store URL",
   "--port N",
   "--hostname HOST",
+  "--unix PATH",
+  "--allow-net=unix:/ABSOLUTE/PATH",
   "--cert FILE",
   "--key FILE",
   "--quiet",
@@ -185,6 +216,8 @@ const ENTRY_POINTS = [
       "--root",
       "--port",
       "--hostname",
+      "--unix PATH",
+      "--allow-net=unix:/ABSOLUTE/PATH",
       "--allowed-host",
       "--fallback",
       "--clean-urls",
