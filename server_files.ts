@@ -2385,6 +2385,11 @@ export function logSafe(text: string): string {
 /** How much of one text a client chose goes into one error-log line. */
 export const MAX_LOGGED_CHARS = 1024;
 
+/** What {@linkcode errorResponse} reads: a root (for its 404.html) only when serving one. */
+type ErrorContext =
+  & Pick<ServeContext, "extra" | "quiet">
+  & Partial<Pick<ServeContext, "rootReal" | "notFound">>;
+
 /**
  * Maps any error met while serving to a response, the way Go's `toHTTPError`
  * does. The client gets the status and a generic reason phrase only: error
@@ -2396,10 +2401,9 @@ export const MAX_LOGGED_CHARS = 1024;
 async function errorResponse(
   error: unknown,
   req: Request,
-  extra: readonly [string, string][],
-  rootReal: string | null,
-  quiet: boolean,
+  ctx: ErrorContext,
 ): Promise<Response> {
+  const { extra, quiet, rootReal, notFound } = ctx;
   let status = 500;
   if (error instanceof HttpError) status = error.status;
   else status = statusForFsError(error);
@@ -2423,8 +2427,8 @@ async function errorResponse(
       detail,
     );
   }
-  if (status === 404 && rootReal !== null) {
-    return await notFoundResponse(rootReal, extra);
+  if (status === 404 && rootReal !== undefined && notFound !== undefined) {
+    return await notFoundResponse(rootReal, notFound, extra);
   }
   // Out of descriptors (a connection flood): the client may try again soon.
   const retry: [string, string][] = status === 503
@@ -2474,49 +2478,53 @@ function logOutOfDescriptors(
 }
 
 /**
- * The last `404.html` read, as a finished 404 each request gets a `clone()`
- * of while the file is unchanged. Deno.serve holds the body until the client
- * takes it: a new buffer per request let HTTP/2 streams with no window hold
- * one each (1,000 of them held 265 MB for a 250 KB page), while clones of
- * one Response share its bytes (as the cached files' do). The read itself is
- * shared too, so 600 requests at once read the page once.
+ * A site's `404.html` as it was last read: a finished 404 that each request
+ * gets a `clone()` of while the file is unchanged. Deno.serve holds the body
+ * until the client takes it: a new buffer per request let HTTP/2 streams
+ * with no window hold one each (1,000 of them held 265 MB for a 250 KB
+ * page), while clones of one Response share its bytes (as the cached files'
+ * do). The read itself is shared too, so 600 requests at once read the page
+ * once. Each handler has its own ({@linkcode ServeContext.notFound}):
+ * one slot for the whole process made two handlers take turns replacing
+ * it, and then every 404 read its page again.
  */
-let notFoundPage: {
+interface NotFoundPage {
   path: string;
   version: FileVersion;
   statAt: number;
-  extra: readonly [string, string][];
   response: Promise<Response | null>;
-} | null = null;
+}
 
-/** 404 with the site's own `404.html` as the body when the root has one. */
+/**
+ * 404 with the site's own `404.html` as the body when the root has one. A
+ * read that failed (out of descriptors, a read error) is not remembered:
+ * the next 404 tries again, rather than sending plain text until the file
+ * changes.
+ */
 async function notFoundResponse(
   rootReal: string,
+  notFound: { page: NotFoundPage | null },
   extra: readonly [string, string][],
 ): Promise<Response> {
   try {
     const statAt = Date.now();
     const page = await resolveSafePath(rootReal, "/404.html", false);
     const version = versionOf(page.info);
-    const last = notFoundPage;
-    let response: Response | null = null;
+    let last = notFound.page;
     if (
-      last !== null && last.path === page.path && last.extra === extra &&
-      sameVersion(last.version, version) && !isRacy(version, last.statAt)
+      last === null || last.path !== page.path ||
+      !sameVersion(last.version, version) || isRacy(version, last.statAt)
     ) {
-      response = await last.response;
-    } else if (page.info.isFile && page.info.size <= MAX_CACHED_FILE_BYTES) {
-      const reading = readNotFoundPage(page.path, extra);
-      notFoundPage = {
-        path: page.path,
-        version,
-        statAt,
-        extra,
-        response: reading,
-      };
-      response = await reading;
+      last = null;
+      if (page.info.isFile && page.info.size <= MAX_CACHED_FILE_BYTES) {
+        const reading = readNotFoundPage(page.path, extra);
+        last = { path: page.path, version, statAt, response: reading };
+        notFound.page = last;
+      }
     }
+    const response = await last?.response ?? null;
     if (response !== null) return response.clone();
+    if (notFound.page === last) notFound.page = null; // try again next time
   } catch {
     // No custom page: fall back to the plain text.
   }
@@ -3374,6 +3382,8 @@ interface ServeContext {
   toDenoServe: boolean;
   /** {@linkcode ServeDirOptions.sendTimeoutMs}. */
   sendTimeoutMs: number;
+  /** The root's `404.html` as last read (see {@linkcode NotFoundPage}). */
+  notFound: { page: NotFoundPage | null };
 }
 
 /**
@@ -3440,6 +3450,7 @@ function makeContext(
     fallback: fallback === undefined ? null : fallbackUrlPath(fallback),
     toDenoServe: false,
     sendTimeoutMs,
+    notFound: { page: null as NotFoundPage | null },
   } satisfies ServeContext;
 }
 
@@ -3466,7 +3477,7 @@ export async function serveFile(
     }
   } catch (error) {
     // std's serveFile has no log: only a 5xx is worth a line here.
-    response = await errorResponse(error, req, extra, null, true);
+    response = await errorResponse(error, req, { extra, quiet: true });
   }
   return withoutBodyForHead(req, response);
 }
@@ -3638,13 +3649,7 @@ async function serveFromRoot(
         error = fallbackError;
       }
     }
-    response = await errorResponse(
-      error,
-      req,
-      ctx.extra,
-      ctx.rootReal,
-      ctx.quiet,
-    );
+    response = await errorResponse(error, req, ctx);
   }
   return response;
 }

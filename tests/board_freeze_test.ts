@@ -6,7 +6,12 @@
 // failing under CI=true.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { openBoard, StoreUnavailableError } from "../message_board.ts";
+import {
+  openBoard,
+  openJsonLinesStore,
+  startServer,
+  StoreUnavailableError,
+} from "../message_board.ts";
 import { tempFolder } from "./_board.ts";
 import { runProcess, toolTestOptions } from "./_process.ts";
 
@@ -184,6 +189,69 @@ Deno.test({
     } finally {
       if (frozen) await runProcess("fsfreeze", ["-u", mountPoint]);
       await board.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "disk: a shutdown while the disk is frozen ends within its bound",
+  ...AS_ROOT,
+  async fn() {
+    await using folder = await tempFolder();
+    const mountPoint = join(folder.path, "disk");
+    await using _disk = await mountExt4(
+      join(folder.path, "disk.img"),
+      mountPoint,
+    );
+    const dataFile = join(mountPoint, "messages.jsonl");
+    const logged: string[] = [];
+    const server = await startServer({
+      port: 0,
+      dataFile,
+      quiet: true,
+      rateLimit: false,
+      log: (line) => logged.push(line),
+      writeTimeoutMs: WRITE_TIMEOUT_MS,
+      shutdownGraceMs: 200,
+    });
+    const url = `http://127.0.0.1:${server.addr.port}/api/messages`;
+    const post = (text: string) =>
+      fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ text }),
+      });
+    let frozen = false;
+    let stuck: Promise<Response | Error> | undefined;
+    try {
+      const before = await post("acknowledged");
+      assert.equal(before.status, 201);
+      await before.body?.cancel();
+      await run("fsfreeze", ["-f", mountPoint]);
+      frozen = true;
+      stuck = post("stuck").catch((error) => error);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // It used to wait for the stuck write for as long as the freeze lasted: for ever.
+      // Bound: the grace, then the write timeout (200 + 500 ms here).
+      await within(server.shutdown(), 5_000);
+      assert.ok(
+        logged.some((line) => /closing without the write/.test(line)),
+        logged.join("\n"),
+      );
+    } finally {
+      if (frozen) await runProcess("fsfreeze", ["-u", mountPoint]);
+      await within(server.shutdown(), 10_000);
+      const answer = await stuck;
+      if (answer instanceof Response) await answer.body?.cancel();
+    }
+    // The lock is free and the acknowledged message is there; the stuck one never was
+    // acknowledged (the file was closed under it).
+    const store = await openJsonLinesStore(dataFile, { log: () => {} });
+    try {
+      const { messages } = await store.listMessages({ limit: 10 });
+      assert.equal(messages.at(-1)?.text, "acknowledged");
+    } finally {
+      await store.close();
     }
   },
 });
