@@ -3996,6 +3996,9 @@ Options:
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request
+  --log-format FMT  the access log's lines: clf (default, the Common Log Format) or json (one
+                    object per line: time, remote_addr, method, target, status, bytes,
+                    duration_ms; written once the answer is sent)
   --allowed-host NAME
                     also answer to this host name (repeatable; .example.com allows its
                     subdomains); by default only the names and addresses it listens on,
@@ -4037,6 +4040,8 @@ export interface CommandLineOptions {
   key?: string | undefined;
   /** --quiet: no access log. */
   quiet: boolean;
+  /** --log-format: clf or json. */
+  logFormat: "clf" | "json";
   /** --help. */
   help: boolean;
   /** --allowed-host, each time it is given. */
@@ -4058,6 +4063,7 @@ const FLAGS = {
   cert: { type: "string" },
   key: { type: "string" },
   quiet: { type: "boolean", default: false },
+  "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
@@ -4087,6 +4093,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     throw new CommandLineError("--cert and --key go together");
   }
   if (values.unix !== undefined) checkUnixFlags(values);
+  const logFormat = parseLogFormat(values["log-format"]);
   if (values.store !== undefined && !/^postgres(ql)?:\/\//.test(values.store)) {
     throw new CommandLineError("--store takes a postgres:// URL");
   }
@@ -4114,12 +4121,21 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
+    logFormat,
     help: values.help,
     allowedHosts: values["allowed-host"],
     adminToken,
     trustProxy: values["trust-proxy"],
     rateLimit: values["rate-limit"] === "on",
   };
+}
+
+/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and server_files.ts. */
+function parseLogFormat(value: string): "clf" | "json" {
+  if (value === "clf" || value === "json") return value;
+  throw new CommandLineError(
+    `--log-format takes clf or json, got ${showArg(value)}`,
+  );
 }
 
 /** Refuses what cannot go with `--unix`: another place to listen, or TLS. */
@@ -4265,6 +4281,59 @@ export function formatAccessLog(entry: AccessLogEntry): string {
   }`;
 }
 
+/** One request, as {@linkcode formatJsonAccessLog} writes it. */
+export interface JsonAccessLogEntry {
+  /** When the request arrived. */
+  date: Date;
+  /** The client's address; null when unknown (a Unix socket). */
+  client: string | null;
+  /** The request's method; null when none could be read. */
+  method: string | null;
+  /** The request target as received (`/a?b=1`); null when none could be read. */
+  target: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent, when known (Content-Length); else null. */
+  bodyBytes: number | null;
+  /** Milliseconds from the request's arrival until its answer was sent. */
+  durationMs: number;
+}
+
+/**
+ * One access-log line as a JSON object, for log collectors (`--log-format
+ * json`): `time` (ISO 8601, UTC), `remote_addr`, `method`, `target`,
+ * `status`, `bytes` and `duration_ms`, always in that order. Every character
+ * that is not printable ASCII is written `\uXXXX`, including those that
+ * JSON.stringify leaves as they are (DEL, C1 controls, U+2028), so a request
+ * can neither end the line, forge another, nor send a terminal escape codes,
+ * and a line is ASCII. The same function, with the same output, is in
+ * server_tiny.ts and server_files.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatJsonAccessLog } from "./message_board.ts";
+ * assert.equal(
+ *   formatJsonAccessLog({ date: new Date(0), client: "127.0.0.1", method: "GET", target: "/a", status: 200, bodyBytes: 12, durationMs: 0.25 }),
+ *   '{"time":"1970-01-01T00:00:00.000Z","remote_addr":"127.0.0.1","method":"GET","target":"/a","status":200,"bytes":12,"duration_ms":0.25}',
+ * );
+ * ```
+ */
+export function formatJsonAccessLog(entry: JsonAccessLogEntry): string {
+  return JSON.stringify({
+    time: entry.date.toISOString(),
+    remote_addr: entry.client,
+    method: entry.method,
+    target: entry.target,
+    status: entry.status,
+    bytes: entry.bodyBytes,
+    duration_ms: Math.round(entry.durationMs * 1000) / 1000,
+  }).replace(
+    /[^\x20-\x7e]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** Printable ASCII but `"` and `\`: what a log line shows as it is. */
 const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
@@ -4283,14 +4352,20 @@ function escapeForLog(text: string): string {
 
 /**
  * The request line for the access log. `Deno.serve` does not tell the
- * protocol version, so it says HTTP/1.1; the target is taken from the URL's
- * text, which holds even when its Host part does not parse (`[zz`).
+ * protocol version, so it says HTTP/1.1.
  */
 function requestLineOf(request: Request): string {
+  return `${request.method} ${logTargetOf(request)} HTTP/1.1`;
+}
+
+/**
+ * The request target for the access log, taken from the URL's text, which
+ * holds even when its Host part does not parse (`[zz`).
+ */
+function logTargetOf(request: Request): string {
   const url = request.url;
   const start = url.indexOf("/", url.indexOf("//") + 2);
-  const target = start < 0 ? "/" : url.slice(start);
-  return `${request.method} ${target} HTTP/1.1`;
+  return start < 0 ? "/" : url.slice(start);
 }
 
 function checkAdminToken(token: string, where: string): void {
@@ -4322,6 +4397,47 @@ function listeningNames(
     );
     return [];
   }
+}
+
+/**
+ * Answers `request` with `handler` and logs its JSON line once the answer has
+ * been sent (`info.completed`: the whole body, as nginx's `$request_time`; a
+ * live event stream is logged when it ends), or at once without a connection.
+ */
+async function logJsonWhenSent(
+  handler: BoardHandler,
+  request: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+): Promise<Response> {
+  const date = new Date();
+  const startedAt = performance.now();
+  // Read now: once the answer is sent, the request's parts throw "Request closed".
+  const client = info?.remoteAddr.transport === "tcp"
+    ? info.remoteAddr.hostname
+    : null;
+  const method = request.method;
+  const target = logTargetOf(request);
+  const response = await handler(request, info);
+  const length = method === "HEAD"
+    ? null
+    : response.headers.get("content-length");
+  const entry = {
+    date,
+    client,
+    method,
+    target,
+    status: response.status,
+    bodyBytes: length === null ? null : Number(length),
+  };
+  const write = () =>
+    console.log(formatJsonAccessLog({
+      ...entry,
+      durationMs: performance.now() - startedAt,
+    }));
+  // A connection that breaks mid-way rejects it: the line is still written.
+  if (info?.completed === undefined) write();
+  else info.completed.then(write, write);
+  return response;
 }
 
 /** First wait before listening again after an accept failure (out of file descriptors). */
@@ -4358,6 +4474,12 @@ export interface ServerOptions extends BoardOptions {
   key?: string | undefined;
   /** No access log. @default false */
   quiet?: boolean;
+  /**
+   * The access log's format: `"clf"` ({@linkcode formatAccessLog}) or
+   * `"json"` ({@linkcode formatJsonAccessLog}, written once the answer is sent).
+   * @default "clf"
+   */
+  logFormat?: "clf" | "json" | undefined;
   /**
    * Opens the store, after the TLS files are read (board_postgres.ts gives its own).
    * @default undefined (`store`, or the JSON Lines store on `dataFile`)
@@ -4433,6 +4555,8 @@ export async function startServer(
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
   const handler: BoardHandler = quiet
     ? board.handler
+    : options.logFormat === "json"
+    ? (request, info) => logJsonWhenSent(board.handler, request, info)
     : async (request, info) => {
       const date = new Date();
       const response = await board.handler(request, info);

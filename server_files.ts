@@ -132,6 +132,13 @@ export interface HandlerOptions extends ServeDirOptions {
    * @default {[]}
    */
   allowedHosts?: string[] | undefined;
+  /**
+   * The access log's format: `"clf"`, the Common Log Format line of
+   * {@linkcode formatAccessLog}, or `"json"`, one object per line from
+   * {@linkcode formatJsonAccessLog}, written once the answer has been sent.
+   * @default {"clf"}
+   */
+  logFormat?: "clf" | "json" | undefined;
 }
 
 /** Files up to this size are served from memory by {@linkcode createHandler}. */
@@ -4691,11 +4698,13 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     handlerContexts.set(answer, ctx);
     return answer;
   }
+  const json = options.logFormat === "json";
   const logged: Handler = (req, info) => {
     const started = Date.now();
     const remote = info?.remoteAddr.transport === "tcp"
       ? info.remoteAddr.hostname
       : null;
+    if (json) return logJsonWhenSent(answer, req, info, remote, started);
     const result = answer(req, info);
     if (result instanceof Response) {
       logRequest(req, result, remote, started);
@@ -4884,6 +4893,102 @@ function logRequest(
     response.status,
     length === null ? null : Number(length),
   ));
+}
+
+/** One request, as {@linkcode formatJsonAccessLog} writes it. */
+export interface JsonAccessLogEntry {
+  /** When the request arrived. */
+  date: Date;
+  /** The client's address; null when unknown (a Unix socket). */
+  client: string | null;
+  /** The request's method; null when none could be read. */
+  method: string | null;
+  /** The request target as received (`/a?b=1`); null when none could be read. */
+  target: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent, when known (Content-Length); else null. */
+  bodyBytes: number | null;
+  /** Milliseconds from the request's arrival until its answer was sent. */
+  durationMs: number;
+}
+
+/**
+ * One access-log line as a JSON object, for log collectors (`--log-format
+ * json`): `time` (ISO 8601, UTC), `remote_addr`, `method`, `target`,
+ * `status`, `bytes` and `duration_ms`, always in that order. Every character
+ * that is not printable ASCII is written `\uXXXX`, including those that
+ * JSON.stringify leaves as they are (DEL, C1 controls, U+2028), so a request
+ * can neither end the line, forge another, nor send a terminal escape codes,
+ * and a line is ASCII. The same function, with the same output, is in
+ * server_tiny.ts and message_board.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatJsonAccessLog } from "./server_files.ts";
+ * assert.equal(
+ *   formatJsonAccessLog({ date: new Date(0), client: "127.0.0.1", method: "GET", target: "/a", status: 200, bodyBytes: 12, durationMs: 0.25 }),
+ *   '{"time":"1970-01-01T00:00:00.000Z","remote_addr":"127.0.0.1","method":"GET","target":"/a","status":200,"bytes":12,"duration_ms":0.25}',
+ * );
+ * ```
+ */
+export function formatJsonAccessLog(entry: JsonAccessLogEntry): string {
+  return JSON.stringify({
+    time: entry.date.toISOString(),
+    remote_addr: entry.client,
+    method: entry.method,
+    target: entry.target,
+    status: entry.status,
+    bytes: entry.bodyBytes,
+    duration_ms: Math.round(entry.durationMs * 1000) / 1000,
+  }).replace(
+    /[^\x20-\x7e]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
+ * Answers `req` with `answer` and writes its JSON access-log line once the
+ * answer has been sent (`info.completed`: the whole body, as nginx's
+ * `$request_time`), or at once when there is no connection to wait for.
+ */
+function logJsonWhenSent(
+  answer: Handler,
+  req: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+  client: string | null,
+  started: number,
+): Response | Promise<Response> {
+  const startedAt = performance.now();
+  const log = (response: Response) => {
+    const { pathname, search } = splitUrl(req.url);
+    const method = req.method;
+    const length = method === "HEAD"
+      ? null
+      : response.headers.get("content-length");
+    // Everything but the time is read now: once the answer is sent, the
+    // request's parts throw "Request closed".
+    const entry = {
+      date: new Date(started),
+      client,
+      method,
+      target: pathname + search,
+      status: response.status,
+      bodyBytes: length === null ? null : Number(length),
+    };
+    const write = () =>
+      writeLogLine(formatJsonAccessLog({
+        ...entry,
+        durationMs: performance.now() - startedAt,
+      }));
+    // A connection that breaks mid-way rejects it: the line is still written.
+    if (info?.completed === undefined) write();
+    else info.completed.then(write, write);
+    return response;
+  };
+  const result = answer(req, info);
+  return result instanceof Response ? log(result) : result.then(log);
 }
 
 // ---------------------------------------------------------------------------
@@ -5128,6 +5233,9 @@ Options:
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
+  --log-format FMT    the access log's lines: clf (default, the Common Log Format) or json (one
+                      object per line: time, remote_addr, method, target, status, bytes,
+                      duration_ms; written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
   --help              show this help
@@ -5195,6 +5303,8 @@ export interface CommandLineOptions extends ServerOptions {
   key?: string | undefined;
   /** --quiet: no access log. */
   quiet: boolean;
+  /** --log-format: clf or json. */
+  logFormat: "clf" | "json";
   /** --workers: how many threads serve. */
   workers: number;
   /** --unix: the socket's path, instead of a port. */
@@ -5219,6 +5329,7 @@ const FLAGS = {
   cert: { type: "string", short: "c" },
   key: { type: "string", short: "k" },
   quiet: { type: "boolean", default: false },
+  "log-format": { type: "string", default: "clf" },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
   // The spellings of `deno run jsr:@std/http/file-server`, so a command
@@ -5267,6 +5378,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     throw new CommandLineError(`--header: ${(error as Error).message}`);
   }
   const workers = parseWorkerCount(values.workers);
+  const logFormat = parseLogFormat(values["log-format"]);
   if (values.unix !== undefined) checkUnixFlags(values, workers);
   return {
     fsRoot: values.root ?? folder ?? "./static",
@@ -5283,10 +5395,19 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
+    logFormat,
     workers,
     unixPath: values.unix,
     help: values.help,
   };
+}
+
+/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "json" {
+  if (value === "clf" || value === "json") return value;
+  throw new CommandLineError(
+    `--log-format takes clf or json, got ${showArg(value)}`,
+  );
 }
 
 /** Refuses what cannot go with `--unix`: another place to listen, TLS, Workers. */

@@ -1163,6 +1163,7 @@ Deno.test("parseCommandLine reads the flags", () => {
     allowedHosts: [],
     once: false,
     quiet: false,
+    logFormat: "clf",
     help: false,
   });
   assert.deepEqual(
