@@ -3976,8 +3976,17 @@ const POSTGRES_COMMAND =
 /** Shortest admin token the command line accepts: a short one is guessed too easily. */
 export const MIN_ADMIN_TOKEN_CHARS = 12;
 
+/**
+ * This script's version, the same in server_tiny.ts and server_files.ts:
+ * the date of the deno-servers release it comes from (`--version` prints it),
+ * so that a copy pasted into another project can be told apart.
+ */
+export const VERSION = "2026.12.2";
+
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [options]
+
+The Tiny Message Board: a page where anyone can leave a short message, kept in a JSON Lines file.
 
 PostgreSQL mode (several processes serve one board; board_postgres.ts takes the same options):
   ${POSTGRES_COMMAND}
@@ -4014,6 +4023,7 @@ Options:
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT} live
                     streams), for benchmarks and load tests
+  --version         print the version and exit
   -h, --help        show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4044,6 +4054,8 @@ export interface CommandLineOptions {
   logFormat: "clf" | "json";
   /** --help. */
   help: boolean;
+  /** --version. */
+  version: boolean;
   /** --allowed-host, each time it is given. */
   allowedHosts: string[];
   /** --admin-token. */
@@ -4065,6 +4077,7 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
   "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", default: false },
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
   "trust-proxy": { type: "boolean", default: false },
@@ -4123,6 +4136,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     quiet: values.quiet,
     logFormat,
     help: values.help,
+    version: values.version,
     allowedHosts: values["allowed-host"],
     adminToken,
     trustProxy: values["trust-proxy"],
@@ -4771,6 +4785,11 @@ export async function runCommandLine(
     commandLine = parseCommandLine(args);
     if (commandLine.help) {
       console.log(USAGE);
+      return;
+    }
+    if (commandLine.version) {
+      // board_postgres.ts is this board's PostgreSQL mode: the same version.
+      console.log(`${program}.ts ${VERSION} (Deno ${Deno.version.deno})`);
       return;
     }
     // BOARD_ADMIN_TOKEN is read only when the command allows it (--allow-env=BOARD_ADMIN_TOKEN).

@@ -5206,6 +5206,13 @@ function closeAfter(response: Response): Response {
 // Command line
 // ---------------------------------------------------------------------------
 
+/**
+ * This script's version, the same in server_tiny.ts and message_board.ts:
+ * the date of the deno-servers release it comes from (`--version` prints it),
+ * so that a copy pasted into another project can be told apart.
+ */
+export const VERSION = "2026.12.2";
+
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [options]
 
@@ -5238,7 +5245,8 @@ Options:
                       duration_ms; written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
-  --help              show this help
+  --version           print the version and exit
+  -h, --help          show this help
 
 The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
 --header, -c and -k for --cert and --key, -h for --help; -v (--verbose) logs, as by default;
@@ -5311,6 +5319,8 @@ export interface CommandLineOptions extends ServerOptions {
   unixPath?: string | undefined;
   /** --help: print the usage and exit. */
   help: boolean;
+  /** --version: print the version and exit. */
+  version: boolean;
 }
 
 const FLAGS = {
@@ -5332,6 +5342,7 @@ const FLAGS = {
   "log-format": { type: "string", default: "clf" },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", default: false },
   // The spellings of `deno run jsr:@std/http/file-server`, so a command
   // written for it keeps working (its defaults differ: see the README).
   host: { type: "string" },
@@ -5399,6 +5410,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     workers,
     unixPath: values.unix,
     help: values.help,
+    version: values.version,
   };
 }
 
@@ -5967,6 +5979,10 @@ async function main(): Promise<void> {
   }
   if (flags.help) {
     console.log(USAGE);
+    return;
+  }
+  if (flags.version) {
+    console.log(`server_files.ts ${VERSION} (Deno ${Deno.version.deno})`);
     return;
   }
   // The folder first, once: not one line from each Worker, and a NotFound

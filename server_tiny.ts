@@ -2425,8 +2425,18 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
 // Command line: parseCommandLine reads the flags, startServer starts and
 // reports, main does only what needs the process (exit codes, signals).
 
+/**
+ * This script's version, the same in server_files.ts and message_board.ts:
+ * the date of the deno-servers release it comes from (`--version` prints it),
+ * so that a copy pasted into another project can be told apart.
+ */
+export const VERSION = "2026.12.2";
+
 const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
 
+An HTTP/1.1 server written by hand on a raw TCP socket: / shows what your browser sent.
+
+Options:
   --port N              port to listen on, 0 for any free port (default 8080)
   --hostname HOST       address to listen on (default 127.0.0.1); 0.0.0.0 needs
                         --allow-net=0.0.0.0 (and --allow-sys=networkInterfaces
@@ -2439,7 +2449,8 @@ const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
                         Format) or json (one object per line: time,
                         remote_addr, method, target, status, bytes,
                         duration_ms)
-  --help                show this help`;
+  --version             print the version and exit
+  -h, --help            show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {
@@ -2463,6 +2474,8 @@ export interface CommandLineOptions {
   logFormat: "clf" | "json";
   /** --help: print the usage and exit. */
   help: boolean;
+  /** --version: print the version and exit. */
+  version: boolean;
 }
 
 const FLAGS = {
@@ -2473,6 +2486,7 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
   "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", default: false },
 } satisfies ParseArgsOptionsConfig;
 
 /**
@@ -2503,6 +2517,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     quiet: values.quiet,
     logFormat: parseLogFormat(values["log-format"]),
     help: values.help,
+    version: values.version,
   };
 }
 
@@ -2650,6 +2665,10 @@ async function main(): Promise<void> {
   }
   if (options.help) {
     console.log(USAGE);
+    return;
+  }
+  if (options.version) {
+    console.log(`server_tiny.ts ${VERSION} (Deno ${Deno.version.deno})`);
     return;
   }
   let server: TinyServer;

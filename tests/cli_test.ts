@@ -193,6 +193,7 @@ const BOARD_USAGE = [
   "--admin-token TOKEN",
   "--trust-proxy",
   "--rate-limit off",
+  "--version",
   "--help",
 ];
 
@@ -209,6 +210,7 @@ const ENTRY_POINTS = [
       "--once",
       "--quiet",
       "--log-format FMT",
+      "--version",
       "--help",
     ],
   },
@@ -286,6 +288,20 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
       const result = await run(permissions, script, ["--help"]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /^Usage: deno run --allow-net=127\.0\.0\.1 /);
+      // One shape: the command, a sentence on what it is, the options.
+      assert.match(
+        result.stdout,
+        /^Usage: deno run [^\n]+ \[options\]\n\n[A-Z][^\n]+\.\n\n[^]*^Options:\n/m,
+      );
+      assert.match(
+        result.stdout,
+        /^ {2}--version {2,}print the version and exit$/m,
+      );
+      assert.match(result.stdout, /^ {2}-h, --help {2,}show this help$/m);
+      assert.deepEqual(
+        (await run(permissions, script, ["-h"])).stdout,
+        result.stdout,
+      );
       assert.match(result.stdout, /--port N/);
       assert.match(result.stdout, /--hostname HOST[^]*--allow-net=0\.0\.0\.0/);
       // The command to copy, with this script's narrow permissions.
@@ -300,6 +316,25 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
     });
   });
 }
+
+Deno.test("--version: each script prints its name, the release and Deno's version, with no permission at all", async (t) => {
+  assert.match(tiny.VERSION, /^\d{4}\.\d{1,2}\.\d{1,2}$/);
+  assert.equal(files.VERSION, tiny.VERSION);
+  assert.equal(board.VERSION, tiny.VERSION);
+  for (const { script, permissions } of ENTRY_POINTS) {
+    for (const flags of [permissions, []]) {
+      await t.step(`${script} ${flags.join(" ")}`, async () => {
+        const result = await run(flags, script, ["--version"]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(
+          result.stdout,
+          `${script} ${tiny.VERSION} (Deno ${Deno.version.deno})\n`,
+        );
+        assert.equal(result.stderr, "");
+      });
+    }
+  }
+});
 
 /**
  * Starts `script` on port 0, asks it for `path` once, and returns the access

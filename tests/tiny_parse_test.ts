@@ -1165,6 +1165,7 @@ Deno.test("parseCommandLine reads the flags", () => {
     quiet: false,
     logFormat: "clf",
     help: false,
+    version: false,
   });
   assert.deepEqual(
     parseCommandLine([
