@@ -4,7 +4,19 @@
 // a socket another server still listens on or a path that is no socket.
 // tests/deploy_caddy_test.ts runs Caddy in front of them on such sockets.
 import assert from "node:assert/strict";
-import { REPO_ROOT, runScript, startScript } from "./_process.ts";
+import {
+  REPO_ROOT,
+  runScript,
+  startScript,
+  toolTestOptions,
+} from "./_process.ts";
+
+const PRLIMIT = await toolTestOptions("the Unix socket flood test", [
+  "prlimit",
+]);
+/** The descriptors each server gets in the flood test, and how many connections it takes. */
+const NOFILE = 64;
+const FLOOD = 150;
 
 /** Each script, the flags it needs beside the socket's, and where it keeps its files. */
 const SCRIPTS = [
@@ -148,6 +160,47 @@ for (const entry of SCRIPTS) {
       assert.equal(code, 0);
     }
     assert.equal(exists(socket), false, "the socket file is gone");
+  });
+
+  Deno.test({
+    name:
+      `${script} --unix: out of descriptors, it listens on the socket again once they are free`,
+    ...PRLIMIT,
+    async fn() {
+      await using dir = await tempFolder();
+      const socket = `${dir.path}/server.sock`;
+      await using server = await startScript(
+        `${REPO_ROOT}${script}`,
+        [...entry.flags(dir.path), ...socketFlags(socket)],
+        [...entry.args(dir.path), "--unix", socket, "--quiet"],
+        { ready, wrapper: ["prlimit", `--nofile=${NOFILE}`] },
+      );
+      const conns: Deno.Conn[] = [];
+      try {
+        // Idle connections until connecting fails: the listener gave up
+        // (Deno removed its file) or the queue is full.
+        for (let i = 0; i < FLOOD; i++) {
+          try {
+            conns.push(await Deno.connect({ transport: "unix", path: socket }));
+          } catch {
+            break;
+          }
+        }
+        await server.waitForLine(/accept|descriptor/i);
+      } finally {
+        for (const conn of conns) conn.close();
+      }
+      // Then people are served on the same path again.
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const answer = await getOnSocket(socket, page, "site.test").catch(
+          (error) => String(error),
+        );
+        if (expect.test(answer)) break;
+        assert.ok(Date.now() < deadline, answer);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
   });
 
   Deno.test(`${script} --unix: a socket file left by a killed run is replaced`, async () => {
