@@ -4390,9 +4390,10 @@ function checkAdminToken(token: string, where: string): void {
 }
 
 /**
- * The names the board answers to because it listens there: the --hostname itself, or for
- * 0.0.0.0 / :: this machine's addresses (Deno.networkInterfaces, which needs
- * --allow-sys=networkInterfaces; without it, `log` says how to name them instead).
+ * The names the board answers to because it listens there: the --hostname itself (so the
+ * printed `http://0.0.0.0:8080/` opens the board), and for 0.0.0.0 / :: this machine's
+ * addresses too (Deno.networkInterfaces, which needs --allow-sys=networkInterfaces;
+ * without it, `log` says how to name them instead).
  */
 function listeningNames(
   hostname: string,
@@ -4401,15 +4402,19 @@ function listeningNames(
   if (hostname !== "0.0.0.0" && hostname !== "::" && hostname !== "") {
     return [hostname];
   }
+  const names = hostname === "" ? [] : [hostname];
   try {
-    return Deno.networkInterfaces().map((entry) => entry.address);
+    return [
+      ...names,
+      ...Deno.networkInterfaces().map((entry) => entry.address),
+    ];
   } catch (error) {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
     log(
       "message_board: listening on every address, but without --allow-sys=networkInterfaces " +
         "the board cannot list this machine's addresses: name them with --allowed-host",
     );
-    return [];
+    return names;
   }
 }
 
@@ -4602,7 +4607,8 @@ export async function startServer(
       console.log(
         "Clearing and deleting are off for visitors from other machines " +
           "(for everyone, behind --trust-proxy or on --unix); " +
-          "give --admin-token (or BOARD_ADMIN_TOKEN) to moderate at /admin.",
+          "give --admin-token (or BOARD_ADMIN_TOKEN with --allow-env=BOARD_ADMIN_TOKEN) " +
+          "to moderate at /admin.",
       );
     }
   };
@@ -4870,7 +4876,12 @@ function describeStartupError(
     }`;
   }
   if (error instanceof Deno.errors.NotCapable) {
-    const hint = commandLine.databaseUrl === undefined
+    const tlsFile = [commandLine.cert, commandLine.key].some((file) =>
+      file !== undefined && why.includes(`"${file}"`)
+    );
+    const hint = tlsFile
+      ? "add the --cert and --key files to --allow-read"
+      : commandLine.databaseUrl === undefined
       ? "--allow-read and --allow-write must cover the folder of --data"
       : "PostgreSQL mode needs the flags shown in --help";
     return `${why} (${hint})`;

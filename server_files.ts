@@ -2922,7 +2922,7 @@ function codePointLabel(char: string): string {
  * `unicode-bidi: isolate`, so a right-to-left name cannot pull its folder
  * slash or its neighbours along) does not undo an override inside it.
  *
- * @example showName("evil\u202etxt.exe") // => 'evil<span class="ctl">U+202E</span>txt.exe'
+ * So `evil\u202etxt.exe` is shown as `evil<span class="ctl">U+202E</span>txt.exe`.
  */
 function showName(name: string): string {
   return escapeHtml(name).replace(
@@ -5236,7 +5236,7 @@ Options:
   --dotfiles          serve files and folders whose name starts with a dot
   --cors              let any origin read the files (Access-Control-Allow-Origin: *, OPTIONS preflight)
   --header "N: v"     add a header to every response (repeatable)
-  --no-compress       never send br or gzip (default: compress text, JS, JSON, SVG...)
+  --no-compress       never compress (default: br, zstd or gzip for text, JS, JSON, SVG...)
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
@@ -5492,12 +5492,8 @@ function readFlagsAndFolder(given: string[]) {
 /**
  * Rewrites `-H=Name: value` (std's file server reads it as `-H Name: value`,
  * and its own tests write it so) to `--header=Name: value`: node's parseArgs
- * would keep the `=` in the value. Words after `--` are left alone.
- *
- * @example
- * ```ts ignore
- * withShortEquals(["-p=8000", "-H=X-A: b"]); // ["--port=8000", "--header=X-A: b"]
- * ```
+ * would keep the `=` in the value. Words after `--` are left alone. So
+ * `["-p=8000", "-H=X-A: b"]` becomes `["--port=8000", "--header=X-A: b"]`.
  */
 function withShortEquals(args: string[]): string[] {
   const end = args.indexOf("--");

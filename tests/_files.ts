@@ -2,6 +2,7 @@
 // dotfiles and symlinks that point inside and outside the root, and the server
 // as a real process (optionally under prlimit or as the user nobody).
 import { serveDir, type ServeDirOptions } from "../server_files.ts";
+import { type Certificate, makeCertificate } from "./_certs.ts";
 import {
   type ProcessOptions,
   type RunningProcess,
@@ -96,6 +97,8 @@ export interface FilesProcessOptions extends Omit<ProcessOptions, "ready"> {
   deno?: string;
   /** The script to run. @default {FILES_SCRIPT} */
   script?: string;
+  /** Serve HTTPS with this certificate: --cert and --key, and read access to both. */
+  certificate?: Certificate;
 }
 
 /**
@@ -105,18 +108,65 @@ export interface FilesProcessOptions extends Omit<ProcessOptions, "ready"> {
 export function startFilesProcess(
   options: FilesProcessOptions,
 ): Promise<RunningProcess> {
-  const { readable, args, flags = [], script = FILES_SCRIPT, ...rest } =
-    options;
+  const {
+    readable,
+    args,
+    flags = [],
+    script = FILES_SCRIPT,
+    certificate,
+    ...rest
+  } = options;
+  const tls = certificate
+    ? ["--cert", certificate.certFile, "--key", certificate.keyFile]
+    : [];
+  const files = certificate
+    ? [...readable, certificate.certFile, certificate.keyFile]
+    : readable;
   return startScript(
     script,
-    [
-      ...flags,
-      "--allow-net=127.0.0.1",
-      `--allow-read=${readable.join(",")}`,
-    ],
-    ["--port", "0", ...args],
+    [...flags, "--allow-net=127.0.0.1", `--allow-read=${files.join(",")}`],
+    ["--port", "0", ...args, ...tls],
     { ...rest, ready: /^Serving / },
   );
+}
+
+/** A server_files.ts process serving HTTPS, and the PEM of its certificate. */
+export interface HttpsFilesProcess {
+  server: RunningProcess;
+  /** For `Deno.createHttpClient({ caCerts: [pem] })` and raw TLS connections. */
+  pem: string;
+}
+
+/**
+ * Makes a certificate in `tree.base` and starts `server_files.ts --root tree.root
+ * ...args` over HTTPS with it (HTTP/2 by ALPN), quiet unless `args` say otherwise.
+ * Give the test `certTestOptions()` from _certs.ts.
+ */
+export async function startHttpsFilesProcess(
+  tree: Tree,
+  args: string[] = ["--quiet"],
+): Promise<HttpsFilesProcess> {
+  const certificate = await makeCertificate(tree.base);
+  const server = await startFilesProcess({
+    readable: [tree.root],
+    args: ["--root", tree.root, ...args],
+    certificate,
+  });
+  return { server, pem: certificate.pem };
+}
+
+/**
+ * `count` words drawn from a few HTML and code words by a seeded generator, joined by
+ * spaces: text whose gzip is still big (about 6% of it: 160 KB for 400,000 words),
+ * where a repeated string shrinks to almost nothing. The same `seed` gives the same text.
+ */
+export function shuffledWords(count: number, seed: number): string {
+  const words = ["alpha", "beta", "gamma", "<div>", "function", "return"];
+  let state = seed;
+  return Array.from({ length: count }, () => {
+    state = (state * 1103515245 + 12345) % 2147483648;
+    return words[state % words.length];
+  }).join(" ");
 }
 
 /**

@@ -376,6 +376,54 @@ export async function readRss(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
+/** How {@link measureRssGrowth} times its two readings. */
+export interface RssGrowthOptions {
+  /** The quiet wait before the first reading (the last answer settles). @default 300 */
+  settleMs?: number;
+  /** How long what `load` opened is held before the second reading. @default 2000 */
+  holdMs?: number;
+}
+
+/**
+ * How many MB (10^6 bytes) the resident set of `pid` grows while it holds what `load`
+ * opens: read after `settleMs`, then `holdMs` after `load` resolved; what it opened is
+ * closed before this returns. Logs the figure, so a test's output shows it.
+ *
+ * @example
+ * ```ts ignore
+ * const grown = await measureRssGrowth(server.pid, () =>
+ *   openStalledStreams(server.port, pem, { connections: 3, perConnection: 200, path })
+ * );
+ * assert.ok(grown < 60, `RSS grew by ${grown.toFixed(0)} MB`);
+ * ```
+ */
+export async function measureRssGrowth(
+  pid: number,
+  load: () => Promise<Disposable>,
+  { settleMs = 300, holdMs = 2000 }: RssGrowthOptions = {},
+): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, settleMs));
+  const before = await readRss(pid);
+  using _held = await load();
+  await new Promise((resolve) => setTimeout(resolve, holdMs));
+  const grown = (await readRss(pid) - before) / 1e6;
+  console.log(`RSS grew by ${grown.toFixed(0)} MB`);
+  return grown;
+}
+
+/** How many descriptors this test process has open on the file `path`. */
+export async function countFdsOn(path: string): Promise<number> {
+  let count = 0;
+  for await (const { name } of Deno.readDir("/proc/self/fd")) {
+    try {
+      if (await Deno.readLink(`/proc/self/fd/${name}`) === path) count++;
+    } catch {
+      // Closed since the listing (the listing's own descriptor, say).
+    }
+  }
+  return count;
+}
+
 /** The first process at or below `pid` named `name` (runuser forks; prlimit execs). */
 async function findDescendant(
   pid: number,

@@ -98,3 +98,150 @@ export function h2Frame(
   frame.set(payload, 9);
   return frame;
 }
+
+/** The client's connection preface (RFC 9113 3.4). */
+const H2_PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * An HTTP/2 HEADERS block for `GET https://127.0.0.1{path}` (RFC 7541: static-table
+ * names, literal values without Huffman coding), with each of `headers` as a literal
+ * with a new name. Each name and value must be under 127 bytes (one length byte).
+ */
+export function h2Get(
+  path: string,
+  headers: readonly [name: string, value: string][] = [],
+): Uint8Array {
+  const literal = (text: string) => {
+    const bytes = new TextEncoder().encode(text);
+    if (bytes.length > 126) throw new RangeError(`too long for h2Get: ${text}`);
+    return [bytes.length, ...bytes];
+  };
+  return new Uint8Array([
+    0x82, // :method GET
+    0x87, // :scheme https
+    0x04, // :path, literal
+    ...literal(path),
+    0x01, // :authority, literal
+    ...literal("127.0.0.1"),
+    ...headers.flatMap(([name, value]) => [
+      0x00, // literal with a new name
+      ...literal(name),
+      ...literal(value),
+    ]),
+  ]);
+}
+
+/**
+ * Opens an HTTP/2 connection over TLS to 127.0.0.1:`port` (trusting `pem`) that gives
+ * every stream no window (SETTINGS_INITIAL_WINDOW_SIZE = 0, RFC 9113 6.5.2): the server
+ * may answer with HEADERS but can send no DATA, so it holds each response body.
+ */
+export async function connectZeroWindowH2(
+  port: number,
+  pem: string,
+): Promise<Deno.TlsConn> {
+  const conn = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port,
+    caCerts: [pem],
+    alpnProtocols: ["h2"],
+  });
+  try {
+    await conn.write(H2_PREFACE);
+    await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
+  } catch (error) {
+    conn.close();
+    throw error;
+  }
+  return conn;
+}
+
+/**
+ * Sends `count` GETs on `conn` (streams 1, 3, 5, ...; HEADERS with END_STREAM and
+ * END_HEADERS), the i-th for `path(i)` with `headers`.
+ */
+export async function sendH2Gets(
+  conn: Deno.Conn,
+  count: number,
+  path: (i: number) => string,
+  headers: readonly [name: string, value: string][] = [],
+): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i), headers)));
+  }
+}
+
+/** How {@link openStalledStreams} loads a server. */
+export interface StalledStreamsOptions {
+  /** How many zero-window connections. */
+  connections: number;
+  /** How many GETs on each. */
+  perConnection: number;
+  /** The path of the i-th GET on a connection. */
+  path: (i: number) => string;
+  /** More request headers, such as `[["range", "bytes=1-2"]]`. @default [] */
+  headers?: readonly [name: string, value: string][];
+}
+
+/**
+ * Opens `connections` zero-window HTTP/2 connections ({@link connectZeroWindowH2}) and
+ * sends `perConnection` GETs on each: streams whose responses the server must hold.
+ * Disposing closes the connections.
+ */
+export async function openStalledStreams(
+  port: number,
+  pem: string,
+  { connections, perConnection, path, headers = [] }: StalledStreamsOptions,
+): Promise<Disposable> {
+  const conns: Deno.TlsConn[] = [];
+  const close = () => {
+    for (const conn of conns) conn.close();
+  };
+  try {
+    for (let c = 0; c < connections; c++) {
+      const conn = await connectZeroWindowH2(port, pem);
+      conns.push(conn);
+      await sendH2Gets(conn, perConnection, path, headers);
+    }
+  } catch (error) {
+    close();
+    throw error;
+  }
+  return { [Symbol.dispose]: close };
+}
+
+/**
+ * Reads HTTP/2 frames from `conn` until it closes, adding to `answered` the id of each
+ * stream whose response HEADERS came. Resolves when the connection is closed (by either
+ * side); a read error ends it too.
+ */
+export async function collectH2Responses(
+  conn: Deno.Conn,
+  answered: Set<number>,
+): Promise<void> {
+  let pending = new Uint8Array(0);
+  const buffer = new Uint8Array(65536);
+  try {
+    for (
+      let n = await conn.read(buffer);
+      n !== null;
+      n = await conn.read(buffer)
+    ) {
+      const joined = new Uint8Array(pending.length + n);
+      joined.set(pending);
+      joined.set(buffer.subarray(0, n), pending.length);
+      let at = 0;
+      while (joined.length - at >= 9) {
+        const view = new DataView(joined.buffer, at);
+        const length = view.getUint32(0) >>> 8;
+        if (joined.length - at < 9 + length) break;
+        const stream = view.getUint32(5) & 0x7fffffff;
+        if (view.getUint8(3) === 1 && stream !== 0) answered.add(stream);
+        at += 9 + length;
+      }
+      pending = joined.slice(at);
+    }
+  } catch {
+    // closed by the caller
+  }
+}

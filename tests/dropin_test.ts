@@ -29,6 +29,8 @@ interface DropInRow {
   appTest: string;
   /** Path to fetch once it is up; must answer 200. */
   path: string;
+  /** The README's permission flags for `deno test --doc` of the script's examples. */
+  docTest: string[];
 }
 
 const TINY_APP_TEST = `import assert from "node:assert/strict";
@@ -86,6 +88,7 @@ const ROWS: DropInRow[] = [
     permissions: ["--allow-net=127.0.0.1"],
     appTest: TINY_APP_TEST,
     path: "/",
+    docTest: ["--allow-net=127.0.0.1"],
   },
   {
     script: "server_files.ts",
@@ -96,6 +99,7 @@ const ROWS: DropInRow[] = [
     },
     appTest: FILES_APP_TEST,
     path: "/",
+    docTest: ["--allow-net=127.0.0.1", "--allow-read"],
   },
   {
     script: "message_board.ts",
@@ -107,6 +111,7 @@ const ROWS: DropInRow[] = [
     prepare: (dir) => Deno.mkdir(`${dir}/data`),
     appTest: BOARD_APP_TEST,
     path: "/",
+    docTest: ["--allow-net=127.0.0.1", "--allow-read", "--allow-write"],
   },
 ];
 
@@ -220,6 +225,17 @@ async function checkDropIn(row: DropInRow): Promise<string[]> {
       failures.push(`${row.script}: the app test did not pass:\n${tested}`);
     }
     await Deno.remove(`${dir}/app_test.ts`);
+    // The examples in its doc comments, with the README's narrow flags.
+    const docTested = await expectSuccess("deno test --doc", [
+      "test",
+      "--doc",
+      "--cached-only",
+      ...row.docTest,
+      row.script,
+    ]);
+    if (!/ok \| [1-9]\d* passed \| 0 failed/.test(docTested)) {
+      failures.push(`${row.script}: its examples did not pass:\n${docTested}`);
+    }
 
     await row.prepare?.(dir);
     try {
@@ -287,6 +303,14 @@ Deno.test("deno task start, board, files and tiny fetch no npm package on a fres
   }
 });
 
+Deno.test("the README gives each script's deno test --doc command, with the flags dropin_test runs it with", async () => {
+  const readme = await Deno.readTextFile(`${REPO}/README.md`);
+  for (const row of ROWS) {
+    const command = ["deno test --doc", ...row.docTest, row.script].join(" ");
+    assert.ok(readme.includes(`\n${command}\n`), command);
+  }
+});
+
 Deno.test("each script's header gives the README's run command, word for word", async (t) => {
   const readme = await Deno.readTextFile(`${REPO}/README.md`);
   for (const script of ROWS.map((row) => row.script)) {
@@ -337,6 +361,10 @@ Deno.test("deno serve runs each script as deno run does: one server, on its own 
         }
         assert.equal(result.code, 0, result.stdout + result.stderr);
         assert.match(result.stdout, /Shutting down|stopped/);
+        // A main module that returns without `export default { fetch }` gets
+        // deno serve's "error: deno serve requires export default" line
+        // (server_tiny.ts did, after its graceful stop).
+        assert.doesNotMatch(result.stderr, /error/i);
       } finally {
         await Deno.remove(dir, { recursive: true });
       }

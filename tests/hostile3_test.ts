@@ -1,7 +1,6 @@
 // The fourth hostile-client round against server_files.ts and server_tiny.ts:
 // real processes, raw sockets, small descriptor limits. One test per defect
 // found, each failing on the code before its fix.
-import { h2Frame } from "./_raw.ts";
 import assert from "node:assert/strict";
 import {
   createHandler,
@@ -9,8 +8,19 @@ import {
   serveWithRestart,
 } from "../server_files.ts";
 import { certTestOptions, makeCertificate } from "./_certs.ts";
-import { makeTree, startFilesProcess } from "./_files.ts";
-import { canRunAsRoot, readRss } from "./_process.ts";
+import {
+  makeTree,
+  shuffledWords,
+  startFilesProcess,
+  startHttpsFilesProcess,
+} from "./_files.ts";
+import { canRunAsRoot, countFdsOn, measureRssGrowth } from "./_process.ts";
+import {
+  collectH2Responses,
+  connectZeroWindowH2,
+  openStalledStreams,
+  sendH2Gets,
+} from "./_raw.ts";
 
 const encoder = new TextEncoder();
 
@@ -155,12 +165,7 @@ Deno.test("files: clients that close gzip downloads of a big text file part way 
   await using tree = await makeTree();
   // Bigger than the cache takes, and compressible: gzipped while it streams.
   // Words in a shuffled order (a fixed seed), so gzip's output is big too.
-  const words = ["alpha", "beta", "gamma", "<div>", "function", "return"];
-  let seed = 1;
-  const text = Array.from({ length: 400_000 }, () => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return words[seed % words.length];
-  }).join(" ");
+  const text = shuffledWords(400_000, 1);
   await Deno.writeTextFile(`${tree.root}/big.txt`, text);
   const server = await startFilesProcess({
     readable: [tree.root],
@@ -201,12 +206,7 @@ Deno.test("files: clients that close gzip downloads of a big text file part way 
 Deno.test("files: a gzip download the client stops reading still closes its file after the send timeout", async () => {
   await using tree = await makeTree();
   // 1 MiB of shuffled words, 48 times: its gzip is far more than socket buffers hold.
-  const words = ["alpha", "beta", "gamma", "<div>", "function", "return"];
-  let seed = 7;
-  const block = Array.from({ length: 180_000 }, () => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return words[seed % words.length];
-  }).join(" ");
+  const block = shuffledWords(180_000, 7);
   const path = `${tree.root}/big.txt`;
   await Deno.writeTextFile(path, block.repeat(48));
   const server = serveWithRestart(
@@ -225,14 +225,7 @@ Deno.test("files: a gzip download the client stops reading still closes its file
     let open = -1;
     while (Date.now() - opened < 5000 && open !== 0) {
       await new Promise((r) => setTimeout(r, 100));
-      open = 0;
-      for (const { name } of Deno.readDirSync("/proc/self/fd")) {
-        try {
-          if (Deno.readLinkSync(`/proc/self/fd/${name}`) === path) open++;
-        } catch {
-          // closed since the listing
-        }
-      }
+      open = await countFdsOn(path);
     }
     assert.equal(open, 0, "the file is still open 5 s later");
   } finally {
@@ -267,61 +260,12 @@ Deno.test({
     },
     createHandler({ fsRoot: tree.root, showDirListing: true, quiet: true }),
   );
-  const conn = await Deno.connectTls({
-    hostname: "127.0.0.1",
-    port: server.addr.port,
-    caCerts: [pem],
-    alpnProtocols: ["h2"],
-  });
+  const conn = await connectZeroWindowH2(server.addr.port, pem);
+  // The streams whose response HEADERS came (their DATA cannot).
   const answered = new Set<number>();
-  const reading = (async () => {
-    // Counts the streams whose response HEADERS came (their DATA cannot).
-    let pending = new Uint8Array(0);
-    const buffer = new Uint8Array(65536);
-    try {
-      for (
-        let n = await conn.read(buffer);
-        n !== null;
-        n = await conn.read(buffer)
-      ) {
-        const joined = new Uint8Array(pending.length + n);
-        joined.set(pending);
-        joined.set(buffer.subarray(0, n), pending.length);
-        let at = 0;
-        while (joined.length - at >= 9) {
-          const view = new DataView(joined.buffer, at);
-          const length = view.getUint32(0) >>> 8;
-          if (joined.length - at < 9 + length) break;
-          const stream = view.getUint32(5) & 0x7fffffff;
-          if (view.getUint8(3) === 1 && stream !== 0) answered.add(stream);
-          at += 9 + length;
-        }
-        pending = joined.slice(at);
-      }
-    } catch {
-      // closed at the end of the test
-    }
-  })();
+  const reading = collectH2Responses(conn, answered);
   try {
-    const path = new TextEncoder().encode("/big/");
-    const get = new Uint8Array([
-      0x82, // :method GET
-      0x87, // :scheme https
-      0x04, // :path, literal
-      path.length,
-      ...path,
-      0x01, // :authority, literal
-      9,
-      ...new TextEncoder().encode("127.0.0.1"),
-    ]);
-    // SETTINGS_INITIAL_WINDOW_SIZE = 0, then 40 GETs of the listing.
-    await conn.write(
-      new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-    );
-    await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
-    for (let i = 0; i < 40; i++) {
-      await conn.write(h2Frame(1, 0x5, 2 * i + 1, get));
-    }
+    await sendH2Gets(conn, 40, () => "/big/");
     await t.step("at most its share of them is answered", async () => {
       const share = MAX_OPEN_FILES_PER_CONNECTION;
       const working = Date.now() + 20_000;
@@ -366,66 +310,26 @@ Deno.test({
   // piece per stream).
   await using tree = await makeTree();
   await Deno.writeFile(`${tree.root}/c.bin`, new Uint8Array(250_000).fill(7));
-  const { certFile, keyFile, pem } = await makeCertificate(tree.base);
-  const server = await startFilesProcess({
-    readable: [tree.root, certFile, keyFile],
-    args: [
-      "--root",
-      tree.root,
-      "--cert",
-      certFile,
-      "--key",
-      keyFile,
-      "--quiet",
-    ],
-  });
-  const conns: Deno.TlsConn[] = [];
+  const { server, pem } = await startHttpsFilesProcess(tree);
   try {
     // Cached by a first request, then measured.
     using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
     const first = await fetch(`${server.url}c.bin`, { client });
     await first.body?.cancel();
-    await new Promise((r) => setTimeout(r, 300));
-    const before = await readRss(server.pid);
-    const encode = (text: string) => new TextEncoder().encode(text);
-    const range = encode("bytes=0-1000,2000-249000");
-    const get = new Uint8Array([
-      0x82, // :method GET
-      0x87, // :scheme https
-      0x04, // :path, literal
-      6,
-      ...encode("/c.bin"),
-      0x01, // :authority, literal
-      9,
-      ...encode("127.0.0.1"),
-      0x00, // range, literal with a new name
-      5,
-      ...encode("range"),
-      range.length,
-      ...range,
-    ]);
-    for (let c = 0; c < 3; c++) {
-      const conn = await Deno.connectTls({
-        hostname: "127.0.0.1",
-        port: server.port,
-        caCerts: [pem],
-        alpnProtocols: ["h2"],
-      });
-      conns.push(conn);
-      // SETTINGS_INITIAL_WINDOW_SIZE = 0, then 200 requests for two ranges.
-      await conn.write(encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
-      await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
-      for (let i = 0; i < 200; i++) {
-        await conn.write(h2Frame(1, 0x5, 2 * i + 1, get));
-      }
-    }
-    await new Promise((r) => setTimeout(r, 2000));
-    const grown = (await readRss(server.pid) - before) / 1e6;
-    console.log(`RSS grew by ${grown.toFixed(0)} MB`);
+    // 200 requests for two ranges on each of 3 connections.
+    const grown = await measureRssGrowth(
+      server.pid,
+      () =>
+        openStalledStreams(server.port, pem, {
+          connections: 3,
+          perConnection: 200,
+          path: () => "/c.bin",
+          headers: [["range", "bytes=0-1000,2000-249000"]],
+        }),
+    );
     // Joined per request: about 170 MB for these 600 streams.
     assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
   } finally {
-    for (const conn of conns) conn.close();
     await server.stop("SIGKILL");
   }
 });

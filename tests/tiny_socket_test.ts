@@ -5,6 +5,7 @@ import net from "node:net";
 import { canRunAsRoot, type RunningProcess, startScript } from "./_process.ts";
 import {
   formatResponse,
+  parseRequestHead,
   respondTo,
   serveTiny,
   type TinyResponse,
@@ -1223,6 +1224,62 @@ Deno.test("every answer on the socket is byte for byte what formatResponse makes
         conn.close();
       }
     });
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("the hello page on the socket is byte for byte what respondTo and formatResponse make", async (t) => {
+  // The default server writes the hello page's bytes itself, into its
+  // buffer, or (when the page does not fit) from respondTo's text.
+  const latin1 = (text: string) =>
+    Uint8Array.from(text, (c) => c.charCodeAt(0));
+  const heads: Record<string, string> = {
+    "wrk's head": "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "a browser's head": "GET /?q=1 HTTP/1.1\r\nHost: localhost\r\n" +
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\nAccept: text/html,*/*;q=0.8\r\n" +
+      "Accept-Language: en-GB,en;q=0.5\r\nAccept-Encoding: gzip, br\r\n\r\n",
+    "HTML in the target and values":
+      "GET /?a=<b>&c=\"d\"'e' HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: <script>&amp;\"'\r\n\r\n",
+    "UTF-8, bad bytes, C1, bidi, backslash":
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+      "X-A: h\xc3\xa9 \xe2\x9c\x93 \xff\xfe \xc2\x85 \xe2\x80\xae \\x41\r\nX-B: \xc3\xa9<&>\"'\r\n\r\n",
+    "HTTP/1.0, no Host": "GET / HTTP/1.0\r\n\r\n",
+    "absolute-form":
+      "GET http://127.0.0.1/?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "a page larger than the buffer": "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+      `X-A: ${'"'.repeat(7000)}\r\n\r\n`,
+  };
+  // Pages that end just past the buffer, in escaped ASCII and in UTF-8.
+  for (let n = 2_700; n <= 2_940; n += 20) {
+    heads[`${n} & and 300 é in UTF-8`] =
+      "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+      `X-A: ${"&".repeat(n)}${"\xc3\xa9".repeat(300)}\r\n\r\n`;
+  }
+  const { server, port } = startServer();
+  try {
+    for (const method of ["GET", "HEAD"]) {
+      for (const [name, text] of Object.entries(heads)) {
+        await t.step(`${method}, ${name}`, async () => {
+          const head = latin1(text.replace(/^GET/, method));
+          const parsed = parseRequestHead(head);
+          assert.ok(parsed.ok);
+          const conn = await connect(port);
+          try {
+            await writeAll(conn, head);
+            const bytes = await readToEnd(conn);
+            const date = new Date(parseResponse(bytes).headers.get("date")!);
+            const want = formatResponse(respondTo(parsed.request), {
+              date,
+              omitBody: method === "HEAD",
+            });
+            assert.equal(decode(bytes), decode(want));
+          } finally {
+            conn.close();
+          }
+        });
+      }
+    }
   } finally {
     await server.shutdown();
   }
