@@ -4534,9 +4534,11 @@ export interface BoardServer<Addr extends Deno.Addr = Deno.NetAddr> {
 export function startServer(
   options: ServerOptions & { unixPath: string },
 ): Promise<BoardServer<Deno.UnixAddr>>;
+/** {@linkcode startServer} on TCP: `addr` has the real port. */
 export function startServer(
   options?: ServerOptions & { unixPath?: undefined },
 ): Promise<BoardServer>;
+/** {@linkcode startServer} on TCP, or on a Unix socket with `unixPath`. */
 export function startServer(
   options?: ServerOptions,
 ): Promise<BoardServer<Deno.NetAddr | Deno.UnixAddr>>;

@@ -5061,12 +5061,14 @@ export function serveWithRestart(
   log?: (line: string) => void,
   shutdownGraceMs?: number,
 ): RestartingServer;
+/** {@linkcode serveWithRestart} on a Unix domain socket (`path`). */
 export function serveWithRestart(
   options: Deno.ServeUnixOptions,
   handler: Deno.ServeHandler<Deno.UnixAddr>,
   log?: (line: string) => void,
   shutdownGraceMs?: number,
 ): RestartingServer<Deno.UnixAddr>;
+/** {@linkcode serveWithRestart} on TCP or a Unix domain socket. */
 export function serveWithRestart(
   options:
     | (Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>)
@@ -5576,9 +5578,11 @@ function showArg(text: string): string {
 export function startServer(
   options: ServerOptions & { unixPath: string },
 ): Promise<RestartingServer<Deno.UnixAddr>>;
+/** {@linkcode startServer} on TCP: `addr` has the real port. */
 export function startServer(
   options?: ServerOptions & { unixPath?: undefined },
 ): Promise<RestartingServer>;
+/** {@linkcode startServer} on TCP, or on a Unix socket with `unixPath`. */
 export function startServer(
   options?: ServerOptions,
 ): Promise<RestartingServer<Deno.NetAddr | Deno.UnixAddr>>;
