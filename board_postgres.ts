@@ -571,6 +571,8 @@ class PostgresStore implements MessageStore {
       return message!;
     } catch (error) {
       post.abandoned = true; // not written if its batch has not started yet
+      // A post that got no answer in time (a hung database) turns the store read-only too.
+      if (error instanceof StoreUnavailableError) this.#writable = false;
       // Sent, and no answer (the deadline passed, or the connection broke mid-way): the batch
       // may still commit, so its poster is told to look before sending it again. A refusal
       // from the database, or a connection never made (ECONNREFUSED...), saved nothing.
@@ -799,8 +801,7 @@ class PostgresStore implements MessageStore {
           return outcome;
         }) as Promise<[T, number | null]>,
         doing,
-      )
-    );
+      ), "write");
     if (change !== null) {
       this.#ownChangeId = Math.max(this.#ownChangeId, change);
     }
@@ -1081,15 +1082,23 @@ class PostgresStore implements MessageStore {
     }
   }
 
-  /** Runs a query, turning "cannot reach the database" into StoreUnavailableError. */
-  async #query<T>(run: (sql: Sql) => Promise<T>): Promise<T> {
+  /**
+   * Runs a query, turning "cannot reach the database" into StoreUnavailableError. Any answer
+   * means the database is back (posts are accepted again); only a failed write turns the
+   * store read-only: a read that timed out (an older page stuck behind another session's
+   * lock) said nothing about posts, and /healthz would have sent posters away.
+   */
+  async #query<T>(
+    run: (sql: Sql) => Promise<T>,
+    kind: "read" | "write",
+  ): Promise<T> {
     if (this.#closed) throw new StoreUnavailableError("the store is closed");
     try {
       const result = await withDeadline(run(this.sql), "a query");
       this.#writable = true;
       return result;
     } catch (error) {
-      throw this.#toStoreError(error);
+      throw kind === "write" ? this.#toStoreError(error) : toStoreError(error);
     }
   }
 
@@ -1107,7 +1116,7 @@ class PostgresStore implements MessageStore {
         // Its client has had its 503 already: the turn goes to the next read.
         Date.now() >= givenUpAt
           ? Promise.reject(new StoreUnavailableError("a read waited too long"))
-          : this.#query(run)
+          : this.#query(run, "read")
       ),
       "reading",
     );
@@ -1231,9 +1240,11 @@ function withDeadline<T>(promise: Promise<T>, doing: string): Promise<T> {
  * Connection failures become {@linkcode StoreUnavailableError} (503); anything else, a bug or a
  * broken schema, stays as it is (500). SQLSTATE classes 08 (connection exception), 53
  * (insufficient resources) and 57 (operator intervention, e.g. the server shutting down) are
- * outages, and so are 3D000 (the database is gone: dropped, or not yet restored from a backup)
- * and class 28 (the role or its password changed): a new connection cannot be made, whatever
- * the request. Errors without a SQLSTATE come from the socket (ECONNREFUSED...).
+ * outages, and so are 3D000 (the database is gone: dropped, or not yet restored from a backup),
+ * class 28 (the role or its password changed): a new connection cannot be made, whatever
+ * the request, and 25006 (the database takes no writes now: a standby in a failover, or
+ * `default_transaction_read_only` set). Errors without a SQLSTATE come from the socket
+ * (ECONNREFUSED...).
  */
 function toStoreError(error: unknown): unknown {
   if (!(error instanceof Error) || error instanceof StoreUnavailableError) {
@@ -1241,7 +1252,7 @@ function toStoreError(error: unknown): unknown {
   }
   const code = String((error as { code?: unknown }).code ?? "");
   const outage = error.name === "PostgresError"
-    ? /^(08|53|57|28|3D000)/.test(code)
+    ? /^(08|53|57|28|3D000|25006)/.test(code)
     : code !== "";
   if (!outage) return error;
   return new StoreUnavailableError(

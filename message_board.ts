@@ -502,8 +502,7 @@ export async function openJsonLinesStore(
       if (!isWriteFailure(error)) throw error;
       // The file can be read but not repaired (a torn tail cannot be set
       // aside on a full disk): serve it read-only and keep trying.
-      const bytes = await Deno.readFile(dataFile);
-      const loaded = parseDataFile(bytes, dataFile);
+      const { loaded } = await readDataFile(dataFile, null);
       const store = new JsonLinesStore({
         dataFile,
         lock,
@@ -543,15 +542,12 @@ async function loadDataFile(
 ): Promise<{ loaded: LoadedData; file: Deno.FsFile }> {
   await finishInterruptedClear(dataFile);
   await Deno.remove(`${dataFile}.restore`).catch(() => {}); // never renamed into place
-  const bytes = await readOrCreateDataFile(dataFile);
-  const end = ackedSize ?? bytes.lastIndexOf(0x0a) + 1;
-  const loaded = parseDataFile(bytes.subarray(0, end), dataFile);
+  const { loaded, tail } = await readDataFile(dataFile, ackedSize);
   if (loaded.restoredArchive !== null) {
     await markArchiveRestored(dataFile, loaded.restoredArchive);
   }
-  const tail = bytes.subarray(end);
   if (tail.byteLength > 0) {
-    const sideFile = await setAsideTornTail(dataFile, tail, bytes.byteLength);
+    const sideFile = await setAsideTornTail(dataFile, tail, loaded.size);
     log(
       ackedSize === null
         ? `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
@@ -562,6 +558,95 @@ async function loadDataFile(
   }
   const file = await Deno.open(dataFile, { append: true });
   return { loaded, file };
+}
+
+/** Bytes of the data file read at a time: start-up never holds the whole file (100 MB). */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Reads the data file (creating it when missing) a chunk at a time, parsing its lines as
+ * they come (see {@linkcode parseDataFile}): the lines up to `ackedSize` (null: up to the
+ * last newline), and `tail`, the bytes after them.
+ */
+async function readDataFile(
+  dataFile: string,
+  ackedSize: number | null,
+): Promise<{ loaded: LoadedData; tail: Uint8Array }> {
+  const parser = new DataFileParser(dataFile);
+  const file = await openOrCreateDataFile(dataFile);
+  if (file === null) {
+    return { loaded: parser.finish(), tail: new Uint8Array(0) };
+  }
+  try {
+    // `buffer` holds a line's start (`held` bytes) followed by what is read next; it grows
+    // only for a line longer than itself.
+    let buffer = new Uint8Array(READ_CHUNK_BYTES);
+    let held = 0;
+    let limit = ackedSize ?? Infinity;
+    while (limit > 0) {
+      if (held === buffer.byteLength) {
+        const larger = new Uint8Array(buffer.byteLength * 2);
+        larger.set(buffer);
+        buffer = larger;
+      }
+      const room = Math.min(buffer.byteLength - held, limit);
+      const read = await file.read(buffer.subarray(held, held + room));
+      if (read === null) break;
+      held += read;
+      limit -= read;
+      const end = buffer.subarray(0, held).lastIndexOf(0x0a) + 1;
+      if (end === 0) continue;
+      parser.addLines(buffer.subarray(0, end));
+      buffer.copyWithin(0, end, held);
+      held -= end;
+    }
+    // What follows the last whole line: a torn line, or what came after `ackedSize`.
+    const tail = [buffer.slice(0, held)];
+    if (ackedSize !== null) {
+      for await (const chunk of file.readable) tail.push(chunk);
+    }
+    return { loaded: parser.finish(), tail: concatBytes(tail) };
+  } finally {
+    try {
+      file.close();
+    } catch {
+      // closed by reading file.readable to its end
+    }
+  }
+}
+
+/** The data file opened for reading, or null when it was missing (then created empty). */
+async function openOrCreateDataFile(
+  dataFile: string,
+): Promise<Deno.FsFile | null> {
+  try {
+    // A FIFO would block the read (and start-up) until some other process writes to it.
+    if (!(await Deno.stat(dataFile)).isFile) {
+      throw new StartupError(
+        `${dataFile} is not a regular file; give --data a file (it is created when missing)`,
+      );
+    }
+    return await Deno.open(dataFile, { read: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    await writeFileDurably(dataFile, new Uint8Array(0));
+    await syncDirectory(dirname(dataFile));
+    return null;
+  }
+}
+
+/** The pieces joined into one array. */
+function concatBytes(pieces: Uint8Array[]): Uint8Array {
+  if (pieces.length === 1) return pieces[0]!;
+  const bytes = new Uint8Array(
+    pieces.reduce((sum, piece) => sum + piece.byteLength, 0),
+  );
+  let offset = 0;
+  for (const piece of pieces) {
+    bytes.set(piece, offset);
+    offset += piece.byteLength;
+  }
+  return bytes;
 }
 
 /**
@@ -652,23 +737,6 @@ async function findNewestArchive(dataFile: string): Promise<string | null> {
   return newest === null ? null : join(dirname(dataFile), newest.name);
 }
 
-async function readOrCreateDataFile(dataFile: string): Promise<Uint8Array> {
-  try {
-    // A FIFO would block the read (and start-up) until some other process writes to it.
-    if (!(await Deno.stat(dataFile)).isFile) {
-      throw new StartupError(
-        `${dataFile} is not a regular file; give --data a file (it is created when missing)`,
-      );
-    }
-    return await Deno.readFile(dataFile);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    await writeFileDurably(dataFile, new Uint8Array(0));
-    await syncDirectory(dirname(dataFile));
-    return new Uint8Array(0);
-  }
-}
-
 /** A message taken off the board, for clients catching up. */
 export interface DeleteRecord {
   /** The message's id. */
@@ -698,6 +766,8 @@ export interface LoadedData {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** For pieces of a data file: keeps a byte order mark, which only a line's start may have. */
+const dataFileUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /**
@@ -724,75 +794,143 @@ const encoder = new TextEncoder();
  * ```
  */
 export function parseDataFile(bytes: Uint8Array, fileName: string): LoadedData {
-  const messages: Message[] = [];
-  const deletes: DeleteRecord[] = [];
-  let lastId = 0;
-  let minId = 1; // after a clear record: its nextId (ids are never reused)
-  let recordNextId = 1;
-  let clearedThrough = 0;
-  let restoredNewest: number | null = null;
-  let restoredArchive: string | null = null;
+  const parser = new DataFileParser(fileName);
   const end = bytes.lastIndexOf(0x0a) + 1; // 0 when there is no newline at all
   let start = 0;
-  let lineNumber = 0;
   while (start < end) {
-    const newline = bytes.indexOf(0x0a, start);
-    lineNumber++;
+    // Decoded a chunk at a time: one decode per line took a sixth of a start-up.
+    const stop = bytes.lastIndexOf(0x0a, start + READ_CHUNK_BYTES - 1) + 1;
+    const next = stop > start ? stop : bytes.indexOf(0x0a, start) + 1;
+    parser.addLines(bytes.subarray(start, next));
+    start = next;
+  }
+  return { ...parser.finish(), tornTail: bytes.slice(end) };
+}
+
+/**
+ * {@linkcode parseDataFile}'s state between chunks, so that start-up can parse the file as
+ * it reads it: `addLines` takes whole lines (each ending in a newline), `finish` says
+ * what they held.
+ */
+class DataFileParser {
+  #fileName: string;
+  #messages: Message[] = [];
+  #deletes: DeleteRecord[] = [];
+  #lastId = 0;
+  #minId = 1; // after a clear record: its nextId (ids are never reused)
+  #recordNextId = 1;
+  #clearedThrough = 0;
+  #restoredNewest: number | null = null;
+  #restoredArchive: string | null = null;
+  #lineNumber = 0;
+  #size = 0;
+
+  constructor(fileName: string) {
+    this.#fileName = fileName;
+  }
+
+  /** Parses `bytes`: whole lines, the last one ending in a newline. */
+  addLines(bytes: Uint8Array): void {
+    let text: string;
+    try {
+      text = dataFileUtf8.decode(bytes);
+    } catch {
+      throw lineError(
+        this.#fileName,
+        this.#lineNumber + lineOfBadUtf8(bytes),
+        "not a valid JSON line",
+      );
+    }
+    // A 0x0a byte is always a newline in UTF-8, and JSON never has a raw one in a string.
+    let start = 0;
+    while (start < text.length) {
+      const newline = text.indexOf("\n", start);
+      this.#addLine(text.slice(start, newline));
+      start = newline + 1;
+    }
+    this.#size += bytes.byteLength;
+  }
+
+  #addLine(line: string): void {
+    const lineNumber = ++this.#lineNumber;
     let value: unknown;
     try {
-      value = JSON.parse(utf8.decode(bytes.subarray(start, newline)));
+      // A byte order mark starting a line (an editor's, or two files put together) is
+      // skipped, as the decoder did when each line was decoded alone.
+      value = JSON.parse(line.charCodeAt(0) === 0xfeff ? line.slice(1) : line);
     } catch {
-      throw lineError(fileName, lineNumber, "not a valid JSON line");
+      throw lineError(this.#fileName, lineNumber, "not a valid JSON line");
     }
-    start = newline + 1;
     const message = toMessage(value);
     if (message !== null) {
-      if (message.id <= lastId || message.id < minId) {
+      if (message.id <= this.#lastId || message.id < this.#minId) {
         throw lineError(
-          fileName,
+          this.#fileName,
           lineNumber,
           `message id ${message.id} does not increase`,
         );
       }
-      messages.push(message);
-      lastId = message.id;
-      continue;
+      this.#messages.push(message);
+      this.#lastId = message.id;
+      return;
     }
     const tombstone = toTombstone(value);
     if (tombstone !== null) {
       // A tombstone for a message not on the board does nothing (deleting twice is harmless).
-      const index = indexOfId(messages, tombstone.id);
-      if (messages[index]?.id === tombstone.id) messages.splice(index, 1);
-      deletes.push(tombstone);
-      continue;
+      const index = indexOfId(this.#messages, tombstone.id);
+      if (this.#messages[index]?.id === tombstone.id) {
+        this.#messages.splice(index, 1);
+      }
+      this.#deletes.push(tombstone);
+      return;
     }
     const record = lineNumber === 1 ? toFirstLineRecord(value) : null;
     if (record === null) {
       throw lineError(
-        fileName,
+        this.#fileName,
         lineNumber,
         "not a message (id, text, postedAt)",
       );
     }
-    recordNextId = record.nextId;
+    this.#recordNextId = record.nextId;
     if (record.kind === "clear") {
-      minId = record.nextId;
-      clearedThrough = record.nextId - 1;
+      this.#minId = record.nextId;
+      this.#clearedThrough = record.nextId - 1;
     } else {
-      restoredNewest = record.newestId;
-      restoredArchive = record.archive;
+      this.#restoredNewest = record.newestId;
+      this.#restoredArchive = record.archive;
     }
   }
-  return {
-    messages,
-    nextId: Math.max(lastId + 1, recordNextId),
-    clearedThrough,
-    deletes,
-    restoredNewest,
-    restoredArchive,
-    size: end,
-    tornTail: bytes.slice(end),
-  };
+
+  /** What the lines held; `size` counts their bytes, `tornTail` is left empty. */
+  finish(): LoadedData {
+    return {
+      messages: this.#messages,
+      nextId: Math.max(this.#lastId + 1, this.#recordNextId),
+      clearedThrough: this.#clearedThrough,
+      deletes: this.#deletes,
+      restoredNewest: this.#restoredNewest,
+      restoredArchive: this.#restoredArchive,
+      size: this.#size,
+      tornTail: new Uint8Array(0),
+    };
+  }
+}
+
+/** The line (1 for the first) of `bytes` that is not valid UTF-8. */
+function lineOfBadUtf8(bytes: Uint8Array): number {
+  let start = 0;
+  for (let line = 1;; line++) {
+    const newline = bytes.indexOf(0x0a, start);
+    const end = newline === -1 ? bytes.byteLength : newline;
+    try {
+      utf8.decode(bytes.subarray(start, end));
+    } catch {
+      return line;
+    }
+    if (newline === -1) return line;
+    start = newline + 1;
+  }
 }
 
 /** The index of the first message whose id is `id` or more (binary search). */
@@ -830,8 +968,9 @@ function toMessage(value: unknown): Message | null {
   if (
     name !== undefined && (typeof name !== "string" || !name.isWellFormed())
   ) return null;
-  if (typeof postedAt !== "string" || !isIsoTime(postedAt)) return null;
-  return makeMessage(id, text, name, new Date(postedAt).toISOString());
+  const time = typeof postedAt === "string" ? canonicalTime(postedAt) : null;
+  if (time === null) return null;
+  return makeMessage(id, text, name, time);
 }
 
 /** Returns the tombstone in a parsed line, or null. */
@@ -874,6 +1013,31 @@ function isIsoTime(text: string): boolean {
   return ISO_UTC.test(text) && !Number.isNaN(new Date(text).getTime());
 }
 
+/** A time of day in the form toISOString writes (`T22:44:51.000Z`), in range. */
+const ISO_TIME_OF_DAY =
+  /^\d{4}-\d{2}-\d{2}T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z$/;
+/** The day (`2026-11-21T`) of the last time canonicalTime found in toISOString's form. */
+let canonicalDay = "-";
+
+/**
+ * `text` (an ISO 8601 UTC time) as toISOString writes it, or null when it is none. A
+ * start-up checks every line's time, and two Date objects for each took a quarter of it:
+ * a time in that form on a day already seen is taken as it is (every time of day within
+ * a valid day is one).
+ */
+function canonicalTime(text: string): string | null {
+  if (
+    text.length === 24 && text.startsWith(canonicalDay) &&
+    ISO_TIME_OF_DAY.test(text)
+  ) return text;
+  if (!ISO_UTC.test(text)) return null;
+  const time = Date.parse(text);
+  if (Number.isNaN(time)) return null;
+  const iso = new Date(time).toISOString();
+  if (iso === text) canonicalDay = text.slice(0, 11);
+  return iso;
+}
+
 function isPositiveSafeInteger(value: unknown): value is number {
   return typeof value === "number" && Number.isSafeInteger(value) && value > 0;
 }
@@ -900,7 +1064,7 @@ function makeMessage(
 async function setAsideTornTail(
   dataFile: string,
   tail: Uint8Array,
-  fileSize: number,
+  keptSize: number,
 ): Promise<string> {
   const sideFile = await freePath(
     `${dataFile}.torn-${fileStamp(new Date())}`,
@@ -914,7 +1078,7 @@ async function setAsideTornTail(
     throw error;
   }
   using file = await Deno.open(dataFile, { write: true });
-  await file.truncate(fileSize - tail.byteLength);
+  await file.truncate(keptSize);
   await file.syncData();
   return sideFile;
 }
@@ -2457,7 +2621,7 @@ function respond(
 }
 
 function htmlResponse(
-  html: string,
+  html: string | ReadableStream<Uint8Array>,
   status = 200,
   extra: HeadersInit = {},
 ): Response {
@@ -2472,10 +2636,87 @@ function jsonResponse(
   status = 200,
   extra: HeadersInit = {},
 ): Response {
+  return jsonBodyResponse(JSON.stringify(value), status, extra);
+}
+
+function jsonBodyResponse(
+  body: string | ReadableStream<Uint8Array>,
+  status = 200,
+  extra: HeadersInit = {},
+): Response {
   const type = "application/json; charset=utf-8";
-  return respond(JSON.stringify(value), status, type, {
-    "cache-control": "no-store",
-  }, extra);
+  return respond(body, status, type, { "cache-control": "no-store" }, extra);
+}
+
+/**
+ * Characters of a long answer rendered at a time when it goes in pieces (see
+ * {@linkcode piecesBody}); an answer no longer than this always goes whole (the newest page
+ * of ordinary messages is about 17,000).
+ */
+const ANSWER_PIECE_CHARS = 32 * 1024;
+
+/**
+ * The body of an answer made of `pieces`: the text when it is one piece or less, else a
+ * stream that renders the next piece only when Deno.serve asks for it. For requests that
+ * {@linkcode sendsWhole} does not send whole.
+ *
+ * Deno.serve holds a whole body until it is sent. An HTTP/2 client may give a stream no
+ * window (RFC 9113 6.9.2) and open 200 of them on one connection: 600 such streams asking
+ * for the 1.6 MB /api/messages?limit=100 held 464 MB, and another client waited 4-5 s; in
+ * pieces, each holds what Deno.serve buffers (160 MB for the 600). Over HTTP/1.1 whole is
+ * better: the socket takes an answer whole, while pieces go through Deno.serve's write
+ * buffer first (600 clients that read nothing peaked at 400 MB in pieces, 80-100 MB whole).
+ */
+function piecesBody(
+  pieces: Iterable<string>,
+): string | ReadableStream<Uint8Array> {
+  const iterator = pieces[Symbol.iterator]();
+  let done = false;
+  const nextPiece = () => {
+    const parts: string[] = [];
+    let length = 0;
+    while (!done && length < ANSWER_PIECE_CHARS) {
+      const result = iterator.next();
+      if (result.done) done = true;
+      else {
+        parts.push(result.value);
+        length += result.value.length;
+      }
+    }
+    return parts.join("");
+  };
+  let first: string | null = nextPiece();
+  if (done) return first;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const text = first ?? nextPiece();
+      first = null;
+      if (text !== "") controller.enqueue(encoder.encode(text));
+      if (done) controller.close();
+    },
+  }, { highWaterMark: 0 });
+}
+
+/**
+ * Whether to send a long answer whole, or in pieces (see {@linkcode piecesBody}): whole when
+ * the request has a Host header. Deno.serve does not say which HTTP version a request came
+ * in; an HTTP/1.1 request must have a Host header (RFC 9112 3.2), and HTTP/2 clients name
+ * the host in `:authority` instead (RFC 9113 8.3.1). One that sends both gets whole answers.
+ */
+function sendsWhole(request: Request): boolean {
+  return request.headers.has("host");
+}
+
+/** `{"messages":[...],"older":...}` in pieces, the same text JSON.stringify writes. */
+function* messageListPieces(
+  messages: readonly Message[],
+  older: string | null,
+): Generator<string> {
+  yield '{"messages":[';
+  for (let i = 0; i < messages.length; i++) {
+    yield (i === 0 ? "" : ",") + JSON.stringify(messages[i]);
+  }
+  yield `],"older":${JSON.stringify(older)}}`;
 }
 
 /** 303 See Other (RFC 9110 15.4.4): the browser follows with a GET, so a refresh never posts again. */
@@ -2835,17 +3076,20 @@ export function createBoardHandler(
   async function renderPage(
     context: RequestContext,
     view: Partial<PageView> = {},
-  ): Promise<string> {
+  ): Promise<string | ReadableStream<Uint8Array>> {
     const page = view.page ??
       await store.listMessages({ before: view.before, limit: pageSize });
-    return renderBoard({
+    const board: PageView = {
       name: readNameCookie(context.request),
       ...view,
       page,
       base,
       moderation: moderationOf(context),
       readOnly: !store.writable,
-    });
+    };
+    return sendsWhole(context.request)
+      ? renderBoard(board)
+      : piecesBody(boardPieces(board));
   }
 
   /** GET /: the newest page, or `?before=ID` for older ones. */
@@ -2945,7 +3189,9 @@ export function createBoardHandler(
   }
 
   /** GET /api/messages?before=ID&limit=N */
-  async function listApi({ url }: RequestContext): Promise<Response> {
+  async function listApi(
+    { request, url }: RequestContext,
+  ): Promise<Response> {
     const before = readBeforeParameter(url);
     const limitText = readQueryParameter(url, "limit");
     const limit = limitText === null
@@ -2962,7 +3208,11 @@ export function createBoardHandler(
     const older = page.hasOlder && oldest
       ? `${base}/api/messages?before=${oldest.id}&limit=${limit}`
       : null;
-    return jsonResponse({ messages: page.messages, older });
+    return jsonBodyResponse(
+      sendsWhole(request)
+        ? JSON.stringify({ messages: page.messages, older })
+        : piecesBody(messageListPieces(page.messages, older)),
+    );
   }
 
   /** POST /api/messages with {"text": "...", "name": "..."} */
@@ -3628,7 +3878,12 @@ ${clearForm}
 }
 
 /** Renders the whole board page. */
-export function renderBoard(
+export function renderBoard(view: PageView): string {
+  return [...boardPieces(view)].join("");
+}
+
+/** {@linkcode renderBoard}'s page in pieces: the top, each message, the rest. */
+function* boardPieces(
   {
     page,
     before,
@@ -3639,14 +3894,8 @@ export function renderBoard(
     moderation = "open",
     readOnly = false,
   }: PageView,
-): string {
+): Generator<string> {
   const canDelete = moderation === "open" || moderation === "admin";
-  const messages = page.messages.length === 0
-    ? `<p class="empty">${
-      before === undefined ? "No messages yet." : "No older messages."
-    }</p>\n`
-    : page.messages.map((message) => renderMessage(message, base, canDelete))
-      .join("");
   const links: string[] = [];
   if (before !== undefined) {
     links.push(`<a href="${base}/">Newest messages</a>`);
@@ -3668,7 +3917,7 @@ export function renderBoard(
     : `<p class="error" role="alert">${escapeHtml(error)}</p>\n`;
   // The newline after <textarea> matters: the HTML parser drops one leading
   // newline there, so a draft that starts with a blank line keeps it.
-  return `<!doctype html>
+  yield `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -3699,7 +3948,16 @@ ${escapeHtml(draft)}</textarea>
 </section>
 <section class="messages" aria-labelledby="messages-heading" aria-live="polite"${live}>
 <h2 id="messages-heading">Messages</h2>
-${messages}${
+`;
+  if (page.messages.length === 0) {
+    yield `<p class="empty">${
+      before === undefined ? "No messages yet." : "No older messages."
+    }</p>\n`;
+  }
+  for (const message of page.messages) {
+    yield renderMessage(message, base, canDelete);
+  }
+  yield `${
     links.length > 0 ? `<nav class="pages">${links.join(" ")}</nav>\n` : ""
   }</section>
 ${renderModeration(moderation, base)}</main>

@@ -116,8 +116,9 @@ export interface ServeFileOptions {
 export interface HandlerOptions extends ServeDirOptions {
   /**
    * How long a cached small file is served from memory before a cheap `stat`
-   * checks it again, like nginx's `open_file_cache_valid`. 0 checks on every
-   * request. @default {1000}
+   * checks it again, like nginx's `open_file_cache_valid`; a directory
+   * listing is kept as long before the folder is read again. 0 checks on
+   * every request. @default {1000}
    */
   cacheMs?: number | undefined;
   /** Files up to this size are kept in memory. 0 turns the cache off. @default {MAX_CACHED_FILE_BYTES} */
@@ -263,6 +264,16 @@ const GZIP_STREAM_LEVEL = 1;
  * (RFC 9659).
  */
 const ZSTD_STREAM_LEVEL = 1;
+/**
+ * Files compressed while they stream at once; more are sent as they are
+ * (identity) until one ends. Each holds its compressor and a read or two,
+ * 1.4-1.6 MB, until its client reads on: 100 clients that asked for a big
+ * text file with gzip and read nothing took 164 MB more (160 HTTP/2
+ * streams with no window, 222 MB), and each compresses on a core.
+ */
+export const MAX_COMPRESSING_STREAMS = 32;
+/** Files being compressed while they stream now (see {@linkcode MAX_COMPRESSING_STREAMS}). */
+let compressingStreams = 0;
 /** A compressed copy is kept only if it is at most this share of the original (saves 10%). */
 const MAX_COMPRESSED_RATIO = 0.9;
 
@@ -808,6 +819,60 @@ export async function openRegularFile(
   } catch (error) {
     close();
     throw error;
+  }
+}
+
+/**
+ * Opens a file {@linkcode resolveSafePath} found, and makes sure the file
+ * opened is that one, still inside the root: the open follows the folders
+ * on the path as they are then, and a folder swapped for a symlink to
+ * `/etc` between the two (by anyone who may write in the root) would send
+ * what is outside. So the open handle must be the file resolved (device and
+ * inode), and once it is open the path must still be its own real path
+ * and lead to it.
+ * (Measured: a folder swapped for such a symlink in a loop while 8 clients
+ * asked for a file in it sent the outside file 114 times in 8 s, and 8,823
+ * times for a small one, which the cache then kept.) A file replaced since
+ * (a deploy's rename over it) is looked up once more. This narrows the race
+ * to a swap and a swap back between the two checks and the open; only an
+ * `openat` of each folder with `O_NOFOLLOW`, which Deno 2.9 does not offer,
+ * would close it.
+ */
+async function openResolved(resolved: ResolvedPath): Promise<OpenFile> {
+  const { path } = resolved;
+  let expected = resolved.info;
+  for (let attempt = 0;; attempt++) {
+    const file = await openRegularFile(path);
+    try {
+      if (
+        isSameFile(file.info, expected) &&
+        await Deno.realPath(path) === path &&
+        isSameFile(file.info, await Deno.stat(path))
+      ) {
+        return file;
+      }
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+    file.close();
+    if (attempt > 0 || await Deno.realPath(path) !== path) {
+      throw new HttpError(404, `changed while it was opened: ${path}`);
+    }
+    expected = await Deno.stat(path);
+  }
+}
+
+function isSameFile(a: Deno.FileInfo, b: Deno.FileInfo): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/** True when `path` is still its own real path (no folder on it became a symlink). */
+async function isStillRealPath(path: string): Promise<boolean> {
+  try {
+    return await Deno.realPath(path) === path;
+  } catch {
+    return false;
   }
 }
 
@@ -1467,14 +1532,16 @@ export function negotiateCoding(
 
 /**
  * The q-value of each coding named in an `Accept-Encoding`, the first
- * mention winning. Browsers send a handful of distinct values, so the last
- * ones parsed are kept (at most {@linkcode MAX_PARSED_ACCEPT_ENCODINGS}).
+ * mention winning, among its first {@linkcode MAX_ACCEPT_ENCODING_ITEMS}
+ * items. Browsers send a handful of distinct values, so the last ones
+ * parsed are kept (at most {@linkcode MAX_PARSED_ACCEPT_ENCODINGS}).
  */
 function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
   const known = parsedAcceptEncodings.get(header);
   if (known !== undefined) return known;
   const weights = new Map<string, number>();
-  for (const item of header.split(",")) {
+  const items = header.split(",", MAX_ACCEPT_ENCODING_ITEMS);
+  for (const item of items) {
     const [rawName, ...params] = item.split(";");
     let name = rawName!.trim().toLowerCase();
     if (name === "") continue;
@@ -1496,6 +1563,12 @@ function parseAcceptEncoding(header: string): ReadonlyMap<string, number> {
 }
 
 const MAX_PARSED_ACCEPT_ENCODINGS = 64;
+/**
+ * Items of one `Accept-Encoding` that are read; the rest are ignored.
+ * Browsers send 3 to 5; each costs about 1 µs to read, so a 60 KB header
+ * of 5,000 made-up codings took 6 ms of CPU for a request.
+ */
+export const MAX_ACCEPT_ENCODING_ITEMS = 64;
 const parsedAcceptEncodings = new Map<string, ReadonlyMap<string, number>>();
 
 // ---------------------------------------------------------------------------
@@ -2072,8 +2145,24 @@ function compressWhileStreaming(
   let over = false; // closed, errored or cancelled: nothing more is enqueued
   let ending: Promise<void> | null = null;
   let chunksOut = 0;
+  compressingStreams++;
+  let counted = true;
+  const uncount = () => {
+    if (counted) compressingStreams--;
+    counted = false;
+  };
+  compressor.once("close", uncount);
   return new ReadableStream<Uint8Array>({
     start(controller) {
+      // The file's stream fails by itself after its send timeout, also
+      // when nothing reads this one (an answer dropped unread): that ends
+      // the compressor too.
+      reader.closed.catch((error) => {
+        if (over) return;
+        over = true;
+        compressor.destroy();
+        controller.error(error);
+      });
       compressor.on("data", (chunk: Uint8Array) => {
         chunksOut++;
         if (!over) controller.enqueue(chunk);
@@ -2524,7 +2613,7 @@ async function notFoundResponse(
     ) {
       last = null;
       if (page.info.isFile && page.info.size <= MAX_CACHED_FILE_BYTES) {
-        const reading = readNotFoundPage(page.path, extra);
+        const reading = readNotFoundPage(page, extra);
         last = { path: page.path, version, statAt, response: reading };
         notFound.page = last;
       }
@@ -2538,14 +2627,14 @@ async function notFoundResponse(
   return textResponse(404, extra);
 }
 
-/** The 404 with `path` as its body; null when it cannot be read. */
+/** The 404 with `page` as its body; null when it cannot be read. */
 async function readNotFoundPage(
-  path: string,
+  page: ResolvedPath,
   extra: readonly [string, string][],
 ): Promise<Response | null> {
   try {
     // Opened like any file: a 404.html swapped for a FIFO cannot hang us.
-    const file = await openRegularFile(path);
+    const file = await openResolved(page);
     try {
       const bytes = await readWhole(file, file.info.size);
       return bytesResponse(404, bytes, "text/html; charset=utf-8", extra);
@@ -3067,6 +3156,10 @@ async function readListing(
     }
     found.push(dirEntry);
   }
+  // The folder read must be the one resolved (see openResolved).
+  if (!(await isStillRealPath(dirPath))) {
+    throw new HttpError(404, `changed while it was read: ${dirPath}`);
+  }
   const entries: (ListingEntry | null)[] = [];
   for (let i = 0; i < found.length; i += LISTING_STAT_CONCURRENCY) {
     const batch = found.slice(i, i + LISTING_STAT_CONCURRENCY);
@@ -3125,7 +3218,9 @@ async function statListingEntry(
 /**
  * Answers a folder URL with its listing: HTML, or JSON when the query says
  * `format=json` or `Accept` prefers it. A bad `sort`, `order` or `format`
- * is 400 with a line saying what is allowed.
+ * is 400 with a line saying what is allowed. With {@linkcode createHandler}
+ * a listing is kept for `cacheMs`, as files are (see {@linkcode
+ * KeptListing}).
  */
 async function serveListing(
   req: Request,
@@ -3140,16 +3235,28 @@ async function serveListing(
     const text = encoder.encode(`Bad Request: ${query}\n`);
     return bytesResponse(400, text, "text/plain; charset=utf-8", ctx.extra);
   }
+  const json = query.format === "json" ||
+    (query.format === null && acceptsJsonListing(req.headers.get("accept")));
+  const relativePath = decodeURIComponent(relative);
+  // One key per answer, whatever the spelling of the URL or the order of the query.
+  const key = `${
+    json ? "json" : "html"
+  } ${query.sort} ${query.order} ${relativePath.length} ${relativePath} ${dirPath}`;
+  const kept = ctx.listings?.get(key);
+  if (kept !== undefined && Date.now() - kept.checkedAt < ctx.cache!.validMs) {
+    return kept.response.clone();
+  }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
   const giveBack = await takeFileTurn(info);
   try {
     const response = await buildListingResponse(
-      req,
       ctx,
-      relative,
+      relativePath,
       dirPath,
       query,
+      json,
+      key,
     );
     // Deno.serve settles `completed` once the body is sent or given up.
     if (info?.completed === undefined) giveBack();
@@ -3161,23 +3268,25 @@ async function serveListing(
   }
 }
 
-/** The listing answer of {@linkcode serveListing}, once a listing turn is free (else 503). */
+/**
+ * The listing answer of {@linkcode serveListing}, once a listing turn is
+ * free (else 503); kept under `key` when the handler keeps listings.
+ */
 async function buildListingResponse(
-  req: Request,
   ctx: ServeContext,
-  relative: string,
+  relativePath: string,
   dirPath: string,
   query: ListingQuery,
+  json: boolean,
+  key: string,
 ): Promise<Response> {
   if (!(await takeListingTurn())) {
     return textResponse(503, ctx.extra, [["Retry-After", "1"]]);
   }
   let bytes: Uint8Array<ArrayBuffer>;
-  const json = query.format === "json" ||
-    (query.format === null && acceptsJsonListing(req.headers.get("accept")));
+  const readAt = Date.now();
   try {
     const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
-    const relativePath = decodeURIComponent(relative);
     const options = {
       urlRoot: ctx.urlRoot,
       query,
@@ -3203,11 +3312,65 @@ async function buildListingResponse(
       ...ctx.extra,
     ],
   );
+  if (ctx.listings !== null && bytes.byteLength <= MAX_KEPT_LISTING_BYTES) {
+    return keepListing(ctx.listings, key, bytes, headers, readAt).clone();
+  }
   // Deno.serve says a byte body is sent (settles `completed`) as soon as it
   // holds it, even on an HTTP/2 stream with no window to send it on: a big
   // listing goes as a stream, so its turn lasts until the client has it.
   const body = piecesFromMemory(bytes, [{ start: 0, end: bytes.length - 1 }]);
   return makeResponse(body, 200, headers);
+}
+
+/**
+ * A listing {@linkcode createHandler} keeps, as a finished 200 that each
+ * request gets a `clone()` of: clones share the bytes, and Deno.serve holds
+ * each answer's body until its client reads it. A listing built for each
+ * request held a copy of its own per HTTP/2 stream with no window: 600 such
+ * streams for a 60 KB listing took 57 MB more memory (15 MB for a 3 KB one).
+ * After `cacheMs` the folder is read again, and a listing that came out the
+ * same keeps its first body.
+ */
+interface KeptListing {
+  bytes: Uint8Array<ArrayBuffer>;
+  response: Response;
+  checkedAt: number;
+}
+
+/** Most listings a handler keeps (each key: folder, format, sort and order). */
+const MAX_KEPT_LISTINGS = 64;
+/** Bigger listings are built for each request (and streamed, with a turn). */
+const MAX_KEPT_LISTING_BYTES = 256 * 1024;
+/** What the kept listings may hold in all. */
+const MAX_KEPT_LISTINGS_BYTES = 4 * 1024 * 1024;
+
+/** Keeps `bytes` under `key` (or the same bytes kept before), oldest first out. */
+function keepListing(
+  listings: Map<string, KeptListing>,
+  key: string,
+  bytes: Uint8Array<ArrayBuffer>,
+  headers: readonly [string, string][],
+  checkedAt: number,
+): Response {
+  const old = listings.get(key);
+  listings.delete(key); // Map keeps insertion order: this one is now the newest
+  if (old !== undefined && equalBytes(old.bytes, bytes)) {
+    old.checkedAt = checkedAt;
+    listings.set(key, old);
+    return old.response;
+  }
+  let held = bytes.byteLength;
+  for (const kept of listings.values()) held += kept.bytes.byteLength;
+  for (const [oldKey, kept] of listings) {
+    if (listings.size < MAX_KEPT_LISTINGS && held <= MAX_KEPT_LISTINGS_BYTES) {
+      break;
+    }
+    listings.delete(oldKey);
+    held -= kept.bytes.byteLength;
+  }
+  const response = makeResponse(bytes, 200, headers);
+  listings.set(key, { bytes, response, checkedAt });
+  return response;
 }
 
 // ---------------------------------------------------------------------------
@@ -3273,7 +3436,11 @@ async function openPrecompressed(
   } catch {
     return null;
   }
-  if (entityTag(file.info, `-${planned.coding}`) === planned.etag) {
+  // Beside a file opened by openResolved, and still so once open.
+  if (
+    entityTag(file.info, `-${planned.coding}`) === planned.etag &&
+    await isStillRealPath(path)
+  ) {
     return file;
   }
   file.close();
@@ -3305,8 +3472,11 @@ async function compressForCache(
       try {
         const file = await openRegularFile(sibling.path!);
         try {
-          // The open handle must still be the file that was found.
-          if (entityTag(file.info, `-${coding}`) === sibling.etag) {
+          // The open handle must still be the file that was found, there.
+          if (
+            entityTag(file.info, `-${coding}`) === sibling.etag &&
+            await isStillRealPath(sibling.path!)
+          ) {
             const read = await readWhole(file, file.info.size);
             copy = { coding, bytes: read, etag: sibling.etag };
           }
@@ -3391,6 +3561,8 @@ interface ServeContext {
   sendTimeoutMs: number;
   /** The root's `404.html` as last read (see {@linkcode NotFoundPage}). */
   notFound: { page: NotFoundPage | null };
+  /** Listings kept for `cacheMs` (with the cache only), by key. */
+  listings: Map<string, KeptListing> | null;
 }
 
 /**
@@ -3458,6 +3630,7 @@ function makeContext(
     toDenoServe: false,
     sendTimeoutMs,
     notFound: { page: null as NotFoundPage | null },
+    listings: cache === null ? null : new Map<string, KeptListing>(),
   } satisfies ServeContext;
 }
 
@@ -3480,7 +3653,8 @@ export async function serveFile(
       if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
       const { compress = true } = options;
       // The caller chose the path: a symlink there is followed, as in std.
-      response = await sendFileFromDisk(req, filePath, extra, compress, true);
+      const file = await openRegularFile(filePath, { followSymlinks: true });
+      response = await sendFileFromDisk(req, file, filePath, extra, compress);
     }
   } catch (error) {
     // std's serveFile has no log: only a 5xx is worth a line here.
@@ -3499,14 +3673,14 @@ export async function serveFile(
  */
 async function sendFileFromDisk(
   req: Request,
+  opened: OpenFile,
   path: string,
   extra: readonly [string, string][],
   compress: boolean,
-  followSymlinks = false,
   native = true,
   sendTimeoutMs = SEND_TIMEOUT_MS,
 ): Promise<Response> {
-  let file = await openRegularFile(path, { followSymlinks });
+  let file = opened;
   try {
     const info = file.info;
     let meta = fileMetaFrom(path, info);
@@ -3514,6 +3688,7 @@ async function sendFileFromDisk(
       const wanted = req.headers.get("accept-encoding") !== null;
       const encoded = wanted ? await findPrecompressed(path, info) : [];
       for (const coding of STREAMED_CODINGS) {
+        if (compressingStreams >= MAX_COMPRESSING_STREAMS) break;
         if (encoded.some((r) => r.coding === coding)) continue;
         // RFC 9110 8.8.1: weak, since the bytes depend on the compressor.
         encoded.push({
@@ -3871,10 +4046,10 @@ async function sendFile(
   try {
     const response = await sendFileFromDisk(
       req,
+      await openResolved(resolved),
       resolved.path,
       ctx.extra,
       ctx.compress,
-      false,
       !ctx.toDenoServe,
       ctx.sendTimeoutMs,
     );
@@ -4065,7 +4240,7 @@ class FileCache {
     let entry = this.#entries.get(resolved.path);
     const seen = entry !== undefined && now - entry.checkedAt < this.validMs &&
       sameVersion(entry.version, versionOf(resolved.info));
-    if (!seen) entry = await this.#revalidate(resolved.path, entry);
+    if (!seen) entry = await this.#revalidate(resolved, entry);
     this.#remember(urlPath, urlKeyCost, entry!, now);
     return entry!;
   }
@@ -4078,12 +4253,13 @@ class FileCache {
 
   /** Opens the file afresh and keeps, rereads or drops the entry. */
   async #revalidate(
-    path: string,
+    resolved: ResolvedPath,
     old: CacheEntry | undefined,
   ): Promise<CacheEntry> {
+    const { path } = resolved;
     let file: OpenFile;
     try {
-      file = await openRegularFile(path);
+      file = await openResolved(resolved);
     } catch (error) {
       // Out of descriptors says nothing about the file: keep serving the
       // copy we have (and try again at the next request).

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import postgres from "npm:postgres@3.4.7";
 import { freshDatabase, pgTestOptions } from "./_postgres.ts";
 import { openPostgresStore } from "../board_postgres.ts";
-import { StoreUnavailableError } from "../message_board.ts";
+import { createBoardHandler, StoreUnavailableError } from "../message_board.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -103,6 +103,94 @@ Deno.test({
       assert.deepEqual(messages.map((m) => m.text).sort(), ["early", "late"]);
     } finally {
       release.resolve();
+      await side.end();
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: regression: a read that times out leaves the board writable",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const store = await openPostgresStore(pg.url, { log: () => {} });
+    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const release = Promise.withResolvers<void>();
+    try {
+      await store.appendMessage({ text: "first" });
+      const locked = Promise.withResolvers<void>();
+      const holding = side.begin(async (tx) => {
+        // Every replay reads board_clears; no post touches it.
+        await tx`lock table board_clears in access exclusive mode`;
+        locked.resolve();
+        await release.promise;
+      });
+      await locked.promise;
+      const read = await store.eventsAfter(0, 10).then(
+        () => "read",
+        (error) => error,
+      );
+      assert.ok(read instanceof StoreUnavailableError, String(read));
+      // It turned read-only here: the page said posts were refused and /healthz sent posters
+      // away, though nothing had been written, nor failed to be.
+      assert.equal(store.writable, true);
+      const health = await createBoardHandler(store)(
+        new Request("http://127.0.0.1/healthz"),
+      );
+      assert.deepEqual(await health.json(), { status: "ok" });
+      release.resolve();
+      await holding;
+      const message = await store.appendMessage({ text: "after" });
+      assert.equal(message.text, "after");
+    } finally {
+      release.resolve();
+      await side.end();
+      await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "postgres store: regression: a database that turned read-only (a failover) gives 503, not 500",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const store = await openPostgresStore(pg.url, { log: () => {} });
+    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
+    const name = new URL(pg.url).pathname.slice(1);
+    try {
+      await store.appendMessage({ text: "first" });
+      // As a standby promoted the wrong way round, or an operator freezing the database:
+      // new sessions may read and not write. The board's sessions reconnect into that.
+      await side.unsafe(
+        `alter database "${name}" set default_transaction_read_only = on`,
+      );
+      await side`
+        select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = ${name} and pid <> pg_backend_pid()`;
+      await sleep(300); // the driver notices its sessions went
+      const refused = await store.appendMessage({ text: "refused" }).then(
+        () => "written",
+        (error) => error,
+      );
+      assert.ok(refused instanceof StoreUnavailableError, String(refused));
+      assert.ok((refused.retryAfterSeconds ?? 0) > 0);
+      assert.equal(store.writable, false);
+      const { messages } = await store.listMessages({ limit: 10 });
+      assert.deepEqual(messages.map((m) => m.text), ["first"]);
+      await side.unsafe(
+        `alter database "${name}" set default_transaction_read_only = off`,
+      );
+      await side`
+        select pg_terminate_backend(pid) from pg_stat_activity
+        where datname = ${name} and pid <> pg_backend_pid()`;
+      await sleep(300); // the driver notices its sessions went
+      const message = await store.appendMessage({ text: "after" });
+      assert.equal(message.text, "after");
+    } finally {
       await side.end();
       await store.close();
     }

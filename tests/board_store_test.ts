@@ -425,6 +425,101 @@ Deno.test("store: invalid UTF-8 in a line stops start-up with its line number", 
   assert.deepEqual(await Deno.readFile(dataFile), bytes);
 });
 
+Deno.test("store: a data file of several MiB is read in pieces, its lines whole", async (t) => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  // Lines across every 1 MiB boundary, one line longer than two pieces, then a torn tail.
+  const long = "x".repeat(2_500_000);
+  const lines: string[] = [];
+  for (let id = 1; id <= 30_000; id++) lines.push(line(id));
+  lines.push(line(30_001, long));
+  for (let id = 30_002; id <= 40_000; id++) lines.push(line(id));
+  const whole = lines.join("");
+  await Deno.writeTextFile(dataFile, whole + '{"id":40001,"te');
+  await t.step("every line's message, the long one whole", async () => {
+    const store = await openJsonLinesStore(dataFile, { log: () => {} });
+    try {
+      const messages = await allMessages(store);
+      assert.equal(messages.length, 40_000);
+      assert.ok(messages.every((message, i) => message.id === i + 1));
+      assert.equal(messages[30_000]!.text, long);
+      assert.equal(messages[39_999]!.text, "message 40000");
+    } finally {
+      await store.close();
+    }
+  });
+  await t.step(
+    "the torn tail is cut off after the last whole line",
+    async () => {
+      assert.equal(
+        (await Deno.stat(dataFile)).size,
+        encoder.encode(whole).length,
+      );
+    },
+  );
+  await t.step("bad UTF-8 far into the file names its own line", async () => {
+    const bytes = encoder.encode(whole);
+    const at = bytes.indexOf(0x0a, bytes.length - 1000) + 5; // inside line 39,99x
+    const lineNumber =
+      new TextDecoder().decode(bytes.subarray(0, at)).split("\n").length;
+    bytes[at] = 0xff;
+    await Deno.writeFile(dataFile, bytes);
+    await assert.rejects(openJsonLinesStore(dataFile), (error: Error) => {
+      assert.ok(error instanceof StartupError);
+      assert.ok(
+        error.message.startsWith(`${dataFile}:${lineNumber}: `),
+        error.message,
+      );
+      return true;
+    });
+  });
+});
+
+Deno.test("store: regression: a byte order mark starting any line is skipped, as before pieces", async () => {
+  // The file is decoded in 1 MiB pieces now; a mark at a line start inside a piece stopped
+  // start-up ("not a valid JSON line"), where decoding each line alone had dropped it.
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  await Deno.writeTextFile(
+    dataFile,
+    "\ufeff" + line(1) + line(2) + "\ufeff" + line(3),
+  );
+  const store = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    assert.deepEqual((await allMessages(store)).map((m) => m.id), [1, 2, 3]);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("store: times are kept as toISOString writes them (table)", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const rows: [string, string][] = [
+    ["2026-11-21T22:44:51.000Z", "2026-11-21T22:44:51.000Z"],
+    ["2026-11-21T22:44:52.5Z", "2026-11-21T22:44:52.500Z"],
+    ["2026-11-21T22:44:53Z", "2026-11-21T22:44:53.000Z"],
+    // A day seen before, but a time of day out of range: still normalized.
+    ["2026-11-21T24:00:00.000Z", "2026-11-22T00:00:00.000Z"],
+    ["2026-02-30T10:00:00.000Z", "2026-03-02T10:00:00.000Z"],
+    ["2026-02-30T11:00:00.000Z", "2026-03-02T11:00:00.000Z"],
+    ["2024-02-29T10:00:00.000Z", "2024-02-29T10:00:00.000Z"],
+  ];
+  await Deno.writeTextFile(
+    dataFile,
+    rows.map(([postedAt], i) =>
+      JSON.stringify({ id: i + 1, text: "t", postedAt }) + "\n"
+    ).join(""),
+  );
+  const store = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    const times = (await allMessages(store)).map((m) => m.postedAt);
+    assert.deepEqual(times, rows.map(([, stored]) => stored));
+  } finally {
+    await store.close();
+  }
+});
+
 Deno.test("store: parseDataFile", async (t) => {
   const bytes = encoder.encode(line(1) + line(4) + '{"id"');
   const parsed = parseDataFile(bytes, "m.jsonl");

@@ -712,15 +712,19 @@ Deno.test("past maxConnections, connections stuck sending are closed at once", a
 
 Deno.test("a slow reader that keeps taking a big answer gets all of it", async () => {
   // The send timeout counts between two writes, not for the whole answer.
+  // The reader takes well over the timeout in all (8 MiB at <= 512 KiB per
+  // 100 ms read), while each pause stays far under it even on a loaded
+  // machine (400 ms failed once with 8 test processes sharing 2 cores).
   const body = "x".repeat(8 * 1024 * 1024);
   const { server, port, lines } = startServer({
     respond: () => ({ status: 200, body }),
-    sendTimeoutMs: 400,
+    sendTimeoutMs: 1_500,
   });
   const conn = await connect(port);
   try {
     await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
     let received = 0;
+    const started = Date.now();
     const buffer = new Uint8Array(512 * 1024);
     for (
       let n = await conn.read(buffer);
@@ -731,6 +735,8 @@ Deno.test("a slow reader that keeps taking a big answer gets all of it", async (
       await delay(100);
     }
     assert.ok(received > body.length, `only ${received} bytes`);
+    // Else the answer fit in one timeout and the test proves nothing.
+    assert.ok(Date.now() - started > 1_500, "read faster than the timeout");
     assert.ok(
       !lines.some((line) => /SendTimeout/.test(line)),
       lines.join("\n"),

@@ -1,0 +1,131 @@
+// The fifth hostile-client round against message_board.ts: clients that ask for the
+// board's biggest answers and never read them. One test per defect found, each failing on
+// the code before its fix.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { openBoard } from "../message_board.ts";
+import { startBoard, tempFolder } from "./_board.ts";
+import { certTestOptions, makeCertificate } from "./_certs.ts";
+import { readRss } from "./_process.ts";
+import { h2Frame } from "./_raw.ts";
+
+const encoder = new TextEncoder();
+
+/** 100 messages of 4,000 emoji (16 KB each in UTF-8): the longest page the API gives. */
+function longMessages(): string {
+  return Array.from({ length: 100 }, (_, i) =>
+    JSON.stringify({
+      id: i + 1,
+      text: "😀".repeat(4000),
+      postedAt: "2026-11-21T22:44:51.000Z",
+    }) + "\n").join("");
+}
+
+/** One HTTP/2 GET of `path` as a HEADERS block (static-table names, literal values). */
+function h2Get(path: string): Uint8Array {
+  const bytes = encoder.encode(path);
+  return new Uint8Array([
+    0x82, // :method GET
+    0x87, // :scheme https
+    0x04, // :path, literal
+    bytes.length,
+    ...bytes,
+    0x01, // :authority, literal
+    9,
+    ...encoder.encode("127.0.0.1"),
+  ]);
+}
+
+Deno.test({
+  name:
+    "hostile5: regression: HTTP/2 streams that give no window hold a piece of a long page each, not the page",
+  ...certTestOptions(),
+  async fn() {
+    // Deno.serve holds a string body whole until the client takes it: 600 streams asking
+    // for the 1.6 MB page held 400-464 MB (another client then waited 4-5 s); rendered as
+    // the client reads, they hold 104-160 MB, about what any stalled stream costs.
+    await using folder = await tempFolder();
+    const data = join(folder.path, "data");
+    await Deno.mkdir(data);
+    const cert = await makeCertificate(data);
+    await Deno.writeTextFile(join(data, "messages.jsonl"), longMessages());
+    const board = await startBoard(folder.path, [
+      "--cert",
+      "data/cert.pem",
+      "--key",
+      "data/key.pem",
+    ]);
+    const conns: Deno.TlsConn[] = [];
+    try {
+      using client = Deno.createHttpClient({
+        caCerts: [cert.pem],
+        http1: false,
+      });
+      const path = "/api/messages?limit=100";
+      const first = await fetch(new URL(path, board.url), { client });
+      assert.equal((await first.json()).messages.length, 100);
+      const before = await readRss(board.pid);
+      for (let c = 0; c < 2; c++) {
+        const conn = await Deno.connectTls({
+          hostname: "127.0.0.1",
+          port: board.port,
+          caCerts: [cert.pem],
+          alpnProtocols: ["h2"],
+        });
+        conns.push(conn);
+        await conn.write(encoder.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte of its body.
+        await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
+        for (let i = 0; i < 200; i++) {
+          await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path)));
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      const grown = (await readRss(board.pid) - before) / 1e6;
+      // The whole page per stream: about 300 MB for these 400 streams.
+      assert.ok(grown < 180, `RSS grew by ${grown.toFixed(0)} MB`);
+      const health = await fetch(new URL("/healthz", board.url), { client });
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+    } finally {
+      for (const conn of conns) conn.close();
+      await board.stop("SIGKILL");
+    }
+  },
+});
+
+Deno.test("hostile5: a long page rendered in pieces is the same text as whole", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  await Deno.writeTextFile(dataFile, longMessages());
+  const board = await openBoard({ dataFile, log: () => {} });
+  try {
+    const api = await board.handler(
+      new Request("http://127.0.0.1/api/messages?limit=100"),
+    );
+    const { messages } = await board.store.listMessages({ limit: 100 });
+    assert.equal(
+      await api.text(),
+      JSON.stringify({ messages, older: null }),
+    );
+    // No Host header, as over HTTP/2: in pieces. With one, as over HTTP/1.1: whole.
+    const inPieces = await board.handler(new Request("http://127.0.0.1/"));
+    const whole = await board.handler(
+      new Request("http://127.0.0.1/", { headers: { host: "127.0.0.1" } }),
+    );
+    const html = await inPieces.text();
+    assert.equal(html.match(/<article /g)?.length, 50);
+    assert.equal(html, await whole.text());
+    const wholeApi = await board.handler(
+      new Request("http://127.0.0.1/api/messages?limit=100", {
+        headers: { host: "127.0.0.1" },
+      }),
+    );
+    assert.equal(
+      await wholeApi.text(),
+      JSON.stringify({ messages, older: null }),
+    );
+  } finally {
+    await board.close();
+  }
+});
