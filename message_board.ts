@@ -4669,8 +4669,8 @@ function listeningNames(
   } catch (error) {
     if (!(error instanceof Deno.errors.NotCapable)) throw error;
     log(
-      "message_board: listening on every address, but without --allow-sys=networkInterfaces " +
-        "the board cannot list this machine's addresses: name them with --allowed-host",
+      "Note: without --allow-sys=networkInterfaces this board answers only to localhost " +
+        "and --allowed-host names, not to this machine's addresses.",
     );
     return names;
   }
@@ -4827,9 +4827,14 @@ export async function startServer(
     throw error;
   }
   const store = options.store ?? await options.openStore?.();
+  // Notes come after the address line, once the board listens: a start that
+  // fails (no permission for 0.0.0.0) then prints only why.
+  const notes: string[] = [];
   const allowedHosts = [
     ...(options.allowedHosts ?? []),
-    ...(unixPath === undefined ? listeningNames(hostname, console.error) : []),
+    ...(unixPath === undefined
+      ? listeningNames(hostname, (line) => notes.push(line))
+      : []),
   ];
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
   const handler: BoardHandler = quiet
@@ -4863,6 +4868,7 @@ export async function startServer(
     if (announced) return; // listening again after an accept failure
     announced = true;
     console.log(`Tiny Message Board on ${where} (${storeLabel})`);
+    for (const note of notes) console.log(note);
     if (options.adminToken === undefined && (!local || options.trustProxy)) {
       console.log(
         "Clearing and deleting are off for visitors from other machines " +

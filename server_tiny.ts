@@ -63,12 +63,17 @@ export const LINGER_TIMEOUT_MS = 2_000;
 export const LINGER_MAX_BYTES = 64 * 1024;
 
 /**
- * Connections open at once, at most. Each holds about 34 KB (its buffers and
- * the runtime's), so 65,536 descriptors' worth of idle connections would be
- * 2 GB; past this many, those still waiting for a head are answered 408 at
- * once and those still sending the rest of an answer too big for the socket
- * buffers (see {@link SEND_TIMEOUT_MS}) are closed, as when the descriptors
- * run out (see {@link serveTiny}).
+ * Connections open at once, at most. One waiting for its head holds about
+ * 14 KB (its head buffer and the runtime's share), so 65,536 descriptors'
+ * worth would be 1 GB; one whose client does not take an answer larger than
+ * the socket buffers holds that answer too, until {@link SEND_TIMEOUT_MS}
+ * (the largest hello page, for a head of quotes, each escaped in six bytes:
+ * 69 KB in all, measured). Past this many, those still waiting for a head are
+ * answered 408 at once and those still sending the rest of an answer too big
+ * for the socket buffers (see {@link SEND_TIMEOUT_MS}) are closed, as when
+ * the descriptors run out (see {@link serveTiny}): first only those from the
+ * addresses holding the most connections, so that one address opening
+ * thousands cannot cut off a client elsewhere that is still sending its head.
  */
 export const MAX_CONNECTIONS = 4096;
 
@@ -161,6 +166,12 @@ export interface ReadHeadOptions {
    * @default a new buffer
    */
   buffer?: Uint8Array;
+  /**
+   * The client's address: a full server gives up first on the heads of the
+   * addresses holding the most connections (see {@link MAX_CONNECTIONS}).
+   * @default unknown
+   */
+  client?: string;
 }
 
 /** What {@link readRequestHead} found on the connection. */
@@ -214,8 +225,12 @@ export async function readRequestHead(
   reader: ByteReader,
   options: ReadHeadOptions = {},
 ): Promise<HeadReadResult> {
-  const { maxBytes = MAX_HEAD_BYTES, timeoutMs = HEAD_TIMEOUT_MS, idleSignal } =
-    options;
+  const {
+    maxBytes = MAX_HEAD_BYTES,
+    timeoutMs = HEAD_TIMEOUT_MS,
+    idleSignal,
+    client,
+  } = options;
   const buffer = options.buffer?.length === maxBytes
     ? options.buffer
     : options.buffer?.subarray(0, maxBytes) ?? new Uint8Array(maxBytes);
@@ -229,7 +244,7 @@ export async function readRequestHead(
   // One deadline for the whole head, not one per read: a client sending one
   // byte every few seconds must not be able to stretch it. It also expires
   // when the server gives up on an idle connection (shutdown).
-  const deadline = deadlines.add(timeoutMs, ignoreExpiry, idleSignal);
+  const deadline = deadlines.add(timeoutMs, ignoreExpiry, idleSignal, client);
 
   try {
     while (length < maxBytes) {
@@ -355,6 +370,8 @@ interface Deadline {
   expired: Expiry | undefined;
   /** While set, the limit also expires (as "idle") once this signal has aborted. */
   idleSignal: AbortSignal | undefined;
+  /** The address of the client it is waiting for, if known (see {@link DeadlineSweep.expireAll}). */
+  client: string | undefined;
 }
 
 /**
@@ -379,6 +396,7 @@ class DeadlineSweep {
     ms: number,
     expire: Deadline["expire"],
     idleSignal?: AbortSignal,
+    client?: string,
   ): Deadline {
     const deadline: Deadline = {
       slot: -1,
@@ -386,6 +404,7 @@ class DeadlineSweep {
       expire,
       expired: undefined,
       idleSignal,
+      client,
     };
     this.#pending.add(deadline);
     this.#timer ??= setInterval(() => this.#sweep(), DEADLINE_TICK_MS);
@@ -413,17 +432,23 @@ class DeadlineSweep {
   }
 
   /**
-   * Expires every pending limit at once, as if its time were up: when the
-   * process has run out of descriptors, connections still waiting for a
-   * head (or lingering after an answer, or waiting for a client to take the
-   * rest of one) are closed to give theirs back.
+   * Expires every pending limit at once (only those waiting for a client
+   * in `clients`, when given), as if its time were up: when the server is
+   * full, or the process has run out of descriptors, connections still
+   * waiting for a head (or lingering after an answer, or waiting for a
+   * client to take the rest of one) are closed to give theirs back.
    * Returns how many there were.
    */
-  expireAll(): number {
+  expireAll(clients?: ReadonlySet<string>): number {
     const pending = this.#pending.items;
-    const count = pending.length;
-    while (pending.length > 0) {
-      this.#expire(pending[pending.length - 1]!, "timeout");
+    let count = 0;
+    // Backwards: an expired limit's place is taken by the last one, already seen.
+    for (let i = pending.length - 1; i >= 0; i--) {
+      const deadline = pending[i];
+      if (deadline === undefined) continue; // expiring one removed several
+      if (clients && !clients.has(deadline.client!)) continue;
+      this.#expire(deadline, "timeout");
+      count++;
     }
     this.#stopWhenIdle();
     return count;
@@ -591,8 +616,9 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 // in brackets, an IPv4 address or a registered name (RFC 3986 3.2.2). An http
 // URI always has a host, so an empty one is refused, as the other two servers do.
 // The port, if any, is the first capture.
+// A "%" in a name starts two hex digits (pct-encoded); `Host: %zz` is refused.
 const HOST_VALUE =
-  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{0,5}))?$/;
+  /^(?:\[[0-9A-Fa-f:.]+\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+)(?::(\d{0,5}))?$/;
 
 /**
  * Parses a request head (as returned by {@link readRequestHead}) strictly.
@@ -757,11 +783,12 @@ function isUsualHost(bytes: Uint8Array, start: number, end: number): boolean {
   return port <= 65535;
 }
 
-// The bytes of a registered name or IPv4 address in Host (as HOST_VALUE).
+// The bytes of a registered name or IPv4 address in Host (as HOST_VALUE),
+// but "%": a name with pct-encoding is left to the rules.
 const HOST_NAME_BYTES = Uint8Array.from(
   { length: 256 },
   (_, byte) =>
-    /^[A-Za-z0-9\-._~!$&'()*+,;=%]$/.test(String.fromCharCode(byte)) ? 1 : 0,
+    /^[A-Za-z0-9\-._~!$&'()*+,;=]$/.test(String.fromCharCode(byte)) ? 1 : 0,
 );
 
 /**
@@ -867,7 +894,7 @@ export function parseHeadByRules(head: Uint8Array): ParseResult {
   }
 
   const problem = checkHost(headers, minor !== "0") ??
-    checkFraming(headers);
+    checkFraming(headers, minor !== "0");
   if (problem) return reject(400, problem);
   return { ok: true, request: { method, target, path, version, headers } };
 }
@@ -966,26 +993,46 @@ function checkHost(
 /**
  * We never read request content, but a head whose content length is ambiguous
  * is refused all the same (RFC 9112 6.3): a proxy in front of us might frame
- * the message differently, which is how request smuggling starts.
+ * the message differently, which is how request smuggling starts. The rules
+ * are hyper's, under the other two servers, so that all three answer alike.
  */
-function checkFraming(headers: [string, string][]): string | null {
+function checkFraming(
+  headers: [string, string][],
+  http11: boolean,
+): string | null {
   const lengths = fieldValues(headers, "content-length");
   const codings = fieldValues(headers, "transfer-encoding");
   if (lengths.length > 0 && codings.length > 0) {
     return "both Content-Length and Transfer-Encoding";
   }
   if (
-    lengths.length > 1 || (lengths.length === 1 && !/^\d+$/.test(lengths[0]!))
+    lengths.length > 1 ||
+    (lengths.length === 1 && !isContentLength(lengths[0]!))
   ) {
     return "invalid Content-Length";
   }
   if (codings.length > 0) {
-    const last = codings.join(",").split(",").at(-1)!.trim().toLowerCase();
-    if (last !== "chunked") {
-      return "Transfer-Encoding does not end with chunked";
+    // RFC 9112 6.1: HTTP/1.0 has no transfer codings; its framing is faulty.
+    if (!http11) return "Transfer-Encoding in an HTTP/1.0 request";
+    // Chunked once and last (a sender MUST NOT apply it twice), every coding
+    // a token: no empty ones (`chunked,`), which parsers tell apart differently.
+    const list = codings.join(",").split(",").map((coding) =>
+      trimSpaceAndTab(coding, 0).toLowerCase()
+    );
+    const chunked = list.filter((coding) => coding === "chunked").length;
+    if (list.at(-1) !== "chunked" || chunked > 1) {
+      return "Transfer-Encoding does not end with chunked, once";
+    }
+    if (!list.every((coding) => TOKEN.test(coding))) {
+      return "Transfer-Encoding has a coding that is not a token";
     }
   }
   return null;
+}
+
+/** 1*DIGIT (RFC 9110 8.6) and no more than 2^64 - 1: a length that can be counted. */
+function isContentLength(value: string): boolean {
+  return /^\d+$/.test(value) && BigInt(value) <= 0xffff_ffff_ffff_ffffn;
 }
 
 // ---------------------------------------------------------------------------
@@ -1676,12 +1723,18 @@ async function writeRest(
   conn: Deno.Conn,
   bytes: Uint8Array,
   sendTimeoutMs: number,
+  client: string,
 ): Promise<void> {
   let timedOut = false;
-  const deadline = deadlines.add(sendTimeoutMs, () => {
-    timedOut = true;
-    closeQuietly(conn);
-  });
+  const deadline = deadlines.add(
+    sendTimeoutMs,
+    () => {
+      timedOut = true;
+      closeQuietly(conn);
+    },
+    undefined,
+    client,
+  );
   try {
     let written = 0;
     while (written < bytes.length) {
@@ -1708,12 +1761,18 @@ async function writeRest(
 async function closeGracefully(
   conn: Deno.Conn,
   lingerMs: number,
+  client: string,
 ): Promise<void> {
   let closedByTimer = false;
-  const deadline = deadlines.add(lingerMs, () => {
-    closedByTimer = true;
-    closeQuietly(conn);
-  });
+  const deadline = deadlines.add(
+    lingerMs,
+    () => {
+      closedByTimer = true;
+      closeQuietly(conn);
+    },
+    undefined,
+    client,
+  );
   try {
     await conn.closeWrite();
     const scratch = new Uint8Array(4096);
@@ -2071,6 +2130,8 @@ interface ConnectionSettings {
 interface OpenConnection {
   conn: Deno.Conn;
   slot: number;
+  /** The client's address (its IP address as text). */
+  client: string;
 }
 
 /**
@@ -2097,13 +2158,12 @@ async function handleConnection(
   connection: OpenConnection,
   settings: ConnectionSettings,
 ): Promise<void> {
-  const { conn } = connection;
+  const { conn, client } = connection;
   const { quiet, log, headTimeoutMs, lingerMs, idleSignal } = settings;
   // The JSON log's time and duration count from the accept.
   const arrived = settings.json ? Date.now() : 0;
   const startedAt = settings.json ? performance.now() : 0;
   const address = conn.remoteAddr as Deno.NetAddr;
-  const client = address.hostname;
   const head = spareHeadBuffers.pop() ?? new Uint8Array(MAX_HEAD_BYTES);
   let reusable = false;
   let out: ResponseBuffer | undefined;
@@ -2113,6 +2173,7 @@ async function handleConnection(
       timeoutMs: headTimeoutMs,
       idleSignal,
       buffer: head,
+      client,
     });
     // After a timeout or a shutdown a read into the buffer is still pending:
     // that buffer is never reused.
@@ -2194,7 +2255,12 @@ async function handleConnection(
     // One write nearly always takes it all; the rest waits for the client.
     const written = await conn.write(bytes);
     if (written < bytes.length) {
-      await writeRest(conn, bytes.subarray(written), settings.sendTimeoutMs);
+      await writeRest(
+        conn,
+        bytes.subarray(written),
+        settings.sendTimeoutMs,
+        client,
+      );
     }
     log(
       settings.json
@@ -2212,7 +2278,7 @@ async function handleConnection(
     );
     if (linger) {
       closed = true;
-      await closeGracefully(conn, lingerMs);
+      await closeGracefully(conn, lingerMs, client);
     }
   } catch (error) {
     // A reset or broken connection is normal on a network: note it, carry on.
@@ -2400,6 +2466,52 @@ function writeLine(line: string, bytes: Uint8Array, at: number): number {
   return end + 1;
 }
 
+/**
+ * Makes room when the server is full or out of descriptors: expires the
+ * time limits (see {@link DeadlineSweep.expireAll}) of the connections from
+ * the addresses holding the most, else of every connection. One address
+ * opening thousands of connections that send half a head (a slowloris)
+ * then loses its own, while a client elsewhere that is still sending its
+ * head keeps its connection. `from` says whose, for the log.
+ */
+function shedConnections(
+  connections: readonly OpenConnection[],
+): { closed: number; from: string } {
+  const busiest = findBusiestClients(connections);
+  const closed = busiest === null ? 0 : deadlines.expireAll(busiest);
+  if (closed > 0) {
+    const shown = [...busiest!].slice(0, 3).join(", ");
+    const more = busiest!.size > 3 ? ` and ${busiest!.size - 3} more` : "";
+    return { closed, from: ` from ${shown}${more}` };
+  }
+  return { closed: deadlines.expireAll(), from: "" };
+}
+
+/**
+ * The addresses holding at least half as many of `connections` as the
+ * address holding the most, when that is more than one; else null (every
+ * address holds one, and none is to blame more than another). A browser
+ * opens up to six connections to a server: next to an address holding
+ * hundreds, it is left alone.
+ */
+function findBusiestClients(
+  connections: readonly { client: string }[],
+): Set<string> | null {
+  const counts = new Map<string, number>();
+  let most = 0;
+  for (const { client } of connections) {
+    const count = (counts.get(client) ?? 0) + 1;
+    counts.set(client, count);
+    if (count > most) most = count;
+  }
+  if (most < 2) return null;
+  const busiest = new Set<string>();
+  for (const [client, count] of counts) {
+    if (count * 2 >= most) busiest.add(client);
+  }
+  return busiest;
+}
+
 /** True when `accept` failed because that one connection was reset before we took it. */
 function isGoneBeforeAccept(error: unknown): boolean {
   return error instanceof Deno.errors.NotConnected ||
@@ -2495,9 +2607,9 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
       if (connections.items.length >= maxConnections) {
         // At the most: the ones still waiting for a head get their 408, and
         // no more are accepted (the kernel queues them) until there is room.
-        const closed = deadlines.expireAll();
+        const { closed, from } = shedConnections(connections.items);
         log(
-          `${connections.items.length} connections open, the most there may be; closed ${closed} waiting for a head or lingering`,
+          `${connections.items.length} connections open, the most there may be; closed ${closed} waiting for a head or lingering${from}`,
         );
         await new Promise<void>((resolve) => roomFree = resolve);
         roomFree = undefined;
@@ -2517,12 +2629,12 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         // that are still waiting for a request, those waiting for their head
         // get their 408 now instead of at the end of HEAD_TIMEOUT_MS, and
         // their descriptors come back; requests being answered go on.
-        const closed = deadlines.expireAll();
+        const { closed, from } = shedConnections(connections.items);
         if (failures++ === 0) {
           log(
             `accept failed (${
               error instanceof Error ? error.message : String(error)
-            }); closed ${closed} connection(s) waiting for a head or lingering; retrying every ${ACCEPT_RETRY_MS} ms`,
+            }); closed ${closed} connection(s) waiting for a head or lingering${from}; retrying every ${ACCEPT_RETRY_MS} ms`,
           );
         }
         await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
@@ -2533,7 +2645,11 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         failures = 0;
       }
       if (once) stopListening();
-      const connection = { conn, slot: -1 };
+      const connection = {
+        conn,
+        slot: -1,
+        client: (conn.remoteAddr as Deno.NetAddr).hostname,
+      };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
       // (every error is caught and logged) and tells `settings.done` when done.

@@ -4,11 +4,13 @@
 import { serveDir, type ServeDirOptions } from "../server_files.ts";
 import { type Certificate, makeCertificate } from "./_certs.ts";
 import {
+  measureRssGrowth,
   type ProcessOptions,
   type RunningProcess,
   runProcess,
   startScript,
 } from "./_process.ts";
+import { openStalledStreams, type StalledStreamsOptions } from "./_raw.ts";
 
 /** server_files.ts, as an absolute path. */
 export const FILES_SCRIPT = new URL("../server_files.ts", import.meta.url)
@@ -130,8 +132,11 @@ export function startFilesProcess(
   );
 }
 
-/** A server_files.ts process serving HTTPS, and the PEM of its certificate. */
-export interface HttpsFilesProcess {
+/**
+ * A server_files.ts process serving HTTPS, and the PEM of its certificate. `await using`
+ * stops it with SIGKILL (a test that checks a clean exit stops it first).
+ */
+export interface HttpsFilesProcess extends AsyncDisposable {
   server: RunningProcess;
   /** For `Deno.createHttpClient({ caCerts: [pem] })` and raw TLS connections. */
   pem: string;
@@ -141,6 +146,14 @@ export interface HttpsFilesProcess {
  * Makes a certificate in `tree.base` and starts `server_files.ts --root tree.root
  * ...args` over HTTPS with it (HTTP/2 by ALPN), quiet unless `args` say otherwise.
  * Give the test `certTestOptions()` from _certs.ts.
+ *
+ * @example
+ * ```ts ignore
+ * await using tree = await makeTree();
+ * await using https = await startHttpsFilesProcess(tree);
+ * using client = Deno.createHttpClient({ caCerts: [https.pem], http1: false });
+ * const res = await fetch(`${https.server.url}a.txt`, { client });
+ * ```
  */
 export async function startHttpsFilesProcess(
   tree: Tree,
@@ -152,7 +165,27 @@ export async function startHttpsFilesProcess(
     args: ["--root", tree.root, ...args],
     certificate,
   });
-  return { server, pem: certificate.pem };
+  return {
+    server,
+    pem: certificate.pem,
+    async [Symbol.asyncDispose]() {
+      await server.stop("SIGKILL");
+    },
+  };
+}
+
+/**
+ * How many MB the server's resident set grows while zero-window HTTP/2 connections hold
+ * the streams `options` describe ({@link openStalledStreams}, {@link measureRssGrowth}).
+ */
+export function rssGrowthUnderStalledStreams(
+  { server, pem }: HttpsFilesProcess,
+  options: StalledStreamsOptions,
+): Promise<number> {
+  return measureRssGrowth(
+    server.pid,
+    () => openStalledStreams(server.port, pem, options),
+  );
 }
 
 /**

@@ -409,8 +409,9 @@ const WIDENED = [
     args: ["--hostname", "0.0.0.0", "--port", "0"],
     denied: "listen on 0.0.0.0:0",
     flag: "--allow-net=0.0.0.0",
-    // The board warns first that it cannot list this machine's addresses.
-    lines: script === "message_board.ts" ? 2 : 1,
+    // The board's note on --allow-sys came first, a second line (it now
+    // comes after the address line, once the board listens).
+    lines: 1,
   })),
   {
     // PostgreSQL mode opens the database first: the flag must name it too.

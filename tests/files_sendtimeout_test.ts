@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree } from "./_files.ts";
+import { countFdsOn } from "./_process.ts";
 
 const MiB = 1024 * 1024;
 const SEND_TIMEOUT_MS = 300;
@@ -13,19 +14,6 @@ function patterned(size: number): Uint8Array<ArrayBuffer> {
   const data = new Uint8Array(size);
   for (let i = 0; i < size; i++) data[i] = (i % 251) ^ (i >> 16);
   return data;
-}
-
-/** How many descriptors this process has open on `path`. */
-async function countFdsOn(path: string): Promise<number> {
-  let count = 0;
-  for await (const { name } of Deno.readDir("/proc/self/fd")) {
-    try {
-      if (await Deno.readLink(`/proc/self/fd/${name}`) === path) count++;
-    } catch {
-      // Closed since the listing (the listing's own descriptor, say).
-    }
-  }
-  return count;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

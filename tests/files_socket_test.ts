@@ -1,14 +1,19 @@
 // server_files.ts as a real process, with the README's narrow permissions:
 // --help, the access log, raw-socket escape attempts, graceful shutdown, TLS.
 import assert from "node:assert/strict";
-import { certTestOptions, makeCertificate } from "./_certs.ts";
+import { certTestOptions } from "./_certs.ts";
 import {
   createHandler,
   MAX_OPEN_FILES_PER_CONNECTION,
 } from "../server_files.ts";
-import { FILES_SCRIPT, makeTree, startFilesProcess } from "./_files.ts";
+import {
+  FILES_SCRIPT,
+  makeTree,
+  startFilesProcess,
+  startHttpsFilesProcess,
+} from "./_files.ts";
 import { countOpenFds, runScript } from "./_process.ts";
-import { h2Frame, sendRaw } from "./_raw.ts";
+import { connectZeroWindowH2, sendH2Gets, sendRaw } from "./_raw.ts";
 
 const SCRIPT = FILES_SCRIPT;
 
@@ -244,28 +249,15 @@ Deno.test({
   ...certTestOptions(),
 }, async () => {
   await using tree = await makeTree();
-  const { certFile: cert, keyFile: key, pem } = await makeCertificate(
-    tree.base,
-  );
-  const server = await startServer([tree.root, cert, key], [
-    "--root",
-    tree.root,
-    "--cert",
-    cert,
-    "--key",
-    key,
-  ]);
+  await using https = await startHttpsFilesProcess(tree, []);
+  const { server, pem } = https;
   using client = Deno.createHttpClient({ caCerts: [pem] });
-  try {
-    assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
-    const res = await fetch(`${server.url}a.txt`, { client });
-    assert.equal(res.status, 200);
-    assert.equal(await res.text(), "hello a");
-    const { code } = await server.stop("SIGINT");
-    assert.equal(code, 0);
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+  const res = await fetch(`${server.url}a.txt`, { client });
+  assert.equal(res.status, 200);
+  assert.equal(await res.text(), "hello a");
+  const { code } = await server.stop("SIGINT");
+  assert.equal(code, 0);
 });
 
 Deno.test("raw paths over a socket", async (t) => {
@@ -417,45 +409,13 @@ Deno.test({
   // its file open while it waits to send.
   const big = new Uint8Array(4 * 1024 * 1024).fill(66);
   await Deno.writeFile(`${tree.root}/big.bin`, big);
-  const { certFile: cert, keyFile: key, pem } = await makeCertificate(
-    tree.base,
-  );
-  const server = await startServer([tree.root, cert, key], [
-    "--root",
-    tree.root,
-    "--cert",
-    cert,
-    "--key",
-    key,
-    "--quiet",
-  ]);
-  const conn = await Deno.connectTls({
-    hostname: "127.0.0.1",
-    port: server.port,
-    caCerts: [pem],
-    alpnProtocols: ["h2"],
-  });
+  const { server, pem } = await startHttpsFilesProcess(tree);
+  const conn = await connectZeroWindowH2(server.port, pem);
   try {
     assert.equal((await conn.handshake()).alpnProtocol, "h2");
     const before = countOpenFds(server.pid);
-    // SETTINGS_INITIAL_WINDOW_SIZE = 0, then 100 GETs of the big file.
-    const settings = new Uint8Array([0, 4, 0, 0, 0, 0]);
-    const get = new Uint8Array([
-      0x82, // :method GET
-      0x87, // :scheme https
-      0x04, // :path, literal
-      8,
-      ...new TextEncoder().encode("/big.bin"),
-      0x01, // :authority, literal
-      9,
-      ...new TextEncoder().encode("127.0.0.1"),
-    ]);
-    const frames = [
-      new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
-      h2Frame(4, 0, 0, settings),
-      ...Array.from({ length: 100 }, (_, i) => h2Frame(1, 0x5, 2 * i + 1, get)),
-    ];
-    for (const frame of frames) await conn.write(frame);
+    // 100 GETs of the big file on streams with no window.
+    await sendH2Gets(conn, 100, () => "/big.bin");
     await t.step(
       "the stalled streams hold at most a few descriptors",
       async () => {

@@ -10,17 +10,13 @@ import {
 import { certTestOptions, makeCertificate } from "./_certs.ts";
 import {
   makeTree,
+  rssGrowthUnderStalledStreams,
   shuffledWords,
   startFilesProcess,
   startHttpsFilesProcess,
 } from "./_files.ts";
-import { canRunAsRoot, countFdsOn, measureRssGrowth } from "./_process.ts";
-import {
-  collectH2Responses,
-  connectZeroWindowH2,
-  openStalledStreams,
-  sendH2Gets,
-} from "./_raw.ts";
+import { countFdsOn, toolTestOptions } from "./_process.ts";
+import { collectH2Responses, connectZeroWindowH2, sendH2Gets } from "./_raw.ts";
 
 const encoder = new TextEncoder();
 
@@ -50,11 +46,11 @@ function firstLines(
   }));
 }
 
-Deno.test("files: 503s for want of descriptors log one short line a second, no stack traces", async (t) => {
-  if (!(await canRunAsRoot("the descriptor-shortage log test"))) {
-    await t.step({ name: "503 log (needs prlimit)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name:
+    "files: 503s for want of descriptors log one short line a second, no stack traces",
+  ...await toolTestOptions("the descriptor-shortage log test", ["prlimit"]),
+}, async (t) => {
   await using tree = await makeTree();
   // Bigger than the cache takes, so every request opens the file.
   await Deno.writeFile(`${tree.root}/big.bin`, new Uint8Array(300 * 1024));
@@ -77,9 +73,10 @@ Deno.test("files: 503s for want of descriptors log one short line a second, no s
     );
     for (const conn of conns) conn.close();
     conns = [];
-    const refused =
-      lines.filter((line) => line === "HTTP/1.1 503 Service Unavailable")
-        .length;
+    const refused = lines.filter((line) =>
+      line === "HTTP/1.1 503 Service Unavailable"
+    )
+      .length;
     console.log(`${refused} of ${lines.length} got 503`);
     assert.ok(refused >= 10, lines.join("\n"));
     return refused;
@@ -310,26 +307,19 @@ Deno.test({
   // piece per stream).
   await using tree = await makeTree();
   await Deno.writeFile(`${tree.root}/c.bin`, new Uint8Array(250_000).fill(7));
-  const { server, pem } = await startHttpsFilesProcess(tree);
-  try {
-    // Cached by a first request, then measured.
-    using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
-    const first = await fetch(`${server.url}c.bin`, { client });
-    await first.body?.cancel();
-    // 200 requests for two ranges on each of 3 connections.
-    const grown = await measureRssGrowth(
-      server.pid,
-      () =>
-        openStalledStreams(server.port, pem, {
-          connections: 3,
-          perConnection: 200,
-          path: () => "/c.bin",
-          headers: [["range", "bytes=0-1000,2000-249000"]],
-        }),
-    );
-    // Joined per request: about 170 MB for these 600 streams.
-    assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  await using https = await startHttpsFilesProcess(tree);
+  const { server, pem } = https;
+  // Cached by a first request, then measured.
+  using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
+  const first = await fetch(`${server.url}c.bin`, { client });
+  await first.body?.cancel();
+  // 200 requests for two ranges on each of 3 connections.
+  const grown = await rssGrowthUnderStalledStreams(https, {
+    connections: 3,
+    perConnection: 200,
+    path: () => "/c.bin",
+    headers: [["range", "bytes=0-1000,2000-249000"]],
+  });
+  // Joined per request: about 170 MB for these 600 streams.
+  assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
 });

@@ -3,9 +3,11 @@
 // the code before its fix.
 import assert from "node:assert/strict";
 import { certTestOptions } from "./_certs.ts";
-import { makeTree, startHttpsFilesProcess } from "./_files.ts";
-import { measureRssGrowth } from "./_process.ts";
-import { openStalledStreams } from "./_raw.ts";
+import {
+  makeTree,
+  rssGrowthUnderStalledStreams,
+  startHttpsFilesProcess,
+} from "./_files.ts";
 
 Deno.test({
   name:
@@ -20,33 +22,27 @@ Deno.test({
     "<p>lost</p>".repeat(22_000)
   }`;
   await Deno.writeTextFile(`${tree.root}/404.html`, page);
-  const { server, pem } = await startHttpsFilesProcess(tree);
-  try {
-    // Past the second in which an edit may not show in the timestamps.
-    await new Promise((r) => setTimeout(r, 1200));
-    using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
-    const first = await fetch(`${server.url}missing`, { client });
-    assert.equal(first.status, 404);
-    assert.equal(await first.text(), page);
-    const grown = await measureRssGrowth(
-      server.pid,
-      () =>
-        openStalledStreams(server.port, pem, {
-          connections: 3,
-          perConnection: 200,
-          path: (i) => `/gone-${i}`,
-        }),
-    );
-    // A copy per request: about 150 MB for these 600 streams.
-    assert.ok(grown < 60, `RSS grew by ${grown.toFixed(0)} MB`);
-    // And the page is still the site's own, and still current after an edit.
-    await Deno.writeTextFile(`${tree.root}/404.html`, "<p>moved</p>");
-    const after = await fetch(`${server.url}missing`, { client });
-    assert.equal(after.status, 404);
-    assert.equal(await after.text(), "<p>moved</p>");
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  await using https = await startHttpsFilesProcess(tree);
+  const { server, pem } = https;
+  const url = `${server.url}missing`;
+  // Past the second in which an edit may not show in the timestamps.
+  await new Promise((r) => setTimeout(r, 1200));
+  using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
+  const first = await fetch(url, { client });
+  assert.equal(first.status, 404);
+  assert.equal(await first.text(), page);
+  const grown = await rssGrowthUnderStalledStreams(https, {
+    connections: 3,
+    perConnection: 200,
+    path: (i) => `/gone-${i}`,
+  });
+  // A copy per request: about 150 MB for these 600 streams.
+  assert.ok(grown < 60, `RSS grew by ${grown.toFixed(0)} MB`);
+  // And the page is still the site's own, and still current after an edit.
+  await Deno.writeTextFile(`${tree.root}/404.html`, "<p>moved</p>");
+  const after = await fetch(url, { client });
+  assert.equal(after.status, 404);
+  assert.equal(await after.text(), "<p>moved</p>");
 });
 
 Deno.test({
@@ -60,28 +56,24 @@ Deno.test({
   await using tree = await makeTree();
   const bytes = new Uint8Array(240_000).map((_, i) => i % 251);
   await Deno.writeFile(`${tree.root}/c.bin`, bytes);
-  const { server, pem } = await startHttpsFilesProcess(tree);
-  try {
-    using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
-    const range = { range: "bytes=1-239000" };
-    const first = await fetch(`${server.url}c.bin`, { client, headers: range });
-    assert.equal(first.status, 206);
-    assert.deepEqual(
-      new Uint8Array(await first.arrayBuffer()),
-      bytes.subarray(1, 239_001),
-    );
-    const grown = await measureRssGrowth(
-      server.pid,
-      () =>
-        openStalledStreams(server.port, pem, {
-          connections: 3,
-          perConnection: 200,
-          path: (i) => `/c.bin?${i}`,
-          headers: [["range", range.range]],
-        }),
-    );
-    assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
-  } finally {
-    await server.stop("SIGKILL");
-  }
+  await using https = await startHttpsFilesProcess(tree);
+  const { server, pem } = https;
+  using client = Deno.createHttpClient({ caCerts: [pem], http1: false });
+  const range = "bytes=1-239000";
+  const first = await fetch(`${server.url}c.bin`, {
+    client,
+    headers: { range },
+  });
+  assert.equal(first.status, 206);
+  assert.deepEqual(
+    new Uint8Array(await first.arrayBuffer()),
+    bytes.subarray(1, 239_001),
+  );
+  const grown = await rssGrowthUnderStalledStreams(https, {
+    connections: 3,
+    perConnection: 200,
+    path: (i) => `/c.bin?${i}`,
+    headers: [["range", range]],
+  });
+  assert.ok(grown < 90, `RSS grew by ${grown.toFixed(0)} MB`);
 });
