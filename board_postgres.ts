@@ -526,6 +526,16 @@ class PostgresStore implements MessageStore {
   #heldSince: number | null = null;
   /** Set while a read is due again soon because newer messages were held back. */
   #heldTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Messages read for clients, by id, while some answer still holds them (see #share).
+   * Entries whose message is gone are dropped by #forgotten.
+   */
+  #readMessages = new Map<number, WeakRef<Message>>();
+  #forgotten = new FinalizationRegistry<number>((id) => {
+    if (this.#readMessages.get(id)?.deref() === undefined) {
+      this.#readMessages.delete(id);
+    }
+  });
   /** The newest message id and change id this process committed itself. */
   #ownMessageId = 0;
   #ownChangeId = 0;
@@ -558,7 +568,7 @@ class PostgresStore implements MessageStore {
         order by id desc limit ${limit + 1}`
     );
     return {
-      messages: rows.slice(0, limit).map(toMessage),
+      messages: rows.slice(0, limit).map((row) => this.#share(toMessage(row))),
       hasOlder: rows.length > limit,
     };
   }
@@ -683,7 +693,7 @@ class PostgresStore implements MessageStore {
     });
     return rows.map((row) =>
       row.kind === "message"
-        ? messageEvent(toMessage(row))
+        ? messageEvent(this.#share(toMessage(row)))
         : { type: row.kind, id: Number(row.id) }
     );
   }
@@ -1120,6 +1130,24 @@ class PostgresStore implements MessageStore {
       ),
       "reading",
     );
+  }
+
+  /**
+   * `message`, or the same message read before and still held by an answer: each read makes
+   * new strings, and a client can leave an answer unread (an HTTP/2 stream given no window).
+   * 600 such streams asking for one older page of long messages held 1,088 MB, a copy of
+   * the page each; sharing, they hold one. (A message's text never changes: ids are never
+   * reused, and a restore brings back the same message.)
+   */
+  #share(message: Message): Message {
+    const known = this.#readMessages.get(message.id)?.deref();
+    if (
+      known !== undefined && known.text === message.text &&
+      known.name === message.name && known.postedAt === message.postedAt
+    ) return known;
+    this.#readMessages.set(message.id, new WeakRef(message));
+    this.#forgotten.register(message, message.id);
+    return message;
   }
 
   /** toStoreError, and notes that writes fail (writable) or that every id is used. */

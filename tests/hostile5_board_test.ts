@@ -129,3 +129,77 @@ Deno.test("hostile5: a long page rendered in pieces is the same text as whole", 
     await board.close();
   }
 });
+
+Deno.test("hostile5: posts racing with clears: every acknowledged post is kept once, ids never reused", async () => {
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const info: Deno.ServeHandlerInfo = {
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+    completed: Promise.resolve(),
+  };
+  const board = await openBoard({ dataFile, log: () => {}, rateLimit: false });
+  const post = async (text: string) => {
+    const response = await board.handler(
+      new Request("http://127.0.0.1/api/messages", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ text }),
+      }),
+      info,
+    );
+    return response.status === 201 ? (await response.json()).id : null;
+  };
+  const clear = async () => {
+    const response = await board.handler(
+      new Request("http://127.0.0.1/", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "clear=1",
+      }),
+      info,
+    );
+    await response.body?.cancel();
+    return response.status;
+  };
+  const acknowledged = new Map<number, string>();
+  try {
+    for (let round = 0; round < 3; round++) {
+      const texts = Array.from({ length: 40 }, (_, i) => `r${round} p${i}`);
+      const results = await Promise.all([
+        ...texts.map((text) => post(text)),
+        clear(),
+        ...texts.slice(0, 10).map((text) => post(`${text} again`)),
+        clear(),
+      ]);
+      assert.deepEqual([results[40], results[51]], [303, 303]); // the clears
+      const ids = [...results.slice(0, 40), ...results.slice(41, 51)];
+      const sent = [...texts, ...texts.slice(0, 10).map((t) => `${t} again`)];
+      ids.forEach((id, i) => {
+        assert.notEqual(id, null, sent[i]);
+        assert.ok(!acknowledged.has(id), `id ${id} given twice`);
+        acknowledged.set(id, sent[i]!);
+      });
+    }
+  } finally {
+    await board.close();
+  }
+  // Every file the board wrote (the board and its archives), read back as start-up would.
+  const kept = new Map<number, string>();
+  for await (const entry of Deno.readDir(folder.path)) {
+    if (!entry.name.endsWith(".jsonl")) continue;
+    const lines = (await Deno.readTextFile(join(folder.path, entry.name)))
+      .split("\n").filter(Boolean).map((line) => JSON.parse(line));
+    let last = 0;
+    for (const line of lines) {
+      if (typeof line.text !== "string") continue; // a clear record
+      assert.ok(line.id > last, `${entry.name}: id ${line.id} after ${last}`);
+      last = line.id;
+      assert.ok(!kept.has(line.id), `id ${line.id} kept twice`);
+      kept.set(line.id, line.text);
+    }
+  }
+  assert.deepEqual(
+    [...kept].sort(([a], [b]) => a - b),
+    [...acknowledged].sort(([a], [b]) => a - b),
+  );
+});
