@@ -7,6 +7,13 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
  * ```
  *
+ * Behind a reverse proxy on the same machine it can listen on a Unix domain
+ * socket instead of a port (the folder must exist; the proxy speaks TLS):
+ *
+ * ```sh
+ * deno run --allow-read=./data,/run/board/board.sock --allow-write=./data,/run/board/board.sock --allow-net=unix:/run/board/board.sock message_board.ts --unix /run/board/board.sock --trust-proxy --allowed-host board.example.com
+ * ```
+ *
  * Several processes can serve one board from PostgreSQL instead of the file:
  * board_postgres.ts, which imports this file, is that mode's entry point (this
  * file never imports it, so it works copied alone):
@@ -63,7 +70,7 @@
  * @module
  */
 
-import { basename, dirname, extname, join } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 
 // ---------------------------------------------------------------------------
@@ -3398,7 +3405,8 @@ export function createBoardHandler(
 
   /** The scheme, Host and port this request was sent to. */
   function targetOf(request: Request, url: URL): RequestTarget {
-    let protocol = url.protocol;
+    // Deno.serve's URL for a request on a Unix socket says http+unix: (plain HTTP).
+    let protocol = url.protocol === "http+unix:" ? "http:" : url.protocol;
     if (trustProxy) {
       const proto = request.headers.get("x-forwarded-proto")?.split(",").at(-1)
         ?.trim().toLowerCase();
@@ -4226,8 +4234,17 @@ const POSTGRES_COMMAND =
 /** Shortest admin token the command line accepts: a short one is guessed too easily. */
 export const MIN_ADMIN_TOKEN_CHARS = 12;
 
+/**
+ * This script's version, the same in server_tiny.ts and server_files.ts:
+ * the date of the deno-servers release it comes from (`--version` prints it),
+ * so that a copy pasted into another project can be told apart.
+ */
+export const VERSION = "2026.12.2";
+
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [options]
+
+The Tiny Message Board: a page where anyone can leave a short message, kept in a JSON Lines file.
 
 PostgreSQL mode (several processes serve one board; board_postgres.ts takes the same options):
   ${POSTGRES_COMMAND}
@@ -4238,9 +4255,17 @@ Options:
   --port N          port to listen on; 0 picks a free one (default 8080)
   --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network
                     and needs --allow-net=0.0.0.0)
+  --unix PATH       listen on a Unix domain socket instead of a port, for a proxy on this
+                    machine (plain HTTP; it replaces --port and --hostname; give the proxy's
+                    site name with --allowed-host). Needs --allow-read=PATH --allow-write=PATH
+                    --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a killed run is
+                    replaced, any other file refused
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request
+  --log-format FMT  the access log's lines: clf (default, the Common Log Format) or json (one
+                    object per line: time, remote_addr, method, target, status, bytes,
+                    duration_ms; written once the answer is sent)
   --allowed-host NAME
                     also answer to this host name (repeatable; .example.com allows its
                     subdomains); by default only the names and addresses it listens on,
@@ -4256,6 +4281,7 @@ Options:
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT} live
                     streams), for benchmarks and load tests
+  --version         print the version and exit
   -h, --help        show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4274,14 +4300,20 @@ export interface CommandLineOptions {
   port: number;
   /** --hostname. */
   hostname: string;
+  /** --unix: a Unix domain socket's path, instead of hostname and port. */
+  unixPath?: string | undefined;
   /** --cert: a PEM file path. */
   cert?: string | undefined;
   /** --key: a PEM file path. */
   key?: string | undefined;
   /** --quiet: no access log. */
   quiet: boolean;
+  /** --log-format: clf or json. */
+  logFormat: "clf" | "json";
   /** --help. */
   help: boolean;
+  /** --version. */
+  version: boolean;
   /** --allowed-host, each time it is given. */
   allowedHosts: string[];
   /** --admin-token. */
@@ -4295,12 +4327,15 @@ export interface CommandLineOptions {
 const FLAGS = {
   data: { type: "string" },
   store: { type: "string" },
-  port: { type: "string", default: "8080" },
-  hostname: { type: "string", default: "127.0.0.1" },
+  port: { type: "string" }, // 8080, unless --unix
+  hostname: { type: "string" }, // 127.0.0.1, unless --unix
+  unix: { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   quiet: { type: "boolean", default: false },
+  "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", default: false },
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
   "trust-proxy": { type: "boolean", default: false },
@@ -4324,10 +4359,12 @@ const FLAGS = {
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
   const values = readFlags(args, FLAGS);
-  const port = parsePort(values.port);
+  const port = parsePort(values.port ?? "8080");
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
   }
+  if (values.unix !== undefined) checkUnixFlags(values);
+  const logFormat = parseLogFormat(values["log-format"]);
   if (values.store !== undefined && !/^postgres(ql)?:\/\//.test(values.store)) {
     throw new CommandLineError("--store takes a postgres:// URL");
   }
@@ -4350,16 +4387,48 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     dataFile: values.data,
     databaseUrl: values.store,
     port,
-    hostname: values.hostname,
+    hostname: values.hostname ?? "127.0.0.1",
+    unixPath: values.unix,
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
+    logFormat,
     help: values.help,
+    version: values.version,
     allowedHosts: values["allowed-host"],
     adminToken,
     trustProxy: values["trust-proxy"],
     rateLimit: values["rate-limit"] === "on",
   };
+}
+
+/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and server_files.ts. */
+function parseLogFormat(value: string): "clf" | "json" {
+  if (value === "clf" || value === "json") return value;
+  throw new CommandLineError(
+    `--log-format takes clf or json, got ${showArg(value)}`,
+  );
+}
+
+/** Refuses what cannot go with `--unix`: another place to listen, or TLS. */
+function checkUnixFlags(
+  values: { unix?: string; port?: string; hostname?: string; cert?: string },
+): void {
+  if (values.unix === "") throw new CommandLineError("--unix needs a path");
+  const other = values.port !== undefined
+    ? "--port"
+    : values.hostname !== undefined
+    ? "--hostname"
+    : null;
+  if (other !== null) {
+    throw new CommandLineError(
+      `--unix and ${other} are two places to listen: give one`,
+    );
+  }
+  if (values.cert !== undefined) {
+    // Deno.serve has TLS on TCP only; the proxy in front speaks TLS.
+    throw new CommandLineError("--cert and --key are for TCP, not --unix");
+  }
 }
 
 /**
@@ -4484,6 +4553,59 @@ export function formatAccessLog(entry: AccessLogEntry): string {
   }`;
 }
 
+/** One request, as {@linkcode formatJsonAccessLog} writes it. */
+export interface JsonAccessLogEntry {
+  /** When the request arrived. */
+  date: Date;
+  /** The client's address; null when unknown (a Unix socket). */
+  client: string | null;
+  /** The request's method; null when none could be read. */
+  method: string | null;
+  /** The request target as received (`/a?b=1`); null when none could be read. */
+  target: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent, when known (Content-Length); else null. */
+  bodyBytes: number | null;
+  /** Milliseconds from the request's arrival until its answer was sent. */
+  durationMs: number;
+}
+
+/**
+ * One access-log line as a JSON object, for log collectors (`--log-format
+ * json`): `time` (ISO 8601, UTC), `remote_addr`, `method`, `target`,
+ * `status`, `bytes` and `duration_ms`, always in that order. Every character
+ * that is not printable ASCII is written `\uXXXX`, including those that
+ * JSON.stringify leaves as they are (DEL, C1 controls, U+2028), so a request
+ * can neither end the line, forge another, nor send a terminal escape codes,
+ * and a line is ASCII. The same function, with the same output, is in
+ * server_tiny.ts and server_files.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatJsonAccessLog } from "./message_board.ts";
+ * assert.equal(
+ *   formatJsonAccessLog({ date: new Date(0), client: "127.0.0.1", method: "GET", target: "/a", status: 200, bodyBytes: 12, durationMs: 0.25 }),
+ *   '{"time":"1970-01-01T00:00:00.000Z","remote_addr":"127.0.0.1","method":"GET","target":"/a","status":200,"bytes":12,"duration_ms":0.25}',
+ * );
+ * ```
+ */
+export function formatJsonAccessLog(entry: JsonAccessLogEntry): string {
+  return JSON.stringify({
+    time: entry.date.toISOString(),
+    remote_addr: entry.client,
+    method: entry.method,
+    target: entry.target,
+    status: entry.status,
+    bytes: entry.bodyBytes,
+    duration_ms: Math.round(entry.durationMs * 1000) / 1000,
+  }).replace(
+    /[^\x20-\x7e]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
 /** Printable ASCII but `"` and `\`: what a log line shows as it is. */
 const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
@@ -4502,14 +4624,20 @@ function escapeForLog(text: string): string {
 
 /**
  * The request line for the access log. `Deno.serve` does not tell the
- * protocol version, so it says HTTP/1.1; the target is taken from the URL's
- * text, which holds even when its Host part does not parse (`[zz`).
+ * protocol version, so it says HTTP/1.1.
  */
 function requestLineOf(request: Request): string {
+  return `${request.method} ${logTargetOf(request)} HTTP/1.1`;
+}
+
+/**
+ * The request target for the access log, taken from the URL's text, which
+ * holds even when its Host part does not parse (`[zz`).
+ */
+function logTargetOf(request: Request): string {
   const url = request.url;
   const start = url.indexOf("/", url.indexOf("//") + 2);
-  const target = start < 0 ? "/" : url.slice(start);
-  return `${request.method} ${target} HTTP/1.1`;
+  return start < 0 ? "/" : url.slice(start);
 }
 
 function checkAdminToken(token: string, where: string): void {
@@ -4548,6 +4676,47 @@ function listeningNames(
   }
 }
 
+/**
+ * Answers `request` with `handler` and logs its JSON line once the answer has
+ * been sent (`info.completed`: the whole body, as nginx's `$request_time`; a
+ * live event stream is logged when it ends), or at once without a connection.
+ */
+async function logJsonWhenSent(
+  handler: BoardHandler,
+  request: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+): Promise<Response> {
+  const date = new Date();
+  const startedAt = performance.now();
+  // Read now: once the answer is sent, the request's parts throw "Request closed".
+  const client = info?.remoteAddr.transport === "tcp"
+    ? info.remoteAddr.hostname
+    : null;
+  const method = request.method;
+  const target = logTargetOf(request);
+  const response = await handler(request, info);
+  const length = method === "HEAD"
+    ? null
+    : response.headers.get("content-length");
+  const entry = {
+    date,
+    client,
+    method,
+    target,
+    status: response.status,
+    bodyBytes: length === null ? null : Number(length),
+  };
+  const write = () =>
+    console.log(formatJsonAccessLog({
+      ...entry,
+      durationMs: performance.now() - startedAt,
+    }));
+  // A connection that breaks mid-way rejects it: the line is still written.
+  if (info?.completed === undefined) write();
+  else info.completed.then(write, write);
+  return response;
+}
+
 /** First wait before listening again after an accept failure (out of file descriptors). */
 const ACCEPT_RETRY_FIRST_MS = 100;
 /** Longest wait between two tries to listen again. */
@@ -4570,12 +4739,24 @@ export interface ServerOptions extends BoardOptions {
   port?: number;
   /** Address to bind. @default "127.0.0.1" */
   hostname?: string;
+  /**
+   * A Unix domain socket to listen on instead of `hostname` and `port`; a
+   * socket file there that no server accepts on (a killed run's) is
+   * replaced, any other file refused. @default undefined (TCP)
+   */
+  unixPath?: string | undefined;
   /** TLS certificate and key files (PEM), to serve HTTPS. @default undefined (HTTP) */
   cert?: string | undefined;
   /** See `cert`. */
   key?: string | undefined;
   /** No access log. @default false */
   quiet?: boolean;
+  /**
+   * The access log's format: `"clf"` ({@linkcode formatAccessLog}) or
+   * `"json"` ({@linkcode formatJsonAccessLog}, written once the answer is sent).
+   * @default "clf"
+   */
+  logFormat?: "clf" | "json" | undefined;
   /**
    * Opens the store, after the TLS files are read (board_postgres.ts gives its own).
    * @default undefined (`store`, or the JSON Lines store on `dataFile`)
@@ -4588,9 +4769,9 @@ export interface ServerOptions extends BoardOptions {
 }
 
 /** A running board server. */
-export interface BoardServer {
+export interface BoardServer<Addr extends Deno.Addr = Deno.NetAddr> {
   /** The address it listens on (the real port when 0 was asked for). */
-  addr: Deno.NetAddr;
+  addr: Addr;
   /** The board it serves. */
   board: Board;
   /**
@@ -4608,12 +4789,24 @@ export interface BoardServer {
  * Throws {@linkcode StartupError} (or a Deno error, such as AddrInUse) when it
  * cannot start; a `store` given is closed then.
  */
+export function startServer(
+  options: ServerOptions & { unixPath: string },
+): Promise<BoardServer<Deno.UnixAddr>>;
+/** {@linkcode startServer} on TCP: `addr` has the real port. */
+export function startServer(
+  options?: ServerOptions & { unixPath?: undefined },
+): Promise<BoardServer>;
+/** {@linkcode startServer} on TCP, or on a Unix socket with `unixPath`. */
+export function startServer(
+  options?: ServerOptions,
+): Promise<BoardServer<Deno.NetAddr | Deno.UnixAddr>>;
 export async function startServer(
   options: ServerOptions = {},
-): Promise<BoardServer> {
+): Promise<BoardServer<Deno.NetAddr | Deno.UnixAddr>> {
   const {
     port = 8080,
     hostname = "127.0.0.1",
+    unixPath,
     cert,
     key,
     quiet = false,
@@ -4639,11 +4832,15 @@ export async function startServer(
   const notes: string[] = [];
   const allowedHosts = [
     ...(options.allowedHosts ?? []),
-    ...listeningNames(hostname, (line) => notes.push(line)),
+    ...(unixPath === undefined
+      ? listeningNames(hostname, (line) => notes.push(line))
+      : []),
   ];
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
   const handler: BoardHandler = quiet
     ? board.handler
+    : options.logFormat === "json"
+    ? (request, info) => logJsonWhenSent(board.handler, request, info)
     : async (request, info) => {
       const date = new Date();
       const response = await board.handler(request, info);
@@ -4666,7 +4863,22 @@ export async function startServer(
   let generation = 0;
   let failing = false;
   let pressureUntil = 0;
-  const listen = (port: number) => {
+  /** The start-up lines, once: where it listens, and whether visitors may clear. */
+  const announce = (where: string, local: boolean) => {
+    if (announced) return; // listening again after an accept failure
+    announced = true;
+    console.log(`Tiny Message Board on ${where} (${storeLabel})`);
+    for (const note of notes) console.log(note);
+    if (options.adminToken === undefined && (!local || options.trustProxy)) {
+      console.log(
+        "Clearing and deleting are off for visitors from other machines " +
+          "(for everyone, behind --trust-proxy or on --unix); " +
+          "give --admin-token (or BOARD_ADMIN_TOKEN with --allow-env=BOARD_ADMIN_TOKEN) " +
+          "to moderate at /admin.",
+      );
+    }
+  };
+  const listen = (port: number): Deno.HttpServer<Deno.Addr> => {
     const mine = ++generation;
     // The first request this listener accepts after a failure ends the outage.
     const serve: BoardHandler = (request, info) => {
@@ -4687,41 +4899,40 @@ export async function startServer(
         return response;
       });
     };
+    if (unixPath !== undefined) {
+      // No client address on a Unix socket: no visitor counts as on this machine.
+      return Deno.serve({
+        path: unixPath,
+        onListen: ({ path }) => announce(`unix:${path}`, false),
+      }, serve);
+    }
     return Deno.serve({
       hostname,
       port,
       ...tls,
       onListen({ hostname, port }) {
-        if (announced) return; // listening again after an accept failure
-        announced = true;
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
-        console.log(
-          `Tiny Message Board on ${scheme}://${host}:${port}/ (${storeLabel})`,
+        announce(
+          `${scheme}://${host}:${port}/`,
+          isLoopbackName(hostName(host)),
         );
-        for (const note of notes) console.log(note);
-        if (
-          options.adminToken === undefined &&
-          (!isLoopbackName(hostName(host)) || options.trustProxy)
-        ) {
-          console.log(
-            "Clearing and deleting are off for visitors from other machines " +
-              "(for everyone, behind --trust-proxy); " +
-              "give --admin-token (or BOARD_ADMIN_TOKEN with --allow-env=BOARD_ADMIN_TOKEN) " +
-              "to moderate at /admin.",
-          );
-        }
       },
     }, serve);
   };
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: Deno.HttpServer<Deno.Addr>;
   try {
+    if (unixPath !== undefined && await claimSocketPath(unixPath)) {
+      console.error(
+        `message board: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
+      );
+    }
     server = listen(port);
   } catch (error) {
     await board.close();
     throw error;
   }
-  const addr = server.addr;
+  const addr = server.addr as Deno.NetAddr | Deno.UnixAddr;
 
   // Surviving accept failures. When the process runs out of file descriptors
   // (idle connections pile up: Deno.serve has no idle or header timeout), the
@@ -4740,14 +4951,14 @@ export async function startServer(
     retryTimer = undefined;
     if (stopping) return;
     try {
-      watch(listen(addr.port));
+      watch(listen("port" in addr ? addr.port : 0));
       retryMs = ACCEPT_RETRY_FIRST_MS;
     } catch {
       retryMs = Math.min(retryMs * 2, ACCEPT_RETRY_MAX_MS);
       retryTimer = setTimeout(relisten, retryMs);
     }
   };
-  const watch = (current: Deno.HttpServer<Deno.NetAddr>) => {
+  const watch = (current: Deno.HttpServer<Deno.Addr>) => {
     servers.add(current);
     current.finished.then(() => servers.delete(current), (error) => {
       if (stopping) return;
@@ -4795,6 +5006,34 @@ export async function startServer(
 }
 
 /**
+ * Makes `path` ready for a Unix socket listener. Listening fails (AddrInUse)
+ * on a path where any file is, and a board that was killed leaves its socket
+ * file behind (Deno removes it when the server stops). So a socket file on
+ * which nothing accepts a connection is removed; a socket a server still
+ * accepts on is left alone (AddrInUse), and so is anything that is not a
+ * socket (AlreadyExists): a typo in --unix must never delete a file. Returns
+ * whether a stale socket file was removed.
+ */
+async function claimSocketPath(path: string): Promise<boolean> {
+  try {
+    if (!(await Deno.lstat(path)).isSocket) {
+      throw new Deno.errors.AlreadyExists(`${path} exists and is not a socket`);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    await Deno.remove(path); // no one listens: a killed run's
+    return true;
+  }
+  throw new Deno.errors.AddrInUse(`a server accepts connections on ${path}`);
+}
+
+/**
  * What a command-line program adds to {@linkcode startServer}'s options: main()
  * here gives none (the data file); board_postgres.ts opens its store.
  */
@@ -4820,6 +5059,11 @@ export async function runCommandLine(
       console.log(USAGE);
       return;
     }
+    if (commandLine.version) {
+      // board_postgres.ts is this board's PostgreSQL mode: the same version.
+      console.log(`${program}.ts ${VERSION} (Deno ${Deno.version.deno})`);
+      return;
+    }
     // BOARD_ADMIN_TOKEN is read only when the command allows it (--allow-env=BOARD_ADMIN_TOKEN).
     const envToken = Deno.permissions.querySync({
         name: "env",
@@ -4837,7 +5081,7 @@ export async function runCommandLine(
     console.error(`${program}: ${error.message} (see --help)`);
     Deno.exit(2);
   }
-  let server: BoardServer;
+  let server: BoardServer<Deno.Addr>;
   try {
     server = await startServer({ ...commandLine, ...extra });
   } catch (error) {
@@ -4862,6 +5106,26 @@ function describeStartupError(
 ): string {
   const why = error instanceof Error ? error.message : String(error);
   if (error instanceof StartupError) return why;
+  const socket = commandLine.unixPath;
+  if (socket !== undefined) {
+    const shown = showArg(socket);
+    const absolute = resolve(socket);
+    if (error instanceof Deno.errors.AddrInUse) {
+      return `${shown} is in use: a server accepts connections on it (stop it, or give another --unix PATH)`;
+    }
+    if (error instanceof Deno.errors.AlreadyExists) {
+      return `${shown} exists and is not a socket, so it is left alone (remove it, or give another --unix PATH)`;
+    }
+    if (
+      error instanceof Deno.errors.NotCapable &&
+      (why.includes(`"${socket}"`) || why.includes(`"unix:${absolute}"`))
+    ) {
+      // --allow-net=unix: takes only an absolute path.
+      return `no permission for the socket ${shown}: run with --allow-read=${shown} --allow-write=${shown} --allow-net=unix:${
+        showArg(absolute)
+      } (besides the data folder's or the database's flags)`;
+    }
+  }
   const host = commandLine.hostname.includes(":")
     ? `[${commandLine.hostname}]`
     : commandLine.hostname;

@@ -7,6 +7,13 @@
  * deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [--root ./static] [--port 8080]
  * ```
  *
+ * Behind a reverse proxy on the same machine it can listen on a Unix domain
+ * socket instead of a port (the folder must exist; the proxy speaks TLS):
+ *
+ * ```sh
+ * deno run --allow-read=./static,/run/www/files.sock --allow-write=/run/www/files.sock --allow-net=unix:/run/www/files.sock server_files.ts --unix /run/www/files.sock
+ * ```
+ *
  * Security stance, stated up front: only regular files that really live under
  * the root folder are ever served. Every URL goes through one function,
  * {@linkcode resolveSafePath}, which decodes the path (a bad escape is 400),
@@ -25,7 +32,7 @@
 import { constants as fsConstants, type Stats } from "node:fs";
 import { type FileHandle, open as fsOpen } from "node:fs/promises";
 import { createHash } from "node:crypto";
-import { extname, join, normalize, sep } from "node:path";
+import { extname, join, normalize, resolve, sep } from "node:path";
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import zlib from "node:zlib";
 
@@ -126,6 +133,13 @@ export interface HandlerOptions extends ServeDirOptions {
    * @default {[]}
    */
   allowedHosts?: string[] | undefined;
+  /**
+   * The access log's format: `"clf"`, the Common Log Format line of
+   * {@linkcode formatAccessLog}, or `"json"`, one object per line from
+   * {@linkcode formatJsonAccessLog}, written once the answer has been sent.
+   * @default {"clf"}
+   */
+  logFormat?: "clf" | "json" | undefined;
 }
 
 /** Files up to this size are served from memory by {@linkcode createHandler}. */
@@ -4881,11 +4895,13 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     handlerContexts.set(answer, ctx);
     return answer;
   }
+  const json = options.logFormat === "json";
   const logged: Handler = (req, info) => {
     const started = Date.now();
     const remote = info?.remoteAddr.transport === "tcp"
       ? info.remoteAddr.hostname
       : null;
+    if (json) return logJsonWhenSent(answer, req, info, remote, started);
     const result = answer(req, info);
     if (result instanceof Response) {
       logRequest(req, result, remote, started);
@@ -5076,6 +5092,102 @@ function logRequest(
   ));
 }
 
+/** One request, as {@linkcode formatJsonAccessLog} writes it. */
+export interface JsonAccessLogEntry {
+  /** When the request arrived. */
+  date: Date;
+  /** The client's address; null when unknown (a Unix socket). */
+  client: string | null;
+  /** The request's method; null when none could be read. */
+  method: string | null;
+  /** The request target as received (`/a?b=1`); null when none could be read. */
+  target: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent, when known (Content-Length); else null. */
+  bodyBytes: number | null;
+  /** Milliseconds from the request's arrival until its answer was sent. */
+  durationMs: number;
+}
+
+/**
+ * One access-log line as a JSON object, for log collectors (`--log-format
+ * json`): `time` (ISO 8601, UTC), `remote_addr`, `method`, `target`,
+ * `status`, `bytes` and `duration_ms`, always in that order. Every character
+ * that is not printable ASCII is written `\uXXXX`, including those that
+ * JSON.stringify leaves as they are (DEL, C1 controls, U+2028), so a request
+ * can neither end the line, forge another, nor send a terminal escape codes,
+ * and a line is ASCII. The same function, with the same output, is in
+ * server_tiny.ts and message_board.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatJsonAccessLog } from "./server_files.ts";
+ * assert.equal(
+ *   formatJsonAccessLog({ date: new Date(0), client: "127.0.0.1", method: "GET", target: "/a", status: 200, bodyBytes: 12, durationMs: 0.25 }),
+ *   '{"time":"1970-01-01T00:00:00.000Z","remote_addr":"127.0.0.1","method":"GET","target":"/a","status":200,"bytes":12,"duration_ms":0.25}',
+ * );
+ * ```
+ */
+export function formatJsonAccessLog(entry: JsonAccessLogEntry): string {
+  return JSON.stringify({
+    time: entry.date.toISOString(),
+    remote_addr: entry.client,
+    method: entry.method,
+    target: entry.target,
+    status: entry.status,
+    bytes: entry.bodyBytes,
+    duration_ms: Math.round(entry.durationMs * 1000) / 1000,
+  }).replace(
+    /[^\x20-\x7e]/g,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
+ * Answers `req` with `answer` and writes its JSON access-log line once the
+ * answer has been sent (`info.completed`: the whole body, as nginx's
+ * `$request_time`), or at once when there is no connection to wait for.
+ */
+function logJsonWhenSent(
+  answer: Handler,
+  req: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+  client: string | null,
+  started: number,
+): Response | Promise<Response> {
+  const startedAt = performance.now();
+  const log = (response: Response) => {
+    const { pathname, search } = splitUrl(req.url);
+    const method = req.method;
+    const length = method === "HEAD"
+      ? null
+      : response.headers.get("content-length");
+    // Everything but the time is read now: once the answer is sent, the
+    // request's parts throw "Request closed".
+    const entry = {
+      date: new Date(started),
+      client,
+      method,
+      target: pathname + search,
+      status: response.status,
+      bodyBytes: length === null ? null : Number(length),
+    };
+    const write = () =>
+      writeLogLine(formatJsonAccessLog({
+        ...entry,
+        durationMs: performance.now() - startedAt,
+      }));
+    // A connection that breaks mid-way rejects it: the line is still written.
+    if (info?.completed === undefined) write();
+    else info.completed.then(write, write);
+    return response;
+  };
+  const result = answer(req, info);
+  return result instanceof Response ? log(result) : result.then(log);
+}
+
 // ---------------------------------------------------------------------------
 // Staying up: listening again when accepting fails
 // ---------------------------------------------------------------------------
@@ -5103,9 +5215,9 @@ const PRESSURE_MS = 10_000;
 export const SHUTDOWN_GRACE_MS = 5_000;
 
 /** What {@linkcode serveWithRestart} returns: the parts of `Deno.HttpServer` main() uses. */
-export interface RestartingServer {
+export interface RestartingServer<Addr extends Deno.Addr = Deno.NetAddr> {
   /** The address of the first listener; every later one listens there too. */
-  readonly addr: Deno.NetAddr;
+  readonly addr: Addr;
   /** Resolves after {@linkcode RestartingServer.shutdown}; never rejects. */
   readonly finished: Promise<void>;
   /** Stops listening, lets requests in flight finish, closes idle connections. */
@@ -5144,28 +5256,56 @@ export interface RestartingServer {
  * A start-up failure (port in use, no permission) still throws at once.
  * `shutdown()` waits at most `shutdownGraceMs` for requests in flight;
  * `finished` then resolves even if some connections are still open.
+ *
+ * With `path` (a Unix domain socket, as `Deno.serve` takes it) it listens
+ * there instead, and again on the same path: Deno removes the socket file
+ * when a listener closes.
  */
 export function serveWithRestart(
   options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
   handler: Deno.ServeHandler<Deno.NetAddr>,
+  log?: (line: string) => void,
+  shutdownGraceMs?: number,
+): RestartingServer;
+/** {@linkcode serveWithRestart} on a Unix domain socket (`path`). */
+export function serveWithRestart(
+  options: Deno.ServeUnixOptions,
+  handler: Deno.ServeHandler<Deno.UnixAddr>,
+  log?: (line: string) => void,
+  shutdownGraceMs?: number,
+): RestartingServer<Deno.UnixAddr>;
+/** {@linkcode serveWithRestart} on TCP or a Unix domain socket. */
+export function serveWithRestart(
+  options:
+    | (Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>)
+    | Deno.ServeUnixOptions,
+  handler: Deno.ServeHandler<Deno.NetAddr> | Deno.ServeHandler<Deno.UnixAddr>,
   log: (line: string) => void = (line) => console.error(line),
   shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
-): RestartingServer {
+): RestartingServer<Deno.NetAddr | Deno.UnixAddr> {
   let pressureUntil = 0;
   const ctx = handlerContexts.get(handler);
   if (ctx !== undefined) ctx.toDenoServe = true;
-  const serve: Deno.ServeHandler<Deno.NetAddr> = (req, info) => {
-    const result = handler(req, info);
+  // Called only with the info of its own transport's listener.
+  const own = handler as Deno.ServeHandler;
+  const serve: Deno.ServeHandler = (req, info) => {
+    const result = own(req, info);
     const last = pressureUntil === 0 || Date.now() > pressureUntil
       ? handToServe
       : (response: Response) => handToServe(closeAfter(response));
     return result instanceof Response ? last(result) : result.then(last);
   };
-  const draining = new Set<Deno.HttpServer<Deno.NetAddr>>();
-  let current = Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...options }, serve);
-  const addr = current.addr;
-  const again = { ...options, hostname: addr.hostname, port: addr.port };
-  again.onListen = () => {};
+  const draining = new Set<Deno.HttpServer>();
+  const listen = (at: typeof options): Deno.HttpServer =>
+    "path" in at
+      ? Deno.serve(at, serve)
+      : Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+  let current = listen(options);
+  const addr = current.addr as Deno.NetAddr | Deno.UnixAddr;
+  const again = "path" in addr
+    ? { ...options, onListen: () => {} }
+    : { ...options, hostname: addr.hostname, port: addr.port, onListen() {} };
+  const where = "path" in addr ? addr.path : `port ${addr.port}`;
   let stopping = false;
   let wake = () => {};
   const pause = (ms: number) =>
@@ -5190,7 +5330,7 @@ export function serveWithRestart(
       const stable = setTimeout(() => {
         if (outage) {
           log(
-            `server_files: listening again on port ${addr.port} after ${failures} failed attempt(s)`,
+            `server_files: listening again on ${where} after ${failures} failed attempt(s)`,
           );
         }
         outage = false;
@@ -5228,7 +5368,7 @@ export function serveWithRestart(
         delay = Math.min(delay * 2, RELISTEN_MAX_MS);
         failures++;
         try {
-          current = Deno.serve(again, serve);
+          current = listen(again);
           listenedAt = Date.now();
           break;
         } catch {
@@ -5274,6 +5414,13 @@ function closeAfter(response: Response): Response {
 // Command line
 // ---------------------------------------------------------------------------
 
+/**
+ * This script's version, the same in server_tiny.ts and message_board.ts:
+ * the date of the deno-servers release it comes from (`--version` prints it),
+ * so that a copy pasted into another project can be told apart.
+ */
+export const VERSION = "2026.12.2";
+
 const USAGE =
   `Usage: deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [options]
 
@@ -5284,6 +5431,10 @@ Options:
   --port N            port to listen on; 0 picks a free one (default 8080)
   --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network
                       and needs --allow-net=0.0.0.0)
+  --unix PATH         listen on a Unix domain socket instead of a port, for a proxy on this
+                      machine (plain HTTP; it replaces --port and --hostname). Needs
+                      --allow-read=PATH --allow-write=PATH --allow-net=unix:/ABSOLUTE/PATH; a
+                      socket file left by a killed run is replaced, any other file refused
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
@@ -5297,9 +5448,13 @@ Options:
   --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
   --key FILE          TLS private key (PEM)
   --quiet             no access log
+  --log-format FMT    the access log's lines: clf (default, the Common Log Format) or json (one
+                      object per line: time, remote_addr, method, target, status, bytes,
+                      duration_ms; written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
-  --help              show this help
+  --version           print the version and exit
+  -h, --help          show this help
 
 The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
 --header, -c and -k for --cert and --key, -h for --help; -v (--verbose) logs, as by default;
@@ -5325,8 +5480,13 @@ export interface ServerOptions extends HandlerOptions {
   key?: string | undefined;
   /** SO_REUSEPORT, so several threads can listen on one port (needs `--unstable-net`). @default false */
   reusePort?: boolean | undefined;
+  /**
+   * A Unix domain socket to listen on instead of `hostname` and `port`
+   * (see {@linkcode claimSocketPath}). @default undefined (TCP)
+   */
+  unixPath?: string | undefined;
   /** Called with the real address. @default prints the "Serving ..." line */
-  onListen?: ((address: Deno.NetAddr) => void) | undefined;
+  onListen?: ((address: Deno.NetAddr | Deno.UnixAddr) => void) | undefined;
 }
 
 /** What {@linkcode parseCommandLine} found on the command line. */
@@ -5359,16 +5519,23 @@ export interface CommandLineOptions extends ServerOptions {
   key?: string | undefined;
   /** --quiet: no access log. */
   quiet: boolean;
+  /** --log-format: clf or json. */
+  logFormat: "clf" | "json";
   /** --workers: how many threads serve. */
   workers: number;
+  /** --unix: the socket's path, instead of a port. */
+  unixPath?: string | undefined;
   /** --help: print the usage and exit. */
   help: boolean;
+  /** --version: print the version and exit. */
+  version: boolean;
 }
 
 const FLAGS = {
   root: { type: "string" }, // ./static, unless a folder is given without --root
-  port: { type: "string", short: "p", default: "8080" },
+  port: { type: "string", short: "p" }, // 8080, unless --unix
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
+  unix: { type: "string" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -5380,8 +5547,10 @@ const FLAGS = {
   cert: { type: "string", short: "c" },
   key: { type: "string", short: "k" },
   quiet: { type: "boolean", default: false },
+  "log-format": { type: "string", default: "clf" },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", default: false },
   // The spellings of `deno run jsr:@std/http/file-server`, so a command
   // written for it keeps working (its defaults differ: see the README).
   host: { type: "string" },
@@ -5405,7 +5574,7 @@ const FLAGS = {
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
   const { values, folder } = readFlagsAndFolder(args);
-  const port = parsePort(values.port);
+  const port = parsePort(values.port ?? "8080");
   for (const name of values["allowed-host"]) {
     if (!/^\.?[A-Za-z0-9\-._~[\]:]+$/.test(name)) {
       throw new CommandLineError(
@@ -5427,6 +5596,9 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   } catch (error) {
     throw new CommandLineError(`--header: ${(error as Error).message}`);
   }
+  const workers = parseWorkerCount(values.workers);
+  const logFormat = parseLogFormat(values["log-format"]);
+  if (values.unix !== undefined) checkUnixFlags(values, workers);
   return {
     fsRoot: values.root ?? folder ?? "./static",
     port,
@@ -5442,9 +5614,52 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
-    workers: parseWorkerCount(values.workers),
+    logFormat,
+    workers,
+    unixPath: values.unix,
     help: values.help,
+    version: values.version,
   };
+}
+
+/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "json" {
+  if (value === "clf" || value === "json") return value;
+  throw new CommandLineError(
+    `--log-format takes clf or json, got ${showArg(value)}`,
+  );
+}
+
+/** Refuses what cannot go with `--unix`: another place to listen, TLS, Workers. */
+function checkUnixFlags(
+  values: {
+    unix?: string;
+    port?: string;
+    hostname?: string;
+    host?: string;
+    cert?: string;
+  },
+  workers: number,
+): void {
+  if (values.unix === "") throw new CommandLineError("--unix needs a path");
+  const other = values.port !== undefined
+    ? "--port"
+    : values.hostname !== undefined || values.host !== undefined
+    ? "--hostname"
+    : null;
+  if (other !== null) {
+    throw new CommandLineError(
+      `--unix and ${other} are two places to listen: give one`,
+    );
+  }
+  if (values.cert !== undefined) {
+    // Deno.serve has TLS on TCP only; the proxy in front speaks TLS.
+    throw new CommandLineError("--cert and --key are for TCP, not --unix");
+  }
+  if (workers > 1) {
+    // SO_REUSEPORT, which lets Workers share a port, is for TCP only.
+    throw new CommandLineError("--workers above 1 is for TCP, not --unix");
+  }
 }
 
 /**
@@ -5566,17 +5781,39 @@ function showArg(text: string): string {
  * fails); prints the real address. Rejects (NotFound for a missing root,
  * AddrInUse, NotCapable) when it cannot start.
  */
+export function startServer(
+  options: ServerOptions & { unixPath: string },
+): Promise<RestartingServer<Deno.UnixAddr>>;
+/** {@linkcode startServer} on TCP: `addr` has the real port. */
+export function startServer(
+  options?: ServerOptions & { unixPath?: undefined },
+): Promise<RestartingServer>;
+/** {@linkcode startServer} on TCP, or on a Unix socket with `unixPath`. */
+export function startServer(
+  options?: ServerOptions,
+): Promise<RestartingServer<Deno.NetAddr | Deno.UnixAddr>>;
 export async function startServer(
   options: ServerOptions = {},
-): Promise<RestartingServer> {
-  const { hostname = "127.0.0.1", port = 8080, cert, key } = options;
+): Promise<RestartingServer<Deno.NetAddr | Deno.UnixAddr>> {
+  const { hostname = "127.0.0.1", port = 8080, cert, key, unixPath } = options;
   const handler = createHandler({
     ...options,
     allowedHosts: [
       ...(options.allowedHosts ?? []),
-      ...listeningHostNames(hostname),
+      ...(unixPath === undefined ? listeningHostNames(hostname) : []),
     ],
   });
+  const onListen = options.onListen ??
+    ((address: Deno.NetAddr | Deno.UnixAddr) =>
+      console.log(servingLine(options, address)));
+  if (unixPath !== undefined) {
+    if (await claimSocketPath(unixPath)) {
+      console.error(
+        `server_files: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
+      );
+    }
+    return serveWithRestart({ path: unixPath, onListen }, handler);
+  }
   const tls = cert !== undefined && key !== undefined
     ? { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) }
     : {};
@@ -5585,9 +5822,36 @@ export async function startServer(
     port,
     ...tls,
     reusePort: options.reusePort ?? false,
-    onListen: options.onListen ??
-      ((address) => console.log(servingLine(options, address))),
+    onListen,
   }, handler);
+}
+
+/**
+ * Makes `path` ready for a Unix socket listener. Listening fails (AddrInUse)
+ * on a path where any file is, and a server that was killed leaves its
+ * socket file behind (Deno removes it when the server stops). So a socket
+ * file on which nothing accepts a connection is removed; a socket a server
+ * still accepts on is left alone (AddrInUse), and so is anything that is not
+ * a socket (AlreadyExists): a typo in --unix must never delete a file.
+ * Returns whether a stale socket file was removed.
+ */
+async function claimSocketPath(path: string): Promise<boolean> {
+  try {
+    if (!(await Deno.lstat(path)).isSocket) {
+      throw new Deno.errors.AlreadyExists(`${path} exists and is not a socket`);
+    }
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    await Deno.remove(path); // no one listens: a killed run's
+    return true;
+  }
+  throw new Deno.errors.AddrInUse(`a server accepts connections on ${path}`);
 }
 
 /** This machine's first IPv4 address that is not loopback, or null (std's `getNetworkAddress`). */
@@ -5601,9 +5865,13 @@ function networkAddress(): string | null {
 /** `Serving ./static on http://127.0.0.1:8080/`, the line tests and people look for. */
 function servingLine(
   options: ServerOptions,
-  { hostname, port }: Deno.NetAddr,
+  address: Deno.NetAddr | Deno.UnixAddr,
   workers = 1,
 ): string {
+  if ("path" in address) {
+    return `Serving ${options.fsRoot ?? "."} on unix:${address.path}`;
+  }
+  const { hostname, port } = address;
   const scheme = options.cert ? "https" : "http";
   const host = hostname.includes(":") ? `[${hostname}]` : hostname;
   const line =
@@ -5695,7 +5963,7 @@ function runServerWorker(): void {
     postMessage(message: FromWorker): void;
     close(): void;
   };
-  let server: RestartingServer | null = null;
+  let server: RestartingServer<Deno.Addr> | null = null;
   scope.onmessage = async ({ data }) => {
     if (data.type === "shutdown") {
       if (server === null) scope.close();
@@ -5706,8 +5974,12 @@ function runServerWorker(): void {
       server = await startServer({
         ...data.flags,
         reusePort: true,
+        // Workers listen on TCP only (parseCommandLine refuses them with --unix).
         onListen: (address) =>
-          scope.postMessage({ type: "listening", address }),
+          scope.postMessage({
+            type: "listening",
+            address: address as Deno.NetAddr,
+          }),
       });
     } catch (error) {
       scope.postMessage({ type: "failed", message: (error as Error).message });
@@ -5860,6 +6132,9 @@ function explainStartFailure(
   options: CommandLineOptions,
 ): string {
   const why = `cannot start: ${(error as Error).message}`;
+  if (options.unixPath !== undefined) {
+    return explainSocketFailure(error, options.unixPath) ?? why;
+  }
   if (error instanceof Deno.errors.AddrInUse) {
     return `${options.hostname}:${options.port} is in use (try another --port, or --port 0)`;
   }
@@ -5875,6 +6150,30 @@ function explainStartFailure(
   return why;
 }
 
+/** Why listening on the Unix socket `path` failed, with what to do; null when unknown. */
+function explainSocketFailure(error: unknown, path: string): string | null {
+  const shown = showArg(path);
+  if (error instanceof Deno.errors.AddrInUse) {
+    return `${shown} is in use: a server accepts connections on it (stop it, or give another --unix PATH)`;
+  }
+  if (error instanceof Deno.errors.AlreadyExists) {
+    return `${shown} exists and is not a socket, so it is left alone (remove it, or give another --unix PATH)`;
+  }
+  if (error instanceof Deno.errors.NotCapable) {
+    // --allow-net=unix: takes only an absolute path.
+    let absolute = path;
+    try {
+      absolute = resolve(path);
+    } catch {
+      // no read permission for the working folder: show the path as given
+    }
+    return `no permission for the socket ${shown}: run with --allow-read=${shown} --allow-write=${shown} --allow-net=unix:${
+      showArg(absolute)
+    } (--allow-read also for the folder served)`;
+  }
+  return null;
+}
+
 async function main(): Promise<void> {
   let flags: CommandLineOptions;
   try {
@@ -5888,6 +6187,10 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
+  if (flags.version) {
+    console.log(`server_files.ts ${VERSION} (Deno ${Deno.version.deno})`);
+    return;
+  }
   // The folder first, once: not one line from each Worker, and a NotFound
   // from starting the server is then a certificate's, not the root's.
   try {
@@ -5897,7 +6200,7 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   if (flags.workers > 1) return await serveOnWorkers(flags);
-  let server: RestartingServer;
+  let server: RestartingServer<Deno.Addr>;
   try {
     server = await startServer(flags);
   } catch (error) {

@@ -2042,6 +2042,58 @@ function logTime(time: number): string {
   return cachedLogTime.text;
 }
 
+/** One request, as {@link formatJsonAccessLog} writes it. */
+export interface JsonAccessLogEntry {
+  /** When the request arrived. */
+  date: Date;
+  /** The client's address; null when unknown (a Unix socket). */
+  client: string | null;
+  /** The request's method; null when none could be read. */
+  method: string | null;
+  /** The request target as received (`/a?b=1`); null when none could be read. */
+  target: string | null;
+  /** The response's status code. */
+  status: number;
+  /** Bytes of body sent, when known (Content-Length); else null. */
+  bodyBytes: number | null;
+  /** Milliseconds from the request's arrival until its answer was sent. */
+  durationMs: number;
+}
+
+/**
+ * One access-log line as a JSON object, for log collectors (`--log-format
+ * json`): `time` (ISO 8601, UTC), `remote_addr`, `method`, `target`,
+ * `status`, `bytes` and `duration_ms`, always in that order. Every character
+ * that is not printable ASCII is written `\uXXXX`, including those that
+ * JSON.stringify leaves as they are (DEL, C1 controls, U+2028), so a request
+ * can neither end the line, forge another, nor send a terminal escape codes,
+ * and a line is ASCII. The same function, with the same output, is in
+ * server_files.ts and message_board.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   formatJsonAccessLog({ date: new Date(0), client: "127.0.0.1", method: "GET", target: "/a", status: 200, bodyBytes: 12, durationMs: 0.25 }),
+ *   '{"time":"1970-01-01T00:00:00.000Z","remote_addr":"127.0.0.1","method":"GET","target":"/a","status":200,"bytes":12,"duration_ms":0.25}',
+ * );
+ * ```
+ */
+export function formatJsonAccessLog(entry: JsonAccessLogEntry): string {
+  return JSON.stringify({
+    time: entry.date.toISOString(),
+    remote_addr: entry.client,
+    method: entry.method,
+    target: entry.target,
+    status: entry.status,
+    bytes: entry.bodyBytes,
+    duration_ms: Math.round(entry.durationMs * 1000) / 1000,
+  }).replace(
+    /[^\x20-\x7e]/g,
+    (char) => `\\u${hex(char.charCodeAt(0), 4)}`,
+  );
+}
+
 /** Printable ASCII but `"` and `\`: what a log line shows as it is. */
 const LOG_PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 const LOG_ESCAPED = /[^\x20\x21\x23-\x5b\x5d-\x7e]/gu;
@@ -2061,6 +2113,8 @@ function escapeForLog(text: string): string {
 /** How one connection is handled; set once per server. */
 interface ConnectionSettings {
   quiet: boolean;
+  /** Access-log lines as JSON ({@link formatJsonAccessLog}), not the Common Log Format. */
+  json: boolean;
   log: (line: string) => void;
   headTimeoutMs: number;
   lingerMs: number;
@@ -2106,6 +2160,9 @@ async function handleConnection(
 ): Promise<void> {
   const { conn, client } = connection;
   const { quiet, log, headTimeoutMs, lingerMs, idleSignal } = settings;
+  // The JSON log's time and duration count from the accept.
+  const arrived = settings.json ? Date.now() : 0;
+  const startedAt = settings.json ? performance.now() : 0;
   const address = conn.remoteAddr as Deno.NetAddr;
   const head = spareHeadBuffers.pop() ?? new Uint8Array(MAX_HEAD_BYTES);
   let reusable = false;
@@ -2187,7 +2244,7 @@ async function handleConnection(
     out = spareResponseBuffers.pop() ??
       newResponseBuffer(RESPONSE_BUFFER_BYTES);
     const { bytes, bodyLength } = encodeResponse(response, omitBody, now, out);
-    const accessLine = accessLogLine(
+    const accessLine = settings.json ? "" : accessLogLine(
       client,
       now,
       requestLine,
@@ -2205,7 +2262,20 @@ async function handleConnection(
         client,
       );
     }
-    log(accessLine);
+    log(
+      settings.json
+        ? formatJsonAccessLog({
+          date: new Date(arrived),
+          client,
+          // From the line as received, so that a refused one is logged too.
+          method: requestLine?.split(" ", 1)[0] ?? null,
+          target: requestLine?.split(" ", 2)[1] ?? null,
+          status: response.status,
+          bodyBytes: omitBody ? 0 : bodyLength,
+          durationMs: performance.now() - startedAt,
+        })
+        : accessLine,
+    );
     if (linger) {
       closed = true;
       await closeGracefully(conn, lingerMs, client);
@@ -2295,6 +2365,11 @@ export interface TinyServerOptions {
   once?: boolean;
   /** Do not print request heads (access log lines are still written). @default false */
   quiet?: boolean;
+  /**
+   * The access log's format: `"clf"` ({@link formatAccessLog}) or `"json"`
+   * ({@link formatJsonAccessLog}). @default "clf"
+   */
+  logFormat?: "clf" | "json";
   /** Where output lines go, one call per line. @default console.log (in batches) */
   log?: (line: string) => void;
   /** See {@link HEAD_TIMEOUT_MS}. @default {HEAD_TIMEOUT_MS} */
@@ -2475,6 +2550,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     hostname = "127.0.0.1",
     once = false,
     quiet = false,
+    logFormat = "clf",
     log: writeLine = batchedConsoleLog(),
     headTimeoutMs = HEAD_TIMEOUT_MS,
     lingerMs = LINGER_TIMEOUT_MS,
@@ -2504,6 +2580,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
   };
   const settings = {
     quiet,
+    json: logFormat === "json",
     log,
     headTimeoutMs,
     lingerMs,
@@ -2609,8 +2686,18 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
 // Command line: parseCommandLine reads the flags, startServer starts and
 // reports, main does only what needs the process (exit codes, signals).
 
+/**
+ * This script's version, the same in server_files.ts and message_board.ts:
+ * the date of the deno-servers release it comes from (`--version` prints it),
+ * so that a copy pasted into another project can be told apart.
+ */
+export const VERSION = "2026.12.2";
+
 const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
 
+An HTTP/1.1 server written by hand on a raw TCP socket: / shows what your browser sent.
+
+Options:
   --port N              port to listen on, 0 for any free port (default 8080)
   --hostname HOST       address to listen on (default 127.0.0.1); 0.0.0.0 needs
                         --allow-net=0.0.0.0 (and --allow-sys=networkInterfaces
@@ -2619,7 +2706,12 @@ const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
                         .example.com allows its subdomains too)
   --once                serve one connection, then exit
   --quiet               do not print request heads (the access log stays)
-  --help                show this help`;
+  --log-format FMT      the access log's lines: clf (default, the Common Log
+                        Format) or json (one object per line: time,
+                        remote_addr, method, target, status, bytes,
+                        duration_ms)
+  --version             print the version and exit
+  -h, --help            show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {
@@ -2639,8 +2731,12 @@ export interface CommandLineOptions {
   once: boolean;
   /** --quiet: do not print each request head. */
   quiet: boolean;
+  /** --log-format: clf or json. */
+  logFormat: "clf" | "json";
   /** --help: print the usage and exit. */
   help: boolean;
+  /** --version: print the version and exit. */
+  version: boolean;
 }
 
 const FLAGS = {
@@ -2649,7 +2745,9 @@ const FLAGS = {
   "allowed-host": { type: "string", multiple: true, default: [] },
   once: { type: "boolean", default: false },
   quiet: { type: "boolean", default: false },
+  "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
+  version: { type: "boolean", default: false },
 } satisfies ParseArgsOptionsConfig;
 
 /**
@@ -2678,8 +2776,18 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     allowedHosts: values["allowed-host"],
     once: values.once,
     quiet: values.quiet,
+    logFormat: parseLogFormat(values["log-format"]),
     help: values.help,
+    version: values.version,
   };
+}
+
+/** Reads `--log-format`: clf or json. The same check is in server_files.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "json" {
+  if (value === "clf" || value === "json") return value;
+  throw new CommandLineError(
+    `--log-format takes clf or json, got ${showArg(value)}`,
+  );
 }
 
 /**
@@ -2820,6 +2928,10 @@ async function main(): Promise<void> {
   }
   if (options.help) {
     console.log(USAGE);
+    return;
+  }
+  if (options.version) {
+    console.log(`server_tiny.ts ${VERSION} (Deno ${Deno.version.deno})`);
     return;
   }
   let server: TinyServer;

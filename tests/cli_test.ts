@@ -28,6 +28,8 @@ const MISTAKES: [args: string[], message: string][] = [
   [["--port=1e3"], "--port must be a number from 0 to 65535, got 1e3"],
   [["--port=-1"], "--port must be a number from 0 to 65535, got -1"],
   [["--quiet=yes"], "--quiet takes no value"],
+  [["--log-format", "xml"], "--log-format takes clf or json, got xml"],
+  [["--log-format="], '--log-format takes clf or json, got ""'],
   [["--allowed-host"], "--allowed-host needs a value"],
   [["--allowed-host", "a b"], '--allowed-host takes a host name, got "a b"'],
   [["--allowed-host", "a/b"], "--allowed-host takes a host name, got a/b"],
@@ -58,6 +60,32 @@ const CERT_MISTAKES: [args: string[], message: string][] = [
   [["--cert", "c.pem"], "--cert and --key go together"],
 ];
 
+/** --unix with another place to listen or TLS, the same in the two Deno.serve scripts. */
+const UNIX_MISTAKES: [args: string[], message: string][] = [
+  [["--unix"], "--unix needs a value"],
+  [["--unix="], "--unix needs a path"],
+  [
+    ["--unix", "/run/a.sock", "--port", "8080"],
+    "--unix and --port are two places to listen: give one",
+  ],
+  [
+    ["--hostname", "127.0.0.1", "--unix", "/run/a.sock"],
+    "--unix and --hostname are two places to listen: give one",
+  ],
+  [
+    ["--unix", "/run/a.sock", "--cert", "c.pem", "--key", "k.pem"],
+    "--cert and --key are for TCP, not --unix",
+  ],
+];
+
+/** server_files.ts alone has --workers, which share a TCP port. */
+const WORKER_MISTAKES: [args: string[], message: string][] = [
+  [
+    ["--unix", "/run/a.sock", "--workers", "2"],
+    "--workers above 1 is for TCP, not --unix",
+  ],
+];
+
 /** A --header that is no "Name: value". */
 const HEADER_MISTAKES: [args: string[], message: string][] = [
   [
@@ -75,10 +103,13 @@ const PARSERS = [
     ...FOLDER_MISTAKES,
     ...CERT_MISTAKES,
     ...HEADER_MISTAKES,
+    ...UNIX_MISTAKES,
+    ...WORKER_MISTAKES,
   ]],
   ["message_board.ts", board.parseCommandLine, board.CommandLineError, [
     ...WORD_MISTAKES,
     ...CERT_MISTAKES,
+    ...UNIX_MISTAKES,
   ]],
 ] as const;
 
@@ -152,13 +183,17 @@ const BOARD_USAGE = [
   "--store URL",
   "--port N",
   "--hostname HOST",
+  "--unix PATH",
+  "--allow-net=unix:/ABSOLUTE/PATH",
   "--cert FILE",
   "--key FILE",
   "--quiet",
+  "--log-format FMT",
   "--allowed-host NAME",
   "--admin-token TOKEN",
   "--trust-proxy",
   "--rate-limit off",
+  "--version",
   "--help",
 ];
 
@@ -174,6 +209,8 @@ const ENTRY_POINTS = [
       "--allowed-host NAME",
       "--once",
       "--quiet",
+      "--log-format FMT",
+      "--version",
       "--help",
     ],
   },
@@ -185,6 +222,8 @@ const ENTRY_POINTS = [
       "--root",
       "--port",
       "--hostname",
+      "--unix PATH",
+      "--allow-net=unix:/ABSOLUTE/PATH",
       "--allowed-host",
       "--fallback",
       "--clean-urls",
@@ -195,6 +234,7 @@ const ENTRY_POINTS = [
       "--cert",
       "--key",
       "--quiet",
+      "--log-format FMT",
       "--help",
     ],
   },
@@ -248,6 +288,20 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
       const result = await run(permissions, script, ["--help"]);
       assert.equal(result.code, 0, result.stderr);
       assert.match(result.stdout, /^Usage: deno run --allow-net=127\.0\.0\.1 /);
+      // One shape: the command, a sentence on what it is, the options.
+      assert.match(
+        result.stdout,
+        /^Usage: deno run [^\n]+ \[options\]\n\n[A-Z][^\n]+\.\n\n[^]*^Options:\n/m,
+      );
+      assert.match(
+        result.stdout,
+        /^ {2}--version {2,}print the version and exit$/m,
+      );
+      assert.match(result.stdout, /^ {2}-h, --help {2,}show this help$/m);
+      assert.deepEqual(
+        (await run(permissions, script, ["-h"])).stdout,
+        result.stdout,
+      );
       assert.match(result.stdout, /--port N/);
       assert.match(result.stdout, /--hostname HOST[^]*--allow-net=0\.0\.0\.0/);
       // The command to copy, with this script's narrow permissions.
@@ -262,6 +316,25 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
     });
   });
 }
+
+Deno.test("--version: each script prints its name, the release and Deno's version, with no permission at all", async (t) => {
+  assert.match(tiny.VERSION, /^\d{4}\.\d{1,2}\.\d{1,2}$/);
+  assert.equal(files.VERSION, tiny.VERSION);
+  assert.equal(board.VERSION, tiny.VERSION);
+  for (const { script, permissions } of ENTRY_POINTS) {
+    for (const flags of [permissions, []]) {
+      await t.step(`${script} ${flags.join(" ")}`, async () => {
+        const result = await run(flags, script, ["--version"]);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(
+          result.stdout,
+          `${script} ${tiny.VERSION} (Deno ${Deno.version.deno})\n`,
+        );
+        assert.equal(result.stderr, "");
+      });
+    }
+  }
+});
 
 /**
  * Starts `script` on port 0, asks it for `path` once, and returns the access
@@ -594,6 +667,201 @@ Deno.test("server_files.ts without a folder to serve: one line saying which, exi
         assert.equal(result.stderr.trimEnd(), line);
       });
     }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+/** Targets a hostile client may send, each of which a JSON log line must keep inside its string. */
+const HOSTILE_TARGETS = [
+  '/a"}\n{"forged":true}',
+  '/a\r\n127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 1',
+  '/back\\slash\\"',
+  "/\x1b[2J\x1b]0;title\x07\x7f\x85\x9b",
+  "/\u2028\u2029\u00e9\u{1f600}",
+  "/lone\ud800surrogate",
+];
+
+const JSON_FORMATTERS = [
+  ["server_tiny.ts", tiny.formatJsonAccessLog],
+  ["server_files.ts", files.formatJsonAccessLog],
+  ["message_board.ts", board.formatJsonAccessLog],
+] as const;
+
+Deno.test("formatJsonAccessLog: one line of printable ASCII, the same in the three scripts, that reads back as what was sent", () => {
+  const entry = {
+    date: new Date(Date.UTC(2026, 11, 1, 10, 41, 27, 5)),
+    client: "127.0.0.1",
+    method: "GET",
+    target: "/page.html?x=1",
+    status: 200,
+    bodyBytes: 512,
+    durationMs: 1.23456,
+  };
+  const expected =
+    '{"time":"2026-12-01T10:41:27.005Z","remote_addr":"127.0.0.1","method":"GET",' +
+    '"target":"/page.html?x=1","status":200,"bytes":512,"duration_ms":1.235}';
+  for (const [script, format] of JSON_FORMATTERS) {
+    assert.equal(format(entry), expected, script);
+    assert.equal(
+      format({
+        ...entry,
+        client: null,
+        method: null,
+        target: null,
+        bodyBytes: null,
+      }),
+      '{"time":"2026-12-01T10:41:27.005Z","remote_addr":null,"method":null,' +
+        '"target":null,"status":200,"bytes":null,"duration_ms":1.235}',
+      script,
+    );
+    for (const target of HOSTILE_TARGETS) {
+      const line = format({ ...entry, target, method: 'G"ET' });
+      assert.match(
+        line,
+        /^[\x20-\x7e]+$/,
+        `${script}: ${JSON.stringify(line)}`,
+      );
+      const read = JSON.parse(line);
+      assert.deepEqual(Object.keys(read), [
+        "time",
+        "remote_addr",
+        "method",
+        "target",
+        "status",
+        "bytes",
+        "duration_ms",
+      ]);
+      assert.equal(read.target, target);
+      assert.equal(read.method, 'G"ET');
+      assert.equal(
+        line,
+        JSON_FORMATTERS[0][1]({ ...entry, target, method: 'G"ET' }),
+      );
+    }
+  }
+});
+
+/** Bytes of a raw request, one per character (Latin-1). */
+function latin1(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
+}
+
+/** Sends one raw request on a new connection and reads the answer to its end. */
+async function sendRawRequest(port: number, request: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), 5_000);
+  let text = "";
+  try {
+    await conn.write(latin1(request));
+    const buffer = new Uint8Array(65536);
+    for (let n; (n = await conn.read(buffer)) !== null;) {
+      text += String.fromCharCode(...buffer.subarray(0, n));
+    }
+  } catch {
+    // a reset after the answer
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // closed by the timer
+    }
+  }
+  return text;
+}
+
+Deno.test("--log-format json: each request is one JSON line, and a hostile target forges none", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await Deno.mkdir(`${folder}/static`);
+    for (const { script, permissions } of ENTRY_POINTS.slice(0, 3)) {
+      await t.step(script, async () => {
+        // server_tiny.ts prints request heads too, unless --quiet (which in
+        // the other two turns the access log off).
+        const quiet = script === "server_tiny.ts" ? ["--quiet"] : [];
+        await using server = await startScript(
+          `${REPO}/${script}`,
+          permissions,
+          ["--port", "0", "--log-format", "json", ...quiet],
+          { cwd: folder },
+        );
+        const started = server.stdout.length;
+        const host = `Host: 127.0.0.1:${server.port}\r\n`;
+        // Quotes and backslashes as they are, then CR and LF where a line
+        // could end: each server refuses those (Deno.serve's before the
+        // handler, which then logs nothing) or takes them apart.
+        const requests = [
+          `GET /cli-json?q="a"\\b&c=%0d%0a HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
+          `GET /x\n{"forged":true} HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
+          `GET /y"\r\n{"forged":true}\r\n${host}Connection: close\r\n\r\n`,
+          `GET /z\r HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
+        ];
+        for (const request of requests) {
+          await sendRawRequest(server.port, request);
+        }
+        const first = await server.waitForLine(/"target":"\/cli-json/);
+        const entry = JSON.parse(first);
+        assert.deepEqual(
+          { ...entry, time: 0, duration_ms: 0, bytes: 0 },
+          {
+            time: 0,
+            remote_addr: "127.0.0.1",
+            method: "GET",
+            target: '/cli-json?q="a"\\b&c=%0d%0a',
+            status: 404,
+            bytes: 0,
+            duration_ms: 0,
+          },
+        );
+        assert.ok(Date.parse(entry.time) <= Date.now());
+        assert.ok(entry.duration_ms >= 0);
+        // Lines for the refused ones come at most a moment later.
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const logged = server.stdout.slice(started);
+        assert.ok(logged.length <= requests.length, logged.join("\n"));
+        for (const line of logged) {
+          assert.match(line, /^\{[\x20-\x7e]+\}$/);
+          const read = JSON.parse(line); // every line one whole object
+          assert.ok(!("forged" in read), line);
+          assert.ok(read.target === null || read.target.startsWith("/"), line);
+        }
+        assert.ok(
+          !server.lines.some((line) => line.startsWith('{"forged"')),
+          server.lines.join("\n"),
+        );
+      });
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("--log-format json: the board logs a live event stream once it has ended, with its whole duration", async () => {
+  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+  try {
+    await using server = await startScript(
+      `${REPO}/message_board.ts`,
+      [
+        "--allow-net=127.0.0.1",
+        "--allow-read=./data",
+        "--allow-write=./data",
+      ],
+      ["--port", "0", "--log-format", "json"],
+      { cwd: folder },
+    );
+    const events = await fetch(`${server.url}events`);
+    assert.equal(events.status, 200);
+    const reader = events.body!.getReader();
+    await reader.read(); // the stream's first bytes
+    const openMs = 300;
+    await new Promise((resolve) => setTimeout(resolve, openMs));
+    const isEvents = (line: string) => line.includes('"target":"/events"');
+    assert.ok(!server.stdout.some(isEvents), "not logged while open");
+    await reader.cancel();
+    const entry = JSON.parse(await server.waitForLine(/"target":"\/events"/));
+    assert.equal(entry.status, 200);
+    assert.ok(entry.duration_ms >= openMs, `${entry.duration_ms} ms`);
   } finally {
     await Deno.remove(folder, { recursive: true });
   }

@@ -749,3 +749,84 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "deploy/Caddyfile: Caddy before the board and the file server on Unix sockets (--unix)",
+  ignore: CADDY === null && !IN_CI,
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "deploy_unix_caddy_" });
+    try {
+      await Deno.mkdir(`${dir}/data`);
+      const boardSocket = `${dir}/board.sock`;
+      const filesSocket = `${dir}/files.sock`;
+      // Each script with its usage's flags for a socket.
+      const socketFlags = (path: string) => [
+        `--allow-read=${path}`,
+        `--allow-write=${path}`,
+        `--allow-net=unix:${path}`,
+      ];
+      await using boardServer = await startScript("message_board.ts", [
+        `--allow-read=${dir}/data`,
+        `--allow-write=${dir}/data`,
+        ...socketFlags(boardSocket),
+      ], [
+        "--data",
+        `${dir}/data/messages.jsonl`,
+        "--trust-proxy",
+        "--allowed-host",
+        BOARD_HOST,
+        "--unix",
+        boardSocket,
+      ], { ready: /on unix:/ });
+      await using filesServer = await startScript("server_files.ts", [
+        "--allow-read=./static",
+        ...socketFlags(filesSocket),
+      ], [
+        "--root",
+        "./static",
+        "--allowed-host",
+        FILES_HOST,
+        "--unix",
+        filesSocket,
+      ], { ready: /on unix:/ });
+      // Caddy's name for a Unix socket upstream: unix/ and the path.
+      await using caddy = await startCaddy({
+        BOARD_UPSTREAM_A: `unix/${boardSocket}`,
+        BOARD_UPSTREAM_B: `unix/${boardSocket}`,
+        FILES_UPSTREAM: `unix/${filesSocket}`,
+      });
+
+      const index = await send(caddy.filesPort, {
+        host: FILES_HOST,
+        path: "/index.html",
+      });
+      assert.equal(index.status, 200);
+      assert.match(index.body, /index page of our tiny site/);
+      await filesServer.waitForLine(/"GET \/index\.html HTTP\/1\.1" 200 /);
+
+      // A form posted from the board's page, as a browser sends it.
+      const origin = `http://${BOARD_HOST}:${caddy.boardPort}`;
+      const posted = await send(caddy.boardPort, {
+        method: "POST",
+        path: "/",
+        host: BOARD_HOST,
+        localAddress: "127.0.0.5",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          origin,
+        },
+        body: "message=through+a+socket",
+      });
+      assert.equal(posted.status, 303, posted.body);
+      const page = await send(caddy.boardPort, { host: BOARD_HOST, path: "/" });
+      assert.equal(page.status, 200);
+      assert.match(page.body, /through a socket/);
+      // Caddy's health checks reach the board on its socket too.
+      await boardServer.waitForLine(/"GET \/healthz HTTP\/1\.1" 200 /, 5_000);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

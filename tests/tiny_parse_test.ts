@@ -1163,7 +1163,9 @@ Deno.test("parseCommandLine reads the flags", () => {
     allowedHosts: [],
     once: false,
     quiet: false,
+    logFormat: "clf",
     help: false,
+    version: false,
   });
   assert.deepEqual(
     parseCommandLine([
