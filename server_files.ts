@@ -5128,6 +5128,15 @@ export interface RestartingServer {
  * `Connection: close`, so clients with keep-alive connections hand their
  * descriptors back.
  *
+ * Not so over TLS for a connection that never finishes its handshake:
+ * Deno 2.9 has no handshake timeout, and neither a shutdown nor an abort
+ * closes it (one that sent nothing was still open after 150 s), so 300 of
+ * them hold a server under a limit of 256 descriptors out of service for
+ * as long as they stay. JavaScript never sees such a connection; a server
+ * open to the internet over HTTPS belongs behind a proxy that times
+ * handshakes out (Caddy with deploy/Caddyfile gives one its `read_header`
+ * timeout, 10 s).
+ *
  * Big files the handler streams go to `Deno.serve` in reads of up to 1 MiB,
  * each freed as soon as it is sent (see {@linkcode streamFileRanges}); with
  * `Deno.serve(handler)` itself they stream through Deno's native reader.
