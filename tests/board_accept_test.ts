@@ -87,15 +87,20 @@ function openHalfSentHead(port: number, from: string): HalfSentHead {
   return { socket, closedByBoard };
 }
 
+/** The board in `folder` under `prlimit --nofile=256`, and its port. */
+async function startUnder256(folder: string) {
+  const board = await startBoard(folder, [], {
+    wrapper: ["prlimit", "--nofile=256"],
+  });
+  return { board, port: Number(new URL(board.url).port) };
+}
+
 Deno.test({
   name: "accept: 300 idle connections at --nofile=256, twice",
   ...PRLIMIT,
   async fn(t) {
     await using folder = await tempFolder();
-    const board = await startBoard(folder.path, [], {
-      wrapper: ["prlimit", "--nofile=256"],
-    });
-    const port = Number(new URL(board.url).port);
+    const { board, port } = await startUnder256(folder.path);
     let exited = false;
     board.output.then(() => exited = true);
     try {
@@ -185,10 +190,7 @@ Deno.test({
   ...PRLIMIT,
   async fn(t) {
     await using folder = await tempFolder();
-    const board = await startBoard(folder.path, [], {
-      wrapper: ["prlimit", "--nofile=256"],
-    });
-    const port = Number(new URL(board.url).port);
+    const { board, port } = await startUnder256(folder.path);
     const flood: HalfSentHead[] = [];
     try {
       // 300 from five other clients, 127.0.0.2 to 127.0.0.6.

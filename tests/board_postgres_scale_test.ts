@@ -362,22 +362,34 @@ async function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
   }
 }
 
+/**
+ * Two board stores on `url`, then a session of another program's named `application`
+ * (one connection); the caller ends the session and closes the stores.
+ */
+async function openStoresAndSession(url: string, application: string) {
+  const stores = await Promise.all(
+    [1, 2].map(() => openPostgresStore(url, { log: () => {} })),
+  );
+  const session = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    connection: { application_name: application },
+  });
+  return { stores, session };
+}
+
 Deno.test({
   name:
     "postgres scale: a long transaction of another program on the same server holds no message back",
   ...pgTestOptions(),
   async fn() {
     await using pg = await freshDatabase();
-    const stores = await Promise.all(
-      [1, 2].map(() => openPostgresStore(pg.url, { log: () => {} })),
-    );
     // A batch job (or a migration) in its own transaction, with a transaction id, open
     // for longer than the test.
-    const job = postgres(pg.url, {
-      max: 1,
-      onnotice: () => {},
-      connection: { application_name: "batch job" },
-    });
+    const { stores, session: job } = await openStoresAndSession(
+      pg.url,
+      "batch job",
+    );
     const finish = Promise.withResolvers<void>();
     const started = Promise.withResolvers<void>();
     const running = job.begin(async (tx) => {
@@ -452,14 +464,10 @@ Deno.test({
   ...pgTestOptions(),
   async fn() {
     await using pg = await freshDatabase();
-    const stores = await Promise.all(
-      [1, 2].map(() => openPostgresStore(pg.url, { log: () => {} })),
+    const { stores, session: slow } = await openStoresAndSession(
+      pg.url,
+      "message_board",
     );
-    const slow = postgres(pg.url, {
-      max: 1,
-      onnotice: () => {},
-      connection: { application_name: "message_board" },
-    });
     try {
       const [a, b] = stores;
       const seen: BoardEvent[] = [];

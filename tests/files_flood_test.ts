@@ -10,10 +10,19 @@ import {
   serveFile,
 } from "../server_files.ts";
 import { makeTree, mkfifo, startFilesProcess } from "./_files.ts";
-import { canRunAsRoot, readRss } from "./_process.ts";
+import { readRss, toolTestOptions } from "./_process.ts";
 import { readUntilClosed } from "./_raw.ts";
 
 const encoder = new TextEncoder();
+
+/** Starts server_files.ts on `root` (quiet) under `prlimit --nofile=256`. */
+function startUnder256(root: string) {
+  return startFilesProcess({
+    readable: [root],
+    args: ["--root", root, "--quiet"],
+    wrapper: ["prlimit", "--nofile=256"],
+  });
+}
 
 /** Opens up to `count` idle TCP connections (1 s per attempt at most). */
 async function openIdle(port: number, count: number): Promise<Deno.TcpConn[]> {
@@ -62,17 +71,12 @@ async function timeToAnswer(
   return null;
 }
 
-Deno.test("300 idle connections under --nofile=256", async (t) => {
-  if (!(await canRunAsRoot("the descriptor-flood test"))) {
-    await t.step({ name: "fd flood (needs prlimit)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name: "300 idle connections under --nofile=256",
+  ...await toolTestOptions("the descriptor-flood test", ["prlimit"]),
+}, async (t) => {
   await using tree = await makeTree();
-  const server = await startFilesProcess({
-    readable: [tree.root],
-    args: ["--root", tree.root, "--quiet"],
-    wrapper: ["prlimit", "--nofile=256"],
-  });
+  const server = await startUnder256(tree.root);
   const early = await Deno.connect({
     hostname: "127.0.0.1",
     port: server.port,
@@ -157,17 +161,13 @@ Deno.test("300 idle connections under --nofile=256", async (t) => {
   }
 });
 
-Deno.test("a flood of half-sent heads under --nofile=256 is closed, and new clients are answered during it", async (t) => {
-  if (!(await canRunAsRoot("the slowloris test"))) {
-    await t.step({ name: "slowloris (needs prlimit)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name:
+    "a flood of half-sent heads under --nofile=256 is closed, and new clients are answered during it",
+  ...await toolTestOptions("the slowloris test", ["prlimit"]),
+}, async () => {
   await using tree = await makeTree();
-  const server = await startFilesProcess({
-    readable: [tree.root],
-    args: ["--root", tree.root, "--quiet"],
-    wrapper: ["prlimit", "--nofile=256"],
-  });
+  const server = await startUnder256(tree.root);
   const flood: Deno.TcpConn[] = [];
   try {
     // Each sends the start of a head, never the blank line that ends it.
@@ -209,11 +209,11 @@ Deno.test("a flood of half-sent heads under --nofile=256 is closed, and new clie
   }
 });
 
-Deno.test("serveFile on a path that became a FIFO answers 404 at once (the open never blocks)", async (t) => {
-  if (!(await canRunAsRoot("the FIFO test"))) {
-    await t.step({ name: "FIFO (needs mkfifo)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name:
+    "serveFile on a path that became a FIFO answers 404 at once (the open never blocks)",
+  ...await toolTestOptions("the FIFO test", ["mkfifo"]),
+}, async () => {
   await using tree = await makeTree();
   const path = `${tree.root}/pipe.txt`;
   await Deno.writeTextFile(path, "a regular file");
@@ -245,11 +245,10 @@ Deno.test("serveFile on a path that became a FIFO answers 404 at once (the open 
   );
 });
 
-Deno.test("files swapped for FIFOs under load", async (t) => {
-  if (!(await canRunAsRoot("the FIFO swap test"))) {
-    await t.step({ name: "FIFO swap (needs mkfifo)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name: "files swapped for FIFOs under load",
+  ...await toolTestOptions("the FIFO swap test", ["mkfifo"]),
+}, async (t) => {
   await using tree = await makeTree();
   const small = new Uint8Array(1000).fill(115);
   const big = new Uint8Array(300 * 1024).fill(98); // past the cache: opened per request
@@ -383,11 +382,10 @@ Deno.test("a big file swapped between its open and its stream", async (t) => {
   }
 });
 
-Deno.test("openNativeReader with a FIFO swapped in", async (t) => {
-  if (!(await canRunAsRoot("the FIFO reopen test"))) {
-    await t.step({ name: "FIFO (needs mkfifo)", ignore: true, fn() {} });
-    return;
-  }
+Deno.test({
+  name: "openNativeReader with a FIFO swapped in",
+  ...await toolTestOptions("the FIFO reopen test", ["mkfifo"]),
+}, async (t) => {
   await using tree = await makeTree();
   const path = `${tree.root}/movie.bin`;
   const other = `${tree.root}/other.bin`;
