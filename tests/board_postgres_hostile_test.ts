@@ -10,6 +10,34 @@ import { createBoardHandler, StoreUnavailableError } from "../message_board.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Another session (a migration, a backup tool, a person in psql) takes `lock` and holds it
+ * until `release()`; disposing releases it and ends that session.
+ */
+async function holdLock(url: string, lock: string) {
+  const side = postgres(url, { max: 1, onnotice: () => {} });
+  const released = Promise.withResolvers<void>();
+  const locked = Promise.withResolvers<void>();
+  const holding = side.begin(async (tx) => {
+    await tx.unsafe(lock);
+    locked.resolve();
+    await released.promise;
+  });
+  await Promise.race([locked.promise, holding]);
+  const release = async () => {
+    released.resolve();
+    await holding;
+  };
+  return {
+    release,
+    async [Symbol.asyncDispose]() {
+      released.resolve();
+      await holding.catch(() => {});
+      await side.end();
+    },
+  };
+}
+
 Deno.test({
   name:
     "postgres store: 30 replay reads stuck on a lock leave a connection for posts",
@@ -17,19 +45,13 @@ Deno.test({
   async fn(t) {
     await using pg = await freshDatabase();
     const store = await openPostgresStore(pg.url, { log: () => {} });
-    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
-    const release = Promise.withResolvers<void>();
     try {
       await store.appendMessage({ text: "first" });
-      // Another session (a migration, a backup tool, a person in psql) holds board_clears,
-      // which every replay reads and no post touches.
-      const locked = Promise.withResolvers<void>();
-      const holding = side.begin(async (tx) => {
-        await tx`lock table board_clears in access exclusive mode`;
-        locked.resolve();
-        await release.promise;
-      });
-      await locked.promise;
+      // Another session holds board_clears, which every replay reads and no post touches.
+      await using lock = await holdLock(
+        pg.url,
+        "lock table board_clears in access exclusive mode",
+      );
       // A reconnect storm: more stuck reads than the pool has connections.
       const reads = Array.from(
         { length: 30 },
@@ -40,8 +62,7 @@ Deno.test({
         const message = await store.appendMessage({ text: "during the storm" });
         assert.equal(message.text, "during the storm");
       });
-      release.resolve();
-      await holding;
+      await lock.release();
       await t.step("each stuck read ends, with 503 or its events", async () => {
         for (const outcome of await Promise.all(reads)) {
           assert.ok(
@@ -51,8 +72,6 @@ Deno.test({
         }
       });
     } finally {
-      release.resolve();
-      await side.end();
       await store.close();
     }
   },
@@ -65,17 +84,12 @@ Deno.test({
   async fn() {
     await using pg = await freshDatabase();
     const store = await openPostgresStore(pg.url, { log: () => {} });
-    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
-    const release = Promise.withResolvers<void>();
     try {
-      const locked = Promise.withResolvers<void>();
-      const holding = side.begin(async (tx) => {
-        // Inserts wait for this lock, as they would behind a vacuum or a slow disk.
-        await tx`lock table board_messages in share mode`;
-        locked.resolve();
-        await release.promise;
-      });
-      await locked.promise;
+      // Inserts wait for this lock, as they would behind a vacuum or a slow disk.
+      await using lock = await holdLock(
+        pg.url,
+        "lock table board_messages in share mode",
+      );
       // A 503 that may still be saved says so (its poster must look before sending it again).
       const outcome = (text: string) =>
         store.appendMessage({ text }).then(
@@ -92,8 +106,7 @@ Deno.test({
       await sleep(1_200);
       const late = outcome("late");
       await sleep(3_500);
-      release.resolve();
-      await holding;
+      await lock.release();
       // "early" was sent with "late" and committed with it, after its 503: told so.
       assert.equal(await early, "StoreUnavailableError, may be saved");
       assert.equal(await late, "late");
@@ -102,8 +115,6 @@ Deno.test({
       const { messages } = await store.listMessages({ limit: 10 });
       assert.deepEqual(messages.map((m) => m.text).sort(), ["early", "late"]);
     } finally {
-      release.resolve();
-      await side.end();
       await store.close();
     }
   },
@@ -116,18 +127,13 @@ Deno.test({
   async fn() {
     await using pg = await freshDatabase();
     const store = await openPostgresStore(pg.url, { log: () => {} });
-    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
-    const release = Promise.withResolvers<void>();
     try {
       await store.appendMessage({ text: "first" });
-      const locked = Promise.withResolvers<void>();
-      const holding = side.begin(async (tx) => {
-        // Every replay reads board_clears; no post touches it.
-        await tx`lock table board_clears in access exclusive mode`;
-        locked.resolve();
-        await release.promise;
-      });
-      await locked.promise;
+      // Every replay reads board_clears; no post touches it.
+      await using lock = await holdLock(
+        pg.url,
+        "lock table board_clears in access exclusive mode",
+      );
       const read = await store.eventsAfter(0, 10).then(
         () => "read",
         (error) => error,
@@ -140,13 +146,10 @@ Deno.test({
         new Request("http://127.0.0.1/healthz"),
       );
       assert.deepEqual(await health.json(), { status: "ok" });
-      release.resolve();
-      await holding;
+      await lock.release();
       const message = await store.appendMessage({ text: "after" });
       assert.equal(message.text, "after");
     } finally {
-      release.resolve();
-      await side.end();
       await store.close();
     }
   },
