@@ -9,6 +9,7 @@ import * as board from "../message_board.ts";
 import * as files from "../server_files.ts";
 import * as tiny from "../server_tiny.ts";
 import { runScript, startScript } from "./_process.ts";
+import { sendRaw } from "./_raw.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 
@@ -742,35 +743,6 @@ Deno.test("formatJsonAccessLog: one line of printable ASCII, the same in the thr
   }
 });
 
-/** Bytes of a raw request, one per character (Latin-1). */
-function latin1(text: string): Uint8Array {
-  return Uint8Array.from(text, (c) => c.charCodeAt(0));
-}
-
-/** Sends one raw request on a new connection and reads the answer to its end. */
-async function sendRawRequest(port: number, request: string): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  const timer = setTimeout(() => conn.close(), 5_000);
-  let text = "";
-  try {
-    await conn.write(latin1(request));
-    const buffer = new Uint8Array(65536);
-    for (let n; (n = await conn.read(buffer)) !== null;) {
-      text += String.fromCharCode(...buffer.subarray(0, n));
-    }
-  } catch {
-    // a reset after the answer
-  } finally {
-    clearTimeout(timer);
-    try {
-      conn.close();
-    } catch {
-      // closed by the timer
-    }
-  }
-  return text;
-}
-
 Deno.test("--log-format json: each request is one JSON line, and a hostile target forges none", async (t) => {
   const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
   try {
@@ -798,7 +770,7 @@ Deno.test("--log-format json: each request is one JSON line, and a hostile targe
           `GET /z\r HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
         ];
         for (const request of requests) {
-          await sendRawRequest(server.port, request);
+          await sendRaw(server.port, request);
         }
         const first = await server.waitForLine(/"target":"\/cli-json/);
         const entry = JSON.parse(first);
