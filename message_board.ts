@@ -2018,7 +2018,8 @@ export function findDuplicateKey(json: string): string | null {
  * body (no length) is counted as it arrives and cut off past the limit. A
  * body not complete within `timeoutMs` gets 408, so a client sending one
  * byte a minute cannot hold a request open for ever; one in more than
- * {@linkcode MAX_BODY_PIECES} pieces gets 413.
+ * {@linkcode MAX_BODY_PIECES} pieces gets 413. A body in a content coding
+ * gets 415, one in a transfer coding other than chunked 501.
  */
 async function readBody(
   request: Request,
@@ -2038,6 +2039,20 @@ async function readBody(
       415,
       "Send the body as it is, without Content-Encoding (no gzip, no br).",
       { "accept-encoding": "identity" },
+    );
+  }
+  // Deno.serve takes off the chunked framing and hands on the rest as it came: with
+  // `Transfer-Encoding: gzip, chunked` the body was gzip bytes, read as if they were text.
+  // A transfer coding we do not understand gets 501 (RFC 9112 6.1).
+  const transfer = request.headers.get("transfer-encoding");
+  if (
+    transfer !== null &&
+    transfer.split(",").some((coding) => !/^(?:chunked)?$/i.test(coding.trim()))
+  ) {
+    await request.body?.cancel().catch(() => {});
+    throw new HttpError(
+      501,
+      "Send the body with no transfer coding but chunked (no gzip, no deflate).",
     );
   }
   const declared = Number(request.headers.get("content-length") ?? 0);
@@ -2111,7 +2126,9 @@ function busyReceiving(): HttpError {
 }
 
 /**
- * The media type of a Content-Type header, lower-cased, and its charset.
+ * The media type of a Content-Type header, lower-cased, and its charset. A parameter given
+ * twice (`charset=latin1; charset=utf-8`, two boundaries) is a 400: a proxy or filter in
+ * front may read the other one, and see another body than the board stores.
  *
  * @example
  * ```ts
@@ -2128,9 +2145,16 @@ export function parseContentType(
 ): { type: string; charset?: string | undefined } {
   const [type, ...parameters] = (header ?? "").split(";");
   let charset: string | undefined;
+  const keys = new Set<string>();
   for (const parameter of parameters) {
-    const [key, value = ""] = parameter.split("=");
-    if (key!.trim().toLowerCase() === "charset") {
+    const [name, value = ""] = parameter.split("=");
+    const key = name!.trim().toLowerCase();
+    if (keys.has(key)) {
+      const shown = /^[a-z0-9._-]{1,40}$/.test(key) ? key : "a parameter";
+      throw new HttpError(400, `The Content-Type header gives ${shown} twice.`);
+    }
+    keys.add(key);
+    if (key === "charset") {
       charset = value.trim().replace(/^"(.*)"$/, "$1").toLowerCase();
     }
   }
@@ -3132,6 +3156,7 @@ export function createBoardHandler(
         "set-cookie": nameCookie(name, secure, base),
       });
     } catch (error) {
+      if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
       // Show the board again with the error, keeping what was typed: a refused post, or one
       // the store could not take now (503), so the text is not lost.
       const refused = error instanceof StoreUnavailableError
