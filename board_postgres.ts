@@ -1271,8 +1271,10 @@ function withDeadline<T>(promise: Promise<T>, doing: string): Promise<T> {
  * outages, and so are 3D000 (the database is gone: dropped, or not yet restored from a backup),
  * class 28 (the role or its password changed): a new connection cannot be made, whatever
  * the request, and 25006 (the database takes no writes now: a standby in a failover, or
- * `default_transaction_read_only` set). Errors without a SQLSTATE come from the socket
- * (ECONNREFUSED...).
+ * `default_transaction_read_only` set). So are a lock not granted within the operator's
+ * `lock_timeout` (55P03), a deadlock (40P01) and a serialization failure (40001): the
+ * transaction was rolled back, and the same request a moment later goes through. Errors
+ * without a SQLSTATE come from the socket (ECONNREFUSED...).
  */
 function toStoreError(error: unknown): unknown {
   if (!(error instanceof Error) || error instanceof StoreUnavailableError) {
@@ -1280,7 +1282,7 @@ function toStoreError(error: unknown): unknown {
   }
   const code = String((error as { code?: unknown }).code ?? "");
   const outage = error.name === "PostgresError"
-    ? /^(08|53|57|28|3D000|25006)/.test(code)
+    ? /^(08|53|57|28|3D000|25006|55P03|40P01|40001)/.test(code)
     : code !== "";
   if (!outage) return error;
   return new StoreUnavailableError(

@@ -2018,7 +2018,8 @@ export function findDuplicateKey(json: string): string | null {
  * body (no length) is counted as it arrives and cut off past the limit. A
  * body not complete within `timeoutMs` gets 408, so a client sending one
  * byte a minute cannot hold a request open for ever; one in more than
- * {@linkcode MAX_BODY_PIECES} pieces gets 413.
+ * {@linkcode MAX_BODY_PIECES} pieces gets 413. A body in a content coding
+ * gets 415, one in a transfer coding other than chunked 501.
  */
 async function readBody(
   request: Request,
@@ -2038,6 +2039,20 @@ async function readBody(
       415,
       "Send the body as it is, without Content-Encoding (no gzip, no br).",
       { "accept-encoding": "identity" },
+    );
+  }
+  // Deno.serve takes off the chunked framing and hands on the rest as it came: with
+  // `Transfer-Encoding: gzip, chunked` the body was gzip bytes, read as if they were text.
+  // A transfer coding we do not understand gets 501 (RFC 9112 6.1).
+  const transfer = request.headers.get("transfer-encoding");
+  if (
+    transfer !== null &&
+    transfer.split(",").some((coding) => !/^(?:chunked)?$/i.test(coding.trim()))
+  ) {
+    await request.body?.cancel().catch(() => {});
+    throw new HttpError(
+      501,
+      "Send the body with no transfer coding but chunked (no gzip, no deflate).",
     );
   }
   const declared = Number(request.headers.get("content-length") ?? 0);
@@ -2111,7 +2126,9 @@ function busyReceiving(): HttpError {
 }
 
 /**
- * The media type of a Content-Type header, lower-cased, and its charset.
+ * The media type of a Content-Type header, lower-cased, and its charset. A parameter given
+ * twice (`charset=latin1; charset=utf-8`, two boundaries) is a 400: a proxy or filter in
+ * front may read the other one, and see another body than the board stores.
  *
  * @example
  * ```ts
@@ -2128,9 +2145,16 @@ export function parseContentType(
 ): { type: string; charset?: string | undefined } {
   const [type, ...parameters] = (header ?? "").split(";");
   let charset: string | undefined;
+  const keys = new Set<string>();
   for (const parameter of parameters) {
-    const [key, value = ""] = parameter.split("=");
-    if (key!.trim().toLowerCase() === "charset") {
+    const [name, value = ""] = parameter.split("=");
+    const key = name!.trim().toLowerCase();
+    if (keys.has(key)) {
+      const shown = /^[a-z0-9._-]{1,40}$/.test(key) ? key : "a parameter";
+      throw new HttpError(400, `The Content-Type header gives ${shown} twice.`);
+    }
+    keys.add(key);
+    if (key === "charset") {
       charset = value.trim().replace(/^"(.*)"$/, "$1").toLowerCase();
     }
   }
@@ -2419,8 +2443,8 @@ function readBeforeParameter(url: URL): number | undefined {
 
 /**
  * The client a request comes from, as the key for per-client limits: the socket's
- * address, or with `trustProxy` the last `X-Forwarded-For` hop (the one the proxy in front
- * added; earlier hops are whatever the client claimed). IPv6 clients are keyed by their
+ * address, or behind a trusted proxy the address it forwarded (see
+ * {@linkcode forwardedClient}). IPv6 clients are keyed by their
  * /64 network, since one machine usually has a whole /64 to pick addresses from.
  * "unknown" when the handler was called without `Deno.serve`'s `info`.
  *
@@ -2449,29 +2473,166 @@ export function clientKey(address: string | undefined): string {
   }::/64`;
 }
 
-/** An IPv4 address, or an IPv6 one (hex groups and colons, bracketed or not, maybe ending in IPv4). */
-const IP_ADDRESS =
-  /^(?:\d{1,3}(?:\.\d{1,3}){3}|\[?[0-9a-fA-F:]{2,39}(?::\d{1,3}(?:\.\d{1,3}){3})?\]?)$/;
+/**
+ * Which peers may say who the client is, as `trustProxy` gives them: `true` for whatever
+ * peer connects (one proxy, and the board reachable only through it), or addresses and
+ * CIDR ranges (`"127.0.0.1"`, `"10.0.0.0/8"`, `"::1"`; `"loopback"` is 127.0.0.0/8 and
+ * ::1). A peer on a Unix socket is trusted whenever a list is given: only the proxy
+ * connects there. Throws TypeError on an entry that is none of these.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { trustedProxies } from "./message_board.ts";
+ * const trusted = trustedProxies(["loopback", "10.0.0.0/8"]);
+ * assert.equal(trusted("10.1.2.3"), true);
+ * assert.equal(trusted("192.0.2.1"), false);
+ * ```
+ */
+export function trustedProxies(
+  trust: boolean | readonly string[],
+): (address: string) => boolean {
+  if (trust === true) return () => true;
+  if (trust === false) return () => false;
+  const ranges = trust.flatMap((entry) =>
+    entry === "loopback" ? ["127.0.0.0/8", "::1"] : [entry]
+  ).map((entry) => {
+    const [address = "", bits, extra] = entry.split("/");
+    const bytes = parseIpAddress(address);
+    const prefix = bytes === null || extra !== undefined
+      ? Infinity
+      : bits === undefined
+      ? bytes.length * 8
+      : /^\d{1,3}$/.test(bits)
+      ? Number(bits)
+      : Infinity;
+    if (bytes === null || prefix > bytes.length * 8) {
+      throw new TypeError(
+        `a trusted proxy is an address or a CIDR range (10.0.0.0/8), got ${
+          JSON.stringify(entry)
+        }`,
+      );
+    }
+    return { bytes, prefix };
+  });
+  return (address) => {
+    const bytes = parseIpAddress(address);
+    return bytes !== null &&
+      ranges.some((range) =>
+        range.bytes.length === bytes.length &&
+        range.bytes.every((byte, i) => {
+          const bits = Math.min(8, Math.max(0, range.prefix - i * 8));
+          const mask = (0xff00 >> bits) & 0xff;
+          return (byte & mask) === (bytes[i]! & mask);
+        })
+      );
+  };
+}
 
+/**
+ * An IP address's bytes: 4 for IPv4 (dotted decimal only), 16 for IPv6 (bracketed or
+ * not); an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) is its IPv4 address. Null for
+ * anything else. So `parseIpAddress("[::1]")` is 15 zero bytes and a 1.
+ */
+function parseIpAddress(text: string): number[] | null {
+  const bare = text.replace(/^\[(.*)\]$/, "$1");
+  if (!bare.includes(":")) return parseIpv4(bare);
+  if (!/^[0-9a-fA-F:.]{2,45}$/.test(bare)) return null;
+  const halves = bare.split("::");
+  if (halves.length > 2) return null;
+  /** The 16-bit groups of `part`; its last may be dotted IPv4 when it ends the address. */
+  const groupsOf = (part: string, last: boolean): number[] | null => {
+    if (part === "") return [];
+    const groups: number[] = [];
+    const pieces = part.split(":");
+    for (const [i, piece] of pieces.entries()) {
+      if (/^[0-9a-fA-F]{1,4}$/.test(piece)) groups.push(parseInt(piece, 16));
+      else if (last && i === pieces.length - 1 && piece.includes(".")) {
+        const v4 = parseIpv4(piece);
+        if (v4 === null) return null;
+        groups.push(v4[0]! << 8 | v4[1]!, v4[2]! << 8 | v4[3]!);
+      } else return null;
+    }
+    return groups;
+  };
+  const head = groupsOf(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? groupsOf(halves[1]!, true) : [];
+  if (head === null || tail === null) return null;
+  const zeros = 8 - head.length - tail.length;
+  if (halves.length === 2 ? zeros < 1 : zeros !== 0) return null;
+  const bytes = [
+    ...head,
+    ...Array(halves.length === 2 ? zeros : 0).fill(0),
+    ...tail,
+  ]
+    .flatMap((group) => [group >> 8, group & 0xff]);
+  const mapped = bytes.slice(0, 10).every((byte) => byte === 0) &&
+    bytes[10] === 0xff && bytes[11] === 0xff;
+  return mapped ? bytes.slice(12) : bytes;
+}
+
+/** An IPv4 address's 4 bytes (dotted decimal: `192.0.2.1`), or null. */
+function parseIpv4(text: string): number[] | null {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) return null;
+  const bytes = text.split(".").map(Number);
+  return bytes.every((byte) => byte < 256) ? bytes : null;
+}
+
+/**
+ * The client's address (null when unknown: no `info`, or a Unix socket with no proxy to
+ * trust): the socket's, or when the socket's peer is a trusted proxy, the rightmost
+ * `X-Forwarded-For` hop that is not one (each proxy appends the address it saw, so the
+ * hops left of the first untrusted one are whatever the client wrote), as nginx's
+ * `real_ip_recursive on` and Caddy's `trusted_proxies` find it. With `trustProxy: true`
+ * that is the last hop. A hop that is not an address (a proxy passing on the client's own
+ * text) ends the walk: made-up values must not each become a client with its own limits.
+ */
+export function forwardedClient(
+  request: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+  trustProxy: boolean | readonly string[],
+  trusted: (address: string) => boolean = trustedProxies(trustProxy),
+): string | null {
+  const remote = info?.remoteAddr;
+  let client = remote?.transport === "tcp" ? remote.hostname : null;
+  if (!isTrustedPeer(info, trustProxy, trusted)) return client;
+  const hops = request.headers.get("x-forwarded-for")?.split(",") ?? [];
+  for (let i = hops.length - 1; i >= 0; i--) {
+    // Some proxies (Azure's Application Gateway) add the client's port: `1.2.3.4:5678`,
+    // `[2001:db8::1]:5678`. It is not part of who the client is.
+    const hop = hops[i]!.trim().replace(
+      /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$|^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/,
+      (_, v4, v6) => v4 ?? v6,
+    ).replace(/^\[(.*)\]$/, "$1");
+    if (parseIpAddress(hop) === null) break;
+    client = hop;
+    if (trustProxy === true || !trusted(hop)) break;
+  }
+  return client;
+}
+
+/** Whether the socket's peer is a proxy `trustProxy` trusts (see {@linkcode trustedProxies}). */
+function isTrustedPeer(
+  info: Deno.ServeHandlerInfo | undefined,
+  trustProxy: boolean | readonly string[],
+  trusted: (address: string) => boolean,
+): boolean {
+  if (typeof trustProxy === "boolean") return trustProxy;
+  const remote = info?.remoteAddr;
+  return remote?.transport === "unix" ||
+    (remote?.transport === "tcp" && trusted(remote.hostname));
+}
+
+/** The client of a request, as {@linkcode clientKey} names it (see {@linkcode forwardedClient}). */
 function clientAddress(
   request: Request,
   info: Deno.ServeHandlerInfo | undefined,
-  trustProxy: boolean,
+  trustProxy: boolean | readonly string[],
+  trusted: (address: string) => boolean,
 ): string {
-  if (trustProxy) {
-    const hops = request.headers.get("x-forwarded-for")?.split(",") ?? [];
-    // Some proxies (Azure's Application Gateway) add the client's port: `1.2.3.4:5678`,
-    // `[2001:db8::1]:5678`. It is not part of who the client is.
-    const last = hops.at(-1)?.trim().replace(
-      /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$|^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/,
-      (_, v4, v6) => v4 ?? v6,
-    );
-    // A hop that is not an address (a misconfigured proxy passing the client's own text)
-    // must not become a key of its own: each made-up value would get its own post limit.
-    if (last && IP_ADDRESS.test(last)) return clientKey(last);
-  }
-  const remote = info?.remoteAddr as Deno.NetAddr | undefined;
-  return clientKey(remote?.hostname);
+  return clientKey(
+    forwardedClient(request, info, trustProxy, trusted) ?? undefined,
+  );
 }
 
 /** Whether an address (as {@linkcode clientKey} writes it) is this machine's own. */
@@ -2893,11 +3054,13 @@ export interface BoardHandlerOptions {
    */
   adminToken?: string | undefined;
   /**
-   * Trust the proxy in front: the client is the last `X-Forwarded-For` hop, the scheme the
-   * last `X-Forwarded-Proto`. Only when every request comes through that proxy.
-   * @default false
+   * The proxies in front, whose `X-Forwarded-For` and `X-Forwarded-Proto` say who the
+   * client is and which scheme it used: addresses and CIDR ranges (`["loopback"]` for a
+   * proxy on this machine), or `true` for whatever peer connects (only when nothing else
+   * can reach the board). A request from any other peer is taken as it came. See
+   * {@linkcode forwardedClient}. @default false
    */
-  trustProxy?: boolean;
+  trustProxy?: boolean | readonly string[];
   /**
    * Per-client limits (posts, live-update streams); false turns them off for benchmarks
    * and load tests. The sign-in limit stays on. @default true
@@ -3005,6 +3168,9 @@ export function createBoardHandler(
 ): BoardHandler {
   const base = normalizeBasePath(basePath);
   const allowed = allowedHosts.map(normalizeAllowedHost);
+  const trusted = trustedProxies(trustProxy);
+  const behindProxy = trustProxy === true ||
+    (trustProxy !== false && trustProxy.length > 0);
   const posts = new RateLimiter(postBurst, postRefillMs);
   const signIns = new RateLimiter(SIGN_IN_BURST, SIGN_IN_REFILL_MS);
   const sessions = new AdminSessions();
@@ -3022,7 +3188,7 @@ export function createBoardHandler(
     // Behind a trusted proxy no one is local: who the client is comes from the proxy's
     // X-Forwarded-For, only as good as its configuration. nginx's default proxy_pass sends
     // none (every client then looked like this machine) and passes on one a client wrote.
-    const local = !trustProxy && isLoopbackClient(client) &&
+    const local = !behindProxy && isLoopbackClient(client) &&
       isLoopbackName(hostName(target.host)) &&
       !FORWARDING_HEADERS.some((h) => request.headers.has(h));
     return local ? "open" : "off";
@@ -3132,6 +3298,7 @@ export function createBoardHandler(
         "set-cookie": nameCookie(name, secure, base),
       });
     } catch (error) {
+      if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
       // Show the board again with the error, keeping what was typed: a refused post, or one
       // the store could not take now (503), so the text is not lost.
       const refused = error instanceof StoreUnavailableError
@@ -3404,10 +3571,14 @@ export function createBoardHandler(
   };
 
   /** The scheme, Host and port this request was sent to. */
-  function targetOf(request: Request, url: URL): RequestTarget {
+  function targetOf(
+    request: Request,
+    url: URL,
+    fromProxy: boolean,
+  ): RequestTarget {
     // Deno.serve's URL for a request on a Unix socket says http+unix: (plain HTTP).
     let protocol = url.protocol === "http+unix:" ? "http:" : url.protocol;
-    if (trustProxy) {
+    if (fromProxy) {
       const proto = request.headers.get("x-forwarded-proto")?.split(",").at(-1)
         ?.trim().toLowerCase();
       if (proto === "https" || proto === "http") protocol = `${proto}:`;
@@ -3466,7 +3637,11 @@ export function createBoardHandler(
       : null;
     const format = path?.startsWith("/api/") ? "json" : "html";
     try {
-      const target = targetOf(request, url);
+      const target = targetOf(
+        request,
+        url,
+        isTrustedPeer(info, trustProxy, trusted),
+      );
       // An absolute-form target (`GET http://name/ HTTP/1.1`) names its own authority,
       // which RFC 9112 3.2.2 puts before Host: both must be allowed.
       const name = hostName(target.host);
@@ -3499,7 +3674,7 @@ export function createBoardHandler(
       const context: RequestContext = {
         request,
         url,
-        client: clientAddress(request, info, trustProxy),
+        client: clientAddress(request, info, trustProxy, trusted),
         target,
         secure: target.protocol === "https:",
         completed: info?.completed ?? Promise.resolve(),
@@ -4275,8 +4450,12 @@ Options:
                     characters) to clear, delete and restore; or set BOARD_ADMIN_TOKEN
                     (with --allow-env=BOARD_ADMIN_TOKEN). Without one, only visitors on
                     this machine may clear
-  --trust-proxy     the client is the last X-Forwarded-For hop and the scheme the last
-                    X-Forwarded-Proto (only behind a proxy that sets them, as deploy/ does)
+  --trust-proxy [LIST]
+                    the proxies in front: addresses and CIDR ranges, comma-separated
+                    (alone: loopback, 127.0.0.0/8 and ::1; a --unix peer always). From them
+                    the client is the rightmost X-Forwarded-For hop that is none of them,
+                    for the limits and the log, and the scheme is X-Forwarded-Proto; any
+                    other peer's headers are ignored
   --rate-limit off  no per-client limits (${POST_BURST} posts at once then one per ${
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT} live
@@ -4318,8 +4497,8 @@ export interface CommandLineOptions {
   allowedHosts: string[];
   /** --admin-token. */
   adminToken?: string | undefined;
-  /** --trust-proxy. */
-  trustProxy: boolean;
+  /** --trust-proxy: the proxies' addresses and ranges (`loopback` when given alone); false without it. */
+  trustProxy: false | string[];
   /** False for --rate-limit off. */
   rateLimit: boolean;
 }
@@ -4338,7 +4517,7 @@ const FLAGS = {
   version: { type: "boolean", default: false },
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
-  "trust-proxy": { type: "boolean", default: false },
+  "trust-proxy": { type: "string", multiple: true, default: [] },
   "rate-limit": { type: "string", default: "on" },
 } satisfies ParseArgsOptionsConfig;
 
@@ -4358,7 +4537,7 @@ const FLAGS = {
  * ```
  */
 export function parseCommandLine(args: string[]): CommandLineOptions {
-  const values = readFlags(args, FLAGS);
+  const values = readFlags(withBareTrustProxy(args), FLAGS);
   const port = parsePort(values.port ?? "8080");
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new CommandLineError("--cert and --key go together");
@@ -4397,9 +4576,53 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     version: values.version,
     allowedHosts: values["allowed-host"],
     adminToken,
-    trustProxy: values["trust-proxy"],
+    trustProxy: parseTrustProxy(values["trust-proxy"]),
     rateLimit: values["rate-limit"] === "on",
   };
+}
+
+/**
+ * `--trust-proxy` given without a list (last, or before another flag) means a proxy on
+ * this machine: `--trust-proxy=loopback`. Words after `--` are left alone. The same
+ * function is in server_files.ts.
+ */
+function withBareTrustProxy(args: string[]): string[] {
+  const end = args.indexOf("--");
+  return args.map((arg, i) =>
+    arg === "--trust-proxy" && (end === -1 || i < end) &&
+      (i + 1 === args.length || args[i + 1]!.startsWith("-"))
+      ? "--trust-proxy=loopback"
+      : arg
+  );
+}
+
+/**
+ * Reads the `--trust-proxy` lists (`10.0.0.1,10.0.0.2`, each time the flag is given):
+ * false when it was not given. The same check is in server_files.ts.
+ */
+function parseTrustProxy(lists: string[]): false | string[] {
+  if (lists.length === 0) return false;
+  const entries = lists.flatMap((list) => list.split(",")).map((entry) =>
+    entry.trim()
+  );
+  try {
+    trustedProxies(entries);
+  } catch {
+    const bad = entries.find((entry) => {
+      try {
+        trustedProxies([entry]);
+        return false;
+      } catch {
+        return true;
+      }
+    })!;
+    throw new CommandLineError(
+      `--trust-proxy takes addresses and CIDR ranges (127.0.0.1,10.0.0.0/8) or loopback, got ${
+        showArg(bad)
+      }`,
+    );
+  }
+  return entries;
 }
 
 /** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and server_files.ts. */
@@ -4685,13 +4908,11 @@ async function logJsonWhenSent(
   handler: BoardHandler,
   request: Request,
   info: Deno.ServeHandlerInfo | undefined,
+  client: string | null,
 ): Promise<Response> {
   const date = new Date();
   const startedAt = performance.now();
   // Read now: once the answer is sent, the request's parts throw "Request closed".
-  const client = info?.remoteAddr.transport === "tcp"
-    ? info.remoteAddr.hostname
-    : null;
   const method = request.method;
   const target = logTargetOf(request);
   const response = await handler(request, info);
@@ -4837,21 +5058,26 @@ export async function startServer(
       : []),
   ];
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
+  // The log names the client the limits count: behind a trusted proxy, the one it forwarded.
+  const trustProxy = options.trustProxy ?? false;
+  const trusted = trustedProxies(trustProxy);
+  const clientOf = (request: Request, info?: Deno.ServeHandlerInfo) =>
+    forwardedClient(request, info, trustProxy, trusted);
   const handler: BoardHandler = quiet
     ? board.handler
     : options.logFormat === "json"
-    ? (request, info) => logJsonWhenSent(board.handler, request, info)
+    ? (request, info) =>
+      logJsonWhenSent(board.handler, request, info, clientOf(request, info))
     : async (request, info) => {
       const date = new Date();
+      const client = clientOf(request, info);
       const response = await board.handler(request, info);
       // Content-Length when the board set it (streams and pages may not).
       const length = request.method === "HEAD"
         ? null
         : response.headers.get("content-length");
       console.log(formatAccessLog({
-        client: info?.remoteAddr.transport === "tcp"
-          ? info.remoteAddr.hostname
-          : null,
+        client,
         date,
         requestLine: requestLineOf(request),
         status: response.status,

@@ -216,7 +216,7 @@ interface Measurement {
   failed?: string;
 }
 
-/** A server's runs in a scenario: ours and its paired servers `pairs`, but for posts (8 s a run, fresh data). */
+/** A server's runs: ours and its paired servers `pairs` or the scenario's (not posts: 8 s, fresh data). */
 export function plannedRuns(
   scenario: ScenarioDef,
   server: ServerDef,
@@ -226,7 +226,8 @@ export function plannedRuns(
   const paired = pairedServers(scenario, TARGETS);
   const extra = !scenario.postBody && paired.length > 0 &&
     (server.role === "ours" || paired.includes(server));
-  return extra ? Math.max(runs, scenario.pairs ?? settings.pairs) : runs;
+  const pairs = Math.max(settings.pairs, scenario.pairs ?? 0);
+  return extra && settings.pairs > 1 ? Math.max(runs, pairs) : runs;
 }
 
 /** Estimated seconds for one server in one scenario (starts, warm-up, `runs` runs), for the time left. */

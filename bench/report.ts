@@ -378,9 +378,9 @@ ${report.note ? `- ${report.note}\n` : ""}- Versions: ${versions.join(", ")}.
 - The servers of a scenario take turns, one run each per turn, every other turn
   in reverse order. Ours and each server that a target compares it with alone run
   back to back in every turn, and they alone then take more turns,
-  to ${pairs} runs each (16 downloads of the 100 MiB file; posts, each run on fresh
-  data, keep ${runs}). The servers of a target against the best of several (the
-  JavaScript peers) take the scenario's ${runs} turns only, not back to back with ours.
+  to ${pairs} runs each or the number a scenario sets (each ratio says how many;
+  posts, each run on fresh data, keep ${runs}). The servers of a target against the
+  best of several (the JavaScript peers) take the scenario's ${runs} turns only.
 - Each ratio of ours to a server of its scenario is paired: the median, over the
   turns both ran, of ours ÷ it in that turn, so the machine's drift between turns
   cancels; beside it, how many turns and their lowest and highest ratio. Against

@@ -87,7 +87,7 @@ export const SCENARIOS: ScenarioDef[] = [
     title: "Files, 500 B page",
     load: "32 connections, keep-alive",
     servers: [OUR_FILES, FILES_FLOOR, ...FILE_PEERS],
-    path: `/${SITE_FILES.small.name}`,
+    ...{ path: `/${SITE_FILES.small.name}`, pairs: 15 }, // ratio ~1: more pairs
     expectBytes: SITE_FILES.small.size,
   },
   {
@@ -116,8 +116,7 @@ export const SCENARIOS: ScenarioDef[] = [
     servers: [OUR_FILES, FILES_BIG_FLOOR, NGINX, CADDY, LIGHTTPD, HONO, SERVE]
       .concat(PYTHON_HTTP_SERVER),
     path: `/${SITE_FILES.large.name}`,
-    // A download takes some 50 ms: 4 of each server, then 16 of ours, nginx and the floor.
-    ...{ pulls: 4, pairs: 16, pairWith: [FILES_BIG_FLOOR] },
+    ...{ pulls: 4, pairs: 16, pairWith: [FILES_BIG_FLOOR] }, // a download: some 50 ms
     ...{ expectBytes: SITE_FILES.large.size, timeout: 60 },
   },
   ...BOARD_SIZES.map((size): ScenarioDef => ({

@@ -1,5 +1,6 @@
 // Shared helpers for the hostile-client tests (not a test file itself): raw bytes on a
 // socket, because fetch() refuses to send most of what a hostile client sends.
+import net from "node:net";
 
 /** What came back for one raw request: the status of the first response and all bytes. */
 export interface RawReply {
@@ -10,17 +11,21 @@ export interface RawReply {
 }
 
 /**
- * Sends `request` (a string is sent as Latin-1 bytes) on a new connection and reads until the server closes or `timeoutMs` passes (then it throws: a hang).
+ * Sends `request` (a string is sent as Latin-1 bytes) on a new connection to `to`
+ * (a port on 127.0.0.1, or the path of a Unix socket) and reads until the server
+ * closes or `timeoutMs` passes (then it throws: a hang).
  */
 export async function sendRaw(
-  port: number,
+  to: number | string,
   request: string | Uint8Array,
   timeoutMs = 5000,
 ): Promise<RawReply> {
   const bytes = typeof request === "string"
     ? Uint8Array.from(request, (c) => c.charCodeAt(0))
     : request;
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = typeof to === "string"
+    ? await Deno.connect({ transport: "unix", path: to })
+    : await Deno.connect({ hostname: "127.0.0.1", port: to });
   const timer = setTimeout(() => conn.close(), timeoutMs);
   let text = "";
   let timedOut = true;
@@ -80,6 +85,47 @@ export async function readUntilClosed(
     clearTimeout(timer);
   }
   return text;
+}
+
+/** A raw client from one loopback address ({@link connectFrom}). */
+export interface RawClient {
+  socket: net.Socket;
+  /** When it connected (`Date.now()`). */
+  connectedAt: number;
+  /** Everything received so far, as Latin-1. */
+  received(): string;
+  /** Resolves with the time (`Date.now()`) the connection closed, by either side. */
+  closed: Promise<number>;
+}
+
+/**
+ * Connects to 127.0.0.1:`port` from `localAddress` (any of 127.0.0.0/8: a
+ * distinct client to a per-address limit) and sends `first` as Latin-1; resolves
+ * once it is written. Deno.connect cannot choose its source address; node:net can.
+ */
+export function connectFrom(
+  port: number,
+  localAddress: string,
+  first: string,
+): Promise<RawClient> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => text += chunk);
+    const closed = new Promise<number>((done) =>
+      socket.once("close", () => done(Date.now()))
+    );
+    socket.once("error", reject);
+    socket.once("connect", () => {
+      const connectedAt = Date.now();
+      socket.write(first, "latin1", () => {
+        // A reset after the answer: "close" follows, and the caller checks the answer.
+        socket.off("error", reject).on("error", () => {});
+        resolve({ socket, connectedAt, received: () => text, closed });
+      });
+    });
+  });
 }
 
 /** One HTTP/2 frame (RFC 9113 4.1): 24-bit length, type, flags, stream id. */

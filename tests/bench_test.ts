@@ -493,7 +493,7 @@ Deno.test("the scenario and target tables", () => {
     ...["deno-listen-loop", "deno-serve-floor", "nginx-gzip", ""],
     ...["nginx deno-serve-big-floor", "textbook-board", "", "board-file"],
   ]);
-  // plannedRuns: ours and its paired get --pairs, the rest --runs, posts no more.
+  // plannedRuns: ours and its paired get --pairs (or the scenario's), the rest --runs.
   const { OUR_FILES: ours, FILES_FLOOR: floor, NGINX: nginx } = servers;
   const planned = (id: string, server: servers.ServerDef) =>
     measure.plannedRuns(byId.get(id)!, server, settings);
@@ -502,7 +502,11 @@ Deno.test("the scenario and target tables", () => {
     ...[planned("files-small", nginx), planned("files-100kb", ours)],
     ...[planned("files-100mb", nginx), planned("files-100mb", servers.CADDY)],
     planned("board-post-1k", servers.OUR_BOARD),
-  ], [7, 7, 3, 3, 16, 4, 3]);
+  ], [15, 15, 3, 3, 16, 4, 3]);
+  // --quick (--pairs 1) adds no paired runs, whatever a scenario sets.
+  const quick = { ...settings, runs: 1, pairs: 1 };
+  const small = byId.get("files-small")!;
+  assert.equal(measure.plannedRuns(small, ours, quick), 1);
   // The boards' pages warm up 5 s, the rest the run's.
   const warm = SCENARIOS.filter((s) => s.warmup !== undefined);
   const pages = ["board-page-1k", "board-page-100k", "board-pg-page"];

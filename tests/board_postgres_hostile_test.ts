@@ -230,3 +230,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "postgres store: regression: a lock not granted in the database's lock_timeout gives 503, not 500",
+  ...pgTestOptions(),
+  async fn() {
+    await using pg = await freshDatabase();
+    const name = new URL(pg.url).pathname.slice(1);
+    const side = postgres(pg.url, { max: 1, onnotice: () => {} });
+    // An operator's setting for every session: waits for a lock end after 100 ms (55P03),
+    // as a deadlock (40P01) or a serialization failure (40001) ends a transaction. All of
+    // them pass: the same request a moment later goes through. They were 500s.
+    await side.unsafe(`alter database "${name}" set lock_timeout = '100ms'`);
+    const store = await openPostgresStore(pg.url, { log: () => {} });
+    try {
+      await store.appendMessage({ text: "first" });
+      await using lock = await holdLock(
+        pg.url,
+        "lock table board_messages in share mode",
+      );
+      for (
+        const [what, write] of [
+          ["a clear", () => store.clearMessages()],
+          ["a delete", () => store.deleteMessage(1)],
+          ["a post", () => store.appendMessage({ text: "waits" })],
+        ] as const
+      ) {
+        const outcome = await write().then(() => "done", (error) => error);
+        assert.ok(
+          outcome instanceof StoreUnavailableError,
+          `${what}: ${outcome}`,
+        );
+        assert.ok((outcome.retryAfterSeconds ?? 0) > 0);
+        assert.equal(outcome.mayStillComplete, false);
+      }
+      await lock.release();
+      const { messages } = await store.listMessages({ limit: 10 });
+      assert.deepEqual(messages.map((m) => m.text), ["first"]);
+      assert.equal(
+        (await store.appendMessage({ text: "after" })).text,
+        "after",
+      );
+    } finally {
+      await side.end();
+      await store.close();
+    }
+  },
+});

@@ -74,7 +74,7 @@ Deno.test("cli: parseCommandLine reads every flag", () => {
       version: false,
       allowedHosts: ["board.example", ".team.example"],
       adminToken: "twelve-chars",
-      trustProxy: true,
+      trustProxy: ["loopback"],
       rateLimit: false,
     },
   );

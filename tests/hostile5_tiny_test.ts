@@ -1,57 +1,13 @@
 // server_tiny.ts against hostile clients, fifth round: each test is one
 // class of attack, over real sockets from distinct loopback addresses.
 import assert from "node:assert/strict";
-import net from "node:net";
-import { serveTiny, type TinyServerOptions } from "../server_tiny.ts";
-import { sendRaw } from "./_raw.ts";
+import { connectFrom, type RawClient, sendRaw } from "./_raw.ts";
+import { startTinyServer } from "./_tiny.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A quiet in-process server on a free port; its log lines are collected. */
-function startServer(options: TinyServerOptions = {}) {
-  const lines: string[] = [];
-  const server = serveTiny({
-    port: 0,
-    quiet: true,
-    log: (line) => lines.push(line),
-    ...options,
-  });
-  return { server, lines, port: server.addr.port };
-}
-
-/** A raw client from `localAddress`: what it has received, and when the server closed. */
-interface Client {
-  socket: net.Socket;
-  /** Everything received so far, as Latin-1. */
-  received(): string;
-  /** Settles when the connection is closed (by either side). */
-  closed: Promise<void>;
-}
-
-/** Connects from `localAddress` (127.0.0.x) and sends `first`. */
-function connectFrom(
-  port: number,
-  localAddress: string,
-  first: string,
-): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
-    let text = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => text += chunk);
-    const closed = new Promise<void>((done) => socket.once("close", done));
-    socket.once("error", reject);
-    socket.once("connect", () => {
-      socket.write(first, "latin1", () => {
-        socket.off("error", reject).on("error", () => {});
-        resolve({ socket, received: () => text, closed });
-      });
-    });
-  });
-}
-
 /** Closes every client and waits until each is closed. */
-async function closeAll(clients: Client[]): Promise<void> {
+async function closeAll(clients: RawClient[]): Promise<void> {
   for (const { socket } of clients) socket.destroy();
   await Promise.all(clients.map(({ closed }) => closed));
 }
@@ -75,11 +31,11 @@ Deno.test("slowloris: a full server cuts the addresses holding the most, not a c
   };
   for (const [name, addressOf] of Object.entries(floods)) {
     await t.step(name, async () => {
-      const { server, port, lines } = startServer({
+      const { server, port, lines } = startTinyServer({
         maxConnections: 40,
         headTimeoutMs: 60_000,
       });
-      const clients: Client[] = [];
+      const clients: RawClient[] = [];
       try {
         // A client elsewhere sends half its head, then the flood comes.
         const victim = await connectFrom(port, "127.0.0.3", HALF_HEAD);
@@ -165,7 +121,7 @@ Deno.test("smuggling shapes hyper refuses get 400 here too; the shapes it takes 
     ],
     ["Host with a good %-escape", "GET / HTTP/1.1\r\nHost: %41\r\n\r\n", 421],
   ];
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     for (const [name, request, status] of cases) {
       await t.step(`${name}: ${status}`, async () => {

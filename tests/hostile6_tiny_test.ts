@@ -2,55 +2,10 @@
 // class of attack, over real sockets from distinct loopback addresses
 // (127.0.0.x stand in for distinct clients).
 import assert from "node:assert/strict";
-import net from "node:net";
-import { serveTiny, type TinyServerOptions } from "../server_tiny.ts";
+import { connectFrom, type RawClient } from "./_raw.ts";
+import { startTinyServer } from "./_tiny.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A quiet in-process server on a free port; its log lines are collected. */
-function startServer(options: TinyServerOptions = {}) {
-  const lines: string[] = [];
-  const server = serveTiny({
-    port: 0,
-    quiet: true,
-    log: (line) => lines.push(line),
-    ...options,
-  });
-  return { server, lines, port: server.addr.port };
-}
-
-/** A raw client from one address: what it has received, and when the server closed. */
-interface Client {
-  socket: net.Socket;
-  /** Everything received so far, as Latin-1. */
-  received(): string;
-  /** Settles when the connection is closed (by either side). */
-  closed: Promise<void>;
-}
-
-/** Connects from `localAddress` (127.0.0.x) and sends `first` (maybe nothing). */
-function connectFrom(
-  port: number,
-  localAddress: string,
-  first = "",
-): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
-    let text = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => text += chunk);
-    const closed = new Promise<void>((done) => socket.once("close", done));
-    socket.once("error", reject);
-    socket.once("connect", () => {
-      const ready = () => {
-        socket.off("error", reject).on("error", () => {});
-        resolve({ socket, received: () => text, closed });
-      };
-      if (first === "") ready();
-      else socket.write(first, "latin1", ready);
-    });
-  });
-}
 
 /** Sends a whole request from `localAddress` and waits (bounded) for the close. */
 async function requestFrom(
@@ -66,7 +21,7 @@ async function requestFrom(
 }
 
 /** Closes every client and waits until each is closed. */
-async function closeAll(clients: Client[]): Promise<void> {
+async function closeAll(clients: RawClient[]): Promise<void> {
   for (const { socket } of clients) socket.destroy();
   await Promise.all(clients.map(({ closed }) => closed));
 }
@@ -83,20 +38,20 @@ async function waitUntil(done: () => boolean, what: string): Promise<void> {
 const HALF_HEAD = "GET / HTTP/1.1\r\n";
 const REST_OF_HEAD = "Host: 127.0.0.1\r\n\r\n";
 const WHOLE_HEAD = HALF_HEAD + REST_OF_HEAD;
-const got408 = (client: Client) =>
+const got408 = (client: RawClient) =>
   client.received().startsWith("HTTP/1.1 408 ");
 
 Deno.test("a flood from one address keeps to maxConnectionsPerClient: others are served, and a new client from that address too", async () => {
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     maxConnectionsPerClient: 8,
     headTimeoutMs: 60_000,
   });
-  const clients: Client[] = [];
+  const clients: RawClient[] = [];
   try {
     // A client elsewhere sends half its head, then 40 come from one address.
     const victim = await connectFrom(port, "127.0.0.3", HALF_HEAD);
     clients.push(victim);
-    const flood: Client[] = [];
+    const flood: RawClient[] = [];
     for (let i = 0; i < 40; i++) {
       flood.push(await connectFrom(port, "127.0.0.2", HALF_HEAD));
     }
@@ -137,18 +92,18 @@ Deno.test("a flood from one address keeps to maxConnectionsPerClient: others are
 });
 
 Deno.test("a flood of one idle connection per address: a full server closes the one waiting longest, and a client elsewhere is served throughout", async () => {
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     maxConnections: 30,
     headTimeoutMs: 60_000,
   });
-  const flood: Client[] = [];
+  const flood: RawClient[] = [];
   let flooding = true;
   try {
     // 200 connections that send nothing, each from an address of its own
     // (127.0.0.10 to 127.0.0.209), opened while a client elsewhere asks.
     const opening = (async () => {
       for (let i = 0; i < 200 && flooding; i++) {
-        flood.push(await connectFrom(port, `127.0.0.${10 + i}`));
+        flood.push(await connectFrom(port, `127.0.0.${10 + i}`, ""));
         if (i % 20 === 19) await delay(5);
       }
     })();
@@ -188,14 +143,14 @@ Deno.test("an address whose connections are all being answered gets 429 for one 
   // can make room for a third.
   let release!: () => void;
   const held = new Promise<void>((resolve) => release = resolve);
-  const { server, port } = startServer({
+  const { server, port } = startTinyServer({
     maxConnectionsPerClient: 2,
     respond: async (request) => {
       if (request.path === "/slow") await held;
       return { status: 200, body: "ok" };
     },
   });
-  const clients: Client[] = [];
+  const clients: RawClient[] = [];
   try {
     const slow = "GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     clients.push(await connectFrom(port, "127.0.0.2", slow));

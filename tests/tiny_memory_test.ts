@@ -1,10 +1,9 @@
 // What a client that sends half a request head and stalls costs server_tiny.ts,
 // measured on the process: its resident memory, with many such clients at once.
 import assert from "node:assert/strict";
-import net from "node:net";
 import { MAX_HEAD_BYTES } from "../server_tiny.ts";
 import { countOpenFds, readRss, startScript } from "./_process.ts";
-import { readUntilClosed } from "./_raw.ts";
+import { connectFrom, type RawClient, readUntilClosed } from "./_raw.ts";
 
 /** server_tiny.ts's response buffer (RESPONSE_BUFFER_BYTES there). */
 const RESPONSE_BUFFER_BYTES = 16 * 1024;
@@ -29,35 +28,8 @@ async function getPage(port: number): Promise<string> {
   }
 }
 
-/** A client that sent half a head: its socket, when it connected, and what it gets. */
-interface Stalled {
-  socket: net.Socket;
-  connectedAt: number;
-  /** Everything received until the server closed, and when it closed. */
-  answer: Promise<{ text: string; closedAt: number }>;
-}
-
-/** A connection from `localAddress` that sends the first half of a head and waits. */
-function stall(port: number, localAddress: string): Promise<Stalled> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
-    let text = "";
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => text += chunk);
-    const answer = new Promise<{ text: string; closedAt: number }>((done) =>
-      socket.once("close", () => done({ text, closedAt: Date.now() }))
-    );
-    socket.once("error", reject);
-    socket.once("connect", () => {
-      const connectedAt = Date.now();
-      socket.write("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", () => {
-        // A reset after the answer: "close" follows, the answer is checked.
-        socket.off("error", reject).on("error", () => {});
-        resolve({ socket, connectedAt, answer });
-      });
-    });
-  });
-}
+/** The first half of a head: a client that sends it and waits is stalled. */
+const HALF_HEAD = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
 
 Deno.test("a client that sends half a head holds its head buffer, not the response's too", async () => {
   // The script's own startServer, with a short head timeout: a wrapper in a
@@ -71,7 +43,7 @@ Deno.test("a client that sends half a head holds its head buffer, not the respon
     };\nawait startServer({ port: 0, quiet: true, headTimeoutMs: ${SHORT_HEAD_TIMEOUT_MS} });\n`,
   );
   const child = await startScript(wrapper, ["--allow-net=127.0.0.1"]);
-  const stalled: Stalled[] = [];
+  const stalled: RawClient[] = [];
   try {
     // Warm up: the code compiled, the spare buffers pooled, the heap grown
     // to what serving takes.
@@ -88,7 +60,12 @@ Deno.test("a client that sends half a head holds its head buffer, not the respon
         ...await Promise.all(
           Array.from(
             { length: 100 },
-            (_, k) => stall(child.port, `127.0.0.${2 + (i + k) % ADDRESSES}`),
+            (_, k) =>
+              connectFrom(
+                child.port,
+                `127.0.0.${2 + (i + k) % ADDRESSES}`,
+                HALF_HEAD,
+              ),
           ),
         ),
       );
@@ -121,9 +98,9 @@ Deno.test("a client that sends half a head holds its head buffer, not the respon
     assert.match(await getPage(child.port), /^HTTP\/1\.1 200 OK\r\n/);
 
     // The stalled ones are answered 408 at the head timeout, and closed.
-    for (const { connectedAt, answer } of stalled) {
-      const { text, closedAt } = await answer;
-      assert.match(text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    for (const { connectedAt, closed, received } of stalled) {
+      const closedAt = await closed;
+      assert.match(received(), /^HTTP\/1\.1 408 Request Timeout\r\n/);
       const after = closedAt - connectedAt;
       assert.ok(
         after >= SHORT_HEAD_TIMEOUT_MS - 100 &&

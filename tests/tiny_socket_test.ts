@@ -9,27 +9,15 @@ import {
   respondTo,
   serveTiny,
   type TinyResponse,
-  type TinyServerOptions,
   writeAll,
 } from "../server_tiny.ts";
+import { startTinyServer } from "./_tiny.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 /** The README's permission flag for server_tiny.ts. */
 const TINY_FLAGS = ["--allow-net=127.0.0.1"];
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Starts a quiet server on a free port; its log lines are collected. */
-function startServer(options: TinyServerOptions = {}) {
-  const lines: string[] = [];
-  const server = serveTiny({
-    port: 0,
-    quiet: true,
-    log: (line) => lines.push(line),
-    ...options,
-  });
-  return { server, lines, port: server.addr.port };
-}
 
 function connect(port: number): Promise<Deno.TcpConn> {
   return Deno.connect({ hostname: "127.0.0.1", port });
@@ -138,7 +126,7 @@ function assertWellFormed(response: RawResponse, method = "GET"): void {
 // ---------------------------------------------------------------------------
 
 Deno.test("GET / with the head split over several writes gets the hello page", async () => {
-  const { server, port, lines } = startServer();
+  const { server, port, lines } = startTinyServer();
   try {
     const response = await exchange(
       port,
@@ -163,7 +151,7 @@ Deno.test("GET / with the head split over several writes gets the hello page", a
 });
 
 Deno.test("empty lines before the request line are ignored (RFC 9112 2.2)", async () => {
-  const { server, port, lines } = startServer();
+  const { server, port, lines } = startTinyServer();
   try {
     const response = await exchange(
       port,
@@ -179,7 +167,7 @@ Deno.test("empty lines before the request line are ignored (RFC 9112 2.2)", asyn
 });
 
 Deno.test("bad requests get their status over a real socket", async (t) => {
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   const oversize = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " +
     "a".repeat(20_000) +
     "\r\n\r\n";
@@ -263,7 +251,7 @@ Deno.test("bad requests get their status over a real socket", async (t) => {
 });
 
 Deno.test("HEAD gets GET's head, Content-Length included, and no body", async () => {
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     const head = "/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: test\r\n\r\n";
     const get = await exchange(port, "GET " + head);
@@ -289,7 +277,7 @@ Deno.test("HEAD gets GET's head, Content-Length included, and no body", async ()
 });
 
 Deno.test("a request with a body gets its whole answer, the body drained", async (t) => {
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     // The body comes after the server has answered: closing at once would
     // make the client's sending, or its reading, fail with a reset.
@@ -356,7 +344,7 @@ Deno.test("the server lingers only when the client may still be sending", async 
   ];
   for (const { name, send, lingers } of cases) {
     await t.step(name, async () => {
-      const { server, port } = startServer({
+      const { server, port } = startTinyServer({
         lingerMs: 60_000,
         shutdownGraceMs: 60_000,
       });
@@ -381,7 +369,7 @@ Deno.test("the server lingers only when the client may still be sending", async 
 });
 
 Deno.test("a connection never sees bytes left by an earlier one (buffers are reused)", async () => {
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     const long = await exchange(
       port,
@@ -410,7 +398,7 @@ Deno.test("a connection never sees bytes left by an earlier one (buffers are reu
 });
 
 Deno.test("a stalled client does not delay another one", async () => {
-  const { server, port } = startServer({
+  const { server, port } = startTinyServer({
     headTimeoutMs: 60_000,
     shutdownGraceMs: 100,
   });
@@ -442,7 +430,7 @@ Deno.test("a stalled client does not delay another one", async () => {
 });
 
 Deno.test("a head that does not arrive in time gets 408, then the connection closes", async () => {
-  const { server, port, lines } = startServer({ headTimeoutMs: 200 });
+  const { server, port, lines } = startTinyServer({ headTimeoutMs: 200 });
   try {
     for (const partial of ["GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", ""]) {
       const conn = await connect(port);
@@ -487,7 +475,7 @@ const CLIENT_HELLO = new Uint8Array([
 ]);
 
 Deno.test("a TLS handshake on the plain port gets 400 at once, not after the head timeout", async () => {
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     quiet: false,
     headTimeoutMs: 60_000,
   });
@@ -517,7 +505,7 @@ Deno.test("a TLS handshake on the plain port gets 400 at once, not after the hea
 });
 
 Deno.test("curl https:// to the plain port", async (t) => {
-  const { server, port } = startServer({ headTimeoutMs: 60_000 });
+  const { server, port } = startTinyServer({ headTimeoutMs: 60_000 });
   try {
     const curl = await new Deno.Command("curl", {
       // --max-time bounds the test; exit code 28 would mean curl waited for it.
@@ -544,7 +532,7 @@ Deno.test("curl https:// to the plain port", async (t) => {
 });
 
 Deno.test("100 clients at once all get their own answer", async () => {
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     const responses = await Promise.all(
       Array.from(
@@ -567,7 +555,7 @@ Deno.test("100 clients at once all get their own answer", async () => {
 });
 
 Deno.test("clients that leave early do not stop the server", async () => {
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     for (let i = 0; i < 20; i++) {
       const conn = await connect(port);
@@ -628,7 +616,7 @@ Deno.test("a client that stops reading a big answer is cut off after sendTimeout
   // A responder may answer more than the socket buffers hold; a client that
   // never reads must not keep the connection (and its slot) for ever.
   const body = "x".repeat(32 * 1024 * 1024);
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     respond: () => ({ status: 200, body }),
     sendTimeoutMs: 300,
   });
@@ -673,7 +661,7 @@ Deno.test("past maxConnections, new connections close those stuck sending longes
   // that has waited longest, the send timeout too: clients that stopped
   // reading cannot keep the last places.
   const body = "x".repeat(32 * 1024 * 1024);
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     respond: () => ({ status: 200, body }),
     maxConnections: 3,
   });
@@ -724,7 +712,7 @@ Deno.test("a slow reader that keeps taking a big answer gets all of it", async (
   // 100 ms read), while each pause stays far under it even on a loaded
   // machine (400 ms failed once with 8 test processes sharing 2 cores).
   const body = "x".repeat(8 * 1024 * 1024);
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     respond: () => ({ status: 200, body }),
     sendTimeoutMs: 1_500,
   });
@@ -778,7 +766,7 @@ Deno.test("a log that fails (stdout gone) does not stop the server", async () =>
 });
 
 Deno.test("graceful shutdown", async (t) => {
-  const { server, port } = startServer({ shutdownGraceMs: 10_000 });
+  const { server, port } = startTinyServer({ shutdownGraceMs: 10_000 });
   const idle = await connect(port);
   const inProgress = await connect(port);
   try {
@@ -936,7 +924,7 @@ Deno.test("out of descriptors, connections waiting for a head get their 408 at o
 });
 
 Deno.test("past maxConnections, each new connection closes the one waiting longest for a head", async () => {
-  const { server, port, lines } = startServer({ maxConnections: 20 });
+  const { server, port, lines } = startTinyServer({ maxConnections: 20 });
   const idle: Deno.TcpConn[] = [];
   try {
     for (let i = 0; i < 30; i++) idle.push(await connect(port));
@@ -973,7 +961,7 @@ Deno.test("past maxConnections, each new connection closes the one waiting longe
 });
 
 Deno.test("UTF-8 header values show as text, other bytes escaped", async (t) => {
-  const { server, port, lines } = startServer({ quiet: false });
+  const { server, port, lines } = startTinyServer({ quiet: false });
   try {
     const head = new Uint8Array([
       ...encode("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Name: h\u00e9llo\r\n"),
@@ -1006,7 +994,7 @@ Deno.test("UTF-8 header values show as text, other bytes escaped", async (t) => 
 });
 
 Deno.test("a request for a name the server does not answer to gets 421 (DNS rebinding)", async (t) => {
-  const { server, port, lines } = startServer({ quiet: false });
+  const { server, port, lines } = startTinyServer({ quiet: false });
   try {
     for (
       const head of [
@@ -1072,7 +1060,7 @@ Deno.test("a request for a name the server does not answer to gets 421 (DNS rebi
 });
 
 Deno.test("allowedHosts", async (t) => {
-  const { server, port } = startServer({
+  const { server, port } = startTinyServer({
     allowedHosts: ["tiny.test", ".example.org"],
   });
   try {
@@ -1128,7 +1116,7 @@ Deno.test("--allowed-host on the command line is answered, other names get 421",
 });
 
 Deno.test("a respond function adds a route", async (t) => {
-  const { server, port } = startServer({
+  const { server, port } = startTinyServer({
     respond: (request) =>
       request.path === "/hi"
         ? {
@@ -1200,7 +1188,7 @@ Deno.test("every answer on the socket is byte for byte what formatResponse makes
       body: "x",
     },
   };
-  const { server, port } = startServer({
+  const { server, port } = startTinyServer({
     respond: (request) => answers[request.path] ?? respondTo(request),
   });
   try {
@@ -1279,7 +1267,7 @@ Deno.test("the hello page on the socket is byte for byte what respondTo and form
       "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
       `X-A: ${"&".repeat(n)}${"\xc3\xa9".repeat(300)}\r\n\r\n`;
   }
-  const { server, port } = startServer();
+  const { server, port } = startTinyServer();
   try {
     for (const method of ["GET", "HEAD"]) {
       for (const [name, text] of Object.entries(heads)) {
@@ -1309,7 +1297,7 @@ Deno.test("the hello page on the socket is byte for byte what respondTo and form
 });
 
 Deno.test("a responder that throws or answers something unsafe gets a generic 500", async (t) => {
-  const { server, port, lines } = startServer({
+  const { server, port, lines } = startTinyServer({
     respond: (request) => {
       if (request.path === "/throw") throw new Error("secret detail");
       if (request.path === "/async") {

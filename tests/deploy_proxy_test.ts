@@ -1,0 +1,260 @@
+// Behind a reverse proxy every client reaches the board from the proxy's
+// address. `--trust-proxy LIST` names the proxies: a request from one of them
+// is the client its X-Forwarded-For names (the rightmost hop that is not a
+// trusted proxy, as nginx's real_ip_recursive finds it), for the per-client
+// limits and the access log; a request from any other peer is its own client,
+// whatever headers it sends. Run in-process (a table), as processes with a
+// spoofing peer on 127.0.0.2, and with real Caddy (deploy/Caddyfile) in front.
+import assert from "node:assert/strict";
+import {
+  forwardedClient,
+  POST_BURST,
+  trustedProxies,
+} from "../message_board.ts";
+import { BOARD_FLAGS, BOARD_SCRIPT, startBoard, tempFolder } from "./_board.ts";
+import { BOARD_HOST, CADDY, IN_CI, send, startCaddy } from "./_caddy.ts";
+import { runScript } from "./_process.ts";
+
+/** Deno.serve's `info` for a request from `hostname`, or from a Unix socket. */
+function peer(hostname: string | "unix"): Deno.ServeHandlerInfo {
+  return {
+    remoteAddr: hostname === "unix"
+      ? { transport: "unix", path: "" }
+      : { transport: "tcp", hostname, port: 40000 },
+    completed: Promise.resolve(),
+  } as Deno.ServeHandlerInfo;
+}
+
+Deno.test("trustedProxies: addresses, CIDR ranges and loopback (table)", () => {
+  const trusted = trustedProxies([
+    "loopback",
+    "10.0.0.0/8",
+    "192.0.2.7",
+    "2001:db8::/32",
+  ]);
+  const cases: [string, boolean][] = [
+    ["127.0.0.1", true],
+    ["127.255.0.9", true],
+    ["::1", true],
+    ["[::1]", true],
+    ["::ffff:127.0.0.1", true], // an IPv4 peer on a dual-stack socket
+    ["10.200.3.4", true],
+    ["11.0.0.1", false],
+    ["192.0.2.7", true],
+    ["192.0.2.8", false],
+    ["2001:db8:ffff::1", true],
+    ["2001:db9::1", false],
+    ["::2", false],
+    ["1.2.3.256", false],
+    ["not-an-address", false],
+    ["", false],
+  ];
+  for (const [address, expected] of cases) {
+    assert.equal(trusted(address), expected, address);
+  }
+  for (
+    const bad of [
+      "10.0.0.0/33",
+      "::1/129",
+      "1.2.3.4/",
+      "1.2.3",
+      "x",
+      "",
+      "1/2/3",
+    ]
+  ) {
+    assert.throws(() => trustedProxies([bad]), TypeError, bad);
+  }
+});
+
+Deno.test("forwardedClient: the rightmost X-Forwarded-For hop that is no trusted proxy, and only from one (table)", () => {
+  const proxies = ["loopback", "10.0.0.0/8"];
+  const cases: [
+    from: string,
+    forwarded: string | null,
+    trust: boolean | string[],
+    client: string | null,
+  ][] = [
+    // Not told to trust anyone: the socket's address, whatever the header.
+    ["127.0.0.1", "198.51.100.1", false, "127.0.0.1"],
+    // From the proxy: the hop it added, not what the client wrote before it.
+    ["127.0.0.1", "6.6.6.6, 198.51.100.1", proxies, "198.51.100.1"],
+    // Through two trusted proxies (a load balancer, then Caddy): skip both.
+    ["127.0.0.1", "6.6.6.6, 198.51.100.1, 10.0.0.5", proxies, "198.51.100.1"],
+    // A peer that is no proxy writes what it likes: it is its own client.
+    ["127.0.0.2", "198.51.100.1", ["127.0.0.1"], "127.0.0.2"],
+    ["192.0.2.9", "127.0.0.1", proxies, "192.0.2.9"],
+    // The proxy sent none: the proxy itself.
+    ["127.0.0.1", null, proxies, "127.0.0.1"],
+    // Every hop trusted: the leftmost, the nearest to the client.
+    ["127.0.0.1", "10.0.0.9, 10.0.0.5", proxies, "10.0.0.9"],
+    // A hop that is no address ends the walk at the last address found.
+    ["127.0.0.1", "6.6.6.6, <script>, 10.0.0.5", proxies, "10.0.0.5"],
+    ["127.0.0.1", "not-an-address", proxies, "127.0.0.1"],
+    // Ports and brackets (Azure's Application Gateway) are not the client.
+    ["127.0.0.1", "203.0.113.5:50123", proxies, "203.0.113.5"],
+    ["127.0.0.1", "[2001:db8::7]:50125", proxies, "2001:db8::7"],
+    ["127.0.0.1", "[2001:db8::7]", proxies, "2001:db8::7"],
+    // true: whatever peer connects is the one proxy, and its last hop the client.
+    ["192.0.2.9", "6.6.6.6, 10.0.0.5", true, "10.0.0.5"],
+    // A Unix socket's peer is the proxy whenever a list is given.
+    ["unix", "198.51.100.1", proxies, "198.51.100.1"],
+    ["unix", "198.51.100.1", false, null],
+  ];
+  for (const [from, forwarded, trust, client] of cases) {
+    const request = new Request("http://127.0.0.1/", {
+      headers: forwarded === null ? {} : { "x-forwarded-for": forwarded },
+    });
+    assert.equal(
+      forwardedClient(request, peer(from), trust),
+      client,
+      `${from} ${forwarded} ${JSON.stringify(trust)}`,
+    );
+  }
+  // Without Deno.serve's info there is no peer to trust, except with true.
+  const request = new Request("http://127.0.0.1/", {
+    headers: { "x-forwarded-for": "198.51.100.1" },
+  });
+  assert.equal(forwardedClient(request, undefined, proxies), null);
+  assert.equal(forwardedClient(request, undefined, true), "198.51.100.1");
+});
+
+/** One JSON post to the board at `port` from `localAddress`, with `headers`. */
+function postFrom(
+  port: number,
+  localAddress: string,
+  headers: Record<string, string>,
+  host = "127.0.0.1",
+) {
+  return send(port, {
+    method: "POST",
+    path: "/api/messages",
+    host,
+    localAddress,
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ text: `from ${localAddress}` }),
+  });
+}
+
+/** The client addresses of the board's log lines for posts, in order (Common Log Format). */
+function postClients(lines: string[]): string[] {
+  return lines.filter((line) => line.includes('"POST /api/messages '))
+    .map((line) => line.split(" ")[0]!);
+}
+
+Deno.test({
+  name:
+    "message_board.ts --trust-proxy 127.0.0.1: the proxy's X-Forwarded-For names the client; any other peer's is ignored",
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn() {
+    await using folder = await tempFolder();
+    await Deno.mkdir(`${folder.path}/data`);
+    await using board = await startBoard(folder.path, [
+      "--trust-proxy",
+      "127.0.0.1",
+    ], { rateLimit: true, accessLog: true, flags: BOARD_FLAGS });
+    // 127.0.0.2 is no proxy: each post claims another client, and every one
+    // is charged to 127.0.0.2 and logged as it.
+    const spoofed: number[] = [];
+    for (let i = 1; i <= POST_BURST + 1; i++) {
+      const { status } = await postFrom(board.port, "127.0.0.2", {
+        "x-forwarded-for": `198.51.100.${i}`,
+      });
+      spoofed.push(status);
+    }
+    assert.deepEqual(spoofed, [...Array(POST_BURST).fill(201), 429]);
+    // The proxy (127.0.0.1) forwards clients: each has its own allowance,
+    // and the one 127.0.0.2 claimed to be is not used up.
+    const forwarded = [];
+    for (const client of ["198.51.100.1", "203.0.113.9", "2001:db8::5"]) {
+      forwarded.push(
+        (await postFrom(board.port, "127.0.0.1", {
+          "x-forwarded-for": `6.6.6.6, ${client}`,
+        })).status,
+      );
+    }
+    assert.deepEqual(forwarded, [201, 201, 201]);
+    await board.waitForLine(/2001:db8::5 - - /);
+    assert.deepEqual(postClients(board.lines), [
+      ...Array(POST_BURST + 1).fill("127.0.0.2"),
+      "198.51.100.1",
+      "203.0.113.9",
+      "2001:db8::5",
+    ]);
+  },
+});
+
+Deno.test("message_board.ts --trust-proxy: a value that is no address or range is one line and exit 2", async () => {
+  await using folder = await tempFolder();
+  const result = await runScript(
+    BOARD_SCRIPT,
+    BOARD_FLAGS,
+    ["--trust-proxy", "10.0.0.0/33"],
+    { cwd: folder.path },
+  );
+  assert.equal(result.code, 2);
+  assert.equal(
+    result.stderr,
+    "message_board: --trust-proxy takes addresses and CIDR ranges (127.0.0.1,10.0.0.0/8) or loopback, got 10.0.0.0/33 (see --help)\n",
+  );
+});
+
+Deno.test({
+  name:
+    "deploy/Caddyfile with --trust-proxy: each client is logged and limited by the address Caddy saw; a direct peer by its own",
+  ignore: CADDY === null && !IN_CI,
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn() {
+    await using folder = await tempFolder();
+    await Deno.mkdir(`${folder.path}/data`);
+    // The README's command for a board behind Caddy on this machine, with
+    // the JSON log; one board process for both upstreams. Here the other
+    // loopback addresses stand for other machines: only Caddy's is trusted.
+    await using board = await startBoard(folder.path, [
+      "--hostname",
+      "127.0.0.1",
+      "--trust-proxy",
+      "127.0.0.1",
+      "--allowed-host",
+      BOARD_HOST,
+      "--log-format",
+      "json",
+    ], { rateLimit: true, accessLog: true });
+    const upstream = `127.0.0.1:${board.port}`;
+    await using caddy = await startCaddy({
+      BOARD_UPSTREAM_A: upstream,
+      BOARD_UPSTREAM_B: upstream,
+    });
+    // Through Caddy from 127.0.0.3, each post claiming another address in
+    // every header a client can write: Caddy replaces X-Forwarded-For with
+    // the address it saw, so the sixth is refused.
+    const statuses: number[] = [];
+    for (let i = 1; i <= POST_BURST + 1; i++) {
+      const claimed = `198.51.100.${i}`;
+      const { status } = await postFrom(caddy.boardPort, "127.0.0.3", {
+        "x-forwarded-for": claimed,
+        "forwarded": `for=${claimed}`,
+        "x-real-ip": claimed,
+      }, BOARD_HOST);
+      statuses.push(status);
+    }
+    assert.deepEqual(statuses, [...Array(POST_BURST).fill(201), 429]);
+    // Another client through Caddy has its own allowance.
+    const other = await postFrom(caddy.boardPort, "127.0.0.4", {}, BOARD_HOST);
+    assert.equal(other.status, 201, other.body);
+    // A peer that reaches the board without Caddy, claiming to be 127.0.0.4
+    // (or Caddy), is itself: logged as 127.0.0.5, charged to it.
+    const direct = await postFrom(board.port, "127.0.0.5", {
+      "x-forwarded-for": "127.0.0.4",
+    });
+    assert.equal(direct.status, 201, direct.body);
+    await board.waitForLine(/"remote_addr":"127\.0\.0\.5"/);
+    const posts = board.lines.filter((line) => line.includes('"method":"POST"'))
+      .map((line) => JSON.parse(line).remote_addr);
+    assert.deepEqual(posts, [
+      ...Array(POST_BURST + 1).fill("127.0.0.3"),
+      "127.0.0.4",
+      "127.0.0.5",
+    ]);
+  },
+});
