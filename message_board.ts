@@ -4,8 +4,11 @@
  * in a JSON Lines file that never loses an acknowledged message.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
+ * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts
  * ```
+ *
+ * It keeps the messages in `./data/messages.jsonl` and serves
+ * http://127.0.0.1:8080/; `--help` lists the options.
  *
  * Behind a reverse proxy on the same machine it can listen on a Unix domain
  * socket instead of a port (the folder must exist; the proxy speaks TLS):
@@ -19,7 +22,7 @@
  * file never imports it, so it works copied alone):
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://board@127.0.0.1:5432/board
+ * deno run --allow-net=127.0.0.1 --allow-env='DATABASE_URL,PG*' board_postgres.ts --store postgres://board@127.0.0.1:5432/board
  * ```
  *
  * Security stance, up front:
