@@ -1346,10 +1346,64 @@ export function etagListMatches(
   return false;
 }
 
-/** Parses an HTTP-date into whole seconds, or NaN if it is not a date. */
-function parseHttpDateSeconds(value: string): number {
-  return Math.floor(Date.parse(value) / 1000);
+/**
+ * Parses an HTTP-date (RFC 9110 5.6.7) into whole seconds since the epoch,
+ * or NaN when it is not one: the IMF-fixdate browsers send, and the two
+ * obsolete forms a recipient must still accept (RFC 850, with a two-digit
+ * year, and asctime). Not `Date.parse`, which takes almost anything
+ * (`"1"` is 1 January 2001), where RFC 9110 13.1.3 and 13.1.4 say a
+ * condition that is not a valid date is ignored: `If-Unmodified-Since: 1`
+ * answered 412 for every file changed since 2001.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHttpDateSeconds } from "./server_files.ts";
+ * assert.equal(parseHttpDateSeconds("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777);
+ * assert.equal(parseHttpDateSeconds("Sunday, 06-Nov-94 08:49:37 GMT"), 784111777);
+ * assert.equal(parseHttpDateSeconds("Sun Nov  6 08:49:37 1994"), 784111777);
+ * assert.ok(Number.isNaN(parseHttpDateSeconds("1")));
+ * ```
+ */
+export function parseHttpDateSeconds(value: string): number {
+  const text = value.trim();
+  const dated = IMF_FIXDATE.exec(text) ?? RFC850_DATE.exec(text);
+  const asctime = dated === null ? ASCTIME_DATE.exec(text) : null;
+  if (dated === null && asctime === null) return NaN;
+  const [day, month, year, time] = dated !== null
+    ? dated.slice(1) as [string, string, string, string]
+    : [asctime![2]!, asctime![1]!, asctime![4]!, asctime![3]!];
+  const monthIndex = MONTHS.indexOf(month);
+  let fullYear = Number(year);
+  if (year.length === 2) {
+    // RFC 9110 5.6.7: a two-digit year more than 50 years ahead is in the past.
+    const now = new Date().getUTCFullYear();
+    fullYear += Math.floor(now / 100) * 100;
+    if (fullYear > now + 50) fullYear -= 100;
+  }
+  const [hours, minutes, seconds] = time.split(":").map(Number) as [
+    number,
+    number,
+    number,
+  ];
+  const dayOfMonth = Number(day);
+  if (
+    monthIndex < 0 || dayOfMonth < 1 || dayOfMonth > 31 || hours > 23 ||
+    minutes > 59 || seconds > 60
+  ) return NaN;
+  return Date.UTC(fullYear, monthIndex, dayOfMonth, hours, minutes, seconds) /
+    1000;
 }
+
+/** `Sun, 06 Nov 1994 08:49:37 GMT`: day, month, year, time. */
+const IMF_FIXDATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) ([A-Z][a-z]{2}) (\d{4}) (\d\d:\d\d:\d\d) GMT$/;
+/** `Sunday, 06-Nov-94 08:49:37 GMT`: day, month, two-digit year, time. */
+const RFC850_DATE =
+  /^(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\d\d)-([A-Z][a-z]{2})-(\d\d) (\d\d:\d\d:\d\d) GMT$/;
+/** `Sun Nov  6 08:49:37 1994`: month, day, time, year. */
+const ASCTIME_DATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d\d:\d\d:\d\d) (\d{4})$/;
 
 /**
  * The precondition checks of RFC 9110 13.2.2, in its order: 412 when
@@ -2986,7 +3040,10 @@ export function renderListing(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>Index of ${
-    escapeHtml(urlRoot + relativePath).replace(BIDI_CONTROLS, codePointLabel)
+    escapeHtml(urlRoot + relativePath).replace(
+      SHOWN_AS_CODE_POINTS,
+      codePointLabel,
+    )
   }</title>
 <style>${LISTING_CSS}</style>
 </head>
@@ -3012,10 +3069,16 @@ ${rows.join("\n")}
 }
 
 /**
- * Bidirectional formatting characters (ALM, LRM, RLM, the embeddings and
- * overrides, the isolates): invisible, and they reorder the text after them.
+ * Characters a listing shows as a visible `U+001B` mark instead of as
+ * themselves: the bidirectional formatting characters (ALM, LRM, RLM, the
+ * embeddings and overrides, the isolates), which are invisible and reorder
+ * the text after them; the C0 and C1 controls and DEL, which are invisible
+ * in a browser, and which a page read with `curl` in a terminal would send
+ * it as escape sequences (`ESC [ 2 J` clears the screen); and the line and
+ * paragraph separators.
  */
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const SHOWN_AS_CODE_POINTS =
+  /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
 
 /** `U+202E` for a character, as the listing shows a bidirectional control. */
 function codePointLabel(char: string): string {
@@ -3025,8 +3088,9 @@ function codePointLabel(char: string): string {
 }
 
 /**
- * A name as listing text: HTML-escaped, and each bidirectional control shown
- * as a visible `U+202E` mark instead of obeyed. A right-to-left override in
+ * A name as listing text: HTML-escaped, and each control or bidirectional
+ * control ({@linkcode SHOWN_AS_CODE_POINTS}) shown as a visible `U+202E`
+ * mark instead of obeyed. A right-to-left override in
  * a name (`evil\u202etxt.exe`) would otherwise show the rest of it reversed
  * (`evilexe.txt`), and isolating the name (the CSS gives each one
  * `unicode-bidi: isolate`, so a right-to-left name cannot pull its folder
@@ -3036,7 +3100,7 @@ function codePointLabel(char: string): string {
  */
 function showName(name: string): string {
   return escapeHtml(name).replace(
-    BIDI_CONTROLS,
+    SHOWN_AS_CODE_POINTS,
     (char) => `<span class="ctl">${codePointLabel(char)}</span>`,
   );
 }
@@ -3102,7 +3166,8 @@ export interface ListingJsonEntry {
 
 /**
  * The same listing as JSON, in the same order:
- * `{ path, truncated, entries: [{ name, type, size, mtime, url }] }`.
+ * `{ path, truncated, entries: [{ name, type, size, mtime, url }] }`, with
+ * every character of {@linkcode SHOWN_AS_CODE_POINTS} escaped (`\u001b`).
  */
 export function renderListingJson(
   relativePath: string,
@@ -3121,7 +3186,13 @@ export function renderListingJson(
     mtime: entry.mtime?.toISOString() ?? null,
     url: base + encodeURIComponent(entry.name) + (entry.isDirectory ? "/" : ""),
   }));
-  return JSON.stringify({ path: base, truncated, entries: rows }) + "\n";
+  // JSON.stringify leaves DEL, the C1 controls, the bidirectional controls
+  // and U+2028 as they are: written `\u009b`, the parsed names are the same,
+  // and the raw text shown in a terminal sends it no control sequence.
+  return JSON.stringify({ path: base, truncated, entries: rows }).replace(
+    SHOWN_AS_CODE_POINTS,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  ) + "\n";
 }
 
 /** How many `stat` calls a listing runs at once. */
