@@ -7,7 +7,8 @@ import {
   renderListing,
   renderListingJson,
 } from "../server_files.ts";
-import { makeTree, serveDirAt } from "./_files.ts";
+import { makeTree, prepareForNobody, serveDirAt } from "./_files.ts";
+import { canRunAsRoot, startScript } from "./_process.ts";
 
 // --- Paths: names in listings ------------------------------------------------
 
@@ -29,7 +30,7 @@ Deno.test("listing: control characters in a name are shown as marks, never sent 
   }));
   const html = renderListing("/d\x1b[0m/", entries);
   assert.ok(
-    !/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]/.test(html),
+    !/[\p{Cc}\u2028\u2029]/u.test(html.replaceAll("\n", "")),
     "no raw control character anywhere in the page (its own newlines aside)",
   );
   assert.ok(html.includes('<span>x<span class="ctl">U+001B</span>[2J.txt'));
@@ -37,7 +38,7 @@ Deno.test("listing: control characters in a name are shown as marks, never sent 
   assert.ok(html.includes("<title>Index of /dU+001B[0m/</title>"));
   const json = renderListingJson("/d/", entries);
   assert.ok(
-    !/[\x00-\x1f\x7f-\x9f\u2028\u2029]/.test(json.trimEnd()),
+    !/[\p{Cc}\u2028\u2029]/u.test(json.trimEnd()),
     "no raw control character in the JSON text",
   );
   assert.deepEqual(
@@ -100,4 +101,55 @@ Deno.test("conditions: a date that is no HTTP-date is ignored, never a 412 or a 
     headers: { "if-modified-since": "Sat, 01 Dec 2001 00:00:00 GMT" },
   });
   assert.equal(res.status, 304);
+});
+
+// --- Paths: a root that cannot be read ----------------------------------------
+
+Deno.test("start-up: a --root this user may not look into stops the server with one line (as nobody)", async (t) => {
+  if (!(await canRunAsRoot("the unreadable-root test"))) {
+    await t.step({
+      name: "chmod as nobody (needs root)",
+      ignore: true,
+      fn() {},
+    });
+    return;
+  }
+  // It started and answered every request 403, saying nothing.
+  await using tree = await makeTree();
+  const nobody = await prepareForNobody(tree.base);
+  const start = async (mode: number) => {
+    await Deno.chmod(tree.root, mode);
+    const server = await startScript(
+      nobody.script,
+      ["--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
+      ["--root", tree.root, "--port", "0", "--quiet"],
+      { ...nobody, ready: /^(Serving |server_files: )/ },
+    );
+    // One that starts serving is killed after this wait, and fails below.
+    return await server.waitForExit(5000);
+  };
+  for (const mode of [0o000, 0o644]) {
+    const run = await start(mode);
+    assert.equal(run.code, 1, `mode ${mode.toString(8)}: ${run.stderr}`);
+    assert.equal(
+      run.stderr,
+      `server_files: cannot start: this user may not read the folder ${tree.root} (it needs read and search permission: chmod a+rX)\n`,
+    );
+    assert.equal(run.stdout, "");
+  }
+  // A folder it may search but not list still serves its files.
+  await Deno.chmod(tree.root, 0o711);
+  const server = await startScript(
+    nobody.script,
+    ["--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
+    ["--root", tree.root, "--port", "0", "--quiet"],
+    { ...nobody, ready: /^Serving / },
+  );
+  try {
+    const res = await fetch(`${server.url}a.txt`);
+    assert.equal(await res.text(), "hello a");
+  } finally {
+    await server.stop("SIGKILL");
+    await Deno.chmod(tree.root, 0o755);
+  }
 });
