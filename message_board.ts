@@ -4460,7 +4460,7 @@ Options:
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT} live
                     streams), for benchmarks and load tests
-  --version         print the version and exit
+  -V, --version     print the version and exit
   -h, --help        show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4514,7 +4514,7 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
   "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
-  version: { type: "boolean", default: false },
+  version: { type: "boolean", short: "V", default: false },
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
   "trust-proxy": { type: "string", multiple: true, default: [] },

@@ -5453,7 +5453,7 @@ Options:
                       duration_ms; written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
-  --version           print the version and exit
+  -V, --version       print the version and exit
   -h, --help          show this help
 
 The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
@@ -5550,7 +5550,7 @@ const FLAGS = {
   "log-format": { type: "string", default: "clf" },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
-  version: { type: "boolean", default: false },
+  version: { type: "boolean", short: "V", default: false },
   // The spellings of `deno run jsr:@std/http/file-server`, so a command
   // written for it keeps working (its defaults differ: see the README).
   host: { type: "string" },

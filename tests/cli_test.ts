@@ -296,7 +296,7 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
       );
       assert.match(
         result.stdout,
-        /^ {2}--version {2,}print the version and exit$/m,
+        /^ {2}-V, --version {2,}print the version and exit$/m,
       );
       assert.match(result.stdout, /^ {2}-h, --help {2,}show this help$/m);
       assert.deepEqual(
@@ -324,15 +324,18 @@ Deno.test("--version: each script prints its name, the release and Deno's versio
   assert.equal(board.VERSION, tiny.VERSION);
   for (const { script, permissions } of ENTRY_POINTS) {
     for (const flags of [permissions, []]) {
-      await t.step(`${script} ${flags.join(" ")}`, async () => {
-        const result = await run(flags, script, ["--version"]);
-        assert.equal(result.code, 0, result.stderr);
-        assert.equal(
-          result.stdout,
-          `${script} ${tiny.VERSION} (Deno ${Deno.version.deno})\n`,
-        );
-        assert.equal(result.stderr, "");
-      });
+      // -V as std's file server spells it.
+      for (const flag of ["--version", "-V"]) {
+        await t.step(`${script} ${flags.join(" ")} ${flag}`, async () => {
+          const result = await run(flags, script, [flag]);
+          assert.equal(result.code, 0, result.stderr);
+          assert.equal(
+            result.stdout,
+            `${script} ${tiny.VERSION} (Deno ${Deno.version.deno})\n`,
+          );
+          assert.equal(result.stderr, "");
+        });
+      }
     }
   }
 });
