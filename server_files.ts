@@ -5259,7 +5259,8 @@ export interface RestartingServer<Addr extends Deno.Addr = Deno.NetAddr> {
  *
  * With `path` (a Unix domain socket, as `Deno.serve` takes it) it listens
  * there instead, and again on the same path: Deno removes the socket file
- * when a listener closes.
+ * when a listener closes. With `mode` too, each socket file it creates gets
+ * that mode (`0o660`) at once, instead of the one the umask gives.
  */
 export function serveWithRestart(
   options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
@@ -5269,7 +5270,7 @@ export function serveWithRestart(
 ): RestartingServer;
 /** {@linkcode serveWithRestart} on a Unix domain socket (`path`). */
 export function serveWithRestart(
-  options: Deno.ServeUnixOptions,
+  options: Deno.ServeUnixOptions & { mode?: number | undefined },
   handler: Deno.ServeHandler<Deno.UnixAddr>,
   log?: (line: string) => void,
   shutdownGraceMs?: number,
@@ -5278,7 +5279,7 @@ export function serveWithRestart(
 export function serveWithRestart(
   options:
     | (Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>)
-    | Deno.ServeUnixOptions,
+    | (Deno.ServeUnixOptions & { mode?: number | undefined }),
   handler: Deno.ServeHandler<Deno.NetAddr> | Deno.ServeHandler<Deno.UnixAddr>,
   log: (line: string) => void = (line) => console.error(line),
   shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
@@ -5296,10 +5297,20 @@ export function serveWithRestart(
     return result instanceof Response ? last(result) : result.then(last);
   };
   const draining = new Set<Deno.HttpServer>();
-  const listen = (at: typeof options): Deno.HttpServer =>
-    "path" in at
-      ? Deno.serve(at, serve)
-      : Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+  const listen = (at: typeof options): Deno.HttpServer => {
+    if (!("path" in at)) {
+      return Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+    }
+    const { mode, ...unix } = at;
+    const server = Deno.serve(unix, serve);
+    try {
+      if (mode !== undefined) Deno.chmodSync(at.path, mode);
+    } catch (error) {
+      server.shutdown();
+      throw error;
+    }
+    return server;
+  };
   let current = listen(options);
   const addr = current.addr as Deno.NetAddr | Deno.UnixAddr;
   const again = "path" in addr
@@ -5435,6 +5446,8 @@ Options:
                       machine (plain HTTP; it replaces --port and --hostname). Needs
                       --allow-read=PATH --allow-write=PATH --allow-net=unix:/ABSOLUTE/PATH; a
                       socket file left by a killed run is replaced, any other file refused
+  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group may connect;
+                      default: what the umask gives, 755 with the usual 022)
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
@@ -5485,6 +5498,11 @@ export interface ServerOptions extends HandlerOptions {
    * (see {@linkcode claimSocketPath}). @default undefined (TCP)
    */
   unixPath?: string | undefined;
+  /**
+   * The Unix socket file's mode (`0o660`: the proxy's group may connect).
+   * @default undefined (what the umask gives: `0o755` with the usual 022)
+   */
+  unixMode?: number | undefined;
   /** Called with the real address. @default prints the "Serving ..." line */
   onListen?: ((address: Deno.NetAddr | Deno.UnixAddr) => void) | undefined;
 }
@@ -5525,6 +5543,8 @@ export interface CommandLineOptions extends ServerOptions {
   workers: number;
   /** --unix: the socket's path, instead of a port. */
   unixPath?: string | undefined;
+  /** --unix-mode: the socket file's mode. */
+  unixMode?: number | undefined;
   /** --help: print the usage and exit. */
   help: boolean;
   /** --version: print the version and exit. */
@@ -5536,6 +5556,7 @@ const FLAGS = {
   port: { type: "string", short: "p" }, // 8080, unless --unix
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   unix: { type: "string" },
+  "unix-mode": { type: "string" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -5599,6 +5620,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   const workers = parseWorkerCount(values.workers);
   const logFormat = parseLogFormat(values["log-format"]);
   if (values.unix !== undefined) checkUnixFlags(values, workers);
+  const unixMode = parseUnixMode(values["unix-mode"], values.unix);
   return {
     fsRoot: values.root ?? folder ?? "./static",
     port,
@@ -5617,6 +5639,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     logFormat,
     workers,
     unixPath: values.unix,
+    unixMode,
     help: values.help,
     version: values.version,
   };
@@ -5628,6 +5651,27 @@ function parseLogFormat(value: string): "clf" | "json" {
   throw new CommandLineError(
     `--log-format takes clf or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * Reads `--unix-mode`: an octal file mode (`660`, `0660` or `0o660`) for the
+ * socket, only with `--unix`. The same check is in message_board.ts.
+ */
+function parseUnixMode(
+  value: string | undefined,
+  unix: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (unix === undefined) {
+    throw new CommandLineError("--unix-mode goes with --unix PATH");
+  }
+  const digits = /^(?:0o?)?([0-7]{3})$/.exec(value)?.[1];
+  if (digits === undefined) {
+    throw new CommandLineError(
+      `--unix-mode takes an octal file mode such as 660, got ${showArg(value)}`,
+    );
+  }
+  return parseInt(digits, 8);
 }
 
 /** Refuses what cannot go with `--unix`: another place to listen, TLS, Workers. */
@@ -5812,7 +5856,10 @@ export async function startServer(
         `server_files: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
       );
     }
-    return serveWithRestart({ path: unixPath, onListen }, handler);
+    return serveWithRestart(
+      { path: unixPath, mode: options.unixMode, onListen },
+      handler,
+    );
   }
   const tls = cert !== undefined && key !== undefined
     ? { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) }

@@ -77,6 +77,13 @@ const UNIX_MISTAKES: [args: string[], message: string][] = [
     ["--unix", "/run/a.sock", "--cert", "c.pem", "--key", "k.pem"],
     "--cert and --key are for TCP, not --unix",
   ],
+  [["--unix-mode", "660"], "--unix-mode goes with --unix PATH"],
+  ...["rw-rw----", "0x1b0", "6600", "66", "680", "+660", "0o0660"].map((
+    mode,
+  ): [string[], string] => [
+    ["--unix", "/run/a.sock", "--unix-mode", mode],
+    `--unix-mode takes an octal file mode such as 660, got ${mode}`,
+  ]),
 ];
 
 /** server_files.ts alone has --workers, which share a TCP port. */
