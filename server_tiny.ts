@@ -25,7 +25,9 @@
  * it rejects anything that is not well-formed HTTP/1.x with a 4xx
  * whose body never contains details, and bytes that cannot start a request
  * (a browser told `https://` for this plain HTTP port) as soon as they
- * arrive; every value it echoes is HTML-escaped.
+ * arrive; one client address holds at most
+ * {@link MAX_CONNECTIONS_PER_CLIENT} connections; every value it echoes is
+ * HTML-escaped.
  *
  * Deliberately left out: keep-alive (every response closes the connection)
  * and request content (a body is never read; see {@link closeGracefully}).
@@ -68,14 +70,29 @@ export const LINGER_MAX_BYTES = 64 * 1024;
  * worth would be 1 GB; one whose client does not take an answer larger than
  * the socket buffers holds that answer too, until {@link SEND_TIMEOUT_MS}
  * (the largest hello page, for a head of quotes, each escaped in six bytes:
- * 69 KB in all, measured). Past this many, those still waiting for a head are
- * answered 408 at once and those still sending the rest of an answer too big
- * for the socket buffers (see {@link SEND_TIMEOUT_MS}) are closed, as when
- * the descriptors run out (see {@link serveTiny}): first only those from the
- * addresses holding the most connections, so that one address opening
- * thousands cannot cut off a client elsewhere that is still sending its head.
+ * 69 KB in all, measured). At this many, each new connection makes room by
+ * closing one other, as when the descriptors run out (see {@link serveTiny}):
+ * one lingering after its answer if there is one, else one of the address
+ * holding the most connections, the one that has waited longest for the rest
+ * of its head (it gets 408) or for the client to take its answer (see
+ * {@link SEND_TIMEOUT_MS}). One at a time, not all: when a thousand
+ * addresses hold one connection each, a client that has just sent its head
+ * is not cut with the idle ones.
  */
 export const MAX_CONNECTIONS = 4096;
+
+/**
+ * Connections one client address may hold at once. A browser opens up to six
+ * to a server, an office behind one NAT address a few dozen; one address
+ * opening thousands (a slowloris, or a flood of idle connections) would
+ * otherwise fill {@link MAX_CONNECTIONS} and leave every other client to
+ * compete for the last places. A new connection from an address at this
+ * many makes room among that address's own, as a full server does (its
+ * oldest waiting for a head gets 408); when none can go (all are being
+ * answered), the new one gets 429 Too Many Requests. Behind a proxy every
+ * connection comes from the proxy's address: raise it to `maxConnections`.
+ */
+export const MAX_CONNECTIONS_PER_CLIENT = 256;
 
 /**
  * How long a client may go without taking any of our answer before the
@@ -98,7 +115,7 @@ const LOG_FLUSH_MS = 10;
 /** The bytes a batch of log lines may take before it is written at once. */
 const LOG_BATCH_BYTES = 64 * 1024;
 
-/** If `accept` fails (for example no file descriptors left), wait this long before trying again. */
+/** If `accept` fails (for example no file descriptors left), try again after this long, or as soon as a connection closes. */
 const ACCEPT_RETRY_MS = 100;
 
 /** The methods this server implements; everything else gets 405 with this list in `Allow`. */
@@ -166,12 +183,6 @@ export interface ReadHeadOptions {
    * @default a new buffer
    */
   buffer?: Uint8Array;
-  /**
-   * The client's address: a full server gives up first on the heads of the
-   * addresses holding the most connections (see {@link MAX_CONNECTIONS}).
-   * @default unknown
-   */
-  client?: string;
 }
 
 /** What {@link readRequestHead} found on the connection. */
@@ -221,15 +232,26 @@ export type HeadReadResult =
  * assert.equal(result.kind, "head");
  * ```
  */
-export async function readRequestHead(
+export function readRequestHead(
   reader: ByteReader,
   options: ReadHeadOptions = {},
+): Promise<HeadReadResult> {
+  return readHead(reader, options, undefined);
+}
+
+/**
+ * {@link readRequestHead} for a connection of `peer`: a full server may give
+ * up on the wait (see {@link DeadlineSweep.shedOne}).
+ */
+async function readHead(
+  reader: ByteReader,
+  options: ReadHeadOptions,
+  peer: Peer | undefined,
 ): Promise<HeadReadResult> {
   const {
     maxBytes = MAX_HEAD_BYTES,
     timeoutMs = HEAD_TIMEOUT_MS,
     idleSignal,
-    client,
   } = options;
   const buffer = options.buffer?.length === maxBytes
     ? options.buffer
@@ -244,7 +266,13 @@ export async function readRequestHead(
   // One deadline for the whole head, not one per read: a client sending one
   // byte every few seconds must not be able to stretch it. It also expires
   // when the server gives up on an idle connection (shutdown).
-  const deadline = deadlines.add(timeoutMs, ignoreExpiry, idleSignal, client);
+  const deadline = deadlines.add(
+    timeoutMs,
+    ignoreExpiry,
+    "head",
+    idleSignal,
+    peer,
+  );
 
   try {
     while (length < maxBytes) {
@@ -360,6 +388,28 @@ class SlotList<T extends { slot: number }> {
 /** Why a time limit ended: its time was up, or the server gave up on an idle connection. */
 type Expiry = "timeout" | "idle";
 
+/**
+ * What a connection waits for while its time limit runs: the rest of its
+ * head, the client to take the rest of its answer, or the client to stop
+ * sending after its answer (see {@link closeGracefully}).
+ */
+type Wait = "head" | "send" | "linger";
+
+/**
+ * A client address as one server counts its connections (see
+ * {@link MAX_CONNECTIONS_PER_CLIENT}).
+ */
+interface Peer {
+  address: string;
+  /** How many of its connections the server has open. */
+  held: number;
+  /**
+   * The table of its server's peers: every server in the process shares one
+   * {@link DeadlineSweep}, and makes room among its own connections only.
+   */
+  group: Map<string, Peer>;
+}
+
 /** A time limit registered with {@link DeadlineSweep}. */
 interface Deadline {
   slot: number;
@@ -370,8 +420,15 @@ interface Deadline {
   expired: Expiry | undefined;
   /** While set, the limit also expires (as "idle") once this signal has aborted. */
   idleSignal: AbortSignal | undefined;
-  /** The address of the client it is waiting for, if known (see {@link DeadlineSweep.expireAll}). */
-  client: string | undefined;
+  wait: Wait;
+  /**
+   * When the wait began, or (sending) when the client last took some of the
+   * answer, as a count that grows with each such event: two in the same
+   * millisecond are still told apart.
+   */
+  since: number;
+  /** The client it is waiting for, when a server counts it (see {@link DeadlineSweep.shedOne}). */
+  peer: Peer | undefined;
 }
 
 /**
@@ -391,12 +448,14 @@ class DeadlineSweep {
   #pending = new SlotList<Deadline>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #holders = 0;
+  #events = 0;
 
   add(
     ms: number,
     expire: Deadline["expire"],
+    wait: Wait,
     idleSignal?: AbortSignal,
-    client?: string,
+    peer?: Peer,
   ): Deadline {
     const deadline: Deadline = {
       slot: -1,
@@ -404,7 +463,9 @@ class DeadlineSweep {
       expire,
       expired: undefined,
       idleSignal,
-      client,
+      wait,
+      since: this.tick(),
+      peer,
     };
     this.#pending.add(deadline);
     this.#timer ??= setInterval(() => this.#sweep(), DEADLINE_TICK_MS);
@@ -414,6 +475,11 @@ class DeadlineSweep {
   remove(deadline: Deadline): void {
     this.#pending.remove(deadline);
     this.#stopWhenIdle();
+  }
+
+  /** The next value for a {@link Deadline}'s `since`. */
+  tick(): number {
+    return ++this.#events;
   }
 
   /**
@@ -432,26 +498,41 @@ class DeadlineSweep {
   }
 
   /**
-   * Expires every pending limit at once (only those waiting for a client
-   * in `clients`, when given), as if its time were up: when the server is
-   * full, or the process has run out of descriptors, connections still
-   * waiting for a head (or lingering after an answer, or waiting for a
-   * client to take the rest of one) are closed to give theirs back.
-   * Returns how many there were.
+   * Expires at once, as if its time were up, the limit of one connection of
+   * a server (`group`, its peers) that is full or out of descriptors, or of
+   * one of `peer`'s connections when that address holds all it may: the
+   * connection whose loss costs least, chosen by {@link shedsBefore}. Its
+   * wait ends (a head gets 408) and its descriptor comes back. Returns the
+   * address of the client it waited for, or null when no connection of
+   * theirs is waiting.
    */
-  expireAll(clients?: ReadonlySet<string>): number {
-    const pending = this.#pending.items;
-    let count = 0;
-    // Backwards: an expired limit's place is taken by the last one, already seen.
-    for (let i = pending.length - 1; i >= 0; i--) {
-      const deadline = pending[i];
-      if (deadline === undefined) continue; // expiring one removed several
-      if (clients && !clients.has(deadline.client!)) continue;
-      this.#expire(deadline, "timeout");
-      count++;
-    }
+  shedOne(group: Map<string, Peer>, peer?: Peer): string | null {
+    const chosen = this.#findShed(group, peer);
+    if (chosen === undefined) return null;
+    this.#expire(chosen, "timeout");
     this.#stopWhenIdle();
-    return count;
+    return chosen.peer!.address;
+  }
+
+  /** Whether {@link shedOne} would find a connection to close. */
+  canShed(group: Map<string, Peer>): boolean {
+    return this.#findShed(group, undefined) !== undefined;
+  }
+
+  #findShed(
+    group: Map<string, Peer>,
+    peer: Peer | undefined,
+  ): Deadline | undefined {
+    let chosen: Deadline | undefined;
+    for (const deadline of this.#pending.items) {
+      const owner = deadline.peer;
+      if (owner === undefined || owner.group !== group) continue;
+      if (peer !== undefined && owner !== peer) continue;
+      if (chosen === undefined || shedsBefore(deadline, chosen)) {
+        chosen = deadline;
+      }
+    }
+    return chosen;
   }
 
   #sweep(): void {
@@ -480,6 +561,22 @@ class DeadlineSweep {
 }
 
 const deadlines = new DeadlineSweep();
+
+/**
+ * Whether a server that must close one connection closes `a`'s before
+ * `b`'s: one lingering after its answer first (its client has what it came
+ * for); then one of the address holding more connections, so that one
+ * address opening thousands loses its own and not a client elsewhere; then
+ * the one that has waited longest (for the rest of its head, or for its
+ * client to take some of its answer), as nginx reuses its oldest idle
+ * connections first.
+ */
+function shedsBefore(a: Deadline, b: Deadline): boolean {
+  const aLingers = a.wait === "linger";
+  if (aLingers !== (b.wait === "linger")) return aLingers;
+  if (a.peer!.held !== b.peer!.held) return a.peer!.held > b.peer!.held;
+  return a.since < b.since;
+}
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -1311,7 +1408,7 @@ function routeRequest(request: RequestHead): Outgoing {
 }
 
 /** The statuses this server answers with when a request cannot be served. */
-export type ErrorStatus = 400 | 404 | 405 | 408 | 414 | 431 | 500;
+export type ErrorStatus = 400 | 404 | 405 | 408 | 414 | 429 | 431 | 500;
 
 const ERROR_DETAILS: Record<ErrorStatus, string> = {
   400:
@@ -1320,6 +1417,8 @@ const ERROR_DETAILS: Record<ErrorStatus, string> = {
   405: "This server answers GET and HEAD requests only.",
   408: "The request did not arrive in time.",
   414: "The address is longer than this server accepts.",
+  429:
+    "Your address has as many connections open to this server as it may. Try again later.",
   431: "The request head is larger than this server accepts.",
   500: "Something went wrong on the server. Try again later.",
 };
@@ -1723,7 +1822,7 @@ async function writeRest(
   conn: Deno.Conn,
   bytes: Uint8Array,
   sendTimeoutMs: number,
-  client: string,
+  peer: Peer,
 ): Promise<void> {
   let timedOut = false;
   const deadline = deadlines.add(
@@ -1732,14 +1831,16 @@ async function writeRest(
       timedOut = true;
       closeQuietly(conn);
     },
+    "send",
     undefined,
-    client,
+    peer,
   );
   try {
     let written = 0;
     while (written < bytes.length) {
       written += await conn.write(bytes.subarray(written));
       deadline.at = Date.now() + sendTimeoutMs;
+      deadline.since = deadlines.tick();
     }
   } catch (error) {
     if (!timedOut) throw error;
@@ -1761,7 +1862,7 @@ async function writeRest(
 async function closeGracefully(
   conn: Deno.Conn,
   lingerMs: number,
-  client: string,
+  peer: Peer,
 ): Promise<void> {
   let closedByTimer = false;
   const deadline = deadlines.add(
@@ -1770,8 +1871,9 @@ async function closeGracefully(
       closedByTimer = true;
       closeQuietly(conn);
     },
+    "linger",
     undefined,
-    client,
+    peer,
   );
   try {
     await conn.closeWrite();
@@ -1799,10 +1901,13 @@ async function closeGracefully(
  * is closed at once: one read, one timer and a shutdown call fewer.
  */
 function maySendMore(
-  result: HeadReadResult,
+  result: HeadReadResult | OverLimit,
   request: RequestHead | null,
 ): boolean {
-  if (result.kind === "too-large" || result.kind === "target-too-long") {
+  if (
+    result.kind === "too-large" || result.kind === "target-too-long" ||
+    result.kind === "over-limit"
+  ) {
     return true;
   }
   if (result.kind !== "head") return false;
@@ -2132,7 +2237,18 @@ interface OpenConnection {
   slot: number;
   /** The client's address (its IP address as text). */
   client: string;
+  /** The same address as the server counts it. */
+  peer: Peer;
+  /**
+   * Its address held all the connections it may, none of which could make
+   * room: it gets 429 without its head being read.
+   */
+  overLimit: boolean;
 }
+
+/** What handleConnection answers a connection it does not read (see {@link OpenConnection}). */
+type OverLimit = { kind: "over-limit" };
+const OVER_LIMIT: OverLimit = { kind: "over-limit" };
 
 /**
  * Buffers of finished connections, for the next ones: fresh buffers for
@@ -2169,12 +2285,11 @@ async function handleConnection(
   let out: ResponseBuffer | undefined;
   let closed = false;
   try {
-    const result = await readRequestHead(conn, {
+    const result = connection.overLimit ? OVER_LIMIT : await readHead(conn, {
       timeoutMs: headTimeoutMs,
       idleSignal,
       buffer: head,
-      client,
-    });
+    }, connection.peer);
     // After a timeout or a shutdown a read into the buffer is still pending:
     // that buffer is never reused.
     reusable = result.kind !== "timeout" && result.kind !== "closed";
@@ -2228,6 +2343,7 @@ async function handleConnection(
         "target-too-long": 414,
         "timeout": 408,
         "incomplete": 400,
+        "over-limit": 429,
       } as const;
       response = errorResponse(statusFor[result.kind]);
     }
@@ -2259,7 +2375,7 @@ async function handleConnection(
         conn,
         bytes.subarray(written),
         settings.sendTimeoutMs,
-        client,
+        connection.peer,
       );
     }
     log(
@@ -2278,7 +2394,7 @@ async function handleConnection(
     );
     if (linger) {
       closed = true;
-      await closeGracefully(conn, lingerMs, client);
+      await closeGracefully(conn, lingerMs, connection.peer);
     }
   } catch (error) {
     // A reset or broken connection is normal on a network: note it, carry on.
@@ -2382,6 +2498,8 @@ export interface TinyServerOptions {
   sendTimeoutMs?: number;
   /** See {@link MAX_CONNECTIONS}. @default {MAX_CONNECTIONS} */
   maxConnections?: number;
+  /** See {@link MAX_CONNECTIONS_PER_CLIENT}. @default {MAX_CONNECTIONS_PER_CLIENT} */
+  maxConnectionsPerClient?: number;
   /**
    * Host names answered besides the default ones (see {@link allowedHostsFor});
    * `.example.com` also allows its subdomains. Requests for any other name get
@@ -2467,49 +2585,27 @@ function writeLine(line: string, bytes: Uint8Array, at: number): number {
 }
 
 /**
- * Makes room when the server is full or out of descriptors: expires the
- * time limits (see {@link DeadlineSweep.expireAll}) of the connections from
- * the addresses holding the most, else of every connection. One address
- * opening thousands of connections that send half a head (a slowloris)
- * then loses its own, while a client elsewhere that is still sending its
- * head keeps its connection. `from` says whose, for the log.
+ * Logs a line at most once a second: a flood makes room once per connection,
+ * and a line each time would flood the log too. Lines in between are counted
+ * into the next one.
  */
-function shedConnections(
-  connections: readonly OpenConnection[],
-): { closed: number; from: string } {
-  const busiest = findBusiestClients(connections);
-  const closed = busiest === null ? 0 : deadlines.expireAll(busiest);
-  if (closed > 0) {
-    const shown = [...busiest!].slice(0, 3).join(", ");
-    const more = busiest!.size > 3 ? ` and ${busiest!.size - 3} more` : "";
-    return { closed, from: ` from ${shown}${more}` };
-  }
-  return { closed: deadlines.expireAll(), from: "" };
-}
-
-/**
- * The addresses holding at least half as many of `connections` as the
- * address holding the most, when that is more than one; else null (every
- * address holds one, and none is to blame more than another). A browser
- * opens up to six connections to a server: next to an address holding
- * hundreds, it is left alone.
- */
-function findBusiestClients(
-  connections: readonly { client: string }[],
-): Set<string> | null {
-  const counts = new Map<string, number>();
-  let most = 0;
-  for (const { client } of connections) {
-    const count = (counts.get(client) ?? 0) + 1;
-    counts.set(client, count);
-    if (count > most) most = count;
-  }
-  if (most < 2) return null;
-  const busiest = new Set<string>();
-  for (const [client, count] of counts) {
-    if (count * 2 >= most) busiest.add(client);
-  }
-  return busiest;
+function everySecond(log: (line: string) => void): (line: string) => void {
+  let last = -Infinity;
+  let skipped = 0;
+  return (line) => {
+    const now = Date.now();
+    if (now - last < 1000) {
+      skipped++;
+      return;
+    }
+    last = now;
+    log(
+      skipped === 0
+        ? line
+        : `${line} (and ${skipped} more since the last such line)`,
+    );
+    skipped = 0;
+  };
 }
 
 /** True when `accept` failed because that one connection was reset before we took it. */
@@ -2557,18 +2653,21 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     shutdownGraceMs = SHUTDOWN_GRACE_MS,
     sendTimeoutMs = SEND_TIMEOUT_MS,
     maxConnections = MAX_CONNECTIONS,
+    maxConnectionsPerClient = MAX_CONNECTIONS_PER_CLIENT,
     allowedHosts = [],
     respond = respondTo,
   } = options;
   const listener = Deno.listen({ hostname, port, transport: "tcp" });
   const addr = listener.addr as Deno.NetAddr;
   const connections = new SlotList<OpenConnection>();
+  // Each client address with a connection open, and how many it holds.
+  const peers = new Map<string, Peer>();
   const stopping = new AbortController();
   let listening = true;
   // Resolves `finished` once the last connection is done, after the listener closed.
   let allDone: (() => void) | undefined;
-  // Set while acceptConnections waits for fewer than maxConnections.
-  let roomFree: (() => void) | undefined;
+  // Set while acceptConnections waits for a connection to close.
+  let closedOne: (() => void) | undefined;
 
   // If the output has gone away (say, piped into `head`), keep serving anyway.
   const log = (line: string) => {
@@ -2590,7 +2689,9 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     respond,
     done(connection: OpenConnection) {
       connections.remove(connection);
-      if (roomFree && connections.items.length < maxConnections) roomFree();
+      const { peer } = connection;
+      if (--peer.held === 0) peers.delete(peer.address);
+      closedOne?.();
       if (connections.items.length === 0) allDone?.();
     },
   };
@@ -2601,18 +2702,30 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     listener.close();
   }
 
+  /** Settles when a connection closes, or after `ms` when given. */
+  function waitForClose(ms?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
+      closedOne = () => {
+        closedOne = undefined;
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  const reportFull = everySecond(log);
+  const reportClientFull = everySecond(log);
+  const reportAcceptFailed = everySecond(log);
+
   async function acceptConnections(): Promise<void> {
-    let failures = 0;
     while (listening) {
-      if (connections.items.length >= maxConnections) {
-        // At the most: the ones still waiting for a head get their 408, and
-        // no more are accepted (the kernel queues them) until there is room.
-        const { closed, from } = shedConnections(connections.items);
-        log(
-          `${connections.items.length} connections open, the most there may be; closed ${closed} waiting for a head or lingering${from}`,
-        );
-        await new Promise<void>((resolve) => roomFree = resolve);
-        roomFree = undefined;
+      if (
+        connections.items.length >= maxConnections && !deadlines.canShed(peers)
+      ) {
+        // Full, and every connection is being answered: no room can be
+        // made, so accept no more (the kernel queues them) until one closes.
+        await waitForClose();
         continue;
       }
       let conn: Deno.Conn;
@@ -2626,30 +2739,57 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         if (isGoneBeforeAccept(error)) continue;
         // Out of descriptors, most likely: a flood of connections that send
         // nothing, or a head a byte at a time. As nginx reuses connections
-        // that are still waiting for a request, those waiting for their head
-        // get their 408 now instead of at the end of HEAD_TIMEOUT_MS, and
-        // their descriptors come back; requests being answered go on.
-        const { closed, from } = shedConnections(connections.items);
-        if (failures++ === 0) {
-          log(
-            `accept failed (${
-              error instanceof Error ? error.message : String(error)
-            }); closed ${closed} connection(s) waiting for a head or lingering${from}; retrying every ${ACCEPT_RETRY_MS} ms`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        // that are still waiting for a request, one of those waiting gets
+        // its 408 now instead of at the end of HEAD_TIMEOUT_MS, and its
+        // descriptor serves the next client in the queue.
+        const from = deadlines.shedOne(peers);
+        reportAcceptFailed(
+          `accept failed (${
+            error instanceof Error ? error.message : String(error)
+          }); closed ${
+            from === null ? 0 : 1
+          } connection waiting for a head or lingering${
+            from === null ? "" : ` from ${from}`
+          }; trying again when one closes, or in ${ACCEPT_RETRY_MS} ms`,
+        );
+        await waitForClose(ACCEPT_RETRY_MS);
         continue;
       }
-      if (failures > 0) {
-        log(`accepting again after ${failures} failed attempt(s)`);
-        failures = 0;
-      }
       if (once) stopListening();
-      const connection = {
-        conn,
-        slot: -1,
-        client: (conn.remoteAddr as Deno.NetAddr).hostname,
-      };
+      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      let peer = peers.get(address);
+      if (peer === undefined) {
+        peer = { address, held: 0, group: peers };
+        peers.set(address, peer);
+      }
+      // Room for the new connection, made among its address's own when that
+      // address holds all it may, else among all when the server is full.
+      let overLimit = false;
+      if (peer.held >= maxConnectionsPerClient) {
+        overLimit = deadlines.shedOne(peers, peer) === null;
+        reportClientFull(
+          `${address} holds ${peer.held} connections, the most one address may; ${
+            overLimit
+              ? "none waiting for a head or lingering: answered the new one 429"
+              : "closed its own that has waited longest for a head, or lingered"
+          }`,
+        );
+      }
+      if (
+        connections.items.length >= maxConnections &&
+        (overLimit || peer.held < maxConnectionsPerClient)
+      ) {
+        const from = deadlines.shedOne(peers);
+        reportFull(
+          `${connections.items.length} connections open, the most there may be; closed ${
+            from === null ? 0 : 1
+          } waiting for a head or lingering${
+            from === null ? "" : ` from ${from}`
+          }`,
+        );
+      }
+      peer.held++;
+      const connection = { conn, slot: -1, client: address, peer, overLimit };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
       // (every error is caught and logged) and tells `settings.done` when done.

@@ -45,13 +45,14 @@ Deno.test("slowloris: a full server cuts the addresses holding the most, not a c
           clients.push(await connectFrom(port, addressOf(i), HALF_HEAD));
         }
         await waitForLine(lines, /connections open, the most there may be/);
-        // The flood's connections that were taken got their 408.
+        // Each flood connection past the 40th made room by closing one of
+        // the flood's with a 408: 21 of them (60 + 1 - 40).
         await delay(200);
         const flood = clients.slice(1);
         const cut = flood.filter((client) =>
           client.received().startsWith("HTTP/1.1 408 ")
         );
-        assert.ok(cut.length >= 30, `${cut.length} of the flood got 408`);
+        assert.ok(cut.length >= 20, `${cut.length} of the flood got 408`);
         // The victim's connection is still open; the rest of its head is answered.
         assert.equal(victim.received(), "");
         victim.socket.write(REST_OF_HEAD);
