@@ -6,7 +6,7 @@
  * neither this file nor the driver (`npm:postgres`, at an exact version, in `deno.lock`).
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://board@127.0.0.1:5432/board [--port 8080] [--hostname 127.0.0.1] [--quiet]
+ * deno run --allow-net=127.0.0.1 --allow-env='DATABASE_URL,PG*' board_postgres.ts --store postgres://board@127.0.0.1:5432/board
  * ```
  *
  * It takes message_board.ts's options (`--help` lists them), with `--store URL` (or the

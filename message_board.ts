@@ -4,8 +4,11 @@
  * in a JSON Lines file that never loses an acknowledged message.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts [--data ./data/messages.jsonl] [--port 8080] [--hostname 127.0.0.1] [--cert cert.pem --key key.pem] [--quiet]
+ * deno run --allow-net=127.0.0.1 --allow-read=./data --allow-write=./data message_board.ts
  * ```
+ *
+ * It keeps the messages in `./data/messages.jsonl` and serves
+ * http://127.0.0.1:8080/; `--help` lists the options.
  *
  * Behind a reverse proxy on the same machine it can listen on a Unix domain
  * socket instead of a port (the folder must exist; the proxy speaks TLS):
@@ -19,7 +22,7 @@
  * file never imports it, so it works copied alone):
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG* board_postgres.ts --store postgres://board@127.0.0.1:5432/board
+ * deno run --allow-net=127.0.0.1 --allow-env='DATABASE_URL,PG*' board_postgres.ts --store postgres://board@127.0.0.1:5432/board
  * ```
  *
  * Security stance, up front:
@@ -36,6 +39,8 @@
  *   twice, in a form or in JSON) is a 400, never a guess.
  * - One client cannot flood it: 5 posts at once, then one per 3 s, and 8 live
  *   streams per address (429 with Retry-After); `--rate-limit off` for load tests.
+ *   Whatever that says, one connection has at most 8 answers on their way (an
+ *   HTTP/2 client that reads none of them holds no more), the process 500.
  * - Moderation needs a credential: with `--admin-token` a moderator signs in at
  *   /admin (a session cookie, HttpOnly and SameSite=Strict) to clear (after a
  *   confirmation), delete one message, or restore the newest archive. Without
@@ -135,6 +140,21 @@ export const MAX_STREAMS_PER_CLIENT = 8;
 export const MAX_BODIES_PER_CLIENT = 8;
 /** Live-update streams open at once from all clients (each holds a connection); more get 503. */
 export const MAX_EVENT_STREAMS = 1000;
+/**
+ * Answers one connection may have on their way at once (its live-update streams aside);
+ * more get 429 at once. HTTP/1.1 sends one at a time, but an HTTP/2 client may open 200
+ * streams on a connection and give them no window (RFC 9113 6.9.2), and Deno.serve holds
+ * each answer until the client takes it: 10 such connections asking 199 times each for an
+ * 818 KB page took the board from 59 to 478 MB in 4 s, and rising. A page loads its
+ * stylesheet, its script and its event stream: four.
+ */
+export const MAX_ANSWERS_PER_CONNECTION = 8;
+/**
+ * Answers on their way at once from all connections (live-update streams aside); more get
+ * 503 with Retry-After. An answer that waits for its client holds up to about 400 KB in
+ * Deno.serve: 150 connections as above, 8 answers each, held 458 MB.
+ */
+export const MAX_ANSWERS_IN_FLIGHT = 500;
 /** Wrong admin tokens one client may send in a burst before 429. */
 export const SIGN_IN_BURST = 5;
 /** After that, one more try per this many milliseconds. */
@@ -3176,6 +3196,8 @@ export function createBoardHandler(
   const sessions = new AdminSessions();
   const streamsByClient = new Map<string, number>();
   const bodiesByClient = new Map<string, number>();
+  const answersByConnection = new Map<string, number>();
+  let answersInFlight = 0;
   let openStreams = 0;
 
   /** Who may moderate this request (see {@linkcode Moderation}). */
@@ -3225,6 +3247,41 @@ export function createBoardHandler(
       if (left === 0) bodiesByClient.delete(client);
       else bodiesByClient.set(client, left);
     };
+  }
+
+  /**
+   * Counts an answer on its connection (`address:port`) and in the process until Deno.serve
+   * has sent it or the client has gone (`completed`), or refuses it: 429 past
+   * MAX_ANSWERS_PER_CONNECTION, 503 past MAX_ANSWERS_IN_FLIGHT. Without `info` (a handler
+   * called directly, or a Unix socket) there is no connection to count.
+   */
+  function admitAnswer(info: Deno.ServeHandlerInfo | undefined): void {
+    const addr = info?.remoteAddr;
+    if (addr?.transport !== "tcp" || info!.completed === undefined) return;
+    const key = `${addr.hostname}:${addr.port}`;
+    const mine = answersByConnection.get(key) ?? 0;
+    if (mine >= MAX_ANSWERS_PER_CONNECTION) {
+      throw tooManyRequests(
+        "Too many requests on this connection at once; wait for the others to finish.",
+        1000,
+      );
+    }
+    if (answersInFlight >= MAX_ANSWERS_IN_FLIGHT) {
+      throw new HttpError(
+        503,
+        "The board is sending too many answers at once; try again in a moment.",
+        { "retry-after": String(STORE_RETRY_AFTER_S) },
+      );
+    }
+    answersByConnection.set(key, mine + 1);
+    answersInFlight++;
+    const release = () => {
+      answersInFlight--;
+      const left = (answersByConnection.get(key) ?? 1) - 1;
+      if (left === 0) answersByConnection.delete(key);
+      else answersByConnection.set(key, left);
+    };
+    info!.completed.then(release, release);
   }
 
   /** Takes one post from the client's allowance, or refuses with 429. */
@@ -3654,6 +3711,8 @@ export function createBoardHandler(
         const response = misdirected(name);
         return request.method === "HEAD" ? withoutBody(response) : response;
       }
+      // An event stream never ends: it has its own limits (MAX_STREAMS_PER_CLIENT).
+      if (path !== "/events") admitAnswer(info);
       if (path === "") {
         // "/board" without its slash: relative links would break, so send the browser to "/board/".
         return respond(null, 308, "", { location: `${base}/${url.search}` });

@@ -4,8 +4,11 @@
  * front of a real site, plus the chapter's demo site and its GET form.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts [--root ./static] [--port 8080]
+ * deno run --allow-net=127.0.0.1 --allow-read=./static server_files.ts
  * ```
+ *
+ * It serves `./static` on http://127.0.0.1:8080/; `--root DIR` (with
+ * `--allow-read=DIR`) and `--port N` change them, and `--help` lists the rest.
  *
  * Behind a reverse proxy on the same machine it can listen on a Unix domain
  * socket instead of a port (the folder must exist; the proxy speaks TLS):

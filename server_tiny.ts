@@ -9,10 +9,11 @@
  * it, decide the answer, write the response bytes, close.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 server_tiny.ts [--port 8080] [--hostname 127.0.0.1] [--allowed-host NAME] [--once] [--quiet]
+ * deno run --allow-net=127.0.0.1 server_tiny.ts
  * ```
  *
- * `--port 0` picks a free port. `--once` serves one connection and exits.
+ * `--help` lists the options. `--port 0` picks a free port (the default is
+ * 8080). `--once` serves one connection and exits.
  * `--quiet` stops printing each request head (the access log stays).
  * Ctrl-C or SIGTERM stops accepting, lets requests in progress finish, exits 0.
  *

@@ -8,8 +8,10 @@
  * `Request`; the handler returns a `Response`. That is the whole server.
  *
  * ```sh
- * deno run --allow-net=127.0.0.1 examples/stage2_serve.ts [--port 8080]
+ * deno run --allow-net=127.0.0.1 examples/stage2_serve.ts
  * ```
+ *
+ * `--port N` listens on another port than 8080 (`0` picks a free one).
  *
  * @module
  */

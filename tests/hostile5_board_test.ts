@@ -133,10 +133,12 @@ Deno.test("hostile5: a long page rendered in pieces is the same text as whole", 
 Deno.test("hostile5: posts racing with clears: every acknowledged post is kept once, ids never reused", async () => {
   await using folder = await tempFolder();
   const dataFile = join(folder.path, "messages.jsonl");
-  const info: Deno.ServeHandlerInfo = {
-    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 },
+  // A visitor on this machine (who may clear), each request on a connection of its own.
+  let port = 40000;
+  const info = (): Deno.ServeHandlerInfo => ({
+    remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: port++ },
     completed: Promise.resolve(),
-  };
+  });
   const board = await openBoard({ dataFile, log: () => {}, rateLimit: false });
   const post = async (text: string) => {
     const response = await board.handler(
@@ -145,7 +147,7 @@ Deno.test("hostile5: posts racing with clears: every acknowledged post is kept o
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ text }),
       }),
-      info,
+      info(),
     );
     return response.status === 201 ? (await response.json()).id : null;
   };
@@ -156,7 +158,7 @@ Deno.test("hostile5: posts racing with clears: every acknowledged post is kept o
         headers: { "content-type": "application/x-www-form-urlencoded" },
         body: "clear=1",
       }),
-      info,
+      info(),
     );
     await response.body?.cancel();
     return response.status;

@@ -2,8 +2,20 @@
 // request shapes Deno.serve hands on as they came, and what a store does under them. One
 // test per defect found, each failing on the code before its fix.
 import assert from "node:assert/strict";
-import { openTempBoard } from "./_board.ts";
-import { sendRaw } from "./_raw.ts";
+import { join } from "node:path";
+import { MAX_ANSWERS_PER_CONNECTION, openBoard } from "../message_board.ts";
+import { openTempBoard, tempFolder } from "./_board.ts";
+import { h2Frame, h2Get, sendRaw } from "./_raw.ts";
+
+/** 50 messages of 3,999 `<`: an 818 KB newest page, which goes in pieces over HTTP/2. */
+function longPage(): string {
+  return Array.from({ length: 50 }, (_, i) =>
+    JSON.stringify({
+      id: i + 1,
+      text: "<".repeat(3999),
+      postedAt: "2026-12-02T04:00:00.000Z",
+    }) + "\n").join("");
+}
 
 /** An in-process board served on a port (raw requests need Deno.serve in between). */
 async function serveTempBoard() {
@@ -98,4 +110,64 @@ Deno.test("hostile6: regression: a Content-Type parameter given twice gets 400, 
     (await board.store.listMessages({ limit: 10 })).messages,
     [],
   );
+});
+
+Deno.test("hostile6: regression: one HTTP/2 connection that reads nothing gets MAX_ANSWERS_PER_CONNECTION answers at a time, then 429", async () => {
+  // 10 connections of 199 zero-window streams asking for an 818 KB page took the board from
+  // 59 to 478 MB in 4 s, and rising (redteam's F2: 40 of them, 1.5 GB): each answer waits
+  // whole in Deno.serve for a client that never takes it.
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  await Deno.writeTextFile(dataFile, longPage());
+  const board = await openBoard({ dataFile, log: () => {}, rateLimit: false });
+  const statuses: number[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request, info) => {
+      const response = await board.handler(request, info);
+      statuses.push(response.status);
+      return response;
+    },
+  );
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+  });
+  try {
+    // Cleartext HTTP/2 (prior knowledge), every stream given no window (RFC 9113 6.5.2).
+    await conn.write(
+      new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    );
+    await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
+    const count = MAX_ANSWERS_PER_CONNECTION + 12;
+    for (let i = 0; i < count; i++) {
+      await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get("/")));
+    }
+    for (
+      let waited = 0;
+      statuses.length < count && waited < 5000;
+      waited += 20
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.equal(
+      statuses.filter((status) => status === 200).length,
+      MAX_ANSWERS_PER_CONNECTION,
+    );
+    assert.equal(statuses.filter((status) => status === 429).length, 12);
+    // Another connection is not held up, and HTTP/1.1 on one kept-alive connection (one
+    // answer at a time) never meets the limit.
+    statuses.length = 0;
+    for (let i = 0; i < count; i++) {
+      const response = await fetch(
+        `http://127.0.0.1:${server.addr.port}/api/messages`,
+      );
+      await response.body?.cancel();
+    }
+    assert.deepEqual(statuses, Array(count).fill(200));
+  } finally {
+    conn.close();
+    await server.shutdown();
+    await board.close();
+  }
 });
