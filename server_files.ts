@@ -5416,7 +5416,8 @@ export interface RestartingServer<Addr extends Deno.Addr = Deno.NetAddr> {
  *
  * With `path` (a Unix domain socket, as `Deno.serve` takes it) it listens
  * there instead, and again on the same path: Deno removes the socket file
- * when a listener closes.
+ * when a listener closes. With `mode` too, each socket file it creates gets
+ * that mode (`0o660`) at once, instead of the one the umask gives.
  */
 export function serveWithRestart(
   options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
@@ -5426,7 +5427,7 @@ export function serveWithRestart(
 ): RestartingServer;
 /** {@linkcode serveWithRestart} on a Unix domain socket (`path`). */
 export function serveWithRestart(
-  options: Deno.ServeUnixOptions,
+  options: Deno.ServeUnixOptions & { mode?: number | undefined },
   handler: Deno.ServeHandler<Deno.UnixAddr>,
   log?: (line: string) => void,
   shutdownGraceMs?: number,
@@ -5435,7 +5436,7 @@ export function serveWithRestart(
 export function serveWithRestart(
   options:
     | (Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>)
-    | Deno.ServeUnixOptions,
+    | (Deno.ServeUnixOptions & { mode?: number | undefined }),
   handler: Deno.ServeHandler<Deno.NetAddr> | Deno.ServeHandler<Deno.UnixAddr>,
   log: (line: string) => void = (line) => console.error(line),
   shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
@@ -5453,10 +5454,20 @@ export function serveWithRestart(
     return result instanceof Response ? last(result) : result.then(last);
   };
   const draining = new Set<Deno.HttpServer>();
-  const listen = (at: typeof options): Deno.HttpServer =>
-    "path" in at
-      ? Deno.serve(at, serve)
-      : Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+  const listen = (at: typeof options): Deno.HttpServer => {
+    if (!("path" in at)) {
+      return Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+    }
+    const { mode, ...unix } = at;
+    const server = Deno.serve(unix, serve);
+    try {
+      if (mode !== undefined) Deno.chmodSync(at.path, mode);
+    } catch (error) {
+      server.shutdown();
+      throw error;
+    }
+    return server;
+  };
   let current = listen(options);
   const addr = current.addr as Deno.NetAddr | Deno.UnixAddr;
   const again = "path" in addr
@@ -5592,6 +5603,8 @@ Options:
                       machine (plain HTTP; it replaces --port and --hostname). Needs
                       --allow-read=PATH --allow-write=PATH --allow-net=unix:/ABSOLUTE/PATH; a
                       socket file left by a killed run is replaced, any other file refused
+  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group may connect;
+                      default: what the umask gives, 755 with the usual 022)
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
@@ -5610,7 +5623,7 @@ Options:
                       duration_ms; written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
-  --version           print the version and exit
+  -V, --version       print the version and exit
   -h, --help          show this help
 
 The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
@@ -5642,6 +5655,11 @@ export interface ServerOptions extends HandlerOptions {
    * (see {@linkcode claimSocketPath}). @default undefined (TCP)
    */
   unixPath?: string | undefined;
+  /**
+   * The Unix socket file's mode (`0o660`: the proxy's group may connect).
+   * @default undefined (what the umask gives: `0o755` with the usual 022)
+   */
+  unixMode?: number | undefined;
   /** Called with the real address. @default prints the "Serving ..." line */
   onListen?: ((address: Deno.NetAddr | Deno.UnixAddr) => void) | undefined;
 }
@@ -5682,6 +5700,8 @@ export interface CommandLineOptions extends ServerOptions {
   workers: number;
   /** --unix: the socket's path, instead of a port. */
   unixPath?: string | undefined;
+  /** --unix-mode: the socket file's mode. */
+  unixMode?: number | undefined;
   /** --help: print the usage and exit. */
   help: boolean;
   /** --version: print the version and exit. */
@@ -5693,6 +5713,7 @@ const FLAGS = {
   port: { type: "string", short: "p" }, // 8080, unless --unix
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   unix: { type: "string" },
+  "unix-mode": { type: "string" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -5707,7 +5728,7 @@ const FLAGS = {
   "log-format": { type: "string", default: "clf" },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
-  version: { type: "boolean", default: false },
+  version: { type: "boolean", short: "V", default: false },
   // The spellings of `deno run jsr:@std/http/file-server`, so a command
   // written for it keeps working (its defaults differ: see the README).
   host: { type: "string" },
@@ -5756,6 +5777,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   const workers = parseWorkerCount(values.workers);
   const logFormat = parseLogFormat(values["log-format"]);
   if (values.unix !== undefined) checkUnixFlags(values, workers);
+  const unixMode = parseUnixMode(values["unix-mode"], values.unix);
   return {
     fsRoot: values.root ?? folder ?? "./static",
     port,
@@ -5774,6 +5796,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     logFormat,
     workers,
     unixPath: values.unix,
+    unixMode,
     help: values.help,
     version: values.version,
   };
@@ -5785,6 +5808,27 @@ function parseLogFormat(value: string): "clf" | "json" {
   throw new CommandLineError(
     `--log-format takes clf or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * Reads `--unix-mode`: an octal file mode (`660`, `0660` or `0o660`) for the
+ * socket, only with `--unix`. The same check is in message_board.ts.
+ */
+function parseUnixMode(
+  value: string | undefined,
+  unix: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (unix === undefined) {
+    throw new CommandLineError("--unix-mode goes with --unix PATH");
+  }
+  const digits = /^(?:0o?)?([0-7]{3})$/.exec(value)?.[1];
+  if (digits === undefined) {
+    throw new CommandLineError(
+      `--unix-mode takes an octal file mode such as 660, got ${showArg(value)}`,
+    );
+  }
+  return parseInt(digits, 8);
 }
 
 /** Refuses what cannot go with `--unix`: another place to listen, TLS, Workers. */
@@ -5969,7 +6013,10 @@ export async function startServer(
         `server_files: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
       );
     }
-    return serveWithRestart({ path: unixPath, onListen }, handler);
+    return serveWithRestart(
+      { path: unixPath, mode: options.unixMode, onListen },
+      handler,
+    );
   }
   const tls = cert !== undefined && key !== undefined
     ? { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) }
