@@ -674,7 +674,9 @@ function concatBytes(pieces: Uint8Array[]): Uint8Array {
  * process holds it. The lock sits on its own file, not on the data file,
  * because a clear replaces the data file and a lock follows the old inode.
  * These are flock(2) locks: the kernel drops them when the process dies, so
- * a crash never leaves a stale lock behind.
+ * a crash never leaves a stale lock behind. A lock file that another process
+ * removes lets a second board start: so the store checks before each write that
+ * the file is still the one it holds, and takes no writes until it has its lock again.
  */
 async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
   const lockFile = `${dataFile}.lock`;
@@ -1378,6 +1380,20 @@ class JsonLinesStore implements MessageStore {
     if (this.#failure !== null || this.#file === null) {
       throw this.#unavailable();
     }
+    if (!this.#holdsLock()) {
+      // Another board process may have started on the data file since (it found no lock),
+      // and written: this one then appended its own posts with the same ids, and each set
+      // the other's acknowledged lines aside. The retry takes the lock back once it is free,
+      // and reads the file again as it is.
+      this.#reloadAll = true;
+      this.#fail(
+        new Error(
+          `${this.dataFile}.lock was removed or replaced by another process`,
+        ),
+        "keeping the lock",
+      );
+      throw this.#unavailable();
+    }
     let change: string | null;
     try {
       // Sync on purpose: two stats take about 10 us so, five times that through the thread
@@ -1413,6 +1429,28 @@ class JsonLinesStore implements MessageStore {
       this.#scheduleRetry();
       throw this.#unavailable();
     }
+  }
+
+  /** Whether `<dataFile>.lock` is still the file this store holds locked (two stats). */
+  #holdsLock(): boolean {
+    try {
+      const named = Deno.statSync(`${this.dataFile}.lock`);
+      const held = this.#lock.statSync();
+      return named.ino === held.ino && named.dev === held.dev;
+    } catch {
+      return false; // removed, or its folder unreadable: the retry sorts it out
+    }
+  }
+
+  /** Locks `<dataFile>.lock` again when it is not the file held (StartupError: another holds it). */
+  async #retakeLock(): Promise<void> {
+    if (this.#holdsLock()) return;
+    const lock = await lockDataFile(this.dataFile);
+    this.#lock.close();
+    this.#lock = lock;
+    this.#log(
+      `${this.dataFile}: the board holds the lock on ${this.dataFile}.lock again`,
+    );
   }
 
   /** Appends lines and syncs them; on failure the store turns read-only. */
@@ -1671,6 +1709,7 @@ class JsonLinesStore implements MessageStore {
     if (this.#closed || this.#failure === null) return;
     const probe = `${this.dataFile}.probe`;
     try {
+      await this.#retakeLock();
       try {
         await writeFileDurably(probe, new Uint8Array(PROBE_BYTES));
       } finally {
