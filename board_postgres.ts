@@ -1323,7 +1323,15 @@ function messageEvent(message: Message): BoardEvent {
 /**
  * A database URL fit for logs: the password hidden.
  *
- * @example redactUrl("postgres://board:secret@db:5432/board") // => "postgres://board:***@db:5432/board"
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   redactUrl("postgres://board:secret@db:5432/board"),
+ *   "postgres://board:***@db:5432/board",
+ * );
+ * assert.equal(redactUrl("not a url"), "(a database URL that does not parse)");
+ * ```
  */
 export function redactUrl(url: string): string {
   try {

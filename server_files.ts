@@ -114,7 +114,11 @@ export type ExtraHeaders = readonly string[] | HeadersInit;
 
 /** Options of {@linkcode serveFile}. */
 export interface ServeFileOptions {
-  /** The file's `Deno.FileInfo`, if the caller already has it (saves a stat). */
+  /**
+   * The file's `Deno.FileInfo`, if the caller already has it: it tells a file
+   * from a folder; size and validators still come from the file as opened.
+   * @default {undefined} (a stat)
+   */
   fileInfo?: Deno.FileInfo | undefined;
   /** Accepted for std compatibility and ignored, as in {@linkcode ServeDirOptions.etagAlgorithm}. */
   etagAlgorithm?: AlgorithmIdentifier | undefined;
@@ -1456,6 +1460,28 @@ const ASCTIME_DATE =
  * An `If-Modified-Since` later than the server's clock is ignored, as RFC 2616
  * 14.25 said of such dates: it is a client clock error, and a 304 would hide
  * every change made before the client's clock catches up.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { evaluatePreconditions, type FileMeta } from "./server_files.ts";
+ * const meta: FileMeta = {
+ *   size: 5,
+ *   etag: `"5-1000"`,
+ *   lastModified: "Thu, 01 Jan 1970 00:00:04 GMT",
+ *   mtimeSeconds: 4,
+ *   contentType: "text/plain; charset=utf-8",
+ * };
+ * const check = (headers: Record<string, string>) =>
+ *   evaluatePreconditions(new Headers(headers), meta);
+ * assert.equal(check({ "if-none-match": `W/"5-1000"` }), 304);
+ * assert.equal(check({ "if-match": `"other"` }), 412);
+ * // If-None-Match decides alone: the date beside it is not looked at.
+ * assert.equal(
+ *   check({ "if-none-match": `"old"`, "if-modified-since": meta.lastModified }),
+ *   null,
+ * );
+ * ```
  */
 export function evaluatePreconditions(
   headers: Headers,
@@ -2995,11 +3021,11 @@ export function sortListing(
 
 /** Options of {@linkcode renderListing} and {@linkcode renderListingJson}. */
 export interface ListingOptions {
-  /** URL prefix of the served root (`""` or `/static`); breadcrumbs stop there. */
+  /** URL prefix of the served root (`""` or `/static`); breadcrumbs stop there. @default {""} */
   urlRoot?: string | undefined;
   /** Order of the rows. @default {DEFAULT_LISTING_QUERY} */
   query?: ListingQuery | undefined;
-  /** The folder had more than {@linkcode MAX_LISTING_ENTRIES} entries. */
+  /** The folder had more than {@linkcode MAX_LISTING_ENTRIES} entries. @default {false} */
   truncated?: boolean | undefined;
 }
 

@@ -176,6 +176,7 @@ export interface ReadHeadOptions {
    * Aborting it ends the wait (within {@link DEADLINE_TICK_MS}), but only
    * while no byte has arrived yet: a graceful shutdown closes idle
    * connections and lets started requests finish.
+   * @default undefined (the wait ends only with the head, the limit or the timeout)
    */
   idleSignal?: AbortSignal;
   /**
@@ -761,6 +762,18 @@ const VERSION_ONE = [...new TextEncoder().encode(" HTTP/1.")];
  * not, gives null, and {@link parseHeadByRules} decides. What this accepts,
  * that accepts too, with the same result (the tests check both on random and
  * hostile heads): measured on a browser's head, this costs a fifth of it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHeadByRules, parseUsualHead } from "./server_tiny.ts";
+ * const usual = new TextEncoder().encode("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
+ * assert.deepEqual(parseHeadByRules(usual), { ok: true, request: parseUsualHead(usual) });
+ * // Not the usual head (a body announced): null, and the rules decide.
+ * const post = new TextEncoder().encode("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+ * assert.equal(parseUsualHead(post), null);
+ * assert.equal(parseHeadByRules(post).ok, true);
+ * ```
  */
 export function parseUsualHead(head: Uint8Array): RequestHead | null {
   const length = head.length;
@@ -1334,6 +1347,18 @@ const SAFE_FIELD_VALUE = /^[\t\x20-\x7e]*$/;
  * Throws a TypeError naming what is wrong if `response` cannot be sent as it
  * is: a status out of range, a field name that is not a token, a value with
  * CR, LF or a control character (header injection), a field the server owns.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { checkResponse } from "./server_tiny.ts";
+ * checkResponse({ status: 200, headers: [["Content-Type", "text/plain"]], body: "ok" });
+ * assert.throws(
+ *   () => checkResponse({ status: 200, headers: [["X-A", "a\r\nSet-Cookie: b"]], body: "" }),
+ *   TypeError,
+ * );
+ * assert.throws(() => checkResponse({ status: 200, headers: [["Content-Length", "9"]], body: "" }), TypeError);
+ * ```
  */
 export function checkResponse(response: TinyResponse): void {
   const { status, headers = [], body } = response;

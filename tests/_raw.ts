@@ -202,18 +202,28 @@ export async function connectZeroWindowH2(
   return conn;
 }
 
+/** GETs sent in bursts: `every` at a time, `pauseMs` apart. */
+export interface Pace {
+  every: number;
+  pauseMs: number;
+}
+
 /**
  * Sends `count` GETs on `conn` (streams 1, 3, 5, ...; HEADERS with END_STREAM and
- * END_HEADERS), the i-th for `path(i)` with `headers`.
+ * END_HEADERS), the i-th for `path(i)` with `headers`; all at once unless `pace`.
  */
 export async function sendH2Gets(
   conn: Deno.Conn,
   count: number,
   path: (i: number) => string,
   headers: readonly [name: string, value: string][] = [],
+  pace?: Pace,
 ): Promise<void> {
   for (let i = 0; i < count; i++) {
     await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i), headers)));
+    if (pace !== undefined && i % pace.every === pace.every - 1) {
+      await new Promise((resolve) => setTimeout(resolve, pace.pauseMs));
+    }
   }
 }
 
@@ -227,6 +237,8 @@ export interface StalledStreamsOptions {
   path: (i: number) => string;
   /** More request headers, such as `[["range", "bytes=1-2"]]`. @default [] */
   headers?: readonly [name: string, value: string][];
+  /** Send each connection's GETs in bursts (see {@link sendH2Gets}). @default all at once */
+  pace?: Pace;
 }
 
 /**
@@ -237,7 +249,8 @@ export interface StalledStreamsOptions {
 export async function openStalledStreams(
   port: number,
   pem: string,
-  { connections, perConnection, path, headers = [] }: StalledStreamsOptions,
+  { connections, perConnection, path, headers = [], pace }:
+    StalledStreamsOptions,
 ): Promise<Disposable> {
   const conns: Deno.TlsConn[] = [];
   const close = () => {
@@ -247,7 +260,7 @@ export async function openStalledStreams(
     for (let c = 0; c < connections; c++) {
       const conn = await connectZeroWindowH2(port, pem);
       conns.push(conn);
-      await sendH2Gets(conn, perConnection, path, headers);
+      await sendH2Gets(conn, perConnection, path, headers, pace);
     }
   } catch (error) {
     close();

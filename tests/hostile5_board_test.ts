@@ -7,9 +7,7 @@ import { openBoard } from "../message_board.ts";
 import { startBoard, tempFolder } from "./_board.ts";
 import { certTestOptions, makeCertificate } from "./_certs.ts";
 import { readRss } from "./_process.ts";
-import { h2Frame } from "./_raw.ts";
-
-const encoder = new TextEncoder();
+import { openStalledStreams } from "./_raw.ts";
 
 /** 100 messages of 4,000 emoji (16 KB each in UTF-8): the longest page the API gives. */
 function longMessages(): string {
@@ -19,21 +17,6 @@ function longMessages(): string {
       text: "😀".repeat(4000),
       postedAt: "2026-11-21T22:44:51.000Z",
     }) + "\n").join("");
-}
-
-/** One HTTP/2 GET of `path` as a HEADERS block (static-table names, literal values). */
-function h2Get(path: string): Uint8Array {
-  const bytes = encoder.encode(path);
-  return new Uint8Array([
-    0x82, // :method GET
-    0x87, // :scheme https
-    0x04, // :path, literal
-    bytes.length,
-    ...bytes,
-    0x01, // :authority, literal
-    9,
-    ...encoder.encode("127.0.0.1"),
-  ]);
 }
 
 Deno.test({
@@ -55,7 +38,6 @@ Deno.test({
       "--key",
       "data/key.pem",
     ]);
-    const conns: Deno.TlsConn[] = [];
     try {
       using client = Deno.createHttpClient({
         caCerts: [cert.pem],
@@ -65,21 +47,12 @@ Deno.test({
       const first = await fetch(new URL(path, board.url), { client });
       assert.equal((await first.json()).messages.length, 100);
       const before = await readRss(board.pid);
-      for (let c = 0; c < 2; c++) {
-        const conn = await Deno.connectTls({
-          hostname: "127.0.0.1",
-          port: board.port,
-          caCerts: [cert.pem],
-          alpnProtocols: ["h2"],
-        });
-        conns.push(conn);
-        await conn.write(encoder.encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
-        // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte of its body.
-        await conn.write(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0])));
-        for (let i = 0; i < 200; i++) {
-          await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path)));
-        }
-      }
+      // SETTINGS_INITIAL_WINDOW_SIZE = 0: no stream may be sent a byte of its body.
+      using _stalled = await openStalledStreams(board.port, cert.pem, {
+        connections: 2,
+        perConnection: 200,
+        path: () => path,
+      });
       await new Promise((resolve) => setTimeout(resolve, 2000));
       const grown = (await readRss(board.pid) - before) / 1e6;
       // The whole page per stream: about 300 MB for these 400 streams.
@@ -88,7 +61,6 @@ Deno.test({
       assert.equal(health.status, 200);
       await health.body?.cancel();
     } finally {
-      for (const conn of conns) conn.close();
       await board.stop("SIGKILL");
     }
   },

@@ -14,7 +14,7 @@ import {
   startHttpsFilesProcess,
 } from "./_files.ts";
 import { countOpenFds, readRss, toolTestOptions } from "./_process.ts";
-import { connectZeroWindowH2, h2Frame, h2Get } from "./_raw.ts";
+import { openStalledStreams } from "./_raw.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -198,39 +198,6 @@ Deno.test("files: two handlers in one process each keep their own 404.html, read
   assert.ok(pages < 10, `${pages.toFixed(1)} pages read`);
 });
 
-/**
- * {@link openStalledStreams} sending 40 GETs at a time per connection, 100 ms
- * apart: a burst of 200 listings at once would get 503s for want of a
- * listing turn (MAX_WAITING_LISTINGS) instead of being held.
- */
-async function stalledStreams(
-  port: number,
-  pem: string,
-  connections: number,
-  perConnection: number,
-  path: (i: number) => string,
-  headers: readonly [string, string][] = [],
-): Promise<Disposable> {
-  const conns: Deno.TlsConn[] = [];
-  const close = () => {
-    for (const conn of conns) conn.close();
-  };
-  try {
-    for (let c = 0; c < connections; c++) {
-      const conn = await connectZeroWindowH2(port, pem);
-      conns.push(conn);
-      for (let i = 0; i < perConnection; i++) {
-        await conn.write(h2Frame(1, 0x5, 2 * i + 1, h2Get(path(i), headers)));
-        if (i % 40 === 39) await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  } catch (error) {
-    close();
-    throw error;
-  }
-  return { [Symbol.dispose]: close };
-}
-
 Deno.test({
   name:
     "files: HTTP/2 streams that read nothing share one body of a small listing",
@@ -261,13 +228,14 @@ Deno.test({
     );
     await new Promise((r) => setTimeout(r, 300));
     const before = await readRss(server.pid);
-    using _stalled = await stalledStreams(
-      server.port,
-      pem,
-      3,
-      200,
-      (i) => `/list/?${i}`,
-    );
+    // 40 GETs at a time: a burst of 200 listings at once would get 503s for
+    // want of a listing turn (MAX_WAITING_LISTINGS) instead of being held.
+    using _stalled = await openStalledStreams(server.port, pem, {
+      connections: 3,
+      perConnection: 200,
+      path: (i) => `/list/?${i}`,
+      pace: { every: 40, pauseMs: 100 },
+    });
     await new Promise((r) => setTimeout(r, 2000));
     const grown = (await readRss(server.pid) - before) / 1e6;
     console.log(`RSS grew by ${grown.toFixed(0)} MB`);
@@ -373,14 +341,12 @@ Deno.test({
     assert.equal((await ask()).coding, "gzip");
     {
       // 3 connections of 16 streams each (their turns) that read nothing.
-      using _stalled = await stalledStreams(
-        server.port,
-        pem,
-        3,
-        16,
-        (i) => `/big.txt?${i}`,
-        [["accept-encoding", "gzip"]],
-      );
+      using _stalled = await openStalledStreams(server.port, pem, {
+        connections: 3,
+        perConnection: 16,
+        path: (i) => `/big.txt?${i}`,
+        headers: [["accept-encoding", "gzip"]],
+      });
       assert.ok(3 * 16 > MAX_COMPRESSING_STREAMS);
       await new Promise((r) => setTimeout(r, 1000));
       const meanwhile = await ask();
