@@ -3707,7 +3707,8 @@ export function createBoardHandler(
     }
   }
 
-  return async function handleRequest(
+  /** The answer to any request, HEAD's with its body still (see handleRequest). */
+  async function answerRequest(
     request: Request,
     info?: Deno.ServeHandlerInfo,
   ): Promise<Response> {
@@ -3719,12 +3720,11 @@ export function createBoardHandler(
       : URL.parse(request.url);
     if (url === null) {
       await request.body?.cancel().catch(() => {});
-      const response = errorResponse(
+      return errorResponse(
         new HttpError(400, "The Host header is not a valid host name."),
         "html",
         base,
       );
-      return request.method === "HEAD" ? withoutBody(response) : response;
     }
     const path = url.pathname === base
       ? ""
@@ -3747,8 +3747,7 @@ export function createBoardHandler(
         !isAllowedHost(targetName, allowed)
       ) {
         await request.body?.cancel().catch(() => {});
-        const response = misdirected(name);
-        return request.method === "HEAD" ? withoutBody(response) : response;
+        return misdirected(name);
       }
       // An event stream never ends: it has its own limits (MAX_STREAMS_PER_CLIENT).
       if (path !== "/events") admitAnswer(info);
@@ -3786,19 +3785,26 @@ export function createBoardHandler(
         checkSameOrigin(context);
         release = admitBody(context.client);
       }
-      let response: Response;
       try {
-        response = await handle(context);
+        return await handle(context);
       } finally {
         release();
       }
-      return request.method === "HEAD" ? withoutBody(response) : response;
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});
-      const response = errorResponse(error, format, base);
-      return request.method === "HEAD" ? withoutBody(response) : response;
+      return errorResponse(error, format, base);
     }
+  }
+
+  return async function handleRequest(
+    request: Request,
+    info?: Deno.ServeHandlerInfo,
+  ): Promise<Response> {
+    const response = await answerRequest(request, info);
+    // HEAD is GET without the body (RFC 9110 9.3.2), here for every route, error and
+    // refusal alike: each answers HEAD as it answers GET, and only the body goes.
+    return request.method === "HEAD" ? withoutBody(response) : response;
   };
 }
 

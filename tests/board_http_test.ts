@@ -158,6 +158,39 @@ Deno.test("page: HEAD / is GET without the body", async () => {
   });
 });
 
+Deno.test("page: HEAD answers as GET does at every exit, without the body (table)", async () => {
+  await using board = await openTempBoard({ log: () => {}, basePath: "/b" });
+  const info = clientInfo();
+  for (
+    const [what, url, host, status] of [
+      ["the page", "http://127.0.0.1/b/", null, 200],
+      ["the stylesheet", "http://127.0.0.1/b/style.css", null, 200],
+      ["the base path without its slash", "http://127.0.0.1/b", null, 308],
+      ["an unknown path", "http://127.0.0.1/b/nothing", null, 404],
+      ["a bad query", "http://127.0.0.1/b/api/messages?limit=0", null, 400],
+      ["a Host not allowed", "http://evil.example/b/", null, 421],
+      ["a Host no URL holds", "http://127.0.0.1/b/", "a@b", 400],
+    ] as const
+  ) {
+    const ask = (method: string) =>
+      board.handler(
+        new Request(url, {
+          method,
+          headers: host === null ? {} : { host },
+        }),
+        info,
+      );
+    const get = await ask("GET");
+    const getBody = await get.text();
+    const head = await ask("HEAD");
+    assert.equal(head.status, status, what);
+    assert.equal(get.status, status, what);
+    assert.deepEqual([...head.headers], [...get.headers], what);
+    assert.equal(head.body, null, what);
+    assert.equal(getBody.length > 0, status !== 308, what);
+  }
+});
+
 Deno.test("page: /style.css is served as CSS", async () => {
   await withBoard(async (board) => {
     const css = await board.handler(new Request(BASE + "/style.css"));
