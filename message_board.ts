@@ -4693,40 +4693,44 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
 }
 
 /**
- * `--trust-proxy` given without a list (last, or before another flag) means a proxy on
- * this machine: `--trust-proxy=loopback`. Words after `--` are left alone. The same
- * function is in server_files.ts.
+ * `--trust-proxy` given without a list (last, or before another flag or a
+ * word that is no list of addresses, such as a folder) means a proxy on this
+ * machine: `--trust-proxy=loopback`. A list has a `.` or `:` and only the
+ * characters of addresses and ranges, or says loopback: `--trust-proxy
+ * ./public` trusts loopback and serves ./public, while a mistyped
+ * `--trust-proxy 10.0.0.0/33` is refused as a list. Words after `--` are left
+ * alone. The same function is in server_files.ts.
  */
 function withBareTrustProxy(args: string[]): string[] {
   const end = args.indexOf("--");
+  const isList = (word: string | undefined) =>
+    word !== undefined &&
+    (/^(?=.*[.:])[0-9a-fA-F.:,/[\]]+$/.test(word) || word.includes("loopback"));
   return args.map((arg, i) =>
-    arg === "--trust-proxy" && (end === -1 || i < end) &&
-      (i + 1 === args.length || args[i + 1]!.startsWith("-"))
+    arg === "--trust-proxy" && (end === -1 || i < end) && !isList(args[i + 1])
       ? "--trust-proxy=loopback"
       : arg
   );
 }
 
 /**
- * Reads the `--trust-proxy` lists (`10.0.0.1,10.0.0.2`, each time the flag is given):
- * false when it was not given. The same check is in server_files.ts.
+ * Reads the `--trust-proxy` lists (`10.0.0.1,10.0.0.2`, each time the flag is
+ * given): false when it was not given. The same check is in server_files.ts.
  */
 function parseTrustProxy(lists: string[]): false | string[] {
   if (lists.length === 0) return false;
   const entries = lists.flatMap((list) => list.split(",")).map((entry) =>
     entry.trim()
   );
-  try {
-    trustedProxies(entries);
-  } catch {
-    const bad = entries.find((entry) => {
-      try {
-        trustedProxies([entry]);
-        return false;
-      } catch {
-        return true;
-      }
-    })!;
+  const bad = entries.find((entry) => {
+    try {
+      trustedProxies([entry]);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (bad !== undefined) {
     throw new CommandLineError(
       `--trust-proxy takes addresses and CIDR ranges (127.0.0.1,10.0.0.0/8) or loopback, got ${
         showArg(bad)

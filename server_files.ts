@@ -158,6 +158,14 @@ export interface HandlerOptions extends ServeDirOptions {
    * @default {"clf"}
    */
   logFormat?: "clf" | "json" | undefined;
+  /**
+   * The proxies in front, whose `X-Forwarded-For` names the client the access
+   * log shows: addresses and CIDR ranges (`["loopback"]` for a proxy on this
+   * machine), or `true` for whatever peer connects. A request from any other
+   * peer is logged with its own address. See {@linkcode forwardedClient}.
+   * @default {false}
+   */
+  trustProxy?: boolean | readonly string[] | undefined;
 }
 
 /** Files up to this size are served from memory by {@linkcode createHandler}. */
@@ -5079,11 +5087,14 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     return answer;
   }
   const json = options.logFormat === "json";
+  const trustProxy = options.trustProxy ?? false;
+  const trusted = trustedProxies(trustProxy);
   const logged: Handler = (req, info) => {
     const started = Date.now();
-    const remote = info?.remoteAddr.transport === "tcp"
-      ? info.remoteAddr.hostname
-      : null;
+    // Behind a trusted proxy, the client it forwarded (see forwardedClient).
+    const remote = trustProxy === false
+      ? info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : null
+      : forwardedClient(req, info, trustProxy, trusted);
     if (json) return logJsonWhenSent(answer, req, info, remote, started);
     const result = answer(req, info);
     if (result instanceof Response) {
@@ -5097,6 +5108,157 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   };
   handlerContexts.set(logged, ctx);
   return logged;
+}
+
+/**
+ * Which peers may say who the client is, as `trustProxy` gives them: `true` for whatever
+ * peer connects (one proxy, and the server reachable only through it), or addresses and
+ * CIDR ranges (`"127.0.0.1"`, `"10.0.0.0/8"`, `"::1"`; `"loopback"` is 127.0.0.0/8 and
+ * ::1). A peer on a Unix socket is trusted whenever a list is given: only the proxy
+ * connects there. Throws TypeError on an entry that is none of these.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { trustedProxies } from "./server_files.ts";
+ * const trusted = trustedProxies(["loopback", "10.0.0.0/8"]);
+ * assert.equal(trusted("10.1.2.3"), true);
+ * assert.equal(trusted("192.0.2.1"), false);
+ * ```
+ */
+export function trustedProxies(
+  trust: boolean | readonly string[],
+): (address: string) => boolean {
+  if (trust === true) return () => true;
+  if (trust === false) return () => false;
+  const ranges = trust.flatMap((entry) =>
+    entry === "loopback" ? ["127.0.0.0/8", "::1"] : [entry]
+  ).map((entry) => {
+    const [address = "", bits, extra] = entry.split("/");
+    const bytes = parseIpAddress(address);
+    const prefix = bytes === null || extra !== undefined
+      ? Infinity
+      : bits === undefined
+      ? bytes.length * 8
+      : /^\d{1,3}$/.test(bits)
+      ? Number(bits)
+      : Infinity;
+    if (bytes === null || prefix > bytes.length * 8) {
+      throw new TypeError(
+        `a trusted proxy is an address or a CIDR range (10.0.0.0/8), got ${
+          JSON.stringify(entry)
+        }`,
+      );
+    }
+    return { bytes, prefix };
+  });
+  return (address) => {
+    const bytes = parseIpAddress(address);
+    return bytes !== null &&
+      ranges.some((range) =>
+        range.bytes.length === bytes.length &&
+        range.bytes.every((byte, i) => {
+          const bits = Math.min(8, Math.max(0, range.prefix - i * 8));
+          const mask = (0xff00 >> bits) & 0xff;
+          return (byte & mask) === (bytes[i]! & mask);
+        })
+      );
+  };
+}
+
+/**
+ * An IP address's bytes: 4 for IPv4 (dotted decimal only), 16 for IPv6 (bracketed or
+ * not); an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) is its IPv4 address. Null for
+ * anything else. So `parseIpAddress("[::1]")` is 15 zero bytes and a 1.
+ */
+function parseIpAddress(text: string): number[] | null {
+  const bare = text.replace(/^\[(.*)\]$/, "$1");
+  if (!bare.includes(":")) return parseIpv4(bare);
+  if (!/^[0-9a-fA-F:.]{2,45}$/.test(bare)) return null;
+  const halves = bare.split("::");
+  if (halves.length > 2) return null;
+  /** The 16-bit groups of `part`; its last may be dotted IPv4 when it ends the address. */
+  const groupsOf = (part: string, last: boolean): number[] | null => {
+    if (part === "") return [];
+    const groups: number[] = [];
+    const pieces = part.split(":");
+    for (const [i, piece] of pieces.entries()) {
+      if (/^[0-9a-fA-F]{1,4}$/.test(piece)) groups.push(parseInt(piece, 16));
+      else if (last && i === pieces.length - 1 && piece.includes(".")) {
+        const v4 = parseIpv4(piece);
+        if (v4 === null) return null;
+        groups.push(v4[0]! << 8 | v4[1]!, v4[2]! << 8 | v4[3]!);
+      } else return null;
+    }
+    return groups;
+  };
+  const head = groupsOf(halves[0]!, halves.length === 1);
+  const tail = halves.length === 2 ? groupsOf(halves[1]!, true) : [];
+  if (head === null || tail === null) return null;
+  const zeros = 8 - head.length - tail.length;
+  if (halves.length === 2 ? zeros < 1 : zeros !== 0) return null;
+  const bytes = [
+    ...head,
+    ...Array(halves.length === 2 ? zeros : 0).fill(0),
+    ...tail,
+  ]
+    .flatMap((group) => [group >> 8, group & 0xff]);
+  const mapped = bytes.slice(0, 10).every((byte) => byte === 0) &&
+    bytes[10] === 0xff && bytes[11] === 0xff;
+  return mapped ? bytes.slice(12) : bytes;
+}
+
+/** An IPv4 address's 4 bytes (dotted decimal: `192.0.2.1`), or null. */
+function parseIpv4(text: string): number[] | null {
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(text)) return null;
+  const bytes = text.split(".").map(Number);
+  return bytes.every((byte) => byte < 256) ? bytes : null;
+}
+
+/**
+ * The client's address (null when unknown: no `info`, or a Unix socket with no proxy to
+ * trust): the socket's, or when the socket's peer is a trusted proxy, the rightmost
+ * `X-Forwarded-For` hop that is not one (each proxy appends the address it saw, so the
+ * hops left of the first untrusted one are whatever the client wrote), as nginx's
+ * `real_ip_recursive on` and Caddy's `trusted_proxies` find it. With `trustProxy: true`
+ * that is the last hop. A hop that is not an address (a proxy passing on the client's own
+ * text) ends the walk. The same functions are in message_board.ts, where the per-client
+ * limits count this client too.
+ */
+export function forwardedClient(
+  request: Request,
+  info: Deno.ServeHandlerInfo | undefined,
+  trustProxy: boolean | readonly string[],
+  trusted: (address: string) => boolean = trustedProxies(trustProxy),
+): string | null {
+  const remote = info?.remoteAddr;
+  let client = remote?.transport === "tcp" ? remote.hostname : null;
+  if (!isTrustedPeer(info, trustProxy, trusted)) return client;
+  const hops = request.headers.get("x-forwarded-for")?.split(",") ?? [];
+  for (let i = hops.length - 1; i >= 0; i--) {
+    // Some proxies (Azure's Application Gateway) add the client's port: `1.2.3.4:5678`,
+    // `[2001:db8::1]:5678`. It is not part of who the client is.
+    const hop = hops[i]!.trim().replace(
+      /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$|^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/,
+      (_, v4, v6) => v4 ?? v6,
+    ).replace(/^\[(.*)\]$/, "$1");
+    if (parseIpAddress(hop) === null) break;
+    client = hop;
+    if (trustProxy === true || !trusted(hop)) break;
+  }
+  return client;
+}
+
+/** Whether the socket's peer is a proxy `trustProxy` trusts (see {@linkcode trustedProxies}). */
+function isTrustedPeer(
+  info: Deno.ServeHandlerInfo | undefined,
+  trustProxy: boolean | readonly string[],
+  trusted: (address: string) => boolean,
+): boolean {
+  if (typeof trustProxy === "boolean") return trustProxy;
+  const remote = info?.remoteAddr;
+  return remote?.transport === "unix" ||
+    (remote?.transport === "tcp" && trusted(remote.hostname));
 }
 
 const MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" ");
@@ -5631,6 +5793,11 @@ Options:
                       socket file left by a killed run is replaced, any other file refused
   --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group may connect;
                       default: what the umask gives, 755 with the usual 022)
+  --trust-proxy [LIST]
+                      the proxies in front: addresses and CIDR ranges, comma-separated
+                      (alone: loopback, 127.0.0.0/8 and ::1; a --unix peer always). From them
+                      the access log names the client as the rightmost X-Forwarded-For hop
+                      that is none of them; any other peer's header is ignored
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
@@ -5728,6 +5895,8 @@ export interface CommandLineOptions extends ServerOptions {
   unixPath?: string | undefined;
   /** --unix-mode: the socket file's mode. */
   unixMode?: number | undefined;
+  /** --trust-proxy: the proxies' addresses and ranges (`loopback` when given alone); false without it. */
+  trustProxy: false | string[];
   /** --help: print the usage and exit. */
   help: boolean;
   /** --version: print the version and exit. */
@@ -5740,6 +5909,7 @@ const FLAGS = {
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   unix: { type: "string" },
   "unix-mode": { type: "string" },
+  "trust-proxy": { type: "string", multiple: true, default: [] },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -5804,6 +5974,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   const logFormat = parseLogFormat(values["log-format"]);
   if (values.unix !== undefined) checkUnixFlags(values, workers);
   const unixMode = parseUnixMode(values["unix-mode"], values.unix);
+  const trustProxy = parseTrustProxy(values["trust-proxy"]);
   return {
     fsRoot: values.root ?? folder ?? "./static",
     port,
@@ -5823,6 +5994,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     workers,
     unixPath: values.unix,
     unixMode,
+    trustProxy,
     help: values.help,
     version: values.version,
   };
@@ -5834,6 +6006,54 @@ function parseLogFormat(value: string): "clf" | "json" {
   throw new CommandLineError(
     `--log-format takes clf or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * `--trust-proxy` given without a list (last, or before another flag or a
+ * word that is no list of addresses, such as a folder) means a proxy on this
+ * machine: `--trust-proxy=loopback`. A list has a `.` or `:` and only the
+ * characters of addresses and ranges, or says loopback: `--trust-proxy
+ * ./public` trusts loopback and serves ./public, while a mistyped
+ * `--trust-proxy 10.0.0.0/33` is refused as a list. Words after `--` are left
+ * alone. The same function is in message_board.ts.
+ */
+function withBareTrustProxy(args: string[]): string[] {
+  const end = args.indexOf("--");
+  const isList = (word: string | undefined) =>
+    word !== undefined &&
+    (/^(?=.*[.:])[0-9a-fA-F.:,/[\]]+$/.test(word) || word.includes("loopback"));
+  return args.map((arg, i) =>
+    arg === "--trust-proxy" && (end === -1 || i < end) && !isList(args[i + 1])
+      ? "--trust-proxy=loopback"
+      : arg
+  );
+}
+
+/**
+ * Reads the `--trust-proxy` lists (`10.0.0.1,10.0.0.2`, each time the flag is
+ * given): false when it was not given. The same check is in message_board.ts.
+ */
+function parseTrustProxy(lists: string[]): false | string[] {
+  if (lists.length === 0) return false;
+  const entries = lists.flatMap((list) => list.split(",")).map((entry) =>
+    entry.trim()
+  );
+  const bad = entries.find((entry) => {
+    try {
+      trustedProxies([entry]);
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (bad !== undefined) {
+    throw new CommandLineError(
+      `--trust-proxy takes addresses and CIDR ranges (127.0.0.1,10.0.0.0/8) or loopback, got ${
+        showArg(bad)
+      }`,
+    );
+  }
+  return entries;
 }
 
 /**
@@ -5898,7 +6118,7 @@ function checkUnixFlags(
  * choose the folder (and a folder that is not there stops the start anyway).
  */
 function readFlagsAndFolder(given: string[]) {
-  const args = withShortEquals(given);
+  const args = withBareTrustProxy(withShortEquals(given));
   let parsed;
   try {
     parsed = parseArgs({

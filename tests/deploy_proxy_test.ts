@@ -1,19 +1,31 @@
-// Behind a reverse proxy every client reaches the board from the proxy's
-// address. `--trust-proxy LIST` names the proxies: a request from one of them
-// is the client its X-Forwarded-For names (the rightmost hop that is not a
-// trusted proxy, as nginx's real_ip_recursive finds it), for the per-client
-// limits and the access log; a request from any other peer is its own client,
-// whatever headers it sends. Run in-process (a table), as processes with a
-// spoofing peer on 127.0.0.2, and with real Caddy (deploy/Caddyfile) in front.
+// Behind a reverse proxy every client reaches the board and the file server
+// from the proxy's address. `--trust-proxy LIST` names the proxies: a request
+// from one of them is the client its X-Forwarded-For names (the rightmost hop
+// that is not a trusted proxy, as nginx's real_ip_recursive finds it), for the
+// board's per-client limits and both access logs; a request from any other
+// peer is its own client, whatever headers it sends. Run in-process (tables),
+// as processes with a spoofing peer on 127.0.0.2, and with real Caddy
+// (deploy/Caddyfile) in front.
 import assert from "node:assert/strict";
-import {
-  forwardedClient,
-  POST_BURST,
-  trustedProxies,
-} from "../message_board.ts";
+import * as board from "../message_board.ts";
+import * as files from "../server_files.ts";
 import { BOARD_FLAGS, BOARD_SCRIPT, startBoard, tempFolder } from "./_board.ts";
-import { BOARD_HOST, CADDY, IN_CI, send, startCaddy } from "./_caddy.ts";
-import { runScript } from "./_process.ts";
+import {
+  BOARD_HOST,
+  CADDY,
+  FILES_HOST,
+  IN_CI,
+  send,
+  startCaddy,
+} from "./_caddy.ts";
+import { REPO_ROOT, runScript, startScript } from "./_process.ts";
+
+const { POST_BURST } = board;
+/** The two scripts that take --trust-proxy, with the same two functions. */
+const MODULES = [
+  ["message_board.ts", board],
+  ["server_files.ts", files],
+] as const;
 
 /** Deno.serve's `info` for a request from `hostname`, or from a Unix socket. */
 function peer(hostname: string | "unix"): Deno.ServeHandlerInfo {
@@ -25,99 +37,101 @@ function peer(hostname: string | "unix"): Deno.ServeHandlerInfo {
   } as Deno.ServeHandlerInfo;
 }
 
-Deno.test("trustedProxies: addresses, CIDR ranges and loopback (table)", () => {
-  const trusted = trustedProxies([
-    "loopback",
-    "10.0.0.0/8",
-    "192.0.2.7",
-    "2001:db8::/32",
-  ]);
-  const cases: [string, boolean][] = [
-    ["127.0.0.1", true],
-    ["127.255.0.9", true],
-    ["::1", true],
-    ["[::1]", true],
-    ["::ffff:127.0.0.1", true], // an IPv4 peer on a dual-stack socket
-    ["10.200.3.4", true],
-    ["11.0.0.1", false],
-    ["192.0.2.7", true],
-    ["192.0.2.8", false],
-    ["2001:db8:ffff::1", true],
-    ["2001:db9::1", false],
-    ["::2", false],
-    ["1.2.3.256", false],
-    ["not-an-address", false],
-    ["", false],
-  ];
-  for (const [address, expected] of cases) {
-    assert.equal(trusted(address), expected, address);
-  }
-  for (
-    const bad of [
-      "10.0.0.0/33",
-      "::1/129",
-      "1.2.3.4/",
-      "1.2.3",
-      "x",
-      "",
-      "1/2/3",
-    ]
-  ) {
-    assert.throws(() => trustedProxies([bad]), TypeError, bad);
-  }
-});
-
-Deno.test("forwardedClient: the rightmost X-Forwarded-For hop that is no trusted proxy, and only from one (table)", () => {
-  const proxies = ["loopback", "10.0.0.0/8"];
-  const cases: [
-    from: string,
-    forwarded: string | null,
-    trust: boolean | string[],
-    client: string | null,
-  ][] = [
-    // Not told to trust anyone: the socket's address, whatever the header.
-    ["127.0.0.1", "198.51.100.1", false, "127.0.0.1"],
-    // From the proxy: the hop it added, not what the client wrote before it.
-    ["127.0.0.1", "6.6.6.6, 198.51.100.1", proxies, "198.51.100.1"],
-    // Through two trusted proxies (a load balancer, then Caddy): skip both.
-    ["127.0.0.1", "6.6.6.6, 198.51.100.1, 10.0.0.5", proxies, "198.51.100.1"],
-    // A peer that is no proxy writes what it likes: it is its own client.
-    ["127.0.0.2", "198.51.100.1", ["127.0.0.1"], "127.0.0.2"],
-    ["192.0.2.9", "127.0.0.1", proxies, "192.0.2.9"],
-    // The proxy sent none: the proxy itself.
-    ["127.0.0.1", null, proxies, "127.0.0.1"],
-    // Every hop trusted: the leftmost, the nearest to the client.
-    ["127.0.0.1", "10.0.0.9, 10.0.0.5", proxies, "10.0.0.9"],
-    // A hop that is no address ends the walk at the last address found.
-    ["127.0.0.1", "6.6.6.6, <script>, 10.0.0.5", proxies, "10.0.0.5"],
-    ["127.0.0.1", "not-an-address", proxies, "127.0.0.1"],
-    // Ports and brackets (Azure's Application Gateway) are not the client.
-    ["127.0.0.1", "203.0.113.5:50123", proxies, "203.0.113.5"],
-    ["127.0.0.1", "[2001:db8::7]:50125", proxies, "2001:db8::7"],
-    ["127.0.0.1", "[2001:db8::7]", proxies, "2001:db8::7"],
-    // true: whatever peer connects is the one proxy, and its last hop the client.
-    ["192.0.2.9", "6.6.6.6, 10.0.0.5", true, "10.0.0.5"],
-    // A Unix socket's peer is the proxy whenever a list is given.
-    ["unix", "198.51.100.1", proxies, "198.51.100.1"],
-    ["unix", "198.51.100.1", false, null],
-  ];
-  for (const [from, forwarded, trust, client] of cases) {
-    const request = new Request("http://127.0.0.1/", {
-      headers: forwarded === null ? {} : { "x-forwarded-for": forwarded },
-    });
-    assert.equal(
-      forwardedClient(request, peer(from), trust),
-      client,
-      `${from} ${forwarded} ${JSON.stringify(trust)}`,
-    );
-  }
-  // Without Deno.serve's info there is no peer to trust, except with true.
-  const request = new Request("http://127.0.0.1/", {
-    headers: { "x-forwarded-for": "198.51.100.1" },
+for (const [script, { trustedProxies, forwardedClient }] of MODULES) {
+  Deno.test(`${script} trustedProxies: addresses, CIDR ranges and loopback (table)`, () => {
+    const trusted = trustedProxies([
+      "loopback",
+      "10.0.0.0/8",
+      "192.0.2.7",
+      "2001:db8::/32",
+    ]);
+    const cases: [string, boolean][] = [
+      ["127.0.0.1", true],
+      ["127.255.0.9", true],
+      ["::1", true],
+      ["[::1]", true],
+      ["::ffff:127.0.0.1", true], // an IPv4 peer on a dual-stack socket
+      ["10.200.3.4", true],
+      ["11.0.0.1", false],
+      ["192.0.2.7", true],
+      ["192.0.2.8", false],
+      ["2001:db8:ffff::1", true],
+      ["2001:db9::1", false],
+      ["::2", false],
+      ["1.2.3.256", false],
+      ["not-an-address", false],
+      ["", false],
+    ];
+    for (const [address, expected] of cases) {
+      assert.equal(trusted(address), expected, address);
+    }
+    for (
+      const bad of [
+        "10.0.0.0/33",
+        "::1/129",
+        "1.2.3.4/",
+        "1.2.3",
+        "x",
+        "",
+        "1/2/3",
+      ]
+    ) {
+      assert.throws(() => trustedProxies([bad]), TypeError, bad);
+    }
   });
-  assert.equal(forwardedClient(request, undefined, proxies), null);
-  assert.equal(forwardedClient(request, undefined, true), "198.51.100.1");
-});
+
+  Deno.test(`${script} forwardedClient: the rightmost X-Forwarded-For hop that is no trusted proxy, and only from one (table)`, () => {
+    const proxies = ["loopback", "10.0.0.0/8"];
+    const cases: [
+      from: string,
+      forwarded: string | null,
+      trust: boolean | string[],
+      client: string | null,
+    ][] = [
+      // Not told to trust anyone: the socket's address, whatever the header.
+      ["127.0.0.1", "198.51.100.1", false, "127.0.0.1"],
+      // From the proxy: the hop it added, not what the client wrote before it.
+      ["127.0.0.1", "6.6.6.6, 198.51.100.1", proxies, "198.51.100.1"],
+      // Through two trusted proxies (a load balancer, then Caddy): skip both.
+      ["127.0.0.1", "6.6.6.6, 198.51.100.1, 10.0.0.5", proxies, "198.51.100.1"],
+      // A peer that is no proxy writes what it likes: it is its own client.
+      ["127.0.0.2", "198.51.100.1", ["127.0.0.1"], "127.0.0.2"],
+      ["192.0.2.9", "127.0.0.1", proxies, "192.0.2.9"],
+      // The proxy sent none: the proxy itself.
+      ["127.0.0.1", null, proxies, "127.0.0.1"],
+      // Every hop trusted: the leftmost, the nearest to the client.
+      ["127.0.0.1", "10.0.0.9, 10.0.0.5", proxies, "10.0.0.9"],
+      // A hop that is no address ends the walk at the last address found.
+      ["127.0.0.1", "6.6.6.6, <script>, 10.0.0.5", proxies, "10.0.0.5"],
+      ["127.0.0.1", "not-an-address", proxies, "127.0.0.1"],
+      // Ports and brackets (Azure's Application Gateway) are not the client.
+      ["127.0.0.1", "203.0.113.5:50123", proxies, "203.0.113.5"],
+      ["127.0.0.1", "[2001:db8::7]:50125", proxies, "2001:db8::7"],
+      ["127.0.0.1", "[2001:db8::7]", proxies, "2001:db8::7"],
+      // true: whatever peer connects is the one proxy, and its last hop the client.
+      ["192.0.2.9", "6.6.6.6, 10.0.0.5", true, "10.0.0.5"],
+      // A Unix socket's peer is the proxy whenever a list is given.
+      ["unix", "198.51.100.1", proxies, "198.51.100.1"],
+      ["unix", "198.51.100.1", false, null],
+    ];
+    for (const [from, forwarded, trust, client] of cases) {
+      const request = new Request("http://127.0.0.1/", {
+        headers: forwarded === null ? {} : { "x-forwarded-for": forwarded },
+      });
+      assert.equal(
+        forwardedClient(request, peer(from), trust),
+        client,
+        `${from} ${forwarded} ${JSON.stringify(trust)}`,
+      );
+    }
+    // Without Deno.serve's info there is no peer to trust, except with true.
+    const request = new Request("http://127.0.0.1/", {
+      headers: { "x-forwarded-for": "198.51.100.1" },
+    });
+    assert.equal(forwardedClient(request, undefined, proxies), null);
+    assert.equal(forwardedClient(request, undefined, true), "198.51.100.1");
+  });
+}
 
 /** One JSON post to the board at `port` from `localAddress`, with `headers`. */
 function postFrom(
@@ -184,24 +198,69 @@ Deno.test({
   },
 });
 
-Deno.test("message_board.ts --trust-proxy: a value that is no address or range is one line and exit 2", async () => {
+/** The file server on `root` from the repository, logging, with `args`. */
+function startFiles(args: string[]) {
+  return startScript(`${REPO_ROOT}server_files.ts`, [
+    "--allow-net=127.0.0.1",
+    "--allow-read=./static",
+  ], ["--root", "./static", "--hostname", "127.0.0.1", "--port", "0", ...args]);
+}
+
+/** The client addresses of the file server's log lines for `path`. */
+function getClients(lines: string[], path: string): string[] {
+  return lines.filter((line) => line.includes(`"GET ${path} `))
+    .map((line) => line.split(" ")[0]!);
+}
+
+Deno.test({
+  name:
+    "server_files.ts --trust-proxy 127.0.0.1: the log names the proxy's forwarded client, and any other peer as itself",
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn() {
+    await using server = await startFiles(["--trust-proxy", "127.0.0.1"]);
+    const get = (localAddress: string, forwarded: string) =>
+      send(server.port, {
+        path: "/page.html",
+        host: "127.0.0.1",
+        localAddress,
+        headers: { "x-forwarded-for": forwarded },
+      });
+    assert.equal((await get("127.0.0.2", "198.51.100.1")).status, 200);
+    assert.equal((await get("127.0.0.1", "6.6.6.6, 198.51.100.7")).status, 200);
+    assert.equal((await get("127.0.0.1", "<script>")).status, 200);
+    await server.waitForLine(/^127\.0\.0\.1 - - .*"GET \/page\.html /);
+    assert.deepEqual(getClients(server.lines, "/page.html"), [
+      "127.0.0.2",
+      "198.51.100.7",
+      "127.0.0.1",
+    ]);
+  },
+});
+
+Deno.test("--trust-proxy: a value that is no address or range is one line and exit 2", async (t) => {
   await using folder = await tempFolder();
-  const result = await runScript(
-    BOARD_SCRIPT,
-    BOARD_FLAGS,
-    ["--trust-proxy", "10.0.0.0/33"],
-    { cwd: folder.path },
-  );
-  assert.equal(result.code, 2);
-  assert.equal(
-    result.stderr,
-    "message_board: --trust-proxy takes addresses and CIDR ranges (127.0.0.1,10.0.0.0/8) or loopback, got 10.0.0.0/33 (see --help)\n",
-  );
+  const runs = [
+    ["message_board", BOARD_SCRIPT, BOARD_FLAGS],
+    ["server_files", `${REPO_ROOT}server_files.ts`, ["--allow-read=."]],
+  ] as const;
+  for (const [program, script, flags] of runs) {
+    await t.step(program, async () => {
+      const result = await runScript(script, [...flags], [
+        "--trust-proxy",
+        "10.0.0.0/33",
+      ], { cwd: folder.path });
+      assert.equal(result.code, 2);
+      assert.equal(
+        result.stderr,
+        `${program}: --trust-proxy takes addresses and CIDR ranges (127.0.0.1,10.0.0.0/8) or loopback, got 10.0.0.0/33 (see --help)\n`,
+      );
+    });
+  }
 });
 
 Deno.test({
   name:
-    "deploy/Caddyfile with --trust-proxy: each client is logged and limited by the address Caddy saw; a direct peer by its own",
+    "deploy/Caddyfile with --trust-proxy: each client is logged (board, files) and limited (board) by the address Caddy saw; a direct peer by its own",
   ignore: CADDY === null && !IN_CI,
   sanitizeResources: false, // node:http's sockets close a moment after 'end'
   async fn() {
@@ -220,10 +279,17 @@ Deno.test({
       "--log-format",
       "json",
     ], { rateLimit: true, accessLog: true });
+    await using files = await startFiles([
+      "--trust-proxy",
+      "127.0.0.1",
+      "--allowed-host",
+      FILES_HOST,
+    ]);
     const upstream = `127.0.0.1:${board.port}`;
     await using caddy = await startCaddy({
       BOARD_UPSTREAM_A: upstream,
       BOARD_UPSTREAM_B: upstream,
+      FILES_UPSTREAM: `127.0.0.1:${files.port}`,
     });
     // Through Caddy from 127.0.0.3, each post claiming another address in
     // every header a client can write: Caddy replaces X-Forwarded-For with
@@ -255,6 +321,27 @@ Deno.test({
       ...Array(POST_BURST + 1).fill("127.0.0.3"),
       "127.0.0.4",
       "127.0.0.5",
+    ]);
+
+    // The file server's log, through Caddy and beside it.
+    const page = await send(caddy.filesPort, {
+      host: FILES_HOST,
+      path: "/page.html",
+      localAddress: "127.0.0.6",
+      headers: { "x-forwarded-for": "198.51.100.9" },
+    });
+    assert.equal(page.status, 200);
+    const beside = await send(files.port, {
+      host: "127.0.0.1",
+      path: "/page.html",
+      localAddress: "127.0.0.7",
+      headers: { "x-forwarded-for": "127.0.0.6" },
+    });
+    assert.equal(beside.status, 200);
+    await files.waitForLine(/^127\.0\.0\.7 /);
+    assert.deepEqual(getClients(files.lines, "/page.html"), [
+      "127.0.0.6",
+      "127.0.0.7",
     ]);
   },
 });
