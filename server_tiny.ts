@@ -1299,8 +1299,8 @@ export interface TinyResponse {
 
 /**
  * What {@link serveTiny} calls for every well-formed request to an allowed
- * host name; {@link respondTo} is the default. HEAD requests arrive too: answer
- * them as GET, the server leaves the body out.
+ * host name; {@link respondTo} is the default. A HEAD request arrives as GET:
+ * the server sends the GET answer without its body (see {@link answerAsGet}).
  *
  * @example A route of your own, with today's page for everything else
  * ```ts
@@ -1398,14 +1398,7 @@ function routeRequest(request: RequestHead): Outgoing {
     return { ...errorResponse(405), headers: [["Allow", ALLOWED_METHODS]] };
   }
   if (request.path !== "/") return errorResponse(404);
-  // HEAD is GET without the body (RFC 9110 9.3.2): the page is GET's, so
-  // that Content-Length is the length the GET body would have.
-  return {
-    status: 200,
-    helloFor: request.method === "GET"
-      ? request
-      : { ...request, method: "GET" },
-  };
+  return { status: 200, helloFor: request };
 }
 
 /** The statuses this server answers with when a request cannot be served. */
@@ -2300,6 +2293,7 @@ async function handleConnection(
     let response: Outgoing;
     let request: RequestHead | null = null;
     let requestLine: string | null = null;
+    // Only HEAD's answer goes without its body (see answerAsGet).
     let omitBody = false;
     if (result.kind === "head") {
       const parsed = parseRequestHead(result.head);
@@ -2313,16 +2307,17 @@ async function handleConnection(
         : `${parsed.status} because: ${parsed.reason}`;
       if (parsed.ok) {
         omitBody = parsed.request.method === "HEAD";
-        const name = requestHostName(parsed.request);
+        const asked = omitBody ? answerAsGet(parsed.request) : parsed.request;
+        const name = requestHostName(asked);
         if (name !== null && !isAllowedHost(name, settings.allowedHosts)) {
           response = misdirectedResponse(name);
           problem = `421 because: this server does not answer to ${
             showBytes(encoder.encode(name))
           } (see --allowed-host)`;
         } else if (settings.respond === respondTo) {
-          response = routeRequest(parsed.request);
+          response = routeRequest(asked);
         } else {
-          const answered = answer(settings.respond, parsed.request, log);
+          const answered = answer(settings.respond, asked, log);
           response = answered instanceof Promise ? await answered : answered;
         }
       } else {
@@ -2409,6 +2404,18 @@ async function handleConnection(
     if (out) keepSpare(spareResponseBuffers, out);
     settings.done(connection);
   }
+}
+
+/**
+ * HEAD is GET without the body (RFC 9110 9.3.2), and this is the one place
+ * that knows it, at the edge: the request is answered as the GET it stands
+ * for, by the default page or any {@link Responder} (none of them ever sees
+ * HEAD), and handleConnection leaves the body off when it makes the bytes,
+ * so that the head, Content-Length included (RFC 9110 8.6), is GET's. As
+ * Hono answers HEAD with GET's response minus the body.
+ */
+function answerAsGet(request: RequestHead): RequestHead {
+  return { ...request, method: "GET" };
 }
 
 /** Why bytes that cannot begin a request were refused, for the console. */

@@ -1116,15 +1116,18 @@ Deno.test("--allowed-host on the command line is answered, other names get 421",
 });
 
 Deno.test("a respond function adds a route", async (t) => {
+  const methods: string[] = [];
   const { server, port } = startTinyServer({
-    respond: (request) =>
-      request.path === "/hi"
+    respond: (request) => {
+      methods.push(request.method);
+      return request.path === "/hi" && request.method === "GET"
         ? {
           status: 200,
           headers: [["Content-Type", "text/plain"]],
           body: "hi é",
         }
-        : respondTo(request),
+        : respondTo(request);
+    },
   });
   try {
     await t.step(
@@ -1149,6 +1152,9 @@ Deno.test("a respond function adds a route", async (t) => {
         );
         assert.equal(head.body.length, 0);
         assert.equal(head.headers.get("content-length"), "5");
+        assert.equal(head.headers.get("content-type"), "text/plain");
+        // The responder was asked about the GET it stands for.
+        assert.equal(methods.at(-1), "GET");
       },
     );
     await t.step("the default page stays", async () => {
@@ -1280,7 +1286,9 @@ Deno.test("the hello page on the socket is byte for byte what respondTo and form
             await writeAll(conn, head);
             const bytes = await readToEnd(conn);
             const date = new Date(parseResponse(bytes).headers.get("date")!);
-            const want = formatResponse(respondTo(parsed.request), {
+            // HEAD is answered as GET, without the body: GET's head.
+            const asGet = { ...parsed.request, method: "GET" };
+            const want = formatResponse(respondTo(asGet), {
               date,
               omitBody: method === "HEAD",
             });
