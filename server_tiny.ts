@@ -91,7 +91,8 @@ export const MAX_CONNECTIONS = 4096;
  * many makes room among that address's own, as a full server does (its
  * oldest waiting for a head gets 408); when none can go (all are being
  * answered), the new one gets 429 Too Many Requests. Behind a proxy every
- * connection comes from the proxy's address: raise it to `maxConnections`.
+ * connection comes from the proxy's address: raise it to `maxConnections`,
+ * or put the proxy on a Unix socket (`path`), whose peers are not capped.
  */
 export const MAX_CONNECTIONS_PER_CLIENT = 256;
 
@@ -2229,8 +2230,8 @@ interface ConnectionSettings {
 interface OpenConnection {
   conn: Deno.Conn;
   slot: number;
-  /** The client's address (its IP address as text). */
-  client: string;
+  /** The client's address (its IP address as text); null on a Unix socket. */
+  client: string | null;
   /** The same address as the server counts it. */
   peer: Peer;
   /**
@@ -2273,7 +2274,10 @@ async function handleConnection(
   // The JSON log's time and duration count from the accept.
   const arrived = settings.json ? Date.now() : 0;
   const startedAt = settings.json ? performance.now() : 0;
-  const address = conn.remoteAddr as Deno.NetAddr;
+  // Who it is for the console: address and port, or the socket.
+  const from = client === null
+    ? "a Unix socket"
+    : `${client}:${(conn.remoteAddr as Deno.NetAddr).port}`;
   const head = spareHeadBuffers.pop() ?? new Uint8Array(MAX_HEAD_BYTES);
   let reusable = false;
   let out: ResponseBuffer | undefined;
@@ -2324,13 +2328,13 @@ async function handleConnection(
         response = errorResponse(parsed.status);
       }
       if (!quiet) {
-        log(formatHead(result.head, `${client}:${address.port}`));
+        log(formatHead(result.head, from));
         if (problem) log(`    ${problem}`);
       }
     } else if (result.kind === "not-http") {
       response = errorResponse(400);
       if (!quiet) {
-        log(formatHead(result.received, `${client}:${address.port}`));
+        log(formatHead(result.received, from));
         log(`    400 because: ${describeNotHttp(result.received)}`);
       }
     } else {
@@ -2394,7 +2398,7 @@ async function handleConnection(
     }
   } catch (error) {
     // A reset or broken connection is normal on a network: note it, carry on.
-    log(`${client}:${address.port} connection error: ${describeError(error)}`);
+    log(`${from} connection error: ${describeError(error)}`);
   } finally {
     // Closed exactly once: closing a closed Conn throws, and building that
     // error costs more than the close.
@@ -2623,10 +2627,21 @@ function isGoneBeforeAccept(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionReset;
 }
 
+/** Options for {@link serveTiny} on a Unix domain socket. */
+export interface TinyUnixServerOptions extends TinyServerOptions {
+  /**
+   * A Unix domain socket to listen on instead of `hostname` and `port`, for
+   * a proxy on the same machine (`--allow-read` and `--allow-write` of the
+   * path, and `--allow-net=unix:PATH`). Every peer on it counts as one client,
+   * not held to {@link MAX_CONNECTIONS_PER_CLIENT}.
+   */
+  path: string;
+}
+
 /** A running server. */
-export interface TinyServer {
-  /** The address it listens on, with the real port. */
-  addr: Deno.NetAddr;
+export interface TinyServer<A extends Deno.Addr = Deno.NetAddr> {
+  /** The address it listens on, with the real port (or the socket's path). */
+  addr: A;
   /** Settles when the server has stopped and every connection is closed. */
   finished: Promise<void>;
   /** Stops accepting, lets requests in progress finish (bounded), closes idle connections. */
@@ -2648,7 +2663,15 @@ export interface TinyServer {
  * await server.shutdown();
  * ```
  */
-export function serveTiny(options: TinyServerOptions = {}): TinyServer {
+export function serveTiny(options?: TinyServerOptions): TinyServer;
+/** {@link serveTiny} on a Unix domain socket (`path`), for a proxy on the same machine. */
+export function serveTiny(
+  options: TinyUnixServerOptions,
+): TinyServer<Deno.UnixAddr>;
+export function serveTiny(
+  options: TinyServerOptions | TinyUnixServerOptions = {},
+): TinyServer<Deno.NetAddr | Deno.UnixAddr> {
+  const path = "path" in options ? options.path : undefined;
   const {
     port = 8080,
     hostname = "127.0.0.1",
@@ -2665,8 +2688,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     allowedHosts = [],
     respond = respondTo,
   } = options;
-  const listener = Deno.listen({ hostname, port, transport: "tcp" });
-  const addr = listener.addr as Deno.NetAddr;
+  const listener: Deno.Listener = path === undefined
+    ? Deno.listen({ hostname, port, transport: "tcp" })
+    : Deno.listen({ path, transport: "unix" });
+  const addr = listener.addr as Deno.NetAddr | Deno.UnixAddr;
   const connections = new SlotList<OpenConnection>();
   // Each client address with a connection open, and how many it holds.
   const peers = new Map<string, Peer>();
@@ -2693,7 +2718,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     lingerMs,
     sendTimeoutMs,
     idleSignal: stopping.signal,
-    allowedHosts: allowedHostsFor(hostname, [addr.hostname, ...allowedHosts]),
+    allowedHosts: allowedHostsFor(
+      hostname,
+      "hostname" in addr ? [addr.hostname, ...allowedHosts] : allowedHosts,
+    ),
     respond,
     done(connection: OpenConnection) {
       connections.remove(connection);
@@ -2764,7 +2792,11 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         continue;
       }
       if (once) stopListening();
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      // Every peer on a Unix socket is one client, as the other two log it.
+      const client = conn.remoteAddr.transport === "unix"
+        ? null
+        : (conn.remoteAddr as Deno.NetAddr).hostname;
+      const address = client ?? "unix";
       let peer = peers.get(address);
       if (peer === undefined) {
         peer = { address, held: 0, group: peers };
@@ -2772,8 +2804,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
       }
       // Room for the new connection, made among its address's own when that
       // address holds all it may, else among all when the server is full.
+      // (A proxy on a Unix socket is every client at once: not capped.)
+      const capped = client !== null && peer.held >= maxConnectionsPerClient;
       let overLimit = false;
-      if (peer.held >= maxConnectionsPerClient) {
+      if (capped) {
         overLimit = deadlines.shedOne(peers, peer) === null;
         reportClientFull(
           `${address} holds ${peer.held} connections, the most one address may; ${
@@ -2784,8 +2818,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         );
       }
       if (
-        connections.items.length >= maxConnections &&
-        (overLimit || peer.held < maxConnectionsPerClient)
+        connections.items.length >= maxConnections && (overLimit || !capped)
       ) {
         const from = deadlines.shedOne(peers);
         reportFull(
@@ -2797,7 +2830,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         );
       }
       peer.held++;
-      const connection = { conn, slot: -1, client: address, peer, overLimit };
+      const connection = { conn, slot: -1, client, peer, overLimit };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
       // (every error is caught and logged) and tells `settings.done` when done.

@@ -1351,3 +1351,50 @@ Deno.test("a responder that throws or answers something unsafe gets a generic 50
     await server.shutdown();
   }
 });
+
+Deno.test("on a Unix socket (path): served, its peers not held to maxConnectionsPerClient, logged without an address", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/tiny.sock`;
+  const lines: string[] = [];
+  const server = serveTiny({
+    path,
+    maxConnectionsPerClient: 2,
+    log: (line) => lines.push(line),
+  });
+  const idle: Deno.UnixConn[] = [];
+  try {
+    assert.equal(server.addr.path, path);
+    // Three idle peers: on TCP from one address the third would close the first.
+    for (let i = 0; i < 3; i++) {
+      idle.push(await Deno.connect({ transport: "unix", path }));
+    }
+    const conn = await Deno.connect({ transport: "unix", path });
+    try {
+      await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+      const response = parseResponse(await readToEnd(conn));
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+    } finally {
+      conn.close();
+    }
+    for (const peer of idle) {
+      const read = peer.read(new Uint8Array(1));
+      const outcome = await Promise.race([read, delay(50).then(() => "open")]);
+      assert.equal(outcome, "open");
+    }
+    assert.ok(
+      lines.some((line) => /^--- request from a Unix socket ---$/m.test(line)),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.some((line) =>
+        /^- - - \[.*\] "GET \/ HTTP\/1\.1" 200 \d+$/.test(line)
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    for (const peer of idle) peer.close();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
