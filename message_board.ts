@@ -674,7 +674,9 @@ function concatBytes(pieces: Uint8Array[]): Uint8Array {
  * process holds it. The lock sits on its own file, not on the data file,
  * because a clear replaces the data file and a lock follows the old inode.
  * These are flock(2) locks: the kernel drops them when the process dies, so
- * a crash never leaves a stale lock behind.
+ * a crash never leaves a stale lock behind. A lock file that another process
+ * removes lets a second board start: so the store checks before each write that
+ * the file is still the one it holds, and takes no writes until it has its lock again.
  */
 async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
   const lockFile = `${dataFile}.lock`;
@@ -1378,6 +1380,20 @@ class JsonLinesStore implements MessageStore {
     if (this.#failure !== null || this.#file === null) {
       throw this.#unavailable();
     }
+    if (!this.#holdsLock()) {
+      // Another board process may have started on the data file since (it found no lock),
+      // and written: this one then appended its own posts with the same ids, and each set
+      // the other's acknowledged lines aside. The retry takes the lock back once it is free,
+      // and reads the file again as it is.
+      this.#reloadAll = true;
+      this.#fail(
+        new Error(
+          `${this.dataFile}.lock was removed or replaced by another process`,
+        ),
+        "keeping the lock",
+      );
+      throw this.#unavailable();
+    }
     let change: string | null;
     try {
       // Sync on purpose: two stats take about 10 us so, five times that through the thread
@@ -1413,6 +1429,28 @@ class JsonLinesStore implements MessageStore {
       this.#scheduleRetry();
       throw this.#unavailable();
     }
+  }
+
+  /** Whether `<dataFile>.lock` is still the file this store holds locked (two stats). */
+  #holdsLock(): boolean {
+    try {
+      const named = Deno.statSync(`${this.dataFile}.lock`);
+      const held = this.#lock.statSync();
+      return named.ino === held.ino && named.dev === held.dev;
+    } catch {
+      return false; // removed, or its folder unreadable: the retry sorts it out
+    }
+  }
+
+  /** Locks `<dataFile>.lock` again when it is not the file held (StartupError: another holds it). */
+  async #retakeLock(): Promise<void> {
+    if (this.#holdsLock()) return;
+    const lock = await lockDataFile(this.dataFile);
+    this.#lock.close();
+    this.#lock = lock;
+    this.#log(
+      `${this.dataFile}: the board holds the lock on ${this.dataFile}.lock again`,
+    );
   }
 
   /** Appends lines and syncs them; on failure the store turns read-only. */
@@ -1671,6 +1709,7 @@ class JsonLinesStore implements MessageStore {
     if (this.#closed || this.#failure === null) return;
     const probe = `${this.dataFile}.probe`;
     try {
+      await this.#retakeLock();
       try {
         await writeFileDurably(probe, new Uint8Array(PROBE_BYTES));
       } finally {
@@ -4494,6 +4533,8 @@ Options:
                     site name with --allowed-host). Needs --allow-read=PATH --allow-write=PATH
                     --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a killed run is
                     replaced, any other file refused
+  --unix-mode MODE  the socket file's mode, in octal (660: the proxy's group may connect;
+                    default: what the umask gives, 755 with the usual 022)
   --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
   --key FILE        TLS private key (PEM)
   --quiet           do not log each request
@@ -4519,7 +4560,7 @@ Options:
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT} live
                     streams), for benchmarks and load tests
-  --version         print the version and exit
+  -V, --version     print the version and exit
   -h, --help        show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -4540,6 +4581,8 @@ export interface CommandLineOptions {
   hostname: string;
   /** --unix: a Unix domain socket's path, instead of hostname and port. */
   unixPath?: string | undefined;
+  /** --unix-mode: the socket file's mode. */
+  unixMode?: number | undefined;
   /** --cert: a PEM file path. */
   cert?: string | undefined;
   /** --key: a PEM file path. */
@@ -4568,12 +4611,13 @@ const FLAGS = {
   port: { type: "string" }, // 8080, unless --unix
   hostname: { type: "string" }, // 127.0.0.1, unless --unix
   unix: { type: "string" },
+  "unix-mode": { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
   quiet: { type: "boolean", default: false },
   "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
-  version: { type: "boolean", default: false },
+  version: { type: "boolean", short: "V", default: false },
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
   "trust-proxy": { type: "string", multiple: true, default: [] },
@@ -4602,6 +4646,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     throw new CommandLineError("--cert and --key go together");
   }
   if (values.unix !== undefined) checkUnixFlags(values);
+  const unixMode = parseUnixMode(values["unix-mode"], values.unix);
   const logFormat = parseLogFormat(values["log-format"]);
   if (values.store !== undefined && !/^postgres(ql)?:\/\//.test(values.store)) {
     throw new CommandLineError("--store takes a postgres:// URL");
@@ -4627,6 +4672,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     port,
     hostname: values.hostname ?? "127.0.0.1",
     unixPath: values.unix,
+    unixMode,
     cert: values.cert,
     key: values.key,
     quiet: values.quiet,
@@ -4690,6 +4736,27 @@ function parseLogFormat(value: string): "clf" | "json" {
   throw new CommandLineError(
     `--log-format takes clf or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * Reads `--unix-mode`: an octal file mode (`660`, `0660` or `0o660`) for the
+ * socket, only with `--unix`. The same check is in server_files.ts.
+ */
+function parseUnixMode(
+  value: string | undefined,
+  unix: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (unix === undefined) {
+    throw new CommandLineError("--unix-mode goes with --unix PATH");
+  }
+  const digits = /^(?:0o?)?([0-7]{3})$/.exec(value)?.[1];
+  if (digits === undefined) {
+    throw new CommandLineError(
+      `--unix-mode takes an octal file mode such as 660, got ${showArg(value)}`,
+    );
+  }
+  return parseInt(digits, 8);
 }
 
 /** Refuses what cannot go with `--unix`: another place to listen, or TLS. */
@@ -5025,6 +5092,11 @@ export interface ServerOptions extends BoardOptions {
    * replaced, any other file refused. @default undefined (TCP)
    */
   unixPath?: string | undefined;
+  /**
+   * The Unix socket file's mode (`0o660`: the proxy's group may connect).
+   * @default undefined (what the umask gives: `0o755` with the usual 022)
+   */
+  unixMode?: number | undefined;
   /** TLS certificate and key files (PEM), to serve HTTPS. @default undefined (HTTP) */
   cert?: string | undefined;
   /** See `cert`. */
@@ -5185,11 +5257,28 @@ export async function startServer(
       });
     };
     if (unixPath !== undefined) {
-      // No client address on a Unix socket: no visitor counts as on this machine.
-      return Deno.serve({
+      // The mode is set as soon as the socket file exists, before the start-up line.
+      let failed: { error: unknown } | null = null;
+      const server = Deno.serve({
         path: unixPath,
-        onListen: ({ path }) => announce(`unix:${path}`, false),
+        onListen({ path }) {
+          try {
+            if (options.unixMode !== undefined) {
+              Deno.chmodSync(path, options.unixMode);
+            }
+          } catch (error) {
+            failed = { error };
+            return;
+          }
+          // No client address on a Unix socket: no visitor counts as on this machine.
+          announce(`unix:${path}`, false);
+        },
       }, serve);
+      if (failed !== null) {
+        server.shutdown();
+        throw (failed as { error: unknown }).error;
+      }
+      return server;
     }
     return Deno.serve({
       hostname,

@@ -59,8 +59,13 @@ export interface ServeDirOptions {
   enableCors?: boolean | undefined;
   /** Do not print an access-log line per request. @default {false} */
   quiet?: boolean | undefined;
-  /** Extra headers for every response, each `"Name: value"`. @default {[]} */
-  headers?: string[] | undefined;
+  /**
+   * Extra headers for every response: `"Name: value"` strings, as std's
+   * `serveDir` has long taken them, or anything `new Headers()` takes
+   * (`{ "Cache-Control": "max-age=60" }`, `[["Link", "</a.css>"]]`, a
+   * `Headers`), as its newer versions do. @default {[]}
+   */
+  headers?: ExtraHeaders | undefined;
   /**
    * Send text, JS, JSON, SVG, wasm and the like compressed (br, zstd or gzip,
    * from `Accept-Encoding`): precompressed `x.css.br`/`x.css.zst`/`x.css.gz`
@@ -101,14 +106,20 @@ export interface ServeDirOptions {
   sendTimeoutMs?: number | undefined;
 }
 
+/**
+ * The `headers` option: `"Name: value"` lines, or what `new Headers()` takes
+ * (see {@linkcode parseHeaderLines}).
+ */
+export type ExtraHeaders = readonly string[] | HeadersInit;
+
 /** Options of {@linkcode serveFile}. */
 export interface ServeFileOptions {
   /** The file's `Deno.FileInfo`, if the caller already has it (saves a stat). */
   fileInfo?: Deno.FileInfo | undefined;
   /** Accepted for std compatibility and ignored, as in {@linkcode ServeDirOptions.etagAlgorithm}. */
   etagAlgorithm?: AlgorithmIdentifier | undefined;
-  /** Extra headers, each `"Name: value"`. @default {[]} */
-  headers?: string[] | undefined;
+  /** Extra headers, as {@linkcode ServeDirOptions.headers} takes them. @default {[]} */
+  headers?: ExtraHeaders | undefined;
   /** Add CORS headers. @default {false} */
   enableCors?: boolean | undefined;
   /** Compress compressible types, as {@linkcode ServeDirOptions.compress} says. @default {true} */
@@ -495,8 +506,10 @@ export function splitUrl(url: string): { pathname: string; search: string } {
 }
 
 /**
- * Parses `"Name: value"` strings (the `--header` flag) into header pairs.
- * Throws a `TypeError` naming the bad entry, so a typo stops the server at start-up.
+ * Reads the `headers` option into header pairs: `"Name: value"` strings
+ * (the `--header` flag), or what `new Headers()` takes (pairs, a record, a
+ * `Headers`), each name as written. Throws a `TypeError` naming the bad
+ * entry, so a typo stops the server at start-up.
  *
  * @example
  * ```ts
@@ -505,35 +518,54 @@ export function splitUrl(url: string): { pathname: string; search: string } {
  * assert.deepEqual(parseHeaderLines(["X-Frame-Options: DENY"]), [
  *   ["X-Frame-Options", "DENY"],
  * ]);
+ * assert.deepEqual(parseHeaderLines({ "X-Frame-Options": "DENY" }), [
+ *   ["X-Frame-Options", "DENY"],
+ * ]);
  * ```
  */
-export function parseHeaderLines(lines: readonly string[]): [string, string][] {
-  return lines.map((line) => {
-    const colon = line.indexOf(":");
-    const name = line.slice(0, colon).trim();
-    const value = line.slice(colon + 1).trim();
-    if (
-      colon < 1 || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) ||
-      /[\r\n\0]/.test(value)
-    ) {
-      throw new TypeError(
-        `invalid header ${JSON.stringify(line)}: expected "Name: value"`,
-      );
+export function parseHeaderLines(headers: ExtraHeaders): [string, string][] {
+  const entries: Iterable<string | readonly string[]> =
+    headers instanceof Headers || Array.isArray(headers)
+      ? headers as Iterable<string | readonly string[]>
+      : Object.entries(headers);
+  return Array.from(entries, (entry) => {
+    if (typeof entry === "string") {
+      const colon = entry.indexOf(":");
+      const pair = [entry.slice(0, colon).trim(), entry.slice(colon + 1)];
+      if (colon >= 1 && isValidHeader(pair)) return [pair[0]!, pair[1]!.trim()];
+    } else if (isValidHeader(entry)) {
+      return [entry[0]!, entry[1]!.trim()];
     }
-    return [name, value];
+    throw new TypeError(
+      `invalid header ${JSON.stringify(entry)}: expected "Name: value"`,
+    );
   });
+}
+
+/** A `[name, value]` pair: a token (RFC 9110 5.6.2) and a value with no CR, LF or NUL. */
+function isValidHeader(entry: readonly unknown[]): boolean {
+  const [name, value] = entry;
+  return entry.length === 2 && typeof name === "string" &&
+    typeof value === "string" && /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) &&
+    !/[\r\n\0]/.test(value);
 }
 
 // ---------------------------------------------------------------------------
 // URL to file: the one place that decides what may be served
 // ---------------------------------------------------------------------------
 
-/** An error that already knows its status; its message goes to the log only. */
-export class HttpError extends Error {
-  /** Makes an error answered with `status`; `message` is for the log. */
+/**
+ * Why a request gets no file: the status to answer with, and a message for
+ * the server log only, since it names paths. No text of it ever reaches a
+ * client: {@linkcode errorResponse} logs the message (a 4xx unless `quiet`)
+ * and answers with the status's reason phrase. (message_board.ts's
+ * `HttpError` is the other kind: its message is the client's answer.)
+ */
+export class NotServableError extends Error {
+  /** Answered with `status`; `message` goes to the log only. */
   constructor(readonly status: number, message: string) {
     super(message);
-    this.name = "HttpError";
+    this.name = "NotServableError";
   }
 }
 
@@ -547,7 +579,7 @@ export interface ResolvedPath {
 
 /**
  * Maps a URL path (as sent, still percent-encoded, without the query) to a
- * real path inside `root`, or throws an {@linkcode HttpError}:
+ * real path inside `root`, or throws an {@linkcode NotServableError}:
  *
  * 1. decode once; a malformed escape is 400;
  * 2. NUL and backslash are 400 (a backslash is a separator on Windows);
@@ -568,20 +600,26 @@ export async function resolveSafePath(
   try {
     decoded = decodeURIComponent(urlPath);
   } catch {
-    throw new HttpError(
+    throw new NotServableError(
       400,
       `malformed percent-escape in ${JSON.stringify(urlPath)}`,
     );
   }
   if (decoded.includes("\0") || decoded.includes("\\")) {
-    throw new HttpError(400, `NUL or backslash in ${JSON.stringify(urlPath)}`);
+    throw new NotServableError(
+      400,
+      `NUL or backslash in ${JSON.stringify(urlPath)}`,
+    );
   }
   const segments = decoded.split("/");
   if (segments.includes("..")) {
-    throw new HttpError(400, `'..' in ${JSON.stringify(urlPath)}`);
+    throw new NotServableError(400, `'..' in ${JSON.stringify(urlPath)}`);
   }
   if (!showDotfiles && segments.some(isDotName)) {
-    throw new HttpError(404, `dotfile refused: ${JSON.stringify(urlPath)}`);
+    throw new NotServableError(
+      404,
+      `dotfile refused: ${JSON.stringify(urlPath)}`,
+    );
   }
   const joined = join(rootReal, normalize("/" + decoded));
   let real: string;
@@ -592,12 +630,12 @@ export async function resolveSafePath(
       error instanceof Deno.errors.NotFound ||
       error instanceof Deno.errors.NotADirectory
     ) {
-      throw new HttpError(404, `not found: ${joined}`);
+      throw new NotServableError(404, `not found: ${joined}`);
     }
     throw error;
   }
   if (!isServableRealPath(rootReal, real, showDotfiles)) {
-    throw new HttpError(
+    throw new NotServableError(
       404,
       `symlink leads outside the root or to a dotfile: ${joined} -> ${real}`,
     );
@@ -795,7 +833,7 @@ export async function openRegularFile(
   try {
     const stats = await handle.stat();
     if (!stats.isFile()) {
-      throw new HttpError(404, `not a regular file: ${path}`);
+      throw new NotServableError(404, `not a regular file: ${path}`);
     }
     const info = fileInfoFromStats(stats);
     return {
@@ -870,7 +908,7 @@ async function openResolved(resolved: ResolvedPath): Promise<OpenFile> {
     }
     file.close();
     if (attempt > 0 || await Deno.realPath(path) !== path) {
-      throw new HttpError(404, `changed while it was opened: ${path}`);
+      throw new NotServableError(404, `changed while it was opened: ${path}`);
     }
     expected = await Deno.stat(path);
   }
@@ -1349,10 +1387,64 @@ export function etagListMatches(
   return false;
 }
 
-/** Parses an HTTP-date into whole seconds, or NaN if it is not a date. */
-function parseHttpDateSeconds(value: string): number {
-  return Math.floor(Date.parse(value) / 1000);
+/**
+ * Parses an HTTP-date (RFC 9110 5.6.7) into whole seconds since the epoch,
+ * or NaN when it is not one: the IMF-fixdate browsers send, and the two
+ * obsolete forms a recipient must still accept (RFC 850, with a two-digit
+ * year, and asctime). Not `Date.parse`, which takes almost anything
+ * (`"1"` is 1 January 2001), where RFC 9110 13.1.3 and 13.1.4 say a
+ * condition that is not a valid date is ignored: `If-Unmodified-Since: 1`
+ * answered 412 for every file changed since 2001.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseHttpDateSeconds } from "./server_files.ts";
+ * assert.equal(parseHttpDateSeconds("Sun, 06 Nov 1994 08:49:37 GMT"), 784111777);
+ * assert.equal(parseHttpDateSeconds("Sunday, 06-Nov-94 08:49:37 GMT"), 784111777);
+ * assert.equal(parseHttpDateSeconds("Sun Nov  6 08:49:37 1994"), 784111777);
+ * assert.ok(Number.isNaN(parseHttpDateSeconds("1")));
+ * ```
+ */
+export function parseHttpDateSeconds(value: string): number {
+  const text = value.trim();
+  const dated = IMF_FIXDATE.exec(text) ?? RFC850_DATE.exec(text);
+  const asctime = dated === null ? ASCTIME_DATE.exec(text) : null;
+  if (dated === null && asctime === null) return NaN;
+  const [day, month, year, time] = dated !== null
+    ? dated.slice(1) as [string, string, string, string]
+    : [asctime![2]!, asctime![1]!, asctime![4]!, asctime![3]!];
+  const monthIndex = MONTHS.indexOf(month);
+  let fullYear = Number(year);
+  if (year.length === 2) {
+    // RFC 9110 5.6.7: a two-digit year more than 50 years ahead is in the past.
+    const now = new Date().getUTCFullYear();
+    fullYear += Math.floor(now / 100) * 100;
+    if (fullYear > now + 50) fullYear -= 100;
+  }
+  const [hours, minutes, seconds] = time.split(":").map(Number) as [
+    number,
+    number,
+    number,
+  ];
+  const dayOfMonth = Number(day);
+  if (
+    monthIndex < 0 || dayOfMonth < 1 || dayOfMonth > 31 || hours > 23 ||
+    minutes > 59 || seconds > 60
+  ) return NaN;
+  return Date.UTC(fullYear, monthIndex, dayOfMonth, hours, minutes, seconds) /
+    1000;
 }
+
+/** `Sun, 06 Nov 1994 08:49:37 GMT`: day, month, year, time. */
+const IMF_FIXDATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d\d) ([A-Z][a-z]{2}) (\d{4}) (\d\d:\d\d:\d\d) GMT$/;
+/** `Sunday, 06-Nov-94 08:49:37 GMT`: day, month, two-digit year, time. */
+const RFC850_DATE =
+  /^(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, (\d\d)-([A-Z][a-z]{2})-(\d\d) (\d\d:\d\d:\d\d) GMT$/;
+/** `Sun Nov  6 08:49:37 1994`: month, day, time, year. */
+const ASCTIME_DATE =
+  /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) ([ \d]\d) (\d\d:\d\d:\d\d) (\d{4})$/;
 
 /**
  * The precondition checks of RFC 9110 13.2.2, in its order: 412 when
@@ -2469,6 +2561,34 @@ function emptyStream(): ReadableStream<Uint8Array> {
   return new ReadableStream({ start: (controller) => controller.close() });
 }
 
+/**
+ * The edge that each entry point ({@linkcode createHandler}'s handler,
+ * {@linkcode serveDir}, {@linkcode serveFile}) answers through, and the
+ * only place that strips a HEAD ({@linkcode withoutBodyForHead}) or maps an
+ * error that got this far ({@linkcode errorResponse}): whatever `answer`
+ * throws or rejects with, the client gets a status and a reason phrase, and
+ * the log gets the rest. An answer made synchronously (a cache hit) stays
+ * synchronous.
+ */
+function answerAtEdge(
+  req: Request,
+  ctx: ErrorContext,
+  answer: () => Response | Promise<Response>,
+): Response | Promise<Response> {
+  let result: Response | Promise<Response>;
+  try {
+    result = answer();
+  } catch (error) {
+    result = errorResponse(error, req, ctx);
+  }
+  if (result instanceof Response) return withoutBodyForHead(req, result);
+  return result.then(
+    (response) => withoutBodyForHead(req, response),
+    async (error) =>
+      withoutBodyForHead(req, await errorResponse(error, req, ctx)),
+  );
+}
+
 // ---------------------------------------------------------------------------
 // Errors to responses, in one place
 // ---------------------------------------------------------------------------
@@ -2524,18 +2644,18 @@ async function errorResponse(
   ctx: ErrorContext,
 ): Promise<Response> {
   const { extra, quiet, rootReal, notFound } = ctx;
-  let status = 500;
-  if (error instanceof HttpError) status = error.status;
-  else status = statusForFsError(error);
+  const status = error instanceof NotServableError
+    ? error.status
+    : statusForFsError(error);
   if (status === 503) {
     logOutOfDescriptors(req.method, splitUrl(req.url).pathname, error);
   } else if (status >= 500 || !quiet) {
     const { pathname } = splitUrl(req.url);
     // A 4xx message quotes the decoded path, which the client chose: shown on one line
     // with controls escaped, so `%0d%0a` cannot forge a log line nor `%1b` colour it.
-    const detail = status >= 500
-      ? error
-      : logSafe(error instanceof HttpError ? error.message : String(error));
+    const detail = status >= 500 ? error : logSafe(
+      error instanceof NotServableError ? error.message : String(error),
+    );
     // The line is a "%s" argument, never the format string itself: the
     // client's `%c`, `%s` or `%o` in the path would otherwise be read as
     // formatting directives and garble (or drop) what follows.
@@ -2989,7 +3109,10 @@ export function renderListing(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <title>Index of ${
-    escapeHtml(urlRoot + relativePath).replace(BIDI_CONTROLS, codePointLabel)
+    escapeHtml(urlRoot + relativePath).replace(
+      SHOWN_AS_CODE_POINTS,
+      codePointLabel,
+    )
   }</title>
 <style>${LISTING_CSS}</style>
 </head>
@@ -3015,10 +3138,16 @@ ${rows.join("\n")}
 }
 
 /**
- * Bidirectional formatting characters (ALM, LRM, RLM, the embeddings and
- * overrides, the isolates): invisible, and they reorder the text after them.
+ * Characters a listing shows as a visible `U+001B` mark instead of as
+ * themselves: the bidirectional formatting characters (ALM, LRM, RLM, the
+ * embeddings and overrides, the isolates), which are invisible and reorder
+ * the text after them; the C0 and C1 controls and DEL, which are invisible
+ * in a browser, and which a page read with `curl` in a terminal would send
+ * it as escape sequences (`ESC [ 2 J` clears the screen); and the line and
+ * paragraph separators.
  */
-const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const SHOWN_AS_CODE_POINTS =
+  /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/gu;
 
 /** `U+202E` for a character, as the listing shows a bidirectional control. */
 function codePointLabel(char: string): string {
@@ -3028,8 +3157,9 @@ function codePointLabel(char: string): string {
 }
 
 /**
- * A name as listing text: HTML-escaped, and each bidirectional control shown
- * as a visible `U+202E` mark instead of obeyed. A right-to-left override in
+ * A name as listing text: HTML-escaped, and each control or bidirectional
+ * control ({@linkcode SHOWN_AS_CODE_POINTS}) shown as a visible `U+202E`
+ * mark instead of obeyed. A right-to-left override in
  * a name (`evil\u202etxt.exe`) would otherwise show the rest of it reversed
  * (`evilexe.txt`), and isolating the name (the CSS gives each one
  * `unicode-bidi: isolate`, so a right-to-left name cannot pull its folder
@@ -3039,7 +3169,7 @@ function codePointLabel(char: string): string {
  */
 function showName(name: string): string {
   return escapeHtml(name).replace(
-    BIDI_CONTROLS,
+    SHOWN_AS_CODE_POINTS,
     (char) => `<span class="ctl">${codePointLabel(char)}</span>`,
   );
 }
@@ -3105,7 +3235,8 @@ export interface ListingJsonEntry {
 
 /**
  * The same listing as JSON, in the same order:
- * `{ path, truncated, entries: [{ name, type, size, mtime, url }] }`.
+ * `{ path, truncated, entries: [{ name, type, size, mtime, url }] }`, with
+ * every character of {@linkcode SHOWN_AS_CODE_POINTS} escaped (`\u001b`).
  */
 export function renderListingJson(
   relativePath: string,
@@ -3124,7 +3255,13 @@ export function renderListingJson(
     mtime: entry.mtime?.toISOString() ?? null,
     url: base + encodeURIComponent(entry.name) + (entry.isDirectory ? "/" : ""),
   }));
-  return JSON.stringify({ path: base, truncated, entries: rows }) + "\n";
+  // JSON.stringify leaves DEL, the C1 controls, the bidirectional controls
+  // and U+2028 as they are: written `\u009b`, the parsed names are the same,
+  // and the raw text shown in a terminal sends it no control sequence.
+  return JSON.stringify({ path: base, truncated, entries: rows }).replace(
+    SHOWN_AS_CODE_POINTS,
+    (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  ) + "\n";
 }
 
 /** How many `stat` calls a listing runs at once. */
@@ -3182,7 +3319,7 @@ async function readListing(
   }
   // The folder read must be the one resolved (see openResolved).
   if (!(await isStillRealPath(dirPath))) {
-    throw new HttpError(404, `changed while it was read: ${dirPath}`);
+    throw new NotServableError(404, `changed while it was read: ${dirPath}`);
   }
   const entries: (ListingEntry | null)[] = [];
   for (let i = 0; i < found.length; i += LISTING_STAT_CONCURRENCY) {
@@ -3605,7 +3742,7 @@ const CORS_HEADERS: [string, string][] = [
 
 function extraHeaders(
   options: {
-    headers?: string[] | undefined;
+    headers?: ExtraHeaders | undefined;
     enableCors?: boolean | undefined;
   },
 ): [string, string][] {
@@ -3668,23 +3805,20 @@ export async function serveFile(
   options: ServeFileOptions = {},
 ): Promise<Response> {
   const extra = extraHeaders(options);
-  let response: Response;
-  try {
+  // std's serveFile has no log: only a 5xx is worth a line here.
+  return await answerAtEdge(req, { extra, quiet: true }, async () => {
     if (req.method !== "GET" && req.method !== "HEAD") {
-      response = answerOtherMethod(req, extra, options.enableCors ?? false);
-    } else {
-      const info = options.fileInfo ?? await Deno.stat(filePath);
-      if (!info.isFile) throw new HttpError(404, `not a file: ${filePath}`);
-      const { compress = true } = options;
-      // The caller chose the path: a symlink there is followed, as in std.
-      const file = await openRegularFile(filePath, { followSymlinks: true });
-      response = await sendFileFromDisk(req, file, filePath, extra, compress);
+      return answerOtherMethod(req, extra, options.enableCors ?? false);
     }
-  } catch (error) {
-    // std's serveFile has no log: only a 5xx is worth a line here.
-    response = await errorResponse(error, req, { extra, quiet: true });
-  }
-  return withoutBodyForHead(req, response);
+    const info = options.fileInfo ?? await Deno.stat(filePath);
+    if (!info.isFile) {
+      throw new NotServableError(404, `not a file: ${filePath}`);
+    }
+    const { compress = true } = options;
+    // The caller chose the path: a symlink there is followed, as in std.
+    const file = await openRegularFile(filePath, { followSymlinks: true });
+    return await sendFileFromDisk(req, file, filePath, extra, compress);
+  });
 }
 
 /**
@@ -3781,27 +3915,38 @@ export async function serveDir(
   options: ServeDirOptions = {},
 ): Promise<Response> {
   const started = Date.now();
-  let response: Response;
-  try {
-    const fsRoot = options.fsRoot ?? ".";
-    const rootReal = await realPathOrNull(fsRoot);
-    if (rootReal === null) {
-      // As std's serveDir: no folder, no file in it, so 404 (an app that
-      // tries its own routes after a 404 keeps working). The programmer
-      // still hears of it once, even with `quiet`.
-      warnMissingRoot(fsRoot);
-      response = textResponse(404, extraHeaders(options));
-    } else {
-      response = await serveFromRoot(req, makeContext(rootReal, options, null));
-    }
-  } catch (error) {
-    // Only an unreadable root or bad headers option gets here: a server-side mistake.
-    console.error("server_files: serveDir misconfigured:", error);
-    response = textResponse(500, []);
-  }
-  response = withoutBodyForHead(req, response);
+  const response = await answerAtEdge(
+    req,
+    { extra: [], quiet: true },
+    () => serveDirAnswer(req, options),
+  );
   if (!options.quiet) logRequest(req, response, null, started);
   return response;
+}
+
+/** What {@linkcode serveDir} answers, before the edge. */
+async function serveDirAnswer(
+  req: Request,
+  options: ServeDirOptions,
+): Promise<Response> {
+  const fsRoot = options.fsRoot ?? ".";
+  let ctx: ServeContext | null;
+  try {
+    const rootReal = await realPathOrNull(fsRoot);
+    extraHeaders(options); // throws for a bad `headers` option
+    ctx = rootReal === null ? null : makeContext(rootReal, options, null);
+  } catch (error) {
+    // An unreadable root or a bad `headers` option: the server's mistake, a
+    // 500 whatever the error's code (a root we may not read is no 403 of the
+    // client's), logged with its cause.
+    throw new Error("serveDir is misconfigured", { cause: error });
+  }
+  if (ctx !== null) return await serveFromRoot(req, ctx);
+  // As std's serveDir: no folder, no file in it, so 404 (an app that tries
+  // its own routes after a 404 keeps working). The programmer still hears of
+  // it once, even with `quiet`.
+  warnMissingRoot(fsRoot);
+  return textResponse(404, extraHeaders(options));
 }
 
 /** The `fsRoot` values already reported missing (bounded: the caller's, not a client's). */
@@ -3874,7 +4019,7 @@ async function serveUrlPath(
   let relative = pathname;
   if (ctx.urlRoot !== "") {
     if (pathname !== ctx.urlRoot && !pathname.startsWith(ctx.urlRoot + "/")) {
-      throw new HttpError(404, `outside urlRoot: ${pathname}`);
+      throw new NotServableError(404, `outside urlRoot: ${pathname}`);
     }
     relative = pathname.slice(ctx.urlRoot.length) || "/";
   }
@@ -3933,10 +4078,13 @@ async function serveUrlPath(
         info,
       );
     }
-    throw new HttpError(404, `directory without index: ${resolved.path}`);
+    throw new NotServableError(
+      404,
+      `directory without index: ${resolved.path}`,
+    );
   }
   if (!resolved.info.isFile) {
-    throw new HttpError(404, `not a regular file: ${resolved.path}`);
+    throw new NotServableError(404, `not a regular file: ${resolved.path}`);
   }
   return await sendFile(req, ctx, pathname, resolved, info);
 }
@@ -3948,7 +4096,7 @@ function redirectResponse(location: string, ctx: ServeContext): Response {
 
 /** True for an error that means "no such file here" (404), whatever raised it. */
 function isNotFound(error: unknown): boolean {
-  return (error instanceof HttpError
+  return (error instanceof NotServableError
     ? error.status
     : statusForFsError(error)) ===
     404;
@@ -4004,7 +4152,7 @@ async function serveFallback(
     ctx.showDotfiles,
   );
   if (!resolved.info.isFile) {
-    throw new HttpError(404, `fallback is not a file: ${resolved.path}`);
+    throw new NotServableError(404, `fallback is not a file: ${resolved.path}`);
   }
   return await sendFile(req, ctx, fallback, resolved, info);
 }
@@ -4038,7 +4186,7 @@ async function resolveIndex(
     );
     return index.info.isFile ? index : null;
   } catch (error) {
-    if (error instanceof HttpError && error.status === 404) return null;
+    if (error instanceof NotServableError && error.status === 404) return null;
     throw error;
   }
 }
@@ -4808,13 +4956,24 @@ export function listeningHostNames(hostname: string): string[] {
 }
 
 /**
- * The real path of the folder to serve. Throws NotFound when there is none,
- * and NotADirectory for a file: at start-up, rather than a 404 per request.
+ * The real path of the folder to serve. Throws at start-up, rather than
+ * answering every request 404 or 403: NotFound when there is none,
+ * NotADirectory for a file, and PermissionDenied for a folder this user may
+ * not look into (no search permission, `chmod 000` or `chmod 644`: no file
+ * in it can be opened). A folder it may search but not list (`chmod 711`)
+ * is served: its files can be, and only a listing of it is refused.
  */
 function realRootFolder(fsRoot: string): string {
   const rootReal = Deno.realPathSync(fsRoot);
   if (!Deno.statSync(rootReal).isDirectory) {
     throw new Deno.errors.NotADirectory(`not a folder: '${fsRoot}'`);
+  }
+  try {
+    // Looking up a name in it (there or not) needs search permission, as
+    // every request does; node's accessSync would need --allow-sys=uid.
+    Deno.lstatSync(join(rootReal, "index.html"));
+  } catch (error) {
+    if (error instanceof Deno.errors.PermissionDenied) throw error;
   }
   return rootReal;
 }
@@ -4886,13 +5045,8 @@ export function createHandler(options: HandlerOptions = {}): Handler {
   const answer = (
     req: Request,
     info?: Deno.ServeHandlerInfo,
-  ): Response | Promise<Response> => {
-    const result = route(req, info);
-    if (req.method !== "HEAD") return result;
-    return result instanceof Response
-      ? withoutBodyForHead(req, result)
-      : result.then((response) => withoutBodyForHead(req, response));
-  };
+  ): Response | Promise<Response> =>
+    answerAtEdge(req, ctx, () => route(req, info));
 
   if (quiet) {
     handlerContexts.set(answer, ctx);
@@ -5262,7 +5416,8 @@ export interface RestartingServer<Addr extends Deno.Addr = Deno.NetAddr> {
  *
  * With `path` (a Unix domain socket, as `Deno.serve` takes it) it listens
  * there instead, and again on the same path: Deno removes the socket file
- * when a listener closes.
+ * when a listener closes. With `mode` too, each socket file it creates gets
+ * that mode (`0o660`) at once, instead of the one the umask gives.
  */
 export function serveWithRestart(
   options: Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>,
@@ -5272,7 +5427,7 @@ export function serveWithRestart(
 ): RestartingServer;
 /** {@linkcode serveWithRestart} on a Unix domain socket (`path`). */
 export function serveWithRestart(
-  options: Deno.ServeUnixOptions,
+  options: Deno.ServeUnixOptions & { mode?: number | undefined },
   handler: Deno.ServeHandler<Deno.UnixAddr>,
   log?: (line: string) => void,
   shutdownGraceMs?: number,
@@ -5281,7 +5436,7 @@ export function serveWithRestart(
 export function serveWithRestart(
   options:
     | (Deno.ServeTcpOptions & Partial<Deno.TlsCertifiedKeyPem>)
-    | Deno.ServeUnixOptions,
+    | (Deno.ServeUnixOptions & { mode?: number | undefined }),
   handler: Deno.ServeHandler<Deno.NetAddr> | Deno.ServeHandler<Deno.UnixAddr>,
   log: (line: string) => void = (line) => console.error(line),
   shutdownGraceMs: number = SHUTDOWN_GRACE_MS,
@@ -5299,10 +5454,20 @@ export function serveWithRestart(
     return result instanceof Response ? last(result) : result.then(last);
   };
   const draining = new Set<Deno.HttpServer>();
-  const listen = (at: typeof options): Deno.HttpServer =>
-    "path" in at
-      ? Deno.serve(at, serve)
-      : Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+  const listen = (at: typeof options): Deno.HttpServer => {
+    if (!("path" in at)) {
+      return Deno.serve({ tcpBacklog: LISTEN_BACKLOG, ...at }, serve);
+    }
+    const { mode, ...unix } = at;
+    const server = Deno.serve(unix, serve);
+    try {
+      if (mode !== undefined) Deno.chmodSync(at.path, mode);
+    } catch (error) {
+      server.shutdown();
+      throw error;
+    }
+    return server;
+  };
   let current = listen(options);
   const addr = current.addr as Deno.NetAddr | Deno.UnixAddr;
   const again = "path" in addr
@@ -5438,6 +5603,8 @@ Options:
                       machine (plain HTTP; it replaces --port and --hostname). Needs
                       --allow-read=PATH --allow-write=PATH --allow-net=unix:/ABSOLUTE/PATH; a
                       socket file left by a killed run is replaced, any other file refused
+  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group may connect;
+                      default: what the umask gives, 755 with the usual 022)
   --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
                       by default only localhost, 127.0.0.1, [::1] and the --hostname address
                       (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
@@ -5456,7 +5623,7 @@ Options:
                       duration_ms; written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
                       more than 1 needs --unstable-net and read permission for this script
-  --version           print the version and exit
+  -V, --version       print the version and exit
   -h, --help          show this help
 
 The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
@@ -5488,6 +5655,11 @@ export interface ServerOptions extends HandlerOptions {
    * (see {@linkcode claimSocketPath}). @default undefined (TCP)
    */
   unixPath?: string | undefined;
+  /**
+   * The Unix socket file's mode (`0o660`: the proxy's group may connect).
+   * @default undefined (what the umask gives: `0o755` with the usual 022)
+   */
+  unixMode?: number | undefined;
   /** Called with the real address. @default prints the "Serving ..." line */
   onListen?: ((address: Deno.NetAddr | Deno.UnixAddr) => void) | undefined;
 }
@@ -5528,6 +5700,8 @@ export interface CommandLineOptions extends ServerOptions {
   workers: number;
   /** --unix: the socket's path, instead of a port. */
   unixPath?: string | undefined;
+  /** --unix-mode: the socket file's mode. */
+  unixMode?: number | undefined;
   /** --help: print the usage and exit. */
   help: boolean;
   /** --version: print the version and exit. */
@@ -5539,6 +5713,7 @@ const FLAGS = {
   port: { type: "string", short: "p" }, // 8080, unless --unix
   hostname: { type: "string" }, // 127.0.0.1, unless --host names it (below)
   unix: { type: "string" },
+  "unix-mode": { type: "string" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   fallback: { type: "string" },
   "clean-urls": { type: "boolean", default: false },
@@ -5553,7 +5728,7 @@ const FLAGS = {
   "log-format": { type: "string", default: "clf" },
   workers: { type: "string", default: "1" },
   help: { type: "boolean", short: "h", default: false },
-  version: { type: "boolean", default: false },
+  version: { type: "boolean", short: "V", default: false },
   // The spellings of `deno run jsr:@std/http/file-server`, so a command
   // written for it keeps working (its defaults differ: see the README).
   host: { type: "string" },
@@ -5602,6 +5777,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   const workers = parseWorkerCount(values.workers);
   const logFormat = parseLogFormat(values["log-format"]);
   if (values.unix !== undefined) checkUnixFlags(values, workers);
+  const unixMode = parseUnixMode(values["unix-mode"], values.unix);
   return {
     fsRoot: values.root ?? folder ?? "./static",
     port,
@@ -5620,6 +5796,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     logFormat,
     workers,
     unixPath: values.unix,
+    unixMode,
     help: values.help,
     version: values.version,
   };
@@ -5631,6 +5808,27 @@ function parseLogFormat(value: string): "clf" | "json" {
   throw new CommandLineError(
     `--log-format takes clf or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * Reads `--unix-mode`: an octal file mode (`660`, `0660` or `0o660`) for the
+ * socket, only with `--unix`. The same check is in message_board.ts.
+ */
+function parseUnixMode(
+  value: string | undefined,
+  unix: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (unix === undefined) {
+    throw new CommandLineError("--unix-mode goes with --unix PATH");
+  }
+  const digits = /^(?:0o?)?([0-7]{3})$/.exec(value)?.[1];
+  if (digits === undefined) {
+    throw new CommandLineError(
+      `--unix-mode takes an octal file mode such as 660, got ${showArg(value)}`,
+    );
+  }
+  return parseInt(digits, 8);
 }
 
 /** Refuses what cannot go with `--unix`: another place to listen, TLS, Workers. */
@@ -5815,7 +6013,10 @@ export async function startServer(
         `server_files: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
       );
     }
-    return serveWithRestart({ path: unixPath, onListen }, handler);
+    return serveWithRestart(
+      { path: unixPath, mode: options.unixMode, onListen },
+      handler,
+    );
   }
   const tls = cert !== undefined && key !== undefined
     ? { cert: await Deno.readTextFile(cert), key: await Deno.readTextFile(key) }
@@ -6020,9 +6221,17 @@ async function serveOnWorkers(
   const readable = script.protocol !== "file:" ||
     Deno.permissions.querySync({ name: "read", path: script }).state ===
       "granted";
-  if (!("listenDatagram" in Deno) || !readable) {
+  const missing = [
+    ...("listenDatagram" in Deno ? [] : [
+      `--unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno})`,
+    ]),
+    ...(readable ? [] : [
+      `read permission for ${script.pathname} (Workers load it from disk)`,
+    ]),
+  ];
+  if (missing.length > 0) {
     console.error(
-      `server_files: --workers ${flags.workers} needs --unstable-net (SO_REUSEPORT is unstable in Deno ${Deno.version.deno}) and read permission for ${script.pathname} (Workers load it from disk)`,
+      `server_files: --workers ${flags.workers} needs ${missing.join(" and ")}`,
     );
     Deno.exit(2);
   }
@@ -6125,6 +6334,9 @@ function explainRootFailure(error: unknown, fsRoot: string): string {
   }
   if (error instanceof Deno.errors.NotADirectory) {
     return `cannot start: ${root} is not a folder (--root takes the folder to serve)`;
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return `cannot start: this user may not read the folder ${root} (it needs read and search permission: chmod a+rX)`;
   }
   return `cannot start: ${(error as Error).message}`;
 }

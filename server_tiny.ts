@@ -2891,7 +2891,7 @@ Options:
                         Format) or json (one object per line: time,
                         remote_addr, method, target, status, bytes,
                         duration_ms)
-  --version             print the version and exit
+  -V, --version         print the version and exit
   -h, --help            show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
@@ -2928,7 +2928,7 @@ const FLAGS = {
   quiet: { type: "boolean", default: false },
   "log-format": { type: "string", default: "clf" },
   help: { type: "boolean", short: "h", default: false },
-  version: { type: "boolean", default: false },
+  version: { type: "boolean", short: "V", default: false },
 } satisfies ParseArgsOptionsConfig;
 
 /**

@@ -1,11 +1,15 @@
 // The JSON Lines store when something else changes its data file while the board runs: another
 // process appends to it, an editor saves over it (a new file renamed into place), someone
-// cuts it short or removes it, or the data file is a FIFO. Every message the board
-// acknowledges must be in the file the next start reads. In-process, on temp folders; the
-// other writer is a real `sh` process.
+// cuts it short or removes it, the data file is a FIFO, or its lock file is removed and a
+// second board starts. Every message the board acknowledges must be in the file the next
+// start reads. In-process, on temp folders; the other writer is a real `sh` process.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type MessageStore, openJsonLinesStore } from "../message_board.ts";
+import {
+  type MessageStore,
+  openJsonLinesStore,
+  StoreUnavailableError,
+} from "../message_board.ts";
 import { BOARD_FLAGS, BOARD_SCRIPT, tempFolder } from "./_board.ts";
 import { runProcess, runScript } from "./_process.ts";
 
@@ -163,4 +167,57 @@ Deno.test("tamper: regression: a FIFO as the data file stops start-up with a cle
     assert.match(stderr, /messages\.jsonl is not a regular file/);
     assert.doesNotMatch(stderr, /\n\s+at /);
   });
+});
+
+Deno.test("tamper: regression: the lock file is removed and a second board starts on the data file", async (t) => {
+  // The second board found no lock, took a new one and served the same file: both gave out
+  // id 2, and each set the other's acknowledged lines aside as "a write that failed".
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  const first = await openJsonLinesStore(dataFile, { log: () => {} });
+  try {
+    await first.appendMessage({ text: "first's 1" });
+    await Deno.remove(`${dataFile}.lock`);
+    const second = await openJsonLinesStore(dataFile, { log: () => {} });
+    try {
+      await second.appendMessage({ text: "second's 2" });
+      await t.step(
+        "the first board takes no post while the second runs",
+        async () => {
+          await assert.rejects(
+            () => first.appendMessage({ text: "first's, refused" }),
+            StoreUnavailableError,
+          );
+          assert.equal(first.writable, false);
+        },
+      );
+    } finally {
+      await second.close();
+    }
+    await t.step(
+      "once the second has stopped, the first takes the lock back and reads what it wrote",
+      async () => {
+        for (let waited = 0; !first.writable && waited < 5000; waited += 50) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        assert.equal(first.writable, true);
+        const message = await first.appendMessage({ text: "first's 3" });
+        assert.equal(message.id, 3);
+      },
+    );
+  } finally {
+    await first.close();
+  }
+  await t.step(
+    "every acknowledged message is in the file, each id once",
+    async () => {
+      const store = await openJsonLinesStore(dataFile, { log: () => {} });
+      const { messages } = await store.listMessages({ limit: 10 });
+      await store.close();
+      assert.deepEqual(
+        messages.map((m) => `${m.id} ${m.text}`).reverse(),
+        ["1 first's 1", "2 second's 2", "3 first's 3"],
+      );
+    },
+  );
 });

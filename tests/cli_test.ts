@@ -77,6 +77,13 @@ const UNIX_MISTAKES: [args: string[], message: string][] = [
     ["--unix", "/run/a.sock", "--cert", "c.pem", "--key", "k.pem"],
     "--cert and --key are for TCP, not --unix",
   ],
+  [["--unix-mode", "660"], "--unix-mode goes with --unix PATH"],
+  ...["rw-rw----", "0x1b0", "6600", "66", "680", "+660", "0o0660"].map((
+    mode,
+  ): [string[], string] => [
+    ["--unix", "/run/a.sock", "--unix-mode", mode],
+    `--unix-mode takes an octal file mode such as 660, got ${mode}`,
+  ]),
 ];
 
 /** server_files.ts alone has --workers, which share a TCP port. */
@@ -296,7 +303,7 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
       );
       assert.match(
         result.stdout,
-        /^ {2}--version {2,}print the version and exit$/m,
+        /^ {2}-V, --version {2,}print the version and exit$/m,
       );
       assert.match(result.stdout, /^ {2}-h, --help {2,}show this help$/m);
       assert.deepEqual(
@@ -324,15 +331,18 @@ Deno.test("--version: each script prints its name, the release and Deno's versio
   assert.equal(board.VERSION, tiny.VERSION);
   for (const { script, permissions } of ENTRY_POINTS) {
     for (const flags of [permissions, []]) {
-      await t.step(`${script} ${flags.join(" ")}`, async () => {
-        const result = await run(flags, script, ["--version"]);
-        assert.equal(result.code, 0, result.stderr);
-        assert.equal(
-          result.stdout,
-          `${script} ${tiny.VERSION} (Deno ${Deno.version.deno})\n`,
-        );
-        assert.equal(result.stderr, "");
-      });
+      // -V as std's file server spells it.
+      for (const flag of ["--version", "-V"]) {
+        await t.step(`${script} ${flags.join(" ")} ${flag}`, async () => {
+          const result = await run(flags, script, [flag]);
+          assert.equal(result.code, 0, result.stderr);
+          assert.equal(
+            result.stdout,
+            `${script} ${tiny.VERSION} (Deno ${Deno.version.deno})\n`,
+          );
+          assert.equal(result.stderr, "");
+        });
+      }
     }
   }
 });

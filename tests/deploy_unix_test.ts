@@ -150,7 +150,14 @@ for (const entry of SCRIPTS) {
       await using server = await startScript(
         `${REPO_ROOT}${script}`,
         [...entry.flags(dir.path), ...socketFlags(socket)],
-        [...entry.args(dir.path), "--unix", socket, "--quiet"],
+        [
+          ...entry.args(dir.path),
+          "--unix",
+          socket,
+          "--unix-mode",
+          "666",
+          "--quiet",
+        ],
         { ready, wrapper: ["prlimit", `--nofile=${NOFILE}`] },
       );
       const conns: Deno.Conn[] = [];
@@ -178,7 +185,37 @@ for (const entry of SCRIPTS) {
         assert.ok(Date.now() < deadline, answer);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
+      // The socket made again has the --unix-mode, not the umask's.
+      assert.equal((Deno.lstatSync(socket).mode! & 0o777).toString(8), "666");
     },
+  });
+
+  Deno.test(`${script} --unix-mode: the socket file gets that mode, whatever the umask`, async () => {
+    await using dir = await tempFolder();
+    /** The mode of the socket a server makes under umask 077 with `args`. */
+    const modeUnderUmask077 = async (name: string, args: string[]) => {
+      const socket = `${dir.path}/${name}`;
+      await using _server = await startScript(
+        `${REPO_ROOT}${script}`,
+        [...entry.flags(dir.path), ...socketFlags(socket)],
+        [...entry.args(dir.path), "--unix", socket, ...args],
+        { ready, wrapper: ["sh", "-c", 'umask 077 && exec "$@"', "sh"] },
+      );
+      const mode = Deno.lstatSync(socket).mode! & 0o777;
+      // Still the server's socket, answering.
+      assert.match(await getOnSocket(socket, page, "site.test"), expect);
+      return mode;
+    };
+    // Without the flag the umask decides: only the server's own user may connect.
+    assert.equal(
+      (await modeUnderUmask077("plain.sock", [])).toString(8),
+      "700",
+    );
+    assert.equal(
+      (await modeUnderUmask077("group.sock", ["--unix-mode", "660"]))
+        .toString(8),
+      "660",
+    );
   });
 
   Deno.test(`${script} --unix: a socket file left by a killed run is replaced`, async () => {

@@ -4,7 +4,7 @@
 // hang a request or the shutdown.
 import assert from "node:assert/strict";
 import {
-  HttpError,
+  NotServableError,
   openNativeReader,
   openRegularFile,
   serveFile,
@@ -241,7 +241,8 @@ Deno.test({
   assert.ok(Date.now() - started < 1000);
   await assert.rejects(
     openRegularFile(path),
-    (error: unknown) => error instanceof HttpError && error.status === 404,
+    (error: unknown) =>
+      error instanceof NotServableError && error.status === 404,
   );
 });
 

@@ -5,6 +5,7 @@ import { format } from "node:util";
 import {
   contentTypeFor,
   createHandler,
+  type ExtraHeaders,
   formatAccessLog,
   type HandlerOptions,
   parseRanges,
@@ -1242,6 +1243,45 @@ Deno.test("cache off (maxCachedFileBytes 0) serves from disk", async () => {
   assert.equal(await get(), "hello a");
   await Deno.writeTextFile(`${tree.root}/a.txt`, "changed!");
   assert.equal(await get(), "changed!");
+});
+
+Deno.test('headers: HeadersInit (a record, pairs, a Headers) works as std\'s newer serveDir takes it, beside "Name: value" strings', async () => {
+  await using tree = await makeTree();
+  const forms: ExtraHeaders[] = [
+    ["X-Frame-Options: DENY", "Link: </a.css>; rel=preload"],
+    { "X-Frame-Options": "DENY", "Link": "</a.css>; rel=preload" },
+    [["X-Frame-Options", "DENY"], ["Link", "</a.css>; rel=preload"]],
+    new Headers({ "x-frame-options": "DENY", link: "</a.css>; rel=preload" }),
+  ];
+  for (const headers of forms) {
+    for (
+      const res of [
+        await dir(tree.root, "/a.txt", {}, { headers }),
+        await serveFile(
+          new Request("http://localhost/"),
+          `${tree.root}/a.txt`,
+          {
+            headers,
+          },
+        ),
+        await createHandler({ fsRoot: tree.root, quiet: true, headers })(
+          new Request("http://localhost/a.txt"),
+        ),
+      ]
+    ) {
+      assert.equal(res.headers.get("x-frame-options"), "DENY");
+      assert.equal(res.headers.get("link"), "</a.css>; rel=preload");
+      assert.equal(await res.text(), "hello a");
+    }
+  }
+  for (
+    const bad of [{ "Bad Name": "x" }, [["X-A", "a\r\nX-B: b"]], [["X-A"]]]
+  ) {
+    assert.throws(
+      () => createHandler({ fsRoot: tree.root, headers: bad as ExtraHeaders }),
+      TypeError,
+    );
+  }
 });
 
 Deno.test("createHandler refuses a bad --header at creation", async () => {

@@ -2,8 +2,8 @@
 // A table of escape attempts against a temp tree with symlinks in and out.
 import assert from "node:assert/strict";
 import {
-  HttpError,
   isServableRealPath,
+  NotServableError,
   resolveSafePath,
   splitUrl,
 } from "../server_files.ts";
@@ -69,7 +69,7 @@ Deno.test("resolveSafePath: escape attempts and normal paths", async (t) => {
         await assert.rejects(
           resolveSafePath(tree.root, urlPath),
           (error: unknown) =>
-            error instanceof HttpError && error.status === expected,
+            error instanceof NotServableError && error.status === expected,
         );
       }
     });
@@ -98,7 +98,8 @@ Deno.test("resolveSafePath: showDotfiles opens dotfiles, never the outside", asy
   ) {
     await assert.rejects(
       resolveSafePath(tree.root, urlPath, true),
-      (error: unknown) => error instanceof HttpError && error.status === status,
+      (error: unknown) =>
+        error instanceof NotServableError && error.status === status,
     );
   }
 });

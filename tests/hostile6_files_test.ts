@@ -1,0 +1,155 @@
+// The sixth hostile-client round against server_files.ts, by class of attack
+// (paths, headers, HTTP/2, resource exhaustion): one test per defect found,
+// each failing on the code before its fix.
+import assert from "node:assert/strict";
+import {
+  parseHttpDateSeconds,
+  renderListing,
+  renderListingJson,
+} from "../server_files.ts";
+import { makeTree, prepareForNobody, serveDirAt } from "./_files.ts";
+import { canRunAsRoot, startScript } from "./_process.ts";
+
+// --- Paths: names in listings ------------------------------------------------
+
+Deno.test("listing: control characters in a name are shown as marks, never sent raw to a browser or a terminal", () => {
+  // `curl http://host/dir/` in a terminal ran the escape sequences of a file
+  // named "x\x1b[2J" (the screen was cleared); a browser showed nothing.
+  const names = [
+    "x\x1b[2J.txt",
+    "new\nline",
+    "del\x7f",
+    "csi\x9b2J",
+    "ls\u2028",
+  ];
+  const entries = names.map((name) => ({
+    name,
+    isDirectory: false,
+    size: 1,
+    mtime: null,
+  }));
+  const html = renderListing("/d\x1b[0m/", entries);
+  assert.ok(
+    !/[\p{Cc}\u2028\u2029]/u.test(html.replaceAll("\n", "")),
+    "no raw control character anywhere in the page (its own newlines aside)",
+  );
+  assert.ok(html.includes('<span>x<span class="ctl">U+001B</span>[2J.txt'));
+  assert.ok(html.includes('<span>new<span class="ctl">U+000A</span>line'));
+  assert.ok(html.includes("<title>Index of /dU+001B[0m/</title>"));
+  const json = renderListingJson("/d/", entries);
+  assert.ok(
+    !/[\p{Cc}\u2028\u2029]/u.test(json.trimEnd()),
+    "no raw control character in the JSON text",
+  );
+  assert.deepEqual(
+    JSON.parse(json).entries.map((entry: { name: string }) => entry.name)
+      .sort(),
+    [...names].sort(),
+    "the names parse back exactly",
+  );
+});
+
+// --- Headers: conditions -----------------------------------------------------
+
+Deno.test("parseHttpDateSeconds: the three forms of RFC 9110 5.6.7, and nothing else", () => {
+  const when = 784111777; // Sun, 06 Nov 1994 08:49:37 GMT
+  const table: [string, number][] = [
+    ["Sun, 06 Nov 1994 08:49:37 GMT", when],
+    [" Sun, 06 Nov 1994 08:49:37 GMT ", when],
+    ["Sunday, 06-Nov-94 08:49:37 GMT", when],
+    ["Sun Nov  6 08:49:37 1994", when],
+    ["Thu, 01 Jan 1970 00:00:00 GMT", 0],
+    ["1", NaN],
+    ["2026", NaN],
+    ["0", NaN],
+    ["-1", NaN],
+    ["Sun, 06 Nov 1994 08:49:37 +0000", NaN],
+    ["Sun, 06 Nov 1994 08:49:37", NaN],
+    ["06 Nov 1994 08:49:37 GMT", NaN],
+    ["Sun, 6 Nov 1994 08:49:37 GMT", NaN],
+    ["sun, 06 nov 1994 08:49:37 gmt", NaN],
+    ["Sun, 06 Foo 1994 08:49:37 GMT", NaN],
+    ["Sun, 06 Nov 1994 25:49:37 GMT", NaN],
+    ["Sun, 32 Nov 1994 08:49:37 GMT", NaN],
+    ["1994-11-06T08:49:37Z", NaN],
+    ["", NaN],
+  ];
+  for (const [text, seconds] of table) {
+    assert.equal(parseHttpDateSeconds(text), seconds, JSON.stringify(text));
+  }
+});
+
+Deno.test("conditions: a date that is no HTTP-date is ignored, never a 412 or a 304", async () => {
+  // Date.parse read "1" as 1 January 2001 and "2026" as that New Year:
+  // If-Unmodified-Since: 1 answered 412, If-Modified-Since: 2026 answered 304.
+  await using tree = await makeTree();
+  await Deno.utime(`${tree.root}/a.txt`, 1e9, 1e9); // 9 September 2001
+  const conditions: Record<string, string>[] = [
+    { "if-unmodified-since": "1" },
+    { "if-unmodified-since": "2000" },
+    { "if-modified-since": "2026" },
+    { "if-modified-since": "2001-12-01" },
+    { "range": "bytes=0-1", "if-range": "2001" },
+  ];
+  for (const headers of conditions) {
+    const res = await serveDirAt(tree.root, "/a.txt", { headers });
+    assert.equal(res.status, 200, JSON.stringify(headers));
+    assert.equal(await res.text(), "hello a");
+  }
+  // A real date still counts.
+  const res = await serveDirAt(tree.root, "/a.txt", {
+    headers: { "if-modified-since": "Sat, 01 Dec 2001 00:00:00 GMT" },
+  });
+  assert.equal(res.status, 304);
+});
+
+// --- Paths: a root that cannot be read ----------------------------------------
+
+Deno.test("start-up: a --root this user may not look into stops the server with one line (as nobody)", async (t) => {
+  if (!(await canRunAsRoot("the unreadable-root test"))) {
+    await t.step({
+      name: "chmod as nobody (needs root)",
+      ignore: true,
+      fn() {},
+    });
+    return;
+  }
+  // It started and answered every request 403, saying nothing.
+  await using tree = await makeTree();
+  const nobody = await prepareForNobody(tree.base);
+  const start = async (mode: number) => {
+    await Deno.chmod(tree.root, mode);
+    const server = await startScript(
+      nobody.script,
+      ["--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
+      ["--root", tree.root, "--port", "0", "--quiet"],
+      { ...nobody, ready: /^(Serving |server_files: )/ },
+    );
+    // One that starts serving is killed after this wait, and fails below.
+    return await server.waitForExit(5000);
+  };
+  for (const mode of [0o000, 0o644]) {
+    const run = await start(mode);
+    assert.equal(run.code, 1, `mode ${mode.toString(8)}: ${run.stderr}`);
+    assert.equal(
+      run.stderr,
+      `server_files: cannot start: this user may not read the folder ${tree.root} (it needs read and search permission: chmod a+rX)\n`,
+    );
+    assert.equal(run.stdout, "");
+  }
+  // A folder it may search but not list still serves its files.
+  await Deno.chmod(tree.root, 0o711);
+  const server = await startScript(
+    nobody.script,
+    ["--allow-net=127.0.0.1", `--allow-read=${tree.root}`],
+    ["--root", tree.root, "--port", "0", "--quiet"],
+    { ...nobody, ready: /^Serving / },
+  );
+  try {
+    const res = await fetch(`${server.url}a.txt`);
+    assert.equal(await res.text(), "hello a");
+  } finally {
+    await server.stop("SIGKILL");
+    await Deno.chmod(tree.root, 0o755);
+  }
+});
