@@ -91,7 +91,8 @@ export const MAX_CONNECTIONS = 4096;
  * many makes room among that address's own, as a full server does (its
  * oldest waiting for a head gets 408); when none can go (all are being
  * answered), the new one gets 429 Too Many Requests. Behind a proxy every
- * connection comes from the proxy's address: raise it to `maxConnections`.
+ * connection comes from the proxy's address: raise it to `maxConnections`,
+ * or put the proxy on a Unix socket (`path`), whose peers are not capped.
  */
 export const MAX_CONNECTIONS_PER_CLIENT = 256;
 
@@ -1312,8 +1313,8 @@ export interface TinyResponse {
 
 /**
  * What {@link serveTiny} calls for every well-formed request to an allowed
- * host name; {@link respondTo} is the default. HEAD requests arrive too: answer
- * them as GET, the server leaves the body out.
+ * host name; {@link respondTo} is the default. A HEAD request arrives as GET:
+ * the server sends the GET answer without its body (see {@link answerAsGet}).
  *
  * @example A route of your own, with today's page for everything else
  * ```ts
@@ -1423,14 +1424,7 @@ function routeRequest(request: RequestHead): Outgoing {
     return { ...errorResponse(405), headers: [["Allow", ALLOWED_METHODS]] };
   }
   if (request.path !== "/") return errorResponse(404);
-  // HEAD is GET without the body (RFC 9110 9.3.2): the page is GET's, so
-  // that Content-Length is the length the GET body would have.
-  return {
-    status: 200,
-    helloFor: request.method === "GET"
-      ? request
-      : { ...request, method: "GET" },
-  };
+  return { status: 200, helloFor: request };
 }
 
 /** The statuses this server answers with when a request cannot be served. */
@@ -2261,8 +2255,8 @@ interface ConnectionSettings {
 interface OpenConnection {
   conn: Deno.Conn;
   slot: number;
-  /** The client's address (its IP address as text). */
-  client: string;
+  /** The client's address (its IP address as text); null on a Unix socket. */
+  client: string | null;
   /** The same address as the server counts it. */
   peer: Peer;
   /**
@@ -2305,7 +2299,10 @@ async function handleConnection(
   // The JSON log's time and duration count from the accept.
   const arrived = settings.json ? Date.now() : 0;
   const startedAt = settings.json ? performance.now() : 0;
-  const address = conn.remoteAddr as Deno.NetAddr;
+  // Who it is for the console: address and port, or the socket.
+  const from = client === null
+    ? "a Unix socket"
+    : `${client}:${(conn.remoteAddr as Deno.NetAddr).port}`;
   const head = spareHeadBuffers.pop() ?? new Uint8Array(MAX_HEAD_BYTES);
   let reusable = false;
   let out: ResponseBuffer | undefined;
@@ -2325,6 +2322,7 @@ async function handleConnection(
     let response: Outgoing;
     let request: RequestHead | null = null;
     let requestLine: string | null = null;
+    // Only HEAD's answer goes without its body (see answerAsGet).
     let omitBody = false;
     if (result.kind === "head") {
       const parsed = parseRequestHead(result.head);
@@ -2338,29 +2336,30 @@ async function handleConnection(
         : `${parsed.status} because: ${parsed.reason}`;
       if (parsed.ok) {
         omitBody = parsed.request.method === "HEAD";
-        const name = requestHostName(parsed.request);
+        const asked = omitBody ? answerAsGet(parsed.request) : parsed.request;
+        const name = requestHostName(asked);
         if (name !== null && !isAllowedHost(name, settings.allowedHosts)) {
           response = misdirectedResponse(name);
           problem = `421 because: this server does not answer to ${
             showBytes(encoder.encode(name))
           } (see --allowed-host)`;
         } else if (settings.respond === respondTo) {
-          response = routeRequest(parsed.request);
+          response = routeRequest(asked);
         } else {
-          const answered = answer(settings.respond, parsed.request, log);
+          const answered = answer(settings.respond, asked, log);
           response = answered instanceof Promise ? await answered : answered;
         }
       } else {
         response = errorResponse(parsed.status);
       }
       if (!quiet) {
-        log(formatHead(result.head, `${client}:${address.port}`));
+        log(formatHead(result.head, from));
         if (problem) log(`    ${problem}`);
       }
     } else if (result.kind === "not-http") {
       response = errorResponse(400);
       if (!quiet) {
-        log(formatHead(result.received, `${client}:${address.port}`));
+        log(formatHead(result.received, from));
         log(`    400 because: ${describeNotHttp(result.received)}`);
       }
     } else {
@@ -2424,7 +2423,7 @@ async function handleConnection(
     }
   } catch (error) {
     // A reset or broken connection is normal on a network: note it, carry on.
-    log(`${client}:${address.port} connection error: ${describeError(error)}`);
+    log(`${from} connection error: ${describeError(error)}`);
   } finally {
     // Closed exactly once: closing a closed Conn throws, and building that
     // error costs more than the close.
@@ -2434,6 +2433,18 @@ async function handleConnection(
     if (out) keepSpare(spareResponseBuffers, out);
     settings.done(connection);
   }
+}
+
+/**
+ * HEAD is GET without the body (RFC 9110 9.3.2), and this is the one place
+ * that knows it, at the edge: the request is answered as the GET it stands
+ * for, by the default page or any {@link Responder} (none of them ever sees
+ * HEAD), and handleConnection leaves the body off when it makes the bytes,
+ * so that the head, Content-Length included (RFC 9110 8.6), is GET's. As
+ * Hono answers HEAD with GET's response minus the body.
+ */
+function answerAsGet(request: RequestHead): RequestHead {
+  return { ...request, method: "GET" };
 }
 
 /** Why bytes that cannot begin a request were refused, for the console. */
@@ -2641,10 +2652,21 @@ function isGoneBeforeAccept(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionReset;
 }
 
+/** Options for {@link serveTiny} on a Unix domain socket. */
+export interface TinyUnixServerOptions extends TinyServerOptions {
+  /**
+   * A Unix domain socket to listen on instead of `hostname` and `port`, for
+   * a proxy on the same machine (`--allow-read` and `--allow-write` of the
+   * path, and `--allow-net=unix:PATH`). Every peer on it counts as one client,
+   * not held to {@link MAX_CONNECTIONS_PER_CLIENT}.
+   */
+  path: string;
+}
+
 /** A running server. */
-export interface TinyServer {
-  /** The address it listens on, with the real port. */
-  addr: Deno.NetAddr;
+export interface TinyServer<A extends Deno.Addr = Deno.NetAddr> {
+  /** The address it listens on, with the real port (or the socket's path). */
+  addr: A;
   /** Settles when the server has stopped and every connection is closed. */
   finished: Promise<void>;
   /** Stops accepting, lets requests in progress finish (bounded), closes idle connections. */
@@ -2666,7 +2688,15 @@ export interface TinyServer {
  * await server.shutdown();
  * ```
  */
-export function serveTiny(options: TinyServerOptions = {}): TinyServer {
+export function serveTiny(options?: TinyServerOptions): TinyServer;
+/** {@link serveTiny} on a Unix domain socket (`path`), for a proxy on the same machine. */
+export function serveTiny(
+  options: TinyUnixServerOptions,
+): TinyServer<Deno.UnixAddr>;
+export function serveTiny(
+  options: TinyServerOptions | TinyUnixServerOptions = {},
+): TinyServer<Deno.NetAddr | Deno.UnixAddr> {
+  const path = "path" in options ? options.path : undefined;
   const {
     port = 8080,
     hostname = "127.0.0.1",
@@ -2683,8 +2713,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     allowedHosts = [],
     respond = respondTo,
   } = options;
-  const listener = Deno.listen({ hostname, port, transport: "tcp" });
-  const addr = listener.addr as Deno.NetAddr;
+  const listener: Deno.Listener = path === undefined
+    ? Deno.listen({ hostname, port, transport: "tcp" })
+    : Deno.listen({ path, transport: "unix" });
+  const addr = listener.addr as Deno.NetAddr | Deno.UnixAddr;
   const connections = new SlotList<OpenConnection>();
   // Each client address with a connection open, and how many it holds.
   const peers = new Map<string, Peer>();
@@ -2711,7 +2743,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
     lingerMs,
     sendTimeoutMs,
     idleSignal: stopping.signal,
-    allowedHosts: allowedHostsFor(hostname, [addr.hostname, ...allowedHosts]),
+    allowedHosts: allowedHostsFor(
+      hostname,
+      "hostname" in addr ? [addr.hostname, ...allowedHosts] : allowedHosts,
+    ),
     respond,
     done(connection: OpenConnection) {
       connections.remove(connection);
@@ -2782,7 +2817,11 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         continue;
       }
       if (once) stopListening();
-      const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+      // Every peer on a Unix socket is one client, as the other two log it.
+      const client = conn.remoteAddr.transport === "unix"
+        ? null
+        : (conn.remoteAddr as Deno.NetAddr).hostname;
+      const address = client ?? "unix";
       let peer = peers.get(address);
       if (peer === undefined) {
         peer = { address, held: 0, group: peers };
@@ -2790,8 +2829,10 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
       }
       // Room for the new connection, made among its address's own when that
       // address holds all it may, else among all when the server is full.
+      // (A proxy on a Unix socket is every client at once: not capped.)
+      const capped = client !== null && peer.held >= maxConnectionsPerClient;
       let overLimit = false;
-      if (peer.held >= maxConnectionsPerClient) {
+      if (capped) {
         overLimit = deadlines.shedOne(peers, peer) === null;
         reportClientFull(
           `${address} holds ${peer.held} connections, the most one address may; ${
@@ -2802,8 +2843,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         );
       }
       if (
-        connections.items.length >= maxConnections &&
-        (overLimit || peer.held < maxConnectionsPerClient)
+        connections.items.length >= maxConnections && (overLimit || !capped)
       ) {
         const from = deadlines.shedOne(peers);
         reportFull(
@@ -2815,7 +2855,7 @@ export function serveTiny(options: TinyServerOptions = {}): TinyServer {
         );
       }
       peer.held++;
-      const connection = { conn, slot: -1, client: address, peer, overLimit };
+      const connection = { conn, slot: -1, client, peer, overLimit };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
       // (every error is caught and logged) and tells `settings.done` when done.

@@ -1116,15 +1116,18 @@ Deno.test("--allowed-host on the command line is answered, other names get 421",
 });
 
 Deno.test("a respond function adds a route", async (t) => {
+  const methods: string[] = [];
   const { server, port } = startTinyServer({
-    respond: (request) =>
-      request.path === "/hi"
+    respond: (request) => {
+      methods.push(request.method);
+      return request.path === "/hi" && request.method === "GET"
         ? {
           status: 200,
           headers: [["Content-Type", "text/plain"]],
           body: "hi é",
         }
-        : respondTo(request),
+        : respondTo(request);
+    },
   });
   try {
     await t.step(
@@ -1149,6 +1152,9 @@ Deno.test("a respond function adds a route", async (t) => {
         );
         assert.equal(head.body.length, 0);
         assert.equal(head.headers.get("content-length"), "5");
+        assert.equal(head.headers.get("content-type"), "text/plain");
+        // The responder was asked about the GET it stands for.
+        assert.equal(methods.at(-1), "GET");
       },
     );
     await t.step("the default page stays", async () => {
@@ -1280,7 +1286,9 @@ Deno.test("the hello page on the socket is byte for byte what respondTo and form
             await writeAll(conn, head);
             const bytes = await readToEnd(conn);
             const date = new Date(parseResponse(bytes).headers.get("date")!);
-            const want = formatResponse(respondTo(parsed.request), {
+            // HEAD is answered as GET, without the body: GET's head.
+            const asGet = { ...parsed.request, method: "GET" };
+            const want = formatResponse(respondTo(asGet), {
               date,
               omitBody: method === "HEAD",
             });
@@ -1341,5 +1349,52 @@ Deno.test("a responder that throws or answers something unsafe gets a generic 50
     assert.equal((await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status, 500);
   } finally {
     await server.shutdown();
+  }
+});
+
+Deno.test("on a Unix socket (path): served, its peers not held to maxConnectionsPerClient, logged without an address", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/tiny.sock`;
+  const lines: string[] = [];
+  const server = serveTiny({
+    path,
+    maxConnectionsPerClient: 2,
+    log: (line) => lines.push(line),
+  });
+  const idle: Deno.UnixConn[] = [];
+  try {
+    assert.equal(server.addr.path, path);
+    // Three idle peers: on TCP from one address the third would close the first.
+    for (let i = 0; i < 3; i++) {
+      idle.push(await Deno.connect({ transport: "unix", path }));
+    }
+    const conn = await Deno.connect({ transport: "unix", path });
+    try {
+      await writeAll(conn, encode("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+      const response = parseResponse(await readToEnd(conn));
+      assert.equal(response.status, 200);
+      assertWellFormed(response);
+    } finally {
+      conn.close();
+    }
+    for (const peer of idle) {
+      const read = peer.read(new Uint8Array(1));
+      const outcome = await Promise.race([read, delay(50).then(() => "open")]);
+      assert.equal(outcome, "open");
+    }
+    assert.ok(
+      lines.some((line) => /^--- request from a Unix socket ---$/m.test(line)),
+      lines.join("\n"),
+    );
+    assert.ok(
+      lines.some((line) =>
+        /^- - - \[.*\] "GET \/ HTTP\/1\.1" 200 \d+$/.test(line)
+      ),
+      lines.join("\n"),
+    );
+  } finally {
+    for (const peer of idle) peer.close();
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
   }
 });
