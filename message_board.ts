@@ -4549,49 +4549,57 @@ const USAGE =
 
 The Tiny Message Board: a page where anyone can leave a short message, kept in a JSON Lines file.
 
-PostgreSQL mode (several processes serve one board; board_postgres.ts takes the same options):
+PostgreSQL mode (several processes serve one board; board_postgres.ts takes the
+same options):
   ${POSTGRES_COMMAND}
 
 Options:
-  --data FILE       JSON Lines data file (default ./data/messages.jsonl)
-  --store URL       board_postgres.ts only: the PostgreSQL database (postgres://...; or set DATABASE_URL)
-  --port N          port to listen on; 0 picks a free one (default 8080)
-  --hostname HOST   address to bind (default 127.0.0.1; 0.0.0.0 exposes the board to your network
-                    and needs --allow-net=0.0.0.0)
-  --unix PATH       listen on a Unix domain socket instead of a port, for a proxy on this
-                    machine (plain HTTP; it replaces --port and --hostname; give the proxy's
-                    site name with --allowed-host). Needs --allow-read=PATH --allow-write=PATH
-                    --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a killed run is
-                    replaced, any other file refused
-  --unix-mode MODE  the socket file's mode, in octal (660: the proxy's group may connect;
-                    default: what the umask gives, 755 with the usual 022)
-  --cert FILE       TLS certificate (PEM), with --key, to serve HTTPS (needs --allow-read for it)
-  --key FILE        TLS private key (PEM)
-  --quiet           do not log each request
-  --log-format FMT  the access log's lines: clf (default, the Common Log Format) or json (one
-                    object per line: time, remote_addr, method, target, status, bytes,
-                    duration_ms; written once the answer is sent)
-  --allowed-host NAME
-                    also answer to this host name (repeatable; .example.com allows its
-                    subdomains); by default only the names and addresses it listens on,
-                    localhost, 127.0.0.1 and [::1] (any other Host gets 421)
-  --admin-token TOKEN
-                    moderators sign in at /admin with this token (at least ${MIN_ADMIN_TOKEN_CHARS}
-                    characters) to clear, delete and restore; or set BOARD_ADMIN_TOKEN
-                    (with --allow-env=BOARD_ADMIN_TOKEN). Without one, only visitors on
-                    this machine may clear
+  --data FILE         JSON Lines data file (default ./data/messages.jsonl)
+  --store URL         board_postgres.ts only: the PostgreSQL database
+                      (postgres://...; or set DATABASE_URL)
+  --port N            port to listen on; 0 picks a free one (default 8080)
+  --hostname HOST     address to listen on (default 127.0.0.1, this machine
+                      only); 0.0.0.0, every address, needs --allow-net=0.0.0.0,
+                      and --allow-sys=networkInterfaces to answer to this
+                      machine's addresses
+  --unix PATH         listen on a Unix domain socket instead of a port, for a
+                      proxy on this machine (plain HTTP; it replaces --port and
+                      --hostname; the proxy's site name goes in --allowed-host).
+                      Needs --allow-read=PATH --allow-write=PATH
+                      --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a
+                      killed run is replaced, any other file refused
+  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group
+                      may connect; default: what the umask gives, 755 with the
+                      usual 022)
   --trust-proxy [LIST]
-                    the proxies in front: addresses and CIDR ranges, comma-separated
-                    (alone: loopback, 127.0.0.0/8 and ::1; a --unix peer always). From them
-                    the client is the rightmost X-Forwarded-For hop that is none of them,
-                    for the limits and the log, and the scheme is X-Forwarded-Proto; any
-                    other peer's headers are ignored
-  --rate-limit off  no per-client limits (${POST_BURST} posts at once then one per ${
+                      the proxies in front: addresses and CIDR ranges,
+                      comma-separated (alone: loopback, 127.0.0.0/8 and ::1; a
+                      --unix peer always). From them the client is the rightmost
+                      X-Forwarded-For hop that is none of them, for the limits
+                      and the log, and the scheme is X-Forwarded-Proto; any
+                      other peer's headers are ignored
+  --allowed-host NAME also answer to this host name (repeatable; .example.com
+                      allows its subdomains); by default only localhost,
+                      127.0.0.1, [::1] and the names and addresses it listens on
+                      (any other Host gets 421)
+  --admin-token TOKEN moderators sign in at /admin with this token (at least ${MIN_ADMIN_TOKEN_CHARS}
+                      characters) to clear, delete and restore; or set
+                      BOARD_ADMIN_TOKEN (with --allow-env=BOARD_ADMIN_TOKEN).
+                      Without one, only visitors on this machine may clear
+  --cert FILE         TLS certificate (PEM), with --key, to serve HTTPS (needs
+                      --allow-read for both files)
+  --key FILE          TLS private key (PEM)
+  --quiet             no access log
+  --log-format FMT    the access log's lines: clf (default, the Common Log
+                      Format) or json (one object per line: time, remote_addr,
+                      method, target, status, bytes, duration_ms; written once
+                      the answer is sent)
+  --rate-limit off    no per-client limits (${POST_BURST} posts at once then one per ${
     POST_REFILL_MS / 1000
-  } s, ${MAX_STREAMS_PER_CLIENT} live
-                    streams), for benchmarks and load tests
-  -V, --version     print the version and exit
-  -h, --help        show this help`;
+  } s, ${MAX_STREAMS_PER_CLIENT}
+                      live streams), for benchmarks and load tests
+  -V, --version       print the version and exit
+  -h, --help          show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {

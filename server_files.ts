@@ -5886,44 +5886,59 @@ Serves the files of a folder over HTTP (or HTTPS), plus the demo route /suggest.
 Options:
   --root DIR          folder to serve (default ./static)
   --port N            port to listen on; 0 picks a free one (default 8080)
-  --hostname HOST     address to bind (default 127.0.0.1; 0.0.0.0 exposes the server to the network
-                      and needs --allow-net=0.0.0.0)
-  --unix PATH         listen on a Unix domain socket instead of a port, for a proxy on this
-                      machine (plain HTTP; it replaces --port and --hostname). Needs
-                      --allow-read=PATH --allow-write=PATH --allow-net=unix:/ABSOLUTE/PATH; a
-                      socket file left by a killed run is replaced, any other file refused
-  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group may connect;
-                      default: what the umask gives, 755 with the usual 022)
+  --hostname HOST     address to listen on (default 127.0.0.1, this machine
+                      only); 0.0.0.0, every address, needs --allow-net=0.0.0.0,
+                      and --allow-sys=networkInterfaces to answer to this
+                      machine's addresses
+  --unix PATH         listen on a Unix domain socket instead of a port, for a
+                      proxy on this machine (plain HTTP; it replaces --port and
+                      --hostname; the proxy's site name goes in --allowed-host).
+                      Needs --allow-read=PATH --allow-write=PATH
+                      --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a
+                      killed run is replaced, any other file refused
+  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group
+                      may connect; default: what the umask gives, 755 with the
+                      usual 022)
   --trust-proxy [LIST]
-                      the proxies in front: addresses and CIDR ranges, comma-separated
-                      (alone: loopback, 127.0.0.0/8 and ::1; a --unix peer always). From them
-                      the access log names the client as the rightmost X-Forwarded-For hop
-                      that is none of them; any other peer's header is ignored
-  --allowed-host NAME answer to this Host name too (repeatable; .example.com allows subdomains);
-                      by default only localhost, 127.0.0.1, [::1] and the --hostname address
-                      (with 0.0.0.0, this machine's addresses when --allow-sys=networkInterfaces)
-  --fallback FILE     answer HTML requests for missing paths with FILE (in the root), 200: for SPAs
+                      the proxies in front: addresses and CIDR ranges,
+                      comma-separated (alone: loopback, 127.0.0.0/8 and ::1; a
+                      --unix peer always). From them the access log's client is
+                      the rightmost X-Forwarded-For hop that is none of them;
+                      any other peer's header is ignored
+  --allowed-host NAME also answer to this host name (repeatable; .example.com
+                      allows its subdomains); by default only localhost,
+                      127.0.0.1, [::1] and the names and addresses it listens on
+                      (any other Host gets 421)
+  --fallback FILE     answer HTML requests for missing paths with FILE (in the
+                      root), 200: for single-page apps
   --clean-urls        /about serves about.html; /about.html redirects to /about
   --dir-listing       list folders that have no index.html
   --dotfiles          serve files and folders whose name starts with a dot
-  --cors              let any origin read the files (Access-Control-Allow-Origin: *, OPTIONS preflight)
+  --cors              let any origin read the files
+                      (Access-Control-Allow-Origin: *, OPTIONS preflight)
   --header "N: v"     add a header to every response (repeatable)
-  --no-compress       never compress (default: br, zstd or gzip for text, JS, JSON, SVG...)
-  --cert FILE         TLS certificate (PEM); needs --key, and read permission for both files
+  --no-compress       never compress (default: br, zstd or gzip for text, JS,
+                      JSON, SVG...)
+  --cert FILE         TLS certificate (PEM), with --key, to serve HTTPS (needs
+                      --allow-read for both files)
   --key FILE          TLS private key (PEM)
   --quiet             no access log
-  --log-format FMT    the access log's lines: clf (default, the Common Log Format) or json (one
-                      object per line: time, remote_addr, method, target, status, bytes,
-                      duration_ms; written once the answer is sent)
-  --workers N         serve from N threads on one port, or "auto" for one per core (default 1);
-                      more than 1 needs --unstable-net and read permission for this script
+  --log-format FMT    the access log's lines: clf (default, the Common Log
+                      Format) or json (one object per line: time, remote_addr,
+                      method, target, status, bytes, duration_ms; written once
+                      the answer is sent)
+  --workers N         serve from N threads on one port, or "auto" for one per
+                      core (default 1); more than 1 needs --unstable-net and
+                      read permission for this script
   -V, --version       print the version and exit
   -h, --help          show this help
 
-The spellings of std's file server work too: -p for --port, --host for --hostname, -H for
---header, -c and -k for --cert and --key, -h for --help; -v (--verbose) logs, as by default;
---no-dir-listing, --no-dotfiles and --no-cors turn off what is off by default; a folder
-given without a flag (server_files.ts ./public, as file_server ./public) is the --root.
+The spellings of std's file server work too: -p for --port, --host for
+--hostname, -H for --header, -c and -k for --cert and --key, -h for --help, -V
+for --version; -v (--verbose) logs, as by default; --no-dir-listing,
+--no-dotfiles and --no-cors turn off what is off by default; a folder given
+without a flag (server_files.ts ./public, as file_server ./public) is the
+--root.
 `;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */

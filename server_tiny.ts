@@ -2904,27 +2904,32 @@ const USAGE = `Usage: deno run --allow-net=127.0.0.1 server_tiny.ts [options]
 An HTTP/1.1 server written by hand on a raw TCP socket: / shows what your browser sent.
 
 Options:
-  --port N              port to listen on, 0 for any free port (default 8080)
-  --hostname HOST       address to listen on (default 127.0.0.1); 0.0.0.0 needs
-                        --allow-net=0.0.0.0 (and --allow-sys=networkInterfaces
-                        to answer to this machine's addresses)
-  --unix PATH           listen on a Unix domain socket instead of a port, for a
-                        proxy on this machine (it replaces --port and
-                        --hostname). Needs --allow-read=PATH --allow-write=PATH
-                        --allow-net=unix:/ABSOLUTE/PATH; a socket file left by
-                        a killed run is replaced, any other file refused
-  --unix-mode MODE      the socket file's mode, in octal (660: the proxy's
-                        group may connect; default: what the umask gives)
-  --allowed-host NAME   also answer requests for this host name (repeatable;
-                        .example.com allows its subdomains too)
-  --once                serve one connection, then exit
-  --quiet               do not print request heads (the access log stays)
-  --log-format FMT      the access log's lines: clf (default, the Common Log
-                        Format) or json (one object per line: time,
-                        remote_addr, method, target, status, bytes,
-                        duration_ms)
-  -V, --version         print the version and exit
-  -h, --help            show this help`;
+  --port N            port to listen on; 0 picks a free one (default 8080)
+  --hostname HOST     address to listen on (default 127.0.0.1, this machine
+                      only); 0.0.0.0, every address, needs --allow-net=0.0.0.0,
+                      and --allow-sys=networkInterfaces to answer to this
+                      machine's addresses
+  --unix PATH         listen on a Unix domain socket instead of a port, for a
+                      proxy on this machine (plain HTTP; it replaces --port and
+                      --hostname; the proxy's site name goes in --allowed-host).
+                      Needs --allow-read=PATH --allow-write=PATH
+                      --allow-net=unix:/ABSOLUTE/PATH; a socket file left by a
+                      killed run is replaced, any other file refused
+  --unix-mode MODE    the socket file's mode, in octal (660: the proxy's group
+                      may connect; default: what the umask gives, 755 with the
+                      usual 022)
+  --allowed-host NAME also answer to this host name (repeatable; .example.com
+                      allows its subdomains); by default only localhost,
+                      127.0.0.1, [::1] and the names and addresses it listens on
+                      (any other Host gets 421)
+  --once              serve one connection, then exit
+  --quiet             do not print request heads (the access log stays)
+  --log-format FMT    the access log's lines: clf (default, the Common Log
+                      Format) or json (one object per line: time, remote_addr,
+                      method, target, status, bytes, duration_ms; written once
+                      the answer is sent)
+  -V, --version       print the version and exit
+  -h, --help          show this help`;
 
 /** A command line that cannot be used; `main` prints its message in one line and exits 2. */
 export class CommandLineError extends Error {

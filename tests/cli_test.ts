@@ -338,6 +338,77 @@ for (const { script, program, permissions, usage } of ENTRY_POINTS) {
   });
 }
 
+/** Where each option's description starts in --help, and how wide its lines may be. */
+const HELP_COLUMN = 22;
+const HELP_WIDTH = 80;
+
+/** The options block of a --help text: each option's flags and its description, one line. */
+function helpOptions(usage: string): Map<string, string> {
+  const block = usage.slice(usage.indexOf("\nOptions:\n") + 10).split(
+    "\n\n",
+  )[0]!;
+  const options = new Map<string, string>();
+  let flags = "";
+  for (const line of block.split("\n")) {
+    const text = line.slice(HELP_COLUMN).trim();
+    if (line.startsWith("  -")) {
+      flags = line.slice(2, HELP_COLUMN).trim();
+      options.set(flags, text);
+    } else options.set(flags, `${options.get(flags)} ${text}`.trim());
+  }
+  return options;
+}
+
+Deno.test("--help: one layout in the three scripts, and the options they share worded the same", async () => {
+  const scripts = ENTRY_POINTS.filter(({ script }) =>
+    script !== "board_postgres.ts"
+  );
+  const helps = new Map<string, Map<string, string>>();
+  for (const { script, permissions } of scripts) {
+    const { stdout } = await run(permissions, script, ["--help"]);
+    const block = stdout.slice(stdout.indexOf("\nOptions:\n") + 10)
+      .split("\n\n")[0]!.trimEnd();
+    for (const line of block.split("\n")) {
+      assert.ok(line.length <= HELP_WIDTH, `${script}: ${line}`);
+      // A flag and its description, a flag too long to share its line, or a
+      // description going on, always from the same column.
+      assert.match(
+        line,
+        new RegExp(
+          `^(  -[^ ].{0,${
+            HELP_COLUMN - 5
+          }} +(?<=^.{${HELP_COLUMN}})[^ ]|  -[^ ]+( [^ ]+)?$| {${HELP_COLUMN}}[^ ])`,
+        ),
+        `${script}: ${line}`,
+      );
+    }
+    helps.set(script, helpOptions(stdout));
+  }
+  const shared = [
+    "--port N",
+    "--hostname HOST",
+    "--unix PATH",
+    "--unix-mode MODE",
+    "--allowed-host NAME",
+    "--log-format FMT",
+    "-V, --version",
+    "-h, --help",
+  ];
+  const tiny = helps.get("server_tiny.ts")!;
+  for (const flags of shared) {
+    assert.ok(tiny.has(flags), flags);
+    for (const [script, options] of helps) {
+      assert.equal(options.get(flags), tiny.get(flags), `${script} ${flags}`);
+    }
+  }
+  // The two Deno.serve scripts share TLS and the quiet log too.
+  const files = helps.get("server_files.ts")!;
+  for (const flags of ["--cert FILE", "--key FILE", "--quiet"]) {
+    assert.ok(files.has(flags), flags);
+    assert.equal(helps.get("message_board.ts")!.get(flags), files.get(flags));
+  }
+});
+
 Deno.test("--version: each script prints its name, the release and Deno's version, with no permission at all", async (t) => {
   assert.match(tiny.VERSION, /^\d{4}\.\d{1,2}\.\d{1,2}$/);
   assert.equal(files.VERSION, tiny.VERSION);
