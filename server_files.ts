@@ -1001,6 +1001,11 @@ export async function openNativeReader(
 export interface ChunkRelease {
   /** True once the stream's reader is `Deno.serve` itself. */
   handedToServe: boolean;
+  /**
+   * Called once when the stream ends: `true` after its last byte, `false`
+   * when it was cancelled, failed or timed out first.
+   */
+  onEnd?: (sent: boolean) => void;
 }
 
 /** File streams reading now (each takes its share of {@linkcode STREAM_READ_BUDGET_BYTES}). */
@@ -1099,7 +1104,12 @@ function streamFileRanges(
     // An abandoned stream does not keep the process alive.
     Deno.unrefTimer(timer);
   };
-  const finish = () => {
+  let ended = false;
+  const finish = (sent = true) => {
+    if (!ended) {
+      ended = true;
+      release.onEnd?.(sent);
+    }
     if (counted) readingStreams--;
     counted = false;
     if (ahead !== null) readAheadBytes -= ahead.chunk.length;
@@ -1156,7 +1166,7 @@ function streamFileRanges(
   return new ReadableStream<Uint8Array>({
     start(controller) {
       stalled = (error) => {
-        finish();
+        finish(false);
         controller.error(error);
       };
       checkProgress();
@@ -1235,11 +1245,13 @@ function streamFileRanges(
           waitingSince = Date.now();
         }
       } catch (error) {
-        finish();
+        finish(false);
         controller.error(error);
       }
     },
-    cancel: finish,
+    cancel() {
+      finish(false);
+    },
   }, { highWaterMark: 0 });
 }
 
@@ -3444,7 +3456,7 @@ async function serveListing(
   }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
-  const giveBack = await takeFileTurn(info);
+  const { give: giveBack } = await takeFileTurn(info);
   try {
     const response = await buildListingResponse(
       ctx,
@@ -4283,7 +4295,7 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  const giveBack = await takeFileTurn(info);
+  const turn = await takeFileTurn(info);
   try {
     const response = await sendFileFromDisk(
       req,
@@ -4294,11 +4306,19 @@ async function sendFile(
       !ctx.toDenoServe,
       ctx.sendTimeoutMs,
     );
-    // Deno.serve settles `completed` once the body is sent or given up.
-    info?.completed?.then(giveBack, giveBack); // (absent in a hand-made info)
+    // Deno.serve settles `completed` once the body is sent or given up. It
+    // says "sent" for many answers of a closed HTTP/2 connection, and
+    // cancels their file stream just after: a file stream says itself how
+    // its answer went.
+    const release = releasableBodies.get(response);
+    if (release !== undefined) release.onEnd = turn.ended;
+    info?.completed?.then( // (absent in a hand-made info)
+      () => turn.give(undefined, release !== undefined),
+      turn.give,
+    );
     return response;
   } catch (error) {
-    giveBack();
+    turn.give();
     throw error;
   }
 }
@@ -4317,7 +4337,19 @@ async function sendFile(
  */
 export const MAX_OPEN_FILES_PER_CONNECTION = 16;
 
-/** One connection's files open for its answers, and the requests that wait for one. */
+/**
+ * Files one client address may have open at once for its answers, over all
+ * its connections; more wait their turn. Per connection alone, one client
+ * with 200 HTTP/2 connections that read nothing held 3,200 files open and
+ * 6 MB per connection (each stream's answer holds hyper's send buffer, about
+ * 400 KB), 1.3 GB in all, and after it closed them the server went on
+ * opening the file for its dead streams for 20 s. Behind a proxy on TCP all
+ * clients are the proxy's address and share these turns (a proxy on this
+ * machine belongs on a Unix socket: `--unix`, where there is no count).
+ */
+export const MAX_OPEN_FILES_PER_CLIENT = 64;
+
+/** Files open for the answers of one connection or one client, and the requests that wait for one. */
 interface FileTurns {
   open: number;
   /** Answers that failed since the last one sent. */
@@ -4325,16 +4357,17 @@ interface FileTurns {
   waiting: { grant: () => void; refuse: () => void }[];
 }
 
-/** Per connection (`address:port`): its {@linkcode FileTurns}. */
+/** Per connection (`address:port`) and per client (`address`): its {@linkcode FileTurns}. */
 const fileTurns = new Map<string, FileTurns>();
 
 /**
  * Waits until the connection of `info` may open one more file
- * ({@linkcode MAX_OPEN_FILES_PER_CONNECTION}); resolves a function that gives
- * the turn back (to the next waiting request, if any), safe to call twice:
+ * ({@linkcode MAX_OPEN_FILES_PER_CONNECTION}), and then its client
+ * ({@linkcode MAX_OPEN_FILES_PER_CLIENT}); resolves a function that gives
+ * the turns back (to the next waiting requests, if any), safe to call twice:
  * with the reason when the answer was not sent (`info.completed` rejected).
  * Without `info` (a handler called directly, or over a Unix socket) there is
- * no connection to count.
+ * nothing to count.
  *
  * When every answer a connection has in flight fails, with none sent in
  * between, the connection is gone (or its client reset every stream): its
@@ -4344,57 +4377,110 @@ const fileTurns = new Map<string, FileTurns>();
  * (1,251 descriptors of it still open a second after the close, RSS
  * climbing from 575 to 921 MB). Deno.serve tells a handler nothing of it:
  * such a request's `signal` stayed unaborted (unless it was read before,
- * which prints a warning about its legacy abort on success), and its answer
- * "completed". So a failed answer's turn passes on after
+ * which prints a warning about its legacy abort on success), and many of
+ * their answers "completed". So a failed answer's turn passes on after
  * {@linkcode FAILED_TURN_DELAY_MS}, once the rest of the burst has come.
  */
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
-): Promise<(failure?: unknown) => void> {
+): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
-    return () => {};
+    return { give() {}, ended() {} };
   }
   const key = `${addr.hostname}:${addr.port}`;
+  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION);
+  let client: FileTurn;
+  try {
+    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT);
+  } catch (error) {
+    connection.give();
+    throw error;
+  }
+  if (fileTurns.get(key)!.failing >= MAX_OPEN_FILES_PER_CONNECTION) {
+    // The connection was found gone while this request waited for its client.
+    client.give();
+    connection.give();
+    throw clientGone();
+  }
+  return {
+    give(failure?: unknown, reported?: boolean) {
+      client.give(undefined, true); // a client's turns count no failures
+      connection.give(failure, reported);
+    },
+    ended: connection.ended,
+  };
+}
+
+/** A turn of {@linkcode takeFileTurn}. */
+interface FileTurn {
+  /**
+   * Gives it back, safe to call twice: with the reason when the answer was
+   * not sent (`info.completed` rejected); `reported` when a file stream says
+   * how it went ({@linkcode FileTurn.ended}).
+   */
+  give(failure?: unknown, reported?: boolean): void;
+  /** What the answer's file stream says at its end: sent to its last byte, or cut short. */
+  ended(sent: boolean): void;
+}
+
+/**
+ * One turn of `key` (a connection or a client) within `limit`, as
+ * {@linkcode takeFileTurn} says.
+ */
+async function takeTurn(key: string, limit: number): Promise<FileTurn> {
   let turns = fileTurns.get(key);
   if (turns === undefined) {
     turns = { open: 0, failing: 0, waiting: [] };
     fileTurns.set(key, turns);
   }
-  if (turns.failing >= MAX_OPEN_FILES_PER_CONNECTION) throw clientGone();
-  if (turns.open < MAX_OPEN_FILES_PER_CONNECTION) turns.open++;
+  if (turns.failing >= limit) throw clientGone();
+  if (turns.open < limit) turns.open++;
   else {
     await new Promise<void>((grant, refuse) =>
       turns.waiting.push({ grant, refuse: () => refuse(clientGone()) })
     );
   }
-  let given = false;
-  return (failure?: unknown) => {
-    if (given) return;
-    given = true;
-    if (failure === undefined) {
-      turns.failing = 0;
-      passTurnOn(key, turns);
-      return;
+  const failed = () => {
+    if (++turns.failing >= limit) {
+      for (const waiter of turns.waiting.splice(0)) waiter.refuse();
     }
-    turns.failing++;
-    setTimeout(() => {
-      if (turns.failing >= MAX_OPEN_FILES_PER_CONNECTION) {
-        for (const waiter of turns.waiting.splice(0)) waiter.refuse();
+  };
+  let given = false;
+  return {
+    give(failure?: unknown, reported = false) {
+      if (given) return;
+      given = true;
+      if (failure === undefined) {
+        if (!reported) turns.failing = 0;
+        passTurnOn(key, turns);
+        return;
       }
-      passTurnOn(key, turns);
-    }, FAILED_TURN_DELAY_MS);
+      turns.failing++;
+      setTimeout(() => {
+        if (turns.failing >= limit) {
+          for (const waiter of turns.waiting.splice(0)) waiter.refuse();
+        }
+        passTurnOn(key, turns);
+      }, FAILED_TURN_DELAY_MS);
+    },
+    ended(sent) {
+      if (sent) turns.failing = 0;
+      else failed();
+    },
   };
 }
 
 /** How long the turn of an answer that was not sent waits before it passes on (see {@linkcode takeFileTurn}). */
 const FAILED_TURN_DELAY_MS = 20;
 
-/** Hands a connection's turn to its next waiting request, or counts it free. */
+/** Hands a turn to the next waiting request, or counts it free. */
 function passTurnOn(key: string, turns: FileTurns): void {
   const next = turns.waiting.shift();
   if (next !== undefined) next.grant(); // the turn passes on: as many open
-  else if (--turns.open === 0) fileTurns.delete(key);
+  else if (--turns.open === 0 && turns.waiting.length === 0) {
+    fileTurns.delete(key);
+  }
 }
 
 /**
