@@ -705,11 +705,10 @@ function concatBytes(pieces: Uint8Array[]): Uint8Array {
  * process holds it. The lock sits on its own file, not on the data file,
  * because a clear replaces the data file and a lock follows the old inode.
  * These are flock(2) locks: the kernel drops them when the process dies, so
- * a crash never leaves a stale lock behind. A lock file that another process
- * removes lets a second board start: so the store checks before each write that
- * the file is still the one it holds, and takes no writes until it has its lock again.
- * The data file is locked as well ({@linkcode openForAppend}), against a board that
- * names it by another path.
+ * a crash never leaves a stale lock behind. The data file is locked as well
+ * ({@linkcode openForAppend}), against a board that names it by another path
+ * (a link), and that lock also stops a second board when another process removed
+ * the lock file; the store then takes the lock file again before its next write.
  */
 async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
   const lockFile = `${dataFile}.lock`;
