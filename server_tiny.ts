@@ -1033,6 +1033,9 @@ function isBlank(text: string, at: number): boolean {
   return text[at] === " " || text[at] === "\t";
 }
 
+/** The start of an absolute-form request target (RFC 9112 3.2.2) this server takes. */
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
 /**
  * The path of a request target, or null if the target is malformed
  * (RFC 9112 3.2). `targetPath("GET", "/a?b")` is `"/a"`.
@@ -1047,7 +1050,7 @@ function targetPath(method: string, target: string): string | null {
   // absolute-form, what clients send to proxies; servers MUST accept it (3.2.2).
   // Userinfo in it (`http://a@host/`) is refused, as in Host: RFC 9110 4.2.4
   // says to treat it as an error (it is used to make a URL look like another).
-  if (/^https?:\/\//i.test(target)) {
+  if (ABSOLUTE_FORM.test(target)) {
     const authority = target.slice(target.indexOf("//") + 2).split(/[/?]/)[0]!;
     if (authority.includes("@") || !URL.canParse(target)) return null;
     return new URL(target).pathname;
@@ -1229,7 +1232,9 @@ function normaliseHostName(name: string): string {
  * ```
  */
 export function requestHostName(request: RequestHead): string | null {
-  if (!request.target.startsWith("/") && URL.canParse(request.target)) {
+  // Only an http(s) URL names a host: CONNECT's authority-form
+  // (`example.com:443`) parses as a URL of scheme "example.com" and no host.
+  if (ABSOLUTE_FORM.test(request.target) && URL.canParse(request.target)) {
     return normaliseHostName(new URL(request.target).hostname);
   }
   const host = fieldValues(request.headers, "host")[0];

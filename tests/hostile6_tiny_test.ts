@@ -2,7 +2,7 @@
 // class of attack, over real sockets from distinct loopback addresses
 // (127.0.0.x stand in for distinct clients).
 import assert from "node:assert/strict";
-import { connectFrom, type RawClient } from "./_raw.ts";
+import { connectFrom, type RawClient, sendRaw } from "./_raw.ts";
 import { startTinyServer } from "./_tiny.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -172,6 +172,60 @@ Deno.test("an address whose connections are all being answered gets 429 for one 
   } finally {
     release();
     await closeAll(clients);
+    await server.shutdown();
+  }
+});
+
+Deno.test("request targets by form: only an http(s) absolute-form target names the host; CONNECT's authority-form is 405, never 421", async (t) => {
+  const cases: [name: string, request: string, status: number][] = [
+    ["origin-form", "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200],
+    [
+      "absolute-form, this host",
+      "GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      200,
+    ],
+    [
+      "absolute-form overrides Host",
+      "GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      421,
+    ],
+    [
+      "absolute-form, other scheme",
+      "GET ftp://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      400,
+    ],
+    [
+      "authority-form on GET",
+      "GET 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      400,
+    ],
+    // "example.com:443" parses as a URL of scheme "example.com" and no host:
+    // it was taken for the host name "" and answered 421.
+    [
+      "CONNECT to a name",
+      "CONNECT example.com:443 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      405,
+    ],
+    [
+      "CONNECT to garbage",
+      "CONNECT a:b:c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      405,
+    ],
+    ["asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405],
+    ["asterisk on GET", "GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400],
+  ];
+  const { server, port } = startTinyServer();
+  try {
+    for (const [name, request, status] of cases) {
+      await t.step(`${name}: ${status}`, async () => {
+        const { text } = await sendRaw(port, request);
+        assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
+        const end = text.indexOf("\r\n\r\n");
+        const length = Number(/\r\nContent-Length: (\d+)\r\n/.exec(text)![1]);
+        assert.equal(text.length, end + 4 + length);
+      });
+    }
+  } finally {
     await server.shutdown();
   }
 });
