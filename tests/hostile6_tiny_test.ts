@@ -229,3 +229,29 @@ Deno.test("request targets by form: only an http(s) absolute-form target names t
     await server.shutdown();
   }
 });
+
+Deno.test("a responder that never answers does not keep a shutdown from finishing", async () => {
+  // An upstream call without a time limit, say: the grace is all it gets.
+  const { server, port, lines } = startTinyServer({
+    respond: () => new Promise(() => {}),
+    shutdownGraceMs: 200,
+  });
+  const client = await connectFrom(port, "127.0.0.2", WHOLE_HEAD);
+  try {
+    await delay(100);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stopped = await Promise.race([
+      server.shutdown().then(() => "stopped"),
+      new Promise((resolve) => timer = setTimeout(resolve, 3000, "hung")),
+    ]);
+    clearTimeout(timer);
+    assert.equal(stopped, "stopped");
+    await client.closed;
+    assert.ok(
+      lines.some((line) => /shutdown grace ended/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    client.socket.destroy();
+  }
+});
