@@ -2703,6 +2703,7 @@ function everySecond(log: (line: string) => void): (line: string) => void {
  */
 export function clientKey(address: string | undefined): string {
   if (address === undefined || address === "") return "unknown";
+  if (!address.includes(":")) return address; // IPv4, as nearly always
   const bare = address.replace(/^\[|\]$/g, "").toLowerCase();
   if (!bare.includes(":")) return bare;
   const mapped = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/);
