@@ -457,7 +457,7 @@ export class WriteQueue<Input, Output> {
 // The JSON Lines file store.
 //
 // Files beside the data file `messages.jsonl`:
-//   messages.jsonl.lock                   held locked while a board runs
+//   messages.jsonl.lock                   held locked while a board runs (and the data file too)
 //   messages.jsonl.new                    a clear in progress (see clearNow below)
 //   messages.jsonl.restore                a restore in progress (see restoreNow)
 //   messages.jsonl.probe                  a short-lived test write while read-only
@@ -563,21 +563,45 @@ async function loadDataFile(
   await finishInterruptedClear(dataFile);
   await Deno.remove(`${dataFile}.restore`).catch(() => {}); // never renamed into place
   const { loaded, tail } = await readDataFile(dataFile, ackedSize);
-  if (loaded.restoredArchive !== null) {
-    await markArchiveRestored(dataFile, loaded.restoredArchive);
+  // Locked before anything is changed: the tail may be a write of a board that is running.
+  const file = await openForAppend(dataFile);
+  try {
+    if (loaded.restoredArchive !== null) {
+      await markArchiveRestored(dataFile, loaded.restoredArchive);
+    }
+    if (tail.byteLength > 0) {
+      const sideFile = await setAsideTornTail(dataFile, tail, loaded.size);
+      log(
+        ackedSize === null
+          ? `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
+            `it was never acknowledged); its ${tail.byteLength} bytes were moved to ${sideFile}`
+          : `${dataFile}: the ${tail.byteLength} bytes of a write that failed (never ` +
+            `acknowledged) were moved to ${sideFile}`,
+      );
+    }
+  } catch (error) {
+    file.close();
+    throw error;
   }
-  if (tail.byteLength > 0) {
-    const sideFile = await setAsideTornTail(dataFile, tail, loaded.size);
-    log(
-      ackedSize === null
-        ? `${dataFile}: the last line was incomplete (a write cut short by a crash; ` +
-          `it was never acknowledged); its ${tail.byteLength} bytes were moved to ${sideFile}`
-        : `${dataFile}: the ${tail.byteLength} bytes of a write that failed (never ` +
-          `acknowledged) were moved to ${sideFile}`,
-    );
-  }
-  const file = await Deno.open(dataFile, { append: true });
   return { loaded, file };
+}
+
+/**
+ * Opens the data file for appending, with an exclusive lock on the file itself (see
+ * {@linkcode lockDataFile}), or throws StartupError when another process holds it: a
+ * second board that reaches the file by another name (a symbolic or hard link to it)
+ * takes another lock file, and two boards appended to one file with the same ids.
+ */
+async function openForAppend(dataFile: string): Promise<Deno.FsFile> {
+  const file = await Deno.open(dataFile, { append: true });
+  // Windows locks are mandatory: they would stop this process's own reads of the file.
+  if (Deno.build.os === "windows" || await file.tryLock(true)) return file;
+  file.close();
+  throw new StartupError(
+    `${dataFile} is in use by another message board process (the file itself is locked: ` +
+      `that board reaches it by another name, a link); stop that one first, or give ` +
+      `this one its own --data file`,
+  );
 }
 
 /** Bytes of the data file read at a time: start-up never holds the whole file (100 MB). */
@@ -677,6 +701,8 @@ function concatBytes(pieces: Uint8Array[]): Uint8Array {
  * a crash never leaves a stale lock behind. A lock file that another process
  * removes lets a second board start: so the store checks before each write that
  * the file is still the one it holds, and takes no writes until it has its lock again.
+ * The data file is locked as well ({@linkcode openForAppend}), against a board that
+ * names it by another path.
  */
 async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
   const lockFile = `${dataFile}.lock`;
@@ -1380,18 +1406,12 @@ class JsonLinesStore implements MessageStore {
     if (this.#failure !== null || this.#file === null) {
       throw this.#unavailable();
     }
-    if (!this.#holdsLock()) {
-      // Another board process may have started on the data file since (it found no lock),
-      // and written: this one then appended its own posts with the same ids, and each set
-      // the other's acknowledged lines aside. The retry takes the lock back once it is free,
-      // and reads the file again as it is.
-      this.#reloadAll = true;
-      this.#fail(
-        new Error(
-          `${this.dataFile}.lock was removed or replaced by another process`,
-        ),
-        "keeping the lock",
-      );
+    try {
+      // Another process removed or replaced the lock file: the lock is taken again, so that a
+      // second board stops at it. (None can have written meanwhile: the data file is locked.)
+      await this.#retakeLock();
+    } catch (error) {
+      this.#fail(error, "locking the data file again");
       throw this.#unavailable();
     }
     let change: string | null;
@@ -1442,14 +1462,14 @@ class JsonLinesStore implements MessageStore {
     }
   }
 
-  /** Locks `<dataFile>.lock` again when it is not the file held (StartupError: another holds it). */
+  /** Locks `<dataFile>.lock` again when it is not the file held (StartupError: another has it). */
   async #retakeLock(): Promise<void> {
     if (this.#holdsLock()) return;
     const lock = await lockDataFile(this.dataFile);
     this.#lock.close();
     this.#lock = lock;
     this.#log(
-      `${this.dataFile}: the board holds the lock on ${this.dataFile}.lock again`,
+      `${this.dataFile}.lock was removed or replaced by another process; the board locked it again`,
     );
   }
 
@@ -1580,7 +1600,7 @@ class JsonLinesStore implements MessageStore {
       await syncDirectory(directory);
       await Deno.rename(newFile, this.dataFile);
       await syncDirectory(directory);
-      this.#file = await Deno.open(this.dataFile, { append: true });
+      this.#file = await openForAppend(this.dataFile);
     } catch (error) {
       this.#reloadAll = true;
       this.#fail(error, "clearing");
@@ -1654,7 +1674,7 @@ class JsonLinesStore implements MessageStore {
       await Deno.rename(tempFile, this.dataFile);
       await syncDirectory(directory);
       await markArchiveRestored(this.dataFile, basename(archive));
-      this.#file = await Deno.open(this.dataFile, { append: true });
+      this.#file = await openForAppend(this.dataFile);
     } catch (error) {
       this.#reloadAll = true;
       this.#fail(error, "restoring");
@@ -1846,7 +1866,11 @@ export function fileStamp(date: Date): string {
 // HTTP: errors, bodies, validation.
 // ---------------------------------------------------------------------------
 
-/** A request we refuse, with the status and a message safe to show the client. */
+/**
+ * A request we refuse, with its status and a message for the client: {@linkcode errorResponse}
+ * shows the message as it is (on the page, or as JSON's `error`), so it says what to fix and
+ * never holds a path or an error's own text, which go to the log.
+ */
 export class HttpError extends Error {
   /** Always "HttpError". */
   override name = "HttpError";

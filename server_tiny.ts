@@ -2985,6 +2985,13 @@ Options:
   --hostname HOST       address to listen on (default 127.0.0.1); 0.0.0.0 needs
                         --allow-net=0.0.0.0 (and --allow-sys=networkInterfaces
                         to answer to this machine's addresses)
+  --unix PATH           listen on a Unix domain socket instead of a port, for a
+                        proxy on this machine (it replaces --port and
+                        --hostname). Needs --allow-read=PATH --allow-write=PATH
+                        --allow-net=unix:/ABSOLUTE/PATH; a socket file left by
+                        a killed run is replaced, any other file refused
+  --unix-mode MODE      the socket file's mode, in octal (660: the proxy's
+                        group may connect; default: what the umask gives)
   --allowed-host NAME   also answer requests for this host name (repeatable;
                         .example.com allows its subdomains too)
   --once                serve one connection, then exit
@@ -3008,6 +3015,10 @@ export interface CommandLineOptions {
   port: number;
   /** --hostname: the address to listen on. */
   hostname: string;
+  /** --unix: a Unix domain socket's path, instead of hostname and port (absent without it). */
+  unixPath?: string | undefined;
+  /** --unix-mode: the socket file's mode. */
+  unixMode?: number | undefined;
   /** --allowed-host: more Host names to answer to. */
   allowedHosts: string[];
   /** --once: serve one connection, then exit. */
@@ -3023,8 +3034,10 @@ export interface CommandLineOptions {
 }
 
 const FLAGS = {
-  port: { type: "string", default: "8080" },
-  hostname: { type: "string", default: "127.0.0.1" },
+  port: { type: "string" }, // 8080, unless --unix
+  hostname: { type: "string" }, // 127.0.0.1, unless --unix
+  unix: { type: "string" },
+  "unix-mode": { type: "string" },
   "allowed-host": { type: "string", multiple: true, default: [] },
   once: { type: "boolean", default: false },
   quiet: { type: "boolean", default: false },
@@ -3053,9 +3066,12 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
       );
     }
   }
+  if (values.unix !== undefined) checkUnixFlags(values);
+  const unixMode = parseUnixMode(values["unix-mode"], values.unix);
   return {
-    port: parsePort(values.port),
-    hostname: values.hostname,
+    port: parsePort(values.port ?? "8080"),
+    hostname: values.hostname ?? "127.0.0.1",
+    ...(values.unix === undefined ? {} : { unixPath: values.unix, unixMode }),
     allowedHosts: values["allowed-host"],
     once: values.once,
     quiet: values.quiet,
@@ -3063,6 +3079,45 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     help: values.help,
     version: values.version,
   };
+}
+
+/** Refuses what cannot go with `--unix`: another place to listen. */
+function checkUnixFlags(
+  values: { unix?: string; port?: string; hostname?: string },
+): void {
+  if (values.unix === "") throw new CommandLineError("--unix needs a path");
+  const other = values.port !== undefined
+    ? "--port"
+    : values.hostname !== undefined
+    ? "--hostname"
+    : null;
+  if (other !== null) {
+    throw new CommandLineError(
+      `--unix and ${other} are two places to listen: give one`,
+    );
+  }
+}
+
+/**
+ * Reads `--unix-mode`: an octal file mode (`660`, `0660` or `0o660`) for the
+ * socket, only with `--unix`. The same check is in server_files.ts and
+ * message_board.ts.
+ */
+function parseUnixMode(
+  value: string | undefined,
+  unix: string | undefined,
+): number | undefined {
+  if (value === undefined) return undefined;
+  if (unix === undefined) {
+    throw new CommandLineError("--unix-mode goes with --unix PATH");
+  }
+  const digits = /^(?:0o?)?([0-7]{3})$/.exec(value)?.[1];
+  if (digits === undefined) {
+    throw new CommandLineError(
+      `--unix-mode takes an octal file mode such as 660, got ${showArg(value)}`,
+    );
+  }
+  return parseInt(digits, 8);
 }
 
 /** Reads `--log-format`: clf or json. The same check is in server_files.ts and message_board.ts. */
@@ -3149,35 +3204,100 @@ function showArg(text: string): string {
  * Starts the server the command line asked for and prints where to connect
  * (the line a browser user, and the tests, look for) and what is exposed.
  * Resolves once it listens; rejects (AddrInUse, NotCapable) when it cannot.
+ * With `unixPath` it listens on that Unix domain socket instead (see
+ * {@link claimSocketPath}), its file given `unixMode` when set.
  */
 export function startServer(
-  options: TinyServerOptions = {},
-): Promise<TinyServer> {
+  options: TinyServerOptions & { unixPath: string; unixMode?: number },
+): Promise<TinyServer<Deno.UnixAddr>>;
+/** {@link startServer} on TCP: `addr` has the real port. */
+export function startServer(
+  options?: TinyServerOptions & { unixPath?: undefined },
+): Promise<TinyServer>;
+/** {@link startServer} on TCP, or on a Unix socket with `unixPath`. */
+export function startServer(
+  options?: TinyServerOptions & {
+    unixPath?: string | undefined;
+    unixMode?: number | undefined;
+  },
+): Promise<TinyServer<Deno.NetAddr | Deno.UnixAddr>>;
+export async function startServer(
+  options: TinyServerOptions & {
+    unixPath?: string | undefined;
+    unixMode?: number | undefined;
+  } = {},
+): Promise<TinyServer<Deno.NetAddr | Deno.UnixAddr>> {
+  const { hostname = "127.0.0.1", log = batchedConsoleLog() } = options;
+  const { unixPath, unixMode } = options;
+  if (unixPath !== undefined) {
+    if (await claimSocketPath(unixPath)) {
+      log(
+        `server_tiny: removed ${unixPath}, a socket file no server accepted on (left by a run that was killed)`,
+      );
+    }
+    const server = serveTiny({ ...options, log, path: unixPath });
+    try {
+      if (unixMode !== undefined) Deno.chmodSync(unixPath, unixMode);
+    } catch (error) {
+      await server.shutdown();
+      throw error;
+    }
+    log(
+      `Listening on unix:${server.addr.path} (for a proxy on this machine; try curl --unix-socket ${server.addr.path} http://localhost/)`,
+    );
+    return server;
+  }
   // Listening is synchronous here; the handle still comes as a promise, as
   // from the other two scripts' startServer (they read TLS files first).
-  return new Promise((resolve) => {
-    const { hostname = "127.0.0.1", log = batchedConsoleLog() } = options;
-    const server = serveTiny({ ...options, log });
-    const { hostname: host, port } = server.addr;
+  const server = serveTiny({ ...options, log });
+  const { hostname: host, port } = server.addr;
+  log(
+    `Open your browser and connect to: http://${bracketIpv6(host)}:${port}/`,
+  );
+  if (!["127.0.0.1", "localhost", "::1"].includes(hostname)) {
+    // Loopback keeps a server private to this machine; any other address may not.
     log(
-      `Open your browser and connect to: http://${bracketIpv6(host)}:${port}/`,
+      `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
     );
-    if (!["127.0.0.1", "localhost", "::1"].includes(hostname)) {
-      // Loopback keeps a server private to this machine; any other address may not.
-      log(
-        `Note: other machines may reach ${host}; traffic is plain HTTP, readable on the way.`,
-      );
+  }
+  const everyAddress = ["0.0.0.0", "::", "[::]"].includes(hostname);
+  const sys = { name: "sys", kind: "networkInterfaces" } as const;
+  if (everyAddress && Deno.permissions.querySync(sys).state !== "granted") {
+    log(
+      "Note: without --allow-sys=networkInterfaces this server answers only to " +
+        "localhost and --allowed-host names, not to this machine's addresses.",
+    );
+  }
+  return server;
+}
+
+/**
+ * Makes `path` ready for a Unix socket listener. Listening fails (AddrInUse)
+ * on a path where any file is, and a server that was killed leaves its
+ * socket file behind (the listener removes it when it closes). So a socket
+ * file on which nothing accepts a connection is removed; a socket a server
+ * still accepts on is left alone (AddrInUse), and so is anything that is not
+ * a socket (AlreadyExists): a typo in --unix must never delete a file.
+ * Returns whether a stale socket file was removed. The same function is in
+ * server_files.ts and message_board.ts.
+ */
+async function claimSocketPath(path: string): Promise<boolean> {
+  try {
+    if (!(await Deno.lstat(path)).isSocket) {
+      throw new Deno.errors.AlreadyExists(`${path} exists and is not a socket`);
     }
-    const everyAddress = ["0.0.0.0", "::", "[::]"].includes(hostname);
-    const sys = { name: "sys", kind: "networkInterfaces" } as const;
-    if (everyAddress && Deno.permissions.querySync(sys).state !== "granted") {
-      log(
-        "Note: without --allow-sys=networkInterfaces this server answers only to " +
-          "localhost and --allowed-host names, not to this machine's addresses.",
-      );
-    }
-    resolve(server);
-  });
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+  try {
+    (await Deno.connect({ transport: "unix", path })).close();
+  } catch (error) {
+    if (!(error instanceof Deno.errors.ConnectionRefused)) throw error;
+    await Deno.remove(path); // no one listens: a killed run's
+    return true;
+  }
+  throw new Deno.errors.AddrInUse(`a server accepts connections on ${path}`);
 }
 
 /** Why the server could not start, in one line, with what to do about it. */
@@ -3185,6 +3305,30 @@ function explainStartFailure(
   error: unknown,
   options: CommandLineOptions,
 ): string {
+  const socket = options.unixPath;
+  if (socket !== undefined) {
+    const shown = showArg(socket);
+    if (error instanceof Deno.errors.AddrInUse) {
+      return `${shown} is in use: a server accepts connections on it (stop it, or give another --unix PATH)`;
+    }
+    if (error instanceof Deno.errors.AlreadyExists) {
+      return `${shown} exists and is not a socket, so it is left alone (remove it, or give another --unix PATH)`;
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      // --allow-net=unix: takes only an absolute path.
+      let absolute = socket;
+      try {
+        if (!socket.startsWith("/")) absolute = `${Deno.cwd()}/${socket}`;
+      } catch {
+        // no read permission for the working folder: show the path as given
+      }
+      return `no permission for the socket ${shown}: run with --allow-read=${shown} --allow-write=${shown} --allow-net=unix:${
+        showArg(absolute)
+      }`;
+    }
+    const why = error instanceof Error ? error.message : String(error);
+    return `cannot listen on ${shown}: ${why}`;
+  }
   const where = `${options.hostname}:${options.port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `${where} is in use (try another --port, or --port 0)`;
@@ -3217,7 +3361,7 @@ async function main(): Promise<void> {
     console.log(`server_tiny.ts ${VERSION} (Deno ${Deno.version.deno})`);
     return;
   }
-  let server: TinyServer;
+  let server: TinyServer<Deno.NetAddr | Deno.UnixAddr>;
   try {
     server = await startServer(options);
   } catch (error) {

@@ -128,6 +128,12 @@ export function connectFrom(
   });
 }
 
+/** Closes every client and waits until each is closed. */
+export async function closeAll(clients: RawClient[]): Promise<void> {
+  for (const { socket } of clients) socket.destroy();
+  await Promise.all(clients.map(({ closed }) => closed));
+}
+
 /** One HTTP/2 frame (RFC 9113 4.1): 24-bit length, type, flags, stream id. */
 export function h2Frame(
   type: number,

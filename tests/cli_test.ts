@@ -73,10 +73,6 @@ const UNIX_MISTAKES: [args: string[], message: string][] = [
     ["--hostname", "127.0.0.1", "--unix", "/run/a.sock"],
     "--unix and --hostname are two places to listen: give one",
   ],
-  [
-    ["--unix", "/run/a.sock", "--cert", "c.pem", "--key", "k.pem"],
-    "--cert and --key are for TCP, not --unix",
-  ],
   [["--unix-mode", "660"], "--unix-mode goes with --unix PATH"],
   ...["rw-rw----", "0x1b0", "6600", "66", "680", "+660", "0o0660"].map((
     mode,
@@ -84,6 +80,14 @@ const UNIX_MISTAKES: [args: string[], message: string][] = [
     ["--unix", "/run/a.sock", "--unix-mode", mode],
     `--unix-mode takes an octal file mode such as 660, got ${mode}`,
   ]),
+];
+
+/** The two scripts that take --cert serve TLS on TCP only. */
+const UNIX_TLS_MISTAKES: [args: string[], message: string][] = [
+  [
+    ["--unix", "/run/a.sock", "--cert", "c.pem", "--key", "k.pem"],
+    "--cert and --key are for TCP, not --unix",
+  ],
 ];
 
 /** server_files.ts alone has --workers, which share a TCP port. */
@@ -106,18 +110,21 @@ const HEADER_MISTAKES: [args: string[], message: string][] = [
 const PARSERS = [
   ["server_tiny.ts", tiny.parseCommandLine, tiny.CommandLineError, [
     ...WORD_MISTAKES,
+    ...UNIX_MISTAKES,
   ]],
   ["server_files.ts", files.parseCommandLine, files.CommandLineError, [
     ...FOLDER_MISTAKES,
     ...CERT_MISTAKES,
     ...HEADER_MISTAKES,
     ...UNIX_MISTAKES,
+    ...UNIX_TLS_MISTAKES,
     ...WORKER_MISTAKES,
   ]],
   ["message_board.ts", board.parseCommandLine, board.CommandLineError, [
     ...WORD_MISTAKES,
     ...CERT_MISTAKES,
     ...UNIX_MISTAKES,
+    ...UNIX_TLS_MISTAKES,
   ]],
 ] as const;
 
@@ -193,13 +200,14 @@ const BOARD_USAGE = [
   "--hostname HOST",
   "--unix PATH",
   "--allow-net=unix:/ABSOLUTE/PATH",
+  "--unix-mode MODE",
+  "--trust-proxy [LIST]",
   "--cert FILE",
   "--key FILE",
   "--quiet",
   "--log-format FMT",
   "--allowed-host NAME",
   "--admin-token TOKEN",
-  "--trust-proxy",
   "--rate-limit off",
   "--version",
   "--help",
@@ -214,6 +222,9 @@ const ENTRY_POINTS = [
     usage: [
       "--port N",
       "--hostname HOST",
+      "--unix PATH",
+      "--allow-net=unix:/ABSOLUTE/PATH",
+      "--unix-mode MODE",
       "--allowed-host NAME",
       "--once",
       "--quiet",
@@ -232,6 +243,8 @@ const ENTRY_POINTS = [
       "--hostname",
       "--unix PATH",
       "--allow-net=unix:/ABSOLUTE/PATH",
+      "--unix-mode MODE",
+      "--trust-proxy [LIST]",
       "--allowed-host",
       "--fallback",
       "--clean-urls",

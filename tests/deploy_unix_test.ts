@@ -1,4 +1,4 @@
-// `--unix PATH` on the two Deno.serve scripts, as real processes with the
+// `--unix PATH` on the three scripts, as real processes with the
 // permission flags their usage gives: they answer HTTP on the socket, remove
 // it when stopped, replace a socket file a killed run left behind, and refuse
 // a socket another server still listens on or a path that is no socket.
@@ -21,6 +21,16 @@ const FLOOD = 150;
 
 /** Each script, the flags it needs beside the socket's, and where it keeps its files. */
 const SCRIPTS = [
+  {
+    script: "server_tiny.ts",
+    program: "server_tiny",
+    logPrefix: "server_tiny",
+    flags: (_dir: string) => [] as string[],
+    args: (_dir: string, _second = false) => ["--allowed-host", "site.test"],
+    ready: /^Listening on unix:/,
+    page: "/",
+    expect: /Hello from server_tiny\.ts/,
+  },
   {
     script: "server_files.ts",
     program: "server_files",
@@ -275,7 +285,7 @@ for (const entry of SCRIPTS) {
             new RegExp(
               `^${program}: no permission for the socket ${socket}: run with ${
                 socketFlags(socket).join(" ")
-              } \\([^)\\n]+\\)\\n$`,
+              }( \\([^)\\n]+\\))?\\n$`,
             ),
           );
         }

@@ -1,16 +1,10 @@
 // server_tiny.ts against hostile clients, fifth round: each test is one
 // class of attack, over real sockets from distinct loopback addresses.
 import assert from "node:assert/strict";
-import { connectFrom, type RawClient, sendRaw } from "./_raw.ts";
+import { closeAll, connectFrom, type RawClient, sendRaw } from "./_raw.ts";
 import { startTinyServer } from "./_tiny.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Closes every client and waits until each is closed. */
-async function closeAll(clients: RawClient[]): Promise<void> {
-  for (const { socket } of clients) socket.destroy();
-  await Promise.all(clients.map(({ closed }) => closed));
-}
 
 /** Waits (bounded) until some log line matches. */
 async function waitForLine(lines: string[], pattern: RegExp): Promise<void> {

@@ -7,7 +7,14 @@ import {
   renderListing,
   renderListingJson,
 } from "../server_files.ts";
-import { makeTree, prepareForNobody, serveDirAt } from "./_files.ts";
+import {
+  makeTree,
+  prepareForNobody,
+  serveDirAt,
+  startHttpsFilesProcess,
+} from "./_files.ts";
+import { certTestOptions } from "./_certs.ts";
+import { openStalledStreams } from "./_raw.ts";
 import { canRunAsRoot, startScript } from "./_process.ts";
 
 // --- Paths: names in listings ------------------------------------------------
@@ -152,4 +159,50 @@ Deno.test("start-up: a --root this user may not look into stops the server with 
     await server.stop("SIGKILL");
     await Deno.chmod(tree.root, 0o755);
   }
+});
+
+// --- HTTP/2: streams of a closed connection -----------------------------------
+
+/** How many descriptors process `pid` has open on the file `path`. */
+function fdsOn(pid: number, path: string): number {
+  let count = 0;
+  for (const { name } of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (Deno.readLinkSync(`/proc/${pid}/fd/${name}`) === path) count++;
+    } catch {
+      // closed since the listing
+    }
+  }
+  return count;
+}
+
+Deno.test({
+  name:
+    "HTTP/2: the requests still waiting for a file turn when their connection closes never open the file",
+  ...certTestOptions(),
+}, async () => {
+  // Each closed connection's 180 waiting streams were answered one after
+  // another, each opening the file, for seconds after the close.
+  await using tree = await makeTree();
+  const big = `${tree.root}/big.bin`;
+  await Deno.writeFile(big, new Uint8Array(4 << 20)); // too big for the cache
+  await using https = await startHttpsFilesProcess(tree);
+  const { pid } = https.server;
+  const stalled = await openStalledStreams(https.server.port, https.pem, {
+    connections: 20,
+    perConnection: 199,
+    path: () => "/big.bin",
+  });
+  let held = 0;
+  for (let i = 0; i < 50 && held < 20 * 16; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    held = fdsOn(pid, big);
+  }
+  assert.ok(held >= 20 * 16, `each connection holds its turns: ${held}`);
+  stalled[Symbol.dispose]();
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(fdsOn(pid, big), 0, "a second after the close");
+  using client = Deno.createHttpClient({ caCerts: [https.pem] });
+  const res = await fetch(`${https.server.url}a.txt`, { client });
+  assert.equal(await res.text(), "hello a");
 });

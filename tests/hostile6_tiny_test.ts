@@ -2,7 +2,7 @@
 // class of attack, over real sockets from distinct loopback addresses
 // (127.0.0.x stand in for distinct clients).
 import assert from "node:assert/strict";
-import { connectFrom, type RawClient, sendRaw } from "./_raw.ts";
+import { closeAll, connectFrom, type RawClient, sendRaw } from "./_raw.ts";
 import { startTinyServer } from "./_tiny.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -18,12 +18,6 @@ async function requestFrom(
   await client.closed;
   clearTimeout(timer);
   return client.received();
-}
-
-/** Closes every client and waits until each is closed. */
-async function closeAll(clients: RawClient[]): Promise<void> {
-  for (const { socket } of clients) socket.destroy();
-  await Promise.all(clients.map(({ closed }) => closed));
 }
 
 /** Waits (bounded) until `done()` holds. */
