@@ -3644,23 +3644,51 @@ async function openPrecompressed(
 }
 
 /**
+ * Milliseconds of compression for the cache's copies that one
+ * {@linkcode COMPRESS_WINDOW_MS} may take: a quarter of a core. The copies
+ * are made on the event loop, 50-60 ms for the three of a 250 KB JS file, so
+ * a client asking in turn for more distinct files than the cache holds made
+ * every request cost that: 8 such clients took a server from 778 to 84
+ * requests a second, and a cached file's answer from 8 to 33 ms (268 ms at
+ * worst). Past the budget a file enters the cache without copies (sent as
+ * it is, or as its precompressed files), and gets them at a later
+ * revalidation ({@linkcode HandlerOptions.cacheMs}) with budget to spare.
+ */
+const MAX_COMPRESS_MS_PER_WINDOW = 250;
+/** The window of {@linkcode MAX_COMPRESS_MS_PER_WINDOW}. */
+const COMPRESS_WINDOW_MS = 1000;
+const compressBudget = { windowStart: -Infinity, spentMs: 0 };
+
+/** Whether the cache may compress now, within {@linkcode MAX_COMPRESS_MS_PER_WINDOW}. */
+function mayCompressNow(): boolean {
+  const now = performance.now();
+  if (now - compressBudget.windowStart >= COMPRESS_WINDOW_MS) {
+    compressBudget.windowStart = now;
+    compressBudget.spentMs = 0;
+  }
+  return compressBudget.spentMs < MAX_COMPRESS_MS_PER_WINDOW;
+}
+
+/**
  * The compressed copies a small file keeps in the cache, made once when it
  * enters: its precompressed `.br`/`.zst`/`.gz` when there is one, else br
  * (quality {@linkcode BROTLI_QUALITY}), zstd (level {@linkcode
- * ZSTD_CACHE_LEVEL}) and gzip made here, in that order of preference. A copy
- * is kept only if it
- * saves at least 10%: below that, the CPU of decoding costs the client more
- * than the bytes saved.
+ * ZSTD_CACHE_LEVEL}) and gzip made here, in that order of preference, while
+ * the budget of {@linkcode MAX_COMPRESS_MS_PER_WINDOW} lasts (`partial`
+ * says some were left out for want of it). A copy is kept only if it saves
+ * at least 10%: below that, the CPU of decoding costs the client more than
+ * the bytes saved.
  */
 async function compressForCache(
   path: string,
   info: Deno.FileInfo,
   bytes: Uint8Array<ArrayBuffer>,
   maxFileBytes: number,
-): Promise<CompressedCopy[]> {
+): Promise<{ copies: CompressedCopy[]; partial: boolean }> {
   const identityEtag = entityTag({ size: bytes.byteLength, mtime: info.mtime });
   const onDisk = await findPrecompressed(path, info);
   const copies: CompressedCopy[] = [];
+  let partial = false;
   for (const [coding] of PRECOMPRESSED) {
     let copy: CompressedCopy | null = null;
     const sibling = onDisk.find((r) => r.coding === coding);
@@ -3684,17 +3712,23 @@ async function compressForCache(
       }
     }
     if (copy === null) {
+      if (!mayCompressNow()) {
+        partial = true;
+        continue;
+      }
+      const started = performance.now();
       copy = {
         coding,
         bytes: new Uint8Array(compressForCopy(coding, bytes)),
         etag: identityEtag.slice(0, -1) + `-${coding}"`,
       };
+      compressBudget.spentMs += performance.now() - started;
     }
     if (copy.bytes.byteLength <= bytes.byteLength * MAX_COMPRESSED_RATIO) {
       copies.push(copy);
     }
   }
-  return copies;
+  return { copies, partial };
 }
 
 /** One compressed copy made here, at the cache's level for its coding. */
@@ -4439,6 +4473,8 @@ interface CacheEntry {
    * as git does for its "racily clean" entries.
    */
   racy: boolean;
+  /** Some compressed copies are missing, for want of budget (see {@linkcode MAX_COMPRESS_MS_PER_WINDOW}). */
+  partial: boolean;
   /** URL spellings that lead here, dropped with the entry. */
   aliases: Set<string>;
 }
@@ -4537,12 +4573,14 @@ class FileCache {
       }
       const checkedAt = Date.now();
       if (old !== undefined && sameVersion(old.version, version)) {
-        if (!old.racy) {
+        // Copies left out for want of budget are made when there is some.
+        const compressNow = old.partial && mayCompressNow();
+        if (!old.racy && !compressNow) {
           old.checkedAt = checkedAt;
           return old;
         }
         const bytes = await readWhole(file, version.size);
-        if (equalBytes(bytes, old.source.bytes)) {
+        if (!compressNow && equalBytes(bytes, old.source.bytes)) {
           old.checkedAt = checkedAt;
           old.racy = isRacy(version, checkedAt);
           return old;
@@ -4576,9 +4614,15 @@ class FileCache {
     const complete = bytes.byteLength === version.size;
     let meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
     let copies: CompressedCopy[] = [];
+    let partial = false;
     if (this.compress && isCompressible(meta.contentType)) {
       meta = { ...meta, vary: true };
-      copies = await compressForCache(path, info, bytes, this.maxFileBytes);
+      ({ copies, partial } = await compressForCache(
+        path,
+        info,
+        bytes,
+        this.maxFileBytes,
+      ));
     }
     const prepared = prepareMemoryFile(bytes, meta, copies, this.extra);
     const held = copies.reduce(
@@ -4592,6 +4636,7 @@ class FileCache {
       bytes: held + path.length * 2 + ENTRY_OVERHEAD_BYTES,
       checkedAt: complete ? checkedAt : -Infinity,
       racy: isRacy(version, checkedAt),
+      partial,
       aliases: new Set(),
     };
   }

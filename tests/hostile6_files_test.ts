@@ -3,6 +3,7 @@
 // each failing on the code before its fix.
 import assert from "node:assert/strict";
 import {
+  createHandler,
   parseHttpDateSeconds,
   renderListing,
   renderListingJson,
@@ -11,6 +12,7 @@ import {
   makeTree,
   prepareForNobody,
   serveDirAt,
+  shuffledWords,
   startHttpsFilesProcess,
 } from "./_files.ts";
 import { certTestOptions } from "./_certs.ts";
@@ -205,4 +207,52 @@ Deno.test({
   using client = Deno.createHttpClient({ caCerts: [https.pem] });
   const res = await fetch(`${https.server.url}a.txt`, { client });
   assert.equal(await res.text(), "hello a");
+});
+
+// --- Resource exhaustion: cache thrash --------------------------------------
+
+Deno.test("cache: many distinct compressible files asked for at once are not all compressed at once; they get their copies later", async () => {
+  // Each new cache entry made br, zstd and gzip copies on the event loop
+  // (50-60 ms for 250 KB of JS): cycling through more files than the cache
+  // holds made every request cost that, and a cached file's answer waited.
+  await using tree = await makeTree();
+  const count = 60;
+  for (let i = 0; i < count; i++) {
+    await Deno.writeTextFile(
+      `${tree.root}/f${i}.js`,
+      shuffledWords(30_000, i + 1), // about 190 KB, compressible
+    );
+  }
+  const handler = createHandler({
+    fsRoot: tree.root,
+    quiet: true,
+    cacheMs: 50,
+  });
+  const codings = async () =>
+    await Promise.all(
+      Array.from({ length: count }, async (_, i) => {
+        const res = await handler(
+          new Request(`http://localhost/f${i}.js`, {
+            headers: { "accept-encoding": "br" },
+          }),
+        );
+        await res.arrayBuffer();
+        assert.equal(res.status, 200);
+        assert.equal(res.headers.get("vary"), "Accept-Encoding");
+        return res.headers.get("content-encoding") ?? "identity";
+      }),
+    );
+  const first = await codings();
+  assert.ok(
+    first.includes("identity"),
+    "some are sent as they are at first",
+  );
+  assert.ok(first.includes("br"), "the first ones are compressed");
+  // Within the budget, the rest get their copies at later revalidations.
+  let later = first;
+  for (let i = 0; i < 100 && later.includes("identity"); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    later = await codings();
+  }
+  assert.deepEqual(later, first.map(() => "br"));
 });
