@@ -2281,7 +2281,7 @@ interface OpenConnection {
    * Set while it waits for a responder's promise: ends the wait when the
    * shutdown grace is over (see {@link awaitAnswer}).
    */
-  abandon?: () => void;
+  abandon: (() => void) | undefined;
 }
 
 /** What handleConnection answers a connection it does not read (see {@link OpenConnection}). */
@@ -2930,7 +2930,14 @@ export function serveTiny(
         );
       }
       peer.held++;
-      const connection = { conn, slot: -1, client, peer, overLimit };
+      const connection: OpenConnection = {
+        conn,
+        slot: -1,
+        client,
+        peer,
+        overLimit,
+        abandon: undefined,
+      };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
       // (every error is caught and logged) and tells `settings.done` when done.
