@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { createHandler, serveWithRestart } from "../server_files.ts";
 import { makeTree, prepareForNobody, startFilesProcess } from "./_files.ts";
-import { canRunAsRoot, readRss } from "./_process.ts";
+import { readRss, toolTestOptions } from "./_process.ts";
 import { sendRaw } from "./_raw.ts";
 
 const NAME = "abcdefghijklmnopqrstuvwxyz-cached-file-name";
@@ -114,15 +114,11 @@ Deno.test("an edit long after the read is caught by ctime alone", async () => {
   assert.equal(await get(), "other");
 });
 
-Deno.test("a cached file made unreadable is dropped: 403 like an uncached request (as nobody)", async (t) => {
-  if (!(await canRunAsRoot("the chmod cache test"))) {
-    await t.step({
-      name: "chmod as nobody (needs root)",
-      ignore: true,
-      fn() {},
-    });
-    return;
-  }
+Deno.test({
+  name:
+    "a cached file made unreadable is dropped: 403 like an uncached request (as nobody)",
+  ...await toolTestOptions("the chmod cache test", ["runuser"], { root: true }),
+}, async () => {
   await using tree = await makeTree();
   const nobody = await prepareForNobody(tree.base);
   await Deno.chmod(tree.root, 0o755);

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { MAX_WORKERS, parseWorkerCount } from "../server_files.ts";
 import { makeTree, startFilesProcess } from "./_files.ts";
-import { canRun, runScript } from "./_process.ts";
+import { runScript, toolTestOptions } from "./_process.ts";
 
 const SCRIPT = new URL("../server_files.ts", import.meta.url).pathname;
 const START_TIMEOUT_MS = 20_000;
@@ -165,10 +165,12 @@ Deno.test("plain deno run (one worker) prints no deno serve warning", async () =
   assert.equal(stderr, "");
 });
 
-Deno.test("--workers 2 out of descriptors", async (t) => {
-  if (!await canRun("the descriptor-flood test of --workers", ["prlimit"])) {
-    return;
-  }
+Deno.test({
+  name: "--workers 2 out of descriptors",
+  ...await toolTestOptions("the descriptor-flood test of --workers", [
+    "prlimit",
+  ]),
+}, async (t) => {
   await using tree = await makeTree();
   const server = await startFilesProcess({
     wrapper: ["prlimit", "--nofile=256"],

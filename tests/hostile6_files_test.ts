@@ -18,7 +18,7 @@ import {
 } from "./_files.ts";
 import { certTestOptions } from "./_certs.ts";
 import { openStalledStreams } from "./_raw.ts";
-import { canRunAsRoot, startScript } from "./_process.ts";
+import { startScript, toolTestOptions } from "./_process.ts";
 
 // --- Paths: names in listings ------------------------------------------------
 
@@ -115,15 +115,13 @@ Deno.test("conditions: a date that is no HTTP-date is ignored, never a 412 or a 
 
 // --- Paths: a root that cannot be read ----------------------------------------
 
-Deno.test("start-up: a --root this user may not look into stops the server with one line (as nobody)", async (t) => {
-  if (!(await canRunAsRoot("the unreadable-root test"))) {
-    await t.step({
-      name: "chmod as nobody (needs root)",
-      ignore: true,
-      fn() {},
-    });
-    return;
-  }
+Deno.test({
+  name:
+    "start-up: a --root this user may not look into stops the server with one line (as nobody)",
+  ...await toolTestOptions("the unreadable-root test", ["runuser"], {
+    root: true,
+  }),
+}, async () => {
   // It started and answered every request 403, saying nothing.
   await using tree = await makeTree();
   const nobody = await prepareForNobody(tree.base);
