@@ -24,7 +24,7 @@ const ALLOWED_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 /**
  * Maps a request to a response: a page listing what the browser sent for `/`,
  * 404 for other paths, 405 for methods other than GET and HEAD (`Deno.serve`
- * drops the body of a HEAD answer itself).
+ * drops the body of a HEAD answer itself), 400 for a Host no URL can hold.
  *
  * @example
  * ```ts
@@ -35,6 +35,12 @@ const ALLOWED_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
  * ```
  */
 export function handler(request: Request): Response {
+  // Deno.serve makes request.url from the Host header without checking it:
+  // `Host: 0 localhost` gives "http://0 localhost/", which no URL can hold.
+  // That is the client's mistake (400), not the server's (500).
+  if (!URL.canParse(request.url)) {
+    return page(400, "Bad Request", "The Host header is not a host name.");
+  }
   const url = new URL(request.url);
   if (!ALLOWED_HOSTS.has(url.hostname)) {
     return page(

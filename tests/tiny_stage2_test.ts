@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { handler } from "../examples/stage2_serve.ts";
 import { startScript } from "./_process.ts";
+import { sendRaw } from "./_raw.ts";
 
 Deno.test("the stage 2 handler answers by method and path", async (t) => {
   const cases: { request: Request; status: number; allow?: string }[] = [
@@ -49,4 +50,24 @@ Deno.test("the README's stage 2 command starts a server that answers", async () 
   const missing = await fetch(new URL("/nope", server.url));
   assert.equal(missing.status, 404);
   await missing.body?.cancel();
+});
+
+Deno.test("the stage 2 server answers 400 to a Host no URL can hold (was 500 and a stack trace)", async (t) => {
+  await using server = await startScript(
+    "examples/stage2_serve.ts",
+    ["--allow-net=127.0.0.1"],
+    ["--port", "0"],
+    { ready: /Listening on http:\/\/127\.0\.0\.1:\d+\// },
+  );
+  const port = Number(new URL(server.url).port);
+  for (const host of ["0 localhost", "a^b", "[::1", "a b:80"]) {
+    await t.step(`Host: ${host}`, async () => {
+      const { status, text } = await sendRaw(
+        port,
+        `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+      );
+      assert.equal(status, 400, text);
+    });
+  }
+  assert.doesNotMatch(server.lines.join("\n"), /TypeError|Invalid URL/);
 });
