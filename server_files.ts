@@ -2734,9 +2734,10 @@ let busyLoggedAt = -Infinity;
 let busyUnlogged = 0;
 
 /**
- * Logs a 503 for want of a descriptor in one short line (the error code, no
- * stack), rate-limited to one per {@linkcode BUSY_LOG_INTERVAL_MS}; the next
- * line says how many were not logged, as the kernel's "callbacks suppressed".
+ * Logs a 503 for want of a descriptor (or of a file turn in time) in one
+ * short line (the error code or the reason, no stack), rate-limited to one
+ * per {@linkcode BUSY_LOG_INTERVAL_MS}; the next line says how many were not
+ * logged, as the kernel's "callbacks suppressed".
  */
 function logOutOfDescriptors(
   method: string,
@@ -2749,6 +2750,9 @@ function logOutOfDescriptors(
     return;
   }
   const code = (error as { code?: unknown } | null)?.code;
+  const reason = error instanceof NotServableError
+    ? error.message
+    : `out of file descriptors (${typeof code === "string" ? code : "EMFILE"})`;
   const more = busyUnlogged > 0
     ? ` (${busyUnlogged} more since the last such line)`
     : "";
@@ -2758,9 +2762,7 @@ function logOutOfDescriptors(
     "%s",
     `server_files: 503 for ${method} ${
       JSON.stringify(logSafe(pathname))
-    }: out of file descriptors (${
-      typeof code === "string" ? code : "EMFILE"
-    })${more}`,
+    }: ${reason}${more}`,
   );
 }
 
@@ -3456,7 +3458,7 @@ async function serveListing(
   }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
-  const { give: giveBack } = await takeFileTurn(info);
+  const { give: giveBack } = await takeFileTurn(info, ctx.sendTimeoutMs);
   try {
     const response = await buildListingResponse(
       ctx,
@@ -4295,7 +4297,7 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  const turn = await takeFileTurn(info);
+  const turn = await takeFileTurn(info, ctx.sendTimeoutMs);
   try {
     const response = await sendFileFromDisk(
       req,
@@ -4345,9 +4347,18 @@ export const MAX_OPEN_FILES_PER_CONNECTION = 16;
  * 400 KB), 1.3 GB in all, and after it closed them the server went on
  * opening the file for its dead streams for 20 s. Behind a proxy on TCP all
  * clients are the proxy's address and share these turns (a proxy on this
- * machine belongs on a Unix socket: `--unix`, where there is no count).
+ * machine belongs on a Unix socket: `--unix`, where there is no count). A
+ * request waits for a turn at most {@linkcode MAX_TURN_WAIT_MS}, then gets
+ * 503 with `Retry-After`: 64 slow downloads from one address (a proxy, an
+ * office behind one NAT) left the 65th with no answer at all.
  */
 export const MAX_OPEN_FILES_PER_CLIENT = 64;
+
+/**
+ * Longest wait for a file turn ({@linkcode MAX_OPEN_FILES_PER_CLIENT}), or
+ * the send timeout when that is shorter (`sendTimeoutMs`); then 503.
+ */
+export const MAX_TURN_WAIT_MS = 10_000;
 
 /** Files open for the answers of one connection or one client, and the requests that wait for one. */
 interface FileTurns {
@@ -4367,7 +4378,8 @@ const fileTurns = new Map<string, FileTurns>();
  * the turns back (to the next waiting requests, if any), safe to call twice:
  * with the reason when the answer was not sent (`info.completed` rejected).
  * Without `info` (a handler called directly, or over a Unix socket) there is
- * nothing to count.
+ * nothing to count. A wait longer than `waitMs` (capped at
+ * {@linkcode MAX_TURN_WAIT_MS}) throws a 503.
  *
  * When every answer a connection has in flight fails, with none sent in
  * between, the connection is gone (or its client reset every stream): its
@@ -4383,16 +4395,18 @@ const fileTurns = new Map<string, FileTurns>();
  */
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
+  waitMs: number,
 ): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
     return { give() {}, ended() {} };
   }
   const key = `${addr.hostname}:${addr.port}`;
-  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION);
+  const wait = Math.min(waitMs, MAX_TURN_WAIT_MS);
+  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION, wait);
   let client: FileTurn;
   try {
-    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT);
+    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT, wait);
   } catch (error) {
     connection.give();
     throw error;
@@ -4425,10 +4439,14 @@ interface FileTurn {
 }
 
 /**
- * One turn of `key` (a connection or a client) within `limit`, as
- * {@linkcode takeFileTurn} says.
+ * One turn of `key` (a connection or a client) within `limit`, waited for
+ * at most `waitMs`, as {@linkcode takeFileTurn} says.
  */
-async function takeTurn(key: string, limit: number): Promise<FileTurn> {
+async function takeTurn(
+  key: string,
+  limit: number,
+  waitMs: number,
+): Promise<FileTurn> {
   let turns = fileTurns.get(key);
   if (turns === undefined) {
     turns = { open: 0, failing: 0, waiting: [] };
@@ -4437,9 +4455,25 @@ async function takeTurn(key: string, limit: number): Promise<FileTurn> {
   if (turns.failing >= limit) throw clientGone();
   if (turns.open < limit) turns.open++;
   else {
-    await new Promise<void>((grant, refuse) =>
-      turns.waiting.push({ grant, refuse: () => refuse(clientGone()) })
-    );
+    await new Promise<void>((grant, refuse) => {
+      const waiter = {
+        grant() {
+          clearTimeout(timer);
+          grant();
+        },
+        refuse() {
+          clearTimeout(timer);
+          refuse(clientGone());
+        },
+      };
+      const timer = setTimeout(() => {
+        turns.waiting.splice(turns.waiting.indexOf(waiter), 1);
+        refuse(
+          new NotServableError(503, `no file turn for ${key} in ${waitMs} ms`),
+        );
+      }, waitMs);
+      turns.waiting.push(waiter);
+    });
   }
   const failed = () => {
     if (++turns.failing >= limit) {
