@@ -4591,9 +4591,10 @@ Options:
   --key FILE          TLS private key (PEM)
   --quiet             no access log
   --log-format FMT    the access log's lines: clf (default, the Common Log
-                      Format) or json (one object per line: time, remote_addr,
-                      method, target, status, bytes, duration_ms; written once
-                      the answer is sent)
+                      Format), combined (clf and the Referer and User-Agent, as
+                      nginx's default) or json (one object per line: time,
+                      remote_addr, method, target, status, bytes, duration_ms;
+                      written once the answer is sent)
   --rate-limit off    no per-client limits (${POST_BURST} posts at once then one per ${
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT}
@@ -4628,7 +4629,7 @@ export interface CommandLineOptions {
   /** --quiet: no access log. */
   quiet: boolean;
   /** --log-format: clf or json. */
-  logFormat: "clf" | "json";
+  logFormat: "clf" | "combined" | "json";
   /** --help. */
   help: boolean;
   /** --version. */
@@ -4772,12 +4773,24 @@ function parseTrustProxy(lists: string[]): false | string[] {
   return entries;
 }
 
-/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and server_files.ts. */
-function parseLogFormat(value: string): "clf" | "json" {
-  if (value === "clf" || value === "json") return value;
+/** Reads `--log-format`: clf, combined or json. The same check is in server_tiny.ts and server_files.ts. */
+function parseLogFormat(value: string): "clf" | "combined" | "json" {
+  if (value === "clf" || value === "combined" || value === "json") return value;
   throw new CommandLineError(
-    `--log-format takes clf or json, got ${showArg(value)}`,
+    `--log-format takes clf, combined or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * The two fields nginx's `combined` format adds to the Common Log Format line
+ * (`--log-format combined`): ` "referer" "user-agent"`, each escaped as the
+ * request line is, `-` for a header not sent. The same function is in the
+ * other two scripts.
+ */
+function combinedFields(referer: string | null, userAgent: string | null) {
+  const field = (value: string | null) =>
+    value === null ? "-" : escapeForLog(value);
+  return ` "${field(referer)}" "${field(userAgent)}"`;
 }
 
 /**
@@ -4908,6 +4921,14 @@ export interface AccessLogEntry {
   status: number;
   /** Bytes of body sent; 0 or null is written `-`. */
   bodyBytes: number | null;
+  /**
+   * With these two, the line is nginx's `combined` format: the Referer and
+   * the User-Agent after the size, null written `-`. Without, the Common Log
+   * Format.
+   */
+  referer?: string | null | undefined;
+  /** See `referer`. */
+  userAgent?: string | null | undefined;
 }
 
 /**
@@ -4939,9 +4960,12 @@ export function formatAccessLog(entry: AccessLogEntry): string {
       pad(date.getUTCSeconds())
     } +0000`;
   const request = requestLine === null ? "-" : escapeForLog(requestLine);
-  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+  const line = `${client ?? "-"} - - [${time}] "${request}" ${status} ${
     bodyBytes ? bodyBytes : "-"
   }`;
+  return entry.referer === undefined && entry.userAgent === undefined
+    ? line
+    : line + combinedFields(entry.referer ?? null, entry.userAgent ?? null);
 }
 
 /** One request, as {@linkcode formatJsonAccessLog} writes it. */
@@ -5150,7 +5174,7 @@ export interface ServerOptions extends BoardOptions {
    * `"json"` ({@linkcode formatJsonAccessLog}, written once the answer is sent).
    * @default "clf"
    */
-  logFormat?: "clf" | "json" | undefined;
+  logFormat?: "clf" | "combined" | "json" | undefined;
   /**
    * Opens the store, after the TLS files are read (board_postgres.ts gives its own).
    * @default undefined (`store`, or the JSON Lines store on `dataFile`)
@@ -5244,6 +5268,12 @@ export async function startServer(
     : async (request, info) => {
       const date = new Date();
       const client = clientOf(request, info);
+      const combined = options.logFormat === "combined"
+        ? {
+          referer: request.headers.get("referer"),
+          userAgent: request.headers.get("user-agent"),
+        }
+        : {};
       const response = await board.handler(request, info);
       // Content-Length when the board set it (streams and pages may not).
       const length = request.method === "HEAD"
@@ -5255,6 +5285,7 @@ export async function startServer(
         requestLine: requestLineOf(request),
         status: response.status,
         bodyBytes: length === null ? null : Number(length),
+        ...combined,
       }));
       return response;
     };

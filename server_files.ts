@@ -157,7 +157,7 @@ export interface HandlerOptions extends ServeDirOptions {
    * {@linkcode formatJsonAccessLog}, written once the answer has been sent.
    * @default {"clf"}
    */
-  logFormat?: "clf" | "json" | undefined;
+  logFormat?: "clf" | "combined" | "json" | undefined;
   /**
    * The proxies in front, whose `X-Forwarded-For` names the client the access
    * log shows: addresses and CIDR ranges (`["loopback"]` for a proxy on this
@@ -5143,6 +5143,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     return answer;
   }
   const json = options.logFormat === "json";
+  const combined = options.logFormat === "combined";
   const trustProxy = options.trustProxy ?? false;
   const trusted = trustedProxies(trustProxy);
   const logged: Handler = (req, info) => {
@@ -5152,13 +5153,19 @@ export function createHandler(options: HandlerOptions = {}): Handler {
       ? info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : null
       : forwardedClient(req, info, trustProxy, trusted);
     if (json) return logJsonWhenSent(answer, req, info, remote, started);
+    const extra = combined
+      ? combinedFields(
+        req.headers.get("referer"),
+        req.headers.get("user-agent"),
+      )
+      : "";
     const result = answer(req, info);
     if (result instanceof Response) {
-      logRequest(req, result, remote, started);
+      logRequest(req, result, remote, started, extra);
       return result;
     }
     return result.then((response) => {
-      logRequest(req, response, remote, started);
+      logRequest(req, response, remote, started, extra);
       return response;
     });
   };
@@ -5331,6 +5338,14 @@ export interface AccessLogEntry {
   status: number;
   /** Bytes of body sent; 0 or null is written `-`. */
   bodyBytes: number | null;
+  /**
+   * With these two, the line is nginx's `combined` format: the Referer and
+   * the User-Agent after the size, null written `-`. Without, the Common Log
+   * Format.
+   */
+  referer?: string | null | undefined;
+  /** See `referer`. */
+  userAgent?: string | null | undefined;
 }
 
 /**
@@ -5353,7 +5368,16 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
-  return accessLogLine(client, date.getTime(), requestLine, status, bodyBytes);
+  const line = accessLogLine(
+    client,
+    date.getTime(),
+    requestLine,
+    status,
+    bodyBytes,
+  );
+  return entry.referer === undefined && entry.userAgent === undefined
+    ? line
+    : line + combinedFields(entry.referer ?? null, entry.userAgent ?? null);
 }
 
 /** {@linkcode formatAccessLog} with the time in ms, as the handler has it (no Date per request). */
@@ -5475,6 +5499,7 @@ function logRequest(
   response: Response,
   client: string | null,
   started: number,
+  combined = "",
 ): void {
   const { pathname, search } = splitUrl(req.url);
   // Reading `response.body` would turn a byte body into a stream (and the
@@ -5484,13 +5509,15 @@ function logRequest(
   const length = method === "HEAD"
     ? null
     : response.headers.get("content-length");
-  writeLogLine(accessLogLine(
-    client,
-    started,
-    `${method} ${pathname}${search} HTTP/1.1`,
-    response.status,
-    length === null ? null : Number(length),
-  ));
+  writeLogLine(
+    accessLogLine(
+      client,
+      started,
+      `${method} ${pathname}${search} HTTP/1.1`,
+      response.status,
+      length === null ? null : Number(length),
+    ) + combined,
+  );
 }
 
 /** One request, as {@linkcode formatJsonAccessLog} writes it. */
@@ -5879,9 +5906,10 @@ Options:
   --key FILE          TLS private key (PEM)
   --quiet             no access log
   --log-format FMT    the access log's lines: clf (default, the Common Log
-                      Format) or json (one object per line: time, remote_addr,
-                      method, target, status, bytes, duration_ms; written once
-                      the answer is sent)
+                      Format), combined (clf and the Referer and User-Agent, as
+                      nginx's default) or json (one object per line: time,
+                      remote_addr, method, target, status, bytes, duration_ms;
+                      written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per
                       core (default 1); more than 1 needs --unstable-net and
                       read permission for this script
@@ -5959,7 +5987,7 @@ export interface CommandLineOptions extends ServerOptions {
   /** --quiet: no access log. */
   quiet: boolean;
   /** --log-format: clf or json. */
-  logFormat: "clf" | "json";
+  logFormat: "clf" | "combined" | "json";
   /** --workers: how many threads serve. */
   workers: number;
   /** --unix: the socket's path, instead of a port. */
@@ -6071,12 +6099,24 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   };
 }
 
-/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and message_board.ts. */
-function parseLogFormat(value: string): "clf" | "json" {
-  if (value === "clf" || value === "json") return value;
+/** Reads `--log-format`: clf, combined or json. The same check is in server_tiny.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "combined" | "json" {
+  if (value === "clf" || value === "combined" || value === "json") return value;
   throw new CommandLineError(
-    `--log-format takes clf or json, got ${showArg(value)}`,
+    `--log-format takes clf, combined or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * The two fields nginx's `combined` format adds to the Common Log Format line
+ * (`--log-format combined`): ` "referer" "user-agent"`, each escaped as the
+ * request line is, `-` for a header not sent. The same function is in the
+ * other two scripts.
+ */
+function combinedFields(referer: string | null, userAgent: string | null) {
+  const field = (value: string | null) =>
+    value === null ? "-" : escapeForLog(value);
+  return ` "${field(referer)}" "${field(userAgent)}"`;
 }
 
 /**
