@@ -4582,6 +4582,9 @@ Options:
                       allows its subdomains); by default only localhost,
                       127.0.0.1, [::1] and the names and addresses it listens on
                       (any other Host gets 421)
+  --base-path PATH    serve the board under PATH (/board: its page at /board/,
+                      every link, form and API address below it), for a proxy
+                      that passes that prefix on
   --admin-token TOKEN moderators sign in at /admin with this token (at least ${MIN_ADMIN_TOKEN_CHARS}
                       characters) to clear, delete and restore; or set
                       BOARD_ADMIN_TOKEN (with --allow-env=BOARD_ADMIN_TOKEN).
@@ -4638,6 +4641,8 @@ export interface CommandLineOptions {
   allowedHosts: string[];
   /** --admin-token. */
   adminToken?: string | undefined;
+  /** --base-path: where the board is mounted (`/board`); absent without it. */
+  basePath?: string | undefined;
   /** --trust-proxy: the proxies' addresses and ranges (`loopback` when given alone); false without it. */
   trustProxy: false | string[];
   /** False for --rate-limit off. */
@@ -4660,6 +4665,7 @@ const FLAGS = {
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
   "trust-proxy": { type: "string", multiple: true, default: [] },
+  "base-path": { type: "string" },
   "rate-limit": { type: "string", default: "on" },
 } satisfies ParseArgsOptionsConfig;
 
@@ -4705,6 +4711,16 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   }
   const adminToken = values["admin-token"];
   if (adminToken !== undefined) checkAdminToken(adminToken, "--admin-token");
+  const basePath = values["base-path"];
+  if (basePath !== undefined) {
+    try {
+      normalizeBasePath(basePath);
+    } catch {
+      throw new CommandLineError(
+        `--base-path takes a path such as /board, got ${showArg(basePath)}`,
+      );
+    }
+  }
   return {
     dataFile: values.data,
     databaseUrl: values.store,
@@ -4721,6 +4737,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     allowedHosts: values["allowed-host"],
     adminToken,
     trustProxy: parseTrustProxy(values["trust-proxy"]),
+    ...(basePath === undefined ? {} : { basePath }),
     rateLimit: values["rate-limit"] === "on",
   };
 }
@@ -5255,6 +5272,8 @@ export async function startServer(
       : []),
   ];
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
+  // Where the start-up line sends a browser: the board's own page.
+  const base = normalizeBasePath(options.basePath ?? "");
   // The log names the client the limits count: behind a trusted proxy, the one it forwarded.
   const trustProxy = options.trustProxy ?? false;
   const trusted = trustedProxies(trustProxy);
@@ -5361,7 +5380,7 @@ export async function startServer(
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
         announce(
-          `${scheme}://${host}:${port}/`,
+          `${scheme}://${host}:${port}${base}/`,
           isLoopbackName(hostName(host)),
         );
       },

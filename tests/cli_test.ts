@@ -93,6 +93,16 @@ const UNIX_TLS_MISTAKES: [args: string[], message: string][] = [
   ],
 ];
 
+/** message_board.ts alone is mounted under a path. */
+const BASE_PATH_MISTAKES: [args: string[], message: string][] = [
+  ["board", "/a b", "/board?x", "//x"].map((path): [string[], string] => [
+    ["--base-path", path],
+    `--base-path takes a path such as /board, got ${
+      path.includes(" ") ? `"${path}"` : path
+    }`,
+  ]),
+].flat();
+
 /** server_files.ts alone has --workers, which share a TCP port. */
 const WORKER_MISTAKES: [args: string[], message: string][] = [
   [
@@ -128,6 +138,7 @@ const PARSERS = [
     ...CERT_MISTAKES,
     ...UNIX_MISTAKES,
     ...UNIX_TLS_MISTAKES,
+    ...BASE_PATH_MISTAKES,
   ]],
 ] as const;
 

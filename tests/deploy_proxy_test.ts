@@ -345,3 +345,41 @@ Deno.test({
     ]);
   },
 });
+
+Deno.test({
+  name:
+    "message_board.ts --base-path /board: behind a proxy that passes the prefix on, the board lives under it",
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn() {
+    await using folder = await tempFolder();
+    await Deno.mkdir(`${folder.path}/data`);
+    await using board = await startBoard(folder.path, [
+      "--base-path",
+      "/board",
+    ], { accessLog: true });
+    // The start-up line opens the board's own page.
+    assert.match(
+      board.lines[0]!,
+      /^Tiny Message Board on http:\/\/127\.0\.0\.1:\d+\/board\/ /,
+    );
+    const get = (path: string) => send(board.port, { path, host: "127.0.0.1" });
+    const page = await get("/board/");
+    assert.equal(page.status, 200);
+    assert.match(page.body, /href="\/board\/style\.css/);
+    assert.doesNotMatch(page.body, /(href|action|src)="\/(?!board\/)/);
+    assert.equal((await get("/")).status, 404);
+    assert.equal((await get("/board/api/messages")).status, 200);
+    const posted = await send(board.port, {
+      method: "POST",
+      path: "/board/",
+      host: "127.0.0.1",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: board.origin,
+      },
+      body: "message=under+a+prefix",
+    });
+    assert.equal(posted.status, 303, posted.body);
+    assert.match((await get("/board/")).body, /under a prefix/);
+  },
+});
