@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-env=DATABASE_URL,PG*
+#!/usr/bin/env -S deno run --allow-net=127.0.0.1 --allow-env='DATABASE_URL,PG*'
 /**
  * The message board on PostgreSQL, so that several board processes, on one machine or many,
  * serve one board. This file is that mode's entry point; it imports `message_board.ts` (the

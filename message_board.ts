@@ -37,10 +37,11 @@
  *   bad input gets a clear 4xx, stores nothing, and the board keeps serving.
  *   An ambiguous request (a form with both message and clear, a key sent
  *   twice, in a form or in JSON) is a 400, never a guess.
- * - One client cannot flood it: 5 posts at once, then one per 3 s, and 8 live
- *   streams per address (429 with Retry-After); `--rate-limit off` for load tests.
- *   Whatever that says, one connection has at most 8 answers on their way (an
- *   HTTP/2 client that reads none of them holds no more), the process 500.
+ * - One client cannot flood it: 5 posts at once, then one per 3 s, 8 live streams
+ *   and 32 answers on their way per address (429 with Retry-After); `--rate-limit
+ *   off` for load tests. Whatever that says, one connection has at most 8 answers
+ *   on their way (an HTTP/2 client that reads none of them holds no more), the
+ *   process 500 (503).
  * - Moderation needs a credential: with `--admin-token` a moderator signs in at
  *   /admin (a session cookie, HttpOnly and SameSite=Strict) to clear (after a
  *   confirmation), delete one message, or restore the newest archive. Without
@@ -155,6 +156,12 @@ export const MAX_ANSWERS_PER_CONNECTION = 8;
  * Deno.serve: 150 connections as above, 8 answers each, held 458 MB.
  */
 export const MAX_ANSWERS_IN_FLIGHT = 500;
+/**
+ * Answers one client (an address, an IPv6 /64) may have on their way at once, on all its
+ * connections; more get 429. Without it one client with 70 connections of 8 answers took
+ * every one of MAX_ANSWERS_IN_FLIGHT, and everyone else got 503 for as long as it liked.
+ */
+export const MAX_ANSWERS_PER_CLIENT = 32;
 /** Wrong admin tokens one client may send in a burst before 429. */
 export const SIGN_IN_BURST = 5;
 /** After that, one more try per this many milliseconds. */
@@ -698,11 +705,10 @@ function concatBytes(pieces: Uint8Array[]): Uint8Array {
  * process holds it. The lock sits on its own file, not on the data file,
  * because a clear replaces the data file and a lock follows the old inode.
  * These are flock(2) locks: the kernel drops them when the process dies, so
- * a crash never leaves a stale lock behind. A lock file that another process
- * removes lets a second board start: so the store checks before each write that
- * the file is still the one it holds, and takes no writes until it has its lock again.
- * The data file is locked as well ({@linkcode openForAppend}), against a board that
- * names it by another path.
+ * a crash never leaves a stale lock behind. The data file is locked as well
+ * ({@linkcode openForAppend}), against a board that names it by another path
+ * (a link), and that lock also stops a second board when another process removed
+ * the lock file; the store then takes the lock file again before its next write.
  */
 async function lockDataFile(dataFile: string): Promise<Deno.FsFile> {
   const lockFile = `${dataFile}.lock`;
@@ -3225,6 +3231,18 @@ function isLoopbackName(name: string | null): boolean {
     (name !== null && /^127\.\d+\.\d+\.\d+$/.test(name));
 }
 
+/** Adds one to `key`'s count. */
+function countUp(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+/** Takes one from `key`'s count, forgetting the key at 0 (the map stays small). */
+function countDown(counts: Map<string, number>, key: string): void {
+  const left = (counts.get(key) ?? 1) - 1;
+  if (left === 0) counts.delete(key);
+  else counts.set(key, left);
+}
+
 /**
  * Builds the board's request handler over any {@linkcode MessageStore}.
  *
@@ -3260,6 +3278,7 @@ export function createBoardHandler(
   const streamsByClient = new Map<string, number>();
   const bodiesByClient = new Map<string, number>();
   const answersByConnection = new Map<string, number>();
+  const answersByClient = new Map<string, number>();
   let answersInFlight = 0;
   let openStreams = 0;
 
@@ -3313,38 +3332,58 @@ export function createBoardHandler(
   }
 
   /**
-   * Counts an answer on its connection (`address:port`) and in the process until Deno.serve
-   * has sent it or the client has gone (`completed`), or refuses it: 429 past
-   * MAX_ANSWERS_PER_CONNECTION, 503 past MAX_ANSWERS_IN_FLIGHT. Without `info` (a handler
-   * called directly, or a Unix socket) there is no connection to count.
+   * Counts an answer on its connection (`address:port`), for its client and in the process
+   * until Deno.serve has sent it or the client has gone (`completed`), or refuses it: 429
+   * past MAX_ANSWERS_PER_CONNECTION or (with the per-client limits on)
+   * MAX_ANSWERS_PER_CLIENT, 503 past MAX_ANSWERS_IN_FLIGHT, which a post is not refused by
+   * (its answer is a redirect, and its body has limits of its own). Returns the function that
+   * gives the slot back at once, for an answer without a body, which Deno.serve sends
+   * whole and holds nothing for. Without `info` (a handler called directly, or a Unix
+   * socket) there is no connection to count.
    */
-  function admitAnswer(info: Deno.ServeHandlerInfo | undefined): void {
+  function admitAnswer(
+    { request, client }: RequestContext,
+    info: Deno.ServeHandlerInfo | undefined,
+  ): () => void {
     const addr = info?.remoteAddr;
-    if (addr?.transport !== "tcp" || info!.completed === undefined) return;
+    if (addr?.transport !== "tcp" || info!.completed === undefined) {
+      return () => {};
+    }
     const key = `${addr.hostname}:${addr.port}`;
-    const mine = answersByConnection.get(key) ?? 0;
-    if (mine >= MAX_ANSWERS_PER_CONNECTION) {
+    if ((answersByConnection.get(key) ?? 0) >= MAX_ANSWERS_PER_CONNECTION) {
       throw tooManyRequests(
         "Too many requests on this connection at once; wait for the others to finish.",
         1000,
       );
     }
-    if (answersInFlight >= MAX_ANSWERS_IN_FLIGHT) {
+    if (
+      rateLimit && (answersByClient.get(client) ?? 0) >= MAX_ANSWERS_PER_CLIENT
+    ) {
+      throw tooManyRequests(
+        "Too many requests from your address at once; wait for the others to finish.",
+        1000,
+      );
+    }
+    if (request.method !== "POST" && answersInFlight >= MAX_ANSWERS_IN_FLIGHT) {
       throw new HttpError(
         503,
         "The board is sending too many answers at once; try again in a moment.",
         { "retry-after": String(STORE_RETRY_AFTER_S) },
       );
     }
-    answersByConnection.set(key, mine + 1);
+    countUp(answersByConnection, key);
+    countUp(answersByClient, client);
     answersInFlight++;
+    let released = false;
     const release = () => {
+      if (released) return;
+      released = true;
       answersInFlight--;
-      const left = (answersByConnection.get(key) ?? 1) - 1;
-      if (left === 0) answersByConnection.delete(key);
-      else answersByConnection.set(key, left);
+      countDown(answersByConnection, key);
+      countDown(answersByClient, client);
     };
     info!.completed.then(release, release);
+    return release;
   }
 
   /** Takes one post from the client's allowance, or refuses with 429. */
@@ -3773,8 +3812,6 @@ export function createBoardHandler(
         await request.body?.cancel().catch(() => {});
         return misdirected(name);
       }
-      // An event stream never ends: it has its own limits (MAX_STREAMS_PER_CLIENT).
-      if (path !== "/events") admitAnswer(info);
       if (path === "") {
         // "/board" without its slash: relative links would break, so send the browser to "/board/".
         return respond(null, 308, "", { location: `${base}/${url.search}` });
@@ -3804,16 +3841,23 @@ export function createBoardHandler(
       // resetting its event stream), and a rejection nobody handles ends the process: it is
       // handled here, at once, whatever the route does with it later.
       context.completed.catch(() => {});
-      let release = () => {};
-      if (method === "POST") {
-        checkSameOrigin(context);
-        release = admitBody(context.client);
-      }
+      if (method === "POST") checkSameOrigin(context);
+      // An event stream never ends: it has its own limits (MAX_STREAMS_PER_CLIENT).
+      const answered = path === "/events"
+        ? () => {}
+        : admitAnswer(context, info);
+      let response: Response;
+      const release = method === "POST" ? admitBody(context.client) : () => {};
       try {
-        return await handle(context);
+        response = await handle(context);
+      } catch (error) {
+        answered();
+        throw error;
       } finally {
         release();
       }
+      if (response.body === null || request.method === "HEAD") answered();
+      return response;
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
       if (!request.bodyUsed) await request.body?.cancel().catch(() => {});

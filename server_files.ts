@@ -1001,6 +1001,11 @@ export async function openNativeReader(
 export interface ChunkRelease {
   /** True once the stream's reader is `Deno.serve` itself. */
   handedToServe: boolean;
+  /**
+   * Called once when the stream ends: `true` after its last byte, `false`
+   * when it was cancelled, failed or timed out first.
+   */
+  onEnd?: (sent: boolean) => void;
 }
 
 /** File streams reading now (each takes its share of {@linkcode STREAM_READ_BUDGET_BYTES}). */
@@ -1099,7 +1104,12 @@ function streamFileRanges(
     // An abandoned stream does not keep the process alive.
     Deno.unrefTimer(timer);
   };
-  const finish = () => {
+  let ended = false;
+  const finish = (sent = true) => {
+    if (!ended) {
+      ended = true;
+      release.onEnd?.(sent);
+    }
     if (counted) readingStreams--;
     counted = false;
     if (ahead !== null) readAheadBytes -= ahead.chunk.length;
@@ -1156,7 +1166,7 @@ function streamFileRanges(
   return new ReadableStream<Uint8Array>({
     start(controller) {
       stalled = (error) => {
-        finish();
+        finish(false);
         controller.error(error);
       };
       checkProgress();
@@ -1235,11 +1245,13 @@ function streamFileRanges(
           waitingSince = Date.now();
         }
       } catch (error) {
-        finish();
+        finish(false);
         controller.error(error);
       }
     },
-    cancel: finish,
+    cancel() {
+      finish(false);
+    },
   }, { highWaterMark: 0 });
 }
 
@@ -3444,7 +3456,7 @@ async function serveListing(
   }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
-  const giveBack = await takeFileTurn(info);
+  const { give: giveBack } = await takeFileTurn(info);
   try {
     const response = await buildListingResponse(
       ctx,
@@ -3644,23 +3656,51 @@ async function openPrecompressed(
 }
 
 /**
+ * Milliseconds of compression for the cache's copies that one
+ * {@linkcode COMPRESS_WINDOW_MS} may take: a quarter of a core. The copies
+ * are made on the event loop, 50-60 ms for the three of a 250 KB JS file, so
+ * a client asking in turn for more distinct files than the cache holds made
+ * every request cost that: 8 such clients took a server from 778 to 84
+ * requests a second, and a cached file's answer from 8 to 33 ms (268 ms at
+ * worst). Past the budget a file enters the cache without copies (sent as
+ * it is, or as its precompressed files), and gets them at a later
+ * revalidation ({@linkcode HandlerOptions.cacheMs}) with budget to spare.
+ */
+const MAX_COMPRESS_MS_PER_WINDOW = 250;
+/** The window of {@linkcode MAX_COMPRESS_MS_PER_WINDOW}. */
+const COMPRESS_WINDOW_MS = 1000;
+const compressBudget = { windowStart: -Infinity, spentMs: 0 };
+
+/** Whether the cache may compress now, within {@linkcode MAX_COMPRESS_MS_PER_WINDOW}. */
+function mayCompressNow(): boolean {
+  const now = performance.now();
+  if (now - compressBudget.windowStart >= COMPRESS_WINDOW_MS) {
+    compressBudget.windowStart = now;
+    compressBudget.spentMs = 0;
+  }
+  return compressBudget.spentMs < MAX_COMPRESS_MS_PER_WINDOW;
+}
+
+/**
  * The compressed copies a small file keeps in the cache, made once when it
  * enters: its precompressed `.br`/`.zst`/`.gz` when there is one, else br
  * (quality {@linkcode BROTLI_QUALITY}), zstd (level {@linkcode
- * ZSTD_CACHE_LEVEL}) and gzip made here, in that order of preference. A copy
- * is kept only if it
- * saves at least 10%: below that, the CPU of decoding costs the client more
- * than the bytes saved.
+ * ZSTD_CACHE_LEVEL}) and gzip made here, in that order of preference, while
+ * the budget of {@linkcode MAX_COMPRESS_MS_PER_WINDOW} lasts (`partial`
+ * says some were left out for want of it). A copy is kept only if it saves
+ * at least 10%: below that, the CPU of decoding costs the client more than
+ * the bytes saved.
  */
 async function compressForCache(
   path: string,
   info: Deno.FileInfo,
   bytes: Uint8Array<ArrayBuffer>,
   maxFileBytes: number,
-): Promise<CompressedCopy[]> {
+): Promise<{ copies: CompressedCopy[]; partial: boolean }> {
   const identityEtag = entityTag({ size: bytes.byteLength, mtime: info.mtime });
   const onDisk = await findPrecompressed(path, info);
   const copies: CompressedCopy[] = [];
+  let partial = false;
   for (const [coding] of PRECOMPRESSED) {
     let copy: CompressedCopy | null = null;
     const sibling = onDisk.find((r) => r.coding === coding);
@@ -3684,17 +3724,23 @@ async function compressForCache(
       }
     }
     if (copy === null) {
+      if (!mayCompressNow()) {
+        partial = true;
+        continue;
+      }
+      const started = performance.now();
       copy = {
         coding,
         bytes: new Uint8Array(compressForCopy(coding, bytes)),
         etag: identityEtag.slice(0, -1) + `-${coding}"`,
       };
+      compressBudget.spentMs += performance.now() - started;
     }
     if (copy.bytes.byteLength <= bytes.byteLength * MAX_COMPRESSED_RATIO) {
       copies.push(copy);
     }
   }
-  return copies;
+  return { copies, partial };
 }
 
 /** One compressed copy made here, at the cache's level for its coding. */
@@ -4249,7 +4295,7 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  const giveBack = await takeFileTurn(info);
+  const turn = await takeFileTurn(info);
   try {
     const response = await sendFileFromDisk(
       req,
@@ -4260,11 +4306,19 @@ async function sendFile(
       !ctx.toDenoServe,
       ctx.sendTimeoutMs,
     );
-    // Deno.serve settles `completed` once the body is sent or given up.
-    info?.completed?.then(giveBack, giveBack); // (absent in a hand-made info)
+    // Deno.serve settles `completed` once the body is sent or given up. It
+    // says "sent" for many answers of a closed HTTP/2 connection, and
+    // cancels their file stream just after: a file stream says itself how
+    // its answer went.
+    const release = releasableBodies.get(response);
+    if (release !== undefined) release.onEnd = turn.ended;
+    info?.completed?.then( // (absent in a hand-made info)
+      () => turn.give(undefined, release !== undefined),
+      turn.give,
+    );
     return response;
   } catch (error) {
-    giveBack();
+    turn.give();
     throw error;
   }
 }
@@ -4283,7 +4337,19 @@ async function sendFile(
  */
 export const MAX_OPEN_FILES_PER_CONNECTION = 16;
 
-/** One connection's files open for its answers, and the requests that wait for one. */
+/**
+ * Files one client address may have open at once for its answers, over all
+ * its connections; more wait their turn. Per connection alone, one client
+ * with 200 HTTP/2 connections that read nothing held 3,200 files open and
+ * 6 MB per connection (each stream's answer holds hyper's send buffer, about
+ * 400 KB), 1.3 GB in all, and after it closed them the server went on
+ * opening the file for its dead streams for 20 s. Behind a proxy on TCP all
+ * clients are the proxy's address and share these turns (a proxy on this
+ * machine belongs on a Unix socket: `--unix`, where there is no count).
+ */
+export const MAX_OPEN_FILES_PER_CLIENT = 64;
+
+/** Files open for the answers of one connection or one client, and the requests that wait for one. */
 interface FileTurns {
   open: number;
   /** Answers that failed since the last one sent. */
@@ -4291,16 +4357,17 @@ interface FileTurns {
   waiting: { grant: () => void; refuse: () => void }[];
 }
 
-/** Per connection (`address:port`): its {@linkcode FileTurns}. */
+/** Per connection (`address:port`) and per client (`address`): its {@linkcode FileTurns}. */
 const fileTurns = new Map<string, FileTurns>();
 
 /**
  * Waits until the connection of `info` may open one more file
- * ({@linkcode MAX_OPEN_FILES_PER_CONNECTION}); resolves a function that gives
- * the turn back (to the next waiting request, if any), safe to call twice:
+ * ({@linkcode MAX_OPEN_FILES_PER_CONNECTION}), and then its client
+ * ({@linkcode MAX_OPEN_FILES_PER_CLIENT}); resolves a function that gives
+ * the turns back (to the next waiting requests, if any), safe to call twice:
  * with the reason when the answer was not sent (`info.completed` rejected).
  * Without `info` (a handler called directly, or over a Unix socket) there is
- * no connection to count.
+ * nothing to count.
  *
  * When every answer a connection has in flight fails, with none sent in
  * between, the connection is gone (or its client reset every stream): its
@@ -4310,57 +4377,110 @@ const fileTurns = new Map<string, FileTurns>();
  * (1,251 descriptors of it still open a second after the close, RSS
  * climbing from 575 to 921 MB). Deno.serve tells a handler nothing of it:
  * such a request's `signal` stayed unaborted (unless it was read before,
- * which prints a warning about its legacy abort on success), and its answer
- * "completed". So a failed answer's turn passes on after
+ * which prints a warning about its legacy abort on success), and many of
+ * their answers "completed". So a failed answer's turn passes on after
  * {@linkcode FAILED_TURN_DELAY_MS}, once the rest of the burst has come.
  */
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
-): Promise<(failure?: unknown) => void> {
+): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
-    return () => {};
+    return { give() {}, ended() {} };
   }
   const key = `${addr.hostname}:${addr.port}`;
+  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION);
+  let client: FileTurn;
+  try {
+    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT);
+  } catch (error) {
+    connection.give();
+    throw error;
+  }
+  if (fileTurns.get(key)!.failing >= MAX_OPEN_FILES_PER_CONNECTION) {
+    // The connection was found gone while this request waited for its client.
+    client.give();
+    connection.give();
+    throw clientGone();
+  }
+  return {
+    give(failure?: unknown, reported?: boolean) {
+      client.give(undefined, true); // a client's turns count no failures
+      connection.give(failure, reported);
+    },
+    ended: connection.ended,
+  };
+}
+
+/** A turn of {@linkcode takeFileTurn}. */
+interface FileTurn {
+  /**
+   * Gives it back, safe to call twice: with the reason when the answer was
+   * not sent (`info.completed` rejected); `reported` when a file stream says
+   * how it went ({@linkcode FileTurn.ended}).
+   */
+  give(failure?: unknown, reported?: boolean): void;
+  /** What the answer's file stream says at its end: sent to its last byte, or cut short. */
+  ended(sent: boolean): void;
+}
+
+/**
+ * One turn of `key` (a connection or a client) within `limit`, as
+ * {@linkcode takeFileTurn} says.
+ */
+async function takeTurn(key: string, limit: number): Promise<FileTurn> {
   let turns = fileTurns.get(key);
   if (turns === undefined) {
     turns = { open: 0, failing: 0, waiting: [] };
     fileTurns.set(key, turns);
   }
-  if (turns.failing >= MAX_OPEN_FILES_PER_CONNECTION) throw clientGone();
-  if (turns.open < MAX_OPEN_FILES_PER_CONNECTION) turns.open++;
+  if (turns.failing >= limit) throw clientGone();
+  if (turns.open < limit) turns.open++;
   else {
     await new Promise<void>((grant, refuse) =>
       turns.waiting.push({ grant, refuse: () => refuse(clientGone()) })
     );
   }
-  let given = false;
-  return (failure?: unknown) => {
-    if (given) return;
-    given = true;
-    if (failure === undefined) {
-      turns.failing = 0;
-      passTurnOn(key, turns);
-      return;
+  const failed = () => {
+    if (++turns.failing >= limit) {
+      for (const waiter of turns.waiting.splice(0)) waiter.refuse();
     }
-    turns.failing++;
-    setTimeout(() => {
-      if (turns.failing >= MAX_OPEN_FILES_PER_CONNECTION) {
-        for (const waiter of turns.waiting.splice(0)) waiter.refuse();
+  };
+  let given = false;
+  return {
+    give(failure?: unknown, reported = false) {
+      if (given) return;
+      given = true;
+      if (failure === undefined) {
+        if (!reported) turns.failing = 0;
+        passTurnOn(key, turns);
+        return;
       }
-      passTurnOn(key, turns);
-    }, FAILED_TURN_DELAY_MS);
+      turns.failing++;
+      setTimeout(() => {
+        if (turns.failing >= limit) {
+          for (const waiter of turns.waiting.splice(0)) waiter.refuse();
+        }
+        passTurnOn(key, turns);
+      }, FAILED_TURN_DELAY_MS);
+    },
+    ended(sent) {
+      if (sent) turns.failing = 0;
+      else failed();
+    },
   };
 }
 
 /** How long the turn of an answer that was not sent waits before it passes on (see {@linkcode takeFileTurn}). */
 const FAILED_TURN_DELAY_MS = 20;
 
-/** Hands a connection's turn to its next waiting request, or counts it free. */
+/** Hands a turn to the next waiting request, or counts it free. */
 function passTurnOn(key: string, turns: FileTurns): void {
   const next = turns.waiting.shift();
   if (next !== undefined) next.grant(); // the turn passes on: as many open
-  else if (--turns.open === 0) fileTurns.delete(key);
+  else if (--turns.open === 0 && turns.waiting.length === 0) {
+    fileTurns.delete(key);
+  }
 }
 
 /**
@@ -4439,6 +4559,8 @@ interface CacheEntry {
    * as git does for its "racily clean" entries.
    */
   racy: boolean;
+  /** Some compressed copies are missing, for want of budget (see {@linkcode MAX_COMPRESS_MS_PER_WINDOW}). */
+  partial: boolean;
   /** URL spellings that lead here, dropped with the entry. */
   aliases: Set<string>;
 }
@@ -4537,12 +4659,14 @@ class FileCache {
       }
       const checkedAt = Date.now();
       if (old !== undefined && sameVersion(old.version, version)) {
-        if (!old.racy) {
+        // Copies left out for want of budget are made when there is some.
+        const compressNow = old.partial && mayCompressNow();
+        if (!old.racy && !compressNow) {
           old.checkedAt = checkedAt;
           return old;
         }
         const bytes = await readWhole(file, version.size);
-        if (equalBytes(bytes, old.source.bytes)) {
+        if (!compressNow && equalBytes(bytes, old.source.bytes)) {
           old.checkedAt = checkedAt;
           old.racy = isRacy(version, checkedAt);
           return old;
@@ -4576,9 +4700,15 @@ class FileCache {
     const complete = bytes.byteLength === version.size;
     let meta = fileMetaFrom(path, { ...info, size: bytes.byteLength });
     let copies: CompressedCopy[] = [];
+    let partial = false;
     if (this.compress && isCompressible(meta.contentType)) {
       meta = { ...meta, vary: true };
-      copies = await compressForCache(path, info, bytes, this.maxFileBytes);
+      ({ copies, partial } = await compressForCache(
+        path,
+        info,
+        bytes,
+        this.maxFileBytes,
+      ));
     }
     const prepared = prepareMemoryFile(bytes, meta, copies, this.extra);
     const held = copies.reduce(
@@ -4592,6 +4722,7 @@ class FileCache {
       bytes: held + path.length * 2 + ENTRY_OVERHEAD_BYTES,
       checkedAt: complete ? checkedAt : -Infinity,
       racy: isRacy(version, checkedAt),
+      partial,
       aliases: new Set(),
     };
   }

@@ -3,9 +3,19 @@
 // test per defect found, each failing on the code before its fix.
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { MAX_ANSWERS_PER_CONNECTION, openBoard } from "../message_board.ts";
+import {
+  MAX_ANSWERS_PER_CLIENT,
+  MAX_ANSWERS_PER_CONNECTION,
+  openBoard,
+} from "../message_board.ts";
 import { openTempBoard, tempFolder } from "./_board.ts";
-import { h2Frame, h2Get, sendRaw } from "./_raw.ts";
+import {
+  connectFrom,
+  h2Frame,
+  h2Get,
+  type RawClient,
+  sendRaw,
+} from "./_raw.ts";
 
 /** 50 messages of 3,999 `<`: an 818 KB newest page, which goes in pieces over HTTP/2. */
 function longPage(): string {
@@ -167,6 +177,63 @@ Deno.test("hostile6: regression: one HTTP/2 connection that reads nothing gets M
     assert.deepEqual(statuses, Array(count).fill(200));
   } finally {
     conn.close();
+    await server.shutdown();
+    await board.close();
+  }
+});
+
+Deno.test("hostile6: regression: one client's zero-window HTTP/2 connections get MAX_ANSWERS_PER_CLIENT answers at a time, then 429", async () => {
+  // 70 connections of 8 answers from one address took every one of MAX_ANSWERS_IN_FLIGHT
+  // (500), and every other client got 503 for as long as they stayed (redteam's F4).
+  await using folder = await tempFolder();
+  const dataFile = join(folder.path, "messages.jsonl");
+  await Deno.writeTextFile(dataFile, longPage());
+  const board = await openBoard({ dataFile, log: () => {} });
+  const statuses = new Map<string, number[]>();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (request, info) => {
+      const response = await board.handler(request, info);
+      const from = info.remoteAddr.hostname;
+      statuses.set(from, [...statuses.get(from) ?? [], response.status]);
+      return response;
+    },
+  );
+  const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);
+  const streams = MAX_ANSWERS_PER_CONNECTION;
+  const connections = MAX_ANSWERS_PER_CLIENT / streams + 2;
+  const clients: RawClient[] = [];
+  try {
+    // Cleartext HTTP/2 from 127.0.0.3, every stream given no window (RFC 9113 6.5.2).
+    const first = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" +
+      latin1(h2Frame(4, 0, 0, new Uint8Array([0, 4, 0, 0, 0, 0]))) +
+      Array.from(
+        { length: streams },
+        (_, i) => latin1(h2Frame(1, 0x5, 2 * i + 1, h2Get("/"))),
+      ).join("");
+    for (let c = 0; c < connections; c++) {
+      clients.push(await connectFrom(server.addr.port, "127.0.0.3", first));
+    }
+    const count = () => statuses.get("127.0.0.3")?.length ?? 0;
+    for (
+      let waited = 0;
+      count() < connections * streams && waited < 5000;
+      waited += 20
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const mine = statuses.get("127.0.0.3")!;
+    assert.equal(
+      mine.filter((status) => status === 200).length,
+      MAX_ANSWERS_PER_CLIENT,
+    );
+    assert.equal(mine.filter((status) => status === 429).length, 2 * streams);
+    // Another client is answered.
+    const page = await fetch(`http://127.0.0.1:${server.addr.port}/`);
+    assert.equal(page.status, 200);
+    await page.body?.cancel();
+  } finally {
+    for (const client of clients) client.socket.destroy();
     await server.shutdown();
     await board.close();
   }

@@ -32,6 +32,16 @@ Deno.test("the README gives the run and test commands", async () => {
   assert.equal(typeof config.tasks.test, "string");
 });
 
+Deno.test("every deno task the README names is in deno.json", async () => {
+  const readme = await read("README.md");
+  const { tasks } = JSON.parse(await read("deno.json"));
+  const named = [...readme.matchAll(/deno task ([a-z][a-z-]*)/g)].map((m) =>
+    m[1]!
+  );
+  assert.ok(named.length >= 5, named.join(", "));
+  for (const task of named) assert.ok(task in tasks, `deno task ${task}`);
+});
+
 Deno.test("deno.json keeps the op and resource sanitizers on", async () => {
   const config = JSON.parse(await read("deno.json"));
   assert.equal(config.test.sanitizeOps, true);
