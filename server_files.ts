@@ -3456,7 +3456,10 @@ async function serveListing(
   }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
-  const { give: giveBack } = await takeFileTurn(info);
+  const { give: giveBack } = await takeFileTurn(
+    info,
+    clientOfTurn(req, ctx, info),
+  );
   try {
     const response = await buildListingResponse(
       ctx,
@@ -3805,6 +3808,14 @@ interface ServeContext {
   notFound: { page: NotFoundPage | null };
   /** Listings kept for `cacheMs` (with the cache only), by key. */
   listings: Map<string, KeptListing> | null;
+  /**
+   * The client {@linkcode MAX_OPEN_FILES_PER_CLIENT} counts for: behind a
+   * `trustProxy` proxy the one it forwarded, so that all clients of a proxy
+   * are not one; null: the socket's address.
+   */
+  clientOf:
+    | ((req: Request, info: Deno.ServeHandlerInfo) => string | null)
+    | null;
 }
 
 /**
@@ -3854,8 +3865,10 @@ function makeContext(
     cleanUrls = false,
     fallback,
     sendTimeoutMs = SEND_TIMEOUT_MS,
+    trustProxy = false,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
+  const trusted = trustedProxies(trustProxy);
   return {
     rootReal,
     urlRoot: trimmed === "" ? "" : "/" + trimmed,
@@ -3873,6 +3886,10 @@ function makeContext(
     sendTimeoutMs,
     notFound: { page: null as NotFoundPage | null },
     listings: cache === null ? null : new Map<string, KeptListing>(),
+    clientOf: trustProxy === false
+      ? null
+      : (req: Request, info: Deno.ServeHandlerInfo) =>
+        forwardedClient(req, info, trustProxy, trusted),
   } satisfies ServeContext;
 }
 
@@ -4295,7 +4312,7 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  const turn = await takeFileTurn(info);
+  const turn = await takeFileTurn(info, clientOfTurn(req, ctx, info));
   try {
     const response = await sendFileFromDisk(
       req,
@@ -4344,8 +4361,9 @@ export const MAX_OPEN_FILES_PER_CONNECTION = 16;
  * 6 MB per connection (each stream's answer holds hyper's send buffer, about
  * 400 KB), 1.3 GB in all, and after it closed them the server went on
  * opening the file for its dead streams for 20 s. Behind a proxy on TCP all
- * clients are the proxy's address and share these turns (a proxy on this
- * machine belongs on a Unix socket: `--unix`, where there is no count).
+ * clients are the proxy's address: with `trustProxy` (`--trust-proxy`) each
+ * client the proxy forwards counts on its own; without it they share these
+ * turns (or put the proxy on a Unix socket, `--unix`, where there is no count).
  */
 export const MAX_OPEN_FILES_PER_CLIENT = 64;
 
@@ -4381,8 +4399,20 @@ const fileTurns = new Map<string, FileTurns>();
  * their answers "completed". So a failed answer's turn passes on after
  * {@linkcode FAILED_TURN_DELAY_MS}, once the rest of the burst has come.
  */
+/** The client a file turn counts for (see {@linkcode ServeContext.clientOf}); null: the socket's. */
+function clientOfTurn(
+  req: Request,
+  ctx: ServeContext,
+  info: Deno.ServeHandlerInfo | undefined,
+): string | null {
+  return ctx.clientOf === null || info === undefined
+    ? null
+    : ctx.clientOf(req, info);
+}
+
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
+  forwarded: string | null = null,
 ): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
@@ -4392,7 +4422,10 @@ async function takeFileTurn(
   const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION);
   let client: FileTurn;
   try {
-    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT);
+    client = await takeTurn(
+      forwarded ?? addr.hostname,
+      MAX_OPEN_FILES_PER_CLIENT,
+    );
   } catch (error) {
     connection.give();
     throw error;
@@ -6015,9 +6048,10 @@ Options:
   --trust-proxy [LIST]
                       the proxies in front: addresses and CIDR ranges,
                       comma-separated (alone: loopback, 127.0.0.0/8 and ::1; a
-                      --unix peer always). From them the access log's client is
-                      the rightmost X-Forwarded-For hop that is none of them;
-                      any other peer's header is ignored
+                      --unix peer always). From them the client is the rightmost
+                      X-Forwarded-For hop that is none of them, for the access
+                      log and the files open per client; any other peer's header
+                      is ignored
   --allowed-host NAME also answer to this host name (repeatable; .example.com
                       allows its subdomains); by default only localhost,
                       127.0.0.1, [::1] and the names and addresses it listens on
