@@ -83,7 +83,8 @@ export const LINGER_MAX_BYTES = 64 * 1024;
 export const MAX_CONNECTIONS = 4096;
 
 /**
- * Connections one client address may hold at once. A browser opens up to six
+ * Connections one client address (an IPv6 client: its /64, see
+ * {@link clientKey}) may hold at once. A browser opens up to six
  * to a server, an office behind one NAT address a few dozen; one address
  * opening thousands (a slowloris, or a flood of idle connections) would
  * otherwise fill {@link MAX_CONNECTIONS} and leave every other client to
@@ -403,6 +404,7 @@ type Wait = "head" | "send" | "linger";
  * {@link MAX_CONNECTIONS_PER_CLIENT}).
  */
 interface Peer {
+  /** Its {@link clientKey} (an IPv6 client's /64), or "unix" for a Unix socket. */
   address: string;
   /** How many of its connections the server has open. */
   held: number;
@@ -1033,6 +1035,9 @@ function isBlank(text: string, at: number): boolean {
   return text[at] === " " || text[at] === "\t";
 }
 
+/** The start of an absolute-form request target (RFC 9112 3.2.2) this server takes. */
+const ABSOLUTE_FORM = /^https?:\/\//i;
+
 /**
  * The path of a request target, or null if the target is malformed
  * (RFC 9112 3.2). `targetPath("GET", "/a?b")` is `"/a"`.
@@ -1047,7 +1052,7 @@ function targetPath(method: string, target: string): string | null {
   // absolute-form, what clients send to proxies; servers MUST accept it (3.2.2).
   // Userinfo in it (`http://a@host/`) is refused, as in Host: RFC 9110 4.2.4
   // says to treat it as an error (it is used to make a URL look like another).
-  if (/^https?:\/\//i.test(target)) {
+  if (ABSOLUTE_FORM.test(target)) {
     const authority = target.slice(target.indexOf("//") + 2).split(/[/?]/)[0]!;
     if (authority.includes("@") || !URL.canParse(target)) return null;
     return new URL(target).pathname;
@@ -1229,7 +1234,9 @@ function normaliseHostName(name: string): string {
  * ```
  */
 export function requestHostName(request: RequestHead): string | null {
-  if (!request.target.startsWith("/") && URL.canParse(request.target)) {
+  // Only an http(s) URL names a host: CONNECT's authority-form
+  // (`example.com:443`) parses as a URL of scheme "example.com" and no host.
+  if (ABSOLUTE_FORM.test(request.target) && URL.canParse(request.target)) {
     return normaliseHostName(new URL(request.target).hostname);
   }
   const host = fieldValues(request.headers, "host")[0];
@@ -1897,10 +1904,9 @@ async function closeGracefully(
   );
   try {
     await conn.closeWrite();
-    const scratch = new Uint8Array(4096);
     let discarded = 0;
     while (discarded < LINGER_MAX_BYTES) {
-      const count = await conn.read(scratch);
+      const count = await conn.read(DISCARD_BUFFER);
       if (count === null) break;
       discarded += count;
     }
@@ -1911,6 +1917,13 @@ async function closeGracefully(
     if (!closedByTimer) closeQuietly(conn);
   }
 }
+
+/**
+ * Where every lingering connection reads what it discards: one buffer for
+ * all, since nothing read into it is looked at (a buffer each was 4 KB per
+ * connection that a pipelining flood kept lingering).
+ */
+const DISCARD_BUFFER = new Uint8Array(4096);
 
 /**
  * Whether the client may still be sending when we have answered, so that
@@ -2283,6 +2296,11 @@ interface OpenConnection {
    * room: it gets 429 without its head being read.
    */
   overLimit: boolean;
+  /**
+   * Set while it waits for a responder's promise: ends the wait when the
+   * shutdown grace is over (see {@link awaitAnswer}).
+   */
+  abandon: (() => void) | undefined;
 }
 
 /** What handleConnection answers a connection it does not read (see {@link OpenConnection}). */
@@ -2366,7 +2384,9 @@ async function handleConnection(
           response = routeRequest(asked);
         } else {
           const answered = answer(settings.respond, asked, log);
-          response = answered instanceof Promise ? await answered : answered;
+          response = answered instanceof Promise
+            ? await awaitAnswer(connection, answered, log)
+            : answered;
         }
       } else {
         response = errorResponse(parsed.status);
@@ -2469,6 +2489,27 @@ async function handleConnection(
  */
 function answerAsGet(request: RequestHead): RequestHead {
   return { ...request, method: "GET" };
+}
+
+/**
+ * Waits for a responder's answer, or until the server stops waiting for it:
+ * a responder whose promise never settles (an upstream call without a time
+ * limit) must not keep a shutdown from finishing, so when the shutdown grace
+ * is over the wait ends with a 500 (the connection is closed by then).
+ */
+function awaitAnswer(
+  connection: OpenConnection,
+  answered: Promise<TinyResponse>,
+  log: (line: string) => void,
+): Promise<TinyResponse> {
+  return new Promise<TinyResponse>((resolve) => {
+    connection.abandon = () => {
+      log("respond had not answered when the shutdown grace ended");
+      resolve(errorResponse(500));
+    };
+    // `answer` never rejects: a responder's failure is already a 500.
+    answered.then(resolve);
+  }).finally(() => connection.abandon = undefined);
 }
 
 /** Why bytes that cannot begin a request were refused, for the console. */
@@ -2669,6 +2710,40 @@ function everySecond(log: (line: string) => void): (line: string) => void {
   };
 }
 
+/**
+ * The client an address stands for, as the key for the per-client limit
+ * ({@link MAX_CONNECTIONS_PER_CLIENT}): the address itself, but IPv6
+ * clients by their /64 network, since one machine usually has a whole /64
+ * to pick addresses from, and an IPv4 client on a dual-stack socket by its
+ * IPv4 address. The same function, with the same output, is in
+ * message_board.ts.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.equal(clientKey("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+ * assert.equal(clientKey("::ffff:192.0.2.7"), "192.0.2.7");
+ * ```
+ */
+export function clientKey(address: string | undefined): string {
+  if (address === undefined || address === "") return "unknown";
+  if (!address.includes(":")) return address; // IPv4, as nearly always
+  const bare = address.replace(/^\[|\]$/g, "").toLowerCase();
+  if (!bare.includes(":")) return bare;
+  const mapped = bare.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/);
+  if (mapped) return mapped[1]!; // an IPv4 client on a dual-stack socket
+  const [head, tail = ""] = bare.split("::", 2);
+  const groups = head === "" ? [] : head!.split(":");
+  if (bare.includes("::")) {
+    const tailGroups = tail === "" ? [] : tail.split(":");
+    groups.push(...Array(8 - groups.length - tailGroups.length).fill("0"));
+    groups.push(...tailGroups);
+  }
+  return `${
+    groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")
+  }::/64`;
+}
+
 /** True when `accept` failed because that one connection was reset before we took it. */
 function isGoneBeforeAccept(error: unknown): boolean {
   return error instanceof Deno.errors.NotConnected ||
@@ -2846,7 +2921,7 @@ export function serveTiny(
       const client = conn.remoteAddr.transport === "unix"
         ? null
         : (conn.remoteAddr as Deno.NetAddr).hostname;
-      const address = client ?? "unix";
+      const address = client === null ? "unix" : clientKey(client);
       let peer = peers.get(address);
       if (peer === undefined) {
         peer = { address, held: 0, group: peers };
@@ -2880,7 +2955,14 @@ export function serveTiny(
         );
       }
       peer.held++;
-      const connection = { conn, slot: -1, client, peer, overLimit };
+      const connection: OpenConnection = {
+        conn,
+        slot: -1,
+        client,
+        peer,
+        overLimit,
+        abandon: undefined,
+      };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
       // (every error is caught and logged) and tells `settings.done` when done.
@@ -2902,10 +2984,12 @@ export function serveTiny(
     stopping.abort();
     stopListening();
     // Requests in progress get a bounded time; then their connections are closed.
-    const timer = setTimeout(
-      () => connections.items.forEach(({ conn }) => closeQuietly(conn)),
-      shutdownGraceMs,
-    );
+    const timer = setTimeout(() => {
+      for (const connection of connections.items) {
+        closeQuietly(connection.conn);
+        connection.abandon?.();
+      }
+    }, shutdownGraceMs);
     finished.then(() => clearTimeout(timer));
     return finished;
   }

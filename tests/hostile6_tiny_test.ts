@@ -2,7 +2,13 @@
 // class of attack, over real sockets from distinct loopback addresses
 // (127.0.0.x stand in for distinct clients).
 import assert from "node:assert/strict";
-import { closeAll, connectFrom, type RawClient } from "./_raw.ts";
+import {
+  closeAll,
+  connectFrom,
+  type RawClient,
+  readUntilClosed,
+  sendRaw,
+} from "./_raw.ts";
 import { startTinyServer } from "./_tiny.ts";
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -166,6 +172,146 @@ Deno.test("an address whose connections are all being answered gets 429 for one 
   } finally {
     release();
     await closeAll(clients);
+    await server.shutdown();
+  }
+});
+
+Deno.test("request targets by form: only an http(s) absolute-form target names the host; CONNECT's authority-form is 405, never 421", async (t) => {
+  const cases: [name: string, request: string, status: number][] = [
+    ["origin-form", "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 200],
+    [
+      "absolute-form, this host",
+      "GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      200,
+    ],
+    [
+      "absolute-form overrides Host",
+      "GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      421,
+    ],
+    [
+      "absolute-form, other scheme",
+      "GET ftp://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      400,
+    ],
+    [
+      "authority-form on GET",
+      "GET 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      400,
+    ],
+    // "example.com:443" parses as a URL of scheme "example.com" and no host:
+    // it was taken for the host name "" and answered 421.
+    [
+      "CONNECT to a name",
+      "CONNECT example.com:443 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      405,
+    ],
+    [
+      "CONNECT to garbage",
+      "CONNECT a:b:c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+      405,
+    ],
+    ["asterisk-form", "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 405],
+    ["asterisk on GET", "GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 400],
+  ];
+  const { server, port } = startTinyServer();
+  try {
+    for (const [name, request, status] of cases) {
+      await t.step(`${name}: ${status}`, async () => {
+        const { text } = await sendRaw(port, request);
+        assert.match(text, new RegExp(`^HTTP/1\\.1 ${status} `));
+        const end = text.indexOf("\r\n\r\n");
+        const length = Number(/\r\nContent-Length: (\d+)\r\n/.exec(text)![1]);
+        assert.equal(text.length, end + 4 + length);
+      });
+    }
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("a responder that never answers does not keep a shutdown from finishing", async () => {
+  // An upstream call without a time limit, say: the grace is all it gets.
+  const { server, port, lines } = startTinyServer({
+    respond: () => new Promise(() => {}),
+    shutdownGraceMs: 200,
+  });
+  const client = await connectFrom(port, "127.0.0.2", WHOLE_HEAD);
+  try {
+    await delay(100);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stopped = await Promise.race([
+      server.shutdown().then(() => "stopped"),
+      new Promise((resolve) => timer = setTimeout(resolve, 3000, "hung")),
+    ]);
+    clearTimeout(timer);
+    assert.equal(stopped, "stopped");
+    await client.closed;
+    assert.ok(
+      lines.some((line) => /shutdown grace ended/.test(line)),
+      lines.join("\n"),
+    );
+  } finally {
+    client.socket.destroy();
+  }
+});
+
+Deno.test("a head split at every boundary, or sent a byte at a time, gets the same answer as in one piece", async (t) => {
+  // readRequestHead keeps state across reads (empty lines before the
+  // request line, the request line's shape, a blank line straddling two
+  // reads): every split must leave the answer as it is.
+  const heads: [name: string, head: string, status: number][] = [
+    ["a plain head", WHOLE_HEAD, 200],
+    [
+      "empty lines first, absolute-form, obs-text",
+      "\r\n\r\nGET http://127.0.0.1/?a=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX: \xe9\r\n\r\n",
+      200,
+    ],
+    ["a bare LF", "GET / HTTP/1.1\r\nHost: 127.0.0.1\n\r\n", 400],
+    ["a TLS record", "\x16\x03\x01\x00\xf8\x01\x00\x00\xf4\x03\x03", 400],
+  ];
+  const { server, port } = startTinyServer();
+  const answer = async (pieces: string[], pauseMs: number) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    conn.setNoDelay(true);
+    try {
+      try {
+        for (const [i, piece] of pieces.entries()) {
+          if (i > 0) await delay(pauseMs);
+          await conn.write(Uint8Array.from(piece, (c) => c.charCodeAt(0)));
+        }
+      } catch (error) {
+        // Refused at its first bytes, closed before the rest was written.
+        if (
+          !(error instanceof Deno.errors.BrokenPipe ||
+            error instanceof Deno.errors.ConnectionReset)
+        ) throw error;
+      }
+      return await readUntilClosed(conn, 5000);
+    } finally {
+      try {
+        conn.close();
+      } catch {
+        // closed by readUntilClosed's timer
+      }
+    }
+  };
+  // The answer without its Date line, which may change between two.
+  const undated = (text: string) => text.replace(/\r\nDate: [^\r]*/, "");
+  try {
+    for (const [name, head, status] of heads) {
+      await t.step(name, async () => {
+        const whole = await answer([head], 0);
+        assert.match(whole, new RegExp(`^HTTP/1\\.1 ${status} `));
+        for (let at = 1; at < head.length; at++) {
+          const split = await answer([head.slice(0, at), head.slice(at)], 5);
+          assert.equal(undated(split), undated(whole), `split at ${at}`);
+        }
+        const bytes = await answer([...head], 1);
+        assert.equal(undated(bytes), undated(whole), "a byte at a time");
+      });
+    }
+  } finally {
     await server.shutdown();
   }
 });

@@ -5,6 +5,7 @@ import {
   allowedHostsFor,
   type ByteReader,
   checkResponse,
+  clientKey,
   errorResponse,
   escapeHtml,
   findHeadEnd,
@@ -1177,4 +1178,23 @@ Deno.test("parseCommandLine reads the flags", () => {
     ]).allowedHosts,
     ["a.example", ".b.example"],
   );
+});
+
+Deno.test("clientKey: the client an address stands for, for the per-client limit", async (t) => {
+  const cases: [address: string, key: string][] = [
+    ["127.0.0.2", "127.0.0.2"],
+    ["::1", "0:0:0:0::/64"],
+    ["2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"],
+    ["2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"],
+    ["2001:0DB8:0001:0002::", "2001:db8:1:2::/64"],
+    ["[2001:db8::1]", "2001:db8:0:0::/64"],
+    ["fe80::1", "fe80:0:0:0::/64"],
+    ["::ffff:192.0.2.7", "192.0.2.7"],
+    ["", "unknown"],
+  ];
+  for (const [address, key] of cases) {
+    await t.step(`${address || '""'} -> ${key}`, () => {
+      assert.equal(clientKey(address), key);
+    });
+  }
 });
