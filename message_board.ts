@@ -4686,7 +4686,7 @@ export interface CommandLineOptions {
   /** --admin-token. */
   adminToken?: string | undefined;
   /** --base-path: where the board is mounted (`/board`); absent without it. */
-  basePath?: string | undefined;
+  basePath?: string;
   /** --trust-proxy: the proxies' addresses and ranges (`loopback` when given alone); false without it. */
   trustProxy: false | string[];
   /** False for --rate-limit off. */
