@@ -157,7 +157,7 @@ export interface HandlerOptions extends ServeDirOptions {
    * {@linkcode formatJsonAccessLog}, written once the answer has been sent.
    * @default {"clf"}
    */
-  logFormat?: "clf" | "json" | undefined;
+  logFormat?: "clf" | "combined" | "json" | undefined;
   /**
    * The proxies in front, whose `X-Forwarded-For` names the client the access
    * log shows: addresses and CIDR ranges (`["loopback"]` for a proxy on this
@@ -3458,7 +3458,11 @@ async function serveListing(
   }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
-  const { give: giveBack } = await takeFileTurn(info, ctx.sendTimeoutMs);
+  const { give: giveBack } = await takeFileTurn(
+    info,
+    ctx.sendTimeoutMs,
+    clientOfTurn(req, ctx, info),
+  );
   try {
     const response = await buildListingResponse(
       ctx,
@@ -3807,6 +3811,14 @@ interface ServeContext {
   notFound: { page: NotFoundPage | null };
   /** Listings kept for `cacheMs` (with the cache only), by key. */
   listings: Map<string, KeptListing> | null;
+  /**
+   * The client {@linkcode MAX_OPEN_FILES_PER_CLIENT} counts for: behind a
+   * `trustProxy` proxy the one it forwarded, so that all clients of a proxy
+   * are not one; null: the socket's address.
+   */
+  clientOf:
+    | ((req: Request, info: Deno.ServeHandlerInfo) => string | null)
+    | null;
 }
 
 /**
@@ -3856,8 +3868,10 @@ function makeContext(
     cleanUrls = false,
     fallback,
     sendTimeoutMs = SEND_TIMEOUT_MS,
+    trustProxy = false,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
+  const trusted = trustedProxies(trustProxy);
   return {
     rootReal,
     urlRoot: trimmed === "" ? "" : "/" + trimmed,
@@ -3875,6 +3889,10 @@ function makeContext(
     sendTimeoutMs,
     notFound: { page: null as NotFoundPage | null },
     listings: cache === null ? null : new Map<string, KeptListing>(),
+    clientOf: trustProxy === false
+      ? null
+      : (req: Request, info: Deno.ServeHandlerInfo) =>
+        forwardedClient(req, info, trustProxy, trusted),
   } satisfies ServeContext;
 }
 
@@ -4297,7 +4315,11 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  const turn = await takeFileTurn(info, ctx.sendTimeoutMs);
+  const turn = await takeFileTurn(
+    info,
+    ctx.sendTimeoutMs,
+    clientOfTurn(req, ctx, info),
+  );
   try {
     const response = await sendFileFromDisk(
       req,
@@ -4346,9 +4368,10 @@ export const MAX_OPEN_FILES_PER_CONNECTION = 16;
  * 6 MB per connection (each stream's answer holds hyper's send buffer, about
  * 400 KB), 1.3 GB in all, and after it closed them the server went on
  * opening the file for its dead streams for 20 s. Behind a proxy on TCP all
- * clients are the proxy's address and share these turns (a proxy on this
- * machine belongs on a Unix socket: `--unix`, where there is no count). A
- * request waits for a turn at most {@linkcode MAX_TURN_WAIT_MS}, then gets
+ * clients are the proxy's address: with `trustProxy` (`--trust-proxy`) each
+ * client the proxy forwards counts on its own; without it they share these
+ * turns (or put the proxy on a Unix socket, `--unix`, where there is no count).
+ * A request waits for a turn at most {@linkcode MAX_TURN_WAIT_MS}, then gets
  * 503 with `Retry-After`: 64 slow downloads from one address (a proxy, an
  * office behind one NAT) left the 65th with no answer at all.
  */
@@ -4370,6 +4393,17 @@ interface FileTurns {
 
 /** Per connection (`address:port`) and per client (`address`): its {@linkcode FileTurns}. */
 const fileTurns = new Map<string, FileTurns>();
+
+/** The client a file turn counts for (see {@linkcode ServeContext.clientOf}); null: the socket's. */
+function clientOfTurn(
+  req: Request,
+  ctx: ServeContext,
+  info: Deno.ServeHandlerInfo | undefined,
+): string | null {
+  return ctx.clientOf === null || info === undefined
+    ? null
+    : ctx.clientOf(req, info);
+}
 
 /**
  * Waits until the connection of `info` may open one more file
@@ -4396,6 +4430,7 @@ const fileTurns = new Map<string, FileTurns>();
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
   waitMs: number,
+  forwarded: string | null = null,
 ): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
@@ -4406,7 +4441,11 @@ async function takeFileTurn(
   const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION, wait);
   let client: FileTurn;
   try {
-    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT, wait);
+    client = await takeTurn(
+      forwarded ?? addr.hostname,
+      MAX_OPEN_FILES_PER_CLIENT,
+      wait,
+    );
   } catch (error) {
     connection.give();
     throw error;
@@ -5308,6 +5347,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     return answer;
   }
   const json = options.logFormat === "json";
+  const combined = options.logFormat === "combined";
   const trustProxy = options.trustProxy ?? false;
   const trusted = trustedProxies(trustProxy);
   const logged: Handler = (req, info) => {
@@ -5317,13 +5357,19 @@ export function createHandler(options: HandlerOptions = {}): Handler {
       ? info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : null
       : forwardedClient(req, info, trustProxy, trusted);
     if (json) return logJsonWhenSent(answer, req, info, remote, started);
+    const extra = combined
+      ? combinedFields(
+        req.headers.get("referer"),
+        req.headers.get("user-agent"),
+      )
+      : "";
     const result = answer(req, info);
     if (result instanceof Response) {
-      logRequest(req, result, remote, started);
+      logRequest(req, result, remote, started, extra);
       return result;
     }
     return result.then((response) => {
-      logRequest(req, response, remote, started);
+      logRequest(req, response, remote, started, extra);
       return response;
     });
   };
@@ -5496,6 +5542,14 @@ export interface AccessLogEntry {
   status: number;
   /** Bytes of body sent; 0 or null is written `-`. */
   bodyBytes: number | null;
+  /**
+   * With these two, the line is nginx's `combined` format: the Referer and
+   * the User-Agent after the size, null written `-`. Without, the Common Log
+   * Format.
+   */
+  referer?: string | null | undefined;
+  /** See `referer`. */
+  userAgent?: string | null | undefined;
 }
 
 /**
@@ -5518,7 +5572,16 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
-  return accessLogLine(client, date.getTime(), requestLine, status, bodyBytes);
+  const line = accessLogLine(
+    client,
+    date.getTime(),
+    requestLine,
+    status,
+    bodyBytes,
+  );
+  return entry.referer === undefined && entry.userAgent === undefined
+    ? line
+    : line + combinedFields(entry.referer ?? null, entry.userAgent ?? null);
 }
 
 /** {@linkcode formatAccessLog} with the time in ms, as the handler has it (no Date per request). */
@@ -5640,6 +5703,7 @@ function logRequest(
   response: Response,
   client: string | null,
   started: number,
+  combined = "",
 ): void {
   const { pathname, search } = splitUrl(req.url);
   // Reading `response.body` would turn a byte body into a stream (and the
@@ -5649,13 +5713,15 @@ function logRequest(
   const length = method === "HEAD"
     ? null
     : response.headers.get("content-length");
-  writeLogLine(accessLogLine(
-    client,
-    started,
-    `${method} ${pathname}${search} HTTP/1.1`,
-    response.status,
-    length === null ? null : Number(length),
-  ));
+  writeLogLine(
+    accessLogLine(
+      client,
+      started,
+      `${method} ${pathname}${search} HTTP/1.1`,
+      response.status,
+      length === null ? null : Number(length),
+    ) + combined,
+  );
 }
 
 /** One request, as {@linkcode formatJsonAccessLog} writes it. */
@@ -6022,9 +6088,10 @@ Options:
   --trust-proxy [LIST]
                       the proxies in front: addresses and CIDR ranges,
                       comma-separated (alone: loopback, 127.0.0.0/8 and ::1; a
-                      --unix peer always). From them the access log's client is
-                      the rightmost X-Forwarded-For hop that is none of them;
-                      any other peer's header is ignored
+                      --unix peer always). From them the client is the rightmost
+                      X-Forwarded-For hop that is none of them, for the access
+                      log and the files open per client; any other peer's header
+                      is ignored
   --allowed-host NAME also answer to this host name (repeatable; .example.com
                       allows its subdomains); by default only localhost,
                       127.0.0.1, [::1] and the names and addresses it listens on
@@ -6044,9 +6111,10 @@ Options:
   --key FILE          TLS private key (PEM)
   --quiet             no access log
   --log-format FMT    the access log's lines: clf (default, the Common Log
-                      Format) or json (one object per line: time, remote_addr,
-                      method, target, status, bytes, duration_ms; written once
-                      the answer is sent)
+                      Format), combined (clf and the Referer and User-Agent, as
+                      nginx's default) or json (one object per line: time,
+                      remote_addr, method, target, status, bytes, duration_ms;
+                      written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per
                       core (default 1); more than 1 needs --unstable-net and
                       read permission for this script
@@ -6124,7 +6192,7 @@ export interface CommandLineOptions extends ServerOptions {
   /** --quiet: no access log. */
   quiet: boolean;
   /** --log-format: clf or json. */
-  logFormat: "clf" | "json";
+  logFormat: "clf" | "combined" | "json";
   /** --workers: how many threads serve. */
   workers: number;
   /** --unix: the socket's path, instead of a port. */
@@ -6236,12 +6304,24 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   };
 }
 
-/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and message_board.ts. */
-function parseLogFormat(value: string): "clf" | "json" {
-  if (value === "clf" || value === "json") return value;
+/** Reads `--log-format`: clf, combined or json. The same check is in server_tiny.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "combined" | "json" {
+  if (value === "clf" || value === "combined" || value === "json") return value;
   throw new CommandLineError(
-    `--log-format takes clf or json, got ${showArg(value)}`,
+    `--log-format takes clf, combined or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * The two fields nginx's `combined` format adds to the Common Log Format line
+ * (`--log-format combined`): ` "referer" "user-agent"`, each escaped as the
+ * request line is, `-` for a header not sent. The same function is in the
+ * other two scripts.
+ */
+function combinedFields(referer: string | null, userAgent: string | null) {
+  const field = (value: string | null) =>
+    value === null ? "-" : escapeForLog(value);
+  return ` "${field(referer)}" "${field(userAgent)}"`;
 }
 
 /**
