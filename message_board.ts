@@ -4703,6 +4703,9 @@ Options:
                       allows its subdomains); by default only localhost,
                       127.0.0.1, [::1] and the names and addresses it listens on
                       (any other Host gets 421)
+  --base-path PATH    serve the board under PATH (/board: its page at /board/,
+                      every link, form and API address below it), for a proxy
+                      that passes that prefix on
   --admin-token TOKEN moderators sign in at /admin with this token (at least ${MIN_ADMIN_TOKEN_CHARS}
                       characters) to clear, delete and restore; or set
                       BOARD_ADMIN_TOKEN (with --allow-env=BOARD_ADMIN_TOKEN).
@@ -4712,9 +4715,10 @@ Options:
   --key FILE          TLS private key (PEM)
   --quiet             no access log
   --log-format FMT    the access log's lines: clf (default, the Common Log
-                      Format) or json (one object per line: time, remote_addr,
-                      method, target, status, bytes, duration_ms; written once
-                      the answer is sent)
+                      Format), combined (clf and the Referer and User-Agent, as
+                      nginx's default) or json (one object per line: time,
+                      remote_addr, method, target, status, bytes, duration_ms;
+                      written once the answer is sent)
   --rate-limit off    no per-client limits (${POST_BURST} posts at once then one per ${
     POST_REFILL_MS / 1000
   } s, ${MAX_STREAMS_PER_CLIENT}
@@ -4749,7 +4753,7 @@ export interface CommandLineOptions {
   /** --quiet: no access log. */
   quiet: boolean;
   /** --log-format: clf or json. */
-  logFormat: "clf" | "json";
+  logFormat: "clf" | "combined" | "json";
   /** --help. */
   help: boolean;
   /** --version. */
@@ -4758,6 +4762,8 @@ export interface CommandLineOptions {
   allowedHosts: string[];
   /** --admin-token. */
   adminToken?: string | undefined;
+  /** --base-path: where the board is mounted (`/board`); absent without it. */
+  basePath?: string;
   /** --trust-proxy: the proxies' addresses and ranges (`loopback` when given alone); false without it. */
   trustProxy: false | string[];
   /** False for --rate-limit off. */
@@ -4780,6 +4786,7 @@ const FLAGS = {
   "allowed-host": { type: "string", multiple: true, default: [] },
   "admin-token": { type: "string" },
   "trust-proxy": { type: "string", multiple: true, default: [] },
+  "base-path": { type: "string" },
   "rate-limit": { type: "string", default: "on" },
 } satisfies ParseArgsOptionsConfig;
 
@@ -4825,6 +4832,16 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   }
   const adminToken = values["admin-token"];
   if (adminToken !== undefined) checkAdminToken(adminToken, "--admin-token");
+  const basePath = values["base-path"];
+  if (basePath !== undefined) {
+    try {
+      normalizeBasePath(basePath);
+    } catch {
+      throw new CommandLineError(
+        `--base-path takes a path such as /board, got ${showArg(basePath)}`,
+      );
+    }
+  }
   return {
     dataFile: values.data,
     databaseUrl: values.store,
@@ -4841,6 +4858,7 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
     allowedHosts: values["allowed-host"],
     adminToken,
     trustProxy: parseTrustProxy(values["trust-proxy"]),
+    ...(basePath === undefined ? {} : { basePath }),
     rateLimit: values["rate-limit"] === "on",
   };
 }
@@ -4893,12 +4911,24 @@ function parseTrustProxy(lists: string[]): false | string[] {
   return entries;
 }
 
-/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and server_files.ts. */
-function parseLogFormat(value: string): "clf" | "json" {
-  if (value === "clf" || value === "json") return value;
+/** Reads `--log-format`: clf, combined or json. The same check is in server_tiny.ts and server_files.ts. */
+function parseLogFormat(value: string): "clf" | "combined" | "json" {
+  if (value === "clf" || value === "combined" || value === "json") return value;
   throw new CommandLineError(
-    `--log-format takes clf or json, got ${showArg(value)}`,
+    `--log-format takes clf, combined or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * The two fields nginx's `combined` format adds to the Common Log Format line
+ * (`--log-format combined`): ` "referer" "user-agent"`, each escaped as the
+ * request line is, `-` for a header not sent. The same function is in the
+ * other two scripts.
+ */
+function combinedFields(referer: string | null, userAgent: string | null) {
+  const field = (value: string | null) =>
+    value === null ? "-" : escapeForLog(value);
+  return ` "${field(referer)}" "${field(userAgent)}"`;
 }
 
 /**
@@ -5029,6 +5059,14 @@ export interface AccessLogEntry {
   status: number;
   /** Bytes of body sent; 0 or null is written `-`. */
   bodyBytes: number | null;
+  /**
+   * With these two, the line is nginx's `combined` format: the Referer and
+   * the User-Agent after the size, null written `-`. Without, the Common Log
+   * Format.
+   */
+  referer?: string | null | undefined;
+  /** See `referer`. */
+  userAgent?: string | null | undefined;
 }
 
 /**
@@ -5060,9 +5098,12 @@ export function formatAccessLog(entry: AccessLogEntry): string {
       pad(date.getUTCSeconds())
     } +0000`;
   const request = requestLine === null ? "-" : escapeForLog(requestLine);
-  return `${client ?? "-"} - - [${time}] "${request}" ${status} ${
+  const line = `${client ?? "-"} - - [${time}] "${request}" ${status} ${
     bodyBytes ? bodyBytes : "-"
   }`;
+  return entry.referer === undefined && entry.userAgent === undefined
+    ? line
+    : line + combinedFields(entry.referer ?? null, entry.userAgent ?? null);
 }
 
 /** One request, as {@linkcode formatJsonAccessLog} writes it. */
@@ -5271,7 +5312,7 @@ export interface ServerOptions extends BoardOptions {
    * `"json"` ({@linkcode formatJsonAccessLog}, written once the answer is sent).
    * @default "clf"
    */
-  logFormat?: "clf" | "json" | undefined;
+  logFormat?: "clf" | "combined" | "json" | undefined;
   /**
    * Opens the store, after the TLS files are read (board_postgres.ts gives its own).
    * @default undefined (`store`, or the JSON Lines store on `dataFile`)
@@ -5352,6 +5393,8 @@ export async function startServer(
       : []),
   ];
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
+  // Where the start-up line sends a browser: the board's own page.
+  const base = normalizeBasePath(options.basePath ?? "");
   // The log names the client the limits count: behind a trusted proxy, the one it forwarded.
   const trustProxy = options.trustProxy ?? false;
   const trusted = trustedProxies(trustProxy);
@@ -5365,6 +5408,12 @@ export async function startServer(
     : async (request, info) => {
       const date = new Date();
       const client = clientOf(request, info);
+      const combined = options.logFormat === "combined"
+        ? {
+          referer: request.headers.get("referer"),
+          userAgent: request.headers.get("user-agent"),
+        }
+        : {};
       const response = await board.handler(request, info);
       // Content-Length when the board set it (streams and pages may not).
       const length = request.method === "HEAD"
@@ -5376,6 +5425,7 @@ export async function startServer(
         requestLine: requestLineOf(request),
         status: response.status,
         bodyBytes: length === null ? null : Number(length),
+        ...combined,
       }));
       return response;
     };
@@ -5451,7 +5501,7 @@ export async function startServer(
         const host = hostname.includes(":") ? `[${hostname}]` : hostname;
         const scheme = tls ? "https" : "http";
         announce(
-          `${scheme}://${host}:${port}/`,
+          `${scheme}://${host}:${port}${base}/`,
           isLoopbackName(hostName(host)),
         );
       },

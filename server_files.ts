@@ -157,7 +157,7 @@ export interface HandlerOptions extends ServeDirOptions {
    * {@linkcode formatJsonAccessLog}, written once the answer has been sent.
    * @default {"clf"}
    */
-  logFormat?: "clf" | "json" | undefined;
+  logFormat?: "clf" | "combined" | "json" | undefined;
   /**
    * The proxies in front, whose `X-Forwarded-For` names the client the access
    * log shows: addresses and CIDR ranges (`["loopback"]` for a proxy on this
@@ -2734,9 +2734,10 @@ let busyLoggedAt = -Infinity;
 let busyUnlogged = 0;
 
 /**
- * Logs a 503 for want of a descriptor in one short line (the error code, no
- * stack), rate-limited to one per {@linkcode BUSY_LOG_INTERVAL_MS}; the next
- * line says how many were not logged, as the kernel's "callbacks suppressed".
+ * Logs a 503 for want of a descriptor (or of a file turn in time) in one
+ * short line (the error code or the reason, no stack), rate-limited to one
+ * per {@linkcode BUSY_LOG_INTERVAL_MS}; the next line says how many were not
+ * logged, as the kernel's "callbacks suppressed".
  */
 function logOutOfDescriptors(
   method: string,
@@ -2749,6 +2750,9 @@ function logOutOfDescriptors(
     return;
   }
   const code = (error as { code?: unknown } | null)?.code;
+  const reason = error instanceof NotServableError
+    ? error.message
+    : `out of file descriptors (${typeof code === "string" ? code : "EMFILE"})`;
   const more = busyUnlogged > 0
     ? ` (${busyUnlogged} more since the last such line)`
     : "";
@@ -2758,9 +2762,7 @@ function logOutOfDescriptors(
     "%s",
     `server_files: 503 for ${method} ${
       JSON.stringify(logSafe(pathname))
-    }: out of file descriptors (${
-      typeof code === "string" ? code : "EMFILE"
-    })${more}`,
+    }: ${reason}${more}`,
   );
 }
 
@@ -3456,7 +3458,11 @@ async function serveListing(
   }
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
-  const { give: giveBack } = await takeFileTurn(info);
+  const { give: giveBack } = await takeFileTurn(
+    info,
+    ctx.sendTimeoutMs,
+    clientOfTurn(req, ctx, info),
+  );
   try {
     const response = await buildListingResponse(
       ctx,
@@ -3805,6 +3811,14 @@ interface ServeContext {
   notFound: { page: NotFoundPage | null };
   /** Listings kept for `cacheMs` (with the cache only), by key. */
   listings: Map<string, KeptListing> | null;
+  /**
+   * The client {@linkcode MAX_OPEN_FILES_PER_CLIENT} counts for: behind a
+   * `trustProxy` proxy the one it forwarded, so that all clients of a proxy
+   * are not one; null: the socket's address.
+   */
+  clientOf:
+    | ((req: Request, info: Deno.ServeHandlerInfo) => string | null)
+    | null;
 }
 
 /**
@@ -3854,8 +3868,10 @@ function makeContext(
     cleanUrls = false,
     fallback,
     sendTimeoutMs = SEND_TIMEOUT_MS,
+    trustProxy = false,
   } = options;
   const trimmed = urlRoot.replace(/^\/+|\/+$/g, "");
+  const trusted = trustedProxies(trustProxy);
   return {
     rootReal,
     urlRoot: trimmed === "" ? "" : "/" + trimmed,
@@ -3873,6 +3889,10 @@ function makeContext(
     sendTimeoutMs,
     notFound: { page: null as NotFoundPage | null },
     listings: cache === null ? null : new Map<string, KeptListing>(),
+    clientOf: trustProxy === false
+      ? null
+      : (req: Request, info: Deno.ServeHandlerInfo) =>
+        forwardedClient(req, info, trustProxy, trusted),
   } satisfies ServeContext;
 }
 
@@ -4295,7 +4315,11 @@ async function sendFile(
       if (!(error instanceof FileTooBig)) throw error;
     }
   }
-  const turn = await takeFileTurn(info);
+  const turn = await takeFileTurn(
+    info,
+    ctx.sendTimeoutMs,
+    clientOfTurn(req, ctx, info),
+  );
   try {
     const response = await sendFileFromDisk(
       req,
@@ -4344,10 +4368,20 @@ export const MAX_OPEN_FILES_PER_CONNECTION = 16;
  * 6 MB per connection (each stream's answer holds hyper's send buffer, about
  * 400 KB), 1.3 GB in all, and after it closed them the server went on
  * opening the file for its dead streams for 20 s. Behind a proxy on TCP all
- * clients are the proxy's address and share these turns (a proxy on this
- * machine belongs on a Unix socket: `--unix`, where there is no count).
+ * clients are the proxy's address: with `trustProxy` (`--trust-proxy`) each
+ * client the proxy forwards counts on its own; without it they share these
+ * turns (or put the proxy on a Unix socket, `--unix`, where there is no count).
+ * A request waits for a turn at most {@linkcode MAX_TURN_WAIT_MS}, then gets
+ * 503 with `Retry-After`: 64 slow downloads from one address (a proxy, an
+ * office behind one NAT) left the 65th with no answer at all.
  */
 export const MAX_OPEN_FILES_PER_CLIENT = 64;
+
+/**
+ * Longest wait for a file turn ({@linkcode MAX_OPEN_FILES_PER_CLIENT}), or
+ * the send timeout when that is shorter (`sendTimeoutMs`); then 503.
+ */
+export const MAX_TURN_WAIT_MS = 10_000;
 
 /** Files open for the answers of one connection or one client, and the requests that wait for one. */
 interface FileTurns {
@@ -4360,6 +4394,17 @@ interface FileTurns {
 /** Per connection (`address:port`) and per client (`address`): its {@linkcode FileTurns}. */
 const fileTurns = new Map<string, FileTurns>();
 
+/** The client a file turn counts for (see {@linkcode ServeContext.clientOf}); null: the socket's. */
+function clientOfTurn(
+  req: Request,
+  ctx: ServeContext,
+  info: Deno.ServeHandlerInfo | undefined,
+): string | null {
+  return ctx.clientOf === null || info === undefined
+    ? null
+    : ctx.clientOf(req, info);
+}
+
 /**
  * Waits until the connection of `info` may open one more file
  * ({@linkcode MAX_OPEN_FILES_PER_CONNECTION}), and then its client
@@ -4367,7 +4412,8 @@ const fileTurns = new Map<string, FileTurns>();
  * the turns back (to the next waiting requests, if any), safe to call twice:
  * with the reason when the answer was not sent (`info.completed` rejected).
  * Without `info` (a handler called directly, or over a Unix socket) there is
- * nothing to count.
+ * nothing to count. A wait longer than `waitMs` (capped at
+ * {@linkcode MAX_TURN_WAIT_MS}) throws a 503.
  *
  * When every answer a connection has in flight fails, with none sent in
  * between, the connection is gone (or its client reset every stream): its
@@ -4383,16 +4429,23 @@ const fileTurns = new Map<string, FileTurns>();
  */
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
+  waitMs: number,
+  forwarded: string | null = null,
 ): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
     return { give() {}, ended() {} };
   }
   const key = `${addr.hostname}:${addr.port}`;
-  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION);
+  const wait = Math.min(waitMs, MAX_TURN_WAIT_MS);
+  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION, wait);
   let client: FileTurn;
   try {
-    client = await takeTurn(addr.hostname, MAX_OPEN_FILES_PER_CLIENT);
+    client = await takeTurn(
+      forwarded ?? addr.hostname,
+      MAX_OPEN_FILES_PER_CLIENT,
+      wait,
+    );
   } catch (error) {
     connection.give();
     throw error;
@@ -4425,10 +4478,14 @@ interface FileTurn {
 }
 
 /**
- * One turn of `key` (a connection or a client) within `limit`, as
- * {@linkcode takeFileTurn} says.
+ * One turn of `key` (a connection or a client) within `limit`, waited for
+ * at most `waitMs`, as {@linkcode takeFileTurn} says.
  */
-async function takeTurn(key: string, limit: number): Promise<FileTurn> {
+async function takeTurn(
+  key: string,
+  limit: number,
+  waitMs: number,
+): Promise<FileTurn> {
   let turns = fileTurns.get(key);
   if (turns === undefined) {
     turns = { open: 0, failing: 0, waiting: [] };
@@ -4437,9 +4494,25 @@ async function takeTurn(key: string, limit: number): Promise<FileTurn> {
   if (turns.failing >= limit) throw clientGone();
   if (turns.open < limit) turns.open++;
   else {
-    await new Promise<void>((grant, refuse) =>
-      turns.waiting.push({ grant, refuse: () => refuse(clientGone()) })
-    );
+    await new Promise<void>((grant, refuse) => {
+      const waiter = {
+        grant() {
+          clearTimeout(timer);
+          grant();
+        },
+        refuse() {
+          clearTimeout(timer);
+          refuse(clientGone());
+        },
+      };
+      const timer = setTimeout(() => {
+        turns.waiting.splice(turns.waiting.indexOf(waiter), 1);
+        refuse(
+          new NotServableError(503, `no file turn for ${key} in ${waitMs} ms`),
+        );
+      }, waitMs);
+      turns.waiting.push(waiter);
+    });
   }
   const failed = () => {
     if (++turns.failing >= limit) {
@@ -5274,6 +5347,7 @@ export function createHandler(options: HandlerOptions = {}): Handler {
     return answer;
   }
   const json = options.logFormat === "json";
+  const combined = options.logFormat === "combined";
   const trustProxy = options.trustProxy ?? false;
   const trusted = trustedProxies(trustProxy);
   const logged: Handler = (req, info) => {
@@ -5283,13 +5357,19 @@ export function createHandler(options: HandlerOptions = {}): Handler {
       ? info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : null
       : forwardedClient(req, info, trustProxy, trusted);
     if (json) return logJsonWhenSent(answer, req, info, remote, started);
+    const extra = combined
+      ? combinedFields(
+        req.headers.get("referer"),
+        req.headers.get("user-agent"),
+      )
+      : "";
     const result = answer(req, info);
     if (result instanceof Response) {
-      logRequest(req, result, remote, started);
+      logRequest(req, result, remote, started, extra);
       return result;
     }
     return result.then((response) => {
-      logRequest(req, response, remote, started);
+      logRequest(req, response, remote, started, extra);
       return response;
     });
   };
@@ -5462,6 +5542,14 @@ export interface AccessLogEntry {
   status: number;
   /** Bytes of body sent; 0 or null is written `-`. */
   bodyBytes: number | null;
+  /**
+   * With these two, the line is nginx's `combined` format: the Referer and
+   * the User-Agent after the size, null written `-`. Without, the Common Log
+   * Format.
+   */
+  referer?: string | null | undefined;
+  /** See `referer`. */
+  userAgent?: string | null | undefined;
 }
 
 /**
@@ -5484,7 +5572,16 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
-  return accessLogLine(client, date.getTime(), requestLine, status, bodyBytes);
+  const line = accessLogLine(
+    client,
+    date.getTime(),
+    requestLine,
+    status,
+    bodyBytes,
+  );
+  return entry.referer === undefined && entry.userAgent === undefined
+    ? line
+    : line + combinedFields(entry.referer ?? null, entry.userAgent ?? null);
 }
 
 /** {@linkcode formatAccessLog} with the time in ms, as the handler has it (no Date per request). */
@@ -5606,6 +5703,7 @@ function logRequest(
   response: Response,
   client: string | null,
   started: number,
+  combined = "",
 ): void {
   const { pathname, search } = splitUrl(req.url);
   // Reading `response.body` would turn a byte body into a stream (and the
@@ -5615,13 +5713,15 @@ function logRequest(
   const length = method === "HEAD"
     ? null
     : response.headers.get("content-length");
-  writeLogLine(accessLogLine(
-    client,
-    started,
-    `${method} ${pathname}${search} HTTP/1.1`,
-    response.status,
-    length === null ? null : Number(length),
-  ));
+  writeLogLine(
+    accessLogLine(
+      client,
+      started,
+      `${method} ${pathname}${search} HTTP/1.1`,
+      response.status,
+      length === null ? null : Number(length),
+    ) + combined,
+  );
 }
 
 /** One request, as {@linkcode formatJsonAccessLog} writes it. */
@@ -5988,9 +6088,10 @@ Options:
   --trust-proxy [LIST]
                       the proxies in front: addresses and CIDR ranges,
                       comma-separated (alone: loopback, 127.0.0.0/8 and ::1; a
-                      --unix peer always). From them the access log's client is
-                      the rightmost X-Forwarded-For hop that is none of them;
-                      any other peer's header is ignored
+                      --unix peer always). From them the client is the rightmost
+                      X-Forwarded-For hop that is none of them, for the access
+                      log and the files open per client; any other peer's header
+                      is ignored
   --allowed-host NAME also answer to this host name (repeatable; .example.com
                       allows its subdomains); by default only localhost,
                       127.0.0.1, [::1] and the names and addresses it listens on
@@ -6010,9 +6111,10 @@ Options:
   --key FILE          TLS private key (PEM)
   --quiet             no access log
   --log-format FMT    the access log's lines: clf (default, the Common Log
-                      Format) or json (one object per line: time, remote_addr,
-                      method, target, status, bytes, duration_ms; written once
-                      the answer is sent)
+                      Format), combined (clf and the Referer and User-Agent, as
+                      nginx's default) or json (one object per line: time,
+                      remote_addr, method, target, status, bytes, duration_ms;
+                      written once the answer is sent)
   --workers N         serve from N threads on one port, or "auto" for one per
                       core (default 1); more than 1 needs --unstable-net and
                       read permission for this script
@@ -6090,7 +6192,7 @@ export interface CommandLineOptions extends ServerOptions {
   /** --quiet: no access log. */
   quiet: boolean;
   /** --log-format: clf or json. */
-  logFormat: "clf" | "json";
+  logFormat: "clf" | "combined" | "json";
   /** --workers: how many threads serve. */
   workers: number;
   /** --unix: the socket's path, instead of a port. */
@@ -6202,12 +6304,24 @@ export function parseCommandLine(args: string[]): CommandLineOptions {
   };
 }
 
-/** Reads `--log-format`: clf or json. The same check is in server_tiny.ts and message_board.ts. */
-function parseLogFormat(value: string): "clf" | "json" {
-  if (value === "clf" || value === "json") return value;
+/** Reads `--log-format`: clf, combined or json. The same check is in server_tiny.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "combined" | "json" {
+  if (value === "clf" || value === "combined" || value === "json") return value;
   throw new CommandLineError(
-    `--log-format takes clf or json, got ${showArg(value)}`,
+    `--log-format takes clf, combined or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * The two fields nginx's `combined` format adds to the Common Log Format line
+ * (`--log-format combined`): ` "referer" "user-agent"`, each escaped as the
+ * request line is, `-` for a header not sent. The same function is in the
+ * other two scripts.
+ */
+function combinedFields(referer: string | null, userAgent: string | null) {
+  const field = (value: string | null) =>
+    value === null ? "-" : escapeForLog(value);
+  return ` "${field(referer)}" "${field(userAgent)}"`;
 }
 
 /**

@@ -2122,6 +2122,14 @@ export interface AccessLogEntry {
   status: number;
   /** Bytes of body sent; 0 or null is written `-`. */
   bodyBytes: number | null;
+  /**
+   * With these two, the line is nginx's `combined` format: the Referer and
+   * the User-Agent after the size, null written `-`. Without, the Common Log
+   * Format.
+   */
+  referer?: string | null | undefined;
+  /** See `referer`. */
+  userAgent?: string | null | undefined;
 }
 
 /**
@@ -2143,7 +2151,16 @@ export interface AccessLogEntry {
  */
 export function formatAccessLog(entry: AccessLogEntry): string {
   const { client, date, requestLine, status, bodyBytes } = entry;
-  return accessLogLine(client, date.getTime(), requestLine, status, bodyBytes);
+  const line = accessLogLine(
+    client,
+    date.getTime(),
+    requestLine,
+    status,
+    bodyBytes,
+  );
+  return entry.referer === undefined && entry.userAgent === undefined
+    ? line
+    : line + combinedFields(entry.referer ?? null, entry.userAgent ?? null);
 }
 
 /** {@link formatAccessLog} with the time in milliseconds: no Date per request. */
@@ -2253,6 +2270,8 @@ interface ConnectionSettings {
   quiet: boolean;
   /** Access-log lines as JSON ({@link formatJsonAccessLog}), not the Common Log Format. */
   json: boolean;
+  /** Access-log lines with the Referer and User-Agent ({@link combinedFields}). */
+  combined: boolean;
   log: (line: string) => void;
   headTimeoutMs: number;
   lingerMs: number;
@@ -2411,7 +2430,12 @@ async function handleConnection(
       requestLine,
       response.status,
       omitBody ? 0 : bodyLength,
-    );
+    ) + (settings.combined
+      ? combinedFields(
+        request && (fieldValues(request.headers, "referer")[0] ?? null),
+        request && (fieldValues(request.headers, "user-agent")[0] ?? null),
+      )
+      : "");
     const linger = maySendMore(result, request);
     // One write nearly always takes it all; the rest waits for the client.
     const written = await conn.write(bytes);
@@ -2563,7 +2587,7 @@ export interface TinyServerOptions {
    * The access log's format: `"clf"` ({@link formatAccessLog}) or `"json"`
    * ({@link formatJsonAccessLog}). @default "clf"
    */
-  logFormat?: "clf" | "json";
+  logFormat?: "clf" | "combined" | "json";
   /** Where output lines go, one call per line. @default console.log (in batches) */
   log?: (line: string) => void;
   /** See {@link HEAD_TIMEOUT_MS}. @default {HEAD_TIMEOUT_MS} */
@@ -2813,6 +2837,7 @@ export function serveTiny(
   const settings = {
     quiet,
     json: logFormat === "json",
+    combined: logFormat === "combined",
     log,
     headTimeoutMs,
     lingerMs,
@@ -3009,9 +3034,10 @@ Options:
   --once              serve one connection, then exit
   --quiet             do not print request heads (the access log stays)
   --log-format FMT    the access log's lines: clf (default, the Common Log
-                      Format) or json (one object per line: time, remote_addr,
-                      method, target, status, bytes, duration_ms; written once
-                      the answer is sent)
+                      Format), combined (clf and the Referer and User-Agent, as
+                      nginx's default) or json (one object per line: time,
+                      remote_addr, method, target, status, bytes, duration_ms;
+                      written once the answer is sent)
   -V, --version       print the version and exit
   -h, --help          show this help`;
 
@@ -3038,7 +3064,7 @@ export interface CommandLineOptions {
   /** --quiet: do not print each request head. */
   quiet: boolean;
   /** --log-format: clf or json. */
-  logFormat: "clf" | "json";
+  logFormat: "clf" | "combined" | "json";
   /** --help: print the usage and exit. */
   help: boolean;
   /** --version: print the version and exit. */
@@ -3132,12 +3158,24 @@ function parseUnixMode(
   return parseInt(digits, 8);
 }
 
-/** Reads `--log-format`: clf or json. The same check is in server_files.ts and message_board.ts. */
-function parseLogFormat(value: string): "clf" | "json" {
-  if (value === "clf" || value === "json") return value;
+/** Reads `--log-format`: clf, combined or json. The same check is in server_files.ts and message_board.ts. */
+function parseLogFormat(value: string): "clf" | "combined" | "json" {
+  if (value === "clf" || value === "combined" || value === "json") return value;
   throw new CommandLineError(
-    `--log-format takes clf or json, got ${showArg(value)}`,
+    `--log-format takes clf, combined or json, got ${showArg(value)}`,
   );
+}
+
+/**
+ * The two fields nginx's `combined` format adds to the Common Log Format line
+ * (`--log-format combined`): ` "referer" "user-agent"`, each escaped as the
+ * request line is, `-` for a header not sent. The same function is in the
+ * other two scripts.
+ */
+function combinedFields(referer: string | null, userAgent: string | null) {
+  const field = (value: string | null) =>
+    value === null ? "-" : escapeForLog(value);
+  return ` "${field(referer)}" "${field(userAgent)}"`;
 }
 
 /**

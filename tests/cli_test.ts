@@ -29,8 +29,11 @@ const MISTAKES: [args: string[], message: string][] = [
   [["--port=1e3"], "--port must be a number from 0 to 65535, got 1e3"],
   [["--port=-1"], "--port must be a number from 0 to 65535, got -1"],
   [["--quiet=yes"], "--quiet takes no value"],
-  [["--log-format", "xml"], "--log-format takes clf or json, got xml"],
-  [["--log-format="], '--log-format takes clf or json, got ""'],
+  [
+    ["--log-format", "xml"],
+    "--log-format takes clf, combined or json, got xml",
+  ],
+  [["--log-format="], '--log-format takes clf, combined or json, got ""'],
   [["--allowed-host"], "--allowed-host needs a value"],
   [["--allowed-host", "a b"], '--allowed-host takes a host name, got "a b"'],
   [["--allowed-host", "a/b"], "--allowed-host takes a host name, got a/b"],
@@ -90,6 +93,16 @@ const UNIX_TLS_MISTAKES: [args: string[], message: string][] = [
   ],
 ];
 
+/** message_board.ts alone is mounted under a path. */
+const BASE_PATH_MISTAKES: [args: string[], message: string][] = [
+  ["board", "/a b", "/board?x", "//x"].map((path): [string[], string] => [
+    ["--base-path", path],
+    `--base-path takes a path such as /board, got ${
+      path.includes(" ") ? `"${path}"` : path
+    }`,
+  ]),
+].flat();
+
 /** server_files.ts alone has --workers, which share a TCP port. */
 const WORKER_MISTAKES: [args: string[], message: string][] = [
   [
@@ -125,6 +138,7 @@ const PARSERS = [
     ...CERT_MISTAKES,
     ...UNIX_MISTAKES,
     ...UNIX_TLS_MISTAKES,
+    ...BASE_PATH_MISTAKES,
   ]],
 ] as const;
 
@@ -175,6 +189,18 @@ const LOG_LINES: [entry: tiny.AccessLogEntry, line: string][] = [
       bodyBytes: 0,
     },
     '::1 - - [01/Jan/1970:00:00:00 +0000] "GET /a\\x22 200 1\\x0a\\x5c\\x1b[2J\\xe9\\u{202e} HTTP/1.1" 404 -',
+  ],
+  [
+    {
+      client: "127.0.0.1",
+      date: new Date(0),
+      requestLine: "GET / HTTP/1.1",
+      status: 200,
+      bodyBytes: 5,
+      referer: null,
+      userAgent: 'a "b"\n',
+    },
+    '127.0.0.1 - - [01/Jan/1970:00:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "a \\x22b\\x22\\x0a"',
   ],
 ];
 
@@ -441,59 +467,77 @@ async function accessLogLine(
   args: string[],
   cwd: string,
   path: string,
+  headers: Record<string, string> = {},
 ): Promise<string> {
   await using server = await startScript(`${REPO}/${script}`, permissions, [
     "--port",
     "0",
     ...args,
   ], { cwd });
-  await (await fetch(`${server.url}${path.slice(1)}`)).body?.cancel();
+  await (await fetch(`${server.url}${path.slice(1)}`, { headers })).body
+    ?.cancel();
   const quoted = path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   return await server.waitForLine(new RegExp(`"GET ${quoted} `));
 }
 
-Deno.test("the three servers write the same Common Log Format line for the same request", async () => {
-  const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
-  try {
-    await Deno.mkdir(`${folder}/static`);
-    const path = "/cli-check?x=1";
-    const lines = [
-      await accessLogLine(
-        "server_tiny.ts",
-        ["--allow-net=127.0.0.1"],
-        ["--quiet"], // no request heads; the access log stays
-        folder,
-        path,
-      ),
-      await accessLogLine(
-        "server_files.ts",
-        ["--allow-net=127.0.0.1", "--allow-read=./static"],
-        [],
-        folder,
-        path,
-      ),
-      await accessLogLine(
-        "message_board.ts",
-        [
-          "--allow-net=127.0.0.1",
-          "--allow-read=./data",
-          "--allow-write=./data",
-        ],
-        [],
-        folder,
-        path,
-      ),
-    ];
-    for (const line of lines) {
-      assert.match(
-        line,
-        /^127\.0\.0\.1 - - \[\d\d\/[A-Z][a-z]{2}\/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET \/cli-check\?x=1 HTTP\/1\.1" 404 (\d+|-)$/,
-      );
+for (const format of ["clf", "combined"]) {
+  Deno.test(`the three servers write the same --log-format ${format} line for the same request`, async () => {
+    const folder = await Deno.makeTempDir({ prefix: "cli_test_" });
+    try {
+      await Deno.mkdir(`${folder}/static`);
+      const path = "/cli-check?x=1";
+      // combined adds the Referer and the User-Agent, escaped as the request line.
+      const headers = {
+        referer: "http://127.0.0.1/from?a=1",
+        "user-agent": 'probe/1.0 "quoted" \\',
+      };
+      const args = ["--log-format", format];
+      const lines = [
+        await accessLogLine(
+          "server_tiny.ts",
+          ["--allow-net=127.0.0.1"],
+          ["--quiet", ...args], // no request heads; the access log stays
+          folder,
+          path,
+          headers,
+        ),
+        await accessLogLine(
+          "server_files.ts",
+          ["--allow-net=127.0.0.1", "--allow-read=./static"],
+          args,
+          folder,
+          path,
+          headers,
+        ),
+        await accessLogLine(
+          "message_board.ts",
+          [
+            "--allow-net=127.0.0.1",
+            "--allow-read=./data",
+            "--allow-write=./data",
+          ],
+          args,
+          folder,
+          path,
+          headers,
+        ),
+      ];
+      const added = format === "combined"
+        ? ' "http://127\\.0\\.0\\.1/from\\?a=1" "probe/1\\.0 \\\\x22quoted\\\\x22 \\\\x5c"'
+        : "";
+      for (const line of lines) {
+        assert.match(
+          line,
+          new RegExp(
+            `^127\\.0\\.0\\.1 - - \\[\\d\\d/[A-Z][a-z]{2}/\\d{4}:\\d\\d:\\d\\d:\\d\\d \\+0000\\] "GET /cli-check\\?x=1 HTTP/1\\.1" 404 (\\d+|-)${added}$`,
+          ),
+        );
+      }
+    } finally {
+      await Deno.remove(folder, { recursive: true });
     }
-  } finally {
-    await Deno.remove(folder, { recursive: true });
-  }
-});
+  });
+}
 
 /** Each entry point run with --hostname 0.0.0.0 under the README's narrow --allow-net. */
 const WIDENED = [

@@ -173,7 +173,14 @@ Deno.test({
           "server_files.ts",
           ["--allow-net=127.0.0.1", "--allow-read=./static"],
           // Caddy passes the site's name on as Host: the file server must answer to it.
-          ["--root", "./static", "--allowed-host", FILES_HOST, ...ON_PORT_0],
+          [
+            "--root",
+            "./static",
+            "--trust-proxy",
+            "--allowed-host",
+            FILES_HOST,
+            ...ON_PORT_0,
+          ],
         ),
       ].map(async (starting) => {
         const server = await starting;

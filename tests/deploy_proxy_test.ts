@@ -345,3 +345,117 @@ Deno.test({
     ]);
   },
 });
+
+Deno.test({
+  name:
+    "message_board.ts --base-path /board: behind a proxy that passes the prefix on, the board lives under it",
+  sanitizeResources: false, // node:http's sockets close a moment after 'end'
+  async fn() {
+    await using folder = await tempFolder();
+    await Deno.mkdir(`${folder.path}/data`);
+    await using board = await startBoard(folder.path, [
+      "--base-path",
+      "/board",
+    ], { accessLog: true });
+    // The start-up line opens the board's own page.
+    assert.match(
+      board.lines[0]!,
+      /^Tiny Message Board on http:\/\/127\.0\.0\.1:\d+\/board\/ /,
+    );
+    const get = (path: string) => send(board.port, { path, host: "127.0.0.1" });
+    const page = await get("/board/");
+    assert.equal(page.status, 200);
+    assert.match(page.body, /href="\/board\/style\.css/);
+    assert.doesNotMatch(page.body, /(href|action|src)="\/(?!board\/)/);
+    assert.equal((await get("/")).status, 404);
+    assert.equal((await get("/board/api/messages")).status, 200);
+    const posted = await send(board.port, {
+      method: "POST",
+      path: "/board/",
+      host: "127.0.0.1",
+      headers: {
+        "content-type": "application/x-www-form-urlencoded",
+        origin: board.origin,
+      },
+      body: "message=under+a+prefix",
+    });
+    assert.equal(posted.status, 303, posted.body);
+    assert.match((await get("/board/")).body, /under a prefix/);
+  },
+});
+
+Deno.test({
+  name:
+    "server_files.ts --trust-proxy: behind a proxy each forwarded client has its own MAX_OPEN_FILES_PER_CLIENT, not one for all",
+  sanitizeResources: false,
+  async fn() {
+    const root = await Deno.makeTempDir({ prefix: "deploy_proxy_" });
+    const conns: Deno.Conn[] = [];
+    try {
+      // Past the small-file cache, and more than the socket buffers hold:
+      // a download nobody reads keeps its file (and its turn) open.
+      await Deno.writeFile(`${root}/big.bin`, new Uint8Array());
+      await Deno.truncate(`${root}/big.bin`, 256 << 20); // sparse: no disk used
+      await using server = await startScript(`${REPO_ROOT}server_files.ts`, [
+        "--allow-net=127.0.0.1",
+        `--allow-read=${root}`,
+      ], [
+        "--root",
+        root,
+        "--port",
+        "0",
+        "--quiet",
+        "--trust-proxy",
+        "127.0.0.1",
+      ]);
+      // One client, through the proxy (127.0.0.1), takes every turn it has.
+      const request = (client: string) =>
+        new TextEncoder().encode(
+          `GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Forwarded-For: ${client}\r\n\r\n`,
+        );
+      for (let i = 0; i < files.MAX_OPEN_FILES_PER_CLIENT + 1; i++) {
+        const conn = await Deno.connect({
+          hostname: "127.0.0.1",
+          port: server.port,
+        });
+        conns.push(conn);
+        await conn.write(request("198.51.100.1"));
+      }
+      // Wait until they hold every turn: 64 descriptors of the file open.
+      const held = () =>
+        [...Deno.readDirSync(`/proc/${server.pid}/fd`)].filter(({ name }) => {
+          try {
+            return Deno.readLinkSync(`/proc/${server.pid}/fd/${name}`) ===
+              `${root}/big.bin`;
+          } catch {
+            return false; // closed since the listing
+          }
+        }).length;
+      for (
+        const deadline = Date.now() + 5_000;
+        held() < files.MAX_OPEN_FILES_PER_CLIENT && Date.now() < deadline;
+      ) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.ok(held() >= files.MAX_OPEN_FILES_PER_CLIENT, `${held()} open`);
+      // Another client through the same proxy downloads at once.
+      const started = performance.now();
+      const response = await fetch(`${server.url}big.bin`, {
+        headers: {
+          "x-forwarded-for": "198.51.100.2",
+          range: "bytes=0-1048575",
+        },
+        signal: AbortSignal.timeout(10_000),
+      });
+      assert.equal(response.status, 206);
+      assert.equal((await response.arrayBuffer()).byteLength, 1 << 20);
+      assert.ok(
+        performance.now() - started < 10_000,
+        "the second client did not wait for the first one's turns",
+      );
+      // Closed before the server stops, which would wait for them.
+      for (const conn of conns.splice(0)) conn.close();
+    } finally {
+      for (const conn of conns) conn.close();
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});

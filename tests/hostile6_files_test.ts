@@ -2,6 +2,7 @@
 // (paths, headers, HTTP/2, resource exhaustion): one test per defect found,
 // each failing on the code before its fix.
 import assert from "node:assert/strict";
+import net from "node:net";
 import {
   createHandler,
   MAX_OPEN_FILES_PER_CLIENT,
@@ -264,3 +265,91 @@ Deno.test("cache: many distinct compressible files asked for at once are not all
   }
   assert.deepEqual(later, first.map(() => "br"));
 });
+
+// --- Resource exhaustion: one address's file turns ----------------------------
+
+Deno.test("turns: a request from an address whose file turns are all taken gets 503 with Retry-After in bounded time, not a hang; another address is served", async () => {
+  // Behind a proxy on TCP (or one NAT) every visitor is one address: with 64
+  // slow downloads under way, the 65th waited for a turn with no answer at all.
+  await using tree = await makeTree();
+  const big = `${tree.root}/big.bin`;
+  using file = await Deno.open(big, { create: true, write: true });
+  await file.truncate(50 << 20); // sparse, far too big for the cache
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    createHandler({ fsRoot: tree.root, quiet: true, sendTimeoutMs: 2_000 }),
+  );
+  const { port } = server.addr;
+  const get = "GET /big.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  // Slow readers that keep making progress (64 KiB now and then), so the
+  // send timeout never frees their turns.
+  const holders: {
+    socket: net.Socket;
+    timer?: ReturnType<typeof setTimeout>;
+  }[] = [];
+  try {
+    for (let i = 0; i < MAX_OPEN_FILES_PER_CLIENT; i++) {
+      const holder: {
+        socket: net.Socket;
+        timer?: ReturnType<typeof setTimeout>;
+      } = {
+        socket: net.connect({
+          port,
+          host: "127.0.0.1",
+          localAddress: "127.0.0.3",
+        }),
+      };
+      holder.socket.on("error", () => {});
+      holder.socket.on("data", () => {
+        holder.socket.pause();
+        holder.timer = setTimeout(() => holder.socket.resume(), 50);
+      });
+      holder.socket.write(get);
+      holders.push(holder);
+    }
+    await new Promise((r) => setTimeout(r, 500)); // every holder has its turn
+    const started = Date.now();
+    const [busy, other] = await Promise.all([
+      sendRawFrom(port, "127.0.0.3", get),
+      sendRawFrom(port, "127.0.0.4", get),
+    ]);
+    assert.match(busy, /^HTTP\/1\.1 503 /, busy.slice(0, 200));
+    assert.match(busy, /\r\nretry-after: 1\r\n/i);
+    assert.ok(Date.now() - started < 8_000, "answered once the wait was up");
+    assert.match(
+      other,
+      /^HTTP\/1\.1 200 /,
+      "another address has its own turns",
+    );
+  } finally {
+    for (const { socket, timer } of holders) {
+      clearTimeout(timer);
+      socket.destroy();
+    }
+    await server.shutdown();
+    // The holders' streams end with their connections: let their timers go.
+    await new Promise((r) => setTimeout(r, 100));
+  }
+});
+
+/** Sends `request` from `localAddress` and resolves the answer's head, then closes. */
+function sendRawFrom(port: number, localAddress: string, request: string) {
+  return new Promise<string>((resolve, reject) => {
+    const socket = net.connect({ port, host: "127.0.0.1", localAddress });
+    let text = "";
+    socket.setEncoding("latin1");
+    socket.on("error", reject);
+    socket.setTimeout(10_000, () => {
+      socket.destroy();
+      reject(new Error(`no answer within 10 s from ${localAddress}`));
+    });
+    socket.on("data", (chunk: string) => {
+      text += chunk;
+      if (text.includes("\r\n\r\n")) {
+        socket.destroy();
+        resolve(text.slice(0, text.indexOf("\r\n\r\n") + 4));
+      }
+    });
+    socket.write(request);
+  });
+}
