@@ -3326,15 +3326,30 @@ export const MAX_WAITING_LISTINGS = 64;
 
 const listingTurns = { running: 0, waiting: [] as (() => void)[] };
 
-/** Waits for a turn to build a listing; false when too many are waiting already. */
-async function takeListingTurn(): Promise<boolean> {
+/**
+ * Waits for a turn to build a listing; false when too many are waiting
+ * already. A wait that `stop` aborts (everyone who wanted the listing left)
+ * leaves the queue at once and throws {@linkcode clientGone}.
+ */
+async function takeListingTurn(stop: AbortSignal): Promise<boolean> {
   if (listingTurns.running < MAX_CONCURRENT_LISTINGS) {
     listingTurns.running++;
     return true;
   }
   if (listingTurns.waiting.length >= MAX_WAITING_LISTINGS) return false;
   // The turn is handed over by releaseListingTurn, still counted as running.
-  await new Promise<void>((resolve) => listingTurns.waiting.push(resolve));
+  await new Promise<void>((resolve, reject) => {
+    const granted = () => {
+      stop.removeEventListener("abort", left);
+      resolve();
+    };
+    const left = () => {
+      listingTurns.waiting.splice(listingTurns.waiting.indexOf(granted), 1);
+      reject(clientGone());
+    };
+    stop.addEventListener("abort", left, { once: true });
+    listingTurns.waiting.push(granted);
+  });
   return true;
 }
 
@@ -3355,6 +3370,7 @@ async function readListing(
   rootReal: string,
   dirPath: string,
   showDotfiles: boolean,
+  stop?: AbortSignal,
 ): Promise<{ entries: ListingEntry[]; truncated: boolean }> {
   const found: Deno.DirEntry[] = [];
   let truncated = false;
@@ -3372,6 +3388,7 @@ async function readListing(
   }
   const entries: (ListingEntry | null)[] = [];
   for (let i = 0; i < found.length; i += LISTING_STAT_CONCURRENCY) {
+    if (stop?.aborted) throw clientGone(); // no one waits for it any more
     const batch = found.slice(i, i + LISTING_STAT_CONCURRENCY);
     entries.push(
       ...await Promise.all(
@@ -3430,7 +3447,8 @@ async function statListingEntry(
  * `format=json` or `Accept` prefers it. A bad `sort`, `order` or `format`
  * is 400 with a line saying what is allowed. With {@linkcode createHandler}
  * a listing is kept for `cacheMs`, as files are (see {@linkcode
- * KeptListing}).
+ * KeptListing}); requests for a listing that is being built wait for that
+ * build ({@linkcode buildListingOnce}).
  */
 async function serveListing(
   req: Request,
@@ -3452,25 +3470,30 @@ async function serveListing(
   const key = `${
     json ? "json" : "html"
   } ${query.sort} ${query.order} ${relativePath.length} ${relativePath} ${dirPath}`;
-  const kept = ctx.listings?.get(key);
-  if (kept !== undefined && Date.now() - kept.checkedAt < ctx.cache!.validMs) {
-    return kept.response.clone();
-  }
+  const kept = keptListing(ctx, key);
+  if (kept !== undefined) return kept;
+  // Read only by a request that must wait (see buildListingOnce).
+  let signal: AbortSignal | undefined;
+  const requester = {
+    signal: () => signal ??= req.signal,
+    waited: () => signal !== undefined,
+    client: listingClient(req, ctx, info),
+  };
   // Like a file, a listing stays in memory until the client has read it:
   // it takes one of its connection's turns (see MAX_OPEN_FILES_PER_CONNECTION).
   const { give: giveBack } = await takeFileTurn(
     info,
     ctx.sendTimeoutMs,
     clientOfTurn(req, ctx, info),
+    requester.signal,
   );
   try {
-    const response = await buildListingResponse(
+    // Another request may have kept this listing while this one waited.
+    const response = keptListing(ctx, key) ?? await buildListingResponse(
       ctx,
-      relativePath,
-      dirPath,
-      query,
-      json,
+      { relativePath, dirPath, query, json },
       key,
+      requester,
     );
     // Deno.serve settles `completed` once the body is sent or given up.
     if (info?.completed === undefined) giveBack();
@@ -3482,38 +3505,47 @@ async function serveListing(
   }
 }
 
+/** A clone of the listing kept under `key`, if it is still fresh. */
+function keptListing(ctx: ServeContext, key: string): Response | undefined {
+  const kept = ctx.listings?.get(key);
+  return kept !== undefined && Date.now() - kept.checkedAt < ctx.cache!.validMs
+    ? kept.response.clone()
+    : undefined;
+}
+
+/** What a listing shows: the folder, its URL path, and the query's choices. */
+interface ListingRequest {
+  relativePath: string;
+  dirPath: string;
+  query: ListingQuery;
+  json: boolean;
+}
+
+/** Who asks for a listing build: their signal (read only if they must wait) and client. */
+interface ListingRequester {
+  signal: () => AbortSignal;
+  /** True once `signal` was read: the request waited (for a file turn). */
+  waited: () => boolean;
+  /** The client {@linkcode MAX_LISTING_BUILDS_PER_CLIENT} counts for; null: none. */
+  client: string | null;
+}
+
 /**
- * The listing answer of {@linkcode serveListing}, once a listing turn is
- * free (else 503); kept under `key` when the handler keeps listings.
+ * The listing answer of {@linkcode serveListing}, kept under `key` when the
+ * handler keeps listings.
  */
 async function buildListingResponse(
   ctx: ServeContext,
-  relativePath: string,
-  dirPath: string,
-  query: ListingQuery,
-  json: boolean,
+  listing: ListingRequest,
   key: string,
+  requester: ListingRequester,
 ): Promise<Response> {
-  if (!(await takeListingTurn())) {
+  const { json } = listing;
+  const built = await buildListingOnce(ctx, listing, requester);
+  if (built === null) {
     return textResponse(503, ctx.extra, [["Retry-After", "1"]]);
   }
-  let bytes: Uint8Array<ArrayBuffer>;
-  const readAt = Date.now();
-  try {
-    const listing = await readListing(ctx.rootReal, dirPath, ctx.showDotfiles);
-    const options = {
-      urlRoot: ctx.urlRoot,
-      query,
-      truncated: listing.truncated,
-    };
-    bytes = encoder.encode(
-      json
-        ? renderListingJson(relativePath, listing.entries, options)
-        : renderListing(relativePath, listing.entries, options),
-    );
-  } finally {
-    releaseListingTurn();
-  }
+  const { bytes, readAt } = built;
   const headers = textHeaders(
     bytes.byteLength,
     json ? "application/json; charset=utf-8" : "text/html; charset=utf-8",
@@ -3534,6 +3566,175 @@ async function buildListingResponse(
   // listing goes as a stream, so its turn lasts until the client has it.
   const body = piecesFromMemory(bytes, [{ start: 0, end: bytes.length - 1 }]);
   return makeResponse(body, 200, headers);
+}
+
+/**
+ * Listing builds one client may have running or waiting for a turn
+ * ({@linkcode MAX_CONCURRENT_LISTINGS}) at once; another gets 503 with
+ * `Retry-After`. Requests for a listing already being built wait for that
+ * build and count nothing. A client that asked for 1,000 listings over
+ * HTTP/2 and left had the server building them for over 40 s after it had
+ * gone (redteam F6).
+ */
+export const MAX_LISTING_BUILDS_PER_CLIENT = 4;
+
+/**
+ * A listing being built, shared by every request for the same bytes:
+ * `wanted` counts those that may still read it, and when the last one has
+ * left (its `request.signal` aborted) `stop` ends the build, waiting or not.
+ */
+interface ListingBuild {
+  done: Promise<BuiltListing | null>;
+  wanted: number;
+  /** Set when its requesters' signals are read (they wait), so that it may stop. */
+  stoppable: boolean;
+  stop: AbortController;
+}
+
+/** A listing's bytes and when its folder was read; null: no turn (503). */
+interface BuiltListing {
+  bytes: Uint8Array<ArrayBuffer>;
+  readAt: number;
+}
+
+/** Builds in progress, by everything their bytes depend on. */
+const listingBuilds = new Map<string, ListingBuild>();
+/** Builds in progress per client ({@linkcode MAX_LISTING_BUILDS_PER_CLIENT}). */
+const listingBuildsByClient = new Map<string, number>();
+
+/** The client a listing build counts for: the file turn's, or the socket's address. */
+function listingClient(
+  req: Request,
+  ctx: ServeContext,
+  info: Deno.ServeHandlerInfo | undefined,
+): string | null {
+  const forwarded = clientOfTurn(req, ctx, info);
+  if (forwarded !== null) return forwarded;
+  return info?.remoteAddr.transport === "tcp" ? info.remoteAddr.hostname : null;
+}
+
+/**
+ * The listing's bytes, built once for all the requests that want them at
+ * the same time: a request that finds the same listing being built waits
+ * for it instead of building another (600 requests for one folder made one
+ * build, not 600). A request that must wait reads its `request.signal`
+ * (Deno then warns once, on its first answer, that it also aborts that
+ * signal after a success: we listen only while waiting) and leaves the wait
+ * when its client goes: a build that no one wants any more stops, whether
+ * it waits for its turn or reads the folder. Throws a 503 past
+ * {@linkcode MAX_LISTING_BUILDS_PER_CLIENT}, {@linkcode clientGone} for a
+ * requester that left.
+ */
+async function buildListingOnce(
+  ctx: ServeContext,
+  listing: ListingRequest,
+  requester: ListingRequester,
+): Promise<BuiltListing | null> {
+  const { relativePath, dirPath, query, json } = listing;
+  // The bytes depend on these and nothing else (headers are added after).
+  const key = JSON.stringify([
+    json,
+    query.sort,
+    query.order,
+    relativePath,
+    dirPath,
+    ctx.rootReal,
+    ctx.urlRoot,
+    ctx.showDotfiles,
+  ]);
+  if (requester.waited() && requester.signal().aborted) throw clientGone();
+  let build = listingBuilds.get(key);
+  if (build === undefined || build.stop.signal.aborted) {
+    const { client } = requester;
+    const building = client === null
+      ? 0
+      : listingBuildsByClient.get(client) ?? 0;
+    if (building >= MAX_LISTING_BUILDS_PER_CLIENT) {
+      throw new NotServableError(
+        503,
+        `${building} listings already being built for ${client}`,
+      );
+    }
+    build = startListingBuild(ctx, listing, key, client, requester.waited());
+  }
+  build.wanted++;
+  if (!build.stoppable) {
+    // It runs (or is about to): waiting for it costs nothing to stop.
+    return await build.done;
+  }
+  const signal = requester.signal();
+  const current = build;
+  let left!: () => void;
+  const gone = new Promise<never>((_, reject) => {
+    left = () => {
+      if (--current.wanted === 0) current.stop.abort();
+      reject(clientGone());
+    };
+  });
+  if (signal.aborted) left();
+  else signal.addEventListener("abort", left, { once: true });
+  try {
+    return await Promise.race([current.done, gone]);
+  } finally {
+    signal.removeEventListener("abort", left);
+  }
+}
+
+/** Starts the build of {@linkcode buildListingOnce} under `key`, counted for `client`. */
+function startListingBuild(
+  ctx: ServeContext,
+  listing: ListingRequest,
+  key: string,
+  client: string | null,
+  waited: boolean,
+): ListingBuild {
+  const { relativePath, dirPath, query, json } = listing;
+  const stop = new AbortController();
+  const build: ListingBuild = {
+    done: Promise.resolve(null),
+    wanted: 0,
+    // Its requesters' signals are read when the first one already waited
+    // for a file turn, or when no listing turn is free: the build waits.
+    stoppable: waited || listingTurns.running >= MAX_CONCURRENT_LISTINGS,
+    stop,
+  };
+  if (client !== null) {
+    listingBuildsByClient.set(
+      client,
+      (listingBuildsByClient.get(client) ?? 0) + 1,
+    );
+  }
+  build.done = (async () => {
+    if (!(await takeListingTurn(stop.signal))) return null;
+    const readAt = Date.now();
+    try {
+      const { entries, truncated } = await readListing(
+        ctx.rootReal,
+        dirPath,
+        ctx.showDotfiles,
+        stop.signal,
+      );
+      const options = { urlRoot: ctx.urlRoot, query, truncated };
+      const bytes = encoder.encode(
+        json
+          ? renderListingJson(relativePath, entries, options)
+          : renderListing(relativePath, entries, options),
+      );
+      return { bytes, readAt };
+    } finally {
+      releaseListingTurn();
+    }
+  })();
+  listingBuilds.set(key, build);
+  const settled = () => {
+    if (listingBuilds.get(key) === build) listingBuilds.delete(key);
+    if (client === null) return;
+    const left = listingBuildsByClient.get(client)! - 1;
+    if (left === 0) listingBuildsByClient.delete(client);
+    else listingBuildsByClient.set(client, left);
+  };
+  build.done.then(settled, settled);
+  return build;
 }
 
 /**
@@ -3568,7 +3769,9 @@ function keepListing(
 ): Response {
   const old = listings.get(key);
   listings.delete(key); // Map keeps insertion order: this one is now the newest
-  if (old !== undefined && equalBytes(old.bytes, bytes)) {
+  if (
+    old !== undefined && (old.bytes === bytes || equalBytes(old.bytes, bytes))
+  ) {
     old.checkedAt = checkedAt;
     listings.set(key, old);
     return old.response;
@@ -4426,11 +4629,14 @@ function clientOfTurn(
  * which prints a warning about its legacy abort on success), and many of
  * their answers "completed". So a failed answer's turn passes on after
  * {@linkcode FAILED_TURN_DELAY_MS}, once the rest of the burst has come.
+ * A caller that passes the request's `signal` has a request that must wait
+ * read it, and leave the queue as soon as its client goes.
  */
 async function takeFileTurn(
   info: Deno.ServeHandlerInfo | undefined,
   waitMs: number,
   forwarded: string | null = null,
+  signal?: () => AbortSignal,
 ): Promise<FileTurn> {
   const addr = info?.remoteAddr;
   if (addr?.transport !== "tcp" || info!.completed === undefined) {
@@ -4438,13 +4644,19 @@ async function takeFileTurn(
   }
   const key = `${addr.hostname}:${addr.port}`;
   const wait = Math.min(waitMs, MAX_TURN_WAIT_MS);
-  const connection = await takeTurn(key, MAX_OPEN_FILES_PER_CONNECTION, wait);
+  const connection = await takeTurn(
+    key,
+    MAX_OPEN_FILES_PER_CONNECTION,
+    wait,
+    signal,
+  );
   let client: FileTurn;
   try {
     client = await takeTurn(
       forwarded ?? addr.hostname,
       MAX_OPEN_FILES_PER_CLIENT,
       wait,
+      signal,
     );
   } catch (error) {
     connection.give();
@@ -4479,12 +4691,14 @@ interface FileTurn {
 
 /**
  * One turn of `key` (a connection or a client) within `limit`, waited for
- * at most `waitMs`, as {@linkcode takeFileTurn} says.
+ * at most `waitMs` and while `signal` (read only if it must wait) is not
+ * aborted, as {@linkcode takeFileTurn} says.
  */
 async function takeTurn(
   key: string,
   limit: number,
   waitMs: number,
+  signal?: () => AbortSignal,
 ): Promise<FileTurn> {
   let turns = fileTurns.get(key);
   if (turns === undefined) {
@@ -4494,23 +4708,35 @@ async function takeTurn(
   if (turns.failing >= limit) throw clientGone();
   if (turns.open < limit) turns.open++;
   else {
+    const gone = signal?.();
+    if (gone?.aborted) throw clientGone();
     await new Promise<void>((grant, refuse) => {
+      const settle = () => {
+        clearTimeout(timer);
+        gone?.removeEventListener("abort", left);
+      };
       const waiter = {
         grant() {
-          clearTimeout(timer);
+          settle();
           grant();
         },
         refuse() {
-          clearTimeout(timer);
+          settle();
           refuse(clientGone());
         },
       };
-      const timer = setTimeout(() => {
+      const leave = (error: NotServableError) => {
+        settle();
         turns.waiting.splice(turns.waiting.indexOf(waiter), 1);
-        refuse(
+        refuse(error);
+      };
+      const left = () => leave(clientGone());
+      const timer = setTimeout(() => {
+        leave(
           new NotServableError(503, `no file turn for ${key} in ${waitMs} ms`),
         );
       }, waitMs);
+      gone?.addEventListener("abort", left, { once: true });
       turns.waiting.push(waiter);
     });
   }
