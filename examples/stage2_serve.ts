@@ -96,11 +96,60 @@ function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
+/** How long {@linkcode serveForever} waits before it listens again. */
+const RELISTEN_DELAY_MS = 1000;
+
+/**
+ * Serves {@linkcode handler} on 127.0.0.1:`port` until the process ends.
+ *
+ * `Deno.serve` 2.9 has no idle timeout, so connections that send half a
+ * request and wait can use up the process's file descriptors. Accepting
+ * then fails, Deno closes the listener and `server.finished` rejects; left
+ * unhandled, that rejection ends the process. Here the failed server is shut
+ * down instead (its idle connections close and give their descriptors back,
+ * requests in flight finish) and a new one listens on the same port a second
+ * later. server_files.ts does the same with a back-off (`serveWithRestart`).
+ * A port that cannot be had at the start (in use, no permission) still throws.
+ */
+export async function serveForever(
+  port: number,
+  log: (line: string) => void = console.error,
+): Promise<void> {
+  // The first server prints Deno's "Listening on http://127.0.0.1:8080/".
+  let server = Deno.serve({ hostname: "127.0.0.1", port }, handler);
+  const again = {
+    hostname: "127.0.0.1",
+    port: server.addr.port,
+    onListen() {},
+  };
+  while (true) {
+    try {
+      return await server.finished;
+    } catch (error) {
+      log(
+        `stage2: accepting connections failed (${
+          (error as Error)?.message ?? error
+        }); closing idle connections, listening again`,
+      );
+      server.shutdown().catch(() => {});
+    }
+    while (true) {
+      await new Promise((resolve) => setTimeout(resolve, RELISTEN_DELAY_MS));
+      try {
+        server = Deno.serve(again, handler);
+        break;
+      } catch {
+        // Still no descriptor for the listening socket: wait again.
+      }
+    }
+  }
+}
+
 if (import.meta.main) {
   const { values } = parseArgs({
     args: Deno.args,
     options: { port: { type: "string", default: "8080" } },
   });
-  // Deno.serve prints "Listening on http://127.0.0.1:8080/" and serves until Ctrl-C.
-  Deno.serve({ hostname: "127.0.0.1", port: Number(values.port) }, handler);
+  // Serves until Ctrl-C.
+  await serveForever(Number(values.port));
 }

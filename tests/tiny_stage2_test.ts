@@ -2,7 +2,7 @@
 // the script itself with the README's command.
 import assert from "node:assert/strict";
 import { handler } from "../examples/stage2_serve.ts";
-import { startScript } from "./_process.ts";
+import { startScript, toolTestOptions } from "./_process.ts";
 import { sendRaw } from "./_raw.ts";
 
 Deno.test("the stage 2 handler answers by method and path", async (t) => {
@@ -70,4 +70,55 @@ Deno.test("the stage 2 server answers 400 to a Host no URL can hold (was 500 and
     });
   }
   assert.doesNotMatch(server.lines.join("\n"), /TypeError|Invalid URL/);
+});
+
+Deno.test({
+  name:
+    "the stage 2 server outlives a descriptor flood: it listens again and answers (redteam F12: it exited)",
+  ...await toolTestOptions("the stage 2 descriptor-flood test", ["prlimit"]),
+}, async () => {
+  await using server = await startScript(
+    "examples/stage2_serve.ts",
+    ["--allow-net=127.0.0.1"],
+    ["--port", "0"],
+    {
+      ready: /Listening on http:\/\/127\.0\.0\.1:\d+\//,
+      wrapper: ["prlimit", "--nofile=64"],
+    },
+  );
+  // Idle connections with half a head each, more than the descriptors left.
+  const flood = (await Promise.all(
+    Array.from(
+      { length: 100 },
+      () =>
+        Deno.connect({ hostname: "127.0.0.1", port: server.port }).catch(() =>
+          null
+        ),
+    ),
+  )).filter((conn): conn is Deno.TcpConn => conn !== null);
+  const half = new TextEncoder().encode(
+    "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+  );
+  try {
+    await Promise.all(flood.map((conn) => conn.write(half).catch(() => 0)));
+    await server.waitForLine(/stage2: accepting connections failed/, 20_000);
+    // With the flood still open: the failed server closed its idle
+    // connections, and the new one answers.
+    let status = 0;
+    for (let tries = 0; tries < 100 && status !== 200; tries++) {
+      try {
+        const answer = await fetch(server.url, {
+          signal: AbortSignal.timeout(2000),
+        });
+        status = answer.status;
+        await answer.body?.cancel();
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+    assert.equal(status, 200, server.lines.join("\n"));
+    assert.doesNotMatch(server.stderr.join("\n"), /Uncaught|\n\s+at /);
+  } finally {
+    for (const conn of flood) conn.close();
+  }
 });
