@@ -2301,6 +2301,12 @@ interface OpenConnection {
    * shutdown grace is over (see {@link awaitAnswer}).
    */
   abandon: (() => void) | undefined;
+  /**
+   * Closed by the server when the shutdown grace ended: the error its read
+   * or write then gets is the server's doing, and not logged (the shutdown
+   * logs one line for all of them).
+   */
+  cut: boolean;
 }
 
 /** What handleConnection answers a connection it does not read (see {@link OpenConnection}). */
@@ -2467,7 +2473,9 @@ async function handleConnection(
     }
   } catch (error) {
     // A reset or broken connection is normal on a network: note it, carry on.
-    log(`${from} connection error: ${describeError(error)}`);
+    if (!connection.cut) {
+      log(`${from} connection error: ${describeError(error)}`);
+    }
   } finally {
     // Closed exactly once: closing a closed Conn throws, and building that
     // error costs more than the close.
@@ -2962,6 +2970,7 @@ export function serveTiny(
         peer,
         overLimit,
         abandon: undefined,
+        cut: false,
       };
       connections.add(connection);
       // Not awaited: each connection goes on on its own. It never rejects
@@ -2985,7 +2994,14 @@ export function serveTiny(
     stopListening();
     // Requests in progress get a bounded time; then their connections are closed.
     const timer = setTimeout(() => {
+      const count = connections.items.length;
+      log(
+        `the shutdown grace (${shutdownGraceMs} ms) is over: closing ${count} connection${
+          count === 1 ? "" : "s"
+        } still in progress`,
+      );
       for (const connection of connections.items) {
+        connection.cut = true;
         closeQuietly(connection.conn);
         connection.abandon?.();
       }
@@ -3376,12 +3392,24 @@ function explainStartFailure(
         showArg(absolute)
       }`;
     }
-    const why = error instanceof Error ? error.message : String(error);
-    return `cannot listen on ${shown}: ${why}`;
+    // ENOENT, ENOTDIR: a folder on the way is missing, or is a file.
+    const folder = socket.includes("/")
+      ? showArg(socket.slice(0, socket.lastIndexOf("/")) || "/")
+      : ".";
+    if (error instanceof Deno.errors.NotFound) {
+      return `cannot listen on ${shown}: the folder ${folder} does not exist (create it, or give another --unix PATH)`;
+    }
+    if (error instanceof Deno.errors.NotADirectory) {
+      return `cannot listen on ${shown}: ${folder} is not a folder (give another --unix PATH)`;
+    }
+    return `cannot listen on ${shown}: ${describeStartError(error)}`;
   }
-  const where = `${options.hostname}:${options.port}`;
+  const where = `${showArg(bracketIpv6(options.hostname))}:${options.port}`;
   if (error instanceof Deno.errors.AddrInUse) {
     return `${where} is in use (try another --port, or --port 0)`;
+  }
+  if (error instanceof Deno.errors.AddrNotAvailable) {
+    return `cannot listen on ${where}: no network interface of this machine has that address (try 127.0.0.1, or 0.0.0.0 for every address)`;
   }
   if (error instanceof Deno.errors.NotCapable) {
     // Permission scopes are literal: --allow-net=127.0.0.1 does not cover 0.0.0.0.
@@ -3389,9 +3417,17 @@ function explainStartFailure(
       bracketIpv6(options.hostname)
     }`;
   }
-  // The message, not only the name: "Error" alone says nothing of a bad host name.
+  return `cannot listen on ${where}: ${describeStartError(error)}`;
+}
+
+/**
+ * The runtime's message, not only the error's name ("Error" alone says
+ * nothing of a bad host name), in one line, and shown as {@link showBytes}
+ * shows a request: it repeats what the user typed, escape codes included.
+ */
+function describeStartError(error: unknown): string {
   const why = error instanceof Error ? error.message : String(error);
-  return `cannot listen on ${where}: ${why}`;
+  return showBytes(encoder.encode(why.split("\n", 1)[0]!));
 }
 
 async function main(): Promise<void> {
@@ -3411,16 +3447,19 @@ async function main(): Promise<void> {
     console.log(`server_tiny.ts ${VERSION} (Deno ${Deno.version.deno})`);
     return;
   }
+  // One log for the server's lines and ours, so that they come out in the
+  // order they happened: the access log is written in batches.
+  const log = batchedConsoleLog();
   let server: TinyServer<Deno.NetAddr | Deno.UnixAddr>;
   try {
-    server = await startServer(options);
+    server = await startServer({ ...options, log });
   } catch (error) {
     console.error(`server_tiny: ${explainStartFailure(error, options)}`);
     Deno.exit(1);
   }
 
   const onSignal = () => {
-    console.log("Shutting down: finishing requests in progress...");
+    log("Shutting down: finishing requests in progress...");
     server.shutdown();
   };
   // Windows has no SIGTERM; Ctrl-C arrives as SIGINT everywhere.

@@ -2,6 +2,7 @@
 // deciding the answer and formatting the bytes. No sockets here.
 import assert from "node:assert/strict";
 import {
+  type AccessLogEntry,
   allowedHostsFor,
   type ByteReader,
   checkResponse,
@@ -891,70 +892,70 @@ Deno.test("the hello page shows header values as showBytes does", async (t) => {
 });
 
 Deno.test("formatAccessLog", async (t) => {
-  const date = new Date(Date.UTC(2026, 10, 2, 3, 4, 5));
-  await t.step("it writes the Common Log Format", () => {
-    assert.equal(
-      formatAccessLog({
-        client: "127.0.0.1",
-        date,
-        requestLine: "GET / HTTP/1.1",
-        status: 200,
-        bodyBytes: 512,
-      }),
+  const at = (ms: number) => new Date(Date.UTC(2026, 10, 2, 3, 4, 5) + ms);
+  const entry = {
+    client: "127.0.0.1",
+    date: at(0),
+    requestLine: "GET / HTTP/1.1",
+    status: 200,
+    bodyBytes: 512,
+  };
+  const cases: [what: string, entry: AccessLogEntry, line: string][] = [
+    [
+      "the Common Log Format",
+      entry,
       '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512',
-    );
-  });
-  await t.step("no request line (a timeout) and no body are -", () => {
-    assert.equal(
-      formatAccessLog({
-        client: "::1",
-        date,
-        requestLine: null,
-        status: 408,
-        bodyBytes: 0,
-      }),
+    ],
+    [
+      "no request line (a timeout) and no body are -",
+      { ...entry, client: "::1", requestLine: null, status: 408, bodyBytes: 0 },
       '::1 - - [02/Nov/2026:03:04:05 +0000] "-" 408 -',
-    );
-  });
-  await t.step("hostile bytes in the request line are escaped", () => {
-    assert.equal(
-      formatAccessLog({
-        client: "127.0.0.1",
-        date,
-        requestLine: 'GET /"\x1b\\\xe9\u202e HTTP/1.1',
-        status: 400,
-        bodyBytes: 10,
-      }),
-      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b\\x5c\\xe9\\u{202e} HTTP/1.1" 400 10',
-    );
-  });
-  await t.step(
-    "the time is made once a second, and a new second gets its own",
-    () => {
-      const line = (at: Date) =>
-        formatAccessLog({
-          client: "127.0.0.1",
-          date: at,
-          requestLine: "GET / HTTP/1.1",
-          status: 200,
-          bodyBytes: 1,
-        });
-      const times = [
-        date,
-        new Date(date.getTime() + 999),
-        new Date(date.getTime() + 1000),
-        new Date(date.getTime() - 1),
-        new Date(date.getTime() + 86_400_000),
-      ].map((at) => line(at).match(/\[(.*?)\]/)![1]);
-      assert.deepEqual(times, [
-        "02/Nov/2026:03:04:05 +0000",
-        "02/Nov/2026:03:04:05 +0000",
-        "02/Nov/2026:03:04:06 +0000",
-        "02/Nov/2026:03:04:04 +0000",
-        "03/Nov/2026:03:04:05 +0000",
-      ]);
-    },
-  );
+    ],
+    [
+      "no client (a Unix socket) and a null size are -",
+      { ...entry, client: null, bodyBytes: null },
+      '- - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 -',
+    ],
+    [
+      "hostile bytes in the request line are escaped",
+      { ...entry, requestLine: 'GET /"\x1b\\\xe9\u202e HTTP/1.1', status: 400 },
+      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x22\\x1b\\x5c\\xe9\\u{202e} HTTP/1.1" 400 512',
+    ],
+    [
+      "a line end in the request line cannot start a line of its own",
+      { ...entry, requestLine: "GET /\r\n127.0.0.1 - - HTTP/1.1" },
+      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET /\\x0d\\x0a127.0.0.1 - - HTTP/1.1" 200 512',
+    ],
+    [
+      "with a Referer and User-Agent, the combined format, each escaped",
+      { ...entry, referer: null, userAgent: 'a "b"\n' },
+      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512 "-" "a \\x22b\\x22\\x0a"',
+    ],
+    // The time is made once a second: each new second gets its own.
+    [
+      "999 ms later, the same second",
+      { ...entry, date: at(999) },
+      '127.0.0.1 - - [02/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512',
+    ],
+    [
+      "1000 ms later, the next second",
+      { ...entry, date: at(1000) },
+      '127.0.0.1 - - [02/Nov/2026:03:04:06 +0000] "GET / HTTP/1.1" 200 512',
+    ],
+    [
+      "1 ms before, the second before",
+      { ...entry, date: at(-1) },
+      '127.0.0.1 - - [02/Nov/2026:03:04:04 +0000] "GET / HTTP/1.1" 200 512',
+    ],
+    [
+      "a day later, the next day",
+      { ...entry, date: at(86_400_000) },
+      '127.0.0.1 - - [03/Nov/2026:03:04:05 +0000] "GET / HTTP/1.1" 200 512',
+    ],
+  ];
+  for (const [what, entry, line] of cases) {
+    await t.step(what, () => assert.equal(formatAccessLog(entry), line));
+  }
 });
 
 // ---------------------------------------------------------------------------

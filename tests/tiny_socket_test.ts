@@ -2,7 +2,12 @@
 // first, then the script itself as a subprocess with the README's flags.
 import assert from "node:assert/strict";
 import net from "node:net";
-import { canRunAsRoot, type RunningProcess, startScript } from "./_process.ts";
+import {
+  canRunAsRoot,
+  type RunningProcess,
+  runScript,
+  startScript,
+} from "./_process.ts";
 import {
   formatResponse,
   parseRequestHead,
@@ -804,6 +809,25 @@ Deno.test("graceful shutdown", async (t) => {
   }
 });
 
+Deno.test("at the end of the shutdown grace, connections still in progress are closed with one log line for all", async () => {
+  const { server, port, lines } = startTinyServer({ shutdownGraceMs: 100 });
+  const started = await Promise.all([connect(port), connect(port)]);
+  try {
+    for (const conn of started) {
+      await writeAll(conn, encode("GET / HTTP/1.1\r\n"));
+    }
+    // A full exchange after them makes sure the server has read those bytes.
+    assert.equal((await exchange(port, "GET / HTTP/1.0\r\n\r\n")).status, 200);
+    await server.shutdown();
+    for (const conn of started) assert.equal((await readToEnd(conn)).length, 0);
+    assert.deepEqual(lines.slice(1), [
+      "the shutdown grace (100 ms) is over: closing 2 connections still in progress",
+    ]);
+  } finally {
+    for (const conn of started) conn.close();
+  }
+});
+
 Deno.test("--once serves one connection and exits", async () => {
   // Two listeners on port 0 in a row could not be told apart, so let the
   // server pick a port and print it, exactly as a learner would see it.
@@ -836,13 +860,77 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
       );
       assert.equal(response.status, 200);
+      // At once, while its access-log line may still wait in the batch.
       const { code, stdout } = await finished(child, signal);
       assert.equal(code, 0);
       assert.doesNotMatch(stdout, /--- request from/); // --quiet
-      assert.match(stdout, /"GET \/ HTTP\/1\.1" 200 \d+/);
+      // In the order it happened: the request, then the signal (review R4).
+      const lines = stdout.split("\n");
+      const served = lines.findIndex((line) =>
+        /"GET \/ HTTP\/1\.1" 200 \d+$/.test(line)
+      );
+      const stopping = lines.indexOf(
+        "Shutting down: finishing requests in progress...",
+      );
+      assert.ok(served !== -1 && served < stopping, stdout);
     },
   });
 }
+
+Deno.test("a server that cannot start says why in one line, with what the user typed, and exits 1 (review R1)", async (t) => {
+  const folder = await Deno.makeTempDir({ prefix: "tiny_start_" });
+  try {
+    await Deno.writeTextFile(`${folder}/file`, "");
+    const unix = (path: string): [string[], string[]] => [
+      [
+        `--allow-read=${path}`,
+        `--allow-write=${path}`,
+        `--allow-net=unix:${path}`,
+      ],
+      ["--unix", path],
+    ];
+    const cases: [flags: string[], args: string[], stderr: string][] = [
+      [
+        ...unix(`${folder}/missing/tiny.sock`),
+        `cannot listen on ${folder}/missing/tiny.sock: the folder ${folder}/missing does not exist (create it, or give another --unix PATH)`,
+      ],
+      [
+        ...unix(`${folder}/file/tiny.sock`),
+        `cannot listen on ${folder}/file/tiny.sock: ${folder}/file is not a folder (give another --unix PATH)`,
+      ],
+      [
+        ["--allow-net=192.0.2.1"],
+        ["--hostname", "192.0.2.1", "--port", "0"],
+        "cannot listen on 192.0.2.1:0: no network interface of this machine has that address (try 127.0.0.1, or 0.0.0.0 for every address)",
+      ],
+      [
+        TINY_FLAGS,
+        ["--hostname", "0.0.0.0", "--port", "0"],
+        "no permission to listen on 0.0.0.0:0: run with --allow-net=0.0.0.0",
+      ],
+      [
+        ["--allow-net"],
+        ["--hostname", "a\x1b[2J", "--port", "0"],
+        `cannot listen on "a\\x1b[2J":0: invalid host 'a\\x1b[2J': invalid char found in FQDN`,
+      ],
+    ];
+    // Started together: each is a Deno start-up.
+    const results = await Promise.all(
+      cases.map(([flags, args]) => runScript("server_tiny.ts", flags, args)),
+    );
+    for (const [i, [, args, stderr]] of cases.entries()) {
+      await t.step(JSON.stringify(args), () => {
+        const { code, stderr: printed, stdout } = results[i]!;
+        assert.deepEqual(
+          [code, printed, stdout],
+          [1, `server_tiny: ${stderr}\n`, ""],
+        );
+      });
+    }
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
 
 /** Runs server_tiny.ts with the README's flags and waits for the address it prints. */
 function spawnScript(...args: string[]) {
