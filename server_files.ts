@@ -187,6 +187,11 @@ const MIN_READ_BYTES = 64 * 1024;
  * curl at a time, interleaved with nginx): 1 MiB reads reached 0.6-0.9x
  * nginx, `FsFile.readable` (64 KiB reads, each a thread hand-off) 0.35-0.55x,
  * 4 MiB reads 0.4-0.55x (their buffers no longer stay in the CPU's caches).
+ * Measured again (24 interleaved rounds, real-time priority, buffers reused,
+ * one read ahead), against 1 MiB: 256 KiB 0.81x, 512 KiB 0.95x, 768 KiB
+ * 1.0x, 2 MiB 0.85x, 4 MiB 0.77x; two reads ahead 0.88x; `Deno.FsFile.read`
+ * instead of node:fs 0.95x; reads on the event loop as fast with real-time
+ * priority (and 15% less CPU), 0.78x without.
  */
 const MAX_READ_BYTES = 1024 * 1024;
 /**
@@ -1064,6 +1069,13 @@ function nextReadBytes(): number {
  * on, with 5 buffers of 1 MiB per download instead of 7, 1.06x reads that
  * grew from 64 KiB, faster in 54 of 60 (1.05x, 24 of 40, without RT
  * priority); nginx, with sendfile, needs 15-20 ms of CPU against our 50-60.
+ * What parts this stream from the runtime's floor (bench/reference/
+ * files_big_floor.ts, a `Deno.serve` streaming views of the file in memory)
+ * is the copy of each read from the page cache, which no Deno 2.9.6 API
+ * avoids (no sendfile; `FsFile.readable` copies too; node:fs `openAsBlob`
+ * reads the whole file into memory): that floor with a copy of each 1 MiB
+ * chunk into a reused buffer ran as fast as this stream (1.00x, 12 of 24
+ * rounds faster), both 0.85-0.9x the floor.
  */
 function streamFileRanges(
   handle: FileHandle,
