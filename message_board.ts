@@ -157,11 +157,26 @@ export const MAX_ANSWERS_PER_CONNECTION = 8;
  */
 export const MAX_ANSWERS_IN_FLIGHT = 500;
 /**
- * Answers one client (an address, an IPv6 /64) may have on their way at once, on all its
- * connections; more get 429. Without it one client with 70 connections of 8 answers took
- * every one of MAX_ANSWERS_IN_FLIGHT, and everyone else got 503 for as long as it liked.
+ * Answers one client (an address, an IPv6 /64; behind a trusted proxy the client it
+ * forwards) may have on their way at once, on all its connections; more get 429. Without
+ * it one client with 70 connections of 8 answers took every one of MAX_ANSWERS_IN_FLIGHT,
+ * and everyone else got 503 for as long as it liked. A request with no client address (a
+ * Unix socket whose proxy is not trusted) has MAX_ANSWERS_IN_FLIGHT alone: every visitor
+ * would be the same client.
  */
 export const MAX_ANSWERS_PER_CLIENT = 32;
+/**
+ * An answer its client has not taken within this many milliseconds stops counting towards
+ * MAX_ANSWERS_IN_FLIGHT, and one sent in pieces is dropped: nginx's `send_timeout`, counted
+ * between two reads of a piece (a slow client that keeps reading is never cut off) or, for
+ * an answer Deno.serve took whole, from when it was handed over. Without it 16 addresses
+ * under MAX_ANSWERS_PER_CLIENT, reading nothing, filled MAX_ANSWERS_IN_FLIGHT and every
+ * new visitor got 503 for as long as they stayed (redteam F4). It still counts for its
+ * connection and its client until it is sent or the connection is gone (what Deno.serve
+ * holds of it stays until then), so one client never holds more than
+ * MAX_ANSWERS_PER_CLIENT. Shorter than nginx's 60 s: the largest answer is 1.6 MB.
+ */
+export const SEND_TIMEOUT_MS = 30_000;
 /** Wrong admin tokens one client may send in a burst before 429. */
 export const SIGN_IN_BURST = 5;
 /** After that, one more try per this many milliseconds. */
@@ -3014,15 +3029,52 @@ function piecesBody(
   };
   let first: string | null = nextPiece();
   if (done) return first;
-  return new ReadableStream<Uint8Array>({
+  const progress: PiecesProgress = { waitingSince: Date.now(), drop() {} };
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      progress.drop = (reason) => {
+        if (done) return;
+        done = true;
+        first = null;
+        controller.error(reason);
+      };
+    },
     pull(controller) {
+      progress.waitingSince = Date.now();
       const text = first ?? nextPiece();
       first = null;
       if (text !== "") controller.enqueue(encoder.encode(text));
       if (done) controller.close();
     },
   }, { highWaterMark: 0 });
+  piecesProgress.set(stream, progress);
+  return stream;
 }
+
+/** What the send timeout needs of an answer in pieces (see {@linkcode SEND_TIMEOUT_MS}). */
+interface PiecesProgress {
+  /** When Deno.serve last asked for a piece. */
+  waitingSince: number;
+  /** Renders no more: the stream fails with `reason`, which Deno.serve logs, and ends the answer. */
+  drop(reason: string): void;
+}
+
+/** Each answer in pieces that {@linkcode piecesBody} made, by its stream. */
+const piecesProgress = new WeakMap<
+  ReadableStream<Uint8Array>,
+  PiecesProgress
+>();
+
+/** An answer counted towards the board's limits (see `admitAnswer` in createBoardHandler). */
+interface AnswerSlot {
+  /** Gives the counts back now: the answer had no body, or was refused. */
+  release(): void;
+  /** Starts the send timeout for `body`, on its way to the client. */
+  watch(body: ReadableStream<Uint8Array>): void;
+}
+
+/** The slot of an answer nothing counts (an event stream, or no `info`). */
+const UNCOUNTED_ANSWER: AnswerSlot = { release() {}, watch() {} };
 
 /**
  * Whether to send a long answer whole, or in pieces (see {@linkcode piecesBody}): whole when
@@ -3199,6 +3251,8 @@ export interface BoardHandlerOptions {
   bodyTimeoutMs?: number;
   /** Milliseconds between heartbeats on an idle event stream. @default HEARTBEAT_MS (15 s) */
   heartbeatMs?: number;
+  /** How long an answer may wait for its client (see SEND_TIMEOUT_MS). @default SEND_TIMEOUT_MS (30 s) */
+  sendTimeoutMs?: number;
   /**
    * Ends every open event stream when aborted. Abort it before `server.shutdown()`, which
    * waits for open responses, and an event stream never ends by itself.
@@ -3333,6 +3387,7 @@ export function createBoardHandler(
     pageSize = PAGE_SIZE,
     bodyTimeoutMs = BODY_TIMEOUT_MS,
     heartbeatMs = HEARTBEAT_MS,
+    sendTimeoutMs = SEND_TIMEOUT_MS,
     signal = new AbortController().signal,
     allowedHosts = [],
     adminToken,
@@ -3392,7 +3447,8 @@ export function createBoardHandler(
    * BODY_TIMEOUT_MS). Returns the function that gives the slot back.
    */
   function admitBody(client: string): () => void {
-    if (!rateLimit) return () => {};
+    // No address (an untrusted proxy's Unix socket): every visitor would share the 8.
+    if (!rateLimit || client === "unknown") return () => {};
     const mine = bodiesByClient.get(client) ?? 0;
     if (mine >= MAX_BODIES_PER_CLIENT) {
       throw tooManyRequests(
@@ -3409,33 +3465,36 @@ export function createBoardHandler(
   }
 
   /**
-   * Counts an answer on its connection (`address:port`), for its client and in the process
-   * until Deno.serve has sent it or the client has gone (`completed`), or refuses it: 429
-   * past MAX_ANSWERS_PER_CONNECTION or (with the per-client limits on)
+   * Counts an answer on its connection (`address:port`, on TCP), for its client and in the
+   * process until Deno.serve has sent it or the client has gone (`completed`), or refuses
+   * it: 429 past MAX_ANSWERS_PER_CONNECTION or (with the per-client limits on)
    * MAX_ANSWERS_PER_CLIENT, 503 past MAX_ANSWERS_IN_FLIGHT, which a post is not refused by
-   * (its answer is a redirect, and its body has limits of its own). Returns the function that
-   * gives the slot back at once, for an answer without a body, which Deno.serve sends
-   * whole and holds nothing for. Without `info` (a handler called directly, or a Unix
-   * socket) there is no connection to count.
+   * (its answer is a redirect, and its body has limits of its own). The client is the one
+   * a trusted proxy forwards; on a Unix socket there is no connection to count, and without
+   * a forwarded client only the process counts. Without `info` (a handler called
+   * directly) nothing is counted.
    */
   function admitAnswer(
     { request, client }: RequestContext,
     info: Deno.ServeHandlerInfo | undefined,
-  ): () => void {
-    const addr = info?.remoteAddr;
-    if (addr?.transport !== "tcp" || info!.completed === undefined) {
-      return () => {};
-    }
-    const key = `${addr.hostname}:${addr.port}`;
-    if ((answersByConnection.get(key) ?? 0) >= MAX_ANSWERS_PER_CONNECTION) {
+  ): AnswerSlot {
+    const completed = info?.completed;
+    if (info === undefined || completed === undefined) return UNCOUNTED_ANSWER;
+    const addr = info.remoteAddr;
+    const connection = addr.transport === "tcp"
+      ? `${addr.hostname}:${addr.port}`
+      : null;
+    const known = rateLimit && client !== "unknown";
+    if (
+      connection !== null &&
+      (answersByConnection.get(connection) ?? 0) >= MAX_ANSWERS_PER_CONNECTION
+    ) {
       throw tooManyRequests(
         "Too many requests on this connection at once; wait for the others to finish.",
         1000,
       );
     }
-    if (
-      rateLimit && (answersByClient.get(client) ?? 0) >= MAX_ANSWERS_PER_CLIENT
-    ) {
+    if (known && (answersByClient.get(client) ?? 0) >= MAX_ANSWERS_PER_CLIENT) {
       throw tooManyRequests(
         "Too many requests from your address at once; wait for the others to finish.",
         1000,
@@ -3448,19 +3507,52 @@ export function createBoardHandler(
         { "retry-after": String(STORE_RETRY_AFTER_S) },
       );
     }
-    countUp(answersByConnection, key);
-    countUp(answersByClient, client);
+    if (connection !== null) countUp(answersByConnection, connection);
+    if (known) countUp(answersByClient, client);
     answersInFlight++;
+    let inFlight = true;
     let released = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const leaveFlight = () => {
+      if (inFlight) answersInFlight--;
+      inFlight = false;
+    };
     const release = () => {
       if (released) return;
       released = true;
-      answersInFlight--;
-      countDown(answersByConnection, key);
-      countDown(answersByClient, client);
+      clearTimeout(timer);
+      leaveFlight();
+      if (connection !== null) countDown(answersByConnection, connection);
+      if (known) countDown(answersByClient, client);
     };
-    info!.completed.then(release, release);
-    return release;
+    completed.then(release, release);
+    return {
+      release,
+      watch(body) {
+        if (released) return;
+        const pieces = piecesProgress.get(body);
+        const handedAt = Date.now();
+        // One timer per answer, re-armed only when it fires: a pull just notes the time.
+        const check = () => {
+          if (released) return;
+          const waited = Date.now() - (pieces?.waitingSince ?? handedAt);
+          if (waited < sendTimeoutMs) {
+            timer = setTimeout(check, sendTimeoutMs - waited);
+            Deno.unrefTimer(timer);
+            return;
+          }
+          // The send timeout: the process's slot goes back, and the rest of an answer in
+          // pieces is never rendered (Deno.serve ends the stream when it next writes).
+          leaveFlight();
+          // A string, not an Error: Deno.serve logs it, and one line is enough.
+          pieces?.drop(
+            `message board: dropped an answer its client took nothing of for ${sendTimeoutMs} ms (send timeout)`,
+          );
+        };
+        timer = setTimeout(check, sendTimeoutMs);
+        Deno.unrefTimer(timer);
+      },
+    };
   }
 
   /** Takes one post from the client's allowance, or refuses with 429. */
@@ -3564,7 +3656,8 @@ export function createBoardHandler(
       });
     }
     const mine = streamsByClient.get(client) ?? 0;
-    if (rateLimit && mine >= maxStreamsPerClient) {
+    // A request with no address (an untrusted proxy's Unix socket) has MAX_EVENT_STREAMS.
+    if (rateLimit && client !== "unknown" && mine >= maxStreamsPerClient) {
       throw tooManyRequests(
         `Too many live connections from your address (at most ${maxStreamsPerClient}); close some tabs.`,
         STREAMS_RETRY_AFTER_S * 1000,
@@ -3920,20 +4013,21 @@ export function createBoardHandler(
       context.completed.catch(() => {});
       if (method === "POST") checkSameOrigin(context);
       // An event stream never ends: it has its own limits (MAX_STREAMS_PER_CLIENT).
-      const answered = path === "/events"
-        ? () => {}
+      const answer = path === "/events"
+        ? UNCOUNTED_ANSWER
         : admitAnswer(context, info);
       let response: Response;
       const release = method === "POST" ? admitBody(context.client) : () => {};
       try {
         response = await handle(context);
       } catch (error) {
-        answered();
+        answer.release();
         throw error;
       } finally {
         release();
       }
-      if (response.body === null || request.method === "HEAD") answered();
+      if (response.body === null || request.method === "HEAD") answer.release();
+      else answer.watch(response.body);
       return response;
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
@@ -5392,6 +5486,12 @@ export async function startServer(
       ? listeningNames(hostname, (line) => notes.push(line))
       : []),
   ];
+  if (unixPath !== undefined && !options.trustProxy) {
+    notes.push(
+      "On --unix without --trust-proxy the board cannot tell visitors apart: they share " +
+        "one post allowance; give --trust-proxy so the proxy's X-Forwarded-For names each.",
+    );
+  }
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
   // Where the start-up line sends a browser: the board's own page.
   const base = normalizeBasePath(options.basePath ?? "");
