@@ -157,11 +157,35 @@ export const MAX_ANSWERS_PER_CONNECTION = 8;
  */
 export const MAX_ANSWERS_IN_FLIGHT = 500;
 /**
- * Answers one client (an address, an IPv6 /64) may have on their way at once, on all its
- * connections; more get 429. Without it one client with 70 connections of 8 answers took
- * every one of MAX_ANSWERS_IN_FLIGHT, and everyone else got 503 for as long as it liked.
+ * Answers one client (an address, an IPv6 /64; behind a trusted proxy the client it
+ * forwards) may have on their way at once, on all its connections; more get 429. Without
+ * it one client with 70 connections of 8 answers took every one of MAX_ANSWERS_IN_FLIGHT,
+ * and everyone else got 503 for as long as it liked. A request with no client address (a
+ * Unix socket whose proxy is not trusted) has MAX_ANSWERS_IN_FLIGHT alone: every visitor
+ * would be the same client.
  */
 export const MAX_ANSWERS_PER_CLIENT = 32;
+/**
+ * An answer its client has not taken within this many milliseconds stops counting towards
+ * MAX_ANSWERS_IN_FLIGHT, and one sent in pieces is dropped: nginx's `send_timeout`, counted
+ * between two reads of a piece (a slow client that keeps reading is never cut off) or, for
+ * an answer Deno.serve took whole, from when it was handed over. Without it 16 addresses
+ * under MAX_ANSWERS_PER_CLIENT, reading nothing, filled MAX_ANSWERS_IN_FLIGHT and every
+ * new visitor got 503 for as long as they stayed (redteam F4). It still counts for its
+ * connection and its client until it is sent or the connection is gone (what Deno.serve
+ * holds of it stays until then), so one client never holds more than
+ * MAX_ANSWERS_PER_CLIENT. Shorter than nginx's 60 s: the largest answer is 1.6 MB.
+ */
+export const SEND_TIMEOUT_MS = 30_000;
+/**
+ * Answers kept past MAX_ANSWERS_IN_FLIGHT for clients with fewer than
+ * MAX_RESERVED_ANSWERS_PER_CLIENT on their way: a visitor the others crowd out is still
+ * answered (redteam F11: 20 addresses of 32 answers each held all 500, and a new visitor
+ * got 503 every second for 30 s). To take them all, 50 more addresses must each hold 2.
+ */
+export const MAX_RESERVED_ANSWERS = 100;
+/** A client with fewer answers than this on their way may take a MAX_RESERVED_ANSWERS slot. */
+export const MAX_RESERVED_ANSWERS_PER_CLIENT = 2;
 /** Wrong admin tokens one client may send in a burst before 429. */
 export const SIGN_IN_BURST = 5;
 /** After that, one more try per this many milliseconds. */
@@ -2328,9 +2352,53 @@ export function parseContentType(
 }
 
 /** Refuses a charset other than UTF-8 with 415. */
-function requireUtf8(charset: string | undefined): void {
+function requireUtf8(
+  charset: string | undefined,
+  message = "Only UTF-8 text is accepted.",
+): void {
   if (charset !== undefined && charset !== "utf-8" && charset !== "utf8") {
-    throw new HttpError(415, "Only UTF-8 text is accepted.");
+    throw new HttpError(415, message);
+  }
+}
+
+/**
+ * Refuses a form whose parts say their bytes mean something else than UTF-8 text, which
+ * FormData ignores and the board would store as it came: a part's Content-Type with
+ * another charset (RFC 7578 4.4) or a `_charset_` field naming one (4.6), 415; a
+ * Content-Transfer-Encoding other than 7bit, 8bit or binary (4.7: senders must not use
+ * it; base64 was stored as its letters), 400.
+ */
+function checkFormCharsets(
+  text: string,
+  contentType: string,
+  fields: Map<string, string>,
+): void {
+  const otherCharset =
+    "A form field in a charset other than UTF-8 is not accepted.";
+  requireUtf8(fields.get("_charset_")?.trim().toLowerCase(), otherCharset);
+  const boundary = contentType.match(/;\s*boundary\s*=\s*("?)([^";]*)\1/i)
+    ?.[2];
+  if (boundary === undefined || boundary === "") return;
+  for (const part of text.split(`--${boundary}`).slice(1)) {
+    if (part.startsWith("--")) break; // the closing delimiter
+    const head = part.split(/\r?\n\r?\n/, 1)[0]!;
+    for (const line of head.split(/\r?\n/)) {
+      const colon = line.indexOf(":");
+      if (colon === -1) continue;
+      const name = line.slice(0, colon).trim().toLowerCase();
+      const value = line.slice(colon + 1);
+      if (name === "content-type") {
+        requireUtf8(parseContentType(value).charset, otherCharset);
+      } else if (
+        name === "content-transfer-encoding" &&
+        !/^\s*(7bit|8bit|binary)\s*$/i.test(value)
+      ) {
+        throw new HttpError(
+          400,
+          "A form field in a Content-Transfer-Encoding is not accepted: send it as it is.",
+        );
+      }
+    }
   }
 }
 
@@ -2420,11 +2488,13 @@ async function readFormFields(
   requireUtf8(charset);
   const body = await readBody(request, timeoutMs);
   if (type === "application/x-www-form-urlencoded") {
-    return parseUrlEncoded(body);
+    const fields = parseUrlEncoded(body);
+    checkFormCharsets("", type, fields);
+    return fields;
   }
   // FormData would quietly turn broken UTF-8 into U+FFFD; no part may be a file, so the
   // whole body is text.
-  decodeUtf8(body);
+  const text = decodeUtf8(body);
   let form: FormData;
   try {
     form = await new Response(body, {
@@ -2440,6 +2510,7 @@ async function readFormFields(
     }
     addField(fields, name, value);
   }
+  checkFormCharsets(text, contentType!, fields);
   return fields;
 }
 
@@ -2977,25 +3048,26 @@ function jsonBodyResponse(
 
 /**
  * Characters of a long answer rendered at a time when it goes in pieces (see
- * {@linkcode piecesBody}); an answer no longer than this always goes whole (the newest page
- * of ordinary messages is about 17,000).
+ * {@linkcode piecesBody}); an answer no longer than this goes whole to a request with a
+ * Host header (the newest page of ordinary messages is about 17,000).
  */
 const ANSWER_PIECE_CHARS = 32 * 1024;
 
 /**
- * The body of an answer made of `pieces`: the text when it is one piece or less, else a
- * stream that renders the next piece only when Deno.serve asks for it. For requests that
- * {@linkcode sendsWhole} does not send whole.
+ * The body of an answer made of `pieces`: the text when it is one piece or less and
+ * `whole` (see {@linkcode sendsWhole}), else a {@linkcode watchedStream} that renders the
+ * next piece only when Deno.serve asks for it.
  *
  * Deno.serve holds a whole body until it is sent. An HTTP/2 client may give a stream no
  * window (RFC 9113 6.9.2) and open 200 of them on one connection: 600 such streams asking
  * for the 1.6 MB /api/messages?limit=100 held 464 MB, and another client waited 4-5 s; in
- * pieces, each holds what Deno.serve buffers (160 MB for the 600). Over HTTP/1.1 whole is
- * better: the socket takes an answer whole, while pieces go through Deno.serve's write
- * buffer first (600 clients that read nothing peaked at 400 MB in pieces, 80-100 MB whole).
+ * pieces, each holds what Deno.serve buffers (160 MB for the 600). A long answer goes in
+ * pieces over HTTP/1.1 too, which cannot be told from an HTTP/2 request that sends a Host
+ * header: sent whole, 10 such connections of 199 streams took the board to 1,995 MB.
  */
 function piecesBody(
   pieces: Iterable<string>,
+  whole: boolean,
 ): string | ReadableStream<Uint8Array> {
   const iterator = pieces[Symbol.iterator]();
   let done = false;
@@ -3013,22 +3085,95 @@ function piecesBody(
     return parts.join("");
   };
   let first: string | null = nextPiece();
-  if (done) return first;
-  return new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const text = first ?? nextPiece();
-      first = null;
-      if (text !== "") controller.enqueue(encoder.encode(text));
-      if (done) controller.close();
-    },
-  }, { highWaterMark: 0 });
+  if (done && whole) return first;
+  return watchedStream(() => {
+    const text = first ?? (done ? "" : nextPiece());
+    first = null;
+    return text === "" ? null : encoder.encode(text);
+  });
 }
 
 /**
- * Whether to send a long answer whole, or in pieces (see {@linkcode piecesBody}): whole when
- * the request has a Host header. Deno.serve does not say which HTTP version a request came
- * in; an HTTP/1.1 request must have a Host header (RFC 9112 3.2), and HTTP/2 clients name
- * the host in `:authority` instead (RFC 9113 8.3.1). One that sends both gets whole answers.
+ * A stream of the chunks `next` gives (null: the end), one each time Deno.serve asks for
+ * more, which the send timeout watches (see {@linkcode SEND_TIMEOUT_MS}).
+ */
+function watchedStream(
+  next: () => Uint8Array | null,
+): ReadableStream<Uint8Array> {
+  let ended = false;
+  const progress: SendProgress = { waitingSince: Date.now(), drop() {} };
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      progress.drop = (reason) => {
+        if (ended) return;
+        ended = true;
+        controller.error(reason);
+      };
+    },
+    pull(controller) {
+      progress.waitingSince = Date.now();
+      const chunk = ended ? null : next();
+      if (chunk !== null) return controller.enqueue(chunk);
+      ended = true;
+      controller.close();
+    },
+  }, { highWaterMark: 0 });
+  watchedStreams.set(stream, progress);
+  return stream;
+}
+
+/** What the send timeout needs of an answer's stream (see {@linkcode SEND_TIMEOUT_MS}). */
+interface SendProgress {
+  /** When Deno.serve last asked for more. */
+  waitingSince: number;
+  /** Gives no more: the stream fails with `reason`, which Deno.serve logs, and ends the answer. */
+  drop(reason: string): void;
+}
+
+/** Each stream {@linkcode watchedStream} made, with its progress. */
+const watchedStreams = new WeakMap<ReadableStream<Uint8Array>, SendProgress>();
+
+/**
+ * `response` with its body (a text) as one chunk of a {@linkcode watchedStream}, and its
+ * Content-Length. Deno.serve hands a text body to HTTP/2 whole and says at once that it
+ * was sent, while it waits for the stream's window (RFC 9113 6.9): the answer limits never
+ * counted those, and 10 connections of 199 zero-window streams took the board from 276 to
+ * 1,995 MB. A stream goes as the window allows, and counts until it has gone. Over
+ * HTTP/1.1 a text is faster (a stream took a third off the page's requests a second).
+ */
+async function asWatchedStream(response: Response): Promise<Response> {
+  const bytes: Uint8Array | null = new Uint8Array(await response.arrayBuffer());
+  let left: Uint8Array | null = bytes;
+  const headers = new Headers(response.headers);
+  headers.set("content-length", String(bytes.length));
+  return new Response(
+    watchedStream(() => {
+      const chunk = left;
+      left = null;
+      return chunk;
+    }),
+    { status: response.status, headers },
+  );
+}
+
+/** An answer counted towards the board's limits (see `admitAnswer` in createBoardHandler). */
+interface AnswerSlot {
+  /** Gives the counts back now: the answer had no body, or was refused. */
+  release(): void;
+  /** Starts the send timeout for `body`, on its way to the client. */
+  watch(body: ReadableStream<Uint8Array>): void;
+}
+
+/** The slot of an answer nothing counts (an event stream, or no `info`). */
+const UNCOUNTED_ANSWER: AnswerSlot = { release() {}, watch() {} };
+
+/**
+ * Whether to send a short answer as a text (faster), or as a stream that the answer
+ * limits can count (see {@linkcode asWatchedStream}): a text when the request has a Host
+ * header. Deno.serve does not say which HTTP version a request came in; an HTTP/1.1
+ * request must have a Host header (RFC 9112 3.2), and HTTP/2 clients name the host in
+ * `:authority` instead (RFC 9113 8.3.1). One that sends both gets texts, of at most
+ * ANSWER_PIECE_CHARS each.
  */
 function sendsWhole(request: Request): boolean {
   return request.headers.has("host");
@@ -3199,6 +3344,8 @@ export interface BoardHandlerOptions {
   bodyTimeoutMs?: number;
   /** Milliseconds between heartbeats on an idle event stream. @default HEARTBEAT_MS (15 s) */
   heartbeatMs?: number;
+  /** How long an answer may wait for its client (see SEND_TIMEOUT_MS). @default SEND_TIMEOUT_MS (30 s) */
+  sendTimeoutMs?: number;
   /**
    * Ends every open event stream when aborted. Abort it before `server.shutdown()`, which
    * waits for open responses, and an event stream never ends by itself.
@@ -3333,6 +3480,7 @@ export function createBoardHandler(
     pageSize = PAGE_SIZE,
     bodyTimeoutMs = BODY_TIMEOUT_MS,
     heartbeatMs = HEARTBEAT_MS,
+    sendTimeoutMs = SEND_TIMEOUT_MS,
     signal = new AbortController().signal,
     allowedHosts = [],
     adminToken,
@@ -3392,7 +3540,8 @@ export function createBoardHandler(
    * BODY_TIMEOUT_MS). Returns the function that gives the slot back.
    */
   function admitBody(client: string): () => void {
-    if (!rateLimit) return () => {};
+    // No address (an untrusted proxy's Unix socket): every visitor would share the 8.
+    if (!rateLimit || client === "unknown") return () => {};
     const mine = bodiesByClient.get(client) ?? 0;
     if (mine >= MAX_BODIES_PER_CLIENT) {
       throw tooManyRequests(
@@ -3409,58 +3558,100 @@ export function createBoardHandler(
   }
 
   /**
-   * Counts an answer on its connection (`address:port`), for its client and in the process
-   * until Deno.serve has sent it or the client has gone (`completed`), or refuses it: 429
-   * past MAX_ANSWERS_PER_CONNECTION or (with the per-client limits on)
-   * MAX_ANSWERS_PER_CLIENT, 503 past MAX_ANSWERS_IN_FLIGHT, which a post is not refused by
-   * (its answer is a redirect, and its body has limits of its own). Returns the function that
-   * gives the slot back at once, for an answer without a body, which Deno.serve sends
-   * whole and holds nothing for. Without `info` (a handler called directly, or a Unix
-   * socket) there is no connection to count.
+   * Counts an answer on its connection (`address:port`, on TCP), for its client and in the
+   * process until Deno.serve has sent it or the client has gone (`completed`), or refuses
+   * it: 429 past MAX_ANSWERS_PER_CONNECTION or (with the per-client limits on)
+   * MAX_ANSWERS_PER_CLIENT, 503 past MAX_ANSWERS_IN_FLIGHT (but for a client with almost
+   * none on their way, MAX_RESERVED_ANSWERS more), which a post is not refused by (its
+   * answer is a redirect, and its body has limits of its own). The client is the one
+   * a trusted proxy forwards; on a Unix socket there is no connection to count, and without
+   * a forwarded client only the process counts. Without `info` (a handler called
+   * directly) nothing is counted.
    */
   function admitAnswer(
     { request, client }: RequestContext,
     info: Deno.ServeHandlerInfo | undefined,
-  ): () => void {
-    const addr = info?.remoteAddr;
-    if (addr?.transport !== "tcp" || info!.completed === undefined) {
-      return () => {};
-    }
-    const key = `${addr.hostname}:${addr.port}`;
-    if ((answersByConnection.get(key) ?? 0) >= MAX_ANSWERS_PER_CONNECTION) {
+  ): AnswerSlot {
+    const completed = info?.completed;
+    if (info === undefined || completed === undefined) return UNCOUNTED_ANSWER;
+    const addr = info.remoteAddr;
+    const connection = addr.transport === "tcp"
+      ? `${addr.hostname}:${addr.port}`
+      : null;
+    const known = rateLimit && client !== "unknown";
+    if (
+      connection !== null &&
+      (answersByConnection.get(connection) ?? 0) >= MAX_ANSWERS_PER_CONNECTION
+    ) {
       throw tooManyRequests(
         "Too many requests on this connection at once; wait for the others to finish.",
         1000,
       );
     }
-    if (
-      rateLimit && (answersByClient.get(client) ?? 0) >= MAX_ANSWERS_PER_CLIENT
-    ) {
+    if (known && (answersByClient.get(client) ?? 0) >= MAX_ANSWERS_PER_CLIENT) {
       throw tooManyRequests(
         "Too many requests from your address at once; wait for the others to finish.",
         1000,
       );
     }
-    if (request.method !== "POST" && answersInFlight >= MAX_ANSWERS_IN_FLIGHT) {
+    if (
+      request.method !== "POST" && answersInFlight >= MAX_ANSWERS_IN_FLIGHT &&
+      (!known ||
+        (answersByClient.get(client) ?? 0) >= MAX_RESERVED_ANSWERS_PER_CLIENT ||
+        answersInFlight >= MAX_ANSWERS_IN_FLIGHT + MAX_RESERVED_ANSWERS)
+    ) {
       throw new HttpError(
         503,
         "The board is sending too many answers at once; try again in a moment.",
         { "retry-after": String(STORE_RETRY_AFTER_S) },
       );
     }
-    countUp(answersByConnection, key);
-    countUp(answersByClient, client);
+    if (connection !== null) countUp(answersByConnection, connection);
+    if (known) countUp(answersByClient, client);
     answersInFlight++;
+    let inFlight = true;
     let released = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const leaveFlight = () => {
+      if (inFlight) answersInFlight--;
+      inFlight = false;
+    };
     const release = () => {
       if (released) return;
       released = true;
-      answersInFlight--;
-      countDown(answersByConnection, key);
-      countDown(answersByClient, client);
+      clearTimeout(timer);
+      leaveFlight();
+      if (connection !== null) countDown(answersByConnection, connection);
+      if (known) countDown(answersByClient, client);
     };
-    info!.completed.then(release, release);
-    return release;
+    completed.then(release, release);
+    return {
+      release,
+      watch(body) {
+        if (released) return;
+        const pieces = watchedStreams.get(body);
+        const handedAt = Date.now();
+        // One timer per answer, re-armed only when it fires: a pull just notes the time.
+        const check = () => {
+          if (released) return;
+          const waited = Date.now() - (pieces?.waitingSince ?? handedAt);
+          if (waited < sendTimeoutMs) {
+            timer = setTimeout(check, sendTimeoutMs - waited);
+            Deno.unrefTimer(timer);
+            return;
+          }
+          // The send timeout: the process's slot goes back, and the rest of an answer in
+          // pieces is never rendered (Deno.serve ends the stream when it next writes).
+          leaveFlight();
+          // A string, not an Error: Deno.serve logs it, and one line is enough.
+          pieces?.drop(
+            `message board: dropped an answer its client took nothing of for ${sendTimeoutMs} ms (send timeout)`,
+          );
+        };
+        timer = setTimeout(check, sendTimeoutMs);
+        Deno.unrefTimer(timer);
+      },
+    };
   }
 
   /** Takes one post from the client's allowance, or refuses with 429. */
@@ -3489,9 +3680,7 @@ export function createBoardHandler(
       moderation: moderationOf(context),
       readOnly: !store.writable,
     };
-    return sendsWhole(context.request)
-      ? renderBoard(board)
-      : piecesBody(boardPieces(board));
+    return piecesBody(boardPieces(board), sendsWhole(context.request));
   }
 
   /** GET /: the newest page, or `?before=ID` for older ones. */
@@ -3564,7 +3753,8 @@ export function createBoardHandler(
       });
     }
     const mine = streamsByClient.get(client) ?? 0;
-    if (rateLimit && mine >= maxStreamsPerClient) {
+    // A request with no address (an untrusted proxy's Unix socket) has MAX_EVENT_STREAMS.
+    if (rateLimit && client !== "unknown" && mine >= maxStreamsPerClient) {
       throw tooManyRequests(
         `Too many live connections from your address (at most ${maxStreamsPerClient}); close some tabs.`,
         STREAMS_RETRY_AFTER_S * 1000,
@@ -3612,9 +3802,7 @@ export function createBoardHandler(
       ? `${base}/api/messages?before=${oldest.id}&limit=${limit}`
       : null;
     return jsonBodyResponse(
-      sendsWhole(request)
-        ? JSON.stringify({ messages: page.messages, older })
-        : piecesBody(messageListPieces(page.messages, older)),
+      piecesBody(messageListPieces(page.messages, older), sendsWhole(request)),
     );
   }
 
@@ -3920,20 +4108,27 @@ export function createBoardHandler(
       context.completed.catch(() => {});
       if (method === "POST") checkSameOrigin(context);
       // An event stream never ends: it has its own limits (MAX_STREAMS_PER_CLIENT).
-      const answered = path === "/events"
-        ? () => {}
+      const answer = path === "/events"
+        ? UNCOUNTED_ANSWER
         : admitAnswer(context, info);
       let response: Response;
       const release = method === "POST" ? admitBody(context.client) : () => {};
       try {
         response = await handle(context);
       } catch (error) {
-        answered();
+        answer.release();
         throw error;
       } finally {
         release();
       }
-      if (response.body === null || request.method === "HEAD") answered();
+      if (
+        response.body !== null && answer !== UNCOUNTED_ANSWER &&
+        !sendsWhole(request) && !watchedStreams.has(response.body)
+      ) {
+        response = await asWatchedStream(response);
+      }
+      if (response.body === null || request.method === "HEAD") answer.release();
+      else answer.watch(response.body);
       return response;
     } catch (error) {
       // Discard a body we did not read (a 404, 405 or 403 comes before reading).
@@ -5392,6 +5587,12 @@ export async function startServer(
       ? listeningNames(hostname, (line) => notes.push(line))
       : []),
   ];
+  if (unixPath !== undefined && !options.trustProxy) {
+    notes.push(
+      "On --unix without --trust-proxy the board cannot tell visitors apart: they share " +
+        "one post allowance; give --trust-proxy so the proxy's X-Forwarded-For names each.",
+    );
+  }
   const board = await openBoard({ ...options, dataFile, store, allowedHosts });
   // Where the start-up line sends a browser: the board's own page.
   const base = normalizeBasePath(options.basePath ?? "");
