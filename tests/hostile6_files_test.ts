@@ -196,23 +196,41 @@ Deno.test({
     perConnection: 199,
     path: () => "/big.bin",
   });
-  let held = 0;
-  for (let i = 0; i < 30; i++) {
+  // While an answer is set up it holds two descriptors of the file for a
+  // moment (the O_NONBLOCK handle that checks it, then the Deno.open
+  // reader handed to Deno.serve, the first closed asynchronously): on a
+  // loaded machine the server may still be setting up the last answers
+  // when the client is done sending (64 + 16 of one connection were seen).
+  // So: at most two per turn at any instant, and one per turn once the
+  // count has settled (the same for a second).
+  let peak = 0;
+  let held = -1;
+  for (let same = 0, at = Date.now(); same < 10;) {
+    assert.ok(Date.now() - at < 20_000, `no settled count: last ${held}`);
     await new Promise((r) => setTimeout(r, 100));
-    held = Math.max(held, fdsOn(pid, big));
+    const count = fdsOn(pid, big);
+    peak = Math.max(peak, count);
+    same = count === held ? same + 1 : 0;
+    held = count;
   }
   assert.ok(
     held >= MAX_OPEN_FILES_PER_CLIENT / 2 &&
-      held <= MAX_OPEN_FILES_PER_CLIENT + 8,
+      held <= MAX_OPEN_FILES_PER_CLIENT,
     `the client holds its turns, no more: ${held}`,
   );
+  assert.ok(
+    peak <= 2 * MAX_OPEN_FILES_PER_CLIENT,
+    `at most two descriptors per turn at any time: ${peak}`,
+  );
   stalled[Symbol.dispose]();
+  // The waiting streams of the closed connections are refused after 16 cut
+  // answers each; until then their turns pass on (1-2 s on a loaded machine).
   let open = fdsOn(pid, big);
-  for (let i = 0; i < 30 && open > 0; i++) {
+  for (const at = Date.now(); open > 0 && Date.now() - at < 10_000;) {
     await new Promise((r) => setTimeout(r, 100));
     open = fdsOn(pid, big);
   }
-  assert.equal(open, 0, "within 3 s of the close");
+  assert.equal(open, 0, "within 10 s of the close");
   using client = Deno.createHttpClient({ caCerts: [https.pem] });
   const res = await fetch(`${https.server.url}a.txt`, { client });
   assert.equal(await res.text(), "hello a");
